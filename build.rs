@@ -1,0 +1,8 @@
+// Compiles cerflow's own API (proto/) with a pure-Rust protobuf compiler, so building
+// needs no system protoc. OTLP types come from the opentelemetry-proto crate.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let fds = protox::compile(["cerflow/v1/score.proto"], ["proto"])?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    Ok(())
+}

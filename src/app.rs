@@ -1,0 +1,203 @@
+//! Wiring: builds the pipeline from a validated config, starts the listeners, and
+//! stops in order on SIGINT/SIGTERM: receivers first, then the queues are drained,
+//! the last snapshot derived and pushed, and the metrics endpoint closed last.
+
+use crate::config::Config;
+use crate::export::{self, Shared};
+use crate::ingest::Ingest;
+use crate::journey::Journeys;
+use crate::pipeline::{now_unix_ns, Pipeline};
+use crate::receiver;
+use crate::sli::Snapshot;
+use crate::telemetry::Telemetry;
+use arc_swap::ArcSwap;
+use axum::routing::get;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} for {what}: {e}"))
+}
+
+fn instance_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_unix_ns());
+    h.write_u32(std::process::id());
+    let a = h.finish();
+    h.write_u64(a);
+    format!("{:016x}{:016x}", a, h.finish())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Received SIGINT; shutting down."),
+        _ = term => tracing::info!("Received SIGTERM; shutting down."),
+    }
+}
+
+pub async fn run(cfg: Config) -> Result<(), String> {
+    let tel = Arc::new(Telemetry::default());
+    let journeys = Arc::new(Journeys::new(&cfg));
+    let pipeline = Pipeline::start(&cfg, journeys.clone(), tel.clone());
+    let input = pipeline.input();
+    let ingest = Arc::new(Ingest::new(&cfg, journeys.clone(), input.clone(), tel.clone()));
+
+    let grpc = match cfg.receivers.grpc {
+        Some(a) => Some(bind(a, "OTLP/gRPC").await?),
+        None => None,
+    };
+    let http = match cfg.receivers.http {
+        Some(a) => Some(bind(a, "OTLP/HTTP").await?),
+        None => None,
+    };
+    let prom = match cfg.exporters.prometheus {
+        Some(a) => Some(bind(a, "Prometheus metrics").await?),
+        None => None,
+    };
+
+    let shared = Arc::new(Shared {
+        snapshot: ArcSwap::from_pointee(Snapshot { windows: cfg.windows.sizes.clone(), ..Default::default() }),
+        tel: tel.clone(),
+        input,
+        journeys: journeys.clone(),
+        version: cfg.version.clone(),
+        histogram_bounds: cfg.histogram_buckets.clone(),
+        instance_id: instance_id(),
+        start_unix_ns: now_unix_ns(),
+    });
+
+    // The deriver ticks on its own thread: it blocks on worker replies.
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let (final_tx, final_rx) = tokio::sync::oneshot::channel::<()>();
+    let deriver = {
+        let shared = shared.clone();
+        let interval = cfg.pipeline.evaluation_interval;
+        let windows = cfg.windows.sizes.clone();
+        let grace = cfg.pipeline.shutdown_timeout;
+        std::thread::Builder::new()
+            .name("cerflow-deriver".into())
+            .spawn(move || {
+                loop {
+                    match stop_rx.recv_timeout(interval) {
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                            let shards = pipeline.snapshot(interval);
+                            shared.snapshot.store(Arc::new(Snapshot::merge(now_unix_ns(), windows.clone(), shards)));
+                        }
+                        _ => break,
+                    }
+                }
+                let shards = pipeline.shutdown(grace);
+                shared.snapshot.store(Arc::new(Snapshot::merge(now_unix_ns(), windows, shards)));
+                let _ = final_tx.send(());
+            })
+            .map_err(|e| format!("cannot start the deriver thread: {e}"))?
+    };
+
+    let receivers_stop = CancellationToken::new();
+    let mut receiver_tasks = Vec::new();
+    if let Some(l) = grpc {
+        tracing::info!(endpoint = %l.local_addr().map_err(|e| e.to_string())?, "OTLP/gRPC receiver listening.");
+        let stop = receivers_stop.clone();
+        let ingest = ingest.clone();
+        let max = cfg.receivers.max_decompressed_bytes;
+        receiver_tasks.push(tokio::spawn(async move {
+            let routes = tonic::service::Routes::default();
+            if let Err(e) = receiver::grpc::serve(l, ingest, max, routes, stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "The OTLP/gRPC receiver stopped with an error.");
+            }
+        }));
+    }
+    if let Some(l) = http {
+        tracing::info!(endpoint = %l.local_addr().map_err(|e| e.to_string())?, "OTLP/HTTP receiver listening.");
+        let router =
+            receiver::http::router(ingest.clone(), cfg.receivers.max_request_bytes, cfg.receivers.max_decompressed_bytes);
+        let stop = receivers_stop.clone();
+        receiver_tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "The OTLP/HTTP receiver stopped with an error.");
+            }
+        }));
+    }
+    let admin_stop = CancellationToken::new();
+    let admin_task = prom.map(|l| {
+        if let Ok(a) = l.local_addr() {
+            tracing::info!(endpoint = %a, "Prometheus endpoint listening on /metrics.");
+        }
+        let sh = shared.clone();
+        let router = axum::Router::new()
+            .route(
+                "/metrics",
+                get(move || {
+                    let sh = sh.clone();
+                    async move {
+                        ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], export::prometheus::render(&sh))
+                    }
+                }),
+            )
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(|| async { "ready\n" }));
+        let stop = admin_stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "The metrics endpoint stopped with an error.");
+            }
+        })
+    });
+    let otlp_stop = CancellationToken::new();
+    let otlp_task = cfg.exporters.otlp.clone().map(|o| {
+        tracing::info!(endpoint = %o.endpoint, interval = ?o.interval, "OTLP metric push enabled.");
+        tokio::spawn(export::otlp::run(shared.clone(), o, otlp_stop.clone(), final_rx))
+    });
+
+    tracing::info!(
+        version = %cfg.version,
+        journeys = cfg.journeys.len(),
+        auto_journeys = cfg.auto_journeys.enabled,
+        workers = cfg.pipeline.workers,
+        "cerflow is running."
+    );
+    shutdown_signal().await;
+
+    let grace = cfg.pipeline.shutdown_timeout;
+    receivers_stop.cancel();
+    let stopping = futures_util::future::join_all(receiver_tasks);
+    if tokio::time::timeout(grace, stopping).await.is_err() {
+        tracing::warn!(?grace, "Receivers did not stop within the shutdown timeout.");
+    }
+    let _ = stop_tx.send(());
+    let joined = tokio::task::spawn_blocking(move || deriver.join());
+    if tokio::time::timeout(grace, joined).await.is_err() {
+        tracing::warn!("The pipeline did not drain within the shutdown timeout.");
+    }
+    otlp_stop.cancel();
+    if let Some(t) = otlp_task {
+        let _ = tokio::time::timeout(grace, t).await;
+    }
+    admin_stop.cancel();
+    if let Some(t) = admin_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
+    tracing::info!(
+        processed = tel.processed_spans.load(std::sync::atomic::Ordering::Relaxed),
+        "cerflow stopped."
+    );
+    Ok(())
+}

@@ -1,0 +1,624 @@
+//! Configuration: strict decoding, `${env:VAR}` expansion and validation in one pass
+//! that reports every problem at once, each with its line, column and key path.
+
+pub mod decode;
+pub mod yaml;
+
+use crate::predicate::{self, Cond};
+use decode::{index, join, Ctx, Problem};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use yaml::{Kind, Mark, Node};
+
+/// The configuration cerflow runs with when no file is given: every default below.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("default.yaml");
+
+pub const DEFAULT_LATENCY_THRESHOLD: Duration = Duration::from_secs(1);
+pub const DEFAULT_COHORT_MISSING: &str = "unknown";
+pub const DEFAULT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Free text naming this set of definitions; exported as `cer_definition_info{version}`.
+    pub version: String,
+    pub receivers: Receivers,
+    pub exporters: Exporters,
+    pub pipeline: Pipeline,
+    pub windows: Windows,
+    pub histogram_buckets: Vec<f64>,
+    pub cohorts: Cohorts,
+    pub defaults: Defaults,
+    pub auto_journeys: AutoJourneys,
+    pub journeys: Vec<JourneyConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Receivers {
+    pub grpc: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    /// Largest request body accepted, compressed or not.
+    pub max_request_bytes: usize,
+    /// Largest body after gzip inflation; a bomb stops here.
+    pub max_decompressed_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Exporters {
+    pub prometheus: Option<SocketAddr>,
+    pub otlp: Option<OtlpExporter>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OtlpExporter {
+    pub endpoint: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub workers: usize,
+    /// Batches each worker's queue holds before receivers refuse with "retry later".
+    pub queue_size: usize,
+    pub evaluation_interval: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Windows {
+    pub sizes: Vec<Duration>,
+    pub sub_buckets: u32,
+    pub max_clock_skew: Duration,
+    pub series_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cohorts {
+    pub keys: Vec<String>,
+    pub missing_value: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub latency_threshold: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AutoJourneys {
+    pub enabled: bool,
+    pub max: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct JourneyConfig {
+    pub name: String,
+    pub weight: f64,
+    pub matcher: Cond,
+    pub failure: Cond,
+    pub incorrect: Option<Cond>,
+    pub latency_threshold: Duration,
+    pub cohorts: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            version: "default".into(),
+            receivers: Receivers {
+                grpc: Some(SocketAddr::from(([127, 0, 0, 1], 4317))),
+                http: Some(SocketAddr::from(([127, 0, 0, 1], 4318))),
+                max_request_bytes: 16 << 20,
+                max_decompressed_bytes: 64 << 20,
+            },
+            exporters: Exporters { prometheus: Some(SocketAddr::from(([127, 0, 0, 1], 9464))), otlp: None },
+            pipeline: Pipeline {
+                workers: 2,
+                queue_size: 1024,
+                evaluation_interval: Duration::from_secs(1),
+                shutdown_timeout: Duration::from_secs(10),
+            },
+            windows: Windows {
+                sizes: vec![Duration::from_secs(60), Duration::from_secs(300), Duration::from_secs(3600)],
+                sub_buckets: 12,
+                max_clock_skew: Duration::from_secs(30),
+                series_ttl: Duration::from_secs(15 * 60),
+            },
+            histogram_buckets: DEFAULT_BUCKETS.to_vec(),
+            cohorts: Cohorts { keys: Vec::new(), missing_value: DEFAULT_COHORT_MISSING.into() },
+            defaults: Defaults { latency_threshold: DEFAULT_LATENCY_THRESHOLD },
+            auto_journeys: AutoJourneys { enabled: true, max: 500 },
+            journeys: Vec::new(),
+        }
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug)]
+pub struct ConfigErrors {
+    pub source: String,
+    pub problems: Vec<Problem>,
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.problems.len();
+        writeln!(f, "{}: {n} problem{}:", self.source, if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            writeln!(f, "  {}:{p}", self.source)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            source: source.clone(),
+            problems: vec![Problem { mark: Mark { line: 0, col: 0 }, path: String::new(), message: format!("cannot read: {e}") }],
+        })?;
+        Config::parse(&text, &source, &|k| std::env::var(k).ok())
+    }
+
+    pub fn embedded_default() -> Config {
+        Config::parse(DEFAULT_CONFIG_YAML, "<embedded default>", &|_| None)
+            .expect("the embedded default configuration is valid (checked by a test)")
+    }
+
+    /// Parses and validates `text`; `env` resolves `${env:NAME}` references.
+    pub fn parse(text: &str, source: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        let fail = |problems| ConfigErrors { source: source.to_string(), problems };
+        let mut root = yaml::parse(text).map_err(|(mark, msg)| {
+            fail(vec![Problem { mark, path: String::new(), message: format!("invalid YAML: {msg}") }])
+        })?;
+        let mut ctx = Ctx::default();
+        expand_env(&mut root, env, &mut ctx);
+        let cfg = decode_root(&mut ctx, &root);
+        if ctx.problems.is_empty() {
+            Ok(cfg)
+        } else {
+            ctx.problems.sort_by_key(|p| (p.mark.line, p.mark.col));
+            Err(fail(ctx.problems))
+        }
+    }
+
+    pub fn longest_window(&self) -> Duration {
+        self.windows.sizes.iter().copied().max().unwrap_or(Duration::from_secs(3600))
+    }
+}
+
+/// Expands `${env:NAME}` and `${env:NAME:-default}` in every scalar; `$$` is a literal `$`.
+fn expand_env(node: &mut Node, env: &dyn Fn(&str) -> Option<String>, ctx: &mut Ctx) {
+    match &mut node.kind {
+        Kind::Scalar(s, _) if s.contains('$') => match expand_str(s, env) {
+            Ok(v) => *s = v,
+            Err(msg) => ctx.error(node.mark, "", msg),
+        },
+        Kind::Seq(items) => items.iter_mut().for_each(|n| expand_env(n, env, ctx)),
+        Kind::Map(entries) => entries.iter_mut().for_each(|(_, v)| expand_env(v, env, ctx)),
+        _ => {}
+    }
+}
+
+pub fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        rest = &rest[pos..];
+        if let Some(after) = rest.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("${env:") {
+            let end = after.find('}').ok_or_else(|| format!("unterminated \"${{env:\" in \"{s}\""))?;
+            let inner = &after[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("invalid environment variable name \"{name}\""));
+            }
+            match (env(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => return Err(format!("environment variable \"{name}\" is not set (give a default with ${{env:{name}:-value}})")),
+            }
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+const ROOT_KEYS: &[&str] = &[
+    "version",
+    "receivers",
+    "exporters",
+    "pipeline",
+    "windows",
+    "histogram",
+    "cohorts",
+    "defaults",
+    "auto_journeys",
+    "journeys",
+];
+
+fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
+    let mut cfg = Config::default();
+    let Some(m) = ctx.map(root, "", ROOT_KEYS) else {
+        return cfg;
+    };
+    if let Some(n) = m.get("version") {
+        if let Some(v) = ctx.non_empty_string(n, "version") {
+            cfg.version = v;
+        }
+    }
+    if let Some(n) = m.get("receivers") {
+        decode_receivers(ctx, n, &mut cfg.receivers);
+    }
+    if let Some(n) = m.get("exporters") {
+        decode_exporters(ctx, n, &mut cfg.exporters);
+    }
+    if let Some(n) = m.get("pipeline") {
+        decode_pipeline(ctx, n, &mut cfg.pipeline);
+    }
+    if let Some(n) = m.get("windows") {
+        decode_windows(ctx, n, &mut cfg.windows);
+    }
+    if let Some(n) = m.get("histogram") {
+        if let Some(h) = ctx.map(n, "histogram", &["buckets"]) {
+            if let Some(b) = h.get("buckets") {
+                if let Some(v) = decode_buckets(ctx, b, "histogram.buckets") {
+                    cfg.histogram_buckets = v;
+                }
+            }
+        }
+    }
+    if let Some(n) = m.get("cohorts") {
+        decode_cohorts(ctx, n, &mut cfg.cohorts);
+    }
+    if let Some(n) = m.get("defaults") {
+        if let Some(d) = ctx.map(n, "defaults", &["latency_threshold"]) {
+            if let Some(t) = d.get("latency_threshold") {
+                if let Some(v) = ctx.positive_duration(t, "defaults.latency_threshold") {
+                    cfg.defaults.latency_threshold = v;
+                }
+            }
+        }
+    }
+    let mut auto_enabled: Option<bool> = None;
+    if let Some(n) = m.get("auto_journeys") {
+        if let Some(a) = ctx.map(n, "auto_journeys", &["enabled", "max"]) {
+            if let Some(e) = a.get("enabled") {
+                auto_enabled = ctx.bool(e, "auto_journeys.enabled");
+            }
+            if let Some(x) = a.get("max") {
+                match ctx.u64(x, "auto_journeys.max") {
+                    Some(0) => ctx.error(x.mark, "auto_journeys.max", "must be at least 1"),
+                    Some(v) => cfg.auto_journeys.max = v as usize,
+                    None => {}
+                }
+            }
+        }
+    }
+    if let Some(n) = m.get("journeys") {
+        cfg.journeys = decode_journeys(ctx, n, &cfg);
+    }
+    // Auto-derived journeys are the default only while no journey is defined.
+    cfg.auto_journeys.enabled = auto_enabled.unwrap_or(cfg.journeys.is_empty());
+    cfg
+}
+
+fn listener(ctx: &mut Ctx, node: &Node, path: &str) -> Option<SocketAddr> {
+    let m = ctx.map(node, path, &["endpoint"])?;
+    let p = join(path, "endpoint");
+    let Some(e) = m.get("endpoint") else {
+        ctx.error(m.mark, path, "missing required key \"endpoint\"");
+        return None;
+    };
+    let s = ctx.string(e, &p)?;
+    match resolve_addr(&s) {
+        Some(a) => Some(a),
+        None => {
+            ctx.error(e.mark, &p, format!("invalid endpoint \"{s}\" (expected host:port, e.g. 127.0.0.1:4317)"));
+            None
+        }
+    }
+}
+
+fn resolve_addr(s: &str) -> Option<SocketAddr> {
+    if let Ok(a) = s.parse() {
+        return Some(a);
+    }
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    if host == "localhost" {
+        return Some(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).ok()?.next()
+}
+
+fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
+    let Some(m) = ctx.map(node, "receivers", &["otlp"]) else { return };
+    let Some(otlp) = m.get("otlp") else { return };
+    let Some(o) = ctx.map(otlp, "receivers.otlp", &["protocols", "max_request_bytes", "max_decompressed_bytes"]) else {
+        return;
+    };
+    if let Some(p) = o.get("protocols") {
+        if let Some(pm) = ctx.map(p, "receivers.otlp.protocols", &["grpc", "http"]) {
+            out.grpc = pm.get("grpc").and_then(|n| listener(ctx, n, "receivers.otlp.protocols.grpc"));
+            out.http = pm.get("http").and_then(|n| listener(ctx, n, "receivers.otlp.protocols.http"));
+            if pm.entries.is_empty() {
+                ctx.error(p.mark, "receivers.otlp.protocols", "must specify at least one protocol (grpc, http)");
+            }
+        }
+    }
+    for (key, slot) in [("max_request_bytes", &mut out.max_request_bytes), ("max_decompressed_bytes", &mut out.max_decompressed_bytes)] {
+        if let Some(n) = o.get(key) {
+            let p = join("receivers.otlp", key);
+            match ctx.u64(n, &p) {
+                Some(v) if v >= 1024 => *slot = v as usize,
+                Some(_) => ctx.error(n.mark, &p, "must be at least 1024"),
+                None => {}
+            }
+        }
+    }
+}
+
+fn decode_exporters(ctx: &mut Ctx, node: &Node, out: &mut Exporters) {
+    let Some(m) = ctx.map(node, "exporters", &["prometheus", "otlp"]) else { return };
+    if let Some(n) = m.get("prometheus") {
+        out.prometheus = listener(ctx, n, "exporters.prometheus");
+    }
+    if let Some(n) = m.get("otlp") {
+        let path = "exporters.otlp";
+        let Some(o) = ctx.map(n, path, &["endpoint", "interval", "timeout"]) else { return };
+        let endpoint = match o.get("endpoint") {
+            Some(e) => ctx.non_empty_string(e, "exporters.otlp.endpoint").and_then(|s| {
+                let url = if s.contains("://") { s } else { format!("http://{s}") };
+                if url.starts_with("http://") || url.starts_with("https://") {
+                    Some(url)
+                } else {
+                    ctx.error(e.mark, "exporters.otlp.endpoint", format!("unsupported scheme in \"{url}\" (use http:// or https://)"));
+                    None
+                }
+            }),
+            None => {
+                ctx.error(o.mark, path, "missing required key \"endpoint\"");
+                None
+            }
+        };
+        let interval = o.get("interval").and_then(|i| ctx.positive_duration(i, "exporters.otlp.interval"));
+        let timeout = o.get("timeout").and_then(|i| ctx.positive_duration(i, "exporters.otlp.timeout"));
+        if let Some(endpoint) = endpoint {
+            out.otlp = Some(OtlpExporter {
+                endpoint,
+                interval: interval.unwrap_or(Duration::from_secs(10)),
+                timeout: timeout.unwrap_or(Duration::from_secs(5)),
+            });
+        }
+    }
+}
+
+fn decode_pipeline(ctx: &mut Ctx, node: &Node, out: &mut Pipeline) {
+    let Some(m) = ctx.map(node, "pipeline", &["workers", "queue_size", "evaluation_interval", "shutdown_timeout"]) else {
+        return;
+    };
+    if let Some(n) = m.get("workers") {
+        match ctx.u64(n, "pipeline.workers") {
+            Some(v) if (1..=256).contains(&v) => out.workers = v as usize,
+            Some(_) => ctx.error(n.mark, "pipeline.workers", "must be between 1 and 256"),
+            None => {}
+        }
+    }
+    if let Some(n) = m.get("queue_size") {
+        match ctx.u64(n, "pipeline.queue_size") {
+            Some(v) if v >= 1 => out.queue_size = v as usize,
+            Some(_) => ctx.error(n.mark, "pipeline.queue_size", "must be at least 1"),
+            None => {}
+        }
+    }
+    if let Some(n) = m.get("evaluation_interval") {
+        if let Some(d) = ctx.positive_duration(n, "pipeline.evaluation_interval") {
+            if d < Duration::from_millis(100) {
+                ctx.error(n.mark, "pipeline.evaluation_interval", "must be at least 100ms");
+            } else {
+                out.evaluation_interval = d;
+            }
+        }
+    }
+    if let Some(n) = m.get("shutdown_timeout") {
+        if let Some(d) = ctx.positive_duration(n, "pipeline.shutdown_timeout") {
+            out.shutdown_timeout = d;
+        }
+    }
+}
+
+fn decode_windows(ctx: &mut Ctx, node: &Node, out: &mut Windows) {
+    let Some(m) = ctx.map(node, "windows", &["sizes", "sub_buckets", "max_clock_skew", "series_ttl"]) else { return };
+    if let Some(n) = m.get("sizes") {
+        if let Some(items) = ctx.seq(n, "windows.sizes") {
+            if items.is_empty() {
+                ctx.error(n.mark, "windows.sizes", "must list at least one window");
+            }
+            let mut sizes = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let p = index("windows.sizes", i);
+                if let Some(d) = ctx.positive_duration(item, &p) {
+                    if d < Duration::from_secs(1) || d.subsec_nanos() != 0 {
+                        ctx.error(item.mark, &p, "must be a whole number of seconds, at least 1s");
+                    } else if sizes.contains(&d) {
+                        ctx.error(item.mark, &p, format!("duplicate window {}", decode::format_duration(d)));
+                    } else {
+                        sizes.push(d);
+                    }
+                }
+            }
+            if !sizes.is_empty() {
+                sizes.sort();
+                out.sizes = sizes;
+            }
+        }
+    }
+    if let Some(n) = m.get("sub_buckets") {
+        match ctx.u64(n, "windows.sub_buckets") {
+            Some(v) if (2..=600).contains(&v) => out.sub_buckets = v as u32,
+            Some(_) => ctx.error(n.mark, "windows.sub_buckets", "must be between 2 and 600"),
+            None => {}
+        }
+    }
+    if let Some(n) = m.get("max_clock_skew") {
+        if let Some(d) = ctx.duration(n, "windows.max_clock_skew") {
+            out.max_clock_skew = d;
+        }
+    }
+    if let Some(n) = m.get("series_ttl") {
+        if let Some(d) = ctx.positive_duration(n, "windows.series_ttl") {
+            out.series_ttl = d;
+        }
+    }
+}
+
+fn decode_buckets(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<f64>> {
+    let items = ctx.seq(node, path)?;
+    if items.is_empty() {
+        ctx.error(node.mark, path, "must list at least one bucket bound");
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let p = index(path, i);
+        // Bounds may be given as seconds (0.25) or as durations (250ms).
+        let v = match &item.kind {
+            Kind::Scalar(s, _) if s.parse::<f64>().is_err() => ctx.duration(item, &p).map(|d| d.as_secs_f64()),
+            _ => ctx.f64(item, &p),
+        };
+        match v {
+            Some(v) if v > 0.0 && out.last().is_none_or(|last| v > *last) => out.push(v),
+            Some(_) => {
+                ctx.error(item.mark, &p, "bucket bounds must be positive and strictly increasing");
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn cohort_keys(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<String>> {
+    let items = ctx.seq(node, path)?;
+    let mut keys = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = index(path, i);
+        if let Some(k) = ctx.non_empty_string(item, &p) {
+            let label = crate::export::prometheus::sanitize_label(&k);
+            if matches!(label.as_str(), "journey" | "window" | "quantile" | "le" | "sli" | "severity") {
+                ctx.error(item.mark, &p, format!("cohort key \"{k}\" would clash with the label \"{label}\""));
+            } else if labels.contains(&label) {
+                ctx.error(item.mark, &p, format!("cohort key \"{k}\" repeats the label \"{label}\""));
+            } else {
+                labels.push(label);
+                keys.push(k);
+            }
+        }
+    }
+    Some(keys)
+}
+
+fn decode_cohorts(ctx: &mut Ctx, node: &Node, out: &mut Cohorts) {
+    let Some(m) = ctx.map(node, "cohorts", &["keys", "missing_value"]) else { return };
+    if let Some(n) = m.get("keys") {
+        if let Some(k) = cohort_keys(ctx, n, "cohorts.keys") {
+            out.keys = k;
+        }
+    }
+    if let Some(n) = m.get("missing_value") {
+        if let Some(v) = ctx.non_empty_string(n, "cohorts.missing_value") {
+            out.missing_value = v;
+        }
+    }
+}
+
+const JOURNEY_KEYS: &[&str] = &["name", "weight", "match", "failure", "incorrect", "latency_threshold", "cohorts"];
+
+fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfig> {
+    let Some(items) = ctx.seq(node, "journeys") else { return Vec::new() };
+    let mut out: Vec<JourneyConfig> = Vec::new();
+    let mut names: Vec<(String, Mark)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = index("journeys", i);
+        let Some(m) = ctx.map(item, &path, JOURNEY_KEYS) else { continue };
+        let name = match m.get("name") {
+            Some(n) => ctx.non_empty_string(n, &join(&path, "name")).and_then(|name| {
+                if let Some((_, first)) = names.iter().find(|(existing, _)| *existing == name) {
+                    ctx.error(
+                        n.mark,
+                        &join(&path, "name"),
+                        format!("duplicate journey name \"{name}\" (first defined at line {})", first.line),
+                    );
+                    None
+                } else {
+                    names.push((name.clone(), n.mark));
+                    Some(name)
+                }
+            }),
+            None => {
+                ctx.error(item.mark, &path, "missing required key \"name\"");
+                None
+            }
+        };
+        let weight = match m.get("weight") {
+            Some(n) => match ctx.f64(n, &join(&path, "weight")) {
+                Some(w) if w > 0.0 => Some(w),
+                Some(w) => {
+                    ctx.error(n.mark, &join(&path, "weight"), format!("must be greater than 0, got {w}"));
+                    None
+                }
+                None => None,
+            },
+            None => Some(1.0),
+        };
+        let matcher = match m.get("match") {
+            Some(n) => predicate::compile(ctx, n, &join(&path, "match")),
+            None => {
+                ctx.error(item.mark, &path, "missing required key \"match\"");
+                None
+            }
+        };
+        let failure = match m.get("failure") {
+            Some(n) => predicate::compile(ctx, n, &join(&path, "failure")),
+            None => Some(Cond::default_failure()),
+        };
+        let incorrect = match m.get("incorrect") {
+            Some(n) => predicate::compile(ctx, n, &join(&path, "incorrect")).map(Some),
+            None => Some(None),
+        };
+        let latency_threshold = match m.get("latency_threshold") {
+            Some(n) => ctx.positive_duration(n, &join(&path, "latency_threshold")),
+            None => Some(cfg.defaults.latency_threshold),
+        };
+        let cohorts = match m.get("cohorts") {
+            Some(n) => cohort_keys(ctx, n, &join(&path, "cohorts")),
+            None => Some(cfg.cohorts.keys.clone()),
+        };
+        if let (Some(name), Some(weight), Some(matcher), Some(failure), Some(incorrect), Some(lt), Some(cohorts)) =
+            (name, weight, matcher, failure, incorrect, latency_threshold, cohorts)
+        {
+            out.push(JourneyConfig { name, weight, matcher, failure, incorrect, latency_threshold: lt, cohorts });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

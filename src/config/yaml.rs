@@ -1,0 +1,137 @@
+//! A YAML tree that remembers where every node came from.
+//!
+//! serde-based decoders stop at the first error and lose positions once a value
+//! is converted; cerflow validates the whole file and reports every problem with
+//! its line and column, so it decodes from this marked tree instead.
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// A 1-based line and column in the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Mark {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl From<Marker> for Mark {
+    fn from(m: Marker) -> Self {
+        Mark { line: m.line(), col: m.col() + 1 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Null,
+    /// The text, and whether it was quoted (a quoted `"false"` is a string, not a bool).
+    Scalar(String, bool),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub kind: Kind,
+    pub mark: Mark,
+}
+
+impl Node {
+    pub fn describe(&self) -> &'static str {
+        match &self.kind {
+            Kind::Null => "null",
+            Kind::Scalar(..) => "a scalar",
+            Kind::Seq(_) => "a list",
+            Kind::Map(_) => "a mapping",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Node>,
+    /// Pending key for each open mapping, in step with `stack`.
+    keys: Vec<Option<Node>>,
+    root: Option<Node>,
+    anchors: Vec<(usize, Node)>,
+    alias_error: Option<Mark>,
+}
+
+impl Builder {
+    fn push_value(&mut self, node: Node, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.push((anchor, node.clone()));
+        }
+        self.attach(node);
+    }
+
+    fn attach(&mut self, node: Node) {
+        let Some(parent) = self.stack.last_mut() else {
+            self.root = Some(node);
+            return;
+        };
+        match &mut parent.kind {
+            Kind::Seq(items) => items.push(node),
+            Kind::Map(entries) => {
+                let slot = self.keys.last_mut().expect("keys track stack");
+                match slot.take() {
+                    None => *slot = Some(node),
+                    Some(key) => entries.push((key, node)),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let mark = Mark::from(mark);
+        match ev {
+            Event::Scalar(text, style, anchor, _tag) => {
+                let quoted = !matches!(style, TScalarStyle::Plain);
+                let kind = if !quoted && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL")
+                {
+                    Kind::Null
+                } else {
+                    Kind::Scalar(text, quoted)
+                };
+                self.push_value(Node { kind, mark }, anchor);
+            }
+            Event::SequenceStart(..) => {
+                self.stack.push(Node { kind: Kind::Seq(Vec::new()), mark });
+                self.keys.push(None);
+            }
+            Event::MappingStart(..) => {
+                self.stack.push(Node { kind: Kind::Map(Vec::new()), mark });
+                self.keys.push(None);
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                self.keys.pop();
+                if let Some(done) = self.stack.pop() {
+                    self.attach(done);
+                }
+            }
+            Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _)| *a == id) {
+                Some((_, node)) => {
+                    let node = node.clone();
+                    self.attach(node);
+                }
+                None => self.alias_error = Some(mark),
+            },
+            _ => {}
+        }
+    }
+}
+
+/// Parses one YAML document. An empty document is `Null`.
+pub fn parse(text: &str) -> Result<Node, (Mark, String)> {
+    let mut builder = Builder::default();
+    let mut parser = Parser::new_from_str(text);
+    parser
+        .load(&mut builder, false)
+        .map_err(|e| (Mark { line: e.marker().line(), col: e.marker().col() + 1 }, e.info().to_string()))?;
+    if let Some(mark) = builder.alias_error {
+        return Err((mark, "alias refers to an unknown anchor".into()));
+    }
+    Ok(builder.root.unwrap_or(Node { kind: Kind::Null, mark: Mark { line: 1, col: 1 } }))
+}

@@ -1,0 +1,24 @@
+//! Export: what leaves cerflow. Every exporter reads the latest [`Snapshot`] and never
+//! touches worker state, so a slow scrape or push cannot hold up ingest.
+
+pub mod otlp;
+pub mod prometheus;
+
+use crate::journey::Journeys;
+use crate::pipeline::PipelineInput;
+use crate::sli::Snapshot;
+use crate::telemetry::Telemetry;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+
+/// What the exporters share.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub tel: Arc<Telemetry>,
+    pub input: Arc<PipelineInput>,
+    pub journeys: Arc<Journeys>,
+    pub version: String,
+    pub histogram_bounds: Vec<f64>,
+    pub instance_id: String,
+    pub start_unix_ns: u64,
+}

@@ -1,0 +1,164 @@
+//! The work every receiver shares: decoded request in, classified batches queued,
+//! an OTLP outcome out. Transport details (status codes, headers) stay in the receivers.
+
+use crate::config::Config;
+use crate::decode::{self, invalid_reason, ProstSpan};
+use crate::journey::Journeys;
+use crate::span::SpanView;
+use crate::pipeline::{now_unix_ns, BatchBuilder, PipelineInput, SubmitError};
+use crate::telemetry::{AddRelaxed, Reason, Telemetry, Transport};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use std::sync::Arc;
+
+/// An accepted request; `rejected` spans were invalid and are reported as partial success.
+#[derive(Debug, Default, PartialEq)]
+pub struct Accepted {
+    pub rejected: u64,
+    pub message: String,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Refused {
+    /// Permanent: the sender must not retry this request.
+    Malformed(String),
+    /// Transient: the queues are full, retry later.
+    Unavailable,
+}
+
+pub struct Ingest {
+    journeys: Arc<Journeys>,
+    input: Arc<PipelineInput>,
+    pub tel: Arc<Telemetry>,
+    skew_ns: u64,
+    longest_ns: u64,
+}
+
+impl Ingest {
+    pub fn new(cfg: &Config, journeys: Arc<Journeys>, input: Arc<PipelineInput>, tel: Arc<Telemetry>) -> Ingest {
+        Ingest {
+            journeys,
+            input,
+            tel,
+            skew_ns: cfg.windows.max_clock_skew.as_nanos() as u64,
+            longest_ns: cfg.longest_window().as_nanos() as u64,
+        }
+    }
+
+    pub fn traces_body(&self, body: &[u8], format: decode::Format, t: Transport) -> Result<Accepted, Refused> {
+        match decode::traces(body, format) {
+            Ok(req) => self.traces(&req, t),
+            Err(msg) => {
+                self.tel.refuse_request(t, Reason::Malformed, 0, &msg);
+                Err(Refused::Malformed(msg))
+            }
+        }
+    }
+
+    pub fn traces(&self, req: &ExportTraceServiceRequest, t: Transport) -> Result<Accepted, Refused> {
+        let total = decode::span_count(req);
+        self.tel.received(t, total);
+        let now = now_unix_ns();
+        let mut builder = BatchBuilder::new(self.input.workers());
+        let mut rejected = 0u64;
+        let mut first_problem: Option<String> = None;
+        let mut unmatched = 0u64;
+        let mut late = 0u64;
+        for rs in &req.resource_spans {
+            let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+            let service = decode::service_name(resource);
+            for ss in &rs.scope_spans {
+                for span in &ss.spans {
+                    if let Some(why) = invalid_reason(span) {
+                        rejected += 1;
+                        if first_problem.is_none() {
+                            first_problem = Some(format!("span \"{}\": {why}", span.name));
+                        }
+                        continue;
+                    }
+                    let view = ProstSpan { resource, service, span };
+                    let mut end = span.end_time_unix_nano;
+                    if end > now {
+                        if end - now > self.skew_ns {
+                            self.tel.clamped_spans.add(1);
+                        }
+                        end = now;
+                    }
+                    if now - end > self.longest_ns {
+                        late += 1;
+                        continue;
+                    }
+                    match self.journeys.classify(&view) {
+                        Some(c) => {
+                            builder.push(&view, c.journey, c.cohort_keys, self.journeys.missing_value(), c.flags, end)
+                        }
+                        None => {
+                            unmatched += 1;
+                            if view.is_entry_point() {
+                                builder.push_unmatched_entry(end);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if rejected > 0 {
+            let msg = first_problem.as_deref().unwrap_or_default();
+            self.tel.refuse_spans(t, Reason::InvalidSpan, rejected, msg);
+        }
+        let queued = builder.span_count();
+        match self.input.submit(&mut builder) {
+            Ok(()) => {}
+            Err(SubmitError::Full) => {
+                self.tel.refuse_request(t, Reason::QueueFull, total - rejected, "pipeline queues are full");
+                return Err(Refused::Unavailable);
+            }
+            Err(SubmitError::Partial(lost)) => {
+                self.tel.refuse_spans(t, Reason::QueueFull, lost, "a pipeline queue filled while queueing");
+                rejected += lost;
+                first_problem.get_or_insert_with(|| "pipeline queues are full".into());
+            }
+        }
+        debug_assert!(queued + unmatched + late + rejected >= total);
+        self.tel.unmatched_spans.add(unmatched);
+        self.tel.late_spans.add(late);
+        self.tel.processed_spans.add(unmatched + late);
+        let message = match first_problem {
+            Some(p) if rejected > 0 => format!("{rejected} of {total} spans rejected; first: {p}"),
+            _ => String::new(),
+        };
+        Ok(Accepted { rejected, message })
+    }
+
+    pub fn metrics_body(&self, body: &[u8], format: decode::Format, t: Transport) -> Result<Accepted, Refused> {
+        match decode::metrics(body, format) {
+            Ok(req) => Ok(self.metrics(&req)),
+            Err(msg) => {
+                self.tel.refuse_request(t, Reason::Malformed, 0, &msg);
+                Err(Refused::Malformed(msg))
+            }
+        }
+    }
+
+    pub fn metrics(&self, req: &ExportMetricsServiceRequest) -> Accepted {
+        self.tel.received_data_points.add(decode::data_point_count(req));
+        Accepted::default()
+    }
+
+    pub fn logs_body(&self, body: &[u8], format: decode::Format, t: Transport) -> Result<Accepted, Refused> {
+        match decode::logs(body, format) {
+            Ok(req) => Ok(self.logs(&req)),
+            Err(msg) => {
+                self.tel.refuse_request(t, Reason::Malformed, 0, &msg);
+                Err(Refused::Malformed(msg))
+            }
+        }
+    }
+
+    /// Logs are accepted so a Collector pointed at cerflow does not fail, counted, and dropped.
+    pub fn logs(&self, req: &ExportLogsServiceRequest) -> Accepted {
+        self.tel.received_log_records.add(decode::log_record_count(req));
+        Accepted::default()
+    }
+}

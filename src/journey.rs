@@ -1,0 +1,243 @@
+//! Match: which journey a span belongs to, which cohort, and how it went.
+//!
+//! Configured journeys are tried in file order and the first match wins. With
+//! auto-derivation on, an entry-point span (SERVER or CONSUMER) that no configured
+//! journey claims becomes the journey `{service.name}:{span name}`, up to a limit
+//! past which such spans share the journey [`AUTO_OVERFLOW`].
+
+use crate::config::{Config, JourneyConfig};
+use crate::predicate::Cond;
+use crate::span::SpanView;
+use dashmap::DashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+pub const AUTO_OVERFLOW: &str = "_overflow";
+
+pub type JourneyId = u32;
+
+/// What the record and export stages need to know of a journey.
+#[derive(Debug)]
+pub struct JourneyInfo {
+    pub id: JourneyId,
+    pub name: Arc<str>,
+    pub weight: f64,
+    pub latency_threshold_ns: u64,
+    /// Attribute keys whose values split the journey into series.
+    pub cohort_keys: Arc<[String]>,
+    /// The same keys as Prometheus label names.
+    pub cohort_labels: Arc<[String]>,
+    pub auto: bool,
+}
+
+struct Compiled {
+    info: Arc<JourneyInfo>,
+    matcher: Cond,
+    failure: Cond,
+    incorrect: Option<Cond>,
+}
+
+/// Span outcome flags carried on each record.
+pub mod flag {
+    pub const ERROR: u8 = 1;
+    pub const SLOW: u8 = 2;
+    pub const INCORRECT: u8 = 4;
+    /// The span is an entry point (SERVER or CONSUMER); it counts towards coverage.
+    pub const ENTRY: u8 = 8;
+}
+
+pub struct Journeys {
+    configured: Vec<Compiled>,
+    auto: Option<AutoTable>,
+    missing_value: String,
+}
+
+struct AutoTable {
+    max: usize,
+    /// Hash of (service, span name) to the journeys with that hash; no allocation on a hit.
+    by_hash: DashMap<u64, Vec<(Box<str>, Box<str>, JourneyId)>>,
+    by_id: DashMap<JourneyId, Arc<JourneyInfo>>,
+    count: AtomicUsize,
+    next_id: AtomicUsize,
+    overflow: Arc<JourneyInfo>,
+    failure: Cond,
+    threshold_ns: u64,
+    cohort_keys: Arc<[String]>,
+    cohort_labels: Arc<[String]>,
+    hasher: ahash::RandomState,
+}
+
+/// The journey a span was matched to and how it went.
+pub struct Classified<'a> {
+    pub journey: JourneyId,
+    pub cohort_keys: &'a [String],
+    pub flags: u8,
+}
+
+fn labels_of(keys: &[String]) -> Arc<[String]> {
+    keys.iter().map(|k| crate::export::prometheus::sanitize_label(k)).collect()
+}
+
+impl Journeys {
+    pub fn new(cfg: &Config) -> Journeys {
+        let configured: Vec<Compiled> = cfg
+            .journeys
+            .iter()
+            .enumerate()
+            .map(|(i, j): (usize, &JourneyConfig)| Compiled {
+                info: Arc::new(JourneyInfo {
+                    id: i as JourneyId,
+                    name: Arc::from(j.name.as_str()),
+                    weight: j.weight,
+                    latency_threshold_ns: j.latency_threshold.as_nanos() as u64,
+                    cohort_keys: j.cohorts.iter().cloned().collect(),
+                    cohort_labels: labels_of(&j.cohorts),
+                    auto: false,
+                }),
+                matcher: j.matcher.clone(),
+                failure: j.failure.clone(),
+                incorrect: j.incorrect.clone(),
+            })
+            .collect();
+        let auto = cfg.auto_journeys.enabled.then(|| {
+            let first_auto = configured.len();
+            let cohort_keys: Arc<[String]> = cfg.cohorts.keys.iter().cloned().collect();
+            let cohort_labels = labels_of(&cfg.cohorts.keys);
+            let threshold_ns = cfg.defaults.latency_threshold.as_nanos() as u64;
+            let overflow = Arc::new(JourneyInfo {
+                id: first_auto as JourneyId,
+                name: Arc::from(AUTO_OVERFLOW),
+                weight: 1.0,
+                latency_threshold_ns: threshold_ns,
+                cohort_keys: cohort_keys.clone(),
+                cohort_labels: cohort_labels.clone(),
+                auto: true,
+            });
+            let by_id = DashMap::new();
+            by_id.insert(overflow.id, overflow.clone());
+            AutoTable {
+                max: cfg.auto_journeys.max,
+                by_hash: DashMap::new(),
+                by_id,
+                count: AtomicUsize::new(0),
+                next_id: AtomicUsize::new(first_auto + 1),
+                overflow,
+                failure: Cond::default_failure(),
+                threshold_ns,
+                cohort_keys,
+                cohort_labels,
+                hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
+            }
+        });
+        Journeys { configured, auto, missing_value: cfg.cohorts.missing_value.clone() }
+    }
+
+    pub fn get(&self, id: JourneyId) -> Option<Arc<JourneyInfo>> {
+        if let Some(c) = self.configured.get(id as usize) {
+            return Some(c.info.clone());
+        }
+        self.auto.as_ref().and_then(|a| a.by_id.get(&id).map(|e| e.value().clone()))
+    }
+
+    pub fn missing_value(&self) -> &str {
+        &self.missing_value
+    }
+
+    /// Every attribute key any rule or cohort reads.
+    pub fn attribute_keys(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.configured {
+            c.matcher.attribute_keys(&mut out);
+            c.failure.attribute_keys(&mut out);
+            if let Some(i) = &c.incorrect {
+                i.attribute_keys(&mut out);
+            }
+            for k in c.info.cohort_keys.iter() {
+                if !out.contains(k) {
+                    out.push(k.clone());
+                }
+            }
+        }
+        if let Some(a) = &self.auto {
+            a.failure.attribute_keys(&mut out);
+            for k in a.cohort_keys.iter() {
+                if !out.contains(k) {
+                    out.push(k.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Finds the span's journey and its outcome flags; `None` when no journey claims it.
+    pub fn classify<'s, S: SpanView + ?Sized>(&'s self, span: &S) -> Option<Classified<'s>> {
+        let entry = span.is_entry_point();
+        let (journey, cohort_keys, threshold_ns, failure, incorrect) =
+            match self.configured.iter().find(|c| c.matcher.eval(span)) {
+                Some(c) => {
+                    (c.info.id, &*c.info.cohort_keys, c.info.latency_threshold_ns, &c.failure, c.incorrect.as_ref())
+                }
+                None => {
+                    let auto = self.auto.as_ref()?;
+                    if !entry {
+                        return None;
+                    }
+                    let id = auto.lookup(span.service_name(), span.name());
+                    (id, &*auto.cohort_keys, auto.threshold_ns, &auto.failure, None)
+                }
+            };
+        let mut flags = 0;
+        if entry {
+            flags |= flag::ENTRY;
+        }
+        if failure.eval(span) {
+            flags |= flag::ERROR;
+        }
+        if incorrect.is_some_and(|c| c.eval(span)) {
+            flags |= flag::INCORRECT;
+        }
+        if span.end_ns().saturating_sub(span.start_ns()) > threshold_ns {
+            flags |= flag::SLOW;
+        }
+        Some(Classified { journey, cohort_keys, flags })
+    }
+
+    /// The number of auto-derived journeys so far (not counting the overflow journey).
+    pub fn auto_count(&self) -> usize {
+        self.auto.as_ref().map_or(0, |a| a.count.load(Ordering::Relaxed))
+    }
+}
+
+impl AutoTable {
+    fn lookup(&self, service: &str, name: &str) -> JourneyId {
+        let hash = self.hasher.hash_one((service, name));
+        let find = |list: &[(Box<str>, Box<str>, JourneyId)]| {
+            list.iter().find(|(s, n, _)| &**s == service && &**n == name).map(|(_, _, id)| *id)
+        };
+        if let Some(id) = self.by_hash.get(&hash).and_then(|list| find(&list)) {
+            return id;
+        }
+        let mut entry = self.by_hash.entry(hash).or_default();
+        if let Some(id) = find(&entry) {
+            return id;
+        }
+        if self.count.load(Ordering::Relaxed) >= self.max {
+            return self.overflow.id;
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) as JourneyId;
+        let info = Arc::new(JourneyInfo {
+            id,
+            name: Arc::from(format!("{service}:{name}")),
+            weight: 1.0,
+            latency_threshold_ns: self.threshold_ns,
+            cohort_keys: self.cohort_keys.clone(),
+            cohort_labels: self.cohort_labels.clone(),
+            auto: true,
+        });
+        // Insert into `by_id` first: a worker may see the id as soon as `entry` is released.
+        self.by_id.insert(id, info);
+        entry.push((service.into(), name.into(), id));
+        id
+    }
+}

@@ -1,0 +1,456 @@
+//! The hand-over from receivers to the workers that own the window state.
+//!
+//! A receiver classifies the spans of one request and splits them into one [`Batch`]
+//! per worker, by a hash of journey and cohort values, so a series always lands on
+//! the same worker and no lock guards its state. Queues are bounded: when a worker's
+//! queue is full the whole request is refused as retryable before anything is sent.
+//! The deriver asks every worker for a snapshot on each evaluation tick over a
+//! separate control channel, so a full data queue never delays it.
+
+use crate::config::Config;
+use crate::journey::{flag, JourneyId, JourneyInfo, Journeys};
+use crate::span::SpanView;
+use crate::telemetry::{AddRelaxed, Telemetry};
+use crate::window::{Coverage, Counts, Ring, SeriesState, WindowStats};
+use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
+
+pub fn now_unix_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// One classified span, 40 bytes; its cohort values live in the batch's text.
+#[derive(Debug, Clone, Copy)]
+pub struct Record {
+    pub hash: u64,
+    pub journey: JourneyId,
+    /// Index of the first cohort value in `Batch::values`.
+    pub first_value: u32,
+    pub n_values: u16,
+    pub flags: u8,
+    pub end_ns: u64,
+    pub duration_ns: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub text: String,
+    pub values: Vec<(u32, u32)>,
+    pub records: Vec<Record>,
+    /// End times of entry-point spans no journey claimed (for coverage).
+    pub unmatched_entry: Vec<u64>,
+}
+
+impl Batch {
+    pub fn value(&self, i: usize) -> &str {
+        let (a, b) = self.values[i];
+        &self.text[a as usize..b as usize]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.unmatched_entry.is_empty()
+    }
+
+    pub fn span_count(&self) -> u64 {
+        self.records.len() as u64
+    }
+}
+
+/// Builds one batch per worker from classified spans, reusing a scratch buffer.
+pub struct BatchBuilder {
+    pub batches: Vec<Batch>,
+    scratch: String,
+    scratch_ends: Vec<u32>,
+    hasher: ahash::RandomState,
+}
+
+impl BatchBuilder {
+    pub fn new(workers: usize) -> BatchBuilder {
+        BatchBuilder {
+            batches: (0..workers).map(|_| Batch::default()).collect(),
+            scratch: String::new(),
+            scratch_ends: Vec::new(),
+            hasher: ahash::RandomState::with_seeds(7, 11, 13, 17),
+        }
+    }
+
+    pub fn push<S: SpanView + ?Sized>(
+        &mut self,
+        span: &S,
+        journey: JourneyId,
+        cohort_keys: &[String],
+        missing: &str,
+        flags: u8,
+        end_ns: u64,
+    ) {
+        use std::hash::{BuildHasher, Hasher};
+        self.scratch.clear();
+        self.scratch_ends.clear();
+        for key in cohort_keys {
+            match span.attr(key) {
+                Some(v) => v.write_to(&mut self.scratch),
+                None => self.scratch.push_str(missing),
+            }
+            self.scratch_ends.push(self.scratch.len() as u32);
+        }
+        let mut h = self.hasher.build_hasher();
+        h.write_u32(journey);
+        let mut start = 0usize;
+        for &end in &self.scratch_ends {
+            h.write(&self.scratch.as_bytes()[start..end as usize]);
+            h.write_u8(0xff);
+            start = end as usize;
+        }
+        let hash = h.finish();
+        let shard = (hash % self.batches.len() as u64) as usize;
+        let batch = &mut self.batches[shard];
+        let base = batch.text.len() as u32;
+        batch.text.push_str(&self.scratch);
+        let first_value = batch.values.len() as u32;
+        let mut start = 0u32;
+        for &end in &self.scratch_ends {
+            batch.values.push((base + start, base + end));
+            start = end;
+        }
+        batch.records.push(Record {
+            hash,
+            journey,
+            first_value,
+            n_values: cohort_keys.len() as u16,
+            flags,
+            end_ns,
+            duration_ns: span.end_ns().saturating_sub(span.start_ns()),
+        });
+    }
+
+    pub fn push_unmatched_entry(&mut self, end_ns: u64) {
+        self.batches[0].unmatched_entry.push(end_ns);
+    }
+
+    pub fn span_count(&self) -> u64 {
+        self.batches.iter().map(|b| b.span_count()).sum()
+    }
+}
+
+/// The receivers' side of the pipeline.
+pub struct PipelineInput {
+    senders: Vec<Sender<Batch>>,
+    capacity: usize,
+}
+
+pub enum SubmitError {
+    /// Nothing was queued: the sender should retry later.
+    Full,
+    /// Some batches were queued, these spans were not (a queue filled between check and send).
+    Partial(u64),
+}
+
+impl PipelineInput {
+    pub fn workers(&self) -> usize {
+        self.senders.len()
+    }
+
+    pub fn submit(&self, builder: &mut BatchBuilder) -> Result<(), SubmitError> {
+        let full = builder
+            .batches
+            .iter()
+            .zip(&self.senders)
+            .any(|(b, s)| !b.is_empty() && s.len() >= self.capacity);
+        if full {
+            return Err(SubmitError::Full);
+        }
+        let mut lost = 0;
+        for (i, batch) in builder.batches.iter_mut().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let b = std::mem::take(batch);
+            let n = b.span_count();
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.senders[i].try_send(b) {
+                lost += n;
+            }
+        }
+        if lost > 0 {
+            Err(SubmitError::Partial(lost))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn queue_depths(&self) -> Vec<usize> {
+        self.senders.iter().map(|s| s.len()).collect()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+enum Ctl {
+    Snapshot(Sender<ShardSnapshot>),
+    Shutdown(Sender<ShardSnapshot>),
+}
+
+/// What the export stage sees of one journey x cohort series.
+#[derive(Debug, Clone)]
+pub struct SeriesSnap {
+    pub journey: Arc<JourneyInfo>,
+    pub cohort: Arc<[Box<str>]>,
+    pub totals: Counts,
+    pub duration_sum_s: f64,
+    pub buckets: Vec<u64>,
+    pub created_unix_ns: u64,
+    pub windows: Vec<WindowStats>,
+}
+
+#[derive(Debug, Default)]
+pub struct ShardSnapshot {
+    pub series: Vec<SeriesSnap>,
+    pub coverage: Vec<Coverage>,
+    pub state_bytes: usize,
+}
+
+struct Series {
+    journey: JourneyId,
+    cohort: Arc<[Box<str>]>,
+    state: SeriesState,
+}
+
+struct WorkerSettings {
+    window_ns: Vec<u64>,
+    sub_buckets: u32,
+    bounds_ns: Vec<u64>,
+    ttl_ns: u64,
+    drain_limit: usize,
+}
+
+struct Worker {
+    data: Receiver<Batch>,
+    ctl: Receiver<Ctl>,
+    series: HashMap<u64, Vec<Series>>,
+    coverage: Vec<Ring<Coverage>>,
+    settings: Arc<WorkerSettings>,
+    journeys: Arc<Journeys>,
+    tel: Arc<Telemetry>,
+    scratch: Vec<(u32, u32)>,
+    qout: Vec<Option<u64>>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        loop {
+            select! {
+                recv(self.data) -> msg => match msg {
+                    Ok(batch) => self.record(batch),
+                    Err(_) => return,
+                },
+                recv(self.ctl) -> msg => match msg {
+                    Ok(Ctl::Snapshot(reply)) => {
+                        self.drain(self.settings.drain_limit);
+                        let _ = reply.send(self.snapshot(true));
+                    }
+                    Ok(Ctl::Shutdown(reply)) => {
+                        // Receivers have stopped: everything still queued is recorded.
+                        self.drain(usize::MAX);
+                        let _ = reply.send(self.snapshot(false));
+                        return;
+                    }
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+
+    /// Records what is queued, at most `limit` batches, so a snapshot reflects every
+    /// span that arrived before it was asked for.
+    fn drain(&mut self, limit: usize) {
+        for _ in 0..limit {
+            match self.data.try_recv() {
+                Ok(b) => self.record(b),
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn record(&mut self, batch: Batch) {
+        let now = now_unix_ns();
+        let settings = &self.settings;
+        for &end in &batch.unmatched_entry {
+            for ring in self.coverage.iter_mut() {
+                if let Some(c) = ring.slot_mut(end, now) {
+                    c.entry += 1;
+                }
+            }
+        }
+        for r in &batch.records {
+            if r.flags & flag::ENTRY != 0 {
+                for ring in self.coverage.iter_mut() {
+                    if let Some(c) = ring.slot_mut(r.end_ns, now) {
+                        c.entry += 1;
+                        c.matched += 1;
+                    }
+                }
+            }
+            let values = r.first_value as usize..r.first_value as usize + r.n_values as usize;
+            let list = self.series.entry(r.hash).or_default();
+            let pos = list.iter().position(|s| {
+                s.journey == r.journey
+                    && s.cohort.len() == values.len()
+                    && s.cohort.iter().zip(values.clone()).all(|(a, i)| **a == *batch.value(i))
+            });
+            let series = match pos {
+                Some(p) => &mut list[p],
+                None => {
+                    let cohort: Arc<[Box<str>]> = values.clone().map(|i| Box::from(batch.value(i))).collect();
+                    list.push(Series {
+                        journey: r.journey,
+                        cohort,
+                        state: SeriesState::new(&settings.window_ns, settings.sub_buckets, settings.bounds_ns.len(), now),
+                    });
+                    let last = list.len() - 1;
+                    &mut list[last]
+                }
+            };
+            series.state.record(r.end_ns, r.duration_ns, r.flags, &settings.bounds_ns, now);
+        }
+        self.tel.processed_spans.add(batch.records.len() as u64);
+    }
+
+    fn snapshot(&mut self, expire: bool) -> ShardSnapshot {
+        let now = now_unix_ns();
+        if expire {
+            let ttl = self.settings.ttl_ns;
+            let mut expired = 0;
+            self.series.retain(|_, list| {
+                let before = list.len();
+                list.retain(|s| now.saturating_sub(s.state.last_update_unix_ns) < ttl);
+                expired += before - list.len();
+                !list.is_empty()
+            });
+            self.tel.series_expired.add(expired as u64);
+        }
+        let mut out = ShardSnapshot {
+            coverage: self
+                .coverage
+                .iter()
+                .map(|ring| {
+                    let mut c = Coverage::default();
+                    ring.live(now).for_each(|x| c.add(x));
+                    c
+                })
+                .collect(),
+            ..Default::default()
+        };
+        for s in self.series.values().flatten() {
+            let Some(journey) = self.journeys.get(s.journey) else { continue };
+            let windows = (0..s.state.windows.len())
+                .map(|w| s.state.window_stats(w, now, &QUANTILES, &mut self.scratch, &mut self.qout))
+                .collect();
+            out.state_bytes += s.state.heap_bytes();
+            out.series.push(SeriesSnap {
+                journey,
+                cohort: s.cohort.clone(),
+                totals: s.state.totals,
+                duration_sum_s: s.state.duration_sum_s,
+                buckets: s.state.buckets.clone(),
+                created_unix_ns: s.state.created_unix_ns,
+                windows,
+            });
+        }
+        out
+    }
+}
+
+/// Owns the worker threads; the deriver holds it.
+pub struct Pipeline {
+    input: Arc<PipelineInput>,
+    ctl: Vec<Sender<Ctl>>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    pub fn start(cfg: &Config, journeys: Arc<Journeys>, tel: Arc<Telemetry>) -> Pipeline {
+        let settings = Arc::new(WorkerSettings {
+            window_ns: cfg.windows.sizes.iter().map(|d| d.as_nanos() as u64).collect(),
+            sub_buckets: cfg.windows.sub_buckets,
+            bounds_ns: cfg.histogram_buckets.iter().map(|s| (s * 1e9).round() as u64).collect(),
+            ttl_ns: cfg.windows.series_ttl.as_nanos() as u64,
+            drain_limit: cfg.pipeline.queue_size,
+        });
+        let mut senders = Vec::new();
+        let mut ctl = Vec::new();
+        let mut handles = Vec::new();
+        for i in 0..cfg.pipeline.workers {
+            let (tx, rx) = bounded(cfg.pipeline.queue_size);
+            let (ctx, crx) = bounded(4);
+            let worker = Worker {
+                data: rx,
+                ctl: crx,
+                series: HashMap::new(),
+                coverage: settings.window_ns.iter().map(|&w| Ring::new(w, settings.sub_buckets)).collect(),
+                settings: settings.clone(),
+                journeys: journeys.clone(),
+                tel: tel.clone(),
+                scratch: Vec::new(),
+                qout: Vec::new(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("cerflow-worker-{i}"))
+                .spawn(move || worker.run())
+                .expect("spawning a worker thread at start-up");
+            senders.push(tx);
+            ctl.push(ctx);
+            handles.push(handle);
+        }
+        Pipeline { input: Arc::new(PipelineInput { senders, capacity: cfg.pipeline.queue_size }), ctl, handles }
+    }
+
+    pub fn input(&self) -> Arc<PipelineInput> {
+        self.input.clone()
+    }
+
+    /// Gathers every worker's snapshot; a worker that does not answer in time is skipped.
+    pub fn snapshot(&self, timeout: Duration) -> Vec<ShardSnapshot> {
+        self.ask(timeout, Ctl::Snapshot)
+    }
+
+    fn ask(&self, timeout: Duration, make: fn(Sender<ShardSnapshot>) -> Ctl) -> Vec<ShardSnapshot> {
+        let (tx, rx) = bounded(self.ctl.len());
+        let mut asked = 0;
+        for c in &self.ctl {
+            if c.send_timeout(make(tx.clone()), timeout).is_ok() {
+                asked += 1;
+            }
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let mut out = Vec::with_capacity(asked);
+        for _ in 0..asked {
+            match rx.recv_deadline(deadline) {
+                Ok(s) => out.push(s),
+                Err(_) => {
+                    tracing::warn!(answered = out.len(), asked, "A worker did not answer the snapshot request in time.");
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Drains every queue, returns the final snapshots and stops the workers.
+    pub fn shutdown(mut self, timeout: Duration) -> Vec<ShardSnapshot> {
+        let out = self.ask(timeout, Ctl::Shutdown);
+        // A worker that did not answer may still be busy; it is left to the process exit
+        // rather than joined, so shutdown keeps its time limit.
+        if out.len() == self.handles.len() {
+            for h in self.handles.drain(..) {
+                let _ = h.join();
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,197 @@
+//! OTLP/gRPC receiver: TraceService, MetricsService and LogsService `Export`.
+//!
+//! Requests arrive as raw bytes (a pass-through codec) and are decoded here, so a
+//! malformed body gets INVALID_ARGUMENT, the permanent error OTLP asks for, instead of
+//! the INTERNAL that tonic's generated servers return for decode failures.
+
+use crate::decode::Format;
+use crate::ingest::{Accepted, Ingest, Refused};
+use crate::telemetry::Transport;
+use bytes::{Buf, BufMut, Bytes};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use prost::Message;
+use std::convert::Infallible;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder, EnabledCompressionEncodings};
+use tonic::server::NamedService;
+use tonic::Status;
+
+#[derive(Clone, Copy, Default)]
+pub struct RawCodec;
+
+pub struct RawEncoder;
+pub struct RawDecoder;
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Bytes;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+/// One OTLP signal's gRPC service.
+pub trait Signal: Send + Sync + 'static {
+    const NAME: &'static str;
+    fn handle(ingest: &Ingest, body: &[u8]) -> Result<Vec<u8>, Status>;
+}
+
+fn to_status(r: Refused) -> Status {
+    match r {
+        Refused::Malformed(msg) => Status::invalid_argument(msg),
+        Refused::Unavailable => Status::unavailable("cerflow's pipeline queues are full; retry later"),
+    }
+}
+
+pub struct Traces;
+pub struct Metrics;
+pub struct Logs;
+
+impl Signal for Traces {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    fn handle(ingest: &Ingest, body: &[u8]) -> Result<Vec<u8>, Status> {
+        let Accepted { rejected, message } =
+            ingest.traces_body(body, Format::Protobuf, Transport::Grpc).map_err(to_status)?;
+        let partial_success =
+            (rejected > 0).then(|| ExportTracePartialSuccess { rejected_spans: rejected as i64, error_message: message });
+        Ok(ExportTraceServiceResponse { partial_success }.encode_to_vec())
+    }
+}
+
+impl Signal for Metrics {
+    const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    fn handle(ingest: &Ingest, body: &[u8]) -> Result<Vec<u8>, Status> {
+        let Accepted { rejected, message } =
+            ingest.metrics_body(body, Format::Protobuf, Transport::Grpc).map_err(to_status)?;
+        let partial_success = (rejected > 0)
+            .then(|| ExportMetricsPartialSuccess { rejected_data_points: rejected as i64, error_message: message });
+        Ok(ExportMetricsServiceResponse { partial_success }.encode_to_vec())
+    }
+}
+
+impl Signal for Logs {
+    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    fn handle(ingest: &Ingest, body: &[u8]) -> Result<Vec<u8>, Status> {
+        ingest.logs_body(body, Format::Protobuf, Transport::Grpc).map_err(to_status)?;
+        Ok(ExportLogsServiceResponse { partial_success: None }.encode_to_vec())
+    }
+}
+
+pub struct GrpcService<S> {
+    ingest: Arc<Ingest>,
+    max_bytes: usize,
+    _signal: PhantomData<fn() -> S>,
+}
+
+impl<S> Clone for GrpcService<S> {
+    fn clone(&self) -> Self {
+        GrpcService { ingest: self.ingest.clone(), max_bytes: self.max_bytes, _signal: PhantomData }
+    }
+}
+
+impl<S: Signal> NamedService for GrpcService<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+struct Unary<S> {
+    ingest: Arc<Ingest>,
+    _signal: PhantomData<fn() -> S>,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S: Signal> tonic::server::UnaryService<Bytes> for Unary<S> {
+    type Response = Vec<u8>;
+    type Future = BoxFuture<Result<tonic::Response<Vec<u8>>, Status>>;
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let ingest = self.ingest.clone();
+        Box::pin(async move {
+            let body = request.into_inner();
+            S::handle(&ingest, &body).map(tonic::Response::new)
+        })
+    }
+}
+
+impl<S: Signal, B> tower::Service<http::Request<B>> for GrpcService<S>
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let is_export = req.uri().path().strip_prefix('/').and_then(|p| p.strip_prefix(S::NAME)) == Some("/Export");
+        let ingest = self.ingest.clone();
+        let max = self.max_bytes;
+        Box::pin(async move {
+            if !is_export {
+                return Ok(Status::unimplemented("unknown method").into_http());
+            }
+            let mut accept = EnabledCompressionEncodings::default();
+            accept.enable(CompressionEncoding::Gzip);
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .apply_compression_config(accept, EnabledCompressionEncodings::default())
+                .apply_max_message_size_config(Some(max), None);
+            Ok(grpc.unary(Unary::<S> { ingest, _signal: PhantomData }, req).await)
+        })
+    }
+}
+
+pub fn service<S: Signal>(ingest: Arc<Ingest>, max_bytes: usize) -> GrpcService<S> {
+    GrpcService { ingest, max_bytes, _signal: PhantomData }
+}
+
+/// Serves the three OTLP services on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ingest: Arc<Ingest>,
+    max_bytes: usize,
+    extra: tonic::service::Routes,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::debug!(?addr, "Starting the OTLP/gRPC server.");
+    let mut routes = extra;
+    routes = routes
+        .add_service(service::<Traces>(ingest.clone(), max_bytes))
+        .add_service(service::<Metrics>(ingest.clone(), max_bytes))
+        .add_service(service::<Logs>(ingest, max_bytes));
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
+        .await
+}

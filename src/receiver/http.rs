@@ -1,0 +1,198 @@
+//! OTLP/HTTP receiver: `POST /v1/traces`, `/v1/metrics`, `/v1/logs`, protobuf or JSON,
+//! optionally gzip-compressed, with fixed or chunked bodies.
+
+use crate::decode::Format;
+use crate::ingest::{Accepted, Ingest, Refused};
+use crate::telemetry::{Reason, Transport};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use http_body_util::{BodyExt, Limited};
+use prost::Message;
+use std::io::Read;
+use std::sync::Arc;
+
+#[derive(Clone)]
+struct HttpState {
+    ingest: Arc<Ingest>,
+    max_request: usize,
+    max_inflated: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+/// `google.rpc.Status`, the body OTLP/HTTP puts in error responses.
+#[derive(Clone, PartialEq, Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+pub fn router(ingest: Arc<Ingest>, max_request: usize, max_inflated: usize) -> Router {
+    let state = HttpState { ingest, max_request, max_inflated };
+    Router::new()
+        .route("/v1/traces", post(|s: State<HttpState>, r: Request| handle(s, r, Signal::Traces)))
+        .route("/v1/metrics", post(|s: State<HttpState>, r: Request| handle(s, r, Signal::Metrics)))
+        .route("/v1/logs", post(|s: State<HttpState>, r: Request| handle(s, r, Signal::Logs)))
+        .with_state(state)
+}
+
+fn media_format(headers: &HeaderMap) -> Option<Format> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match media.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Some(Format::Protobuf),
+        "application/json" => Some(Format::Json),
+        _ => None,
+    }
+}
+
+fn error(format: Format, status: StatusCode, grpc_code: i32, message: String) -> Response {
+    let (ct, body) = match format {
+        Format::Protobuf => ("application/x-protobuf", RpcStatus { code: grpc_code, message }.encode_to_vec()),
+        Format::Json => (
+            "application/json",
+            serde_json::json!({ "code": grpc_code, "message": message }).to_string().into_bytes(),
+        ),
+    };
+    (status, [(header::CONTENT_TYPE, ct)], body).into_response()
+}
+
+async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Response {
+    let t = Transport::Http;
+    let tel = &st.ingest.tel;
+    let Some(format) = media_format(req.headers()) else {
+        let got = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none").to_string();
+        let msg = format!("unsupported Content-Type \"{got}\" (use application/x-protobuf or application/json)");
+        tel.refuse_request(t, Reason::UnsupportedMediaType, 0, &msg);
+        return error(Format::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
+    };
+    let encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    if !matches!(encoding.as_str(), "identity" | "gzip" | "") {
+        let msg = format!("unsupported Content-Encoding \"{encoding}\" (use gzip or none)");
+        tel.refuse_request(t, Reason::BadEncoding, 0, &msg);
+        return error(format, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
+    }
+    let body = match Limited::new(req.into_body(), st.max_request).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+            let (reason, status, msg) = if too_large {
+                (
+                    Reason::TooLarge,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body is larger than {} bytes", st.max_request),
+                )
+            } else {
+                (Reason::Malformed, StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))
+            };
+            tel.refuse_request(t, reason, 0, &msg);
+            return error(format, status, 3, msg);
+        }
+    };
+    let inflated;
+    let bytes: &[u8] = if encoding == "gzip" {
+        match inflate(&body, st.max_inflated) {
+            Ok(v) => {
+                inflated = v;
+                &inflated
+            }
+            Err(Inflate::TooLarge) => {
+                let msg = format!("gzip body inflates to more than {} bytes", st.max_inflated);
+                tel.refuse_request(t, Reason::TooLarge, 0, &msg);
+                return error(format, StatusCode::PAYLOAD_TOO_LARGE, 3, msg);
+            }
+            Err(Inflate::Corrupt(e)) => {
+                let msg = format!("invalid gzip body: {e}");
+                tel.refuse_request(t, Reason::BadEncoding, 0, &msg);
+                return error(format, StatusCode::BAD_REQUEST, 3, msg);
+            }
+        }
+    } else {
+        &body
+    };
+    let ingest = &st.ingest;
+    let result = match signal {
+        Signal::Traces => ingest.traces_body(bytes, format, t),
+        Signal::Metrics => ingest.metrics_body(bytes, format, t),
+        Signal::Logs => ingest.logs_body(bytes, format, t),
+    };
+    match result {
+        Ok(accepted) => success(format, signal, accepted),
+        Err(Refused::Malformed(msg)) => error(format, StatusCode::BAD_REQUEST, 3, msg),
+        Err(Refused::Unavailable) => {
+            let mut r = error(
+                format,
+                StatusCode::SERVICE_UNAVAILABLE,
+                14,
+                "cerflow's pipeline queues are full; retry later".into(),
+            );
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+    }
+}
+
+fn success(format: Format, signal: Signal, a: Accepted) -> Response {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+    use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+    let body: Vec<u8> = match format {
+        Format::Protobuf => match signal {
+            Signal::Traces => ExportTraceServiceResponse {
+                partial_success: (a.rejected > 0).then(|| ExportTracePartialSuccess {
+                    rejected_spans: a.rejected as i64,
+                    error_message: a.message.clone(),
+                }),
+            }
+            .encode_to_vec(),
+            Signal::Metrics => ExportMetricsServiceResponse { partial_success: None }.encode_to_vec(),
+            Signal::Logs => ExportLogsServiceResponse { partial_success: None }.encode_to_vec(),
+        },
+        Format::Json => {
+            let v = if a.rejected > 0 {
+                serde_json::json!({ "partialSuccess": { "rejectedSpans": a.rejected.to_string(), "errorMessage": a.message } })
+            } else {
+                serde_json::json!({})
+            };
+            v.to_string().into_bytes()
+        }
+    };
+    let ct = match format {
+        Format::Protobuf => "application/x-protobuf",
+        Format::Json => "application/json",
+    };
+    (StatusCode::OK, [(header::CONTENT_TYPE, ct)], Body::from(body)).into_response()
+}
+
+enum Inflate {
+    TooLarge,
+    Corrupt(std::io::Error),
+}
+
+/// Inflates at most `max` bytes: a zip bomb stops at the limit instead of filling memory.
+fn inflate(gz: &[u8], max: usize) -> Result<Vec<u8>, Inflate> {
+    let mut out = Vec::with_capacity((gz.len() * 4).min(max));
+    let mut dec = flate2::read::GzDecoder::new(gz).take(max as u64 + 1);
+    dec.read_to_end(&mut out).map_err(Inflate::Corrupt)?;
+    if out.len() > max {
+        return Err(Inflate::TooLarge);
+    }
+    Ok(out)
+}

@@ -1,0 +1,4 @@
+//! Receive: the OTLP listeners. Both hand decoded requests to [`crate::ingest::Ingest`].
+
+pub mod grpc;
+pub mod http;

@@ -1,0 +1,87 @@
+//! Derive: SLIs from window counts, and the snapshot every exporter reads.
+//!
+//! A window with no requests has no ratio at all: it is left out of the export rather
+//! than shown as 1 (which hides an outage of traffic) or NaN (which poisons queries).
+
+use crate::pipeline::{SeriesSnap, ShardSnapshot};
+use crate::window::{Counts, Coverage};
+use std::time::Duration;
+
+/// The SLIs of one window. `None` where the window had no requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sli {
+    pub availability: Option<f64>,
+    pub latency: Option<f64>,
+    pub correctness: Option<f64>,
+    pub requests_per_second: f64,
+}
+
+pub fn good_ratio(bad: u64, total: u64) -> Option<f64> {
+    (total > 0).then(|| 1.0 - bad as f64 / total as f64)
+}
+
+pub fn derive(c: &Counts, window: Duration) -> Sli {
+    Sli {
+        availability: good_ratio(c.errors, c.requests),
+        latency: good_ratio(c.slow, c.requests),
+        correctness: good_ratio(c.incorrect, c.requests),
+        requests_per_second: c.requests as f64 / window.as_secs_f64(),
+    }
+}
+
+/// The state of every series at one evaluation tick.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub at_unix_ns: u64,
+    pub windows: Vec<Duration>,
+    pub series: Vec<SeriesSnap>,
+    /// Entry-point spans seen and matched, per window.
+    pub coverage: Vec<Coverage>,
+    /// Bytes held by window state, summed over workers.
+    pub state_bytes: usize,
+}
+
+impl Snapshot {
+    pub fn merge(at_unix_ns: u64, windows: Vec<Duration>, shards: Vec<ShardSnapshot>) -> Snapshot {
+        let mut coverage = vec![Coverage::default(); windows.len()];
+        let mut series = Vec::new();
+        let mut state_bytes = 0;
+        for s in shards {
+            for (acc, c) in coverage.iter_mut().zip(&s.coverage) {
+                acc.add(c);
+            }
+            state_bytes += s.state_bytes;
+            series.extend(s.series);
+        }
+        // A stable order keeps the exposition diff-friendly and tests deterministic.
+        series.sort_by(|a, b| a.journey.name.cmp(&b.journey.name).then_with(|| a.cohort.cmp(&b.cohort)));
+        Snapshot { at_unix_ns, windows, series, coverage, state_bytes }
+    }
+
+    pub fn coverage_ratio(&self, w: usize) -> Option<f64> {
+        let c = self.coverage.get(w)?;
+        (c.entry > 0).then(|| c.matched as f64 / c.entry as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_good_over_total() {
+        let c = Counts { requests: 8, errors: 2, slow: 1, incorrect: 0 };
+        let s = derive(&c, Duration::from_secs(60));
+        assert_eq!(s.availability, Some(0.75));
+        assert_eq!(s.latency, Some(0.875));
+        assert_eq!(s.correctness, Some(1.0));
+        assert!((s.requests_per_second - 8.0 / 60.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn no_requests_means_no_ratio() {
+        let s = derive(&Counts::default(), Duration::from_secs(60));
+        assert_eq!((s.availability, s.latency, s.correctness), (None, None, None));
+        assert_eq!(s.requests_per_second, 0.0);
+    }
+}

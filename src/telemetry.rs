@@ -1,0 +1,147 @@
+//! cerflow's own health: every event that matters is counted and logged in one call,
+//! so no refusal can be logged without being counted, or counted without a log line.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Grpc,
+    Http,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::Http => "http",
+        }
+    }
+}
+
+/// Why spans or requests were refused; the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The body is not valid OTLP protobuf or JSON.
+    Malformed,
+    /// The span itself is invalid (end before start, bad ids).
+    InvalidSpan,
+    /// The content type is not one OTLP defines.
+    UnsupportedMediaType,
+    /// The body or its inflated form is larger than allowed.
+    TooLarge,
+    /// The Content-Encoding is unknown or the gzip stream is corrupt.
+    BadEncoding,
+    /// The pipeline queues were full; the sender should retry.
+    QueueFull,
+}
+
+pub const REASONS: [Reason; 6] = [
+    Reason::Malformed,
+    Reason::InvalidSpan,
+    Reason::UnsupportedMediaType,
+    Reason::TooLarge,
+    Reason::BadEncoding,
+    Reason::QueueFull,
+];
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::InvalidSpan => "invalid_span",
+            Reason::UnsupportedMediaType => "unsupported_media_type",
+            Reason::TooLarge => "too_large",
+            Reason::BadEncoding => "bad_encoding",
+            Reason::QueueFull => "queue_full",
+        }
+    }
+
+    fn index(self) -> usize {
+        REASONS.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    pub received_spans: [AtomicU64; 2],
+    pub refused_spans: [AtomicU64; 6],
+    pub refused_requests: [AtomicU64; 6],
+    pub received_data_points: AtomicU64,
+    pub received_log_records: AtomicU64,
+    /// Spans that went through the pipeline, whatever the outcome (recorded, unmatched, late).
+    pub processed_spans: AtomicU64,
+    pub unmatched_spans: AtomicU64,
+    pub late_spans: AtomicU64,
+    pub clamped_spans: AtomicU64,
+    pub otlp_exports_ok: AtomicU64,
+    pub otlp_exports_failed: AtomicU64,
+    pub series_expired: AtomicU64,
+    last_warn_sec: [AtomicU64; 6],
+}
+
+fn now_sec() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Telemetry {
+    pub fn received(&self, t: Transport, spans: u64) {
+        self.received_spans[t as usize].add(spans);
+    }
+
+    pub fn received_spans(&self, t: Transport) -> u64 {
+        self.received_spans[t as usize].load(Relaxed)
+    }
+
+    pub fn refused_spans(&self, r: Reason) -> u64 {
+        self.refused_spans[r.index()].load(Relaxed)
+    }
+
+    pub fn refused_requests(&self, r: Reason) -> u64 {
+        self.refused_requests[r.index()].load(Relaxed)
+    }
+
+    /// A whole request was refused; `spans` is how many spans it held, when known.
+    pub fn refuse_request(&self, t: Transport, r: Reason, spans: u64, detail: &str) {
+        self.refused_requests[r.index()].add(1);
+        self.refused_spans[r.index()].add(spans);
+        self.warn_limited(r, || {
+            tracing::warn!(transport = t.as_str(), reason = r.as_str(), spans, detail, "Refused an OTLP request.")
+        });
+    }
+
+    /// Some spans of an accepted request were refused.
+    pub fn refuse_spans(&self, t: Transport, r: Reason, spans: u64, detail: &str) {
+        self.refused_spans[r.index()].add(spans);
+        self.warn_limited(r, || {
+            tracing::warn!(transport = t.as_str(), reason = r.as_str(), spans, detail, "Refused spans of an OTLP request.")
+        });
+    }
+
+    /// At most one warning per reason per second, so a flood of bad input cannot flood the log;
+    /// the counters carry the full numbers.
+    fn warn_limited(&self, r: Reason, log: impl FnOnce()) {
+        let now = now_sec();
+        let slot = &self.last_warn_sec[r.index()];
+        let last = slot.load(Relaxed);
+        if last != now && slot.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
+            log();
+        }
+    }
+}
+
+pub trait AddRelaxed {
+    fn add(&self, n: u64);
+    fn get(&self) -> u64;
+}
+
+impl AddRelaxed for AtomicU64 {
+    fn add(&self, n: u64) {
+        if n > 0 {
+            self.fetch_add(n, Relaxed);
+        }
+    }
+    fn get(&self) -> u64 {
+        self.load(Relaxed)
+    }
+}

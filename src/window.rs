@@ -1,0 +1,256 @@
+//! Record: sliding windows on event time, as rings of sub-buckets.
+//!
+//! A window of length W with N sub-buckets keeps N slots of W/N each, addressed by
+//! `end_time / (W/N)`. A slot remembers which bucket index it holds, so stale slots
+//! are recognised and reset lazily instead of by a timer. A window's figures at time
+//! `now` are the sum of the slots whose index lies in the last N buckets up to `now`:
+//! it covers between W - W/N and W of event time and slides one sub-bucket at a time.
+
+use crate::hist::{self, SparseHist};
+use crate::journey::flag;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub requests: u64,
+    pub errors: u64,
+    pub slow: u64,
+    pub incorrect: u64,
+}
+
+impl Counts {
+    pub fn add_flags(&mut self, flags: u8) {
+        self.requests += 1;
+        self.errors += u64::from(flags & flag::ERROR != 0);
+        self.slow += u64::from(flags & flag::SLOW != 0);
+        self.incorrect += u64::from(flags & flag::INCORRECT != 0);
+    }
+
+    pub fn add(&mut self, o: &Counts) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.slow += o.slow;
+        self.incorrect += o.incorrect;
+    }
+}
+
+const EMPTY: u64 = u64::MAX;
+
+#[derive(Debug, Clone)]
+pub struct Ring<T> {
+    sub_ns: u64,
+    idx: Box<[u64]>,
+    slots: Box<[T]>,
+}
+
+pub trait Reset {
+    fn reset(&mut self);
+}
+
+impl<T: Default + Clone + Reset> Ring<T> {
+    pub fn new(window_ns: u64, sub_buckets: u32) -> Ring<T> {
+        let n = sub_buckets.max(1) as usize;
+        Ring {
+            sub_ns: (window_ns / n as u64).max(1),
+            idx: vec![EMPTY; n].into_boxed_slice(),
+            slots: vec![T::default(); n].into_boxed_slice(),
+        }
+    }
+
+    /// The slot for an event at `t_ns`, or `None` when it falls before the window at `now_ns`.
+    pub fn slot_mut(&mut self, t_ns: u64, now_ns: u64) -> Option<&mut T> {
+        let n = self.slots.len() as u64;
+        let b = t_ns / self.sub_ns;
+        let now_b = now_ns / self.sub_ns;
+        if b + n <= now_b {
+            return None;
+        }
+        let i = (b % n) as usize;
+        let held = self.idx[i];
+        if held == b {
+            return Some(&mut self.slots[i]);
+        }
+        if held != EMPTY && held > b {
+            // The slot already holds a later bucket: `b` has slid out of the ring.
+            return None;
+        }
+        self.idx[i] = b;
+        self.slots[i].reset();
+        Some(&mut self.slots[i])
+    }
+
+    /// The slots that make up the window at `now_ns`.
+    pub fn live(&self, now_ns: u64) -> impl Iterator<Item = &T> {
+        let n = self.slots.len() as u64;
+        let now_b = now_ns / self.sub_ns;
+        self.idx
+            .iter()
+            .zip(self.slots.iter())
+            .filter(move |(&b, _)| b != EMPTY && b <= now_b && b + n > now_b)
+            .map(|(_, s)| s)
+    }
+
+    /// True when no slot holds data for the window at `now_ns`.
+    pub fn is_idle(&self, now_ns: u64) -> bool {
+        self.live(now_ns).next().is_none()
+    }
+}
+
+/// One sub-bucket of a journey x cohort series.
+#[derive(Debug, Clone, Default)]
+pub struct Slot {
+    pub counts: Counts,
+    pub hist: SparseHist,
+}
+
+impl Reset for Slot {
+    fn reset(&mut self) {
+        self.counts = Counts::default();
+        self.hist.clear();
+    }
+}
+
+/// Entry-point spans seen and matched, for the coverage ratio.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Coverage {
+    pub entry: u64,
+    pub matched: u64,
+}
+
+impl Reset for Coverage {
+    fn reset(&mut self) {
+        *self = Coverage::default();
+    }
+}
+
+impl Coverage {
+    pub fn add(&mut self, o: &Coverage) {
+        self.entry += o.entry;
+        self.matched += o.matched;
+    }
+}
+
+/// Everything kept for one journey x cohort series.
+#[derive(Debug, Clone)]
+pub struct SeriesState {
+    pub totals: Counts,
+    pub duration_sum_s: f64,
+    /// Count per histogram bound, non-cumulative; the last entry is the +Inf overflow.
+    pub buckets: Vec<u64>,
+    pub windows: Vec<Ring<Slot>>,
+    pub created_unix_ns: u64,
+    pub last_update_unix_ns: u64,
+}
+
+impl SeriesState {
+    pub fn new(window_ns: &[u64], sub_buckets: u32, n_bounds: usize, now_ns: u64) -> SeriesState {
+        SeriesState {
+            totals: Counts::default(),
+            duration_sum_s: 0.0,
+            buckets: vec![0; n_bounds + 1],
+            windows: window_ns.iter().map(|&w| Ring::new(w, sub_buckets)).collect(),
+            created_unix_ns: now_ns,
+            last_update_unix_ns: now_ns,
+        }
+    }
+
+    /// Records one span; `bounds_ns` are the histogram bounds in nanoseconds.
+    pub fn record(&mut self, end_ns: u64, duration_ns: u64, flags: u8, bounds_ns: &[u64], now_ns: u64) {
+        self.totals.add_flags(flags);
+        self.duration_sum_s += duration_ns as f64 / 1e9;
+        let b = bounds_ns.partition_point(|&bound| bound < duration_ns);
+        self.buckets[b] += 1;
+        let us = duration_ns / 1000;
+        for ring in self.windows.iter_mut() {
+            if let Some(slot) = ring.slot_mut(end_ns, now_ns) {
+                slot.counts.add_flags(flags);
+                slot.hist.record(us);
+            }
+        }
+        self.last_update_unix_ns = now_ns;
+    }
+
+    /// Counts and latency quantiles (seconds) of window `w` at `now_ns`.
+    pub fn window_stats(
+        &self,
+        w: usize,
+        now_ns: u64,
+        qs: &[f64],
+        scratch: &mut Vec<(u32, u32)>,
+        qout: &mut Vec<Option<u64>>,
+    ) -> WindowStats {
+        let ring = &self.windows[w];
+        let mut counts = Counts::default();
+        for s in ring.live(now_ns) {
+            counts.add(&s.counts);
+        }
+        hist::quantiles(ring.live(now_ns).map(|s| &s.hist), qs, scratch, qout);
+        WindowStats { counts, quantiles_s: qout.iter().map(|q| q.map(|us| us as f64 / 1e6)).collect() }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.windows
+            .iter()
+            .map(|r| r.slots.iter().map(|s| s.hist.heap_bytes() + std::mem::size_of::<Slot>() + 8).sum::<usize>())
+            .sum::<usize>()
+            + self.buckets.len() * 8
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowStats {
+    pub counts: Counts,
+    pub quantiles_s: Vec<Option<f64>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_window_slides_one_sub_bucket_at_a_time() {
+        // 60 s window, 6 sub-buckets of 10 s.
+        let mut ring: Ring<Coverage> = Ring::new(60 * S, 6);
+        let now = 1_000 * S; // bucket 100
+        for t in [955, 965, 975, 985, 995, 1000] {
+            ring.slot_mut(t * S, now).unwrap().entry += 1;
+        }
+        // 945 s is bucket 94, which is before the 6 buckets 95..=100.
+        assert!(ring.slot_mut(945 * S, now).is_none());
+        let sum = |ring: &Ring<Coverage>, now| ring.live(now).map(|c| c.entry).sum::<u64>();
+        assert_eq!(sum(&ring, now), 6);
+        assert_eq!(sum(&ring, 1_009 * S), 6);
+        assert_eq!(sum(&ring, 1_010 * S), 5, "bucket 95 leaves at 1010 s");
+        assert_eq!(sum(&ring, 1_060 * S), 0);
+        assert!(ring.is_idle(1_060 * S));
+    }
+
+    #[test]
+    fn a_reused_slot_forgets_its_old_bucket() {
+        let mut ring: Ring<Coverage> = Ring::new(60 * S, 6);
+        ring.slot_mut(1_000 * S, 1_000 * S).unwrap().entry = 7;
+        // 60 s later the same slot index comes round again.
+        let slot = ring.slot_mut(1_060 * S, 1_060 * S).unwrap();
+        assert_eq!(slot.entry, 0);
+        // An event for the old bucket is now outside the window.
+        assert!(ring.slot_mut(1_000 * S, 1_060 * S).is_none());
+    }
+
+    #[test]
+    fn series_counts_buckets_and_quantiles() {
+        let bounds_ns = [100_000_000u64, 1_000_000_000];
+        let now = 10_000 * S;
+        let mut s = SeriesState::new(&[60 * S], 12, bounds_ns.len(), now);
+        s.record(now, 50_000_000, 0, &bounds_ns, now);
+        s.record(now, 100_000_000, 0, &bounds_ns, now);
+        s.record(now, 2_000_000_000, flag::ERROR | flag::SLOW, &bounds_ns, now);
+        assert_eq!(s.buckets, vec![2, 0, 1], "100 ms falls in the le=0.1 bucket");
+        assert_eq!(s.totals, Counts { requests: 3, errors: 1, slow: 1, incorrect: 0 });
+        let stats = s.window_stats(0, now, &[0.5, 1.0], &mut Vec::new(), &mut Vec::new());
+        assert_eq!(stats.counts.requests, 3);
+        assert_eq!(stats.quantiles_s[0], Some(0.1));
+        let max = stats.quantiles_s[1].unwrap();
+        assert!((max - 2.0).abs() <= 2.0 / 1000.0, "max {max} is 2 s within HDR precision");
+    }
+}
