@@ -1,1 +1,163 @@
+use super::*;
 
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::parse(text, "test.yaml", &|k| match k {
+        "REGION_KEY" => Some("cloud.region".into()),
+        "OTLP_PORT" => Some("4999".into()),
+        _ => None,
+    })
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match parse(text) {
+        Ok(_) => panic!("expected problems in:\n{text}"),
+        Err(e) => e.problems.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+#[test]
+fn the_embedded_default_is_valid_and_equals_the_code_defaults() {
+    let cfg = Config::embedded_default();
+    let d = Config::default();
+    assert_eq!(cfg.receivers.grpc, d.receivers.grpc);
+    assert_eq!(cfg.receivers.http, d.receivers.http);
+    assert_eq!(cfg.receivers.max_request_bytes, d.receivers.max_request_bytes);
+    assert_eq!(cfg.receivers.max_decompressed_bytes, d.receivers.max_decompressed_bytes);
+    assert_eq!(cfg.exporters.prometheus, d.exporters.prometheus);
+    assert_eq!(cfg.windows.sizes, d.windows.sizes);
+    assert_eq!(cfg.windows.sub_buckets, d.windows.sub_buckets);
+    assert_eq!(cfg.windows.max_clock_skew, d.windows.max_clock_skew);
+    assert_eq!(cfg.windows.series_ttl, d.windows.series_ttl);
+    assert_eq!(cfg.histogram_buckets, d.histogram_buckets);
+    assert_eq!(cfg.pipeline.workers, d.pipeline.workers);
+    assert_eq!(cfg.pipeline.queue_size, d.pipeline.queue_size);
+    assert_eq!(cfg.pipeline.evaluation_interval, d.pipeline.evaluation_interval);
+    assert_eq!(cfg.defaults.latency_threshold, Duration::from_secs(1));
+    assert_eq!(cfg.cohorts.missing_value, "unknown");
+    assert!(cfg.auto_journeys.enabled);
+    assert_eq!(cfg.auto_journeys.max, 500);
+    assert!(cfg.journeys.is_empty());
+}
+
+#[test]
+fn an_empty_file_is_the_default() {
+    let cfg = parse("").unwrap();
+    assert!(cfg.auto_journeys.enabled);
+    assert_eq!(cfg.version, "default");
+}
+
+#[test]
+fn a_full_shop_config_parses() {
+    let cfg = parse(
+        r#"
+version: shop-2026-11
+cohorts:
+  keys: ["${env:REGION_KEY}", app.plan.tier]
+receivers:
+  otlp:
+    protocols:
+      grpc: { endpoint: "127.0.0.1:${env:OTLP_PORT}" }
+journeys:
+  - name: checkout
+    weight: 3
+    latency_threshold: 800ms
+    match:
+      - service: shop-api
+        span_name: POST /checkout
+        kind: server
+      - span_name: { regex: "^checkout" }
+        attributes:
+          - { key: http.route, one_of: [/checkout, /pay] }
+    incorrect:
+      any:
+        - attributes: [{ key: app.result.valid, equals: false }]
+        - event: validation_failed
+  - name: login
+    match: { span_name: POST /login }
+"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.version, "shop-2026-11");
+    assert_eq!(cfg.cohorts.keys, vec!["cloud.region", "app.plan.tier"]);
+    assert_eq!(cfg.receivers.grpc, Some("127.0.0.1:4999".parse().unwrap()));
+    assert_eq!(cfg.journeys.len(), 2);
+    assert_eq!(cfg.journeys[0].weight, 3.0);
+    assert_eq!(cfg.journeys[0].latency_threshold, Duration::from_millis(800));
+    assert_eq!(cfg.journeys[1].latency_threshold, Duration::from_secs(1));
+    assert_eq!(cfg.journeys[1].cohorts, vec!["cloud.region", "app.plan.tier"]);
+    assert!(!cfg.auto_journeys.enabled, "defining journeys turns auto-derivation off");
+}
+
+#[test]
+fn unknown_keys_are_reported_with_their_place() {
+    assert_eq!(
+        problems("receivers:\n  otlp:\n    protocols:\n      htttp:\n        endpoint: 127.0.0.1:1\n"),
+        vec!["4:7: receivers.otlp.protocols: unknown key \"htttp\" (expected one of: grpc, http)"]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let got = problems(
+        r#"
+windows:
+  sizes: [1m, 5 minutes]
+journeys:
+  - name: checkout
+    weight: 0
+    match: { span_name: { regex: "(" } }
+  - name: checkout
+    weight: -2
+    latency_threshold: soon
+    match: { kind: sideways }
+  - weight: 1
+"#,
+    );
+    assert_eq!(
+        got,
+        vec![
+            "3:15: windows.sizes[1]: invalid duration \"5 minutes\" (use a number and a unit: ms, s, m, h, d, e.g. 30s or 1h30m)",
+            "6:13: journeys[0].weight: must be greater than 0, got 0",
+            "7:34: journeys[0].match.span_name.regex: invalid regex \"(\": error: unclosed group",
+            "8:11: journeys[1].name: duplicate journey name \"checkout\" (first defined at line 5)",
+            "9:13: journeys[1].weight: must be greater than 0, got -2",
+            "10:24: journeys[1].latency_threshold: invalid duration \"soon\" (use a number and a unit: ms, s, m, h, d, e.g. 30s or 1h30m)",
+            "11:20: journeys[1].match.kind: unknown value \"sideways\" (expected one of: unspecified, internal, server, client, producer, consumer)",
+            "12:5: journeys[2]: missing required key \"name\"",
+            "12:5: journeys[2]: missing required key \"match\"",
+        ]
+    );
+}
+
+#[test]
+fn an_unset_environment_variable_is_an_error_unless_defaulted() {
+    assert_eq!(
+        problems("version: ${env:NOPE}\n"),
+        vec!["1:10: environment variable \"NOPE\" is not set (give a default with ${env:NOPE:-value})"]
+    );
+    assert_eq!(parse("version: ${env:NOPE:-v2}\n").unwrap().version, "v2");
+    assert_eq!(parse("version: cost-$$5\n").unwrap().version, "cost-$5");
+}
+
+#[test]
+fn yaml_syntax_errors_name_the_place() {
+    let got = problems("journeys:\n  - name: [unclosed\n");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains("invalid YAML"), "{got:?}");
+}
+
+#[test]
+fn attribute_tests_need_exactly_one_operator() {
+    assert_eq!(
+        problems("journeys:\n  - name: a\n    match:\n      attributes:\n        - { key: x, equals: 1, gt: 2 }\n"),
+        vec!["5:13: journeys[0].match.attributes[0]: give exactly one test of: equals, not_equals, one_of, regex, exists, gt, gte, lt, lte"]
+    );
+}
+
+#[test]
+fn cohort_keys_may_not_clash_with_cerflow_labels() {
+    assert_eq!(
+        problems("cohorts:\n  keys: [journey]\n"),
+        vec!["2:10: cohorts.keys[0]: cohort key \"journey\" would clash with the label \"journey\""]
+    );
+}

@@ -74,7 +74,14 @@ impl Builder {
             Kind::Map(entries) => {
                 let slot = self.keys.last_mut().expect("keys track stack");
                 match slot.take() {
-                    None => *slot = Some(node),
+                    None => {
+                        // A block mapping's start event is marked after its first key;
+                        // the first key's own place is where a reader looks.
+                        if entries.is_empty() {
+                            parent.mark = node.mark;
+                        }
+                        *slot = Some(node)
+                    }
                     Some(key) => entries.push((key, node)),
                 }
             }
