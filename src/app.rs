@@ -8,7 +8,9 @@ use crate::ingest::Ingest;
 use crate::journey::Journeys;
 use crate::pipeline::{now_unix_ns, Pipeline};
 use crate::receiver;
+use crate::score::{self, Evaluation};
 use crate::sli::Snapshot;
+use crate::slo::SloTracker;
 use crate::telemetry::Telemetry;
 use arc_swap::ArcSwap;
 use axum::routing::get;
@@ -75,6 +77,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
 
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(Snapshot { windows: cfg.windows.sizes.clone(), ..Default::default() }),
+        eval: ArcSwap::from_pointee(Evaluation::default()),
+        ticks: tokio::sync::watch::channel(0).0,
         tel: tel.clone(),
         input,
         journeys: journeys.clone(),
@@ -84,28 +88,46 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         start_unix_ns: now_unix_ns(),
     });
 
+    // The SLO state survives restarts through its checkpoint.
+    let mut tracker = SloTracker::new(&cfg.slo);
+    if let Some(cp) = &cfg.slo.checkpoint {
+        if cp.path.exists() {
+            match tracker.load(&cp.path) {
+                Ok(n) => tracing::info!(path = %cp.path.display(), keys = n, "Restored the SLO state."),
+                Err(e) => tracing::warn!(
+                    path = %cp.path.display(),
+                    error = %e,
+                    "Cannot restore the SLO state; starting with fresh error budgets."
+                ),
+            }
+        } else {
+            tracing::info!(path = %cp.path.display(), "No SLO checkpoint yet; starting with fresh error budgets.");
+        }
+    }
+
     // The deriver ticks on its own thread: it blocks on worker replies.
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     let (final_tx, final_rx) = tokio::sync::oneshot::channel::<()>();
     let deriver = {
         let shared = shared.clone();
         let interval = cfg.pipeline.evaluation_interval;
-        let windows = cfg.windows.sizes.clone();
         let grace = cfg.pipeline.shutdown_timeout;
+        let cfg = cfg.clone();
         std::thread::Builder::new()
             .name("cerflow-deriver".into())
             .spawn(move || {
+                let mut deriver = Deriver { cfg, shared, tracker, last_checkpoint: now_unix_ns() };
                 loop {
                     match stop_rx.recv_timeout(interval) {
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                             let shards = pipeline.snapshot(interval);
-                            shared.snapshot.store(Arc::new(Snapshot::merge(now_unix_ns(), windows.clone(), shards)));
+                            deriver.tick(shards, false);
                         }
                         _ => break,
                     }
                 }
                 let shards = pipeline.shutdown(grace);
-                shared.snapshot.store(Arc::new(Snapshot::merge(now_unix_ns(), windows, shards)));
+                deriver.tick(shards, true);
                 let _ = final_tx.send(());
             })
             .map_err(|e| format!("cannot start the deriver thread: {e}"))?
@@ -118,8 +140,9 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         let stop = receivers_stop.clone();
         let ingest = ingest.clone();
         let max = cfg.receivers.max_decompressed_bytes;
+        let score_shared = shared.clone();
         receiver_tasks.push(tokio::spawn(async move {
-            let routes = tonic::service::Routes::default();
+            let routes = tonic::service::Routes::new(crate::api::grpc_service(score_shared));
             if let Err(e) = receiver::grpc::serve(l, ingest, max, routes, stop.cancelled_owned()).await {
                 tracing::error!(error = %e, "The OTLP/gRPC receiver stopped with an error.");
             }
@@ -152,6 +175,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
                     }
                 }),
             )
+            .route("/api/v1/scores", get(crate::api::scores_json).with_state(shared.clone()))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(|| async { "ready\n" }));
         let stop = admin_stop.clone();
@@ -200,4 +224,33 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         "cerflow stopped."
     );
     Ok(())
+}
+
+/// Merges worker snapshots, updates the SLO state, evaluates scores, checkpoints.
+struct Deriver {
+    cfg: Config,
+    shared: Arc<Shared>,
+    tracker: SloTracker,
+    last_checkpoint: u64,
+}
+
+impl Deriver {
+    fn tick(&mut self, shards: Vec<crate::pipeline::ShardSnapshot>, last: bool) {
+        let now = now_unix_ns();
+        let snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
+        self.tracker.update(&snap, &self.shared.journeys, now);
+        let eval = score::evaluate(&snap, &self.tracker, &self.shared.journeys, &self.cfg.score, &self.cfg.version);
+        self.shared.snapshot.store(Arc::new(snap));
+        self.shared.eval.store(Arc::new(eval));
+        self.shared.ticks.send_modify(|t| *t += 1);
+        if let Some(cp) = &self.cfg.slo.checkpoint {
+            if last || now.saturating_sub(self.last_checkpoint) >= cp.interval.as_nanos() as u64 {
+                self.last_checkpoint = now;
+                match self.tracker.save(&cp.path, now) {
+                    Ok(()) => tracing::debug!(path = %cp.path.display(), "Wrote the SLO checkpoint."),
+                    Err(e) => tracing::warn!(path = %cp.path.display(), error = %e, "Cannot write the SLO checkpoint."),
+                }
+            }
+        }
+    }
 }

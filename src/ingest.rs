@@ -2,7 +2,7 @@
 //! an OTLP outcome out. Transport details (status codes, headers) stay in the receivers.
 
 use crate::config::Config;
-use crate::decode::{self, invalid_reason, ProstSpan};
+use crate::decode::{self, invalid_reason, lazy, ProstSpan};
 use crate::journey::Journeys;
 use crate::span::SpanView;
 use crate::pipeline::{now_unix_ns, BatchBuilder, PipelineInput, SubmitError};
@@ -27,6 +27,23 @@ pub enum Refused {
     Unavailable,
 }
 
+/// A span as the ingest loop sees it: readable by the rules, and checkable.
+trait Incoming: SpanView {
+    fn invalid(&self) -> Option<&'static str>;
+}
+
+impl Incoming for ProstSpan<'_> {
+    fn invalid(&self) -> Option<&'static str> {
+        invalid_reason(self.span)
+    }
+}
+
+impl Incoming for lazy::LazySpan<'_, '_> {
+    fn invalid(&self) -> Option<&'static str> {
+        self.invalid_reason()
+    }
+}
+
 pub struct Ingest {
     journeys: Arc<Journeys>,
     input: Arc<PipelineInput>,
@@ -47,17 +64,42 @@ impl Ingest {
     }
 
     pub fn traces_body(&self, body: &[u8], format: decode::Format, t: Transport) -> Result<Accepted, Refused> {
-        match decode::traces(body, format) {
-            Ok(req) => self.traces(&req, t),
-            Err(msg) => {
-                self.tel.refuse_request(t, Reason::Malformed, 0, &msg);
-                Err(Refused::Malformed(msg))
-            }
+        match format {
+            // Protobuf is read in place: no per-span allocation, same outcome as prost.
+            decode::Format::Protobuf => match lazy::decode_traces(body) {
+                Ok(req) => self.traces_lazy(&req, t),
+                Err(e) => {
+                    let msg = format!("invalid OTLP protobuf: {e}");
+                    self.tel.refuse_request(t, Reason::Malformed, 0, &msg);
+                    Err(Refused::Malformed(msg))
+                }
+            },
+            decode::Format::Json => match decode::traces(body, format) {
+                Ok(req) => self.traces(&req, t),
+                Err(msg) => {
+                    self.tel.refuse_request(t, Reason::Malformed, 0, &msg);
+                    Err(Refused::Malformed(msg))
+                }
+            },
         }
     }
 
+    /// Processes a request decoded by prost (the JSON path, and the reference).
     pub fn traces(&self, req: &ExportTraceServiceRequest, t: Transport) -> Result<Accepted, Refused> {
-        let total = decode::span_count(req);
+        let spans = req.resource_spans.iter().flat_map(|rs| {
+            let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+            let service = decode::service_name(resource);
+            rs.scope_spans.iter().flat_map(|ss| &ss.spans).map(move |span| ProstSpan { resource, service, span })
+        });
+        self.process(decode::span_count(req), spans, t)
+    }
+
+    /// Processes a request decoded in place by [`lazy::decode_traces`].
+    pub fn traces_lazy(&self, req: &lazy::TraceRequest<'_>, t: Transport) -> Result<Accepted, Refused> {
+        self.process(req.span_count() as u64, req.spans(), t)
+    }
+
+    fn process<S: Incoming>(&self, total: u64, spans: impl Iterator<Item = S>, t: Transport) -> Result<Accepted, Refused> {
         self.tel.received(t, total);
         let now = now_unix_ns();
         let mut builder = BatchBuilder::new(self.input.workers());
@@ -65,40 +107,31 @@ impl Ingest {
         let mut first_problem: Option<String> = None;
         let mut unmatched = 0u64;
         let mut late = 0u64;
-        for rs in &req.resource_spans {
-            let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
-            let service = decode::service_name(resource);
-            for ss in &rs.scope_spans {
-                for span in &ss.spans {
-                    if let Some(why) = invalid_reason(span) {
-                        rejected += 1;
-                        if first_problem.is_none() {
-                            first_problem = Some(format!("span \"{}\": {why}", span.name));
-                        }
-                        continue;
-                    }
-                    let view = ProstSpan { resource, service, span };
-                    let mut end = span.end_time_unix_nano;
-                    if end > now {
-                        if end - now > self.skew_ns {
-                            self.tel.clamped_spans.add(1);
-                        }
-                        end = now;
-                    }
-                    if now - end > self.longest_ns {
-                        late += 1;
-                        continue;
-                    }
-                    match self.journeys.classify(&view) {
-                        Some(c) => {
-                            builder.push(&view, c.journey, c.cohort_keys, self.journeys.missing_value(), c.flags, end)
-                        }
-                        None => {
-                            unmatched += 1;
-                            if view.is_entry_point() {
-                                builder.push_unmatched_entry(end);
-                            }
-                        }
+        for view in spans {
+            if let Some(why) = view.invalid() {
+                rejected += 1;
+                if first_problem.is_none() {
+                    first_problem = Some(format!("span \"{}\": {why}", view.name()));
+                }
+                continue;
+            }
+            let mut end = view.end_ns();
+            if end > now {
+                if end - now > self.skew_ns {
+                    self.tel.clamped_spans.add(1);
+                }
+                end = now;
+            }
+            if now - end > self.longest_ns {
+                late += 1;
+                continue;
+            }
+            match self.journeys.classify(&view) {
+                Some(c) => builder.push(&view, c.journey, c.cohort_keys, self.journeys.missing_value(), c.flags, end),
+                None => {
+                    unmatched += 1;
+                    if view.is_entry_point() {
+                        builder.push_unmatched_entry(end);
                     }
                 }
             }

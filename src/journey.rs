@@ -28,6 +28,9 @@ pub struct JourneyInfo {
     /// The same keys as Prometheus label names.
     pub cohort_labels: Arc<[String]>,
     pub auto: bool,
+    pub objectives: crate::config::Objectives,
+    /// Whether a correctness rule exists; without one the correctness SLI has no data.
+    pub has_correctness: bool,
 }
 
 struct Compiled {
@@ -64,6 +67,7 @@ struct AutoTable {
     threshold_ns: u64,
     cohort_keys: Arc<[String]>,
     cohort_labels: Arc<[String]>,
+    objectives: crate::config::Objectives,
     hasher: ahash::RandomState,
 }
 
@@ -93,6 +97,8 @@ impl Journeys {
                     cohort_keys: j.cohorts.iter().cloned().collect(),
                     cohort_labels: labels_of(&j.cohorts),
                     auto: false,
+                    objectives: j.objectives,
+                    has_correctness: j.incorrect.is_some(),
                 }),
                 matcher: j.matcher.clone(),
                 failure: j.failure.clone(),
@@ -112,6 +118,8 @@ impl Journeys {
                 cohort_keys: cohort_keys.clone(),
                 cohort_labels: cohort_labels.clone(),
                 auto: true,
+                objectives: cfg.slo.objectives,
+                has_correctness: false,
             });
             let by_id = DashMap::new();
             by_id.insert(overflow.id, overflow.clone());
@@ -126,6 +134,7 @@ impl Journeys {
                 threshold_ns,
                 cohort_keys,
                 cohort_labels,
+                objectives: cfg.slo.objectives,
                 hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
             }
         });
@@ -137,6 +146,11 @@ impl Journeys {
             return Some(c.info.clone());
         }
         self.auto.as_ref().and_then(|a| a.by_id.get(&id).map(|e| e.value().clone()))
+    }
+
+    /// The configured journeys, in file order.
+    pub fn configured(&self) -> impl Iterator<Item = &Arc<JourneyInfo>> {
+        self.configured.iter().map(|c| &c.info)
     }
 
     pub fn missing_value(&self) -> &str {
@@ -234,6 +248,8 @@ impl AutoTable {
             cohort_keys: self.cohort_keys.clone(),
             cohort_labels: self.cohort_labels.clone(),
             auto: true,
+            objectives: self.objectives,
+            has_correctness: false,
         });
         // Insert into `by_id` first: a worker may see the id as soon as `entry` is released.
         self.by_id.insert(id, info);

@@ -9,10 +9,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod decode;
 pub mod export;
+pub mod gate;
 pub mod hist;
 pub mod ingest;
 pub mod journey;
@@ -20,6 +22,8 @@ pub mod pipeline;
 pub mod predicate;
 pub mod receiver;
 pub mod sli;
+pub mod score;
+pub mod slo;
 pub mod span;
 pub mod telemetry;
 pub mod window;

@@ -32,6 +32,9 @@ enum Command {
     Validate,
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Release gate for CI/CD: exit 0 when the journey's score passes, 1 when it fails,
+    /// 2 when it cannot decide (cerflow unreachable, no data).
+    Gate(cerflow::gate::Args),
 }
 
 fn init_logs(level: &str, format: &str) {
@@ -56,6 +59,7 @@ fn load(path: &Option<PathBuf>) -> Result<Config, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
+        Command::Gate(args) => ExitCode::from(cerflow::gate::run(&args)),
         Command::DefaultConfig => {
             print!("{}", cerflow::config::DEFAULT_CONFIG_YAML);
             ExitCode::SUCCESS

@@ -33,6 +33,32 @@ impl Counts {
     }
 }
 
+impl Reset for Counts {
+    fn reset(&mut self) {
+        *self = Counts::default();
+    }
+}
+
+impl Counts {
+    /// The events that count against an SLI: errors, slow or incorrect requests.
+    pub fn bad(&self, sli: crate::config::SliKind) -> u64 {
+        match sli {
+            crate::config::SliKind::Availability => self.errors,
+            crate::config::SliKind::Latency => self.slow,
+            crate::config::SliKind::Correctness => self.incorrect,
+        }
+    }
+
+    pub fn sub(&self, o: &Counts) -> Counts {
+        Counts {
+            requests: self.requests.saturating_sub(o.requests),
+            errors: self.errors.saturating_sub(o.errors),
+            slow: self.slow.saturating_sub(o.slow),
+            incorrect: self.incorrect.saturating_sub(o.incorrect),
+        }
+    }
+}
+
 const EMPTY: u64 = u64::MAX;
 
 #[derive(Debug, Clone)]
@@ -87,6 +113,27 @@ impl<T: Default + Clone + Reset> Ring<T> {
             .zip(self.slots.iter())
             .filter(move |(&b, _)| b != EMPTY && b <= now_b && b + n > now_b)
             .map(|(_, s)| s)
+    }
+
+    pub fn sub_ns(&self) -> u64 {
+        self.sub_ns
+    }
+
+    /// The slots in use with the bucket index each holds, for checkpoints.
+    pub fn export(&self) -> Vec<(u64, T)> {
+        self.idx.iter().zip(self.slots.iter()).filter(|(b, _)| **b != EMPTY).map(|(b, s)| (*b, s.clone())).collect()
+    }
+
+    /// Restores slots saved by [`Ring::export`] from a ring of the same shape.
+    pub fn import(&mut self, entries: Vec<(u64, T)>) {
+        let n = self.slots.len() as u64;
+        for (b, v) in entries {
+            let i = (b % n) as usize;
+            if self.idx[i] == EMPTY || self.idx[i] < b {
+                self.idx[i] = b;
+                self.slots[i] = v;
+            }
+        }
     }
 
     /// True when no slot holds data for the window at `now_ns`.

@@ -30,6 +30,8 @@ pub struct Config {
     pub cohorts: Cohorts,
     pub defaults: Defaults,
     pub auto_journeys: AutoJourneys,
+    pub slo: Slo,
+    pub score: Score,
     pub journeys: Vec<JourneyConfig>,
 }
 
@@ -99,6 +101,150 @@ pub struct JourneyConfig {
     pub incorrect: Option<Cond>,
     pub latency_threshold: Duration,
     pub cohorts: Vec<String>,
+    pub objectives: Objectives,
+}
+
+/// The SLIs cerflow derives, in the order every per-SLI array uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SliKind {
+    Availability = 0,
+    Latency = 1,
+    Correctness = 2,
+}
+
+pub const SLIS: [SliKind; 3] = [SliKind::Availability, SliKind::Latency, SliKind::Correctness];
+
+impl SliKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SliKind::Availability => "availability",
+            SliKind::Latency => "latency",
+            SliKind::Correctness => "correctness",
+        }
+    }
+}
+
+/// One value per SLI, indexed by [`SliKind`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PerSli(pub [f64; 3]);
+
+impl PerSli {
+    pub fn get(&self, s: SliKind) -> f64 {
+        self.0[s as usize]
+    }
+}
+
+pub type Objectives = PerSli;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Page,
+    Ticket,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Page => "page",
+            Severity::Ticket => "ticket",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "page" => Some(Severity::Page),
+            "ticket" => Some(Severity::Ticket),
+            _ => None,
+        }
+    }
+}
+
+/// Fire when the burn rate exceeds `burn_rate` over both windows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRule {
+    pub severity: Severity,
+    pub long_window: Duration,
+    pub short_window: Duration,
+    pub burn_rate: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Slo {
+    pub period: Duration,
+    pub objectives: Objectives,
+    /// Windows a burn rate is exported for: the configured ones plus every alert window.
+    pub burn_windows: Vec<Duration>,
+    pub alerts: Vec<AlertRule>,
+    pub min_events: u64,
+    pub clear_after: Duration,
+    pub checkpoint: Option<Checkpoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub path: std::path::PathBuf,
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoData {
+    /// Left out of the overall score.
+    Exclude,
+    /// Counts as a perfect score.
+    Good,
+    /// Counts as a score of 0.
+    Bad,
+}
+
+#[derive(Debug, Clone)]
+pub struct Score {
+    pub floor_burn_rate: f64,
+    pub sli_weights: PerSli,
+    pub weight_by_traffic: bool,
+    pub no_data: NoData,
+}
+
+pub const DEFAULT_OBJECTIVES: PerSli = PerSli([0.999, 0.99, 0.999]);
+
+/// The SRE Workbook's multiwindow, multi-burn-rate table as shares of a period's budget.
+pub const DEFAULT_ALERTS: [(Severity, u64, u64, f64); 4] = [
+    (Severity::Page, 3600, 300, 0.02),
+    (Severity::Page, 6 * 3600, 1800, 0.05),
+    (Severity::Ticket, 86400, 2 * 3600, 0.10),
+    (Severity::Ticket, 3 * 86400, 6 * 3600, 0.10),
+];
+
+impl Slo {
+    fn default_with_period(period: Duration) -> Slo {
+        let alerts: Vec<AlertRule> = DEFAULT_ALERTS
+            .iter()
+            .map(|&(severity, long, short, share)| AlertRule {
+                severity,
+                long_window: Duration::from_secs(long),
+                short_window: Duration::from_secs(short),
+                burn_rate: share * period.as_secs_f64() / long as f64,
+            })
+            .collect();
+        let mut burn_windows = Vec::new();
+        for a in &alerts {
+            burn_windows.push(a.long_window);
+            burn_windows.push(a.short_window);
+        }
+        burn_windows.sort();
+        burn_windows.dedup();
+        Slo {
+            period,
+            objectives: DEFAULT_OBJECTIVES,
+            burn_windows,
+            alerts,
+            min_events: 10,
+            clear_after: Duration::from_secs(300),
+            checkpoint: Some(Checkpoint {
+                path: std::path::PathBuf::from("cerflow-data/slo.ckpt"),
+                interval: Duration::from_secs(60),
+            }),
+        }
+    }
 }
 
 impl Default for Config {
@@ -128,6 +274,13 @@ impl Default for Config {
             cohorts: Cohorts { keys: Vec::new(), missing_value: DEFAULT_COHORT_MISSING.into() },
             defaults: Defaults { latency_threshold: DEFAULT_LATENCY_THRESHOLD },
             auto_journeys: AutoJourneys { enabled: true, max: 500 },
+            slo: Slo::default_with_period(Duration::from_secs(30 * 86400)),
+            score: Score {
+                floor_burn_rate: 10.0,
+                sli_weights: PerSli([0.5, 0.3, 0.2]),
+                weight_by_traffic: false,
+                no_data: NoData::Exclude,
+            },
             journeys: Vec::new(),
         }
     }
@@ -247,6 +400,8 @@ const ROOT_KEYS: &[&str] = &[
     "cohorts",
     "defaults",
     "auto_journeys",
+    "slo",
+    "score",
     "journeys",
 ];
 
@@ -307,6 +462,12 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
                 }
             }
         }
+    }
+    if let Some(n) = m.get("slo") {
+        decode_slo(ctx, n, &mut cfg.slo);
+    }
+    if let Some(n) = m.get("score") {
+        decode_score(ctx, n, &mut cfg.score);
     }
     if let Some(n) = m.get("journeys") {
         cfg.journeys = decode_journeys(ctx, n, &cfg);
@@ -549,7 +710,198 @@ fn decode_cohorts(ctx: &mut Ctx, node: &Node, out: &mut Cohorts) {
     }
 }
 
-const JOURNEY_KEYS: &[&str] = &["name", "weight", "match", "failure", "incorrect", "latency_threshold", "cohorts"];
+const JOURNEY_KEYS: &[&str] =
+    &["name", "weight", "match", "failure", "incorrect", "latency_threshold", "cohorts", "objectives"];
+
+/// `{availability: x, latency: y, correctness: z}`, each optional, over `base`.
+fn per_sli(ctx: &mut Ctx, node: &Node, path: &str, base: PerSli, check: fn(f64) -> bool, rule: &str) -> PerSli {
+    let mut out = base;
+    let Some(m) = ctx.map(node, path, &["availability", "latency", "correctness"]) else { return out };
+    for s in SLIS {
+        if let Some(n) = m.get(s.as_str()) {
+            let p = join(path, s.as_str());
+            match ctx.f64(n, &p) {
+                Some(v) if check(v) => out.0[s as usize] = v,
+                Some(v) => ctx.error(n.mark, &p, format!("{rule}, got {v}")),
+                None => {}
+            }
+        }
+    }
+    out
+}
+
+fn objective_ok(v: f64) -> bool {
+    v > 0.0 && v < 1.0
+}
+
+const SLO_KEYS: &[&str] =
+    &["period", "objectives", "burn_windows", "alerts", "min_events", "clear_after", "checkpoint"];
+
+fn decode_slo(ctx: &mut Ctx, node: &Node, out: &mut Slo) {
+    let Some(m) = ctx.map(node, "slo", SLO_KEYS) else { return };
+    if let Some(n) = m.get("period") {
+        if let Some(p) = ctx.positive_duration(n, "slo.period") {
+            if p < Duration::from_secs(3600) {
+                ctx.error(n.mark, "slo.period", "must be at least 1h");
+            } else {
+                // The default alert table scales with the period.
+                let checkpoint = out.checkpoint.clone();
+                *out = Slo { checkpoint, ..Slo::default_with_period(p) };
+            }
+        }
+    }
+    if let Some(n) = m.get("objectives") {
+        out.objectives = per_sli(ctx, n, "slo.objectives", out.objectives, objective_ok, "must be between 0 and 1 (exclusive)");
+    }
+    let mut extra_windows = Vec::new();
+    if let Some(n) = m.get("burn_windows") {
+        if let Some(items) = ctx.seq(n, "slo.burn_windows") {
+            for (i, item) in items.iter().enumerate() {
+                if let Some(d) = ctx.positive_duration(item, &index("slo.burn_windows", i)) {
+                    extra_windows.push(d);
+                }
+            }
+        }
+    } else {
+        extra_windows = out.burn_windows.clone();
+    }
+    if let Some(n) = m.get("alerts") {
+        if let Some(items) = ctx.seq(n, "slo.alerts") {
+            let mut rules = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let p = index("slo.alerts", i);
+                if let Some(r) = decode_alert(ctx, item, &p, out.period) {
+                    rules.push(r);
+                }
+            }
+            out.alerts = rules;
+        }
+    }
+    let mut windows = extra_windows;
+    for a in &out.alerts {
+        windows.push(a.long_window);
+        windows.push(a.short_window);
+    }
+    windows.sort();
+    windows.dedup();
+    out.burn_windows = windows;
+    if let Some(n) = m.get("min_events") {
+        if let Some(v) = ctx.u64(n, "slo.min_events") {
+            out.min_events = v;
+        }
+    }
+    if let Some(n) = m.get("clear_after") {
+        if let Some(d) = ctx.duration(n, "slo.clear_after") {
+            out.clear_after = d;
+        }
+    }
+    if let Some(n) = m.get("checkpoint") {
+        let Some(c) = ctx.map(n, "slo.checkpoint", &["enabled", "path", "interval"]) else { return };
+        let mut cp = out.checkpoint.clone().unwrap_or(Checkpoint {
+            path: "cerflow-data/slo.ckpt".into(),
+            interval: Duration::from_secs(60),
+        });
+        let mut enabled = true;
+        if let Some(e) = c.get("enabled") {
+            enabled = ctx.bool(e, "slo.checkpoint.enabled").unwrap_or(true);
+        }
+        if let Some(p) = c.get("path") {
+            if let Some(s) = ctx.non_empty_string(p, "slo.checkpoint.path") {
+                cp.path = s.into();
+            }
+        }
+        if let Some(i) = c.get("interval") {
+            if let Some(d) = ctx.positive_duration(i, "slo.checkpoint.interval") {
+                cp.interval = d;
+            }
+        }
+        out.checkpoint = enabled.then_some(cp);
+    }
+}
+
+fn decode_alert(ctx: &mut Ctx, node: &Node, path: &str, period: Duration) -> Option<AlertRule> {
+    let m = ctx.map(node, path, &["severity", "long_window", "short_window", "burn_rate", "budget_consumed"])?;
+    let need = |ctx: &mut Ctx, key: &str| {
+        let n = m.get(key);
+        if n.is_none() {
+            ctx.error(m.mark, path, format!("missing required key \"{key}\""));
+        }
+        n
+    };
+    let severity = need(ctx, "severity").and_then(|n| {
+        let s = ctx.string(n, &join(path, "severity"))?;
+        let v = Severity::parse(&s);
+        if v.is_none() {
+            ctx.error(n.mark, &join(path, "severity"), format!("unknown severity \"{s}\" (expected page or ticket)"));
+        }
+        v
+    });
+    let long = need(ctx, "long_window").and_then(|n| ctx.positive_duration(n, &join(path, "long_window")));
+    let short = need(ctx, "short_window").and_then(|n| ctx.positive_duration(n, &join(path, "short_window")));
+    if let (Some(l), Some(s)) = (long, short) {
+        if s >= l {
+            ctx.error(m.mark, path, "short_window must be shorter than long_window");
+            return None;
+        }
+    }
+    let burn = match (m.get("burn_rate"), m.get("budget_consumed")) {
+        (Some(b), None) => match ctx.f64(b, &join(path, "burn_rate")) {
+            Some(v) if v > 0.0 => Some(v),
+            Some(v) => {
+                ctx.error(b.mark, &join(path, "burn_rate"), format!("must be greater than 0, got {v}"));
+                None
+            }
+            None => None,
+        },
+        (None, Some(c)) => match ctx.f64(c, &join(path, "budget_consumed")) {
+            Some(v) if v > 0.0 && v <= 1.0 => long.map(|l| v * period.as_secs_f64() / l.as_secs_f64()),
+            Some(v) => {
+                ctx.error(c.mark, &join(path, "budget_consumed"), format!("must be in (0, 1], got {v}"));
+                None
+            }
+            None => None,
+        },
+        _ => {
+            ctx.error(m.mark, path, "give exactly one of: burn_rate, budget_consumed");
+            None
+        }
+    };
+    Some(AlertRule { severity: severity?, long_window: long?, short_window: short?, burn_rate: burn? })
+}
+
+fn decode_score(ctx: &mut Ctx, node: &Node, out: &mut Score) {
+    let Some(m) = ctx.map(node, "score", &["floor_burn_rate", "sli_weights", "weight_by_traffic", "no_data"]) else {
+        return;
+    };
+    if let Some(n) = m.get("floor_burn_rate") {
+        match ctx.f64(n, "score.floor_burn_rate") {
+            Some(v) if v > 1.0 => out.floor_burn_rate = v,
+            Some(v) => ctx.error(n.mark, "score.floor_burn_rate", format!("must be greater than 1, got {v}")),
+            None => {}
+        }
+    }
+    if let Some(n) = m.get("sli_weights") {
+        out.sli_weights = per_sli(ctx, n, "score.sli_weights", out.sli_weights, |v| v >= 0.0, "must be 0 or more");
+        if out.sli_weights.0.iter().sum::<f64>() <= 0.0 {
+            ctx.error(n.mark, "score.sli_weights", "at least one weight must be greater than 0");
+        }
+    }
+    if let Some(n) = m.get("weight_by_traffic") {
+        if let Some(b) = ctx.bool(n, "score.weight_by_traffic") {
+            out.weight_by_traffic = b;
+        }
+    }
+    if let Some(n) = m.get("no_data") {
+        if let Some(s) = ctx.string(n, "score.no_data") {
+            match s.as_str() {
+                "exclude" => out.no_data = NoData::Exclude,
+                "good" => out.no_data = NoData::Good,
+                "bad" => out.no_data = NoData::Bad,
+                _ => ctx.error(n.mark, "score.no_data", format!("unknown policy \"{s}\" (expected exclude, good or bad)")),
+            }
+        }
+    }
+}
 
 fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfig> {
     let Some(items) = ctx.seq(node, "journeys") else { return Vec::new() };
@@ -611,10 +963,30 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(n) => cohort_keys(ctx, n, &join(&path, "cohorts")),
             None => Some(cfg.cohorts.keys.clone()),
         };
+        let objectives = match m.get("objectives") {
+            Some(n) => per_sli(
+                ctx,
+                n,
+                &join(&path, "objectives"),
+                cfg.slo.objectives,
+                objective_ok,
+                "must be between 0 and 1 (exclusive)",
+            ),
+            None => cfg.slo.objectives,
+        };
         if let (Some(name), Some(weight), Some(matcher), Some(failure), Some(incorrect), Some(lt), Some(cohorts)) =
             (name, weight, matcher, failure, incorrect, latency_threshold, cohorts)
         {
-            out.push(JourneyConfig { name, weight, matcher, failure, incorrect, latency_threshold: lt, cohorts });
+            out.push(JourneyConfig {
+                name,
+                weight,
+                matcher,
+                failure,
+                incorrect,
+                latency_threshold: lt,
+                cohorts,
+                objectives,
+            });
         }
     }
     out

@@ -37,6 +37,33 @@ fn the_embedded_default_is_valid_and_equals_the_code_defaults() {
     assert!(cfg.auto_journeys.enabled);
     assert_eq!(cfg.auto_journeys.max, 500);
     assert!(cfg.journeys.is_empty());
+    assert_eq!(cfg.slo.period, d.slo.period);
+    assert_eq!(cfg.slo.objectives, d.slo.objectives);
+    assert_eq!(cfg.slo.alerts, d.slo.alerts);
+    assert_eq!(cfg.slo.burn_windows, d.slo.burn_windows);
+    assert_eq!(cfg.slo.min_events, d.slo.min_events);
+    assert_eq!(cfg.slo.clear_after, d.slo.clear_after);
+    assert_eq!(cfg.slo.checkpoint.as_ref().map(|c| (&c.path, c.interval)), d.slo.checkpoint.as_ref().map(|c| (&c.path, c.interval)));
+    assert_eq!(cfg.score.floor_burn_rate, d.score.floor_burn_rate);
+    assert_eq!(cfg.score.sli_weights, d.score.sli_weights);
+    assert_eq!(cfg.score.weight_by_traffic, d.score.weight_by_traffic);
+    assert_eq!(cfg.score.no_data, d.score.no_data);
+}
+
+#[test]
+fn slo_and_score_settings_are_checked() {
+    assert_eq!(
+        problems(
+            "slo:\n  objectives: { availability: 1.5 }\n  alerts:\n    - { severity: sev1, long_window: 5m, short_window: 1h, burn_rate: 2 }\nscore:\n  floor_burn_rate: 1\n  no_data: maybe\n"
+        ),
+        vec![
+            "2:31: slo.objectives.availability: must be between 0 and 1 (exclusive), got 1.5",
+            "4:9: slo.alerts[0]: short_window must be shorter than long_window",
+            "4:19: slo.alerts[0].severity: unknown severity \"sev1\" (expected page or ticket)",
+            "6:20: score.floor_burn_rate: must be greater than 1, got 1",
+            "7:12: score.no_data: unknown policy \"maybe\" (expected exclude, good or bad)",
+        ]
+    );
 }
 
 #[test]

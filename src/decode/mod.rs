@@ -10,6 +10,8 @@ use opentelemetry_proto::tonic::metrics::v1::metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
+pub mod lazy;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Protobuf,
@@ -116,16 +118,21 @@ impl SpanView for ProstSpan<'_> {
 
 /// Why a span cannot be used; `None` when it is valid.
 pub fn invalid_reason(span: &Span) -> Option<&'static str> {
-    if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
+    invalid_parts(&span.trace_id, &span.span_id, span.start_time_unix_nano, span.end_time_unix_nano)
+}
+
+/// [`invalid_reason`] on the fields it reads, for decoders that do not build a [`Span`].
+pub fn invalid_parts(trace_id: &[u8], span_id: &[u8], start_ns: u64, end_ns: u64) -> Option<&'static str> {
+    if trace_id.len() != 16 || trace_id.iter().all(|b| *b == 0) {
         return Some("trace_id must be 16 bytes and not all zero");
     }
-    if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
+    if span_id.len() != 8 || span_id.iter().all(|b| *b == 0) {
         return Some("span_id must be 8 bytes and not all zero");
     }
-    if span.end_time_unix_nano == 0 {
+    if end_ns == 0 {
         return Some("end time is missing");
     }
-    if span.end_time_unix_nano < span.start_time_unix_nano {
+    if end_ns < start_ns {
         return Some("end time is before start time");
     }
     None

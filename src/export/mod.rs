@@ -6,6 +6,7 @@ pub mod prometheus;
 
 use crate::journey::Journeys;
 use crate::pipeline::PipelineInput;
+use crate::score::Evaluation;
 use crate::sli::Snapshot;
 use crate::telemetry::Telemetry;
 use arc_swap::ArcSwap;
@@ -14,6 +15,10 @@ use std::sync::Arc;
 /// What the exporters share.
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
+    /// SLOs and scores derived from the same snapshot.
+    pub eval: ArcSwap<Evaluation>,
+    /// Bumped after every evaluation, for streaming clients.
+    pub ticks: tokio::sync::watch::Sender<u64>,
     pub tel: Arc<Telemetry>,
     pub input: Arc<PipelineInput>,
     pub journeys: Arc<Journeys>,

@@ -162,8 +162,99 @@ pub fn render(sh: &Shared) -> String {
     vl.push('"');
     sample(&mut out, "cer_definition_info", &vl, 1.0);
 
+    render_scores(sh, &mut out);
     render_self(sh, &mut out, snap.series.len(), snap.state_bytes);
     out
+}
+
+/// SLO and score series, from the evaluation of the same tick.
+fn render_scores(sh: &Shared, out: &mut String) {
+    let eval = sh.eval.load();
+    let v = &eval.view;
+    // `journey="..."` plus cohort labels, for each entry.
+    let labels: Vec<String> = v
+        .journeys
+        .iter()
+        .map(|j| {
+            let mut l = String::from("journey=\"");
+            escape(&j.journey, &mut l);
+            l.push('"');
+            for (k, val) in &j.cohort {
+                let _ = write!(l, ",{k}=\"");
+                escape(val, &mut l);
+                l.push('"');
+            }
+            l
+        })
+        .collect();
+    let journey_level = |i: usize| v.journeys[i].cohort.is_empty();
+
+    header(out, "cer_slo_objective_ratio", "gauge", "The SLO objective of each journey's SLI.");
+    for (i, j) in v.journeys.iter().enumerate().filter(|(i, _)| journey_level(*i)) {
+        for (sli, o) in &j.objectives {
+            sample(out, "cer_slo_objective_ratio", &format!("{},sli=\"{sli}\"", labels[i]), *o);
+        }
+    }
+    header(
+        out,
+        "cer_slo_error_budget_remaining_ratio",
+        "gauge",
+        "Share of the SLO period's error budget left: 1 untouched, 0 spent, negative overspent.",
+    );
+    for (i, j) in v.journeys.iter().enumerate() {
+        for (sli, r) in &j.budget_remaining {
+            sample(out, "cer_slo_error_budget_remaining_ratio", &format!("{},sli=\"{sli}\"", labels[i]), *r);
+        }
+    }
+    header(out, "cer_slo_burn_rate", "gauge", "How fast the error budget burns over the window; 1 spends it exactly in the period.");
+    for (i, j) in v.journeys.iter().enumerate() {
+        for w in &eval.burn_windows {
+            if let Some(m) = j.burn_rates.get(w) {
+                for (sli, b) in m {
+                    sample(out, "cer_slo_burn_rate", &format!("{},sli=\"{sli}\",window=\"{w}\"", labels[i]), *b);
+                }
+            }
+        }
+    }
+    header(out, "cer_slo_alert_active", "gauge", "1 while a multi-window burn-rate alert is active.");
+    for (i, j) in v.journeys.iter().enumerate() {
+        for sli in ["availability", "latency", "correctness"] {
+            for sev in ["page", "ticket"] {
+                let on = j.alerts.iter().any(|a| a.sli == sli && a.severity == sev);
+                let l = format!("{},sli=\"{sli}\",severity=\"{sev}\"", labels[i]);
+                sample(out, "cer_slo_alert_active", &l, if on { 1.0 } else { 0.0 });
+            }
+        }
+    }
+    header(out, "cer_journey_data_present", "gauge", "1 when the journey had requests in the window, else 0.");
+    for (i, j) in v.journeys.iter().enumerate().filter(|(i, _)| journey_level(*i)) {
+        for w in &j.windows {
+            let present = if w.requests > 0 { 1.0 } else { 0.0 };
+            sample(out, "cer_journey_data_present", &format!("{},window=\"{}\"", labels[i], w.window), present);
+        }
+    }
+    header(out, "cer_journey_score", "gauge", "Customer-experience reliability score of the journey over the window, 0 to 1.");
+    for (i, j) in v.journeys.iter().enumerate().filter(|(i, _)| journey_level(*i)) {
+        for w in &j.windows {
+            if let Some(s) = w.score {
+                sample(out, "cer_journey_score", &format!("{},window=\"{}\"", labels[i], w.window), s);
+            }
+        }
+    }
+    header(out, "cer_cohort_score", "gauge", "Customer-experience reliability score of one cohort of a journey, 0 to 1.");
+    for (i, j) in v.journeys.iter().enumerate().filter(|(i, _)| !journey_level(*i)) {
+        for w in &j.windows {
+            if let Some(s) = w.score {
+                sample(out, "cer_cohort_score", &format!("{},window=\"{}\"", labels[i], w.window), s);
+            }
+        }
+    }
+    header(out, "cer_score", "gauge", "Overall customer-experience reliability score, journeys weighted by business impact.");
+    for o in &v.overall {
+        if let Some(s) = o.score {
+            sample(out, "cer_score", &format!("window=\"{}\"", o.window), s);
+        }
+    }
 }
 
 fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize) {

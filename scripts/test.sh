@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Installs everything cerflow's tests need on a fresh Debian machine (skipping what is
+# already there), then runs every test:
+#   1. cargo test --all-targets        Rust unit and integration tests
+#   2. pytest tests/e2e                end-to-end tests against target/debug/cerflow:
+#                                      Python and Node OpenTelemetry SDKs, OTLP/JSON by
+#                                      hand, and a real Prometheus scraping cerflow.
+# Exits non-zero if anything fails (pytest's "no tests ran" included).
+#
+# Installs, each only when missing:
+#   - prometheus      apt-get (Debian's package)
+#   - .venv           python3 -m venv, then pip install -r tests/e2e/requirements.txt
+#   - node modules    npm ci in tests/e2e/node (versions pinned in its package-lock.json)
+#
+# Environment: PYTHON (default python3) picks the interpreter for the venv;
+# CARGO_TARGET_DIR is honoured.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+export DEBIAN_FRONTEND=noninteractive
+
+START=$SECONDS
+step() { printf '\n==> [%ss] %s\n' "$((SECONDS - START))" "$*"; }
+info() { printf '    %s\n' "$*"; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=(sudo)
+fi
+
+APT_UPDATED=0
+apt_install() {
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        info "apt-get update"
+        "${SUDO[@]}" apt-get update -qq
+        APT_UPDATED=1
+    fi
+    info "apt-get install -y --no-install-recommends $*"
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# ---------------------------------------------------------------- installs
+
+step "Prometheus"
+if [ -x /usr/bin/prometheus ]; then
+    info "already installed: $(/usr/bin/prometheus --version 2>&1 | head -n1)"
+else
+    info "installing prometheus (Debian package)"
+    apt_install prometheus
+    info "installed: $(/usr/bin/prometheus --version 2>&1 | head -n1)"
+fi
+
+step "Python virtualenv (.venv) with tests/e2e/requirements.txt"
+PYTHON=${PYTHON:-python3}
+VENV="$ROOT/.venv"
+REQS="$ROOT/tests/e2e/requirements.txt"
+if [ ! -x "$VENV/bin/python" ]; then
+    info "creating $VENV with $($PYTHON --version 2>&1)"
+    if ! "$PYTHON" -m venv "$VENV"; then
+        info "python3 -m venv failed; installing python3-venv"
+        rm -rf "$VENV"
+        apt_install python3-venv
+        "$PYTHON" -m venv "$VENV"
+    fi
+fi
+REQS_SUM=$(sha256sum "$REQS" | cut -d' ' -f1)
+STAMP="$VENV/.cerflow-e2e-requirements"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$REQS_SUM" ] && "$VENV/bin/python" -m pip check >/dev/null 2>&1; then
+    info "already installed (requirements unchanged since the last install)"
+else
+    info "pip install -r tests/e2e/requirements.txt"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQS"
+    echo "$REQS_SUM" >"$STAMP"
+fi
+"$VENV/bin/python" -m pip list --disable-pip-version-check 2>/dev/null \
+    | grep -Ei '^(opentelemetry-(sdk|exporter-otlp-proto-grpc|exporter-otlp-proto-http)|pytest|requests|grpcio|protobuf) ' \
+    | sed 's/^/    /'
+
+step "Node packages (tests/e2e/node)"
+NODE_DIR="$ROOT/tests/e2e/node"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    info "node or npm is missing; installing nodejs and npm"
+    apt_install nodejs npm
+fi
+info "node $(node --version), npm $(npm --version 2>/dev/null)"
+NODE_SUM=$(cat "$NODE_DIR/package.json" "$NODE_DIR/package-lock.json" | sha256sum | cut -d' ' -f1)
+NODE_STAMP="$NODE_DIR/node_modules/.cerflow-e2e-stamp"
+if [ -f "$NODE_STAMP" ] && [ "$(cat "$NODE_STAMP")" = "$NODE_SUM" ]; then
+    info "already installed (package-lock.json unchanged since the last install)"
+else
+    info "npm ci (OpenTelemetry JS SDK, OTLP HTTP and gRPC exporters)"
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$NODE_SUM" >"$NODE_STAMP"
+fi
+(cd "$NODE_DIR" && npm ls --depth=0 2>/dev/null | tail -n +2 | sed 's/^/    /') || true
+
+# ---------------------------------------------------------------- tests
+
+failed=()
+
+step "cargo test --all-targets"
+if ! cargo test --all-targets; then
+    failed+=("cargo test --all-targets")
+fi
+
+step "cargo build (the binary the end-to-end tests run)"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+if cargo build; then
+    export CERFLOW_BIN="$TARGET_DIR/debug/cerflow"
+    info "CERFLOW_BIN=$CERFLOW_BIN"
+
+    step "pytest tests/e2e"
+    set +e
+    "$VENV/bin/python" -m pytest "$ROOT/tests/e2e" -v
+    status=$?
+    set -e
+    case $status in
+        0) ;;
+        5) echo "pytest collected no tests: that is a failure"; failed+=("pytest tests/e2e (no tests ran)") ;;
+        *) failed+=("pytest tests/e2e (exit $status)") ;;
+    esac
+else
+    failed+=("cargo build")
+    echo "cargo build failed: the end-to-end tests were not run"
+fi
+
+step "Summary (took $((SECONDS - START))s)"
+if [ ${#failed[@]} -ne 0 ]; then
+    for f in "${failed[@]}"; do
+        echo "FAILED: $f"
+    done
+    exit 1
+fi
+echo "All tests passed: cargo test --all-targets and pytest tests/e2e."

@@ -1,0 +1,173 @@
+//! The score API: `GET /api/v1/scores` (JSON, on the metrics port) and the gRPC
+//! `cerflow.v1.ScoreService` (on the OTLP gRPC port), both reading the latest evaluation.
+
+use crate::export::Shared;
+use crate::proto;
+use crate::proto::score_service_server::{ScoreService, ScoreServiceServer};
+use crate::score::{filtered, Filter, ScoreView};
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Percent-decodes one query component (`+` is a space).
+fn unescape(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn parse_query(q: &str) -> Result<Filter, String> {
+    let pairs: Vec<(String, String)> = q
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (unescape(k), unescape(v)),
+            None => (unescape(p), String::new()),
+        })
+        .collect();
+    Filter::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+pub async fn scores_json(State(sh): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
+    let filter = match parse_query(q.as_deref().unwrap_or("")) {
+        Ok(f) => f,
+        Err(e) => return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({ "error": e }))).into_response(),
+    };
+    let eval = sh.eval.load();
+    axum::Json(filtered(&eval, &filter)).into_response()
+}
+
+pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
+    proto::ScoreSnapshot {
+        time_unix_nano: v.time_unix_nano,
+        definition_version: v.definition_version.clone(),
+        overall: v.overall.iter().map(|o| proto::WindowScore { window: o.window.clone(), score: o.score }).collect(),
+        journeys: v
+            .journeys
+            .iter()
+            .map(|j| proto::JourneyScore {
+                journey: j.journey.clone(),
+                weight: j.weight,
+                cohort: j.cohort.clone().into_iter().collect(),
+                windows: j
+                    .windows
+                    .iter()
+                    .map(|w| proto::WindowDetail {
+                        window: w.window.clone(),
+                        requests: w.requests,
+                        errors: w.errors,
+                        slow: w.slow,
+                        incorrect: w.incorrect,
+                        score: w.score,
+                        availability: w.availability,
+                        latency: w.latency,
+                        correctness: w.correctness,
+                        burn_rate: w.burn_rate.clone().into_iter().collect(),
+                    })
+                    .collect(),
+                alerts: j
+                    .alerts
+                    .iter()
+                    .map(|a| proto::Alert { sli: a.sli.clone(), severity: a.severity.clone() })
+                    .collect(),
+                objectives: j.objectives.clone().into_iter().collect(),
+                budget_remaining: j.budget_remaining.clone().into_iter().collect(),
+                slo_burn_rates: j
+                    .burn_rates
+                    .iter()
+                    .map(|(w, m)| proto::SloBurn { window: w.clone(), burn_rate: m.clone().into_iter().collect() })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn filter_of(r: &proto::GetScoresRequest) -> Filter {
+    Filter {
+        journeys: r.journeys.clone(),
+        window: (!r.window.is_empty()).then(|| r.window.clone()),
+        cohort: r
+            .cohort
+            .iter()
+            .map(|(k, v)| (crate::export::prometheus::sanitize_label(k), v.clone()))
+            .collect(),
+    }
+}
+
+pub struct ScoreApi {
+    pub shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl ScoreService for ScoreApi {
+    async fn get_scores(
+        &self,
+        request: tonic::Request<proto::GetScoresRequest>,
+    ) -> Result<tonic::Response<proto::ScoreSnapshot>, tonic::Status> {
+        let f = filter_of(request.get_ref());
+        let eval = self.shared.eval.load();
+        Ok(tonic::Response::new(to_proto(&filtered(&eval, &f))))
+    }
+
+    type WatchScoresStream = ReceiverStream<Result<proto::ScoreSnapshot, tonic::Status>>;
+
+    async fn watch_scores(
+        &self,
+        request: tonic::Request<proto::GetScoresRequest>,
+    ) -> Result<tonic::Response<Self::WatchScoresStream>, tonic::Status> {
+        let f = filter_of(request.get_ref());
+        let mut ticks = self.shared.ticks.subscribe();
+        let shared = self.shared.clone();
+        // A slow reader gets the newest snapshot, not a growing backlog.
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            loop {
+                let snap = to_proto(&filtered(&shared.eval.load(), &f));
+                if tx.send(Ok(snap)).await.is_err() {
+                    return;
+                }
+                if ticks.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(tonic::Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+pub fn grpc_service(shared: Arc<Shared>) -> ScoreServiceServer<ScoreApi> {
+    ScoreServiceServer::new(ScoreApi { shared })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_decode() {
+        let f = parse_query("journey=shop-api%3APOST+%2Fcheckout&window=5m&cohort=cloud.region%3Aeu").unwrap();
+        assert_eq!(f.journeys, vec!["shop-api:POST /checkout"]);
+        assert_eq!(f.window.as_deref(), Some("5m"));
+        assert_eq!(f.cohort.get("cloud_region").map(String::as_str), Some("eu"));
+    }
+}

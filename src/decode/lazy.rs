@@ -1,0 +1,771 @@
+//! Lazy OTLP trace decoding: one pass over the `ExportTraceServiceRequest` bytes that
+//! extracts what the pipeline reads (resource attributes and service name; span name,
+//! kind, status code, timestamps, trace and span ids, attributes; event names) as
+//! slices borrowed from the request buffer. Nothing is allocated per span: spans,
+//! attributes and event names go to a handful of vectors per request.
+//!
+//! The walk still checks everything the prost decoder checks, so the two accept and
+//! reject the same requests: truncated fields, invalid wire types or field numbers,
+//! varints longer than 10 bytes or past 64 bits, lengths that run past their message,
+//! known fields with the wrong wire type, unbalanced groups, nesting past prost's
+//! recursion limit, and invalid UTF-8 in every string field of the schema (read or
+//! not). Repeated and merged fields follow protobuf semantics as prost applies them:
+//! the last scalar wins, message fields merge (a second `status` keeps the first's code
+//! unless it sets its own), repeated fields append. `tests/lazy_decoder.rs` checks the
+//! agreement with prost property by property.
+
+use crate::span::{AttrValue, SpanView};
+
+/// prost's recursion limit; nesting deeper than this is rejected by both decoders.
+const RECURSION_LIMIT: u32 = 100;
+
+const VARINT: u8 = 0;
+const I64: u8 = 1;
+const LEN: u8 = 2;
+const START_GROUP: u8 = 3;
+const END_GROUP: u8 = 4;
+const I32: u8 = 5;
+
+/// Why a request could not be decoded, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    pub what: &'static str,
+    /// Byte offset in the request body.
+    pub offset: usize,
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.offset)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+type R<T> = Result<T, DecodeError>;
+
+/// One attribute, borrowed from the request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attr<'a> {
+    pub key: &'a str,
+    pub value: AttrValue<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ResourceRec<'a> {
+    service: &'a str,
+    attrs: (u32, u32),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SpanRec<'a> {
+    name: &'a str,
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    start_ns: u64,
+    end_ns: u64,
+    kind: i32,
+    status: i32,
+    resource: u32,
+    attrs: (u32, u32),
+    events: (u32, u32),
+}
+
+/// A decoded trace request: the spans, in request order, and what they reference.
+#[derive(Debug, Default)]
+pub struct TraceRequest<'a> {
+    resources: Vec<ResourceRec<'a>>,
+    spans: Vec<SpanRec<'a>>,
+    span_attrs: Vec<Attr<'a>>,
+    resource_attrs: Vec<Attr<'a>>,
+    events: Vec<&'a str>,
+}
+
+/// Decodes an OTLP `ExportTraceServiceRequest` from protobuf bytes.
+pub fn decode_traces(body: &[u8]) -> Result<TraceRequest<'_>, DecodeError> {
+    let mut out = TraceRequest {
+        resources: Vec::new(),
+        // A realistic span is 200-500 bytes; the vectors double from here if needed.
+        spans: Vec::with_capacity(body.len() / 512),
+        span_attrs: Vec::with_capacity(body.len() / 64),
+        resource_attrs: Vec::new(),
+        events: Vec::new(),
+    };
+    let mut c = Cur { buf: body, pos: 0, end: body.len() };
+    let ctx = RECURSION_LIMIT;
+    while c.more() {
+        let (tag, wt) = c.key()?;
+        match tag {
+            1 => {
+                let sub = c.message(wt, ctx)?;
+                out.resource_spans(sub, ctx - 1)?;
+            }
+            _ => c.skip(wt, tag, ctx)?,
+        }
+    }
+    Ok(out)
+}
+
+impl<'a> TraceRequest<'a> {
+    pub fn span_count(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// The number of `ResourceSpans` entries.
+    pub fn resource_count(&self) -> usize {
+        self.resources.len()
+    }
+
+    /// Every span, in request order.
+    pub fn spans(&self) -> impl ExactSizeIterator<Item = LazySpan<'_, 'a>> + '_ {
+        self.spans.iter().map(move |rec| LazySpan { req: self, rec })
+    }
+
+    fn resource_spans(&mut self, mut c: Cur<'a>, ctx: u32) -> R<()> {
+        let index = self.resources.len() as u32;
+        let first_attr = self.resource_attrs.len() as u32;
+        self.resources.push(ResourceRec { service: UNKNOWN_SERVICE, attrs: (first_attr, first_attr) });
+        while c.more() {
+            let (tag, wt) = c.key()?;
+            match tag {
+                1 => {
+                    let sub = c.message(wt, ctx)?;
+                    self.resource(sub, ctx - 1)?;
+                }
+                2 => {
+                    let sub = c.message(wt, ctx)?;
+                    self.scope_spans(sub, ctx - 1, index)?;
+                }
+                3 => {
+                    c.string(wt)?;
+                }
+                _ => c.skip(wt, tag, ctx)?,
+            }
+        }
+        let attrs = (first_attr, self.resource_attrs.len() as u32);
+        let service = match self.resource_attrs[attrs.0 as usize..attrs.1 as usize].iter().find(|a| a.key == SERVICE_NAME) {
+            Some(Attr { value: AttrValue::Str(s), .. }) => s,
+            _ => UNKNOWN_SERVICE,
+        };
+        if let Some(r) = self.resources.get_mut(index as usize) {
+            *r = ResourceRec { service, attrs };
+        }
+        Ok(())
+    }
+
+    fn resource(&mut self, mut c: Cur<'a>, ctx: u32) -> R<()> {
+        while c.more() {
+            let (tag, wt) = c.key()?;
+            match tag {
+                1 => {
+                    let sub = c.message(wt, ctx)?;
+                    let kv = key_value(sub, ctx - 1)?;
+                    self.resource_attrs.push(kv);
+                }
+                2 => {
+                    c.varint_field(wt)?;
+                }
+                3 => {
+                    let sub = c.message(wt, ctx)?;
+                    entity_ref(sub, ctx - 1)?;
+                }
+                _ => c.skip(wt, tag, ctx)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn scope_spans(&mut self, mut c: Cur<'a>, ctx: u32, resource: u32) -> R<()> {
+        while c.more() {
+            let (tag, wt) = c.key()?;
+            match tag {
+                1 => {
+                    let sub = c.message(wt, ctx)?;
+                    scope(sub, ctx - 1)?;
+                }
+                2 => {
+                    let sub = c.message(wt, ctx)?;
+                    self.span(sub, ctx - 1, resource)?;
+                }
+                3 => {
+                    c.string(wt)?;
+                }
+                _ => c.skip(wt, tag, ctx)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn span(&mut self, mut c: Cur<'a>, ctx: u32, resource: u32) -> R<()> {
+        let first_attr = self.span_attrs.len() as u32;
+        let first_event = self.events.len() as u32;
+        let mut s = SpanRec {
+            name: "",
+            trace_id: &[],
+            span_id: &[],
+            start_ns: 0,
+            end_ns: 0,
+            kind: 0,
+            status: 0,
+            resource,
+            attrs: (first_attr, first_attr),
+            events: (first_event, first_event),
+        };
+        while c.more() {
+            let (tag, wt) = c.key()?;
+            match tag {
+                1 => s.trace_id = c.bytes(wt)?,
+                2 => s.span_id = c.bytes(wt)?,
+                3 => {
+                    c.string(wt)?;
+                }
+                4 => {
+                    c.bytes(wt)?;
+                }
+                5 => s.name = c.string(wt)?,
+                6 => s.kind = c.varint_field(wt)? as i32,
+                7 => s.start_ns = c.fixed64(wt)?,
+                8 => s.end_ns = c.fixed64(wt)?,
+                9 => {
+                    let sub = c.message(wt, ctx)?;
+                    let kv = key_value(sub, ctx - 1)?;
+                    self.span_attrs.push(kv);
+                }
+                10 | 12 | 14 => {
+                    c.varint_field(wt)?;
+                }
+                11 => {
+                    let sub = c.message(wt, ctx)?;
+                    let name = event(sub, ctx - 1)?;
+                    self.events.push(name);
+                }
+                13 => {
+                    let sub = c.message(wt, ctx)?;
+                    link(sub, ctx - 1)?;
+                }
+                15 => {
+                    let sub = c.message(wt, ctx)?;
+                    status(sub, ctx - 1, &mut s.status)?;
+                }
+                16 => c.fixed32(wt)?,
+                _ => c.skip(wt, tag, ctx)?,
+            }
+        }
+        s.attrs.1 = self.span_attrs.len() as u32;
+        s.events.1 = self.events.len() as u32;
+        self.spans.push(s);
+        Ok(())
+    }
+}
+
+const SERVICE_NAME: &str = "service.name";
+const UNKNOWN_SERVICE: &str = "unknown_service";
+
+fn key_value<'a>(mut c: Cur<'a>, ctx: u32) -> R<Attr<'a>> {
+    let mut key = "";
+    let mut value = None;
+    while c.more() {
+        let (tag, wt) = c.key()?;
+        match tag {
+            1 => key = c.string(wt)?,
+            2 => {
+                let sub = c.message(wt, ctx)?;
+                any_value(sub, ctx - 1, &mut value)?;
+            }
+            3 => {
+                c.varint_field(wt)?;
+            }
+            _ => c.skip(wt, tag, ctx)?,
+        }
+    }
+    Ok(Attr { key, value: value.unwrap_or(AttrValue::Other) })
+}
+
+/// Merges one `AnyValue` into `value`: the last field of the oneof wins, as in prost.
+fn any_value<'a>(mut c: Cur<'a>, ctx: u32, value: &mut Option<AttrValue<'a>>) -> R<()> {
+    while c.more() {
+        let (tag, wt) = c.key()?;
+        match tag {
+            1 => *value = Some(AttrValue::Str(c.string(wt)?)),
+            2 => *value = Some(AttrValue::Bool(c.varint_field(wt)? != 0)),
+            3 => *value = Some(AttrValue::Int(c.varint_field(wt)? as i64)),
+            4 => *value = Some(AttrValue::Double(f64::from_bits(c.fixed64(wt)?))),
+            5 | 6 => {
+                let sub = c.message(wt, ctx)?;
+                list(sub, ctx - 1, tag == 6)?;
+                *value = Some(AttrValue::Other);
+            }
+            7 => {
+                c.bytes(wt)?;
+                *value = Some(AttrValue::Other);
+            }
+            8 => {
+                c.varint_field(wt)?;
+                *value = Some(AttrValue::Other);
+            }
+            _ => c.skip(wt, tag, ctx)?,
+        }
+    }
+    Ok(())
+}
+
+/// `ArrayValue` (repeated AnyValue) or `KeyValueList` (repeated KeyValue), checked only.
+fn list(mut c: Cur<'_>, ctx: u32, kv: bool) -> R<()> {
+    while c.more() {
+        let (tag, wt) = c.key()?;
+        match tag {
+            1 => {
+                let sub = c.message(wt, ctx)?;
+                if kv {
+                    key_value(sub, ctx - 1)?;
+                } else {
+                    any_value(sub, ctx - 1, &mut None)?;
+                }
+            }
+            _ => c.skip(wt, tag, ctx)?,
+        }
+    }
+    Ok(())
+}
+
+fn entity_ref(mut c: Cur<'_>, ctx: u32) -> R<()> {
+    while c.more() {
+        let (tag, wt) = c.key()?;
+        match tag {
+            1..=4 => {
+                c.string(wt)?;
+            }
+            _ => c.skip(wt, tag, ctx)?,
+        }
+    }
+    Ok(())
+}
+
+fn scope(mut c: Cur<'_>, ctx: u32) -> R<()> {
+    while c.more() {
+        let (tag, wt) = c.key()?;
+        match tag {
+            1 | 2 => {
+                c.string(wt)?;
+            }
+            3 => {
+                let sub = c.message(wt, ctx)?;
+                key_value(sub, ctx - 1)?;
+            }
+            4 => {
+                c.varint_field(wt)?;
+            }
+            _ => c.skip(wt, tag, ctx)?,
+        }
+    }
+    Ok(())
+}
+
+fn event<'a>(mut c: Cur<'a>, ctx: u32) -> R<&'a str> {
+    let mut name = "";
+    while c.more() {
+        let (tag, wt) = c.key()?;
+        match tag {
+            1 => {
+                c.fixed64(wt)?;
+            }
+            2 => name = c.string(wt)?,
+            3 => {
+                let sub = c.message(wt, ctx)?;
+                key_value(sub, ctx - 1)?;
+            }
+            4 => {
+                c.varint_field(wt)?;
+            }
+            _ => c.skip(wt, tag, ctx)?,
+        }
+    }
+    Ok(name)
+}
+
+fn link(mut c: Cur<'_>, ctx: u32) -> R<()> {
+    while c.more() {
+        let (tag, wt) = c.key()?;
+        match tag {
+            1 | 2 => {
+                c.bytes(wt)?;
+            }
+            3 => {
+                c.string(wt)?;
+            }
+            4 => {
+                let sub = c.message(wt, ctx)?;
+                key_value(sub, ctx - 1)?;
+            }
+            5 => {
+                c.varint_field(wt)?;
+            }
+            6 => c.fixed32(wt)?,
+            _ => c.skip(wt, tag, ctx)?,
+        }
+    }
+    Ok(())
+}
+
+fn status(mut c: Cur<'_>, ctx: u32, code: &mut i32) -> R<()> {
+    while c.more() {
+        let (tag, wt) = c.key()?;
+        match tag {
+            2 => {
+                c.string(wt)?;
+            }
+            3 => *code = c.varint_field(wt)? as i32,
+            _ => c.skip(wt, tag, ctx)?,
+        }
+    }
+    Ok(())
+}
+
+/// A cursor over one message: `buf[pos..end]`; offsets stay absolute for errors.
+#[derive(Clone, Copy)]
+struct Cur<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    end: usize,
+}
+
+impl<'a> Cur<'a> {
+    #[inline(always)]
+    fn more(&self) -> bool {
+        self.pos < self.end
+    }
+
+    #[cold]
+    fn err(&self, what: &'static str) -> DecodeError {
+        DecodeError { what, offset: self.pos }
+    }
+
+    #[inline(always)]
+    fn varint(&mut self) -> R<u64> {
+        if self.pos < self.end {
+            if let Some(&b) = self.buf.get(self.pos) {
+                if b < 0x80 {
+                    self.pos += 1;
+                    return Ok(u64::from(b));
+                }
+            }
+        }
+        self.varint_long()
+    }
+
+    fn varint_long(&mut self) -> R<u64> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let p = self.pos + i;
+            if p >= self.end {
+                return Err(self.err("truncated varint"));
+            }
+            let Some(&b) = self.buf.get(p) else { return Err(self.err("truncated varint")) };
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                if i == 9 && b > 1 {
+                    return Err(self.err("varint overflows 64 bits"));
+                }
+                self.pos = p + 1;
+                return Ok(value);
+            }
+        }
+        Err(self.err("varint longer than 10 bytes"))
+    }
+
+    #[inline(always)]
+    fn key(&mut self) -> R<(u32, u8)> {
+        let at = self.pos;
+        let key = self.varint()?;
+        if key > u64::from(u32::MAX) {
+            return Err(DecodeError { what: "invalid field key", offset: at });
+        }
+        let wt = (key & 7) as u8;
+        if wt > I32 {
+            return Err(DecodeError { what: "invalid wire type", offset: at });
+        }
+        let tag = (key as u32) >> 3;
+        if tag == 0 {
+            return Err(DecodeError { what: "invalid field number 0", offset: at });
+        }
+        Ok((tag, wt))
+    }
+
+    #[inline(always)]
+    fn want(&self, wt: u8, expected: u8) -> R<()> {
+        if wt == expected {
+            Ok(())
+        } else {
+            Err(self.err("unexpected wire type for a known field"))
+        }
+    }
+
+    #[inline(always)]
+    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+        if n > self.end - self.pos {
+            return Err(self.err("field runs past the end of its message"));
+        }
+        let start = self.pos;
+        self.pos += n;
+        self.buf.get(start..self.pos).ok_or_else(|| self.err("field runs past the end of the buffer"))
+    }
+
+    #[inline(always)]
+    fn len_prefixed(&mut self) -> R<&'a [u8]> {
+        let len = self.varint()?;
+        if len > (self.end - self.pos) as u64 {
+            return Err(self.err("length runs past the end of its message"));
+        }
+        self.take(len as usize)
+    }
+
+    #[inline(always)]
+    fn bytes(&mut self, wt: u8) -> R<&'a [u8]> {
+        self.want(wt, LEN)?;
+        self.len_prefixed()
+    }
+
+    #[inline(always)]
+    fn string(&mut self, wt: u8) -> R<&'a str> {
+        self.want(wt, LEN)?;
+        let b = self.len_prefixed()?;
+        std::str::from_utf8(b).map_err(|_| self.err("invalid UTF-8 in a string field"))
+    }
+
+    #[inline(always)]
+    fn varint_field(&mut self, wt: u8) -> R<u64> {
+        self.want(wt, VARINT)?;
+        self.varint()
+    }
+
+    #[inline(always)]
+    fn fixed64(&mut self, wt: u8) -> R<u64> {
+        self.want(wt, I64)?;
+        let b = self.take(8)?;
+        match b.first_chunk::<8>() {
+            Some(a) => Ok(u64::from_le_bytes(*a)),
+            None => Err(self.err("truncated fixed64")),
+        }
+    }
+
+    #[inline(always)]
+    fn fixed32(&mut self, wt: u8) -> R<()> {
+        self.want(wt, I32)?;
+        self.take(4).map(|_| ())
+    }
+
+    /// A nested message field: checks the wire type and the recursion limit as prost
+    /// does, and returns a cursor over the message; its fields use `ctx - 1`.
+    #[inline(always)]
+    fn message(&mut self, wt: u8, ctx: u32) -> R<Cur<'a>> {
+        self.want(wt, LEN)?;
+        if ctx == 0 {
+            return Err(self.err("messages nested too deeply"));
+        }
+        let b = self.len_prefixed()?;
+        let end = self.pos;
+        Ok(Cur { buf: self.buf, pos: end - b.len(), end })
+    }
+
+    /// Skips an unknown field as prost does, groups included.
+    fn skip(&mut self, wt: u8, tag: u32, ctx: u32) -> R<()> {
+        if ctx == 0 {
+            return Err(self.err("messages nested too deeply"));
+        }
+        match wt {
+            VARINT => {
+                self.varint()?;
+            }
+            I64 => {
+                self.take(8)?;
+            }
+            LEN => {
+                self.len_prefixed()?;
+            }
+            I32 => {
+                self.take(4)?;
+            }
+            START_GROUP => loop {
+                if !self.more() {
+                    return Err(self.err("unterminated group"));
+                }
+                let (inner, iwt) = self.key()?;
+                if iwt == END_GROUP {
+                    if inner != tag {
+                        return Err(self.err("unexpected end group tag"));
+                    }
+                    break;
+                }
+                self.skip(iwt, inner, ctx - 1)?;
+            },
+            _ => return Err(self.err("unexpected end group tag")),
+        }
+        Ok(())
+    }
+}
+
+/// One span of a [`TraceRequest`], read through [`SpanView`].
+#[derive(Clone, Copy)]
+pub struct LazySpan<'r, 'a> {
+    req: &'r TraceRequest<'a>,
+    rec: &'r SpanRec<'a>,
+}
+
+impl<'r, 'a> LazySpan<'r, 'a> {
+    pub fn trace_id(&self) -> &'a [u8] {
+        self.rec.trace_id
+    }
+
+    pub fn span_id(&self) -> &'a [u8] {
+        self.rec.span_id
+    }
+
+    /// Why the span cannot be used, as [`super::invalid_reason`] says for prost spans.
+    pub fn invalid_reason(&self) -> Option<&'static str> {
+        super::invalid_parts(self.rec.trace_id, self.rec.span_id, self.rec.start_ns, self.rec.end_ns)
+    }
+
+    pub fn span_attrs(&self) -> &'r [Attr<'a>] {
+        let (a, b) = self.rec.attrs;
+        self.req.span_attrs.get(a as usize..b as usize).unwrap_or_default()
+    }
+
+    pub fn resource_attrs(&self) -> &'r [Attr<'a>] {
+        match self.req.resources.get(self.rec.resource as usize) {
+            Some(r) => self.req.resource_attrs.get(r.attrs.0 as usize..r.attrs.1 as usize).unwrap_or_default(),
+            None => &[],
+        }
+    }
+
+    pub fn event_names(&self) -> &'r [&'a str] {
+        let (a, b) = self.rec.events;
+        self.req.events.get(a as usize..b as usize).unwrap_or_default()
+    }
+}
+
+#[inline]
+fn find<'a>(attrs: &[Attr<'a>], key: &str) -> Option<AttrValue<'a>> {
+    attrs.iter().find(|a| a.key == key).map(|a| a.value)
+}
+
+impl SpanView for LazySpan<'_, '_> {
+    fn service_name(&self) -> &str {
+        self.req.resources.get(self.rec.resource as usize).map_or(UNKNOWN_SERVICE, |r| r.service)
+    }
+    fn name(&self) -> &str {
+        self.rec.name
+    }
+    fn kind(&self) -> i32 {
+        self.rec.kind
+    }
+    fn status_code(&self) -> i32 {
+        self.rec.status
+    }
+    fn start_ns(&self) -> u64 {
+        self.rec.start_ns
+    }
+    fn end_ns(&self) -> u64 {
+        self.rec.end_ns
+    }
+    fn span_attr(&self, key: &str) -> Option<AttrValue<'_>> {
+        find(self.span_attrs(), key)
+    }
+    fn resource_attr(&self, key: &str) -> Option<AttrValue<'_>> {
+        find(self.resource_attrs(), key)
+    }
+    fn any_event(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
+        self.event_names().iter().any(|n| test(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+    use prost::Message;
+
+    fn kv(k: &str, v: any_value::Value) -> KeyValue {
+        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+    }
+
+    fn request() -> ExportTraceServiceRequest {
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "POST /checkout".into(),
+            kind: span::SpanKind::Server as i32,
+            start_time_unix_nano: 10,
+            end_time_unix_nano: 20,
+            attributes: vec![
+                kv("http.response.status_code", any_value::Value::IntValue(503)),
+                kv("app.plan.tier", any_value::Value::StringValue("pro".into())),
+            ],
+            events: vec![span::Event { name: "exception".into(), ..Default::default() }],
+            status: Some(Status { code: status::StatusCode::Error as i32, message: "boom".into() }),
+            ..Default::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv("service.name", any_value::Value::StringValue("shop".into())),
+                        kv("cloud.region", any_value::Value::StringValue("eu-west-1".into())),
+                    ],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans { spans: vec![span.clone(), span], ..Default::default() }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn reads_what_the_pipeline_needs() {
+        let bytes = request().encode_to_vec();
+        let req = decode_traces(&bytes).expect("valid request");
+        assert_eq!(req.span_count(), 2);
+        let s = req.spans().next().expect("a span");
+        assert_eq!(s.service_name(), "shop");
+        assert_eq!(s.name(), "POST /checkout");
+        assert_eq!(s.kind(), 2);
+        assert_eq!(s.status_code(), 2);
+        assert_eq!((s.start_ns(), s.end_ns()), (10, 20));
+        assert_eq!(s.attr("http.response.status_code"), Some(AttrValue::Int(503)));
+        assert_eq!(s.attr("cloud.region"), Some(AttrValue::Str("eu-west-1")));
+        assert_eq!(s.attr("app.plan.tier"), Some(AttrValue::Str("pro")));
+        assert_eq!(s.attr("missing"), None);
+        assert!(s.any_event(&mut |n| n == "exception"));
+        assert_eq!(s.invalid_reason(), None);
+    }
+
+    #[test]
+    fn rejects_truncation_and_bad_wire_types() {
+        let bytes = request().encode_to_vec();
+        for n in 1..bytes.len() {
+            assert!(decode_traces(&bytes[..n]).is_err(), "prefix of {n} bytes accepted");
+        }
+        // Field 1 of the request as a varint.
+        assert!(decode_traces(&[0x08, 0x01]).is_err());
+        // An 11-byte varint.
+        assert!(decode_traces(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
+        // Wire type 7.
+        assert!(decode_traces(&[0x0f]).is_err());
+        // Invalid UTF-8 in a span name.
+        let mut r = request();
+        r.resource_spans[0].scope_spans[0].spans[0].name = "\u{e9}".into();
+        let mut bytes = r.encode_to_vec();
+        let at = bytes.iter().position(|b| *b == 0xc3).expect("the encoded e-acute");
+        bytes[at] = 0xff;
+        assert!(decode_traces(&bytes).is_err());
+        assert!(ExportTraceServiceRequest::decode(&bytes[..]).is_err());
+    }
+
+    #[test]
+    fn the_empty_request_is_valid() {
+        let req = decode_traces(&[]).expect("empty is valid");
+        assert_eq!(req.span_count(), 0);
+    }
+}

@@ -1,0 +1,322 @@
+//! `cerflow gate`: a release gate for CI/CD pipelines, reading the score API.
+//!
+//! Exit codes: 0 the gate passes, 1 it fails, 2 it cannot decide (cerflow unreachable,
+//! or no data for the journey or a compared cohort).
+
+use crate::score::{JourneyView, ScoreView};
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Base URL of cerflow's metrics port, where /api/v1/scores is served.
+    #[arg(long, default_value = "http://127.0.0.1:9464")]
+    pub endpoint: String,
+    /// The journey to judge.
+    #[arg(long)]
+    pub journey: String,
+    /// The score window, one of cerflow's windows (e.g. 5m).
+    #[arg(long, default_value = "5m")]
+    pub window: String,
+    /// Fail when the journey's score is below this.
+    #[arg(long)]
+    pub min_score: Option<f64>,
+    /// Fail while an alert of these severities is active on the journey (page, ticket).
+    #[arg(long, value_delimiter = ',')]
+    pub deny_alerts: Vec<String>,
+    /// Compare two cohorts: KEY=CANARY:BASELINE, e.g. service.version=2.1.0:2.0.3.
+    #[arg(long)]
+    pub compare: Option<String>,
+    /// With --compare: fail when the canary's score is below the baseline's by more than this.
+    #[arg(long, default_value_t = 0.02)]
+    pub max_drop: f64,
+    /// Keep checking until the gate passes or this long has passed (e.g. 10m).
+    #[arg(long, value_parser = parse_wait)]
+    pub wait: Option<Duration>,
+    /// Time between checks while waiting.
+    #[arg(long, value_parser = parse_wait, default_value = "10s")]
+    pub interval: Duration,
+}
+
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    crate::config::decode::parse_duration(s)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Undecided,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Fail => 1,
+            Verdict::Undecided => 2,
+        }
+    }
+}
+
+/// One line of the table the gate prints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub observed: String,
+    pub required: String,
+    pub verdict: Verdict,
+}
+
+/// A tiny HTTP/1.1 GET: the gate must work from a bare CI image with only this binary.
+pub fn http_get(url: &str, timeout: Duration) -> Result<String, String> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| format!("only http:// URLs are supported, got \"{url}\""))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = hostport
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {hostport}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {hostport}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("cannot connect to {hostport}: {e}"))?;
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: application/json\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("cannot send the request: {e}"))?;
+    let mut raw = Vec::new();
+    // The score snapshot is small; a hard cap keeps a wrong endpoint from filling memory.
+    s.take(64 << 20).read_to_end(&mut raw).map_err(|e| format!("cannot read the response: {e}"))?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("malformed HTTP response")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut body = raw[split + 4..].to_vec();
+    let status: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("malformed status line")?;
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body)?;
+    }
+    let text = String::from_utf8(body).map_err(|_| "response is not UTF-8")?;
+    if status != 200 {
+        return Err(format!("HTTP {status}: {}", text.trim()));
+    }
+    Ok(text)
+}
+
+fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for _ in 0..1_000_000 {
+        let nl = b.windows(2).position(|w| w == b"\r\n").ok_or("bad chunk")?;
+        let size_text = String::from_utf8_lossy(&b[..nl]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).map_err(|_| "bad chunk size")?;
+        b = &b[nl + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if b.len() < size + 2 {
+            return Err("truncated chunk".into());
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
+    Err("too many chunks".into())
+}
+
+fn fetch(base: &str, journey: &str, window: &str, cohort: Option<(&str, &str)>) -> Result<ScoreView, String> {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    let mut url = format!("{}/api/v1/scores?journey={}&window={}", base.trim_end_matches('/'), enc(journey), enc(window));
+    if let Some((k, v)) = cohort {
+        url.push_str(&format!("&cohort={}", enc(&format!("{k}:{v}"))));
+    }
+    let body = http_get(&url, Duration::from_secs(10))?;
+    serde_json::from_str(&body).map_err(|e| format!("unexpected response from {url}: {e}"))
+}
+
+fn score_of<'a>(v: &'a ScoreView, journey: &str, cohort_filter: bool) -> Option<(&'a JourneyView, Option<f64>)> {
+    let j = v.journeys.iter().find(|j| j.journey == journey && (cohort_filter || j.cohort.is_empty()))?;
+    Some((j, j.windows.first().and_then(|w| w.score)))
+}
+
+fn fmt_score(s: Option<f64>) -> String {
+    s.map_or("no data".into(), |v| format!("{v:.4}"))
+}
+
+/// Runs every check once.
+pub fn evaluate(args: &Args) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let view = match fetch(&args.endpoint, &args.journey, &args.window, None) {
+        Ok(v) => v,
+        Err(e) => {
+            checks.push(Check { name: "reach cerflow".into(), observed: e, required: "a score snapshot".into(), verdict: Verdict::Undecided });
+            return checks;
+        }
+    };
+    let journey = score_of(&view, &args.journey, false);
+    if let Some(min) = args.min_score {
+        let observed = journey.and_then(|(_, s)| s);
+        checks.push(Check {
+            name: format!("score {} ({})", args.journey, args.window),
+            observed: fmt_score(observed),
+            required: format!(">= {min}"),
+            verdict: match observed {
+                None => Verdict::Undecided,
+                Some(s) if s >= min => Verdict::Pass,
+                Some(_) => Verdict::Fail,
+            },
+        });
+    }
+    if !args.deny_alerts.is_empty() {
+        let active: Vec<String> = journey
+            .map(|(j, _)| {
+                j.alerts
+                    .iter()
+                    .filter(|a| args.deny_alerts.iter().any(|d| d == &a.severity))
+                    .map(|a| format!("{}:{}", a.severity, a.sli))
+                    .collect()
+            })
+            .unwrap_or_default();
+        checks.push(Check {
+            name: format!("alerts {}", args.journey),
+            observed: if active.is_empty() { "none".into() } else { active.join(",") },
+            required: format!("no {}", args.deny_alerts.join("/")),
+            verdict: match (journey.is_some(), active.is_empty()) {
+                (false, _) => Verdict::Undecided,
+                (true, true) => Verdict::Pass,
+                (true, false) => Verdict::Fail,
+            },
+        });
+    }
+    if let Some(spec) = &args.compare {
+        checks.push(compare(args, spec));
+    }
+    if checks.is_empty() {
+        checks.push(Check {
+            name: "checks".into(),
+            observed: "none given".into(),
+            required: "--min-score, --deny-alerts or --compare".into(),
+            verdict: Verdict::Undecided,
+        });
+    }
+    checks
+}
+
+fn compare(args: &Args, spec: &str) -> Check {
+    let name = format!("canary vs baseline ({spec})");
+    let parsed = spec.split_once('=').and_then(|(k, v)| v.split_once(':').map(|(c, b)| (k, c, b)));
+    let Some((key, canary, baseline)) = parsed else {
+        return Check { name, observed: "bad --compare".into(), required: "KEY=CANARY:BASELINE".into(), verdict: Verdict::Undecided };
+    };
+    let get = |value: &str| -> Result<Option<f64>, String> {
+        let v = fetch(&args.endpoint, &args.journey, &args.window, Some((key, value)))?;
+        Ok(score_of(&v, &args.journey, true).and_then(|(_, s)| s))
+    };
+    match (get(canary), get(baseline)) {
+        (Ok(Some(c)), Ok(Some(b))) => Check {
+            name,
+            observed: format!("{c:.4} vs {b:.4} (drop {:.4})", b - c),
+            required: format!("drop <= {}", args.max_drop),
+            verdict: if b - c <= args.max_drop + 1e-12 { Verdict::Pass } else { Verdict::Fail },
+        },
+        (Err(e), _) | (_, Err(e)) => Check { name, observed: e, required: "both cohorts".into(), verdict: Verdict::Undecided },
+        (c, b) => Check {
+            name,
+            observed: format!("canary {}, baseline {}", fmt_score(c.ok().flatten()), fmt_score(b.ok().flatten())),
+            required: "data for both cohorts".into(),
+            verdict: Verdict::Undecided,
+        },
+    }
+}
+
+pub fn overall(checks: &[Check]) -> Verdict {
+    if checks.iter().any(|c| c.verdict == Verdict::Fail) {
+        Verdict::Fail
+    } else if checks.iter().any(|c| c.verdict == Verdict::Undecided) {
+        Verdict::Undecided
+    } else {
+        Verdict::Pass
+    }
+}
+
+pub fn table(checks: &[Check], verdict: Verdict) -> String {
+    let w0 = checks.iter().map(|c| c.name.len()).max().unwrap_or(5).max(5);
+    let w1 = checks.iter().map(|c| c.observed.len()).max().unwrap_or(8).max(8);
+    let w2 = checks.iter().map(|c| c.required.len()).max().unwrap_or(8).max(8);
+    let mut s = format!("{:w0$}  {:w1$}  {:w2$}  RESULT\n", "CHECK", "OBSERVED", "REQUIRED");
+    for c in checks {
+        let r = match c.verdict {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::Undecided => "undecided",
+        };
+        s.push_str(&format!("{:w0$}  {:w1$}  {:w2$}  {r}\n", c.name, c.observed, c.required));
+    }
+    s.push_str(match verdict {
+        Verdict::Pass => "gate: PASS\n",
+        Verdict::Fail => "gate: FAIL\n",
+        Verdict::Undecided => "gate: UNDECIDED\n",
+    });
+    s
+}
+
+/// Runs the gate, waiting if asked, and returns the exit code.
+pub fn run(args: &Args) -> u8 {
+    let deadline = args.wait.map(|w| Instant::now() + w);
+    loop {
+        let checks = evaluate(args);
+        let verdict = overall(&checks);
+        let done = verdict == Verdict::Pass || deadline.is_none_or(|d| Instant::now() + args.interval > d);
+        if done {
+            print!("{}", table(&checks, verdict));
+            return verdict.exit_code();
+        }
+        eprintln!("gate: {verdict:?} so far; checking again in {:?}", args.interval);
+        std::thread::sleep(args.interval);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        assert_eq!(dechunk(b"4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n").unwrap(), b"Wikipedia");
+        assert!(dechunk(b"ff\r\nshort\r\n").is_err());
+    }
+
+    #[test]
+    fn any_failure_fails_and_undecided_beats_pass() {
+        let c = |v| Check { name: String::new(), observed: String::new(), required: String::new(), verdict: v };
+        assert_eq!(overall(&[c(Verdict::Pass), c(Verdict::Fail), c(Verdict::Undecided)]), Verdict::Fail);
+        assert_eq!(overall(&[c(Verdict::Pass), c(Verdict::Undecided)]), Verdict::Undecided);
+        assert_eq!(overall(&[c(Verdict::Pass)]), Verdict::Pass);
+    }
+
+    #[test]
+    fn an_unreachable_endpoint_is_undecided() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let args = Args {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            journey: "checkout".into(),
+            window: "5m".into(),
+            min_score: Some(0.9),
+            deny_alerts: vec![],
+            compare: None,
+            max_drop: 0.02,
+            wait: None,
+            interval: Duration::from_secs(1),
+        };
+        let checks = evaluate(&args);
+        assert_eq!(overall(&checks), Verdict::Undecided);
+        assert_eq!(run(&args), 2);
+    }
+}

@@ -1,0 +1,403 @@
+//! Realistic OTLP trace payloads, encoded once and re-stamped cheaply.
+//!
+//! A [`Template`] is an `ExportTraceServiceRequest` body written by a small protobuf
+//! encoder that remembers where every span's start and end timestamps sit, so making
+//! the spans "now" again is two 8-byte writes per span, never a re-encode.
+//!
+//! Spans look like what an HTTP server instrumented with OpenTelemetry sends: kind
+//! SERVER, names like `POST /checkout`, ten semantic-convention span attributes and
+//! seven resource attributes (about 430 bytes per span on the wire).
+
+use super::rng::Rng;
+
+/// What a journey's spans look like.
+#[derive(Debug, Clone)]
+pub struct JourneySpec {
+    pub name: String,
+    pub method: &'static str,
+    pub route: String,
+    pub service: String,
+}
+
+/// One value of the cohort attributes: `cloud.region` (resource) x `app.plan.tier` (span).
+#[derive(Debug, Clone)]
+pub struct CohortSpec {
+    pub region: String,
+    pub tier: String,
+}
+
+const CATALOG: [(&str, &str, &str, &str); 10] = [
+    ("checkout", "POST", "/checkout", "checkout-service"),
+    ("cart", "GET", "/cart", "cart-service"),
+    ("login", "POST", "/login", "auth-service"),
+    ("search", "GET", "/search", "search-service"),
+    ("product", "GET", "/products/{id}", "catalog-service"),
+    ("payment", "POST", "/payments", "payment-service"),
+    ("orders", "GET", "/orders", "order-service"),
+    ("profile", "GET", "/account/profile", "account-service"),
+    ("recommendations", "GET", "/recommendations", "recommendation-service"),
+    ("shipping", "POST", "/shipping/quote", "shipping-service"),
+];
+
+const REGIONS: [&str; 10] = [
+    "us-east-1",
+    "eu-west-1",
+    "ap-southeast-1",
+    "us-west-2",
+    "eu-central-1",
+    "sa-east-1",
+    "ap-northeast-1",
+    "ca-central-1",
+    "eu-north-1",
+    "af-south-1",
+];
+
+const TIERS: [&str; 5] = ["free", "pro", "team", "business", "enterprise"];
+
+pub fn journeys(n: usize) -> Vec<JourneySpec> {
+    (0..n.max(1))
+        .map(|i| match CATALOG.get(i) {
+            Some(&(name, method, route, service)) => {
+                JourneySpec { name: name.into(), method, route: route.into(), service: service.into() }
+            }
+            None => JourneySpec {
+                name: format!("journey-{i}"),
+                method: "GET",
+                route: format!("/api/journey-{i}"),
+                service: format!("api-service-{}", i % 7),
+            },
+        })
+        .collect()
+}
+
+/// `n` cohorts: regions first (up to ten real region names, then made-up ones), then tiers.
+pub fn cohorts(n: usize) -> Vec<CohortSpec> {
+    let n = n.max(1);
+    let regions = n.min(REGIONS.len());
+    (0..n)
+        .map(|i| {
+            let r = i % regions;
+            let t = i / regions;
+            CohortSpec {
+                region: REGIONS[r].to_string(),
+                tier: match TIERS.get(t) {
+                    Some(s) => s.to_string(),
+                    None => format!("tier-{t}"),
+                },
+            }
+        })
+        .collect()
+}
+
+/// How one journey x cohort behaves in a phase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Behaviour {
+    pub error_rate: f64,
+    /// Median latency in milliseconds.
+    pub latency_ms: f64,
+    /// Sigma of the log-normal latency distribution (0 = every span takes the median).
+    pub spread: f64,
+}
+
+impl Behaviour {
+    pub fn sample_duration_ns(&self, rng: &mut Rng) -> u64 {
+        let z = rng.normal();
+        let ms = self.latency_ms * (self.spread * z).exp();
+        ((ms * 1e6) as u64).clamp(10_000, 600_000_000_000)
+    }
+}
+
+/// A request body whose span timestamps can be moved to "now" in place.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub body: Vec<u8>,
+    pub spans: usize,
+    /// For each span: offsets of the start and end fixed64 values, its duration, and
+    /// how long before "now" it ended.
+    stamps: Vec<Stamp>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    start_at: u32,
+    end_at: u32,
+    duration_ns: u64,
+    age_ns: u64,
+}
+
+impl Template {
+    /// Rewrites every span so that it ended `age` before `now_ns`.
+    pub fn stamp(&self, body: &mut [u8], now_ns: u64) {
+        for s in &self.stamps {
+            let end = now_ns.saturating_sub(s.age_ns);
+            let start = end.saturating_sub(s.duration_ns);
+            put_at(body, s.end_at as usize, end);
+            put_at(body, s.start_at as usize, start);
+        }
+    }
+}
+
+fn put_at(body: &mut [u8], at: usize, v: u64) {
+    if let Some(dst) = body.get_mut(at..at + 8) {
+        dst.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Everything that decides what the spans of one phase look like.
+pub struct Shape<'a> {
+    pub journeys: &'a [JourneySpec],
+    pub cohorts: &'a [CohortSpec],
+    /// The behaviour of journey `j` in cohort `c`.
+    pub behaviour: &'a dyn Fn(usize, usize) -> Behaviour,
+}
+
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
+
+/// Builds one request of `n` spans, each of a random journey and cohort, grouped by
+/// resource (service x region) as an SDK's batch exporter would send them.
+pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
+    // (service index, region) -> spans in that resource.
+    let mut groups: Vec<(usize, usize, Vec<(usize, usize)>)> = Vec::new();
+    for _ in 0..n {
+        let j = rng.below(shape.journeys.len());
+        let c = rng.below(shape.cohorts.len());
+        let service = &shape.journeys[j].service;
+        let region = &shape.cohorts[c].region;
+        match groups
+            .iter_mut()
+            .find(|(gj, gc, _)| shape.journeys[*gj].service == *service && shape.cohorts[*gc].region == *region)
+        {
+            Some(g) => g.2.push((j, c)),
+            None => groups.push((j, c, vec![(j, c)])),
+        }
+    }
+    let mut body = Vec::with_capacity(n * 450 + 64);
+    let mut stamps = Vec::with_capacity(n);
+    for (gj, gc, spans) in &groups {
+        let mut rs = Vec::with_capacity(spans.len() * 450 + 600);
+        let journey = &shape.journeys[*gj];
+        let cohort = &shape.cohorts[*gc];
+        let host = format!("ip-10-0-{}-{}.ec2.internal", rng.below(16), rng.below(250) + 2);
+        let mut resource = Vec::with_capacity(300);
+        for (k, v) in [
+            ("service.name", journey.service.as_str()),
+            ("service.version", "1.42.0"),
+            ("service.namespace", "shop"),
+            ("deployment.environment.name", "production"),
+            ("cloud.provider", "aws"),
+            ("cloud.region", cohort.region.as_str()),
+            ("host.name", host.as_str()),
+        ] {
+            put_msg(&mut resource, 1, &kv_str(k, v));
+        }
+        put_msg(&mut rs, 1, &resource);
+        let mut ss = Vec::with_capacity(spans.len() * 450 + 64);
+        let mut scope = Vec::new();
+        put_str(&mut scope, 1, "io.opentelemetry.contrib.http-server");
+        put_str(&mut scope, 2, "1.28.0");
+        put_msg(&mut ss, 1, &scope);
+        let mut span_stamps = Vec::with_capacity(spans.len());
+        for &(j, c) in spans {
+            let b = (shape.behaviour)(j, c);
+            let (span, start_at, end_at) = encode_span(&shape.journeys[j], &shape.cohorts[c], &b, rng);
+            // Offsets inside `ss` once the span is wrapped as field 2.
+            let base = ss.len() + 1 + varint_len(span.len() as u64);
+            put_msg(&mut ss, 2, &span);
+            span_stamps.push(Stamp {
+                start_at: (base + start_at) as u32,
+                end_at: (base + end_at) as u32,
+                duration_ns: b.sample_duration_ns(rng),
+                age_ns: rng.below(50_000_000) as u64,
+            });
+        }
+        let ss_base = rs.len() + 1 + varint_len(ss.len() as u64);
+        put_msg(&mut rs, 2, &ss);
+        let rs_base = body.len() + 1 + varint_len(rs.len() as u64) + ss_base;
+        put_msg(&mut body, 1, &rs);
+        for s in span_stamps {
+            stamps.push(Stamp {
+                start_at: s.start_at + rs_base as u32,
+                end_at: s.end_at + rs_base as u32,
+                ..s
+            });
+        }
+    }
+    Template { body, spans: n, stamps }
+}
+
+fn encode_span(j: &JourneySpec, c: &CohortSpec, b: &Behaviour, rng: &mut Rng) -> (Vec<u8>, usize, usize) {
+    let mut s = Vec::with_capacity(480);
+    let mut id = [0u8; 16];
+    rng.fill_nonzero(&mut id);
+    put_bytes(&mut s, 1, &id);
+    let mut sid = [0u8; 8];
+    rng.fill_nonzero(&mut sid);
+    put_bytes(&mut s, 2, &sid);
+    rng.fill_nonzero(&mut sid);
+    put_bytes(&mut s, 4, &sid);
+    let path;
+    let route_path = if j.route.contains("{id}") {
+        path = j.route.replace("{id}", &(10_000 + rng.below(90_000)).to_string());
+        path.as_str()
+    } else {
+        j.route.as_str()
+    };
+    let name = format!("{} {}", j.method, j.route);
+    put_str(&mut s, 5, &name);
+    put_varint_field(&mut s, 6, 2); // SPAN_KIND_SERVER
+    let start_at = put_fixed64(&mut s, 7, 0);
+    let end_at = put_fixed64(&mut s, 8, 0);
+    let error = rng.chance(b.error_rate);
+    let code: i64 = if error { [500, 502, 503][rng.below(3)] } else { 200 };
+    for kv in [
+        kv_str("http.request.method", j.method),
+        kv_str("http.route", &j.route),
+        kv_int("http.response.status_code", code),
+        kv_str("url.path", route_path),
+        kv_str("url.scheme", "https"),
+        kv_str("server.address", "shop.example.com"),
+        kv_int("server.port", 443),
+        kv_str("network.protocol.version", "2"),
+        kv_str("user_agent.original", UA),
+        kv_str("app.plan.tier", &c.tier),
+    ] {
+        put_msg(&mut s, 9, &kv);
+    }
+    if error {
+        let mut st = Vec::new();
+        put_varint_field(&mut st, 3, 2); // STATUS_CODE_ERROR
+        put_msg(&mut s, 15, &st);
+    }
+    // flags: W3C sampled, parent is remote.
+    put_key(&mut s, 16, 5);
+    s.extend_from_slice(&0x0000_0301u32.to_le_bytes());
+    (s, start_at, end_at)
+}
+
+fn kv_str(k: &str, v: &str) -> Vec<u8> {
+    let mut any = Vec::with_capacity(v.len() + 2);
+    put_str(&mut any, 1, v);
+    let mut kv = Vec::with_capacity(k.len() + any.len() + 6);
+    put_str(&mut kv, 1, k);
+    put_msg(&mut kv, 2, &any);
+    kv
+}
+
+fn kv_int(k: &str, v: i64) -> Vec<u8> {
+    let mut any = Vec::with_capacity(11);
+    put_varint_field(&mut any, 3, v as u64);
+    let mut kv = Vec::with_capacity(k.len() + any.len() + 6);
+    put_str(&mut kv, 1, k);
+    put_msg(&mut kv, 2, &any);
+    kv
+}
+
+pub(crate) fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_key(out: &mut Vec<u8>, tag: u32, wt: u8) {
+    put_varint(out, (u64::from(tag) << 3) | u64::from(wt));
+}
+
+fn put_bytes(out: &mut Vec<u8>, tag: u32, b: &[u8]) {
+    put_key(out, tag, 2);
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn put_str(out: &mut Vec<u8>, tag: u32, s: &str) {
+    put_bytes(out, tag, s.as_bytes());
+}
+
+fn put_msg(out: &mut Vec<u8>, tag: u32, m: &[u8]) {
+    put_bytes(out, tag, m);
+}
+
+fn put_varint_field(out: &mut Vec<u8>, tag: u32, v: u64) {
+    put_key(out, tag, 0);
+    put_varint(out, v);
+}
+
+/// Writes a fixed64 field and returns the offset of its value.
+fn put_fixed64(out: &mut Vec<u8>, tag: u32, v: u64) -> usize {
+    put_key(out, tag, 1);
+    let at = out.len();
+    out.extend_from_slice(&v.to_le_bytes());
+    at
+}
+
+/// A request with one span whose `cloud.region` is `region`, for the freshness probe.
+pub fn probe(journey: &JourneySpec, region: &str, tier: &str, rng: &mut Rng) -> Template {
+    let js = std::slice::from_ref(journey);
+    let cs = [CohortSpec { region: region.into(), tier: tier.into() }];
+    let behave = |_: usize, _: usize| Behaviour { error_rate: 0.0, latency_ms: 1.0, spread: 0.0 };
+    build(&Shape { journeys: js, cohorts: &cs, behaviour: &behave }, 1, rng)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::{AttrValue, SpanView};
+
+    #[test]
+    fn templates_decode_and_stamp_in_place() {
+        let js = journeys(3);
+        let cs = cohorts(6);
+        let behave = |_: usize, _: usize| Behaviour { error_rate: 0.5, latency_ms: 100.0, spread: 0.5 };
+        let mut rng = Rng::new(7);
+        let t = build(&Shape { journeys: &js, cohorts: &cs, behaviour: &behave }, 1000, &mut rng);
+        let mut body = t.body.clone();
+        let now = 1_800_000_000_000_000_000u64;
+        t.stamp(&mut body, now);
+        let per_span = body.len() as f64 / 1000.0;
+        assert!((380.0..480.0).contains(&per_span), "{per_span} bytes per span");
+        let req = crate::decode::lazy::decode_traces(&body).expect("a valid request");
+        assert_eq!(req.span_count(), 1000);
+        let mut errors = 0;
+        for s in req.spans() {
+            assert_eq!(s.invalid_reason(), None);
+            assert!(s.end_ns() <= now && now - s.end_ns() < 50_000_000);
+            assert!(s.start_ns() < s.end_ns());
+            assert_eq!(s.kind(), 2);
+            assert!(js.iter().any(|j| s.name() == format!("{} {}", j.method, j.route)));
+            assert!(matches!(s.attr("cloud.region"), Some(AttrValue::Str(_))));
+            assert!(matches!(s.attr("app.plan.tier"), Some(AttrValue::Str(_))));
+            assert_eq!(s.span_attrs().len(), 10);
+            assert_eq!(s.resource_attrs().len(), 7);
+            errors += usize::from(s.status_code() == 2);
+        }
+        assert!((350..650).contains(&errors), "{errors} errors of 1000 at 50%");
+        // And prost reads the same thing.
+        use prost::Message;
+        let p = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(&body[..])
+            .expect("prost decodes it");
+        assert_eq!(crate::decode::span_count(&p), 1000);
+    }
+
+    #[test]
+    fn cohorts_spread_regions_first() {
+        let c = cohorts(50);
+        assert_eq!(c.len(), 50);
+        assert_eq!(c[0].region, "us-east-1");
+        assert_eq!(c[1].region, "eu-west-1");
+        assert_eq!(c[10].tier, "pro");
+        let mut combos: Vec<_> = c.iter().map(|c| (c.region.clone(), c.tier.clone())).collect();
+        combos.sort();
+        combos.dedup();
+        assert_eq!(combos.len(), 50);
+    }
+}

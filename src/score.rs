@@ -1,0 +1,449 @@
+//! The customer-experience reliability score (CER).
+//!
+//! Each SLI of a journey becomes a component in [0, 1]: 1 while its burn rate over the
+//! window is at most 1 (the SLI meets its objective), then falling linearly to 0 when
+//! the burn rate reaches `score.floor_burn_rate`. A journey's score is the weighted mean
+//! of the components that have data; the overall score is the mean of journey scores
+//! weighted by journey weight (optionally times traffic). Cohort scores use the same
+//! formula over one cohort's requests.
+
+use crate::config::{decode::format_duration, NoData, Objectives, PerSli, Score, Severity, SliKind, SLIS};
+use crate::journey::{JourneyInfo, Journeys};
+use crate::sli::{derive, Snapshot};
+use crate::slo::{alert_active, burn_rate, Key, SloEval, SloTracker};
+use crate::window::Counts;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One SLI's component: 1 at burn <= 1, 0 at burn >= floor, linear between.
+pub fn component(burn: f64, floor: f64) -> f64 {
+    if burn <= 1.0 {
+        1.0
+    } else {
+        (1.0 - (burn - 1.0) / (floor - 1.0)).clamp(0.0, 1.0)
+    }
+}
+
+/// Burn rates, components and score of one window's counts. `None` score without requests.
+pub fn window_score(
+    c: &Counts,
+    objectives: &Objectives,
+    has_correctness: bool,
+    cfg: &Score,
+) -> ([Option<f64>; 3], [Option<f64>; 3], Option<f64>) {
+    let mut burns = [None; 3];
+    let mut comps = [None; 3];
+    let mut num = 0.0;
+    let mut den = 0.0;
+    for sli in SLIS {
+        if sli == SliKind::Correctness && !has_correctness {
+            continue;
+        }
+        let i = sli as usize;
+        burns[i] = burn_rate(c.bad(sli), c.requests, objectives.get(sli));
+        if let Some(b) = burns[i] {
+            let comp = component(b, cfg.floor_burn_rate);
+            comps[i] = Some(comp);
+            num += cfg.sli_weights.get(sli) * comp;
+            den += cfg.sli_weights.get(sli);
+        }
+    }
+    let score = (den > 0.0).then(|| num / den);
+    (burns, comps, score)
+}
+
+/// What the score API, the metrics and the gate all read: one entry per journey, and one
+/// per journey x cohort where cohorts are configured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ScoreView {
+    pub time_unix_nano: u64,
+    pub definition_version: String,
+    pub windows: Vec<String>,
+    pub overall: Vec<OverallScore>,
+    pub journeys: Vec<JourneyView>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OverallScore {
+    pub window: String,
+    pub score: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct JourneyView {
+    pub journey: String,
+    pub weight: f64,
+    /// Cohort label -> value; empty for the journey as a whole.
+    pub cohort: BTreeMap<String, String>,
+    pub objectives: BTreeMap<String, f64>,
+    pub windows: Vec<WindowView>,
+    /// Share of the period's error budget left, per SLI.
+    pub budget_remaining: BTreeMap<String, f64>,
+    /// Burn rate per SLO window, per SLI.
+    pub burn_rates: BTreeMap<String, BTreeMap<String, f64>>,
+    pub alerts: Vec<AlertView>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WindowView {
+    pub window: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub slow: u64,
+    pub incorrect: u64,
+    pub score: Option<f64>,
+    pub availability: Option<f64>,
+    pub latency: Option<f64>,
+    pub correctness: Option<f64>,
+    /// Burn rate of each SLI over this window.
+    pub burn_rate: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AlertView {
+    pub sli: String,
+    pub severity: String,
+}
+
+/// Everything derived at one tick, kept for the exporters and the API.
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    pub view: ScoreView,
+    /// Per journey-level entry: its info, in `view.journeys` order (cohort entries map to their journey).
+    pub infos: Vec<Arc<JourneyInfo>>,
+    /// Cohort label names per entry (empty for journey-level entries).
+    pub labels: Vec<Arc<[String]>>,
+    pub score_cfg: Option<Score>,
+    pub burn_windows: Vec<String>,
+}
+
+fn per_sli_map(v: &PerSli, info: &JourneyInfo) -> BTreeMap<String, f64> {
+    SLIS.iter()
+        .filter(|s| info.has_correctness || **s != SliKind::Correctness)
+        .map(|s| (s.as_str().to_string(), v.get(*s)))
+        .collect()
+}
+
+fn window_view(
+    window: &str,
+    c: &Counts,
+    dur: std::time::Duration,
+    info: &JourneyInfo,
+    cfg: &Score,
+) -> WindowView {
+    let sli = derive(c, dur);
+    let (burns, _, score) = window_score(c, &info.objectives, info.has_correctness, cfg);
+    WindowView {
+        window: window.to_string(),
+        requests: c.requests,
+        errors: c.errors,
+        slow: c.slow,
+        incorrect: c.incorrect,
+        score,
+        availability: sli.availability,
+        latency: sli.latency,
+        correctness: if info.has_correctness { sli.correctness } else { None },
+        burn_rate: SLIS
+            .iter()
+            .filter_map(|s| burns[*s as usize].map(|b| (s.as_str().to_string(), b)))
+            .collect(),
+    }
+}
+
+fn slo_parts(
+    e: Option<&SloEval>,
+    burn_windows: &[String],
+    info: &JourneyInfo,
+) -> (BTreeMap<String, f64>, BTreeMap<String, BTreeMap<String, f64>>, Vec<AlertView>) {
+    let mut budget = BTreeMap::new();
+    let mut burns = BTreeMap::new();
+    let mut alerts = Vec::new();
+    let slis: &[SliKind] = if info.has_correctness { &SLIS } else { &SLIS[..2] };
+    match e {
+        None => {
+            for s in slis {
+                budget.insert(s.as_str().to_string(), 1.0);
+            }
+        }
+        Some(e) => {
+            for &s in slis {
+                budget.insert(s.as_str().to_string(), e.budget_remaining[s as usize]);
+                for sev in [Severity::Page, Severity::Ticket] {
+                    if alert_active(e, s, sev) {
+                        alerts.push(AlertView { sli: s.as_str().into(), severity: sev.as_str().into() });
+                    }
+                }
+            }
+            for (w, per) in burn_windows.iter().zip(&e.burn) {
+                let m: BTreeMap<String, f64> =
+                    SLIS.iter().filter_map(|s| per[*s as usize].map(|b| (s.as_str().to_string(), b))).collect();
+                if !m.is_empty() {
+                    burns.insert(w.clone(), m);
+                }
+            }
+        }
+    }
+    (budget, burns, alerts)
+}
+
+/// Builds the evaluation of one tick from the merged snapshot and the SLO state.
+pub fn evaluate(
+    snap: &Snapshot,
+    slo: &SloTracker,
+    journeys: &Journeys,
+    cfg: &Score,
+    version: &str,
+) -> Evaluation {
+    let windows: Vec<String> = snap.windows.iter().map(|w| format_duration(*w)).collect();
+    let burn_windows: Vec<String> = slo.burn_windows().iter().map(|w| format_duration(*w)).collect();
+    // Journey-level counts: the sum of the journey's series, per window.
+    let mut by_journey: BTreeMap<Arc<str>, (Arc<JourneyInfo>, Vec<Counts>)> = BTreeMap::new();
+    for j in journeys.configured() {
+        by_journey.insert(j.name.clone(), (j.clone(), vec![Counts::default(); windows.len()]));
+    }
+    for s in &snap.series {
+        let entry = by_journey
+            .entry(s.journey.name.clone())
+            .or_insert_with(|| (s.journey.clone(), vec![Counts::default(); windows.len()]));
+        for (acc, w) in entry.1.iter_mut().zip(&s.windows) {
+            acc.add(&w.counts);
+        }
+    }
+    let mut view = ScoreView {
+        time_unix_nano: snap.at_unix_ns,
+        definition_version: version.to_string(),
+        windows: windows.clone(),
+        ..Default::default()
+    };
+    let mut infos = Vec::new();
+    let mut labels = Vec::new();
+    let mut overall_num = vec![0.0; windows.len()];
+    let mut overall_den = vec![0.0; windows.len()];
+    for (name, (info, counts)) in &by_journey {
+        let wviews: Vec<WindowView> = windows
+            .iter()
+            .zip(&snap.windows)
+            .zip(counts)
+            .map(|((w, d), c)| window_view(w, c, *d, info, cfg))
+            .collect();
+        for (i, wv) in wviews.iter().enumerate() {
+            let traffic = if cfg.weight_by_traffic { wv.requests as f64 } else { 1.0 };
+            let score = match (wv.score, cfg.no_data) {
+                (Some(s), _) => Some(s),
+                (None, NoData::Exclude) => None,
+                (None, NoData::Good) => Some(1.0),
+                (None, NoData::Bad) => Some(0.0),
+            };
+            if let Some(s) = score {
+                overall_num[i] += info.weight * traffic * s;
+                overall_den[i] += info.weight * traffic;
+            }
+        }
+        let key = Key { journey: name.clone(), cohort: None };
+        let (budget_remaining, burn_rates, alerts) = slo_parts(slo.eval(&key), &burn_windows, info);
+        view.journeys.push(JourneyView {
+            journey: name.to_string(),
+            weight: info.weight,
+            cohort: BTreeMap::new(),
+            objectives: per_sli_map(&info.objectives, info),
+            windows: wviews,
+            budget_remaining,
+            burn_rates,
+            alerts,
+        });
+        infos.push(info.clone());
+        labels.push(Arc::from(Vec::<String>::new()));
+    }
+    for s in &snap.series {
+        if s.journey.cohort_keys.is_empty() {
+            continue;
+        }
+        let wviews = windows
+            .iter()
+            .zip(&snap.windows)
+            .zip(&s.windows)
+            .map(|((w, d), ws)| window_view(w, &ws.counts, *d, &s.journey, cfg))
+            .collect();
+        let key = Key { journey: s.journey.name.clone(), cohort: Some(s.cohort.clone()) };
+        let (budget_remaining, burn_rates, alerts) = slo_parts(slo.eval(&key), &burn_windows, &s.journey);
+        view.journeys.push(JourneyView {
+            journey: s.journey.name.to_string(),
+            weight: s.journey.weight,
+            cohort: s.journey.cohort_labels.iter().cloned().zip(s.cohort.iter().map(|v| v.to_string())).collect(),
+            objectives: per_sli_map(&s.journey.objectives, &s.journey),
+            windows: wviews,
+            budget_remaining,
+            burn_rates,
+            alerts,
+        });
+        infos.push(s.journey.clone());
+        labels.push(s.journey.cohort_labels.clone());
+    }
+    view.overall = windows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| OverallScore {
+            window: w.clone(),
+            score: (overall_den[i] > 0.0).then(|| overall_num[i] / overall_den[i]),
+        })
+        .collect();
+    Evaluation { view, infos, labels, score_cfg: Some(cfg.clone()), burn_windows }
+}
+
+/// What a score request asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub journeys: Vec<String>,
+    pub window: Option<String>,
+    /// Cohort label (or attribute key) -> value.
+    pub cohort: BTreeMap<String, String>,
+}
+
+impl Filter {
+    /// Parses `journey=a&journey=b&window=5m&cohort=cloud.region:eu` query pairs.
+    pub fn from_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<Filter, String> {
+        let mut f = Filter::default();
+        for (k, v) in pairs {
+            match k {
+                "journey" => f.journeys.push(v.to_string()),
+                "window" => f.window = Some(v.to_string()),
+                "cohort" => {
+                    let (label, value) =
+                        v.split_once([':', '=']).ok_or_else(|| format!("cohort filter \"{v}\" is not label:value"))?;
+                    f.cohort.insert(crate::export::prometheus::sanitize_label(label), value.to_string());
+                }
+                other => return Err(format!("unknown query parameter \"{other}\" (expected journey, window, cohort)")),
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// Applies a filter. With a cohort filter, each journey's matching cohorts are summed
+/// into one entry whose `cohort` is the filter, so "version=canary" can be compared with
+/// "version=stable" across every other cohort key.
+pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
+    let v = &eval.view;
+    let window_ok = |w: &str| f.window.as_deref().is_none_or(|x| x == w);
+    let journey_ok = |j: &str| f.journeys.is_empty() || f.journeys.iter().any(|x| x == j);
+    let mut out = ScoreView {
+        time_unix_nano: v.time_unix_nano,
+        definition_version: v.definition_version.clone(),
+        windows: v.windows.iter().filter(|w| window_ok(w)).cloned().collect(),
+        overall: v.overall.iter().filter(|o| window_ok(&o.window)).cloned().collect(),
+        journeys: Vec::new(),
+    };
+    let keep_windows = |jv: &JourneyView| {
+        let mut jv = jv.clone();
+        jv.windows.retain(|w| window_ok(&w.window));
+        jv
+    };
+    if f.cohort.is_empty() {
+        out.journeys = v.journeys.iter().filter(|j| journey_ok(&j.journey)).map(keep_windows).collect();
+        return out;
+    }
+    let Some(cfg) = &eval.score_cfg else { return out };
+    let mut groups: BTreeMap<String, (usize, Vec<Counts>)> = BTreeMap::new();
+    for (i, jv) in v.journeys.iter().enumerate() {
+        if jv.cohort.is_empty() || !journey_ok(&jv.journey) {
+            continue;
+        }
+        if !f.cohort.iter().all(|(k, val)| jv.cohort.get(k) == Some(val)) {
+            continue;
+        }
+        let g = groups.entry(jv.journey.clone()).or_insert_with(|| (i, vec![Counts::default(); jv.windows.len()]));
+        for (acc, w) in g.1.iter_mut().zip(&jv.windows) {
+            acc.add(&Counts { requests: w.requests, errors: w.errors, slow: w.slow, incorrect: w.incorrect });
+        }
+    }
+    for (name, (first, counts)) in groups {
+        let info = &eval.infos[first];
+        let base = &v.journeys[first];
+        let windows = base
+            .windows
+            .iter()
+            .zip(&counts)
+            .zip(v.windows.iter())
+            .filter(|((w, _), _)| window_ok(&w.window))
+            .map(|((w, c), _)| {
+                let dur = crate::config::decode::parse_duration(&w.window).unwrap_or(std::time::Duration::from_secs(60));
+                window_view(&w.window, c, dur, info, cfg)
+            })
+            .collect();
+        out.journeys.push(JourneyView {
+            journey: name,
+            weight: base.weight,
+            cohort: f.cohort.clone(),
+            objectives: base.objectives.clone(),
+            windows,
+            budget_remaining: BTreeMap::new(),
+            burn_rates: BTreeMap::new(),
+            alerts: Vec::new(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Score {
+        crate::config::Config::default().score
+    }
+
+    const OBJ: PerSli = PerSli([0.999, 0.99, 0.999]);
+
+    #[test]
+    fn components_fall_linearly_from_burn_1_to_the_floor() {
+        assert_eq!(component(0.5, 10.0), 1.0);
+        assert_eq!(component(1.0, 10.0), 1.0);
+        assert!((component(5.5, 10.0) - 0.5).abs() < 1e-12);
+        assert_eq!(component(10.0, 10.0), 0.0);
+        assert_eq!(component(50.0, 10.0), 0.0);
+    }
+
+    #[test]
+    fn all_good_scores_one() {
+        let c = Counts { requests: 1000, errors: 0, slow: 0, incorrect: 0 };
+        assert_eq!(window_score(&c, &OBJ, true, &cfg()).2, Some(1.0));
+    }
+
+    #[test]
+    fn availability_burning_at_5x() {
+        // 5 errors in 1000 = 0.5% against a 0.1% budget: burn 5, component 1 - 4/9 = 5/9.
+        // Score = (0.5 * 5/9 + 0.3 * 1 + 0.2 * 1) / 1.0.
+        let c = Counts { requests: 1000, errors: 5, slow: 0, incorrect: 0 };
+        let (burns, comps, score) = window_score(&c, &OBJ, true, &cfg());
+        assert!((burns[0].unwrap() - 5.0).abs() < 1e-9);
+        assert!((comps[0].unwrap() - 5.0 / 9.0).abs() < 1e-12);
+        assert!((score.unwrap() - (0.5 * 5.0 / 9.0 + 0.5)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_component_with_no_data_is_left_out() {
+        // No correctness rule: the score is over availability (0.5) and latency (0.3) only.
+        // Latency: 30 slow of 1000 = 3% against 1%: burn 3, component 1 - 2/9 = 7/9.
+        let c = Counts { requests: 1000, errors: 0, slow: 30, incorrect: 0 };
+        let (_, comps, score) = window_score(&c, &OBJ, false, &cfg());
+        assert_eq!(comps[2], None);
+        let expected = (0.5 * 1.0 + 0.3 * 7.0 / 9.0) / 0.8;
+        assert!((score.unwrap() - expected).abs() < 1e-12, "{score:?} vs {expected}");
+    }
+
+    #[test]
+    fn no_requests_no_score() {
+        assert_eq!(window_score(&Counts::default(), &OBJ, true, &cfg()).2, None);
+    }
+
+    #[test]
+    fn filters_parse_from_query_pairs() {
+        let f = Filter::from_pairs([("journey", "checkout"), ("window", "5m"), ("cohort", "service.version:canary")].into_iter())
+            .unwrap();
+        assert_eq!(f.journeys, vec!["checkout"]);
+        assert_eq!(f.window.as_deref(), Some("5m"));
+        assert_eq!(f.cohort.get("service_version").map(String::as_str), Some("canary"));
+        assert!(Filter::from_pairs([("bogus", "1")].into_iter()).is_err());
+    }
+}

@@ -1,0 +1,480 @@
+//! SLOs: error budgets over a rolling period, burn rates, and multi-window alerts.
+//!
+//! Budgets are kept per journey, and per journey x cohort where cohorts are configured,
+//! in counts-only rings fed by the per-tick growth of each series' cumulative counters.
+//! They therefore outlive the series (a cohort that goes quiet keeps its history for the
+//! whole period), cost a few KB per key however long the period, and can be written to
+//! a checkpoint and read back after a restart. Burn windows run on arrival time, as
+//! PromQL `rate()`-based SLO rules do; the score windows stay on event time.
+
+use crate::config::{Objectives, Severity, Slo, SliKind, SLIS};
+use crate::journey::Journeys;
+use crate::sli::Snapshot;
+use crate::window::{Counts, Ring};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Sub-buckets per burn window and per period.
+const BURN_SUB_BUCKETS: u32 = 12;
+const PERIOD_SUB_BUCKETS: u32 = 30;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub journey: Arc<str>,
+    /// `None` for the journey as a whole.
+    pub cohort: Option<Arc<[Box<str>]>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct AlertState {
+    active: bool,
+    last_true_ns: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    burn: Vec<Ring<Counts>>,
+    period: Ring<Counts>,
+    /// [sli][severity]
+    alerts: [[AlertState; 2]; 3],
+}
+
+/// The SLO figures of one key at one evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloEval {
+    pub objectives: Objectives,
+    pub period_counts: Counts,
+    /// 1 = untouched, 0 = spent, negative = overspent; 1 with no events.
+    pub budget_remaining: [f64; 3],
+    /// Per burn window, per SLI; `None` where the window had no events.
+    pub burn: Vec<[Option<f64>; 3]>,
+    pub burn_counts: Vec<Counts>,
+    /// [sli][severity]: active after hysteresis.
+    pub alerts: [[bool; 2]; 3],
+}
+
+pub fn burn_rate(bad: u64, total: u64, objective: f64) -> Option<f64> {
+    // 1 - 0.999 is 0.0010000000000000009 in binary; rounding the budget share to 12
+    // decimals keeps hand-computed figures (0.25 / 0.001 = 250) exact.
+    let budget = ((1.0 - objective) * 1e12).round() / 1e12;
+    (total > 0).then(|| (bad as f64 / total as f64) / budget)
+}
+
+pub struct SloTracker {
+    cfg: Slo,
+    prev: HashMap<(u32, Arc<[Box<str>]>), (u64, Counts)>,
+    entries: HashMap<Key, Entry>,
+    evals: HashMap<Key, SloEval>,
+}
+
+fn severity_index(s: Severity) -> usize {
+    match s {
+        Severity::Page => 0,
+        Severity::Ticket => 1,
+    }
+}
+
+impl SloTracker {
+    pub fn new(cfg: &Slo) -> SloTracker {
+        SloTracker { cfg: cfg.clone(), prev: HashMap::new(), entries: HashMap::new(), evals: HashMap::new() }
+    }
+
+    pub fn burn_windows(&self) -> &[std::time::Duration] {
+        &self.cfg.burn_windows
+    }
+
+    fn new_entry(&self) -> Entry {
+        Entry {
+            burn: self
+                .cfg
+                .burn_windows
+                .iter()
+                .map(|w| Ring::new(w.as_nanos() as u64, BURN_SUB_BUCKETS))
+                .collect(),
+            period: Ring::new(self.cfg.period.as_nanos() as u64, PERIOD_SUB_BUCKETS),
+            alerts: Default::default(),
+        }
+    }
+
+    fn add(&mut self, key: Key, delta: &Counts, now: u64) {
+        if !self.entries.contains_key(&key) {
+            let e = self.new_entry();
+            self.entries.insert(key.clone(), e);
+        }
+        let Some(e) = self.entries.get_mut(&key) else { return };
+        for ring in e.burn.iter_mut().chain(std::iter::once(&mut e.period)) {
+            if let Some(slot) = ring.slot_mut(now, now) {
+                slot.add(delta);
+            }
+        }
+    }
+
+    /// Takes in the growth of every series since the last tick and re-evaluates.
+    pub fn update(&mut self, snap: &Snapshot, journeys: &Journeys, now: u64) {
+        let mut seen: HashMap<(u32, Arc<[Box<str>]>), (u64, Counts)> = HashMap::with_capacity(snap.series.len());
+        let mut objectives: HashMap<Arc<str>, (Objectives, bool)> = HashMap::new();
+        for s in &snap.series {
+            let id = (s.journey.id, s.cohort.clone());
+            let before = match self.prev.get(&id) {
+                // A series that expired and came back starts its counters again.
+                Some((created, c)) if *created == s.created_unix_ns => *c,
+                _ => Counts::default(),
+            };
+            let delta = s.totals.sub(&before);
+            seen.insert(id, (s.created_unix_ns, s.totals));
+            objectives.insert(s.journey.name.clone(), (s.journey.objectives, s.journey.has_correctness));
+            if delta.requests == 0 {
+                continue;
+            }
+            self.add(Key { journey: s.journey.name.clone(), cohort: None }, &delta, now);
+            if !s.journey.cohort_keys.is_empty() {
+                self.add(Key { journey: s.journey.name.clone(), cohort: Some(s.cohort.clone()) }, &delta, now);
+            }
+        }
+        self.prev = seen;
+        for j in journeys.configured() {
+            objectives.insert(j.name.clone(), (j.objectives, j.has_correctness));
+        }
+        // Keys whose whole period is empty are dropped: nothing is left to say about them.
+        self.entries.retain(|_, e| !e.period.is_idle(now));
+        let default_objectives = self.cfg.objectives;
+        let mut evals = HashMap::with_capacity(self.entries.len());
+        for (key, e) in self.entries.iter_mut() {
+            let (obj, has_correctness) = objectives.get(&key.journey).copied().unwrap_or((default_objectives, false));
+            evals.insert(key.clone(), evaluate_entry(&self.cfg, e, obj, has_correctness, now));
+        }
+        self.evals = evals;
+    }
+
+    pub fn eval(&self, key: &Key) -> Option<&SloEval> {
+        self.evals.get(key)
+    }
+
+    pub fn evals(&self) -> impl Iterator<Item = (&Key, &SloEval)> {
+        self.evals.iter()
+    }
+
+    /// Writes the state atomically: a temporary file, fsync, then rename over the old one.
+    pub fn save(&self, path: &Path, now: u64) -> std::io::Result<()> {
+        let file = CheckpointFile {
+            format: 1,
+            saved_unix_ns: now,
+            entries: self
+                .entries
+                .iter()
+                .map(|(k, e)| CheckpointEntry {
+                    journey: k.journey.to_string(),
+                    cohort: k.cohort.as_ref().map(|c| c.iter().map(|v| v.to_string()).collect()),
+                    burn: e.burn.iter().map(RingData::from_ring).collect(),
+                    period: RingData::from_ring(&e.period),
+                    alerts: e
+                        .alerts
+                        .iter()
+                        .flat_map(|per_sev| per_sev.iter().map(|a| (a.active, a.last_true_ns)))
+                        .collect(),
+                })
+                .collect(),
+        };
+        let body = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
+        let crc = crc32fast::hash(&body);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            writeln!(f, "{CHECKPOINT_MAGIC} crc32={crc:08x} len={}", body.len())?;
+            f.write_all(&body)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Reads a checkpoint; every problem is an error for the caller to log, never a panic.
+    pub fn load(&mut self, path: &Path) -> Result<usize, String> {
+        let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let nl = data.iter().position(|b| *b == b'\n').ok_or("no header line")?;
+        let header = std::str::from_utf8(&data[..nl]).map_err(|_| "header is not text")?;
+        let body = &data[nl + 1..];
+        let mut parts = header.split(' ');
+        if parts.next() != Some(CHECKPOINT_MAGIC) {
+            return Err("not a cerflow checkpoint".into());
+        }
+        let crc = parts
+            .next()
+            .and_then(|p| p.strip_prefix("crc32="))
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or("header has no checksum")?;
+        if crc32fast::hash(body) != crc {
+            return Err("checksum mismatch: the file is corrupt or was cut short".into());
+        }
+        let file: CheckpointFile = serde_json::from_slice(body).map_err(|e| format!("invalid body: {e}"))?;
+        if file.format != 1 {
+            return Err(format!("unknown checkpoint format {}", file.format));
+        }
+        let mut restored = 0;
+        for ce in file.entries {
+            let mut e = self.new_entry();
+            // Rings whose shape changed with the config (another window or period) start empty.
+            for (ring, data) in e.burn.iter_mut().zip(ce.burn) {
+                data.into_ring(ring);
+            }
+            ce.period.into_ring(&mut e.period);
+            for (i, (active, last)) in ce.alerts.into_iter().enumerate().take(6) {
+                e.alerts[i / 2][i % 2] = AlertState { active, last_true_ns: last };
+            }
+            let key = Key {
+                journey: Arc::from(ce.journey.as_str()),
+                cohort: ce.cohort.map(|c| c.into_iter().map(|v| v.into_boxed_str()).collect()),
+            };
+            self.entries.insert(key, e);
+            restored += 1;
+        }
+        Ok(restored)
+    }
+}
+
+const CHECKPOINT_MAGIC: &str = "cerflow-slo-checkpoint";
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointFile {
+    format: u32,
+    saved_unix_ns: u64,
+    entries: Vec<CheckpointEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointEntry {
+    journey: String,
+    cohort: Option<Vec<String>>,
+    burn: Vec<RingData>,
+    period: RingData,
+    alerts: Vec<(bool, u64)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RingData {
+    sub_ns: u64,
+    /// (bucket index, [requests, errors, slow, incorrect])
+    slots: Vec<(u64, [u64; 4])>,
+}
+
+impl RingData {
+    fn from_ring(r: &Ring<Counts>) -> RingData {
+        RingData {
+            sub_ns: r.sub_ns(),
+            slots: r.export().into_iter().map(|(b, c)| (b, [c.requests, c.errors, c.slow, c.incorrect])).collect(),
+        }
+    }
+
+    fn into_ring(self, r: &mut Ring<Counts>) {
+        if self.sub_ns != r.sub_ns() {
+            return;
+        }
+        r.import(
+            self.slots
+                .into_iter()
+                .map(|(b, [requests, errors, slow, incorrect])| (b, Counts { requests, errors, slow, incorrect }))
+                .collect(),
+        );
+    }
+}
+
+fn sum(ring: &Ring<Counts>, now: u64) -> Counts {
+    let mut c = Counts::default();
+    ring.live(now).for_each(|x| c.add(x));
+    c
+}
+
+/// A journey without a correctness rule has no correctness data: no burn, no alert.
+fn evaluate_entry(cfg: &Slo, e: &mut Entry, obj: Objectives, has_correctness: bool, now: u64) -> SloEval {
+    let period_counts = sum(&e.period, now);
+    let burn_counts: Vec<Counts> = e.burn.iter().map(|r| sum(r, now)).collect();
+    let mut budget_remaining = [1.0; 3];
+    let mut burn = vec![[None; 3]; burn_counts.len()];
+    let slis: &[SliKind] = if has_correctness { &SLIS } else { &SLIS[..2] };
+    for &sli in slis {
+        let i = sli as usize;
+        let o = obj.get(sli);
+        if let Some(b) = burn_rate(period_counts.bad(sli), period_counts.requests, o) {
+            budget_remaining[i] = 1.0 - b;
+        }
+        for (w, c) in burn_counts.iter().enumerate() {
+            burn[w][i] = burn_rate(c.bad(sli), c.requests, o);
+        }
+    }
+    let window_index = |d: std::time::Duration| cfg.burn_windows.iter().position(|w| *w == d);
+    let mut firing = [[false; 2]; 3];
+    for rule in &cfg.alerts {
+        let (Some(l), Some(s)) = (window_index(rule.long_window), window_index(rule.short_window)) else { continue };
+        if burn_counts[l].requests < cfg.min_events {
+            continue;
+        }
+        for &sli in slis {
+            let i = sli as usize;
+            let over = |w: usize| burn[w][i].is_some_and(|b| b > rule.burn_rate);
+            if over(l) && over(s) {
+                firing[i][severity_index(rule.severity)] = true;
+            }
+        }
+    }
+    let clear_ns = cfg.clear_after.as_nanos() as u64;
+    let mut alerts = [[false; 2]; 3];
+    for (i, per_sev) in e.alerts.iter_mut().enumerate() {
+        for (j, st) in per_sev.iter_mut().enumerate() {
+            if firing[i][j] {
+                st.active = true;
+                st.last_true_ns = now;
+            } else if st.active && now.saturating_sub(st.last_true_ns) >= clear_ns {
+                st.active = false;
+            }
+            alerts[i][j] = st.active;
+        }
+    }
+    SloEval { objectives: obj, period_counts, budget_remaining, burn, burn_counts, alerts }
+}
+
+pub fn alert_active(e: &SloEval, sli: SliKind, sev: Severity) -> bool {
+    e.alerts[sli as usize][severity_index(sev)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::pipeline::SeriesSnap;
+    use std::time::Duration;
+
+    const S: u64 = 1_000_000_000;
+
+    fn snap_with(journeys: &Journeys, totals: Counts, created: u64) -> Snapshot {
+        let info = journeys.get(0).unwrap();
+        Snapshot {
+            series: vec![SeriesSnap {
+                journey: info,
+                cohort: Arc::from(Vec::<Box<str>>::new()),
+                totals,
+                duration_sum_s: 0.0,
+                buckets: vec![],
+                created_unix_ns: created,
+                windows: vec![],
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn setup(extra: &str) -> (Config, Journeys) {
+        let cfg = Config::parse(
+            &format!("journeys:\n  - name: checkout\n    match: {{ span_name: x }}\n{extra}"),
+            "t",
+            &|_| None,
+        )
+        .unwrap();
+        let j = Journeys::new(&cfg);
+        (cfg, j)
+    }
+
+    #[test]
+    fn the_default_table_is_the_sre_workbook() {
+        let cfg = Config::default();
+        let rates: Vec<(Severity, u64, u64, f64)> = cfg
+            .slo
+            .alerts
+            .iter()
+            .map(|a| (a.severity, a.long_window.as_secs(), a.short_window.as_secs(), (a.burn_rate * 1000.0).round() / 1000.0))
+            .collect();
+        assert_eq!(
+            rates,
+            vec![
+                (Severity::Page, 3600, 300, 14.4),
+                (Severity::Page, 21600, 1800, 6.0),
+                (Severity::Ticket, 86400, 7200, 3.0),
+                (Severity::Ticket, 259200, 21600, 1.0),
+            ]
+        );
+        let windows: Vec<u64> = cfg.slo.burn_windows.iter().map(|w| w.as_secs()).collect();
+        assert_eq!(windows, vec![300, 1800, 3600, 7200, 21600, 86400, 259200]);
+    }
+
+    #[test]
+    fn a_7_day_period_scales_the_factors() {
+        let (cfg, _) = setup("slo:\n  period: 7d\n");
+        let page: Vec<f64> = cfg.slo.alerts.iter().map(|a| (a.burn_rate * 1000.0).round() / 1000.0).collect();
+        // 2% of 7 days in 1 h = 3.36; 5% in 6 h = 1.4; 10% in 1 d = 0.7; 10% in 3 d = 0.233.
+        assert_eq!(page, vec![3.36, 1.4, 0.7, 0.233]);
+    }
+
+    #[test]
+    fn budget_and_burn_follow_the_deltas() {
+        let (cfg, journeys) = setup("");
+        let mut t = SloTracker::new(&cfg.slo);
+        let now = 1_000_000 * S;
+        // 1000 requests, 2 failures: error ratio 0.002 against a budget of 0.001.
+        t.update(&snap_with(&journeys, Counts { requests: 1000, errors: 2, slow: 0, incorrect: 0 }, 1), &journeys, now);
+        let key = Key { journey: Arc::from("checkout"), cohort: None };
+        let e = t.eval(&key).unwrap();
+        let avail = SliKind::Availability as usize;
+        assert!((e.burn[0][avail].unwrap() - 2.0).abs() < 1e-9, "{:?}", e.burn[0]);
+        assert!((e.budget_remaining[avail] - -1.0).abs() < 1e-9);
+        assert_eq!(e.budget_remaining[SliKind::Latency as usize], 1.0);
+        // The same cumulative totals again add nothing.
+        t.update(&snap_with(&journeys, Counts { requests: 1000, errors: 2, slow: 0, incorrect: 0 }, 1), &journeys, now + S);
+        assert_eq!(t.eval(&key).unwrap().period_counts.requests, 1000);
+        // A restarted series (new creation time) counts from zero again.
+        t.update(&snap_with(&journeys, Counts { requests: 500, errors: 0, slow: 0, incorrect: 0 }, 2), &journeys, now + 2 * S);
+        assert_eq!(t.eval(&key).unwrap().period_counts.requests, 1500);
+    }
+
+    #[test]
+    fn a_page_needs_both_windows_enough_events_and_clears_after_hysteresis() {
+        let (cfg, journeys) = setup(
+            "slo:\n  min_events: 100\n  clear_after: 10m\n  alerts:\n    - { severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4 }\n",
+        );
+        let mut t = SloTracker::new(&cfg.slo);
+        let key = Key { journey: Arc::from("checkout"), cohort: None };
+        let now = 1_000_000 * S;
+        // 50 requests, all failing: burn 1000, but fewer than min_events.
+        t.update(&snap_with(&journeys, Counts { requests: 50, errors: 50, slow: 0, incorrect: 0 }, 1), &journeys, now);
+        assert!(!alert_active(t.eval(&key).unwrap(), SliKind::Availability, Severity::Page));
+        // 100 more, all failing: 150 events in 1 h, burn far above 14.4 in 5 m and 1 h.
+        t.update(&snap_with(&journeys, Counts { requests: 150, errors: 150, slow: 0, incorrect: 0 }, 1), &journeys, now + S);
+        let e = t.eval(&key).unwrap();
+        assert!(alert_active(e, SliKind::Availability, Severity::Page));
+        assert!(!alert_active(e, SliKind::Availability, Severity::Ticket), "no ticket rule is configured");
+        assert!(!alert_active(e, SliKind::Latency, Severity::Page));
+        // 6 minutes later the 5 m window is empty: the condition is false but the alert holds.
+        let later = now + 6 * 60 * S;
+        t.update(&snap_with(&journeys, Counts { requests: 150, errors: 150, slow: 0, incorrect: 0 }, 1), &journeys, later);
+        assert!(alert_active(t.eval(&key).unwrap(), SliKind::Availability, Severity::Page));
+        // 10 minutes after it was last true, it clears.
+        t.update(&snap_with(&journeys, Counts { requests: 150, errors: 150, slow: 0, incorrect: 0 }, 1), &journeys, now + S + 10 * 60 * S);
+        assert!(!alert_active(t.eval(&key).unwrap(), SliKind::Availability, Severity::Page));
+    }
+
+    #[test]
+    fn a_checkpoint_round_trips_and_a_corrupt_one_is_refused() {
+        let (cfg, journeys) = setup("");
+        let mut t = SloTracker::new(&cfg.slo);
+        let now = 1_000_000 * S;
+        t.update(&snap_with(&journeys, Counts { requests: 40, errors: 4, slow: 2, incorrect: 0 }, 1), &journeys, now);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/slo.ckpt");
+        t.save(&path, now).unwrap();
+        let mut back = SloTracker::new(&cfg.slo);
+        assert_eq!(back.load(&path), Ok(1));
+        back.update(&Snapshot::default(), &journeys, now + S);
+        let key = Key { journey: Arc::from("checkout"), cohort: None };
+        assert_eq!(back.eval(&key).unwrap().period_counts, Counts { requests: 40, errors: 4, slow: 2, incorrect: 0 });
+
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0x55;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = SloTracker::new(&cfg.slo).load(&path).unwrap_err();
+        assert!(err.contains("checksum mismatch"), "{err}");
+        let _ = Duration::ZERO;
+    }
+}

@@ -1,0 +1,146 @@
+"""A real Prometheus (/usr/bin/prometheus) scrapes cerflow every second; its query API
+must return the SLIs cerflow computed from spans sent with the Python SDK."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from conftest import free_ports, http_session, which_or_fail
+
+CONFIG = """\
+journeys:
+  - name: checkout
+    match: {span_name: POST /checkout, kind: server}
+    latency_threshold: 300ms
+"""
+
+PROMETHEUS_CONFIG = """\
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: cerflow
+    metrics_path: /metrics
+    static_configs:
+      - targets: ["127.0.0.1:{port}"]
+"""
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """Starts Prometheus on a free port with empty storage; yields a function that
+    starts it scraping a given cerflow port."""
+    exe = which_or_fail("prometheus", "/usr/bin/prometheus")
+    procs = []
+
+    def start(target_port: int):
+        (port,) = free_ports(1)
+        cfg = tmp_path / "prometheus.yml"
+        cfg.write_text(PROMETHEUS_CONFIG.format(port=target_port))
+        log = open(tmp_path / "prometheus.log", "wb")
+        proc = subprocess.Popen(
+            [
+                exe,
+                f"--config.file={cfg}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+        procs.append((proc, log))
+        base = f"http://127.0.0.1:{port}"
+        http = http_session()
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"prometheus exited with {proc.returncode}:\n{(tmp_path / 'prometheus.log').read_text()}")
+            try:
+                if http.get(f"{base}/-/ready", timeout=1).status_code == 200:
+                    return base
+            except Exception:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("prometheus was not ready within 30s")
+            time.sleep(0.1)
+
+    yield start
+    for proc, log in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        log.close()
+    print((tmp_path / "prometheus.log").read_text(errors="replace"))
+
+
+def query(http, base: str, promql: str):
+    """The value of an instant query's single sample, or None while there is none."""
+    r = http.get(f"{base}/api/v1/query", params={"query": promql}, timeout=5)
+    r.raise_for_status()
+    body = r.json()
+    assert body["status"] == "success", body
+    result = body["data"]["result"]
+    if not result:
+        return None
+    assert len(result) == 1, result
+    return float(result[0]["value"][1])
+
+
+def wait_query(http, base: str, promql: str, want: float, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        got = query(http, base, promql)
+        if got == want:
+            return got
+        time.sleep(0.5)
+    targets = http.get(f"{base}/api/v1/targets", timeout=5).json()
+    pytest.fail(f"{promql}: expected {want}, still {got} after {timeout}s; targets: {targets}", pytrace=False)
+
+
+def test_prometheus_scrapes_slis(start_cerflow, prometheus):
+    cf = start_cerflow(CONFIG)
+    base = prometheus(cf.prom_port)
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=cf.grpc_endpoint, insecure=True, timeout=10)))
+    tracer = provider.get_tracer("cerflow-e2e")
+    end = time.time_ns() - 2_000_000_000
+    # 4 checkouts: 3 good, 1 ERROR -> availability 0.75; one of 400 ms is slow -> latency 0.75.
+    for dur_ms, status in ((100, None), (200, None), (400, None), (100, StatusCode.ERROR)):
+        span = tracer.start_span("POST /checkout", kind=SpanKind.SERVER, start_time=end - dur_ms * 1_000_000)
+        if status is not None:
+            span.set_status(Status(status))
+        span.end(end_time=end)
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+
+    http = http_session()
+    wait_query(http, base, 'cer_sli_availability_ratio{journey="checkout",window="1m"}', 0.75)
+    assert query(http, base, 'up{job="cerflow"}') == 1
+    assert query(http, base, 'sum(cer_journey_requests_total{journey="checkout"})') == 4
+    assert query(http, base, 'cer_sli_latency_ratio{journey="checkout",window="1m"}') == 0.75
+    assert query(http, base, 'cer_journey_errors_total{journey="checkout"}') == 1
+    assert query(http, base, 'cer_journey_requests_per_second{journey="checkout",window="5m"}') == 4 / 300
+    assert query(http, base, 'cer_journey_latency_seconds{journey="checkout",window="1m",quantile="0.5"}') == 0.1
+    assert query(http, base, 'cer_journey_duration_seconds_count{journey="checkout"}') == 4
+    assert query(http, base, 'cerflow_received_spans_total{transport="grpc"}') == 4
+    # The histogram is usable with histogram_quantile: 3 of 4 at or under 0.25 s.
+    assert query(http, base, 'cer_journey_duration_seconds_bucket{journey="checkout",le="0.25"}') == 3
