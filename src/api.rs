@@ -51,7 +51,13 @@ pub fn parse_query(q: &str) -> Result<Filter, String> {
 pub async fn scores_json(State(sh): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
     let filter = match parse_query(q.as_deref().unwrap_or("")) {
         Ok(f) => f,
-        Err(e) => return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({ "error": e }))).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({ "error": e })),
+            )
+                .into_response()
+        }
     };
     let eval = sh.eval.load();
     axum::Json(filtered(&eval, &filter)).into_response()
@@ -61,7 +67,14 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
     proto::ScoreSnapshot {
         time_unix_nano: v.time_unix_nano,
         definition_version: v.definition_version.clone(),
-        overall: v.overall.iter().map(|o| proto::WindowScore { window: o.window.clone(), score: o.score }).collect(),
+        overall: v
+            .overall
+            .iter()
+            .map(|o| proto::WindowScore {
+                window: o.window.clone(),
+                score: o.score,
+            })
+            .collect(),
         journeys: v
             .journeys
             .iter()
@@ -88,14 +101,20 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                 alerts: j
                     .alerts
                     .iter()
-                    .map(|a| proto::Alert { sli: a.sli.clone(), severity: a.severity.clone() })
+                    .map(|a| proto::Alert {
+                        sli: a.sli.clone(),
+                        severity: a.severity.clone(),
+                    })
                     .collect(),
                 objectives: j.objectives.clone().into_iter().collect(),
                 budget_remaining: j.budget_remaining.clone().into_iter().collect(),
                 slo_burn_rates: j
                     .burn_rates
                     .iter()
-                    .map(|(w, m)| proto::SloBurn { window: w.clone(), burn_rate: m.clone().into_iter().collect() })
+                    .map(|(w, m)| proto::SloBurn {
+                        window: w.clone(),
+                        burn_rate: m.clone().into_iter().collect(),
+                    })
                     .collect(),
             })
             .collect(),
@@ -165,7 +184,9 @@ mod tests {
 
     #[test]
     fn queries_decode() {
-        let f = parse_query("journey=shop-api%3APOST+%2Fcheckout&window=5m&cohort=cloud.region%3Aeu").unwrap();
+        let f =
+            parse_query("journey=shop-api%3APOST+%2Fcheckout&window=5m&cohort=cloud.region%3Aeu")
+                .unwrap();
         assert_eq!(f.journeys, vec!["shop-api:POST /checkout"]);
         assert_eq!(f.window.as_deref(), Some("5m"));
         assert_eq!(f.cohort.get("cloud_region").map(String::as_str), Some("eu"));

@@ -21,7 +21,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} for {what}: {e}"))
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} for {what}: {e}"))
 }
 
 fn instance_id() -> String {
@@ -60,7 +62,12 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let journeys = Arc::new(Journeys::new(&cfg));
     let pipeline = Pipeline::start(&cfg, journeys.clone(), tel.clone());
     let input = pipeline.input();
-    let ingest = Arc::new(Ingest::new(&cfg, journeys.clone(), input.clone(), tel.clone()));
+    let ingest = Arc::new(Ingest::new(
+        &cfg,
+        journeys.clone(),
+        input.clone(),
+        tel.clone(),
+    ));
 
     let grpc = match cfg.receivers.grpc {
         Some(a) => Some(bind(a, "OTLP/gRPC").await?),
@@ -76,7 +83,10 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     };
 
     let shared = Arc::new(Shared {
-        snapshot: ArcSwap::from_pointee(Snapshot { windows: cfg.windows.sizes.clone(), ..Default::default() }),
+        snapshot: ArcSwap::from_pointee(Snapshot {
+            windows: cfg.windows.sizes.clone(),
+            ..Default::default()
+        }),
         eval: ArcSwap::from_pointee(Evaluation::default()),
         ticks: tokio::sync::watch::channel(0).0,
         tel: tel.clone(),
@@ -93,7 +103,9 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     if let Some(cp) = &cfg.slo.checkpoint {
         if cp.path.exists() {
             match tracker.load(&cp.path) {
-                Ok(n) => tracing::info!(path = %cp.path.display(), keys = n, "Restored the SLO state."),
+                Ok(n) => {
+                    tracing::info!(path = %cp.path.display(), keys = n, "Restored the SLO state.")
+                }
                 Err(e) => tracing::warn!(
                     path = %cp.path.display(),
                     error = %e,
@@ -116,7 +128,12 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         std::thread::Builder::new()
             .name("cerflow-deriver".into())
             .spawn(move || {
-                let mut deriver = Deriver { cfg, shared, tracker, last_checkpoint: now_unix_ns() };
+                let mut deriver = Deriver {
+                    cfg,
+                    shared,
+                    tracker,
+                    last_checkpoint: now_unix_ns(),
+                };
                 loop {
                     match stop_rx.recv_timeout(interval) {
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
@@ -143,18 +160,26 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         let score_shared = shared.clone();
         receiver_tasks.push(tokio::spawn(async move {
             let routes = tonic::service::Routes::new(crate::api::grpc_service(score_shared));
-            if let Err(e) = receiver::grpc::serve(l, ingest, max, routes, stop.cancelled_owned()).await {
+            if let Err(e) =
+                receiver::grpc::serve(l, ingest, max, routes, stop.cancelled_owned()).await
+            {
                 tracing::error!(error = %e, "The OTLP/gRPC receiver stopped with an error.");
             }
         }));
     }
     if let Some(l) = http {
         tracing::info!(endpoint = %l.local_addr().map_err(|e| e.to_string())?, "OTLP/HTTP receiver listening.");
-        let router =
-            receiver::http::router(ingest.clone(), cfg.receivers.max_request_bytes, cfg.receivers.max_decompressed_bytes);
+        let router = receiver::http::router(
+            ingest.clone(),
+            cfg.receivers.max_request_bytes,
+            cfg.receivers.max_decompressed_bytes,
+        );
         let stop = receivers_stop.clone();
         receiver_tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(l, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+            if let Err(e) = axum::serve(l, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
                 tracing::error!(error = %e, "The OTLP/HTTP receiver stopped with an error.");
             }
         }));
@@ -171,16 +196,28 @@ pub async fn run(cfg: Config) -> Result<(), String> {
                 get(move || {
                     let sh = sh.clone();
                     async move {
-                        ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], export::prometheus::render(&sh))
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            )],
+                            export::prometheus::render(&sh),
+                        )
                     }
                 }),
             )
-            .route("/api/v1/scores", get(crate::api::scores_json).with_state(shared.clone()))
+            .route(
+                "/api/v1/scores",
+                get(crate::api::scores_json).with_state(shared.clone()),
+            )
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(|| async { "ready\n" }));
         let stop = admin_stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(l, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+            if let Err(e) = axum::serve(l, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
                 tracing::error!(error = %e, "The metrics endpoint stopped with an error.");
             }
         })
@@ -188,7 +225,12 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let otlp_stop = CancellationToken::new();
     let otlp_task = cfg.exporters.otlp.clone().map(|o| {
         tracing::info!(endpoint = %o.endpoint, interval = ?o.interval, "OTLP metric push enabled.");
-        tokio::spawn(export::otlp::run(shared.clone(), o, otlp_stop.clone(), final_rx))
+        tokio::spawn(export::otlp::run(
+            shared.clone(),
+            o,
+            otlp_stop.clone(),
+            final_rx,
+        ))
     });
 
     tracing::info!(
@@ -204,7 +246,10 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     receivers_stop.cancel();
     let stopping = futures_util::future::join_all(receiver_tasks);
     if tokio::time::timeout(grace, stopping).await.is_err() {
-        tracing::warn!(?grace, "Receivers did not stop within the shutdown timeout.");
+        tracing::warn!(
+            ?grace,
+            "Receivers did not stop within the shutdown timeout."
+        );
     }
     let _ = stop_tx.send(());
     let joined = tokio::task::spawn_blocking(move || deriver.join());
@@ -220,7 +265,9 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
     tracing::info!(
-        processed = tel.processed_spans.load(std::sync::atomic::Ordering::Relaxed),
+        processed = tel
+            .processed_spans
+            .load(std::sync::atomic::Ordering::Relaxed),
         "cerflow stopped."
     );
     Ok(())
@@ -239,7 +286,13 @@ impl Deriver {
         let now = now_unix_ns();
         let snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
         self.tracker.update(&snap, &self.shared.journeys, now);
-        let eval = score::evaluate(&snap, &self.tracker, &self.shared.journeys, &self.cfg.score, &self.cfg.version);
+        let eval = score::evaluate(
+            &snap,
+            &self.tracker,
+            &self.shared.journeys,
+            &self.cfg.score,
+            &self.cfg.version,
+        );
         self.shared.snapshot.store(Arc::new(snap));
         self.shared.eval.store(Arc::new(eval));
         self.shared.ticks.send_modify(|t| *t += 1);
@@ -247,8 +300,12 @@ impl Deriver {
             if last || now.saturating_sub(self.last_checkpoint) >= cp.interval.as_nanos() as u64 {
                 self.last_checkpoint = now;
                 match self.tracker.save(&cp.path, now) {
-                    Ok(()) => tracing::debug!(path = %cp.path.display(), "Wrote the SLO checkpoint."),
-                    Err(e) => tracing::warn!(path = %cp.path.display(), error = %e, "Cannot write the SLO checkpoint."),
+                    Ok(()) => {
+                        tracing::debug!(path = %cp.path.display(), "Wrote the SLO checkpoint.")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %cp.path.display(), error = %e, "Cannot write the SLO checkpoint.")
+                    }
                 }
             }
         }

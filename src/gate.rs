@@ -71,7 +71,9 @@ pub struct Check {
 
 /// A tiny HTTP/1.1 GET: the gate must work from a bare CI image with only this binary.
 pub fn http_get(url: &str, timeout: Duration) -> Result<String, String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("only http:// URLs are supported, got \"{url}\""))?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("only http:// URLs are supported, got \"{url}\""))?;
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -81,19 +83,32 @@ pub fn http_get(url: &str, timeout: Duration) -> Result<String, String> {
         .map_err(|e| format!("cannot resolve {hostport}: {e}"))?
         .next()
         .ok_or_else(|| format!("cannot resolve {hostport}"))?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("cannot connect to {hostport}: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("cannot connect to {hostport}: {e}"))?;
     let _ = s.set_read_timeout(Some(timeout));
     let _ = s.set_write_timeout(Some(timeout));
     write!(s, "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: application/json\r\nConnection: close\r\n\r\n")
         .map_err(|e| format!("cannot send the request: {e}"))?;
     let mut raw = Vec::new();
     // The score snapshot is small; a hard cap keeps a wrong endpoint from filling memory.
-    s.take(64 << 20).read_to_end(&mut raw).map_err(|e| format!("cannot read the response: {e}"))?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("malformed HTTP response")?;
+    s.take(64 << 20)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("cannot read the response: {e}"))?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("malformed HTTP response")?;
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut body = raw[split + 4..].to_vec();
-    let status: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("malformed status line")?;
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("malformed status line")?;
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         body = dechunk(&body)?;
     }
     let text = String::from_utf8(body).map_err(|_| "response is not UTF-8")?;
@@ -108,7 +123,8 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
     for _ in 0..1_000_000 {
         let nl = b.windows(2).position(|w| w == b"\r\n").ok_or("bad chunk")?;
         let size_text = String::from_utf8_lossy(&b[..nl]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).map_err(|_| "bad chunk size")?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| "bad chunk size")?;
         b = &b[nl + 2..];
         if size == 0 {
             return Ok(out);
@@ -122,16 +138,28 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
     Err("too many chunks".into())
 }
 
-fn fetch(base: &str, journey: &str, window: &str, cohort: Option<(&str, &str)>) -> Result<ScoreView, String> {
+fn fetch(
+    base: &str,
+    journey: &str,
+    window: &str,
+    cohort: Option<(&str, &str)>,
+) -> Result<ScoreView, String> {
     let enc = |s: &str| {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
                 _ => format!("%{b:02X}"),
             })
             .collect::<String>()
     };
-    let mut url = format!("{}/api/v1/scores?journey={}&window={}", base.trim_end_matches('/'), enc(journey), enc(window));
+    let mut url = format!(
+        "{}/api/v1/scores?journey={}&window={}",
+        base.trim_end_matches('/'),
+        enc(journey),
+        enc(window)
+    );
     if let Some((k, v)) = cohort {
         url.push_str(&format!("&cohort={}", enc(&format!("{k}:{v}"))));
     }
@@ -139,8 +167,15 @@ fn fetch(base: &str, journey: &str, window: &str, cohort: Option<(&str, &str)>) 
     serde_json::from_str(&body).map_err(|e| format!("unexpected response from {url}: {e}"))
 }
 
-fn score_of<'a>(v: &'a ScoreView, journey: &str, cohort_filter: bool) -> Option<(&'a JourneyView, Option<f64>)> {
-    let j = v.journeys.iter().find(|j| j.journey == journey && (cohort_filter || j.cohort.is_empty()))?;
+fn score_of<'a>(
+    v: &'a ScoreView,
+    journey: &str,
+    cohort_filter: bool,
+) -> Option<(&'a JourneyView, Option<f64>)> {
+    let j = v
+        .journeys
+        .iter()
+        .find(|j| j.journey == journey && (cohort_filter || j.cohort.is_empty()))?;
     Some((j, j.windows.first().and_then(|w| w.score)))
 }
 
@@ -154,7 +189,12 @@ pub fn evaluate(args: &Args) -> Vec<Check> {
     let view = match fetch(&args.endpoint, &args.journey, &args.window, None) {
         Ok(v) => v,
         Err(e) => {
-            checks.push(Check { name: "reach cerflow".into(), observed: e, required: "a score snapshot".into(), verdict: Verdict::Undecided });
+            checks.push(Check {
+                name: "reach cerflow".into(),
+                observed: e,
+                required: "a score snapshot".into(),
+                verdict: Verdict::Undecided,
+            });
             return checks;
         }
     };
@@ -184,7 +224,11 @@ pub fn evaluate(args: &Args) -> Vec<Check> {
             .unwrap_or_default();
         checks.push(Check {
             name: format!("alerts {}", args.journey),
-            observed: if active.is_empty() { "none".into() } else { active.join(",") },
+            observed: if active.is_empty() {
+                "none".into()
+            } else {
+                active.join(",")
+            },
             required: format!("no {}", args.deny_alerts.join("/")),
             verdict: match (journey.is_some(), active.is_empty()) {
                 (false, _) => Verdict::Undecided,
@@ -209,12 +253,24 @@ pub fn evaluate(args: &Args) -> Vec<Check> {
 
 fn compare(args: &Args, spec: &str) -> Check {
     let name = format!("canary vs baseline ({spec})");
-    let parsed = spec.split_once('=').and_then(|(k, v)| v.split_once(':').map(|(c, b)| (k, c, b)));
+    let parsed = spec
+        .split_once('=')
+        .and_then(|(k, v)| v.split_once(':').map(|(c, b)| (k, c, b)));
     let Some((key, canary, baseline)) = parsed else {
-        return Check { name, observed: "bad --compare".into(), required: "KEY=CANARY:BASELINE".into(), verdict: Verdict::Undecided };
+        return Check {
+            name,
+            observed: "bad --compare".into(),
+            required: "KEY=CANARY:BASELINE".into(),
+            verdict: Verdict::Undecided,
+        };
     };
     let get = |value: &str| -> Result<Option<f64>, String> {
-        let v = fetch(&args.endpoint, &args.journey, &args.window, Some((key, value)))?;
+        let v = fetch(
+            &args.endpoint,
+            &args.journey,
+            &args.window,
+            Some((key, value)),
+        )?;
         Ok(score_of(&v, &args.journey, true).and_then(|(_, s)| s))
     };
     match (get(canary), get(baseline)) {
@@ -222,12 +278,25 @@ fn compare(args: &Args, spec: &str) -> Check {
             name,
             observed: format!("{c:.4} vs {b:.4} (drop {:.4})", b - c),
             required: format!("drop <= {}", args.max_drop),
-            verdict: if b - c <= args.max_drop + 1e-12 { Verdict::Pass } else { Verdict::Fail },
+            verdict: if b - c <= args.max_drop + 1e-12 {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            },
         },
-        (Err(e), _) | (_, Err(e)) => Check { name, observed: e, required: "both cohorts".into(), verdict: Verdict::Undecided },
+        (Err(e), _) | (_, Err(e)) => Check {
+            name,
+            observed: e,
+            required: "both cohorts".into(),
+            verdict: Verdict::Undecided,
+        },
         (c, b) => Check {
             name,
-            observed: format!("canary {}, baseline {}", fmt_score(c.ok().flatten()), fmt_score(b.ok().flatten())),
+            observed: format!(
+                "canary {}, baseline {}",
+                fmt_score(c.ok().flatten()),
+                fmt_score(b.ok().flatten())
+            ),
             required: "data for both cohorts".into(),
             verdict: Verdict::Undecided,
         },
@@ -245,17 +314,38 @@ pub fn overall(checks: &[Check]) -> Verdict {
 }
 
 pub fn table(checks: &[Check], verdict: Verdict) -> String {
-    let w0 = checks.iter().map(|c| c.name.len()).max().unwrap_or(5).max(5);
-    let w1 = checks.iter().map(|c| c.observed.len()).max().unwrap_or(8).max(8);
-    let w2 = checks.iter().map(|c| c.required.len()).max().unwrap_or(8).max(8);
-    let mut s = format!("{:w0$}  {:w1$}  {:w2$}  RESULT\n", "CHECK", "OBSERVED", "REQUIRED");
+    let w0 = checks
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let w1 = checks
+        .iter()
+        .map(|c| c.observed.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let w2 = checks
+        .iter()
+        .map(|c| c.required.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let mut s = format!(
+        "{:w0$}  {:w1$}  {:w2$}  RESULT\n",
+        "CHECK", "OBSERVED", "REQUIRED"
+    );
     for c in checks {
         let r = match c.verdict {
             Verdict::Pass => "pass",
             Verdict::Fail => "FAIL",
             Verdict::Undecided => "undecided",
         };
-        s.push_str(&format!("{:w0$}  {:w1$}  {:w2$}  {r}\n", c.name, c.observed, c.required));
+        s.push_str(&format!(
+            "{:w0$}  {:w1$}  {:w2$}  {r}\n",
+            c.name, c.observed, c.required
+        ));
     }
     s.push_str(match verdict {
         Verdict::Pass => "gate: PASS\n",
@@ -271,12 +361,16 @@ pub fn run(args: &Args) -> u8 {
     loop {
         let checks = evaluate(args);
         let verdict = overall(&checks);
-        let done = verdict == Verdict::Pass || deadline.is_none_or(|d| Instant::now() + args.interval > d);
+        let done =
+            verdict == Verdict::Pass || deadline.is_none_or(|d| Instant::now() + args.interval > d);
         if done {
             print!("{}", table(&checks, verdict));
             return verdict.exit_code();
         }
-        eprintln!("gate: {verdict:?} so far; checking again in {:?}", args.interval);
+        eprintln!(
+            "gate: {verdict:?} so far; checking again in {:?}",
+            args.interval
+        );
         std::thread::sleep(args.interval);
     }
 }
@@ -287,15 +381,29 @@ mod tests {
 
     #[test]
     fn chunked_bodies_are_joined() {
-        assert_eq!(dechunk(b"4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n").unwrap(), b"Wikipedia");
+        assert_eq!(
+            dechunk(b"4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n").unwrap(),
+            b"Wikipedia"
+        );
         assert!(dechunk(b"ff\r\nshort\r\n").is_err());
     }
 
     #[test]
     fn any_failure_fails_and_undecided_beats_pass() {
-        let c = |v| Check { name: String::new(), observed: String::new(), required: String::new(), verdict: v };
-        assert_eq!(overall(&[c(Verdict::Pass), c(Verdict::Fail), c(Verdict::Undecided)]), Verdict::Fail);
-        assert_eq!(overall(&[c(Verdict::Pass), c(Verdict::Undecided)]), Verdict::Undecided);
+        let c = |v| Check {
+            name: String::new(),
+            observed: String::new(),
+            required: String::new(),
+            verdict: v,
+        };
+        assert_eq!(
+            overall(&[c(Verdict::Pass), c(Verdict::Fail), c(Verdict::Undecided)]),
+            Verdict::Fail
+        );
+        assert_eq!(
+            overall(&[c(Verdict::Pass), c(Verdict::Undecided)]),
+            Verdict::Undecided
+        );
         assert_eq!(overall(&[c(Verdict::Pass)]), Verdict::Pass);
     }
 

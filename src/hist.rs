@@ -109,7 +109,10 @@ mod tests {
             assert_eq!(bin_of(low), bin);
             assert_eq!(bin_of(high), bin);
             if low >= 2048 {
-                assert!((high - low + 1) * 1024 <= low, "bin {bin} is within 1/1024 of its value");
+                assert!(
+                    (high - low + 1) * 1024 <= low,
+                    "bin {bin} is within 1/1024 of its value"
+                );
             }
             prev_high = Some(high);
         }
@@ -128,7 +131,9 @@ mod tests {
         // A deterministic spread over four decades.
         let mut x: u64 = 12345;
         for _ in 0..20_000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let v = 100 + (x >> 33) % 2_000_000;
             ours.record(v);
             hdr.record(v).unwrap();
@@ -140,7 +145,10 @@ mod tests {
         for (q, v) in qs.iter().zip(&out) {
             let theirs = hdr.value_at_quantile(*q) as f64;
             let ours = v.unwrap() as f64;
-            assert!((ours - theirs).abs() <= theirs / 1000.0, "q{q}: ours {ours} vs hdr {theirs}");
+            assert!(
+                (ours - theirs).abs() <= theirs / 1000.0,
+                "q{q}: ours {ours} vs hdr {theirs}"
+            );
         }
     }
 

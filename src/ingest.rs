@@ -4,8 +4,8 @@
 use crate::config::Config;
 use crate::decode::{self, invalid_reason, lazy, ProstSpan};
 use crate::journey::Journeys;
-use crate::span::SpanView;
 use crate::pipeline::{now_unix_ns, BatchBuilder, PipelineInput, SubmitError};
+use crate::span::SpanView;
 use crate::telemetry::{AddRelaxed, Reason, Telemetry, Transport};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -53,7 +53,12 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn new(cfg: &Config, journeys: Arc<Journeys>, input: Arc<PipelineInput>, tel: Arc<Telemetry>) -> Ingest {
+    pub fn new(
+        cfg: &Config,
+        journeys: Arc<Journeys>,
+        input: Arc<PipelineInput>,
+        tel: Arc<Telemetry>,
+    ) -> Ingest {
         Ingest {
             journeys,
             input,
@@ -63,7 +68,12 @@ impl Ingest {
         }
     }
 
-    pub fn traces_body(&self, body: &[u8], format: decode::Format, t: Transport) -> Result<Accepted, Refused> {
+    pub fn traces_body(
+        &self,
+        body: &[u8],
+        format: decode::Format,
+        t: Transport,
+    ) -> Result<Accepted, Refused> {
         match format {
             // Protobuf is read in place: no per-span allocation, same outcome as prost.
             decode::Format::Protobuf => match lazy::decode_traces(body) {
@@ -85,21 +95,41 @@ impl Ingest {
     }
 
     /// Processes a request decoded by prost (the JSON path, and the reference).
-    pub fn traces(&self, req: &ExportTraceServiceRequest, t: Transport) -> Result<Accepted, Refused> {
+    pub fn traces(
+        &self,
+        req: &ExportTraceServiceRequest,
+        t: Transport,
+    ) -> Result<Accepted, Refused> {
         let spans = req.resource_spans.iter().flat_map(|rs| {
             let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
             let service = decode::service_name(resource);
-            rs.scope_spans.iter().flat_map(|ss| &ss.spans).map(move |span| ProstSpan { resource, service, span })
+            rs.scope_spans
+                .iter()
+                .flat_map(|ss| &ss.spans)
+                .map(move |span| ProstSpan {
+                    resource,
+                    service,
+                    span,
+                })
         });
         self.process(decode::span_count(req), spans, t)
     }
 
     /// Processes a request decoded in place by [`lazy::decode_traces`].
-    pub fn traces_lazy(&self, req: &lazy::TraceRequest<'_>, t: Transport) -> Result<Accepted, Refused> {
+    pub fn traces_lazy(
+        &self,
+        req: &lazy::TraceRequest<'_>,
+        t: Transport,
+    ) -> Result<Accepted, Refused> {
         self.process(req.span_count() as u64, req.spans(), t)
     }
 
-    fn process<S: Incoming>(&self, total: u64, spans: impl Iterator<Item = S>, t: Transport) -> Result<Accepted, Refused> {
+    fn process<S: Incoming>(
+        &self,
+        total: u64,
+        spans: impl Iterator<Item = S>,
+        t: Transport,
+    ) -> Result<Accepted, Refused> {
         self.tel.received(t, total);
         let now = now_unix_ns();
         let mut builder = BatchBuilder::new(self.input.workers());
@@ -127,7 +157,14 @@ impl Ingest {
                 continue;
             }
             match self.journeys.classify(&view) {
-                Some(c) => builder.push(&view, c.journey, c.cohort_keys, self.journeys.missing_value(), c.flags, end),
+                Some(c) => builder.push(
+                    &view,
+                    c.journey,
+                    c.cohort_keys,
+                    self.journeys.missing_value(),
+                    c.flags,
+                    end,
+                ),
                 None => {
                     unmatched += 1;
                     if view.is_entry_point() {
@@ -144,11 +181,21 @@ impl Ingest {
         match self.input.submit(&mut builder) {
             Ok(()) => {}
             Err(SubmitError::Full) => {
-                self.tel.refuse_request(t, Reason::QueueFull, total - rejected, "pipeline queues are full");
+                self.tel.refuse_request(
+                    t,
+                    Reason::QueueFull,
+                    total - rejected,
+                    "pipeline queues are full",
+                );
                 return Err(Refused::Unavailable);
             }
             Err(SubmitError::Partial(lost)) => {
-                self.tel.refuse_spans(t, Reason::QueueFull, lost, "a pipeline queue filled while queueing");
+                self.tel.refuse_spans(
+                    t,
+                    Reason::QueueFull,
+                    lost,
+                    "a pipeline queue filled while queueing",
+                );
                 rejected += lost;
                 first_problem.get_or_insert_with(|| "pipeline queues are full".into());
             }
@@ -164,7 +211,12 @@ impl Ingest {
         Ok(Accepted { rejected, message })
     }
 
-    pub fn metrics_body(&self, body: &[u8], format: decode::Format, t: Transport) -> Result<Accepted, Refused> {
+    pub fn metrics_body(
+        &self,
+        body: &[u8],
+        format: decode::Format,
+        t: Transport,
+    ) -> Result<Accepted, Refused> {
         match decode::metrics(body, format) {
             Ok(req) => Ok(self.metrics(&req)),
             Err(msg) => {
@@ -175,11 +227,18 @@ impl Ingest {
     }
 
     pub fn metrics(&self, req: &ExportMetricsServiceRequest) -> Accepted {
-        self.tel.received_data_points.add(decode::data_point_count(req));
+        self.tel
+            .received_data_points
+            .add(decode::data_point_count(req));
         Accepted::default()
     }
 
-    pub fn logs_body(&self, body: &[u8], format: decode::Format, t: Transport) -> Result<Accepted, Refused> {
+    pub fn logs_body(
+        &self,
+        body: &[u8],
+        format: decode::Format,
+        t: Transport,
+    ) -> Result<Accepted, Refused> {
         match decode::logs(body, format) {
             Ok(req) => Ok(self.logs(&req)),
             Err(msg) => {
@@ -191,7 +250,9 @@ impl Ingest {
 
     /// Logs are accepted so a Collector pointed at cerflow does not fail, counted, and dropped.
     pub fn logs(&self, req: &ExportLogsServiceRequest) -> Accepted {
-        self.tel.received_log_records.add(decode::log_record_count(req));
+        self.tel
+            .received_log_records
+            .add(decode::log_record_count(req));
         Accepted::default()
     }
 }

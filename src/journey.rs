@@ -79,7 +79,9 @@ pub struct Classified<'a> {
 }
 
 fn labels_of(keys: &[String]) -> Arc<[String]> {
-    keys.iter().map(|k| crate::export::prometheus::sanitize_label(k)).collect()
+    keys.iter()
+        .map(|k| crate::export::prometheus::sanitize_label(k))
+        .collect()
 }
 
 impl Journeys {
@@ -138,14 +140,20 @@ impl Journeys {
                 hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
             }
         });
-        Journeys { configured, auto, missing_value: cfg.cohorts.missing_value.clone() }
+        Journeys {
+            configured,
+            auto,
+            missing_value: cfg.cohorts.missing_value.clone(),
+        }
     }
 
     pub fn get(&self, id: JourneyId) -> Option<Arc<JourneyInfo>> {
         if let Some(c) = self.configured.get(id as usize) {
             return Some(c.info.clone());
         }
-        self.auto.as_ref().and_then(|a| a.by_id.get(&id).map(|e| e.value().clone()))
+        self.auto
+            .as_ref()
+            .and_then(|a| a.by_id.get(&id).map(|e| e.value().clone()))
     }
 
     /// The configured journeys, in file order.
@@ -188,16 +196,26 @@ impl Journeys {
         let entry = span.is_entry_point();
         let (journey, cohort_keys, threshold_ns, failure, incorrect) =
             match self.configured.iter().find(|c| c.matcher.eval(span)) {
-                Some(c) => {
-                    (c.info.id, &*c.info.cohort_keys, c.info.latency_threshold_ns, &c.failure, c.incorrect.as_ref())
-                }
+                Some(c) => (
+                    c.info.id,
+                    &*c.info.cohort_keys,
+                    c.info.latency_threshold_ns,
+                    &c.failure,
+                    c.incorrect.as_ref(),
+                ),
                 None => {
                     let auto = self.auto.as_ref()?;
                     if !entry {
                         return None;
                     }
                     let id = auto.lookup(span.service_name(), span.name());
-                    (id, &*auto.cohort_keys, auto.threshold_ns, &auto.failure, None)
+                    (
+                        id,
+                        &*auto.cohort_keys,
+                        auto.threshold_ns,
+                        &auto.failure,
+                        None,
+                    )
                 }
             };
         let mut flags = 0;
@@ -213,12 +231,18 @@ impl Journeys {
         if span.end_ns().saturating_sub(span.start_ns()) > threshold_ns {
             flags |= flag::SLOW;
         }
-        Some(Classified { journey, cohort_keys, flags })
+        Some(Classified {
+            journey,
+            cohort_keys,
+            flags,
+        })
     }
 
     /// The number of auto-derived journeys so far (not counting the overflow journey).
     pub fn auto_count(&self) -> usize {
-        self.auto.as_ref().map_or(0, |a| a.count.load(Ordering::Relaxed))
+        self.auto
+            .as_ref()
+            .map_or(0, |a| a.count.load(Ordering::Relaxed))
     }
 }
 
@@ -226,7 +250,9 @@ impl AutoTable {
     fn lookup(&self, service: &str, name: &str) -> JourneyId {
         let hash = self.hasher.hash_one((service, name));
         let find = |list: &[(Box<str>, Box<str>, JourneyId)]| {
-            list.iter().find(|(s, n, _)| &**s == service && &**n == name).map(|(_, _, id)| *id)
+            list.iter()
+                .find(|(s, n, _)| &**s == service && &**n == name)
+                .map(|(_, _, id)| *id)
         };
         if let Some(id) = self.by_hash.get(&hash).and_then(|list| find(&list)) {
             return id;

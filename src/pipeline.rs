@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::journey::{flag, JourneyId, JourneyInfo, Journeys};
 use crate::span::SpanView;
 use crate::telemetry::{AddRelaxed, Telemetry};
-use crate::window::{Coverage, Counts, Ring, SeriesState, WindowStats};
+use crate::window::{Counts, Coverage, Ring, SeriesState, WindowStats};
 use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +21,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
 
 pub fn now_unix_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// One classified span, 40 bytes; its cohort values live in the batch's text.
@@ -171,7 +173,9 @@ impl PipelineInput {
             }
             let b = std::mem::take(batch);
             let n = b.span_count();
-            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.senders[i].try_send(b) {
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                self.senders[i].try_send(b)
+            {
                 lost += n;
             }
         }
@@ -301,22 +305,33 @@ impl Worker {
             let pos = list.iter().position(|s| {
                 s.journey == r.journey
                     && s.cohort.len() == values.len()
-                    && s.cohort.iter().zip(values.clone()).all(|(a, i)| **a == *batch.value(i))
+                    && s.cohort
+                        .iter()
+                        .zip(values.clone())
+                        .all(|(a, i)| **a == *batch.value(i))
             });
             let series = match pos {
                 Some(p) => &mut list[p],
                 None => {
-                    let cohort: Arc<[Box<str>]> = values.clone().map(|i| Box::from(batch.value(i))).collect();
+                    let cohort: Arc<[Box<str>]> =
+                        values.clone().map(|i| Box::from(batch.value(i))).collect();
                     list.push(Series {
                         journey: r.journey,
                         cohort,
-                        state: SeriesState::new(&settings.window_ns, settings.sub_buckets, settings.bounds_ns.len(), now),
+                        state: SeriesState::new(
+                            &settings.window_ns,
+                            settings.sub_buckets,
+                            settings.bounds_ns.len(),
+                            now,
+                        ),
                     });
                     let last = list.len() - 1;
                     &mut list[last]
                 }
             };
-            series.state.record(r.end_ns, r.duration_ns, r.flags, &settings.bounds_ns, now);
+            series
+                .state
+                .record(r.end_ns, r.duration_ns, r.flags, &settings.bounds_ns, now);
         }
         self.tel.processed_spans.add(batch.records.len() as u64);
     }
@@ -347,9 +362,14 @@ impl Worker {
             ..Default::default()
         };
         for s in self.series.values().flatten() {
-            let Some(journey) = self.journeys.get(s.journey) else { continue };
+            let Some(journey) = self.journeys.get(s.journey) else {
+                continue;
+            };
             let windows = (0..s.state.windows.len())
-                .map(|w| s.state.window_stats(w, now, &QUANTILES, &mut self.scratch, &mut self.qout))
+                .map(|w| {
+                    s.state
+                        .window_stats(w, now, &QUANTILES, &mut self.scratch, &mut self.qout)
+                })
                 .collect();
             out.state_bytes += s.state.heap_bytes();
             out.series.push(SeriesSnap {
@@ -376,9 +396,18 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn start(cfg: &Config, journeys: Arc<Journeys>, tel: Arc<Telemetry>) -> Pipeline {
         let settings = Arc::new(WorkerSettings {
-            window_ns: cfg.windows.sizes.iter().map(|d| d.as_nanos() as u64).collect(),
+            window_ns: cfg
+                .windows
+                .sizes
+                .iter()
+                .map(|d| d.as_nanos() as u64)
+                .collect(),
             sub_buckets: cfg.windows.sub_buckets,
-            bounds_ns: cfg.histogram_buckets.iter().map(|s| (s * 1e9).round() as u64).collect(),
+            bounds_ns: cfg
+                .histogram_buckets
+                .iter()
+                .map(|s| (s * 1e9).round() as u64)
+                .collect(),
             ttl_ns: cfg.windows.series_ttl.as_nanos() as u64,
             drain_limit: cfg.pipeline.queue_size,
         });
@@ -392,7 +421,11 @@ impl Pipeline {
                 data: rx,
                 ctl: crx,
                 series: HashMap::new(),
-                coverage: settings.window_ns.iter().map(|&w| Ring::new(w, settings.sub_buckets)).collect(),
+                coverage: settings
+                    .window_ns
+                    .iter()
+                    .map(|&w| Ring::new(w, settings.sub_buckets))
+                    .collect(),
                 settings: settings.clone(),
                 journeys: journeys.clone(),
                 tel: tel.clone(),
@@ -407,7 +440,14 @@ impl Pipeline {
             ctl.push(ctx);
             handles.push(handle);
         }
-        Pipeline { input: Arc::new(PipelineInput { senders, capacity: cfg.pipeline.queue_size }), ctl, handles }
+        Pipeline {
+            input: Arc::new(PipelineInput {
+                senders,
+                capacity: cfg.pipeline.queue_size,
+            }),
+            ctl,
+            handles,
+        }
     }
 
     pub fn input(&self) -> Arc<PipelineInput> {
@@ -433,7 +473,11 @@ impl Pipeline {
             match rx.recv_deadline(deadline) {
                 Ok(s) => out.push(s),
                 Err(_) => {
-                    tracing::warn!(answered = out.len(), asked, "A worker did not answer the snapshot request in time.");
+                    tracing::warn!(
+                        answered = out.len(),
+                        asked,
+                        "A worker did not answer the snapshot request in time."
+                    );
                     break;
                 }
             }

@@ -21,7 +21,11 @@ pub enum Cond {
     Kind(u8),
     /// Bit mask over Status.code numbers.
     Status(u8),
-    Attr { key: String, scope: Scope, test: AttrTest },
+    Attr {
+        key: String,
+        scope: Scope,
+        test: AttrTest,
+    },
     Event(StrMatch),
 }
 
@@ -79,7 +83,10 @@ impl Literal {
         } else {
             Typed::Str
         };
-        Literal { text: text.to_string(), typed }
+        Literal {
+            text: text.to_string(),
+            typed,
+        }
     }
 
     pub fn equals(&self, v: &AttrValue<'_>) -> bool {
@@ -189,9 +196,30 @@ fn bit(n: i32) -> u8 {
     }
 }
 
-const COND_KEYS: &[&str] =
-    &["service", "span_name", "kind", "status", "attributes", "resource_attributes", "event", "any", "all", "not"];
-const ATTR_KEYS: &[&str] = &["key", "equals", "not_equals", "one_of", "regex", "exists", "gt", "gte", "lt", "lte"];
+const COND_KEYS: &[&str] = &[
+    "service",
+    "span_name",
+    "kind",
+    "status",
+    "attributes",
+    "resource_attributes",
+    "event",
+    "any",
+    "all",
+    "not",
+];
+const ATTR_KEYS: &[&str] = &[
+    "key",
+    "equals",
+    "not_equals",
+    "one_of",
+    "regex",
+    "exists",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+];
 
 /// Compiles a condition, reporting every problem into `ctx`.
 pub fn compile(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Cond> {
@@ -222,26 +250,53 @@ pub fn compile(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Cond> {
                 }
             }
             if let Some(n) = m.get("service") {
-                add(&mut parts, &mut ok, str_match(ctx, n, &join(path, "service")).map(Cond::Service));
+                add(
+                    &mut parts,
+                    &mut ok,
+                    str_match(ctx, n, &join(path, "service")).map(Cond::Service),
+                );
             }
             if let Some(n) = m.get("span_name") {
-                add(&mut parts, &mut ok, str_match(ctx, n, &join(path, "span_name")).map(Cond::SpanName));
+                add(
+                    &mut parts,
+                    &mut ok,
+                    str_match(ctx, n, &join(path, "span_name")).map(Cond::SpanName),
+                );
             }
             if let Some(n) = m.get("kind") {
-                add(&mut parts, &mut ok, mask(ctx, n, &join(path, "kind"), KINDS).map(Cond::Kind));
+                add(
+                    &mut parts,
+                    &mut ok,
+                    mask(ctx, n, &join(path, "kind"), KINDS).map(Cond::Kind),
+                );
             }
             if let Some(n) = m.get("status") {
-                add(&mut parts, &mut ok, mask(ctx, n, &join(path, "status"), STATUSES).map(Cond::Status));
+                add(
+                    &mut parts,
+                    &mut ok,
+                    mask(ctx, n, &join(path, "status"), STATUSES).map(Cond::Status),
+                );
             }
             if let Some(n) = m.get("event") {
-                add(&mut parts, &mut ok, str_match(ctx, n, &join(path, "event")).map(Cond::Event));
+                add(
+                    &mut parts,
+                    &mut ok,
+                    str_match(ctx, n, &join(path, "event")).map(Cond::Event),
+                );
             }
-            for (key, scope) in [("attributes", Scope::Any), ("resource_attributes", Scope::Resource)] {
+            for (key, scope) in [
+                ("attributes", Scope::Any),
+                ("resource_attributes", Scope::Resource),
+            ] {
                 if let Some(n) = m.get(key) {
                     let p = join(path, key);
                     if let Some(items) = ctx.seq(n, &p) {
                         for (i, item) in items.iter().enumerate() {
-                            add(&mut parts, &mut ok, attr_test(ctx, item, &index(&p, i), scope));
+                            add(
+                                &mut parts,
+                                &mut ok,
+                                attr_test(ctx, item, &index(&p, i), scope),
+                            );
                         }
                     } else {
                         ok = false;
@@ -264,7 +319,11 @@ pub fn compile(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Cond> {
                                     None => ok = false,
                                 }
                             }
-                            parts.push(if key == "any" { Cond::Any(inner) } else { Cond::All(inner) });
+                            parts.push(if key == "any" {
+                                Cond::Any(inner)
+                            } else {
+                                Cond::All(inner)
+                            });
                         }
                         None => ok = false,
                     }
@@ -277,16 +336,31 @@ pub fn compile(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Cond> {
                 }
             }
             if parts.is_empty() && ok {
-                ctx.error(node.mark, path, "a condition needs at least one of: ".to_string() + &COND_KEYS.join(", "));
+                ctx.error(
+                    node.mark,
+                    path,
+                    "a condition needs at least one of: ".to_string() + &COND_KEYS.join(", "),
+                );
                 return None;
             }
             if !ok {
                 return None;
             }
-            Some(if parts.len() == 1 { parts.remove(0) } else { Cond::All(parts) })
+            Some(if parts.len() == 1 {
+                parts.remove(0)
+            } else {
+                Cond::All(parts)
+            })
         }
         _ => {
-            ctx.error(node.mark, path, format!("expected a condition (a mapping or a list), got {}", node.describe()));
+            ctx.error(
+                node.mark,
+                path,
+                format!(
+                    "expected a condition (a mapping or a list), got {}",
+                    node.describe()
+                ),
+            );
             None
         }
     }
@@ -300,7 +374,11 @@ const KINDS: &[(&str, i32)] = &[
     ("producer", kind::PRODUCER),
     ("consumer", kind::CONSUMER),
 ];
-const STATUSES: &[(&str, i32)] = &[("unset", status::UNSET), ("ok", status::OK), ("error", status::ERROR)];
+const STATUSES: &[(&str, i32)] = &[
+    ("unset", status::UNSET),
+    ("ok", status::OK),
+    ("error", status::ERROR),
+];
 
 fn mask(ctx: &mut Ctx, node: &Node, path: &str, names: &[(&str, i32)]) -> Option<u8> {
     let items: Vec<&Node> = match &node.kind {
@@ -315,12 +393,21 @@ fn mask(ctx: &mut Ctx, node: &Node, path: &str, names: &[(&str, i32)]) -> Option
             continue;
         };
         let lower = s.to_ascii_lowercase();
-        let lower = lower.trim_start_matches("span_kind_").trim_start_matches("status_code_");
+        let lower = lower
+            .trim_start_matches("span_kind_")
+            .trim_start_matches("status_code_");
         match names.iter().find(|(n, _)| *n == lower) {
             Some((_, v)) => out |= bit(*v),
             None => {
                 let all: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
-                ctx.error(item.mark, path, format!("unknown value \"{s}\" (expected one of: {})", all.join(", ")));
+                ctx.error(
+                    item.mark,
+                    path,
+                    format!(
+                        "unknown value \"{s}\" (expected one of: {})",
+                        all.join(", ")
+                    ),
+                );
                 ok = false;
             }
         }
@@ -334,8 +421,17 @@ pub fn regex(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Regex> {
         Ok(r) => Some(r),
         Err(e) => {
             let detail = e.to_string();
-            let last = detail.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").trim();
-            ctx.error(node.mark, path, format!("invalid regex \"{pattern}\": {last}"));
+            let last = detail
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .last()
+                .unwrap_or("")
+                .trim();
+            ctx.error(
+                node.mark,
+                path,
+                format!("invalid regex \"{pattern}\": {last}"),
+            );
             None
         }
     }
@@ -365,7 +461,11 @@ fn str_match(ctx: &mut Ctx, node: &Node, path: &str) -> Option<StrMatch> {
             }
         }
         _ => {
-            ctx.error(node.mark, path, format!("expected a string or a mapping, got {}", node.describe()));
+            ctx.error(
+                node.mark,
+                path,
+                format!("expected a string or a mapping, got {}", node.describe()),
+            );
             None
         }
     }
@@ -375,7 +475,11 @@ fn literal(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Literal> {
     match &node.kind {
         Kind::Scalar(s, quoted) => Some(Literal::from_scalar(s, *quoted)),
         _ => {
-            ctx.error(node.mark, path, format!("expected a scalar value, got {}", node.describe()));
+            ctx.error(
+                node.mark,
+                path,
+                format!("expected a scalar value, got {}", node.describe()),
+            );
             None
         }
     }
@@ -390,7 +494,10 @@ fn attr_test(ctx: &mut Ctx, node: &Node, path: &str, scope: Scope) -> Option<Con
             None
         }
     };
-    let ops: Vec<&str> = m.keys().filter(|k| *k != "key" && ATTR_KEYS.contains(k)).collect();
+    let ops: Vec<&str> = m
+        .keys()
+        .filter(|k| *k != "key" && ATTR_KEYS.contains(k))
+        .collect();
     if ops.len() != 1 {
         ctx.error(
             node.mark,
@@ -426,5 +533,9 @@ fn attr_test(ctx: &mut Ctx, node: &Node, path: &str, scope: Scope) -> Option<Con
             AttrTest::Cmp(op, v)
         }
     };
-    Some(Cond::Attr { key: key?, scope, test })
+    Some(Cond::Attr {
+        key: key?,
+        scope,
+        test,
+    })
 }

@@ -7,7 +7,9 @@
 //! weighted by journey weight (optionally times traffic). Cohort scores use the same
 //! formula over one cohort's requests.
 
-use crate::config::{decode::format_duration, NoData, Objectives, PerSli, Score, Severity, SliKind, SLIS};
+use crate::config::{
+    decode::format_duration, NoData, Objectives, PerSli, Score, Severity, SliKind, SLIS,
+};
 use crate::journey::{JourneyInfo, Journeys};
 use crate::sli::{derive, Snapshot};
 use crate::slo::{alert_active, burn_rate, Key, SloEval, SloTracker};
@@ -143,7 +145,11 @@ fn window_view(
         score,
         availability: sli.availability,
         latency: sli.latency,
-        correctness: if info.has_correctness { sli.correctness } else { None },
+        correctness: if info.has_correctness {
+            sli.correctness
+        } else {
+            None
+        },
         burn_rate: SLIS
             .iter()
             .filter_map(|s| burns[*s as usize].map(|b| (s.as_str().to_string(), b)))
@@ -155,11 +161,19 @@ fn slo_parts(
     e: Option<&SloEval>,
     burn_windows: &[String],
     info: &JourneyInfo,
-) -> (BTreeMap<String, f64>, BTreeMap<String, BTreeMap<String, f64>>, Vec<AlertView>) {
+) -> (
+    BTreeMap<String, f64>,
+    BTreeMap<String, BTreeMap<String, f64>>,
+    Vec<AlertView>,
+) {
     let mut budget = BTreeMap::new();
     let mut burns = BTreeMap::new();
     let mut alerts = Vec::new();
-    let slis: &[SliKind] = if info.has_correctness { &SLIS } else { &SLIS[..2] };
+    let slis: &[SliKind] = if info.has_correctness {
+        &SLIS
+    } else {
+        &SLIS[..2]
+    };
     match e {
         None => {
             for s in slis {
@@ -171,13 +185,18 @@ fn slo_parts(
                 budget.insert(s.as_str().to_string(), e.budget_remaining[s as usize]);
                 for sev in [Severity::Page, Severity::Ticket] {
                     if alert_active(e, s, sev) {
-                        alerts.push(AlertView { sli: s.as_str().into(), severity: sev.as_str().into() });
+                        alerts.push(AlertView {
+                            sli: s.as_str().into(),
+                            severity: sev.as_str().into(),
+                        });
                     }
                 }
             }
             for (w, per) in burn_windows.iter().zip(&e.burn) {
-                let m: BTreeMap<String, f64> =
-                    SLIS.iter().filter_map(|s| per[*s as usize].map(|b| (s.as_str().to_string(), b))).collect();
+                let m: BTreeMap<String, f64> = SLIS
+                    .iter()
+                    .filter_map(|s| per[*s as usize].map(|b| (s.as_str().to_string(), b)))
+                    .collect();
                 if !m.is_empty() {
                     burns.insert(w.clone(), m);
                 }
@@ -196,11 +215,18 @@ pub fn evaluate(
     version: &str,
 ) -> Evaluation {
     let windows: Vec<String> = snap.windows.iter().map(|w| format_duration(*w)).collect();
-    let burn_windows: Vec<String> = slo.burn_windows().iter().map(|w| format_duration(*w)).collect();
+    let burn_windows: Vec<String> = slo
+        .burn_windows()
+        .iter()
+        .map(|w| format_duration(*w))
+        .collect();
     // Journey-level counts: the sum of the journey's series, per window.
     let mut by_journey: BTreeMap<Arc<str>, (Arc<JourneyInfo>, Vec<Counts>)> = BTreeMap::new();
     for j in journeys.configured() {
-        by_journey.insert(j.name.clone(), (j.clone(), vec![Counts::default(); windows.len()]));
+        by_journey.insert(
+            j.name.clone(),
+            (j.clone(), vec![Counts::default(); windows.len()]),
+        );
     }
     for s in &snap.series {
         let entry = by_journey
@@ -228,7 +254,11 @@ pub fn evaluate(
             .map(|((w, d), c)| window_view(w, c, *d, info, cfg))
             .collect();
         for (i, wv) in wviews.iter().enumerate() {
-            let traffic = if cfg.weight_by_traffic { wv.requests as f64 } else { 1.0 };
+            let traffic = if cfg.weight_by_traffic {
+                wv.requests as f64
+            } else {
+                1.0
+            };
             let score = match (wv.score, cfg.no_data) {
                 (Some(s), _) => Some(s),
                 (None, NoData::Exclude) => None,
@@ -240,7 +270,10 @@ pub fn evaluate(
                 overall_den[i] += info.weight * traffic;
             }
         }
-        let key = Key { journey: name.clone(), cohort: None };
+        let key = Key {
+            journey: name.clone(),
+            cohort: None,
+        };
         let (budget_remaining, burn_rates, alerts) = slo_parts(slo.eval(&key), &burn_windows, info);
         view.journeys.push(JourneyView {
             journey: name.to_string(),
@@ -265,12 +298,22 @@ pub fn evaluate(
             .zip(&s.windows)
             .map(|((w, d), ws)| window_view(w, &ws.counts, *d, &s.journey, cfg))
             .collect();
-        let key = Key { journey: s.journey.name.clone(), cohort: Some(s.cohort.clone()) };
-        let (budget_remaining, burn_rates, alerts) = slo_parts(slo.eval(&key), &burn_windows, &s.journey);
+        let key = Key {
+            journey: s.journey.name.clone(),
+            cohort: Some(s.cohort.clone()),
+        };
+        let (budget_remaining, burn_rates, alerts) =
+            slo_parts(slo.eval(&key), &burn_windows, &s.journey);
         view.journeys.push(JourneyView {
             journey: s.journey.name.to_string(),
             weight: s.journey.weight,
-            cohort: s.journey.cohort_labels.iter().cloned().zip(s.cohort.iter().map(|v| v.to_string())).collect(),
+            cohort: s
+                .journey
+                .cohort_labels
+                .iter()
+                .cloned()
+                .zip(s.cohort.iter().map(|v| v.to_string()))
+                .collect(),
             objectives: per_sli_map(&s.journey.objectives, &s.journey),
             windows: wviews,
             budget_remaining,
@@ -288,7 +331,13 @@ pub fn evaluate(
             score: (overall_den[i] > 0.0).then(|| overall_num[i] / overall_den[i]),
         })
         .collect();
-    Evaluation { view, infos, labels, score_cfg: Some(cfg.clone()), burn_windows }
+    Evaluation {
+        view,
+        infos,
+        labels,
+        score_cfg: Some(cfg.clone()),
+        burn_windows,
+    }
 }
 
 /// What a score request asks for.
@@ -302,18 +351,28 @@ pub struct Filter {
 
 impl Filter {
     /// Parses `journey=a&journey=b&window=5m&cohort=cloud.region:eu` query pairs.
-    pub fn from_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<Filter, String> {
+    pub fn from_pairs<'a>(
+        pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Filter, String> {
         let mut f = Filter::default();
         for (k, v) in pairs {
             match k {
                 "journey" => f.journeys.push(v.to_string()),
                 "window" => f.window = Some(v.to_string()),
                 "cohort" => {
-                    let (label, value) =
-                        v.split_once([':', '=']).ok_or_else(|| format!("cohort filter \"{v}\" is not label:value"))?;
-                    f.cohort.insert(crate::export::prometheus::sanitize_label(label), value.to_string());
+                    let (label, value) = v
+                        .split_once([':', '='])
+                        .ok_or_else(|| format!("cohort filter \"{v}\" is not label:value"))?;
+                    f.cohort.insert(
+                        crate::export::prometheus::sanitize_label(label),
+                        value.to_string(),
+                    );
                 }
-                other => return Err(format!("unknown query parameter \"{other}\" (expected journey, window, cohort)")),
+                other => {
+                    return Err(format!(
+                        "unknown query parameter \"{other}\" (expected journey, window, cohort)"
+                    ))
+                }
             }
         }
         Ok(f)
@@ -331,7 +390,12 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
         time_unix_nano: v.time_unix_nano,
         definition_version: v.definition_version.clone(),
         windows: v.windows.iter().filter(|w| window_ok(w)).cloned().collect(),
-        overall: v.overall.iter().filter(|o| window_ok(&o.window)).cloned().collect(),
+        overall: v
+            .overall
+            .iter()
+            .filter(|o| window_ok(&o.window))
+            .cloned()
+            .collect(),
         journeys: Vec::new(),
     };
     let keep_windows = |jv: &JourneyView| {
@@ -340,21 +404,39 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
         jv
     };
     if f.cohort.is_empty() {
-        out.journeys = v.journeys.iter().filter(|j| journey_ok(&j.journey)).map(keep_windows).collect();
+        out.journeys = v
+            .journeys
+            .iter()
+            .filter(|j| journey_ok(&j.journey))
+            .map(keep_windows)
+            .collect();
         return out;
     }
-    let Some(cfg) = &eval.score_cfg else { return out };
+    let Some(cfg) = &eval.score_cfg else {
+        return out;
+    };
     let mut groups: BTreeMap<String, (usize, Vec<Counts>)> = BTreeMap::new();
     for (i, jv) in v.journeys.iter().enumerate() {
         if jv.cohort.is_empty() || !journey_ok(&jv.journey) {
             continue;
         }
-        if !f.cohort.iter().all(|(k, val)| jv.cohort.get(k) == Some(val)) {
+        if !f
+            .cohort
+            .iter()
+            .all(|(k, val)| jv.cohort.get(k) == Some(val))
+        {
             continue;
         }
-        let g = groups.entry(jv.journey.clone()).or_insert_with(|| (i, vec![Counts::default(); jv.windows.len()]));
+        let g = groups
+            .entry(jv.journey.clone())
+            .or_insert_with(|| (i, vec![Counts::default(); jv.windows.len()]));
         for (acc, w) in g.1.iter_mut().zip(&jv.windows) {
-            acc.add(&Counts { requests: w.requests, errors: w.errors, slow: w.slow, incorrect: w.incorrect });
+            acc.add(&Counts {
+                requests: w.requests,
+                errors: w.errors,
+                slow: w.slow,
+                incorrect: w.incorrect,
+            });
         }
     }
     for (name, (first, counts)) in groups {
@@ -367,7 +449,8 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
             .zip(v.windows.iter())
             .filter(|((w, _), _)| window_ok(&w.window))
             .map(|((w, c), _)| {
-                let dur = crate::config::decode::parse_duration(&w.window).unwrap_or(std::time::Duration::from_secs(60));
+                let dur = crate::config::decode::parse_duration(&w.window)
+                    .unwrap_or(std::time::Duration::from_secs(60));
                 window_view(&w.window, c, dur, info, cfg)
             })
             .collect();
@@ -406,7 +489,12 @@ mod tests {
 
     #[test]
     fn all_good_scores_one() {
-        let c = Counts { requests: 1000, errors: 0, slow: 0, incorrect: 0 };
+        let c = Counts {
+            requests: 1000,
+            errors: 0,
+            slow: 0,
+            incorrect: 0,
+        };
         assert_eq!(window_score(&c, &OBJ, true, &cfg()).2, Some(1.0));
     }
 
@@ -414,7 +502,12 @@ mod tests {
     fn availability_burning_at_5x() {
         // 5 errors in 1000 = 0.5% against a 0.1% budget: burn 5, component 1 - 4/9 = 5/9.
         // Score = (0.5 * 5/9 + 0.3 * 1 + 0.2 * 1) / 1.0.
-        let c = Counts { requests: 1000, errors: 5, slow: 0, incorrect: 0 };
+        let c = Counts {
+            requests: 1000,
+            errors: 5,
+            slow: 0,
+            incorrect: 0,
+        };
         let (burns, comps, score) = window_score(&c, &OBJ, true, &cfg());
         assert!((burns[0].unwrap() - 5.0).abs() < 1e-9);
         assert!((comps[0].unwrap() - 5.0 / 9.0).abs() < 1e-12);
@@ -425,11 +518,19 @@ mod tests {
     fn a_component_with_no_data_is_left_out() {
         // No correctness rule: the score is over availability (0.5) and latency (0.3) only.
         // Latency: 30 slow of 1000 = 3% against 1%: burn 3, component 1 - 2/9 = 7/9.
-        let c = Counts { requests: 1000, errors: 0, slow: 30, incorrect: 0 };
+        let c = Counts {
+            requests: 1000,
+            errors: 0,
+            slow: 30,
+            incorrect: 0,
+        };
         let (_, comps, score) = window_score(&c, &OBJ, false, &cfg());
         assert_eq!(comps[2], None);
         let expected = (0.5 * 1.0 + 0.3 * 7.0 / 9.0) / 0.8;
-        assert!((score.unwrap() - expected).abs() < 1e-12, "{score:?} vs {expected}");
+        assert!(
+            (score.unwrap() - expected).abs() < 1e-12,
+            "{score:?} vs {expected}"
+        );
     }
 
     #[test]
@@ -439,11 +540,21 @@ mod tests {
 
     #[test]
     fn filters_parse_from_query_pairs() {
-        let f = Filter::from_pairs([("journey", "checkout"), ("window", "5m"), ("cohort", "service.version:canary")].into_iter())
-            .unwrap();
+        let f = Filter::from_pairs(
+            [
+                ("journey", "checkout"),
+                ("window", "5m"),
+                ("cohort", "service.version:canary"),
+            ]
+            .into_iter(),
+        )
+        .unwrap();
         assert_eq!(f.journeys, vec!["checkout"]);
         assert_eq!(f.window.as_deref(), Some("5m"));
-        assert_eq!(f.cohort.get("service_version").map(String::as_str), Some("canary"));
+        assert_eq!(
+            f.cohort.get("service_version").map(String::as_str),
+            Some("canary")
+        );
         assert!(Filter::from_pairs([("bogus", "1")].into_iter()).is_err());
     }
 }

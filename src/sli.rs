@@ -54,8 +54,19 @@ impl Snapshot {
             series.extend(s.series);
         }
         // A stable order keeps the exposition diff-friendly and tests deterministic.
-        series.sort_by(|a, b| a.journey.name.cmp(&b.journey.name).then_with(|| a.cohort.cmp(&b.cohort)));
-        Snapshot { at_unix_ns, windows, series, coverage, state_bytes }
+        series.sort_by(|a, b| {
+            a.journey
+                .name
+                .cmp(&b.journey.name)
+                .then_with(|| a.cohort.cmp(&b.cohort))
+        });
+        Snapshot {
+            at_unix_ns,
+            windows,
+            series,
+            coverage,
+            state_bytes,
+        }
     }
 
     pub fn coverage_ratio(&self, w: usize) -> Option<f64> {
@@ -70,7 +81,12 @@ mod tests {
 
     #[test]
     fn ratios_are_good_over_total() {
-        let c = Counts { requests: 8, errors: 2, slow: 1, incorrect: 0 };
+        let c = Counts {
+            requests: 8,
+            errors: 2,
+            slow: 1,
+            incorrect: 0,
+        };
         let s = derive(&c, Duration::from_secs(60));
         assert_eq!(s.availability, Some(0.75));
         assert_eq!(s.latency, Some(0.875));
@@ -81,7 +97,10 @@ mod tests {
     #[test]
     fn no_requests_means_no_ratio() {
         let s = derive(&Counts::default(), Duration::from_secs(60));
-        assert_eq!((s.availability, s.latency, s.correctness), (None, None, None));
+        assert_eq!(
+            (s.availability, s.latency, s.correctness),
+            (None, None, None)
+        );
         assert_eq!(s.requests_per_second, 0.0);
     }
 }

@@ -7,7 +7,7 @@
 //! a checkpoint and read back after a restart. Burn windows run on arrival time, as
 //! PromQL `rate()`-based SLO rules do; the score windows stay on event time.
 
-use crate::config::{Objectives, Severity, Slo, SliKind, SLIS};
+use crate::config::{Objectives, Severity, SliKind, Slo, SLIS};
 use crate::journey::Journeys;
 use crate::sli::Snapshot;
 use crate::window::{Counts, Ring};
@@ -79,7 +79,12 @@ fn severity_index(s: Severity) -> usize {
 
 impl SloTracker {
     pub fn new(cfg: &Slo) -> SloTracker {
-        SloTracker { cfg: cfg.clone(), prev: HashMap::new(), entries: HashMap::new(), evals: HashMap::new() }
+        SloTracker {
+            cfg: cfg.clone(),
+            prev: HashMap::new(),
+            entries: HashMap::new(),
+            evals: HashMap::new(),
+        }
     }
 
     pub fn burn_windows(&self) -> &[std::time::Duration] {
@@ -104,7 +109,9 @@ impl SloTracker {
             let e = self.new_entry();
             self.entries.insert(key.clone(), e);
         }
-        let Some(e) = self.entries.get_mut(&key) else { return };
+        let Some(e) = self.entries.get_mut(&key) else {
+            return;
+        };
         for ring in e.burn.iter_mut().chain(std::iter::once(&mut e.period)) {
             if let Some(slot) = ring.slot_mut(now, now) {
                 slot.add(delta);
@@ -114,7 +121,8 @@ impl SloTracker {
 
     /// Takes in the growth of every series since the last tick and re-evaluates.
     pub fn update(&mut self, snap: &Snapshot, journeys: &Journeys, now: u64) {
-        let mut seen: HashMap<(u32, Arc<[Box<str>]>), (u64, Counts)> = HashMap::with_capacity(snap.series.len());
+        let mut seen: HashMap<(u32, Arc<[Box<str>]>), (u64, Counts)> =
+            HashMap::with_capacity(snap.series.len());
         let mut objectives: HashMap<Arc<str>, (Objectives, bool)> = HashMap::new();
         for s in &snap.series {
             let id = (s.journey.id, s.cohort.clone());
@@ -125,13 +133,30 @@ impl SloTracker {
             };
             let delta = s.totals.sub(&before);
             seen.insert(id, (s.created_unix_ns, s.totals));
-            objectives.insert(s.journey.name.clone(), (s.journey.objectives, s.journey.has_correctness));
+            objectives.insert(
+                s.journey.name.clone(),
+                (s.journey.objectives, s.journey.has_correctness),
+            );
             if delta.requests == 0 {
                 continue;
             }
-            self.add(Key { journey: s.journey.name.clone(), cohort: None }, &delta, now);
+            self.add(
+                Key {
+                    journey: s.journey.name.clone(),
+                    cohort: None,
+                },
+                &delta,
+                now,
+            );
             if !s.journey.cohort_keys.is_empty() {
-                self.add(Key { journey: s.journey.name.clone(), cohort: Some(s.cohort.clone()) }, &delta, now);
+                self.add(
+                    Key {
+                        journey: s.journey.name.clone(),
+                        cohort: Some(s.cohort.clone()),
+                    },
+                    &delta,
+                    now,
+                );
             }
         }
         self.prev = seen;
@@ -143,8 +168,14 @@ impl SloTracker {
         let default_objectives = self.cfg.objectives;
         let mut evals = HashMap::with_capacity(self.entries.len());
         for (key, e) in self.entries.iter_mut() {
-            let (obj, has_correctness) = objectives.get(&key.journey).copied().unwrap_or((default_objectives, false));
-            evals.insert(key.clone(), evaluate_entry(&self.cfg, e, obj, has_correctness, now));
+            let (obj, has_correctness) = objectives
+                .get(&key.journey)
+                .copied()
+                .unwrap_or((default_objectives, false));
+            evals.insert(
+                key.clone(),
+                evaluate_entry(&self.cfg, e, obj, has_correctness, now),
+            );
         }
         self.evals = evals;
     }
@@ -167,7 +198,10 @@ impl SloTracker {
                 .iter()
                 .map(|(k, e)| CheckpointEntry {
                     journey: k.journey.to_string(),
-                    cohort: k.cohort.as_ref().map(|c| c.iter().map(|v| v.to_string()).collect()),
+                    cohort: k
+                        .cohort
+                        .as_ref()
+                        .map(|c| c.iter().map(|v| v.to_string()).collect()),
                     burn: e.burn.iter().map(RingData::from_ring).collect(),
                     period: RingData::from_ring(&e.period),
                     alerts: e
@@ -195,8 +229,12 @@ impl SloTracker {
 
     /// Reads a checkpoint; every problem is an error for the caller to log, never a panic.
     pub fn load(&mut self, path: &Path) -> Result<usize, String> {
-        let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let nl = data.iter().position(|b| *b == b'\n').ok_or("no header line")?;
+        let data =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let nl = data
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or("no header line")?;
         let header = std::str::from_utf8(&data[..nl]).map_err(|_| "header is not text")?;
         let body = &data[nl + 1..];
         let mut parts = header.split(' ');
@@ -211,7 +249,8 @@ impl SloTracker {
         if crc32fast::hash(body) != crc {
             return Err("checksum mismatch: the file is corrupt or was cut short".into());
         }
-        let file: CheckpointFile = serde_json::from_slice(body).map_err(|e| format!("invalid body: {e}"))?;
+        let file: CheckpointFile =
+            serde_json::from_slice(body).map_err(|e| format!("invalid body: {e}"))?;
         if file.format != 1 {
             return Err(format!("unknown checkpoint format {}", file.format));
         }
@@ -224,11 +263,16 @@ impl SloTracker {
             }
             ce.period.into_ring(&mut e.period);
             for (i, (active, last)) in ce.alerts.into_iter().enumerate().take(6) {
-                e.alerts[i / 2][i % 2] = AlertState { active, last_true_ns: last };
+                e.alerts[i / 2][i % 2] = AlertState {
+                    active,
+                    last_true_ns: last,
+                };
             }
             let key = Key {
                 journey: Arc::from(ce.journey.as_str()),
-                cohort: ce.cohort.map(|c| c.into_iter().map(|v| v.into_boxed_str()).collect()),
+                cohort: ce
+                    .cohort
+                    .map(|c| c.into_iter().map(|v| v.into_boxed_str()).collect()),
             };
             self.entries.insert(key, e);
             restored += 1;
@@ -266,7 +310,11 @@ impl RingData {
     fn from_ring(r: &Ring<Counts>) -> RingData {
         RingData {
             sub_ns: r.sub_ns(),
-            slots: r.export().into_iter().map(|(b, c)| (b, [c.requests, c.errors, c.slow, c.incorrect])).collect(),
+            slots: r
+                .export()
+                .into_iter()
+                .map(|(b, c)| (b, [c.requests, c.errors, c.slow, c.incorrect]))
+                .collect(),
         }
     }
 
@@ -277,7 +325,17 @@ impl RingData {
         r.import(
             self.slots
                 .into_iter()
-                .map(|(b, [requests, errors, slow, incorrect])| (b, Counts { requests, errors, slow, incorrect }))
+                .map(|(b, [requests, errors, slow, incorrect])| {
+                    (
+                        b,
+                        Counts {
+                            requests,
+                            errors,
+                            slow,
+                            incorrect,
+                        },
+                    )
+                })
                 .collect(),
         );
     }
@@ -290,7 +348,13 @@ fn sum(ring: &Ring<Counts>, now: u64) -> Counts {
 }
 
 /// A journey without a correctness rule has no correctness data: no burn, no alert.
-fn evaluate_entry(cfg: &Slo, e: &mut Entry, obj: Objectives, has_correctness: bool, now: u64) -> SloEval {
+fn evaluate_entry(
+    cfg: &Slo,
+    e: &mut Entry,
+    obj: Objectives,
+    has_correctness: bool,
+    now: u64,
+) -> SloEval {
     let period_counts = sum(&e.period, now);
     let burn_counts: Vec<Counts> = e.burn.iter().map(|r| sum(r, now)).collect();
     let mut budget_remaining = [1.0; 3];
@@ -309,7 +373,12 @@ fn evaluate_entry(cfg: &Slo, e: &mut Entry, obj: Objectives, has_correctness: bo
     let window_index = |d: std::time::Duration| cfg.burn_windows.iter().position(|w| *w == d);
     let mut firing = [[false; 2]; 3];
     for rule in &cfg.alerts {
-        let (Some(l), Some(s)) = (window_index(rule.long_window), window_index(rule.short_window)) else { continue };
+        let (Some(l), Some(s)) = (
+            window_index(rule.long_window),
+            window_index(rule.short_window),
+        ) else {
+            continue;
+        };
         if burn_counts[l].requests < cfg.min_events {
             continue;
         }
@@ -334,7 +403,14 @@ fn evaluate_entry(cfg: &Slo, e: &mut Entry, obj: Objectives, has_correctness: bo
             alerts[i][j] = st.active;
         }
     }
-    SloEval { objectives: obj, period_counts, budget_remaining, burn, burn_counts, alerts }
+    SloEval {
+        objectives: obj,
+        period_counts,
+        budget_remaining,
+        burn,
+        burn_counts,
+        alerts,
+    }
 }
 
 pub fn alert_active(e: &SloEval, sli: SliKind, sev: Severity) -> bool {
@@ -384,7 +460,14 @@ mod tests {
             .slo
             .alerts
             .iter()
-            .map(|a| (a.severity, a.long_window.as_secs(), a.short_window.as_secs(), (a.burn_rate * 1000.0).round() / 1000.0))
+            .map(|a| {
+                (
+                    a.severity,
+                    a.long_window.as_secs(),
+                    a.short_window.as_secs(),
+                    (a.burn_rate * 1000.0).round() / 1000.0,
+                )
+            })
             .collect();
         assert_eq!(
             rates,
@@ -402,7 +485,12 @@ mod tests {
     #[test]
     fn a_7_day_period_scales_the_factors() {
         let (cfg, _) = setup("slo:\n  period: 7d\n");
-        let page: Vec<f64> = cfg.slo.alerts.iter().map(|a| (a.burn_rate * 1000.0).round() / 1000.0).collect();
+        let page: Vec<f64> = cfg
+            .slo
+            .alerts
+            .iter()
+            .map(|a| (a.burn_rate * 1000.0).round() / 1000.0)
+            .collect();
         // 2% of 7 days in 1 h = 3.36; 5% in 6 h = 1.4; 10% in 1 d = 0.7; 10% in 3 d = 0.233.
         assert_eq!(page, vec![3.36, 1.4, 0.7, 0.233]);
     }
@@ -413,18 +501,64 @@ mod tests {
         let mut t = SloTracker::new(&cfg.slo);
         let now = 1_000_000 * S;
         // 1000 requests, 2 failures: error ratio 0.002 against a budget of 0.001.
-        t.update(&snap_with(&journeys, Counts { requests: 1000, errors: 2, slow: 0, incorrect: 0 }, 1), &journeys, now);
-        let key = Key { journey: Arc::from("checkout"), cohort: None };
+        t.update(
+            &snap_with(
+                &journeys,
+                Counts {
+                    requests: 1000,
+                    errors: 2,
+                    slow: 0,
+                    incorrect: 0,
+                },
+                1,
+            ),
+            &journeys,
+            now,
+        );
+        let key = Key {
+            journey: Arc::from("checkout"),
+            cohort: None,
+        };
         let e = t.eval(&key).unwrap();
         let avail = SliKind::Availability as usize;
-        assert!((e.burn[0][avail].unwrap() - 2.0).abs() < 1e-9, "{:?}", e.burn[0]);
+        assert!(
+            (e.burn[0][avail].unwrap() - 2.0).abs() < 1e-9,
+            "{:?}",
+            e.burn[0]
+        );
         assert!((e.budget_remaining[avail] - -1.0).abs() < 1e-9);
         assert_eq!(e.budget_remaining[SliKind::Latency as usize], 1.0);
         // The same cumulative totals again add nothing.
-        t.update(&snap_with(&journeys, Counts { requests: 1000, errors: 2, slow: 0, incorrect: 0 }, 1), &journeys, now + S);
+        t.update(
+            &snap_with(
+                &journeys,
+                Counts {
+                    requests: 1000,
+                    errors: 2,
+                    slow: 0,
+                    incorrect: 0,
+                },
+                1,
+            ),
+            &journeys,
+            now + S,
+        );
         assert_eq!(t.eval(&key).unwrap().period_counts.requests, 1000);
         // A restarted series (new creation time) counts from zero again.
-        t.update(&snap_with(&journeys, Counts { requests: 500, errors: 0, slow: 0, incorrect: 0 }, 2), &journeys, now + 2 * S);
+        t.update(
+            &snap_with(
+                &journeys,
+                Counts {
+                    requests: 500,
+                    errors: 0,
+                    slow: 0,
+                    incorrect: 0,
+                },
+                2,
+            ),
+            &journeys,
+            now + 2 * S,
+        );
         assert_eq!(t.eval(&key).unwrap().period_counts.requests, 1500);
     }
 
@@ -434,24 +568,94 @@ mod tests {
             "slo:\n  min_events: 100\n  clear_after: 10m\n  alerts:\n    - { severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4 }\n",
         );
         let mut t = SloTracker::new(&cfg.slo);
-        let key = Key { journey: Arc::from("checkout"), cohort: None };
+        let key = Key {
+            journey: Arc::from("checkout"),
+            cohort: None,
+        };
         let now = 1_000_000 * S;
         // 50 requests, all failing: burn 1000, but fewer than min_events.
-        t.update(&snap_with(&journeys, Counts { requests: 50, errors: 50, slow: 0, incorrect: 0 }, 1), &journeys, now);
-        assert!(!alert_active(t.eval(&key).unwrap(), SliKind::Availability, Severity::Page));
+        t.update(
+            &snap_with(
+                &journeys,
+                Counts {
+                    requests: 50,
+                    errors: 50,
+                    slow: 0,
+                    incorrect: 0,
+                },
+                1,
+            ),
+            &journeys,
+            now,
+        );
+        assert!(!alert_active(
+            t.eval(&key).unwrap(),
+            SliKind::Availability,
+            Severity::Page
+        ));
         // 100 more, all failing: 150 events in 1 h, burn far above 14.4 in 5 m and 1 h.
-        t.update(&snap_with(&journeys, Counts { requests: 150, errors: 150, slow: 0, incorrect: 0 }, 1), &journeys, now + S);
+        t.update(
+            &snap_with(
+                &journeys,
+                Counts {
+                    requests: 150,
+                    errors: 150,
+                    slow: 0,
+                    incorrect: 0,
+                },
+                1,
+            ),
+            &journeys,
+            now + S,
+        );
         let e = t.eval(&key).unwrap();
         assert!(alert_active(e, SliKind::Availability, Severity::Page));
-        assert!(!alert_active(e, SliKind::Availability, Severity::Ticket), "no ticket rule is configured");
+        assert!(
+            !alert_active(e, SliKind::Availability, Severity::Ticket),
+            "no ticket rule is configured"
+        );
         assert!(!alert_active(e, SliKind::Latency, Severity::Page));
         // 6 minutes later the 5 m window is empty: the condition is false but the alert holds.
         let later = now + 6 * 60 * S;
-        t.update(&snap_with(&journeys, Counts { requests: 150, errors: 150, slow: 0, incorrect: 0 }, 1), &journeys, later);
-        assert!(alert_active(t.eval(&key).unwrap(), SliKind::Availability, Severity::Page));
+        t.update(
+            &snap_with(
+                &journeys,
+                Counts {
+                    requests: 150,
+                    errors: 150,
+                    slow: 0,
+                    incorrect: 0,
+                },
+                1,
+            ),
+            &journeys,
+            later,
+        );
+        assert!(alert_active(
+            t.eval(&key).unwrap(),
+            SliKind::Availability,
+            Severity::Page
+        ));
         // 10 minutes after it was last true, it clears.
-        t.update(&snap_with(&journeys, Counts { requests: 150, errors: 150, slow: 0, incorrect: 0 }, 1), &journeys, now + S + 10 * 60 * S);
-        assert!(!alert_active(t.eval(&key).unwrap(), SliKind::Availability, Severity::Page));
+        t.update(
+            &snap_with(
+                &journeys,
+                Counts {
+                    requests: 150,
+                    errors: 150,
+                    slow: 0,
+                    incorrect: 0,
+                },
+                1,
+            ),
+            &journeys,
+            now + S + 10 * 60 * S,
+        );
+        assert!(!alert_active(
+            t.eval(&key).unwrap(),
+            SliKind::Availability,
+            Severity::Page
+        ));
     }
 
     #[test]
@@ -459,15 +663,39 @@ mod tests {
         let (cfg, journeys) = setup("");
         let mut t = SloTracker::new(&cfg.slo);
         let now = 1_000_000 * S;
-        t.update(&snap_with(&journeys, Counts { requests: 40, errors: 4, slow: 2, incorrect: 0 }, 1), &journeys, now);
+        t.update(
+            &snap_with(
+                &journeys,
+                Counts {
+                    requests: 40,
+                    errors: 4,
+                    slow: 2,
+                    incorrect: 0,
+                },
+                1,
+            ),
+            &journeys,
+            now,
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/slo.ckpt");
         t.save(&path, now).unwrap();
         let mut back = SloTracker::new(&cfg.slo);
         assert_eq!(back.load(&path), Ok(1));
         back.update(&Snapshot::default(), &journeys, now + S);
-        let key = Key { journey: Arc::from("checkout"), cohort: None };
-        assert_eq!(back.eval(&key).unwrap().period_counts, Counts { requests: 40, errors: 4, slow: 2, incorrect: 0 });
+        let key = Key {
+            journey: Arc::from("checkout"),
+            cohort: None,
+        };
+        assert_eq!(
+            back.eval(&key).unwrap().period_counts,
+            Counts {
+                requests: 40,
+                errors: 4,
+                slow: 2,
+                incorrect: 0
+            }
+        );
 
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 2;

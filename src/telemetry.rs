@@ -81,7 +81,9 @@ pub struct Telemetry {
 }
 
 fn now_sec() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Telemetry {
@@ -106,7 +108,13 @@ impl Telemetry {
         self.refused_requests[r.index()].add(1);
         self.refused_spans[r.index()].add(spans);
         self.warn_limited(r, || {
-            tracing::warn!(transport = t.as_str(), reason = r.as_str(), spans, detail, "Refused an OTLP request.")
+            tracing::warn!(
+                transport = t.as_str(),
+                reason = r.as_str(),
+                spans,
+                detail,
+                "Refused an OTLP request."
+            )
         });
     }
 
@@ -114,7 +122,13 @@ impl Telemetry {
     pub fn refuse_spans(&self, t: Transport, r: Reason, spans: u64, detail: &str) {
         self.refused_spans[r.index()].add(spans);
         self.warn_limited(r, || {
-            tracing::warn!(transport = t.as_str(), reason = r.as_str(), spans, detail, "Refused spans of an OTLP request.")
+            tracing::warn!(
+                transport = t.as_str(),
+                reason = r.as_str(),
+                spans,
+                detail,
+                "Refused spans of an OTLP request."
+            )
         });
     }
 

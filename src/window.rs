@@ -121,7 +121,12 @@ impl<T: Default + Clone + Reset> Ring<T> {
 
     /// The slots in use with the bucket index each holds, for checkpoints.
     pub fn export(&self) -> Vec<(u64, T)> {
-        self.idx.iter().zip(self.slots.iter()).filter(|(b, _)| **b != EMPTY).map(|(b, s)| (*b, s.clone())).collect()
+        self.idx
+            .iter()
+            .zip(self.slots.iter())
+            .filter(|(b, _)| **b != EMPTY)
+            .map(|(b, s)| (*b, s.clone()))
+            .collect()
     }
 
     /// Restores slots saved by [`Ring::export`] from a ring of the same shape.
@@ -194,14 +199,24 @@ impl SeriesState {
             totals: Counts::default(),
             duration_sum_s: 0.0,
             buckets: vec![0; n_bounds + 1],
-            windows: window_ns.iter().map(|&w| Ring::new(w, sub_buckets)).collect(),
+            windows: window_ns
+                .iter()
+                .map(|&w| Ring::new(w, sub_buckets))
+                .collect(),
             created_unix_ns: now_ns,
             last_update_unix_ns: now_ns,
         }
     }
 
     /// Records one span; `bounds_ns` are the histogram bounds in nanoseconds.
-    pub fn record(&mut self, end_ns: u64, duration_ns: u64, flags: u8, bounds_ns: &[u64], now_ns: u64) {
+    pub fn record(
+        &mut self,
+        end_ns: u64,
+        duration_ns: u64,
+        flags: u8,
+        bounds_ns: &[u64],
+        now_ns: u64,
+    ) {
         self.totals.add_flags(flags);
         self.duration_sum_s += duration_ns as f64 / 1e9;
         let b = bounds_ns.partition_point(|&bound| bound < duration_ns);
@@ -231,13 +246,21 @@ impl SeriesState {
             counts.add(&s.counts);
         }
         hist::quantiles(ring.live(now_ns).map(|s| &s.hist), qs, scratch, qout);
-        WindowStats { counts, quantiles_s: qout.iter().map(|q| q.map(|us| us as f64 / 1e6)).collect() }
+        WindowStats {
+            counts,
+            quantiles_s: qout.iter().map(|q| q.map(|us| us as f64 / 1e6)).collect(),
+        }
     }
 
     pub fn heap_bytes(&self) -> usize {
         self.windows
             .iter()
-            .map(|r| r.slots.iter().map(|s| s.hist.heap_bytes() + std::mem::size_of::<Slot>() + 8).sum::<usize>())
+            .map(|r| {
+                r.slots
+                    .iter()
+                    .map(|s| s.hist.heap_bytes() + std::mem::size_of::<Slot>() + 8)
+                    .sum::<usize>()
+            })
             .sum::<usize>()
             + self.buckets.len() * 8
     }
@@ -291,13 +314,34 @@ mod tests {
         let mut s = SeriesState::new(&[60 * S], 12, bounds_ns.len(), now);
         s.record(now, 50_000_000, 0, &bounds_ns, now);
         s.record(now, 100_000_000, 0, &bounds_ns, now);
-        s.record(now, 2_000_000_000, flag::ERROR | flag::SLOW, &bounds_ns, now);
-        assert_eq!(s.buckets, vec![2, 0, 1], "100 ms falls in the le=0.1 bucket");
-        assert_eq!(s.totals, Counts { requests: 3, errors: 1, slow: 1, incorrect: 0 });
+        s.record(
+            now,
+            2_000_000_000,
+            flag::ERROR | flag::SLOW,
+            &bounds_ns,
+            now,
+        );
+        assert_eq!(
+            s.buckets,
+            vec![2, 0, 1],
+            "100 ms falls in the le=0.1 bucket"
+        );
+        assert_eq!(
+            s.totals,
+            Counts {
+                requests: 3,
+                errors: 1,
+                slow: 1,
+                incorrect: 0
+            }
+        );
         let stats = s.window_stats(0, now, &[0.5, 1.0], &mut Vec::new(), &mut Vec::new());
         assert_eq!(stats.counts.requests, 3);
         assert_eq!(stats.quantiles_s[0], Some(0.1));
         let max = stats.quantiles_s[1].unwrap();
-        assert!((max - 2.0).abs() <= 2.0 / 1000.0, "max {max} is 2 s within HDR precision");
+        assert!(
+            (max - 2.0).abs() <= 2.0 / 1000.0,
+            "max {max} is 2 s within HDR precision"
+        );
     }
 }

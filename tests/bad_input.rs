@@ -13,7 +13,9 @@ use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue as PbKeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
@@ -31,7 +33,10 @@ const METRICS_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsSer
 
 /// Auto journeys, and small size limits so "too large" is cheap to provoke.
 fn config(p: &Ports) -> String {
-    let yaml = format!("version: bad-input\n{}pipeline:\n  evaluation_interval: 100ms\n", p.listeners_yaml(""));
+    let yaml = format!(
+        "version: bad-input\n{}pipeline:\n  evaluation_interval: 100ms\n",
+        p.listeners_yaml("")
+    );
     yaml.replace(
         "receivers:\n  otlp:\n",
         "receivers:\n  otlp:\n    max_request_bytes: 4096\n    max_decompressed_bytes: 8192\n",
@@ -39,26 +44,37 @@ fn config(p: &Ports) -> String {
 }
 
 fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 fn kv(key: &str, value: &str) -> PbKeyValue {
     PbKeyValue {
         key: key.into(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
         ..Default::default()
     }
 }
 
 fn resource(service: &str) -> Option<PbResource> {
-    Some(PbResource { attributes: vec![kv("service.name", service)], ..Default::default() })
+    Some(PbResource {
+        attributes: vec![kv("service.name", service)],
+        ..Default::default()
+    })
 }
 
 /// A SERVER span of `millis` ending 2 s ago; `n` makes its ids unique.
 fn pb_span(name: &str, n: u8, millis: u64) -> Span {
     let end = now_ns() - 2_000_000_000;
     Span {
-        trace_id: vec![0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f, 0xc6, n],
+        trace_id: vec![
+            0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f,
+            0xc6, n,
+        ],
         span_id: vec![0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, n],
         name: name.into(),
         kind: 2,
@@ -77,7 +93,10 @@ fn traces(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: resource(service),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
             ..Default::default()
         }],
     }
@@ -145,16 +164,24 @@ impl Codec for RawCodec {
 }
 
 async fn channel(endpoint: String) -> tonic::transport::Channel {
-    tonic::transport::Channel::from_shared(endpoint).unwrap().connect().await.expect("connecting to cerflow's gRPC port")
+    tonic::transport::Channel::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .expect("connecting to cerflow's gRPC port")
 }
 
 /// Sends `body` as-is to a unary gRPC method.
 async fn raw_grpc(endpoint: String, path: &'static str, body: Vec<u8>) -> Result<Bytes, Status> {
     let mut grpc = tonic::client::Grpc::new(channel(endpoint).await);
     grpc.ready().await.expect("channel ready");
-    grpc.unary(tonic::Request::new(body), http::uri::PathAndQuery::from_static(path), RawCodec)
-        .await
-        .map(|r| r.into_inner())
+    grpc.unary(
+        tonic::Request::new(body),
+        http::uri::PathAndQuery::from_static(path),
+        RawCodec,
+    )
+    .await
+    .map(|r| r.into_inner())
 }
 
 #[test]
@@ -166,50 +193,106 @@ fn refusals_are_answered_and_counted() {
     // --- OTLP/HTTP ---
     // A truncated protobuf body.
     let truncated = valid[..valid.len() - 3].to_vec();
-    expect_status(post(&cerflow, "/v1/traces", &[PROTOBUF], truncated.clone()), StatusCode::BAD_REQUEST, "truncated protobuf");
+    expect_status(
+        post(&cerflow, "/v1/traces", &[PROTOBUF], truncated.clone()),
+        StatusCode::BAD_REQUEST,
+        "truncated protobuf",
+    );
     // Invalid JSON.
     let body = expect_status(
-        post(&cerflow, "/v1/traces", &[JSON], b"{\"resourceSpans\": [".to_vec()),
+        post(
+            &cerflow,
+            "/v1/traces",
+            &[JSON],
+            b"{\"resourceSpans\": [".to_vec(),
+        ),
         StatusCode::BAD_REQUEST,
         "invalid JSON",
     );
     let err: serde_json::Value = serde_json::from_slice(&body).expect("a JSON error body");
-    assert_eq!(err["code"], 3, "google.rpc.Status code INVALID_ARGUMENT: {err}");
+    assert_eq!(
+        err["code"], 3,
+        "google.rpc.Status code INVALID_ARGUMENT: {err}"
+    );
     // Content types OTLP does not define, and none at all.
     expect_status(
-        post(&cerflow, "/v1/traces", &[("content-type", "text/plain")], valid.clone()),
+        post(
+            &cerflow,
+            "/v1/traces",
+            &[("content-type", "text/plain")],
+            valid.clone(),
+        ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "text/plain",
     );
-    expect_status(post(&cerflow, "/v1/traces", &[], valid.clone()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "no content type");
+    expect_status(
+        post(&cerflow, "/v1/traces", &[], valid.clone()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "no content type",
+    );
     // Content-Encoding gzip on a body that is not gzip, and an unknown encoding.
     expect_status(
-        post(&cerflow, "/v1/traces", &[PROTOBUF, ("content-encoding", "gzip")], valid.clone()),
+        post(
+            &cerflow,
+            "/v1/traces",
+            &[PROTOBUF, ("content-encoding", "gzip")],
+            valid.clone(),
+        ),
         StatusCode::BAD_REQUEST,
         "gzip header, plain body",
     );
     expect_status(
-        post(&cerflow, "/v1/traces", &[PROTOBUF, ("content-encoding", "br")], valid.clone()),
+        post(
+            &cerflow,
+            "/v1/traces",
+            &[PROTOBUF, ("content-encoding", "br")],
+            valid.clone(),
+        ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "Content-Encoding br",
     );
     // Too large: over max_request_bytes (4096), and a gzip body inflating past 8192.
-    expect_status(post(&cerflow, "/v1/traces", &[PROTOBUF], vec![0u8; 5000]), StatusCode::PAYLOAD_TOO_LARGE, "5000 bytes");
+    expect_status(
+        post(&cerflow, "/v1/traces", &[PROTOBUF], vec![0u8; 5000]),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "5000 bytes",
+    );
     let bomb = gzip(&[0u8; 20_000]);
     assert!(bomb.len() < 4096);
     expect_status(
-        post(&cerflow, "/v1/traces", &[PROTOBUF, ("content-encoding", "gzip")], bomb),
+        post(
+            &cerflow,
+            "/v1/traces",
+            &[PROTOBUF, ("content-encoding", "gzip")],
+            bomb,
+        ),
         StatusCode::PAYLOAD_TOO_LARGE,
         "gzip bomb",
     );
 
     // Protobuf: one span ends before it starts, the other is fine -> partial success.
-    let mixed = traces("raw-client", vec![backwards(pb_span("GET /backwards", 2, 100)), pb_span("GET /valid", 3, 100)]);
-    let body = expect_status(post(&cerflow, "/v1/traces", &[PROTOBUF], mixed.encode_to_vec()), StatusCode::OK, "mixed");
-    let resp = ExportTraceServiceResponse::decode(&body[..]).expect("an ExportTraceServiceResponse");
+    let mixed = traces(
+        "raw-client",
+        vec![
+            backwards(pb_span("GET /backwards", 2, 100)),
+            pb_span("GET /valid", 3, 100),
+        ],
+    );
+    let body = expect_status(
+        post(&cerflow, "/v1/traces", &[PROTOBUF], mixed.encode_to_vec()),
+        StatusCode::OK,
+        "mixed",
+    );
+    let resp =
+        ExportTraceServiceResponse::decode(&body[..]).expect("an ExportTraceServiceResponse");
     let partial = resp.partial_success.expect("partial_success is set");
     assert_eq!(partial.rejected_spans, 1, "{partial:?}");
-    assert!(partial.error_message.contains("end time is before start time"), "{partial:?}");
+    assert!(
+        partial
+            .error_message
+            .contains("end time is before start time"),
+        "{partial:?}"
+    );
 
     // JSON, written by hand: a span ending before it starts.
     let end = now_ns() - 2_000_000_000;
@@ -220,15 +303,30 @@ fn refusals_are_answered_and_counted() {
         "startTimeUnixNano":"{}","endTimeUnixNano":"{end}"}}]}}]}}]}}"#,
         end + 1000
     );
-    let body = expect_status(post(&cerflow, "/v1/traces", &[JSON], json.into_bytes()), StatusCode::OK, "JSON backwards");
+    let body = expect_status(
+        post(&cerflow, "/v1/traces", &[JSON], json.into_bytes()),
+        StatusCode::OK,
+        "JSON backwards",
+    );
     let v: serde_json::Value = serde_json::from_slice(&body).expect("a JSON response");
     assert_eq!(v["partialSuccess"]["rejectedSpans"], "1", "{v}");
-    assert!(v["partialSuccess"]["errorMessage"].as_str().unwrap_or("").contains("GET /json-backwards"), "{v}");
+    assert!(
+        v["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap_or("")
+            .contains("GET /json-backwards"),
+        "{v}"
+    );
 
     // A valid gzip-compressed body is accepted.
     let gz = traces("raw-client", vec![pb_span("GET /gzip", 4, 100)]).encode_to_vec();
     let body = expect_status(
-        post(&cerflow, "/v1/traces", &[PROTOBUF, ("content-encoding", "gzip")], gzip(&gz)),
+        post(
+            &cerflow,
+            "/v1/traces",
+            &[PROTOBUF, ("content-encoding", "gzip")],
+            gzip(&gz),
+        ),
         StatusCode::OK,
         "valid gzip",
     );
@@ -237,9 +335,17 @@ fn refusals_are_answered_and_counted() {
 
     // --- OTLP/gRPC ---
     let endpoint = cerflow.grpc_endpoint();
-    let status = rt.block_on(raw_grpc(endpoint.clone(), TRACES_PATH, truncated.clone())).expect_err("truncated protobuf over gRPC");
+    let status = rt
+        .block_on(raw_grpc(endpoint.clone(), TRACES_PATH, truncated.clone()))
+        .expect_err("truncated protobuf over gRPC");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    let status = rt.block_on(raw_grpc(endpoint.clone(), METRICS_PATH, vec![0xff, 0xff, 0xff])).expect_err("garbage metrics");
+    let status = rt
+        .block_on(raw_grpc(
+            endpoint.clone(),
+            METRICS_PATH,
+            vec![0xff, 0xff, 0xff],
+        ))
+        .expect_err("garbage metrics");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     // A span with an all-zero trace id, through the generated client.
     let mut zero = pb_span("GET /zero-trace", 5, 100);
@@ -250,45 +356,130 @@ fn refusals_are_answered_and_counted() {
             client.export(traces("raw-client", vec![zero])).await
         })
         .expect("a request with one invalid span is still accepted");
-    let partial = resp.into_inner().partial_success.expect("partial_success is set");
+    let partial = resp
+        .into_inner()
+        .partial_success
+        .expect("partial_success is set");
     assert_eq!(partial.rejected_spans, 1, "{partial:?}");
     assert!(partial.error_message.contains("trace_id"), "{partial:?}");
 
     // --- after all that, valid requests still succeed ---
-    let body = expect_status(post(&cerflow, "/v1/traces", &[PROTOBUF], valid.clone()), StatusCode::OK, "valid after refusals");
-    assert_eq!(ExportTraceServiceResponse::decode(&body[..]).unwrap().partial_success, None);
+    let body = expect_status(
+        post(&cerflow, "/v1/traces", &[PROTOBUF], valid.clone()),
+        StatusCode::OK,
+        "valid after refusals",
+    );
+    assert_eq!(
+        ExportTraceServiceResponse::decode(&body[..])
+            .unwrap()
+            .partial_success,
+        None
+    );
     let ok = rt.block_on(async {
         let mut client = TraceServiceClient::new(channel(endpoint.clone()).await);
-        client.export(traces("raw-client", vec![pb_span("GET /valid-grpc", 6, 100)])).await
+        client
+            .export(traces(
+                "raw-client",
+                vec![pb_span("GET /valid-grpc", 6, 100)],
+            ))
+            .await
     });
-    assert_eq!(ok.expect("valid gRPC export").into_inner().partial_success, None);
+    assert_eq!(
+        ok.expect("valid gRPC export").into_inner().partial_success,
+        None
+    );
 
     // http: mixed 2 + JSON 1 + gzip 1 + valid 1 = 5 received, 2 refused; grpc: 1 + 1, 1 refused.
     let s = cerflow.wait_for("cerflow_processed_spans_total", &[], 4.0);
-    let s2 = cerflow.wait_until("4 requests recorded", |s| s.sum("cer_journey_requests_total", &[]) == 4.0);
-    s.assert("cerflow_received_spans_total", &[("transport", "http")], 5.0);
-    s.assert("cerflow_received_spans_total", &[("transport", "grpc")], 2.0);
+    let s2 = cerflow.wait_until("4 requests recorded", |s| {
+        s.sum("cer_journey_requests_total", &[]) == 4.0
+    });
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "http")],
+        5.0,
+    );
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "grpc")],
+        2.0,
+    );
     // Malformed: HTTP truncated protobuf, HTTP invalid JSON, gRPC truncated traces, gRPC garbage metrics.
-    s.assert("cerflow_refused_requests_total", &[("reason", "malformed")], 4.0);
-    s.assert("cerflow_refused_requests_total", &[("reason", "unsupported_media_type")], 2.0);
-    s.assert("cerflow_refused_requests_total", &[("reason", "bad_encoding")], 2.0);
-    s.assert("cerflow_refused_requests_total", &[("reason", "too_large")], 2.0);
-    s.assert("cerflow_refused_requests_total", &[("reason", "invalid_span")], 0.0);
-    s.assert("cerflow_refused_requests_total", &[("reason", "queue_full")], 0.0);
-    s.assert("cerflow_refused_spans_total", &[("reason", "invalid_span")], 3.0);
+    s.assert(
+        "cerflow_refused_requests_total",
+        &[("reason", "malformed")],
+        4.0,
+    );
+    s.assert(
+        "cerflow_refused_requests_total",
+        &[("reason", "unsupported_media_type")],
+        2.0,
+    );
+    s.assert(
+        "cerflow_refused_requests_total",
+        &[("reason", "bad_encoding")],
+        2.0,
+    );
+    s.assert(
+        "cerflow_refused_requests_total",
+        &[("reason", "too_large")],
+        2.0,
+    );
+    s.assert(
+        "cerflow_refused_requests_total",
+        &[("reason", "invalid_span")],
+        0.0,
+    );
+    s.assert(
+        "cerflow_refused_requests_total",
+        &[("reason", "queue_full")],
+        0.0,
+    );
+    s.assert(
+        "cerflow_refused_spans_total",
+        &[("reason", "invalid_span")],
+        3.0,
+    );
     // Requests refused before decoding hold no countable spans.
-    for r in ["malformed", "unsupported_media_type", "bad_encoding", "too_large", "queue_full"] {
+    for r in [
+        "malformed",
+        "unsupported_media_type",
+        "bad_encoding",
+        "too_large",
+        "queue_full",
+    ] {
         s.assert("cerflow_refused_spans_total", &[("reason", r)], 0.0);
     }
     let received = s.sum("cerflow_received_spans_total", &[]);
-    let accounted = s.value("cerflow_processed_spans_total", &[]) + s.sum("cerflow_refused_spans_total", &[]);
-    assert_eq!(received, accounted, "received = processed + refused\n{}", s.text);
+    let accounted =
+        s.value("cerflow_processed_spans_total", &[]) + s.sum("cerflow_refused_spans_total", &[]);
+    assert_eq!(
+        received, accounted,
+        "received = processed + refused\n{}",
+        s.text
+    );
 
     // Only valid spans reached the journeys.
-    s2.assert("cer_journey_requests_total", &[("journey", "raw-client:GET /valid")], 2.0);
-    s2.assert("cer_journey_requests_total", &[("journey", "raw-client:GET /gzip")], 1.0);
-    s2.assert("cer_journey_requests_total", &[("journey", "raw-client:GET /valid-grpc")], 1.0);
-    for bad in ["raw-client:GET /backwards", "raw-client:GET /json-backwards", "raw-client:GET /zero-trace"] {
+    s2.assert(
+        "cer_journey_requests_total",
+        &[("journey", "raw-client:GET /valid")],
+        2.0,
+    );
+    s2.assert(
+        "cer_journey_requests_total",
+        &[("journey", "raw-client:GET /gzip")],
+        1.0,
+    );
+    s2.assert(
+        "cer_journey_requests_total",
+        &[("journey", "raw-client:GET /valid-grpc")],
+        1.0,
+    );
+    for bad in [
+        "raw-client:GET /backwards",
+        "raw-client:GET /json-backwards",
+        "raw-client:GET /zero-trace",
+    ] {
         s2.assert_absent("cer_journey_requests_total", &[("journey", bad)]);
     }
 }
@@ -309,7 +500,11 @@ fn metrics_and_logs_are_accepted_and_counted() {
             .expect("building the OTLP/gRPC metric exporter");
         opentelemetry_sdk::metrics::SdkMeterProvider::builder()
             .with_periodic_exporter(exporter)
-            .with_resource(opentelemetry_sdk::Resource::builder_empty().with_service_name("metrics-client").build())
+            .with_resource(
+                opentelemetry_sdk::Resource::builder_empty()
+                    .with_service_name("metrics-client")
+                    .build(),
+            )
             .build()
     });
     let meter = meter_provider.meter("bad-input-test");
@@ -317,7 +512,9 @@ fn metrics_and_logs_are_accepted_and_counted() {
     orders.add(2, &[KeyValue::new("kind", "a")]);
     orders.add(1, &[KeyValue::new("kind", "b")]);
     meter.f64_histogram("latency").build().record(0.1, &[]);
-    meter_provider.shutdown().expect("metric export at shutdown");
+    meter_provider
+        .shutdown()
+        .expect("metric export at shutdown");
 
     // Logs with the real SDK over OTLP/HTTP protobuf: 2 records.
     let log_exporter = opentelemetry_otlp::LogExporter::builder()
@@ -327,7 +524,11 @@ fn metrics_and_logs_are_accepted_and_counted() {
         .build()
         .expect("building the OTLP/HTTP log exporter");
     let logger_provider = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
-        .with_resource(opentelemetry_sdk::Resource::builder_empty().with_service_name("logs-client").build())
+        .with_resource(
+            opentelemetry_sdk::Resource::builder_empty()
+                .with_service_name("logs-client")
+                .build(),
+        )
         .with_simple_exporter(log_exporter)
         .build();
     let logger = logger_provider.logger("bad-input-test");
@@ -347,7 +548,9 @@ fn metrics_and_logs_are_accepted_and_counted() {
                 log_records: (0..3)
                     .map(|i| LogRecord {
                         time_unix_nano: now_ns(),
-                        body: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("log {i}"))) }),
+                        body: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue(format!("log {i}"))),
+                        }),
                         ..Default::default()
                     })
                     .collect(),
@@ -367,38 +570,78 @@ fn metrics_and_logs_are_accepted_and_counted() {
         "scopeMetrics":[{"metrics":[{"name":"queue.depth","gauge":{"dataPoints":[
         {"asInt":"3","timeUnixNano":"1700000000000000000"},{"asDouble":1.5,"timeUnixNano":"1700000000000000000"}]}}]}]}]}"#;
     expect_status(
-        post(&cerflow, "/v1/metrics", &[JSON], metrics_json.as_bytes().to_vec()),
+        post(
+            &cerflow,
+            "/v1/metrics",
+            &[JSON],
+            metrics_json.as_bytes().to_vec(),
+        ),
         StatusCode::OK,
         "JSON metrics",
     );
     let logs_json = r#"{"resourceLogs":[{"resource":{},"scopeLogs":[{"logRecords":[{"timeUnixNano":"1700000000000000000","body":{"stringValue":"hello"}}]}]}]}"#;
-    expect_status(post(&cerflow, "/v1/logs", &[JSON], logs_json.as_bytes().to_vec()), StatusCode::OK, "JSON logs");
+    expect_status(
+        post(&cerflow, "/v1/logs", &[JSON], logs_json.as_bytes().to_vec()),
+        StatusCode::OK,
+        "JSON logs",
+    );
     // A malformed logs body is refused like a malformed trace body.
-    expect_status(post(&cerflow, "/v1/logs", &[JSON], b"[".to_vec()), StatusCode::BAD_REQUEST, "bad JSON logs");
+    expect_status(
+        post(&cerflow, "/v1/logs", &[JSON], b"[".to_vec()),
+        StatusCode::BAD_REQUEST,
+        "bad JSON logs",
+    );
 
     let s = cerflow.wait_for("cerflow_received_data_points_total", &[], 5.0);
     s.assert("cerflow_received_log_records_total", &[], 6.0);
-    s.assert("cerflow_refused_requests_total", &[("reason", "malformed")], 1.0);
+    s.assert(
+        "cerflow_refused_requests_total",
+        &[("reason", "malformed")],
+        1.0,
+    );
     // Metrics and logs are not spans.
-    s.assert("cerflow_received_spans_total", &[("transport", "grpc")], 0.0);
-    s.assert("cerflow_received_spans_total", &[("transport", "http")], 0.0);
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "grpc")],
+        0.0,
+    );
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "http")],
+        0.0,
+    );
     s.assert("cerflow_processed_spans_total", &[], 0.0);
-    assert!(s.matching("cer_journey_requests_total", &[]).is_empty(), "{}", s.text);
+    assert!(
+        s.matching("cer_journey_requests_total", &[]).is_empty(),
+        "{}",
+        s.text
+    );
 }
 
-/// A gRPC message larger than `max_decompressed_bytes` is refused by tonic before
-/// cerflow's handler runs, so the refusal is not counted anywhere.
+/// A gRPC message larger than `max_decompressed_bytes` is refused by tonic's codec
+/// (OUT_OF_RANGE, "decoded message length too large") before cerflow's handler runs,
+/// so the refusal is neither counted nor logged. OUT_OF_RANGE is also a code OTLP
+/// clients retry, so a sender keeps resending a request that can never fit.
 #[test]
 #[ignore = "bug: oversized gRPC requests are refused but not counted in cerflow_refused_requests_total{reason=\"too_large\"}"]
 fn oversized_grpc_requests_are_counted() {
     let cerflow = Cerflow::start(config);
     let rt = runtime();
-    let big = traces("raw-client", (0..200).map(|i| pb_span("GET /big", i as u8, 100)).collect()).encode_to_vec();
+    let big = traces(
+        "raw-client",
+        (0..200)
+            .map(|i| pb_span("GET /big", i as u8, 100))
+            .collect(),
+    )
+    .encode_to_vec();
     assert!(big.len() > 8192);
-    let status = rt.block_on(raw_grpc(cerflow.grpc_endpoint(), TRACES_PATH, big)).expect_err("too large");
-    assert!(
-        matches!(status.code(), tonic::Code::ResourceExhausted | tonic::Code::OutOfRange | tonic::Code::InvalidArgument),
-        "{status:?}"
+    let status = rt
+        .block_on(raw_grpc(cerflow.grpc_endpoint(), TRACES_PATH, big))
+        .expect_err("too large");
+    assert_ne!(status.code(), tonic::Code::Ok, "{status:?}");
+    cerflow.wait_for(
+        "cerflow_refused_requests_total",
+        &[("reason", "too_large")],
+        1.0,
     );
-    cerflow.wait_for("cerflow_refused_requests_total", &[("reason", "too_large")], 1.0);
 }

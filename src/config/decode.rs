@@ -17,7 +17,11 @@ impl fmt::Display for Problem {
         if self.path.is_empty() {
             write!(f, "{}:{}: {}", self.mark.line, self.mark.col, self.message)
         } else {
-            write!(f, "{}:{}: {}: {}", self.mark.line, self.mark.col, self.path, self.message)
+            write!(
+                f,
+                "{}:{}: {}: {}",
+                self.mark.line, self.mark.col, self.path, self.message
+            )
         }
     }
 }
@@ -29,7 +33,11 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn error(&mut self, node_mark: Mark, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem { mark: node_mark, path: path.to_string(), message: message.into() });
+        self.problems.push(Problem {
+            mark: node_mark,
+            path: path.to_string(),
+            message: message.into(),
+        });
     }
 
     /// Opens a mapping and reports every key not in `allowed`.
@@ -49,18 +57,31 @@ impl Ctx {
                         self.error(
                             k.mark,
                             path,
-                            format!("unknown key \"{key}\" (expected one of: {})", allowed.join(", ")),
+                            format!(
+                                "unknown key \"{key}\" (expected one of: {})",
+                                allowed.join(", ")
+                            ),
                         );
                     } else if seen.contains(&key) {
                         self.error(k.mark, path, format!("duplicate key \"{key}\""));
                     }
                     seen.push(key);
                 }
-                Some(MapView { entries, mark: node.mark })
+                Some(MapView {
+                    entries,
+                    mark: node.mark,
+                })
             }
-            Kind::Null => Some(MapView { entries: &[], mark: node.mark }),
+            Kind::Null => Some(MapView {
+                entries: &[],
+                mark: node.mark,
+            }),
             _ => {
-                self.error(node.mark, path, format!("expected a mapping, got {}", node.describe()));
+                self.error(
+                    node.mark,
+                    path,
+                    format!("expected a mapping, got {}", node.describe()),
+                );
                 None
             }
         }
@@ -71,7 +92,11 @@ impl Ctx {
             Kind::Seq(items) => Some(items),
             Kind::Null => Some(&[]),
             _ => {
-                self.error(node.mark, path, format!("expected a list, got {}", node.describe()));
+                self.error(
+                    node.mark,
+                    path,
+                    format!("expected a list, got {}", node.describe()),
+                );
                 None
             }
         }
@@ -81,7 +106,11 @@ impl Ctx {
         match &node.kind {
             Kind::Scalar(s, _) => Some(s.clone()),
             _ => {
-                self.error(node.mark, path, format!("expected a string, got {}", node.describe()));
+                self.error(
+                    node.mark,
+                    path,
+                    format!("expected a string, got {}", node.describe()),
+                );
                 None
             }
         }
@@ -106,7 +135,11 @@ impl Ctx {
                 }
             },
             _ => {
-                self.error(node.mark, path, format!("expected a number, got {}", node.describe()));
+                self.error(
+                    node.mark,
+                    path,
+                    format!("expected a number, got {}", node.describe()),
+                );
                 None
             }
         }
@@ -117,12 +150,20 @@ impl Ctx {
             Kind::Scalar(s, false) => match s.replace('_', "").parse::<u64>() {
                 Ok(v) => Some(v),
                 Err(_) => {
-                    self.error(node.mark, path, format!("expected a whole number >= 0, got \"{s}\""));
+                    self.error(
+                        node.mark,
+                        path,
+                        format!("expected a whole number >= 0, got \"{s}\""),
+                    );
                     None
                 }
             },
             _ => {
-                self.error(node.mark, path, format!("expected a whole number, got {}", node.describe()));
+                self.error(
+                    node.mark,
+                    path,
+                    format!("expected a whole number, got {}", node.describe()),
+                );
                 None
             }
         }
@@ -195,7 +236,11 @@ pub fn index(path: &str, i: usize) -> String {
 
 /// Parses Go-style durations as the Collector does (`500ms`, `1m30s`), plus `d` for days.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration \"{s}\" (use a number and a unit: ms, s, m, h, d, e.g. 30s or 1h30m)");
+    let bad = || {
+        format!(
+            "invalid duration \"{s}\" (use a number and a unit: ms, s, m, h, d, e.g. 30s or 1h30m)"
+        )
+    };
     let t = s.trim();
     if t.is_empty() {
         return Err(bad());
@@ -206,13 +251,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total: u128 = 0;
     let mut rest = t;
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         if num_end == 0 {
             return Err(bad());
         }
         let number: f64 = rest[..num_end].parse().map_err(|_| bad())?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit_ns: f64 = match &rest[..unit_end] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,
@@ -226,7 +275,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         rest = &rest[unit_end..];
         total += (number * unit_ns).round() as u128;
     }
-    u64::try_from(total).map(Duration::from_nanos).map_err(|_| bad())
+    u64::try_from(total)
+        .map(Duration::from_nanos)
+        .map_err(|_| bad())
 }
 
 /// Renders a duration the way users write it in config (`5m`, `1h`, `250ms`).
@@ -256,7 +307,10 @@ mod tests {
     fn durations_parse_like_go() {
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86400));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86400)
+        );
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("m5").is_err());

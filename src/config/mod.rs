@@ -16,7 +16,9 @@ pub const DEFAULT_CONFIG_YAML: &str = include_str!("default.yaml");
 
 pub const DEFAULT_LATENCY_THRESHOLD: Duration = Duration::from_secs(1);
 pub const DEFAULT_COHORT_MISSING: &str = "unknown";
-pub const DEFAULT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const DEFAULT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -112,7 +114,11 @@ pub enum SliKind {
     Correctness = 2,
 }
 
-pub const SLIS: [SliKind; 3] = [SliKind::Availability, SliKind::Latency, SliKind::Correctness];
+pub const SLIS: [SliKind; 3] = [
+    SliKind::Availability,
+    SliKind::Latency,
+    SliKind::Correctness,
+];
 
 impl SliKind {
     pub fn as_str(self) -> &'static str {
@@ -257,7 +263,10 @@ impl Default for Config {
                 max_request_bytes: 16 << 20,
                 max_decompressed_bytes: 64 << 20,
             },
-            exporters: Exporters { prometheus: Some(SocketAddr::from(([127, 0, 0, 1], 9464))), otlp: None },
+            exporters: Exporters {
+                prometheus: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+                otlp: None,
+            },
             pipeline: Pipeline {
                 workers: 2,
                 queue_size: 1024,
@@ -265,15 +274,27 @@ impl Default for Config {
                 shutdown_timeout: Duration::from_secs(10),
             },
             windows: Windows {
-                sizes: vec![Duration::from_secs(60), Duration::from_secs(300), Duration::from_secs(3600)],
+                sizes: vec![
+                    Duration::from_secs(60),
+                    Duration::from_secs(300),
+                    Duration::from_secs(3600),
+                ],
                 sub_buckets: 12,
                 max_clock_skew: Duration::from_secs(30),
                 series_ttl: Duration::from_secs(15 * 60),
             },
             histogram_buckets: DEFAULT_BUCKETS.to_vec(),
-            cohorts: Cohorts { keys: Vec::new(), missing_value: DEFAULT_COHORT_MISSING.into() },
-            defaults: Defaults { latency_threshold: DEFAULT_LATENCY_THRESHOLD },
-            auto_journeys: AutoJourneys { enabled: true, max: 500 },
+            cohorts: Cohorts {
+                keys: Vec::new(),
+                missing_value: DEFAULT_COHORT_MISSING.into(),
+            },
+            defaults: Defaults {
+                latency_threshold: DEFAULT_LATENCY_THRESHOLD,
+            },
+            auto_journeys: AutoJourneys {
+                enabled: true,
+                max: 500,
+            },
             slo: Slo::default_with_period(Duration::from_secs(30 * 86400)),
             score: Score {
                 floor_burn_rate: 10.0,
@@ -296,7 +317,12 @@ pub struct ConfigErrors {
 impl std::fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.problems.len();
-        writeln!(f, "{}: {n} problem{}:", self.source, if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{}: {n} problem{}:",
+            self.source,
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
             writeln!(f, "  {}:{p}", self.source)?;
         }
@@ -311,7 +337,11 @@ impl Config {
         let source = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
             source: source.clone(),
-            problems: vec![Problem { mark: Mark { line: 0, col: 0 }, path: String::new(), message: format!("cannot read: {e}") }],
+            problems: vec![Problem {
+                mark: Mark { line: 0, col: 0 },
+                path: String::new(),
+                message: format!("cannot read: {e}"),
+            }],
         })?;
         Config::parse(&text, &source, &|k| std::env::var(k).ok())
     }
@@ -322,10 +352,21 @@ impl Config {
     }
 
     /// Parses and validates `text`; `env` resolves `${env:NAME}` references.
-    pub fn parse(text: &str, source: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
-        let fail = |problems| ConfigErrors { source: source.to_string(), problems };
+    pub fn parse(
+        text: &str,
+        source: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let fail = |problems| ConfigErrors {
+            source: source.to_string(),
+            problems,
+        };
         let mut root = yaml::parse(text).map_err(|(mark, msg)| {
-            fail(vec![Problem { mark, path: String::new(), message: format!("invalid YAML: {msg}") }])
+            fail(vec![Problem {
+                mark,
+                path: String::new(),
+                message: format!("invalid YAML: {msg}"),
+            }])
         })?;
         let mut ctx = Ctx::default();
         expand_env(&mut root, env, &mut ctx);
@@ -339,7 +380,12 @@ impl Config {
     }
 
     pub fn longest_window(&self) -> Duration {
-        self.windows.sizes.iter().copied().max().unwrap_or(Duration::from_secs(3600))
+        self.windows
+            .sizes
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(Duration::from_secs(3600))
     }
 }
 
@@ -351,7 +397,9 @@ fn expand_env(node: &mut Node, env: &dyn Fn(&str) -> Option<String>, ctx: &mut C
             Err(msg) => ctx.error(node.mark, "", msg),
         },
         Kind::Seq(items) => items.iter_mut().for_each(|n| expand_env(n, env, ctx)),
-        Kind::Map(entries) => entries.iter_mut().for_each(|(_, v)| expand_env(v, env, ctx)),
+        Kind::Map(entries) => entries
+            .iter_mut()
+            .for_each(|(_, v)| expand_env(v, env, ctx)),
         _ => {}
     }
 }
@@ -366,7 +414,9 @@ pub fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
             out.push('$');
             rest = after;
         } else if let Some(after) = rest.strip_prefix("${env:") {
-            let end = after.find('}').ok_or_else(|| format!("unterminated \"${{env:\" in \"{s}\""))?;
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("unterminated \"${{env:\" in \"{s}\""))?;
             let inner = &after[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
@@ -488,7 +538,11 @@ fn listener(ctx: &mut Ctx, node: &Node, path: &str) -> Option<SocketAddr> {
     match resolve_addr(&s) {
         Some(a) => Some(a),
         None => {
-            ctx.error(e.mark, &p, format!("invalid endpoint \"{s}\" (expected host:port, e.g. 127.0.0.1:4317)"));
+            ctx.error(
+                e.mark,
+                &p,
+                format!("invalid endpoint \"{s}\" (expected host:port, e.g. 127.0.0.1:4317)"),
+            );
             None
         }
     }
@@ -504,25 +558,44 @@ fn resolve_addr(s: &str) -> Option<SocketAddr> {
     if host == "localhost" {
         return Some(SocketAddr::from(([127, 0, 0, 1], port)));
     }
-    std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).ok()?.next()
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .ok()?
+        .next()
 }
 
 fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
-    let Some(m) = ctx.map(node, "receivers", &["otlp"]) else { return };
+    let Some(m) = ctx.map(node, "receivers", &["otlp"]) else {
+        return;
+    };
     let Some(otlp) = m.get("otlp") else { return };
-    let Some(o) = ctx.map(otlp, "receivers.otlp", &["protocols", "max_request_bytes", "max_decompressed_bytes"]) else {
+    let Some(o) = ctx.map(
+        otlp,
+        "receivers.otlp",
+        &["protocols", "max_request_bytes", "max_decompressed_bytes"],
+    ) else {
         return;
     };
     if let Some(p) = o.get("protocols") {
         if let Some(pm) = ctx.map(p, "receivers.otlp.protocols", &["grpc", "http"]) {
-            out.grpc = pm.get("grpc").and_then(|n| listener(ctx, n, "receivers.otlp.protocols.grpc"));
-            out.http = pm.get("http").and_then(|n| listener(ctx, n, "receivers.otlp.protocols.http"));
+            out.grpc = pm
+                .get("grpc")
+                .and_then(|n| listener(ctx, n, "receivers.otlp.protocols.grpc"));
+            out.http = pm
+                .get("http")
+                .and_then(|n| listener(ctx, n, "receivers.otlp.protocols.http"));
             if pm.entries.is_empty() {
-                ctx.error(p.mark, "receivers.otlp.protocols", "must specify at least one protocol (grpc, http)");
+                ctx.error(
+                    p.mark,
+                    "receivers.otlp.protocols",
+                    "must specify at least one protocol (grpc, http)",
+                );
             }
         }
     }
-    for (key, slot) in [("max_request_bytes", &mut out.max_request_bytes), ("max_decompressed_bytes", &mut out.max_decompressed_bytes)] {
+    for (key, slot) in [
+        ("max_request_bytes", &mut out.max_request_bytes),
+        ("max_decompressed_bytes", &mut out.max_decompressed_bytes),
+    ] {
         if let Some(n) = o.get(key) {
             let p = join("receivers.otlp", key);
             match ctx.u64(n, &p) {
@@ -535,30 +608,48 @@ fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
 }
 
 fn decode_exporters(ctx: &mut Ctx, node: &Node, out: &mut Exporters) {
-    let Some(m) = ctx.map(node, "exporters", &["prometheus", "otlp"]) else { return };
+    let Some(m) = ctx.map(node, "exporters", &["prometheus", "otlp"]) else {
+        return;
+    };
     if let Some(n) = m.get("prometheus") {
         out.prometheus = listener(ctx, n, "exporters.prometheus");
     }
     if let Some(n) = m.get("otlp") {
         let path = "exporters.otlp";
-        let Some(o) = ctx.map(n, path, &["endpoint", "interval", "timeout"]) else { return };
+        let Some(o) = ctx.map(n, path, &["endpoint", "interval", "timeout"]) else {
+            return;
+        };
         let endpoint = match o.get("endpoint") {
-            Some(e) => ctx.non_empty_string(e, "exporters.otlp.endpoint").and_then(|s| {
-                let url = if s.contains("://") { s } else { format!("http://{s}") };
-                if url.starts_with("http://") || url.starts_with("https://") {
-                    Some(url)
-                } else {
-                    ctx.error(e.mark, "exporters.otlp.endpoint", format!("unsupported scheme in \"{url}\" (use http:// or https://)"));
-                    None
-                }
-            }),
+            Some(e) => ctx
+                .non_empty_string(e, "exporters.otlp.endpoint")
+                .and_then(|s| {
+                    let url = if s.contains("://") {
+                        s
+                    } else {
+                        format!("http://{s}")
+                    };
+                    if url.starts_with("http://") || url.starts_with("https://") {
+                        Some(url)
+                    } else {
+                        ctx.error(
+                            e.mark,
+                            "exporters.otlp.endpoint",
+                            format!("unsupported scheme in \"{url}\" (use http:// or https://)"),
+                        );
+                        None
+                    }
+                }),
             None => {
                 ctx.error(o.mark, path, "missing required key \"endpoint\"");
                 None
             }
         };
-        let interval = o.get("interval").and_then(|i| ctx.positive_duration(i, "exporters.otlp.interval"));
-        let timeout = o.get("timeout").and_then(|i| ctx.positive_duration(i, "exporters.otlp.timeout"));
+        let interval = o
+            .get("interval")
+            .and_then(|i| ctx.positive_duration(i, "exporters.otlp.interval"));
+        let timeout = o
+            .get("timeout")
+            .and_then(|i| ctx.positive_duration(i, "exporters.otlp.timeout"));
         if let Some(endpoint) = endpoint {
             out.otlp = Some(OtlpExporter {
                 endpoint,
@@ -570,7 +661,16 @@ fn decode_exporters(ctx: &mut Ctx, node: &Node, out: &mut Exporters) {
 }
 
 fn decode_pipeline(ctx: &mut Ctx, node: &Node, out: &mut Pipeline) {
-    let Some(m) = ctx.map(node, "pipeline", &["workers", "queue_size", "evaluation_interval", "shutdown_timeout"]) else {
+    let Some(m) = ctx.map(
+        node,
+        "pipeline",
+        &[
+            "workers",
+            "queue_size",
+            "evaluation_interval",
+            "shutdown_timeout",
+        ],
+    ) else {
         return;
     };
     if let Some(n) = m.get("workers") {
@@ -590,7 +690,11 @@ fn decode_pipeline(ctx: &mut Ctx, node: &Node, out: &mut Pipeline) {
     if let Some(n) = m.get("evaluation_interval") {
         if let Some(d) = ctx.positive_duration(n, "pipeline.evaluation_interval") {
             if d < Duration::from_millis(100) {
-                ctx.error(n.mark, "pipeline.evaluation_interval", "must be at least 100ms");
+                ctx.error(
+                    n.mark,
+                    "pipeline.evaluation_interval",
+                    "must be at least 100ms",
+                );
             } else {
                 out.evaluation_interval = d;
             }
@@ -604,7 +708,13 @@ fn decode_pipeline(ctx: &mut Ctx, node: &Node, out: &mut Pipeline) {
 }
 
 fn decode_windows(ctx: &mut Ctx, node: &Node, out: &mut Windows) {
-    let Some(m) = ctx.map(node, "windows", &["sizes", "sub_buckets", "max_clock_skew", "series_ttl"]) else { return };
+    let Some(m) = ctx.map(
+        node,
+        "windows",
+        &["sizes", "sub_buckets", "max_clock_skew", "series_ttl"],
+    ) else {
+        return;
+    };
     if let Some(n) = m.get("sizes") {
         if let Some(items) = ctx.seq(n, "windows.sizes") {
             if items.is_empty() {
@@ -615,9 +725,17 @@ fn decode_windows(ctx: &mut Ctx, node: &Node, out: &mut Windows) {
                 let p = index("windows.sizes", i);
                 if let Some(d) = ctx.positive_duration(item, &p) {
                     if d < Duration::from_secs(1) || d.subsec_nanos() != 0 {
-                        ctx.error(item.mark, &p, "must be a whole number of seconds, at least 1s");
+                        ctx.error(
+                            item.mark,
+                            &p,
+                            "must be a whole number of seconds, at least 1s",
+                        );
                     } else if sizes.contains(&d) {
-                        ctx.error(item.mark, &p, format!("duplicate window {}", decode::format_duration(d)));
+                        ctx.error(
+                            item.mark,
+                            &p,
+                            format!("duplicate window {}", decode::format_duration(d)),
+                        );
                     } else {
                         sizes.push(d);
                     }
@@ -660,13 +778,19 @@ fn decode_buckets(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<f64>> {
         let p = index(path, i);
         // Bounds may be given as seconds (0.25) or as durations (250ms).
         let v = match &item.kind {
-            Kind::Scalar(s, _) if s.parse::<f64>().is_err() => ctx.duration(item, &p).map(|d| d.as_secs_f64()),
+            Kind::Scalar(s, _) if s.parse::<f64>().is_err() => {
+                ctx.duration(item, &p).map(|d| d.as_secs_f64())
+            }
             _ => ctx.f64(item, &p),
         };
         match v {
             Some(v) if v > 0.0 && out.last().is_none_or(|last| v > *last) => out.push(v),
             Some(_) => {
-                ctx.error(item.mark, &p, "bucket bounds must be positive and strictly increasing");
+                ctx.error(
+                    item.mark,
+                    &p,
+                    "bucket bounds must be positive and strictly increasing",
+                );
                 ok = false;
             }
             None => ok = false,
@@ -683,10 +807,21 @@ fn cohort_keys(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<String>> {
         let p = index(path, i);
         if let Some(k) = ctx.non_empty_string(item, &p) {
             let label = crate::export::prometheus::sanitize_label(&k);
-            if matches!(label.as_str(), "journey" | "window" | "quantile" | "le" | "sli" | "severity") {
-                ctx.error(item.mark, &p, format!("cohort key \"{k}\" would clash with the label \"{label}\""));
+            if matches!(
+                label.as_str(),
+                "journey" | "window" | "quantile" | "le" | "sli" | "severity"
+            ) {
+                ctx.error(
+                    item.mark,
+                    &p,
+                    format!("cohort key \"{k}\" would clash with the label \"{label}\""),
+                );
             } else if labels.contains(&label) {
-                ctx.error(item.mark, &p, format!("cohort key \"{k}\" repeats the label \"{label}\""));
+                ctx.error(
+                    item.mark,
+                    &p,
+                    format!("cohort key \"{k}\" repeats the label \"{label}\""),
+                );
             } else {
                 labels.push(label);
                 keys.push(k);
@@ -697,7 +832,9 @@ fn cohort_keys(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<String>> {
 }
 
 fn decode_cohorts(ctx: &mut Ctx, node: &Node, out: &mut Cohorts) {
-    let Some(m) = ctx.map(node, "cohorts", &["keys", "missing_value"]) else { return };
+    let Some(m) = ctx.map(node, "cohorts", &["keys", "missing_value"]) else {
+        return;
+    };
     if let Some(n) = m.get("keys") {
         if let Some(k) = cohort_keys(ctx, n, "cohorts.keys") {
             out.keys = k;
@@ -710,13 +847,30 @@ fn decode_cohorts(ctx: &mut Ctx, node: &Node, out: &mut Cohorts) {
     }
 }
 
-const JOURNEY_KEYS: &[&str] =
-    &["name", "weight", "match", "failure", "incorrect", "latency_threshold", "cohorts", "objectives"];
+const JOURNEY_KEYS: &[&str] = &[
+    "name",
+    "weight",
+    "match",
+    "failure",
+    "incorrect",
+    "latency_threshold",
+    "cohorts",
+    "objectives",
+];
 
 /// `{availability: x, latency: y, correctness: z}`, each optional, over `base`.
-fn per_sli(ctx: &mut Ctx, node: &Node, path: &str, base: PerSli, check: fn(f64) -> bool, rule: &str) -> PerSli {
+fn per_sli(
+    ctx: &mut Ctx,
+    node: &Node,
+    path: &str,
+    base: PerSli,
+    check: fn(f64) -> bool,
+    rule: &str,
+) -> PerSli {
     let mut out = base;
-    let Some(m) = ctx.map(node, path, &["availability", "latency", "correctness"]) else { return out };
+    let Some(m) = ctx.map(node, path, &["availability", "latency", "correctness"]) else {
+        return out;
+    };
     for s in SLIS {
         if let Some(n) = m.get(s.as_str()) {
             let p = join(path, s.as_str());
@@ -734,11 +888,20 @@ fn objective_ok(v: f64) -> bool {
     v > 0.0 && v < 1.0
 }
 
-const SLO_KEYS: &[&str] =
-    &["period", "objectives", "burn_windows", "alerts", "min_events", "clear_after", "checkpoint"];
+const SLO_KEYS: &[&str] = &[
+    "period",
+    "objectives",
+    "burn_windows",
+    "alerts",
+    "min_events",
+    "clear_after",
+    "checkpoint",
+];
 
 fn decode_slo(ctx: &mut Ctx, node: &Node, out: &mut Slo) {
-    let Some(m) = ctx.map(node, "slo", SLO_KEYS) else { return };
+    let Some(m) = ctx.map(node, "slo", SLO_KEYS) else {
+        return;
+    };
     if let Some(n) = m.get("period") {
         if let Some(p) = ctx.positive_duration(n, "slo.period") {
             if p < Duration::from_secs(3600) {
@@ -746,12 +909,22 @@ fn decode_slo(ctx: &mut Ctx, node: &Node, out: &mut Slo) {
             } else {
                 // The default alert table scales with the period.
                 let checkpoint = out.checkpoint.clone();
-                *out = Slo { checkpoint, ..Slo::default_with_period(p) };
+                *out = Slo {
+                    checkpoint,
+                    ..Slo::default_with_period(p)
+                };
             }
         }
     }
     if let Some(n) = m.get("objectives") {
-        out.objectives = per_sli(ctx, n, "slo.objectives", out.objectives, objective_ok, "must be between 0 and 1 (exclusive)");
+        out.objectives = per_sli(
+            ctx,
+            n,
+            "slo.objectives",
+            out.objectives,
+            objective_ok,
+            "must be between 0 and 1 (exclusive)",
+        );
     }
     let mut extra_windows = Vec::new();
     if let Some(n) = m.get("burn_windows") {
@@ -796,7 +969,9 @@ fn decode_slo(ctx: &mut Ctx, node: &Node, out: &mut Slo) {
         }
     }
     if let Some(n) = m.get("checkpoint") {
-        let Some(c) = ctx.map(n, "slo.checkpoint", &["enabled", "path", "interval"]) else { return };
+        let Some(c) = ctx.map(n, "slo.checkpoint", &["enabled", "path", "interval"]) else {
+            return;
+        };
         let mut cp = out.checkpoint.clone().unwrap_or(Checkpoint {
             path: "cerflow-data/slo.ckpt".into(),
             interval: Duration::from_secs(60),
@@ -820,7 +995,17 @@ fn decode_slo(ctx: &mut Ctx, node: &Node, out: &mut Slo) {
 }
 
 fn decode_alert(ctx: &mut Ctx, node: &Node, path: &str, period: Duration) -> Option<AlertRule> {
-    let m = ctx.map(node, path, &["severity", "long_window", "short_window", "burn_rate", "budget_consumed"])?;
+    let m = ctx.map(
+        node,
+        path,
+        &[
+            "severity",
+            "long_window",
+            "short_window",
+            "burn_rate",
+            "budget_consumed",
+        ],
+    )?;
     let need = |ctx: &mut Ctx, key: &str| {
         let n = m.get(key);
         if n.is_none() {
@@ -832,15 +1017,25 @@ fn decode_alert(ctx: &mut Ctx, node: &Node, path: &str, period: Duration) -> Opt
         let s = ctx.string(n, &join(path, "severity"))?;
         let v = Severity::parse(&s);
         if v.is_none() {
-            ctx.error(n.mark, &join(path, "severity"), format!("unknown severity \"{s}\" (expected page or ticket)"));
+            ctx.error(
+                n.mark,
+                &join(path, "severity"),
+                format!("unknown severity \"{s}\" (expected page or ticket)"),
+            );
         }
         v
     });
-    let long = need(ctx, "long_window").and_then(|n| ctx.positive_duration(n, &join(path, "long_window")));
-    let short = need(ctx, "short_window").and_then(|n| ctx.positive_duration(n, &join(path, "short_window")));
+    let long =
+        need(ctx, "long_window").and_then(|n| ctx.positive_duration(n, &join(path, "long_window")));
+    let short = need(ctx, "short_window")
+        .and_then(|n| ctx.positive_duration(n, &join(path, "short_window")));
     if let (Some(l), Some(s)) = (long, short) {
         if s >= l {
-            ctx.error(m.mark, path, "short_window must be shorter than long_window");
+            ctx.error(
+                m.mark,
+                path,
+                "short_window must be shorter than long_window",
+            );
             return None;
         }
     }
@@ -848,42 +1043,85 @@ fn decode_alert(ctx: &mut Ctx, node: &Node, path: &str, period: Duration) -> Opt
         (Some(b), None) => match ctx.f64(b, &join(path, "burn_rate")) {
             Some(v) if v > 0.0 => Some(v),
             Some(v) => {
-                ctx.error(b.mark, &join(path, "burn_rate"), format!("must be greater than 0, got {v}"));
+                ctx.error(
+                    b.mark,
+                    &join(path, "burn_rate"),
+                    format!("must be greater than 0, got {v}"),
+                );
                 None
             }
             None => None,
         },
         (None, Some(c)) => match ctx.f64(c, &join(path, "budget_consumed")) {
-            Some(v) if v > 0.0 && v <= 1.0 => long.map(|l| v * period.as_secs_f64() / l.as_secs_f64()),
+            Some(v) if v > 0.0 && v <= 1.0 => {
+                long.map(|l| v * period.as_secs_f64() / l.as_secs_f64())
+            }
             Some(v) => {
-                ctx.error(c.mark, &join(path, "budget_consumed"), format!("must be in (0, 1], got {v}"));
+                ctx.error(
+                    c.mark,
+                    &join(path, "budget_consumed"),
+                    format!("must be in (0, 1], got {v}"),
+                );
                 None
             }
             None => None,
         },
         _ => {
-            ctx.error(m.mark, path, "give exactly one of: burn_rate, budget_consumed");
+            ctx.error(
+                m.mark,
+                path,
+                "give exactly one of: burn_rate, budget_consumed",
+            );
             None
         }
     };
-    Some(AlertRule { severity: severity?, long_window: long?, short_window: short?, burn_rate: burn? })
+    Some(AlertRule {
+        severity: severity?,
+        long_window: long?,
+        short_window: short?,
+        burn_rate: burn?,
+    })
 }
 
 fn decode_score(ctx: &mut Ctx, node: &Node, out: &mut Score) {
-    let Some(m) = ctx.map(node, "score", &["floor_burn_rate", "sli_weights", "weight_by_traffic", "no_data"]) else {
+    let Some(m) = ctx.map(
+        node,
+        "score",
+        &[
+            "floor_burn_rate",
+            "sli_weights",
+            "weight_by_traffic",
+            "no_data",
+        ],
+    ) else {
         return;
     };
     if let Some(n) = m.get("floor_burn_rate") {
         match ctx.f64(n, "score.floor_burn_rate") {
             Some(v) if v > 1.0 => out.floor_burn_rate = v,
-            Some(v) => ctx.error(n.mark, "score.floor_burn_rate", format!("must be greater than 1, got {v}")),
+            Some(v) => ctx.error(
+                n.mark,
+                "score.floor_burn_rate",
+                format!("must be greater than 1, got {v}"),
+            ),
             None => {}
         }
     }
     if let Some(n) = m.get("sli_weights") {
-        out.sli_weights = per_sli(ctx, n, "score.sli_weights", out.sli_weights, |v| v >= 0.0, "must be 0 or more");
+        out.sli_weights = per_sli(
+            ctx,
+            n,
+            "score.sli_weights",
+            out.sli_weights,
+            |v| v >= 0.0,
+            "must be 0 or more",
+        );
         if out.sli_weights.0.iter().sum::<f64>() <= 0.0 {
-            ctx.error(n.mark, "score.sli_weights", "at least one weight must be greater than 0");
+            ctx.error(
+                n.mark,
+                "score.sli_weights",
+                "at least one weight must be greater than 0",
+            );
         }
     }
     if let Some(n) = m.get("weight_by_traffic") {
@@ -897,33 +1135,46 @@ fn decode_score(ctx: &mut Ctx, node: &Node, out: &mut Score) {
                 "exclude" => out.no_data = NoData::Exclude,
                 "good" => out.no_data = NoData::Good,
                 "bad" => out.no_data = NoData::Bad,
-                _ => ctx.error(n.mark, "score.no_data", format!("unknown policy \"{s}\" (expected exclude, good or bad)")),
+                _ => ctx.error(
+                    n.mark,
+                    "score.no_data",
+                    format!("unknown policy \"{s}\" (expected exclude, good or bad)"),
+                ),
             }
         }
     }
 }
 
 fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfig> {
-    let Some(items) = ctx.seq(node, "journeys") else { return Vec::new() };
+    let Some(items) = ctx.seq(node, "journeys") else {
+        return Vec::new();
+    };
     let mut out: Vec<JourneyConfig> = Vec::new();
     let mut names: Vec<(String, Mark)> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let path = index("journeys", i);
-        let Some(m) = ctx.map(item, &path, JOURNEY_KEYS) else { continue };
+        let Some(m) = ctx.map(item, &path, JOURNEY_KEYS) else {
+            continue;
+        };
         let name = match m.get("name") {
-            Some(n) => ctx.non_empty_string(n, &join(&path, "name")).and_then(|name| {
-                if let Some((_, first)) = names.iter().find(|(existing, _)| *existing == name) {
-                    ctx.error(
-                        n.mark,
-                        &join(&path, "name"),
-                        format!("duplicate journey name \"{name}\" (first defined at line {})", first.line),
-                    );
-                    None
-                } else {
-                    names.push((name.clone(), n.mark));
-                    Some(name)
-                }
-            }),
+            Some(n) => ctx
+                .non_empty_string(n, &join(&path, "name"))
+                .and_then(|name| {
+                    if let Some((_, first)) = names.iter().find(|(existing, _)| *existing == name) {
+                        ctx.error(
+                            n.mark,
+                            &join(&path, "name"),
+                            format!(
+                                "duplicate journey name \"{name}\" (first defined at line {})",
+                                first.line
+                            ),
+                        );
+                        None
+                    } else {
+                        names.push((name.clone(), n.mark));
+                        Some(name)
+                    }
+                }),
             None => {
                 ctx.error(item.mark, &path, "missing required key \"name\"");
                 None
@@ -933,7 +1184,11 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(n) => match ctx.f64(n, &join(&path, "weight")) {
                 Some(w) if w > 0.0 => Some(w),
                 Some(w) => {
-                    ctx.error(n.mark, &join(&path, "weight"), format!("must be greater than 0, got {w}"));
+                    ctx.error(
+                        n.mark,
+                        &join(&path, "weight"),
+                        format!("must be greater than 0, got {w}"),
+                    );
                     None
                 }
                 None => None,
@@ -974,9 +1229,23 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             ),
             None => cfg.slo.objectives,
         };
-        if let (Some(name), Some(weight), Some(matcher), Some(failure), Some(incorrect), Some(lt), Some(cohorts)) =
-            (name, weight, matcher, failure, incorrect, latency_threshold, cohorts)
-        {
+        if let (
+            Some(name),
+            Some(weight),
+            Some(matcher),
+            Some(failure),
+            Some(incorrect),
+            Some(lt),
+            Some(cohorts),
+        ) = (
+            name,
+            weight,
+            matcher,
+            failure,
+            incorrect,
+            latency_threshold,
+            cohorts,
+        ) {
             out.push(JourneyConfig {
                 name,
                 weight,

@@ -21,8 +21,14 @@ fn the_embedded_default_is_valid_and_equals_the_code_defaults() {
     let d = Config::default();
     assert_eq!(cfg.receivers.grpc, d.receivers.grpc);
     assert_eq!(cfg.receivers.http, d.receivers.http);
-    assert_eq!(cfg.receivers.max_request_bytes, d.receivers.max_request_bytes);
-    assert_eq!(cfg.receivers.max_decompressed_bytes, d.receivers.max_decompressed_bytes);
+    assert_eq!(
+        cfg.receivers.max_request_bytes,
+        d.receivers.max_request_bytes
+    );
+    assert_eq!(
+        cfg.receivers.max_decompressed_bytes,
+        d.receivers.max_decompressed_bytes
+    );
     assert_eq!(cfg.exporters.prometheus, d.exporters.prometheus);
     assert_eq!(cfg.windows.sizes, d.windows.sizes);
     assert_eq!(cfg.windows.sub_buckets, d.windows.sub_buckets);
@@ -31,7 +37,10 @@ fn the_embedded_default_is_valid_and_equals_the_code_defaults() {
     assert_eq!(cfg.histogram_buckets, d.histogram_buckets);
     assert_eq!(cfg.pipeline.workers, d.pipeline.workers);
     assert_eq!(cfg.pipeline.queue_size, d.pipeline.queue_size);
-    assert_eq!(cfg.pipeline.evaluation_interval, d.pipeline.evaluation_interval);
+    assert_eq!(
+        cfg.pipeline.evaluation_interval,
+        d.pipeline.evaluation_interval
+    );
     assert_eq!(cfg.defaults.latency_threshold, Duration::from_secs(1));
     assert_eq!(cfg.cohorts.missing_value, "unknown");
     assert!(cfg.auto_journeys.enabled);
@@ -43,7 +52,10 @@ fn the_embedded_default_is_valid_and_equals_the_code_defaults() {
     assert_eq!(cfg.slo.burn_windows, d.slo.burn_windows);
     assert_eq!(cfg.slo.min_events, d.slo.min_events);
     assert_eq!(cfg.slo.clear_after, d.slo.clear_after);
-    assert_eq!(cfg.slo.checkpoint.as_ref().map(|c| (&c.path, c.interval)), d.slo.checkpoint.as_ref().map(|c| (&c.path, c.interval)));
+    assert_eq!(
+        cfg.slo.checkpoint.as_ref().map(|c| (&c.path, c.interval)),
+        d.slo.checkpoint.as_ref().map(|c| (&c.path, c.interval))
+    );
     assert_eq!(cfg.score.floor_burn_rate, d.score.floor_burn_rate);
     assert_eq!(cfg.score.sli_weights, d.score.sli_weights);
     assert_eq!(cfg.score.weight_by_traffic, d.score.weight_by_traffic);
@@ -109,16 +121,27 @@ journeys:
     assert_eq!(cfg.receivers.grpc, Some("127.0.0.1:4999".parse().unwrap()));
     assert_eq!(cfg.journeys.len(), 2);
     assert_eq!(cfg.journeys[0].weight, 3.0);
-    assert_eq!(cfg.journeys[0].latency_threshold, Duration::from_millis(800));
+    assert_eq!(
+        cfg.journeys[0].latency_threshold,
+        Duration::from_millis(800)
+    );
     assert_eq!(cfg.journeys[1].latency_threshold, Duration::from_secs(1));
-    assert_eq!(cfg.journeys[1].cohorts, vec!["cloud.region", "app.plan.tier"]);
-    assert!(!cfg.auto_journeys.enabled, "defining journeys turns auto-derivation off");
+    assert_eq!(
+        cfg.journeys[1].cohorts,
+        vec!["cloud.region", "app.plan.tier"]
+    );
+    assert!(
+        !cfg.auto_journeys.enabled,
+        "defining journeys turns auto-derivation off"
+    );
 }
 
 #[test]
 fn unknown_keys_are_reported_with_their_place() {
     assert_eq!(
-        problems("receivers:\n  otlp:\n    protocols:\n      htttp:\n        endpoint: 127.0.0.1:1\n"),
+        problems(
+            "receivers:\n  otlp:\n    protocols:\n      htttp:\n        endpoint: 127.0.0.1:1\n"
+        ),
         vec!["4:7: receivers.otlp.protocols: unknown key \"htttp\" (expected one of: grpc, http)"]
     );
 }
@@ -185,6 +208,8 @@ fn attribute_tests_need_exactly_one_operator() {
 fn cohort_keys_may_not_clash_with_cerflow_labels() {
     assert_eq!(
         problems("cohorts:\n  keys: [journey]\n"),
-        vec!["2:10: cohorts.keys[0]: cohort key \"journey\" would clash with the label \"journey\""]
+        vec![
+            "2:10: cohorts.keys[0]: cohort key \"journey\" would clash with the label \"journey\""
+        ]
     );
 }

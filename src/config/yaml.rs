@@ -16,7 +16,10 @@ pub struct Mark {
 
 impl From<Marker> for Mark {
     fn from(m: Marker) -> Self {
-        Mark { line: m.line(), col: m.col() + 1 }
+        Mark {
+            line: m.line(),
+            col: m.col() + 1,
+        }
     }
 }
 
@@ -96,20 +99,26 @@ impl MarkedEventReceiver for Builder {
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
                 let quoted = !matches!(style, TScalarStyle::Plain);
-                let kind = if !quoted && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL")
-                {
-                    Kind::Null
-                } else {
-                    Kind::Scalar(text, quoted)
-                };
+                let kind =
+                    if !quoted && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+                        Kind::Null
+                    } else {
+                        Kind::Scalar(text, quoted)
+                    };
                 self.push_value(Node { kind, mark }, anchor);
             }
             Event::SequenceStart(..) => {
-                self.stack.push(Node { kind: Kind::Seq(Vec::new()), mark });
+                self.stack.push(Node {
+                    kind: Kind::Seq(Vec::new()),
+                    mark,
+                });
                 self.keys.push(None);
             }
             Event::MappingStart(..) => {
-                self.stack.push(Node { kind: Kind::Map(Vec::new()), mark });
+                self.stack.push(Node {
+                    kind: Kind::Map(Vec::new()),
+                    mark,
+                });
                 self.keys.push(None);
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -134,11 +143,20 @@ impl MarkedEventReceiver for Builder {
 pub fn parse(text: &str) -> Result<Node, (Mark, String)> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser
-        .load(&mut builder, false)
-        .map_err(|e| (Mark { line: e.marker().line(), col: e.marker().col() + 1 }, e.info().to_string()))?;
+    parser.load(&mut builder, false).map_err(|e| {
+        (
+            Mark {
+                line: e.marker().line(),
+                col: e.marker().col() + 1,
+            },
+            e.info().to_string(),
+        )
+    })?;
     if let Some(mark) = builder.alias_error {
         return Err((mark, "alias refers to an unknown anchor".into()));
     }
-    Ok(builder.root.unwrap_or(Node { kind: Kind::Null, mark: Mark { line: 1, col: 1 } }))
+    Ok(builder.root.unwrap_or(Node {
+        kind: Kind::Null,
+        mark: Mark { line: 1, col: 1 },
+    }))
 }

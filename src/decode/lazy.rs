@@ -91,7 +91,11 @@ pub fn decode_traces(body: &[u8]) -> Result<TraceRequest<'_>, DecodeError> {
         resource_attrs: Vec::new(),
         events: Vec::new(),
     };
-    let mut c = Cur { buf: body, pos: 0, end: body.len() };
+    let mut c = Cur {
+        buf: body,
+        pos: 0,
+        end: body.len(),
+    };
     let ctx = RECURSION_LIMIT;
     while c.more() {
         let (tag, wt) = c.key()?;
@@ -118,13 +122,18 @@ impl<'a> TraceRequest<'a> {
 
     /// Every span, in request order.
     pub fn spans(&self) -> impl ExactSizeIterator<Item = LazySpan<'_, 'a>> + '_ {
-        self.spans.iter().map(move |rec| LazySpan { req: self, rec })
+        self.spans
+            .iter()
+            .map(move |rec| LazySpan { req: self, rec })
     }
 
     fn resource_spans(&mut self, mut c: Cur<'a>, ctx: u32) -> R<()> {
         let index = self.resources.len() as u32;
         let first_attr = self.resource_attrs.len() as u32;
-        self.resources.push(ResourceRec { service: UNKNOWN_SERVICE, attrs: (first_attr, first_attr) });
+        self.resources.push(ResourceRec {
+            service: UNKNOWN_SERVICE,
+            attrs: (first_attr, first_attr),
+        });
         while c.more() {
             let (tag, wt) = c.key()?;
             match tag {
@@ -143,8 +152,14 @@ impl<'a> TraceRequest<'a> {
             }
         }
         let attrs = (first_attr, self.resource_attrs.len() as u32);
-        let service = match self.resource_attrs[attrs.0 as usize..attrs.1 as usize].iter().find(|a| a.key == SERVICE_NAME) {
-            Some(Attr { value: AttrValue::Str(s), .. }) => s,
+        let service = match self.resource_attrs[attrs.0 as usize..attrs.1 as usize]
+            .iter()
+            .find(|a| a.key == SERVICE_NAME)
+        {
+            Some(Attr {
+                value: AttrValue::Str(s),
+                ..
+            }) => s,
             _ => UNKNOWN_SERVICE,
         };
         if let Some(r) = self.resources.get_mut(index as usize) {
@@ -278,7 +293,10 @@ fn key_value<'a>(mut c: Cur<'a>, ctx: u32) -> R<Attr<'a>> {
             _ => c.skip(wt, tag, ctx)?,
         }
     }
-    Ok(Attr { key, value: value.unwrap_or(AttrValue::Other) })
+    Ok(Attr {
+        key,
+        value: value.unwrap_or(AttrValue::Other),
+    })
 }
 
 /// Merges one `AnyValue` into `value`: the last field of the oneof wins, as in prost.
@@ -437,7 +455,10 @@ impl<'a> Cur<'a> {
 
     #[cold]
     fn err(&self, what: &'static str) -> DecodeError {
-        DecodeError { what, offset: self.pos }
+        DecodeError {
+            what,
+            offset: self.pos,
+        }
     }
 
     #[inline(always)]
@@ -460,7 +481,9 @@ impl<'a> Cur<'a> {
             if p >= self.end {
                 return Err(self.err("truncated varint"));
             }
-            let Some(&b) = self.buf.get(p) else { return Err(self.err("truncated varint")) };
+            let Some(&b) = self.buf.get(p) else {
+                return Err(self.err("truncated varint"));
+            };
             value |= u64::from(b & 0x7f) << (7 * i);
             if b < 0x80 {
                 if i == 9 && b > 1 {
@@ -478,15 +501,24 @@ impl<'a> Cur<'a> {
         let at = self.pos;
         let key = self.varint()?;
         if key > u64::from(u32::MAX) {
-            return Err(DecodeError { what: "invalid field key", offset: at });
+            return Err(DecodeError {
+                what: "invalid field key",
+                offset: at,
+            });
         }
         let wt = (key & 7) as u8;
         if wt > I32 {
-            return Err(DecodeError { what: "invalid wire type", offset: at });
+            return Err(DecodeError {
+                what: "invalid wire type",
+                offset: at,
+            });
         }
         let tag = (key as u32) >> 3;
         if tag == 0 {
-            return Err(DecodeError { what: "invalid field number 0", offset: at });
+            return Err(DecodeError {
+                what: "invalid field number 0",
+                offset: at,
+            });
         }
         Ok((tag, wt))
     }
@@ -507,7 +539,9 @@ impl<'a> Cur<'a> {
         }
         let start = self.pos;
         self.pos += n;
-        self.buf.get(start..self.pos).ok_or_else(|| self.err("field runs past the end of the buffer"))
+        self.buf
+            .get(start..self.pos)
+            .ok_or_else(|| self.err("field runs past the end of the buffer"))
     }
 
     #[inline(always)]
@@ -564,7 +598,11 @@ impl<'a> Cur<'a> {
         }
         let b = self.len_prefixed()?;
         let end = self.pos;
-        Ok(Cur { buf: self.buf, pos: end - b.len(), end })
+        Ok(Cur {
+            buf: self.buf,
+            pos: end - b.len(),
+            end,
+        })
     }
 
     /// Skips an unknown field as prost does, groups included.
@@ -622,24 +660,39 @@ impl<'r, 'a> LazySpan<'r, 'a> {
 
     /// Why the span cannot be used, as [`super::invalid_reason`] says for prost spans.
     pub fn invalid_reason(&self) -> Option<&'static str> {
-        super::invalid_parts(self.rec.trace_id, self.rec.span_id, self.rec.start_ns, self.rec.end_ns)
+        super::invalid_parts(
+            self.rec.trace_id,
+            self.rec.span_id,
+            self.rec.start_ns,
+            self.rec.end_ns,
+        )
     }
 
     pub fn span_attrs(&self) -> &'r [Attr<'a>] {
         let (a, b) = self.rec.attrs;
-        self.req.span_attrs.get(a as usize..b as usize).unwrap_or_default()
+        self.req
+            .span_attrs
+            .get(a as usize..b as usize)
+            .unwrap_or_default()
     }
 
     pub fn resource_attrs(&self) -> &'r [Attr<'a>] {
         match self.req.resources.get(self.rec.resource as usize) {
-            Some(r) => self.req.resource_attrs.get(r.attrs.0 as usize..r.attrs.1 as usize).unwrap_or_default(),
+            Some(r) => self
+                .req
+                .resource_attrs
+                .get(r.attrs.0 as usize..r.attrs.1 as usize)
+                .unwrap_or_default(),
             None => &[],
         }
     }
 
     pub fn event_names(&self) -> &'r [&'a str] {
         let (a, b) = self.rec.events;
-        self.req.events.get(a as usize..b as usize).unwrap_or_default()
+        self.req
+            .events
+            .get(a as usize..b as usize)
+            .unwrap_or_default()
     }
 }
 
@@ -650,7 +703,10 @@ fn find<'a>(attrs: &[Attr<'a>], key: &str) -> Option<AttrValue<'a>> {
 
 impl SpanView for LazySpan<'_, '_> {
     fn service_name(&self) -> &str {
-        self.req.resources.get(self.rec.resource as usize).map_or(UNKNOWN_SERVICE, |r| r.service)
+        self.req
+            .resources
+            .get(self.rec.resource as usize)
+            .map_or(UNKNOWN_SERVICE, |r| r.service)
     }
     fn name(&self) -> &str {
         self.rec.name
@@ -684,11 +740,17 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+    use opentelemetry_proto::tonic::trace::v1::{
+        span, status, ResourceSpans, ScopeSpans, Span, Status,
+    };
     use prost::Message;
 
     fn kv(k: &str, v: any_value::Value) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
     }
 
     fn request() -> ExportTraceServiceRequest {
@@ -703,8 +765,14 @@ mod tests {
                 kv("http.response.status_code", any_value::Value::IntValue(503)),
                 kv("app.plan.tier", any_value::Value::StringValue("pro".into())),
             ],
-            events: vec![span::Event { name: "exception".into(), ..Default::default() }],
-            status: Some(Status { code: status::StatusCode::Error as i32, message: "boom".into() }),
+            events: vec![span::Event {
+                name: "exception".into(),
+                ..Default::default()
+            }],
+            status: Some(Status {
+                code: status::StatusCode::Error as i32,
+                message: "boom".into(),
+            }),
             ..Default::default()
         };
         ExportTraceServiceRequest {
@@ -712,11 +780,17 @@ mod tests {
                 resource: Some(Resource {
                     attributes: vec![
                         kv("service.name", any_value::Value::StringValue("shop".into())),
-                        kv("cloud.region", any_value::Value::StringValue("eu-west-1".into())),
+                        kv(
+                            "cloud.region",
+                            any_value::Value::StringValue("eu-west-1".into()),
+                        ),
                     ],
                     ..Default::default()
                 }),
-                scope_spans: vec![ScopeSpans { spans: vec![span.clone(), span], ..Default::default() }],
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span.clone(), span],
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
         }
@@ -733,7 +807,10 @@ mod tests {
         assert_eq!(s.kind(), 2);
         assert_eq!(s.status_code(), 2);
         assert_eq!((s.start_ns(), s.end_ns()), (10, 20));
-        assert_eq!(s.attr("http.response.status_code"), Some(AttrValue::Int(503)));
+        assert_eq!(
+            s.attr("http.response.status_code"),
+            Some(AttrValue::Int(503))
+        );
         assert_eq!(s.attr("cloud.region"), Some(AttrValue::Str("eu-west-1")));
         assert_eq!(s.attr("app.plan.tier"), Some(AttrValue::Str("pro")));
         assert_eq!(s.attr("missing"), None);
@@ -745,19 +822,28 @@ mod tests {
     fn rejects_truncation_and_bad_wire_types() {
         let bytes = request().encode_to_vec();
         for n in 1..bytes.len() {
-            assert!(decode_traces(&bytes[..n]).is_err(), "prefix of {n} bytes accepted");
+            assert!(
+                decode_traces(&bytes[..n]).is_err(),
+                "prefix of {n} bytes accepted"
+            );
         }
         // Field 1 of the request as a varint.
         assert!(decode_traces(&[0x08, 0x01]).is_err());
         // An 11-byte varint.
-        assert!(decode_traces(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
+        assert!(decode_traces(&[
+            0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
+        ])
+        .is_err());
         // Wire type 7.
         assert!(decode_traces(&[0x0f]).is_err());
         // Invalid UTF-8 in a span name.
         let mut r = request();
         r.resource_spans[0].scope_spans[0].spans[0].name = "\u{e9}".into();
         let mut bytes = r.encode_to_vec();
-        let at = bytes.iter().position(|b| *b == 0xc3).expect("the encoded e-acute");
+        let at = bytes
+            .iter()
+            .position(|b| *b == 0xc3)
+            .expect("the encoded e-acute");
         bytes[at] = 0xff;
         assert!(decode_traces(&bytes).is_err());
         assert!(ExportTraceServiceRequest::decode(&bytes[..]).is_err());

@@ -18,7 +18,10 @@ pub enum Format {
     Json,
 }
 
-fn decode<M: Message + Default + serde::de::DeserializeOwned>(body: &[u8], format: Format) -> Result<M, String> {
+fn decode<M: Message + Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+    format: Format,
+) -> Result<M, String> {
     match format {
         Format::Protobuf => M::decode(body).map_err(|e| format!("invalid OTLP protobuf: {e}")),
         Format::Json => serde_json::from_slice(body).map_err(|e| format!("invalid OTLP JSON: {e}")),
@@ -38,7 +41,11 @@ pub fn logs(body: &[u8], format: Format) -> Result<ExportLogsServiceRequest, Str
 }
 
 pub fn span_count(req: &ExportTraceServiceRequest) -> u64 {
-    req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len() as u64).sum()
+    req.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum()
 }
 
 pub fn data_point_count(req: &ExportMetricsServiceRequest) -> u64 {
@@ -58,7 +65,11 @@ pub fn data_point_count(req: &ExportMetricsServiceRequest) -> u64 {
 }
 
 pub fn log_record_count(req: &ExportLogsServiceRequest) -> u64 {
-    req.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len() as u64).sum()
+    req.resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .map(|s| s.log_records.len() as u64)
+        .sum()
 }
 
 fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<AttrValue<'a>> {
@@ -118,11 +129,21 @@ impl SpanView for ProstSpan<'_> {
 
 /// Why a span cannot be used; `None` when it is valid.
 pub fn invalid_reason(span: &Span) -> Option<&'static str> {
-    invalid_parts(&span.trace_id, &span.span_id, span.start_time_unix_nano, span.end_time_unix_nano)
+    invalid_parts(
+        &span.trace_id,
+        &span.span_id,
+        span.start_time_unix_nano,
+        span.end_time_unix_nano,
+    )
 }
 
 /// [`invalid_reason`] on the fields it reads, for decoders that do not build a [`Span`].
-pub fn invalid_parts(trace_id: &[u8], span_id: &[u8], start_ns: u64, end_ns: u64) -> Option<&'static str> {
+pub fn invalid_parts(
+    trace_id: &[u8],
+    span_id: &[u8],
+    start_ns: u64,
+    end_ns: u64,
+) -> Option<&'static str> {
     if trace_id.len() != 16 || trace_id.iter().all(|b| *b == 0) {
         return Some("trace_id must be 16 bytes and not all zero");
     }

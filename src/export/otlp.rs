@@ -11,8 +11,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum,
+    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use std::sync::Arc;
@@ -21,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.to_string(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_string())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_string())),
+        }),
         ..Default::default()
     }
 }
@@ -35,7 +37,12 @@ fn series_attrs(s: &SeriesSnap) -> Vec<KeyValue> {
     v
 }
 
-fn number(attrs: Vec<KeyValue>, start: u64, time: u64, value: number_data_point::Value) -> NumberDataPoint {
+fn number(
+    attrs: Vec<KeyValue>,
+    start: u64,
+    time: u64,
+    value: number_data_point::Value,
+) -> NumberDataPoint {
     NumberDataPoint {
         attributes: attrs,
         start_time_unix_nano: start,
@@ -50,7 +57,9 @@ fn gauge(name: &str, unit: &str, description: &str, points: Vec<NumberDataPoint>
         name: name.into(),
         description: description.into(),
         unit: unit.into(),
-        data: Some(metric::Data::Gauge(Gauge { data_points: points })),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: points,
+        })),
         ..Default::default()
     }
 }
@@ -62,16 +71,37 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
     let mut metrics = Vec::new();
 
     let counters: [(&str, &str, fn(&SeriesSnap) -> u64); 4] = [
-        ("cer.journey.requests", "Spans recorded for the journey.", |s| s.totals.requests),
-        ("cer.journey.errors", "Spans classified as failed.", |s| s.totals.errors),
-        ("cer.journey.slow", "Spans slower than the latency threshold.", |s| s.totals.slow),
-        ("cer.journey.incorrect", "Spans classified as incorrect.", |s| s.totals.incorrect),
+        (
+            "cer.journey.requests",
+            "Spans recorded for the journey.",
+            |s| s.totals.requests,
+        ),
+        ("cer.journey.errors", "Spans classified as failed.", |s| {
+            s.totals.errors
+        }),
+        (
+            "cer.journey.slow",
+            "Spans slower than the latency threshold.",
+            |s| s.totals.slow,
+        ),
+        (
+            "cer.journey.incorrect",
+            "Spans classified as incorrect.",
+            |s| s.totals.incorrect,
+        ),
     ];
     for (name, description, get) in counters {
         let points = snap
             .series
             .iter()
-            .map(|s| number(series_attrs(s), s.created_unix_ns, now, number_data_point::Value::AsInt(get(s) as i64)))
+            .map(|s| {
+                number(
+                    series_attrs(s),
+                    s.created_unix_ns,
+                    now,
+                    number_data_point::Value::AsInt(get(s) as i64),
+                )
+            })
             .collect();
         metrics.push(Metric {
             name: name.into(),
@@ -112,14 +142,32 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
     });
 
     let ratios: [(&str, &str, fn(&Sli) -> Option<f64>); 3] = [
-        ("cer.sli.availability", "Share of requests in the window that did not fail.", |s| s.availability),
-        ("cer.sli.latency", "Share of requests in the window faster than the threshold.", |s| s.latency),
-        ("cer.sli.correctness", "Share of requests in the window not marked incorrect.", |s| s.correctness),
+        (
+            "cer.sli.availability",
+            "Share of requests in the window that did not fail.",
+            |s| s.availability,
+        ),
+        (
+            "cer.sli.latency",
+            "Share of requests in the window faster than the threshold.",
+            |s| s.latency,
+        ),
+        (
+            "cer.sli.correctness",
+            "Share of requests in the window not marked incorrect.",
+            |s| s.correctness,
+        ),
     ];
     let slis: Vec<Vec<Sli>> = snap
         .series
         .iter()
-        .map(|s| s.windows.iter().zip(&snap.windows).map(|(w, d)| derive(&w.counts, *d)).collect())
+        .map(|s| {
+            s.windows
+                .iter()
+                .zip(&snap.windows)
+                .map(|(w, d)| derive(&w.counts, *d))
+                .collect()
+        })
         .collect();
     let windowed = |s: &SeriesSnap, w: &str| {
         let mut a = series_attrs(s);
@@ -131,7 +179,12 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         for (s, per_window) in snap.series.iter().zip(&slis) {
             for (sli, w) in per_window.iter().zip(&windows) {
                 if let Some(v) = get(sli) {
-                    points.push(number(windowed(s, w), 0, now, number_data_point::Value::AsDouble(v)));
+                    points.push(number(
+                        windowed(s, w),
+                        0,
+                        now,
+                        number_data_point::Value::AsDouble(v),
+                    ));
                 }
             }
         }
@@ -149,25 +202,57 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
                     latency.push(number(a, 0, now, number_data_point::Value::AsDouble(*v)));
                 }
             }
-            rate.push(number(windowed(s, w), 0, now, number_data_point::Value::AsDouble(sli.requests_per_second)));
+            rate.push(number(
+                windowed(s, w),
+                0,
+                now,
+                number_data_point::Value::AsDouble(sli.requests_per_second),
+            ));
         }
     }
-    metrics.push(gauge("cer.journey.latency", "s", "Latency quantiles over the window.", latency));
-    metrics.push(gauge("cer.journey.request_rate", "{request}/s", "Requests over the window per second.", rate));
+    metrics.push(gauge(
+        "cer.journey.latency",
+        "s",
+        "Latency quantiles over the window.",
+        latency,
+    ));
+    metrics.push(gauge(
+        "cer.journey.request_rate",
+        "{request}/s",
+        "Requests over the window per second.",
+        rate,
+    ));
 
     let coverage = windows
         .iter()
         .enumerate()
         .filter_map(|(i, w)| {
-            snap.coverage_ratio(i).map(|v| number(vec![kv("window", w)], 0, now, number_data_point::Value::AsDouble(v)))
+            snap.coverage_ratio(i).map(|v| {
+                number(
+                    vec![kv("window", w)],
+                    0,
+                    now,
+                    number_data_point::Value::AsDouble(v),
+                )
+            })
         })
         .collect();
-    metrics.push(gauge("cer.telemetry.coverage", "1", "Share of entry-point spans that matched a journey.", coverage));
+    metrics.push(gauge(
+        "cer.telemetry.coverage",
+        "1",
+        "Share of entry-point spans that matched a journey.",
+        coverage,
+    ));
     metrics.push(gauge(
         "cer.definition.info",
         "1",
         "The version string of the journey definitions in force.",
-        vec![number(vec![kv("version", &sh.version)], 0, now, number_data_point::Value::AsInt(1))],
+        vec![number(
+            vec![kv("version", &sh.version)],
+            0,
+            now,
+            number_data_point::Value::AsInt(1),
+        )],
     ));
     metrics.retain(|m| match &m.data {
         Some(metric::Data::Gauge(g)) => !g.data_points.is_empty(),
@@ -201,7 +286,11 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
 }
 
 /// Pushes once; failures are counted and logged, never fatal.
-pub async fn push_once(sh: &Shared, client: &mut MetricsServiceClient<tonic::transport::Channel>, cfg: &OtlpExporter) {
+pub async fn push_once(
+    sh: &Shared,
+    client: &mut MetricsServiceClient<tonic::transport::Channel>,
+    cfg: &OtlpExporter,
+) {
     let snap = sh.snapshot.load_full();
     let req = build_request(sh, &snap);
     let mut request = tonic::Request::new(req);
@@ -216,7 +305,12 @@ pub async fn push_once(sh: &Shared, client: &mut MetricsServiceClient<tonic::tra
 }
 
 /// Pushes every interval until cancelled, then once more so the last figures leave.
-pub async fn run(sh: Arc<Shared>, cfg: OtlpExporter, cancel: CancellationToken, final_push: tokio::sync::oneshot::Receiver<()>) {
+pub async fn run(
+    sh: Arc<Shared>,
+    cfg: OtlpExporter,
+    cancel: CancellationToken,
+    final_push: tokio::sync::oneshot::Receiver<()>,
+) {
     let channel = match tonic::transport::Endpoint::from_shared(cfg.endpoint.clone()) {
         Ok(e) => e.connect_timeout(cfg.timeout).connect_lazy(),
         Err(e) => {

@@ -9,8 +9,16 @@ use std::fmt::Write;
 
 /// Turns an attribute key into a Prometheus label name (`cloud.region` -> `cloud_region`).
 pub fn sanitize_label(key: &str) -> String {
-    let mut out: String =
-        key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut out: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert(0, '_');
     }
@@ -79,10 +87,26 @@ pub fn render(sh: &Shared) -> String {
         .collect();
 
     let counters: [(&str, &str, fn(&SeriesSnap) -> u64); 4] = [
-        ("cer_journey_requests_total", "Spans recorded for the journey since the series started.", |s| s.totals.requests),
-        ("cer_journey_errors_total", "Spans classified as failed.", |s| s.totals.errors),
-        ("cer_journey_slow_total", "Spans slower than the journey's latency threshold.", |s| s.totals.slow),
-        ("cer_journey_incorrect_total", "Spans classified as incorrect.", |s| s.totals.incorrect),
+        (
+            "cer_journey_requests_total",
+            "Spans recorded for the journey since the series started.",
+            |s| s.totals.requests,
+        ),
+        (
+            "cer_journey_errors_total",
+            "Spans classified as failed.",
+            |s| s.totals.errors,
+        ),
+        (
+            "cer_journey_slow_total",
+            "Spans slower than the journey's latency threshold.",
+            |s| s.totals.slow,
+        ),
+        (
+            "cer_journey_incorrect_total",
+            "Spans classified as incorrect.",
+            |s| s.totals.incorrect,
+        ),
     ];
     for (name, help, get) in counters {
         header(&mut out, name, "counter", help);
@@ -91,7 +115,12 @@ pub fn render(sh: &Shared) -> String {
         }
     }
 
-    header(&mut out, "cer_journey_duration_seconds", "histogram", "Span duration of the journey.");
+    header(
+        &mut out,
+        "cer_journey_duration_seconds",
+        "histogram",
+        "Span duration of the journey.",
+    );
     for (s, l) in snap.series.iter().zip(&labels) {
         let mut cumulative = 0u64;
         for (i, count) in s.buckets.iter().enumerate() {
@@ -104,21 +133,54 @@ pub fn render(sh: &Shared) -> String {
                 None => bl.push_str("+Inf"),
             }
             bl.push('"');
-            sample(&mut out, "cer_journey_duration_seconds_bucket", &bl, cumulative as f64);
+            sample(
+                &mut out,
+                "cer_journey_duration_seconds_bucket",
+                &bl,
+                cumulative as f64,
+            );
         }
-        sample(&mut out, "cer_journey_duration_seconds_sum", l, s.duration_sum_s);
-        sample(&mut out, "cer_journey_duration_seconds_count", l, s.totals.requests as f64);
+        sample(
+            &mut out,
+            "cer_journey_duration_seconds_sum",
+            l,
+            s.duration_sum_s,
+        );
+        sample(
+            &mut out,
+            "cer_journey_duration_seconds_count",
+            l,
+            s.totals.requests as f64,
+        );
     }
 
     let ratios: [(&str, &str, fn(&crate::sli::Sli) -> Option<f64>); 3] = [
-        ("cer_sli_availability_ratio", "Share of requests in the window that did not fail.", |s| s.availability),
-        ("cer_sli_latency_ratio", "Share of requests in the window faster than the latency threshold.", |s| s.latency),
-        ("cer_sli_correctness_ratio", "Share of requests in the window not marked incorrect.", |s| s.correctness),
+        (
+            "cer_sli_availability_ratio",
+            "Share of requests in the window that did not fail.",
+            |s| s.availability,
+        ),
+        (
+            "cer_sli_latency_ratio",
+            "Share of requests in the window faster than the latency threshold.",
+            |s| s.latency,
+        ),
+        (
+            "cer_sli_correctness_ratio",
+            "Share of requests in the window not marked incorrect.",
+            |s| s.correctness,
+        ),
     ];
     let slis: Vec<Vec<crate::sli::Sli>> = snap
         .series
         .iter()
-        .map(|s| s.windows.iter().zip(&snap.windows).map(|(w, d)| derive(&w.counts, *d)).collect())
+        .map(|s| {
+            s.windows
+                .iter()
+                .zip(&snap.windows)
+                .map(|(w, d)| derive(&w.counts, *d))
+                .collect()
+        })
         .collect();
     for (name, help, get) in ratios {
         header(&mut out, name, "gauge", help);
@@ -131,32 +193,67 @@ pub fn render(sh: &Shared) -> String {
         }
     }
 
-    header(&mut out, "cer_journey_latency_seconds", "gauge", "Latency quantiles of the journey over the window.");
+    header(
+        &mut out,
+        "cer_journey_latency_seconds",
+        "gauge",
+        "Latency quantiles of the journey over the window.",
+    );
     for (s, l) in snap.series.iter().zip(&labels) {
         for (ws, w) in s.windows.iter().zip(&windows) {
             for (q, v) in QUANTILES.iter().zip(&ws.quantiles_s) {
                 if let Some(v) = v {
-                    sample(&mut out, "cer_journey_latency_seconds", &format!("{l},window=\"{w}\",quantile=\"{q}\""), *v);
+                    sample(
+                        &mut out,
+                        "cer_journey_latency_seconds",
+                        &format!("{l},window=\"{w}\",quantile=\"{q}\""),
+                        *v,
+                    );
                 }
             }
         }
     }
 
-    header(&mut out, "cer_journey_requests_per_second", "gauge", "Requests over the window divided by its length.");
+    header(
+        &mut out,
+        "cer_journey_requests_per_second",
+        "gauge",
+        "Requests over the window divided by its length.",
+    );
     for (per_window, l) in slis.iter().zip(&labels) {
         for (sli, w) in per_window.iter().zip(&windows) {
-            sample(&mut out, "cer_journey_requests_per_second", &format!("{l},window=\"{w}\""), sli.requests_per_second);
+            sample(
+                &mut out,
+                "cer_journey_requests_per_second",
+                &format!("{l},window=\"{w}\""),
+                sli.requests_per_second,
+            );
         }
     }
 
-    header(&mut out, "cer_telemetry_coverage_ratio", "gauge", "Share of entry-point spans that matched a journey.");
+    header(
+        &mut out,
+        "cer_telemetry_coverage_ratio",
+        "gauge",
+        "Share of entry-point spans that matched a journey.",
+    );
     for (i, w) in windows.iter().enumerate() {
         if let Some(v) = snap.coverage_ratio(i) {
-            sample(&mut out, "cer_telemetry_coverage_ratio", &format!("window=\"{w}\""), v);
+            sample(
+                &mut out,
+                "cer_telemetry_coverage_ratio",
+                &format!("window=\"{w}\""),
+                v,
+            );
         }
     }
 
-    header(&mut out, "cer_definition_info", "gauge", "The version string of the journey definitions in force.");
+    header(
+        &mut out,
+        "cer_definition_info",
+        "gauge",
+        "The version string of the journey definitions in force.",
+    );
     let mut vl = String::from("version=\"");
     escape(&sh.version, &mut vl);
     vl.push('"');
@@ -189,10 +286,25 @@ fn render_scores(sh: &Shared, out: &mut String) {
         .collect();
     let journey_level = |i: usize| v.journeys[i].cohort.is_empty();
 
-    header(out, "cer_slo_objective_ratio", "gauge", "The SLO objective of each journey's SLI.");
-    for (i, j) in v.journeys.iter().enumerate().filter(|(i, _)| journey_level(*i)) {
+    header(
+        out,
+        "cer_slo_objective_ratio",
+        "gauge",
+        "The SLO objective of each journey's SLI.",
+    );
+    for (i, j) in v
+        .journeys
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| journey_level(*i))
+    {
         for (sli, o) in &j.objectives {
-            sample(out, "cer_slo_objective_ratio", &format!("{},sli=\"{sli}\"", labels[i]), *o);
+            sample(
+                out,
+                "cer_slo_objective_ratio",
+                &format!("{},sli=\"{sli}\"", labels[i]),
+                *o,
+            );
         }
     }
     header(
@@ -203,20 +315,40 @@ fn render_scores(sh: &Shared, out: &mut String) {
     );
     for (i, j) in v.journeys.iter().enumerate() {
         for (sli, r) in &j.budget_remaining {
-            sample(out, "cer_slo_error_budget_remaining_ratio", &format!("{},sli=\"{sli}\"", labels[i]), *r);
+            sample(
+                out,
+                "cer_slo_error_budget_remaining_ratio",
+                &format!("{},sli=\"{sli}\"", labels[i]),
+                *r,
+            );
         }
     }
-    header(out, "cer_slo_burn_rate", "gauge", "How fast the error budget burns over the window; 1 spends it exactly in the period.");
+    header(
+        out,
+        "cer_slo_burn_rate",
+        "gauge",
+        "How fast the error budget burns over the window; 1 spends it exactly in the period.",
+    );
     for (i, j) in v.journeys.iter().enumerate() {
         for w in &eval.burn_windows {
             if let Some(m) = j.burn_rates.get(w) {
                 for (sli, b) in m {
-                    sample(out, "cer_slo_burn_rate", &format!("{},sli=\"{sli}\",window=\"{w}\"", labels[i]), *b);
+                    sample(
+                        out,
+                        "cer_slo_burn_rate",
+                        &format!("{},sli=\"{sli}\",window=\"{w}\"", labels[i]),
+                        *b,
+                    );
                 }
             }
         }
     }
-    header(out, "cer_slo_alert_active", "gauge", "1 while a multi-window burn-rate alert is active.");
+    header(
+        out,
+        "cer_slo_alert_active",
+        "gauge",
+        "1 while a multi-window burn-rate alert is active.",
+    );
     for (i, j) in v.journeys.iter().enumerate() {
         for sli in ["availability", "latency", "correctness"] {
             for sev in ["page", "ticket"] {
@@ -226,30 +358,80 @@ fn render_scores(sh: &Shared, out: &mut String) {
             }
         }
     }
-    header(out, "cer_journey_data_present", "gauge", "1 when the journey had requests in the window, else 0.");
-    for (i, j) in v.journeys.iter().enumerate().filter(|(i, _)| journey_level(*i)) {
+    header(
+        out,
+        "cer_journey_data_present",
+        "gauge",
+        "1 when the journey had requests in the window, else 0.",
+    );
+    for (i, j) in v
+        .journeys
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| journey_level(*i))
+    {
         for w in &j.windows {
             let present = if w.requests > 0 { 1.0 } else { 0.0 };
-            sample(out, "cer_journey_data_present", &format!("{},window=\"{}\"", labels[i], w.window), present);
+            sample(
+                out,
+                "cer_journey_data_present",
+                &format!("{},window=\"{}\"", labels[i], w.window),
+                present,
+            );
         }
     }
-    header(out, "cer_journey_score", "gauge", "Customer-experience reliability score of the journey over the window, 0 to 1.");
-    for (i, j) in v.journeys.iter().enumerate().filter(|(i, _)| journey_level(*i)) {
+    header(
+        out,
+        "cer_journey_score",
+        "gauge",
+        "Customer-experience reliability score of the journey over the window, 0 to 1.",
+    );
+    for (i, j) in v
+        .journeys
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| journey_level(*i))
+    {
         for w in &j.windows {
             if let Some(s) = w.score {
-                sample(out, "cer_journey_score", &format!("{},window=\"{}\"", labels[i], w.window), s);
+                sample(
+                    out,
+                    "cer_journey_score",
+                    &format!("{},window=\"{}\"", labels[i], w.window),
+                    s,
+                );
             }
         }
     }
-    header(out, "cer_cohort_score", "gauge", "Customer-experience reliability score of one cohort of a journey, 0 to 1.");
-    for (i, j) in v.journeys.iter().enumerate().filter(|(i, _)| !journey_level(*i)) {
+    header(
+        out,
+        "cer_cohort_score",
+        "gauge",
+        "Customer-experience reliability score of one cohort of a journey, 0 to 1.",
+    );
+    for (i, j) in v
+        .journeys
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !journey_level(*i))
+    {
         for w in &j.windows {
             if let Some(s) = w.score {
-                sample(out, "cer_cohort_score", &format!("{},window=\"{}\"", labels[i], w.window), s);
+                sample(
+                    out,
+                    "cer_cohort_score",
+                    &format!("{},window=\"{}\"", labels[i], w.window),
+                    s,
+                );
             }
         }
     }
-    header(out, "cer_score", "gauge", "Overall customer-experience reliability score, journeys weighted by business impact.");
+    header(
+        out,
+        "cer_score",
+        "gauge",
+        "Overall customer-experience reliability score, journeys weighted by business impact.",
+    );
     for o in &v.overall {
         if let Some(s) = o.score {
             sample(out, "cer_score", &format!("window=\"{}\"", o.window), s);
@@ -260,45 +442,156 @@ fn render_scores(sh: &Shared, out: &mut String) {
 fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize) {
     let tel = &sh.tel;
     header(out, "cerflow_build_info", "gauge", "cerflow's version.");
-    sample(out, "cerflow_build_info", &format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1.0);
-    header(out, "cerflow_received_spans_total", "counter", "Spans received in decodable requests.");
+    sample(
+        out,
+        "cerflow_build_info",
+        &format!("version=\"{}\"", env!("CARGO_PKG_VERSION")),
+        1.0,
+    );
+    header(
+        out,
+        "cerflow_received_spans_total",
+        "counter",
+        "Spans received in decodable requests.",
+    );
     for t in [Transport::Grpc, Transport::Http] {
-        sample(out, "cerflow_received_spans_total", &format!("transport=\"{}\"", t.as_str()), tel.received_spans(t) as f64);
+        sample(
+            out,
+            "cerflow_received_spans_total",
+            &format!("transport=\"{}\"", t.as_str()),
+            tel.received_spans(t) as f64,
+        );
     }
-    header(out, "cerflow_refused_spans_total", "counter", "Spans refused, by reason.");
+    header(
+        out,
+        "cerflow_refused_spans_total",
+        "counter",
+        "Spans refused, by reason.",
+    );
     for r in REASONS {
-        sample(out, "cerflow_refused_spans_total", &format!("reason=\"{}\"", r.as_str()), tel.refused_spans(r) as f64);
+        sample(
+            out,
+            "cerflow_refused_spans_total",
+            &format!("reason=\"{}\"", r.as_str()),
+            tel.refused_spans(r) as f64,
+        );
     }
-    header(out, "cerflow_refused_requests_total", "counter", "Requests refused as a whole, by reason.");
+    header(
+        out,
+        "cerflow_refused_requests_total",
+        "counter",
+        "Requests refused as a whole, by reason.",
+    );
     for r in REASONS {
-        sample(out, "cerflow_refused_requests_total", &format!("reason=\"{}\"", r.as_str()), tel.refused_requests(r) as f64);
+        sample(
+            out,
+            "cerflow_refused_requests_total",
+            &format!("reason=\"{}\"", r.as_str()),
+            tel.refused_requests(r) as f64,
+        );
     }
     let plain: [(&str, &str, u64); 9] = [
-        ("cerflow_processed_spans_total", "Spans through the pipeline: recorded, unmatched or late.", tel.processed_spans.get()),
-        ("cerflow_unmatched_spans_total", "Spans no journey claimed.", tel.unmatched_spans.get()),
-        ("cerflow_late_spans_total", "Spans that ended before the longest window and were not recorded.", tel.late_spans.get()),
-        ("cerflow_clamped_spans_total", "Spans ending further in the future than max_clock_skew, recorded as ending now.", tel.clamped_spans.get()),
-        ("cerflow_received_data_points_total", "Metric data points received.", tel.received_data_points.get()),
-        ("cerflow_received_log_records_total", "Log records received (counted and dropped).", tel.received_log_records.get()),
-        ("cerflow_series_expired_total", "Journey x cohort series dropped after series_ttl without data.", tel.series_expired.get()),
-        ("cerflow_otlp_exports_total", "OTLP metric pushes that succeeded.", tel.otlp_exports_ok.get()),
-        ("cerflow_otlp_export_failures_total", "OTLP metric pushes that failed.", tel.otlp_exports_failed.get()),
+        (
+            "cerflow_processed_spans_total",
+            "Spans through the pipeline: recorded, unmatched or late.",
+            tel.processed_spans.get(),
+        ),
+        (
+            "cerflow_unmatched_spans_total",
+            "Spans no journey claimed.",
+            tel.unmatched_spans.get(),
+        ),
+        (
+            "cerflow_late_spans_total",
+            "Spans that ended before the longest window and were not recorded.",
+            tel.late_spans.get(),
+        ),
+        (
+            "cerflow_clamped_spans_total",
+            "Spans ending further in the future than max_clock_skew, recorded as ending now.",
+            tel.clamped_spans.get(),
+        ),
+        (
+            "cerflow_received_data_points_total",
+            "Metric data points received.",
+            tel.received_data_points.get(),
+        ),
+        (
+            "cerflow_received_log_records_total",
+            "Log records received (counted and dropped).",
+            tel.received_log_records.get(),
+        ),
+        (
+            "cerflow_series_expired_total",
+            "Journey x cohort series dropped after series_ttl without data.",
+            tel.series_expired.get(),
+        ),
+        (
+            "cerflow_otlp_exports_total",
+            "OTLP metric pushes that succeeded.",
+            tel.otlp_exports_ok.get(),
+        ),
+        (
+            "cerflow_otlp_export_failures_total",
+            "OTLP metric pushes that failed.",
+            tel.otlp_exports_failed.get(),
+        ),
     ];
     for (name, help, v) in plain {
         header(out, name, "counter", help);
         sample(out, name, "", v as f64);
     }
-    header(out, "cerflow_queue_depth", "gauge", "Batches waiting in each worker's queue.");
+    header(
+        out,
+        "cerflow_queue_depth",
+        "gauge",
+        "Batches waiting in each worker's queue.",
+    );
     for (i, d) in sh.input.queue_depths().iter().enumerate() {
-        sample(out, "cerflow_queue_depth", &format!("worker=\"{i}\""), *d as f64);
+        sample(
+            out,
+            "cerflow_queue_depth",
+            &format!("worker=\"{i}\""),
+            *d as f64,
+        );
     }
-    header(out, "cerflow_queue_capacity", "gauge", "Batches each worker's queue holds.");
-    sample(out, "cerflow_queue_capacity", "", sh.input.capacity() as f64);
-    header(out, "cerflow_series", "gauge", "Journey x cohort series held.");
+    header(
+        out,
+        "cerflow_queue_capacity",
+        "gauge",
+        "Batches each worker's queue holds.",
+    );
+    sample(
+        out,
+        "cerflow_queue_capacity",
+        "",
+        sh.input.capacity() as f64,
+    );
+    header(
+        out,
+        "cerflow_series",
+        "gauge",
+        "Journey x cohort series held.",
+    );
     sample(out, "cerflow_series", "", series as f64);
-    header(out, "cerflow_auto_journeys", "gauge", "Journeys derived automatically from entry-point spans.");
-    sample(out, "cerflow_auto_journeys", "", sh.journeys.auto_count() as f64);
-    header(out, "cerflow_window_state_bytes", "gauge", "Heap bytes held by window state.");
+    header(
+        out,
+        "cerflow_auto_journeys",
+        "gauge",
+        "Journeys derived automatically from entry-point spans.",
+    );
+    sample(
+        out,
+        "cerflow_auto_journeys",
+        "",
+        sh.journeys.auto_count() as f64,
+    );
+    header(
+        out,
+        "cerflow_window_state_bytes",
+        "gauge",
+        "Heap bytes held by window state.",
+    );
     sample(out, "cerflow_window_state_bytes", "", state_bytes as f64);
 }
 

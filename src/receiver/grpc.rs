@@ -9,8 +9,12 @@ use crate::ingest::{Accepted, Ingest, Refused};
 use crate::telemetry::Transport;
 use bytes::{Buf, BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
 use prost::Message;
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,7 +22,9 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder, EnabledCompressionEncodings};
+use tonic::codec::{
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
+};
 use tonic::server::NamedService;
 use tonic::Status;
 
@@ -67,7 +73,9 @@ pub trait Signal: Send + Sync + 'static {
 fn to_status(r: Refused) -> Status {
     match r {
         Refused::Malformed(msg) => Status::invalid_argument(msg),
-        Refused::Unavailable => Status::unavailable("cerflow's pipeline queues are full; retry later"),
+        Refused::Unavailable => {
+            Status::unavailable("cerflow's pipeline queues are full; retry later")
+        }
     }
 }
 
@@ -78,10 +86,13 @@ pub struct Logs;
 impl Signal for Traces {
     const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
     fn handle(ingest: &Ingest, body: &[u8]) -> Result<Vec<u8>, Status> {
-        let Accepted { rejected, message } =
-            ingest.traces_body(body, Format::Protobuf, Transport::Grpc).map_err(to_status)?;
-        let partial_success =
-            (rejected > 0).then(|| ExportTracePartialSuccess { rejected_spans: rejected as i64, error_message: message });
+        let Accepted { rejected, message } = ingest
+            .traces_body(body, Format::Protobuf, Transport::Grpc)
+            .map_err(to_status)?;
+        let partial_success = (rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: rejected as i64,
+            error_message: message,
+        });
         Ok(ExportTraceServiceResponse { partial_success }.encode_to_vec())
     }
 }
@@ -89,10 +100,13 @@ impl Signal for Traces {
 impl Signal for Metrics {
     const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
     fn handle(ingest: &Ingest, body: &[u8]) -> Result<Vec<u8>, Status> {
-        let Accepted { rejected, message } =
-            ingest.metrics_body(body, Format::Protobuf, Transport::Grpc).map_err(to_status)?;
-        let partial_success = (rejected > 0)
-            .then(|| ExportMetricsPartialSuccess { rejected_data_points: rejected as i64, error_message: message });
+        let Accepted { rejected, message } = ingest
+            .metrics_body(body, Format::Protobuf, Transport::Grpc)
+            .map_err(to_status)?;
+        let partial_success = (rejected > 0).then(|| ExportMetricsPartialSuccess {
+            rejected_data_points: rejected as i64,
+            error_message: message,
+        });
         Ok(ExportMetricsServiceResponse { partial_success }.encode_to_vec())
     }
 }
@@ -100,8 +114,13 @@ impl Signal for Metrics {
 impl Signal for Logs {
     const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     fn handle(ingest: &Ingest, body: &[u8]) -> Result<Vec<u8>, Status> {
-        ingest.logs_body(body, Format::Protobuf, Transport::Grpc).map_err(to_status)?;
-        Ok(ExportLogsServiceResponse { partial_success: None }.encode_to_vec())
+        ingest
+            .logs_body(body, Format::Protobuf, Transport::Grpc)
+            .map_err(to_status)?;
+        Ok(ExportLogsServiceResponse {
+            partial_success: None,
+        }
+        .encode_to_vec())
     }
 }
 
@@ -113,7 +132,11 @@ pub struct GrpcService<S> {
 
 impl<S> Clone for GrpcService<S> {
     fn clone(&self) -> Self {
-        GrpcService { ingest: self.ingest.clone(), max_bytes: self.max_bytes, _signal: PhantomData }
+        GrpcService {
+            ingest: self.ingest.clone(),
+            max_bytes: self.max_bytes,
+            _signal: PhantomData,
+        }
     }
 }
 
@@ -154,7 +177,12 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let is_export = req.uri().path().strip_prefix('/').and_then(|p| p.strip_prefix(S::NAME)) == Some("/Export");
+        let is_export = req
+            .uri()
+            .path()
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(S::NAME))
+            == Some("/Export");
         let ingest = self.ingest.clone();
         let max = self.max_bytes;
         Box::pin(async move {
@@ -166,13 +194,25 @@ where
             let mut grpc = tonic::server::Grpc::new(RawCodec)
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(max), None);
-            Ok(grpc.unary(Unary::<S> { ingest, _signal: PhantomData }, req).await)
+            Ok(grpc
+                .unary(
+                    Unary::<S> {
+                        ingest,
+                        _signal: PhantomData,
+                    },
+                    req,
+                )
+                .await)
         })
     }
 }
 
 pub fn service<S: Signal>(ingest: Arc<Ingest>, max_bytes: usize) -> GrpcService<S> {
-    GrpcService { ingest, max_bytes, _signal: PhantomData }
+    GrpcService {
+        ingest,
+        max_bytes,
+        _signal: PhantomData,
+    }
 }
 
 /// Serves the three OTLP services on `listener` until `shutdown` resolves.
@@ -192,6 +232,9 @@ pub async fn serve(
         .add_service(service::<Logs>(ingest, max_bytes));
     tonic::transport::Server::builder()
         .add_routes(routes)
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
         .await
 }

@@ -39,17 +39,35 @@ struct RpcStatus {
 }
 
 pub fn router(ingest: Arc<Ingest>, max_request: usize, max_inflated: usize) -> Router {
-    let state = HttpState { ingest, max_request, max_inflated };
+    let state = HttpState {
+        ingest,
+        max_request,
+        max_inflated,
+    };
     Router::new()
-        .route("/v1/traces", post(|s: State<HttpState>, r: Request| handle(s, r, Signal::Traces)))
-        .route("/v1/metrics", post(|s: State<HttpState>, r: Request| handle(s, r, Signal::Metrics)))
-        .route("/v1/logs", post(|s: State<HttpState>, r: Request| handle(s, r, Signal::Logs)))
+        .route(
+            "/v1/traces",
+            post(|s: State<HttpState>, r: Request| handle(s, r, Signal::Traces)),
+        )
+        .route(
+            "/v1/metrics",
+            post(|s: State<HttpState>, r: Request| handle(s, r, Signal::Metrics)),
+        )
+        .route(
+            "/v1/logs",
+            post(|s: State<HttpState>, r: Request| handle(s, r, Signal::Logs)),
+        )
         .with_state(state)
 }
 
 fn media_format(headers: &HeaderMap) -> Option<Format> {
     let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match media.as_str() {
         "application/x-protobuf" | "application/protobuf" => Some(Format::Protobuf),
         "application/json" => Some(Format::Json),
@@ -59,10 +77,19 @@ fn media_format(headers: &HeaderMap) -> Option<Format> {
 
 fn error(format: Format, status: StatusCode, grpc_code: i32, message: String) -> Response {
     let (ct, body) = match format {
-        Format::Protobuf => ("application/x-protobuf", RpcStatus { code: grpc_code, message }.encode_to_vec()),
+        Format::Protobuf => (
+            "application/x-protobuf",
+            RpcStatus {
+                code: grpc_code,
+                message,
+            }
+            .encode_to_vec(),
+        ),
         Format::Json => (
             "application/json",
-            serde_json::json!({ "code": grpc_code, "message": message }).to_string().into_bytes(),
+            serde_json::json!({ "code": grpc_code, "message": message })
+                .to_string()
+                .into_bytes(),
         ),
     };
     (status, [(header::CONTENT_TYPE, ct)], body).into_response()
@@ -72,8 +99,15 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
     let t = Transport::Http;
     let tel = &st.ingest.tel;
     let Some(format) = media_format(req.headers()) else {
-        let got = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none").to_string();
-        let msg = format!("unsupported Content-Type \"{got}\" (use application/x-protobuf or application/json)");
+        let got = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_string();
+        let msg = format!(
+            "unsupported Content-Type \"{got}\" (use application/x-protobuf or application/json)"
+        );
         tel.refuse_request(t, Reason::UnsupportedMediaType, 0, &msg);
         return error(Format::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
     };
@@ -89,10 +123,15 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
         tel.refuse_request(t, Reason::BadEncoding, 0, &msg);
         return error(format, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
     }
-    let body = match Limited::new(req.into_body(), st.max_request).collect().await {
+    let body = match Limited::new(req.into_body(), st.max_request)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+            let too_large = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
             let (reason, status, msg) = if too_large {
                 (
                     Reason::TooLarge,
@@ -100,7 +139,11 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
                     format!("request body is larger than {} bytes", st.max_request),
                 )
             } else {
-                (Reason::Malformed, StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))
+                (
+                    Reason::Malformed,
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {e}"),
+                )
             };
             tel.refuse_request(t, reason, 0, &msg);
             return error(format, status, 3, msg);
@@ -143,7 +186,8 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
                 14,
                 "cerflow's pipeline queues are full; retry later".into(),
             );
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
     }
@@ -152,7 +196,9 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
 fn success(format: Format, signal: Signal, a: Accepted) -> Response {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
-    use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceResponse,
+    };
     let body: Vec<u8> = match format {
         Format::Protobuf => match signal {
             Signal::Traces => ExportTraceServiceResponse {
@@ -162,8 +208,14 @@ fn success(format: Format, signal: Signal, a: Accepted) -> Response {
                 }),
             }
             .encode_to_vec(),
-            Signal::Metrics => ExportMetricsServiceResponse { partial_success: None }.encode_to_vec(),
-            Signal::Logs => ExportLogsServiceResponse { partial_success: None }.encode_to_vec(),
+            Signal::Metrics => ExportMetricsServiceResponse {
+                partial_success: None,
+            }
+            .encode_to_vec(),
+            Signal::Logs => ExportLogsServiceResponse {
+                partial_success: None,
+            }
+            .encode_to_vec(),
         },
         Format::Json => {
             let v = if a.rejected > 0 {
@@ -178,7 +230,12 @@ fn success(format: Format, signal: Signal, a: Accepted) -> Response {
         Format::Protobuf => "application/x-protobuf",
         Format::Json => "application/json",
     };
-    (StatusCode::OK, [(header::CONTENT_TYPE, ct)], Body::from(body)).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, ct)],
+        Body::from(body),
+    )
+        .into_response()
 }
 
 enum Inflate {

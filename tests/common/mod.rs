@@ -21,20 +21,26 @@ use std::time::{Duration, Instant, SystemTime};
 pub const BIN: &str = env!("CARGO_BIN_EXE_cerflow");
 
 /// How long a derived figure may take to show up on `/metrics`.
-pub const DEADLINE: Duration = Duration::from_secs(10);
+pub const DEADLINE: Duration = Duration::from_secs(15);
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-    l.local_addr().expect("local_addr of a bound listener").port()
+    l.local_addr()
+        .expect("local_addr of a bound listener")
+        .port()
 }
 
 /// `n` distinct free ports.
 pub fn free_ports(n: usize) -> Vec<u16> {
     // Hold every listener until all are chosen, so the kernel cannot hand one out twice.
-    let listeners: Vec<TcpListener> =
-        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0")).collect();
-    listeners.iter().map(|l| l.local_addr().expect("local_addr").port()).collect()
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local_addr").port())
+        .collect()
 }
 
 /// The three listening ports of one cerflow process.
@@ -48,7 +54,11 @@ pub struct Ports {
 impl Ports {
     pub fn new() -> Ports {
         let p = free_ports(3);
-        Ports { grpc: p[0], http: p[1], prom: p[2] }
+        Ports {
+            grpc: p[0],
+            http: p[1],
+            prom: p[2],
+        }
     }
 
     /// The `receivers:` block and the `exporters:` block with Prometheus, plus `extra`
@@ -91,6 +101,8 @@ impl Cerflow {
         let log_path = dir.path().join("cerflow.log");
         let log = std::fs::File::create(&log_path).expect("creating the log file");
         let child = Command::new(BIN)
+            // The default SLO checkpoint path is relative: each run keeps its own.
+            .current_dir(dir.path())
             .arg("--config")
             .arg(&config_path)
             .arg("--log-level")
@@ -103,11 +115,19 @@ impl Cerflow {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
         let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
             .no_proxy()
             .build()
             .expect("building the HTTP client");
-        let mut c = Cerflow { child: Some(child), ports, dir, config_path, log_path, exit: None, http };
+        let mut c = Cerflow {
+            child: Some(child),
+            ports,
+            dir,
+            config_path,
+            log_path,
+            exit: None,
+            http,
+        };
         c.wait_ready(&yaml);
         c
     }
@@ -116,7 +136,11 @@ impl Cerflow {
         let deadline = Instant::now() + DEADLINE;
         let url = format!("http://127.0.0.1:{}/healthz", self.ports.prom);
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.exit = Some(status);
                 self.child = None;
                 panic!("cerflow exited during start-up with {status}\n--- config ---\n{yaml}\n--- log ---\n{}", self.logs());
@@ -156,25 +180,40 @@ impl Cerflow {
         &self.http
     }
 
+    /// One scrape of `/metrics`, or why it failed.
+    pub fn try_scrape(&self) -> Result<Scrape, String> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.ports.prom);
+        let r = self
+            .http
+            .get(&url)
+            .send()
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!("GET {url}: {}", r.status()));
+        }
+        Ok(Scrape::parse(
+            &r.text().map_err(|e| format!("reading {url}: {e}"))?,
+        ))
+    }
+
     /// One scrape of `/metrics`.
     pub fn scrape(&self) -> Scrape {
-        let url = format!("http://127.0.0.1:{}/metrics", self.ports.prom);
-        let r = self.http.get(&url).send().unwrap_or_else(|e| panic!("GET {url}: {e}\n--- log ---\n{}", self.logs()));
-        assert!(r.status().is_success(), "GET {url}: {}", r.status());
-        Scrape::parse(&r.text().expect("reading the /metrics body"))
+        self.try_scrape()
+            .unwrap_or_else(|e| panic!("{e}\n--- log ---\n{}", self.logs()))
     }
 
     /// Scrapes until `ok` holds, then returns that scrape; panics with the last scrape
-    /// after [`DEADLINE`].
+    /// after [`DEADLINE`]. A failed scrape is retried until then (a loaded machine).
     pub fn wait_until(&self, what: &str, ok: impl Fn(&Scrape) -> bool) -> Scrape {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let s = self.scrape();
-            if ok(&s) {
-                return s;
-            }
+            let last = match self.try_scrape() {
+                Ok(s) if ok(&s) => return s,
+                Ok(s) => s.text,
+                Err(e) => e,
+            };
             if Instant::now() > deadline {
-                panic!("timed out after {DEADLINE:?} waiting for {what}\n--- last /metrics ---\n{}", s.text);
+                panic!("timed out after {DEADLINE:?} waiting for {what}\n--- last /metrics ---\n{last}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -203,7 +242,10 @@ pub fn stop(child: &mut Child, grace: Duration) -> ExitStatus {
     if let Ok(Some(status)) = child.try_wait() {
         return status;
     }
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
@@ -221,7 +263,11 @@ impl Drop for Cerflow {
             stop(&mut child, Duration::from_secs(10));
         }
         if std::thread::panicking() {
-            eprintln!("--- cerflow log ({}) ---\n{}", self.config_path.display(), self.logs());
+            eprintln!(
+                "--- cerflow log ({}) ---\n{}",
+                self.config_path.display(),
+                self.logs()
+            );
         }
     }
 }
@@ -237,7 +283,10 @@ pub struct Scrape {
 }
 
 fn sorted(labels: &[(&str, &str)]) -> Labels {
-    let mut v: Labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut v: Labels = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     v.sort();
     v
 }
@@ -264,7 +313,9 @@ fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
                 break;
             }
         }
-        let Some(&(i, c)) = chars.peek() else { return Err("unterminated label set".into()) };
+        let Some(&(i, c)) = chars.peek() else {
+            return Err("unterminated label set".into());
+        };
         if c == '}' {
             labels.sort();
             return Ok((labels, &s[i + 1..]));
@@ -305,20 +356,30 @@ impl Scrape {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let name_end = line.find(['{', ' ']).unwrap_or_else(|| panic!("line {}: no value: {line}", n + 1));
+            let name_end = line
+                .find(['{', ' '])
+                .unwrap_or_else(|| panic!("line {}: no value: {line}", n + 1));
             let name = line[..name_end].to_string();
             let (labels, rest) = if line[name_end..].starts_with('{') {
-                parse_labels(&line[name_end..]).unwrap_or_else(|e| panic!("line {}: {e}: {line}", n + 1))
+                parse_labels(&line[name_end..])
+                    .unwrap_or_else(|e| panic!("line {}: {e}: {line}", n + 1))
             } else {
                 (Vec::new(), &line[name_end..])
             };
-            let v = rest.split_whitespace().next().unwrap_or_else(|| panic!("line {}: no value: {line}", n + 1));
-            let v = parse_value(v).unwrap_or_else(|| panic!("line {}: bad value {v:?}: {line}", n + 1));
+            let v = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_else(|| panic!("line {}: no value: {line}", n + 1));
+            let v =
+                parse_value(v).unwrap_or_else(|| panic!("line {}: bad value {v:?}: {line}", n + 1));
             if samples.insert((name, labels), v).is_some() {
                 panic!("line {}: duplicate sample: {line}\n{text}", n + 1);
             }
         }
-        Scrape { text: text.to_string(), samples }
+        Scrape {
+            text: text.to_string(),
+            samples,
+        }
     }
 
     pub fn key_text(name: &str, labels: &[(&str, &str)]) -> String {
@@ -338,13 +399,19 @@ impl Scrape {
 
     /// The sample with exactly these labels.
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.samples.get(&(name.to_string(), sorted(labels))).copied()
+        self.samples
+            .get(&(name.to_string(), sorted(labels)))
+            .copied()
     }
 
     /// The sample with exactly these labels; panics with the whole scrape if absent.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.get(name, labels).unwrap_or_else(|| {
-            panic!("no sample {} in /metrics:\n{}", Scrape::key_text(name, labels), self.text)
+            panic!(
+                "no sample {} in /metrics:\n{}",
+                Scrape::key_text(name, labels),
+                self.text
+            )
         })
     }
 
@@ -364,7 +431,11 @@ impl Scrape {
     #[track_caller]
     pub fn assert_absent(&self, name: &str, labels: &[(&str, &str)]) {
         if let Some(v) = self.get(name, labels) {
-            panic!("{} = {v} should not be exported\n--- /metrics ---\n{}", Scrape::key_text(name, labels), self.text);
+            panic!(
+                "{} = {v} should not be exported\n--- /metrics ---\n{}",
+                Scrape::key_text(name, labels),
+                self.text
+            );
         }
     }
 
@@ -373,7 +444,10 @@ impl Scrape {
         self.samples
             .iter()
             .filter(|((n, l), _)| {
-                n == name && subset.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+                n == name
+                    && subset
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
             })
             .map(|((_, l), v)| (l.clone(), *v))
             .collect()
@@ -408,7 +482,10 @@ pub fn expected_quantile(durations: &[Duration], q: f64) -> f64 {
     let rank = ((q * us.len() as f64).ceil() as usize).clamp(1, us.len());
     let v = hdr_mid_us(us[rank - 1]) as f64 / 1e6;
     let exact = us[rank - 1] as f64 / 1e6;
-    assert!((v - exact).abs() <= exact / 1024.0, "the bin middle stays within HDR precision");
+    assert!(
+        (v - exact).abs() <= exact / 1024.0,
+        "the bin middle stays within HDR precision"
+    );
     v
 }
 
@@ -491,7 +568,12 @@ pub fn resource(service: &'static str, attrs: &[(&'static str, &'static str)]) -
 
 /// A tracer provider exporting over OTLP/gRPC (tonic). The tonic channel needs a Tokio
 /// runtime, so it is built inside `rt`; the SDK's batch thread drives the exports.
-pub fn grpc_provider(rt: &tokio::runtime::Runtime, endpoint: &str, res: Resource, gzip: bool) -> SdkTracerProvider {
+pub fn grpc_provider(
+    rt: &tokio::runtime::Runtime,
+    endpoint: &str,
+    res: Resource,
+    gzip: bool,
+) -> SdkTracerProvider {
     let endpoint = endpoint.to_string();
     rt.block_on(async move {
         let mut b = opentelemetry_otlp::SpanExporter::builder()
@@ -502,7 +584,10 @@ pub fn grpc_provider(rt: &tokio::runtime::Runtime, endpoint: &str, res: Resource
             b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
         }
         let exporter = b.build().expect("building the OTLP/gRPC span exporter");
-        SdkTracerProvider::builder().with_resource(res).with_batch_exporter(exporter).build()
+        SdkTracerProvider::builder()
+            .with_resource(res)
+            .with_batch_exporter(exporter)
+            .build()
     })
 }
 
@@ -516,7 +601,10 @@ pub fn http_provider(url: &str, res: Resource, protocol: Protocol) -> SdkTracerP
         .with_timeout(Duration::from_secs(5))
         .build()
         .expect("building the OTLP/HTTP span exporter");
-    SdkTracerProvider::builder().with_resource(res).with_batch_exporter(exporter).build()
+    SdkTracerProvider::builder()
+        .with_resource(res)
+        .with_batch_exporter(exporter)
+        .build()
 }
 
 /// Emits every span with explicit start and end times, flushes and shuts the provider down.
@@ -524,8 +612,16 @@ pub fn send(provider: SdkTracerProvider, spans: &[SpanSpec]) {
     let tracer = provider.tracer("cerflow-integration-tests");
     let now = SystemTime::now();
     for s in spans {
-        let end = if s.future { now + s.ends_ago } else { now - s.ends_ago };
-        let start = if s.backwards { end + s.duration } else { end - s.duration };
+        let end = if s.future {
+            now + s.ends_ago
+        } else {
+            now - s.ends_ago
+        };
+        let start = if s.backwards {
+            end + s.duration
+        } else {
+            end - s.duration
+        };
         let mut span = tracer
             .span_builder(s.name)
             .with_kind(s.kind.clone())
@@ -533,7 +629,11 @@ pub fn send(provider: SdkTracerProvider, spans: &[SpanSpec]) {
             .with_attributes(s.attrs.clone())
             .start(&tracer);
         for e in &s.events {
-            span.add_event_with_timestamp(*e, start, vec![KeyValue::new("detail", "from the test")]);
+            span.add_event_with_timestamp(
+                *e,
+                start,
+                vec![KeyValue::new("detail", "from the test")],
+            );
         }
         if s.error {
             span.set_status(Status::error("failed on purpose"));
@@ -543,7 +643,9 @@ pub fn send(provider: SdkTracerProvider, spans: &[SpanSpec]) {
         span.end_with_timestamp(end);
     }
     provider.force_flush().expect("flushing the span exporter");
-    provider.shutdown().expect("shutting the tracer provider down");
+    provider
+        .shutdown()
+        .expect("shutting the tracer provider down");
 }
 
 /// A Tokio runtime for the gRPC clients; tests stay synchronous around it.

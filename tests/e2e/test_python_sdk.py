@@ -267,3 +267,43 @@ def test_otlp_json_refusals(start_cerflow):
         key("cerflow_refused_requests_total", reason="unsupported_media_type"): 1,
         key("cerflow_received_spans_total", transport="http"): 0,
     })
+
+
+def test_windows_and_clock_skew(start_cerflow):
+    """Event time decides the window: a span that ended 2 minutes ago is in the 5m
+    window but not the 1m one (which then has no ratio at all, rather than 1 or NaN);
+    a span from the future is recorded as ending now, and counted as clamped when it
+    is further ahead than max_clock_skew (30s by default)."""
+    cf = start_cerflow("""\
+journeys:
+  - name: old
+    match: {span_name: old}
+  - name: future
+    match: {span_name: future}
+""")
+    now = time.time_ns()
+    ms, s = scenario.MS, scenario.S
+    body = json_request([
+        json_span("old", SERVER, now - 120 * s - 100 * ms, now - 120 * s, {}),
+        json_span("future", SERVER, now + 120 * s - 200 * ms, now + 120 * s, {}),  # 2 min ahead: clamped
+        json_span("future", SERVER, now + 10 * s - 100 * ms, now + 10 * s, {}),    # within the skew
+    ], {"service.name": "clock"})
+    r = post_json(cf, body, gzipped=False)
+    assert r.status_code == 200, r.text
+    m = cf.wait_for({
+        key("cer_journey_requests_total", journey="old"): 1,
+        key("cer_sli_availability_ratio", journey="old", window="5m"): 1,
+        key("cer_sli_availability_ratio", journey="old", window="1m"): None,
+        key("cer_sli_latency_ratio", journey="old", window="1m"): None,
+        key("cer_journey_latency_seconds", journey="old", window="1m", quantile="0.5"): None,
+        key("cer_journey_requests_per_second", journey="old", window="1m"): 0,
+        key("cer_journey_requests_per_second", journey="old", window="5m"): 1 / 300,
+        key("cer_journey_latency_seconds", journey="old", window="5m", quantile="0.5"): 0.1,
+        key("cer_journey_requests_total", journey="future"): 2,
+        key("cer_journey_requests_per_second", journey="future", window="1m"): 2 / 60,
+        # The duration is the span's own (end - start), not shortened by the clamp.
+        key("cer_journey_latency_seconds", journey="future", window="1m", quantile="0.99"): 0.2,
+        key("cerflow_clamped_spans_total"): 1,
+        key("cerflow_late_spans_total"): 0,
+    })
+    assert m.get("cer_sli_availability_ratio", journey="future", window="1m") == 1
