@@ -18,6 +18,7 @@ pub mod gate;
 pub mod hist;
 pub mod ingest;
 pub mod journey;
+pub mod loadgen;
 pub mod pipeline;
 pub mod predicate;
 pub mod receiver;

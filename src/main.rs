@@ -35,6 +35,9 @@ enum Command {
     /// Release gate for CI/CD: exit 0 when the journey's score passes, 1 when it fails,
     /// 2 when it cannot decide (cerflow unreachable, no data).
     Gate(cerflow::gate::Args),
+    /// Send realistic OTLP span load to an OTLP endpoint (cerflow, rotel, a Collector) and
+    /// report what it accepted; exit 1 when more requests failed than --max-errors.
+    Loadgen(cerflow::loadgen::Args),
 }
 
 fn init_logs(level: &str, format: &str) {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Gate(args) => ExitCode::from(cerflow::gate::run(&args)),
+        Command::Loadgen(args) => ExitCode::from(cerflow::loadgen::run(args)),
         Command::DefaultConfig => {
             print!("{}", cerflow::config::DEFAULT_CONFIG_YAML);
             ExitCode::SUCCESS

@@ -534,6 +534,67 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_worked_example() {
+        let checkout = Counts { requests: 2000, errors: 6, slow: 30, incorrect: 0 };
+        let (burns, comps, score) = window_score(&checkout, &OBJ, true, &cfg());
+        assert!((burns[0].unwrap() - 3.0).abs() < 1e-9);
+        assert!((burns[1].unwrap() - 1.5).abs() < 1e-9);
+        assert!((comps[0].unwrap() - (1.0 - 2.0 / 9.0)).abs() < 1e-12);
+        assert!((comps[1].unwrap() - (1.0 - 0.5 / 9.0)).abs() < 1e-12);
+        let checkout = score.unwrap();
+        assert!((checkout - 0.87222).abs() < 1e-5, "{checkout}");
+        let login = Counts { requests: 1000, errors: 0, slow: 5, incorrect: 0 };
+        let login = window_score(&login, &OBJ, false, &cfg()).2.unwrap();
+        assert_eq!(login, 1.0);
+        let overall = (5.0 * checkout + 3.0 * login) / 8.0;
+        assert!((overall - 0.92014).abs() < 1e-5, "{overall}");
+    }
+
+    fn overall_with(policy: &str) -> Option<f64> {
+        use crate::config::Config;
+        use crate::pipeline::SeriesSnap;
+        use crate::window::WindowStats;
+        let yaml = format!(
+            "windows: {{ sizes: [1m] }}\nslo: {{ objectives: {{ availability: 0.9, latency: 0.9 }} }}\nscore: {policy}\njourneys:\n  - {{ name: a, weight: 3, match: {{ span_name: a }} }}\n  - {{ name: b, weight: 1, match: {{ span_name: b }} }}\n  - {{ name: c, weight: 1, match: {{ span_name: c }} }}\n"
+        );
+        let cfg = Config::parse(&yaml, "t", &|_| None).unwrap();
+        let journeys = Journeys::new(&cfg);
+        let series = |id: u32, c: Counts| SeriesSnap {
+            journey: journeys.get(id).unwrap(),
+            cohort: Arc::from(Vec::<Box<str>>::new()),
+            totals: c,
+            duration_sum_s: 0.0,
+            buckets: vec![],
+            created_unix_ns: 1,
+            windows: vec![WindowStats { counts: c, quantiles_s: vec![] }],
+        };
+        // a: 100 requests, 50 errors: burn 5, score (0.5 * 5/9 + 0.3) / 0.8 = 25/36 + 3/8.
+        // b: 300 requests, all good: score 1. c: no requests.
+        let snap = Snapshot {
+            windows: cfg.windows.sizes.clone(),
+            series: vec![
+                series(0, Counts { requests: 100, errors: 50, slow: 0, incorrect: 0 }),
+                series(1, Counts { requests: 300, errors: 0, slow: 0, incorrect: 0 }),
+            ],
+            ..Default::default()
+        };
+        let tracker = SloTracker::new(&cfg.slo);
+        let eval = evaluate(&snap, &tracker, &journeys, &cfg.score, "v");
+        eval.view.overall[0].score
+    }
+
+    #[test]
+    fn overall_policies_weigh_journeys_as_documented() {
+        let a = (0.5 * 5.0 / 9.0 + 0.3) / 0.8;
+        let close = |x: Option<f64>, y: f64| (x.unwrap() - y).abs() < 1e-12;
+        assert!(close(overall_with("{}"), (3.0 * a + 1.0) / 4.0), "exclude: c is left out");
+        assert!(close(overall_with("{ no_data: good }"), (3.0 * a + 1.0 + 1.0) / 5.0));
+        assert!(close(overall_with("{ no_data: bad }"), (3.0 * a + 1.0) / 5.0));
+        // By traffic: weights 3 x 100 and 1 x 300.
+        assert!(close(overall_with("{ weight_by_traffic: true }"), (300.0 * a + 300.0) / 600.0));
+    }
+
+    #[test]
     fn no_requests_no_score() {
         assert_eq!(window_score(&Counts::default(), &OBJ, true, &cfg()).2, None);
     }

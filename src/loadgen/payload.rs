@@ -151,7 +151,7 @@ pub struct Shape<'a> {
     pub behaviour: &'a dyn Fn(usize, usize) -> Behaviour,
 }
 
-const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
+const UA: &str = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/126.0 Mobile";
 
 /// Builds one request of `n` spans, each of a random journey and cohort, grouped by
 /// resource (service x region) as an SDK's batch exporter would send them.

@@ -6,7 +6,7 @@
 
 use crate::decode::Format;
 use crate::ingest::{Accepted, Ingest, Refused};
-use crate::telemetry::Transport;
+use crate::telemetry::{Reason, Transport};
 use bytes::{Buf, BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
@@ -194,15 +194,18 @@ where
             let mut grpc = tonic::server::Grpc::new(RawCodec)
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(max), None);
-            Ok(grpc
-                .unary(
-                    Unary::<S> {
-                        ingest,
-                        _signal: PhantomData,
-                    },
-                    req,
-                )
-                .await)
+            let tel = ingest.tel.clone();
+            let unary = Unary::<S> { ingest, _signal: PhantomData };
+            let response = grpc.unary(unary, req).await;
+            // tonic refuses oversized and undecompressable messages before the handler
+            // runs; count those here so no refusal goes unrecorded.
+            let code = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+            match code {
+                Some(8) => tel.refuse_request(Transport::Grpc, Reason::TooLarge, 0, "message larger than the limit"),
+                Some(13) => tel.refuse_request(Transport::Grpc, Reason::BadEncoding, 0, "message could not be decompressed"),
+                _ => {}
+            }
+            Ok(response)
         })
     }
 }
