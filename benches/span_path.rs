@@ -1,1 +1,177 @@
-fn main() {}
+//! The span path, stage by stage, in spans per second (`Throughput::Elements`):
+//!
+//! - `decode/{lazy,prost}/N`: an `ExportTraceServiceRequest` of N realistic spans
+//!   (~430 bytes: ten semantic-convention attributes, seven resource attributes), read
+//!   in place by the lazy decoder vs decoded into prost structs.
+//! - `match/1000`: journey classification of each span (3 journeys, 2 cohort keys).
+//! - `batch/1000`: classification plus the per-worker batch (cohort values, hash).
+//! - `record/1000`: recording classified spans into window state (3 windows x 12 sub-buckets).
+//! - `ingest/N`: a whole request through `Ingest::traces_body` with a running pipeline,
+//!   until the workers have recorded every span.
+//!
+//! Run: `cargo bench --bench span_path` (add `-- decode` to run one group).
+
+use cerflow::config::Config;
+use cerflow::decode::{lazy, Format};
+use cerflow::ingest::Ingest;
+use cerflow::journey::Journeys;
+use cerflow::loadgen::payload::{self, Behaviour, Shape};
+use cerflow::loadgen::rng::Rng;
+use cerflow::pipeline::{now_unix_ns, BatchBuilder, Pipeline};
+use cerflow::span::SpanView;
+use cerflow::telemetry::{Telemetry, Transport};
+use cerflow::window::SeriesState;
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A request of `n` realistic spans ending now (3 journeys, 6 cohorts, 1% errors).
+fn request(n: usize, journeys: usize, cohorts: usize) -> Vec<u8> {
+    let js = payload::journeys(journeys);
+    let cs = payload::cohorts(cohorts);
+    let behave = |_: usize, _: usize| Behaviour { error_rate: 0.01, latency_ms: 120.0, spread: 0.5 };
+    let t = payload::build(&Shape { journeys: &js, cohorts: &cs, behaviour: &behave }, n, &mut Rng::new(42));
+    let mut body = t.body.clone();
+    t.stamp(&mut body, now_unix_ns());
+    body
+}
+
+fn config(journeys: usize) -> Config {
+    let text = cerflow::loadgen::matching_config(&payload::journeys(journeys));
+    Config::parse(&text, "bench.yaml", &|_| None).expect("the loadgen config is valid")
+}
+
+fn decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode");
+    for n in [1usize, 100, 1000, 8192] {
+        let body = request(n, 3, 6);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("lazy", n), &body, |b, body| {
+            b.iter(|| {
+                let req = lazy::decode_traces(black_box(body)).expect("valid");
+                black_box(req.span_count())
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("prost", n), &body, |b, body| {
+            b.iter(|| {
+                let req = ExportTraceServiceRequest::decode(black_box(&body[..])).expect("valid");
+                black_box(req.resource_spans.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+fn classify(c: &mut Criterion) {
+    let cfg = config(3);
+    let journeys = Journeys::new(&cfg);
+    let body = request(1000, 3, 6);
+    let req = lazy::decode_traces(&body).expect("valid");
+    let mut g = c.benchmark_group("match");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("1000", |b| {
+        b.iter(|| {
+            let mut matched = 0u32;
+            for s in req.spans() {
+                if let Some(c) = journeys.classify(&s) {
+                    matched += u32::from(c.flags) + 1;
+                }
+            }
+            black_box(matched)
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("batch");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("1000", |b| {
+        b.iter(|| {
+            let mut builder = BatchBuilder::new(cfg.pipeline.workers);
+            for s in req.spans() {
+                if let Some(c) = journeys.classify(&s) {
+                    builder.push(&s, c.journey, c.cohort_keys, journeys.missing_value(), c.flags, s.end_ns());
+                }
+            }
+            black_box(builder.span_count())
+        })
+    });
+    g.finish();
+}
+
+fn record(c: &mut Criterion) {
+    let cfg = config(3);
+    let window_ns: Vec<u64> = cfg.windows.sizes.iter().map(|d| d.as_nanos() as u64).collect();
+    let bounds_ns: Vec<u64> = cfg.histogram_buckets.iter().map(|s| (s * 1e9).round() as u64).collect();
+    let now = now_unix_ns();
+    // 18 series (3 journeys x 6 cohorts); spans spread over them as the loadgen does.
+    let mut series: Vec<SeriesState> =
+        (0..18).map(|_| SeriesState::new(&window_ns, cfg.windows.sub_buckets, bounds_ns.len(), now)).collect();
+    let mut rng = Rng::new(3);
+    let spans: Vec<(usize, u64, u64, u8)> = (0..1000)
+        .map(|_| {
+            let dur = (120e6 * (0.5 * rng.normal()).exp()) as u64;
+            (rng.below(18), now - rng.below(50_000_000) as u64, dur, u8::from(rng.chance(0.01)) | 8)
+        })
+        .collect();
+    let mut g = c.benchmark_group("record");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("1000", |b| {
+        b.iter(|| {
+            for &(i, end, dur, flags) in &spans {
+                series[i].record(end, dur, flags, &bounds_ns, now);
+            }
+        })
+    });
+    g.finish();
+}
+
+fn ingest(c: &mut Criterion) {
+    let cfg = config(3);
+    let tel = Arc::new(Telemetry::default());
+    let journeys = Arc::new(Journeys::new(&cfg));
+    let pipeline = Pipeline::start(&cfg, journeys.clone(), tel.clone());
+    let ingest = Ingest::new(&cfg, journeys, pipeline.input(), tel.clone());
+    let mut g = c.benchmark_group("ingest");
+    for n in [100usize, 1000, 8192] {
+        let body = request(n, 3, 6);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &body, |b, body| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                let target = tel.processed_spans.load(Ordering::Relaxed) + iters * n as u64;
+                for _ in 0..iters {
+                    // A full queue is refused, as in production; wait and retry so
+                    // every span is measured all the way to the window state.
+                    while ingest.traces_body(black_box(body), Format::Protobuf, Transport::Grpc).is_err() {
+                        std::thread::yield_now();
+                    }
+                }
+                while tel.processed_spans.load(Ordering::Relaxed) < target {
+                    std::thread::yield_now();
+                }
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+    drop(ingest);
+    let _ = pipeline.shutdown(Duration::from_secs(5));
+}
+
+fn settings() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args()
+}
+
+criterion_group! {
+    name = benches;
+    config = settings();
+    targets = decode, classify, record, ingest
+}
+criterion_main!(benches);

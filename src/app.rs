@@ -94,6 +94,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         journeys: journeys.clone(),
         version: cfg.version.clone(),
         histogram_bounds: cfg.histogram_buckets.clone(),
+        state_limit_bytes: cfg.limits.max_window_state_bytes,
         instance_id: instance_id(),
         start_unix_ns: now_unix_ns(),
     });

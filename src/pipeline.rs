@@ -205,6 +205,8 @@ enum Ctl {
 pub struct SeriesSnap {
     pub journey: Arc<JourneyInfo>,
     pub cohort: Arc<[Box<str>]>,
+    /// The journey's overflow series: cohorts refused by the cardinality or memory limit.
+    pub overflow: bool,
     pub totals: Counts,
     pub duration_sum_s: f64,
     pub buckets: Vec<u64>,
@@ -225,7 +227,56 @@ struct Series {
     state: SeriesState,
 }
 
+/// Admission of new series, shared by all workers: a per-journey count and the heap
+/// bytes each worker last measured.
+pub struct Admission {
+    per_journey: Vec<std::sync::atomic::AtomicUsize>,
+    max_per_journey: usize,
+    worker_bytes: Vec<std::sync::atomic::AtomicUsize>,
+    max_bytes: usize,
+}
+
+impl Admission {
+    fn new(cfg: &Config, workers: usize) -> Admission {
+        // Configured journeys, then auto-derived ones and their overflow journey.
+        let journeys = cfg.journeys.len() + if cfg.auto_journeys.enabled { cfg.auto_journeys.max + 1 } else { 0 };
+        Admission {
+            per_journey: (0..journeys).map(|_| Default::default()).collect(),
+            max_per_journey: cfg.limits.max_series_per_journey,
+            worker_bytes: (0..workers).map(|_| Default::default()).collect(),
+            max_bytes: cfg.limits.max_window_state_bytes,
+        }
+    }
+
+    /// Takes a series slot for `journey`, or says no (over the cardinality or memory limit).
+    fn admit(&self, journey: JourneyId) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let bytes: usize = self.worker_bytes.iter().map(|b| b.load(Relaxed)).sum();
+        if bytes >= self.max_bytes {
+            return false;
+        }
+        let Some(count) = self.per_journey.get(journey as usize) else { return true };
+        if count.fetch_add(1, Relaxed) >= self.max_per_journey {
+            count.fetch_sub(1, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self, journey: JourneyId) {
+        if let Some(c) = self.per_journey.get(journey as usize) {
+            c.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn state_bytes(&self) -> usize {
+        self.worker_bytes.iter().map(|b| b.load(std::sync::atomic::Ordering::Relaxed)).sum()
+    }
+}
+
 struct WorkerSettings {
+    /// Fixed heap cost of a new series, before its histograms grow.
+    series_bytes: usize,
     window_ns: Vec<u64>,
     sub_buckets: u32,
     bounds_ns: Vec<u64>,
@@ -234,6 +285,12 @@ struct WorkerSettings {
 }
 
 struct Worker {
+    index: usize,
+    admission: Arc<Admission>,
+    /// Per journey, the series that takes spans of cohorts refused admission.
+    overflow: HashMap<JourneyId, Series>,
+    /// Heap bytes at the last snapshot plus an estimate for series created since.
+    bytes: usize,
     data: Receiver<Batch>,
     ctl: Receiver<Ctl>,
     series: HashMap<u64, Vec<Series>>,
@@ -310,9 +367,27 @@ impl Worker {
                         .zip(values.clone())
                         .all(|(a, i)| **a == *batch.value(i))
             });
+            let admitted = pos.is_some() || self.admission.admit(r.journey);
+            if !admitted {
+                self.tel.cardinality_overflow.add(1);
+                let overflow = self.overflow.entry(r.journey).or_insert_with(|| Series {
+                    journey: r.journey,
+                    cohort: Arc::from(Vec::<Box<str>>::new()),
+                    state: SeriesState::new(
+                        &settings.window_ns,
+                        settings.sub_buckets,
+                        settings.bounds_ns.len(),
+                        now,
+                    ),
+                });
+                overflow.state.record(r.end_ns, r.duration_ns, r.flags, &settings.bounds_ns, now);
+                continue;
+            }
             let series = match pos {
                 Some(p) => &mut list[p],
                 None => {
+                    self.bytes += settings.series_bytes;
+                    self.admission.worker_bytes[self.index].store(self.bytes, std::sync::atomic::Ordering::Relaxed);
                     let cohort: Arc<[Box<str>]> =
                         values.clone().map(|i| Box::from(batch.value(i))).collect();
                     list.push(Series {
@@ -341,11 +416,22 @@ impl Worker {
         if expire {
             let ttl = self.settings.ttl_ns;
             let mut expired = 0;
+            let admission = &self.admission;
             self.series.retain(|_, list| {
-                let before = list.len();
-                list.retain(|s| now.saturating_sub(s.state.last_update_unix_ns) < ttl);
-                expired += before - list.len();
+                list.retain(|s| {
+                    let keep = now.saturating_sub(s.state.last_update_unix_ns) < ttl;
+                    if !keep {
+                        admission.release(s.journey);
+                        expired += 1;
+                    }
+                    keep
+                });
                 !list.is_empty()
+            });
+            self.overflow.retain(|_, s| {
+                let keep = now.saturating_sub(s.state.last_update_unix_ns) < ttl;
+                expired += usize::from(!keep);
+                keep
             });
             self.tel.series_expired.add(expired as u64);
         }
@@ -361,20 +447,20 @@ impl Worker {
                 .collect(),
             ..Default::default()
         };
-        for s in self.series.values().flatten() {
+        let normal = self.series.values().flatten().map(|s| (s, false));
+        let overflow = self.overflow.values().map(|s| (s, true));
+        for (s, is_overflow) in normal.chain(overflow) {
             let Some(journey) = self.journeys.get(s.journey) else {
                 continue;
             };
             let windows = (0..s.state.windows.len())
-                .map(|w| {
-                    s.state
-                        .window_stats(w, now, &QUANTILES, &mut self.scratch, &mut self.qout)
-                })
+                .map(|w| s.state.window_stats(w, now, &QUANTILES, &mut self.scratch, &mut self.qout))
                 .collect();
             out.state_bytes += s.state.heap_bytes();
             out.series.push(SeriesSnap {
                 journey,
                 cohort: s.cohort.clone(),
+                overflow: is_overflow,
                 totals: s.state.totals,
                 duration_sum_s: s.state.duration_sum_s,
                 buckets: s.state.buckets.clone(),
@@ -382,6 +468,8 @@ impl Worker {
                 windows,
             });
         }
+        self.bytes = out.state_bytes;
+        self.admission.worker_bytes[self.index].store(self.bytes, std::sync::atomic::Ordering::Relaxed);
         out
     }
 }
@@ -395,7 +483,13 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn start(cfg: &Config, journeys: Arc<Journeys>, tel: Arc<Telemetry>) -> Pipeline {
+        let admission = Arc::new(Admission::new(cfg, cfg.pipeline.workers));
+        let windows = cfg.windows.sizes.len();
         let settings = Arc::new(WorkerSettings {
+            series_bytes: std::mem::size_of::<SeriesState>()
+                + windows * cfg.windows.sub_buckets as usize * (std::mem::size_of::<crate::window::Slot>() + 8)
+                + (cfg.histogram_buckets.len() + 1) * 8
+                + 128,
             window_ns: cfg
                 .windows
                 .sizes
@@ -418,6 +512,10 @@ impl Pipeline {
             let (tx, rx) = bounded(cfg.pipeline.queue_size);
             let (ctx, crx) = bounded(4);
             let worker = Worker {
+                index: i,
+                admission: admission.clone(),
+                overflow: HashMap::new(),
+                bytes: 0,
                 data: rx,
                 ctl: crx,
                 series: HashMap::new(),

@@ -289,7 +289,7 @@ pub fn evaluate(
         labels.push(Arc::from(Vec::<String>::new()));
     }
     for s in &snap.series {
-        if s.journey.cohort_keys.is_empty() {
+        if s.journey.cohort_keys.is_empty() && !s.overflow {
             continue;
         }
         let wviews = windows
@@ -300,20 +300,19 @@ pub fn evaluate(
             .collect();
         let key = Key {
             journey: s.journey.name.clone(),
-            cohort: Some(s.cohort.clone()),
+            cohort: Some(crate::slo::cohort_key(s)),
+        };
+        let cohort: BTreeMap<String, String> = if s.overflow {
+            BTreeMap::from([("otel_metric_overflow".to_string(), "true".to_string())])
+        } else {
+            s.journey.cohort_labels.iter().cloned().zip(s.cohort.iter().map(|v| v.to_string())).collect()
         };
         let (budget_remaining, burn_rates, alerts) =
             slo_parts(slo.eval(&key), &burn_windows, &s.journey);
         view.journeys.push(JourneyView {
             journey: s.journey.name.to_string(),
             weight: s.journey.weight,
-            cohort: s
-                .journey
-                .cohort_labels
-                .iter()
-                .cloned()
-                .zip(s.cohort.iter().map(|v| v.to_string()))
-                .collect(),
+            cohort,
             objectives: per_sli_map(&s.journey.objectives, &s.journey),
             windows: wviews,
             budget_remaining,
@@ -562,6 +561,7 @@ mod tests {
         let series = |id: u32, c: Counts| SeriesSnap {
             journey: journeys.get(id).unwrap(),
             cohort: Arc::from(Vec::<Box<str>>::new()),
+            overflow: false,
             totals: c,
             duration_sum_s: 0.0,
             buckets: vec![],

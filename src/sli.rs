@@ -53,6 +53,15 @@ impl Snapshot {
             state_bytes += s.state_bytes;
             series.extend(s.series);
         }
+        // Each worker keeps its own overflow series per journey; the export shows one.
+        let mut merged: Vec<SeriesSnap> = Vec::with_capacity(series.len());
+        for s in series {
+            match merged.iter_mut().find(|m| m.overflow && s.overflow && m.journey.id == s.journey.id) {
+                Some(m) => merge_overflow(m, &s),
+                None => merged.push(s),
+            }
+        }
+        let mut series = merged;
         // A stable order keeps the exposition diff-friendly and tests deterministic.
         series.sort_by(|a, b| {
             a.journey
@@ -72,6 +81,26 @@ impl Snapshot {
     pub fn coverage_ratio(&self, w: usize) -> Option<f64> {
         let c = self.coverage.get(w)?;
         (c.entry > 0).then(|| c.matched as f64 / c.entry as f64)
+    }
+}
+
+/// Adds one shard's overflow series into another's. Counts add exactly; a quantile
+/// becomes the larger of the two, an upper bound, since the shards' bins are not shipped.
+fn merge_overflow(into: &mut SeriesSnap, from: &SeriesSnap) {
+    into.totals.add(&from.totals);
+    into.duration_sum_s += from.duration_sum_s;
+    for (a, b) in into.buckets.iter_mut().zip(&from.buckets) {
+        *a += b;
+    }
+    into.created_unix_ns = into.created_unix_ns.min(from.created_unix_ns);
+    for (a, b) in into.windows.iter_mut().zip(&from.windows) {
+        a.counts.add(&b.counts);
+        for (qa, qb) in a.quantiles_s.iter_mut().zip(&b.quantiles_s) {
+            *qa = match (*qa, *qb) {
+                (Some(x), Some(y)) => Some(x.max(y)),
+                (x, y) => x.or(y),
+            };
+        }
     }
 }
 

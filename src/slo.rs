@@ -56,6 +56,15 @@ pub struct SloEval {
     pub alerts: [[bool; 2]; 3],
 }
 
+/// The cohort part of a series' SLO key; overflow series get a value no cohort can have.
+pub fn cohort_key(s: &crate::pipeline::SeriesSnap) -> Arc<[Box<str>]> {
+    if s.overflow {
+        Arc::from(vec![Box::<str>::from("\u{0}otel_metric_overflow")])
+    } else {
+        s.cohort.clone()
+    }
+}
+
 pub fn burn_rate(bad: u64, total: u64, objective: f64) -> Option<f64> {
     // 1 - 0.999 is 0.0010000000000000009 in binary; rounding the budget share to 12
     // decimals keeps hand-computed figures (0.25 / 0.001 = 250) exact.
@@ -125,7 +134,7 @@ impl SloTracker {
             HashMap::with_capacity(snap.series.len());
         let mut objectives: HashMap<Arc<str>, (Objectives, bool)> = HashMap::new();
         for s in &snap.series {
-            let id = (s.journey.id, s.cohort.clone());
+            let id = (s.journey.id, cohort_key(s));
             let before = match self.prev.get(&id) {
                 // A series that expired and came back starts its counters again.
                 Some((created, c)) if *created == s.created_unix_ns => *c,
@@ -148,11 +157,11 @@ impl SloTracker {
                 &delta,
                 now,
             );
-            if !s.journey.cohort_keys.is_empty() {
+            if !s.journey.cohort_keys.is_empty() || s.overflow {
                 self.add(
                     Key {
                         journey: s.journey.name.clone(),
-                        cohort: Some(s.cohort.clone()),
+                        cohort: Some(cohort_key(s)),
                     },
                     &delta,
                     now,
@@ -432,6 +441,7 @@ mod tests {
             series: vec![SeriesSnap {
                 journey: info,
                 cohort: Arc::from(Vec::<Box<str>>::new()),
+                overflow: false,
                 totals,
                 duration_sum_s: 0.0,
                 buckets: vec![],

@@ -76,7 +76,15 @@ pub struct Telemetry {
     pub clamped_spans: AtomicU64,
     pub otlp_exports_ok: AtomicU64,
     pub otlp_exports_failed: AtomicU64,
+    /// OTLP push attempts that re-sent a request after a retryable failure.
+    pub otlp_export_retries: AtomicU64,
+    /// OTLP export requests given up on, by [`ExportDrop`].
+    pub otlp_export_dropped: [AtomicU64; 3],
+    /// OTLP export requests waiting to be sent, the one being sent included.
+    pub otlp_export_queue_depth: AtomicU64,
     pub series_expired: AtomicU64,
+    /// Spans recorded into a journey's overflow series.
+    pub cardinality_overflow: AtomicU64,
     last_warn_sec: [AtomicU64; 6],
 }
 
@@ -141,6 +149,39 @@ impl Telemetry {
         if last != now && slot.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
             log();
         }
+    }
+}
+
+/// Why the OTLP exporter gave up on a request; the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportDrop {
+    /// The queue was full: the oldest request made room for the newest.
+    QueueFull,
+    /// The endpoint answered with an error that retrying cannot fix.
+    Permanent,
+    /// The request was older than `retry.max_elapsed_time`.
+    Expired,
+}
+
+pub const EXPORT_DROPS: [ExportDrop; 3] = [
+    ExportDrop::QueueFull,
+    ExportDrop::Permanent,
+    ExportDrop::Expired,
+];
+
+impl ExportDrop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportDrop::QueueFull => "queue_full",
+            ExportDrop::Permanent => "permanent",
+            ExportDrop::Expired => "expired",
+        }
+    }
+}
+
+impl Telemetry {
+    pub fn otlp_dropped(&self, d: ExportDrop) -> u64 {
+        self.otlp_export_dropped[d as usize].load(Relaxed)
     }
 }
 

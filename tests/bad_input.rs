@@ -645,3 +645,37 @@ fn oversized_grpc_requests_are_counted() {
         1.0,
     );
 }
+
+/// `receivers.otlp.max_request_bytes` is "the largest request body accepted, compressed
+/// or not", and OTLP/HTTP refuses a larger body with 413. Over gRPC only
+/// `max_decompressed_bytes` is enforced (src/app.rs passes it as the gRPC limit), so an
+/// uncompressed message between the two limits is accepted.
+#[test]
+#[ignore = "bug: gRPC ignores receivers.otlp.max_request_bytes; only max_decompressed_bytes applies"]
+fn grpc_obeys_max_request_bytes_like_http() {
+    let cerflow = Cerflow::start(config);
+    let rt = runtime();
+    let body = traces(
+        "raw-client",
+        (0..100)
+            .map(|i| pb_span("GET /mid", i as u8, 100))
+            .collect(),
+    )
+    .encode_to_vec();
+    assert!(
+        body.len() > 4096 && body.len() < 8192,
+        "between the limits: {}",
+        body.len()
+    );
+    expect_status(
+        post(&cerflow, "/v1/traces", &[PROTOBUF], body.clone()),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "HTTP refuses it",
+    );
+    let len = body.len();
+    let grpc = rt.block_on(raw_grpc(cerflow.grpc_endpoint(), TRACES_PATH, body));
+    assert!(
+        grpc.is_err(),
+        "gRPC accepted a {len}-byte request over max_request_bytes 4096"
+    );
+}

@@ -449,3 +449,28 @@ fn the_final_push_happens_on_sigterm() {
         0.75,
     );
 }
+
+/// A push target that refuses connections: failures are counted, cerflow keeps serving
+/// and still stops cleanly on SIGTERM.
+#[test]
+fn failed_pushes_are_counted_and_not_fatal() {
+    let rt = runtime();
+    let nobody = free_port();
+    let mut cerflow = Cerflow::start(|p| config(p, nobody, "200ms"));
+    send_checkouts(&rt, &cerflow);
+    let s = cerflow.wait_until("two failed pushes and 4 requests", |s| {
+        s.value("cerflow_otlp_export_failures_total", &[]) >= 2.0
+            && s.get(
+                "cer_journey_requests_total",
+                &[("journey", "checkout"), ("cloud_region", "eu-west-1")],
+            ) == Some(4.0)
+    });
+    s.assert("cerflow_otlp_exports_total", &[], 0.0);
+    let status = cerflow.terminate();
+    assert!(status.success(), "exit status {status}\n{}", cerflow.logs());
+    assert!(
+        cerflow.logs().contains("OTLP metric push failed"),
+        "the failure is logged\n{}",
+        cerflow.logs()
+    );
+}

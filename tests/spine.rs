@@ -470,9 +470,23 @@ fn shop_journeys_over_every_transport() {
         17.0 / 19.0,
     );
 
-    // Every series carries the three labels and nothing else besides window/quantile/le.
-    for ((name, labels), _) in &s.samples {
-        if name.starts_with("cer_journey_") || name.starts_with("cer_sli_") {
+    // Every journey x cohort series carries the journey and both cohort labels.
+    let per_series = [
+        "cer_journey_requests_total",
+        "cer_journey_errors_total",
+        "cer_journey_slow_total",
+        "cer_journey_incorrect_total",
+        "cer_journey_duration_seconds_bucket",
+        "cer_journey_duration_seconds_sum",
+        "cer_journey_duration_seconds_count",
+        "cer_journey_latency_seconds",
+        "cer_journey_requests_per_second",
+        "cer_sli_availability_ratio",
+        "cer_sli_latency_ratio",
+        "cer_sli_correctness_ratio",
+    ];
+    for (name, labels) in s.samples.keys() {
+        if per_series.contains(&name.as_str()) {
             let keys: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
             for k in ["journey", "cloud_region", "app_plan_tier"] {
                 assert!(keys.contains(&k), "{name}{labels:?} lacks {k}");
@@ -650,4 +664,87 @@ fn late_and_future_spans() {
     s.assert("cerflow_auto_journeys", &[], 2.0);
     // The late span is no entry point in any window either.
     s.assert("cer_telemetry_coverage_ratio", &[("window", "1h")], 1.0);
+}
+
+/// Past `auto_journeys.max`, new entry points share the journey "_overflow".
+#[test]
+fn auto_journeys_stop_at_their_limit() {
+    let cerflow = Cerflow::start(|p| {
+        format!(
+            "{}pipeline:\n  evaluation_interval: 100ms\nauto_journeys:\n  max: 2\n",
+            p.listeners_yaml("")
+        )
+    });
+    let spans = vec![
+        server("GET /one", 100),
+        server("GET /two", 100),
+        server("GET /three", 100),
+        server("GET /four", 100),
+        server("GET /one", 100),
+    ];
+    send(
+        http_provider(
+            &cerflow.http_url("/v1/traces"),
+            resource("svc", &[]),
+            Protocol::HttpBinary,
+        ),
+        &spans,
+    );
+    let s = cerflow.wait_until("5 requests in the snapshot", |s| {
+        s.sum("cer_journey_requests_total", &[]) == 5.0
+    });
+    s.assert("cerflow_auto_journeys", &[], 2.0);
+    s.assert(
+        "cer_journey_requests_total",
+        &[("journey", "svc:GET /one")],
+        2.0,
+    );
+    s.assert(
+        "cer_journey_requests_total",
+        &[("journey", "svc:GET /two")],
+        1.0,
+    );
+    s.assert(
+        "cer_journey_requests_total",
+        &[("journey", "_overflow")],
+        2.0,
+    );
+    s.assert_absent(
+        "cer_journey_requests_total",
+        &[("journey", "svc:GET /three")],
+    );
+    s.assert_absent(
+        "cer_journey_requests_total",
+        &[("journey", "svc:GET /four")],
+    );
+}
+
+/// `cer_definition_info{version}` carries the config's version string, escaped as
+/// the exposition format requires.
+#[test]
+fn definition_info_shows_the_config_version() {
+    let cerflow = Cerflow::start(|p| {
+        format!(
+            "version: 'shop \"2024-06\" \\ rollout'\n{}pipeline:\n  evaluation_interval: 100ms\n",
+            p.listeners_yaml("")
+        )
+    });
+    let s = cerflow.scrape();
+    s.assert(
+        "cer_definition_info",
+        &[("version", "shop \"2024-06\" \\ rollout")],
+        1.0,
+    );
+    assert_eq!(
+        s.matching("cer_definition_info", &[]).len(),
+        1,
+        "exactly one definition version\n{}",
+        s.text
+    );
+    assert!(
+        s.text
+            .contains(r#"cer_definition_info{version="shop \"2024-06\" \\ rollout"} 1"#),
+        "escaped in the text\n{}",
+        s.text
+    );
 }

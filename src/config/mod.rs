@@ -34,7 +34,17 @@ pub struct Config {
     pub auto_journeys: AutoJourneys,
     pub slo: Slo,
     pub score: Score,
+    pub limits: Limits,
     pub journeys: Vec<JourneyConfig>,
+}
+
+/// Bounds on the state cerflow keeps, whatever its input.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Cohort series per journey; past it, spans go to one overflow series per journey.
+    pub max_series_per_journey: usize,
+    /// Heap bytes of window state over all workers; past it, new series overflow too.
+    pub max_window_state_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +68,28 @@ pub struct OtlpExporter {
     pub endpoint: String,
     pub interval: Duration,
     pub timeout: Duration,
+    /// Export requests held while the endpoint fails; past it the oldest is dropped.
+    pub queue_size: usize,
+    pub retry: OtlpRetry,
+}
+
+/// Exponential backoff with jitter for the OTLP exporter's retryable failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpRetry {
+    pub initial_interval: Duration,
+    pub max_interval: Duration,
+    /// A request older than this is dropped instead of retried.
+    pub max_elapsed_time: Duration,
+}
+
+impl Default for OtlpRetry {
+    fn default() -> Self {
+        OtlpRetry {
+            initial_interval: Duration::from_secs(1),
+            max_interval: Duration::from_secs(30),
+            max_elapsed_time: Duration::from_secs(300),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -302,6 +334,7 @@ impl Default for Config {
                 weight_by_traffic: false,
                 no_data: NoData::Exclude,
             },
+            limits: Limits { max_series_per_journey: 1000, max_window_state_bytes: 256 << 20 },
             journeys: Vec::new(),
         }
     }
@@ -452,6 +485,7 @@ const ROOT_KEYS: &[&str] = &[
     "auto_journeys",
     "slo",
     "score",
+    "limits",
     "journeys",
 ];
 
@@ -515,6 +549,24 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
     }
     if let Some(n) = m.get("slo") {
         decode_slo(ctx, n, &mut cfg.slo);
+    }
+    if let Some(n) = m.get("limits") {
+        if let Some(l) = ctx.map(n, "limits", &["max_series_per_journey", "max_window_state_bytes"]) {
+            if let Some(x) = l.get("max_series_per_journey") {
+                match ctx.u64(x, "limits.max_series_per_journey") {
+                    Some(v) if v >= 1 => cfg.limits.max_series_per_journey = v as usize,
+                    Some(_) => ctx.error(x.mark, "limits.max_series_per_journey", "must be at least 1"),
+                    None => {}
+                }
+            }
+            if let Some(x) = l.get("max_window_state_bytes") {
+                match ctx.u64(x, "limits.max_window_state_bytes") {
+                    Some(v) if v >= 1 << 20 => cfg.limits.max_window_state_bytes = v as usize,
+                    Some(_) => ctx.error(x.mark, "limits.max_window_state_bytes", "must be at least 1048576 (1 MiB)"),
+                    None => {}
+                }
+            }
+        }
     }
     if let Some(n) = m.get("score") {
         decode_score(ctx, n, &mut cfg.score);
@@ -616,7 +668,11 @@ fn decode_exporters(ctx: &mut Ctx, node: &Node, out: &mut Exporters) {
     }
     if let Some(n) = m.get("otlp") {
         let path = "exporters.otlp";
-        let Some(o) = ctx.map(n, path, &["endpoint", "interval", "timeout"]) else {
+        let Some(o) = ctx.map(
+            n,
+            path,
+            &["endpoint", "interval", "timeout", "queue_size", "retry"],
+        ) else {
             return;
         };
         let endpoint = match o.get("endpoint") {
@@ -650,14 +706,74 @@ fn decode_exporters(ctx: &mut Ctx, node: &Node, out: &mut Exporters) {
         let timeout = o
             .get("timeout")
             .and_then(|i| ctx.positive_duration(i, "exporters.otlp.timeout"));
+        let mut queue_size = 16;
+        if let Some(q) = o.get("queue_size") {
+            match ctx.u64(q, "exporters.otlp.queue_size") {
+                Some(v) if (1..=100_000).contains(&v) => queue_size = v as usize,
+                Some(_) => ctx.error(
+                    q.mark,
+                    "exporters.otlp.queue_size",
+                    "must be between 1 and 100000",
+                ),
+                None => {}
+            }
+        }
+        let retry = o
+            .get("retry")
+            .map(|r| decode_otlp_retry(ctx, r))
+            .unwrap_or_default();
         if let Some(endpoint) = endpoint {
             out.otlp = Some(OtlpExporter {
                 endpoint,
                 interval: interval.unwrap_or(Duration::from_secs(10)),
                 timeout: timeout.unwrap_or(Duration::from_secs(5)),
+                queue_size,
+                retry,
             });
         }
     }
+}
+
+fn decode_otlp_retry(ctx: &mut Ctx, node: &Node) -> OtlpRetry {
+    let path = "exporters.otlp.retry";
+    let mut out = OtlpRetry::default();
+    let Some(m) = ctx.map(
+        node,
+        path,
+        &["initial_interval", "max_interval", "max_elapsed_time"],
+    ) else {
+        return out;
+    };
+    for (key, slot) in [
+        ("initial_interval", &mut out.initial_interval),
+        ("max_interval", &mut out.max_interval),
+        ("max_elapsed_time", &mut out.max_elapsed_time),
+    ] {
+        if let Some(d) = m
+            .get(key)
+            .and_then(|n| ctx.positive_duration(n, &join(path, key)))
+        {
+            *slot = d;
+        }
+    }
+    if out.max_interval < out.initial_interval {
+        // Point at the key the user wrote: max_interval if given, else initial_interval.
+        let key = if m.get("max_interval").is_some() {
+            "max_interval"
+        } else {
+            "initial_interval"
+        };
+        ctx.error(
+            m.get(key).map_or(m.mark, |n| n.mark),
+            &join(path, key),
+            format!(
+                "max_interval ({}) must not be shorter than initial_interval ({})",
+                decode::format_duration(out.max_interval),
+                decode::format_duration(out.initial_interval)
+            ),
+        );
+    }
+    out
 }
 
 fn decode_pipeline(ctx: &mut Ctx, node: &Node, out: &mut Pipeline) {

@@ -60,6 +60,8 @@ fn the_embedded_default_is_valid_and_equals_the_code_defaults() {
     assert_eq!(cfg.score.sli_weights, d.score.sli_weights);
     assert_eq!(cfg.score.weight_by_traffic, d.score.weight_by_traffic);
     assert_eq!(cfg.score.no_data, d.score.no_data);
+    assert_eq!(cfg.limits.max_series_per_journey, d.limits.max_series_per_journey);
+    assert_eq!(cfg.limits.max_window_state_bytes, d.limits.max_window_state_bytes);
 }
 
 #[test]

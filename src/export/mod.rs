@@ -24,6 +24,7 @@ pub struct Shared {
     pub journeys: Arc<Journeys>,
     pub version: String,
     pub histogram_bounds: Vec<f64>,
+    pub state_limit_bytes: usize,
     pub instance_id: String,
     pub start_unix_ns: u64,
 }

@@ -31,6 +31,14 @@ fn kv(key: &str, value: &str) -> KeyValue {
 /// Journey and cohort attributes, with the cohort keys as the user wrote them.
 fn series_attrs(s: &SeriesSnap) -> Vec<KeyValue> {
     let mut v = vec![kv("journey", &s.journey.name)];
+    if s.overflow {
+        v.push(KeyValue {
+            key: "otel.metric.overflow".into(),
+            value: Some(AnyValue { value: Some(any_value::Value::BoolValue(true)) }),
+            ..Default::default()
+        });
+        return v;
+    }
     for (k, val) in s.journey.cohort_keys.iter().zip(s.cohort.iter()) {
         v.push(kv(k, val));
     }

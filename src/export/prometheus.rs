@@ -4,7 +4,7 @@ use super::Shared;
 use crate::config::decode::format_duration;
 use crate::pipeline::{SeriesSnap, QUANTILES};
 use crate::sli::derive;
-use crate::telemetry::{AddRelaxed, Transport, REASONS};
+use crate::telemetry::{AddRelaxed, Transport, EXPORT_DROPS, REASONS};
 use std::fmt::Write;
 
 /// Turns an attribute key into a Prometheus label name (`cloud.region` -> `cloud_region`).
@@ -53,6 +53,10 @@ fn series_labels(s: &SeriesSnap, out: &mut String) {
     out.push_str("journey=\"");
     escape(&s.journey.name, out);
     out.push('"');
+    if s.overflow {
+        out.push_str(",otel_metric_overflow=\"true\"");
+        return;
+    }
     for (label, value) in s.journey.cohort_labels.iter().zip(s.cohort.iter()) {
         let _ = write!(out, ",{label}=\"");
         escape(value, out);
@@ -490,7 +494,7 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
             tel.refused_requests(r) as f64,
         );
     }
-    let plain: [(&str, &str, u64); 9] = [
+    let plain: [(&str, &str, u64); 10] = [
         (
             "cerflow_processed_spans_total",
             "Spans through the pipeline: recorded, unmatched or late.",
@@ -527,6 +531,11 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
             tel.series_expired.get(),
         ),
         (
+            "cerflow_cardinality_overflow_total",
+            "Spans recorded into a journey's overflow series (cohort or memory limit reached).",
+            tel.cardinality_overflow.get(),
+        ),
+        (
             "cerflow_otlp_exports_total",
             "OTLP metric pushes that succeeded.",
             tel.otlp_exports_ok.get(),
@@ -541,6 +550,44 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
         header(out, name, "counter", help);
         sample(out, name, "", v as f64);
     }
+    header(
+        out,
+        "cerflow_otlp_export_retries_total",
+        "counter",
+        "OTLP push attempts that re-sent a request after a retryable failure.",
+    );
+    sample(
+        out,
+        "cerflow_otlp_export_retries_total",
+        "",
+        tel.otlp_export_retries.get() as f64,
+    );
+    header(
+        out,
+        "cerflow_otlp_export_dropped_total",
+        "counter",
+        "OTLP export requests given up on, by reason.",
+    );
+    for d in EXPORT_DROPS {
+        sample(
+            out,
+            "cerflow_otlp_export_dropped_total",
+            &format!("reason=\"{}\"", d.as_str()),
+            tel.otlp_dropped(d) as f64,
+        );
+    }
+    header(
+        out,
+        "cerflow_otlp_export_queue_depth",
+        "gauge",
+        "OTLP export requests waiting to be sent, the one being sent included.",
+    );
+    sample(
+        out,
+        "cerflow_otlp_export_queue_depth",
+        "",
+        tel.otlp_export_queue_depth.get() as f64,
+    );
     header(
         out,
         "cerflow_queue_depth",

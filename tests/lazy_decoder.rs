@@ -1,0 +1,650 @@
+//! The lazy protobuf decoder against prost, the reference: for random requests and
+//! adversarial mutations of them, both decoders reject, or both accept and agree on
+//! every field the pipeline reads, span by span. Also: the ingest path gives the same
+//! outcome and the same accounting whichever decoder read the request.
+
+use cerflow::decode::lazy::{self, Attr};
+use cerflow::decode::{invalid_reason, service_name, ProstSpan};
+use cerflow::span::{AttrValue, SpanView};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
+use proptest::prelude::*;
+use prost::Message;
+
+// ---------------------------------------------------------------- generators
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(vec![
+            "", "service.name", "http.route", "cloud.region", "app.plan.tier", "http.response.status_code",
+            "POST /checkout", "exception", "eu-west-1", "pro", "\u{e9}t\u{e9}", "\u{1f600}",
+        ])
+        .prop_map(String::from),
+        1 => "[a-z.]{0,12}",
+        1 => any::<String>().prop_map(|s| s.chars().take(8).collect()),
+    ]
+}
+
+fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..=max)
+}
+
+fn id(len: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        6 => prop::collection::vec(any::<u8>(), len),
+        1 => Just(vec![0u8; len]),
+        1 => bytes(len + 2),
+    ]
+}
+
+fn any_value(depth: u32) -> BoxedStrategy<AnyValue> {
+    use any_value::Value as V;
+    let leaf = prop_oneof![
+        text().prop_map(V::StringValue),
+        any::<bool>().prop_map(V::BoolValue),
+        any::<i64>().prop_map(V::IntValue),
+        prop_oneof![any::<f64>(), Just(f64::NAN), Just(-0.0)].prop_map(V::DoubleValue),
+        bytes(6).prop_map(V::BytesValue),
+        any::<i32>().prop_map(V::StringValueStrindex),
+    ];
+    let value = if depth == 0 {
+        leaf.boxed()
+    } else {
+        prop_oneof![
+            4 => leaf,
+            1 => prop::collection::vec(any_value(depth - 1), 0..3).prop_map(|values| V::ArrayValue(ArrayValue { values })),
+            1 => prop::collection::vec(key_value(depth - 1), 0..3).prop_map(|values| V::KvlistValue(KeyValueList { values })),
+        ]
+        .boxed()
+    };
+    prop::option::weighted(0.9, value).prop_map(|value| AnyValue { value }).boxed()
+}
+
+fn key_value(depth: u32) -> BoxedStrategy<KeyValue> {
+    (text(), prop::option::weighted(0.9, any_value(depth)), prop_oneof![4 => Just(0i32), 1 => any::<i32>()])
+        .prop_map(|(key, value, key_strindex)| KeyValue { key, value, key_strindex })
+        .boxed()
+}
+
+fn attrs(max: usize) -> impl Strategy<Value = Vec<KeyValue>> {
+    prop::collection::vec(key_value(1), 0..=max)
+}
+
+fn timestamps() -> impl Strategy<Value = (u64, u64)> {
+    prop_oneof![
+        4 => (1u64..1u64 << 62).prop_flat_map(|s| (Just(s), s..s + 1_000_000_000)),
+        1 => (any::<u64>(), any::<u64>()),
+        1 => any::<u64>().prop_map(|s| (s, 0)),
+    ]
+}
+
+fn a_span() -> impl Strategy<Value = Span> {
+    (
+        (id(16), id(8), text(), bytes(8), any::<u32>(), text()),
+        (prop_oneof![4 => 0i32..6, 1 => any::<i32>()], timestamps(), attrs(5)),
+        (
+            prop::collection::vec((any::<u64>(), text(), attrs(2)), 0..3),
+            prop::collection::vec((id(16), id(8), text(), attrs(2), any::<u32>()), 0..2),
+            prop::option::of((text(), prop_oneof![4 => 0i32..3, 1 => any::<i32>()])),
+            any::<u32>(),
+        ),
+    )
+        .prop_map(
+            |(
+                (trace_id, span_id, trace_state, parent_span_id, flags, name),
+                (kind, (start, end), attributes),
+                (events, links, status, dropped),
+            )| Span {
+                trace_id,
+                span_id,
+                trace_state,
+                parent_span_id,
+                flags,
+                name,
+                kind,
+                start_time_unix_nano: start,
+                end_time_unix_nano: end,
+                attributes,
+                dropped_attributes_count: dropped % 3,
+                events: events
+                    .into_iter()
+                    .map(|(time_unix_nano, name, attributes)| span::Event {
+                        time_unix_nano,
+                        name,
+                        attributes,
+                        dropped_attributes_count: 0,
+                    })
+                    .collect(),
+                dropped_events_count: dropped % 2,
+                links: links
+                    .into_iter()
+                    .map(|(trace_id, span_id, trace_state, attributes, flags)| span::Link {
+                        trace_id,
+                        span_id,
+                        trace_state,
+                        attributes,
+                        dropped_attributes_count: 0,
+                        flags,
+                    })
+                    .collect(),
+                dropped_links_count: 0,
+                status: status.map(|(message, code)| Status { message, code }),
+            },
+        )
+}
+
+fn a_resource() -> impl Strategy<Value = Resource> {
+    (attrs(5), any::<u32>(), prop::collection::vec((text(), text(), prop::collection::vec(text(), 0..2)), 0..2))
+        .prop_map(|(mut attributes, dropped, refs)| {
+            // Most resources name their service; some twice, some not at all.
+            if dropped % 3 != 0 {
+                attributes.insert(
+                    (dropped as usize) % (attributes.len() + 1),
+                    KeyValue {
+                        key: "service.name".into(),
+                        value: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("svc-{}", dropped % 5))) }),
+                        key_strindex: 0,
+                    },
+                );
+            }
+            Resource {
+                attributes,
+                dropped_attributes_count: dropped % 4,
+                entity_refs: refs
+                    .into_iter()
+                    .map(|(schema_url, r#type, id_keys)| EntityRef {
+                        schema_url,
+                        r#type,
+                        description_keys: id_keys.clone(),
+                        id_keys,
+                    })
+                    .collect(),
+            }
+        })
+}
+
+fn a_request() -> impl Strategy<Value = ExportTraceServiceRequest> {
+    let scope_spans = (
+        prop::option::of((text(), text(), attrs(2))),
+        prop::collection::vec(a_span(), 0..5),
+        text(),
+    )
+        .prop_map(|(scope, spans, schema_url)| ScopeSpans {
+            scope: scope.map(|(name, version, attributes)| InstrumentationScope {
+                name,
+                version,
+                attributes,
+                dropped_attributes_count: 0,
+            }),
+            spans,
+            schema_url,
+        });
+    let resource_spans = (prop::option::weighted(0.9, a_resource()), prop::collection::vec(scope_spans, 1..3), text())
+        .prop_map(|(resource, scope_spans, schema_url)| ResourceSpans { resource, scope_spans, schema_url });
+    prop::collection::vec(resource_spans, 0..4).prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
+}
+
+// ------------------------------------------------- raw encodings, still valid
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn field(out: &mut Vec<u8>, tag: u32, body: &[u8]) {
+    put_varint(out, (u64::from(tag) << 3) | 2);
+    put_varint(out, body.len() as u64);
+    out.extend_from_slice(body);
+}
+
+/// An unknown field (numbers from 50 up are unused in every OTLP trace message).
+fn unknown() -> impl Strategy<Value = Vec<u8>> {
+    (50u32..60, 0u8..5, any::<u64>(), bytes(6)).prop_map(|(tag, kind, v, b)| {
+        let mut out = Vec::new();
+        let key = |wt: u64| (u64::from(tag) << 3) | wt;
+        match kind {
+            0 => {
+                put_varint(&mut out, key(0));
+                put_varint(&mut out, v);
+            }
+            1 => {
+                put_varint(&mut out, key(1));
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            2 => field(&mut out, tag, &b),
+            3 => {
+                put_varint(&mut out, key(5));
+                out.extend_from_slice(&(v as u32).to_le_bytes());
+            }
+            _ => {
+                // A group holding a varint and a nested group.
+                put_varint(&mut out, key(3));
+                put_varint(&mut out, (61 << 3) | 0);
+                put_varint(&mut out, v);
+                put_varint(&mut out, (62 << 3) | 3);
+                put_varint(&mut out, (62 << 3) | 4);
+                put_varint(&mut out, key(4));
+            }
+        }
+        out
+    })
+}
+
+/// A span message made of two encoded spans back to back (protobuf merges them: the
+/// second's scalars win, repeated fields append, `status` merges) and unknown fields.
+fn raw_span() -> impl Strategy<Value = Vec<u8>> {
+    (a_span(), prop::option::of(a_span()), prop::collection::vec(unknown(), 0..2), any::<bool>()).prop_map(
+        |(a, b, unknowns, front)| {
+            let mut out = Vec::new();
+            if front {
+                unknowns.iter().for_each(|u| out.extend_from_slice(u));
+            }
+            out.extend_from_slice(&a.encode_to_vec());
+            if let Some(mut b) = b {
+                // Keep the merge interesting: b sometimes sets only a status without a code.
+                if b.kind % 2 == 0 {
+                    b.status = Some(Status { message: "second".into(), code: 0 });
+                }
+                out.extend_from_slice(&b.encode_to_vec());
+            }
+            if !front {
+                unknowns.iter().for_each(|u| out.extend_from_slice(u));
+            }
+            out
+        },
+    )
+}
+
+/// A request whose ResourceSpans put `resource` after the spans, twice, or not at all,
+/// with unknown fields between them.
+fn raw_request() -> impl Strategy<Value = Vec<u8>> {
+    let rs = (
+        prop::collection::vec(a_resource(), 0..3),
+        prop::collection::vec(prop::collection::vec(raw_span(), 0..3), 0..3),
+        prop::collection::vec(unknown(), 0..2),
+        0usize..3,
+    )
+        .prop_map(|(resources, scopes, unknowns, order)| {
+            let mut res = Vec::new();
+            for r in &resources {
+                field(&mut res, 1, &r.encode_to_vec());
+            }
+            let mut spans = Vec::new();
+            for scope in &scopes {
+                let mut ss = Vec::new();
+                for s in scope {
+                    field(&mut ss, 2, s);
+                }
+                field(&mut spans, 2, &ss);
+            }
+            let mut out = Vec::new();
+            match order {
+                0 => {
+                    out.extend_from_slice(&res);
+                    out.extend_from_slice(&spans);
+                }
+                1 => {
+                    out.extend_from_slice(&spans);
+                    out.extend_from_slice(&res);
+                }
+                _ => {
+                    let half = res.len() / 2;
+                    out.extend_from_slice(&res[..half]);
+                    out.extend_from_slice(&spans);
+                    out.extend_from_slice(&res[half..]);
+                }
+            }
+            unknowns.iter().for_each(|u| out.extend_from_slice(u));
+            out
+        });
+    prop::collection::vec(rs, 0..3).prop_map(|list| {
+        let mut out = Vec::new();
+        for rs in &list {
+            field(&mut out, 1, rs);
+        }
+        out
+    })
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    None,
+    Truncate(usize),
+    SetByte(usize, u8),
+    /// XOR the low three bits: turns a field key into another wire type.
+    FlipWireType(usize, u8),
+    Insert(usize, Vec<u8>),
+    Delete(usize, usize),
+    /// Replace one ASCII letter (most likely inside a string field) with a byte that is
+    /// never valid UTF-8.
+    CorruptText(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        3 => Just(Mutation::None),
+        2 => any::<usize>().prop_map(Mutation::Truncate),
+        2 => (any::<usize>(), prop_oneof![any::<u8>(), Just(0xff), Just(0x80), Just(0xc3)]).prop_map(|(i, b)| Mutation::SetByte(i, b)),
+        2 => (any::<usize>(), 1u8..8).prop_map(|(i, x)| Mutation::FlipWireType(i, x)),
+        1 => (any::<usize>(), bytes(4)).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        1 => (any::<usize>(), 1usize..4).prop_map(|(i, n)| Mutation::Delete(i, n)),
+        3 => any::<usize>().prop_map(Mutation::CorruptText),
+    ]
+}
+
+fn mutate(mut b: Vec<u8>, m: &Mutation) -> Vec<u8> {
+    let n = b.len();
+    match m {
+        Mutation::None => {}
+        Mutation::Truncate(i) if n > 0 => b.truncate(i % n),
+        Mutation::SetByte(i, v) if n > 0 => b[i % n] = *v,
+        Mutation::FlipWireType(i, x) if n > 0 => b[i % n] ^= x,
+        Mutation::Insert(i, extra) => {
+            let at = i % (n + 1);
+            b.splice(at..at, extra.iter().copied());
+        }
+        Mutation::Delete(i, k) if n > 0 => {
+            let at = i % n;
+            b.drain(at..(at + k).min(n));
+        }
+        Mutation::CorruptText(i) => {
+            let letters: Vec<usize> = (0..n).filter(|&k| b[k].is_ascii_alphabetic()).collect();
+            if !letters.is_empty() {
+                b[letters[i % letters.len()]] = 0xff;
+            }
+        }
+        _ => {}
+    }
+    b
+}
+
+// ------------------------------------------------------------ the comparison
+
+fn prost_value(kv: &KeyValue) -> AttrValue<'_> {
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => AttrValue::Str(s),
+        Some(any_value::Value::IntValue(i)) => AttrValue::Int(*i),
+        Some(any_value::Value::DoubleValue(d)) => AttrValue::Double(*d),
+        Some(any_value::Value::BoolValue(b)) => AttrValue::Bool(*b),
+        _ => AttrValue::Other,
+    }
+}
+
+/// Equality that treats NaN as equal to NaN with the same bits.
+fn same(a: Option<AttrValue<'_>>, b: Option<AttrValue<'_>>) -> bool {
+    match (a, b) {
+        (Some(AttrValue::Double(x)), Some(AttrValue::Double(y))) => x.to_bits() == y.to_bits(),
+        (a, b) => a == b,
+    }
+}
+
+fn same_attrs(lazy: &[Attr<'_>], prost: &[KeyValue]) -> Result<(), String> {
+    if lazy.len() != prost.len() {
+        return Err(format!("{} attributes, prost has {}", lazy.len(), prost.len()));
+    }
+    for (l, p) in lazy.iter().zip(prost) {
+        if l.key != p.key || !same(Some(l.value), Some(prost_value(p))) {
+            return Err(format!("attribute {:?}={:?}, prost has {:?}={:?}", l.key, l.value, p.key, prost_value(p)));
+        }
+    }
+    Ok(())
+}
+
+fn compare(bytes: &[u8]) -> Result<(), String> {
+    let reference = ExportTraceServiceRequest::decode(bytes);
+    let ours = lazy::decode_traces(bytes);
+    let (p, l) = match (reference, ours) {
+        (Err(_), Err(_)) => return Ok(()),
+        (Ok(_), Err(e)) => return Err(format!("prost accepts, the lazy decoder rejects: {e}")),
+        (Err(e), Ok(_)) => return Err(format!("the lazy decoder accepts, prost rejects: {e}")),
+        (Ok(p), Ok(l)) => (p, l),
+    };
+    let mut expected = Vec::new();
+    for rs in &p.resource_spans {
+        let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+        let service = service_name(resource);
+        for ss in &rs.scope_spans {
+            for span in &ss.spans {
+                expected.push(ProstSpan { resource, service, span });
+            }
+        }
+    }
+    if l.span_count() != expected.len() || cerflow::decode::span_count(&p) as usize != expected.len() {
+        return Err(format!("{} spans, prost has {}", l.span_count(), expected.len()));
+    }
+    if l.resource_count() != p.resource_spans.len() {
+        return Err(format!("{} resources, prost has {}", l.resource_count(), p.resource_spans.len()));
+    }
+    for (i, (ls, ps)) in l.spans().zip(&expected).enumerate() {
+        let at = |what: String| format!("span {i}: {what}");
+        let s = ps.span;
+        let checks: [(&str, bool); 10] = [
+            ("service", ls.service_name() == ps.service_name()),
+            ("name", ls.name() == ps.name()),
+            ("kind", ls.kind() == ps.kind()),
+            ("status", ls.status_code() == ps.status_code()),
+            ("start", ls.start_ns() == ps.start_ns()),
+            ("end", ls.end_ns() == ps.end_ns()),
+            ("trace_id", ls.trace_id() == &s.trace_id[..]),
+            ("span_id", ls.span_id() == &s.span_id[..]),
+            ("invalid_reason", ls.invalid_reason() == invalid_reason(s)),
+            ("entry point", ls.is_entry_point() == ps.is_entry_point()),
+        ];
+        for (what, ok) in checks {
+            if !ok {
+                return Err(at(format!("{what} differs")));
+            }
+        }
+        same_attrs(ls.span_attrs(), &s.attributes).map_err(|e| at(format!("span {e}")))?;
+        same_attrs(ls.resource_attrs(), ps.resource).map_err(|e| at(format!("resource {e}")))?;
+        let names: Vec<&str> = s.events.iter().map(|e| e.name.as_str()).collect();
+        if ls.event_names() != &names[..] {
+            return Err(at(format!("events {:?}, prost has {names:?}", ls.event_names())));
+        }
+        // The lookups rules and cohorts use, for every key present and a few absent.
+        let keys = s
+            .attributes
+            .iter()
+            .chain(ps.resource)
+            .map(|kv| kv.key.as_str())
+            .chain(["service.name", "http.route", "absent", ""]);
+        for key in keys {
+            if !same(ls.attr(key), ps.attr(key))
+                || !same(ls.span_attr(key), ps.span_attr(key))
+                || !same(ls.resource_attr(key), ps.resource_attr(key))
+            {
+                return Err(at(format!("lookup of {key:?}: {:?}, prost {:?}", ls.attr(key), ps.attr(key))));
+            }
+        }
+        for probe in names.iter().copied().chain(["exception", ""]) {
+            if ls.any_event(&mut |n| n == probe) != ps.any_event(&mut |n| n == probe) {
+                return Err(at(format!("any_event({probe:?}) differs")));
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+    #[test]
+    fn agrees_with_prost_on_random_requests(req in a_request(), m in mutation()) {
+        let bytes = mutate(req.encode_to_vec(), &m);
+        if let Err(e) = compare(&bytes) {
+            return Err(TestCaseError::fail(format!("{e}\nmutation {m:?}\nbytes {bytes:02x?}")));
+        }
+    }
+
+    #[test]
+    fn agrees_with_prost_on_merged_fields_and_unknown_fields(raw in raw_request(), m in mutation()) {
+        let bytes = mutate(raw, &m);
+        if let Err(e) = compare(&bytes) {
+            return Err(TestCaseError::fail(format!("{e}\nmutation {m:?}\nbytes {bytes:02x?}")));
+        }
+    }
+
+    #[test]
+    fn agrees_with_prost_on_random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+        // Mostly rejected by both; what matters is that neither accepts alone.
+        if let Err(e) = compare(&bytes) {
+            return Err(TestCaseError::fail(format!("{e}\nbytes {bytes:02x?}")));
+        }
+    }
+}
+
+// --------------------------------------------------------------- edge cases
+
+fn nested_array(depth: usize) -> Vec<u8> {
+    // AnyValue{array_value: ArrayValue{values: [AnyValue{...}]}} nested `depth` times.
+    let mut inner = Vec::new();
+    field(&mut inner, 1, b"leaf");
+    for _ in 0..depth {
+        let mut array = Vec::new();
+        field(&mut array, 1, &inner);
+        let mut any = Vec::new();
+        field(&mut any, 5, &array);
+        inner = any;
+    }
+    let mut kv = Vec::new();
+    field(&mut kv, 1, b"deep");
+    field(&mut kv, 2, &inner);
+    let mut span = Vec::new();
+    field(&mut span, 9, &kv);
+    let mut ss = Vec::new();
+    field(&mut ss, 2, &span);
+    let mut rs = Vec::new();
+    field(&mut rs, 2, &ss);
+    let mut req = Vec::new();
+    field(&mut req, 1, &rs);
+    req
+}
+
+#[test]
+fn agrees_with_prost_at_the_recursion_limit() {
+    let mut seen = (false, false);
+    for depth in 40..=52 {
+        let bytes = nested_array(depth);
+        compare(&bytes).unwrap_or_else(|e| panic!("depth {depth}: {e}"));
+        match ExportTraceServiceRequest::decode(&bytes[..]) {
+            Ok(_) => seen.0 = true,
+            Err(_) => seen.1 = true,
+        }
+    }
+    assert_eq!(seen, (true, true), "the depths tried straddle the limit");
+}
+
+#[test]
+fn agrees_with_prost_on_varint_edges() {
+    // Request field 1 (LEN) with over-long and overflowing length varints.
+    let cases: [&[u8]; 6] = [
+        &[0x0a, 0x80, 0x00],
+        &[0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00],
+        &[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+        &[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+        &[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00],
+        // A key above u32::MAX.
+        &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+    ];
+    for c in cases {
+        compare(c).unwrap_or_else(|e| panic!("{c:02x?}: {e}"));
+    }
+}
+
+// ------------------------------------------------- the ingest path, both ways
+
+mod ingest {
+    use super::*;
+    use cerflow::config::Config;
+    use cerflow::decode::Format;
+    use cerflow::ingest::Ingest;
+    use cerflow::journey::Journeys;
+    use cerflow::pipeline::Pipeline;
+    use cerflow::telemetry::{Reason, Telemetry, Transport};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    const CONFIG: &str = r#"
+cohorts:
+  keys: [cloud.region, app.plan.tier]
+journeys:
+  - name: checkout
+    match: { span_name: POST /checkout }
+    incorrect: { event: exception }
+  - name: routed
+    match: { attributes: [{ key: http.route, exists: true }] }
+    failure: { attributes: [{ key: http.response.status_code, gte: 500 }] }
+  - name: by-service
+    match: { service: svc-1 }
+"#;
+
+    struct Side {
+        ingest: Ingest,
+        tel: Arc<Telemetry>,
+        _pipeline: Pipeline,
+    }
+
+    fn side() -> Side {
+        let cfg = Config::parse(CONFIG, "test.yaml", &|_| None).expect("the test config is valid");
+        let tel = Arc::new(Telemetry::default());
+        let journeys = Arc::new(Journeys::new(&cfg));
+        let pipeline = Pipeline::start(&cfg, journeys.clone(), tel.clone());
+        let ingest = Ingest::new(&cfg, journeys, pipeline.input(), tel.clone());
+        Side { ingest, tel, _pipeline: pipeline }
+    }
+
+    fn counters(t: &Telemetry) -> Vec<u64> {
+        let mut v = vec![
+            t.received_spans(Transport::Grpc),
+            t.unmatched_spans.load(Ordering::Relaxed),
+            t.late_spans.load(Ordering::Relaxed),
+            t.clamped_spans.load(Ordering::Relaxed),
+        ];
+        for r in [Reason::Malformed, Reason::InvalidSpan, Reason::QueueFull] {
+            v.push(t.refused_spans(r));
+            v.push(t.refused_requests(r));
+        }
+        v
+    }
+
+    /// Spans with timestamps near now, so they are neither late nor clamped by default.
+    fn recent(mut req: ExportTraceServiceRequest, shift: u64) -> ExportTraceServiceRequest {
+        let now = cerflow::pipeline::now_unix_ns();
+        for s in req.resource_spans.iter_mut().flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans) {
+            if s.end_time_unix_nano % 4 != 0 {
+                let d = s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano) % 5_000_000_000;
+                s.end_time_unix_nano = now - (shift % 30_000_000_000);
+                s.start_time_unix_nano = s.end_time_unix_nano.saturating_sub(d);
+            }
+        }
+        req
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_lazy_path_accounts_like_the_prost_path(req in a_request(), shift in any::<u64>(), m in mutation()) {
+            let bytes = mutate(recent(req, shift).encode_to_vec(), &m);
+            let lazy_side = side();
+            let prost_side = side();
+            let got = lazy_side.ingest.traces_body(&bytes, Format::Protobuf, Transport::Grpc);
+            let want = match ExportTraceServiceRequest::decode(&bytes[..]) {
+                Ok(r) => prost_side.ingest.traces(&r, Transport::Grpc),
+                Err(_) => {
+                    prop_assert!(got.is_err(), "prost rejects, ingest accepted: {got:?}");
+                    return Ok(());
+                }
+            };
+            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(counters(&lazy_side.tel), counters(&prost_side.tel));
+        }
+    }
+}
