@@ -95,6 +95,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         version: cfg.version.clone(),
         histogram_bounds: cfg.histogram_buckets.clone(),
         state_limit_bytes: cfg.limits.max_window_state_bytes,
+        ready: std::sync::atomic::AtomicBool::new(false),
         instance_id: instance_id(),
         start_unix_ns: now_unix_ns(),
     });
@@ -151,46 +152,52 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             .map_err(|e| format!("cannot start the deriver thread: {e}"))?
     };
 
+    // TLS files are parsed now, so a bad certificate stops start-up with a clear message.
+    let grpc_tls = cfg.receivers.grpc_tls.as_ref().map(crate::tls::tonic_config).transpose()?;
+    let http_tls = cfg.receivers.http_tls.as_ref().map(|f| crate::tls::rustls_config(f, &[b"h2", b"http/1.1"])).transpose()?;
+    let prom_tls =
+        cfg.exporters.prometheus_tls.as_ref().map(|f| crate::tls::rustls_config(f, &[b"h2", b"http/1.1"])).transpose()?;
+    let auth = Arc::new(receiver::auth::Auth::new(&cfg.receivers.tokens));
+
     let receivers_stop = CancellationToken::new();
     let mut receiver_tasks = Vec::new();
     if let Some(l) = grpc {
-        tracing::info!(endpoint = %l.local_addr().map_err(|e| e.to_string())?, "OTLP/gRPC receiver listening.");
+        let tls = grpc_tls.is_some();
+        tracing::info!(endpoint = %l.local_addr().map_err(|e| e.to_string())?, tls, auth = auth.enabled(), "OTLP/gRPC receiver listening.");
         let stop = receivers_stop.clone();
         let ingest = ingest.clone();
-        let max = cfg.receivers.max_decompressed_bytes;
+        let opts = receiver::grpc::GrpcOptions {
+            max_bytes: cfg.receivers.max_decompressed_bytes,
+            auth: auth.clone(),
+            tls: grpc_tls,
+            timeout: cfg.receivers.request_timeout,
+        };
         let score_shared = shared.clone();
         receiver_tasks.push(tokio::spawn(async move {
             let routes = tonic::service::Routes::new(crate::api::grpc_service(score_shared));
-            if let Err(e) =
-                receiver::grpc::serve(l, ingest, max, routes, stop.cancelled_owned()).await
-            {
+            if let Err(e) = receiver::grpc::serve(l, ingest, opts, routes, stop.cancelled_owned()).await {
                 tracing::error!(error = %e, "The OTLP/gRPC receiver stopped with an error.");
             }
         }));
     }
     if let Some(l) = http {
-        tracing::info!(endpoint = %l.local_addr().map_err(|e| e.to_string())?, "OTLP/HTTP receiver listening.");
-        let router = receiver::http::router(
-            ingest.clone(),
-            cfg.receivers.max_request_bytes,
-            cfg.receivers.max_decompressed_bytes,
-        );
-        let stop = receivers_stop.clone();
-        receiver_tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(l, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-            {
-                tracing::error!(error = %e, "The OTLP/HTTP receiver stopped with an error.");
-            }
-        }));
+        tracing::info!(endpoint = %l.local_addr().map_err(|e| e.to_string())?, tls = http_tls.is_some(), auth = auth.enabled(), "OTLP/HTTP receiver listening.");
+        let opts = receiver::http::HttpOptions {
+            max_request: cfg.receivers.max_request_bytes,
+            max_inflated: cfg.receivers.max_decompressed_bytes,
+            auth: auth.clone(),
+            timeout: cfg.receivers.request_timeout,
+        };
+        let router = receiver::http::router(ingest.clone(), opts);
+        receiver_tasks.push(tokio::spawn(serve_http(l, router, http_tls, receivers_stop.clone(), "OTLP/HTTP receiver")));
     }
     let admin_stop = CancellationToken::new();
     let admin_task = prom.map(|l| {
         if let Ok(a) = l.local_addr() {
-            tracing::info!(endpoint = %a, "Prometheus endpoint listening on /metrics.");
+            tracing::info!(endpoint = %a, tls = prom_tls.is_some(), "Prometheus endpoint listening on /metrics.");
         }
         let sh = shared.clone();
+        let ready = shared.clone();
         let router = axum::Router::new()
             .route(
                 "/metrics",
@@ -198,30 +205,28 @@ pub async fn run(cfg: Config) -> Result<(), String> {
                     let sh = sh.clone();
                     async move {
                         (
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                "text/plain; version=0.0.4; charset=utf-8",
-                            )],
+                            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
                             export::prometheus::render(&sh),
                         )
                     }
                 }),
             )
-            .route(
-                "/api/v1/scores",
-                get(crate::api::scores_json).with_state(shared.clone()),
-            )
+            .route("/api/v1/scores", get(crate::api::scores_json).with_state(shared.clone()))
             .route("/healthz", get(|| async { "ok\n" }))
-            .route("/readyz", get(|| async { "ready\n" }));
-        let stop = admin_stop.clone();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(l, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-            {
-                tracing::error!(error = %e, "The metrics endpoint stopped with an error.");
-            }
-        })
+            .route(
+                "/readyz",
+                get(move || {
+                    let ready = ready.ready.load(std::sync::atomic::Ordering::Relaxed);
+                    async move {
+                        if ready {
+                            (axum::http::StatusCode::OK, "ready\n")
+                        } else {
+                            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                        }
+                    }
+                }),
+            );
+        tokio::spawn(serve_http(l, router, prom_tls, admin_stop.clone(), "metrics endpoint"))
     });
     let otlp_stop = CancellationToken::new();
     let otlp_task = cfg.exporters.otlp.clone().map(|o| {
@@ -231,6 +236,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             o,
             otlp_stop.clone(),
             final_rx,
+            cfg.pipeline.shutdown_timeout,
         ))
     });
 
@@ -241,7 +247,9 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         workers = cfg.pipeline.workers,
         "cerflow is running."
     );
+    shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     shutdown_signal().await;
+    shared.ready.store(false, std::sync::atomic::Ordering::Relaxed);
 
     let grace = cfg.pipeline.shutdown_timeout;
     receivers_stop.cancel();
@@ -272,6 +280,24 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         "cerflow stopped."
     );
     Ok(())
+}
+
+/// Serves a router over plain TCP or TLS until `stop` is cancelled.
+async fn serve_http(
+    l: TcpListener,
+    router: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stop: CancellationToken,
+    what: &'static str,
+) {
+    match tls {
+        Some(cfg) => crate::tls::serve(l, router, cfg, stop).await,
+        None => {
+            if let Err(e) = axum::serve(l, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, what, "A listener stopped with an error.");
+            }
+        }
+    }
 }
 
 /// Merges worker snapshots, updates the SLO state, evaluates scores, checkpoints.

@@ -44,6 +44,54 @@ impl Incoming for lazy::LazySpan<'_, '_> {
     }
 }
 
+/// The attribute through which rules and cohorts see the sender's tenant.
+pub const TENANT_ATTRIBUTE: &str = "cerflow.tenant";
+
+/// A span plus the tenant of the token it was sent with.
+struct Tenanted<'t, S> {
+    inner: S,
+    tenant: Option<&'t str>,
+}
+
+impl<S: SpanView> SpanView for Tenanted<'_, S> {
+    fn service_name(&self) -> &str {
+        self.inner.service_name()
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn kind(&self) -> i32 {
+        self.inner.kind()
+    }
+    fn status_code(&self) -> i32 {
+        self.inner.status_code()
+    }
+    fn start_ns(&self) -> u64 {
+        self.inner.start_ns()
+    }
+    fn end_ns(&self) -> u64 {
+        self.inner.end_ns()
+    }
+    fn span_attr(&self, key: &str) -> Option<crate::span::AttrValue<'_>> {
+        match self.tenant {
+            Some(t) if key == TENANT_ATTRIBUTE => Some(crate::span::AttrValue::Str(t)),
+            _ => self.inner.span_attr(key),
+        }
+    }
+    fn resource_attr(&self, key: &str) -> Option<crate::span::AttrValue<'_>> {
+        self.inner.resource_attr(key)
+    }
+    fn any_event(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
+        self.inner.any_event(test)
+    }
+}
+
+impl<S: Incoming> Incoming for Tenanted<'_, S> {
+    fn invalid(&self) -> Option<&'static str> {
+        self.inner.invalid()
+    }
+}
+
 pub struct Ingest {
     journeys: Arc<Journeys>,
     input: Arc<PipelineInput>,
@@ -74,10 +122,25 @@ impl Ingest {
         format: decode::Format,
         t: Transport,
     ) -> Result<Accepted, Refused> {
+        self.traces_body_from(body, format, t, None)
+    }
+
+    /// As [`Ingest::traces_body`], for a sender whose token names a tenant.
+    pub fn traces_body_from(
+        &self,
+        body: &[u8],
+        format: decode::Format,
+        t: Transport,
+        tenant: Option<&str>,
+    ) -> Result<Accepted, Refused> {
         match format {
             // Protobuf is read in place: no per-span allocation, same outcome as prost.
             decode::Format::Protobuf => match lazy::decode_traces(body) {
-                Ok(req) => self.traces_lazy(&req, t),
+                Ok(req) => self.process(
+                    req.span_count() as u64,
+                    req.spans().map(|inner| Tenanted { inner, tenant }),
+                    t,
+                ),
                 Err(e) => {
                     let msg = format!("invalid OTLP protobuf: {e}");
                     self.tel.refuse_request(t, Reason::Malformed, 0, &msg);
@@ -85,7 +148,7 @@ impl Ingest {
                 }
             },
             decode::Format::Json => match decode::traces(body, format) {
-                Ok(req) => self.traces(&req, t),
+                Ok(req) => self.traces_from(&req, t, tenant),
                 Err(msg) => {
                     self.tel.refuse_request(t, Reason::Malformed, 0, &msg);
                     Err(Refused::Malformed(msg))
@@ -95,10 +158,15 @@ impl Ingest {
     }
 
     /// Processes a request decoded by prost (the JSON path, and the reference).
-    pub fn traces(
+    pub fn traces(&self, req: &ExportTraceServiceRequest, t: Transport) -> Result<Accepted, Refused> {
+        self.traces_from(req, t, None)
+    }
+
+    fn traces_from(
         &self,
         req: &ExportTraceServiceRequest,
         t: Transport,
+        tenant: Option<&str>,
     ) -> Result<Accepted, Refused> {
         let spans = req.resource_spans.iter().flat_map(|rs| {
             let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
@@ -106,11 +174,7 @@ impl Ingest {
             rs.scope_spans
                 .iter()
                 .flat_map(|ss| &ss.spans)
-                .map(move |span| ProstSpan {
-                    resource,
-                    service,
-                    span,
-                })
+                .map(move |span| Tenanted { inner: ProstSpan { resource, service, span }, tenant })
         });
         self.process(decode::span_count(req), spans, t)
     }

@@ -27,6 +27,7 @@ pub mod sli;
 pub mod slo;
 pub mod span;
 pub mod telemetry;
+pub mod tls;
 pub mod window;
 
 /// cerflow's own API, generated from `proto/cerflow/v1/score.proto`.

@@ -34,15 +34,21 @@ pub enum Reason {
     BadEncoding,
     /// The pipeline queues were full; the sender should retry.
     QueueFull,
+    /// No valid bearer token.
+    Unauthenticated,
+    /// The request did not arrive within `request_timeout`.
+    Timeout,
 }
 
-pub const REASONS: [Reason; 6] = [
+pub const REASONS: [Reason; 8] = [
     Reason::Malformed,
     Reason::InvalidSpan,
     Reason::UnsupportedMediaType,
     Reason::TooLarge,
     Reason::BadEncoding,
     Reason::QueueFull,
+    Reason::Unauthenticated,
+    Reason::Timeout,
 ];
 
 impl Reason {
@@ -54,6 +60,8 @@ impl Reason {
             Reason::TooLarge => "too_large",
             Reason::BadEncoding => "bad_encoding",
             Reason::QueueFull => "queue_full",
+            Reason::Unauthenticated => "unauthenticated",
+            Reason::Timeout => "timeout",
         }
     }
 
@@ -65,8 +73,8 @@ impl Reason {
 #[derive(Debug, Default)]
 pub struct Telemetry {
     pub received_spans: [AtomicU64; 2],
-    pub refused_spans: [AtomicU64; 6],
-    pub refused_requests: [AtomicU64; 6],
+    pub refused_spans: [AtomicU64; 8],
+    pub refused_requests: [AtomicU64; 8],
     pub received_data_points: AtomicU64,
     pub received_log_records: AtomicU64,
     /// Spans that went through the pipeline, whatever the outcome (recorded, unmatched, late).
@@ -76,7 +84,7 @@ pub struct Telemetry {
     pub clamped_spans: AtomicU64,
     pub otlp_exports_ok: AtomicU64,
     pub otlp_exports_failed: AtomicU64,
-    /// OTLP push attempts that re-sent a request after a retryable failure.
+    /// OTLP push attempts made while backing off after a retryable failure.
     pub otlp_export_retries: AtomicU64,
     /// OTLP export requests given up on, by [`ExportDrop`].
     pub otlp_export_dropped: [AtomicU64; 3],
@@ -85,7 +93,7 @@ pub struct Telemetry {
     pub series_expired: AtomicU64,
     /// Spans recorded into a journey's overflow series.
     pub cardinality_overflow: AtomicU64,
-    last_warn_sec: [AtomicU64; 6],
+    last_warn_sec: [AtomicU64; 8],
 }
 
 fn now_sec() -> u64 {

@@ -456,7 +456,13 @@ fn the_final_push_happens_on_sigterm() {
 fn failed_pushes_are_counted_and_not_fatal() {
     let rt = runtime();
     let nobody = free_port();
-    let mut cerflow = Cerflow::start(|p| config(p, nobody, "200ms"));
+    // Undelivered pushes are retried until shutdown_timeout; keep that short here.
+    let mut cerflow = Cerflow::start(|p| {
+        config(p, nobody, "200ms").replace(
+            "pipeline:\n  evaluation_interval: 100ms\n",
+            "pipeline:\n  evaluation_interval: 100ms\n  shutdown_timeout: 1s\n",
+        )
+    });
     send_checkouts(&rt, &cerflow);
     let s = cerflow.wait_until("two failed pushes and 4 requests", |s| {
         s.value("cerflow_otlp_export_failures_total", &[]) >= 2.0
@@ -466,7 +472,14 @@ fn failed_pushes_are_counted_and_not_fatal() {
             ) == Some(4.0)
     });
     s.assert("cerflow_otlp_exports_total", &[], 0.0);
+    let stopping = Instant::now();
     let status = cerflow.terminate();
+    let took = stopping.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "shutdown_timeout 1s bounds the stop, took {took:?}\n{}",
+        cerflow.logs()
+    );
     assert!(status.success(), "exit status {status}\n{}", cerflow.logs());
     assert!(
         cerflow.logs().contains("OTLP metric push failed"),

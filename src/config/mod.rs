@@ -51,15 +51,45 @@ pub struct Limits {
 pub struct Receivers {
     pub grpc: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    pub grpc_tls: Option<TlsFiles>,
+    pub http_tls: Option<TlsFiles>,
+    /// Bearer tokens; when any is set, both receivers require one.
+    pub tokens: Vec<BearerToken>,
+    /// Longest a request may take to arrive and be handled.
+    pub request_timeout: Duration,
     /// Largest request body accepted, compressed or not.
     pub max_request_bytes: usize,
     /// Largest body after gzip inflation; a bomb stops here.
     pub max_decompressed_bytes: usize,
 }
 
+/// PEM files for a TLS listener; with `client_ca_file`, clients must present a
+/// certificate signed by that CA (mutual TLS).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+    pub client_ca_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct BearerToken {
+    pub token: String,
+    /// Exposed to rules and cohorts as the attribute `cerflow.tenant`.
+    pub tenant: Option<String>,
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a secret, not even in a debug dump.
+        f.debug_struct("BearerToken").field("token", &"<redacted>").field("tenant", &self.tenant).finish()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Exporters {
     pub prometheus: Option<SocketAddr>,
+    pub prometheus_tls: Option<TlsFiles>,
     pub otlp: Option<OtlpExporter>,
 }
 
@@ -292,11 +322,16 @@ impl Default for Config {
             receivers: Receivers {
                 grpc: Some(SocketAddr::from(([127, 0, 0, 1], 4317))),
                 http: Some(SocketAddr::from(([127, 0, 0, 1], 4318))),
+                grpc_tls: None,
+                http_tls: None,
+                tokens: Vec::new(),
+                request_timeout: Duration::from_secs(30),
                 max_request_bytes: 16 << 20,
                 max_decompressed_bytes: 64 << 20,
             },
             exporters: Exporters {
                 prometheus: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+                prometheus_tls: None,
                 otlp: None,
             },
             pipeline: Pipeline {
@@ -579,25 +614,94 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
     cfg
 }
 
-fn listener(ctx: &mut Ctx, node: &Node, path: &str) -> Option<SocketAddr> {
-    let m = ctx.map(node, path, &["endpoint"])?;
+/// `{endpoint: host:port, tls: {...}}`.
+fn listener(ctx: &mut Ctx, node: &Node, path: &str) -> (Option<SocketAddr>, Option<TlsFiles>) {
+    let Some(m) = ctx.map(node, path, &["endpoint", "tls"]) else { return (None, None) };
+    let tls = m.get("tls").and_then(|t| tls_files(ctx, t, &join(path, "tls")));
     let p = join(path, "endpoint");
     let Some(e) = m.get("endpoint") else {
         ctx.error(m.mark, path, "missing required key \"endpoint\"");
-        return None;
+        return (None, tls);
     };
-    let s = ctx.string(e, &p)?;
+    let Some(s) = ctx.string(e, &p) else { return (None, tls) };
     match resolve_addr(&s) {
-        Some(a) => Some(a),
+        Some(a) => (Some(a), tls),
         None => {
-            ctx.error(
-                e.mark,
-                &p,
-                format!("invalid endpoint \"{s}\" (expected host:port, e.g. 127.0.0.1:4317)"),
-            );
-            None
+            ctx.error(e.mark, &p, format!("invalid endpoint \"{s}\" (expected host:port, e.g. 127.0.0.1:4317)"));
+            (None, tls)
         }
     }
+}
+
+/// A PEM file that must exist when the config is loaded.
+fn existing_file(ctx: &mut Ctx, node: &Node, path: &str) -> Option<std::path::PathBuf> {
+    let s = ctx.non_empty_string(node, path)?;
+    let p = std::path::PathBuf::from(&s);
+    if !p.is_file() {
+        ctx.error(node.mark, path, format!("file \"{s}\" does not exist or is not a file"));
+        return None;
+    }
+    Some(p)
+}
+
+fn tls_files(ctx: &mut Ctx, node: &Node, path: &str) -> Option<TlsFiles> {
+    let m = ctx.map(node, path, &["cert_file", "key_file", "client_ca_file"])?;
+    let mut need = |key: &str| match m.get(key) {
+        Some(n) => existing_file(ctx, n, &join(path, key)),
+        None => {
+            ctx.error(m.mark, path, format!("missing required key \"{key}\""));
+            None
+        }
+    };
+    let cert_file = need("cert_file");
+    let key_file = need("key_file");
+    let client_ca_file = match m.get("client_ca_file") {
+        Some(n) => Some(existing_file(ctx, n, &join(path, "client_ca_file"))?),
+        None => None,
+    };
+    Some(TlsFiles { cert_file: cert_file?, key_file: key_file?, client_ca_file })
+}
+
+fn bearer_tokens(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<BearerToken> {
+    let mut out = Vec::new();
+    let problems_before = ctx.problems.len();
+    let Some(items) = ctx.seq(node, path) else { return out };
+    for (i, item) in items.iter().enumerate() {
+        let p = index(path, i);
+        let Some(m) = ctx.map(item, &p, &["token", "token_file", "tenant"]) else { continue };
+        let token = match (m.get("token"), m.get("token_file")) {
+            (Some(t), None) => ctx.non_empty_string(t, &join(&p, "token")),
+            (None, Some(f)) => existing_file(ctx, f, &join(&p, "token_file")).and_then(|file| {
+                match std::fs::read_to_string(&file) {
+                    Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+                    Ok(_) => {
+                        ctx.error(f.mark, &join(&p, "token_file"), "the token file is empty");
+                        None
+                    }
+                    Err(e) => {
+                        ctx.error(f.mark, &join(&p, "token_file"), format!("cannot read: {e}"));
+                        None
+                    }
+                }
+            }),
+            _ => {
+                ctx.error(m.mark, &p, "give exactly one of: token, token_file");
+                None
+            }
+        };
+        let tenant = m.get("tenant").and_then(|t| ctx.non_empty_string(t, &join(&p, "tenant")));
+        if let Some(token) = token {
+            if out.iter().any(|t: &BearerToken| t.token == token) {
+                ctx.error(m.mark, &p, "the same token is listed twice");
+            } else {
+                out.push(BearerToken { token, tenant });
+            }
+        }
+    }
+    if out.is_empty() && ctx.problems.len() == problems_before {
+        ctx.error(node.mark, path, "list at least one token, or leave auth out");
+    }
+    out
 }
 
 fn resolve_addr(s: &str) -> Option<SocketAddr> {
@@ -616,31 +720,22 @@ fn resolve_addr(s: &str) -> Option<SocketAddr> {
 }
 
 fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
-    let Some(m) = ctx.map(node, "receivers", &["otlp"]) else {
-        return;
-    };
+    let Some(m) = ctx.map(node, "receivers", &["otlp"]) else { return };
     let Some(otlp) = m.get("otlp") else { return };
-    let Some(o) = ctx.map(
-        otlp,
-        "receivers.otlp",
-        &["protocols", "max_request_bytes", "max_decompressed_bytes"],
-    ) else {
-        return;
-    };
+    let keys = ["protocols", "max_request_bytes", "max_decompressed_bytes", "request_timeout", "auth"];
+    let Some(o) = ctx.map(otlp, "receivers.otlp", &keys) else { return };
     if let Some(p) = o.get("protocols") {
         if let Some(pm) = ctx.map(p, "receivers.otlp.protocols", &["grpc", "http"]) {
-            out.grpc = pm
-                .get("grpc")
-                .and_then(|n| listener(ctx, n, "receivers.otlp.protocols.grpc"));
-            out.http = pm
-                .get("http")
-                .and_then(|n| listener(ctx, n, "receivers.otlp.protocols.http"));
+            (out.grpc, out.grpc_tls) = match pm.get("grpc") {
+                Some(n) => listener(ctx, n, "receivers.otlp.protocols.grpc"),
+                None => (None, None),
+            };
+            (out.http, out.http_tls) = match pm.get("http") {
+                Some(n) => listener(ctx, n, "receivers.otlp.protocols.http"),
+                None => (None, None),
+            };
             if pm.entries.is_empty() {
-                ctx.error(
-                    p.mark,
-                    "receivers.otlp.protocols",
-                    "must specify at least one protocol (grpc, http)",
-                );
+                ctx.error(p.mark, "receivers.otlp.protocols", "must specify at least one protocol (grpc, http)");
             }
         }
     }
@@ -657,6 +752,19 @@ fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
             }
         }
     }
+    if let Some(n) = o.get("request_timeout") {
+        if let Some(d) = ctx.positive_duration(n, "receivers.otlp.request_timeout") {
+            out.request_timeout = d;
+        }
+    }
+    if let Some(n) = o.get("auth") {
+        if let Some(a) = ctx.map(n, "receivers.otlp.auth", &["bearer_tokens"]) {
+            match a.get("bearer_tokens") {
+                Some(t) => out.tokens = bearer_tokens(ctx, t, "receivers.otlp.auth.bearer_tokens"),
+                None => ctx.error(a.mark, "receivers.otlp.auth", "missing required key \"bearer_tokens\""),
+            }
+        }
+    }
 }
 
 fn decode_exporters(ctx: &mut Ctx, node: &Node, out: &mut Exporters) {
@@ -664,7 +772,7 @@ fn decode_exporters(ctx: &mut Ctx, node: &Node, out: &mut Exporters) {
         return;
     };
     if let Some(n) = m.get("prometheus") {
-        out.prometheus = listener(ctx, n, "exporters.prometheus");
+        (out.prometheus, out.prometheus_tls) = listener(ctx, n, "exporters.prometheus");
     }
     if let Some(n) = m.get("otlp") {
         let path = "exporters.otlp";

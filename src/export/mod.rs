@@ -25,6 +25,8 @@ pub struct Shared {
     pub version: String,
     pub histogram_bounds: Vec<f64>,
     pub state_limit_bytes: usize,
+    /// True from the moment every listener is serving until shutdown begins.
+    pub ready: std::sync::atomic::AtomicBool,
     pub instance_id: String,
     pub start_unix_ns: u64,
 }

@@ -1,21 +1,39 @@
 //! OTLP push: the same series as `/metrics`, as OTLP metrics with dotted names,
 //! cumulative temporality, sent to a gRPC MetricsService every interval.
+//!
+//! Every interval the current snapshot's request joins a bounded queue; one request is
+//! in flight at a time, oldest first. Retryable failures (per the OTLP specification:
+//! `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`, `OUT_OF_RANGE`, `UNAVAILABLE`,
+//! `DATA_LOSS`, and `RESOURCE_EXHAUSTED` when the server sends `RetryInfo`) keep the
+//! request at the head of the queue and wait an exponential backoff with jitter, or the
+//! server's `RetryInfo` delay when longer. Other failures drop the request. A full queue
+//! drops its oldest request; a request older than `retry.max_elapsed_time` is dropped
+//! too. Every drop is counted by reason. The queue resumes by itself when the endpoint
+//! answers again.
 
 use super::Shared;
 use crate::config::decode::format_duration;
-use crate::config::OtlpExporter;
+use crate::config::{OtlpExporter, OtlpRetry};
+use crate::loadgen::rng::Rng;
 use crate::pipeline::{SeriesSnap, QUANTILES};
 use crate::sli::{derive, Sli, Snapshot};
-use crate::telemetry::AddRelaxed;
+use crate::telemetry::{AddRelaxed, ExportDrop, Telemetry};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
     metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
     Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 fn kv(key: &str, value: &str) -> KeyValue {
@@ -34,7 +52,9 @@ fn series_attrs(s: &SeriesSnap) -> Vec<KeyValue> {
     if s.overflow {
         v.push(KeyValue {
             key: "otel.metric.overflow".into(),
-            value: Some(AnyValue { value: Some(any_value::Value::BoolValue(true)) }),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::BoolValue(true)),
+            }),
             ..Default::default()
         });
         return v;
@@ -293,31 +313,457 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
     }
 }
 
-/// Pushes once; failures are counted and logged, never fatal.
-pub async fn push_once(
-    sh: &Shared,
-    client: &mut MetricsServiceClient<tonic::transport::Channel>,
-    cfg: &OtlpExporter,
-) {
-    let snap = sh.snapshot.load_full();
-    let req = build_request(sh, &snap);
-    let mut request = tonic::Request::new(req);
-    request.set_timeout(cfg.timeout);
-    match client.export(request).await {
-        Ok(_) => sh.tel.otlp_exports_ok.add(1),
-        Err(status) => {
-            sh.tel.otlp_exports_failed.add(1);
-            tracing::warn!(endpoint = %cfg.endpoint, code = ?status.code(), message = status.message(), "OTLP metric push failed.");
-        }
+// ---------------------------------------------------------------------------------
+// Failures: which are retryable, and how long to wait.
+// ---------------------------------------------------------------------------------
+
+/// `google.rpc` messages carried in `grpc-status-details-bin`, declared here so reading
+/// `RetryInfo` needs no extra dependency.
+mod rpc {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Status {
+        #[prost(int32, tag = "1")]
+        pub code: i32,
+        #[prost(string, tag = "2")]
+        pub message: String,
+        #[prost(message, repeated, tag = "3")]
+        pub details: Vec<Any>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Any {
+        #[prost(string, tag = "1")]
+        pub type_url: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub value: Vec<u8>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RetryInfo {
+        #[prost(message, optional, tag = "1")]
+        pub retry_delay: Option<Duration>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Duration {
+        #[prost(int64, tag = "1")]
+        pub seconds: i64,
+        #[prost(int32, tag = "2")]
+        pub nanos: i32,
     }
 }
 
-/// Pushes every interval until cancelled, then once more so the last figures leave.
+/// The `RetryInfo.retry_delay` of a gRPC error, when the server sent one.
+pub fn retry_delay(status: &tonic::Status) -> Option<Duration> {
+    use prost::Message;
+    if status.details().is_empty() {
+        return None;
+    }
+    let details = rpc::Status::decode(status.details()).ok()?;
+    details
+        .details
+        .iter()
+        .filter(|a| a.type_url.ends_with("/google.rpc.RetryInfo"))
+        .find_map(|a| rpc::RetryInfo::decode(a.value.as_slice()).ok()?.retry_delay)
+        .map(|d| {
+            if d.seconds < 0 || d.nanos < 0 {
+                Duration::ZERO
+            } else {
+                Duration::new(d.seconds as u64, d.nanos.min(999_999_999) as u32)
+            }
+        })
+}
+
+/// What to do with a request after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Try again later, at least after the server's delay when it gave one.
+    Retry(Option<Duration>),
+    /// Retrying cannot help: drop the request.
+    Permanent,
+}
+
+/// Classifies a gRPC error as the OTLP specification does.
+pub fn classify(status: &tonic::Status) -> Verdict {
+    use tonic::Code;
+    let delay = retry_delay(status);
+    match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => Verdict::Retry(delay),
+        // Retryable only when the server says it can recover, by sending RetryInfo.
+        Code::ResourceExhausted if delay.is_some() => Verdict::Retry(delay),
+        _ => Verdict::Permanent,
+    }
+}
+
+/// Exponential backoff with jitter over consecutive failures of the endpoint: the n-th
+/// failure in a row waits `initial_interval x 2^(n-1)`, at most `max_interval`, spread
+/// uniformly over +-50% of that and never past `max_interval`. A success resets it.
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    failures: u32,
+    rng: Rng,
+}
+
+impl Backoff {
+    pub fn new(cfg: &OtlpRetry, seed: u64) -> Backoff {
+        Backoff {
+            initial: cfg.initial_interval,
+            max: cfg.max_interval.max(cfg.initial_interval),
+            failures: 0,
+            rng: Rng::new(seed),
+        }
+    }
+
+    /// The wait before jitter after the `n`-th failure in a row (`n` from 1).
+    pub fn base(&self, n: u32) -> Duration {
+        let doublings = n.saturating_sub(1);
+        if doublings >= 31 {
+            return self.max;
+        }
+        self.initial
+            .checked_mul(1u32 << doublings)
+            .map_or(self.max, |d| d.min(self.max))
+    }
+
+    /// Records one more failure and returns how long to wait before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let base = self.base(self.failures);
+        base.mul_f64(0.5 + self.rng.unit()).min(self.max)
+    }
+
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    /// Failures in a row so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The queue of export requests.
+// ---------------------------------------------------------------------------------
+
+/// `t + d`, or a year after `t` if that cannot be represented.
+fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(t)
+}
+
+struct Pending {
+    req: ExportMetricsServiceRequest,
+    enqueued: Instant,
+    attempts: u32,
+}
+
+/// How long between two warnings about the same kind of drop; the counters carry all.
+const DROP_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The pending requests and the retry schedule, without any I/O: the caller sends what
+/// [`ExportQueue::next_to_send`] hands out and reports the outcome to
+/// [`ExportQueue::finish`]. The request being sent stays at the head until then.
+pub struct ExportQueue {
+    items: VecDeque<Pending>,
+    capacity: usize,
+    max_elapsed: Duration,
+    backoff: Backoff,
+    /// The head may be sent from this moment on.
+    due: Instant,
+    sending: bool,
+    tel: Arc<Telemetry>,
+    endpoint: String,
+    last_drop_warn: [Option<Instant>; 3],
+}
+
+impl ExportQueue {
+    pub fn new(cfg: &OtlpExporter, tel: Arc<Telemetry>, seed: u64, now: Instant) -> ExportQueue {
+        tel.otlp_export_queue_depth.store(0, Relaxed);
+        ExportQueue {
+            items: VecDeque::with_capacity(cfg.queue_size.min(1024) + 1),
+            capacity: cfg.queue_size.max(1),
+            max_elapsed: cfg.retry.max_elapsed_time,
+            backoff: Backoff::new(&cfg.retry, seed),
+            due: now,
+            sending: false,
+            tel,
+            endpoint: cfg.endpoint.clone(),
+            last_drop_warn: [None; 3],
+        }
+    }
+
+    /// Requests waiting, the one being sent included.
+    pub fn depth(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_sending(&self) -> bool {
+        self.sending
+    }
+
+    /// When the head may be sent.
+    pub fn due(&self) -> Instant {
+        self.due
+    }
+
+    /// Whether a request can be handed out at `now`.
+    pub fn ready(&self, now: Instant) -> bool {
+        !self.sending && !self.items.is_empty() && now >= self.due
+    }
+
+    /// Lets the head go at once whatever the backoff (the final push at shutdown).
+    pub fn due_now(&mut self, now: Instant) {
+        self.due = now;
+    }
+
+    fn set_depth(&self) {
+        self.tel
+            .otlp_export_queue_depth
+            .store(self.items.len() as u64, Relaxed);
+    }
+
+    fn dropped(&mut self, why: ExportDrop, p: &Pending, now: Instant, detail: &str) {
+        self.tel.otlp_export_dropped[why as usize].add(1);
+        let warn = match why {
+            // Each permanent refusal is a problem worth its own line.
+            ExportDrop::Permanent => true,
+            _ => {
+                let slot = &mut self.last_drop_warn[why as usize];
+                let due = slot.is_none_or(|t| now.duration_since(t) >= DROP_WARN_EVERY);
+                if due {
+                    *slot = Some(now);
+                }
+                due
+            }
+        };
+        let total = self.tel.otlp_dropped(why);
+        let age = now.duration_since(p.enqueued);
+        if warn {
+            tracing::warn!(
+                endpoint = %self.endpoint,
+                reason = why.as_str(),
+                attempts = p.attempts,
+                age = ?age,
+                dropped_so_far = total,
+                detail,
+                "Dropped an OTLP metric export request."
+            );
+        } else {
+            tracing::debug!(
+                endpoint = %self.endpoint,
+                reason = why.as_str(),
+                attempts = p.attempts,
+                age = ?age,
+                dropped_so_far = total,
+                "Dropped an OTLP metric export request."
+            );
+        }
+    }
+
+    /// Adds a request; when the queue is full its oldest request is dropped. Returns true
+    /// when that was the request being sent: the caller must abandon its attempt.
+    pub fn push(&mut self, req: ExportMetricsServiceRequest, now: Instant) -> bool {
+        self.items.push_back(Pending {
+            req,
+            enqueued: now,
+            attempts: 0,
+        });
+        let mut abandoned = false;
+        while self.items.len() > self.capacity {
+            let Some(p) = self.items.pop_front() else {
+                break;
+            };
+            if self.sending {
+                self.sending = false;
+                abandoned = true;
+            }
+            let detail = format!("the queue holds {} requests", self.capacity);
+            self.dropped(ExportDrop::QueueFull, &p, now, &detail);
+        }
+        self.set_depth();
+        abandoned
+    }
+
+    /// Drops requests older than `max_elapsed_time` from the head, then hands out the
+    /// head's request for one attempt. `None` when nothing is left or not yet due.
+    pub fn next_to_send(&mut self, now: Instant) -> Option<ExportMetricsServiceRequest> {
+        if self.sending || now < self.due {
+            return None;
+        }
+        while let Some(head) = self.items.front() {
+            if now.duration_since(head.enqueued) <= self.max_elapsed {
+                break;
+            }
+            if let Some(p) = self.items.pop_front() {
+                self.dropped(
+                    ExportDrop::Expired,
+                    &p,
+                    now,
+                    "older than retry.max_elapsed_time",
+                );
+            }
+        }
+        self.set_depth();
+        let head = self.items.front_mut()?;
+        // A retry is any attempt made while backing off, whether it re-sends the same
+        // request or a newer one that took the place of a dropped one.
+        if self.backoff.failures() > 0 {
+            self.tel.otlp_export_retries.add(1);
+        }
+        head.attempts += 1;
+        self.sending = true;
+        Some(head.req.clone())
+    }
+
+    /// The outcome of the attempt [`next_to_send`](Self::next_to_send) handed out.
+    pub fn finish(
+        &mut self,
+        result: Result<ExportMetricsServiceResponse, tonic::Status>,
+        now: Instant,
+    ) {
+        if !self.sending {
+            return;
+        }
+        self.sending = false;
+        let Some(p) = self.items.pop_front() else {
+            return;
+        };
+        match result {
+            Ok(resp) => {
+                self.tel.otlp_exports_ok.add(1);
+                if let Some(ps) = resp
+                    .partial_success
+                    .filter(|ps| ps.rejected_data_points > 0 || !ps.error_message.is_empty())
+                {
+                    tracing::warn!(
+                        endpoint = %self.endpoint,
+                        rejected_data_points = ps.rejected_data_points,
+                        message = %ps.error_message,
+                        "The OTLP endpoint accepted the metric push in part (not retried)."
+                    );
+                }
+                if self.backoff.failures() > 0 {
+                    tracing::info!(
+                        endpoint = %self.endpoint,
+                        failed_attempts = self.backoff.failures(),
+                        queued = self.items.len(),
+                        "OTLP metric push works again."
+                    );
+                }
+                self.backoff.reset();
+                self.due = now;
+            }
+            Err(status) => {
+                self.tel.otlp_exports_failed.add(1);
+                match classify(&status) {
+                    Verdict::Permanent => {
+                        let detail = format!("{:?}: {}", status.code(), status.message());
+                        self.dropped(ExportDrop::Permanent, &p, now, &detail);
+                        // The endpoint answered: the next request may fare better.
+                        self.backoff.reset();
+                        self.due = now;
+                    }
+                    Verdict::Retry(server_delay) => {
+                        // The server's delay is honoured up to max_elapsed_time, past
+                        // which any request would have expired anyway.
+                        let delay = self
+                            .backoff
+                            .next_delay()
+                            .max(server_delay.unwrap_or(Duration::ZERO).min(self.max_elapsed));
+                        if self.backoff.failures() == 1 {
+                            tracing::warn!(
+                                endpoint = %self.endpoint,
+                                code = ?status.code(),
+                                grpc_message = status.message(),
+                                retry_in = ?delay,
+                                "OTLP metric push failed; retrying with backoff."
+                            );
+                        } else {
+                            tracing::debug!(
+                                endpoint = %self.endpoint,
+                                code = ?status.code(),
+                                grpc_message = status.message(),
+                                failures = self.backoff.failures(),
+                                retry_in = ?delay,
+                                "OTLP metric push failed again."
+                            );
+                        }
+                        self.due = after(now, delay);
+                        if now.duration_since(p.enqueued).saturating_add(delay) > self.max_elapsed {
+                            self.dropped(
+                                ExportDrop::Expired,
+                                &p,
+                                now,
+                                "its next attempt would pass retry.max_elapsed_time",
+                            );
+                        } else {
+                            self.items.push_front(p);
+                        }
+                    }
+                }
+            }
+        }
+        self.set_depth();
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The exporter task.
+// ---------------------------------------------------------------------------------
+
+type Attempt =
+    Pin<Box<dyn Future<Output = Result<ExportMetricsServiceResponse, tonic::Status>> + Send>>;
+
+fn attempt(
+    client: &MetricsServiceClient<tonic::transport::Channel>,
+    req: ExportMetricsServiceRequest,
+    timeout: Duration,
+) -> Attempt {
+    let mut client = client.clone();
+    let mut request = tonic::Request::new(req);
+    request.set_timeout(timeout);
+    Box::pin(async move {
+        match tokio::time::timeout(timeout, client.export(request)).await {
+            Ok(r) => r.map(tonic::Response::into_inner),
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {}",
+                format_duration(timeout)
+            ))),
+        }
+    })
+}
+
+/// Awaits the attempt in `slot`; only polled while there is one.
+async fn in_flight(
+    slot: &mut Option<Attempt>,
+) -> Result<ExportMetricsServiceResponse, tonic::Status> {
+    match slot.as_mut() {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn seed() -> u64 {
+    crate::pipeline::now_unix_ns() ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Pushes every interval until cancelled, retrying and queueing as described above; then
+/// waits for the final snapshot of shutdown, pushes it once more and keeps retrying what
+/// is queued until `grace` (the shutdown timeout) is nearly over.
 pub async fn run(
     sh: Arc<Shared>,
     cfg: OtlpExporter,
     cancel: CancellationToken,
     final_push: tokio::sync::oneshot::Receiver<()>,
+    grace: Duration,
 ) {
     let channel = match tonic::transport::Endpoint::from_shared(cfg.endpoint.clone()) {
         Ok(e) => e.connect_timeout(cfg.timeout).connect_lazy(),
@@ -326,17 +772,448 @@ pub async fn run(
             return;
         }
     };
-    let mut client = MetricsServiceClient::new(channel);
+    let client = MetricsServiceClient::new(channel);
+    let mut queue = ExportQueue::new(&cfg, sh.tel.clone(), seed(), Instant::now());
+    let mut sending: Option<Attempt> = None;
     let mut tick = tokio::time::interval(cfg.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
+        let can_start = !queue.is_sending() && queue.depth() > 0;
+        let due = tokio::time::Instant::from_std(queue.due());
         tokio::select! {
-            _ = tick.tick() => push_once(&sh, &mut client, &cfg).await,
+            biased;
             _ = cancel.cancelled() => break,
+            r = in_flight(&mut sending), if sending.is_some() => {
+                sending = None;
+                queue.finish(r, Instant::now());
+            }
+            _ = tick.tick() => {
+                let req = build_request(&sh, &sh.snapshot.load_full());
+                if queue.push(req, Instant::now()) {
+                    sending = None;
+                }
+            }
+            _ = tokio::time::sleep_until(due), if can_start => {
+                if let Some(req) = queue.next_to_send(Instant::now()) {
+                    sending = Some(attempt(&client, req, cfg.timeout));
+                }
+            }
         }
     }
-    // Wait for the final snapshot of shutdown, then push it.
-    let _ = final_push.await;
-    push_once(&sh, &mut client, &cfg).await;
+
+    // Shutdown: the final snapshot goes out once more, retried within the grace period.
+    let deadline = after(Instant::now(), grace - grace / 10);
+    let _ = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), final_push).await;
+    let now = Instant::now();
+    if queue.push(build_request(&sh, &sh.snapshot.load_full()), now) {
+        sending = None;
+    }
+    // One attempt at once whatever the backoff (after the one in flight, if any); the
+    // backoff applies from there on.
+    queue.due_now(now);
+    let mut tried = false;
+    let stop_at = tokio::time::Instant::from_std(deadline);
+    while queue.depth() > 0 {
+        let can_start = !queue.is_sending();
+        let due = tokio::time::Instant::from_std(queue.due());
+        tokio::select! {
+            biased;
+            r = in_flight(&mut sending), if sending.is_some() => {
+                sending = None;
+                let now = Instant::now();
+                queue.finish(r, now);
+                if !tried {
+                    queue.due_now(now);
+                }
+            }
+            _ = tokio::time::sleep_until(due), if can_start => {
+                if let Some(req) = queue.next_to_send(Instant::now()) {
+                    tried = true;
+                    sending = Some(attempt(&client, req, cfg.timeout));
+                }
+            }
+            _ = tokio::time::sleep_until(stop_at) => {
+                tracing::warn!(
+                    endpoint = %cfg.endpoint,
+                    undelivered = queue.depth(),
+                    "Stopping with OTLP metric export requests not delivered (shutdown timeout)."
+                );
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn retry(initial_ms: u64, max_ms: u64, elapsed_ms: u64) -> OtlpRetry {
+        OtlpRetry {
+            initial_interval: Duration::from_millis(initial_ms),
+            max_interval: Duration::from_millis(max_ms),
+            max_elapsed_time: Duration::from_millis(elapsed_ms),
+        }
+    }
+
+    fn exporter(queue_size: usize, r: OtlpRetry) -> OtlpExporter {
+        OtlpExporter {
+            endpoint: "http://127.0.0.1:1".into(),
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_secs(1),
+            queue_size,
+            retry: r,
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A request told apart by its resource's only attribute.
+    fn req(n: u32) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![kv("n", &n.to_string())],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn id(r: &ExportMetricsServiceRequest) -> String {
+        match &r.resource_metrics[0].resource.as_ref().unwrap().attributes[0]
+            .value
+            .as_ref()
+            .unwrap()
+            .value
+        {
+            Some(any_value::Value::StringValue(s)) => s.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn ok() -> Result<ExportMetricsServiceResponse, tonic::Status> {
+        Ok(ExportMetricsServiceResponse::default())
+    }
+
+    fn with_retry_info(code: tonic::Code, delay: Duration) -> tonic::Status {
+        with_raw_retry_info(code, delay.as_secs() as i64, delay.subsec_nanos() as i32)
+    }
+
+    fn with_raw_retry_info(code: tonic::Code, seconds: i64, nanos: i32) -> tonic::Status {
+        let info = rpc::RetryInfo {
+            retry_delay: Some(rpc::Duration { seconds, nanos }),
+        };
+        let st = rpc::Status {
+            code: code as i32,
+            message: "slow down".into(),
+            details: vec![rpc::Any {
+                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+                value: info.encode_to_vec(),
+            }],
+        };
+        tonic::Status::with_details(code, "slow down", st.encode_to_vec().into())
+    }
+
+    #[test]
+    fn the_backoff_doubles_up_to_the_cap() {
+        let b = Backoff::new(&retry(100, 500, 60_000), 7);
+        let bases: Vec<_> = (1..=7).map(|n| b.base(n)).collect();
+        assert_eq!(
+            bases,
+            vec![
+                ms(100),
+                ms(200),
+                ms(400),
+                ms(500),
+                ms(500),
+                ms(500),
+                ms(500)
+            ]
+        );
+        // Defaults: 1s, 2s, 4s, 8s, 16s, then 30s.
+        let d = Backoff::new(&OtlpRetry::default(), 7);
+        let bases: Vec<_> = (1..=7).map(|n| d.base(n).as_secs()).collect();
+        assert_eq!(bases, vec![1, 2, 4, 8, 16, 30, 30]);
+        // No overflow however long the outage.
+        assert_eq!(d.base(u32::MAX), Duration::from_secs(30));
+        assert_eq!(d.base(33), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_jitter_stays_within_half_of_the_base_and_under_the_cap() {
+        let cfg = retry(100, 500, 60_000);
+        for seed in 0..200 {
+            let mut b = Backoff::new(&cfg, seed);
+            for n in 1..=8u32 {
+                let d = b.next_delay();
+                let base = b.base(n);
+                assert_eq!(b.failures(), n);
+                assert!(
+                    d >= base / 2 && d <= (base * 3 / 2).min(ms(500)),
+                    "seed {seed}, failure {n}: {d:?} for base {base:?}"
+                );
+            }
+            b.reset();
+            assert_eq!(b.failures(), 0);
+            let d = b.next_delay();
+            assert!(d >= ms(50) && d <= ms(150), "after a reset: {d:?}");
+        }
+    }
+
+    #[test]
+    fn the_jitter_is_deterministic_for_a_seed_and_spreads() {
+        let cfg = retry(1000, 30_000, 300_000);
+        let run = |seed| {
+            let mut b = Backoff::new(&cfg, seed);
+            (0..6).map(|_| b.next_delay()).collect::<Vec<_>>()
+        };
+        assert_eq!(run(42), run(42));
+        assert_ne!(run(42), run(43));
+        // The first delay over many seeds covers [0.5s, 1.5s): not one fixed value.
+        let firsts: Vec<Duration> = (0..1000).map(|s| run(s)[0]).collect();
+        let lo = firsts.iter().min().unwrap();
+        let hi = firsts.iter().max().unwrap();
+        assert!(*lo >= ms(500) && *lo < ms(560), "lowest {lo:?}");
+        assert!(*hi < ms(1500) && *hi > ms(1440), "highest {hi:?}");
+    }
+
+    #[test]
+    fn codes_are_classified_as_the_otlp_specification_says() {
+        use tonic::Code;
+        for code in [
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unavailable,
+            Code::DataLoss,
+        ] {
+            assert_eq!(
+                classify(&tonic::Status::new(code, "x")),
+                Verdict::Retry(None),
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::Unknown,
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::PermissionDenied,
+            Code::ResourceExhausted,
+            Code::FailedPrecondition,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::Unauthenticated,
+        ] {
+            assert_eq!(
+                classify(&tonic::Status::new(code, "x")),
+                Verdict::Permanent,
+                "{code:?}"
+            );
+        }
+        // RESOURCE_EXHAUSTED with RetryInfo is retryable, after the server's delay.
+        assert_eq!(
+            classify(&with_retry_info(Code::ResourceExhausted, ms(2500))),
+            Verdict::Retry(Some(ms(2500)))
+        );
+        assert_eq!(
+            classify(&with_retry_info(Code::Unavailable, Duration::from_secs(3))),
+            Verdict::Retry(Some(Duration::from_secs(3)))
+        );
+        // Garbage in the details is no RetryInfo.
+        let junk = tonic::Status::with_details(
+            Code::ResourceExhausted,
+            "x",
+            bytes::Bytes::from_static(&[0xff, 0xff, 0xff]),
+        );
+        assert_eq!(classify(&junk), Verdict::Permanent);
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_oldest_request() {
+        let tel = Arc::new(Telemetry::default());
+        let t0 = Instant::now();
+        let mut q = ExportQueue::new(&exporter(3, retry(100, 500, 60_000)), tel.clone(), 1, t0);
+        for n in 0..5 {
+            assert!(!q.push(req(n), t0));
+        }
+        assert_eq!(q.depth(), 3);
+        assert_eq!(tel.otlp_dropped(ExportDrop::QueueFull), 2);
+        assert_eq!(tel.otlp_export_queue_depth.get(), 3);
+        // Oldest first: 2, 3, 4 are left.
+        for want in ["2", "3", "4"] {
+            let r = q.next_to_send(t0).expect("a request is due");
+            assert_eq!(id(&r), want);
+            q.finish(ok(), t0);
+        }
+        assert_eq!(q.depth(), 0);
+        assert_eq!(tel.otlp_exports_ok.get(), 3);
+        assert_eq!(tel.otlp_export_queue_depth.get(), 0);
+        assert!(q.next_to_send(t0).is_none());
+    }
+
+    #[test]
+    fn dropping_the_request_being_sent_abandons_its_attempt() {
+        let tel = Arc::new(Telemetry::default());
+        let t0 = Instant::now();
+        let mut q = ExportQueue::new(&exporter(1, retry(100, 500, 60_000)), tel.clone(), 1, t0);
+        q.push(req(0), t0);
+        assert_eq!(id(&q.next_to_send(t0).unwrap()), "0");
+        assert!(q.push(req(1), t0), "the request in flight was the oldest");
+        assert!(!q.is_sending());
+        // A late answer for the abandoned attempt changes nothing.
+        q.finish(ok(), t0);
+        assert_eq!(tel.otlp_exports_ok.get(), 0);
+        assert_eq!(id(&q.next_to_send(t0).unwrap()), "1");
+        q.finish(ok(), t0);
+        assert_eq!(tel.otlp_exports_ok.get(), 1);
+        assert_eq!(tel.otlp_dropped(ExportDrop::QueueFull), 1);
+    }
+
+    #[test]
+    fn retryable_failures_back_off_and_keep_the_request() {
+        let tel = Arc::new(Telemetry::default());
+        let t0 = Instant::now();
+        let mut q = ExportQueue::new(&exporter(4, retry(100, 500, 60_000)), tel.clone(), 9, t0);
+        q.push(req(0), t0);
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for n in 1..=5u32 {
+            assert!(q.next_to_send(now).is_some());
+            q.finish(Err(tonic::Status::unavailable("down")), now);
+            let wait = q.due() - now;
+            let base = [100, 200, 400, 500, 500][n as usize - 1];
+            assert!(
+                wait >= ms(base / 2) && wait <= ms(base * 3 / 2).min(ms(500)),
+                "failure {n}: {wait:?}"
+            );
+            // Not due before its time.
+            assert!(!q.ready(now + wait - ms(1)));
+            assert!(q.next_to_send(now + wait - ms(1)).is_none());
+            waits.push(wait);
+            now += wait;
+        }
+        assert_eq!(q.depth(), 1);
+        assert_eq!(tel.otlp_exports_failed.get(), 5);
+        assert_eq!(
+            tel.otlp_export_retries.get(),
+            4,
+            "the first attempt is no retry"
+        );
+        assert_eq!(id(&q.next_to_send(now).unwrap()), "0");
+        assert_eq!(tel.otlp_export_retries.get(), 5);
+        q.finish(ok(), now);
+        assert_eq!(tel.otlp_exports_ok.get(), 1);
+        // A success resets the backoff.
+        q.push(req(1), now);
+        q.next_to_send(now).unwrap();
+        q.finish(Err(tonic::Status::deadline_exceeded("slow")), now);
+        let wait = q.due() - now;
+        assert!(wait >= ms(50) && wait <= ms(150), "{wait:?}");
+    }
+
+    #[test]
+    fn attempts_while_backing_off_are_retries_even_for_a_newer_request() {
+        let tel = Arc::new(Telemetry::default());
+        let t0 = Instant::now();
+        let mut q = ExportQueue::new(&exporter(1, retry(100, 500, 60_000)), tel.clone(), 2, t0);
+        q.push(req(0), t0);
+        q.next_to_send(t0).unwrap();
+        q.finish(Err(tonic::Status::unavailable("down")), t0);
+        // Request 0 waits for its retry; request 1 takes its place.
+        assert!(!q.push(req(1), t0 + ms(10)));
+        assert_eq!(tel.otlp_dropped(ExportDrop::QueueFull), 1);
+        let due = q.due();
+        assert_eq!(id(&q.next_to_send(due).unwrap()), "1");
+        assert_eq!(tel.otlp_export_retries.get(), 1);
+        q.finish(Err(tonic::Status::unavailable("down")), due);
+        assert_eq!(tel.otlp_exports_failed.get(), 2);
+        // Still backing off: the wait grew (base 200ms).
+        let wait = q.due() - due;
+        assert!(wait >= ms(100) && wait <= ms(300), "{wait:?}");
+    }
+
+    #[test]
+    fn the_servers_retry_delay_wins_when_longer() {
+        let tel = Arc::new(Telemetry::default());
+        let t0 = Instant::now();
+        let mut q = ExportQueue::new(&exporter(4, retry(100, 500, 60_000)), tel.clone(), 3, t0);
+        q.push(req(0), t0);
+        q.next_to_send(t0).unwrap();
+        q.finish(
+            Err(with_retry_info(tonic::Code::ResourceExhausted, ms(1700))),
+            t0,
+        );
+        assert_eq!(q.due() - t0, ms(1700));
+        assert_eq!(q.depth(), 1);
+        assert_eq!(tel.otlp_dropped(ExportDrop::Permanent), 0);
+    }
+
+    #[test]
+    fn an_absurd_retry_delay_is_capped_by_max_elapsed_time() {
+        let tel = Arc::new(Telemetry::default());
+        let t0 = Instant::now();
+        let mut q = ExportQueue::new(&exporter(4, retry(100, 500, 60_000)), tel.clone(), 3, t0);
+        q.push(req(0), t0);
+        q.next_to_send(t0).unwrap();
+        q.finish(
+            Err(with_raw_retry_info(tonic::Code::Unavailable, i64::MAX, 0)),
+            t0,
+        );
+        assert_eq!(q.due() - t0, Duration::from_secs(60));
+        assert_eq!(q.depth(), 1, "just young enough to be tried once more");
+        // A negative delay is no delay: the backoff decides.
+        assert_eq!(
+            retry_delay(&with_raw_retry_info(tonic::Code::Unavailable, -5, 0)),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn permanent_failures_drop_the_request_and_move_on() {
+        let tel = Arc::new(Telemetry::default());
+        let t0 = Instant::now();
+        let mut q = ExportQueue::new(&exporter(4, retry(100, 500, 60_000)), tel.clone(), 3, t0);
+        q.push(req(0), t0);
+        q.push(req(1), t0);
+        q.next_to_send(t0).unwrap();
+        q.finish(Err(tonic::Status::invalid_argument("bad")), t0);
+        assert_eq!(tel.otlp_dropped(ExportDrop::Permanent), 1);
+        assert_eq!(tel.otlp_exports_failed.get(), 1);
+        assert_eq!(q.depth(), 1);
+        // The next request goes at once.
+        assert_eq!(id(&q.next_to_send(t0).unwrap()), "1");
+        assert_eq!(tel.otlp_export_retries.get(), 0);
+    }
+
+    #[test]
+    fn requests_older_than_max_elapsed_time_are_dropped() {
+        let tel = Arc::new(Telemetry::default());
+        let t0 = Instant::now();
+        let mut q = ExportQueue::new(&exporter(8, retry(400, 400, 1000)), tel.clone(), 5, t0);
+        q.push(req(0), t0);
+        q.push(req(1), t0 + ms(300));
+        // Fails at 0: waits 200..400ms, still young enough at its next attempt.
+        q.next_to_send(t0).unwrap();
+        q.finish(Err(tonic::Status::unavailable("down")), t0);
+        assert_eq!(q.depth(), 2);
+        // Fails at 900: its next attempt would be past 1s: dropped now.
+        let t = t0 + ms(900);
+        assert_eq!(id(&q.next_to_send(t).unwrap()), "0");
+        q.finish(Err(tonic::Status::unavailable("down")), t);
+        assert_eq!(tel.otlp_dropped(ExportDrop::Expired), 1);
+        assert_eq!(q.depth(), 1);
+        // Request 1 is 1.01s old when next due: dropped before an attempt is made.
+        assert!(q.next_to_send(t0 + ms(1310)).is_none());
+        assert_eq!(tel.otlp_dropped(ExportDrop::Expired), 2);
+        assert_eq!(q.depth(), 0);
+        assert_eq!(tel.otlp_export_queue_depth.get(), 0);
+    }
 }

@@ -554,7 +554,7 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
         out,
         "cerflow_otlp_export_retries_total",
         "counter",
-        "OTLP push attempts that re-sent a request after a retryable failure.",
+        "OTLP push attempts made while backing off after a retryable failure.",
     );
     sample(
         out,

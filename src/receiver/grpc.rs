@@ -7,6 +7,7 @@
 use crate::decode::Format;
 use crate::ingest::{Accepted, Ingest, Refused};
 use crate::telemetry::{Reason, Transport};
+use super::auth::{Auth, Tenant};
 use bytes::{Buf, BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
@@ -67,14 +68,18 @@ impl Codec for RawCodec {
 /// One OTLP signal's gRPC service.
 pub trait Signal: Send + Sync + 'static {
     const NAME: &'static str;
-    fn handle(ingest: &Ingest, body: &[u8]) -> Result<Vec<u8>, Status>;
+    fn handle(ingest: &Ingest, body: &[u8], tenant: &Tenant) -> Result<Vec<u8>, Status>;
+    /// Spans in a body that is refused before it is processed, for the refusal counter.
+    fn spans_in(_body: &[u8]) -> u64 {
+        0
+    }
 }
 
 fn to_status(r: Refused) -> Status {
     match r {
         Refused::Malformed(msg) => Status::invalid_argument(msg),
         Refused::Unavailable => {
-            Status::unavailable("cerflow's pipeline queues are full; retry later")
+            super::unavailable_with_retry("cerflow's pipeline queues are full; retry later")
         }
     }
 }
@@ -85,9 +90,9 @@ pub struct Logs;
 
 impl Signal for Traces {
     const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
-    fn handle(ingest: &Ingest, body: &[u8]) -> Result<Vec<u8>, Status> {
+    fn handle(ingest: &Ingest, body: &[u8], tenant: &Tenant) -> Result<Vec<u8>, Status> {
         let Accepted { rejected, message } = ingest
-            .traces_body(body, Format::Protobuf, Transport::Grpc)
+            .traces_body_from(body, Format::Protobuf, Transport::Grpc, tenant.as_deref())
             .map_err(to_status)?;
         let partial_success = (rejected > 0).then(|| ExportTracePartialSuccess {
             rejected_spans: rejected as i64,
@@ -95,11 +100,14 @@ impl Signal for Traces {
         });
         Ok(ExportTraceServiceResponse { partial_success }.encode_to_vec())
     }
+    fn spans_in(body: &[u8]) -> u64 {
+        crate::decode::traces(body, Format::Protobuf).map_or(0, |r| crate::decode::span_count(&r))
+    }
 }
 
 impl Signal for Metrics {
     const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
-    fn handle(ingest: &Ingest, body: &[u8]) -> Result<Vec<u8>, Status> {
+    fn handle(ingest: &Ingest, body: &[u8], _tenant: &Tenant) -> Result<Vec<u8>, Status> {
         let Accepted { rejected, message } = ingest
             .metrics_body(body, Format::Protobuf, Transport::Grpc)
             .map_err(to_status)?;
@@ -113,7 +121,7 @@ impl Signal for Metrics {
 
 impl Signal for Logs {
     const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
-    fn handle(ingest: &Ingest, body: &[u8]) -> Result<Vec<u8>, Status> {
+    fn handle(ingest: &Ingest, body: &[u8], _tenant: &Tenant) -> Result<Vec<u8>, Status> {
         ingest
             .logs_body(body, Format::Protobuf, Transport::Grpc)
             .map_err(to_status)?;
@@ -126,6 +134,7 @@ impl Signal for Logs {
 
 pub struct GrpcService<S> {
     ingest: Arc<Ingest>,
+    auth: Arc<Auth>,
     max_bytes: usize,
     _signal: PhantomData<fn() -> S>,
 }
@@ -134,6 +143,7 @@ impl<S> Clone for GrpcService<S> {
     fn clone(&self) -> Self {
         GrpcService {
             ingest: self.ingest.clone(),
+            auth: self.auth.clone(),
             max_bytes: self.max_bytes,
             _signal: PhantomData,
         }
@@ -146,6 +156,7 @@ impl<S: Signal> NamedService for GrpcService<S> {
 
 struct Unary<S> {
     ingest: Arc<Ingest>,
+    auth: Arc<Auth>,
     _signal: PhantomData<fn() -> S>,
 }
 
@@ -156,9 +167,19 @@ impl<S: Signal> tonic::server::UnaryService<Bytes> for Unary<S> {
     type Future = BoxFuture<Result<tonic::Response<Vec<u8>>, Status>>;
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let ingest = self.ingest.clone();
+        let auth = self.auth.clone();
         Box::pin(async move {
+            let header = request.metadata().get("authorization").map(|v| v.as_bytes().to_vec());
             let body = request.into_inner();
-            S::handle(&ingest, &body).map(tonic::Response::new)
+            let tenant = match auth.check(header.as_deref()) {
+                Ok(t) => t,
+                Err(why) => {
+                    let spans = S::spans_in(&body);
+                    ingest.tel.refuse_request(Transport::Grpc, Reason::Unauthenticated, spans, why);
+                    return Err(Status::unauthenticated(why));
+                }
+            };
+            S::handle(&ingest, &body, &tenant).map(tonic::Response::new)
         })
     }
 }
@@ -184,6 +205,7 @@ where
             .and_then(|p| p.strip_prefix(S::NAME))
             == Some("/Export");
         let ingest = self.ingest.clone();
+        let auth = self.auth.clone();
         let max = self.max_bytes;
         Box::pin(async move {
             if !is_export {
@@ -195,7 +217,7 @@ where
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(max), None);
             let tel = ingest.tel.clone();
-            let unary = Unary::<S> { ingest, _signal: PhantomData };
+            let unary = Unary::<S> { ingest, auth, _signal: PhantomData };
             let response = grpc.unary(unary, req).await;
             // tonic refuses oversized and undecompressable messages before the handler
             // runs; count those here so no refusal goes unrecorded.
@@ -210,34 +232,38 @@ where
     }
 }
 
-pub fn service<S: Signal>(ingest: Arc<Ingest>, max_bytes: usize) -> GrpcService<S> {
-    GrpcService {
-        ingest,
-        max_bytes,
-        _signal: PhantomData,
-    }
+pub fn service<S: Signal>(ingest: Arc<Ingest>, auth: Arc<Auth>, max_bytes: usize) -> GrpcService<S> {
+    GrpcService { ingest, auth, max_bytes, _signal: PhantomData }
 }
 
-/// Serves the three OTLP services on `listener` until `shutdown` resolves.
+/// What the OTLP/gRPC server needs besides its listener.
+pub struct GrpcOptions {
+    pub max_bytes: usize,
+    pub auth: Arc<Auth>,
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    pub timeout: std::time::Duration,
+}
+
+/// Serves the three OTLP services, and `extra` (the score API), until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ingest: Arc<Ingest>,
-    max_bytes: usize,
+    opts: GrpcOptions,
     extra: tonic::service::Routes,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::debug!(?addr, "Starting the OTLP/gRPC server.");
-    let mut routes = extra;
-    routes = routes
-        .add_service(service::<Traces>(ingest.clone(), max_bytes))
-        .add_service(service::<Metrics>(ingest.clone(), max_bytes))
-        .add_service(service::<Logs>(ingest, max_bytes));
-    tonic::transport::Server::builder()
+    let routes = extra
+        .add_service(service::<Traces>(ingest.clone(), opts.auth.clone(), opts.max_bytes))
+        .add_service(service::<Metrics>(ingest.clone(), opts.auth.clone(), opts.max_bytes))
+        .add_service(service::<Logs>(ingest, opts.auth, opts.max_bytes));
+    let mut builder = tonic::transport::Server::builder().timeout(opts.timeout);
+    if let Some(tls) = opts.tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
         .await
 }

@@ -15,11 +15,20 @@ use prost::Message;
 use std::io::Read;
 use std::sync::Arc;
 
+/// What the OTLP/HTTP receiver needs besides its listener.
+#[derive(Clone)]
+pub struct HttpOptions {
+    pub max_request: usize,
+    pub max_inflated: usize,
+    pub auth: Arc<Auth>,
+    /// Longest a request body may take to arrive.
+    pub timeout: std::time::Duration,
+}
+
 #[derive(Clone)]
 struct HttpState {
     ingest: Arc<Ingest>,
-    max_request: usize,
-    max_inflated: usize,
+    opts: HttpOptions,
 }
 
 #[derive(Clone, Copy)]
@@ -29,21 +38,11 @@ enum Signal {
     Logs,
 }
 
-/// `google.rpc.Status`, the body OTLP/HTTP puts in error responses.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
+use super::auth::Auth;
+use super::RpcStatus;
 
-pub fn router(ingest: Arc<Ingest>, max_request: usize, max_inflated: usize) -> Router {
-    let state = HttpState {
-        ingest,
-        max_request,
-        max_inflated,
-    };
+pub fn router(ingest: Arc<Ingest>, opts: HttpOptions) -> Router {
+    let state = HttpState { ingest, opts };
     Router::new()
         .route(
             "/v1/traces",
@@ -82,6 +81,7 @@ fn error(format: Format, status: StatusCode, grpc_code: i32, message: String) ->
             RpcStatus {
                 code: grpc_code,
                 message,
+                details: Vec::new(),
             }
             .encode_to_vec(),
         ),
@@ -123,10 +123,15 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
         tel.refuse_request(t, Reason::BadEncoding, 0, &msg);
         return error(format, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
     }
-    let body = match Limited::new(req.into_body(), st.max_request)
-        .collect()
-        .await
-    {
+    let auth_header = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
+    let max_request = st.opts.max_request;
+    let collected = tokio::time::timeout(st.opts.timeout, Limited::new(req.into_body(), max_request).collect()).await;
+    let Ok(collected) = collected else {
+        let msg = format!("the request body did not arrive within {:?}", st.opts.timeout);
+        tel.refuse_request(t, Reason::Timeout, 0, &msg);
+        return error(format, StatusCode::REQUEST_TIMEOUT, 4, msg);
+    };
+    let body = match collected {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             let too_large = e
@@ -136,7 +141,7 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
                 (
                     Reason::TooLarge,
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body is larger than {} bytes", st.max_request),
+                    format!("request body is larger than {max_request} bytes"),
                 )
             } else {
                 (
@@ -151,13 +156,13 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
     };
     let inflated;
     let bytes: &[u8] = if encoding == "gzip" {
-        match inflate(&body, st.max_inflated) {
+        match inflate(&body, st.opts.max_inflated) {
             Ok(v) => {
                 inflated = v;
                 &inflated
             }
             Err(Inflate::TooLarge) => {
-                let msg = format!("gzip body inflates to more than {} bytes", st.max_inflated);
+                let msg = format!("gzip body inflates to more than {} bytes", st.opts.max_inflated);
                 tel.refuse_request(t, Reason::TooLarge, 0, &msg);
                 return error(format, StatusCode::PAYLOAD_TOO_LARGE, 3, msg);
             }
@@ -171,8 +176,22 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
         &body
     };
     let ingest = &st.ingest;
+    let tenant = match st.opts.auth.check(auth_header.as_deref()) {
+        Ok(tenant) => tenant,
+        Err(why) => {
+            // The spans are counted so the refusal shows how much was turned away.
+            let spans = match signal {
+                Signal::Traces => crate::decode::traces(bytes, format).map_or(0, |r| crate::decode::span_count(&r)),
+                _ => 0,
+            };
+            tel.refuse_request(t, Reason::Unauthenticated, spans, why);
+            let mut r = error(format, StatusCode::UNAUTHORIZED, 16, why.to_string());
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    };
     let result = match signal {
-        Signal::Traces => ingest.traces_body(bytes, format, t),
+        Signal::Traces => ingest.traces_body_from(bytes, format, t, tenant.as_deref()),
         Signal::Metrics => ingest.metrics_body(bytes, format, t),
         Signal::Logs => ingest.logs_body(bytes, format, t),
     };

@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# cerflow and rotel side by side, on one machine, with the same load generator and the
+# same payload (realistic ~430-byte spans, 1000 per request, OTLP/gRPC).
+#
+# For each collector and each run: start it fresh on free loopback ports, send load for
+# DURATION seconds with `cerflow loadgen`, and read from /proc the collector's CPU
+# seconds (utime+stime) and peak RSS (VmHWM). Reports spans accepted, CPU seconds,
+# spans per CPU-second, peak RSS, medians over RUNS runs, and cerflow/rotel ratios.
+# Then, for cerflow only: the highest rate it sustains with zero refusals, its
+# freshness (span sent -> its cohort on /metrics), and RSS with 20 journeys x 50 cohorts.
+#
+# Everything listens on 127.0.0.1 only, every step is bounded in time, and every process
+# started here is stopped on exit (trap).
+#
+# Usage: benches/compare.sh            (about 6 minutes with the defaults)
+# Knobs (environment): RUNS=3 DURATION=10 RATE=0 (0 = as fast as accepted) SPR=1000
+#   CONCURRENCY=4 MAX_RATE_STEPS="200000 400000 600000 800000 1000000 1300000 1600000"
+#   STEP_SECONDS=5 MEM_SECONDS=60 SKIP_ROTEL=1 SKIP_EXTRAS=1 OUT=target/compare
+#   PYTHON=python3.11 ROTEL_VERSION=0.0.1a15
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10}
+RATE=${RATE:-0}
+SPR=${SPR:-1000}
+CONCURRENCY=${CONCURRENCY:-4}
+MAX_RATE_STEPS=${MAX_RATE_STEPS:-"200000 400000 600000 800000 1000000 1300000 1600000"}
+STEP_SECONDS=${STEP_SECONDS:-5}
+MEM_SECONDS=${MEM_SECONDS:-60}
+OUT=${OUT:-$ROOT/target/compare}
+PYTHON=${PYTHON:-python3.11}
+ROTEL_VERSION=${ROTEL_VERSION:-0.0.1a15}
+VENV=${VENV:-$ROOT/target/rotel-venv}
+CERFLOW=$ROOT/target/release/cerflow
+
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/*.log "$OUT"/results.tsv "$OUT"/rss-*.csv
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]:-}"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    done
+    sleep 0.5
+    for pid in "${PIDS[@]:-}"; do
+        [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT INT TERM
+
+log() { echo "compare: $*" >&2; }
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # port seconds
+    local deadline=$((SECONDS + $2))
+    while [ $SECONDS -lt $deadline ]; do
+        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+cpu_ticks() { # pid -> utime+stime in clock ticks
+    python3 - "$1" <<'EOF'
+import sys
+s = open(f"/proc/{sys.argv[1]}/stat").read()
+f = s[s.rindex(")") + 2:].split()
+print(int(f[11]) + int(f[12]))
+EOF
+}
+
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+stop() { # pid
+    kill "$1" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$1" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- build and install
+log "building cerflow (release)"
+(cd "$ROOT" && cargo build --release --quiet --bin cerflow)
+
+ROTEL=""
+if [ "${SKIP_ROTEL:-0}" != 1 ]; then
+    if [ ! -x "$VENV/bin/pip" ]; then
+        log "creating $VENV with $PYTHON"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    ROTEL=$(ls "$VENV"/lib/python3*/site-packages/rotel/rotel-agent 2>/dev/null | head -1 || true)
+    if [ -z "$ROTEL" ]; then
+        log "installing rotel==$ROTEL_VERSION"
+        "$VENV/bin/pip" install --quiet "rotel==$ROTEL_VERSION"
+        ROTEL=$(ls "$VENV"/lib/python3*/site-packages/rotel/rotel-agent | head -1)
+    fi
+fi
+
+# A config like a real deployment's: 3 journeys, 2 cohort keys, default windows.
+config() { # journeys grpc http prom -> file
+    local f="$OUT/cerflow-$1j.yaml"
+    "$CERFLOW" loadgen --journeys "$1" --print-config > "$f"
+    cat >> "$f" <<EOF
+receivers:
+  otlp:
+    protocols:
+      grpc: { endpoint: "127.0.0.1:$2" }
+      http: { endpoint: "127.0.0.1:$3" }
+exporters:
+  prometheus: { endpoint: "127.0.0.1:$4" }
+EOF
+    echo "$f"
+}
+
+COLLECTOR_PID=""
+COLLECTOR_GRPC=""
+COLLECTOR_PROM=""
+start_collector() { # name [journeys]
+    local grpc http prom
+    grpc=$(free_port); http=$(free_port); prom=$(free_port)
+    case "$1" in
+        cerflow)
+            local cfg
+            cfg=$(config "${2:-3}" "$grpc" "$http" "$prom")
+            "$CERFLOW" --config "$cfg" --log-level warn > "$OUT/cerflow.log" 2>&1 &
+            ;;
+        rotel)
+            "$ROTEL" start --exporter blackhole \
+                --otlp-grpc-endpoint "127.0.0.1:$grpc" --otlp-http-endpoint "127.0.0.1:$http" \
+                --pid-file "$OUT/rotel.pid" --log-file "$OUT/rotel-agent.log" > "$OUT/rotel.log" 2>&1 &
+            ;;
+    esac
+    COLLECTOR_PID=$!
+    PIDS+=("$COLLECTOR_PID")
+    COLLECTOR_GRPC=$grpc
+    COLLECTOR_PROM=$prom
+    if ! wait_port "$grpc" 20; then
+        log "$1 did not open its gRPC port; see $OUT/$1.log"
+        exit 1
+    fi
+    sleep 0.5
+}
+
+# One measured run: name label extra-loadgen-args...
+measure() {
+    local name=$1 label=$2
+    shift 2
+    start_collector "$name"
+    local pid=$COLLECTOR_PID
+    local before after
+    before=$(cpu_ticks "$pid")
+    timeout $((DURATION + 60)) "$CERFLOW" loadgen --endpoint "127.0.0.1:$COLLECTOR_GRPC" \
+        --rate "$RATE" --duration "${DURATION}s" --spans-per-request "$SPR" --concurrency "$CONCURRENCY" \
+        --quiet --max-errors 1000000 --summary-json "$OUT/$label.json" "$@" > "$OUT/$label.loadgen.log" 2>&1 || true
+    sleep 1 # let queues drain and batches flush
+    after=$(cpu_ticks "$pid")
+    local hwm
+    hwm=$(hwm_kib "$pid")
+    stop "$pid"
+    python3 - "$OUT/$label.json" "$name" "$label" $((after - before)) "$hwm" "$(getconf CLK_TCK)" >> "$OUT/results.tsv" <<'EOF'
+import json, sys
+path, name, label, ticks, hwm, hz = sys.argv[1:]
+s = json.load(open(path))
+cpu = int(ticks) / int(hz)
+acc = s["spans_accepted"]
+print("\t".join(map(str, [name, label.rsplit("-", 1)[0], acc, s["spans_refused"] + s["spans_failed"],
+      f"{cpu:.2f}", f"{acc / cpu if cpu else 0:.0f}", f"{int(hwm) / 1024:.1f}", f"{s['spans_per_second']:.0f}",
+      f"{s['wire_bytes_per_span']:.0f}"])))
+EOF
+    log "$(tail -1 "$OUT/results.tsv")"
+}
+
+log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+log "load: ${DURATION}s per run, rate ${RATE} (0 = unlimited), ${SPR} spans/request, ${CONCURRENCY} in flight, ${RUNS} runs"
+for r in $(seq 1 "$RUNS"); do
+    measure cerflow "cerflow-grpc-$r"
+    [ -n "$ROTEL" ] && measure rotel "rotel-grpc-$r"
+    measure cerflow "cerflow-grpc-gzip-$r" --gzip
+    [ -n "$ROTEL" ] && measure rotel "rotel-grpc-gzip-$r" --gzip
+done
+
+python3 - "$OUT/results.tsv" > "$OUT/results.md" <<'EOF'
+import sys, statistics as st
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+groups = {}
+for name, case, acc, lost, cpu, per_cpu, rss, rate, wire in rows:
+    groups.setdefault(case, []).append((int(acc), int(lost), float(cpu), float(per_cpu), float(rss), float(rate), float(wire)))
+print("| case | runs | spans accepted (median) | not accepted | collector CPU s | spans per CPU-second | CPU us per span | peak RSS MiB | sent spans/s | wire bytes/span |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+med = {}
+for case, v in groups.items():
+    m = lambda i: st.median(x[i] for x in v)
+    med[case] = m(3)
+    print(f"| {case} | {len(v)} | {m(0):.0f} | {m(1):.0f} | {m(2):.2f} | {m(3):,.0f} | {1e6 / m(3) if m(3) else 0:.2f} | {m(4):.1f} | {m(5):,.0f} | {m(6):.0f} |")
+print()
+for a, b in [("cerflow-grpc", "rotel-grpc"), ("cerflow-grpc-gzip", "rotel-grpc-gzip")]:
+    if a in med and b in med and med[a] and med[b]:
+        print(f"- {a} / {b}: CPU per span ratio {med[b] / med[a]:.3f} (cerflow uses {100 * med[b] / med[a]:.0f}% of rotel's CPU per span; {med[a] / med[b]:.1f}x the spans per CPU-second)")
+EOF
+cat "$OUT/results.md"
+
+if [ "${SKIP_EXTRAS:-0}" = 1 ]; then
+    exit 0
+fi
+
+# ------------------------------------------- highest rate with zero refusals (cerflow)
+start_collector cerflow
+best=0
+for rate in $MAX_RATE_STEPS; do
+    timeout $((STEP_SECONDS + 60)) "$CERFLOW" loadgen --endpoint "127.0.0.1:$COLLECTOR_GRPC" --rate "$rate" \
+        --duration "${STEP_SECONDS}s" --spans-per-request "$SPR" --concurrency 16 --quiet --max-errors 1000000 \
+        --summary-json "$OUT/step-$rate.json" > /dev/null 2>&1 || true
+    ok=$(python3 -c "
+import json; s = json.load(open('$OUT/step-$rate.json'))
+lost = s['spans_refused'] + s['spans_failed']
+print(1 if lost == 0 and s['spans_per_second'] >= 0.95 * $rate else 0, int(s['spans_per_second']), lost)")
+    set -- $ok
+    log "rate $rate: sent $2 spans/s, $3 not accepted"
+    if [ "$1" = 1 ]; then best=$rate; else break; fi
+done
+echo "- highest rate cerflow sustained with zero refusals (steps of ${STEP_SECONDS}s, gRPC, ${SPR} spans/request): $best spans/s" | tee -a "$OUT/results.md"
+
+# ------------------------------------------------------------- freshness (cerflow)
+timeout 90 "$CERFLOW" loadgen --endpoint "127.0.0.1:$COLLECTOR_GRPC" --rate 100000 --duration 10s \
+    --spans-per-request "$SPR" --quiet --max-errors 1000000 --probe-metrics "http://127.0.0.1:$COLLECTOR_PROM/metrics" \
+    --summary-json "$OUT/freshness.json" > /dev/null 2>&1 || true
+python3 -c "
+import json; s = json.load(open('$OUT/freshness.json'))
+print('- freshness under 100k spans/s (span of a new cohort sent -> visible on /metrics, evaluation interval 1s):',
+      f\"{s['freshness_ms']:.0f} ms\" if s['freshness_ms'] is not None else s['freshness_error'])" | tee -a "$OUT/results.md"
+stop "$COLLECTOR_PID"
+
+# ------------------------------------------------ memory: 20 journeys x 50 cohorts
+start_collector cerflow 20
+pid=$COLLECTOR_PID
+( timeout $((MEM_SECONDS + 60)) "$CERFLOW" loadgen --endpoint "127.0.0.1:$COLLECTOR_GRPC" --rate 200000 \
+    --duration "${MEM_SECONDS}s" --journeys 20 --cohorts 50 --spans-per-request "$SPR" --quiet \
+    --max-errors 1000000 --summary-json "$OUT/memory.json" > /dev/null 2>&1 || true ) &
+LG=$!
+PIDS+=("$LG")
+echo "seconds,rss_mib" > "$OUT/rss-20x50.csv"
+t0=$SECONDS
+while kill -0 "$LG" 2>/dev/null; do
+    echo "$((SECONDS - t0)),$(awk "BEGIN {printf \"%.1f\", $(rss_kib "$pid")/1024}")" >> "$OUT/rss-20x50.csv"
+    sleep 2
+done
+hwm=$(hwm_kib "$pid")
+stop "$pid"
+python3 - "$OUT/rss-20x50.csv" "$hwm" "$OUT/memory.json" <<'EOF' | tee -a "$OUT/results.md"
+import csv, json, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+s = json.load(open(sys.argv[3]))
+v = [float(r["rss_mib"]) for r in rows]
+print(f"- 20 journeys x 50 cohorts at 200k spans/s for {len(rows) * 2}s ({s['spans_accepted']} spans accepted): "
+      f"peak RSS {int(sys.argv[2]) / 1024:.1f} MiB; RSS samples every 2 s (MiB): "
+      + " ".join(f"{x:.0f}" for x in v))
+EOF
+log "results in $OUT/results.md"
