@@ -97,7 +97,7 @@ fn classify(c: &mut C) {
             let mut builder = BatchBuilder::new(cfg.pipeline.workers);
             for s in req.spans() {
                 if let Some(c) = journeys.classify(&s) {
-                    builder.push(&s, c.journey, c.cohort_keys, journeys.missing_value(), c.flags, s.end_ns());
+                    builder.push(&s, &c, journeys.missing_value(), s.end_ns());
                 }
             }
             black_box(builder.span_count())

@@ -167,7 +167,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         let stop = receivers_stop.clone();
         let ingest = ingest.clone();
         let opts = receiver::grpc::GrpcOptions {
-            max_bytes: cfg.receivers.max_decompressed_bytes,
+            max_request: cfg.receivers.max_request_bytes,
+            max_inflated: cfg.receivers.max_decompressed_bytes,
             auth: auth.clone(),
             tls: grpc_tls,
             timeout: cfg.receivers.request_timeout,

@@ -93,7 +93,7 @@ impl<S: Incoming> Incoming for Tenanted<'_, S> {
 }
 
 pub struct Ingest {
-    journeys: Arc<Journeys>,
+    journeys: arc_swap::ArcSwap<Journeys>,
     input: Arc<PipelineInput>,
     pub tel: Arc<Telemetry>,
     skew_ns: u64,
@@ -108,12 +108,17 @@ impl Ingest {
         tel: Arc<Telemetry>,
     ) -> Ingest {
         Ingest {
-            journeys,
+            journeys: arc_swap::ArcSwap::new(journeys),
             input,
             tel,
             skew_ns: cfg.windows.max_clock_skew.as_nanos() as u64,
             longest_ns: cfg.longest_window().as_nanos() as u64,
         }
+    }
+
+    /// Swaps in the journeys of a reloaded config.
+    pub fn set_journeys(&self, journeys: Arc<Journeys>) {
+        self.journeys.store(journeys);
     }
 
     pub fn traces_body(
@@ -196,7 +201,10 @@ impl Ingest {
     ) -> Result<Accepted, Refused> {
         self.tel.received(t, total);
         let now = now_unix_ns();
+        // One load per request: a reload swaps the journeys between requests, never within one.
+        let journeys = self.journeys.load();
         let mut builder = BatchBuilder::new(self.input.workers());
+        builder.generation = journeys.generation;
         let mut rejected = 0u64;
         let mut first_problem: Option<String> = None;
         let mut unmatched = 0u64;
@@ -220,15 +228,8 @@ impl Ingest {
                 late += 1;
                 continue;
             }
-            match self.journeys.classify(&view) {
-                Some(c) => builder.push(
-                    &view,
-                    c.journey,
-                    c.cohort_keys,
-                    self.journeys.missing_value(),
-                    c.flags,
-                    end,
-                ),
+            match journeys.classify(&view) {
+                Some(c) => builder.push(&view, &c, journeys.missing_value(), end),
                 None => {
                     unmatched += 1;
                     if view.is_entry_point() {

@@ -31,6 +31,9 @@ pub struct JourneyInfo {
     pub objectives: crate::config::Objectives,
     /// Whether a correctness rule exists; without one the correctness SLI has no data.
     pub has_correctness: bool,
+    /// A hash of the journey's identity (its name, or service and span name when
+    /// derived) that stays the same across config reloads, unlike `id`.
+    pub seed: u64,
 }
 
 struct Compiled {
@@ -38,6 +41,9 @@ struct Compiled {
     matcher: Cond,
     failure: Cond,
     incorrect: Option<Cond>,
+    /// Everything that decides what the journey records; equal fingerprints across a
+    /// reload mean its window state stays valid.
+    fingerprint: String,
 }
 
 /// Span outcome flags carried on each record.
@@ -53,6 +59,12 @@ pub struct Journeys {
     configured: Vec<Compiled>,
     auto: Option<AutoTable>,
     missing_value: String,
+    /// Bumped by every reload; batches carry it so workers know which ids they hold.
+    pub generation: u64,
+}
+
+fn identity_hasher() -> ahash::RandomState {
+    ahash::RandomState::with_seeds(1, 2, 3, 4)
 }
 
 struct AutoTable {
@@ -74,6 +86,8 @@ struct AutoTable {
 /// The journey a span was matched to and how it went.
 pub struct Classified<'a> {
     pub journey: JourneyId,
+    /// The journey's [`JourneyInfo::seed`].
+    pub seed: u64,
     pub cohort_keys: &'a [String],
     pub flags: u8,
 }
@@ -101,10 +115,15 @@ impl Journeys {
                     auto: false,
                     objectives: j.objectives,
                     has_correctness: j.incorrect.is_some(),
+                    seed: identity_hasher().hash_one(j.name.as_str()),
                 }),
                 matcher: j.matcher.clone(),
                 failure: j.failure.clone(),
                 incorrect: j.incorrect.clone(),
+                fingerprint: format!(
+                    "{:?}|{:?}|{:?}|{:?}|{:?}",
+                    j.matcher, j.failure, j.incorrect, j.latency_threshold, j.cohorts
+                ),
             })
             .collect();
         let auto = cfg.auto_journeys.enabled.then(|| {
@@ -122,6 +141,7 @@ impl Journeys {
                 auto: true,
                 objectives: cfg.slo.objectives,
                 has_correctness: false,
+                seed: identity_hasher().hash_one(AUTO_OVERFLOW),
             });
             let by_id = DashMap::new();
             by_id.insert(overflow.id, overflow.clone());
@@ -137,13 +157,14 @@ impl Journeys {
                 cohort_keys,
                 cohort_labels,
                 objectives: cfg.slo.objectives,
-                hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
+                hasher: identity_hasher(),
             }
         });
         Journeys {
             configured,
             auto,
             missing_value: cfg.cohorts.missing_value.clone(),
+            generation: 0,
         }
     }
 
@@ -194,10 +215,11 @@ impl Journeys {
     /// Finds the span's journey and its outcome flags; `None` when no journey claims it.
     pub fn classify<'s, S: SpanView + ?Sized>(&'s self, span: &S) -> Option<Classified<'s>> {
         let entry = span.is_entry_point();
-        let (journey, cohort_keys, threshold_ns, failure, incorrect) =
+        let (journey, seed, cohort_keys, threshold_ns, failure, incorrect) =
             match self.configured.iter().find(|c| c.matcher.eval(span)) {
                 Some(c) => (
                     c.info.id,
+                    c.info.seed,
                     &*c.info.cohort_keys,
                     c.info.latency_threshold_ns,
                     &c.failure,
@@ -208,9 +230,10 @@ impl Journeys {
                     if !entry {
                         return None;
                     }
-                    let id = auto.lookup(span.service_name(), span.name());
+                    let (id, seed) = auto.lookup(span.service_name(), span.name());
                     (
                         id,
+                        seed,
                         &*auto.cohort_keys,
                         auto.threshold_ns,
                         &auto.failure,
@@ -233,6 +256,7 @@ impl Journeys {
         }
         Some(Classified {
             journey,
+            seed,
             cohort_keys,
             flags,
         })
@@ -247,7 +271,8 @@ impl Journeys {
 }
 
 impl AutoTable {
-    fn lookup(&self, service: &str, name: &str) -> JourneyId {
+    /// The id and identity hash of the journey `service:name`, created on first sight.
+    fn lookup(&self, service: &str, name: &str) -> (JourneyId, u64) {
         let hash = self.hasher.hash_one((service, name));
         let find = |list: &[(Box<str>, Box<str>, JourneyId)]| {
             list.iter()
@@ -255,14 +280,14 @@ impl AutoTable {
                 .map(|(_, _, id)| *id)
         };
         if let Some(id) = self.by_hash.get(&hash).and_then(|list| find(&list)) {
-            return id;
+            return (id, hash);
         }
         let mut entry = self.by_hash.entry(hash).or_default();
         if let Some(id) = find(&entry) {
-            return id;
+            return (id, hash);
         }
         if self.count.load(Ordering::Relaxed) >= self.max {
-            return self.overflow.id;
+            return (self.overflow.id, self.overflow.seed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) as JourneyId;
@@ -276,10 +301,54 @@ impl AutoTable {
             auto: true,
             objectives: self.objectives,
             has_correctness: false,
+            seed: hash,
         });
         // Insert into `by_id` first: a worker may see the id as soon as `entry` is released.
         self.by_id.insert(id, info);
         entry.push((service.into(), name.into(), id));
-        id
+        (id, hash)
+    }
+
+    /// (service, span name, id) of every derived journey, in the order they were made.
+    fn entries(&self) -> Vec<(Box<str>, Box<str>, JourneyId)> {
+        let mut out: Vec<_> = self.by_hash.iter().flat_map(|e| e.value().clone()).collect();
+        out.sort_by_key(|(_, _, id)| *id);
+        out
+    }
+
+    fn fingerprint(&self) -> (u64, &[String], usize) {
+        (self.threshold_ns, &self.cohort_keys, self.max)
+    }
+}
+
+impl Journeys {
+    /// The journeys of a reloaded config, and for each old journey id the new id that
+    /// takes over its window state: `None` where the journey went or its definition
+    /// changed. Derived journeys carry over while the rules that derive them are unchanged.
+    pub fn reload(cfg: &Config, old: &Journeys) -> (Journeys, Vec<Option<JourneyId>>) {
+        let mut new = Journeys::new(cfg);
+        new.generation = old.generation + 1;
+        // Auto ids follow the configured ones; `next_id` is one past the last given out.
+        let ids = old.auto.as_ref().map_or(old.configured.len(), |a| a.next_id.load(Ordering::Relaxed));
+        let mut remap = vec![None; ids];
+        for c in &old.configured {
+            if let Some(n) = new.configured.iter().find(|n| n.info.name == c.info.name && n.fingerprint == c.fingerprint) {
+                remap[c.info.id as usize] = Some(n.info.id);
+            }
+        }
+        if let (Some(o), Some(n)) = (&old.auto, &new.auto) {
+            if o.fingerprint() == n.fingerprint() {
+                if let Some(slot) = remap.get_mut(o.overflow.id as usize) {
+                    *slot = Some(n.overflow.id);
+                }
+                for (service, name, id) in o.entries() {
+                    let (new_id, _) = n.lookup(&service, &name);
+                    if let Some(slot) = remap.get_mut(id as usize) {
+                        *slot = Some(new_id);
+                    }
+                }
+            }
+        }
+        (new, remap)
     }
 }

@@ -8,7 +8,7 @@
 //! separate control channel, so a full data queue never delays it.
 
 use crate::config::Config;
-use crate::journey::{flag, JourneyId, JourneyInfo, Journeys};
+use crate::journey::{flag, Classified, JourneyId, JourneyInfo, Journeys};
 use crate::span::SpanView;
 use crate::telemetry::{AddRelaxed, Telemetry};
 use crate::window::{Counts, Coverage, Ring, SeriesState, WindowStats};
@@ -46,6 +46,8 @@ pub struct Batch {
     pub records: Vec<Record>,
     /// End times of entry-point spans no journey claimed (for coverage).
     pub unmatched_entry: Vec<u64>,
+    /// The [`Journeys::generation`] whose ids the records carry.
+    pub generation: u64,
 }
 
 impl Batch {
@@ -66,6 +68,8 @@ impl Batch {
 /// Builds one batch per worker from classified spans, reusing a scratch buffer.
 pub struct BatchBuilder {
     pub batches: Vec<Batch>,
+    /// Stamped on every batch at submit: the generation of the journeys that classified it.
+    pub generation: u64,
     scratch: String,
     scratch_ends: Vec<u32>,
     hasher: ahash::RandomState,
@@ -75,22 +79,19 @@ impl BatchBuilder {
     pub fn new(workers: usize) -> BatchBuilder {
         BatchBuilder {
             batches: (0..workers).map(|_| Batch::default()).collect(),
+            generation: 0,
             scratch: String::new(),
             scratch_ends: Vec::new(),
             hasher: ahash::RandomState::with_seeds(7, 11, 13, 17),
         }
     }
 
-    pub fn push<S: SpanView + ?Sized>(
-        &mut self,
-        span: &S,
-        journey: JourneyId,
-        cohort_keys: &[String],
-        missing: &str,
-        flags: u8,
-        end_ns: u64,
-    ) {
+    /// Queues a classified span for the worker that owns its series. The series hash
+    /// uses the journey's identity seed, not its id, so a series stays on the same worker
+    /// across config reloads.
+    pub fn push<S: SpanView + ?Sized>(&mut self, span: &S, c: &Classified<'_>, missing: &str, end_ns: u64) {
         use std::hash::{BuildHasher, Hasher};
+        let (journey, cohort_keys, flags) = (c.journey, c.cohort_keys, c.flags);
         self.scratch.clear();
         self.scratch_ends.clear();
         for key in cohort_keys {
@@ -101,7 +102,7 @@ impl BatchBuilder {
             self.scratch_ends.push(self.scratch.len() as u32);
         }
         let mut h = self.hasher.build_hasher();
-        h.write_u32(journey);
+        h.write_u64(c.seed);
         let mut start = 0usize;
         for &end in &self.scratch_ends {
             h.write(&self.scratch.as_bytes()[start..end as usize]);
@@ -171,7 +172,8 @@ impl PipelineInput {
             if batch.is_empty() {
                 continue;
             }
-            let b = std::mem::take(batch);
+            let mut b = std::mem::take(batch);
+            b.generation = builder.generation;
             let n = b.span_count();
             if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
                 self.senders[i].try_send(b)
@@ -198,6 +200,14 @@ impl PipelineInput {
 enum Ctl {
     Snapshot(Sender<ShardSnapshot>),
     Shutdown(Sender<ShardSnapshot>),
+    Reload(Arc<Reload>, Sender<ShardSnapshot>),
+}
+
+/// The journeys of a reloaded config, and where each old journey id's state goes.
+pub struct Reload {
+    pub journeys: Arc<Journeys>,
+    /// Old id -> new id; `None` drops the journey's series.
+    pub remap: Vec<Option<JourneyId>>,
 }
 
 /// What the export stage sees of one journey x cohort series.
@@ -223,14 +233,17 @@ pub struct ShardSnapshot {
 
 struct Series {
     journey: JourneyId,
+    /// The journey's identity seed: its admission count.
+    seed: u64,
     cohort: Arc<[Box<str>]>,
     state: SeriesState,
 }
 
-/// Admission of new series, shared by all workers: a per-journey count and the heap
-/// bytes each worker last measured.
+/// Admission of new series, shared by all workers: a count per journey (keyed by the
+/// journey's identity seed, so it survives reloads) and the heap bytes each worker last
+/// measured.
 pub struct Admission {
-    per_journey: Vec<std::sync::atomic::AtomicUsize>,
+    per_journey: dashmap::DashMap<u64, usize>,
     max_per_journey: usize,
     worker_bytes: Vec<std::sync::atomic::AtomicUsize>,
     max_bytes: usize,
@@ -238,34 +251,30 @@ pub struct Admission {
 
 impl Admission {
     fn new(cfg: &Config, workers: usize) -> Admission {
-        // Configured journeys, then auto-derived ones and their overflow journey.
-        let journeys = cfg.journeys.len() + if cfg.auto_journeys.enabled { cfg.auto_journeys.max + 1 } else { 0 };
         Admission {
-            per_journey: (0..journeys).map(|_| Default::default()).collect(),
+            per_journey: dashmap::DashMap::new(),
             max_per_journey: cfg.limits.max_series_per_journey,
             worker_bytes: (0..workers).map(|_| Default::default()).collect(),
             max_bytes: cfg.limits.max_window_state_bytes,
         }
     }
 
-    /// Takes a series slot for `journey`, or says no (over the cardinality or memory limit).
-    fn admit(&self, journey: JourneyId) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let bytes: usize = self.worker_bytes.iter().map(|b| b.load(Relaxed)).sum();
-        if bytes >= self.max_bytes {
+    /// Takes a series slot for the journey, or says no (over the cardinality or memory limit).
+    fn admit(&self, seed: u64) -> bool {
+        if self.state_bytes() >= self.max_bytes {
             return false;
         }
-        let Some(count) = self.per_journey.get(journey as usize) else { return true };
-        if count.fetch_add(1, Relaxed) >= self.max_per_journey {
-            count.fetch_sub(1, Relaxed);
+        let mut count = self.per_journey.entry(seed).or_insert(0);
+        if *count >= self.max_per_journey {
             return false;
         }
+        *count += 1;
         true
     }
 
-    fn release(&self, journey: JourneyId) {
-        if let Some(c) = self.per_journey.get(journey as usize) {
-            c.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    fn release(&self, seed: u64) {
+        if let Some(mut c) = self.per_journey.get_mut(&seed) {
+            *c = c.saturating_sub(1);
         }
     }
 
@@ -286,6 +295,10 @@ struct WorkerSettings {
 
 struct Worker {
     index: usize,
+    /// The generation of `journeys`, and the remap from the one before, for batches
+    /// that were classified just before a reload.
+    generation: u64,
+    last_remap: Vec<Option<JourneyId>>,
     admission: Arc<Admission>,
     /// Per journey, the series that takes spans of cohorts refused admission.
     overflow: HashMap<JourneyId, Series>,
@@ -315,6 +328,12 @@ impl Worker {
                         self.drain(self.settings.drain_limit);
                         let _ = reply.send(self.snapshot(true));
                     }
+                    Ok(Ctl::Reload(plan, reply)) => {
+                        // Batches queued before the reload carry old ids: record them first.
+                        self.drain(self.settings.drain_limit);
+                        self.reload(&plan);
+                        let _ = reply.send(ShardSnapshot::default());
+                    }
                     Ok(Ctl::Shutdown(reply)) => {
                         // Receivers have stopped: everything still queued is recorded.
                         self.drain(usize::MAX);
@@ -338,7 +357,50 @@ impl Worker {
         }
     }
 
-    fn record(&mut self, batch: Batch) {
+    fn reload(&mut self, plan: &Reload) {
+        let map = |id: JourneyId| plan.remap.get(id as usize).copied().flatten();
+        let admission = &self.admission;
+        self.series.retain(|_, list| {
+            list.retain_mut(|s| match map(s.journey) {
+                Some(new) => {
+                    s.journey = new;
+                    true
+                }
+                None => {
+                    admission.release(s.seed);
+                    false
+                }
+            });
+            !list.is_empty()
+        });
+        self.overflow = std::mem::take(&mut self.overflow)
+            .into_values()
+            .filter_map(|mut s| map(s.journey).map(|new| {
+                s.journey = new;
+                (new, s)
+            }))
+            .collect();
+        self.journeys = plan.journeys.clone();
+        self.generation = plan.journeys.generation;
+        self.last_remap = plan.remap.clone();
+    }
+
+    fn record(&mut self, mut batch: Batch) {
+        // Every span handed over is processed, recorded or not.
+        self.tel.processed_spans.add(batch.records.len() as u64);
+        if batch.generation != self.generation {
+            // Classified with the journeys before the last reload: translate the ids;
+            // spans of journeys that went are processed but not recorded.
+            let current = batch.generation + 1 == self.generation;
+            let remap = &self.last_remap;
+            batch.records.retain_mut(|r| match remap.get(r.journey as usize).copied().flatten() {
+                Some(new) if current => {
+                    r.journey = new;
+                    true
+                }
+                _ => false,
+            });
+        }
         let now = now_unix_ns();
         let settings = &self.settings;
         for &end in &batch.unmatched_entry {
@@ -367,11 +429,16 @@ impl Worker {
                         .zip(values.clone())
                         .all(|(a, i)| **a == *batch.value(i))
             });
-            let admitted = pos.is_some() || self.admission.admit(r.journey);
+            let seed = match pos {
+                Some(_) => 0,
+                None => self.journeys.get(r.journey).map_or(0, |j| j.seed),
+            };
+            let admitted = pos.is_some() || self.admission.admit(seed);
             if !admitted {
                 self.tel.cardinality_overflow.add(1);
                 let overflow = self.overflow.entry(r.journey).or_insert_with(|| Series {
                     journey: r.journey,
+                    seed,
                     cohort: Arc::from(Vec::<Box<str>>::new()),
                     state: SeriesState::new(
                         &settings.window_ns,
@@ -392,6 +459,7 @@ impl Worker {
                         values.clone().map(|i| Box::from(batch.value(i))).collect();
                     list.push(Series {
                         journey: r.journey,
+                        seed,
                         cohort,
                         state: SeriesState::new(
                             &settings.window_ns,
@@ -408,7 +476,6 @@ impl Worker {
                 .state
                 .record(r.end_ns, r.duration_ns, r.flags, &settings.bounds_ns, now);
         }
-        self.tel.processed_spans.add(batch.records.len() as u64);
     }
 
     fn snapshot(&mut self, expire: bool) -> ShardSnapshot {
@@ -421,7 +488,7 @@ impl Worker {
                 list.retain(|s| {
                     let keep = now.saturating_sub(s.state.last_update_unix_ns) < ttl;
                     if !keep {
-                        admission.release(s.journey);
+                        admission.release(s.seed);
                         expired += 1;
                     }
                     keep
@@ -513,6 +580,8 @@ impl Pipeline {
             let (ctx, crx) = bounded(4);
             let worker = Worker {
                 index: i,
+                generation: journeys.generation,
+                last_remap: Vec::new(),
                 admission: admission.clone(),
                 overflow: HashMap::new(),
                 bytes: 0,
@@ -581,6 +650,19 @@ impl Pipeline {
             }
         }
         out
+    }
+
+    /// Hands every worker the journeys of a reloaded config; returns once all have them.
+    pub fn reload(&self, plan: Arc<Reload>, timeout: Duration) -> bool {
+        let (tx, rx) = bounded(self.ctl.len());
+        let mut asked = 0;
+        for c in &self.ctl {
+            if c.send_timeout(Ctl::Reload(plan.clone(), tx.clone()), timeout).is_ok() {
+                asked += 1;
+            }
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        (0..asked).all(|_| rx.recv_deadline(deadline).is_ok()) && asked == self.ctl.len()
     }
 
     /// Drains every queue, returns the final snapshots and stops the workers.

@@ -74,7 +74,9 @@ pub fn burn_rate(bad: u64, total: u64, objective: f64) -> Option<f64> {
 
 pub struct SloTracker {
     cfg: Slo,
-    prev: HashMap<(u32, Arc<[Box<str>]>), (u64, Counts)>,
+    /// Each series' cumulative counts at the last tick, keyed by journey name (stable
+    /// across reloads, unlike ids) and cohort.
+    prev: HashMap<(Arc<str>, Arc<[Box<str>]>), (u64, Counts)>,
     entries: HashMap<Key, Entry>,
     evals: HashMap<Key, SloEval>,
 }
@@ -94,6 +96,20 @@ impl SloTracker {
             entries: HashMap::new(),
             evals: HashMap::new(),
         }
+    }
+
+    /// Takes new objectives, alert rules and thresholds from a reloaded config. The
+    /// rings stay; a new period or new burn windows need a restart to take effect.
+    pub fn reconfigure(&mut self, cfg: &Slo) -> Result<(), &'static str> {
+        if cfg.period != self.cfg.period || cfg.burn_windows != self.cfg.burn_windows {
+            self.cfg.objectives = cfg.objectives;
+            self.cfg.min_events = cfg.min_events;
+            self.cfg.clear_after = cfg.clear_after;
+            return Err("slo.period or the burn windows changed; they take effect after a restart");
+        }
+        let checkpoint = self.cfg.checkpoint.clone();
+        self.cfg = Slo { checkpoint, ..cfg.clone() };
+        Ok(())
     }
 
     pub fn burn_windows(&self) -> &[std::time::Duration] {
@@ -130,11 +146,11 @@ impl SloTracker {
 
     /// Takes in the growth of every series since the last tick and re-evaluates.
     pub fn update(&mut self, snap: &Snapshot, journeys: &Journeys, now: u64) {
-        let mut seen: HashMap<(u32, Arc<[Box<str>]>), (u64, Counts)> =
+        let mut seen: HashMap<(Arc<str>, Arc<[Box<str>]>), (u64, Counts)> =
             HashMap::with_capacity(snap.series.len());
         let mut objectives: HashMap<Arc<str>, (Objectives, bool)> = HashMap::new();
         for s in &snap.series {
-            let id = (s.journey.id, cohort_key(s));
+            let id = (s.journey.name.clone(), cohort_key(s));
             let before = match self.prev.get(&id) {
                 // A series that expired and came back starts its counters again.
                 Some((created, c)) if *created == s.created_unix_ns => *c,

@@ -649,7 +649,6 @@ fn metrics_and_logs_are_accepted_and_counted() {
 /// refusal is neither counted nor logged. OUT_OF_RANGE is also a code OTLP clients
 /// retry, so a sender keeps resending a request that can never fit.
 #[test]
-#[ignore = "bug: uncompressed oversized gRPC requests (OUT_OF_RANGE) are not counted in cerflow_refused_requests_total{reason=\"too_large\"}"]
 fn oversized_grpc_requests_are_counted() {
     let cerflow = Cerflow::start(config);
     let rt = runtime();
@@ -677,7 +676,6 @@ fn oversized_grpc_requests_are_counted() {
 /// `max_decompressed_bytes` is enforced (src/app.rs passes it as the gRPC limit), so an
 /// uncompressed message between the two limits is accepted.
 #[test]
-#[ignore = "bug: gRPC ignores receivers.otlp.max_request_bytes; only max_decompressed_bytes applies"]
 fn grpc_obeys_max_request_bytes_like_http() {
     let cerflow = Cerflow::start(config);
     let rt = runtime();

@@ -133,13 +133,13 @@ fn an_overloaded_pipeline_refuses_with_retry_and_accounts_for_every_span() {
             p.listeners_yaml("")
         )
     });
-    let spans_per_request = 2000usize;
+    let spans_per_request = 1000usize;
     let codes: Vec<u16> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..4u64)
             .map(|t| {
                 let cf = &cf;
                 scope.spawn(move || {
-                    (0..25u64)
+                    (0..15u64)
                         .map(|i| post(cf, request(spans_per_request, (t * 100 + i) * 10_000, |j| format!("r{}", j % 5))))
                         .collect::<Vec<u16>>()
                 })
@@ -149,10 +149,10 @@ fn an_overloaded_pipeline_refuses_with_retry_and_accounts_for_every_span() {
     });
     let ok = codes.iter().filter(|c| **c == 200).count() as f64;
     let unavailable = codes.iter().filter(|c| **c == 503).count() as f64;
-    assert_eq!(ok + unavailable, 100.0, "only 200 and 503 are expected: {codes:?}");
+    assert_eq!(ok + unavailable, 60.0, "only 200 and 503 are expected: {codes:?}");
     let n = spans_per_request as f64;
     let s = cf.wait_for("cerflow_processed_spans_total", &[], ok * n);
-    s.assert("cerflow_received_spans_total", &[("transport", "http")], 100.0 * n);
+    s.assert("cerflow_received_spans_total", &[("transport", "http")], 60.0 * n);
     s.assert("cerflow_refused_spans_total", &[("reason", "queue_full")], unavailable * n);
     s.assert("cerflow_refused_requests_total", &[("reason", "queue_full")], unavailable);
     let received = s.sum("cerflow_received_spans_total", &[]);

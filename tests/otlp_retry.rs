@@ -65,10 +65,6 @@ impl Collector {
         self.got.lock().unwrap().clone()
     }
 
-    fn accepted(&self) -> Vec<Arrival> {
-        self.all().into_iter().filter(|a| a.accepted).collect()
-    }
-
     /// Waits until `ok` holds for the arrivals so far.
     #[track_caller]
     fn wait_until(&self, what: &str, ok: impl Fn(&[Arrival]) -> bool) -> Vec<Arrival> {

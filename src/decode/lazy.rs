@@ -15,6 +15,7 @@
 //! agreement with prost property by property.
 
 use crate::span::{AttrValue, SpanView};
+use std::cell::Cell;
 
 /// prost's recursion limit; nesting deeper than this is rejected by both decoders.
 const RECURSION_LIMIT: u32 = 100;
@@ -42,7 +43,23 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-type R<T> = Result<T, DecodeError>;
+/// The walk's error: zero-sized, so results stay in registers on the hot path; the
+/// details go to a thread-local on the (cold) failure path.
+#[derive(Debug, Clone, Copy)]
+struct Fail;
+
+type R<T> = Result<T, Fail>;
+
+thread_local! {
+    static WHY: Cell<(&'static str, usize)> = const { Cell::new(("", 0)) };
+}
+
+#[cold]
+#[inline(never)]
+fn fail(what: &'static str, offset: usize) -> Fail {
+    WHY.with(|w| w.set((what, offset)));
+    Fail
+}
 
 /// One attribute, borrowed from the request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,23 +108,13 @@ pub fn decode_traces(body: &[u8]) -> Result<TraceRequest<'_>, DecodeError> {
         resource_attrs: Vec::new(),
         events: Vec::new(),
     };
-    let mut c = Cur {
-        buf: body,
-        pos: 0,
-        end: body.len(),
-    };
-    let ctx = RECURSION_LIMIT;
-    while c.more() {
-        let (tag, wt) = c.key()?;
-        match tag {
-            1 => {
-                let sub = c.message(wt, ctx)?;
-                out.resource_spans(sub, ctx - 1)?;
-            }
-            _ => c.skip(wt, tag, ctx)?,
+    match out.request(body) {
+        Ok(()) => Ok(out),
+        Err(Fail) => {
+            let (what, offset) = WHY.with(|w| w.get());
+            Err(DecodeError { what, offset })
         }
     }
-    Ok(out)
 }
 
 impl<'a> TraceRequest<'a> {
@@ -122,18 +129,29 @@ impl<'a> TraceRequest<'a> {
 
     /// Every span, in request order.
     pub fn spans(&self) -> impl ExactSizeIterator<Item = LazySpan<'_, 'a>> + '_ {
-        self.spans
-            .iter()
-            .map(move |rec| LazySpan { req: self, rec })
+        self.spans.iter().map(move |rec| LazySpan { req: self, rec })
+    }
+
+    fn request(&mut self, body: &'a [u8]) -> R<()> {
+        let mut c = Cur { b: body, pos: 0, base: 0 };
+        let ctx = RECURSION_LIMIT;
+        while c.more() {
+            let (tag, wt) = c.key()?;
+            match tag {
+                1 => {
+                    let sub = c.message(wt, ctx)?;
+                    self.resource_spans(sub, ctx - 1)?;
+                }
+                _ => c.skip(wt, tag, ctx)?,
+            }
+        }
+        Ok(())
     }
 
     fn resource_spans(&mut self, mut c: Cur<'a>, ctx: u32) -> R<()> {
         let index = self.resources.len() as u32;
         let first_attr = self.resource_attrs.len() as u32;
-        self.resources.push(ResourceRec {
-            service: UNKNOWN_SERVICE,
-            attrs: (first_attr, first_attr),
-        });
+        self.resources.push(ResourceRec { service: UNKNOWN_SERVICE, attrs: (first_attr, first_attr) });
         while c.more() {
             let (tag, wt) = c.key()?;
             match tag {
@@ -152,14 +170,10 @@ impl<'a> TraceRequest<'a> {
             }
         }
         let attrs = (first_attr, self.resource_attrs.len() as u32);
-        let service = match self.resource_attrs[attrs.0 as usize..attrs.1 as usize]
-            .iter()
-            .find(|a| a.key == SERVICE_NAME)
-        {
-            Some(Attr {
-                value: AttrValue::Str(s),
-                ..
-            }) => s,
+        let own = self.resource_attrs.get(attrs.0 as usize..attrs.1 as usize).unwrap_or_default();
+        // As prost's path reads it: the first `service.name`, if it is a string.
+        let service = match own.iter().find(|a| a.key == SERVICE_NAME) {
+            Some(Attr { value: AttrValue::Str(s), .. }) => s,
             _ => UNKNOWN_SERVICE,
         };
         if let Some(r) = self.resources.get_mut(index as usize) {
@@ -229,6 +243,11 @@ impl<'a> TraceRequest<'a> {
         while c.more() {
             let (tag, wt) = c.key()?;
             match tag {
+                9 => {
+                    let sub = c.message(wt, ctx)?;
+                    let kv = key_value(sub, ctx - 1)?;
+                    self.span_attrs.push(kv);
+                }
                 1 => s.trace_id = c.bytes(wt)?,
                 2 => s.span_id = c.bytes(wt)?,
                 3 => {
@@ -241,11 +260,6 @@ impl<'a> TraceRequest<'a> {
                 6 => s.kind = c.varint_field(wt)? as i32,
                 7 => s.start_ns = c.fixed64(wt)?,
                 8 => s.end_ns = c.fixed64(wt)?,
-                9 => {
-                    let sub = c.message(wt, ctx)?;
-                    let kv = key_value(sub, ctx - 1)?;
-                    self.span_attrs.push(kv);
-                }
                 10 | 12 | 14 => {
                     c.varint_field(wt)?;
                 }
@@ -276,16 +290,64 @@ impl<'a> TraceRequest<'a> {
 const SERVICE_NAME: &str = "service.name";
 const UNKNOWN_SERVICE: &str = "unknown_service";
 
+const V_NONE: u8 = 0;
+const V_STR: u8 = 1;
+const V_BOOL: u8 = 2;
+const V_INT: u8 = 3;
+const V_DOUBLE: u8 = 4;
+const V_OTHER: u8 = 5;
+
+/// A `KeyValue`, with its `AnyValue` read in the same loop (the hot path: ten or more
+/// per span). Repeated `value` fields merge and the last field of the oneof wins, as in
+/// prost; arrays, maps and bytes are checked and read as [`AttrValue::Other`].
+#[inline(always)]
 fn key_value<'a>(mut c: Cur<'a>, ctx: u32) -> R<Attr<'a>> {
     let mut key = "";
-    let mut value = None;
+    let mut vt = V_NONE;
+    let mut num = 0u64;
+    let mut text = "";
     while c.more() {
         let (tag, wt) = c.key()?;
         match tag {
             1 => key = c.string(wt)?,
             2 => {
-                let sub = c.message(wt, ctx)?;
-                any_value(sub, ctx - 1, &mut value)?;
+                let mut v = c.message(wt, ctx)?;
+                let ctx = ctx - 1;
+                while v.more() {
+                    let (tag, wt) = v.key()?;
+                    match tag {
+                        1 => {
+                            text = v.string(wt)?;
+                            vt = V_STR;
+                        }
+                        2 => {
+                            num = v.varint_field(wt)?;
+                            vt = V_BOOL;
+                        }
+                        3 => {
+                            num = v.varint_field(wt)?;
+                            vt = V_INT;
+                        }
+                        4 => {
+                            num = v.fixed64(wt)?;
+                            vt = V_DOUBLE;
+                        }
+                        5 | 6 => {
+                            let sub = v.message(wt, ctx)?;
+                            list(sub, ctx - 1, tag == 6)?;
+                            vt = V_OTHER;
+                        }
+                        7 => {
+                            v.bytes(wt)?;
+                            vt = V_OTHER;
+                        }
+                        8 => {
+                            v.varint_field(wt)?;
+                            vt = V_OTHER;
+                        }
+                        _ => v.skip(wt, tag, ctx)?,
+                    }
+                }
             }
             3 => {
                 c.varint_field(wt)?;
@@ -293,41 +355,24 @@ fn key_value<'a>(mut c: Cur<'a>, ctx: u32) -> R<Attr<'a>> {
             _ => c.skip(wt, tag, ctx)?,
         }
     }
-    Ok(Attr {
-        key,
-        value: value.unwrap_or(AttrValue::Other),
-    })
+    let value = match vt {
+        V_STR => AttrValue::Str(text),
+        V_BOOL => AttrValue::Bool(num != 0),
+        V_INT => AttrValue::Int(num as i64),
+        V_DOUBLE => AttrValue::Double(f64::from_bits(num)),
+        _ => AttrValue::Other,
+    };
+    Ok(Attr { key, value })
 }
 
-/// Merges one `AnyValue` into `value`: the last field of the oneof wins, as in prost.
-fn any_value<'a>(mut c: Cur<'a>, ctx: u32, value: &mut Option<AttrValue<'a>>) -> R<()> {
-    while c.more() {
-        let (tag, wt) = c.key()?;
-        match tag {
-            1 => *value = Some(AttrValue::Str(c.string(wt)?)),
-            2 => *value = Some(AttrValue::Bool(c.varint_field(wt)? != 0)),
-            3 => *value = Some(AttrValue::Int(c.varint_field(wt)? as i64)),
-            4 => *value = Some(AttrValue::Double(f64::from_bits(c.fixed64(wt)?))),
-            5 | 6 => {
-                let sub = c.message(wt, ctx)?;
-                list(sub, ctx - 1, tag == 6)?;
-                *value = Some(AttrValue::Other);
-            }
-            7 => {
-                c.bytes(wt)?;
-                *value = Some(AttrValue::Other);
-            }
-            8 => {
-                c.varint_field(wt)?;
-                *value = Some(AttrValue::Other);
-            }
-            _ => c.skip(wt, tag, ctx)?,
-        }
-    }
-    Ok(())
+/// Checks a nested `KeyValue` (in a list, or where nothing reads it).
+#[inline(never)]
+fn check_key_value(c: Cur<'_>, ctx: u32) -> R<()> {
+    key_value(c, ctx).map(|_| ())
 }
 
 /// `ArrayValue` (repeated AnyValue) or `KeyValueList` (repeated KeyValue), checked only.
+#[inline(never)]
 fn list(mut c: Cur<'_>, ctx: u32, kv: bool) -> R<()> {
     while c.more() {
         let (tag, wt) = c.key()?;
@@ -335,10 +380,36 @@ fn list(mut c: Cur<'_>, ctx: u32, kv: bool) -> R<()> {
             1 => {
                 let sub = c.message(wt, ctx)?;
                 if kv {
-                    key_value(sub, ctx - 1)?;
+                    check_key_value(sub, ctx - 1)?;
                 } else {
-                    any_value(sub, ctx - 1, &mut None)?;
+                    check_any_value(sub, ctx - 1)?;
                 }
+            }
+            _ => c.skip(wt, tag, ctx)?,
+        }
+    }
+    Ok(())
+}
+
+fn check_any_value(mut c: Cur<'_>, ctx: u32) -> R<()> {
+    while c.more() {
+        let (tag, wt) = c.key()?;
+        match tag {
+            1 => {
+                c.string(wt)?;
+            }
+            2 | 3 | 8 => {
+                c.varint_field(wt)?;
+            }
+            4 => {
+                c.fixed64(wt)?;
+            }
+            5 | 6 => {
+                let sub = c.message(wt, ctx)?;
+                list(sub, ctx - 1, tag == 6)?;
+            }
+            7 => {
+                c.bytes(wt)?;
             }
             _ => c.skip(wt, tag, ctx)?,
         }
@@ -368,7 +439,7 @@ fn scope(mut c: Cur<'_>, ctx: u32) -> R<()> {
             }
             3 => {
                 let sub = c.message(wt, ctx)?;
-                key_value(sub, ctx - 1)?;
+                check_key_value(sub, ctx - 1)?;
             }
             4 => {
                 c.varint_field(wt)?;
@@ -390,7 +461,7 @@ fn event<'a>(mut c: Cur<'a>, ctx: u32) -> R<&'a str> {
             2 => name = c.string(wt)?,
             3 => {
                 let sub = c.message(wt, ctx)?;
-                key_value(sub, ctx - 1)?;
+                check_key_value(sub, ctx - 1)?;
             }
             4 => {
                 c.varint_field(wt)?;
@@ -413,7 +484,7 @@ fn link(mut c: Cur<'_>, ctx: u32) -> R<()> {
             }
             4 => {
                 let sub = c.message(wt, ctx)?;
-                key_value(sub, ctx - 1)?;
+                check_key_value(sub, ctx - 1)?;
             }
             5 => {
                 c.varint_field(wt)?;
@@ -425,6 +496,7 @@ fn link(mut c: Cur<'_>, ctx: u32) -> R<()> {
     Ok(())
 }
 
+/// Merges one `Status` into the span's: a code it sets replaces the earlier one.
 fn status(mut c: Cur<'_>, ctx: u32, code: &mut i32) -> R<()> {
     while c.more() {
         let (tag, wt) = c.key()?;
@@ -439,88 +511,74 @@ fn status(mut c: Cur<'_>, ctx: u32, code: &mut i32) -> R<()> {
     Ok(())
 }
 
-/// A cursor over one message: `buf[pos..end]`; offsets stay absolute for errors.
+/// A cursor over one message's bytes `b`, which start at `base` in the request.
 #[derive(Clone, Copy)]
 struct Cur<'a> {
-    buf: &'a [u8],
+    b: &'a [u8],
     pos: usize,
-    end: usize,
+    base: usize,
 }
 
 impl<'a> Cur<'a> {
     #[inline(always)]
     fn more(&self) -> bool {
-        self.pos < self.end
+        self.pos < self.b.len()
     }
 
     #[cold]
-    fn err(&self, what: &'static str) -> DecodeError {
-        DecodeError {
-            what,
-            offset: self.pos,
-        }
+    #[inline(never)]
+    fn fail(&self, what: &'static str) -> Fail {
+        fail(what, self.base + self.pos)
     }
 
     #[inline(always)]
     fn varint(&mut self) -> R<u64> {
-        if self.pos < self.end {
-            if let Some(&b) = self.buf.get(self.pos) {
-                if b < 0x80 {
-                    self.pos += 1;
-                    return Ok(u64::from(b));
-                }
+        match self.b.get(self.pos) {
+            Some(&x) if x < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(x))
             }
+            _ => self.varint_long(),
         }
-        self.varint_long()
     }
 
+    #[inline(never)]
     fn varint_long(&mut self) -> R<u64> {
         let mut value = 0u64;
         for i in 0..10 {
-            let p = self.pos + i;
-            if p >= self.end {
-                return Err(self.err("truncated varint"));
-            }
-            let Some(&b) = self.buf.get(p) else {
-                return Err(self.err("truncated varint"));
-            };
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                if i == 9 && b > 1 {
-                    return Err(self.err("varint overflows 64 bits"));
+            let Some(&x) = self.b.get(self.pos + i) else { return Err(self.fail("truncated varint")) };
+            value |= u64::from(x & 0x7f) << (7 * i);
+            if x < 0x80 {
+                if i == 9 && x > 1 {
+                    return Err(self.fail("varint overflows 64 bits"));
                 }
-                self.pos = p + 1;
+                self.pos += i + 1;
                 return Ok(value);
             }
         }
-        Err(self.err("varint longer than 10 bytes"))
+        Err(self.fail("varint longer than 10 bytes"))
     }
 
     #[inline(always)]
     fn key(&mut self) -> R<(u32, u8)> {
-        let at = self.pos;
         let key = self.varint()?;
-        if key > u64::from(u32::MAX) {
-            return Err(DecodeError {
-                what: "invalid field key",
-                offset: at,
-            });
-        }
         let wt = (key & 7) as u8;
-        if wt > I32 {
-            return Err(DecodeError {
-                what: "invalid wire type",
-                offset: at,
-            });
+        if key > u64::from(u32::MAX) || wt > I32 || key < 8 {
+            return Err(self.bad_key(key));
         }
-        let tag = (key as u32) >> 3;
-        if tag == 0 {
-            return Err(DecodeError {
-                what: "invalid field number 0",
-                offset: at,
-            });
+        Ok(((key as u32) >> 3, wt))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_key(&self, key: u64) -> Fail {
+        if key > u64::from(u32::MAX) {
+            self.fail("invalid field key")
+        } else if key & 7 > u64::from(I32) {
+            self.fail("invalid wire type")
+        } else {
+            self.fail("invalid field number 0")
         }
-        Ok((tag, wt))
     }
 
     #[inline(always)]
@@ -528,27 +586,27 @@ impl<'a> Cur<'a> {
         if wt == expected {
             Ok(())
         } else {
-            Err(self.err("unexpected wire type for a known field"))
+            Err(self.fail("unexpected wire type for a known field"))
         }
     }
 
     #[inline(always)]
     fn take(&mut self, n: usize) -> R<&'a [u8]> {
-        if n > self.end - self.pos {
-            return Err(self.err("field runs past the end of its message"));
-        }
         let start = self.pos;
-        self.pos += n;
-        self.buf
-            .get(start..self.pos)
-            .ok_or_else(|| self.err("field runs past the end of the buffer"))
+        match start.checked_add(n).and_then(|end| self.b.get(start..end)) {
+            Some(s) => {
+                self.pos = start + n;
+                Ok(s)
+            }
+            None => Err(self.fail("field runs past the end of its message")),
+        }
     }
 
     #[inline(always)]
     fn len_prefixed(&mut self) -> R<&'a [u8]> {
         let len = self.varint()?;
-        if len > (self.end - self.pos) as u64 {
-            return Err(self.err("length runs past the end of its message"));
+        if len > (self.b.len() - self.pos) as u64 {
+            return Err(self.fail("length runs past the end of its message"));
         }
         self.take(len as usize)
     }
@@ -563,7 +621,10 @@ impl<'a> Cur<'a> {
     fn string(&mut self, wt: u8) -> R<&'a str> {
         self.want(wt, LEN)?;
         let b = self.len_prefixed()?;
-        std::str::from_utf8(b).map_err(|_| self.err("invalid UTF-8 in a string field"))
+        match std::str::from_utf8(b) {
+            Ok(s) => Ok(s),
+            Err(_) => Err(self.fail("invalid UTF-8 in a string field")),
+        }
     }
 
     #[inline(always)]
@@ -578,7 +639,7 @@ impl<'a> Cur<'a> {
         let b = self.take(8)?;
         match b.first_chunk::<8>() {
             Some(a) => Ok(u64::from_le_bytes(*a)),
-            None => Err(self.err("truncated fixed64")),
+            None => Err(self.fail("truncated fixed64")),
         }
     }
 
@@ -594,21 +655,17 @@ impl<'a> Cur<'a> {
     fn message(&mut self, wt: u8, ctx: u32) -> R<Cur<'a>> {
         self.want(wt, LEN)?;
         if ctx == 0 {
-            return Err(self.err("messages nested too deeply"));
+            return Err(self.fail("messages nested too deeply"));
         }
         let b = self.len_prefixed()?;
-        let end = self.pos;
-        Ok(Cur {
-            buf: self.buf,
-            pos: end - b.len(),
-            end,
-        })
+        Ok(Cur { b, pos: 0, base: self.base + self.pos - b.len() })
     }
 
     /// Skips an unknown field as prost does, groups included.
+    #[inline(never)]
     fn skip(&mut self, wt: u8, tag: u32, ctx: u32) -> R<()> {
         if ctx == 0 {
-            return Err(self.err("messages nested too deeply"));
+            return Err(self.fail("messages nested too deeply"));
         }
         match wt {
             VARINT => {
@@ -625,18 +682,18 @@ impl<'a> Cur<'a> {
             }
             START_GROUP => loop {
                 if !self.more() {
-                    return Err(self.err("unterminated group"));
+                    return Err(self.fail("unterminated group"));
                 }
                 let (inner, iwt) = self.key()?;
                 if iwt == END_GROUP {
                     if inner != tag {
-                        return Err(self.err("unexpected end group tag"));
+                        return Err(self.fail("unexpected end group tag"));
                     }
                     break;
                 }
                 self.skip(iwt, inner, ctx - 1)?;
             },
-            _ => return Err(self.err("unexpected end group tag")),
+            _ => return Err(self.fail("unexpected end group tag")),
         }
         Ok(())
     }

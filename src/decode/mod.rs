@@ -24,7 +24,26 @@ fn decode<M: Message + Default + serde::de::DeserializeOwned>(
 ) -> Result<M, String> {
     match format {
         Format::Protobuf => M::decode(body).map_err(|e| format!("invalid OTLP protobuf: {e}")),
-        Format::Json => serde_json::from_slice(body).map_err(|e| format!("invalid OTLP JSON: {e}")),
+        Format::Json => {
+            let mut v: serde_json::Value =
+                serde_json::from_slice(body).map_err(|e| format!("invalid OTLP JSON: {e}"))?;
+            strip_nulls(&mut v);
+            serde_json::from_value(v).map_err(|e| format!("invalid OTLP JSON: {e}"))
+        }
+    }
+}
+
+/// The protobuf JSON mapping reads `null` as the field's default; serde's derive would
+/// refuse it, so null members are dropped before decoding. Depth is bounded by
+/// serde_json's own recursion limit (128) on the way in.
+fn strip_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
     }
 }
 

@@ -92,13 +92,18 @@ fn gauge(name: &str, unit: &str, description: &str, points: Vec<NumberDataPoint>
     }
 }
 
+/// A cumulative counter of [`build_request`]: name, description, value of a series.
+type CounterDef = (&'static str, &'static str, fn(&SeriesSnap) -> u64);
+/// A ratio gauge of [`build_request`]: name, description, value of a window's SLIs.
+type RatioDef = (&'static str, &'static str, fn(&Sli) -> Option<f64>);
+
 /// Builds the export request for one snapshot.
 pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceRequest {
     let now = snap.at_unix_ns;
     let windows: Vec<String> = snap.windows.iter().map(|w| format_duration(*w)).collect();
     let mut metrics = Vec::new();
 
-    let counters: [(&str, &str, fn(&SeriesSnap) -> u64); 4] = [
+    let counters: [CounterDef; 4] = [
         (
             "cer.journey.requests",
             "Spans recorded for the journey.",
@@ -169,7 +174,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         ..Default::default()
     });
 
-    let ratios: [(&str, &str, fn(&Sli) -> Option<f64>); 3] = [
+    let ratios: [RatioDef; 3] = [
         (
             "cer.sli.availability",
             "Share of requests in the window that did not fail.",

@@ -135,7 +135,8 @@ impl Signal for Logs {
 pub struct GrpcService<S> {
     ingest: Arc<Ingest>,
     auth: Arc<Auth>,
-    max_bytes: usize,
+    /// (uncompressed, decompressed) message limits.
+    limits: (usize, usize),
     _signal: PhantomData<fn() -> S>,
 }
 
@@ -144,7 +145,7 @@ impl<S> Clone for GrpcService<S> {
         GrpcService {
             ingest: self.ingest.clone(),
             auth: self.auth.clone(),
-            max_bytes: self.max_bytes,
+            limits: self.limits,
             _signal: PhantomData,
         }
     }
@@ -206,7 +207,11 @@ where
             == Some("/Export");
         let ingest = self.ingest.clone();
         let auth = self.auth.clone();
-        let max = self.max_bytes;
+        // tonic bounds the decoded message. An uncompressed message is as large on the wire
+        // as decoded, so it gets max_request_bytes; a compressed one max_decompressed_bytes.
+        let compressed =
+            req.headers().get("grpc-encoding").is_some_and(|v| v.as_bytes() != b"identity");
+        let max = if compressed { self.limits.1 } else { self.limits.0 };
         Box::pin(async move {
             if !is_export {
                 return Ok(Status::unimplemented("unknown method").into_http());
@@ -218,13 +223,22 @@ where
                 .apply_max_message_size_config(Some(max), None);
             let tel = ingest.tel.clone();
             let unary = Unary::<S> { ingest, auth, _signal: PhantomData };
-            let response = grpc.unary(unary, req).await;
+            let mut response = grpc.unary(unary, req).await;
             // tonic refuses oversized and undecompressable messages before the handler
             // runs; count those here so no refusal goes unrecorded.
-            let code = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+            let code: Option<i32> =
+                response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
             match code {
-                Some(8) => tel.refuse_request(Transport::Grpc, Reason::TooLarge, 0, "message larger than the limit"),
-                Some(13) => tel.refuse_request(Transport::Grpc, Reason::BadEncoding, 0, "message could not be decompressed"),
+                // OUT_OF_RANGE (an uncompressed message over the limit) is retryable in
+                // OTLP; a request that can never fit must not be resent, so it becomes
+                // RESOURCE_EXHAUSTED without RetryInfo, which OTLP clients do not retry.
+                Some(8) | Some(11) => {
+                    tel.refuse_request(Transport::Grpc, Reason::TooLarge, 0, "message larger than the limit");
+                    response.headers_mut().insert("grpc-status", http::HeaderValue::from_static("8"));
+                }
+                Some(13) => {
+                    tel.refuse_request(Transport::Grpc, Reason::BadEncoding, 0, "message could not be decoded from its framing or compression")
+                }
                 _ => {}
             }
             Ok(response)
@@ -232,13 +246,16 @@ where
     }
 }
 
-pub fn service<S: Signal>(ingest: Arc<Ingest>, auth: Arc<Auth>, max_bytes: usize) -> GrpcService<S> {
-    GrpcService { ingest, auth, max_bytes, _signal: PhantomData }
+pub fn service<S: Signal>(ingest: Arc<Ingest>, auth: Arc<Auth>, limits: (usize, usize)) -> GrpcService<S> {
+    GrpcService { ingest, auth, limits, _signal: PhantomData }
 }
 
 /// What the OTLP/gRPC server needs besides its listener.
 pub struct GrpcOptions {
-    pub max_bytes: usize,
+    /// Largest uncompressed message (`max_request_bytes`).
+    pub max_request: usize,
+    /// Largest message after decompression (`max_decompressed_bytes`).
+    pub max_inflated: usize,
     pub auth: Arc<Auth>,
     pub tls: Option<tonic::transport::ServerTlsConfig>,
     pub timeout: std::time::Duration,
@@ -254,10 +271,11 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::debug!(?addr, "Starting the OTLP/gRPC server.");
+    let limits = (opts.max_request, opts.max_inflated);
     let routes = extra
-        .add_service(service::<Traces>(ingest.clone(), opts.auth.clone(), opts.max_bytes))
-        .add_service(service::<Metrics>(ingest.clone(), opts.auth.clone(), opts.max_bytes))
-        .add_service(service::<Logs>(ingest, opts.auth, opts.max_bytes));
+        .add_service(service::<Traces>(ingest.clone(), opts.auth.clone(), limits))
+        .add_service(service::<Metrics>(ingest.clone(), opts.auth.clone(), limits))
+        .add_service(service::<Logs>(ingest, opts.auth, limits));
     let mut builder = tonic::transport::Server::builder().timeout(opts.timeout);
     if let Some(tls) = opts.tls {
         builder = builder.tls_config(tls)?;

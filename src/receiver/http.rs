@@ -74,6 +74,14 @@ fn media_format(headers: &HeaderMap) -> Option<Format> {
     }
 }
 
+/// An error sent before the body was read in full: the connection is closed after it,
+/// since the unread rest of the body would otherwise be taken for the next request.
+fn early_error(format: Format, status: StatusCode, grpc_code: i32, message: String) -> Response {
+    let mut r = error(format, status, grpc_code, message);
+    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 fn error(format: Format, status: StatusCode, grpc_code: i32, message: String) -> Response {
     let (ct, body) = match format {
         Format::Protobuf => (
@@ -109,7 +117,7 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
             "unsupported Content-Type \"{got}\" (use application/x-protobuf or application/json)"
         );
         tel.refuse_request(t, Reason::UnsupportedMediaType, 0, &msg);
-        return error(Format::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
+        return early_error(Format::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
     };
     let encoding = req
         .headers()
@@ -121,7 +129,7 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
     if !matches!(encoding.as_str(), "identity" | "gzip" | "") {
         let msg = format!("unsupported Content-Encoding \"{encoding}\" (use gzip or none)");
         tel.refuse_request(t, Reason::BadEncoding, 0, &msg);
-        return error(format, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
+        return early_error(format, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
     }
     let auth_header = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
     let max_request = st.opts.max_request;
@@ -129,7 +137,7 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
     let Ok(collected) = collected else {
         let msg = format!("the request body did not arrive within {:?}", st.opts.timeout);
         tel.refuse_request(t, Reason::Timeout, 0, &msg);
-        return error(format, StatusCode::REQUEST_TIMEOUT, 4, msg);
+        return early_error(format, StatusCode::REQUEST_TIMEOUT, 4, msg);
     };
     let body = match collected {
         Ok(b) => b.to_bytes(),
@@ -151,7 +159,7 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
                 )
             };
             tel.refuse_request(t, reason, 0, &msg);
-            return error(format, status, 3, msg);
+            return early_error(format, status, 3, msg);
         }
     };
     let inflated;

@@ -1,0 +1,1030 @@
+//! Malformed OTLP trace requests, tried on purpose against the real binary: a table of
+//! bodies, each with the exact outcome on OTLP/HTTP (status code) and, for protobuf,
+//! on OTLP/gRPC (`tonic::Code`), and exactly which of cerflow's own counters moves.
+//!
+//! Every row is sent, the counters are scraped before and after, and the difference
+//! must be exactly what the row says. Afterwards cerflow still serves a valid request
+//! on both transports, the refusals add up in the counters, and received spans are
+//! accounted for: received = processed + refused.
+
+mod common;
+
+use bytes::{Buf, BufMut, Bytes};
+use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, KeyValue,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use reqwest::StatusCode;
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::{Code, Status};
+
+const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const SERVICE: &str = "malformed-test";
+
+// ------------------------------------------------------------------ the outcomes
+
+/// What cerflow must answer for one row, on every transport the row is sent over.
+#[derive(Debug, Clone, PartialEq)]
+enum Want {
+    /// HTTP 400 with a `google.rpc.Status` body (code 3); gRPC INVALID_ARGUMENT.
+    /// `cerflow_refused_requests_total{reason="malformed"}` +1, no span counted.
+    Malformed,
+    /// HTTP 200 / gRPC OK without `partial_success`.
+    /// `cerflow_received_spans_total{transport}` +spans, nothing refused.
+    Accepted { spans: u64 },
+    /// HTTP 200 / gRPC OK with `partial_success.rejected_spans = rejected` and an error
+    /// message containing `why`. `received_spans_total{transport}` +spans and
+    /// `cerflow_refused_spans_total{reason="invalid_span"}` +rejected.
+    Partial {
+        spans: u64,
+        rejected: u64,
+        why: &'static str,
+    },
+}
+
+use Want::*;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// `application/x-protobuf` on HTTP, and the same bytes over gRPC.
+    Protobuf,
+    /// `application/json` on HTTP only (OTLP/gRPC is protobuf only).
+    Json,
+}
+
+struct Case {
+    name: String,
+    kind: Kind,
+    body: Vec<u8>,
+    want: Want,
+}
+
+fn pb(name: &str, body: Vec<u8>, want: Want) -> Case {
+    Case {
+        name: name.into(),
+        kind: Kind::Protobuf,
+        body,
+        want,
+    }
+}
+
+fn json(name: &str, body: impl Into<Vec<u8>>, want: Want) -> Case {
+    Case {
+        name: name.into(),
+        kind: Kind::Json,
+        body: body.into(),
+        want,
+    }
+}
+
+// ------------------------------------------------------- building valid requests
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_nanos() as u64
+}
+
+const TRACE_ID: [u8; 16] = [
+    0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f, 0xc6, 0x0c,
+];
+const SPAN_ID: [u8; 8] = [0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x74];
+
+fn str_value(s: impl Into<String>) -> Option<AnyValue> {
+    Some(AnyValue {
+        value: Some(any_value::Value::StringValue(s.into())),
+    })
+}
+
+fn kv(key: impl Into<String>, value: Option<AnyValue>) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value,
+        ..Default::default()
+    }
+}
+
+/// A valid SERVER span of 100 ms that ended 2 s ago.
+fn span(name: &str) -> Span {
+    let end = now_ns() - 2_000_000_000;
+    Span {
+        trace_id: TRACE_ID.to_vec(),
+        span_id: SPAN_ID.to_vec(),
+        name: name.into(),
+        kind: 2,
+        start_time_unix_nano: end - 100_000_000,
+        end_time_unix_nano: end,
+        attributes: vec![kv("http.route", str_value("/malformed"))],
+        ..Default::default()
+    }
+}
+
+fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", str_value(SERVICE))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn encoded(spans: Vec<Span>) -> Vec<u8> {
+    request(spans).encode_to_vec()
+}
+
+fn with(f: impl FnOnce(&mut Span)) -> Vec<u8> {
+    let mut s = span("GET /edited");
+    f(&mut s);
+    encoded(vec![s])
+}
+
+// ------------------------------------------------- raw protobuf, corrupted on purpose
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A length-delimited field: key (wire type 2), length, bytes.
+fn field(out: &mut Vec<u8>, tag: u32, body: &[u8]) {
+    put_varint(out, (u64::from(tag) << 3) | 2);
+    put_varint(out, body.len() as u64);
+    out.extend_from_slice(body);
+}
+
+/// A full request whose one span message is exactly `span_bytes` (which may be
+/// corrupt): the enclosing ScopeSpans, ResourceSpans and request lengths are correct,
+/// so the corruption is where the row says it is.
+fn around_span(span_bytes: &[u8]) -> Vec<u8> {
+    let mut ss = Vec::new();
+    field(&mut ss, 2, span_bytes);
+    let mut rs = Vec::new();
+    let resource = Resource {
+        attributes: vec![kv("service.name", str_value(SERVICE))],
+        ..Default::default()
+    };
+    field(&mut rs, 1, &resource.encode_to_vec());
+    field(&mut rs, 2, &ss);
+    let mut req = Vec::new();
+    field(&mut req, 1, &rs);
+    req
+}
+
+/// A valid span's bytes followed by `extra` raw bytes inside the span message.
+fn span_plus(extra: &[u8]) -> Vec<u8> {
+    let mut s = span("GET /raw").encode_to_vec();
+    s.extend_from_slice(extra);
+    around_span(&s)
+}
+
+/// A valid span's bytes with the string `marker` in its name replaced by `bytes`
+/// (same length, so every length prefix stays right).
+fn span_name_bytes(marker: &str, bytes: &[u8]) -> Vec<u8> {
+    assert_eq!(marker.len(), bytes.len());
+    let mut b = encoded(vec![span(marker)]);
+    let at = b
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .expect("the marker is in the encoding");
+    b[at..at + marker.len()].copy_from_slice(bytes);
+    b
+}
+
+/// A span whose attribute "deep" holds a value nested `depth` times in kvlists
+/// ({k: {k: ... "leaf"}}) or arrays ([[[ ... "leaf" ]]]), built on the wire directly:
+/// prost's own encoder and destructor recurse, and would overflow the test's stack
+/// at depths that cerflow must refuse without recursing.
+fn nested(kvlist: bool, depth: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    field(&mut v, 1, b"leaf");
+    for _ in 0..depth {
+        let mut list = Vec::new();
+        if kvlist {
+            let mut pair = Vec::new();
+            field(&mut pair, 1, b"k");
+            field(&mut pair, 2, &v);
+            field(&mut list, 1, &pair);
+        } else {
+            field(&mut list, 1, &v);
+        }
+        v.clear();
+        field(&mut v, if kvlist { 6 } else { 5 }, &list);
+    }
+    let mut attr = Vec::new();
+    field(&mut attr, 1, b"deep");
+    field(&mut attr, 2, &v);
+    let mut extra = Vec::new();
+    field(&mut extra, 9, &attr);
+    span_plus(&extra)
+}
+
+fn with_attr(value: Option<AnyValue>) -> Vec<u8> {
+    with(|s| s.attributes.push(kv("deep", value)))
+}
+
+// ------------------------------------------------------------------- OTLP JSON
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A JSON request with one span whose fields are `span_fields` (a JSON object body
+/// without braces), in the resource and scope every row uses.
+fn json_span(span_fields: &str) -> String {
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{SERVICE}"}}}}]}},"scopeSpans":[{{"scope":{{"name":"hand"}},"spans":[{{{span_fields}}}]}}]}}]}}"#
+    )
+}
+
+/// The fields of a valid JSON span named `name`; `extra` is appended verbatim.
+fn json_fields(name: &str, extra: &str) -> String {
+    let end = now_ns() - 2_000_000_000;
+    format!(
+        r#""traceId":"{}","spanId":"{}","name":"{name}","kind":2,"startTimeUnixNano":"{}","endTimeUnixNano":"{end}"{extra}"#,
+        hex(&TRACE_ID),
+        hex(&SPAN_ID),
+        end - 100_000_000
+    )
+}
+
+fn json_ok(name: &str, extra: &str) -> String {
+    json_span(&json_fields(name, extra))
+}
+
+/// A JSON span with ids and times given as raw JSON values.
+fn json_raw(trace_id: &str, span_id: &str, start: &str, end: &str) -> String {
+    json_span(&format!(
+        r#""traceId":{trace_id},"spanId":{span_id},"name":"GET /json-raw","kind":2,"startTimeUnixNano":{start},"endTimeUnixNano":{end}"#
+    ))
+}
+
+fn json_nested(kind: &str, depth: usize) -> String {
+    let (open, close) = match kind {
+        "kvlist" => (r#"{"kvlistValue":{"values":[{"key":"k","value":"#, "}]}}"),
+        _ => (r#"{"arrayValue":{"values":["#, "]}}"),
+    };
+    let v = format!(
+        r#"{}{{"stringValue":"leaf"}}{}"#,
+        open.repeat(depth),
+        close.repeat(depth)
+    );
+    json_ok(
+        "GET /json-deep",
+        &format!(r#","attributes":[{{"key":"deep","value":{v}}}]"#),
+    )
+}
+
+// ------------------------------------------------------------------------ the table
+
+fn table() -> Vec<Case> {
+    let valid = encoded(vec![span("GET /valid")]);
+    let now = now_ns();
+    let end = now - 2_000_000_000;
+    let mb = "x".repeat(1 << 20);
+    vec![
+        // --- empty requests export nothing and are valid
+        pb("empty body", vec![], Accepted { spans: 0 }),
+        pb(
+            "a ResourceSpans with no spans",
+            ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans::default()],
+            }
+            .encode_to_vec(),
+            Accepted { spans: 0 },
+        ),
+        json("JSON {}", "{}", Accepted { spans: 0 }),
+        json(
+            "JSON empty resourceSpans",
+            r#"{"resourceSpans":[]}"#,
+            Accepted { spans: 0 },
+        ),
+        // An empty body is not a JSON document.
+        json("JSON empty body", "", Malformed),
+        // --- truncated
+        pb("truncated: last 3 bytes cut", valid[..valid.len() - 3].to_vec(), Malformed),
+        pb("truncated: first byte only", valid[..1].to_vec(), Malformed),
+        pb("truncated: inside a fixed64 time", {
+            // The span's start_time_unix_nano key (field 7, wire type 1) and 3 of its 8 bytes.
+            let mut s = span("GET /cut").encode_to_vec();
+            let at = s.iter().position(|b| *b == 0x39).expect("the start time key");
+            s.truncate(at + 4);
+            around_span(&s)
+        }, Malformed),
+        json("JSON truncated", &json_ok("GET /json", "")[..60], Malformed),
+        // --- wrong wire types
+        pb("request field 1 as a varint", vec![0x08, 0x01], Malformed),
+        pb("span name (field 5) as a varint", span_plus(&[0x28, 0x01]), Malformed),
+        pb("span kind (field 6) as length-delimited", span_plus(&[0x32, 0x01, 0x00]), Malformed),
+        pb("span start time (field 7) as a varint", span_plus(&[0x38, 0x05]), Malformed),
+        pb("wire type 6", vec![0x0e], Malformed),
+        pb("wire type 7 inside a span", span_plus(&[0x7f]), Malformed),
+        pb("end-group without a start-group", span_plus(&[0x94, 0x03]), Malformed),
+        pb("field number 0", span_plus(&[0x00, 0x00]), Malformed),
+        // Unknown fields of any valid wire type are skipped, as protobuf requires.
+        pb(
+            "unknown fields (varint, fixed32, fixed64, bytes, group)",
+            span_plus(&[
+                0x98, 0x06, 0x01, // 99: varint
+                0x9d, 0x06, 1, 2, 3, 4, // 99: fixed32
+                0x99, 0x06, 1, 2, 3, 4, 5, 6, 7, 8, // 99: fixed64
+                0x9a, 0x06, 0x02, b'h', b'i', // 99: bytes
+                0x9b, 0x06, 0x08, 0x01, 0x9c, 0x06, // 99: group holding field 1
+            ]),
+            Accepted { spans: 1 },
+        ),
+        // --- huge varints
+        pb(
+            "11-byte varint length (10 x 0xff, 0x01)",
+            [&[0x0a][..], &[0xff; 10], &[0x01]].concat(),
+            Malformed,
+        ),
+        pb(
+            "11-byte varint span kind",
+            span_plus(&[[&[0x30][..], &[0xff; 10], &[0x01]].concat()].concat()),
+            Malformed,
+        ),
+        pb(
+            "10-byte varint overflowing 64 bits",
+            span_plus(&[[&[0x30][..], &[0xff; 9], &[0x7f]].concat()].concat()),
+            Malformed,
+        ),
+        pb(
+            "field key above 32 bits",
+            span_plus(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            Malformed,
+        ),
+        // A 10-byte varint is legal: kind = u64::MAX truncates to -1, an unknown kind.
+        pb(
+            "10-byte varint span kind (u64::MAX)",
+            span_plus(&[[&[0x30][..], &[0xff; 9], &[0x01]].concat()].concat()),
+            Accepted { spans: 1 },
+        ),
+        // --- lengths larger than what follows
+        pb("request length 1000, 10 bytes follow", [&[0x0a, 0xe8, 0x07][..], &[0; 10]].concat(), Malformed),
+        pb(
+            "span name length 200, 5 bytes follow",
+            {
+                let mut s = span("GET /len").encode_to_vec();
+                s.extend_from_slice(&[0x2a, 0xc8, 0x01, b'a', b'b', b'c', b'd', b'e']);
+                around_span(&s)
+            },
+            Malformed,
+        ),
+        pb(
+            "span length runs past its ScopeSpans into the next field",
+            {
+                let s = span("GET /overrun").encode_to_vec();
+                let mut ss = Vec::new();
+                put_varint(&mut ss, (2 << 3) | 2);
+                put_varint(&mut ss, s.len() as u64 + 5);
+                ss.extend_from_slice(&s);
+                let mut rs = Vec::new();
+                field(&mut rs, 2, &ss);
+                field(&mut rs, 3, b"https://schema");
+                let mut req = Vec::new();
+                field(&mut req, 1, &rs);
+                req
+            },
+            Malformed,
+        ),
+        pb("length of u64::MAX", [&[0x0a][..], &[0xff; 9], &[0x01]].concat(), Malformed),
+        // --- invalid UTF-8, wherever a string field is
+        pb("span name 0xff 0xfe", span_name_bytes("GET /xx", b"GET /\xff\xfe"), Malformed),
+        pb("span name: overlong '/' (0xc0 0xaf)", span_name_bytes("GET /xx", b"GET /\xc0\xaf"), Malformed),
+        pb("span name: lone surrogate (0xed 0xa0 0x80)", span_name_bytes("GET /xxx", b"GET /\xed\xa0\x80"), Malformed),
+        pb(
+            "attribute key 0xff",
+            {
+                let mut b = with(|s| s.attributes.push(kv("KEY", str_value("v"))));
+                let at = b.windows(3).position(|w| w == b"KEY").expect("the key");
+                b[at] = 0xff;
+                b
+            },
+            Malformed,
+        ),
+        pb(
+            "service.name value 0xff",
+            {
+                let mut b = encoded(vec![span("GET /svc")]);
+                let at = b.windows(SERVICE.len()).position(|w| w == SERVICE.as_bytes()).expect("service");
+                b[at] = 0xff;
+                b
+            },
+            Malformed,
+        ),
+        pb(
+            "a string field cerflow does not read (scope name) 0xff",
+            {
+                let mut r = request(vec![span("GET /scope")]);
+                r.resource_spans[0].scope_spans[0].scope = Some(
+                    opentelemetry_proto::tonic::common::v1::InstrumentationScope {
+                        name: "SCOPE".into(),
+                        ..Default::default()
+                    },
+                );
+                let mut b = r.encode_to_vec();
+                let at = b.windows(5).position(|w| w == b"SCOPE").expect("scope");
+                b[at] = 0xff;
+                b
+            },
+            Malformed,
+        ),
+        // Bytes fields are not UTF-8: any bytes are fine in a bytes attribute.
+        pb(
+            "bytes attribute 0xff 0xfe",
+            with_attr(Some(AnyValue {
+                value: Some(any_value::Value::BytesValue(vec![0xff, 0xfe])),
+            })),
+            Accepted { spans: 1 },
+        ),
+        json(
+            "JSON span name with invalid UTF-8 bytes",
+            {
+                let mut b = json_ok("GET /XX", "").into_bytes();
+                let at = b.windows(2).position(|w| w == b"XX").expect("marker");
+                b[at] = 0xff;
+                b[at + 1] = 0xfe;
+                b
+            },
+            Malformed,
+        ),
+        json("JSON span name \\ud800 (lone surrogate escape)", json_ok("GET /\\ud800", ""), Malformed),
+        // --- durations
+        pb(
+            "end before start",
+            with(|s| std::mem::swap(&mut s.start_time_unix_nano, &mut s.end_time_unix_nano)),
+            Partial { spans: 1, rejected: 1, why: "end time is before start time" },
+        ),
+        pb("end = 0", with(|s| s.end_time_unix_nano = 0), Partial { spans: 1, rejected: 1, why: "end time is missing" }),
+        pb(
+            "start = end = 0",
+            with(|s| {
+                s.start_time_unix_nano = 0;
+                s.end_time_unix_nano = 0
+            }),
+            Partial { spans: 1, rejected: 1, why: "end time is missing" },
+        ),
+        pb("zero duration", with(|s| s.start_time_unix_nano = s.end_time_unix_nano), Accepted { spans: 1 }),
+        // Reported: a span with no start time is accepted and recorded as ~56 years long.
+        pb("start = 0 (56-year duration)", with(|s| s.start_time_unix_nano = 0), Accepted { spans: 1 }),
+        // Ends in the year 2554: clamped to now (cerflow_clamped_spans_total), and recorded.
+        pb(
+            "end = u64::MAX",
+            with(|s| {
+                s.start_time_unix_nano = now;
+                s.end_time_unix_nano = u64::MAX
+            }),
+            Accepted { spans: 1 },
+        ),
+        pb(
+            "one span of three ends before it starts",
+            encoded(vec![
+                span("GET /mixed-ok-1"),
+                {
+                    let mut s = span("GET /mixed-backwards");
+                    s.end_time_unix_nano = s.start_time_unix_nano - 1;
+                    s
+                },
+                span("GET /mixed-ok-2"),
+            ]),
+            Partial { spans: 3, rejected: 1, why: "GET /mixed-backwards" },
+        ),
+        json(
+            "JSON end before start",
+            json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{end}\""), &format!("\"{}\"", end - 1)),
+            Partial { spans: 1, rejected: 1, why: "end time is before start time" },
+        ),
+        json(
+            "JSON end = \"0\"",
+            json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{end}\""), "\"0\""),
+            Partial { spans: 1, rejected: 1, why: "end time is missing" },
+        ),
+        json(
+            "JSON times as numbers (allowed)",
+            json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), &format!("{}", end - 1000), &format!("{end}")),
+            Accepted { spans: 1 },
+        ),
+        json(
+            "JSON negative start \"-5\"",
+            json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), "\"-5\"", &format!("\"{end}\"")),
+            Malformed,
+        ),
+        json(
+            "JSON negative start -5 (number)",
+            json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), "-5", &format!("\"{end}\"")),
+            Malformed,
+        ),
+        json(
+            "JSON end past u64 (18446744073709551616)",
+            json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{end}\""), "\"18446744073709551616\""),
+            Malformed,
+        ),
+        // --- ids of the wrong length
+        pb("trace_id 15 bytes", with(|s| s.trace_id.truncate(15)), Partial { spans: 1, rejected: 1, why: "trace_id" }),
+        pb("trace_id 17 bytes", with(|s| s.trace_id.push(1)), Partial { spans: 1, rejected: 1, why: "trace_id" }),
+        pb("trace_id empty", with(|s| s.trace_id.clear()), Partial { spans: 1, rejected: 1, why: "trace_id" }),
+        pb("trace_id all zero", with(|s| s.trace_id = vec![0; 16]), Partial { spans: 1, rejected: 1, why: "trace_id" }),
+        pb("span_id 7 bytes", with(|s| s.span_id.truncate(7)), Partial { spans: 1, rejected: 1, why: "span_id" }),
+        pb("span_id 9 bytes", with(|s| s.span_id.push(1)), Partial { spans: 1, rejected: 1, why: "span_id" }),
+        pb("span_id all zero", with(|s| s.span_id = vec![0; 8]), Partial { spans: 1, rejected: 1, why: "span_id" }),
+        // A parent span id of the wrong length is not checked: cerflow does not read it.
+        pb("parent_span_id 3 bytes", with(|s| s.parent_span_id = vec![1, 2, 3]), Accepted { spans: 1 }),
+        json(
+            "JSON traceId 2 bytes (\"5b8e\")",
+            json_raw("\"5b8e\"", &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
+            Partial { spans: 1, rejected: 1, why: "trace_id" },
+        ),
+        json(
+            "JSON traceId 17 bytes",
+            json_raw(&format!("\"{}01\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
+            Partial { spans: 1, rejected: 1, why: "trace_id" },
+        ),
+        json(
+            "JSON traceId \"\"",
+            json_raw("\"\"", &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
+            Partial { spans: 1, rejected: 1, why: "trace_id" },
+        ),
+        json(
+            "JSON spanId 7 bytes",
+            json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", &hex(&SPAN_ID)[..14]), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
+            Partial { spans: 1, rejected: 1, why: "span_id" },
+        ),
+        json(
+            "JSON traceId odd length (\"5b8\")",
+            json_raw("\"5b8\"", &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
+            Malformed,
+        ),
+        json(
+            "JSON traceId not hex",
+            json_raw(&format!("\"zz{}\"", &hex(&TRACE_ID)[2..]), &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
+            Malformed,
+        ),
+        json(
+            "JSON traceId in base64 (not OTLP JSON)",
+            json_raw("\"W47/95gDgQPSabYzgT/GDA==\"", &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
+            Malformed,
+        ),
+        json(
+            "JSON traceId in upper-case hex",
+            json_raw(&format!("\"{}\"", hex(&TRACE_ID).to_uppercase()), &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
+            Accepted { spans: 1 },
+        ),
+        // --- deeply nested attribute values (prost's recursion limit is 100 messages;
+        // serde_json's is 128 JSON levels)
+        pb("kvlist nested 20 deep", nested(true, 20), Accepted { spans: 1 }),
+        pb("kvlist nested 100 deep", nested(true, 100), Malformed),
+        pb("kvlist nested 1000 deep", nested(true, 1000), Malformed),
+        pb("array nested 40 deep", nested(false, 40), Accepted { spans: 1 }),
+        pb("array nested 100 deep", nested(false, 100), Malformed),
+        pb("array nested 10000 deep", nested(false, 10_000), Malformed),
+        json("JSON kvlist nested 20 deep", json_nested("kvlist", 20), Accepted { spans: 1 }),
+        json("JSON kvlist nested 100 deep", json_nested("kvlist", 100), Malformed),
+        json("JSON array nested 30 deep", json_nested("array", 30), Accepted { spans: 1 }),
+        json("JSON array nested 100 deep", json_nested("array", 100), Malformed),
+        json("JSON array nested 10000 deep", json_nested("array", 10_000), Malformed),
+        // --- 1 MB strings: accepted, the span counts
+        pb("1 MB attribute value", with_attr(str_value(mb.clone())), Accepted { spans: 1 }),
+        pb("1 MB attribute key", with(|s| s.attributes.push(kv(mb.clone(), str_value("v")))), Accepted { spans: 1 }),
+        json(
+            "JSON 1 MB attribute value",
+            json_ok("GET /json-1mb", &format!(r#","attributes":[{{"key":"big","value":{{"stringValue":"{mb}"}}}}]"#)),
+            Accepted { spans: 1 },
+        ),
+        // --- JSON with wrong types
+        json("JSON top-level string", r#""resourceSpans""#, Malformed),
+        json("JSON resourceSpans is an object", r#"{"resourceSpans":{}}"#, Malformed),
+        json("JSON resourceSpans is null", r#"{"resourceSpans":null}"#, Malformed),
+        json("JSON span name is a number", json_span(&json_fields("GET /x", "").replace(r#""name":"GET /x""#, r#""name":5"#)), Malformed),
+        json("JSON span name is null", json_span(&json_fields("GET /x", "").replace(r#""name":"GET /x""#, r#""name":null"#)), Malformed),
+        json("JSON kind as its enum name", json_span(&json_fields("GET /x", "").replace(r#""kind":2"#, r#""kind":"SPAN_KIND_SERVER""#)), Malformed),
+        json("JSON kind past i32", json_span(&json_fields("GET /x", "").replace(r#""kind":2"#, r#""kind":99999999999"#)), Malformed),
+        json("JSON start time 1.5", json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), "1.5", &format!("\"{end}\"")), Malformed),
+        json("JSON traceId is a number", json_raw("123", &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")), Malformed),
+        json("JSON intValue \"abc\"", json_ok("GET /x", r#","attributes":[{"key":"k","value":{"intValue":"abc"}}]"#), Malformed),
+        json("JSON intValue past i64", json_ok("GET /x", r#","attributes":[{"key":"k","value":{"intValue":"9223372036854775808"}}]"#), Malformed),
+        json("JSON boolValue \"true\"", json_ok("GET /x", r#","attributes":[{"key":"k","value":{"boolValue":"true"}}]"#), Malformed),
+        json("JSON attribute value is an array", json_ok("GET /x", r#","attributes":[{"key":"k","value":[1]}]"#), Malformed),
+        json("JSON status code as its enum name", json_ok("GET /x", r#","status":{"code":"STATUS_CODE_ERROR"}"#), Malformed),
+        json("JSON duplicate name field", json_ok("GET /x", r#","name":"again""#), Malformed),
+        json("JSON trailing garbage", json_ok("GET /x", "") + "xyz", Malformed),
+        json("JSON unknown fields are ignored", json_ok("GET /json-unknown", r#","bogus":{"x":[1,2,null]}"#), Accepted { spans: 1 }),
+        json("JSON intValue as a number (allowed)", json_ok("GET /json-int", r#","attributes":[{"key":"k","value":{"intValue":7}}]"#), Accepted { spans: 1 }),
+        // Reported: serde's sequence form of a struct is accepted, though it is not OTLP JSON.
+        json("JSON top-level [] (not OTLP JSON)", "[]", Accepted { spans: 0 }),
+    ]
+}
+
+// ---------------------------------------------------------------- sending a row
+
+/// Passes request bytes through untouched, so the test can send what no encoder would.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+struct RawEncoder;
+struct RawDecoder;
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Bytes;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+/// One gRPC client for the whole table.
+struct Grpc {
+    rt: tokio::runtime::Runtime,
+    client: tonic::client::Grpc<tonic::transport::Channel>,
+}
+
+impl Grpc {
+    fn connect(endpoint: String) -> Grpc {
+        let rt = runtime();
+        let client = rt.block_on(async {
+            let channel = tonic::transport::Channel::from_shared(endpoint)
+                .expect("a valid endpoint")
+                .connect()
+                .await
+                .expect("connecting to cerflow's gRPC port");
+            tonic::client::Grpc::new(channel)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20)
+        });
+        Grpc { rt, client }
+    }
+
+    fn export(&mut self, body: Vec<u8>) -> Result<Bytes, Status> {
+        let client = &mut self.client;
+        self.rt.block_on(async {
+            client.ready().await.expect("the gRPC channel is ready");
+            client
+                .unary(
+                    tonic::Request::new(body),
+                    http::uri::PathAndQuery::from_static(TRACES_PATH),
+                    RawCodec,
+                )
+                .await
+                .map(|r| r.into_inner())
+        })
+    }
+}
+
+/// `google.rpc.Status`, the body of an OTLP/HTTP error response.
+#[derive(Clone, PartialEq, Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Transport {
+    Http,
+    Grpc,
+}
+
+impl Transport {
+    fn label(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Grpc => "grpc",
+        }
+    }
+}
+
+/// What the response said, normalised across transports.
+#[derive(Debug, PartialEq)]
+enum Got {
+    Malformed,
+    Ok { rejected: u64, message: String },
+}
+
+fn send_http(c: &Cerflow, kind: Kind, body: Vec<u8>) -> Result<Got, String> {
+    let (ct, is_pb) = match kind {
+        Kind::Protobuf => ("application/x-protobuf", true),
+        Kind::Json => ("application/json", false),
+    };
+    let r = c
+        .client()
+        .post(c.http_url("/v1/traces"))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .map_err(|e| format!("POST: {e}"))?;
+    let status = r.status();
+    let body = r.bytes().map_err(|e| format!("reading the body: {e}"))?;
+    match status {
+        StatusCode::OK if is_pb => {
+            let resp = ExportTraceServiceResponse::decode(&body[..])
+                .map_err(|e| format!("200 with an undecodable body: {e}"))?;
+            Ok(match resp.partial_success {
+                Some(p) => Got::Ok {
+                    rejected: p.rejected_spans as u64,
+                    message: p.error_message,
+                },
+                None => Got::Ok {
+                    rejected: 0,
+                    message: String::new(),
+                },
+            })
+        }
+        StatusCode::OK => {
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| format!("200 with a non-JSON body: {e}"))?;
+            let p = &v["partialSuccess"];
+            let rejected = match &p["rejectedSpans"] {
+                serde_json::Value::Null => 0,
+                serde_json::Value::String(s) => s.parse().map_err(|e| format!("{v}: {e}"))?,
+                n => n.as_u64().ok_or(format!("rejectedSpans {n}"))?,
+            };
+            Ok(Got::Ok {
+                rejected,
+                message: p["errorMessage"].as_str().unwrap_or("").to_string(),
+            })
+        }
+        StatusCode::BAD_REQUEST => {
+            let code = if is_pb {
+                RpcStatus::decode(&body[..])
+                    .map_err(|e| format!("400 with an undecodable google.rpc.Status: {e}"))?
+                    .code
+            } else {
+                let v: serde_json::Value = serde_json::from_slice(&body)
+                    .map_err(|e| format!("400 with a non-JSON body: {e}"))?;
+                v["code"].as_i64().unwrap_or(-1) as i32
+            };
+            if code != 3 {
+                return Err(format!("400 with google.rpc.Status code {code}, want 3"));
+            }
+            Ok(Got::Malformed)
+        }
+        other => Err(format!(
+            "HTTP {other}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        )),
+    }
+}
+
+fn send_grpc(g: &mut Grpc, body: Vec<u8>) -> Result<Got, String> {
+    match g.export(body) {
+        Ok(b) => {
+            let resp = ExportTraceServiceResponse::decode(&b[..])
+                .map_err(|e| format!("OK with an undecodable body: {e}"))?;
+            Ok(match resp.partial_success {
+                Some(p) => Got::Ok {
+                    rejected: p.rejected_spans as u64,
+                    message: p.error_message,
+                },
+                None => Got::Ok {
+                    rejected: 0,
+                    message: String::new(),
+                },
+            })
+        }
+        Err(s) if s.code() == Code::InvalidArgument => Ok(Got::Malformed),
+        Err(s) => Err(format!("gRPC {:?}: {}", s.code(), s.message())),
+    }
+}
+
+/// The counters a row may move, by (metric, label value).
+type Counters = BTreeMap<(&'static str, String), f64>;
+
+const REASONS: [&str; 8] = [
+    "malformed",
+    "invalid_span",
+    "unsupported_media_type",
+    "too_large",
+    "bad_encoding",
+    "queue_full",
+    "unauthenticated",
+    "timeout",
+];
+
+fn counters(s: &Scrape) -> Counters {
+    let mut m = Counters::new();
+    for t in ["http", "grpc"] {
+        m.insert(
+            ("received_spans", t.into()),
+            s.get("cerflow_received_spans_total", &[("transport", t)])
+                .unwrap_or(0.0),
+        );
+    }
+    for r in REASONS {
+        m.insert(
+            ("refused_requests", r.into()),
+            s.get("cerflow_refused_requests_total", &[("reason", r)])
+                .unwrap_or(0.0),
+        );
+        m.insert(
+            ("refused_spans", r.into()),
+            s.get("cerflow_refused_spans_total", &[("reason", r)])
+                .unwrap_or(0.0),
+        );
+    }
+    m
+}
+
+/// The counter changes `want` prescribes for one request over `t`.
+fn expected_delta(want: &Want, t: Transport) -> Counters {
+    let mut d = Counters::new();
+    match want {
+        Malformed => {
+            d.insert(("refused_requests", "malformed".into()), 1.0);
+        }
+        Accepted { spans } => {
+            d.insert(("received_spans", t.label().into()), *spans as f64);
+        }
+        Partial {
+            spans, rejected, ..
+        } => {
+            d.insert(("received_spans", t.label().into()), *spans as f64);
+            d.insert(("refused_spans", "invalid_span".into()), *rejected as f64);
+        }
+    }
+    d.retain(|_, v| *v != 0.0);
+    d
+}
+
+fn delta(before: &Counters, after: &Counters) -> Counters {
+    let mut d = Counters::new();
+    for (k, v) in after {
+        let change = v - before.get(k).copied().unwrap_or(0.0);
+        if change != 0.0 {
+            d.insert(k.clone(), change);
+        }
+    }
+    d
+}
+
+fn check(want: &Want, got: &Got) -> Result<(), String> {
+    match (want, got) {
+        (Malformed, Got::Malformed) => Ok(()),
+        (Accepted { .. }, Got::Ok { rejected: 0, .. }) => Ok(()),
+        (Partial { rejected, why, .. }, Got::Ok { rejected: r, message }) if r == rejected => {
+            if message.contains(why) {
+                Ok(())
+            } else {
+                Err(format!("partial success message {message:?} lacks {why:?}"))
+            }
+        }
+        _ => Err(format!("answered {got:?}")),
+    }
+}
+
+fn config(p: &Ports) -> String {
+    format!(
+        "version: malformed\n{}pipeline:\n  evaluation_interval: 100ms\n",
+        p.listeners_yaml("")
+    )
+}
+
+#[test]
+fn malformed_requests_get_exact_outcomes_and_are_counted() {
+    let cerflow = Cerflow::start(config);
+    let mut grpc = Grpc::connect(cerflow.grpc_endpoint());
+    let table = table();
+    let mut failures = Vec::new();
+    let mut total = Counters::new();
+    let mut rows = 0;
+    for case in &table {
+        let transports: &[Transport] = match case.kind {
+            Kind::Protobuf => &[Transport::Http, Transport::Grpc],
+            Kind::Json => &[Transport::Http],
+        };
+        for &t in transports {
+            rows += 1;
+            let before = counters(&cerflow.scrape());
+            let got = match t {
+                Transport::Http => send_http(&cerflow, case.kind, case.body.clone()),
+                Transport::Grpc => send_grpc(&mut grpc, case.body.clone()),
+            };
+            let after = counters(&cerflow.scrape());
+            let moved = delta(&before, &after);
+            eprintln!("{:<5} {:<62} {:?} {:?}", t.label(), case.name, got, moved);
+            let want_moved = expected_delta(&case.want, t);
+            let verdict = got
+                .and_then(|g| check(&case.want, &g))
+                .and_then(|()| {
+                    if moved == want_moved {
+                        Ok(())
+                    } else {
+                        Err(format!("counters moved {moved:?}, want {want_moved:?}"))
+                    }
+                });
+            if let Err(e) = verdict {
+                failures.push(format!(
+                    "{:?} {:?} [{} bytes]: want {:?}; {e}",
+                    t,
+                    case.name,
+                    case.body.len(),
+                    case.want
+                ));
+            }
+            for (k, v) in want_moved {
+                *total.entry(k).or_default() += v;
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {rows} rows failed:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+
+    // cerflow still serves a valid request on both transports.
+    let valid = encoded(vec![span("GET /valid-after")]);
+    assert_eq!(
+        send_http(&cerflow, Kind::Protobuf, valid.clone()),
+        Ok(Got::Ok {
+            rejected: 0,
+            message: String::new()
+        })
+    );
+    assert_eq!(
+        send_grpc(&mut grpc, valid),
+        Ok(Got::Ok {
+            rejected: 0,
+            message: String::new()
+        })
+    );
+    *total
+        .entry(("received_spans", "http".into()))
+        .or_default() += 1.0;
+    *total
+        .entry(("received_spans", "grpc".into()))
+        .or_default() += 1.0;
+
+    // The refusals add up exactly: the counters are the sum of every row's.
+    let s = cerflow.scrape();
+    let mut now = counters(&s);
+    now.retain(|_, v| *v != 0.0);
+    assert_eq!(now, total, "counters after the table\n{}", s.text);
+
+    // Every received span is accounted for once the queues drain.
+    let refused_spans: f64 = REASONS
+        .iter()
+        .map(|r| total.get(&("refused_spans", r.to_string())).copied().unwrap_or(0.0))
+        .sum();
+    let received = total[&("received_spans", "http".into())]
+        + total[&("received_spans", "grpc".into())];
+    let s = cerflow.wait_for(
+        "cerflow_processed_spans_total",
+        &[],
+        received - refused_spans,
+    );
+    assert_eq!(
+        s.sum("cerflow_received_spans_total", &[]),
+        s.value("cerflow_processed_spans_total", &[]) + s.sum("cerflow_refused_spans_total", &[]),
+        "received = processed + refused\n{}",
+        s.text
+    );
+    // The span ending in 2554 was clamped to now, once per transport.
+    s.assert("cerflow_clamped_spans_total", &[], 2.0);
+    // The valid span reached its journey on both transports.
+    cerflow.wait_for(
+        "cer_journey_requests_total",
+        &[("journey", &format!("{SERVICE}:GET /valid-after"))],
+        2.0,
+    );
+}
