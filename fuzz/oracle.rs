@@ -200,6 +200,7 @@ pub fn check_json(bytes: &[u8]) -> Result<Outcome, String> {
     let text = serde_json::to_vec(&req).map_err(|e| format!("cannot serialize: {e}"))?;
     match decode::traces(&text, Format::Json) {
         Ok(again) if again.encode_to_vec() == pb => {}
+        Ok(again) if same_but_doubles(&req, &again) => {}
         Ok(_) => {
             return Err(format!(
                 "serde round trip changed the request; re-serialized: {}",
@@ -216,6 +217,76 @@ pub fn check_json(bytes: &[u8]) -> Result<Outcome, String> {
     Ok(Outcome::Accepted {
         spans: spans.len(),
     })
+}
+
+/// Calls `f` on every attribute value of a request, nested ones included, in order.
+pub fn each_value(req: &mut ExportTraceServiceRequest, f: &mut dyn FnMut(&mut any_value::Value)) {
+    fn kvs(list: &mut [KeyValue], f: &mut dyn FnMut(&mut any_value::Value)) {
+        for kv in list {
+            if let Some(v) = kv.value.as_mut().and_then(|v| v.value.as_mut()) {
+                value(v, f);
+            }
+        }
+    }
+    fn value(v: &mut any_value::Value, f: &mut dyn FnMut(&mut any_value::Value)) {
+        f(v);
+        match v {
+            any_value::Value::ArrayValue(a) => {
+                for x in a.values.iter_mut().filter_map(|x| x.value.as_mut()) {
+                    value(x, f);
+                }
+            }
+            any_value::Value::KvlistValue(l) => kvs(&mut l.values, f),
+            _ => {}
+        }
+    }
+    for rs in &mut req.resource_spans {
+        if let Some(r) = rs.resource.as_mut() {
+            kvs(&mut r.attributes, f);
+        }
+        for ss in &mut rs.scope_spans {
+            if let Some(s) = ss.scope.as_mut() {
+                kvs(&mut s.attributes, f);
+            }
+            for span in &mut ss.spans {
+                kvs(&mut span.attributes, f);
+                for e in &mut span.events {
+                    kvs(&mut e.attributes, f);
+                }
+                for l in &mut span.links {
+                    kvs(&mut l.attributes, f);
+                }
+            }
+        }
+    }
+}
+
+/// True when `a` and `b` are equal except for `doubleValue`s at most 1 ULP apart.
+///
+/// Known finding (FUZZING.md): cerflow's JSON decoder uses serde_json without its
+/// `float_roundtrip` feature, so a double written with 17 significant digits can be
+/// parsed 1 ULP off. This keeps the fuzz target and the properties looking for other
+/// faults; `tests/decoder_props.rs` has the (ignored) test that pins the bug itself.
+pub fn same_but_doubles(a: &ExportTraceServiceRequest, b: &ExportTraceServiceRequest) -> bool {
+    let doubles = |r: &ExportTraceServiceRequest| {
+        let mut r = r.clone();
+        let mut found = Vec::new();
+        each_value(&mut r, &mut |v| {
+            if let any_value::Value::DoubleValue(d) = v {
+                found.push(*d);
+                *d = 0.0;
+            }
+        });
+        (r, found)
+    };
+    let ((ra, da), (rb, db)) = (doubles(a), doubles(b));
+    ra == rb
+        && da.len() == db.len()
+        && da.iter().zip(&db).all(|(x, y)| {
+            x.to_bits() == y.to_bits()
+                || (x.is_sign_negative() == y.is_sign_negative()
+                    && x.to_bits().abs_diff(y.to_bits()) <= 1)
+        })
 }
 
 /// The config parser never panics, with or without `${env:...}` values, and its

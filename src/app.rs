@@ -57,7 +57,9 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn run(cfg: Config) -> Result<(), String> {
+/// Runs cerflow until SIGINT or SIGTERM. With `config_path`, SIGHUP or a change of the
+/// file reloads it.
+pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result<(), String> {
     let tel = Arc::new(Telemetry::default());
     let journeys = Arc::new(Journeys::new(&cfg));
     let pipeline = Pipeline::start(&cfg, journeys.clone(), tel.clone());
@@ -91,8 +93,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         ticks: tokio::sync::watch::channel(0).0,
         tel: tel.clone(),
         input,
-        journeys: journeys.clone(),
-        version: cfg.version.clone(),
+        journeys: ArcSwap::new(journeys.clone()),
+        version: ArcSwap::from_pointee(cfg.version.clone()),
         histogram_bounds: cfg.histogram_buckets.clone(),
         state_limit_bytes: cfg.limits.max_window_state_bytes,
         ready: std::sync::atomic::AtomicBool::new(false),
@@ -120,29 +122,31 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     }
 
     // The deriver ticks on its own thread: it blocks on worker replies.
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let (deriver_tx, deriver_rx) = crossbeam_channel::bounded::<DeriverMsg>(4);
     let (final_tx, final_rx) = tokio::sync::oneshot::channel::<()>();
     let deriver = {
         let shared = shared.clone();
         let interval = cfg.pipeline.evaluation_interval;
         let grace = cfg.pipeline.shutdown_timeout;
         let cfg = cfg.clone();
+        let ingest = ingest.clone();
         std::thread::Builder::new()
             .name("cerflow-deriver".into())
             .spawn(move || {
-                let mut deriver = Deriver {
-                    cfg,
-                    shared,
-                    tracker,
-                    last_checkpoint: now_unix_ns(),
-                };
+                let mut deriver = Deriver { cfg, shared, ingest, tracker, last_checkpoint: now_unix_ns() };
+                let mut next = std::time::Instant::now() + interval;
                 loop {
-                    match stop_rx.recv_timeout(interval) {
+                    match deriver_rx.recv_deadline(next) {
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                            next = std::time::Instant::now() + interval;
                             let shards = pipeline.snapshot(interval);
                             deriver.tick(shards, false);
                         }
-                        _ => break,
+                        Ok(DeriverMsg::Reload(new, reply)) => {
+                            let notes = deriver.reload(*new, &pipeline);
+                            let _ = reply.send(notes);
+                        }
+                        Ok(DeriverMsg::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
                     }
                 }
                 let shards = pipeline.shutdown(grace);
@@ -248,6 +252,10 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         workers = cfg.pipeline.workers,
         "cerflow is running."
     );
+    let reload_stop = CancellationToken::new();
+    let reload_task = config_path.map(|path| {
+        tokio::spawn(watch_config(path, deriver_tx.clone(), tel.clone(), reload_stop.clone()))
+    });
     shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     shutdown_signal().await;
     shared.ready.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -261,7 +269,11 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             "Receivers did not stop within the shutdown timeout."
         );
     }
-    let _ = stop_tx.send(());
+    reload_stop.cancel();
+    if let Some(t) = reload_task {
+        let _ = t.await;
+    }
+    let _ = deriver_tx.send(DeriverMsg::Stop);
     let joined = tokio::task::spawn_blocking(move || deriver.join());
     if tokio::time::timeout(grace, joined).await.is_err() {
         tracing::warn!("The pipeline did not drain within the shutdown timeout.");
@@ -301,23 +313,151 @@ async fn serve_http(
     }
 }
 
+enum DeriverMsg {
+    Stop,
+    /// A validated new config; the reply lists what only a restart will apply.
+    Reload(Box<Config>, tokio::sync::oneshot::Sender<Vec<String>>),
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Reloads the config on SIGHUP and when the file changes (checked every second).
+async fn watch_config(
+    path: std::path::PathBuf,
+    deriver: crossbeam_channel::Sender<DeriverMsg>,
+    tel: Arc<Telemetry>,
+    stop: CancellationToken,
+) {
+    use crate::telemetry::AddRelaxed;
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut last = modified(&path);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let trigger = tokio::select! {
+            _ = hangup => "SIGHUP",
+            _ = tick.tick() => {
+                let now = modified(&path);
+                if now == last {
+                    continue;
+                }
+                "the config file changed"
+            }
+            _ = stop.cancelled() => return,
+        };
+        last = modified(&path);
+        let loaded = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || Config::load_file(&path)).await
+        };
+        match loaded {
+            Ok(Ok(cfg)) => {
+                let version = cfg.version.clone();
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if deriver.send(DeriverMsg::Reload(Box::new(cfg), tx)).is_err() {
+                    return;
+                }
+                match rx.await {
+                    Ok(notes) => {
+                        tel.config_reloads.add(1);
+                        tracing::info!(trigger, %version, "Reloaded the config.");
+                        for note in notes {
+                            tracing::warn!(trigger, "{note}");
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+            Ok(Err(e)) => {
+                tel.config_reload_failures.add(1);
+                tracing::error!(trigger, problems = %e, "Refused the new config; the running one stays in force.");
+            }
+            Err(e) => tracing::error!(error = %e, "The config reload task failed."),
+        }
+    }
+}
+
 /// Merges worker snapshots, updates the SLO state, evaluates scores, checkpoints.
 struct Deriver {
     cfg: Config,
     shared: Arc<Shared>,
+    ingest: Arc<Ingest>,
     tracker: SloTracker,
     last_checkpoint: u64,
 }
 
 impl Deriver {
+    /// Applies what a running cerflow can change: journeys, cohorts, rules, objectives,
+    /// alerts, scores, the version. Journeys whose definition did not change keep their
+    /// window state. Returns notes on settings that need a restart.
+    fn reload(&mut self, new: Config, pipeline: &Pipeline) -> Vec<String> {
+        let old = &self.cfg;
+        let mut notes = Vec::new();
+        let mut restart = |what: &str, changed: bool| {
+            if changed {
+                notes.push(format!("{what} changed; it takes effect after a restart"));
+            }
+        };
+        restart("receivers", format!("{:?}", old.receivers) != format!("{:?}", new.receivers) || old.receivers.tokens != new.receivers.tokens);
+        restart("exporters", format!("{:?}", old.exporters) != format!("{:?}", new.exporters));
+        restart("pipeline", format!("{:?}", old.pipeline) != format!("{:?}", new.pipeline));
+        restart("windows", format!("{:?}", old.windows) != format!("{:?}", new.windows));
+        restart("histogram.buckets", old.histogram_buckets != new.histogram_buckets);
+        restart("limits", format!("{:?}", old.limits) != format!("{:?}", new.limits));
+        restart(
+            "slo.checkpoint",
+            format!("{:?}", old.slo.checkpoint) != format!("{:?}", new.slo.checkpoint),
+        );
+        if let Err(e) = self.tracker.reconfigure(&new.slo) {
+            notes.push(e.to_string());
+        }
+        let (journeys, remap) = Journeys::reload(&new, &self.shared.journeys.load());
+        let journeys = Arc::new(journeys);
+        let kept = remap.iter().filter(|r| r.is_some()).count();
+        // Workers first: from now on they translate batches classified with the old ids.
+        let plan = Arc::new(crate::pipeline::Reload { journeys: journeys.clone(), remap });
+        if !pipeline.reload(plan, new.pipeline.shutdown_timeout) {
+            notes.push("a worker did not take the new journeys in time".into());
+        }
+        self.ingest.set_journeys(journeys.clone());
+        self.shared.journeys.store(journeys);
+        self.shared.version.store(Arc::new(new.version.clone()));
+        tracing::debug!(kept, "Journeys whose window state carried over.");
+        let mut merged = new;
+        merged.receivers = old.receivers.clone();
+        merged.exporters = old.exporters.clone();
+        merged.pipeline = old.pipeline.clone();
+        merged.windows = old.windows.clone();
+        merged.histogram_buckets = old.histogram_buckets.clone();
+        merged.limits = old.limits.clone();
+        merged.slo.checkpoint = old.slo.checkpoint.clone();
+        self.cfg = merged;
+        notes
+    }
+
     fn tick(&mut self, shards: Vec<crate::pipeline::ShardSnapshot>, last: bool) {
         let now = now_unix_ns();
         let snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
-        self.tracker.update(&snap, &self.shared.journeys, now);
+        let journeys = self.shared.journeys.load();
+        self.tracker.update(&snap, &journeys, now);
         let eval = score::evaluate(
             &snap,
             &self.tracker,
-            &self.shared.journeys,
+            &journeys,
             &self.cfg.score,
             &self.cfg.version,
         );

@@ -112,7 +112,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            match runtime.block_on(cerflow::app::run(cfg)) {
+            match runtime.block_on(cerflow::app::run(cfg, cli.config.clone())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "cerflow cannot start.");

@@ -91,6 +91,8 @@ pub struct Telemetry {
     /// OTLP export requests waiting to be sent, the one being sent included.
     pub otlp_export_queue_depth: AtomicU64,
     pub series_expired: AtomicU64,
+    pub config_reloads: AtomicU64,
+    pub config_reload_failures: AtomicU64,
     /// Spans recorded into a journey's overflow series.
     pub cardinality_overflow: AtomicU64,
     last_warn_sec: [AtomicU64; 8],

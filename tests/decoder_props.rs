@@ -283,6 +283,21 @@ fn decode_everything(bytes: &[u8]) {
     }
 }
 
+/// The first line where the pretty Debug forms of `a` and `b` differ, with context.
+fn first_difference<T: std::fmt::Debug>(a: &T, b: &T) -> String {
+    let (a, b) = (format!("{a:#?}"), format!("{b:#?}"));
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    match (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)) {
+        Some(i) => format!(
+            "line {i}: {:?} became {:?} (after {:?})",
+            a.get(i),
+            b.get(i),
+            &a[i.saturating_sub(3)..i]
+        ),
+        None => "no difference in Debug form".into(),
+    }
+}
+
 fn span_total(req: &ExportTraceServiceRequest) -> usize {
     req.resource_spans
         .iter()
@@ -341,7 +356,14 @@ proptest! {
         let back = decode::traces(&text, Format::Json)
             .map_err(|e| TestCaseError::fail(format!("{e}\n{}", String::from_utf8_lossy(&text))))?;
         prop_assert_eq!(decode::span_count(&back) as usize, span_total(&req));
-        prop_assert!(back == req, "JSON round trip changed the request\n{}", String::from_utf8_lossy(&text));
+        // Doubles may come back 1 ULP off: the known finding pinned by
+        // `json_doubles_are_parsed_exactly` below. Everything else must be identical.
+        prop_assert!(
+            oracle::same_but_doubles(&req, &back),
+            "JSON round trip changed the request: {}\n{}",
+            first_difference(&req, &back),
+            String::from_utf8_lossy(&text)
+        );
         prop_assert_eq!(oracle::check_json(&text), Ok(Outcome::Accepted { spans: span_total(&req) }));
     }
 
@@ -388,6 +410,32 @@ fn json_lossy_values() {
         decode::traces(&empty, Format::Json).is_err() || back.as_ref().ok() != Some(&strindex),
         "if both round-trip now, widen the JSON generator"
     );
+}
+
+/// Bug (reported): cerflow's JSON decoder parses `doubleValue`s with serde_json's
+/// default, not correctly rounded, float parser (the crate's `float_roundtrip`
+/// feature is off), so a double in its shortest round-trip form, as every SDK writes
+/// it, can decode to the neighbouring double. A rule comparing the attribute against
+/// the same literal can then disagree with what the sender meant.
+#[test]
+#[ignore = "bug: OTLP JSON doubleValue parsed 1 ULP off (serde_json without float_roundtrip)"]
+fn json_doubles_are_parsed_exactly() {
+    for text in ["-6.826125015034501e-15", "2.2250738585072014e-308"] {
+        let want: f64 = text.parse().expect("a double");
+        let body = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"attributes":[{{"key":"k","value":{{"doubleValue":{text}}}}}]}}]}}]}}]}}"#
+        );
+        let req = decode::traces(body.as_bytes(), Format::Json).expect("valid OTLP JSON");
+        let got = match &req.resource_spans[0].scope_spans[0].spans[0].attributes[0]
+            .value
+            .as_ref()
+            .and_then(|v| v.value.as_ref())
+        {
+            Some(any_value::Value::DoubleValue(d)) => *d,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(got.to_bits(), want.to_bits(), "{text} decoded as {got:e}");
+    }
 }
 
 // -------------------------------------------- the fuzz corpus and its regressions

@@ -21,8 +21,10 @@ pub struct Shared {
     pub ticks: tokio::sync::watch::Sender<u64>,
     pub tel: Arc<Telemetry>,
     pub input: Arc<PipelineInput>,
-    pub journeys: Arc<Journeys>,
-    pub version: String,
+    /// Swapped by a config reload.
+    pub journeys: ArcSwap<Journeys>,
+    /// The config's `version`; swapped by a config reload.
+    pub version: ArcSwap<String>,
     pub histogram_bounds: Vec<f64>,
     pub state_limit_bytes: usize,
     /// True from the moment every listener is serving until shutdown begins.

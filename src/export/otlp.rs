@@ -281,7 +281,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         "1",
         "The version string of the journey definitions in force.",
         vec![number(
-            vec![kv("version", &sh.version)],
+            vec![kv("version", &sh.version.load())],
             0,
             now,
             number_data_point::Value::AsInt(1),

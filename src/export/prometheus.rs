@@ -259,7 +259,7 @@ pub fn render(sh: &Shared) -> String {
         "The version string of the journey definitions in force.",
     );
     let mut vl = String::from("version=\"");
-    escape(&sh.version, &mut vl);
+    escape(&sh.version.load(), &mut vl);
     vl.push('"');
     sample(&mut out, "cer_definition_info", &vl, 1.0);
 
@@ -494,7 +494,7 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
             tel.refused_requests(r) as f64,
         );
     }
-    let plain: [(&str, &str, u64); 10] = [
+    let plain: [(&str, &str, u64); 12] = [
         (
             "cerflow_processed_spans_total",
             "Spans through the pipeline: recorded, unmatched or late.",
@@ -529,6 +529,16 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
             "cerflow_series_expired_total",
             "Journey x cohort series dropped after series_ttl without data.",
             tel.series_expired.get(),
+        ),
+        (
+            "cerflow_config_reloads_total",
+            "Config reloads applied (SIGHUP or a change of the config file).",
+            tel.config_reloads.get(),
+        ),
+        (
+            "cerflow_config_reload_failures_total",
+            "Config reloads refused because the new file was invalid; the old config kept running.",
+            tel.config_reload_failures.get(),
         ),
         (
             "cerflow_cardinality_overflow_total",
@@ -631,7 +641,7 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
         out,
         "cerflow_auto_journeys",
         "",
-        sh.journeys.auto_count() as f64,
+        sh.journeys.load().auto_count() as f64,
     );
     header(
         out,
