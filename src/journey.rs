@@ -67,10 +67,13 @@ fn identity_hasher() -> ahash::RandomState {
     ahash::RandomState::with_seeds(1, 2, 3, 4)
 }
 
+/// (service name, span name, journey id) of a derived journey.
+type AutoEntry = (Box<str>, Box<str>, JourneyId);
+
 struct AutoTable {
     max: usize,
     /// Hash of (service, span name) to the journeys with that hash; no allocation on a hit.
-    by_hash: DashMap<u64, Vec<(Box<str>, Box<str>, JourneyId)>>,
+    by_hash: DashMap<u64, Vec<AutoEntry>>,
     by_id: DashMap<JourneyId, Arc<JourneyInfo>>,
     count: AtomicUsize,
     next_id: AtomicUsize,

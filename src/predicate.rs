@@ -421,12 +421,8 @@ pub fn regex(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Regex> {
         Ok(r) => Some(r),
         Err(e) => {
             let detail = e.to_string();
-            let last = detail
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .last()
-                .unwrap_or("")
-                .trim();
+            // The regex error ends with the one line that says what is wrong.
+            let last = detail.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim();
             ctx.error(
                 node.mark,
                 path,

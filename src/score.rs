@@ -157,15 +157,10 @@ fn window_view(
     }
 }
 
-fn slo_parts(
-    e: Option<&SloEval>,
-    burn_windows: &[String],
-    info: &JourneyInfo,
-) -> (
-    BTreeMap<String, f64>,
-    BTreeMap<String, BTreeMap<String, f64>>,
-    Vec<AlertView>,
-) {
+/// Budget remaining per SLI, burn rates per SLO window and SLI, active alerts.
+type SloParts = (BTreeMap<String, f64>, BTreeMap<String, BTreeMap<String, f64>>, Vec<AlertView>);
+
+fn slo_parts(e: Option<&SloEval>, burn_windows: &[String], info: &JourneyInfo) -> SloParts {
     let mut budget = BTreeMap::new();
     let mut burns = BTreeMap::new();
     let mut alerts = Vec::new();

@@ -72,11 +72,14 @@ pub fn burn_rate(bad: u64, total: u64, objective: f64) -> Option<f64> {
     (total > 0).then(|| (bad as f64 / total as f64) / budget)
 }
 
+/// A series by journey name and cohort values.
+type SeriesKey = (Arc<str>, Arc<[Box<str>]>);
+
 pub struct SloTracker {
     cfg: Slo,
     /// Each series' cumulative counts at the last tick, keyed by journey name (stable
     /// across reloads, unlike ids) and cohort.
-    prev: HashMap<(Arc<str>, Arc<[Box<str>]>), (u64, Counts)>,
+    prev: HashMap<SeriesKey, (u64, Counts)>,
     entries: HashMap<Key, Entry>,
     evals: HashMap<Key, SloEval>,
 }
@@ -146,7 +149,7 @@ impl SloTracker {
 
     /// Takes in the growth of every series since the last tick and re-evaluates.
     pub fn update(&mut self, snap: &Snapshot, journeys: &Journeys, now: u64) {
-        let mut seen: HashMap<(Arc<str>, Arc<[Box<str>]>), (u64, Counts)> =
+        let mut seen: HashMap<SeriesKey, (u64, Counts)> =
             HashMap::with_capacity(snap.series.len());
         let mut objectives: HashMap<Arc<str>, (Objectives, bool)> = HashMap::new();
         for s in &snap.series {

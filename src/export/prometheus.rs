@@ -44,6 +44,9 @@ fn fmt_f64(v: f64, out: &mut String) {
     }
 }
 
+/// A metric name, its help text, and how to read its value.
+type Column<T, V> = (&'static str, &'static str, fn(T) -> V);
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
@@ -90,7 +93,7 @@ pub fn render(sh: &Shared) -> String {
         })
         .collect();
 
-    let counters: [(&str, &str, fn(&SeriesSnap) -> u64); 4] = [
+    let counters: [Column<&SeriesSnap, u64>; 4] = [
         (
             "cer_journey_requests_total",
             "Spans recorded for the journey since the series started.",
@@ -158,7 +161,7 @@ pub fn render(sh: &Shared) -> String {
         );
     }
 
-    let ratios: [(&str, &str, fn(&crate::sli::Sli) -> Option<f64>); 3] = [
+    let ratios: [Column<&crate::sli::Sli, Option<f64>>; 3] = [
         (
             "cer_sli_availability_ratio",
             "Share of requests in the window that did not fail.",

@@ -94,7 +94,7 @@ impl Signal for Traces {
         let Accepted { rejected, message } = ingest
             .traces_body_from(body, Format::Protobuf, Transport::Grpc, tenant.as_deref())
             .map_err(to_status)?;
-        let partial_success = (rejected > 0).then(|| ExportTracePartialSuccess {
+        let partial_success = (rejected > 0).then_some(ExportTracePartialSuccess {
             rejected_spans: rejected as i64,
             error_message: message,
         });
@@ -111,7 +111,7 @@ impl Signal for Metrics {
         let Accepted { rejected, message } = ingest
             .metrics_body(body, Format::Protobuf, Transport::Grpc)
             .map_err(to_status)?;
-        let partial_success = (rejected > 0).then(|| ExportMetricsPartialSuccess {
+        let partial_success = (rejected > 0).then_some(ExportMetricsPartialSuccess {
             rejected_data_points: rejected as i64,
             error_message: message,
         });
