@@ -261,12 +261,13 @@ pub fn each_value(req: &mut ExportTraceServiceRequest, f: &mut dyn FnMut(&mut an
     }
 }
 
-/// True when `a` and `b` are equal except for `doubleValue`s at most 1 ULP apart.
+/// True when `a` and `b` are equal except for `doubleValue`s within a relative 1e-14.
 ///
 /// Known finding (FUZZING.md): cerflow's JSON decoder uses serde_json without its
-/// `float_roundtrip` feature, so a double written with 17 significant digits can be
-/// parsed 1 ULP off. This keeps the fuzz target and the properties looking for other
-/// faults; `tests/decoder_props.rs` has the (ignored) test that pins the bug itself.
+/// `float_roundtrip` feature, so a double written in its shortest round-trip form can
+/// be parsed a few ULP off (seen: 1 and 2). This keeps the fuzz target and the
+/// properties looking for other faults; `tests/decoder_props.rs` has the (ignored)
+/// test that pins the bug itself.
 pub fn same_but_doubles(a: &ExportTraceServiceRequest, b: &ExportTraceServiceRequest) -> bool {
     let doubles = |r: &ExportTraceServiceRequest| {
         let mut r = r.clone();
@@ -283,9 +284,7 @@ pub fn same_but_doubles(a: &ExportTraceServiceRequest, b: &ExportTraceServiceReq
     ra == rb
         && da.len() == db.len()
         && da.iter().zip(&db).all(|(x, y)| {
-            x.to_bits() == y.to_bits()
-                || (x.is_sign_negative() == y.is_sign_negative()
-                    && x.to_bits().abs_diff(y.to_bits()) <= 1)
+            x.to_bits() == y.to_bits() || (x - y).abs() <= 1e-14 * x.abs().max(y.abs())
         })
 }
 

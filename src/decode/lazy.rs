@@ -96,6 +96,18 @@ pub struct TraceRequest<'a> {
     span_attrs: Vec<Attr<'a>>,
     resource_attrs: Vec<Attr<'a>>,
     events: Vec<&'a str>,
+    /// The key and string value last seen at each attribute position of a span: spans
+    /// of one request mostly repeat them, and comparing bytes with a string already
+    /// checked is cheaper than checking UTF-8 again.
+    seen: Seen<'a>,
+}
+
+const SEEN: usize = 16;
+
+#[derive(Debug, Default)]
+struct Seen<'a> {
+    keys: [&'a str; SEEN],
+    values: [&'a str; SEEN],
 }
 
 /// Decodes an OTLP `ExportTraceServiceRequest` from protobuf bytes.
@@ -107,6 +119,7 @@ pub fn decode_traces(body: &[u8]) -> Result<TraceRequest<'_>, DecodeError> {
         span_attrs: Vec::with_capacity(body.len() / 64),
         resource_attrs: Vec::new(),
         events: Vec::new(),
+        seen: Seen::default(),
     };
     match out.request(body) {
         Ok(()) => Ok(out),
@@ -188,7 +201,7 @@ impl<'a> TraceRequest<'a> {
             match tag {
                 1 => {
                     let sub = c.message(wt, ctx)?;
-                    let kv = key_value(sub, ctx - 1)?;
+                    let kv = key_value(sub, ctx - 1, &mut "", &mut "")?;
                     self.resource_attrs.push(kv);
                 }
                 2 => {
@@ -245,7 +258,8 @@ impl<'a> TraceRequest<'a> {
             match tag {
                 9 => {
                     let sub = c.message(wt, ctx)?;
-                    let kv = key_value(sub, ctx - 1)?;
+                    let i = (self.span_attrs.len() - first_attr as usize) % SEEN;
+                    let kv = key_value(sub, ctx - 1, &mut self.seen.keys[i], &mut self.seen.values[i])?;
                     self.span_attrs.push(kv);
                 }
                 1 => s.trace_id = c.bytes(wt)?,
@@ -301,7 +315,7 @@ const V_OTHER: u8 = 5;
 /// per span). Repeated `value` fields merge and the last field of the oneof wins, as in
 /// prost; arrays, maps and bytes are checked and read as [`AttrValue::Other`].
 #[inline(always)]
-fn key_value<'a>(mut c: Cur<'a>, ctx: u32) -> R<Attr<'a>> {
+fn key_value<'a>(mut c: Cur<'a>, ctx: u32, seen_key: &mut &'a str, seen_value: &mut &'a str) -> R<Attr<'a>> {
     let mut key = "";
     let mut vt = V_NONE;
     let mut num = 0u64;
@@ -309,7 +323,7 @@ fn key_value<'a>(mut c: Cur<'a>, ctx: u32) -> R<Attr<'a>> {
     while c.more() {
         let (tag, wt) = c.key()?;
         match tag {
-            1 => key = c.string(wt)?,
+            1 => key = c.string_seen(wt, seen_key)?,
             2 => {
                 let mut v = c.message(wt, ctx)?;
                 let ctx = ctx - 1;
@@ -317,7 +331,7 @@ fn key_value<'a>(mut c: Cur<'a>, ctx: u32) -> R<Attr<'a>> {
                     let (tag, wt) = v.key()?;
                     match tag {
                         1 => {
-                            text = v.string(wt)?;
+                            text = v.string_seen(wt, seen_value)?;
                             vt = V_STR;
                         }
                         2 => {
@@ -368,7 +382,7 @@ fn key_value<'a>(mut c: Cur<'a>, ctx: u32) -> R<Attr<'a>> {
 /// Checks a nested `KeyValue` (in a list, or where nothing reads it).
 #[inline(never)]
 fn check_key_value(c: Cur<'_>, ctx: u32) -> R<()> {
-    key_value(c, ctx).map(|_| ())
+    key_value(c, ctx, &mut "", &mut "").map(|_| ())
 }
 
 /// `ArrayValue` (repeated AnyValue) or `KeyValueList` (repeated KeyValue), checked only.
@@ -623,6 +637,24 @@ impl<'a> Cur<'a> {
         let b = self.len_prefixed()?;
         match std::str::from_utf8(b) {
             Ok(s) => Ok(s),
+            Err(_) => Err(self.fail("invalid UTF-8 in a string field")),
+        }
+    }
+
+    /// A string field; when its bytes equal `seen` (a string already checked), `seen`
+    /// is returned without checking UTF-8 again, else the new string becomes `seen`.
+    #[inline(always)]
+    fn string_seen(&mut self, wt: u8, seen: &mut &'a str) -> R<&'a str> {
+        self.want(wt, LEN)?;
+        let b = self.len_prefixed()?;
+        if seen.as_bytes() == b {
+            return Ok(seen);
+        }
+        match std::str::from_utf8(b) {
+            Ok(s) => {
+                *seen = s;
+                Ok(s)
+            }
             Err(_) => Err(self.fail("invalid UTF-8 in a string field")),
         }
     }
