@@ -140,6 +140,9 @@ impl BatchBuilder {
     }
 }
 
+/// How long a request whose queue filled mid-submit waits for room.
+const RACE_WAIT: Duration = Duration::from_millis(250);
+
 /// The receivers' side of the pipeline.
 pub struct PipelineInput {
     senders: Vec<Sender<Batch>>,
@@ -175,10 +178,17 @@ impl PipelineInput {
             let mut b = std::mem::take(batch);
             b.generation = builder.generation;
             let n = b.span_count();
-            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                self.senders[i].try_send(b)
-            {
-                lost += n;
+            match self.senders[i].try_send(b) {
+                Ok(()) => {}
+                // Another request filled the queue between the check above and now. Part
+                // of this request is already queued, so refusing the rest would lose it;
+                // waiting a moment for the worker keeps the request whole.
+                Err(TrySendError::Full(b)) => {
+                    if self.senders[i].send_timeout(b, RACE_WAIT).is_err() {
+                        lost += n;
+                    }
+                }
+                Err(TrySendError::Disconnected(_)) => lost += n,
             }
         }
         if lost > 0 {
