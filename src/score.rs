@@ -114,8 +114,6 @@ pub struct Evaluation {
     pub view: ScoreView,
     /// Per journey-level entry: its info, in `view.journeys` order (cohort entries map to their journey).
     pub infos: Vec<Arc<JourneyInfo>>,
-    /// Cohort label names per entry (empty for journey-level entries).
-    pub labels: Vec<Arc<[String]>>,
     pub score_cfg: Option<Score>,
     pub burn_windows: Vec<String>,
 }
@@ -238,7 +236,6 @@ pub fn evaluate(
         ..Default::default()
     };
     let mut infos = Vec::new();
-    let mut labels = Vec::new();
     let mut overall_num = vec![0.0; windows.len()];
     let mut overall_den = vec![0.0; windows.len()];
     for (name, (info, counts)) in &by_journey {
@@ -281,7 +278,6 @@ pub fn evaluate(
             alerts,
         });
         infos.push(info.clone());
-        labels.push(Arc::from(Vec::<String>::new()));
     }
     for s in &snap.series {
         if s.journey.cohort_keys.is_empty() && !s.overflow {
@@ -315,7 +311,6 @@ pub fn evaluate(
             alerts,
         });
         infos.push(s.journey.clone());
-        labels.push(s.journey.cohort_labels.clone());
     }
     view.overall = windows
         .iter()
@@ -328,7 +323,6 @@ pub fn evaluate(
     Evaluation {
         view,
         infos,
-        labels,
         score_cfg: Some(cfg.clone()),
         burn_windows,
     }
