@@ -37,8 +37,20 @@ use std::time::{Duration, Instant};
 fn request(n: usize, journeys: usize, cohorts: usize) -> Vec<u8> {
     let js = payload::journeys(journeys);
     let cs = payload::cohorts(cohorts);
-    let behave = |_: usize, _: usize| Behaviour { error_rate: 0.01, latency_ms: 120.0, spread: 0.5 };
-    let t = payload::build(&Shape { journeys: &js, cohorts: &cs, behaviour: &behave }, n, &mut Rng::new(42));
+    let behave = |_: usize, _: usize| Behaviour {
+        error_rate: 0.01,
+        latency_ms: 120.0,
+        spread: 0.5,
+    };
+    let t = payload::build(
+        &Shape {
+            journeys: &js,
+            cohorts: &cs,
+            behaviour: &behave,
+        },
+        n,
+        &mut Rng::new(42),
+    );
     let mut body = t.body.clone();
     t.stamp(&mut body, now_unix_ns());
     body
@@ -108,17 +120,32 @@ fn classify(c: &mut C) {
 
 fn record(c: &mut C) {
     let cfg = config(3);
-    let window_ns: Vec<u64> = cfg.windows.sizes.iter().map(|d| d.as_nanos() as u64).collect();
-    let bounds_ns: Vec<u64> = cfg.histogram_buckets.iter().map(|s| (s * 1e9).round() as u64).collect();
+    let window_ns: Vec<u64> = cfg
+        .windows
+        .sizes
+        .iter()
+        .map(|d| d.as_nanos() as u64)
+        .collect();
+    let bounds_ns: Vec<u64> = cfg
+        .histogram_buckets
+        .iter()
+        .map(|s| (s * 1e9).round() as u64)
+        .collect();
     let now = now_unix_ns();
     // 18 series (3 journeys x 6 cohorts); spans spread over them as the loadgen does.
-    let mut series: Vec<SeriesState> =
-        (0..18).map(|_| SeriesState::new(&window_ns, cfg.windows.sub_buckets, bounds_ns.len(), now)).collect();
+    let mut series: Vec<SeriesState> = (0..18)
+        .map(|_| SeriesState::new(&window_ns, cfg.windows.sub_buckets, bounds_ns.len(), now))
+        .collect();
     let mut rng = Rng::new(3);
     let spans: Vec<(usize, u64, u64, u8)> = (0..1000)
         .map(|_| {
             let dur = (120e6 * (0.5 * rng.normal()).exp()) as u64;
-            (rng.below(18), now - rng.below(50_000_000) as u64, dur, u8::from(rng.chance(0.01)) | 8)
+            (
+                rng.below(18),
+                now - rng.below(50_000_000) as u64,
+                dur,
+                u8::from(rng.chance(0.01)) | 8,
+            )
         })
         .collect();
     let mut g = c.benchmark_group("record");
@@ -151,7 +178,10 @@ fn ingest(c: &mut C) {
                 for _ in 0..iters {
                     // A full queue is refused, as in production; wait and retry so
                     // every span is measured all the way to the window state.
-                    while ingest.traces_body(black_box(body), Format::Protobuf, Transport::Grpc).is_err() {
+                    while ingest
+                        .traces_body(black_box(body), Format::Protobuf, Transport::Grpc)
+                        .is_err()
+                    {
                         std::thread::sleep(Duration::from_micros(200));
                     }
                 }

@@ -214,9 +214,7 @@ pub fn check_json(bytes: &[u8]) -> Result<Outcome, String> {
             ))
         }
     }
-    Ok(Outcome::Accepted {
-        spans: spans.len(),
-    })
+    Ok(Outcome::Accepted { spans: spans.len() })
 }
 
 /// Calls `f` on every attribute value of a request, nested ones included, in order.

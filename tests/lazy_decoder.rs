@@ -61,12 +61,22 @@ fn any_value(depth: u32) -> BoxedStrategy<AnyValue> {
         ]
         .boxed()
     };
-    prop::option::weighted(0.9, value).prop_map(|value| AnyValue { value }).boxed()
+    prop::option::weighted(0.9, value)
+        .prop_map(|value| AnyValue { value })
+        .boxed()
 }
 
 fn key_value(depth: u32) -> BoxedStrategy<KeyValue> {
-    (text(), prop::option::weighted(0.9, any_value(depth)), prop_oneof![4 => Just(0i32), 1 => any::<i32>()])
-        .prop_map(|(key, value, key_strindex)| KeyValue { key, value, key_strindex })
+    (
+        text(),
+        prop::option::weighted(0.9, any_value(depth)),
+        prop_oneof![4 => Just(0i32), 1 => any::<i32>()],
+    )
+        .prop_map(|(key, value, key_strindex)| KeyValue {
+            key,
+            value,
+            key_strindex,
+        })
         .boxed()
 }
 
@@ -85,7 +95,11 @@ fn timestamps() -> impl Strategy<Value = (u64, u64)> {
 fn a_span() -> impl Strategy<Value = Span> {
     (
         (id(16), id(8), text(), bytes(8), any::<u32>(), text()),
-        (prop_oneof![4 => 0i32..6, 1 => any::<i32>()], timestamps(), attrs(5)),
+        (
+            prop_oneof![4 => 0i32..6, 1 => any::<i32>()],
+            timestamps(),
+            attrs(5),
+        ),
         (
             prop::collection::vec((any::<u64>(), text(), attrs(2)), 0..3),
             prop::collection::vec((id(16), id(8), text(), attrs(2), any::<u32>()), 0..2),
@@ -122,14 +136,16 @@ fn a_span() -> impl Strategy<Value = Span> {
                 dropped_events_count: dropped % 2,
                 links: links
                     .into_iter()
-                    .map(|(trace_id, span_id, trace_state, attributes, flags)| span::Link {
-                        trace_id,
-                        span_id,
-                        trace_state,
-                        attributes,
-                        dropped_attributes_count: 0,
-                        flags,
-                    })
+                    .map(
+                        |(trace_id, span_id, trace_state, attributes, flags)| span::Link {
+                            trace_id,
+                            span_id,
+                            trace_state,
+                            attributes,
+                            dropped_attributes_count: 0,
+                            flags,
+                        },
+                    )
                     .collect(),
                 dropped_links_count: 0,
                 status: status.map(|(message, code)| Status { message, code }),
@@ -138,7 +154,11 @@ fn a_span() -> impl Strategy<Value = Span> {
 }
 
 fn a_resource() -> impl Strategy<Value = Resource> {
-    (attrs(5), any::<u32>(), prop::collection::vec((text(), text(), prop::collection::vec(text(), 0..2)), 0..2))
+    (
+        attrs(5),
+        any::<u32>(),
+        prop::collection::vec((text(), text(), prop::collection::vec(text(), 0..2)), 0..2),
+    )
         .prop_map(|(mut attributes, dropped, refs)| {
             // Most resources name their service; some twice, some not at all.
             if dropped % 3 != 0 {
@@ -146,7 +166,12 @@ fn a_resource() -> impl Strategy<Value = Resource> {
                     (dropped as usize) % (attributes.len() + 1),
                     KeyValue {
                         key: "service.name".into(),
-                        value: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("svc-{}", dropped % 5))) }),
+                        value: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue(format!(
+                                "svc-{}",
+                                dropped % 5
+                            ))),
+                        }),
                         key_strindex: 0,
                     },
                 );
@@ -183,9 +208,18 @@ fn a_request() -> impl Strategy<Value = ExportTraceServiceRequest> {
             spans,
             schema_url,
         });
-    let resource_spans = (prop::option::weighted(0.9, a_resource()), prop::collection::vec(scope_spans, 1..3), text())
-        .prop_map(|(resource, scope_spans, schema_url)| ResourceSpans { resource, scope_spans, schema_url });
-    prop::collection::vec(resource_spans, 0..4).prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
+    let resource_spans = (
+        prop::option::weighted(0.9, a_resource()),
+        prop::collection::vec(scope_spans, 1..3),
+        text(),
+    )
+        .prop_map(|(resource, scope_spans, schema_url)| ResourceSpans {
+            resource,
+            scope_spans,
+            schema_url,
+        });
+    prop::collection::vec(resource_spans, 0..4)
+        .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
 }
 
 // ------------------------------------------------- raw encodings, still valid
@@ -226,7 +260,7 @@ fn unknown() -> impl Strategy<Value = Vec<u8>> {
             _ => {
                 // A group holding a varint and a nested group.
                 put_varint(&mut out, key(3));
-                put_varint(&mut out, (61 << 3) | 0);
+                put_varint(&mut out, 61 << 3);
                 put_varint(&mut out, v);
                 put_varint(&mut out, (62 << 3) | 3);
                 put_varint(&mut out, (62 << 3) | 4);
@@ -240,8 +274,13 @@ fn unknown() -> impl Strategy<Value = Vec<u8>> {
 /// A span message made of two encoded spans back to back (protobuf merges them: the
 /// second's scalars win, repeated fields append, `status` merges) and unknown fields.
 fn raw_span() -> impl Strategy<Value = Vec<u8>> {
-    (a_span(), prop::option::of(a_span()), prop::collection::vec(unknown(), 0..2), any::<bool>()).prop_map(
-        |(a, b, unknowns, front)| {
+    (
+        a_span(),
+        prop::option::of(a_span()),
+        prop::collection::vec(unknown(), 0..2),
+        any::<bool>(),
+    )
+        .prop_map(|(a, b, unknowns, front)| {
             let mut out = Vec::new();
             if front {
                 unknowns.iter().for_each(|u| out.extend_from_slice(u));
@@ -250,7 +289,10 @@ fn raw_span() -> impl Strategy<Value = Vec<u8>> {
             if let Some(mut b) = b {
                 // Keep the merge interesting: b sometimes sets only a status without a code.
                 if b.kind % 2 == 0 {
-                    b.status = Some(Status { message: "second".into(), code: 0 });
+                    b.status = Some(Status {
+                        message: "second".into(),
+                        code: 0,
+                    });
                 }
                 out.extend_from_slice(&b.encode_to_vec());
             }
@@ -258,8 +300,7 @@ fn raw_span() -> impl Strategy<Value = Vec<u8>> {
                 unknowns.iter().for_each(|u| out.extend_from_slice(u));
             }
             out
-        },
-    )
+        })
 }
 
 /// A request whose ResourceSpans put `resource` after the spans, twice, or not at all,
@@ -387,11 +428,21 @@ fn same(a: Option<AttrValue<'_>>, b: Option<AttrValue<'_>>) -> bool {
 
 fn same_attrs(lazy: &[Attr<'_>], prost: &[KeyValue]) -> Result<(), String> {
     if lazy.len() != prost.len() {
-        return Err(format!("{} attributes, prost has {}", lazy.len(), prost.len()));
+        return Err(format!(
+            "{} attributes, prost has {}",
+            lazy.len(),
+            prost.len()
+        ));
     }
     for (l, p) in lazy.iter().zip(prost) {
         if l.key != p.key || !same(Some(l.value), Some(prost_value(p))) {
-            return Err(format!("attribute {:?}={:?}, prost has {:?}={:?}", l.key, l.value, p.key, prost_value(p)));
+            return Err(format!(
+                "attribute {:?}={:?}, prost has {:?}={:?}",
+                l.key,
+                l.value,
+                p.key,
+                prost_value(p)
+            ));
         }
     }
     Ok(())
@@ -412,15 +463,29 @@ fn compare(bytes: &[u8]) -> Result<(), String> {
         let service = service_name(resource);
         for ss in &rs.scope_spans {
             for span in &ss.spans {
-                expected.push(ProstSpan { resource, service, span });
+                expected.push(ProstSpan {
+                    resource,
+                    service,
+                    span,
+                });
             }
         }
     }
-    if l.span_count() != expected.len() || cerflow::decode::span_count(&p) as usize != expected.len() {
-        return Err(format!("{} spans, prost has {}", l.span_count(), expected.len()));
+    if l.span_count() != expected.len()
+        || cerflow::decode::span_count(&p) as usize != expected.len()
+    {
+        return Err(format!(
+            "{} spans, prost has {}",
+            l.span_count(),
+            expected.len()
+        ));
     }
     if l.resource_count() != p.resource_spans.len() {
-        return Err(format!("{} resources, prost has {}", l.resource_count(), p.resource_spans.len()));
+        return Err(format!(
+            "{} resources, prost has {}",
+            l.resource_count(),
+            p.resource_spans.len()
+        ));
     }
     for (i, (ls, ps)) in l.spans().zip(&expected).enumerate() {
         let at = |what: String| format!("span {i}: {what}");
@@ -446,7 +511,10 @@ fn compare(bytes: &[u8]) -> Result<(), String> {
         same_attrs(ls.resource_attrs(), ps.resource).map_err(|e| at(format!("resource {e}")))?;
         let names: Vec<&str> = s.events.iter().map(|e| e.name.as_str()).collect();
         if ls.event_names() != &names[..] {
-            return Err(at(format!("events {:?}, prost has {names:?}", ls.event_names())));
+            return Err(at(format!(
+                "events {:?}, prost has {names:?}",
+                ls.event_names()
+            )));
         }
         // The lookups rules and cohorts use, for every key present and a few absent.
         let keys = s
@@ -460,7 +528,11 @@ fn compare(bytes: &[u8]) -> Result<(), String> {
                 || !same(ls.span_attr(key), ps.span_attr(key))
                 || !same(ls.resource_attr(key), ps.resource_attr(key))
             {
-                return Err(at(format!("lookup of {key:?}: {:?}, prost {:?}", ls.attr(key), ps.attr(key))));
+                return Err(at(format!(
+                    "lookup of {key:?}: {:?}, prost {:?}",
+                    ls.attr(key),
+                    ps.attr(key)
+                )));
             }
         }
         for probe in names.iter().copied().chain(["exception", ""]) {
@@ -546,10 +618,18 @@ fn agrees_with_prost_on_varint_edges() {
     // Request field 1 (LEN) with over-long and overflowing length varints.
     let cases: [&[u8]; 6] = [
         &[0x0a, 0x80, 0x00],
-        &[0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00],
-        &[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
-        &[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
-        &[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00],
+        &[
+            0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00,
+        ],
+        &[
+            0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ],
+        &[
+            0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02,
+        ],
+        &[
+            0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00,
+        ],
         // A key above u32::MAX.
         &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
     ];
@@ -597,7 +677,11 @@ journeys:
         let journeys = Arc::new(Journeys::new(&cfg));
         let pipeline = Pipeline::start(&cfg, journeys.clone(), tel.clone());
         let ingest = Ingest::new(&cfg, journeys, pipeline.input(), tel.clone());
-        Side { ingest, tel, _pipeline: pipeline }
+        Side {
+            ingest,
+            tel,
+            _pipeline: pipeline,
+        }
     }
 
     fn counters(t: &Telemetry) -> Vec<u64> {
@@ -617,7 +701,12 @@ journeys:
     /// Spans with timestamps near now, so they are neither late nor clamped by default.
     fn recent(mut req: ExportTraceServiceRequest, shift: u64) -> ExportTraceServiceRequest {
         let now = cerflow::pipeline::now_unix_ns();
-        for s in req.resource_spans.iter_mut().flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans) {
+        for s in req
+            .resource_spans
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_spans)
+            .flat_map(|s| &mut s.spans)
+        {
             if s.end_time_unix_nano % 4 != 0 {
                 let d = s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano) % 5_000_000_000;
                 s.end_time_unix_nano = now - (shift % 30_000_000_000);

@@ -14,9 +14,7 @@ use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{
-    any_value, AnyValue, KeyValue,
-};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
@@ -320,24 +318,51 @@ fn table() -> Vec<Case> {
         // An empty body is not a JSON document.
         json("JSON empty body", "", Malformed),
         // --- truncated
-        pb("truncated: last 3 bytes cut", valid[..valid.len() - 3].to_vec(), Malformed),
+        pb(
+            "truncated: last 3 bytes cut",
+            valid[..valid.len() - 3].to_vec(),
+            Malformed,
+        ),
         pb("truncated: first byte only", valid[..1].to_vec(), Malformed),
-        pb("truncated: inside a fixed64 time", {
-            // The span's start_time_unix_nano key (field 7, wire type 1) and 3 of its 8 bytes.
-            let mut s = span("GET /cut").encode_to_vec();
-            let at = s.iter().position(|b| *b == 0x39).expect("the start time key");
-            s.truncate(at + 4);
-            around_span(&s)
-        }, Malformed),
+        pb(
+            "truncated: inside a fixed64 time",
+            {
+                // The span's start_time_unix_nano key (field 7, wire type 1) and 3 of its 8 bytes.
+                let mut s = span("GET /cut").encode_to_vec();
+                let at = s
+                    .iter()
+                    .position(|b| *b == 0x39)
+                    .expect("the start time key");
+                s.truncate(at + 4);
+                around_span(&s)
+            },
+            Malformed,
+        ),
         json("JSON truncated", &json_ok("GET /json", "")[..60], Malformed),
         // --- wrong wire types
         pb("request field 1 as a varint", vec![0x08, 0x01], Malformed),
-        pb("span name (field 5) as a varint", span_plus(&[0x28, 0x01]), Malformed),
-        pb("span kind (field 6) as length-delimited", span_plus(&[0x32, 0x01, 0x00]), Malformed),
-        pb("span start time (field 7) as a varint", span_plus(&[0x38, 0x05]), Malformed),
+        pb(
+            "span name (field 5) as a varint",
+            span_plus(&[0x28, 0x01]),
+            Malformed,
+        ),
+        pb(
+            "span kind (field 6) as length-delimited",
+            span_plus(&[0x32, 0x01, 0x00]),
+            Malformed,
+        ),
+        pb(
+            "span start time (field 7) as a varint",
+            span_plus(&[0x38, 0x05]),
+            Malformed,
+        ),
         pb("wire type 6", vec![0x0e], Malformed),
         pb("wire type 7 inside a span", span_plus(&[0x7f]), Malformed),
-        pb("end-group without a start-group", span_plus(&[0x94, 0x03]), Malformed),
+        pb(
+            "end-group without a start-group",
+            span_plus(&[0x94, 0x03]),
+            Malformed,
+        ),
         pb("field number 0", span_plus(&[0x00, 0x00]), Malformed),
         // Unknown fields of any valid wire type are skipped, as protobuf requires.
         pb(
@@ -379,7 +404,11 @@ fn table() -> Vec<Case> {
             Accepted { spans: 1 },
         ),
         // --- lengths larger than what follows
-        pb("request length 1000, 10 bytes follow", [&[0x0a, 0xe8, 0x07][..], &[0; 10]].concat(), Malformed),
+        pb(
+            "request length 1000, 10 bytes follow",
+            [&[0x0a, 0xe8, 0x07][..], &[0; 10]].concat(),
+            Malformed,
+        ),
         pb(
             "span name length 200, 5 bytes follow",
             {
@@ -406,11 +435,27 @@ fn table() -> Vec<Case> {
             },
             Malformed,
         ),
-        pb("length of u64::MAX", [&[0x0a][..], &[0xff; 9], &[0x01]].concat(), Malformed),
+        pb(
+            "length of u64::MAX",
+            [&[0x0a][..], &[0xff; 9], &[0x01]].concat(),
+            Malformed,
+        ),
         // --- invalid UTF-8, wherever a string field is
-        pb("span name 0xff 0xfe", span_name_bytes("GET /xx", b"GET /\xff\xfe"), Malformed),
-        pb("span name: overlong '/' (0xc0 0xaf)", span_name_bytes("GET /xx", b"GET /\xc0\xaf"), Malformed),
-        pb("span name: lone surrogate (0xed 0xa0 0x80)", span_name_bytes("GET /xxx", b"GET /\xed\xa0\x80"), Malformed),
+        pb(
+            "span name 0xff 0xfe",
+            span_name_bytes("GET /xx", b"GET /\xff\xfe"),
+            Malformed,
+        ),
+        pb(
+            "span name: overlong '/' (0xc0 0xaf)",
+            span_name_bytes("GET /xx", b"GET /\xc0\xaf"),
+            Malformed,
+        ),
+        pb(
+            "span name: lone surrogate (0xed 0xa0 0x80)",
+            span_name_bytes("GET /xxx", b"GET /\xed\xa0\x80"),
+            Malformed,
+        ),
         pb(
             "attribute key 0xff",
             {
@@ -425,7 +470,10 @@ fn table() -> Vec<Case> {
             "service.name value 0xff",
             {
                 let mut b = encoded(vec![span("GET /svc")]);
-                let at = b.windows(SERVICE.len()).position(|w| w == SERVICE.as_bytes()).expect("service");
+                let at = b
+                    .windows(SERVICE.len())
+                    .position(|w| w == SERVICE.as_bytes())
+                    .expect("service");
                 b[at] = 0xff;
                 b
             },
@@ -467,25 +515,53 @@ fn table() -> Vec<Case> {
             },
             Malformed,
         ),
-        json("JSON span name \\ud800 (lone surrogate escape)", json_ok("GET /\\ud800", ""), Malformed),
+        json(
+            "JSON span name \\ud800 (lone surrogate escape)",
+            json_ok("GET /\\ud800", ""),
+            Malformed,
+        ),
         // --- durations
         pb(
             "end before start",
             with(|s| std::mem::swap(&mut s.start_time_unix_nano, &mut s.end_time_unix_nano)),
-            Partial { spans: 1, rejected: 1, why: "end time is before start time" },
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "end time is before start time",
+            },
         ),
-        pb("end = 0", with(|s| s.end_time_unix_nano = 0), Partial { spans: 1, rejected: 1, why: "end time is missing" }),
+        pb(
+            "end = 0",
+            with(|s| s.end_time_unix_nano = 0),
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "end time is missing",
+            },
+        ),
         pb(
             "start = end = 0",
             with(|s| {
                 s.start_time_unix_nano = 0;
                 s.end_time_unix_nano = 0
             }),
-            Partial { spans: 1, rejected: 1, why: "end time is missing" },
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "end time is missing",
+            },
         ),
-        pb("zero duration", with(|s| s.start_time_unix_nano = s.end_time_unix_nano), Accepted { spans: 1 }),
+        pb(
+            "zero duration",
+            with(|s| s.start_time_unix_nano = s.end_time_unix_nano),
+            Accepted { spans: 1 },
+        ),
         // Reported: a span with no start time is accepted and recorded as ~56 years long.
-        pb("start = 0 (56-year duration)", with(|s| s.start_time_unix_nano = 0), Accepted { spans: 1 }),
+        pb(
+            "start = 0 (56-year duration)",
+            with(|s| s.start_time_unix_nano = 0),
+            Accepted { spans: 1 },
+        ),
         // Ends in the year 2554: clamped to now (cerflow_clamped_spans_total), and recorded.
         pb(
             "end = u64::MAX",
@@ -506,130 +582,448 @@ fn table() -> Vec<Case> {
                 },
                 span("GET /mixed-ok-2"),
             ]),
-            Partial { spans: 3, rejected: 1, why: "GET /mixed-backwards" },
+            Partial {
+                spans: 3,
+                rejected: 1,
+                why: "GET /mixed-backwards",
+            },
         ),
         json(
             "JSON end before start",
-            json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{end}\""), &format!("\"{}\"", end - 1)),
-            Partial { spans: 1, rejected: 1, why: "end time is before start time" },
+            json_raw(
+                &format!("\"{}\"", hex(&TRACE_ID)),
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                &format!("\"{end}\""),
+                &format!("\"{}\"", end - 1),
+            ),
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "end time is before start time",
+            },
         ),
         json(
             "JSON end = \"0\"",
-            json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{end}\""), "\"0\""),
-            Partial { spans: 1, rejected: 1, why: "end time is missing" },
+            json_raw(
+                &format!("\"{}\"", hex(&TRACE_ID)),
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                &format!("\"{end}\""),
+                "\"0\"",
+            ),
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "end time is missing",
+            },
         ),
         json(
             "JSON times as numbers (allowed)",
-            json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), &format!("{}", end - 1000), &format!("{end}")),
+            json_raw(
+                &format!("\"{}\"", hex(&TRACE_ID)),
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                &format!("{}", end - 1000),
+                &format!("{end}"),
+            ),
             Accepted { spans: 1 },
         ),
         json(
             "JSON negative start \"-5\"",
-            json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), "\"-5\"", &format!("\"{end}\"")),
+            json_raw(
+                &format!("\"{}\"", hex(&TRACE_ID)),
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                "\"-5\"",
+                &format!("\"{end}\""),
+            ),
             Malformed,
         ),
         json(
             "JSON negative start -5 (number)",
-            json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), "-5", &format!("\"{end}\"")),
+            json_raw(
+                &format!("\"{}\"", hex(&TRACE_ID)),
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                "-5",
+                &format!("\"{end}\""),
+            ),
             Malformed,
         ),
         json(
             "JSON end past u64 (18446744073709551616)",
-            json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{end}\""), "\"18446744073709551616\""),
+            json_raw(
+                &format!("\"{}\"", hex(&TRACE_ID)),
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                &format!("\"{end}\""),
+                "\"18446744073709551616\"",
+            ),
             Malformed,
         ),
         // --- ids of the wrong length
-        pb("trace_id 15 bytes", with(|s| s.trace_id.truncate(15)), Partial { spans: 1, rejected: 1, why: "trace_id" }),
-        pb("trace_id 17 bytes", with(|s| s.trace_id.push(1)), Partial { spans: 1, rejected: 1, why: "trace_id" }),
-        pb("trace_id empty", with(|s| s.trace_id.clear()), Partial { spans: 1, rejected: 1, why: "trace_id" }),
-        pb("trace_id all zero", with(|s| s.trace_id = vec![0; 16]), Partial { spans: 1, rejected: 1, why: "trace_id" }),
-        pb("span_id 7 bytes", with(|s| s.span_id.truncate(7)), Partial { spans: 1, rejected: 1, why: "span_id" }),
-        pb("span_id 9 bytes", with(|s| s.span_id.push(1)), Partial { spans: 1, rejected: 1, why: "span_id" }),
-        pb("span_id all zero", with(|s| s.span_id = vec![0; 8]), Partial { spans: 1, rejected: 1, why: "span_id" }),
+        pb(
+            "trace_id 15 bytes",
+            with(|s| s.trace_id.truncate(15)),
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "trace_id",
+            },
+        ),
+        pb(
+            "trace_id 17 bytes",
+            with(|s| s.trace_id.push(1)),
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "trace_id",
+            },
+        ),
+        pb(
+            "trace_id empty",
+            with(|s| s.trace_id.clear()),
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "trace_id",
+            },
+        ),
+        pb(
+            "trace_id all zero",
+            with(|s| s.trace_id = vec![0; 16]),
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "trace_id",
+            },
+        ),
+        pb(
+            "span_id 7 bytes",
+            with(|s| s.span_id.truncate(7)),
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "span_id",
+            },
+        ),
+        pb(
+            "span_id 9 bytes",
+            with(|s| s.span_id.push(1)),
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "span_id",
+            },
+        ),
+        pb(
+            "span_id all zero",
+            with(|s| s.span_id = vec![0; 8]),
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "span_id",
+            },
+        ),
         // A parent span id of the wrong length is not checked: cerflow does not read it.
-        pb("parent_span_id 3 bytes", with(|s| s.parent_span_id = vec![1, 2, 3]), Accepted { spans: 1 }),
+        pb(
+            "parent_span_id 3 bytes",
+            with(|s| s.parent_span_id = vec![1, 2, 3]),
+            Accepted { spans: 1 },
+        ),
         json(
             "JSON traceId 2 bytes (\"5b8e\")",
-            json_raw("\"5b8e\"", &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
-            Partial { spans: 1, rejected: 1, why: "trace_id" },
+            json_raw(
+                "\"5b8e\"",
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                &format!("\"{}\"", end - 1),
+                &format!("\"{end}\""),
+            ),
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "trace_id",
+            },
         ),
         json(
             "JSON traceId 17 bytes",
-            json_raw(&format!("\"{}01\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
-            Partial { spans: 1, rejected: 1, why: "trace_id" },
+            json_raw(
+                &format!("\"{}01\"", hex(&TRACE_ID)),
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                &format!("\"{}\"", end - 1),
+                &format!("\"{end}\""),
+            ),
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "trace_id",
+            },
         ),
         json(
             "JSON traceId \"\"",
-            json_raw("\"\"", &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
-            Partial { spans: 1, rejected: 1, why: "trace_id" },
+            json_raw(
+                "\"\"",
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                &format!("\"{}\"", end - 1),
+                &format!("\"{end}\""),
+            ),
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "trace_id",
+            },
         ),
         json(
             "JSON spanId 7 bytes",
-            json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", &hex(&SPAN_ID)[..14]), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
-            Partial { spans: 1, rejected: 1, why: "span_id" },
+            json_raw(
+                &format!("\"{}\"", hex(&TRACE_ID)),
+                &format!("\"{}\"", &hex(&SPAN_ID)[..14]),
+                &format!("\"{}\"", end - 1),
+                &format!("\"{end}\""),
+            ),
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "span_id",
+            },
         ),
         json(
             "JSON traceId odd length (\"5b8\")",
-            json_raw("\"5b8\"", &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
+            json_raw(
+                "\"5b8\"",
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                &format!("\"{}\"", end - 1),
+                &format!("\"{end}\""),
+            ),
             Malformed,
         ),
         json(
             "JSON traceId not hex",
-            json_raw(&format!("\"zz{}\"", &hex(&TRACE_ID)[2..]), &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
+            json_raw(
+                &format!("\"zz{}\"", &hex(&TRACE_ID)[2..]),
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                &format!("\"{}\"", end - 1),
+                &format!("\"{end}\""),
+            ),
             Malformed,
         ),
         json(
             "JSON traceId in base64 (not OTLP JSON)",
-            json_raw("\"W47/95gDgQPSabYzgT/GDA==\"", &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
+            json_raw(
+                "\"W47/95gDgQPSabYzgT/GDA==\"",
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                &format!("\"{}\"", end - 1),
+                &format!("\"{end}\""),
+            ),
             Malformed,
         ),
         json(
             "JSON traceId in upper-case hex",
-            json_raw(&format!("\"{}\"", hex(&TRACE_ID).to_uppercase()), &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")),
+            json_raw(
+                &format!("\"{}\"", hex(&TRACE_ID).to_uppercase()),
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                &format!("\"{}\"", end - 1),
+                &format!("\"{end}\""),
+            ),
             Accepted { spans: 1 },
         ),
-        // --- deeply nested attribute values (prost's recursion limit is 100 messages;
-        // serde_json's is 128 JSON levels)
-        pb("kvlist nested 20 deep", nested(true, 20), Accepted { spans: 1 }),
+        // --- deeply nested attribute values. Protobuf: prost's recursion limit (100
+        // nested messages; a kvlist level is 3 messages, an array level 2) stops at
+        // kvlists 31 deep and arrays 47 deep. JSON: serde_json's limit (128 levels; a
+        // kvlist level is 4, an array level 3) stops at 29 and 39. Past them: malformed.
+        pb(
+            "kvlist nested 20 deep",
+            nested(true, 20),
+            Accepted { spans: 1 },
+        ),
+        pb(
+            "kvlist nested 31 deep (the limit)",
+            nested(true, 31),
+            Accepted { spans: 1 },
+        ),
+        pb("kvlist nested 32 deep", nested(true, 32), Malformed),
         pb("kvlist nested 100 deep", nested(true, 100), Malformed),
         pb("kvlist nested 1000 deep", nested(true, 1000), Malformed),
-        pb("array nested 40 deep", nested(false, 40), Accepted { spans: 1 }),
+        pb(
+            "array nested 47 deep (the limit)",
+            nested(false, 47),
+            Accepted { spans: 1 },
+        ),
+        pb("array nested 48 deep", nested(false, 48), Malformed),
         pb("array nested 100 deep", nested(false, 100), Malformed),
         pb("array nested 10000 deep", nested(false, 10_000), Malformed),
-        json("JSON kvlist nested 20 deep", json_nested("kvlist", 20), Accepted { spans: 1 }),
-        json("JSON kvlist nested 100 deep", json_nested("kvlist", 100), Malformed),
-        json("JSON array nested 30 deep", json_nested("array", 30), Accepted { spans: 1 }),
-        json("JSON array nested 100 deep", json_nested("array", 100), Malformed),
-        json("JSON array nested 10000 deep", json_nested("array", 10_000), Malformed),
+        json(
+            "JSON kvlist nested 20 deep",
+            json_nested("kvlist", 20),
+            Accepted { spans: 1 },
+        ),
+        json(
+            "JSON kvlist nested 29 deep (the limit)",
+            json_nested("kvlist", 29),
+            Accepted { spans: 1 },
+        ),
+        json(
+            "JSON kvlist nested 30 deep",
+            json_nested("kvlist", 30),
+            Malformed,
+        ),
+        json(
+            "JSON kvlist nested 100 deep",
+            json_nested("kvlist", 100),
+            Malformed,
+        ),
+        json(
+            "JSON array nested 39 deep (the limit)",
+            json_nested("array", 39),
+            Accepted { spans: 1 },
+        ),
+        json(
+            "JSON array nested 40 deep",
+            json_nested("array", 40),
+            Malformed,
+        ),
+        json(
+            "JSON array nested 100 deep",
+            json_nested("array", 100),
+            Malformed,
+        ),
+        json(
+            "JSON array nested 10000 deep",
+            json_nested("array", 10_000),
+            Malformed,
+        ),
         // --- 1 MB strings: accepted, the span counts
-        pb("1 MB attribute value", with_attr(str_value(mb.clone())), Accepted { spans: 1 }),
-        pb("1 MB attribute key", with(|s| s.attributes.push(kv(mb.clone(), str_value("v")))), Accepted { spans: 1 }),
+        pb(
+            "1 MB attribute value",
+            with_attr(str_value(mb.clone())),
+            Accepted { spans: 1 },
+        ),
+        pb(
+            "1 MB attribute key",
+            with(|s| s.attributes.push(kv(mb.clone(), str_value("v")))),
+            Accepted { spans: 1 },
+        ),
         json(
             "JSON 1 MB attribute value",
-            json_ok("GET /json-1mb", &format!(r#","attributes":[{{"key":"big","value":{{"stringValue":"{mb}"}}}}]"#)),
+            json_ok(
+                "GET /json-1mb",
+                &format!(r#","attributes":[{{"key":"big","value":{{"stringValue":"{mb}"}}}}]"#),
+            ),
             Accepted { spans: 1 },
         ),
         // --- JSON with wrong types
         json("JSON top-level string", r#""resourceSpans""#, Malformed),
-        json("JSON resourceSpans is an object", r#"{"resourceSpans":{}}"#, Malformed),
-        json("JSON resourceSpans is null", r#"{"resourceSpans":null}"#, Malformed),
-        json("JSON span name is a number", json_span(&json_fields("GET /x", "").replace(r#""name":"GET /x""#, r#""name":5"#)), Malformed),
-        json("JSON span name is null", json_span(&json_fields("GET /x", "").replace(r#""name":"GET /x""#, r#""name":null"#)), Malformed),
-        json("JSON kind as its enum name", json_span(&json_fields("GET /x", "").replace(r#""kind":2"#, r#""kind":"SPAN_KIND_SERVER""#)), Malformed),
-        json("JSON kind past i32", json_span(&json_fields("GET /x", "").replace(r#""kind":2"#, r#""kind":99999999999"#)), Malformed),
-        json("JSON start time 1.5", json_raw(&format!("\"{}\"", hex(&TRACE_ID)), &format!("\"{}\"", hex(&SPAN_ID)), "1.5", &format!("\"{end}\"")), Malformed),
-        json("JSON traceId is a number", json_raw("123", &format!("\"{}\"", hex(&SPAN_ID)), &format!("\"{}\"", end - 1), &format!("\"{end}\"")), Malformed),
-        json("JSON intValue \"abc\"", json_ok("GET /x", r#","attributes":[{"key":"k","value":{"intValue":"abc"}}]"#), Malformed),
-        json("JSON intValue past i64", json_ok("GET /x", r#","attributes":[{"key":"k","value":{"intValue":"9223372036854775808"}}]"#), Malformed),
-        json("JSON boolValue \"true\"", json_ok("GET /x", r#","attributes":[{"key":"k","value":{"boolValue":"true"}}]"#), Malformed),
-        json("JSON attribute value is an array", json_ok("GET /x", r#","attributes":[{"key":"k","value":[1]}]"#), Malformed),
-        json("JSON status code as its enum name", json_ok("GET /x", r#","status":{"code":"STATUS_CODE_ERROR"}"#), Malformed),
-        json("JSON duplicate name field", json_ok("GET /x", r#","name":"again""#), Malformed),
-        json("JSON trailing garbage", json_ok("GET /x", "") + "xyz", Malformed),
-        json("JSON unknown fields are ignored", json_ok("GET /json-unknown", r#","bogus":{"x":[1,2,null]}"#), Accepted { spans: 1 }),
-        json("JSON intValue as a number (allowed)", json_ok("GET /json-int", r#","attributes":[{"key":"k","value":{"intValue":7}}]"#), Accepted { spans: 1 }),
+        json(
+            "JSON resourceSpans is an object",
+            r#"{"resourceSpans":{}}"#,
+            Malformed,
+        ),
+        // The protobuf JSON mapping reads null as the field's default.
+        json(
+            "JSON resourceSpans is null",
+            r#"{"resourceSpans":null}"#,
+            Accepted { spans: 0 },
+        ),
+        json(
+            "JSON span name is a number",
+            json_span(&json_fields("GET /x", "").replace(r#""name":"GET /x""#, r#""name":5"#)),
+            Malformed,
+        ),
+        json(
+            "JSON span name is null (read as \"\")",
+            json_span(&json_fields("GET /x", "").replace(r#""name":"GET /x""#, r#""name":null"#)),
+            Accepted { spans: 1 },
+        ),
+        json(
+            "JSON kind as its enum name",
+            json_span(
+                &json_fields("GET /x", "").replace(r#""kind":2"#, r#""kind":"SPAN_KIND_SERVER""#),
+            ),
+            Malformed,
+        ),
+        json(
+            "JSON kind past i32",
+            json_span(&json_fields("GET /x", "").replace(r#""kind":2"#, r#""kind":99999999999"#)),
+            Malformed,
+        ),
+        json(
+            "JSON start time 1.5",
+            json_raw(
+                &format!("\"{}\"", hex(&TRACE_ID)),
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                "1.5",
+                &format!("\"{end}\""),
+            ),
+            Malformed,
+        ),
+        json(
+            "JSON traceId is a number",
+            json_raw(
+                "123",
+                &format!("\"{}\"", hex(&SPAN_ID)),
+                &format!("\"{}\"", end - 1),
+                &format!("\"{end}\""),
+            ),
+            Malformed,
+        ),
+        json(
+            "JSON intValue \"abc\"",
+            json_ok(
+                "GET /x",
+                r#","attributes":[{"key":"k","value":{"intValue":"abc"}}]"#,
+            ),
+            Malformed,
+        ),
+        json(
+            "JSON intValue past i64",
+            json_ok(
+                "GET /x",
+                r#","attributes":[{"key":"k","value":{"intValue":"9223372036854775808"}}]"#,
+            ),
+            Malformed,
+        ),
+        json(
+            "JSON boolValue \"true\"",
+            json_ok(
+                "GET /x",
+                r#","attributes":[{"key":"k","value":{"boolValue":"true"}}]"#,
+            ),
+            Malformed,
+        ),
+        json(
+            "JSON attribute value is an array",
+            json_ok("GET /x", r#","attributes":[{"key":"k","value":[1]}]"#),
+            Malformed,
+        ),
+        json(
+            "JSON status code as its enum name",
+            json_ok("GET /x", r#","status":{"code":"STATUS_CODE_ERROR"}"#),
+            Malformed,
+        ),
+        json(
+            "JSON duplicate name field (the last one wins)",
+            json_ok("GET /x", r#","name":"again""#),
+            Accepted { spans: 1 },
+        ),
+        json(
+            "JSON trailing garbage",
+            json_ok("GET /x", "") + "xyz",
+            Malformed,
+        ),
+        json(
+            "JSON unknown fields are ignored",
+            json_ok("GET /json-unknown", r#","bogus":{"x":[1,2,null]}"#),
+            Accepted { spans: 1 },
+        ),
+        json(
+            "JSON intValue as a number (allowed)",
+            json_ok(
+                "GET /json-int",
+                r#","attributes":[{"key":"k","value":{"intValue":7}}]"#,
+            ),
+            Accepted { spans: 1 },
+        ),
         // Reported: serde's sequence form of a struct is accepted, though it is not OTLP JSON.
-        json("JSON top-level [] (not OTLP JSON)", "[]", Accepted { spans: 0 }),
+        json(
+            "JSON top-level [] (not OTLP JSON)",
+            "[]",
+            Accepted { spans: 0 },
+        ),
     ]
 }
 
@@ -900,7 +1294,13 @@ fn check(want: &Want, got: &Got) -> Result<(), String> {
     match (want, got) {
         (Malformed, Got::Malformed) => Ok(()),
         (Accepted { .. }, Got::Ok { rejected: 0, .. }) => Ok(()),
-        (Partial { rejected, why, .. }, Got::Ok { rejected: r, message }) if r == rejected => {
+        (
+            Partial { rejected, why, .. },
+            Got::Ok {
+                rejected: r,
+                message,
+            },
+        ) if r == rejected => {
             if message.contains(why) {
                 Ok(())
             } else {
@@ -942,15 +1342,13 @@ fn malformed_requests_get_exact_outcomes_and_are_counted() {
             let moved = delta(&before, &after);
             eprintln!("{:<5} {:<62} {:?} {:?}", t.label(), case.name, got, moved);
             let want_moved = expected_delta(&case.want, t);
-            let verdict = got
-                .and_then(|g| check(&case.want, &g))
-                .and_then(|()| {
-                    if moved == want_moved {
-                        Ok(())
-                    } else {
-                        Err(format!("counters moved {moved:?}, want {want_moved:?}"))
-                    }
-                });
+            let verdict = got.and_then(|g| check(&case.want, &g)).and_then(|()| {
+                if moved == want_moved {
+                    Ok(())
+                } else {
+                    Err(format!("counters moved {moved:?}, want {want_moved:?}"))
+                }
+            });
             if let Err(e) = verdict {
                 failures.push(format!(
                     "{:?} {:?} [{} bytes]: want {:?}; {e}",
@@ -988,12 +1386,8 @@ fn malformed_requests_get_exact_outcomes_and_are_counted() {
             message: String::new()
         })
     );
-    *total
-        .entry(("received_spans", "http".into()))
-        .or_default() += 1.0;
-    *total
-        .entry(("received_spans", "grpc".into()))
-        .or_default() += 1.0;
+    *total.entry(("received_spans", "http".into())).or_default() += 1.0;
+    *total.entry(("received_spans", "grpc".into())).or_default() += 1.0;
 
     // The refusals add up exactly: the counters are the sum of every row's.
     let s = cerflow.scrape();
@@ -1004,10 +1398,15 @@ fn malformed_requests_get_exact_outcomes_and_are_counted() {
     // Every received span is accounted for once the queues drain.
     let refused_spans: f64 = REASONS
         .iter()
-        .map(|r| total.get(&("refused_spans", r.to_string())).copied().unwrap_or(0.0))
+        .map(|r| {
+            total
+                .get(&("refused_spans", r.to_string()))
+                .copied()
+                .unwrap_or(0.0)
+        })
         .sum();
-    let received = total[&("received_spans", "http".into())]
-        + total[&("received_spans", "grpc".into())];
+    let received =
+        total[&("received_spans", "http".into())] + total[&("received_spans", "grpc".into())];
     let s = cerflow.wait_for(
         "cerflow_processed_spans_total",
         &[],
@@ -1070,7 +1469,8 @@ fn huge_span_names_do_not_blow_up_the_metrics_page() {
     });
     let mb = "n".repeat(1 << 20);
     let mut s = span(&mb);
-    s.attributes.push(kv("app.plan.tier", str_value(mb.clone())));
+    s.attributes
+        .push(kv("app.plan.tier", str_value(mb.clone())));
     let got = send_http(&cerflow, Kind::Protobuf, encoded(vec![s])).expect("an answer");
     assert_eq!(
         got,
@@ -1095,4 +1495,81 @@ fn huge_span_names_do_not_blow_up_the_metrics_page() {
         "one 2 MB span made /metrics {} bytes",
         page.len()
     );
+}
+
+/// Peak resident memory of a process, from /proc (Linux).
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb * 1024
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data).expect("gzip in memory");
+    e.finish().expect("gzip in memory")
+}
+
+/// Bug (reported): `max_decompressed_bytes` bounds the bytes of a request, not what
+/// decoding them costs. An empty span is 2 bytes of protobuf but a ~100-byte record in
+/// the decoder, and an element of an unknown JSON array is 2 bytes of text but a
+/// 32-byte `serde_json::Value` (the JSON path now builds a `Value` tree to strip nulls).
+/// So a gzip body of about 60 KB inflating to the default 64 MiB makes cerflow peak at
+/// about 3 GB (protobuf, 31 million empty spans) or 1 GB (JSON), and a few such
+/// requests at once exhaust the machine. Measured here at 8 MiB inflated, where the
+/// peak should stay within a small multiple of the body.
+#[test]
+#[ignore = "bug: decoding amplifies a request ~50x (protobuf empty spans) / ~18x (JSON), beyond max_decompressed_bytes"]
+fn decoding_does_not_amplify_small_requests_into_gigabytes() {
+    const INFLATED: usize = 8 << 20;
+    let bodies = [
+        ("application/x-protobuf", {
+            // One ResourceSpans, one ScopeSpans, ~4 million empty spans (`12 00`).
+            let mut rs = Vec::new();
+            field(&mut rs, 2, &[0x12, 0x00].repeat((INFLATED - 16) / 2));
+            let mut req = Vec::new();
+            field(&mut req, 1, &rs);
+            req
+        }),
+        ("application/json", {
+            let mut j = br#"{"resourceSpans":[],"x":["#.to_vec();
+            while j.len() < INFLATED - 4 {
+                j.extend_from_slice(b"0,");
+            }
+            j.extend_from_slice(b"0]}");
+            j
+        }),
+    ];
+    let mut failures = Vec::new();
+    for (ct, body) in bodies {
+        let cerflow = Cerflow::start(config);
+        let pid = cerflow.pid().expect("running");
+        let before = peak_rss_bytes(pid);
+        let r = cerflow
+            .client()
+            .post(cerflow.http_url("/v1/traces"))
+            .header("content-type", ct)
+            .header("content-encoding", "gzip")
+            .body(gzip(&body))
+            .timeout(std::time::Duration::from_secs(120))
+            .send()
+            .expect("an answer");
+        let status = r.status();
+        let _ = r.bytes();
+        let grew = peak_rss_bytes(pid).saturating_sub(before);
+        if grew >= 4 * INFLATED as u64 {
+            failures.push(format!(
+                "{ct}: a {} KB gzip body ({} MiB inflated) grew cerflow's peak memory by {} MiB (answer {status})",
+                gzip(&body).len() / 1024,
+                INFLATED >> 20,
+                grew >> 20
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

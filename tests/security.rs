@@ -86,8 +86,11 @@ fn bearer_tokens_guard_both_receivers_and_name_the_tenant() {
     // 3 + 2 + 1 spans over HTTP and 6 over gRPC were turned away, in 4 requests.
     s.assert("cerflow_refused_spans_total", &[("reason", "unauthenticated")], 12.0);
     s.assert("cerflow_refused_requests_total", &[("reason", "unauthenticated")], 4.0);
-    s.assert("cerflow_received_spans_total", &[("transport", "http")], 9.0);
-    s.assert("cerflow_received_spans_total", &[("transport", "grpc")], 7.0);
+    // Refused spans were received too: received = processed + refused.
+    s.assert("cerflow_received_spans_total", &[("transport", "http")], 15.0);
+    s.assert("cerflow_received_spans_total", &[("transport", "grpc")], 13.0);
+    let s = cf.wait_for("cerflow_processed_spans_total", &[], 16.0);
+    assert_eq!(s.sum("cerflow_received_spans_total", &[]), 16.0 + s.sum("cerflow_refused_spans_total", &[]));
 }
 
 struct Pki {

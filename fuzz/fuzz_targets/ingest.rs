@@ -61,7 +61,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let w = world();
-    let format = if selector & 1 == 0 { Format::Protobuf } else { Format::Json };
+    let format = if selector & 1 == 0 {
+        Format::Protobuf
+    } else {
+        Format::Json
+    };
     let t = Transport::Http;
     match (selector >> 1) % 3 {
         0 => {
@@ -76,7 +80,11 @@ fuzz_target!(|data: &[u8]| {
                 (oracle::Outcome::Rejected, Err(Refused::Malformed(_))) => assert_eq!(received, 0),
                 (oracle::Outcome::Accepted { spans }, Ok(a)) => {
                     assert_eq!(received, spans as u64, "every span counted as received");
-                    assert!(a.rejected <= spans as u64, "{} of {spans} rejected", a.rejected);
+                    assert!(
+                        a.rejected <= spans as u64,
+                        "{} of {spans} rejected",
+                        a.rejected
+                    );
                     assert_eq!(a.rejected > 0, !a.message.is_empty(), "{a:?}");
                 }
                 (oracle::Outcome::Accepted { .. }, Err(Refused::Unavailable)) => {}

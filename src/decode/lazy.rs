@@ -142,11 +142,17 @@ impl<'a> TraceRequest<'a> {
 
     /// Every span, in request order.
     pub fn spans(&self) -> impl ExactSizeIterator<Item = LazySpan<'_, 'a>> + '_ {
-        self.spans.iter().map(move |rec| LazySpan { req: self, rec })
+        self.spans
+            .iter()
+            .map(move |rec| LazySpan { req: self, rec })
     }
 
     fn request(&mut self, body: &'a [u8]) -> R<()> {
-        let mut c = Cur { b: body, pos: 0, base: 0 };
+        let mut c = Cur {
+            b: body,
+            pos: 0,
+            base: 0,
+        };
         let ctx = RECURSION_LIMIT;
         while c.more() {
             let (tag, wt) = c.key()?;
@@ -164,7 +170,10 @@ impl<'a> TraceRequest<'a> {
     fn resource_spans(&mut self, mut c: Cur<'a>, ctx: u32) -> R<()> {
         let index = self.resources.len() as u32;
         let first_attr = self.resource_attrs.len() as u32;
-        self.resources.push(ResourceRec { service: UNKNOWN_SERVICE, attrs: (first_attr, first_attr) });
+        self.resources.push(ResourceRec {
+            service: UNKNOWN_SERVICE,
+            attrs: (first_attr, first_attr),
+        });
         while c.more() {
             let (tag, wt) = c.key()?;
             match tag {
@@ -183,10 +192,16 @@ impl<'a> TraceRequest<'a> {
             }
         }
         let attrs = (first_attr, self.resource_attrs.len() as u32);
-        let own = self.resource_attrs.get(attrs.0 as usize..attrs.1 as usize).unwrap_or_default();
+        let own = self
+            .resource_attrs
+            .get(attrs.0 as usize..attrs.1 as usize)
+            .unwrap_or_default();
         // As prost's path reads it: the first `service.name`, if it is a string.
         let service = match own.iter().find(|a| a.key == SERVICE_NAME) {
-            Some(Attr { value: AttrValue::Str(s), .. }) => s,
+            Some(Attr {
+                value: AttrValue::Str(s),
+                ..
+            }) => s,
             _ => UNKNOWN_SERVICE,
         };
         if let Some(r) = self.resources.get_mut(index as usize) {
@@ -259,7 +274,12 @@ impl<'a> TraceRequest<'a> {
                 9 => {
                     let sub = c.message(wt, ctx)?;
                     let i = (self.span_attrs.len() - first_attr as usize) % SEEN;
-                    let kv = key_value(sub, ctx - 1, &mut self.seen.keys[i], &mut self.seen.values[i])?;
+                    let kv = key_value(
+                        sub,
+                        ctx - 1,
+                        &mut self.seen.keys[i],
+                        &mut self.seen.values[i],
+                    )?;
                     self.span_attrs.push(kv);
                 }
                 1 => s.trace_id = c.bytes(wt)?,
@@ -315,7 +335,12 @@ const V_OTHER: u8 = 5;
 /// per span). Repeated `value` fields merge and the last field of the oneof wins, as in
 /// prost; arrays, maps and bytes are checked and read as [`AttrValue::Other`].
 #[inline(always)]
-fn key_value<'a>(mut c: Cur<'a>, ctx: u32, seen_key: &mut &'a str, seen_value: &mut &'a str) -> R<Attr<'a>> {
+fn key_value<'a>(
+    mut c: Cur<'a>,
+    ctx: u32,
+    seen_key: &mut &'a str,
+    seen_value: &mut &'a str,
+) -> R<Attr<'a>> {
     let mut key = "";
     let mut vt = V_NONE;
     let mut num = 0u64;
@@ -560,7 +585,9 @@ impl<'a> Cur<'a> {
     fn varint_long(&mut self) -> R<u64> {
         let mut value = 0u64;
         for i in 0..10 {
-            let Some(&x) = self.b.get(self.pos + i) else { return Err(self.fail("truncated varint")) };
+            let Some(&x) = self.b.get(self.pos + i) else {
+                return Err(self.fail("truncated varint"));
+            };
             value |= u64::from(x & 0x7f) << (7 * i);
             if x < 0x80 {
                 if i == 9 && x > 1 {
@@ -690,7 +717,11 @@ impl<'a> Cur<'a> {
             return Err(self.fail("messages nested too deeply"));
         }
         let b = self.len_prefixed()?;
-        Ok(Cur { b, pos: 0, base: self.base + self.pos - b.len() })
+        Ok(Cur {
+            b,
+            pos: 0,
+            base: self.base + self.pos - b.len(),
+        })
     }
 
     /// Skips an unknown field as prost does, groups included.

@@ -33,8 +33,15 @@ pub enum Outcome {
 }
 
 pub enum Client {
-    Grpc { channels: Vec<Channel>, gzip: bool },
-    Http { client: HyperClient<HttpConnector, Full<Bytes>>, uri: Uri, gzip: bool },
+    Grpc {
+        channels: Vec<Channel>,
+        gzip: bool,
+    },
+    Http {
+        client: Box<HyperClient<HttpConnector, Full<Bytes>>>,
+        uri: Uri,
+        gzip: bool,
+    },
 }
 
 /// `host:port` or a URL; a missing scheme means `http://`.
@@ -66,19 +73,32 @@ impl Client {
                     .initial_connection_window_size(Some(8 << 20));
                 let mut channels = Vec::new();
                 for _ in 0..connections.max(1) {
-                    let ch = ep.connect().await.map_err(|e| format!("cannot connect to {url}: {}", chain(&e)))?;
+                    let ch = ep
+                        .connect()
+                        .await
+                        .map_err(|e| format!("cannot connect to {url}: {}", chain(&e)))?;
                     channels.push(ch);
                 }
                 Ok(Client::Grpc { channels, gzip })
             }
             Protocol::Http => {
-                let full = if url.ends_with("/v1/traces") { url.clone() } else { format!("{url}/v1/traces") };
-                let uri: Uri = full.parse().map_err(|e| format!("invalid endpoint \"{full}\": {e}"))?;
+                let full = if url.ends_with("/v1/traces") {
+                    url.clone()
+                } else {
+                    format!("{url}/v1/traces")
+                };
+                let uri: Uri = full
+                    .parse()
+                    .map_err(|e| format!("invalid endpoint \"{full}\": {e}"))?;
                 let mut connector = HttpConnector::new();
                 connector.set_nodelay(true);
                 connector.set_connect_timeout(Some(timeout));
                 let client = HyperClient::builder(TokioExecutor::new()).build(connector);
-                Ok(Client::Http { client, uri, gzip })
+                Ok(Client::Http {
+                    client: Box::new(client),
+                    uri,
+                    gzip,
+                })
             }
         }
     }
@@ -126,7 +146,10 @@ impl Client {
                 };
                 let (parts, body) = resp.into_parts();
                 if !parts.status.is_success() {
-                    return Outcome::Refused(format!("HTTP {} on a gRPC call", parts.status.as_u16()));
+                    return Outcome::Refused(format!(
+                        "HTTP {} on a gRPC call",
+                        parts.status.as_u16()
+                    ));
                 }
                 if let Some(o) = grpc_status(&parts.headers) {
                     return o;
@@ -142,7 +165,9 @@ impl Client {
                 }
                 // grpc-status 0, or no status at all (the body alone says nothing is wrong).
                 let msg = data.get(5..).unwrap_or_default();
-                Outcome::Ok { rejected: rejected_spans(msg) }
+                Outcome::Ok {
+                    rejected: rejected_spans(msg),
+                }
             }
             Client::Http { client, uri, gzip } => {
                 let mut req = Request::builder()
@@ -166,9 +191,15 @@ impl Client {
                     Err(e) => return Outcome::Failed(format!("reading the response: {e}")),
                 };
                 if status.is_success() {
-                    Outcome::Ok { rejected: rejected_spans(&data) }
+                    Outcome::Ok {
+                        rejected: rejected_spans(&data),
+                    }
                 } else {
-                    Outcome::Refused(format!("HTTP {}: {}", status.as_u16(), rpc_status_message(&data)))
+                    Outcome::Refused(format!(
+                        "HTTP {}: {}",
+                        status.as_u16(),
+                        rpc_status_message(&data)
+                    ))
                 }
             }
         }
@@ -191,11 +222,21 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn grpc_status(h: &http::HeaderMap) -> Option<Outcome> {
-    let code = h.get("grpc-status")?.to_str().ok()?.trim().parse::<i32>().ok()?;
+    let code = h
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<i32>()
+        .ok()?;
     if code == 0 {
         return None;
     }
-    let msg = h.get("grpc-message").and_then(|v| v.to_str().ok()).map(percent_decode).unwrap_or_default();
+    let msg = h
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .map(percent_decode)
+        .unwrap_or_default();
     let name = tonic::Code::from_i32(code);
     Some(Outcome::Refused(format!("{name:?}: {msg}")))
 }
@@ -246,7 +287,10 @@ fn rpc_status_message(body: &[u8]) -> String {
 pub fn frame(protocol: Protocol, gzip: bool, body: &[u8]) -> Bytes {
     use std::io::Write;
     let payload: Vec<u8> = if gzip {
-        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
         // Writing to a Vec cannot fail.
         let _ = enc.write_all(body);
         enc.finish().unwrap_or_default()
@@ -281,7 +325,12 @@ pub async fn get_text(
         .await
         .map_err(|_| "timed out".to_string())?
         .map_err(|e| chain(&e))?;
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -299,7 +348,10 @@ mod tests {
         assert_eq!(&f[..], &[0, 0, 0, 0, 3, b'a', b'b', b'c']);
         let g = frame(Protocol::Grpc, true, b"abcabcabcabc");
         assert_eq!(g[0], 1);
-        assert_eq!(u32::from_be_bytes([g[1], g[2], g[3], g[4]]) as usize, g.len() - 5);
+        assert_eq!(
+            u32::from_be_bytes([g[1], g[2], g[3], g[4]]) as usize,
+            g.len() - 5
+        );
         assert_eq!(&frame(Protocol::Http, false, b"abc")[..], b"abc");
     }
 

@@ -233,7 +233,11 @@ impl Shared {
 
     fn error(&self, msg: String) {
         let mut e = self.errors.lock().unwrap_or_else(|e| e.into_inner());
-        let key = if e.len() < 20 || e.contains_key(&msg) { msg } else { "(other errors)".to_string() };
+        let key = if e.len() < 20 || e.contains_key(&msg) {
+            msg
+        } else {
+            "(other errors)".to_string()
+        };
         *e.entry(key).or_default() += 1;
     }
 }
@@ -369,7 +373,10 @@ pub fn run(args: Args) -> u8 {
             return 2;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads.max(1)).enable_all().build()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
     {
         Ok(r) => r,
         Err(e) => {
@@ -390,7 +397,11 @@ fn check(a: &Args) -> Result<(), String> {
     if !(0.0..=1.0).contains(&a.error_rate) {
         return Err("--error-rate is a share between 0 and 1".into());
     }
-    if !(a.latency_ms.is_finite() && a.latency_ms >= 0.0 && a.latency_spread.is_finite() && a.latency_spread >= 0.0) {
+    if !(a.latency_ms.is_finite()
+        && a.latency_ms >= 0.0
+        && a.latency_spread.is_finite()
+        && a.latency_spread >= 0.0)
+    {
         return Err("--latency-ms and --latency-spread must be non-negative".into());
     }
     if a.spans == Some(0) {
@@ -412,7 +423,10 @@ fn plan(a: &Args) -> Result<Plan, String> {
                 (None, Some(_)) => None,
                 (None, None) => Some(Duration::from_secs(10)),
             };
-            (vec![Phase::plain("load", deadline.unwrap_or(Duration::MAX))], deadline)
+            (
+                vec![Phase::plain("load", deadline.unwrap_or(Duration::MAX))],
+                deadline,
+            )
         }
     };
     let mut starts = Vec::with_capacity(phases.len());
@@ -421,24 +435,52 @@ fn plan(a: &Args) -> Result<Plan, String> {
         starts.push(t);
         t = t.saturating_add(p.duration);
     }
-    Ok(Plan { phases, starts, deadline })
+    Ok(Plan {
+        phases,
+        starts,
+        deadline,
+    })
 }
 
-fn build_pools(a: &Args, plan: &Plan, js: &[JourneySpec], cs: &[CohortSpec], spr: usize, protocol: Protocol) -> Pools {
-    let base = Behaviour { error_rate: a.error_rate, latency_ms: a.latency_ms, spread: a.latency_spread };
+fn build_pools(
+    a: &Args,
+    plan: &Plan,
+    js: &[JourneySpec],
+    cs: &[CohortSpec],
+    spr: usize,
+    protocol: Protocol,
+) -> Pools {
+    let base = Behaviour {
+        error_rate: a.error_rate,
+        latency_ms: a.latency_ms,
+        spread: a.latency_spread,
+    };
     let mut rng = Rng::new(a.seed);
     let templates = plan
         .phases
         .iter()
         .map(|phase| {
-            let table: Vec<Vec<Behaviour>> =
-                js.iter().map(|j| cs.iter().map(|c| phase.behaviour(base, j, c)).collect()).collect();
+            let table: Vec<Vec<Behaviour>> = js
+                .iter()
+                .map(|j| cs.iter().map(|c| phase.behaviour(base, j, c)).collect())
+                .collect();
             let behave = |j: usize, c: usize| table[j][c];
-            let shape = payload::Shape { journeys: js, cohorts: cs, behaviour: &behave };
-            (0..a.pool).map(|_| payload::build(&shape, spr, &mut rng)).collect()
+            let shape = payload::Shape {
+                journeys: js,
+                cohorts: cs,
+                behaviour: &behave,
+            };
+            (0..a.pool)
+                .map(|_| payload::build(&shape, spr, &mut rng))
+                .collect()
         })
         .collect();
-    Pools { templates, current: ArcSwap::from_pointee(Vec::new()), protocol, gzip: a.gzip }
+    Pools {
+        templates,
+        current: ArcSwap::from_pointee(Vec::new()),
+        protocol,
+        gzip: a.gzip,
+    }
 }
 
 async fn drive(args: Args, plan: Plan, journeys: Vec<JourneySpec>, cohorts: Vec<CohortSpec>) -> u8 {
@@ -454,11 +496,15 @@ async fn drive(args: Args, plan: Plan, journeys: Vec<JourneySpec>, cohorts: Vec<
         .to_string()
     });
     let spr = match args.spans {
-        Some(n) => args.spans_per_request.min(n.min(usize::MAX as u64) as usize),
+        Some(n) => args
+            .spans_per_request
+            .min(n.min(usize::MAX as u64) as usize),
         None => args.spans_per_request,
     };
     let budget = args.spans.map(|n| n.div_ceil(spr as u64));
-    let pools = Arc::new(build_pools(&args, &plan, &journeys, &cohorts, spr, protocol));
+    let pools = Arc::new(build_pools(
+        &args, &plan, &journeys, &cohorts, spr, protocol,
+    ));
     let body_bytes_per_span = pools
         .templates
         .first()
@@ -466,7 +512,15 @@ async fn drive(args: Args, plan: Plan, journeys: Vec<JourneySpec>, cohorts: Vec<
         .map_or(0.0, |t| t.body.len() as f64 / t.spans.max(1) as f64);
     pools.current.store(pools.stamp(0));
 
-    let client = match Client::connect(protocol, &endpoint, args.gzip, args.connections, args.timeout).await {
+    let client = match Client::connect(
+        protocol,
+        &endpoint,
+        args.gzip,
+        args.connections,
+        args.timeout,
+    )
+    .await
+    {
         Ok(c) => Arc::new(c),
         Err(e) => {
             eprintln!("loadgen: {e}");
@@ -476,7 +530,10 @@ async fn drive(args: Args, plan: Plan, journeys: Vec<JourneySpec>, cohorts: Vec<
     let plan = Arc::new(plan);
     let shared = Arc::new(Shared {
         counters: Counters::default(),
-        latency: Mutex::new(Latency { interval: histogram(), total: histogram() }),
+        latency: Mutex::new(Latency {
+            interval: histogram(),
+            total: histogram(),
+        }),
         errors: Mutex::new(BTreeMap::new()),
         stop: AtomicBool::new(false),
         reserved: AtomicU64::new(0),
@@ -488,20 +545,22 @@ async fn drive(args: Args, plan: Plan, journeys: Vec<JourneySpec>, cohorts: Vec<
         let pools = pools.clone();
         let plan = plan.clone();
         let shared = shared.clone();
-        std::thread::Builder::new().name("loadgen-stamp".into()).spawn(move || {
-            let mut last = Instant::now();
-            let mut phase = 0;
-            while !shared.stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(20));
-                let t = start.elapsed();
-                let p = plan.phase_at(t);
-                if p != phase || last.elapsed() >= Duration::from_secs(1) {
-                    pools.current.store(pools.stamp(p));
-                    phase = p;
-                    last = Instant::now();
+        std::thread::Builder::new()
+            .name("loadgen-stamp".into())
+            .spawn(move || {
+                let mut last = Instant::now();
+                let mut phase = 0;
+                while !shared.stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                    let t = start.elapsed();
+                    let p = plan.phase_at(t);
+                    if p != phase || last.elapsed() >= Duration::from_secs(1) {
+                        pools.current.store(pools.stamp(p));
+                        phase = p;
+                        last = Instant::now();
+                    }
                 }
-            }
-        })
+            })
     };
     let stamper = match stamper {
         Ok(h) => Some(h),
@@ -511,7 +570,9 @@ async fn drive(args: Args, plan: Plan, journeys: Vec<JourneySpec>, cohorts: Vec<
         }
     };
 
-    let pacer = Arc::new(Pacer { next: Mutex::new(Instant::now()) });
+    let pacer = Arc::new(Pacer {
+        next: Mutex::new(Instant::now()),
+    });
     let mut senders = Vec::new();
     for i in 0..args.concurrency {
         let client = client.clone();
@@ -540,12 +601,16 @@ async fn drive(args: Args, plan: Plan, journeys: Vec<JourneySpec>, cohorts: Vec<
                 if rate > 0.0 {
                     let at = pacer.slot(Duration::from_secs_f64(spr as f64 / rate));
                     tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-                    if plan.deadline.is_some_and(|d| start.elapsed() >= d) || shared.stop.load(Ordering::Relaxed) {
+                    if plan.deadline.is_some_and(|d| start.elapsed() >= d)
+                        || shared.stop.load(Ordering::Relaxed)
+                    {
                         break;
                     }
                 }
                 let bodies = pools.current.load();
-                let Some(body) = bodies.get(k as usize % bodies.len().max(1)).cloned() else { break };
+                let Some(body) = bodies.get(k as usize % bodies.len().max(1)).cloned() else {
+                    break;
+                };
                 let wire = body.len();
                 let t0 = Instant::now();
                 let outcome = client.send(body, lane, timeout).await;
@@ -650,7 +715,11 @@ async fn drive(args: Args, plan: Plan, journeys: Vec<JourneySpec>, cohorts: Vec<
         target_rate: args.rate,
         journeys: journeys.len(),
         cohorts: cohorts.len(),
-        phases: plan.phases.iter().map(|p| format!("{} ({:?})", p.name, p.duration)).collect(),
+        phases: plan
+            .phases
+            .iter()
+            .map(|p| format!("{} ({:?})", p.name, p.duration))
+            .collect(),
         elapsed_s: elapsed.as_secs_f64(),
         requests: get(&c.requests),
         requests_ok: get(&c.ok),
@@ -669,12 +738,20 @@ async fn drive(args: Args, plan: Plan, journeys: Vec<JourneySpec>, cohorts: Vec<
             p50_ms: ms(&lat.total, 0.5),
             p90_ms: ms(&lat.total, 0.9),
             p99_ms: ms(&lat.total, 0.99),
-            max_ms: if lat.total.is_empty() { 0.0 } else { lat.total.max() as f64 / 1000.0 },
+            max_ms: if lat.total.is_empty() {
+                0.0
+            } else {
+                lat.total.max() as f64 / 1000.0
+            },
             mean_ms: lat.total.mean() / 1000.0,
         },
         freshness_ms,
         freshness_error,
-        errors: shared.errors.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        errors: shared
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
         error_requests,
         max_errors: args.max_errors,
         passed: error_requests <= args.max_errors,
@@ -714,7 +791,11 @@ fn print_summary(s: &Summary) {
     );
     println!(
         "  requests  {} sent: {} ok, {} refused, {} failed, {} partly rejected",
-        s.requests, s.requests_ok, s.requests_refused, s.requests_failed, s.requests_partially_rejected
+        s.requests,
+        s.requests_ok,
+        s.requests_refused,
+        s.requests_failed,
+        s.requests_partially_rejected
     );
     println!(
         "  spans     {} sent ({:.0}/s): {} accepted, {} refused, {} failed",
@@ -730,7 +811,9 @@ fn print_summary(s: &Summary) {
         l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
     );
     if let Some(f) = s.freshness_ms {
-        println!("  freshness {f:.0} ms from sending a span of a new cohort to seeing it on /metrics");
+        println!(
+            "  freshness {f:.0} ms from sending a span of a new cohort to seeing it on /metrics"
+        );
     }
     if let Some(e) = &s.freshness_error {
         println!("  freshness probe failed: {e}");
@@ -752,11 +835,16 @@ async fn freshness(
     let mut rng = Rng::new(seed ^ crate::pipeline::now_unix_ns());
     let region = format!("probe-{:012x}", rng.next_u64() >> 16);
     let t = payload::probe(journey, &region, "probe", &mut rng);
-    let uri: http::Uri = client::normalize(url).parse().map_err(|e| format!("invalid --probe-metrics URL: {e}"))?;
+    let uri: http::Uri = client::normalize(url)
+        .parse()
+        .map_err(|e| format!("invalid --probe-metrics URL: {e}"))?;
     let http = client::http_client();
     let mut body = t.body.clone();
     t.stamp(&mut body, crate::pipeline::now_unix_ns());
-    let gzip = matches!(client, Client::Grpc { gzip: true, .. } | Client::Http { gzip: true, .. });
+    let gzip = matches!(
+        client,
+        Client::Grpc { gzip: true, .. } | Client::Http { gzip: true, .. }
+    );
     let framed = client::frame(protocol, gzip, &body);
     let t0 = Instant::now();
     match client.send(framed, 0, timeout).await {
@@ -772,7 +860,9 @@ async fn freshness(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Err(format!("cohort {region} did not show up on {url} within {limit:?}"))
+    Err(format!(
+        "cohort {region} did not show up on {url} within {limit:?}"
+    ))
 }
 
 #[cfg(test)]
@@ -783,15 +873,22 @@ mod tests {
     fn the_printed_config_is_valid_and_matches_the_spans() {
         let js = payload::journeys(3);
         let text = matching_config(&js);
-        let cfg = crate::config::Config::parse(&text, "loadgen.yaml", &|_| None).expect("a valid config");
+        let cfg =
+            crate::config::Config::parse(&text, "loadgen.yaml", &|_| None).expect("a valid config");
         assert_eq!(cfg.journeys.len(), 3);
-        assert_eq!(cfg.cohorts.keys, vec!["cloud.region".to_string(), "app.plan.tier".to_string()]);
+        assert_eq!(
+            cfg.cohorts.keys,
+            vec!["cloud.region".to_string(), "app.plan.tier".to_string()]
+        );
     }
 
     #[test]
     fn phases_follow_each_other() {
         let p = Plan {
-            phases: vec![Phase::plain("a", Duration::from_secs(2)), Phase::plain("b", Duration::from_secs(3))],
+            phases: vec![
+                Phase::plain("a", Duration::from_secs(2)),
+                Phase::plain("b", Duration::from_secs(3)),
+            ],
             starts: vec![Duration::ZERO, Duration::from_secs(2)],
             deadline: Some(Duration::from_secs(5)),
         };

@@ -35,7 +35,12 @@ const CATALOG: [(&str, &str, &str, &str); 10] = [
     ("payment", "POST", "/payments", "payment-service"),
     ("orders", "GET", "/orders", "order-service"),
     ("profile", "GET", "/account/profile", "account-service"),
-    ("recommendations", "GET", "/recommendations", "recommendation-service"),
+    (
+        "recommendations",
+        "GET",
+        "/recommendations",
+        "recommendation-service",
+    ),
     ("shipping", "POST", "/shipping/quote", "shipping-service"),
 ];
 
@@ -57,9 +62,12 @@ const TIERS: [&str; 5] = ["free", "pro", "team", "business", "enterprise"];
 pub fn journeys(n: usize) -> Vec<JourneySpec> {
     (0..n.max(1))
         .map(|i| match CATALOG.get(i) {
-            Some(&(name, method, route, service)) => {
-                JourneySpec { name: name.into(), method, route: route.into(), service: service.into() }
-            }
+            Some(&(name, method, route, service)) => JourneySpec {
+                name: name.into(),
+                method,
+                route: route.into(),
+                service: service.into(),
+            },
             None => JourneySpec {
                 name: format!("journey-{i}"),
                 method: "GET",
@@ -156,17 +164,17 @@ const UA: &str = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/126.
 /// Builds one request of `n` spans, each of a random journey and cohort, grouped by
 /// resource (service x region) as an SDK's batch exporter would send them.
 pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
-    // (service index, region) -> spans in that resource.
-    let mut groups: Vec<(usize, usize, Vec<(usize, usize)>)> = Vec::new();
+    // One resource per (service, region): its first journey and cohort, and its spans'.
+    type Group = (usize, usize, Vec<(usize, usize)>);
+    let mut groups: Vec<Group> = Vec::new();
     for _ in 0..n {
         let j = rng.below(shape.journeys.len());
         let c = rng.below(shape.cohorts.len());
         let service = &shape.journeys[j].service;
         let region = &shape.cohorts[c].region;
-        match groups
-            .iter_mut()
-            .find(|(gj, gc, _)| shape.journeys[*gj].service == *service && shape.cohorts[*gc].region == *region)
-        {
+        match groups.iter_mut().find(|(gj, gc, _)| {
+            shape.journeys[*gj].service == *service && shape.cohorts[*gc].region == *region
+        }) {
             Some(g) => g.2.push((j, c)),
             None => groups.push((j, c, vec![(j, c)])),
         }
@@ -177,7 +185,11 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
         let mut rs = Vec::with_capacity(spans.len() * 450 + 600);
         let journey = &shape.journeys[*gj];
         let cohort = &shape.cohorts[*gc];
-        let host = format!("ip-10-0-{}-{}.ec2.internal", rng.below(16), rng.below(250) + 2);
+        let host = format!(
+            "ip-10-0-{}-{}.ec2.internal",
+            rng.below(16),
+            rng.below(250) + 2
+        );
         let mut resource = Vec::with_capacity(300);
         for (k, v) in [
             ("service.name", journey.service.as_str()),
@@ -199,7 +211,8 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
         let mut span_stamps = Vec::with_capacity(spans.len());
         for &(j, c) in spans {
             let b = (shape.behaviour)(j, c);
-            let (span, start_at, end_at) = encode_span(&shape.journeys[j], &shape.cohorts[c], &b, rng);
+            let (span, start_at, end_at) =
+                encode_span(&shape.journeys[j], &shape.cohorts[c], &b, rng);
             // Offsets inside `ss` once the span is wrapped as field 2.
             let base = ss.len() + 1 + varint_len(span.len() as u64);
             put_msg(&mut ss, 2, &span);
@@ -222,10 +235,19 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
             });
         }
     }
-    Template { body, spans: n, stamps }
+    Template {
+        body,
+        spans: n,
+        stamps,
+    }
 }
 
-fn encode_span(j: &JourneySpec, c: &CohortSpec, b: &Behaviour, rng: &mut Rng) -> (Vec<u8>, usize, usize) {
+fn encode_span(
+    j: &JourneySpec,
+    c: &CohortSpec,
+    b: &Behaviour,
+    rng: &mut Rng,
+) -> (Vec<u8>, usize, usize) {
     let mut s = Vec::with_capacity(480);
     let mut id = [0u8; 16];
     rng.fill_nonzero(&mut id);
@@ -237,7 +259,9 @@ fn encode_span(j: &JourneySpec, c: &CohortSpec, b: &Behaviour, rng: &mut Rng) ->
     put_bytes(&mut s, 4, &sid);
     let path;
     let route_path = if j.route.contains("{id}") {
-        path = j.route.replace("{id}", &(10_000 + rng.below(90_000)).to_string());
+        path = j
+            .route
+            .replace("{id}", &(10_000 + rng.below(90_000)).to_string());
         path.as_str()
     } else {
         j.route.as_str()
@@ -248,7 +272,11 @@ fn encode_span(j: &JourneySpec, c: &CohortSpec, b: &Behaviour, rng: &mut Rng) ->
     let start_at = put_fixed64(&mut s, 7, 0);
     let end_at = put_fixed64(&mut s, 8, 0);
     let error = rng.chance(b.error_rate);
-    let code: i64 = if error { [500, 502, 503][rng.below(3)] } else { 200 };
+    let code: i64 = if error {
+        [500, 502, 503][rng.below(3)]
+    } else {
+        200
+    };
     for kv in [
         kv_str("http.request.method", j.method),
         kv_str("http.route", &j.route),
@@ -343,9 +371,24 @@ fn put_fixed64(out: &mut Vec<u8>, tag: u32, v: u64) -> usize {
 /// A request with one span whose `cloud.region` is `region`, for the freshness probe.
 pub fn probe(journey: &JourneySpec, region: &str, tier: &str, rng: &mut Rng) -> Template {
     let js = std::slice::from_ref(journey);
-    let cs = [CohortSpec { region: region.into(), tier: tier.into() }];
-    let behave = |_: usize, _: usize| Behaviour { error_rate: 0.0, latency_ms: 1.0, spread: 0.0 };
-    build(&Shape { journeys: js, cohorts: &cs, behaviour: &behave }, 1, rng)
+    let cs = [CohortSpec {
+        region: region.into(),
+        tier: tier.into(),
+    }];
+    let behave = |_: usize, _: usize| Behaviour {
+        error_rate: 0.0,
+        latency_ms: 1.0,
+        spread: 0.0,
+    };
+    build(
+        &Shape {
+            journeys: js,
+            cohorts: &cs,
+            behaviour: &behave,
+        },
+        1,
+        rng,
+    )
 }
 
 #[cfg(test)]
@@ -357,14 +400,29 @@ mod tests {
     fn templates_decode_and_stamp_in_place() {
         let js = journeys(3);
         let cs = cohorts(6);
-        let behave = |_: usize, _: usize| Behaviour { error_rate: 0.5, latency_ms: 100.0, spread: 0.5 };
+        let behave = |_: usize, _: usize| Behaviour {
+            error_rate: 0.5,
+            latency_ms: 100.0,
+            spread: 0.5,
+        };
         let mut rng = Rng::new(7);
-        let t = build(&Shape { journeys: &js, cohorts: &cs, behaviour: &behave }, 1000, &mut rng);
+        let t = build(
+            &Shape {
+                journeys: &js,
+                cohorts: &cs,
+                behaviour: &behave,
+            },
+            1000,
+            &mut rng,
+        );
         let mut body = t.body.clone();
         let now = 1_800_000_000_000_000_000u64;
         t.stamp(&mut body, now);
         let per_span = body.len() as f64 / 1000.0;
-        assert!((380.0..480.0).contains(&per_span), "{per_span} bytes per span");
+        assert!(
+            (380.0..480.0).contains(&per_span),
+            "{per_span} bytes per span"
+        );
         let req = crate::decode::lazy::decode_traces(&body).expect("a valid request");
         assert_eq!(req.span_count(), 1000);
         let mut errors = 0;
@@ -373,17 +431,25 @@ mod tests {
             assert!(s.end_ns() <= now && now - s.end_ns() < 50_000_000);
             assert!(s.start_ns() < s.end_ns());
             assert_eq!(s.kind(), 2);
-            assert!(js.iter().any(|j| s.name() == format!("{} {}", j.method, j.route)));
+            assert!(js
+                .iter()
+                .any(|j| s.name() == format!("{} {}", j.method, j.route)));
             assert!(matches!(s.attr("cloud.region"), Some(AttrValue::Str(_))));
             assert!(matches!(s.attr("app.plan.tier"), Some(AttrValue::Str(_))));
             assert_eq!(s.span_attrs().len(), 10);
             assert_eq!(s.resource_attrs().len(), 7);
             errors += usize::from(s.status_code() == 2);
         }
-        assert!((350..650).contains(&errors), "{errors} errors of 1000 at 50%");
+        assert!(
+            (350..650).contains(&errors),
+            "{errors} errors of 1000 at 50%"
+        );
         // And prost reads the same thing.
         use prost::Message;
-        let p = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(&body[..])
+        let p =
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+                &body[..],
+            )
             .expect("prost decodes it");
         assert_eq!(crate::decode::span_count(&p), 1000);
     }
@@ -395,7 +461,10 @@ mod tests {
         assert_eq!(c[0].region, "us-east-1");
         assert_eq!(c[1].region, "eu-west-1");
         assert_eq!(c[10].tier, "pro");
-        let mut combos: Vec<_> = c.iter().map(|c| (c.region.clone(), c.tier.clone())).collect();
+        let mut combos: Vec<_> = c
+            .iter()
+            .map(|c| (c.region.clone(), c.tier.clone()))
+            .collect();
         combos.sort();
         combos.dedup();
         assert_eq!(combos.len(), 50);

@@ -72,11 +72,9 @@ impl Phase {
             latency_ms: self.latency_ms.unwrap_or(base.latency_ms),
             spread: self.latency_spread.unwrap_or(base.spread),
         };
-        if let Some(f) = self
-            .faults
-            .iter()
-            .find(|f| glob(&f.journey, &j.name) && glob(&f.region, &c.region) && glob(&f.tier, &c.tier))
-        {
+        if let Some(f) = self.faults.iter().find(|f| {
+            glob(&f.journey, &j.name) && glob(&f.region, &c.region) && glob(&f.tier, &c.tier)
+        }) {
             if let Some(e) = f.error_rate {
                 b.error_rate = e;
             }
@@ -104,13 +102,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => (&s[..i], s[i..].trim()),
         None => (s, "s"),
     };
-    let v: f64 = num.parse().map_err(|_| format!("invalid duration \"{s}\" (e.g. 500ms, 30s, 2m)"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration \"{s}\" (e.g. 500ms, 30s, 2m)"))?;
     let secs = match unit {
         "ms" => v / 1000.0,
         "s" => v,
         "m" => v * 60.0,
         "h" => v * 3600.0,
-        _ => return Err(format!("invalid duration unit in \"{s}\" (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in \"{s}\" (use ms, s, m or h)"
+            ))
+        }
     };
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("invalid duration \"{s}\""));
@@ -120,13 +124,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl Scenario {
     pub fn load(path: &std::path::Path) -> Result<Scenario, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Scenario::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     pub fn parse(text: &str) -> Result<Scenario, String> {
-        let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
-        let Some(root) = docs.first() else { return Err("the scenario is empty".into()) };
+        let docs = yaml_rust2::YamlLoader::load_from_str(text)
+            .map_err(|e| format!("invalid YAML: {e}"))?;
+        let Some(root) = docs.first() else {
+            return Err("the scenario is empty".into());
+        };
         let m = map(root, "scenario", &["phases"])?;
         let Some(Yaml::Array(list)) = m.iter().find(|(k, _)| *k == "phases").map(|(_, v)| v) else {
             return Err("\"phases\" must be a list of phases".into());
@@ -147,12 +155,19 @@ impl Scenario {
 }
 
 fn map<'a>(node: &'a Yaml, what: &str, keys: &[&str]) -> Result<Vec<(&'a str, &'a Yaml)>, String> {
-    let Yaml::Hash(h) = node else { return Err(format!("{what} must be a mapping")) };
+    let Yaml::Hash(h) = node else {
+        return Err(format!("{what} must be a mapping"));
+    };
     let mut out = Vec::new();
     for (k, v) in h {
-        let Some(k) = k.as_str() else { return Err(format!("{what} has a key that is not a string")) };
+        let Some(k) = k.as_str() else {
+            return Err(format!("{what} has a key that is not a string"));
+        };
         if !keys.contains(&k) {
-            return Err(format!("unknown key \"{k}\" in {what} (expected one of: {})", keys.join(", ")));
+            return Err(format!(
+                "unknown key \"{k}\" in {what} (expected one of: {})",
+                keys.join(", ")
+            ));
         }
         out.push((k, v));
     }
@@ -162,7 +177,9 @@ fn map<'a>(node: &'a Yaml, what: &str, keys: &[&str]) -> Result<Vec<(&'a str, &'
 fn number(v: &Yaml, key: &str) -> Result<f64, String> {
     let x = match v {
         Yaml::Integer(i) => *i as f64,
-        Yaml::Real(_) => v.as_f64().ok_or_else(|| format!("\"{key}\" is not a number"))?,
+        Yaml::Real(_) => v
+            .as_f64()
+            .ok_or_else(|| format!("\"{key}\" is not a number"))?,
         _ => return Err(format!("\"{key}\" must be a number")),
     };
     if !x.is_finite() || x < 0.0 {
@@ -189,7 +206,15 @@ fn text(v: &Yaml, key: &str) -> Result<String, String> {
 }
 
 fn phase(node: &Yaml, i: usize) -> Result<Phase, String> {
-    let keys = ["name", "duration", "rate", "error_rate", "latency_ms", "latency_spread", "faults"];
+    let keys = [
+        "name",
+        "duration",
+        "rate",
+        "error_rate",
+        "latency_ms",
+        "latency_spread",
+        "faults",
+    ];
     let m = map(node, "a phase", &keys)?;
     let mut p = Phase::plain(&format!("phase-{}", i + 1), Duration::ZERO);
     let mut has_duration = false;
@@ -208,9 +233,12 @@ fn phase(node: &Yaml, i: usize) -> Result<Phase, String> {
             "latency_ms" => p.latency_ms = Some(number(v, k)?),
             "latency_spread" => p.latency_spread = Some(number(v, k)?),
             _ => {
-                let Yaml::Array(list) = v else { return Err("\"faults\" must be a list".into()) };
+                let Yaml::Array(list) = v else {
+                    return Err("\"faults\" must be a list".into());
+                };
                 for (fi, f) in list.iter().enumerate() {
-                    p.faults.push(fault(f).map_err(|e| format!("faults[{fi}]: {e}"))?);
+                    p.faults
+                        .push(fault(f).map_err(|e| format!("faults[{fi}]: {e}"))?);
                 }
             }
         }
@@ -222,7 +250,15 @@ fn phase(node: &Yaml, i: usize) -> Result<Phase, String> {
 }
 
 fn fault(node: &Yaml) -> Result<Fault, String> {
-    let keys = ["journey", "region", "tier", "error_rate", "latency_factor", "latency_ms", "latency_spread"];
+    let keys = [
+        "journey",
+        "region",
+        "tier",
+        "error_rate",
+        "latency_factor",
+        "latency_ms",
+        "latency_spread",
+    ];
     let m = map(node, "a fault", &keys)?;
     let mut f = Fault {
         journey: "*".into(),
@@ -272,13 +308,30 @@ phases:
         assert_eq!(s.phases.len(), 2);
         assert_eq!(s.total(), Duration::from_secs(90));
         assert_eq!(s.phases[1].rate, Some(2000.0));
-        let base = Behaviour { error_rate: 0.01, latency_ms: 100.0, spread: 0.5 };
+        let base = Behaviour {
+            error_rate: 0.01,
+            latency_ms: 100.0,
+            spread: 0.5,
+        };
         let js = journeys(3);
         let cs = cohorts(6);
-        let eu = cs.iter().find(|c| c.region == "eu-west-1").expect("an eu cohort");
-        let us = cs.iter().find(|c| c.region == "us-east-1").expect("a us cohort");
+        let eu = cs
+            .iter()
+            .find(|c| c.region == "eu-west-1")
+            .expect("an eu cohort");
+        let us = cs
+            .iter()
+            .find(|c| c.region == "us-east-1")
+            .expect("a us cohort");
         let degraded = s.phases[1].behaviour(base, &js[0], eu);
-        assert_eq!(degraded, Behaviour { error_rate: 0.2, latency_ms: 200.0, spread: 0.5 });
+        assert_eq!(
+            degraded,
+            Behaviour {
+                error_rate: 0.2,
+                latency_ms: 200.0,
+                spread: 0.5
+            }
+        );
         assert_eq!(s.phases[1].behaviour(base, &js[0], us), base);
         assert_eq!(s.phases[1].behaviour(base, &js[1], eu), base);
         assert_eq!(s.phases[0].behaviour(base, &js[0], eu), base);

@@ -175,7 +175,9 @@ impl<S: Signal> tonic::server::UnaryService<Bytes> for Unary<S> {
             let tenant = match auth.check(header.as_deref()) {
                 Ok(t) => t,
                 Err(why) => {
+                    // Received and refused, so received = processed + refused still holds.
                     let spans = S::spans_in(&body);
+                    ingest.tel.received(Transport::Grpc, spans);
                     ingest.tel.refuse_request(Transport::Grpc, Reason::Unauthenticated, spans, why);
                     return Err(Status::unauthenticated(why));
                 }

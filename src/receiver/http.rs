@@ -192,6 +192,8 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
                 Signal::Traces => crate::decode::traces(bytes, format).map_or(0, |r| crate::decode::span_count(&r)),
                 _ => 0,
             };
+            // Received and refused, so received = processed + refused still holds.
+            tel.received(t, spans);
             tel.refuse_request(t, Reason::Unauthenticated, spans, why);
             let mut r = error(format, StatusCode::UNAUTHORIZED, 16, why.to_string());
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
