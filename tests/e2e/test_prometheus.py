@@ -4,6 +4,7 @@ must return the SLIs cerflow computed from spans sent with the Python SDK."""
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 import subprocess
 import time
 
@@ -43,10 +44,13 @@ def prometheus(tmp_path):
     exe = which_or_fail("prometheus", "/usr/bin/prometheus")
     procs = []
 
-    def start(target_port: int):
+    def start(target_port: int, rule_file: str | None = None):
         (port,) = free_ports(1)
         cfg = tmp_path / "prometheus.yml"
-        cfg.write_text(PROMETHEUS_CONFIG.format(port=target_port))
+        text = PROMETHEUS_CONFIG.format(port=target_port)
+        if rule_file is not None:
+            text += f"rule_files: [{rule_file!r}]\n"
+        cfg.write_text(text)
         log = open(tmp_path / "prometheus.log", "wb")
         proc = subprocess.Popen(
             [
@@ -144,3 +148,41 @@ def test_prometheus_scrapes_slis(start_cerflow, prometheus):
     assert query(http, base, 'cerflow_received_spans_total{transport="grpc"}') == 4
     # The histogram is usable with histogram_quantile: 3 of 4 at or under 0.25 s.
     assert query(http, base, 'cer_journey_duration_seconds_bucket{journey="checkout",le="0.25"}') == 3
+
+
+RULES = Path(__file__).resolve().parents[2] / "examples" / "prometheus-rules.yaml"
+
+
+def test_example_rules_load_and_fire(start_cerflow, prometheus):
+    """examples/prometheus-rules.yaml passes promtool and fires on a bad journey."""
+    promtool = which_or_fail("promtool", "/usr/bin/promtool")
+    check = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    cf = start_cerflow(CONFIG)
+    base = prometheus(cf.prom_port, str(RULES))
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=cf.grpc_endpoint, insecure=True, timeout=10)))
+    tracer = provider.get_tracer("cerflow-e2e")
+    end = time.time_ns() - 2_000_000_000
+    # 1 of 4 failed (burn 250 against 0.999) and 1 of 4 slow (burn 25 against 0.99): both
+    # components are 0, there is no correctness rule, so the score is 0.
+    for dur_ms, status in ((100, None), (200, None), (400, None), (100, StatusCode.ERROR)):
+        span = tracer.start_span("POST /checkout", kind=SpanKind.SERVER, start_time=end - dur_ms * 1_000_000)
+        if status is not None:
+            span.set_status(Status(status))
+        span.end(end_time=end)
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+    http = http_session()
+    wait_query(http, base, 'cer_journey_score{journey="checkout",window="5m"}', 0.0)
+    deadline = time.monotonic() + 60
+    firing = []
+    while time.monotonic() < deadline:
+        alerts = http.get(f"{base}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+        firing = [a for a in alerts if a["state"] == "firing"]
+        if any(a["labels"]["alertname"] == "CerJourneyScoreLow" for a in firing):
+            break
+        time.sleep(0.5)
+    names = sorted(a["labels"]["alertname"] for a in firing)
+    assert names == ["CerJourneyScoreLow"], firing
+    assert firing[0]["labels"]["journey"] == "checkout"
