@@ -98,6 +98,7 @@ pub struct Ingest {
     pub tel: Arc<Telemetry>,
     skew_ns: u64,
     longest_ns: u64,
+    max_attrs: usize,
 }
 
 impl Ingest {
@@ -113,6 +114,7 @@ impl Ingest {
             tel,
             skew_ns: cfg.windows.max_clock_skew.as_nanos() as u64,
             longest_ns: cfg.longest_window().as_nanos() as u64,
+            max_attrs: cfg.receivers.max_attributes_per_span,
         }
     }
 
@@ -140,7 +142,7 @@ impl Ingest {
     ) -> Result<Accepted, Refused> {
         match format {
             // Protobuf is read in place: no per-span allocation, same outcome as prost.
-            decode::Format::Protobuf => match lazy::decode_traces(body) {
+            decode::Format::Protobuf => match lazy::decode_traces_limited(body, self.max_attrs) {
                 Ok(req) => self.process(
                     req.span_count() as u64,
                     req.spans().map(|inner| Tenanted { inner, tenant }),
@@ -153,7 +155,12 @@ impl Ingest {
                 }
             },
             decode::Format::Json => match decode::traces(body, format) {
-                Ok(req) => self.traces_from(&req, t, tenant),
+                Ok(mut req) => {
+                    for span in req.resource_spans.iter_mut().flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans) {
+                        span.attributes.truncate(self.max_attrs);
+                    }
+                    self.traces_from(&req, t, tenant)
+                }
                 Err(msg) => {
                     self.tel.refuse_request(t, Reason::Malformed, 0, &msg);
                     Err(Refused::Malformed(msg))

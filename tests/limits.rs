@@ -239,3 +239,21 @@ fn a_body_that_does_not_arrive_in_time_gets_408() {
     let s = cf.wait_for("cerflow_refused_requests_total", &[("reason", "timeout")], 1.0);
     s.assert("cerflow_received_spans_total", &[("transport", "http")], 0.0);
 }
+
+#[test]
+fn attributes_past_the_per_span_limit_are_not_read() {
+    let cf = Cerflow::start(|p| {
+        p.listeners_yaml("").replace("receivers:\n  otlp:\n", "receivers:\n  otlp:\n    max_attributes_per_span: 2\n")
+            + "pipeline:\n  evaluation_interval: 100ms\n"
+            + CHECKOUT
+    });
+    let mut req = ExportTraceServiceRequest::decode(request(2, 0, |_| "eu".into()).as_slice()).unwrap();
+    // Span 0 has its region first; span 1 has it third, past the limit of 2.
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    spans[1].attributes.insert(0, kv("a", "1"));
+    spans[1].attributes.insert(1, kv("b", "2"));
+    assert_eq!(post(&cf, req.encode_to_vec()), 200);
+    let region = |s: &Scrape, r: &str| s.get("cer_journey_requests_total", &[("journey", "checkout"), ("cloud_region", r)]);
+    let s = cf.wait_until("eu 1, unknown 1", |s| region(s, "eu") == Some(1.0) && region(s, "unknown") == Some(1.0));
+    s.assert("cerflow_received_spans_total", &[("transport", "http")], 2.0);
+}

@@ -57,6 +57,8 @@ pub struct Receivers {
     pub tokens: Vec<BearerToken>,
     /// Longest a request may take to arrive and be handled.
     pub request_timeout: Duration,
+    /// Span attributes read per span; later ones are ignored by rules and cohorts.
+    pub max_attributes_per_span: usize,
     /// Largest request body accepted, compressed or not.
     pub max_request_bytes: usize,
     /// Largest body after gzip inflation; a bomb stops here.
@@ -326,6 +328,7 @@ impl Default for Config {
                 http_tls: None,
                 tokens: Vec::new(),
                 request_timeout: Duration::from_secs(30),
+                max_attributes_per_span: 128,
                 max_request_bytes: 16 << 20,
                 max_decompressed_bytes: 64 << 20,
             },
@@ -722,7 +725,14 @@ fn resolve_addr(s: &str) -> Option<SocketAddr> {
 fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
     let Some(m) = ctx.map(node, "receivers", &["otlp"]) else { return };
     let Some(otlp) = m.get("otlp") else { return };
-    let keys = ["protocols", "max_request_bytes", "max_decompressed_bytes", "request_timeout", "auth"];
+    let keys = [
+        "protocols",
+        "max_request_bytes",
+        "max_decompressed_bytes",
+        "max_attributes_per_span",
+        "request_timeout",
+        "auth",
+    ];
     let Some(o) = ctx.map(otlp, "receivers.otlp", &keys) else { return };
     if let Some(p) = o.get("protocols") {
         if let Some(pm) = ctx.map(p, "receivers.otlp.protocols", &["grpc", "http"]) {
@@ -750,6 +760,13 @@ fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
                 Some(_) => ctx.error(n.mark, &p, "must be at least 1024"),
                 None => {}
             }
+        }
+    }
+    if let Some(n) = o.get("max_attributes_per_span") {
+        match ctx.u64(n, "receivers.otlp.max_attributes_per_span") {
+            Some(v) if v >= 1 => out.max_attributes_per_span = v as usize,
+            Some(_) => ctx.error(n.mark, "receivers.otlp.max_attributes_per_span", "must be at least 1"),
+            None => {}
         }
     }
     if let Some(n) = o.get("request_timeout") {

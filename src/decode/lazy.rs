@@ -96,6 +96,8 @@ pub struct TraceRequest<'a> {
     span_attrs: Vec<Attr<'a>>,
     resource_attrs: Vec<Attr<'a>>,
     events: Vec<&'a str>,
+    /// Attributes kept per span; the rest are checked but not stored or read by rules.
+    max_attrs: usize,
     /// The key and string value last seen at each attribute position of a span: spans
     /// of one request mostly repeat them, and comparing bytes with a string already
     /// checked is cheaper than checking UTF-8 again.
@@ -112,7 +114,13 @@ struct Seen<'a> {
 
 /// Decodes an OTLP `ExportTraceServiceRequest` from protobuf bytes.
 pub fn decode_traces(body: &[u8]) -> Result<TraceRequest<'_>, DecodeError> {
+    decode_traces_limited(body, usize::MAX)
+}
+
+/// As [`decode_traces`], keeping at most `max_attrs` attributes per span (the first ones).
+pub fn decode_traces_limited(body: &[u8], max_attrs: usize) -> Result<TraceRequest<'_>, DecodeError> {
     let mut out = TraceRequest {
+        max_attrs,
         resources: Vec::new(),
         // A realistic span is 200-500 bytes; the vectors double from here if needed.
         spans: Vec::with_capacity(body.len() / 512),
@@ -280,7 +288,9 @@ impl<'a> TraceRequest<'a> {
                         &mut self.seen.keys[i],
                         &mut self.seen.values[i],
                     )?;
-                    self.span_attrs.push(kv);
+                    if self.span_attrs.len() - (first_attr as usize) < self.max_attrs {
+                        self.span_attrs.push(kv);
+                    }
                 }
                 1 => s.trace_id = c.bytes(wt)?,
                 2 => s.span_id = c.bytes(wt)?,
