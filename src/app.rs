@@ -144,6 +144,10 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
                         }
                         Ok(DeriverMsg::Reload(new, reply)) => {
                             let notes = deriver.reload(*new, &pipeline);
+                            // Evaluate at once, then show the new version: a scrape that
+                            // sees the new version sees the new journeys too.
+                            deriver.tick(pipeline.snapshot(interval), false);
+                            deriver.shared.version.store(Arc::new(deriver.cfg.version.clone()));
                             let _ = reply.send(notes);
                         }
                         Ok(DeriverMsg::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
@@ -435,7 +439,6 @@ impl Deriver {
         }
         self.ingest.set_journeys(journeys.clone());
         self.shared.journeys.store(journeys);
-        self.shared.version.store(Arc::new(new.version.clone()));
         tracing::debug!(kept, "Journeys whose window state carried over.");
         let mut merged = new;
         merged.receivers = old.receivers.clone();
