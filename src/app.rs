@@ -310,6 +310,10 @@ async fn serve_http(
     match tls {
         Some(cfg) => crate::tls::serve(l, router, cfg, stop).await,
         None => {
+            // No Nagle delay on responses, as on the gRPC listener.
+            let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(l, router).with_graceful_shutdown(stop.cancelled_owned()).await {
                 tracing::error!(error = %e, what, "A listener stopped with an error.");
             }

@@ -25,6 +25,8 @@ pub enum Refused {
     Malformed(String),
     /// Transient: the queues are full, retry later.
     Unavailable,
+    /// Permanent: the request is larger than a limit allows.
+    TooLarge(String),
 }
 
 /// A span as the ingest loop sees it: readable by the rules, and checkable.
@@ -99,6 +101,7 @@ pub struct Ingest {
     skew_ns: u64,
     longest_ns: u64,
     max_attrs: usize,
+    max_spans: usize,
 }
 
 impl Ingest {
@@ -115,6 +118,7 @@ impl Ingest {
             skew_ns: cfg.windows.max_clock_skew.as_nanos() as u64,
             longest_ns: cfg.longest_window().as_nanos() as u64,
             max_attrs: cfg.receivers.max_attributes_per_span,
+            max_spans: cfg.receivers.max_spans_per_request,
         }
     }
 
@@ -142,12 +146,17 @@ impl Ingest {
     ) -> Result<Accepted, Refused> {
         match format {
             // Protobuf is read in place: no per-span allocation, same outcome as prost.
-            decode::Format::Protobuf => match lazy::decode_traces_limited(body, self.max_attrs) {
+            decode::Format::Protobuf => match lazy::decode_traces_limited(body, self.max_attrs, self.max_spans) {
                 Ok(req) => self.process(
                     req.span_count() as u64,
                     req.spans().map(|inner| Tenanted { inner, tenant }),
                     t,
                 ),
+                Err(e) if e.what == lazy::TOO_MANY_SPANS => {
+                    let msg = format!("the request holds more than {} spans (max_spans_per_request)", self.max_spans);
+                    self.tel.refuse_request(t, Reason::TooLarge, 0, &msg);
+                    Err(Refused::TooLarge(msg))
+                }
                 Err(e) => {
                     let msg = format!("invalid OTLP protobuf: {e}");
                     self.tel.refuse_request(t, Reason::Malformed, 0, &msg);
@@ -155,6 +164,11 @@ impl Ingest {
                 }
             },
             decode::Format::Json => match decode::traces(body, format) {
+                Ok(req) if decode::span_count(&req) > self.max_spans as u64 => {
+                    let msg = format!("the request holds more than {} spans (max_spans_per_request)", self.max_spans);
+                    self.tel.refuse_request(t, Reason::TooLarge, decode::span_count(&req), &msg);
+                    Err(Refused::TooLarge(msg))
+                }
                 Ok(mut req) => {
                     for span in req.resource_spans.iter_mut().flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans) {
                         span.attributes.truncate(self.max_attrs);

@@ -7,7 +7,7 @@
 
 use crate::config::{Config, JourneyConfig};
 use crate::predicate::Cond;
-use crate::span::SpanView;
+use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -233,7 +233,10 @@ impl Journeys {
                     if !entry {
                         return None;
                     }
-                    let (id, seed) = auto.lookup(span.service_name(), span.name());
+                    let (id, seed) = auto.lookup(
+                        clip(span.service_name(), MAX_LABEL_VALUE_BYTES),
+                        clip(span.name(), MAX_LABEL_VALUE_BYTES),
+                    );
                     (
                         id,
                         seed,

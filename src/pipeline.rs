@@ -9,7 +9,7 @@
 
 use crate::config::Config;
 use crate::journey::{flag, Classified, JourneyId, JourneyInfo, Journeys};
-use crate::span::SpanView;
+use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::telemetry::{AddRelaxed, Telemetry};
 use crate::window::{Counts, Coverage, Ring, SeriesState, WindowStats};
 use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
@@ -95,10 +95,13 @@ impl BatchBuilder {
         self.scratch.clear();
         self.scratch_ends.clear();
         for key in cohort_keys {
+            let start = self.scratch.len();
             match span.attr(key) {
                 Some(v) => v.write_to(&mut self.scratch),
                 None => self.scratch.push_str(missing),
             }
+            let kept = clip(&self.scratch[start..], MAX_LABEL_VALUE_BYTES).len();
+            self.scratch.truncate(start + kept);
             self.scratch_ends.push(self.scratch.len() as u32);
         }
         let mut h = self.hasher.build_hasher();

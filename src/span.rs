@@ -78,3 +78,31 @@ pub trait SpanView {
         matches!(self.kind(), kind::SERVER | kind::CONSUMER)
     }
 }
+
+/// Longest label value cerflow makes from span data (cohort values, derived journey
+/// names' parts). Longer values are cut, so one sender cannot make every scrape huge.
+pub const MAX_LABEL_VALUE_BYTES: usize = 256;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clipping_keeps_whole_characters() {
+        assert_eq!(clip("abc", 5), "abc");
+        assert_eq!(clip("abcdef", 3), "abc");
+        assert_eq!(clip("aé", 2), "a", "é is two bytes and does not fit");
+    }
+}

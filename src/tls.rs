@@ -84,6 +84,7 @@ pub async fn serve(listener: TcpListener, router: axum::Router, cfg: Arc<rustls:
             },
             _ = stop.cancelled() => return,
         };
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
         let stop = stop.clone();

@@ -59,6 +59,8 @@ pub struct Receivers {
     pub request_timeout: Duration,
     /// Span attributes read per span; later ones are ignored by rules and cohorts.
     pub max_attributes_per_span: usize,
+    /// Spans one request may hold.
+    pub max_spans_per_request: usize,
     /// Largest request body accepted, compressed or not.
     pub max_request_bytes: usize,
     /// Largest body after gzip inflation; a bomb stops here.
@@ -329,6 +331,7 @@ impl Default for Config {
                 tokens: Vec::new(),
                 request_timeout: Duration::from_secs(30),
                 max_attributes_per_span: 128,
+                max_spans_per_request: 100_000,
                 max_request_bytes: 16 << 20,
                 max_decompressed_bytes: 64 << 20,
             },
@@ -730,6 +733,7 @@ fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
         "max_request_bytes",
         "max_decompressed_bytes",
         "max_attributes_per_span",
+        "max_spans_per_request",
         "request_timeout",
         "auth",
     ];
@@ -766,6 +770,13 @@ fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
         match ctx.u64(n, "receivers.otlp.max_attributes_per_span") {
             Some(v) if v >= 1 => out.max_attributes_per_span = v as usize,
             Some(_) => ctx.error(n.mark, "receivers.otlp.max_attributes_per_span", "must be at least 1"),
+            None => {}
+        }
+    }
+    if let Some(n) = o.get("max_spans_per_request") {
+        match ctx.u64(n, "receivers.otlp.max_spans_per_request") {
+            Some(v) if v >= 1 => out.max_spans_per_request = v as usize,
+            Some(_) => ctx.error(n.mark, "receivers.otlp.max_spans_per_request", "must be at least 1"),
             None => {}
         }
     }

@@ -27,6 +27,9 @@ const START_GROUP: u8 = 3;
 const END_GROUP: u8 = 4;
 const I32: u8 = 5;
 
+/// The error of a request with more spans than the decoder was allowed to read.
+pub const TOO_MANY_SPANS: &str = "more spans than max_spans_per_request";
+
 /// Why a request could not be decoded, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError {
@@ -98,6 +101,8 @@ pub struct TraceRequest<'a> {
     events: Vec<&'a str>,
     /// Attributes kept per span; the rest are checked but not stored or read by rules.
     max_attrs: usize,
+    /// Spans a request may hold.
+    max_spans: usize,
     /// The key and string value last seen at each attribute position of a span: spans
     /// of one request mostly repeat them, and comparing bytes with a string already
     /// checked is cheaper than checking UTF-8 again.
@@ -114,13 +119,19 @@ struct Seen<'a> {
 
 /// Decodes an OTLP `ExportTraceServiceRequest` from protobuf bytes.
 pub fn decode_traces(body: &[u8]) -> Result<TraceRequest<'_>, DecodeError> {
-    decode_traces_limited(body, usize::MAX)
+    decode_traces_limited(body, usize::MAX, usize::MAX)
 }
 
-/// As [`decode_traces`], keeping at most `max_attrs` attributes per span (the first ones).
-pub fn decode_traces_limited(body: &[u8], max_attrs: usize) -> Result<TraceRequest<'_>, DecodeError> {
+/// As [`decode_traces`], keeping at most `max_attrs` attributes per span (the first
+/// ones), and refusing a request of more than `max_spans` spans with [`TOO_MANY_SPANS`].
+pub fn decode_traces_limited(
+    body: &[u8],
+    max_attrs: usize,
+    max_spans: usize,
+) -> Result<TraceRequest<'_>, DecodeError> {
     let mut out = TraceRequest {
         max_attrs,
+        max_spans,
         resources: Vec::new(),
         // A realistic span is 200-500 bytes; the vectors double from here if needed.
         spans: Vec::with_capacity(body.len() / 512),
@@ -262,6 +273,11 @@ impl<'a> TraceRequest<'a> {
     }
 
     fn span(&mut self, mut c: Cur<'a>, ctx: u32, resource: u32) -> R<()> {
+        // An empty span is 2 bytes on the wire but a record of ~100 here: the cap keeps
+        // a small request from becoming gigabytes of records.
+        if self.spans.len() >= self.max_spans {
+            return Err(c.fail(TOO_MANY_SPANS));
+        }
         let first_attr = self.span_attrs.len() as u32;
         let first_event = self.events.len() as u32;
         let mut s = SpanRec {

@@ -338,6 +338,16 @@ phases:
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let s = Scenario::parse(include_str!(
+            "../../benches/scenarios/checkout-eu-degraded.yaml"
+        ))
+        .expect("the example scenario is valid");
+        assert_eq!(s.total(), Duration::from_secs(120));
+        assert_eq!(s.phases[1].faults[0].error_rate, Some(0.2));
+    }
+
+    #[test]
     fn rejects_typos_and_bad_values() {
         assert!(Scenario::parse("phases:\n  - duration: 5s\n    eror_rate: 0.1\n").is_err());
         assert!(Scenario::parse("phases:\n  - name: x\n").is_err());

@@ -78,6 +78,7 @@ pub trait Signal: Send + Sync + 'static {
 fn to_status(r: Refused) -> Status {
     match r {
         Refused::Malformed(msg) => Status::invalid_argument(msg),
+        Refused::TooLarge(msg) => Status::resource_exhausted(msg),
         Refused::Unavailable => {
             super::unavailable_with_retry("cerflow's pipeline queues are full; retry later")
         }
@@ -278,12 +279,14 @@ pub async fn serve(
         .add_service(service::<Traces>(ingest.clone(), opts.auth.clone(), limits))
         .add_service(service::<Metrics>(ingest.clone(), opts.auth.clone(), limits))
         .add_service(service::<Logs>(ingest, opts.auth, limits));
-    let mut builder = tonic::transport::Server::builder().timeout(opts.timeout);
+    // Large frames and no Nagle delay: measured, they cut RPC p99 from 46 ms to 5 ms and
+    // lift throughput by half on 1000-span requests (BENCHMARKS.md).
+    let mut builder = tonic::transport::Server::builder().timeout(opts.timeout).max_frame_size(Some(1 << 20));
     if let Some(tls) = opts.tls {
         builder = builder.tls_config(tls)?;
     }
     builder
         .add_routes(routes)
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await
 }

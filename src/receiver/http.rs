@@ -183,6 +183,13 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
     } else {
         &body
     };
+    // Decoded JSON takes many times its text in memory, so inflated JSON is held to the
+    // wire limit; protobuf is read in place and may use the whole inflated limit.
+    if format == Format::Json && bytes.len() > st.opts.max_request {
+        let msg = format!("JSON body inflates to more than {} bytes (max_request_bytes)", st.opts.max_request);
+        tel.refuse_request(t, Reason::TooLarge, 0, &msg);
+        return error(format, StatusCode::PAYLOAD_TOO_LARGE, 8, msg);
+    }
     let ingest = &st.ingest;
     let tenant = match st.opts.auth.check(auth_header.as_deref()) {
         Ok(tenant) => tenant,
@@ -208,6 +215,7 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
     match result {
         Ok(accepted) => success(format, signal, accepted),
         Err(Refused::Malformed(msg)) => error(format, StatusCode::BAD_REQUEST, 3, msg),
+        Err(Refused::TooLarge(msg)) => error(format, StatusCode::PAYLOAD_TOO_LARGE, 8, msg),
         Err(Refused::Unavailable) => {
             let mut r = error(
                 format,
