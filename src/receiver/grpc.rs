@@ -239,6 +239,8 @@ where
                     tel.refuse_request(Transport::Grpc, Reason::TooLarge, 0, "message larger than the limit");
                     response.headers_mut().insert("grpc-status", http::HeaderValue::from_static("8"));
                 }
+                // UNIMPLEMENTED from tonic here is an unsupported grpc-encoding (e.g. br).
+                Some(12) => tel.refuse_request(Transport::Grpc, Reason::BadEncoding, 0, "unsupported grpc-encoding"),
                 Some(13) => {
                     tel.refuse_request(Transport::Grpc, Reason::BadEncoding, 0, "message could not be decoded from its framing or compression")
                 }
