@@ -15,8 +15,9 @@
 # Usage: benches/compare.sh            (about 6 minutes with the defaults)
 # Knobs (environment): RUNS=3 DURATION=10 RATE=0 (0 = as fast as accepted) SPR=1000
 #   CONCURRENCY=4 MAX_RATE_STEPS="200000 400000 600000 800000 1000000 1300000 1600000"
-#   STEP_SECONDS=5 MEM_SECONDS=60 SKIP_ROTEL=1 SKIP_EXTRAS=1 OUT=target/compare
-#   PYTHON=python3.11 ROTEL_VERSION=0.0.1a15
+#   STEP_SECONDS=5 MEM_SECONDS=60 (600 for the 10-minute memory run) MEM_RATE=200000
+#   OUT=target/compare PYTHON=python3.11 ROTEL_VERSION=0.0.1a15
+#   SKIP_ROTEL=1 SKIP_COMPARE=1 SKIP_RATE=1 SKIP_FRESHNESS=1 SKIP_MEMORY=1 (SKIP_EXTRAS=1: the last three)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +29,8 @@ CONCURRENCY=${CONCURRENCY:-4}
 MAX_RATE_STEPS=${MAX_RATE_STEPS:-"200000 400000 600000 800000 1000000 1300000 1600000"}
 STEP_SECONDS=${STEP_SECONDS:-5}
 MEM_SECONDS=${MEM_SECONDS:-60}
+MEM_RATE=${MEM_RATE:-200000}
+if [ "${SKIP_EXTRAS:-0}" = 1 ]; then SKIP_RATE=1; SKIP_FRESHNESS=1; SKIP_MEMORY=1; fi
 OUT=${OUT:-$ROOT/target/compare}
 PYTHON=${PYTHON:-python3.11}
 ROTEL_VERSION=${ROTEL_VERSION:-0.0.1a15}
@@ -35,7 +38,7 @@ VENV=${VENV:-$ROOT/target/rotel-venv}
 CERFLOW=$ROOT/target/release/cerflow
 
 mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.log "$OUT"/results.tsv "$OUT"/rss-*.csv
+rm -f "$OUT"/*.json "$OUT"/*.log "$OUT"/results.tsv "$OUT"/results.md "$OUT"/rss-*.csv
 PIDS=()
 
 cleanup() {
@@ -179,6 +182,7 @@ EOF
     log "$(tail -1 "$OUT/results.tsv")"
 }
 
+if [ "${SKIP_COMPARE:-0}" != 1 ]; then
 log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 log "load: ${DURATION}s per run, rate ${RATE} (0 = unlimited), ${SPR} spans/request, ${CONCURRENCY} in flight, ${RUNS} runs"
 for r in $(seq 1 "$RUNS"); do
@@ -207,14 +211,13 @@ for a, b in [("cerflow-grpc", "rotel-grpc"), ("cerflow-grpc-gzip", "rotel-grpc-g
         print(f"- {a} / {b}: CPU per span ratio {med[b] / med[a]:.3f} (cerflow uses {100 * med[b] / med[a]:.0f}% of rotel's CPU per span; {med[a] / med[b]:.1f}x the spans per CPU-second)")
 EOF
 cat "$OUT/results.md"
-
-if [ "${SKIP_EXTRAS:-0}" = 1 ]; then
-    exit 0
 fi
 
 # ------------------------------------------- highest rate with zero refusals (cerflow)
+if [ "${SKIP_RATE:-0}" != 1 ]; then
 start_collector cerflow
 best=0
+why="every step passed"
 for rate in $MAX_RATE_STEPS; do
     timeout $((STEP_SECONDS + 60)) "$CERFLOW" loadgen --endpoint "127.0.0.1:$COLLECTOR_GRPC" --rate "$rate" \
         --duration "${STEP_SECONDS}s" --spans-per-request "$SPR" --concurrency 16 --quiet --max-errors 1000000 \
@@ -225,11 +228,24 @@ lost = s['spans_refused'] + s['spans_failed']
 print(1 if lost == 0 and s['spans_per_second'] >= 0.95 * $rate else 0, int(s['spans_per_second']), lost)")
     set -- $ok
     log "rate $rate: sent $2 spans/s, $3 not accepted"
-    if [ "$1" = 1 ]; then best=$rate; else break; fi
+    if [ "$1" = 1 ]; then
+        best=$rate
+    else
+        if [ "$3" != 0 ]; then
+            why="at $rate spans/s cerflow refused or failed $3 spans"
+        else
+            why="at $rate spans/s the generator, on the same cores, sent only $2 spans/s (no refusals)"
+        fi
+        break
+    fi
 done
-echo "- highest rate cerflow sustained with zero refusals (steps of ${STEP_SECONDS}s, gRPC, ${SPR} spans/request): $best spans/s" | tee -a "$OUT/results.md"
+echo "- highest rate cerflow sustained with zero refusals (steps of ${STEP_SECONDS}s, gRPC, ${SPR} spans/request): $best spans/s; next step: $why" | tee -a "$OUT/results.md"
+stop "$COLLECTOR_PID"
+fi
 
 # ------------------------------------------------------------- freshness (cerflow)
+if [ "${SKIP_FRESHNESS:-0}" != 1 ]; then
+start_collector cerflow
 timeout 90 "$CERFLOW" loadgen --endpoint "127.0.0.1:$COLLECTOR_GRPC" --rate 100000 --duration 10s \
     --spans-per-request "$SPR" --quiet --max-errors 1000000 --probe-metrics "http://127.0.0.1:$COLLECTOR_PROM/metrics" \
     --summary-json "$OUT/freshness.json" > /dev/null 2>&1 || true
@@ -238,11 +254,13 @@ import json; s = json.load(open('$OUT/freshness.json'))
 print('- freshness under 100k spans/s (span of a new cohort sent -> visible on /metrics, evaluation interval 1s):',
       f\"{s['freshness_ms']:.0f} ms\" if s['freshness_ms'] is not None else s['freshness_error'])" | tee -a "$OUT/results.md"
 stop "$COLLECTOR_PID"
+fi
 
 # ------------------------------------------------ memory: 20 journeys x 50 cohorts
+if [ "${SKIP_MEMORY:-0}" != 1 ]; then
 start_collector cerflow 20
 pid=$COLLECTOR_PID
-( timeout $((MEM_SECONDS + 60)) "$CERFLOW" loadgen --endpoint "127.0.0.1:$COLLECTOR_GRPC" --rate 200000 \
+( timeout $((MEM_SECONDS + 60)) "$CERFLOW" loadgen --endpoint "127.0.0.1:$COLLECTOR_GRPC" --rate "$MEM_RATE" \
     --duration "${MEM_SECONDS}s" --journeys 20 --cohorts 50 --spans-per-request "$SPR" --quiet \
     --max-errors 1000000 --summary-json "$OUT/memory.json" > /dev/null 2>&1 || true ) &
 LG=$!
@@ -260,8 +278,10 @@ import csv, json, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 s = json.load(open(sys.argv[3]))
 v = [float(r["rss_mib"]) for r in rows]
-print(f"- 20 journeys x 50 cohorts at 200k spans/s for {len(rows) * 2}s ({s['spans_accepted']} spans accepted): "
-      f"peak RSS {int(sys.argv[2]) / 1024:.1f} MiB; RSS samples every 2 s (MiB): "
-      + " ".join(f"{x:.0f}" for x in v))
+step = max(1, len(v) // 40)
+print(f"- 20 journeys x 50 cohorts at {int(s['target_rate'])} spans/s for {s['elapsed_s']:.0f}s ({s['spans_accepted']} spans accepted, "
+      f"{s['spans_refused'] + s['spans_failed']} not): peak RSS {int(sys.argv[2]) / 1024:.1f} MiB; "
+      f"RSS every {2 * step} s (MiB), min {min(v):.0f} / max {max(v):.0f}: " + " ".join(f"{x:.0f}" for x in v[::step]))
 EOF
+fi
 log "results in $OUT/results.md"
