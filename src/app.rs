@@ -133,7 +133,13 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         std::thread::Builder::new()
             .name("cerflow-deriver".into())
             .spawn(move || {
-                let mut deriver = Deriver { cfg, shared, ingest, tracker, last_checkpoint: now_unix_ns() };
+                let mut deriver = Deriver {
+                    cfg,
+                    shared,
+                    ingest,
+                    tracker,
+                    last_checkpoint: now_unix_ns(),
+                };
                 let mut next = std::time::Instant::now() + interval;
                 loop {
                     match deriver_rx.recv_deadline(next) {
@@ -147,10 +153,14 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
                             // Evaluate at once, then show the new version: a scrape that
                             // sees the new version sees the new journeys too.
                             deriver.tick(pipeline.snapshot(interval), false);
-                            deriver.shared.version.store(Arc::new(deriver.cfg.version.clone()));
+                            deriver
+                                .shared
+                                .version
+                                .store(Arc::new(deriver.cfg.version.clone()));
                             let _ = reply.send(notes);
                         }
-                        Ok(DeriverMsg::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                        Ok(DeriverMsg::Stop)
+                        | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
                     }
                 }
                 let shards = pipeline.shutdown(grace);
@@ -161,10 +171,24 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     };
 
     // TLS files are parsed now, so a bad certificate stops start-up with a clear message.
-    let grpc_tls = cfg.receivers.grpc_tls.as_ref().map(crate::tls::tonic_config).transpose()?;
-    let http_tls = cfg.receivers.http_tls.as_ref().map(|f| crate::tls::rustls_config(f, &[b"h2", b"http/1.1"])).transpose()?;
-    let prom_tls =
-        cfg.exporters.prometheus_tls.as_ref().map(|f| crate::tls::rustls_config(f, &[b"h2", b"http/1.1"])).transpose()?;
+    let grpc_tls = cfg
+        .receivers
+        .grpc_tls
+        .as_ref()
+        .map(crate::tls::tonic_config)
+        .transpose()?;
+    let http_tls = cfg
+        .receivers
+        .http_tls
+        .as_ref()
+        .map(|f| crate::tls::rustls_config(f, &[b"h2", b"http/1.1"]))
+        .transpose()?;
+    let prom_tls = cfg
+        .exporters
+        .prometheus_tls
+        .as_ref()
+        .map(|f| crate::tls::rustls_config(f, &[b"h2", b"http/1.1"]))
+        .transpose()?;
     let auth = Arc::new(receiver::auth::Auth::new(&cfg.receivers.tokens));
 
     let receivers_stop = CancellationToken::new();
@@ -184,7 +208,9 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         let score_shared = shared.clone();
         receiver_tasks.push(tokio::spawn(async move {
             let routes = tonic::service::Routes::new(crate::api::grpc_service(score_shared));
-            if let Err(e) = receiver::grpc::serve(l, ingest, opts, routes, stop.cancelled_owned()).await {
+            if let Err(e) =
+                receiver::grpc::serve(l, ingest, opts, routes, stop.cancelled_owned()).await
+            {
                 tracing::error!(error = %e, "The OTLP/gRPC receiver stopped with an error.");
             }
         }));
@@ -198,7 +224,13 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             timeout: cfg.receivers.request_timeout,
         };
         let router = receiver::http::router(ingest.clone(), opts);
-        receiver_tasks.push(tokio::spawn(serve_http(l, router, http_tls, receivers_stop.clone(), "OTLP/HTTP receiver")));
+        receiver_tasks.push(tokio::spawn(serve_http(
+            l,
+            router,
+            http_tls,
+            receivers_stop.clone(),
+            "OTLP/HTTP receiver",
+        )));
     }
     let admin_stop = CancellationToken::new();
     let admin_task = prom.map(|l| {
@@ -258,11 +290,20 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     );
     let reload_stop = CancellationToken::new();
     let reload_task = config_path.map(|path| {
-        tokio::spawn(watch_config(path, deriver_tx.clone(), tel.clone(), reload_stop.clone()))
+        tokio::spawn(watch_config(
+            path,
+            deriver_tx.clone(),
+            tel.clone(),
+            reload_stop.clone(),
+        ))
     });
-    shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     shutdown_signal().await;
-    shared.ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .ready
+        .store(false, std::sync::atomic::Ordering::Relaxed);
 
     let grace = cfg.pipeline.shutdown_timeout;
     receivers_stop.cancel();
@@ -314,7 +355,10 @@ async fn serve_http(
             let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
                 let _ = tcp.set_nodelay(true);
             });
-            if let Err(e) = axum::serve(l, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+            if let Err(e) = axum::serve(l, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
                 tracing::error!(error = %e, what, "A listener stopped with an error.");
             }
         }
@@ -420,12 +464,31 @@ impl Deriver {
                 notes.push(format!("{what} changed; it takes effect after a restart"));
             }
         };
-        restart("receivers", format!("{:?}", old.receivers) != format!("{:?}", new.receivers) || old.receivers.tokens != new.receivers.tokens);
-        restart("exporters", format!("{:?}", old.exporters) != format!("{:?}", new.exporters));
-        restart("pipeline", format!("{:?}", old.pipeline) != format!("{:?}", new.pipeline));
-        restart("windows", format!("{:?}", old.windows) != format!("{:?}", new.windows));
-        restart("histogram.buckets", old.histogram_buckets != new.histogram_buckets);
-        restart("limits", format!("{:?}", old.limits) != format!("{:?}", new.limits));
+        restart(
+            "receivers",
+            format!("{:?}", old.receivers) != format!("{:?}", new.receivers)
+                || old.receivers.tokens != new.receivers.tokens,
+        );
+        restart(
+            "exporters",
+            format!("{:?}", old.exporters) != format!("{:?}", new.exporters),
+        );
+        restart(
+            "pipeline",
+            format!("{:?}", old.pipeline) != format!("{:?}", new.pipeline),
+        );
+        restart(
+            "windows",
+            format!("{:?}", old.windows) != format!("{:?}", new.windows),
+        );
+        restart(
+            "histogram.buckets",
+            old.histogram_buckets != new.histogram_buckets,
+        );
+        restart(
+            "limits",
+            format!("{:?}", old.limits) != format!("{:?}", new.limits),
+        );
         restart(
             "slo.checkpoint",
             format!("{:?}", old.slo.checkpoint) != format!("{:?}", new.slo.checkpoint),
@@ -437,7 +500,10 @@ impl Deriver {
         let journeys = Arc::new(journeys);
         let kept = remap.iter().filter(|r| r.is_some()).count();
         // Workers first: from now on they translate batches classified with the old ids.
-        let plan = Arc::new(crate::pipeline::Reload { journeys: journeys.clone(), remap });
+        let plan = Arc::new(crate::pipeline::Reload {
+            journeys: journeys.clone(),
+            remap,
+        });
         if !pipeline.reload(plan, new.pipeline.shutdown_timeout) {
             notes.push("a worker did not take the new journeys in time".into());
         }

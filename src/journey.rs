@@ -317,7 +317,11 @@ impl AutoTable {
 
     /// (service, span name, id) of every derived journey, in the order they were made.
     fn entries(&self) -> Vec<(Box<str>, Box<str>, JourneyId)> {
-        let mut out: Vec<_> = self.by_hash.iter().flat_map(|e| e.value().clone()).collect();
+        let mut out: Vec<_> = self
+            .by_hash
+            .iter()
+            .flat_map(|e| e.value().clone())
+            .collect();
         out.sort_by_key(|(_, _, id)| *id);
         out
     }
@@ -335,10 +339,17 @@ impl Journeys {
         let mut new = Journeys::new(cfg);
         new.generation = old.generation + 1;
         // Auto ids follow the configured ones; `next_id` is one past the last given out.
-        let ids = old.auto.as_ref().map_or(old.configured.len(), |a| a.next_id.load(Ordering::Relaxed));
+        let ids = old
+            .auto
+            .as_ref()
+            .map_or(old.configured.len(), |a| a.next_id.load(Ordering::Relaxed));
         let mut remap = vec![None; ids];
         for c in &old.configured {
-            if let Some(n) = new.configured.iter().find(|n| n.info.name == c.info.name && n.fingerprint == c.fingerprint) {
+            if let Some(n) = new
+                .configured
+                .iter()
+                .find(|n| n.info.name == c.info.name && n.fingerprint == c.fingerprint)
+            {
                 remap[c.info.id as usize] = Some(n.info.id);
             }
         }

@@ -89,7 +89,13 @@ impl BatchBuilder {
     /// Queues a classified span for the worker that owns its series. The series hash
     /// uses the journey's identity seed, not its id, so a series stays on the same worker
     /// across config reloads.
-    pub fn push<S: SpanView + ?Sized>(&mut self, span: &S, c: &Classified<'_>, missing: &str, end_ns: u64) {
+    pub fn push<S: SpanView + ?Sized>(
+        &mut self,
+        span: &S,
+        c: &Classified<'_>,
+        missing: &str,
+        end_ns: u64,
+    ) {
         use std::hash::{BuildHasher, Hasher};
         let (journey, cohort_keys, flags) = (c.journey, c.cohort_keys, c.flags);
         self.scratch.clear();
@@ -292,7 +298,10 @@ impl Admission {
     }
 
     pub fn state_bytes(&self) -> usize {
-        self.worker_bytes.iter().map(|b| b.load(std::sync::atomic::Ordering::Relaxed)).sum()
+        self.worker_bytes
+            .iter()
+            .map(|b| b.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -388,10 +397,12 @@ impl Worker {
         });
         self.overflow = std::mem::take(&mut self.overflow)
             .into_values()
-            .filter_map(|mut s| map(s.journey).map(|new| {
-                s.journey = new;
-                (new, s)
-            }))
+            .filter_map(|mut s| {
+                map(s.journey).map(|new| {
+                    s.journey = new;
+                    (new, s)
+                })
+            })
             .collect();
         self.journeys = plan.journeys.clone();
         self.generation = plan.journeys.generation;
@@ -406,13 +417,15 @@ impl Worker {
             // spans of journeys that went are processed but not recorded.
             let current = batch.generation + 1 == self.generation;
             let remap = &self.last_remap;
-            batch.records.retain_mut(|r| match remap.get(r.journey as usize).copied().flatten() {
-                Some(new) if current => {
-                    r.journey = new;
-                    true
-                }
-                _ => false,
-            });
+            batch
+                .records
+                .retain_mut(|r| match remap.get(r.journey as usize).copied().flatten() {
+                    Some(new) if current => {
+                        r.journey = new;
+                        true
+                    }
+                    _ => false,
+                });
         }
         let now = now_unix_ns();
         let settings = &self.settings;
@@ -460,14 +473,17 @@ impl Worker {
                         now,
                     ),
                 });
-                overflow.state.record(r.end_ns, r.duration_ns, r.flags, &settings.bounds_ns, now);
+                overflow
+                    .state
+                    .record(r.end_ns, r.duration_ns, r.flags, &settings.bounds_ns, now);
                 continue;
             }
             let series = match pos {
                 Some(p) => &mut list[p],
                 None => {
                     self.bytes += settings.series_bytes;
-                    self.admission.worker_bytes[self.index].store(self.bytes, std::sync::atomic::Ordering::Relaxed);
+                    self.admission.worker_bytes[self.index]
+                        .store(self.bytes, std::sync::atomic::Ordering::Relaxed);
                     let cohort: Arc<[Box<str>]> =
                         values.clone().map(|i| Box::from(batch.value(i))).collect();
                     list.push(Series {
@@ -534,7 +550,10 @@ impl Worker {
                 continue;
             };
             let windows = (0..s.state.windows.len())
-                .map(|w| s.state.window_stats(w, now, &QUANTILES, &mut self.scratch, &mut self.qout))
+                .map(|w| {
+                    s.state
+                        .window_stats(w, now, &QUANTILES, &mut self.scratch, &mut self.qout)
+                })
                 .collect();
             out.state_bytes += s.state.heap_bytes();
             out.series.push(SeriesSnap {
@@ -549,7 +568,8 @@ impl Worker {
             });
         }
         self.bytes = out.state_bytes;
-        self.admission.worker_bytes[self.index].store(self.bytes, std::sync::atomic::Ordering::Relaxed);
+        self.admission.worker_bytes[self.index]
+            .store(self.bytes, std::sync::atomic::Ordering::Relaxed);
         out
     }
 }
@@ -567,7 +587,9 @@ impl Pipeline {
         let windows = cfg.windows.sizes.len();
         let settings = Arc::new(WorkerSettings {
             series_bytes: std::mem::size_of::<SeriesState>()
-                + windows * cfg.windows.sub_buckets as usize * (std::mem::size_of::<crate::window::Slot>() + 8)
+                + windows
+                    * cfg.windows.sub_buckets as usize
+                    * (std::mem::size_of::<crate::window::Slot>() + 8)
                 + (cfg.histogram_buckets.len() + 1) * 8
                 + 128,
             window_ns: cfg
@@ -670,7 +692,9 @@ impl Pipeline {
         let (tx, rx) = bounded(self.ctl.len());
         let mut asked = 0;
         for c in &self.ctl {
-            if c.send_timeout(Ctl::Reload(plan.clone(), tx.clone()), timeout).is_ok() {
+            if c.send_timeout(Ctl::Reload(plan.clone(), tx.clone()), timeout)
+                .is_ok()
+            {
                 asked += 1;
             }
         }

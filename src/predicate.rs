@@ -422,7 +422,11 @@ pub fn regex(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Regex> {
         Err(e) => {
             let detail = e.to_string();
             // The regex error ends with the one line that says what is wrong.
-            let last = detail.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let last = detail
+                .lines()
+                .rfind(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
             ctx.error(
                 node.mark,
                 path,

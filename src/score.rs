@@ -156,7 +156,11 @@ fn window_view(
 }
 
 /// Budget remaining per SLI, burn rates per SLO window and SLI, active alerts.
-type SloParts = (BTreeMap<String, f64>, BTreeMap<String, BTreeMap<String, f64>>, Vec<AlertView>);
+type SloParts = (
+    BTreeMap<String, f64>,
+    BTreeMap<String, BTreeMap<String, f64>>,
+    Vec<AlertView>,
+);
 
 fn slo_parts(e: Option<&SloEval>, burn_windows: &[String], info: &JourneyInfo) -> SloParts {
     let mut budget = BTreeMap::new();
@@ -296,7 +300,12 @@ pub fn evaluate(
         let cohort: BTreeMap<String, String> = if s.overflow {
             BTreeMap::from([("otel_metric_overflow".to_string(), "true".to_string())])
         } else {
-            s.journey.cohort_labels.iter().cloned().zip(s.cohort.iter().map(|v| v.to_string())).collect()
+            s.journey
+                .cohort_labels
+                .iter()
+                .cloned()
+                .zip(s.cohort.iter().map(|v| v.to_string()))
+                .collect()
         };
         let (budget_remaining, burn_rates, alerts) =
             slo_parts(slo.eval(&key), &burn_windows, &s.journey);
@@ -523,7 +532,12 @@ mod tests {
 
     #[test]
     fn the_readme_worked_example() {
-        let checkout = Counts { requests: 2000, errors: 6, slow: 30, incorrect: 0 };
+        let checkout = Counts {
+            requests: 2000,
+            errors: 6,
+            slow: 30,
+            incorrect: 0,
+        };
         let (burns, comps, score) = window_score(&checkout, &OBJ, true, &cfg());
         assert!((burns[0].unwrap() - 3.0).abs() < 1e-9);
         assert!((burns[1].unwrap() - 1.5).abs() < 1e-9);
@@ -531,7 +545,12 @@ mod tests {
         assert!((comps[1].unwrap() - (1.0 - 0.5 / 9.0)).abs() < 1e-12);
         let checkout = score.unwrap();
         assert!((checkout - 0.87222).abs() < 1e-5, "{checkout}");
-        let login = Counts { requests: 1000, errors: 0, slow: 5, incorrect: 0 };
+        let login = Counts {
+            requests: 1000,
+            errors: 0,
+            slow: 5,
+            incorrect: 0,
+        };
         let login = window_score(&login, &OBJ, false, &cfg()).2.unwrap();
         assert_eq!(login, 1.0);
         let overall = (5.0 * checkout + 3.0 * login) / 8.0;
@@ -555,15 +574,34 @@ mod tests {
             duration_sum_s: 0.0,
             buckets: vec![],
             created_unix_ns: 1,
-            windows: vec![WindowStats { counts: c, quantiles_s: vec![] }],
+            windows: vec![WindowStats {
+                counts: c,
+                quantiles_s: vec![],
+            }],
         };
         // a: 100 requests, 50 errors: burn 5, score (0.5 * 5/9 + 0.3) / 0.8 = 25/36 + 3/8.
         // b: 300 requests, all good: score 1. c: no requests.
         let snap = Snapshot {
             windows: cfg.windows.sizes.clone(),
             series: vec![
-                series(0, Counts { requests: 100, errors: 50, slow: 0, incorrect: 0 }),
-                series(1, Counts { requests: 300, errors: 0, slow: 0, incorrect: 0 }),
+                series(
+                    0,
+                    Counts {
+                        requests: 100,
+                        errors: 50,
+                        slow: 0,
+                        incorrect: 0,
+                    },
+                ),
+                series(
+                    1,
+                    Counts {
+                        requests: 300,
+                        errors: 0,
+                        slow: 0,
+                        incorrect: 0,
+                    },
+                ),
             ],
             ..Default::default()
         };
@@ -576,11 +614,23 @@ mod tests {
     fn overall_policies_weigh_journeys_as_documented() {
         let a = (0.5 * 5.0 / 9.0 + 0.3) / 0.8;
         let close = |x: Option<f64>, y: f64| (x.unwrap() - y).abs() < 1e-12;
-        assert!(close(overall_with("{}"), (3.0 * a + 1.0) / 4.0), "exclude: c is left out");
-        assert!(close(overall_with("{ no_data: good }"), (3.0 * a + 1.0 + 1.0) / 5.0));
-        assert!(close(overall_with("{ no_data: bad }"), (3.0 * a + 1.0) / 5.0));
+        assert!(
+            close(overall_with("{}"), (3.0 * a + 1.0) / 4.0),
+            "exclude: c is left out"
+        );
+        assert!(close(
+            overall_with("{ no_data: good }"),
+            (3.0 * a + 1.0 + 1.0) / 5.0
+        ));
+        assert!(close(
+            overall_with("{ no_data: bad }"),
+            (3.0 * a + 1.0) / 5.0
+        ));
         // By traffic: weights 3 x 100 and 1 x 300.
-        assert!(close(overall_with("{ weight_by_traffic: true }"), (300.0 * a + 300.0) / 600.0));
+        assert!(close(
+            overall_with("{ weight_by_traffic: true }"),
+            (300.0 * a + 300.0) / 600.0
+        ));
     }
 
     #[test]

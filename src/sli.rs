@@ -56,7 +56,10 @@ impl Snapshot {
         // Each worker keeps its own overflow series per journey; the export shows one.
         let mut merged: Vec<SeriesSnap> = Vec::with_capacity(series.len());
         for s in series {
-            match merged.iter_mut().find(|m| m.overflow && s.overflow && m.journey.id == s.journey.id) {
+            match merged
+                .iter_mut()
+                .find(|m| m.overflow && s.overflow && m.journey.id == s.journey.id)
+            {
                 Some(m) => merge_overflow(m, &s),
                 None => merged.push(s),
             }

@@ -111,7 +111,10 @@ impl SloTracker {
             return Err("slo.period or the burn windows changed; they take effect after a restart");
         }
         let checkpoint = self.cfg.checkpoint.clone();
-        self.cfg = Slo { checkpoint, ..cfg.clone() };
+        self.cfg = Slo {
+            checkpoint,
+            ..cfg.clone()
+        };
         Ok(())
     }
 
@@ -149,8 +152,7 @@ impl SloTracker {
 
     /// Takes in the growth of every series since the last tick and re-evaluates.
     pub fn update(&mut self, snap: &Snapshot, journeys: &Journeys, now: u64) {
-        let mut seen: HashMap<SeriesKey, (u64, Counts)> =
-            HashMap::with_capacity(snap.series.len());
+        let mut seen: HashMap<SeriesKey, (u64, Counts)> = HashMap::with_capacity(snap.series.len());
         let mut objectives: HashMap<Arc<str>, (Objectives, bool)> = HashMap::new();
         for s in &snap.series {
             let id = (s.journey.name.clone(), cohort_key(s));

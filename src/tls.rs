@@ -28,16 +28,23 @@ pub fn tonic_config(files: &TlsFiles) -> Result<tonic::transport::ServerTlsConfi
     let mut cfg = tonic::transport::ServerTlsConfig::new().identity(identity);
     if let Some(ca) = &files.client_ca_file {
         cfg = cfg
-            .client_ca_root(tonic::transport::Certificate::from_pem(read(ca, "client CA")?))
+            .client_ca_root(tonic::transport::Certificate::from_pem(read(
+                ca,
+                "client CA",
+            )?))
             .client_auth_optional(false);
     }
     Ok(cfg)
 }
 
-pub fn rustls_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerConfig>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(&files.cert_file, "certificate")?)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("invalid certificate {}: {e}", files.cert_file.display()))?;
+pub fn rustls_config(
+    files: &TlsFiles,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&read(&files.cert_file, "certificate")?)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("invalid certificate {}: {e}", files.cert_file.display()))?;
     if certs.is_empty() {
         return Err(format!("no certificate in {}", files.cert_file.display()));
     }
@@ -51,18 +58,26 @@ pub fn rustls_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<rustls::Ser
             let mut roots = rustls::RootCertStore::empty();
             for c in CertificateDer::pem_slice_iter(&read(ca, "client CA")?) {
                 let c = c.map_err(|e| format!("invalid client CA {}: {e}", ca.display()))?;
-                roots.add(c).map_err(|e| format!("invalid client CA {}: {e}", ca.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("invalid client CA {}: {e}", ca.display()))?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                .build()
-                .map_err(|e| format!("client CA {}: {e}", ca.display()))?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .map_err(|e| format!("client CA {}: {e}", ca.display()))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
     };
-    let mut cfg = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("certificate and key {} do not fit: {e}", files.cert_file.display()))?;
+    let mut cfg = builder.with_single_cert(certs, key).map_err(|e| {
+        format!(
+            "certificate and key {} do not fit: {e}",
+            files.cert_file.display()
+        )
+    })?;
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(cfg))
 }
@@ -70,7 +85,12 @@ pub fn rustls_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<rustls::Ser
 /// Serves an axum router over TLS until `stop` is cancelled. Handshake failures (a
 /// client without a valid certificate, plain HTTP on a TLS port) are logged at debug
 /// level and cost only that connection.
-pub async fn serve(listener: TcpListener, router: axum::Router, cfg: Arc<rustls::ServerConfig>, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    cfg: Arc<rustls::ServerConfig>,
+    stop: CancellationToken,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -89,7 +109,12 @@ pub async fn serve(listener: TcpListener, router: axum::Router, cfg: Arc<rustls:
         let router = router.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed.");
@@ -101,7 +126,8 @@ pub async fn serve(listener: TcpListener, router: axum::Router, cfg: Arc<rustls:
                 }
             };
             let svc = hyper_util::service::TowerToHyperService::new(router);
-            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
             tokio::pin!(conn);
             tokio::select! {

@@ -15,14 +15,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
         key: k.into(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
         ..Default::default()
     }
 }
 
 /// One request of `n` checkout spans; span i has `cloud.region = region(i)`.
 fn request(n: usize, first_id: u64, region: impl Fn(usize) -> String) -> Vec<u8> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 - 1_000_000_000;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        - 1_000_000_000;
     let spans = (0..n)
         .map(|i| {
             let id = first_id + i as u64 + 1;
@@ -40,8 +46,14 @@ fn request(n: usize, first_id: u64, region: impl Fn(usize) -> String) -> Vec<u8>
         .collect();
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", "shop-api")], ..Default::default() }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "shop-api")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
             ..Default::default()
         }],
     }
@@ -105,44 +117,85 @@ fn cohorts_past_the_limit_share_one_overflow_series() {
     assert_eq!(post(&cf, request(10, 0, |i| format!("r{i}"))), 200);
     cf.wait_for("cerflow_processed_spans_total", &[], 10.0);
     let s = cf.wait_until("the overflow series", |s| {
-        s.get("cer_journey_requests_total", &[("journey", "checkout"), ("otel_metric_overflow", "true")]) == Some(7.0)
+        s.get(
+            "cer_journey_requests_total",
+            &[("journey", "checkout"), ("otel_metric_overflow", "true")],
+        ) == Some(7.0)
     });
-    assert_eq!(s.sum("cer_journey_requests_total", &[("journey", "checkout")]), 10.0, "{}", s.text);
-    assert_eq!(s.matching("cer_journey_requests_total", &[("journey", "checkout")]).len(), 4, "{}", s.text);
+    assert_eq!(
+        s.sum("cer_journey_requests_total", &[("journey", "checkout")]),
+        10.0,
+        "{}",
+        s.text
+    );
+    assert_eq!(
+        s.matching("cer_journey_requests_total", &[("journey", "checkout")])
+            .len(),
+        4,
+        "{}",
+        s.text
+    );
     s.assert("cerflow_cardinality_overflow_total", &[], 7.0);
     s.assert("cerflow_series", &[], 4.0);
     // The journey's own SLI still counts every span.
-    s.assert("cer_journey_data_present", &[("journey", "checkout"), ("window", "1m")], 1.0);
+    s.assert(
+        "cer_journey_data_present",
+        &[("journey", "checkout"), ("window", "1m")],
+        1.0,
+    );
     // A region that already has a series keeps it.
     let kept: String = s
         .matching("cer_journey_requests_total", &[("journey", "checkout")])
         .iter()
-        .find_map(|(labels, _)| labels.iter().find(|(k, _)| k == "cloud_region").map(|(_, v)| v.clone()))
+        .find_map(|(labels, _)| {
+            labels
+                .iter()
+                .find(|(k, _)| k == "cloud_region")
+                .map(|(_, v)| v.clone())
+        })
         .expect("a region with its own series");
     let again = kept.clone();
     assert_eq!(post(&cf, request(1, 100, move |_| again.clone())), 200);
     cf.wait_for("cerflow_processed_spans_total", &[], 11.0);
-    cf.wait_for("cer_journey_requests_total", &[("journey", "checkout"), ("cloud_region", &kept)], 2.0);
+    cf.wait_for(
+        "cer_journey_requests_total",
+        &[("journey", "checkout"), ("cloud_region", &kept)],
+        2.0,
+    );
     cf.wait_for("cerflow_cardinality_overflow_total", &[], 7.0);
 }
 
 #[test]
 fn a_hundred_thousand_cohort_values_keep_memory_bounded() {
-    let cf = Cerflow::start(|p| format!("{}pipeline:\n  evaluation_interval: 200ms\n{CHECKOUT}", p.listeners_yaml("")));
+    let cf = Cerflow::start(|p| {
+        format!(
+            "{}pipeline:\n  evaluation_interval: 200ms\n{CHECKOUT}",
+            p.listeners_yaml("")
+        )
+    });
     let pid = cf.pid().expect("running");
     let before = rss_kib(pid);
     for batch in 0..100 {
-        let code = post(&cf, request(1000, batch * 1000, |i| format!("region-{batch}-{i}")));
+        let code = post(
+            &cf,
+            request(1000, batch * 1000, |i| format!("region-{batch}-{i}")),
+        );
         assert_eq!(code, 200, "request {batch}");
     }
     cf.wait_for("cerflow_processed_spans_total", &[], 100_000.0);
     let s = cf.wait_until("all spans in the overflow series", |s| {
-        s.get("cer_journey_requests_total", &[("journey", "checkout"), ("otel_metric_overflow", "true")]) == Some(99_000.0)
+        s.get(
+            "cer_journey_requests_total",
+            &[("journey", "checkout"), ("otel_metric_overflow", "true")],
+        ) == Some(99_000.0)
     });
     // The default limit: 1000 cohort series, plus one overflow series.
     s.assert("cerflow_series", &[], 1001.0);
     s.assert("cerflow_cardinality_overflow_total", &[], 99_000.0);
-    assert_eq!(s.sum("cer_journey_requests_total", &[("journey", "checkout")]), 100_000.0);
+    assert_eq!(
+        s.sum("cer_journey_requests_total", &[("journey", "checkout")]),
+        100_000.0
+    );
     let after = rss_kib(pid);
     eprintln!("RSS before {before} KiB, after 100,000 cohort values {after} KiB");
     assert!(after < 200 * 1024, "RSS {after} KiB");
@@ -164,30 +217,55 @@ fn an_overloaded_pipeline_refuses_with_retry_and_accounts_for_every_span() {
                 scope.spawn(move || {
                     (0..15u64)
                         .map(|i| {
-                            post_counted(cf, request(spans_per_request, (t * 100 + i) * 10_000, |j| format!("r{}", j % 5)))
+                            post_counted(
+                                cf,
+                                request(spans_per_request, (t * 100 + i) * 10_000, |j| {
+                                    format!("r{}", j % 5)
+                                }),
+                            )
                         })
                         .collect::<Vec<(u16, u64)>>()
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     let ok = codes.iter().filter(|c| c.0 == 200).count() as f64;
     let unavailable = codes.iter().filter(|c| c.0 == 503).count() as f64;
     // A queue that fills in the instant between check and send can cost part of an
     // accepted request; the response says how much, as a partial success.
     let partial: f64 = codes.iter().map(|c| c.1 as f64).sum();
-    assert_eq!(ok + unavailable, 60.0, "only 200 and 503 are expected: {codes:?}");
+    assert_eq!(
+        ok + unavailable,
+        60.0,
+        "only 200 and 503 are expected: {codes:?}"
+    );
     eprintln!("partial successes rejected {partial} spans");
     let n = spans_per_request as f64;
     // Every span received is processed or refused, once the queues have drained.
     let s = cf.wait_until("received = processed + refused", |s| {
-        s.value("cerflow_processed_spans_total", &[]) + s.sum("cerflow_refused_spans_total", &[]) == 60.0 * n
+        s.value("cerflow_processed_spans_total", &[]) + s.sum("cerflow_refused_spans_total", &[])
+            == 60.0 * n
     });
-    s.assert("cerflow_received_spans_total", &[("transport", "http")], 60.0 * n);
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "http")],
+        60.0 * n,
+    );
     // Each 503 refused its whole request.
-    s.assert("cerflow_refused_requests_total", &[("reason", "queue_full")], unavailable);
-    s.assert("cerflow_refused_spans_total", &[("reason", "queue_full")], unavailable * n + partial);
+    s.assert(
+        "cerflow_refused_requests_total",
+        &[("reason", "queue_full")],
+        unavailable,
+    );
+    s.assert(
+        "cerflow_refused_spans_total",
+        &[("reason", "queue_full")],
+        unavailable * n + partial,
+    );
     s.assert("cerflow_processed_spans_total", &[], ok * n - partial);
     // The journey series catch up at the next evaluation tick.
     cf.wait_until("every accepted span in the journey", |s| {
@@ -206,7 +284,13 @@ fn the_window_memory_budget_sends_new_series_to_overflow() {
         )
     });
     for batch in 0..5 {
-        assert_eq!(post(&cf, request(1000, batch * 1000, |i| format!("m-{batch}-{i}"))), 200);
+        assert_eq!(
+            post(
+                &cf,
+                request(1000, batch * 1000, |i| format!("m-{batch}-{i}"))
+            ),
+            200
+        );
     }
     cf.wait_for("cerflow_processed_spans_total", &[], 5000.0);
     let s = cf.wait_until("5000 spans in the journey", |s| {
@@ -216,9 +300,17 @@ fn the_window_memory_budget_sends_new_series_to_overflow() {
     let overflow = s.value("cerflow_cardinality_overflow_total", &[]);
     let bytes = s.value("cerflow_window_state_bytes", &[]);
     s.assert("cerflow_window_state_limit_bytes", &[], 1_048_576.0);
-    assert!(series < 5000.0 && overflow > 0.0, "series {series}, overflow {overflow}\n{}", s.text);
+    assert!(
+        series < 5000.0 && overflow > 0.0,
+        "series {series}, overflow {overflow}\n{}",
+        s.text
+    );
     // Every span is either in its own cohort series or in the overflow series.
-    assert_eq!(series - 1.0 + overflow, 5000.0, "one series per admitted cohort, plus the overflow series");
+    assert_eq!(
+        series - 1.0 + overflow,
+        5000.0,
+        "one series per admitted cohort, plus the overflow series"
+    );
     // Admission stops at the budget; series admitted before the next measurement may pass it a little.
     assert!(bytes < 1.5 * 1_048_576.0, "window state {bytes} bytes");
 }
@@ -227,33 +319,59 @@ fn the_window_memory_budget_sends_new_series_to_overflow() {
 fn a_body_that_does_not_arrive_in_time_gets_408() {
     use std::io::{Read, Write};
     let cf = Cerflow::start(|p| {
-        p.listeners_yaml("").replace("receivers:\n  otlp:\n", "receivers:\n  otlp:\n    request_timeout: 500ms\n") + CHECKOUT
+        p.listeners_yaml("").replace(
+            "receivers:\n  otlp:\n",
+            "receivers:\n  otlp:\n    request_timeout: 500ms\n",
+        ) + CHECKOUT
     });
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", cf.ports.http)).unwrap();
-    conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
     // Promise 100 bytes, send 10, then wait.
     write!(conn, "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100\r\n\r\n0123456789").unwrap();
     let mut reply = String::new();
     let _ = conn.read_to_string(&mut reply);
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
-    let s = cf.wait_for("cerflow_refused_requests_total", &[("reason", "timeout")], 1.0);
-    s.assert("cerflow_received_spans_total", &[("transport", "http")], 0.0);
+    let s = cf.wait_for(
+        "cerflow_refused_requests_total",
+        &[("reason", "timeout")],
+        1.0,
+    );
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "http")],
+        0.0,
+    );
 }
 
 #[test]
 fn attributes_past_the_per_span_limit_are_not_read() {
     let cf = Cerflow::start(|p| {
-        p.listeners_yaml("").replace("receivers:\n  otlp:\n", "receivers:\n  otlp:\n    max_attributes_per_span: 2\n")
-            + "pipeline:\n  evaluation_interval: 100ms\n"
+        p.listeners_yaml("").replace(
+            "receivers:\n  otlp:\n",
+            "receivers:\n  otlp:\n    max_attributes_per_span: 2\n",
+        ) + "pipeline:\n  evaluation_interval: 100ms\n"
             + CHECKOUT
     });
-    let mut req = ExportTraceServiceRequest::decode(request(2, 0, |_| "eu".into()).as_slice()).unwrap();
+    let mut req =
+        ExportTraceServiceRequest::decode(request(2, 0, |_| "eu".into()).as_slice()).unwrap();
     // Span 0 has its region first; span 1 has it third, past the limit of 2.
     let spans = &mut req.resource_spans[0].scope_spans[0].spans;
     spans[1].attributes.insert(0, kv("a", "1"));
     spans[1].attributes.insert(1, kv("b", "2"));
     assert_eq!(post(&cf, req.encode_to_vec()), 200);
-    let region = |s: &Scrape, r: &str| s.get("cer_journey_requests_total", &[("journey", "checkout"), ("cloud_region", r)]);
-    let s = cf.wait_until("eu 1, unknown 1", |s| region(s, "eu") == Some(1.0) && region(s, "unknown") == Some(1.0));
-    s.assert("cerflow_received_spans_total", &[("transport", "http")], 2.0);
+    let region = |s: &Scrape, r: &str| {
+        s.get(
+            "cer_journey_requests_total",
+            &[("journey", "checkout"), ("cloud_region", r)],
+        )
+    };
+    let s = cf.wait_until("eu 1, unknown 1", |s| {
+        region(s, "eu") == Some(1.0) && region(s, "unknown") == Some(1.0)
+    });
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "http")],
+        2.0,
+    );
 }

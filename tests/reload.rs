@@ -20,7 +20,11 @@ const V2: &str = "  - name: checkout\n    match: { span_name: POST /checkout }\n
 
 fn hup(cf: &Cerflow) {
     let pid = cf.pid().expect("running").to_string();
-    let ok = std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success();
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "kill -HUP {pid}");
 }
 
@@ -28,25 +32,62 @@ fn hup(cf: &Cerflow) {
 fn sighup_swaps_journeys_and_keeps_unchanged_state() {
     let cf = Cerflow::start(|p| config(p, "v1", V1));
     let rt = runtime();
-    let spans = [server("POST /checkout", 50), server("POST /checkout", 50), server("POST /checkout", 50), server("POST /login", 50), server("POST /login", 50)];
-    send(grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop-api", &[]), false), &spans);
+    let spans = [
+        server("POST /checkout", 50),
+        server("POST /checkout", 50),
+        server("POST /checkout", 50),
+        server("POST /login", 50),
+        server("POST /login", 50),
+    ];
+    send(
+        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop-api", &[]), false),
+        &spans,
+    );
     cf.wait_for("cer_journey_requests_total", &[("journey", "login")], 2.0);
-    cf.wait_for("cer_journey_requests_total", &[("journey", "checkout")], 3.0);
+    cf.wait_for(
+        "cer_journey_requests_total",
+        &[("journey", "checkout")],
+        3.0,
+    );
 
     std::fs::write(&cf.config_path, config(&cf.ports, "v2", V2)).unwrap();
     hup(&cf);
     let s = cf.wait_for("cer_definition_info", &[("version", "v2")], 1.0);
     s.assert_absent("cer_definition_info", &[("version", "v1")]);
-    assert_eq!(s.value("cerflow_config_reloads_total", &[]), 1.0, "{}", cf.logs());
+    assert_eq!(
+        s.value("cerflow_config_reloads_total", &[]),
+        1.0,
+        "{}",
+        cf.logs()
+    );
     // checkout kept its window state; login's definition changed, so its series went.
-    s.assert("cer_journey_requests_total", &[("journey", "checkout")], 3.0);
+    s.assert(
+        "cer_journey_requests_total",
+        &[("journey", "checkout")],
+        3.0,
+    );
     s.assert_absent("cer_journey_requests_total", &[("journey", "login")]);
-    s.assert("cer_journey_data_present", &[("journey", "search"), ("window", "1m")], 0.0);
+    s.assert(
+        "cer_journey_data_present",
+        &[("journey", "search"), ("window", "1m")],
+        0.0,
+    );
 
     // New spans land on the new definitions: login is slow at 300 ms now.
-    let more = [server("POST /checkout", 50), server("POST /login", 300), server("GET /search", 20)];
-    send(grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop-api", &[]), false), &more);
-    cf.wait_for("cer_journey_requests_total", &[("journey", "checkout")], 4.0);
+    let more = [
+        server("POST /checkout", 50),
+        server("POST /login", 300),
+        server("GET /search", 20),
+    ];
+    send(
+        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop-api", &[]), false),
+        &more,
+    );
+    cf.wait_for(
+        "cer_journey_requests_total",
+        &[("journey", "checkout")],
+        4.0,
+    );
     cf.wait_for("cer_journey_requests_total", &[("journey", "search")], 1.0);
     let s = cf.wait_for("cer_journey_slow_total", &[("journey", "login")], 1.0);
     s.assert("cer_journey_requests_total", &[("journey", "login")], 1.0);
@@ -57,18 +98,38 @@ fn sighup_swaps_journeys_and_keeps_unchanged_state() {
 #[test]
 fn an_invalid_file_is_refused_and_the_old_config_keeps_running() {
     let cf = Cerflow::start(|p| config(p, "v1", V1));
-    std::fs::write(&cf.config_path, config(&cf.ports, "v2", "  - name: checkout\n    weight: -1\n    match: { span_name: { regex: \"(\" } }\n")).unwrap();
+    std::fs::write(
+        &cf.config_path,
+        config(
+            &cf.ports,
+            "v2",
+            "  - name: checkout\n    weight: -1\n    match: { span_name: { regex: \"(\" } }\n",
+        ),
+    )
+    .unwrap();
     hup(&cf);
     let s = cf.wait_for("cerflow_config_reload_failures_total", &[], 1.0);
     s.assert("cer_definition_info", &[("version", "v1")], 1.0);
     s.assert("cerflow_config_reloads_total", &[], 0.0);
     let logs = cf.logs();
-    assert!(logs.contains("Refused the new config; the running one stays in force."), "{logs}");
-    assert!(logs.contains("journeys[0].weight: must be greater than 0, got -1"), "{logs}");
-    assert!(logs.contains("journeys[0].match.span_name.regex: invalid regex"), "{logs}");
+    assert!(
+        logs.contains("Refused the new config; the running one stays in force."),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("journeys[0].weight: must be greater than 0, got -1"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("journeys[0].match.span_name.regex: invalid regex"),
+        "{logs}"
+    );
     // Still serving with the old journeys.
     let rt = runtime();
-    send(grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop-api", &[]), false), &[server("POST /login", 10)]);
+    send(
+        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop-api", &[]), false),
+        &[server("POST /login", 10)],
+    );
     cf.wait_for("cer_journey_requests_total", &[("journey", "login")], 1.0);
 }
 
@@ -80,5 +141,8 @@ fn a_changed_file_is_reloaded_without_a_signal() {
     std::fs::write(&cf.config_path, config(&cf.ports, "v3", V1)).unwrap();
     cf.wait_for("cer_definition_info", &[("version", "v3")], 1.0);
     let logs = cf.logs();
-    assert!(logs.contains("Reloaded the config.") && logs.contains("the config file changed"), "{logs}");
+    assert!(
+        logs.contains("Reloaded the config.") && logs.contains("the config file changed"),
+        "{logs}"
+    );
 }

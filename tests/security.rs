@@ -15,11 +15,21 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }), ..Default::default() }
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
 }
 
 fn request(n: usize) -> ExportTraceServiceRequest {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 - 1_000_000_000;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        - 1_000_000_000;
     let spans = (0..n as u64)
         .map(|i| Span {
             trace_id: [(i + 1).to_be_bytes(), 9u64.to_be_bytes()].concat(),
@@ -33,8 +43,14 @@ fn request(n: usize) -> ExportTraceServiceRequest {
         .collect();
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", "shop-api")], ..Default::default() }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "shop-api")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
             ..Default::default()
         }],
     }
@@ -76,21 +92,49 @@ fn bearer_tokens_guard_both_receivers_and_name_the_tenant() {
         let err = client.export(request(6)).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
         let mut req = tonic::Request::new(request(7));
-        req.metadata_mut().insert("authorization", "Bearer s3cret".parse().unwrap());
+        req.metadata_mut()
+            .insert("authorization", "Bearer s3cret".parse().unwrap());
         client.export(req).await.unwrap();
     });
 
-    let s = cf.wait_for("cer_journey_requests_total", &[("journey", "checkout"), ("cerflow_tenant", "shop")], 11.0);
+    let s = cf.wait_for(
+        "cer_journey_requests_total",
+        &[("journey", "checkout"), ("cerflow_tenant", "shop")],
+        11.0,
+    );
     // A token without a tenant leaves the attribute unset: the cohort's missing value.
-    s.assert("cer_journey_requests_total", &[("journey", "checkout"), ("cerflow_tenant", "unknown")], 5.0);
+    s.assert(
+        "cer_journey_requests_total",
+        &[("journey", "checkout"), ("cerflow_tenant", "unknown")],
+        5.0,
+    );
     // 3 + 2 + 1 spans over HTTP and 6 over gRPC were turned away, in 4 requests.
-    s.assert("cerflow_refused_spans_total", &[("reason", "unauthenticated")], 12.0);
-    s.assert("cerflow_refused_requests_total", &[("reason", "unauthenticated")], 4.0);
+    s.assert(
+        "cerflow_refused_spans_total",
+        &[("reason", "unauthenticated")],
+        12.0,
+    );
+    s.assert(
+        "cerflow_refused_requests_total",
+        &[("reason", "unauthenticated")],
+        4.0,
+    );
     // Refused spans were received too: received = processed + refused.
-    s.assert("cerflow_received_spans_total", &[("transport", "http")], 15.0);
-    s.assert("cerflow_received_spans_total", &[("transport", "grpc")], 13.0);
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "http")],
+        15.0,
+    );
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "grpc")],
+        13.0,
+    );
     let s = cf.wait_for("cerflow_processed_spans_total", &[], 16.0);
-    assert_eq!(s.sum("cerflow_received_spans_total", &[]), 16.0 + s.sum("cerflow_refused_spans_total", &[]));
+    assert_eq!(
+        s.sum("cerflow_received_spans_total", &[]),
+        16.0 + s.sum("cerflow_refused_spans_total", &[])
+    );
 }
 
 struct Pki {
@@ -113,8 +157,16 @@ impl Pki {
             std::fs::write(dir.path().join(format!("{name}.crt")), cert.pem()).unwrap();
             std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).unwrap();
         };
-        leaf(vec!["127.0.0.1".into(), "localhost".into()], ExtendedKeyUsagePurpose::ServerAuth, "server");
-        leaf(vec!["client".into()], ExtendedKeyUsagePurpose::ClientAuth, "client");
+        leaf(
+            vec!["127.0.0.1".into(), "localhost".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+            "server",
+        );
+        leaf(
+            vec!["client".into()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            "client",
+        );
         std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
         // A second, unrelated CA and a client certificate it signed: not trusted by cerflow.
         let other_key = KeyPair::generate().unwrap();
@@ -180,47 +232,105 @@ fn mutual_tls_on_the_receivers_refuses_clients_without_a_trusted_certificate() {
     let cf = Cerflow::start(|p| with_tls(p.listeners_yaml(""), &pki, &["grpc", "http"]) + CHECKOUT);
     let url = format!("https://127.0.0.1:{}/v1/traces", cf.ports.http);
     let post = |c: &reqwest::blocking::Client| {
-        c.post(&url).header("content-type", "application/x-protobuf").body(request(2).encode_to_vec()).send()
+        c.post(&url)
+            .header("content-type", "application/x-protobuf")
+            .body(request(2).encode_to_vec())
+            .send()
     };
-    assert_eq!(post(&pki.https_client(Some("client"))).unwrap().status().as_u16(), 200);
-    assert!(post(&pki.https_client(None)).is_err(), "no client certificate: refused in the handshake");
-    assert!(post(&pki.https_client(Some("rogue"))).is_err(), "a certificate from another CA: refused");
+    assert_eq!(
+        post(&pki.https_client(Some("client")))
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert!(
+        post(&pki.https_client(None)).is_err(),
+        "no client certificate: refused in the handshake"
+    );
+    assert!(
+        post(&pki.https_client(Some("rogue"))).is_err(),
+        "a certificate from another CA: refused"
+    );
     // Plain HTTP on the TLS port gets nowhere either.
-    assert!(cf.client().post(cf.http_url("/v1/traces")).body(request(1).encode_to_vec()).send().is_err());
+    assert!(cf
+        .client()
+        .post(cf.http_url("/v1/traces"))
+        .body(request(1).encode_to_vec())
+        .send()
+        .is_err());
 
     let rt = runtime();
     let port = cf.ports.grpc;
-    let (ca, cert, key, rogue_cert, rogue_key) =
-        (pki.read("ca.crt"), pki.read("client.crt"), pki.read("client.key"), pki.read("rogue.crt"), pki.read("rogue.key"));
+    let (ca, cert, key, rogue_cert, rogue_key) = (
+        pki.read("ca.crt"),
+        pki.read("client.crt"),
+        pki.read("client.key"),
+        pki.read("rogue.crt"),
+        pki.read("rogue.key"),
+    );
     rt.block_on(async move {
         use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
         let connect = |identity: Option<(Vec<u8>, Vec<u8>)>| {
             let ca = ca.clone();
             async move {
-                let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)).domain_name("localhost");
+                let mut tls = ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(ca))
+                    .domain_name("localhost");
                 if let Some((c, k)) = identity {
                     tls = tls.identity(Identity::from_pem(c, k));
                 }
-                let ch = Channel::from_shared(format!("https://127.0.0.1:{port}")).unwrap().tls_config(tls).unwrap();
+                let ch = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+                    .unwrap()
+                    .tls_config(tls)
+                    .unwrap();
                 match ch.connect().await {
-                    Ok(ch) => TraceServiceClient::new(ch).export(request(3)).await.map(|_| ()).map_err(|e| e.to_string()),
+                    Ok(ch) => TraceServiceClient::new(ch)
+                        .export(request(3))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 }
             }
         };
-        connect(Some((cert, key))).await.expect("a trusted client certificate is accepted");
-        assert!(connect(None).await.is_err(), "no client certificate: refused");
-        assert!(connect(Some((rogue_cert, rogue_key))).await.is_err(), "an untrusted certificate: refused");
+        connect(Some((cert, key)))
+            .await
+            .expect("a trusted client certificate is accepted");
+        assert!(
+            connect(None).await.is_err(),
+            "no client certificate: refused"
+        );
+        assert!(
+            connect(Some((rogue_cert, rogue_key))).await.is_err(),
+            "an untrusted certificate: refused"
+        );
     });
-    let s = cf.wait_for("cer_journey_requests_total", &[("journey", "checkout")], 5.0);
-    s.assert("cerflow_received_spans_total", &[("transport", "grpc")], 3.0);
-    s.assert("cerflow_received_spans_total", &[("transport", "http")], 2.0);
+    let s = cf.wait_for(
+        "cer_journey_requests_total",
+        &[("journey", "checkout")],
+        5.0,
+    );
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "grpc")],
+        3.0,
+    );
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "http")],
+        2.0,
+    );
 }
 
 /// Starts cerflow with TLS on its metrics port too, so readiness is polled over HTTPS.
 fn start_all_tls(pki: &Pki, dir: &Path) -> (std::process::Child, Ports) {
     let ports = Ports::new();
-    let yaml = with_tls(ports.listeners_yaml(""), pki, &["grpc", "http", "prometheus"]) + CHECKOUT;
+    let yaml = with_tls(
+        ports.listeners_yaml(""),
+        pki,
+        &["grpc", "http", "prometheus"],
+    ) + CHECKOUT;
     let path = dir.join("cerflow.yaml");
     std::fs::write(&path, yaml).unwrap();
     let child = std::process::Command::new(BIN)
@@ -248,15 +358,29 @@ fn the_metrics_endpoint_serves_tls_and_readiness() {
             Ok(r) if r.status().is_success() => break r.text().unwrap(),
             _ if Instant::now() > deadline => {
                 let _ = stop(&mut child, Duration::from_secs(5));
-                panic!("no HTTPS readiness: {}", std::fs::read_to_string(dir.path().join("log")).unwrap_or_default());
+                panic!(
+                    "no HTTPS readiness: {}",
+                    std::fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+                );
             }
             _ => std::thread::sleep(Duration::from_millis(50)),
         }
     };
     assert_eq!(ready, "ready\n");
-    let metrics = client.get(format!("{base}/metrics")).send().unwrap().text().unwrap();
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(metrics.contains("cerflow_build_info"), "{metrics}");
-    assert!(pki.https_client(None).get(format!("{base}/metrics")).send().is_err(), "mTLS on the metrics port too");
+    assert!(
+        pki.https_client(None)
+            .get(format!("{base}/metrics"))
+            .send()
+            .is_err(),
+        "mTLS on the metrics port too"
+    );
     let status = stop(&mut child, Duration::from_secs(15));
     assert!(status.success(), "SIGTERM exits 0: {status}");
 }

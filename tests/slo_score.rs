@@ -297,7 +297,7 @@ fn a_restart_keeps_the_period_budget() {
     let ckpt = state.path().join("slo.ckpt");
     let yaml = with_checkpoint(SHOP, &ckpt);
     let config = |p: &Ports| format!("{}{yaml}", p.listeners_yaml(""));
-    let mut first = Cerflow::start(&config);
+    let mut first = Cerflow::start(config);
     let rt = runtime();
     send(
         grpc_provider(
@@ -317,7 +317,7 @@ fn a_restart_keeps_the_period_budget() {
     assert!(first.terminate().success(), "{}", first.logs());
     assert!(ckpt.exists(), "the shutdown wrote {}", ckpt.display());
 
-    let second = Cerflow::start(&config);
+    let second = Cerflow::start(config);
     let s = wait_close(
         &second,
         "cer_slo_error_budget_remaining_ratio",

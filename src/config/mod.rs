@@ -86,7 +86,10 @@ pub struct BearerToken {
 impl std::fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print a secret, not even in a debug dump.
-        f.debug_struct("BearerToken").field("token", &"<redacted>").field("tenant", &self.tenant).finish()
+        f.debug_struct("BearerToken")
+            .field("token", &"<redacted>")
+            .field("tenant", &self.tenant)
+            .finish()
     }
 }
 
@@ -375,7 +378,10 @@ impl Default for Config {
                 weight_by_traffic: false,
                 no_data: NoData::Exclude,
             },
-            limits: Limits { max_series_per_journey: 1000, max_window_state_bytes: 256 << 20 },
+            limits: Limits {
+                max_series_per_journey: 1000,
+                max_window_state_bytes: 256 << 20,
+            },
             journeys: Vec::new(),
         }
     }
@@ -592,18 +598,30 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
         decode_slo(ctx, n, &mut cfg.slo);
     }
     if let Some(n) = m.get("limits") {
-        if let Some(l) = ctx.map(n, "limits", &["max_series_per_journey", "max_window_state_bytes"]) {
+        if let Some(l) = ctx.map(
+            n,
+            "limits",
+            &["max_series_per_journey", "max_window_state_bytes"],
+        ) {
             if let Some(x) = l.get("max_series_per_journey") {
                 match ctx.u64(x, "limits.max_series_per_journey") {
                     Some(v) if v >= 1 => cfg.limits.max_series_per_journey = v as usize,
-                    Some(_) => ctx.error(x.mark, "limits.max_series_per_journey", "must be at least 1"),
+                    Some(_) => ctx.error(
+                        x.mark,
+                        "limits.max_series_per_journey",
+                        "must be at least 1",
+                    ),
                     None => {}
                 }
             }
             if let Some(x) = l.get("max_window_state_bytes") {
                 match ctx.u64(x, "limits.max_window_state_bytes") {
                     Some(v) if v >= 1 << 20 => cfg.limits.max_window_state_bytes = v as usize,
-                    Some(_) => ctx.error(x.mark, "limits.max_window_state_bytes", "must be at least 1048576 (1 MiB)"),
+                    Some(_) => ctx.error(
+                        x.mark,
+                        "limits.max_window_state_bytes",
+                        "must be at least 1048576 (1 MiB)",
+                    ),
                     None => {}
                 }
             }
@@ -622,18 +640,28 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
 
 /// `{endpoint: host:port, tls: {...}}`.
 fn listener(ctx: &mut Ctx, node: &Node, path: &str) -> (Option<SocketAddr>, Option<TlsFiles>) {
-    let Some(m) = ctx.map(node, path, &["endpoint", "tls"]) else { return (None, None) };
-    let tls = m.get("tls").and_then(|t| tls_files(ctx, t, &join(path, "tls")));
+    let Some(m) = ctx.map(node, path, &["endpoint", "tls"]) else {
+        return (None, None);
+    };
+    let tls = m
+        .get("tls")
+        .and_then(|t| tls_files(ctx, t, &join(path, "tls")));
     let p = join(path, "endpoint");
     let Some(e) = m.get("endpoint") else {
         ctx.error(m.mark, path, "missing required key \"endpoint\"");
         return (None, tls);
     };
-    let Some(s) = ctx.string(e, &p) else { return (None, tls) };
+    let Some(s) = ctx.string(e, &p) else {
+        return (None, tls);
+    };
     match resolve_addr(&s) {
         Some(a) => (Some(a), tls),
         None => {
-            ctx.error(e.mark, &p, format!("invalid endpoint \"{s}\" (expected host:port, e.g. 127.0.0.1:4317)"));
+            ctx.error(
+                e.mark,
+                &p,
+                format!("invalid endpoint \"{s}\" (expected host:port, e.g. 127.0.0.1:4317)"),
+            );
             (None, tls)
         }
     }
@@ -644,7 +672,11 @@ fn existing_file(ctx: &mut Ctx, node: &Node, path: &str) -> Option<std::path::Pa
     let s = ctx.non_empty_string(node, path)?;
     let p = std::path::PathBuf::from(&s);
     if !p.is_file() {
-        ctx.error(node.mark, path, format!("file \"{s}\" does not exist or is not a file"));
+        ctx.error(
+            node.mark,
+            path,
+            format!("file \"{s}\" does not exist or is not a file"),
+        );
         return None;
     }
     Some(p)
@@ -665,16 +697,24 @@ fn tls_files(ctx: &mut Ctx, node: &Node, path: &str) -> Option<TlsFiles> {
         Some(n) => Some(existing_file(ctx, n, &join(path, "client_ca_file"))?),
         None => None,
     };
-    Some(TlsFiles { cert_file: cert_file?, key_file: key_file?, client_ca_file })
+    Some(TlsFiles {
+        cert_file: cert_file?,
+        key_file: key_file?,
+        client_ca_file,
+    })
 }
 
 fn bearer_tokens(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<BearerToken> {
     let mut out = Vec::new();
     let problems_before = ctx.problems.len();
-    let Some(items) = ctx.seq(node, path) else { return out };
+    let Some(items) = ctx.seq(node, path) else {
+        return out;
+    };
     for (i, item) in items.iter().enumerate() {
         let p = index(path, i);
-        let Some(m) = ctx.map(item, &p, &["token", "token_file", "tenant"]) else { continue };
+        let Some(m) = ctx.map(item, &p, &["token", "token_file", "tenant"]) else {
+            continue;
+        };
         let token = match (m.get("token"), m.get("token_file")) {
             (Some(t), None) => ctx.non_empty_string(t, &join(&p, "token")),
             (None, Some(f)) => existing_file(ctx, f, &join(&p, "token_file")).and_then(|file| {
@@ -695,7 +735,9 @@ fn bearer_tokens(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<BearerToken> {
                 None
             }
         };
-        let tenant = m.get("tenant").and_then(|t| ctx.non_empty_string(t, &join(&p, "tenant")));
+        let tenant = m
+            .get("tenant")
+            .and_then(|t| ctx.non_empty_string(t, &join(&p, "tenant")));
         if let Some(token) = token {
             if out.iter().any(|t: &BearerToken| t.token == token) {
                 ctx.error(m.mark, &p, "the same token is listed twice");
@@ -705,7 +747,11 @@ fn bearer_tokens(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<BearerToken> {
         }
     }
     if out.is_empty() && ctx.problems.len() == problems_before {
-        ctx.error(node.mark, path, "list at least one token, or leave auth out");
+        ctx.error(
+            node.mark,
+            path,
+            "list at least one token, or leave auth out",
+        );
     }
     out
 }
@@ -726,7 +772,9 @@ fn resolve_addr(s: &str) -> Option<SocketAddr> {
 }
 
 fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
-    let Some(m) = ctx.map(node, "receivers", &["otlp"]) else { return };
+    let Some(m) = ctx.map(node, "receivers", &["otlp"]) else {
+        return;
+    };
     let Some(otlp) = m.get("otlp") else { return };
     let keys = [
         "protocols",
@@ -737,7 +785,9 @@ fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
         "request_timeout",
         "auth",
     ];
-    let Some(o) = ctx.map(otlp, "receivers.otlp", &keys) else { return };
+    let Some(o) = ctx.map(otlp, "receivers.otlp", &keys) else {
+        return;
+    };
     if let Some(p) = o.get("protocols") {
         if let Some(pm) = ctx.map(p, "receivers.otlp.protocols", &["grpc", "http"]) {
             (out.grpc, out.grpc_tls) = match pm.get("grpc") {
@@ -749,7 +799,11 @@ fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
                 None => (None, None),
             };
             if pm.entries.is_empty() {
-                ctx.error(p.mark, "receivers.otlp.protocols", "must specify at least one protocol (grpc, http)");
+                ctx.error(
+                    p.mark,
+                    "receivers.otlp.protocols",
+                    "must specify at least one protocol (grpc, http)",
+                );
             }
         }
     }
@@ -769,14 +823,22 @@ fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
     if let Some(n) = o.get("max_attributes_per_span") {
         match ctx.u64(n, "receivers.otlp.max_attributes_per_span") {
             Some(v) if v >= 1 => out.max_attributes_per_span = v as usize,
-            Some(_) => ctx.error(n.mark, "receivers.otlp.max_attributes_per_span", "must be at least 1"),
+            Some(_) => ctx.error(
+                n.mark,
+                "receivers.otlp.max_attributes_per_span",
+                "must be at least 1",
+            ),
             None => {}
         }
     }
     if let Some(n) = o.get("max_spans_per_request") {
         match ctx.u64(n, "receivers.otlp.max_spans_per_request") {
             Some(v) if v >= 1 => out.max_spans_per_request = v as usize,
-            Some(_) => ctx.error(n.mark, "receivers.otlp.max_spans_per_request", "must be at least 1"),
+            Some(_) => ctx.error(
+                n.mark,
+                "receivers.otlp.max_spans_per_request",
+                "must be at least 1",
+            ),
             None => {}
         }
     }
@@ -789,7 +851,11 @@ fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
         if let Some(a) = ctx.map(n, "receivers.otlp.auth", &["bearer_tokens"]) {
             match a.get("bearer_tokens") {
                 Some(t) => out.tokens = bearer_tokens(ctx, t, "receivers.otlp.auth.bearer_tokens"),
-                None => ctx.error(a.mark, "receivers.otlp.auth", "missing required key \"bearer_tokens\""),
+                None => ctx.error(
+                    a.mark,
+                    "receivers.otlp.auth",
+                    "missing required key \"bearer_tokens\"",
+                ),
             }
         }
     }

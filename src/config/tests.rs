@@ -60,8 +60,14 @@ fn the_embedded_default_is_valid_and_equals_the_code_defaults() {
     assert_eq!(cfg.score.sli_weights, d.score.sli_weights);
     assert_eq!(cfg.score.weight_by_traffic, d.score.weight_by_traffic);
     assert_eq!(cfg.score.no_data, d.score.no_data);
-    assert_eq!(cfg.limits.max_series_per_journey, d.limits.max_series_per_journey);
-    assert_eq!(cfg.limits.max_window_state_bytes, d.limits.max_window_state_bytes);
+    assert_eq!(
+        cfg.limits.max_series_per_journey,
+        d.limits.max_series_per_journey
+    );
+    assert_eq!(
+        cfg.limits.max_window_state_bytes,
+        d.limits.max_window_state_bytes
+    );
 }
 
 #[test]
@@ -218,7 +224,12 @@ fn cohort_keys_may_not_clash_with_cerflow_labels() {
 
 #[test]
 fn the_example_shop_config_is_valid() {
-    let cfg = Config::parse(include_str!("../../examples/shop.yaml"), "examples/shop.yaml", &|_| None).unwrap();
+    let cfg = Config::parse(
+        include_str!("../../examples/shop.yaml"),
+        "examples/shop.yaml",
+        &|_| None,
+    )
+    .unwrap();
     let names: Vec<&str> = cfg.journeys.iter().map(|j| j.name.as_str()).collect();
     assert_eq!(names, vec!["checkout", "login", "search"]);
     assert_eq!(cfg.cohorts.keys, vec!["cloud.region", "app.plan.tier"]);

@@ -646,8 +646,18 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
         "",
         sh.journeys.load().auto_count() as f64,
     );
-    header(out, "cerflow_window_state_limit_bytes", "gauge", "limits.max_window_state_bytes.");
-    sample(out, "cerflow_window_state_limit_bytes", "", sh.state_limit_bytes as f64);
+    header(
+        out,
+        "cerflow_window_state_limit_bytes",
+        "gauge",
+        "limits.max_window_state_bytes.",
+    );
+    sample(
+        out,
+        "cerflow_window_state_limit_bytes",
+        "",
+        sh.state_limit_bytes as f64,
+    );
     header(
         out,
         "cerflow_window_state_bytes",

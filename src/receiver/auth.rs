@@ -25,7 +25,12 @@ impl Auth {
         Auth {
             tokens: tokens
                 .iter()
-                .map(|t| (t.token.as_bytes().to_vec(), t.tenant.as_deref().map(Arc::from)))
+                .map(|t| {
+                    (
+                        t.token.as_bytes().to_vec(),
+                        t.tenant.as_deref().map(Arc::from),
+                    )
+                })
                 .collect(),
         }
     }
@@ -39,7 +44,9 @@ impl Auth {
         if !self.enabled() {
             return Ok(None);
         }
-        let Some(h) = header else { return Err("missing bearer token") };
+        let Some(h) = header else {
+            return Err("missing bearer token");
+        };
         let token = match h.get(..7) {
             Some(p) if p.eq_ignore_ascii_case(b"bearer ") => h[7..].trim_ascii(),
             _ => return Err("the Authorization header is not a bearer token"),
@@ -62,13 +69,28 @@ mod tests {
     #[test]
     fn tokens_are_checked_and_name_their_tenant() {
         let auth = Auth::new(&[
-            BearerToken { token: "s3cret".into(), tenant: Some("shop".into()) },
-            BearerToken { token: "other".into(), tenant: None },
+            BearerToken {
+                token: "s3cret".into(),
+                tenant: Some("shop".into()),
+            },
+            BearerToken {
+                token: "other".into(),
+                tenant: None,
+            },
         ]);
-        assert_eq!(auth.check(Some(b"Bearer s3cret")).unwrap().as_deref(), Some("shop"));
+        assert_eq!(
+            auth.check(Some(b"Bearer s3cret")).unwrap().as_deref(),
+            Some("shop")
+        );
         assert_eq!(auth.check(Some(b"bearer other")).unwrap(), None);
-        assert_eq!(auth.check(Some(b"Bearer s3cre")), Err("invalid bearer token"));
-        assert_eq!(auth.check(Some(b"Basic s3cret")), Err("the Authorization header is not a bearer token"));
+        assert_eq!(
+            auth.check(Some(b"Bearer s3cre")),
+            Err("invalid bearer token")
+        );
+        assert_eq!(
+            auth.check(Some(b"Basic s3cret")),
+            Err("the Authorization header is not a bearer token")
+        );
         assert_eq!(auth.check(None), Err("missing bearer token"));
         assert_eq!(Auth::new(&[]).check(None), Ok(None));
     }

@@ -78,7 +78,8 @@ fn media_format(headers: &HeaderMap) -> Option<Format> {
 /// since the unread rest of the body would otherwise be taken for the next request.
 fn early_error(format: Format, status: StatusCode, grpc_code: i32, message: String) -> Response {
     let mut r = error(format, status, grpc_code, message);
-    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
 
@@ -131,11 +132,21 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
         tel.refuse_request(t, Reason::BadEncoding, 0, &msg);
         return early_error(format, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
     }
-    let auth_header = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
+    let auth_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec());
     let max_request = st.opts.max_request;
-    let collected = tokio::time::timeout(st.opts.timeout, Limited::new(req.into_body(), max_request).collect()).await;
+    let collected = tokio::time::timeout(
+        st.opts.timeout,
+        Limited::new(req.into_body(), max_request).collect(),
+    )
+    .await;
     let Ok(collected) = collected else {
-        let msg = format!("the request body did not arrive within {:?}", st.opts.timeout);
+        let msg = format!(
+            "the request body did not arrive within {:?}",
+            st.opts.timeout
+        );
         tel.refuse_request(t, Reason::Timeout, 0, &msg);
         return early_error(format, StatusCode::REQUEST_TIMEOUT, 4, msg);
     };
@@ -170,7 +181,10 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
                 &inflated
             }
             Err(Inflate::TooLarge) => {
-                let msg = format!("gzip body inflates to more than {} bytes", st.opts.max_inflated);
+                let msg = format!(
+                    "gzip body inflates to more than {} bytes",
+                    st.opts.max_inflated
+                );
                 tel.refuse_request(t, Reason::TooLarge, 0, &msg);
                 return error(format, StatusCode::PAYLOAD_TOO_LARGE, 3, msg);
             }
@@ -186,7 +200,10 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
     // Decoded JSON takes many times its text in memory, so inflated JSON is held to the
     // wire limit; protobuf is read in place and may use the whole inflated limit.
     if format == Format::Json && bytes.len() > st.opts.max_request {
-        let msg = format!("JSON body inflates to more than {} bytes (max_request_bytes)", st.opts.max_request);
+        let msg = format!(
+            "JSON body inflates to more than {} bytes (max_request_bytes)",
+            st.opts.max_request
+        );
         tel.refuse_request(t, Reason::TooLarge, 0, &msg);
         return error(format, StatusCode::PAYLOAD_TOO_LARGE, 8, msg);
     }
@@ -196,14 +213,16 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
         Err(why) => {
             // The spans are counted so the refusal shows how much was turned away.
             let spans = match signal {
-                Signal::Traces => crate::decode::traces(bytes, format).map_or(0, |r| crate::decode::span_count(&r)),
+                Signal::Traces => crate::decode::traces(bytes, format)
+                    .map_or(0, |r| crate::decode::span_count(&r)),
                 _ => 0,
             };
             // Received and refused, so received = processed + refused still holds.
             tel.received(t, spans);
             tel.refuse_request(t, Reason::Unauthenticated, spans, why);
             let mut r = error(format, StatusCode::UNAUTHORIZED, 16, why.to_string());
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return r;
         }
     };

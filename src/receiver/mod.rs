@@ -47,7 +47,12 @@ pub const RETRY_AFTER_SECS: i64 = 1;
 
 /// A gRPC UNAVAILABLE carrying RetryInfo, so OTLP exporters back off for that long.
 pub fn unavailable_with_retry(message: &str) -> tonic::Status {
-    let retry = RetryInfo { retry_delay: Some(ProtoDuration { seconds: RETRY_AFTER_SECS, nanos: 0 }) };
+    let retry = RetryInfo {
+        retry_delay: Some(ProtoDuration {
+            seconds: RETRY_AFTER_SECS,
+            nanos: 0,
+        }),
+    };
     let details = RpcStatus {
         code: tonic::Code::Unavailable as i32,
         message: message.to_string(),
@@ -56,5 +61,9 @@ pub fn unavailable_with_retry(message: &str) -> tonic::Status {
             value: retry.encode_to_vec(),
         }],
     };
-    tonic::Status::with_details(tonic::Code::Unavailable, message, details.encode_to_vec().into())
+    tonic::Status::with_details(
+        tonic::Code::Unavailable,
+        message,
+        details.encode_to_vec().into(),
+    )
 }
