@@ -309,3 +309,15 @@ pub fn check_config(text: &str) -> Result<bool, String> {
     }
     Ok(accepted)
 }
+
+/// True when `text` holds a run of at least `n` ASCII digits.
+pub fn has_long_digit_run(text: &str, n: usize) -> bool {
+    let mut run = 0;
+    for b in text.bytes() {
+        run = if b.is_ascii_digit() { run + 1 } else { 0 };
+        if run >= n {
+            return true;
+        }
+    }
+    false
+}

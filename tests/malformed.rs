@@ -556,11 +556,15 @@ fn table() -> Vec<Case> {
             with(|s| s.start_time_unix_nano = s.end_time_unix_nano),
             Accepted { spans: 1 },
         ),
-        // Reported: a span with no start time is accepted and recorded as ~56 years long.
+        // A span with no start time would be ~56 years long: refused as invalid.
         pb(
             "start = 0 (56-year duration)",
             with(|s| s.start_time_unix_nano = 0),
-            Accepted { spans: 1 },
+            Partial {
+                spans: 1,
+                rejected: 1,
+                why: "start time is missing",
+            },
         ),
         // Ends in the year 2554: clamped to now (cerflow_clamped_spans_total), and recorded.
         pb(
@@ -996,9 +1000,10 @@ fn table() -> Vec<Case> {
             Malformed,
         ),
         json(
-            "JSON duplicate name field (the last one wins)",
+            // Refused, as Go's protojson (the Collector's decoder) refuses duplicates.
+            "JSON duplicate name field",
             json_ok("GET /x", r#","name":"again""#),
-            Accepted { spans: 1 },
+            Malformed,
         ),
         json(
             "JSON trailing garbage",
@@ -1436,7 +1441,6 @@ fn malformed_requests_get_exact_outcomes_and_are_counted() {
 /// latency quantile of its journey up. A span with no *end* time is refused as
 /// invalid (`end = 0` row above); one with no start time should be too.
 #[test]
-#[ignore = "bug: a span with start_time_unix_nano = 0 is accepted as a 56-year span"]
 fn span_without_start_time_is_refused() {
     let cerflow = Cerflow::start(config);
     let body = with(|s| s.start_time_unix_nano = 0);
@@ -1459,7 +1463,6 @@ fn span_without_start_time_is_refused() {
 /// of the journey's series repeats both labels; `auto_journeys.max` (500) such spans
 /// make a scrape of tens of GB, which exhausts cerflow's memory. Any sender can do it.
 #[test]
-#[ignore = "bug: a 1 MB span name / cohort value makes /metrics ~170 MB (no bound on label values)"]
 fn huge_span_names_do_not_blow_up_the_metrics_page() {
     let cerflow = Cerflow::start(|p| {
         format!(
@@ -1524,7 +1527,6 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// requests at once exhaust the machine. Measured here at 8 MiB inflated, where the
 /// peak should stay within a small multiple of the body.
 #[test]
-#[ignore = "bug: decoding amplifies a request ~50x (protobuf empty spans) / ~18x (JSON), beyond max_decompressed_bytes"]
 fn decoding_does_not_amplify_small_requests_into_gigabytes() {
     const INFLATED: usize = 8 << 20;
     let bodies = [
@@ -1572,4 +1574,227 @@ fn decoding_does_not_amplify_small_requests_into_gigabytes() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ------------------------------------------------------- gRPC framing errors
+
+/// What a raw HTTP/2 gRPC call got back: the grpc-status (headers of a trailers-only
+/// response, or trailers) and the message.
+fn raw_grpc_call(
+    rt: &tokio::runtime::Runtime,
+    endpoint: &str,
+    headers: &[(&'static str, &'static str)],
+    body: Vec<u8>,
+) -> (i32, String) {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    rt.block_on(async {
+        let channel = tonic::transport::Channel::from_shared(endpoint.to_string())
+            .expect("a valid endpoint")
+            .connect()
+            .await
+            .expect("connecting to cerflow's gRPC port");
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri(format!("{endpoint}{TRACES_PATH}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(tonic::body::Body::new(http_body_util::Full::new(
+                Bytes::from(body),
+            )))
+            .expect("a request");
+        let resp = channel.oneshot(req).await.expect("an HTTP/2 response");
+        let from = |h: &http::HeaderMap| {
+            let code = h
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let msg = h
+                .get("grpc-message")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            code.map(|c: i32| (c, msg))
+        };
+        if let Some(r) = from(resp.headers()) {
+            return r;
+        }
+        let collected = resp.into_body().collect().await.expect("the response body");
+        collected
+            .trailers()
+            .and_then(from)
+            .expect("a grpc-status in the trailers")
+    })
+}
+
+/// A gRPC length-prefixed message: compression flag, 4-byte big-endian length, bytes.
+fn frame(flag: u8, msg: &[u8]) -> Vec<u8> {
+    let mut f = vec![flag];
+    f.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    f.extend_from_slice(msg);
+    f
+}
+
+/// (what, extra headers, body, grpc-status, the refusal counter that moves or None
+/// when the span is received)
+type FramingRow = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Vec<u8>,
+    i32,
+    Option<&'static str>,
+);
+
+/// gRPC requests that are broken below the protobuf: in the framing tonic reads before
+/// cerflow's handler runs. Each gets a status and moves exactly one refusal counter.
+/// tonic answers INTERNAL for all of these; cerflow counts INTERNAL as `bad_encoding`
+/// (its message says "could not be decompressed", also for a truncated frame).
+#[test]
+fn grpc_framing_errors_are_answered_and_counted() {
+    let cerflow = Cerflow::start(config);
+    let rt = runtime();
+    let endpoint = cerflow.grpc_endpoint();
+    let msg = encoded(vec![span("GET /framed")]);
+    let gz = gzip(&msg);
+    let internal = Code::Internal as i32;
+    let rows: Vec<FramingRow> = vec![
+        ("a valid frame", vec![], frame(0, &msg), 0, None),
+        (
+            "a valid gzip frame",
+            vec![("grpc-encoding", "gzip")],
+            frame(1, &gz),
+            0,
+            None,
+        ),
+        (
+            "frame length 100, 3 bytes follow",
+            vec![],
+            [&[0, 0, 0, 0, 100][..], b"abc"].concat(),
+            internal,
+            Some("bad_encoding"),
+        ),
+        (
+            "frame cut inside its header",
+            vec![],
+            vec![0, 0, 0],
+            internal,
+            Some("bad_encoding"),
+        ),
+        (
+            "no frame at all",
+            vec![],
+            vec![],
+            internal,
+            Some("bad_encoding"),
+        ),
+        (
+            "frame cut inside the message",
+            vec![],
+            frame(0, &msg)[..msg.len() / 2].to_vec(),
+            internal,
+            Some("bad_encoding"),
+        ),
+        (
+            "compressed flag without grpc-encoding",
+            vec![],
+            frame(1, &gz),
+            internal,
+            Some("bad_encoding"),
+        ),
+        (
+            "grpc-encoding gzip, message not gzip",
+            vec![("grpc-encoding", "gzip")],
+            frame(1, &msg),
+            internal,
+            Some("bad_encoding"),
+        ),
+        (
+            "compression flag 2",
+            vec![],
+            frame(2, &msg),
+            internal,
+            Some("bad_encoding"),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, headers, body, want_code, want_counter) in rows {
+        let before = counters(&cerflow.scrape());
+        let (code, message) = raw_grpc_call(&rt, &endpoint, &headers, body);
+        let after = counters(&cerflow.scrape());
+        let moved = delta(&before, &after);
+        let mut want = Counters::new();
+        match want_counter {
+            Some(r) => {
+                want.insert(("refused_requests", r.to_string()), 1.0);
+            }
+            None => {
+                want.insert(("received_spans", "grpc".to_string()), 1.0);
+            }
+        }
+        eprintln!("grpc  {what:<45} status {code} {message:?} {moved:?}");
+        if code != want_code || moved != want {
+            failures.push(format!(
+                "{what}: status {code} ({message}), counters {moved:?}; want status {want_code}, counters {want:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Bug (reported): two gRPC framing errors leave no trace in cerflow's counters.
+/// - `grpc-encoding: br` (not supported) is answered UNIMPLEMENTED by tonic before
+///   cerflow's handler runs, and only INTERNAL and RESOURCE_EXHAUSTED are counted
+///   there; over HTTP the same request is a 415 counted as `bad_encoding`.
+/// - A unary Export call carrying two messages is answered OK, the first message is
+///   processed and the second dropped: its spans are neither received nor refused.
+///   (grpc-go refuses such a call as a protocol violation.)
+#[test]
+#[ignore = "known limit: tonic processes the first message of a unary call and drops a second one without a count"]
+fn every_grpc_refusal_is_counted() {
+    let cerflow = Cerflow::start(config);
+    let rt = runtime();
+    let endpoint = cerflow.grpc_endpoint();
+    let mut problems = Vec::new();
+
+    let before = counters(&cerflow.scrape());
+    let (code, message) = raw_grpc_call(
+        &rt,
+        &endpoint,
+        &[("grpc-encoding", "br")],
+        frame(1, b"not brotli"),
+    );
+    let moved = delta(&before, &counters(&cerflow.scrape()));
+    if code == 0 || moved.is_empty() {
+        problems.push(format!(
+            "grpc-encoding br: status {code} ({message}), counters moved {moved:?}"
+        ));
+    }
+
+    let before = counters(&cerflow.scrape());
+    let two = [
+        frame(0, &encoded(vec![span("GET /first")])),
+        frame(0, &encoded(vec![span("GET /second")])),
+    ]
+    .concat();
+    let (code, message) = raw_grpc_call(&rt, &endpoint, &[], two);
+    let moved = delta(&before, &counters(&cerflow.scrape()));
+    let received = moved
+        .get(&("received_spans", "grpc".to_string()))
+        .copied()
+        .unwrap_or(0.0);
+    let refused: f64 = moved
+        .iter()
+        .filter(|((m, _), _)| m.starts_with("refused"))
+        .map(|(_, v)| v)
+        .sum();
+    if !((code == 0 && received == 2.0) || (code != 0 && refused > 0.0)) {
+        problems.push(format!(
+            "two messages in one unary call: status {code} ({message}), counters moved {moved:?}"
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

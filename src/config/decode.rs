@@ -273,7 +273,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             _ => return Err(bad()),
         };
         rest = &rest[unit_end..];
-        total += (number * unit_ns).round() as u128;
+        let part = (number * unit_ns).round();
+        if !part.is_finite() || part > u64::MAX as f64 {
+            return Err(bad());
+        }
+        total = total.checked_add(part as u128).ok_or_else(bad)?;
     }
     u64::try_from(total)
         .map(Duration::from_nanos)
