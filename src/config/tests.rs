@@ -236,3 +236,18 @@ fn the_example_shop_config_is_valid() {
     assert_eq!(cfg.journeys[0].objectives, PerSli([0.9995, 0.99, 0.999]));
     assert_eq!(cfg.receivers.grpc, Some("127.0.0.1:4317".parse().unwrap()));
 }
+
+#[test]
+fn anchors_work_on_lists_and_mappings_and_expansion_is_bounded() {
+    let cfg = parse("cohorts:\n  keys: &k [cloud.region]\njourneys:\n  - name: a\n    cohorts: *k\n    match: &m { span_name: x }\n  - name: b\n    match: *m\n").unwrap();
+    assert_eq!(cfg.journeys[0].cohorts, vec!["cloud.region"]);
+    assert_eq!(cfg.journeys.len(), 2);
+    // Each level doubles the one before: 2^30 nodes if expanded.
+    let mut bomb = String::from("a0: &a0 [x, x]\n");
+    for i in 1..30 {
+        bomb.push_str(&format!("a{i}: &a{i} [*a{}, *a{}]\n", i - 1, i - 1));
+    }
+    let got = problems(&bomb);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains("aliases expand to too many nodes"), "{got:?}");
+}

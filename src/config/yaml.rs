@@ -56,7 +56,23 @@ struct Builder {
     keys: Vec<Option<Node>>,
     root: Option<Node>,
     anchors: Vec<(usize, Node)>,
-    alias_error: Option<Mark>,
+    /// The anchor of each open sequence or mapping (0 for none), in step with `stack`.
+    open_anchors: Vec<usize>,
+    alias_error: Option<(Mark, &'static str)>,
+    /// Nodes copied by alias expansion so far: nested aliases can double at every level
+    /// ("billion laughs"), so expansion stops at a budget.
+    expanded: usize,
+}
+
+/// Nodes alias expansion may copy in one document.
+const MAX_EXPANDED_NODES: usize = 100_000;
+
+fn size(n: &Node) -> usize {
+    1 + match &n.kind {
+        Kind::Seq(items) => items.iter().map(size).sum(),
+        Kind::Map(entries) => entries.iter().map(|(k, v)| size(k) + size(v)).sum(),
+        _ => 0,
+    }
 }
 
 impl Builder {
@@ -107,32 +123,36 @@ impl MarkedEventReceiver for Builder {
                     };
                 self.push_value(Node { kind, mark }, anchor);
             }
-            Event::SequenceStart(..) => {
-                self.stack.push(Node {
-                    kind: Kind::Seq(Vec::new()),
-                    mark,
-                });
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push(Node { kind: Kind::Seq(Vec::new()), mark });
                 self.keys.push(None);
+                self.open_anchors.push(anchor);
             }
-            Event::MappingStart(..) => {
-                self.stack.push(Node {
-                    kind: Kind::Map(Vec::new()),
-                    mark,
-                });
+            Event::MappingStart(anchor, _) => {
+                self.stack.push(Node { kind: Kind::Map(Vec::new()), mark });
                 self.keys.push(None);
+                self.open_anchors.push(anchor);
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 self.keys.pop();
+                let anchor = self.open_anchors.pop().unwrap_or(0);
                 if let Some(done) = self.stack.pop() {
-                    self.attach(done);
+                    self.push_value(done, anchor);
                 }
             }
             Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _)| *a == id) {
                 Some((_, node)) => {
+                    self.expanded += size(node);
+                    if self.expanded > MAX_EXPANDED_NODES {
+                        self.alias_error.get_or_insert((mark, "aliases expand to too many nodes"));
+                        return;
+                    }
                     let node = node.clone();
                     self.attach(node);
                 }
-                None => self.alias_error = Some(mark),
+                None => {
+                    self.alias_error.get_or_insert((mark, "alias refers to an unknown anchor"));
+                }
             },
             _ => {}
         }
@@ -152,8 +172,8 @@ pub fn parse(text: &str) -> Result<Node, (Mark, String)> {
             e.info().to_string(),
         )
     })?;
-    if let Some(mark) = builder.alias_error {
-        return Err((mark, "alias refers to an unknown anchor".into()));
+    if let Some((mark, why)) = builder.alias_error {
+        return Err((mark, why.into()));
     }
     Ok(builder.root.unwrap_or(Node {
         kind: Kind::Null,
