@@ -367,10 +367,10 @@ proptest! {
         let back = decode::traces(&text, Format::Json)
             .map_err(|e| TestCaseError::fail(format!("{e}\n{}", String::from_utf8_lossy(&text))))?;
         prop_assert_eq!(decode::span_count(&back) as usize, span_total(&req));
-        // Doubles may come back 1 ULP off: the known finding pinned by
-        // `json_doubles_are_parsed_exactly` below. Everything else must be identical.
+        // Byte equality of the protobuf encodings: doubles must come back bit for bit
+        // (`json_doubles_are_parsed_exactly` below), -0.0 included.
         prop_assert!(
-            oracle::same_but_doubles(&req, &back),
+            back.encode_to_vec() == req.encode_to_vec(),
             "JSON round trip changed the request: {}\n{}",
             first_difference(&req, &back),
             String::from_utf8_lossy(&text)
@@ -430,11 +430,11 @@ fn json_lossy_values() {
     );
 }
 
-/// Bug (reported): cerflow's JSON decoder parses `doubleValue`s with serde_json's
-/// default, not correctly rounded, float parser (the crate's `float_roundtrip`
-/// feature is off), so a double in its shortest round-trip form, as every SDK writes
-/// it, can decode to the neighbouring double. A rule comparing the attribute against
-/// the same literal can then disagree with what the sender meant.
+/// Regression (FUZZING.md, finding 1; fixed by serde_json's `float_roundtrip`): the
+/// JSON decoder parsed `doubleValue`s with serde_json's default, not correctly
+/// rounded, float parser, so a double in its shortest round-trip form, as every SDK
+/// writes it, could decode to a neighbouring double, and a rule comparing the
+/// attribute with the same literal could disagree with what the sender meant.
 #[test]
 fn json_doubles_are_parsed_exactly() {
     // The first two were found by `json_round_trip_keeps_every_span` (1 and 2 ULP off),
@@ -553,14 +553,14 @@ fn fuzz_regressions() {
     assert!(seen >= 1, "the committed crash inputs are replayed");
 }
 
-/// Bug (reported; found by the `config` fuzz target, round 2, after 1.9 million
-/// executions): `parse_duration` (src/config/decode.rs) adds each component of a
-/// duration as `(number * unit_ns).round() as u128`; a component too large for u128
-/// saturates to `u128::MAX`, and adding it to the components before it overflows. A
-/// debug build panics ("attempt to add with overflow": `cerflow validate` exits 101);
-/// a release build wraps, and accepts `1s99999999999999999999999999999999999999999s` as
-/// a latency threshold of 1 s - 1 ns, while the same huge component alone is refused as
-/// an invalid duration. Each must be refused with a problem at its key.
+/// Regression (FUZZING.md, finding 4; found by the `config` fuzz target, round 2,
+/// after 1.9 million executions; fixed): `parse_duration` (src/config/decode.rs) added
+/// each component of a duration as `(number * unit_ns).round() as u128`; a component
+/// too large for u128 saturated to `u128::MAX`, and adding it to the components before
+/// it overflowed. A debug build panicked ("attempt to add with overflow": `cerflow
+/// validate` exited 101); a release build wrapped, and accepted
+/// `1s99999999999999999999999999999999999999999s` as a latency threshold of 1 s - 1 ns.
+/// Each must be refused with a problem at its key.
 #[test]
 fn config_duration_overflow_is_an_error() {
     for text in [

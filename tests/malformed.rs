@@ -1433,13 +1433,13 @@ fn malformed_requests_get_exact_outcomes_and_are_counted() {
     );
 }
 
-// ------------------------------------------------------------ reported bugs
+// ------------------------------------------------- bugs the table found, fixed
 
-/// Bug (reported): a span with `start_time_unix_nano = 0` (unset, as a client with a
-/// broken clock or a hand-written exporter sends it) is accepted and recorded with a
-/// duration of ~56 years: it counts as slow, burns the latency budget and drags every
-/// latency quantile of its journey up. A span with no *end* time is refused as
-/// invalid (`end = 0` row above); one with no start time should be too.
+/// Regression (fixed): a span with `start_time_unix_nano = 0` (unset, as a client with
+/// a broken clock or a hand-written exporter sends it) was accepted and recorded with
+/// a duration of ~56 years: it counted as slow, burned the latency budget and dragged
+/// every latency quantile of its journey up. Like a span with no end time, it is
+/// refused as invalid.
 #[test]
 fn span_without_start_time_is_refused() {
     let cerflow = Cerflow::start(config);
@@ -1457,11 +1457,11 @@ fn span_without_start_time_is_refused() {
     );
 }
 
-/// Bug (reported): label values derived from span data are not bounded. One valid
-/// span whose name is 1 MB (the auto journey is `{service}:{span name}`) and whose
-/// cohort attribute is 1 MB makes every `/metrics` scrape about 170 MB, because each
-/// of the journey's series repeats both labels; `auto_journeys.max` (500) such spans
-/// make a scrape of tens of GB, which exhausts cerflow's memory. Any sender can do it.
+/// Regression (fixed: label values are cut to 256 bytes): label values derived from
+/// span data were not bounded. One valid span whose name is 1 MB (the auto journey is
+/// `{service}:{span name}`) and whose cohort attribute is 1 MB made every `/metrics`
+/// scrape about 170 MB, because each of the journey's series repeats both labels;
+/// `auto_journeys.max` (500) such spans would make a scrape of tens of GB.
 #[test]
 fn huge_span_names_do_not_blow_up_the_metrics_page() {
     let cerflow = Cerflow::start(|p| {
@@ -1518,14 +1518,14 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().expect("gzip in memory")
 }
 
-/// Bug (reported): `max_decompressed_bytes` bounds the bytes of a request, not what
-/// decoding them costs. An empty span is 2 bytes of protobuf but a ~100-byte record in
-/// the decoder, and an element of an unknown JSON array is 2 bytes of text but a
-/// 32-byte `serde_json::Value` (the JSON path now builds a `Value` tree to strip nulls).
-/// So a gzip body of about 60 KB inflating to the default 64 MiB makes cerflow peak at
-/// about 3 GB (protobuf, 31 million empty spans) or 1 GB (JSON), and a few such
-/// requests at once exhaust the machine. Measured here at 8 MiB inflated, where the
-/// peak should stay within a small multiple of the body.
+/// Regression (fixed: `max_spans_per_request`, and inflated JSON held to
+/// `max_request_bytes`): `max_decompressed_bytes` bounded the bytes of a request, not
+/// what decoding them costs. An empty span is 2 bytes of protobuf but a ~100-byte record
+/// in the decoder, and an element of an unknown JSON array is 2 bytes of text but a
+/// 32-byte `serde_json::Value` (the JSON path builds a `Value` tree to strip nulls). So
+/// a gzip body of about 60 KB inflating to the default 64 MiB made cerflow peak at
+/// about 3 GB (protobuf, 31 million empty spans) or 1 GB (JSON). Measured here at
+/// 8 MiB inflated, where the peak must stay within a small multiple of the body.
 #[test]
 fn decoding_does_not_amplify_small_requests_into_gigabytes() {
     const INFLATED: usize = 8 << 20;
@@ -1745,12 +1745,12 @@ fn grpc_framing_errors_are_answered_and_counted() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Bug (reported): two gRPC framing errors leave no trace in cerflow's counters.
-/// - `grpc-encoding: br` (not supported) is answered UNIMPLEMENTED by tonic before
-///   cerflow's handler runs, and only INTERNAL and RESOURCE_EXHAUSTED are counted
-///   there; over HTTP the same request is a 415 counted as `bad_encoding`.
-/// - A unary Export call carrying two messages is answered OK, the first message is
-///   processed and the second dropped: its spans are neither received nor refused.
+/// Two gRPC framing errors that left no trace in cerflow's counters:
+/// - (fixed) `grpc-encoding: br` (not supported) is answered UNIMPLEMENTED by tonic
+///   before cerflow's handler runs, and was not counted; over HTTP the same request is
+///   a 415 counted as `bad_encoding`.
+/// - (open) A unary Export call carrying two messages is answered OK, the first message
+///   is processed and the second dropped: its spans are neither received nor refused.
 ///   (grpc-go refuses such a call as a protocol violation.)
 #[test]
 #[ignore = "known limit: tonic processes the first message of a unary call and drops a second one without a count"]

@@ -249,5 +249,8 @@ fn anchors_work_on_lists_and_mappings_and_expansion_is_bounded() {
     }
     let got = problems(&bomb);
     assert_eq!(got.len(), 1);
-    assert!(got[0].contains("aliases expand to too many nodes"), "{got:?}");
+    assert!(
+        got[0].contains("aliases expand to too many nodes"),
+        "{got:?}"
+    );
 }

@@ -124,12 +124,18 @@ impl MarkedEventReceiver for Builder {
                 self.push_value(Node { kind, mark }, anchor);
             }
             Event::SequenceStart(anchor, _) => {
-                self.stack.push(Node { kind: Kind::Seq(Vec::new()), mark });
+                self.stack.push(Node {
+                    kind: Kind::Seq(Vec::new()),
+                    mark,
+                });
                 self.keys.push(None);
                 self.open_anchors.push(anchor);
             }
             Event::MappingStart(anchor, _) => {
-                self.stack.push(Node { kind: Kind::Map(Vec::new()), mark });
+                self.stack.push(Node {
+                    kind: Kind::Map(Vec::new()),
+                    mark,
+                });
                 self.keys.push(None);
                 self.open_anchors.push(anchor);
             }
@@ -144,14 +150,16 @@ impl MarkedEventReceiver for Builder {
                 Some((_, node)) => {
                     self.expanded += size(node);
                     if self.expanded > MAX_EXPANDED_NODES {
-                        self.alias_error.get_or_insert((mark, "aliases expand to too many nodes"));
+                        self.alias_error
+                            .get_or_insert((mark, "aliases expand to too many nodes"));
                         return;
                     }
                     let node = node.clone();
                     self.attach(node);
                 }
                 None => {
-                    self.alias_error.get_or_insert((mark, "alias refers to an unknown anchor"));
+                    self.alias_error
+                        .get_or_insert((mark, "alias refers to an unknown anchor"));
                 }
             },
             _ => {}
