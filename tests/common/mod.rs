@@ -92,7 +92,25 @@ pub struct Cerflow {
 impl Cerflow {
     /// Writes the YAML that `config` builds from fresh ports, starts cerflow on it and
     /// waits until `/healthz` answers.
-    pub fn start(config: impl FnOnce(&Ports) -> String) -> Cerflow {
+    pub fn start(config: impl Fn(&Ports) -> String) -> Cerflow {
+        // A port picked free can be taken by another test before cerflow binds it;
+        // such a start is retried on fresh ports.
+        for _ in 0..4 {
+            match Cerflow::try_start(&config) {
+                Ok(c) => return c,
+                Err(c) => drop(c),
+            }
+        }
+        match Cerflow::try_start(&config) {
+            Ok(c) => c,
+            Err(c) => panic!(
+                "cerflow could not bind free ports five times:\n{}",
+                c.logs()
+            ),
+        }
+    }
+
+    fn try_start(config: &impl Fn(&Ports) -> String) -> Result<Cerflow, Cerflow> {
         let ports = Ports::new();
         let yaml = config(&ports);
         let dir = tempfile::tempdir().expect("creating a temp dir");
@@ -128,11 +146,15 @@ impl Cerflow {
             exit: None,
             http,
         };
-        c.wait_ready(&yaml);
-        c
+        if c.wait_ready(&yaml) {
+            Ok(c)
+        } else {
+            Err(c)
+        }
     }
 
-    fn wait_ready(&mut self, yaml: &str) {
+    /// False when cerflow exited because a port was taken (the caller retries).
+    fn wait_ready(&mut self, yaml: &str) -> bool {
         let deadline = Instant::now() + DEADLINE;
         let url = format!("http://127.0.0.1:{}/healthz", self.ports.prom);
         loop {
@@ -143,11 +165,14 @@ impl Cerflow {
             {
                 self.exit = Some(status);
                 self.child = None;
+                if self.logs().contains("Address already in use") {
+                    return false;
+                }
                 panic!("cerflow exited during start-up with {status}\n--- config ---\n{yaml}\n--- log ---\n{}", self.logs());
             }
             if let Ok(r) = self.http.get(&url).send() {
                 if r.status().is_success() {
-                    return;
+                    return true;
                 }
             }
             if Instant::now() > deadline {
