@@ -149,7 +149,7 @@ impl Cerflow {
         if c.wait_ready(&yaml) {
             Ok(c)
         } else {
-            Err(c)
+            Err(c.logs())
         }
     }
 
