@@ -95,22 +95,18 @@ impl Cerflow {
     pub fn start(config: impl Fn(&Ports) -> String) -> Cerflow {
         // A port picked free can be taken by another test before cerflow binds it;
         // such a start is retried on fresh ports.
-        for _ in 0..4 {
+        let mut last = String::new();
+        for _ in 0..5 {
             match Cerflow::try_start(&config) {
                 Ok(c) => return c,
-                Err(c) => drop(c),
+                Err(logs) => last = logs,
             }
         }
-        match Cerflow::try_start(&config) {
-            Ok(c) => c,
-            Err(c) => panic!(
-                "cerflow could not bind free ports five times:\n{}",
-                c.logs()
-            ),
-        }
+        panic!("cerflow could not bind free ports five times:\n{last}")
     }
 
-    fn try_start(config: &impl Fn(&Ports) -> String) -> Result<Cerflow, Cerflow> {
+    /// The running cerflow, or its log when a port it was given was taken.
+    fn try_start(config: &impl Fn(&Ports) -> String) -> Result<Cerflow, String> {
         let ports = Ports::new();
         let yaml = config(&ports);
         let dir = tempfile::tempdir().expect("creating a temp dir");
