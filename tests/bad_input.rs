@@ -4,7 +4,7 @@
 
 mod common;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use common::*;
 use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::metrics::MeterProvider as _;
@@ -25,7 +25,6 @@ use reqwest::blocking::Response;
 use reqwest::StatusCode;
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
 
 const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -127,41 +126,8 @@ fn expect_status(r: Response, want: StatusCode, what: &str) -> Vec<u8> {
 const PROTOBUF: (&str, &str) = ("content-type", "application/x-protobuf");
 const JSON: (&str, &str) = ("content-type", "application/json");
 
-/// Passes request bytes through untouched, so a test can send what no encoder would.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-struct RawEncoder;
-struct RawDecoder;
-
-impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Bytes;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
+// The same pass-through codec cerflow's receiver uses: tests send bytes no encoder would.
+use cerflow::receiver::grpc::RawCodec;
 
 async fn channel(endpoint: String) -> tonic::transport::Channel {
     tonic::transport::Channel::from_shared(endpoint)
