@@ -88,34 +88,9 @@ impl Collector {
 
 /// `google.rpc.Status` and `RetryInfo`, as a server puts them in `grpc-status-details-bin`.
 mod rpc {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Status {
-        #[prost(int32, tag = "1")]
-        pub code: i32,
-        #[prost(string, tag = "2")]
-        pub message: String,
-        #[prost(message, repeated, tag = "3")]
-        pub details: Vec<Any>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Any {
-        #[prost(string, tag = "1")]
-        pub type_url: String,
-        #[prost(bytes = "vec", tag = "2")]
-        pub value: Vec<u8>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct RetryInfo {
-        #[prost(message, optional, tag = "1")]
-        pub retry_delay: Option<Duration>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Duration {
-        #[prost(int64, tag = "1")]
-        pub seconds: i64,
-        #[prost(int32, tag = "2")]
-        pub nanos: i32,
-    }
+    pub use cerflow::receiver::{
+        ProtoAny as Any, ProtoDuration as Duration, RetryInfo, RpcStatus as Status,
+    };
 }
 
 fn retry_info_status(code: tonic::Code, delay: Duration) -> tonic::Status {

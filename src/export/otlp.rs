@@ -322,40 +322,12 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
 // Failures: which are retryable, and how long to wait.
 // ---------------------------------------------------------------------------------
 
-/// `google.rpc` messages carried in `grpc-status-details-bin`, declared here so reading
-/// `RetryInfo` needs no extra dependency.
+/// `google.rpc` messages carried in `grpc-status-details-bin`: the receiver's, which
+/// writes them for its own RetryInfo.
 mod rpc {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Status {
-        #[prost(int32, tag = "1")]
-        pub code: i32,
-        #[prost(string, tag = "2")]
-        pub message: String,
-        #[prost(message, repeated, tag = "3")]
-        pub details: Vec<Any>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Any {
-        #[prost(string, tag = "1")]
-        pub type_url: String,
-        #[prost(bytes = "vec", tag = "2")]
-        pub value: Vec<u8>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct RetryInfo {
-        #[prost(message, optional, tag = "1")]
-        pub retry_delay: Option<Duration>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Duration {
-        #[prost(int64, tag = "1")]
-        pub seconds: i64,
-        #[prost(int32, tag = "2")]
-        pub nanos: i32,
-    }
+    #[cfg(test)]
+    pub use crate::receiver::{ProtoAny as Any, ProtoDuration as Duration};
+    pub use crate::receiver::{RetryInfo, RpcStatus as Status};
 }
 
 /// The `RetryInfo.retry_delay` of a gRPC error, when the server sent one.
