@@ -37,7 +37,12 @@ fn escape(v: &str, out: &mut String) {
 }
 
 fn fmt_f64(v: f64, out: &mut String) {
-    if v == v.trunc() && v.abs() < 1e15 {
+    // The text format spells the non-finite values this way; Rust's `{}` says `inf`.
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v == v.trunc() && v.abs() < 1e15 {
         let _ = write!(out, "{}", v as i64);
     } else {
         let _ = write!(out, "{v}");
@@ -683,5 +688,15 @@ mod tests {
         let mut s = String::new();
         escape("a\"b\\c\nd", &mut s);
         assert_eq!(s, "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn non_finite_values_use_the_text_format_spelling() {
+        let mut s = String::new();
+        for v in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 2.0, 0.25] {
+            fmt_f64(v, &mut s);
+            s.push(' ');
+        }
+        assert_eq!(s, "+Inf -Inf NaN 2 0.25 ");
     }
 }
