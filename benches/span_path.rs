@@ -15,13 +15,14 @@
 //!
 //! Run: `cargo bench --bench span_path` (add `-- decode` to run one group).
 
+use cerflow::clock::now_unix_ns;
 use cerflow::config::Config;
 use cerflow::decode::{lazy, Format};
 use cerflow::ingest::Ingest;
 use cerflow::journey::Journeys;
 use cerflow::loadgen::payload::{self, Behaviour, Shape};
 use cerflow::loadgen::rng::Rng;
-use cerflow::pipeline::{now_unix_ns, BatchBuilder, Pipeline};
+use cerflow::pipeline::{BatchBuilder, Pipeline};
 use cerflow::span::SpanView;
 use cerflow::telemetry::{Telemetry, Transport};
 use cerflow::window::SeriesState;

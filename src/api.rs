@@ -128,7 +128,7 @@ fn filter_of(r: &proto::GetScoresRequest) -> Filter {
         cohort: r
             .cohort
             .iter()
-            .map(|(k, v)| (crate::export::prometheus::sanitize_label(k), v.clone()))
+            .map(|(k, v)| (crate::labels::sanitize_label(k), v.clone()))
             .collect(),
     }
 }

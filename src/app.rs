@@ -2,11 +2,12 @@
 //! stops in order on SIGINT/SIGTERM: receivers first, then the queues are drained,
 //! the last snapshot derived and pushed, and the metrics endpoint closed last.
 
+use crate::clock::now_unix_ns;
 use crate::config::Config;
 use crate::export::{self, Shared};
 use crate::ingest::Ingest;
 use crate::journey::Journeys;
-use crate::pipeline::{now_unix_ns, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::receiver;
 use crate::score::{self, Evaluation};
 use crate::sli::Snapshot;
@@ -522,7 +523,7 @@ impl Deriver {
         notes
     }
 
-    fn tick(&mut self, shards: Vec<crate::pipeline::ShardSnapshot>, last: bool) {
+    fn tick(&mut self, shards: Vec<crate::snapshot::ShardSnapshot>, last: bool) {
         let now = now_unix_ns();
         let snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
         let journeys = self.shared.journeys.load();

@@ -40,7 +40,7 @@ pub struct Args {
 }
 
 fn parse_wait(s: &str) -> Result<Duration, String> {
-    crate::config::decode::parse_duration(s)
+    crate::duration::parse_duration(s)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

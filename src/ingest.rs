@@ -1,10 +1,11 @@
 //! The work every receiver shares: decoded request in, classified batches queued,
 //! an OTLP outcome out. Transport details (status codes, headers) stay in the receivers.
 
+use crate::clock::now_unix_ns;
 use crate::config::Config;
 use crate::decode::{self, invalid_reason, lazy, ProstSpan};
 use crate::journey::Journeys;
-use crate::pipeline::{now_unix_ns, BatchBuilder, PipelineInput, SubmitError};
+use crate::pipeline::{BatchBuilder, PipelineInput, SubmitError};
 use crate::span::SpanView;
 use crate::telemetry::{AddRelaxed, Reason, Telemetry, Transport};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;

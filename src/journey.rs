@@ -8,13 +8,12 @@
 use crate::config::{Config, JourneyConfig};
 use crate::predicate::Cond;
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
+use crate::span_record::{flag, JourneyId};
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub const AUTO_OVERFLOW: &str = "_overflow";
-
-pub type JourneyId = u32;
 
 /// What the record and export stages need to know of a journey.
 #[derive(Debug)]
@@ -44,15 +43,6 @@ struct Compiled {
     /// Everything that decides what the journey records; equal fingerprints across a
     /// reload mean its window state stays valid.
     fingerprint: String,
-}
-
-/// Span outcome flags carried on each record.
-pub mod flag {
-    pub const ERROR: u8 = 1;
-    pub const SLOW: u8 = 2;
-    pub const INCORRECT: u8 = 4;
-    /// The span is an entry point (SERVER or CONSUMER); it counts towards coverage.
-    pub const ENTRY: u8 = 8;
 }
 
 pub struct Journeys {
@@ -97,7 +87,7 @@ pub struct Classified<'a> {
 
 fn labels_of(keys: &[String]) -> Arc<[String]> {
     keys.iter()
-        .map(|k| crate::export::prometheus::sanitize_label(k))
+        .map(|k| crate::labels::sanitize_label(k))
         .collect()
 }
 

@@ -11,13 +11,16 @@
 
 pub mod api;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod decode;
+pub mod duration;
 pub mod export;
 pub mod gate;
 pub mod hist;
 pub mod ingest;
 pub mod journey;
+pub mod labels;
 pub mod loadgen;
 pub mod pipeline;
 pub mod predicate;
@@ -25,7 +28,9 @@ pub mod receiver;
 pub mod score;
 pub mod sli;
 pub mod slo;
+pub mod snapshot;
 pub mod span;
+pub mod span_record;
 pub mod telemetry;
 pub mod tls;
 pub mod window;

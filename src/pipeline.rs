@@ -8,36 +8,18 @@
 //! separate control channel, so a full data queue never delays it.
 
 use crate::config::Config;
-use crate::journey::{flag, Classified, JourneyId, JourneyInfo, Journeys};
+use crate::clock::now_unix_ns;
+use crate::journey::{Classified, Journeys};
+use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
+use crate::span_record::{flag, JourneyId, Record};
 use crate::telemetry::{AddRelaxed, Telemetry};
-use crate::window::{Counts, Coverage, Ring, SeriesState, WindowStats};
+use crate::window::{Coverage, Ring, SeriesState};
 use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
-
-pub fn now_unix_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// One classified span, 40 bytes; its cohort values live in the batch's text.
-#[derive(Debug, Clone, Copy)]
-pub struct Record {
-    pub hash: u64,
-    pub journey: JourneyId,
-    /// Index of the first cohort value in `Batch::values`.
-    pub first_value: u32,
-    pub n_values: u16,
-    pub flags: u8,
-    pub end_ns: u64,
-    pub duration_ns: u64,
-}
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -227,27 +209,6 @@ pub struct Reload {
     pub journeys: Arc<Journeys>,
     /// Old id -> new id; `None` drops the journey's series.
     pub remap: Vec<Option<JourneyId>>,
-}
-
-/// What the export stage sees of one journey x cohort series.
-#[derive(Debug, Clone)]
-pub struct SeriesSnap {
-    pub journey: Arc<JourneyInfo>,
-    pub cohort: Arc<[Box<str>]>,
-    /// The journey's overflow series: cohorts refused by the cardinality or memory limit.
-    pub overflow: bool,
-    pub totals: Counts,
-    pub duration_sum_s: f64,
-    pub buckets: Vec<u64>,
-    pub created_unix_ns: u64,
-    pub windows: Vec<WindowStats>,
-}
-
-#[derive(Debug, Default)]
-pub struct ShardSnapshot {
-    pub series: Vec<SeriesSnap>,
-    pub coverage: Vec<Coverage>,
-    pub state_bytes: usize,
 }
 
 struct Series {

@@ -7,12 +7,11 @@
 //! weighted by journey weight (optionally times traffic). Cohort scores use the same
 //! formula over one cohort's requests.
 
-use crate::config::{
-    decode::format_duration, NoData, Objectives, PerSli, Score, Severity, SliKind, SLIS,
-};
+use crate::config::{NoData, Objectives, PerSli, Score, Severity, SliKind, SLIS};
+use crate::duration::format_duration;
 use crate::journey::{JourneyInfo, Journeys};
 use crate::sli::{derive, Snapshot};
-use crate::slo::{alert_active, burn_rate, Key, SloEval, SloTracker};
+use crate::slo::{alert_active, burn_rate, BadCount, Key, SloEval, SloTracker};
 use crate::window::Counts;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -360,10 +359,8 @@ impl Filter {
                     let (label, value) = v
                         .split_once([':', '='])
                         .ok_or_else(|| format!("cohort filter \"{v}\" is not label:value"))?;
-                    f.cohort.insert(
-                        crate::export::prometheus::sanitize_label(label),
-                        value.to_string(),
-                    );
+                    f.cohort
+                        .insert(crate::labels::sanitize_label(label), value.to_string());
                 }
                 other => {
                     return Err(format!(
@@ -446,7 +443,7 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
             .zip(v.windows.iter())
             .filter(|((w, _), _)| window_ok(&w.window))
             .map(|((w, c), _)| {
-                let dur = crate::config::decode::parse_duration(&w.window)
+                let dur = crate::duration::parse_duration(&w.window)
                     .unwrap_or(std::time::Duration::from_secs(60));
                 window_view(&w.window, c, dur, info, cfg)
             })
@@ -559,7 +556,7 @@ mod tests {
 
     fn overall_with(policy: &str) -> Option<f64> {
         use crate::config::Config;
-        use crate::pipeline::SeriesSnap;
+        use crate::snapshot::SeriesSnap;
         use crate::window::WindowStats;
         let yaml = format!(
             "windows: {{ sizes: [1m] }}\nslo: {{ objectives: {{ availability: 0.9, latency: 0.9 }} }}\nscore: {policy}\njourneys:\n  - {{ name: a, weight: 3, match: {{ span_name: a }} }}\n  - {{ name: b, weight: 1, match: {{ span_name: b }} }}\n  - {{ name: c, weight: 1, match: {{ span_name: c }} }}\n"

@@ -3,7 +3,7 @@
 //! A window with no requests has no ratio at all: it is left out of the export rather
 //! than shown as 1 (which hides an outage of traffic) or NaN (which poisons queries).
 
-use crate::pipeline::{SeriesSnap, ShardSnapshot};
+use crate::snapshot::{SeriesSnap, ShardSnapshot};
 use crate::window::{Counts, Coverage};
 use std::time::Duration;
 

@@ -57,11 +57,27 @@ pub struct SloEval {
 }
 
 /// The cohort part of a series' SLO key; overflow series get a value no cohort can have.
-pub fn cohort_key(s: &crate::pipeline::SeriesSnap) -> Arc<[Box<str>]> {
+pub fn cohort_key(s: &crate::snapshot::SeriesSnap) -> Arc<[Box<str>]> {
     if s.overflow {
         Arc::from(vec![Box::<str>::from("\u{0}otel_metric_overflow")])
     } else {
         s.cohort.clone()
+    }
+}
+
+/// The events that count against an SLI: errors, slow or incorrect requests.
+/// Lives here, not on `Counts`, because only SLO and score arithmetic asks it.
+pub trait BadCount {
+    fn bad(&self, sli: SliKind) -> u64;
+}
+
+impl BadCount for Counts {
+    fn bad(&self, sli: SliKind) -> u64 {
+        match sli {
+            SliKind::Availability => self.errors,
+            SliKind::Latency => self.slow,
+            SliKind::Correctness => self.incorrect,
+        }
     }
 }
 
@@ -451,7 +467,7 @@ pub fn alert_active(e: &SloEval, sli: SliKind, sev: Severity) -> bool {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::pipeline::SeriesSnap;
+    use crate::snapshot::SeriesSnap;
     use std::time::Duration;
 
     const S: u64 = 1_000_000_000;

@@ -7,7 +7,7 @@
 //! it covers between W - W/N and W of event time and slides one sub-bucket at a time.
 
 use crate::hist::{self, SparseHist};
-use crate::journey::flag;
+use crate::span_record::flag;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -40,15 +40,6 @@ impl Reset for Counts {
 }
 
 impl Counts {
-    /// The events that count against an SLI: errors, slow or incorrect requests.
-    pub fn bad(&self, sli: crate::config::SliKind) -> u64 {
-        match sli {
-            crate::config::SliKind::Availability => self.errors,
-            crate::config::SliKind::Latency => self.slow,
-            crate::config::SliKind::Correctness => self.incorrect,
-        }
-    }
-
     pub fn sub(&self, o: &Counts) -> Counts {
         Counts {
             requests: self.requests.saturating_sub(o.requests),

@@ -700,7 +700,7 @@ journeys:
 
     /// Spans with timestamps near now, so they are neither late nor clamped by default.
     fn recent(mut req: ExportTraceServiceRequest, shift: u64) -> ExportTraceServiceRequest {
-        let now = cerflow::pipeline::now_unix_ns();
+        let now = cerflow::clock::now_unix_ns();
         for s in req
             .resource_spans
             .iter_mut()

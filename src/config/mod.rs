@@ -970,8 +970,8 @@ fn decode_otlp_retry(ctx: &mut Ctx, node: &Node) -> OtlpRetry {
             &join(path, key),
             format!(
                 "max_interval ({}) must not be shorter than initial_interval ({})",
-                decode::format_duration(out.max_interval),
-                decode::format_duration(out.initial_interval)
+                crate::duration::format_duration(out.max_interval),
+                crate::duration::format_duration(out.initial_interval)
             ),
         );
     }
@@ -1052,7 +1052,7 @@ fn decode_windows(ctx: &mut Ctx, node: &Node, out: &mut Windows) {
                         ctx.error(
                             item.mark,
                             &p,
-                            format!("duplicate window {}", decode::format_duration(d)),
+                            format!("duplicate window {}", crate::duration::format_duration(d)),
                         );
                     } else {
                         sizes.push(d);
@@ -1124,11 +1124,8 @@ fn cohort_keys(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<String>> {
     for (i, item) in items.iter().enumerate() {
         let p = index(path, i);
         if let Some(k) = ctx.non_empty_string(item, &p) {
-            let label = crate::export::prometheus::sanitize_label(&k);
-            if matches!(
-                label.as_str(),
-                "journey" | "window" | "quantile" | "le" | "sli" | "severity"
-            ) {
+            let label = crate::labels::sanitize_label(&k);
+            if crate::labels::RESERVED.contains(&label.as_str()) {
                 ctx.error(
                     item.mark,
                     &p,

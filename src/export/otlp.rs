@@ -12,11 +12,11 @@
 //! answers again.
 
 use super::Shared;
-use crate::config::decode::format_duration;
 use crate::config::{OtlpExporter, OtlpRetry};
+use crate::duration::format_duration;
 use crate::loadgen::rng::Rng;
-use crate::pipeline::{SeriesSnap, QUANTILES};
 use crate::sli::{derive, Sli, Snapshot};
+use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{AddRelaxed, ExportDrop, Telemetry};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
@@ -729,7 +729,7 @@ async fn in_flight(
 }
 
 fn seed() -> u64 {
-    crate::pipeline::now_unix_ns() ^ (u64::from(std::process::id()) << 32)
+    crate::clock::now_unix_ns() ^ (u64::from(std::process::id()) << 32)
 }
 
 /// Pushes every interval until cancelled, retrying and queueing as described above; then

@@ -1,29 +1,11 @@
 //! The Prometheus text exposition at `/metrics`, rendered from the latest snapshot.
 
 use super::Shared;
-use crate::config::decode::format_duration;
-use crate::pipeline::{SeriesSnap, QUANTILES};
+use crate::duration::format_duration;
 use crate::sli::derive;
+use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{AddRelaxed, Transport, EXPORT_DROPS, REASONS};
 use std::fmt::Write;
-
-/// Turns an attribute key into a Prometheus label name (`cloud.region` -> `cloud_region`).
-pub fn sanitize_label(key: &str) -> String {
-    let mut out: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
-}
 
 fn escape(v: &str, out: &mut String) {
     for c in v.chars() {
@@ -675,13 +657,6 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn labels_are_sanitised_like_the_collector() {
-        assert_eq!(sanitize_label("cloud.region"), "cloud_region");
-        assert_eq!(sanitize_label("app.plan-tier"), "app_plan_tier");
-        assert_eq!(sanitize_label("1st"), "_1st");
-    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -282,7 +282,7 @@ struct Pools {
 
 impl Pools {
     fn stamp(&self, phase: usize) -> Arc<Vec<Bytes>> {
-        let now = crate::pipeline::now_unix_ns();
+        let now = crate::clock::now_unix_ns();
         let list = self.templates.get(phase).map_or(&[][..], |t| &t[..]);
         let bodies: Vec<Bytes> = list
             .iter()
@@ -832,7 +832,7 @@ async fn freshness(
     protocol: Protocol,
     timeout: Duration,
 ) -> Result<f64, String> {
-    let mut rng = Rng::new(seed ^ crate::pipeline::now_unix_ns());
+    let mut rng = Rng::new(seed ^ crate::clock::now_unix_ns());
     let region = format!("probe-{:012x}", rng.next_u64() >> 16);
     let t = payload::probe(journey, &region, "probe", &mut rng);
     let uri: http::Uri = client::normalize(url)
@@ -840,7 +840,7 @@ async fn freshness(
         .map_err(|e| format!("invalid --probe-metrics URL: {e}"))?;
     let http = client::http_client();
     let mut body = t.body.clone();
-    t.stamp(&mut body, crate::pipeline::now_unix_ns());
+    t.stamp(&mut body, crate::clock::now_unix_ns());
     let gzip = matches!(
         client,
         Client::Grpc { gzip: true, .. } | Client::Http { gzip: true, .. }

@@ -1,0 +1,27 @@
+//! The span record: what a worker receives of one classified span, and its flags.
+//! A leaf shared by match (which makes records) and record (which counts them).
+
+/// A journey's index in the journey table of one config generation.
+pub type JourneyId = u32;
+
+/// Span outcome flags carried on each record.
+pub mod flag {
+    pub const ERROR: u8 = 1;
+    pub const SLOW: u8 = 2;
+    pub const INCORRECT: u8 = 4;
+    /// The span is an entry point (SERVER or CONSUMER); it counts towards coverage.
+    pub const ENTRY: u8 = 8;
+}
+
+/// One classified span, 40 bytes; its cohort values live in the batch's text.
+#[derive(Debug, Clone, Copy)]
+pub struct Record {
+    pub hash: u64,
+    pub journey: JourneyId,
+    /// Index of the first cohort value in `Batch::values`.
+    pub first_value: u32,
+    pub n_values: u16,
+    pub flags: u8,
+    pub end_ns: u64,
+    pub duration_ns: u64,
+}
