@@ -9,6 +9,7 @@ use crate::ingest::Ingest;
 use crate::journey::Journeys;
 use crate::pipeline::Pipeline;
 use crate::receiver;
+use crate::receiver::consumer::Consumer;
 use crate::score::{self, Evaluation};
 use crate::sli::Snapshot;
 use crate::slo::SloTracker;
@@ -198,7 +199,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         let tls = grpc_tls.is_some();
         tracing::info!(endpoint = %l.local_addr().map_err(|e| e.to_string())?, tls, auth = auth.enabled(), "OTLP/gRPC receiver listening.");
         let stop = receivers_stop.clone();
-        let ingest = ingest.clone();
+        let ingest: Arc<dyn Consumer> = ingest.clone();
         let opts = receiver::grpc::GrpcOptions {
             max_request: cfg.receivers.max_request_bytes,
             max_inflated: cfg.receivers.max_decompressed_bytes,
@@ -224,7 +225,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             auth: auth.clone(),
             timeout: cfg.receivers.request_timeout,
         };
-        let router = receiver::http::router(ingest.clone(), opts);
+        let router = receiver::http::router(ingest.clone() as Arc<dyn Consumer>, opts);
         receiver_tasks.push(tokio::spawn(serve_http(
             l,
             router,

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::decode::{self, invalid_reason, lazy, ProstSpan};
 use crate::journey::Journeys;
 use crate::pipeline::{BatchBuilder, PipelineInput, SubmitError};
+use crate::receiver::consumer::Consumer;
 use crate::span::SpanView;
 use crate::telemetry::{AddRelaxed, Reason, Telemetry, Transport};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -13,22 +14,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::sync::Arc;
 
-/// An accepted request; `rejected` spans were invalid and are reported as partial success.
-#[derive(Debug, Default, PartialEq)]
-pub struct Accepted {
-    pub rejected: u64,
-    pub message: String,
-}
-
-#[derive(Debug, PartialEq)]
-pub enum Refused {
-    /// Permanent: the sender must not retry this request.
-    Malformed(String),
-    /// Transient: the queues are full, retry later.
-    Unavailable,
-    /// Permanent: the request is larger than a limit allows.
-    TooLarge(String),
-}
+pub use crate::receiver::consumer::{Accepted, Refused};
 
 /// A span as the ingest loop sees it: readable by the rules, and checkable.
 trait Incoming: SpanView {
@@ -366,5 +352,34 @@ impl Ingest {
             .received_log_records
             .add(decode::log_record_count(req));
         Accepted::default()
+    }
+}
+
+impl Consumer for Ingest {
+    fn traces(
+        &self,
+        body: &[u8],
+        format: decode::Format,
+        t: Transport,
+        tenant: Option<&str>,
+    ) -> Result<Accepted, Refused> {
+        self.traces_body_from(body, format, t, tenant)
+    }
+    fn metrics(
+        &self,
+        body: &[u8],
+        format: decode::Format,
+        t: Transport,
+    ) -> Result<Accepted, Refused> {
+        self.metrics_body(body, format, t)
+    }
+    fn logs(&self, body: &[u8], format: decode::Format, t: Transport) -> Result<Accepted, Refused> {
+        self.logs_body(body, format, t)
+    }
+    fn spans_in(&self, body: &[u8], format: decode::Format) -> u64 {
+        decode::traces(body, format).map_or(0, |r| decode::span_count(&r))
+    }
+    fn telemetry(&self) -> &Telemetry {
+        &self.tel
     }
 }

@@ -7,8 +7,8 @@
 //! The deriver asks every worker for a snapshot on each evaluation tick over a
 //! separate control channel, so a full data queue never delays it.
 
-use crate::config::Config;
 use crate::clock::now_unix_ns;
+use crate::config::Config;
 use crate::journey::{Classified, Journeys};
 use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};

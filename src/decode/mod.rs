@@ -12,11 +12,7 @@ use prost::Message;
 
 pub mod lazy;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Protobuf,
-    Json,
-}
+pub use crate::receiver::consumer::Format;
 
 fn decode<M: Message + Default + serde::de::DeserializeOwned>(
     body: &[u8],

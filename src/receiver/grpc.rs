@@ -5,8 +5,7 @@
 //! the INTERNAL that tonic's generated servers return for decode failures.
 
 use super::auth::{Auth, Tenant};
-use crate::decode::Format;
-use crate::ingest::{Accepted, Ingest, Refused};
+use super::consumer::{Accepted, Consumer, Format, Refused};
 use crate::telemetry::{Reason, Transport};
 use bytes::{Buf, BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
@@ -68,9 +67,9 @@ impl Codec for RawCodec {
 /// One OTLP signal's gRPC service.
 pub trait Signal: Send + Sync + 'static {
     const NAME: &'static str;
-    fn handle(ingest: &Ingest, body: &[u8], tenant: &Tenant) -> Result<Vec<u8>, Status>;
+    fn handle(ingest: &dyn Consumer, body: &[u8], tenant: &Tenant) -> Result<Vec<u8>, Status>;
     /// Spans in a body that is refused before it is processed, for the refusal counter.
-    fn spans_in(_body: &[u8]) -> u64 {
+    fn spans_in(_ingest: &dyn Consumer, _body: &[u8]) -> u64 {
         0
     }
 }
@@ -91,9 +90,9 @@ pub struct Logs;
 
 impl Signal for Traces {
     const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
-    fn handle(ingest: &Ingest, body: &[u8], tenant: &Tenant) -> Result<Vec<u8>, Status> {
+    fn handle(ingest: &dyn Consumer, body: &[u8], tenant: &Tenant) -> Result<Vec<u8>, Status> {
         let Accepted { rejected, message } = ingest
-            .traces_body_from(body, Format::Protobuf, Transport::Grpc, tenant.as_deref())
+            .traces(body, Format::Protobuf, Transport::Grpc, tenant.as_deref())
             .map_err(to_status)?;
         let partial_success = (rejected > 0).then_some(ExportTracePartialSuccess {
             rejected_spans: rejected as i64,
@@ -101,16 +100,16 @@ impl Signal for Traces {
         });
         Ok(ExportTraceServiceResponse { partial_success }.encode_to_vec())
     }
-    fn spans_in(body: &[u8]) -> u64 {
-        crate::decode::traces(body, Format::Protobuf).map_or(0, |r| crate::decode::span_count(&r))
+    fn spans_in(ingest: &dyn Consumer, body: &[u8]) -> u64 {
+        ingest.spans_in(body, Format::Protobuf)
     }
 }
 
 impl Signal for Metrics {
     const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
-    fn handle(ingest: &Ingest, body: &[u8], _tenant: &Tenant) -> Result<Vec<u8>, Status> {
+    fn handle(ingest: &dyn Consumer, body: &[u8], _tenant: &Tenant) -> Result<Vec<u8>, Status> {
         let Accepted { rejected, message } = ingest
-            .metrics_body(body, Format::Protobuf, Transport::Grpc)
+            .metrics(body, Format::Protobuf, Transport::Grpc)
             .map_err(to_status)?;
         let partial_success = (rejected > 0).then_some(ExportMetricsPartialSuccess {
             rejected_data_points: rejected as i64,
@@ -122,9 +121,9 @@ impl Signal for Metrics {
 
 impl Signal for Logs {
     const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
-    fn handle(ingest: &Ingest, body: &[u8], _tenant: &Tenant) -> Result<Vec<u8>, Status> {
+    fn handle(ingest: &dyn Consumer, body: &[u8], _tenant: &Tenant) -> Result<Vec<u8>, Status> {
         ingest
-            .logs_body(body, Format::Protobuf, Transport::Grpc)
+            .logs(body, Format::Protobuf, Transport::Grpc)
             .map_err(to_status)?;
         Ok(ExportLogsServiceResponse {
             partial_success: None,
@@ -134,7 +133,7 @@ impl Signal for Logs {
 }
 
 pub struct GrpcService<S> {
-    ingest: Arc<Ingest>,
+    ingest: Arc<dyn Consumer>,
     auth: Arc<Auth>,
     /// (uncompressed, decompressed) message limits.
     limits: (usize, usize),
@@ -157,7 +156,7 @@ impl<S: Signal> NamedService for GrpcService<S> {
 }
 
 struct Unary<S> {
-    ingest: Arc<Ingest>,
+    ingest: Arc<dyn Consumer>,
     auth: Arc<Auth>,
     _signal: PhantomData<fn() -> S>,
 }
@@ -180,15 +179,18 @@ impl<S: Signal> tonic::server::UnaryService<Bytes> for Unary<S> {
                 Ok(t) => t,
                 Err(why) => {
                     // Received and refused, so received = processed + refused still holds.
-                    let spans = S::spans_in(&body);
-                    ingest.tel.received(Transport::Grpc, spans);
-                    ingest
-                        .tel
-                        .refuse_request(Transport::Grpc, Reason::Unauthenticated, spans, why);
+                    let spans = S::spans_in(&*ingest, &body);
+                    ingest.telemetry().received(Transport::Grpc, spans);
+                    ingest.telemetry().refuse_request(
+                        Transport::Grpc,
+                        Reason::Unauthenticated,
+                        spans,
+                        why,
+                    );
                     return Err(Status::unauthenticated(why));
                 }
             };
-            S::handle(&ingest, &body, &tenant).map(tonic::Response::new)
+            S::handle(&*ingest, &body, &tenant).map(tonic::Response::new)
         })
     }
 }
@@ -235,9 +237,8 @@ where
             let mut grpc = tonic::server::Grpc::new(RawCodec)
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(max), None);
-            let tel = ingest.tel.clone();
             let unary = Unary::<S> {
-                ingest,
+                ingest: ingest.clone(),
                 auth,
                 _signal: PhantomData,
             };
@@ -254,7 +255,7 @@ where
                 // OTLP; a request that can never fit must not be resent, so it becomes
                 // RESOURCE_EXHAUSTED without RetryInfo, which OTLP clients do not retry.
                 Some(8) | Some(11) => {
-                    tel.refuse_request(
+                    ingest.telemetry().refuse_request(
                         Transport::Grpc,
                         Reason::TooLarge,
                         0,
@@ -265,13 +266,13 @@ where
                         .insert("grpc-status", http::HeaderValue::from_static("8"));
                 }
                 // UNIMPLEMENTED from tonic here is an unsupported grpc-encoding (e.g. br).
-                Some(12) => tel.refuse_request(
+                Some(12) => ingest.telemetry().refuse_request(
                     Transport::Grpc,
                     Reason::BadEncoding,
                     0,
                     "unsupported grpc-encoding",
                 ),
-                Some(13) => tel.refuse_request(
+                Some(13) => ingest.telemetry().refuse_request(
                     Transport::Grpc,
                     Reason::BadEncoding,
                     0,
@@ -285,7 +286,7 @@ where
 }
 
 pub fn service<S: Signal>(
-    ingest: Arc<Ingest>,
+    ingest: Arc<dyn Consumer>,
     auth: Arc<Auth>,
     limits: (usize, usize),
 ) -> GrpcService<S> {
@@ -311,7 +312,7 @@ pub struct GrpcOptions {
 /// Serves the three OTLP services, and `extra` (the score API), until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    ingest: Arc<Ingest>,
+    ingest: Arc<dyn Consumer>,
     opts: GrpcOptions,
     extra: tonic::service::Routes,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -1,8 +1,7 @@
 //! OTLP/HTTP receiver: `POST /v1/traces`, `/v1/metrics`, `/v1/logs`, protobuf or JSON,
 //! optionally gzip-compressed, with fixed or chunked bodies.
 
-use crate::decode::Format;
-use crate::ingest::{Accepted, Ingest, Refused};
+use super::consumer::{Accepted, Consumer, Format, Refused};
 use crate::telemetry::{Reason, Transport};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -27,7 +26,7 @@ pub struct HttpOptions {
 
 #[derive(Clone)]
 struct HttpState {
-    ingest: Arc<Ingest>,
+    ingest: Arc<dyn Consumer>,
     opts: HttpOptions,
 }
 
@@ -41,7 +40,7 @@ enum Signal {
 use super::auth::Auth;
 use super::RpcStatus;
 
-pub fn router(ingest: Arc<Ingest>, opts: HttpOptions) -> Router {
+pub fn router(ingest: Arc<dyn Consumer>, opts: HttpOptions) -> Router {
     let state = HttpState { ingest, opts };
     Router::new()
         .route(
@@ -106,7 +105,7 @@ fn error(format: Format, status: StatusCode, grpc_code: i32, message: String) ->
 
 async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Response {
     let t = Transport::Http;
-    let tel = &st.ingest.tel;
+    let tel = st.ingest.telemetry();
     let Some(format) = media_format(req.headers()) else {
         let got = req
             .headers()
@@ -213,8 +212,7 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
         Err(why) => {
             // The spans are counted so the refusal shows how much was turned away.
             let spans = match signal {
-                Signal::Traces => crate::decode::traces(bytes, format)
-                    .map_or(0, |r| crate::decode::span_count(&r)),
+                Signal::Traces => ingest.spans_in(bytes, format),
                 _ => 0,
             };
             // Received and refused, so received = processed + refused still holds.
@@ -227,9 +225,9 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
         }
     };
     let result = match signal {
-        Signal::Traces => ingest.traces_body_from(bytes, format, t, tenant.as_deref()),
-        Signal::Metrics => ingest.metrics_body(bytes, format, t),
-        Signal::Logs => ingest.logs_body(bytes, format, t),
+        Signal::Traces => ingest.traces(bytes, format, t, tenant.as_deref()),
+        Signal::Metrics => ingest.metrics(bytes, format, t),
+        Signal::Logs => ingest.logs(bytes, format, t),
     };
     match result {
         Ok(accepted) => success(format, signal, accepted),

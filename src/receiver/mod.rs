@@ -1,6 +1,7 @@
-//! Receive: the OTLP listeners. Both hand decoded requests to [`crate::ingest::Ingest`].
+//! Receive: the OTLP listeners. Both hand request bodies to a [`consumer::Consumer`].
 
 pub mod auth;
+pub mod consumer;
 pub mod grpc;
 pub mod http;
 

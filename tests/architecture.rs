@@ -1,0 +1,349 @@
+//! The layering the README promises, checked on the source: data flows one way
+//! (receive -> decode -> match -> record -> derive -> export), a module imports only
+//! earlier stages and leaf helpers, nothing imports an exporter, no two modules import
+//! each other (directly or round a longer circle), and the product never imports the
+//! load generator.
+//!
+//! It reads every `crate::` path in `src/` (use lines, grouped `use crate::{..}` and
+//! inline paths; comments and `#[cfg(test)] mod tests` blocks are skipped) and maps each
+//! module to a unit and each unit to a stage. A component's `config` submodule
+//! (`pipeline::config`) belongs to the config unit, not to its component.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Stages in data-flow order. Wiring (the binary, the app that starts everything, the
+/// tools) may import anything; nothing but wiring may import wiring.
+const STAGES: &[(&str, &[&str])] = &[
+    (
+        "leaf",
+        &[
+            "span",
+            "span_record",
+            "labels",
+            "duration",
+            "clock",
+            "hist",
+            "telemetry",
+            "proto",
+        ],
+    ),
+    ("config", &["config_reader", "predicate", "config"]),
+    ("receive", &["receiver", "tls"]),
+    ("decode", &["decode"]),
+    ("match", &["journey"]),
+    ("record", &["ingest", "pipeline", "window", "snapshot"]),
+    ("derive", &["sli", "slo", "score", "evaluation", "deriver"]),
+    ("export", &["export", "api"]),
+    (
+        "wiring",
+        &[
+            "app", "admin", "reload", "main", "cli", "gate", "loadgen", "lib",
+        ],
+    ),
+];
+
+const EXPORT: &str = "export";
+const WIRING: &str = "wiring";
+const LEAF: &str = "leaf";
+
+fn stage_of(unit: &str) -> Option<(usize, &'static str)> {
+    STAGES
+        .iter()
+        .enumerate()
+        .find(|(_, (_, units))| units.contains(&unit))
+        .map(|(i, (name, _))| (i, *name))
+}
+
+/// The unit a module path belongs to: the YAML reader (`config::yaml`, `config::decode`)
+/// is its own unit, below the rule language and every component config; otherwise
+/// `a::config::..` and `config::..` are config, anything else its first segment.
+fn unit_of(path: &[String]) -> String {
+    let first_two: Vec<&str> = path.iter().take(2).map(String::as_str).collect();
+    if matches!(first_two[..], ["config", "yaml"] | ["config", "decode"]) {
+        return "config_reader".into();
+    }
+    if path.first().map(String::as_str) == Some("config")
+        || path.get(1).map(String::as_str) == Some("config")
+    {
+        return "config".into();
+    }
+    path.first().cloned().unwrap_or_else(|| "lib".into())
+}
+
+fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("src/ is readable") {
+        let p = e.expect("a directory entry").path();
+        if p.is_dir() {
+            rs_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// `src/a/b.rs` -> [a, b]; `src/a/mod.rs` -> [a]; `src/lib.rs` -> [lib].
+fn module_path(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).expect("a file under src/");
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|c| c.to_string_lossy().trim_end_matches(".rs").to_string())
+        .collect();
+    if parts.last().map(String::as_str) == Some("mod") {
+        parts.pop();
+    }
+    parts
+}
+
+/// The code of a file without comments and without its unit-test module.
+fn code_of(text: &str) -> String {
+    let text = match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    text.lines()
+        .map(|l| match l.find("//") {
+            Some(i) => &l[..i],
+            None => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn ident_end(s: &str) -> usize {
+    s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(s.len())
+}
+
+/// The paths after `prefix` (`crate::` or `super::`), grouped imports expanded one level.
+fn paths_after(code: &str, prefix: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut rest = code;
+    while let Some(i) = rest.find(prefix) {
+        let before = rest[..i].chars().last();
+        rest = &rest[i + prefix.len()..];
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            continue;
+        }
+        out.extend(path_at(rest));
+    }
+    out
+}
+
+/// Reads `a::b::{c, d::e}` at the start of `s` into [a, b, c] and [a, b, d, e].
+fn path_at(s: &str) -> Vec<Vec<String>> {
+    let mut segs = Vec::new();
+    let mut s = s;
+    loop {
+        if let Some(inner) = s.strip_prefix('{') {
+            return group(&segs, inner);
+        }
+        let n = ident_end(s);
+        if n == 0 {
+            break;
+        }
+        segs.push(s[..n].to_string());
+        s = &s[n..];
+        match s.strip_prefix("::") {
+            Some(r) => s = r,
+            None => break,
+        }
+    }
+    if segs.is_empty() {
+        vec![]
+    } else {
+        vec![segs]
+    }
+}
+
+/// The items of `{a, b::c}` (`inner` starts after the brace), each behind `prefix`.
+fn group(prefix: &[String], inner: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                out.extend(item(prefix, &inner[start..i]));
+                return out;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                out.extend(item(prefix, &inner[start..i]));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn item(prefix: &[String], s: &str) -> Vec<Vec<String>> {
+    let s = s.trim();
+    if s.is_empty() || s == "self" {
+        return vec![prefix.to_vec()];
+    }
+    path_at(s)
+        .into_iter()
+        .map(|p| prefix.iter().cloned().chain(p).collect())
+        .collect()
+}
+
+/// unit -> units it imports, and for each edge one file that makes it.
+fn import_graph() -> BTreeMap<String, BTreeMap<String, String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rs_files(&src, &mut files);
+    files.sort();
+    assert!(files.len() > 20, "found only {} files in src/", files.len());
+    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for f in &files {
+        let module = module_path(&src, f);
+        if module.last().map(String::as_str) == Some("tests") {
+            continue;
+        }
+        let from = unit_of(&module);
+        let code = code_of(&std::fs::read_to_string(f).expect("a readable source file"));
+        let mut targets = paths_after(&code, "crate::");
+        for p in paths_after(&code, "super::") {
+            // `super` of `a/b.rs` is `a`; of `a/b/mod.rs` it is `a` as well.
+            let parent = &module[..module.len().saturating_sub(1)];
+            targets.push(parent.iter().cloned().chain(p).collect());
+        }
+        let entry = graph.entry(from.clone()).or_default();
+        for t in targets {
+            let to = unit_of(&t);
+            if to != from {
+                let shown = f.strip_prefix(&src).unwrap_or(f).display().to_string();
+                entry.entry(to).or_insert(shown);
+            }
+        }
+    }
+    graph
+}
+
+#[test]
+fn every_module_has_a_stage() {
+    let graph = import_graph();
+    let mut unknown: BTreeSet<String> = BTreeSet::new();
+    for (from, to) in &graph {
+        for u in std::iter::once(from).chain(to.keys()) {
+            if stage_of(u).is_none() {
+                unknown.insert(u.clone());
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "modules with no stage in tests/architecture.rs: {unknown:?}"
+    );
+}
+
+#[test]
+fn imports_point_to_earlier_stages_only() {
+    let graph = import_graph();
+    let mut bad = Vec::new();
+    for (from, tos) in &graph {
+        let Some((fs, fname)) = stage_of(from) else {
+            continue;
+        };
+        for (to, file) in tos {
+            let Some((ts, tname)) = stage_of(to) else {
+                continue;
+            };
+            if fname == WIRING {
+                continue;
+            }
+            if tname == WIRING {
+                bad.push(format!(
+                    "{file}: {from} ({fname}) imports {to}, which is wiring"
+                ));
+            } else if fname == LEAF && tname != LEAF {
+                bad.push(format!("{file}: leaf {from} imports {to} ({tname})"));
+            } else if ts > fs {
+                bad.push(format!(
+                    "{file}: {from} ({fname}) imports {to} from the later stage {tname}"
+                ));
+            } else if tname == EXPORT {
+                bad.push(format!("{file}: {from} imports the exporter {to}"));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "layering broken:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn no_import_circles() {
+    let graph = import_graph();
+    // Depth-first search; a grey node met again closes a circle.
+    fn visit(
+        n: &str,
+        graph: &BTreeMap<String, BTreeMap<String, String>>,
+        state: &mut BTreeMap<String, u8>,
+        stack: &mut Vec<String>,
+        found: &mut Vec<String>,
+    ) {
+        state.insert(n.to_string(), 1);
+        stack.push(n.to_string());
+        for to in graph.get(n).into_iter().flat_map(|m| m.keys()) {
+            match state.get(to.as_str()).copied().unwrap_or(0) {
+                0 => visit(to, graph, state, stack, found),
+                1 => {
+                    let at = stack.iter().position(|s| s == to).unwrap_or(0);
+                    let mut circle = stack[at..].to_vec();
+                    circle.push(to.clone());
+                    found.push(circle.join(" -> "));
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        state.insert(n.to_string(), 2);
+    }
+    let mut state = BTreeMap::new();
+    let mut found = Vec::new();
+    for n in graph.keys() {
+        if state.get(n.as_str()).copied().unwrap_or(0) == 0 {
+            visit(n, &graph, &mut state, &mut Vec::new(), &mut found);
+        }
+    }
+    assert!(found.is_empty(), "import circles:\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_product_never_imports_the_load_generator() {
+    let graph = import_graph();
+    let users: Vec<String> = graph
+        .iter()
+        .filter(|(from, tos)| {
+            !matches!(from.as_str(), "loadgen" | "main" | "cli") && tos.contains_key("loadgen")
+        })
+        .map(|(from, tos)| format!("{from} ({})", tos["loadgen"]))
+        .collect();
+    assert!(
+        users.is_empty(),
+        "product modules import loadgen: {users:?}"
+    );
+}
+
+/// The reader itself: a grouped import and a `super::` path resolve to their units, so
+/// the checks above cannot pass by reading nothing.
+#[test]
+fn the_reader_finds_grouped_and_component_config_imports() {
+    let code = code_of(
+        "use crate::{window::Counts, pipeline::config::Pipeline};\n// crate::export::x\nfn f() { crate::labels::sanitize_label(\"a\"); }\n",
+    );
+    let units: Vec<String> = paths_after(&code, "crate::")
+        .iter()
+        .map(|p| unit_of(p))
+        .collect();
+    assert_eq!(units, ["window", "config", "labels"]);
+    let graph = import_graph();
+    assert!(
+        graph["window"].contains_key("hist"),
+        "{:?}",
+        graph["window"]
+    );
+    assert!(graph["journey"].contains_key("config"));
+}
