@@ -1,9 +1,9 @@
 //! The score API: `GET /api/v1/scores` (JSON, on the metrics port) and the gRPC
 //! `cerflow.v1.ScoreService` (on the OTLP gRPC port), both reading the latest evaluation.
 
-use crate::export::Shared;
 use crate::proto;
 use crate::proto::score_service_server::{ScoreService, ScoreServiceServer};
+use crate::published::Shared;
 use crate::score::{filtered, Filter, ScoreView};
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;

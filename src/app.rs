@@ -4,18 +4,17 @@
 
 use crate::clock::now_unix_ns;
 use crate::config::Config;
-use crate::export::{self, Shared};
+use crate::export;
 use crate::ingest::Ingest;
 use crate::journey::Journeys;
 use crate::pipeline::Pipeline;
+use crate::published::Shared;
 use crate::receiver;
 use crate::receiver::consumer::Consumer;
-use crate::score::{self, Evaluation};
+use crate::score::Evaluation;
 use crate::sli::Snapshot;
-use crate::slo::SloTracker;
 use crate::telemetry::Telemetry;
 use arc_swap::ArcSwap;
-use axum::routing::get;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,73 +103,9 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         start_unix_ns: now_unix_ns(),
     });
 
-    // The SLO state survives restarts through its checkpoint.
-    let mut tracker = SloTracker::new(&cfg.slo);
-    if let Some(cp) = &cfg.slo.checkpoint {
-        if cp.path.exists() {
-            match tracker.load(&cp.path) {
-                Ok(n) => {
-                    tracing::info!(path = %cp.path.display(), keys = n, "Restored the SLO state.")
-                }
-                Err(e) => tracing::warn!(
-                    path = %cp.path.display(),
-                    error = %e,
-                    "Cannot restore the SLO state; starting with fresh error budgets."
-                ),
-            }
-        } else {
-            tracing::info!(path = %cp.path.display(), "No SLO checkpoint yet; starting with fresh error budgets.");
-        }
-    }
-
-    // The deriver ticks on its own thread: it blocks on worker replies.
-    let (deriver_tx, deriver_rx) = crossbeam_channel::bounded::<DeriverMsg>(4);
-    let (final_tx, final_rx) = tokio::sync::oneshot::channel::<()>();
-    let deriver = {
-        let shared = shared.clone();
-        let interval = cfg.pipeline.evaluation_interval;
-        let grace = cfg.pipeline.shutdown_timeout;
-        let cfg = cfg.clone();
-        let ingest = ingest.clone();
-        std::thread::Builder::new()
-            .name("cerflow-deriver".into())
-            .spawn(move || {
-                let mut deriver = Deriver {
-                    cfg,
-                    shared,
-                    ingest,
-                    tracker,
-                    last_checkpoint: now_unix_ns(),
-                };
-                let mut next = std::time::Instant::now() + interval;
-                loop {
-                    match deriver_rx.recv_deadline(next) {
-                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                            next = std::time::Instant::now() + interval;
-                            let shards = pipeline.snapshot(interval);
-                            deriver.tick(shards, false);
-                        }
-                        Ok(DeriverMsg::Reload(new, reply)) => {
-                            let notes = deriver.reload(*new, &pipeline);
-                            // Evaluate at once, then show the new version: a scrape that
-                            // sees the new version sees the new journeys too.
-                            deriver.tick(pipeline.snapshot(interval), false);
-                            deriver
-                                .shared
-                                .version
-                                .store(Arc::new(deriver.cfg.version.clone()));
-                            let _ = reply.send(notes);
-                        }
-                        Ok(DeriverMsg::Stop)
-                        | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-                let shards = pipeline.shutdown(grace);
-                deriver.tick(shards, true);
-                let _ = final_tx.send(());
-            })
-            .map_err(|e| format!("cannot start the deriver thread: {e}"))?
-    };
+    let tracker = crate::deriver::restore_slo_state(&cfg);
+    let (deriver, deriver_tx, final_rx) =
+        crate::deriver::spawn(&cfg, shared.clone(), ingest.clone(), tracker, pipeline)?;
 
     // TLS files are parsed now, so a bad certificate stops start-up with a clear message.
     let grpc_tls = cfg
@@ -239,36 +174,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         if let Ok(a) = l.local_addr() {
             tracing::info!(endpoint = %a, tls = prom_tls.is_some(), "Prometheus endpoint listening on /metrics.");
         }
-        let sh = shared.clone();
-        let ready = shared.clone();
-        let router = axum::Router::new()
-            .route(
-                "/metrics",
-                get(move || {
-                    let sh = sh.clone();
-                    async move {
-                        (
-                            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-                            export::prometheus::render(&sh),
-                        )
-                    }
-                }),
-            )
-            .route("/api/v1/scores", get(crate::api::scores_json).with_state(shared.clone()))
-            .route("/healthz", get(|| async { "ok\n" }))
-            .route(
-                "/readyz",
-                get(move || {
-                    let ready = ready.ready.load(std::sync::atomic::Ordering::Relaxed);
-                    async move {
-                        if ready {
-                            (axum::http::StatusCode::OK, "ready\n")
-                        } else {
-                            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-                        }
-                    }
-                }),
-            );
+        let router = crate::admin::router(shared.clone());
         tokio::spawn(serve_http(l, router, prom_tls, admin_stop.clone(), "metrics endpoint"))
     });
     let otlp_stop = CancellationToken::new();
@@ -292,7 +198,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     );
     let reload_stop = CancellationToken::new();
     let reload_task = config_path.map(|path| {
-        tokio::spawn(watch_config(
+        tokio::spawn(crate::reload::watch_config(
             path,
             deriver_tx.clone(),
             tel.clone(),
@@ -320,7 +226,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     if let Some(t) = reload_task {
         let _ = t.await;
     }
-    let _ = deriver_tx.send(DeriverMsg::Stop);
+    let _ = deriver_tx.send(crate::deriver::DeriverMsg::Stop);
     let joined = tokio::task::spawn_blocking(move || deriver.join());
     if tokio::time::timeout(grace, joined).await.is_err() {
         tracing::warn!("The pipeline did not drain within the shutdown timeout.");
@@ -362,194 +268,6 @@ async fn serve_http(
                 .await
             {
                 tracing::error!(error = %e, what, "A listener stopped with an error.");
-            }
-        }
-    }
-}
-
-enum DeriverMsg {
-    Stop,
-    /// A validated new config; the reply lists what only a restart will apply.
-    Reload(Box<Config>, tokio::sync::oneshot::Sender<Vec<String>>),
-}
-
-fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-/// Reloads the config on SIGHUP and when the file changes (checked every second).
-async fn watch_config(
-    path: std::path::PathBuf,
-    deriver: crossbeam_channel::Sender<DeriverMsg>,
-    tel: Arc<Telemetry>,
-    stop: CancellationToken,
-) {
-    use crate::telemetry::AddRelaxed;
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut last = modified(&path);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        #[cfg(unix)]
-        let hangup = async {
-            match hup.as_mut() {
-                Some(h) => {
-                    h.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hangup = std::future::pending::<()>();
-        let trigger = tokio::select! {
-            _ = hangup => "SIGHUP",
-            _ = tick.tick() => {
-                let now = modified(&path);
-                if now == last {
-                    continue;
-                }
-                "the config file changed"
-            }
-            _ = stop.cancelled() => return,
-        };
-        last = modified(&path);
-        let loaded = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || Config::load_file(&path)).await
-        };
-        match loaded {
-            Ok(Ok(cfg)) => {
-                let version = cfg.version.clone();
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                if deriver.send(DeriverMsg::Reload(Box::new(cfg), tx)).is_err() {
-                    return;
-                }
-                match rx.await {
-                    Ok(notes) => {
-                        tel.config_reloads.add(1);
-                        tracing::info!(trigger, %version, "Reloaded the config.");
-                        for note in notes {
-                            tracing::warn!(trigger, "{note}");
-                        }
-                    }
-                    Err(_) => return,
-                }
-            }
-            Ok(Err(e)) => {
-                tel.config_reload_failures.add(1);
-                tracing::error!(trigger, problems = %e, "Refused the new config; the running one stays in force.");
-            }
-            Err(e) => tracing::error!(error = %e, "The config reload task failed."),
-        }
-    }
-}
-
-/// Merges worker snapshots, updates the SLO state, evaluates scores, checkpoints.
-struct Deriver {
-    cfg: Config,
-    shared: Arc<Shared>,
-    ingest: Arc<Ingest>,
-    tracker: SloTracker,
-    last_checkpoint: u64,
-}
-
-impl Deriver {
-    /// Applies what a running cerflow can change: journeys, cohorts, rules, objectives,
-    /// alerts, scores, the version. Journeys whose definition did not change keep their
-    /// window state. Returns notes on settings that need a restart.
-    fn reload(&mut self, new: Config, pipeline: &Pipeline) -> Vec<String> {
-        let old = &self.cfg;
-        let mut notes = Vec::new();
-        let mut restart = |what: &str, changed: bool| {
-            if changed {
-                notes.push(format!("{what} changed; it takes effect after a restart"));
-            }
-        };
-        restart(
-            "receivers",
-            format!("{:?}", old.receivers) != format!("{:?}", new.receivers)
-                || old.receivers.tokens != new.receivers.tokens,
-        );
-        restart(
-            "exporters",
-            format!("{:?}", old.exporters) != format!("{:?}", new.exporters),
-        );
-        restart(
-            "pipeline",
-            format!("{:?}", old.pipeline) != format!("{:?}", new.pipeline),
-        );
-        restart(
-            "windows",
-            format!("{:?}", old.windows) != format!("{:?}", new.windows),
-        );
-        restart(
-            "histogram.buckets",
-            old.histogram_buckets != new.histogram_buckets,
-        );
-        restart(
-            "limits",
-            format!("{:?}", old.limits) != format!("{:?}", new.limits),
-        );
-        restart(
-            "slo.checkpoint",
-            format!("{:?}", old.slo.checkpoint) != format!("{:?}", new.slo.checkpoint),
-        );
-        if let Err(e) = self.tracker.reconfigure(&new.slo) {
-            notes.push(e.to_string());
-        }
-        let (journeys, remap) = Journeys::reload(&new, &self.shared.journeys.load());
-        let journeys = Arc::new(journeys);
-        let kept = remap.iter().filter(|r| r.is_some()).count();
-        // Workers first: from now on they translate batches classified with the old ids.
-        let plan = Arc::new(crate::pipeline::Reload {
-            journeys: journeys.clone(),
-            remap,
-        });
-        if !pipeline.reload(plan, new.pipeline.shutdown_timeout) {
-            notes.push("a worker did not take the new journeys in time".into());
-        }
-        self.ingest.set_journeys(journeys.clone());
-        self.shared.journeys.store(journeys);
-        tracing::debug!(kept, "Journeys whose window state carried over.");
-        let mut merged = new;
-        merged.receivers = old.receivers.clone();
-        merged.exporters = old.exporters.clone();
-        merged.pipeline = old.pipeline.clone();
-        merged.windows = old.windows.clone();
-        merged.histogram_buckets = old.histogram_buckets.clone();
-        merged.limits = old.limits.clone();
-        merged.slo.checkpoint = old.slo.checkpoint.clone();
-        self.cfg = merged;
-        notes
-    }
-
-    fn tick(&mut self, shards: Vec<crate::snapshot::ShardSnapshot>, last: bool) {
-        let now = now_unix_ns();
-        let snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
-        let journeys = self.shared.journeys.load();
-        self.tracker.update(&snap, &journeys, now);
-        let eval = score::evaluate(
-            &snap,
-            &self.tracker,
-            &journeys,
-            &self.cfg.score,
-            &self.cfg.version,
-        );
-        self.shared.snapshot.store(Arc::new(snap));
-        self.shared.eval.store(Arc::new(eval));
-        self.shared.ticks.send_modify(|t| *t += 1);
-        if let Some(cp) = &self.cfg.slo.checkpoint {
-            if last || now.saturating_sub(self.last_checkpoint) >= cp.interval.as_nanos() as u64 {
-                self.last_checkpoint = now;
-                match self.tracker.save(&cp.path, now) {
-                    Ok(()) => {
-                        tracing::debug!(path = %cp.path.display(), "Wrote the SLO checkpoint.")
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %cp.path.display(), error = %e, "Cannot write the SLO checkpoint.")
-                    }
-                }
             }
         }
     }

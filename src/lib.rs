@@ -9,11 +9,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod clock;
 pub mod config;
 pub mod decode;
+pub mod deriver;
 pub mod duration;
 pub mod export;
 pub mod gate;
@@ -24,7 +26,9 @@ pub mod labels;
 pub mod loadgen;
 pub mod pipeline;
 pub mod predicate;
+pub mod published;
 pub mod receiver;
+pub mod reload;
 pub mod score;
 pub mod sli;
 pub mod slo;

@@ -10,7 +10,7 @@ use crate::config::yaml::{Kind, Node};
 use crate::span::{kind, status, AttrValue, SpanView};
 use regex::Regex;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Cond {
     All(Vec<Cond>),
     Any(Vec<Cond>),
@@ -43,6 +43,18 @@ pub enum StrMatch {
     Regex(Regex),
 }
 
+/// Two regexes are equal when their patterns are: what a config reload compares.
+impl PartialEq for StrMatch {
+    fn eq(&self, o: &Self) -> bool {
+        match (self, o) {
+            (StrMatch::Exact(a), StrMatch::Exact(b)) => a == b,
+            (StrMatch::OneOf(a), StrMatch::OneOf(b)) => a == b,
+            (StrMatch::Regex(a), StrMatch::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
 impl StrMatch {
     pub fn matches(&self, s: &str) -> bool {
         match self {
@@ -54,7 +66,7 @@ impl StrMatch {
 }
 
 /// A literal from the config, keeping its text so `"500"` can equal an int 500.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Literal {
     pub text: String,
     pub typed: Typed,
@@ -123,6 +135,20 @@ pub enum AttrTest {
     OneOf(Vec<Literal>),
     Regex(Regex),
     Cmp(CmpOp, f64),
+}
+
+impl PartialEq for AttrTest {
+    fn eq(&self, o: &Self) -> bool {
+        match (self, o) {
+            (AttrTest::Exists(a), AttrTest::Exists(b)) => a == b,
+            (AttrTest::Equals(a), AttrTest::Equals(b)) => a == b,
+            (AttrTest::NotEquals(a), AttrTest::NotEquals(b)) => a == b,
+            (AttrTest::OneOf(a), AttrTest::OneOf(b)) => a == b,
+            (AttrTest::Regex(a), AttrTest::Regex(b)) => a.as_str() == b.as_str(),
+            (AttrTest::Cmp(a, x), AttrTest::Cmp(b, y)) => a == b && x == y,
+            _ => false,
+        }
+    }
 }
 
 impl Cond {

@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub coverage: Vec<Coverage>,
     /// Bytes held by window state, summed over workers.
     pub state_bytes: usize,
+    /// The SLIs of `series[i]` per window, derived once here so exporters only format.
+    pub slis: Vec<Vec<Sli>>,
 }
 
 impl Snapshot {
@@ -72,12 +74,23 @@ impl Snapshot {
                 .cmp(&b.journey.name)
                 .then_with(|| a.cohort.cmp(&b.cohort))
         });
+        let slis = series
+            .iter()
+            .map(|s| {
+                s.windows
+                    .iter()
+                    .zip(&windows)
+                    .map(|(w, d)| derive(&w.counts, *d))
+                    .collect()
+            })
+            .collect();
         Snapshot {
             at_unix_ns,
             windows,
             series,
             coverage,
             state_bytes,
+            slis,
         }
     }
 

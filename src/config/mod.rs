@@ -20,7 +20,7 @@ pub const DEFAULT_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Free text naming this set of definitions; exported as `cer_definition_info{version}`.
     pub version: String,
@@ -39,7 +39,7 @@ pub struct Config {
 }
 
 /// Bounds on the state cerflow keeps, whatever its input.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Cohort series per journey; past it, spans go to one overflow series per journey.
     pub max_series_per_journey: usize,
@@ -47,7 +47,7 @@ pub struct Limits {
     pub max_window_state_bytes: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Receivers {
     pub grpc: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
@@ -93,14 +93,14 @@ impl std::fmt::Debug for BearerToken {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Exporters {
     pub prometheus: Option<SocketAddr>,
     pub prometheus_tls: Option<TlsFiles>,
     pub otlp: Option<OtlpExporter>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OtlpExporter {
     pub endpoint: String,
     pub interval: Duration,
@@ -129,7 +129,7 @@ impl Default for OtlpRetry {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
     pub workers: usize,
     /// Batches each worker's queue holds before receivers refuse with "retry later".
@@ -138,7 +138,7 @@ pub struct Pipeline {
     pub shutdown_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Windows {
     pub sizes: Vec<Duration>,
     pub sub_buckets: u32,
@@ -146,24 +146,24 @@ pub struct Windows {
     pub series_ttl: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Cohorts {
     pub keys: Vec<String>,
     pub missing_value: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Defaults {
     pub latency_threshold: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AutoJourneys {
     pub enabled: bool,
     pub max: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JourneyConfig {
     pub name: String,
     pub weight: f64,
@@ -243,7 +243,7 @@ pub struct AlertRule {
     pub burn_rate: f64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Slo {
     pub period: Duration,
     pub objectives: Objectives,
@@ -255,7 +255,7 @@ pub struct Slo {
     pub checkpoint: Option<Checkpoint>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
     pub path: std::path::PathBuf,
     pub interval: Duration,
@@ -271,7 +271,7 @@ pub enum NoData {
     Bad,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Score {
     pub floor_burn_rate: f64,
     pub sli_weights: PerSli,

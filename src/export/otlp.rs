@@ -11,11 +11,11 @@
 //! too. Every drop is counted by reason. The queue resumes by itself when the endpoint
 //! answers again.
 
-use super::Shared;
 use crate::config::{OtlpExporter, OtlpRetry};
 use crate::duration::format_duration;
 use crate::loadgen::rng::Rng;
-use crate::sli::{derive, Sli, Snapshot};
+use crate::published::Shared;
+use crate::sli::{Sli, Snapshot};
 use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{AddRelaxed, ExportDrop, Telemetry};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
@@ -191,17 +191,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
             |s| s.correctness,
         ),
     ];
-    let slis: Vec<Vec<Sli>> = snap
-        .series
-        .iter()
-        .map(|s| {
-            s.windows
-                .iter()
-                .zip(&snap.windows)
-                .map(|(w, d)| derive(&w.counts, *d))
-                .collect()
-        })
-        .collect();
+    let slis = &snap.slis;
     let windowed = |s: &SeriesSnap, w: &str| {
         let mut a = series_attrs(s);
         a.push(kv("window", w));
@@ -209,7 +199,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
     };
     for (name, description, get) in ratios {
         let mut points = Vec::new();
-        for (s, per_window) in snap.series.iter().zip(&slis) {
+        for (s, per_window) in snap.series.iter().zip(slis) {
             for (sli, w) in per_window.iter().zip(&windows) {
                 if let Some(v) = get(sli) {
                     points.push(number(
@@ -226,7 +216,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
 
     let mut latency = Vec::new();
     let mut rate = Vec::new();
-    for (s, per_window) in snap.series.iter().zip(&slis) {
+    for (s, per_window) in snap.series.iter().zip(slis) {
         for ((ws, sli), w) in s.windows.iter().zip(per_window).zip(&windows) {
             for (q, v) in QUANTILES.iter().zip(&ws.quantiles_s) {
                 if let Some(v) = v {

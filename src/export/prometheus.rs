@@ -1,8 +1,7 @@
 //! The Prometheus text exposition at `/metrics`, rendered from the latest snapshot.
 
-use super::Shared;
 use crate::duration::format_duration;
-use crate::sli::derive;
+use crate::published::Shared;
 use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{AddRelaxed, Transport, EXPORT_DROPS, REASONS};
 use std::fmt::Write;
@@ -165,17 +164,7 @@ pub fn render(sh: &Shared) -> String {
             |s| s.correctness,
         ),
     ];
-    let slis: Vec<Vec<crate::sli::Sli>> = snap
-        .series
-        .iter()
-        .map(|s| {
-            s.windows
-                .iter()
-                .zip(&snap.windows)
-                .map(|(w, d)| derive(&w.counts, *d))
-                .collect()
-        })
-        .collect();
+    let slis = &snap.slis;
     for (name, help, get) in ratios {
         header(&mut out, name, "gauge", help);
         for (per_window, l) in slis.iter().zip(&labels) {

@@ -1,0 +1,46 @@
+//! The admin listener's routes: `/metrics` (Prometheus text), `/api/v1/scores`,
+//! `/healthz` and `/readyz`.
+
+use crate::export;
+use crate::published::Shared;
+use axum::routing::get;
+use std::sync::Arc;
+
+pub fn router(shared: Arc<Shared>) -> axum::Router {
+    let sh = shared.clone();
+    let ready = shared.clone();
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let sh = sh.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        export::prometheus::render(&sh),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/api/v1/scores",
+            get(crate::api::scores_json).with_state(shared.clone()),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.ready.load(std::sync::atomic::Ordering::Relaxed);
+                async move {
+                    if ready {
+                        (axum::http::StatusCode::OK, "ready\n")
+                    } else {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        )
+}

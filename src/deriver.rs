@@ -1,0 +1,200 @@
+//! Derive, once per tick: merges the worker snapshots, derives SLIs, updates the SLO
+//! state, evaluates scores, publishes the result for every reader, and checkpoints.
+//! Also applies config reloads, since it owns the pipeline handle.
+
+use crate::clock::now_unix_ns;
+use crate::config::Config;
+use crate::ingest::Ingest;
+use crate::journey::Journeys;
+use crate::pipeline::Pipeline;
+use crate::published::Shared;
+use crate::score;
+use crate::sli::Snapshot;
+use crate::slo::SloTracker;
+use std::sync::Arc;
+
+/// The deriver thread, its inbox, and the signal that the last snapshot is out.
+pub type Spawned = (
+    std::thread::JoinHandle<()>,
+    crossbeam_channel::Sender<DeriverMsg>,
+    tokio::sync::oneshot::Receiver<()>,
+);
+
+pub enum DeriverMsg {
+    Stop,
+    /// A validated new config; the reply lists what only a restart will apply.
+    Reload(Box<Config>, tokio::sync::oneshot::Sender<Vec<String>>),
+}
+
+/// A tracker for `cfg.slo`, with the state of its checkpoint when there is one.
+pub fn restore_slo_state(cfg: &Config) -> SloTracker {
+    // The SLO state survives restarts through its checkpoint.
+    let mut tracker = SloTracker::new(&cfg.slo);
+    if let Some(cp) = &cfg.slo.checkpoint {
+        if cp.path.exists() {
+            match tracker.load(&cp.path) {
+                Ok(n) => {
+                    tracing::info!(path = %cp.path.display(), keys = n, "Restored the SLO state.")
+                }
+                Err(e) => tracing::warn!(
+                    path = %cp.path.display(),
+                    error = %e,
+                    "Cannot restore the SLO state; starting with fresh error budgets."
+                ),
+            }
+        } else {
+            tracing::info!(path = %cp.path.display(), "No SLO checkpoint yet; starting with fresh error budgets.");
+        }
+    }
+
+    tracker
+}
+
+/// Starts the deriver thread. It owns the pipeline from here: ticks, reloads, and the
+/// final drain; `final_rx` resolves once the last snapshot is published.
+pub fn spawn(
+    cfg: &Config,
+    shared: Arc<Shared>,
+    ingest: Arc<Ingest>,
+    tracker: SloTracker,
+    pipeline: Pipeline,
+) -> Result<Spawned, String> {
+    // The deriver ticks on its own thread: it blocks on worker replies.
+    let (deriver_tx, deriver_rx) = crossbeam_channel::bounded::<DeriverMsg>(4);
+    let (final_tx, final_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = {
+        let interval = cfg.pipeline.evaluation_interval;
+        let grace = cfg.pipeline.shutdown_timeout;
+        let cfg = cfg.clone();
+        std::thread::Builder::new()
+            .name("cerflow-deriver".into())
+            .spawn(move || {
+                let mut deriver = Deriver {
+                    cfg,
+                    shared,
+                    ingest,
+                    tracker,
+                    last_checkpoint: now_unix_ns(),
+                };
+                let mut next = std::time::Instant::now() + interval;
+                loop {
+                    match deriver_rx.recv_deadline(next) {
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                            next = std::time::Instant::now() + interval;
+                            let shards = pipeline.snapshot(interval);
+                            deriver.tick(shards, false);
+                        }
+                        Ok(DeriverMsg::Reload(new, reply)) => {
+                            let notes = deriver.reload(*new, &pipeline);
+                            // Evaluate at once, then show the new version: a scrape that
+                            // sees the new version sees the new journeys too.
+                            deriver.tick(pipeline.snapshot(interval), false);
+                            deriver
+                                .shared
+                                .version
+                                .store(Arc::new(deriver.cfg.version.clone()));
+                            let _ = reply.send(notes);
+                        }
+                        Ok(DeriverMsg::Stop)
+                        | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                let shards = pipeline.shutdown(grace);
+                deriver.tick(shards, true);
+                let _ = final_tx.send(());
+            })
+            .map_err(|e| format!("cannot start the deriver thread: {e}"))?
+    };
+    Ok((handle, deriver_tx, final_rx))
+}
+
+/// Merges worker snapshots, updates the SLO state, evaluates scores, checkpoints.
+struct Deriver {
+    cfg: Config,
+    shared: Arc<Shared>,
+    ingest: Arc<Ingest>,
+    tracker: SloTracker,
+    last_checkpoint: u64,
+}
+
+impl Deriver {
+    /// Applies what a running cerflow can change: journeys, cohorts, rules, objectives,
+    /// alerts, scores, the version. Journeys whose definition did not change keep their
+    /// window state. Returns notes on settings that need a restart.
+    fn reload(&mut self, new: Config, pipeline: &Pipeline) -> Vec<String> {
+        let old = &self.cfg;
+        let mut notes = Vec::new();
+        let mut restart = |what: &str, changed: bool| {
+            if changed {
+                notes.push(format!("{what} changed; it takes effect after a restart"));
+            }
+        };
+        restart("receivers", old.receivers != new.receivers);
+        restart("exporters", old.exporters != new.exporters);
+        restart("pipeline", old.pipeline != new.pipeline);
+        restart("windows", old.windows != new.windows);
+        restart(
+            "histogram.buckets",
+            old.histogram_buckets != new.histogram_buckets,
+        );
+        restart("limits", old.limits != new.limits);
+        restart("slo.checkpoint", old.slo.checkpoint != new.slo.checkpoint);
+        if let Err(e) = self.tracker.reconfigure(&new.slo) {
+            notes.push(e.to_string());
+        }
+        let (journeys, remap) = Journeys::reload(&new, &self.shared.journeys.load());
+        let journeys = Arc::new(journeys);
+        let kept = remap.iter().filter(|r| r.is_some()).count();
+        // Workers first: from now on they translate batches classified with the old ids.
+        let plan = Arc::new(crate::pipeline::Reload {
+            journeys: journeys.clone(),
+            remap,
+        });
+        if !pipeline.reload(plan, new.pipeline.shutdown_timeout) {
+            notes.push("a worker did not take the new journeys in time".into());
+        }
+        self.ingest.set_journeys(journeys.clone());
+        self.shared.journeys.store(journeys);
+        tracing::debug!(kept, "Journeys whose window state carried over.");
+        let mut merged = new;
+        merged.receivers = old.receivers.clone();
+        merged.exporters = old.exporters.clone();
+        merged.pipeline = old.pipeline.clone();
+        merged.windows = old.windows.clone();
+        merged.histogram_buckets = old.histogram_buckets.clone();
+        merged.limits = old.limits.clone();
+        merged.slo.checkpoint = old.slo.checkpoint.clone();
+        self.cfg = merged;
+        notes
+    }
+
+    fn tick(&mut self, shards: Vec<crate::snapshot::ShardSnapshot>, last: bool) {
+        let now = now_unix_ns();
+        let snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
+        let journeys = self.shared.journeys.load();
+        self.tracker.update(&snap, &journeys, now);
+        let eval = score::evaluate(
+            &snap,
+            &self.tracker,
+            &journeys,
+            &self.cfg.score,
+            &self.cfg.version,
+        );
+        self.shared.snapshot.store(Arc::new(snap));
+        self.shared.eval.store(Arc::new(eval));
+        self.shared.ticks.send_modify(|t| *t += 1);
+        if let Some(cp) = &self.cfg.slo.checkpoint {
+            if last || now.saturating_sub(self.last_checkpoint) >= cp.interval.as_nanos() as u64 {
+                self.last_checkpoint = now;
+                match self.tracker.save(&cp.path, now) {
+                    Ok(()) => {
+                        tracing::debug!(path = %cp.path.display(), "Wrote the SLO checkpoint.")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %cp.path.display(), error = %e, "Cannot write the SLO checkpoint.")
+                    }
+                }
+            }
+        }
+    }
+}
