@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod catalogue;
 pub mod clock;
 pub mod config;
 pub mod decode;

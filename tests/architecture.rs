@@ -25,6 +25,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "clock",
             "hist",
             "telemetry",
+            "catalogue",
             "proto",
         ],
     ),

@@ -11,6 +11,7 @@
 //! too. Every drop is counted by reason. The queue resumes by itself when the endpoint
 //! answers again.
 
+use crate::catalogue::{self, Metric as Def};
 use crate::config::{OtlpExporter, OtlpRetry};
 use crate::duration::format_duration;
 use crate::loadgen::rng::Rng;
@@ -80,11 +81,16 @@ fn number(
     }
 }
 
-fn gauge(name: &str, unit: &str, description: &str, points: Vec<NumberDataPoint>) -> Metric {
+/// The OTLP name of a catalogued metric; only metrics with one are pushed.
+fn otlp_name(m: &Def) -> &'static str {
+    m.otlp.unwrap_or(m.prom)
+}
+
+fn gauge(m: &Def, points: Vec<NumberDataPoint>) -> Metric {
     Metric {
-        name: name.into(),
-        description: description.into(),
-        unit: unit.into(),
+        name: otlp_name(m).into(),
+        description: m.help.into(),
+        unit: m.unit.into(),
         data: Some(metric::Data::Gauge(Gauge {
             data_points: points,
         })),
@@ -92,10 +98,10 @@ fn gauge(name: &str, unit: &str, description: &str, points: Vec<NumberDataPoint>
     }
 }
 
-/// A cumulative counter of [`build_request`]: name, description, value of a series.
-type CounterDef = (&'static str, &'static str, fn(&SeriesSnap) -> u64);
-/// A ratio gauge of [`build_request`]: name, description, value of a window's SLIs.
-type RatioDef = (&'static str, &'static str, fn(&Sli) -> Option<f64>);
+/// A cumulative counter of [`build_request`]: the metric, value of a series.
+type CounterDef = (&'static Def, fn(&SeriesSnap) -> u64);
+/// A ratio gauge of [`build_request`]: the metric, value of a window's SLIs.
+type RatioDef = (&'static Def, fn(&Sli) -> Option<f64>);
 
 /// Builds the export request for one snapshot.
 pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceRequest {
@@ -104,26 +110,16 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
     let mut metrics = Vec::new();
 
     let counters: [CounterDef; 4] = [
-        (
-            "cer.journey.requests",
-            "Spans recorded for the journey.",
-            |s| s.totals.requests,
-        ),
-        ("cer.journey.errors", "Spans classified as failed.", |s| {
-            s.totals.errors
+        (&catalogue::CER_JOURNEY_REQUESTS_TOTAL, |s| {
+            s.totals.requests
         }),
-        (
-            "cer.journey.slow",
-            "Spans slower than the latency threshold.",
-            |s| s.totals.slow,
-        ),
-        (
-            "cer.journey.incorrect",
-            "Spans classified as incorrect.",
-            |s| s.totals.incorrect,
-        ),
+        (&catalogue::CER_JOURNEY_ERRORS_TOTAL, |s| s.totals.errors),
+        (&catalogue::CER_JOURNEY_SLOW_TOTAL, |s| s.totals.slow),
+        (&catalogue::CER_JOURNEY_INCORRECT_TOTAL, |s| {
+            s.totals.incorrect
+        }),
     ];
-    for (name, description, get) in counters {
+    for (m, get) in counters {
         let points = snap
             .series
             .iter()
@@ -137,9 +133,9 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
             })
             .collect();
         metrics.push(Metric {
-            name: name.into(),
-            description: description.into(),
-            unit: "{request}".into(),
+            name: otlp_name(m).into(),
+            description: m.help.into(),
+            unit: m.unit.into(),
             data: Some(metric::Data::Sum(Sum {
                 data_points: points,
                 aggregation_temporality: AggregationTemporality::Cumulative as i32,
@@ -163,10 +159,11 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
             ..Default::default()
         })
         .collect();
+    let duration = &catalogue::CER_JOURNEY_DURATION_SECONDS;
     metrics.push(Metric {
-        name: "cer.journey.duration".into(),
-        description: "Span duration of the journey.".into(),
-        unit: "s".into(),
+        name: otlp_name(duration).into(),
+        description: duration.help.into(),
+        unit: duration.unit.into(),
         data: Some(metric::Data::Histogram(Histogram {
             data_points: hist_points,
             aggregation_temporality: AggregationTemporality::Cumulative as i32,
@@ -175,21 +172,9 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
     });
 
     let ratios: [RatioDef; 3] = [
-        (
-            "cer.sli.availability",
-            "Share of requests in the window that did not fail.",
-            |s| s.availability,
-        ),
-        (
-            "cer.sli.latency",
-            "Share of requests in the window faster than the threshold.",
-            |s| s.latency,
-        ),
-        (
-            "cer.sli.correctness",
-            "Share of requests in the window not marked incorrect.",
-            |s| s.correctness,
-        ),
+        (&catalogue::CER_SLI_AVAILABILITY_RATIO, |s| s.availability),
+        (&catalogue::CER_SLI_LATENCY_RATIO, |s| s.latency),
+        (&catalogue::CER_SLI_CORRECTNESS_RATIO, |s| s.correctness),
     ];
     let slis = &snap.slis;
     let windowed = |s: &SeriesSnap, w: &str| {
@@ -197,7 +182,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         a.push(kv("window", w));
         a
     };
-    for (name, description, get) in ratios {
+    for (m, get) in ratios {
         let mut points = Vec::new();
         for (s, per_window) in snap.series.iter().zip(slis) {
             for (sli, w) in per_window.iter().zip(&windows) {
@@ -211,7 +196,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
                 }
             }
         }
-        metrics.push(gauge(name, "1", description, points));
+        metrics.push(gauge(m, points));
     }
 
     let mut latency = Vec::new();
@@ -233,18 +218,8 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
             ));
         }
     }
-    metrics.push(gauge(
-        "cer.journey.latency",
-        "s",
-        "Latency quantiles over the window.",
-        latency,
-    ));
-    metrics.push(gauge(
-        "cer.journey.request_rate",
-        "{request}/s",
-        "Requests over the window per second.",
-        rate,
-    ));
+    metrics.push(gauge(&catalogue::CER_JOURNEY_LATENCY_SECONDS, latency));
+    metrics.push(gauge(&catalogue::CER_JOURNEY_REQUESTS_PER_SECOND, rate));
 
     let coverage = windows
         .iter()
@@ -260,16 +235,9 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
             })
         })
         .collect();
+    metrics.push(gauge(&catalogue::CER_TELEMETRY_COVERAGE_RATIO, coverage));
     metrics.push(gauge(
-        "cer.telemetry.coverage",
-        "1",
-        "Share of entry-point spans that matched a journey.",
-        coverage,
-    ));
-    metrics.push(gauge(
-        "cer.definition.info",
-        "1",
-        "The version string of the journey definitions in force.",
+        &catalogue::CER_DEFINITION_INFO,
         vec![number(
             vec![kv("version", &sh.version.load())],
             0,

@@ -1,5 +1,6 @@
 //! The Prometheus text exposition at `/metrics`, rendered from the latest snapshot.
 
+use crate::catalogue::{self, Metric};
 use crate::duration::format_duration;
 use crate::published::Shared;
 use crate::snapshot::{SeriesSnap, QUANTILES};
@@ -30,10 +31,11 @@ fn fmt_f64(v: f64, out: &mut String) {
     }
 }
 
-/// A metric name, its help text, and how to read its value.
-type Column<T, V> = (&'static str, &'static str, fn(T) -> V);
+/// A catalogued metric and how to read its value.
+type Column<T, V> = (&'static Metric, fn(T) -> V);
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+fn header(out: &mut String, m: &Metric) {
+    let (name, help, kind) = (m.prom, m.help, m.kind.prom());
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
@@ -80,40 +82,26 @@ pub fn render(sh: &Shared) -> String {
         .collect();
 
     let counters: [Column<&SeriesSnap, u64>; 4] = [
-        (
-            "cer_journey_requests_total",
-            "Spans recorded for the journey since the series started.",
-            |s| s.totals.requests,
-        ),
-        (
-            "cer_journey_errors_total",
-            "Spans classified as failed.",
-            |s| s.totals.errors,
-        ),
-        (
-            "cer_journey_slow_total",
-            "Spans slower than the journey's latency threshold.",
-            |s| s.totals.slow,
-        ),
-        (
-            "cer_journey_incorrect_total",
-            "Spans classified as incorrect.",
-            |s| s.totals.incorrect,
-        ),
+        (&catalogue::CER_JOURNEY_REQUESTS_TOTAL, |s| {
+            s.totals.requests
+        }),
+        (&catalogue::CER_JOURNEY_ERRORS_TOTAL, |s| s.totals.errors),
+        (&catalogue::CER_JOURNEY_SLOW_TOTAL, |s| s.totals.slow),
+        (&catalogue::CER_JOURNEY_INCORRECT_TOTAL, |s| {
+            s.totals.incorrect
+        }),
     ];
-    for (name, help, get) in counters {
-        header(&mut out, name, "counter", help);
+    for (m, get) in counters {
+        header(&mut out, m);
+        let name = m.prom;
         for (s, l) in snap.series.iter().zip(&labels) {
             sample(&mut out, name, l, get(s) as f64);
         }
     }
 
-    header(
-        &mut out,
-        "cer_journey_duration_seconds",
-        "histogram",
-        "Span duration of the journey.",
-    );
+    let duration = &catalogue::CER_JOURNEY_DURATION_SECONDS;
+    header(&mut out, duration);
+    let [bucket, sum, count] = ["bucket", "sum", "count"].map(|x| format!("{}_{x}", duration.prom));
     for (s, l) in snap.series.iter().zip(&labels) {
         let mut cumulative = 0u64;
         for (i, count) in s.buckets.iter().enumerate() {
@@ -126,47 +114,21 @@ pub fn render(sh: &Shared) -> String {
                 None => bl.push_str("+Inf"),
             }
             bl.push('"');
-            sample(
-                &mut out,
-                "cer_journey_duration_seconds_bucket",
-                &bl,
-                cumulative as f64,
-            );
+            sample(&mut out, &bucket, &bl, cumulative as f64);
         }
-        sample(
-            &mut out,
-            "cer_journey_duration_seconds_sum",
-            l,
-            s.duration_sum_s,
-        );
-        sample(
-            &mut out,
-            "cer_journey_duration_seconds_count",
-            l,
-            s.totals.requests as f64,
-        );
+        sample(&mut out, &sum, l, s.duration_sum_s);
+        sample(&mut out, &count, l, s.totals.requests as f64);
     }
 
     let ratios: [Column<&crate::sli::Sli, Option<f64>>; 3] = [
-        (
-            "cer_sli_availability_ratio",
-            "Share of requests in the window that did not fail.",
-            |s| s.availability,
-        ),
-        (
-            "cer_sli_latency_ratio",
-            "Share of requests in the window faster than the latency threshold.",
-            |s| s.latency,
-        ),
-        (
-            "cer_sli_correctness_ratio",
-            "Share of requests in the window not marked incorrect.",
-            |s| s.correctness,
-        ),
+        (&catalogue::CER_SLI_AVAILABILITY_RATIO, |s| s.availability),
+        (&catalogue::CER_SLI_LATENCY_RATIO, |s| s.latency),
+        (&catalogue::CER_SLI_CORRECTNESS_RATIO, |s| s.correctness),
     ];
     let slis = &snap.slis;
-    for (name, help, get) in ratios {
-        header(&mut out, name, "gauge", help);
+    for (m, get) in ratios {
+        header(&mut out, m);
+        let name = m.prom;
         for (per_window, l) in slis.iter().zip(&labels) {
             for (sli, w) in per_window.iter().zip(&windows) {
                 if let Some(v) = get(sli) {
@@ -176,19 +138,14 @@ pub fn render(sh: &Shared) -> String {
         }
     }
 
-    header(
-        &mut out,
-        "cer_journey_latency_seconds",
-        "gauge",
-        "Latency quantiles of the journey over the window.",
-    );
+    header(&mut out, &catalogue::CER_JOURNEY_LATENCY_SECONDS);
     for (s, l) in snap.series.iter().zip(&labels) {
         for (ws, w) in s.windows.iter().zip(&windows) {
             for (q, v) in QUANTILES.iter().zip(&ws.quantiles_s) {
                 if let Some(v) = v {
                     sample(
                         &mut out,
-                        "cer_journey_latency_seconds",
+                        catalogue::CER_JOURNEY_LATENCY_SECONDS.prom,
                         &format!("{l},window=\"{w}\",quantile=\"{q}\""),
                         *v,
                     );
@@ -197,50 +154,35 @@ pub fn render(sh: &Shared) -> String {
         }
     }
 
-    header(
-        &mut out,
-        "cer_journey_requests_per_second",
-        "gauge",
-        "Requests over the window divided by its length.",
-    );
+    header(&mut out, &catalogue::CER_JOURNEY_REQUESTS_PER_SECOND);
     for (per_window, l) in slis.iter().zip(&labels) {
         for (sli, w) in per_window.iter().zip(&windows) {
             sample(
                 &mut out,
-                "cer_journey_requests_per_second",
+                catalogue::CER_JOURNEY_REQUESTS_PER_SECOND.prom,
                 &format!("{l},window=\"{w}\""),
                 sli.requests_per_second,
             );
         }
     }
 
-    header(
-        &mut out,
-        "cer_telemetry_coverage_ratio",
-        "gauge",
-        "Share of entry-point spans that matched a journey.",
-    );
+    header(&mut out, &catalogue::CER_TELEMETRY_COVERAGE_RATIO);
     for (i, w) in windows.iter().enumerate() {
         if let Some(v) = snap.coverage_ratio(i) {
             sample(
                 &mut out,
-                "cer_telemetry_coverage_ratio",
+                catalogue::CER_TELEMETRY_COVERAGE_RATIO.prom,
                 &format!("window=\"{w}\""),
                 v,
             );
         }
     }
 
-    header(
-        &mut out,
-        "cer_definition_info",
-        "gauge",
-        "The version string of the journey definitions in force.",
-    );
+    header(&mut out, &catalogue::CER_DEFINITION_INFO);
     let mut vl = String::from("version=\"");
     escape(&sh.version.load(), &mut vl);
     vl.push('"');
-    sample(&mut out, "cer_definition_info", &vl, 1.0);
+    sample(&mut out, catalogue::CER_DEFINITION_INFO.prom, &vl, 1.0);
 
     render_scores(sh, &mut out);
     render_self(sh, &mut out, snap.series.len(), snap.state_bytes);
@@ -269,12 +211,7 @@ fn render_scores(sh: &Shared, out: &mut String) {
         .collect();
     let journey_level = |i: usize| v.journeys[i].cohort.is_empty();
 
-    header(
-        out,
-        "cer_slo_objective_ratio",
-        "gauge",
-        "The SLO objective of each journey's SLI.",
-    );
+    header(out, &catalogue::CER_SLO_OBJECTIVE_RATIO);
     for (i, j) in v
         .journeys
         .iter()
@@ -284,41 +221,31 @@ fn render_scores(sh: &Shared, out: &mut String) {
         for (sli, o) in &j.objectives {
             sample(
                 out,
-                "cer_slo_objective_ratio",
+                catalogue::CER_SLO_OBJECTIVE_RATIO.prom,
                 &format!("{},sli=\"{sli}\"", labels[i]),
                 *o,
             );
         }
     }
-    header(
-        out,
-        "cer_slo_error_budget_remaining_ratio",
-        "gauge",
-        "Share of the SLO period's error budget left: 1 untouched, 0 spent, negative overspent.",
-    );
+    header(out, &catalogue::CER_SLO_ERROR_BUDGET_REMAINING_RATIO);
     for (i, j) in v.journeys.iter().enumerate() {
         for (sli, r) in &j.budget_remaining {
             sample(
                 out,
-                "cer_slo_error_budget_remaining_ratio",
+                catalogue::CER_SLO_ERROR_BUDGET_REMAINING_RATIO.prom,
                 &format!("{},sli=\"{sli}\"", labels[i]),
                 *r,
             );
         }
     }
-    header(
-        out,
-        "cer_slo_burn_rate",
-        "gauge",
-        "How fast the error budget burns over the window; 1 spends it exactly in the period.",
-    );
+    header(out, &catalogue::CER_SLO_BURN_RATE);
     for (i, j) in v.journeys.iter().enumerate() {
         for w in &eval.burn_windows {
             if let Some(m) = j.burn_rates.get(w) {
                 for (sli, b) in m {
                     sample(
                         out,
-                        "cer_slo_burn_rate",
+                        catalogue::CER_SLO_BURN_RATE.prom,
                         &format!("{},sli=\"{sli}\",window=\"{w}\"", labels[i]),
                         *b,
                     );
@@ -326,27 +253,22 @@ fn render_scores(sh: &Shared, out: &mut String) {
             }
         }
     }
-    header(
-        out,
-        "cer_slo_alert_active",
-        "gauge",
-        "1 while a multi-window burn-rate alert is active.",
-    );
+    header(out, &catalogue::CER_SLO_ALERT_ACTIVE);
     for (i, j) in v.journeys.iter().enumerate() {
         for sli in ["availability", "latency", "correctness"] {
             for sev in ["page", "ticket"] {
                 let on = j.alerts.iter().any(|a| a.sli == sli && a.severity == sev);
                 let l = format!("{},sli=\"{sli}\",severity=\"{sev}\"", labels[i]);
-                sample(out, "cer_slo_alert_active", &l, if on { 1.0 } else { 0.0 });
+                sample(
+                    out,
+                    catalogue::CER_SLO_ALERT_ACTIVE.prom,
+                    &l,
+                    if on { 1.0 } else { 0.0 },
+                );
             }
         }
     }
-    header(
-        out,
-        "cer_journey_data_present",
-        "gauge",
-        "1 when the journey had requests in the window, else 0.",
-    );
+    header(out, &catalogue::CER_JOURNEY_DATA_PRESENT);
     for (i, j) in v
         .journeys
         .iter()
@@ -357,18 +279,13 @@ fn render_scores(sh: &Shared, out: &mut String) {
             let present = if w.requests > 0 { 1.0 } else { 0.0 };
             sample(
                 out,
-                "cer_journey_data_present",
+                catalogue::CER_JOURNEY_DATA_PRESENT.prom,
                 &format!("{},window=\"{}\"", labels[i], w.window),
                 present,
             );
         }
     }
-    header(
-        out,
-        "cer_journey_score",
-        "gauge",
-        "Customer-experience reliability score of the journey over the window, 0 to 1.",
-    );
+    header(out, &catalogue::CER_JOURNEY_SCORE);
     for (i, j) in v
         .journeys
         .iter()
@@ -379,19 +296,14 @@ fn render_scores(sh: &Shared, out: &mut String) {
             if let Some(s) = w.score {
                 sample(
                     out,
-                    "cer_journey_score",
+                    catalogue::CER_JOURNEY_SCORE.prom,
                     &format!("{},window=\"{}\"", labels[i], w.window),
                     s,
                 );
             }
         }
     }
-    header(
-        out,
-        "cer_cohort_score",
-        "gauge",
-        "Customer-experience reliability score of one cohort of a journey, 0 to 1.",
-    );
+    header(out, &catalogue::CER_COHORT_SCORE);
     for (i, j) in v
         .journeys
         .iter()
@@ -402,245 +314,175 @@ fn render_scores(sh: &Shared, out: &mut String) {
             if let Some(s) = w.score {
                 sample(
                     out,
-                    "cer_cohort_score",
+                    catalogue::CER_COHORT_SCORE.prom,
                     &format!("{},window=\"{}\"", labels[i], w.window),
                     s,
                 );
             }
         }
     }
-    header(
-        out,
-        "cer_score",
-        "gauge",
-        "Overall customer-experience reliability score, journeys weighted by business impact.",
-    );
+    header(out, &catalogue::CER_SCORE);
     for o in &v.overall {
         if let Some(s) = o.score {
-            sample(out, "cer_score", &format!("window=\"{}\"", o.window), s);
+            sample(
+                out,
+                catalogue::CER_SCORE.prom,
+                &format!("window=\"{}\"", o.window),
+                s,
+            );
         }
     }
 }
 
 fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize) {
     let tel = &sh.tel;
-    header(out, "cerflow_build_info", "gauge", "cerflow's version.");
+    header(out, &catalogue::CERFLOW_BUILD_INFO);
     sample(
         out,
-        "cerflow_build_info",
+        catalogue::CERFLOW_BUILD_INFO.prom,
         &format!("version=\"{}\"", env!("CARGO_PKG_VERSION")),
         1.0,
     );
-    header(
-        out,
-        "cerflow_received_spans_total",
-        "counter",
-        "Spans received in decodable requests.",
-    );
+    header(out, &catalogue::CERFLOW_RECEIVED_SPANS_TOTAL);
     for t in [Transport::Grpc, Transport::Http] {
         sample(
             out,
-            "cerflow_received_spans_total",
+            catalogue::CERFLOW_RECEIVED_SPANS_TOTAL.prom,
             &format!("transport=\"{}\"", t.as_str()),
             tel.received_spans(t) as f64,
         );
     }
-    header(
-        out,
-        "cerflow_refused_spans_total",
-        "counter",
-        "Spans refused, by reason.",
-    );
+    header(out, &catalogue::CERFLOW_REFUSED_SPANS_TOTAL);
     for r in REASONS {
         sample(
             out,
-            "cerflow_refused_spans_total",
+            catalogue::CERFLOW_REFUSED_SPANS_TOTAL.prom,
             &format!("reason=\"{}\"", r.as_str()),
             tel.refused_spans(r) as f64,
         );
     }
-    header(
-        out,
-        "cerflow_refused_requests_total",
-        "counter",
-        "Requests refused as a whole, by reason.",
-    );
+    header(out, &catalogue::CERFLOW_REFUSED_REQUESTS_TOTAL);
     for r in REASONS {
         sample(
             out,
-            "cerflow_refused_requests_total",
+            catalogue::CERFLOW_REFUSED_REQUESTS_TOTAL.prom,
             &format!("reason=\"{}\"", r.as_str()),
             tel.refused_requests(r) as f64,
         );
     }
-    let plain: [(&str, &str, u64); 12] = [
+    let plain: [(&Metric, u64); 12] = [
         (
-            "cerflow_processed_spans_total",
-            "Spans through the pipeline: recorded, unmatched or late.",
+            &catalogue::CERFLOW_PROCESSED_SPANS_TOTAL,
             tel.processed_spans.get(),
         ),
         (
-            "cerflow_unmatched_spans_total",
-            "Spans no journey claimed.",
+            &catalogue::CERFLOW_UNMATCHED_SPANS_TOTAL,
             tel.unmatched_spans.get(),
         ),
+        (&catalogue::CERFLOW_LATE_SPANS_TOTAL, tel.late_spans.get()),
         (
-            "cerflow_late_spans_total",
-            "Spans that ended before the longest window and were not recorded.",
-            tel.late_spans.get(),
-        ),
-        (
-            "cerflow_clamped_spans_total",
-            "Spans ending further in the future than max_clock_skew, recorded as ending now.",
+            &catalogue::CERFLOW_CLAMPED_SPANS_TOTAL,
             tel.clamped_spans.get(),
         ),
         (
-            "cerflow_received_data_points_total",
-            "Metric data points received.",
+            &catalogue::CERFLOW_RECEIVED_DATA_POINTS_TOTAL,
             tel.received_data_points.get(),
         ),
         (
-            "cerflow_received_log_records_total",
-            "Log records received (counted and dropped).",
+            &catalogue::CERFLOW_RECEIVED_LOG_RECORDS_TOTAL,
             tel.received_log_records.get(),
         ),
         (
-            "cerflow_series_expired_total",
-            "Journey x cohort series dropped after series_ttl without data.",
+            &catalogue::CERFLOW_SERIES_EXPIRED_TOTAL,
             tel.series_expired.get(),
         ),
         (
-            "cerflow_config_reloads_total",
-            "Config reloads applied (SIGHUP or a change of the config file).",
+            &catalogue::CERFLOW_CONFIG_RELOADS_TOTAL,
             tel.config_reloads.get(),
         ),
         (
-            "cerflow_config_reload_failures_total",
-            "Config reloads refused because the new file was invalid; the old config kept running.",
+            &catalogue::CERFLOW_CONFIG_RELOAD_FAILURES_TOTAL,
             tel.config_reload_failures.get(),
         ),
         (
-            "cerflow_cardinality_overflow_total",
-            "Spans recorded into a journey's overflow series (cohort or memory limit reached).",
+            &catalogue::CERFLOW_CARDINALITY_OVERFLOW_TOTAL,
             tel.cardinality_overflow.get(),
         ),
         (
-            "cerflow_otlp_exports_total",
-            "OTLP metric pushes that succeeded.",
+            &catalogue::CERFLOW_OTLP_EXPORTS_TOTAL,
             tel.otlp_exports_ok.get(),
         ),
         (
-            "cerflow_otlp_export_failures_total",
-            "OTLP metric pushes that failed.",
+            &catalogue::CERFLOW_OTLP_EXPORT_FAILURES_TOTAL,
             tel.otlp_exports_failed.get(),
         ),
     ];
-    for (name, help, v) in plain {
-        header(out, name, "counter", help);
-        sample(out, name, "", v as f64);
+    for (m, v) in plain {
+        header(out, m);
+        sample(out, m.prom, "", v as f64);
     }
-    header(
-        out,
-        "cerflow_otlp_export_retries_total",
-        "counter",
-        "OTLP push attempts made while backing off after a retryable failure.",
-    );
+    header(out, &catalogue::CERFLOW_OTLP_EXPORT_RETRIES_TOTAL);
     sample(
         out,
-        "cerflow_otlp_export_retries_total",
+        catalogue::CERFLOW_OTLP_EXPORT_RETRIES_TOTAL.prom,
         "",
         tel.otlp_export_retries.get() as f64,
     );
-    header(
-        out,
-        "cerflow_otlp_export_dropped_total",
-        "counter",
-        "OTLP export requests given up on, by reason.",
-    );
+    header(out, &catalogue::CERFLOW_OTLP_EXPORT_DROPPED_TOTAL);
     for d in EXPORT_DROPS {
         sample(
             out,
-            "cerflow_otlp_export_dropped_total",
+            catalogue::CERFLOW_OTLP_EXPORT_DROPPED_TOTAL.prom,
             &format!("reason=\"{}\"", d.as_str()),
             tel.otlp_dropped(d) as f64,
         );
     }
-    header(
-        out,
-        "cerflow_otlp_export_queue_depth",
-        "gauge",
-        "OTLP export requests waiting to be sent, the one being sent included.",
-    );
+    header(out, &catalogue::CERFLOW_OTLP_EXPORT_QUEUE_DEPTH);
     sample(
         out,
-        "cerflow_otlp_export_queue_depth",
+        catalogue::CERFLOW_OTLP_EXPORT_QUEUE_DEPTH.prom,
         "",
         tel.otlp_export_queue_depth.get() as f64,
     );
-    header(
-        out,
-        "cerflow_queue_depth",
-        "gauge",
-        "Batches waiting in each worker's queue.",
-    );
+    header(out, &catalogue::CERFLOW_QUEUE_DEPTH);
     for (i, d) in sh.input.queue_depths().iter().enumerate() {
         sample(
             out,
-            "cerflow_queue_depth",
+            catalogue::CERFLOW_QUEUE_DEPTH.prom,
             &format!("worker=\"{i}\""),
             *d as f64,
         );
     }
-    header(
-        out,
-        "cerflow_queue_capacity",
-        "gauge",
-        "Batches each worker's queue holds.",
-    );
+    header(out, &catalogue::CERFLOW_QUEUE_CAPACITY);
     sample(
         out,
-        "cerflow_queue_capacity",
+        catalogue::CERFLOW_QUEUE_CAPACITY.prom,
         "",
         sh.input.capacity() as f64,
     );
-    header(
-        out,
-        "cerflow_series",
-        "gauge",
-        "Journey x cohort series held.",
-    );
-    sample(out, "cerflow_series", "", series as f64);
-    header(
-        out,
-        "cerflow_auto_journeys",
-        "gauge",
-        "Journeys derived automatically from entry-point spans.",
-    );
+    header(out, &catalogue::CERFLOW_SERIES);
+    sample(out, catalogue::CERFLOW_SERIES.prom, "", series as f64);
+    header(out, &catalogue::CERFLOW_AUTO_JOURNEYS);
     sample(
         out,
-        "cerflow_auto_journeys",
+        catalogue::CERFLOW_AUTO_JOURNEYS.prom,
         "",
         sh.journeys.load().auto_count() as f64,
     );
-    header(
-        out,
-        "cerflow_window_state_limit_bytes",
-        "gauge",
-        "limits.max_window_state_bytes.",
-    );
+    header(out, &catalogue::CERFLOW_WINDOW_STATE_LIMIT_BYTES);
     sample(
         out,
-        "cerflow_window_state_limit_bytes",
+        catalogue::CERFLOW_WINDOW_STATE_LIMIT_BYTES.prom,
         "",
         sh.state_limit_bytes as f64,
     );
-    header(
+    header(out, &catalogue::CERFLOW_WINDOW_STATE_BYTES);
+    sample(
         out,
-        "cerflow_window_state_bytes",
-        "gauge",
-        "Heap bytes held by window state.",
+        catalogue::CERFLOW_WINDOW_STATE_BYTES.prom,
+        "",
+        state_bytes as f64,
     );
-    sample(out, "cerflow_window_state_bytes", "", state_bytes as f64);
 }
 
 #[cfg(test)]

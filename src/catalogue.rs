@@ -1,0 +1,493 @@
+//! The metric catalogue: every metric cerflow emits, declared once. Both exporters
+//! take names, units, kinds and help from here, and `tests/catalogue.rs` checks that
+//! each exporter emits exactly these and that README.md's tables list them all.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    /// The `# TYPE` word of the Prometheus text format.
+    pub fn prom(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// One metric, as both exporters and the README name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// Name in the Prometheus exposition.
+    pub prom: &'static str,
+    /// Name in the OTLP push; `None` for what only `/metrics` shows.
+    pub otlp: Option<&'static str>,
+    /// UCUM unit, as the OTLP push sends it.
+    pub unit: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    /// Label (attribute) names; [`COHORTS`] stands for the configured cohort keys.
+    pub labels: &'static [&'static str],
+}
+
+/// Placeholder in [`Metric::labels`] for the journey's cohort labels.
+pub const COHORTS: &str = "{cohorts}";
+
+pub const CER_JOURNEY_REQUESTS_TOTAL: Metric = Metric {
+    prom: "cer_journey_requests_total",
+    otlp: Some("cer.journey.requests"),
+    unit: "{request}",
+    kind: Kind::Counter,
+    help: "Spans recorded for the journey since the series started.",
+    labels: &["journey", COHORTS],
+};
+
+pub const CER_JOURNEY_ERRORS_TOTAL: Metric = Metric {
+    prom: "cer_journey_errors_total",
+    otlp: Some("cer.journey.errors"),
+    unit: "{request}",
+    kind: Kind::Counter,
+    help: "Spans classified as failed.",
+    labels: &["journey", COHORTS],
+};
+
+pub const CER_JOURNEY_SLOW_TOTAL: Metric = Metric {
+    prom: "cer_journey_slow_total",
+    otlp: Some("cer.journey.slow"),
+    unit: "{request}",
+    kind: Kind::Counter,
+    help: "Spans slower than the journey's latency threshold.",
+    labels: &["journey", COHORTS],
+};
+
+pub const CER_JOURNEY_INCORRECT_TOTAL: Metric = Metric {
+    prom: "cer_journey_incorrect_total",
+    otlp: Some("cer.journey.incorrect"),
+    unit: "{request}",
+    kind: Kind::Counter,
+    help: "Spans classified as incorrect.",
+    labels: &["journey", COHORTS],
+};
+
+pub const CER_JOURNEY_DURATION_SECONDS: Metric = Metric {
+    prom: "cer_journey_duration_seconds",
+    otlp: Some("cer.journey.duration"),
+    unit: "s",
+    kind: Kind::Histogram,
+    help: "Span duration of the journey.",
+    labels: &["journey", COHORTS, "le"],
+};
+
+pub const CER_SLI_AVAILABILITY_RATIO: Metric = Metric {
+    prom: "cer_sli_availability_ratio",
+    otlp: Some("cer.sli.availability"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Share of requests in the window that did not fail.",
+    labels: &["journey", COHORTS, "window"],
+};
+
+pub const CER_SLI_LATENCY_RATIO: Metric = Metric {
+    prom: "cer_sli_latency_ratio",
+    otlp: Some("cer.sli.latency"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Share of requests in the window faster than the latency threshold.",
+    labels: &["journey", COHORTS, "window"],
+};
+
+pub const CER_SLI_CORRECTNESS_RATIO: Metric = Metric {
+    prom: "cer_sli_correctness_ratio",
+    otlp: Some("cer.sli.correctness"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Share of requests in the window not marked incorrect.",
+    labels: &["journey", COHORTS, "window"],
+};
+
+pub const CER_JOURNEY_LATENCY_SECONDS: Metric = Metric {
+    prom: "cer_journey_latency_seconds",
+    otlp: Some("cer.journey.latency"),
+    unit: "s",
+    kind: Kind::Gauge,
+    help: "Latency quantiles of the journey over the window.",
+    labels: &["journey", COHORTS, "window", "quantile"],
+};
+
+pub const CER_JOURNEY_REQUESTS_PER_SECOND: Metric = Metric {
+    prom: "cer_journey_requests_per_second",
+    otlp: Some("cer.journey.request_rate"),
+    unit: "{request}/s",
+    kind: Kind::Gauge,
+    help: "Requests over the window divided by its length.",
+    labels: &["journey", COHORTS, "window"],
+};
+
+pub const CER_TELEMETRY_COVERAGE_RATIO: Metric = Metric {
+    prom: "cer_telemetry_coverage_ratio",
+    otlp: Some("cer.telemetry.coverage"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Share of entry-point spans that matched a journey.",
+    labels: &["window"],
+};
+
+pub const CER_DEFINITION_INFO: Metric = Metric {
+    prom: "cer_definition_info",
+    otlp: Some("cer.definition.info"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "The version string of the journey definitions in force.",
+    labels: &["version"],
+};
+
+pub const CER_SLO_OBJECTIVE_RATIO: Metric = Metric {
+    prom: "cer_slo_objective_ratio",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "The SLO objective of each journey's SLI.",
+    labels: &["journey", "sli"],
+};
+
+pub const CER_SLO_ERROR_BUDGET_REMAINING_RATIO: Metric = Metric {
+    prom: "cer_slo_error_budget_remaining_ratio",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Share of the SLO period's error budget left: 1 untouched, 0 spent, negative overspent.",
+    labels: &["journey", "sli", COHORTS],
+};
+
+pub const CER_SLO_BURN_RATE: Metric = Metric {
+    prom: "cer_slo_burn_rate",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "How fast the error budget burns over the window; 1 spends it exactly in the period.",
+    labels: &["journey", "sli", "window", COHORTS],
+};
+
+pub const CER_SLO_ALERT_ACTIVE: Metric = Metric {
+    prom: "cer_slo_alert_active",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "1 while a multi-window burn-rate alert is active.",
+    labels: &["journey", "sli", "severity", COHORTS],
+};
+
+pub const CER_JOURNEY_DATA_PRESENT: Metric = Metric {
+    prom: "cer_journey_data_present",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "1 when the journey had requests in the window, else 0.",
+    labels: &["journey", "window"],
+};
+
+pub const CER_JOURNEY_SCORE: Metric = Metric {
+    prom: "cer_journey_score",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Customer-experience reliability score of the journey over the window, 0 to 1.",
+    labels: &["journey", "window"],
+};
+
+pub const CER_COHORT_SCORE: Metric = Metric {
+    prom: "cer_cohort_score",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Customer-experience reliability score of one cohort of a journey, 0 to 1.",
+    labels: &["journey", "window", COHORTS],
+};
+
+pub const CER_SCORE: Metric = Metric {
+    prom: "cer_score",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Overall customer-experience reliability score, journeys weighted by business impact.",
+    labels: &["window"],
+};
+
+pub const CERFLOW_BUILD_INFO: Metric = Metric {
+    prom: "cerflow_build_info",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "cerflow's version.",
+    labels: &["version"],
+};
+
+pub const CERFLOW_RECEIVED_SPANS_TOTAL: Metric = Metric {
+    prom: "cerflow_received_spans_total",
+    otlp: None,
+    unit: "{span}",
+    kind: Kind::Counter,
+    help: "Spans received in decodable requests.",
+    labels: &["transport"],
+};
+
+pub const CERFLOW_REFUSED_SPANS_TOTAL: Metric = Metric {
+    prom: "cerflow_refused_spans_total",
+    otlp: None,
+    unit: "{span}",
+    kind: Kind::Counter,
+    help: "Spans refused, by reason.",
+    labels: &["reason"],
+};
+
+pub const CERFLOW_REFUSED_REQUESTS_TOTAL: Metric = Metric {
+    prom: "cerflow_refused_requests_total",
+    otlp: None,
+    unit: "{request}",
+    kind: Kind::Counter,
+    help: "Requests refused as a whole, by reason.",
+    labels: &["reason"],
+};
+
+pub const CERFLOW_PROCESSED_SPANS_TOTAL: Metric = Metric {
+    prom: "cerflow_processed_spans_total",
+    otlp: None,
+    unit: "{span}",
+    kind: Kind::Counter,
+    help: "Spans through the pipeline: recorded, unmatched or late.",
+    labels: &[],
+};
+
+pub const CERFLOW_UNMATCHED_SPANS_TOTAL: Metric = Metric {
+    prom: "cerflow_unmatched_spans_total",
+    otlp: None,
+    unit: "{span}",
+    kind: Kind::Counter,
+    help: "Spans no journey claimed.",
+    labels: &[],
+};
+
+pub const CERFLOW_LATE_SPANS_TOTAL: Metric = Metric {
+    prom: "cerflow_late_spans_total",
+    otlp: None,
+    unit: "{span}",
+    kind: Kind::Counter,
+    help: "Spans that ended before the longest window and were not recorded.",
+    labels: &[],
+};
+
+pub const CERFLOW_CLAMPED_SPANS_TOTAL: Metric = Metric {
+    prom: "cerflow_clamped_spans_total",
+    otlp: None,
+    unit: "{span}",
+    kind: Kind::Counter,
+    help: "Spans ending further in the future than max_clock_skew, recorded as ending now.",
+    labels: &[],
+};
+
+pub const CERFLOW_RECEIVED_DATA_POINTS_TOTAL: Metric = Metric {
+    prom: "cerflow_received_data_points_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Metric data points received.",
+    labels: &[],
+};
+
+pub const CERFLOW_RECEIVED_LOG_RECORDS_TOTAL: Metric = Metric {
+    prom: "cerflow_received_log_records_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Log records received (counted and dropped).",
+    labels: &[],
+};
+
+pub const CERFLOW_SERIES_EXPIRED_TOTAL: Metric = Metric {
+    prom: "cerflow_series_expired_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Journey x cohort series dropped after series_ttl without data.",
+    labels: &[],
+};
+
+pub const CERFLOW_CARDINALITY_OVERFLOW_TOTAL: Metric = Metric {
+    prom: "cerflow_cardinality_overflow_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Spans recorded into a journey's overflow series (cohort or memory limit reached).",
+    labels: &[],
+};
+
+pub const CERFLOW_CONFIG_RELOADS_TOTAL: Metric = Metric {
+    prom: "cerflow_config_reloads_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Config reloads applied (SIGHUP or a change of the config file).",
+    labels: &[],
+};
+
+pub const CERFLOW_CONFIG_RELOAD_FAILURES_TOTAL: Metric = Metric {
+    prom: "cerflow_config_reload_failures_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Config reloads refused because the new file was invalid; the old config kept running.",
+    labels: &[],
+};
+
+pub const CERFLOW_WINDOW_STATE_LIMIT_BYTES: Metric = Metric {
+    prom: "cerflow_window_state_limit_bytes",
+    otlp: None,
+    unit: "By",
+    kind: Kind::Gauge,
+    help: "limits.max_window_state_bytes.",
+    labels: &[],
+};
+
+pub const CERFLOW_OTLP_EXPORTS_TOTAL: Metric = Metric {
+    prom: "cerflow_otlp_exports_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "OTLP metric pushes that succeeded.",
+    labels: &[],
+};
+
+pub const CERFLOW_OTLP_EXPORT_FAILURES_TOTAL: Metric = Metric {
+    prom: "cerflow_otlp_export_failures_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "OTLP metric pushes that failed.",
+    labels: &[],
+};
+
+pub const CERFLOW_OTLP_EXPORT_RETRIES_TOTAL: Metric = Metric {
+    prom: "cerflow_otlp_export_retries_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "OTLP push attempts made while backing off after a retryable failure.",
+    labels: &[],
+};
+
+pub const CERFLOW_OTLP_EXPORT_DROPPED_TOTAL: Metric = Metric {
+    prom: "cerflow_otlp_export_dropped_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "OTLP export requests given up on, by reason.",
+    labels: &["reason"],
+};
+
+pub const CERFLOW_OTLP_EXPORT_QUEUE_DEPTH: Metric = Metric {
+    prom: "cerflow_otlp_export_queue_depth",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "OTLP export requests waiting to be sent, the one being sent included.",
+    labels: &[],
+};
+
+pub const CERFLOW_QUEUE_DEPTH: Metric = Metric {
+    prom: "cerflow_queue_depth",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Batches waiting in each worker's queue.",
+    labels: &["worker"],
+};
+
+pub const CERFLOW_QUEUE_CAPACITY: Metric = Metric {
+    prom: "cerflow_queue_capacity",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Batches each worker's queue holds.",
+    labels: &[],
+};
+
+pub const CERFLOW_SERIES: Metric = Metric {
+    prom: "cerflow_series",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Journey x cohort series held.",
+    labels: &[],
+};
+
+pub const CERFLOW_AUTO_JOURNEYS: Metric = Metric {
+    prom: "cerflow_auto_journeys",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Journeys derived automatically from entry-point spans.",
+    labels: &[],
+};
+
+pub const CERFLOW_WINDOW_STATE_BYTES: Metric = Metric {
+    prom: "cerflow_window_state_bytes",
+    otlp: None,
+    unit: "By",
+    kind: Kind::Gauge,
+    help: "Heap bytes held by window state.",
+    labels: &[],
+};
+
+/// Every metric, in the order of README.md's tables.
+pub const ALL: &[Metric] = &[
+    CER_JOURNEY_REQUESTS_TOTAL,
+    CER_JOURNEY_ERRORS_TOTAL,
+    CER_JOURNEY_SLOW_TOTAL,
+    CER_JOURNEY_INCORRECT_TOTAL,
+    CER_JOURNEY_DURATION_SECONDS,
+    CER_SLI_AVAILABILITY_RATIO,
+    CER_SLI_LATENCY_RATIO,
+    CER_SLI_CORRECTNESS_RATIO,
+    CER_JOURNEY_LATENCY_SECONDS,
+    CER_JOURNEY_REQUESTS_PER_SECOND,
+    CER_TELEMETRY_COVERAGE_RATIO,
+    CER_DEFINITION_INFO,
+    CER_SLO_OBJECTIVE_RATIO,
+    CER_SLO_ERROR_BUDGET_REMAINING_RATIO,
+    CER_SLO_BURN_RATE,
+    CER_SLO_ALERT_ACTIVE,
+    CER_JOURNEY_DATA_PRESENT,
+    CER_JOURNEY_SCORE,
+    CER_COHORT_SCORE,
+    CER_SCORE,
+    CERFLOW_BUILD_INFO,
+    CERFLOW_RECEIVED_SPANS_TOTAL,
+    CERFLOW_REFUSED_SPANS_TOTAL,
+    CERFLOW_REFUSED_REQUESTS_TOTAL,
+    CERFLOW_PROCESSED_SPANS_TOTAL,
+    CERFLOW_UNMATCHED_SPANS_TOTAL,
+    CERFLOW_LATE_SPANS_TOTAL,
+    CERFLOW_CLAMPED_SPANS_TOTAL,
+    CERFLOW_RECEIVED_DATA_POINTS_TOTAL,
+    CERFLOW_RECEIVED_LOG_RECORDS_TOTAL,
+    CERFLOW_SERIES_EXPIRED_TOTAL,
+    CERFLOW_CARDINALITY_OVERFLOW_TOTAL,
+    CERFLOW_CONFIG_RELOADS_TOTAL,
+    CERFLOW_CONFIG_RELOAD_FAILURES_TOTAL,
+    CERFLOW_WINDOW_STATE_LIMIT_BYTES,
+    CERFLOW_OTLP_EXPORTS_TOTAL,
+    CERFLOW_OTLP_EXPORT_FAILURES_TOTAL,
+    CERFLOW_OTLP_EXPORT_RETRIES_TOTAL,
+    CERFLOW_OTLP_EXPORT_DROPPED_TOTAL,
+    CERFLOW_OTLP_EXPORT_QUEUE_DEPTH,
+    CERFLOW_QUEUE_DEPTH,
+    CERFLOW_QUEUE_CAPACITY,
+    CERFLOW_SERIES,
+    CERFLOW_AUTO_JOURNEYS,
+    CERFLOW_WINDOW_STATE_BYTES,
+];

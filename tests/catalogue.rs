@@ -1,0 +1,233 @@
+//! The metric catalogue is the one list of metrics: the Prometheus exposition shows
+//! exactly its metrics (names, kinds, help), the OTLP push exactly those with an OTLP
+//! name (with their units and descriptions), and README.md's tables name every one.
+
+use cerflow::catalogue::{self, Kind, Metric};
+use cerflow::config::Config;
+use cerflow::journey::Journeys;
+use cerflow::pipeline::Pipeline;
+use cerflow::published::Shared;
+use cerflow::score::{self, Evaluation};
+use cerflow::sli::Snapshot;
+use cerflow::slo::SloTracker;
+use cerflow::snapshot::{SeriesSnap, ShardSnapshot};
+use cerflow::telemetry::Telemetry;
+use cerflow::window::{Counts, Coverage, WindowStats};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+const S: u64 = 1_000_000_000;
+
+/// A published state in which every metric has at least one sample: one journey with a
+/// cohort, requests in both windows, quantiles and coverage.
+fn published() -> (Arc<Shared>, Pipeline) {
+    let cfg = Config::parse(
+        "cohorts:\n  keys: [cloud.region]\njourneys:\n  - name: checkout\n    match: { span_name: x }\n",
+        "t",
+        &|_| None,
+    )
+    .expect("a valid config");
+    let journeys = Arc::new(Journeys::new(&cfg));
+    let tel = Arc::new(Telemetry::default());
+    let pipeline = Pipeline::start(&cfg, journeys.clone(), tel.clone());
+    let counts = Counts {
+        requests: 4,
+        errors: 1,
+        slow: 1,
+        incorrect: 0,
+    };
+    let windows = cfg.windows.sizes.clone();
+    let series = SeriesSnap {
+        journey: journeys.get(0).expect("the configured journey"),
+        cohort: Arc::from(vec![Box::<str>::from("eu")]),
+        overflow: false,
+        totals: counts,
+        duration_sum_s: 1.0,
+        buckets: vec![4; cfg.histogram_buckets.len() + 1],
+        created_unix_ns: S,
+        windows: windows
+            .iter()
+            .map(|_| WindowStats {
+                counts,
+                quantiles_s: vec![Some(0.1); 4],
+            })
+            .collect(),
+    };
+    let shard = ShardSnapshot {
+        series: vec![series],
+        coverage: vec![
+            Coverage {
+                entry: 2,
+                matched: 1
+            };
+            windows.len()
+        ],
+        state_bytes: 100,
+    };
+    let snap = Snapshot::merge(100 * S, windows, vec![shard]);
+    let mut tracker = SloTracker::new(&cfg.slo);
+    tracker.update(&snap, &journeys, 100 * S);
+    let eval: Evaluation = score::evaluate(&snap, &tracker, &journeys, &cfg.score, "v1");
+    let shared = Shared {
+        snapshot: arc_swap::ArcSwap::from_pointee(snap),
+        eval: arc_swap::ArcSwap::from_pointee(eval),
+        ticks: tokio::sync::watch::channel(0).0,
+        tel,
+        input: pipeline.input(),
+        journeys: arc_swap::ArcSwap::new(journeys),
+        version: arc_swap::ArcSwap::from_pointee("v1".to_string()),
+        histogram_bounds: cfg.histogram_buckets.clone(),
+        state_limit_bytes: cfg.limits.max_window_state_bytes,
+        ready: std::sync::atomic::AtomicBool::new(true),
+        instance_id: "test".into(),
+        start_unix_ns: S,
+    };
+    (Arc::new(shared), pipeline)
+}
+
+fn prom_names() -> BTreeSet<(String, String, String)> {
+    catalogue::ALL
+        .iter()
+        .map(|m| {
+            (
+                m.prom.to_string(),
+                m.kind.prom().to_string(),
+                m.help.to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_exposition_shows_exactly_the_catalogue() {
+    let (sh, pipeline) = published();
+    let text = cerflow::export::prometheus::render(&sh);
+    pipeline.shutdown(Duration::from_secs(5));
+    let mut seen = BTreeSet::new();
+    let mut helps = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("# HELP name text");
+            helps.insert(name.to_string(), help.to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            let help = helps.get(name).cloned().unwrap_or_default();
+            seen.insert((name.to_string(), kind.to_string(), help));
+        }
+    }
+    assert_eq!(seen, prom_names());
+    // Every sample belongs to a declared metric that has samples.
+    let declared: BTreeSet<String> = catalogue::ALL.iter().map(|m| m.prom.to_string()).collect();
+    let mut sampled = BTreeSet::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|b| declared.contains(*b) && !declared.contains(name))
+            })
+            .unwrap_or(name);
+        assert!(declared.contains(base), "{name} is not in the catalogue");
+        sampled.insert(base.to_string());
+    }
+    assert_eq!(
+        sampled, declared,
+        "every catalogued metric has a sample here"
+    );
+}
+
+#[test]
+fn the_otlp_push_sends_exactly_the_catalogue_metrics_with_an_otlp_name() {
+    let (sh, pipeline) = published();
+    let snap = sh.snapshot.load();
+    let req = cerflow::export::otlp::build_request(&sh, &snap);
+    pipeline.shutdown(Duration::from_secs(5));
+    let sent: BTreeSet<(String, String, String)> = req
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .map(|m| (m.name.clone(), m.unit.clone(), m.description.clone()))
+        .collect();
+    let expected: BTreeSet<(String, String, String)> = catalogue::ALL
+        .iter()
+        .filter_map(|m: &Metric| {
+            m.otlp
+                .map(|n| (n.to_string(), m.unit.to_string(), m.help.to_string()))
+        })
+        .collect();
+    assert_eq!(
+        expected.len(),
+        12,
+        "the OTLP table of README.md has 12 metrics"
+    );
+    assert_eq!(sent, expected);
+}
+
+/// Every name in the README's metric tables, with `a.b.c`, `.d` spelled out as `a.b.d`.
+fn readme_table_names() -> BTreeSet<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md");
+    let mut names = BTreeSet::new();
+    for line in readme.lines().filter(|l| l.starts_with("| `")) {
+        let first_cell = line.split('|').nth(1).unwrap_or_default();
+        let mut last_full: Option<String> = None;
+        for part in first_cell.split('`').skip(1).step_by(2) {
+            let name = match (part.strip_prefix('.'), &last_full) {
+                (Some(tail), Some(full)) => {
+                    let stem = full.rsplit_once('.').map_or(full.as_str(), |(s, _)| s);
+                    format!("{stem}.{tail}")
+                }
+                _ => {
+                    last_full = Some(part.to_string());
+                    part.to_string()
+                }
+            };
+            names.insert(name);
+        }
+    }
+    names
+}
+
+#[test]
+fn the_readme_tables_list_every_catalogue_metric() {
+    let names = readme_table_names();
+    let missing: Vec<&str> = catalogue::ALL
+        .iter()
+        .flat_map(|m| std::iter::once(m.prom).chain(m.otlp))
+        .filter(|n| !names.contains(*n))
+        .collect();
+    assert!(missing.is_empty(), "README.md's tables miss {missing:?}");
+    // And the tables name no metric the catalogue lacks.
+    let known: BTreeSet<&str> = catalogue::ALL
+        .iter()
+        .flat_map(|m| std::iter::once(m.prom).chain(m.otlp))
+        .collect();
+    let unknown: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("cer") && !n.contains('*') && !known.contains(n.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "README.md lists uncatalogued {unknown:?}"
+    );
+}
+
+#[test]
+fn histograms_and_counters_follow_the_naming_rules() {
+    for m in catalogue::ALL {
+        match m.kind {
+            Kind::Counter => assert!(m.prom.ends_with("_total"), "{}", m.prom),
+            Kind::Histogram => assert!(m.prom.ends_with("_seconds"), "{}", m.prom),
+            Kind::Gauge => assert!(!m.prom.ends_with("_total"), "{}", m.prom),
+        }
+    }
+    let names: BTreeSet<&str> = catalogue::ALL.iter().map(|m| m.prom).collect();
+    assert_eq!(
+        names.len(),
+        catalogue::ALL.len(),
+        "a metric is declared twice"
+    );
+}
