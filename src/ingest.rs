@@ -4,11 +4,15 @@
 use crate::clock::now_unix_ns;
 use crate::config::Config;
 use crate::decode::{self, invalid_reason, lazy, ProstSpan};
+use crate::internal_events::{
+    DataPointsReceived, InternalEvent, LogRecordsReceived, RequestRefused, SpanClamped,
+    SpansNotRecorded, SpansReceived, SpansRefused,
+};
 use crate::journey::Journeys;
 use crate::pipeline::{BatchBuilder, PipelineInput, SubmitError};
 use crate::receiver::consumer::Consumer;
 use crate::span::SpanView;
-use crate::telemetry::{AddRelaxed, Reason, Telemetry, Transport};
+use crate::telemetry::{Reason, Telemetry, Transport};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -145,12 +149,24 @@ impl Ingest {
                             "the request holds more than {} spans (max_spans_per_request)",
                             self.max_spans
                         );
-                        self.tel.refuse_request(t, Reason::TooLarge, 0, &msg);
+                        RequestRefused {
+                            transport: t,
+                            reason: Reason::TooLarge,
+                            spans: 0,
+                            detail: &msg,
+                        }
+                        .emit(&self.tel);
                         Err(Refused::TooLarge(msg))
                     }
                     Err(e) => {
                         let msg = format!("invalid OTLP protobuf: {e}");
-                        self.tel.refuse_request(t, Reason::Malformed, 0, &msg);
+                        RequestRefused {
+                            transport: t,
+                            reason: Reason::Malformed,
+                            spans: 0,
+                            detail: &msg,
+                        }
+                        .emit(&self.tel);
                         Err(Refused::Malformed(msg))
                     }
                 }
@@ -161,8 +177,13 @@ impl Ingest {
                         "the request holds more than {} spans (max_spans_per_request)",
                         self.max_spans
                     );
-                    self.tel
-                        .refuse_request(t, Reason::TooLarge, decode::span_count(&req), &msg);
+                    RequestRefused {
+                        transport: t,
+                        reason: Reason::TooLarge,
+                        spans: decode::span_count(&req),
+                        detail: &msg,
+                    }
+                    .emit(&self.tel);
                     Err(Refused::TooLarge(msg))
                 }
                 Ok(mut req) => {
@@ -177,7 +198,13 @@ impl Ingest {
                     self.traces_from(&req, t, tenant)
                 }
                 Err(msg) => {
-                    self.tel.refuse_request(t, Reason::Malformed, 0, &msg);
+                    RequestRefused {
+                        transport: t,
+                        reason: Reason::Malformed,
+                        spans: 0,
+                        detail: &msg,
+                    }
+                    .emit(&self.tel);
                     Err(Refused::Malformed(msg))
                 }
             },
@@ -232,7 +259,11 @@ impl Ingest {
         spans: impl Iterator<Item = S>,
         t: Transport,
     ) -> Result<Accepted, Refused> {
-        self.tel.received(t, total);
+        SpansReceived {
+            transport: t,
+            spans: total,
+        }
+        .emit(&self.tel);
         let now = now_unix_ns();
         // One load per request: a reload swaps the journeys between requests, never within one.
         let journeys = self.journeys.load();
@@ -253,7 +284,10 @@ impl Ingest {
             let mut end = view.end_ns();
             if end > now {
                 if end - now > self.skew_ns {
-                    self.tel.clamped_spans.add(1);
+                    SpanClamped {
+                        ahead_ns: end - now,
+                    }
+                    .emit(&self.tel);
                 }
                 end = now;
             }
@@ -273,35 +307,41 @@ impl Ingest {
         }
         if rejected > 0 {
             let msg = first_problem.as_deref().unwrap_or_default();
-            self.tel.refuse_spans(t, Reason::InvalidSpan, rejected, msg);
+            SpansRefused {
+                transport: t,
+                reason: Reason::InvalidSpan,
+                spans: rejected,
+                detail: msg,
+            }
+            .emit(&self.tel);
         }
         let queued = builder.span_count();
         match self.input.submit(&mut builder) {
             Ok(()) => {}
             Err(SubmitError::Full) => {
-                self.tel.refuse_request(
-                    t,
-                    Reason::QueueFull,
-                    total - rejected,
-                    "pipeline queues are full",
-                );
+                RequestRefused {
+                    transport: t,
+                    reason: Reason::QueueFull,
+                    spans: total - rejected,
+                    detail: "pipeline queues are full",
+                }
+                .emit(&self.tel);
                 return Err(Refused::Unavailable);
             }
             Err(SubmitError::Partial(lost)) => {
-                self.tel.refuse_spans(
-                    t,
-                    Reason::QueueFull,
-                    lost,
-                    "a pipeline queue filled while queueing",
-                );
+                SpansRefused {
+                    transport: t,
+                    reason: Reason::QueueFull,
+                    spans: lost,
+                    detail: "a pipeline queue filled while queueing",
+                }
+                .emit(&self.tel);
                 rejected += lost;
                 first_problem.get_or_insert_with(|| "pipeline queues are full".into());
             }
         }
         debug_assert!(queued + unmatched + late + rejected >= total);
-        self.tel.unmatched_spans.add(unmatched);
-        self.tel.late_spans.add(late);
-        self.tel.processed_spans.add(unmatched + late);
+        SpansNotRecorded { unmatched, late }.emit(&self.tel);
         let message = match first_problem {
             Some(p) if rejected > 0 => format!("{rejected} of {total} spans rejected; first: {p}"),
             _ => String::new(),
@@ -318,16 +358,23 @@ impl Ingest {
         match decode::metrics(body, format) {
             Ok(req) => Ok(self.metrics(&req)),
             Err(msg) => {
-                self.tel.refuse_request(t, Reason::Malformed, 0, &msg);
+                RequestRefused {
+                    transport: t,
+                    reason: Reason::Malformed,
+                    spans: 0,
+                    detail: &msg,
+                }
+                .emit(&self.tel);
                 Err(Refused::Malformed(msg))
             }
         }
     }
 
     pub fn metrics(&self, req: &ExportMetricsServiceRequest) -> Accepted {
-        self.tel
-            .received_data_points
-            .add(decode::data_point_count(req));
+        DataPointsReceived {
+            count: decode::data_point_count(req),
+        }
+        .emit(&self.tel);
         Accepted::default()
     }
 
@@ -340,7 +387,13 @@ impl Ingest {
         match decode::logs(body, format) {
             Ok(req) => Ok(self.logs(&req)),
             Err(msg) => {
-                self.tel.refuse_request(t, Reason::Malformed, 0, &msg);
+                RequestRefused {
+                    transport: t,
+                    reason: Reason::Malformed,
+                    spans: 0,
+                    detail: &msg,
+                }
+                .emit(&self.tel);
                 Err(Refused::Malformed(msg))
             }
         }
@@ -348,9 +401,10 @@ impl Ingest {
 
     /// Logs are accepted so a Collector pointed at cerflow does not fail, counted, and dropped.
     pub fn logs(&self, req: &ExportLogsServiceRequest) -> Accepted {
-        self.tel
-            .received_log_records
-            .add(decode::log_record_count(req));
+        LogRecordsReceived {
+            count: decode::log_record_count(req),
+        }
+        .emit(&self.tel);
         Accepted::default()
     }
 }

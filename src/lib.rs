@@ -22,6 +22,7 @@ pub mod export;
 pub mod gate;
 pub mod hist;
 pub mod ingest;
+pub mod internal_events;
 pub mod journey;
 pub mod labels;
 pub mod loadgen;

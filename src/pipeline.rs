@@ -9,11 +9,12 @@
 
 use crate::clock::now_unix_ns;
 use crate::config::Config;
+use crate::internal_events::{CardinalityOverflow, InternalEvent, SeriesExpired, SpansRecorded};
 use crate::journey::{Classified, Journeys};
 use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::span_record::{flag, JourneyId, Record};
-use crate::telemetry::{AddRelaxed, Telemetry};
+use crate::telemetry::Telemetry;
 use crate::window::{Coverage, Ring, SeriesState};
 use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
 use std::collections::HashMap;
@@ -372,7 +373,10 @@ impl Worker {
 
     fn record(&mut self, mut batch: Batch) {
         // Every span handed over is processed, recorded or not.
-        self.tel.processed_spans.add(batch.records.len() as u64);
+        SpansRecorded {
+            spans: batch.records.len() as u64,
+        }
+        .emit(&self.tel);
         if batch.generation != self.generation {
             // Classified with the journeys before the last reload: translate the ids;
             // spans of journeys that went are processed but not recorded.
@@ -422,7 +426,7 @@ impl Worker {
             };
             let admitted = pos.is_some() || self.admission.admit(seed);
             if !admitted {
-                self.tel.cardinality_overflow.add(1);
+                CardinalityOverflow { journey: r.journey }.emit(&self.tel);
                 let overflow = self.overflow.entry(r.journey).or_insert_with(|| Series {
                     journey: r.journey,
                     seed,
@@ -490,7 +494,10 @@ impl Worker {
                 expired += usize::from(!keep);
                 keep
             });
-            self.tel.series_expired.add(expired as u64);
+            SeriesExpired {
+                count: expired as u64,
+            }
+            .emit(&self.tel);
         }
         let mut out = ShardSnapshot {
             coverage: self

@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::deriver::DeriverMsg;
+use crate::internal_events::{ConfigReloadFailed, ConfigReloaded, InternalEvent};
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,6 @@ pub async fn watch_config(
     tel: Arc<Telemetry>,
     stop: CancellationToken,
 ) {
-    use crate::telemetry::AddRelaxed;
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut last = modified(&path);
@@ -61,19 +61,21 @@ pub async fn watch_config(
                     return;
                 }
                 match rx.await {
-                    Ok(notes) => {
-                        tel.config_reloads.add(1);
-                        tracing::info!(trigger, %version, "Reloaded the config.");
-                        for note in notes {
-                            tracing::warn!(trigger, "{note}");
-                        }
+                    Ok(notes) => ConfigReloaded {
+                        trigger,
+                        version: &version,
+                        notes: &notes,
                     }
+                    .emit(&tel),
                     Err(_) => return,
                 }
             }
             Ok(Err(e)) => {
-                tel.config_reload_failures.add(1);
-                tracing::error!(trigger, problems = %e, "Refused the new config; the running one stays in force.");
+                ConfigReloadFailed {
+                    trigger,
+                    problems: &e,
+                }
+                .emit(&tel);
             }
             Err(e) => tracing::error!(error = %e, "The config reload task failed."),
         }

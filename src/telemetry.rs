@@ -1,5 +1,5 @@
-//! cerflow's own health: every event that matters is counted and logged in one call,
-//! so no refusal can be logged without being counted, or counted without a log line.
+//! cerflow's own health counters, and the one log rate-limiter. Events that bump them
+//! live in [`crate::internal_events`], each counting and logging in one `emit()`.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -65,7 +65,7 @@ impl Reason {
         }
     }
 
-    fn index(self) -> usize {
+    pub fn index(self) -> usize {
         REASONS.iter().position(|r| *r == self).unwrap_or(0)
     }
 }
@@ -95,7 +95,8 @@ pub struct Telemetry {
     pub config_reload_failures: AtomicU64,
     /// Spans recorded into a journey's overflow series.
     pub cardinality_overflow: AtomicU64,
-    last_warn_sec: [AtomicU64; 8],
+    /// Unix second of the last log line per [`LogKey`].
+    last_log_sec: [AtomicU64; 11],
 }
 
 fn now_sec() -> u64 {
@@ -105,10 +106,6 @@ fn now_sec() -> u64 {
 }
 
 impl Telemetry {
-    pub fn received(&self, t: Transport, spans: u64) {
-        self.received_spans[t as usize].add(spans);
-    }
-
     pub fn received_spans(&self, t: Transport) -> u64 {
         self.received_spans[t as usize].load(Relaxed)
     }
@@ -121,43 +118,30 @@ impl Telemetry {
         self.refused_requests[r.index()].load(Relaxed)
     }
 
-    /// A whole request was refused; `spans` is how many spans it held, when known.
-    pub fn refuse_request(&self, t: Transport, r: Reason, spans: u64, detail: &str) {
-        self.refused_requests[r.index()].add(1);
-        self.refused_spans[r.index()].add(spans);
-        self.warn_limited(r, || {
-            tracing::warn!(
-                transport = t.as_str(),
-                reason = r.as_str(),
-                spans,
-                detail,
-                "Refused an OTLP request."
-            )
-        });
-    }
-
-    /// Some spans of an accepted request were refused.
-    pub fn refuse_spans(&self, t: Transport, r: Reason, spans: u64, detail: &str) {
-        self.refused_spans[r.index()].add(spans);
-        self.warn_limited(r, || {
-            tracing::warn!(
-                transport = t.as_str(),
-                reason = r.as_str(),
-                spans,
-                detail,
-                "Refused spans of an OTLP request."
-            )
-        });
-    }
-
-    /// At most one warning per reason per second, so a flood of bad input cannot flood the log;
-    /// the counters carry the full numbers.
-    fn warn_limited(&self, r: Reason, log: impl FnOnce()) {
+    /// Whether a rate-limited log line for `key` may be written now: at most one per
+    /// `every_secs`, so a flood of bad input cannot flood the log; the counters carry
+    /// the full numbers. The one limiter every internal event uses.
+    pub fn log_due(&self, key: LogKey, every_secs: u64) -> bool {
         let now = now_sec();
-        let slot = &self.last_warn_sec[r.index()];
+        let slot = &self.last_log_sec[key.index()];
         let last = slot.load(Relaxed);
-        if last != now && slot.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
-            log();
+        (last == 0 || now >= last.saturating_add(every_secs))
+            && slot.compare_exchange(last, now, Relaxed, Relaxed).is_ok()
+    }
+}
+
+/// What a rate-limited log line is about; each key has its own allowance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogKey {
+    Refusal(Reason),
+    ExportDrop(ExportDrop),
+}
+
+impl LogKey {
+    fn index(self) -> usize {
+        match self {
+            LogKey::Refusal(r) => r.index(),
+            LogKey::ExportDrop(d) => REASONS.len() + d as usize,
         }
     }
 }

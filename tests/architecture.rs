@@ -26,6 +26,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "hist",
             "telemetry",
             "catalogue",
+            "internal_events",
             "proto",
         ],
     ),
@@ -375,4 +376,42 @@ fn the_reader_finds_grouped_and_component_config_imports() {
         graph["window"]
     );
     assert!(graph["journey"].contains_key("config"));
+}
+
+/// A counter moves only in an internal event's `emit()`, which also logs: no counter
+/// without its log line. Finds `<counter field> ... .add(` outside internal_events.rs.
+#[test]
+fn counters_are_bumped_only_by_internal_events() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let telemetry = std::fs::read_to_string(src.join("telemetry.rs")).expect("telemetry.rs");
+    let counters: Vec<String> = telemetry
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub "))
+        .filter(|l| l.contains("AtomicU64"))
+        .filter_map(|l| l.split(':').next())
+        .map(|f| format!(".{f}"))
+        .collect();
+    assert!(counters.len() >= 15, "read {counters:?} from telemetry.rs");
+    let mut files = Vec::new();
+    rs_files(&src, &mut files);
+    let mut bumps = Vec::new();
+    for f in files {
+        let name = f.strip_prefix(&src).unwrap_or(&f).display().to_string();
+        if name == "internal_events.rs" || name == "telemetry.rs" {
+            continue;
+        }
+        let code = code_of(&std::fs::read_to_string(&f).expect("a source file"));
+        // Statements, so a call split over lines is still one piece.
+        for stmt in code.split(';') {
+            let bumped = stmt.contains(".add(") || stmt.contains("fetch_add(");
+            if bumped && counters.iter().any(|c| stmt.contains(c.as_str())) {
+                bumps.push(format!("{name}: {}", stmt.trim()));
+            }
+        }
+    }
+    assert!(
+        bumps.is_empty(),
+        "counters bumped outside an internal event:\n{}",
+        bumps.join("\n")
+    );
 }

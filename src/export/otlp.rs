@@ -14,11 +14,14 @@
 use crate::catalogue::{self, Metric as Def};
 use crate::config::{OtlpExporter, OtlpRetry};
 use crate::duration::format_duration;
+use crate::internal_events::{
+    InternalEvent, OtlpExportDropped, OtlpExportFailed, OtlpExportRetried, OtlpExportSucceeded,
+};
 use crate::loadgen::rng::Rng;
 use crate::published::Shared;
 use crate::sli::{Sli, Snapshot};
 use crate::snapshot::{SeriesSnap, QUANTILES};
-use crate::telemetry::{AddRelaxed, ExportDrop, Telemetry};
+use crate::telemetry::{ExportDrop, Telemetry};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
@@ -400,9 +403,6 @@ struct Pending {
     attempts: u32,
 }
 
-/// How long between two warnings about the same kind of drop; the counters carry all.
-const DROP_WARN_EVERY: Duration = Duration::from_secs(10);
-
 /// The pending requests and the retry schedule, without any I/O: the caller sends what
 /// [`ExportQueue::next_to_send`] hands out and reports the outcome to
 /// [`ExportQueue::finish`]. The request being sent stays at the head until then.
@@ -416,7 +416,6 @@ pub struct ExportQueue {
     sending: bool,
     tel: Arc<Telemetry>,
     endpoint: String,
-    last_drop_warn: [Option<Instant>; 3],
 }
 
 impl ExportQueue {
@@ -431,7 +430,6 @@ impl ExportQueue {
             sending: false,
             tel,
             endpoint: cfg.endpoint.clone(),
-            last_drop_warn: [None; 3],
         }
     }
 
@@ -466,41 +464,14 @@ impl ExportQueue {
     }
 
     fn dropped(&mut self, why: ExportDrop, p: &Pending, now: Instant, detail: &str) {
-        self.tel.otlp_export_dropped[why as usize].add(1);
-        let warn = match why {
-            // Each permanent refusal is a problem worth its own line.
-            ExportDrop::Permanent => true,
-            _ => {
-                let slot = &mut self.last_drop_warn[why as usize];
-                let due = slot.is_none_or(|t| now.duration_since(t) >= DROP_WARN_EVERY);
-                if due {
-                    *slot = Some(now);
-                }
-                due
-            }
-        };
-        let total = self.tel.otlp_dropped(why);
-        let age = now.duration_since(p.enqueued);
-        if warn {
-            tracing::warn!(
-                endpoint = %self.endpoint,
-                reason = why.as_str(),
-                attempts = p.attempts,
-                age = ?age,
-                dropped_so_far = total,
-                detail,
-                "Dropped an OTLP metric export request."
-            );
-        } else {
-            tracing::debug!(
-                endpoint = %self.endpoint,
-                reason = why.as_str(),
-                attempts = p.attempts,
-                age = ?age,
-                dropped_so_far = total,
-                "Dropped an OTLP metric export request."
-            );
+        OtlpExportDropped {
+            endpoint: &self.endpoint,
+            why,
+            attempts: p.attempts,
+            age: now.duration_since(p.enqueued),
+            detail,
         }
+        .emit(&self.tel);
     }
 
     /// Adds a request; when the queue is full its oldest request is dropped. Returns true
@@ -550,10 +521,14 @@ impl ExportQueue {
         let head = self.items.front_mut()?;
         // A retry is any attempt made while backing off, whether it re-sends the same
         // request or a newer one that took the place of a dropped one.
-        if self.backoff.failures() > 0 {
-            self.tel.otlp_export_retries.add(1);
-        }
         head.attempts += 1;
+        if self.backoff.failures() > 0 {
+            OtlpExportRetried {
+                endpoint: &self.endpoint,
+                attempt: head.attempts,
+            }
+            .emit(&self.tel);
+        }
         self.sending = true;
         Some(head.req.clone())
     }
@@ -573,33 +548,31 @@ impl ExportQueue {
         };
         match result {
             Ok(resp) => {
-                self.tel.otlp_exports_ok.add(1);
-                if let Some(ps) = resp
+                let partial = resp
                     .partial_success
-                    .filter(|ps| ps.rejected_data_points > 0 || !ps.error_message.is_empty())
-                {
-                    tracing::warn!(
-                        endpoint = %self.endpoint,
-                        rejected_data_points = ps.rejected_data_points,
-                        message = %ps.error_message,
-                        "The OTLP endpoint accepted the metric push in part (not retried)."
-                    );
+                    .filter(|ps| ps.rejected_data_points > 0 || !ps.error_message.is_empty());
+                OtlpExportSucceeded {
+                    endpoint: &self.endpoint,
+                    failures_before: self.backoff.failures(),
+                    queued: self.items.len(),
+                    partial: partial
+                        .as_ref()
+                        .map(|ps| (ps.rejected_data_points, ps.error_message.as_str())),
                 }
-                if self.backoff.failures() > 0 {
-                    tracing::info!(
-                        endpoint = %self.endpoint,
-                        failed_attempts = self.backoff.failures(),
-                        queued = self.items.len(),
-                        "OTLP metric push works again."
-                    );
-                }
+                .emit(&self.tel);
                 self.backoff.reset();
                 self.due = now;
             }
             Err(status) => {
-                self.tel.otlp_exports_failed.add(1);
                 match classify(&status) {
                     Verdict::Permanent => {
+                        OtlpExportFailed {
+                            endpoint: &self.endpoint,
+                            status: &status,
+                            failures: self.backoff.failures(),
+                            retry_in: None,
+                        }
+                        .emit(&self.tel);
                         let detail = format!("{:?}: {}", status.code(), status.message());
                         self.dropped(ExportDrop::Permanent, &p, now, &detail);
                         // The endpoint answered: the next request may fare better.
@@ -613,24 +586,13 @@ impl ExportQueue {
                             .backoff
                             .next_delay()
                             .max(server_delay.unwrap_or(Duration::ZERO).min(self.max_elapsed));
-                        if self.backoff.failures() == 1 {
-                            tracing::warn!(
-                                endpoint = %self.endpoint,
-                                code = ?status.code(),
-                                grpc_message = status.message(),
-                                retry_in = ?delay,
-                                "OTLP metric push failed; retrying with backoff."
-                            );
-                        } else {
-                            tracing::debug!(
-                                endpoint = %self.endpoint,
-                                code = ?status.code(),
-                                grpc_message = status.message(),
-                                failures = self.backoff.failures(),
-                                retry_in = ?delay,
-                                "OTLP metric push failed again."
-                            );
+                        OtlpExportFailed {
+                            endpoint: &self.endpoint,
+                            status: &status,
+                            failures: self.backoff.failures(),
+                            retry_in: Some(delay),
                         }
+                        .emit(&self.tel);
                         self.due = after(now, delay);
                         if now.duration_since(p.enqueued).saturating_add(delay) > self.max_elapsed {
                             self.dropped(
@@ -783,6 +745,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::AddRelaxed;
     use prost::Message;
 
     fn retry(initial_ms: u64, max_ms: u64, elapsed_ms: u64) -> OtlpRetry {

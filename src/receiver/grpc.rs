@@ -6,6 +6,7 @@
 
 use super::auth::{Auth, Tenant};
 use super::consumer::{Accepted, Consumer, Format, Refused};
+use crate::internal_events::{InternalEvent, RequestRefused, SpansReceived};
 use crate::telemetry::{Reason, Transport};
 use bytes::{Buf, BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
@@ -180,13 +181,18 @@ impl<S: Signal> tonic::server::UnaryService<Bytes> for Unary<S> {
                 Err(why) => {
                     // Received and refused, so received = processed + refused still holds.
                     let spans = S::spans_in(&*ingest, &body);
-                    ingest.telemetry().received(Transport::Grpc, spans);
-                    ingest.telemetry().refuse_request(
-                        Transport::Grpc,
-                        Reason::Unauthenticated,
+                    SpansReceived {
+                        transport: Transport::Grpc,
                         spans,
-                        why,
-                    );
+                    }
+                    .emit(ingest.telemetry());
+                    RequestRefused {
+                        transport: Transport::Grpc,
+                        reason: Reason::Unauthenticated,
+                        spans,
+                        detail: why,
+                    }
+                    .emit(ingest.telemetry());
                     return Err(Status::unauthenticated(why));
                 }
             };
@@ -255,29 +261,32 @@ where
                 // OTLP; a request that can never fit must not be resent, so it becomes
                 // RESOURCE_EXHAUSTED without RetryInfo, which OTLP clients do not retry.
                 Some(8) | Some(11) => {
-                    ingest.telemetry().refuse_request(
-                        Transport::Grpc,
-                        Reason::TooLarge,
-                        0,
-                        "message larger than the limit",
-                    );
+                    RequestRefused {
+                        transport: Transport::Grpc,
+                        reason: Reason::TooLarge,
+                        spans: 0,
+                        detail: "message larger than the limit",
+                    }
+                    .emit(ingest.telemetry());
                     response
                         .headers_mut()
                         .insert("grpc-status", http::HeaderValue::from_static("8"));
                 }
                 // UNIMPLEMENTED from tonic here is an unsupported grpc-encoding (e.g. br).
-                Some(12) => ingest.telemetry().refuse_request(
-                    Transport::Grpc,
-                    Reason::BadEncoding,
-                    0,
-                    "unsupported grpc-encoding",
-                ),
-                Some(13) => ingest.telemetry().refuse_request(
-                    Transport::Grpc,
-                    Reason::BadEncoding,
-                    0,
-                    "message could not be decoded from its framing or compression",
-                ),
+                Some(12) => RequestRefused {
+                    transport: Transport::Grpc,
+                    reason: Reason::BadEncoding,
+                    spans: 0,
+                    detail: "unsupported grpc-encoding",
+                }
+                .emit(ingest.telemetry()),
+                Some(13) => RequestRefused {
+                    transport: Transport::Grpc,
+                    reason: Reason::BadEncoding,
+                    spans: 0,
+                    detail: "message could not be decoded from its framing or compression",
+                }
+                .emit(ingest.telemetry()),
                 _ => {}
             }
             Ok(response)

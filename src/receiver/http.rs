@@ -2,6 +2,7 @@
 //! optionally gzip-compressed, with fixed or chunked bodies.
 
 use super::consumer::{Accepted, Consumer, Format, Refused};
+use crate::internal_events::{InternalEvent, RequestRefused, SpansReceived};
 use crate::telemetry::{Reason, Transport};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -116,7 +117,13 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
         let msg = format!(
             "unsupported Content-Type \"{got}\" (use application/x-protobuf or application/json)"
         );
-        tel.refuse_request(t, Reason::UnsupportedMediaType, 0, &msg);
+        RequestRefused {
+            transport: t,
+            reason: Reason::UnsupportedMediaType,
+            spans: 0,
+            detail: &msg,
+        }
+        .emit(tel);
         return early_error(Format::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
     };
     let encoding = req
@@ -128,7 +135,13 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
         .to_ascii_lowercase();
     if !matches!(encoding.as_str(), "identity" | "gzip" | "") {
         let msg = format!("unsupported Content-Encoding \"{encoding}\" (use gzip or none)");
-        tel.refuse_request(t, Reason::BadEncoding, 0, &msg);
+        RequestRefused {
+            transport: t,
+            reason: Reason::BadEncoding,
+            spans: 0,
+            detail: &msg,
+        }
+        .emit(tel);
         return early_error(format, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
     }
     let auth_header = req
@@ -146,7 +159,13 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
             "the request body did not arrive within {:?}",
             st.opts.timeout
         );
-        tel.refuse_request(t, Reason::Timeout, 0, &msg);
+        RequestRefused {
+            transport: t,
+            reason: Reason::Timeout,
+            spans: 0,
+            detail: &msg,
+        }
+        .emit(tel);
         return early_error(format, StatusCode::REQUEST_TIMEOUT, 4, msg);
     };
     let body = match collected {
@@ -168,7 +187,13 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
                     format!("cannot read the request body: {e}"),
                 )
             };
-            tel.refuse_request(t, reason, 0, &msg);
+            RequestRefused {
+                transport: t,
+                reason,
+                spans: 0,
+                detail: &msg,
+            }
+            .emit(tel);
             return early_error(format, status, 3, msg);
         }
     };
@@ -184,12 +209,24 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
                     "gzip body inflates to more than {} bytes",
                     st.opts.max_inflated
                 );
-                tel.refuse_request(t, Reason::TooLarge, 0, &msg);
+                RequestRefused {
+                    transport: t,
+                    reason: Reason::TooLarge,
+                    spans: 0,
+                    detail: &msg,
+                }
+                .emit(tel);
                 return error(format, StatusCode::PAYLOAD_TOO_LARGE, 3, msg);
             }
             Err(Inflate::Corrupt(e)) => {
                 let msg = format!("invalid gzip body: {e}");
-                tel.refuse_request(t, Reason::BadEncoding, 0, &msg);
+                RequestRefused {
+                    transport: t,
+                    reason: Reason::BadEncoding,
+                    spans: 0,
+                    detail: &msg,
+                }
+                .emit(tel);
                 return error(format, StatusCode::BAD_REQUEST, 3, msg);
             }
         }
@@ -203,7 +240,13 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
             "JSON body inflates to more than {} bytes (max_request_bytes)",
             st.opts.max_request
         );
-        tel.refuse_request(t, Reason::TooLarge, 0, &msg);
+        RequestRefused {
+            transport: t,
+            reason: Reason::TooLarge,
+            spans: 0,
+            detail: &msg,
+        }
+        .emit(tel);
         return error(format, StatusCode::PAYLOAD_TOO_LARGE, 8, msg);
     }
     let ingest = &st.ingest;
@@ -216,8 +259,18 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
                 _ => 0,
             };
             // Received and refused, so received = processed + refused still holds.
-            tel.received(t, spans);
-            tel.refuse_request(t, Reason::Unauthenticated, spans, why);
+            SpansReceived {
+                transport: t,
+                spans,
+            }
+            .emit(tel);
+            RequestRefused {
+                transport: t,
+                reason: Reason::Unauthenticated,
+                spans,
+                detail: why,
+            }
+            .emit(tel);
             let mut r = error(format, StatusCode::UNAUTHORIZED, 16, why.to_string());
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -1,0 +1,408 @@
+//! Internal events, in the style of Vector's `internal_events`: one small type per
+//! thing that happens to cerflow itself, and one `emit()` that bumps its counter and
+//! writes its log line. Counting and logging cannot drift apart, and warnings a flood
+//! of bad input could repeat are rate-limited in one place ([`Telemetry::log_due`]).
+
+use crate::telemetry::{AddRelaxed, ExportDrop, LogKey, Reason, Telemetry, Transport};
+use std::time::Duration;
+
+pub trait InternalEvent {
+    fn emit(self, tel: &Telemetry);
+}
+
+/// How long between two warnings about the same kind of OTLP export drop.
+const DROP_WARN_EVERY_SECS: u64 = 10;
+/// How long between two warnings about refusals for the same reason.
+const REFUSAL_WARN_EVERY_SECS: u64 = 1;
+
+/// Spans arrived in a request that could be decoded (or counted before a refusal).
+pub struct SpansReceived {
+    pub transport: Transport,
+    pub spans: u64,
+}
+
+impl InternalEvent for SpansReceived {
+    fn emit(self, tel: &Telemetry) {
+        tel.received_spans[self.transport as usize].add(self.spans);
+        tracing::trace!(
+            transport = self.transport.as_str(),
+            spans = self.spans,
+            "Received spans."
+        );
+    }
+}
+
+/// A whole request was refused; `spans` is how many spans it held, when known.
+pub struct RequestRefused<'a> {
+    pub transport: Transport,
+    pub reason: Reason,
+    pub spans: u64,
+    pub detail: &'a str,
+}
+
+impl InternalEvent for RequestRefused<'_> {
+    fn emit(self, tel: &Telemetry) {
+        let r = self.reason;
+        tel.refused_requests[r.index()].add(1);
+        tel.refused_spans[r.index()].add(self.spans);
+        if tel.log_due(LogKey::Refusal(r), REFUSAL_WARN_EVERY_SECS) {
+            tracing::warn!(
+                transport = self.transport.as_str(),
+                reason = r.as_str(),
+                spans = self.spans,
+                detail = self.detail,
+                "Refused an OTLP request."
+            );
+        }
+    }
+}
+
+/// Some spans of an accepted request were refused.
+pub struct SpansRefused<'a> {
+    pub transport: Transport,
+    pub reason: Reason,
+    pub spans: u64,
+    pub detail: &'a str,
+}
+
+impl InternalEvent for SpansRefused<'_> {
+    fn emit(self, tel: &Telemetry) {
+        let r = self.reason;
+        tel.refused_spans[r.index()].add(self.spans);
+        if tel.log_due(LogKey::Refusal(r), REFUSAL_WARN_EVERY_SECS) {
+            tracing::warn!(
+                transport = self.transport.as_str(),
+                reason = r.as_str(),
+                spans = self.spans,
+                detail = self.detail,
+                "Refused spans of an OTLP request."
+            );
+        }
+    }
+}
+
+/// Spans of an accepted request that were not recorded: no journey claimed them, or
+/// they ended before the longest window. Both count as processed.
+pub struct SpansNotRecorded {
+    pub unmatched: u64,
+    pub late: u64,
+}
+
+impl InternalEvent for SpansNotRecorded {
+    fn emit(self, tel: &Telemetry) {
+        tel.unmatched_spans.add(self.unmatched);
+        tel.late_spans.add(self.late);
+        tel.processed_spans.add(self.unmatched + self.late);
+        if self.unmatched + self.late > 0 {
+            tracing::trace!(
+                unmatched = self.unmatched,
+                late = self.late,
+                "Spans not recorded."
+            );
+        }
+    }
+}
+
+/// A worker recorded a batch of spans.
+pub struct SpansRecorded {
+    pub spans: u64,
+}
+
+impl InternalEvent for SpansRecorded {
+    fn emit(self, tel: &Telemetry) {
+        tel.processed_spans.add(self.spans);
+        tracing::trace!(spans = self.spans, "Recorded spans.");
+    }
+}
+
+/// A span ended further in the future than `max_clock_skew` and counts as ending now.
+pub struct SpanClamped {
+    pub ahead_ns: u64,
+}
+
+impl InternalEvent for SpanClamped {
+    fn emit(self, tel: &Telemetry) {
+        tel.clamped_spans.add(1);
+        tracing::trace!(
+            ahead_ns = self.ahead_ns,
+            "Clamped a span's end time to now."
+        );
+    }
+}
+
+/// A span went to its journey's overflow series (cohort or memory limit reached).
+pub struct CardinalityOverflow {
+    pub journey: u32,
+}
+
+impl InternalEvent for CardinalityOverflow {
+    fn emit(self, tel: &Telemetry) {
+        tel.cardinality_overflow.add(1);
+        tracing::trace!(
+            journey = self.journey,
+            "Recorded a span into the overflow series."
+        );
+    }
+}
+
+/// Series dropped after `series_ttl` without data.
+pub struct SeriesExpired {
+    pub count: u64,
+}
+
+impl InternalEvent for SeriesExpired {
+    fn emit(self, tel: &Telemetry) {
+        tel.series_expired.add(self.count);
+        if self.count > 0 {
+            tracing::debug!(count = self.count, "Dropped series idle for series_ttl.");
+        }
+    }
+}
+
+/// Metric data points received (counted, not processed).
+pub struct DataPointsReceived {
+    pub count: u64,
+}
+
+impl InternalEvent for DataPointsReceived {
+    fn emit(self, tel: &Telemetry) {
+        tel.received_data_points.add(self.count);
+        tracing::trace!(count = self.count, "Received metric data points.");
+    }
+}
+
+/// Log records received (counted and dropped).
+pub struct LogRecordsReceived {
+    pub count: u64,
+}
+
+impl InternalEvent for LogRecordsReceived {
+    fn emit(self, tel: &Telemetry) {
+        tel.received_log_records.add(self.count);
+        tracing::trace!(count = self.count, "Received log records; dropped them.");
+    }
+}
+
+/// A new config was applied; `notes` name the settings that need a restart.
+pub struct ConfigReloaded<'a> {
+    pub trigger: &'a str,
+    pub version: &'a str,
+    pub notes: &'a [String],
+}
+
+impl InternalEvent for ConfigReloaded<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.config_reloads.add(1);
+        let (trigger, version) = (self.trigger, self.version);
+        tracing::info!(trigger, %version, "Reloaded the config.");
+        for note in self.notes {
+            tracing::warn!(trigger, "{note}");
+        }
+    }
+}
+
+/// A new config was invalid; the running one stays.
+pub struct ConfigReloadFailed<'a> {
+    pub trigger: &'a str,
+    pub problems: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for ConfigReloadFailed<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.config_reload_failures.add(1);
+        tracing::error!(
+            trigger = self.trigger,
+            problems = %self.problems,
+            "Refused the new config; the running one stays in force."
+        );
+    }
+}
+
+/// An OTLP metric push succeeded; `failures_before` attempts had failed before it.
+pub struct OtlpExportSucceeded<'a> {
+    pub endpoint: &'a str,
+    pub failures_before: u32,
+    pub queued: usize,
+    /// Data points the endpoint rejected, and its message, when it accepted in part.
+    pub partial: Option<(i64, &'a str)>,
+}
+
+impl InternalEvent for OtlpExportSucceeded<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.otlp_exports_ok.add(1);
+        let endpoint = self.endpoint;
+        if let Some((rejected_data_points, message)) = self.partial {
+            tracing::warn!(
+                %endpoint,
+                rejected_data_points,
+                %message,
+                "The OTLP endpoint accepted the metric push in part (not retried)."
+            );
+        }
+        if self.failures_before > 0 {
+            tracing::info!(
+                %endpoint,
+                failed_attempts = self.failures_before,
+                queued = self.queued,
+                "OTLP metric push works again."
+            );
+        } else {
+            tracing::trace!(%endpoint, "Pushed OTLP metrics.");
+        }
+    }
+}
+
+/// An OTLP metric push failed. `retry_in` is `None` for a permanent failure (the drop
+/// that follows says so); the first failure of an outage warns, later ones are debug.
+pub struct OtlpExportFailed<'a> {
+    pub endpoint: &'a str,
+    pub status: &'a tonic::Status,
+    pub failures: u32,
+    pub retry_in: Option<Duration>,
+}
+
+impl InternalEvent for OtlpExportFailed<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.otlp_exports_failed.add(1);
+        let (endpoint, code, grpc_message) =
+            (self.endpoint, self.status.code(), self.status.message());
+        match self.retry_in {
+            Some(retry_in) if self.failures == 1 => tracing::warn!(
+                %endpoint,
+                ?code,
+                grpc_message,
+                ?retry_in,
+                "OTLP metric push failed; retrying with backoff."
+            ),
+            Some(retry_in) => tracing::debug!(
+                %endpoint,
+                ?code,
+                grpc_message,
+                failures = self.failures,
+                ?retry_in,
+                "OTLP metric push failed again."
+            ),
+            None => tracing::debug!(
+                %endpoint,
+                ?code,
+                grpc_message,
+                "OTLP metric push failed permanently."
+            ),
+        }
+    }
+}
+
+/// An OTLP push attempt made while backing off after a retryable failure.
+pub struct OtlpExportRetried<'a> {
+    pub endpoint: &'a str,
+    pub attempt: u32,
+}
+
+impl InternalEvent for OtlpExportRetried<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.otlp_export_retries.add(1);
+        tracing::debug!(
+            endpoint = %self.endpoint,
+            attempt = self.attempt,
+            "Retrying the OTLP metric push."
+        );
+    }
+}
+
+/// An OTLP export request was given up on. Each permanent refusal warns; queue-full
+/// and expired drops warn at most once per 10 s per reason, the rest go to debug.
+pub struct OtlpExportDropped<'a> {
+    pub endpoint: &'a str,
+    pub why: ExportDrop,
+    pub attempts: u32,
+    pub age: Duration,
+    pub detail: &'a str,
+}
+
+impl InternalEvent for OtlpExportDropped<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.otlp_export_dropped[self.why as usize].add(1);
+        let warn = self.why == ExportDrop::Permanent
+            || tel.log_due(LogKey::ExportDrop(self.why), DROP_WARN_EVERY_SECS);
+        let total = tel.otlp_dropped(self.why);
+        let (endpoint, reason, attempts, age, detail) = (
+            self.endpoint,
+            self.why.as_str(),
+            self.attempts,
+            self.age,
+            self.detail,
+        );
+        if warn {
+            tracing::warn!(
+                %endpoint,
+                reason,
+                attempts,
+                ?age,
+                dropped_so_far = total,
+                detail,
+                "Dropped an OTLP metric export request."
+            );
+        } else {
+            tracing::debug!(
+                %endpoint,
+                reason,
+                attempts,
+                ?age,
+                dropped_so_far = total,
+                detail,
+                "Dropped an OTLP metric export request."
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_counts_the_request_and_its_spans() {
+        let tel = Telemetry::default();
+        RequestRefused {
+            transport: Transport::Http,
+            reason: Reason::TooLarge,
+            spans: 3,
+            detail: "x",
+        }
+        .emit(&tel);
+        SpansRefused {
+            transport: Transport::Grpc,
+            reason: Reason::TooLarge,
+            spans: 2,
+            detail: "y",
+        }
+        .emit(&tel);
+        assert_eq!(tel.refused_requests(Reason::TooLarge), 1);
+        assert_eq!(tel.refused_spans(Reason::TooLarge), 5);
+        assert_eq!(tel.refused_requests(Reason::Malformed), 0);
+    }
+
+    #[test]
+    fn the_log_limiter_lets_one_line_per_key_and_interval_through() {
+        let tel = Telemetry::default();
+        let key = LogKey::Refusal(Reason::Malformed);
+        assert!(tel.log_due(key, 3600));
+        assert!(!tel.log_due(key, 3600), "the same key within the interval");
+        assert!(tel.log_due(LogKey::Refusal(Reason::Timeout), 3600));
+        assert!(tel.log_due(LogKey::ExportDrop(ExportDrop::Expired), 3600));
+    }
+
+    #[test]
+    fn not_recorded_spans_count_as_processed() {
+        let tel = Telemetry::default();
+        SpansNotRecorded {
+            unmatched: 2,
+            late: 3,
+        }
+        .emit(&tel);
+        SpansRecorded { spans: 4 }.emit(&tel);
+        assert_eq!(tel.processed_spans.get(), 9);
+        assert_eq!(tel.unmatched_spans.get(), 2);
+        assert_eq!(tel.late_spans.get(), 3);
+    }
+}
