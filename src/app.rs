@@ -120,6 +120,19 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             tracing::info!(path = %cp.path.display(), "No SLO checkpoint yet; starting with fresh error budgets.");
         }
     }
+    // Derived journeys come back before any span does: they count towards
+    // `auto_journeys.max` and are shown with their budgets until their traffic returns.
+    let journeys_restored = tracker
+        .restored()
+        .filter(|(k, _)| k.cohort.is_none())
+        .filter_map(|(k, origin)| journeys.restore(&k.journey, origin))
+        .count();
+    if journeys_restored > 0 {
+        tracing::info!(
+            journeys = journeys_restored,
+            "Journeys with restored SLO state are shown until their traffic returns."
+        );
+    }
 
     // The deriver ticks on its own thread: it blocks on worker replies.
     let (deriver_tx, deriver_rx) = crossbeam_channel::bounded::<DeriverMsg>(4);
@@ -128,6 +141,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         let shared = shared.clone();
         let interval = cfg.pipeline.evaluation_interval;
         let grace = cfg.pipeline.shutdown_timeout;
+        let cfg_ttl = cfg.windows.series_ttl;
         let cfg = cfg.clone();
         let ingest = ingest.clone();
         std::thread::Builder::new()
@@ -139,8 +153,11 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
                     ingest,
                     tracker,
                     last_checkpoint: now_unix_ns(),
+                    restored_until: now_unix_ns().saturating_add(cfg_ttl.as_nanos() as u64),
                 };
-                let mut next = std::time::Instant::now() + interval;
+                // The first evaluation is made at once, so restored budgets are on
+                // /metrics from the start.
+                let mut next = std::time::Instant::now();
                 loop {
                     match deriver_rx.recv_deadline(next) {
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
@@ -450,6 +467,9 @@ struct Deriver {
     ingest: Arc<Ingest>,
     tracker: SloTracker,
     last_checkpoint: u64,
+    /// Until then, SLO keys restored from the checkpoint are shown without traffic;
+    /// 0 once they have been forgotten.
+    restored_until: u64,
 }
 
 impl Deriver {
@@ -527,10 +547,20 @@ impl Deriver {
         let snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
         let journeys = self.shared.journeys.load();
         self.tracker.update(&snap, &journeys, now);
+        if self.restored_until != 0 && now >= self.restored_until {
+            self.tracker.forget_restored();
+            self.restored_until = 0;
+        }
+        let restored: Vec<_> = self
+            .tracker
+            .restored()
+            .filter_map(|(k, origin)| journeys.restore(&k.journey, origin).map(|j| (k.clone(), j)))
+            .collect();
         let eval = score::evaluate(
             &snap,
             &self.tracker,
             &journeys,
+            &restored,
             &self.cfg.score,
             &self.cfg.version,
         );
