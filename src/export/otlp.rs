@@ -14,8 +14,8 @@
 use super::Shared;
 use crate::config::decode::format_duration;
 use crate::config::{OtlpExporter, OtlpRetry};
-use crate::loadgen::rng::Rng;
 use crate::pipeline::{SeriesSnap, QUANTILES};
+use crate::rng::Rng;
 use crate::sli::{derive, Sli, Snapshot};
 use crate::telemetry::{AddRelaxed, ExportDrop, Telemetry};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
