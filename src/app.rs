@@ -103,7 +103,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         start_unix_ns: now_unix_ns(),
     });
 
-    let tracker = crate::deriver::restore_slo_state(&cfg);
+    let tracker = crate::deriver::restore_slo_state(&cfg, &journeys);
     let (deriver, deriver_tx, final_rx) =
         crate::deriver::spawn(&cfg, shared.clone(), ingest.clone(), tracker, pipeline)?;
 

@@ -26,8 +26,9 @@ pub enum DeriverMsg {
     Reload(Box<Config>, tokio::sync::oneshot::Sender<Vec<String>>),
 }
 
-/// A tracker for `cfg.slo`, with the state of its checkpoint when there is one.
-pub fn restore_slo_state(cfg: &Config) -> SloTracker {
+/// A tracker for `cfg.slo`, with the state of its checkpoint when there is one, and
+/// the derived journeys of that state put back into `journeys`.
+pub fn restore_slo_state(cfg: &Config, journeys: &Journeys) -> SloTracker {
     // The SLO state survives restarts through its checkpoint.
     let mut tracker = SloTracker::new(&cfg.slo);
     if let Some(cp) = &cfg.slo.checkpoint {
@@ -45,6 +46,19 @@ pub fn restore_slo_state(cfg: &Config) -> SloTracker {
         } else {
             tracing::info!(path = %cp.path.display(), "No SLO checkpoint yet; starting with fresh error budgets.");
         }
+    }
+    // Derived journeys come back before any span does: they count towards
+    // `auto_journeys.max` and are shown with their budgets until their traffic returns.
+    let journeys_restored = tracker
+        .restored()
+        .filter(|(k, _)| k.cohort.is_none())
+        .filter_map(|(k, origin)| journeys.restore(&k.journey, origin))
+        .count();
+    if journeys_restored > 0 {
+        tracing::info!(
+            journeys = journeys_restored,
+            "Journeys with restored SLO state are shown until their traffic returns."
+        );
     }
 
     tracker
@@ -65,6 +79,7 @@ pub fn spawn(
     let handle = {
         let interval = cfg.pipeline.evaluation_interval;
         let grace = cfg.pipeline.shutdown_timeout;
+        let cfg_ttl = cfg.windows.series_ttl;
         let cfg = cfg.clone();
         std::thread::Builder::new()
             .name("cerflow-deriver".into())
@@ -75,8 +90,11 @@ pub fn spawn(
                     ingest,
                     tracker,
                     last_checkpoint: now_unix_ns(),
+                    restored_until: now_unix_ns().saturating_add(cfg_ttl.as_nanos() as u64),
                 };
-                let mut next = std::time::Instant::now() + interval;
+                // The first evaluation is made at once, so restored budgets are on
+                // /metrics from the start.
+                let mut next = std::time::Instant::now();
                 loop {
                     match deriver_rx.recv_deadline(next) {
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
@@ -115,6 +133,9 @@ struct Deriver {
     ingest: Arc<Ingest>,
     tracker: SloTracker,
     last_checkpoint: u64,
+    /// Until then, SLO keys restored from the checkpoint are shown without traffic;
+    /// 0 once they have been forgotten.
+    restored_until: u64,
 }
 
 impl Deriver {
@@ -173,10 +194,20 @@ impl Deriver {
         let snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
         let journeys = self.shared.journeys.load();
         self.tracker.update(&snap, &journeys, now);
+        if self.restored_until != 0 && now >= self.restored_until {
+            self.tracker.forget_restored();
+            self.restored_until = 0;
+        }
+        let restored: Vec<_> = self
+            .tracker
+            .restored()
+            .filter_map(|(k, origin)| journeys.restore(&k.journey, origin).map(|j| (k.clone(), j)))
+            .collect();
         let eval = score::evaluate(
             &snap,
             &self.tracker,
             &journeys,
+            &restored,
             &self.cfg.score,
             &self.cfg.version,
         );

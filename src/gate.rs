@@ -4,8 +4,11 @@
 //! or no data for the journey or a compared cohort).
 
 use crate::score::{JourneyView, ScoreView};
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use bytes::Bytes;
+use http::{header, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -69,73 +72,61 @@ pub struct Check {
     pub verdict: Verdict,
 }
 
-/// A tiny HTTP/1.1 GET: the gate must work from a bare CI image with only this binary.
+/// One GET through hyper's client, which the binary links anyway, so the gate still
+/// works from a bare CI image with only this binary. The gate is a short CLI command, so
+/// the request gets a current-thread runtime of its own.
 pub fn http_get(url: &str, timeout: Duration) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("only http:// URLs are supported, got \"{url}\""))?;
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = hostport
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {hostport}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("cannot resolve {hostport}"))?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("cannot connect to {hostport}: {e}"))?;
-    let _ = s.set_read_timeout(Some(timeout));
-    let _ = s.set_write_timeout(Some(timeout));
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: application/json\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("cannot send the request: {e}"))?;
-    let mut raw = Vec::new();
-    // The score snapshot is small; a hard cap keeps a wrong endpoint from filling memory.
-    s.take(64 << 20)
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("cannot read the response: {e}"))?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("malformed HTTP response")?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut body = raw[split + 4..].to_vec();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("malformed status line")?;
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body)?;
+    let uri: Uri = url.parse().map_err(|e| format!("bad URL \"{url}\": {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("only http:// URLs are supported, got \"{url}\""));
     }
-    let text = String::from_utf8(body).map_err(|_| "response is not UTF-8")?;
-    if status != 200 {
-        return Err(format!("HTTP {status}: {}", text.trim()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        tokio::time::timeout(timeout, get(uri))
+            .await
+            .map_err(|_| format!("no answer from {url} within {timeout:?}"))?
+    })
+}
+
+async fn get(uri: Uri) -> Result<String, String> {
+    let host = uri.authority().map_or(String::new(), |a| a.to_string());
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let request = Request::get(uri)
+        .header(header::ACCEPT, "application/json")
+        .body(Empty::new())
+        .map_err(|e| format!("cannot build the request: {e}"))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| format!("cannot reach {host}: {}", chain(&e)))?;
+    let status = response.status();
+    // The score snapshot is small; a hard cap keeps a wrong endpoint from filling memory.
+    let body = Limited::new(response.into_body(), 64 << 20)
+        .collect()
+        .await
+        .map_err(|e| format!("cannot read the response: {}", chain(e.as_ref())))?
+        .to_bytes();
+    let text = String::from_utf8(body.to_vec()).map_err(|_| "response is not UTF-8")?;
+    if status != StatusCode::OK {
+        return Err(format!("HTTP {}: {}", status.as_u16(), text.trim()));
     }
     Ok(text)
 }
 
-fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    for _ in 0..1_000_000 {
-        let nl = b.windows(2).position(|w| w == b"\r\n").ok_or("bad chunk")?;
-        let size_text = String::from_utf8_lossy(&b[..nl]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| "bad chunk size")?;
-        b = &b[nl + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if b.len() < size + 2 {
-            return Err("truncated chunk".into());
-        }
-        out.extend_from_slice(&b[..size]);
-        b = &b[size + 2..];
+/// An error with its causes: hyper's own message alone ("client error (Connect)") does
+/// not say what went wrong.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
     }
-    Err("too many chunks".into())
+    text
 }
 
 fn fetch(
@@ -379,13 +370,61 @@ pub fn run(args: &Args) -> u8 {
 mod tests {
     use super::*;
 
+    /// Serves one canned HTTP response on a free port and returns the URL.
+    fn serve_once(response: &'static [u8]) -> String {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/api/v1/scores", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            let _ = s.write_all(response);
+        });
+        url
+    }
+
     #[test]
     fn chunked_bodies_are_joined() {
-        assert_eq!(
-            dechunk(b"4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n").unwrap(),
-            b"Wikipedia"
+        let url = serve_once(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+              4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n",
         );
-        assert!(dechunk(b"ff\r\nshort\r\n").is_err());
+        assert_eq!(http_get(&url, Duration::from_secs(5)).unwrap(), "Wikipedia");
+        let url = serve_once(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+              ff\r\nshort\r\n",
+        );
+        assert!(http_get(&url, Duration::from_secs(5)).is_err());
+    }
+
+    #[test]
+    fn an_error_status_is_an_error_with_its_body() {
+        let url = serve_once(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 15\r\nConnection: close\r\n\r\n\
+              unknown window\n",
+        );
+        assert_eq!(
+            http_get(&url, Duration::from_secs(5)),
+            Err("HTTP 400: unknown window".to_string())
+        );
+        assert_eq!(
+            http_get("https://127.0.0.1:1/", Duration::from_secs(5)),
+            Err("only http:// URLs are supported, got \"https://127.0.0.1:1/\"".to_string())
+        );
+    }
+
+    #[test]
+    fn a_silent_endpoint_times_out() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", l.local_addr().unwrap());
+        // Accepted by the kernel's backlog, never answered.
+        let err = http_get(&url, Duration::from_millis(200)).unwrap_err();
+        assert_eq!(err, format!("no answer from {url} within 200ms"));
+        drop(l);
     }
 
     #[test]

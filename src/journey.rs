@@ -33,6 +33,22 @@ pub struct JourneyInfo {
     /// A hash of the journey's identity (its name, or service and span name when
     /// derived) that stays the same across config reloads, unlike `id`.
     pub seed: u64,
+    pub origin: Origin,
+}
+
+/// Where a journey comes from. The SLO checkpoint keeps it, so that after a restart a
+/// derived journey can be shown again (and counted towards `auto_journeys.max`) before
+/// its traffic returns, while a journey since removed from the config is not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Defined in the config (checkpoints written before origins were kept read as this).
+    #[default]
+    Configured,
+    /// Derived from an entry-point span: `{service}:{span}`.
+    Derived { service: Box<str>, span: Box<str> },
+    /// [`AUTO_OVERFLOW`], shared by derived journeys past `auto_journeys.max`.
+    AutoOverflow,
 }
 
 struct Compiled {
@@ -109,6 +125,7 @@ impl Journeys {
                     objectives: j.objectives,
                     has_correctness: j.incorrect.is_some(),
                     seed: identity_hasher().hash_one(j.name.as_str()),
+                    origin: Origin::Configured,
                 }),
                 matcher: j.matcher.clone(),
                 failure: j.failure.clone(),
@@ -135,6 +152,7 @@ impl Journeys {
                 objectives: cfg.slo.objectives,
                 has_correctness: false,
                 seed: identity_hasher().hash_one(AUTO_OVERFLOW),
+                origin: Origin::AutoOverflow,
             });
             let by_id = DashMap::new();
             by_id.insert(overflow.id, overflow.clone());
@@ -258,6 +276,21 @@ impl Journeys {
         })
     }
 
+    /// The journey a checkpoint names, as the current config has it: a configured journey
+    /// by name (none if it was removed), a derived one made again (it counts towards
+    /// `auto_journeys.max`; none past it or with auto-derivation off).
+    pub fn restore(&self, name: &str, origin: &Origin) -> Option<Arc<JourneyInfo>> {
+        match origin {
+            Origin::Configured => self.configured().find(|j| &*j.name == name).cloned(),
+            Origin::Derived { service, span } => {
+                let auto = self.auto.as_ref()?;
+                let (id, _) = auto.lookup(service, span);
+                self.get(id).filter(|j| &*j.name == name)
+            }
+            Origin::AutoOverflow => self.auto.as_ref().map(|a| a.overflow.clone()),
+        }
+    }
+
     /// The number of auto-derived journeys so far (not counting the overflow journey).
     pub fn auto_count(&self) -> usize {
         self.auto
@@ -298,6 +331,10 @@ impl AutoTable {
             objectives: self.objectives,
             has_correctness: false,
             seed: hash,
+            origin: Origin::Derived {
+                service: service.into(),
+                span: name.into(),
+            },
         });
         // Insert into `by_id` first: a worker may see the id as soon as `entry` is released.
         self.by_id.insert(id, info);
@@ -357,5 +394,50 @@ impl Journeys {
             }
         }
         (new, remap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journeys(yaml: &str) -> Journeys {
+        Journeys::new(&Config::parse(yaml, "t", &|_| None).unwrap())
+    }
+
+    #[test]
+    fn restore_brings_back_configured_and_derived_journeys_but_not_removed_ones() {
+        let configured = journeys("journeys:\n  - name: checkout\n    match: { span_name: x }\n");
+        let name = |j: Option<Arc<JourneyInfo>>| j.map(|j| j.name.to_string());
+        assert_eq!(
+            name(configured.restore("checkout", &Origin::Configured)),
+            Some("checkout".into())
+        );
+        assert_eq!(name(configured.restore("login", &Origin::Configured)), None);
+        let derived = |s: &str, n: &str| Origin::Derived {
+            service: s.into(),
+            span: n.into(),
+        };
+        // Auto-derivation is off while journeys are configured.
+        assert_eq!(name(configured.restore("a:b", &derived("a", "b"))), None);
+
+        let auto = journeys("auto_journeys:\n  max: 1\n");
+        assert_eq!(name(auto.restore("checkout", &Origin::Configured)), None);
+        assert_eq!(
+            name(auto.restore("a:b", &derived("a", "b"))),
+            Some("a:b".into())
+        );
+        assert_eq!(auto.auto_count(), 1);
+        // Restoring again finds the same journey; past the limit nothing is made.
+        assert_eq!(
+            name(auto.restore("a:b", &derived("a", "b"))),
+            Some("a:b".into())
+        );
+        assert_eq!(name(auto.restore("c:d", &derived("c", "d"))), None);
+        assert_eq!(auto.auto_count(), 1);
+        assert_eq!(
+            name(auto.restore(AUTO_OVERFLOW, &Origin::AutoOverflow)),
+            Some(AUTO_OVERFLOW.into())
+        );
     }
 }

@@ -31,6 +31,7 @@ pub mod predicate;
 pub mod published;
 pub mod receiver;
 pub mod reload;
+pub mod rng;
 pub mod score;
 pub mod sli;
 pub mod slo;

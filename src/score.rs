@@ -203,10 +203,14 @@ fn slo_parts(e: Option<&SloEval>, burn_windows: &[String], info: &JourneyInfo) -
 }
 
 /// Builds the evaluation of one tick from the merged snapshot and the SLO state.
+/// `restored` names SLO keys brought back by the checkpoint with their journeys: those
+/// without a series in `snap` are shown with empty windows, so their budgets, burn rates
+/// and alerts are there before their traffic is.
 pub fn evaluate(
     snap: &Snapshot,
     slo: &SloTracker,
     journeys: &Journeys,
+    restored: &[(Key, Arc<JourneyInfo>)],
     cfg: &Score,
     version: &str,
 ) -> Evaluation {
@@ -223,6 +227,13 @@ pub fn evaluate(
             j.name.clone(),
             (j.clone(), vec![Counts::default(); windows.len()]),
         );
+    }
+    for (key, info) in restored {
+        if key.cohort.is_none() {
+            by_journey
+                .entry(key.journey.clone())
+                .or_insert_with(|| (info.clone(), vec![Counts::default(); windows.len()]));
+        }
     }
     for s in &snap.series {
         let entry = by_journey
@@ -320,6 +331,38 @@ pub fn evaluate(
         });
         infos.push(s.journey.clone());
     }
+    for (key, info) in restored {
+        let Some(values) = &key.cohort else { continue };
+        let has_series = snap.series.iter().any(|s| {
+            s.journey.name == key.journey
+                && (!s.journey.cohort_keys.is_empty() || s.overflow)
+                && crate::slo::cohort_key(s) == *values
+        });
+        let Some(cohort) = restored_cohort_labels(values, info) else {
+            continue;
+        };
+        if has_series {
+            continue;
+        }
+        let empty = Counts::default();
+        let wviews = windows
+            .iter()
+            .zip(&snap.windows)
+            .map(|(w, d)| window_view(w, &empty, *d, info, cfg))
+            .collect();
+        let (budget_remaining, burn_rates, alerts) = slo_parts(slo.eval(key), &burn_windows, info);
+        view.journeys.push(JourneyView {
+            journey: key.journey.to_string(),
+            weight: info.weight,
+            cohort,
+            objectives: per_sli_map(&info.objectives, info),
+            windows: wviews,
+            budget_remaining,
+            burn_rates,
+            alerts,
+        });
+        infos.push(info.clone());
+    }
     view.overall = windows
         .iter()
         .enumerate()
@@ -334,6 +377,27 @@ pub fn evaluate(
         score_cfg: Some(cfg.clone()),
         burn_windows,
     }
+}
+
+/// The cohort labels of a restored cohort key, or `None` when the journey's cohort keys
+/// changed since the checkpoint was written (the values no longer name a cohort).
+fn restored_cohort_labels(
+    values: &[Box<str>],
+    info: &JourneyInfo,
+) -> Option<BTreeMap<String, String>> {
+    if values.first().map(|v| &**v) == Some(crate::slo::OVERFLOW_COHORT) {
+        return Some(BTreeMap::from([(
+            "otel_metric_overflow".to_string(),
+            "true".to_string(),
+        )]));
+    }
+    (values.len() == info.cohort_labels.len() && !values.is_empty()).then(|| {
+        info.cohort_labels
+            .iter()
+            .cloned()
+            .zip(values.iter().map(|v| v.to_string()))
+            .collect()
+    })
 }
 
 /// What a score request asks for.
@@ -603,7 +667,7 @@ mod tests {
             ..Default::default()
         };
         let tracker = SloTracker::new(&cfg.slo);
-        let eval = evaluate(&snap, &tracker, &journeys, &cfg.score, "v");
+        let eval = evaluate(&snap, &tracker, &journeys, &[], &cfg.score, "v");
         eval.view.overall[0].score
     }
 

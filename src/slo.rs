@@ -8,7 +8,7 @@
 //! PromQL `rate()`-based SLO rules do; the score windows stay on event time.
 
 use crate::config::{Objectives, Severity, SliKind, Slo, SLIS};
-use crate::journey::Journeys;
+use crate::journey::{Journeys, Origin};
 use crate::sli::Snapshot;
 use crate::window::{Counts, Ring};
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,7 @@ struct Entry {
     period: Ring<Counts>,
     /// [sli][severity]
     alerts: [[AlertState; 2]; 3],
+    origin: Origin,
 }
 
 /// The SLO figures of one key at one evaluation.
@@ -56,10 +57,13 @@ pub struct SloEval {
     pub alerts: [[bool; 2]; 3],
 }
 
-/// The cohort part of a series' SLO key; overflow series get a value no cohort can have.
+/// The cohort key of a journey's overflow series: a value no cohort can have.
+pub const OVERFLOW_COHORT: &str = "\u{0}otel_metric_overflow";
+
+/// The cohort part of a series' SLO key; overflow series get [`OVERFLOW_COHORT`].
 pub fn cohort_key(s: &crate::snapshot::SeriesSnap) -> Arc<[Box<str>]> {
     if s.overflow {
-        Arc::from(vec![Box::<str>::from("\u{0}otel_metric_overflow")])
+        Arc::from(vec![Box::<str>::from(OVERFLOW_COHORT)])
     } else {
         s.cohort.clone()
     }
@@ -98,6 +102,9 @@ pub struct SloTracker {
     prev: HashMap<SeriesKey, (u64, Counts)>,
     entries: HashMap<Key, Entry>,
     evals: HashMap<Key, SloEval>,
+    /// Keys read from the checkpoint at start, shown until their journeys' traffic returns
+    /// or the caller forgets them.
+    restored: Vec<Key>,
 }
 
 fn severity_index(s: Severity) -> usize {
@@ -114,6 +121,7 @@ impl SloTracker {
             prev: HashMap::new(),
             entries: HashMap::new(),
             evals: HashMap::new(),
+            restored: Vec::new(),
         }
     }
 
@@ -138,7 +146,7 @@ impl SloTracker {
         &self.cfg.burn_windows
     }
 
-    fn new_entry(&self) -> Entry {
+    fn new_entry(&self, origin: Origin) -> Entry {
         Entry {
             burn: self
                 .cfg
@@ -148,12 +156,13 @@ impl SloTracker {
                 .collect(),
             period: Ring::new(self.cfg.period.as_nanos() as u64, PERIOD_SUB_BUCKETS),
             alerts: Default::default(),
+            origin,
         }
     }
 
-    fn add(&mut self, key: Key, delta: &Counts, now: u64) {
+    fn add(&mut self, key: Key, origin: &Origin, delta: &Counts, now: u64) {
         if !self.entries.contains_key(&key) {
-            let e = self.new_entry();
+            let e = self.new_entry(origin.clone());
             self.entries.insert(key.clone(), e);
         }
         let Some(e) = self.entries.get_mut(&key) else {
@@ -191,6 +200,7 @@ impl SloTracker {
                     journey: s.journey.name.clone(),
                     cohort: None,
                 },
+                &s.journey.origin,
                 &delta,
                 now,
             );
@@ -200,6 +210,7 @@ impl SloTracker {
                         journey: s.journey.name.clone(),
                         cohort: Some(cohort_key(s)),
                     },
+                    &s.journey.origin,
                     &delta,
                     now,
                 );
@@ -234,6 +245,21 @@ impl SloTracker {
         self.evals.iter()
     }
 
+    /// The keys the checkpoint brought back that still hold state, with their journey's
+    /// origin, so their budgets can be shown before their traffic returns.
+    pub fn restored(&self) -> impl Iterator<Item = (&Key, &Origin)> {
+        self.restored
+            .iter()
+            .filter_map(|k| self.entries.get(k).map(|e| (k, &e.origin)))
+    }
+
+    /// From now on only keys with traffic are shown (a restored journey that stayed quiet
+    /// for `windows.series_ttl` expires like any other); their state stays in the
+    /// checkpoint for the SLO period.
+    pub fn forget_restored(&mut self) {
+        self.restored = Vec::new();
+    }
+
     /// Writes the state atomically: a temporary file, fsync, then rename over the old one.
     pub fn save(&self, path: &Path, now: u64) -> std::io::Result<()> {
         let file = CheckpointFile {
@@ -255,6 +281,7 @@ impl SloTracker {
                         .iter()
                         .flat_map(|per_sev| per_sev.iter().map(|a| (a.active, a.last_true_ns)))
                         .collect(),
+                    origin: e.origin.clone(),
                 })
                 .collect(),
         };
@@ -302,7 +329,7 @@ impl SloTracker {
         }
         let mut restored = 0;
         for ce in file.entries {
-            let mut e = self.new_entry();
+            let mut e = self.new_entry(ce.origin);
             // Rings whose shape changed with the config (another window or period) start empty.
             for (ring, data) in e.burn.iter_mut().zip(ce.burn) {
                 data.into_ring(ring);
@@ -320,6 +347,7 @@ impl SloTracker {
                     .cohort
                     .map(|c| c.into_iter().map(|v| v.into_boxed_str()).collect()),
             };
+            self.restored.push(key.clone());
             self.entries.insert(key, e);
             restored += 1;
         }
@@ -343,6 +371,9 @@ struct CheckpointEntry {
     burn: Vec<RingData>,
     period: RingData,
     alerts: Vec<(bool, u64)>,
+    /// Absent in checkpoints written before origins were kept: read as configured.
+    #[serde(default)]
+    origin: Origin,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -751,5 +782,62 @@ mod tests {
         let err = SloTracker::new(&cfg.slo).load(&path).unwrap_err();
         assert!(err.contains("checksum mismatch"), "{err}");
         let _ = Duration::ZERO;
+    }
+
+    #[test]
+    fn a_checkpoint_keeps_each_keys_origin_and_old_files_read_as_configured() {
+        let (cfg, journeys) = setup("");
+        let mut t = SloTracker::new(&cfg.slo);
+        let now = 1_000_000 * S;
+        let c = Counts {
+            requests: 10,
+            ..Default::default()
+        };
+        t.update(&snap_with(&journeys, c, 1), &journeys, now);
+        let derived = Origin::Derived {
+            service: "shop".into(),
+            span: "GET /".into(),
+        };
+        let key = |name: &str| Key {
+            journey: Arc::from(name),
+            cohort: None,
+        };
+        t.add(key("shop:GET /"), &derived, &c, now);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slo.ckpt");
+        t.save(&path, now).unwrap();
+        let mut back = SloTracker::new(&cfg.slo);
+        assert_eq!(back.load(&path), Ok(2));
+        let mut origins: Vec<(String, Origin)> = back
+            .restored()
+            .map(|(k, o)| (k.journey.to_string(), o.clone()))
+            .collect();
+        origins.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            origins,
+            [
+                ("checkout".to_string(), Origin::Configured),
+                ("shop:GET /".to_string(), derived)
+            ]
+        );
+        back.forget_restored();
+        assert_eq!(back.restored().count(), 0);
+
+        // A checkpoint written before origins were kept has entries without one.
+        let body = br#"{"format":1,"saved_unix_ns":1,"entries":[{"journey":"j","cohort":null,"burn":[],"period":{"sub_ns":1,"slots":[]},"alerts":[]}]}"#;
+        let mut file = format!(
+            "{CHECKPOINT_MAGIC} crc32={:08x} len={}\n",
+            crc32fast::hash(body),
+            body.len()
+        )
+        .into_bytes();
+        file.extend_from_slice(body);
+        std::fs::write(&path, file).unwrap();
+        let mut old = SloTracker::new(&cfg.slo);
+        assert_eq!(old.load(&path), Ok(1));
+        assert_eq!(
+            old.restored().map(|(_, o)| o.clone()).collect::<Vec<_>>(),
+            [Origin::Configured]
+        );
     }
 }

@@ -68,7 +68,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
     let snap = Snapshot::merge(100 * S, windows, vec![shard]);
     let mut tracker = SloTracker::new(&cfg.slo);
     tracker.update(&snap, &journeys, 100 * S);
-    let eval: Evaluation = score::evaluate(&snap, &tracker, &journeys, &cfg.score, "v1");
+    let eval: Evaluation = score::evaluate(&snap, &tracker, &journeys, &[], &cfg.score, "v1");
     let shared = Shared {
         snapshot: arc_swap::ArcSwap::from_pointee(snap),
         eval: arc_swap::ArcSwap::from_pointee(eval),

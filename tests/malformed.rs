@@ -1074,15 +1074,6 @@ impl Grpc {
     }
 }
 
-/// `google.rpc.Status`, the body of an OTLP/HTTP error response.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Transport {
     Http,
@@ -1150,7 +1141,7 @@ fn send_http(c: &Cerflow, kind: Kind, body: Vec<u8>) -> Result<Got, String> {
         }
         StatusCode::BAD_REQUEST => {
             let code = if is_pb {
-                RpcStatus::decode(&body[..])
+                tonic_types::Status::decode(&body[..])
                     .map_err(|e| format!("400 with an undecodable google.rpc.Status: {e}"))?
                     .code
             } else {

@@ -15,7 +15,6 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue as PbKeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, NumberDataPoint};
-use prost::Message as _;
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
@@ -86,32 +85,13 @@ impl Collector {
     }
 }
 
-/// `google.rpc.Status` and `RetryInfo`, as a server puts them in `grpc-status-details-bin`.
-mod rpc {
-    pub use cerflow::receiver::{
-        ProtoAny as Any, ProtoDuration as Duration, RetryInfo, RpcStatus as Status,
-    };
-}
-
+/// `google.rpc.Status` with `RetryInfo`, as a server puts them in `grpc-status-details-bin`.
 fn retry_info_status(code: tonic::Code, delay: Duration) -> tonic::Status {
-    let info = rpc::RetryInfo {
-        retry_delay: Some(rpc::Duration {
-            seconds: delay.as_secs() as i64,
-            nanos: delay.subsec_nanos() as i32,
-        }),
-    };
-    let status = rpc::Status {
-        code: code as i32,
-        message: "the test receiver is throttling".into(),
-        details: vec![rpc::Any {
-            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-            value: info.encode_to_vec(),
-        }],
-    };
-    tonic::Status::with_details(
+    use tonic_types::{ErrorDetails, StatusExt};
+    tonic::Status::with_error_details(
         code,
         "the test receiver is throttling",
-        status.encode_to_vec().into(),
+        ErrorDetails::with_retry_info(Some(delay)),
     )
 }
 

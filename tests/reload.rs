@@ -98,6 +98,9 @@ fn sighup_swaps_journeys_and_keeps_unchanged_state() {
 #[test]
 fn an_invalid_file_is_refused_and_the_old_config_keeps_running() {
     let cf = Cerflow::start(|p| config(p, "v1", V1));
+    let mtime = std::fs::metadata(&cf.config_path)
+        .and_then(|m| m.modified())
+        .unwrap();
     std::fs::write(
         &cf.config_path,
         config(
@@ -107,6 +110,13 @@ fn an_invalid_file_is_refused_and_the_old_config_keeps_running() {
         ),
     )
     .unwrap();
+    // The file keeps its modification time, so only the SIGHUP reloads it: otherwise the
+    // file watcher may see the change first and the refusal is counted twice.
+    std::fs::File::options()
+        .write(true)
+        .open(&cf.config_path)
+        .and_then(|f| f.set_modified(mtime))
+        .unwrap();
     hup(&cf);
     let s = cf.wait_for("cerflow_config_reload_failures_total", &[], 1.0);
     s.assert("cer_definition_info", &[("version", "v1")], 1.0);

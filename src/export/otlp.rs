@@ -17,8 +17,8 @@ use crate::duration::format_duration;
 use crate::internal_events::{
     InternalEvent, OtlpExportDropped, OtlpExportFailed, OtlpExportRetried, OtlpExportSucceeded,
 };
-use crate::loadgen::rng::Rng;
 use crate::published::Shared;
+use crate::rng::Rng;
 use crate::sli::{Sli, Snapshot};
 use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{ExportDrop, Telemetry};
@@ -283,26 +283,23 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
 // Failures: which are retryable, and how long to wait.
 // ---------------------------------------------------------------------------------
 
-/// `google.rpc` messages carried in `grpc-status-details-bin`: the receiver's, which
-/// writes them for its own RetryInfo.
-mod rpc {
-    #[cfg(test)]
-    pub use crate::receiver::{ProtoAny as Any, ProtoDuration as Duration};
-    pub use crate::receiver::{RetryInfo, RpcStatus as Status};
-}
-
 /// The `RetryInfo.retry_delay` of a gRPC error, when the server sent one.
+///
+/// Read by hand from `tonic-types`' messages rather than with `StatusExt`, which needs the
+/// exact `type.googleapis.com/` prefix and turns `{1s, -5ns}` into a delay: any type URL
+/// ending in `/google.rpc.RetryInfo` counts, and a negative part means no delay.
 pub fn retry_delay(status: &tonic::Status) -> Option<Duration> {
     use prost::Message;
+    use tonic_types::pb;
     if status.details().is_empty() {
         return None;
     }
-    let details = rpc::Status::decode(status.details()).ok()?;
+    let details = pb::Status::decode(status.details()).ok()?;
     details
         .details
         .iter()
         .filter(|a| a.type_url.ends_with("/google.rpc.RetryInfo"))
-        .find_map(|a| rpc::RetryInfo::decode(a.value.as_slice()).ok()?.retry_delay)
+        .find_map(|a| pb::RetryInfo::decode(a.value.as_slice()).ok()?.retry_delay)
         .map(|d| {
             if d.seconds < 0 || d.nanos < 0 {
                 Duration::ZERO
@@ -800,21 +797,33 @@ mod tests {
     }
 
     fn with_retry_info(code: tonic::Code, delay: Duration) -> tonic::Status {
-        with_raw_retry_info(code, delay.as_secs() as i64, delay.subsec_nanos() as i32)
+        use tonic_types::{ErrorDetails, StatusExt};
+        tonic::Status::with_error_details(
+            code,
+            "slow down",
+            ErrorDetails::with_retry_info(Some(delay)),
+        )
     }
 
+    /// A RetryInfo no `std::time::Duration` can hold (negative, or past `i64`).
     fn with_raw_retry_info(code: tonic::Code, seconds: i64, nanos: i32) -> tonic::Status {
-        let info = rpc::RetryInfo {
-            retry_delay: Some(rpc::Duration { seconds, nanos }),
+        use tonic_types::pb;
+        // `prost_types` is not a dependency: its Duration and Any are reached through
+        // the fields that hold them.
+        let mut info = pb::RetryInfo {
+            retry_delay: Some(Default::default()),
         };
-        let st = rpc::Status {
+        if let Some(d) = info.retry_delay.as_mut() {
+            d.seconds = seconds;
+            d.nanos = nanos;
+        }
+        let mut st = pb::Status {
             code: code as i32,
             message: "slow down".into(),
-            details: vec![rpc::Any {
-                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-                value: info.encode_to_vec(),
-            }],
+            details: vec![Default::default()],
         };
+        st.details[0].type_url = "type.googleapis.com/google.rpc.RetryInfo".into();
+        st.details[0].value = info.encode_to_vec();
         tonic::Status::with_details(code, "slow down", st.encode_to_vec().into())
     }
 

@@ -269,14 +269,7 @@ fn rejected_spans(body: &[u8]) -> u64 {
 
 /// `google.rpc.Status.message`, or the body as text when it is not one.
 fn rpc_status_message(body: &[u8]) -> String {
-    #[derive(Clone, PartialEq, Message)]
-    struct RpcStatus {
-        #[prost(int32, tag = "1")]
-        code: i32,
-        #[prost(string, tag = "2")]
-        message: String,
-    }
-    match RpcStatus::decode(body) {
+    match tonic_types::Status::decode(body) {
         Ok(s) if !s.message.is_empty() => s.message,
         _ => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
     }

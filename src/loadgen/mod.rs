@@ -11,15 +11,14 @@
 
 pub mod client;
 pub mod payload;
-pub mod rng;
 pub mod scenario;
 
+use crate::rng::Rng;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use client::{Client, Outcome, Protocol};
 use hdrhistogram::Histogram;
 use payload::{Behaviour, CohortSpec, JourneySpec, Template};
-use rng::Rng;
 use scenario::{parse_duration, Phase, Scenario};
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -8,7 +8,7 @@
 //! SERVER, names like `POST /checkout`, ten semantic-convention span attributes and
 //! seven resource attributes (about 430 bytes per span on the wire).
 
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// What a journey's spans look like.
 #[derive(Debug, Clone)]

@@ -39,7 +39,6 @@ enum Signal {
 }
 
 use super::auth::Auth;
-use super::RpcStatus;
 
 pub fn router(ingest: Arc<dyn Consumer>, opts: HttpOptions) -> Router {
     let state = HttpState { ingest, opts };
@@ -87,7 +86,7 @@ fn error(format: Format, status: StatusCode, grpc_code: i32, message: String) ->
     let (ct, body) = match format {
         Format::Protobuf => (
             "application/x-protobuf",
-            RpcStatus {
+            tonic_types::Status {
                 code: grpc_code,
                 message,
                 details: Vec::new(),

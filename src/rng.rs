@@ -1,5 +1,6 @@
-//! A small, seedable pseudo-random generator (SplitMix64): payloads are reproducible
-//! from `--seed`, and no dependency is needed for it.
+//! A small, seedable pseudo-random generator (SplitMix64), a leaf shared by the load
+//! generator (payloads reproducible from `--seed`) and the OTLP exporter's backoff jitter;
+//! no dependency is needed for it.
 
 pub struct Rng(u64);
 

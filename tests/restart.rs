@@ -1,0 +1,241 @@
+//! A restart of cerflow: journeys whose SLO state the checkpoint brought back show their
+//! budgets, burn rates, objectives and alerts before any span arrives, through the real
+//! binary (issue 16). Derived journeys count towards `auto_journeys.max` and expire after
+//! `windows.series_ttl` without traffic; a journey removed from the config stays gone.
+//!
+//! Figures, with the default objectives (availability 0.999, latency 0.99): 200 spans of
+//! `shop:POST /checkout`, 100 in eu (all good) and 100 in us of which 10 fail, all 100 ms
+//! (under the 1s threshold). Availability burns at (10 / 200) / 0.001 = 50, so its budget
+//! is 1 - 50 = -49; the us cohort burns at (10 / 100) / 0.001 = 100, budget -99; eu and
+//! latency keep 1. A burn of 50 over both 1h and 5m with 200 >= 10 events pages.
+
+mod common;
+
+use common::*;
+use opentelemetry::KeyValue;
+use std::path::Path;
+use std::time::Duration;
+
+const JOURNEY: &str = "shop:POST /checkout";
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+/// Listeners, a fast evaluation, and the SLO checkpoint at `ckpt`; `rest` follows.
+fn config(p: &Ports, ckpt: &Path, rest: &str) -> String {
+    format!(
+        "{}pipeline:\n  evaluation_interval: 100ms\nslo:\n  checkpoint:\n    path: {}\n    interval: 1s\n{rest}",
+        p.listeners_yaml(""),
+        ckpt.display()
+    )
+}
+
+fn checkout_spans() -> Vec<SpanSpec> {
+    let mut spans = Vec::new();
+    for i in 0..100 {
+        spans.push(server("POST /checkout", 100).attr(KeyValue::new("cloud.region", "eu")));
+        let us = server("POST /checkout", 100).attr(KeyValue::new("cloud.region", "us"));
+        spans.push(if i < 10 { us.error() } else { us });
+    }
+    spans
+}
+
+fn budget(s: &Scrape, labels: &[(&str, &str)]) -> Option<f64> {
+    s.get("cer_slo_error_budget_remaining_ratio", labels)
+}
+
+fn gate(cf: &Cerflow, args: &[&str]) -> (i32, String) {
+    let endpoint = format!("http://127.0.0.1:{}", cf.ports.prom);
+    let mut all = vec![
+        "gate",
+        "--endpoint",
+        endpoint.as_str(),
+        "--journey",
+        JOURNEY,
+        "--window",
+        "1m",
+    ];
+    all.extend_from_slice(args);
+    let (status, out, err) = run_cli(&all, cf.dir.path(), Duration::from_secs(30));
+    (status.code().unwrap_or(-1), format!("{out}{err}"))
+}
+
+#[test]
+fn derived_journeys_show_their_restored_budgets_before_traffic_then_expire() {
+    let state = tempfile::tempdir().unwrap();
+    let ckpt = state.path().join("slo.ckpt");
+    // No journeys: auto-derivation is on, as with the embedded default configuration.
+    let rest =
+        "cohorts:\n  keys: [cloud.region]\nwindows:\n  series_ttl: 4s\nauto_journeys:\n  max: 1\n";
+    let mut first = Cerflow::start(|p| config(p, &ckpt, rest));
+    let rt = runtime();
+    send(
+        grpc_provider(&rt, &first.grpc_endpoint(), resource("shop", &[]), false),
+        &checkout_spans(),
+    );
+    let s = first.wait_until("the first run's budget", |s| {
+        budget(s, &[("journey", JOURNEY), ("sli", "availability")]).is_some_and(|v| close(v, -49.0))
+    });
+    s.assert("cerflow_auto_journeys", &[], 1.0);
+    assert!(first.terminate().success(), "{}", first.logs());
+
+    let second = Cerflow::start(|p| config(p, &ckpt, rest));
+    let s = second.wait_until("the restored budget", |s| {
+        budget(s, &[("journey", JOURNEY), ("sli", "availability")]).is_some()
+    });
+    // Nothing was sent to this process yet.
+    assert_eq!(
+        s.sum("cerflow_received_spans_total", &[]),
+        0.0,
+        "{}",
+        s.text
+    );
+    let j = [("journey", JOURNEY)];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut l = vec![("journey", JOURNEY)];
+        l.extend_from_slice(extra);
+        l
+    };
+    assert!(
+        close(
+            budget(&s, &with(&[("sli", "availability")])).unwrap(),
+            -49.0
+        ),
+        "{}",
+        s.text
+    );
+    assert!(
+        close(budget(&s, &with(&[("sli", "latency")])).unwrap(), 1.0),
+        "{}",
+        s.text
+    );
+    let us = with(&[("cloud_region", "us"), ("sli", "availability")]);
+    assert!(close(budget(&s, &us).unwrap(), -99.0), "{}", s.text);
+    let eu = with(&[("cloud_region", "eu"), ("sli", "availability")]);
+    assert!(close(budget(&s, &eu).unwrap(), 1.0), "{}", s.text);
+    let burn = s.value(
+        "cer_slo_burn_rate",
+        &with(&[("sli", "availability"), ("window", "5m")]),
+    );
+    assert!(close(burn, 50.0), "burn {burn}\n{}", s.text);
+    s.assert(
+        "cer_slo_alert_active",
+        &with(&[("sli", "availability"), ("severity", "page")]),
+        1.0,
+    );
+    s.assert(
+        "cer_slo_objective_ratio",
+        &with(&[("sli", "availability")]),
+        0.999,
+    );
+    s.assert("cer_journey_data_present", &with(&[("window", "1m")]), 0.0);
+    s.assert_absent("cer_journey_score", &with(&[("window", "1m")]));
+    // The restored journey holds the only derived-journey place.
+    s.assert("cerflow_auto_journeys", &[], 1.0);
+
+    // The score API and the gate see it too: no window data (cannot decide on the score),
+    // but its restored page alert fails a gate that denies pages.
+    let url = format!(
+        "http://127.0.0.1:{}/api/v1/scores?window=1m",
+        second.ports.prom
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&second.client().get(&url).send().unwrap().text().unwrap()).unwrap();
+    let entry = v["journeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["journey"] == JOURNEY && e["cohort"].as_object().unwrap().is_empty())
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(entry["windows"][0]["requests"], 0);
+    assert!(close(
+        entry["budget_remaining"]["availability"].as_f64().unwrap(),
+        -49.0
+    ));
+    let (code, out) = gate(&second, &["--min-score", "0.9"]);
+    assert_eq!(code, 2, "{out}");
+    let (code, out) = gate(&second, &["--deny-alerts", "page"]);
+    assert_eq!(code, 1, "{out}");
+
+    // A new derived journey finds the place taken: its span goes to `_overflow`.
+    send(
+        grpc_provider(&rt, &second.grpc_endpoint(), resource("shop", &[]), false),
+        &[server("GET /other", 100)],
+    );
+    second.wait_for(
+        "cer_journey_requests_total",
+        &[("journey", "_overflow"), ("cloud_region", "unknown")],
+        1.0,
+    );
+
+    // Without traffic for series_ttl (4s) after the start, the restored journey expires
+    // like any other series.
+    let s = second.wait_until("the restored journey to expire", |s| {
+        budget(s, &[("journey", JOURNEY), ("sli", "availability")]).is_none()
+    });
+    assert!(
+        s.matching("cer_slo_error_budget_remaining_ratio", &j)
+            .is_empty(),
+        "{}",
+        s.text
+    );
+    assert!(
+        s.matching("cer_journey_data_present", &j).is_empty(),
+        "{}",
+        s.text
+    );
+}
+
+const TWO_JOURNEYS: &str = "journeys:\n  - name: checkout\n    match: { span_name: POST /checkout }\n  - name: login\n    match: { span_name: POST /login }\n";
+const ONE_JOURNEY: &str =
+    "journeys:\n  - name: checkout\n    match: { span_name: POST /checkout }\n";
+
+#[test]
+fn a_journey_removed_from_the_config_is_not_resurrected() {
+    let state = tempfile::tempdir().unwrap();
+    let ckpt = state.path().join("slo.ckpt");
+    let mut first = Cerflow::start(|p| config(p, &ckpt, TWO_JOURNEYS));
+    let rt = runtime();
+    let mut spans = checkout_spans();
+    spans.extend((0..10).map(|_| server("POST /login", 100).error()));
+    send(
+        grpc_provider(&rt, &first.grpc_endpoint(), resource("shop", &[]), false),
+        &spans,
+    );
+    first.wait_until("both budgets", |s| {
+        budget(s, &[("journey", "checkout"), ("sli", "availability")])
+            .is_some_and(|v| close(v, -49.0))
+            && budget(s, &[("journey", "login"), ("sli", "availability")])
+                .is_some_and(|v| close(v, -999.0))
+    });
+    assert!(first.terminate().success(), "{}", first.logs());
+
+    let second = Cerflow::start(|p| config(p, &ckpt, ONE_JOURNEY));
+    let s = second.wait_until("checkout's restored budget", |s| {
+        budget(s, &[("journey", "checkout"), ("sli", "availability")])
+            .is_some_and(|v| close(v, -49.0))
+    });
+    for name in [
+        "cer_slo_error_budget_remaining_ratio",
+        "cer_slo_objective_ratio",
+        "cer_slo_alert_active",
+        "cer_journey_data_present",
+    ] {
+        assert!(
+            s.matching(name, &[("journey", "login")]).is_empty(),
+            "{name} of the removed journey\n{}",
+            s.text
+        );
+    }
+    let url = format!("http://127.0.0.1:{}/api/v1/scores", second.ports.prom);
+    let v: serde_json::Value =
+        serde_json::from_str(&second.client().get(&url).send().unwrap().text().unwrap()).unwrap();
+    let names: Vec<&str> = v["journeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["journey"].as_str())
+        .collect();
+    assert_eq!(names, ["checkout"], "{v}");
+}
