@@ -13,6 +13,7 @@
 //! the last scalar wins, message fields merge (a second `status` keeps the first's code
 //! unless it sets its own), repeated fields append. `tests/lazy_decoder.rs` checks the
 //! agreement with prost property by property.
+//! Kept for speed (measured, BENCHMARKS.md): 219 ns per span against prost's 1.52 µs.
 
 use crate::span::{AttrValue, SpanView};
 use std::cell::Cell;
