@@ -1,5 +1,7 @@
 //! Receive: the OTLP listeners. Both hand request bodies to a [`consumer::Consumer`].
 
+pub mod config;
+
 pub mod auth;
 pub mod consumer;
 pub mod grpc;
