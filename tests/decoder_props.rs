@@ -15,7 +15,7 @@ mod common;
 mod oracle;
 
 use cerflow::decode::{self, lazy, Format};
-use common::gen::a_request;
+use common::gen::{a_request, damage, damaged};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -23,50 +23,6 @@ use oracle::Outcome;
 use proptest::prelude::*;
 use prost::Message;
 use std::path::Path;
-
-/// Corrupts encoded bytes the ways a network, a buggy encoder or an attacker would.
-#[derive(Debug, Clone)]
-enum Damage {
-    Truncate(usize),
-    SetByte(usize, u8),
-    Insert(usize, Vec<u8>),
-    Delete(usize, usize),
-    /// A run of 0xff: a huge or over-long varint.
-    Ff(usize, usize),
-}
-
-fn damage() -> impl Strategy<Value = Damage> {
-    prop_oneof![
-        any::<usize>().prop_map(Damage::Truncate),
-        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Damage::SetByte(i, b)),
-        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..6))
-            .prop_map(|(i, b)| Damage::Insert(i, b)),
-        (any::<usize>(), 1usize..5).prop_map(|(i, n)| Damage::Delete(i, n)),
-        (any::<usize>(), 9usize..13).prop_map(|(i, n)| Damage::Ff(i, n)),
-    ]
-}
-
-fn apply(mut b: Vec<u8>, d: &Damage) -> Vec<u8> {
-    let n = b.len();
-    match d {
-        Damage::Truncate(i) if n > 0 => b.truncate(i % n),
-        Damage::SetByte(i, v) if n > 0 => b[i % n] = *v,
-        Damage::Insert(i, extra) => {
-            let at = i % (n + 1);
-            b.splice(at..at, extra.iter().copied());
-        }
-        Damage::Delete(i, k) if n > 0 => {
-            let at = i % n;
-            b.drain(at..(at + k).min(n));
-        }
-        Damage::Ff(i, k) => {
-            let at = i % (n + 1);
-            b.splice(at..at, std::iter::repeat_n(0xff, *k));
-        }
-        _ => {}
-    }
-    b
-}
 
 /// Every decode function on `bytes`, as protobuf and as JSON; none may panic.
 fn decode_everything(bytes: &[u8]) {
@@ -146,7 +102,7 @@ proptest! {
 
     #[test]
     fn corrupted_protobuf_never_panics_and_decoders_agree(req in a_request(false), d in prop::collection::vec(damage(), 1..3)) {
-        let bytes = d.iter().fold(req.encode_to_vec(), apply);
+        let bytes = d.iter().fold(req.encode_to_vec(), damaged);
         decode_everything(&bytes);
         if let Err(e) = oracle::check_protobuf(&bytes) {
             return Err(TestCaseError::fail(format!("{e}\ndamage {d:?}\nbytes {bytes:02x?}")));
@@ -173,7 +129,7 @@ proptest! {
     #[test]
     fn corrupted_json_never_panics(req in a_request(true), d in prop::collection::vec(damage(), 1..3)) {
         let text = serde_json::to_vec(&req).expect("serializable");
-        let bytes = d.iter().fold(text, apply);
+        let bytes = d.iter().fold(text, damaged);
         decode_everything(&bytes);
         if let Err(e) = oracle::check_json(&bytes) {
             return Err(TestCaseError::fail(format!("{e}\ndamage {d:?}\n{}", String::from_utf8_lossy(&bytes))));

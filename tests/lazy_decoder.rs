@@ -8,7 +8,7 @@ mod common;
 use cerflow::decode::lazy::{self, Attr};
 use cerflow::decode::{invalid_reason, service_name, ProstSpan};
 use cerflow::span::{AttrValue, SpanView};
-use common::gen::{a_request, a_resource, a_span, bytes};
+use common::gen::{a_request, a_resource, a_span, bytes, damage, damaged};
 use common::otlp::{field, put_varint};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
@@ -131,58 +131,6 @@ fn raw_request() -> impl Strategy<Value = Vec<u8>> {
         }
         out
     })
-}
-
-#[derive(Debug, Clone)]
-enum Mutation {
-    None,
-    Truncate(usize),
-    SetByte(usize, u8),
-    /// XOR the low three bits: turns a field key into another wire type.
-    FlipWireType(usize, u8),
-    Insert(usize, Vec<u8>),
-    Delete(usize, usize),
-    /// Replace one ASCII letter (most likely inside a string field) with a byte that is
-    /// never valid UTF-8.
-    CorruptText(usize),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        3 => Just(Mutation::None),
-        2 => any::<usize>().prop_map(Mutation::Truncate),
-        2 => (any::<usize>(), prop_oneof![any::<u8>(), Just(0xff), Just(0x80), Just(0xc3)]).prop_map(|(i, b)| Mutation::SetByte(i, b)),
-        2 => (any::<usize>(), 1u8..8).prop_map(|(i, x)| Mutation::FlipWireType(i, x)),
-        1 => (any::<usize>(), bytes(4)).prop_map(|(i, b)| Mutation::Insert(i, b)),
-        1 => (any::<usize>(), 1usize..4).prop_map(|(i, n)| Mutation::Delete(i, n)),
-        3 => any::<usize>().prop_map(Mutation::CorruptText),
-    ]
-}
-
-fn mutate(mut b: Vec<u8>, m: &Mutation) -> Vec<u8> {
-    let n = b.len();
-    match m {
-        Mutation::None => {}
-        Mutation::Truncate(i) if n > 0 => b.truncate(i % n),
-        Mutation::SetByte(i, v) if n > 0 => b[i % n] = *v,
-        Mutation::FlipWireType(i, x) if n > 0 => b[i % n] ^= x,
-        Mutation::Insert(i, extra) => {
-            let at = i % (n + 1);
-            b.splice(at..at, extra.iter().copied());
-        }
-        Mutation::Delete(i, k) if n > 0 => {
-            let at = i % n;
-            b.drain(at..(at + k).min(n));
-        }
-        Mutation::CorruptText(i) => {
-            let letters: Vec<usize> = (0..n).filter(|&k| b[k].is_ascii_alphabetic()).collect();
-            if !letters.is_empty() {
-                b[letters[i % letters.len()]] = 0xff;
-            }
-        }
-        _ => {}
-    }
-    b
 }
 
 // ------------------------------------------------------------ the comparison
@@ -327,16 +275,16 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
 
     #[test]
-    fn agrees_with_prost_on_random_requests(req in a_request(false), m in mutation()) {
-        let bytes = mutate(req.encode_to_vec(), &m);
+    fn agrees_with_prost_on_random_requests(req in a_request(false), m in damage()) {
+        let bytes = damaged(req.encode_to_vec(), &m);
         if let Err(e) = compare(&bytes) {
             return Err(TestCaseError::fail(format!("{e}\nmutation {m:?}\nbytes {bytes:02x?}")));
         }
     }
 
     #[test]
-    fn agrees_with_prost_on_merged_fields_and_unknown_fields(raw in raw_request(), m in mutation()) {
-        let bytes = mutate(raw, &m);
+    fn agrees_with_prost_on_merged_fields_and_unknown_fields(raw in raw_request(), m in damage()) {
+        let bytes = damaged(raw, &m);
         if let Err(e) = compare(&bytes) {
             return Err(TestCaseError::fail(format!("{e}\nmutation {m:?}\nbytes {bytes:02x?}")));
         }
@@ -499,8 +447,8 @@ journeys:
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
         #[test]
-        fn the_lazy_path_accounts_like_the_prost_path(req in a_request(false), shift in any::<u64>(), m in mutation()) {
-            let bytes = mutate(recent(req, shift).encode_to_vec(), &m);
+        fn the_lazy_path_accounts_like_the_prost_path(req in a_request(false), shift in any::<u64>(), m in damage()) {
+            let bytes = damaged(recent(req, shift).encode_to_vec(), &m);
             let lazy_side = side();
             let prost_side = side();
             let got = lazy_side.ingest.traces_body(&bytes, Format::Protobuf, Transport::Grpc);

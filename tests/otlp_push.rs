@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::fake_receiver::{attrs, Answer, Collector, Receiver};
+use common::fake_receiver::{attrs, metrics, Answer, Collector, Receiver};
 use common::*;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -32,11 +32,7 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 fn metric<'a>(req: &'a ExportMetricsServiceRequest, name: &str) -> Option<&'a Metric> {
-    req.resource_metrics
-        .iter()
-        .flat_map(|r| &r.scope_metrics)
-        .flat_map(|s| &s.metrics)
-        .find(|m| m.name == name)
+    metrics(req).find(|m| m.name == name)
 }
 
 #[track_caller]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::fake_receiver::{attrs, Answer, Collector, Receiver};
+use common::fake_receiver::{attrs, metrics, Answer, Collector, Receiver};
 use common::*;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, NumberDataPoint};
@@ -38,10 +38,7 @@ fn retry_yaml(initial: &str, max: &str, max_elapsed: &str) -> String {
 }
 
 fn number_points<'a>(req: &'a ExportMetricsServiceRequest, name: &str) -> Vec<&'a NumberDataPoint> {
-    req.resource_metrics
-        .iter()
-        .flat_map(|r| &r.scope_metrics)
-        .flat_map(|s| &s.metrics)
+    metrics(req)
         .filter(|m| m.name == name)
         .flat_map(|m| match &m.data {
             Some(metric::Data::Sum(s)) => s.data_points.iter().collect::<Vec<_>>(),

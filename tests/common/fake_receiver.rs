@@ -10,6 +10,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::Metric;
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
@@ -223,4 +224,12 @@ pub fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, String> {
             (kv.key.clone(), v)
         })
         .collect()
+}
+
+/// Every metric of a pushed request, across resources and scopes.
+pub fn metrics(req: &ExportMetricsServiceRequest) -> impl Iterator<Item = &Metric> {
+    req.resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
 }

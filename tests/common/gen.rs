@@ -1,4 +1,5 @@
-//! proptest generators of OTLP trace requests, shared by the decoder property tests.
+//! proptest generators of OTLP trace requests, and of the damage a network, a buggy
+//! encoder or an attacker does to their bytes, shared by the decoder property tests.
 //!
 //! With `json`, values stay within what OTLP JSON carries back unchanged: finite doubles,
 //! no `string_value_strindex`, no `key_strindex`, no entity refs.
@@ -250,4 +251,66 @@ pub fn a_request(json: bool) -> impl Strategy<Value = ExportTraceServiceRequest>
         });
     prop::collection::vec(resource_spans, 0..4)
         .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
+}
+
+/// Damage to encoded bytes, the ways a network, a buggy encoder or an attacker would.
+#[derive(Debug, Clone)]
+pub enum Damage {
+    None,
+    Truncate(usize),
+    SetByte(usize, u8),
+    /// XOR the low three bits: turns a field key into another wire type.
+    FlipWireType(usize, u8),
+    Insert(usize, Vec<u8>),
+    Delete(usize, usize),
+    /// A run of 0xff: a huge or over-long varint.
+    Ff(usize, usize),
+    /// Replace one ASCII letter (most likely inside a string field) with a byte that is
+    /// never valid UTF-8.
+    CorruptText(usize),
+}
+
+pub fn damage() -> impl Strategy<Value = Damage> {
+    prop_oneof![
+        3 => Just(Damage::None),
+        2 => any::<usize>().prop_map(Damage::Truncate),
+        2 => (any::<usize>(), prop_oneof![any::<u8>(), Just(0xff), Just(0x80), Just(0xc3)])
+            .prop_map(|(i, b)| Damage::SetByte(i, b)),
+        2 => (any::<usize>(), 1u8..8).prop_map(|(i, x)| Damage::FlipWireType(i, x)),
+        1 => (any::<usize>(), prop::collection::vec(any::<u8>(), 1..6))
+            .prop_map(|(i, b)| Damage::Insert(i, b)),
+        1 => (any::<usize>(), 1usize..5).prop_map(|(i, n)| Damage::Delete(i, n)),
+        1 => (any::<usize>(), 9usize..13).prop_map(|(i, n)| Damage::Ff(i, n)),
+        3 => any::<usize>().prop_map(Damage::CorruptText),
+    ]
+}
+
+/// `b` with `d` done to it.
+pub fn damaged(mut b: Vec<u8>, d: &Damage) -> Vec<u8> {
+    let n = b.len();
+    match d {
+        Damage::Truncate(i) if n > 0 => b.truncate(i % n),
+        Damage::SetByte(i, v) if n > 0 => b[i % n] = *v,
+        Damage::FlipWireType(i, x) if n > 0 => b[i % n] ^= x,
+        Damage::Insert(i, extra) => {
+            let at = i % (n + 1);
+            b.splice(at..at, extra.iter().copied());
+        }
+        Damage::Delete(i, k) if n > 0 => {
+            let at = i % n;
+            b.drain(at..(at + k).min(n));
+        }
+        Damage::Ff(i, k) => {
+            let at = i % (n + 1);
+            b.splice(at..at, std::iter::repeat_n(0xff, *k));
+        }
+        Damage::CorruptText(i) => {
+            let letters: Vec<usize> = (0..n).filter(|&k| b[k].is_ascii_alphabetic()).collect();
+            if !letters.is_empty() {
+                b[letters[i % letters.len()]] = 0xff;
+            }
+        }
+        _ => {}
+    }
+    b
 }
