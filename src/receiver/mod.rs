@@ -6,6 +6,7 @@ pub mod auth;
 pub mod consumer;
 pub mod grpc;
 pub mod http;
+pub mod layers;
 
 use std::time::Duration;
 use tonic_types::{ErrorDetails, StatusExt};
