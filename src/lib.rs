@@ -22,6 +22,7 @@ pub mod loadgen;
 pub mod pipeline;
 pub mod predicate;
 pub mod receiver;
+pub mod rules;
 pub mod score;
 pub mod sli;
 pub mod slo;

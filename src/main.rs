@@ -38,6 +38,15 @@ enum Command {
     /// Send realistic OTLP span load to an OTLP endpoint (cerflow, rotel, a Collector) and
     /// report what it accepted; exit 1 when more requests failed than --max-errors.
     Loadgen(cerflow::loadgen::Args),
+    /// Print the configured journeys' SLOs for other tools (--config, else the default).
+    #[command(subcommand)]
+    Export(Export),
+}
+
+#[derive(Subcommand)]
+enum Export {
+    /// Prometheus recording and burn-rate alerting rules reproducing cerflow's alert table.
+    PrometheusRules,
 }
 
 fn init_logs(level: &str, format: &str) {
@@ -67,6 +76,18 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Gate(args) => ExitCode::from(cerflow::gate::run(&args)),
         Command::Loadgen(args) => ExitCode::from(cerflow::loadgen::run(args)),
+        Command::Export(what) => match load(&cli.config) {
+            Ok(cfg) => {
+                match what {
+                    Export::PrometheusRules => print!("{}", cerflow::rules::render(&cfg)),
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::from(1)
+            }
+        },
         Command::DefaultConfig => {
             print!("{}", cerflow::config::DEFAULT_CONFIG_YAML);
             ExitCode::SUCCESS
