@@ -11,6 +11,7 @@
 #   - prometheus      apt-get (Debian's package)
 #   - .venv           python3 -m venv, then pip install -r tests/e2e/requirements.txt
 #   - node modules    npm ci in tests/e2e/node (versions pinned in its package-lock.json)
+#   - oslo            scripts/oslo.sh: the OpenSLO CLI pinned in tests/openslo/go.mod
 #
 # Environment: PYTHON (default python3) picks the interpreter for the venv;
 # CARGO_TARGET_DIR is honoured.
@@ -94,6 +95,14 @@ else
     echo "$NODE_SUM" >"$NODE_STAMP"
 fi
 (cd "$NODE_DIR" && npm ls --depth=0 2>/dev/null | tail -n +2 | sed 's/^/    /') || true
+
+step "OpenSLO oslo CLI (tests/openslo/go.mod, cached in .cache/oslo/<version>)"
+if OSLO_BIN=$(bash "$ROOT/scripts/oslo.sh"); then
+    export OSLO_BIN
+    info "OSLO_BIN=$OSLO_BIN"
+else
+    info "building oslo failed: tests/e2e/test_openslo.py will say so"
+fi
 
 # ---------------------------------------------------------------- tests
 

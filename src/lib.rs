@@ -19,6 +19,7 @@ pub mod hist;
 pub mod ingest;
 pub mod journey;
 pub mod loadgen;
+pub mod openslo;
 pub mod pipeline;
 pub mod predicate;
 pub mod receiver;

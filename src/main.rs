@@ -47,6 +47,8 @@ enum Command {
 enum Export {
     /// Prometheus recording and burn-rate alerting rules reproducing cerflow's alert table.
     PrometheusRules,
+    /// The journeys' SLOs as OpenSLO v1 documents, with a composite SLO for the overall score.
+    Openslo,
 }
 
 fn init_logs(level: &str, format: &str) {
@@ -78,10 +80,20 @@ fn main() -> ExitCode {
         Command::Loadgen(args) => ExitCode::from(cerflow::loadgen::run(args)),
         Command::Export(what) => match load(&cli.config) {
             Ok(cfg) => {
-                match what {
-                    Export::PrometheusRules => print!("{}", cerflow::rules::render(&cfg)),
+                let text = match what {
+                    Export::PrometheusRules => Ok(cerflow::rules::render(&cfg)),
+                    Export::Openslo => cerflow::openslo::render(&cfg),
+                };
+                match text {
+                    Ok(t) => {
+                        print!("{t}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::from(1)
+                    }
                 }
-                ExitCode::SUCCESS
             }
             Err(e) => {
                 eprint!("{e}");
