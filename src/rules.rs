@@ -324,20 +324,24 @@ mod tests {
         );
     }
 
-    /// examples/prometheus-rules.yaml is this command's output for examples/shop.yaml, so
-    /// the two cannot drift apart. Regenerate with
-    /// `cerflow export prometheus-rules --config examples/shop.yaml > examples/prometheus-rules.yaml`.
+    /// examples/prometheus-rules.yaml and the compose stack's rules are this command's
+    /// output for their configs, so they cannot drift apart. Regenerate with
+    /// `cerflow export prometheus-rules --config CONFIG > RULES`.
     #[test]
-    fn the_example_rules_are_the_output_for_the_example_config() {
+    fn the_committed_rules_are_the_output_for_their_configs() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let shop = std::fs::read_to_string(root.join("examples/shop.yaml")).expect("shop.yaml");
-        let cfg = Config::parse(&shop, "examples/shop.yaml", &|_| None).expect("valid");
-        let committed = std::fs::read_to_string(root.join("examples/prometheus-rules.yaml"))
-            .expect("examples/prometheus-rules.yaml");
-        assert!(
-            committed == render(&cfg),
-            "examples/prometheus-rules.yaml is stale: regenerate it with \
-             `cerflow export prometheus-rules --config examples/shop.yaml > examples/prometheus-rules.yaml`"
-        );
+        for (config, rules) in [
+            ("examples/shop.yaml", "examples/prometheus-rules.yaml"),
+            ("docker/cerflow.yaml", "docker/prometheus/rules.yaml"),
+        ] {
+            let text = std::fs::read_to_string(root.join(config)).expect("config");
+            let cfg = Config::parse(&text, config, &|_| None).expect("valid");
+            let committed = std::fs::read_to_string(root.join(rules)).expect("rules");
+            assert!(
+                committed == render(&cfg),
+                "{rules} is stale: regenerate it with \
+                 `cerflow export prometheus-rules --config {config} > {rules}`"
+            );
+        }
     }
 }
