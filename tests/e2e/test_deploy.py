@@ -3,11 +3,13 @@ against the Kubernetes 1.37 OpenAPI schemas (the kubernetes-validate package, st
 unknown fields), the cerflow config in each ConfigMap passes `cerflow validate`, and the
 pieces agree: probes on /healthz and /readyz at the metrics port the config serves, the
 OTLP ports, the ConfigMap mounted as a directory (so hot reload sees its updates), the
-checkpoint path on a volume, resource requests, Service ports and selector."""
+checkpoint path on a volume, resource requests, Service ports and selector; and a
+ConfigMap update, swapped in as the kubelet does it, is hot-reloaded."""
 
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 from pathlib import PurePosixPath
 
@@ -15,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, key
 
 K8S_VERSION = "1.37.0"
 KUSTOMIZATIONS = [REPO / "deploy", REPO / "deploy" / "sidecar"]
@@ -117,3 +119,31 @@ def test_the_pieces_agree(kdir, cerflow_bin, tmp_path):
     pvc = one(docs, "PersistentVolumeClaim")
     assert volumes[ckpt_mount["name"]]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_a_configmap_update_is_hot_reloaded(start_cerflow):
+    """The kubelet updates a ConfigMap volume by writing a new directory and renaming the
+    `..data` symlink over the old one; the config file is a symlink through `..data`.
+    cerflow's watcher (file metadata, checked every second) must see that swap."""
+    cf = start_cerflow("journeys:\n  - name: checkout\n    match: {span_name: POST /checkout}\n")
+    d = cf.config_path.parent
+    text = cf.config_path.read_text()
+
+    def publish(name: str, content: str):
+        (d / name).mkdir()
+        (d / name / "cerflow.yaml").write_text(content)
+        os.symlink(name, d / "..data_tmp")
+        os.replace(d / "..data_tmp", d / "..data")
+
+    # The layout as the kubelet first creates it (the switch from a plain file is one reload).
+    publish("..v1", text)
+    os.symlink("..data/cerflow.yaml", d / "cerflow.yaml.tmp")
+    os.replace(d / "cerflow.yaml.tmp", cf.config_path)
+    cf.wait_for({key("cerflow_config_reloads_total"): 1, key("cer_definition_info", version="e2e"): 1})
+    # An update: only `..data` moves.
+    publish("..v2", text.replace("version: e2e", "version: e2e-v2"))
+    cf.wait_for({
+        key("cerflow_config_reloads_total"): 2,
+        key("cer_definition_info", version="e2e-v2"): 1,
+        key("cerflow_config_reload_failures_total"): 0,
+    })
