@@ -15,7 +15,7 @@ use std::time::Duration;
 /// OpenSLO's duration shorthand (`30d`, `4w`, `12h`, `90m`): minutes at the finest.
 pub fn shorthand(d: Duration) -> Result<String, String> {
     let s = d.as_secs();
-    if d.subsec_nanos() != 0 || s == 0 || s % 60 != 0 {
+    if d.subsec_nanos() != 0 || s == 0 || !s.is_multiple_of(60) {
         return Err(format!(
             "slo.period {d:?} is not a whole number of minutes, which OpenSLO's duration shorthand needs"
         ));

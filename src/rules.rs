@@ -34,7 +34,7 @@ pub fn prom_duration(d: Duration) -> String {
         ("m", 60_000),
         ("s", 1000),
     ] {
-        if ms >= len && ms % len == 0 {
+        if ms >= len && ms.is_multiple_of(len) {
             return format!("{}{unit}", ms / len);
         }
     }
