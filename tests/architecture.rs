@@ -41,7 +41,7 @@ const STAGES: &[(&str, &[&str])] = &[
     (
         "wiring",
         &[
-            "app", "admin", "reload", "main", "cli", "gate", "loadgen", "lib",
+            "app", "admin", "reload", "main", "cli", "gate", "loadgen", "lib", "rules", "openslo",
         ],
     ),
 ];
