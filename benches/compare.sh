@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# cerflow and rotel side by side, on one machine, with the same load generator and the
-# same payload (realistic ~430-byte spans, 1000 per request, OTLP/gRPC).
+# cerflow, the OpenTelemetry Collector with its spanmetrics connector, and rotel side by
+# side, on one machine, with the same load generator and the same payload (realistic
+# ~430-byte spans, 1000 per request, OTLP/gRPC).
 #
 # For each collector and each run: start it fresh on free loopback ports, send load for
 # DURATION seconds with `cerflow loadgen`, and read from /proc the collector's CPU
 # seconds (utime+stime) and peak RSS (VmHWM). Reports spans accepted, CPU seconds,
-# spans per CPU-second, peak RSS, medians over RUNS runs, and cerflow/rotel ratios.
+# spans per CPU-second, peak RSS, medians over RUNS runs, and cerflow's ratios to the
+# Collector and to rotel.
 # Then, for cerflow only: the highest rate it sustains with zero refusals, its
 # freshness (span sent -> its cohort on /metrics), and RSS with 20 journeys x 50 cohorts.
 #
 # Everything listens on 127.0.0.1 only, every step is bounded in time, and every process
 # started here is stopped on exit (trap).
 #
-# Usage: benches/compare.sh            (about 6 minutes with the defaults)
+# Usage: benches/compare.sh            (about 8 minutes with the defaults)
 # Knobs (environment): RUNS=3 DURATION=10 RATE=0 (0 = as fast as accepted) SPR=1000
 #   CONCURRENCY=4 MAX_RATE_STEPS="200000 400000 600000 800000 1000000 1300000 1600000"
 #   STEP_SECONDS=5 MEM_SECONDS=60 (600 for the 10-minute memory run) MEM_RATE=200000
 #   OUT=target/compare PYTHON=python3.11 ROTEL_VERSION=0.0.1a15
-#   SKIP_ROTEL=1 SKIP_COMPARE=1 SKIP_RATE=1 SKIP_FRESHNESS=1 SKIP_MEMORY=1 (SKIP_EXTRAS=1: the last three)
+#   OTELCOL_BIN (default: the Collector scripts/test.sh built, target/otelcol/otelcol)
+#   SKIP_OTELCOL=1 SKIP_ROTEL=1 SKIP_COMPARE=1 SKIP_RATE=1 SKIP_FRESHNESS=1 SKIP_MEMORY=1 (SKIP_EXTRAS=1: the last three)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -108,6 +111,48 @@ if [ "${SKIP_ROTEL:-0}" != 1 ]; then
     fi
 fi
 
+# ------------------------------------- the OpenTelemetry Collector with spanmetrics
+# What a user would run instead of cerflow: OTLP receiver -> spanmetrics connector with
+# cerflow's two cohort keys as dimensions -> prometheus exporter. The binary is the one
+# scripts/test.sh builds from tests/otelcol (pinned modules).
+OTELCOL=""
+if [ "${SKIP_OTELCOL:-0}" != 1 ]; then
+    OTELCOL=${OTELCOL_BIN:-$ROOT/target/otelcol/otelcol}
+    if [ ! -x "$OTELCOL" ]; then
+        log "no Collector at $OTELCOL: run scripts/test.sh once (it builds tests/otelcol), set OTELCOL_BIN, or SKIP_OTELCOL=1"
+        exit 1
+    fi
+fi
+
+otelcol_config() { # grpc http prom -> file
+    local f="$OUT/otelcol-spanmetrics.yaml"
+    cat > "$f" <<EOF
+receivers:
+  otlp:
+    protocols:
+      grpc: { endpoint: "127.0.0.1:$1" }
+      http: { endpoint: "127.0.0.1:$2" }
+connectors:
+  span_metrics:
+    dimensions:
+      - name: cloud.region
+      - name: app.plan.tier
+    # As often as cerflow derives its SLIs (evaluation_interval 1s).
+    metrics_flush_interval: 1s
+exporters:
+  prometheus:
+    endpoint: "127.0.0.1:$3"
+service:
+  telemetry:
+    metrics: { level: none }
+    logs: { level: warn }
+  pipelines:
+    traces: { receivers: [otlp], exporters: [span_metrics] }
+    metrics: { receivers: [span_metrics], exporters: [prometheus] }
+EOF
+    echo "$f"
+}
+
 # A config like a real deployment's: 3 journeys, 2 cohort keys, default windows.
 config() { # journeys grpc http prom -> file
     local f="$OUT/cerflow-$1j.yaml"
@@ -135,6 +180,9 @@ start_collector() { # name [journeys]
             local cfg
             cfg=$(config "${2:-3}" "$grpc" "$http" "$prom")
             "$CERFLOW" --config "$cfg" --log-level warn > "$OUT/cerflow.log" 2>&1 &
+            ;;
+        otelcol)
+            "$OTELCOL" --config "file:$(otelcol_config "$grpc" "$http" "$prom")" > "$OUT/otelcol.log" 2>&1 &
             ;;
         rotel)
             "$ROTEL" start --exporter blackhole \
@@ -183,12 +231,15 @@ EOF
 }
 
 if [ "${SKIP_COMPARE:-0}" != 1 ]; then
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 log "load: ${DURATION}s per run, rate ${RATE} (0 = unlimited), ${SPR} spans/request, ${CONCURRENCY} in flight, ${RUNS} runs"
 for r in $(seq 1 "$RUNS"); do
     measure cerflow "cerflow-grpc-$r"
+    [ -n "$OTELCOL" ] && measure otelcol "otelcol-grpc-$r"
     [ -n "$ROTEL" ] && measure rotel "rotel-grpc-$r"
     measure cerflow "cerflow-grpc-gzip-$r" --gzip
+    [ -n "$OTELCOL" ] && measure otelcol "otelcol-grpc-gzip-$r" --gzip
     [ -n "$ROTEL" ] && measure rotel "rotel-grpc-gzip-$r" --gzip
 done
 
@@ -209,7 +260,12 @@ print()
 for a, b in [("cerflow-grpc", "rotel-grpc"), ("cerflow-grpc-gzip", "rotel-grpc-gzip")]:
     if a in med and b in med and med[a] and med[b]:
         print(f"- {a} / {b}: CPU per span ratio {med[b] / med[a]:.3f} (cerflow uses {100 * med[b] / med[a]:.0f}% of rotel's CPU per span; {med[a] / med[b]:.1f}x the spans per CPU-second)")
+# cerflow against the Collector + spanmetrics (the issue's target: at most 1/10).
+for a, b in [("cerflow-grpc", "otelcol-grpc"), ("cerflow-grpc-gzip", "otelcol-grpc-gzip")]:
+    if a in med and b in med and med[a] and med[b]:
+        print(f"- {a} / {b}: CPU per span ratio {med[b] / med[a]:.3f} (cerflow uses {100 * med[b] / med[a]:.1f}% of the Collector+spanmetrics' CPU per span; {med[a] / med[b]:.1f}x the spans per CPU-second)")
 EOF
+echo "- load averages (1/5/15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)" >> "$OUT/results.md"
 cat "$OUT/results.md"
 fi
 
