@@ -19,11 +19,12 @@
 //! arrays (serde's positional form for structs) are refused here; an `AnyValue` that
 //! sets two value fields keeps the last in the text (the full decoder's slow path, taken
 //! for bodies with `null`s or enum names, keeps the alphabetically last); and that slow
-//! path also refuses repeated keys inside unknown fields, which are skipped here.
+//! path also refuses a key repeated inside an `AnyValue` or an unknown field.
 
 use super::lazy::{Attr, ResourceRec, SpanRec, TraceRequest, TOO_MANY_SPANS, UNKNOWN_SERVICE};
 use crate::span::AttrValue;
-use bumpalo::Bump;
+/// The arena callers lend the decoder (re-exported so they need not name bumpalo).
+pub use bumpalo::Bump;
 use serde::de::{
     self, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
 };
