@@ -116,13 +116,13 @@ pub fn same_spans(
     p: &ExportTraceServiceRequest,
     full: &str,
 ) -> Result<usize, String> {
-    let expected = prost_spans(&p);
-    if l.span_count() != expected.len() || decode::span_count(&p) as usize != expected.len() {
+    let expected = prost_spans(p);
+    if l.span_count() != expected.len() || decode::span_count(p) as usize != expected.len() {
         return Err(format!(
             "{} spans, {full} has {} (span_count says {})",
             l.span_count(),
             expected.len(),
-            decode::span_count(&p)
+            decode::span_count(p)
         ));
     }
     if l.resource_count() != p.resource_spans.len() {
