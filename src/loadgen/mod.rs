@@ -1,5 +1,5 @@
 //! `cerflow loadgen`: sends realistic OTLP spans to any OTLP endpoint (cerflow, rotel,
-//! an OpenTelemetry Collector) over gRPC or HTTP/protobuf, optionally gzip-compressed,
+//! an OpenTelemetry Collector) over gRPC, HTTP/protobuf or HTTP/JSON, optionally gzip-compressed,
 //! at a fixed rate or as fast as the endpoint takes them, with scenario phases that
 //! degrade chosen journeys in chosen cohorts.
 //!
@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 pub enum ProtocolArg {
     Grpc,
     Http,
+    HttpJson,
 }
 
 /// Send OTLP trace load to an endpoint and report what it accepted.
@@ -39,7 +40,8 @@ pub struct Args {
     /// OTLP endpoint, host:port or URL [default: 127.0.0.1:4317 for grpc, 127.0.0.1:4318 for http].
     #[arg(long)]
     pub endpoint: Option<String>,
-    /// OTLP transport: grpc, or http (protobuf POST to /v1/traces).
+    /// OTLP transport: grpc, http (protobuf POST to /v1/traces), or http-json (OTLP/JSON
+    /// POST to /v1/traces: hex ids, integer enums, 64-bit integers as strings).
     #[arg(long, value_enum, default_value = "grpc")]
     pub protocol: ProtocolArg,
     /// gzip-compress request bodies (compressed once per second, not per request).
@@ -446,6 +448,21 @@ fn plan(a: &Args) -> Result<Plan, String> {
     })
 }
 
+/// The template as the protocol sends it: OTLP/JSON for http-json.
+fn json_if(protocol: Protocol, t: Template) -> Template {
+    if protocol != Protocol::HttpJson {
+        return t;
+    }
+    match t.to_json() {
+        Ok(j) => j,
+        // The templates are built here, so this is a bug, not bad input: say so and go on.
+        Err(e) => {
+            eprintln!("loadgen: cannot write the request as JSON ({e}); sending protobuf");
+            t
+        }
+    }
+}
+
 fn build_pools(
     a: &Args,
     plan: &Plan,
@@ -475,7 +492,7 @@ fn build_pools(
                 behaviour: &behave,
             };
             (0..a.pool)
-                .map(|_| payload::build(&shape, spr, &mut rng))
+                .map(|_| json_if(protocol, payload::build(&shape, spr, &mut rng)))
                 .collect()
         })
         .collect();
@@ -491,11 +508,12 @@ async fn drive(args: Args, plan: Plan, journeys: Vec<JourneySpec>, cohorts: Vec<
     let protocol = match args.protocol {
         ProtocolArg::Grpc => Protocol::Grpc,
         ProtocolArg::Http => Protocol::Http,
+        ProtocolArg::HttpJson => Protocol::HttpJson,
     };
     let endpoint = args.endpoint.clone().unwrap_or_else(|| {
         match protocol {
             Protocol::Grpc => "127.0.0.1:4317",
-            Protocol::Http => "127.0.0.1:4318",
+            Protocol::Http | Protocol::HttpJson => "127.0.0.1:4318",
         }
         .to_string()
     });
@@ -712,6 +730,7 @@ async fn drive(args: Args, plan: Plan, journeys: Vec<JourneySpec>, cohorts: Vec<
         protocol: match protocol {
             Protocol::Grpc => "grpc".into(),
             Protocol::Http => "http".into(),
+            Protocol::HttpJson => "http-json".into(),
         },
         gzip: args.gzip,
         spans_per_request: spr,
@@ -838,7 +857,10 @@ async fn freshness(
 ) -> Result<f64, String> {
     let mut rng = Rng::new(seed ^ crate::clock::now_unix_ns());
     let region = format!("probe-{:012x}", rng.next_u64() >> 16);
-    let t = payload::probe(journey, &region, "probe", &mut rng);
+    let t = json_if(
+        protocol,
+        payload::probe(journey, &region, "probe", &mut rng),
+    );
     let uri: http::Uri = client::normalize(url)
         .parse()
         .map_err(|e| format!("invalid --probe-metrics URL: {e}"))?;
