@@ -464,7 +464,7 @@ impl<'a> Visitor<'a> for Hex<'a> {
     }
     fn visit_str<E: de::Error>(self, s: &str) -> Result<&'a [u8], E> {
         let b = s.as_bytes();
-        if b.len() % 2 != 0 {
+        if !b.len().is_multiple_of(2) {
             return Err(E::custom(format!(
                 "an id must be hex digits (got \"{}\", an odd number of characters)",
                 crate::span::clip(s, 64)
