@@ -13,7 +13,7 @@
 
 use cerflow::decode::{self, json, Format};
 use cerflow::loadgen::payload::{self, Behaviour, Shape};
-use cerflow::loadgen::rng::Rng;
+use cerflow::rng::Rng;
 use std::hint::black_box;
 
 const ROUNDS: usize = 10;
