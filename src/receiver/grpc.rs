@@ -239,8 +239,10 @@ where
             .and_then(|p| p.strip_prefix(S::NAME))
             == Some("/Export");
         let ingest = self.ingest.clone();
-        // tonic bounds the decoded message. An uncompressed message is as large on the wire
-        // as decoded, so it gets max_request_bytes; a compressed one max_decompressed_bytes.
+        // The body-limit layer bounds the wire; only tonic sees a message inflated, so the
+        // decompressed limit stays tonic's (max_decompressed_bytes for a compressed
+        // message). An uncompressed one keeps max_request_bytes, so tonic refuses it by its
+        // length prefix before the rest arrives.
         let compressed = req
             .headers()
             .get("grpc-encoding")
