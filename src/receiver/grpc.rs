@@ -344,6 +344,50 @@ pub fn service<S: Signal>(
         })
 }
 
+/// Bounds a whole call of a gRPC service served beside the receivers (the score API)
+/// and answers as tonic's server timeout did, CANCELLED "Timeout expired". The
+/// receivers' own services take the shared `RequestTimeoutLayer` instead, which bounds
+/// the body and is counted; tonic's server-wide timeout is off so the two cannot race.
+#[derive(Clone)]
+pub struct CallTimeout<S> {
+    timeout: std::time::Duration,
+    inner: S,
+}
+
+impl<S> CallTimeout<S> {
+    pub fn new(inner: S, timeout: std::time::Duration) -> CallTimeout<S> {
+        CallTimeout { timeout, inner }
+    }
+}
+
+impl<S: NamedService> NamedService for CallTimeout<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, R> tower::Service<R> for CallTimeout<S>
+where
+    S: tower::Service<R, Response = http::Response<tonic::body::Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        let call = tokio::time::timeout(self.timeout, self.inner.call(req));
+        Box::pin(async move {
+            match call.await {
+                Ok(response) => response,
+                Err(_) => Ok(Status::cancelled("Timeout expired").into_http()),
+            }
+        })
+    }
+}
+
 /// What the OTLP/gRPC server needs besides its listener.
 pub struct GrpcOptions {
     /// Largest uncompressed message (`max_request_bytes`).
@@ -382,4 +426,34 @@ pub async fn serve(
             shutdown,
         )
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_call_past_the_timeout_is_cancelled_as_tonic_cancelled_it() {
+        let never = tower::service_fn(|_: ()| {
+            std::future::pending::<Result<http::Response<tonic::body::Body>, Infallible>>()
+        });
+        let r = CallTimeout::new(never, std::time::Duration::from_millis(50))
+            .oneshot(())
+            .await
+            .unwrap();
+        let status = Status::from_header_map(r.headers()).expect("a grpc-status");
+        assert_eq!(status.code(), tonic::Code::Cancelled);
+        assert_eq!(status.message(), "Timeout expired");
+
+        let answers = tower::service_fn(|_: ()| async {
+            Ok::<_, Infallible>(Status::not_found("no such journey").into_http())
+        });
+        let r = CallTimeout::new(answers, std::time::Duration::from_millis(50))
+            .oneshot(())
+            .await
+            .unwrap();
+        let status = Status::from_header_map(r.headers()).expect("a grpc-status");
+        assert_eq!(status.code(), tonic::Code::NotFound);
+    }
 }
