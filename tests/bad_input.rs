@@ -591,9 +591,9 @@ fn oversized_grpc_requests_are_counted() {
 }
 
 /// `receivers.otlp.max_request_bytes` is "the largest request body accepted, compressed
-/// or not", and OTLP/HTTP refuses a larger body with 413. Over gRPC only
-/// `max_decompressed_bytes` is enforced (src/app.rs passes it as the gRPC limit), so an
-/// uncompressed message between the two limits is accepted.
+/// or not": OTLP/HTTP refuses a larger body with 413, and gRPC goes through the same body
+/// limit layer, so a message between `max_request_bytes` and `max_decompressed_bytes` is
+/// refused there too (a regression: gRPC once enforced only the decompressed limit).
 #[test]
 fn grpc_obeys_max_request_bytes_like_http() {
     let cerflow = Cerflow::start(config);
