@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod deriver;
+pub mod distinct;
 pub mod duration;
 pub mod export;
 pub mod gate;

@@ -28,6 +28,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "catalogue",
             "internal_events",
             "rng",
+            "distinct",
             "proto",
         ],
     ),
