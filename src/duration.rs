@@ -65,7 +65,7 @@ pub fn format_duration(d: Duration) -> String {
         (1_000, "us"),
     ];
     for (size, unit) in units {
-        if ns >= size && ns % size == 0 {
+        if ns >= size && ns.is_multiple_of(size) {
             return format!("{}{unit}", ns / size);
         }
     }

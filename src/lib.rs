@@ -1,11 +1,15 @@
 //! cerflow turns OpenTelemetry spans into customer-experience reliability figures.
 //!
-//! Data flows one way: [`receiver`] (OTLP gRPC/HTTP) -> [`decode`] -> [`journey`]
-//! (match, cohort, classify) -> [`pipeline`] (bounded queues to workers that own the
-//! [`window`] state) -> [`sli`] (derive on each evaluation tick) -> [`export`]
-//! (Prometheus text, OTLP push). [`config`] is parsed and validated once before any
-//! of it starts; [`predicate`] is the rule language shared by match, failure and
-//! correctness.
+//! Data flows one way: [`receiver`] (OTLP gRPC/HTTP, handing bodies to a
+//! [`receiver::consumer::Consumer`]) -> [`decode`] -> [`journey`] (match, cohort,
+//! classify) -> [`ingest`] and [`pipeline`] (bounded queues to workers that own the
+//! [`window`] state) -> [`deriver`] (once per tick: [`sli`], [`slo`], [`score`], published
+//! through [`published`]) -> [`export`] and [`api`], which only format. [`config`] is
+//! parsed and validated once before any of it starts, each component's section
+//! beside the component; [`predicate`] is the rule language shared by match, failure
+//! and correctness. Leaf helpers ([`span`], [`span_record`], [`labels`], [`duration`],
+//! [`clock`], [`hist`], [`rng`], [`telemetry`], [`internal_events`], [`catalogue`])
+//! import nothing of cerflow's; `tests/architecture.rs` keeps it so.
 
 #![forbid(unsafe_code)]
 

@@ -5,6 +5,7 @@
 mod common;
 
 use bytes::Bytes;
+use common::otlp::{gzip, now_ns, service_resource, traces};
 use common::*;
 use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::metrics::MeterProvider as _;
@@ -13,18 +14,13 @@ use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue as PbKeyValue};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use reqwest::blocking::Response;
 use reqwest::StatusCode;
-use std::io::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tonic::Status;
 
 const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -36,34 +32,10 @@ fn config(p: &Ports) -> String {
         "version: bad-input\n{}pipeline:\n  evaluation_interval: 100ms\n",
         p.listeners_yaml("")
     );
-    yaml.replace(
-        "receivers:\n  otlp:\n",
-        "receivers:\n  otlp:\n    max_request_bytes: 4096\n    max_decompressed_bytes: 8192\n",
+    with_otlp_receiver_settings(
+        &yaml,
+        "    max_request_bytes: 4096\n    max_decompressed_bytes: 8192\n",
     )
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-fn kv(key: &str, value: &str) -> PbKeyValue {
-    PbKeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn resource(service: &str) -> Option<PbResource> {
-    Some(PbResource {
-        attributes: vec![kv("service.name", service)],
-        ..Default::default()
-    })
 }
 
 /// A SERVER span of `millis` ending 2 s ago; `n` makes its ids unique.
@@ -86,25 +58,6 @@ fn pb_span(name: &str, n: u8, millis: u64) -> Span {
 fn backwards(mut s: Span) -> Span {
     std::mem::swap(&mut s.start_time_unix_nano, &mut s.end_time_unix_nano);
     s
-}
-
-fn traces(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: resource(service),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
 }
 
 fn post(c: &Cerflow, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Response {
@@ -533,7 +486,7 @@ fn metrics_and_logs_are_accepted_and_counted() {
     // Logs over gRPC with the generated client: 3 records.
     let logs = ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
-            resource: resource("raw-client"),
+            resource: Some(service_resource("raw-client")),
             scope_logs: vec![ScopeLogs {
                 log_records: (0..3)
                     .map(|i| LogRecord {

@@ -147,6 +147,133 @@ fn help_documents_config() {
     for cmd in ["run", "validate", "default-config"] {
         assert!(stdout.contains(cmd), "command {cmd} is listed: {stdout}");
     }
+    // The about text names "run" by itself: the Commands section must list each one.
+    assert_eq!(
+        listed(&stdout, "Commands:"),
+        [
+            "run",
+            "validate",
+            "default-config",
+            "gate",
+            "loadgen",
+            "help"
+        ],
+        "{stdout}"
+    );
+}
+
+/// The first word of each line of the help section that starts with `heading`.
+fn listed(help: &str, heading: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim() != heading)
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect()
+}
+
+/// The long flags that start the lines of a help text's Options section, in order
+/// (`-c, --config` counts as `--config`; flags named inside descriptions do not count).
+fn flags(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim() != "Options:")
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let l = match l.split_once(", ") {
+                Some((short, rest)) if short.len() == 2 && short.starts_with('-') => rest,
+                _ => l,
+            };
+            l.split_whitespace().next().filter(|w| w.starts_with("--"))
+        })
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn gate_help_documents_every_flag_and_the_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stdout, stderr) = run_cli(&["gate", "--help"], dir.path(), LIMIT);
+    assert!(status.success(), "exit {status}\n{stderr}");
+    assert!(
+        stdout.contains(
+            "exit 0 when the journey's score passes, 1 when it fails, 2 when it cannot decide"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Usage: cerflow gate [OPTIONS] --journey <JOURNEY>"),
+        "{stdout}"
+    );
+    assert_eq!(
+        flags(&stdout),
+        [
+            "--config",
+            "--endpoint",
+            "--journey",
+            "--log-level",
+            "--log-format",
+            "--window",
+            "--min-score",
+            "--deny-alerts",
+            "--compare",
+            "--max-drop",
+            "--wait",
+            "--interval",
+            "--help"
+        ],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[default: http://127.0.0.1:9464]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn loadgen_help_documents_every_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stdout, stderr) = run_cli(&["loadgen", "--help"], dir.path(), LIMIT);
+    assert!(status.success(), "exit {status}\n{stderr}");
+    assert!(
+        stdout.contains("exit 1 when more requests failed than --max-errors"),
+        "{stdout}"
+    );
+    assert_eq!(
+        flags(&stdout),
+        [
+            "--config",
+            "--endpoint",
+            "--log-level",
+            "--protocol",
+            "--gzip",
+            "--log-format",
+            "--rate",
+            "--duration",
+            "--spans",
+            "--concurrency",
+            "--connections",
+            "--spans-per-request",
+            "--journeys",
+            "--cohorts",
+            "--error-rate",
+            "--latency-ms",
+            "--latency-spread",
+            "--scenario",
+            "--max-errors",
+            "--summary-json",
+            "--timeout",
+            "--pool",
+            "--seed",
+            "--threads",
+            "--quiet",
+            "--probe-metrics",
+            "--print-config",
+            "--help-scenario",
+            "--help"
+        ],
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -10,271 +10,19 @@
 //! - the fuzz seeds and every input the fuzzers ever flagged (`fuzz/corpus`, and the
 //!   regressions below) pass the same checks the fuzz targets run (`fuzz/oracle.rs`).
 
+mod common;
 #[path = "../fuzz/oracle.rs"]
 mod oracle;
 
 use cerflow::decode::{self, lazy, Format};
+use common::gen::{a_request, damage, damaged};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use oracle::Outcome;
 use proptest::prelude::*;
 use prost::Message;
 use std::path::Path;
-
-// ---------------------------------------------------------------------- generators
-
-fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        3 => prop::sample::select(vec![
-            "", "service.name", "http.route", "cloud.region", "POST /checkout", "exception",
-            "\u{e9}t\u{e9}", "\u{1f600}", "a\"b\\c\nd", "\u{0}",
-        ])
-        .prop_map(String::from),
-        2 => "[a-zA-Z0-9./_ -]{0,16}",
-        1 => any::<String>().prop_map(|s| s.chars().take(12).collect()),
-    ]
-}
-
-fn id(len: usize) -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        8 => prop::collection::vec(any::<u8>(), len),
-        1 => Just(vec![0u8; len]),
-        1 => prop::collection::vec(any::<u8>(), 0..=len + 2),
-    ]
-}
-
-/// Finite doubles only when `json`: JSON has no NaN or infinities.
-fn double(json: bool) -> BoxedStrategy<f64> {
-    if json {
-        prop_oneof![
-            any::<f64>().prop_filter("finite", |d| d.is_finite()),
-            Just(0.0),
-            Just(-0.0)
-        ]
-        .boxed()
-    } else {
-        prop_oneof![
-            any::<f64>(),
-            Just(f64::NAN),
-            Just(f64::INFINITY),
-            Just(-0.0)
-        ]
-        .boxed()
-    }
-}
-
-/// Attribute values; for JSON without the one kind OTLP JSON cannot carry back
-/// (`string_value_strindex`, see `json_lossy_values` below).
-fn any_value(depth: u32, json: bool) -> BoxedStrategy<AnyValue> {
-    use any_value::Value as V;
-    let mut leaves = vec![
-        text().prop_map(V::StringValue).boxed(),
-        any::<bool>().prop_map(V::BoolValue).boxed(),
-        any::<i64>().prop_map(V::IntValue).boxed(),
-        double(json).prop_map(V::DoubleValue).boxed(),
-        prop::collection::vec(any::<u8>(), 0..8)
-            .prop_map(V::BytesValue)
-            .boxed(),
-    ];
-    if !json {
-        leaves.push(any::<i32>().prop_map(V::StringValueStrindex).boxed());
-    }
-    let leaf = prop::strategy::Union::new(leaves);
-    let value = if depth == 0 {
-        leaf.boxed()
-    } else {
-        prop_oneof![
-            4 => leaf,
-            1 => prop::collection::vec(any_value(depth - 1, json), 0..3)
-                .prop_map(|values| V::ArrayValue(ArrayValue { values })),
-            1 => prop::collection::vec(key_value(depth - 1, json), 0..3)
-                .prop_map(|values| V::KvlistValue(KeyValueList { values })),
-        ]
-        .boxed()
-    };
-    prop::option::weighted(0.9, value)
-        .prop_map(|value| AnyValue { value })
-        .boxed()
-}
-
-fn key_value(depth: u32, json: bool) -> BoxedStrategy<KeyValue> {
-    (text(), any_value(depth, json), prop::bool::weighted(0.1))
-        .prop_map(move |(key, value, none)| KeyValue {
-            key,
-            value: if none { None } else { Some(value) },
-            key_strindex: 0,
-        })
-        .boxed()
-}
-
-fn attrs(max: usize, json: bool) -> impl Strategy<Value = Vec<KeyValue>> {
-    prop::collection::vec(key_value(2, json), 0..=max)
-}
-
-fn timestamps() -> impl Strategy<Value = (u64, u64)> {
-    prop_oneof![
-        4 => (1u64..1 << 62).prop_flat_map(|s| (Just(s), s..s + 10_000_000_000)),
-        1 => (any::<u64>(), any::<u64>()),
-        1 => any::<u64>().prop_map(|s| (s, 0)),
-    ]
-}
-
-fn a_span(json: bool) -> impl Strategy<Value = Span> {
-    (
-        (id(16), id(8), id(8), text(), text(), any::<u32>()),
-        (
-            prop_oneof![4 => 0i32..6, 1 => any::<i32>()],
-            timestamps(),
-            attrs(4, json),
-        ),
-        (
-            prop::collection::vec((any::<u64>(), text(), attrs(2, json)), 0..3),
-            prop::collection::vec((id(16), id(8), text(), attrs(1, json), any::<u32>()), 0..2),
-            prop::option::of((text(), prop_oneof![4 => 0i32..3, 1 => any::<i32>()])),
-            any::<u32>(),
-        ),
-    )
-        .prop_map(
-            |(
-                (trace_id, span_id, parent_span_id, trace_state, name, flags),
-                (kind, (start, end), attributes),
-                (events, links, status, dropped),
-            )| Span {
-                trace_id,
-                span_id,
-                trace_state,
-                parent_span_id,
-                flags,
-                name,
-                kind,
-                start_time_unix_nano: start,
-                end_time_unix_nano: end,
-                attributes,
-                dropped_attributes_count: dropped % 3,
-                events: events
-                    .into_iter()
-                    .map(|(time_unix_nano, name, attributes)| span::Event {
-                        time_unix_nano,
-                        name,
-                        attributes,
-                        dropped_attributes_count: dropped % 2,
-                    })
-                    .collect(),
-                dropped_events_count: dropped % 5,
-                links: links
-                    .into_iter()
-                    .map(
-                        |(trace_id, span_id, trace_state, attributes, flags)| span::Link {
-                            trace_id,
-                            span_id,
-                            trace_state,
-                            attributes,
-                            dropped_attributes_count: 0,
-                            flags,
-                        },
-                    )
-                    .collect(),
-                dropped_links_count: dropped % 7,
-                status: status.map(|(message, code)| Status { message, code }),
-            },
-        )
-}
-
-fn a_request(json: bool) -> impl Strategy<Value = ExportTraceServiceRequest> {
-    let scope_spans = (
-        prop::option::of((text(), text(), attrs(2, json))),
-        prop::collection::vec(a_span(json), 0..5),
-        text(),
-    )
-        .prop_map(|(scope, spans, schema_url)| ScopeSpans {
-            scope: scope.map(|(name, version, attributes)| InstrumentationScope {
-                name,
-                version,
-                attributes,
-                dropped_attributes_count: 0,
-            }),
-            spans,
-            schema_url,
-        });
-    let resource = (attrs(4, json), prop::option::of(text()), any::<u32>()).prop_map(
-        |(mut attributes, service, dropped)| {
-            if let Some(s) = service {
-                attributes.push(KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue(s)),
-                    }),
-                    key_strindex: 0,
-                });
-            }
-            Resource {
-                attributes,
-                dropped_attributes_count: dropped % 4,
-                entity_refs: vec![],
-            }
-        },
-    );
-    let resource_spans = (
-        prop::option::weighted(0.9, resource),
-        prop::collection::vec(scope_spans, 0..3),
-        text(),
-    )
-        .prop_map(|(resource, scope_spans, schema_url)| ResourceSpans {
-            resource,
-            scope_spans,
-            schema_url,
-        });
-    prop::collection::vec(resource_spans, 0..4)
-        .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
-}
-
-/// Corrupts encoded bytes the ways a network, a buggy encoder or an attacker would.
-#[derive(Debug, Clone)]
-enum Damage {
-    Truncate(usize),
-    SetByte(usize, u8),
-    Insert(usize, Vec<u8>),
-    Delete(usize, usize),
-    /// A run of 0xff: a huge or over-long varint.
-    Ff(usize, usize),
-}
-
-fn damage() -> impl Strategy<Value = Damage> {
-    prop_oneof![
-        any::<usize>().prop_map(Damage::Truncate),
-        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Damage::SetByte(i, b)),
-        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..6))
-            .prop_map(|(i, b)| Damage::Insert(i, b)),
-        (any::<usize>(), 1usize..5).prop_map(|(i, n)| Damage::Delete(i, n)),
-        (any::<usize>(), 9usize..13).prop_map(|(i, n)| Damage::Ff(i, n)),
-    ]
-}
-
-fn apply(mut b: Vec<u8>, d: &Damage) -> Vec<u8> {
-    let n = b.len();
-    match d {
-        Damage::Truncate(i) if n > 0 => b.truncate(i % n),
-        Damage::SetByte(i, v) if n > 0 => b[i % n] = *v,
-        Damage::Insert(i, extra) => {
-            let at = i % (n + 1);
-            b.splice(at..at, extra.iter().copied());
-        }
-        Damage::Delete(i, k) if n > 0 => {
-            let at = i % n;
-            b.drain(at..(at + k).min(n));
-        }
-        Damage::Ff(i, k) => {
-            let at = i % (n + 1);
-            b.splice(at..at, std::iter::repeat_n(0xff, *k));
-        }
-        _ => {}
-    }
-    b
-}
 
 /// Every decode function on `bytes`, as protobuf and as JSON; none may panic.
 fn decode_everything(bytes: &[u8]) {
@@ -354,7 +102,7 @@ proptest! {
 
     #[test]
     fn corrupted_protobuf_never_panics_and_decoders_agree(req in a_request(false), d in prop::collection::vec(damage(), 1..3)) {
-        let bytes = d.iter().fold(req.encode_to_vec(), apply);
+        let bytes = d.iter().fold(req.encode_to_vec(), damaged);
         decode_everything(&bytes);
         if let Err(e) = oracle::check_protobuf(&bytes) {
             return Err(TestCaseError::fail(format!("{e}\ndamage {d:?}\nbytes {bytes:02x?}")));
@@ -381,7 +129,7 @@ proptest! {
     #[test]
     fn corrupted_json_never_panics(req in a_request(true), d in prop::collection::vec(damage(), 1..3)) {
         let text = serde_json::to_vec(&req).expect("serializable");
-        let bytes = d.iter().fold(text, apply);
+        let bytes = d.iter().fold(text, damaged);
         decode_everything(&bytes);
         if let Err(e) = oracle::check_json(&bytes) {
             return Err(TestCaseError::fail(format!("{e}\ndamage {d:?}\n{}", String::from_utf8_lossy(&bytes))));

@@ -3,242 +3,21 @@
 //! every field the pipeline reads, span by span. Also: the ingest path gives the same
 //! outcome and the same accounting whichever decoder read the request.
 
+mod common;
+
 use cerflow::decode::lazy::{self, Attr};
 use cerflow::decode::{invalid_reason, service_name, ProstSpan};
 use cerflow::span::{AttrValue, SpanView};
+use common::gen::{a_request, a_resource, a_span, bytes, damage, damaged};
+use common::otlp::{field, put_varint};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    any_value, AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::Status;
 use proptest::prelude::*;
 use prost::Message;
 
-// ---------------------------------------------------------------- generators
-
-fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        3 => prop::sample::select(vec![
-            "", "service.name", "http.route", "cloud.region", "app.plan.tier", "http.response.status_code",
-            "POST /checkout", "exception", "eu-west-1", "pro", "\u{e9}t\u{e9}", "\u{1f600}",
-        ])
-        .prop_map(String::from),
-        1 => "[a-z.]{0,12}",
-        1 => any::<String>().prop_map(|s| s.chars().take(8).collect()),
-    ]
-}
-
-fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(any::<u8>(), 0..=max)
-}
-
-fn id(len: usize) -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        6 => prop::collection::vec(any::<u8>(), len),
-        1 => Just(vec![0u8; len]),
-        1 => bytes(len + 2),
-    ]
-}
-
-fn any_value(depth: u32) -> BoxedStrategy<AnyValue> {
-    use any_value::Value as V;
-    let leaf = prop_oneof![
-        text().prop_map(V::StringValue),
-        any::<bool>().prop_map(V::BoolValue),
-        any::<i64>().prop_map(V::IntValue),
-        prop_oneof![any::<f64>(), Just(f64::NAN), Just(-0.0)].prop_map(V::DoubleValue),
-        bytes(6).prop_map(V::BytesValue),
-        any::<i32>().prop_map(V::StringValueStrindex),
-    ];
-    let value = if depth == 0 {
-        leaf.boxed()
-    } else {
-        prop_oneof![
-            4 => leaf,
-            1 => prop::collection::vec(any_value(depth - 1), 0..3).prop_map(|values| V::ArrayValue(ArrayValue { values })),
-            1 => prop::collection::vec(key_value(depth - 1), 0..3).prop_map(|values| V::KvlistValue(KeyValueList { values })),
-        ]
-        .boxed()
-    };
-    prop::option::weighted(0.9, value)
-        .prop_map(|value| AnyValue { value })
-        .boxed()
-}
-
-fn key_value(depth: u32) -> BoxedStrategy<KeyValue> {
-    (
-        text(),
-        prop::option::weighted(0.9, any_value(depth)),
-        prop_oneof![4 => Just(0i32), 1 => any::<i32>()],
-    )
-        .prop_map(|(key, value, key_strindex)| KeyValue {
-            key,
-            value,
-            key_strindex,
-        })
-        .boxed()
-}
-
-fn attrs(max: usize) -> impl Strategy<Value = Vec<KeyValue>> {
-    prop::collection::vec(key_value(1), 0..=max)
-}
-
-fn timestamps() -> impl Strategy<Value = (u64, u64)> {
-    prop_oneof![
-        4 => (1u64..1u64 << 62).prop_flat_map(|s| (Just(s), s..s + 1_000_000_000)),
-        1 => (any::<u64>(), any::<u64>()),
-        1 => any::<u64>().prop_map(|s| (s, 0)),
-    ]
-}
-
-fn a_span() -> impl Strategy<Value = Span> {
-    (
-        (id(16), id(8), text(), bytes(8), any::<u32>(), text()),
-        (
-            prop_oneof![4 => 0i32..6, 1 => any::<i32>()],
-            timestamps(),
-            attrs(5),
-        ),
-        (
-            prop::collection::vec((any::<u64>(), text(), attrs(2)), 0..3),
-            prop::collection::vec((id(16), id(8), text(), attrs(2), any::<u32>()), 0..2),
-            prop::option::of((text(), prop_oneof![4 => 0i32..3, 1 => any::<i32>()])),
-            any::<u32>(),
-        ),
-    )
-        .prop_map(
-            |(
-                (trace_id, span_id, trace_state, parent_span_id, flags, name),
-                (kind, (start, end), attributes),
-                (events, links, status, dropped),
-            )| Span {
-                trace_id,
-                span_id,
-                trace_state,
-                parent_span_id,
-                flags,
-                name,
-                kind,
-                start_time_unix_nano: start,
-                end_time_unix_nano: end,
-                attributes,
-                dropped_attributes_count: dropped % 3,
-                events: events
-                    .into_iter()
-                    .map(|(time_unix_nano, name, attributes)| span::Event {
-                        time_unix_nano,
-                        name,
-                        attributes,
-                        dropped_attributes_count: 0,
-                    })
-                    .collect(),
-                dropped_events_count: dropped % 2,
-                links: links
-                    .into_iter()
-                    .map(
-                        |(trace_id, span_id, trace_state, attributes, flags)| span::Link {
-                            trace_id,
-                            span_id,
-                            trace_state,
-                            attributes,
-                            dropped_attributes_count: 0,
-                            flags,
-                        },
-                    )
-                    .collect(),
-                dropped_links_count: 0,
-                status: status.map(|(message, code)| Status { message, code }),
-            },
-        )
-}
-
-fn a_resource() -> impl Strategy<Value = Resource> {
-    (
-        attrs(5),
-        any::<u32>(),
-        prop::collection::vec((text(), text(), prop::collection::vec(text(), 0..2)), 0..2),
-    )
-        .prop_map(|(mut attributes, dropped, refs)| {
-            // Most resources name their service; some twice, some not at all.
-            if dropped % 3 != 0 {
-                attributes.insert(
-                    (dropped as usize) % (attributes.len() + 1),
-                    KeyValue {
-                        key: "service.name".into(),
-                        value: Some(AnyValue {
-                            value: Some(any_value::Value::StringValue(format!(
-                                "svc-{}",
-                                dropped % 5
-                            ))),
-                        }),
-                        key_strindex: 0,
-                    },
-                );
-            }
-            Resource {
-                attributes,
-                dropped_attributes_count: dropped % 4,
-                entity_refs: refs
-                    .into_iter()
-                    .map(|(schema_url, r#type, id_keys)| EntityRef {
-                        schema_url,
-                        r#type,
-                        description_keys: id_keys.clone(),
-                        id_keys,
-                    })
-                    .collect(),
-            }
-        })
-}
-
-fn a_request() -> impl Strategy<Value = ExportTraceServiceRequest> {
-    let scope_spans = (
-        prop::option::of((text(), text(), attrs(2))),
-        prop::collection::vec(a_span(), 0..5),
-        text(),
-    )
-        .prop_map(|(scope, spans, schema_url)| ScopeSpans {
-            scope: scope.map(|(name, version, attributes)| InstrumentationScope {
-                name,
-                version,
-                attributes,
-                dropped_attributes_count: 0,
-            }),
-            spans,
-            schema_url,
-        });
-    let resource_spans = (
-        prop::option::weighted(0.9, a_resource()),
-        prop::collection::vec(scope_spans, 1..3),
-        text(),
-    )
-        .prop_map(|(resource, scope_spans, schema_url)| ResourceSpans {
-            resource,
-            scope_spans,
-            schema_url,
-        });
-    prop::collection::vec(resource_spans, 0..4)
-        .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
-}
-
 // ------------------------------------------------- raw encodings, still valid
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn field(out: &mut Vec<u8>, tag: u32, body: &[u8]) {
-    put_varint(out, (u64::from(tag) << 3) | 2);
-    put_varint(out, body.len() as u64);
-    out.extend_from_slice(body);
-}
-
-/// An unknown field (numbers from 50 up are unused in every OTLP trace message).
 fn unknown() -> impl Strategy<Value = Vec<u8>> {
     (50u32..60, 0u8..5, any::<u64>(), bytes(6)).prop_map(|(tag, kind, v, b)| {
         let mut out = Vec::new();
@@ -275,8 +54,8 @@ fn unknown() -> impl Strategy<Value = Vec<u8>> {
 /// second's scalars win, repeated fields append, `status` merges) and unknown fields.
 fn raw_span() -> impl Strategy<Value = Vec<u8>> {
     (
-        a_span(),
-        prop::option::of(a_span()),
+        a_span(false),
+        prop::option::of(a_span(false)),
         prop::collection::vec(unknown(), 0..2),
         any::<bool>(),
     )
@@ -307,7 +86,7 @@ fn raw_span() -> impl Strategy<Value = Vec<u8>> {
 /// with unknown fields between them.
 fn raw_request() -> impl Strategy<Value = Vec<u8>> {
     let rs = (
-        prop::collection::vec(a_resource(), 0..3),
+        prop::collection::vec(a_resource(false), 0..3),
         prop::collection::vec(prop::collection::vec(raw_span(), 0..3), 0..3),
         prop::collection::vec(unknown(), 0..2),
         0usize..3,
@@ -352,58 +131,6 @@ fn raw_request() -> impl Strategy<Value = Vec<u8>> {
         }
         out
     })
-}
-
-#[derive(Debug, Clone)]
-enum Mutation {
-    None,
-    Truncate(usize),
-    SetByte(usize, u8),
-    /// XOR the low three bits: turns a field key into another wire type.
-    FlipWireType(usize, u8),
-    Insert(usize, Vec<u8>),
-    Delete(usize, usize),
-    /// Replace one ASCII letter (most likely inside a string field) with a byte that is
-    /// never valid UTF-8.
-    CorruptText(usize),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        3 => Just(Mutation::None),
-        2 => any::<usize>().prop_map(Mutation::Truncate),
-        2 => (any::<usize>(), prop_oneof![any::<u8>(), Just(0xff), Just(0x80), Just(0xc3)]).prop_map(|(i, b)| Mutation::SetByte(i, b)),
-        2 => (any::<usize>(), 1u8..8).prop_map(|(i, x)| Mutation::FlipWireType(i, x)),
-        1 => (any::<usize>(), bytes(4)).prop_map(|(i, b)| Mutation::Insert(i, b)),
-        1 => (any::<usize>(), 1usize..4).prop_map(|(i, n)| Mutation::Delete(i, n)),
-        3 => any::<usize>().prop_map(Mutation::CorruptText),
-    ]
-}
-
-fn mutate(mut b: Vec<u8>, m: &Mutation) -> Vec<u8> {
-    let n = b.len();
-    match m {
-        Mutation::None => {}
-        Mutation::Truncate(i) if n > 0 => b.truncate(i % n),
-        Mutation::SetByte(i, v) if n > 0 => b[i % n] = *v,
-        Mutation::FlipWireType(i, x) if n > 0 => b[i % n] ^= x,
-        Mutation::Insert(i, extra) => {
-            let at = i % (n + 1);
-            b.splice(at..at, extra.iter().copied());
-        }
-        Mutation::Delete(i, k) if n > 0 => {
-            let at = i % n;
-            b.drain(at..(at + k).min(n));
-        }
-        Mutation::CorruptText(i) => {
-            let letters: Vec<usize> = (0..n).filter(|&k| b[k].is_ascii_alphabetic()).collect();
-            if !letters.is_empty() {
-                b[letters[i % letters.len()]] = 0xff;
-            }
-        }
-        _ => {}
-    }
-    b
 }
 
 // ------------------------------------------------------------ the comparison
@@ -548,16 +275,16 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
 
     #[test]
-    fn agrees_with_prost_on_random_requests(req in a_request(), m in mutation()) {
-        let bytes = mutate(req.encode_to_vec(), &m);
+    fn agrees_with_prost_on_random_requests(req in a_request(false), m in damage()) {
+        let bytes = damaged(req.encode_to_vec(), &m);
         if let Err(e) = compare(&bytes) {
             return Err(TestCaseError::fail(format!("{e}\nmutation {m:?}\nbytes {bytes:02x?}")));
         }
     }
 
     #[test]
-    fn agrees_with_prost_on_merged_fields_and_unknown_fields(raw in raw_request(), m in mutation()) {
-        let bytes = mutate(raw, &m);
+    fn agrees_with_prost_on_merged_fields_and_unknown_fields(raw in raw_request(), m in damage()) {
+        let bytes = damaged(raw, &m);
         if let Err(e) = compare(&bytes) {
             return Err(TestCaseError::fail(format!("{e}\nmutation {m:?}\nbytes {bytes:02x?}")));
         }
@@ -720,8 +447,8 @@ journeys:
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
         #[test]
-        fn the_lazy_path_accounts_like_the_prost_path(req in a_request(), shift in any::<u64>(), m in mutation()) {
-            let bytes = mutate(recent(req, shift).encode_to_vec(), &m);
+        fn the_lazy_path_accounts_like_the_prost_path(req in a_request(false), shift in any::<u64>(), m in damage()) {
+            let bytes = damaged(recent(req, shift).encode_to_vec(), &m);
             let lazy_side = side();
             let prost_side = side();
             let got = lazy_side.ingest.traces_body(&bytes, Format::Protobuf, Transport::Grpc);

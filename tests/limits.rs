@@ -4,60 +4,18 @@
 
 mod common;
 
+use common::otlp::{checkout_spans, kv, traces};
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-/// One request of `n` checkout spans; span i has `cloud.region = region(i)`.
+/// One request of `n` checkout spans of 50 ms; span i has `cloud.region = region(i)`.
 fn request(n: usize, first_id: u64, region: impl Fn(usize) -> String) -> Vec<u8> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        - 1_000_000_000;
-    let spans = (0..n)
-        .map(|i| {
-            let id = first_id + i as u64 + 1;
-            Span {
-                trace_id: [id.to_be_bytes(), 7u64.to_be_bytes()].concat(),
-                span_id: id.to_be_bytes().to_vec(),
-                name: "POST /checkout".into(),
-                kind: span::SpanKind::Server as i32,
-                start_time_unix_nano: now - 50_000_000,
-                end_time_unix_nano: now,
-                attributes: vec![kv("cloud.region", &region(i))],
-                ..Default::default()
-            }
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", "shop-api")],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
+    let mut spans = checkout_spans(n, first_id, 50);
+    for (i, s) in spans.iter_mut().enumerate() {
+        s.attributes.push(kv("cloud.region", &region(i)));
     }
-    .encode_to_vec()
+    traces("shop-api", spans).encode_to_vec()
 }
 
 fn post(cf: &Cerflow, body: Vec<u8>) -> u16 {
@@ -319,10 +277,8 @@ fn the_window_memory_budget_sends_new_series_to_overflow() {
 fn a_body_that_does_not_arrive_in_time_gets_408() {
     use std::io::{Read, Write};
     let cf = Cerflow::start(|p| {
-        p.listeners_yaml("").replace(
-            "receivers:\n  otlp:\n",
-            "receivers:\n  otlp:\n    request_timeout: 500ms\n",
-        ) + CHECKOUT
+        with_otlp_receiver_settings(&p.listeners_yaml(""), "    request_timeout: 500ms\n")
+            + CHECKOUT
     });
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", cf.ports.http)).unwrap();
     conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -347,10 +303,8 @@ fn a_body_that_does_not_arrive_in_time_gets_408() {
 #[test]
 fn attributes_past_the_per_span_limit_are_not_read() {
     let cf = Cerflow::start(|p| {
-        p.listeners_yaml("").replace(
-            "receivers:\n  otlp:\n",
-            "receivers:\n  otlp:\n    max_attributes_per_span: 2\n",
-        ) + "pipeline:\n  evaluation_interval: 100ms\n"
+        with_otlp_receiver_settings(&p.listeners_yaml(""), "    max_attributes_per_span: 2\n")
+            + "pipeline:\n  evaluation_interval: 100ms\n"
             + CHECKOUT
     });
     let mut req =

@@ -4,119 +4,14 @@
 
 mod common;
 
+use common::fake_receiver::{attrs, metrics, Answer, Collector, Receiver};
 use common::*;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue as PbKeyValue};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{
     metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint,
 };
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Every export request received, with when it arrived.
-#[derive(Clone, Default)]
-struct Collector {
-    got: Arc<Mutex<Vec<(Instant, ExportMetricsServiceRequest)>>>,
-}
-
-#[tonic::async_trait]
-impl MetricsService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.got
-            .lock()
-            .unwrap()
-            .push((Instant::now(), request.into_inner()));
-        Ok(tonic::Response::new(ExportMetricsServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-impl Collector {
-    fn count(&self) -> usize {
-        self.got.lock().unwrap().len()
-    }
-
-    fn all(&self) -> Vec<(Instant, ExportMetricsServiceRequest)> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// Waits for a request that satisfies `ok` and returns it.
-    fn wait_for(
-        &self,
-        what: &str,
-        ok: impl Fn(&ExportMetricsServiceRequest) -> bool,
-    ) -> ExportMetricsServiceRequest {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some((_, r)) = self.all().into_iter().rev().find(|(_, r)| ok(r)) {
-                return r;
-            }
-            if Instant::now() > deadline {
-                let last = self
-                    .all()
-                    .pop()
-                    .map(|(_, r)| format!("{r:#?}"))
-                    .unwrap_or_else(|| "nothing".into());
-                panic!("no OTLP push with {what} within {DEADLINE:?}; received {} requests, the last:\n{last}", self.count());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// A MetricsService on a free port of 127.0.0.1, served on `rt` until `stop` is sent.
-struct Receiver {
-    port: u16,
-    collector: Collector,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Receiver {
-    fn start(rt: &tokio::runtime::Runtime) -> Receiver {
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("binding the test receiver");
-        let port = listener.local_addr().unwrap().port();
-        let collector = Collector::default();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tonic::transport::Server::builder()
-            .add_service(MetricsServiceServer::new(collector.clone()))
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener),
-                async {
-                    let _ = rx.await;
-                },
-            );
-        rt.spawn(async move {
-            if let Err(e) = server.await {
-                eprintln!("test OTLP receiver failed: {e}");
-            }
-        });
-        Receiver {
-            port,
-            collector,
-            stop: Some(tx),
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-}
 
 fn config(p: &Ports, receiver_port: u16, interval: &str) -> String {
     format!(
@@ -129,18 +24,6 @@ fn config(p: &Ports, receiver_port: u16, interval: &str) -> String {
     )
 }
 
-fn attrs(kvs: &[PbKeyValue]) -> BTreeMap<String, String> {
-    kvs.iter()
-        .map(|kv| {
-            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(s)) => s.clone(),
-                other => format!("{other:?}"),
-            };
-            (kv.key.clone(), v)
-        })
-        .collect()
-}
-
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
@@ -149,11 +32,7 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 fn metric<'a>(req: &'a ExportMetricsServiceRequest, name: &str) -> Option<&'a Metric> {
-    req.resource_metrics
-        .iter()
-        .flat_map(|r| &r.scope_metrics)
-        .flat_map(|s| &s.metrics)
-        .find(|m| m.name == name)
+    metrics(req).find(|m| m.name == name)
 }
 
 #[track_caller]
@@ -219,33 +98,15 @@ fn requests_are(n: i64) -> impl Fn(&ExportMetricsServiceRequest) -> bool {
     }
 }
 
-/// checkout in eu-west-1: 50 ms, 100 ms, 200 ms failed, 400 ms slow.
-fn send_checkouts(rt: &tokio::runtime::Runtime, cerflow: &Cerflow) {
-    let spans = vec![
-        server("POST /checkout", 50),
-        server("POST /checkout", 100),
-        server("POST /checkout", 200).error(),
-        server("POST /checkout", 400),
-    ];
-    send(
-        grpc_provider(
-            rt,
-            &cerflow.grpc_endpoint(),
-            resource("shop-api", &[("cloud.region", "eu-west-1")]),
-            false,
-        ),
-        &spans,
-    );
-}
-
 #[test]
 fn journey_metrics_are_pushed_over_otlp() {
     let rt = runtime();
-    let receiver = Receiver::start(&rt);
+    let collector = Collector::new(Answer::Accept);
+    let receiver = Receiver::start(&rt, &collector, 0);
     let mut cerflow = Cerflow::start(|p| config(p, receiver.port, "200ms"));
-    send_checkouts(&rt, &cerflow);
+    send_checkouts(&rt, &cerflow.grpc_endpoint());
 
-    let req = receiver.collector.wait_for(
+    let req = collector.wait_for(
         "cer.journey.requests{checkout, eu-west-1} = 4",
         requests_are(4),
     );
@@ -365,13 +226,12 @@ fn journey_metrics_are_pushed_over_otlp() {
     assert_int(&req, "cer.definition.info", &[("version", "push-v1")], 1);
 
     // Pushes keep coming every 200ms with the same instance id; /metrics counts them.
-    let before = receiver.collector.count();
+    let before = collector.count();
     let s = cerflow.wait_until("two more pushes", |s| {
-        receiver.collector.count() >= before + 2
-            && s.value("cerflow_otlp_exports_total", &[]) >= 2.0
+        collector.count() >= before + 2 && s.value("cerflow_otlp_exports_total", &[]) >= 2.0
     });
     s.assert("cerflow_otlp_export_failures_total", &[], 0.0);
-    for (_, r) in receiver.collector.all() {
+    for r in collector.all().iter().map(|a| &a.req) {
         let res = attrs(&r.resource_metrics[0].resource.as_ref().unwrap().attributes);
         assert_eq!(
             res.get("service.instance.id"),
@@ -384,11 +244,10 @@ fn journey_metrics_are_pushed_over_otlp() {
     let killed_at = Instant::now();
     let status = cerflow.terminate();
     assert!(status.success(), "exit status {status}\n{}", cerflow.logs());
-    let after: Vec<_> = receiver
-        .collector
+    let after: Vec<_> = collector
         .all()
         .into_iter()
-        .filter(|(t, _)| *t > killed_at)
+        .filter(|a| a.at > killed_at)
         .collect();
     assert!(
         !after.is_empty(),
@@ -396,7 +255,7 @@ fn journey_metrics_are_pushed_over_otlp() {
         cerflow.logs()
     );
     assert!(
-        requests_are(4)(&after.last().unwrap().1),
+        requests_are(4)(&after.last().unwrap().req),
         "the final push carries the figures"
     );
 }
@@ -406,9 +265,10 @@ fn journey_metrics_are_pushed_over_otlp() {
 #[test]
 fn the_final_push_happens_on_sigterm() {
     let rt = runtime();
-    let receiver = Receiver::start(&rt);
+    let collector = Collector::new(Answer::Accept);
+    let receiver = Receiver::start(&rt, &collector, 0);
     let mut cerflow = Cerflow::start(|p| config(p, receiver.port, "1h"));
-    send_checkouts(&rt, &cerflow);
+    send_checkouts(&rt, &cerflow.grpc_endpoint());
     let s = cerflow.wait_for(
         "cer_journey_requests_total",
         &[("journey", "checkout"), ("cloud_region", "eu-west-1")],
@@ -416,21 +276,21 @@ fn the_final_push_happens_on_sigterm() {
     );
     s.assert("cerflow_otlp_exports_total", &[], 0.0);
     assert_eq!(
-        receiver.collector.count(),
+        collector.count(),
         0,
         "no push before the first interval ends"
     );
 
     let status = cerflow.terminate();
     assert!(status.success(), "exit status {status}\n{}", cerflow.logs());
-    let all = receiver.collector.all();
+    let all = collector.all();
     assert_eq!(
         all.len(),
         1,
         "exactly one push, at shutdown\n{}",
         cerflow.logs()
     );
-    let req = &all[0].1;
+    let req = &all[0].req;
     assert!(requests_are(4)(req), "{req:#?}");
     assert_int(
         req,
@@ -458,12 +318,13 @@ fn failed_pushes_are_counted_and_not_fatal() {
     let nobody = free_port();
     // Undelivered pushes are retried until shutdown_timeout; keep that short here.
     let mut cerflow = Cerflow::start(|p| {
-        config(p, nobody, "200ms").replace(
+        replace_once(
+            &config(p, nobody, "200ms"),
             "pipeline:\n  evaluation_interval: 100ms\n",
             "pipeline:\n  evaluation_interval: 100ms\n  shutdown_timeout: 1s\n",
         )
     });
-    send_checkouts(&rt, &cerflow);
+    send_checkouts(&rt, &cerflow.grpc_endpoint());
     let s = cerflow.wait_until("two failed pushes and 4 requests", |s| {
         s.value("cerflow_otlp_export_failures_total", &[]) >= 2.0
             && s.get(

@@ -6,191 +6,12 @@
 
 mod common;
 
+use common::fake_receiver::{attrs, metrics, Answer, Collector, Receiver};
 use common::*;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue as PbKeyValue};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, NumberDataPoint};
 use std::collections::BTreeMap;
-use std::net::TcpStream;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-// ---------------------------------------------------------------------------------
-// The downstream receiver.
-// ---------------------------------------------------------------------------------
-
-/// How the receiver answers a push.
-#[derive(Clone, Copy, Debug)]
-enum Answer {
-    Accept,
-    /// An error without details.
-    Refuse(tonic::Code),
-    /// An error carrying `google.rpc.RetryInfo` with this delay.
-    RetryAfter(tonic::Code, Duration),
-}
-
-/// One push that reached the receiver.
-#[derive(Clone)]
-struct Arrival {
-    at: Instant,
-    req: ExportMetricsServiceRequest,
-    accepted: bool,
-}
-
-#[derive(Clone)]
-struct Collector {
-    answer: Arc<Mutex<Answer>>,
-    got: Arc<Mutex<Vec<Arrival>>>,
-}
-
-impl Collector {
-    fn new(answer: Answer) -> Collector {
-        Collector {
-            answer: Arc::new(Mutex::new(answer)),
-            got: Arc::new(Mutex::new(Vec::new())),
-        }
-    }
-
-    fn answer_with(&self, a: Answer) {
-        *self.answer.lock().unwrap() = a;
-    }
-
-    fn all(&self) -> Vec<Arrival> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// Waits until `ok` holds for the arrivals so far.
-    #[track_caller]
-    fn wait_until(&self, what: &str, ok: impl Fn(&[Arrival]) -> bool) -> Vec<Arrival> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let all = self.all();
-            if ok(&all) {
-                return all;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {DEADLINE:?} waiting for {what}; {} pushes arrived ({} accepted)",
-                    all.len(),
-                    all.iter().filter(|a| a.accepted).count()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-}
-
-/// `google.rpc.Status` with `RetryInfo`, as a server puts them in `grpc-status-details-bin`.
-fn retry_info_status(code: tonic::Code, delay: Duration) -> tonic::Status {
-    use tonic_types::{ErrorDetails, StatusExt};
-    tonic::Status::with_error_details(
-        code,
-        "the test receiver is throttling",
-        ErrorDetails::with_retry_info(Some(delay)),
-    )
-}
-
-#[tonic::async_trait]
-impl MetricsService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        let answer = *self.answer.lock().unwrap();
-        let accepted = matches!(answer, Answer::Accept);
-        self.got.lock().unwrap().push(Arrival {
-            at: Instant::now(),
-            req: request.into_inner(),
-            accepted,
-        });
-        match answer {
-            Answer::Accept => Ok(tonic::Response::new(ExportMetricsServiceResponse {
-                partial_success: None,
-            })),
-            Answer::Refuse(code) => Err(tonic::Status::new(code, "refused by the test receiver")),
-            Answer::RetryAfter(code, d) => Err(retry_info_status(code, d)),
-        }
-    }
-}
-
-/// A MetricsService served on 127.0.0.1:`port` until stopped.
-struct Receiver {
-    port: u16,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Receiver {
-    /// Serves `collector` on `port` (0: a free one). A port just released may take a
-    /// moment to bind again, so binding is retried for a few seconds.
-    fn start(rt: &tokio::runtime::Runtime, collector: &Collector, port: u16) -> Receiver {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let listener = loop {
-            match rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", port))) {
-                Ok(l) => break l,
-                Err(e) if Instant::now() < deadline => {
-                    eprintln!("binding 127.0.0.1:{port} again: {e}; retrying");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(e) => panic!("cannot bind the test receiver on 127.0.0.1:{port}: {e}"),
-            }
-        };
-        let port = listener.local_addr().unwrap().port();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tonic::transport::Server::builder()
-            .add_service(MetricsServiceServer::new(collector.clone()))
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener),
-                async {
-                    let _ = rx.await;
-                },
-            );
-        let task = rt.spawn(async move {
-            if let Err(e) = server.await {
-                eprintln!("test OTLP receiver failed: {e}");
-            }
-        });
-        Receiver {
-            port,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    /// Stops the server and waits until it is gone: the port refuses connections.
-    fn stop(&mut self, rt: &tokio::runtime::Runtime) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            rt.block_on(async {
-                tokio::time::timeout(Duration::from_secs(10), task)
-                    .await
-                    .expect("the test receiver stops within 10s")
-                    .expect("the test receiver task ends cleanly")
-            });
-        }
-        let err = TcpStream::connect(("127.0.0.1", self.port))
-            .expect_err("nothing listens on the receiver's port once it is stopped");
-        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------
 // cerflow and what it pushes.
@@ -216,42 +37,8 @@ fn retry_yaml(initial: &str, max: &str, max_elapsed: &str) -> String {
     )
 }
 
-/// checkout in eu-west-1: four spans, one failed.
-fn send_checkouts(rt: &tokio::runtime::Runtime, cerflow: &Cerflow) {
-    let spans = vec![
-        server("POST /checkout", 50),
-        server("POST /checkout", 100),
-        server("POST /checkout", 200).error(),
-        server("POST /checkout", 400),
-    ];
-    send(
-        grpc_provider(
-            rt,
-            &cerflow.grpc_endpoint(),
-            resource("shop-api", &[("cloud.region", "eu-west-1")]),
-            false,
-        ),
-        &spans,
-    );
-}
-
-fn attrs(kvs: &[PbKeyValue]) -> BTreeMap<String, String> {
-    kvs.iter()
-        .map(|kv| {
-            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(s)) => s.clone(),
-                other => format!("{other:?}"),
-            };
-            (kv.key.clone(), v)
-        })
-        .collect()
-}
-
 fn number_points<'a>(req: &'a ExportMetricsServiceRequest, name: &str) -> Vec<&'a NumberDataPoint> {
-    req.resource_metrics
-        .iter()
-        .flat_map(|r| &r.scope_metrics)
-        .flat_map(|s| &s.metrics)
+    metrics(req)
         .filter(|m| m.name == name)
         .flat_map(|m| match &m.data {
             Some(metric::Data::Sum(s)) => s.data_points.iter().collect::<Vec<_>>(),
@@ -344,7 +131,7 @@ fn the_push_survives_a_downstream_outage_and_recovers_by_itself() {
     let port = receiver.port;
     let mut cerflow =
         Cerflow::start(|p| config(p, port, QUEUE as usize, &retry_yaml("100ms", "500ms", "1m")));
-    send_checkouts(&rt, &cerflow);
+    send_checkouts(&rt, &cerflow.grpc_endpoint());
 
     // Healthy: pushes arrive with the figures, nothing failed or dropped.
     first.wait_until("a push with cer.journey.requests = 4", |a| {
@@ -498,7 +285,7 @@ fn permanent_errors_drop_the_request_without_retrying() {
     let _receiver = Receiver::start(&rt, &collector, 0);
     let port = _receiver.port;
     let mut cerflow = Cerflow::start(|p| config(p, port, 4, &retry_yaml("100ms", "500ms", "1m")));
-    send_checkouts(&rt, &cerflow);
+    send_checkouts(&rt, &cerflow.grpc_endpoint());
 
     let s = cerflow.wait_until("three permanent drops", |s| dropped(s, "permanent") >= 3.0);
     assert_eq!(retries(&s), 0.0, "never retried\n{}", s.text);
@@ -552,7 +339,7 @@ fn retry_info_is_honoured_and_old_requests_expire() {
     let port = _receiver.port;
     // 16 requests take 3.2s to fill the queue; none lives past 1s.
     let mut cerflow = Cerflow::start(|p| config(p, port, 16, &retry_yaml("100ms", "500ms", "1s")));
-    send_checkouts(&rt, &cerflow);
+    send_checkouts(&rt, &cerflow.grpc_endpoint());
 
     let s = cerflow.wait_until("three expired requests and four attempts", |s| {
         dropped(s, "expired") >= 3.0 && retries(s) >= 3.0 && collector.all().len() >= 4

@@ -3,57 +3,18 @@
 
 mod common;
 
+use common::otlp::{checkout_spans, traces};
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
-
+/// `n` checkout spans of 10 ms from `shop-api`.
 fn request(n: usize) -> ExportTraceServiceRequest {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        - 1_000_000_000;
-    let spans = (0..n as u64)
-        .map(|i| Span {
-            trace_id: [(i + 1).to_be_bytes(), 9u64.to_be_bytes()].concat(),
-            span_id: (i + 1).to_be_bytes().to_vec(),
-            name: "POST /checkout".into(),
-            kind: span::SpanKind::Server as i32,
-            start_time_unix_nano: now - 10_000_000,
-            end_time_unix_nano: now,
-            ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", "shop-api")],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    traces("shop-api", checkout_spans(n, 0, 10))
 }
 
 const CHECKOUT: &str = "pipeline:\n  evaluation_interval: 100ms\njourneys:\n  - name: checkout\n    match: { span_name: POST /checkout }\n";
@@ -61,9 +22,9 @@ const CHECKOUT: &str = "pipeline:\n  evaluation_interval: 100ms\njourneys:\n  - 
 #[test]
 fn bearer_tokens_guard_both_receivers_and_name_the_tenant() {
     let cf = Cerflow::start(|p| {
-        p.listeners_yaml("").replace(
-            "receivers:\n  otlp:\n",
-            "receivers:\n  otlp:\n    auth:\n      bearer_tokens:\n        - { token: s3cret, tenant: shop }\n        - { token: n0tenant }\n",
+        with_otlp_receiver_settings(
+            &p.listeners_yaml(""),
+            "    auth:\n      bearer_tokens:\n        - { token: s3cret, tenant: shop }\n        - { token: n0tenant }\n",
         ) + "cohorts:\n  keys: [cerflow.tenant]\n" + CHECKOUT
     });
     let post = |auth: Option<&str>, n: usize| {

@@ -282,7 +282,8 @@ fn all_good_traffic_scores_one_and_fires_nothing() {
 
 /// `yaml` with the SLO checkpoint at `path`, written every second.
 fn with_checkpoint(yaml: &str, path: &std::path::Path) -> String {
-    yaml.replace(
+    replace_once(
+        yaml,
         "  min_events: 5\n",
         &format!(
             "  min_events: 5\n  checkpoint:\n    path: {}\n    interval: 1s\n",

@@ -254,3 +254,16 @@ fn anchors_work_on_lists_and_mappings_and_expansion_is_bounded() {
         "{got:?}"
     );
 }
+
+#[test]
+fn configs_compare_by_value_for_reload() {
+    let text = "receivers:\n  otlp:\n    auth:\n      bearer_tokens: [{ token: a }]\njourneys:\n  - name: j\n    match: { span_name: { regex: \"^GET \" } }\n";
+    let a = parse(text).unwrap();
+    let b = parse(text).unwrap();
+    assert_eq!(a, b, "the same file twice, regexes included");
+    let c = parse(&text.replace("token: a", "token: b")).unwrap();
+    assert_ne!(a.receivers, c.receivers, "a changed token is a change");
+    assert_eq!(a.journeys, c.journeys);
+    let d = parse(&text.replace("^GET ", "^POST ")).unwrap();
+    assert_ne!(a.journeys, d.journeys, "a changed regex is a change");
+}

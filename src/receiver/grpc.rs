@@ -6,6 +6,7 @@
 
 use super::auth::{Auth, Tenant};
 use super::consumer::{Accepted, Consumer, Format, Refused};
+use super::layers::{AuthLayer, AuthService, Verdict};
 use crate::internal_events::{InternalEvent, RequestRefused, SpansReceived};
 use crate::telemetry::{Reason, Transport};
 use bytes::{Buf, BufMut, Bytes};
@@ -28,6 +29,7 @@ use tonic::codec::{
 };
 use tonic::server::NamedService;
 use tonic::Status;
+use tower::Layer;
 
 #[derive(Clone, Copy, Default)]
 pub struct RawCodec;
@@ -135,7 +137,6 @@ impl Signal for Logs {
 
 pub struct GrpcService<S> {
     ingest: Arc<dyn Consumer>,
-    auth: Arc<Auth>,
     /// (uncompressed, decompressed) message limits.
     limits: (usize, usize),
     _signal: PhantomData<fn() -> S>,
@@ -145,7 +146,6 @@ impl<S> Clone for GrpcService<S> {
     fn clone(&self) -> Self {
         GrpcService {
             ingest: self.ingest.clone(),
-            auth: self.auth.clone(),
             limits: self.limits,
             _signal: PhantomData,
         }
@@ -158,7 +158,6 @@ impl<S: Signal> NamedService for GrpcService<S> {
 
 struct Unary<S> {
     ingest: Arc<dyn Consumer>,
-    auth: Arc<Auth>,
     _signal: PhantomData<fn() -> S>,
 }
 
@@ -169,14 +168,10 @@ impl<S: Signal> tonic::server::UnaryService<Bytes> for Unary<S> {
     type Future = BoxFuture<Result<tonic::Response<Vec<u8>>, Status>>;
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let ingest = self.ingest.clone();
-        let auth = self.auth.clone();
+        let Verdict(verdict) = Verdict::of(request.extensions());
         Box::pin(async move {
-            let header = request
-                .metadata()
-                .get("authorization")
-                .map(|v| v.as_bytes().to_vec());
             let body = request.into_inner();
-            let tenant = match auth.check(header.as_deref()) {
+            let tenant = match verdict {
                 Ok(t) => t,
                 Err(why) => {
                     // Received and refused, so received = processed + refused still holds.
@@ -222,7 +217,6 @@ where
             .and_then(|p| p.strip_prefix(S::NAME))
             == Some("/Export");
         let ingest = self.ingest.clone();
-        let auth = self.auth.clone();
         // tonic bounds the decoded message. An uncompressed message is as large on the wire
         // as decoded, so it gets max_request_bytes; a compressed one max_decompressed_bytes.
         let compressed = req
@@ -245,7 +239,6 @@ where
                 .apply_max_message_size_config(Some(max), None);
             let unary = Unary::<S> {
                 ingest: ingest.clone(),
-                auth,
                 _signal: PhantomData,
             };
             let mut response = grpc.unary(unary, req).await;
@@ -294,17 +287,17 @@ where
     }
 }
 
+/// One signal's service behind the shared authentication layer.
 pub fn service<S: Signal>(
     ingest: Arc<dyn Consumer>,
     auth: Arc<Auth>,
     limits: (usize, usize),
-) -> GrpcService<S> {
-    GrpcService {
+) -> AuthService<GrpcService<S>> {
+    AuthLayer::new(auth).layer(GrpcService {
         ingest,
-        auth,
         limits,
         _signal: PhantomData,
-    }
+    })
 }
 
 /// What the OTLP/gRPC server needs besides its listener.

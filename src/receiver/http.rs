@@ -39,8 +39,10 @@ enum Signal {
 }
 
 use super::auth::Auth;
+use super::layers::{AuthLayer, Verdict};
 
 pub fn router(ingest: Arc<dyn Consumer>, opts: HttpOptions) -> Router {
+    let auth = opts.auth.clone();
     let state = HttpState { ingest, opts };
     Router::new()
         .route(
@@ -56,6 +58,7 @@ pub fn router(ingest: Arc<dyn Consumer>, opts: HttpOptions) -> Router {
             post(|s: State<HttpState>, r: Request| handle(s, r, Signal::Logs)),
         )
         .with_state(state)
+        .layer(AuthLayer::new(auth))
 }
 
 fn media_format(headers: &HeaderMap) -> Option<Format> {
@@ -143,10 +146,7 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
         .emit(tel);
         return early_error(format, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
     }
-    let auth_header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes().to_vec());
+    let Verdict(verdict) = Verdict::of(req.extensions());
     let max_request = st.opts.max_request;
     let collected = tokio::time::timeout(
         st.opts.timeout,
@@ -249,7 +249,7 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
         return error(format, StatusCode::PAYLOAD_TOO_LARGE, 8, msg);
     }
     let ingest = &st.ingest;
-    let tenant = match st.opts.auth.check(auth_header.as_deref()) {
+    let tenant = match verdict {
         Ok(tenant) => tenant,
         Err(why) => {
             // The spans are counted so the refusal shows how much was turned away.

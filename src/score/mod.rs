@@ -7,6 +7,8 @@
 //! weighted by journey weight (optionally times traffic). Cohort scores use the same
 //! formula over one cohort's requests.
 
+pub mod config;
+
 use crate::config::{NoData, Objectives, PerSli, Score, Severity, SliKind, SLIS};
 use crate::duration::format_duration;
 use crate::journey::{JourneyInfo, Journeys};

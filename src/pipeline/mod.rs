@@ -7,6 +7,8 @@
 //! The deriver asks every worker for a snapshot on each evaluation tick over a
 //! separate control channel, so a full data queue never delays it.
 
+pub mod config;
+
 use crate::clock::now_unix_ns;
 use crate::config::Config;
 use crate::internal_events::{CardinalityOverflow, InternalEvent, SeriesExpired, SpansRecorded};

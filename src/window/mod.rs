@@ -6,6 +6,8 @@
 //! `now` are the sum of the slots whose index lies in the last N buckets up to `now`:
 //! it covers between W - W/N and W of event time and slides one sub-bucket at a time.
 
+pub mod config;
+
 use crate::hist::{self, SparseHist};
 use crate::span_record::flag;
 

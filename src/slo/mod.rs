@@ -7,6 +7,8 @@
 //! a checkpoint and read back after a restart. Burn windows run on arrival time, as
 //! PromQL `rate()`-based SLO rules do; the score windows stay on event time.
 
+pub mod config;
+
 use crate::config::{Objectives, Severity, SliKind, Slo, SLIS};
 use crate::journey::{Journeys, Origin};
 use crate::sli::Snapshot;

@@ -1,0 +1,103 @@
+//! OTLP protobuf built by hand: attribute values, spans, whole trace requests, gzip, and
+//! the wire-level pieces that tests splice into deliberately broken messages.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Now, in nanoseconds since the Unix epoch.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_nanos() as u64
+}
+
+/// A string attribute value.
+pub fn str_value(s: impl Into<String>) -> Option<AnyValue> {
+    Some(AnyValue {
+        value: Some(any_value::Value::StringValue(s.into())),
+    })
+}
+
+/// An attribute with any value, or none.
+pub fn kv_any(key: impl Into<String>, value: Option<AnyValue>) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value,
+        ..Default::default()
+    }
+}
+
+/// A string attribute.
+pub fn kv(key: &str, value: &str) -> KeyValue {
+    kv_any(key, str_value(value))
+}
+
+/// A resource with only `service.name`.
+pub fn service_resource(service: &str) -> Resource {
+    Resource {
+        attributes: vec![kv("service.name", service)],
+        ..Default::default()
+    }
+}
+
+/// One trace request: one resource with `service.name = service`, one scope, `spans`.
+pub fn traces(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(service_resource(service)),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// `n` SERVER spans `POST /checkout` of `millis` each, ending 1 s ago; span i has the
+/// ids `first_id + i + 1`, so requests built with distinct ranges never share a span.
+pub fn checkout_spans(n: usize, first_id: u64, millis: u64) -> Vec<Span> {
+    let end = now_ns() - 1_000_000_000;
+    (0..n as u64)
+        .map(|i| {
+            let id = first_id + i + 1;
+            Span {
+                trace_id: [id.to_be_bytes(), 7u64.to_be_bytes()].concat(),
+                span_id: id.to_be_bytes().to_vec(),
+                name: "POST /checkout".into(),
+                kind: span::SpanKind::Server as i32,
+                start_time_unix_nano: end - millis * 1_000_000,
+                end_time_unix_nano: end,
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// `data` gzip-compressed (best compression: bombs stay small).
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data).expect("gzip in memory");
+    e.finish().expect("gzip in memory")
+}
+
+/// A protobuf base-128 varint.
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A length-delimited field: key (wire type 2), length, bytes.
+pub fn field(out: &mut Vec<u8>, tag: u32, body: &[u8]) {
+    put_varint(out, (u64::from(tag) << 3) | 2);
+    put_varint(out, body.len() as u64);
+    out.extend_from_slice(body);
+}

@@ -1,0 +1,331 @@
+//! The real `cerflow` binary: started on free loopback ports with a temporary config,
+//! asked for readiness, scraped, stopped (SIGTERM, then SIGKILL) even when a test
+//! fails; and one-shot CLI commands run with a time limit.
+
+use super::scrape::Scrape;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_cerflow");
+
+/// How long a derived figure may take to show up on `/metrics`.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    l.local_addr()
+        .expect("local_addr of a bound listener")
+        .port()
+}
+
+/// `n` distinct free ports.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    // Hold every listener until all are chosen, so the kernel cannot hand one out twice.
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local_addr").port())
+        .collect()
+}
+
+/// The three listening ports of one cerflow process.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub grpc: u16,
+    pub http: u16,
+    pub prom: u16,
+}
+
+impl Ports {
+    pub fn new() -> Ports {
+        let p = free_ports(3);
+        Ports {
+            grpc: p[0],
+            http: p[1],
+            prom: p[2],
+        }
+    }
+
+    /// The `receivers:` block and the `exporters:` block with Prometheus, plus `extra`
+    /// (already indented by 2) inside `exporters:`.
+    pub fn listeners_yaml(&self, extra_exporters: &str) -> String {
+        format!(
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{}\n      http:\n        endpoint: 127.0.0.1:{}\n\
+             exporters:\n  prometheus:\n    endpoint: 127.0.0.1:{}\n{extra_exporters}",
+            self.grpc, self.http, self.prom
+        )
+    }
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports::new()
+    }
+}
+
+/// One running cerflow; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Cerflow {
+    child: Option<Child>,
+    pub ports: Ports,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    log_path: PathBuf,
+    exit: Option<ExitStatus>,
+    http: reqwest::blocking::Client,
+}
+
+impl Cerflow {
+    /// Writes the YAML that `config` builds from fresh ports, starts cerflow on it and
+    /// waits until `/healthz` answers.
+    pub fn start(config: impl Fn(&Ports) -> String) -> Cerflow {
+        // A port picked free can be taken by another test before cerflow binds it;
+        // such a start is retried on fresh ports.
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Cerflow::try_start(&config) {
+                Ok(c) => return c,
+                Err(logs) => last = logs,
+            }
+        }
+        panic!("cerflow could not bind free ports five times:\n{last}")
+    }
+
+    /// The running cerflow, or its log when a port it was given was taken.
+    fn try_start(config: &impl Fn(&Ports) -> String) -> Result<Cerflow, String> {
+        let ports = Ports::new();
+        let yaml = config(&ports);
+        let dir = tempfile::tempdir().expect("creating a temp dir");
+        let config_path = dir.path().join("cerflow.yaml");
+        std::fs::write(&config_path, &yaml).expect("writing the config");
+        let log_path = dir.path().join("cerflow.log");
+        let log = std::fs::File::create(&log_path).expect("creating the log file");
+        let child = Command::new(BIN)
+            // The default SLO checkpoint path is relative: each run keeps its own.
+            .current_dir(dir.path())
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--log-level")
+            .arg("info,cerflow=debug")
+            .env_remove("RUST_LOG")
+            .env_remove("CERFLOW_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cloning the log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .expect("building the HTTP client");
+        let mut c = Cerflow {
+            child: Some(child),
+            ports,
+            dir,
+            config_path,
+            log_path,
+            exit: None,
+            http,
+        };
+        if c.wait_ready(&yaml) {
+            Ok(c)
+        } else {
+            Err(c.logs())
+        }
+    }
+
+    /// False when cerflow exited because a port was taken (the caller retries).
+    fn wait_ready(&mut self, yaml: &str) -> bool {
+        let deadline = Instant::now() + DEADLINE;
+        let url = format!("http://127.0.0.1:{}/healthz", self.ports.prom);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.exit = Some(status);
+                self.child = None;
+                if self.logs().contains("Address already in use") {
+                    return false;
+                }
+                panic!("cerflow exited during start-up with {status}\n--- config ---\n{yaml}\n--- log ---\n{}", self.logs());
+            }
+            if let Ok(r) = self.http.get(&url).send() {
+                if r.status().is_success() {
+                    return true;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("cerflow did not answer {url} within {DEADLINE:?}\n--- config ---\n{yaml}\n--- log ---\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// What cerflow wrote to stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// `http://127.0.0.1:PORT` of the OTLP/gRPC receiver.
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.grpc)
+    }
+
+    /// `http://127.0.0.1:PORT{path}` on the OTLP/HTTP receiver.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.http)
+    }
+
+    pub fn client(&self) -> &reqwest::blocking::Client {
+        &self.http
+    }
+
+    /// One scrape of `/metrics`, or why it failed.
+    pub fn try_scrape(&self) -> Result<Scrape, String> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.ports.prom);
+        let r = self
+            .http
+            .get(&url)
+            .send()
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!("GET {url}: {}", r.status()));
+        }
+        Ok(Scrape::parse(
+            &r.text().map_err(|e| format!("reading {url}: {e}"))?,
+        ))
+    }
+
+    /// One scrape of `/metrics`.
+    pub fn scrape(&self) -> Scrape {
+        self.try_scrape()
+            .unwrap_or_else(|e| panic!("{e}\n--- log ---\n{}", self.logs()))
+    }
+
+    /// Scrapes until `ok` holds, then returns that scrape; panics with the last scrape
+    /// after [`DEADLINE`]. A failed scrape is retried until then (a loaded machine).
+    pub fn wait_until(&self, what: &str, ok: impl Fn(&Scrape) -> bool) -> Scrape {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let last = match self.try_scrape() {
+                Ok(s) if ok(&s) => return s,
+                Ok(s) => s.text,
+                Err(e) => e,
+            };
+            if Instant::now() > deadline {
+                panic!("timed out after {DEADLINE:?} waiting for {what}\n--- last /metrics ---\n{last}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Scrapes until the sample `name{labels}` equals `value` exactly.
+    pub fn wait_for(&self, name: &str, labels: &[(&str, &str)], value: f64) -> Scrape {
+        let what = format!("{} == {value}", Scrape::key_text(name, labels));
+        self.wait_until(&what, |s| s.get(name, labels) == Some(value))
+    }
+
+    /// Sends SIGTERM and waits for the exit (SIGKILL after 15 s).
+    pub fn terminate(&mut self) -> ExitStatus {
+        if let Some(status) = self.exit {
+            return status;
+        }
+        let mut child = self.child.take().expect("cerflow is running");
+        let status = stop(&mut child, Duration::from_secs(15));
+        self.exit = Some(status);
+        status
+    }
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL and wait.
+pub fn stop(child: &mut Child, grace: Duration) -> ExitStatus {
+    if let Ok(Some(status)) = child.try_wait() {
+        return status;
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait().expect("waiting for cerflow after SIGKILL")
+}
+
+impl Drop for Cerflow {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child, Duration::from_secs(10));
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- cerflow log ({}) ---\n{}",
+                self.config_path.display(),
+                self.logs()
+            );
+        }
+    }
+}
+
+/// A Tokio runtime for the gRPC clients; tests stay synchronous around it.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building a Tokio runtime")
+}
+
+/// Runs `cerflow ARGS` to completion with a time limit; returns (status, stdout, stderr).
+pub fn run_cli(args: &[&str], cwd: &Path, timeout: Duration) -> (ExitStatus, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .env_remove("CERFLOW_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let s = stop(&mut child, Duration::from_secs(5));
+            panic!(
+                "cerflow {args:?} did not exit within {timeout:?} (stopped: {s})\nstdout:\n{}\nstderr:\n{}",
+                std::fs::read_to_string(&out_path).unwrap_or_default(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        status,
+        std::fs::read_to_string(&out_path).unwrap_or_default(),
+        std::fs::read_to_string(&err_path).unwrap_or_default(),
+    )
+}

@@ -1,0 +1,183 @@
+//! Spans sent the way applications send them: the real OpenTelemetry SDK and its OTLP
+//! exporters (gRPC, HTTP protobuf, HTTP JSON), with explicit start and end times.
+
+use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _, TracerProvider as _};
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithTonicConfig};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use std::time::{Duration, SystemTime};
+
+/// One span to emit: its end is `ends_ago` before the moment it is emitted.
+#[derive(Debug, Clone)]
+pub struct SpanSpec {
+    pub name: &'static str,
+    pub kind: SpanKind,
+    pub duration: Duration,
+    pub ends_ago: Duration,
+    pub error: bool,
+    pub attrs: Vec<KeyValue>,
+    pub events: Vec<&'static str>,
+    /// End before start: an invalid span.
+    pub backwards: bool,
+    /// End in the future by `ends_ago` instead of in the past.
+    pub future: bool,
+}
+
+pub fn span(name: &'static str, kind: SpanKind, millis: u64) -> SpanSpec {
+    SpanSpec {
+        name,
+        kind,
+        duration: Duration::from_millis(millis),
+        ends_ago: Duration::from_secs(2),
+        error: false,
+        attrs: Vec::new(),
+        events: Vec::new(),
+        backwards: false,
+        future: false,
+    }
+}
+
+pub fn server(name: &'static str, millis: u64) -> SpanSpec {
+    span(name, SpanKind::Server, millis)
+}
+
+impl SpanSpec {
+    pub fn attr(mut self, kv: KeyValue) -> SpanSpec {
+        self.attrs.push(kv);
+        self
+    }
+    pub fn tier(self, tier: &'static str) -> SpanSpec {
+        self.attr(KeyValue::new("app.plan.tier", tier))
+    }
+    pub fn error(mut self) -> SpanSpec {
+        self.error = true;
+        self
+    }
+    pub fn event(mut self, name: &'static str) -> SpanSpec {
+        self.events.push(name);
+        self
+    }
+    pub fn ended_ago(mut self, d: Duration) -> SpanSpec {
+        self.ends_ago = d;
+        self
+    }
+    pub fn backwards(mut self) -> SpanSpec {
+        self.backwards = true;
+        self
+    }
+    pub fn ending_in(mut self, d: Duration) -> SpanSpec {
+        self.ends_ago = d;
+        self.future = true;
+        self
+    }
+}
+
+/// A resource with `service.name` and the given extra attributes.
+pub fn resource(service: &'static str, attrs: &[(&'static str, &'static str)]) -> Resource {
+    Resource::builder_empty()
+        .with_service_name(service)
+        .with_attributes(attrs.iter().map(|(k, v)| KeyValue::new(*k, *v)))
+        .build()
+}
+
+/// A tracer provider exporting over OTLP/gRPC (tonic). The tonic channel needs a Tokio
+/// runtime, so it is built inside `rt`; the SDK's batch thread drives the exports.
+pub fn grpc_provider(
+    rt: &tokio::runtime::Runtime,
+    endpoint: &str,
+    res: Resource,
+    gzip: bool,
+) -> SdkTracerProvider {
+    let endpoint = endpoint.to_string();
+    rt.block_on(async move {
+        let mut b = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .with_timeout(Duration::from_secs(5));
+        if gzip {
+            b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+        }
+        let exporter = b.build().expect("building the OTLP/gRPC span exporter");
+        SdkTracerProvider::builder()
+            .with_resource(res)
+            .with_batch_exporter(exporter)
+            .build()
+    })
+}
+
+/// A tracer provider exporting over OTLP/HTTP (protobuf or JSON) with the blocking
+/// reqwest client. Must not be called from inside a Tokio runtime.
+pub fn http_provider(url: &str, res: Resource, protocol: Protocol) -> SdkTracerProvider {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(url)
+        .with_protocol(protocol)
+        .with_timeout(Duration::from_secs(5))
+        .build()
+        .expect("building the OTLP/HTTP span exporter");
+    SdkTracerProvider::builder()
+        .with_resource(res)
+        .with_batch_exporter(exporter)
+        .build()
+}
+
+/// Emits every span with explicit start and end times, flushes and shuts the provider down.
+pub fn send(provider: SdkTracerProvider, spans: &[SpanSpec]) {
+    let tracer = provider.tracer("cerflow-integration-tests");
+    let now = SystemTime::now();
+    for s in spans {
+        let end = if s.future {
+            now + s.ends_ago
+        } else {
+            now - s.ends_ago
+        };
+        let start = if s.backwards {
+            end + s.duration
+        } else {
+            end - s.duration
+        };
+        let mut span = tracer
+            .span_builder(s.name)
+            .with_kind(s.kind.clone())
+            .with_start_time(start)
+            .with_attributes(s.attrs.clone())
+            .start(&tracer);
+        for e in &s.events {
+            span.add_event_with_timestamp(
+                *e,
+                start,
+                vec![KeyValue::new("detail", "from the test")],
+            );
+        }
+        if s.error {
+            span.set_status(Status::error("failed on purpose"));
+        } else {
+            span.set_status(Status::Ok);
+        }
+        span.end_with_timestamp(end);
+    }
+    provider.force_flush().expect("flushing the span exporter");
+    provider
+        .shutdown()
+        .expect("shutting the tracer provider down");
+}
+
+/// `shop-api` checkouts in eu-west-1 over gRPC: 50 ms, 100 ms, 200 ms failed, 400 ms.
+pub fn send_checkouts(rt: &tokio::runtime::Runtime, grpc_endpoint: &str) {
+    let spans = vec![
+        server("POST /checkout", 50),
+        server("POST /checkout", 100),
+        server("POST /checkout", 200).error(),
+        server("POST /checkout", 400),
+    ];
+    send(
+        grpc_provider(
+            rt,
+            grpc_endpoint,
+            resource("shop-api", &[("cloud.region", "eu-west-1")]),
+            false,
+        ),
+        &spans,
+    );
+}
