@@ -9,6 +9,7 @@ use crate::config::{Config, JourneyConfig};
 use crate::predicate::Cond;
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::span_record::{flag, JourneyId};
+use crate::users::UserKeys;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -65,6 +66,7 @@ pub struct Journeys {
     configured: Vec<Compiled>,
     auto: Option<AutoTable>,
     missing_value: String,
+    users: UserKeys,
     /// Bumped by every reload; batches carry it so workers know which ids they hold.
     pub generation: u64,
 }
@@ -99,6 +101,8 @@ pub struct Classified<'a> {
     pub seed: u64,
     pub cohort_keys: &'a [String],
     pub flags: u8,
+    /// The hash of the span's user id ([`crate::users`]), when it names one.
+    pub user: Option<u64>,
 }
 
 fn labels_of(keys: &[String]) -> Arc<[String]> {
@@ -175,6 +179,7 @@ impl Journeys {
             configured,
             auto,
             missing_value: cfg.cohorts.missing_value.clone(),
+            users: UserKeys::new(&cfg.users.keys),
             generation: 0,
         }
     }
@@ -273,6 +278,7 @@ impl Journeys {
             seed,
             cohort_keys,
             flags,
+            user: self.users.user_hash(span),
         })
     }
 

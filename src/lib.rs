@@ -45,6 +45,7 @@ pub mod span;
 pub mod span_record;
 pub mod telemetry;
 pub mod tls;
+pub mod users;
 pub mod window;
 
 /// cerflow's own API, generated from `proto/cerflow/v1/score.proto`.

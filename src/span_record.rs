@@ -11,9 +11,13 @@ pub mod flag {
     pub const INCORRECT: u8 = 4;
     /// The span is an entry point (SERVER or CONSUMER); it counts towards coverage.
     pub const ENTRY: u8 = 8;
+    /// The span names a user; [`super::Record::user`] holds the hash of the id.
+    pub const USER: u8 = 16;
+    /// Failed, slow or incorrect: what makes the user an affected one.
+    pub const BAD: u8 = ERROR | SLOW | INCORRECT;
 }
 
-/// One classified span, 40 bytes; its cohort values live in the batch's text.
+/// One classified span, 48 bytes; its cohort values live in the batch's text.
 #[derive(Debug, Clone, Copy)]
 pub struct Record {
     pub hash: u64,
@@ -24,4 +28,6 @@ pub struct Record {
     pub flags: u8,
     pub end_ns: u64,
     pub duration_ns: u64,
+    /// The hash of the user id when `flags` has [`flag::USER`], else 0.
+    pub user: u64,
 }

@@ -19,6 +19,8 @@ pub use crate::slo::config::{
     AlertRule, Checkpoint, Objectives, PerSli, Severity, SliKind, Slo, DEFAULT_ALERTS,
     DEFAULT_OBJECTIVES, SLIS,
 };
+use crate::users::config::decode_users;
+pub use crate::users::config::Users;
 use crate::window::config::decode_windows;
 pub use crate::window::config::Windows;
 pub use listener::TlsFiles;
@@ -49,6 +51,7 @@ pub struct Config {
     pub windows: Windows,
     pub histogram_buckets: Vec<f64>,
     pub cohorts: Cohorts,
+    pub users: Users,
     pub defaults: Defaults,
     pub auto_journeys: AutoJourneys,
     pub slo: Slo,
@@ -124,6 +127,7 @@ impl Default for Config {
                 series_ttl: Duration::from_secs(15 * 60),
             },
             histogram_buckets: DEFAULT_BUCKETS.to_vec(),
+            users: Users::default(),
             cohorts: Cohorts {
                 keys: Vec::new(),
                 missing_value: DEFAULT_COHORT_MISSING.into(),
@@ -292,6 +296,7 @@ const ROOT_KEYS: &[&str] = &[
     "windows",
     "histogram",
     "cohorts",
+    "users",
     "defaults",
     "auto_journeys",
     "slo",
@@ -333,6 +338,9 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
     }
     if let Some(n) = m.get("cohorts") {
         decode_cohorts(ctx, n, &mut cfg.cohorts);
+    }
+    if let Some(n) = m.get("users") {
+        decode_users(ctx, n, &mut cfg.users);
     }
     if let Some(n) = m.get("defaults") {
         if let Some(d) = ctx.map(n, "defaults", &["latency_threshold"]) {

@@ -82,7 +82,8 @@ impl BatchBuilder {
         end_ns: u64,
     ) {
         use std::hash::{BuildHasher, Hasher};
-        let (journey, cohort_keys, flags) = (c.journey, c.cohort_keys, c.flags);
+        let (journey, cohort_keys) = (c.journey, c.cohort_keys);
+        let flags = c.flags | if c.user.is_some() { flag::USER } else { 0 };
         self.scratch.clear();
         self.scratch_ends.clear();
         for key in cohort_keys {
@@ -122,6 +123,7 @@ impl BatchBuilder {
             flags,
             end_ns,
             duration_ns: span.end_ns().saturating_sub(span.start_ns()),
+            user: c.user.unwrap_or(0),
         });
     }
 
