@@ -154,7 +154,7 @@ fn record(c: &mut C) {
     g.bench_function("1000", |b| {
         b.iter(|| {
             for &(i, end, dur, flags) in &spans {
-                series[i].record(end, dur, flags, &bounds_ns, now);
+                series[i].record(end, dur, flags, 0, &bounds_ns, now);
             }
         })
     });

@@ -128,6 +128,33 @@ pub const CER_JOURNEY_REQUESTS_PER_SECOND: Metric = Metric {
     labels: &["journey", COHORTS, "window"],
 };
 
+pub const CER_JOURNEY_USERS: Metric = Metric {
+    prom: "cer_journey_users",
+    otlp: Some("cer.journey.users"),
+    unit: "{user}",
+    kind: Kind::Gauge,
+    help: "Distinct users with a request in the window; without cohort labels, across the journey's cohorts.",
+    labels: &["journey", COHORTS, "window"],
+};
+
+pub const CER_JOURNEY_USERS_AFFECTED: Metric = Metric {
+    prom: "cer_journey_users_affected",
+    otlp: Some("cer.journey.users_affected"),
+    unit: "{user}",
+    kind: Kind::Gauge,
+    help: "Distinct users with at least one failed, slow or incorrect request in the window.",
+    labels: &["journey", COHORTS, "window"],
+};
+
+pub const CER_JOURNEY_USERS_AFFECTED_RATIO: Metric = Metric {
+    prom: "cer_journey_users_affected_ratio",
+    otlp: Some("cer.journey.users_affected_ratio"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Affected users over users in the window; absent with no users.",
+    labels: &["journey", COHORTS, "window"],
+};
+
 pub const CER_TELEMETRY_COVERAGE_RATIO: Metric = Metric {
     prom: "cer_telemetry_coverage_ratio",
     otlp: Some("cer.telemetry.coverage"),
@@ -455,6 +482,9 @@ pub const ALL: &[Metric] = &[
     CER_SLI_CORRECTNESS_RATIO,
     CER_JOURNEY_LATENCY_SECONDS,
     CER_JOURNEY_REQUESTS_PER_SECOND,
+    CER_JOURNEY_USERS,
+    CER_JOURNEY_USERS_AFFECTED,
+    CER_JOURNEY_USERS_AFFECTED_RATIO,
     CER_TELEMETRY_COVERAGE_RATIO,
     CER_DEFINITION_INFO,
     CER_SLO_OBJECTIVE_RATIO,

@@ -11,8 +11,9 @@ use cerflow::score::{self, Evaluation};
 use cerflow::sli::Snapshot;
 use cerflow::slo::SloTracker;
 use cerflow::snapshot::{SeriesSnap, ShardSnapshot};
+use cerflow::span_record::flag;
 use cerflow::telemetry::Telemetry;
-use cerflow::window::{Counts, Coverage, WindowStats};
+use cerflow::window::{Counts, Coverage, Users, WindowStats};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,8 @@ fn published() -> (Arc<Shared>, Pipeline) {
         incorrect: 0,
     };
     let windows = cfg.windows.sizes.clone();
+    let mut users = Users::default();
+    users.record(7, flag::USER | flag::ERROR);
     let series = SeriesSnap {
         journey: journeys.get(0).expect("the configured journey"),
         cohort: Arc::from(vec![Box::<str>::from("eu")]),
@@ -50,6 +53,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
             .iter()
             .map(|_| WindowStats {
                 counts,
+                users: users.clone(),
                 quantiles_s: vec![Some(0.1); 4],
             })
             .collect(),
@@ -160,8 +164,8 @@ fn the_otlp_push_sends_exactly_the_catalogue_metrics_with_an_otlp_name() {
         .collect();
     assert_eq!(
         expected.len(),
-        12,
-        "the OTLP table of README.md has 12 metrics"
+        15,
+        "the OTLP table of README.md has 15 metrics"
     );
     assert_eq!(sent, expected);
 }

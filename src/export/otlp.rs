@@ -20,6 +20,7 @@ use crate::internal_events::{
 use crate::published::Shared;
 use crate::rng::Rng;
 use crate::sli::{Sli, Snapshot};
+use crate::sli::{UserCounts, UserRow};
 use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{ExportDrop, Telemetry};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
@@ -223,6 +224,33 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
     }
     metrics.push(gauge(&catalogue::CER_JOURNEY_LATENCY_SECONDS, latency));
     metrics.push(gauge(&catalogue::CER_JOURNEY_REQUESTS_PER_SECOND, rate));
+
+    type UserCol = (&'static Def, fn(&UserCounts) -> Option<f64>);
+    let user_cols: [UserCol; 3] = [
+        (&catalogue::CER_JOURNEY_USERS, |u| Some(u.users as f64)),
+        (&catalogue::CER_JOURNEY_USERS_AFFECTED, |u| {
+            Some(u.affected as f64)
+        }),
+        (&catalogue::CER_JOURNEY_USERS_AFFECTED_RATIO, |u| {
+            u.affected_ratio()
+        }),
+    ];
+    for (m, get) in user_cols {
+        let mut points = Vec::new();
+        for (row, per_window) in snap.user_rows() {
+            for (u, w) in per_window.iter().zip(&windows) {
+                if let Some(v) = get(u) {
+                    let mut a = match row {
+                        UserRow::Series(s) => series_attrs(s),
+                        UserRow::Journey(j) => vec![kv("journey", &j.name)],
+                    };
+                    a.push(kv("window", w));
+                    points.push(number(a, 0, now, number_data_point::Value::AsDouble(v)));
+                }
+            }
+        }
+        metrics.push(gauge(m, points));
+    }
 
     let coverage = windows
         .iter()

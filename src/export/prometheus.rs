@@ -3,6 +3,7 @@
 use crate::catalogue::{self, Metric};
 use crate::duration::format_duration;
 use crate::published::Shared;
+use crate::sli::{UserCounts, UserRow};
 use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{AddRelaxed, Transport, EXPORT_DROPS, REASONS};
 use std::fmt::Write;
@@ -163,6 +164,40 @@ pub fn render(sh: &Shared) -> String {
                 &format!("{l},window=\"{w}\""),
                 sli.requests_per_second,
             );
+        }
+    }
+
+    let user_cols: [Column<&UserCounts, Option<f64>>; 3] = [
+        (&catalogue::CER_JOURNEY_USERS, |u| Some(u.users as f64)),
+        (&catalogue::CER_JOURNEY_USERS_AFFECTED, |u| {
+            Some(u.affected as f64)
+        }),
+        (&catalogue::CER_JOURNEY_USERS_AFFECTED_RATIO, |u| {
+            u.affected_ratio()
+        }),
+    ];
+    // Series rows take their labels from `labels`; journey rows carry the journey only.
+    let row_labels: Vec<String> = snap
+        .user_rows()
+        .map(|(row, _)| match row {
+            UserRow::Series(_) => String::new(),
+            UserRow::Journey(j) => {
+                let mut l = String::from("journey=\"");
+                escape(&j.name, &mut l);
+                l.push('"');
+                l
+            }
+        })
+        .collect();
+    for (m, get) in user_cols {
+        header(&mut out, m);
+        for (i, ((_, per_window), own)) in snap.user_rows().zip(&row_labels).enumerate() {
+            let l = labels.get(i).unwrap_or(own);
+            for (u, w) in per_window.iter().zip(&windows) {
+                if let Some(v) = get(u) {
+                    sample(&mut out, m.prom, &format!("{l},window=\"{w}\""), v);
+                }
+            }
         }
     }
 

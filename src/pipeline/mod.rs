@@ -442,9 +442,14 @@ impl Worker {
                         now,
                     ),
                 });
-                overflow
-                    .state
-                    .record(r.end_ns, r.duration_ns, r.flags, &settings.bounds_ns, now);
+                overflow.state.record(
+                    r.end_ns,
+                    r.duration_ns,
+                    r.flags,
+                    r.user,
+                    &settings.bounds_ns,
+                    now,
+                );
                 continue;
             }
             let series = match pos {
@@ -470,9 +475,14 @@ impl Worker {
                     &mut list[last]
                 }
             };
-            series
-                .state
-                .record(r.end_ns, r.duration_ns, r.flags, &settings.bounds_ns, now);
+            series.state.record(
+                r.end_ns,
+                r.duration_ns,
+                r.flags,
+                r.user,
+                &settings.bounds_ns,
+                now,
+            );
         }
     }
 

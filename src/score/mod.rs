@@ -639,6 +639,7 @@ mod tests {
             created_unix_ns: 1,
             windows: vec![WindowStats {
                 counts: c,
+                users: Default::default(),
                 quantiles_s: vec![],
             }],
         };

@@ -8,6 +8,7 @@
 
 pub mod config;
 
+use crate::distinct::Distinct;
 use crate::hist::{self, SparseHist};
 use crate::span_record::flag;
 
@@ -145,12 +146,45 @@ impl<T: Default + Clone + Reset> Ring<T> {
 pub struct Slot {
     pub counts: Counts,
     pub hist: SparseHist,
+    pub users: Users,
 }
 
 impl Reset for Slot {
     fn reset(&mut self) {
         self.counts = Counts::default();
         self.hist.clear();
+        self.users.clear();
+    }
+}
+
+/// Distinct users with a request, and those with at least one bad one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Users {
+    pub all: Distinct,
+    pub affected: Distinct,
+}
+
+impl Users {
+    pub fn record(&mut self, user: u64, flags: u8) {
+        self.all.insert(user);
+        if flags & flag::BAD != 0 {
+            self.affected.insert(user);
+        }
+    }
+
+    /// The union: a user in both counts once.
+    pub fn merge(&mut self, o: &Users) {
+        self.all.merge(&o.all);
+        self.affected.merge(&o.affected);
+    }
+
+    pub fn clear(&mut self) {
+        self.all.clear();
+        self.affected.clear();
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.all.heap_bytes() + self.affected.heap_bytes()
     }
 }
 
@@ -207,6 +241,7 @@ impl SeriesState {
         end_ns: u64,
         duration_ns: u64,
         flags: u8,
+        user: u64,
         bounds_ns: &[u64],
         now_ns: u64,
     ) {
@@ -219,6 +254,9 @@ impl SeriesState {
             if let Some(slot) = ring.slot_mut(end_ns, now_ns) {
                 slot.counts.add_flags(flags);
                 slot.hist.record(us);
+                if flags & flag::USER != 0 {
+                    slot.users.record(user, flags);
+                }
             }
         }
         self.last_update_unix_ns = now_ns;
@@ -235,12 +273,15 @@ impl SeriesState {
     ) -> WindowStats {
         let ring = &self.windows[w];
         let mut counts = Counts::default();
+        let mut users = Users::default();
         for s in ring.live(now_ns) {
             counts.add(&s.counts);
+            users.merge(&s.users);
         }
         hist::quantiles(ring.live(now_ns).map(|s| &s.hist), qs, scratch, qout);
         WindowStats {
             counts,
+            users,
             quantiles_s: qout.iter().map(|q| q.map(|us| us as f64 / 1e6)).collect(),
         }
     }
@@ -251,7 +292,9 @@ impl SeriesState {
             .map(|r| {
                 r.slots
                     .iter()
-                    .map(|s| s.hist.heap_bytes() + std::mem::size_of::<Slot>() + 8)
+                    .map(|s| {
+                        s.hist.heap_bytes() + s.users.heap_bytes() + std::mem::size_of::<Slot>() + 8
+                    })
                     .sum::<usize>()
             })
             .sum::<usize>()
@@ -262,6 +305,8 @@ impl SeriesState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowStats {
     pub counts: Counts,
+    /// The window's users, merged over its sub-buckets; the deriver merges cohorts.
+    pub users: Users,
     pub quantiles_s: Vec<Option<f64>>,
 }
 
@@ -305,12 +350,13 @@ mod tests {
         let bounds_ns = [100_000_000u64, 1_000_000_000];
         let now = 10_000 * S;
         let mut s = SeriesState::new(&[60 * S], 12, bounds_ns.len(), now);
-        s.record(now, 50_000_000, 0, &bounds_ns, now);
-        s.record(now, 100_000_000, 0, &bounds_ns, now);
+        s.record(now, 50_000_000, 0, 0, &bounds_ns, now);
+        s.record(now, 100_000_000, 0, 0, &bounds_ns, now);
         s.record(
             now,
             2_000_000_000,
             flag::ERROR | flag::SLOW,
+            0,
             &bounds_ns,
             now,
         );
@@ -336,5 +382,29 @@ mod tests {
             (max - 2.0).abs() <= 2.0 / 1000.0,
             "max {max} is 2 s within HDR precision"
         );
+    }
+
+    #[test]
+    fn users_are_counted_once_per_window_and_affected_by_any_bad_request() {
+        // 60 s window of 6 sub-buckets; users 1..=3, user 2 fails once in another bucket.
+        let now = 1_000 * S;
+        let mut s = SeriesState::new(&[60 * S], 6, 0, now);
+        let u = flag::USER;
+        for (t, user, flags) in [
+            (955, 1, u),
+            (975, 1, u),
+            (975, 2, u),
+            (995, 2, u | flag::ERROR),
+            (995, 3, u | flag::SLOW),
+            (999, 0, 0), // names no user: a request, not a user
+        ] {
+            s.record(t * S, 0, flags, user, &[], now);
+        }
+        let st = s.window_stats(0, now, &[], &mut Vec::new(), &mut Vec::new());
+        assert_eq!(st.counts.requests, 6);
+        assert_eq!((st.users.all.count(), st.users.affected.count()), (3, 2));
+        // At 1035 s the live buckets are 98..=103: 955 s and 975 s have left, users 2 and 3 remain.
+        let st = s.window_stats(0, 1_035 * S, &[], &mut Vec::new(), &mut Vec::new());
+        assert_eq!((st.users.all.count(), st.users.affected.count()), (2, 2));
     }
 }
