@@ -11,6 +11,8 @@
 #   - prometheus      apt-get (Debian's package)
 #   - .venv           python3 -m venv, then pip install -r tests/e2e/requirements.txt
 #   - node modules    npm ci in tests/e2e/node (versions pinned in its package-lock.json)
+#   - oslo            scripts/oslo.sh: the OpenSLO CLI pinned in tests/openslo/go.mod
+#   - compose schema  scripts/compose-schema.sh: compose-spec.json from the compose-go module
 #
 # Environment: PYTHON (default python3) picks the interpreter for the venv;
 # CARGO_TARGET_DIR is honoured.
@@ -94,6 +96,22 @@ else
     echo "$NODE_SUM" >"$NODE_STAMP"
 fi
 (cd "$NODE_DIR" && npm ls --depth=0 2>/dev/null | tail -n +2 | sed 's/^/    /') || true
+
+step "Compose Specification schema (compose-go module, cached in .cache/compose-spec/<version>)"
+if COMPOSE_SCHEMA=$(bash "$ROOT/scripts/compose-schema.sh"); then
+    export COMPOSE_SCHEMA
+    info "COMPOSE_SCHEMA=$COMPOSE_SCHEMA"
+else
+    info "fetching the schema failed: tests/e2e/test_compose.py will say so"
+fi
+
+step "OpenSLO oslo CLI (tests/openslo/go.mod, cached in .cache/oslo/<version>)"
+if OSLO_BIN=$(bash "$ROOT/scripts/oslo.sh"); then
+    export OSLO_BIN
+    info "OSLO_BIN=$OSLO_BIN"
+else
+    info "building oslo failed: tests/e2e/test_openslo.py will say so"
+fi
 
 # ---------------------------------------------------------------- tests
 

@@ -38,6 +38,17 @@ enum Command {
     /// Send realistic OTLP span load to an OTLP endpoint (cerflow, rotel, a Collector) and
     /// report what it accepted; exit 1 when more requests failed than --max-errors.
     Loadgen(cerflow::loadgen::Args),
+    /// Print the configured journeys' SLOs for other tools (--config, else the default).
+    #[command(subcommand)]
+    Export(Export),
+}
+
+#[derive(Subcommand)]
+enum Export {
+    /// Prometheus recording and burn-rate alerting rules reproducing cerflow's alert table.
+    PrometheusRules,
+    /// The journeys' SLOs as OpenSLO v1 documents, with a composite SLO for the overall score.
+    Openslo,
 }
 
 fn init_logs(level: &str, format: &str) {
@@ -67,6 +78,28 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Gate(args) => ExitCode::from(cerflow::gate::run(&args)),
         Command::Loadgen(args) => ExitCode::from(cerflow::loadgen::run(args)),
+        Command::Export(what) => match load(&cli.config) {
+            Ok(cfg) => {
+                let text = match what {
+                    Export::PrometheusRules => Ok(cerflow::rules::render(&cfg)),
+                    Export::Openslo => cerflow::openslo::render(&cfg),
+                };
+                match text {
+                    Ok(t) => {
+                        print!("{t}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::from(1)
+            }
+        },
         Command::DefaultConfig => {
             print!("{}", cerflow::config::DEFAULT_CONFIG_YAML);
             ExitCode::SUCCESS

@@ -42,7 +42,7 @@ const STAGES: &[(&str, &[&str])] = &[
     (
         "wiring",
         &[
-            "app", "admin", "reload", "main", "cli", "gate", "loadgen", "lib",
+            "app", "admin", "reload", "main", "cli", "gate", "loadgen", "lib", "rules", "openslo",
         ],
     ),
 ];

@@ -156,6 +156,7 @@ fn help_documents_config() {
             "default-config",
             "gate",
             "loadgen",
+            "export",
             "help"
         ],
         "{stdout}"
@@ -336,4 +337,16 @@ fn a_port_in_use_stops_cerflow_with_a_clear_message() {
         );
         drop(busy);
     }
+}
+
+#[test]
+fn export_help_lists_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stdout, stderr) = run_cli(&["export", "--help"], dir.path(), LIMIT);
+    assert!(status.success(), "exit {status}\n{stderr}");
+    assert_eq!(
+        listed(&stdout, "Commands:"),
+        ["prometheus-rules", "openslo", "help"],
+        "{stdout}"
+    );
 }

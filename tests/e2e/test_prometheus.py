@@ -150,11 +150,11 @@ def test_prometheus_scrapes_slis(start_cerflow, prometheus):
     assert query(http, base, 'cer_journey_duration_seconds_bucket{journey="checkout",le="0.25"}') == 3
 
 
-RULES = Path(__file__).resolve().parents[2] / "examples" / "prometheus-rules.yaml"
+RULES = Path(__file__).resolve().parents[2] / "examples" / "prometheus-rules-extra.yaml"
 
 
 def test_example_rules_load_and_fire(start_cerflow, prometheus):
-    """examples/prometheus-rules.yaml passes promtool and fires on a bad journey."""
+    """examples/prometheus-rules-extra.yaml passes promtool and fires on a bad journey."""
     promtool = which_or_fail("promtool", "/usr/bin/promtool")
     check = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
