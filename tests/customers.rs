@@ -91,6 +91,49 @@ fn users_and_affected_users_are_distinct_per_cohort_and_merged_per_journey() {
         0.5,
     );
     s.assert("cer_journey_users_affected_ratio", &[j, w], 0.5);
+
+    // The score API carries the same figures; a filter matching one cohort keeps them.
+    let api = |query: &str| -> serde_json::Value {
+        let url = format!(
+            "http://127.0.0.1:{}/api/v1/scores?journey=checkout&window=1m{query}",
+            cf.ports.prom
+        );
+        serde_json::from_str(&cf.client().get(&url).send().unwrap().text().unwrap()).unwrap()
+    };
+    let v = api("");
+    let entry = |v: &serde_json::Value, region: Option<&str>| {
+        v["journeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["cohort"].get("cloud_region").and_then(|r| r.as_str()) == region)
+            .unwrap_or_else(|| panic!("no entry for {region:?} in {v}"))["windows"][0]
+            .clone()
+    };
+    let (all, eu, us) = (
+        entry(&v, None),
+        entry(&v, Some("eu")),
+        entry(&v, Some("us")),
+    );
+    assert_eq!(
+        (all["users"].as_u64(), all["users_affected"].as_u64()),
+        (Some(4), Some(2))
+    );
+    assert_eq!(all["users_affected_ratio"].as_f64(), Some(0.5));
+    assert_eq!(
+        (eu["users"].as_u64(), eu["users_affected"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(
+        (us["users"].as_u64(), us["users_affected"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let one = api("&cohort=cloud.region:us");
+    let us = &one["journeys"][0]["windows"][0];
+    assert_eq!(
+        (us["users"].as_u64(), us["requests"].as_u64()),
+        (Some(2), Some(4))
+    );
 }
 
 #[test]
