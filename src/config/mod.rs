@@ -13,7 +13,7 @@ pub use crate::pipeline::config::{Limits, Pipeline};
 use crate::receiver::config::decode_receivers;
 pub use crate::receiver::config::{BearerToken, Receivers};
 use crate::score::config::decode_score;
-pub use crate::score::config::{NoData, Score};
+pub use crate::score::config::{NoData, Score, WeightBy};
 use crate::slo::config::{decode_slo, objective_ok, per_sli};
 pub use crate::slo::config::{
     AlertRule, Checkpoint, Objectives, PerSli, Severity, SliKind, Slo, DEFAULT_ALERTS,
@@ -143,7 +143,7 @@ impl Default for Config {
             score: Score {
                 floor_burn_rate: 10.0,
                 sli_weights: PerSli([0.5, 0.3, 0.2]),
-                weight_by_traffic: false,
+                weight_by: crate::score::config::WeightBy::Weight,
                 no_data: NoData::Exclude,
             },
             limits: Limits {

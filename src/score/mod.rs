@@ -9,7 +9,7 @@
 
 pub mod config;
 
-use crate::config::{NoData, Objectives, PerSli, Score, Severity, SliKind, SLIS};
+use crate::config::{NoData, Objectives, PerSli, Score, Severity, SliKind, WeightBy, SLIS};
 use crate::duration::format_duration;
 use crate::journey::{JourneyInfo, Journeys};
 use crate::sli::{derive, Snapshot, UserCounts};
@@ -285,10 +285,10 @@ pub fn evaluate(
             })
             .collect();
         for (i, wv) in wviews.iter().enumerate() {
-            let traffic = if cfg.weight_by_traffic {
-                wv.requests as f64
-            } else {
-                1.0
+            let traffic = match cfg.weight_by {
+                WeightBy::Weight => 1.0,
+                WeightBy::Traffic => wv.requests as f64,
+                WeightBy::Users => wv.users.unwrap_or(0) as f64,
             };
             let score = match (wv.score, cfg.no_data) {
                 (Some(s), _) => Some(s),
@@ -704,6 +704,17 @@ mod tests {
                     },
                 ),
             ],
+            // a: 10 users of whom 5 were hurt; b: 50 users.
+            users: vec![
+                vec![UserCounts {
+                    users: 10,
+                    affected: 5,
+                }],
+                vec![UserCounts {
+                    users: 50,
+                    affected: 0,
+                }],
+            ],
             ..Default::default()
         };
         let tracker = SloTracker::new(&cfg.slo);
@@ -731,6 +742,15 @@ mod tests {
         assert!(close(
             overall_with("{ weight_by_traffic: true }"),
             (300.0 * a + 300.0) / 600.0
+        ));
+        assert!(close(
+            overall_with("{ weight_by: traffic }"),
+            (300.0 * a + 300.0) / 600.0
+        ));
+        // By users: weights 3 x 10 and 1 x 50.
+        assert!(close(
+            overall_with("{ weight_by: users }"),
+            (30.0 * a + 50.0) / 80.0
         ));
     }
 
