@@ -344,6 +344,42 @@ pub const CERFLOW_SERIES_EXPIRED_TOTAL: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_INVALID_VALUES_TOTAL: Metric = Metric {
+    prom: "cerflow_invalid_values_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Request values ignored as not a number of 0 or more; the requests still count.",
+    labels: &["journey"],
+};
+
+pub const CER_JOURNEY_VALUE_TOTAL: Metric = Metric {
+    prom: "cer_journey_value_total",
+    otlp: Some("cer.journey.value"),
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Value of the journey's requests, in its currency.",
+    labels: &["journey", "currency"],
+};
+
+pub const CER_JOURNEY_VALUE_FAILED_TOTAL: Metric = Metric {
+    prom: "cer_journey_value_failed_total",
+    otlp: Some("cer.journey.value_failed"),
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Value of the journey's failed or incorrect requests.",
+    labels: &["journey", "currency"],
+};
+
+pub const CER_JOURNEY_VALUE_AT_RISK: Metric = Metric {
+    prom: "cer_journey_value_at_risk",
+    otlp: Some("cer.journey.value_at_risk"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Value of the failed or incorrect requests in the window.",
+    labels: &["journey", COHORTS, "window", "currency"],
+};
+
 pub const CERFLOW_CARDINALITY_OVERFLOW_TOTAL: Metric = Metric {
     prom: "cerflow_cardinality_overflow_total",
     otlp: None,
@@ -485,6 +521,9 @@ pub const ALL: &[Metric] = &[
     CER_JOURNEY_USERS,
     CER_JOURNEY_USERS_AFFECTED,
     CER_JOURNEY_USERS_AFFECTED_RATIO,
+    CER_JOURNEY_VALUE_TOTAL,
+    CER_JOURNEY_VALUE_FAILED_TOTAL,
+    CER_JOURNEY_VALUE_AT_RISK,
     CER_TELEMETRY_COVERAGE_RATIO,
     CER_DEFINITION_INFO,
     CER_SLO_OBJECTIVE_RATIO,
@@ -507,6 +546,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_RECEIVED_LOG_RECORDS_TOTAL,
     CERFLOW_SERIES_EXPIRED_TOTAL,
     CERFLOW_CARDINALITY_OVERFLOW_TOTAL,
+    CERFLOW_INVALID_VALUES_TOTAL,
     CERFLOW_CONFIG_RELOADS_TOTAL,
     CERFLOW_CONFIG_RELOAD_FAILURES_TOTAL,
     CERFLOW_WINDOW_STATE_LIMIT_BYTES,

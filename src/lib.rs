@@ -48,6 +48,7 @@ pub mod span_record;
 pub mod telemetry;
 pub mod tls;
 pub mod users;
+pub mod value;
 pub mod window;
 
 /// cerflow's own API, generated from `proto/cerflow/v1/score.proto`.

@@ -83,6 +83,17 @@ pub struct Snapshot {
     pub users: Vec<Vec<UserCounts>>,
     /// Journey-level users of the journeys that have cohorts, by journey name.
     pub journey_users: Vec<JourneyUsers>,
+    /// Value counters of the journeys with a value rule: the sum of their series.
+    pub journey_values: Vec<JourneyValue>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JourneyValue {
+    pub journey: Arc<JourneyInfo>,
+    pub total: f64,
+    pub failed: f64,
+    /// When the oldest of its series began: the counters' start time.
+    pub created_unix_ns: u64,
 }
 
 impl Snapshot {
@@ -121,6 +132,22 @@ impl Snapshot {
             .map(|s| s.windows.iter().map(|w| UserCounts::of(&w.users)).collect())
             .collect();
         let journey_users = journey_users(&series, windows.len());
+        let mut journey_values: Vec<JourneyValue> = Vec::new();
+        for s in series.iter().filter(|s| s.journey.value.is_some()) {
+            match journey_values.last_mut() {
+                Some(v) if v.journey.name == s.journey.name => {
+                    v.total += s.value_total;
+                    v.failed += s.value_failed;
+                    v.created_unix_ns = v.created_unix_ns.min(s.created_unix_ns);
+                }
+                _ => journey_values.push(JourneyValue {
+                    journey: s.journey.clone(),
+                    total: s.value_total,
+                    failed: s.value_failed,
+                    created_unix_ns: s.created_unix_ns,
+                }),
+            }
+        }
         // The sketches are spent: the published snapshot keeps only their counts.
         for s in series.iter_mut() {
             for w in s.windows.iter_mut() {
@@ -146,6 +173,7 @@ impl Snapshot {
             slis,
             users,
             journey_users,
+            journey_values,
         }
     }
 
@@ -223,6 +251,8 @@ fn journey_users(series: &[SeriesSnap], n_windows: usize) -> Vec<JourneyUsers> {
 fn merge_overflow(into: &mut SeriesSnap, from: &SeriesSnap) {
     into.totals.add(&from.totals);
     into.duration_sum_s += from.duration_sum_s;
+    into.value_total += from.value_total;
+    into.value_failed += from.value_failed;
     for (a, b) in into.buckets.iter_mut().zip(&from.buckets) {
         *a += b;
     }

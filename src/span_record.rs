@@ -15,9 +15,13 @@ pub mod flag {
     pub const USER: u8 = 16;
     /// Failed, slow or incorrect: what makes the user an affected one.
     pub const BAD: u8 = ERROR | SLOW | INCORRECT;
+    /// The request has a value; [`super::Record::value`] holds it.
+    pub const VALUE: u8 = 32;
+    /// Failed or incorrect: what puts the request's value at risk (slow does not).
+    pub const LOST: u8 = ERROR | INCORRECT;
 }
 
-/// One classified span, 48 bytes; its cohort values live in the batch's text.
+/// One classified span, 56 bytes; its cohort values live in the batch's text.
 #[derive(Debug, Clone, Copy)]
 pub struct Record {
     pub hash: u64,
@@ -30,4 +34,6 @@ pub struct Record {
     pub duration_ns: u64,
     /// The hash of the user id when `flags` has [`flag::USER`], else 0.
     pub user: u64,
+    /// The request's value when `flags` has [`flag::VALUE`], else 0.
+    pub value: f64,
 }

@@ -35,7 +35,7 @@ const STAGES: &[(&str, &[&str])] = &[
     ("config", &["config_reader", "predicate", "config"]),
     ("receive", &["receiver", "tls"]),
     ("decode", &["decode"]),
-    ("match", &["journey", "users"]),
+    ("match", &["journey", "users", "value"]),
     ("record", &["ingest", "pipeline", "window", "snapshot"]),
     ("derive", &["sli", "slo", "score", "published", "deriver"]),
     ("export", &["export", "api"]),

@@ -24,13 +24,19 @@ const S: u64 = 1_000_000_000;
 /// cohort, requests in both windows, quantiles and coverage.
 fn published() -> (Arc<Shared>, Pipeline) {
     let cfg = Config::parse(
-        "cohorts:\n  keys: [cloud.region]\njourneys:\n  - name: checkout\n    match: { span_name: x }\n",
+        "cohorts:\n  keys: [cloud.region]\njourneys:\n  - name: checkout\n    match: { span_name: x }\n    value: { per_request: 2.5, currency: EUR }\n",
         "t",
         &|_| None,
     )
     .expect("a valid config");
     let journeys = Arc::new(Journeys::new(&cfg));
     let tel = Arc::new(Telemetry::default());
+    cerflow::internal_events::InternalEvent::emit(
+        cerflow::internal_events::InvalidValue {
+            journey: &Arc::from("checkout"),
+        },
+        &tel,
+    );
     let pipeline = Pipeline::start(&cfg, journeys.clone(), tel.clone());
     let counts = Counts {
         requests: 4,
@@ -47,6 +53,8 @@ fn published() -> (Arc<Shared>, Pipeline) {
         overflow: false,
         totals: counts,
         duration_sum_s: 1.0,
+        value_total: 10.0,
+        value_failed: 2.5,
         buckets: vec![4; cfg.histogram_buckets.len() + 1],
         created_unix_ns: S,
         windows: windows
@@ -54,6 +62,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
             .map(|_| WindowStats {
                 counts,
                 users: users.clone(),
+                value_at_risk: 2.5,
                 quantiles_s: vec![Some(0.1); 4],
             })
             .collect(),
@@ -164,8 +173,8 @@ fn the_otlp_push_sends_exactly_the_catalogue_metrics_with_an_otlp_name() {
         .collect();
     assert_eq!(
         expected.len(),
-        15,
-        "the OTLP table of README.md has 15 metrics"
+        18,
+        "the OTLP table of README.md has 18 metrics"
     );
     assert_eq!(sent, expected);
 }

@@ -153,3 +153,100 @@ fn spans_without_a_user_count_as_requests_and_give_no_ratio() {
     s.assert_absent("cer_journey_users_affected_ratio", &[j, eu, w]);
     s.assert_absent("cer_journey_users_affected_ratio", &[j, w]);
 }
+
+const SHOP_VALUE: &str = r#"
+pipeline:
+  evaluation_interval: 100ms
+windows:
+  sizes: [1m]
+cohorts:
+  keys: [cloud.region]
+journeys:
+  - name: checkout
+    match: { span_name: POST /checkout }
+    incorrect:
+      attributes: [{ key: app.result.valid, equals: false }]
+    value: { attribute: app.order.value, currency: EUR }
+  - name: subscribe
+    match: { span_name: POST /subscribe }
+    value: { per_request: 12.5 }
+"#;
+
+fn order(region: &'static str, value: opentelemetry::Value) -> SpanSpec {
+    server("POST /checkout", 100)
+        .attr(KeyValue::new("cloud.region", region))
+        .attr(KeyValue::new("app.order.value", value))
+}
+
+/// By hand, checkout in EUR: eu sells 19.99 (ok), 5.01 (failed), 0.10 (incorrect) and a
+/// "30.5" string (ok); us sells 100 (failed), "abc" (failed: invalid, no value) and -3
+/// (ok: invalid, no value). Total 19.99 + 5.01 + 0.10 + 30.5 + 100 = 155.60; failed or
+/// incorrect 5.01 + 0.10 + 100 = 105.11; at risk in eu 5.11, in us 100; 2 invalid.
+/// subscribe at 12.5 a request: 3 requests, 1 failed: 37.5 and 12.5.
+#[test]
+fn value_at_risk_to_the_cent_and_invalid_values_counted() {
+    let cf = Cerflow::start(|p| format!("{}{SHOP_VALUE}", p.listeners_yaml("")));
+    let rt = runtime();
+    let spans = vec![
+        order("eu", 19.99.into()),
+        order("eu", 5.01.into()).error(),
+        order("eu", 0.10.into()).attr(KeyValue::new("app.result.valid", false)),
+        order("eu", "30.5".into()),
+        order("us", 100i64.into()).error(),
+        order("us", "abc".into()).error(),
+        order("us", (-3i64).into()),
+        server("POST /subscribe", 100),
+        server("POST /subscribe", 100).error(),
+        server("POST /subscribe", 100),
+    ];
+    send(
+        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop", &[]), false),
+        &spans,
+    );
+    let (j, eur, w) = (
+        ("journey", "checkout"),
+        ("currency", "EUR"),
+        ("window", "1m"),
+    );
+    let (sub, unknown) = (("journey", "subscribe"), ("cloud_region", "unknown"));
+    cf.wait_for("cer_journey_requests_total", &[sub, unknown], 3.0);
+    let s = cf.wait_for(
+        "cer_journey_requests_total",
+        &[j, ("cloud_region", "us")],
+        3.0,
+    );
+    let cents = |v: f64| (v * 100.0).round() / 100.0;
+    let got = |name: &str, labels: &[(&str, &str)]| cents(s.value(name, labels));
+    assert_eq!(got("cer_journey_value_total", &[j, eur]), 155.60);
+    assert_eq!(got("cer_journey_value_failed_total", &[j, eur]), 105.11);
+    assert_eq!(
+        got(
+            "cer_journey_value_at_risk",
+            &[j, ("cloud_region", "eu"), w, eur]
+        ),
+        5.11
+    );
+    assert_eq!(
+        got(
+            "cer_journey_value_at_risk",
+            &[j, ("cloud_region", "us"), w, eur]
+        ),
+        100.0
+    );
+    // The requests with invalid values still count: us had 3 requests, 2 of them failed.
+    s.assert(
+        "cer_journey_errors_total",
+        &[j, ("cloud_region", "us")],
+        2.0,
+    );
+    s.assert("cerflow_invalid_values_total", &[j], 2.0);
+    s.assert("cer_journey_value_total", &[sub], 37.5);
+    s.assert("cer_journey_value_failed_total", &[sub], 12.5);
+    s.assert("cer_journey_value_at_risk", &[sub, unknown, w], 12.5);
+    s.assert_absent("cerflow_invalid_values_total", &[sub]);
+    assert!(
+        cf.logs().contains("Ignored a request value"),
+        "the invalid value is logged:\n{}",
+        cf.logs()
+    );
+}

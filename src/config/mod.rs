@@ -87,6 +87,8 @@ pub struct JourneyConfig {
     pub latency_threshold: Duration,
     pub cohorts: Vec<String>,
     pub objectives: Objectives,
+    /// What a request is worth, for value at risk.
+    pub value: Option<crate::value::config::ValueRule>,
 }
 
 impl Default for Config {
@@ -470,6 +472,7 @@ const JOURNEY_KEYS: &[&str] = &[
     "latency_threshold",
     "cohorts",
     "objectives",
+    "value",
 ];
 
 fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfig> {
@@ -556,6 +559,11 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             ),
             None => cfg.slo.objectives,
         };
+        // `Some(None)`: no value rule; `None`: an invalid one (reported).
+        let value = match m.get("value") {
+            Some(n) => crate::value::config::decode_value(ctx, n, &join(&path, "value")).map(Some),
+            None => Some(None),
+        };
         if let (
             Some(name),
             Some(weight),
@@ -564,6 +572,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(incorrect),
             Some(lt),
             Some(cohorts),
+            Some(value),
         ) = (
             name,
             weight,
@@ -572,6 +581,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             incorrect,
             latency_threshold,
             cohorts,
+            value,
         ) {
             out.push(JourneyConfig {
                 name,
@@ -582,6 +592,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
                 latency_threshold: lt,
                 cohorts,
                 objectives,
+                value,
             });
         }
     }

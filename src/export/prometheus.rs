@@ -201,6 +201,46 @@ pub fn render(sh: &Shared) -> String {
         }
     }
 
+    // Value at risk: only journeys with a value rule; `currency` only where one is set.
+    let currency = |j: &crate::journey::JourneyInfo| {
+        let mut l = String::new();
+        if let Some(c) = j.value.as_ref().and_then(|v| v.currency.as_deref()) {
+            l.push_str(",currency=\"");
+            escape(c, &mut l);
+            l.push('"');
+        }
+        l
+    };
+    let value_counters: [Column<&crate::sli::JourneyValue, f64>; 2] = [
+        (&catalogue::CER_JOURNEY_VALUE_TOTAL, |v| v.total),
+        (&catalogue::CER_JOURNEY_VALUE_FAILED_TOTAL, |v| v.failed),
+    ];
+    for (m, get) in value_counters {
+        header(&mut out, m);
+        for v in &snap.journey_values {
+            let mut l = String::from("journey=\"");
+            escape(&v.journey.name, &mut l);
+            l.push('"');
+            l.push_str(&currency(&v.journey));
+            sample(&mut out, m.prom, &l, get(v));
+        }
+    }
+    header(&mut out, &catalogue::CER_JOURNEY_VALUE_AT_RISK);
+    for (s, l) in snap.series.iter().zip(&labels) {
+        if s.journey.value.is_none() {
+            continue;
+        }
+        let c = currency(&s.journey);
+        for (ws, w) in s.windows.iter().zip(&windows) {
+            sample(
+                &mut out,
+                catalogue::CER_JOURNEY_VALUE_AT_RISK.prom,
+                &format!("{l},window=\"{w}\"{c}"),
+                ws.value_at_risk,
+            );
+        }
+    }
+
     header(&mut out, &catalogue::CER_TELEMETRY_COVERAGE_RATIO);
     for (i, w) in windows.iter().enumerate() {
         if let Some(v) = snap.coverage_ratio(i) {
@@ -455,6 +495,18 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
     for (m, v) in plain {
         header(out, m);
         sample(out, m.prom, "", v as f64);
+    }
+    header(out, &catalogue::CERFLOW_INVALID_VALUES_TOTAL);
+    for (journey, n) in tel.invalid_values() {
+        let mut l = String::from("journey=\"");
+        escape(&journey, &mut l);
+        l.push('"');
+        sample(
+            out,
+            catalogue::CERFLOW_INVALID_VALUES_TOTAL.prom,
+            &l,
+            n as f64,
+        );
     }
     header(out, &catalogue::CERFLOW_OTLP_EXPORT_RETRIES_TOTAL);
     sample(

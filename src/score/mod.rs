@@ -672,11 +672,14 @@ mod tests {
             overflow: false,
             totals: c,
             duration_sum_s: 0.0,
+            value_total: 0.0,
+            value_failed: 0.0,
             buckets: vec![],
             created_unix_ns: 1,
             windows: vec![WindowStats {
                 counts: c,
                 users: Default::default(),
+                value_at_risk: 0.0,
                 quantiles_s: vec![],
             }],
         };
