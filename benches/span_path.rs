@@ -3,22 +3,26 @@
 //! - `decode/{lazy,prost}/N`: an `ExportTraceServiceRequest` of N realistic spans
 //!   (~430 bytes: ten semantic-convention attributes, seven resource attributes), read
 //!   in place by the lazy decoder vs decoded into prost structs.
+//! - `decode-json/{lazy,full}/N`: the same requests as OTLP/JSON (~1,020 bytes per span:
+//!   hex ids, integer enums, 64-bit integers as strings, as `loadgen --protocol
+//!   http-json` sends them), read in place by the lazy JSON decoder vs decoded by serde
+//!   into prost structs (the decoder ingest used before, kept as the reference).
 //! - `match/1000`: journey classification of each span (3 journeys, 2 cohort keys).
 //! - `batch/1000`: classification plus the per-worker batch (cohort values, hash).
 //! - `record/1000`: recording classified spans into window state (3 windows x 12 sub-buckets);
 //!   `record/users+value/1000` the same spans naming one of 10,000 users and carrying a value.
 //! - `ingest/N`: a whole request through `Ingest::traces_body` with a running pipeline,
-//!   until the workers have recorded every span.
+//!   until the workers have recorded every span; `ingest/json-N` the same as OTLP/JSON.
 //!
 //! Times are CPU time of the whole process (all threads, `CLOCK_PROCESS_CPUTIME_ID`),
 //! not wall time: on a shared, noisy machine CPU time per span is the figure that holds.
 //! Set `CERFLOW_BENCH_CLOCK=wall` for wall time.
 //!
-//! Run: `cargo bench --bench span_path` (add `-- decode` to run one group).
+//! Run: `cargo bench --bench span_path` (add `-- decode-json` to run one group).
 
 use cerflow::clock::now_unix_ns;
 use cerflow::config::Config;
-use cerflow::decode::{lazy, Format};
+use cerflow::decode::{json, lazy, Format};
 use cerflow::ingest::Ingest;
 use cerflow::journey::Journeys;
 use cerflow::loadgen::payload::{self, Behaviour, Shape};
@@ -38,6 +42,21 @@ use std::time::{Duration, Instant};
 
 /// A request of `n` realistic spans ending now (3 journeys, 6 cohorts, 1% errors).
 fn request(n: usize, journeys: usize, cohorts: usize) -> Vec<u8> {
+    stamped(template(n, journeys, cohorts))
+}
+
+/// [`request`] as OTLP/JSON.
+fn json_request(n: usize) -> Vec<u8> {
+    stamped(template(n, 3, 6).to_json().expect("the template converts"))
+}
+
+fn stamped(t: payload::Template) -> Vec<u8> {
+    let mut body = t.body.clone();
+    t.stamp(&mut body, now_unix_ns());
+    body
+}
+
+fn template(n: usize, journeys: usize, cohorts: usize) -> payload::Template {
     let js = payload::journeys(journeys);
     let cs = payload::cohorts(cohorts);
     let behave = |_: usize, _: usize| Behaviour {
@@ -45,7 +64,7 @@ fn request(n: usize, journeys: usize, cohorts: usize) -> Vec<u8> {
         latency_ms: 120.0,
         spread: 0.5,
     };
-    let t = payload::build(
+    payload::build(
         &Shape {
             journeys: &js,
             cohorts: &cs,
@@ -53,10 +72,7 @@ fn request(n: usize, journeys: usize, cohorts: usize) -> Vec<u8> {
         },
         n,
         &mut Rng::new(42),
-    );
-    let mut body = t.body.clone();
-    t.stamp(&mut body, now_unix_ns());
-    body
+    )
 }
 
 fn config(journeys: usize) -> Config {
@@ -78,6 +94,28 @@ fn decode(c: &mut C) {
         g.bench_with_input(BenchmarkId::new("prost", n), &body, |b, body| {
             b.iter(|| {
                 let req = ExportTraceServiceRequest::decode(black_box(&body[..])).expect("valid");
+                black_box(req.resource_spans.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+fn decode_json(c: &mut C) {
+    let mut g = c.benchmark_group("decode-json");
+    for n in [100usize, 1000] {
+        let body = json_request(n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("lazy", n), &body, |b, body| {
+            b.iter(|| {
+                let arena = json::Bump::new();
+                let req = json::decode_traces(black_box(body), &arena).expect("valid");
+                black_box(req.span_count())
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("full", n), &body, |b, body| {
+            b.iter(|| {
+                let req = cerflow::decode::traces(black_box(body), Format::Json).expect("valid");
                 black_box(req.resource_spans.len())
             })
         });
@@ -190,10 +228,18 @@ fn ingest(c: &mut C) {
     let ingest = Ingest::new(&cfg, journeys, pipeline.input(), tel.clone());
     let clock = Clock { wall: wall_clock() };
     let mut g = c.benchmark_group("ingest");
-    for n in [100usize, 1000, 8192] {
-        let body = request(n, 3, 6);
+    let cases = [100usize, 1000, 8192]
+        .map(|n| (n.to_string(), n, request(n, 3, 6), Format::Protobuf))
+        .into_iter()
+        .chain([(
+            "json-1000".to_string(),
+            1000,
+            json_request(1000),
+            Format::Json,
+        )]);
+    for (id, n, body, format) in cases {
         g.throughput(Throughput::Elements(n as u64));
-        g.bench_with_input(BenchmarkId::from_parameter(n), &body, |b, body| {
+        g.bench_with_input(BenchmarkId::from_parameter(id), &body, |b, body| {
             b.iter_custom(|iters| {
                 let start = clock.start();
                 let target = tel.processed_spans.load(Ordering::Relaxed) + iters * n as u64;
@@ -201,7 +247,7 @@ fn ingest(c: &mut C) {
                     // A full queue is refused, as in production; wait and retry so
                     // every span is measured all the way to the window state.
                     while ingest
-                        .traces_body(black_box(body), Format::Protobuf, Transport::Grpc)
+                        .traces_body(black_box(body), format, Transport::Grpc)
                         .is_err()
                     {
                         std::thread::sleep(Duration::from_micros(200));
@@ -276,6 +322,6 @@ fn settings() -> C {
 criterion_group! {
     name = benches;
     config = settings();
-    targets = decode, classify, record, ingest
+    targets = decode, decode_json, classify, record, ingest
 }
 criterion_main!(benches);

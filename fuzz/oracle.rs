@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use cerflow::config::Config;
+use cerflow::decode::json::{self, JsonError};
 use cerflow::decode::lazy::{self, Attr};
 use cerflow::decode::{self, invalid_reason, service_name, Format, ProstSpan};
 use cerflow::span::{AttrValue, SpanView};
@@ -94,18 +95,39 @@ pub fn check_protobuf(bytes: &[u8]) -> Result<Outcome, String> {
         (Err(e), Ok(_)) => return Err(format!("the lazy decoder accepts, prost rejects: {e}")),
         (Ok(p), Ok(l)) => (p, l),
     };
-    let expected = prost_spans(&p);
-    if l.span_count() != expected.len() || decode::span_count(&p) as usize != expected.len() {
+    let n = same_spans(&l, &p, "prost")?;
+    // A request prost accepted re-encodes to bytes that decode to the same request.
+    let again = p.encode_to_vec();
+    match ExportTraceServiceRequest::decode(&again[..]) {
+        Ok(q) if q.encode_to_vec() == again => {}
+        Ok(_) => return Err("prost re-encode is not stable".into()),
+        Err(e) => return Err(format!("prost rejects its own encoding: {e}")),
+    }
+    if lazy::decode_traces(&again).map(|r| r.span_count()).ok() != Some(n) {
+        return Err("the lazy decoder disagrees on prost's re-encoding".into());
+    }
+    Ok(Outcome::Accepted { spans: n })
+}
+
+/// A lazy decoder's request and the full decoder's (`full`, named in messages) agree on
+/// every span, span by span, on every field the pipeline reads; returns the span count.
+pub fn same_spans(
+    l: &lazy::TraceRequest<'_>,
+    p: &ExportTraceServiceRequest,
+    full: &str,
+) -> Result<usize, String> {
+    let expected = prost_spans(p);
+    if l.span_count() != expected.len() || decode::span_count(p) as usize != expected.len() {
         return Err(format!(
-            "{} spans, prost has {} (span_count says {})",
+            "{} spans, {full} has {} (span_count says {})",
             l.span_count(),
             expected.len(),
-            decode::span_count(&p)
+            decode::span_count(p)
         ));
     }
     if l.resource_count() != p.resource_spans.len() {
         return Err(format!(
-            "{} resources, prost has {}",
+            "{} resources, {full} has {}",
             l.resource_count(),
             p.resource_spans.len()
         ));
@@ -135,7 +157,7 @@ pub fn check_protobuf(bytes: &[u8]) -> Result<Outcome, String> {
         let names: Vec<&str> = s.events.iter().map(|e| e.name.as_str()).collect();
         if ls.event_names() != &names[..] {
             return Err(at(format!(
-                "events {:?}, prost has {names:?}",
+                "events {:?}, {full} has {names:?}",
                 ls.event_names()
             )));
         }
@@ -148,38 +170,45 @@ pub fn check_protobuf(bytes: &[u8]) -> Result<Outcome, String> {
         {
             if !same(ls.attr(key), ps.attr(key)) {
                 return Err(at(format!(
-                    "lookup of {key:?}: {:?}, prost {:?}",
+                    "lookup of {key:?}: {:?}, {full} {:?}",
                     ls.attr(key),
                     ps.attr(key)
                 )));
             }
         }
     }
-    // A request prost accepted re-encodes to bytes that decode to the same request.
-    let again = p.encode_to_vec();
-    match ExportTraceServiceRequest::decode(&again[..]) {
-        Ok(q) if q.encode_to_vec() == again => {}
-        Ok(_) => return Err("prost re-encode is not stable".into()),
-        Err(e) => return Err(format!("prost rejects its own encoding: {e}")),
-    }
-    if lazy::decode_traces(&again).map(|r| r.span_count()).ok() != Some(expected.len()) {
-        return Err("the lazy decoder disagrees on prost's re-encoding".into());
-    }
-    Ok(Outcome::Accepted {
-        spans: expected.len(),
-    })
+    Ok(expected.len())
 }
 
-/// The JSON path: `decode::traces(_, Json)` never panics; a request it accepts
-/// (1) has its span count and per-span validity computable, (2) re-encodes as
+/// The JSON path: `decode::traces(_, Json)` (the full decoder, the reference) and
+/// `decode::json::decode_traces` (what ingest runs) accept and refuse the same bodies
+/// and agree on every field the pipeline reads; a request they accept (1) has its span count and per-span validity computable, (2) re-encodes as
 /// protobuf to bytes both protobuf decoders accept with the same spans, and
 /// (3) survives a serde round trip (serialize, decode again) unchanged, doubles bit
 /// for bit.
 pub fn check_json(bytes: &[u8]) -> Result<Outcome, String> {
-    let req = match decode::traces(bytes, Format::Json) {
-        Ok(r) => r,
-        Err(_) => return Ok(Outcome::Rejected),
+    let arena = json::Bump::new();
+    let reference = decode::traces(bytes, Format::Json);
+    let ours = json::decode_traces(bytes, &arena);
+    let (req, l) = match (reference, ours) {
+        (Err(_), Err(_)) => return Ok(Outcome::Rejected),
+        // The known difference (src/decode/json.rs): a message as a JSON array.
+        (Ok(_), Err(JsonError::Invalid(e))) if e.contains("invalid type: sequence, expected a") => {
+            return Ok(Outcome::Rejected)
+        }
+        (Ok(_), Err(e)) => {
+            return Err(format!(
+                "the full JSON decoder accepts, the lazy one refuses: {e}"
+            ))
+        }
+        (Err(e), Ok(_)) => {
+            return Err(format!(
+                "the lazy JSON decoder accepts, the full one refuses: {e}"
+            ))
+        }
+        (Ok(req), Ok(l)) => (req, l),
     };
+    same_spans(&l, &req, "the full JSON decoder")?;
     let spans = prost_spans(&req);
     if decode::span_count(&req) as usize != spans.len() {
         return Err("span_count disagrees with the spans".into());

@@ -136,83 +136,42 @@ impl Ingest {
         t: Transport,
         tenant: Option<&str>,
     ) -> Result<Accepted, Refused> {
-        match format {
-            // Protobuf is read in place: no per-span allocation, same outcome as prost.
-            decode::Format::Protobuf => {
-                match lazy::decode_traces_limited(body, self.max_attrs, self.max_spans) {
-                    Ok(req) => self.process(
-                        req.span_count() as u64,
-                        req.spans().map(|inner| Tenanted { inner, tenant }),
-                        t,
-                    ),
-                    Err(e) if e.what == lazy::TOO_MANY_SPANS => {
-                        let msg = format!(
-                            "the request holds more than {} spans (max_spans_per_request)",
-                            self.max_spans
-                        );
-                        RequestRefused {
-                            transport: t,
-                            reason: Reason::TooLarge,
-                            spans: 0,
-                            detail: &msg,
-                        }
-                        .emit(&self.tel);
-                        Err(Refused::TooLarge(msg))
-                    }
-                    Err(e) => {
-                        let msg = format!("invalid OTLP protobuf: {e}");
-                        RequestRefused {
-                            transport: t,
-                            reason: Reason::Malformed,
-                            spans: 0,
-                            detail: &msg,
-                        }
-                        .emit(&self.tel);
-                        Err(Refused::Malformed(msg))
-                    }
+        // Both formats are read in place: no per-span allocation, same outcome as prost.
+        let arena = bumpalo::Bump::new();
+        match decode::traces_lazy(body, format, &arena, self.max_attrs, self.max_spans) {
+            Ok(req) => self.process(
+                req.span_count() as u64,
+                req.spans().map(|inner| Tenanted { inner, tenant }),
+                t,
+            ),
+            Err(decode::Refusal::TooManySpans) => {
+                let msg = format!(
+                    "the request holds more than {} spans (max_spans_per_request)",
+                    self.max_spans
+                );
+                RequestRefused {
+                    transport: t,
+                    reason: Reason::TooLarge,
+                    spans: 0,
+                    detail: &msg,
                 }
+                .emit(&self.tel);
+                Err(Refused::TooLarge(msg))
             }
-            decode::Format::Json => match decode::traces(body, format) {
-                Ok(req) if decode::span_count(&req) > self.max_spans as u64 => {
-                    let msg = format!(
-                        "the request holds more than {} spans (max_spans_per_request)",
-                        self.max_spans
-                    );
-                    RequestRefused {
-                        transport: t,
-                        reason: Reason::TooLarge,
-                        spans: decode::span_count(&req),
-                        detail: &msg,
-                    }
-                    .emit(&self.tel);
-                    Err(Refused::TooLarge(msg))
+            Err(decode::Refusal::Malformed(msg)) => {
+                RequestRefused {
+                    transport: t,
+                    reason: Reason::Malformed,
+                    spans: 0,
+                    detail: &msg,
                 }
-                Ok(mut req) => {
-                    for span in req
-                        .resource_spans
-                        .iter_mut()
-                        .flat_map(|r| &mut r.scope_spans)
-                        .flat_map(|s| &mut s.spans)
-                    {
-                        span.attributes.truncate(self.max_attrs);
-                    }
-                    self.traces_from(&req, t, tenant)
-                }
-                Err(msg) => {
-                    RequestRefused {
-                        transport: t,
-                        reason: Reason::Malformed,
-                        spans: 0,
-                        detail: &msg,
-                    }
-                    .emit(&self.tel);
-                    Err(Refused::Malformed(msg))
-                }
-            },
+                .emit(&self.tel);
+                Err(Refused::Malformed(msg))
+            }
         }
     }
 
-    /// Processes a request decoded by prost (the JSON path, and the reference).
+    /// Processes a request decoded by prost (the reference decoders).
     pub fn traces(
         &self,
         req: &ExportTraceServiceRequest,

@@ -73,47 +73,47 @@ pub struct Attr<'a> {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct ResourceRec<'a> {
-    service: &'a str,
-    attrs: (u32, u32),
+pub(super) struct ResourceRec<'a> {
+    pub(super) service: &'a str,
+    pub(super) attrs: (u32, u32),
 }
 
 #[derive(Debug, Clone, Copy)]
-struct SpanRec<'a> {
-    name: &'a str,
-    trace_id: &'a [u8],
-    span_id: &'a [u8],
-    start_ns: u64,
-    end_ns: u64,
-    kind: i32,
-    status: i32,
-    resource: u32,
-    attrs: (u32, u32),
-    events: (u32, u32),
+pub(super) struct SpanRec<'a> {
+    pub(super) name: &'a str,
+    pub(super) trace_id: &'a [u8],
+    pub(super) span_id: &'a [u8],
+    pub(super) start_ns: u64,
+    pub(super) end_ns: u64,
+    pub(super) kind: i32,
+    pub(super) status: i32,
+    pub(super) resource: u32,
+    pub(super) attrs: (u32, u32),
+    pub(super) events: (u32, u32),
 }
 
 /// A decoded trace request: the spans, in request order, and what they reference.
 #[derive(Debug, Default)]
 pub struct TraceRequest<'a> {
-    resources: Vec<ResourceRec<'a>>,
-    spans: Vec<SpanRec<'a>>,
-    span_attrs: Vec<Attr<'a>>,
-    resource_attrs: Vec<Attr<'a>>,
-    events: Vec<&'a str>,
+    pub(super) resources: Vec<ResourceRec<'a>>,
+    pub(super) spans: Vec<SpanRec<'a>>,
+    pub(super) span_attrs: Vec<Attr<'a>>,
+    pub(super) resource_attrs: Vec<Attr<'a>>,
+    pub(super) events: Vec<&'a str>,
     /// Attributes kept per span; the rest are checked but not stored or read by rules.
-    max_attrs: usize,
+    pub(super) max_attrs: usize,
     /// Spans a request may hold.
-    max_spans: usize,
+    pub(super) max_spans: usize,
     /// The key and string value last seen at each attribute position of a span: spans
     /// of one request mostly repeat them, and comparing bytes with a string already
     /// checked is cheaper than checking UTF-8 again.
-    seen: Seen<'a>,
+    pub(super) seen: Seen<'a>,
 }
 
 const SEEN: usize = 16;
 
 #[derive(Debug, Default)]
-struct Seen<'a> {
+pub(super) struct Seen<'a> {
     keys: [&'a str; SEEN],
     values: [&'a str; SEEN],
 }
@@ -211,6 +211,12 @@ impl<'a> TraceRequest<'a> {
                 _ => c.skip(wt, tag, ctx)?,
             }
         }
+        self.finish_resource(index, first_attr);
+        Ok(())
+    }
+
+    /// Sets resource `index`'s attributes (those pushed since `first_attr`) and service.
+    pub(super) fn finish_resource(&mut self, index: u32, first_attr: u32) {
         let attrs = (first_attr, self.resource_attrs.len() as u32);
         let own = self
             .resource_attrs
@@ -227,7 +233,6 @@ impl<'a> TraceRequest<'a> {
         if let Some(r) = self.resources.get_mut(index as usize) {
             *r = ResourceRec { service, attrs };
         }
-        Ok(())
     }
 
     fn resource(&mut self, mut c: Cur<'a>, ctx: u32) -> R<()> {
@@ -348,8 +353,8 @@ impl<'a> TraceRequest<'a> {
     }
 }
 
-const SERVICE_NAME: &str = "service.name";
-const UNKNOWN_SERVICE: &str = "unknown_service";
+pub(super) const SERVICE_NAME: &str = "service.name";
+pub(super) const UNKNOWN_SERVICE: &str = "unknown_service";
 
 const V_NONE: u8 = 0;
 const V_STR: u8 = 1;

@@ -1,5 +1,6 @@
-//! Decode: OTLP protobuf and JSON request bodies into prost structs, and the
-//! [`SpanView`] the match stage reads them through.
+//! Decode: OTLP protobuf and JSON request bodies into prost structs (the full decoders,
+//! used for metrics and logs and as the reference), the lazy trace decoders for both
+//! formats ([`lazy`], [`json`]), and the [`SpanView`] the match stage reads spans through.
 
 use crate::span::{AttrValue, SpanView};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -10,6 +11,7 @@ use opentelemetry_proto::tonic::metrics::v1::metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
+pub mod json;
 pub mod lazy;
 
 pub use crate::receiver::consumer::Format;
@@ -20,32 +22,155 @@ fn decode<M: Message + Default + serde::de::DeserializeOwned>(
 ) -> Result<M, String> {
     match format {
         Format::Protobuf => M::decode(body).map_err(|e| format!("invalid OTLP protobuf: {e}")),
-        // Bodies with a `null` take the slower way through a Value tree; SDKs send none.
-        Format::Json if contains_null(body) => {
-            let mut v: serde_json::Value =
-                serde_json::from_slice(body).map_err(|e| format!("invalid OTLP JSON: {e}"))?;
-            strip_nulls(&mut v);
-            serde_json::from_value(v).map_err(|e| format!("invalid OTLP JSON: {e}"))
+        Format::Json => {
+            let text = json_text(body)?;
+            match serde_json::from_str(text) {
+                Ok(m) => Ok(m),
+                // `null` members, enum names and repeated fields take the slower way
+                // through a Value tree; SDKs send none of them, hand-rolled clients might.
+                Err(_) => {
+                    let Unique(mut v) = serde_json::from_str(text)
+                        .map_err(|e| format!("invalid OTLP JSON: {e}"))?;
+                    normalize(&mut v);
+                    serde_json::from_value(v).map_err(|e| format!("invalid OTLP JSON: {e}"))
+                }
+            }
         }
-        Format::Json => serde_json::from_slice(body).map_err(|e| format!("invalid OTLP JSON: {e}")),
     }
 }
 
-fn contains_null(body: &[u8]) -> bool {
-    body.windows(4).any(|w| w == b"null")
+/// The body as text: JSON is UTF-8 (RFC 8259), checked once for the whole body.
+pub(crate) fn json_text(body: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(body).map_err(|e| format!("invalid OTLP JSON: the body is not UTF-8 ({e})"))
 }
 
-/// The protobuf JSON mapping reads `null` as the field's default; serde's derive would
-/// refuse it, so null members are dropped before decoding. Depth is bounded by
+/// A JSON value whose objects repeat no key: the Value tree would keep the last of a
+/// repeated field, which serde's derive (and Go's protojson) refuse.
+struct Unique(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Unique, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
+    }
+    fn visit_unit<E>(self) -> Result<Unique, E> {
+        Ok(Unique(serde_json::Value::Null))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Unique, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Unique(v)) = a.next_element()? {
+            out.push(v);
+        }
+        Ok(Unique(out.into()))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Unique, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(k) = m.next_key::<String>()? {
+            let Unique(v) = m.next_value()?;
+            if out.contains_key(&k) {
+                return Err(serde::de::Error::custom(format!("duplicate field `{k}`")));
+            }
+            out.insert(k, v);
+        }
+        Ok(Unique(out.into()))
+    }
+}
+
+/// What the protobuf JSON mapping allows and serde's derive refuses: a `null` member is
+/// the field's default, so it is dropped; an enum may be written as its name, so known
+/// names become their numbers (as the OpenTelemetry Collector reads them). Depth is bounded by
 /// serde_json's own recursion limit (128) on the way in.
-fn strip_nulls(v: &mut serde_json::Value) {
+fn normalize(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(m) => {
             m.retain(|_, x| !x.is_null());
-            m.values_mut().for_each(strip_nulls);
+            for (k, x) in m.iter_mut() {
+                match x {
+                    serde_json::Value::String(name) => {
+                        if let Some(n) = enum_number(k, name) {
+                            *x = n.into();
+                        }
+                    }
+                    _ => normalize(x),
+                }
+            }
         }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(normalize),
         _ => {}
+    }
+}
+
+/// The number of enum value `name` of the field `key`. Keys are the schema's member
+/// names, never user data (attribute keys are values), so the key alone says the enum.
+fn enum_number(key: &str, name: &str) -> Option<i32> {
+    use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
+    use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
+    use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
+    match key {
+        "kind" => SpanKind::from_str_name(name).map(|e| e as i32),
+        "code" => StatusCode::from_str_name(name).map(|e| e as i32),
+        "aggregationTemporality" => AggregationTemporality::from_str_name(name).map(|e| e as i32),
+        "severityNumber" => SeverityNumber::from_str_name(name).map(|e| e as i32),
+        _ => None,
+    }
+}
+
+/// Why a lazy decoder refused a trace request.
+#[derive(Debug, PartialEq)]
+pub enum Refusal {
+    /// More spans than `max_spans_per_request`.
+    TooManySpans,
+    /// Not a valid request; the message says why and where.
+    Malformed(String),
+}
+
+/// Decodes a trace request in place, protobuf ([`lazy`]) or JSON ([`json`]), keeping at
+/// most `max_attrs` attributes per span and refusing more than `max_spans` spans.
+/// `arena` holds what JSON cannot lend from the body (unescaped strings, decoded ids).
+pub fn traces_lazy<'a>(
+    body: &'a [u8],
+    format: Format,
+    arena: &'a bumpalo::Bump,
+    max_attrs: usize,
+    max_spans: usize,
+) -> Result<lazy::TraceRequest<'a>, Refusal> {
+    match format {
+        Format::Protobuf => lazy::decode_traces_limited(body, max_attrs, max_spans).map_err(|e| {
+            if e.what == lazy::TOO_MANY_SPANS {
+                Refusal::TooManySpans
+            } else {
+                Refusal::Malformed(format!("invalid OTLP protobuf: {e}"))
+            }
+        }),
+        Format::Json => {
+            json::decode_traces_limited(body, arena, max_attrs, max_spans).map_err(|e| match e {
+                json::JsonError::TooManySpans => Refusal::TooManySpans,
+                json::JsonError::Invalid(m) => Refusal::Malformed(m),
+            })
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The two OTLP transports the load generator speaks, sending pre-encoded bodies as
 //! they are: gRPC (raw frames over a tonic `Channel`, so a body is never re-encoded
-//! or re-compressed per request) and HTTP/protobuf (`POST /v1/traces` over hyper).
+//! or re-compressed per request) and OTLP/HTTP, protobuf or JSON (`POST /v1/traces`
+//! over hyper).
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Uri};
@@ -18,7 +19,10 @@ pub const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceServic
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Grpc,
+    /// OTLP/HTTP with protobuf bodies.
     Http,
+    /// OTLP/HTTP with JSON bodies.
+    HttpJson,
 }
 
 /// What became of one request.
@@ -41,6 +45,7 @@ pub enum Client {
         client: Box<HyperClient<HttpConnector, Full<Bytes>>>,
         uri: Uri,
         gzip: bool,
+        json: bool,
     },
 }
 
@@ -81,7 +86,7 @@ impl Client {
                 }
                 Ok(Client::Grpc { channels, gzip })
             }
-            Protocol::Http => {
+            Protocol::Http | Protocol::HttpJson => {
                 let full = if url.ends_with("/v1/traces") {
                     url.clone()
                 } else {
@@ -98,6 +103,7 @@ impl Client {
                     client: Box::new(client),
                     uri,
                     gzip,
+                    json: protocol == Protocol::HttpJson,
                 })
             }
         }
@@ -106,7 +112,8 @@ impl Client {
     pub fn protocol(&self) -> Protocol {
         match self {
             Client::Grpc { .. } => Protocol::Grpc,
-            Client::Http { .. } => Protocol::Http,
+            Client::Http { json: false, .. } => Protocol::Http,
+            Client::Http { json: true, .. } => Protocol::HttpJson,
         }
     }
 
@@ -169,11 +176,21 @@ impl Client {
                     rejected: rejected_spans(msg),
                 }
             }
-            Client::Http { client, uri, gzip } => {
+            Client::Http {
+                client,
+                uri,
+                gzip,
+                json,
+            } => {
+                let ct = if *json {
+                    "application/json"
+                } else {
+                    "application/x-protobuf"
+                };
                 let mut req = Request::builder()
                     .method(Method::POST)
                     .uri(uri.clone())
-                    .header(http::header::CONTENT_TYPE, "application/x-protobuf");
+                    .header(http::header::CONTENT_TYPE, ct);
                 if *gzip {
                     req = req.header(http::header::CONTENT_ENCODING, "gzip");
                 }
@@ -190,16 +207,23 @@ impl Client {
                     Ok(c) => c.to_bytes(),
                     Err(e) => return Outcome::Failed(format!("reading the response: {e}")),
                 };
-                if status.is_success() {
-                    Outcome::Ok {
+                match (status.is_success(), *json) {
+                    (true, false) => Outcome::Ok {
                         rejected: rejected_spans(&data),
-                    }
-                } else {
-                    Outcome::Refused(format!(
+                    },
+                    (true, true) => Outcome::Ok {
+                        rejected: json_rejected_spans(&data),
+                    },
+                    (false, false) => Outcome::Refused(format!(
                         "HTTP {}: {}",
                         status.as_u16(),
                         rpc_status_message(&data)
-                    ))
+                    )),
+                    (false, true) => Outcome::Refused(format!(
+                        "HTTP {}: {}",
+                        status.as_u16(),
+                        json_status_message(&data)
+                    )),
                 }
             }
         }
@@ -267,6 +291,24 @@ fn rejected_spans(body: &[u8]) -> u64 {
         .map_or(0, |p| p.rejected_spans.max(0) as u64)
 }
 
+/// `partialSuccess.rejectedSpans` of an OTLP/JSON response (an int64: string or number).
+fn json_rejected_spans(body: &[u8]) -> u64 {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    match &v["partialSuccess"]["rejectedSpans"] {
+        serde_json::Value::String(s) => s.parse().unwrap_or(0),
+        n => n.as_u64().unwrap_or(0),
+    }
+}
+
+/// The `message` of a JSON `google.rpc.Status`, or the body as text when it is not one.
+fn json_status_message(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    match v["message"].as_str() {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+    }
+}
+
 /// `google.rpc.Status.message`, or the body as text when it is not one.
 fn rpc_status_message(body: &[u8]) -> String {
     match tonic_types::Status::decode(body) {
@@ -291,7 +333,7 @@ pub fn frame(protocol: Protocol, gzip: bool, body: &[u8]) -> Bytes {
         body.to_vec()
     };
     match protocol {
-        Protocol::Http => Bytes::from(payload),
+        Protocol::Http | Protocol::HttpJson => Bytes::from(payload),
         Protocol::Grpc => {
             let mut out = Vec::with_capacity(payload.len() + 5);
             out.push(u8::from(gzip));

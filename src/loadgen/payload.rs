@@ -120,9 +120,11 @@ impl Behaviour {
 pub struct Template {
     pub body: Vec<u8>,
     pub spans: usize,
-    /// For each span: offsets of the start and end fixed64 values, its duration, and
-    /// how long before "now" it ended.
+    /// For each span: offsets of the start and end values, its duration, and how long
+    /// before "now" it ended.
     stamps: Vec<Stamp>,
+    /// The timestamps are 19 decimal digits in OTLP/JSON text, not fixed64s.
+    text: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -139,15 +141,93 @@ impl Template {
         for s in &self.stamps {
             let end = now_ns.saturating_sub(s.age_ns);
             let start = end.saturating_sub(s.duration_ns);
-            put_at(body, s.end_at as usize, end);
-            put_at(body, s.start_at as usize, start);
+            let put = if self.text { put_digits_at } else { put_at };
+            put(body, s.end_at as usize, end);
+            put(body, s.start_at as usize, start);
         }
     }
+
+    /// The same request as OTLP/JSON, as browser and Node SDKs send it (hex ids,
+    /// integer enums, 64-bit integers as strings), re-stamped in place like the protobuf
+    /// body: every timestamp is 19 digits from 2001 to 2286.
+    pub fn to_json(&self) -> Result<Template, String> {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        let mut req = ExportTraceServiceRequest::decode(&self.body[..])
+            .map_err(|e| format!("the template does not decode: {e}"))?;
+        for span in req
+            .resource_spans
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_spans)
+            .flat_map(|s| &mut s.spans)
+        {
+            span.start_time_unix_nano = PLACEHOLDER_NS;
+            span.end_time_unix_nano = PLACEHOLDER_NS;
+        }
+        let text = serde_json::to_string(&req).map_err(|e| format!("cannot write JSON: {e}"))?;
+        // An unset status is omitted, as protobuf JSON writers do; serde writes `null`.
+        let body = text.replace(r#","status":null"#, "").into_bytes();
+        let starts = value_offsets(&body, "startTimeUnixNano");
+        let ends = value_offsets(&body, "endTimeUnixNano");
+        if starts.len() != self.stamps.len() || ends.len() != self.stamps.len() {
+            return Err(format!(
+                "{} start and {} end times in the JSON, {} spans",
+                starts.len(),
+                ends.len(),
+                self.stamps.len()
+            ));
+        }
+        let stamps = self
+            .stamps
+            .iter()
+            .zip(starts.into_iter().zip(ends))
+            .map(|(s, (start_at, end_at))| Stamp {
+                start_at: start_at as u32,
+                end_at: end_at as u32,
+                ..*s
+            })
+            .collect();
+        Ok(Template {
+            body,
+            spans: self.spans,
+            stamps,
+            text: true,
+        })
+    }
+}
+
+/// A 19-digit time the JSON templates are written with, then found and overwritten.
+const PLACEHOLDER_NS: u64 = 1_000_000_000_000_000_000;
+
+/// Offsets of the 19 digits of each `"field":"1000000000000000000"` in `body`, in order.
+fn value_offsets(body: &[u8], field: &str) -> Vec<usize> {
+    let needle = format!("\"{field}\":\"{PLACEHOLDER_NS}\"");
+    let n = needle.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(at) = body
+        .get(i..)
+        .and_then(|rest| rest.windows(n.len()).position(|w| w == n))
+    {
+        out.push(i + at + n.len() - 20);
+        i += at + n.len();
+    }
+    out
 }
 
 fn put_at(body: &mut [u8], at: usize, v: u64) {
     if let Some(dst) = body.get_mut(at..at + 8) {
         dst.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Writes `v` as 19 decimal digits, zero-padded (a u64 time is below 10^19 until 2286).
+fn put_digits_at(body: &mut [u8], at: usize, mut v: u64) {
+    if let Some(dst) = body.get_mut(at..at + 19) {
+        for d in dst.iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
     }
 }
 
@@ -239,6 +319,7 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
         body,
         spans: n,
         stamps,
+        text: false,
     }
 }
 
@@ -452,6 +533,50 @@ mod tests {
             )
             .expect("prost decodes it");
         assert_eq!(crate::decode::span_count(&p), 1000);
+    }
+
+    #[test]
+    fn json_templates_read_as_the_protobuf_ones_and_stamp_in_place() {
+        let (js, cs) = (journeys(3), cohorts(6));
+        let behave = |_: usize, _: usize| Behaviour {
+            error_rate: 0.5,
+            latency_ms: 100.0,
+            spread: 0.5,
+        };
+        let shape = Shape {
+            journeys: &js,
+            cohorts: &cs,
+            behaviour: &behave,
+        };
+        let t = build(&shape, 1000, &mut Rng::new(7));
+        let j = t.to_json().expect("converts");
+        let now = 1_800_000_000_000_000_000u64;
+        let (mut pb, mut text) = (t.body.clone(), j.body.clone());
+        t.stamp(&mut pb, now);
+        j.stamp(&mut text, now);
+        let per_span = text.len() as f64 / 1000.0;
+        assert!(
+            (1000.0..1060.0).contains(&per_span),
+            "{per_span} bytes per span"
+        );
+        let a = crate::decode::lazy::decode_traces(&pb).expect("valid protobuf");
+        let arena = crate::decode::json::Bump::new();
+        let b = crate::decode::json::decode_traces(&text, &arena).expect("valid JSON");
+        assert_eq!(b.span_count(), 1000);
+        for (x, y) in a.spans().zip(b.spans()) {
+            assert_eq!((x.start_ns(), x.end_ns()), (y.start_ns(), y.end_ns()));
+            assert_eq!((x.trace_id(), x.span_id()), (y.trace_id(), y.span_id()));
+            assert_eq!(
+                (x.name(), x.kind(), x.status_code()),
+                (y.name(), y.kind(), y.status_code())
+            );
+            assert_eq!(x.span_attrs(), y.span_attrs());
+            assert_eq!(x.resource_attrs(), y.resource_attrs());
+        }
+        assert!(
+            !text.windows(4).any(|w| w == b"null"),
+            "no nulls, as SDKs send none"
+        );
     }
 
     #[test]

@@ -163,20 +163,24 @@ receivers:
 exporters:
   prometheus:
     endpoint: 127.0.0.1:{prom_port}
-pipeline:
+{exporters_extra}pipeline:
   evaluation_interval: 100ms
   shutdown_timeout: 3s
-windows:
+{pipeline_extra}windows:
   sizes: [1m, 5m]
 """
 
 
 class Cerflow:
-    def __init__(self, binary: Path, workdir: Path, body: str):
+    def __init__(self, binary: Path, workdir: Path, body: str, exporters: str = "", pipeline: str = ""):
         self.grpc_port, self.http_port, self.prom_port = free_ports(3)
         self.config_path = workdir / "cerflow.yaml"
         self.config_text = BASE_CONFIG.format(
-            grpc_port=self.grpc_port, http_port=self.http_port, prom_port=self.prom_port
+            grpc_port=self.grpc_port,
+            http_port=self.http_port,
+            prom_port=self.prom_port,
+            exporters_extra=exporters,
+            pipeline_extra=pipeline,
         ) + body
         self.config_path.write_text(self.config_text)
         self.log_path = workdir / "cerflow.log"
@@ -283,13 +287,15 @@ def cerflow_bin() -> Path:
 @pytest.fixture
 def start_cerflow(cerflow_bin, tmp_path):
     """start_cerflow(yaml_body) -> a running Cerflow. `yaml_body` is appended to a base
-    config holding the listeners (free ports), a 100ms evaluation interval and 1m/5m windows."""
+    config holding the listeners (free ports), a 100ms evaluation interval and 1m/5m windows.
+    `exporters` and `pipeline` are extra lines (indented two spaces) for those two sections
+    of the base config, e.g. an OTLP push exporter or a smaller queue."""
     started: list[Cerflow] = []
 
-    def start(body: str = "") -> Cerflow:
+    def start(body: str = "", exporters: str = "", pipeline: str = "") -> Cerflow:
         workdir = tmp_path / f"cerflow{len(started)}"
         workdir.mkdir()
-        c = Cerflow(cerflow_bin, workdir, body)
+        c = Cerflow(cerflow_bin, workdir, body, exporters, pipeline)
         started.append(c)
         return c
 
