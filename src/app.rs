@@ -143,8 +143,12 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             timeout: cfg.receivers.request_timeout,
         };
         let score_shared = shared.clone();
+        let timeout = cfg.receivers.request_timeout;
         receiver_tasks.push(tokio::spawn(async move {
-            let routes = tonic::service::Routes::new(crate::api::grpc_service(score_shared));
+            let routes = tonic::service::Routes::new(receiver::grpc::CallTimeout::new(
+                crate::api::grpc_service(score_shared),
+                timeout,
+            ));
             if let Err(e) =
                 receiver::grpc::serve(l, ingest, opts, routes, stop.cancelled_owned()).await
             {

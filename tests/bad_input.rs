@@ -622,3 +622,42 @@ fn grpc_obeys_max_request_bytes_like_http() {
         "gRPC accepted a {len}-byte request over max_request_bytes 4096"
     );
 }
+
+/// The shared body-limit layer holds a gRPC request to `max_request_bytes` (4096) as it
+/// arrives, compressed or not, as OTLP/HTTP does: 6000 bytes that do not compress are
+/// over it on the wire although they inflate to less than `max_decompressed_bytes`.
+#[test]
+fn a_compressed_grpc_message_is_held_to_max_request_bytes_on_the_wire() {
+    let cerflow = Cerflow::start(config);
+    let rt = runtime();
+    // xorshift bytes: gzip cannot shrink them.
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: Vec<u8> = (0..6000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    assert!(gzip(&noise).len() > 4096 + 5, "{}", gzip(&noise).len());
+    let status = rt
+        .block_on(raw_grpc_with(
+            cerflow.grpc_endpoint(),
+            TRACES_PATH,
+            noise,
+            true,
+        ))
+        .expect_err("over the wire limit");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    let s = cerflow.wait_for(
+        "cerflow_refused_requests_total",
+        &[("reason", "too_large")],
+        1.0,
+    );
+    s.assert(
+        "cerflow_refused_requests_total",
+        &[("reason", "malformed")],
+        0.0,
+    );
+}

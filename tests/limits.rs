@@ -273,6 +273,59 @@ fn the_window_memory_budget_sends_new_series_to_overflow() {
     assert!(bytes < 1.5 * 1_048_576.0, "window state {bytes} bytes");
 }
 
+/// The same timeout layer over gRPC: the call gets CANCELLED "Timeout expired", what
+/// tonic's server timeout answered, and is counted like the HTTP one.
+#[test]
+fn a_grpc_body_that_does_not_arrive_in_time_is_cancelled_and_counted() {
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+    let cf = Cerflow::start(|p| {
+        with_otlp_receiver_settings(&p.listeners_yaml(""), "    request_timeout: 500ms\n")
+            + CHECKOUT
+    });
+    let endpoint = cf.grpc_endpoint();
+    let (code, message) = runtime().block_on(async {
+        let channel = tonic::transport::Channel::from_shared(endpoint.clone())
+            .expect("a valid endpoint")
+            .connect()
+            .await
+            .expect("connecting to cerflow's gRPC port");
+        // A message header promising 100 bytes, 10 of them, then nothing.
+        let mut start = vec![0u8, 0, 0, 0, 100];
+        start.extend_from_slice(b"0123456789");
+        let frames = futures_util::stream::iter([Ok::<_, std::io::Error>(http_body::Frame::data(
+            bytes::Bytes::from(start),
+        ))])
+        .chain(futures_util::stream::pending());
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!(
+                "{endpoint}/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+            ))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(tonic::body::Body::new(http_body_util::StreamBody::new(
+                frames,
+            )))
+            .expect("a request");
+        let resp = channel.oneshot(req).await.expect("an HTTP/2 response");
+        let status = tonic::Status::from_header_map(resp.headers()).expect("a grpc-status");
+        (status.code(), status.message().to_string())
+    });
+    assert_eq!(code, tonic::Code::Cancelled);
+    assert_eq!(message, "Timeout expired");
+    let s = cf.wait_for(
+        "cerflow_refused_requests_total",
+        &[("reason", "timeout")],
+        1.0,
+    );
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "grpc")],
+        0.0,
+    );
+}
+
 #[test]
 fn a_body_that_does_not_arrive_in_time_gets_408() {
     use std::io::{Read, Write};

@@ -15,7 +15,7 @@ pub struct Receivers {
     pub http_tls: Option<TlsFiles>,
     /// Bearer tokens; when any is set, both receivers require one.
     pub tokens: Vec<BearerToken>,
-    /// Longest a request may take to arrive and be handled.
+    /// Longest a request body may take to arrive.
     pub request_timeout: Duration,
     /// Span attributes read per span; later ones are ignored by rules and cohorts.
     pub max_attributes_per_span: usize,

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use prost::Message;
 use std::io::Read;
 use std::sync::Arc;
@@ -39,10 +39,13 @@ enum Signal {
 }
 
 use super::auth::Auth;
-use super::layers::{AuthLayer, Verdict};
+use super::layers::{
+    cause, AuthLayer, BodyLimitLayer, LengthLimitError, RequestTimeoutLayer, TimedOut, Verdict,
+};
 
 pub fn router(ingest: Arc<dyn Consumer>, opts: HttpOptions) -> Router {
     let auth = opts.auth.clone();
+    let (max_request, timeout) = (opts.max_request, opts.timeout);
     let state = HttpState { ingest, opts };
     Router::new()
         .route(
@@ -58,6 +61,8 @@ pub fn router(ingest: Arc<dyn Consumer>, opts: HttpOptions) -> Router {
             post(|s: State<HttpState>, r: Request| handle(s, r, Signal::Logs)),
         )
         .with_state(state)
+        .layer(BodyLimitLayer::new(max_request))
+        .layer(RequestTimeoutLayer::new(timeout))
         .layer(AuthLayer::new(auth))
 }
 
@@ -148,41 +153,30 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
     }
     let Verdict(verdict) = Verdict::of(req.extensions());
     let max_request = st.opts.max_request;
-    let collected = tokio::time::timeout(
-        st.opts.timeout,
-        Limited::new(req.into_body(), max_request).collect(),
-    )
-    .await;
-    let Ok(collected) = collected else {
-        let msg = format!(
-            "the request body did not arrive within {:?}",
-            st.opts.timeout
-        );
-        RequestRefused {
-            transport: t,
-            reason: Reason::Timeout,
-            spans: 0,
-            detail: &msg,
-        }
-        .emit(tel);
-        return early_error(format, StatusCode::REQUEST_TIMEOUT, 4, msg);
-    };
-    let body = match collected {
+    // The body comes through the shared limit and timeout layers (layers.rs); their
+    // errors are answered here, in this protocol.
+    let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            let too_large = e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            let (reason, status, msg) = if too_large {
+            let (reason, status, grpc_code, msg) = if cause::<TimedOut>(&e).is_some() {
+                (
+                    Reason::Timeout,
+                    StatusCode::REQUEST_TIMEOUT,
+                    4,
+                    e.to_string(),
+                )
+            } else if cause::<LengthLimitError>(&e).is_some() {
                 (
                     Reason::TooLarge,
                     StatusCode::PAYLOAD_TOO_LARGE,
+                    3,
                     format!("request body is larger than {max_request} bytes"),
                 )
             } else {
                 (
                     Reason::Malformed,
                     StatusCode::BAD_REQUEST,
+                    3,
                     format!("cannot read the request body: {e}"),
                 )
             };
@@ -193,7 +187,7 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
                 detail: &msg,
             }
             .emit(tel);
-            return early_error(format, status, 3, msg);
+            return early_error(format, status, grpc_code, msg);
         }
     };
     let inflated;
