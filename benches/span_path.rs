@@ -9,7 +9,8 @@
 //!   into prost structs (the decoder ingest used before, kept as the reference).
 //! - `match/1000`: journey classification of each span (3 journeys, 2 cohort keys).
 //! - `batch/1000`: classification plus the per-worker batch (cohort values, hash).
-//! - `record/1000`: recording classified spans into window state (3 windows x 12 sub-buckets).
+//! - `record/1000`: recording classified spans into window state (3 windows x 12 sub-buckets);
+//!   `record/users+value/1000` the same spans naming one of 10,000 users and carrying a value.
 //! - `ingest/N`: a whole request through `Ingest::traces_body` with a running pipeline,
 //!   until the workers have recorded every span; `ingest/json-N` the same as OTLP/JSON.
 //!
@@ -28,6 +29,7 @@ use cerflow::loadgen::payload::{self, Behaviour, Shape};
 use cerflow::pipeline::{BatchBuilder, Pipeline};
 use cerflow::rng::Rng;
 use cerflow::span::SpanView;
+use cerflow::span_record::{flag, Record};
 use cerflow::telemetry::{Telemetry, Transport};
 use cerflow::window::SeriesState;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
@@ -176,23 +178,42 @@ fn record(c: &mut C) {
         .map(|_| SeriesState::new(&window_ns, cfg.windows.sub_buckets, bounds_ns.len(), now))
         .collect();
     let mut rng = Rng::new(3);
-    let spans: Vec<(usize, u64, u64, u8)> = (0..1000)
+    // Each span also names one of 10,000 users and carries a value, for the
+    // `users+value` case; the plain case records the same spans without them.
+    let spans: Vec<(usize, Record)> = (0..1000)
         .map(|_| {
             let dur = (120e6 * (0.5 * rng.normal()).exp()) as u64;
-            (
-                rng.below(18),
-                now - rng.below(50_000_000) as u64,
-                dur,
-                u8::from(rng.chance(0.01)) | 8,
-            )
+            let r = Record {
+                hash: 0,
+                journey: 0,
+                first_value: 0,
+                n_values: 0,
+                flags: u8::from(rng.chance(0.01)) | flag::ENTRY,
+                end_ns: now - rng.below(50_000_000) as u64,
+                duration_ns: dur,
+                user: (rng.below(10_000) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                value: 12.5,
+            };
+            (rng.below(18), r)
         })
         .collect();
     let mut g = c.benchmark_group("record");
     g.throughput(Throughput::Elements(1000));
     g.bench_function("1000", |b| {
         b.iter(|| {
-            for &(i, end, dur, flags) in &spans {
-                series[i].record(end, dur, flags, &bounds_ns, now);
+            for (i, r) in &spans {
+                series[*i].record(r, &bounds_ns, now);
+            }
+        })
+    });
+    g.bench_function("users+value/1000", |b| {
+        b.iter(|| {
+            for (i, r) in &spans {
+                let r = Record {
+                    flags: r.flags | flag::USER | flag::VALUE,
+                    ..*r
+                };
+                series[*i].record(&r, &bounds_ns, now);
             }
         })
     });

@@ -96,6 +96,9 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                         latency: w.latency,
                         correctness: w.correctness,
                         burn_rate: w.burn_rate.clone().into_iter().collect(),
+                        users: w.users,
+                        users_affected: w.users_affected,
+                        users_affected_ratio: w.users_affected_ratio,
                     })
                     .collect(),
                 alerts: j

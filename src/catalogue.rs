@@ -128,6 +128,33 @@ pub const CER_JOURNEY_REQUESTS_PER_SECOND: Metric = Metric {
     labels: &["journey", COHORTS, "window"],
 };
 
+pub const CER_JOURNEY_USERS: Metric = Metric {
+    prom: "cer_journey_users",
+    otlp: Some("cer.journey.users"),
+    unit: "{user}",
+    kind: Kind::Gauge,
+    help: "Distinct users with a request in the window; without cohort labels, across the journey's cohorts.",
+    labels: &["journey", COHORTS, "window"],
+};
+
+pub const CER_JOURNEY_USERS_AFFECTED: Metric = Metric {
+    prom: "cer_journey_users_affected",
+    otlp: Some("cer.journey.users_affected"),
+    unit: "{user}",
+    kind: Kind::Gauge,
+    help: "Distinct users with at least one failed, slow or incorrect request in the window.",
+    labels: &["journey", COHORTS, "window"],
+};
+
+pub const CER_JOURNEY_USERS_AFFECTED_RATIO: Metric = Metric {
+    prom: "cer_journey_users_affected_ratio",
+    otlp: Some("cer.journey.users_affected_ratio"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Affected users over users in the window; absent with no users.",
+    labels: &["journey", COHORTS, "window"],
+};
+
 pub const CER_TELEMETRY_COVERAGE_RATIO: Metric = Metric {
     prom: "cer_telemetry_coverage_ratio",
     otlp: Some("cer.telemetry.coverage"),
@@ -317,6 +344,42 @@ pub const CERFLOW_SERIES_EXPIRED_TOTAL: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_INVALID_VALUES_TOTAL: Metric = Metric {
+    prom: "cerflow_invalid_values_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Request values ignored as not a number of 0 or more; the requests still count.",
+    labels: &["journey"],
+};
+
+pub const CER_JOURNEY_VALUE_TOTAL: Metric = Metric {
+    prom: "cer_journey_value_total",
+    otlp: Some("cer.journey.value"),
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Value of the journey's requests, in its currency.",
+    labels: &["journey", "currency"],
+};
+
+pub const CER_JOURNEY_VALUE_FAILED_TOTAL: Metric = Metric {
+    prom: "cer_journey_value_failed_total",
+    otlp: Some("cer.journey.value_failed"),
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Value of the journey's failed or incorrect requests.",
+    labels: &["journey", "currency"],
+};
+
+pub const CER_JOURNEY_VALUE_AT_RISK: Metric = Metric {
+    prom: "cer_journey_value_at_risk",
+    otlp: Some("cer.journey.value_at_risk"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Value of the failed or incorrect requests in the window.",
+    labels: &["journey", COHORTS, "window", "currency"],
+};
+
 pub const CERFLOW_CARDINALITY_OVERFLOW_TOTAL: Metric = Metric {
     prom: "cerflow_cardinality_overflow_total",
     otlp: None,
@@ -455,6 +518,12 @@ pub const ALL: &[Metric] = &[
     CER_SLI_CORRECTNESS_RATIO,
     CER_JOURNEY_LATENCY_SECONDS,
     CER_JOURNEY_REQUESTS_PER_SECOND,
+    CER_JOURNEY_USERS,
+    CER_JOURNEY_USERS_AFFECTED,
+    CER_JOURNEY_USERS_AFFECTED_RATIO,
+    CER_JOURNEY_VALUE_TOTAL,
+    CER_JOURNEY_VALUE_FAILED_TOTAL,
+    CER_JOURNEY_VALUE_AT_RISK,
     CER_TELEMETRY_COVERAGE_RATIO,
     CER_DEFINITION_INFO,
     CER_SLO_OBJECTIVE_RATIO,
@@ -477,6 +546,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_RECEIVED_LOG_RECORDS_TOTAL,
     CERFLOW_SERIES_EXPIRED_TOTAL,
     CERFLOW_CARDINALITY_OVERFLOW_TOTAL,
+    CERFLOW_INVALID_VALUES_TOTAL,
     CERFLOW_CONFIG_RELOADS_TOTAL,
     CERFLOW_CONFIG_RELOAD_FAILURES_TOTAL,
     CERFLOW_WINDOW_STATE_LIMIT_BYTES,

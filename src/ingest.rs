@@ -5,14 +5,15 @@ use crate::clock::now_unix_ns;
 use crate::config::Config;
 use crate::decode::{self, invalid_reason, lazy, ProstSpan};
 use crate::internal_events::{
-    DataPointsReceived, InternalEvent, LogRecordsReceived, RequestRefused, SpanClamped,
-    SpansNotRecorded, SpansReceived, SpansRefused,
+    DataPointsReceived, InternalEvent, InvalidValue, LogRecordsReceived, RequestRefused,
+    SpanClamped, SpansNotRecorded, SpansReceived, SpansRefused,
 };
 use crate::journey::Journeys;
 use crate::pipeline::{BatchBuilder, PipelineInput, SubmitError};
 use crate::receiver::consumer::Consumer;
 use crate::span::SpanView;
 use crate::telemetry::{Reason, Telemetry, Transport};
+use crate::value::Value;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -255,7 +256,14 @@ impl Ingest {
                 continue;
             }
             match journeys.classify(&view) {
-                Some(c) => builder.push(&view, &c, journeys.missing_value(), end),
+                Some(c) => {
+                    if c.value == Value::Invalid {
+                        if let Some(j) = journeys.get(c.journey) {
+                            InvalidValue { journey: &j.name }.emit(&self.tel);
+                        }
+                    }
+                    builder.push(&view, &c, journeys.missing_value(), end)
+                }
                 None => {
                     unmatched += 1;
                     if view.is_entry_point() {

@@ -145,6 +145,37 @@ impl InternalEvent for CardinalityOverflow {
     }
 }
 
+/// A request's value was not a number, negative or not finite: it is left out of the
+/// journey's value, and the request still counts.
+pub struct InvalidValue<'a> {
+    pub journey: &'a std::sync::Arc<str>,
+}
+
+impl InternalEvent for InvalidValue<'_> {
+    fn emit(self, tel: &Telemetry) {
+        let mut m = match tel.invalid_values.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        match m.get_mut(self.journey) {
+            Some(n) => *n += 1,
+            None => {
+                m.insert(self.journey.clone(), 1);
+            }
+        }
+        drop(m);
+        if tel.log_due(
+            crate::telemetry::LogKey::InvalidValue,
+            REFUSAL_WARN_EVERY_SECS,
+        ) {
+            tracing::warn!(
+                journey = %self.journey,
+                "Ignored a request value that is not a number of 0 or more; the request still counts."
+            );
+        }
+    }
+}
+
 /// Series dropped after `series_ttl` without data.
 pub struct SeriesExpired {
     pub count: u64,

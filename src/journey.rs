@@ -9,6 +9,8 @@ use crate::config::{Config, JourneyConfig};
 use crate::predicate::Cond;
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::span_record::{flag, JourneyId};
+use crate::users::UserKeys;
+use crate::value::{Value, ValueRule};
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -34,6 +36,14 @@ pub struct JourneyInfo {
     /// derived) that stays the same across config reloads, unlike `id`.
     pub seed: u64,
     pub origin: Origin,
+    /// Whether the journey has a value rule, and its currency label.
+    pub value: Option<ValueLabel>,
+}
+
+/// What the exporters show of a journey's value rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueLabel {
+    pub currency: Option<Arc<str>>,
 }
 
 /// Where a journey comes from. The SLO checkpoint keeps it, so that after a restart a
@@ -56,6 +66,7 @@ struct Compiled {
     matcher: Cond,
     failure: Cond,
     incorrect: Option<Cond>,
+    value: Option<ValueRule>,
     /// Everything that decides what the journey records; equal fingerprints across a
     /// reload mean its window state stays valid.
     fingerprint: String,
@@ -65,6 +76,7 @@ pub struct Journeys {
     configured: Vec<Compiled>,
     auto: Option<AutoTable>,
     missing_value: String,
+    users: UserKeys,
     /// Bumped by every reload; batches carry it so workers know which ids they hold.
     pub generation: u64,
 }
@@ -99,6 +111,10 @@ pub struct Classified<'a> {
     pub seed: u64,
     pub cohort_keys: &'a [String],
     pub flags: u8,
+    /// The hash of the span's user id ([`crate::users`]), when it names one.
+    pub user: Option<u64>,
+    /// The request's value, when the journey has a value rule.
+    pub value: Value,
 }
 
 fn labels_of(keys: &[String]) -> Arc<[String]> {
@@ -126,13 +142,17 @@ impl Journeys {
                     has_correctness: j.incorrect.is_some(),
                     seed: identity_hasher().hash_one(j.name.as_str()),
                     origin: Origin::Configured,
+                    value: j.value.as_ref().map(|v| ValueLabel {
+                        currency: v.currency.as_deref().map(Arc::from),
+                    }),
                 }),
                 matcher: j.matcher.clone(),
                 failure: j.failure.clone(),
                 incorrect: j.incorrect.clone(),
+                value: j.value.clone(),
                 fingerprint: format!(
-                    "{:?}|{:?}|{:?}|{:?}|{:?}",
-                    j.matcher, j.failure, j.incorrect, j.latency_threshold, j.cohorts
+                    "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+                    j.matcher, j.failure, j.incorrect, j.latency_threshold, j.cohorts, j.value
                 ),
             })
             .collect();
@@ -153,6 +173,7 @@ impl Journeys {
                 has_correctness: false,
                 seed: identity_hasher().hash_one(AUTO_OVERFLOW),
                 origin: Origin::AutoOverflow,
+                value: None,
             });
             let by_id = DashMap::new();
             by_id.insert(overflow.id, overflow.clone());
@@ -175,6 +196,7 @@ impl Journeys {
             configured,
             auto,
             missing_value: cfg.cohorts.missing_value.clone(),
+            users: UserKeys::new(&cfg.users.keys),
             generation: 0,
         }
     }
@@ -226,7 +248,7 @@ impl Journeys {
     /// Finds the span's journey and its outcome flags; `None` when no journey claims it.
     pub fn classify<'s, S: SpanView + ?Sized>(&'s self, span: &S) -> Option<Classified<'s>> {
         let entry = span.is_entry_point();
-        let (journey, seed, cohort_keys, threshold_ns, failure, incorrect) =
+        let (journey, seed, cohort_keys, threshold_ns, failure, incorrect, value) =
             match self.configured.iter().find(|c| c.matcher.eval(span)) {
                 Some(c) => (
                     c.info.id,
@@ -235,6 +257,7 @@ impl Journeys {
                     c.info.latency_threshold_ns,
                     &c.failure,
                     c.incorrect.as_ref(),
+                    c.value.as_ref(),
                 ),
                 None => {
                     let auto = self.auto.as_ref()?;
@@ -251,6 +274,7 @@ impl Journeys {
                         &*auto.cohort_keys,
                         auto.threshold_ns,
                         &auto.failure,
+                        None,
                         None,
                     )
                 }
@@ -273,6 +297,8 @@ impl Journeys {
             seed,
             cohort_keys,
             flags,
+            user: self.users.user_hash(span),
+            value: value.map_or(Value::None, |v| v.read(span)),
         })
     }
 
@@ -335,6 +361,7 @@ impl AutoTable {
                 service: service.into(),
                 span: name.into(),
             },
+            value: None,
         });
         // Insert into `by_id` first: a worker may see the id as soon as `entry` is released.
         self.by_id.insert(id, info);

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod deriver;
+pub mod distinct;
 pub mod duration;
 pub mod export;
 pub mod gate;
@@ -46,6 +47,8 @@ pub mod span;
 pub mod span_record;
 pub mod telemetry;
 pub mod tls;
+pub mod users;
+pub mod value;
 pub mod window;
 
 /// cerflow's own API, generated from `proto/cerflow/v1/score.proto`.

@@ -3,9 +3,47 @@
 //! A window with no requests has no ratio at all: it is left out of the export rather
 //! than shown as 1 (which hides an outage of traffic) or NaN (which poisons queries).
 
+use crate::journey::JourneyInfo;
 use crate::snapshot::{SeriesSnap, ShardSnapshot};
-use crate::window::{Counts, Coverage};
+use crate::window::{Counts, Coverage, Users};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Distinct users of one window, and those with at least one bad request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserCounts {
+    pub users: u64,
+    pub affected: u64,
+}
+
+impl UserCounts {
+    pub fn of(u: &Users) -> UserCounts {
+        UserCounts {
+            users: u.all.count(),
+            affected: u.affected.count(),
+        }
+    }
+
+    /// Affected over users; `None` with no users, like a ratio with no requests.
+    pub fn affected_ratio(&self) -> Option<f64> {
+        (self.users > 0).then(|| self.affected as f64 / self.users as f64)
+    }
+}
+
+/// Where a row of user figures belongs: one series, or a journey across its cohorts.
+#[derive(Debug, Clone, Copy)]
+pub enum UserRow<'a> {
+    Series(&'a SeriesSnap),
+    Journey(&'a JourneyInfo),
+}
+
+/// A journey with cohorts, across them: the merge of the cohorts' sketches, so one
+/// user in two cohorts is one user.
+#[derive(Debug, Clone)]
+pub struct JourneyUsers {
+    pub journey: Arc<JourneyInfo>,
+    pub windows: Vec<UserCounts>,
+}
 
 /// The SLIs of one window. `None` where the window had no requests.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,6 +79,21 @@ pub struct Snapshot {
     pub state_bytes: usize,
     /// The SLIs of `series[i]` per window, derived once here so exporters only format.
     pub slis: Vec<Vec<Sli>>,
+    /// The users of `series[i]` per window.
+    pub users: Vec<Vec<UserCounts>>,
+    /// Journey-level users of the journeys that have cohorts, by journey name.
+    pub journey_users: Vec<JourneyUsers>,
+    /// Value counters of the journeys with a value rule: the sum of their series.
+    pub journey_values: Vec<JourneyValue>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JourneyValue {
+    pub journey: Arc<JourneyInfo>,
+    pub total: f64,
+    pub failed: f64,
+    /// When the oldest of its series began: the counters' start time.
+    pub created_unix_ns: u64,
 }
 
 impl Snapshot {
@@ -74,6 +127,33 @@ impl Snapshot {
                 .cmp(&b.journey.name)
                 .then_with(|| a.cohort.cmp(&b.cohort))
         });
+        let users = series
+            .iter()
+            .map(|s| s.windows.iter().map(|w| UserCounts::of(&w.users)).collect())
+            .collect();
+        let journey_users = journey_users(&series, windows.len());
+        let mut journey_values: Vec<JourneyValue> = Vec::new();
+        for s in series.iter().filter(|s| s.journey.value.is_some()) {
+            match journey_values.last_mut() {
+                Some(v) if v.journey.name == s.journey.name => {
+                    v.total += s.value_total;
+                    v.failed += s.value_failed;
+                    v.created_unix_ns = v.created_unix_ns.min(s.created_unix_ns);
+                }
+                _ => journey_values.push(JourneyValue {
+                    journey: s.journey.clone(),
+                    total: s.value_total,
+                    failed: s.value_failed,
+                    created_unix_ns: s.created_unix_ns,
+                }),
+            }
+        }
+        // The sketches are spent: the published snapshot keeps only their counts.
+        for s in series.iter_mut() {
+            for w in s.windows.iter_mut() {
+                w.users = Users::default();
+            }
+        }
         let slis = series
             .iter()
             .map(|s| {
@@ -91,7 +171,41 @@ impl Snapshot {
             coverage,
             state_bytes,
             slis,
+            users,
+            journey_users,
+            journey_values,
         }
+    }
+
+    /// Every row of user figures: each series, then each journey with cohorts.
+    pub fn user_rows(&self) -> impl Iterator<Item = (UserRow<'_>, &[UserCounts])> {
+        let series = self
+            .series
+            .iter()
+            .zip(&self.users)
+            .map(|(s, u)| (UserRow::Series(s), u.as_slice()));
+        let journeys = self
+            .journey_users
+            .iter()
+            .map(|j| (UserRow::Journey(&j.journey), j.windows.as_slice()));
+        series.chain(journeys)
+    }
+
+    /// A journey's distinct users in window `w`: its journey-level merge when it has
+    /// cohorts, else its one series.
+    pub fn journey_user_counts(&self, journey: &str, w: usize) -> Option<UserCounts> {
+        if let Some(j) = self
+            .journey_users
+            .iter()
+            .find(|j| &*j.journey.name == journey)
+        {
+            return j.windows.get(w).copied();
+        }
+        let i = self
+            .series
+            .iter()
+            .position(|s| &*s.journey.name == journey)?;
+        self.users.get(i)?.get(w).copied()
     }
 
     pub fn coverage_ratio(&self, w: usize) -> Option<f64> {
@@ -100,17 +214,52 @@ impl Snapshot {
     }
 }
 
+/// Merges the users of each journey's cohort series; series are sorted by journey.
+fn journey_users(series: &[SeriesSnap], n_windows: usize) -> Vec<JourneyUsers> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < series.len() {
+        let j = &series[i].journey;
+        let end = i + series[i..]
+            .iter()
+            .take_while(|s| s.journey.name == j.name)
+            .count();
+        if !j.cohort_labels.is_empty() {
+            let windows = (0..n_windows)
+                .map(|w| {
+                    let mut u = Users::default();
+                    for s in &series[i..end] {
+                        if let Some(ws) = s.windows.get(w) {
+                            u.merge(&ws.users);
+                        }
+                    }
+                    UserCounts::of(&u)
+                })
+                .collect();
+            out.push(JourneyUsers {
+                journey: j.clone(),
+                windows,
+            });
+        }
+        i = end;
+    }
+    out
+}
+
 /// Adds one shard's overflow series into another's. Counts add exactly; a quantile
 /// becomes the larger of the two, an upper bound, since the shards' bins are not shipped.
 fn merge_overflow(into: &mut SeriesSnap, from: &SeriesSnap) {
     into.totals.add(&from.totals);
     into.duration_sum_s += from.duration_sum_s;
+    into.value_total += from.value_total;
+    into.value_failed += from.value_failed;
     for (a, b) in into.buckets.iter_mut().zip(&from.buckets) {
         *a += b;
     }
     into.created_unix_ns = into.created_unix_ns.min(from.created_unix_ns);
     for (a, b) in into.windows.iter_mut().zip(&from.windows) {
         a.counts.add(&b.counts);
+        a.users.merge(&b.users);
         for (qa, qb) in a.quantiles_s.iter_mut().zip(&b.quantiles_s) {
             *qa = match (*qa, *qb) {
                 (Some(x), Some(y)) => Some(x.max(y)),

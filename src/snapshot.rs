@@ -17,6 +17,9 @@ pub struct SeriesSnap {
     pub overflow: bool,
     pub totals: Counts,
     pub duration_sum_s: f64,
+    /// Value of all requests, and of the failed or incorrect ones, since the series began.
+    pub value_total: f64,
+    pub value_failed: f64,
     pub buckets: Vec<u64>,
     pub created_unix_ns: u64,
     pub windows: Vec<WindowStats>,

@@ -11,9 +11,17 @@ pub mod flag {
     pub const INCORRECT: u8 = 4;
     /// The span is an entry point (SERVER or CONSUMER); it counts towards coverage.
     pub const ENTRY: u8 = 8;
+    /// The span names a user; [`super::Record::user`] holds the hash of the id.
+    pub const USER: u8 = 16;
+    /// Failed, slow or incorrect: what makes the user an affected one.
+    pub const BAD: u8 = ERROR | SLOW | INCORRECT;
+    /// The request has a value; [`super::Record::value`] holds it.
+    pub const VALUE: u8 = 32;
+    /// Failed or incorrect: what puts the request's value at risk (slow does not).
+    pub const LOST: u8 = ERROR | INCORRECT;
 }
 
-/// One classified span, 40 bytes; its cohort values live in the batch's text.
+/// One classified span, 56 bytes; its cohort values live in the batch's text.
 #[derive(Debug, Clone, Copy)]
 pub struct Record {
     pub hash: u64,
@@ -24,4 +32,8 @@ pub struct Record {
     pub flags: u8,
     pub end_ns: u64,
     pub duration_ns: u64,
+    /// The hash of the user id when `flags` has [`flag::USER`], else 0.
+    pub user: u64,
+    /// The request's value when `flags` has [`flag::VALUE`], else 0.
+    pub value: f64,
 }

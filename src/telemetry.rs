@@ -95,8 +95,11 @@ pub struct Telemetry {
     pub config_reload_failures: AtomicU64,
     /// Spans recorded into a journey's overflow series.
     pub cardinality_overflow: AtomicU64,
+    /// Request values ignored as not numeric, negative or not finite, per journey. A
+    /// lock, not an atomic: the path is rare and the key set is bounded by the journeys.
+    pub invalid_values: std::sync::Mutex<std::collections::BTreeMap<std::sync::Arc<str>, u64>>,
     /// Unix second of the last log line per [`LogKey`].
-    last_log_sec: [AtomicU64; 11],
+    last_log_sec: [AtomicU64; 12],
 }
 
 fn now_sec() -> u64 {
@@ -106,6 +109,18 @@ fn now_sec() -> u64 {
 }
 
 impl Telemetry {
+    /// Invalid request values per journey, for the exposition.
+    pub fn invalid_values(&self) -> Vec<(std::sync::Arc<str>, u64)> {
+        match self.invalid_values.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Err(p) => p
+                .into_inner()
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+        }
+    }
+
     pub fn received_spans(&self, t: Transport) -> u64 {
         self.received_spans[t as usize].load(Relaxed)
     }
@@ -135,6 +150,7 @@ impl Telemetry {
 pub enum LogKey {
     Refusal(Reason),
     ExportDrop(ExportDrop),
+    InvalidValue,
 }
 
 impl LogKey {
@@ -142,6 +158,7 @@ impl LogKey {
         match self {
             LogKey::Refusal(r) => r.index(),
             LogKey::ExportDrop(d) => REASONS.len() + d as usize,
+            LogKey::InvalidValue => REASONS.len() + EXPORT_DROPS.len(),
         }
     }
 }

@@ -11,8 +11,9 @@ use cerflow::score::{self, Evaluation};
 use cerflow::sli::Snapshot;
 use cerflow::slo::SloTracker;
 use cerflow::snapshot::{SeriesSnap, ShardSnapshot};
+use cerflow::span_record::flag;
 use cerflow::telemetry::Telemetry;
-use cerflow::window::{Counts, Coverage, WindowStats};
+use cerflow::window::{Counts, Coverage, Users, WindowStats};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,13 +24,19 @@ const S: u64 = 1_000_000_000;
 /// cohort, requests in both windows, quantiles and coverage.
 fn published() -> (Arc<Shared>, Pipeline) {
     let cfg = Config::parse(
-        "cohorts:\n  keys: [cloud.region]\njourneys:\n  - name: checkout\n    match: { span_name: x }\n",
+        "cohorts:\n  keys: [cloud.region]\njourneys:\n  - name: checkout\n    match: { span_name: x }\n    value: { per_request: 2.5, currency: EUR }\n",
         "t",
         &|_| None,
     )
     .expect("a valid config");
     let journeys = Arc::new(Journeys::new(&cfg));
     let tel = Arc::new(Telemetry::default());
+    cerflow::internal_events::InternalEvent::emit(
+        cerflow::internal_events::InvalidValue {
+            journey: &Arc::from("checkout"),
+        },
+        &tel,
+    );
     let pipeline = Pipeline::start(&cfg, journeys.clone(), tel.clone());
     let counts = Counts {
         requests: 4,
@@ -38,18 +45,24 @@ fn published() -> (Arc<Shared>, Pipeline) {
         incorrect: 0,
     };
     let windows = cfg.windows.sizes.clone();
+    let mut users = Users::default();
+    users.record(7, flag::USER | flag::ERROR);
     let series = SeriesSnap {
         journey: journeys.get(0).expect("the configured journey"),
         cohort: Arc::from(vec![Box::<str>::from("eu")]),
         overflow: false,
         totals: counts,
         duration_sum_s: 1.0,
+        value_total: 10.0,
+        value_failed: 2.5,
         buckets: vec![4; cfg.histogram_buckets.len() + 1],
         created_unix_ns: S,
         windows: windows
             .iter()
             .map(|_| WindowStats {
                 counts,
+                users: users.clone(),
+                value_at_risk: 2.5,
                 quantiles_s: vec![Some(0.1); 4],
             })
             .collect(),
@@ -160,8 +173,8 @@ fn the_otlp_push_sends_exactly_the_catalogue_metrics_with_an_otlp_name() {
         .collect();
     assert_eq!(
         expected.len(),
-        12,
-        "the OTLP table of README.md has 12 metrics"
+        18,
+        "the OTLP table of README.md has 18 metrics"
     );
     assert_eq!(sent, expected);
 }

@@ -13,12 +13,14 @@ pub use crate::pipeline::config::{Limits, Pipeline};
 use crate::receiver::config::decode_receivers;
 pub use crate::receiver::config::{BearerToken, Receivers};
 use crate::score::config::decode_score;
-pub use crate::score::config::{NoData, Score};
+pub use crate::score::config::{NoData, Score, WeightBy};
 use crate::slo::config::{decode_slo, objective_ok, per_sli};
 pub use crate::slo::config::{
     AlertRule, Checkpoint, Objectives, PerSli, Severity, SliKind, Slo, DEFAULT_ALERTS,
     DEFAULT_OBJECTIVES, SLIS,
 };
+use crate::users::config::decode_users;
+pub use crate::users::config::Users;
 use crate::window::config::decode_windows;
 pub use crate::window::config::Windows;
 pub use listener::TlsFiles;
@@ -49,6 +51,7 @@ pub struct Config {
     pub windows: Windows,
     pub histogram_buckets: Vec<f64>,
     pub cohorts: Cohorts,
+    pub users: Users,
     pub defaults: Defaults,
     pub auto_journeys: AutoJourneys,
     pub slo: Slo,
@@ -84,6 +87,8 @@ pub struct JourneyConfig {
     pub latency_threshold: Duration,
     pub cohorts: Vec<String>,
     pub objectives: Objectives,
+    /// What a request is worth, for value at risk.
+    pub value: Option<crate::value::config::ValueRule>,
 }
 
 impl Default for Config {
@@ -124,6 +129,7 @@ impl Default for Config {
                 series_ttl: Duration::from_secs(15 * 60),
             },
             histogram_buckets: DEFAULT_BUCKETS.to_vec(),
+            users: Users::default(),
             cohorts: Cohorts {
                 keys: Vec::new(),
                 missing_value: DEFAULT_COHORT_MISSING.into(),
@@ -139,7 +145,7 @@ impl Default for Config {
             score: Score {
                 floor_burn_rate: 10.0,
                 sli_weights: PerSli([0.5, 0.3, 0.2]),
-                weight_by_traffic: false,
+                weight_by: crate::score::config::WeightBy::Weight,
                 no_data: NoData::Exclude,
             },
             limits: Limits {
@@ -292,6 +298,7 @@ const ROOT_KEYS: &[&str] = &[
     "windows",
     "histogram",
     "cohorts",
+    "users",
     "defaults",
     "auto_journeys",
     "slo",
@@ -333,6 +340,9 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
     }
     if let Some(n) = m.get("cohorts") {
         decode_cohorts(ctx, n, &mut cfg.cohorts);
+    }
+    if let Some(n) = m.get("users") {
+        decode_users(ctx, n, &mut cfg.users);
     }
     if let Some(n) = m.get("defaults") {
         if let Some(d) = ctx.map(n, "defaults", &["latency_threshold"]) {
@@ -462,6 +472,7 @@ const JOURNEY_KEYS: &[&str] = &[
     "latency_threshold",
     "cohorts",
     "objectives",
+    "value",
 ];
 
 fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfig> {
@@ -548,6 +559,11 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             ),
             None => cfg.slo.objectives,
         };
+        // `Some(None)`: no value rule; `None`: an invalid one (reported).
+        let value = match m.get("value") {
+            Some(n) => crate::value::config::decode_value(ctx, n, &join(&path, "value")).map(Some),
+            None => Some(None),
+        };
         if let (
             Some(name),
             Some(weight),
@@ -556,6 +572,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(incorrect),
             Some(lt),
             Some(cohorts),
+            Some(value),
         ) = (
             name,
             weight,
@@ -564,6 +581,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             incorrect,
             latency_threshold,
             cohorts,
+            value,
         ) {
             out.push(JourneyConfig {
                 name,
@@ -574,6 +592,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
                 latency_threshold: lt,
                 cohorts,
                 objectives,
+                value,
             });
         }
     }

@@ -58,7 +58,7 @@ fn the_embedded_default_is_valid_and_equals_the_code_defaults() {
     );
     assert_eq!(cfg.score.floor_burn_rate, d.score.floor_burn_rate);
     assert_eq!(cfg.score.sli_weights, d.score.sli_weights);
-    assert_eq!(cfg.score.weight_by_traffic, d.score.weight_by_traffic);
+    assert_eq!(cfg.score.weight_by, d.score.weight_by);
     assert_eq!(cfg.score.no_data, d.score.no_data);
     assert_eq!(
         cfg.limits.max_series_per_journey,

@@ -20,6 +20,7 @@ use crate::internal_events::{
 use crate::published::Shared;
 use crate::rng::Rng;
 use crate::sli::{Sli, Snapshot};
+use crate::sli::{UserCounts, UserRow};
 use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{ExportDrop, Telemetry};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
@@ -101,6 +102,21 @@ fn gauge(m: &Def, points: Vec<NumberDataPoint>) -> Metric {
     }
 }
 
+/// A monotonic cumulative sum.
+fn counter(m: &Def, points: Vec<NumberDataPoint>) -> Metric {
+    Metric {
+        name: otlp_name(m).into(),
+        description: m.help.into(),
+        unit: m.unit.into(),
+        data: Some(metric::Data::Sum(Sum {
+            data_points: points,
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    }
+}
+
 /// A cumulative counter of [`build_request`]: the metric, value of a series.
 type CounterDef = (&'static Def, fn(&SeriesSnap) -> u64);
 /// A ratio gauge of [`build_request`]: the metric, value of a window's SLIs.
@@ -135,17 +151,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
                 )
             })
             .collect();
-        metrics.push(Metric {
-            name: otlp_name(m).into(),
-            description: m.help.into(),
-            unit: m.unit.into(),
-            data: Some(metric::Data::Sum(Sum {
-                data_points: points,
-                aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                is_monotonic: true,
-            })),
-            ..Default::default()
-        });
+        metrics.push(counter(m, points));
     }
 
     let hist_points = snap
@@ -223,6 +229,76 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
     }
     metrics.push(gauge(&catalogue::CER_JOURNEY_LATENCY_SECONDS, latency));
     metrics.push(gauge(&catalogue::CER_JOURNEY_REQUESTS_PER_SECOND, rate));
+
+    let currency = |j: &crate::journey::JourneyInfo, a: &mut Vec<KeyValue>| {
+        if let Some(c) = j.value.as_ref().and_then(|v| v.currency.as_deref()) {
+            a.push(kv("currency", c));
+        }
+    };
+    type ValueCol = (&'static Def, fn(&crate::sli::JourneyValue) -> f64);
+    let value_counters: [ValueCol; 2] = [
+        (&catalogue::CER_JOURNEY_VALUE_TOTAL, |v| v.total),
+        (&catalogue::CER_JOURNEY_VALUE_FAILED_TOTAL, |v| v.failed),
+    ];
+    for (m, get) in value_counters {
+        let points = snap
+            .journey_values
+            .iter()
+            .map(|v| {
+                let mut a = vec![kv("journey", &v.journey.name)];
+                currency(&v.journey, &mut a);
+                number(
+                    a,
+                    v.created_unix_ns,
+                    now,
+                    number_data_point::Value::AsDouble(get(v)),
+                )
+            })
+            .collect();
+        metrics.push(counter(m, points));
+    }
+    let mut at_risk = Vec::new();
+    for s in snap.series.iter().filter(|s| s.journey.value.is_some()) {
+        for (ws, w) in s.windows.iter().zip(&windows) {
+            let mut a = series_attrs(s);
+            a.push(kv("window", w));
+            currency(&s.journey, &mut a);
+            at_risk.push(number(
+                a,
+                0,
+                now,
+                number_data_point::Value::AsDouble(ws.value_at_risk),
+            ));
+        }
+    }
+    metrics.push(gauge(&catalogue::CER_JOURNEY_VALUE_AT_RISK, at_risk));
+
+    type UserCol = (&'static Def, fn(&UserCounts) -> Option<f64>);
+    let user_cols: [UserCol; 3] = [
+        (&catalogue::CER_JOURNEY_USERS, |u| Some(u.users as f64)),
+        (&catalogue::CER_JOURNEY_USERS_AFFECTED, |u| {
+            Some(u.affected as f64)
+        }),
+        (&catalogue::CER_JOURNEY_USERS_AFFECTED_RATIO, |u| {
+            u.affected_ratio()
+        }),
+    ];
+    for (m, get) in user_cols {
+        let mut points = Vec::new();
+        for (row, per_window) in snap.user_rows() {
+            for (u, w) in per_window.iter().zip(&windows) {
+                if let Some(v) = get(u) {
+                    let mut a = match row {
+                        UserRow::Series(s) => series_attrs(s),
+                        UserRow::Journey(j) => vec![kv("journey", &j.name)],
+                    };
+                    a.push(kv("window", w));
+                    points.push(number(a, 0, now, number_data_point::Value::AsDouble(v)));
+                }
+            }
+        }
+        metrics.push(gauge(m, points));
+    }
 
     let coverage = windows
         .iter()

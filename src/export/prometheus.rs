@@ -3,6 +3,7 @@
 use crate::catalogue::{self, Metric};
 use crate::duration::format_duration;
 use crate::published::Shared;
+use crate::sli::{UserCounts, UserRow};
 use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{AddRelaxed, Transport, EXPORT_DROPS, REASONS};
 use std::fmt::Write;
@@ -162,6 +163,80 @@ pub fn render(sh: &Shared) -> String {
                 catalogue::CER_JOURNEY_REQUESTS_PER_SECOND.prom,
                 &format!("{l},window=\"{w}\""),
                 sli.requests_per_second,
+            );
+        }
+    }
+
+    let user_cols: [Column<&UserCounts, Option<f64>>; 3] = [
+        (&catalogue::CER_JOURNEY_USERS, |u| Some(u.users as f64)),
+        (&catalogue::CER_JOURNEY_USERS_AFFECTED, |u| {
+            Some(u.affected as f64)
+        }),
+        (&catalogue::CER_JOURNEY_USERS_AFFECTED_RATIO, |u| {
+            u.affected_ratio()
+        }),
+    ];
+    // Series rows take their labels from `labels`; journey rows carry the journey only.
+    let row_labels: Vec<String> = snap
+        .user_rows()
+        .map(|(row, _)| match row {
+            UserRow::Series(_) => String::new(),
+            UserRow::Journey(j) => {
+                let mut l = String::from("journey=\"");
+                escape(&j.name, &mut l);
+                l.push('"');
+                l
+            }
+        })
+        .collect();
+    for (m, get) in user_cols {
+        header(&mut out, m);
+        for (i, ((_, per_window), own)) in snap.user_rows().zip(&row_labels).enumerate() {
+            let l = labels.get(i).unwrap_or(own);
+            for (u, w) in per_window.iter().zip(&windows) {
+                if let Some(v) = get(u) {
+                    sample(&mut out, m.prom, &format!("{l},window=\"{w}\""), v);
+                }
+            }
+        }
+    }
+
+    // Value at risk: only journeys with a value rule; `currency` only where one is set.
+    let currency = |j: &crate::journey::JourneyInfo| {
+        let mut l = String::new();
+        if let Some(c) = j.value.as_ref().and_then(|v| v.currency.as_deref()) {
+            l.push_str(",currency=\"");
+            escape(c, &mut l);
+            l.push('"');
+        }
+        l
+    };
+    let value_counters: [Column<&crate::sli::JourneyValue, f64>; 2] = [
+        (&catalogue::CER_JOURNEY_VALUE_TOTAL, |v| v.total),
+        (&catalogue::CER_JOURNEY_VALUE_FAILED_TOTAL, |v| v.failed),
+    ];
+    for (m, get) in value_counters {
+        header(&mut out, m);
+        for v in &snap.journey_values {
+            let mut l = String::from("journey=\"");
+            escape(&v.journey.name, &mut l);
+            l.push('"');
+            l.push_str(&currency(&v.journey));
+            sample(&mut out, m.prom, &l, get(v));
+        }
+    }
+    header(&mut out, &catalogue::CER_JOURNEY_VALUE_AT_RISK);
+    for (s, l) in snap.series.iter().zip(&labels) {
+        if s.journey.value.is_none() {
+            continue;
+        }
+        let c = currency(&s.journey);
+        for (ws, w) in s.windows.iter().zip(&windows) {
+            sample(
+                &mut out,
+                catalogue::CER_JOURNEY_VALUE_AT_RISK.prom,
+                &format!("{l},window=\"{w}\"{c}"),
+                ws.value_at_risk,
             );
         }
     }
@@ -420,6 +495,18 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
     for (m, v) in plain {
         header(out, m);
         sample(out, m.prom, "", v as f64);
+    }
+    header(out, &catalogue::CERFLOW_INVALID_VALUES_TOTAL);
+    for (journey, n) in tel.invalid_values() {
+        let mut l = String::from("journey=\"");
+        escape(&journey, &mut l);
+        l.push('"');
+        sample(
+            out,
+            catalogue::CERFLOW_INVALID_VALUES_TOTAL.prom,
+            &l,
+            n as f64,
+        );
     }
     header(out, &catalogue::CERFLOW_OTLP_EXPORT_RETRIES_TOTAL);
     sample(

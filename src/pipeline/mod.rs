@@ -17,6 +17,7 @@ use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::span_record::{flag, JourneyId, Record};
 use crate::telemetry::Telemetry;
+use crate::value::Value;
 use crate::window::{Coverage, Ring, SeriesState};
 use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
 use std::collections::HashMap;
@@ -82,7 +83,15 @@ impl BatchBuilder {
         end_ns: u64,
     ) {
         use std::hash::{BuildHasher, Hasher};
-        let (journey, cohort_keys, flags) = (c.journey, c.cohort_keys, c.flags);
+        let (journey, cohort_keys) = (c.journey, c.cohort_keys);
+        let mut flags = c.flags | if c.user.is_some() { flag::USER } else { 0 };
+        let value = match c.value {
+            Value::Valid(v) => {
+                flags |= flag::VALUE;
+                v
+            }
+            Value::None | Value::Invalid => 0.0,
+        };
         self.scratch.clear();
         self.scratch_ends.clear();
         for key in cohort_keys {
@@ -122,6 +131,8 @@ impl BatchBuilder {
             flags,
             end_ns,
             duration_ns: span.end_ns().saturating_sub(span.start_ns()),
+            user: c.user.unwrap_or(0),
+            value,
         });
     }
 
@@ -440,9 +451,7 @@ impl Worker {
                         now,
                     ),
                 });
-                overflow
-                    .state
-                    .record(r.end_ns, r.duration_ns, r.flags, &settings.bounds_ns, now);
+                overflow.state.record(r, &settings.bounds_ns, now);
                 continue;
             }
             let series = match pos {
@@ -468,9 +477,7 @@ impl Worker {
                     &mut list[last]
                 }
             };
-            series
-                .state
-                .record(r.end_ns, r.duration_ns, r.flags, &settings.bounds_ns, now);
+            series.state.record(r, &settings.bounds_ns, now);
         }
     }
 
@@ -532,6 +539,8 @@ impl Worker {
                 overflow: is_overflow,
                 totals: s.state.totals,
                 duration_sum_s: s.state.duration_sum_s,
+                value_total: s.state.value_total,
+                value_failed: s.state.value_failed,
                 buckets: s.state.buckets.clone(),
                 created_unix_ns: s.state.created_unix_ns,
                 windows,

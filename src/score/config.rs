@@ -14,11 +14,22 @@ pub enum NoData {
     Bad,
 }
 
+/// What multiplies a journey's weight in the overall score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightBy {
+    /// The configured weight alone.
+    Weight,
+    /// Weight x requests in the window.
+    Traffic,
+    /// Weight x distinct users in the window.
+    Users,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Score {
     pub floor_burn_rate: f64,
     pub sli_weights: PerSli,
-    pub weight_by_traffic: bool,
+    pub weight_by: WeightBy,
     pub no_data: NoData,
 }
 
@@ -29,6 +40,7 @@ pub fn decode_score(ctx: &mut Ctx, node: &Node, out: &mut Score) {
         &[
             "floor_burn_rate",
             "sli_weights",
+            "weight_by",
             "weight_by_traffic",
             "no_data",
         ],
@@ -63,9 +75,32 @@ pub fn decode_score(ctx: &mut Ctx, node: &Node, out: &mut Score) {
             );
         }
     }
+    if let Some(n) = m.get("weight_by") {
+        if let Some(s) = ctx.string(n, "score.weight_by") {
+            match s.as_str() {
+                "weight" => out.weight_by = WeightBy::Weight,
+                "traffic" => out.weight_by = WeightBy::Traffic,
+                "users" => out.weight_by = WeightBy::Users,
+                _ => ctx.error(
+                    n.mark,
+                    "score.weight_by",
+                    format!("unknown weighting \"{s}\" (expected weight, traffic or users)"),
+                ),
+            }
+        }
+    }
+    // The boolean this key replaced still works; with both, weight_by decides.
     if let Some(n) = m.get("weight_by_traffic") {
         if let Some(b) = ctx.bool(n, "score.weight_by_traffic") {
-            out.weight_by_traffic = b;
+            if m.get("weight_by").is_some() {
+                ctx.error(
+                    n.mark,
+                    "score.weight_by_traffic",
+                    "is the old spelling of score.weight_by; give only one",
+                );
+            } else if b {
+                out.weight_by = WeightBy::Traffic;
+            }
         }
     }
     if let Some(n) = m.get("no_data") {
@@ -95,6 +130,15 @@ mod tests {
         let cfg = Config::parse(include_str!("testdata/valid.yaml"), "t", &|_| None).unwrap();
         assert_eq!(cfg.score.floor_burn_rate, 4.0);
         assert_eq!(cfg.score.no_data, NoData::Exclude);
+        assert_eq!(cfg.score.weight_by, WeightBy::Users);
+    }
+
+    #[test]
+    fn weight_by_traffic_is_an_alias_of_weight_by_traffic() {
+        let cfg = Config::parse("score: { weight_by_traffic: true }", "t", &|_| None).unwrap();
+        assert_eq!(cfg.score.weight_by, WeightBy::Traffic);
+        let cfg = Config::parse("score: { weight_by_traffic: false }", "t", &|_| None).unwrap();
+        assert_eq!(cfg.score.weight_by, WeightBy::Weight);
     }
 
     #[test]
@@ -104,6 +148,8 @@ mod tests {
             [
                 "2:20: score.floor_burn_rate: must be greater than 1, got 0.5",
                 "3:12: score.no_data: unknown policy \"maybe\" (expected exclude, good or bad)",
+                "4:14: score.weight_by: unknown weighting \"money\" (expected weight, traffic or users)",
+                "5:22: score.weight_by_traffic: is the old spelling of score.weight_by; give only one",
             ]
         );
     }

@@ -9,10 +9,10 @@
 
 pub mod config;
 
-use crate::config::{NoData, Objectives, PerSli, Score, Severity, SliKind, SLIS};
+use crate::config::{NoData, Objectives, PerSli, Score, Severity, SliKind, WeightBy, SLIS};
 use crate::duration::format_duration;
 use crate::journey::{JourneyInfo, Journeys};
-use crate::sli::{derive, Snapshot};
+use crate::sli::{derive, Snapshot, UserCounts};
 use crate::slo::{alert_active, burn_rate, BadCount, Key, SloEval, SloTracker};
 use crate::window::Counts;
 use serde::{Deserialize, Serialize};
@@ -101,6 +101,25 @@ pub struct WindowView {
     pub correctness: Option<f64>,
     /// Burn rate of each SLI over this window.
     pub burn_rate: BTreeMap<String, f64>,
+    /// Distinct users, and those with a bad request; for the journey as a whole, the
+    /// merge across its cohorts. Absent where it cannot be known: a cohort filter that
+    /// sums several cohorts (users cannot be summed, and the sketches are not kept).
+    #[serde(default)]
+    pub users: Option<u64>,
+    #[serde(default)]
+    pub users_affected: Option<u64>,
+    #[serde(default)]
+    pub users_affected_ratio: Option<f64>,
+}
+
+impl WindowView {
+    fn with_users(mut self, u: Option<UserCounts>) -> WindowView {
+        let u = u.unwrap_or_default();
+        self.users = Some(u.users);
+        self.users_affected = Some(u.affected);
+        self.users_affected_ratio = u.affected_ratio();
+        self
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -153,6 +172,7 @@ fn window_view(
             .iter()
             .filter_map(|s| burns[*s as usize].map(|b| (s.as_str().to_string(), b)))
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -259,13 +279,16 @@ pub fn evaluate(
             .iter()
             .zip(&snap.windows)
             .zip(counts)
-            .map(|((w, d), c)| window_view(w, c, *d, info, cfg))
+            .enumerate()
+            .map(|(i, ((w, d), c))| {
+                window_view(w, c, *d, info, cfg).with_users(snap.journey_user_counts(name, i))
+            })
             .collect();
         for (i, wv) in wviews.iter().enumerate() {
-            let traffic = if cfg.weight_by_traffic {
-                wv.requests as f64
-            } else {
-                1.0
+            let traffic = match cfg.weight_by {
+                WeightBy::Weight => 1.0,
+                WeightBy::Traffic => wv.requests as f64,
+                WeightBy::Users => wv.users.unwrap_or(0) as f64,
             };
             let score = match (wv.score, cfg.no_data) {
                 (Some(s), _) => Some(s),
@@ -295,15 +318,20 @@ pub fn evaluate(
         });
         infos.push(info.clone());
     }
-    for s in &snap.series {
+    for (si, s) in snap.series.iter().enumerate() {
         if s.journey.cohort_keys.is_empty() && !s.overflow {
             continue;
         }
+        let users = snap.users.get(si);
         let wviews = windows
             .iter()
             .zip(&snap.windows)
             .zip(&s.windows)
-            .map(|((w, d), ws)| window_view(w, &ws.counts, *d, &s.journey, cfg))
+            .enumerate()
+            .map(|(i, ((w, d), ws))| {
+                window_view(w, &ws.counts, *d, &s.journey, cfg)
+                    .with_users(users.and_then(|u| u.get(i)).copied())
+            })
             .collect();
         let key = Key {
             journey: s.journey.name.clone(),
@@ -475,7 +503,8 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
     let Some(cfg) = &eval.score_cfg else {
         return out;
     };
-    let mut groups: BTreeMap<String, (usize, Vec<Counts>)> = BTreeMap::new();
+    // Per journey: its first matching entry, the summed counts, how many entries.
+    let mut groups: BTreeMap<String, (usize, Vec<Counts>, usize)> = BTreeMap::new();
     for (i, jv) in v.journeys.iter().enumerate() {
         if jv.cohort.is_empty() || !journey_ok(&jv.journey) {
             continue;
@@ -489,7 +518,8 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
         }
         let g = groups
             .entry(jv.journey.clone())
-            .or_insert_with(|| (i, vec![Counts::default(); jv.windows.len()]));
+            .or_insert_with(|| (i, vec![Counts::default(); jv.windows.len()], 0));
+        g.2 += 1;
         for (acc, w) in g.1.iter_mut().zip(&jv.windows) {
             acc.add(&Counts {
                 requests: w.requests,
@@ -499,7 +529,7 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
             });
         }
     }
-    for (name, (first, counts)) in groups {
+    for (name, (first, counts, members)) in groups {
         let info = &eval.infos[first];
         let base = &v.journeys[first];
         let windows = base
@@ -511,7 +541,14 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
             .map(|((w, c), _)| {
                 let dur = crate::duration::parse_duration(&w.window)
                     .unwrap_or(std::time::Duration::from_secs(60));
-                window_view(&w.window, c, dur, info, cfg)
+                let mut wv = window_view(&w.window, c, dur, info, cfg);
+                if members == 1 {
+                    // One cohort: its users are the group's.
+                    wv.users = w.users;
+                    wv.users_affected = w.users_affected;
+                    wv.users_affected_ratio = w.users_affected_ratio;
+                }
+                wv
             })
             .collect();
         out.journeys.push(JourneyView {
@@ -635,10 +672,14 @@ mod tests {
             overflow: false,
             totals: c,
             duration_sum_s: 0.0,
+            value_total: 0.0,
+            value_failed: 0.0,
             buckets: vec![],
             created_unix_ns: 1,
             windows: vec![WindowStats {
                 counts: c,
+                users: Default::default(),
+                value_at_risk: 0.0,
                 quantiles_s: vec![],
             }],
         };
@@ -665,6 +706,17 @@ mod tests {
                         incorrect: 0,
                     },
                 ),
+            ],
+            // a: 10 users of whom 5 were hurt; b: 50 users.
+            users: vec![
+                vec![UserCounts {
+                    users: 10,
+                    affected: 5,
+                }],
+                vec![UserCounts {
+                    users: 50,
+                    affected: 0,
+                }],
             ],
             ..Default::default()
         };
@@ -693,6 +745,15 @@ mod tests {
         assert!(close(
             overall_with("{ weight_by_traffic: true }"),
             (300.0 * a + 300.0) / 600.0
+        ));
+        assert!(close(
+            overall_with("{ weight_by: traffic }"),
+            (300.0 * a + 300.0) / 600.0
+        ));
+        // By users: weights 3 x 10 and 1 x 50.
+        assert!(close(
+            overall_with("{ weight_by: users }"),
+            (30.0 * a + 50.0) / 80.0
         ));
     }
 

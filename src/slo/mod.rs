@@ -514,6 +514,8 @@ mod tests {
                 overflow: false,
                 totals,
                 duration_sum_s: 0.0,
+                value_total: 0.0,
+                value_failed: 0.0,
                 buckets: vec![],
                 created_unix_ns: created,
                 windows: vec![],

@@ -8,8 +8,9 @@
 
 pub mod config;
 
+use crate::distinct::Distinct;
 use crate::hist::{self, SparseHist};
-use crate::span_record::flag;
+use crate::span_record::{flag, Record};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -145,12 +146,48 @@ impl<T: Default + Clone + Reset> Ring<T> {
 pub struct Slot {
     pub counts: Counts,
     pub hist: SparseHist,
+    pub users: Users,
+    /// Value of the failed or incorrect requests.
+    pub value_at_risk: f64,
 }
 
 impl Reset for Slot {
     fn reset(&mut self) {
         self.counts = Counts::default();
         self.hist.clear();
+        self.users.clear();
+        self.value_at_risk = 0.0;
+    }
+}
+
+/// Distinct users with a request, and those with at least one bad one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Users {
+    pub all: Distinct,
+    pub affected: Distinct,
+}
+
+impl Users {
+    pub fn record(&mut self, user: u64, flags: u8) {
+        self.all.insert(user);
+        if flags & flag::BAD != 0 {
+            self.affected.insert(user);
+        }
+    }
+
+    /// The union: a user in both counts once.
+    pub fn merge(&mut self, o: &Users) {
+        self.all.merge(&o.all);
+        self.affected.merge(&o.affected);
+    }
+
+    pub fn clear(&mut self) {
+        self.all.clear();
+        self.affected.clear();
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.all.heap_bytes() + self.affected.heap_bytes()
     }
 }
 
@@ -179,6 +216,9 @@ impl Coverage {
 pub struct SeriesState {
     pub totals: Counts,
     pub duration_sum_s: f64,
+    /// Value of all requests, and of the failed or incorrect ones, since the series began.
+    pub value_total: f64,
+    pub value_failed: f64,
     /// Count per histogram bound, non-cumulative; the last entry is the +Inf overflow.
     pub buckets: Vec<u64>,
     pub windows: Vec<Ring<Slot>>,
@@ -191,6 +231,8 @@ impl SeriesState {
         SeriesState {
             totals: Counts::default(),
             duration_sum_s: 0.0,
+            value_total: 0.0,
+            value_failed: 0.0,
             buckets: vec![0; n_bounds + 1],
             windows: window_ns
                 .iter()
@@ -202,15 +244,16 @@ impl SeriesState {
     }
 
     /// Records one span; `bounds_ns` are the histogram bounds in nanoseconds.
-    pub fn record(
-        &mut self,
-        end_ns: u64,
-        duration_ns: u64,
-        flags: u8,
-        bounds_ns: &[u64],
-        now_ns: u64,
-    ) {
+    pub fn record(&mut self, r: &Record, bounds_ns: &[u64], now_ns: u64) {
+        let (end_ns, duration_ns, flags, user) = (r.end_ns, r.duration_ns, r.flags, r.user);
         self.totals.add_flags(flags);
+        let lost = flags & flag::VALUE != 0 && flags & flag::LOST != 0;
+        if flags & flag::VALUE != 0 {
+            self.value_total += r.value;
+            if lost {
+                self.value_failed += r.value;
+            }
+        }
         self.duration_sum_s += duration_ns as f64 / 1e9;
         let b = bounds_ns.partition_point(|&bound| bound < duration_ns);
         self.buckets[b] += 1;
@@ -219,6 +262,12 @@ impl SeriesState {
             if let Some(slot) = ring.slot_mut(end_ns, now_ns) {
                 slot.counts.add_flags(flags);
                 slot.hist.record(us);
+                if flags & flag::USER != 0 {
+                    slot.users.record(user, flags);
+                }
+                if lost {
+                    slot.value_at_risk += r.value;
+                }
             }
         }
         self.last_update_unix_ns = now_ns;
@@ -235,12 +284,18 @@ impl SeriesState {
     ) -> WindowStats {
         let ring = &self.windows[w];
         let mut counts = Counts::default();
+        let mut users = Users::default();
+        let mut value_at_risk = 0.0;
         for s in ring.live(now_ns) {
             counts.add(&s.counts);
+            users.merge(&s.users);
+            value_at_risk += s.value_at_risk;
         }
         hist::quantiles(ring.live(now_ns).map(|s| &s.hist), qs, scratch, qout);
         WindowStats {
             counts,
+            users,
+            value_at_risk,
             quantiles_s: qout.iter().map(|q| q.map(|us| us as f64 / 1e6)).collect(),
         }
     }
@@ -251,7 +306,9 @@ impl SeriesState {
             .map(|r| {
                 r.slots
                     .iter()
-                    .map(|s| s.hist.heap_bytes() + std::mem::size_of::<Slot>() + 8)
+                    .map(|s| {
+                        s.hist.heap_bytes() + s.users.heap_bytes() + std::mem::size_of::<Slot>() + 8
+                    })
                     .sum::<usize>()
             })
             .sum::<usize>()
@@ -262,6 +319,10 @@ impl SeriesState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowStats {
     pub counts: Counts,
+    /// The window's users, merged over its sub-buckets; the deriver merges cohorts.
+    pub users: Users,
+    /// Value of the failed or incorrect requests in the window.
+    pub value_at_risk: f64,
     pub quantiles_s: Vec<Option<f64>>,
 }
 
@@ -270,6 +331,20 @@ mod tests {
     use super::*;
 
     const S: u64 = 1_000_000_000;
+
+    fn rec(end_ns: u64, duration_ns: u64, flags: u8, user: u64, value: f64) -> Record {
+        Record {
+            hash: 0,
+            journey: 0,
+            first_value: 0,
+            n_values: 0,
+            flags,
+            end_ns,
+            duration_ns,
+            user,
+            value,
+        }
+    }
 
     #[test]
     fn a_window_slides_one_sub_bucket_at_a_time() {
@@ -305,12 +380,10 @@ mod tests {
         let bounds_ns = [100_000_000u64, 1_000_000_000];
         let now = 10_000 * S;
         let mut s = SeriesState::new(&[60 * S], 12, bounds_ns.len(), now);
-        s.record(now, 50_000_000, 0, &bounds_ns, now);
-        s.record(now, 100_000_000, 0, &bounds_ns, now);
+        s.record(&rec(now, 50_000_000, 0, 0, 0.0), &bounds_ns, now);
+        s.record(&rec(now, 100_000_000, 0, 0, 0.0), &bounds_ns, now);
         s.record(
-            now,
-            2_000_000_000,
-            flag::ERROR | flag::SLOW,
+            &rec(now, 2_000_000_000, flag::ERROR | flag::SLOW, 0, 0.0),
             &bounds_ns,
             now,
         );
@@ -336,5 +409,53 @@ mod tests {
             (max - 2.0).abs() <= 2.0 / 1000.0,
             "max {max} is 2 s within HDR precision"
         );
+    }
+
+    #[test]
+    fn users_are_counted_once_per_window_and_affected_by_any_bad_request() {
+        // 60 s window of 6 sub-buckets; users 1..=3, user 2 fails once in another bucket.
+        let now = 1_000 * S;
+        let mut s = SeriesState::new(&[60 * S], 6, 0, now);
+        let u = flag::USER;
+        for (t, user, flags) in [
+            (955, 1, u),
+            (975, 1, u),
+            (975, 2, u),
+            (995, 2, u | flag::ERROR),
+            (995, 3, u | flag::SLOW),
+            (999, 0, 0), // names no user: a request, not a user
+        ] {
+            s.record(&rec(t * S, 0, flags, user, 0.0), &[], now);
+        }
+        let st = s.window_stats(0, now, &[], &mut Vec::new(), &mut Vec::new());
+        assert_eq!(st.counts.requests, 6);
+        assert_eq!((st.users.all.count(), st.users.affected.count()), (3, 2));
+        // At 1035 s the live buckets are 98..=103: 955 s and 975 s have left, users 2 and 3 remain.
+        let st = s.window_stats(0, 1_035 * S, &[], &mut Vec::new(), &mut Vec::new());
+        assert_eq!((st.users.all.count(), st.users.affected.count()), (2, 2));
+    }
+
+    #[test]
+    fn value_at_risk_is_the_value_of_failed_or_incorrect_requests_in_the_window() {
+        let now = 1_000 * S;
+        let mut s = SeriesState::new(&[60 * S], 6, 0, now);
+        let v = flag::VALUE;
+        for (t, flags, value) in [
+            (955, v | flag::ERROR, 10.25),
+            (975, v, 99.0),
+            (995, v | flag::INCORRECT, 0.5),
+            (995, v | flag::SLOW, 7.0), // slow but sold: not at risk
+            (999, flag::ERROR, 0.0),    // no value
+        ] {
+            s.record(&rec(t * S, 0, flags, 0, value), &[], now);
+        }
+        assert_eq!((s.value_total, s.value_failed), (116.75, 10.75));
+        let at = |t| {
+            s.window_stats(0, t, &[], &mut Vec::new(), &mut Vec::new())
+                .value_at_risk
+        };
+        assert_eq!(at(now), 10.75);
+        // At 1015 s the live buckets are 96..=101: the 955 s failure has left.
+        assert_eq!(at(1_015 * S), 0.5);
     }
 }
