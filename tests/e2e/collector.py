@@ -11,14 +11,12 @@ Collector logs that every pipeline is running, and stops it with SIGTERM at the 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Metrics, free_ports, http_session
+from conftest import REPO, Metrics, Process, free_ports
 
 # The Collector logs this once every component has started.
 READY = "Everything is ready"
@@ -46,34 +44,23 @@ def otelcol_binary() -> Path:
     return path
 
 
-class Collector:
+class Collector(Process):
     def __init__(self, binary: Path, workdir: Path, config_text: str, ports: dict):
         self.ports = ports
         self.config_path = workdir / "otelcol.yaml"
         self.config_text = config_text
         self.config_path.write_text(config_text)
-        self.log_path = workdir / "otelcol.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
+        super().__init__(
             [str(binary), "--config", f"file:{self.config_path}"],
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+            workdir,
+            "otelcol.log",
+            {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
         )
-        self.http = http_session()
-        self.exit_code = None
         self._wait_ready()
 
     @property
     def grpc_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.ports['grpc']}"
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
 
     def _wait_ready(self, timeout: float = 30.0):
         deadline = time.monotonic() + timeout
@@ -94,18 +81,6 @@ class Collector:
         r = self.http.get(f"http://127.0.0.1:{self.ports['prom']}/metrics", timeout=5)
         r.raise_for_status()
         return Metrics.parse(r.text)
-
-    def stop(self, timeout: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.exit_code = self.proc.returncode
-        self._log.close()
-        return self.exit_code
 
 
 @pytest.fixture(scope="session")

@@ -171,7 +171,43 @@ exporters:
 """
 
 
-class Cerflow:
+class Process:
+    """A child process whose output goes to `log_path`; `stop()` ends it (SIGTERM, then
+    SIGKILL) and is what every fixture's finaliser calls, also when a test fails."""
+
+    def __init__(self, argv: list, workdir: Path, log_name: str, env: dict):
+        self.log_path = workdir / log_name
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self.http = http_session()
+        self.exit_code = None
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.exit_code = self.proc.returncode
+        self._log.close()
+        return self.exit_code
+
+
+class Cerflow(Process):
     def __init__(self, binary: Path, workdir: Path, body: str, exporters: str = "", pipeline: str = ""):
         self.grpc_port, self.http_port, self.prom_port = free_ports(3)
         self.config_path = workdir / "cerflow.yaml"
@@ -183,21 +219,14 @@ class Cerflow:
             pipeline_extra=pipeline,
         ) + body
         self.config_path.write_text(self.config_text)
-        self.log_path = workdir / "cerflow.log"
-        self._log = open(self.log_path, "wb")
-        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
-        self.proc = subprocess.Popen(
+        # cwd is the test's own directory: relative paths cerflow writes (its SLO
+        # checkpoint) never land in the repository, and no state carries over between tests.
+        super().__init__(
             [str(binary), "--config", str(self.config_path)],
-            # Relative paths cerflow writes (its SLO checkpoint) land in the test's own
-            # directory, never in the repository, and no state carries over between tests.
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
+            workdir,
+            "cerflow.log",
+            dict(os.environ, RUST_LOG="info", NO_COLOR="1"),
         )
-        self.http = http_session()
-        self.exit_code = None
         self._wait_healthy()
 
     # Endpoints, as each client wants them.
@@ -212,11 +241,6 @@ class Cerflow:
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.prom_port}/metrics"
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
 
     def _wait_healthy(self, timeout: float = 20.0):
         deadline = time.monotonic() + timeout
@@ -266,17 +290,6 @@ class Cerflow:
                 )
             time.sleep(0.1)
 
-    def stop(self, timeout: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.exit_code = self.proc.returncode
-        self._log.close()
-        return self.exit_code
 
 
 @pytest.fixture(scope="session")
