@@ -115,6 +115,24 @@ impl Ingest {
     }
 
     /// Swaps in the journeys of a reloaded config.
+    /// A whole request refused before any span of it was read: counted and logged once.
+    fn refuse(
+        &self,
+        t: Transport,
+        reason: Reason,
+        msg: String,
+        answer: fn(String) -> Refused,
+    ) -> Refused {
+        RequestRefused {
+            transport: t,
+            reason,
+            spans: 0,
+            detail: &msg,
+        }
+        .emit(&self.tel);
+        answer(msg)
+    }
+
     pub fn set_journeys(&self, journeys: Arc<Journeys>) {
         self.journeys.store(journeys);
     }
@@ -149,24 +167,10 @@ impl Ingest {
                     "the request holds more than {} spans (max_spans_per_request)",
                     self.max_spans
                 );
-                RequestRefused {
-                    transport: t,
-                    reason: Reason::TooLarge,
-                    spans: 0,
-                    detail: &msg,
-                }
-                .emit(&self.tel);
-                Err(Refused::TooLarge(msg))
+                Err(self.refuse(t, Reason::TooLarge, msg, Refused::TooLarge))
             }
             Err(decode::Refusal::Malformed(msg)) => {
-                RequestRefused {
-                    transport: t,
-                    reason: Reason::Malformed,
-                    spans: 0,
-                    detail: &msg,
-                }
-                .emit(&self.tel);
-                Err(Refused::Malformed(msg))
+                Err(self.refuse(t, Reason::Malformed, msg, Refused::Malformed))
             }
         }
     }
@@ -324,16 +328,7 @@ impl Ingest {
     ) -> Result<Accepted, Refused> {
         match decode::metrics(body, format) {
             Ok(req) => Ok(self.metrics(&req)),
-            Err(msg) => {
-                RequestRefused {
-                    transport: t,
-                    reason: Reason::Malformed,
-                    spans: 0,
-                    detail: &msg,
-                }
-                .emit(&self.tel);
-                Err(Refused::Malformed(msg))
-            }
+            Err(msg) => Err(self.refuse(t, Reason::Malformed, msg, Refused::Malformed)),
         }
     }
 
@@ -353,16 +348,7 @@ impl Ingest {
     ) -> Result<Accepted, Refused> {
         match decode::logs(body, format) {
             Ok(req) => Ok(self.logs(&req)),
-            Err(msg) => {
-                RequestRefused {
-                    transport: t,
-                    reason: Reason::Malformed,
-                    spans: 0,
-                    detail: &msg,
-                }
-                .emit(&self.tel);
-                Err(Refused::Malformed(msg))
-            }
+            Err(msg) => Err(self.refuse(t, Reason::Malformed, msg, Refused::Malformed)),
         }
     }
 
