@@ -326,6 +326,15 @@ pub const CERFLOW_RECEIVED_DATA_POINTS_TOTAL: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_PUBLIC_CLIENTS_OVERFLOW_TOTAL: Metric = Metric {
+    prom: "cerflow_public_clients_overflow_total",
+    otlp: None,
+    unit: "{request}",
+    kind: Kind::Counter,
+    help: "Public-token requests from client addresses past the rate limiter's table, which share one allowance.",
+    labels: &[],
+};
+
 pub const CERFLOW_RECEIVED_LOG_RECORDS_TOTAL: Metric = Metric {
     prom: "cerflow_received_log_records_total",
     otlp: None,
@@ -544,6 +553,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_CLAMPED_SPANS_TOTAL,
     CERFLOW_RECEIVED_DATA_POINTS_TOTAL,
     CERFLOW_RECEIVED_LOG_RECORDS_TOTAL,
+    CERFLOW_PUBLIC_CLIENTS_OVERFLOW_TOTAL,
     CERFLOW_SERIES_EXPIRED_TOTAL,
     CERFLOW_CARDINALITY_OVERFLOW_TOTAL,
     CERFLOW_INVALID_VALUES_TOTAL,

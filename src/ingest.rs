@@ -386,6 +386,12 @@ impl Consumer for Ingest {
     fn spans_in(&self, body: &[u8], format: decode::Format) -> u64 {
         decode::traces(body, format).map_or(0, |r| decode::span_count(&r))
     }
+    fn log_records_in(&self, body: &[u8], format: decode::Format) -> u64 {
+        decode::logs(body, format).map_or(0, |r| decode::log_record_count(&r))
+    }
+    fn data_points_in(&self, body: &[u8], format: decode::Format) -> u64 {
+        decode::metrics(body, format).map_or(0, |r| decode::data_point_count(&r))
+    }
     fn telemetry(&self) -> &Telemetry {
         &self.tel
     }

@@ -214,6 +214,24 @@ impl InternalEvent for LogRecordsReceived {
     }
 }
 
+/// A client address found the public rate limiter's table full and shares the one
+/// allowance of all such addresses.
+pub struct PublicClientsOverflow {
+    pub max_clients: usize,
+}
+
+impl InternalEvent for PublicClientsOverflow {
+    fn emit(self, tel: &Telemetry) {
+        tel.public_clients_overflow.add(1);
+        if tel.log_due(LogKey::PublicClientsOverflow, DROP_WARN_EVERY_SECS) {
+            tracing::warn!(
+                max_clients = self.max_clients,
+                "The public rate limiter tracks as many client addresses as it may; new ones share one allowance."
+            );
+        }
+    }
+}
+
 /// A new config was applied; `notes` name the settings that need a restart.
 pub struct ConfigReloaded<'a> {
     pub trigger: &'a str,

@@ -38,9 +38,13 @@ pub enum Reason {
     Unauthenticated,
     /// The request did not arrive within `request_timeout`.
     Timeout,
+    /// A browser request from an origin the CORS config does not allow.
+    Cors,
+    /// A public token's client address sent more than `public_rate_limit` allows.
+    RateLimited,
 }
 
-pub const REASONS: [Reason; 8] = [
+pub const REASONS: [Reason; 10] = [
     Reason::Malformed,
     Reason::InvalidSpan,
     Reason::UnsupportedMediaType,
@@ -49,6 +53,8 @@ pub const REASONS: [Reason; 8] = [
     Reason::QueueFull,
     Reason::Unauthenticated,
     Reason::Timeout,
+    Reason::Cors,
+    Reason::RateLimited,
 ];
 
 impl Reason {
@@ -62,6 +68,8 @@ impl Reason {
             Reason::QueueFull => "queue_full",
             Reason::Unauthenticated => "unauthenticated",
             Reason::Timeout => "timeout",
+            Reason::Cors => "cors",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
@@ -73,8 +81,8 @@ impl Reason {
 #[derive(Debug, Default)]
 pub struct Telemetry {
     pub received_spans: [AtomicU64; 2],
-    pub refused_spans: [AtomicU64; 8],
-    pub refused_requests: [AtomicU64; 8],
+    pub refused_spans: [AtomicU64; REASONS.len()],
+    pub refused_requests: [AtomicU64; REASONS.len()],
     pub received_data_points: AtomicU64,
     pub received_log_records: AtomicU64,
     /// Spans that went through the pipeline, whatever the outcome (recorded, unmatched, late).
@@ -98,8 +106,10 @@ pub struct Telemetry {
     /// Request values ignored as not numeric, negative or not finite, per journey. A
     /// lock, not an atomic: the path is rare and the key set is bounded by the journeys.
     pub invalid_values: std::sync::Mutex<std::collections::BTreeMap<std::sync::Arc<str>, u64>>,
+    /// Client addresses past the public rate limiter's table, sharing one allowance.
+    pub public_clients_overflow: AtomicU64,
     /// Unix second of the last log line per [`LogKey`].
-    last_log_sec: [AtomicU64; 12],
+    last_log_sec: [AtomicU64; LOG_KEYS],
 }
 
 fn now_sec() -> u64 {
@@ -145,12 +155,15 @@ impl Telemetry {
     }
 }
 
+const LOG_KEYS: usize = REASONS.len() + EXPORT_DROPS.len() + 2;
+
 /// What a rate-limited log line is about; each key has its own allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogKey {
     Refusal(Reason),
     ExportDrop(ExportDrop),
     InvalidValue,
+    PublicClientsOverflow,
 }
 
 impl LogKey {
@@ -159,6 +172,7 @@ impl LogKey {
             LogKey::Refusal(r) => r.index(),
             LogKey::ExportDrop(d) => REASONS.len() + d as usize,
             LogKey::InvalidValue => REASONS.len() + EXPORT_DROPS.len(),
+            LogKey::PublicClientsOverflow => REASONS.len() + EXPORT_DROPS.len() + 1,
         }
     }
 }

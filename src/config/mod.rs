@@ -11,7 +11,7 @@ pub use crate::export::config::{Exporters, OtlpExporter, OtlpRetry};
 use crate::pipeline::config::{decode_limits, decode_pipeline};
 pub use crate::pipeline::config::{Limits, Pipeline};
 use crate::receiver::config::decode_receivers;
-pub use crate::receiver::config::{BearerToken, Receivers};
+pub use crate::receiver::config::{BearerToken, Cors, Receivers};
 use crate::score::config::decode_score;
 pub use crate::score::config::{NoData, Score, WeightBy};
 use crate::slo::config::{decode_slo, objective_ok, per_sli};
@@ -106,6 +106,8 @@ impl Default for Config {
                 max_spans_per_request: 100_000,
                 max_request_bytes: 16 << 20,
                 max_decompressed_bytes: 64 << 20,
+                http_cors: None,
+                public_rate_limit: crate::receiver::config::DEFAULT_PUBLIC_RATE_LIMIT,
             },
             exporters: Exporters {
                 prometheus: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),

@@ -445,7 +445,7 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
             tel.refused_requests(r) as f64,
         );
     }
-    let plain: [(&Metric, u64); 12] = [
+    let plain: [(&Metric, u64); 13] = [
         (
             &catalogue::CERFLOW_PROCESSED_SPANS_TOTAL,
             tel.processed_spans.get(),
@@ -466,6 +466,10 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
         (
             &catalogue::CERFLOW_RECEIVED_LOG_RECORDS_TOTAL,
             tel.received_log_records.get(),
+        ),
+        (
+            &catalogue::CERFLOW_PUBLIC_CLIENTS_OVERFLOW_TOTAL,
+            tel.public_clients_overflow.get(),
         ),
         (
             &catalogue::CERFLOW_SERIES_EXPIRED_TOTAL,
