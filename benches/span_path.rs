@@ -193,6 +193,7 @@ fn record(c: &mut C) {
                 duration_ns: dur,
                 user: (rng.below(10_000) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                 value: 12.5,
+                event: 0,
             };
             (rng.below(18), r)
         })

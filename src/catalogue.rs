@@ -83,6 +83,42 @@ pub const CER_JOURNEY_DURATION_SECONDS: Metric = Metric {
     labels: &["journey", COHORTS, "le"],
 };
 
+pub const CER_SLI_EXPERIENCE_RATIO: Metric = Metric {
+    prom: "cer_sli_experience_ratio",
+    otlp: Some("cer.sli.experience"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Share of web vital measurements in the window at or under their threshold.",
+    labels: &["journey", COHORTS, "window"],
+};
+
+pub const CER_JOURNEY_WEB_VITAL: Metric = Metric {
+    prom: "cer_journey_web_vital",
+    otlp: Some("cer.journey.web_vital"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Web vital quantile in the window: seconds for lcp, inp, fcp and ttfb, unitless for cls.",
+    labels: &["journey", COHORTS, "window", "name", "quantile"],
+};
+
+pub const CER_JOURNEY_FRUSTRATIONS_TOTAL: Metric = Metric {
+    prom: "cer_journey_frustrations_total",
+    otlp: Some("cer.journey.frustrations"),
+    unit: "{event}",
+    kind: Kind::Counter,
+    help: "Frustration events of the journey (its experience.frustration_events), by event name.",
+    labels: &["journey", "event"],
+};
+
+pub const CERFLOW_INVALID_EVENTS_TOTAL: Metric = Metric {
+    prom: "cerflow_invalid_events_total",
+    otlp: None,
+    unit: "{event}",
+    kind: Kind::Counter,
+    help: "Web vital events of a journey ignored because their name or value cannot be counted, by reason.",
+    labels: &["reason"],
+};
+
 pub const CER_SLI_AVAILABILITY_RATIO: Metric = Metric {
     prom: "cer_sli_availability_ratio",
     otlp: Some("cer.sli.availability"),
@@ -340,7 +376,7 @@ pub const CERFLOW_RECEIVED_LOG_RECORDS_TOTAL: Metric = Metric {
     otlp: None,
     unit: "1",
     kind: Kind::Counter,
-    help: "Log records received (counted and dropped).",
+    help: "Log records received; those with an event name feed journeys, the others are dropped.",
     labels: &[],
 };
 
@@ -525,6 +561,9 @@ pub const ALL: &[Metric] = &[
     CER_SLI_AVAILABILITY_RATIO,
     CER_SLI_LATENCY_RATIO,
     CER_SLI_CORRECTNESS_RATIO,
+    CER_SLI_EXPERIENCE_RATIO,
+    CER_JOURNEY_WEB_VITAL,
+    CER_JOURNEY_FRUSTRATIONS_TOTAL,
     CER_JOURNEY_LATENCY_SECONDS,
     CER_JOURNEY_REQUESTS_PER_SECOND,
     CER_JOURNEY_USERS,
@@ -554,6 +593,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_RECEIVED_DATA_POINTS_TOTAL,
     CERFLOW_RECEIVED_LOG_RECORDS_TOTAL,
     CERFLOW_PUBLIC_CLIENTS_OVERFLOW_TOTAL,
+    CERFLOW_INVALID_EVENTS_TOTAL,
     CERFLOW_SERIES_EXPIRED_TOTAL,
     CERFLOW_CARDINALITY_OVERFLOW_TOTAL,
     CERFLOW_INVALID_VALUES_TOTAL,

@@ -4,14 +4,16 @@
 use crate::clock::now_unix_ns;
 use crate::config::Config;
 use crate::decode::{self, invalid_reason, lazy, ProstSpan};
+use crate::experience::EventUse;
 use crate::internal_events::{
-    DataPointsReceived, InternalEvent, InvalidValue, LogRecordsReceived, RequestRefused,
-    SpanClamped, SpansNotRecorded, SpansReceived, SpansRefused,
+    DataPointsReceived, InternalEvent, InvalidValue, InvalidVital, LogRecordsReceived,
+    RequestRefused, SpanClamped, SpansNotRecorded, SpansReceived, SpansRefused,
 };
 use crate::journey::Journeys;
 use crate::pipeline::{BatchBuilder, PipelineInput, SubmitError};
 use crate::receiver::consumer::Consumer;
 use crate::span::SpanView;
+use crate::span_record::event as span_event;
 use crate::telemetry::{Reason, Telemetry, Transport};
 use crate::value::Value;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -77,6 +79,9 @@ impl<S: SpanView> SpanView for Tenanted<'_, S> {
     }
     fn any_event(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
         self.inner.any_event(test)
+    }
+    fn event_name(&self) -> Option<&str> {
+        self.inner.event_name()
     }
 }
 
@@ -347,18 +352,80 @@ impl Ingest {
         t: Transport,
     ) -> Result<Accepted, Refused> {
         match decode::logs(body, format) {
-            Ok(req) => Ok(self.logs(&req)),
+            Ok(req) => self.logs(&req, t),
             Err(msg) => Err(self.refuse(t, Reason::Malformed, msg, Refused::Malformed)),
         }
     }
 
-    /// Logs are accepted so a Collector pointed at cerflow does not fail, counted, and dropped.
-    pub fn logs(&self, req: &ExportLogsServiceRequest) -> Accepted {
+    /// Log records are counted; those with an event name feed the journey that claims
+    /// them (web vitals, frustrations), the others are dropped. A request whose events
+    /// cannot be queued is refused as retryable, as for spans.
+    pub fn logs(&self, req: &ExportLogsServiceRequest, t: Transport) -> Result<Accepted, Refused> {
         LogRecordsReceived {
             count: decode::log_record_count(req),
         }
         .emit(&self.tel);
-        Accepted::default()
+        let now = now_unix_ns();
+        let journeys = self.journeys.load();
+        let mut builder: Option<BatchBuilder> = None;
+        for rl in &req.resource_logs {
+            let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+            let service = decode::service_name(resource);
+            for record in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
+                let Some(event) = decode::ProstEvent::of(resource, service, record) else {
+                    continue;
+                };
+                // As for spans: the future is now, and what the windows forgot is late.
+                let at = match event.time_ns() {
+                    0 => now,
+                    t => t.min(now),
+                };
+                if now - at > self.longest_ns {
+                    continue;
+                }
+                let Some((c, used)) = journeys.classify_event(event.name, &event) else {
+                    continue;
+                };
+                let (code, value) = match used {
+                    EventUse::Vital { vital, value, good } => {
+                        let good = if good { span_event::GOOD } else { 0 };
+                        (span_event::VITAL | good | vital as u16, value)
+                    }
+                    EventUse::Frustration(i) => (span_event::FRUSTRATION | i as u16, 0.0),
+                    EventUse::Invalid(why) => {
+                        if let Some(j) = journeys.get(c.journey) {
+                            InvalidVital {
+                                reason: why.as_str(),
+                                index: why as usize,
+                                journey: &j.name,
+                            }
+                            .emit(&self.tel);
+                        }
+                        continue;
+                    }
+                    EventUse::Nothing => continue,
+                };
+                let b = builder.get_or_insert_with(|| {
+                    let mut b = BatchBuilder::new(self.input.workers());
+                    b.generation = journeys.generation;
+                    b
+                });
+                b.push_event(&event, &c, code, value, journeys.missing_value(), at);
+            }
+        }
+        if let Some(mut b) = builder {
+            if let Err(SubmitError::Full) = self.input.submit(&mut b) {
+                RequestRefused {
+                    transport: t,
+                    reason: Reason::QueueFull,
+                    spans: 0,
+                    detail: "pipeline queues are full",
+                }
+                .emit(&self.tel);
+                return Err(Refused::Unavailable);
+            }
+        }
+        Ok(Accepted::default())
     }
 }
 

@@ -202,7 +202,7 @@ impl InternalEvent for DataPointsReceived {
     }
 }
 
-/// Log records received (counted and dropped).
+/// Log records received (those with an event name go on to the journeys).
 pub struct LogRecordsReceived {
     pub count: u64,
 }
@@ -210,7 +210,31 @@ pub struct LogRecordsReceived {
 impl InternalEvent for LogRecordsReceived {
     fn emit(self, tel: &Telemetry) {
         tel.received_log_records.add(self.count);
-        tracing::trace!(count = self.count, "Received log records; dropped them.");
+        tracing::trace!(count = self.count, "Received log records.");
+    }
+}
+
+/// A web vital event of a journey could not be counted (no name, an unknown one, a
+/// value that is missing, not a number or negative).
+pub struct InvalidVital<'a> {
+    /// The `reason` label and its index in `Telemetry::invalid_events`.
+    pub reason: &'static str,
+    pub index: usize,
+    pub journey: &'a str,
+}
+
+impl InternalEvent for InvalidVital<'_> {
+    fn emit(self, tel: &Telemetry) {
+        if let Some(c) = tel.invalid_events.get(self.index) {
+            c.add(1);
+        }
+        if tel.log_due(LogKey::InvalidEvent, REFUSAL_WARN_EVERY_SECS) {
+            tracing::warn!(
+                reason = self.reason,
+                journey = self.journey,
+                "Ignored a web vital event that cannot be counted."
+            );
+        }
     }
 }
 

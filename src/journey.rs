@@ -6,6 +6,8 @@
 //! past which such spans share the journey [`AUTO_OVERFLOW`].
 
 use crate::config::{Config, JourneyConfig};
+use crate::experience::config::ExperienceConfig;
+use crate::experience::{read_event, EventUse};
 use crate::predicate::Cond;
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::span_record::{flag, JourneyId};
@@ -38,6 +40,8 @@ pub struct JourneyInfo {
     pub origin: Origin,
     /// Whether the journey has a value rule, and its currency label.
     pub value: Option<ValueLabel>,
+    /// Event names counted as frustrations (the `event` label), in config order.
+    pub frustration_events: Arc<[String]>,
 }
 
 /// What the exporters show of a journey's value rule.
@@ -67,6 +71,7 @@ struct Compiled {
     failure: Cond,
     incorrect: Option<Cond>,
     value: Option<ValueRule>,
+    experience: ExperienceConfig,
     /// Everything that decides what the journey records; equal fingerprints across a
     /// reload mean its window state stays valid.
     fingerprint: String,
@@ -145,14 +150,22 @@ impl Journeys {
                     value: j.value.as_ref().map(|v| ValueLabel {
                         currency: v.currency.as_deref().map(Arc::from),
                     }),
+                    frustration_events: j.experience.frustration_events.iter().cloned().collect(),
                 }),
                 matcher: j.matcher.clone(),
                 failure: j.failure.clone(),
                 incorrect: j.incorrect.clone(),
                 value: j.value.clone(),
+                experience: j.experience.clone(),
                 fingerprint: format!(
-                    "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-                    j.matcher, j.failure, j.incorrect, j.latency_threshold, j.cohorts, j.value
+                    "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+                    j.matcher,
+                    j.failure,
+                    j.incorrect,
+                    j.latency_threshold,
+                    j.cohorts,
+                    j.value,
+                    j.experience
                 ),
             })
             .collect();
@@ -174,6 +187,7 @@ impl Journeys {
                 seed: identity_hasher().hash_one(AUTO_OVERFLOW),
                 origin: Origin::AutoOverflow,
                 value: None,
+                frustration_events: Arc::from([]),
             });
             let by_id = DashMap::new();
             by_id.insert(overflow.id, overflow.clone());
@@ -302,6 +316,34 @@ impl Journeys {
         })
     }
 
+    /// Finds the journey of a log event (configured journeys only: events are never
+    /// entry points) and what the event counts for there; `None` when no journey
+    /// claims it. The flags are [`flag::EVENT`], with [`flag::USER`] handled by the
+    /// caller and [`flag::FRUSTRATED`] for a frustration.
+    pub fn classify_event<'s, S: SpanView + ?Sized>(
+        &'s self,
+        name: &str,
+        event: &S,
+    ) -> Option<(Classified<'s>, EventUse)> {
+        let c = self.configured.iter().find(|c| c.matcher.eval(event))?;
+        let used = read_event(&c.experience, name, event);
+        let mut flags = flag::EVENT;
+        if matches!(used, EventUse::Frustration(_)) {
+            flags |= flag::FRUSTRATED;
+        }
+        Some((
+            Classified {
+                journey: c.info.id,
+                seed: c.info.seed,
+                cohort_keys: &c.info.cohort_keys,
+                flags,
+                user: self.users.user_hash(event),
+                value: Value::None,
+            },
+            used,
+        ))
+    }
+
     /// The journey a checkpoint names, as the current config has it: a configured journey
     /// by name (none if it was removed), a derived one made again (it counts towards
     /// `auto_journeys.max`; none past it or with auto-derivation off).
@@ -362,6 +404,7 @@ impl AutoTable {
                 span: name.into(),
             },
             value: None,
+            frustration_events: Arc::from([]),
         });
         // Insert into `by_id` first: a worker may see the id as soon as `entry` is released.
         self.by_id.insert(id, info);

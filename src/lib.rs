@@ -23,6 +23,7 @@ pub mod decode;
 pub mod deriver;
 pub mod distinct;
 pub mod duration;
+pub mod experience;
 pub mod export;
 pub mod gate;
 pub mod hist;

@@ -51,6 +51,8 @@ pub struct Sli {
     pub availability: Option<f64>,
     pub latency: Option<f64>,
     pub correctness: Option<f64>,
+    /// Good web vital measurements / all of them; `None` without any.
+    pub experience: Option<f64>,
     pub requests_per_second: f64,
 }
 
@@ -63,6 +65,7 @@ pub fn derive(c: &Counts, window: Duration) -> Sli {
         availability: good_ratio(c.errors, c.requests),
         latency: good_ratio(c.slow, c.requests),
         correctness: good_ratio(c.incorrect, c.requests),
+        experience: None,
         requests_per_second: c.requests as f64 / window.as_secs_f64(),
     }
 }
@@ -85,6 +88,9 @@ pub struct Snapshot {
     pub journey_users: Vec<JourneyUsers>,
     /// Value counters of the journeys with a value rule: the sum of their series.
     pub journey_values: Vec<JourneyValue>,
+    /// Frustration counters of the journeys with frustration events: the sum of their
+    /// series, by the journey's event index.
+    pub journey_frustrations: Vec<JourneyValue>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +98,8 @@ pub struct JourneyValue {
     pub journey: Arc<JourneyInfo>,
     pub total: f64,
     pub failed: f64,
+    /// Frustrations by event index (in `journey_frustrations` only).
+    pub frustrations: Vec<u64>,
     /// When the oldest of its series began: the counters' start time.
     pub created_unix_ns: u64,
 }
@@ -144,8 +152,33 @@ impl Snapshot {
                     journey: s.journey.clone(),
                     total: s.value_total,
                     failed: s.value_failed,
+                    frustrations: Vec::new(),
                     created_unix_ns: s.created_unix_ns,
                 }),
+            }
+        }
+        let mut journey_frustrations: Vec<JourneyValue> = Vec::new();
+        for s in series
+            .iter()
+            .filter(|s| !s.journey.frustration_events.is_empty())
+        {
+            let j = match journey_frustrations.last_mut() {
+                Some(v) if v.journey.name == s.journey.name => v,
+                _ => {
+                    journey_frustrations.push(JourneyValue {
+                        journey: s.journey.clone(),
+                        total: 0.0,
+                        failed: 0.0,
+                        frustrations: vec![0; s.journey.frustration_events.len()],
+                        created_unix_ns: s.created_unix_ns,
+                    });
+                    let last = journey_frustrations.len() - 1;
+                    &mut journey_frustrations[last]
+                }
+            };
+            j.created_unix_ns = j.created_unix_ns.min(s.created_unix_ns);
+            for (a, b) in j.frustrations.iter_mut().zip(&s.frustrations) {
+                *a += b;
             }
         }
         // The sketches are spent: the published snapshot keeps only their counts.
@@ -160,7 +193,10 @@ impl Snapshot {
                 s.windows
                     .iter()
                     .zip(&windows)
-                    .map(|(w, d)| derive(&w.counts, *d))
+                    .map(|(w, d)| Sli {
+                        experience: good_ratio(w.vitals.all - w.vitals.good, w.vitals.all),
+                        ..derive(&w.counts, *d)
+                    })
                     .collect()
             })
             .collect();
@@ -174,6 +210,7 @@ impl Snapshot {
             users,
             journey_users,
             journey_values,
+            journey_frustrations,
         }
     }
 
@@ -257,9 +294,29 @@ fn merge_overflow(into: &mut SeriesSnap, from: &SeriesSnap) {
         *a += b;
     }
     into.created_unix_ns = into.created_unix_ns.min(from.created_unix_ns);
+    if into.frustrations.len() < from.frustrations.len() {
+        into.frustrations.resize(from.frustrations.len(), 0);
+    }
+    for (a, b) in into.frustrations.iter_mut().zip(&from.frustrations) {
+        *a += b;
+    }
     for (a, b) in into.windows.iter_mut().zip(&from.windows) {
         a.counts.add(&b.counts);
         a.users.merge(&b.users);
+        a.vitals.good += b.vitals.good;
+        a.vitals.all += b.vitals.all;
+        // Quantiles cannot be merged from quantiles: the larger is the bound kept.
+        for (va, vb) in a.vitals.quantiles.iter_mut().zip(&b.vitals.quantiles) {
+            if va.is_empty() {
+                va.clone_from(vb);
+            }
+            for (qa, qb) in va.iter_mut().zip(vb) {
+                *qa = match (*qa, *qb) {
+                    (Some(x), Some(y)) => Some(x.max(y)),
+                    (x, y) => x.or(y),
+                };
+            }
+        }
         for (qa, qb) in a.quantiles_s.iter_mut().zip(&b.quantiles_s) {
             *qa = match (*qa, *qb) {
                 (Some(x), Some(y)) => Some(x.max(y)),

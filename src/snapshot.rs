@@ -23,6 +23,8 @@ pub struct SeriesSnap {
     pub buckets: Vec<u64>,
     pub created_unix_ns: u64,
     pub windows: Vec<WindowStats>,
+    /// Frustration events since the series began, by the journey's event index.
+    pub frustrations: Vec<u64>,
 }
 
 #[derive(Debug, Default)]

@@ -19,6 +19,20 @@ pub mod flag {
     pub const VALUE: u8 = 32;
     /// Failed or incorrect: what puts the request's value at risk (slow does not).
     pub const LOST: u8 = ERROR | INCORRECT;
+    /// A log event, not a request: [`super::Record::event`] says what it counts for.
+    pub const EVENT: u8 = 64;
+    /// A frustration event: its user is an affected one.
+    pub const FRUSTRATED: u8 = 128;
+}
+
+/// What an event record counts for, in [`Record::event`]: a kind in the high bits and
+/// an index (the vital, or the journey's frustration event) in the low ones.
+pub mod event {
+    pub const VITAL: u16 = 0x1000;
+    /// With [`VITAL`]: the measurement is at or under its threshold.
+    pub const GOOD: u16 = 0x0800;
+    pub const FRUSTRATION: u16 = 0x2000;
+    pub const INDEX: u16 = 0x00ff;
 }
 
 /// One classified span, 56 bytes; its cohort values live in the batch's text.
@@ -34,6 +48,9 @@ pub struct Record {
     pub duration_ns: u64,
     /// The hash of the user id when `flags` has [`flag::USER`], else 0.
     pub user: u64,
-    /// The request's value when `flags` has [`flag::VALUE`], else 0.
+    /// The request's value when `flags` has [`flag::VALUE`]; a vital's value for a vital
+    /// event; else 0.
     pub value: f64,
+    /// For [`flag::EVENT`] records, what the event counts for ([`event`]); else 0.
+    pub event: u16,
 }

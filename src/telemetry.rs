@@ -106,6 +106,8 @@ pub struct Telemetry {
     /// Request values ignored as not numeric, negative or not finite, per journey. A
     /// lock, not an atomic: the path is rare and the key set is bounded by the journeys.
     pub invalid_values: std::sync::Mutex<std::collections::BTreeMap<std::sync::Arc<str>, u64>>,
+    /// Web vital events ignored, by [`crate::experience::InvalidEvent`] index.
+    pub invalid_events: [AtomicU64; 5],
     /// Client addresses past the public rate limiter's table, sharing one allowance.
     pub public_clients_overflow: AtomicU64,
     /// Unix second of the last log line per [`LogKey`].
@@ -155,7 +157,7 @@ impl Telemetry {
     }
 }
 
-const LOG_KEYS: usize = REASONS.len() + EXPORT_DROPS.len() + 2;
+const LOG_KEYS: usize = REASONS.len() + EXPORT_DROPS.len() + 3;
 
 /// What a rate-limited log line is about; each key has its own allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +166,7 @@ pub enum LogKey {
     ExportDrop(ExportDrop),
     InvalidValue,
     PublicClientsOverflow,
+    InvalidEvent,
 }
 
 impl LogKey {
@@ -173,6 +176,7 @@ impl LogKey {
             LogKey::ExportDrop(d) => REASONS.len() + d as usize,
             LogKey::InvalidValue => REASONS.len() + EXPORT_DROPS.len(),
             LogKey::PublicClientsOverflow => REASONS.len() + EXPORT_DROPS.len() + 1,
+            LogKey::InvalidEvent => REASONS.len() + EXPORT_DROPS.len() + 2,
         }
     }
 }

@@ -35,7 +35,7 @@ const STAGES: &[(&str, &[&str])] = &[
     ("config", &["config_reader", "predicate", "config"]),
     ("receive", &["receiver", "tls"]),
     ("decode", &["decode"]),
-    ("match", &["journey", "users", "value"]),
+    ("match", &["journey", "users", "value", "experience"]),
     ("record", &["ingest", "pipeline", "window", "snapshot"]),
     ("derive", &["sli", "slo", "score", "published", "deriver"]),
     ("export", &["export", "api"]),

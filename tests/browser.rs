@@ -1,10 +1,13 @@
 //! Browsers as senders, through the real binary: CORS on the OTLP/HTTP receiver,
-//! public tokens and their rate limit per client address.
+//! public tokens and their rate limit per client address, and log events (web vitals,
+//! frustrations) feeding journeys.
 
 mod common;
 
-use common::otlp::{checkout_spans, traces};
+use common::otlp::{checkout_spans, event, kv, kv_f64, logs, traces, web_vital};
 use common::*;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use prost::Message;
 
 const CHECKOUT: &str = "pipeline:\n  evaluation_interval: 100ms\njourneys:\n  - name: checkout\n    match: { span_name: POST /checkout }\n";
@@ -231,4 +234,126 @@ fn a_public_token_works_only_from_its_origins_and_is_rate_limited_per_address() 
         32.0,
     );
     s.assert("cerflow_public_clients_overflow_total", &[], 0.0);
+}
+
+const SHOP_PAGE: &str = "pipeline:\n  evaluation_interval: 100ms\njourneys:\n  - name: shop-page\n    match: { service: shop-web }\n    experience:\n      web_vitals: { lcp: 2.5s, inp: 200ms, cls: 0.1 }\n      frustration_events: [app.rage_click, app.dead_click]\n";
+
+fn post_logs(cf: &Cerflow, req: &ExportLogsServiceRequest) {
+    let r = cf
+        .client()
+        .post(cf.http_url("/v1/logs"))
+        .header("content-type", "application/x-protobuf")
+        .body(req.encode_to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[test]
+fn web_vitals_and_frustrations_from_log_events_make_the_experience_sli() {
+    let cf = Cerflow::start(|p| p.listeners_yaml("") + SHOP_PAGE);
+    let mut by_attribute = web_vital("s3", "lcp", 3000.0);
+    // The older way to name an event: the `event.name` attribute.
+    by_attribute.event_name.clear();
+    by_attribute
+        .attributes
+        .push(kv("event.name", "browser.web_vital"));
+    let bad = |attrs: Vec<KeyValue>| event("browser.web_vital", attrs);
+    post_logs(
+        &cf,
+        &logs(
+            "shop-web",
+            vec![
+                // lcp 1000, 2000, 2500 ms are good (at or under 2.5 s), 3000 is not.
+                web_vital("s1", "lcp", 1000.0),
+                web_vital("s1", "lcp", 2000.0),
+                web_vital("s2", "lcp", 2500.0),
+                by_attribute,
+                // inp: 100 good, 300 not; cls: 0.05 good, 0.2 not.
+                web_vital("s1", "inp", 100.0),
+                web_vital("s2", "inp", 300.0),
+                web_vital("s1", "cls", 0.05),
+                web_vital("s2", "cls", 0.2),
+                // ttfb is not listed by the journey: ignored, and not invalid.
+                web_vital("s1", "ttfb", 100.0),
+                // Five that cannot be counted, one per reason.
+                bad(vec![kv_f64("browser.web_vital.value", 1.0)]),
+                bad(vec![
+                    kv("browser.web_vital.name", "fid"),
+                    kv_f64("browser.web_vital.value", 1.0),
+                ]),
+                bad(vec![kv("browser.web_vital.name", "lcp")]),
+                bad(vec![
+                    kv("browser.web_vital.name", "lcp"),
+                    kv("browser.web_vital.value", "fast"),
+                ]),
+                bad(vec![
+                    kv("browser.web_vital.name", "inp"),
+                    kv_f64("browser.web_vital.value", -5.0),
+                ]),
+                // Frustrations: two rage clicks of s4, a dead click of s5; app.other is
+                // not one; a record without an event name is only counted.
+                event("app.rage_click", vec![kv("session.id", "s4")]),
+                event("app.rage_click", vec![kv("session.id", "s4")]),
+                event("app.dead_click", vec![kv("session.id", "s5")]),
+                event("app.other", vec![kv("session.id", "s6")]),
+                opentelemetry_proto::tonic::logs::v1::LogRecord::default(),
+            ],
+        ),
+    );
+    // Events of another service match no journey.
+    post_logs(&cf, &logs("other", vec![web_vital("s9", "lcp", 1.0)]));
+
+    let j = [("journey", "shop-page"), ("window", "1m")];
+    // 8 measurements counted, 5 good (3 lcp, 1 inp, 1 cls): 5 / 8 = 0.625.
+    let s = cf.wait_for("cer_sli_experience_ratio", &j, 0.625);
+    let vital = |name: &str, q: &str| {
+        s.value(
+            "cer_journey_web_vital",
+            &[j[0], j[1], ("name", name), ("quantile", q)],
+        )
+    };
+    // lcp sorted 1000, 2000, 2500, 3000 ms: p50 is the 2nd, p75 the 3rd, p95 the 4th
+    // (ranks ceil(q x 4)), each the middle of its HDR bin, in seconds.
+    let reported = |ms: u64| hdr_mid_us(ms * 1000) as f64 / 1e6;
+    assert_eq!(vital("lcp", "0.5"), reported(2000));
+    assert_eq!(vital("lcp", "0.75"), reported(2500));
+    assert_eq!(vital("lcp", "0.95"), reported(3000));
+    assert!((vital("lcp", "0.75") - 2.5).abs() <= 2.5 / 1024.0);
+    // cls 0.05 and 0.2, kept in thousandths (exact below 2048): p50 0.05, p75 0.2.
+    assert_eq!(vital("cls", "0.5"), 0.05);
+    assert_eq!(vital("cls", "0.75"), 0.2);
+    // inp 100 and 300 ms: p75 is 300 ms.
+    assert_eq!(vital("inp", "0.75"), reported(300));
+    s.assert_absent(
+        "cer_journey_web_vital",
+        &[j[0], j[1], ("name", "ttfb"), ("quantile", "0.75")],
+    );
+    s.assert(
+        "cer_journey_frustrations_total",
+        &[("journey", "shop-page"), ("event", "app.rage_click")],
+        2.0,
+    );
+    s.assert(
+        "cer_journey_frustrations_total",
+        &[("journey", "shop-page"), ("event", "app.dead_click")],
+        1.0,
+    );
+    for reason in [
+        "missing_vital_name",
+        "unknown_vital_name",
+        "missing_vital_value",
+        "non_numeric_vital_value",
+        "negative_vital_value",
+    ] {
+        s.assert("cerflow_invalid_events_total", &[("reason", reason)], 1.0);
+    }
+    // Users: s1, s2, s3 sent vitals, s4 and s5 frustrations (s6's app.other is not
+    // recorded): 5 users, of whom the 2 frustrated are affected.
+    s.assert("cer_journey_users", &j, 5.0);
+    s.assert("cer_journey_users_affected", &j, 2.0);
+    // Events are not requests: no request counter, no availability.
+    s.assert_absent("cer_sli_availability_ratio", &j);
+    s.assert("cerflow_received_log_records_total", &[], 20.0);
+    s.assert("cerflow_processed_spans_total", &[], 0.0);
 }

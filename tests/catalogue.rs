@@ -13,7 +13,7 @@ use cerflow::slo::SloTracker;
 use cerflow::snapshot::{SeriesSnap, ShardSnapshot};
 use cerflow::span_record::flag;
 use cerflow::telemetry::Telemetry;
-use cerflow::window::{Counts, Coverage, Users, WindowStats};
+use cerflow::window::{Counts, Coverage, Users, VitalStats, WindowStats};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,7 @@ const S: u64 = 1_000_000_000;
 /// cohort, requests in both windows, quantiles and coverage.
 fn published() -> (Arc<Shared>, Pipeline) {
     let cfg = Config::parse(
-        "cohorts:\n  keys: [cloud.region]\njourneys:\n  - name: checkout\n    match: { span_name: x }\n    value: { per_request: 2.5, currency: EUR }\n",
+        "cohorts:\n  keys: [cloud.region]\njourneys:\n  - name: checkout\n    match: { span_name: x }\n    value: { per_request: 2.5, currency: EUR }\n    experience: { frustration_events: [app.rage_click] }\n",
         "t",
         &|_| None,
     )
@@ -64,8 +64,14 @@ fn published() -> (Arc<Shared>, Pipeline) {
                 users: users.clone(),
                 value_at_risk: 2.5,
                 quantiles_s: vec![Some(0.1); 4],
+                vitals: VitalStats {
+                    good: 3,
+                    all: 4,
+                    quantiles: std::array::from_fn(|_| vec![Some(0.5); 3]),
+                },
             })
             .collect(),
+        frustrations: vec![2],
     };
     let shard = ShardSnapshot {
         series: vec![series],
@@ -173,8 +179,8 @@ fn the_otlp_push_sends_exactly_the_catalogue_metrics_with_an_otlp_name() {
         .collect();
     assert_eq!(
         expected.len(),
-        18,
-        "the OTLP table of README.md has 18 metrics"
+        21,
+        "the OTLP table of README.md has 21 metrics"
     );
     assert_eq!(sent, expected);
 }

@@ -89,6 +89,8 @@ pub struct JourneyConfig {
     pub objectives: Objectives,
     /// What a request is worth, for value at risk.
     pub value: Option<crate::value::config::ValueRule>,
+    /// Web vital thresholds and frustration events.
+    pub experience: crate::experience::config::ExperienceConfig,
 }
 
 impl Default for Config {
@@ -475,6 +477,7 @@ const JOURNEY_KEYS: &[&str] = &[
     "cohorts",
     "objectives",
     "value",
+    "experience",
 ];
 
 fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfig> {
@@ -566,6 +569,12 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(n) => crate::value::config::decode_value(ctx, n, &join(&path, "value")).map(Some),
             None => Some(None),
         };
+        let experience = match m.get("experience") {
+            Some(n) => {
+                crate::experience::config::decode_experience(ctx, n, &join(&path, "experience"))
+            }
+            None => Some(Default::default()),
+        };
         if let (
             Some(name),
             Some(weight),
@@ -575,6 +584,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(lt),
             Some(cohorts),
             Some(value),
+            Some(experience),
         ) = (
             name,
             weight,
@@ -584,6 +594,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             latency_threshold,
             cohorts,
             value,
+            experience,
         ) {
             out.push(JourneyConfig {
                 name,
@@ -595,6 +606,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
                 cohorts,
                 objectives,
                 value,
+                experience,
             });
         }
     }

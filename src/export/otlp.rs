@@ -180,10 +180,11 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         ..Default::default()
     });
 
-    let ratios: [RatioDef; 3] = [
+    let ratios: [RatioDef; 4] = [
         (&catalogue::CER_SLI_AVAILABILITY_RATIO, |s| s.availability),
         (&catalogue::CER_SLI_LATENCY_RATIO, |s| s.latency),
         (&catalogue::CER_SLI_CORRECTNESS_RATIO, |s| s.correctness),
+        (&catalogue::CER_SLI_EXPERIENCE_RATIO, |s| s.experience),
     ];
     let slis = &snap.slis;
     let windowed = |s: &SeriesSnap, w: &str| {
@@ -228,6 +229,37 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         }
     }
     metrics.push(gauge(&catalogue::CER_JOURNEY_LATENCY_SECONDS, latency));
+    let mut vitals = Vec::new();
+    for s in &snap.series {
+        for (ws, w) in s.windows.iter().zip(&windows) {
+            for (name, qs) in crate::experience::VITALS.iter().zip(&ws.vitals.quantiles) {
+                for (q, v) in crate::window::VITAL_QUANTILES.iter().zip(qs) {
+                    if let Some(v) = v {
+                        let mut a = windowed(s, w);
+                        a.push(kv("name", name));
+                        a.push(kv("quantile", &q.to_string()));
+                        vitals.push(number(a, 0, now, number_data_point::Value::AsDouble(*v)));
+                    }
+                }
+            }
+        }
+    }
+    metrics.push(gauge(&catalogue::CER_JOURNEY_WEB_VITAL, vitals));
+    let mut frustrations = Vec::new();
+    for f in &snap.journey_frustrations {
+        for (event, n) in f.journey.frustration_events.iter().zip(&f.frustrations) {
+            frustrations.push(number(
+                vec![kv("journey", &f.journey.name), kv("event", event)],
+                f.created_unix_ns,
+                now,
+                number_data_point::Value::AsInt(*n as i64),
+            ));
+        }
+    }
+    metrics.push(counter(
+        &catalogue::CER_JOURNEY_FRUSTRATIONS_TOTAL,
+        frustrations,
+    ));
     metrics.push(gauge(&catalogue::CER_JOURNEY_REQUESTS_PER_SECOND, rate));
 
     let currency = |j: &crate::journey::JourneyInfo, a: &mut Vec<KeyValue>| {

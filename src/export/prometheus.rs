@@ -2,10 +2,12 @@
 
 use crate::catalogue::{self, Metric};
 use crate::duration::format_duration;
+use crate::experience::{INVALID_EVENTS, VITALS};
 use crate::published::Shared;
 use crate::sli::{UserCounts, UserRow};
 use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{AddRelaxed, Transport, EXPORT_DROPS, REASONS};
+use crate::window::VITAL_QUANTILES;
 use std::fmt::Write;
 
 fn escape(v: &str, out: &mut String) {
@@ -121,10 +123,11 @@ pub fn render(sh: &Shared) -> String {
         sample(&mut out, &count, l, s.totals.requests as f64);
     }
 
-    let ratios: [Column<&crate::sli::Sli, Option<f64>>; 3] = [
+    let ratios: [Column<&crate::sli::Sli, Option<f64>>; 4] = [
         (&catalogue::CER_SLI_AVAILABILITY_RATIO, |s| s.availability),
         (&catalogue::CER_SLI_LATENCY_RATIO, |s| s.latency),
         (&catalogue::CER_SLI_CORRECTNESS_RATIO, |s| s.correctness),
+        (&catalogue::CER_SLI_EXPERIENCE_RATIO, |s| s.experience),
     ];
     let slis = &snap.slis;
     for (m, get) in ratios {
@@ -152,6 +155,41 @@ pub fn render(sh: &Shared) -> String {
                     );
                 }
             }
+        }
+    }
+
+    header(&mut out, &catalogue::CER_JOURNEY_WEB_VITAL);
+    for (s, l) in snap.series.iter().zip(&labels) {
+        for (ws, w) in s.windows.iter().zip(&windows) {
+            for (name, qs) in VITALS.iter().zip(&ws.vitals.quantiles) {
+                for (q, v) in VITAL_QUANTILES.iter().zip(qs) {
+                    if let Some(v) = v {
+                        sample(
+                            &mut out,
+                            catalogue::CER_JOURNEY_WEB_VITAL.prom,
+                            &format!("{l},window=\"{w}\",name=\"{name}\",quantile=\"{q}\""),
+                            *v,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    header(&mut out, &catalogue::CER_JOURNEY_FRUSTRATIONS_TOTAL);
+    for f in &snap.journey_frustrations {
+        for (event, n) in f.journey.frustration_events.iter().zip(&f.frustrations) {
+            let mut l = String::from("journey=\"");
+            escape(&f.journey.name, &mut l);
+            l.push_str("\",event=\"");
+            escape(event, &mut l);
+            l.push('"');
+            sample(
+                &mut out,
+                catalogue::CER_JOURNEY_FRUSTRATIONS_TOTAL.prom,
+                &l,
+                *n as f64,
+            );
         }
     }
 
@@ -443,6 +481,15 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
             catalogue::CERFLOW_REFUSED_REQUESTS_TOTAL.prom,
             &format!("reason=\"{}\"", r.as_str()),
             tel.refused_requests(r) as f64,
+        );
+    }
+    header(out, &catalogue::CERFLOW_INVALID_EVENTS_TOTAL);
+    for (r, c) in INVALID_EVENTS.iter().zip(&tel.invalid_events) {
+        sample(
+            out,
+            catalogue::CERFLOW_INVALID_EVENTS_TOTAL.prom,
+            &format!("reason=\"{}\"", r.as_str()),
+            c.get() as f64,
         );
     }
     let plain: [(&Metric, u64); 13] = [

@@ -46,8 +46,12 @@ impl Batch {
         self.records.is_empty() && self.unmatched_entry.is_empty()
     }
 
+    /// Records of spans, not of log events.
     pub fn span_count(&self) -> u64 {
-        self.records.len() as u64
+        self.records
+            .iter()
+            .filter(|r| r.flags & flag::EVENT == 0)
+            .count() as u64
     }
 }
 
@@ -82,9 +86,7 @@ impl BatchBuilder {
         missing: &str,
         end_ns: u64,
     ) {
-        use std::hash::{BuildHasher, Hasher};
-        let (journey, cohort_keys) = (c.journey, c.cohort_keys);
-        let mut flags = c.flags | if c.user.is_some() { flag::USER } else { 0 };
+        let mut flags = c.flags;
         let value = match c.value {
             Value::Valid(v) => {
                 flags |= flag::VALUE;
@@ -92,6 +94,45 @@ impl BatchBuilder {
             }
             Value::None | Value::Invalid => 0.0,
         };
+        self.push_record(span, c, flags, value, 0, missing, end_ns);
+    }
+
+    /// Queues a log event of a journey: `event` and `value` say what it counts for
+    /// ([`crate::span_record::event`]).
+    pub fn push_event<S: SpanView + ?Sized>(
+        &mut self,
+        view: &S,
+        c: &Classified<'_>,
+        event: u16,
+        value: f64,
+        missing: &str,
+        end_ns: u64,
+    ) {
+        self.push_record(
+            view,
+            c,
+            c.flags | flag::EVENT,
+            value,
+            event,
+            missing,
+            end_ns,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_record<S: SpanView + ?Sized>(
+        &mut self,
+        span: &S,
+        c: &Classified<'_>,
+        flags: u8,
+        value: f64,
+        event: u16,
+        missing: &str,
+        end_ns: u64,
+    ) {
+        use std::hash::{BuildHasher, Hasher};
+        let (journey, cohort_keys) = (c.journey, c.cohort_keys);
+        let flags = flags | if c.user.is_some() { flag::USER } else { 0 };
         self.scratch.clear();
         self.scratch_ends.clear();
         for key in cohort_keys {
@@ -133,6 +174,7 @@ impl BatchBuilder {
             duration_ns: span.end_ns().saturating_sub(span.start_ns()),
             user: c.user.unwrap_or(0),
             value,
+            event,
         });
     }
 
@@ -387,7 +429,7 @@ impl Worker {
     fn record(&mut self, mut batch: Batch) {
         // Every span handed over is processed, recorded or not.
         SpansRecorded {
-            spans: batch.records.len() as u64,
+            spans: batch.span_count(),
         }
         .emit(&self.tel);
         if batch.generation != self.generation {
@@ -544,6 +586,7 @@ impl Worker {
                 buckets: s.state.buckets.clone(),
                 created_unix_ns: s.state.created_unix_ns,
                 windows,
+                frustrations: s.state.frustrations.clone(),
             });
         }
         self.bytes = out.state_bytes;

@@ -519,6 +519,7 @@ mod tests {
                 buckets: vec![],
                 created_unix_ns: created,
                 windows: vec![],
+                frustrations: vec![],
             }],
             ..Default::default()
         }

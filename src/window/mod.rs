@@ -9,8 +9,9 @@
 pub mod config;
 
 use crate::distinct::Distinct;
+use crate::experience::{from_hist, to_hist, VITAL_COUNT};
 use crate::hist::{self, SparseHist};
-use crate::span_record::{flag, Record};
+use crate::span_record::{event, flag, Record};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -149,6 +150,8 @@ pub struct Slot {
     pub users: Users,
     /// Value of the failed or incorrect requests.
     pub value_at_risk: f64,
+    /// Web vitals, made on the first one: most journeys have none.
+    pub vitals: Option<Box<VitalSlot>>,
 }
 
 impl Reset for Slot {
@@ -157,8 +160,30 @@ impl Reset for Slot {
         self.hist.clear();
         self.users.clear();
         self.value_at_risk = 0.0;
+        self.vitals = None;
     }
 }
+
+/// Web vital measurements of one sub-bucket, per vital (in `VITALS` order).
+#[derive(Debug, Clone, Default)]
+pub struct VitalSlot {
+    pub good: [u64; VITAL_COUNT],
+    pub all: [u64; VITAL_COUNT],
+    /// Values in [`to_hist`] units.
+    pub hist: [SparseHist; VITAL_COUNT],
+}
+
+/// The experience figures of one window: the SLI's counts and each vital's quantiles
+/// (export units: seconds, unitless for cls), in [`VITAL_QUANTILES`] order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VitalStats {
+    pub good: u64,
+    pub all: u64,
+    pub quantiles: [Vec<Option<f64>>; VITAL_COUNT],
+}
+
+/// The quantiles each vital reports: 0.75 is the one the web vitals are judged at.
+pub const VITAL_QUANTILES: [f64; 3] = [0.5, 0.75, 0.95];
 
 /// Distinct users with a request, and those with at least one bad one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -170,7 +195,7 @@ pub struct Users {
 impl Users {
     pub fn record(&mut self, user: u64, flags: u8) {
         self.all.insert(user);
-        if flags & flag::BAD != 0 {
+        if flags & (flag::BAD | flag::FRUSTRATED) != 0 {
             self.affected.insert(user);
         }
     }
@@ -224,6 +249,8 @@ pub struct SeriesState {
     pub windows: Vec<Ring<Slot>>,
     pub created_unix_ns: u64,
     pub last_update_unix_ns: u64,
+    /// Frustration events since the series began, by the journey's event index.
+    pub frustrations: Vec<u64>,
 }
 
 impl SeriesState {
@@ -240,11 +267,43 @@ impl SeriesState {
                 .collect(),
             created_unix_ns: now_ns,
             last_update_unix_ns: now_ns,
+            frustrations: Vec::new(),
         }
+    }
+
+    /// Records a log event: a vital measurement or a frustration. Neither is a
+    /// request; a frustrated user is an affected one.
+    fn record_event(&mut self, r: &Record, now_ns: u64) {
+        let index = (r.event & event::INDEX) as usize;
+        if r.event & event::FRUSTRATION != 0 {
+            if self.frustrations.len() <= index {
+                self.frustrations.resize(index + 1, 0);
+            }
+            self.frustrations[index] += 1;
+        }
+        let vital = (r.event & event::VITAL != 0 && index < VITAL_COUNT).then_some(index);
+        let good = r.event & event::GOOD != 0;
+        for ring in self.windows.iter_mut() {
+            if let Some(slot) = ring.slot_mut(r.end_ns, now_ns) {
+                if let Some(v) = vital {
+                    let vs = slot.vitals.get_or_insert_with(Default::default);
+                    vs.all[v] += 1;
+                    vs.good[v] += u64::from(good);
+                    vs.hist[v].record(to_hist(r.value));
+                }
+                if r.flags & flag::USER != 0 {
+                    slot.users.record(r.user, r.flags);
+                }
+            }
+        }
+        self.last_update_unix_ns = now_ns;
     }
 
     /// Records one span; `bounds_ns` are the histogram bounds in nanoseconds.
     pub fn record(&mut self, r: &Record, bounds_ns: &[u64], now_ns: u64) {
+        if r.flags & flag::EVENT != 0 {
+            return self.record_event(r, now_ns);
+        }
         let (end_ns, duration_ns, flags, user) = (r.end_ns, r.duration_ns, r.flags, r.user);
         self.totals.add_flags(flags);
         let lost = flags & flag::VALUE != 0 && flags & flag::LOST != 0;
@@ -292,11 +351,28 @@ impl SeriesState {
             value_at_risk += s.value_at_risk;
         }
         hist::quantiles(ring.live(now_ns).map(|s| &s.hist), qs, scratch, qout);
+        let quantiles_s = qout.iter().map(|q| q.map(|us| us as f64 / 1e6)).collect();
+        let mut vitals = VitalStats::default();
+        if ring.live(now_ns).any(|s| s.vitals.is_some()) {
+            for v in 0..VITAL_COUNT {
+                for s in ring.live(now_ns).filter_map(|s| s.vitals.as_deref()) {
+                    vitals.good += s.good[v];
+                    vitals.all += s.all[v];
+                }
+                let parts = ring
+                    .live(now_ns)
+                    .filter_map(|s| s.vitals.as_deref())
+                    .map(|s| &s.hist[v]);
+                hist::quantiles(parts, &VITAL_QUANTILES, scratch, qout);
+                vitals.quantiles[v] = qout.iter().map(|q| q.map(|h| from_hist(v, h))).collect();
+            }
+        }
         WindowStats {
             counts,
             users,
             value_at_risk,
-            quantiles_s: qout.iter().map(|q| q.map(|us| us as f64 / 1e6)).collect(),
+            quantiles_s,
+            vitals,
         }
     }
 
@@ -307,12 +383,21 @@ impl SeriesState {
                 r.slots
                     .iter()
                     .map(|s| {
-                        s.hist.heap_bytes() + s.users.heap_bytes() + std::mem::size_of::<Slot>() + 8
+                        let vitals = s.vitals.as_deref().map_or(0, |v| {
+                            std::mem::size_of::<VitalSlot>()
+                                + v.hist.iter().map(|h| h.heap_bytes()).sum::<usize>()
+                        });
+                        s.hist.heap_bytes()
+                            + s.users.heap_bytes()
+                            + vitals
+                            + std::mem::size_of::<Slot>()
+                            + 8
                     })
                     .sum::<usize>()
             })
             .sum::<usize>()
             + self.buckets.len() * 8
+            + self.frustrations.len() * 8
     }
 }
 
@@ -324,6 +409,8 @@ pub struct WindowStats {
     /// Value of the failed or incorrect requests in the window.
     pub value_at_risk: f64,
     pub quantiles_s: Vec<Option<f64>>,
+    /// Web vitals in the window: the experience SLI and each vital's quantiles.
+    pub vitals: VitalStats,
 }
 
 #[cfg(test)]
@@ -343,6 +430,7 @@ mod tests {
             duration_ns,
             user,
             value,
+            event: 0,
         }
     }
 
