@@ -11,16 +11,17 @@
 //! be written ahead of the data.
 
 use crate::catalogue;
-use crate::config::{Config, JourneyConfig, Objectives, Severity, SliKind, SLIS};
+use crate::config::{Config, JourneyConfig, Objectives, Severity, SliKind, REQUEST_SLIS};
 use std::fmt::Write;
 use std::time::Duration;
 
-/// The counter of bad events behind each SLI.
+/// The counter of bad requests behind each SLI of [`REQUEST_SLIS`] (the experience SLI
+/// counts web vitals, not requests, and has none).
 pub fn bad_counter(sli: SliKind) -> &'static str {
     match sli {
         SliKind::Availability => catalogue::CER_JOURNEY_ERRORS_TOTAL.prom,
         SliKind::Latency => catalogue::CER_JOURNEY_SLOW_TOTAL.prom,
-        SliKind::Correctness => catalogue::CER_JOURNEY_INCORRECT_TOTAL.prom,
+        SliKind::Correctness | SliKind::Experience => catalogue::CER_JOURNEY_INCORRECT_TOTAL.prom,
     }
 }
 
@@ -114,8 +115,8 @@ impl Target<'_> {
     /// Auto journeys have no correctness rule, so no correctness SLI.
     fn slis(&self) -> &'static [SliKind] {
         match self {
-            Target::Journey(j) if j.incorrect.is_some() => &SLIS,
-            _ => &SLIS[..2],
+            Target::Journey(j) if j.incorrect.is_some() => &REQUEST_SLIS,
+            _ => &REQUEST_SLIS[..2],
         }
     }
 
@@ -154,7 +155,7 @@ pub fn render(cfg: &Config) -> String {
                 requests_record(w)
             );
         }
-        for sli in SLIS {
+        for sli in REQUEST_SLIS {
             let _ = writeln!(
                 out,
                 "      - record: {}\n        expr: sum by (journey) (rate({}[{pw}])) / sum by (journey) (rate({REQUESTS}[{pw}]))\n        labels:\n          sli: {}",

@@ -337,6 +337,7 @@ mod tests {
             errors: 2,
             slow: 1,
             incorrect: 0,
+            ..Default::default()
         };
         let s = derive(&c, Duration::from_secs(60));
         assert_eq!(s.availability, Some(0.75));

@@ -356,4 +356,35 @@ fn web_vitals_and_frustrations_from_log_events_make_the_experience_sli() {
     s.assert_absent("cer_sli_availability_ratio", &j);
     s.assert("cerflow_received_log_records_total", &[], 20.0);
     s.assert("cerflow_processed_spans_total", &[], 0.0);
+
+    // The experience SLO: 3 of 8 bad against a budget of 1 - 0.75: burn 0.375 / 0.25 =
+    // 1.5 over every window, budget remaining 1 - 1.5 = -0.5.
+    let sli = [("journey", "shop-page"), ("sli", "experience")];
+    let s = cf.wait_for(
+        "cer_slo_burn_rate",
+        &[sli[0], sli[1], ("window", "5m")],
+        1.5,
+    );
+    s.assert("cer_slo_objective_ratio", &sli, 0.75);
+    s.assert("cer_slo_error_budget_remaining_ratio", &sli, -0.5);
+    // The score has only the experience component (no requests): 1 - (1.5 - 1) / 9.
+    let want = 1.0 - 0.5 / 9.0;
+    let score = s.value("cer_journey_score", &j);
+    assert!((score - want).abs() < 1e-12, "{score} != {want}");
+    let body = cf
+        .client()
+        .get(format!("http://127.0.0.1:{}/api/v1/scores", cf.ports.prom))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let api: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let w = &api["journeys"][0]["windows"][0];
+    assert_eq!(api["journeys"][0]["journey"], "shop-page");
+    assert_eq!(w["window"], "1m");
+    assert_eq!(w["vitals"], 8);
+    assert_eq!(w["vitals_bad"], 3);
+    assert_eq!(w["experience"], 0.625);
+    assert_eq!(w["burn_rate"]["experience"], 1.5);
+    assert_eq!(api["journeys"][0]["budget_remaining"]["experience"], -0.5);
 }

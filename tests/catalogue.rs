@@ -43,6 +43,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
         errors: 1,
         slow: 1,
         incorrect: 0,
+        ..Default::default()
     };
     let windows = cfg.windows.sizes.clone();
     let mut users = Users::default();

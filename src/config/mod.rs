@@ -17,7 +17,7 @@ pub use crate::score::config::{NoData, Score, WeightBy};
 use crate::slo::config::{decode_slo, objective_ok, per_sli};
 pub use crate::slo::config::{
     AlertRule, Checkpoint, Objectives, PerSli, Severity, SliKind, Slo, DEFAULT_ALERTS,
-    DEFAULT_OBJECTIVES, SLIS,
+    DEFAULT_OBJECTIVES, REQUEST_SLIS, SLIS,
 };
 use crate::users::config::decode_users;
 pub use crate::users::config::Users;
@@ -148,7 +148,7 @@ impl Default for Config {
             slo: Slo::default_with_period(Duration::from_secs(30 * 86400)),
             score: Score {
                 floor_burn_rate: 10.0,
-                sli_weights: PerSli([0.5, 0.3, 0.2]),
+                sli_weights: PerSli([0.5, 0.3, 0.2, 0.2]),
                 weight_by: crate::score::config::WeightBy::Weight,
                 no_data: NoData::Exclude,
             },

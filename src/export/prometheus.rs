@@ -368,7 +368,7 @@ fn render_scores(sh: &Shared, out: &mut String) {
     }
     header(out, &catalogue::CER_SLO_ALERT_ACTIVE);
     for (i, j) in v.journeys.iter().enumerate() {
-        for sli in ["availability", "latency", "correctness"] {
+        for sli in crate::config::SLIS.map(crate::config::SliKind::as_str) {
             for sev in ["page", "ticket"] {
                 let on = j.alerts.iter().any(|a| a.sli == sli && a.severity == sev);
                 let l = format!("{},sli=\"{sli}\",severity=\"{sev}\"", labels[i]);

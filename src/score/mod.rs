@@ -34,9 +34,13 @@ pub fn window_score(
     objectives: &Objectives,
     has_correctness: bool,
     cfg: &Score,
-) -> ([Option<f64>; 3], [Option<f64>; 3], Option<f64>) {
-    let mut burns = [None; 3];
-    let mut comps = [None; 3];
+) -> (
+    [Option<f64>; SLIS.len()],
+    [Option<f64>; SLIS.len()],
+    Option<f64>,
+) {
+    let mut burns = [None; SLIS.len()];
+    let mut comps = [None; SLIS.len()];
     let mut num = 0.0;
     let mut den = 0.0;
     for sli in SLIS {
@@ -44,7 +48,8 @@ pub fn window_score(
             continue;
         }
         let i = sli as usize;
-        burns[i] = burn_rate(c.bad(sli), c.requests, objectives.get(sli));
+        // Without events (no vitals for experience) an SLI has no burn and is left out.
+        burns[i] = burn_rate(c.bad(sli), c.total(sli), objectives.get(sli));
         if let Some(b) = burns[i] {
             let comp = component(b, cfg.floor_burn_rate);
             comps[i] = Some(comp);
@@ -110,6 +115,14 @@ pub struct WindowView {
     pub users_affected: Option<u64>,
     #[serde(default)]
     pub users_affected_ratio: Option<f64>,
+    /// Web vital measurements in the window, those over their threshold, and the
+    /// experience SLI (absent without measurements).
+    #[serde(default)]
+    pub vitals: u64,
+    #[serde(default)]
+    pub vitals_bad: u64,
+    #[serde(default)]
+    pub experience: Option<f64>,
 }
 
 impl WindowView {
@@ -168,6 +181,9 @@ fn window_view(
         } else {
             None
         },
+        vitals: c.vitals,
+        vitals_bad: c.vitals_bad,
+        experience: crate::sli::good_ratio(c.vitals_bad, c.vitals),
         burn_rate: SLIS
             .iter()
             .filter_map(|s| burns[*s as usize].map(|b| (s.as_str().to_string(), b)))
@@ -187,19 +203,22 @@ fn slo_parts(e: Option<&SloEval>, burn_windows: &[String], info: &JourneyInfo) -
     let mut budget = BTreeMap::new();
     let mut burns = BTreeMap::new();
     let mut alerts = Vec::new();
-    let slis: &[SliKind] = if info.has_correctness {
-        &SLIS
-    } else {
-        &SLIS[..2]
+    // The experience SLO shows only for a journey that has had web vitals in the period.
+    let slis = |vitals: bool| {
+        SLIS.iter().copied().filter(move |s| match s {
+            SliKind::Correctness => info.has_correctness,
+            SliKind::Experience => vitals,
+            _ => true,
+        })
     };
     match e {
         None => {
-            for s in slis {
+            for s in slis(false) {
                 budget.insert(s.as_str().to_string(), 1.0);
             }
         }
         Some(e) => {
-            for &s in slis {
+            for s in slis(e.period_counts.vitals > 0) {
                 budget.insert(s.as_str().to_string(), e.budget_remaining[s as usize]);
                 for sev in [Severity::Page, Severity::Ticket] {
                     if alert_active(e, s, sev) {
@@ -526,6 +545,8 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
                 errors: w.errors,
                 slow: w.slow,
                 incorrect: w.incorrect,
+                vitals: w.vitals,
+                vitals_bad: w.vitals_bad,
             });
         }
     }
@@ -573,7 +594,7 @@ mod tests {
         crate::config::Config::default().score
     }
 
-    const OBJ: PerSli = PerSli([0.999, 0.99, 0.999]);
+    const OBJ: PerSli = PerSli([0.999, 0.99, 0.999, 0.75]);
 
     #[test]
     fn components_fall_linearly_from_burn_1_to_the_floor() {
@@ -591,6 +612,7 @@ mod tests {
             errors: 0,
             slow: 0,
             incorrect: 0,
+            ..Default::default()
         };
         assert_eq!(window_score(&c, &OBJ, true, &cfg()).2, Some(1.0));
     }
@@ -604,6 +626,7 @@ mod tests {
             errors: 5,
             slow: 0,
             incorrect: 0,
+            ..Default::default()
         };
         let (burns, comps, score) = window_score(&c, &OBJ, true, &cfg());
         assert!((burns[0].unwrap() - 5.0).abs() < 1e-9);
@@ -620,6 +643,7 @@ mod tests {
             errors: 0,
             slow: 30,
             incorrect: 0,
+            ..Default::default()
         };
         let (_, comps, score) = window_score(&c, &OBJ, false, &cfg());
         assert_eq!(comps[2], None);
@@ -637,6 +661,7 @@ mod tests {
             errors: 6,
             slow: 30,
             incorrect: 0,
+            ..Default::default()
         };
         let (burns, comps, score) = window_score(&checkout, &OBJ, true, &cfg());
         assert!((burns[0].unwrap() - 3.0).abs() < 1e-9);
@@ -650,6 +675,7 @@ mod tests {
             errors: 0,
             slow: 5,
             incorrect: 0,
+            ..Default::default()
         };
         let login = window_score(&login, &OBJ, false, &cfg()).2.unwrap();
         assert_eq!(login, 1.0);
@@ -697,6 +723,7 @@ mod tests {
                         errors: 50,
                         slow: 0,
                         incorrect: 0,
+                        ..Default::default()
                     },
                 ),
                 series(
@@ -706,6 +733,7 @@ mod tests {
                         errors: 0,
                         slow: 0,
                         incorrect: 0,
+                        ..Default::default()
                     },
                 ),
             ],

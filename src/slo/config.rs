@@ -11,9 +11,21 @@ pub enum SliKind {
     Availability = 0,
     Latency = 1,
     Correctness = 2,
+    /// Web vitals at or under their thresholds; its events are vital measurements.
+    Experience = 3,
 }
 
-pub const SLIS: [SliKind; 3] = [
+pub const SLIS: [SliKind; 4] = [
+    SliKind::Availability,
+    SliKind::Latency,
+    SliKind::Correctness,
+    SliKind::Experience,
+];
+
+/// The SLIs whose events are requests, counted by cerflow's request counters: those
+/// the Prometheus rules and OpenSLO exports can express. The experience SLI's events
+/// are web vital measurements; its SLO stays in cerflow.
+pub const REQUEST_SLIS: [SliKind; 3] = [
     SliKind::Availability,
     SliKind::Latency,
     SliKind::Correctness,
@@ -25,13 +37,14 @@ impl SliKind {
             SliKind::Availability => "availability",
             SliKind::Latency => "latency",
             SliKind::Correctness => "correctness",
+            SliKind::Experience => "experience",
         }
     }
 }
 
 /// One value per SLI, indexed by [`SliKind`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PerSli(pub [f64; 3]);
+pub struct PerSli(pub [f64; 4]);
 
 impl PerSli {
     pub fn get(&self, s: SliKind) -> f64 {
@@ -91,7 +104,7 @@ pub struct Checkpoint {
     pub interval: Duration,
 }
 
-pub const DEFAULT_OBJECTIVES: PerSli = PerSli([0.999, 0.99, 0.999]);
+pub const DEFAULT_OBJECTIVES: PerSli = PerSli([0.999, 0.99, 0.999, 0.75]);
 
 /// The SRE Workbook's multiwindow, multi-burn-rate table as shares of a period's budget.
 pub const DEFAULT_ALERTS: [(Severity, u64, u64, f64); 4] = [
@@ -134,7 +147,8 @@ impl Slo {
     }
 }
 
-/// `{availability: x, latency: y, correctness: z}`, each optional, over `base`.
+/// `{availability: x, latency: y, correctness: z, experience: e}`, each optional, over
+/// `base`.
 pub fn per_sli(
     ctx: &mut Ctx,
     node: &Node,
@@ -144,7 +158,7 @@ pub fn per_sli(
     rule: &str,
 ) -> PerSli {
     let mut out = base;
-    let Some(m) = ctx.map(node, path, &["availability", "latency", "correctness"]) else {
+    let Some(m) = ctx.map(node, path, &SLIS.map(SliKind::as_str)) else {
         return out;
     };
     for s in SLIS {

@@ -41,7 +41,7 @@ struct Entry {
     burn: Vec<Ring<Counts>>,
     period: Ring<Counts>,
     /// [sli][severity]
-    alerts: [[AlertState; 2]; 3],
+    alerts: [[AlertState; 2]; SLIS.len()],
     origin: Origin,
 }
 
@@ -51,12 +51,12 @@ pub struct SloEval {
     pub objectives: Objectives,
     pub period_counts: Counts,
     /// 1 = untouched, 0 = spent, negative = overspent; 1 with no events.
-    pub budget_remaining: [f64; 3],
+    pub budget_remaining: [f64; SLIS.len()],
     /// Per burn window, per SLI; `None` where the window had no events.
-    pub burn: Vec<[Option<f64>; 3]>,
+    pub burn: Vec<[Option<f64>; SLIS.len()]>,
     pub burn_counts: Vec<Counts>,
     /// [sli][severity]: active after hysteresis.
-    pub alerts: [[bool; 2]; 3],
+    pub alerts: [[bool; 2]; SLIS.len()],
 }
 
 /// The cohort key of a journey's overflow series: a value no cohort can have.
@@ -71,10 +71,12 @@ pub fn cohort_key(s: &crate::snapshot::SeriesSnap) -> Arc<[Box<str>]> {
     }
 }
 
-/// The events that count against an SLI: errors, slow or incorrect requests.
-/// Lives here, not on `Counts`, because only SLO and score arithmetic asks it.
+/// The events of an SLI (requests, or web vital measurements for experience) and
+/// those that count against it: errors, slow or incorrect requests, vitals over their
+/// threshold. Lives here, not on `Counts`, because only SLO and score arithmetic asks it.
 pub trait BadCount {
     fn bad(&self, sli: SliKind) -> u64;
+    fn total(&self, sli: SliKind) -> u64;
 }
 
 impl BadCount for Counts {
@@ -83,6 +85,13 @@ impl BadCount for Counts {
             SliKind::Availability => self.errors,
             SliKind::Latency => self.slow,
             SliKind::Correctness => self.incorrect,
+            SliKind::Experience => self.vitals_bad,
+        }
+    }
+    fn total(&self, sli: SliKind) -> u64 {
+        match sli {
+            SliKind::Experience => self.vitals,
+            _ => self.requests,
         }
     }
 }
@@ -194,7 +203,7 @@ impl SloTracker {
                 s.journey.name.clone(),
                 (s.journey.objectives, s.journey.has_correctness),
             );
-            if delta.requests == 0 {
+            if delta.requests == 0 && delta.vitals == 0 {
                 continue;
             }
             self.add(
@@ -337,7 +346,7 @@ impl SloTracker {
                 data.into_ring(ring);
             }
             ce.period.into_ring(&mut e.period);
-            for (i, (active, last)) in ce.alerts.into_iter().enumerate().take(6) {
+            for (i, (active, last)) in ce.alerts.into_iter().enumerate().take(2 * SLIS.len()) {
                 e.alerts[i / 2][i % 2] = AlertState {
                     active,
                     last_true_ns: last,
@@ -381,8 +390,9 @@ struct CheckpointEntry {
 #[derive(Serialize, Deserialize)]
 struct RingData {
     sub_ns: u64,
-    /// (bucket index, [requests, errors, slow, incorrect])
-    slots: Vec<(u64, [u64; 4])>,
+    /// (bucket index, [requests, errors, slow, incorrect, vitals, vitals_bad]); the
+    /// last two are absent in checkpoints written before the experience SLI.
+    slots: Vec<(u64, Vec<u64>)>,
 }
 
 impl RingData {
@@ -392,7 +402,17 @@ impl RingData {
             slots: r
                 .export()
                 .into_iter()
-                .map(|(b, c)| (b, [c.requests, c.errors, c.slow, c.incorrect]))
+                .map(|(b, c)| {
+                    let v = [
+                        c.requests,
+                        c.errors,
+                        c.slow,
+                        c.incorrect,
+                        c.vitals,
+                        c.vitals_bad,
+                    ];
+                    (b, v.to_vec())
+                })
                 .collect(),
         }
     }
@@ -404,14 +424,17 @@ impl RingData {
         r.import(
             self.slots
                 .into_iter()
-                .map(|(b, [requests, errors, slow, incorrect])| {
+                .map(|(b, v)| {
+                    let at = |i: usize| v.get(i).copied().unwrap_or(0);
                     (
                         b,
                         Counts {
-                            requests,
-                            errors,
-                            slow,
-                            incorrect,
+                            requests: at(0),
+                            errors: at(1),
+                            slow: at(2),
+                            incorrect: at(3),
+                            vitals: at(4),
+                            vitals_bad: at(5),
                         },
                     )
                 })
@@ -436,21 +459,24 @@ fn evaluate_entry(
 ) -> SloEval {
     let period_counts = sum(&e.period, now);
     let burn_counts: Vec<Counts> = e.burn.iter().map(|r| sum(r, now)).collect();
-    let mut budget_remaining = [1.0; 3];
-    let mut burn = vec![[None; 3]; burn_counts.len()];
-    let slis: &[SliKind] = if has_correctness { &SLIS } else { &SLIS[..2] };
-    for &sli in slis {
+    let mut budget_remaining = [1.0; SLIS.len()];
+    let mut burn = vec![[None; SLIS.len()]; burn_counts.len()];
+    let slis = SLIS
+        .iter()
+        .copied()
+        .filter(|s| has_correctness || *s != SliKind::Correctness);
+    for sli in slis.clone() {
         let i = sli as usize;
         let o = obj.get(sli);
-        if let Some(b) = burn_rate(period_counts.bad(sli), period_counts.requests, o) {
+        if let Some(b) = burn_rate(period_counts.bad(sli), period_counts.total(sli), o) {
             budget_remaining[i] = 1.0 - b;
         }
         for (w, c) in burn_counts.iter().enumerate() {
-            burn[w][i] = burn_rate(c.bad(sli), c.requests, o);
+            burn[w][i] = burn_rate(c.bad(sli), c.total(sli), o);
         }
     }
     let window_index = |d: std::time::Duration| cfg.burn_windows.iter().position(|w| *w == d);
-    let mut firing = [[false; 2]; 3];
+    let mut firing = [[false; 2]; SLIS.len()];
     for rule in &cfg.alerts {
         let (Some(l), Some(s)) = (
             window_index(rule.long_window),
@@ -458,10 +484,10 @@ fn evaluate_entry(
         ) else {
             continue;
         };
-        if burn_counts[l].requests < cfg.min_events {
-            continue;
-        }
-        for &sli in slis {
+        for sli in slis.clone() {
+            if burn_counts[l].total(sli) < cfg.min_events {
+                continue;
+            }
             let i = sli as usize;
             let over = |w: usize| burn[w][i].is_some_and(|b| b > rule.burn_rate);
             if over(l) && over(s) {
@@ -470,7 +496,7 @@ fn evaluate_entry(
         }
     }
     let clear_ns = cfg.clear_after.as_nanos() as u64;
-    let mut alerts = [[false; 2]; 3];
+    let mut alerts = [[false; 2]; SLIS.len()];
     for (i, per_sev) in e.alerts.iter_mut().enumerate() {
         for (j, st) in per_sev.iter_mut().enumerate() {
             if firing[i][j] {
@@ -592,6 +618,7 @@ mod tests {
                     errors: 2,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 1,
             ),
@@ -620,6 +647,7 @@ mod tests {
                     errors: 2,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 1,
             ),
@@ -636,6 +664,7 @@ mod tests {
                     errors: 0,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 2,
             ),
@@ -665,6 +694,7 @@ mod tests {
                     errors: 50,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 1,
             ),
@@ -685,6 +715,7 @@ mod tests {
                     errors: 150,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 1,
             ),
@@ -708,6 +739,7 @@ mod tests {
                     errors: 150,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 1,
             ),
@@ -728,6 +760,7 @@ mod tests {
                     errors: 150,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 1,
             ),
@@ -754,6 +787,7 @@ mod tests {
                     errors: 4,
                     slow: 2,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 1,
             ),
@@ -776,7 +810,8 @@ mod tests {
                 requests: 40,
                 errors: 4,
                 slow: 2,
-                incorrect: 0
+                incorrect: 0,
+                ..Default::default()
             }
         );
 

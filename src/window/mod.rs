@@ -19,6 +19,10 @@ pub struct Counts {
     pub errors: u64,
     pub slow: u64,
     pub incorrect: u64,
+    /// Web vital measurements, and those over their threshold: the experience SLI's
+    /// events (log events, not requests).
+    pub vitals: u64,
+    pub vitals_bad: u64,
 }
 
 impl Counts {
@@ -34,6 +38,8 @@ impl Counts {
         self.errors += o.errors;
         self.slow += o.slow;
         self.incorrect += o.incorrect;
+        self.vitals += o.vitals;
+        self.vitals_bad += o.vitals_bad;
     }
 }
 
@@ -50,6 +56,8 @@ impl Counts {
             errors: self.errors.saturating_sub(o.errors),
             slow: self.slow.saturating_sub(o.slow),
             incorrect: self.incorrect.saturating_sub(o.incorrect),
+            vitals: self.vitals.saturating_sub(o.vitals),
+            vitals_bad: self.vitals_bad.saturating_sub(o.vitals_bad),
         }
     }
 }
@@ -283,9 +291,15 @@ impl SeriesState {
         }
         let vital = (r.event & event::VITAL != 0 && index < VITAL_COUNT).then_some(index);
         let good = r.event & event::GOOD != 0;
+        if vital.is_some() {
+            self.totals.vitals += 1;
+            self.totals.vitals_bad += u64::from(!good);
+        }
         for ring in self.windows.iter_mut() {
             if let Some(slot) = ring.slot_mut(r.end_ns, now_ns) {
                 if let Some(v) = vital {
+                    slot.counts.vitals += 1;
+                    slot.counts.vitals_bad += u64::from(!good);
                     let vs = slot.vitals.get_or_insert_with(Default::default);
                     vs.all[v] += 1;
                     vs.good[v] += u64::from(good);
@@ -486,7 +500,8 @@ mod tests {
                 requests: 3,
                 errors: 1,
                 slow: 1,
-                incorrect: 0
+                incorrect: 0,
+                ..Default::default()
             }
         );
         let stats = s.window_stats(0, now, &[0.5, 1.0], &mut Vec::new(), &mut Vec::new());
