@@ -104,6 +104,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     });
 
     let tracker = crate::deriver::restore_slo_state(&cfg, &journeys);
+    crate::deriver::restore_attempts(&cfg, &ingest);
     let (deriver, deriver_tx, final_rx) =
         crate::deriver::spawn(&cfg, shared.clone(), ingest.clone(), tracker, pipeline)?;
 

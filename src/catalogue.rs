@@ -110,6 +110,33 @@ pub const CER_JOURNEY_FRUSTRATIONS_TOTAL: Metric = Metric {
     labels: &["journey", "event"],
 };
 
+pub const CER_JOURNEY_ABANDONMENT_RATIO: Metric = Metric {
+    prom: "cer_journey_abandonment_ratio",
+    otlp: Some("cer.journey.abandonment"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Abandoned attempts / attempts with an outcome in the window (completed or timed out).",
+    labels: &["journey", "window"],
+};
+
+pub const CER_JOURNEY_ATTEMPTS_TOTAL: Metric = Metric {
+    prom: "cer_journey_attempts_total",
+    otlp: Some("cer.journey.attempts"),
+    unit: "{attempt}",
+    kind: Kind::Counter,
+    help: "Attempts of the journey by outcome: completed in time or abandoned.",
+    labels: &["journey", "outcome"],
+};
+
+pub const CERFLOW_ATTEMPTS_OVERFLOW_TOTAL: Metric = Metric {
+    prom: "cerflow_attempts_overflow_total",
+    otlp: None,
+    unit: "{attempt}",
+    kind: Kind::Counter,
+    help: "Attempts not tracked because limits.max_pending_attempts were pending.",
+    labels: &[],
+};
+
 pub const CERFLOW_INVALID_EVENTS_TOTAL: Metric = Metric {
     prom: "cerflow_invalid_events_total",
     otlp: None,
@@ -564,6 +591,8 @@ pub const ALL: &[Metric] = &[
     CER_SLI_EXPERIENCE_RATIO,
     CER_JOURNEY_WEB_VITAL,
     CER_JOURNEY_FRUSTRATIONS_TOTAL,
+    CER_JOURNEY_ABANDONMENT_RATIO,
+    CER_JOURNEY_ATTEMPTS_TOTAL,
     CER_JOURNEY_LATENCY_SECONDS,
     CER_JOURNEY_REQUESTS_PER_SECOND,
     CER_JOURNEY_USERS,
@@ -594,6 +623,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_RECEIVED_LOG_RECORDS_TOTAL,
     CERFLOW_PUBLIC_CLIENTS_OVERFLOW_TOTAL,
     CERFLOW_INVALID_EVENTS_TOTAL,
+    CERFLOW_ATTEMPTS_OVERFLOW_TOTAL,
     CERFLOW_SERIES_EXPIRED_TOTAL,
     CERFLOW_CARDINALITY_OVERFLOW_TOTAL,
     CERFLOW_INVALID_VALUES_TOTAL,

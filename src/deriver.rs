@@ -26,6 +26,30 @@ pub enum DeriverMsg {
     Reload(Box<Config>, tokio::sync::oneshot::Sender<Vec<String>>),
 }
 
+/// Where pending attempts are checkpointed: beside the SLO checkpoint.
+pub fn attempts_path(slo_checkpoint: &std::path::Path) -> std::path::PathBuf {
+    slo_checkpoint.with_extension("attempts")
+}
+
+/// Brings back the pending attempts of the last run, if checkpoints are on.
+pub fn restore_attempts(cfg: &Config, ingest: &Ingest) {
+    let Some(cp) = &cfg.slo.checkpoint else {
+        return;
+    };
+    let path = attempts_path(&cp.path);
+    if !path.exists() {
+        return;
+    }
+    match ingest.completions.load(&path) {
+        Ok(n) => {
+            tracing::info!(path = %path.display(), attempts = n, "Restored the pending attempts.")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "Cannot restore the pending attempts; starting without them.")
+        }
+    }
+}
+
 /// A tracker for `cfg.slo`, with the state of its checkpoint when there is one, and
 /// the derived journeys of that state put back into `journeys`.
 pub fn restore_slo_state(cfg: &Config, journeys: &Journeys) -> SloTracker {
@@ -191,7 +215,10 @@ impl Deriver {
 
     fn tick(&mut self, shards: Vec<crate::snapshot::ShardSnapshot>, last: bool) {
         let now = now_unix_ns();
-        let snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
+        let mut snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
+        let completions = &self.ingest.completions;
+        completions.sweep(now);
+        snap.journey_attempts = completions.stats(now);
         let journeys = self.shared.journeys.load();
         self.tracker.update(&snap, &journeys, now);
         if self.restored_until != 0 && now >= self.restored_until {
@@ -224,6 +251,10 @@ impl Deriver {
                     Err(e) => {
                         tracing::warn!(path = %cp.path.display(), error = %e, "Cannot write the SLO checkpoint.")
                     }
+                }
+                let path = attempts_path(&cp.path);
+                if let Err(e) = self.ingest.completions.save(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "Cannot write the attempts checkpoint.")
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! an OTLP outcome out. Transport details (status codes, headers) stay in the receivers.
 
 use crate::clock::now_unix_ns;
+use crate::completion::Completions;
 use crate::config::Config;
 use crate::decode::{self, invalid_reason, lazy, ProstSpan};
 use crate::experience::EventUse;
@@ -99,6 +100,8 @@ pub struct Ingest {
     longest_ns: u64,
     max_attrs: usize,
     max_spans: usize,
+    /// Pending attempts of journeys with `completion`, shared by every receiver.
+    pub completions: Arc<Completions>,
 }
 
 impl Ingest {
@@ -116,6 +119,11 @@ impl Ingest {
             longest_ns: cfg.longest_window().as_nanos() as u64,
             max_attrs: cfg.receivers.max_attributes_per_span,
             max_spans: cfg.receivers.max_spans_per_request,
+            completions: Arc::new(Completions::new(
+                cfg.limits.max_pending_attempts,
+                &cfg.windows.sizes,
+                cfg.windows.sub_buckets,
+            )),
         }
     }
 
@@ -136,6 +144,20 @@ impl Ingest {
         }
         .emit(&self.tel);
         answer(msg)
+    }
+
+    /// A span or event that starts or completes an attempt of its journey.
+    fn attempt(
+        &self,
+        journeys: &Journeys,
+        id: crate::span_record::JourneyId,
+        step: crate::journey::AttemptStep,
+        at: u64,
+        now: u64,
+    ) {
+        if let Some(j) = journeys.get(id) {
+            self.completions.observe(&j.name, step, at, now, &self.tel);
+        }
     }
 
     pub fn set_journeys(&self, journeys: Arc<Journeys>) {
@@ -266,6 +288,9 @@ impl Ingest {
             }
             match journeys.classify(&view) {
                 Some(c) => {
+                    if let Some(step) = c.attempt {
+                        self.attempt(&journeys, c.journey, step, end, now);
+                    }
                     if c.value == Value::Invalid {
                         if let Some(j) = journeys.get(c.journey) {
                             InvalidValue { journey: &j.name }.emit(&self.tel);
@@ -386,6 +411,9 @@ impl Ingest {
                 let Some((c, used)) = journeys.classify_event(event.name, &event) else {
                     continue;
                 };
+                if let Some(step) = c.attempt {
+                    self.attempt(&journeys, c.journey, step, at, now);
+                }
                 let (code, value) = match used {
                     EventUse::Vital { vital, value, good } => {
                         let good = if good { span_event::GOOD } else { 0 };

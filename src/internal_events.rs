@@ -238,6 +238,23 @@ impl InternalEvent for InvalidVital<'_> {
     }
 }
 
+/// A journey's attempt was not tracked: `limits.max_pending_attempts` were pending.
+pub struct AttemptsOverflow {
+    pub max: usize,
+}
+
+impl InternalEvent for AttemptsOverflow {
+    fn emit(self, tel: &Telemetry) {
+        tel.attempts_overflow.add(1);
+        if tel.log_due(LogKey::AttemptsOverflow, DROP_WARN_EVERY_SECS) {
+            tracing::warn!(
+                max = self.max,
+                "As many attempts as limits.max_pending_attempts are pending; a new one is not tracked."
+            );
+        }
+    }
+}
+
 /// A client address found the public rate limiter's table full and shares the one
 /// allowance of all such addresses.
 pub struct PublicClientsOverflow {

@@ -72,6 +72,7 @@ struct Compiled {
     incorrect: Option<Cond>,
     value: Option<ValueRule>,
     experience: ExperienceConfig,
+    completion: Option<CompiledCompletion>,
     /// Everything that decides what the journey records; equal fingerprints across a
     /// reload mean its window state stays valid.
     fingerprint: String,
@@ -109,6 +110,42 @@ struct AutoTable {
     hasher: ahash::RandomState,
 }
 
+/// What one span or event does to its journey's attempts (`completion`): the hash of
+/// its key's value, and whether it starts or completes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptStep {
+    pub key: u64,
+    pub start: bool,
+    pub complete: bool,
+    pub within_ns: u64,
+}
+
+/// A journey's compiled `completion`.
+struct CompiledCompletion {
+    start: Cond,
+    complete: Cond,
+    key: String,
+    within_ns: u64,
+}
+
+impl CompiledCompletion {
+    fn step<S: SpanView + ?Sized>(&self, span: &S) -> Option<AttemptStep> {
+        let start = self.start.eval(span);
+        let complete = self.complete.eval(span);
+        if !start && !complete {
+            return None;
+        }
+        let mut key = String::new();
+        span.attr(&self.key)?.write_to(&mut key);
+        Some(AttemptStep {
+            key: identity_hasher().hash_one(key.as_str()),
+            start,
+            complete,
+            within_ns: self.within_ns,
+        })
+    }
+}
+
 /// The journey a span was matched to and how it went.
 pub struct Classified<'a> {
     pub journey: JourneyId,
@@ -120,6 +157,8 @@ pub struct Classified<'a> {
     pub user: Option<u64>,
     /// The request's value, when the journey has a value rule.
     pub value: Value,
+    /// What the span or event does to the journey's attempts, if it has `completion`.
+    pub attempt: Option<AttemptStep>,
 }
 
 fn labels_of(keys: &[String]) -> Arc<[String]> {
@@ -157,6 +196,12 @@ impl Journeys {
                 incorrect: j.incorrect.clone(),
                 value: j.value.clone(),
                 experience: j.experience.clone(),
+                completion: j.completion.as_ref().map(|c| CompiledCompletion {
+                    start: c.start.clone(),
+                    complete: c.complete.clone(),
+                    key: c.key.clone(),
+                    within_ns: c.within.as_nanos() as u64,
+                }),
                 fingerprint: format!(
                     "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
                     j.matcher,
@@ -165,7 +210,7 @@ impl Journeys {
                     j.latency_threshold,
                     j.cohorts,
                     j.value,
-                    j.experience
+                    (&j.experience, &j.completion)
                 ),
             })
             .collect();
@@ -262,7 +307,7 @@ impl Journeys {
     /// Finds the span's journey and its outcome flags; `None` when no journey claims it.
     pub fn classify<'s, S: SpanView + ?Sized>(&'s self, span: &S) -> Option<Classified<'s>> {
         let entry = span.is_entry_point();
-        let (journey, seed, cohort_keys, threshold_ns, failure, incorrect, value) =
+        let (journey, seed, cohort_keys, threshold_ns, failure, incorrect, value, completion) =
             match self.configured.iter().find(|c| c.matcher.eval(span)) {
                 Some(c) => (
                     c.info.id,
@@ -272,6 +317,7 @@ impl Journeys {
                     &c.failure,
                     c.incorrect.as_ref(),
                     c.value.as_ref(),
+                    c.completion.as_ref(),
                 ),
                 None => {
                     let auto = self.auto.as_ref()?;
@@ -288,6 +334,7 @@ impl Journeys {
                         &*auto.cohort_keys,
                         auto.threshold_ns,
                         &auto.failure,
+                        None,
                         None,
                         None,
                     )
@@ -313,6 +360,7 @@ impl Journeys {
             flags,
             user: self.users.user_hash(span),
             value: value.map_or(Value::None, |v| v.read(span)),
+            attempt: completion.and_then(|c| c.step(span)),
         })
     }
 
@@ -339,6 +387,7 @@ impl Journeys {
                 flags,
                 user: self.users.user_hash(event),
                 value: Value::None,
+                attempt: c.completion.as_ref().and_then(|x| x.step(event)),
             },
             used,
         ))

@@ -18,6 +18,7 @@ pub mod api;
 pub mod app;
 pub mod catalogue;
 pub mod clock;
+pub mod completion;
 pub mod config;
 pub mod decode;
 pub mod deriver;

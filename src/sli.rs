@@ -91,6 +91,8 @@ pub struct Snapshot {
     /// Frustration counters of the journeys with frustration events: the sum of their
     /// series, by the journey's event index.
     pub journey_frustrations: Vec<JourneyValue>,
+    /// Attempt outcomes of the journeys with `completion`, set by the deriver.
+    pub journey_attempts: Vec<crate::completion::AttemptStats>,
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +213,7 @@ impl Snapshot {
             journey_users,
             journey_values,
             journey_frustrations,
+            journey_attempts: Vec::new(),
         }
     }
 

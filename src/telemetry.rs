@@ -108,6 +108,8 @@ pub struct Telemetry {
     pub invalid_values: std::sync::Mutex<std::collections::BTreeMap<std::sync::Arc<str>, u64>>,
     /// Web vital events ignored, by [`crate::experience::InvalidEvent`] index.
     pub invalid_events: [AtomicU64; 5],
+    /// Attempts not tracked because `limits.max_pending_attempts` were pending.
+    pub attempts_overflow: AtomicU64,
     /// Client addresses past the public rate limiter's table, sharing one allowance.
     pub public_clients_overflow: AtomicU64,
     /// Unix second of the last log line per [`LogKey`].
@@ -157,7 +159,7 @@ impl Telemetry {
     }
 }
 
-const LOG_KEYS: usize = REASONS.len() + EXPORT_DROPS.len() + 3;
+const LOG_KEYS: usize = REASONS.len() + EXPORT_DROPS.len() + 4;
 
 /// What a rate-limited log line is about; each key has its own allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +169,7 @@ pub enum LogKey {
     InvalidValue,
     PublicClientsOverflow,
     InvalidEvent,
+    AttemptsOverflow,
 }
 
 impl LogKey {
@@ -177,6 +180,7 @@ impl LogKey {
             LogKey::InvalidValue => REASONS.len() + EXPORT_DROPS.len(),
             LogKey::PublicClientsOverflow => REASONS.len() + EXPORT_DROPS.len() + 1,
             LogKey::InvalidEvent => REASONS.len() + EXPORT_DROPS.len() + 2,
+            LogKey::AttemptsOverflow => REASONS.len() + EXPORT_DROPS.len() + 3,
         }
     }
 }

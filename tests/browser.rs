@@ -388,3 +388,94 @@ fn web_vitals_and_frustrations_from_log_events_make_the_experience_sli() {
     assert_eq!(w["burn_rate"]["experience"], 1.5);
     assert_eq!(api["journeys"][0]["budget_remaining"]["experience"], -0.5);
 }
+
+#[test]
+fn an_attempt_not_completed_within_its_time_is_abandoned() {
+    let cf = Cerflow::start(|p| {
+        p.listeners_yaml("")
+            + "pipeline:\n  evaluation_interval: 100ms\njourneys:\n  - name: checkout\n    match: { service: shop-web }\n    completion:\n      start: { event_name: app.checkout_started }\n      complete: { event_name: app.order_placed }\n      key: session.id\n      within: 3s\n"
+    });
+    let at = |name: &str, session: &str| event(name, vec![kv("session.id", session)]);
+    // Three sessions start checkout (1 s ago, so each has until 2 s from now); s1 and s2
+    // place their order, s3 gives up; an order of s9, who never started, is no attempt.
+    post_logs(
+        &cf,
+        &logs(
+            "shop-web",
+            vec![
+                at("app.checkout_started", "s1"),
+                at("app.checkout_started", "s2"),
+                at("app.checkout_started", "s3"),
+                at("app.order_placed", "s9"),
+            ],
+        ),
+    );
+    post_logs(
+        &cf,
+        &logs(
+            "shop-web",
+            vec![at("app.order_placed", "s1"), at("app.order_placed", "s2")],
+        ),
+    );
+    let s = cf.wait_for(
+        "cer_journey_attempts_total",
+        &[("journey", "checkout"), ("outcome", "abandoned")],
+        1.0,
+    );
+    s.assert(
+        "cer_journey_attempts_total",
+        &[("journey", "checkout"), ("outcome", "completed")],
+        2.0,
+    );
+    // 1 abandoned of 3 attempts with an outcome in the window.
+    s.assert(
+        "cer_journey_abandonment_ratio",
+        &[("journey", "checkout"), ("window", "1m")],
+        1.0 / 3.0,
+    );
+    s.assert("cerflow_attempts_overflow_total", &[], 0.0);
+}
+
+#[test]
+fn pending_attempts_survive_a_restart() {
+    // A start before the restart and its completion after it: completed, not abandoned.
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("slo.ckpt");
+    let config = |p: &Ports| {
+        format!(
+            "{}pipeline:\n  evaluation_interval: 100ms\nslo:\n  checkpoint: {{ path: {}, interval: 1s }}\njourneys:\n  - name: checkout\n    match: {{ service: shop-web }}\n    completion:\n      start: {{ event_name: app.checkout_started }}\n      complete: {{ event_name: app.order_placed }}\n      key: session.id\n      within: 1h\n",
+            p.listeners_yaml(""),
+            ckpt.display()
+        )
+    };
+    let mut cf = Cerflow::start(config);
+    post_logs(
+        &cf,
+        &logs(
+            "shop-web",
+            vec![event("app.checkout_started", vec![kv("session.id", "s1")])],
+        ),
+    );
+    // The shutdown writes the checkpoint, pending attempts beside the SLO state.
+    assert!(cf.terminate().success());
+    let saved = std::fs::read_to_string(dir.path().join("slo.attempts")).unwrap();
+    assert!(saved.starts_with("[[\"checkout\","), "{saved}");
+    let cf = Cerflow::start(config);
+    post_logs(
+        &cf,
+        &logs(
+            "shop-web",
+            vec![event("app.order_placed", vec![kv("session.id", "s1")])],
+        ),
+    );
+    let s = cf.wait_for(
+        "cer_journey_attempts_total",
+        &[("journey", "checkout"), ("outcome", "completed")],
+        1.0,
+    );
+    s.assert(
+        "cer_journey_attempts_total",
+        &[("journey", "checkout"), ("outcome", "abandoned")],
+        0.0,
+    );
+}

@@ -85,7 +85,18 @@ fn published() -> (Arc<Shared>, Pipeline) {
         ],
         state_bytes: 100,
     };
-    let snap = Snapshot::merge(100 * S, windows, vec![shard]);
+    let n_windows = windows.len();
+    let mut snap = Snapshot::merge(100 * S, windows, vec![shard]);
+    let outcomes = cerflow::completion::Outcomes {
+        completed: 2,
+        abandoned: 1,
+    };
+    snap.journey_attempts = vec![cerflow::completion::AttemptStats {
+        journey: Arc::from("checkout"),
+        totals: outcomes,
+        created_unix_ns: S,
+        windows: vec![outcomes; n_windows],
+    }];
     let mut tracker = SloTracker::new(&cfg.slo);
     tracker.update(&snap, &journeys, 100 * S);
     let eval: Evaluation = score::evaluate(&snap, &tracker, &journeys, &[], &cfg.score, "v1");
@@ -180,8 +191,8 @@ fn the_otlp_push_sends_exactly_the_catalogue_metrics_with_an_otlp_name() {
         .collect();
     assert_eq!(
         expected.len(),
-        21,
-        "the OTLP table of README.md has 21 metrics"
+        23,
+        "the OTLP table of README.md has 23 metrics"
     );
     assert_eq!(sent, expected);
 }

@@ -91,6 +91,8 @@ pub struct JourneyConfig {
     pub value: Option<crate::value::config::ValueRule>,
     /// Web vital thresholds and frustration events.
     pub experience: crate::experience::config::ExperienceConfig,
+    /// Attempts that start and should complete: abandonment.
+    pub completion: Option<crate::completion::config::CompletionConfig>,
 }
 
 impl Default for Config {
@@ -155,6 +157,7 @@ impl Default for Config {
             limits: Limits {
                 max_series_per_journey: 1000,
                 max_window_state_bytes: 256 << 20,
+                max_pending_attempts: 1_000_000,
             },
             journeys: Vec::new(),
         }
@@ -478,6 +481,7 @@ const JOURNEY_KEYS: &[&str] = &[
     "objectives",
     "value",
     "experience",
+    "completion",
 ];
 
 fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfig> {
@@ -575,6 +579,13 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             }
             None => Some(Default::default()),
         };
+        let completion = match m.get("completion") {
+            Some(n) => {
+                crate::completion::config::decode_completion(ctx, n, &join(&path, "completion"))
+                    .map(Some)
+            }
+            None => Some(None),
+        };
         if let (
             Some(name),
             Some(weight),
@@ -585,6 +596,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(cohorts),
             Some(value),
             Some(experience),
+            Some(completion),
         ) = (
             name,
             weight,
@@ -595,6 +607,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             cohorts,
             value,
             experience,
+            completion,
         ) {
             out.push(JourneyConfig {
                 name,
@@ -607,6 +620,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
                 objectives,
                 value,
                 experience,
+                completion,
             });
         }
     }

@@ -260,6 +260,36 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         &catalogue::CER_JOURNEY_FRUSTRATIONS_TOTAL,
         frustrations,
     ));
+    let mut abandonment = Vec::new();
+    let mut attempts = Vec::new();
+    for a in &snap.journey_attempts {
+        for (o, w) in a.windows.iter().zip(&windows) {
+            if let Some(r) = o.abandonment_ratio() {
+                abandonment.push(number(
+                    vec![kv("journey", &a.journey), kv("window", w)],
+                    0,
+                    now,
+                    number_data_point::Value::AsDouble(r),
+                ));
+            }
+        }
+        for (outcome, n) in [
+            ("completed", a.totals.completed),
+            ("abandoned", a.totals.abandoned),
+        ] {
+            attempts.push(number(
+                vec![kv("journey", &a.journey), kv("outcome", outcome)],
+                a.created_unix_ns,
+                now,
+                number_data_point::Value::AsInt(n as i64),
+            ));
+        }
+    }
+    metrics.push(gauge(
+        &catalogue::CER_JOURNEY_ABANDONMENT_RATIO,
+        abandonment,
+    ));
+    metrics.push(counter(&catalogue::CER_JOURNEY_ATTEMPTS_TOTAL, attempts));
     metrics.push(gauge(&catalogue::CER_JOURNEY_REQUESTS_PER_SECOND, rate));
 
     let currency = |j: &crate::journey::JourneyInfo, a: &mut Vec<KeyValue>| {

@@ -193,6 +193,40 @@ pub fn render(sh: &Shared) -> String {
         }
     }
 
+    header(&mut out, &catalogue::CER_JOURNEY_ABANDONMENT_RATIO);
+    for a in &snap.journey_attempts {
+        let mut l = String::from("journey=\"");
+        escape(&a.journey, &mut l);
+        l.push('"');
+        for (o, w) in a.windows.iter().zip(&windows) {
+            if let Some(r) = o.abandonment_ratio() {
+                sample(
+                    &mut out,
+                    catalogue::CER_JOURNEY_ABANDONMENT_RATIO.prom,
+                    &format!("{l},window=\"{w}\""),
+                    r,
+                );
+            }
+        }
+    }
+    header(&mut out, &catalogue::CER_JOURNEY_ATTEMPTS_TOTAL);
+    for a in &snap.journey_attempts {
+        let mut l = String::from("journey=\"");
+        escape(&a.journey, &mut l);
+        l.push('"');
+        for (outcome, n) in [
+            ("completed", a.totals.completed),
+            ("abandoned", a.totals.abandoned),
+        ] {
+            sample(
+                &mut out,
+                catalogue::CER_JOURNEY_ATTEMPTS_TOTAL.prom,
+                &format!("{l},outcome=\"{outcome}\""),
+                n as f64,
+            );
+        }
+    }
+
     header(&mut out, &catalogue::CER_JOURNEY_REQUESTS_PER_SECOND);
     for (per_window, l) in slis.iter().zip(&labels) {
         for (sli, w) in per_window.iter().zip(&windows) {
@@ -492,7 +526,11 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
             c.get() as f64,
         );
     }
-    let plain: [(&Metric, u64); 13] = [
+    let plain: [(&Metric, u64); 14] = [
+        (
+            &catalogue::CERFLOW_ATTEMPTS_OVERFLOW_TOTAL,
+            tel.attempts_overflow.get(),
+        ),
         (
             &catalogue::CERFLOW_PROCESSED_SPANS_TOTAL,
             tel.processed_spans.get(),
