@@ -13,6 +13,7 @@
 #   - prometheus      apt-get (Debian's package)
 #   - .venv           python3 -m venv, then pip install -r tests/e2e/requirements.txt
 #   - node modules    npm ci in tests/e2e/node (versions pinned in its package-lock.json)
+#   - browser test    chromium (apt-get, Debian's package) and npm ci in tests/e2e/browser
 #   - oslo            scripts/oslo.sh: the OpenSLO CLI pinned in tests/openslo/go.mod
 #   - compose schema  scripts/compose-schema.sh: compose-spec.json from the compose-go module
 #   - otelcol         the OpenTelemetry Collector of tests/otelcol (modules pinned in its
@@ -107,6 +108,24 @@ else
     echo "$NODE_SUM" >"$NODE_STAMP"
 fi
 (cd "$NODE_DIR" && npm ls --depth=0 2>/dev/null | tail -n +2 | sed 's/^/    /') || true
+
+step "Browser test packages (tests/e2e/browser) and Chromium"
+BROWSER_DIR="$ROOT/tests/e2e/browser"
+# Playwright cannot download its own browser here: the test drives Debian's Chromium.
+if [ ! -x /usr/bin/chromium ]; then
+    info "chromium is missing; installing it"
+    apt_install chromium
+fi
+info "$(/usr/bin/chromium --version 2>/dev/null || echo "chromium: version unknown")"
+BROWSER_SUM=$(cat "$BROWSER_DIR/package.json" "$BROWSER_DIR/package-lock.json" | sha256sum | cut -d' ' -f1)
+BROWSER_STAMP="$BROWSER_DIR/node_modules/.cerflow-e2e-stamp"
+if [ -f "$BROWSER_STAMP" ] && [ "$(cat "$BROWSER_STAMP")" = "$BROWSER_SUM" ]; then
+    info "already installed (package-lock.json unchanged since the last install)"
+else
+    info "npm ci (playwright-core, esbuild, OpenTelemetry web SDK, web-vitals)"
+    (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$BROWSER_SUM" >"$BROWSER_STAMP"
+fi
 
 step "Compose Specification schema (compose-go module, cached in .cache/compose-spec/<version>)"
 if COMPOSE_SCHEMA=$(bash "$ROOT/scripts/compose-schema.sh"); then
