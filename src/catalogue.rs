@@ -128,6 +128,15 @@ pub const CER_JOURNEY_ATTEMPTS_TOTAL: Metric = Metric {
     labels: &["journey", "outcome"],
 };
 
+pub const CERFLOW_VITAL_IDS_OVERFLOW_TOTAL: Metric = Metric {
+    prom: "cerflow_vital_ids_overflow_total",
+    otlp: None,
+    unit: "{event}",
+    kind: Kind::Counter,
+    help: "Web vital reports whose id a series could not remember (10000 per series within the longest window); a later report of the same measurement then counts again.",
+    labels: &[],
+};
+
 pub const CERFLOW_ATTEMPTS_OVERFLOW_TOTAL: Metric = Metric {
     prom: "cerflow_attempts_overflow_total",
     otlp: None,
@@ -624,6 +633,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_PUBLIC_CLIENTS_OVERFLOW_TOTAL,
     CERFLOW_INVALID_EVENTS_TOTAL,
     CERFLOW_ATTEMPTS_OVERFLOW_TOTAL,
+    CERFLOW_VITAL_IDS_OVERFLOW_TOTAL,
     CERFLOW_SERIES_EXPIRED_TOTAL,
     CERFLOW_CARDINALITY_OVERFLOW_TOTAL,
     CERFLOW_INVALID_VALUES_TOTAL,

@@ -102,6 +102,8 @@ pub struct Ingest {
     max_spans: usize,
     /// Pending attempts of journeys with `completion`, shared by every receiver.
     pub completions: Arc<Completions>,
+    /// Hashes web vital ids, the same in every receiver.
+    id_hasher: ahash::RandomState,
 }
 
 impl Ingest {
@@ -124,6 +126,7 @@ impl Ingest {
                 &cfg.windows.sizes,
                 cfg.windows.sub_buckets,
             )),
+            id_hasher: ahash::RandomState::with_seeds(3, 5, 7, 9),
         }
     }
 
@@ -438,7 +441,15 @@ impl Ingest {
                     b.generation = journeys.generation;
                     b
                 });
-                b.push_event(&event, &c, code, value, journeys.missing_value(), at);
+                // Reports of one measurement share its id: the last one counts.
+                let id = match event.span_attr("browser.web_vital.id") {
+                    Some(crate::span::AttrValue::Str(s)) if code & span_event::VITAL != 0 => {
+                        self.id_hasher.hash_one(s) | 1
+                    }
+                    _ => 0,
+                };
+                let missing = journeys.missing_value();
+                b.push_event(&event, &c, code, value, id, missing, at);
             }
         }
         if let Some(mut b) = builder {

@@ -238,6 +238,19 @@ impl InternalEvent for InvalidVital<'_> {
     }
 }
 
+/// A series remembered as many web vital ids as it may: this report of a
+/// measurement counts, but a later report of it will not replace it.
+pub struct VitalIdsOverflow;
+
+impl InternalEvent for VitalIdsOverflow {
+    fn emit(self, tel: &Telemetry) {
+        tel.vital_ids_overflow.add(1);
+        if tel.log_due(LogKey::VitalIdsOverflow, DROP_WARN_EVERY_SECS) {
+            tracing::warn!("A series remembers as many web vital ids as it may; a later report of this measurement will count again.");
+        }
+    }
+}
+
 /// A journey's attempt was not tracked: `limits.max_pending_attempts` were pending.
 pub struct AttemptsOverflow {
     pub max: usize,

@@ -135,10 +135,17 @@ impl CompiledCompletion {
         if !start && !complete {
             return None;
         }
-        let mut key = String::new();
-        span.attr(&self.key)?.write_to(&mut key);
+        // Keys are strings (session ids); other values are written out to hash.
+        let key = match span.attr(&self.key)? {
+            crate::span::AttrValue::Str(k) => identity_hasher().hash_one(k),
+            other => {
+                let mut text = String::new();
+                other.write_to(&mut text);
+                identity_hasher().hash_one(text.as_str())
+            }
+        };
         Some(AttemptStep {
-            key: identity_hasher().hash_one(key.as_str()),
+            key,
             start,
             complete,
             within_ns: self.within_ns,

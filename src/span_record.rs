@@ -45,6 +45,9 @@ pub struct Record {
     pub n_values: u16,
     pub flags: u8,
     pub end_ns: u64,
+    /// The span's duration; for a web vital event, the hash of its
+    /// `browser.web_vital.id` (0 without one), so a later report of the same
+    /// measurement replaces it.
     pub duration_ns: u64,
     /// The hash of the user id when `flags` has [`flag::USER`], else 0.
     pub user: u64,

@@ -108,6 +108,8 @@ pub struct Telemetry {
     pub invalid_values: std::sync::Mutex<std::collections::BTreeMap<std::sync::Arc<str>, u64>>,
     /// Web vital events ignored, by [`crate::experience::InvalidEvent`] index.
     pub invalid_events: [AtomicU64; 5],
+    /// Web vital reports whose id a series could not remember (its table was full).
+    pub vital_ids_overflow: AtomicU64,
     /// Attempts not tracked because `limits.max_pending_attempts` were pending.
     pub attempts_overflow: AtomicU64,
     /// Client addresses past the public rate limiter's table, sharing one allowance.
@@ -159,7 +161,7 @@ impl Telemetry {
     }
 }
 
-const LOG_KEYS: usize = REASONS.len() + EXPORT_DROPS.len() + 4;
+const LOG_KEYS: usize = REASONS.len() + EXPORT_DROPS.len() + 5;
 
 /// What a rate-limited log line is about; each key has its own allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +172,7 @@ pub enum LogKey {
     PublicClientsOverflow,
     InvalidEvent,
     AttemptsOverflow,
+    VitalIdsOverflow,
 }
 
 impl LogKey {
@@ -181,6 +184,7 @@ impl LogKey {
             LogKey::PublicClientsOverflow => REASONS.len() + EXPORT_DROPS.len() + 1,
             LogKey::InvalidEvent => REASONS.len() + EXPORT_DROPS.len() + 2,
             LogKey::AttemptsOverflow => REASONS.len() + EXPORT_DROPS.len() + 3,
+            LogKey::VitalIdsOverflow => REASONS.len() + EXPORT_DROPS.len() + 4,
         }
     }
 }

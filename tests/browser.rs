@@ -479,3 +479,32 @@ fn pending_attempts_survive_a_restart() {
         0.0,
     );
 }
+
+#[test]
+fn a_later_report_of_a_measurement_replaces_the_earlier_one() {
+    let cf = Cerflow::start(|p| p.listeners_yaml("") + SHOP_PAGE);
+    let with_id = |name: &str, value: f64, id: &str| {
+        let mut e = web_vital("s1", name, value);
+        e.attributes.push(kv("browser.web_vital.id", id));
+        e
+    };
+    // cls of m1 is reported as 0.3 (bad), then as 0.05 (good); lcp m2 once, 1000 ms.
+    post_logs(
+        &cf,
+        &logs(
+            "shop-web",
+            vec![with_id("cls", 0.3, "m1"), with_id("lcp", 1000.0, "m2")],
+        ),
+    );
+    post_logs(&cf, &logs("shop-web", vec![with_id("cls", 0.05, "m1")]));
+    // Two measurements, both good now: 2 / 2; cls's only value is its last, 0.05.
+    let j = [("journey", "shop-page"), ("window", "1m")];
+    let s = cf.wait_until("the cls report replaced", |s| {
+        s.get(
+            "cer_journey_web_vital",
+            &[j[0], j[1], ("name", "cls"), ("quantile", "0.95")],
+        ) == Some(0.05)
+    });
+    s.assert("cer_sli_experience_ratio", &j, 1.0);
+    s.assert("cerflow_vital_ids_overflow_total", &[], 0.0);
+}

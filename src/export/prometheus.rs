@@ -526,7 +526,11 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
             c.get() as f64,
         );
     }
-    let plain: [(&Metric, u64); 14] = [
+    let plain: [(&Metric, u64); 15] = [
+        (
+            &catalogue::CERFLOW_VITAL_IDS_OVERFLOW_TOTAL,
+            tel.vital_ids_overflow.get(),
+        ),
         (
             &catalogue::CERFLOW_ATTEMPTS_OVERFLOW_TOTAL,
             tel.attempts_overflow.get(),

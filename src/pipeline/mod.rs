@@ -11,7 +11,9 @@ pub mod config;
 
 use crate::clock::now_unix_ns;
 use crate::config::Config;
-use crate::internal_events::{CardinalityOverflow, InternalEvent, SeriesExpired, SpansRecorded};
+use crate::internal_events::{
+    CardinalityOverflow, InternalEvent, SeriesExpired, SpansRecorded, VitalIdsOverflow,
+};
 use crate::journey::{Classified, Journeys};
 use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
@@ -94,29 +96,24 @@ impl BatchBuilder {
             }
             Value::None | Value::Invalid => 0.0,
         };
-        self.push_record(span, c, flags, value, 0, missing, end_ns);
+        self.push_record(span, c, flags, value, (0, 0), missing, end_ns);
     }
 
     /// Queues a log event of a journey: `event` and `value` say what it counts for
     /// ([`crate::span_record::event`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn push_event<S: SpanView + ?Sized>(
         &mut self,
         view: &S,
         c: &Classified<'_>,
         event: u16,
         value: f64,
+        id: u64,
         missing: &str,
         end_ns: u64,
     ) {
-        self.push_record(
-            view,
-            c,
-            c.flags | flag::EVENT,
-            value,
-            event,
-            missing,
-            end_ns,
-        );
+        let flags = c.flags | flag::EVENT;
+        self.push_record(view, c, flags, value, (event, id), missing, end_ns);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -126,7 +123,7 @@ impl BatchBuilder {
         c: &Classified<'_>,
         flags: u8,
         value: f64,
-        event: u16,
+        (event, id): (u16, u64),
         missing: &str,
         end_ns: u64,
     ) {
@@ -171,7 +168,11 @@ impl BatchBuilder {
             n_values: cohort_keys.len() as u16,
             flags,
             end_ns,
-            duration_ns: span.end_ns().saturating_sub(span.start_ns()),
+            duration_ns: if flags & flag::EVENT != 0 {
+                id
+            } else {
+                span.end_ns().saturating_sub(span.start_ns())
+            },
             user: c.user.unwrap_or(0),
             value,
             event,
@@ -493,7 +494,9 @@ impl Worker {
                         now,
                     ),
                 });
-                overflow.state.record(r, &settings.bounds_ns, now);
+                if !overflow.state.record(r, &settings.bounds_ns, now) {
+                    VitalIdsOverflow.emit(&self.tel);
+                }
                 continue;
             }
             let series = match pos {
@@ -519,7 +522,9 @@ impl Worker {
                     &mut list[last]
                 }
             };
-            series.state.record(r, &settings.bounds_ns, now);
+            if !series.state.record(r, &settings.bounds_ns, now) {
+                VitalIdsOverflow.emit(&self.tel);
+            }
         }
     }
 

@@ -122,6 +122,11 @@ impl<T: Default + Clone + Reset> Ring<T> {
         self.sub_ns
     }
 
+    /// The window the ring covers: its sub-bucket length times its sub-buckets.
+    pub fn window_ns(&self) -> u64 {
+        self.sub_ns * self.slots.len() as u64
+    }
+
     /// The slots in use with the bucket index each holds, for checkpoints.
     pub fn export(&self) -> Vec<(u64, T)> {
         self.idx
@@ -259,6 +264,20 @@ pub struct SeriesState {
     pub last_update_unix_ns: u64,
     /// Frustration events since the series began, by the journey's event index.
     pub frustrations: Vec<u64>,
+    /// The last report of each web vital measurement (by id hash), so a later report
+    /// replaces it; at most [`MAX_VITAL_IDS`].
+    vital_ids: std::collections::HashMap<u64, VitalReport>,
+}
+
+/// Web vital measurements a series remembers by id at once.
+pub const MAX_VITAL_IDS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct VitalReport {
+    end_ns: u64,
+    vital: usize,
+    hist: u64,
+    good: bool,
 }
 
 impl SeriesState {
@@ -276,12 +295,60 @@ impl SeriesState {
             created_unix_ns: now_ns,
             last_update_unix_ns: now_ns,
             frustrations: Vec::new(),
+            vital_ids: std::collections::HashMap::new(),
         }
     }
 
+    /// Takes back a vital report that a later one of the same measurement replaces, from
+    /// the totals and from every window that still holds it.
+    fn undo_vital(&mut self, old: VitalReport, now_ns: u64) {
+        let bad = u64::from(!old.good);
+        self.totals.vitals = self.totals.vitals.saturating_sub(1);
+        self.totals.vitals_bad = self.totals.vitals_bad.saturating_sub(bad);
+        for ring in self.windows.iter_mut() {
+            let Some(slot) = ring.slot_mut(old.end_ns, now_ns) else {
+                continue;
+            };
+            let Some(vs) = slot.vitals.as_deref_mut() else {
+                continue;
+            };
+            if vs.all[old.vital] == 0 {
+                continue;
+            }
+            vs.all[old.vital] -= 1;
+            vs.good[old.vital] -= u64::from(old.good).min(vs.good[old.vital]);
+            vs.hist[old.vital].remove(old.hist);
+            slot.counts.vitals = slot.counts.vitals.saturating_sub(1);
+            slot.counts.vitals_bad = slot.counts.vitals_bad.saturating_sub(bad);
+        }
+    }
+
+    /// Remembers a vital report by id; `false` when the table is full even after
+    /// forgetting reports older than every window (those can no longer be taken back).
+    fn remember_vital(&mut self, id: u64, report: VitalReport, now_ns: u64) -> bool {
+        if self.vital_ids.len() >= MAX_VITAL_IDS && !self.vital_ids.contains_key(&id) {
+            let longest = self
+                .windows
+                .iter()
+                .map(|r| r.window_ns())
+                .max()
+                .unwrap_or(0);
+            let oldest = now_ns.saturating_sub(longest);
+            self.vital_ids.retain(|_, r| r.end_ns >= oldest);
+            if self.vital_ids.len() >= MAX_VITAL_IDS {
+                return false;
+            }
+        }
+        self.vital_ids.insert(id, report);
+        true
+    }
+
     /// Records a log event: a vital measurement or a frustration. Neither is a
-    /// request; a frustrated user is an affected one.
-    fn record_event(&mut self, r: &Record, now_ns: u64) {
+    /// request; a frustrated user is an affected one. A vital report with an id
+    /// replaces the earlier report of that id. `false` when the id could not be
+    /// remembered (the table was full).
+    fn record_event(&mut self, r: &Record, now_ns: u64) -> bool {
+        let mut remembered = true;
         let index = (r.event & event::INDEX) as usize;
         if r.event & event::FRUSTRATION != 0 {
             if self.frustrations.len() <= index {
@@ -291,7 +358,21 @@ impl SeriesState {
         }
         let vital = (r.event & event::VITAL != 0 && index < VITAL_COUNT).then_some(index);
         let good = r.event & event::GOOD != 0;
-        if vital.is_some() {
+        if let Some(v) = vital {
+            // The id's hash travels in `duration_ns` (see `Record`).
+            let id = r.duration_ns;
+            if id != 0 {
+                if let Some(old) = self.vital_ids.get(&id).copied() {
+                    self.undo_vital(old, now_ns);
+                }
+                let report = VitalReport {
+                    end_ns: r.end_ns,
+                    vital: v,
+                    hist: to_hist(r.value),
+                    good,
+                };
+                remembered = self.remember_vital(id, report, now_ns);
+            }
             self.totals.vitals += 1;
             self.totals.vitals_bad += u64::from(!good);
         }
@@ -311,10 +392,12 @@ impl SeriesState {
             }
         }
         self.last_update_unix_ns = now_ns;
+        remembered
     }
 
-    /// Records one span; `bounds_ns` are the histogram bounds in nanoseconds.
-    pub fn record(&mut self, r: &Record, bounds_ns: &[u64], now_ns: u64) {
+    /// Records one span or event; `bounds_ns` are the histogram bounds in nanoseconds.
+    /// `false` when a web vital's id could not be remembered ([`MAX_VITAL_IDS`]).
+    pub fn record(&mut self, r: &Record, bounds_ns: &[u64], now_ns: u64) -> bool {
         if r.flags & flag::EVENT != 0 {
             return self.record_event(r, now_ns);
         }
@@ -344,6 +427,7 @@ impl SeriesState {
             }
         }
         self.last_update_unix_ns = now_ns;
+        true
     }
 
     /// Counts and latency quantiles (seconds) of window `w` at `now_ns`.
@@ -412,6 +496,7 @@ impl SeriesState {
             .sum::<usize>()
             + self.buckets.len() * 8
             + self.frustrations.len() * 8
+            + self.vital_ids.capacity() * (8 + std::mem::size_of::<VitalReport>())
     }
 }
 
@@ -445,6 +530,38 @@ mod tests {
             user,
             value,
             event: 0,
+        }
+    }
+
+    /// A vital event record: `id` travels in `duration_ns`.
+    fn vital(end_ns: u64, vital: u16, value: f64, good: bool, id: u64) -> Record {
+        let code = event::VITAL | vital | if good { event::GOOD } else { 0 };
+        Record {
+            flags: flag::EVENT,
+            duration_ns: id,
+            event: code,
+            ..rec(end_ns, 0, 0, 0, value)
+        }
+    }
+
+    #[test]
+    fn a_later_vital_report_replaces_the_earlier_one_everywhere() {
+        let now = 1_000 * S;
+        let mut s = SeriesState::new(&[60 * S, 3600 * S], 6, 0, now);
+        // cls (index 2) of id 7: 0.3 (bad), then 0.05 (good); lcp (0) of id 8 once.
+        s.record(&vital(now - S, 2, 0.3, false, 7), &[], now);
+        s.record(&vital(now - S, 0, 1000.0, true, 8), &[], now);
+        s.record(&vital(now, 2, 0.05, true, 7), &[], now);
+        // Without an id, every report counts.
+        s.record(&vital(now, 0, 3000.0, false, 0), &[], now);
+        assert_eq!((s.totals.vitals, s.totals.vitals_bad), (3, 1));
+        let (mut scratch, mut qout) = (Vec::new(), Vec::new());
+        for w in 0..2 {
+            let st = s.window_stats(w, now, &[0.5], &mut scratch, &mut qout);
+            assert_eq!((st.counts.vitals, st.counts.vitals_bad), (3, 1));
+            assert_eq!((st.vitals.all, st.vitals.good), (3, 2));
+            // cls holds only 0.05 (50 thousandths, exact below 2048).
+            assert_eq!(st.vitals.quantiles[2], [Some(0.05), Some(0.05), Some(0.05)]);
         }
     }
 
