@@ -99,6 +99,9 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                         users: w.users,
                         users_affected: w.users_affected,
                         users_affected_ratio: w.users_affected_ratio,
+                        operations: w.operations,
+                        slices: w.slices,
+                        bad_slices: w.bad_slices,
                     })
                     .collect(),
                 alerts: j

@@ -110,6 +110,33 @@ pub const CER_SLI_CORRECTNESS_RATIO: Metric = Metric {
     labels: &["journey", COHORTS, "window"],
 };
 
+pub const CER_SLI_OPERATIONS_RATIO: Metric = Metric {
+    prom: "cer_sli_operations_ratio",
+    otlp: Some("cer.sli.operations"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Share of the window's time slices with signal data in which every signal was within its bound.",
+    labels: &["journey", "window"],
+};
+
+pub const CER_SIGNAL_VALUE: Metric = Metric {
+    prom: "cer_signal_value",
+    otlp: Some("cer.signal.value"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "A signal's aggregate over the latest time slice with data in the window, in the metric's unit.",
+    labels: &["journey", "signal", "window"],
+};
+
+pub const CER_SIGNAL_OK: Metric = Metric {
+    prom: "cer_signal_ok",
+    otlp: Some("cer.signal.ok"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "1 when the signal's latest time slice with data is within its bound, else 0.",
+    labels: &["journey", "signal"],
+};
+
 pub const CER_JOURNEY_LATENCY_SECONDS: Metric = Metric {
     prom: "cer_journey_latency_seconds",
     otlp: Some("cer.journey.latency"),
@@ -326,6 +353,15 @@ pub const CERFLOW_RECEIVED_DATA_POINTS_TOTAL: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_REFUSED_DATA_POINTS_TOTAL: Metric = Metric {
+    prom: "cerflow_refused_data_points_total",
+    otlp: None,
+    unit: "{data_point}",
+    kind: Kind::Counter,
+    help: "Metric data points a signal would use, refused as unusable (OTLP partial success).",
+    labels: &["reason"],
+};
+
 pub const CERFLOW_RECEIVED_LOG_RECORDS_TOTAL: Metric = Metric {
     prom: "cerflow_received_log_records_total",
     otlp: None,
@@ -516,6 +552,9 @@ pub const ALL: &[Metric] = &[
     CER_SLI_AVAILABILITY_RATIO,
     CER_SLI_LATENCY_RATIO,
     CER_SLI_CORRECTNESS_RATIO,
+    CER_SLI_OPERATIONS_RATIO,
+    CER_SIGNAL_VALUE,
+    CER_SIGNAL_OK,
     CER_JOURNEY_LATENCY_SECONDS,
     CER_JOURNEY_REQUESTS_PER_SECOND,
     CER_JOURNEY_USERS,
@@ -543,6 +582,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_LATE_SPANS_TOTAL,
     CERFLOW_CLAMPED_SPANS_TOTAL,
     CERFLOW_RECEIVED_DATA_POINTS_TOTAL,
+    CERFLOW_REFUSED_DATA_POINTS_TOTAL,
     CERFLOW_RECEIVED_LOG_RECORDS_TOTAL,
     CERFLOW_SERIES_EXPIRED_TOTAL,
     CERFLOW_CARDINALITY_OVERFLOW_TOTAL,

@@ -159,6 +159,7 @@ impl Deriver {
             old.histogram_buckets != new.histogram_buckets,
         );
         restart("limits", old.limits != new.limits);
+        restart("signals", old.signals != new.signals);
         restart("slo.checkpoint", old.slo.checkpoint != new.slo.checkpoint);
         if let Err(e) = self.tracker.reconfigure(&new.slo) {
             notes.push(e.to_string());
@@ -175,6 +176,7 @@ impl Deriver {
             notes.push("a worker did not take the new journeys in time".into());
         }
         self.ingest.set_journeys(journeys.clone());
+        self.ingest.signals.reload(&new, &journeys);
         self.shared.journeys.store(journeys);
         tracing::debug!(kept, "Journeys whose window state carried over.");
         let mut merged = new;
@@ -184,6 +186,7 @@ impl Deriver {
         merged.windows = old.windows.clone();
         merged.histogram_buckets = old.histogram_buckets.clone();
         merged.limits = old.limits.clone();
+        merged.signals = old.signals.clone();
         merged.slo.checkpoint = old.slo.checkpoint.clone();
         self.cfg = merged;
         notes
@@ -191,7 +194,8 @@ impl Deriver {
 
     fn tick(&mut self, shards: Vec<crate::snapshot::ShardSnapshot>, last: bool) {
         let now = now_unix_ns();
-        let snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
+        let mut snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
+        snap.operations = self.ingest.signals.snapshot(now, &self.ingest.tel);
         let journeys = self.shared.journeys.load();
         self.tracker.update(&snap, &journeys, now);
         if self.restored_until != 0 && now >= self.restored_until {

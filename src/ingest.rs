@@ -5,14 +5,15 @@ use crate::clock::now_unix_ns;
 use crate::config::Config;
 use crate::decode::{self, invalid_reason, lazy, ProstSpan};
 use crate::internal_events::{
-    DataPointsReceived, InternalEvent, InvalidValue, LogRecordsReceived, RequestRefused,
-    SpanClamped, SpansNotRecorded, SpansReceived, SpansRefused,
+    DataPointsReceived, DataPointsRefused, InternalEvent, InvalidValue, LogRecordsReceived,
+    RequestRefused, SpanClamped, SpansNotRecorded, SpansReceived, SpansRefused,
 };
 use crate::journey::Journeys;
 use crate::pipeline::{BatchBuilder, PipelineInput, SubmitError};
 use crate::receiver::consumer::Consumer;
+use crate::signals::Signals;
 use crate::span::SpanView;
-use crate::telemetry::{Reason, Telemetry, Transport};
+use crate::telemetry::{Reason, Telemetry, Transport, POINT_REASONS};
 use crate::value::Value;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -90,6 +91,8 @@ pub struct Ingest {
     journeys: arc_swap::ArcSwap<Journeys>,
     input: Arc<PipelineInput>,
     pub tel: Arc<Telemetry>,
+    /// Operational signals, fed by metric data points.
+    pub signals: Signals,
     skew_ns: u64,
     longest_ns: u64,
     max_attrs: usize,
@@ -104,6 +107,7 @@ impl Ingest {
         tel: Arc<Telemetry>,
     ) -> Ingest {
         Ingest {
+            signals: Signals::new(cfg, &journeys, now_unix_ns()),
             journeys: arc_swap::ArcSwap::new(journeys),
             input,
             tel,
@@ -332,12 +336,28 @@ impl Ingest {
         }
     }
 
+    /// Points that feed a signal are recorded; bad ones among them are refused (OTLP
+    /// partial success), all others are counted and dropped.
     pub fn metrics(&self, req: &ExportMetricsServiceRequest) -> Accepted {
-        DataPointsReceived {
-            count: decode::data_point_count(req),
+        let total = decode::data_point_count(req);
+        DataPointsReceived { count: total }.emit(&self.tel);
+        let out = self.signals.process(req, now_unix_ns());
+        let first = out.first.as_deref().unwrap_or_default();
+        for r in POINT_REASONS {
+            DataPointsRefused {
+                reason: r,
+                points: out.refused[r as usize],
+                detail: first,
+            }
+            .emit(&self.tel);
         }
-        .emit(&self.tel);
-        Accepted::default()
+        let rejected = out.rejected();
+        let message = if rejected > 0 {
+            format!("{rejected} of {total} data points rejected; first: {first}")
+        } else {
+            String::new()
+        };
+        Accepted { rejected, message }
     }
 
     pub fn logs_body(

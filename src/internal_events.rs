@@ -3,7 +3,7 @@
 //! writes its log line. Counting and logging cannot drift apart, and warnings a flood
 //! of bad input could repeat are rate-limited in one place ([`Telemetry::log_due`]).
 
-use crate::telemetry::{AddRelaxed, ExportDrop, LogKey, Reason, Telemetry, Transport};
+use crate::telemetry::{AddRelaxed, ExportDrop, LogKey, PointReason, Reason, Telemetry, Transport};
 use std::time::Duration;
 
 pub trait InternalEvent {
@@ -199,6 +199,44 @@ impl InternalEvent for DataPointsReceived {
     fn emit(self, tel: &Telemetry) {
         tel.received_data_points.add(self.count);
         tracing::trace!(count = self.count, "Received metric data points.");
+    }
+}
+
+/// Data points of an accepted metrics request were refused (partial success).
+pub struct DataPointsRefused<'a> {
+    pub reason: PointReason,
+    pub points: u64,
+    pub detail: &'a str,
+}
+
+impl InternalEvent for DataPointsRefused<'_> {
+    fn emit(self, tel: &Telemetry) {
+        let r = self.reason;
+        tel.refused_data_points[r as usize].add(self.points);
+        if self.points > 0 && tel.log_due(LogKey::PointRefusal(r), REFUSAL_WARN_EVERY_SECS) {
+            tracing::warn!(
+                reason = r.as_str(),
+                points = self.points,
+                detail = self.detail,
+                "Refused metric data points."
+            );
+        }
+    }
+}
+
+/// Cumulative metric streams not seen for `windows.series_ttl` were forgotten.
+pub struct MetricStreamsExpired {
+    pub count: u64,
+}
+
+impl InternalEvent for MetricStreamsExpired {
+    fn emit(self, _tel: &Telemetry) {
+        if self.count > 0 {
+            tracing::debug!(
+                count = self.count,
+                "Forgot metric streams idle for series_ttl."
+            );
+        }
     }
 }
 

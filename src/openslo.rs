@@ -7,8 +7,9 @@
 //! the overall score: an objective per journey x SLI whose `compositeWeight` is the
 //! journey's weight split by `score.sli_weights`, so a journey's weights sum to its weight.
 
-use crate::config::{Config, JourneyConfig, SliKind, SLIS};
+use crate::config::{Config, JourneyConfig, SliKind};
 use crate::rules::{bad_counter, number, promql_string, REQUESTS};
+use crate::slo::config::REQUEST_SLIS;
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -60,9 +61,9 @@ fn yaml(s: &str) -> String {
 
 fn slis(j: &JourneyConfig) -> &'static [SliKind] {
     if j.incorrect.is_some() {
-        &SLIS
+        &REQUEST_SLIS
     } else {
-        &SLIS[..2]
+        &REQUEST_SLIS[..2]
     }
 }
 
@@ -154,6 +155,8 @@ fn bad_word(sli: SliKind) -> &'static str {
         SliKind::Availability => "failed",
         SliKind::Latency => "over the latency threshold",
         SliKind::Correctness => "incorrect",
+        // Only REQUEST_SLIS are exported as OpenSLO ratio metrics.
+        SliKind::Operations => "out of bounds",
     }
 }
 

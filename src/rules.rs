@@ -11,7 +11,8 @@
 //! be written ahead of the data.
 
 use crate::catalogue;
-use crate::config::{Config, JourneyConfig, Objectives, Severity, SliKind, SLIS};
+use crate::config::{Config, JourneyConfig, Objectives, Severity, SliKind};
+use crate::slo::config::REQUEST_SLIS;
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ pub fn bad_counter(sli: SliKind) -> &'static str {
         SliKind::Availability => catalogue::CER_JOURNEY_ERRORS_TOTAL.prom,
         SliKind::Latency => catalogue::CER_JOURNEY_SLOW_TOTAL.prom,
         SliKind::Correctness => catalogue::CER_JOURNEY_INCORRECT_TOTAL.prom,
+        // Not a ratio of counters: the rules cover REQUEST_SLIS only and never ask.
+        SliKind::Operations => "",
     }
 }
 
@@ -114,8 +117,8 @@ impl Target<'_> {
     /// Auto journeys have no correctness rule, so no correctness SLI.
     fn slis(&self) -> &'static [SliKind] {
         match self {
-            Target::Journey(j) if j.incorrect.is_some() => &SLIS,
-            _ => &SLIS[..2],
+            Target::Journey(j) if j.incorrect.is_some() => &REQUEST_SLIS,
+            _ => &REQUEST_SLIS[..2],
         }
     }
 
@@ -154,7 +157,7 @@ pub fn render(cfg: &Config) -> String {
                 requests_record(w)
             );
         }
-        for sli in SLIS {
+        for sli in REQUEST_SLIS {
             let _ = writeln!(
                 out,
                 "      - record: {}\n        expr: sum by (journey) (rate({}[{pw}])) / sum by (journey) (rate({REQUESTS}[{pw}]))\n        labels:\n          sli: {}",

@@ -4,6 +4,7 @@
 //! than shown as 1 (which hides an outage of traffic) or NaN (which poisons queries).
 
 use crate::journey::JourneyInfo;
+use crate::signals::{JourneyOps, SliceCounts};
 use crate::snapshot::{SeriesSnap, ShardSnapshot};
 use crate::window::{Counts, Coverage, Users};
 use std::sync::Arc;
@@ -85,6 +86,8 @@ pub struct Snapshot {
     pub journey_users: Vec<JourneyUsers>,
     /// Value counters of the journeys with a value rule: the sum of their series.
     pub journey_values: Vec<JourneyValue>,
+    /// The operations of the journeys with signals, in config order.
+    pub operations: Vec<JourneyOps>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,7 +177,17 @@ impl Snapshot {
             users,
             journey_users,
             journey_values,
+            operations: Vec::new(),
         }
+    }
+
+    /// A journey's time slices in window `w`; `None` when it has no signals.
+    pub fn journey_slices(&self, journey: &str, w: usize) -> Option<SliceCounts> {
+        let ops = self
+            .operations
+            .iter()
+            .find(|o| &*o.journey.name == journey)?;
+        ops.windows.get(w).copied()
     }
 
     /// Every row of user figures: each series, then each journey with cohorts.

@@ -70,12 +70,58 @@ impl Reason {
     }
 }
 
+/// Why a metric data point that feeds an input was refused (OTLP partial success): the
+/// `reason` label of `cerflow_refused_data_points_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointReason {
+    /// NaN or infinite value.
+    NotFinite,
+    /// A monotonic counter below zero.
+    NegativeCounter,
+    /// A unit that is not UCUM as OpenTelemetry writes it.
+    UnknownUnit,
+    /// No timestamp.
+    MissingTime,
+    /// Older than the longest window.
+    TooOld,
+    /// A point type the input cannot use (a histogram for a signal).
+    UnsupportedType,
+    /// A new cumulative stream while the stream table is full.
+    StreamLimit,
+}
+
+pub const POINT_REASONS: [PointReason; 7] = [
+    PointReason::NotFinite,
+    PointReason::NegativeCounter,
+    PointReason::UnknownUnit,
+    PointReason::MissingTime,
+    PointReason::TooOld,
+    PointReason::UnsupportedType,
+    PointReason::StreamLimit,
+];
+
+impl PointReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PointReason::NotFinite => "not_finite",
+            PointReason::NegativeCounter => "negative_counter",
+            PointReason::UnknownUnit => "unknown_unit",
+            PointReason::MissingTime => "missing_time",
+            PointReason::TooOld => "too_old",
+            PointReason::UnsupportedType => "unsupported_type",
+            PointReason::StreamLimit => "stream_limit",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Telemetry {
     pub received_spans: [AtomicU64; 2],
     pub refused_spans: [AtomicU64; 8],
     pub refused_requests: [AtomicU64; 8],
     pub received_data_points: AtomicU64,
+    /// Data points refused, by [`PointReason`].
+    pub refused_data_points: [AtomicU64; 7],
     pub received_log_records: AtomicU64,
     /// Spans that went through the pipeline, whatever the outcome (recorded, unmatched, late).
     pub processed_spans: AtomicU64,
@@ -99,7 +145,7 @@ pub struct Telemetry {
     /// lock, not an atomic: the path is rare and the key set is bounded by the journeys.
     pub invalid_values: std::sync::Mutex<std::collections::BTreeMap<std::sync::Arc<str>, u64>>,
     /// Unix second of the last log line per [`LogKey`].
-    last_log_sec: [AtomicU64; 12],
+    last_log_sec: [AtomicU64; 19],
 }
 
 fn now_sec() -> u64 {
@@ -129,6 +175,10 @@ impl Telemetry {
         self.refused_spans[r.index()].load(Relaxed)
     }
 
+    pub fn refused_data_points(&self, r: PointReason) -> u64 {
+        self.refused_data_points[r as usize].load(Relaxed)
+    }
+
     pub fn refused_requests(&self, r: Reason) -> u64 {
         self.refused_requests[r.index()].load(Relaxed)
     }
@@ -151,6 +201,7 @@ pub enum LogKey {
     Refusal(Reason),
     ExportDrop(ExportDrop),
     InvalidValue,
+    PointRefusal(PointReason),
 }
 
 impl LogKey {
@@ -159,6 +210,7 @@ impl LogKey {
             LogKey::Refusal(r) => r.index(),
             LogKey::ExportDrop(d) => REASONS.len() + d as usize,
             LogKey::InvalidValue => REASONS.len() + EXPORT_DROPS.len(),
+            LogKey::PointRefusal(r) => REASONS.len() + EXPORT_DROPS.len() + 1 + r as usize,
         }
     }
 }

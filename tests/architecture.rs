@@ -35,8 +35,11 @@ const STAGES: &[(&str, &[&str])] = &[
     ("config", &["config_reader", "predicate", "config"]),
     ("receive", &["receiver", "tls"]),
     ("decode", &["decode"]),
-    ("match", &["journey", "users", "value"]),
-    ("record", &["ingest", "pipeline", "window", "snapshot"]),
+    ("match", &["journey", "users", "value", "metric_input"]),
+    (
+        "record",
+        &["ingest", "pipeline", "window", "snapshot", "signals"],
+    ),
     ("derive", &["sli", "slo", "score", "published", "deriver"]),
     ("export", &["export", "api"]),
     (

@@ -78,7 +78,18 @@ fn published() -> (Arc<Shared>, Pipeline) {
         ],
         state_bytes: 100,
     };
-    let snap = Snapshot::merge(100 * S, windows, vec![shard]);
+    let mut snap = Snapshot::merge(100 * S, windows.clone(), vec![shard]);
+    // One journey with one signal, with data in every window.
+    snap.operations = vec![cerflow::signals::JourneyOps {
+        journey: journeys.get(0).expect("the configured journey"),
+        windows: vec![cerflow::signals::SliceCounts { slices: 4, bad: 1 }; windows.len()],
+        signals: vec![cerflow::signals::SignalSnap {
+            name: Arc::from("queue.depth"),
+            last: vec![Some(12.0); windows.len()],
+            ok: Some(true),
+        }],
+        closed: cerflow::signals::SliceCounts { slices: 4, bad: 1 },
+    }];
     let mut tracker = SloTracker::new(&cfg.slo);
     tracker.update(&snap, &journeys, 100 * S);
     let eval: Evaluation = score::evaluate(&snap, &tracker, &journeys, &[], &cfg.score, "v1");
@@ -173,8 +184,8 @@ fn the_otlp_push_sends_exactly_the_catalogue_metrics_with_an_otlp_name() {
         .collect();
     assert_eq!(
         expected.len(),
-        18,
-        "the OTLP table of README.md has 18 metrics"
+        21,
+        "the OTLP table of README.md has 21 metrics"
     );
     assert_eq!(sent, expected);
 }

@@ -14,6 +14,8 @@ use crate::receiver::config::decode_receivers;
 pub use crate::receiver::config::{BearerToken, Receivers};
 use crate::score::config::decode_score;
 pub use crate::score::config::{NoData, Score, WeightBy};
+use crate::signals::config::{check_slice, decode_journey_signals, decode_signals_section};
+pub use crate::signals::config::{SignalConfig, SignalsSection};
 use crate::slo::config::{decode_slo, objective_ok, per_sli};
 pub use crate::slo::config::{
     AlertRule, Checkpoint, Objectives, PerSli, Severity, SliKind, Slo, DEFAULT_ALERTS,
@@ -57,6 +59,7 @@ pub struct Config {
     pub slo: Slo,
     pub score: Score,
     pub limits: Limits,
+    pub signals: SignalsSection,
     pub journeys: Vec<JourneyConfig>,
 }
 
@@ -89,6 +92,8 @@ pub struct JourneyConfig {
     pub objectives: Objectives,
     /// What a request is worth, for value at risk.
     pub value: Option<crate::value::config::ValueRule>,
+    /// Operational signals read from OTLP metrics, for the operations SLI.
+    pub signals: Vec<SignalConfig>,
 }
 
 impl Default for Config {
@@ -144,7 +149,8 @@ impl Default for Config {
             slo: Slo::default_with_period(Duration::from_secs(30 * 86400)),
             score: Score {
                 floor_burn_rate: 10.0,
-                sli_weights: PerSli([0.5, 0.3, 0.2]),
+                // Operations is opt-in: a weight of 0 leaves existing scores as they were.
+                sli_weights: PerSli([0.5, 0.3, 0.2, 0.0]),
                 weight_by: crate::score::config::WeightBy::Weight,
                 no_data: NoData::Exclude,
             },
@@ -152,6 +158,7 @@ impl Default for Config {
                 max_series_per_journey: 1000,
                 max_window_state_bytes: 256 << 20,
             },
+            signals: SignalsSection::default(),
             journeys: Vec::new(),
         }
     }
@@ -304,6 +311,7 @@ const ROOT_KEYS: &[&str] = &[
     "slo",
     "score",
     "limits",
+    "signals",
     "journeys",
 ];
 
@@ -377,8 +385,15 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
     if let Some(n) = m.get("score") {
         decode_score(ctx, n, &mut cfg.score);
     }
+    if let Some(n) = m.get("signals") {
+        decode_signals_section(ctx, n, &mut cfg.signals);
+    }
     if let Some(n) = m.get("journeys") {
         cfg.journeys = decode_journeys(ctx, n, &cfg);
+    }
+    if m.get("signals").is_some() || cfg.journeys.iter().any(|j| !j.signals.is_empty()) {
+        let at = m.get("signals").or(m.get("journeys"));
+        check_slice(ctx, at, cfg.signals.slice, &cfg.windows.sizes);
     }
     // Auto-derived journeys are the default only while no journey is defined.
     cfg.auto_journeys.enabled = auto_enabled.unwrap_or(cfg.journeys.is_empty());
@@ -473,6 +488,7 @@ const JOURNEY_KEYS: &[&str] = &[
     "cohorts",
     "objectives",
     "value",
+    "signals",
 ];
 
 fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfig> {
@@ -564,6 +580,10 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(n) => crate::value::config::decode_value(ctx, n, &join(&path, "value")).map(Some),
             None => Some(None),
         };
+        let signals = match m.get("signals") {
+            Some(n) => decode_journey_signals(ctx, n, &join(&path, "signals")),
+            None => Some(Vec::new()),
+        };
         if let (
             Some(name),
             Some(weight),
@@ -573,6 +593,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(lt),
             Some(cohorts),
             Some(value),
+            Some(signals),
         ) = (
             name,
             weight,
@@ -582,6 +603,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             latency_threshold,
             cohorts,
             value,
+            signals,
         ) {
             out.push(JourneyConfig {
                 name,
@@ -593,6 +615,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
                 cohorts,
                 objectives,
                 value,
+                signals,
             });
         }
     }

@@ -300,6 +300,38 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         metrics.push(gauge(m, points));
     }
 
+    // The operations SLI and its signals, journey-level.
+    let (mut ratio, mut values, mut oks) = (Vec::new(), Vec::new(), Vec::new());
+    let double = number_data_point::Value::AsDouble;
+    for ops in &snap.operations {
+        let j = || kv("journey", &ops.journey.name);
+        for (c, w) in ops.windows.iter().zip(&windows) {
+            if let Some(v) = c.ratio() {
+                ratio.push(number(vec![j(), kv("window", w)], 0, now, double(v)));
+            }
+        }
+        for s in &ops.signals {
+            for (v, w) in s.last.iter().zip(&windows) {
+                if let Some(v) = v {
+                    let a = vec![j(), kv("signal", &s.name), kv("window", w)];
+                    values.push(number(a, 0, now, double(*v)));
+                }
+            }
+            if let Some(ok) = s.ok {
+                let a = vec![j(), kv("signal", &s.name)];
+                oks.push(number(
+                    a,
+                    0,
+                    now,
+                    number_data_point::Value::AsInt(i64::from(ok)),
+                ));
+            }
+        }
+    }
+    metrics.push(gauge(&catalogue::CER_SLI_OPERATIONS_RATIO, ratio));
+    metrics.push(gauge(&catalogue::CER_SIGNAL_VALUE, values));
+    metrics.push(gauge(&catalogue::CER_SIGNAL_OK, oks));
+
     let coverage = windows
         .iter()
         .enumerate()

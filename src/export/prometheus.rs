@@ -5,7 +5,7 @@ use crate::duration::format_duration;
 use crate::published::Shared;
 use crate::sli::{UserCounts, UserRow};
 use crate::snapshot::{SeriesSnap, QUANTILES};
-use crate::telemetry::{AddRelaxed, Transport, EXPORT_DROPS, REASONS};
+use crate::telemetry::{AddRelaxed, Transport, EXPORT_DROPS, POINT_REASONS, REASONS};
 use std::fmt::Write;
 
 fn escape(v: &str, out: &mut String) {
@@ -139,6 +139,8 @@ pub fn render(sh: &Shared) -> String {
         }
     }
 
+    render_operations(&snap, &windows, &mut out);
+
     header(&mut out, &catalogue::CER_JOURNEY_LATENCY_SECONDS);
     for (s, l) in snap.series.iter().zip(&labels) {
         for (ws, w) in s.windows.iter().zip(&windows) {
@@ -264,6 +266,55 @@ pub fn render(sh: &Shared) -> String {
     out
 }
 
+/// The operations SLI and its signals, for the journeys with signals.
+fn render_operations(snap: &crate::sli::Snapshot, windows: &[String], out: &mut String) {
+    let journey = |j: &crate::journey::JourneyInfo| {
+        let mut l = String::from("journey=\"");
+        escape(&j.name, &mut l);
+        l.push('"');
+        l
+    };
+    header(out, &catalogue::CER_SLI_OPERATIONS_RATIO);
+    for ops in &snap.operations {
+        let l = journey(&ops.journey);
+        for (c, w) in ops.windows.iter().zip(windows) {
+            if let Some(v) = c.ratio() {
+                let name = catalogue::CER_SLI_OPERATIONS_RATIO.prom;
+                sample(out, name, &format!("{l},window=\"{w}\""), v);
+            }
+        }
+    }
+    let with_signal = |l: &str, s: &crate::signals::SignalSnap| {
+        let mut x = format!("{l},signal=\"");
+        escape(&s.name, &mut x);
+        x.push('"');
+        x
+    };
+    header(out, &catalogue::CER_SIGNAL_VALUE);
+    for ops in &snap.operations {
+        let l = journey(&ops.journey);
+        for s in &ops.signals {
+            let ls = with_signal(&l, s);
+            for (v, w) in s.last.iter().zip(windows) {
+                if let Some(v) = v {
+                    let name = catalogue::CER_SIGNAL_VALUE.prom;
+                    sample(out, name, &format!("{ls},window=\"{w}\""), *v);
+                }
+            }
+        }
+    }
+    header(out, &catalogue::CER_SIGNAL_OK);
+    for ops in &snap.operations {
+        let l = journey(&ops.journey);
+        for s in &ops.signals {
+            if let Some(ok) = s.ok {
+                let v = if ok { 1.0 } else { 0.0 };
+                sample(out, catalogue::CER_SIGNAL_OK.prom, &with_signal(&l, s), v);
+            }
+        }
+    }
+}
+
 /// SLO and score series, from the evaluation of the same tick.
 fn render_scores(sh: &Shared, out: &mut String) {
     let eval = sh.eval.load();
@@ -330,7 +381,10 @@ fn render_scores(sh: &Shared, out: &mut String) {
     }
     header(out, &catalogue::CER_SLO_ALERT_ACTIVE);
     for (i, j) in v.journeys.iter().enumerate() {
-        for sli in ["availability", "latency", "correctness"] {
+        // Operations only where the journey has it (its budget is listed).
+        let ops = j.budget_remaining.contains_key("operations");
+        let slis = ["availability", "latency", "correctness", "operations"];
+        for sli in slis.into_iter().filter(|s| *s != "operations" || ops) {
             for sev in ["page", "ticket"] {
                 let on = j.alerts.iter().any(|a| a.sli == sli && a.severity == sev);
                 let l = format!("{},sli=\"{sli}\",severity=\"{sev}\"", labels[i]);
@@ -443,6 +497,15 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
             catalogue::CERFLOW_REFUSED_REQUESTS_TOTAL.prom,
             &format!("reason=\"{}\"", r.as_str()),
             tel.refused_requests(r) as f64,
+        );
+    }
+    header(out, &catalogue::CERFLOW_REFUSED_DATA_POINTS_TOTAL);
+    for r in POINT_REASONS {
+        sample(
+            out,
+            catalogue::CERFLOW_REFUSED_DATA_POINTS_TOTAL.prom,
+            &format!("reason=\"{}\"", r.as_str()),
+            tel.refused_data_points(r) as f64,
         );
     }
     let plain: [(&Metric, u64); 12] = [

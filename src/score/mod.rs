@@ -12,8 +12,10 @@ pub mod config;
 use crate::config::{NoData, Objectives, PerSli, Score, Severity, SliKind, WeightBy, SLIS};
 use crate::duration::format_duration;
 use crate::journey::{JourneyInfo, Journeys};
+use crate::signals::SliceCounts;
 use crate::sli::{derive, Snapshot, UserCounts};
-use crate::slo::{alert_active, burn_rate, BadCount, Key, SloEval, SloTracker};
+use crate::slo::config::{slis_for, N_SLIS};
+use crate::slo::{alert_active, burn_rate, BadCount, Key, SloCounts, SloEval, SloTracker};
 use crate::window::Counts;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -28,23 +30,30 @@ pub fn component(burn: f64, floor: f64) -> f64 {
     }
 }
 
-/// Burn rates, components and score of one window's counts. `None` score without requests.
+/// Per-SLI burn rates or components of one window.
+pub type PerSliOpt = [Option<f64>; N_SLIS];
+
+/// Burn rates, components and score of one window's counts and time slices. `None`
+/// score without data for any weighted SLI.
 pub fn window_score(
     c: &Counts,
+    slices: SliceCounts,
     objectives: &Objectives,
     has_correctness: bool,
     cfg: &Score,
-) -> ([Option<f64>; 3], [Option<f64>; 3], Option<f64>) {
-    let mut burns = [None; 3];
-    let mut comps = [None; 3];
+) -> (PerSliOpt, PerSliOpt, Option<f64>) {
+    let mut burns = [None; N_SLIS];
+    let mut comps = [None; N_SLIS];
     let mut num = 0.0;
     let mut den = 0.0;
-    for sli in SLIS {
-        if sli == SliKind::Correctness && !has_correctness {
-            continue;
-        }
+    let both = SloCounts {
+        requests: *c,
+        slices,
+    };
+    // Operations without slices has no burn rate, so no component: no flag needed.
+    for sli in slis_for(has_correctness, true) {
         let i = sli as usize;
-        burns[i] = burn_rate(c.bad(sli), c.requests, objectives.get(sli));
+        burns[i] = burn_rate(both.bad(sli), both.total(sli), objectives.get(sli));
         if let Some(b) = burns[i] {
             let comp = component(b, cfg.floor_burn_rate);
             comps[i] = Some(comp);
@@ -99,6 +108,14 @@ pub struct WindowView {
     pub availability: Option<f64>,
     pub latency: Option<f64>,
     pub correctness: Option<f64>,
+    /// Good time slices over slices with data, for a journey with signals.
+    #[serde(default)]
+    pub operations: Option<f64>,
+    /// Time slices with data in the window, and those out of a signal's bound.
+    #[serde(default)]
+    pub slices: u64,
+    #[serde(default)]
+    pub bad_slices: u64,
     /// Burn rate of each SLI over this window.
     pub burn_rate: BTreeMap<String, f64>,
     /// Distinct users, and those with a bad request; for the journey as a whole, the
@@ -138,22 +155,27 @@ pub struct Evaluation {
     pub burn_windows: Vec<String>,
 }
 
-fn per_sli_map(v: &PerSli, info: &JourneyInfo) -> BTreeMap<String, f64> {
-    SLIS.iter()
-        .filter(|s| info.has_correctness || **s != SliKind::Correctness)
-        .map(|s| (s.as_str().to_string(), v.get(*s)))
+/// The journey's SLIs; `journey_level` because slices are the journey's, not a cohort's.
+fn slis_of(info: &JourneyInfo, journey_level: bool) -> impl Iterator<Item = SliKind> {
+    slis_for(info.has_correctness, info.has_operations && journey_level)
+}
+
+fn per_sli_map(v: &PerSli, info: &JourneyInfo, journey_level: bool) -> BTreeMap<String, f64> {
+    slis_of(info, journey_level)
+        .map(|s| (s.as_str().to_string(), v.get(s)))
         .collect()
 }
 
 fn window_view(
     window: &str,
     c: &Counts,
+    slices: SliceCounts,
     dur: std::time::Duration,
     info: &JourneyInfo,
     cfg: &Score,
 ) -> WindowView {
     let sli = derive(c, dur);
-    let (burns, _, score) = window_score(c, &info.objectives, info.has_correctness, cfg);
+    let (burns, _, score) = window_score(c, slices, &info.objectives, info.has_correctness, cfg);
     WindowView {
         window: window.to_string(),
         requests: c.requests,
@@ -168,6 +190,9 @@ fn window_view(
         } else {
             None
         },
+        operations: slices.ratio(),
+        slices: slices.slices,
+        bad_slices: slices.bad,
         burn_rate: SLIS
             .iter()
             .filter_map(|s| burns[*s as usize].map(|b| (s.as_str().to_string(), b)))
@@ -183,23 +208,24 @@ type SloParts = (
     Vec<AlertView>,
 );
 
-fn slo_parts(e: Option<&SloEval>, burn_windows: &[String], info: &JourneyInfo) -> SloParts {
+fn slo_parts(
+    e: Option<&SloEval>,
+    burn_windows: &[String],
+    info: &JourneyInfo,
+    journey_level: bool,
+) -> SloParts {
     let mut budget = BTreeMap::new();
     let mut burns = BTreeMap::new();
     let mut alerts = Vec::new();
-    let slis: &[SliKind] = if info.has_correctness {
-        &SLIS
-    } else {
-        &SLIS[..2]
-    };
+    let slis: Vec<SliKind> = slis_of(info, journey_level).collect();
     match e {
         None => {
-            for s in slis {
+            for s in &slis {
                 budget.insert(s.as_str().to_string(), 1.0);
             }
         }
         Some(e) => {
-            for &s in slis {
+            for &s in &slis {
                 budget.insert(s.as_str().to_string(), e.budget_remaining[s as usize]);
                 for sev in [Severity::Page, Severity::Ticket] {
                     if alert_active(e, s, sev) {
@@ -281,7 +307,9 @@ pub fn evaluate(
             .zip(counts)
             .enumerate()
             .map(|(i, ((w, d), c))| {
-                window_view(w, c, *d, info, cfg).with_users(snap.journey_user_counts(name, i))
+                let slices = snap.journey_slices(name, i).unwrap_or_default();
+                window_view(w, c, slices, *d, info, cfg)
+                    .with_users(snap.journey_user_counts(name, i))
             })
             .collect();
         for (i, wv) in wviews.iter().enumerate() {
@@ -305,12 +333,13 @@ pub fn evaluate(
             journey: name.clone(),
             cohort: None,
         };
-        let (budget_remaining, burn_rates, alerts) = slo_parts(slo.eval(&key), &burn_windows, info);
+        let (budget_remaining, burn_rates, alerts) =
+            slo_parts(slo.eval(&key), &burn_windows, info, true);
         view.journeys.push(JourneyView {
             journey: name.to_string(),
             weight: info.weight,
             cohort: BTreeMap::new(),
-            objectives: per_sli_map(&info.objectives, info),
+            objectives: per_sli_map(&info.objectives, info, true),
             windows: wviews,
             budget_remaining,
             burn_rates,
@@ -329,7 +358,7 @@ pub fn evaluate(
             .zip(&s.windows)
             .enumerate()
             .map(|(i, ((w, d), ws))| {
-                window_view(w, &ws.counts, *d, &s.journey, cfg)
+                window_view(w, &ws.counts, SliceCounts::default(), *d, &s.journey, cfg)
                     .with_users(users.and_then(|u| u.get(i)).copied())
             })
             .collect();
@@ -348,12 +377,12 @@ pub fn evaluate(
                 .collect()
         };
         let (budget_remaining, burn_rates, alerts) =
-            slo_parts(slo.eval(&key), &burn_windows, &s.journey);
+            slo_parts(slo.eval(&key), &burn_windows, &s.journey, false);
         view.journeys.push(JourneyView {
             journey: s.journey.name.to_string(),
             weight: s.journey.weight,
             cohort,
-            objectives: per_sli_map(&s.journey.objectives, &s.journey),
+            objectives: per_sli_map(&s.journey.objectives, &s.journey, false),
             windows: wviews,
             budget_remaining,
             burn_rates,
@@ -378,14 +407,15 @@ pub fn evaluate(
         let wviews = windows
             .iter()
             .zip(&snap.windows)
-            .map(|(w, d)| window_view(w, &empty, *d, info, cfg))
+            .map(|(w, d)| window_view(w, &empty, SliceCounts::default(), *d, info, cfg))
             .collect();
-        let (budget_remaining, burn_rates, alerts) = slo_parts(slo.eval(key), &burn_windows, info);
+        let (budget_remaining, burn_rates, alerts) =
+            slo_parts(slo.eval(key), &burn_windows, info, false);
         view.journeys.push(JourneyView {
             journey: key.journey.to_string(),
             weight: info.weight,
             cohort,
-            objectives: per_sli_map(&info.objectives, info),
+            objectives: per_sli_map(&info.objectives, info, false),
             windows: wviews,
             budget_remaining,
             burn_rates,
@@ -541,7 +571,7 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
             .map(|((w, c), _)| {
                 let dur = crate::duration::parse_duration(&w.window)
                     .unwrap_or(std::time::Duration::from_secs(60));
-                let mut wv = window_view(&w.window, c, dur, info, cfg);
+                let mut wv = window_view(&w.window, c, SliceCounts::default(), dur, info, cfg);
                 if members == 1 {
                     // One cohort: its users are the group's.
                     wv.users = w.users;
@@ -573,7 +603,7 @@ mod tests {
         crate::config::Config::default().score
     }
 
-    const OBJ: PerSli = PerSli([0.999, 0.99, 0.999]);
+    const OBJ: PerSli = PerSli([0.999, 0.99, 0.999, 0.99]);
 
     #[test]
     fn components_fall_linearly_from_burn_1_to_the_floor() {
@@ -592,7 +622,10 @@ mod tests {
             slow: 0,
             incorrect: 0,
         };
-        assert_eq!(window_score(&c, &OBJ, true, &cfg()).2, Some(1.0));
+        assert_eq!(
+            window_score(&c, SliceCounts::default(), &OBJ, true, &cfg()).2,
+            Some(1.0)
+        );
     }
 
     #[test]
@@ -605,7 +638,7 @@ mod tests {
             slow: 0,
             incorrect: 0,
         };
-        let (burns, comps, score) = window_score(&c, &OBJ, true, &cfg());
+        let (burns, comps, score) = window_score(&c, SliceCounts::default(), &OBJ, true, &cfg());
         assert!((burns[0].unwrap() - 5.0).abs() < 1e-9);
         assert!((comps[0].unwrap() - 5.0 / 9.0).abs() < 1e-12);
         assert!((score.unwrap() - (0.5 * 5.0 / 9.0 + 0.5)).abs() < 1e-12);
@@ -621,7 +654,7 @@ mod tests {
             slow: 30,
             incorrect: 0,
         };
-        let (_, comps, score) = window_score(&c, &OBJ, false, &cfg());
+        let (_, comps, score) = window_score(&c, SliceCounts::default(), &OBJ, false, &cfg());
         assert_eq!(comps[2], None);
         let expected = (0.5 * 1.0 + 0.3 * 7.0 / 9.0) / 0.8;
         assert!(
@@ -638,7 +671,8 @@ mod tests {
             slow: 30,
             incorrect: 0,
         };
-        let (burns, comps, score) = window_score(&checkout, &OBJ, true, &cfg());
+        let (burns, comps, score) =
+            window_score(&checkout, SliceCounts::default(), &OBJ, true, &cfg());
         assert!((burns[0].unwrap() - 3.0).abs() < 1e-9);
         assert!((burns[1].unwrap() - 1.5).abs() < 1e-9);
         assert!((comps[0].unwrap() - (1.0 - 2.0 / 9.0)).abs() < 1e-12);
@@ -651,7 +685,9 @@ mod tests {
             slow: 5,
             incorrect: 0,
         };
-        let login = window_score(&login, &OBJ, false, &cfg()).2.unwrap();
+        let login = window_score(&login, SliceCounts::default(), &OBJ, false, &cfg())
+            .2
+            .unwrap();
         assert_eq!(login, 1.0);
         let overall = (5.0 * checkout + 3.0 * login) / 8.0;
         assert!((overall - 0.92014).abs() < 1e-5, "{overall}");
@@ -759,7 +795,17 @@ mod tests {
 
     #[test]
     fn no_requests_no_score() {
-        assert_eq!(window_score(&Counts::default(), &OBJ, true, &cfg()).2, None);
+        assert_eq!(
+            window_score(
+                &Counts::default(),
+                SliceCounts::default(),
+                &OBJ,
+                true,
+                &cfg()
+            )
+            .2,
+            None
+        );
     }
 
     #[test]

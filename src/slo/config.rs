@@ -11,13 +11,36 @@ pub enum SliKind {
     Availability = 0,
     Latency = 1,
     Correctness = 2,
+    /// Time slices of a journey's operational signals ([`crate::signals`]) within bounds.
+    Operations = 3,
 }
 
-pub const SLIS: [SliKind; 3] = [
+/// How many SLIs there are: the length of every per-SLI array.
+pub const N_SLIS: usize = 4;
+
+pub const SLIS: [SliKind; N_SLIS] = [
+    SliKind::Availability,
+    SliKind::Latency,
+    SliKind::Correctness,
+    SliKind::Operations,
+];
+
+/// The SLIs judged over requests, which counters can reproduce (Prometheus rules,
+/// OpenSLO ratio metrics); operations is judged over time slices.
+pub const REQUEST_SLIS: [SliKind; 3] = [
     SliKind::Availability,
     SliKind::Latency,
     SliKind::Correctness,
 ];
+
+/// The SLIs a journey has: correctness needs a rule, operations needs signals.
+pub fn slis_for(has_correctness: bool, has_operations: bool) -> impl Iterator<Item = SliKind> {
+    SLIS.into_iter().filter(move |s| match s {
+        SliKind::Correctness => has_correctness,
+        SliKind::Operations => has_operations,
+        _ => true,
+    })
+}
 
 impl SliKind {
     pub fn as_str(self) -> &'static str {
@@ -25,13 +48,14 @@ impl SliKind {
             SliKind::Availability => "availability",
             SliKind::Latency => "latency",
             SliKind::Correctness => "correctness",
+            SliKind::Operations => "operations",
         }
     }
 }
 
 /// One value per SLI, indexed by [`SliKind`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PerSli(pub [f64; 3]);
+pub struct PerSli(pub [f64; N_SLIS]);
 
 impl PerSli {
     pub fn get(&self, s: SliKind) -> f64 {
@@ -91,7 +115,7 @@ pub struct Checkpoint {
     pub interval: Duration,
 }
 
-pub const DEFAULT_OBJECTIVES: PerSli = PerSli([0.999, 0.99, 0.999]);
+pub const DEFAULT_OBJECTIVES: PerSli = PerSli([0.999, 0.99, 0.999, 0.99]);
 
 /// The SRE Workbook's multiwindow, multi-burn-rate table as shares of a period's budget.
 pub const DEFAULT_ALERTS: [(Severity, u64, u64, f64); 4] = [
@@ -134,7 +158,7 @@ impl Slo {
     }
 }
 
-/// `{availability: x, latency: y, correctness: z}`, each optional, over `base`.
+/// `{availability: w, latency: x, correctness: y, operations: z}`, each optional, over `base`.
 pub fn per_sli(
     ctx: &mut Ctx,
     node: &Node,
@@ -144,7 +168,8 @@ pub fn per_sli(
     rule: &str,
 ) -> PerSli {
     let mut out = base;
-    let Some(m) = ctx.map(node, path, &["availability", "latency", "correctness"]) else {
+    let names = SLIS.map(SliKind::as_str);
+    let Some(m) = ctx.map(node, path, &names) else {
         return out;
     };
     for s in SLIS {

@@ -9,10 +9,12 @@
 
 pub mod config;
 
-use crate::config::{Objectives, Severity, SliKind, Slo, SLIS};
+use crate::config::{Objectives, Severity, SliKind, Slo};
 use crate::journey::{Journeys, Origin};
+use crate::signals::SliceCounts;
 use crate::sli::Snapshot;
-use crate::window::{Counts, Ring};
+use crate::slo::config::{slis_for, N_SLIS};
+use crate::window::{Counts, Reset, Ring};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Write;
@@ -36,12 +38,34 @@ struct AlertState {
     last_true_ns: u64,
 }
 
+/// What the budget rings count: requests for the request SLIs, time slices for the
+/// operations SLI.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SloCounts {
+    pub requests: Counts,
+    pub slices: SliceCounts,
+}
+
+impl SloCounts {
+    fn add(&mut self, o: &SloCounts) {
+        self.requests.add(&o.requests);
+        self.slices.slices += o.slices.slices;
+        self.slices.bad += o.slices.bad;
+    }
+}
+
+impl Reset for SloCounts {
+    fn reset(&mut self) {
+        *self = SloCounts::default();
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
-    burn: Vec<Ring<Counts>>,
-    period: Ring<Counts>,
+    burn: Vec<Ring<SloCounts>>,
+    period: Ring<SloCounts>,
     /// [sli][severity]
-    alerts: [[AlertState; 2]; 3],
+    alerts: [[AlertState; 2]; N_SLIS],
     origin: Origin,
 }
 
@@ -50,13 +74,15 @@ struct Entry {
 pub struct SloEval {
     pub objectives: Objectives,
     pub period_counts: Counts,
+    /// Time slices of the operations SLI over the period.
+    pub period_slices: SliceCounts,
     /// 1 = untouched, 0 = spent, negative = overspent; 1 with no events.
-    pub budget_remaining: [f64; 3],
+    pub budget_remaining: [f64; N_SLIS],
     /// Per burn window, per SLI; `None` where the window had no events.
-    pub burn: Vec<[Option<f64>; 3]>,
+    pub burn: Vec<[Option<f64>; N_SLIS]>,
     pub burn_counts: Vec<Counts>,
     /// [sli][severity]: active after hysteresis.
-    pub alerts: [[bool; 2]; 3],
+    pub alerts: [[bool; 2]; N_SLIS],
 }
 
 /// The cohort key of a journey's overflow series: a value no cohort can have.
@@ -71,10 +97,12 @@ pub fn cohort_key(s: &crate::snapshot::SeriesSnap) -> Arc<[Box<str>]> {
     }
 }
 
-/// The events that count against an SLI: errors, slow or incorrect requests.
+/// The events that count against an SLI (errors, slow or incorrect requests, bad
+/// slices) and the events it is judged over (requests, slices with data).
 /// Lives here, not on `Counts`, because only SLO and score arithmetic asks it.
 pub trait BadCount {
     fn bad(&self, sli: SliKind) -> u64;
+    fn total(&self, sli: SliKind) -> u64;
 }
 
 impl BadCount for Counts {
@@ -83,6 +111,28 @@ impl BadCount for Counts {
             SliKind::Availability => self.errors,
             SliKind::Latency => self.slow,
             SliKind::Correctness => self.incorrect,
+            SliKind::Operations => 0,
+        }
+    }
+    fn total(&self, sli: SliKind) -> u64 {
+        match sli {
+            SliKind::Operations => 0,
+            _ => self.requests,
+        }
+    }
+}
+
+impl BadCount for SloCounts {
+    fn bad(&self, sli: SliKind) -> u64 {
+        match sli {
+            SliKind::Operations => self.slices.bad,
+            _ => self.requests.bad(sli),
+        }
+    }
+    fn total(&self, sli: SliKind) -> u64 {
+        match sli {
+            SliKind::Operations => self.slices.slices,
+            _ => self.requests.total(sli),
         }
     }
 }
@@ -162,7 +212,7 @@ impl SloTracker {
         }
     }
 
-    fn add(&mut self, key: Key, origin: &Origin, delta: &Counts, now: u64) {
+    fn add(&mut self, key: Key, origin: &Origin, delta: &SloCounts, now: u64) {
         if !self.entries.contains_key(&key) {
             let e = self.new_entry(origin.clone());
             self.entries.insert(key.clone(), e);
@@ -177,10 +227,11 @@ impl SloTracker {
         }
     }
 
-    /// Takes in the growth of every series since the last tick and re-evaluates.
+    /// Takes in the growth of every series since the last tick, and the time slices that
+    /// closed, and re-evaluates.
     pub fn update(&mut self, snap: &Snapshot, journeys: &Journeys, now: u64) {
         let mut seen: HashMap<SeriesKey, (u64, Counts)> = HashMap::with_capacity(snap.series.len());
-        let mut objectives: HashMap<Arc<str>, (Objectives, bool)> = HashMap::new();
+        let mut objectives: HashMap<Arc<str>, (Objectives, bool, bool)> = HashMap::new();
         for s in &snap.series {
             let id = (s.journey.name.clone(), cohort_key(s));
             let before = match self.prev.get(&id) {
@@ -192,11 +243,19 @@ impl SloTracker {
             seen.insert(id, (s.created_unix_ns, s.totals));
             objectives.insert(
                 s.journey.name.clone(),
-                (s.journey.objectives, s.journey.has_correctness),
+                (
+                    s.journey.objectives,
+                    s.journey.has_correctness,
+                    s.journey.has_operations,
+                ),
             );
             if delta.requests == 0 {
                 continue;
             }
+            let delta = SloCounts {
+                requests: delta,
+                ..Default::default()
+            };
             self.add(
                 Key {
                     journey: s.journey.name.clone(),
@@ -219,21 +278,38 @@ impl SloTracker {
             }
         }
         self.prev = seen;
+        // Slices are a journey's, not a cohort's: they go to the journey key only.
+        for ops in snap.operations.iter().filter(|o| o.closed.slices > 0) {
+            let delta = SloCounts {
+                slices: ops.closed,
+                ..Default::default()
+            };
+            let key = Key {
+                journey: ops.journey.name.clone(),
+                cohort: None,
+            };
+            self.add(key, &ops.journey.origin, &delta, now);
+        }
         for j in journeys.configured() {
-            objectives.insert(j.name.clone(), (j.objectives, j.has_correctness));
+            objectives.insert(
+                j.name.clone(),
+                (j.objectives, j.has_correctness, j.has_operations),
+            );
         }
         // Keys whose whole period is empty are dropped: nothing is left to say about them.
         self.entries.retain(|_, e| !e.period.is_idle(now));
         let default_objectives = self.cfg.objectives;
         let mut evals = HashMap::with_capacity(self.entries.len());
         for (key, e) in self.entries.iter_mut() {
-            let (obj, has_correctness) = objectives
+            let (obj, has_correctness, has_operations) = objectives
                 .get(&key.journey)
                 .copied()
-                .unwrap_or((default_objectives, false));
+                .unwrap_or((default_objectives, false, false));
+            // Cohort keys never hold slices.
+            let has_operations = has_operations && key.cohort.is_none();
             evals.insert(
                 key.clone(),
-                evaluate_entry(&self.cfg, e, obj, has_correctness, now),
+                evaluate_entry(&self.cfg, e, obj, has_correctness, has_operations, now),
             );
         }
         self.evals = evals;
@@ -337,7 +413,7 @@ impl SloTracker {
                 data.into_ring(ring);
             }
             ce.period.into_ring(&mut e.period);
-            for (i, (active, last)) in ce.alerts.into_iter().enumerate().take(6) {
+            for (i, (active, last)) in ce.alerts.into_iter().enumerate().take(2 * N_SLIS) {
                 e.alerts[i / 2][i % 2] = AlertState {
                     active,
                     last_true_ns: last,
@@ -381,76 +457,89 @@ struct CheckpointEntry {
 #[derive(Serialize, Deserialize)]
 struct RingData {
     sub_ns: u64,
-    /// (bucket index, [requests, errors, slow, incorrect])
-    slots: Vec<(u64, [u64; 4])>,
+    /// (bucket index, [requests, errors, slow, incorrect, slices, bad slices]); files
+    /// written before the operations SLI have the first four, read with no slices.
+    slots: Vec<(u64, Vec<u64>)>,
 }
 
 impl RingData {
-    fn from_ring(r: &Ring<Counts>) -> RingData {
+    fn from_ring(r: &Ring<SloCounts>) -> RingData {
         RingData {
             sub_ns: r.sub_ns(),
             slots: r
                 .export()
                 .into_iter()
-                .map(|(b, c)| (b, [c.requests, c.errors, c.slow, c.incorrect]))
+                .map(|(b, c)| {
+                    let q = c.requests;
+                    let s = c.slices;
+                    (
+                        b,
+                        vec![q.requests, q.errors, q.slow, q.incorrect, s.slices, s.bad],
+                    )
+                })
                 .collect(),
         }
     }
 
-    fn into_ring(self, r: &mut Ring<Counts>) {
+    fn into_ring(self, r: &mut Ring<SloCounts>) {
         if self.sub_ns != r.sub_ns() {
             return;
         }
         r.import(
             self.slots
                 .into_iter()
-                .map(|(b, [requests, errors, slow, incorrect])| {
-                    (
-                        b,
-                        Counts {
-                            requests,
-                            errors,
-                            slow,
-                            incorrect,
-                        },
-                    )
+                .map(|(b, v)| {
+                    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+                    let requests = Counts {
+                        requests: at(0),
+                        errors: at(1),
+                        slow: at(2),
+                        incorrect: at(3),
+                    };
+                    let slices = SliceCounts {
+                        slices: at(4),
+                        bad: at(5).min(at(4)),
+                    };
+                    (b, SloCounts { requests, slices })
                 })
                 .collect(),
         );
     }
 }
 
-fn sum(ring: &Ring<Counts>, now: u64) -> Counts {
-    let mut c = Counts::default();
+fn sum(ring: &Ring<SloCounts>, now: u64) -> SloCounts {
+    let mut c = SloCounts::default();
     ring.live(now).for_each(|x| c.add(x));
     c
 }
 
-/// A journey without a correctness rule has no correctness data: no burn, no alert.
+/// A journey without a correctness rule has no correctness data: no burn, no alert;
+/// one without signals has no operations data.
 fn evaluate_entry(
     cfg: &Slo,
     e: &mut Entry,
     obj: Objectives,
     has_correctness: bool,
+    has_operations: bool,
     now: u64,
 ) -> SloEval {
-    let period_counts = sum(&e.period, now);
-    let burn_counts: Vec<Counts> = e.burn.iter().map(|r| sum(r, now)).collect();
-    let mut budget_remaining = [1.0; 3];
-    let mut burn = vec![[None; 3]; burn_counts.len()];
-    let slis: &[SliKind] = if has_correctness { &SLIS } else { &SLIS[..2] };
-    for &sli in slis {
+    let period = sum(&e.period, now);
+    let burn_counts: Vec<SloCounts> = e.burn.iter().map(|r| sum(r, now)).collect();
+    let mut budget_remaining = [1.0; N_SLIS];
+    let mut burn = vec![[None; N_SLIS]; burn_counts.len()];
+    let slis: Vec<SliKind> = slis_for(has_correctness, has_operations).collect();
+    for &sli in &slis {
         let i = sli as usize;
         let o = obj.get(sli);
-        if let Some(b) = burn_rate(period_counts.bad(sli), period_counts.requests, o) {
+        if let Some(b) = burn_rate(period.bad(sli), period.total(sli), o) {
             budget_remaining[i] = 1.0 - b;
         }
         for (w, c) in burn_counts.iter().enumerate() {
-            burn[w][i] = burn_rate(c.bad(sli), c.requests, o);
+            burn[w][i] = burn_rate(c.bad(sli), c.total(sli), o);
         }
     }
     let window_index = |d: std::time::Duration| cfg.burn_windows.iter().position(|w| *w == d);
-    let mut firing = [[false; 2]; 3];
+    let mut firing = [[false; 2]; N_SLIS];
     for rule in &cfg.alerts {
         let (Some(l), Some(s)) = (
             window_index(rule.long_window),
@@ -458,10 +547,11 @@ fn evaluate_entry(
         ) else {
             continue;
         };
-        if burn_counts[l].requests < cfg.min_events {
-            continue;
-        }
-        for &sli in slis {
+        for &sli in &slis {
+            // Events are requests, or slices with data for the operations SLI.
+            if burn_counts[l].total(sli) < cfg.min_events {
+                continue;
+            }
             let i = sli as usize;
             let over = |w: usize| burn[w][i].is_some_and(|b| b > rule.burn_rate);
             if over(l) && over(s) {
@@ -470,7 +560,7 @@ fn evaluate_entry(
         }
     }
     let clear_ns = cfg.clear_after.as_nanos() as u64;
-    let mut alerts = [[false; 2]; 3];
+    let mut alerts = [[false; 2]; N_SLIS];
     for (i, per_sev) in e.alerts.iter_mut().enumerate() {
         for (j, st) in per_sev.iter_mut().enumerate() {
             if firing[i][j] {
@@ -484,10 +574,11 @@ fn evaluate_entry(
     }
     SloEval {
         objectives: obj,
-        period_counts,
+        period_counts: period.requests,
+        period_slices: period.slices,
         budget_remaining,
         burn,
-        burn_counts,
+        burn_counts: burn_counts.iter().map(|c| c.requests).collect(),
         alerts,
     }
 }
@@ -806,7 +897,11 @@ mod tests {
             journey: Arc::from(name),
             cohort: None,
         };
-        t.add(key("shop:GET /"), &derived, &c, now);
+        let c2 = SloCounts {
+            requests: c,
+            ..Default::default()
+        };
+        t.add(key("shop:GET /"), &derived, &c2, now);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("slo.ckpt");
         t.save(&path, now).unwrap();
