@@ -101,3 +101,85 @@ pub fn field(out: &mut Vec<u8>, tag: u32, body: &[u8]) {
     put_varint(out, body.len() as u64);
     out.extend_from_slice(body);
 }
+
+/// A number data point of `value` at `time_ns` (cumulative points also take `start_ns`).
+pub fn number_point(
+    start_ns: u64,
+    time_ns: u64,
+    value: f64,
+    attributes: Vec<KeyValue>,
+) -> opentelemetry_proto::tonic::metrics::v1::NumberDataPoint {
+    use opentelemetry_proto::tonic::metrics::v1::{number_data_point, NumberDataPoint};
+    NumberDataPoint {
+        attributes,
+        start_time_unix_nano: start_ns,
+        time_unix_nano: time_ns,
+        value: Some(number_data_point::Value::AsDouble(value)),
+        ..Default::default()
+    }
+}
+
+/// A gauge metric.
+pub fn gauge_metric(
+    name: &str,
+    unit: &str,
+    points: Vec<opentelemetry_proto::tonic::metrics::v1::NumberDataPoint>,
+) -> opentelemetry_proto::tonic::metrics::v1::Metric {
+    use opentelemetry_proto::tonic::metrics::v1::{metric, Gauge, Metric};
+    Metric {
+        name: name.into(),
+        unit: unit.into(),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: points,
+        })),
+        ..Default::default()
+    }
+}
+
+/// A sum metric, monotonic or not, cumulative or delta.
+pub fn sum_metric(
+    name: &str,
+    unit: &str,
+    monotonic: bool,
+    cumulative: bool,
+    points: Vec<opentelemetry_proto::tonic::metrics::v1::NumberDataPoint>,
+) -> opentelemetry_proto::tonic::metrics::v1::Metric {
+    use opentelemetry_proto::tonic::metrics::v1::{metric, AggregationTemporality, Metric, Sum};
+    let temporality = if cumulative {
+        AggregationTemporality::Cumulative
+    } else {
+        AggregationTemporality::Delta
+    };
+    Metric {
+        name: name.into(),
+        unit: unit.into(),
+        data: Some(metric::Data::Sum(Sum {
+            data_points: points,
+            aggregation_temporality: temporality as i32,
+            is_monotonic: monotonic,
+        })),
+        ..Default::default()
+    }
+}
+
+/// One metrics request: one resource with these attributes, one scope, `metrics`.
+pub fn metrics_request(
+    resource: &[(&str, &str)],
+    metrics: Vec<opentelemetry_proto::tonic::metrics::v1::Metric>,
+) -> opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: resource.iter().map(|(k, v)| kv(k, v)).collect(),
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
