@@ -606,6 +606,30 @@ mod tests {
     const OBJ: PerSli = PerSli([0.999, 0.99, 0.999, 0.99]);
 
     #[test]
+    fn operations_weighs_nothing_by_default_and_its_share_when_weighted() {
+        // 1000 requests, 2 failed: availability burn 2, component 1 - 1/9 = 8/9.
+        let c = Counts {
+            requests: 1000,
+            errors: 2,
+            ..Default::default()
+        };
+        // 8 good slices of 11 against 0.99: burn (3/11)/0.01 = 27.27 >= floor: component 0.
+        let slices = SliceCounts { slices: 11, bad: 3 };
+        let without = window_score(&c, SliceCounts::default(), &OBJ, false, &cfg());
+        let with = window_score(&c, slices, &OBJ, false, &cfg());
+        // Weight 0: the same score, (0.5 x 8/9 + 0.3 x 1) / 0.8, yet the component is there.
+        assert_eq!(with.2, without.2);
+        assert!((with.2.unwrap() - (0.5 * 8.0 / 9.0 + 0.3) / 0.8).abs() < 1e-12);
+        assert_eq!(with.1[SliKind::Operations as usize], Some(0.0));
+        assert_eq!(without.1[SliKind::Operations as usize], None);
+        // Weight 1: (0.5 x 8/9 + 0.3 + 1 x 0) / 1.8.
+        let mut weighted = cfg();
+        weighted.sli_weights.0[SliKind::Operations as usize] = 1.0;
+        let s = window_score(&c, slices, &OBJ, false, &weighted).2.unwrap();
+        assert!((s - (0.5 * 8.0 / 9.0 + 0.3) / 1.8).abs() < 1e-12, "{s}");
+    }
+
+    #[test]
     fn components_fall_linearly_from_burn_1_to_the_floor() {
         assert_eq!(component(0.5, 10.0), 1.0);
         assert_eq!(component(1.0, 10.0), 1.0);

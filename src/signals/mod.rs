@@ -370,3 +370,190 @@ impl Signals {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+        Sum,
+    };
+
+    const S: u64 = 1_000_000_000;
+    const MIN: u64 = 60 * S;
+    /// A time on a minute boundary: slice `NOW / MIN` starts exactly here.
+    const NOW: u64 = 1_700_000_040 * S;
+
+    fn setup(signals: &str, extra: &str) -> (Config, Signals) {
+        let cfg = Config::parse(
+            &format!(
+                "windows: {{ sizes: [1m, 5m] }}\n{extra}journeys:\n  - name: checkout\n    match: {{ span_name: x }}\n    signals:\n{signals}"
+            ),
+            "t",
+            &|_| None,
+        )
+        .unwrap();
+        let journeys = Journeys::new(&cfg);
+        let s = Signals::new(&cfg, &journeys, NOW - 3600 * S);
+        (cfg, s)
+    }
+
+    fn point(start: u64, t: u64, v: f64) -> NumberDataPoint {
+        NumberDataPoint {
+            start_time_unix_nano: start,
+            time_unix_nano: t,
+            value: Some(number_data_point::Value::AsDouble(v)),
+            ..Default::default()
+        }
+    }
+
+    fn request(m: Metric) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![m],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn gauge(name: &str, points: Vec<NumberDataPoint>) -> ExportMetricsServiceRequest {
+        request(Metric {
+            name: name.into(),
+            data: Some(metric::Data::Gauge(Gauge {
+                data_points: points,
+            })),
+            ..Default::default()
+        })
+    }
+
+    fn counter(points: Vec<NumberDataPoint>) -> ExportMetricsServiceRequest {
+        request(Metric {
+            name: "restarts".into(),
+            data: Some(metric::Data::Sum(Sum {
+                data_points: points,
+                aggregation_temporality: 2,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        })
+    }
+
+    /// Slice `k` before the current one, plus `s` seconds.
+    fn at(k: u64, s: u64) -> u64 {
+        NOW - k * MIN + s * S
+    }
+
+    #[test]
+    fn windows_count_slices_with_data_and_the_budget_counts_each_closed_slice_once() {
+        let (_, sig) = setup("      - { name: cpu, max: 0.8 }\n", "");
+        // Slices -4 (0.9: bad), -3 (none: missing), -2 (0.5), -1 (0.5), 0 (0.95: bad).
+        let req = gauge(
+            "cpu",
+            vec![
+                point(0, at(4, 1), 0.9),
+                point(0, at(2, 1), 0.5),
+                point(0, at(1, 1), 0.5),
+                point(0, NOW + S, 0.95),
+            ],
+        );
+        assert_eq!(sig.process(&req, NOW + 2 * S).rejected(), 0);
+        let tel = Telemetry::default();
+        let ops = sig.snapshot(NOW + 2 * S, &tel);
+        // 1m holds slice 0 only: 1 with data, bad. 5m holds 0..-4: 4 with data, 2 bad.
+        assert_eq!(
+            ops[0].windows,
+            [
+                SliceCounts { slices: 1, bad: 1 },
+                SliceCounts { slices: 4, bad: 2 }
+            ]
+        );
+        // Closed (two slices old or more): -4 (bad) and -2; -1 and 0 are in their grace.
+        assert_eq!(ops[0].closed, SliceCounts { slices: 2, bad: 1 });
+        assert_eq!(ops[0].signals[0].last, [Some(0.95), Some(0.95)]);
+        assert_eq!(ops[0].signals[0].ok, Some(false));
+        // Nothing new has closed: the next tick adds nothing.
+        assert_eq!(
+            sig.snapshot(NOW + 3 * S, &tel)[0].closed,
+            SliceCounts::default()
+        );
+        // A late point for slice -4, already counted: the window sees it, the budget not.
+        sig.process(&gauge("cpu", vec![point(0, at(4, 30), 0.1)]), NOW + 4 * S);
+        let ops = sig.snapshot(NOW + 4 * S, &tel);
+        assert_eq!(ops[0].closed, SliceCounts::default());
+        assert_eq!(ops[0].windows[1], SliceCounts { slices: 4, bad: 2 });
+        // A minute later slice -1 (good) closes.
+        let ops = sig.snapshot(NOW + MIN + 4 * S, &tel);
+        assert_eq!(ops[0].closed, SliceCounts { slices: 1, bad: 0 });
+    }
+
+    #[test]
+    fn a_rate_is_the_slices_increments_over_its_seconds() {
+        let (_, sig) = setup(
+            "      - { name: restarts, aggregate: rate, max: 0.01 }\n",
+            "",
+        );
+        let started = NOW - 7200 * S;
+        // Baseline 10 (slice -3), then +0 (slice -2), then +1 and +2 within slice -1:
+        // 3 in 60 s = 0.05.
+        let req = counter(vec![
+            point(started, at(3, 1), 10.0),
+            point(started, at(2, 1), 10.0),
+            point(started, at(1, 1), 11.0),
+            point(started, at(1, 30), 13.0),
+        ]);
+        sig.process(&req, NOW);
+        let ops = sig.snapshot(NOW, &Telemetry::default());
+        assert_eq!(ops[0].windows[1], SliceCounts { slices: 2, bad: 1 });
+        assert_eq!(ops[0].signals[0].last[1], Some(3.0 / 60.0));
+    }
+
+    #[test]
+    fn new_streams_past_the_limit_are_refused_and_old_points_are_too_old() {
+        let (_, sig) = setup(
+            "      - { name: restarts, aggregate: rate, max: 1 }\n",
+            "signals: { max_streams: 1 }\n",
+        );
+        let mut req = counter(vec![point(NOW - S, at(1, 1), 1.0)]);
+        let mut other = counter(vec![point(NOW - S, at(1, 2), 1.0)]);
+        other.resource_metrics[0].scope_metrics[0].metrics[0].name = "restarts".into();
+        if let Some(metric::Data::Sum(s)) =
+            &mut other.resource_metrics[0].scope_metrics[0].metrics[0].data
+        {
+            s.data_points[0].attributes = vec![opentelemetry_proto::tonic::common::v1::KeyValue {
+                key: "pod".into(),
+                ..Default::default()
+            }];
+        }
+        assert_eq!(sig.process(&req, NOW).rejected(), 0);
+        let out = sig.process(&other, NOW);
+        assert_eq!(out.refused[PointReason::StreamLimit as usize], 1);
+        assert_eq!(
+            out.first.as_deref(),
+            Some("metric \"restarts\": stream_limit")
+        );
+        // The 5m window is the longest: a point 5 slices back is too old.
+        if let Some(metric::Data::Sum(s)) =
+            &mut req.resource_metrics[0].scope_metrics[0].metrics[0].data
+        {
+            s.data_points[0].time_unix_nano = at(5, 1);
+        }
+        let out = sig.process(&req, NOW);
+        assert_eq!(out.refused[PointReason::TooOld as usize], 1);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_slices_of_unchanged_signals_only() {
+        let (cfg, sig) = setup("      - { name: cpu, max: 0.8 }\n", "");
+        sig.process(&gauge("cpu", vec![point(0, at(2, 1), 0.5)]), NOW);
+        let journeys = Journeys::new(&cfg);
+        sig.reload(&cfg, &journeys);
+        let tel = Telemetry::default();
+        assert_eq!(sig.snapshot(NOW, &tel)[0].windows[1].slices, 1);
+        let (changed, _) = setup("      - { name: cpu, max: 0.9 }\n", "");
+        sig.reload(&changed, &Journeys::new(&changed));
+        assert_eq!(sig.snapshot(NOW, &tel)[0].windows[1].slices, 0);
+    }
+}

@@ -832,6 +832,45 @@ mod tests {
     }
 
     #[test]
+    fn closed_slices_burn_the_operations_budget_and_survive_a_checkpoint() {
+        let (cfg, journeys) = setup(
+            "    signals: [{ name: cpu, max: 0.8 }]\nslo:\n  objectives: { operations: 0.9 }\n",
+        );
+        let mut t = SloTracker::new(&cfg.slo);
+        let now = 1_000_000 * S;
+        let info = journeys.get(0).unwrap();
+        let snap = Snapshot {
+            operations: vec![crate::signals::JourneyOps {
+                journey: info,
+                windows: vec![],
+                signals: vec![],
+                closed: SliceCounts { slices: 11, bad: 3 },
+            }],
+            ..Default::default()
+        };
+        t.update(&snap, &journeys, now);
+        let key = Key {
+            journey: Arc::from("checkout"),
+            cohort: None,
+        };
+        let ops = SliKind::Operations as usize;
+        // (3/11) / (1 - 0.9) = 30/11; remaining 1 - 30/11 = -19/11.
+        let e = t.eval(&key).unwrap();
+        assert!((e.burn[0][ops].unwrap() - 30.0 / 11.0).abs() < 1e-9);
+        assert!((e.budget_remaining[ops] - -19.0 / 11.0).abs() < 1e-9);
+        // No request SLI burns: slices are not requests.
+        assert_eq!(e.burn[0][SliKind::Availability as usize], None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slo.ckpt");
+        t.save(&path, now).unwrap();
+        let mut back = SloTracker::new(&cfg.slo);
+        assert_eq!(back.load(&path), Ok(1));
+        back.update(&Snapshot::default(), &journeys, now + S);
+        let e = back.eval(&key).unwrap();
+        assert_eq!(e.period_slices, SliceCounts { slices: 11, bad: 3 });
+    }
+
+    #[test]
     fn a_checkpoint_round_trips_and_a_corrupt_one_is_refused() {
         let (cfg, journeys) = setup("");
         let mut t = SloTracker::new(&cfg.slo);
