@@ -192,6 +192,27 @@ fn cpu_slices_give_the_hand_worked_ratio_budget_and_weighted_score() {
     assert_eq!(w["operations"].as_f64(), Some(8.0 / 11.0), "{v}");
     let b = v["journeys"][0]["budget_remaining"]["operations"].as_f64();
     assert!(b.is_some_and(|b| close(b, -19.0 / 11.0)), "{v}");
+
+    // The release gate reads the same score: 0.893 fails a floor of 0.9, passes 0.85.
+    let endpoint = format!("http://127.0.0.1:{}", cf.ports.prom);
+    let gate = |min: &str| {
+        let args = [
+            "gate",
+            "--endpoint",
+            &endpoint,
+            "--journey",
+            "checkout",
+            "--window",
+            "15m",
+            "--min-score",
+            min,
+        ];
+        run_cli(&args, cf.dir.path(), std::time::Duration::from_secs(30))
+    };
+    let (status, out, err) = gate("0.9");
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    let (status, out, err) = gate("0.85");
+    assert_eq!(status.code(), Some(0), "{out}{err}");
 }
 
 #[test]
@@ -262,8 +283,9 @@ fn delta_points_are_averaged_and_bad_points_are_refused_with_their_reasons() {
     let cf = Cerflow::start(|p| format!("{}{CONFIG}", p.listeners_yaml("")));
     let now = now_ns();
     let t = slice_start(now, 3) + 5 * SEC;
-    // Queue depth as a non-monotonic delta sum (an UpDownCounter's changes) and gauge
-    // points in slice -3: 900 and 1300 average 1100 > 1000: bad. Slice -2: 200: good.
+    // Queue depth gauge points in slice -3: 900 and 1300 average 1100 > 1000: bad.
+    // Slice -2: 200: good. Restarts as a delta counter: 2 in slice -3 (2/60 > 0.01:
+    // bad), 0 in slice -2 (good).
     let good = vec![
         gauge_metric(
             "queue.depth",
@@ -272,6 +294,16 @@ fn delta_points_are_averaged_and_bad_points_are_refused_with_their_reasons() {
                 number_point(0, t, 900.0, vec![]),
                 number_point(0, t + SEC, 1300.0, vec![]),
                 number_point(0, t + MIN, 200.0, vec![]),
+            ],
+        ),
+        sum_metric(
+            "k8s.container.restarts",
+            "{restart}",
+            true,
+            false,
+            vec![
+                number_point(t - SEC, t, 2.0, vec![]),
+                number_point(t + MIN - SEC, t + MIN, 0.0, vec![]),
             ],
         ),
         // Not a signal: a NaN here is none of cerflow's business.
@@ -327,11 +359,11 @@ fn delta_points_are_averaged_and_bad_points_are_refused_with_their_reasons() {
     let mut req = metrics_request(&[("service.name", "worker")], good);
     req.resource_metrics[0].scope_metrics[0].metrics.extend(bad);
     let (rejected, message) = post_metrics(&cf, &req);
-    // 6 bad of 10 points; the message names the first.
+    // 6 bad of 12 points; the message names the first.
     assert_eq!(rejected, 6, "{message}");
     assert_eq!(
         message,
-        "6 of 10 data points rejected; first: metric \"queue.depth\": not_finite"
+        "6 of 12 data points rejected; first: metric \"queue.depth\": not_finite"
     );
     let j = ("journey", "queue");
     let w15 = ("window", "15m");
@@ -344,7 +376,14 @@ fn delta_points_are_averaged_and_bad_points_are_refused_with_their_reasons() {
         &[j, ("signal", "queue.depth"), w15],
         200.0,
     );
-    s.assert("cerflow_received_data_points_total", &[], 10.0);
+    let r = ("journey", "restarts");
+    s.assert("cer_sli_operations_ratio", &[r, w15], 0.5);
+    s.assert(
+        "cer_signal_value",
+        &[r, ("signal", "k8s.container.restarts"), w15],
+        0.0,
+    );
+    s.assert("cerflow_received_data_points_total", &[], 12.0);
     for reason in [
         "not_finite",
         "negative_counter",
