@@ -190,7 +190,7 @@ impl InternalEvent for SeriesExpired {
     }
 }
 
-/// Metric data points received (counted, not processed).
+/// Metric data points received: those a signal reads are then recorded or refused.
 pub struct DataPointsReceived {
     pub count: u64,
 }

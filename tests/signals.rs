@@ -404,3 +404,32 @@ fn delta_points_are_averaged_and_bad_points_are_refused_with_their_reasons() {
         0.0,
     );
 }
+
+#[test]
+fn otlp_json_metrics_hear_of_refused_points_as_rejected_data_points() {
+    let cf = Cerflow::start(|p| format!("{}{CONFIG}", p.listeners_yaml("")));
+    // One monotonic delta point of -1 restarts: a negative counter.
+    let body = format!(
+        r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"k8s.container.restarts","unit":"{{restart}}","sum":{{"aggregationTemporality":1,"isMonotonic":true,"dataPoints":[{{"timeUnixNano":"{}","asDouble":-1}}]}}}}]}}]}}]}}"#,
+        now_ns()
+    );
+    let r = cf
+        .client()
+        .post(cf.http_url("/v1/metrics"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .expect("POST /v1/metrics");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_str(&r.text().expect("a body")).expect("JSON");
+    assert_eq!(v["partialSuccess"]["rejectedDataPoints"], "1", "{v}");
+    assert_eq!(
+        v["partialSuccess"]["errorMessage"],
+        "1 of 1 data points rejected; first: metric \"k8s.container.restarts\": negative_counter"
+    );
+    cf.wait_for(
+        "cerflow_refused_data_points_total",
+        &[("reason", "negative_counter")],
+        1.0,
+    );
+}
