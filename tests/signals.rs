@@ -433,3 +433,49 @@ fn otlp_json_metrics_hear_of_refused_points_as_rejected_data_points() {
         1.0,
     );
 }
+
+#[test]
+fn a_cumulative_stream_idle_for_series_ttl_is_forgotten_and_baselined_again() {
+    let config = CONFIG.replace(
+        "  sizes: [1m, 15m]\n",
+        "  sizes: [1m, 15m]\n  series_ttl: 1s\n",
+    );
+    let cf = Cerflow::start(|p| format!("{}{config}", p.listeners_yaml("")));
+    let now = now_ns();
+    let started = now - 3600 * SEC;
+    let t = slice_start(now, 2);
+    let send = |time: u64, value: f64| {
+        let points = vec![number_point(started, time, value, vec![])];
+        let req = metrics_request(
+            &[("service.name", "checkout")],
+            vec![sum_metric(
+                "k8s.container.restarts",
+                "{restart}",
+                true,
+                true,
+                points,
+            )],
+        );
+        assert_eq!(post_metrics(&cf, &req), (0, String::new()));
+    };
+    // 10: the stream began before cerflow, a baseline. Then 1.5 s of silence, past the
+    // 1 s ttl: the stream is forgotten, so 15 is a baseline again (not +5). Then 17 in
+    // the same slice: +2, rate 2/60 over the bound. Had the stream been kept, the slice
+    // would hold +7.
+    send(t + SEC, 10.0);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    send(t + 2 * SEC, 15.0);
+    send(t + 3 * SEC, 17.0);
+    let j = ("journey", "restarts");
+    let signal = ("signal", "k8s.container.restarts");
+    let s = cf.wait_until("the restart slice", |s| {
+        s.get("cer_signal_value", &[j, signal, ("window", "15m")])
+            .is_some()
+    });
+    s.assert(
+        "cer_signal_value",
+        &[j, signal, ("window", "15m")],
+        2.0 / 60.0,
+    );
+    s.assert("cer_sli_operations_ratio", &[j, ("window", "15m")], 0.0);
+}
