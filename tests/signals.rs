@@ -36,6 +36,13 @@ journeys:
         match: { resource_attributes: [{ key: k8s.deployment.name, equals: checkout }] }
         aggregate: max
         max: 0.8
+  - name: strict
+    match: { span_name: never at all }
+    objectives: { operations: 0.99 }
+    signals:
+      - name: k8s.pod.cpu.utilization
+        match: { resource_attributes: [{ key: k8s.deployment.name, equals: checkout }] }
+        max: 0.8
   - name: restarts
     match: { span_name: never }
     signals:
@@ -170,6 +177,24 @@ fn cpu_slices_give_the_hand_worked_ratio_budget_and_weighted_score() {
     s.assert("cer_journey_score", &[j, ("window", "1m")], 1.0);
     // 11 slices in the 1h long window are at least min_events (10), burn 2.7 < 14.4.
     s.assert("cer_slo_alert_active", &[j, sli, ("severity", "page")], 0.0);
+    // The same slices against 0.99: burn (3/11) / 0.01 = 27.3 over 11 slices (at least
+    // min_events) in every window, above 14.4 (page, 1h and 5m), 3 and 1 (tickets).
+    let strict = ("journey", "strict");
+    s.assert(
+        "cer_slo_alert_active",
+        &[strict, sli, ("severity", "page")],
+        1.0,
+    );
+    s.assert(
+        "cer_slo_alert_active",
+        &[strict, sli, ("severity", "ticket")],
+        1.0,
+    );
+    s.assert(
+        "cer_slo_alert_active",
+        &[strict, ("sli", "availability"), ("severity", "page")],
+        0.0,
+    );
     // Journeys without signals show no operations series.
     s.assert_absent("cer_slo_objective_ratio", &[("journey", "nothing"), sli]);
 
@@ -213,6 +238,21 @@ fn cpu_slices_give_the_hand_worked_ratio_budget_and_weighted_score() {
     assert_eq!(status.code(), Some(1), "{out}{err}");
     let (status, out, err) = gate("0.85");
     assert_eq!(status.code(), Some(0), "{out}{err}");
+    // And its alerts: the strict journey's operations page denies the release.
+    let args = [
+        "gate",
+        "--endpoint",
+        &endpoint,
+        "--journey",
+        "strict",
+        "--window",
+        "15m",
+        "--deny-alerts",
+        "page",
+    ];
+    let (status, out, err) = run_cli(&args, cf.dir.path(), std::time::Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("page:operations"), "{out}{err}");
 }
 
 #[test]
