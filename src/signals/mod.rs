@@ -162,6 +162,8 @@ pub struct Signals {
     window_slices: Vec<u64>,
     /// Slices kept: the longest window, plus two for the grace before a slice counts.
     ring: u64,
+    /// Points older than this (as spans: the longest window) are refused.
+    longest_ns: u64,
 }
 
 fn build(
@@ -234,6 +236,7 @@ impl Signals {
             slice_ns,
             window_slices,
             ring,
+            longest_ns: cfg.longest_window().as_nanos() as u64,
         }
     }
 
@@ -263,8 +266,6 @@ impl Signals {
         if journeys.is_empty() {
             return out;
         }
-        let current = now / self.slice_ns;
-        let kept = self.ring - 2;
         for_each_point(req, |p| {
             if !matcher.wants(p.metric) || !matcher.any_match(p) {
                 return;
@@ -276,11 +277,13 @@ impl Signals {
                 Ok(v) => v,
                 Err(r) => return out.refuse(r, p.metric),
             };
-            // Ahead of our clock: the sender's clock is off; the point is now.
-            let index = p.time_ns.min(now) / self.slice_ns;
-            if index + kept <= current {
+            // Ahead of our clock: the sender's clock is off; the point is now. Within the
+            // longest window its slice is at most that many slices back: in the ring.
+            let time = p.time_ns.min(now);
+            if now - time > self.longest_ns {
                 return out.refuse(PointReason::TooOld, p.metric);
             }
+            let index = time / self.slice_ns;
             let v = match p.kind {
                 PointKind::Sum {
                     monotonic: true,
@@ -534,14 +537,19 @@ mod tests {
             out.first.as_deref(),
             Some("metric \"restarts\": stream_limit")
         );
-        // The 5m window is the longest: a point 5 slices back is too old.
-        if let Some(metric::Data::Sum(s)) =
-            &mut req.resource_metrics[0].scope_metrics[0].metrics[0].data
-        {
-            s.data_points[0].time_unix_nano = at(5, 1);
-        }
+        // The 5m window is the longest: a point 5m59s old is too old, 4m59s is not.
+        let set_time = |req: &mut ExportMetricsServiceRequest, t: u64| {
+            if let Some(metric::Data::Sum(s)) =
+                &mut req.resource_metrics[0].scope_metrics[0].metrics[0].data
+            {
+                s.data_points[0].time_unix_nano = t;
+            }
+        };
+        set_time(&mut req, at(6, 1));
         let out = sig.process(&req, NOW);
         assert_eq!(out.refused[PointReason::TooOld as usize], 1);
+        set_time(&mut req, at(5, 1));
+        assert_eq!(sig.process(&req, NOW).rejected(), 0);
     }
 
     #[test]
