@@ -37,8 +37,11 @@ const STAGES: &[(&str, &[&str])] = &[
     ("decode", &["decode"]),
     ("match", &["journey", "users", "value"]),
     ("record", &["ingest", "pipeline", "window", "snapshot"]),
-    ("derive", &["sli", "slo", "score", "published", "deriver"]),
-    ("export", &["export", "api"]),
+    (
+        "derive",
+        &["sli", "slo", "score", "history", "published", "deriver"],
+    ),
+    ("export", &["export", "api", "ui"]),
     (
         "wiring",
         &[

@@ -19,6 +19,8 @@ pub use crate::slo::config::{
     AlertRule, Checkpoint, Objectives, PerSli, Severity, SliKind, Slo, DEFAULT_ALERTS,
     DEFAULT_OBJECTIVES, SLIS,
 };
+use crate::ui::config::decode_ui;
+pub use crate::ui::config::{Ui, UiAuth};
 use crate::users::config::decode_users;
 pub use crate::users::config::Users;
 use crate::window::config::decode_windows;
@@ -57,6 +59,7 @@ pub struct Config {
     pub slo: Slo,
     pub score: Score,
     pub limits: Limits,
+    pub ui: Ui,
     pub journeys: Vec<JourneyConfig>,
 }
 
@@ -152,6 +155,7 @@ impl Default for Config {
                 max_series_per_journey: 1000,
                 max_window_state_bytes: 256 << 20,
             },
+            ui: Ui::default(),
             journeys: Vec::new(),
         }
     }
@@ -304,6 +308,7 @@ const ROOT_KEYS: &[&str] = &[
     "slo",
     "score",
     "limits",
+    "ui",
     "journeys",
 ];
 
@@ -373,6 +378,9 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
     }
     if let Some(n) = m.get("limits") {
         decode_limits(ctx, n, &mut cfg.limits);
+    }
+    if let Some(n) = m.get("ui") {
+        decode_ui(ctx, n, &mut cfg.ui);
     }
     if let Some(n) = m.get("score") {
         decode_score(ctx, n, &mut cfg.score);
