@@ -391,4 +391,72 @@ mod tests {
         // overall ring, 120 x 8 + 120 x 4 x 4 + 64 for the journey.
         assert_eq!(h.heap_bytes(), 960 + 480 + 960 + 1920 + 64);
     }
+
+    #[test]
+    fn the_budget_curve_cumulates_the_period_ring_up_to_now() {
+        use crate::snapshot::SeriesSnap;
+        use crate::window::Counts;
+        let cfg = crate::config::Config::parse(
+            "slo: { period: 1h, checkpoint: { enabled: false } }\njourneys:\n  - { name: checkout, match: { span_name: x } }\n",
+            "t",
+            &|_| None,
+        )
+        .unwrap();
+        let journeys = crate::journey::Journeys::new(&cfg);
+        let mut slo = SloTracker::new(&cfg.slo);
+        let snap = |requests: u64, errors: u64| crate::sli::Snapshot {
+            series: vec![SeriesSnap {
+                journey: journeys.get(0).unwrap(),
+                cohort: Arc::from(Vec::<Box<str>>::new()),
+                overflow: false,
+                totals: Counts {
+                    requests,
+                    errors,
+                    slow: 0,
+                    incorrect: 0,
+                },
+                duration_sum_s: 0.0,
+                value_total: 0.0,
+                value_failed: 0.0,
+                buckets: vec![],
+                created_unix_ns: 1,
+                windows: vec![],
+            }],
+            ..Default::default()
+        };
+        // A 1h period is 30 slots of 120 s. The series' cumulative counters grow by
+        // 1000 requests at t = 1000 s (slot 960..1080 s), by 1000 requests and 1 error
+        // at 1100 s (slot 1080..1200 s), by 1000 and 2 errors at 1250 s (1200..1320 s).
+        let mut h = History::default();
+        for (t, requests, errors) in [(1000, 1000, 0), (1100, 2000, 1), (1250, 3000, 3)] {
+            let s = snap(requests, errors);
+            slo.update(&s, &journeys, t * S);
+            let eval = crate::score::evaluate(&s, &slo, &journeys, &[], &cfg.score, "v");
+            h.record(&eval, &slo, t * S);
+        }
+        // Availability (objective 0.999, a budget of 0.1%): after the first slot 0 of
+        // 1000 failed, 1; after the second 1 of 2000 (burn 0.5), 0.5; now 3 of 3000
+        // (burn 1), 0. The newest slot's point is now (1250 s), not its end (1320 s).
+        // Latency has no slow request: 1 throughout.
+        let curve: Vec<(u64, f64, f64)> = h
+            .budget("checkout")
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p.t_ms,
+                    (p.remaining["availability"] * 1e9).round() / 1e9,
+                    p.remaining["latency"],
+                )
+            })
+            .collect();
+        assert_eq!(
+            curve,
+            [
+                (1_080_000, 1.0, 1.0),
+                (1_200_000, 0.5, 1.0),
+                (1_250_000, 0.0, 1.0)
+            ]
+        );
+    }
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 
@@ -74,6 +75,10 @@ def test_the_web_view_follows_a_fault_live_in_chromium(start_cerflow, cerflow_bi
                      "--scenario", str(tmp_path / "scenario.yaml"), "--quiet"],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                 )
+            if name == "pause-cerflow":
+                os.kill(cf.proc.pid, signal.SIGSTOP)
+            if name == "resume-cerflow":
+                os.kill(cf.proc.pid, signal.SIGCONT)
             if name == "stop-cerflow":
                 loadgen.kill()
                 loadgen.wait()
@@ -81,6 +86,8 @@ def test_the_web_view_follows_a_fault_live_in_chromium(start_cerflow, cerflow_bi
         code = browser.wait(timeout=60)
     finally:
         watchdog.cancel()
+        if "resume-cerflow" not in steps and "pause-cerflow" in steps:
+            os.kill(cf.proc.pid, signal.SIGCONT)
         for p in (browser, loadgen):
             if p is not None and p.poll() is None:
                 p.kill()
@@ -114,7 +121,13 @@ def test_the_web_view_follows_a_fault_live_in_chromium(start_cerflow, cerflow_bi
     assert "cloud_region=eu-west-1" in j["cohorts"][0][0] and j["cohorts"][0][1] in ("failing", "exhausted"), j
     assert all(status == "ok" for _, status in j["cohorts"][1:]), j
     assert len(j["charts"]) == 4 and j["charts"][0].startswith("Error budget left over the SLO period"), j
+    # Text passes WCAG AA contrast (4.5:1) on both pages.
+    assert steps["accessible"]["lowestContrast"][0][0] >= 4.5, steps["accessible"]
+    assert j["lowestContrast"][0][0] >= 4.5, j
+    # cerflow paused (SIGSTOP): the page says the data is stale, then goes live again.
+    assert steps["resume-cerflow"]["conn"].startswith("Data is stale: no new evaluation for"), steps["resume-cerflow"]
+    assert "live-again" in steps, transcript
     # cerflow stopped: the page says it is unreachable.
     assert "cerflow is unreachable" in steps["unreachable"]["conn"], steps["unreachable"]
-    for name in ("overview-failing", "overview-recovered", "journey", "overview-unreachable"):
+    for name in ("overview-failing", "overview-recovered", "journey", "overview-stale", "overview-unreachable"):
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000, name

@@ -25,6 +25,37 @@ function fail(msg) {
   throw new Error(msg);
 }
 
+// WCAG 2 contrast of every piece of text on the page against the background it sits on
+// (the nearest ancestor with an opaque one): the lowest ratios found, worst first.
+async function contrast(page) {
+  return page.evaluate(() => {
+    const rgb = (s) => (s.match(/[\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = (c) => ((c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const bg = (el) => {
+      for (; el; el = el.parentElement) {
+        const c = rgb(getComputedStyle(el).backgroundColor);
+        if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+      }
+      return [255, 255, 255];
+    };
+    const out = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const el = n.parentElement;
+      if (!n.textContent.trim() || !el || el.closest("noscript, svg")) continue;
+      if (el.getClientRects().length === 0) continue;
+      const a = lum(rgb(getComputedStyle(el).color).slice(0, 3)), b = lum(bg(el));
+      const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+      out.push([Math.round(ratio * 100) / 100, n.textContent.trim().slice(0, 30)]);
+    }
+    out.sort((x, y) => x[0] - y[0]);
+    return out.slice(0, 3);
+  });
+}
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: [
@@ -70,6 +101,8 @@ try {
     labelled: [...document.querySelectorAll("input, select")].every((el) => el.labels && el.labels.length === 1),
   }));
   if (!a11y.labelled || a11y.colHeaders < 5 || a11y.rowHeaders !== order.length) fail(`not accessible: ${JSON.stringify(a11y)}`);
+  a11y.lowestContrast = await contrast(page);
+  if (a11y.lowestContrast[0][0] < 4.5) fail(`text below WCAG AA contrast: ${JSON.stringify(a11y.lowestContrast)}`);
   step("accessible", a11y);
   await page.screenshot({ path: join(shots, "overview-failing.png"), fullPage: true });
 
@@ -140,13 +173,32 @@ try {
   );
   const windows = await kb.$$eval("#windows tbody th", (hs) => hs.map((h) => h.textContent));
   const charts = await kb.$$eval("svg.chart", (cs) => cs.map((c) => c.getAttribute("aria-label")));
-  step("journey", { cohorts, windows, charts });
+  const lowestContrast = await contrast(kb);
+  if (lowestContrast[0][0] < 4.5) fail(`text below WCAG AA contrast: ${JSON.stringify(lowestContrast)}`);
+  step("journey", { cohorts, windows, charts, lowestContrast });
   await kb.screenshot({ path: join(shots, "journey.png"), fullPage: true });
   await kb.close();
 
   if (errors.length) fail(`the page logged errors: ${errors.join("; ")}`);
 
-  // 7. cerflow goes away: the page says so plainly.
+  // 7. cerflow answers but evaluates no more (the test stops the process with SIGSTOP):
+  // after two intervals plus 2 s without an event the page says the data is stale,
+  // and it goes live again when cerflow does.
+  step("pause-cerflow");
+  await page.waitForFunction(() => document.getElementById("conn").dataset.kind === "stale", null, {
+    timeout: 15000,
+    polling: 100,
+  });
+  const stale = await page.locator("#conn").innerText();
+  await page.screenshot({ path: join(shots, "overview-stale.png"), fullPage: true });
+  step("resume-cerflow", { conn: stale });
+  await page.waitForFunction(() => document.getElementById("conn").dataset.kind === "live", null, {
+    timeout: 15000,
+    polling: 100,
+  });
+  step("live-again");
+
+  // 8. cerflow goes away: the page says so plainly.
   step("stop-cerflow");
   await page.waitForFunction(() => document.getElementById("conn").dataset.kind === "down", null, {
     timeout: 30000,
