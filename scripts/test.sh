@@ -6,7 +6,7 @@
 #                                      Python and Node OpenTelemetry SDKs, OTLP/JSON by
 #                                      hand, a real Prometheus scraping cerflow, and the
 #                                      real OpenTelemetry Collector in front of and
-#                                      behind cerflow.
+#                                      behind cerflow, and the web view in Chromium.
 # Exits non-zero if anything fails (pytest's "no tests ran" included).
 #
 # Installs, each only when missing:
