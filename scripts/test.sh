@@ -6,13 +6,17 @@
 #                                      Python and Node OpenTelemetry SDKs, OTLP/JSON by
 #                                      hand, a real Prometheus scraping cerflow, and the
 #                                      real OpenTelemetry Collector in front of and
-#                                      behind cerflow.
+#                                      behind cerflow, and the web view in Chromium.
 # Exits non-zero if anything fails (pytest's "no tests ran" included).
 #
 # Installs, each only when missing:
 #   - prometheus      apt-get (Debian's package)
 #   - .venv           python3 -m venv, then pip install -r tests/e2e/requirements.txt
-#   - node modules    npm ci in tests/e2e/node (versions pinned in its package-lock.json)
+#   - node modules    npm ci in tests/e2e/node (versions pinned in its package-lock.json):
+#                     the OpenTelemetry JS SDK, and playwright-core for the web view test
+#   - chromium        apt-get (Debian's package), driven by playwright-core in
+#                     tests/e2e/test_webview.py (Playwright's own browser download is
+#                     never used: executablePath is /usr/bin/chromium)
 #   - oslo            scripts/oslo.sh: the OpenSLO CLI pinned in tests/openslo/go.mod
 #   - compose schema  scripts/compose-schema.sh: compose-spec.json from the compose-go module
 #   - otelcol         the OpenTelemetry Collector of tests/otelcol (modules pinned in its
@@ -102,11 +106,20 @@ NODE_STAMP="$NODE_DIR/node_modules/.cerflow-e2e-stamp"
 if [ -f "$NODE_STAMP" ] && [ "$(cat "$NODE_STAMP")" = "$NODE_SUM" ]; then
     info "already installed (package-lock.json unchanged since the last install)"
 else
-    info "npm ci (OpenTelemetry JS SDK, OTLP HTTP and gRPC exporters)"
+    info "npm ci (OpenTelemetry JS SDK, OTLP HTTP and gRPC exporters, playwright-core)"
     (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
     echo "$NODE_SUM" >"$NODE_STAMP"
 fi
 (cd "$NODE_DIR" && npm ls --depth=0 2>/dev/null | tail -n +2 | sed 's/^/    /') || true
+
+step "Chromium (Debian's package, for the web view test)"
+if [ -x /usr/bin/chromium ]; then
+    info "already installed: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+else
+    info "installing chromium (Debian package)"
+    apt_install chromium
+    info "installed: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+fi
 
 step "Compose Specification schema (compose-go module, cached in .cache/compose-spec/<version>)"
 if COMPOSE_SCHEMA=$(bash "$ROOT/scripts/compose-schema.sh"); then

@@ -542,6 +542,33 @@ pub const CERFLOW_WINDOW_STATE_BYTES: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_UI_REFUSED_TOTAL: Metric = Metric {
+    prom: "cerflow_ui_refused_total",
+    otlp: None,
+    unit: "{request}",
+    kind: Kind::Counter,
+    help: "Web view requests refused, by reason: unauthenticated or stream_limit.",
+    labels: &["reason"],
+};
+
+pub const CERFLOW_UI_STREAM_CLIENTS: Metric = Metric {
+    prom: "cerflow_ui_stream_clients",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Live event streams of the web view open now.",
+    labels: &[],
+};
+
+pub const CERFLOW_UI_HISTORY_BYTES: Metric = Metric {
+    prom: "cerflow_ui_history_bytes",
+    otlp: None,
+    unit: "By",
+    kind: Kind::Gauge,
+    help: "Heap bytes held by the web view's hour of score history and budget curves.",
+    labels: &[],
+};
+
 /// Every metric, in the order of README.md's tables.
 pub const ALL: &[Metric] = &[
     CER_JOURNEY_REQUESTS_TOTAL,
@@ -600,4 +627,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_SERIES,
     CERFLOW_AUTO_JOURNEYS,
     CERFLOW_WINDOW_STATE_BYTES,
+    CERFLOW_UI_REFUSED_TOTAL,
+    CERFLOW_UI_STREAM_CLIENTS,
+    CERFLOW_UI_HISTORY_BYTES,
 ];

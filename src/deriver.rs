@@ -215,6 +215,11 @@ impl Deriver {
             &self.cfg.score,
             &self.cfg.version,
         );
+        self.shared
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(&eval, &self.tracker, now);
         self.shared.snapshot.store(Arc::new(snap));
         self.shared.eval.store(Arc::new(eval));
         self.shared.ticks.send_modify(|t| *t += 1);

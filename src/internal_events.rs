@@ -425,6 +425,26 @@ impl InternalEvent for OtlpExportDropped<'_> {
     }
 }
 
+/// The web view refused a request: bad credentials, or too many live streams.
+pub struct UiRequestRefused {
+    pub reason: crate::telemetry::UiRefusal,
+}
+
+impl InternalEvent for UiRequestRefused {
+    fn emit(self, tel: &Telemetry) {
+        tel.ui_refused[self.reason as usize].add(1);
+        if tel.log_due(
+            crate::telemetry::LogKey::UiRefusal(self.reason),
+            REFUSAL_WARN_EVERY_SECS,
+        ) {
+            tracing::warn!(
+                reason = self.reason.as_str(),
+                "Refused a request to the web view."
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

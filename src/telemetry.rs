@@ -144,8 +144,12 @@ pub struct Telemetry {
     /// Request values ignored as not numeric, negative or not finite, per journey. A
     /// lock, not an atomic: the path is rare and the key set is bounded by the journeys.
     pub invalid_values: std::sync::Mutex<std::collections::BTreeMap<std::sync::Arc<str>, u64>>,
+    /// Web view requests refused, by [`UiRefusal`].
+    pub ui_refused: [AtomicU64; 2],
+    /// Live streams of the web view open now.
+    pub ui_stream_clients: AtomicU64,
     /// Unix second of the last log line per [`LogKey`].
-    last_log_sec: [AtomicU64; 19],
+    last_log_sec: [AtomicU64; 21],
 }
 
 fn now_sec() -> u64 {
@@ -202,6 +206,27 @@ pub enum LogKey {
     ExportDrop(ExportDrop),
     InvalidValue,
     PointRefusal(PointReason),
+    UiRefusal(UiRefusal),
+}
+
+/// Why the web view refused a request; the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UiRefusal {
+    /// No or wrong credentials under `ui.auth`.
+    Unauthenticated,
+    /// `ui.max_stream_clients` streams were already open.
+    StreamLimit,
+}
+
+pub const UI_REFUSALS: [UiRefusal; 2] = [UiRefusal::Unauthenticated, UiRefusal::StreamLimit];
+
+impl UiRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UiRefusal::Unauthenticated => "unauthenticated",
+            UiRefusal::StreamLimit => "stream_limit",
+        }
+    }
 }
 
 impl LogKey {
@@ -211,6 +236,9 @@ impl LogKey {
             LogKey::ExportDrop(d) => REASONS.len() + d as usize,
             LogKey::InvalidValue => REASONS.len() + EXPORT_DROPS.len(),
             LogKey::PointRefusal(r) => REASONS.len() + EXPORT_DROPS.len() + 1 + r as usize,
+            LogKey::UiRefusal(r) => {
+                REASONS.len() + EXPORT_DROPS.len() + 1 + POINT_REASONS.len() + r as usize
+            }
         }
     }
 }

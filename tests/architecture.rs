@@ -40,8 +40,11 @@ const STAGES: &[(&str, &[&str])] = &[
         "record",
         &["ingest", "pipeline", "window", "snapshot", "signals"],
     ),
-    ("derive", &["sli", "slo", "score", "published", "deriver"]),
-    ("export", &["export", "api"]),
+    (
+        "derive",
+        &["sli", "slo", "score", "history", "published", "deriver"],
+    ),
+    ("export", &["export", "api", "ui"]),
     (
         "wiring",
         &[

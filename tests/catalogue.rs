@@ -96,6 +96,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
     let shared = Shared {
         snapshot: arc_swap::ArcSwap::from_pointee(snap),
         eval: arc_swap::ArcSwap::from_pointee(eval),
+        history: Default::default(),
         ticks: tokio::sync::watch::channel(0).0,
         tel,
         input: pipeline.input(),

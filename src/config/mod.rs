@@ -21,6 +21,8 @@ pub use crate::slo::config::{
     AlertRule, Checkpoint, Objectives, PerSli, Severity, SliKind, Slo, DEFAULT_ALERTS,
     DEFAULT_OBJECTIVES, SLIS,
 };
+use crate::ui::config::decode_ui;
+pub use crate::ui::config::{Ui, UiAuth};
 use crate::users::config::decode_users;
 pub use crate::users::config::Users;
 use crate::window::config::decode_windows;
@@ -60,6 +62,7 @@ pub struct Config {
     pub score: Score,
     pub limits: Limits,
     pub signals: SignalsSection,
+    pub ui: Ui,
     pub journeys: Vec<JourneyConfig>,
 }
 
@@ -159,6 +162,7 @@ impl Default for Config {
                 max_window_state_bytes: 256 << 20,
             },
             signals: SignalsSection::default(),
+            ui: Ui::default(),
             journeys: Vec::new(),
         }
     }
@@ -312,6 +316,7 @@ const ROOT_KEYS: &[&str] = &[
     "score",
     "limits",
     "signals",
+    "ui",
     "journeys",
 ];
 
@@ -381,6 +386,9 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
     }
     if let Some(n) = m.get("limits") {
         decode_limits(ctx, n, &mut cfg.limits);
+    }
+    if let Some(n) = m.get("ui") {
+        decode_ui(ctx, n, &mut cfg.ui);
     }
     if let Some(n) = m.get("score") {
         decode_score(ctx, n, &mut cfg.score);

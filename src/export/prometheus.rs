@@ -633,6 +633,34 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
         "",
         state_bytes as f64,
     );
+    header(out, &catalogue::CERFLOW_UI_REFUSED_TOTAL);
+    for r in crate::telemetry::UI_REFUSALS {
+        sample(
+            out,
+            catalogue::CERFLOW_UI_REFUSED_TOTAL.prom,
+            &format!("reason=\"{}\"", r.as_str()),
+            tel.ui_refused[r as usize].get() as f64,
+        );
+    }
+    header(out, &catalogue::CERFLOW_UI_STREAM_CLIENTS);
+    sample(
+        out,
+        catalogue::CERFLOW_UI_STREAM_CLIENTS.prom,
+        "",
+        tel.ui_stream_clients.get() as f64,
+    );
+    let history_bytes = sh
+        .history
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .heap_bytes();
+    header(out, &catalogue::CERFLOW_UI_HISTORY_BYTES);
+    sample(
+        out,
+        catalogue::CERFLOW_UI_HISTORY_BYTES.prom,
+        "",
+        history_bytes as f64,
+    );
 }
 
 #[cfg(test)]

@@ -127,6 +127,10 @@ pub struct WindowView {
     pub users_affected: Option<u64>,
     #[serde(default)]
     pub users_affected_ratio: Option<f64>,
+    /// Value of the failed or incorrect requests in the window, for journeys with a
+    /// value rule (summed over the journey's cohorts for the journey as a whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_at_risk: Option<f64>,
 }
 
 impl WindowView {
@@ -283,12 +287,21 @@ pub fn evaluate(
                 .or_insert_with(|| (info.clone(), vec![Counts::default(); windows.len()]));
         }
     }
+    let mut value_at_risk: BTreeMap<Arc<str>, Vec<f64>> = BTreeMap::new();
     for s in &snap.series {
         let entry = by_journey
             .entry(s.journey.name.clone())
             .or_insert_with(|| (s.journey.clone(), vec![Counts::default(); windows.len()]));
         for (acc, w) in entry.1.iter_mut().zip(&s.windows) {
             acc.add(&w.counts);
+        }
+        if s.journey.value.is_some() {
+            let v = value_at_risk
+                .entry(s.journey.name.clone())
+                .or_insert_with(|| vec![0.0; windows.len()]);
+            for (acc, w) in v.iter_mut().zip(&s.windows) {
+                *acc += w.value_at_risk;
+            }
         }
     }
     let mut view = ScoreView {
@@ -308,8 +321,16 @@ pub fn evaluate(
             .enumerate()
             .map(|(i, ((w, d), c))| {
                 let slices = snap.journey_slices(name, i).unwrap_or_default();
-                window_view(w, c, slices, *d, info, cfg)
-                    .with_users(snap.journey_user_counts(name, i))
+                let mut wv = window_view(w, c, slices, *d, info, cfg)
+                    .with_users(snap.journey_user_counts(name, i));
+                wv.value_at_risk = info.value.as_ref().map(|_| {
+                    value_at_risk
+                        .get(name)
+                        .and_then(|v| v.get(i))
+                        .copied()
+                        .unwrap_or(0.0)
+                });
+                wv
             })
             .collect();
         for (i, wv) in wviews.iter().enumerate() {
@@ -358,8 +379,11 @@ pub fn evaluate(
             .zip(&s.windows)
             .enumerate()
             .map(|(i, ((w, d), ws))| {
-                window_view(w, &ws.counts, SliceCounts::default(), *d, &s.journey, cfg)
-                    .with_users(users.and_then(|u| u.get(i)).copied())
+                let mut wv =
+                    window_view(w, &ws.counts, SliceCounts::default(), *d, &s.journey, cfg)
+                        .with_users(users.and_then(|u| u.get(i)).copied());
+                wv.value_at_risk = s.journey.value.as_ref().map(|_| ws.value_at_risk);
+                wv
             })
             .collect();
         let key = Key {

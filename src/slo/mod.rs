@@ -47,7 +47,7 @@ pub struct SloCounts {
 }
 
 impl SloCounts {
-    fn add(&mut self, o: &SloCounts) {
+    pub fn add(&mut self, o: &SloCounts) {
         self.requests.add(&o.requests);
         self.slices.slices += o.slices.slices;
         self.slices.bad += o.slices.bad;
@@ -317,6 +317,26 @@ impl SloTracker {
 
     pub fn eval(&self, key: &Key) -> Option<&SloEval> {
         self.evals.get(key)
+    }
+
+    /// The live slots of a key's period ring, oldest first: when each slot ends (unix
+    /// ns) and the events that arrived in it. What the web view draws the budget from.
+    pub fn period_slots(&self, key: &Key, now: u64) -> Vec<(u64, SloCounts)> {
+        let Some(e) = self.entries.get(key) else {
+            return Vec::new();
+        };
+        let sub = e.period.sub_ns();
+        let n = u64::from(PERIOD_SUB_BUCKETS);
+        let now_b = now / sub;
+        let mut out: Vec<(u64, SloCounts)> = e
+            .period
+            .export()
+            .into_iter()
+            .filter(|(b, _)| *b <= now_b && b + n > now_b)
+            .map(|(b, c)| (b.saturating_add(1).saturating_mul(sub), c))
+            .collect();
+        out.sort_by_key(|(end, _)| *end);
+        out
     }
 
     pub fn evals(&self) -> impl Iterator<Item = (&Key, &SloEval)> {

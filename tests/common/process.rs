@@ -188,6 +188,11 @@ impl Cerflow {
         format!("http://127.0.0.1:{}{path}", self.ports.http)
     }
 
+    /// `http://127.0.0.1:PORT{path}` on the metrics port (metrics, score API, web view).
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.prom)
+    }
+
     pub fn client(&self) -> &reqwest::blocking::Client {
         &self.http
     }

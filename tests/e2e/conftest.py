@@ -164,7 +164,7 @@ exporters:
   prometheus:
     endpoint: 127.0.0.1:{prom_port}
 {exporters_extra}pipeline:
-  evaluation_interval: 100ms
+  evaluation_interval: {interval}
   shutdown_timeout: 3s
 {pipeline_extra}windows:
   sizes: [1m, 5m]
@@ -208,7 +208,8 @@ class Process:
 
 
 class Cerflow(Process):
-    def __init__(self, binary: Path, workdir: Path, body: str, exporters: str = "", pipeline: str = ""):
+    def __init__(self, binary: Path, workdir: Path, body: str, exporters: str = "", pipeline: str = "",
+                 interval: str = "100ms"):
         self.grpc_port, self.http_port, self.prom_port = free_ports(3)
         self.config_path = workdir / "cerflow.yaml"
         self.config_text = BASE_CONFIG.format(
@@ -217,6 +218,7 @@ class Cerflow(Process):
             prom_port=self.prom_port,
             exporters_extra=exporters,
             pipeline_extra=pipeline,
+            interval=interval,
         ) + body
         self.config_path.write_text(self.config_text)
         # cwd is the test's own directory: relative paths cerflow writes (its SLO
@@ -302,13 +304,15 @@ def start_cerflow(cerflow_bin, tmp_path):
     """start_cerflow(yaml_body) -> a running Cerflow. `yaml_body` is appended to a base
     config holding the listeners (free ports), a 100ms evaluation interval and 1m/5m windows.
     `exporters` and `pipeline` are extra lines (indented two spaces) for those two sections
-    of the base config, e.g. an OTLP push exporter or a smaller queue."""
+    of the base config, e.g. an OTLP push exporter or a smaller queue; `interval` replaces
+    the evaluation interval (a test that must not see a tick skip a busy worker's series
+    uses a longer one)."""
     started: list[Cerflow] = []
 
-    def start(body: str = "", exporters: str = "", pipeline: str = "") -> Cerflow:
+    def start(body: str = "", exporters: str = "", pipeline: str = "", interval: str = "100ms") -> Cerflow:
         workdir = tmp_path / f"cerflow{len(started)}"
         workdir.mkdir()
-        c = Cerflow(cerflow_bin, workdir, body, exporters, pipeline)
+        c = Cerflow(cerflow_bin, workdir, body, exporters, pipeline, interval)
         started.append(c)
         return c
 
