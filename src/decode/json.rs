@@ -190,6 +190,23 @@ fn plain_run(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// The value of each hex digit; 16 for every other byte.
+const HEX: [u8; 256] = {
+    let mut t = [16u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 #[inline(always)]
 fn hex_digit(c: u8) -> Option<u8> {
     match c {
@@ -267,6 +284,19 @@ impl<'a> P<'a> {
             self.fail(format!("EOF while expecting {what}"))
         } else {
             self.fail(format!("expected {what}"))
+        }
+    }
+
+    /// Whether the text at the position is `pat` exactly (consumed if so): the fast
+    /// path for the members SDKs write, in the order they write them. Taking it is
+    /// the same as reading the general way (no whitespace, no escapes in the key).
+    #[inline(always)]
+    fn starts(&mut self, pat: &'static [u8]) -> bool {
+        if self.b.get(self.i..self.i + pat.len()) == Some(pat) {
+            self.i += pat.len();
+            true
+        } else {
+            false
         }
     }
 
@@ -572,6 +602,20 @@ impl<'a> P<'a> {
     /// that fits `i64` (not `-0`), or else a float, refused if it overflows.
     fn read_number(&mut self) -> R<Num> {
         let at = self.i;
+        // Counts, flags and enum numbers: a few digits, summed on the way.
+        let (b, mut i, mut v) = (self.b, at, 0u64);
+        while let Some(&c @ b'0'..=b'9') = b.get(i) {
+            v = v * 10 + u64::from(c - b'0');
+            i += 1;
+            if i - at == 18 {
+                break;
+            }
+        }
+        let plain = !matches!(b.get(i), Some(b'.' | b'e' | b'E' | b'0'..=b'9'));
+        if i > at && plain && (b.get(at) != Some(&b'0') || i - at == 1) {
+            self.i = i;
+            return Ok(Num::U(v));
+        }
         let (t, integer) = self.number()?;
         if integer {
             if let Some(digits) = t.strip_prefix('-') {
@@ -712,6 +756,27 @@ impl<'a> P<'a> {
     /// even length, either case, an optional `0x`).
     #[inline(always)]
     fn hex(&mut self) -> R<&'a [u8]> {
+        // As SDKs write ids: hex digits and the closing quote, nothing to unescape.
+        if self.peek() == Some(b'"') {
+            let b = self.b;
+            let start = self.i + 1;
+            let mut end = start;
+            while let Some(&c) = b.get(end) {
+                if HEX[usize::from(c)] > 15 {
+                    break;
+                }
+                end += 1;
+            }
+            if b.get(end) == Some(&b'"') && (end - start).is_multiple_of(2) {
+                let digits = b.get(start..end).unwrap_or_default();
+                let out = self.arena.alloc_slice_fill_copy(digits.len() / 2, 0u8);
+                for (o, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+                    *o = (HEX[usize::from(pair[0])] << 4) | HEX[usize::from(pair[1])];
+                }
+                self.i = end + 1;
+                return Ok(out);
+            }
+        }
         let at = self.i;
         let s = self.text("an id as a string of hex digits")?;
         let b = s.as_bytes();
@@ -1069,59 +1134,69 @@ impl<'a> P<'a> {
             attrs: (first_attr, first_attr),
             events: (first_event, first_event),
         };
-        let (mut first, mut seen) = (true, 0);
-        while let Some(k) = self.key(&mut first)? {
-            match self.known(k)? {
-                b"traceId" => {
-                    self.first_time(&mut seen, 1, "traceId")?;
+        let (mut first, mut seen, mut next) = (true, 0, 0);
+        loop {
+            // The key SDKs write next, tried first; any other order reads the same.
+            let f = match SPAN_KEYS.get(next) {
+                Some(pat) if self.starts(if first { &pat[1..] } else { pat }) => {
+                    first = false;
+                    next
+                }
+                _ => {
+                    let Some(k) = self.key(&mut first)? else {
+                        break;
+                    };
+                    let name = self.known(k)?;
+                    match SPAN_FIELDS.iter().position(|n| n.as_bytes() == name) {
+                        Some(f) => f,
+                        None => {
+                            self.skip()?;
+                            continue;
+                        }
+                    }
+                }
+            };
+            next = f + 1;
+            self.first_time(&mut seen, 1 << f, SPAN_FIELDS[f])?;
+            match f {
+                0 => {
                     s.trace_id = self.opt_hex()?;
                 }
-                b"spanId" => {
-                    self.first_time(&mut seen, 1 << 1, "spanId")?;
+                1 => {
                     s.span_id = self.opt_hex()?;
                 }
-                b"traceState" => {
-                    self.first_time(&mut seen, 1 << 2, "traceState")?;
+                2 => {
                     self.opt_text()?;
                 }
-                b"parentSpanId" => {
-                    self.first_time(&mut seen, 1 << 3, "parentSpanId")?;
+                3 => {
                     self.opt_hex()?;
                 }
-                b"flags" => {
-                    self.first_time(&mut seen, 1 << 4, "flags")?;
+                4 => {
                     self.opt_u32()?;
                 }
-                b"name" => {
-                    self.first_time(&mut seen, 1 << 5, "name")?;
+                5 => {
                     s.name = self.opt_text()?.unwrap_or("");
                 }
-                b"kind" => {
-                    self.first_time(&mut seen, 1 << 6, "kind")?;
+                6 => {
                     s.kind = if self.null()? {
                         0
                     } else {
                         self.enumeration(SPAN_KINDS)?
                     };
                 }
-                b"startTimeUnixNano" => {
-                    self.first_time(&mut seen, 1 << 7, "startTimeUnixNano")?;
+                7 => {
                     s.start_ns = if self.null()? { 0 } else { self.u64()? };
                 }
-                b"endTimeUnixNano" => {
-                    self.first_time(&mut seen, 1 << 8, "endTimeUnixNano")?;
+                8 => {
                     s.end_ns = if self.null()? { 0 } else { self.u64()? };
                 }
-                b"attributes" => {
-                    self.first_time(&mut seen, 1 << 9, "attributes")?;
+                9 => {
                     self.attrs(Dest::Span(first_attr))?;
                 }
-                b"droppedAttributesCount" => {
-                    self.first_time(&mut seen, 1 << 10, "droppedAttributesCount")?;
+                10 => {
                     self.opt_u32()?;
                 }
-                b"events" => {
-                    self.first_time(&mut seen, 1 << 11, "events")?;
+                11 => {
                     if !self.null()? {
                         self.array("an array of Event")?;
                         let mut first = true;
@@ -1131,12 +1206,10 @@ impl<'a> P<'a> {
                         }
                     }
                 }
-                b"droppedEventsCount" => {
-                    self.first_time(&mut seen, 1 << 12, "droppedEventsCount")?;
+                12 => {
                     self.opt_u32()?;
                 }
-                b"links" => {
-                    self.first_time(&mut seen, 1 << 13, "links")?;
+                13 => {
                     if !self.null()? {
                         self.array("an array of Link")?;
                         let mut first = true;
@@ -1145,12 +1218,10 @@ impl<'a> P<'a> {
                         }
                     }
                 }
-                b"droppedLinksCount" => {
-                    self.first_time(&mut seen, 1 << 14, "droppedLinksCount")?;
+                14 => {
                     self.opt_u32()?;
                 }
-                b"status" => {
-                    self.first_time(&mut seen, 1 << 15, "status")?;
+                15 => {
                     if !self.null()? {
                         s.status = self.status()?;
                     }
@@ -1283,6 +1354,22 @@ impl<'a> P<'a> {
         let mut key = None;
         let mut value = AttrValue::Other;
         let (mut first, mut seen) = (true, 0);
+        // `{"key":"...","value":{...}}`, as every SDK writes it.
+        if self.starts(b"\"key\":\"") {
+            let l = self.lit()?;
+            key = Some(if l.escaped {
+                self.unescape(l.raw)?
+            } else {
+                l.raw
+            });
+            (first, seen) = (false, 1);
+            if self.starts(b",\"value\":") {
+                seen |= 2;
+                if !self.null()? {
+                    value = self.any_value()?;
+                }
+            }
+        }
         while let Some(k) = self.key(&mut first)? {
             match self.known(k)? {
                 b"key" => {
@@ -1317,6 +1404,15 @@ impl<'a> P<'a> {
         self.object("an AnyValue object")?;
         let mut v = AttrValue::Other;
         let mut first = true;
+        if self.starts(b"\"stringValue\":\"") {
+            let l = self.lit()?;
+            v = AttrValue::Str(if l.escaped {
+                self.unescape(l.raw)?
+            } else {
+                l.raw
+            });
+            first = false;
+        }
         while let Some(k) = self.key(&mut first)? {
             match self.known(k)? {
                 b"stringValue" => {
@@ -1438,6 +1534,46 @@ enum Dest {
     /// Checked, not kept (scope, event and link attributes).
     Nowhere,
 }
+
+/// A span's fields in the order SDKs (and serde's derive) write them.
+const SPAN_FIELDS: [&str; 16] = [
+    "traceId",
+    "spanId",
+    "traceState",
+    "parentSpanId",
+    "flags",
+    "name",
+    "kind",
+    "startTimeUnixNano",
+    "endTimeUnixNano",
+    "attributes",
+    "droppedAttributesCount",
+    "events",
+    "droppedEventsCount",
+    "links",
+    "droppedLinksCount",
+    "status",
+];
+
+/// Each of [`SPAN_FIELDS`] as the text between two members: `,"name":`.
+const SPAN_KEYS: [&[u8]; 16] = [
+    b",\"traceId\":",
+    b",\"spanId\":",
+    b",\"traceState\":",
+    b",\"parentSpanId\":",
+    b",\"flags\":",
+    b",\"name\":",
+    b",\"kind\":",
+    b",\"startTimeUnixNano\":",
+    b",\"endTimeUnixNano\":",
+    b",\"attributes\":",
+    b",\"droppedAttributesCount\":",
+    b",\"events\":",
+    b",\"droppedEventsCount\":",
+    b",\"links\":",
+    b",\"droppedLinksCount\":",
+    b",\"status\":",
+];
 
 pub(super) const SPAN_KINDS: &[&str] = &[
     "SPAN_KIND_UNSPECIFIED",
