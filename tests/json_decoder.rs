@@ -1031,6 +1031,34 @@ fn what_both_decoders_accept() {
     assert_eq!((s.name(), s.attr("k")), ("", Some(AttrValue::Other)));
 }
 
+/// serde_json reads at most 127 nested arrays and objects, and the scanner counts the
+/// same ones: a span attribute's value nested 39 levels deep opens 9 + 3 * 39 + 1 = 127
+/// (see `nested_value`), accepted by both; 40 levels open 130, refused by both. Inside
+/// an unknown field nothing is counted, so 200 levels there are accepted by both.
+#[test]
+fn nesting_is_limited_where_both_decoders_read() {
+    let attr = |levels: usize| {
+        one_span(&format!(
+            r#"{IDS},"endTimeUnixNano":2,"startTimeUnixNano":1,"attributes":[{{"key":"k","value":{}}}]"#,
+            nested_value(levels)
+        ))
+    };
+    assert_eq!(both(&attr(39)), Some((0, 0, 1, 2)));
+    assert_eq!(both(&attr(40)), None);
+    let arena = Bump::new();
+    match json::decode_traces(attr(40).as_bytes(), &arena) {
+        Err(JsonError::Invalid(m)) => assert!(m.contains("recursion limit"), "{m}"),
+        other => panic!("{:?}", other.map(|r| r.span_count())),
+    }
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    assert_eq!(
+        both(&one_span(&format!(
+            r#"{IDS},"endTimeUnixNano":2,"startTimeUnixNano":1,"bogus":{deep}"#
+        ))),
+        Some((0, 0, 1, 2))
+    );
+}
+
 /// The one form the full decoder takes and the lazy one refuses: serde's positional
 /// array for a message, which no OTLP writer produces.
 #[test]
