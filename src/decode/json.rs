@@ -27,7 +27,10 @@
 //! arrays (serde's positional form for structs) are refused here; an `AnyValue` that
 //! sets two value fields keeps the last in the text (the full decoder's slow path, taken
 //! for bodies with `null`s or enum names, keeps the alphabetically last); and that slow
-//! path also refuses a key repeated inside an `AnyValue` or an unknown field.
+//! path also refuses a key repeated inside an `AnyValue` or an unknown field, and,
+//! inside unknown fields only, numbers out of range, lone surrogates and nesting past
+//! the limit, which its fast path and this scanner skip (the serde seeds before this
+//! scanner did the same; `tests/json_decoder.rs::slow_path_strictness`).
 
 use super::lazy::{Attr, ResourceRec, SpanRec, TraceRequest, TOO_MANY_SPANS, UNKNOWN_SERVICE};
 use crate::span::AttrValue;
