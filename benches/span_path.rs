@@ -69,6 +69,8 @@ fn template(n: usize, journeys: usize, cohorts: usize) -> payload::Template {
             journeys: &js,
             cohorts: &cs,
             behaviour: &behave,
+            users: false,
+            order_value: false,
         },
         n,
         &mut Rng::new(42),
