@@ -99,6 +99,7 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                         users: w.users,
                         users_affected: w.users_affected,
                         users_affected_ratio: w.users_affected_ratio,
+                        value_at_risk: w.value_at_risk,
                     })
                     .collect(),
                 alerts: j
@@ -119,6 +120,9 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                         burn_rate: m.clone().into_iter().collect(),
                     })
                     .collect(),
+                currency: j.currency.clone(),
+                value_total: j.value_total,
+                value_failed_total: j.value_failed_total,
             })
             .collect(),
     }
