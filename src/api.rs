@@ -123,6 +123,7 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                 currency: j.currency.clone(),
                 value_total: j.value_total,
                 value_failed_total: j.value_failed_total,
+                value_lost_period: j.value_lost_period,
             })
             .collect(),
     }

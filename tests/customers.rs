@@ -277,6 +277,9 @@ fn value_at_risk_to_the_cent_and_invalid_values_counted() {
         (Some(155.60), Some(105.11))
     );
     assert_eq!(num(&all["windows"][0]["value_at_risk"]), Some(105.11));
+    // All of it fell in the SLO period too: lost eu 5.11, journey 105.11.
+    assert_eq!(num(&all["value_lost_period"]), Some(105.11));
+    assert_eq!(num(&eu["value_lost_period"]), Some(5.11));
     assert_eq!(num(&eu["windows"][0]["value_at_risk"]), Some(5.11));
     assert_eq!(
         eu["value_total"],
@@ -314,6 +317,7 @@ fn value_at_risk_to_the_cent_and_invalid_values_counted() {
         (Some(155.60), Some(105.11))
     );
     assert_eq!(c.windows[0].value_at_risk.map(cents), Some(105.11));
+    assert_eq!(c.value_lost_period.map(cents), Some(105.11));
     let sub = whole("subscribe");
     assert_eq!(sub.currency, None, "subscribe's rule names no currency");
     assert_eq!(

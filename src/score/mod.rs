@@ -96,6 +96,11 @@ pub struct JourneyView {
     pub value_total: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_failed_total: Option<f64>,
+    /// Value of the failed or incorrect requests over the SLO period
+    /// (`cer_slo_value_lost`), kept across restarts by the SLO checkpoint; with a value
+    /// rule only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_lost_period: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -345,6 +350,7 @@ pub fn evaluate(
             burn_rates,
             alerts,
             currency: currency_of(info),
+            value_lost_period: value_lost(slo.eval(&key), info),
             value_total: value.map(|v| v.0),
             value_failed_total: value.map(|v| v.1),
         });
@@ -393,6 +399,7 @@ pub fn evaluate(
             burn_rates,
             alerts,
             currency: currency_of(&s.journey),
+            value_lost_period: value_lost(slo.eval(&key), &s.journey),
             ..Default::default()
         });
         infos.push(s.journey.clone());
@@ -430,6 +437,7 @@ pub fn evaluate(
             burn_rates,
             alerts,
             currency: currency_of(info),
+            value_lost_period: value_lost(slo.eval(key), info),
             ..Default::default()
         });
         infos.push(info.clone());
@@ -448,6 +456,11 @@ pub fn evaluate(
         score_cfg: Some(cfg.clone()),
         burn_windows,
     }
+}
+
+fn value_lost(e: Option<&SloEval>, info: &JourneyInfo) -> Option<f64> {
+    info.value.as_ref()?;
+    Some(e.map_or(0.0, |e| e.value_lost))
 }
 
 fn currency_of(info: &JourneyInfo) -> Option<String> {
