@@ -222,6 +222,11 @@ impl Distinct {
     /// Makes `self` the sketch of the union: a user in both counts once. The result is
     /// the sketch that inserting every user of both into one would give, form included.
     pub fn merge(&mut self, other: &Distinct) {
+        // A window's merge starts from an empty sketch: take the first slot's as it is.
+        if self.is_empty() {
+            self.clone_from(other);
+            return;
+        }
         match other {
             Distinct::Exact(o) => {
                 for &h in o {
