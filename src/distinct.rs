@@ -136,7 +136,7 @@ impl Distinct {
                     }
                     v.insert(at, hash);
                 } else {
-                    self.to_sparse();
+                    self.make_sparse();
                     self.insert(hash);
                 }
             }
@@ -157,7 +157,7 @@ impl Distinct {
                     }
                 }
                 Err(_) if v.len() == SPARSE_MAX => {
-                    self.to_dense();
+                    self.make_dense();
                     self.raise(i, rank);
                 }
                 Err(at) => {
@@ -172,14 +172,14 @@ impl Distinct {
                 *x = (*x).max(rank);
             }
             Distinct::Exact(_) => {
-                self.to_sparse();
+                self.make_sparse();
                 self.raise(i, rank);
             }
         }
     }
 
     /// Exact to sparse: the hashes' registers, highest rank per index.
-    fn to_sparse(&mut self) {
+    fn make_sparse(&mut self) {
         let Distinct::Exact(hashes) = self else {
             return;
         };
@@ -200,7 +200,7 @@ impl Distinct {
         *self = Distinct::Sparse(v);
     }
 
-    fn to_dense(&mut self) {
+    fn make_dense(&mut self) {
         let mut r = vec![0u8; M].into_boxed_slice();
         match self {
             Distinct::Exact(hashes) => {
@@ -242,16 +242,16 @@ impl Distinct {
                     return;
                 }
                 // `other` holds more than EXACT_MAX users, so the union does too.
-                self.to_sparse();
+                self.make_sparse();
                 if let Distinct::Sparse(v) = self {
                     *v = merge_sorted(v, o);
                     if v.len() > SPARSE_MAX {
-                        self.to_dense();
+                        self.make_dense();
                     }
                 }
             }
             Distinct::Dense(o) => {
-                self.to_dense();
+                self.make_dense();
                 if let Distinct::Dense(r) = self {
                     for (a, b) in r.iter_mut().zip(o.iter()) {
                         *a = (*a).max(*b);
@@ -405,7 +405,7 @@ mod tests {
 
     fn dense_copy(d: &Distinct) -> Distinct {
         let mut c = d.clone();
-        c.to_dense();
+        c.make_dense();
         c
     }
 
