@@ -307,6 +307,8 @@ fn loadgen_help_documents_every_flag() {
             "--error-rate",
             "--latency-ms",
             "--latency-spread",
+            "--users",
+            "--order-value",
             "--scenario",
             "--max-errors",
             "--summary-json",
