@@ -20,7 +20,7 @@
 # Usage: scripts/bench-customers.sh     (about 12 minutes with the defaults)
 # Knobs: RUNS=3 DURATION=10 RATE=0 SPR=1000 CONCURRENCY=4 USERS=100000
 #        MEM_SECONDS=600 MEM_RATE=100000 MEM_OFF=0 SKIP_SPEED=1 SKIP_MEMORY=1
-#        OUT=target/bench-customers
+#        OUT=target/bench-customers SKIP_BUILD=1 (measure target/release/cerflow as it is)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,8 +51,10 @@ trap cleanup EXIT INT TERM
 log() { echo "bench-customers: $*" >&2; }
 . "$ROOT/scripts/bench-lib.sh"
 
-log "building cerflow (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin cerflow)
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    log "building cerflow (release)"
+    (cd "$ROOT" && cargo build --release --quiet --bin cerflow)
+fi
 
 config() { # on|off journeys grpc prom -> file
     local f="$OUT/cerflow-$1-$2j.yaml"
