@@ -29,6 +29,8 @@ fn body() -> Vec<u8> {
         journeys: &js,
         cohorts: &cs,
         behaviour: &behave,
+        users: false,
+        order_value: false,
     };
     let t = payload::build(&shape, 1000, &mut Rng::new(42))
         .to_json()

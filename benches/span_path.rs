@@ -69,6 +69,8 @@ fn template(n: usize, journeys: usize, cohorts: usize) -> payload::Template {
             journeys: &js,
             cohorts: &cs,
             behaviour: &behave,
+            users: false,
+            order_value: false,
         },
         n,
         &mut Rng::new(42),
@@ -76,7 +78,7 @@ fn template(n: usize, journeys: usize, cohorts: usize) -> payload::Template {
 }
 
 fn config(journeys: usize) -> Config {
-    let text = cerflow::loadgen::matching_config(&payload::journeys(journeys));
+    let text = cerflow::loadgen::matching_config(&payload::journeys(journeys), false);
     Config::parse(&text, "bench.yaml", &|_| None).expect("the loadgen config is valid")
 }
 

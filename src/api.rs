@@ -102,6 +102,7 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                         operations: w.operations,
                         slices: w.slices,
                         bad_slices: w.bad_slices,
+                        value_at_risk: w.value_at_risk,
                     })
                     .collect(),
                 alerts: j
@@ -122,6 +123,10 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                         burn_rate: m.clone().into_iter().collect(),
                     })
                     .collect(),
+                currency: j.currency.clone(),
+                value_total: j.value_total,
+                value_failed_total: j.value_failed_total,
+                value_lost_period: j.value_lost_period,
             })
             .collect(),
     }

@@ -218,6 +218,15 @@ pub const CER_SLO_ERROR_BUDGET_REMAINING_RATIO: Metric = Metric {
     labels: &["journey", "sli", COHORTS],
 };
 
+pub const CER_SLO_VALUE_LOST: Metric = Metric {
+    prom: "cer_slo_value_lost",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Value of the failed or incorrect requests over the SLO period; kept across restarts.",
+    labels: &["journey", COHORTS, "currency"],
+};
+
 pub const CER_SLO_BURN_RATE: Metric = Metric {
     prom: "cer_slo_burn_rate",
     otlp: None,
@@ -595,6 +604,7 @@ pub const ALL: &[Metric] = &[
     CER_SLO_OBJECTIVE_RATIO,
     CER_SLO_ERROR_BUDGET_REMAINING_RATIO,
     CER_SLO_BURN_RATE,
+    CER_SLO_VALUE_LOST,
     CER_SLO_ALERT_ACTIVE,
     CER_JOURNEY_DATA_PRESENT,
     CER_JOURNEY_SCORE,

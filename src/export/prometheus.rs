@@ -364,6 +364,18 @@ fn render_scores(sh: &Shared, out: &mut String) {
             );
         }
     }
+    header(out, &catalogue::CER_SLO_VALUE_LOST);
+    for (i, j) in v.journeys.iter().enumerate() {
+        if let Some(lost) = j.value_lost_period {
+            let mut l = labels[i].clone();
+            if let Some(c) = &j.currency {
+                l.push_str(",currency=\"");
+                escape(c, &mut l);
+                l.push('"');
+            }
+            sample(out, catalogue::CER_SLO_VALUE_LOST.prom, &l, lost);
+        }
+    }
     header(out, &catalogue::CER_SLO_BURN_RATE);
     for (i, j) in v.journeys.iter().enumerate() {
         for w in &eval.burn_windows {

@@ -133,6 +133,38 @@ struct Stamp {
     end_at: u32,
     duration_ns: u64,
     age_ns: u64,
+    /// Offset of the user id's [`USER_DIGITS`] digits, or [`NO_USER`].
+    user_at: u32,
+    cohort: u32,
+}
+
+/// A span's `enduser.id` is `u` and this many digits, rewritten in place like the times.
+pub const USER_DIGITS: usize = 10;
+const USER_PLACEHOLDER: &str = "u0000000000";
+const NO_USER: u32 = u32::MAX;
+
+/// Who the spans' users are: `per_cohort` users in each of `cohorts` cohorts, a user
+/// belonging to one cohort (a customer has one region and one plan), so `per_cohort x
+/// cohorts` distinct users in all. User `k x cohorts + c` is the k-th user of cohort c.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserPool {
+    pub per_cohort: u64,
+    pub cohorts: u64,
+}
+
+impl UserPool {
+    /// `total` users split evenly among `cohorts` (at least one each).
+    pub fn new(total: u64, cohorts: usize) -> UserPool {
+        let cohorts = cohorts.max(1) as u64;
+        UserPool {
+            per_cohort: (total / cohorts).max(1),
+            cohorts,
+        }
+    }
+
+    pub fn distinct(&self) -> u64 {
+        self.per_cohort * self.cohorts
+    }
 }
 
 impl Template {
@@ -144,6 +176,15 @@ impl Template {
             let put = if self.text { put_digits_at } else { put_at };
             put(body, s.end_at as usize, end);
             put(body, s.start_at as usize, start);
+        }
+    }
+
+    /// Names a user of each span's cohort, drawn at random from `pool`, in place.
+    pub fn draw_users(&self, body: &mut [u8], pool: &UserPool, rng: &mut Rng) {
+        for s in self.stamps.iter().filter(|s| s.user_at != NO_USER) {
+            let k = rng.next_u64() % pool.per_cohort;
+            let user = k * pool.cohorts + u64::from(s.cohort);
+            put_user_digits(body, s.user_at as usize, user);
         }
     }
 
@@ -169,6 +210,8 @@ impl Template {
         let body = text.replace(r#","status":null"#, "").into_bytes();
         let starts = value_offsets(&body, "startTimeUnixNano");
         let ends = value_offsets(&body, "endTimeUnixNano");
+        // The placeholder ids, in span order; only spans with a user have one.
+        let mut users = placeholder_offsets(&body).into_iter();
         if starts.len() != self.stamps.len() || ends.len() != self.stamps.len() {
             return Err(format!(
                 "{} start and {} end times in the JSON, {} spans",
@@ -184,6 +227,11 @@ impl Template {
             .map(|(s, (start_at, end_at))| Stamp {
                 start_at: start_at as u32,
                 end_at: end_at as u32,
+                user_at: if s.user_at == NO_USER {
+                    NO_USER
+                } else {
+                    users.next().map_or(NO_USER, |at| at as u32)
+                },
                 ..*s
             })
             .collect();
@@ -215,6 +263,26 @@ fn value_offsets(body: &[u8], field: &str) -> Vec<usize> {
     out
 }
 
+/// Offsets of the digits of each user id placeholder in `body`, in order.
+fn placeholder_offsets(body: &[u8]) -> Vec<usize> {
+    let n = USER_PLACEHOLDER.as_bytes();
+    body.windows(n.len())
+        .enumerate()
+        .filter(|(_, w)| *w == n)
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// Writes a user number as [`USER_DIGITS`] decimal digits, zero-padded.
+fn put_user_digits(body: &mut [u8], at: usize, mut v: u64) {
+    if let Some(dst) = body.get_mut(at..at + USER_DIGITS) {
+        for d in dst.iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+}
+
 fn put_at(body: &mut [u8], at: usize, v: u64) {
     if let Some(dst) = body.get_mut(at..at + 8) {
         dst.copy_from_slice(&v.to_le_bytes());
@@ -237,6 +305,12 @@ pub struct Shape<'a> {
     pub cohorts: &'a [CohortSpec],
     /// The behaviour of journey `j` in cohort `c`.
     pub behaviour: &'a dyn Fn(usize, usize) -> Behaviour,
+    /// Each span names a user in `enduser.id` (a placeholder [`Template::draw_users`]
+    /// replaces).
+    pub users: bool,
+    /// Each span carries an order value in `app.order.value` (a double, EUR, log-normal
+    /// with median 40 and sigma 0.8, drawn once per span when the pool is built).
+    pub order_value: bool,
 }
 
 const UA: &str = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/126.0 Mobile";
@@ -291,8 +365,8 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
         let mut span_stamps = Vec::with_capacity(spans.len());
         for &(j, c) in spans {
             let b = (shape.behaviour)(j, c);
-            let (span, start_at, end_at) =
-                encode_span(&shape.journeys[j], &shape.cohorts[c], &b, rng);
+            let (span, start_at, end_at, user_at) =
+                encode_span(shape, &shape.journeys[j], &shape.cohorts[c], &b, rng);
             // Offsets inside `ss` once the span is wrapped as field 2.
             let base = ss.len() + 1 + varint_len(span.len() as u64);
             put_msg(&mut ss, 2, &span);
@@ -301,6 +375,8 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
                 end_at: (base + end_at) as u32,
                 duration_ns: b.sample_duration_ns(rng),
                 age_ns: rng.below(50_000_000) as u64,
+                user_at: user_at.map_or(NO_USER, |at| (base + at) as u32),
+                cohort: c as u32,
             });
         }
         let ss_base = rs.len() + 1 + varint_len(ss.len() as u64);
@@ -311,6 +387,11 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
             stamps.push(Stamp {
                 start_at: s.start_at + rs_base as u32,
                 end_at: s.end_at + rs_base as u32,
+                user_at: if s.user_at == NO_USER {
+                    NO_USER
+                } else {
+                    s.user_at + rs_base as u32
+                },
                 ..s
             });
         }
@@ -323,12 +404,14 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
     }
 }
 
+/// One span, with the offsets of its start and end times and of its user id's digits.
 fn encode_span(
+    shape: &Shape<'_>,
     j: &JourneySpec,
     c: &CohortSpec,
     b: &Behaviour,
     rng: &mut Rng,
-) -> (Vec<u8>, usize, usize) {
+) -> (Vec<u8>, usize, usize, Option<usize>) {
     let mut s = Vec::with_capacity(480);
     let mut id = [0u8; 16];
     rng.fill_nonzero(&mut id);
@@ -372,6 +455,17 @@ fn encode_span(
     ] {
         put_msg(&mut s, 9, &kv);
     }
+    let mut user_at = None;
+    if shape.users {
+        let kv = kv_str("enduser.id", USER_PLACEHOLDER);
+        let at = s.len() + 1 + varint_len(kv.len() as u64) + (kv.len() - USER_DIGITS);
+        put_msg(&mut s, 9, &kv);
+        user_at = Some(at);
+    }
+    if shape.order_value {
+        let eur = (40.0 * (0.8 * rng.normal()).exp() * 100.0).round() / 100.0;
+        put_msg(&mut s, 9, &kv_double("app.order.value", eur));
+    }
     if error {
         let mut st = Vec::new();
         put_varint_field(&mut st, 3, 2); // STATUS_CODE_ERROR
@@ -380,12 +474,22 @@ fn encode_span(
     // flags: W3C sampled, parent is remote.
     put_key(&mut s, 16, 5);
     s.extend_from_slice(&0x0000_0301u32.to_le_bytes());
-    (s, start_at, end_at)
+    (s, start_at, end_at, user_at)
 }
 
 fn kv_str(k: &str, v: &str) -> Vec<u8> {
     let mut any = Vec::with_capacity(v.len() + 2);
     put_str(&mut any, 1, v);
+    let mut kv = Vec::with_capacity(k.len() + any.len() + 6);
+    put_str(&mut kv, 1, k);
+    put_msg(&mut kv, 2, &any);
+    kv
+}
+
+fn kv_double(k: &str, v: f64) -> Vec<u8> {
+    let mut any = Vec::with_capacity(9);
+    put_key(&mut any, 4, 1); // AnyValue.double_value, fixed64
+    any.extend_from_slice(&v.to_le_bytes());
     let mut kv = Vec::with_capacity(k.len() + any.len() + 6);
     put_str(&mut kv, 1, k);
     put_msg(&mut kv, 2, &any);
@@ -466,6 +570,8 @@ pub fn probe(journey: &JourneySpec, region: &str, tier: &str, rng: &mut Rng) -> 
             journeys: js,
             cohorts: &cs,
             behaviour: &behave,
+            users: false,
+            order_value: false,
         },
         1,
         rng,
@@ -492,6 +598,8 @@ mod tests {
                 journeys: &js,
                 cohorts: &cs,
                 behaviour: &behave,
+                users: false,
+                order_value: false,
             },
             1000,
             &mut rng,
@@ -547,6 +655,8 @@ mod tests {
             journeys: &js,
             cohorts: &cs,
             behaviour: &behave,
+            users: false,
+            order_value: false,
         };
         let t = build(&shape, 1000, &mut Rng::new(7));
         let j = t.to_json().expect("converts");
@@ -577,6 +687,68 @@ mod tests {
             !text.windows(4).any(|w| w == b"null"),
             "no nulls, as SDKs send none"
         );
+    }
+
+    #[test]
+    fn spans_name_a_user_of_their_cohort_and_carry_an_order_value() {
+        let (js, cs) = (journeys(2), cohorts(6));
+        let behave = |_: usize, _: usize| Behaviour {
+            error_rate: 0.0,
+            latency_ms: 100.0,
+            spread: 0.0,
+        };
+        let shape = Shape {
+            journeys: &js,
+            cohorts: &cs,
+            behaviour: &behave,
+            users: true,
+            order_value: true,
+        };
+        let t = build(&shape, 200, &mut Rng::new(3));
+        let j = t.to_json().expect("converts");
+        // One user per cohort: user k x 6 + c with k always 0 is the cohort's index.
+        let pool = UserPool::new(6, 6);
+        assert_eq!((pool.per_cohort, pool.distinct()), (1, 6));
+        let cohort_of = |s: &dyn SpanView| {
+            let region = s.attr("cloud.region");
+            let tier = s.attr("app.plan.tier");
+            cs.iter()
+                .position(|c| {
+                    region == Some(AttrValue::Str(&c.region))
+                        && tier == Some(AttrValue::Str(&c.tier))
+                })
+                .expect("a generated cohort")
+        };
+        let (mut pb, mut text) = (t.body.clone(), j.body.clone());
+        t.draw_users(&mut pb, &pool, &mut Rng::new(1));
+        j.draw_users(&mut text, &pool, &mut Rng::new(1));
+        let a = crate::decode::lazy::decode_traces(&pb).expect("valid protobuf");
+        let arena = crate::decode::json::Bump::new();
+        let b = crate::decode::json::decode_traces(&text, &arena).expect("valid JSON");
+        let mut n = 0;
+        for (x, y) in a.spans().zip(b.spans()) {
+            let want = format!("u{:010}", cohort_of(&x));
+            assert_eq!(x.attr("enduser.id"), Some(AttrValue::Str(&want)));
+            assert_eq!(y.attr("enduser.id"), Some(AttrValue::Str(&want)));
+            let v = x.attr("app.order.value").and_then(|v| v.as_f64());
+            assert!(v.is_some_and(|v| v > 0.0), "{v:?}");
+            assert_eq!(v, y.attr("app.order.value").and_then(|v| v.as_f64()));
+            n += 1;
+        }
+        assert_eq!(n, 200);
+        // 1,000 users in 6 cohorts: 166 per cohort, user k x 6 + c for k < 166, so
+        // every drawn id is below 996 and names its span's cohort.
+        let pool = UserPool::new(1_000, 6);
+        assert_eq!(pool.distinct(), 996);
+        t.draw_users(&mut pb, &pool, &mut Rng::new(2));
+        let a = crate::decode::lazy::decode_traces(&pb).expect("valid protobuf");
+        for x in a.spans() {
+            let Some(AttrValue::Str(id)) = x.attr("enduser.id") else {
+                panic!("no user id");
+            };
+            let u: u64 = id[1..].parse().expect("digits");
+            assert!(u < 996 && u % 6 == cohort_of(&x) as u64, "{id}");
+        }
     }
 
     #[test]

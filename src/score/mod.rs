@@ -95,6 +95,21 @@ pub struct JourneyView {
     /// Burn rate per SLO window, per SLI.
     pub burn_rates: BTreeMap<String, BTreeMap<String, f64>>,
     pub alerts: Vec<AlertView>,
+    /// The journey's value currency, when its value rule names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Value of all requests and of the failed or incorrect ones since the series
+    /// began (`cer_journey_value_total`, `cer_journey_value_failed_total`); on the
+    /// journey-level entry of a journey with a value rule only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_total: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_failed_total: Option<f64>,
+    /// Value of the failed or incorrect requests over the SLO period
+    /// (`cer_slo_value_lost`), kept across restarts by the SLO checkpoint; with a value
+    /// rule only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_lost_period: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -127,8 +142,8 @@ pub struct WindowView {
     pub users_affected: Option<u64>,
     #[serde(default)]
     pub users_affected_ratio: Option<f64>,
-    /// Value of the failed or incorrect requests in the window, for journeys with a
-    /// value rule (summed over the journey's cohorts for the journey as a whole).
+    /// Value of the failed or incorrect requests in the window; for the journey as a
+    /// whole, the sum over its cohorts. Absent without a value rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_at_risk: Option<f64>,
 }
@@ -272,36 +287,33 @@ pub fn evaluate(
         .iter()
         .map(|w| format_duration(*w))
         .collect();
-    // Journey-level counts: the sum of the journey's series, per window.
-    let mut by_journey: BTreeMap<Arc<str>, (Arc<JourneyInfo>, Vec<Counts>)> = BTreeMap::new();
+    // Journey-level counts and value at risk: the sums of the journey's series, per window.
+    type PerWindow = (Arc<JourneyInfo>, Vec<Counts>, Vec<f64>);
+    let empty = |info: &Arc<JourneyInfo>| -> PerWindow {
+        (
+            info.clone(),
+            vec![Counts::default(); windows.len()],
+            vec![0.0; windows.len()],
+        )
+    };
+    let mut by_journey: BTreeMap<Arc<str>, PerWindow> = BTreeMap::new();
     for j in journeys.configured() {
-        by_journey.insert(
-            j.name.clone(),
-            (j.clone(), vec![Counts::default(); windows.len()]),
-        );
+        by_journey.insert(j.name.clone(), empty(j));
     }
     for (key, info) in restored {
         if key.cohort.is_none() {
             by_journey
                 .entry(key.journey.clone())
-                .or_insert_with(|| (info.clone(), vec![Counts::default(); windows.len()]));
+                .or_insert_with(|| empty(info));
         }
     }
-    let mut value_at_risk: BTreeMap<Arc<str>, Vec<f64>> = BTreeMap::new();
     for s in &snap.series {
         let entry = by_journey
             .entry(s.journey.name.clone())
-            .or_insert_with(|| (s.journey.clone(), vec![Counts::default(); windows.len()]));
-        for (acc, w) in entry.1.iter_mut().zip(&s.windows) {
+            .or_insert_with(|| empty(&s.journey));
+        for ((acc, var), w) in entry.1.iter_mut().zip(entry.2.iter_mut()).zip(&s.windows) {
             acc.add(&w.counts);
-        }
-        if s.journey.value.is_some() {
-            let v = value_at_risk
-                .entry(s.journey.name.clone())
-                .or_insert_with(|| vec![0.0; windows.len()]);
-            for (acc, w) in v.iter_mut().zip(&s.windows) {
-                *acc += w.value_at_risk;
-            }
+            *var += w.value_at_risk;
         }
     }
     let mut view = ScoreView {
@@ -313,7 +325,7 @@ pub fn evaluate(
     let mut infos = Vec::new();
     let mut overall_num = vec![0.0; windows.len()];
     let mut overall_den = vec![0.0; windows.len()];
-    for (name, (info, counts)) in &by_journey {
+    for (name, (info, counts, at_risk)) in &by_journey {
         let wviews: Vec<WindowView> = windows
             .iter()
             .zip(&snap.windows)
@@ -323,13 +335,7 @@ pub fn evaluate(
                 let slices = snap.journey_slices(name, i).unwrap_or_default();
                 let mut wv = window_view(w, c, slices, *d, info, cfg)
                     .with_users(snap.journey_user_counts(name, i));
-                wv.value_at_risk = info.value.as_ref().map(|_| {
-                    value_at_risk
-                        .get(name)
-                        .and_then(|v| v.get(i))
-                        .copied()
-                        .unwrap_or(0.0)
-                });
+                wv.value_at_risk = info.value.as_ref().map(|_| at_risk[i]);
                 wv
             })
             .collect();
@@ -356,6 +362,12 @@ pub fn evaluate(
         };
         let (budget_remaining, burn_rates, alerts) =
             slo_parts(slo.eval(&key), &burn_windows, info, true);
+        let value = info.value.as_ref().map(|_| {
+            snap.journey_values
+                .iter()
+                .find(|v| v.journey.name == *name)
+                .map_or((0.0, 0.0), |v| (v.total, v.failed))
+        });
         view.journeys.push(JourneyView {
             journey: name.to_string(),
             weight: info.weight,
@@ -365,6 +377,10 @@ pub fn evaluate(
             budget_remaining,
             burn_rates,
             alerts,
+            currency: currency_of(info),
+            value_lost_period: value_lost(slo.eval(&key), info),
+            value_total: value.map(|v| v.0),
+            value_failed_total: value.map(|v| v.1),
         });
         infos.push(info.clone());
     }
@@ -411,6 +427,9 @@ pub fn evaluate(
             budget_remaining,
             burn_rates,
             alerts,
+            currency: currency_of(&s.journey),
+            value_lost_period: value_lost(slo.eval(&key), &s.journey),
+            ..Default::default()
         });
         infos.push(s.journey.clone());
     }
@@ -431,7 +450,10 @@ pub fn evaluate(
         let wviews = windows
             .iter()
             .zip(&snap.windows)
-            .map(|(w, d)| window_view(w, &empty, SliceCounts::default(), *d, info, cfg))
+            .map(|(w, d)| WindowView {
+                value_at_risk: info.value.as_ref().map(|_| 0.0),
+                ..window_view(w, &empty, SliceCounts::default(), *d, info, cfg)
+            })
             .collect();
         let (budget_remaining, burn_rates, alerts) =
             slo_parts(slo.eval(key), &burn_windows, info, false);
@@ -444,6 +466,9 @@ pub fn evaluate(
             budget_remaining,
             burn_rates,
             alerts,
+            currency: currency_of(info),
+            value_lost_period: value_lost(slo.eval(key), info),
+            ..Default::default()
         });
         infos.push(info.clone());
     }
@@ -461,6 +486,15 @@ pub fn evaluate(
         score_cfg: Some(cfg.clone()),
         burn_windows,
     }
+}
+
+fn value_lost(e: Option<&SloEval>, info: &JourneyInfo) -> Option<f64> {
+    info.value.as_ref()?;
+    Some(e.map_or(0.0, |e| e.value_lost))
+}
+
+fn currency_of(info: &JourneyInfo) -> Option<String> {
+    info.value.as_ref()?.currency.as_deref().map(str::to_string)
 }
 
 /// The cohort labels of a restored cohort key, or `None` when the journey's cohort keys
@@ -557,8 +591,10 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
     let Some(cfg) = &eval.score_cfg else {
         return out;
     };
-    // Per journey: its first matching entry, the summed counts, how many entries.
-    let mut groups: BTreeMap<String, (usize, Vec<Counts>, usize)> = BTreeMap::new();
+    // Per journey: its first matching entry, the summed counts and value at risk, how
+    // many entries.
+    type Group = (usize, Vec<Counts>, Vec<Option<f64>>, usize);
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     for (i, jv) in v.journeys.iter().enumerate() {
         if jv.cohort.is_empty() || !journey_ok(&jv.journey) {
             continue;
@@ -570,32 +606,38 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
         {
             continue;
         }
-        let g = groups
-            .entry(jv.journey.clone())
-            .or_insert_with(|| (i, vec![Counts::default(); jv.windows.len()], 0));
-        g.2 += 1;
-        for (acc, w) in g.1.iter_mut().zip(&jv.windows) {
+        let g = groups.entry(jv.journey.clone()).or_insert_with(|| {
+            let n = jv.windows.len();
+            (i, vec![Counts::default(); n], vec![None; n], 0)
+        });
+        g.3 += 1;
+        for ((acc, var), w) in g.1.iter_mut().zip(g.2.iter_mut()).zip(&jv.windows) {
             acc.add(&Counts {
                 requests: w.requests,
                 errors: w.errors,
                 slow: w.slow,
                 incorrect: w.incorrect,
             });
+            // Money adds up across cohorts, unlike users.
+            if let Some(x) = w.value_at_risk {
+                *var = Some(var.unwrap_or(0.0) + x);
+            }
         }
     }
-    for (name, (first, counts, members)) in groups {
+    for (name, (first, counts, at_risk, members)) in groups {
         let info = &eval.infos[first];
         let base = &v.journeys[first];
         let windows = base
             .windows
             .iter()
-            .zip(&counts)
+            .zip(counts.iter().zip(&at_risk))
             .zip(v.windows.iter())
             .filter(|((w, _), _)| window_ok(&w.window))
-            .map(|((w, c), _)| {
+            .map(|((w, (c, var)), _)| {
                 let dur = crate::duration::parse_duration(&w.window)
                     .unwrap_or(std::time::Duration::from_secs(60));
                 let mut wv = window_view(&w.window, c, SliceCounts::default(), dur, info, cfg);
+                wv.value_at_risk = *var;
                 if members == 1 {
                     // One cohort: its users are the group's.
                     wv.users = w.users;
@@ -614,6 +656,8 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
             budget_remaining: BTreeMap::new(),
             burn_rates: BTreeMap::new(),
             alerts: Vec::new(),
+            currency: base.currency.clone(),
+            ..Default::default()
         });
     }
     out

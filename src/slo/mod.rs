@@ -60,10 +60,23 @@ impl Reset for SloCounts {
     }
 }
 
+/// Value of the failed or incorrect requests in one period sub-bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Lost(f64);
+
+impl Reset for Lost {
+    fn reset(&mut self) {
+        self.0 = 0.0;
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     burn: Vec<Ring<SloCounts>>,
     period: Ring<SloCounts>,
+    /// The money behind the period's failures, beside its counts: the same shape, so it
+    /// slides and is checkpointed with them.
+    lost: Ring<Lost>,
     /// [sli][severity]
     alerts: [[AlertState; 2]; N_SLIS],
     origin: Origin,
@@ -76,6 +89,8 @@ pub struct SloEval {
     pub period_counts: Counts,
     /// Time slices of the operations SLI over the period.
     pub period_slices: SliceCounts,
+    /// Value of the failed or incorrect requests over the period (0 without a value rule).
+    pub value_lost: f64,
     /// 1 = untouched, 0 = spent, negative = overspent; 1 with no events.
     pub budget_remaining: [f64; N_SLIS],
     /// Per burn window, per SLI; `None` where the window had no events.
@@ -149,9 +164,9 @@ type SeriesKey = (Arc<str>, Arc<[Box<str>]>);
 
 pub struct SloTracker {
     cfg: Slo,
-    /// Each series' cumulative counts at the last tick, keyed by journey name (stable
-    /// across reloads, unlike ids) and cohort.
-    prev: HashMap<SeriesKey, (u64, Counts)>,
+    /// Each series' cumulative counts and failed value at the last tick, keyed by
+    /// journey name (stable across reloads, unlike ids) and cohort.
+    prev: HashMap<SeriesKey, (u64, Counts, f64)>,
     entries: HashMap<Key, Entry>,
     evals: HashMap<Key, SloEval>,
     /// Keys read from the checkpoint at start, shown until their journeys' traffic returns
@@ -207,12 +222,13 @@ impl SloTracker {
                 .map(|w| Ring::new(w.as_nanos() as u64, BURN_SUB_BUCKETS))
                 .collect(),
             period: Ring::new(self.cfg.period.as_nanos() as u64, PERIOD_SUB_BUCKETS),
+            lost: Ring::new(self.cfg.period.as_nanos() as u64, PERIOD_SUB_BUCKETS),
             alerts: Default::default(),
             origin,
         }
     }
 
-    fn add(&mut self, key: Key, origin: &Origin, delta: &SloCounts, now: u64) {
+    fn add(&mut self, key: Key, origin: &Origin, delta: &SloCounts, lost: f64, now: u64) {
         if !self.entries.contains_key(&key) {
             let e = self.new_entry(origin.clone());
             self.entries.insert(key.clone(), e);
@@ -225,22 +241,27 @@ impl SloTracker {
                 slot.add(delta);
             }
         }
+        if let Some(slot) = e.lost.slot_mut(now, now) {
+            slot.0 += lost;
+        }
     }
 
     /// Takes in the growth of every series since the last tick, and the time slices that
     /// closed, and re-evaluates.
     pub fn update(&mut self, snap: &Snapshot, journeys: &Journeys, now: u64) {
-        let mut seen: HashMap<SeriesKey, (u64, Counts)> = HashMap::with_capacity(snap.series.len());
+        let mut seen: HashMap<SeriesKey, (u64, Counts, f64)> =
+            HashMap::with_capacity(snap.series.len());
         let mut objectives: HashMap<Arc<str>, (Objectives, bool, bool)> = HashMap::new();
         for s in &snap.series {
             let id = (s.journey.name.clone(), cohort_key(s));
-            let before = match self.prev.get(&id) {
+            let (before, lost_before) = match self.prev.get(&id) {
                 // A series that expired and came back starts its counters again.
-                Some((created, c)) if *created == s.created_unix_ns => *c,
-                _ => Counts::default(),
+                Some((created, c, v)) if *created == s.created_unix_ns => (*c, *v),
+                _ => (Counts::default(), 0.0),
             };
             let delta = s.totals.sub(&before);
-            seen.insert(id, (s.created_unix_ns, s.totals));
+            let lost = (s.value_failed - lost_before).max(0.0);
+            seen.insert(id, (s.created_unix_ns, s.totals, s.value_failed));
             objectives.insert(
                 s.journey.name.clone(),
                 (
@@ -263,6 +284,7 @@ impl SloTracker {
                 },
                 &s.journey.origin,
                 &delta,
+                lost,
                 now,
             );
             if !s.journey.cohort_keys.is_empty() || s.overflow {
@@ -273,6 +295,7 @@ impl SloTracker {
                     },
                     &s.journey.origin,
                     &delta,
+                    lost,
                     now,
                 );
             }
@@ -288,7 +311,7 @@ impl SloTracker {
                 journey: ops.journey.name.clone(),
                 cohort: None,
             };
-            self.add(key, &ops.journey.origin, &delta, now);
+            self.add(key, &ops.journey.origin, &delta, 0.0, now);
         }
         for j in journeys.configured() {
             objectives.insert(
@@ -374,6 +397,7 @@ impl SloTracker {
                         .map(|c| c.iter().map(|v| v.to_string()).collect()),
                     burn: e.burn.iter().map(RingData::from_ring).collect(),
                     period: RingData::from_ring(&e.period),
+                    lost: Some(LostData::from_ring(&e.lost)),
                     alerts: e
                         .alerts
                         .iter()
@@ -433,6 +457,9 @@ impl SloTracker {
                 data.into_ring(ring);
             }
             ce.period.into_ring(&mut e.period);
+            if let Some(lost) = ce.lost {
+                lost.into_ring(&mut e.lost);
+            }
             for (i, (active, last)) in ce.alerts.into_iter().enumerate().take(2 * N_SLIS) {
                 e.alerts[i / 2][i % 2] = AlertState {
                     active,
@@ -468,6 +495,9 @@ struct CheckpointEntry {
     cohort: Option<Vec<String>>,
     burn: Vec<RingData>,
     period: RingData,
+    /// Absent in checkpoints written before the period's lost value was kept.
+    #[serde(default)]
+    lost: Option<LostData>,
     alerts: Vec<(bool, u64)>,
     /// Absent in checkpoints written before origins were kept: read as configured.
     #[serde(default)]
@@ -524,6 +554,35 @@ impl RingData {
                 })
                 .collect(),
         );
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct LostData {
+    sub_ns: u64,
+    /// (bucket index, value)
+    slots: Vec<(u64, f64)>,
+}
+
+impl LostData {
+    fn from_ring(r: &Ring<Lost>) -> LostData {
+        LostData {
+            sub_ns: r.sub_ns(),
+            slots: r.export().into_iter().map(|(b, v)| (b, v.0)).collect(),
+        }
+    }
+
+    fn into_ring(self, r: &mut Ring<Lost>) {
+        // A value that is not a finite, non-negative sum was not written by cerflow.
+        if self.sub_ns != r.sub_ns()
+            || self
+                .slots
+                .iter()
+                .any(|(_, v)| !(v.is_finite() && *v >= 0.0))
+        {
+            return;
+        }
+        r.import(self.slots.into_iter().map(|(b, v)| (b, Lost(v))).collect());
     }
 }
 
@@ -596,6 +655,7 @@ fn evaluate_entry(
         objectives: obj,
         period_counts: period.requests,
         period_slices: period.slices,
+        value_lost: e.lost.live(now).map(|l| l.0).sum(),
         budget_remaining,
         burn,
         burn_counts: burn_counts.iter().map(|c| c.requests).collect(),
@@ -891,6 +951,57 @@ mod tests {
     }
 
     #[test]
+    fn the_value_lost_over_the_period_grows_with_the_series_and_survives_a_checkpoint() {
+        let (cfg, journeys) = setup("");
+        let mut t = SloTracker::new(&cfg.slo);
+        let now = 1_000_000 * S;
+        let counts = |requests| Counts {
+            requests,
+            errors: 1,
+            ..Default::default()
+        };
+        let with_lost = |requests, failed: f64, created| {
+            let mut s = snap_with(&journeys, counts(requests), created);
+            s.series[0].value_failed = failed;
+            s
+        };
+        // The series' failed value grows 10.25 -> 30.75 (+20.5) over two ticks; then it
+        // expires and a new one (another start time) begins at 4.5: 30.75 + 4.5 = 35.25.
+        t.update(&with_lost(10, 10.25, 1), &journeys, now);
+        t.update(&with_lost(20, 30.75, 1), &journeys, now + S);
+        t.update(&with_lost(1, 4.5, 2), &journeys, now + 2 * S);
+        let key = Key {
+            journey: Arc::from("checkout"),
+            cohort: None,
+        };
+        assert_eq!(t.eval(&key).unwrap().value_lost, 35.25);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slo.ckpt");
+        t.save(&path, now + 2 * S).unwrap();
+        let mut back = SloTracker::new(&cfg.slo);
+        assert_eq!(back.load(&path), Ok(1));
+        back.update(&Snapshot::default(), &journeys, now + 3 * S);
+        assert_eq!(back.eval(&key).unwrap().value_lost, 35.25);
+        // A checkpoint from before the value was kept reads with none lost.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let body = text.split_once('\n').unwrap().1;
+        let mut v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["entries"][0].as_object_mut().unwrap().remove("lost");
+        let body = serde_json::to_string(&v).unwrap();
+        let old = format!(
+            "{CHECKPOINT_MAGIC} crc32={:08x} len={}\n{body}",
+            crc32fast::hash(body.as_bytes()),
+            body.len()
+        );
+        std::fs::write(&path, old).unwrap();
+        let mut back = SloTracker::new(&cfg.slo);
+        assert_eq!(back.load(&path), Ok(1));
+        back.update(&Snapshot::default(), &journeys, now + 3 * S);
+        assert_eq!(back.eval(&key).unwrap().value_lost, 0.0);
+        assert_eq!(back.eval(&key).unwrap().period_counts.requests, 21);
+    }
+
+    #[test]
     fn a_checkpoint_round_trips_and_a_corrupt_one_is_refused() {
         let (cfg, journeys) = setup("");
         let mut t = SloTracker::new(&cfg.slo);
@@ -960,7 +1071,7 @@ mod tests {
             requests: c,
             ..Default::default()
         };
-        t.add(key("shop:GET /"), &derived, &c2, now);
+        t.add(key("shop:GET /"), &derived, &c2, 0.0, now);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("slo.ckpt");
         t.save(&path, now).unwrap();

@@ -146,6 +146,15 @@ impl<T: Default + Clone + Reset> Ring<T> {
 pub struct Slot {
     pub counts: Counts,
     pub hist: SparseHist,
+    /// Users and value at risk, boxed and made on the slot's first user or valued
+    /// failure: a series whose spans name no user and carry no value (users.keys empty,
+    /// no journey value) pays 8 bytes a slot for them, not 72.
+    pub customers: Option<Box<Customers>>,
+}
+
+/// The customer figures of one sub-bucket.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Customers {
     pub users: Users,
     /// Value of the failed or incorrect requests.
     pub value_at_risk: f64,
@@ -155,8 +164,20 @@ impl Reset for Slot {
     fn reset(&mut self) {
         self.counts = Counts::default();
         self.hist.clear();
-        self.users.clear();
-        self.value_at_risk = 0.0;
+        // The box stays for the next bucket: a series that names users keeps naming them.
+        if let Some(c) = self.customers.as_deref_mut() {
+            c.users.clear();
+            c.value_at_risk = 0.0;
+        }
+    }
+}
+
+impl Slot {
+    pub fn heap_bytes(&self) -> usize {
+        self.hist.heap_bytes()
+            + self.customers.as_deref().map_or(0, |c| {
+                std::mem::size_of::<Customers>() + c.users.heap_bytes()
+            })
     }
 }
 
@@ -262,11 +283,15 @@ impl SeriesState {
             if let Some(slot) = ring.slot_mut(end_ns, now_ns) {
                 slot.counts.add_flags(flags);
                 slot.hist.record(us);
-                if flags & flag::USER != 0 {
-                    slot.users.record(user, flags);
-                }
-                if lost {
-                    slot.value_at_risk += r.value;
+                let named = flags & flag::USER != 0;
+                if named || lost {
+                    let c = slot.customers.get_or_insert_with(Default::default);
+                    if named {
+                        c.users.record(user, flags);
+                    }
+                    if lost {
+                        c.value_at_risk += r.value;
+                    }
                 }
             }
         }
@@ -288,8 +313,10 @@ impl SeriesState {
         let mut value_at_risk = 0.0;
         for s in ring.live(now_ns) {
             counts.add(&s.counts);
-            users.merge(&s.users);
-            value_at_risk += s.value_at_risk;
+            if let Some(c) = s.customers.as_deref() {
+                users.merge(&c.users);
+                value_at_risk += c.value_at_risk;
+            }
         }
         hist::quantiles(ring.live(now_ns).map(|s| &s.hist), qs, scratch, qout);
         WindowStats {
@@ -306,9 +333,7 @@ impl SeriesState {
             .map(|r| {
                 r.slots
                     .iter()
-                    .map(|s| {
-                        s.hist.heap_bytes() + s.users.heap_bytes() + std::mem::size_of::<Slot>() + 8
-                    })
+                    .map(|s| s.heap_bytes() + std::mem::size_of::<Slot>() + 8)
                     .sum::<usize>()
             })
             .sum::<usize>()
@@ -433,6 +458,28 @@ mod tests {
         // At 1035 s the live buckets are 98..=103: 955 s and 975 s have left, users 2 and 3 remain.
         let st = s.window_stats(0, 1_035 * S, &[], &mut Vec::new(), &mut Vec::new());
         assert_eq!((st.users.all.count(), st.users.affected.count()), (2, 2));
+    }
+
+    #[test]
+    fn a_series_without_users_or_value_pays_eight_bytes_a_slot_for_them() {
+        use std::mem::size_of;
+        // Counts 4 x 8 = 32, the histogram's Vec 24, the customers box pointer 8.
+        assert_eq!(size_of::<Slot>(), 64);
+        // Two sketches (an enum of two Vecs or a Box: 24 bytes and a tag, 32 each)
+        // and an f64.
+        assert_eq!(size_of::<Customers>(), 72);
+        let now = 1_000 * S;
+        let mut s = SeriesState::new(&[60 * S, 300 * S, 3_600 * S], 12, 0, now);
+        // 3 windows x 12 slots x (64 + 8 for the slot's bucket index), plus the one
+        // +Inf histogram bucket's 8 bytes: 2,592 + 8.
+        assert_eq!(s.heap_bytes(), 2_600);
+        s.record(&rec(now, 1_000, 0, 0, 0.0), &[], now);
+        // One slot per window gets a histogram bin: a Vec of capacity 4 x 8 bytes.
+        assert_eq!(s.heap_bytes(), 2_600 + 3 * 32);
+        s.record(&rec(now, 1_000, flag::USER, 7, 0.0), &[], now);
+        // Same bin; each of the three slots boxes its customers (72) with a users
+        // sketch of capacity 4 hashes (32).
+        assert_eq!(s.heap_bytes(), 2_600 + 3 * 32 + 3 * (72 + 32));
     }
 
     #[test]
