@@ -159,6 +159,8 @@ impl Deriver {
             old.histogram_buckets != new.histogram_buckets,
         );
         restart("limits", old.limits != new.limits);
+        restart("traces", old.traces != new.traces);
+        restart("dependencies", old.dependencies != new.dependencies);
         restart("slo.checkpoint", old.slo.checkpoint != new.slo.checkpoint);
         if let Err(e) = self.tracker.reconfigure(&new.slo) {
             notes.push(e.to_string());
@@ -184,6 +186,8 @@ impl Deriver {
         merged.windows = old.windows.clone();
         merged.histogram_buckets = old.histogram_buckets.clone();
         merged.limits = old.limits.clone();
+        merged.traces = old.traces.clone();
+        merged.dependencies = old.dependencies.clone();
         merged.slo.checkpoint = old.slo.checkpoint.clone();
         self.cfg = merged;
         notes

@@ -36,7 +36,10 @@ const STAGES: &[(&str, &[&str])] = &[
     ("receive", &["receiver", "tls"]),
     ("decode", &["decode"]),
     ("match", &["journey", "users", "value"]),
-    ("record", &["ingest", "pipeline", "window", "snapshot"]),
+    (
+        "record",
+        &["ingest", "pipeline", "window", "snapshot", "traces"],
+    ),
     ("derive", &["sli", "slo", "score", "published", "deriver"]),
     ("export", &["export", "api"]),
     (

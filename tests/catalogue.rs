@@ -4,13 +4,16 @@
 
 use cerflow::catalogue::{self, Kind, Metric};
 use cerflow::config::Config;
+use cerflow::hist::SparseHist;
 use cerflow::journey::Journeys;
 use cerflow::pipeline::Pipeline;
 use cerflow::published::Shared;
 use cerflow::score::{self, Evaluation};
 use cerflow::sli::Snapshot;
 use cerflow::slo::SloTracker;
-use cerflow::snapshot::{SeriesSnap, ShardSnapshot};
+use cerflow::snapshot::{
+    DependencySnap, DependencyWindow, SelfBlameSnap, SeriesSnap, ShardSnapshot,
+};
 use cerflow::span_record::flag;
 use cerflow::telemetry::Telemetry;
 use cerflow::window::{Counts, Coverage, Users, WindowStats};
@@ -21,7 +24,8 @@ use std::time::Duration;
 const S: u64 = 1_000_000_000;
 
 /// A published state in which every metric has at least one sample: one journey with a
-/// cohort, requests in both windows, quantiles and coverage.
+/// cohort, requests in both windows, quantiles and coverage, one dependency with a
+/// blamed failure and the journey's own.
 fn published() -> (Arc<Shared>, Pipeline) {
     let cfg = Config::parse(
         "cohorts:\n  keys: [cloud.region]\njourneys:\n  - name: checkout\n    match: { span_name: x }\n    value: { per_request: 2.5, currency: EUR }\n",
@@ -67,7 +71,37 @@ fn published() -> (Arc<Shared>, Pipeline) {
             })
             .collect(),
     };
+    let journey = journeys.get(0).expect("the configured journey");
+    let mut hist = SparseHist::default();
+    hist.record(20_000);
+    let dependency = DependencySnap {
+        journey: journey.clone(),
+        name: Arc::from("payments"),
+        overflow: false,
+        totals: counts,
+        duration_sum_s: 0.08,
+        buckets: vec![4; cfg.histogram_buckets.len() + 1],
+        created_unix_ns: S,
+        blamed_total: 1,
+        windows: windows
+            .iter()
+            .map(|_| DependencyWindow {
+                counts,
+                hists: vec![hist.clone()],
+                blamed: 1,
+            })
+            .collect(),
+    };
+    let self_blame = SelfBlameSnap {
+        journey,
+        total: 2,
+        created_unix_ns: S,
+        windows: vec![2; windows.len()],
+    };
     let shard = ShardSnapshot {
+        dependencies: vec![dependency],
+        self_blame: vec![self_blame],
+        trace_bytes: 64,
         series: vec![series],
         coverage: vec![
             Coverage {
@@ -173,8 +207,8 @@ fn the_otlp_push_sends_exactly_the_catalogue_metrics_with_an_otlp_name() {
         .collect();
     assert_eq!(
         expected.len(),
-        18,
-        "the OTLP table of README.md has 18 metrics"
+        24,
+        "the OTLP table of README.md has 24 metrics"
     );
     assert_eq!(sent, expected);
 }

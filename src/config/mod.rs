@@ -19,6 +19,8 @@ pub use crate::slo::config::{
     AlertRule, Checkpoint, Objectives, PerSli, Severity, SliKind, Slo, DEFAULT_ALERTS,
     DEFAULT_OBJECTIVES, SLIS,
 };
+use crate::traces::config::{decode_dependencies, decode_traces};
+pub use crate::traces::config::{Dependencies, Traces};
 use crate::users::config::decode_users;
 pub use crate::users::config::Users;
 use crate::window::config::decode_windows;
@@ -57,6 +59,8 @@ pub struct Config {
     pub slo: Slo,
     pub score: Score,
     pub limits: Limits,
+    pub traces: Traces,
+    pub dependencies: Dependencies,
     pub journeys: Vec<JourneyConfig>,
 }
 
@@ -152,6 +156,8 @@ impl Default for Config {
                 max_series_per_journey: 1000,
                 max_window_state_bytes: 256 << 20,
             },
+            traces: Traces::default(),
+            dependencies: Dependencies::default(),
             journeys: Vec::new(),
         }
     }
@@ -304,6 +310,8 @@ const ROOT_KEYS: &[&str] = &[
     "slo",
     "score",
     "limits",
+    "traces",
+    "dependencies",
     "journeys",
 ];
 
@@ -376,6 +384,12 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
     }
     if let Some(n) = m.get("score") {
         decode_score(ctx, n, &mut cfg.score);
+    }
+    if let Some(n) = m.get("traces") {
+        decode_traces(ctx, n, &mut cfg.traces);
+    }
+    if let Some(n) = m.get("dependencies") {
+        decode_dependencies(ctx, n, &mut cfg.dependencies);
     }
     if let Some(n) = m.get("journeys") {
         cfg.journeys = decode_journeys(ctx, n, &cfg);

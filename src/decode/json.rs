@@ -935,6 +935,8 @@ map_seed!(Span, "a Span object", (), |this, m| {
         name: "",
         trace_id: &[],
         span_id: &[],
+        parent_span_id: &[],
+        trace_state: "",
         start_ns: 0,
         end_ns: 0,
         kind: 0,
@@ -954,11 +956,9 @@ map_seed!(Span, "a Span object", (), |this, m| {
             }
             S_TRACE_ID => s.trace_id = m.next_value_seed(Nullable(Hex(arena)))?.unwrap_or(&[]),
             S_SPAN_ID => s.span_id = m.next_value_seed(Nullable(Hex(arena)))?.unwrap_or(&[]),
-            S_PARENT => {
-                m.next_value_seed(Nullable(Hex(arena)))?;
-            }
+            S_PARENT => s.parent_span_id = m.next_value_seed(Nullable(Hex(arena)))?.unwrap_or(&[]),
             S_TRACE_STATE => {
-                m.next_value_seed(Nullable(AnyStr))?;
+                s.trace_state = m.next_value_seed(Nullable(Text(arena)))?.unwrap_or("")
             }
             S_NAME => s.name = m.next_value_seed(Nullable(Text(arena)))?.unwrap_or(""),
             S_KIND => s.kind = m.next_value_seed(Nullable(Enum(SPAN_KINDS)))?.unwrap_or(0),
