@@ -1,5 +1,5 @@
 //! The admin listener's routes: `/metrics` (Prometheus text), `/api/v1/scores`,
-//! `/healthz` and `/readyz`.
+//! `/api/v1/incidents`, `/healthz` and `/readyz`.
 
 use crate::export;
 use crate::published::Shared;
@@ -28,6 +28,10 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route(
             "/api/v1/scores",
             get(crate::api::scores_json).with_state(shared.clone()),
+        )
+        .route(
+            "/api/v1/incidents",
+            get(crate::api::incidents_json).with_state(shared.clone()),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route(

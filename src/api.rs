@@ -1,4 +1,5 @@
-//! The score API: `GET /api/v1/scores` (JSON, on the metrics port) and the gRPC
+//! The score API: `GET /api/v1/scores` and `GET /api/v1/incidents` (JSON, on the
+//! metrics port) and the gRPC
 //! `cerflow.v1.ScoreService` (on the OTLP gRPC port), both reading the latest evaluation.
 
 use crate::proto;
@@ -61,6 +62,12 @@ pub async fn scores_json(State(sh): State<Arc<Shared>>, RawQuery(q): RawQuery) -
     };
     let eval = sh.eval.load();
     axum::Json(filtered(&eval, &filter)).into_response()
+}
+
+/// `GET /api/v1/incidents`: open incidents (oldest first), then closed ones (newest first).
+pub async fn incidents_json(State(sh): State<Arc<Shared>>) -> Response {
+    let eval = sh.eval.load();
+    axum::Json(serde_json::json!({ "incidents": eval.incidents })).into_response()
 }
 
 pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {

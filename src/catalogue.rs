@@ -245,6 +245,33 @@ pub const CER_SCORE: Metric = Metric {
     labels: &["window"],
 };
 
+pub const CER_JOURNEY_INCIDENT_OPEN: Metric = Metric {
+    prom: "cer_journey_incident_open",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "1 while an incident of the journey is open (an alert of incidents.severity active), else 0.",
+    labels: &["journey"],
+};
+
+pub const CER_JOURNEY_INCIDENTS_TOTAL: Metric = Metric {
+    prom: "cer_journey_incidents_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Incidents of the journey opened, kept across restarts.",
+    labels: &["journey"],
+};
+
+pub const CER_JOURNEY_TIME_TO_RECOVERY_SECONDS: Metric = Metric {
+    prom: "cer_journey_time_to_recovery_seconds",
+    otlp: None,
+    unit: "s",
+    kind: Kind::Histogram,
+    help: "Durations of the journey's closed incidents, from the alert firing to no alert active.",
+    labels: &["journey", "le"],
+};
+
 pub const CERFLOW_BUILD_INFO: Metric = Metric {
     prom: "cerflow_build_info",
     otlp: None,
@@ -621,6 +648,9 @@ pub const ALL: &[Metric] = &[
     CER_JOURNEY_SCORE,
     CER_COHORT_SCORE,
     CER_SCORE,
+    CER_JOURNEY_INCIDENT_OPEN,
+    CER_JOURNEY_INCIDENTS_TOTAL,
+    CER_JOURNEY_TIME_TO_RECOVERY_SECONDS,
     CERFLOW_BUILD_INFO,
     CERFLOW_RECEIVED_SPANS_TOTAL,
     CERFLOW_REFUSED_SPANS_TOTAL,

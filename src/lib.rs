@@ -26,6 +26,7 @@ pub mod duration;
 pub mod export;
 pub mod gate;
 pub mod hist;
+pub mod incidents;
 pub mod ingest;
 pub mod internal_events;
 pub mod journey;

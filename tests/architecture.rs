@@ -40,7 +40,10 @@ const STAGES: &[(&str, &[&str])] = &[
         "record",
         &["ingest", "pipeline", "window", "snapshot", "traces"],
     ),
-    ("derive", &["sli", "slo", "score", "published", "deriver"]),
+    (
+        "derive",
+        &["sli", "slo", "incidents", "score", "published", "deriver"],
+    ),
     ("export", &["export", "api"]),
     (
         "wiring",

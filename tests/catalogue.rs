@@ -115,7 +115,15 @@ fn published() -> (Arc<Shared>, Pipeline) {
     let snap = Snapshot::merge(100 * S, windows, vec![shard]);
     let mut tracker = SloTracker::new(&cfg.slo);
     tracker.update(&snap, &journeys, 100 * S);
-    let eval: Evaluation = score::evaluate(&snap, &tracker, &journeys, &[], &cfg.score, "v1");
+    let mut eval: Evaluation = score::evaluate(&snap, &tracker, &journeys, &[], &cfg.score, "v1");
+    eval.incident_stats = vec![cerflow::incidents::IncidentStats {
+        journey: "checkout".into(),
+        open: false,
+        total: 1,
+        recovery_buckets: vec![1; cerflow::incidents::RECOVERY_BUCKETS_S.len() + 1],
+        recovery_sum_s: 120.0,
+        recovery_count: 1,
+    }];
     let shared = Shared {
         snapshot: arc_swap::ArcSwap::from_pointee(snap),
         eval: arc_swap::ArcSwap::from_pointee(eval),

@@ -8,6 +8,8 @@ pub mod yaml;
 // Each component's section lives beside the component; the root assembles them.
 use crate::export::config::decode_exporters;
 pub use crate::export::config::{Exporters, OtlpExporter, OtlpRetry};
+use crate::incidents::config::decode_incidents;
+pub use crate::incidents::config::Incidents;
 use crate::pipeline::config::{decode_limits, decode_pipeline};
 pub use crate::pipeline::config::{Limits, Pipeline};
 use crate::receiver::config::decode_receivers;
@@ -61,6 +63,7 @@ pub struct Config {
     pub limits: Limits,
     pub traces: Traces,
     pub dependencies: Dependencies,
+    pub incidents: Incidents,
     pub journeys: Vec<JourneyConfig>,
 }
 
@@ -158,6 +161,7 @@ impl Default for Config {
             },
             traces: Traces::default(),
             dependencies: Dependencies::default(),
+            incidents: Incidents::default(),
             journeys: Vec::new(),
         }
     }
@@ -312,6 +316,7 @@ const ROOT_KEYS: &[&str] = &[
     "limits",
     "traces",
     "dependencies",
+    "incidents",
     "journeys",
 ];
 
@@ -390,6 +395,9 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
     }
     if let Some(n) = m.get("dependencies") {
         decode_dependencies(ctx, n, &mut cfg.dependencies);
+    }
+    if let Some(n) = m.get("incidents") {
+        decode_incidents(ctx, n, &mut cfg.incidents);
     }
     if let Some(n) = m.get("journeys") {
         cfg.journeys = decode_journeys(ctx, n, &cfg);

@@ -262,6 +262,7 @@ pub fn render(sh: &Shared) -> String {
     sample(&mut out, catalogue::CER_DEFINITION_INFO.prom, &vl, 1.0);
 
     render_scores(sh, &mut out);
+    render_incidents(sh, &mut out);
     render_self(sh, &mut out, snap.series.len(), snap.state_bytes);
     header(&mut out, &catalogue::CERFLOW_TRACE_BUFFER_BYTES);
     sample(
@@ -370,6 +371,55 @@ fn render_dependencies(
             &dependency_labels(&b.journey.name, &b.dependency, b.overflow),
             b.total as f64,
         );
+    }
+}
+
+/// Incident series, from the incident state of the same tick.
+fn render_incidents(sh: &Shared, out: &mut String) {
+    let eval = sh.eval.load();
+    let journey = |name: &str| {
+        let mut l = String::from("journey=\"");
+        escape(name, &mut l);
+        l.push('"');
+        l
+    };
+    header(out, &catalogue::CER_JOURNEY_INCIDENT_OPEN);
+    for st in &eval.incident_stats {
+        let v = if st.open { 1.0 } else { 0.0 };
+        sample(
+            out,
+            catalogue::CER_JOURNEY_INCIDENT_OPEN.prom,
+            &journey(&st.journey),
+            v,
+        );
+    }
+    header(out, &catalogue::CER_JOURNEY_INCIDENTS_TOTAL);
+    for st in &eval.incident_stats {
+        sample(
+            out,
+            catalogue::CER_JOURNEY_INCIDENTS_TOTAL.prom,
+            &journey(&st.journey),
+            st.total as f64,
+        );
+    }
+    let m = &catalogue::CER_JOURNEY_TIME_TO_RECOVERY_SECONDS;
+    header(out, m);
+    let [bucket, sum, count] = ["bucket", "sum", "count"].map(|x| format!("{}_{x}", m.prom));
+    for st in &eval.incident_stats {
+        let l = journey(&st.journey);
+        let mut cumulative = 0;
+        for (i, c) in st.recovery_buckets.iter().enumerate() {
+            cumulative += c;
+            let mut bl = format!("{l},le=\"");
+            match crate::incidents::RECOVERY_BUCKETS_S.get(i) {
+                Some(b) => fmt_f64(*b, &mut bl),
+                None => bl.push_str("+Inf"),
+            }
+            bl.push('"');
+            sample(out, &bucket, &bl, cumulative as f64);
+        }
+        sample(out, &sum, &l, st.recovery_sum_s);
+        sample(out, &count, &l, st.recovery_count as f64);
     }
 }
 

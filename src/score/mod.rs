@@ -185,6 +185,9 @@ pub struct Evaluation {
     pub infos: Vec<Arc<JourneyInfo>>,
     pub score_cfg: Option<Score>,
     pub burn_windows: Vec<String>,
+    /// Open, then recent incidents; set by the deriver after the evaluation.
+    pub incidents: Vec<crate::incidents::Incident>,
+    pub incident_stats: Vec<crate::incidents::IncidentStats>,
 }
 
 fn per_sli_map(v: &PerSli, info: &JourneyInfo) -> BTreeMap<String, f64> {
@@ -458,6 +461,8 @@ pub fn evaluate(
         infos,
         score_cfg: Some(cfg.clone()),
         burn_windows,
+        incidents: Vec::new(),
+        incident_stats: Vec::new(),
     }
 }
 
