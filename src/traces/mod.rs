@@ -734,3 +734,185 @@ impl Assembler {
         (deps, selfs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::telemetry::AddRelaxed;
+
+    const S: u64 = 1_000_000_000;
+
+    fn setup(max_deps: usize, max_spans: usize) -> (Assembler, Journeys, Arc<Telemetry>) {
+        let cfg = Config::parse(
+            "journeys:\n  - name: checkout\n    match: { span_name: c }\n  - name: login\n    match: { span_name: l }\n",
+            "t",
+            &|_| None,
+        )
+        .unwrap();
+        let journeys = Journeys::new(&cfg);
+        let tel = Arc::new(Telemetry::default());
+        let settings = Arc::new(Settings {
+            wait_ns: 10 * S,
+            max_bytes: 1 << 20,
+            max_spans,
+            max_dependencies: max_deps,
+            window_ns: vec![60 * S],
+            sub_buckets: 6,
+            bounds_ns: vec![S / 10],
+            ttl_ns: 900 * S,
+        });
+        let a = Assembler::new(settings, Arc::default(), tel.clone());
+        (a, journeys, tel)
+    }
+
+    /// A span of trace 1; `journey` claims it, `dep` makes it a call to that name.
+    fn span(
+        id: u64,
+        parent: u64,
+        journey: JourneyId,
+        error: bool,
+        dep: Option<&str>,
+        text: &mut String,
+    ) -> TraceSpan {
+        let start = text.len() as u32;
+        let mut flags = if error { tflag::ERROR } else { 0 };
+        if let Some(d) = dep {
+            text.push_str(d);
+            flags |= tflag::DEPENDENCY;
+        }
+        TraceSpan {
+            trace: 1,
+            span: id,
+            parent,
+            end_ns: 100 * S,
+            duration_ns: S / 100,
+            journey,
+            flags,
+            name: (start, text.len() as u32),
+        }
+    }
+
+    fn calls(a: &mut Assembler, j: &Journeys) -> Vec<(String, String, u64, u64, u64)> {
+        let (deps, selfs) = a.snapshot(j, 100 * S, false);
+        let mut out: Vec<_> = deps
+            .iter()
+            .map(|d| {
+                let name = if d.overflow {
+                    "(overflow)".into()
+                } else {
+                    d.name.to_string()
+                };
+                (
+                    d.journey.name.to_string(),
+                    name,
+                    d.totals.requests,
+                    d.totals.errors,
+                    d.blamed_total,
+                )
+            })
+            .chain(
+                selfs
+                    .iter()
+                    .map(|s| (s.journey.name.to_string(), SELF.into(), 0, 0, s.total)),
+            )
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_cycle_of_parent_ids_ends_and_belongs_to_no_journey() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        // 1 claimed root; 2 -> 3 -> 2 a cycle with a call in it; 4 a call under 1.
+        let spans = vec![
+            span(1, 0, 0, false, None, &mut text),
+            span(2, 3, NO_JOURNEY, false, Some("x"), &mut text),
+            span(3, 2, NO_JOURNEY, false, Some("y"), &mut text),
+            span(4, 1, NO_JOURNEY, false, Some("db"), &mut text),
+        ];
+        a.add(&spans, &text, &j, 100 * S);
+        a.flush(&j, 100 * S);
+        assert_eq!(
+            calls(&mut a, &j),
+            [("checkout".into(), "db".into(), 1, 0, 0)]
+        );
+        assert_eq!(tel.orphan_spans.get(), 0, "the trace has a claimed span");
+        assert_eq!(a.bytes(), 0);
+    }
+
+    #[test]
+    fn a_deep_chain_is_attributed_to_its_root_and_a_nested_journey_takes_its_own_calls() {
+        let (mut a, j, _) = setup(10, 10_000);
+        let mut text = String::new();
+        // checkout 1 (failed) -> 2000 INTERNAL spans in a chain -> a failed call "deep";
+        // then a login (failed) under the chain's end with a good call "ldap".
+        let mut spans = vec![span(1, 0, 0, true, None, &mut text)];
+        for id in 2..2002 {
+            spans.push(span(id, id - 1, NO_JOURNEY, false, None, &mut text));
+        }
+        spans.push(span(5000, 2001, NO_JOURNEY, true, Some("deep"), &mut text));
+        spans.push(span(6000, 2001, 1, true, None, &mut text));
+        spans.push(span(6001, 6000, NO_JOURNEY, false, Some("ldap"), &mut text));
+        a.add(&spans, &text, &j, 100 * S);
+        a.flush(&j, 100 * S);
+        assert_eq!(
+            calls(&mut a, &j),
+            [
+                ("checkout".into(), "deep".into(), 1, 1, 1),
+                ("login".into(), "ldap".into(), 1, 0, 0),
+                ("login".into(), SELF.into(), 0, 0, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn past_the_limit_a_journeys_new_dependencies_share_its_overflow_series() {
+        let (mut a, j, _) = setup(2, 100);
+        let mut text = String::new();
+        // A failed checkout calling a, b (the limit is 2), then c and d, all failing: c and
+        // d share the overflow series (2 calls); blame is per distinct name, so a and b
+        // get 1 each and the overflow series 2 (c and d).
+        let mut spans = vec![span(1, 0, 0, true, None, &mut text)];
+        for (i, d) in ["a", "b", "c", "d"].iter().enumerate() {
+            spans.push(span(10 + i as u64, 1, NO_JOURNEY, true, Some(d), &mut text));
+        }
+        a.add(&spans, &text, &j, 100 * S);
+        a.flush(&j, 100 * S);
+        assert_eq!(
+            calls(&mut a, &j),
+            [
+                ("checkout".into(), "(overflow)".into(), 2, 2, 2),
+                ("checkout".into(), "a".into(), 1, 1, 1),
+                ("checkout".into(), "b".into(), 1, 1, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn traces_complete_after_the_wait_and_not_before() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        let spans = vec![span(2, 1, NO_JOURNEY, false, Some("x"), &mut text)];
+        a.add(&spans, &text, &j, 100 * S);
+        // 64 (the span) + 1 (its name) + 160 (the trace).
+        assert_eq!(a.bytes(), 64 + 1 + 160);
+        a.tick(&j, 110 * S - 1);
+        assert_eq!(
+            tel.orphan_spans.get(),
+            0,
+            "not complete 1 ns before the wait"
+        );
+        a.tick(&j, 110 * S);
+        assert_eq!(tel.orphan_spans.get(), 1);
+        assert_eq!(a.bytes(), 0);
+    }
+
+    #[test]
+    fn a_trace_span_is_64_bytes() {
+        // README's accounting (64 bytes a span) and the eviction test's arithmetic rely on it.
+        assert_eq!(std::mem::size_of::<TraceSpan>(), SPAN_BYTES);
+        assert_eq!(SPAN_BYTES, 64);
+    }
+}
