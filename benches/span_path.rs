@@ -63,12 +63,14 @@ fn template(n: usize, journeys: usize, cohorts: usize) -> payload::Template {
         error_rate: 0.01,
         latency_ms: 120.0,
         spread: 0.5,
+        dependency_fault: None,
     };
     payload::build(
         &Shape {
             journeys: &js,
             cohorts: &cs,
             behaviour: &behave,
+            dependencies: 0,
         },
         n,
         &mut Rng::new(42),

@@ -23,7 +23,7 @@ fn config(p: &Ports, traces: &str) -> String {
     )
 }
 
-fn dep(journey: &'static str, dependency: &'static str) -> [(&'static str, &'static str); 2] {
+fn dep<'a>(journey: &'a str, dependency: &'a str) -> [(&'static str, &'a str); 2] {
     [("journey", journey), ("dependency", dependency)]
 }
 
@@ -418,5 +418,86 @@ fn with_trace_assembly_off_there_are_no_dependencies_and_no_orphans() {
     assert!(s
         .matching("cer_journey_failures_attributed_total", &[])
         .is_empty());
+    s.assert("cerflow_orphan_spans_total", &[], 0.0);
+}
+
+/// A game day with the load generator: requests call payments and inventory; in the
+/// second phase every payments call fails and fails its request. Whatever the random
+/// draw, every failed request is blamed on payments and nothing on self or inventory,
+/// and each request made exactly one call to each dependency.
+#[test]
+fn a_loadgen_fault_in_one_dependency_moves_the_blame_to_it() {
+    let c = Cerflow::start(|p| {
+        format!(
+            "{}pipeline:\n  evaluation_interval: 100ms\ntraces:\n  wait: 1s\n",
+            p.listeners_yaml("")
+        )
+    });
+    let scenario = c.dir.path().join("game-day.yaml");
+    std::fs::write(
+        &scenario,
+        "phases:\n  - name: healthy\n    duration: 1s\n  - name: payments-down\n    duration: 1s\n    \
+         faults:\n      - dependency: payments\n        error_rate: 1.0\n",
+    )
+    .expect("writing the scenario");
+    let endpoint = format!("127.0.0.1:{}", c.ports.http);
+    let (status, out, err) = run_cli(
+        &[
+            "loadgen",
+            "--endpoint",
+            &endpoint,
+            "--protocol",
+            "http",
+            "--journeys",
+            "1",
+            "--cohorts",
+            "1",
+            "--dependencies",
+            "2",
+            "--rate",
+            "300",
+            "--spans-per-request",
+            "30",
+            "--scenario",
+            scenario.to_str().expect("a UTF-8 path"),
+        ],
+        c.dir.path(),
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "loadgen failed: {out}{err}");
+    let s = c.wait_until("every trace completed", |s| {
+        s.get("cerflow_trace_buffer_bytes", &[]) == Some(0.0)
+            && s.get("cer_journey_failures_attributed_total", &dep(J, "payments"))
+                .is_some()
+    });
+    const J: &str = "checkout-service:POST /checkout";
+    let requests = s.value("cer_journey_requests_total", &[("journey", J)]);
+    let errors = s.value("cer_journey_errors_total", &[("journey", J)]);
+    assert!(
+        errors > 0.0 && errors < requests,
+        "{errors} of {requests} failed"
+    );
+    s.assert(
+        "cer_journey_failures_attributed_total",
+        &dep(J, "payments"),
+        errors,
+    );
+    s.assert_absent("cer_journey_failures_attributed_total", &dep(J, "self"));
+    s.assert_absent(
+        "cer_journey_failures_attributed_total",
+        &dep(J, "inventory"),
+    );
+    s.assert(
+        "cer_dependency_requests_total",
+        &dep(J, "payments"),
+        requests,
+    );
+    s.assert(
+        "cer_dependency_requests_total",
+        &dep(J, "inventory"),
+        requests,
+    );
+    s.assert("cer_dependency_errors_total", &dep(J, "payments"), errors);
+    s.assert("cer_dependency_errors_total", &dep(J, "inventory"), 0.0);
     s.assert("cerflow_orphan_spans_total", &[], 0.0);
 }

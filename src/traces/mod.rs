@@ -534,25 +534,26 @@ impl Assembler {
                 self.failed.push((o, i as u32));
             }
         }
-        // Each distinct failed dependency of a failed request once.
+        // Each distinct failed dependency of a failed request once. Keyed by the
+        // request's span id, not its place: a span sent twice (an export retried) is
+        // counted twice as a request, and each copy has the calls under it.
         let mut failed = std::mem::take(&mut self.failed);
+        let owner_id = |f: &(u32, u32)| t.spans[f.0 as usize].span;
+        let call_name = |f: &(u32, u32)| t.name(&t.spans[f.1 as usize]);
         failed.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0).then_with(|| {
-                t.name(&t.spans[a.1 as usize])
-                    .cmp(t.name(&t.spans[b.1 as usize]))
-            })
+            owner_id(a)
+                .cmp(&owner_id(b))
+                .then_with(|| call_name(a).cmp(call_name(b)))
         });
-        failed.dedup_by(|a, b| {
-            a.0 == b.0 && t.name(&t.spans[a.1 as usize]) == t.name(&t.spans[b.1 as usize])
-        });
-        for (o, req) in t.spans.iter().enumerate() {
+        failed.dedup_by(|a, b| owner_id(a) == owner_id(b) && call_name(a) == call_name(b));
+        for req in t.spans.iter() {
             if req.journey == NO_JOURNEY || req.flags & tflag::ERROR == 0 {
                 continue;
             }
-            let first = failed.partition_point(|f| (f.0 as usize) < o);
+            let first = failed.partition_point(|f| owner_id(f) < req.span);
             let mine = failed[first..]
                 .iter()
-                .take_while(|f| f.0 as usize == o)
+                .take_while(|f| owner_id(f) == req.span)
                 .count();
             if mine == 0 {
                 self.blame_self(req.journey, req.end_ns, journeys, now);
@@ -907,6 +908,25 @@ mod tests {
         a.tick(&j, 110 * S);
         assert_eq!(tel.orphan_spans.get(), 1);
         assert_eq!(a.bytes(), 0);
+    }
+
+    #[test]
+    fn a_request_sent_twice_is_blamed_twice_on_its_failed_call() {
+        let (mut a, j, _) = setup(10, 100);
+        let mut text = String::new();
+        // An export retried: the failed checkout 1 arrives twice, its failed call once.
+        // Journey SLIs count 2 failed requests, so the blame counts 2 as well.
+        let spans = vec![
+            span(1, 0, 0, true, None, &mut text),
+            span(1, 0, 0, true, None, &mut text),
+            span(2, 1, NO_JOURNEY, true, Some("pay"), &mut text),
+        ];
+        a.add(&spans, &text, &j, 100 * S);
+        a.flush(&j, 100 * S);
+        assert_eq!(
+            calls(&mut a, &j),
+            [("checkout".into(), "pay".into(), 1, 1, 2)]
+        );
     }
 
     #[test]
