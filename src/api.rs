@@ -64,6 +64,27 @@ pub async fn scores_json(State(sh): State<Arc<Shared>>, RawQuery(q): RawQuery) -
     axum::Json(filtered(&eval, &filter)).into_response()
 }
 
+pub fn incidents_proto(
+    list: &[crate::incidents::Incident],
+    journeys: &[String],
+) -> proto::IncidentList {
+    proto::IncidentList {
+        incidents: list
+            .iter()
+            .filter(|i| journeys.is_empty() || journeys.contains(&i.journey))
+            .map(|i| proto::Incident {
+                journey: i.journey.clone(),
+                start_unix_nano: i.start_unix_nano,
+                end_unix_nano: i.end_unix_nano,
+                duration_seconds: i.duration_seconds,
+                peak_burn_rate: i.peak_burn_rate,
+                users_affected: i.users_affected,
+                value_at_risk: i.value_at_risk,
+            })
+            .collect(),
+    }
+}
+
 /// `GET /api/v1/incidents`: open incidents (oldest first), then closed ones (newest first).
 pub async fn incidents_json(State(sh): State<Arc<Shared>>) -> Response {
     let eval = sh.eval.load();
@@ -106,6 +127,15 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                         users: w.users,
                         users_affected: w.users_affected,
                         users_affected_ratio: w.users_affected_ratio,
+                        blame: w
+                            .blame
+                            .iter()
+                            .map(|b| proto::Blame {
+                                dependency: b.dependency.clone(),
+                                failures: b.failures,
+                                share: b.share,
+                            })
+                            .collect(),
                     })
                     .collect(),
                 alerts: j
@@ -156,6 +186,17 @@ impl ScoreService for ScoreApi {
         let f = filter_of(request.get_ref());
         let eval = self.shared.eval.load();
         Ok(tonic::Response::new(to_proto(&filtered(&eval, &f))))
+    }
+
+    async fn get_incidents(
+        &self,
+        request: tonic::Request<proto::GetIncidentsRequest>,
+    ) -> Result<tonic::Response<proto::IncidentList>, tonic::Status> {
+        let eval = self.shared.eval.load();
+        Ok(tonic::Response::new(incidents_proto(
+            &eval.incidents,
+            &request.get_ref().journeys,
+        )))
     }
 
     type WatchScoresStream = ReceiverStream<Result<proto::ScoreSnapshot, tonic::Status>>;

@@ -107,6 +107,31 @@ fn a_burst_of_failures_opens_an_incident_that_closes_when_the_alert_clears() {
     );
     assert_eq!(closed[0]["duration_seconds"].as_f64(), Some(d));
     assert_eq!(start, open[0]["start_unix_nano"].as_u64().expect("a start"));
+
+    // The gRPC method lists the same incident.
+    use cerflow::proto::score_service_client::ScoreServiceClient;
+    use cerflow::proto::GetIncidentsRequest;
+    let endpoint = c.grpc_endpoint();
+    let list = runtime().block_on(async move {
+        let mut client = ScoreServiceClient::connect(endpoint)
+            .await
+            .expect("connecting");
+        let req = GetIncidentsRequest {
+            journeys: vec!["checkout".into()],
+        };
+        client
+            .get_incidents(req)
+            .await
+            .expect("GetIncidents")
+            .into_inner()
+    });
+    assert_eq!(list.incidents.len(), 1);
+    let i = &list.incidents[0];
+    assert_eq!(
+        (i.journey.as_str(), i.start_unix_nano, i.end_unix_nano),
+        ("checkout", start, Some(end))
+    );
+    assert_eq!(i.duration_seconds, d);
 }
 
 #[test]

@@ -326,6 +326,36 @@ fn dependencies_blame_and_orphans_come_from_whole_traces() {
             { "dependency": "self", "failures": 1, "share": 0.5 },
         ])
     );
+    // The same over gRPC.
+    use cerflow::proto::score_service_client::ScoreServiceClient;
+    use cerflow::proto::GetScoresRequest;
+    let endpoint = c.grpc_endpoint();
+    let snap = runtime().block_on(async move {
+        let mut client = ScoreServiceClient::connect(endpoint)
+            .await
+            .expect("connecting");
+        let req = GetScoresRequest {
+            journeys: vec!["login".into()],
+            window: "1m".into(),
+            ..Default::default()
+        };
+        client
+            .get_scores(req)
+            .await
+            .expect("GetScores")
+            .into_inner()
+    });
+    let login = snap
+        .journeys
+        .iter()
+        .find(|j| j.cohort.is_empty())
+        .expect("login");
+    let blame: Vec<_> = login.windows[0]
+        .blame
+        .iter()
+        .map(|b| (b.dependency.as_str(), b.failures, b.share))
+        .collect();
+    assert_eq!(blame, [("ldap.internal", 1, 1.0)]);
 }
 
 #[test]
