@@ -451,6 +451,66 @@ fn with_trace_assembly_off_there_are_no_dependencies_and_no_orphans() {
     s.assert("cerflow_orphan_spans_total", &[], 0.0);
 }
 
+/// Parents and children as the OpenTelemetry SDK makes them (gRPC exporter): two
+/// checkouts, each calling payments (peer.service) and a database (db.system.name); the
+/// first checkout and its payments call fail.
+#[test]
+fn spans_from_the_sdk_are_assembled_by_their_parent_ids() {
+    use opentelemetry::trace::SpanKind as Kind;
+    use opentelemetry::KeyValue;
+    let c = Cerflow::start(|p| config(p, "traces:\n  wait: 1s\n"));
+    let checkout = |fail: bool| {
+        let pay = span("charge", Kind::Client, 40).attr(KeyValue::new("peer.service", "payments"));
+        let s = server("POST /checkout", 100)
+            .child(if fail { pay.error() } else { pay })
+            .child(
+                span("SELECT", Kind::Client, 10)
+                    .attr(KeyValue::new("db.system.name", "postgresql")),
+            );
+        if fail {
+            s.error()
+        } else {
+            s
+        }
+    };
+    let rt = runtime();
+    send(
+        grpc_provider(&rt, &c.grpc_endpoint(), resource("shop", &[]), false),
+        &[checkout(true), checkout(false)],
+    );
+    c.wait_for(
+        "cer_journey_requests_total",
+        &[("journey", "checkout")],
+        2.0,
+    );
+    let s = settled(&c, 0.0);
+    s.assert(
+        "cer_dependency_requests_total",
+        &dep("checkout", "payments"),
+        2.0,
+    );
+    s.assert(
+        "cer_dependency_errors_total",
+        &dep("checkout", "payments"),
+        1.0,
+    );
+    // No db.namespace: the name is the system alone.
+    s.assert(
+        "cer_dependency_requests_total",
+        &dep("checkout", "postgresql"),
+        2.0,
+    );
+    s.assert(
+        "cer_journey_failures_attributed_total",
+        &dep("checkout", "payments"),
+        1.0,
+    );
+    s.assert_absent(
+        "cer_journey_failures_attributed_total",
+        &dep("checkout", "self"),
+    );
+}
+
 /// A game day with the load generator: requests call payments and inventory; in the
 /// second phase every payments call fails and fails its request. Whatever the random
 /// draw, every failed request is blamed on payments and nothing on self or inventory,
