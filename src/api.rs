@@ -80,6 +80,7 @@ pub fn incidents_proto(
                 peak_burn_rate: i.peak_burn_rate,
                 users_affected: i.users_affected,
                 value_at_risk: i.value_at_risk,
+                time_to_detect_seconds: i.time_to_detect_seconds,
             })
             .collect(),
     }

@@ -272,6 +272,15 @@ pub const CER_JOURNEY_TIME_TO_RECOVERY_SECONDS: Metric = Metric {
     labels: &["journey", "le"],
 };
 
+pub const CER_JOURNEY_TIME_TO_DETECT_SECONDS: Metric = Metric {
+    prom: "cer_journey_time_to_detect_seconds",
+    otlp: None,
+    unit: "s",
+    kind: Kind::Histogram,
+    help: "From the first sub-bucket whose burn exceeded a firing alert's rate to the incident opening.",
+    labels: &["journey", "le"],
+};
+
 pub const CERFLOW_BUILD_INFO: Metric = Metric {
     prom: "cerflow_build_info",
     otlp: None,
@@ -651,6 +660,7 @@ pub const ALL: &[Metric] = &[
     CER_JOURNEY_INCIDENT_OPEN,
     CER_JOURNEY_INCIDENTS_TOTAL,
     CER_JOURNEY_TIME_TO_RECOVERY_SECONDS,
+    CER_JOURNEY_TIME_TO_DETECT_SECONDS,
     CERFLOW_BUILD_INFO,
     CERFLOW_RECEIVED_SPANS_TOTAL,
     CERFLOW_REFUSED_SPANS_TOTAL,

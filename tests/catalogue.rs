@@ -123,6 +123,9 @@ fn published() -> (Arc<Shared>, Pipeline) {
         recovery_buckets: vec![1; cerflow::incidents::RECOVERY_BUCKETS_S.len() + 1],
         recovery_sum_s: 120.0,
         recovery_count: 1,
+        detect_buckets: vec![1; cerflow::incidents::RECOVERY_BUCKETS_S.len() + 1],
+        detect_sum_s: 30.0,
+        detect_count: 1,
     }];
     let shared = Shared {
         snapshot: arc_swap::ArcSwap::from_pointee(snap),

@@ -402,24 +402,35 @@ fn render_incidents(sh: &Shared, out: &mut String) {
             st.total as f64,
         );
     }
-    let m = &catalogue::CER_JOURNEY_TIME_TO_RECOVERY_SECONDS;
-    header(out, m);
-    let [bucket, sum, count] = ["bucket", "sum", "count"].map(|x| format!("{}_{x}", m.prom));
-    for st in &eval.incident_stats {
-        let l = journey(&st.journey);
-        let mut cumulative = 0;
-        for (i, c) in st.recovery_buckets.iter().enumerate() {
-            cumulative += c;
-            let mut bl = format!("{l},le=\"");
-            match crate::incidents::RECOVERY_BUCKETS_S.get(i) {
-                Some(b) => fmt_f64(*b, &mut bl),
-                None => bl.push_str("+Inf"),
+    type Hist = fn(&crate::incidents::IncidentStats) -> (&[u64], f64, u64);
+    let hists: [(&Metric, Hist); 2] = [
+        (&catalogue::CER_JOURNEY_TIME_TO_RECOVERY_SECONDS, |st| {
+            (&st.recovery_buckets, st.recovery_sum_s, st.recovery_count)
+        }),
+        (&catalogue::CER_JOURNEY_TIME_TO_DETECT_SECONDS, |st| {
+            (&st.detect_buckets, st.detect_sum_s, st.detect_count)
+        }),
+    ];
+    for (m, get) in hists {
+        header(out, m);
+        let [bucket, sum, count] = ["bucket", "sum", "count"].map(|x| format!("{}_{x}", m.prom));
+        for st in &eval.incident_stats {
+            let l = journey(&st.journey);
+            let (buckets, total, n) = get(st);
+            let mut cumulative = 0;
+            for i in 0..=crate::incidents::RECOVERY_BUCKETS_S.len() {
+                cumulative += buckets.get(i).copied().unwrap_or(0);
+                let mut bl = format!("{l},le=\"");
+                match crate::incidents::RECOVERY_BUCKETS_S.get(i) {
+                    Some(b) => fmt_f64(*b, &mut bl),
+                    None => bl.push_str("+Inf"),
+                }
+                bl.push('"');
+                sample(out, &bucket, &bl, cumulative as f64);
             }
-            bl.push('"');
-            sample(out, &bucket, &bl, cumulative as f64);
+            sample(out, &sum, &l, total);
+            sample(out, &count, &l, n as f64);
         }
-        sample(out, &sum, &l, st.recovery_sum_s);
-        sample(out, &count, &l, st.recovery_count as f64);
     }
 }
 

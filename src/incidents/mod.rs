@@ -3,7 +3,9 @@
 //! An incident of a journey opens at the tick where one of its alerts (of any SLI or
 //! cohort) of `incidents.severity` is active, and closes at the first tick where none
 //! is, so its duration is exact to the evaluation interval (the alerts' own
-//! `slo.clear_after` hysteresis included). While open it keeps the peak burn rate, the
+//! `slo.clear_after` hysteresis included). Its time to detect runs from the start of the
+//! first sub-bucket whose burn exceeded a firing alert's rate ([`SloTracker::onset`]) to
+//! the evaluation that opened it. While open it keeps the peak burn rate, the
 //! most affected users seen in the shortest window, and the value put at risk since it
 //! opened. [`IncidentTracker`] owns the open and recent incidents and the per-journey
 //! counts, and writes them beside the SLO checkpoint so a restart keeps them.
@@ -37,6 +39,10 @@ pub struct Incident {
     pub users_affected: Option<u64>,
     /// Value of the failed or incorrect requests since it opened (journeys with `value`).
     pub value_at_risk: Option<f64>,
+    /// From the start of the first sub-bucket whose burn exceeded the alert's rate to
+    /// the alert firing.
+    #[serde(default)]
+    pub time_to_detect_seconds: Option<f64>,
 }
 
 /// The per-journey figures of the exposition.
@@ -49,6 +55,23 @@ pub struct IncidentStats {
     pub recovery_buckets: Vec<u64>,
     pub recovery_sum_s: f64,
     pub recovery_count: u64,
+    /// Times to detect per [`RECOVERY_BUCKETS_S`] bound, non-cumulative; the last is +Inf.
+    #[serde(default)]
+    pub detect_buckets: Vec<u64>,
+    #[serde(default)]
+    pub detect_sum_s: f64,
+    #[serde(default)]
+    pub detect_count: u64,
+}
+
+fn observe(buckets: &mut Vec<u64>, sum: &mut f64, count: &mut u64, v: f64) {
+    buckets.resize(RECOVERY_BUCKETS_S.len() + 1, 0);
+    let b = RECOVERY_BUCKETS_S.partition_point(|&bound| bound < v);
+    if let Some(slot) = buckets.get_mut(b) {
+        *slot += 1;
+    }
+    *sum += v;
+    *count += 1;
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,10 +142,23 @@ impl IncidentTracker {
                     stats: IncidentStats {
                         journey: j.to_string(),
                         recovery_buckets: vec![0; RECOVERY_BUCKETS_S.len() + 1],
+                        detect_buckets: vec![0; RECOVERY_BUCKETS_S.len() + 1],
                         ..Default::default()
                     },
                 });
             if st.open.is_none() {
+                let detect = slo
+                    .onset(j, severity, now)
+                    .map(|t| now.saturating_sub(t) as f64 / 1e9);
+                if let Some(d) = detect {
+                    let x = &mut st.stats;
+                    observe(
+                        &mut x.detect_buckets,
+                        &mut x.detect_sum_s,
+                        &mut x.detect_count,
+                        d,
+                    );
+                }
                 st.open = Some(Open {
                     incident: Incident {
                         journey: j.to_string(),
@@ -132,6 +168,7 @@ impl IncidentTracker {
                         peak_burn_rate: None,
                         users_affected: None,
                         value_at_risk: None,
+                        time_to_detect_seconds: detect,
                     },
                     value_failed_at_start: value_failed(snap, j),
                 });
@@ -166,12 +203,13 @@ impl IncidentTracker {
             let mut done = open.incident;
             done.end_unix_nano = Some(now);
             let d = done.duration_seconds;
-            let b = RECOVERY_BUCKETS_S.partition_point(|&bound| bound < d);
-            if let Some(slot) = st.stats.recovery_buckets.get_mut(b) {
-                *slot += 1;
-            }
-            st.stats.recovery_sum_s += d;
-            st.stats.recovery_count += 1;
+            let x = &mut st.stats;
+            observe(
+                &mut x.recovery_buckets,
+                &mut x.recovery_sum_s,
+                &mut x.recovery_count,
+                d,
+            );
             st.stats.open = false;
             tracing::info!(journey = %name, duration_seconds = d, "An incident closed: no alert of the journey is active.");
             st.recent.push_front(done);
