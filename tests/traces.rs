@@ -392,8 +392,8 @@ fn the_buffer_limits_complete_traces_early_and_count_them() {
     );
     s.assert("cer_dependency_requests_total", &dep("checkout", "db"), 2.0);
 
-    // 5000 traces of one call each, in one request. Each costs 160 (trace) + 64 (span)
-    // + 2 (the name "db") = 226 bytes. After the batch the buffer holds 5000 x 226 =
+    // 5000 traces of one call each, in one request. Each costs 128 (trace) + 32 (its one
+    // arrival) + 64 (span) + 2 (the name "db") = 226 bytes. After the batch the buffer holds 5000 x 226 =
     // 1,130,000 bytes > 1,048,576; the oldest complete until it fits: 4639 x 226 =
     // 1,048,414 fits, so 5000 - 4639 = 361 are evicted for memory.
     let calls: Vec<_> = (0..5000u64)

@@ -55,8 +55,11 @@ pub struct TraceSpan {
 
 /// Bytes a buffered span costs: the record plus its share of the trace's map entry.
 const SPAN_BYTES: usize = std::mem::size_of::<TraceSpan>();
-/// A buffered trace's fixed cost: map entry, vectors, arrival-order entry.
-const TRACE_BYTES: usize = 160;
+/// A buffered trace's fixed cost: map entry and vectors.
+const TRACE_BYTES: usize = 128;
+/// An arrival-order entry: one per trace and batch that brought it spans, until it
+/// reaches the front of the queue (so a trace fed by many batches costs more).
+const ORDER_BYTES: usize = std::mem::size_of::<(u64, u128)>();
 /// A completed trace's vectors are kept for reuse up to this many spans of capacity.
 const POOL_SPANS: usize = 256;
 const POOL_TRACES: usize = 256;
@@ -363,6 +366,7 @@ impl Assembler {
             if t.last_arrival != now || t.spans.len() == 1 {
                 t.last_arrival = now;
                 self.order.push_back((now, s.trace));
+                self.bytes += ORDER_BYTES;
             }
             if t.spans.len() >= self.settings.max_spans {
                 self.complete(s.trace, journeys, now);
@@ -379,6 +383,7 @@ impl Assembler {
             let Some((at, id)) = self.order.pop_front() else {
                 break;
             };
+            self.bytes = self.bytes.saturating_sub(ORDER_BYTES);
             if self.traces.get(&id).is_some_and(|t| t.last_arrival == at) {
                 self.complete(id, journeys, now);
                 evicted += 1;
@@ -400,6 +405,7 @@ impl Assembler {
                 break;
             }
             self.order.pop_front();
+            self.bytes = self.bytes.saturating_sub(ORDER_BYTES);
             if self.traces.get(&id).is_some_and(|t| t.last_arrival == at) {
                 self.complete(id, journeys, now);
             }
@@ -412,6 +418,7 @@ impl Assembler {
         for id in ids {
             self.complete(id, journeys, now);
         }
+        self.bytes = self.bytes.saturating_sub(self.order.len() * ORDER_BYTES);
         self.order.clear();
     }
 
@@ -930,9 +937,29 @@ mod tests {
     }
 
     #[test]
-    fn a_trace_span_is_64_bytes() {
-        // README's accounting (64 bytes a span) and the eviction test's arithmetic rely on it.
+    fn a_trace_span_is_64_bytes_and_a_trace_160() {
+        // README's accounting (64 bytes a span, 160 a trace that arrived in one batch)
+        // and the eviction test's arithmetic rely on these.
         assert_eq!(std::mem::size_of::<TraceSpan>(), SPAN_BYTES);
         assert_eq!(SPAN_BYTES, 64);
+        assert_eq!(TRACE_BYTES + ORDER_BYTES, 160);
+    }
+
+    #[test]
+    fn each_batch_that_feeds_a_trace_costs_an_order_entry_until_it_is_popped() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        let one = vec![span(2, 1, NO_JOURNEY, false, None, &mut text)];
+        let two = vec![span(3, 1, NO_JOURNEY, false, None, &mut text)];
+        a.add(&one, &text, &j, 100 * S);
+        a.add(&two, &text, &j, 101 * S);
+        // 128 (the trace) + 2 x 64 (spans) + 2 x 32 (an order entry per batch).
+        assert_eq!(a.bytes(), 128 + 2 * 64 + 2 * 32);
+        // The first entry is stale at 110 s (the trace's last arrival is 101 s): popped,
+        // not completed.
+        a.tick(&j, 110 * S);
+        assert_eq!(a.bytes(), 128 + 2 * 64 + 32);
+        a.tick(&j, 111 * S);
+        assert_eq!((a.bytes(), tel.orphan_spans.get()), (0, 2));
     }
 }
