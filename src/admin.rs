@@ -1,5 +1,6 @@
 //! The admin listener's routes: `/metrics` (Prometheus text), `/api/v1/scores`,
-//! `/healthz` and `/readyz`, and the web view's (`ui`) unless `ui.enabled` is false.
+//! `/api/v1/incidents`, `/healthz` and `/readyz`, and the web view's (`ui`) unless
+//! `ui.enabled` is false.
 
 use crate::export;
 use crate::published::Shared;
@@ -35,6 +36,10 @@ pub fn router(
         .route(
             "/api/v1/scores",
             get(crate::api::scores_json).with_state(shared.clone()),
+        )
+        .route(
+            "/api/v1/incidents",
+            get(crate::api::incidents_json).with_state(shared.clone()),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route(

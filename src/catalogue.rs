@@ -281,6 +281,42 @@ pub const CER_SCORE: Metric = Metric {
     labels: &["window"],
 };
 
+pub const CER_JOURNEY_INCIDENT_OPEN: Metric = Metric {
+    prom: "cer_journey_incident_open",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "1 while an incident of the journey is open (an alert of incidents.severity active), else 0.",
+    labels: &["journey"],
+};
+
+pub const CER_JOURNEY_INCIDENTS_TOTAL: Metric = Metric {
+    prom: "cer_journey_incidents_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Incidents of the journey opened, kept across restarts.",
+    labels: &["journey"],
+};
+
+pub const CER_JOURNEY_TIME_TO_RECOVERY_SECONDS: Metric = Metric {
+    prom: "cer_journey_time_to_recovery_seconds",
+    otlp: None,
+    unit: "s",
+    kind: Kind::Histogram,
+    help: "Durations of the journey's closed incidents, from the alert firing to no alert active.",
+    labels: &["journey", "le"],
+};
+
+pub const CER_JOURNEY_TIME_TO_DETECT_SECONDS: Metric = Metric {
+    prom: "cer_journey_time_to_detect_seconds",
+    otlp: None,
+    unit: "s",
+    kind: Kind::Histogram,
+    help: "From the first sub-bucket whose burn exceeded a firing alert's rate to the incident opening.",
+    labels: &["journey", "le"],
+};
+
 pub const CERFLOW_BUILD_INFO: Metric = Metric {
     prom: "cerflow_build_info",
     otlp: None,
@@ -423,6 +459,87 @@ pub const CER_JOURNEY_VALUE_AT_RISK: Metric = Metric {
     kind: Kind::Gauge,
     help: "Value of the failed or incorrect requests in the window.",
     labels: &["journey", COHORTS, "window", "currency"],
+};
+
+pub const CER_DEPENDENCY_REQUESTS_TOTAL: Metric = Metric {
+    prom: "cer_dependency_requests_total",
+    otlp: Some("cer.dependency.requests"),
+    unit: "{call}",
+    kind: Kind::Counter,
+    help: "Calls to the dependency made under the journey's requests, from assembled traces.",
+    labels: &["journey", "dependency"],
+};
+
+pub const CER_DEPENDENCY_ERRORS_TOTAL: Metric = Metric {
+    prom: "cer_dependency_errors_total",
+    otlp: Some("cer.dependency.errors"),
+    unit: "{call}",
+    kind: Kind::Counter,
+    help: "Calls to the dependency under the journey whose span status is ERROR.",
+    labels: &["journey", "dependency"],
+};
+
+pub const CER_DEPENDENCY_DURATION_SECONDS: Metric = Metric {
+    prom: "cer_dependency_duration_seconds",
+    otlp: Some("cer.dependency.duration"),
+    unit: "s",
+    kind: Kind::Histogram,
+    help: "Duration of the calls to the dependency under the journey.",
+    labels: &["journey", "dependency", "le"],
+};
+
+pub const CER_DEPENDENCY_AVAILABILITY_RATIO: Metric = Metric {
+    prom: "cer_dependency_availability_ratio",
+    otlp: Some("cer.dependency.availability"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Share of the calls to the dependency in the window that did not fail.",
+    labels: &["journey", "dependency", "window"],
+};
+
+pub const CER_DEPENDENCY_LATENCY_SECONDS: Metric = Metric {
+    prom: "cer_dependency_latency_seconds",
+    otlp: Some("cer.dependency.latency"),
+    unit: "s",
+    kind: Kind::Gauge,
+    help: "Latency quantiles of the calls to the dependency over the window.",
+    labels: &["journey", "dependency", "window", "quantile"],
+};
+
+pub const CER_JOURNEY_FAILURES_ATTRIBUTED_TOTAL: Metric = Metric {
+    prom: "cer_journey_failures_attributed_total",
+    otlp: Some("cer.journey.failures_attributed"),
+    unit: "{request}",
+    kind: Kind::Counter,
+    help: "Failed journey requests blamed on each dependency whose call under them failed, or on self.",
+    labels: &["journey", "dependency"],
+};
+
+pub const CERFLOW_TRACES_EVICTED_TOTAL: Metric = Metric {
+    prom: "cerflow_traces_evicted_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Traces completed before traces.wait, by reason (memory: traces.max_bytes; max_spans: traces.max_spans_per_trace).",
+    labels: &["reason"],
+};
+
+pub const CERFLOW_ORPHAN_SPANS_TOTAL: Metric = Metric {
+    prom: "cerflow_orphan_spans_total",
+    otlp: None,
+    unit: "{span}",
+    kind: Kind::Counter,
+    help: "Spans of assembled traces in which no journey claimed a span.",
+    labels: &[],
+};
+
+pub const CERFLOW_TRACE_BUFFER_BYTES: Metric = Metric {
+    prom: "cerflow_trace_buffer_bytes",
+    otlp: None,
+    unit: "By",
+    kind: Kind::Gauge,
+    help: "Bytes of spans waiting in the trace assembly buffers.",
+    labels: &[],
 };
 
 pub const CERFLOW_CARDINALITY_OVERFLOW_TOTAL: Metric = Metric {
@@ -599,6 +716,12 @@ pub const ALL: &[Metric] = &[
     CER_JOURNEY_VALUE_TOTAL,
     CER_JOURNEY_VALUE_FAILED_TOTAL,
     CER_JOURNEY_VALUE_AT_RISK,
+    CER_DEPENDENCY_REQUESTS_TOTAL,
+    CER_DEPENDENCY_ERRORS_TOTAL,
+    CER_DEPENDENCY_DURATION_SECONDS,
+    CER_DEPENDENCY_AVAILABILITY_RATIO,
+    CER_DEPENDENCY_LATENCY_SECONDS,
+    CER_JOURNEY_FAILURES_ATTRIBUTED_TOTAL,
     CER_TELEMETRY_COVERAGE_RATIO,
     CER_DEFINITION_INFO,
     CER_SLO_OBJECTIVE_RATIO,
@@ -610,6 +733,10 @@ pub const ALL: &[Metric] = &[
     CER_JOURNEY_SCORE,
     CER_COHORT_SCORE,
     CER_SCORE,
+    CER_JOURNEY_INCIDENT_OPEN,
+    CER_JOURNEY_INCIDENTS_TOTAL,
+    CER_JOURNEY_TIME_TO_RECOVERY_SECONDS,
+    CER_JOURNEY_TIME_TO_DETECT_SECONDS,
     CERFLOW_BUILD_INFO,
     CERFLOW_RECEIVED_SPANS_TOTAL,
     CERFLOW_REFUSED_SPANS_TOTAL,
@@ -623,6 +750,9 @@ pub const ALL: &[Metric] = &[
     CERFLOW_RECEIVED_LOG_RECORDS_TOTAL,
     CERFLOW_SERIES_EXPIRED_TOTAL,
     CERFLOW_CARDINALITY_OVERFLOW_TOTAL,
+    CERFLOW_TRACES_EVICTED_TOTAL,
+    CERFLOW_ORPHAN_SPANS_TOTAL,
+    CERFLOW_TRACE_BUFFER_BYTES,
     CERFLOW_INVALID_VALUES_TOTAL,
     CERFLOW_CONFIG_RELOADS_TOTAL,
     CERFLOW_CONFIG_RELOAD_FAILURES_TOTAL,

@@ -345,6 +345,7 @@ mod tests {
             infos: vec![journeys.get(0).unwrap()],
             score_cfg: None,
             burn_windows: vec!["5m".into()],
+            ..Default::default()
         }
     }
 

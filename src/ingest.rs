@@ -79,6 +79,18 @@ impl<S: SpanView> SpanView for Tenanted<'_, S> {
     fn any_event(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
         self.inner.any_event(test)
     }
+    fn trace_id(&self) -> &[u8] {
+        self.inner.trace_id()
+    }
+    fn span_id(&self) -> &[u8] {
+        self.inner.span_id()
+    }
+    fn parent_span_id(&self) -> &[u8] {
+        self.inner.parent_span_id()
+    }
+    fn trace_state(&self) -> &str {
+        self.inner.trace_state()
+    }
 }
 
 impl<S: Incoming> Incoming for Tenanted<'_, S> {
@@ -97,6 +109,9 @@ pub struct Ingest {
     longest_ns: u64,
     max_attrs: usize,
     max_spans: usize,
+    /// Trace assembly is on: every span also goes to the worker of its trace.
+    traces: bool,
+    dependency_keys: Vec<String>,
 }
 
 impl Ingest {
@@ -115,6 +130,8 @@ impl Ingest {
             longest_ns: cfg.longest_window().as_nanos() as u64,
             max_attrs: cfg.receivers.max_attributes_per_span,
             max_spans: cfg.receivers.max_spans_per_request,
+            traces: cfg.traces.enabled,
+            dependency_keys: cfg.dependencies.keys.clone(),
         }
     }
 
@@ -270,9 +287,21 @@ impl Ingest {
                             InvalidValue { journey: &j.name }.emit(&self.tel);
                         }
                     }
-                    builder.push(&view, &c, journeys.missing_value(), end)
+                    builder.push(&view, &c, journeys.missing_value(), end);
+                    if self.traces {
+                        let failed = c.flags & crate::span_record::flag::ERROR != 0;
+                        builder.push_trace(
+                            &view,
+                            Some((c.journey, failed)),
+                            end,
+                            &self.dependency_keys,
+                        );
+                    }
                 }
                 None => {
+                    if self.traces {
+                        builder.push_trace(&view, None, end, &self.dependency_keys);
+                    }
                     unmatched += 1;
                     if view.is_entry_point() {
                         builder.push_unmatched_entry(end);

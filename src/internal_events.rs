@@ -3,7 +3,9 @@
 //! writes its log line. Counting and logging cannot drift apart, and warnings a flood
 //! of bad input could repeat are rate-limited in one place ([`Telemetry::log_due`]).
 
-use crate::telemetry::{AddRelaxed, ExportDrop, LogKey, PointReason, Reason, Telemetry, Transport};
+use crate::telemetry::{
+    AddRelaxed, Evict, ExportDrop, LogKey, PointReason, Reason, Telemetry, Transport,
+};
 use std::time::Duration;
 
 pub trait InternalEvent {
@@ -142,6 +144,38 @@ impl InternalEvent for CardinalityOverflow {
             journey = self.journey,
             "Recorded a span into the overflow series."
         );
+    }
+}
+
+/// Traces completed before `traces.wait`: their children that arrive later are not
+/// attributed to the journey. Warned about at most every 10 s; the counter has them all.
+pub struct TracesEvicted {
+    pub reason: Evict,
+    pub traces: u64,
+}
+
+impl InternalEvent for TracesEvicted {
+    fn emit(self, tel: &Telemetry) {
+        tel.traces_evicted[self.reason as usize].add(self.traces);
+        if tel.log_due(LogKey::TracesEvicted, 10) {
+            tracing::warn!(
+                reason = self.reason.as_str(),
+                traces = self.traces,
+                "Completed traces before traces.wait to stay within the trace buffer's limits."
+            );
+        }
+    }
+}
+
+/// Spans of an assembled trace in which no journey claimed a span.
+pub struct OrphanSpans {
+    pub spans: u64,
+}
+
+impl InternalEvent for OrphanSpans {
+    fn emit(self, tel: &Telemetry) {
+        tel.orphan_spans.add(self.spans);
+        tracing::trace!(spans = self.spans, "Assembled a trace no journey claimed.");
     }
 }
 

@@ -141,6 +141,10 @@ pub struct Telemetry {
     pub config_reload_failures: AtomicU64,
     /// Spans recorded into a journey's overflow series.
     pub cardinality_overflow: AtomicU64,
+    /// Traces completed before `traces.wait`, by [`Evict`].
+    pub traces_evicted: [AtomicU64; 2],
+    /// Spans of assembled traces in which no journey claimed a span.
+    pub orphan_spans: AtomicU64,
     /// Request values ignored as not numeric, negative or not finite, per journey. A
     /// lock, not an atomic: the path is rare and the key set is bounded by the journeys.
     pub invalid_values: std::sync::Mutex<std::collections::BTreeMap<std::sync::Arc<str>, u64>>,
@@ -149,7 +153,7 @@ pub struct Telemetry {
     /// Live streams of the web view open now.
     pub ui_stream_clients: AtomicU64,
     /// Unix second of the last log line per [`LogKey`].
-    last_log_sec: [AtomicU64; 21],
+    last_log_sec: [AtomicU64; 22],
 }
 
 fn now_sec() -> u64 {
@@ -205,6 +209,7 @@ pub enum LogKey {
     Refusal(Reason),
     ExportDrop(ExportDrop),
     InvalidValue,
+    TracesEvicted,
     PointRefusal(PointReason),
     UiRefusal(UiRefusal),
 }
@@ -238,6 +243,9 @@ impl LogKey {
             LogKey::PointRefusal(r) => REASONS.len() + EXPORT_DROPS.len() + 1 + r as usize,
             LogKey::UiRefusal(r) => {
                 REASONS.len() + EXPORT_DROPS.len() + 1 + POINT_REASONS.len() + r as usize
+            }
+            LogKey::TracesEvicted => {
+                REASONS.len() + EXPORT_DROPS.len() + 1 + POINT_REASONS.len() + UI_REFUSALS.len()
             }
         }
     }
@@ -273,6 +281,26 @@ impl ExportDrop {
 impl Telemetry {
     pub fn otlp_dropped(&self, d: ExportDrop) -> u64 {
         self.otlp_export_dropped[d as usize].load(Relaxed)
+    }
+}
+
+/// Why a trace was completed before `traces.wait`; the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evict {
+    /// The trace buffer reached `traces.max_bytes`: the oldest traces went first.
+    Memory,
+    /// The trace reached `traces.max_spans_per_trace`.
+    MaxSpans,
+}
+
+pub const EVICTS: [Evict; 2] = [Evict::Memory, Evict::MaxSpans];
+
+impl Evict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Evict::Memory => "memory",
+            Evict::MaxSpans => "max_spans",
+        }
     }
 }
 

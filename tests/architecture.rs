@@ -38,11 +38,21 @@ const STAGES: &[(&str, &[&str])] = &[
     ("match", &["journey", "users", "value", "metric_input"]),
     (
         "record",
-        &["ingest", "pipeline", "window", "snapshot", "signals"],
+        &[
+            "ingest", "pipeline", "window", "snapshot", "signals", "traces",
+        ],
     ),
     (
         "derive",
-        &["sli", "slo", "score", "history", "published", "deriver"],
+        &[
+            "sli",
+            "slo",
+            "incidents",
+            "score",
+            "history",
+            "published",
+            "deriver",
+        ],
     ),
     ("export", &["export", "api", "ui"]),
     (

@@ -304,6 +304,7 @@ fn loadgen_help_documents_every_flag() {
             "--spans-per-request",
             "--journeys",
             "--cohorts",
+            "--dependencies",
             "--error-rate",
             "--latency-ms",
             "--latency-spread",

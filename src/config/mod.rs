@@ -8,6 +8,8 @@ pub mod yaml;
 // Each component's section lives beside the component; the root assembles them.
 use crate::export::config::decode_exporters;
 pub use crate::export::config::{Exporters, OtlpExporter, OtlpRetry};
+use crate::incidents::config::decode_incidents;
+pub use crate::incidents::config::Incidents;
 use crate::pipeline::config::{decode_limits, decode_pipeline};
 pub use crate::pipeline::config::{Limits, Pipeline};
 use crate::receiver::config::decode_receivers;
@@ -21,6 +23,8 @@ pub use crate::slo::config::{
     AlertRule, Checkpoint, Objectives, PerSli, Severity, SliKind, Slo, DEFAULT_ALERTS,
     DEFAULT_OBJECTIVES, SLIS,
 };
+use crate::traces::config::{decode_dependencies, decode_traces};
+pub use crate::traces::config::{Dependencies, Traces};
 use crate::ui::config::decode_ui;
 pub use crate::ui::config::{Ui, UiAuth};
 use crate::users::config::decode_users;
@@ -63,6 +67,9 @@ pub struct Config {
     pub limits: Limits,
     pub signals: SignalsSection,
     pub ui: Ui,
+    pub traces: Traces,
+    pub dependencies: Dependencies,
+    pub incidents: Incidents,
     pub journeys: Vec<JourneyConfig>,
 }
 
@@ -163,6 +170,9 @@ impl Default for Config {
             },
             signals: SignalsSection::default(),
             ui: Ui::default(),
+            traces: Traces::default(),
+            dependencies: Dependencies::default(),
+            incidents: Incidents::default(),
             journeys: Vec::new(),
         }
     }
@@ -317,6 +327,9 @@ const ROOT_KEYS: &[&str] = &[
     "limits",
     "signals",
     "ui",
+    "traces",
+    "dependencies",
+    "incidents",
     "journeys",
 ];
 
@@ -395,6 +408,15 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
     }
     if let Some(n) = m.get("signals") {
         decode_signals_section(ctx, n, &mut cfg.signals);
+    }
+    if let Some(n) = m.get("traces") {
+        decode_traces(ctx, n, &mut cfg.traces);
+    }
+    if let Some(n) = m.get("dependencies") {
+        decode_dependencies(ctx, n, &mut cfg.dependencies);
+    }
+    if let Some(n) = m.get("incidents") {
+        decode_incidents(ctx, n, &mut cfg.incidents);
     }
     if let Some(n) = m.get("journeys") {
         cfg.journeys = decode_journeys(ctx, n, &cfg);

@@ -1129,6 +1129,8 @@ impl<'a> P<'a> {
             name: "",
             trace_id: &[],
             span_id: &[],
+            parent_span_id: &[],
+            trace_state: "",
             start_ns: 0,
             end_ns: 0,
             kind: 0,
@@ -1169,10 +1171,10 @@ impl<'a> P<'a> {
                     s.span_id = self.opt_hex()?;
                 }
                 2 => {
-                    self.opt_text()?;
+                    s.trace_state = self.opt_text()?.unwrap_or("");
                 }
                 3 => {
-                    self.opt_hex()?;
+                    s.parent_span_id = self.opt_hex()?;
                 }
                 4 => {
                     self.opt_u32()?;

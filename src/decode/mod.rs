@@ -272,6 +272,18 @@ impl SpanView for ProstSpan<'_> {
     fn any_event(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
         self.span.events.iter().any(|e| test(&e.name))
     }
+    fn trace_id(&self) -> &[u8] {
+        &self.span.trace_id
+    }
+    fn span_id(&self) -> &[u8] {
+        &self.span.span_id
+    }
+    fn parent_span_id(&self) -> &[u8] {
+        &self.span.parent_span_id
+    }
+    fn trace_state(&self) -> &str {
+        &self.span.trace_state
+    }
 }
 
 /// Why a span cannot be used; `None` when it is valid.

@@ -5,7 +5,7 @@ use crate::duration::format_duration;
 use crate::published::Shared;
 use crate::sli::{UserCounts, UserRow};
 use crate::snapshot::{SeriesSnap, QUANTILES};
-use crate::telemetry::{AddRelaxed, Transport, EXPORT_DROPS, POINT_REASONS, REASONS};
+use crate::telemetry::{AddRelaxed, Transport, EVICTS, EXPORT_DROPS, POINT_REASONS, REASONS};
 use std::fmt::Write;
 
 fn escape(v: &str, out: &mut String) {
@@ -243,6 +243,8 @@ pub fn render(sh: &Shared) -> String {
         }
     }
 
+    render_dependencies(sh, &snap, &windows, &mut out);
+
     header(&mut out, &catalogue::CER_TELEMETRY_COVERAGE_RATIO);
     for (i, w) in windows.iter().enumerate() {
         if let Some(v) = snap.coverage_ratio(i) {
@@ -262,8 +264,176 @@ pub fn render(sh: &Shared) -> String {
     sample(&mut out, catalogue::CER_DEFINITION_INFO.prom, &vl, 1.0);
 
     render_scores(sh, &mut out);
+    render_incidents(sh, &mut out);
     render_self(sh, &mut out, snap.series.len(), snap.state_bytes);
+    header(&mut out, &catalogue::CERFLOW_TRACE_BUFFER_BYTES);
+    sample(
+        &mut out,
+        catalogue::CERFLOW_TRACE_BUFFER_BYTES.prom,
+        "",
+        snap.trace_bytes as f64,
+    );
     out
+}
+
+/// `journey="...",dependency="..."`; an overflow series has `otel_metric_overflow` instead
+/// of a dependency, as a journey's overflow series has it instead of cohort labels.
+fn dependency_labels(journey: &str, dependency: &str, overflow: bool) -> String {
+    let mut l = String::from("journey=\"");
+    escape(journey, &mut l);
+    if overflow {
+        l.push_str("\",otel_metric_overflow=\"true\"");
+    } else {
+        l.push_str("\",dependency=\"");
+        escape(dependency, &mut l);
+        l.push('"');
+    }
+    l
+}
+
+/// Journey x dependency series and the blame of failed requests, from assembled traces.
+fn render_dependencies(
+    sh: &Shared,
+    snap: &crate::sli::Snapshot,
+    windows: &[String],
+    out: &mut String,
+) {
+    let labels: Vec<String> = snap
+        .dependencies
+        .iter()
+        .map(|d| dependency_labels(&d.journey.name, &d.name, d.overflow))
+        .collect();
+    for (m, errors) in [
+        (&catalogue::CER_DEPENDENCY_REQUESTS_TOTAL, false),
+        (&catalogue::CER_DEPENDENCY_ERRORS_TOTAL, true),
+    ] {
+        header(out, m);
+        for (d, l) in snap.dependencies.iter().zip(&labels) {
+            let v = if errors {
+                d.totals.errors
+            } else {
+                d.totals.requests
+            };
+            sample(out, m.prom, l, v as f64);
+        }
+    }
+    let duration = &catalogue::CER_DEPENDENCY_DURATION_SECONDS;
+    header(out, duration);
+    let [bucket, sum, count] = ["bucket", "sum", "count"].map(|x| format!("{}_{x}", duration.prom));
+    for (d, l) in snap.dependencies.iter().zip(&labels) {
+        let mut cumulative = 0u64;
+        for (i, c) in d.buckets.iter().enumerate() {
+            cumulative += c;
+            let mut bl = String::with_capacity(l.len() + 16);
+            bl.push_str(l);
+            bl.push_str(",le=\"");
+            match sh.histogram_bounds.get(i) {
+                Some(b) => fmt_f64(*b, &mut bl),
+                None => bl.push_str("+Inf"),
+            }
+            bl.push('"');
+            sample(out, &bucket, &bl, cumulative as f64);
+        }
+        sample(out, &sum, l, d.duration_sum_s);
+        sample(out, &count, l, d.totals.requests as f64);
+    }
+    header(out, &catalogue::CER_DEPENDENCY_AVAILABILITY_RATIO);
+    for (d, l) in snap.dependencies.iter().zip(&labels) {
+        for (ws, w) in d.windows.iter().zip(windows) {
+            if let Some(v) = ws.availability {
+                sample(
+                    out,
+                    catalogue::CER_DEPENDENCY_AVAILABILITY_RATIO.prom,
+                    &format!("{l},window=\"{w}\""),
+                    v,
+                );
+            }
+        }
+    }
+    header(out, &catalogue::CER_DEPENDENCY_LATENCY_SECONDS);
+    for (d, l) in snap.dependencies.iter().zip(&labels) {
+        for (ws, w) in d.windows.iter().zip(windows) {
+            for (q, v) in QUANTILES.iter().zip(&ws.quantiles_s) {
+                if let Some(v) = v {
+                    sample(
+                        out,
+                        catalogue::CER_DEPENDENCY_LATENCY_SECONDS.prom,
+                        &format!("{l},window=\"{w}\",quantile=\"{q}\""),
+                        *v,
+                    );
+                }
+            }
+        }
+    }
+    header(out, &catalogue::CER_JOURNEY_FAILURES_ATTRIBUTED_TOTAL);
+    for b in &snap.blame {
+        sample(
+            out,
+            catalogue::CER_JOURNEY_FAILURES_ATTRIBUTED_TOTAL.prom,
+            &dependency_labels(&b.journey.name, &b.dependency, b.overflow),
+            b.total as f64,
+        );
+    }
+}
+
+/// Incident series, from the incident state of the same tick.
+fn render_incidents(sh: &Shared, out: &mut String) {
+    let eval = sh.eval.load();
+    let journey = |name: &str| {
+        let mut l = String::from("journey=\"");
+        escape(name, &mut l);
+        l.push('"');
+        l
+    };
+    header(out, &catalogue::CER_JOURNEY_INCIDENT_OPEN);
+    for st in &eval.incident_stats {
+        let v = if st.open { 1.0 } else { 0.0 };
+        sample(
+            out,
+            catalogue::CER_JOURNEY_INCIDENT_OPEN.prom,
+            &journey(&st.journey),
+            v,
+        );
+    }
+    header(out, &catalogue::CER_JOURNEY_INCIDENTS_TOTAL);
+    for st in &eval.incident_stats {
+        sample(
+            out,
+            catalogue::CER_JOURNEY_INCIDENTS_TOTAL.prom,
+            &journey(&st.journey),
+            st.total as f64,
+        );
+    }
+    type Hist = fn(&crate::incidents::IncidentStats) -> (&[u64], f64, u64);
+    let hists: [(&Metric, Hist); 2] = [
+        (&catalogue::CER_JOURNEY_TIME_TO_RECOVERY_SECONDS, |st| {
+            (&st.recovery_buckets, st.recovery_sum_s, st.recovery_count)
+        }),
+        (&catalogue::CER_JOURNEY_TIME_TO_DETECT_SECONDS, |st| {
+            (&st.detect_buckets, st.detect_sum_s, st.detect_count)
+        }),
+    ];
+    for (m, get) in hists {
+        header(out, m);
+        let [bucket, sum, count] = ["bucket", "sum", "count"].map(|x| format!("{}_{x}", m.prom));
+        for st in &eval.incident_stats {
+            let l = journey(&st.journey);
+            let (buckets, total, n) = get(st);
+            let mut cumulative = 0;
+            for i in 0..=crate::incidents::RECOVERY_BUCKETS_S.len() {
+                cumulative += buckets.get(i).copied().unwrap_or(0);
+                let mut bl = format!("{l},le=\"");
+                match crate::incidents::RECOVERY_BUCKETS_S.get(i) {
+                    Some(b) => fmt_f64(*b, &mut bl),
+                    None => bl.push_str("+Inf"),
+                }
+                bl.push('"');
+                sample(out, &bucket, &bl, cumulative as f64);
+            }
+            sample(out, &sum, &l, total);
+            sample(out, &count, &l, n as f64);
+        }
+    }
 }
 
 /// The operations SLI and its signals, for the journeys with signals.
@@ -571,6 +741,22 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
         header(out, m);
         sample(out, m.prom, "", v as f64);
     }
+    header(out, &catalogue::CERFLOW_TRACES_EVICTED_TOTAL);
+    for e in EVICTS {
+        sample(
+            out,
+            catalogue::CERFLOW_TRACES_EVICTED_TOTAL.prom,
+            &format!("reason=\"{}\"", e.as_str()),
+            tel.traces_evicted[e as usize].get() as f64,
+        );
+    }
+    header(out, &catalogue::CERFLOW_ORPHAN_SPANS_TOTAL);
+    sample(
+        out,
+        catalogue::CERFLOW_ORPHAN_SPANS_TOTAL.prom,
+        "",
+        tel.orphan_spans.get() as f64,
+    );
     header(out, &catalogue::CERFLOW_INVALID_VALUES_TOTAL);
     for (journey, n) in tel.invalid_values() {
         let mut l = String::from("journey=\"");

@@ -71,6 +71,11 @@ pub struct Args {
     /// Distinct cohorts: combinations of cloud.region (resource) and app.plan.tier (span).
     #[arg(long, default_value_t = 6)]
     pub cohorts: usize,
+    /// Dependencies each request calls (0-8: payments, inventory, postgresql, redis, ...):
+    /// CLIENT spans in the request's trace with peer.service; scenario faults with
+    /// `dependency:` make one fail.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=8))]
+    pub dependencies: u8,
     /// Share of spans that fail (status ERROR, HTTP 5xx). The default, none, keeps a
     /// healthy phase within the default 99.9% availability objective: errors are drawn
     /// at random into a pool of a few thousand spans, so even 0.05% can put one error in
@@ -151,6 +156,8 @@ phases:
         error_rate: 0.2
         latency_factor: 2    # every latency times 2: p50 and p99 double
         # latency_ms / latency_spread: set them instead of scaling
+      - dependency: payments # with --dependencies: calls to payments fail at
+        error_rate: 0.3      # error_rate and fail their request (blame moves there)
 
 Journeys are, in order: checkout, cart, login, search, product, payment, orders,
 profile, recommendations, shipping, then journey-N. Regions are us-east-1, eu-west-1,
@@ -498,6 +505,7 @@ fn build_pools(
         error_rate: a.error_rate,
         latency_ms: a.latency_ms,
         spread: a.latency_spread,
+        dependency_fault: None,
     };
     let mut rng = Rng::new(a.seed);
     let templates = plan
@@ -510,6 +518,7 @@ fn build_pools(
                 .collect();
             let behave = |j: usize, c: usize| table[j][c];
             let shape = payload::Shape {
+                dependencies: usize::from(a.dependencies),
                 journeys: js,
                 cohorts: cs,
                 behaviour: &behave,

@@ -146,6 +146,55 @@ pub struct WindowView {
     /// whole, the sum over its cohorts. Absent without a value rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_at_risk: Option<f64>,
+    /// The window's failed requests by what they are blamed on (a dependency whose call
+    /// under them failed, or `self`), largest share first; journey-level entries only,
+    /// from assembled traces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blame: Vec<BlameShare>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BlameShare {
+    /// The dependency, `self`, or `otel_metric_overflow` for the journey's overflow series.
+    pub dependency: String,
+    /// Failed requests attributed to it in the window.
+    pub failures: u64,
+    /// `failures` over all attributions of the journey in the window; the shares add up
+    /// to 1 unless a request was blamed on several dependencies.
+    pub share: f64,
+}
+
+/// The blame rows of one journey and window, by share.
+fn blame_shares(snap: &Snapshot, journey: &str, w: usize) -> Vec<BlameShare> {
+    let rows: Vec<(&str, u64)> = snap
+        .blame
+        .iter()
+        .filter(|b| &*b.journey.name == journey)
+        .map(|b| {
+            let name = if b.overflow {
+                "otel_metric_overflow"
+            } else {
+                &b.dependency
+            };
+            (name, b.windows.get(w).copied().unwrap_or(0))
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let total: u64 = rows.iter().map(|(_, n)| n).sum();
+    let mut out: Vec<BlameShare> = rows
+        .into_iter()
+        .map(|(d, n)| BlameShare {
+            dependency: d.to_string(),
+            failures: n,
+            share: n as f64 / total as f64,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.failures
+            .cmp(&a.failures)
+            .then_with(|| a.dependency.cmp(&b.dependency))
+    });
+    out
 }
 
 impl WindowView {
@@ -172,6 +221,9 @@ pub struct Evaluation {
     pub infos: Vec<Arc<JourneyInfo>>,
     pub score_cfg: Option<Score>,
     pub burn_windows: Vec<String>,
+    /// Open, then recent incidents; set by the deriver after the evaluation.
+    pub incidents: Vec<crate::incidents::Incident>,
+    pub incident_stats: Vec<crate::incidents::IncidentStats>,
 }
 
 /// The journey's SLIs; `journey_level` because slices are the journey's, not a cohort's.
@@ -336,6 +388,7 @@ pub fn evaluate(
                 let mut wv = window_view(w, c, slices, *d, info, cfg)
                     .with_users(snap.journey_user_counts(name, i));
                 wv.value_at_risk = info.value.as_ref().map(|_| at_risk[i]);
+                wv.blame = blame_shares(snap, name, i);
                 wv
             })
             .collect();
@@ -485,6 +538,8 @@ pub fn evaluate(
         infos,
         score_cfg: Some(cfg.clone()),
         burn_windows,
+        incidents: Vec::new(),
+        incident_stats: Vec::new(),
     }
 }
 

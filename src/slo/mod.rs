@@ -13,7 +13,7 @@ use crate::config::{Objectives, Severity, SliKind, Slo};
 use crate::journey::{Journeys, Origin};
 use crate::signals::SliceCounts;
 use crate::sli::Snapshot;
-use crate::slo::config::{slis_for, N_SLIS};
+use crate::slo::config::{slis_for, N_SLIS, SLIS};
 use crate::window::{Counts, Reset, Ring};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -336,6 +336,39 @@ impl SloTracker {
             );
         }
         self.evals = evals;
+    }
+
+    /// When the journey's budget began to burn too fast for an active alert of `sev`: the
+    /// start of the oldest sub-bucket, in such an alert's long window, whose own burn rate
+    /// exceeded the alert's rate (any SLI, the journey as a whole or a cohort).
+    pub fn onset(&self, journey: &str, sev: Severity, now: u64) -> Option<u64> {
+        let mut first: Option<u64> = None;
+        for (key, e) in self.entries.iter().filter(|(k, _)| &*k.journey == journey) {
+            let Some(ev) = self.evals.get(key) else {
+                continue;
+            };
+            for rule in self.cfg.alerts.iter().filter(|r| r.severity == sev) {
+                let Some(l) = self
+                    .cfg
+                    .burn_windows
+                    .iter()
+                    .position(|w| *w == rule.long_window)
+                else {
+                    continue;
+                };
+                for sli in SLIS.into_iter().filter(|s| alert_active(ev, *s, sev)) {
+                    let o = ev.objectives.get(sli);
+                    for (start, c) in e.burn[l].live_since(now) {
+                        if burn_rate(c.bad(sli), c.total(sli), o)
+                            .is_some_and(|b| b > rule.burn_rate)
+                        {
+                            first = Some(first.map_or(start, |f| f.min(start)));
+                        }
+                    }
+                }
+            }
+        }
+        first
     }
 
     pub fn eval(&self, key: &Key) -> Option<&SloEval> {

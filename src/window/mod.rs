@@ -109,6 +109,18 @@ impl<T: Default + Clone + Reset> Ring<T> {
             .map(|(_, s)| s)
     }
 
+    /// [`Ring::live`] with the start time (ns) of each slot's sub-bucket.
+    pub fn live_since(&self, now_ns: u64) -> impl Iterator<Item = (u64, &T)> {
+        let n = self.slots.len() as u64;
+        let now_b = now_ns / self.sub_ns;
+        let sub = self.sub_ns;
+        self.idx
+            .iter()
+            .zip(self.slots.iter())
+            .filter(move |(&b, _)| b != EMPTY && b <= now_b && b + n > now_b)
+            .map(move |(&b, s)| (b * sub, s))
+    }
+
     pub fn sub_ns(&self) -> u64 {
         self.sub_ns
     }

@@ -78,6 +78,54 @@ pub fn checkout_spans(n: usize, first_id: u64, millis: u64) -> Vec<Span> {
         .collect()
 }
 
+/// A span of a hand-built trace: trace `trace` (ids are small numbers, readable in a
+/// test), span `id`, parent `parent` (0: a root), ending 1 s ago after `millis`.
+pub fn trace_span(
+    trace: u64,
+    id: u64,
+    parent: u64,
+    name: &str,
+    kind: span::SpanKind,
+    millis: u64,
+) -> Span {
+    let end = now_ns() - 1_000_000_000;
+    Span {
+        trace_id: [0xabu64.to_be_bytes(), trace.to_be_bytes()].concat(),
+        span_id: id.to_be_bytes().to_vec(),
+        parent_span_id: if parent == 0 {
+            Vec::new()
+        } else {
+            parent.to_be_bytes().to_vec()
+        },
+        name: name.into(),
+        kind: kind as i32,
+        start_time_unix_nano: end - millis * 1_000_000,
+        end_time_unix_nano: end,
+        ..Default::default()
+    }
+}
+
+/// `s` with status ERROR.
+pub fn failed(mut s: Span) -> Span {
+    s.status = Some(opentelemetry_proto::tonic::trace::v1::Status {
+        code: opentelemetry_proto::tonic::trace::v1::status::StatusCode::Error as i32,
+        ..Default::default()
+    });
+    s
+}
+
+/// `s` with the string attribute `key=value`.
+pub fn with_attr(mut s: Span, key: &str, value: &str) -> Span {
+    s.attributes.push(kv(key, value));
+    s
+}
+
+/// The protobuf body of a trace request.
+pub fn body(req: &ExportTraceServiceRequest) -> Vec<u8> {
+    use prost::Message;
+    req.encode_to_vec()
+}
+
 /// `data` gzip-compressed (best compression: bombs stay small).
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write as _;

@@ -197,6 +197,32 @@ impl Cerflow {
         &self.http
     }
 
+    /// POSTs a trace body to `/v1/traces` with `content_type` (`application/x-protobuf`
+    /// or `application/json`); returns the HTTP status.
+    pub fn post_traces(&self, body: Vec<u8>, content_type: &str) -> u16 {
+        let url = self.http_url("/v1/traces");
+        self.http
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+            .status()
+            .as_u16()
+    }
+
+    /// GET of a JSON document on the metrics port (`/api/v1/scores`).
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let url = format!("http://127.0.0.1:{}{path}", self.ports.prom);
+        let text = self
+            .http
+            .get(&url)
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: {e}: {text}"))
+    }
+
     /// One scrape of `/metrics`, or why it failed.
     pub fn try_scrape(&self) -> Result<Scrape, String> {
         let url = format!("http://127.0.0.1:{}/metrics", self.ports.prom);
