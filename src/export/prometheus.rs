@@ -102,23 +102,18 @@ pub fn render(sh: &Shared) -> String {
 
     let duration = &catalogue::CER_JOURNEY_DURATION_SECONDS;
     header(&mut out, duration);
-    let [bucket, sum, count] = ["bucket", "sum", "count"].map(|x| format!("{}_{x}", duration.prom));
+    let names = histogram_names(duration);
     for (s, l) in snap.series.iter().zip(&labels) {
-        let mut cumulative = 0u64;
-        for (i, count) in s.buckets.iter().enumerate() {
-            cumulative += count;
-            let mut bl = String::with_capacity(l.len() + 16);
-            bl.push_str(l);
-            bl.push_str(",le=\"");
-            match sh.histogram_bounds.get(i) {
-                Some(b) => fmt_f64(*b, &mut bl),
-                None => bl.push_str("+Inf"),
-            }
-            bl.push('"');
-            sample(&mut out, &bucket, &bl, cumulative as f64);
-        }
-        sample(&mut out, &sum, l, s.duration_sum_s);
-        sample(&mut out, &count, l, s.totals.requests as f64);
+        let (sum, n) = (s.duration_sum_s, s.totals.requests);
+        histogram(
+            &mut out,
+            &names,
+            l,
+            &s.buckets,
+            &sh.histogram_bounds,
+            sum,
+            n,
+        );
     }
 
     let ratios: [Column<&crate::sli::Sli, Option<f64>>; 3] = [
@@ -276,6 +271,39 @@ pub fn render(sh: &Shared) -> String {
     out
 }
 
+/// The `_bucket`, `_sum` and `_count` series names of a histogram.
+fn histogram_names(m: &Metric) -> [String; 3] {
+    ["bucket", "sum", "count"].map(|x| format!("{}_{x}", m.prom))
+}
+
+/// One histogram series: cumulative buckets up to `+Inf` (a bucket missing from `buckets`
+/// counts 0), then its sum and count.
+fn histogram(
+    out: &mut String,
+    [bucket, sum, count]: &[String; 3],
+    l: &str,
+    buckets: &[u64],
+    bounds: &[f64],
+    total: f64,
+    n: u64,
+) {
+    let mut cumulative = 0u64;
+    for i in 0..buckets.len().max(bounds.len() + 1) {
+        cumulative += buckets.get(i).copied().unwrap_or(0);
+        let mut bl = String::with_capacity(l.len() + 16);
+        bl.push_str(l);
+        bl.push_str(",le=\"");
+        match bounds.get(i) {
+            Some(b) => fmt_f64(*b, &mut bl),
+            None => bl.push_str("+Inf"),
+        }
+        bl.push('"');
+        sample(out, bucket, &bl, cumulative as f64);
+    }
+    sample(out, sum, l, total);
+    sample(out, count, l, n as f64);
+}
+
 /// `journey="...",dependency="..."`; an overflow series has `otel_metric_overflow` instead
 /// of a dependency, as a journey's overflow series has it instead of cohort labels.
 fn dependency_labels(journey: &str, dependency: &str, overflow: bool) -> String {
@@ -319,23 +347,10 @@ fn render_dependencies(
     }
     let duration = &catalogue::CER_DEPENDENCY_DURATION_SECONDS;
     header(out, duration);
-    let [bucket, sum, count] = ["bucket", "sum", "count"].map(|x| format!("{}_{x}", duration.prom));
+    let names = histogram_names(duration);
     for (d, l) in snap.dependencies.iter().zip(&labels) {
-        let mut cumulative = 0u64;
-        for (i, c) in d.buckets.iter().enumerate() {
-            cumulative += c;
-            let mut bl = String::with_capacity(l.len() + 16);
-            bl.push_str(l);
-            bl.push_str(",le=\"");
-            match sh.histogram_bounds.get(i) {
-                Some(b) => fmt_f64(*b, &mut bl),
-                None => bl.push_str("+Inf"),
-            }
-            bl.push('"');
-            sample(out, &bucket, &bl, cumulative as f64);
-        }
-        sample(out, &sum, l, d.duration_sum_s);
-        sample(out, &count, l, d.totals.requests as f64);
+        let (sum, n) = (d.duration_sum_s, d.totals.requests);
+        histogram(out, &names, l, &d.buckets, &sh.histogram_bounds, sum, n);
     }
     header(out, &catalogue::CER_DEPENDENCY_AVAILABILITY_RATIO);
     for (d, l) in snap.dependencies.iter().zip(&labels) {
@@ -415,23 +430,12 @@ fn render_incidents(sh: &Shared, out: &mut String) {
     ];
     for (m, get) in hists {
         header(out, m);
-        let [bucket, sum, count] = ["bucket", "sum", "count"].map(|x| format!("{}_{x}", m.prom));
+        let names = histogram_names(m);
         for st in &eval.incident_stats {
             let l = journey(&st.journey);
             let (buckets, total, n) = get(st);
-            let mut cumulative = 0;
-            for i in 0..=crate::incidents::RECOVERY_BUCKETS_S.len() {
-                cumulative += buckets.get(i).copied().unwrap_or(0);
-                let mut bl = format!("{l},le=\"");
-                match crate::incidents::RECOVERY_BUCKETS_S.get(i) {
-                    Some(b) => fmt_f64(*b, &mut bl),
-                    None => bl.push_str("+Inf"),
-                }
-                bl.push('"');
-                sample(out, &bucket, &bl, cumulative as f64);
-            }
-            sample(out, &sum, &l, total);
-            sample(out, &count, &l, n as f64);
+            let bounds = crate::incidents::RECOVERY_BUCKETS_S;
+            histogram(out, &names, &l, buckets, bounds, total, n);
         }
     }
 }
