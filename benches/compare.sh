@@ -61,41 +61,8 @@ trap cleanup EXIT INT TERM
 
 log() { echo "compare: $*" >&2; }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # port seconds
-    local deadline=$((SECONDS + $2))
-    while [ $SECONDS -lt $deadline ]; do
-        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-
-cpu_ticks() { # pid -> utime+stime in clock ticks
-    python3 - "$1" <<'EOF'
-import sys
-s = open(f"/proc/{sys.argv[1]}/stat").read()
-f = s[s.rindex(")") + 2:].split()
-print(int(f[11]) + int(f[12]))
-EOF
-}
-
-hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-
-stop() { # pid
-    kill "$1" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-        kill -0 "$1" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -9 "$1" 2>/dev/null || true
-}
+# free_port, wait_port, cpu_ticks, hwm_kib, rss_kib, stop: shared with the other benchmark scripts.
+. "$ROOT/scripts/bench-lib.sh"
 
 # ---------------------------------------------------------------- build and install
 log "building cerflow (release)"

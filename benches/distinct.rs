@@ -1,5 +1,5 @@
-//! The users sketch: insert of one user id hash (exact and dense forms) and the merge
-//! a window does over its sub-buckets (12 dense sketches into one).
+//! The users sketch: insert of one user id hash (exact, sparse and dense forms) and the
+//! merge a window does over its sub-buckets (12 sketches into one, sparse and dense).
 //!
 //! Run: `cargo bench --bench distinct`.
 
@@ -19,6 +19,36 @@ fn bench(c: &mut Criterion) {
                 d.insert(h);
             }
             black_box(d.count())
+        })
+    });
+    // 2,000 users: 100 exact, then the sparse form up to ~1,900 registers.
+    g.throughput(Throughput::Elements(2_000));
+    g.bench_function("insert/sparse/2000", |b| {
+        b.iter(|| {
+            let mut d = Distinct::default();
+            for &h in &hashes[..2_000] {
+                d.insert(h);
+            }
+            black_box(d.count())
+        })
+    });
+    let sparse: Vec<Distinct> = hashes[..12_000]
+        .chunks(1_000)
+        .map(|c| {
+            let mut d = Distinct::default();
+            c.iter().for_each(|&h| d.insert(h));
+            d
+        })
+        .collect();
+    g.throughput(Throughput::Elements(sparse.len() as u64));
+    // 12 sparse sketches of 1,000 users; the union (12,000) turns dense on the way.
+    g.bench_function("merge/sparse-1000/12", |b| {
+        b.iter(|| {
+            let mut acc = Distinct::default();
+            for s in &sparse {
+                acc.merge(s);
+            }
+            black_box(acc.count())
         })
     });
     let mut dense = Distinct::default();

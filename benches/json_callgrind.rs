@@ -24,11 +24,15 @@ fn body() -> Vec<u8> {
         error_rate: 0.01,
         latency_ms: 120.0,
         spread: 0.5,
+        dependency_fault: None,
     };
     let shape = Shape {
         journeys: &js,
         cohorts: &cs,
         behaviour: &behave,
+        users: false,
+        order_value: false,
+        dependencies: 0,
     };
     let t = payload::build(&shape, 1000, &mut Rng::new(42))
         .to_json()

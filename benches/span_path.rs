@@ -13,6 +13,11 @@
 //!   `record/users+value/1000` the same spans naming one of 10,000 users and carrying a value.
 //! - `ingest/N`: a whole request through `Ingest::traces_body` with a running pipeline,
 //!   until the workers have recorded every span; `ingest/json-N` the same as OTLP/JSON.
+//! - `ingest-traces/{on,off}/900`: requests of 100 traces of 9 spans (a SERVER span and 8
+//!   CLIENT calls, `loadgen --dependencies 8`) with trace assembly on and off
+//!   (`traces.enabled`): what assembly, attribution and dependency series cost per span.
+//!   The same trace ids come back every iteration, so traces grow until
+//!   `traces.max_spans_per_trace` and complete early, as under the loadgen.
 //!
 //! Times are CPU time of the whole process (all threads, `CLOCK_PROCESS_CPUTIME_ID`),
 //! not wall time: on a shared, noisy machine CPU time per span is the figure that holds.
@@ -63,12 +68,16 @@ fn template(n: usize, journeys: usize, cohorts: usize) -> payload::Template {
         error_rate: 0.01,
         latency_ms: 120.0,
         spread: 0.5,
+        dependency_fault: None,
     };
     payload::build(
         &Shape {
             journeys: &js,
             cohorts: &cs,
             behaviour: &behave,
+            users: false,
+            order_value: false,
+            dependencies: 0,
         },
         n,
         &mut Rng::new(42),
@@ -76,7 +85,7 @@ fn template(n: usize, journeys: usize, cohorts: usize) -> payload::Template {
 }
 
 fn config(journeys: usize) -> Config {
-    let text = cerflow::loadgen::matching_config(&payload::journeys(journeys));
+    let text = cerflow::loadgen::matching_config(&payload::journeys(journeys), false);
     Config::parse(&text, "bench.yaml", &|_| None).expect("the loadgen config is valid")
 }
 
@@ -320,9 +329,72 @@ fn settings() -> C {
         .configure_from_args()
 }
 
+/// [`ingest`] with traces of 9 spans, assembly on and off.
+fn ingest_traces(c: &mut C) {
+    let js = payload::journeys(3);
+    let cs = payload::cohorts(6);
+    let behave = |_: usize, _: usize| Behaviour {
+        error_rate: 0.01,
+        latency_ms: 120.0,
+        spread: 0.5,
+        dependency_fault: Some((0, 0.01)),
+    };
+    let t = payload::build(
+        &Shape {
+            journeys: &js,
+            cohorts: &cs,
+            behaviour: &behave,
+            dependencies: 8,
+            users: false,
+            order_value: false,
+        },
+        900,
+        &mut Rng::new(42),
+    );
+    let n = t.spans;
+    let body = stamped(t);
+    let clock = Clock { wall: wall_clock() };
+    let mut g = c.benchmark_group("ingest-traces");
+    g.throughput(Throughput::Elements(n as u64));
+    for on in [true, false] {
+        let mut cfg = config(3);
+        cfg.traces.enabled = on;
+        let tel = Arc::new(Telemetry::default());
+        let journeys = Arc::new(Journeys::new(&cfg));
+        let pipeline = Pipeline::start(&cfg, journeys.clone(), tel.clone());
+        let ingest = Ingest::new(&cfg, journeys, pipeline.input(), tel.clone());
+        let id = format!("{}/{n}", if on { "on" } else { "off" });
+        g.bench_with_input(BenchmarkId::from_parameter(id), &body, |b, body| {
+            b.iter_custom(|iters| {
+                let start = clock.start();
+                let target = tel.processed_spans.load(Ordering::Relaxed) + iters * n as u64;
+                for _ in 0..iters {
+                    while ingest
+                        .traces_body(black_box(body), Format::Protobuf, Transport::Grpc)
+                        .is_err()
+                    {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+                while tel.processed_spans.load(Ordering::Relaxed) < target {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                // The queues drain too: the assembly work is the workers'.
+                while pipeline.input().queue_depths().iter().any(|d| *d > 0) {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                clock.end(start)
+            })
+        });
+        drop(ingest);
+        let _ = pipeline.shutdown(Duration::from_secs(10));
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = settings();
-    targets = decode, decode_json, classify, record, ingest
+    targets = decode, decode_json, classify, record, ingest, ingest_traces
 }
 criterion_main!(benches);

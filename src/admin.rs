@@ -1,12 +1,20 @@
 //! The admin listener's routes: `/metrics` (Prometheus text), `/api/v1/scores`,
-//! `/healthz` and `/readyz`.
+//! `/api/v1/incidents`, `/healthz` and `/readyz`, and the web view's (`ui`) unless
+//! `ui.enabled` is false.
 
 use crate::export;
 use crate::published::Shared;
 use axum::routing::get;
 use std::sync::Arc;
 
-pub fn router(shared: Arc<Shared>) -> axum::Router {
+/// `stop` ends the web view's live streams when the listener shuts down.
+pub fn router(
+    shared: Arc<Shared>,
+    ui: &crate::ui::config::Ui,
+    evaluation_interval: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> axum::Router {
+    let web = crate::ui::router(shared.clone(), ui, evaluation_interval, stop);
     let sh = shared.clone();
     let ready = shared.clone();
     axum::Router::new()
@@ -29,6 +37,10 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
             "/api/v1/scores",
             get(crate::api::scores_json).with_state(shared.clone()),
         )
+        .route(
+            "/api/v1/incidents",
+            get(crate::api::incidents_json).with_state(shared.clone()),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
@@ -43,4 +55,5 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
                 }
             }),
         )
+        .merge(web)
 }

@@ -1,4 +1,5 @@
-//! The score API: `GET /api/v1/scores` (JSON, on the metrics port) and the gRPC
+//! The score API: `GET /api/v1/scores` and `GET /api/v1/incidents` (JSON, on the
+//! metrics port) and the gRPC
 //! `cerflow.v1.ScoreService` (on the OTLP gRPC port), both reading the latest evaluation.
 
 use crate::proto;
@@ -63,6 +64,34 @@ pub async fn scores_json(State(sh): State<Arc<Shared>>, RawQuery(q): RawQuery) -
     axum::Json(filtered(&eval, &filter)).into_response()
 }
 
+pub fn incidents_proto(
+    list: &[crate::incidents::Incident],
+    journeys: &[String],
+) -> proto::IncidentList {
+    proto::IncidentList {
+        incidents: list
+            .iter()
+            .filter(|i| journeys.is_empty() || journeys.contains(&i.journey))
+            .map(|i| proto::Incident {
+                journey: i.journey.clone(),
+                start_unix_nano: i.start_unix_nano,
+                end_unix_nano: i.end_unix_nano,
+                duration_seconds: i.duration_seconds,
+                peak_burn_rate: i.peak_burn_rate,
+                users_affected: i.users_affected,
+                value_at_risk: i.value_at_risk,
+                time_to_detect_seconds: i.time_to_detect_seconds,
+            })
+            .collect(),
+    }
+}
+
+/// `GET /api/v1/incidents`: open incidents (oldest first), then closed ones (newest first).
+pub async fn incidents_json(State(sh): State<Arc<Shared>>) -> Response {
+    let eval = sh.eval.load();
+    axum::Json(serde_json::json!({ "incidents": eval.incidents })).into_response()
+}
+
 pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
     proto::ScoreSnapshot {
         time_unix_nano: v.time_unix_nano,
@@ -99,6 +128,19 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                         users: w.users,
                         users_affected: w.users_affected,
                         users_affected_ratio: w.users_affected_ratio,
+                        operations: w.operations,
+                        slices: w.slices,
+                        bad_slices: w.bad_slices,
+                        value_at_risk: w.value_at_risk,
+                        blame: w
+                            .blame
+                            .iter()
+                            .map(|b| proto::Blame {
+                                dependency: b.dependency.clone(),
+                                failures: b.failures,
+                                share: b.share,
+                            })
+                            .collect(),
                         vitals: w.vitals,
                         vitals_bad: w.vitals_bad,
                         experience: w.experience,
@@ -122,6 +164,10 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                         burn_rate: m.clone().into_iter().collect(),
                     })
                     .collect(),
+                currency: j.currency.clone(),
+                value_total: j.value_total,
+                value_failed_total: j.value_failed_total,
+                value_lost_period: j.value_lost_period,
             })
             .collect(),
     }
@@ -152,6 +198,17 @@ impl ScoreService for ScoreApi {
         let f = filter_of(request.get_ref());
         let eval = self.shared.eval.load();
         Ok(tonic::Response::new(to_proto(&filtered(&eval, &f))))
+    }
+
+    async fn get_incidents(
+        &self,
+        request: tonic::Request<proto::GetIncidentsRequest>,
+    ) -> Result<tonic::Response<proto::IncidentList>, tonic::Status> {
+        let eval = self.shared.eval.load();
+        Ok(tonic::Response::new(incidents_proto(
+            &eval.incidents,
+            &request.get_ref().journeys,
+        )))
     }
 
     type WatchScoresStream = ReceiverStream<Result<proto::ScoreSnapshot, tonic::Status>>;

@@ -91,6 +91,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             ..Default::default()
         }),
         eval: ArcSwap::from_pointee(Evaluation::default()),
+        history: Default::default(),
         ticks: tokio::sync::watch::channel(0).0,
         tel: tel.clone(),
         input,
@@ -182,8 +183,17 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     let admin_task = prom.map(|l| {
         if let Ok(a) = l.local_addr() {
             tracing::info!(endpoint = %a, tls = prom_tls.is_some(), "Prometheus endpoint listening on /metrics.");
+            if cfg.ui.enabled {
+                let scheme = if prom_tls.is_some() { "https" } else { "http" };
+                tracing::info!(url = %format!("{scheme}://{a}/"), auth = cfg.ui.auth.is_some(), "Web view listening.");
+            }
         }
-        let router = crate::admin::router(shared.clone());
+        let router = crate::admin::router(
+            shared.clone(),
+            &cfg.ui,
+            cfg.pipeline.evaluation_interval,
+            admin_stop.clone(),
+        );
         tokio::spawn(serve_http(l, router, prom_tls, admin_stop.clone(), "metrics endpoint"))
     });
     let otlp_stop = CancellationToken::new();

@@ -182,6 +182,33 @@ pub const CER_SLI_CORRECTNESS_RATIO: Metric = Metric {
     labels: &["journey", COHORTS, "window"],
 };
 
+pub const CER_SLI_OPERATIONS_RATIO: Metric = Metric {
+    prom: "cer_sli_operations_ratio",
+    otlp: Some("cer.sli.operations"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Share of the window's time slices with signal data in which every signal was within its bound.",
+    labels: &["journey", "window"],
+};
+
+pub const CER_SIGNAL_VALUE: Metric = Metric {
+    prom: "cer_signal_value",
+    otlp: Some("cer.signal.value"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "A signal's aggregate over the latest time slice with data in the window, in the metric's unit.",
+    labels: &["journey", "signal", "window"],
+};
+
+pub const CER_SIGNAL_OK: Metric = Metric {
+    prom: "cer_signal_ok",
+    otlp: Some("cer.signal.ok"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "1 when the signal's latest time slice with data is within its bound, else 0.",
+    labels: &["journey", "signal"],
+};
+
 pub const CER_JOURNEY_LATENCY_SECONDS: Metric = Metric {
     prom: "cer_journey_latency_seconds",
     otlp: Some("cer.journey.latency"),
@@ -263,6 +290,15 @@ pub const CER_SLO_ERROR_BUDGET_REMAINING_RATIO: Metric = Metric {
     labels: &["journey", "sli", COHORTS],
 };
 
+pub const CER_SLO_VALUE_LOST: Metric = Metric {
+    prom: "cer_slo_value_lost",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Value of the failed or incorrect requests over the SLO period; kept across restarts.",
+    labels: &["journey", COHORTS, "currency"],
+};
+
 pub const CER_SLO_BURN_RATE: Metric = Metric {
     prom: "cer_slo_burn_rate",
     otlp: None,
@@ -315,6 +351,42 @@ pub const CER_SCORE: Metric = Metric {
     kind: Kind::Gauge,
     help: "Overall customer-experience reliability score, journeys weighted by business impact.",
     labels: &["window"],
+};
+
+pub const CER_JOURNEY_INCIDENT_OPEN: Metric = Metric {
+    prom: "cer_journey_incident_open",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "1 while an incident of the journey is open (an alert of incidents.severity active), else 0.",
+    labels: &["journey"],
+};
+
+pub const CER_JOURNEY_INCIDENTS_TOTAL: Metric = Metric {
+    prom: "cer_journey_incidents_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Incidents of the journey opened, kept across restarts.",
+    labels: &["journey"],
+};
+
+pub const CER_JOURNEY_TIME_TO_RECOVERY_SECONDS: Metric = Metric {
+    prom: "cer_journey_time_to_recovery_seconds",
+    otlp: None,
+    unit: "s",
+    kind: Kind::Histogram,
+    help: "Durations of the journey's closed incidents, from the alert firing to no alert active.",
+    labels: &["journey", "le"],
+};
+
+pub const CER_JOURNEY_TIME_TO_DETECT_SECONDS: Metric = Metric {
+    prom: "cer_journey_time_to_detect_seconds",
+    otlp: None,
+    unit: "s",
+    kind: Kind::Histogram,
+    help: "From the first sub-bucket whose burn exceeded a firing alert's rate to the incident opening.",
+    labels: &["journey", "le"],
 };
 
 pub const CERFLOW_BUILD_INFO: Metric = Metric {
@@ -407,6 +479,15 @@ pub const CERFLOW_PUBLIC_CLIENTS_OVERFLOW_TOTAL: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_REFUSED_DATA_POINTS_TOTAL: Metric = Metric {
+    prom: "cerflow_refused_data_points_total",
+    otlp: None,
+    unit: "{data_point}",
+    kind: Kind::Counter,
+    help: "Metric data points a signal would use, refused as unusable (OTLP partial success).",
+    labels: &["reason"],
+};
+
 pub const CERFLOW_RECEIVED_LOG_RECORDS_TOTAL: Metric = Metric {
     prom: "cerflow_received_log_records_total",
     otlp: None,
@@ -459,6 +540,87 @@ pub const CER_JOURNEY_VALUE_AT_RISK: Metric = Metric {
     kind: Kind::Gauge,
     help: "Value of the failed or incorrect requests in the window.",
     labels: &["journey", COHORTS, "window", "currency"],
+};
+
+pub const CER_DEPENDENCY_REQUESTS_TOTAL: Metric = Metric {
+    prom: "cer_dependency_requests_total",
+    otlp: Some("cer.dependency.requests"),
+    unit: "{call}",
+    kind: Kind::Counter,
+    help: "Calls to the dependency made under the journey's requests, from assembled traces.",
+    labels: &["journey", "dependency"],
+};
+
+pub const CER_DEPENDENCY_ERRORS_TOTAL: Metric = Metric {
+    prom: "cer_dependency_errors_total",
+    otlp: Some("cer.dependency.errors"),
+    unit: "{call}",
+    kind: Kind::Counter,
+    help: "Calls to the dependency under the journey whose span status is ERROR.",
+    labels: &["journey", "dependency"],
+};
+
+pub const CER_DEPENDENCY_DURATION_SECONDS: Metric = Metric {
+    prom: "cer_dependency_duration_seconds",
+    otlp: Some("cer.dependency.duration"),
+    unit: "s",
+    kind: Kind::Histogram,
+    help: "Duration of the calls to the dependency under the journey.",
+    labels: &["journey", "dependency", "le"],
+};
+
+pub const CER_DEPENDENCY_AVAILABILITY_RATIO: Metric = Metric {
+    prom: "cer_dependency_availability_ratio",
+    otlp: Some("cer.dependency.availability"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Share of the calls to the dependency in the window that did not fail.",
+    labels: &["journey", "dependency", "window"],
+};
+
+pub const CER_DEPENDENCY_LATENCY_SECONDS: Metric = Metric {
+    prom: "cer_dependency_latency_seconds",
+    otlp: Some("cer.dependency.latency"),
+    unit: "s",
+    kind: Kind::Gauge,
+    help: "Latency quantiles of the calls to the dependency over the window.",
+    labels: &["journey", "dependency", "window", "quantile"],
+};
+
+pub const CER_JOURNEY_FAILURES_ATTRIBUTED_TOTAL: Metric = Metric {
+    prom: "cer_journey_failures_attributed_total",
+    otlp: Some("cer.journey.failures_attributed"),
+    unit: "{request}",
+    kind: Kind::Counter,
+    help: "Failed journey requests blamed on each dependency whose call under them failed, or on self.",
+    labels: &["journey", "dependency"],
+};
+
+pub const CERFLOW_TRACES_EVICTED_TOTAL: Metric = Metric {
+    prom: "cerflow_traces_evicted_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Traces completed before traces.wait, by reason (memory: traces.max_bytes; max_spans: traces.max_spans_per_trace).",
+    labels: &["reason"],
+};
+
+pub const CERFLOW_ORPHAN_SPANS_TOTAL: Metric = Metric {
+    prom: "cerflow_orphan_spans_total",
+    otlp: None,
+    unit: "{span}",
+    kind: Kind::Counter,
+    help: "Spans of assembled traces in which no journey claimed a span.",
+    labels: &[],
+};
+
+pub const CERFLOW_TRACE_BUFFER_BYTES: Metric = Metric {
+    prom: "cerflow_trace_buffer_bytes",
+    otlp: None,
+    unit: "By",
+    kind: Kind::Gauge,
+    help: "Bytes of spans waiting in the trace assembly buffers.",
+    labels: &[],
 };
 
 pub const CERFLOW_CARDINALITY_OVERFLOW_TOTAL: Metric = Metric {
@@ -587,6 +749,33 @@ pub const CERFLOW_WINDOW_STATE_BYTES: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_UI_REFUSED_TOTAL: Metric = Metric {
+    prom: "cerflow_ui_refused_total",
+    otlp: None,
+    unit: "{request}",
+    kind: Kind::Counter,
+    help: "Web view requests refused, by reason: unauthenticated or stream_limit.",
+    labels: &["reason"],
+};
+
+pub const CERFLOW_UI_STREAM_CLIENTS: Metric = Metric {
+    prom: "cerflow_ui_stream_clients",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Live event streams of the web view open now.",
+    labels: &[],
+};
+
+pub const CERFLOW_UI_HISTORY_BYTES: Metric = Metric {
+    prom: "cerflow_ui_history_bytes",
+    otlp: None,
+    unit: "By",
+    kind: Kind::Gauge,
+    help: "Heap bytes held by the web view's hour of score history and budget curves.",
+    labels: &[],
+};
+
 /// Every metric, in the order of README.md's tables.
 pub const ALL: &[Metric] = &[
     CER_JOURNEY_REQUESTS_TOTAL,
@@ -602,6 +791,9 @@ pub const ALL: &[Metric] = &[
     CER_JOURNEY_FRUSTRATIONS_TOTAL,
     CER_JOURNEY_ABANDONMENT_RATIO,
     CER_JOURNEY_ATTEMPTS_TOTAL,
+    CER_SLI_OPERATIONS_RATIO,
+    CER_SIGNAL_VALUE,
+    CER_SIGNAL_OK,
     CER_JOURNEY_LATENCY_SECONDS,
     CER_JOURNEY_REQUESTS_PER_SECOND,
     CER_JOURNEY_USERS,
@@ -610,16 +802,27 @@ pub const ALL: &[Metric] = &[
     CER_JOURNEY_VALUE_TOTAL,
     CER_JOURNEY_VALUE_FAILED_TOTAL,
     CER_JOURNEY_VALUE_AT_RISK,
+    CER_DEPENDENCY_REQUESTS_TOTAL,
+    CER_DEPENDENCY_ERRORS_TOTAL,
+    CER_DEPENDENCY_DURATION_SECONDS,
+    CER_DEPENDENCY_AVAILABILITY_RATIO,
+    CER_DEPENDENCY_LATENCY_SECONDS,
+    CER_JOURNEY_FAILURES_ATTRIBUTED_TOTAL,
     CER_TELEMETRY_COVERAGE_RATIO,
     CER_DEFINITION_INFO,
     CER_SLO_OBJECTIVE_RATIO,
     CER_SLO_ERROR_BUDGET_REMAINING_RATIO,
     CER_SLO_BURN_RATE,
+    CER_SLO_VALUE_LOST,
     CER_SLO_ALERT_ACTIVE,
     CER_JOURNEY_DATA_PRESENT,
     CER_JOURNEY_SCORE,
     CER_COHORT_SCORE,
     CER_SCORE,
+    CER_JOURNEY_INCIDENT_OPEN,
+    CER_JOURNEY_INCIDENTS_TOTAL,
+    CER_JOURNEY_TIME_TO_RECOVERY_SECONDS,
+    CER_JOURNEY_TIME_TO_DETECT_SECONDS,
     CERFLOW_BUILD_INFO,
     CERFLOW_RECEIVED_SPANS_TOTAL,
     CERFLOW_REFUSED_SPANS_TOTAL,
@@ -629,6 +832,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_LATE_SPANS_TOTAL,
     CERFLOW_CLAMPED_SPANS_TOTAL,
     CERFLOW_RECEIVED_DATA_POINTS_TOTAL,
+    CERFLOW_REFUSED_DATA_POINTS_TOTAL,
     CERFLOW_RECEIVED_LOG_RECORDS_TOTAL,
     CERFLOW_PUBLIC_CLIENTS_OVERFLOW_TOTAL,
     CERFLOW_INVALID_EVENTS_TOTAL,
@@ -636,6 +840,9 @@ pub const ALL: &[Metric] = &[
     CERFLOW_VITAL_IDS_OVERFLOW_TOTAL,
     CERFLOW_SERIES_EXPIRED_TOTAL,
     CERFLOW_CARDINALITY_OVERFLOW_TOTAL,
+    CERFLOW_TRACES_EVICTED_TOTAL,
+    CERFLOW_ORPHAN_SPANS_TOTAL,
+    CERFLOW_TRACE_BUFFER_BYTES,
     CERFLOW_INVALID_VALUES_TOTAL,
     CERFLOW_CONFIG_RELOADS_TOTAL,
     CERFLOW_CONFIG_RELOAD_FAILURES_TOTAL,
@@ -650,4 +857,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_SERIES,
     CERFLOW_AUTO_JOURNEYS,
     CERFLOW_WINDOW_STATE_BYTES,
+    CERFLOW_UI_REFUSED_TOTAL,
+    CERFLOW_UI_STREAM_CLIENTS,
+    CERFLOW_UI_HISTORY_BYTES,
 ];

@@ -88,6 +88,25 @@ pub fn restore_slo_state(cfg: &Config, journeys: &Journeys) -> SloTracker {
     tracker
 }
 
+/// The incident state kept beside the SLO checkpoint, when there is one.
+fn restore_incidents(cfg: &Config) -> crate::incidents::IncidentTracker {
+    let mut t = crate::incidents::IncidentTracker::new(&cfg.incidents);
+    if let Some(cp) = &cfg.slo.checkpoint {
+        let path = crate::incidents::checkpoint_path(&cp.path);
+        if path.exists() {
+            match t.load(&path) {
+                Ok(n) => {
+                    tracing::info!(path = %path.display(), journeys = n, "Restored the incidents.")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "Cannot restore the incidents; starting without.")
+                }
+            }
+        }
+    }
+    t
+}
+
 /// Starts the deriver thread. It owns the pipeline from here: ticks, reloads, and the
 /// final drain; `final_rx` resolves once the last snapshot is published.
 pub fn spawn(
@@ -108,7 +127,9 @@ pub fn spawn(
         std::thread::Builder::new()
             .name("cerflow-deriver".into())
             .spawn(move || {
+                let incidents = restore_incidents(&cfg);
                 let mut deriver = Deriver {
+                    incidents,
                     cfg,
                     shared,
                     ingest,
@@ -153,6 +174,7 @@ pub fn spawn(
 /// Merges worker snapshots, updates the SLO state, evaluates scores, checkpoints.
 struct Deriver {
     cfg: Config,
+    incidents: crate::incidents::IncidentTracker,
     shared: Arc<Shared>,
     ingest: Arc<Ingest>,
     tracker: SloTracker,
@@ -183,7 +205,11 @@ impl Deriver {
             old.histogram_buckets != new.histogram_buckets,
         );
         restart("limits", old.limits != new.limits);
+        restart("signals", old.signals != new.signals);
+        restart("traces", old.traces != new.traces);
+        restart("dependencies", old.dependencies != new.dependencies);
         restart("slo.checkpoint", old.slo.checkpoint != new.slo.checkpoint);
+        self.incidents.reconfigure(&new.incidents);
         if let Err(e) = self.tracker.reconfigure(&new.slo) {
             notes.push(e.to_string());
         }
@@ -199,6 +225,7 @@ impl Deriver {
             notes.push("a worker did not take the new journeys in time".into());
         }
         self.ingest.set_journeys(journeys.clone());
+        self.ingest.signals.reload(&new, &journeys);
         self.shared.journeys.store(journeys);
         tracing::debug!(kept, "Journeys whose window state carried over.");
         let mut merged = new;
@@ -208,6 +235,9 @@ impl Deriver {
         merged.windows = old.windows.clone();
         merged.histogram_buckets = old.histogram_buckets.clone();
         merged.limits = old.limits.clone();
+        merged.signals = old.signals.clone();
+        merged.traces = old.traces.clone();
+        merged.dependencies = old.dependencies.clone();
         merged.slo.checkpoint = old.slo.checkpoint.clone();
         self.cfg = merged;
         notes
@@ -216,6 +246,7 @@ impl Deriver {
     fn tick(&mut self, shards: Vec<crate::snapshot::ShardSnapshot>, last: bool) {
         let now = now_unix_ns();
         let mut snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
+        snap.operations = self.ingest.signals.snapshot(now, &self.ingest.tel);
         let completions = &self.ingest.completions;
         completions.sweep(now);
         snap.journey_attempts = completions.stats(now);
@@ -230,7 +261,8 @@ impl Deriver {
             .restored()
             .filter_map(|(k, origin)| journeys.restore(&k.journey, origin).map(|j| (k.clone(), j)))
             .collect();
-        let eval = score::evaluate(
+        let incident_changed = self.incidents.update(&self.tracker, &snap, now);
+        let mut eval = score::evaluate(
             &snap,
             &self.tracker,
             &journeys,
@@ -238,10 +270,27 @@ impl Deriver {
             &self.cfg.score,
             &self.cfg.version,
         );
+        self.shared
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(&eval, &self.tracker, now);
+        eval.incidents = self.incidents.incidents();
+        eval.incident_stats = self.incidents.stats();
         self.shared.snapshot.store(Arc::new(snap));
         self.shared.eval.store(Arc::new(eval));
         self.shared.ticks.send_modify(|t| *t += 1);
         if let Some(cp) = &self.cfg.slo.checkpoint {
+            // An incident that opened or closed is written at once: a crash right after
+            // must not forget it.
+            let due =
+                last || now.saturating_sub(self.last_checkpoint) >= cp.interval.as_nanos() as u64;
+            if incident_changed || due {
+                let path = crate::incidents::checkpoint_path(&cp.path);
+                if let Err(e) = self.incidents.save(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "Cannot write the incidents.");
+                }
+            }
             if last || now.saturating_sub(self.last_checkpoint) >= cp.interval.as_nanos() as u64 {
                 self.last_checkpoint = now;
                 match self.tracker.save(&cp.path, now) {

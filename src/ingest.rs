@@ -7,15 +7,16 @@ use crate::config::Config;
 use crate::decode::{self, invalid_reason, lazy, ProstSpan};
 use crate::experience::EventUse;
 use crate::internal_events::{
-    DataPointsReceived, InternalEvent, InvalidValue, InvalidVital, LogRecordsReceived,
-    RequestRefused, SpanClamped, SpansNotRecorded, SpansReceived, SpansRefused,
+    DataPointsReceived, DataPointsRefused, InternalEvent, InvalidValue, InvalidVital,
+    LogRecordsReceived, RequestRefused, SpanClamped, SpansNotRecorded, SpansReceived, SpansRefused,
 };
 use crate::journey::Journeys;
 use crate::pipeline::{BatchBuilder, PipelineInput, SubmitError};
 use crate::receiver::consumer::Consumer;
+use crate::signals::Signals;
 use crate::span::SpanView;
 use crate::span_record::event as span_event;
-use crate::telemetry::{Reason, Telemetry, Transport};
+use crate::telemetry::{Reason, Telemetry, Transport, POINT_REASONS};
 use crate::value::Value;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -84,6 +85,18 @@ impl<S: SpanView> SpanView for Tenanted<'_, S> {
     fn event_name(&self) -> Option<&str> {
         self.inner.event_name()
     }
+    fn trace_id(&self) -> &[u8] {
+        self.inner.trace_id()
+    }
+    fn span_id(&self) -> &[u8] {
+        self.inner.span_id()
+    }
+    fn parent_span_id(&self) -> &[u8] {
+        self.inner.parent_span_id()
+    }
+    fn trace_state(&self) -> &str {
+        self.inner.trace_state()
+    }
 }
 
 impl<S: Incoming> Incoming for Tenanted<'_, S> {
@@ -96,6 +109,8 @@ pub struct Ingest {
     journeys: arc_swap::ArcSwap<Journeys>,
     input: Arc<PipelineInput>,
     pub tel: Arc<Telemetry>,
+    /// Operational signals, fed by metric data points.
+    pub signals: Signals,
     skew_ns: u64,
     longest_ns: u64,
     max_attrs: usize,
@@ -104,6 +119,9 @@ pub struct Ingest {
     pub completions: Arc<Completions>,
     /// Hashes web vital ids, the same in every receiver.
     id_hasher: ahash::RandomState,
+    /// Trace assembly is on: every span also goes to the worker of its trace.
+    traces: bool,
+    dependency_keys: Vec<String>,
 }
 
 impl Ingest {
@@ -114,6 +132,7 @@ impl Ingest {
         tel: Arc<Telemetry>,
     ) -> Ingest {
         Ingest {
+            signals: Signals::new(cfg, &journeys, now_unix_ns()),
             journeys: arc_swap::ArcSwap::new(journeys),
             input,
             tel,
@@ -127,6 +146,8 @@ impl Ingest {
                 cfg.windows.sub_buckets,
             )),
             id_hasher: ahash::RandomState::with_seeds(3, 5, 7, 9),
+            traces: cfg.traces.enabled,
+            dependency_keys: cfg.dependencies.keys.clone(),
         }
     }
 
@@ -299,9 +320,21 @@ impl Ingest {
                             InvalidValue { journey: &j.name }.emit(&self.tel);
                         }
                     }
-                    builder.push(&view, &c, journeys.missing_value(), end)
+                    builder.push(&view, &c, journeys.missing_value(), end);
+                    if self.traces {
+                        let failed = c.flags & crate::span_record::flag::ERROR != 0;
+                        builder.push_trace(
+                            &view,
+                            Some((c.journey, failed)),
+                            end,
+                            &self.dependency_keys,
+                        );
+                    }
                 }
                 None => {
+                    if self.traces {
+                        builder.push_trace(&view, None, end, &self.dependency_keys);
+                    }
                     unmatched += 1;
                     if view.is_entry_point() {
                         builder.push_unmatched_entry(end);
@@ -365,12 +398,28 @@ impl Ingest {
         }
     }
 
+    /// Points that feed a signal are recorded; bad ones among them are refused (OTLP
+    /// partial success), all others are counted and dropped.
     pub fn metrics(&self, req: &ExportMetricsServiceRequest) -> Accepted {
-        DataPointsReceived {
-            count: decode::data_point_count(req),
+        let total = decode::data_point_count(req);
+        DataPointsReceived { count: total }.emit(&self.tel);
+        let out = self.signals.process(req, now_unix_ns());
+        let first = out.first.as_deref().unwrap_or_default();
+        for r in POINT_REASONS {
+            DataPointsRefused {
+                reason: r,
+                points: out.refused[r as usize],
+                detail: first,
+            }
+            .emit(&self.tel);
         }
-        .emit(&self.tel);
-        Accepted::default()
+        let rejected = out.rejected();
+        let message = if rejected > 0 {
+            format!("{rejected} of {total} data points rejected; first: {first}")
+        } else {
+            String::new()
+        };
+        Accepted { rejected, message }
     }
 
     pub fn logs_body(

@@ -3,7 +3,9 @@
 //! writes its log line. Counting and logging cannot drift apart, and warnings a flood
 //! of bad input could repeat are rate-limited in one place ([`Telemetry::log_due`]).
 
-use crate::telemetry::{AddRelaxed, ExportDrop, LogKey, Reason, Telemetry, Transport};
+use crate::telemetry::{
+    AddRelaxed, Evict, ExportDrop, LogKey, PointReason, Reason, Telemetry, Transport,
+};
 use std::time::Duration;
 
 pub trait InternalEvent {
@@ -145,6 +147,38 @@ impl InternalEvent for CardinalityOverflow {
     }
 }
 
+/// Traces completed before `traces.wait`: their children that arrive later are not
+/// attributed to the journey. Warned about at most every 10 s; the counter has them all.
+pub struct TracesEvicted {
+    pub reason: Evict,
+    pub traces: u64,
+}
+
+impl InternalEvent for TracesEvicted {
+    fn emit(self, tel: &Telemetry) {
+        tel.traces_evicted[self.reason as usize].add(self.traces);
+        if tel.log_due(LogKey::TracesEvicted, 10) {
+            tracing::warn!(
+                reason = self.reason.as_str(),
+                traces = self.traces,
+                "Completed traces before traces.wait to stay within the trace buffer's limits."
+            );
+        }
+    }
+}
+
+/// Spans of an assembled trace in which no journey claimed a span.
+pub struct OrphanSpans {
+    pub spans: u64,
+}
+
+impl InternalEvent for OrphanSpans {
+    fn emit(self, tel: &Telemetry) {
+        tel.orphan_spans.add(self.spans);
+        tracing::trace!(spans = self.spans, "Assembled a trace no journey claimed.");
+    }
+}
+
 /// A request's value was not a number, negative or not finite: it is left out of the
 /// journey's value, and the request still counts.
 pub struct InvalidValue<'a> {
@@ -190,7 +224,7 @@ impl InternalEvent for SeriesExpired {
     }
 }
 
-/// Metric data points received (counted, not processed).
+/// Metric data points received: those a signal reads are then recorded or refused.
 pub struct DataPointsReceived {
     pub count: u64,
 }
@@ -199,6 +233,44 @@ impl InternalEvent for DataPointsReceived {
     fn emit(self, tel: &Telemetry) {
         tel.received_data_points.add(self.count);
         tracing::trace!(count = self.count, "Received metric data points.");
+    }
+}
+
+/// Data points of an accepted metrics request were refused (partial success).
+pub struct DataPointsRefused<'a> {
+    pub reason: PointReason,
+    pub points: u64,
+    pub detail: &'a str,
+}
+
+impl InternalEvent for DataPointsRefused<'_> {
+    fn emit(self, tel: &Telemetry) {
+        let r = self.reason;
+        tel.refused_data_points[r as usize].add(self.points);
+        if self.points > 0 && tel.log_due(LogKey::PointRefusal(r), REFUSAL_WARN_EVERY_SECS) {
+            tracing::warn!(
+                reason = r.as_str(),
+                points = self.points,
+                detail = self.detail,
+                "Refused metric data points."
+            );
+        }
+    }
+}
+
+/// Cumulative metric streams not seen for `windows.series_ttl` were forgotten.
+pub struct MetricStreamsExpired {
+    pub count: u64,
+}
+
+impl InternalEvent for MetricStreamsExpired {
+    fn emit(self, _tel: &Telemetry) {
+        if self.count > 0 {
+            tracing::debug!(
+                count = self.count,
+                "Forgot metric streams idle for series_ttl."
+            );
+        }
     }
 }
 
@@ -454,6 +526,26 @@ impl InternalEvent for OtlpExportDropped<'_> {
                 dropped_so_far = total,
                 detail,
                 "Dropped an OTLP metric export request."
+            );
+        }
+    }
+}
+
+/// The web view refused a request: bad credentials, or too many live streams.
+pub struct UiRequestRefused {
+    pub reason: crate::telemetry::UiRefusal,
+}
+
+impl InternalEvent for UiRequestRefused {
+    fn emit(self, tel: &Telemetry) {
+        tel.ui_refused[self.reason as usize].add(1);
+        if tel.log_due(
+            crate::telemetry::LogKey::UiRefusal(self.reason),
+            REFUSAL_WARN_EVERY_SECS,
+        ) {
+            tracing::warn!(
+                reason = self.reason.as_str(),
+                "Refused a request to the web view."
             );
         }
     }

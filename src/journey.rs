@@ -34,6 +34,8 @@ pub struct JourneyInfo {
     pub objectives: crate::config::Objectives,
     /// Whether a correctness rule exists; without one the correctness SLI has no data.
     pub has_correctness: bool,
+    /// Whether the journey has operational signals, hence an operations SLI.
+    pub has_operations: bool,
     /// A hash of the journey's identity (its name, or service and span name when
     /// derived) that stays the same across config reloads, unlike `id`.
     pub seed: u64,
@@ -191,6 +193,7 @@ impl Journeys {
                     auto: false,
                     objectives: j.objectives,
                     has_correctness: j.incorrect.is_some(),
+                    has_operations: !j.signals.is_empty(),
                     seed: identity_hasher().hash_one(j.name.as_str()),
                     origin: Origin::Configured,
                     value: j.value.as_ref().map(|v| ValueLabel {
@@ -236,6 +239,7 @@ impl Journeys {
                 auto: true,
                 objectives: cfg.slo.objectives,
                 has_correctness: false,
+                has_operations: false,
                 seed: identity_hasher().hash_one(AUTO_OVERFLOW),
                 origin: Origin::AutoOverflow,
                 value: None,
@@ -454,6 +458,7 @@ impl AutoTable {
             auto: true,
             objectives: self.objectives,
             has_correctness: false,
+            has_operations: false,
             seed: hash,
             origin: Origin::Derived {
                 service: service.into(),

@@ -3,7 +3,7 @@
 //! Data flows one way: [`receiver`] (OTLP gRPC/HTTP, handing bodies to a
 //! [`receiver::consumer::Consumer`]) -> [`decode`] -> [`journey`] (match, cohort,
 //! classify) -> [`ingest`] and [`pipeline`] (bounded queues to workers that own the
-//! [`window`] state) -> [`deriver`] (once per tick: [`sli`], [`slo`], [`score`], published
+//! [`window`] state and assemble [`traces`] for dependencies and blame) -> [`deriver`] (once per tick: [`sli`], [`slo`], [`score`], published
 //! through [`published`]) -> [`export`] and [`api`], which only format. [`config`] is
 //! parsed and validated once before any of it starts, each component's section
 //! beside the component; [`predicate`] is the rule language shared by match, failure
@@ -28,11 +28,14 @@ pub mod experience;
 pub mod export;
 pub mod gate;
 pub mod hist;
+pub mod history;
+pub mod incidents;
 pub mod ingest;
 pub mod internal_events;
 pub mod journey;
 pub mod labels;
 pub mod loadgen;
+pub mod metric_input;
 pub mod openslo;
 pub mod pipeline;
 pub mod predicate;
@@ -42,6 +45,7 @@ pub mod reload;
 pub mod rng;
 pub mod rules;
 pub mod score;
+pub mod signals;
 pub mod sli;
 pub mod slo;
 pub mod snapshot;
@@ -49,6 +53,8 @@ pub mod span;
 pub mod span_record;
 pub mod telemetry;
 pub mod tls;
+pub mod traces;
+pub mod ui;
 pub mod users;
 pub mod value;
 pub mod window;

@@ -118,6 +118,13 @@ fn main() -> ExitCode {
                         cfg.windows.sizes.len(),
                         cfg.version
                     );
+                    println!("  users.keys: {}", cfg.users);
+                    for j in &cfg.journeys {
+                        match &j.value {
+                            Some(v) => println!("  journey {}: value from {v}", j.name),
+                            None => println!("  journey {}: no value", j.name),
+                        }
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -7,8 +7,9 @@
 //! the overall score: an objective per journey x SLI whose `compositeWeight` is the
 //! journey's weight split by `score.sli_weights`, so a journey's weights sum to its weight.
 
-use crate::config::{Config, JourneyConfig, SliKind, REQUEST_SLIS};
+use crate::config::{Config, JourneyConfig, SliKind};
 use crate::rules::{bad_counter, number, promql_string, REQUESTS};
+use crate::slo::config::REQUEST_SLIS;
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -153,7 +154,10 @@ fn bad_word(sli: SliKind) -> &'static str {
     match sli {
         SliKind::Availability => "failed",
         SliKind::Latency => "over the latency threshold",
-        SliKind::Correctness | SliKind::Experience => "incorrect",
+        SliKind::Correctness => "incorrect",
+        // Only REQUEST_SLIS are exported as OpenSLO ratio metrics.
+        SliKind::Operations => "out of bounds",
+        SliKind::Experience => "over the web vital threshold",
     }
 }
 

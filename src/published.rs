@@ -2,6 +2,7 @@
 //! score API read: the merged snapshot with its SLIs, and the evaluation (SLOs, burn
 //! rates, budgets, alerts, scores) derived from it once. Readers only format it.
 
+use crate::history::History;
 use crate::journey::Journeys;
 use crate::pipeline::PipelineInput;
 use crate::score::Evaluation;
@@ -15,6 +16,9 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     /// SLOs and scores derived from the same snapshot.
     pub eval: ArcSwap<Evaluation>,
+    /// The last hour of evaluations and the budgets over the period, for the web view;
+    /// written by the deriver at every tick, read briefly by whoever formats it.
+    pub history: std::sync::Mutex<History>,
     /// Bumped after every evaluation, for streaming clients.
     pub ticks: tokio::sync::watch::Sender<u64>,
     pub tel: Arc<Telemetry>,

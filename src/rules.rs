@@ -11,17 +11,20 @@
 //! be written ahead of the data.
 
 use crate::catalogue;
-use crate::config::{Config, JourneyConfig, Objectives, Severity, SliKind, REQUEST_SLIS};
+use crate::config::{Config, JourneyConfig, Objectives, Severity, SliKind};
+use crate::slo::config::REQUEST_SLIS;
 use std::fmt::Write;
 use std::time::Duration;
 
-/// The counter of bad requests behind each SLI of [`REQUEST_SLIS`] (the experience SLI
-/// counts web vitals, not requests, and has none).
+/// The counter of bad requests behind each SLI of [`REQUEST_SLIS`] (the operations and
+/// experience SLIs count time slices and web vitals, not requests, and have none).
 pub fn bad_counter(sli: SliKind) -> &'static str {
     match sli {
         SliKind::Availability => catalogue::CER_JOURNEY_ERRORS_TOTAL.prom,
         SliKind::Latency => catalogue::CER_JOURNEY_SLOW_TOTAL.prom,
-        SliKind::Correctness | SliKind::Experience => catalogue::CER_JOURNEY_INCORRECT_TOTAL.prom,
+        SliKind::Correctness => catalogue::CER_JOURNEY_INCORRECT_TOTAL.prom,
+        // Not ratios of request counters: the rules cover REQUEST_SLIS only and never ask.
+        SliKind::Operations | SliKind::Experience => "",
     }
 }
 

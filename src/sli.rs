@@ -4,7 +4,8 @@
 //! than shown as 1 (which hides an outage of traffic) or NaN (which poisons queries).
 
 use crate::journey::JourneyInfo;
-use crate::snapshot::{SeriesSnap, ShardSnapshot};
+use crate::signals::{JourneyOps, SliceCounts};
+use crate::snapshot::{DependencySnap, SelfBlameSnap, SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::window::{Counts, Coverage, Users};
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +94,48 @@ pub struct Snapshot {
     pub journey_frustrations: Vec<JourneyValue>,
     /// Attempt outcomes of the journeys with `completion`, set by the deriver.
     pub journey_attempts: Vec<crate::completion::AttemptStats>,
+    /// The operations of the journeys with signals, in config order.
+    pub operations: Vec<JourneyOps>,
+    /// Journey x dependency series from assembled traces, merged over workers, sorted.
+    pub dependencies: Vec<DependencySeries>,
+    /// Failed journey requests by what they are blamed on, per journey; sorted.
+    pub blame: Vec<BlameRow>,
+    /// Bytes of spans waiting in the trace buffers, summed over workers.
+    pub trace_bytes: usize,
+}
+
+/// One dependency of one journey: calls, failures and latency per window.
+#[derive(Debug, Clone)]
+pub struct DependencySeries {
+    pub journey: Arc<JourneyInfo>,
+    pub name: Arc<str>,
+    /// The journey's overflow series: dependencies past `dependencies.max_per_journey`.
+    pub overflow: bool,
+    pub totals: Counts,
+    pub duration_sum_s: f64,
+    pub buckets: Vec<u64>,
+    pub created_unix_ns: u64,
+    pub windows: Vec<DependencyStats>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DependencyStats {
+    pub counts: Counts,
+    pub availability: Option<f64>,
+    /// Seconds, in the order of [`QUANTILES`].
+    pub quantiles_s: Vec<Option<f64>>,
+}
+
+/// Failed requests of a journey blamed on one dependency, or on the journey itself.
+#[derive(Debug, Clone)]
+pub struct BlameRow {
+    pub journey: Arc<JourneyInfo>,
+    /// The dependency's name, or [`crate::traces::SELF`].
+    pub dependency: Arc<str>,
+    pub overflow: bool,
+    pub total: u64,
+    pub created_unix_ns: u64,
+    pub windows: Vec<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,13 +154,20 @@ impl Snapshot {
         let mut coverage = vec![Coverage::default(); windows.len()];
         let mut series = Vec::new();
         let mut state_bytes = 0;
+        let mut trace_bytes = 0;
+        let mut deps = Vec::new();
+        let mut selfs = Vec::new();
         for s in shards {
             for (acc, c) in coverage.iter_mut().zip(&s.coverage) {
                 acc.add(c);
             }
             state_bytes += s.state_bytes;
+            trace_bytes += s.trace_bytes;
             series.extend(s.series);
+            deps.extend(s.dependencies);
+            selfs.extend(s.self_blame);
         }
+        let (dependencies, blame) = merge_dependencies(deps, selfs, windows.len());
         // Each worker keeps its own overflow series per journey; the export shows one.
         let mut merged: Vec<SeriesSnap> = Vec::with_capacity(series.len());
         for s in series {
@@ -214,7 +264,20 @@ impl Snapshot {
             journey_values,
             journey_frustrations,
             journey_attempts: Vec::new(),
+            operations: Vec::new(),
+            dependencies,
+            blame,
+            trace_bytes,
         }
+    }
+
+    /// A journey's time slices in window `w`; `None` when it has no signals.
+    pub fn journey_slices(&self, journey: &str, w: usize) -> Option<SliceCounts> {
+        let ops = self
+            .operations
+            .iter()
+            .find(|o| &*o.journey.name == journey)?;
+        ops.windows.get(w).copied()
     }
 
     /// Every row of user figures: each series, then each journey with cohorts.
@@ -284,6 +347,128 @@ fn journey_users(series: &[SeriesSnap], n_windows: usize) -> Vec<JourneyUsers> {
         i = end;
     }
     out
+}
+
+/// Dependency series of all workers merged per (journey, dependency): counts add, and
+/// quantiles come from the union of the workers' sub-bucket histograms, so they are
+/// exact as for a series held by one worker. Blame rows come from the same series plus
+/// each journey's `self`.
+fn merge_dependencies(
+    mut deps: Vec<DependencySnap>,
+    selfs: Vec<SelfBlameSnap>,
+    n_windows: usize,
+) -> (Vec<DependencySeries>, Vec<BlameRow>) {
+    deps.sort_by(|a, b| {
+        (&a.journey.name, a.overflow, &a.name).cmp(&(&b.journey.name, b.overflow, &b.name))
+    });
+    let mut out: Vec<DependencySeries> = Vec::new();
+    let mut blame: Vec<BlameRow> = Vec::new();
+    let (mut scratch, mut qout) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < deps.len() {
+        let first = &deps[i];
+        let end = i + deps[i..]
+            .iter()
+            .take_while(|d| {
+                d.journey.name == first.journey.name
+                    && d.overflow == first.overflow
+                    && d.name == first.name
+            })
+            .count();
+        let group = &deps[i..end];
+        let mut totals = Counts::default();
+        let mut buckets = vec![0u64; first.buckets.len()];
+        let mut duration_sum_s = 0.0;
+        let mut blamed_total = 0;
+        let mut created = u64::MAX;
+        for d in group {
+            totals.add(&d.totals);
+            for (a, b) in buckets.iter_mut().zip(&d.buckets) {
+                *a += b;
+            }
+            duration_sum_s += d.duration_sum_s;
+            blamed_total += d.blamed_total;
+            created = created.min(d.created_unix_ns);
+        }
+        let windows: Vec<DependencyStats> = (0..n_windows)
+            .map(|w| {
+                let mut counts = Counts::default();
+                for d in group {
+                    if let Some(x) = d.windows.get(w) {
+                        counts.add(&x.counts);
+                    }
+                }
+                let hists = group
+                    .iter()
+                    .filter_map(|d| d.windows.get(w))
+                    .flat_map(|x| x.hists.iter());
+                crate::hist::quantiles(hists, &QUANTILES, &mut scratch, &mut qout);
+                DependencyStats {
+                    counts,
+                    availability: good_ratio(counts.errors, counts.requests),
+                    quantiles_s: qout.iter().map(|q| q.map(|us| us as f64 / 1e6)).collect(),
+                }
+            })
+            .collect();
+        if blamed_total > 0 {
+            blame.push(BlameRow {
+                journey: first.journey.clone(),
+                dependency: first.name.clone(),
+                overflow: first.overflow,
+                total: blamed_total,
+                created_unix_ns: created,
+                windows: (0..n_windows)
+                    .map(|w| {
+                        group
+                            .iter()
+                            .filter_map(|d| d.windows.get(w))
+                            .map(|x| x.blamed)
+                            .sum()
+                    })
+                    .collect(),
+            });
+        }
+        out.push(DependencySeries {
+            journey: first.journey.clone(),
+            name: first.name.clone(),
+            overflow: first.overflow,
+            totals,
+            duration_sum_s,
+            buckets,
+            created_unix_ns: created,
+            windows,
+        });
+        i = end;
+    }
+    for s in selfs {
+        match blame.iter_mut().find(|b| {
+            b.journey.name == s.journey.name && &*b.dependency == crate::traces::SELF && !b.overflow
+        }) {
+            Some(b) => {
+                b.total += s.total;
+                b.created_unix_ns = b.created_unix_ns.min(s.created_unix_ns);
+                for (a, x) in b.windows.iter_mut().zip(&s.windows) {
+                    *a += x;
+                }
+            }
+            None => blame.push(BlameRow {
+                journey: s.journey.clone(),
+                dependency: Arc::from(crate::traces::SELF),
+                overflow: false,
+                total: s.total,
+                created_unix_ns: s.created_unix_ns,
+                windows: s.windows.clone(),
+            }),
+        }
+    }
+    blame.sort_by(|a, b| {
+        (&a.journey.name, a.overflow, &a.dependency).cmp(&(
+            &b.journey.name,
+            b.overflow,
+            &b.dependency,
+        ))
+    });
+    (out, blame)
 }
 
 /// Adds one shard's overflow series into another's. Counts add exactly; a quantile

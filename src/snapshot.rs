@@ -1,5 +1,6 @@
 //! What the record stage hands on at each tick: one snapshot per worker shard, one
-//! entry per journey x cohort series. Derive merges them; nothing here computes.
+//! entry per journey x cohort series, and per journey x dependency from the assembled
+//! traces. Derive merges them; nothing here computes.
 
 use crate::journey::JourneyInfo;
 use crate::window::{Counts, Coverage, WindowStats};
@@ -32,4 +33,43 @@ pub struct ShardSnapshot {
     pub series: Vec<SeriesSnap>,
     pub coverage: Vec<Coverage>,
     pub state_bytes: usize,
+    pub dependencies: Vec<DependencySnap>,
+    pub self_blame: Vec<SelfBlameSnap>,
+    /// Bytes of spans waiting in the trace buffer.
+    pub trace_bytes: usize,
+}
+
+/// One dependency of one journey, as one worker holds it. Dependency series live on the
+/// worker that assembled the trace, so one series may be spread over several workers:
+/// each window ships its sub-buckets' histograms, and derive merges them exactly.
+#[derive(Debug, Clone)]
+pub struct DependencySnap {
+    pub journey: Arc<JourneyInfo>,
+    /// The dependency's name; empty for the journey's overflow series.
+    pub name: Arc<str>,
+    pub overflow: bool,
+    pub totals: Counts,
+    pub duration_sum_s: f64,
+    pub buckets: Vec<u64>,
+    pub created_unix_ns: u64,
+    /// Failed journey requests attributed to this dependency, since the series began.
+    pub blamed_total: u64,
+    pub windows: Vec<DependencyWindow>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DependencyWindow {
+    pub counts: Counts,
+    pub hists: Vec<crate::hist::SparseHist>,
+    /// Failed journey requests in the window attributed to this dependency.
+    pub blamed: u64,
+}
+
+/// Failed journey requests whose trace held no failed dependency call: the journey's own.
+#[derive(Debug, Clone)]
+pub struct SelfBlameSnap {
+    pub journey: Arc<JourneyInfo>,
+    pub total: u64,
+    pub created_unix_ns: u64,
+    pub windows: Vec<u64>,
 }

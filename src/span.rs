@@ -82,6 +82,21 @@ pub trait SpanView {
     fn is_entry_point(&self) -> bool {
         matches!(self.kind(), kind::SERVER | kind::CONSUMER)
     }
+
+    /// The trace, span and parent ids as sent (16, 8 and 0 or 8 bytes), and the W3C
+    /// trace state. Views built without them (rule tests) belong to no trace.
+    fn trace_id(&self) -> &[u8] {
+        &[]
+    }
+    fn span_id(&self) -> &[u8] {
+        &[]
+    }
+    fn parent_span_id(&self) -> &[u8] {
+        &[]
+    }
+    fn trace_state(&self) -> &str {
+        ""
+    }
 }
 
 /// Longest label value cerflow makes from span data (cohort values, derived journey

@@ -78,12 +78,58 @@ impl Reason {
     }
 }
 
+/// Why a metric data point that feeds an input was refused (OTLP partial success): the
+/// `reason` label of `cerflow_refused_data_points_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointReason {
+    /// NaN or infinite value.
+    NotFinite,
+    /// A monotonic counter below zero.
+    NegativeCounter,
+    /// A unit that is not UCUM as OpenTelemetry writes it.
+    UnknownUnit,
+    /// No timestamp.
+    MissingTime,
+    /// Older than the longest window.
+    TooOld,
+    /// A point type the input cannot use (a histogram for a signal).
+    UnsupportedType,
+    /// A new cumulative stream while the stream table is full.
+    StreamLimit,
+}
+
+pub const POINT_REASONS: [PointReason; 7] = [
+    PointReason::NotFinite,
+    PointReason::NegativeCounter,
+    PointReason::UnknownUnit,
+    PointReason::MissingTime,
+    PointReason::TooOld,
+    PointReason::UnsupportedType,
+    PointReason::StreamLimit,
+];
+
+impl PointReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PointReason::NotFinite => "not_finite",
+            PointReason::NegativeCounter => "negative_counter",
+            PointReason::UnknownUnit => "unknown_unit",
+            PointReason::MissingTime => "missing_time",
+            PointReason::TooOld => "too_old",
+            PointReason::UnsupportedType => "unsupported_type",
+            PointReason::StreamLimit => "stream_limit",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Telemetry {
     pub received_spans: [AtomicU64; 2],
     pub refused_spans: [AtomicU64; REASONS.len()],
     pub refused_requests: [AtomicU64; REASONS.len()],
     pub received_data_points: AtomicU64,
+    /// Data points refused, by [`PointReason`].
+    pub refused_data_points: [AtomicU64; 7],
     pub received_log_records: AtomicU64,
     /// Spans that went through the pipeline, whatever the outcome (recorded, unmatched, late).
     pub processed_spans: AtomicU64,
@@ -103,9 +149,17 @@ pub struct Telemetry {
     pub config_reload_failures: AtomicU64,
     /// Spans recorded into a journey's overflow series.
     pub cardinality_overflow: AtomicU64,
+    /// Traces completed before `traces.wait`, by [`Evict`].
+    pub traces_evicted: [AtomicU64; 2],
+    /// Spans of assembled traces in which no journey claimed a span.
+    pub orphan_spans: AtomicU64,
     /// Request values ignored as not numeric, negative or not finite, per journey. A
     /// lock, not an atomic: the path is rare and the key set is bounded by the journeys.
     pub invalid_values: std::sync::Mutex<std::collections::BTreeMap<std::sync::Arc<str>, u64>>,
+    /// Web view requests refused, by [`UiRefusal`].
+    pub ui_refused: [AtomicU64; 2],
+    /// Live streams of the web view open now.
+    pub ui_stream_clients: AtomicU64,
     /// Web vital events ignored, by [`crate::experience::InvalidEvent`] index.
     pub invalid_events: [AtomicU64; 5],
     /// Web vital reports whose id a series could not remember (its table was full).
@@ -145,6 +199,10 @@ impl Telemetry {
         self.refused_spans[r.index()].load(Relaxed)
     }
 
+    pub fn refused_data_points(&self, r: PointReason) -> u64 {
+        self.refused_data_points[r as usize].load(Relaxed)
+    }
+
     pub fn refused_requests(&self, r: Reason) -> u64 {
         self.refused_requests[r.index()].load(Relaxed)
     }
@@ -161,18 +219,46 @@ impl Telemetry {
     }
 }
 
-const LOG_KEYS: usize = REASONS.len() + EXPORT_DROPS.len() + 5;
-
 /// What a rate-limited log line is about; each key has its own allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogKey {
     Refusal(Reason),
     ExportDrop(ExportDrop),
     InvalidValue,
+    TracesEvicted,
+    PointRefusal(PointReason),
+    UiRefusal(UiRefusal),
     PublicClientsOverflow,
     InvalidEvent,
     AttemptsOverflow,
     VitalIdsOverflow,
+}
+
+/// Where the keys after the per-reason ones begin.
+const SINGLE_KEYS: usize =
+    REASONS.len() + EXPORT_DROPS.len() + 1 + POINT_REASONS.len() + UI_REFUSALS.len();
+
+/// How many [`LogKey`]s there are: the length of `last_log_sec`.
+const LOG_KEYS: usize = SINGLE_KEYS + 5;
+
+/// Why the web view refused a request; the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UiRefusal {
+    /// No or wrong credentials under `ui.auth`.
+    Unauthenticated,
+    /// `ui.max_stream_clients` streams were already open.
+    StreamLimit,
+}
+
+pub const UI_REFUSALS: [UiRefusal; 2] = [UiRefusal::Unauthenticated, UiRefusal::StreamLimit];
+
+impl UiRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UiRefusal::Unauthenticated => "unauthenticated",
+            UiRefusal::StreamLimit => "stream_limit",
+        }
+    }
 }
 
 impl LogKey {
@@ -181,10 +267,15 @@ impl LogKey {
             LogKey::Refusal(r) => r.index(),
             LogKey::ExportDrop(d) => REASONS.len() + d as usize,
             LogKey::InvalidValue => REASONS.len() + EXPORT_DROPS.len(),
-            LogKey::PublicClientsOverflow => REASONS.len() + EXPORT_DROPS.len() + 1,
-            LogKey::InvalidEvent => REASONS.len() + EXPORT_DROPS.len() + 2,
-            LogKey::AttemptsOverflow => REASONS.len() + EXPORT_DROPS.len() + 3,
-            LogKey::VitalIdsOverflow => REASONS.len() + EXPORT_DROPS.len() + 4,
+            LogKey::PointRefusal(r) => REASONS.len() + EXPORT_DROPS.len() + 1 + r as usize,
+            LogKey::UiRefusal(r) => {
+                REASONS.len() + EXPORT_DROPS.len() + 1 + POINT_REASONS.len() + r as usize
+            }
+            LogKey::TracesEvicted => SINGLE_KEYS,
+            LogKey::PublicClientsOverflow => SINGLE_KEYS + 1,
+            LogKey::InvalidEvent => SINGLE_KEYS + 2,
+            LogKey::AttemptsOverflow => SINGLE_KEYS + 3,
+            LogKey::VitalIdsOverflow => SINGLE_KEYS + 4,
         }
     }
 }
@@ -222,6 +313,26 @@ impl Telemetry {
     }
 }
 
+/// Why a trace was completed before `traces.wait`; the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evict {
+    /// The trace buffer reached `traces.max_bytes`: the oldest traces went first.
+    Memory,
+    /// The trace reached `traces.max_spans_per_trace`.
+    MaxSpans,
+}
+
+pub const EVICTS: [Evict; 2] = [Evict::Memory, Evict::MaxSpans];
+
+impl Evict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Evict::Memory => "memory",
+            Evict::MaxSpans => "max_spans",
+        }
+    }
+}
+
 pub trait AddRelaxed {
     fn add(&self, n: u64);
     fn get(&self) -> u64;
@@ -235,5 +346,32 @@ impl AddRelaxed for AtomicU64 {
     }
     fn get(&self) -> u64 {
         self.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_log_key_has_its_own_slot_and_the_slots_are_all_used() {
+        let mut keys: Vec<LogKey> = REASONS.map(LogKey::Refusal).to_vec();
+        keys.extend(EXPORT_DROPS.map(LogKey::ExportDrop));
+        keys.extend(POINT_REASONS.map(LogKey::PointRefusal));
+        keys.extend(UI_REFUSALS.map(LogKey::UiRefusal));
+        keys.extend([
+            LogKey::InvalidValue,
+            LogKey::TracesEvicted,
+            LogKey::PublicClientsOverflow,
+            LogKey::InvalidEvent,
+            LogKey::AttemptsOverflow,
+            LogKey::VitalIdsOverflow,
+        ]);
+        let mut idx: Vec<usize> = keys.iter().map(|k| k.index()).collect();
+        idx.sort_unstable();
+        // 10 refusal reasons + 3 export drops + 7 point reasons + 2 web view refusals +
+        // 6 single keys = 28 slots, numbered 0..28 with none shared.
+        assert_eq!(idx, (0..28).collect::<Vec<_>>());
+        assert_eq!(LOG_KEYS, 28);
     }
 }

@@ -35,13 +35,35 @@ const STAGES: &[(&str, &[&str])] = &[
     ("config", &["config_reader", "predicate", "config"]),
     ("receive", &["receiver", "tls"]),
     ("decode", &["decode"]),
-    ("match", &["journey", "users", "value", "experience"]),
+    (
+        "match",
+        &["journey", "users", "value", "metric_input", "experience"],
+    ),
     (
         "record",
-        &["ingest", "pipeline", "window", "snapshot", "completion"],
+        &[
+            "ingest",
+            "pipeline",
+            "window",
+            "snapshot",
+            "signals",
+            "traces",
+            "completion",
+        ],
     ),
-    ("derive", &["sli", "slo", "score", "published", "deriver"]),
-    ("export", &["export", "api"]),
+    (
+        "derive",
+        &[
+            "sli",
+            "slo",
+            "incidents",
+            "score",
+            "history",
+            "published",
+            "deriver",
+        ],
+    ),
+    ("export", &["export", "api", "ui"]),
     (
         "wiring",
         &[

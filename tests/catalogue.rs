@@ -4,13 +4,16 @@
 
 use cerflow::catalogue::{self, Kind, Metric};
 use cerflow::config::Config;
+use cerflow::hist::SparseHist;
 use cerflow::journey::Journeys;
 use cerflow::pipeline::Pipeline;
 use cerflow::published::Shared;
 use cerflow::score::{self, Evaluation};
 use cerflow::sli::Snapshot;
 use cerflow::slo::SloTracker;
-use cerflow::snapshot::{SeriesSnap, ShardSnapshot};
+use cerflow::snapshot::{
+    DependencySnap, DependencyWindow, SelfBlameSnap, SeriesSnap, ShardSnapshot,
+};
 use cerflow::span_record::flag;
 use cerflow::telemetry::Telemetry;
 use cerflow::window::{Counts, Coverage, Users, VitalStats, WindowStats};
@@ -21,7 +24,8 @@ use std::time::Duration;
 const S: u64 = 1_000_000_000;
 
 /// A published state in which every metric has at least one sample: one journey with a
-/// cohort, requests in both windows, quantiles and coverage.
+/// cohort, requests in both windows, quantiles and coverage, one dependency with a
+/// blamed failure and the journey's own.
 fn published() -> (Arc<Shared>, Pipeline) {
     let cfg = Config::parse(
         "cohorts:\n  keys: [cloud.region]\njourneys:\n  - name: checkout\n    match: { span_name: x }\n    value: { per_request: 2.5, currency: EUR }\n    experience: { frustration_events: [app.rage_click] }\n",
@@ -74,7 +78,37 @@ fn published() -> (Arc<Shared>, Pipeline) {
             .collect(),
         frustrations: vec![2],
     };
+    let journey = journeys.get(0).expect("the configured journey");
+    let mut hist = SparseHist::default();
+    hist.record(20_000);
+    let dependency = DependencySnap {
+        journey: journey.clone(),
+        name: Arc::from("payments"),
+        overflow: false,
+        totals: counts,
+        duration_sum_s: 0.08,
+        buckets: vec![4; cfg.histogram_buckets.len() + 1],
+        created_unix_ns: S,
+        blamed_total: 1,
+        windows: windows
+            .iter()
+            .map(|_| DependencyWindow {
+                counts,
+                hists: vec![hist.clone()],
+                blamed: 1,
+            })
+            .collect(),
+    };
+    let self_blame = SelfBlameSnap {
+        journey,
+        total: 2,
+        created_unix_ns: S,
+        windows: vec![2; windows.len()],
+    };
     let shard = ShardSnapshot {
+        dependencies: vec![dependency],
+        self_blame: vec![self_blame],
+        trace_bytes: 64,
         series: vec![series],
         coverage: vec![
             Coverage {
@@ -87,6 +121,17 @@ fn published() -> (Arc<Shared>, Pipeline) {
     };
     let n_windows = windows.len();
     let mut snap = Snapshot::merge(100 * S, windows, vec![shard]);
+    // One journey with one signal, with data in every window.
+    snap.operations = vec![cerflow::signals::JourneyOps {
+        journey: journeys.get(0).expect("the configured journey"),
+        windows: vec![cerflow::signals::SliceCounts { slices: 4, bad: 1 }; n_windows],
+        signals: vec![cerflow::signals::SignalSnap {
+            name: Arc::from("queue.depth"),
+            last: vec![Some(12.0); n_windows],
+            ok: Some(true),
+        }],
+        closed: cerflow::signals::SliceCounts { slices: 4, bad: 1 },
+    }];
     let outcomes = cerflow::completion::Outcomes {
         completed: 2,
         abandoned: 1,
@@ -99,10 +144,22 @@ fn published() -> (Arc<Shared>, Pipeline) {
     }];
     let mut tracker = SloTracker::new(&cfg.slo);
     tracker.update(&snap, &journeys, 100 * S);
-    let eval: Evaluation = score::evaluate(&snap, &tracker, &journeys, &[], &cfg.score, "v1");
+    let mut eval: Evaluation = score::evaluate(&snap, &tracker, &journeys, &[], &cfg.score, "v1");
+    eval.incident_stats = vec![cerflow::incidents::IncidentStats {
+        journey: "checkout".into(),
+        open: false,
+        total: 1,
+        recovery_buckets: vec![1; cerflow::incidents::RECOVERY_BUCKETS_S.len() + 1],
+        recovery_sum_s: 120.0,
+        recovery_count: 1,
+        detect_buckets: vec![1; cerflow::incidents::RECOVERY_BUCKETS_S.len() + 1],
+        detect_sum_s: 30.0,
+        detect_count: 1,
+    }];
     let shared = Shared {
         snapshot: arc_swap::ArcSwap::from_pointee(snap),
         eval: arc_swap::ArcSwap::from_pointee(eval),
+        history: Default::default(),
         ticks: tokio::sync::watch::channel(0).0,
         tel,
         input: pipeline.input(),
@@ -191,8 +248,8 @@ fn the_otlp_push_sends_exactly_the_catalogue_metrics_with_an_otlp_name() {
         .collect();
     assert_eq!(
         expected.len(),
-        23,
-        "the OTLP table of README.md has 23 metrics"
+        32,
+        "the OTLP table of README.md has 32 metrics"
     );
     assert_eq!(sent, expected);
 }

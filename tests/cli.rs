@@ -106,6 +106,53 @@ fn validate_accepts_a_valid_file() {
         stdout.contains("valid (1 journeys, 2 windows, version \"shop-1\")"),
         "{stdout}"
     );
+    // The customer settings are listed: the default user keys, and no value rule.
+    assert!(
+        stdout.contains(
+            "\n  users.keys: enduser.id, user.id, enduser.pseudo.id, session.id\n  journey checkout: no value\n"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn validate_lists_the_user_keys_and_each_journeys_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "shop.yaml",
+        "users:\n  keys: [customer.id]\njourneys:\n\
+         \x20 - name: checkout\n    match: { span_name: POST /checkout }\n\
+         \x20   value: { attribute: app.order.value, currency: EUR }\n\
+         \x20 - name: subscribe\n    match: { span_name: POST /subscribe }\n\
+         \x20   value: { per_request: 12.5 }\n\
+         \x20 - name: search\n    match: { span_name: GET /search }\n",
+    );
+    let (status, stdout, stderr) = run_cli(&["validate", "--config", &path], dir.path(), LIMIT);
+    assert!(status.success(), "exit {status}\n{stdout}\n{stderr}");
+    let listed: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(
+        listed,
+        [
+            "  users.keys: customer.id",
+            "  journey checkout: value from attribute app.order.value, currency EUR",
+            "  journey subscribe: value from 12.5 per request, no currency",
+            "  journey search: no value",
+        ],
+        "{stdout}"
+    );
+    // An empty list turns users off, and validate says so.
+    let off = write(
+        dir.path(),
+        "off.yaml",
+        "users:\n  keys: []\njourneys:\n  - name: search\n    match: { span_name: GET /search }\n",
+    );
+    let (status, stdout, _) = run_cli(&["validate", "--config", &off], dir.path(), LIMIT);
+    assert!(status.success());
+    assert!(
+        stdout.contains("\n  users.keys: none (users are not counted)\n"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -257,9 +304,12 @@ fn loadgen_help_documents_every_flag() {
             "--spans-per-request",
             "--journeys",
             "--cohorts",
+            "--dependencies",
             "--error-rate",
             "--latency-ms",
             "--latency-spread",
+            "--users",
+            "--order-value",
             "--scenario",
             "--max-errors",
             "--summary-json",

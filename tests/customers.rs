@@ -56,12 +56,14 @@ fn users_and_affected_users_are_distinct_per_cohort_and_merged_per_journey() {
     );
     let j = ("journey", "checkout");
     let w = ("window", "1m");
-    let s = cf.wait_for(
+    // One request's cohorts go to different workers, and a tick can snapshot one worker
+    // after its batch and the other before: each cohort is waited for, not assumed.
+    cf.wait_for(
         "cer_journey_requests_total",
         &[j, ("cloud_region", "us")],
         4.0,
     );
-    s.assert(
+    cf.wait_for(
         "cer_journey_requests_total",
         &[j, ("cloud_region", "eu")],
         5.0,
@@ -248,5 +250,84 @@ fn value_at_risk_to_the_cent_and_invalid_values_counted() {
         cf.logs().contains("Ignored a request value"),
         "the invalid value is logged:\n{}",
         cf.logs()
+    );
+
+    // The score API carries the same figures: the journey entry sums its cohorts' value
+    // at risk (5.11 + 100 = 105.11) and has the counters; a cohort filter keeps its own.
+    let api = |query: &str| -> serde_json::Value {
+        let url = format!(
+            "http://127.0.0.1:{}/api/v1/scores?journey=checkout&window=1m{query}",
+            cf.ports.prom
+        );
+        serde_json::from_str(&cf.client().get(&url).send().unwrap().text().unwrap()).unwrap()
+    };
+    let v = api("");
+    let entry = |region: Option<&str>| {
+        v["journeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["cohort"].get("cloud_region").and_then(|r| r.as_str()) == region)
+            .unwrap_or_else(|| panic!("no entry for {region:?} in {v}"))
+            .clone()
+    };
+    let (all, eu) = (entry(None), entry(Some("eu")));
+    let num = |x: &serde_json::Value| x.as_f64().map(cents);
+    assert_eq!(all["currency"].as_str(), Some("EUR"));
+    assert_eq!(
+        (num(&all["value_total"]), num(&all["value_failed_total"])),
+        (Some(155.60), Some(105.11))
+    );
+    assert_eq!(num(&all["windows"][0]["value_at_risk"]), Some(105.11));
+    // All of it fell in the SLO period too: lost eu 5.11, journey 105.11.
+    assert_eq!(num(&all["value_lost_period"]), Some(105.11));
+    assert_eq!(num(&eu["value_lost_period"]), Some(5.11));
+    assert_eq!(num(&eu["windows"][0]["value_at_risk"]), Some(5.11));
+    assert_eq!(
+        eu["value_total"],
+        serde_json::Value::Null,
+        "journey-level only"
+    );
+    let us = api("&cohort=cloud.region:us");
+    assert_eq!(
+        num(&us["journeys"][0]["windows"][0]["value_at_risk"]),
+        Some(100.0)
+    );
+    // And over gRPC.
+    use cerflow::proto::score_service_client::ScoreServiceClient;
+    use cerflow::proto::GetScoresRequest;
+    let endpoint = cf.grpc_endpoint();
+    let snap = rt.block_on(async move {
+        let mut client = ScoreServiceClient::connect(endpoint).await.unwrap();
+        let req = GetScoresRequest {
+            journeys: vec!["checkout".into(), "subscribe".into()],
+            window: "1m".into(),
+            ..Default::default()
+        };
+        client.get_scores(req).await.unwrap().into_inner()
+    });
+    let whole = |name: &str| {
+        snap.journeys
+            .iter()
+            .find(|j| j.journey == name && j.cohort.is_empty())
+            .unwrap_or_else(|| panic!("no {name} in {snap:?}"))
+    };
+    let c = whole("checkout");
+    assert_eq!(c.currency.as_deref(), Some("EUR"));
+    assert_eq!(
+        (c.value_total.map(cents), c.value_failed_total.map(cents)),
+        (Some(155.60), Some(105.11))
+    );
+    assert_eq!(c.windows[0].value_at_risk.map(cents), Some(105.11));
+    assert_eq!(c.value_lost_period.map(cents), Some(105.11));
+    let sub = whole("subscribe");
+    assert_eq!(sub.currency, None, "subscribe's rule names no currency");
+    assert_eq!(
+        (
+            sub.value_total,
+            sub.value_failed_total,
+            sub.windows[0].value_at_risk
+        ),
+        (Some(37.5), Some(12.5), Some(12.5))
     );
 }

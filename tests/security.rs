@@ -335,6 +335,13 @@ fn the_metrics_endpoint_serves_tls_and_readiness() {
         .text()
         .unwrap();
     assert!(metrics.contains("cerflow_build_info"), "{metrics}");
+    // The web view shares the listener and its TLS: the page and its live stream.
+    let page = client.get(format!("{base}/")).send().unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().unwrap().contains("<title>cerflow</title>"));
+    let mut stream =
+        common::sse::SseReader::new(client.get(format!("{base}/api/v1/stream")).send().unwrap());
+    assert_eq!(stream.next_json()["kind"], "overview");
     assert!(
         pki.https_client(None)
             .get(format!("{base}/metrics"))
@@ -342,6 +349,11 @@ fn the_metrics_endpoint_serves_tls_and_readiness() {
             .is_err(),
         "mTLS on the metrics port too"
     );
+    // Shutdown ends the open stream rather than waiting for it.
     let status = stop(&mut child, Duration::from_secs(15));
-    assert!(status.success(), "SIGTERM exits 0: {status}");
+    assert!(
+        status.success(),
+        "SIGTERM exits 0 with a stream open: {status}"
+    );
+    drop(stream);
 }

@@ -8,17 +8,25 @@ pub mod yaml;
 // Each component's section lives beside the component; the root assembles them.
 use crate::export::config::decode_exporters;
 pub use crate::export::config::{Exporters, OtlpExporter, OtlpRetry};
+use crate::incidents::config::decode_incidents;
+pub use crate::incidents::config::Incidents;
 use crate::pipeline::config::{decode_limits, decode_pipeline};
 pub use crate::pipeline::config::{Limits, Pipeline};
 use crate::receiver::config::decode_receivers;
 pub use crate::receiver::config::{BearerToken, Cors, Receivers};
 use crate::score::config::decode_score;
 pub use crate::score::config::{NoData, Score, WeightBy};
+use crate::signals::config::{check_slice, decode_journey_signals, decode_signals_section};
+pub use crate::signals::config::{SignalConfig, SignalsSection};
 use crate::slo::config::{decode_slo, objective_ok, per_sli};
 pub use crate::slo::config::{
     AlertRule, Checkpoint, Objectives, PerSli, Severity, SliKind, Slo, DEFAULT_ALERTS,
     DEFAULT_OBJECTIVES, REQUEST_SLIS, SLIS,
 };
+use crate::traces::config::{decode_dependencies, decode_traces};
+pub use crate::traces::config::{Dependencies, Traces};
+use crate::ui::config::decode_ui;
+pub use crate::ui::config::{Ui, UiAuth};
 use crate::users::config::decode_users;
 pub use crate::users::config::Users;
 use crate::window::config::decode_windows;
@@ -57,6 +65,11 @@ pub struct Config {
     pub slo: Slo,
     pub score: Score,
     pub limits: Limits,
+    pub signals: SignalsSection,
+    pub ui: Ui,
+    pub traces: Traces,
+    pub dependencies: Dependencies,
+    pub incidents: Incidents,
     pub journeys: Vec<JourneyConfig>,
 }
 
@@ -93,6 +106,8 @@ pub struct JourneyConfig {
     pub experience: crate::experience::config::ExperienceConfig,
     /// Attempts that start and should complete: abandonment.
     pub completion: Option<crate::completion::config::CompletionConfig>,
+    /// Operational signals read from OTLP metrics, for the operations SLI.
+    pub signals: Vec<SignalConfig>,
 }
 
 impl Default for Config {
@@ -150,7 +165,9 @@ impl Default for Config {
             slo: Slo::default_with_period(Duration::from_secs(30 * 86400)),
             score: Score {
                 floor_burn_rate: 10.0,
-                sli_weights: PerSli([0.5, 0.3, 0.2, 0.2]),
+                // Operations is opt-in: a weight of 0 leaves existing scores as they were.
+                // Experience weighs 0.2 but is left out of a window without vitals.
+                sli_weights: PerSli([0.5, 0.3, 0.2, 0.0, 0.2]),
                 weight_by: crate::score::config::WeightBy::Weight,
                 no_data: NoData::Exclude,
             },
@@ -159,6 +176,11 @@ impl Default for Config {
                 max_window_state_bytes: 256 << 20,
                 max_pending_attempts: 1_000_000,
             },
+            signals: SignalsSection::default(),
+            ui: Ui::default(),
+            traces: Traces::default(),
+            dependencies: Dependencies::default(),
+            incidents: Incidents::default(),
             journeys: Vec::new(),
         }
     }
@@ -311,6 +333,11 @@ const ROOT_KEYS: &[&str] = &[
     "slo",
     "score",
     "limits",
+    "signals",
+    "ui",
+    "traces",
+    "dependencies",
+    "incidents",
     "journeys",
 ];
 
@@ -381,11 +408,30 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
     if let Some(n) = m.get("limits") {
         decode_limits(ctx, n, &mut cfg.limits);
     }
+    if let Some(n) = m.get("ui") {
+        decode_ui(ctx, n, &mut cfg.ui);
+    }
     if let Some(n) = m.get("score") {
         decode_score(ctx, n, &mut cfg.score);
     }
+    if let Some(n) = m.get("signals") {
+        decode_signals_section(ctx, n, &mut cfg.signals);
+    }
+    if let Some(n) = m.get("traces") {
+        decode_traces(ctx, n, &mut cfg.traces);
+    }
+    if let Some(n) = m.get("dependencies") {
+        decode_dependencies(ctx, n, &mut cfg.dependencies);
+    }
+    if let Some(n) = m.get("incidents") {
+        decode_incidents(ctx, n, &mut cfg.incidents);
+    }
     if let Some(n) = m.get("journeys") {
         cfg.journeys = decode_journeys(ctx, n, &cfg);
+    }
+    if m.get("signals").is_some() || cfg.journeys.iter().any(|j| !j.signals.is_empty()) {
+        let at = m.get("signals").or(m.get("journeys"));
+        check_slice(ctx, at, cfg.signals.slice, &cfg.windows.sizes);
     }
     // Auto-derived journeys are the default only while no journey is defined.
     cfg.auto_journeys.enabled = auto_enabled.unwrap_or(cfg.journeys.is_empty());
@@ -482,6 +528,7 @@ const JOURNEY_KEYS: &[&str] = &[
     "value",
     "experience",
     "completion",
+    "signals",
 ];
 
 fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfig> {
@@ -586,6 +633,10 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             }
             None => Some(None),
         };
+        let signals = match m.get("signals") {
+            Some(n) => decode_journey_signals(ctx, n, &join(&path, "signals")),
+            None => Some(Vec::new()),
+        };
         if let (
             Some(name),
             Some(weight),
@@ -597,6 +648,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(value),
             Some(experience),
             Some(completion),
+            Some(signals),
         ) = (
             name,
             weight,
@@ -608,6 +660,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             value,
             experience,
             completion,
+            signals,
         ) {
             out.push(JourneyConfig {
                 name,
@@ -621,6 +674,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
                 value,
                 experience,
                 completion,
+                signals,
             });
         }
     }

@@ -1,33 +1,41 @@
-//! Lazy OTLP/JSON trace decoding: one serde pass over the request text that fills the
-//! same [`TraceRequest`] the lazy protobuf decoder fills, reading only what the
-//! pipeline needs (resource attributes and service name; span name, kind, status code,
-//! timestamps, trace and span ids, attributes; event names). Strings are borrowed from
-//! the request; only strings with escapes (rare) and decoded ids go to a per-request
-//! arena, so nothing is allocated per span beyond a few bytes of bump memory. Values
-//! nobody reads are checked and skipped, never built.
+//! Lazy OTLP/JSON trace decoding: one hand-written pass over the request bytes that
+//! fills the same [`TraceRequest`] the lazy protobuf decoder fills, reading only what
+//! the pipeline needs (resource attributes and service name; span name, kind, status
+//! code, timestamps, trace and span ids, attributes; event names). The scanner knows
+//! the OTLP shape, so it matches keys against the fields of the message it is in and
+//! never builds a value nobody reads. Strings are borrowed from the request; only
+//! strings with escapes (rare) and decoded ids go to a per-request arena, so nothing is
+//! allocated per span beyond a few bytes of bump memory.
 //!
-//! It accepts and refuses what the full decoder ([`super::traces`], serde into prost
-//! structs) accepts and refuses, and reads the same values; `tests/json_decoder.rs` and
-//! the fuzz oracle check that property. Both take the Collector's forms: enum fields as
-//! numbers or names (`"SPAN_KIND_SERVER"`, `"STATUS_CODE_ERROR"`), 64-bit integers as
-//! numbers or strings, ids as hex (anything else is refused). Semantics copied from the
-//! full decoder: a known field given twice is refused; a `null` member is the field's
-//! default; `null` in an array is refused; unknown fields are skipped; a `KeyValue`
-//! needs its `key`, an array or kvlist value its `values`.
+//! It accepts and refuses what the full decoder ([`super::traces`]: serde_json and
+//! serde's derive into prost structs) accepts and refuses, and reads the same values;
+//! `tests/json_decoder.rs`, `tests/decoder_props.rs` and the fuzz oracle check that
+//! property. So the scanner follows serde_json's rules where they are stricter or
+//! looser than a generic JSON parser: strings are checked for control characters and
+//! escapes everywhere, and for lone surrogates only where the full decoder reads the
+//! string (skipped values are not); numbers are checked for syntax everywhere and for
+//! range and type only where they are read (`-0` is a float, integers past 64 bits are
+//! floats, floats that overflow are refused); values inside unknown fields are skipped
+//! without a depth limit, read values (an `AnyValue`'s nested lists) up to serde_json's
+//! 128 levels; a known field given twice is refused; a `null` member is the field's
+//! default; `null` in an array is refused; a `KeyValue` needs its `key`, an array or
+//! kvlist value its `values`. It takes the Collector's forms: enum fields as numbers or
+//! names (`"SPAN_KIND_SERVER"`, `"STATUS_CODE_ERROR"`), 64-bit integers as numbers or
+//! strings, ids as hex (anything else is refused).
 //!
 //! Known differences, outside OTLP/JSON as any SDK writes it: messages written as JSON
 //! arrays (serde's positional form for structs) are refused here; an `AnyValue` that
 //! sets two value fields keeps the last in the text (the full decoder's slow path, taken
 //! for bodies with `null`s or enum names, keeps the alphabetically last); and that slow
-//! path also refuses a key repeated inside an `AnyValue` or an unknown field.
+//! path also refuses a key repeated inside an `AnyValue` or an unknown field, and,
+//! inside unknown fields only, numbers out of range, lone surrogates and nesting past
+//! the limit, which its fast path and this scanner skip (the serde seeds before this
+//! scanner did the same; `tests/json_decoder.rs::slow_path_strictness`).
 
 use super::lazy::{Attr, ResourceRec, SpanRec, TraceRequest, TOO_MANY_SPANS, UNKNOWN_SERVICE};
 use crate::span::AttrValue;
 /// The arena callers lend the decoder (re-exported so they need not name bumpalo).
 pub use bumpalo::Bump;
-use serde::de::{
-    self, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
 use std::fmt;
 
 /// Why a JSON request could not be decoded.
@@ -64,10 +72,15 @@ pub fn decode_traces_limited<'a>(
     max_attrs: usize,
     max_spans: usize,
 ) -> Result<TraceRequest<'a>, JsonError> {
-    // One check of the whole text lets serde skip the per-string UTF-8 check, and makes
-    // skipped values as strictly UTF-8 as read ones (JSON text is UTF-8, RFC 8259).
+    // One check of the whole text (JSON text is UTF-8, RFC 8259) lets every string be
+    // sliced out of it without another check.
     let text = super::json_text(body).map_err(JsonError::Invalid)?;
-    let mut st = St {
+    let mut p = P {
+        s: text,
+        b: body,
+        i: 0,
+        depth: 0,
+        arena,
         out: TraceRequest {
             max_attrs,
             max_spans,
@@ -76,337 +89,1496 @@ pub fn decode_traces_limited<'a>(
             span_attrs: Vec::with_capacity(body.len() / 100),
             ..TraceRequest::default()
         },
-        arena,
+        why: None,
         too_many: false,
+        frames: Vec::new(),
+        scratch: String::new(),
     };
-    let mut de = serde_json::Deserializer::from_str(text);
-    let walked = Request(&mut st)
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
-    match walked {
-        Ok(()) => Ok(st.out),
-        Err(_) if st.too_many => Err(JsonError::TooManySpans),
-        Err(e) => Err(JsonError::Invalid(format!("invalid OTLP JSON: {e}"))),
+    match p.request() {
+        Ok(()) => Ok(p.out),
+        Err(Fail) if p.too_many => Err(JsonError::TooManySpans),
+        Err(Fail) => {
+            let (at, what) = p.why.take().unwrap_or((p.i, "invalid JSON".into()));
+            let (line, column) = line_column(body, at);
+            Err(JsonError::Invalid(format!(
+                "invalid OTLP JSON: {what} at line {line} column {column}"
+            )))
+        }
     }
 }
 
-/// The walk's state: the request being filled and where escaped strings go.
-struct St<'a> {
-    out: TraceRequest<'a>,
+/// The 1-based line and column of byte `at`, for messages.
+#[cold]
+fn line_column(body: &[u8], at: usize) -> (usize, usize) {
+    let before = body.get(..at).unwrap_or(body);
+    let line = 1 + before.iter().filter(|c| **c == b'\n').count();
+    let column = at
+        - before
+            .iter()
+            .rposition(|c| *c == b'\n')
+            .map_or(0, |n| n + 1)
+        + 1;
+    (line, column)
+}
+
+/// The walk's error: zero-sized so results stay small on the hot path; the message
+/// waits in [`P::why`].
+#[derive(Debug, Clone, Copy)]
+struct Fail;
+
+type R<T> = Result<T, Fail>;
+
+/// serde_json's recursion limit: it refuses the 128th nested array or object it reads
+/// (values it skips do not count), and so does this scanner.
+const DEPTH_LIMIT: u32 = 128;
+
+/// The scanner: the body, the position, and what it fills.
+struct P<'a> {
+    /// The body as text (checked UTF-8) and as bytes: the same memory.
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+    /// Arrays and objects being read (skipped values not counted).
+    depth: u32,
     arena: &'a Bump,
+    out: TraceRequest<'a>,
+    why: Option<(usize, String)>,
     too_many: bool,
+    /// The open brackets of a value being skipped: skipping has no depth limit, so it
+    /// keeps its stack here rather than on the call stack.
+    frames: Vec<u8>,
+    /// Where escaped strings are unescaped before they go to the arena.
+    scratch: String,
 }
 
-// ------------------------------------------------------------------ field names
+/// What a string literal was: its text between the quotes, raw, and whether it has
+/// escapes (then the raw text is not the value).
+#[derive(Clone, Copy)]
+struct Lit<'a> {
+    raw: &'a str,
+    escaped: bool,
+}
 
-/// A field number per message; 0 is "unknown".
-type FieldOf = fn(&str) -> u8;
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
 
-struct Key(FieldOf);
+/// The index of the first byte from `i` that ends a run of plain string text (`"`,
+/// `\` or a control character), or `b.len()`. Eight bytes at a time: in each mask the
+/// lowest flagged byte is a true match (false positives only sit above a true one), so
+/// the lowest bit of their union is the first match.
+#[inline(always)]
+fn plain_run(b: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_le_bytes(bytes);
+        let quote = w ^ (LO * u64::from(b'"'));
+        let slash = w ^ (LO * u64::from(b'\\'));
+        let found = (quote.wrapping_sub(LO) & !quote)
+            | (slash.wrapping_sub(LO) & !slash)
+            | (w.wrapping_sub(LO * 0x20) & !w);
+        let found = found & HI;
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
 
-impl<'de> DeserializeSeed<'de> for Key {
-    type Value = u8;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u8, D::Error> {
-        d.deserialize_identifier(self)
+/// The value of each hex digit; 16 for every other byte.
+const HEX: [u8; 256] = {
+    let mut t = [16u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+#[inline(always)]
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
     }
 }
 
-impl Visitor<'_> for Key {
-    type Value = u8;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a field name")
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<u8, E> {
-        Ok((self.0)(s))
+/// What a value starting with this byte is, for messages.
+fn kind_of(c: Option<u8>) -> &'static str {
+    match c {
+        Some(b'{') => "map",
+        Some(b'[') => "sequence",
+        Some(b'"') => "string",
+        Some(b't' | b'f') => "boolean",
+        Some(b'n') => "null",
+        Some(b'-' | b'0'..=b'9') => "number",
+        None => "end of input",
+        Some(_) => "character",
     }
 }
 
-/// Field numbers (from 1, in `$names` order), the names, and the lookup of one message.
-macro_rules! fields {
-    ($lookup:ident, $names:ident { $($name:literal => $num:ident),* $(,)? }) => {
-        fields!(@consts 1u8, $($num),*);
-        // For error messages; `AnyValue` has none (a repeated key there keeps the last).
-        #[allow(dead_code)]
-        const $names: &[&str] = &[$($name),*];
-        fn $lookup(s: &str) -> u8 {
-            match s {
-                $($name => $num,)*
-                _ => 0,
+impl<'a> P<'a> {
+    // ------------------------------------------------------------- failures
+
+    #[cold]
+    #[inline(never)]
+    fn fail<T>(&mut self, what: impl Into<String>) -> R<T> {
+        if self.why.is_none() {
+            self.why = Some((self.i, what.into()));
+        }
+        Err(Fail)
+    }
+
+    /// "invalid type: X, expected Y", as serde words it; for a message given as an
+    /// array it reads "invalid type: sequence, expected a ...", which the fuzz oracle
+    /// knows as the one form the full decoder takes and this one refuses.
+    #[cold]
+    #[inline(never)]
+    fn wrong<T>(&mut self, expected: &str) -> R<T> {
+        let found = kind_of(self.b.get(self.i).copied());
+        self.fail(format!("invalid type: {found}, expected {expected}"))
+    }
+
+    // ------------------------------------------------------------- structure
+
+    /// The next byte that is not whitespace (as JSON defines it), not consumed.
+    #[inline(always)]
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&c) = self.b.get(self.i) {
+            if c > b' ' || !matches!(c, b' ' | b'\n' | b'\t' | b'\r') {
+                return Some(c);
+            }
+            self.i += 1;
+        }
+        None
+    }
+
+    #[inline(always)]
+    fn eat(&mut self, c: u8, what: &str) -> R<()> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            self.expected(what)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn expected<T>(&mut self, what: &str) -> R<T> {
+        if self.i >= self.b.len() {
+            self.fail(format!("EOF while expecting {what}"))
+        } else {
+            self.fail(format!("expected {what}"))
+        }
+    }
+
+    /// Whether the text at the position is `pat` exactly (consumed if so): the fast
+    /// path for the members SDKs write, in the order they write them. Taking it is
+    /// the same as reading the general way (no whitespace, no escapes in the key).
+    #[inline(always)]
+    fn starts(&mut self, pat: &'static [u8]) -> bool {
+        if self.b.get(self.i..self.i + pat.len()) == Some(pat) {
+            self.i += pat.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A literal word (`null`, `true`, `false`) whose first byte is at the position.
+    #[inline(always)]
+    fn word(&mut self, w: &'static [u8]) -> R<()> {
+        if self.b.get(self.i..self.i + w.len()) == Some(w) {
+            self.i += w.len();
+            Ok(())
+        } else {
+            self.fail("expected ident")
+        }
+    }
+
+    /// `null` (consumed: `true`) or the start of another value (`false`): how serde
+    /// reads an optional field, so a `null` member is the field's default.
+    #[inline(always)]
+    fn null(&mut self) -> R<bool> {
+        if self.peek() == Some(b'n') {
+            self.word(b"null")?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    fn enter(&mut self) -> R<()> {
+        self.depth += 1;
+        if self.depth >= DEPTH_LIMIT {
+            return self.fail("recursion limit exceeded");
+        }
+        Ok(())
+    }
+
+    /// The `{` of a message (`what` names it for messages).
+    #[inline(always)]
+    fn object(&mut self, what: &str) -> R<()> {
+        if self.peek() == Some(b'{') {
+            self.i += 1;
+            self.enter()
+        } else {
+            self.wrong(what)
+        }
+    }
+
+    /// The `[` of a repeated field.
+    #[inline(always)]
+    fn array(&mut self, what: &str) -> R<()> {
+        if self.peek() == Some(b'[') {
+            self.i += 1;
+            self.enter()
+        } else {
+            self.wrong(what)
+        }
+    }
+
+    /// The next key of an object (its raw text: see [`Self::known`]), or `None` at
+    /// its end, with the `:` after it consumed. `first`: no member read yet.
+    #[inline(always)]
+    fn key(&mut self, first: &mut bool) -> R<Option<Lit<'a>>> {
+        match self.peek() {
+            Some(b'}') => {
+                self.i += 1;
+                self.depth -= 1;
+                return Ok(None);
+            }
+            Some(b',') if !*first => {
+                self.i += 1;
+                if self.peek() == Some(b'}') {
+                    return self.fail("trailing comma");
+                }
+            }
+            Some(_) if *first => *first = false,
+            Some(_) => return self.fail("expected `,` or `}`"),
+            None => return self.expected("`}`"),
+        }
+        if self.peek() != Some(b'"') {
+            return self.fail("key must be a string");
+        }
+        self.i += 1;
+        let k = self.lit()?;
+        if k.escaped {
+            // A key is read as a string, so it is checked as one.
+            self.unescape(k.raw)?;
+        }
+        self.eat(b':', "`:`")?;
+        Ok(Some(k))
+    }
+
+    /// The text of a key to match against field names: escapes decoded (rare).
+    #[inline(always)]
+    fn known(&mut self, k: Lit<'a>) -> R<&'a [u8]> {
+        if k.escaped {
+            Ok(self.unescape(k.raw)?.as_bytes())
+        } else {
+            Ok(k.raw.as_bytes())
+        }
+    }
+
+    /// Whether a repeated field has another element; `first`: none read yet.
+    #[inline(always)]
+    fn more(&mut self, first: &mut bool) -> R<bool> {
+        match self.peek() {
+            Some(b']') => {
+                self.i += 1;
+                self.depth -= 1;
+                Ok(false)
+            }
+            Some(b',') if !*first => {
+                self.i += 1;
+                if self.peek() == Some(b']') {
+                    return self.fail("trailing comma");
+                }
+                Ok(true)
+            }
+            Some(_) if *first => {
+                *first = false;
+                Ok(true)
+            }
+            Some(_) => self.fail("expected `,` or `]`"),
+            None => self.expected("`]`"),
+        }
+    }
+
+    // ------------------------------------------------------------- strings
+
+    /// The rest of a string literal whose opening quote is consumed: checked as
+    /// serde_json checks a string it skips (escapes well formed, no control
+    /// characters), the closing quote consumed.
+    #[inline(always)]
+    fn lit(&mut self) -> R<Lit<'a>> {
+        let start = self.i;
+        let mut escaped = false;
+        let mut i = start;
+        loop {
+            i = plain_run(self.b, i);
+            match self.b.get(i) {
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    escaped = true;
+                    i = self.escape_end(i)?;
+                }
+                Some(_) => {
+                    self.i = i;
+                    return self
+                        .fail("control character (\\u0000-\\u001F) found while parsing a string");
+                }
+                None => {
+                    self.i = i;
+                    return self.fail("EOF while parsing a string");
+                }
             }
         }
-    };
-    (@consts $n:expr, $first:ident $(, $rest:ident)*) => {
-        const $first: u8 = $n;
-        fields!(@consts $n + 1, $($rest),*);
-    };
-    (@consts $n:expr,) => {};
-    (@consts $n:expr) => {};
-}
-
-fields!(request_field, REQUEST { "resourceSpans" => RQ_RESOURCE_SPANS });
-fields!(resource_spans_field, RESOURCE_SPANS {
-    "resource" => RS_RESOURCE,
-    "scopeSpans" => RS_SCOPE_SPANS,
-    "schemaUrl" => RS_SCHEMA_URL,
-});
-fields!(resource_field, RESOURCE {
-    "attributes" => R_ATTRIBUTES,
-    "droppedAttributesCount" => R_DROPPED,
-    "entityRefs" => R_ENTITY_REFS,
-});
-fields!(scope_spans_field, SCOPE_SPANS {
-    "scope" => SS_SCOPE,
-    "spans" => SS_SPANS,
-    "schemaUrl" => SS_SCHEMA_URL,
-});
-fields!(span_field, SPAN {
-    "traceId" => S_TRACE_ID,
-    "spanId" => S_SPAN_ID,
-    "traceState" => S_TRACE_STATE,
-    "parentSpanId" => S_PARENT,
-    "flags" => S_FLAGS,
-    "name" => S_NAME,
-    "kind" => S_KIND,
-    "startTimeUnixNano" => S_START,
-    "endTimeUnixNano" => S_END,
-    "attributes" => S_ATTRIBUTES,
-    "droppedAttributesCount" => S_DROPPED_ATTRS,
-    "events" => S_EVENTS,
-    "droppedEventsCount" => S_DROPPED_EVENTS,
-    "links" => S_LINKS,
-    "droppedLinksCount" => S_DROPPED_LINKS,
-    "status" => S_STATUS,
-});
-fields!(key_value_field, KEY_VALUE {
-    "key" => KV_KEY,
-    "value" => KV_VALUE,
-    "keyStrindex" => KV_STRINDEX,
-});
-fields!(any_value_field, ANY_VALUE {
-    "stringValue" => AV_STRING,
-    "boolValue" => AV_BOOL,
-    "intValue" => AV_INT,
-    "doubleValue" => AV_DOUBLE,
-    "arrayValue" => AV_ARRAY,
-    "kvlistValue" => AV_KVLIST,
-    "bytesValue" => AV_BYTES,
-});
-fields!(values_field, LIST { "values" => LV_VALUES });
-fields!(scope_field, SCOPE {
-    "name" => SC_NAME,
-    "version" => SC_VERSION,
-    "attributes" => SC_ATTRIBUTES,
-    "droppedAttributesCount" => SC_DROPPED,
-});
-fields!(event_field, EVENT {
-    "timeUnixNano" => E_TIME,
-    "name" => E_NAME,
-    "attributes" => E_ATTRIBUTES,
-    "droppedAttributesCount" => E_DROPPED,
-});
-fields!(link_field, LINK {
-    "traceId" => L_TRACE_ID,
-    "spanId" => L_SPAN_ID,
-    "traceState" => L_TRACE_STATE,
-    "attributes" => L_ATTRIBUTES,
-    "droppedAttributesCount" => L_DROPPED,
-    "flags" => L_FLAGS,
-});
-fields!(status_field, STATUS {
-    "message" => ST_MESSAGE,
-    "code" => ST_CODE,
-});
-fields!(entity_ref_field, ENTITY_REF {
-    "schemaUrl" => ER_SCHEMA_URL,
-    "type" => ER_TYPE,
-    "idKeys" => ER_ID_KEYS,
-    "descriptionKeys" => ER_DESCRIPTION_KEYS,
-});
-
-/// Known fields of one object seen so far: a known field given twice is refused, as
-/// serde's derive refuses it (and Go's protojson).
-#[derive(Default)]
-struct Seen(u32);
-
-impl Seen {
-    #[inline(always)]
-    fn first<E: de::Error>(&mut self, k: u8, names: &[&'static str]) -> Result<(), E> {
-        let bit = 1u32 << k;
-        if self.0 & bit != 0 {
-            let name = names.get(usize::from(k) - 1).copied().unwrap_or("?");
-            return Err(E::duplicate_field(name));
+        self.i = i + 1;
+        // Both ends are next to an ASCII quote, so they are character boundaries.
+        match self.s.get(start..i) {
+            Some(raw) => Ok(Lit { raw, escaped }),
+            None => self.fail("a string that is not UTF-8"),
         }
-        self.0 |= bit;
+    }
+
+    /// The index after the escape starting at `i` (a backslash), checked.
+    #[cold]
+    fn escape_end(&mut self, i: usize) -> R<usize> {
+        match self.b.get(i + 1) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(i + 2),
+            Some(b'u') => {
+                let four = self.b.get(i + 2..i + 6).unwrap_or_default();
+                if four.len() == 4 && four.iter().all(|c| hex_digit(*c).is_some()) {
+                    Ok(i + 6)
+                } else {
+                    self.i = i + 2;
+                    if four.len() < 4 && four.iter().all(|c| hex_digit(*c).is_some()) {
+                        return self.fail("EOF while parsing a string");
+                    }
+                    self.fail("invalid escape")
+                }
+            }
+            Some(_) => {
+                self.i = i + 1;
+                self.fail("invalid escape")
+            }
+            None => {
+                self.i = i + 1;
+                self.fail("EOF while parsing a string")
+            }
+        }
+    }
+
+    /// The value of an escaped literal, decoded into the arena and checked as
+    /// serde_json checks a string it reads: surrogates must pair.
+    #[cold]
+    #[inline(never)]
+    fn unescape(&mut self, raw: &'a str) -> R<&'a str> {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let r = decode_escapes(raw, &mut out);
+        let v = match r {
+            Ok(()) => Ok(&*self.arena.alloc_str(&out)),
+            Err(what) => self.fail(what),
+        };
+        self.scratch = out;
+        v
+    }
+
+    /// A string value the pipeline reads.
+    #[inline(always)]
+    fn text(&mut self, what: &str) -> R<&'a str> {
+        if self.peek() != Some(b'"') {
+            return self.wrong(what);
+        }
+        self.i += 1;
+        let l = self.lit()?;
+        if l.escaped {
+            self.unescape(l.raw)
+        } else {
+            Ok(l.raw)
+        }
+    }
+
+    /// A string value nobody reads, checked as the full decoder reads it.
+    #[inline(always)]
+    fn any_str(&mut self) -> R<()> {
+        self.text("a string").map(|_| ())
+    }
+
+    /// `text`, or `null` as `None`.
+    #[inline(always)]
+    fn opt_text(&mut self) -> R<Option<&'a str>> {
+        if self.null()? {
+            return Ok(None);
+        }
+        self.text("a string").map(Some)
+    }
+
+    // ------------------------------------------------------------- numbers
+
+    /// A number token at the position, its syntax checked as serde_json checks it;
+    /// returns its text and whether it is a plain integer (no fraction, no exponent).
+    #[inline(always)]
+    fn number(&mut self) -> R<(&'a str, bool)> {
+        let b = self.b;
+        let start = self.i;
+        let mut i = start;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'0') => {
+                i += 1;
+                if matches!(b.get(i), Some(b'0'..=b'9')) {
+                    self.i = i;
+                    return self.fail("invalid number");
+                }
+            }
+            Some(b'1'..=b'9') => {
+                i += 1;
+                while matches!(b.get(i), Some(b'0'..=b'9')) {
+                    i += 1;
+                }
+            }
+            _ => {
+                self.i = i;
+                return self.fail("invalid number");
+            }
+        }
+        let mut integer = true;
+        if b.get(i) == Some(&b'.') {
+            integer = false;
+            i += 1;
+            let digits = i;
+            while matches!(b.get(i), Some(b'0'..=b'9')) {
+                i += 1;
+            }
+            if i == digits {
+                self.i = i;
+                return self.fail("invalid number");
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            integer = false;
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let digits = i;
+            while matches!(b.get(i), Some(b'0'..=b'9')) {
+                i += 1;
+            }
+            if i == digits {
+                self.i = i;
+                return self.fail("invalid number");
+            }
+        }
+        self.i = i;
+        match self.s.get(start..i) {
+            Some(t) => Ok((t, integer)),
+            None => self.fail("invalid number"),
+        }
+    }
+
+    /// A number read as serde_json reads it: an integer that fits `u64`, a negative one
+    /// that fits `i64` (not `-0`), or else a float, refused if it overflows.
+    fn read_number(&mut self) -> R<Num> {
+        let at = self.i;
+        // Counts, flags and enum numbers: a few digits, summed on the way.
+        let (b, mut i, mut v) = (self.b, at, 0u64);
+        while let Some(&c @ b'0'..=b'9') = b.get(i) {
+            v = v * 10 + u64::from(c - b'0');
+            i += 1;
+            if i - at == 18 {
+                break;
+            }
+        }
+        let plain = !matches!(b.get(i), Some(b'.' | b'e' | b'E' | b'0'..=b'9'));
+        if i > at && plain && (b.get(at) != Some(&b'0') || i - at == 1) {
+            self.i = i;
+            return Ok(Num::U(v));
+        }
+        let (t, integer) = self.number()?;
+        if integer {
+            if let Some(digits) = t.strip_prefix('-') {
+                if let Ok(m) = digits.parse::<u64>() {
+                    if m != 0 && m <= 1 << 63 {
+                        return Ok(Num::I(m.wrapping_neg() as i64));
+                    }
+                }
+            } else if let Ok(u) = t.parse::<u64>() {
+                return Ok(Num::U(u));
+            }
+        }
+        match t.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Num::F(f)),
+            _ => {
+                self.i = at;
+                self.fail("number out of range")
+            }
+        }
+    }
+
+    /// A number for an integer field of the given range, refused as serde refuses it.
+    fn int_in(&mut self, lo: i64, hi: u64, what: &str) -> R<Num> {
+        let at = self.i;
+        let n = self.read_number()?;
+        let ok = match n {
+            Num::U(u) => u <= hi,
+            Num::I(i) => i >= lo,
+            Num::F(_) => {
+                self.i = at;
+                return self.fail(format!("invalid type: floating point, expected {what}"));
+            }
+        };
+        if ok {
+            Ok(n)
+        } else {
+            self.i = at;
+            self.fail(format!(
+                "invalid value: integer out of range, expected {what}"
+            ))
+        }
+    }
+
+    /// A 64-bit unsigned integer (timestamps): a number or a decimal string.
+    #[inline(always)]
+    fn u64(&mut self) -> R<u64> {
+        match self.peek() {
+            Some(b'"') => {
+                let at = self.i;
+                let s = self.text("a string")?;
+                match s.parse::<u64>() {
+                    Ok(v) => Ok(v),
+                    Err(e) => {
+                        self.i = at;
+                        self.fail(e.to_string())
+                    }
+                }
+            }
+            Some(b'-' | b'0'..=b'9') => match self.int_in(0, u64::MAX, "u64")? {
+                Num::U(u) => Ok(u),
+                _ => self.fail("invalid value: integer out of range, expected u64"),
+            },
+            _ => self.wrong("a u64 integer or a string containing a u64 integer"),
+        }
+    }
+
+    /// A 64-bit signed integer (`intValue`): a number or a decimal string.
+    fn i64(&mut self) -> R<i64> {
+        match self.peek() {
+            Some(b'"') => {
+                let at = self.i;
+                let s = self.text("a string")?;
+                match s.parse::<i64>() {
+                    Ok(v) => Ok(v),
+                    Err(e) => {
+                        self.i = at;
+                        self.fail(e.to_string())
+                    }
+                }
+            }
+            Some(b'-' | b'0'..=b'9') => match self.int_in(i64::MIN, i64::MAX as u64, "i64")? {
+                Num::U(u) => Ok(u as i64),
+                Num::I(i) => Ok(i),
+                Num::F(_) => self.fail("invalid type: floating point, expected i64"),
+            },
+            _ => self.wrong("an i64 integer or a string containing an i64 integer"),
+        }
+    }
+
+    /// An optional `u32` or `i32` field nobody reads (counts, flags, string indexes):
+    /// a number in range, or `null`; a string is refused.
+    #[inline(always)]
+    fn opt_int(&mut self, lo: i64, hi: u64, what: &str) -> R<()> {
+        if self.null()? {
+            return Ok(());
+        }
+        match self.peek() {
+            Some(b'-' | b'0'..=b'9') => self.int_in(lo, hi, what).map(|_| ()),
+            _ => self.wrong(what),
+        }
+    }
+
+    fn opt_u32(&mut self) -> R<()> {
+        self.opt_int(0, u64::from(u32::MAX), "u32")
+    }
+
+    /// An OTLP enum: its number (an `i32`), or its name in `names` (index = number).
+    #[inline(always)]
+    fn enumeration(&mut self, names: &'static [&'static str]) -> R<i32> {
+        match self.peek() {
+            Some(b'"') => {
+                let at = self.i;
+                let s = self.text("a string")?;
+                match names.iter().position(|n| *n == s) {
+                    Some(i) => Ok(i as i32),
+                    None => {
+                        self.i = at;
+                        let s = crate::span::clip(s, 64).to_string();
+                        self.fail(format!(
+                            "invalid value: string {s:?}, expected an i32 or one of {}",
+                            names.join(", ")
+                        ))
+                    }
+                }
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                match self.int_in(i64::from(i32::MIN), i32::MAX as u64, "i32")? {
+                    Num::U(u) => Ok(u as i32),
+                    Num::I(i) => Ok(i as i32),
+                    Num::F(_) => self.fail("invalid type: floating point, expected i32"),
+                }
+            }
+            _ => self.wrong("an i32 or an enum name"),
+        }
+    }
+
+    /// A hex id, decoded into the arena as the full decoder decodes it (`const_hex`:
+    /// even length, either case, an optional `0x`).
+    #[inline(always)]
+    fn hex(&mut self) -> R<&'a [u8]> {
+        // As SDKs write ids: hex digits and the closing quote, nothing to unescape.
+        if self.peek() == Some(b'"') {
+            let b = self.b;
+            let start = self.i + 1;
+            let mut end = start;
+            while let Some(&c) = b.get(end) {
+                if HEX[usize::from(c)] > 15 {
+                    break;
+                }
+                end += 1;
+            }
+            if b.get(end) == Some(&b'"') && (end - start).is_multiple_of(2) {
+                let digits = b.get(start..end).unwrap_or_default();
+                let out = self.arena.alloc_slice_fill_copy(digits.len() / 2, 0u8);
+                for (o, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+                    *o = (HEX[usize::from(pair[0])] << 4) | HEX[usize::from(pair[1])];
+                }
+                self.i = end + 1;
+                return Ok(out);
+            }
+        }
+        let at = self.i;
+        let s = self.text("an id as a string of hex digits")?;
+        let b = s.as_bytes();
+        if !b.len().is_multiple_of(2) {
+            self.i = at;
+            return self.fail(format!(
+                "an id must be hex digits (got \"{}\", an odd number of characters)",
+                crate::span::clip(s, 64)
+            ));
+        }
+        let digits = match b {
+            [b'0', b'x' | b'X', rest @ ..] => rest,
+            _ => b,
+        };
+        let out = self.arena.alloc_slice_fill_copy(digits.len() / 2, 0u8);
+        for (o, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+            match (hex_digit(pair[0]), hex_digit(pair[1])) {
+                (Some(h), Some(l)) => *o = (h << 4) | l,
+                _ => {
+                    self.i = at;
+                    return self.fail(format!(
+                        "an id must be hex digits (got \"{}\")",
+                        crate::span::clip(s, 64)
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `hex`, or `null` as no id.
+    #[inline(always)]
+    fn opt_hex(&mut self) -> R<&'a [u8]> {
+        if self.null()? {
+            return Ok(&[]);
+        }
+        self.hex()
+    }
+
+    // ------------------------------------------------------------- skipping
+
+    /// Skips a value of an unknown field as serde's derive does (serde_json's
+    /// `ignore_value`): syntax checked, strings not unescaped (so a lone surrogate
+    /// passes), numbers not range-checked, and no depth limit, so the open brackets
+    /// are kept in `frames`, not on the call stack.
+    fn skip(&mut self) -> R<()> {
+        self.frames.clear();
+        loop {
+            // A value.
+            match self.peek() {
+                Some(b'"') => {
+                    self.i += 1;
+                    self.lit()?;
+                }
+                Some(b'n') => self.word(b"null")?,
+                Some(b't') => self.word(b"true")?,
+                Some(b'f') => self.word(b"false")?,
+                Some(b'-' | b'0'..=b'9') => {
+                    self.number()?;
+                }
+                Some(c @ (b'[' | b'{')) => {
+                    self.i += 1;
+                    self.frames.push(c);
+                    let close = if c == b'[' { b']' } else { b'}' };
+                    if self.peek() == Some(close) {
+                        self.i += 1;
+                        self.frames.pop();
+                    } else {
+                        if c == b'{' {
+                            self.skip_key()?;
+                        }
+                        continue;
+                    }
+                }
+                Some(_) => return self.fail("expected value"),
+                None => return self.expected("a value"),
+            }
+            // After a value: the end of its containers, or the next member.
+            loop {
+                let Some(&open) = self.frames.last() else {
+                    return Ok(());
+                };
+                let close = if open == b'[' { b']' } else { b'}' };
+                match self.peek() {
+                    Some(b',') => {
+                        self.i += 1;
+                        if open == b'{' {
+                            self.skip_key()?;
+                        }
+                        break;
+                    }
+                    Some(c) if c == close => {
+                        self.i += 1;
+                        self.frames.pop();
+                    }
+                    Some(_) if open == b'[' => return self.fail("expected `,` or `]`"),
+                    Some(_) => return self.fail("expected `,` or `}`"),
+                    None => return self.expected("the end of an array or object"),
+                }
+            }
+        }
+    }
+
+    /// A key inside a skipped object, and its colon.
+    fn skip_key(&mut self) -> R<()> {
+        if self.peek() != Some(b'"') {
+            return self.fail("key must be a string");
+        }
+        self.i += 1;
+        self.lit()?;
+        self.eat(b':', "`:`")
+    }
+
+    /// Any value read in full and dropped (strings unescaped and checked, numbers in
+    /// range, depth counted): what the full decoder does with unknown fields inside an
+    /// `AnyValue`, which serde buffers.
+    fn checked(&mut self) -> R<()> {
+        match self.peek() {
+            Some(b'"') => self.any_str(),
+            Some(b'n') => self.word(b"null"),
+            Some(b't') => self.word(b"true"),
+            Some(b'f') => self.word(b"false"),
+            Some(b'-' | b'0'..=b'9') => self.read_number().map(|_| ()),
+            Some(b'[') => {
+                self.array("any value")?;
+                let mut first = true;
+                while self.more(&mut first)? {
+                    self.checked()?;
+                }
+                Ok(())
+            }
+            Some(b'{') => {
+                self.object("any value")?;
+                let mut first = true;
+                while self.key(&mut first)?.is_some() {
+                    self.checked()?;
+                }
+                Ok(())
+            }
+            Some(_) => self.fail("expected value"),
+            None => self.expected("a value"),
+        }
+    }
+
+    /// A known field given twice is refused, as serde's derive refuses it.
+    #[inline(always)]
+    fn first_time(&mut self, seen: &mut u32, bit: u32, name: &str) -> R<()> {
+        if *seen & bit != 0 {
+            return self.fail(format!("duplicate field `{name}`"));
+        }
+        *seen |= bit;
         Ok(())
     }
 
-    fn has(&self, k: u8) -> bool {
-        self.0 & (1u32 << k) != 0
+    // ------------------------------------------------------------- messages
+
+    fn request(&mut self) -> R<()> {
+        self.object("an ExportTraceServiceRequest object")?;
+        let (mut first, mut seen) = (true, 0);
+        while let Some(k) = self.key(&mut first)? {
+            match self.known(k)? {
+                b"resourceSpans" => {
+                    self.first_time(&mut seen, 1, "resourceSpans")?;
+                    if !self.null()? {
+                        self.array("an array of ResourceSpans")?;
+                        let mut first = true;
+                        while self.more(&mut first)? {
+                            self.resource_spans()?;
+                        }
+                    }
+                }
+                _ => self.skip()?,
+            }
+        }
+        if self.peek().is_some() {
+            return self.fail("trailing characters");
+        }
+        Ok(())
+    }
+
+    fn resource_spans(&mut self) -> R<()> {
+        self.object("a ResourceSpans object")?;
+        let index = self.out.resources.len() as u32;
+        let first_attr = self.out.resource_attrs.len() as u32;
+        self.out.resources.push(ResourceRec {
+            service: UNKNOWN_SERVICE,
+            attrs: (first_attr, first_attr),
+        });
+        let (mut first, mut seen) = (true, 0);
+        while let Some(k) = self.key(&mut first)? {
+            match self.known(k)? {
+                b"resource" => {
+                    self.first_time(&mut seen, 1, "resource")?;
+                    if !self.null()? {
+                        self.resource()?;
+                    }
+                }
+                b"scopeSpans" => {
+                    self.first_time(&mut seen, 2, "scopeSpans")?;
+                    if !self.null()? {
+                        self.array("an array of ScopeSpans")?;
+                        let mut first = true;
+                        while self.more(&mut first)? {
+                            self.scope_spans(index)?;
+                        }
+                    }
+                }
+                b"schemaUrl" => {
+                    self.first_time(&mut seen, 4, "schemaUrl")?;
+                    self.opt_text()?;
+                }
+                _ => self.skip()?,
+            }
+        }
+        self.out.finish_resource(index, first_attr);
+        Ok(())
+    }
+
+    fn resource(&mut self) -> R<()> {
+        self.object("a Resource object")?;
+        let (mut first, mut seen) = (true, 0);
+        while let Some(k) = self.key(&mut first)? {
+            match self.known(k)? {
+                b"attributes" => {
+                    self.first_time(&mut seen, 1, "attributes")?;
+                    self.attrs(Dest::Resource)?;
+                }
+                b"droppedAttributesCount" => {
+                    self.first_time(&mut seen, 2, "droppedAttributesCount")?;
+                    self.opt_u32()?;
+                }
+                b"entityRefs" => {
+                    self.first_time(&mut seen, 4, "entityRefs")?;
+                    if !self.null()? {
+                        self.array("an array of EntityRef")?;
+                        let mut first = true;
+                        while self.more(&mut first)? {
+                            self.entity_ref()?;
+                        }
+                    }
+                }
+                _ => self.skip()?,
+            }
+        }
+        Ok(())
+    }
+
+    fn entity_ref(&mut self) -> R<()> {
+        self.object("an EntityRef object")?;
+        // The full decoder's EntityRef has no defaults: every field is required.
+        const NAMES: [&str; 4] = ["schemaUrl", "type", "idKeys", "descriptionKeys"];
+        let (mut first, mut seen, mut present) = (true, 0u32, 0u32);
+        while let Some(k) = self.key(&mut first)? {
+            let name = self.known(k)?;
+            let Some(n) = NAMES.iter().position(|n| n.as_bytes() == name) else {
+                self.skip()?;
+                continue;
+            };
+            self.first_time(&mut seen, 1 << n, NAMES[n])?;
+            if self.null()? {
+                continue;
+            }
+            if n < 2 {
+                self.any_str()?;
+            } else {
+                self.array("an array of strings")?;
+                let mut first = true;
+                while self.more(&mut first)? {
+                    self.any_str()?;
+                }
+            }
+            present |= 1 << n;
+        }
+        if let Some(n) = (0..4).find(|n| present & (1 << n) == 0) {
+            return self.fail(format!("missing field `{}`", NAMES[n]));
+        }
+        Ok(())
+    }
+
+    fn scope_spans(&mut self, resource: u32) -> R<()> {
+        self.object("a ScopeSpans object")?;
+        let (mut first, mut seen) = (true, 0);
+        while let Some(k) = self.key(&mut first)? {
+            match self.known(k)? {
+                b"spans" => {
+                    self.first_time(&mut seen, 2, "spans")?;
+                    if !self.null()? {
+                        self.array("an array of Span")?;
+                        let mut first = true;
+                        while self.more(&mut first)? {
+                            self.span(resource)?;
+                        }
+                    }
+                }
+                b"scope" => {
+                    self.first_time(&mut seen, 1, "scope")?;
+                    if !self.null()? {
+                        self.scope()?;
+                    }
+                }
+                b"schemaUrl" => {
+                    self.first_time(&mut seen, 4, "schemaUrl")?;
+                    self.opt_text()?;
+                }
+                _ => self.skip()?,
+            }
+        }
+        Ok(())
+    }
+
+    fn scope(&mut self) -> R<()> {
+        self.object("an InstrumentationScope object")?;
+        let (mut first, mut seen) = (true, 0);
+        while let Some(k) = self.key(&mut first)? {
+            match self.known(k)? {
+                b"name" => {
+                    self.first_time(&mut seen, 1, "name")?;
+                    self.opt_text()?;
+                }
+                b"version" => {
+                    self.first_time(&mut seen, 2, "version")?;
+                    self.opt_text()?;
+                }
+                b"attributes" => {
+                    self.first_time(&mut seen, 4, "attributes")?;
+                    self.attrs(Dest::Nowhere)?;
+                }
+                b"droppedAttributesCount" => {
+                    self.first_time(&mut seen, 8, "droppedAttributesCount")?;
+                    self.opt_u32()?;
+                }
+                _ => self.skip()?,
+            }
+        }
+        Ok(())
+    }
+
+    fn span(&mut self, resource: u32) -> R<()> {
+        self.object("a Span object")?;
+        if self.out.spans.len() >= self.out.max_spans {
+            self.too_many = true;
+            return Err(Fail);
+        }
+        let first_attr = self.out.span_attrs.len() as u32;
+        let first_event = self.out.events.len() as u32;
+        let mut s = SpanRec {
+            name: "",
+            trace_id: &[],
+            span_id: &[],
+            parent_span_id: &[],
+            trace_state: "",
+            start_ns: 0,
+            end_ns: 0,
+            kind: 0,
+            status: 0,
+            resource,
+            attrs: (first_attr, first_attr),
+            events: (first_event, first_event),
+        };
+        let (mut first, mut seen, mut next) = (true, 0, 0);
+        loop {
+            // The key SDKs write next, tried first; any other order reads the same.
+            let f = match SPAN_KEYS.get(next) {
+                Some(pat) if self.starts(if first { &pat[1..] } else { pat }) => {
+                    first = false;
+                    next
+                }
+                _ => {
+                    let Some(k) = self.key(&mut first)? else {
+                        break;
+                    };
+                    let name = self.known(k)?;
+                    match SPAN_FIELDS.iter().position(|n| n.as_bytes() == name) {
+                        Some(f) => f,
+                        None => {
+                            self.skip()?;
+                            continue;
+                        }
+                    }
+                }
+            };
+            next = f + 1;
+            self.first_time(&mut seen, 1 << f, SPAN_FIELDS[f])?;
+            match f {
+                0 => {
+                    s.trace_id = self.opt_hex()?;
+                }
+                1 => {
+                    s.span_id = self.opt_hex()?;
+                }
+                2 => {
+                    s.trace_state = self.opt_text()?.unwrap_or("");
+                }
+                3 => {
+                    s.parent_span_id = self.opt_hex()?;
+                }
+                4 => {
+                    self.opt_u32()?;
+                }
+                5 => {
+                    s.name = self.opt_text()?.unwrap_or("");
+                }
+                6 => {
+                    s.kind = if self.null()? {
+                        0
+                    } else {
+                        self.enumeration(SPAN_KINDS)?
+                    };
+                }
+                7 => {
+                    s.start_ns = if self.null()? { 0 } else { self.u64()? };
+                }
+                8 => {
+                    s.end_ns = if self.null()? { 0 } else { self.u64()? };
+                }
+                9 => {
+                    self.attrs(Dest::Span(first_attr))?;
+                }
+                10 => {
+                    self.opt_u32()?;
+                }
+                11 => {
+                    if !self.null()? {
+                        self.array("an array of Event")?;
+                        let mut first = true;
+                        while self.more(&mut first)? {
+                            let name = self.event()?;
+                            self.out.events.push(name);
+                        }
+                    }
+                }
+                12 => {
+                    self.opt_u32()?;
+                }
+                13 => {
+                    if !self.null()? {
+                        self.array("an array of Link")?;
+                        let mut first = true;
+                        while self.more(&mut first)? {
+                            self.link()?;
+                        }
+                    }
+                }
+                14 => {
+                    self.opt_u32()?;
+                }
+                15 => {
+                    if !self.null()? {
+                        s.status = self.status()?;
+                    }
+                }
+                _ => self.skip()?,
+            }
+        }
+        s.attrs.1 = self.out.span_attrs.len() as u32;
+        s.events.1 = self.out.events.len() as u32;
+        self.out.spans.push(s);
+        Ok(())
+    }
+
+    /// An `Event`: its name, the rest checked.
+    fn event(&mut self) -> R<&'a str> {
+        self.object("an Event object")?;
+        let mut name = "";
+        let (mut first, mut seen) = (true, 0);
+        while let Some(k) = self.key(&mut first)? {
+            match self.known(k)? {
+                b"timeUnixNano" => {
+                    self.first_time(&mut seen, 1, "timeUnixNano")?;
+                    if !self.null()? {
+                        self.u64()?;
+                    }
+                }
+                b"name" => {
+                    self.first_time(&mut seen, 2, "name")?;
+                    name = self.opt_text()?.unwrap_or("");
+                }
+                b"attributes" => {
+                    self.first_time(&mut seen, 4, "attributes")?;
+                    self.attrs(Dest::Nowhere)?;
+                }
+                b"droppedAttributesCount" => {
+                    self.first_time(&mut seen, 8, "droppedAttributesCount")?;
+                    self.opt_u32()?;
+                }
+                _ => self.skip()?,
+            }
+        }
+        Ok(name)
+    }
+
+    fn link(&mut self) -> R<()> {
+        self.object("a Link object")?;
+        let (mut first, mut seen) = (true, 0);
+        while let Some(k) = self.key(&mut first)? {
+            match self.known(k)? {
+                b"traceId" => {
+                    self.first_time(&mut seen, 1, "traceId")?;
+                    self.opt_hex()?;
+                }
+                b"spanId" => {
+                    self.first_time(&mut seen, 2, "spanId")?;
+                    self.opt_hex()?;
+                }
+                b"traceState" => {
+                    self.first_time(&mut seen, 4, "traceState")?;
+                    self.opt_text()?;
+                }
+                b"attributes" => {
+                    self.first_time(&mut seen, 8, "attributes")?;
+                    self.attrs(Dest::Nowhere)?;
+                }
+                b"droppedAttributesCount" => {
+                    self.first_time(&mut seen, 16, "droppedAttributesCount")?;
+                    self.opt_u32()?;
+                }
+                b"flags" => {
+                    self.first_time(&mut seen, 32, "flags")?;
+                    self.opt_u32()?;
+                }
+                _ => self.skip()?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A `Status`: its code, the message checked.
+    fn status(&mut self) -> R<i32> {
+        self.object("a Status object")?;
+        let mut code = 0;
+        let (mut first, mut seen) = (true, 0);
+        while let Some(k) = self.key(&mut first)? {
+            match self.known(k)? {
+                b"message" => {
+                    self.first_time(&mut seen, 1, "message")?;
+                    self.opt_text()?;
+                }
+                b"code" => {
+                    self.first_time(&mut seen, 2, "code")?;
+                    if !self.null()? {
+                        code = self.enumeration(STATUS_CODES)?;
+                    }
+                }
+                _ => self.skip()?,
+            }
+        }
+        Ok(code)
+    }
+
+    /// An optional list of attributes, kept where `into` says.
+    fn attrs(&mut self, into: Dest) -> R<()> {
+        if self.null()? {
+            return Ok(());
+        }
+        self.array("an array of KeyValue")?;
+        let mut first = true;
+        while self.more(&mut first)? {
+            let kv = self.key_value(false)?;
+            let out = &mut self.out;
+            match into {
+                Dest::Resource => out.resource_attrs.push(kv),
+                Dest::Span(first) => {
+                    if out.span_attrs.len() - (first as usize) < out.max_attrs {
+                        out.span_attrs.push(kv);
+                    }
+                }
+                Dest::Nowhere => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A `KeyValue`. `deep`: inside an `AnyValue`, where unknown fields are read in
+    /// full.
+    fn key_value(&mut self, deep: bool) -> R<Attr<'a>> {
+        self.object("a KeyValue object")?;
+        let mut key = None;
+        let mut value = AttrValue::Other;
+        let (mut first, mut seen) = (true, 0);
+        // `{"key":"...","value":{...}}`, as every SDK writes it.
+        if self.starts(b"\"key\":\"") {
+            let l = self.lit()?;
+            key = Some(if l.escaped {
+                self.unescape(l.raw)?
+            } else {
+                l.raw
+            });
+            (first, seen) = (false, 1);
+            if self.starts(b",\"value\":") {
+                seen |= 2;
+                if !self.null()? {
+                    value = self.any_value()?;
+                }
+            }
+        }
+        while let Some(k) = self.key(&mut first)? {
+            match self.known(k)? {
+                b"key" => {
+                    self.first_time(&mut seen, 1, "key")?;
+                    key = self.opt_text()?;
+                }
+                b"value" => {
+                    self.first_time(&mut seen, 2, "value")?;
+                    if !self.null()? {
+                        value = self.any_value()?;
+                    }
+                }
+                b"keyStrindex" => {
+                    self.first_time(&mut seen, 4, "keyStrindex")?;
+                    self.opt_int(i64::from(i32::MIN), i32::MAX as u64, "i32")?;
+                }
+                _ if deep => self.checked()?,
+                _ => self.skip()?,
+            }
+        }
+        match key {
+            Some(key) => Ok(Attr { key, value }),
+            None => self.fail("missing field `key`"),
+        }
+    }
+
+    /// An `AnyValue`, read as [`AttrValue`]: arrays, kvlists, bytes and the empty value
+    /// are checked and read as [`AttrValue::Other`]. A repeated member is not refused
+    /// (the full decoder's fast path keeps the last), and a `null` member leaves the
+    /// value as it was.
+    fn any_value(&mut self) -> R<AttrValue<'a>> {
+        self.object("an AnyValue object")?;
+        let mut v = AttrValue::Other;
+        let mut first = true;
+        if self.starts(b"\"stringValue\":\"") {
+            let l = self.lit()?;
+            v = AttrValue::Str(if l.escaped {
+                self.unescape(l.raw)?
+            } else {
+                l.raw
+            });
+            first = false;
+        }
+        while let Some(k) = self.key(&mut first)? {
+            match self.known(k)? {
+                b"stringValue" => {
+                    if let Some(s) = self.opt_text()? {
+                        v = AttrValue::Str(s);
+                    }
+                }
+                b"intValue" => {
+                    if !self.null()? {
+                        v = AttrValue::Int(self.i64()?);
+                    }
+                }
+                b"boolValue" => {
+                    if !self.null()? {
+                        v = match self.peek() {
+                            Some(b't') => self.word(b"true").map(|()| AttrValue::Bool(true))?,
+                            Some(b'f') => self.word(b"false").map(|()| AttrValue::Bool(false))?,
+                            _ => return self.wrong("a boolean"),
+                        };
+                    }
+                }
+                b"doubleValue" => {
+                    if !self.null()? {
+                        if !matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
+                            return self.wrong("f64");
+                        }
+                        v = AttrValue::Double(match self.read_number()? {
+                            Num::U(u) => u as f64,
+                            Num::I(i) => i as f64,
+                            Num::F(f) => f,
+                        });
+                    }
+                }
+                b"arrayValue" => {
+                    if !self.null()? {
+                        self.list(false)?;
+                        v = AttrValue::Other;
+                    }
+                }
+                b"kvlistValue" => {
+                    if !self.null()? {
+                        self.list(true)?;
+                        v = AttrValue::Other;
+                    }
+                }
+                b"bytesValue" => {
+                    if !self.null()? {
+                        self.base64()?;
+                        v = AttrValue::Other;
+                    }
+                }
+                _ => self.checked()?,
+            }
+        }
+        Ok(v)
+    }
+
+    /// `ArrayValue` or `KeyValueList`: `{"values": [...]}`, `values` required; checked.
+    fn list(&mut self, kv: bool) -> R<()> {
+        self.object("an ArrayValue or KeyValueList object")?;
+        let (mut first, mut seen, mut values) = (true, 0, false);
+        while let Some(k) = self.key(&mut first)? {
+            match self.known(k)? {
+                b"values" => {
+                    self.first_time(&mut seen, 1, "values")?;
+                    if !self.null()? {
+                        self.array("an array of values")?;
+                        let mut first = true;
+                        while self.more(&mut first)? {
+                            if kv {
+                                self.key_value(true)?;
+                            } else {
+                                self.any_value()?;
+                            }
+                        }
+                        values = true;
+                    }
+                }
+                _ => self.checked()?,
+            }
+        }
+        if values {
+            Ok(())
+        } else {
+            self.fail("missing field `values`")
+        }
+    }
+
+    /// `bytesValue`: standard base64 with padding, as the full decoder reads it.
+    #[cold]
+    fn base64(&mut self) -> R<()> {
+        use base64::Engine as _;
+        let at = self.i;
+        let s = self.text("a base64 string")?;
+        match base64::engine::general_purpose::STANDARD.decode(s) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.i = at;
+                self.fail(e.to_string())
+            }
+        }
     }
 }
 
-/// The next key of an object, its known-field number (0: unknown) checked for repeats.
-#[inline(always)]
-fn next_field<'de, A: MapAccess<'de>>(
-    m: &mut A,
-    seen: &mut Seen,
-    lookup: FieldOf,
-    names: &[&'static str],
-) -> Result<Option<u8>, A::Error> {
-    match m.next_key_seed(Key(lookup))? {
-        Some(0) => Ok(Some(0)),
-        Some(k) => seen.first(k, names).map(|()| Some(k)),
-        None => Ok(None),
-    }
-}
-
-// ------------------------------------------------------------------ scalar seeds
-
-/// `null` as `None`, anything else through the inner seed.
-struct Nullable<S>(S);
-
-impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Nullable<S> {
-    type Value = Option<S::Value>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
-impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for Nullable<S> {
-    type Value = Option<S::Value>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a value or null")
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        self.0.deserialize(d).map(Some)
-    }
-}
-
-/// A string kept for the pipeline: borrowed from the request, or unescaped into the arena.
+/// A JSON number as serde_json classifies it.
 #[derive(Clone, Copy)]
-struct Text<'a>(&'a Bump);
-
-impl<'a> DeserializeSeed<'a> for Text<'a> {
-    type Value = &'a str;
-    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<&'a str, D::Error> {
-        d.deserialize_str(self)
-    }
+enum Num {
+    U(u64),
+    I(i64),
+    F(f64),
 }
 
-impl<'a> Visitor<'a> for Text<'a> {
-    type Value = &'a str;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, s: &'a str) -> Result<&'a str, E> {
-        Ok(s)
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<&'a str, E> {
-        Ok(self.0.alloc_str(s))
-    }
+/// Where a list of attributes goes.
+#[derive(Clone, Copy, PartialEq)]
+enum Dest {
+    Resource,
+    /// The span's: the first `max_attrs` are kept, counted from this index.
+    Span(u32),
+    /// Checked, not kept (scope, event and link attributes).
+    Nowhere,
 }
 
-/// A string field nobody reads: its type is checked, its text is not kept.
-struct AnyStr;
+/// A span's fields in the order SDKs (and serde's derive) write them.
+const SPAN_FIELDS: [&str; 16] = [
+    "traceId",
+    "spanId",
+    "traceState",
+    "parentSpanId",
+    "flags",
+    "name",
+    "kind",
+    "startTimeUnixNano",
+    "endTimeUnixNano",
+    "attributes",
+    "droppedAttributesCount",
+    "events",
+    "droppedEventsCount",
+    "links",
+    "droppedLinksCount",
+    "status",
+];
 
-impl<'de> DeserializeSeed<'de> for AnyStr {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for AnyStr {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-}
-
-/// An array of strings (`EntityRef` keys), checked only.
-struct StrList;
-
-impl<'de> DeserializeSeed<'de> for StrList {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for StrList {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of strings")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
-        while a.next_element_seed(AnyStr)?.is_some() {}
-        Ok(())
-    }
-}
-
-/// A 64-bit unsigned integer (timestamps): a number or a decimal string.
-struct U64;
-
-impl<'de> DeserializeSeed<'de> for U64 {
-    type Value = u64;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl Visitor<'_> for U64 {
-    type Value = u64;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a u64 integer or a string containing a u64 integer")
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-        Ok(v)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
-        u64::try_from(v).map_err(|_| E::custom(format!("{v} is out of range for u64")))
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<u64, E> {
-        s.parse().map_err(E::custom)
-    }
-}
-
-/// A 64-bit signed integer (`intValue`): a number or a decimal string.
-struct I64;
-
-impl<'de> DeserializeSeed<'de> for I64 {
-    type Value = i64;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<i64, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl Visitor<'_> for I64 {
-    type Value = i64;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an i64 integer or a string containing an i64 integer")
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
-        Ok(v)
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
-        i64::try_from(v).map_err(|_| E::custom(format!("{v} is out of range for i64")))
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<i64, E> {
-        s.parse().map_err(E::custom)
-    }
-}
-
-/// An OTLP enum: its number, or its name in the family `names` (index = number).
-struct Enum(&'static [&'static str]);
+/// Each of [`SPAN_FIELDS`] as the text between two members: `,"name":`.
+const SPAN_KEYS: [&[u8]; 16] = [
+    b",\"traceId\":",
+    b",\"spanId\":",
+    b",\"traceState\":",
+    b",\"parentSpanId\":",
+    b",\"flags\":",
+    b",\"name\":",
+    b",\"kind\":",
+    b",\"startTimeUnixNano\":",
+    b",\"endTimeUnixNano\":",
+    b",\"attributes\":",
+    b",\"droppedAttributesCount\":",
+    b",\"events\":",
+    b",\"droppedEventsCount\":",
+    b",\"links\":",
+    b",\"droppedLinksCount\":",
+    b",\"status\":",
+];
 
 pub(super) const SPAN_KINDS: &[&str] = &[
     "SPAN_KIND_UNSPECIFIED",
@@ -420,878 +1592,63 @@ pub(super) const SPAN_KINDS: &[&str] = &[
 pub(super) const STATUS_CODES: &[&str] =
     &["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"];
 
-impl<'de> DeserializeSeed<'de> for Enum {
-    type Value = i32;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<i32, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl Visitor<'_> for Enum {
-    type Value = i32;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "an i32 or one of {}", self.0.join(", "))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i32, E> {
-        i32::try_from(v).map_err(|_| E::custom(format!("{v} is out of range for i32")))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i32, E> {
-        i32::try_from(v).map_err(|_| E::custom(format!("{v} is out of range for i32")))
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<i32, E> {
-        match self.0.iter().position(|n| *n == s) {
-            Some(i) => Ok(i as i32),
-            None => Err(E::invalid_value(de::Unexpected::Str(s), &self)),
+/// Decodes the escapes of a checked literal's raw text into `out`, refusing what
+/// serde_json refuses in a string it reads: a surrogate escape that is not half of a
+/// pair.
+fn decode_escapes(raw: &str, out: &mut String) -> Result<(), &'static str> {
+    let b = raw.as_bytes();
+    let mut i = 0;
+    let mut run = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
         }
-    }
-}
-
-/// A hex id, decoded into the arena as the full decoder decodes it (`const_hex`: even
-/// length, either case, an optional `0x`).
-struct Hex<'a>(&'a Bump);
-
-impl<'a> DeserializeSeed<'a> for Hex<'a> {
-    type Value = &'a [u8];
-    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<&'a [u8], D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'a> Visitor<'a> for Hex<'a> {
-    type Value = &'a [u8];
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an id as a string of hex digits")
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<&'a [u8], E> {
-        let b = s.as_bytes();
-        if !b.len().is_multiple_of(2) {
-            return Err(E::custom(format!(
-                "an id must be hex digits (got \"{}\", an odd number of characters)",
-                crate::span::clip(s, 64)
-            )));
-        }
-        let digits = match b {
-            [b'0', b'x' | b'X', rest @ ..] => rest,
-            _ => b,
+        out.push_str(raw.get(run..i).ok_or("invalid escape")?);
+        let c = *b.get(i + 1).ok_or("invalid escape")?;
+        i += 2;
+        let ch = match c {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let n = hex4(b, i).ok_or("invalid escape")?;
+                i += 4;
+                match n {
+                    0xDC00..=0xDFFF => return Err("lone leading surrogate in hex escape"),
+                    0xD800..=0xDBFF => {
+                        if b.get(i..i + 2) != Some(b"\\u") {
+                            return Err("unexpected end of hex escape");
+                        }
+                        let n2 = hex4(b, i + 2).ok_or("invalid escape")?;
+                        if !(0xDC00..=0xDFFF).contains(&n2) {
+                            return Err("lone leading surrogate in hex escape");
+                        }
+                        i += 6;
+                        let c = 0x1_0000 + ((u32::from(n - 0xD800) << 10) | u32::from(n2 - 0xDC00));
+                        char::from_u32(c).ok_or("invalid escape")?
+                    }
+                    n => char::from_u32(u32::from(n)).ok_or("invalid escape")?,
+                }
+            }
+            _ => return Err("invalid escape"),
         };
-        let out = self.0.alloc_slice_fill_copy(digits.len() / 2, 0u8);
-        for (o, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-            match (nibble(pair[0]), nibble(pair[1])) {
-                (Some(h), Some(l)) => *o = (h << 4) | l,
-                _ => {
-                    return Err(E::custom(format!(
-                        "an id must be hex digits (got \"{}\")",
-                        crate::span::clip(s, 64)
-                    )))
-                }
-            }
-        }
-        Ok(out)
+        out.push(ch);
+        run = i;
     }
-}
-
-#[inline(always)]
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// `bytesValue`: standard base64 with padding, as the full decoder reads it.
-struct Base64;
-
-impl<'de> DeserializeSeed<'de> for Base64 {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for Base64 {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a base64 string")
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map(|_| ())
-            .map_err(E::custom)
-    }
-}
-
-/// Any JSON value, read in full (strings unescaped, numbers in range) and dropped: what
-/// the full decoder does with unknown fields inside an `AnyValue`, which serde buffers.
-struct Checked;
-
-impl<'de> DeserializeSeed<'de> for Checked {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Checked {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any value")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
-        while a.next_element_seed(Checked)?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
-        while m.next_key_seed(Checked)?.is_some() {
-            m.next_value_seed(Checked)?;
-        }
-        Ok(())
-    }
-}
-
-/// Skips an unknown field's value: as strictly inside an `AnyValue` as serde's
-/// buffering is, elsewhere as serde's derive skips it.
-fn skip<'de, A: MapAccess<'de>>(m: &mut A, deep: bool) -> Result<(), A::Error> {
-    if deep {
-        m.next_value_seed(Checked)
-    } else {
-        m.next_value::<IgnoredAny>().map(|_| ())
-    }
-}
-
-/// A `u32` field nobody reads (counts, flags): a number in range, or `null`.
-fn check_u32<'de, A: MapAccess<'de>>(m: &mut A) -> Result<(), A::Error> {
-    m.next_value::<Option<u32>>().map(|_| ())
-}
-
-// ------------------------------------------------------------------ messages
-
-/// A JSON array whose elements each go through `one`.
-fn each<'de, A: SeqAccess<'de>, S: DeserializeSeed<'de, Value = ()>>(
-    mut a: A,
-    mut one: impl FnMut() -> S,
-) -> Result<(), A::Error> {
-    while a.next_element_seed(one())?.is_some() {}
+    out.push_str(raw.get(run..).ok_or("invalid escape")?);
     Ok(())
 }
 
-macro_rules! seq_seed {
-    ($name:ident, $what:literal, |$this:ident, $a:ident| $body:expr) => {
-        impl<'de> DeserializeSeed<'de> for $name<'_, 'de> {
-            type Value = ();
-            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-                d.deserialize_seq(self)
-            }
-        }
-        impl<'de> Visitor<'de> for $name<'_, 'de> {
-            type Value = ();
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str($what)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, $a: A) -> Result<(), A::Error> {
-                let $this = self;
-                $body
-            }
-        }
-    };
-}
-
-macro_rules! map_seed {
-    ($name:ident, $what:literal, $value:ty, |$this:ident, $m:ident| $body:expr) => {
-        impl<'de> DeserializeSeed<'de> for $name<'_, 'de> {
-            type Value = $value;
-            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<$value, D::Error> {
-                d.deserialize_map(self)
-            }
-        }
-        impl<'de> Visitor<'de> for $name<'_, 'de> {
-            type Value = $value;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str($what)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut $m: A) -> Result<$value, A::Error> {
-                let $this = self;
-                $body
-            }
-        }
-    };
-}
-
-struct Request<'s, 'a>(&'s mut St<'a>);
-
-map_seed!(
-    Request,
-    "an ExportTraceServiceRequest object",
-    (),
-    |this, m| {
-        let mut seen = Seen::default();
-        while let Some(k) = next_field(&mut m, &mut seen, request_field, REQUEST)? {
-            if k == RQ_RESOURCE_SPANS {
-                m.next_value_seed(Nullable(ResourceSpansList(&mut *this.0)))?;
-            } else {
-                m.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(())
-    }
-);
-
-struct ResourceSpansList<'s, 'a>(&'s mut St<'a>);
-
-seq_seed!(ResourceSpansList, "an array of ResourceSpans", |this, a| {
-    let mut a = a;
-    while a.next_element_seed(ResourceSpans(&mut *this.0))?.is_some() {}
-    Ok(())
-});
-
-struct ResourceSpans<'s, 'a>(&'s mut St<'a>);
-
-map_seed!(ResourceSpans, "a ResourceSpans object", (), |this, m| {
-    let st = this.0;
-    let index = st.out.resources.len() as u32;
-    let first_attr = st.out.resource_attrs.len() as u32;
-    st.out.resources.push(ResourceRec {
-        service: UNKNOWN_SERVICE,
-        attrs: (first_attr, first_attr),
-    });
-    let mut seen = Seen::default();
-    while let Some(k) = next_field(&mut m, &mut seen, resource_spans_field, RESOURCE_SPANS)? {
-        match k {
-            RS_RESOURCE => {
-                m.next_value_seed(Nullable(Resource(&mut *st)))?;
-            }
-            RS_SCOPE_SPANS => {
-                m.next_value_seed(Nullable(ScopeSpansList(&mut *st, index)))?;
-            }
-            RS_SCHEMA_URL => {
-                m.next_value_seed(Nullable(AnyStr))?;
-            }
-            _ => {
-                m.next_value::<IgnoredAny>()?;
-            }
-        }
-    }
-    st.out.finish_resource(index, first_attr);
-    Ok(())
-});
-
-struct Resource<'s, 'a>(&'s mut St<'a>);
-
-map_seed!(Resource, "a Resource object", (), |this, m| {
-    let st = this.0;
-    let mut seen = Seen::default();
-    while let Some(k) = next_field(&mut m, &mut seen, resource_field, RESOURCE)? {
-        match k {
-            R_ATTRIBUTES => {
-                m.next_value_seed(Nullable(Attrs {
-                    st: &mut *st,
-                    into: Dest::Resource,
-                }))?;
-            }
-            R_DROPPED => check_u32(&mut m)?,
-            R_ENTITY_REFS => {
-                m.next_value_seed(Nullable(EntityRefs))?;
-            }
-            _ => {
-                m.next_value::<IgnoredAny>()?;
-            }
-        }
-    }
-    Ok(())
-});
-
-/// Where a list of attributes goes.
-#[derive(Clone, Copy, PartialEq)]
-enum Dest {
-    Resource,
-    /// The span's: the first `max_attrs` are kept, counted from this index.
-    Span(u32),
-}
-
-struct Attrs<'s, 'a> {
-    st: &'s mut St<'a>,
-    into: Dest,
-}
-
-seq_seed!(Attrs, "an array of KeyValue", |this, a| {
-    let mut a = a;
-    let arena = this.st.arena;
-    while let Some(kv) = a.next_element_seed(KeyValue { arena, deep: false })? {
-        let out = &mut this.st.out;
-        match this.into {
-            Dest::Resource => out.resource_attrs.push(kv),
-            Dest::Span(first) => {
-                if out.span_attrs.len() - (first as usize) < out.max_attrs {
-                    out.span_attrs.push(kv);
-                }
-            }
-        }
-    }
-    Ok(())
-});
-
-struct EntityRefs;
-
-impl<'de> DeserializeSeed<'de> for EntityRefs {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for EntityRefs {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of EntityRef")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, a: A) -> Result<(), A::Error> {
-        each(a, || EntityRef)
-    }
-}
-
-struct EntityRef;
-
-impl<'de> DeserializeSeed<'de> for EntityRef {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for EntityRef {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an EntityRef object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
-        // The full decoder's EntityRef has no defaults: every field is required.
-        let mut present = Seen::default();
-        let mut seen = Seen::default();
-        while let Some(k) = next_field(&mut m, &mut seen, entity_ref_field, ENTITY_REF)? {
-            let here = match k {
-                ER_SCHEMA_URL | ER_TYPE => m.next_value_seed(Nullable(AnyStr))?.is_some(),
-                ER_ID_KEYS | ER_DESCRIPTION_KEYS => m.next_value_seed(Nullable(StrList))?.is_some(),
-                _ => {
-                    m.next_value::<IgnoredAny>()?;
-                    false
-                }
-            };
-            if here {
-                present.0 |= 1 << k;
-            }
-        }
-        for k in [ER_SCHEMA_URL, ER_TYPE, ER_ID_KEYS, ER_DESCRIPTION_KEYS] {
-            if !present.has(k) {
-                return Err(A::Error::missing_field(ENTITY_REF[usize::from(k) - 1]));
-            }
-        }
-        Ok(())
-    }
-}
-
-struct ScopeSpansList<'s, 'a>(&'s mut St<'a>, u32);
-
-seq_seed!(ScopeSpansList, "an array of ScopeSpans", |this, a| {
-    let resource = this.1;
-    let mut a = a;
-    while a
-        .next_element_seed(ScopeSpans(&mut *this.0, resource))?
-        .is_some()
-    {}
-    Ok(())
-});
-
-struct ScopeSpans<'s, 'a>(&'s mut St<'a>, u32);
-
-map_seed!(ScopeSpans, "a ScopeSpans object", (), |this, m| {
-    let (st, resource) = (this.0, this.1);
-    let mut seen = Seen::default();
-    while let Some(k) = next_field(&mut m, &mut seen, scope_spans_field, SCOPE_SPANS)? {
-        match k {
-            SS_SCOPE => {
-                m.next_value_seed(Nullable(Scope(st.arena)))?;
-            }
-            SS_SPANS => {
-                m.next_value_seed(Nullable(Spans(&mut *st, resource)))?;
-            }
-            SS_SCHEMA_URL => {
-                m.next_value_seed(Nullable(AnyStr))?;
-            }
-            _ => {
-                m.next_value::<IgnoredAny>()?;
-            }
-        }
-    }
-    Ok(())
-});
-
-struct Scope<'a>(&'a Bump);
-
-impl<'a> DeserializeSeed<'a> for Scope<'a> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'a> Visitor<'a> for Scope<'a> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an InstrumentationScope object")
-    }
-    fn visit_map<A: MapAccess<'a>>(self, mut m: A) -> Result<(), A::Error> {
-        let mut seen = Seen::default();
-        while let Some(k) = next_field(&mut m, &mut seen, scope_field, SCOPE)? {
-            match k {
-                SC_NAME | SC_VERSION => {
-                    m.next_value_seed(Nullable(AnyStr))?;
-                }
-                SC_ATTRIBUTES => {
-                    m.next_value_seed(Nullable(CheckAttrs(self.0)))?;
-                }
-                SC_DROPPED => check_u32(&mut m)?,
-                _ => {
-                    m.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Attributes nobody reads (scope, event, link), checked as the full decoder checks them.
-struct CheckAttrs<'a>(&'a Bump);
-
-impl<'a> DeserializeSeed<'a> for CheckAttrs<'a> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'a> Visitor<'a> for CheckAttrs<'a> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of KeyValue")
-    }
-    fn visit_seq<A: SeqAccess<'a>>(self, mut a: A) -> Result<(), A::Error> {
-        let arena = self.0;
-        while a
-            .next_element_seed(KeyValue { arena, deep: false })?
-            .is_some()
-        {}
-        Ok(())
-    }
-}
-
-struct Spans<'s, 'a>(&'s mut St<'a>, u32);
-
-seq_seed!(Spans, "an array of Span", |this, a| {
-    let resource = this.1;
-    let mut a = a;
-    while a.next_element_seed(Span(&mut *this.0, resource))?.is_some() {}
-    Ok(())
-});
-
-struct Span<'s, 'a>(&'s mut St<'a>, u32);
-
-map_seed!(Span, "a Span object", (), |this, m| {
-    let (st, resource) = (this.0, this.1);
-    if st.out.spans.len() >= st.out.max_spans {
-        st.too_many = true;
-        return Err(A::Error::custom(TOO_MANY_SPANS));
-    }
-    let arena = st.arena;
-    let first_attr = st.out.span_attrs.len() as u32;
-    let first_event = st.out.events.len() as u32;
-    let mut s = SpanRec {
-        name: "",
-        trace_id: &[],
-        span_id: &[],
-        start_ns: 0,
-        end_ns: 0,
-        kind: 0,
-        status: 0,
-        resource,
-        attrs: (first_attr, first_attr),
-        events: (first_event, first_event),
-    };
-    let mut seen = Seen::default();
-    while let Some(k) = next_field(&mut m, &mut seen, span_field, SPAN)? {
-        match k {
-            S_ATTRIBUTES => {
-                m.next_value_seed(Nullable(Attrs {
-                    st: &mut *st,
-                    into: Dest::Span(first_attr),
-                }))?;
-            }
-            S_TRACE_ID => s.trace_id = m.next_value_seed(Nullable(Hex(arena)))?.unwrap_or(&[]),
-            S_SPAN_ID => s.span_id = m.next_value_seed(Nullable(Hex(arena)))?.unwrap_or(&[]),
-            S_PARENT => {
-                m.next_value_seed(Nullable(Hex(arena)))?;
-            }
-            S_TRACE_STATE => {
-                m.next_value_seed(Nullable(AnyStr))?;
-            }
-            S_NAME => s.name = m.next_value_seed(Nullable(Text(arena)))?.unwrap_or(""),
-            S_KIND => s.kind = m.next_value_seed(Nullable(Enum(SPAN_KINDS)))?.unwrap_or(0),
-            S_START => s.start_ns = m.next_value_seed(Nullable(U64))?.unwrap_or(0),
-            S_END => s.end_ns = m.next_value_seed(Nullable(U64))?.unwrap_or(0),
-            S_FLAGS | S_DROPPED_ATTRS | S_DROPPED_EVENTS | S_DROPPED_LINKS => check_u32(&mut m)?,
-            S_EVENTS => {
-                m.next_value_seed(Nullable(Events(&mut *st)))?;
-            }
-            S_LINKS => {
-                m.next_value_seed(Nullable(Links(arena)))?;
-            }
-            S_STATUS => s.status = m.next_value_seed(Nullable(Status))?.unwrap_or(0),
-            _ => {
-                m.next_value::<IgnoredAny>()?;
-            }
-        }
-    }
-    s.attrs.1 = st.out.span_attrs.len() as u32;
-    s.events.1 = st.out.events.len() as u32;
-    st.out.spans.push(s);
-    Ok(())
-});
-
-struct Events<'s, 'a>(&'s mut St<'a>);
-
-seq_seed!(Events, "an array of Event", |this, a| {
-    let mut a = a;
-    let arena = this.0.arena;
-    while let Some(name) = a.next_element_seed(Event(arena))? {
-        this.0.out.events.push(name);
-    }
-    Ok(())
-});
-
-struct Event<'a>(&'a Bump);
-
-impl<'a> DeserializeSeed<'a> for Event<'a> {
-    type Value = &'a str;
-    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<&'a str, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'a> Visitor<'a> for Event<'a> {
-    type Value = &'a str;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an Event object")
-    }
-    fn visit_map<A: MapAccess<'a>>(self, mut m: A) -> Result<&'a str, A::Error> {
-        let mut name = "";
-        let mut seen = Seen::default();
-        while let Some(k) = next_field(&mut m, &mut seen, event_field, EVENT)? {
-            match k {
-                E_TIME => {
-                    m.next_value_seed(Nullable(U64))?;
-                }
-                E_NAME => name = m.next_value_seed(Nullable(Text(self.0)))?.unwrap_or(""),
-                E_ATTRIBUTES => {
-                    m.next_value_seed(Nullable(CheckAttrs(self.0)))?;
-                }
-                E_DROPPED => check_u32(&mut m)?,
-                _ => {
-                    m.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(name)
-    }
-}
-
-struct Links<'a>(&'a Bump);
-
-impl<'a> DeserializeSeed<'a> for Links<'a> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'a> Visitor<'a> for Links<'a> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of Link")
-    }
-    fn visit_seq<A: SeqAccess<'a>>(self, a: A) -> Result<(), A::Error> {
-        each(a, || Link(self.0))
-    }
-}
-
-struct Link<'a>(&'a Bump);
-
-impl<'a> DeserializeSeed<'a> for Link<'a> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'a> Visitor<'a> for Link<'a> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a Link object")
-    }
-    fn visit_map<A: MapAccess<'a>>(self, mut m: A) -> Result<(), A::Error> {
-        let mut seen = Seen::default();
-        while let Some(k) = next_field(&mut m, &mut seen, link_field, LINK)? {
-            match k {
-                L_TRACE_ID | L_SPAN_ID => {
-                    m.next_value_seed(Nullable(Hex(self.0)))?;
-                }
-                L_TRACE_STATE => {
-                    m.next_value_seed(Nullable(AnyStr))?;
-                }
-                L_ATTRIBUTES => {
-                    m.next_value_seed(Nullable(CheckAttrs(self.0)))?;
-                }
-                L_DROPPED | L_FLAGS => check_u32(&mut m)?,
-                _ => {
-                    m.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-struct Status;
-
-impl<'de> DeserializeSeed<'de> for Status {
-    type Value = i32;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<i32, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Status {
-    type Value = i32;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a Status object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<i32, A::Error> {
-        let mut code = 0;
-        let mut seen = Seen::default();
-        while let Some(k) = next_field(&mut m, &mut seen, status_field, STATUS)? {
-            match k {
-                ST_MESSAGE => {
-                    m.next_value_seed(Nullable(AnyStr))?;
-                }
-                ST_CODE => {
-                    code = m
-                        .next_value_seed(Nullable(Enum(STATUS_CODES)))?
-                        .unwrap_or(0)
-                }
-                _ => {
-                    m.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(code)
-    }
-}
-
-/// A `KeyValue`. `deep`: inside an `AnyValue`, where unknown fields are read in full.
-#[derive(Clone, Copy)]
-struct KeyValue<'a> {
-    arena: &'a Bump,
-    deep: bool,
-}
-
-impl<'a> DeserializeSeed<'a> for KeyValue<'a> {
-    type Value = Attr<'a>;
-    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<Attr<'a>, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'a> Visitor<'a> for KeyValue<'a> {
-    type Value = Attr<'a>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a KeyValue object")
-    }
-    fn visit_map<A: MapAccess<'a>>(self, mut m: A) -> Result<Attr<'a>, A::Error> {
-        let mut key = None;
-        let mut value = AttrValue::Other;
-        let mut seen = Seen::default();
-        while let Some(k) = next_field(&mut m, &mut seen, key_value_field, KEY_VALUE)? {
-            match k {
-                KV_KEY => key = m.next_value_seed(Nullable(Text(self.arena)))?,
-                KV_VALUE => {
-                    value = m
-                        .next_value_seed(Nullable(AnyValue(self.arena)))?
-                        .unwrap_or(AttrValue::Other)
-                }
-                KV_STRINDEX => {
-                    m.next_value::<Option<i32>>()?;
-                }
-                _ => skip(&mut m, self.deep)?,
-            }
-        }
-        match key {
-            Some(key) => Ok(Attr { key, value }),
-            None => Err(A::Error::missing_field("key")),
-        }
-    }
-}
-
-/// An `AnyValue`, read as [`AttrValue`]: arrays, kvlists, bytes and the empty value are
-/// checked and read as [`AttrValue::Other`].
-#[derive(Clone, Copy)]
-struct AnyValue<'a>(&'a Bump);
-
-impl<'a> DeserializeSeed<'a> for AnyValue<'a> {
-    type Value = AttrValue<'a>;
-    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<AttrValue<'a>, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'a> Visitor<'a> for AnyValue<'a> {
-    type Value = AttrValue<'a>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an AnyValue object")
-    }
-    fn visit_map<A: MapAccess<'a>>(self, mut m: A) -> Result<AttrValue<'a>, A::Error> {
-        let mut v = AttrValue::Other;
-        // A `null` member leaves the value as it was, as in the full decoder.
-        while let Some(k) = m.next_key_seed(Key(any_value_field))? {
-            match k {
-                AV_STRING => {
-                    if let Some(s) = m.next_value_seed(Nullable(Text(self.0)))? {
-                        v = AttrValue::Str(s);
-                    }
-                }
-                AV_BOOL => {
-                    if let Some(b) = m.next_value::<Option<bool>>()? {
-                        v = AttrValue::Bool(b);
-                    }
-                }
-                AV_INT => {
-                    if let Some(i) = m.next_value_seed(Nullable(I64))? {
-                        v = AttrValue::Int(i);
-                    }
-                }
-                AV_DOUBLE => {
-                    if let Some(d) = m.next_value::<Option<f64>>()? {
-                        v = AttrValue::Double(d);
-                    }
-                }
-                AV_ARRAY | AV_KVLIST => {
-                    let list = List {
-                        arena: self.0,
-                        kv: k == AV_KVLIST,
-                    };
-                    if m.next_value_seed(Nullable(list))?.is_some() {
-                        v = AttrValue::Other;
-                    }
-                }
-                AV_BYTES => {
-                    if m.next_value_seed(Nullable(Base64))?.is_some() {
-                        v = AttrValue::Other;
-                    }
-                }
-                _ => m.next_value_seed(Checked)?,
-            }
-        }
-        Ok(v)
-    }
-}
-
-/// `ArrayValue` or `KeyValueList`: `{"values": [...]}`, `values` required; checked only.
-#[derive(Clone, Copy)]
-struct List<'a> {
-    arena: &'a Bump,
-    kv: bool,
-}
-
-impl<'a> DeserializeSeed<'a> for List<'a> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'a> Visitor<'a> for List<'a> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an ArrayValue or KeyValueList object")
-    }
-    fn visit_map<A: MapAccess<'a>>(self, mut m: A) -> Result<(), A::Error> {
-        let mut values = false;
-        let mut seen = Seen::default();
-        while let Some(k) = next_field(&mut m, &mut seen, values_field, LIST)? {
-            if k == LV_VALUES {
-                values = m.next_value_seed(Nullable(ListValues(self)))?.is_some();
-            } else {
-                m.next_value_seed(Checked)?;
-            }
-        }
-        if values {
-            Ok(())
-        } else {
-            Err(A::Error::missing_field("values"))
-        }
-    }
-}
-
-struct ListValues<'a>(List<'a>);
-
-impl<'a> DeserializeSeed<'a> for ListValues<'a> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'a> Visitor<'a> for ListValues<'a> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of values")
-    }
-    fn visit_seq<A: SeqAccess<'a>>(self, mut a: A) -> Result<(), A::Error> {
-        let arena = self.0.arena;
-        if self.0.kv {
-            while a
-                .next_element_seed(KeyValue { arena, deep: true })?
-                .is_some()
-            {}
-        } else {
-            while a.next_element_seed(AnyValue(arena))?.is_some() {}
-        }
-        Ok(())
-    }
+fn hex4(b: &[u8], i: usize) -> Option<u16> {
+    let d = b.get(i..i + 4)?;
+    d.iter()
+        .try_fold(0u16, |n, c| Some((n << 4) | u16::from(hex_digit(*c)?)))
 }
 
 #[cfg(test)]
@@ -1365,5 +1722,21 @@ mod tests {
         let s = req.spans().next().expect("a span");
         assert_eq!(s.span_attrs().len(), 1);
         assert_eq!(s.attr("app.plan.tier"), None);
+    }
+
+    #[test]
+    fn finds_the_first_byte_that_ends_plain_text() {
+        // Each stop byte at each offset of a 20-byte run: the SWAR search and the
+        // byte loop after it must both find it, and nothing before it.
+        for stop in [b'"', b'\\', 0x00, 0x1f] {
+            for at in 0..20 {
+                let mut b = vec![b'a'; 20];
+                b[at] = stop;
+                // Bytes just above the stop set, which the masks must not flag.
+                b[..at].iter_mut().step_by(3).for_each(|c| *c = 0x20);
+                assert_eq!(plain_run(&b, 0), at, "stop {stop:#x} at {at}");
+            }
+        }
+        assert_eq!(plain_run(&[0xe4, 0xb8, 0xad, b'x'], 0), 4);
     }
 }

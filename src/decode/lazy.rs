@@ -83,6 +83,8 @@ pub(super) struct SpanRec<'a> {
     pub(super) name: &'a str,
     pub(super) trace_id: &'a [u8],
     pub(super) span_id: &'a [u8],
+    pub(super) parent_span_id: &'a [u8],
+    pub(super) trace_state: &'a str,
     pub(super) start_ns: u64,
     pub(super) end_ns: u64,
     pub(super) kind: i32,
@@ -290,6 +292,8 @@ impl<'a> TraceRequest<'a> {
             name: "",
             trace_id: &[],
             span_id: &[],
+            parent_span_id: &[],
+            trace_state: "",
             start_ns: 0,
             end_ns: 0,
             kind: 0,
@@ -316,12 +320,8 @@ impl<'a> TraceRequest<'a> {
                 }
                 1 => s.trace_id = c.bytes(wt)?,
                 2 => s.span_id = c.bytes(wt)?,
-                3 => {
-                    c.string(wt)?;
-                }
-                4 => {
-                    c.bytes(wt)?;
-                }
+                3 => s.trace_state = c.string(wt)?,
+                4 => s.parent_span_id = c.bytes(wt)?,
                 5 => s.name = c.string(wt)?,
                 6 => s.kind = c.varint_field(wt)? as i32,
                 7 => s.start_ns = c.fixed64(wt)?,
@@ -883,6 +883,18 @@ impl SpanView for LazySpan<'_, '_> {
     }
     fn any_event(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
         self.event_names().iter().any(|n| test(n))
+    }
+    fn trace_id(&self) -> &[u8] {
+        self.rec.trace_id
+    }
+    fn span_id(&self) -> &[u8] {
+        self.rec.span_id
+    }
+    fn parent_span_id(&self) -> &[u8] {
+        self.rec.parent_span_id
+    }
+    fn trace_state(&self) -> &str {
+        self.rec.trace_state
     }
 }
 

@@ -218,7 +218,8 @@ pub fn log_record_count(req: &ExportLogsServiceRequest) -> u64 {
         .sum()
 }
 
-fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<AttrValue<'a>> {
+/// The value of attribute `key` in a prost attribute list, as rules read it.
+pub fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<AttrValue<'a>> {
     let kv = attrs.iter().find(|kv| kv.key == key)?;
     Some(match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
         Some(any_value::Value::StringValue(s)) => AttrValue::Str(s),
@@ -270,6 +271,18 @@ impl SpanView for ProstSpan<'_> {
     }
     fn any_event(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
         self.span.events.iter().any(|e| test(&e.name))
+    }
+    fn trace_id(&self) -> &[u8] {
+        &self.span.trace_id
+    }
+    fn span_id(&self) -> &[u8] {
+        &self.span.span_id
+    }
+    fn parent_span_id(&self) -> &[u8] {
+        &self.span.parent_span_id
+    }
+    fn trace_state(&self) -> &str {
+        &self.span.trace_state
     }
 }
 

@@ -362,6 +362,39 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         metrics.push(gauge(m, points));
     }
 
+    // The operations SLI and its signals, journey-level.
+    let (mut ratio, mut values, mut oks) = (Vec::new(), Vec::new(), Vec::new());
+    let double = number_data_point::Value::AsDouble;
+    for ops in &snap.operations {
+        let j = || kv("journey", &ops.journey.name);
+        for (c, w) in ops.windows.iter().zip(&windows) {
+            if let Some(v) = c.ratio() {
+                ratio.push(number(vec![j(), kv("window", w)], 0, now, double(v)));
+            }
+        }
+        for s in &ops.signals {
+            for (v, w) in s.last.iter().zip(&windows) {
+                if let Some(v) = v {
+                    let a = vec![j(), kv("signal", &s.name), kv("window", w)];
+                    values.push(number(a, 0, now, double(*v)));
+                }
+            }
+            if let Some(ok) = s.ok {
+                let a = vec![j(), kv("signal", &s.name)];
+                oks.push(number(
+                    a,
+                    0,
+                    now,
+                    number_data_point::Value::AsInt(i64::from(ok)),
+                ));
+            }
+        }
+    }
+    metrics.push(gauge(&catalogue::CER_SLI_OPERATIONS_RATIO, ratio));
+    metrics.push(gauge(&catalogue::CER_SIGNAL_VALUE, values));
+    metrics.push(gauge(&catalogue::CER_SIGNAL_OK, oks));
+    dependency_metrics(sh, snap, &windows, &mut metrics);
+
     let coverage = windows
         .iter()
         .enumerate()
@@ -415,6 +448,122 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
             ..Default::default()
         }],
     }
+}
+
+/// `journey` and `dependency`, or `otel.metric.overflow` for a journey's overflow series.
+fn dependency_attrs(journey: &str, dependency: &str, overflow: bool) -> Vec<KeyValue> {
+    let mut v = vec![kv("journey", journey)];
+    if overflow {
+        v.push(KeyValue {
+            key: "otel.metric.overflow".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::BoolValue(true)),
+            }),
+            ..Default::default()
+        });
+    } else {
+        v.push(kv("dependency", dependency));
+    }
+    v
+}
+
+/// Journey x dependency series and blame, as `/metrics` shows them.
+fn dependency_metrics(sh: &Shared, snap: &Snapshot, windows: &[String], metrics: &mut Vec<Metric>) {
+    let now = snap.at_unix_ns;
+    let attrs =
+        |d: &crate::sli::DependencySeries| dependency_attrs(&d.journey.name, &d.name, d.overflow);
+    for (m, errors) in [
+        (&catalogue::CER_DEPENDENCY_REQUESTS_TOTAL, false),
+        (&catalogue::CER_DEPENDENCY_ERRORS_TOTAL, true),
+    ] {
+        let points = snap
+            .dependencies
+            .iter()
+            .map(|d| {
+                let v = if errors {
+                    d.totals.errors
+                } else {
+                    d.totals.requests
+                };
+                number(
+                    attrs(d),
+                    d.created_unix_ns,
+                    now,
+                    number_data_point::Value::AsInt(v as i64),
+                )
+            })
+            .collect();
+        metrics.push(counter(m, points));
+    }
+    let duration = &catalogue::CER_DEPENDENCY_DURATION_SECONDS;
+    let hist_points = snap
+        .dependencies
+        .iter()
+        .map(|d| HistogramDataPoint {
+            attributes: attrs(d),
+            start_time_unix_nano: d.created_unix_ns,
+            time_unix_nano: now,
+            count: d.totals.requests,
+            sum: Some(d.duration_sum_s),
+            bucket_counts: d.buckets.clone(),
+            explicit_bounds: sh.histogram_bounds.clone(),
+            ..Default::default()
+        })
+        .collect();
+    metrics.push(Metric {
+        name: otlp_name(duration).into(),
+        description: duration.help.into(),
+        unit: duration.unit.into(),
+        data: Some(metric::Data::Histogram(Histogram {
+            data_points: hist_points,
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+        })),
+        ..Default::default()
+    });
+    let mut availability = Vec::new();
+    let mut latency = Vec::new();
+    for d in &snap.dependencies {
+        for (ws, w) in d.windows.iter().zip(windows) {
+            let mut a = attrs(d);
+            a.push(kv("window", w));
+            if let Some(v) = ws.availability {
+                availability.push(number(
+                    a.clone(),
+                    0,
+                    now,
+                    number_data_point::Value::AsDouble(v),
+                ));
+            }
+            for (q, v) in QUANTILES.iter().zip(&ws.quantiles_s) {
+                if let Some(v) = v {
+                    let mut qa = a.clone();
+                    qa.push(kv("quantile", &q.to_string()));
+                    latency.push(number(qa, 0, now, number_data_point::Value::AsDouble(*v)));
+                }
+            }
+        }
+    }
+    metrics.push(gauge(
+        &catalogue::CER_DEPENDENCY_AVAILABILITY_RATIO,
+        availability,
+    ));
+    metrics.push(gauge(&catalogue::CER_DEPENDENCY_LATENCY_SECONDS, latency));
+    let blame = snap
+        .blame
+        .iter()
+        .map(|b| {
+            number(
+                dependency_attrs(&b.journey.name, &b.dependency, b.overflow),
+                b.created_unix_ns,
+                now,
+                number_data_point::Value::AsInt(b.total as i64),
+            )
+        })
+        .collect();
+    metrics.push(counter(
+        &catalogue::CER_JOURNEY_FAILURES_ATTRIBUTED_TOTAL,
+        blame,
+    ));
 }
 
 // ---------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ use crate::experience::{INVALID_EVENTS, VITALS};
 use crate::published::Shared;
 use crate::sli::{UserCounts, UserRow};
 use crate::snapshot::{SeriesSnap, QUANTILES};
-use crate::telemetry::{AddRelaxed, Transport, EXPORT_DROPS, REASONS};
+use crate::telemetry::{AddRelaxed, Transport, EVICTS, EXPORT_DROPS, POINT_REASONS, REASONS};
 use crate::window::VITAL_QUANTILES;
 use std::fmt::Write;
 
@@ -104,23 +104,18 @@ pub fn render(sh: &Shared) -> String {
 
     let duration = &catalogue::CER_JOURNEY_DURATION_SECONDS;
     header(&mut out, duration);
-    let [bucket, sum, count] = ["bucket", "sum", "count"].map(|x| format!("{}_{x}", duration.prom));
+    let names = histogram_names(duration);
     for (s, l) in snap.series.iter().zip(&labels) {
-        let mut cumulative = 0u64;
-        for (i, count) in s.buckets.iter().enumerate() {
-            cumulative += count;
-            let mut bl = String::with_capacity(l.len() + 16);
-            bl.push_str(l);
-            bl.push_str(",le=\"");
-            match sh.histogram_bounds.get(i) {
-                Some(b) => fmt_f64(*b, &mut bl),
-                None => bl.push_str("+Inf"),
-            }
-            bl.push('"');
-            sample(&mut out, &bucket, &bl, cumulative as f64);
-        }
-        sample(&mut out, &sum, l, s.duration_sum_s);
-        sample(&mut out, &count, l, s.totals.requests as f64);
+        let (sum, n) = (s.duration_sum_s, s.totals.requests);
+        histogram(
+            &mut out,
+            &names,
+            l,
+            &s.buckets,
+            &sh.histogram_bounds,
+            sum,
+            n,
+        );
     }
 
     let ratios: [Column<&crate::sli::Sli, Option<f64>>; 4] = [
@@ -141,6 +136,8 @@ pub fn render(sh: &Shared) -> String {
             }
         }
     }
+
+    render_operations(&snap, &windows, &mut out);
 
     header(&mut out, &catalogue::CER_JOURNEY_LATENCY_SECONDS);
     for (s, l) in snap.series.iter().zip(&labels) {
@@ -313,6 +310,8 @@ pub fn render(sh: &Shared) -> String {
         }
     }
 
+    render_dependencies(sh, &snap, &windows, &mut out);
+
     header(&mut out, &catalogue::CER_TELEMETRY_COVERAGE_RATIO);
     for (i, w) in windows.iter().enumerate() {
         if let Some(v) = snap.coverage_ratio(i) {
@@ -332,8 +331,234 @@ pub fn render(sh: &Shared) -> String {
     sample(&mut out, catalogue::CER_DEFINITION_INFO.prom, &vl, 1.0);
 
     render_scores(sh, &mut out);
+    render_incidents(sh, &mut out);
     render_self(sh, &mut out, snap.series.len(), snap.state_bytes);
+    header(&mut out, &catalogue::CERFLOW_TRACE_BUFFER_BYTES);
+    sample(
+        &mut out,
+        catalogue::CERFLOW_TRACE_BUFFER_BYTES.prom,
+        "",
+        snap.trace_bytes as f64,
+    );
     out
+}
+
+/// The `_bucket`, `_sum` and `_count` series names of a histogram.
+fn histogram_names(m: &Metric) -> [String; 3] {
+    ["bucket", "sum", "count"].map(|x| format!("{}_{x}", m.prom))
+}
+
+/// One histogram series: cumulative buckets up to `+Inf` (a bucket missing from `buckets`
+/// counts 0), then its sum and count.
+fn histogram(
+    out: &mut String,
+    [bucket, sum, count]: &[String; 3],
+    l: &str,
+    buckets: &[u64],
+    bounds: &[f64],
+    total: f64,
+    n: u64,
+) {
+    let mut cumulative = 0u64;
+    for i in 0..buckets.len().max(bounds.len() + 1) {
+        cumulative += buckets.get(i).copied().unwrap_or(0);
+        let mut bl = String::with_capacity(l.len() + 16);
+        bl.push_str(l);
+        bl.push_str(",le=\"");
+        match bounds.get(i) {
+            Some(b) => fmt_f64(*b, &mut bl),
+            None => bl.push_str("+Inf"),
+        }
+        bl.push('"');
+        sample(out, bucket, &bl, cumulative as f64);
+    }
+    sample(out, sum, l, total);
+    sample(out, count, l, n as f64);
+}
+
+/// `journey="...",dependency="..."`; an overflow series has `otel_metric_overflow` instead
+/// of a dependency, as a journey's overflow series has it instead of cohort labels.
+fn dependency_labels(journey: &str, dependency: &str, overflow: bool) -> String {
+    let mut l = String::from("journey=\"");
+    escape(journey, &mut l);
+    if overflow {
+        l.push_str("\",otel_metric_overflow=\"true\"");
+    } else {
+        l.push_str("\",dependency=\"");
+        escape(dependency, &mut l);
+        l.push('"');
+    }
+    l
+}
+
+/// Journey x dependency series and the blame of failed requests, from assembled traces.
+fn render_dependencies(
+    sh: &Shared,
+    snap: &crate::sli::Snapshot,
+    windows: &[String],
+    out: &mut String,
+) {
+    let labels: Vec<String> = snap
+        .dependencies
+        .iter()
+        .map(|d| dependency_labels(&d.journey.name, &d.name, d.overflow))
+        .collect();
+    for (m, errors) in [
+        (&catalogue::CER_DEPENDENCY_REQUESTS_TOTAL, false),
+        (&catalogue::CER_DEPENDENCY_ERRORS_TOTAL, true),
+    ] {
+        header(out, m);
+        for (d, l) in snap.dependencies.iter().zip(&labels) {
+            let v = if errors {
+                d.totals.errors
+            } else {
+                d.totals.requests
+            };
+            sample(out, m.prom, l, v as f64);
+        }
+    }
+    let duration = &catalogue::CER_DEPENDENCY_DURATION_SECONDS;
+    header(out, duration);
+    let names = histogram_names(duration);
+    for (d, l) in snap.dependencies.iter().zip(&labels) {
+        let (sum, n) = (d.duration_sum_s, d.totals.requests);
+        histogram(out, &names, l, &d.buckets, &sh.histogram_bounds, sum, n);
+    }
+    header(out, &catalogue::CER_DEPENDENCY_AVAILABILITY_RATIO);
+    for (d, l) in snap.dependencies.iter().zip(&labels) {
+        for (ws, w) in d.windows.iter().zip(windows) {
+            if let Some(v) = ws.availability {
+                sample(
+                    out,
+                    catalogue::CER_DEPENDENCY_AVAILABILITY_RATIO.prom,
+                    &format!("{l},window=\"{w}\""),
+                    v,
+                );
+            }
+        }
+    }
+    header(out, &catalogue::CER_DEPENDENCY_LATENCY_SECONDS);
+    for (d, l) in snap.dependencies.iter().zip(&labels) {
+        for (ws, w) in d.windows.iter().zip(windows) {
+            for (q, v) in QUANTILES.iter().zip(&ws.quantiles_s) {
+                if let Some(v) = v {
+                    sample(
+                        out,
+                        catalogue::CER_DEPENDENCY_LATENCY_SECONDS.prom,
+                        &format!("{l},window=\"{w}\",quantile=\"{q}\""),
+                        *v,
+                    );
+                }
+            }
+        }
+    }
+    header(out, &catalogue::CER_JOURNEY_FAILURES_ATTRIBUTED_TOTAL);
+    for b in &snap.blame {
+        sample(
+            out,
+            catalogue::CER_JOURNEY_FAILURES_ATTRIBUTED_TOTAL.prom,
+            &dependency_labels(&b.journey.name, &b.dependency, b.overflow),
+            b.total as f64,
+        );
+    }
+}
+
+/// Incident series, from the incident state of the same tick.
+fn render_incidents(sh: &Shared, out: &mut String) {
+    let eval = sh.eval.load();
+    let journey = |name: &str| {
+        let mut l = String::from("journey=\"");
+        escape(name, &mut l);
+        l.push('"');
+        l
+    };
+    header(out, &catalogue::CER_JOURNEY_INCIDENT_OPEN);
+    for st in &eval.incident_stats {
+        let v = if st.open { 1.0 } else { 0.0 };
+        sample(
+            out,
+            catalogue::CER_JOURNEY_INCIDENT_OPEN.prom,
+            &journey(&st.journey),
+            v,
+        );
+    }
+    header(out, &catalogue::CER_JOURNEY_INCIDENTS_TOTAL);
+    for st in &eval.incident_stats {
+        sample(
+            out,
+            catalogue::CER_JOURNEY_INCIDENTS_TOTAL.prom,
+            &journey(&st.journey),
+            st.total as f64,
+        );
+    }
+    type Hist = fn(&crate::incidents::IncidentStats) -> (&[u64], f64, u64);
+    let hists: [(&Metric, Hist); 2] = [
+        (&catalogue::CER_JOURNEY_TIME_TO_RECOVERY_SECONDS, |st| {
+            (&st.recovery_buckets, st.recovery_sum_s, st.recovery_count)
+        }),
+        (&catalogue::CER_JOURNEY_TIME_TO_DETECT_SECONDS, |st| {
+            (&st.detect_buckets, st.detect_sum_s, st.detect_count)
+        }),
+    ];
+    for (m, get) in hists {
+        header(out, m);
+        let names = histogram_names(m);
+        for st in &eval.incident_stats {
+            let l = journey(&st.journey);
+            let (buckets, total, n) = get(st);
+            let bounds = crate::incidents::RECOVERY_BUCKETS_S;
+            histogram(out, &names, &l, buckets, bounds, total, n);
+        }
+    }
+}
+
+/// The operations SLI and its signals, for the journeys with signals.
+fn render_operations(snap: &crate::sli::Snapshot, windows: &[String], out: &mut String) {
+    let journey = |j: &crate::journey::JourneyInfo| {
+        let mut l = String::from("journey=\"");
+        escape(&j.name, &mut l);
+        l.push('"');
+        l
+    };
+    header(out, &catalogue::CER_SLI_OPERATIONS_RATIO);
+    for ops in &snap.operations {
+        let l = journey(&ops.journey);
+        for (c, w) in ops.windows.iter().zip(windows) {
+            if let Some(v) = c.ratio() {
+                let name = catalogue::CER_SLI_OPERATIONS_RATIO.prom;
+                sample(out, name, &format!("{l},window=\"{w}\""), v);
+            }
+        }
+    }
+    let with_signal = |l: &str, s: &crate::signals::SignalSnap| {
+        let mut x = format!("{l},signal=\"");
+        escape(&s.name, &mut x);
+        x.push('"');
+        x
+    };
+    header(out, &catalogue::CER_SIGNAL_VALUE);
+    for ops in &snap.operations {
+        let l = journey(&ops.journey);
+        for s in &ops.signals {
+            let ls = with_signal(&l, s);
+            for (v, w) in s.last.iter().zip(windows) {
+                if let Some(v) = v {
+                    let name = catalogue::CER_SIGNAL_VALUE.prom;
+                    sample(out, name, &format!("{ls},window=\"{w}\""), *v);
+                }
+            }
+        }
+    }
+    header(out, &catalogue::CER_SIGNAL_OK);
+    for ops in &snap.operations {
+        let l = journey(&ops.journey);
+        for s in &ops.signals {
+            if let Some(ok) = s.ok {
+                let v = if ok { 1.0 } else { 0.0 };
+                sample(out, catalogue::CER_SIGNAL_OK.prom, &with_signal(&l, s), v);
+            }
+        }
+    }
 }
 
 /// SLO and score series, from the evaluation of the same tick.
@@ -385,6 +610,18 @@ fn render_scores(sh: &Shared, out: &mut String) {
             );
         }
     }
+    header(out, &catalogue::CER_SLO_VALUE_LOST);
+    for (i, j) in v.journeys.iter().enumerate() {
+        if let Some(lost) = j.value_lost_period {
+            let mut l = labels[i].clone();
+            if let Some(c) = &j.currency {
+                l.push_str(",currency=\"");
+                escape(c, &mut l);
+                l.push('"');
+            }
+            sample(out, catalogue::CER_SLO_VALUE_LOST.prom, &l, lost);
+        }
+    }
     header(out, &catalogue::CER_SLO_BURN_RATE);
     for (i, j) in v.journeys.iter().enumerate() {
         for w in &eval.burn_windows {
@@ -402,7 +639,10 @@ fn render_scores(sh: &Shared, out: &mut String) {
     }
     header(out, &catalogue::CER_SLO_ALERT_ACTIVE);
     for (i, j) in v.journeys.iter().enumerate() {
-        for sli in crate::config::SLIS.map(crate::config::SliKind::as_str) {
+        // Operations only where the journey has it (its budget is listed).
+        let ops = j.budget_remaining.contains_key("operations");
+        let slis = crate::config::SLIS.map(crate::config::SliKind::as_str);
+        for sli in slis.into_iter().filter(|s| *s != "operations" || ops) {
             for sev in ["page", "ticket"] {
                 let on = j.alerts.iter().any(|a| a.sli == sli && a.severity == sev);
                 let l = format!("{},sli=\"{sli}\",severity=\"{sev}\"", labels[i]);
@@ -517,6 +757,15 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
             tel.refused_requests(r) as f64,
         );
     }
+    header(out, &catalogue::CERFLOW_REFUSED_DATA_POINTS_TOTAL);
+    for r in POINT_REASONS {
+        sample(
+            out,
+            catalogue::CERFLOW_REFUSED_DATA_POINTS_TOTAL.prom,
+            &format!("reason=\"{}\"", r.as_str()),
+            tel.refused_data_points(r) as f64,
+        );
+    }
     header(out, &catalogue::CERFLOW_INVALID_EVENTS_TOTAL);
     for (r, c) in INVALID_EVENTS.iter().zip(&tel.invalid_events) {
         sample(
@@ -589,6 +838,22 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
         header(out, m);
         sample(out, m.prom, "", v as f64);
     }
+    header(out, &catalogue::CERFLOW_TRACES_EVICTED_TOTAL);
+    for e in EVICTS {
+        sample(
+            out,
+            catalogue::CERFLOW_TRACES_EVICTED_TOTAL.prom,
+            &format!("reason=\"{}\"", e.as_str()),
+            tel.traces_evicted[e as usize].get() as f64,
+        );
+    }
+    header(out, &catalogue::CERFLOW_ORPHAN_SPANS_TOTAL);
+    sample(
+        out,
+        catalogue::CERFLOW_ORPHAN_SPANS_TOTAL.prom,
+        "",
+        tel.orphan_spans.get() as f64,
+    );
     header(out, &catalogue::CERFLOW_INVALID_VALUES_TOTAL);
     for (journey, n) in tel.invalid_values() {
         let mut l = String::from("journey=\"");
@@ -662,6 +927,34 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
         catalogue::CERFLOW_WINDOW_STATE_BYTES.prom,
         "",
         state_bytes as f64,
+    );
+    header(out, &catalogue::CERFLOW_UI_REFUSED_TOTAL);
+    for r in crate::telemetry::UI_REFUSALS {
+        sample(
+            out,
+            catalogue::CERFLOW_UI_REFUSED_TOTAL.prom,
+            &format!("reason=\"{}\"", r.as_str()),
+            tel.ui_refused[r as usize].get() as f64,
+        );
+    }
+    header(out, &catalogue::CERFLOW_UI_STREAM_CLIENTS);
+    sample(
+        out,
+        catalogue::CERFLOW_UI_STREAM_CLIENTS.prom,
+        "",
+        tel.ui_stream_clients.get() as f64,
+    );
+    let history_bytes = sh
+        .history
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .heap_bytes();
+    header(out, &catalogue::CERFLOW_UI_HISTORY_BYTES);
+    sample(
+        out,
+        catalogue::CERFLOW_UI_HISTORY_BYTES.prom,
+        "",
+        history_bytes as f64,
     );
 }
 

@@ -6,7 +6,9 @@
 //!
 //! Spans look like what an HTTP server instrumented with OpenTelemetry sends: kind
 //! SERVER, names like `POST /checkout`, ten semantic-convention span attributes and
-//! seven resource attributes (about 430 bytes per span on the wire).
+//! seven resource attributes (about 430 bytes per span on the wire). With
+//! `dependencies`, each request also calls that many dependencies ([`DEPENDENCIES`]):
+//! CLIENT children in the same trace with `peer.service`; a failed call fails its request.
 
 use crate::rng::Rng;
 
@@ -97,6 +99,18 @@ pub fn cohorts(n: usize) -> Vec<CohortSpec> {
         .collect()
 }
 
+/// The dependencies requests call, in order: `--dependencies 2` calls the first two.
+pub const DEPENDENCIES: [&str; 8] = [
+    "payments",
+    "inventory",
+    "postgresql",
+    "redis",
+    "search-index",
+    "email",
+    "fraud-check",
+    "tax",
+];
+
 /// How one journey x cohort behaves in a phase.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Behaviour {
@@ -105,6 +119,9 @@ pub struct Behaviour {
     pub latency_ms: f64,
     /// Sigma of the log-normal latency distribution (0 = every span takes the median).
     pub spread: f64,
+    /// A dependency (index into [`DEPENDENCIES`]) whose calls fail at this rate; its
+    /// failed calls fail their request too.
+    pub dependency_fault: Option<(usize, f64)>,
 }
 
 impl Behaviour {
@@ -133,6 +150,38 @@ struct Stamp {
     end_at: u32,
     duration_ns: u64,
     age_ns: u64,
+    /// Offset of the user id's [`USER_DIGITS`] digits, or [`NO_USER`].
+    user_at: u32,
+    cohort: u32,
+}
+
+/// A span's `enduser.id` is `u` and this many digits, rewritten in place like the times.
+pub const USER_DIGITS: usize = 10;
+const USER_PLACEHOLDER: &str = "u0000000000";
+const NO_USER: u32 = u32::MAX;
+
+/// Who the spans' users are: `per_cohort` users in each of `cohorts` cohorts, a user
+/// belonging to one cohort (a customer has one region and one plan), so `per_cohort x
+/// cohorts` distinct users in all. User `k x cohorts + c` is the k-th user of cohort c.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserPool {
+    pub per_cohort: u64,
+    pub cohorts: u64,
+}
+
+impl UserPool {
+    /// `total` users split evenly among `cohorts` (at least one each).
+    pub fn new(total: u64, cohorts: usize) -> UserPool {
+        let cohorts = cohorts.max(1) as u64;
+        UserPool {
+            per_cohort: (total / cohorts).max(1),
+            cohorts,
+        }
+    }
+
+    pub fn distinct(&self) -> u64 {
+        self.per_cohort * self.cohorts
+    }
 }
 
 impl Template {
@@ -144,6 +193,15 @@ impl Template {
             let put = if self.text { put_digits_at } else { put_at };
             put(body, s.end_at as usize, end);
             put(body, s.start_at as usize, start);
+        }
+    }
+
+    /// Names a user of each span's cohort, drawn at random from `pool`, in place.
+    pub fn draw_users(&self, body: &mut [u8], pool: &UserPool, rng: &mut Rng) {
+        for s in self.stamps.iter().filter(|s| s.user_at != NO_USER) {
+            let k = rng.next_u64() % pool.per_cohort;
+            let user = k * pool.cohorts + u64::from(s.cohort);
+            put_user_digits(body, s.user_at as usize, user);
         }
     }
 
@@ -169,6 +227,8 @@ impl Template {
         let body = text.replace(r#","status":null"#, "").into_bytes();
         let starts = value_offsets(&body, "startTimeUnixNano");
         let ends = value_offsets(&body, "endTimeUnixNano");
+        // The placeholder ids, in span order; only spans with a user have one.
+        let mut users = placeholder_offsets(&body).into_iter();
         if starts.len() != self.stamps.len() || ends.len() != self.stamps.len() {
             return Err(format!(
                 "{} start and {} end times in the JSON, {} spans",
@@ -184,6 +244,11 @@ impl Template {
             .map(|(s, (start_at, end_at))| Stamp {
                 start_at: start_at as u32,
                 end_at: end_at as u32,
+                user_at: if s.user_at == NO_USER {
+                    NO_USER
+                } else {
+                    users.next().map_or(NO_USER, |at| at as u32)
+                },
                 ..*s
             })
             .collect();
@@ -215,6 +280,26 @@ fn value_offsets(body: &[u8], field: &str) -> Vec<usize> {
     out
 }
 
+/// Offsets of the digits of each user id placeholder in `body`, in order.
+fn placeholder_offsets(body: &[u8]) -> Vec<usize> {
+    let n = USER_PLACEHOLDER.as_bytes();
+    body.windows(n.len())
+        .enumerate()
+        .filter(|(_, w)| *w == n)
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// Writes a user number as [`USER_DIGITS`] decimal digits, zero-padded.
+fn put_user_digits(body: &mut [u8], at: usize, mut v: u64) {
+    if let Some(dst) = body.get_mut(at..at + USER_DIGITS) {
+        for d in dst.iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+}
+
 fn put_at(body: &mut [u8], at: usize, v: u64) {
     if let Some(dst) = body.get_mut(at..at + 8) {
         dst.copy_from_slice(&v.to_le_bytes());
@@ -233,21 +318,32 @@ fn put_digits_at(body: &mut [u8], at: usize, mut v: u64) {
 
 /// Everything that decides what the spans of one phase look like.
 pub struct Shape<'a> {
+    /// Dependencies each request calls (CLIENT children), 0 to [`DEPENDENCIES`]`.len()`.
+    pub dependencies: usize,
     pub journeys: &'a [JourneySpec],
     pub cohorts: &'a [CohortSpec],
     /// The behaviour of journey `j` in cohort `c`.
     pub behaviour: &'a dyn Fn(usize, usize) -> Behaviour,
+    /// Each span names a user in `enduser.id` (a placeholder [`Template::draw_users`]
+    /// replaces).
+    pub users: bool,
+    /// Each span carries an order value in `app.order.value` (a double, EUR, log-normal
+    /// with median 40 and sigma 0.8, drawn once per span when the pool is built).
+    pub order_value: bool,
 }
 
 const UA: &str = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/126.0 Mobile";
 
 /// Builds one request of `n` spans, each of a random journey and cohort, grouped by
-/// resource (service x region) as an SDK's batch exporter would send them.
+/// resource (service x region) as an SDK's batch exporter would send them. With
+/// dependencies, `n` spans make `n / (1 + dependencies)` requests (at least one).
 pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
+    let deps = shape.dependencies.min(DEPENDENCIES.len());
+    let requests = (n / (1 + deps)).max(1);
     // One resource per (service, region): its first journey and cohort, and its spans'.
     type Group = (usize, usize, Vec<(usize, usize)>);
     let mut groups: Vec<Group> = Vec::new();
-    for _ in 0..n {
+    for _ in 0..requests {
         let j = rng.below(shape.journeys.len());
         let c = rng.below(shape.cohorts.len());
         let service = &shape.journeys[j].service;
@@ -291,17 +387,47 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
         let mut span_stamps = Vec::with_capacity(spans.len());
         for &(j, c) in spans {
             let b = (shape.behaviour)(j, c);
-            let (span, start_at, end_at) =
-                encode_span(&shape.journeys[j], &shape.cohorts[c], &b, rng);
+            let failed_calls: Vec<bool> = (0..deps)
+                .map(
+                    |d| matches!(b.dependency_fault, Some((f, rate)) if f == d && rng.chance(rate)),
+                )
+                .collect();
+            let call_failed = failed_calls.iter().any(|f| *f);
+            let (span, start_at, end_at, user_at, ids) = encode_span(
+                shape,
+                &shape.journeys[j],
+                &shape.cohorts[c],
+                &b,
+                call_failed,
+                rng,
+            );
             // Offsets inside `ss` once the span is wrapped as field 2.
             let base = ss.len() + 1 + varint_len(span.len() as u64);
             put_msg(&mut ss, 2, &span);
-            span_stamps.push(Stamp {
+            let parent = Stamp {
                 start_at: (base + start_at) as u32,
                 end_at: (base + end_at) as u32,
                 duration_ns: b.sample_duration_ns(rng),
                 age_ns: rng.below(50_000_000) as u64,
-            });
+                user_at: user_at.map_or(NO_USER, |at| (base + at) as u32),
+                cohort: c as u32,
+            };
+            span_stamps.push(parent);
+            // Calls one after another inside the request, each a share of its time.
+            let share = parent.duration_ns / (deps as u64 + 1);
+            for (d, failed) in failed_calls.iter().enumerate() {
+                let (call, start_at, end_at) = encode_call(&ids, DEPENDENCIES[d], *failed, rng);
+                let base = ss.len() + 1 + varint_len(call.len() as u64);
+                put_msg(&mut ss, 2, &call);
+                span_stamps.push(Stamp {
+                    start_at: (base + start_at) as u32,
+                    end_at: (base + end_at) as u32,
+                    duration_ns: share,
+                    age_ns: parent.age_ns + share * (deps - d) as u64 / 2,
+                    user_at: NO_USER,
+                    cohort: c as u32,
+                });
+            }
         }
         let ss_base = rs.len() + 1 + varint_len(ss.len() as u64);
         put_msg(&mut rs, 2, &ss);
@@ -311,24 +437,63 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
             stamps.push(Stamp {
                 start_at: s.start_at + rs_base as u32,
                 end_at: s.end_at + rs_base as u32,
+                user_at: if s.user_at == NO_USER {
+                    NO_USER
+                } else {
+                    s.user_at + rs_base as u32
+                },
                 ..s
             });
         }
     }
     Template {
         body,
-        spans: n,
+        spans: stamps.len(),
         stamps,
         text: false,
     }
 }
 
+/// The trace id and span id of a request, which its calls take as trace and parent.
+type Ids = ([u8; 16], [u8; 8]);
+
+/// A CLIENT call of the request with trace and span ids `ids` to `dependency`.
+fn encode_call(
+    ids: &Ids,
+    dependency: &str,
+    failed: bool,
+    rng: &mut Rng,
+) -> (Vec<u8>, usize, usize) {
+    let mut s = Vec::with_capacity(128);
+    put_bytes(&mut s, 1, &ids.0);
+    let mut sid = [0u8; 8];
+    rng.fill_nonzero(&mut sid);
+    put_bytes(&mut s, 2, &sid);
+    put_bytes(&mut s, 4, &ids.1);
+    put_str(&mut s, 5, &format!("call {dependency}"));
+    put_varint_field(&mut s, 6, 3); // SPAN_KIND_CLIENT
+    let start_at = put_fixed64(&mut s, 7, 0);
+    let end_at = put_fixed64(&mut s, 8, 0);
+    put_msg(&mut s, 9, &kv_str("peer.service", dependency));
+    if failed {
+        let mut st = Vec::new();
+        put_varint_field(&mut st, 3, 2); // STATUS_CODE_ERROR
+        put_msg(&mut s, 15, &st);
+    }
+    (s, start_at, end_at)
+}
+
+/// A SERVER span; `forced_error` fails it whatever the error rate (a failed call).
+/// Returns the span, its timestamps' offsets, its user id's digits' offset and its
+/// trace and span ids.
 fn encode_span(
+    shape: &Shape<'_>,
     j: &JourneySpec,
     c: &CohortSpec,
     b: &Behaviour,
+    forced_error: bool,
     rng: &mut Rng,
-) -> (Vec<u8>, usize, usize) {
+) -> (Vec<u8>, usize, usize, Option<usize>, Ids) {
     let mut s = Vec::with_capacity(480);
     let mut id = [0u8; 16];
     rng.fill_nonzero(&mut id);
@@ -336,6 +501,7 @@ fn encode_span(
     let mut sid = [0u8; 8];
     rng.fill_nonzero(&mut sid);
     put_bytes(&mut s, 2, &sid);
+    let own = sid;
     rng.fill_nonzero(&mut sid);
     put_bytes(&mut s, 4, &sid);
     let path;
@@ -352,7 +518,7 @@ fn encode_span(
     put_varint_field(&mut s, 6, 2); // SPAN_KIND_SERVER
     let start_at = put_fixed64(&mut s, 7, 0);
     let end_at = put_fixed64(&mut s, 8, 0);
-    let error = rng.chance(b.error_rate);
+    let error = rng.chance(b.error_rate) || forced_error;
     let code: i64 = if error {
         [500, 502, 503][rng.below(3)]
     } else {
@@ -372,6 +538,17 @@ fn encode_span(
     ] {
         put_msg(&mut s, 9, &kv);
     }
+    let mut user_at = None;
+    if shape.users {
+        let kv = kv_str("enduser.id", USER_PLACEHOLDER);
+        let at = s.len() + 1 + varint_len(kv.len() as u64) + (kv.len() - USER_DIGITS);
+        put_msg(&mut s, 9, &kv);
+        user_at = Some(at);
+    }
+    if shape.order_value {
+        let eur = (40.0 * (0.8 * rng.normal()).exp() * 100.0).round() / 100.0;
+        put_msg(&mut s, 9, &kv_double("app.order.value", eur));
+    }
     if error {
         let mut st = Vec::new();
         put_varint_field(&mut st, 3, 2); // STATUS_CODE_ERROR
@@ -380,12 +557,22 @@ fn encode_span(
     // flags: W3C sampled, parent is remote.
     put_key(&mut s, 16, 5);
     s.extend_from_slice(&0x0000_0301u32.to_le_bytes());
-    (s, start_at, end_at)
+    (s, start_at, end_at, user_at, (id, own))
 }
 
 fn kv_str(k: &str, v: &str) -> Vec<u8> {
     let mut any = Vec::with_capacity(v.len() + 2);
     put_str(&mut any, 1, v);
+    let mut kv = Vec::with_capacity(k.len() + any.len() + 6);
+    put_str(&mut kv, 1, k);
+    put_msg(&mut kv, 2, &any);
+    kv
+}
+
+fn kv_double(k: &str, v: f64) -> Vec<u8> {
+    let mut any = Vec::with_capacity(9);
+    put_key(&mut any, 4, 1); // AnyValue.double_value, fixed64
+    any.extend_from_slice(&v.to_le_bytes());
     let mut kv = Vec::with_capacity(k.len() + any.len() + 6);
     put_str(&mut kv, 1, k);
     put_msg(&mut kv, 2, &any);
@@ -460,12 +647,16 @@ pub fn probe(journey: &JourneySpec, region: &str, tier: &str, rng: &mut Rng) -> 
         error_rate: 0.0,
         latency_ms: 1.0,
         spread: 0.0,
+        dependency_fault: None,
     };
     build(
         &Shape {
             journeys: js,
             cohorts: &cs,
             behaviour: &behave,
+            users: false,
+            order_value: false,
+            dependencies: 0,
         },
         1,
         rng,
@@ -485,6 +676,7 @@ mod tests {
             error_rate: 0.5,
             latency_ms: 100.0,
             spread: 0.5,
+            dependency_fault: None,
         };
         let mut rng = Rng::new(7);
         let t = build(
@@ -492,6 +684,9 @@ mod tests {
                 journeys: &js,
                 cohorts: &cs,
                 behaviour: &behave,
+                users: false,
+                order_value: false,
+                dependencies: 0,
             },
             1000,
             &mut rng,
@@ -542,11 +737,15 @@ mod tests {
             error_rate: 0.5,
             latency_ms: 100.0,
             spread: 0.5,
+            dependency_fault: None,
         };
         let shape = Shape {
             journeys: &js,
             cohorts: &cs,
             behaviour: &behave,
+            users: false,
+            order_value: false,
+            dependencies: 0,
         };
         let t = build(&shape, 1000, &mut Rng::new(7));
         let j = t.to_json().expect("converts");
@@ -577,6 +776,131 @@ mod tests {
             !text.windows(4).any(|w| w == b"null"),
             "no nulls, as SDKs send none"
         );
+    }
+
+    #[test]
+    fn spans_name_a_user_of_their_cohort_and_carry_an_order_value() {
+        let (js, cs) = (journeys(2), cohorts(6));
+        let behave = |_: usize, _: usize| Behaviour {
+            error_rate: 0.0,
+            latency_ms: 100.0,
+            spread: 0.0,
+            dependency_fault: None,
+        };
+        let shape = Shape {
+            dependencies: 0,
+            journeys: &js,
+            cohorts: &cs,
+            behaviour: &behave,
+            users: true,
+            order_value: true,
+        };
+        let t = build(&shape, 200, &mut Rng::new(3));
+        let j = t.to_json().expect("converts");
+        // One user per cohort: user k x 6 + c with k always 0 is the cohort's index.
+        let pool = UserPool::new(6, 6);
+        assert_eq!((pool.per_cohort, pool.distinct()), (1, 6));
+        let cohort_of = |s: &dyn SpanView| {
+            let region = s.attr("cloud.region");
+            let tier = s.attr("app.plan.tier");
+            cs.iter()
+                .position(|c| {
+                    region == Some(AttrValue::Str(&c.region))
+                        && tier == Some(AttrValue::Str(&c.tier))
+                })
+                .expect("a generated cohort")
+        };
+        let (mut pb, mut text) = (t.body.clone(), j.body.clone());
+        t.draw_users(&mut pb, &pool, &mut Rng::new(1));
+        j.draw_users(&mut text, &pool, &mut Rng::new(1));
+        let a = crate::decode::lazy::decode_traces(&pb).expect("valid protobuf");
+        let arena = crate::decode::json::Bump::new();
+        let b = crate::decode::json::decode_traces(&text, &arena).expect("valid JSON");
+        let mut n = 0;
+        for (x, y) in a.spans().zip(b.spans()) {
+            let want = format!("u{:010}", cohort_of(&x));
+            assert_eq!(x.attr("enduser.id"), Some(AttrValue::Str(&want)));
+            assert_eq!(y.attr("enduser.id"), Some(AttrValue::Str(&want)));
+            let v = x.attr("app.order.value").and_then(|v| v.as_f64());
+            assert!(v.is_some_and(|v| v > 0.0), "{v:?}");
+            assert_eq!(v, y.attr("app.order.value").and_then(|v| v.as_f64()));
+            n += 1;
+        }
+        assert_eq!(n, 200);
+        // 1,000 users in 6 cohorts: 166 per cohort, user k x 6 + c for k < 166, so
+        // every drawn id is below 996 and names its span's cohort.
+        let pool = UserPool::new(1_000, 6);
+        assert_eq!(pool.distinct(), 996);
+        t.draw_users(&mut pb, &pool, &mut Rng::new(2));
+        let a = crate::decode::lazy::decode_traces(&pb).expect("valid protobuf");
+        for x in a.spans() {
+            let Some(AttrValue::Str(id)) = x.attr("enduser.id") else {
+                panic!("no user id");
+            };
+            let u: u64 = id[1..].parse().expect("digits");
+            assert!(u < 996 && u % 6 == cohort_of(&x) as u64, "{id}");
+        }
+    }
+
+    #[test]
+    fn dependencies_are_client_children_and_a_failed_call_fails_its_request() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        let js = journeys(1);
+        let cs = cohorts(1);
+        // payments fails every call; inventory never does.
+        let behave = |_: usize, _: usize| Behaviour {
+            error_rate: 0.0,
+            latency_ms: 10.0,
+            spread: 0.0,
+            dependency_fault: Some((0, 1.0)),
+        };
+        let shape = Shape {
+            dependencies: 2,
+            journeys: &js,
+            cohorts: &cs,
+            behaviour: &behave,
+            users: false,
+            order_value: false,
+        };
+        // 30 spans: 10 requests of 1 SERVER + 2 CLIENT spans.
+        let t = build(&shape, 30, &mut Rng::new(3));
+        assert_eq!(t.spans, 30);
+        let req = ExportTraceServiceRequest::decode(&t.body[..]).unwrap();
+        let spans: Vec<_> = req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .collect();
+        let servers: Vec<_> = spans.iter().filter(|s| s.kind == 2).collect();
+        assert_eq!(servers.len(), 10);
+        for server in servers {
+            assert_eq!(
+                server.status.as_ref().map(|s| s.code),
+                Some(2),
+                "failed by its call"
+            );
+            let calls: Vec<_> = spans
+                .iter()
+                .filter(|s| s.parent_span_id == server.span_id)
+                .collect();
+            assert_eq!(calls.len(), 2);
+            for call in calls {
+                assert_eq!(call.kind, 3);
+                assert_eq!(call.trace_id, server.trace_id);
+                let peer = &call.attributes[0];
+                assert_eq!(peer.key, "peer.service");
+                let name = match peer.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s),
+                    ) => s.clone(),
+                    other => panic!("peer.service is a string, got {other:?}"),
+                };
+                let failed = call.status.as_ref().map(|s| s.code) == Some(2);
+                assert_eq!(failed, name == "payments", "{name}");
+            }
+        }
     }
 
     #[test]

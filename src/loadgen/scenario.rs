@@ -14,12 +14,14 @@
 //!         tier: "*"              # app.plan.tier glob; default "*"
 //!         error_rate: 0.2        # share of failing spans
 //!         latency_factor: 2      # every latency (so p50 and p99) times 2
+//!       - dependency: payments   # with --dependencies: calls to it fail at this rate,
+//!         error_rate: 0.3        # and fail their request (blame moves to it)
 //! ```
 //!
 //! A phase may also set `error_rate`, `latency_ms` and `latency_spread` for every
 //! journey; a fault may set `latency_ms` and `latency_spread` instead of a factor.
 
-use super::payload::{Behaviour, CohortSpec, JourneySpec};
+use super::payload::{Behaviour, CohortSpec, JourneySpec, DEPENDENCIES};
 use std::time::Duration;
 use yaml_rust2::Yaml;
 
@@ -41,6 +43,8 @@ pub struct Phase {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
+    /// A dependency name (or glob): the fault's `error_rate` applies to calls to it.
+    pub dependency: Option<String>,
     pub journey: String,
     pub region: String,
     pub tier: String,
@@ -71,10 +75,28 @@ impl Phase {
             error_rate: self.error_rate.unwrap_or(base.error_rate),
             latency_ms: self.latency_ms.unwrap_or(base.latency_ms),
             spread: self.latency_spread.unwrap_or(base.spread),
+            dependency_fault: None,
         };
-        if let Some(f) = self.faults.iter().find(|f| {
+        let here = |f: &&Fault| {
             glob(&f.journey, &j.name) && glob(&f.region, &c.region) && glob(&f.tier, &c.tier)
-        }) {
+        };
+        if let Some(f) = self
+            .faults
+            .iter()
+            .filter(here)
+            .find(|f| f.dependency.is_some())
+        {
+            let dep = f.dependency.as_deref().unwrap_or("*");
+            if let Some(i) = DEPENDENCIES.iter().position(|d| glob(dep, d)) {
+                b.dependency_fault = Some((i, f.error_rate.unwrap_or(1.0)));
+            }
+        }
+        if let Some(f) = self
+            .faults
+            .iter()
+            .filter(here)
+            .find(|f| f.dependency.is_none())
+        {
             if let Some(e) = f.error_rate {
                 b.error_rate = e;
             }
@@ -251,6 +273,7 @@ fn phase(node: &Yaml, i: usize) -> Result<Phase, String> {
 
 fn fault(node: &Yaml) -> Result<Fault, String> {
     let keys = [
+        "dependency",
         "journey",
         "region",
         "tier",
@@ -261,6 +284,7 @@ fn fault(node: &Yaml) -> Result<Fault, String> {
     ];
     let m = map(node, "a fault", &keys)?;
     let mut f = Fault {
+        dependency: None,
         journey: "*".into(),
         region: "*".into(),
         tier: "*".into(),
@@ -271,6 +295,7 @@ fn fault(node: &Yaml) -> Result<Fault, String> {
     };
     for (k, v) in m {
         match k {
+            "dependency" => f.dependency = Some(text(v, k)?),
             "journey" => f.journey = text(v, k)?,
             "region" => f.region = text(v, k)?,
             "tier" => f.tier = text(v, k)?,
@@ -312,6 +337,7 @@ phases:
             error_rate: 0.01,
             latency_ms: 100.0,
             spread: 0.5,
+            dependency_fault: None,
         };
         let js = journeys(3);
         let cs = cohorts(6);
@@ -329,7 +355,8 @@ phases:
             Behaviour {
                 error_rate: 0.2,
                 latency_ms: 200.0,
-                spread: 0.5
+                spread: 0.5,
+                dependency_fault: None,
             }
         );
         assert_eq!(s.phases[1].behaviour(base, &js[0], us), base);

@@ -6,6 +6,10 @@
 //! queue is full the whole request is refused as retryable before anything is sent.
 //! The deriver asks every worker for a snapshot on each evaluation tick over a
 //! separate control channel, so a full data queue never delays it.
+//!
+//! With trace assembly on, every span also travels as a [`TraceSpan`] to the worker its
+//! trace id routes to ([`crate::traces::worker_of`]), which assembles the trace in its
+//! own [`Assembler`]; completion is checked at each snapshot.
 
 pub mod config;
 
@@ -19,6 +23,7 @@ use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::span_record::{flag, JourneyId, Record};
 use crate::telemetry::Telemetry;
+use crate::traces::{Assembler, DependencyAdmission, TraceSpan};
 use crate::value::Value;
 use crate::window::{Coverage, Ring, SeriesState};
 use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
@@ -36,6 +41,8 @@ pub struct Batch {
     pub unmatched_entry: Vec<u64>,
     /// The [`Journeys::generation`] whose ids the records carry.
     pub generation: u64,
+    /// Spans of the traces this worker assembles; dependency names live in `text`.
+    pub trace_spans: Vec<TraceSpan>,
 }
 
 impl Batch {
@@ -45,7 +52,7 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.unmatched_entry.is_empty()
+        self.records.is_empty() && self.unmatched_entry.is_empty() && self.trace_spans.is_empty()
     }
 
     /// Records of spans, not of log events.
@@ -177,6 +184,22 @@ impl BatchBuilder {
             value,
             event,
         });
+    }
+
+    /// Queues a span for the worker that assembles its trace; `journey` is the claiming
+    /// journey and whether its rules call the span failed.
+    pub fn push_trace<S: SpanView + ?Sized>(
+        &mut self,
+        span: &S,
+        journey: Option<(JourneyId, bool)>,
+        end_ns: u64,
+        keys: &[String],
+    ) {
+        let trace = crate::traces::trace_id_of(span);
+        let worker = crate::traces::worker_of(trace, self.batches.len());
+        let batch = &mut self.batches[worker];
+        let ts = crate::traces::trace_span(span, journey, end_ns, keys, &mut batch.text);
+        batch.trace_spans.push(ts);
     }
 
     pub fn push_unmatched_entry(&mut self, end_ns: u64) {
@@ -324,6 +347,8 @@ impl Admission {
 }
 
 struct WorkerSettings {
+    /// Trace assembly is on.
+    traces: bool,
     /// Fixed heap cost of a new series, before its histograms grow.
     series_bytes: usize,
     window_ns: Vec<u64>,
@@ -353,6 +378,7 @@ struct Worker {
     tel: Arc<Telemetry>,
     scratch: Vec<(u32, u32)>,
     qout: Vec<Option<u64>>,
+    assembler: Assembler,
 }
 
 impl Worker {
@@ -375,8 +401,10 @@ impl Worker {
                         let _ = reply.send(ShardSnapshot::default());
                     }
                     Ok(Ctl::Shutdown(reply)) => {
-                        // Receivers have stopped: everything still queued is recorded.
+                        // Receivers have stopped: everything still queued is recorded,
+                        // and every trace in assembly is completed.
                         self.drain(usize::MAX);
+                        self.assembler.flush(&self.journeys, now_unix_ns());
                         let _ = reply.send(self.snapshot(false));
                         return;
                     }
@@ -422,6 +450,7 @@ impl Worker {
                 })
             })
             .collect();
+        self.assembler.remap(&map);
         self.journeys = plan.journeys.clone();
         self.generation = plan.journeys.generation;
         self.last_remap = plan.remap.clone();
@@ -447,8 +476,20 @@ impl Worker {
                     }
                     _ => false,
                 });
+            for t in batch.trace_spans.iter_mut() {
+                if t.journey != crate::traces::NO_JOURNEY {
+                    t.journey = match remap.get(t.journey as usize).copied().flatten() {
+                        Some(new) if current => new,
+                        _ => crate::traces::NO_JOURNEY,
+                    };
+                }
+            }
         }
         let now = now_unix_ns();
+        if !batch.trace_spans.is_empty() {
+            self.assembler
+                .add(&batch.trace_spans, &batch.text, &self.journeys, now);
+        }
         let settings = &self.settings;
         for &end in &batch.unmatched_entry {
             for ring in self.coverage.iter_mut() {
@@ -530,6 +571,10 @@ impl Worker {
 
     fn snapshot(&mut self, expire: bool) -> ShardSnapshot {
         let now = now_unix_ns();
+        if self.settings.traces {
+            self.assembler.tick(&self.journeys, now);
+        }
+        let (dependencies, self_blame) = self.assembler.snapshot(&self.journeys, now, expire);
         if expire {
             let ttl = self.settings.ttl_ns;
             let mut expired = 0;
@@ -565,6 +610,9 @@ impl Worker {
                     c
                 })
                 .collect(),
+            dependencies,
+            self_blame,
+            trace_bytes: self.assembler.bytes(),
             ..Default::default()
         };
         let normal = self.series.values().flatten().map(|s| (s, false));
@@ -612,7 +660,29 @@ impl Pipeline {
     pub fn start(cfg: &Config, journeys: Arc<Journeys>, tel: Arc<Telemetry>) -> Pipeline {
         let admission = Arc::new(Admission::new(cfg, cfg.pipeline.workers));
         let windows = cfg.windows.sizes.len();
+        let workers = cfg.pipeline.workers.max(1);
+        let trace_settings = Arc::new(crate::traces::Settings {
+            wait_ns: cfg.traces.wait.as_nanos() as u64,
+            max_bytes: cfg.traces.max_bytes / workers,
+            max_spans: cfg.traces.max_spans_per_trace,
+            max_dependencies: cfg.dependencies.max_per_journey,
+            window_ns: cfg
+                .windows
+                .sizes
+                .iter()
+                .map(|d| d.as_nanos() as u64)
+                .collect(),
+            sub_buckets: cfg.windows.sub_buckets,
+            bounds_ns: cfg
+                .histogram_buckets
+                .iter()
+                .map(|s| (s * 1e9).round() as u64)
+                .collect(),
+            ttl_ns: cfg.windows.series_ttl.as_nanos() as u64,
+        });
+        let dep_admission = Arc::new(DependencyAdmission::default());
         let settings = Arc::new(WorkerSettings {
+            traces: cfg.traces.enabled,
             series_bytes: std::mem::size_of::<SeriesState>()
                 + windows
                     * cfg.windows.sub_buckets as usize
@@ -660,6 +730,11 @@ impl Pipeline {
                 tel: tel.clone(),
                 scratch: Vec::new(),
                 qout: Vec::new(),
+                assembler: Assembler::new(
+                    trace_settings.clone(),
+                    dep_admission.clone(),
+                    tel.clone(),
+                ),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("cerflow-worker-{i}"))

@@ -11,7 +11,8 @@ pub enum Format {
     Json,
 }
 
-/// An accepted request; `rejected` spans were invalid and are reported as partial success.
+/// An accepted request; `rejected` spans (or metric data points) were invalid and are
+/// reported as partial success.
 #[derive(Debug, Default, PartialEq)]
 pub struct Accepted {
     pub rejected: u64,

@@ -350,7 +350,9 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
 
 fn success(format: Format, signal: Signal, a: Accepted) -> Response {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
-    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+    };
     use opentelemetry_proto::tonic::collector::trace::v1::{
         ExportTracePartialSuccess, ExportTraceServiceResponse,
     };
@@ -364,7 +366,10 @@ fn success(format: Format, signal: Signal, a: Accepted) -> Response {
             }
             .encode_to_vec(),
             Signal::Metrics => ExportMetricsServiceResponse {
-                partial_success: None,
+                partial_success: (a.rejected > 0).then(|| ExportMetricsPartialSuccess {
+                    rejected_data_points: a.rejected as i64,
+                    error_message: a.message.clone(),
+                }),
             }
             .encode_to_vec(),
             Signal::Logs => ExportLogsServiceResponse {
@@ -373,8 +378,14 @@ fn success(format: Format, signal: Signal, a: Accepted) -> Response {
             .encode_to_vec(),
         },
         Format::Json => {
+            // OTLP names the count after the signal.
+            let field = match signal {
+                Signal::Traces => "rejectedSpans",
+                Signal::Metrics => "rejectedDataPoints",
+                Signal::Logs => "rejectedLogRecords",
+            };
             let v = if a.rejected > 0 {
-                serde_json::json!({ "partialSuccess": { "rejectedSpans": a.rejected.to_string(), "errorMessage": a.message } })
+                serde_json::json!({ "partialSuccess": { field: a.rejected.to_string(), "errorMessage": a.message } })
             } else {
                 serde_json::json!({})
             };

@@ -12,8 +12,10 @@ pub mod config;
 use crate::config::{NoData, Objectives, PerSli, Score, Severity, SliKind, WeightBy, SLIS};
 use crate::duration::format_duration;
 use crate::journey::{JourneyInfo, Journeys};
+use crate::signals::SliceCounts;
 use crate::sli::{derive, Snapshot, UserCounts};
-use crate::slo::{alert_active, burn_rate, BadCount, Key, SloEval, SloTracker};
+use crate::slo::config::{slis_for, N_SLIS};
+use crate::slo::{alert_active, burn_rate, BadCount, Key, SloCounts, SloEval, SloTracker};
 use crate::window::Counts;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -28,28 +30,32 @@ pub fn component(burn: f64, floor: f64) -> f64 {
     }
 }
 
-/// Burn rates, components and score of one window's counts. `None` score without requests.
+/// Per-SLI burn rates or components of one window.
+pub type PerSliOpt = [Option<f64>; N_SLIS];
+
+/// Burn rates, components and score of one window's counts and time slices. `None`
+/// score without data for any weighted SLI.
 pub fn window_score(
     c: &Counts,
+    slices: SliceCounts,
     objectives: &Objectives,
     has_correctness: bool,
     cfg: &Score,
-) -> (
-    [Option<f64>; SLIS.len()],
-    [Option<f64>; SLIS.len()],
-    Option<f64>,
-) {
-    let mut burns = [None; SLIS.len()];
-    let mut comps = [None; SLIS.len()];
+) -> (PerSliOpt, PerSliOpt, Option<f64>) {
+    let mut burns = [None; N_SLIS];
+    let mut comps = [None; N_SLIS];
     let mut num = 0.0;
     let mut den = 0.0;
-    for sli in SLIS {
-        if sli == SliKind::Correctness && !has_correctness {
-            continue;
-        }
+    let both = SloCounts {
+        requests: *c,
+        slices,
+    };
+    // Operations without slices has no burn rate, so no component: no flag needed.
+    for sli in slis_for(has_correctness, true) {
         let i = sli as usize;
-        // Without events (no vitals for experience) an SLI has no burn and is left out.
-        burns[i] = burn_rate(c.bad(sli), c.total(sli), objectives.get(sli));
+        // Without events (no slices for operations, no vitals for experience) an SLI has
+        // no burn and is left out.
+        burns[i] = burn_rate(both.bad(sli), both.total(sli), objectives.get(sli));
         if let Some(b) = burns[i] {
             let comp = component(b, cfg.floor_burn_rate);
             comps[i] = Some(comp);
@@ -91,6 +97,21 @@ pub struct JourneyView {
     /// Burn rate per SLO window, per SLI.
     pub burn_rates: BTreeMap<String, BTreeMap<String, f64>>,
     pub alerts: Vec<AlertView>,
+    /// The journey's value currency, when its value rule names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Value of all requests and of the failed or incorrect ones since the series
+    /// began (`cer_journey_value_total`, `cer_journey_value_failed_total`); on the
+    /// journey-level entry of a journey with a value rule only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_total: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_failed_total: Option<f64>,
+    /// Value of the failed or incorrect requests over the SLO period
+    /// (`cer_slo_value_lost`), kept across restarts by the SLO checkpoint; with a value
+    /// rule only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_lost_period: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -104,6 +125,14 @@ pub struct WindowView {
     pub availability: Option<f64>,
     pub latency: Option<f64>,
     pub correctness: Option<f64>,
+    /// Good time slices over slices with data, for a journey with signals.
+    #[serde(default)]
+    pub operations: Option<f64>,
+    /// Time slices with data in the window, and those out of a signal's bound.
+    #[serde(default)]
+    pub slices: u64,
+    #[serde(default)]
+    pub bad_slices: u64,
     /// Burn rate of each SLI over this window.
     pub burn_rate: BTreeMap<String, f64>,
     /// Distinct users, and those with a bad request; for the journey as a whole, the
@@ -123,6 +152,59 @@ pub struct WindowView {
     pub vitals_bad: u64,
     #[serde(default)]
     pub experience: Option<f64>,
+    /// Value of the failed or incorrect requests in the window; for the journey as a
+    /// whole, the sum over its cohorts. Absent without a value rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_at_risk: Option<f64>,
+    /// The window's failed requests by what they are blamed on (a dependency whose call
+    /// under them failed, or `self`), largest share first; journey-level entries only,
+    /// from assembled traces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blame: Vec<BlameShare>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BlameShare {
+    /// The dependency, `self`, or `otel_metric_overflow` for the journey's overflow series.
+    pub dependency: String,
+    /// Failed requests attributed to it in the window.
+    pub failures: u64,
+    /// `failures` over all attributions of the journey in the window; the shares add up
+    /// to 1 unless a request was blamed on several dependencies.
+    pub share: f64,
+}
+
+/// The blame rows of one journey and window, by share.
+fn blame_shares(snap: &Snapshot, journey: &str, w: usize) -> Vec<BlameShare> {
+    let rows: Vec<(&str, u64)> = snap
+        .blame
+        .iter()
+        .filter(|b| &*b.journey.name == journey)
+        .map(|b| {
+            let name = if b.overflow {
+                "otel_metric_overflow"
+            } else {
+                &b.dependency
+            };
+            (name, b.windows.get(w).copied().unwrap_or(0))
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let total: u64 = rows.iter().map(|(_, n)| n).sum();
+    let mut out: Vec<BlameShare> = rows
+        .into_iter()
+        .map(|(d, n)| BlameShare {
+            dependency: d.to_string(),
+            failures: n,
+            share: n as f64 / total as f64,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.failures
+            .cmp(&a.failures)
+            .then_with(|| a.dependency.cmp(&b.dependency))
+    });
+    out
 }
 
 impl WindowView {
@@ -149,24 +231,32 @@ pub struct Evaluation {
     pub infos: Vec<Arc<JourneyInfo>>,
     pub score_cfg: Option<Score>,
     pub burn_windows: Vec<String>,
+    /// Open, then recent incidents; set by the deriver after the evaluation.
+    pub incidents: Vec<crate::incidents::Incident>,
+    pub incident_stats: Vec<crate::incidents::IncidentStats>,
 }
 
-fn per_sli_map(v: &PerSli, info: &JourneyInfo) -> BTreeMap<String, f64> {
-    SLIS.iter()
-        .filter(|s| info.has_correctness || **s != SliKind::Correctness)
-        .map(|s| (s.as_str().to_string(), v.get(*s)))
+/// The journey's SLIs; `journey_level` because slices are the journey's, not a cohort's.
+fn slis_of(info: &JourneyInfo, journey_level: bool) -> impl Iterator<Item = SliKind> {
+    slis_for(info.has_correctness, info.has_operations && journey_level)
+}
+
+fn per_sli_map(v: &PerSli, info: &JourneyInfo, journey_level: bool) -> BTreeMap<String, f64> {
+    slis_of(info, journey_level)
+        .map(|s| (s.as_str().to_string(), v.get(s)))
         .collect()
 }
 
 fn window_view(
     window: &str,
     c: &Counts,
+    slices: SliceCounts,
     dur: std::time::Duration,
     info: &JourneyInfo,
     cfg: &Score,
 ) -> WindowView {
     let sli = derive(c, dur);
-    let (burns, _, score) = window_score(c, &info.objectives, info.has_correctness, cfg);
+    let (burns, _, score) = window_score(c, slices, &info.objectives, info.has_correctness, cfg);
     WindowView {
         window: window.to_string(),
         requests: c.requests,
@@ -181,6 +271,9 @@ fn window_view(
         } else {
             None
         },
+        operations: slices.ratio(),
+        slices: slices.slices,
+        bad_slices: slices.bad,
         vitals: c.vitals,
         vitals_bad: c.vitals_bad,
         experience: crate::sli::good_ratio(c.vitals_bad, c.vitals),
@@ -199,26 +292,30 @@ type SloParts = (
     Vec<AlertView>,
 );
 
-fn slo_parts(e: Option<&SloEval>, burn_windows: &[String], info: &JourneyInfo) -> SloParts {
+fn slo_parts(
+    e: Option<&SloEval>,
+    burn_windows: &[String],
+    info: &JourneyInfo,
+    journey_level: bool,
+) -> SloParts {
     let mut budget = BTreeMap::new();
     let mut burns = BTreeMap::new();
     let mut alerts = Vec::new();
+    let slis: Vec<SliKind> = slis_of(info, journey_level).collect();
     // The experience SLO shows only for a journey that has had web vitals in the period.
-    let slis = |vitals: bool| {
-        SLIS.iter().copied().filter(move |s| match s {
-            SliKind::Correctness => info.has_correctness,
-            SliKind::Experience => vitals,
-            _ => true,
-        })
+    let shown = |vitals: bool| {
+        slis.iter()
+            .copied()
+            .filter(move |s| vitals || *s != SliKind::Experience)
     };
     match e {
         None => {
-            for s in slis(false) {
+            for s in shown(false) {
                 budget.insert(s.as_str().to_string(), 1.0);
             }
         }
         Some(e) => {
-            for s in slis(e.period_counts.vitals > 0) {
+            for s in shown(e.period_counts.vitals > 0) {
                 budget.insert(s.as_str().to_string(), e.budget_remaining[s as usize]);
                 for sev in [Severity::Page, Severity::Ticket] {
                     if alert_active(e, s, sev) {
@@ -261,27 +358,33 @@ pub fn evaluate(
         .iter()
         .map(|w| format_duration(*w))
         .collect();
-    // Journey-level counts: the sum of the journey's series, per window.
-    let mut by_journey: BTreeMap<Arc<str>, (Arc<JourneyInfo>, Vec<Counts>)> = BTreeMap::new();
+    // Journey-level counts and value at risk: the sums of the journey's series, per window.
+    type PerWindow = (Arc<JourneyInfo>, Vec<Counts>, Vec<f64>);
+    let empty = |info: &Arc<JourneyInfo>| -> PerWindow {
+        (
+            info.clone(),
+            vec![Counts::default(); windows.len()],
+            vec![0.0; windows.len()],
+        )
+    };
+    let mut by_journey: BTreeMap<Arc<str>, PerWindow> = BTreeMap::new();
     for j in journeys.configured() {
-        by_journey.insert(
-            j.name.clone(),
-            (j.clone(), vec![Counts::default(); windows.len()]),
-        );
+        by_journey.insert(j.name.clone(), empty(j));
     }
     for (key, info) in restored {
         if key.cohort.is_none() {
             by_journey
                 .entry(key.journey.clone())
-                .or_insert_with(|| (info.clone(), vec![Counts::default(); windows.len()]));
+                .or_insert_with(|| empty(info));
         }
     }
     for s in &snap.series {
         let entry = by_journey
             .entry(s.journey.name.clone())
-            .or_insert_with(|| (s.journey.clone(), vec![Counts::default(); windows.len()]));
-        for (acc, w) in entry.1.iter_mut().zip(&s.windows) {
+            .or_insert_with(|| empty(&s.journey));
+        for ((acc, var), w) in entry.1.iter_mut().zip(entry.2.iter_mut()).zip(&s.windows) {
             acc.add(&w.counts);
+            *var += w.value_at_risk;
         }
     }
     let mut view = ScoreView {
@@ -293,14 +396,19 @@ pub fn evaluate(
     let mut infos = Vec::new();
     let mut overall_num = vec![0.0; windows.len()];
     let mut overall_den = vec![0.0; windows.len()];
-    for (name, (info, counts)) in &by_journey {
+    for (name, (info, counts, at_risk)) in &by_journey {
         let wviews: Vec<WindowView> = windows
             .iter()
             .zip(&snap.windows)
             .zip(counts)
             .enumerate()
             .map(|(i, ((w, d), c))| {
-                window_view(w, c, *d, info, cfg).with_users(snap.journey_user_counts(name, i))
+                let slices = snap.journey_slices(name, i).unwrap_or_default();
+                let mut wv = window_view(w, c, slices, *d, info, cfg)
+                    .with_users(snap.journey_user_counts(name, i));
+                wv.value_at_risk = info.value.as_ref().map(|_| at_risk[i]);
+                wv.blame = blame_shares(snap, name, i);
+                wv
             })
             .collect();
         for (i, wv) in wviews.iter().enumerate() {
@@ -324,16 +432,27 @@ pub fn evaluate(
             journey: name.clone(),
             cohort: None,
         };
-        let (budget_remaining, burn_rates, alerts) = slo_parts(slo.eval(&key), &burn_windows, info);
+        let (budget_remaining, burn_rates, alerts) =
+            slo_parts(slo.eval(&key), &burn_windows, info, true);
+        let value = info.value.as_ref().map(|_| {
+            snap.journey_values
+                .iter()
+                .find(|v| v.journey.name == *name)
+                .map_or((0.0, 0.0), |v| (v.total, v.failed))
+        });
         view.journeys.push(JourneyView {
             journey: name.to_string(),
             weight: info.weight,
             cohort: BTreeMap::new(),
-            objectives: per_sli_map(&info.objectives, info),
+            objectives: per_sli_map(&info.objectives, info, true),
             windows: wviews,
             budget_remaining,
             burn_rates,
             alerts,
+            currency: currency_of(info),
+            value_lost_period: value_lost(slo.eval(&key), info),
+            value_total: value.map(|v| v.0),
+            value_failed_total: value.map(|v| v.1),
         });
         infos.push(info.clone());
     }
@@ -348,8 +467,11 @@ pub fn evaluate(
             .zip(&s.windows)
             .enumerate()
             .map(|(i, ((w, d), ws))| {
-                window_view(w, &ws.counts, *d, &s.journey, cfg)
-                    .with_users(users.and_then(|u| u.get(i)).copied())
+                let mut wv =
+                    window_view(w, &ws.counts, SliceCounts::default(), *d, &s.journey, cfg)
+                        .with_users(users.and_then(|u| u.get(i)).copied());
+                wv.value_at_risk = s.journey.value.as_ref().map(|_| ws.value_at_risk);
+                wv
             })
             .collect();
         let key = Key {
@@ -367,16 +489,19 @@ pub fn evaluate(
                 .collect()
         };
         let (budget_remaining, burn_rates, alerts) =
-            slo_parts(slo.eval(&key), &burn_windows, &s.journey);
+            slo_parts(slo.eval(&key), &burn_windows, &s.journey, false);
         view.journeys.push(JourneyView {
             journey: s.journey.name.to_string(),
             weight: s.journey.weight,
             cohort,
-            objectives: per_sli_map(&s.journey.objectives, &s.journey),
+            objectives: per_sli_map(&s.journey.objectives, &s.journey, false),
             windows: wviews,
             budget_remaining,
             burn_rates,
             alerts,
+            currency: currency_of(&s.journey),
+            value_lost_period: value_lost(slo.eval(&key), &s.journey),
+            ..Default::default()
         });
         infos.push(s.journey.clone());
     }
@@ -397,18 +522,25 @@ pub fn evaluate(
         let wviews = windows
             .iter()
             .zip(&snap.windows)
-            .map(|(w, d)| window_view(w, &empty, *d, info, cfg))
+            .map(|(w, d)| WindowView {
+                value_at_risk: info.value.as_ref().map(|_| 0.0),
+                ..window_view(w, &empty, SliceCounts::default(), *d, info, cfg)
+            })
             .collect();
-        let (budget_remaining, burn_rates, alerts) = slo_parts(slo.eval(key), &burn_windows, info);
+        let (budget_remaining, burn_rates, alerts) =
+            slo_parts(slo.eval(key), &burn_windows, info, false);
         view.journeys.push(JourneyView {
             journey: key.journey.to_string(),
             weight: info.weight,
             cohort,
-            objectives: per_sli_map(&info.objectives, info),
+            objectives: per_sli_map(&info.objectives, info, false),
             windows: wviews,
             budget_remaining,
             burn_rates,
             alerts,
+            currency: currency_of(info),
+            value_lost_period: value_lost(slo.eval(key), info),
+            ..Default::default()
         });
         infos.push(info.clone());
     }
@@ -425,7 +557,18 @@ pub fn evaluate(
         infos,
         score_cfg: Some(cfg.clone()),
         burn_windows,
+        incidents: Vec::new(),
+        incident_stats: Vec::new(),
     }
+}
+
+fn value_lost(e: Option<&SloEval>, info: &JourneyInfo) -> Option<f64> {
+    info.value.as_ref()?;
+    Some(e.map_or(0.0, |e| e.value_lost))
+}
+
+fn currency_of(info: &JourneyInfo) -> Option<String> {
+    info.value.as_ref()?.currency.as_deref().map(str::to_string)
 }
 
 /// The cohort labels of a restored cohort key, or `None` when the journey's cohort keys
@@ -522,8 +665,10 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
     let Some(cfg) = &eval.score_cfg else {
         return out;
     };
-    // Per journey: its first matching entry, the summed counts, how many entries.
-    let mut groups: BTreeMap<String, (usize, Vec<Counts>, usize)> = BTreeMap::new();
+    // Per journey: its first matching entry, the summed counts and value at risk, how
+    // many entries.
+    type Group = (usize, Vec<Counts>, Vec<Option<f64>>, usize);
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     for (i, jv) in v.journeys.iter().enumerate() {
         if jv.cohort.is_empty() || !journey_ok(&jv.journey) {
             continue;
@@ -535,11 +680,12 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
         {
             continue;
         }
-        let g = groups
-            .entry(jv.journey.clone())
-            .or_insert_with(|| (i, vec![Counts::default(); jv.windows.len()], 0));
-        g.2 += 1;
-        for (acc, w) in g.1.iter_mut().zip(&jv.windows) {
+        let g = groups.entry(jv.journey.clone()).or_insert_with(|| {
+            let n = jv.windows.len();
+            (i, vec![Counts::default(); n], vec![None; n], 0)
+        });
+        g.3 += 1;
+        for ((acc, var), w) in g.1.iter_mut().zip(g.2.iter_mut()).zip(&jv.windows) {
             acc.add(&Counts {
                 requests: w.requests,
                 errors: w.errors,
@@ -548,21 +694,26 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
                 vitals: w.vitals,
                 vitals_bad: w.vitals_bad,
             });
+            // Money adds up across cohorts, unlike users.
+            if let Some(x) = w.value_at_risk {
+                *var = Some(var.unwrap_or(0.0) + x);
+            }
         }
     }
-    for (name, (first, counts, members)) in groups {
+    for (name, (first, counts, at_risk, members)) in groups {
         let info = &eval.infos[first];
         let base = &v.journeys[first];
         let windows = base
             .windows
             .iter()
-            .zip(&counts)
+            .zip(counts.iter().zip(&at_risk))
             .zip(v.windows.iter())
             .filter(|((w, _), _)| window_ok(&w.window))
-            .map(|((w, c), _)| {
+            .map(|((w, (c, var)), _)| {
                 let dur = crate::duration::parse_duration(&w.window)
                     .unwrap_or(std::time::Duration::from_secs(60));
-                let mut wv = window_view(&w.window, c, dur, info, cfg);
+                let mut wv = window_view(&w.window, c, SliceCounts::default(), dur, info, cfg);
+                wv.value_at_risk = *var;
                 if members == 1 {
                     // One cohort: its users are the group's.
                     wv.users = w.users;
@@ -581,6 +732,8 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
             budget_remaining: BTreeMap::new(),
             burn_rates: BTreeMap::new(),
             alerts: Vec::new(),
+            currency: base.currency.clone(),
+            ..Default::default()
         });
     }
     out
@@ -594,7 +747,31 @@ mod tests {
         crate::config::Config::default().score
     }
 
-    const OBJ: PerSli = PerSli([0.999, 0.99, 0.999, 0.75]);
+    const OBJ: PerSli = PerSli([0.999, 0.99, 0.999, 0.99, 0.75]);
+
+    #[test]
+    fn operations_weighs_nothing_by_default_and_its_share_when_weighted() {
+        // 1000 requests, 2 failed: availability burn 2, component 1 - 1/9 = 8/9.
+        let c = Counts {
+            requests: 1000,
+            errors: 2,
+            ..Default::default()
+        };
+        // 8 good slices of 11 against 0.99: burn (3/11)/0.01 = 27.27 >= floor: component 0.
+        let slices = SliceCounts { slices: 11, bad: 3 };
+        let without = window_score(&c, SliceCounts::default(), &OBJ, false, &cfg());
+        let with = window_score(&c, slices, &OBJ, false, &cfg());
+        // Weight 0: the same score, (0.5 x 8/9 + 0.3 x 1) / 0.8, yet the component is there.
+        assert_eq!(with.2, without.2);
+        assert!((with.2.unwrap() - (0.5 * 8.0 / 9.0 + 0.3) / 0.8).abs() < 1e-12);
+        assert_eq!(with.1[SliKind::Operations as usize], Some(0.0));
+        assert_eq!(without.1[SliKind::Operations as usize], None);
+        // Weight 1: (0.5 x 8/9 + 0.3 + 1 x 0) / 1.8.
+        let mut weighted = cfg();
+        weighted.sli_weights.0[SliKind::Operations as usize] = 1.0;
+        let s = window_score(&c, slices, &OBJ, false, &weighted).2.unwrap();
+        assert!((s - (0.5 * 8.0 / 9.0 + 0.3) / 1.8).abs() < 1e-12, "{s}");
+    }
 
     #[test]
     fn components_fall_linearly_from_burn_1_to_the_floor() {
@@ -614,7 +791,10 @@ mod tests {
             incorrect: 0,
             ..Default::default()
         };
-        assert_eq!(window_score(&c, &OBJ, true, &cfg()).2, Some(1.0));
+        assert_eq!(
+            window_score(&c, SliceCounts::default(), &OBJ, true, &cfg()).2,
+            Some(1.0)
+        );
     }
 
     #[test]
@@ -628,7 +808,7 @@ mod tests {
             incorrect: 0,
             ..Default::default()
         };
-        let (burns, comps, score) = window_score(&c, &OBJ, true, &cfg());
+        let (burns, comps, score) = window_score(&c, SliceCounts::default(), &OBJ, true, &cfg());
         assert!((burns[0].unwrap() - 5.0).abs() < 1e-9);
         assert!((comps[0].unwrap() - 5.0 / 9.0).abs() < 1e-12);
         assert!((score.unwrap() - (0.5 * 5.0 / 9.0 + 0.5)).abs() < 1e-12);
@@ -645,7 +825,7 @@ mod tests {
             incorrect: 0,
             ..Default::default()
         };
-        let (_, comps, score) = window_score(&c, &OBJ, false, &cfg());
+        let (_, comps, score) = window_score(&c, SliceCounts::default(), &OBJ, false, &cfg());
         assert_eq!(comps[2], None);
         let expected = (0.5 * 1.0 + 0.3 * 7.0 / 9.0) / 0.8;
         assert!(
@@ -663,7 +843,8 @@ mod tests {
             incorrect: 0,
             ..Default::default()
         };
-        let (burns, comps, score) = window_score(&checkout, &OBJ, true, &cfg());
+        let (burns, comps, score) =
+            window_score(&checkout, SliceCounts::default(), &OBJ, true, &cfg());
         assert!((burns[0].unwrap() - 3.0).abs() < 1e-9);
         assert!((burns[1].unwrap() - 1.5).abs() < 1e-9);
         assert!((comps[0].unwrap() - (1.0 - 2.0 / 9.0)).abs() < 1e-12);
@@ -677,7 +858,9 @@ mod tests {
             incorrect: 0,
             ..Default::default()
         };
-        let login = window_score(&login, &OBJ, false, &cfg()).2.unwrap();
+        let login = window_score(&login, SliceCounts::default(), &OBJ, false, &cfg())
+            .2
+            .unwrap();
         assert_eq!(login, 1.0);
         let overall = (5.0 * checkout + 3.0 * login) / 8.0;
         assert!((overall - 0.92014).abs() < 1e-5, "{overall}");
@@ -789,7 +972,17 @@ mod tests {
 
     #[test]
     fn no_requests_no_score() {
-        assert_eq!(window_score(&Counts::default(), &OBJ, true, &cfg()).2, None);
+        assert_eq!(
+            window_score(
+                &Counts::default(),
+                SliceCounts::default(),
+                &OBJ,
+                true,
+                &cfg()
+            )
+            .2,
+            None
+        );
     }
 
     #[test]

@@ -11,25 +11,41 @@ pub enum SliKind {
     Availability = 0,
     Latency = 1,
     Correctness = 2,
+    /// Time slices of a journey's operational signals ([`crate::signals`]) within bounds.
+    Operations = 3,
     /// Web vitals at or under their thresholds; its events are vital measurements.
-    Experience = 3,
+    Experience = 4,
 }
 
-pub const SLIS: [SliKind; 4] = [
+/// How many SLIs there are: the length of every per-SLI array.
+pub const N_SLIS: usize = 5;
+
+pub const SLIS: [SliKind; N_SLIS] = [
     SliKind::Availability,
     SliKind::Latency,
     SliKind::Correctness,
+    SliKind::Operations,
     SliKind::Experience,
 ];
 
-/// The SLIs whose events are requests, counted by cerflow's request counters: those
-/// the Prometheus rules and OpenSLO exports can express. The experience SLI's events
-/// are web vital measurements; its SLO stays in cerflow.
+/// The SLIs judged over requests, which counters can reproduce (Prometheus rules,
+/// OpenSLO ratio metrics); operations is judged over time slices and experience over
+/// web vital measurements: their SLOs stay in cerflow.
 pub const REQUEST_SLIS: [SliKind; 3] = [
     SliKind::Availability,
     SliKind::Latency,
     SliKind::Correctness,
 ];
+
+/// The SLIs a journey has: correctness needs a rule, operations needs signals. Experience
+/// is always evaluated; without web vitals it has no events, so no burn and no alert.
+pub fn slis_for(has_correctness: bool, has_operations: bool) -> impl Iterator<Item = SliKind> {
+    SLIS.into_iter().filter(move |s| match s {
+        SliKind::Correctness => has_correctness,
+        SliKind::Operations => has_operations,
+        _ => true,
+    })
+}
 
 impl SliKind {
     pub fn as_str(self) -> &'static str {
@@ -37,6 +53,7 @@ impl SliKind {
             SliKind::Availability => "availability",
             SliKind::Latency => "latency",
             SliKind::Correctness => "correctness",
+            SliKind::Operations => "operations",
             SliKind::Experience => "experience",
         }
     }
@@ -44,7 +61,7 @@ impl SliKind {
 
 /// One value per SLI, indexed by [`SliKind`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PerSli(pub [f64; 4]);
+pub struct PerSli(pub [f64; N_SLIS]);
 
 impl PerSli {
     pub fn get(&self, s: SliKind) -> f64 {
@@ -104,7 +121,7 @@ pub struct Checkpoint {
     pub interval: Duration,
 }
 
-pub const DEFAULT_OBJECTIVES: PerSli = PerSli([0.999, 0.99, 0.999, 0.75]);
+pub const DEFAULT_OBJECTIVES: PerSli = PerSli([0.999, 0.99, 0.999, 0.99, 0.75]);
 
 /// The SRE Workbook's multiwindow, multi-burn-rate table as shares of a period's budget.
 pub const DEFAULT_ALERTS: [(Severity, u64, u64, f64); 4] = [
@@ -147,7 +164,7 @@ impl Slo {
     }
 }
 
-/// `{availability: x, latency: y, correctness: z, experience: e}`, each optional, over
+/// `{availability, latency, correctness, operations, experience}`, each optional, over
 /// `base`.
 pub fn per_sli(
     ctx: &mut Ctx,
@@ -158,7 +175,8 @@ pub fn per_sli(
     rule: &str,
 ) -> PerSli {
     let mut out = base;
-    let Some(m) = ctx.map(node, path, &SLIS.map(SliKind::as_str)) else {
+    let names = SLIS.map(SliKind::as_str);
+    let Some(m) = ctx.map(node, path, &names) else {
         return out;
     };
     for s in SLIS {

@@ -9,10 +9,12 @@
 
 pub mod config;
 
-use crate::config::{Objectives, Severity, SliKind, Slo, SLIS};
+use crate::config::{Objectives, Severity, SliKind, Slo};
 use crate::journey::{Journeys, Origin};
+use crate::signals::SliceCounts;
 use crate::sli::Snapshot;
-use crate::window::{Counts, Ring};
+use crate::slo::config::{slis_for, N_SLIS, SLIS};
+use crate::window::{Counts, Reset, Ring};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Write;
@@ -36,12 +38,47 @@ struct AlertState {
     last_true_ns: u64,
 }
 
+/// What the budget rings count: requests for the request SLIs, time slices for the
+/// operations SLI.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SloCounts {
+    pub requests: Counts,
+    pub slices: SliceCounts,
+}
+
+impl SloCounts {
+    pub fn add(&mut self, o: &SloCounts) {
+        self.requests.add(&o.requests);
+        self.slices.slices += o.slices.slices;
+        self.slices.bad += o.slices.bad;
+    }
+}
+
+impl Reset for SloCounts {
+    fn reset(&mut self) {
+        *self = SloCounts::default();
+    }
+}
+
+/// Value of the failed or incorrect requests in one period sub-bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Lost(f64);
+
+impl Reset for Lost {
+    fn reset(&mut self) {
+        self.0 = 0.0;
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
-    burn: Vec<Ring<Counts>>,
-    period: Ring<Counts>,
+    burn: Vec<Ring<SloCounts>>,
+    period: Ring<SloCounts>,
+    /// The money behind the period's failures, beside its counts: the same shape, so it
+    /// slides and is checkpointed with them.
+    lost: Ring<Lost>,
     /// [sli][severity]
-    alerts: [[AlertState; 2]; SLIS.len()],
+    alerts: [[AlertState; 2]; N_SLIS],
     origin: Origin,
 }
 
@@ -50,13 +87,17 @@ struct Entry {
 pub struct SloEval {
     pub objectives: Objectives,
     pub period_counts: Counts,
+    /// Time slices of the operations SLI over the period.
+    pub period_slices: SliceCounts,
+    /// Value of the failed or incorrect requests over the period (0 without a value rule).
+    pub value_lost: f64,
     /// 1 = untouched, 0 = spent, negative = overspent; 1 with no events.
-    pub budget_remaining: [f64; SLIS.len()],
+    pub budget_remaining: [f64; N_SLIS],
     /// Per burn window, per SLI; `None` where the window had no events.
-    pub burn: Vec<[Option<f64>; SLIS.len()]>,
+    pub burn: Vec<[Option<f64>; N_SLIS]>,
     pub burn_counts: Vec<Counts>,
     /// [sli][severity]: active after hysteresis.
-    pub alerts: [[bool; 2]; SLIS.len()],
+    pub alerts: [[bool; 2]; N_SLIS],
 }
 
 /// The cohort key of a journey's overflow series: a value no cohort can have.
@@ -71,9 +112,10 @@ pub fn cohort_key(s: &crate::snapshot::SeriesSnap) -> Arc<[Box<str>]> {
     }
 }
 
-/// The events of an SLI (requests, or web vital measurements for experience) and
-/// those that count against it: errors, slow or incorrect requests, vitals over their
-/// threshold. Lives here, not on `Counts`, because only SLO and score arithmetic asks it.
+/// The events that count against an SLI (errors, slow or incorrect requests, bad
+/// slices, vitals over their threshold) and the events it is judged over (requests,
+/// slices with data, web vital measurements).
+/// Lives here, not on `Counts`, because only SLO and score arithmetic asks it.
 pub trait BadCount {
     fn bad(&self, sli: SliKind) -> u64;
     fn total(&self, sli: SliKind) -> u64;
@@ -85,13 +127,30 @@ impl BadCount for Counts {
             SliKind::Availability => self.errors,
             SliKind::Latency => self.slow,
             SliKind::Correctness => self.incorrect,
+            SliKind::Operations => 0,
             SliKind::Experience => self.vitals_bad,
         }
     }
     fn total(&self, sli: SliKind) -> u64 {
         match sli {
+            SliKind::Operations => 0,
             SliKind::Experience => self.vitals,
             _ => self.requests,
+        }
+    }
+}
+
+impl BadCount for SloCounts {
+    fn bad(&self, sli: SliKind) -> u64 {
+        match sli {
+            SliKind::Operations => self.slices.bad,
+            _ => self.requests.bad(sli),
+        }
+    }
+    fn total(&self, sli: SliKind) -> u64 {
+        match sli {
+            SliKind::Operations => self.slices.slices,
+            _ => self.requests.total(sli),
         }
     }
 }
@@ -108,9 +167,9 @@ type SeriesKey = (Arc<str>, Arc<[Box<str>]>);
 
 pub struct SloTracker {
     cfg: Slo,
-    /// Each series' cumulative counts at the last tick, keyed by journey name (stable
-    /// across reloads, unlike ids) and cohort.
-    prev: HashMap<SeriesKey, (u64, Counts)>,
+    /// Each series' cumulative counts and failed value at the last tick, keyed by
+    /// journey name (stable across reloads, unlike ids) and cohort.
+    prev: HashMap<SeriesKey, (u64, Counts, f64)>,
     entries: HashMap<Key, Entry>,
     evals: HashMap<Key, SloEval>,
     /// Keys read from the checkpoint at start, shown until their journeys' traffic returns
@@ -166,12 +225,13 @@ impl SloTracker {
                 .map(|w| Ring::new(w.as_nanos() as u64, BURN_SUB_BUCKETS))
                 .collect(),
             period: Ring::new(self.cfg.period.as_nanos() as u64, PERIOD_SUB_BUCKETS),
+            lost: Ring::new(self.cfg.period.as_nanos() as u64, PERIOD_SUB_BUCKETS),
             alerts: Default::default(),
             origin,
         }
     }
 
-    fn add(&mut self, key: Key, origin: &Origin, delta: &Counts, now: u64) {
+    fn add(&mut self, key: Key, origin: &Origin, delta: &SloCounts, lost: f64, now: u64) {
         if !self.entries.contains_key(&key) {
             let e = self.new_entry(origin.clone());
             self.entries.insert(key.clone(), e);
@@ -184,28 +244,42 @@ impl SloTracker {
                 slot.add(delta);
             }
         }
+        if let Some(slot) = e.lost.slot_mut(now, now) {
+            slot.0 += lost;
+        }
     }
 
-    /// Takes in the growth of every series since the last tick and re-evaluates.
+    /// Takes in the growth of every series since the last tick, and the time slices that
+    /// closed, and re-evaluates.
     pub fn update(&mut self, snap: &Snapshot, journeys: &Journeys, now: u64) {
-        let mut seen: HashMap<SeriesKey, (u64, Counts)> = HashMap::with_capacity(snap.series.len());
-        let mut objectives: HashMap<Arc<str>, (Objectives, bool)> = HashMap::new();
+        let mut seen: HashMap<SeriesKey, (u64, Counts, f64)> =
+            HashMap::with_capacity(snap.series.len());
+        let mut objectives: HashMap<Arc<str>, (Objectives, bool, bool)> = HashMap::new();
         for s in &snap.series {
             let id = (s.journey.name.clone(), cohort_key(s));
-            let before = match self.prev.get(&id) {
+            let (before, lost_before) = match self.prev.get(&id) {
                 // A series that expired and came back starts its counters again.
-                Some((created, c)) if *created == s.created_unix_ns => *c,
-                _ => Counts::default(),
+                Some((created, c, v)) if *created == s.created_unix_ns => (*c, *v),
+                _ => (Counts::default(), 0.0),
             };
             let delta = s.totals.sub(&before);
-            seen.insert(id, (s.created_unix_ns, s.totals));
+            let lost = (s.value_failed - lost_before).max(0.0);
+            seen.insert(id, (s.created_unix_ns, s.totals, s.value_failed));
             objectives.insert(
                 s.journey.name.clone(),
-                (s.journey.objectives, s.journey.has_correctness),
+                (
+                    s.journey.objectives,
+                    s.journey.has_correctness,
+                    s.journey.has_operations,
+                ),
             );
             if delta.requests == 0 && delta.vitals == 0 {
                 continue;
             }
+            let delta = SloCounts {
+                requests: delta,
+                ..Default::default()
+            };
             self.add(
                 Key {
                     journey: s.journey.name.clone(),
@@ -213,6 +287,7 @@ impl SloTracker {
                 },
                 &s.journey.origin,
                 &delta,
+                lost,
                 now,
             );
             if !s.journey.cohort_keys.is_empty() || s.overflow {
@@ -223,33 +298,104 @@ impl SloTracker {
                     },
                     &s.journey.origin,
                     &delta,
+                    lost,
                     now,
                 );
             }
         }
         self.prev = seen;
+        // Slices are a journey's, not a cohort's: they go to the journey key only.
+        for ops in snap.operations.iter().filter(|o| o.closed.slices > 0) {
+            let delta = SloCounts {
+                slices: ops.closed,
+                ..Default::default()
+            };
+            let key = Key {
+                journey: ops.journey.name.clone(),
+                cohort: None,
+            };
+            self.add(key, &ops.journey.origin, &delta, 0.0, now);
+        }
         for j in journeys.configured() {
-            objectives.insert(j.name.clone(), (j.objectives, j.has_correctness));
+            objectives.insert(
+                j.name.clone(),
+                (j.objectives, j.has_correctness, j.has_operations),
+            );
         }
         // Keys whose whole period is empty are dropped: nothing is left to say about them.
         self.entries.retain(|_, e| !e.period.is_idle(now));
         let default_objectives = self.cfg.objectives;
         let mut evals = HashMap::with_capacity(self.entries.len());
         for (key, e) in self.entries.iter_mut() {
-            let (obj, has_correctness) = objectives
+            let (obj, has_correctness, has_operations) = objectives
                 .get(&key.journey)
                 .copied()
-                .unwrap_or((default_objectives, false));
+                .unwrap_or((default_objectives, false, false));
+            // Cohort keys never hold slices.
+            let has_operations = has_operations && key.cohort.is_none();
             evals.insert(
                 key.clone(),
-                evaluate_entry(&self.cfg, e, obj, has_correctness, now),
+                evaluate_entry(&self.cfg, e, obj, has_correctness, has_operations, now),
             );
         }
         self.evals = evals;
     }
 
+    /// When the journey's budget began to burn too fast for an active alert of `sev`: the
+    /// start of the oldest sub-bucket, in such an alert's long window, whose own burn rate
+    /// exceeded the alert's rate (any SLI, the journey as a whole or a cohort).
+    pub fn onset(&self, journey: &str, sev: Severity, now: u64) -> Option<u64> {
+        let mut first: Option<u64> = None;
+        for (key, e) in self.entries.iter().filter(|(k, _)| &*k.journey == journey) {
+            let Some(ev) = self.evals.get(key) else {
+                continue;
+            };
+            for rule in self.cfg.alerts.iter().filter(|r| r.severity == sev) {
+                let Some(l) = self
+                    .cfg
+                    .burn_windows
+                    .iter()
+                    .position(|w| *w == rule.long_window)
+                else {
+                    continue;
+                };
+                for sli in SLIS.into_iter().filter(|s| alert_active(ev, *s, sev)) {
+                    let o = ev.objectives.get(sli);
+                    for (start, c) in e.burn[l].live_since(now) {
+                        if burn_rate(c.bad(sli), c.total(sli), o)
+                            .is_some_and(|b| b > rule.burn_rate)
+                        {
+                            first = Some(first.map_or(start, |f| f.min(start)));
+                        }
+                    }
+                }
+            }
+        }
+        first
+    }
+
     pub fn eval(&self, key: &Key) -> Option<&SloEval> {
         self.evals.get(key)
+    }
+
+    /// The live slots of a key's period ring, oldest first: when each slot ends (unix
+    /// ns) and the events that arrived in it. What the web view draws the budget from.
+    pub fn period_slots(&self, key: &Key, now: u64) -> Vec<(u64, SloCounts)> {
+        let Some(e) = self.entries.get(key) else {
+            return Vec::new();
+        };
+        let sub = e.period.sub_ns();
+        let n = u64::from(PERIOD_SUB_BUCKETS);
+        let now_b = now / sub;
+        let mut out: Vec<(u64, SloCounts)> = e
+            .period
+            .export()
+            .into_iter()
+            .filter(|(b, _)| *b <= now_b && b + n > now_b)
+            .map(|(b, c)| (b.saturating_add(1).saturating_mul(sub), c))
+            .collect();
+        out.sort_by_key(|(end, _)| *end);
+        out
     }
 
     pub fn evals(&self) -> impl Iterator<Item = (&Key, &SloEval)> {
@@ -287,6 +433,7 @@ impl SloTracker {
                         .map(|c| c.iter().map(|v| v.to_string()).collect()),
                     burn: e.burn.iter().map(RingData::from_ring).collect(),
                     period: RingData::from_ring(&e.period),
+                    lost: Some(LostData::from_ring(&e.lost)),
                     alerts: e
                         .alerts
                         .iter()
@@ -346,7 +493,10 @@ impl SloTracker {
                 data.into_ring(ring);
             }
             ce.period.into_ring(&mut e.period);
-            for (i, (active, last)) in ce.alerts.into_iter().enumerate().take(2 * SLIS.len()) {
+            if let Some(lost) = ce.lost {
+                lost.into_ring(&mut e.lost);
+            }
+            for (i, (active, last)) in ce.alerts.into_iter().enumerate().take(2 * N_SLIS) {
                 e.alerts[i / 2][i % 2] = AlertState {
                     active,
                     last_true_ns: last,
@@ -381,6 +531,9 @@ struct CheckpointEntry {
     cohort: Option<Vec<String>>,
     burn: Vec<RingData>,
     period: RingData,
+    /// Absent in checkpoints written before the period's lost value was kept.
+    #[serde(default)]
+    lost: Option<LostData>,
     alerts: Vec<(bool, u64)>,
     /// Absent in checkpoints written before origins were kept: read as configured.
     #[serde(default)]
@@ -390,34 +543,41 @@ struct CheckpointEntry {
 #[derive(Serialize, Deserialize)]
 struct RingData {
     sub_ns: u64,
-    /// (bucket index, [requests, errors, slow, incorrect, vitals, vitals_bad]); the
-    /// last two are absent in checkpoints written before the experience SLI.
+    /// (bucket index, [requests, errors, slow, incorrect, slices, bad slices, vitals,
+    /// bad vitals]); files written before the operations SLI have the first four, read
+    /// with no slices, and before the experience SLI the first six, read with no vitals.
     slots: Vec<(u64, Vec<u64>)>,
 }
 
 impl RingData {
-    fn from_ring(r: &Ring<Counts>) -> RingData {
+    fn from_ring(r: &Ring<SloCounts>) -> RingData {
         RingData {
             sub_ns: r.sub_ns(),
             slots: r
                 .export()
                 .into_iter()
                 .map(|(b, c)| {
-                    let v = [
-                        c.requests,
-                        c.errors,
-                        c.slow,
-                        c.incorrect,
-                        c.vitals,
-                        c.vitals_bad,
-                    ];
-                    (b, v.to_vec())
+                    let q = c.requests;
+                    let s = c.slices;
+                    (
+                        b,
+                        vec![
+                            q.requests,
+                            q.errors,
+                            q.slow,
+                            q.incorrect,
+                            s.slices,
+                            s.bad,
+                            q.vitals,
+                            q.vitals_bad,
+                        ],
+                    )
                 })
                 .collect(),
         }
     }
 
-    fn into_ring(self, r: &mut Ring<Counts>) {
+    fn into_ring(self, r: &mut Ring<SloCounts>) {
         if self.sub_ns != r.sub_ns() {
             return;
         }
@@ -426,49 +586,79 @@ impl RingData {
                 .into_iter()
                 .map(|(b, v)| {
                     let at = |i: usize| v.get(i).copied().unwrap_or(0);
-                    (
-                        b,
-                        Counts {
-                            requests: at(0),
-                            errors: at(1),
-                            slow: at(2),
-                            incorrect: at(3),
-                            vitals: at(4),
-                            vitals_bad: at(5),
-                        },
-                    )
+                    let requests = Counts {
+                        requests: at(0),
+                        errors: at(1),
+                        slow: at(2),
+                        incorrect: at(3),
+                        vitals: at(6),
+                        vitals_bad: at(7).min(at(6)),
+                    };
+                    let slices = SliceCounts {
+                        slices: at(4),
+                        bad: at(5).min(at(4)),
+                    };
+                    (b, SloCounts { requests, slices })
                 })
                 .collect(),
         );
     }
 }
 
-fn sum(ring: &Ring<Counts>, now: u64) -> Counts {
-    let mut c = Counts::default();
+#[derive(Serialize, Deserialize)]
+struct LostData {
+    sub_ns: u64,
+    /// (bucket index, value)
+    slots: Vec<(u64, f64)>,
+}
+
+impl LostData {
+    fn from_ring(r: &Ring<Lost>) -> LostData {
+        LostData {
+            sub_ns: r.sub_ns(),
+            slots: r.export().into_iter().map(|(b, v)| (b, v.0)).collect(),
+        }
+    }
+
+    fn into_ring(self, r: &mut Ring<Lost>) {
+        // A value that is not a finite, non-negative sum was not written by cerflow.
+        if self.sub_ns != r.sub_ns()
+            || self
+                .slots
+                .iter()
+                .any(|(_, v)| !(v.is_finite() && *v >= 0.0))
+        {
+            return;
+        }
+        r.import(self.slots.into_iter().map(|(b, v)| (b, Lost(v))).collect());
+    }
+}
+
+fn sum(ring: &Ring<SloCounts>, now: u64) -> SloCounts {
+    let mut c = SloCounts::default();
     ring.live(now).for_each(|x| c.add(x));
     c
 }
 
-/// A journey without a correctness rule has no correctness data: no burn, no alert.
+/// A journey without a correctness rule has no correctness data: no burn, no alert;
+/// one without signals has no operations data.
 fn evaluate_entry(
     cfg: &Slo,
     e: &mut Entry,
     obj: Objectives,
     has_correctness: bool,
+    has_operations: bool,
     now: u64,
 ) -> SloEval {
-    let period_counts = sum(&e.period, now);
-    let burn_counts: Vec<Counts> = e.burn.iter().map(|r| sum(r, now)).collect();
-    let mut budget_remaining = [1.0; SLIS.len()];
-    let mut burn = vec![[None; SLIS.len()]; burn_counts.len()];
-    let slis = SLIS
-        .iter()
-        .copied()
-        .filter(|s| has_correctness || *s != SliKind::Correctness);
-    for sli in slis.clone() {
+    let period = sum(&e.period, now);
+    let burn_counts: Vec<SloCounts> = e.burn.iter().map(|r| sum(r, now)).collect();
+    let mut budget_remaining = [1.0; N_SLIS];
+    let mut burn = vec![[None; N_SLIS]; burn_counts.len()];
+    let slis: Vec<SliKind> = slis_for(has_correctness, has_operations).collect();
+    for &sli in &slis {
         let i = sli as usize;
         let o = obj.get(sli);
-        if let Some(b) = burn_rate(period_counts.bad(sli), period_counts.total(sli), o) {
+        if let Some(b) = burn_rate(period.bad(sli), period.total(sli), o) {
             budget_remaining[i] = 1.0 - b;
         }
         for (w, c) in burn_counts.iter().enumerate() {
@@ -476,7 +666,7 @@ fn evaluate_entry(
         }
     }
     let window_index = |d: std::time::Duration| cfg.burn_windows.iter().position(|w| *w == d);
-    let mut firing = [[false; 2]; SLIS.len()];
+    let mut firing = [[false; 2]; N_SLIS];
     for rule in &cfg.alerts {
         let (Some(l), Some(s)) = (
             window_index(rule.long_window),
@@ -484,7 +674,8 @@ fn evaluate_entry(
         ) else {
             continue;
         };
-        for sli in slis.clone() {
+        for &sli in &slis {
+            // Events are requests, slices with data (operations) or vitals (experience).
             if burn_counts[l].total(sli) < cfg.min_events {
                 continue;
             }
@@ -496,7 +687,7 @@ fn evaluate_entry(
         }
     }
     let clear_ns = cfg.clear_after.as_nanos() as u64;
-    let mut alerts = [[false; 2]; SLIS.len()];
+    let mut alerts = [[false; 2]; N_SLIS];
     for (i, per_sev) in e.alerts.iter_mut().enumerate() {
         for (j, st) in per_sev.iter_mut().enumerate() {
             if firing[i][j] {
@@ -510,10 +701,12 @@ fn evaluate_entry(
     }
     SloEval {
         objectives: obj,
-        period_counts,
+        period_counts: period.requests,
+        period_slices: period.slices,
+        value_lost: e.lost.live(now).map(|l| l.0).sum(),
         budget_remaining,
         burn,
-        burn_counts,
+        burn_counts: burn_counts.iter().map(|c| c.requests).collect(),
         alerts,
     }
 }
@@ -775,6 +968,96 @@ mod tests {
     }
 
     #[test]
+    fn closed_slices_burn_the_operations_budget_and_survive_a_checkpoint() {
+        let (cfg, journeys) = setup(
+            "    signals: [{ name: cpu, max: 0.8 }]\nslo:\n  objectives: { operations: 0.9 }\n",
+        );
+        let mut t = SloTracker::new(&cfg.slo);
+        let now = 1_000_000 * S;
+        let info = journeys.get(0).unwrap();
+        let snap = Snapshot {
+            operations: vec![crate::signals::JourneyOps {
+                journey: info,
+                windows: vec![],
+                signals: vec![],
+                closed: SliceCounts { slices: 11, bad: 3 },
+            }],
+            ..Default::default()
+        };
+        t.update(&snap, &journeys, now);
+        let key = Key {
+            journey: Arc::from("checkout"),
+            cohort: None,
+        };
+        let ops = SliKind::Operations as usize;
+        // (3/11) / (1 - 0.9) = 30/11; remaining 1 - 30/11 = -19/11.
+        let e = t.eval(&key).unwrap();
+        assert!((e.burn[0][ops].unwrap() - 30.0 / 11.0).abs() < 1e-9);
+        assert!((e.budget_remaining[ops] - -19.0 / 11.0).abs() < 1e-9);
+        // No request SLI burns: slices are not requests.
+        assert_eq!(e.burn[0][SliKind::Availability as usize], None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slo.ckpt");
+        t.save(&path, now).unwrap();
+        let mut back = SloTracker::new(&cfg.slo);
+        assert_eq!(back.load(&path), Ok(1));
+        back.update(&Snapshot::default(), &journeys, now + S);
+        let e = back.eval(&key).unwrap();
+        assert_eq!(e.period_slices, SliceCounts { slices: 11, bad: 3 });
+    }
+
+    #[test]
+    fn the_value_lost_over_the_period_grows_with_the_series_and_survives_a_checkpoint() {
+        let (cfg, journeys) = setup("");
+        let mut t = SloTracker::new(&cfg.slo);
+        let now = 1_000_000 * S;
+        let counts = |requests| Counts {
+            requests,
+            errors: 1,
+            ..Default::default()
+        };
+        let with_lost = |requests, failed: f64, created| {
+            let mut s = snap_with(&journeys, counts(requests), created);
+            s.series[0].value_failed = failed;
+            s
+        };
+        // The series' failed value grows 10.25 -> 30.75 (+20.5) over two ticks; then it
+        // expires and a new one (another start time) begins at 4.5: 30.75 + 4.5 = 35.25.
+        t.update(&with_lost(10, 10.25, 1), &journeys, now);
+        t.update(&with_lost(20, 30.75, 1), &journeys, now + S);
+        t.update(&with_lost(1, 4.5, 2), &journeys, now + 2 * S);
+        let key = Key {
+            journey: Arc::from("checkout"),
+            cohort: None,
+        };
+        assert_eq!(t.eval(&key).unwrap().value_lost, 35.25);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slo.ckpt");
+        t.save(&path, now + 2 * S).unwrap();
+        let mut back = SloTracker::new(&cfg.slo);
+        assert_eq!(back.load(&path), Ok(1));
+        back.update(&Snapshot::default(), &journeys, now + 3 * S);
+        assert_eq!(back.eval(&key).unwrap().value_lost, 35.25);
+        // A checkpoint from before the value was kept reads with none lost.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let body = text.split_once('\n').unwrap().1;
+        let mut v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["entries"][0].as_object_mut().unwrap().remove("lost");
+        let body = serde_json::to_string(&v).unwrap();
+        let old = format!(
+            "{CHECKPOINT_MAGIC} crc32={:08x} len={}\n{body}",
+            crc32fast::hash(body.as_bytes()),
+            body.len()
+        );
+        std::fs::write(&path, old).unwrap();
+        let mut back = SloTracker::new(&cfg.slo);
+        assert_eq!(back.load(&path), Ok(1));
+        back.update(&Snapshot::default(), &journeys, now + 3 * S);
+        assert_eq!(back.eval(&key).unwrap().value_lost, 0.0);
+        assert_eq!(back.eval(&key).unwrap().period_counts.requests, 21);
+    }
+
+    #[test]
     fn a_checkpoint_round_trips_and_a_corrupt_one_is_refused() {
         let (cfg, journeys) = setup("");
         let mut t = SloTracker::new(&cfg.slo);
@@ -842,7 +1125,11 @@ mod tests {
             journey: Arc::from(name),
             cohort: None,
         };
-        t.add(key("shop:GET /"), &derived, &c, now);
+        let c2 = SloCounts {
+            requests: c,
+            ..Default::default()
+        };
+        t.add(key("shop:GET /"), &derived, &c2, 0.0, now);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("slo.ckpt");
         t.save(&path, now).unwrap();

@@ -21,6 +21,16 @@ impl Default for Users {
     }
 }
 
+impl std::fmt::Display for Users {
+    /// As `cerflow validate` lists it: the keys in order, or that users are off.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.keys.is_empty() {
+            return write!(f, "none (users are not counted)");
+        }
+        write!(f, "{}", self.keys.join(", "))
+    }
+}
+
 pub fn decode_users(ctx: &mut Ctx, node: &Node, out: &mut Users) {
     let Some(m) = ctx.map(node, "users", &["keys"]) else {
         return;

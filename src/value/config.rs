@@ -20,6 +20,20 @@ pub struct ValueRule {
     pub currency: Option<String>,
 }
 
+impl std::fmt::Display for ValueRule {
+    /// As `cerflow validate` lists it: `attribute app.order.value, currency EUR`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Source::Attribute(key) => write!(f, "attribute {key}")?,
+            Source::PerRequest(v) => write!(f, "{v} per request")?,
+        }
+        match &self.currency {
+            Some(c) => write!(f, ", currency {c}"),
+            None => write!(f, ", no currency"),
+        }
+    }
+}
+
 /// `None` with the problems reported when the section is invalid.
 pub fn decode_value(ctx: &mut Ctx, node: &Node, path: &str) -> Option<ValueRule> {
     let m = ctx.map(node, path, &["attribute", "per_request", "currency"])?;

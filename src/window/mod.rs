@@ -118,6 +118,18 @@ impl<T: Default + Clone + Reset> Ring<T> {
             .map(|(_, s)| s)
     }
 
+    /// [`Ring::live`] with the start time (ns) of each slot's sub-bucket.
+    pub fn live_since(&self, now_ns: u64) -> impl Iterator<Item = (u64, &T)> {
+        let n = self.slots.len() as u64;
+        let now_b = now_ns / self.sub_ns;
+        let sub = self.sub_ns;
+        self.idx
+            .iter()
+            .zip(self.slots.iter())
+            .filter(move |(&b, _)| b != EMPTY && b <= now_b && b + n > now_b)
+            .map(move |(&b, s)| (b * sub, s))
+    }
+
     pub fn sub_ns(&self) -> u64 {
         self.sub_ns
     }
@@ -160,20 +172,45 @@ impl<T: Default + Clone + Reset> Ring<T> {
 pub struct Slot {
     pub counts: Counts,
     pub hist: SparseHist,
+    /// Users and value at risk, boxed and made on the slot's first user or valued
+    /// failure: a series whose spans name no user and carry no value (users.keys empty,
+    /// no journey value) pays 8 bytes a slot for them, not 72.
+    pub customers: Option<Box<Customers>>,
+    /// Web vitals, made on the first one: most journeys have none.
+    pub vitals: Option<Box<VitalSlot>>,
+}
+
+/// The customer figures of one sub-bucket.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Customers {
     pub users: Users,
     /// Value of the failed or incorrect requests.
     pub value_at_risk: f64,
-    /// Web vitals, made on the first one: most journeys have none.
-    pub vitals: Option<Box<VitalSlot>>,
 }
 
 impl Reset for Slot {
     fn reset(&mut self) {
         self.counts = Counts::default();
         self.hist.clear();
-        self.users.clear();
-        self.value_at_risk = 0.0;
+        // The box stays for the next bucket: a series that names users keeps naming them.
+        if let Some(c) = self.customers.as_deref_mut() {
+            c.users.clear();
+            c.value_at_risk = 0.0;
+        }
         self.vitals = None;
+    }
+}
+
+impl Slot {
+    pub fn heap_bytes(&self) -> usize {
+        self.hist.heap_bytes()
+            + self.customers.as_deref().map_or(0, |c| {
+                std::mem::size_of::<Customers>() + c.users.heap_bytes()
+            })
+            + self.vitals.as_deref().map_or(0, |v| {
+                std::mem::size_of::<VitalSlot>()
+                    + v.hist.iter().map(|h| h.heap_bytes()).sum::<usize>()
+            })
     }
 }
 
@@ -387,7 +424,8 @@ impl SeriesState {
                     vs.hist[v].record(to_hist(r.value));
                 }
                 if r.flags & flag::USER != 0 {
-                    slot.users.record(r.user, r.flags);
+                    let c = slot.customers.get_or_insert_with(Default::default);
+                    c.users.record(r.user, r.flags);
                 }
             }
         }
@@ -418,11 +456,15 @@ impl SeriesState {
             if let Some(slot) = ring.slot_mut(end_ns, now_ns) {
                 slot.counts.add_flags(flags);
                 slot.hist.record(us);
-                if flags & flag::USER != 0 {
-                    slot.users.record(user, flags);
-                }
-                if lost {
-                    slot.value_at_risk += r.value;
+                let named = flags & flag::USER != 0;
+                if named || lost {
+                    let c = slot.customers.get_or_insert_with(Default::default);
+                    if named {
+                        c.users.record(user, flags);
+                    }
+                    if lost {
+                        c.value_at_risk += r.value;
+                    }
                 }
             }
         }
@@ -445,8 +487,10 @@ impl SeriesState {
         let mut value_at_risk = 0.0;
         for s in ring.live(now_ns) {
             counts.add(&s.counts);
-            users.merge(&s.users);
-            value_at_risk += s.value_at_risk;
+            if let Some(c) = s.customers.as_deref() {
+                users.merge(&c.users);
+                value_at_risk += c.value_at_risk;
+            }
         }
         hist::quantiles(ring.live(now_ns).map(|s| &s.hist), qs, scratch, qout);
         let quantiles_s = qout.iter().map(|q| q.map(|us| us as f64 / 1e6)).collect();
@@ -480,17 +524,7 @@ impl SeriesState {
             .map(|r| {
                 r.slots
                     .iter()
-                    .map(|s| {
-                        let vitals = s.vitals.as_deref().map_or(0, |v| {
-                            std::mem::size_of::<VitalSlot>()
-                                + v.hist.iter().map(|h| h.heap_bytes()).sum::<usize>()
-                        });
-                        s.hist.heap_bytes()
-                            + s.users.heap_bytes()
-                            + vitals
-                            + std::mem::size_of::<Slot>()
-                            + 8
-                    })
+                    .map(|s| s.heap_bytes() + std::mem::size_of::<Slot>() + 8)
                     .sum::<usize>()
             })
             .sum::<usize>()
@@ -653,6 +687,29 @@ mod tests {
         // At 1035 s the live buckets are 98..=103: 955 s and 975 s have left, users 2 and 3 remain.
         let st = s.window_stats(0, 1_035 * S, &[], &mut Vec::new(), &mut Vec::new());
         assert_eq!((st.users.all.count(), st.users.affected.count()), (2, 2));
+    }
+
+    #[test]
+    fn a_series_without_users_or_value_pays_eight_bytes_a_slot_for_them() {
+        use std::mem::size_of;
+        // Counts 6 x 8 = 48 (requests, errors, slow, incorrect, vitals, bad vitals), the
+        // histogram's Vec 24, the customers and vitals box pointers 8 each.
+        assert_eq!(size_of::<Slot>(), 88);
+        // Two sketches (an enum of two Vecs or a Box: 24 bytes and a tag, 32 each)
+        // and an f64.
+        assert_eq!(size_of::<Customers>(), 72);
+        let now = 1_000 * S;
+        let mut s = SeriesState::new(&[60 * S, 300 * S, 3_600 * S], 12, 0, now);
+        // 3 windows x 12 slots x (88 + 8 for the slot's bucket index), plus the one
+        // +Inf histogram bucket's 8 bytes: 3,456 + 8.
+        assert_eq!(s.heap_bytes(), 3_464);
+        s.record(&rec(now, 1_000, 0, 0, 0.0), &[], now);
+        // One slot per window gets a histogram bin: a Vec of capacity 4 x 8 bytes.
+        assert_eq!(s.heap_bytes(), 3_464 + 3 * 32);
+        s.record(&rec(now, 1_000, flag::USER, 7, 0.0), &[], now);
+        // Same bin; each of the three slots boxes its customers (72) with a users
+        // sketch of capacity 4 hashes (32).
+        assert_eq!(s.heap_bytes(), 3_464 + 3 * 32 + 3 * (72 + 32));
     }
 
     #[test]

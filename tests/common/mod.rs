@@ -6,7 +6,8 @@
 //! - [`sdk`]: spans sent with the real OpenTelemetry SDK and OTLP exporters;
 //! - [`otlp`]: OTLP protobuf built by hand (attributes, spans, requests, gzip, wire);
 //! - [`fake_receiver`]: a downstream OTLP metrics receiver for cerflow's push;
-//! - [`gen`]: proptest generators of OTLP trace requests.
+//! - [`gen`]: proptest generators of OTLP trace requests;
+//! - [`sse`]: server-sent events read from a streaming response (the web view).
 //!
 //! `use common::*` brings in the first four; the others are named where used.
 //! Every test binary compiles all of them and uses a different part, so an item one
@@ -26,6 +27,8 @@ pub mod process;
 pub mod scrape;
 #[allow(dead_code)]
 pub mod sdk;
+#[allow(dead_code)]
+pub mod sse;
 
 #[allow(unused_imports)]
 pub use config::*;

@@ -81,6 +81,54 @@ pub fn checkout_spans(n: usize, first_id: u64, millis: u64) -> Vec<Span> {
         .collect()
 }
 
+/// A span of a hand-built trace: trace `trace` (ids are small numbers, readable in a
+/// test), span `id`, parent `parent` (0: a root), ending 1 s ago after `millis`.
+pub fn trace_span(
+    trace: u64,
+    id: u64,
+    parent: u64,
+    name: &str,
+    kind: span::SpanKind,
+    millis: u64,
+) -> Span {
+    let end = now_ns() - 1_000_000_000;
+    Span {
+        trace_id: [0xabu64.to_be_bytes(), trace.to_be_bytes()].concat(),
+        span_id: id.to_be_bytes().to_vec(),
+        parent_span_id: if parent == 0 {
+            Vec::new()
+        } else {
+            parent.to_be_bytes().to_vec()
+        },
+        name: name.into(),
+        kind: kind as i32,
+        start_time_unix_nano: end - millis * 1_000_000,
+        end_time_unix_nano: end,
+        ..Default::default()
+    }
+}
+
+/// `s` with status ERROR.
+pub fn failed(mut s: Span) -> Span {
+    s.status = Some(opentelemetry_proto::tonic::trace::v1::Status {
+        code: opentelemetry_proto::tonic::trace::v1::status::StatusCode::Error as i32,
+        ..Default::default()
+    });
+    s
+}
+
+/// `s` with the string attribute `key=value`.
+pub fn with_attr(mut s: Span, key: &str, value: &str) -> Span {
+    s.attributes.push(kv(key, value));
+    s
+}
+
+/// The protobuf body of a trace request.
+pub fn body(req: &ExportTraceServiceRequest) -> Vec<u8> {
+    use prost::Message;
+    req.encode_to_vec()
+}
+
 /// `data` gzip-compressed (best compression: bombs stay small).
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write as _;
@@ -144,6 +192,88 @@ pub fn logs(service: &str, records: Vec<LogRecord>) -> ExportLogsServiceRequest 
             resource: Some(service_resource(service)),
             scope_logs: vec![ScopeLogs {
                 log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// A number data point of `value` at `time_ns` (cumulative points also take `start_ns`).
+pub fn number_point(
+    start_ns: u64,
+    time_ns: u64,
+    value: f64,
+    attributes: Vec<KeyValue>,
+) -> opentelemetry_proto::tonic::metrics::v1::NumberDataPoint {
+    use opentelemetry_proto::tonic::metrics::v1::{number_data_point, NumberDataPoint};
+    NumberDataPoint {
+        attributes,
+        start_time_unix_nano: start_ns,
+        time_unix_nano: time_ns,
+        value: Some(number_data_point::Value::AsDouble(value)),
+        ..Default::default()
+    }
+}
+
+/// A gauge metric.
+pub fn gauge_metric(
+    name: &str,
+    unit: &str,
+    points: Vec<opentelemetry_proto::tonic::metrics::v1::NumberDataPoint>,
+) -> opentelemetry_proto::tonic::metrics::v1::Metric {
+    use opentelemetry_proto::tonic::metrics::v1::{metric, Gauge, Metric};
+    Metric {
+        name: name.into(),
+        unit: unit.into(),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: points,
+        })),
+        ..Default::default()
+    }
+}
+
+/// A sum metric, monotonic or not, cumulative or delta.
+pub fn sum_metric(
+    name: &str,
+    unit: &str,
+    monotonic: bool,
+    cumulative: bool,
+    points: Vec<opentelemetry_proto::tonic::metrics::v1::NumberDataPoint>,
+) -> opentelemetry_proto::tonic::metrics::v1::Metric {
+    use opentelemetry_proto::tonic::metrics::v1::{metric, AggregationTemporality, Metric, Sum};
+    let temporality = if cumulative {
+        AggregationTemporality::Cumulative
+    } else {
+        AggregationTemporality::Delta
+    };
+    Metric {
+        name: name.into(),
+        unit: unit.into(),
+        data: Some(metric::Data::Sum(Sum {
+            data_points: points,
+            aggregation_temporality: temporality as i32,
+            is_monotonic: monotonic,
+        })),
+        ..Default::default()
+    }
+}
+
+/// One metrics request: one resource with these attributes, one scope, `metrics`.
+pub fn metrics_request(
+    resource: &[(&str, &str)],
+    metrics: Vec<opentelemetry_proto::tonic::metrics::v1::Metric>,
+) -> opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: resource.iter().map(|(k, v)| kv(k, v)).collect(),
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
                 ..Default::default()
             }],
             ..Default::default()

@@ -188,8 +188,39 @@ impl Cerflow {
         format!("http://127.0.0.1:{}{path}", self.ports.http)
     }
 
+    /// `http://127.0.0.1:PORT{path}` on the metrics port (metrics, score API, web view).
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.prom)
+    }
+
     pub fn client(&self) -> &reqwest::blocking::Client {
         &self.http
+    }
+
+    /// POSTs a trace body to `/v1/traces` with `content_type` (`application/x-protobuf`
+    /// or `application/json`); returns the HTTP status.
+    pub fn post_traces(&self, body: Vec<u8>, content_type: &str) -> u16 {
+        let url = self.http_url("/v1/traces");
+        self.http
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+            .status()
+            .as_u16()
+    }
+
+    /// GET of a JSON document on the metrics port (`/api/v1/scores`).
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let url = format!("http://127.0.0.1:{}{path}", self.ports.prom);
+        let text = self
+            .http
+            .get(&url)
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: {e}: {text}"))
     }
 
     /// One scrape of `/metrics`, or why it failed.

@@ -1,7 +1,7 @@
 //! Spans sent the way applications send them: the real OpenTelemetry SDK and its OTLP
 //! exporters (gRPC, HTTP protobuf, HTTP JSON), with explicit start and end times.
 
-use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{Span as _, SpanKind, Status, TracerProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -22,6 +22,8 @@ pub struct SpanSpec {
     pub backwards: bool,
     /// End in the future by `ends_ago` instead of in the past.
     pub future: bool,
+    /// Spans emitted as this one's children (same trace, parent = this span).
+    pub children: Vec<SpanSpec>,
 }
 
 pub fn span(name: &'static str, kind: SpanKind, millis: u64) -> SpanSpec {
@@ -35,6 +37,7 @@ pub fn span(name: &'static str, kind: SpanKind, millis: u64) -> SpanSpec {
         events: Vec::new(),
         backwards: false,
         future: false,
+        children: Vec::new(),
     }
 }
 
@@ -49,6 +52,10 @@ impl SpanSpec {
     }
     pub fn tier(self, tier: &'static str) -> SpanSpec {
         self.attr(KeyValue::new("app.plan.tier", tier))
+    }
+    pub fn child(mut self, c: SpanSpec) -> SpanSpec {
+        self.children.push(c);
+        self
     }
     pub fn error(mut self) -> SpanSpec {
         self.error = true;
@@ -122,11 +129,30 @@ pub fn http_provider(url: &str, res: Resource, protocol: Protocol) -> SdkTracerP
         .build()
 }
 
-/// Emits every span with explicit start and end times, flushes and shuts the provider down.
+/// Emits every span (and its children, in its context) with explicit start and end
+/// times, flushes and shuts the provider down.
 pub fn send(provider: SdkTracerProvider, spans: &[SpanSpec]) {
     let tracer = provider.tracer("cerflow-integration-tests");
     let now = SystemTime::now();
     for s in spans {
+        emit(&tracer, s, now, None);
+    }
+    provider.force_flush().expect("flushing the span exporter");
+    provider
+        .shutdown()
+        .expect("shutting the tracer provider down");
+}
+
+fn emit<T: opentelemetry::trace::Tracer>(
+    tracer: &T,
+    s: &SpanSpec,
+    now: SystemTime,
+    parent: Option<&opentelemetry::Context>,
+) where
+    T::Span: Send + Sync + 'static,
+{
+    use opentelemetry::trace::TraceContextExt as _;
+    {
         let end = if s.future {
             now + s.ends_ago
         } else {
@@ -137,12 +163,15 @@ pub fn send(provider: SdkTracerProvider, spans: &[SpanSpec]) {
         } else {
             end - s.duration
         };
-        let mut span = tracer
+        let builder = tracer
             .span_builder(s.name)
             .with_kind(s.kind.clone())
             .with_start_time(start)
-            .with_attributes(s.attrs.clone())
-            .start(&tracer);
+            .with_attributes(s.attrs.clone());
+        let mut span = match parent {
+            Some(cx) => builder.start_with_context(tracer, cx),
+            None => builder.start(tracer),
+        };
         for e in &s.events {
             span.add_event_with_timestamp(
                 *e,
@@ -155,12 +184,15 @@ pub fn send(provider: SdkTracerProvider, spans: &[SpanSpec]) {
         } else {
             span.set_status(Status::Ok);
         }
+        if !s.children.is_empty() {
+            let cx =
+                opentelemetry::Context::new().with_remote_span_context(span.span_context().clone());
+            for c in &s.children {
+                emit(tracer, c, now, Some(&cx));
+            }
+        }
         span.end_with_timestamp(end);
     }
-    provider.force_flush().expect("flushing the span exporter");
-    provider
-        .shutdown()
-        .expect("shutting the tracer provider down");
 }
 
 /// `shop-api` checkouts in eu-west-1 over gRPC: 50 ms, 100 ms, 200 ms failed, 400 ms.

@@ -164,7 +164,7 @@ receivers:
   prometheus:
     endpoint: 127.0.0.1:{prom_port}
 {exporters_extra}pipeline:
-  evaluation_interval: 100ms
+  evaluation_interval: {interval}
   shutdown_timeout: 3s
 {pipeline_extra}windows:
   sizes: [1m, 5m]
@@ -209,7 +209,7 @@ class Process:
 
 class Cerflow(Process):
     def __init__(self, binary: Path, workdir: Path, body: str, exporters: str = "", pipeline: str = "",
-                 http: str = "", receivers: str = ""):
+                 interval: str = "100ms", http: str = "", receivers: str = ""):
         self.grpc_port, self.http_port, self.prom_port = free_ports(3)
         self.config_path = workdir / "cerflow.yaml"
         self.config_text = BASE_CONFIG.format(
@@ -218,6 +218,7 @@ class Cerflow(Process):
             prom_port=self.prom_port,
             exporters_extra=exporters,
             pipeline_extra=pipeline,
+            interval=interval,
             http_extra=http,
             receivers_extra=receivers,
         ) + body
@@ -305,15 +306,17 @@ def start_cerflow(cerflow_bin, tmp_path):
     """start_cerflow(yaml_body) -> a running Cerflow. `yaml_body` is appended to a base
     config holding the listeners (free ports), a 100ms evaluation interval and 1m/5m windows.
     `exporters` and `pipeline` are extra lines (indented two spaces) for those two sections
-    of the base config, e.g. an OTLP push exporter or a smaller queue; `http` extra lines
-    (indented eight) for the OTLP/HTTP listener (its `cors`), `receivers` (indented four)
-    for `receivers.otlp` (`auth`, `public_rate_limit`)."""
+    of the base config, e.g. an OTLP push exporter or a smaller queue; `interval` replaces
+    the evaluation interval (a test that must not see a tick skip a busy worker's series
+    uses a longer one); `http` extra lines (indented eight) for the OTLP/HTTP listener (its
+    `cors`), `receivers` (indented four) for `receivers.otlp` (`auth`, `public_rate_limit`)."""
     started: list[Cerflow] = []
 
-    def start(body: str = "", exporters: str = "", pipeline: str = "", http: str = "", receivers: str = "") -> Cerflow:
+    def start(body: str = "", exporters: str = "", pipeline: str = "", interval: str = "100ms",
+              http: str = "", receivers: str = "") -> Cerflow:
         workdir = tmp_path / f"cerflow{len(started)}"
         workdir.mkdir()
-        c = Cerflow(cerflow_bin, workdir, body, exporters, pipeline, http, receivers)
+        c = Cerflow(cerflow_bin, workdir, body, exporters, pipeline, interval, http, receivers)
         started.append(c)
         return c
 

@@ -130,6 +130,10 @@ def test_every_panel_query_returns_data(start_cerflow, prometheus, loadgen, cerf
     # The generated journeys and cohorts; the base config brings listeners and its version.
     body = "".join(line for line in printed.splitlines(keepends=True) if not line.startswith("version:"))
     body += "slo:\n  alerts:\n    - { severity: page, long_window: 1m, short_window: 10s, burn_rate: 2 }\n"
+    # The customer panels need users and values, which the loadgen does not name: its
+    # hosts stand in for users, and every generated journey is worth 1 EUR a request.
+    body += "users:\n  keys: [host.name]\n"
+    body = re.sub(r"^(  - name: .+\n)", r"\1    value: { per_request: 1, currency: EUR }\n", body, flags=re.M)
     cf = start_cerflow(body)
     base = prometheus(cf.prom_port)
     loadgen(f"127.0.0.1:{cf.grpc_port}")

@@ -1,0 +1,967 @@
+//! Trace assembly, and what only a whole trace tells: which dependency calls a journey
+//! request made, and whose fault a failed request was.
+//!
+//! Receivers turn every span into a fixed-size [`TraceSpan`] and route it by trace id
+//! ([`worker_of`]), so each trace is assembled on one worker, without locks, in that
+//! worker's [`Assembler`]. Entry spans are recorded into the journey series at once as
+//! before; only the attribution of children waits. A trace is complete `traces.wait`
+//! after its last span arrived; the buffer is bounded in bytes (oldest traces complete
+//! first) and in spans per trace, each early completion counted by reason.
+//!
+//! On completion each span takes the journey of its nearest claimed ancestor. Calls
+//! (CLIENT, PRODUCER, or any span with `db.system.name`/`db.system`) under a journey are
+//! recorded into journey x dependency series ([`Dependencies`]); a failed journey
+//! request is blamed on each distinct dependency whose call under it failed, or on
+//! `self` when none did. Spans of a trace in which no journey claimed a span are orphans.
+
+pub mod config;
+
+use crate::internal_events::{InternalEvent, OrphanSpans, TracesEvicted};
+use crate::journey::Journeys;
+use crate::snapshot::{DependencySnap, DependencyWindow, SelfBlameSnap};
+use crate::span::{clip, kind, status, AttrValue, SpanView, MAX_LABEL_VALUE_BYTES};
+use crate::span_record::{flag, JourneyId, Record};
+use crate::telemetry::{Evict, Telemetry};
+use crate::window::{Reset, Ring, SeriesState};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// No journey claimed the span.
+pub const NO_JOURNEY: JourneyId = JourneyId::MAX;
+
+/// What a [`TraceSpan`] says about its span.
+pub mod tflag {
+    /// Failed: a claimed span by its journey's failure rule, any other by its status.
+    pub const ERROR: u8 = 1;
+    /// A call to a dependency; its name is in the text.
+    pub const DEPENDENCY: u8 = 2;
+}
+
+/// One span as trace assembly keeps it: 64 bytes; a dependency's name lives in the
+/// batch's (later the trace's) text.
+#[derive(Debug, Clone, Copy)]
+pub struct TraceSpan {
+    pub trace: u128,
+    pub span: u64,
+    /// 0 for a root (or a parent id that is not 8 bytes).
+    pub parent: u64,
+    pub end_ns: u64,
+    pub duration_ns: u64,
+    /// The journey that claimed the span, or [`NO_JOURNEY`].
+    pub journey: JourneyId,
+    pub flags: u8,
+    pub name: (u32, u32),
+}
+
+/// Bytes a buffered span costs: the record plus its share of the trace's map entry.
+const SPAN_BYTES: usize = std::mem::size_of::<TraceSpan>();
+/// A buffered trace's fixed cost: map entry and vectors.
+const TRACE_BYTES: usize = 128;
+/// An arrival-order entry: one per trace and batch that brought it spans, until it
+/// reaches the front of the queue (so a trace fed by many batches costs more).
+const ORDER_BYTES: usize = std::mem::size_of::<(u64, u128)>();
+/// A completed trace's vectors are kept for reuse up to this many spans of capacity.
+const POOL_SPANS: usize = 256;
+const POOL_TRACES: usize = 256;
+
+fn id_u64(b: &[u8]) -> u64 {
+    b.try_into().map_or(0, u64::from_be_bytes)
+}
+
+fn id_u128(b: &[u8]) -> u128 {
+    b.try_into().map_or(0, u128::from_be_bytes)
+}
+
+/// The trace id of a span as a number (0 when it is not 16 bytes).
+pub fn trace_id_of<S: SpanView + ?Sized>(span: &S) -> u128 {
+    id_u128(span.trace_id())
+}
+
+/// The worker that assembles a trace. The ids of W3C traces are random in their low
+/// bytes, but hand-made ones often are not: both halves are mixed in.
+pub fn worker_of(trace: u128, workers: usize) -> usize {
+    let mixed = ((trace as u64) ^ ((trace >> 64) as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((mixed >> 32) % workers.max(1) as u64) as usize
+}
+
+/// Writes the name of the dependency `span` calls into `out` and returns true, or
+/// returns false when the span is not a call. `db.*` keys name `db.system.name/db.namespace`.
+pub fn dependency_name<S: SpanView + ?Sized>(span: &S, keys: &[String], out: &mut String) -> bool {
+    let db = span
+        .span_attr("db.system.name")
+        .or_else(|| span.span_attr("db.system"));
+    if !matches!(span.kind(), kind::CLIENT | kind::PRODUCER) && db.is_none() {
+        return false;
+    }
+    let start = out.len();
+    for key in keys {
+        let Some(v) = span.span_attr(key) else {
+            continue;
+        };
+        if matches!(v, AttrValue::Other) {
+            continue;
+        }
+        v.write_to(out);
+        if key.starts_with("db.system") {
+            let ns = span
+                .span_attr("db.namespace")
+                .or_else(|| span.span_attr("db.name"));
+            if let Some(ns) = ns {
+                out.push('/');
+                ns.write_to(out);
+            }
+        }
+        if out.len() > start {
+            let kept = clip(&out[start..], MAX_LABEL_VALUE_BYTES).len();
+            out.truncate(start + kept);
+            return true;
+        }
+    }
+    out.push_str(UNKNOWN_DEPENDENCY);
+    true
+}
+
+/// The name of a call none of `dependencies.keys` names.
+pub const UNKNOWN_DEPENDENCY: &str = "unknown";
+/// The blame of a failed request with no failed call under it.
+pub const SELF: &str = "self";
+
+/// The trace record of a span; `journey` and `failed` come from classification.
+/// Appends the dependency name, if any, to `text`.
+pub fn trace_span<S: SpanView + ?Sized>(
+    span: &S,
+    journey: Option<(JourneyId, bool)>,
+    end_ns: u64,
+    keys: &[String],
+    text: &mut String,
+) -> TraceSpan {
+    let (journey, failed) = match journey {
+        Some((j, failed)) => (j, failed),
+        None => (NO_JOURNEY, span.status_code() == status::ERROR),
+    };
+    let mut flags = if failed { tflag::ERROR } else { 0 };
+    let start = text.len() as u32;
+    // A claimed span is a journey request, never a call of its own journey.
+    if journey == NO_JOURNEY && dependency_name(span, keys, text) {
+        flags |= tflag::DEPENDENCY;
+    }
+    TraceSpan {
+        trace: trace_id_of(span),
+        span: id_u64(span.span_id()),
+        parent: id_u64(span.parent_span_id()),
+        end_ns,
+        duration_ns: span.end_ns().saturating_sub(span.start_ns()),
+        journey,
+        flags,
+        name: (start, text.len() as u32),
+    }
+}
+
+/// The figures of the assembly buffer, fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub wait_ns: u64,
+    /// This worker's share of `traces.max_bytes`.
+    pub max_bytes: usize,
+    pub max_spans: usize,
+    pub max_dependencies: usize,
+    pub window_ns: Vec<u64>,
+    pub sub_buckets: u32,
+    pub bounds_ns: Vec<u64>,
+    pub ttl_ns: u64,
+}
+
+#[derive(Debug, Default)]
+struct Trace {
+    spans: Vec<TraceSpan>,
+    names: String,
+    last_arrival: u64,
+}
+
+impl Trace {
+    fn name(&self, s: &TraceSpan) -> &str {
+        self.names
+            .get(s.name.0 as usize..s.name.1 as usize)
+            .unwrap_or("")
+    }
+}
+
+/// A count per sub-bucket.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally(u64);
+
+impl Reset for Tally {
+    fn reset(&mut self) {
+        self.0 = 0;
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Blame {
+    total: u64,
+    windows: Vec<Ring<Tally>>,
+    created_unix_ns: u64,
+    last_unix_ns: u64,
+}
+
+impl Blame {
+    fn new(s: &Settings, now: u64) -> Blame {
+        Blame {
+            total: 0,
+            windows: s
+                .window_ns
+                .iter()
+                .map(|&w| Ring::new(w, s.sub_buckets))
+                .collect(),
+            created_unix_ns: now,
+            last_unix_ns: now,
+        }
+    }
+
+    fn add(&mut self, at_ns: u64, now: u64) {
+        self.total += 1;
+        for r in self.windows.iter_mut() {
+            if let Some(t) = r.slot_mut(at_ns, now) {
+                t.0 += 1;
+            }
+        }
+        self.last_unix_ns = now;
+    }
+
+    fn window(&self, w: usize, now: u64) -> u64 {
+        self.windows[w].live(now).map(|t| t.0).sum()
+    }
+}
+
+struct DepSeries {
+    journey: JourneyId,
+    seed: u64,
+    name: Arc<str>,
+    key: u64,
+    state: SeriesState,
+    blame: Blame,
+}
+
+impl DepSeries {
+    fn idle(&self, now: u64, ttl: u64) -> bool {
+        let last = self.state.last_update_unix_ns.max(self.blame.last_unix_ns);
+        now.saturating_sub(last) >= ttl
+    }
+}
+
+/// Admission of dependency series, shared by the workers: a dependency of a journey
+/// may be held by several workers, and takes one of the journey's slots while any does.
+#[derive(Default)]
+pub struct DependencyAdmission {
+    /// (journey seed, name) key -> workers holding it.
+    holders: dashmap::DashMap<u64, usize>,
+    /// Journey seed -> distinct dependencies admitted.
+    per_journey: dashmap::DashMap<u64, usize>,
+}
+
+impl DependencyAdmission {
+    fn admit(&self, seed: u64, key: u64, max: usize) -> bool {
+        if let Some(mut h) = self.holders.get_mut(&key) {
+            *h += 1;
+            return true;
+        }
+        let mut count = self.per_journey.entry(seed).or_insert(0);
+        if *count >= max {
+            return false;
+        }
+        *count += 1;
+        drop(count);
+        *self.holders.entry(key).or_insert(0) += 1;
+        true
+    }
+
+    fn release(&self, seed: u64, key: u64) {
+        let gone = match self.holders.get_mut(&key) {
+            Some(mut h) => {
+                *h = h.saturating_sub(1);
+                *h == 0
+            }
+            None => false,
+        };
+        if gone {
+            self.holders.remove(&key);
+            if let Some(mut c) = self.per_journey.get_mut(&seed) {
+                *c = c.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// One worker's traces in assembly and the dependency state they feed.
+pub struct Assembler {
+    settings: Arc<Settings>,
+    admission: Arc<DependencyAdmission>,
+    tel: Arc<Telemetry>,
+    traces: HashMap<u128, Trace, ahash::RandomState>,
+    /// (last arrival, trace) in arrival order; entries of traces that got more spans
+    /// since are stale and skipped.
+    order: VecDeque<(u64, u128)>,
+    bytes: usize,
+    pool: Vec<Trace>,
+    hasher: ahash::RandomState,
+    deps: HashMap<u64, Vec<DepSeries>>,
+    overflow: HashMap<JourneyId, DepSeries>,
+    self_blame: HashMap<JourneyId, (u64, Blame)>,
+    // Scratch of the completion, reused.
+    index: Vec<(u64, u32)>,
+    owner: Vec<u32>,
+    path: Vec<u32>,
+    failed: Vec<(u32, u32)>,
+}
+
+const UNSET: u32 = u32::MAX;
+const NONE: u32 = u32::MAX - 1;
+
+impl Assembler {
+    pub fn new(
+        settings: Arc<Settings>,
+        admission: Arc<DependencyAdmission>,
+        tel: Arc<Telemetry>,
+    ) -> Assembler {
+        Assembler {
+            settings,
+            admission,
+            tel,
+            traces: HashMap::with_hasher(ahash::RandomState::new()),
+            order: VecDeque::new(),
+            bytes: 0,
+            pool: Vec::new(),
+            hasher: ahash::RandomState::with_seeds(3, 5, 7, 9),
+            deps: HashMap::new(),
+            overflow: HashMap::new(),
+            self_blame: HashMap::new(),
+            index: Vec::new(),
+            owner: Vec::new(),
+            path: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+
+    /// Bytes of spans buffered.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Buffers the spans of one batch (names in `text`); completes traces that reach
+    /// the span limit, then the oldest while the buffer is over its bytes.
+    pub fn add(&mut self, spans: &[TraceSpan], text: &str, journeys: &Journeys, now: u64) {
+        for s in spans {
+            let (pool, bytes) = (&mut self.pool, &mut self.bytes);
+            let t = self.traces.entry(s.trace).or_insert_with(|| {
+                *bytes += TRACE_BYTES;
+                pool.pop().unwrap_or_default()
+            });
+            let mut copy = *s;
+            let name = text.get(s.name.0 as usize..s.name.1 as usize).unwrap_or("");
+            let start = t.names.len() as u32;
+            t.names.push_str(name);
+            copy.name = (start, t.names.len() as u32);
+            t.spans.push(copy);
+            self.bytes += SPAN_BYTES + name.len();
+            if t.last_arrival != now || t.spans.len() == 1 {
+                t.last_arrival = now;
+                self.order.push_back((now, s.trace));
+                self.bytes += ORDER_BYTES;
+            }
+            if t.spans.len() >= self.settings.max_spans {
+                self.complete(s.trace, journeys, now);
+                TracesEvicted {
+                    reason: Evict::MaxSpans,
+                    traces: 1,
+                }
+                .emit(&self.tel);
+            }
+        }
+        let mut evicted = 0u64;
+        // Bounded by the queue: each turn removes one entry.
+        while self.bytes > self.settings.max_bytes {
+            let Some((at, id)) = self.order.pop_front() else {
+                break;
+            };
+            self.bytes = self.bytes.saturating_sub(ORDER_BYTES);
+            if self.traces.get(&id).is_some_and(|t| t.last_arrival == at) {
+                self.complete(id, journeys, now);
+                evicted += 1;
+            }
+        }
+        if evicted > 0 {
+            TracesEvicted {
+                reason: Evict::Memory,
+                traces: evicted,
+            }
+            .emit(&self.tel);
+        }
+    }
+
+    /// Completes every trace whose last span arrived `traces.wait` ago or more.
+    pub fn tick(&mut self, journeys: &Journeys, now: u64) {
+        while let Some(&(at, id)) = self.order.front() {
+            if at.saturating_add(self.settings.wait_ns) > now {
+                break;
+            }
+            self.order.pop_front();
+            self.bytes = self.bytes.saturating_sub(ORDER_BYTES);
+            if self.traces.get(&id).is_some_and(|t| t.last_arrival == at) {
+                self.complete(id, journeys, now);
+            }
+        }
+    }
+
+    /// Completes every trace: at shutdown nothing buffered is lost.
+    pub fn flush(&mut self, journeys: &Journeys, now: u64) {
+        let ids: Vec<u128> = self.traces.keys().copied().collect();
+        for id in ids {
+            self.complete(id, journeys, now);
+        }
+        self.bytes = self.bytes.saturating_sub(self.order.len() * ORDER_BYTES);
+        self.order.clear();
+    }
+
+    /// Journey ids after a config reload: buffered spans of journeys that went become
+    /// unclaimed, dependency state of such journeys is dropped.
+    pub fn remap(&mut self, map: &dyn Fn(JourneyId) -> Option<JourneyId>) {
+        for t in self.traces.values_mut() {
+            for s in t.spans.iter_mut().filter(|s| s.journey != NO_JOURNEY) {
+                s.journey = map(s.journey).unwrap_or(NO_JOURNEY);
+            }
+        }
+        let admission = &self.admission;
+        self.deps.retain(|_, list| {
+            list.retain_mut(|d| match map(d.journey) {
+                Some(new) => {
+                    d.journey = new;
+                    true
+                }
+                None => {
+                    admission.release(d.seed, d.key);
+                    false
+                }
+            });
+            !list.is_empty()
+        });
+        self.overflow = std::mem::take(&mut self.overflow)
+            .into_values()
+            .filter_map(|mut d| {
+                map(d.journey).map(|new| {
+                    d.journey = new;
+                    (new, d)
+                })
+            })
+            .collect();
+        self.self_blame = std::mem::take(&mut self.self_blame)
+            .into_iter()
+            .filter_map(|(j, b)| map(j).map(|new| (new, b)))
+            .collect();
+    }
+
+    fn complete(&mut self, id: u128, journeys: &Journeys, now: u64) {
+        let Some(mut t) = self.traces.remove(&id) else {
+            return;
+        };
+        self.bytes = self
+            .bytes
+            .saturating_sub(TRACE_BYTES + t.spans.len() * SPAN_BYTES + t.names.len());
+        self.attribute(&t, journeys, now);
+        if self.pool.len() < POOL_TRACES && t.spans.capacity() <= POOL_SPANS {
+            t.spans.clear();
+            t.names.clear();
+            t.last_arrival = 0;
+            self.pool.push(t);
+        }
+    }
+
+    /// The nearest claimed strict ancestor of span `i`, or [`NONE`]. Walks up at most
+    /// as many steps as the trace has spans (a cycle of ids cannot spin), and remembers
+    /// the answer for every span on the way.
+    fn owner_of(&mut self, t: &Trace, i: usize) -> u32 {
+        let n = t.spans.len();
+        if self.owner[i] != UNSET {
+            return self.owner[i];
+        }
+        self.path.clear();
+        let mut cur = i;
+        let mut result = NONE;
+        for _ in 0..=n {
+            if cur != i {
+                if t.spans[cur].journey != NO_JOURNEY {
+                    result = cur as u32;
+                    break;
+                }
+                if self.owner[cur] != UNSET {
+                    result = self.owner[cur];
+                    break;
+                }
+            }
+            self.path.push(cur as u32);
+            let p = t.spans[cur].parent;
+            if p == 0 {
+                break;
+            }
+            match self.index.binary_search_by_key(&p, |e| e.0) {
+                Ok(k) => cur = self.index[k].1 as usize,
+                Err(_) => break,
+            }
+        }
+        for &k in &self.path {
+            self.owner[k as usize] = result;
+        }
+        result
+    }
+
+    fn attribute(&mut self, t: &Trace, journeys: &Journeys, now: u64) {
+        let n = t.spans.len();
+        if !t.spans.iter().any(|s| s.journey != NO_JOURNEY) {
+            OrphanSpans { spans: n as u64 }.emit(&self.tel);
+            return;
+        }
+        self.index.clear();
+        self.index
+            .extend(t.spans.iter().enumerate().map(|(i, s)| (s.span, i as u32)));
+        self.index.sort_unstable();
+        self.owner.clear();
+        self.owner.resize(n, UNSET);
+        self.failed.clear();
+        for i in 0..n {
+            let s = t.spans[i];
+            if s.flags & tflag::DEPENDENCY == 0 {
+                continue;
+            }
+            let o = self.owner_of(t, i);
+            if o == NONE {
+                continue;
+            }
+            let req = t.spans[o as usize];
+            self.record_call(req.journey, t.name(&s), &s, journeys, now);
+            if s.flags & tflag::ERROR != 0 && req.flags & tflag::ERROR != 0 {
+                self.failed.push((o, i as u32));
+            }
+        }
+        // Each distinct failed dependency of a failed request once. Keyed by the
+        // request's span id, not its place: a span sent twice (an export retried) is
+        // counted twice as a request, and each copy has the calls under it.
+        let mut failed = std::mem::take(&mut self.failed);
+        let owner_id = |f: &(u32, u32)| t.spans[f.0 as usize].span;
+        let call_name = |f: &(u32, u32)| t.name(&t.spans[f.1 as usize]);
+        failed.sort_unstable_by(|a, b| {
+            owner_id(a)
+                .cmp(&owner_id(b))
+                .then_with(|| call_name(a).cmp(call_name(b)))
+        });
+        failed.dedup_by(|a, b| owner_id(a) == owner_id(b) && call_name(a) == call_name(b));
+        for req in t.spans.iter() {
+            if req.journey == NO_JOURNEY || req.flags & tflag::ERROR == 0 {
+                continue;
+            }
+            let first = failed.partition_point(|f| owner_id(f) < req.span);
+            let mine = failed[first..]
+                .iter()
+                .take_while(|f| owner_id(f) == req.span)
+                .count();
+            if mine == 0 {
+                self.blame_self(req.journey, req.end_ns, journeys, now);
+            }
+            for f in &failed[first..first + mine] {
+                let call = t.spans[f.1 as usize];
+                let series = self.series(req.journey, t.name(&call), journeys, now);
+                if let Some(d) = series {
+                    d.blame.add(req.end_ns, now);
+                }
+            }
+        }
+        self.failed = failed;
+    }
+
+    fn blame_self(&mut self, journey: JourneyId, at: u64, journeys: &Journeys, now: u64) {
+        let settings = &self.settings;
+        let (_, b) = self.self_blame.entry(journey).or_insert_with(|| {
+            (
+                journeys.get(journey).map_or(0, |j| j.seed),
+                Blame::new(settings, now),
+            )
+        });
+        b.add(at, now);
+    }
+
+    fn record_call(
+        &mut self,
+        journey: JourneyId,
+        name: &str,
+        s: &TraceSpan,
+        journeys: &Journeys,
+        now: u64,
+    ) {
+        let settings = self.settings.clone();
+        let Some(d) = self.series(journey, name, journeys, now) else {
+            return;
+        };
+        let r = Record {
+            hash: 0,
+            journey,
+            first_value: 0,
+            n_values: 0,
+            flags: if s.flags & tflag::ERROR != 0 {
+                flag::ERROR
+            } else {
+                0
+            },
+            end_ns: s.end_ns,
+            duration_ns: s.duration_ns,
+            user: 0,
+            value: 0.0,
+            event: 0,
+        };
+        // A call is a span, never an event: there is no vital id to remember.
+        d.state.record(&r, &settings.bounds_ns, now);
+    }
+
+    /// The series of the journey's dependency `name`, made when new and admitted, else
+    /// the journey's overflow series.
+    fn series(
+        &mut self,
+        journey: JourneyId,
+        name: &str,
+        journeys: &Journeys,
+        now: u64,
+    ) -> Option<&mut DepSeries> {
+        use std::hash::{BuildHasher, Hasher};
+        let seed = journeys.get(journey)?.seed;
+        let mut h = self.hasher.build_hasher();
+        h.write_u64(seed);
+        h.write(name.as_bytes());
+        let key = h.finish();
+        let settings = &self.settings;
+        let fresh = |name: Arc<str>| DepSeries {
+            journey,
+            seed,
+            name,
+            key,
+            state: SeriesState::new(
+                &settings.window_ns,
+                settings.sub_buckets,
+                settings.bounds_ns.len(),
+                now,
+            ),
+            blame: Blame::new(settings, now),
+        };
+        let pos = self.deps.get(&key).and_then(|list| {
+            list.iter()
+                .position(|d| d.journey == journey && &*d.name == name)
+        });
+        if let Some(p) = pos {
+            return self.deps.get_mut(&key).map(|list| &mut list[p]);
+        }
+        if self.admission.admit(seed, key, settings.max_dependencies) {
+            let list = self.deps.entry(key).or_default();
+            list.push(fresh(Arc::from(name)));
+            return list.last_mut();
+        }
+        Some(
+            self.overflow
+                .entry(journey)
+                .or_insert_with(|| fresh(Arc::from(""))),
+        )
+    }
+
+    /// Dependency series and blame at `now`; idle ones (past `series_ttl`) are dropped first.
+    pub fn snapshot(
+        &mut self,
+        journeys: &Journeys,
+        now: u64,
+        expire: bool,
+    ) -> (Vec<DependencySnap>, Vec<SelfBlameSnap>) {
+        let ttl = self.settings.ttl_ns;
+        if expire {
+            let admission = &self.admission;
+            self.deps.retain(|_, list| {
+                list.retain(|d| {
+                    let idle = d.idle(now, ttl);
+                    if idle {
+                        admission.release(d.seed, d.key);
+                    }
+                    !idle
+                });
+                !list.is_empty()
+            });
+            self.overflow.retain(|_, d| !d.idle(now, ttl));
+            self.self_blame
+                .retain(|_, (_, b)| now.saturating_sub(b.last_unix_ns) < ttl);
+        }
+        let n_windows = self.settings.window_ns.len();
+        let mut deps = Vec::new();
+        let normal = self.deps.values().flatten().map(|d| (d, false));
+        let overflow = self.overflow.values().map(|d| (d, true));
+        for (d, is_overflow) in normal.chain(overflow) {
+            let Some(journey) = journeys.get(d.journey) else {
+                continue;
+            };
+            let windows = (0..n_windows)
+                .map(|w| {
+                    let ring = &d.state.windows[w];
+                    let mut counts = crate::window::Counts::default();
+                    let mut hists = Vec::new();
+                    for slot in ring.live(now) {
+                        counts.add(&slot.counts);
+                        if !slot.hist.bins().is_empty() {
+                            hists.push(slot.hist.clone());
+                        }
+                    }
+                    DependencyWindow {
+                        counts,
+                        hists,
+                        blamed: d.blame.window(w, now),
+                    }
+                })
+                .collect();
+            deps.push(DependencySnap {
+                journey,
+                name: d.name.clone(),
+                overflow: is_overflow,
+                totals: d.state.totals,
+                duration_sum_s: d.state.duration_sum_s,
+                buckets: d.state.buckets.clone(),
+                created_unix_ns: d.state.created_unix_ns,
+                blamed_total: d.blame.total,
+                windows,
+            });
+        }
+        let selfs = self
+            .self_blame
+            .iter()
+            .filter_map(|(j, (_, b))| {
+                Some(SelfBlameSnap {
+                    journey: journeys.get(*j)?,
+                    total: b.total,
+                    created_unix_ns: b.created_unix_ns,
+                    windows: (0..n_windows).map(|w| b.window(w, now)).collect(),
+                })
+            })
+            .collect();
+        (deps, selfs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::telemetry::AddRelaxed;
+
+    const S: u64 = 1_000_000_000;
+
+    fn setup(max_deps: usize, max_spans: usize) -> (Assembler, Journeys, Arc<Telemetry>) {
+        let cfg = Config::parse(
+            "journeys:\n  - name: checkout\n    match: { span_name: c }\n  - name: login\n    match: { span_name: l }\n",
+            "t",
+            &|_| None,
+        )
+        .unwrap();
+        let journeys = Journeys::new(&cfg);
+        let tel = Arc::new(Telemetry::default());
+        let settings = Arc::new(Settings {
+            wait_ns: 10 * S,
+            max_bytes: 1 << 20,
+            max_spans,
+            max_dependencies: max_deps,
+            window_ns: vec![60 * S],
+            sub_buckets: 6,
+            bounds_ns: vec![S / 10],
+            ttl_ns: 900 * S,
+        });
+        let a = Assembler::new(settings, Arc::default(), tel.clone());
+        (a, journeys, tel)
+    }
+
+    /// A span of trace 1; `journey` claims it, `dep` makes it a call to that name.
+    fn span(
+        id: u64,
+        parent: u64,
+        journey: JourneyId,
+        error: bool,
+        dep: Option<&str>,
+        text: &mut String,
+    ) -> TraceSpan {
+        let start = text.len() as u32;
+        let mut flags = if error { tflag::ERROR } else { 0 };
+        if let Some(d) = dep {
+            text.push_str(d);
+            flags |= tflag::DEPENDENCY;
+        }
+        TraceSpan {
+            trace: 1,
+            span: id,
+            parent,
+            end_ns: 100 * S,
+            duration_ns: S / 100,
+            journey,
+            flags,
+            name: (start, text.len() as u32),
+        }
+    }
+
+    fn calls(a: &mut Assembler, j: &Journeys) -> Vec<(String, String, u64, u64, u64)> {
+        let (deps, selfs) = a.snapshot(j, 100 * S, false);
+        let mut out: Vec<_> = deps
+            .iter()
+            .map(|d| {
+                let name = if d.overflow {
+                    "(overflow)".into()
+                } else {
+                    d.name.to_string()
+                };
+                (
+                    d.journey.name.to_string(),
+                    name,
+                    d.totals.requests,
+                    d.totals.errors,
+                    d.blamed_total,
+                )
+            })
+            .chain(
+                selfs
+                    .iter()
+                    .map(|s| (s.journey.name.to_string(), SELF.into(), 0, 0, s.total)),
+            )
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_cycle_of_parent_ids_ends_and_belongs_to_no_journey() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        // 1 claimed root; 2 -> 3 -> 2 a cycle with a call in it; 4 a call under 1.
+        let spans = vec![
+            span(1, 0, 0, false, None, &mut text),
+            span(2, 3, NO_JOURNEY, false, Some("x"), &mut text),
+            span(3, 2, NO_JOURNEY, false, Some("y"), &mut text),
+            span(4, 1, NO_JOURNEY, false, Some("db"), &mut text),
+        ];
+        a.add(&spans, &text, &j, 100 * S);
+        a.flush(&j, 100 * S);
+        assert_eq!(
+            calls(&mut a, &j),
+            [("checkout".into(), "db".into(), 1, 0, 0)]
+        );
+        assert_eq!(tel.orphan_spans.get(), 0, "the trace has a claimed span");
+        assert_eq!(a.bytes(), 0);
+    }
+
+    #[test]
+    fn a_deep_chain_is_attributed_to_its_root_and_a_nested_journey_takes_its_own_calls() {
+        let (mut a, j, _) = setup(10, 10_000);
+        let mut text = String::new();
+        // checkout 1 (failed) -> 2000 INTERNAL spans in a chain -> a failed call "deep";
+        // then a login (failed) under the chain's end with a good call "ldap".
+        let mut spans = vec![span(1, 0, 0, true, None, &mut text)];
+        for id in 2..2002 {
+            spans.push(span(id, id - 1, NO_JOURNEY, false, None, &mut text));
+        }
+        spans.push(span(5000, 2001, NO_JOURNEY, true, Some("deep"), &mut text));
+        spans.push(span(6000, 2001, 1, true, None, &mut text));
+        spans.push(span(6001, 6000, NO_JOURNEY, false, Some("ldap"), &mut text));
+        a.add(&spans, &text, &j, 100 * S);
+        a.flush(&j, 100 * S);
+        assert_eq!(
+            calls(&mut a, &j),
+            [
+                ("checkout".into(), "deep".into(), 1, 1, 1),
+                ("login".into(), "ldap".into(), 1, 0, 0),
+                ("login".into(), SELF.into(), 0, 0, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn past_the_limit_a_journeys_new_dependencies_share_its_overflow_series() {
+        let (mut a, j, _) = setup(2, 100);
+        let mut text = String::new();
+        // A failed checkout calling a, b (the limit is 2), then c and d, all failing: c and
+        // d share the overflow series (2 calls); blame is per distinct name, so a and b
+        // get 1 each and the overflow series 2 (c and d).
+        let mut spans = vec![span(1, 0, 0, true, None, &mut text)];
+        for (i, d) in ["a", "b", "c", "d"].iter().enumerate() {
+            spans.push(span(10 + i as u64, 1, NO_JOURNEY, true, Some(d), &mut text));
+        }
+        a.add(&spans, &text, &j, 100 * S);
+        a.flush(&j, 100 * S);
+        assert_eq!(
+            calls(&mut a, &j),
+            [
+                ("checkout".into(), "(overflow)".into(), 2, 2, 2),
+                ("checkout".into(), "a".into(), 1, 1, 1),
+                ("checkout".into(), "b".into(), 1, 1, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn traces_complete_after_the_wait_and_not_before() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        let spans = vec![span(2, 1, NO_JOURNEY, false, Some("x"), &mut text)];
+        a.add(&spans, &text, &j, 100 * S);
+        // 64 (the span) + 1 (its name) + 160 (the trace).
+        assert_eq!(a.bytes(), 64 + 1 + 160);
+        a.tick(&j, 110 * S - 1);
+        assert_eq!(
+            tel.orphan_spans.get(),
+            0,
+            "not complete 1 ns before the wait"
+        );
+        a.tick(&j, 110 * S);
+        assert_eq!(tel.orphan_spans.get(), 1);
+        assert_eq!(a.bytes(), 0);
+    }
+
+    #[test]
+    fn a_request_sent_twice_is_blamed_twice_on_its_failed_call() {
+        let (mut a, j, _) = setup(10, 100);
+        let mut text = String::new();
+        // An export retried: the failed checkout 1 arrives twice, its failed call once.
+        // Journey SLIs count 2 failed requests, so the blame counts 2 as well.
+        let spans = vec![
+            span(1, 0, 0, true, None, &mut text),
+            span(1, 0, 0, true, None, &mut text),
+            span(2, 1, NO_JOURNEY, true, Some("pay"), &mut text),
+        ];
+        a.add(&spans, &text, &j, 100 * S);
+        a.flush(&j, 100 * S);
+        assert_eq!(
+            calls(&mut a, &j),
+            [("checkout".into(), "pay".into(), 1, 1, 2)]
+        );
+    }
+
+    #[test]
+    fn a_trace_span_is_64_bytes_and_a_trace_160() {
+        // README's accounting (64 bytes a span, 160 a trace that arrived in one batch)
+        // and the eviction test's arithmetic rely on these.
+        assert_eq!(std::mem::size_of::<TraceSpan>(), SPAN_BYTES);
+        assert_eq!(SPAN_BYTES, 64);
+        assert_eq!(TRACE_BYTES + ORDER_BYTES, 160);
+    }
+
+    #[test]
+    fn each_batch_that_feeds_a_trace_costs_an_order_entry_until_it_is_popped() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        let one = vec![span(2, 1, NO_JOURNEY, false, None, &mut text)];
+        let two = vec![span(3, 1, NO_JOURNEY, false, None, &mut text)];
+        a.add(&one, &text, &j, 100 * S);
+        a.add(&two, &text, &j, 101 * S);
+        // 128 (the trace) + 2 x 64 (spans) + 2 x 32 (an order entry per batch).
+        assert_eq!(a.bytes(), 128 + 2 * 64 + 2 * 32);
+        // The first entry is stale at 110 s (the trace's last arrival is 101 s): popped,
+        // not completed.
+        a.tick(&j, 110 * S);
+        assert_eq!(a.bytes(), 128 + 2 * 64 + 32);
+        a.tick(&j, 111 * S);
+        assert_eq!((a.bytes(), tel.orphan_spans.get()), (0, 2));
+    }
+}
