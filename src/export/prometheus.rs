@@ -694,7 +694,7 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
             tel.refused_data_points(r) as f64,
         );
     }
-    let plain: [(&Metric, u64); 12] = [
+    let plain: [(&Metric, u64); 13] = [
         (
             &catalogue::CERFLOW_PROCESSED_SPANS_TOTAL,
             tel.processed_spans.get(),
@@ -719,6 +719,10 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
         (
             &catalogue::CERFLOW_SERIES_EXPIRED_TOTAL,
             tel.series_expired.get(),
+        ),
+        (
+            &catalogue::CERFLOW_SNAPSHOTS_INCOMPLETE_TOTAL,
+            tel.snapshots_incomplete.get(),
         ),
         (
             &catalogue::CERFLOW_CONFIG_RELOADS_TOTAL,
