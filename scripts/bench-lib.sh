@@ -1,4 +1,4 @@
-# Helpers the benchmark scripts (benches/compare.sh, scripts/bench-customers.sh) share:
+# Helpers the benchmark scripts (benches/compare.sh, scripts/bench-feature.sh) share:
 # free loopback ports, waiting for a port, a process's CPU ticks and memory from /proc,
 # stopping a process within 5 s, and stopping every process a script started (append its
 # pid to PIDS) when the script ends, however it ends. Sourced, not run.
