@@ -46,18 +46,6 @@ CERFLOW_COLLECTOR=${CERFLOW_COLLECTOR:-$CERFLOW}
 
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.log "$OUT"/results.tsv "$OUT"/results.md "$OUT"/rss-*.csv
-PIDS=()
-
-cleanup() {
-    for pid in "${PIDS[@]:-}"; do
-        [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-    done
-    sleep 0.5
-    for pid in "${PIDS[@]:-}"; do
-        [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT INT TERM
 
 log() { echo "compare: $*" >&2; }
 

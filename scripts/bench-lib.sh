@@ -1,6 +1,19 @@
-# Helpers the benchmark scripts (benches/compare.sh, scripts/bench-customers.sh) share:
+# Helpers the benchmark scripts (benches/compare.sh, scripts/bench-feature.sh) share:
 # free loopback ports, waiting for a port, a process's CPU ticks and memory from /proc,
-# and stopping a process within 5 s. Sourced, not run.
+# stopping a process within 5 s, and stopping every process a script started (append its
+# pid to PIDS) when the script ends, however it ends. Sourced, not run.
+
+PIDS=()
+stop_all() {
+    for pid in "${PIDS[@]:-}"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    done
+    sleep 0.5
+    for pid in "${PIDS[@]:-}"; do
+        [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+    done
+}
+trap stop_all EXIT INT TERM
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -506,6 +506,15 @@ pub const CERFLOW_SERIES_EXPIRED_TOTAL: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_SNAPSHOTS_INCOMPLETE_TOTAL: Metric = Metric {
+    prom: "cerflow_snapshots_incomplete_total",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Counter,
+    help: "Evaluation ticks at which a pipeline worker did not answer in time.",
+    labels: &[],
+};
+
 pub const CERFLOW_INVALID_VALUES_TOTAL: Metric = Metric {
     prom: "cerflow_invalid_values_total",
     otlp: None,
@@ -839,6 +848,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_ATTEMPTS_OVERFLOW_TOTAL,
     CERFLOW_VITAL_IDS_OVERFLOW_TOTAL,
     CERFLOW_SERIES_EXPIRED_TOTAL,
+    CERFLOW_SNAPSHOTS_INCOMPLETE_TOTAL,
     CERFLOW_CARDINALITY_OVERFLOW_TOTAL,
     CERFLOW_TRACES_EVICTED_TOTAL,
     CERFLOW_ORPHAN_SPANS_TOTAL,

@@ -5,6 +5,7 @@
 use crate::clock::now_unix_ns;
 use crate::config::Config;
 use crate::ingest::Ingest;
+use crate::internal_events::InternalEvent;
 use crate::journey::Journeys;
 use crate::pipeline::Pipeline;
 use crate::published::Shared;
@@ -135,6 +136,7 @@ pub fn spawn(
                     ingest,
                     tracker,
                     last_checkpoint: now_unix_ns(),
+                    partial: PartialTicks::default(),
                     restored_until: now_unix_ns().saturating_add(cfg_ttl.as_nanos() as u64),
                 };
                 // The first evaluation is made at once, so restored budgets are on
@@ -145,7 +147,9 @@ pub fn spawn(
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                             next = std::time::Instant::now() + interval;
                             let shards = pipeline.snapshot(interval);
-                            deriver.tick(shards, false);
+                            if deriver.complete_or_due(shards.len(), pipeline.workers()) {
+                                deriver.tick(shards, false);
+                            }
                         }
                         Ok(DeriverMsg::Reload(new, reply)) => {
                             let notes = deriver.reload(*new, &pipeline);
@@ -182,6 +186,32 @@ struct Deriver {
     /// Until then, SLO keys restored from the checkpoint are shown without traffic;
     /// 0 once they have been forgotten.
     restored_until: u64,
+    partial: PartialTicks,
+}
+
+/// Incomplete ticks skipped in a row before one is published without the silent worker.
+const MAX_SKIPPED_TICKS: u32 = 2;
+
+/// What to do with a tick at which some worker did not answer. Publishing it would show
+/// every counter of the missing worker's series falling for one tick (a counter reset to
+/// Prometheus), so it is skipped and the next complete tick takes in the growth; a
+/// worker silent for longer is left out rather than freezing everyone's figures.
+#[derive(Default)]
+struct PartialTicks {
+    skipped: u32,
+}
+
+impl PartialTicks {
+    /// `None` for a complete tick; for an incomplete one, whether it is published.
+    fn admit(&mut self, answered: usize, workers: usize) -> Option<bool> {
+        if answered >= workers {
+            self.skipped = 0;
+            return None;
+        }
+        let published = self.skipped >= MAX_SKIPPED_TICKS;
+        self.skipped = if published { 0 } else { self.skipped + 1 };
+        Some(published)
+    }
 }
 
 impl Deriver {
@@ -241,6 +271,21 @@ impl Deriver {
         merged.slo.checkpoint = old.slo.checkpoint.clone();
         self.cfg = merged;
         notes
+    }
+
+    /// Whether a tick with `answered` of `workers` snapshots is published; see
+    /// [`PartialTicks`].
+    fn complete_or_due(&mut self, answered: usize, workers: usize) -> bool {
+        let Some(published) = self.partial.admit(answered, workers) else {
+            return true;
+        };
+        crate::internal_events::SnapshotIncomplete {
+            answered,
+            workers,
+            published,
+        }
+        .emit(&self.ingest.tel);
+        published
     }
 
     fn tick(&mut self, shards: Vec<crate::snapshot::ShardSnapshot>, last: bool) {
@@ -307,5 +352,23 @@ impl Deriver {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_incomplete_ticks_are_skipped_and_the_third_is_published() {
+        let mut p = PartialTicks::default();
+        assert_eq!(p.admit(2, 2), None);
+        assert_eq!(p.admit(1, 2), Some(false));
+        assert_eq!(p.admit(1, 2), Some(false));
+        assert_eq!(p.admit(1, 2), Some(true));
+        // The count starts again after a publication, and after a complete tick.
+        assert_eq!(p.admit(1, 2), Some(false));
+        assert_eq!(p.admit(2, 2), None);
+        assert_eq!(p.admit(0, 2), Some(false));
     }
 }

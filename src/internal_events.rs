@@ -224,6 +224,27 @@ impl InternalEvent for SeriesExpired {
     }
 }
 
+/// A worker did not answer the evaluation's snapshot request in time. The tick is
+/// skipped (the last complete figures stay published) unless too many were skipped in a
+/// row, when it is published without that worker's series.
+pub struct SnapshotIncomplete {
+    pub answered: usize,
+    pub workers: usize,
+    pub published: bool,
+}
+
+impl InternalEvent for SnapshotIncomplete {
+    fn emit(self, tel: &Telemetry) {
+        tel.snapshots_incomplete.add(1);
+        tracing::warn!(
+            answered = self.answered,
+            workers = self.workers,
+            published = self.published,
+            "A pipeline worker did not answer the snapshot request in time."
+        );
+    }
+}
+
 /// Metric data points received: those a signal reads are then recorded or refused.
 pub struct DataPointsReceived {
     pub count: u64,

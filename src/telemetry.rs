@@ -145,6 +145,7 @@ pub struct Telemetry {
     /// OTLP export requests waiting to be sent, the one being sent included.
     pub otlp_export_queue_depth: AtomicU64,
     pub series_expired: AtomicU64,
+    pub snapshots_incomplete: AtomicU64,
     pub config_reloads: AtomicU64,
     pub config_reload_failures: AtomicU64,
     /// Spans recorded into a journey's overflow series.

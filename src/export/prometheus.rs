@@ -775,7 +775,7 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
             c.get() as f64,
         );
     }
-    let plain: [(&Metric, u64); 15] = [
+    let plain: [(&Metric, u64); 16] = [
         (
             &catalogue::CERFLOW_VITAL_IDS_OVERFLOW_TOTAL,
             tel.vital_ids_overflow.get(),
@@ -812,6 +812,10 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
         (
             &catalogue::CERFLOW_SERIES_EXPIRED_TOTAL,
             tel.series_expired.get(),
+        ),
+        (
+            &catalogue::CERFLOW_SNAPSHOTS_INCOMPLETE_TOTAL,
+            tel.snapshots_incomplete.get(),
         ),
         (
             &catalogue::CERFLOW_CONFIG_RELOADS_TOTAL,

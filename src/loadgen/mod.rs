@@ -71,10 +71,11 @@ pub struct Args {
     /// Distinct cohorts: combinations of cloud.region (resource) and app.plan.tier (span).
     #[arg(long, default_value_t = 6)]
     pub cohorts: usize,
-    /// Dependencies each request calls (0-8: payments, inventory, postgresql, redis, ...):
-    /// CLIENT spans in the request's trace with peer.service; scenario faults with
-    /// `dependency:` make one fail.
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=8))]
+    /// Calls each request makes (0-32) to dependencies (payments, inventory, postgresql,
+    /// redis, ... 8 in all, in turn: 19 makes traces of 20 spans): CLIENT spans in the
+    /// request's trace with peer.service; scenario faults with `dependency:` make the
+    /// calls to one fail.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=32))]
     pub dependencies: u8,
     /// Share of spans that fail (status ERROR, HTTP 5xx). The default, none, keeps a
     /// healthy phase within the default 99.9% availability objective: errors are drawn

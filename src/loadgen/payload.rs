@@ -99,6 +99,10 @@ pub fn cohorts(n: usize) -> Vec<CohortSpec> {
         .collect()
 }
 
+/// Calls a request can make at most; past the 8 dependencies the calls go round them
+/// again, so a request of 20 spans (a trace of 20) is `--dependencies 19`.
+pub const MAX_CALLS: usize = 32;
+
 /// The dependencies requests call, in order: `--dependencies 2` calls the first two.
 pub const DEPENDENCIES: [&str; 8] = [
     "payments",
@@ -318,7 +322,8 @@ fn put_digits_at(body: &mut [u8], at: usize, mut v: u64) {
 
 /// Everything that decides what the spans of one phase look like.
 pub struct Shape<'a> {
-    /// Dependencies each request calls (CLIENT children), 0 to [`DEPENDENCIES`]`.len()`.
+    /// Calls each request makes (CLIENT children), 0 to [`MAX_CALLS`], to the
+    /// [`DEPENDENCIES`] in turn.
     pub dependencies: usize,
     pub journeys: &'a [JourneySpec],
     pub cohorts: &'a [CohortSpec],
@@ -338,7 +343,7 @@ const UA: &str = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/126.
 /// resource (service x region) as an SDK's batch exporter would send them. With
 /// dependencies, `n` spans make `n / (1 + dependencies)` requests (at least one).
 pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
-    let deps = shape.dependencies.min(DEPENDENCIES.len());
+    let deps = shape.dependencies.min(MAX_CALLS);
     let requests = (n / (1 + deps)).max(1);
     // One resource per (service, region): its first journey and cohort, and its spans'.
     type Group = (usize, usize, Vec<(usize, usize)>);
@@ -389,7 +394,7 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
             let b = (shape.behaviour)(j, c);
             let failed_calls: Vec<bool> = (0..deps)
                 .map(
-                    |d| matches!(b.dependency_fault, Some((f, rate)) if f == d && rng.chance(rate)),
+                    |d| matches!(b.dependency_fault, Some((f, rate)) if f == d % DEPENDENCIES.len() && rng.chance(rate)),
                 )
                 .collect();
             let call_failed = failed_calls.iter().any(|f| *f);
@@ -416,7 +421,8 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
             // Calls one after another inside the request, each a share of its time.
             let share = parent.duration_ns / (deps as u64 + 1);
             for (d, failed) in failed_calls.iter().enumerate() {
-                let (call, start_at, end_at) = encode_call(&ids, DEPENDENCIES[d], *failed, rng);
+                let (call, start_at, end_at) =
+                    encode_call(&ids, DEPENDENCIES[d % DEPENDENCIES.len()], *failed, rng);
                 let base = ss.len() + 1 + varint_len(call.len() as u64);
                 put_msg(&mut ss, 2, &call);
                 span_stamps.push(Stamp {
@@ -844,6 +850,14 @@ mod tests {
 
     #[test]
     fn dependencies_are_client_children_and_a_failed_call_fails_its_request() {
+        // 30 spans: 10 requests of 1 SERVER + 2 CLIENT spans, the call to payments failed.
+        calls_of(2, 30, 10, 1);
+        // 40 spans: 2 requests (traces) of 20 spans; the 19 calls go round the 8
+        // dependencies, so payments is called 3 times (calls 0, 8 and 16), all failed.
+        calls_of(19, 40, 2, 3);
+    }
+
+    fn calls_of(dependencies: usize, n: usize, requests: usize, failed_calls: usize) {
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
         use prost::Message;
         let js = journeys(1);
@@ -856,16 +870,15 @@ mod tests {
             dependency_fault: Some((0, 1.0)),
         };
         let shape = Shape {
-            dependencies: 2,
+            dependencies,
             journeys: &js,
             cohorts: &cs,
             behaviour: &behave,
             users: false,
             order_value: false,
         };
-        // 30 spans: 10 requests of 1 SERVER + 2 CLIENT spans.
-        let t = build(&shape, 30, &mut Rng::new(3));
-        assert_eq!(t.spans, 30);
+        let t = build(&shape, n, &mut Rng::new(3));
+        assert_eq!(t.spans, n);
         let req = ExportTraceServiceRequest::decode(&t.body[..]).unwrap();
         let spans: Vec<_> = req
             .resource_spans
@@ -874,7 +887,7 @@ mod tests {
             .flat_map(|s| &s.spans)
             .collect();
         let servers: Vec<_> = spans.iter().filter(|s| s.kind == 2).collect();
-        assert_eq!(servers.len(), 10);
+        assert_eq!(servers.len(), requests);
         for server in servers {
             assert_eq!(
                 server.status.as_ref().map(|s| s.code),
@@ -885,7 +898,8 @@ mod tests {
                 .iter()
                 .filter(|s| s.parent_span_id == server.span_id)
                 .collect();
-            assert_eq!(calls.len(), 2);
+            assert_eq!(calls.len(), dependencies);
+            let mut failed_seen = 0;
             for call in calls {
                 assert_eq!(call.kind, 3);
                 assert_eq!(call.trace_id, server.trace_id);
@@ -899,7 +913,9 @@ mod tests {
                 };
                 let failed = call.status.as_ref().map(|s| s.code) == Some(2);
                 assert_eq!(failed, name == "payments", "{name}");
+                failed_seen += usize::from(failed);
             }
+            assert_eq!(failed_seen, failed_calls);
         }
     }
 

@@ -758,6 +758,10 @@ impl Pipeline {
         self.input.clone()
     }
 
+    pub fn workers(&self) -> usize {
+        self.ctl.len()
+    }
+
     /// Gathers every worker's snapshot; a worker that does not answer in time is skipped.
     pub fn snapshot(&self, timeout: Duration) -> Vec<ShardSnapshot> {
         self.ask(timeout, Ctl::Snapshot)
@@ -776,14 +780,8 @@ impl Pipeline {
         for _ in 0..asked {
             match rx.recv_deadline(deadline) {
                 Ok(s) => out.push(s),
-                Err(_) => {
-                    tracing::warn!(
-                        answered = out.len(),
-                        asked,
-                        "A worker did not answer the snapshot request in time."
-                    );
-                    break;
-                }
+                // The caller sees the short answer and decides what a partial tick means.
+                Err(_) => break,
             }
         }
         out

@@ -165,11 +165,27 @@ pub fn burn_rate(bad: u64, total: u64, objective: f64) -> Option<f64> {
 /// A series by journey name and cohort values.
 type SeriesKey = (Arc<str>, Arc<[Box<str>]>);
 
+/// A series' cumulative figures at the last tick that showed it.
+#[derive(Clone, Copy)]
+struct Prev {
+    created_unix_ns: u64,
+    totals: Counts,
+    value_failed: f64,
+    seen_unix_ns: u64,
+}
+
+/// How long the figures of a series missing from the snapshots are kept. A series can be
+/// missing while still alive (its worker did not answer in time); forgetting it then
+/// would add its whole count again when it is back. One that expired comes back with a
+/// new creation time and starts from zero anyway, so keeping it longer than needed is
+/// harmless; this only bounds the memory of series that never return.
+const PREV_KEEP_NS: u64 = 3_600 * 1_000_000_000;
+
 pub struct SloTracker {
     cfg: Slo,
     /// Each series' cumulative counts and failed value at the last tick, keyed by
     /// journey name (stable across reloads, unlike ids) and cohort.
-    prev: HashMap<SeriesKey, (u64, Counts, f64)>,
+    prev: HashMap<SeriesKey, Prev>,
     entries: HashMap<Key, Entry>,
     evals: HashMap<Key, SloEval>,
     /// Keys read from the checkpoint at start, shown until their journeys' traffic returns
@@ -252,19 +268,25 @@ impl SloTracker {
     /// Takes in the growth of every series since the last tick, and the time slices that
     /// closed, and re-evaluates.
     pub fn update(&mut self, snap: &Snapshot, journeys: &Journeys, now: u64) {
-        let mut seen: HashMap<SeriesKey, (u64, Counts, f64)> =
-            HashMap::with_capacity(snap.series.len());
         let mut objectives: HashMap<Arc<str>, (Objectives, bool, bool)> = HashMap::new();
         for s in &snap.series {
             let id = (s.journey.name.clone(), cohort_key(s));
             let (before, lost_before) = match self.prev.get(&id) {
                 // A series that expired and came back starts its counters again.
-                Some((created, c, v)) if *created == s.created_unix_ns => (*c, *v),
+                Some(p) if p.created_unix_ns == s.created_unix_ns => (p.totals, p.value_failed),
                 _ => (Counts::default(), 0.0),
             };
             let delta = s.totals.sub(&before);
             let lost = (s.value_failed - lost_before).max(0.0);
-            seen.insert(id, (s.created_unix_ns, s.totals, s.value_failed));
+            self.prev.insert(
+                id,
+                Prev {
+                    created_unix_ns: s.created_unix_ns,
+                    totals: s.totals,
+                    value_failed: s.value_failed,
+                    seen_unix_ns: now,
+                },
+            );
             objectives.insert(
                 s.journey.name.clone(),
                 (
@@ -303,7 +325,8 @@ impl SloTracker {
                 );
             }
         }
-        self.prev = seen;
+        self.prev
+            .retain(|_, p| now.saturating_sub(p.seen_unix_ns) < PREV_KEEP_NS);
         // Slices are a journey's, not a cohort's: they go to the journey key only.
         for ops in snap.operations.iter().filter(|o| o.closed.slices > 0) {
             let delta = SloCounts {
@@ -865,6 +888,36 @@ mod tests {
             now + 2 * S,
         );
         assert_eq!(t.eval(&key).unwrap().period_counts.requests, 1500);
+    }
+
+    #[test]
+    fn a_series_missing_from_one_snapshot_is_not_counted_twice() {
+        let (cfg, journeys) = setup("");
+        let mut t = SloTracker::new(&cfg.slo);
+        let now = 1_000_000 * S;
+        let requests = |n| Counts {
+            requests: n,
+            ..Default::default()
+        };
+        let key = Key {
+            journey: Arc::from("checkout"),
+            cohort: None,
+        };
+        t.update(&snap_with(&journeys, requests(1000), 1), &journeys, now);
+        // Its worker did not answer: the series is absent from this tick's snapshot.
+        t.update(&Snapshot::default(), &journeys, now + S);
+        // Back with 1200 in all: 200 new, so 1000 + 200 = 1200 over the period, not
+        // 1000 + 1200.
+        t.update(
+            &snap_with(&journeys, requests(1200), 1),
+            &journeys,
+            now + 2 * S,
+        );
+        assert_eq!(t.eval(&key).unwrap().period_counts.requests, 1200);
+        // Unseen for longer than PREV_KEEP_NS, it is forgotten: what it shows then is
+        // counted as new (a series that old has long expired on its worker).
+        t.update(&Snapshot::default(), &journeys, now + 2 * S + PREV_KEEP_NS);
+        assert!(t.prev.is_empty());
     }
 
     #[test]
