@@ -1,5 +1,5 @@
-//! The score API: `GET /api/v1/scores` and `GET /api/v1/incidents` (JSON, on the
-//! metrics port) and the gRPC
+//! The score API: `GET /api/v1/scores`, `GET /api/v1/incidents` and
+//! `GET /api/v1/deployments` (JSON, on the metrics port) and the gRPC
 //! `cerflow.v1.ScoreService` (on the OTLP gRPC port), both reading the latest evaluation.
 
 use crate::proto;
@@ -92,6 +92,44 @@ pub async fn incidents_json(State(sh): State<Arc<Shared>>) -> Response {
     axum::Json(serde_json::json!({ "incidents": eval.incidents })).into_response()
 }
 
+/// `GET /api/v1/deployments`: pending deployments, then judged ones, newest first, with
+/// the attribute that names versions (the gate checks its `--compare` key against it).
+pub async fn deployments_json(State(sh): State<Arc<Shared>>) -> Response {
+    let eval = sh.eval.load();
+    axum::Json(serde_json::json!({
+        "version_key": eval.version_key,
+        "deployments": eval.deployments,
+    }))
+    .into_response()
+}
+
+fn figures_proto(f: &crate::deployments::Figures) -> proto::DeploymentFigures {
+    proto::DeploymentFigures {
+        requests: f.requests,
+        errors: f.errors,
+        slow: f.slow,
+        incorrect: f.incorrect,
+        availability: f.availability,
+        latency: f.latency,
+        correctness: f.correctness,
+        score: f.score,
+    }
+}
+
+fn deployment_proto(d: &crate::deployments::Deployment) -> proto::Deployment {
+    proto::Deployment {
+        version: d.version.clone(),
+        previous_version: d.previous_version.clone(),
+        result: d.result.as_str().to_string(),
+        start_unix_nano: d.start_unix_nano,
+        end_unix_nano: d.end_unix_nano,
+        figures: Some(figures_proto(&d.figures)),
+        previous_figures: Some(figures_proto(&d.previous_figures)),
+        baseline: d.baseline.clone(),
+        score_drop: d.score_drop,
+    }
+}
+
 pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
     proto::ScoreSnapshot {
         time_unix_nano: v.time_unix_nano,
@@ -165,6 +203,7 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                 value_total: j.value_total,
                 value_failed_total: j.value_failed_total,
                 value_lost_period: j.value_lost_period,
+                deployments: j.deployments.iter().map(deployment_proto).collect(),
             })
             .collect(),
     }

@@ -21,7 +21,10 @@ pub mod flag {
     pub const LOST: u8 = ERROR | INCORRECT;
 }
 
-/// One classified span, 56 bytes; its cohort values live in the batch's text.
+/// [`Record::version`] of a span without the version attribute.
+pub const NO_VERSION: u32 = u32::MAX;
+
+/// One classified span, 56 bytes; its cohort values and version live in the batch's text.
 #[derive(Debug, Clone, Copy)]
 pub struct Record {
     pub hash: u64,
@@ -30,6 +33,9 @@ pub struct Record {
     pub first_value: u32,
     pub n_values: u16,
     pub flags: u8,
+    /// Index of the span's version (`deployments.version_key`) in `Batch::values`, or
+    /// [`NO_VERSION`]. It fits in the padding after `flags`: the record stays 56 bytes.
+    pub version: u32,
     pub end_ns: u64,
     pub duration_ns: u64,
     /// The hash of the user id when `flags` has [`flag::USER`], else 0.
@@ -37,3 +43,6 @@ pub struct Record {
     /// The request's value when `flags` has [`flag::VALUE`], else 0.
     pub value: f64,
 }
+
+// The record is copied per span through the worker queues; a field that grows it is a cost.
+const _: () = assert!(std::mem::size_of::<Record>() == 56);

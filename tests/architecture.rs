@@ -39,7 +39,7 @@ const STAGES: &[(&str, &[&str])] = &[
     (
         "record",
         &[
-            "ingest", "pipeline", "window", "snapshot", "signals", "traces",
+            "ingest", "pipeline", "window", "snapshot", "signals", "traces", "versions",
         ],
     ),
     (
@@ -48,6 +48,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "sli",
             "slo",
             "incidents",
+            "deployments",
             "score",
             "history",
             "published",

@@ -19,7 +19,7 @@ use crate::internal_events::{CardinalityOverflow, InternalEvent, SeriesExpired, 
 use crate::journey::{Classified, Journeys};
 use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
-use crate::span_record::{flag, JourneyId, Record};
+use crate::span_record::{flag, JourneyId, Record, NO_VERSION};
 use crate::telemetry::Telemetry;
 use crate::traces::{Assembler, DependencyAdmission, TraceSpan};
 use crate::value::Value;
@@ -87,6 +87,7 @@ impl BatchBuilder {
         span: &S,
         c: &Classified<'_>,
         missing: &str,
+        version_key: &str,
         end_ns: u64,
     ) {
         use std::hash::{BuildHasher, Hasher};
@@ -130,12 +131,30 @@ impl BatchBuilder {
             batch.values.push((base + start, base + end));
             start = end;
         }
+        // The version is not part of the series: it rides along for the deployments,
+        // written straight into the batch's text (no allocation per span).
+        let version = match span.attr(version_key) {
+            Some(v) => {
+                let start = batch.text.len();
+                v.write_to(&mut batch.text);
+                let kept = clip(&batch.text[start..], MAX_LABEL_VALUE_BYTES).len();
+                batch.text.truncate(start + kept);
+                if kept == 0 {
+                    NO_VERSION
+                } else {
+                    batch.values.push((start as u32, batch.text.len() as u32));
+                    batch.values.len() as u32 - 1
+                }
+            }
+            None => NO_VERSION,
+        };
         batch.records.push(Record {
             hash,
             journey,
             first_value,
             n_values: cohort_keys.len() as u16,
             flags,
+            version,
             end_ns,
             duration_ns: span.end_ns().saturating_sub(span.start_ns()),
             user: c.user.unwrap_or(0),
@@ -336,6 +355,8 @@ struct Worker {
     scratch: Vec<(u32, u32)>,
     qout: Vec<Option<u64>>,
     assembler: Assembler,
+    /// Requests per journey and version, for the deployments.
+    versions: crate::versions::VersionTable,
 }
 
 impl Worker {
@@ -408,6 +429,7 @@ impl Worker {
             })
             .collect();
         self.assembler.remap(&map);
+        self.versions.remap(&map);
         self.journeys = plan.journeys.clone();
         self.generation = plan.journeys.generation;
         self.last_remap = plan.remap.clone();
@@ -456,6 +478,11 @@ impl Worker {
             }
         }
         for r in &batch.records {
+            if r.version != NO_VERSION {
+                let version = batch.value(r.version as usize);
+                self.versions
+                    .record(r.journey, version, r.flags, now, &self.tel);
+            }
             if r.flags & flag::ENTRY != 0 {
                 for ring in self.coverage.iter_mut() {
                     if let Some(c) = ring.slot_mut(r.end_ns, now) {
@@ -568,6 +595,7 @@ impl Worker {
             trace_bytes: self.assembler.bytes(),
             ..Default::default()
         };
+        self.versions.snapshot(&self.journeys, &mut out.versions);
         let normal = self.series.values().flatten().map(|s| (s, false));
         let overflow = self.overflow.values().map(|s| (s, true));
         for (s, is_overflow) in normal.chain(overflow) {
@@ -687,6 +715,7 @@ impl Pipeline {
                     dep_admission.clone(),
                     tel.clone(),
                 ),
+                versions: crate::versions::VersionTable::new(cfg.deployments.max_versions),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("cerflow-worker-{i}"))

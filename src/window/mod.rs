@@ -12,7 +12,7 @@ use crate::distinct::Distinct;
 use crate::hist::{self, SparseHist};
 use crate::span_record::{flag, Record};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub requests: u64,
     pub errors: u64,
@@ -372,6 +372,7 @@ mod tests {
     fn rec(end_ns: u64, duration_ns: u64, flags: u8, user: u64, value: f64) -> Record {
         Record {
             hash: 0,
+            version: crate::span_record::NO_VERSION,
             journey: 0,
             first_value: 0,
             n_values: 0,
