@@ -216,7 +216,7 @@ impl Deriver {
     /// Applies what a running cerflow can change: journeys, cohorts, rules, objectives,
     /// alerts, scores, the version. Journeys whose definition did not change keep their
     /// window state. Returns notes on settings that need a restart.
-    fn reload(&mut self, new: Config, pipeline: &Pipeline) -> Vec<String> {
+    fn reload(&mut self, mut new: Config, pipeline: &Pipeline) -> Vec<String> {
         let old = &self.cfg;
         let mut notes = Vec::new();
         let mut restart = |what: &str, changed: bool| {
@@ -245,6 +245,9 @@ impl Deriver {
             "deployments.max_versions",
             old.deployments.max_versions != new.deployments.max_versions,
         );
+        // The journeys carry the version key to ingest: keep the running one, so versions
+        // of another attribute never pose as a deployment before the restart.
+        new.deployments.version_key = old.deployments.version_key.clone();
         self.incidents.reconfigure(&new.incidents);
         self.deployments.reconfigure(&new.deployments);
         if let Err(e) = self.tracker.reconfigure(&new.slo) {
