@@ -123,8 +123,8 @@ struct Known {
     version: String,
     first_seen_unix_nano: u64,
     last_seen_unix_nano: u64,
-    /// The merged counter at the last tick; counters start again after a restart (or a
-    /// worker forgetting the version), so it is not kept.
+    /// The merged counter at the last tick (see [`delta`]); the workers' counters start
+    /// again after a restart, so it is not kept.
     #[serde(skip)]
     last: Counts,
 }
@@ -172,12 +172,16 @@ pub struct DeploymentTracker {
     last_tick: u64,
 }
 
-fn delta(now: &Counts, last: &Counts) -> Counts {
-    // A counter below its last value started again (restart, or a worker forgot it).
+/// The growth of a merged counter since the last tick, and the value to remember. A fall
+/// is held at the last value: it is a worker that did not answer this tick (its share
+/// comes back with it, and counting it again would double it), or one that forgot the
+/// version at `max_versions` (counted; its new requests count again once the sum passes
+/// the old one). A restart starts the tracker's values at zero with the workers'.
+fn delta(now: &Counts, last: &Counts) -> (Counts, Counts) {
     if now.requests < last.requests {
-        *now
+        (Counts::default(), *last)
     } else {
-        now.sub(last)
+        (now.sub(last), *now)
     }
 }
 
@@ -318,8 +322,8 @@ fn step(
     for v in group {
         match st.versions.iter_mut().find(|k| *k.version == *v.version) {
             Some(k) => {
-                let d = delta(&v.counts, &k.last);
-                k.last = v.counts;
+                let (d, keep) = delta(&v.counts, &k.last);
+                k.last = keep;
                 if d.requests > 0 {
                     k.last_seen_unix_nano = now;
                 }
@@ -583,6 +587,29 @@ mod tests {
         assert_eq!((d.figures.requests, d.previous_figures.requests), (100, 50));
         close(d.score_drop, 0.0);
         assert_eq!(f.tracker.stats()[0].ok, 1);
+    }
+
+    #[test]
+    fn a_worker_missing_from_one_tick_is_not_counted_twice() {
+        let mut f = Fixture::new();
+        f.tick(10, &[("1.0", 100, 0)]);
+        f.tick(20, &[("1.0", 10, 0), ("2.0", 50, 0)]);
+        // A tick published without a worker that held 30 of 2.0's 50 requests: the sum
+        // falls to 20 and is held at 50; the next complete tick brings 50 + 40 = 90,
+        // growth 40: 90 requests of 2.0 in all, still pending (not 50 + 20 + 70 = 140).
+        let full = f.totals["2.0"];
+        f.totals.insert(
+            "2.0",
+            Counts {
+                requests: 20,
+                ..full
+            },
+        );
+        f.tick(30, &[]);
+        f.totals.insert("2.0", full);
+        f.tick(40, &[("2.0", 40, 0)]);
+        let d = &f.tracker.deployments()[0];
+        assert_eq!((d.result, d.figures.requests), (Outcome::Pending, 90));
     }
 
     #[test]
