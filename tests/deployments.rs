@@ -235,3 +235,49 @@ fn an_equal_version_is_pending_below_min_events_then_ok() {
         "{out}"
     );
 }
+
+#[test]
+fn past_max_versions_the_least_recently_seen_version_is_forgotten_and_counted() {
+    let state = tempfile::tempdir().unwrap();
+    let ckpt = state.path().join("slo.ckpt");
+    let c = Cerflow::start(|p| {
+        config(p, &ckpt).replace(
+            "journeys:",
+            "deployments:\n  min_events: 10\n  max_versions: 2\njourneys:",
+        )
+    });
+    // Each version in its own evaluation, 10 healthy requests: 2.0 and 3.0 are judged
+    // ok against the version before them, both over a cutover (baseline: before). The
+    // test waits for each version's evaluation, so the time just before each span is
+    // quiet: the baseline is the previous version's latest 10 requests.
+    let mut total = 0.0;
+    for (i, v) in ["1.0", "2.0", "3.0"].iter().enumerate() {
+        send(&c, vec![version(v, 10, 0, 1000 * i as u64)]);
+        total += 10.0;
+        c.wait_for("cer_journey_requests_total", &[J], total);
+    }
+    let s = c.wait_for("cer_deployments_total", &[J, ("result", "ok")], 2.0);
+    // The journey's spans share one series, hence one worker: it held 1.0 and 2.0 when
+    // 3.0 came, and forgot 1.0, the least recently seen.
+    s.assert("cerflow_deployment_versions_evicted_total", &[], 1.0);
+    let got: Vec<String> = deployments(&c)
+        .iter()
+        .map(|d| {
+            format!(
+                "{} from {}: {}, {} baseline requests {}",
+                d["version"],
+                d["previous_version"],
+                d["result"],
+                d["baseline"],
+                d["previous_figures"]["requests"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            r#""3.0" from "2.0": "ok", "before" baseline requests 10"#,
+            r#""2.0" from "1.0": "ok", "before" baseline requests 10"#,
+        ]
+    );
+}

@@ -7,9 +7,11 @@
 //! the journey's score formula (`score::window_score`, handed in by derive) over that same span and
 //! judged by the gate's rule ([`regressed`], `deployments.max_drop`): `ok`
 //! or `regressed`. When the previous version served nothing in that span (a full
-//! cutover), it is scored over the same length of time just before the span instead,
-//! from the per-tick counts kept for the current version. A deployment still pending
-//! when yet another version appears is `superseded` (not counted as ok or regressed).
+//! cutover), it is scored over the same length of time just before the span instead
+//! (or, when that was quiet, over its latest requests before the span, as many as the
+//! new version has), from the per-tick counts kept for the current version. A
+//! deployment still pending when yet another version appears is `superseded` (not
+//! counted as ok or regressed).
 //! [`DeploymentTracker`] owns the versions, pending and recent deployments and the
 //! counts per result, and writes them beside the SLO checkpoint so a restart keeps them.
 
@@ -393,9 +395,7 @@ fn step(
         changed = true;
     }
     if let Some(cur) = st.current.clone() {
-        if new.iter().all(|(v, _)| *v != cur) {
-            push_tick(&mut st.ticks, now, of(&cur));
-        }
+        push_tick(&mut st.ticks, now, of(&cur));
     }
     if let Some(p) = st.pending.as_mut() {
         let d = &mut p.deployment;
@@ -407,6 +407,16 @@ fn step(
             let mut c = Counts::default();
             for (_, t) in p.before.iter().filter(|(at, _)| *at > from) {
                 c.add(t);
+            }
+            if c.requests == 0 {
+                // Quiet just before the deployment: its latest requests, walking back
+                // until there are as many as the new version has.
+                for (_, t) in p.before.iter().rev() {
+                    c.add(t);
+                    if c.requests >= p.new.requests {
+                        break;
+                    }
+                }
             }
             (c, "before")
         };
