@@ -282,6 +282,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_journeys_deployments_are_field_13_of_its_score() {
+        use crate::deployments::{Deployment, Figures, Outcome};
+        let figures = |requests, errors, score| Figures {
+            requests,
+            errors,
+            availability: Some(1.0 - errors as f64 / requests as f64),
+            score: Some(score),
+            ..Default::default()
+        };
+        let view = ScoreView {
+            journeys: vec![crate::score::JourneyView {
+                journey: "checkout".into(),
+                deployments: vec![Deployment {
+                    journey: "checkout".into(),
+                    version: "2.0".into(),
+                    previous_version: "1.0".into(),
+                    result: Outcome::Regressed,
+                    start_unix_nano: 5,
+                    end_unix_nano: Some(9),
+                    figures: figures(100, 30, 0.75),
+                    previous_figures: figures(100, 0, 1.0),
+                    baseline: "same_span".into(),
+                    score_drop: Some(0.25),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let p = to_proto(&view);
+        let d = &p.journeys[0].deployments[0];
+        assert_eq!(
+            (
+                d.version.as_str(),
+                d.previous_version.as_str(),
+                d.result.as_str()
+            ),
+            ("2.0", "1.0", "regressed")
+        );
+        assert_eq!((d.start_unix_nano, d.end_unix_nano), (5, Some(9)));
+        assert_eq!(
+            (d.baseline.as_str(), d.score_drop),
+            ("same_span", Some(0.25))
+        );
+        let f = d.figures.as_ref().expect("the new version's figures");
+        assert_eq!((f.requests, f.errors, f.score), (100, 30, Some(0.75)));
+        assert_eq!(f.availability, Some(0.7));
+        let b = d.previous_figures.as_ref().expect("the previous version's");
+        assert_eq!((b.requests, b.errors, b.score), (100, 0, Some(1.0)));
+    }
+
+    #[test]
     fn queries_decode() {
         let f =
             parse_query("journey=shop-api%3APOST+%2Fcheckout&window=5m&cohort=cloud.region%3Aeu")
