@@ -159,7 +159,13 @@ fn classify(c: &mut C) {
             let mut builder = BatchBuilder::new(cfg.pipeline.workers);
             for s in req.spans() {
                 if let Some(c) = journeys.classify(&s) {
-                    builder.push(&s, &c, journeys.missing_value(), s.end_ns());
+                    builder.push(
+                        &s,
+                        &c,
+                        journeys.missing_value(),
+                        journeys.version_key(),
+                        s.end_ns(),
+                    );
                 }
             }
             black_box(builder.span_count())
@@ -194,6 +200,7 @@ fn record(c: &mut C) {
             let dur = (120e6 * (0.5 * rng.normal()).exp()) as u64;
             let r = Record {
                 hash: 0,
+                version: cerflow::span_record::NO_VERSION,
                 journey: 0,
                 first_value: 0,
                 n_values: 0,

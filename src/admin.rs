@@ -1,5 +1,5 @@
 //! The admin listener's routes: `/metrics` (Prometheus text), `/api/v1/scores`,
-//! `/api/v1/incidents`, `/healthz` and `/readyz`, and the web view's (`ui`) unless
+//! `/api/v1/incidents`, `/api/v1/deployments`, `/healthz` and `/readyz`, and the web view's (`ui`) unless
 //! `ui.enabled` is false.
 
 use crate::export;
@@ -40,6 +40,10 @@ pub fn router(
         .route(
             "/api/v1/incidents",
             get(crate::api::incidents_json).with_state(shared.clone()),
+        )
+        .route(
+            "/api/v1/deployments",
+            get(crate::api::deployments_json).with_state(shared.clone()),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route(

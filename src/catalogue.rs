@@ -389,6 +389,24 @@ pub const CER_JOURNEY_TIME_TO_DETECT_SECONDS: Metric = Metric {
     labels: &["journey", "le"],
 };
 
+pub const CER_DEPLOYMENTS_TOTAL: Metric = Metric {
+    prom: "cer_deployments_total",
+    otlp: Some("cer.deployments"),
+    unit: "{deployment}",
+    kind: Kind::Counter,
+    help: "Deployments of the journey judged, by result (ok, regressed); regressed over all is the deployment failure rate.",
+    labels: &["journey", "result"],
+};
+
+pub const CER_DEPLOYMENT_INFO: Metric = Metric {
+    prom: "cer_deployment_info",
+    otlp: Some("cer.deployment.info"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "1 per remembered deployment of the journey, with its versions and result (pending, ok, regressed, superseded).",
+    labels: &["journey", "version", "previous_version", "result"],
+};
+
 pub const CERFLOW_BUILD_INFO: Metric = Metric {
     prom: "cerflow_build_info",
     otlp: None,
@@ -512,6 +530,15 @@ pub const CERFLOW_SNAPSHOTS_INCOMPLETE_TOTAL: Metric = Metric {
     unit: "1",
     kind: Kind::Counter,
     help: "Evaluation ticks at which a pipeline worker did not answer in time.",
+    labels: &[],
+};
+
+pub const CERFLOW_DEPLOYMENT_VERSIONS_EVICTED_TOTAL: Metric = Metric {
+    prom: "cerflow_deployment_versions_evicted_total",
+    otlp: None,
+    unit: "{version}",
+    kind: Kind::Counter,
+    help: "Versions a worker forgot because their journey had deployments.max_versions newer ones.",
     labels: &[],
 };
 
@@ -832,6 +859,8 @@ pub const ALL: &[Metric] = &[
     CER_JOURNEY_INCIDENTS_TOTAL,
     CER_JOURNEY_TIME_TO_RECOVERY_SECONDS,
     CER_JOURNEY_TIME_TO_DETECT_SECONDS,
+    CER_DEPLOYMENTS_TOTAL,
+    CER_DEPLOYMENT_INFO,
     CERFLOW_BUILD_INFO,
     CERFLOW_RECEIVED_SPANS_TOTAL,
     CERFLOW_REFUSED_SPANS_TOTAL,
@@ -853,6 +882,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_TRACES_EVICTED_TOTAL,
     CERFLOW_ORPHAN_SPANS_TOTAL,
     CERFLOW_TRACE_BUFFER_BYTES,
+    CERFLOW_DEPLOYMENT_VERSIONS_EVICTED_TOTAL,
     CERFLOW_INVALID_VALUES_TOTAL,
     CERFLOW_CONFIG_RELOADS_TOTAL,
     CERFLOW_CONFIG_RELOAD_FAILURES_TOTAL,

@@ -320,7 +320,13 @@ impl Ingest {
                             InvalidValue { journey: &j.name }.emit(&self.tel);
                         }
                     }
-                    builder.push(&view, &c, journeys.missing_value(), end);
+                    builder.push(
+                        &view,
+                        &c,
+                        journeys.missing_value(),
+                        journeys.version_key(),
+                        end,
+                    );
                     if self.traces {
                         let failed = c.flags & crate::span_record::flag::ERROR != 0;
                         builder.push_trace(

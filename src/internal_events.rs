@@ -167,6 +167,24 @@ impl InternalEvent for TracesEvicted {
     }
 }
 
+/// A journey had `deployments.max_versions` versions on a worker and a new one came: the
+/// least recently seen is forgotten there (its counts start again if it comes back).
+pub struct VersionEvicted<'a> {
+    pub journey: u32,
+    pub version: &'a str,
+}
+
+impl InternalEvent for VersionEvicted<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.deployment_versions_evicted.add(1);
+        tracing::debug!(
+            journey = self.journey,
+            version = self.version,
+            "Forgot the least recently seen version of a journey at deployments.max_versions."
+        );
+    }
+}
+
 /// Spans of an assembled trace in which no journey claimed a span.
 pub struct OrphanSpans {
     pub spans: u64,

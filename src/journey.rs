@@ -84,6 +84,8 @@ pub struct Journeys {
     configured: Vec<Compiled>,
     auto: Option<AutoTable>,
     missing_value: String,
+    /// `deployments.version_key`: the attribute naming the version a span ran on.
+    version_key: String,
     users: UserKeys,
     /// Bumped by every reload; batches carry it so workers know which ids they hold.
     pub generation: u64,
@@ -266,6 +268,7 @@ impl Journeys {
             configured,
             auto,
             missing_value: cfg.cohorts.missing_value.clone(),
+            version_key: cfg.deployments.version_key.clone(),
             users: UserKeys::new(&cfg.users.keys),
             generation: 0,
         }
@@ -287,6 +290,10 @@ impl Journeys {
 
     pub fn missing_value(&self) -> &str {
         &self.missing_value
+    }
+
+    pub fn version_key(&self) -> &str {
+        &self.version_key
     }
 
     /// Every attribute key any rule or cohort reads.

@@ -102,6 +102,8 @@ pub struct Snapshot {
     pub blame: Vec<BlameRow>,
     /// Bytes of spans waiting in the trace buffers, summed over workers.
     pub trace_bytes: usize,
+    /// Requests per journey and version, summed over workers, sorted by journey then version.
+    pub versions: Vec<crate::snapshot::VersionSnap>,
 }
 
 /// One dependency of one journey: calls, failures and latency per window.
@@ -157,6 +159,7 @@ impl Snapshot {
         let mut trace_bytes = 0;
         let mut deps = Vec::new();
         let mut selfs = Vec::new();
+        let mut versions: Vec<crate::snapshot::VersionSnap> = Vec::new();
         for s in shards {
             for (acc, c) in coverage.iter_mut().zip(&s.coverage) {
                 acc.add(c);
@@ -166,8 +169,22 @@ impl Snapshot {
             series.extend(s.series);
             deps.extend(s.dependencies);
             selfs.extend(s.self_blame);
+            versions.extend(s.versions);
         }
         let (dependencies, blame) = merge_dependencies(deps, selfs, windows.len());
+        versions.sort_by(|a, b| (&a.journey.name, &a.version).cmp(&(&b.journey.name, &b.version)));
+        // Versions are counted on whichever worker a request's series lives: sum them.
+        let mut merged_versions: Vec<crate::snapshot::VersionSnap> = Vec::new();
+        for v in versions {
+            match merged_versions.last_mut() {
+                Some(m) if m.journey.name == v.journey.name && m.version == v.version => {
+                    m.counts.add(&v.counts);
+                    m.first_seen_ns = m.first_seen_ns.min(v.first_seen_ns);
+                    m.last_seen_ns = m.last_seen_ns.max(v.last_seen_ns);
+                }
+                _ => merged_versions.push(v),
+            }
+        }
         // Each worker keeps its own overflow series per journey; the export shows one.
         let mut merged: Vec<SeriesSnap> = Vec::with_capacity(series.len());
         for s in series {
@@ -268,6 +285,7 @@ impl Snapshot {
             dependencies,
             blame,
             trace_bytes,
+            versions: merged_versions,
         }
     }
 

@@ -28,6 +28,17 @@ pub struct SeriesSnap {
     pub frustrations: Vec<u64>,
 }
 
+/// The requests of one version of one journey since cerflow started, as one worker saw
+/// them (derive sums the workers).
+#[derive(Debug, Clone)]
+pub struct VersionSnap {
+    pub journey: Arc<JourneyInfo>,
+    pub version: Arc<str>,
+    pub counts: Counts,
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct ShardSnapshot {
     pub series: Vec<SeriesSnap>,
@@ -37,6 +48,8 @@ pub struct ShardSnapshot {
     pub self_blame: Vec<SelfBlameSnap>,
     /// Bytes of spans waiting in the trace buffer.
     pub trace_bytes: usize,
+    /// Per journey, the requests of each version (`deployments.version_key`).
+    pub versions: Vec<VersionSnap>,
 }
 
 /// One dependency of one journey, as one worker holds it. Dependency series live on the

@@ -35,7 +35,7 @@ pub mod event {
     pub const INDEX: u16 = 0x00ff;
 }
 
-/// One classified span, 56 bytes; its cohort values live in the batch's text.
+/// One classified span, 56 bytes; its cohort values and version live in the batch's text.
 #[derive(Debug, Clone, Copy)]
 pub struct Record {
     pub hash: u64,
@@ -44,6 +44,10 @@ pub struct Record {
     pub first_value: u32,
     pub n_values: u16,
     pub flags: u8,
+    /// The span has a version (`deployments.version_key`): it is the value right after
+    /// the cohort values ([`Record::version_index`]). A flag, not an index, so the record
+    /// stays 56 bytes beside the event field.
+    pub has_version: bool,
     pub end_ns: u64,
     /// The span's duration; for a web vital event, the hash of its
     /// `browser.web_vital.id` (0 without one), so a later report of the same
@@ -57,3 +61,14 @@ pub struct Record {
     /// For [`flag::EVENT`] records, what the event counts for ([`event`]); else 0.
     pub event: u16,
 }
+
+impl Record {
+    /// Where the span's version is in `Batch::values`, when it has one.
+    pub fn version_index(&self) -> Option<usize> {
+        self.has_version
+            .then_some(self.first_value as usize + self.n_values as usize)
+    }
+}
+
+// The record is copied per span through the worker queues; a field that grows it is a cost.
+const _: () = assert!(std::mem::size_of::<Record>() == 56);

@@ -154,6 +154,8 @@ pub struct Telemetry {
     pub traces_evicted: [AtomicU64; 2],
     /// Spans of assembled traces in which no journey claimed a span.
     pub orphan_spans: AtomicU64,
+    /// Versions a worker forgot at `deployments.max_versions`.
+    pub deployment_versions_evicted: AtomicU64,
     /// Request values ignored as not numeric, negative or not finite, per journey. A
     /// lock, not an atomic: the path is rare and the key set is bounded by the journeys.
     pub invalid_values: std::sync::Mutex<std::collections::BTreeMap<std::sync::Arc<str>, u64>>,

@@ -49,6 +49,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "signals",
             "traces",
             "completion",
+            "versions",
         ],
     ),
     (
@@ -57,6 +58,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "sli",
             "slo",
             "incidents",
+            "deployments",
             "score",
             "history",
             "published",

@@ -118,6 +118,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
             windows.len()
         ],
         state_bytes: 100,
+        versions: Vec::new(),
     };
     let n_windows = windows.len();
     let mut snap = Snapshot::merge(100 * S, windows, vec![shard]);
@@ -156,6 +157,33 @@ fn published() -> (Arc<Shared>, Pipeline) {
         detect_sum_s: 30.0,
         detect_count: 1,
     }];
+    // One judged deployment: 2.0 after 1.0, regressed.
+    let figures = |requests, errors, score| cerflow::deployments::Figures {
+        requests,
+        errors,
+        score: Some(score),
+        ..Default::default()
+    };
+    eval.set_deployments(
+        vec![cerflow::deployments::Deployment {
+            journey: "checkout".into(),
+            version: "2.0".into(),
+            previous_version: "1.0".into(),
+            result: cerflow::deployments::Outcome::Regressed,
+            start_unix_nano: 90 * S,
+            end_unix_nano: Some(100 * S),
+            figures: figures(100, 30, 0.375),
+            previous_figures: figures(100, 0, 1.0),
+            baseline: "same_span".into(),
+            score_drop: Some(0.625),
+        }],
+        vec![cerflow::deployments::DeploymentStats {
+            journey: "checkout".into(),
+            ok: 0,
+            regressed: 1,
+        }],
+        "service.version",
+    );
     let shared = Shared {
         snapshot: arc_swap::ArcSwap::from_pointee(snap),
         eval: arc_swap::ArcSwap::from_pointee(eval),
@@ -248,8 +276,8 @@ fn the_otlp_push_sends_exactly_the_catalogue_metrics_with_an_otlp_name() {
         .collect();
     assert_eq!(
         expected.len(),
-        32,
-        "the OTLP table of README.md has 32 metrics"
+        34,
+        "the OTLP table of README.md has 34 metrics"
     );
     assert_eq!(sent, expected);
 }

@@ -6,6 +6,8 @@ pub mod listener;
 pub mod yaml;
 
 // Each component's section lives beside the component; the root assembles them.
+use crate::deployments::config::decode_deployments;
+pub use crate::deployments::config::Deployments;
 use crate::export::config::decode_exporters;
 pub use crate::export::config::{Exporters, OtlpExporter, OtlpRetry};
 use crate::incidents::config::decode_incidents;
@@ -70,6 +72,7 @@ pub struct Config {
     pub traces: Traces,
     pub dependencies: Dependencies,
     pub incidents: Incidents,
+    pub deployments: Deployments,
     pub journeys: Vec<JourneyConfig>,
 }
 
@@ -181,6 +184,7 @@ impl Default for Config {
             traces: Traces::default(),
             dependencies: Dependencies::default(),
             incidents: Incidents::default(),
+            deployments: Deployments::default(),
             journeys: Vec::new(),
         }
     }
@@ -338,6 +342,7 @@ const ROOT_KEYS: &[&str] = &[
     "traces",
     "dependencies",
     "incidents",
+    "deployments",
     "journeys",
 ];
 
@@ -425,6 +430,9 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
     }
     if let Some(n) = m.get("incidents") {
         decode_incidents(ctx, n, &mut cfg.incidents);
+    }
+    if let Some(n) = m.get("deployments") {
+        decode_deployments(ctx, n, &mut cfg.deployments);
     }
     if let Some(n) = m.get("journeys") {
         cfg.journeys = decode_journeys(ctx, n, &cfg);

@@ -410,6 +410,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         })
         .collect();
     metrics.push(gauge(&catalogue::CER_TELEMETRY_COVERAGE_RATIO, coverage));
+    deployment_metrics(sh, now, &mut metrics);
     metrics.push(gauge(
         &catalogue::CER_DEFINITION_INFO,
         vec![number(
@@ -448,6 +449,37 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
             ..Default::default()
         }],
     }
+}
+
+/// The deployments of the same tick as the Prometheus exposition shows them.
+fn deployment_metrics(sh: &Shared, now: u64, metrics: &mut Vec<Metric>) {
+    let eval = sh.eval.load();
+    let mut totals = Vec::new();
+    for st in &eval.deployment_stats {
+        for (result, n) in [("ok", st.ok), ("regressed", st.regressed)] {
+            totals.push(number(
+                vec![kv("journey", &st.journey), kv("result", result)],
+                sh.start_unix_ns,
+                now,
+                number_data_point::Value::AsInt(n as i64),
+            ));
+        }
+    }
+    metrics.push(counter(&catalogue::CER_DEPLOYMENTS_TOTAL, totals));
+    let info = eval
+        .deployments
+        .iter()
+        .map(|d| {
+            let attrs = vec![
+                kv("journey", &d.journey),
+                kv("version", &d.version),
+                kv("previous_version", &d.previous_version),
+                kv("result", d.result.as_str()),
+            ];
+            number(attrs, 0, now, number_data_point::Value::AsInt(1))
+        })
+        .collect();
+    metrics.push(gauge(&catalogue::CER_DEPLOYMENT_INFO, info));
 }
 
 /// `journey` and `dependency`, or `otel.metric.overflow` for a journey's overflow series.

@@ -332,6 +332,7 @@ pub fn render(sh: &Shared) -> String {
 
     render_scores(sh, &mut out);
     render_incidents(sh, &mut out);
+    render_deployments(sh, &mut out);
     render_self(sh, &mut out, snap.series.len(), snap.state_bytes);
     header(&mut out, &catalogue::CERFLOW_TRACE_BUFFER_BYTES);
     sample(
@@ -509,6 +510,38 @@ fn render_incidents(sh: &Shared, out: &mut String) {
             let bounds = crate::incidents::RECOVERY_BUCKETS_S;
             histogram(out, &names, &l, buckets, bounds, total, n);
         }
+    }
+}
+
+/// Deployment series, from the deployment state of the same tick.
+fn render_deployments(sh: &Shared, out: &mut String) {
+    let eval = sh.eval.load();
+    let label = |out: &mut String, key: &str, value: &str| {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(key);
+        out.push_str("=\"");
+        escape(value, out);
+        out.push('"');
+    };
+    header(out, &catalogue::CER_DEPLOYMENTS_TOTAL);
+    for st in &eval.deployment_stats {
+        for (result, n) in [("ok", st.ok), ("regressed", st.regressed)] {
+            let mut l = String::new();
+            label(&mut l, "journey", &st.journey);
+            label(&mut l, "result", result);
+            sample(out, catalogue::CER_DEPLOYMENTS_TOTAL.prom, &l, n as f64);
+        }
+    }
+    header(out, &catalogue::CER_DEPLOYMENT_INFO);
+    for d in &eval.deployments {
+        let mut l = String::new();
+        label(&mut l, "journey", &d.journey);
+        label(&mut l, "version", &d.version);
+        label(&mut l, "previous_version", &d.previous_version);
+        label(&mut l, "result", d.result.as_str());
+        sample(out, catalogue::CER_DEPLOYMENT_INFO.prom, &l, 1.0);
     }
 }
 
@@ -857,6 +890,13 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
         catalogue::CERFLOW_ORPHAN_SPANS_TOTAL.prom,
         "",
         tel.orphan_spans.get() as f64,
+    );
+    header(out, &catalogue::CERFLOW_DEPLOYMENT_VERSIONS_EVICTED_TOTAL);
+    sample(
+        out,
+        catalogue::CERFLOW_DEPLOYMENT_VERSIONS_EVICTED_TOTAL.prom,
+        "",
+        tel.deployment_versions_evicted.get() as f64,
     );
     header(out, &catalogue::CERFLOW_INVALID_VALUES_TOTAL);
     for (journey, n) in tel.invalid_values() {

@@ -93,6 +93,7 @@ impl BatchBuilder {
         span: &S,
         c: &Classified<'_>,
         missing: &str,
+        version_key: &str,
         end_ns: u64,
     ) {
         let mut flags = c.flags;
@@ -103,7 +104,16 @@ impl BatchBuilder {
             }
             Value::None | Value::Invalid => 0.0,
         };
-        self.push_record(span, c, flags, value, (0, 0), missing, end_ns);
+        self.push_record(
+            span,
+            c,
+            flags,
+            value,
+            (0, 0),
+            missing,
+            Some(version_key),
+            end_ns,
+        );
     }
 
     /// Queues a log event of a journey: `event` and `value` say what it counts for
@@ -120,7 +130,7 @@ impl BatchBuilder {
         end_ns: u64,
     ) {
         let flags = c.flags | flag::EVENT;
-        self.push_record(view, c, flags, value, (event, id), missing, end_ns);
+        self.push_record(view, c, flags, value, (event, id), missing, None, end_ns);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -132,6 +142,7 @@ impl BatchBuilder {
         value: f64,
         (event, id): (u16, u64),
         missing: &str,
+        version_key: Option<&str>,
         end_ns: u64,
     ) {
         use std::hash::{BuildHasher, Hasher};
@@ -168,12 +179,28 @@ impl BatchBuilder {
             batch.values.push((base + start, base + end));
             start = end;
         }
+        // The version is not part of the series: it rides along for the deployments,
+        // written straight into the batch's text (no allocation per span).
+        let has_version = match version_key.and_then(|k| span.attr(k)) {
+            Some(v) => {
+                let start = batch.text.len();
+                v.write_to(&mut batch.text);
+                let kept = clip(&batch.text[start..], MAX_LABEL_VALUE_BYTES).len();
+                batch.text.truncate(start + kept);
+                if kept > 0 {
+                    batch.values.push((start as u32, batch.text.len() as u32));
+                }
+                kept > 0
+            }
+            None => false,
+        };
         batch.records.push(Record {
             hash,
             journey,
             first_value,
             n_values: cohort_keys.len() as u16,
             flags,
+            has_version,
             end_ns,
             duration_ns: if flags & flag::EVENT != 0 {
                 id
@@ -379,6 +406,8 @@ struct Worker {
     scratch: Vec<(u32, u32)>,
     qout: Vec<Option<u64>>,
     assembler: Assembler,
+    /// Requests per journey and version, for the deployments.
+    versions: crate::versions::VersionTable,
 }
 
 impl Worker {
@@ -451,6 +480,7 @@ impl Worker {
             })
             .collect();
         self.assembler.remap(&map);
+        self.versions.remap(&map);
         self.journeys = plan.journeys.clone();
         self.generation = plan.journeys.generation;
         self.last_remap = plan.remap.clone();
@@ -499,6 +529,11 @@ impl Worker {
             }
         }
         for r in &batch.records {
+            if let Some(at) = r.version_index() {
+                let version = batch.value(at);
+                self.versions
+                    .record(r.journey, version, r.flags, now, &self.tel);
+            }
             if r.flags & flag::ENTRY != 0 {
                 for ring in self.coverage.iter_mut() {
                     if let Some(c) = ring.slot_mut(r.end_ns, now) {
@@ -615,6 +650,7 @@ impl Worker {
             trace_bytes: self.assembler.bytes(),
             ..Default::default()
         };
+        self.versions.snapshot(&self.journeys, &mut out.versions);
         let normal = self.series.values().flatten().map(|s| (s, false));
         let overflow = self.overflow.values().map(|s| (s, true));
         for (s, is_overflow) in normal.chain(overflow) {
@@ -735,6 +771,7 @@ impl Pipeline {
                     dep_admission.clone(),
                     tel.clone(),
                 ),
+                versions: crate::versions::VersionTable::new(cfg.deployments.max_versions),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("cerflow-worker-{i}"))

@@ -112,6 +112,10 @@ pub struct JourneyView {
     /// rule only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_lost_period: Option<f64>,
+    /// The journey's pending, then judged deployments, newest first; journey-level
+    /// entries only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<crate::deployments::Deployment>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -234,6 +238,37 @@ pub struct Evaluation {
     /// Open, then recent incidents; set by the deriver after the evaluation.
     pub incidents: Vec<crate::incidents::Incident>,
     pub incident_stats: Vec<crate::incidents::IncidentStats>,
+    /// Pending, then judged deployments, newest first; set by the deriver.
+    pub deployments: Vec<crate::deployments::Deployment>,
+    pub deployment_stats: Vec<crate::deployments::DeploymentStats>,
+    /// `deployments.version_key`, for the API (the gate checks its `--compare` key).
+    pub version_key: String,
+}
+
+impl Evaluation {
+    /// Publishes the deployments, also on each journey-level entry of the score view.
+    pub fn set_deployments(
+        &mut self,
+        list: Vec<crate::deployments::Deployment>,
+        stats: Vec<crate::deployments::DeploymentStats>,
+        version_key: &str,
+    ) {
+        for j in self
+            .view
+            .journeys
+            .iter_mut()
+            .filter(|j| j.cohort.is_empty())
+        {
+            j.deployments = list
+                .iter()
+                .filter(|d| d.journey == j.journey)
+                .cloned()
+                .collect();
+        }
+        self.deployments = list;
+        self.deployment_stats = stats;
+        self.version_key = version_key.to_string();
+    }
 }
 
 /// The journey's SLIs; `journey_level` because slices are the journey's, not a cohort's.
@@ -453,6 +488,7 @@ pub fn evaluate(
             value_lost_period: value_lost(slo.eval(&key), info),
             value_total: value.map(|v| v.0),
             value_failed_total: value.map(|v| v.1),
+            deployments: Vec::new(),
         });
         infos.push(info.clone());
     }
@@ -559,6 +595,9 @@ pub fn evaluate(
         burn_windows,
         incidents: Vec::new(),
         incident_stats: Vec::new(),
+        deployments: Vec::new(),
+        deployment_stats: Vec::new(),
+        version_key: String::new(),
     }
 }
 

@@ -601,6 +601,7 @@ impl Assembler {
         };
         let r = Record {
             hash: 0,
+            has_version: false,
             journey,
             first_value: 0,
             n_values: 0,

@@ -13,7 +13,7 @@ use crate::experience::{from_hist, to_hist, VITAL_COUNT};
 use crate::hist::{self, SparseHist};
 use crate::span_record::{event, flag, Record};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub requests: u64,
     pub errors: u64,
@@ -555,6 +555,7 @@ mod tests {
     fn rec(end_ns: u64, duration_ns: u64, flags: u8, user: u64, value: f64) -> Record {
         Record {
             hash: 0,
+            has_version: false,
             journey: 0,
             first_value: 0,
             n_values: 0,

@@ -61,6 +61,21 @@ pub fn traces(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
     }
 }
 
+/// `req` with the string attribute `key=value` on every resource (`service.version`, ...).
+pub fn with_resource_attr(
+    mut req: ExportTraceServiceRequest,
+    key: &str,
+    value: &str,
+) -> ExportTraceServiceRequest {
+    for rs in req.resource_spans.iter_mut() {
+        rs.resource
+            .get_or_insert_with(Resource::default)
+            .attributes
+            .push(kv(key, value));
+    }
+    req
+}
+
 /// `n` SERVER spans `POST /checkout` of `millis` each, ending 1 s ago; span i has the
 /// ids `first_id + i + 1`, so requests built with distinct ranges never share a span.
 pub fn checkout_spans(n: usize, first_id: u64, millis: u64) -> Vec<Span> {
