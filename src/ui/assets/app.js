@@ -377,23 +377,106 @@
     return h + "</tbody></table>";
   }
 
-  // Sections other parts of cerflow may publish on a journey (dependencies and blame,
-  // incidents, deployments): drawn as tables of whatever fields they carry, when present.
-  function extraSections(r) {
-    let h = "";
-    const titles = { dependencies: "Dependencies and blame", incidents: "Incidents", deployments: "Deployments" };
-    for (const key of Object.keys(titles)) {
-      const items = r[key];
-      if (!Array.isArray(items) || !items.length) continue;
-      const cols = [...new Set(items.flatMap((i) => Object.keys(i)))];
-      h += "<h2>" + titles[key] + '</h2><table id="' + key + '"><caption>' + titles[key] + "</caption><thead><tr>" +
-        cols.map((c) => '<th scope="col">' + esc(c) + "</th>").join("") + "</tr></thead><tbody>";
-      for (const i of items) {
-        h += "<tr>" + cols.map((c) => "<td>" + esc(typeof i[c] === "object" ? JSON.stringify(i[c]) : i[c] ?? "") + "</td>").join("") + "</tr>";
-      }
-      h += "</tbody></table>";
+  function when(unixNano) {
+    if (unixNano === null || unixNano === undefined) return "–";
+    return new Date(unixNano / 1e6).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  }
+  function secs(v) {
+    if (v === null || v === undefined) return "–";
+    return v < 60 ? num(v, 1) + " s" : v < 3600 ? num(v / 60, 1) + " min" : num(v / 3600, 1) + " h";
+  }
+  function ms(v) {
+    return v === null || v === undefined ? "–" : num(v * 1000, 0) + " ms";
+  }
+
+  // What the journey's failed requests are blamed on, per window: a dependency whose
+  // call under them failed, or the journey itself ("self"), largest share first.
+  function blameTable(d, r) {
+    const names = [];
+    for (const w of r.windows) for (const b of w.blame || []) if (!names.includes(b.dependency)) names.push(b.dependency);
+    if (!names.length) {
+      return '<p id="no-blame" class="muted">No failed request blamed on anything in any window (blame needs whole traces).</p>';
     }
-    return h;
+    const first = r.windows[0];
+    const failures = (w, n) => ((w && w.blame) || []).find((b) => b.dependency === n);
+    names.sort((a, b) => ((failures(first, b) || {}).failures || 0) - ((failures(first, a) || {}).failures || 0));
+    let h = '<table id="blame"><caption>Failed requests blamed on, per window (largest share of ' + esc(first.window) +
+      ' first)</caption><thead><tr><th scope="col">Blamed on</th>';
+    for (const w of r.windows) h += '<th scope="col" class="num">Failures ' + esc(w.window) + '</th><th scope="col" class="num">Share ' + esc(w.window) + "</th>";
+    h += "</tr></thead><tbody>";
+    for (const n of names) {
+      h += '<tr data-dependency="' + esc(n) + '"><th scope="row">' + esc(n === "self" ? "self (the journey itself)" : n) + "</th>";
+      for (const w of r.windows) {
+        const b = failures(w, n);
+        h += '<td class="num">' + (b ? esc(b.failures) : "0") + '</td><td class="num">' + (b ? pct(b.share, 1) : "–") + "</td>";
+      }
+      h += "</tr>";
+    }
+    return h + "</tbody></table>";
+  }
+
+  function dependencyTable(d, r) {
+    const deps = d.dependencies || [];
+    if (!deps.length) return '<p id="no-dependencies" class="muted">No dependency seen in this journey\'s traces.</p>';
+    const ws = d.windows;
+    let h = '<table id="dependencies"><caption>Dependencies called under the journey, most failed calls in ' + esc(ws[0]) +
+      ' first</caption><thead><tr><th scope="col">Dependency</th>';
+    for (const w of ws) h += '<th scope="col" class="num">Calls ' + esc(w) + '</th><th scope="col" class="num">Failed ' + esc(w) +
+      '</th><th scope="col" class="num">Availability ' + esc(w) + "</th>";
+    h += '<th scope="col" class="num">p50 ' + esc(ws[0]) + '</th><th scope="col" class="num">p99 ' + esc(ws[0]) + "</th></tr></thead><tbody>";
+    for (const dep of deps) {
+      h += '<tr data-dependency="' + esc(dep.dependency) + '"><th scope="row">' + esc(dep.overflow ? "other dependencies (over the limit)" : dep.dependency) + "</th>";
+      for (const w of ws) {
+        const x = (dep.windows || []).find((y) => y.window === w);
+        h += '<td class="num">' + (x ? esc(x.calls) : "–") + '</td><td class="num' + (x && x.errors ? " bad" : "") + '">' + (x ? esc(x.errors) : "–") +
+          '</td><td class="num">' + pct(x && x.availability) + "</td>";
+      }
+      const x0 = (dep.windows || [])[0] || { latency_s: [] };
+      // latency_s follows the snapshot's quantiles: p50, p90, p95, p99.
+      h += '<td class="num">' + ms(x0.latency_s[0]) + '</td><td class="num">' + ms(x0.latency_s[3]) + "</td></tr>";
+    }
+    return h + "</tbody></table>";
+  }
+
+  function incidentTable(d) {
+    const list = d.incidents || [];
+    if (!list.length) return '<p id="no-incidents" class="muted">No incident of this journey since cerflow started (or in its checkpoint).</p>';
+    let h = '<table id="incidents"><caption>Incidents, open first, then the most recent</caption><thead><tr>' +
+      '<th scope="col">Started</th><th scope="col">Status</th><th scope="col">Ended</th><th scope="col" class="num">Duration</th>' +
+      '<th scope="col" class="num">Time to detect</th><th scope="col" class="num">Peak burn rate</th>' +
+      '<th scope="col" class="num">Users affected</th><th scope="col" class="num">Value at risk</th></tr></thead><tbody>';
+    const cur = d.journey && d.journey.currency;
+    for (const i of list) {
+      const open = i.end_unix_nano === null || i.end_unix_nano === undefined;
+      h += '<tr data-open="' + open + '"><th scope="row">' + esc(when(i.start_unix_nano)) + "</th><td>" +
+        (open ? '<span class="badge s-failing">Open</span>' : '<span class="badge s-ok">Closed</span>') + "</td><td>" +
+        (open ? "–" : esc(when(i.end_unix_nano))) + '</td><td class="num">' + secs(i.duration_seconds) + '</td><td class="num">' +
+        secs(i.time_to_detect_seconds) + '</td><td class="num">' + (i.peak_burn_rate === null || i.peak_burn_rate === undefined ? "–" : "×" + num(i.peak_burn_rate, 1)) +
+        '</td><td class="num">' + (i.users_affected === null || i.users_affected === undefined ? "–" : esc(i.users_affected)) +
+        '</td><td class="num">' + money(i.value_at_risk, cur) + "</td></tr>";
+    }
+    return h + "</tbody></table>";
+  }
+
+  // Deployments are published by another part of cerflow on the journey's row (or the
+  // document); whatever fields they carry are shown, times formatted.
+  function deploymentTable(d, r) {
+    const list = r.deployments || d.deployments || [];
+    if (!Array.isArray(list) || !list.length) return '<p id="no-deployments" class="muted">No deployments seen for this journey.</p>';
+    const cols = [...new Set(list.flatMap((i) => Object.keys(i)))].filter((c) => c !== "journey");
+    const label = (c) => c.replace(/_unix_(nano|ms)$/, "").replace(/_/g, " ");
+    const cell = (c, v) => {
+      if (v === null || v === undefined) return "–";
+      if (/_unix_nano$/.test(c)) return esc(when(v));
+      if (/_unix_ms$/.test(c)) return esc(when(v * 1e6));
+      return esc(typeof v === "object" ? JSON.stringify(v) : v);
+    };
+    let h = '<table id="deployments"><caption>Deployments</caption><thead><tr>' +
+      cols.map((c) => '<th scope="col">' + esc(label(c)) + "</th>").join("") + "</tr></thead><tbody>";
+    for (const i of list) {
+      h += "<tr>" + cols.map((c, k) => (k ? "<td>" : '<th scope="row">') + cell(c, i[c]) + (k ? "</td>" : "</th>")).join("") + "</tr>";
+    }
+    return h + "</tbody></table>";
   }
 
   function renderJourney(d) {
@@ -407,6 +490,9 @@
     h += '<p class="muted">Weight ' + esc(r.weight) + ". Active alerts: " + alertsCell(r).replace(/<br>/g, ", ") + "</p>";
     h += windowsTable(d, r);
     h += "<h2>Cohorts</h2>" + cohortTable(d, d.cohorts);
+    h += '<h2 id="h-dependencies">Dependencies and blame</h2>' + blameTable(d, r) + dependencyTable(d, r);
+    h += '<h2 id="h-incidents">Incidents</h2>' + incidentTable(d);
+    h += '<h2 id="h-deployments">Deployments</h2>' + deploymentTable(d, r);
     h += "<h2>Error budget and burn rates</h2>" + budgetTable(d, r);
     h += '<div class="charts">';
     const keys = slis(r);
@@ -423,7 +509,7 @@
       d.windows.map((w, i) => ({ name: w, points: d.score_trend.map((p) => [p.t_ms, p.v[i]]) })),
       { label: "Score per window, last hour (lowest per " + d.trend_slot_seconds + " s)", yMin: 0, yMax: 1, fmt: (v) => pct(v, 0) },
     );
-    h += "</div>" + extraSections(r);
+    h += "</div>";
     main.innerHTML = h;
   }
 
