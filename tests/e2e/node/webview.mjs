@@ -106,6 +106,29 @@ try {
   step("accessible", a11y);
   await page.screenshot({ path: join(shots, "overview-failing.png"), fullPage: true });
 
+  // 1b. The journey page during the fault: the dependency its failures are blamed on
+  // (from assembled traces) and the incident the page alert opened.
+  const jf = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  await jf.goto(base + "/journey?name=checkout");
+  await jf.waitForFunction(
+    () => document.querySelector("#blame tbody tr") && document.querySelector('#incidents tbody tr[data-open="true"]'),
+    null,
+    { timeout: 20000, polling: 100 },
+  );
+  const duringFault = await jf.evaluate(() => ({
+    status: document.querySelector("h1 .badge")?.textContent,
+    blame: [...document.querySelectorAll("#blame tbody tr")].map((r) => [r.dataset.dependency, Number(r.querySelector("td").textContent)]),
+    dependencies: [...document.querySelectorAll("#dependencies tbody tr")].map((r) => [r.dataset.dependency, Number(r.querySelectorAll("td")[1].textContent)]),
+    incidents: [...document.querySelectorAll("#incidents tbody tr")].map((r) => r.dataset.open),
+    incidentHeaders: document.querySelectorAll("#incidents thead th[scope=col]").length,
+    deployments: document.getElementById("no-deployments")?.textContent ?? null,
+  }));
+  duringFault.lowestContrast = await contrast(jf);
+  if (duringFault.lowestContrast[0][0] < 4.5) fail(`text below WCAG AA contrast: ${JSON.stringify(duringFault.lowestContrast)}`);
+  await jf.screenshot({ path: join(shots, "journey-failing.png"), fullPage: true });
+  await jf.close();
+  step("journey-failing", duringFault);
+
   // 2. Live: updates arrive without a reload, each within an evaluation interval + 1 s.
   await page.evaluate(() => {
     window.__sameDocument = true;
@@ -173,9 +196,11 @@ try {
   );
   const windows = await kb.$$eval("#windows tbody th", (hs) => hs.map((h) => h.textContent));
   const charts = await kb.$$eval("svg.chart", (cs) => cs.map((c) => c.getAttribute("aria-label")));
+  const blamed = await kb.$$eval("#blame tbody tr", (rs) => rs.map((r) => r.dataset.dependency));
+  const incidents = await kb.$$eval("#incidents tbody tr", (rs) => rs.map((r) => r.dataset.open));
   const lowestContrast = await contrast(kb);
   if (lowestContrast[0][0] < 4.5) fail(`text below WCAG AA contrast: ${JSON.stringify(lowestContrast)}`);
-  step("journey", { cohorts, windows, charts, lowestContrast });
+  step("journey", { cohorts, windows, charts, blamed, incidents, lowestContrast });
   await kb.screenshot({ path: join(shots, "journey.png"), fullPage: true });
   await kb.close();
 
