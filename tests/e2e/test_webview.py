@@ -141,6 +141,15 @@ def test_the_web_view_follows_a_fault_live_in_chromium(start_cerflow, cerflow_bi
     assert len(j["charts"]) == 4 and j["charts"][0].startswith("Error budget left over the SLO period"), j
     # After the fault: the blame stays in the windows, the incident has closed.
     assert j["blamed"] == ["payments"] and j["incidents"] == ["false"], j
+    # Deployments, drawn from a journey document with two added (see webview.mjs 6b):
+    # version, previous, result, then requests, availability, score new / previous and
+    # the score drop (0.99 - 0.875 = 0.115).
+    rows = steps["deployments"]["rows"]
+    assert [r[:4] for r in rows] == [["1.43.0", "pending", "1.42.0", "Pending"],
+                                     ["1.42.0", "regressed", "1.41.0", "Regressed"]], rows
+    assert rows[0][5] == "–" and rows[1][6:10] == ["100 / 900", "90.00% / 99.90%", "87.50% / 99.00%", "11.50%"], rows
+    assert rows[1][10] == "the previous version just before", rows
+    assert steps["deployments"]["lowestContrast"][0][0] >= 4.5, steps["deployments"]
     # Text passes WCAG AA contrast (4.5:1) on both pages.
     assert steps["accessible"]["lowestContrast"][0][0] >= 4.5, steps["accessible"]
     assert j["lowestContrast"][0][0] >= 4.5, j
@@ -149,5 +158,5 @@ def test_the_web_view_follows_a_fault_live_in_chromium(start_cerflow, cerflow_bi
     assert "live-again" in steps, transcript
     # cerflow stopped: the page says it is unreachable.
     assert "cerflow is unreachable" in steps["unreachable"]["conn"], steps["unreachable"]
-    for name in ("overview-failing", "journey-failing", "overview-recovered", "journey", "overview-stale", "overview-unreachable"):
+    for name in ("overview-failing", "journey-failing", "overview-recovered", "journey", "journey-deployments", "overview-stale", "overview-unreachable"):
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000, name

@@ -458,23 +458,28 @@
     return h + "</tbody></table>";
   }
 
-  // Deployments are published by another part of cerflow on the journey's row (or the
-  // document); whatever fields they carry are shown, times formatted.
+  // The journey's deployments (a new value of deployments.version_key), published on its
+  // row as `deployments`: pending first, then judged ones, newest first.
+  const RESULT = { regressed: ["failing", "Regressed"], ok: ["ok", "OK"], pending: ["warning", "Pending"], superseded: ["wait", "Superseded"] };
   function deploymentTable(d, r) {
-    const list = r.deployments || d.deployments || [];
+    const list = r.deployments || [];
     if (!Array.isArray(list) || !list.length) return '<p id="no-deployments" class="muted">No deployments seen for this journey.</p>';
-    const cols = [...new Set(list.flatMap((i) => Object.keys(i)))].filter((c) => c !== "journey");
-    const label = (c) => c.replace(/_unix_(nano|ms)$/, "").replace(/_/g, " ");
-    const cell = (c, v) => {
-      if (v === null || v === undefined) return "–";
-      if (/_unix_nano$/.test(c)) return esc(when(v));
-      if (/_unix_ms$/.test(c)) return esc(when(v * 1e6));
-      return esc(typeof v === "object" ? JSON.stringify(v) : v);
-    };
-    let h = '<table id="deployments"><caption>Deployments</caption><thead><tr>' +
-      cols.map((c) => '<th scope="col">' + esc(label(c)) + "</th>").join("") + "</tr></thead><tbody>";
-    for (const i of list) {
-      h += "<tr>" + cols.map((c, k) => (k ? "<td>" : '<th scope="row">') + cell(c, i[c]) + (k ? "</td>" : "</th>")).join("") + "</tr>";
+    let h = '<table id="deployments"><caption>Deployments, pending first, then the newest</caption><thead><tr>' +
+      '<th scope="col">Version</th><th scope="col">Previous</th><th scope="col">Result</th><th scope="col">Started</th>' +
+      '<th scope="col">Judged</th><th scope="col" class="num">Requests (new / previous)</th>' +
+      '<th scope="col" class="num">Availability (new / previous)</th><th scope="col" class="num">Score (new / previous)</th>' +
+      '<th scope="col" class="num">Score drop</th><th scope="col">Compared with</th></tr></thead><tbody>';
+    for (const x of list) {
+      const f = x.figures || {}, p = x.previous_figures || {};
+      const [cls, text] = RESULT[x.result] || ["wait", String(x.result)];
+      h += '<tr data-result="' + esc(x.result) + '"><th scope="row">' + esc(x.version) + "</th><td>" + esc(x.previous_version || "–") +
+        '</td><td><span class="badge s-' + cls + '">' + esc(text) + "</span></td><td>" + esc(when(x.start_unix_nano)) + "</td><td>" +
+        esc(when(x.end_unix_nano)) + '</td><td class="num">' + esc(f.requests ?? "–") + " / " + esc(p.requests ?? "–") +
+        '</td><td class="num">' + pct(f.availability) + " / " + pct(p.availability) + '</td><td class="num">' + pct(f.score) + " / " +
+        pct(p.score) + '</td><td class="num' + (x.result === "regressed" ? " bad" : "") + '">' +
+        (x.score_drop === null || x.score_drop === undefined ? "–" : pct(x.score_drop)) + "</td><td>" +
+        esc(x.baseline === "before" ? "the previous version just before" : x.baseline === "same_span" ? "the previous version meanwhile" : x.baseline || "–") +
+        "</td></tr>";
     }
     return h + "</tbody></table>";
   }

@@ -204,6 +204,33 @@ try {
   await kb.screenshot({ path: join(shots, "journey.png"), fullPage: true });
   await kb.close();
 
+  // 6b. Deployments: the loadgen sends one service.version, so cerflow sees none (the
+  // journey page said so above). The section is drawn here from the real journey document
+  // with two deployments added to the journey's row, shaped as JourneyView.deployments:
+  // a pending one, then a judged one that regressed.
+  const real = await (await fetch(base + "/api/v1/ui?journey=checkout")).json();
+  const figures = (requests, availability, score) => ({ requests, errors: 0, slow: 0, incorrect: 0, availability, latency: 1, correctness: null, score });
+  real.journey.deployments = [
+    { journey: "checkout", version: "1.43.0", previous_version: "1.42.0", result: "pending", start_unix_nano: 1764716400e9,
+      end_unix_nano: null, figures: figures(40, 1, 1), previous_figures: figures(400, 0.99, 0.95), baseline: "same_span", score_drop: null },
+    { journey: "checkout", version: "1.42.0", previous_version: "1.41.0", result: "regressed", start_unix_nano: 1764712800e9,
+      end_unix_nano: 1764713100e9, figures: figures(100, 0.9, 0.875), previous_figures: figures(900, 0.999, 0.99), baseline: "before", score_drop: 0.115 },
+  ];
+  const dp = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  await dp.route("**/api/v1/stream*", (route) =>
+    route.fulfill({ status: 200, contentType: "text/event-stream", body: "event: snapshot\ndata: " + JSON.stringify(real) + "\n\n" }),
+  );
+  await dp.goto(base + "/journey?name=checkout");
+  await dp.waitForSelector("#deployments tbody tr", { timeout: 15000 });
+  const deployments = await dp.$$eval("#deployments tbody tr", (rs) =>
+    rs.map((r) => [r.querySelector("th").textContent, r.dataset.result, ...[...r.querySelectorAll("td")].map((c) => c.textContent)]),
+  );
+  const deploymentContrast = await contrast(dp);
+  await dp.locator("#h-deployments").scrollIntoViewIfNeeded();
+  await dp.screenshot({ path: join(shots, "journey-deployments.png") });
+  await dp.close();
+  step("deployments", { rows: deployments, lowestContrast: deploymentContrast });
+
   if (errors.length) fail(`the page logged errors: ${errors.join("; ")}`);
 
   // 7. cerflow answers but evaluates no more (the test stops the process with SIGSTOP):
