@@ -2,7 +2,8 @@
 //! deriver published (worked out by hand below), streams are bounded and refusals
 //! counted, `ui.auth` guards every route of the view (and only those), `ui.enabled:
 //! false` serves none of them, the page's assets are the embedded ones, and the journey
-//! page names the dependency its failures are blamed on and its open incident.
+//! page names the dependency its failures are blamed on and its open incident (which the
+//! overview lists too).
 
 mod common;
 
@@ -467,6 +468,11 @@ fn the_journey_page_names_the_dependency_to_blame_and_the_open_incident() {
         "{}",
         incidents[0]
     );
+    // The overview lists it among the open incidents, so checkout's row says so.
+    let overview = json(get(&cf, "/api/v1/ui", None));
+    let open = overview["open_incidents"].as_array().unwrap();
+    assert_eq!(open.len(), 1, "{overview}");
+    assert_eq!(open[0]["start_unix_nano"], incidents[0]["start_unix_nano"]);
     // Another journey's page carries none of it.
     let other = json(get(&cf, "/api/v1/ui?journey=search", None));
     assert_eq!(other["dependencies"], serde_json::json!([]));

@@ -1,7 +1,7 @@
 //! The live web view, served on the metrics port (so with its TLS):
 //!
 //! - `/`: the overall score per window with its trend over the last hour, and the
-//!   journeys sorted by error budget remaining, worst first;
+//!   journeys sorted by error budget remaining, worst first, with their open incidents;
 //! - `/journey?name=..`: one journey: every window, its cohorts worst first, its error
 //!   budget over the SLO period and its burn rates over the last hour, its dependencies
 //!   and what its failures are blamed on, its incidents and deployments;
@@ -337,6 +337,8 @@ struct Overview<'a> {
     journeys: Vec<Row<'a>>,
     cohorts: Vec<Row<'a>>,
     cohorts_omitted: usize,
+    /// The incidents open now, oldest first: a journey's row says it has one.
+    open_incidents: Vec<&'a crate::incidents::Incident>,
 }
 
 #[derive(Serialize)]
@@ -485,11 +487,17 @@ pub fn overview(shared: &Shared, interval_ms: u64) -> String {
     cohorts.truncate(MAX_OVERVIEW_COHORTS);
     let mut head = head(&eval, &version, interval_ms, trend);
     head.kind = "overview";
+    let open_incidents = eval
+        .incidents
+        .iter()
+        .filter(|i| i.end_unix_nano.is_none())
+        .collect();
     serde_json::to_string(&Overview {
         head,
         journeys,
         cohorts,
         cohorts_omitted,
+        open_incidents,
     })
     .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }

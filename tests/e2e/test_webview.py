@@ -104,6 +104,9 @@ def test_the_web_view_follows_a_fault_live_in_chromium(start_cerflow, cerflow_bi
 
     # The degraded journey is the first row and fails; the healthy ones are OK.
     assert steps["failing-first"]["order"] == [["checkout", "failing"], ["cart", "ok"], ["login", "ok"]], transcript
+    # The page alert opened an incident in the same evaluation: checkout's row says so.
+    cells = steps["failing-first"]["incidentCells"]
+    assert cells[0].startswith("Open since ") and cells[1:] == ["none", "none"], cells
     a11y = steps["accessible"]
     assert a11y["labelled"] and a11y["rowHeaders"] == 3, a11y
     # The journey page during the fault: failing, its failures blamed on payments only,

@@ -227,6 +227,8 @@
     h += '<th scope="col">SLIs (' + esc(w) + ')</th><th scope="col">Burn rate</th><th scope="col">Active alerts</th>';
     if (anyUsers) h += '<th scope="col">Users affected (' + esc(w) + ")</th>";
     if (anyValue) h += '<th scope="col" class="num">Value at risk (' + esc(w) + ")</th>";
+    const open = d.open_incidents || [];
+    if (open.length) h += '<th scope="col">Open incident</th>';
     h += "</tr></thead><tbody>";
     for (const r of rows) {
       const cw = windowOf(r, w);
@@ -241,6 +243,11 @@
       h += "<td>" + sliCell(cw, r) + "</td><td>" + burnCell(r) + "</td><td>" + alertsCell(r) + "</td>";
       if (anyUsers) h += "<td>" + usersCell(cw) + "</td>";
       if (anyValue) h += '<td class="num">' + money(cw && cw.value_at_risk, r.currency) + "</td>";
+      if (open.length) {
+        const i = open.find((x) => x.journey === r.journey);
+        h += '<td class="incident">' + (i ? '<span class="badge s-failing">Open</span> since ' + esc(when(i.start_unix_nano)) +
+          " (" + secs(i.duration_seconds) + ")" : '<span class="muted">none</span>') + "</td>";
+      }
       h += "</tr>";
     }
     if (!rows.length) {

@@ -92,7 +92,8 @@ try {
   const firstText = (await first.innerText()).replace(/\s+/g, " ");
   if (!/Failing/.test(firstText)) fail(`the first row does not say Failing: ${firstText}`);
   const order = await page.$$eval("#journeys tbody tr", (rs) => rs.map((r) => [r.dataset.journey, r.dataset.status]));
-  step("failing-first", { order, first: firstText });
+  const incidentCells = await page.$$eval("#journeys tbody tr", (rs) => rs.map((r) => r.querySelector("td.incident")?.textContent ?? null));
+  step("failing-first", { order, first: firstText, incidentCells });
   // The page is accessible as tables with headers and labelled inputs.
   const a11y = await page.evaluate(() => ({
     colHeaders: document.querySelectorAll("#journeys thead th[scope=col]").length,
