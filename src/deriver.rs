@@ -232,6 +232,7 @@ impl Deriver {
         }
         self.ingest.set_journeys(journeys.clone());
         self.ingest.signals.reload(&new, &journeys);
+        self.ingest.requests.reload(&new, &journeys);
         self.shared.journeys.store(journeys);
         tracing::debug!(kept, "Journeys whose window state carried over.");
         let mut merged = new;
@@ -264,8 +265,13 @@ impl Deriver {
         published
     }
 
-    fn tick(&mut self, shards: Vec<crate::snapshot::ShardSnapshot>, last: bool) {
+    fn tick(&mut self, mut shards: Vec<crate::snapshot::ShardSnapshot>, last: bool) {
         let now = now_unix_ns();
+        // The journeys' metric-fed series join the workers' as one more shard.
+        shards.push(crate::snapshot::ShardSnapshot {
+            series: self.ingest.requests.snapshot(now, &self.ingest.tel),
+            ..Default::default()
+        });
         let mut snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
         snap.operations = self.ingest.signals.snapshot(now, &self.ingest.tel);
         let journeys = self.shared.journeys.load();

@@ -34,6 +34,7 @@ pub mod journey;
 pub mod labels;
 pub mod loadgen;
 pub mod metric_input;
+pub mod metric_requests;
 pub mod openslo;
 pub mod pipeline;
 pub mod predicate;

@@ -86,11 +86,15 @@ pub enum PointReason {
     TooOld,
     /// A point type the input cannot use (a histogram for a signal).
     UnsupportedType,
-    /// A new cumulative stream while the stream table is full.
+    /// A new cumulative stream while the stream table is full, or a new journey series
+    /// of a metric input past the same limit.
     StreamLimit,
+    /// Histogram buckets that do not add up to the count, bounds not increasing, or an
+    /// exponential scale out of range.
+    BadBuckets,
 }
 
-pub const POINT_REASONS: [PointReason; 7] = [
+pub const POINT_REASONS: [PointReason; 8] = [
     PointReason::NotFinite,
     PointReason::NegativeCounter,
     PointReason::UnknownUnit,
@@ -98,6 +102,7 @@ pub const POINT_REASONS: [PointReason; 7] = [
     PointReason::TooOld,
     PointReason::UnsupportedType,
     PointReason::StreamLimit,
+    PointReason::BadBuckets,
 ];
 
 impl PointReason {
@@ -110,6 +115,7 @@ impl PointReason {
             PointReason::TooOld => "too_old",
             PointReason::UnsupportedType => "unsupported_type",
             PointReason::StreamLimit => "stream_limit",
+            PointReason::BadBuckets => "bad_buckets",
         }
     }
 }
@@ -121,7 +127,7 @@ pub struct Telemetry {
     pub refused_requests: [AtomicU64; 8],
     pub received_data_points: AtomicU64,
     /// Data points refused, by [`PointReason`].
-    pub refused_data_points: [AtomicU64; 7],
+    pub refused_data_points: [AtomicU64; POINT_REASONS.len()],
     pub received_log_records: AtomicU64,
     /// Spans that went through the pipeline, whatever the outcome (recorded, unmatched, late).
     pub processed_spans: AtomicU64,

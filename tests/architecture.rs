@@ -39,7 +39,13 @@ const STAGES: &[(&str, &[&str])] = &[
     (
         "record",
         &[
-            "ingest", "pipeline", "window", "snapshot", "signals", "traces",
+            "ingest",
+            "pipeline",
+            "window",
+            "snapshot",
+            "signals",
+            "metric_requests",
+            "traces",
         ],
     ),
     (

@@ -53,6 +53,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
     users.record(7, flag::USER | flag::ERROR);
     let series = SeriesSnap {
         journey: journeys.get(0).expect("the configured journey"),
+        from_metrics: false,
         cohort: Arc::from(vec![Box::<str>::from("eu")]),
         overflow: false,
         totals: counts,

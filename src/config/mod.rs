@@ -104,6 +104,8 @@ pub struct JourneyConfig {
     pub value: Option<crate::value::config::ValueRule>,
     /// Operational signals read from OTLP metrics, for the operations SLI.
     pub signals: Vec<SignalConfig>,
+    /// OTLP metrics the journey takes its request counts from ([`crate::metric_requests`]).
+    pub metrics: Vec<crate::metric_requests::config::MetricInputConfig>,
 }
 
 impl Default for Config {
@@ -519,6 +521,7 @@ const JOURNEY_KEYS: &[&str] = &[
     "objectives",
     "value",
     "signals",
+    "metrics",
 ];
 
 fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfig> {
@@ -573,8 +576,14 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
         };
         let matcher = match m.get("match") {
             Some(n) => predicate::compile(ctx, n, &join(&path, "match")),
+            // Measured from metrics alone: an empty `any` matches no span.
+            None if m.get("metrics").is_some() => Some(Cond::Any(Vec::new())),
             None => {
-                ctx.error(item.mark, &path, "missing required key \"match\"");
+                ctx.error(
+                    item.mark,
+                    &path,
+                    "missing required key \"match\" (or \"metrics\")",
+                );
                 None
             }
         };
@@ -614,6 +623,14 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(n) => decode_journey_signals(ctx, n, &join(&path, "signals")),
             None => Some(Vec::new()),
         };
+        let metrics = match m.get("metrics") {
+            Some(n) => crate::metric_requests::config::decode_journey_metrics(
+                ctx,
+                n,
+                &join(&path, "metrics"),
+            ),
+            None => Some(Vec::new()),
+        };
         if let (
             Some(name),
             Some(weight),
@@ -624,6 +641,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(cohorts),
             Some(value),
             Some(signals),
+            Some(metrics),
         ) = (
             name,
             weight,
@@ -634,6 +652,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             cohorts,
             value,
             signals,
+            metrics,
         ) {
             out.push(JourneyConfig {
                 name,
@@ -646,6 +665,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
                 objectives,
                 value,
                 signals,
+                metrics,
             });
         }
     }
