@@ -114,6 +114,11 @@ fn published() -> (Arc<Shared>, Pipeline) {
         state_bytes: 100,
     };
     let mut snap = Snapshot::merge(100 * S, windows.clone(), vec![shard]);
+    // The journey's coverage, as if it had metric inputs.
+    snap.journey_coverage = vec![cerflow::sli::JourneyCoverage {
+        journey: journeys.get(0).expect("the configured journey"),
+        windows: vec![Some(0.5); windows.len()],
+    }];
     // One journey with one signal, with data in every window.
     snap.operations = vec![cerflow::signals::JourneyOps {
         journey: journeys.get(0).expect("the configured journey"),
@@ -231,8 +236,8 @@ fn the_otlp_push_sends_exactly_the_catalogue_metrics_with_an_otlp_name() {
         .collect();
     assert_eq!(
         expected.len(),
-        27,
-        "the OTLP table of README.md has 27 metrics"
+        28,
+        "the OTLP table of README.md has 28 metrics"
     );
     assert_eq!(sent, expected);
 }

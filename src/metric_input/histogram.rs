@@ -11,6 +11,7 @@
 
 use super::Dist;
 use crate::telemetry::PointReason;
+use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
 
 /// Where [`lay`] writes each figure in its output.
 pub const COUNT: usize = 0;
@@ -36,7 +37,7 @@ const SCALES: std::ops::RangeInclusive<i32> = -10..=20;
 /// Why the point cannot be used, if it cannot; its unit's nanoseconds otherwise.
 pub fn check(d: Dist<'_>, unit: &str) -> Result<f64, PointReason> {
     let ns = unit_ns(unit).ok_or(PointReason::UnknownUnit)?;
-    let (count, sum) = match d {
+    let sum = match d {
         Dist::Histogram(p, _) => {
             if !p.bucket_counts.is_empty() {
                 if p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
@@ -54,20 +55,19 @@ pub fn check(d: Dist<'_>, unit: &str) -> Result<f64, PointReason> {
             if !increasing || p.explicit_bounds.iter().any(|b| !b.is_finite()) {
                 return Err(PointReason::BadBuckets);
             }
-            (p.count, p.sum)
+            p.sum
         }
         Dist::Exponential(p, _) => {
-            if !SCALES.contains(&p.scale) || !(p.zero_threshold >= 0.0) {
+            // A NaN threshold fails the range test too.
+            if !SCALES.contains(&p.scale) || !(0.0..=f64::MAX).contains(&p.zero_threshold) {
                 return Err(PointReason::BadBuckets);
             }
-            let side = |b: &Option<_>| -> Option<u64> {
-                let b: &opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets = match b {
-                    Some(b) => b,
-                    None => return Some(0),
-                };
-                b.bucket_counts
-                    .iter()
-                    .try_fold(0u64, |a, &c| a.checked_add(c))
+            let side = |b: &Option<Buckets>| -> Option<u64> {
+                b.as_ref().map_or(Some(0), |b| {
+                    b.bucket_counts
+                        .iter()
+                        .try_fold(0u64, |a, &c| a.checked_add(c))
+                })
             };
             let total = side(&p.positive)
                 .zip(side(&p.negative))
@@ -75,10 +75,9 @@ pub fn check(d: Dist<'_>, unit: &str) -> Result<f64, PointReason> {
             if total != Some(p.count) {
                 return Err(PointReason::BadBuckets);
             }
-            (p.count, p.sum)
+            p.sum
         }
     };
-    let _ = count;
     if let Some(s) = sum {
         if !s.is_finite() {
             return Err(PointReason::NotFinite);
@@ -148,8 +147,7 @@ pub fn lay(d: Dist<'_>, unit_ns: f64, threshold_ns: u64, bounds_ns: &[u64], out:
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::metrics::v1::{
-        exponential_histogram_data_point::Buckets, ExponentialHistogramDataPoint,
-        HistogramDataPoint,
+        ExponentialHistogramDataPoint, HistogramDataPoint,
     };
 
     const MS: u64 = 1_000_000;

@@ -467,3 +467,141 @@ fn cohort_values<'t>(text: &'t str, ends: &'t [usize]) -> impl Iterator<Item = &
         Some(v)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        exponential_histogram_data_point::Buckets, metric, ExponentialHistogram,
+        ExponentialHistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics,
+    };
+
+    const S: u64 = 1_000_000_000;
+    const NOW: u64 = 1_700_000_000 * S;
+
+    fn setup(extra: &str) -> (Config, MetricRequests) {
+        let cfg = Config::parse(
+            &format!(
+                "windows: {{ sizes: [1m] }}\nhistogram: {{ buckets: [0.25, 1] }}\n{extra}journeys:\n  - name: pay\n    cohorts: [region]\n    latency_threshold: 256ms\n    metrics:\n      - {{ name: pay.duration }}\n"
+            ),
+            "t",
+            &|_| None,
+        )
+        .unwrap();
+        let journeys = Journeys::new(&cfg);
+        let m = MetricRequests::new(&cfg, &journeys, NOW - 3600 * S);
+        (cfg, m)
+    }
+
+    fn region(r: &str) -> KeyValue {
+        KeyValue {
+            key: "region".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(r.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A delta exponential histogram of scale 0 (base 2) in ms: offset 7 makes bucket 0
+    /// (128, 256] ms and bucket 1 (256, 512] ms; the threshold, 256 ms, is their bound.
+    fn request(points: Vec<ExponentialHistogramDataPoint>) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "pay.duration".into(),
+                        unit: "ms".into(),
+                        data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: points,
+                            aggregation_temporality: 1,
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn point(r: &str, fast: u64, slow: u64) -> ExponentialHistogramDataPoint {
+        ExponentialHistogramDataPoint {
+            attributes: vec![region(r)],
+            time_unix_nano: NOW - S,
+            count: fast + slow,
+            sum: Some(0.0),
+            scale: 0,
+            positive: Some(Buckets {
+                offset: 7,
+                bucket_counts: vec![fast, slow],
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn totals(m: &MetricRequests) -> Vec<(Vec<String>, bool, Counts)> {
+        let mut v: Vec<_> = m
+            .snapshot(NOW, &Telemetry::default())
+            .into_iter()
+            .map(|s| {
+                let cohort: Vec<String> = s.cohort.iter().map(|c| c.to_string()).collect();
+                (cohort, s.overflow, s.windows[0].counts)
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn counts(requests: u64, slow: u64) -> Counts {
+        Counts {
+            requests,
+            slow,
+            ..Counts::default()
+        }
+    }
+
+    #[test]
+    fn cohorts_come_from_point_attributes_and_past_the_limit_go_to_overflow() {
+        let (_, m) = setup("limits: { max_series_per_journey: 2 }\n");
+        let mut out = Outcome::default();
+        // eu: 3 fast (128-256 ms), 1 slow (256-512 ms, above 256 ms); us: 2 fast; ap,
+        // the third cohort, overflows with its 1 slow.
+        m.process(
+            &request(vec![
+                point("eu", 3, 1),
+                point("us", 2, 0),
+                point("ap", 0, 1),
+            ]),
+            NOW,
+            &mut out,
+        );
+        assert_eq!(out.rejected(), 0);
+        assert_eq!(
+            totals(&m),
+            [
+                (vec![], true, counts(1, 1)),
+                (vec!["eu".into()], false, counts(4, 1)),
+                (vec!["us".into()], false, counts(2, 0)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reload_keeps_the_series_of_unchanged_inputs_only() {
+        let (cfg, m) = setup("");
+        m.process(
+            &request(vec![point("eu", 1, 0)]),
+            NOW,
+            &mut Outcome::default(),
+        );
+        m.reload(&cfg, &Journeys::new(&cfg));
+        assert_eq!(totals(&m), [(vec!["eu".into()], false, counts(1, 0))]);
+        let (changed, _) = setup("defaults: { latency_threshold: 1s }\n");
+        let mut changed = changed;
+        changed.journeys[0].metrics[0].name = "pay.latency".into();
+        m.reload(&changed, &Journeys::new(&changed));
+        assert!(totals(&m).is_empty());
+    }
+}
