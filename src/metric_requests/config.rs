@@ -48,6 +48,47 @@ impl MetricInputConfig {
     }
 }
 
+/// The bucket bounds (seconds) OpenTelemetry's semantic conventions give
+/// `http.server.request.duration` and the SDKs use for it.
+pub const SEMCONV_BOUNDS_S: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// What `validate` says of a journey's metric inputs: where its counts come from, and a
+/// warning when its latency threshold is not a bound of the conventional duration
+/// histogram (the slow count is then the bucket holding it, an overcount, unless the
+/// sender's histogram has that bound).
+pub fn describe(
+    journey: &str,
+    threshold: std::time::Duration,
+    metrics_only: bool,
+    inputs: &[MetricInputConfig],
+) -> Vec<String> {
+    if inputs.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<&str> = inputs.iter().map(|m| m.name.as_str()).collect();
+    let mut out = vec![format!(
+        "  journey {journey}: request counts from metrics {}{}",
+        names.join(", "),
+        if metrics_only {
+            " (no spans)"
+        } else {
+            " (spans give users, value and coverage)"
+        }
+    )];
+    let t = threshold.as_secs_f64();
+    if !SEMCONV_BOUNDS_S.iter().any(|b| (b - t).abs() < 1e-12) {
+        out.push(format!(
+            "  warning: journey {journey}: latency_threshold {} is not a bucket bound of the \
+             conventional duration histogram; unless the histograms have a bound there, the \
+             bucket holding it counts as slow",
+            crate::duration::format_duration(threshold)
+        ));
+    }
+    out
+}
+
 /// `journeys[i].metrics`; `None` when a problem was reported.
 pub fn decode_journey_metrics(
     ctx: &mut Ctx,
