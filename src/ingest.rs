@@ -369,8 +369,8 @@ impl Ingest {
         }
     }
 
-    /// Points that feed a signal are recorded; bad ones among them are refused (OTLP
-    /// partial success), all others are counted and dropped.
+    /// Points that feed a signal or a journey's metric input are recorded; bad ones among
+    /// them are refused (OTLP partial success), all others are counted and dropped.
     pub fn metrics(&self, req: &ExportMetricsServiceRequest) -> Accepted {
         let total = decode::data_point_count(req);
         DataPointsReceived { count: total }.emit(&self.tel);
