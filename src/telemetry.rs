@@ -160,7 +160,7 @@ pub struct Telemetry {
     /// Live streams of the web view open now.
     pub ui_stream_clients: AtomicU64,
     /// Unix second of the last log line per [`LogKey`].
-    last_log_sec: [AtomicU64; 22],
+    last_log_sec: [AtomicU64; LOG_KEYS],
 }
 
 fn now_sec() -> u64 {
@@ -240,6 +240,11 @@ impl UiRefusal {
         }
     }
 }
+
+/// How many [`LogKey`]s there are: [`LogKey::TracesEvicted`] is the last index. Derived
+/// from the reason lists, so a new reason cannot index past the limiter's slots.
+const LOG_KEYS: usize =
+    REASONS.len() + EXPORT_DROPS.len() + 1 + POINT_REASONS.len() + UI_REFUSALS.len() + 1;
 
 impl LogKey {
     fn index(self) -> usize {
@@ -324,5 +329,28 @@ impl AddRelaxed for AtomicU64 {
     }
     fn get(&self) -> u64 {
         self.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refusal reason added to one list once indexed past a fixed-size limiter array
+    /// and panicked a worker: every key has its own slot, and the slots are all used.
+    #[test]
+    fn every_log_key_has_its_own_slot() {
+        let mut keys: Vec<LogKey> = REASONS.iter().map(|r| LogKey::Refusal(*r)).collect();
+        keys.extend(EXPORT_DROPS.iter().map(|d| LogKey::ExportDrop(*d)));
+        keys.push(LogKey::InvalidValue);
+        keys.extend(POINT_REASONS.iter().map(|r| LogKey::PointRefusal(*r)));
+        keys.extend(UI_REFUSALS.iter().map(|r| LogKey::UiRefusal(*r)));
+        keys.push(LogKey::TracesEvicted);
+        let mut slots: Vec<usize> = keys.iter().map(|k| k.index()).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        assert_eq!(slots, (0..LOG_KEYS).collect::<Vec<_>>());
+        let tel = Telemetry::default();
+        assert!(keys.iter().all(|k| tel.log_due(*k, 60)));
     }
 }
