@@ -1,7 +1,8 @@
 //! Journeys measured from OTLP metrics through the real binary: the same requests sent
 //! as spans, as a delta histogram and as a cumulative histogram give the same counts and
 //! SLIs; cumulative counters with a baseline and a reset; the coverage of a journey a
-//! quarter of whose requests are traced; malformed points refused as partial success.
+//! quarter of whose requests are traced, whose users still come from its spans;
+//! malformed points refused as partial success.
 
 mod common;
 
@@ -44,6 +45,7 @@ journeys:
       - { name: orders.errors, role: errors }
   - name: traced
     match: { span_name: GET /traced }
+    cohorts: [region]
     metrics:
       - { name: traced.requests }
 "#;
@@ -250,13 +252,16 @@ fn cumulative_counters_baseline_and_reset_and_a_quarter_traced_is_a_coverage_of_
             "{request}",
             true,
             false,
-            vec![number_point(0, t, 8.0, vec![])],
+            vec![number_point(0, t, 8.0, vec![kv("region", "eu")])],
         )],
     );
     assert_eq!(cf.post_metrics(&req), (0, String::new()));
+    // The traced two name their users and region: the journey's users come from them.
     let mut spans = checkout_spans(2, 100, 5);
-    for s in spans.iter_mut() {
+    for (s, user) in spans.iter_mut().zip(["u1", "u2"]) {
         s.name = "GET /traced".into();
+        s.attributes.push(kv("region", "eu"));
+        s.attributes.push(kv("enduser.id", user));
     }
     assert_eq!(
         cf.post_traces(
@@ -268,6 +273,10 @@ fn cumulative_counters_baseline_and_reset_and_a_quarter_traced_is_a_coverage_of_
     let s = cf.wait_until("the orders and the traced requests", |s| {
         s.get("cer_journey_requests_total", &[("journey", "orders")]) == Some(108.0)
             && s.get(
+                "cer_journey_users",
+                &[("journey", "traced"), ("region", "eu"), ("window", "1m")],
+            ) == Some(2.0)
+            && s.get(
                 "cer_journey_coverage_ratio",
                 &[("journey", "traced"), ("window", "1m")],
             ) == Some(0.25)
@@ -278,9 +287,25 @@ fn cumulative_counters_baseline_and_reset_and_a_quarter_traced_is_a_coverage_of_
         s.value("cer_sli_availability_ratio", &[o, ("window", "1m")]),
         1.0 - 11.0 / 108.0
     );
-    // The traced journey's counts are the metrics', not its 2 spans.
+    // The traced journey's counts are the metrics', not its 2 spans; its users are its
+    // spans', in the one series of region eu both make.
     let tr = ("journey", "traced");
-    assert_eq!(s.value("cer_journey_requests_total", &[tr]), 8.0);
+    let eu = [tr, ("region", "eu")];
+    assert_eq!(s.value("cer_journey_requests_total", &eu), 8.0);
+    assert_eq!(
+        s.value(
+            "cer_journey_users",
+            &[tr, ("region", "eu"), ("window", "1m")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        s.value(
+            "cer_sli_availability_ratio",
+            &[tr, ("region", "eu"), ("window", "1m")]
+        ),
+        1.0
+    );
     assert_eq!(
         s.value("cer_journey_coverage_ratio", &[tr, ("window", "5m")]),
         0.25
