@@ -268,10 +268,7 @@ impl Deriver {
     fn tick(&mut self, mut shards: Vec<crate::snapshot::ShardSnapshot>, last: bool) {
         let now = now_unix_ns();
         // The journeys' metric-fed series join the workers' as one more shard.
-        shards.push(crate::snapshot::ShardSnapshot {
-            series: self.ingest.requests.snapshot(now, &self.ingest.tel),
-            ..Default::default()
-        });
+        shards.push(self.ingest.requests.snapshot(now, &self.ingest.tel));
         let mut snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
         snap.operations = self.ingest.signals.snapshot(now, &self.ingest.tel);
         let journeys = self.shared.journeys.load();

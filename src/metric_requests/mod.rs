@@ -32,7 +32,7 @@ use crate::metric_input::refusal::Outcome;
 use crate::metric_input::streams::StreamTable;
 use crate::metric_input::NO_RECORDED_VALUE;
 use crate::metric_input::{for_each_point, refusal, Dist, Point, PointKind, PointView};
-use crate::snapshot::{SeriesSnap, QUANTILES};
+use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::telemetry::{PointReason, Telemetry};
 use crate::window::{Counts, SeriesState};
@@ -409,9 +409,9 @@ impl MetricRequests {
         &mut list[pos]
     }
 
-    /// Every series at `now`, as the workers hand theirs; expires idle streams and
-    /// series first. Called once per tick, by the deriver.
-    pub fn snapshot(&self, now: u64, tel: &Telemetry) -> Vec<SeriesSnap> {
+    /// Every series at `now` and their heap bytes, as a worker hands its shard; expires
+    /// idle streams and series first. Called once per tick, by the deriver.
+    pub fn snapshot(&self, now: u64, tel: &Telemetry) -> ShardSnapshot {
         let mut st = self.lock();
         let st = &mut *st;
         MetricStreamsExpired {
@@ -434,7 +434,14 @@ impl MetricRequests {
         });
         SeriesExpired { count: expired }.emit(tel);
         let (mut scratch, mut qout) = (Vec::new(), Vec::new());
-        st.series
+        let state_bytes = st
+            .series
+            .values()
+            .flatten()
+            .map(|s| s.state.heap_bytes())
+            .sum();
+        let series = st
+            .series
             .values()
             .flatten()
             .map(|s| SeriesSnap {
@@ -455,7 +462,12 @@ impl MetricRequests {
                     })
                     .collect(),
             })
-            .collect()
+            .collect();
+        ShardSnapshot {
+            series,
+            state_bytes,
+            ..Default::default()
+        }
     }
 }
 
@@ -544,6 +556,7 @@ mod tests {
     fn totals(m: &MetricRequests) -> Vec<(Vec<String>, bool, Counts)> {
         let mut v: Vec<_> = m
             .snapshot(NOW, &Telemetry::default())
+            .series
             .into_iter()
             .map(|s| {
                 let cohort: Vec<String> = s.cohort.iter().map(|c| c.to_string()).collect();
