@@ -1,5 +1,5 @@
 //! Journeys measured from OTLP metrics through the real binary: the same requests sent
-//! as spans, as a delta histogram and as a cumulative histogram give the same counts and
+//! as spans, as a delta, a cumulative and an exponential histogram give the same counts and
 //! SLIs; cumulative counters with a baseline and a reset; the coverage of a journey a
 //! quarter of whose requests are traced, whose users still come from its spans;
 //! malformed points refused as partial success.
@@ -7,8 +7,8 @@
 mod common;
 
 use common::otlp::{
-    checkout_spans, failed, histogram_metric, histogram_point, kv, kv_any, metrics_request, now_ns,
-    number_point, sum_metric, traces,
+    checkout_spans, exponential_metric, failed, histogram_metric, histogram_point, kv, kv_any,
+    metrics_request, now_ns, number_point, sum_metric, traces,
 };
 use common::*;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -39,6 +39,11 @@ journeys:
     metrics:
       - name: http.server.request.duration
         match: { attributes: [{ key: http.route, equals: /cumulative }] }
+  - name: exponential
+    latency_threshold: 250ms
+    metrics:
+      - name: http.server.request.duration
+        match: { attributes: [{ key: http.route, equals: /exponential }] }
   - name: orders
     metrics:
       - { name: orders.requests }
@@ -108,7 +113,7 @@ fn duration_request(
 }
 
 #[test]
-fn spans_a_delta_histogram_and_a_cumulative_one_give_the_same_slis() {
+fn spans_and_delta_cumulative_and_exponential_histograms_give_the_same_slis() {
     let cf = Cerflow::start(|p| format!("{}{CONFIG}", p.listeners_yaml("")));
     // The same 10 requests three ways. Durations: 4 x 50 ms (2 of them failed), 3 x 200
     // ms, 2 x 400 ms, 1 x 2 s. Slow (> 250 ms, a bucket bound): 2 + 1 = 3. Failed: 2.
@@ -163,12 +168,27 @@ fn spans_a_delta_histogram_and_a_cumulative_one_give_the_same_slis() {
     );
     assert_eq!(cf.post_metrics(&req(true, second)), (0, String::new()));
 
-    let s = cf.wait_until("all three journeys counted 10 requests", |s| {
-        ["spans", "delta", "cumulative"]
-            .iter()
+    // Exponential, scale 0: bucket i is (2^i, 2^(i+1)] s. From offset -5: 0.05 s in
+    // (1/32, 1/16], 0.2 in (1/8, 1/4], 0.4 in (1/4, 1/2], 2 in (1, 2]. 0.25 s is a bound:
+    // slow is exact, (1/4, 1/2] and (1, 2]: 2 + 1.
+    let route = |code| vec![kv("http.route", "/exponential"), status(code)];
+    let exp = metrics_request(
+        &[("service.name", "shop")],
+        vec![exponential_metric(
+            "http.server.request.duration",
+            "s",
+            t,
+            -5,
+            vec![(route(200), vec![2, 0, 3, 2, 0, 1]), (route(503), vec![2])],
+        )],
+    );
+    assert_eq!(cf.post_metrics(&exp), (0, String::new()));
+    let all = ["spans", "delta", "cumulative", "exponential"];
+    let s = cf.wait_until("all four journeys counted 10 requests", |s| {
+        all.iter()
             .all(|j| s.get("cer_journey_requests_total", &[("journey", j)]) == Some(10.0))
     });
-    for j in ["spans", "delta", "cumulative"] {
+    for j in all {
         let jl = ("journey", j);
         assert_eq!(s.value("cer_journey_errors_total", &[jl]), 2.0, "{j}");
         assert_eq!(s.value("cer_journey_slow_total", &[jl]), 3.0, "{j}");
@@ -179,7 +199,7 @@ fn spans_a_delta_histogram_and_a_cumulative_one_give_the_same_slis() {
         }
     }
     // The metric-fed histogram of cerflow's buckets 0.1, 0.25, 0.5, 1: the spans' own.
-    for j in ["spans", "delta", "cumulative"] {
+    for j in all {
         let jl = ("journey", j);
         for (le, n) in [
             ("0.1", 4.0),

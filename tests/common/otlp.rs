@@ -258,6 +258,43 @@ pub fn histogram_metric(
     }
 }
 
+/// A delta exponential histogram of one point per `(attributes, count per bucket)`:
+/// scale 0 (base 2), positive buckets from index `offset` ((2^i, 2^(i+1)] each), at `time_ns`.
+pub fn exponential_metric(
+    name: &str,
+    unit: &str,
+    time_ns: u64,
+    offset: i32,
+    points: Vec<(Vec<KeyValue>, Vec<u64>)>,
+) -> opentelemetry_proto::tonic::metrics::v1::Metric {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        exponential_histogram_data_point::Buckets, metric, AggregationTemporality,
+        ExponentialHistogram, ExponentialHistogramDataPoint, Metric,
+    };
+    Metric {
+        name: name.into(),
+        unit: unit.into(),
+        data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: points
+                .into_iter()
+                .map(|(attributes, counts)| ExponentialHistogramDataPoint {
+                    attributes,
+                    time_unix_nano: time_ns,
+                    count: counts.iter().sum(),
+                    scale: 0,
+                    positive: Some(Buckets {
+                        offset,
+                        bucket_counts: counts,
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+        })),
+        ..Default::default()
+    }
+}
+
 /// One metrics request: one resource with these attributes, one scope, `metrics`.
 pub fn metrics_request(
     resource: &[(&str, &str)],
