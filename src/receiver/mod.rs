@@ -3,6 +3,7 @@
 pub mod config;
 
 pub mod auth;
+pub mod body_pool;
 pub mod consumer;
 pub mod grpc;
 pub mod http;
