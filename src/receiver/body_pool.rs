@@ -7,7 +7,7 @@
 //!
 //! Bounded twice: at most [`BodyPool::MAX_KEPT`] buffers wait in the pool, and a buffer
 //! that grew past [`BodyPool::MAX_KEPT_BYTES`] (a rare large request) is freed rather than
-//! kept, so the pool holds at most `MAX_KEPT * MAX_KEPT_BYTES` (16 MiB) however large
+//! kept, so a pool holds at most `MAX_KEPT * MAX_KEPT_BYTES` (16 MiB) however large
 //! requests are. A miss only costs the allocation the receiver made before.
 
 use std::sync::Mutex;
@@ -25,8 +25,8 @@ impl Default for BodyPool {
 }
 
 impl BodyPool {
-    /// Enough for two buffers (wire body and inflated body) per request in flight on a
-    /// few connections; more requests in flight than that allocate as before.
+    /// Enough for the requests in flight on a few connections; more requests in flight
+    /// than that allocate as before.
     pub const MAX_KEPT: usize = 8;
     /// Twice the 1 MB of a 1,000-span JSON request.
     pub const MAX_KEPT_BYTES: usize = 2 << 20;

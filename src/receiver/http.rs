@@ -29,7 +29,10 @@ pub struct HttpOptions {
 struct HttpState {
     ingest: Arc<dyn Consumer>,
     opts: HttpOptions,
+    /// Bodies as they arrive, and as gzip inflates them: two pools, since a gzip body
+    /// is a tenth of its inflated size and a buffer of one would not fit the other.
     bodies: Arc<BodyPool>,
+    inflated: Arc<BodyPool>,
 }
 
 #[derive(Clone, Copy)]
@@ -52,6 +55,7 @@ pub fn router(ingest: Arc<dyn Consumer>, opts: HttpOptions) -> Router {
         ingest,
         opts,
         bodies: Arc::default(),
+        inflated: Arc::default(),
     };
     Router::new()
         .route(
@@ -206,7 +210,7 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
     }
     let mut inflated;
     let bytes: &[u8] = if encoding == "gzip" {
-        inflated = st.bodies.take();
+        inflated = st.inflated.take();
         match inflate(&body.buf, st.opts.max_inflated, &mut inflated.buf) {
             Ok(()) => &inflated.buf,
             Err(Inflate::TooLarge) => {
