@@ -174,6 +174,14 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             "OTLP/HTTP receiver",
         )));
     }
+    let kafka = match &cfg.receivers.kafka {
+        Some(k) => {
+            let h = receiver::kafka::start(k, ingest.clone() as Arc<dyn Consumer>, tel.clone())?;
+            tracing::info!(brokers = %k.brokers.join(","), topic = %k.topic, group_id = %k.group_id, "Kafka receiver consuming.");
+            Some(h)
+        }
+        None => None,
+    };
     let admin_stop = CancellationToken::new();
     let admin_task = prom.map(|l| {
         if let Ok(a) = l.local_addr() {
@@ -235,6 +243,16 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             ?grace,
             "Receivers did not stop within the shutdown timeout."
         );
+    }
+    if let Some(k) = kafka {
+        // Commits what was taken and leaves the group, so the partitions move at once.
+        let stopping = tokio::task::spawn_blocking(move || k.stop());
+        if tokio::time::timeout(grace, stopping).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "The Kafka receiver did not stop within the shutdown timeout."
+            );
+        }
     }
     reload_stop.cancel();
     if let Some(t) = reload_task {

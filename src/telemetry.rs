@@ -1,13 +1,14 @@
 //! cerflow's own health counters, and the one log rate-limiter. Events that bump them
 //! live in [`crate::internal_events`], each counting and logging in one `emit()`.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Grpc,
     Http,
+    Kafka,
 }
 
 impl Transport {
@@ -15,6 +16,7 @@ impl Transport {
         match self {
             Transport::Grpc => "grpc",
             Transport::Http => "http",
+            Transport::Kafka => "kafka",
         }
     }
 }
@@ -116,7 +118,7 @@ impl PointReason {
 
 #[derive(Debug, Default)]
 pub struct Telemetry {
-    pub received_spans: [AtomicU64; 2],
+    pub received_spans: [AtomicU64; 3],
     pub refused_spans: [AtomicU64; 8],
     pub refused_requests: [AtomicU64; 8],
     pub received_data_points: AtomicU64,
@@ -153,8 +155,10 @@ pub struct Telemetry {
     pub ui_refused: [AtomicU64; 2],
     /// Live streams of the web view open now.
     pub ui_stream_clients: AtomicU64,
+    /// The Kafka receiver's state; its metrics are shown only when it is configured.
+    pub kafka: KafkaState,
     /// Unix second of the last log line per [`LogKey`].
-    last_log_sec: [AtomicU64; 22],
+    last_log_sec: [AtomicU64; 23],
 }
 
 fn now_sec() -> u64 {
@@ -213,6 +217,27 @@ pub enum LogKey {
     TracesEvicted,
     PointRefusal(PointReason),
     UiRefusal(UiRefusal),
+    KafkaError,
+}
+
+/// What the Kafka receiver reports about itself.
+#[derive(Debug, Default)]
+pub struct KafkaState {
+    /// Set once at start-up when `receivers.kafka` is configured.
+    pub enabled: AtomicBool,
+    /// A broker connection is up (librdkafka's statistics, every second).
+    pub connected: AtomicBool,
+    /// Partitions of the spans topic this instance consumes now.
+    pub partitions: AtomicU64,
+    /// Errors librdkafka reported (connection losses included).
+    pub errors: AtomicU64,
+}
+
+impl KafkaState {
+    /// Not ready while a configured Kafka receiver has no broker connection.
+    pub fn ready(&self) -> bool {
+        !self.enabled.load(Relaxed) || self.connected.load(Relaxed)
+    }
 }
 
 /// Why the web view refused a request; the `reason` label.
@@ -247,6 +272,9 @@ impl LogKey {
             }
             LogKey::TracesEvicted => {
                 REASONS.len() + EXPORT_DROPS.len() + 1 + POINT_REASONS.len() + UI_REFUSALS.len()
+            }
+            LogKey::KafkaError => {
+                REASONS.len() + EXPORT_DROPS.len() + 1 + POINT_REASONS.len() + UI_REFUSALS.len() + 1
             }
         }
     }

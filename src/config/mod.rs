@@ -121,6 +121,7 @@ impl Default for Config {
                 max_spans_per_request: 100_000,
                 max_request_bytes: 16 << 20,
                 max_decompressed_bytes: 64 << 20,
+                kafka: None,
             },
             exporters: Exporters {
                 prometheus: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),

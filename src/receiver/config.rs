@@ -25,6 +25,8 @@ pub struct Receivers {
     pub max_request_bytes: usize,
     /// Largest body after gzip inflation; a bomb stops here.
     pub max_decompressed_bytes: usize,
+    /// Spans read from a Kafka topic by a consumer group, beside or instead of OTLP.
+    pub kafka: Option<crate::receiver::kafka::config::KafkaReceiver>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -97,9 +99,12 @@ pub fn bearer_tokens(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<BearerToken>
 }
 
 pub fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
-    let Some(m) = ctx.map(node, "receivers", &["otlp"]) else {
+    let Some(m) = ctx.map(node, "receivers", &["otlp", "kafka"]) else {
         return;
     };
+    if let Some(k) = m.get("kafka") {
+        out.kafka = crate::receiver::kafka::config::decode_kafka(ctx, k);
+    }
     let Some(otlp) = m.get("otlp") else { return };
     let keys = [
         "protocols",

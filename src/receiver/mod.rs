@@ -1,4 +1,5 @@
-//! Receive: the OTLP listeners. Both hand request bodies to a [`consumer::Consumer`].
+//! Receive: the OTLP listeners and the Kafka consumer. All hand request bodies to a
+//! [`consumer::Consumer`].
 
 pub mod config;
 
@@ -6,6 +7,7 @@ pub mod auth;
 pub mod consumer;
 pub mod grpc;
 pub mod http;
+pub mod kafka;
 pub mod layers;
 
 use std::time::Duration;
