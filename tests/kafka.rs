@@ -1,7 +1,9 @@
 //! cerflow as a Kafka consumer-group member, against a real Apache Kafka broker (KRaft)
 //! on a free loopback port: OTLP protobuf bodies produced to a topic, keyed by trace id as
 //! the Collector's `kafka` exporter does, give exactly the figures worked out below on
-//! `/metrics`; two instances in one group share the partitions and their sum is the input.
+//! `/metrics`; two instances in one group share the partitions and their sum is the input;
+//! a broker stopped for 30 s leaves cerflow serving its last figures, not ready, and it
+//! carries on without loss or duplicates when the broker is back.
 
 mod common;
 
@@ -148,4 +150,75 @@ fn two_instances_in_one_group_share_the_partitions_and_sum_to_the_input() {
         180.0
     );
     assert_eq!(sum("cerflow_processed_spans_total", &[]), 180.0);
+}
+
+#[test]
+fn a_broker_outage_marks_cerflow_not_ready_and_loses_or_repeats_nothing() {
+    // A broker of its own: the shared one must stay up for the other tests.
+    let k = Kafka::start();
+    k.create_topic("outage-spans", 2);
+    let c = Cerflow::start(config(&k, "outage-spans", "outage"));
+    c.wait_for("cerflow_kafka_partitions", &[], 2.0);
+    // Before: 20 requests x 2 spans = 40 spans, 5 failed (requests 0, 4, ..., 16).
+    assert_eq!(produce(&k, "outage-spans", 20, 2, 0), (40, 5));
+    let journey = [("journey", "checkout")];
+    c.wait_for("cer_journey_requests_total", &journey, 40.0);
+    // The 20 offsets committed (every 5 s), so a rejoin after the outage starts after them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while k.committed("outage", "outage-spans", 2) != 20 {
+        assert!(
+            Instant::now() < deadline,
+            "offsets not committed: {}",
+            k.committed("outage", "outage-spans", 2)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let readyz = || {
+        c.client()
+            .get(c.admin_url("/readyz"))
+            .send()
+            .expect("GET /readyz")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(readyz(), 200);
+    k.stop();
+    let down = Instant::now();
+    let s = c.wait_until("cerflow_kafka_connected 0", |s| {
+        s.get("cerflow_kafka_connected", &[]) == Some(0.0)
+    });
+    // The last figures are still served, and cerflow says they are stale.
+    s.assert("cer_journey_requests_total", &journey, 40.0);
+    assert_eq!(readyz(), 503);
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(down.elapsed()));
+    c.scrape()
+        .assert("cer_journey_requests_total", &journey, 40.0);
+    k.restart();
+    c.wait_until("cerflow_kafka_connected 1", |s| {
+        s.get("cerflow_kafka_connected", &[]) == Some(1.0)
+    });
+    assert_eq!(readyz(), 200);
+    // After: 10 requests x 3 spans = 30 spans, 3 failed (requests 0, 4, 8): 70 and 8 in all.
+    assert_eq!(produce(&k, "outage-spans", 10, 3, 1_000), (30, 3));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = c.scrape();
+        if s.get("cer_journey_requests_total", &journey) == Some(70.0) || Instant::now() > deadline
+        {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    s.assert("cer_journey_requests_total", &journey, 70.0);
+    s.assert("cer_journey_errors_total", &journey, 8.0);
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "kafka")],
+        70.0,
+    );
+    s.assert("cerflow_processed_spans_total", &[], 70.0);
+    assert!(
+        s.value("cerflow_kafka_errors_total", &[]) >= 1.0,
+        "the outage was reported"
+    );
 }

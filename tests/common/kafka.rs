@@ -11,7 +11,9 @@ use super::process::{free_ports, stop};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
@@ -218,6 +220,30 @@ impl Kafka {
         for r in results {
             r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
         }
+    }
+
+    /// Sum over `topic`'s `partitions` partitions of the offsets `group` has committed
+    /// (one offset per message: the messages the group has taken for good).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> i64 {
+        let c: BaseConsumer = self
+            .client_config()
+            .set("group.id", group)
+            .create()
+            .expect("consumer for committed offsets");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let Ok(got) = c.committed_offsets(tpl, Duration::from_secs(10)) else {
+            return 0;
+        };
+        got.elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum()
     }
 
     /// A producer whose messages with one key land in one partition (the Collector's
