@@ -245,12 +245,18 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         );
     }
     if let Some(k) = kafka {
-        // Commits what was taken and leaves the group, so the partitions move at once.
-        let stopping = tokio::task::spawn_blocking(move || k.stop());
-        if tokio::time::timeout(grace, stopping).await.is_err() {
+        // It commits what was taken and leaves the group, so the partitions move at once.
+        // Not a blocking task: without a broker that can hang, and the runtime would wait
+        // for it at exit; a plain thread still stuck after the grace ends with the process.
+        k.request_stop();
+        let deadline = tokio::time::Instant::now() + grace;
+        while !k.is_finished() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !k.is_finished() {
             tracing::warn!(
                 ?grace,
-                "The Kafka receiver did not stop within the shutdown timeout."
+                "The Kafka receiver did not commit and leave the group within the shutdown timeout; the next owner reads its uncommitted messages again."
             );
         }
     }

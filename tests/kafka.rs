@@ -12,7 +12,7 @@ use common::otlp::{body, checkout_spans, failed, traces};
 use common::*;
 use std::time::{Duration, Instant};
 
-const JOURNEYS: &str = "pipeline:\n  evaluation_interval: 100ms\njourneys:\n  - name: checkout\n    match:\n      span_name: POST /checkout\n";
+const JOURNEYS: &str = "pipeline:\n  evaluation_interval: 100ms\n  shutdown_timeout: 3s\njourneys:\n  - name: checkout\n    match:\n      span_name: POST /checkout\n";
 
 fn config(k: &Kafka, topic: &str, group: &str) -> impl Fn(&Ports) -> String {
     let bootstrap = k.bootstrap();
@@ -157,7 +157,7 @@ fn a_broker_outage_marks_cerflow_not_ready_and_loses_or_repeats_nothing() {
     // A broker of its own: the shared one must stay up for the other tests.
     let k = Kafka::start();
     k.create_topic("outage-spans", 2);
-    let c = Cerflow::start(config(&k, "outage-spans", "outage"));
+    let mut c = Cerflow::start(config(&k, "outage-spans", "outage"));
     c.wait_for("cerflow_kafka_partitions", &[], 2.0);
     // Before: 20 requests x 2 spans = 40 spans, 5 failed (requests 0, 4, ..., 16).
     assert_eq!(produce(&k, "outage-spans", 20, 2, 0), (40, 5));
@@ -220,5 +220,13 @@ fn a_broker_outage_marks_cerflow_not_ready_and_loses_or_repeats_nothing() {
     assert!(
         s.value("cerflow_kafka_errors_total", &[]) >= 1.0,
         "the outage was reported"
+    );
+    // Shutdown is bounded without a broker too: the receiver's commit cannot hang it.
+    k.stop();
+    c.wait_for("cerflow_kafka_connected", &[], 0.0);
+    let status = c.terminate();
+    assert!(
+        status.success(),
+        "cerflow exited with {status} after SIGTERM"
     );
 }

@@ -126,19 +126,24 @@ pub fn client_config(cfg: &KafkaReceiver) -> ClientConfig {
     c
 }
 
-/// A running receiver; [`KafkaReceiverHandle::stop`] commits and leaves the group.
+/// A running receiver. Stopping it commits the offsets of what was taken and leaves the
+/// group; without a broker that can hang, so the app waits for it only as long as its
+/// shutdown timeout, and a receiver thread still stuck then ends with the process (its
+/// uncommitted messages are read again by the next owner: at least once).
 pub struct KafkaReceiverHandle {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl KafkaReceiverHandle {
-    /// Stops polling, commits the offsets of what was taken and leaves the group.
-    pub fn stop(mut self) {
+    /// Asks the receiver to stop polling, commit and leave the group.
+    pub fn request_stop(&self) {
         self.stop.store(true, Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    }
+
+    /// True once it has committed and left the group (or failed to).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
     }
 }
 
@@ -175,10 +180,7 @@ pub fn start(
             .spawn(move || run(kafka, consumer.as_ref(), format, &stop))
             .map_err(|e| format!("cannot start the Kafka receiver thread: {e}"))?
     };
-    Ok(KafkaReceiverHandle {
-        stop,
-        thread: Some(thread),
-    })
+    Ok(KafkaReceiverHandle { stop, thread })
 }
 
 fn run(
