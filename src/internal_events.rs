@@ -532,7 +532,7 @@ pub struct KafkaAssigned {
 impl InternalEvent for KafkaAssigned {
     fn emit(self, tel: &Telemetry) {
         tel.kafka
-            .partitions
+            .partitions_assigned
             .store(self.partitions, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(partitions = self.partitions, "Kafka partitions assigned.");
     }
@@ -545,7 +545,7 @@ pub struct KafkaError<'a> {
 
 impl InternalEvent for KafkaError<'_> {
     fn emit(self, tel: &Telemetry) {
-        tel.kafka.errors.add(1);
+        tel.kafka.errors_reported.add(1);
         if tel.log_due(LogKey::KafkaError, KAFKA_WARN_EVERY_SECS) {
             tracing::warn!(detail = self.detail, "Kafka client error.");
         }
@@ -603,8 +603,8 @@ mod tests {
         KafkaError { detail: "b" }.emit(&tel);
         KafkaConnection { connected: false }.emit(&tel);
         assert!(!tel.kafka.ready());
-        assert_eq!(tel.kafka.partitions.get(), 3);
-        assert_eq!(tel.kafka.errors.get(), 2);
+        assert_eq!(tel.kafka.partitions_assigned.get(), 3);
+        assert_eq!(tel.kafka.errors_reported.get(), 2);
     }
 
     #[test]

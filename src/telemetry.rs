@@ -228,9 +228,9 @@ pub struct KafkaState {
     /// A broker connection is up (librdkafka's statistics, every second).
     pub connected: AtomicBool,
     /// Partitions of the spans topic this instance consumes now.
-    pub partitions: AtomicU64,
+    pub partitions_assigned: AtomicU64,
     /// Errors librdkafka reported (connection losses included).
-    pub errors: AtomicU64,
+    pub errors_reported: AtomicU64,
 }
 
 impl KafkaState {

@@ -691,13 +691,13 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
             out,
             catalogue::CERFLOW_KAFKA_PARTITIONS.prom,
             "",
-            k.partitions.get() as f64,
+            k.partitions_assigned.get() as f64,
         );
         sample(
             out,
             catalogue::CERFLOW_KAFKA_ERRORS_TOTAL.prom,
             "",
-            k.errors.get() as f64,
+            k.errors_reported.get() as f64,
         );
     }
     header(out, &catalogue::CERFLOW_REFUSED_SPANS_TOTAL);

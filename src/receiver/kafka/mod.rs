@@ -238,7 +238,11 @@ fn run(
         .emit(consumer.telemetry()),
     }
     kafka.unsubscribe();
-    consumer.telemetry().kafka.partitions.store(0, Relaxed);
+    consumer
+        .telemetry()
+        .kafka
+        .partitions_assigned
+        .store(0, Relaxed);
 }
 
 #[cfg(test)]
