@@ -14,7 +14,7 @@
 # RUNS times (each run a fresh consumer group over the same topic); medians printed.
 #
 # Usage: scripts/bench-kafka.sh   (about 3 minutes with the defaults)
-# Knobs: SPANS=2000000 SPR=500 PARTITIONS=8 RUNS=3 SKIP_BUILD=1
+# Knobs: SPANS=2000000 SPR=500 PARTITIONS=8 RUNS=3 SKIP_BUILD=1 CERFLOW=<another binary>
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,7 +28,7 @@ OTELCOL=${OTELCOL_BIN:-$ROOT/target/otelcol/otelcol}
 if [ -z "${SKIP_BUILD:-}" ]; then
     (cd "$ROOT" && cargo build --release --quiet)
 fi
-CERFLOW=$ROOT/target/release/cerflow
+CERFLOW=${CERFLOW:-$ROOT/target/release/cerflow}
 LIBS=$(bash "$ROOT/scripts/kafka.sh")
 WORK=$(mktemp -d)
 trap 'stop_all; rm -rf "$WORK"' EXIT INT TERM
