@@ -29,6 +29,11 @@
 #                     the same machine reuses it. The first build is 7.5 CPU-minutes
 #                     (4-5 minutes on 2 idle cores, 24 on a busy machine);
 #                     target/otelcol/otelcol links to it.
+#   - java, mvn       apt-get (Debian's default-jre-headless and maven)
+#   - kafka           scripts/kafka.sh: the Apache Kafka broker jars of tests/kafka/pom.xml
+#                     from Maven Central into .cache/kafka/<hash>/libs (about 40 s once);
+#                     tests/kafka.rs and tests/e2e start a KRaft broker from them
+#                     (CERFLOW_KAFKA_LIBS).
 #
 # Environment: PYTHON (default python3) picks the interpreter for the venv;
 # CARGO_TARGET_DIR is honoured; CERFLOW_CACHE moves the Collector cache.
@@ -150,6 +155,20 @@ if OSLO_BIN=$(bash "$ROOT/scripts/oslo.sh"); then
     info "OSLO_BIN=$OSLO_BIN"
 else
     info "building oslo failed: tests/e2e/test_openslo.py will say so"
+fi
+
+step "Apache Kafka broker (tests/kafka/pom.xml, cached in .cache/kafka/<hash>)"
+if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+    info "java or mvn is missing; installing default-jre-headless and maven"
+    apt_install default-jre-headless maven
+fi
+info "$(java -version 2>&1 | head -n1), $(mvn -v 2>/dev/null | head -n1)"
+if CERFLOW_KAFKA_LIBS=$(bash "$ROOT/scripts/kafka.sh"); then
+    export CERFLOW_KAFKA_LIBS
+    info "CERFLOW_KAFKA_LIBS=$CERFLOW_KAFKA_LIBS"
+else
+    echo "fetching the Kafka broker with Maven failed: the Kafka tests will fail"
+    failed+=("kafka: mvn dependency:copy-dependencies")
 fi
 
 step "OpenTelemetry Collector (tests/otelcol)"

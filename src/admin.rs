@@ -49,7 +49,9 @@ pub fn router(
         .route(
             "/readyz",
             get(move || {
-                let ready = ready.ready.load(std::sync::atomic::Ordering::Relaxed);
+                // A Kafka-fed instance without a broker serves stale figures: not ready.
+                let ready = ready.ready.load(std::sync::atomic::Ordering::Relaxed)
+                    && ready.tel.kafka.ready();
                 async move {
                     if ready {
                         (axum::http::StatusCode::OK, "ready\n")

@@ -179,6 +179,14 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             "OTLP/HTTP receiver",
         )));
     }
+    let kafka = match &cfg.receivers.kafka {
+        Some(k) => {
+            let h = receiver::kafka::start(k, ingest.clone() as Arc<dyn Consumer>, tel.clone())?;
+            tracing::info!(brokers = %k.brokers.join(","), topic = %k.topic, group_id = %k.group_id, "Kafka receiver consuming.");
+            Some(h)
+        }
+        None => None,
+    };
     let admin_stop = CancellationToken::new();
     let admin_task = prom.map(|l| {
         if let Ok(a) = l.local_addr() {
@@ -240,6 +248,22 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             ?grace,
             "Receivers did not stop within the shutdown timeout."
         );
+    }
+    if let Some(k) = kafka {
+        // It commits what was taken and leaves the group, so the partitions move at once.
+        // Not a blocking task: without a broker that can hang, and the runtime would wait
+        // for it at exit; a plain thread still stuck after the grace ends with the process.
+        k.request_stop();
+        let deadline = tokio::time::Instant::now() + grace;
+        while !k.is_finished() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !k.is_finished() {
+            tracing::warn!(
+                ?grace,
+                "The Kafka receiver did not commit and leave the group within the shutdown timeout; the next owner reads its uncommitted messages again."
+            );
+        }
     }
     reload_stop.cancel();
     if let Some(t) = reload_task {

@@ -434,6 +434,33 @@ pub const CERFLOW_RECEIVED_SPANS_TOTAL: Metric = Metric {
     labels: &["transport"],
 };
 
+pub const CERFLOW_KAFKA_CONNECTED: Metric = Metric {
+    prom: "cerflow_kafka_connected",
+    otlp: None,
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "1 while the Kafka receiver has a broker connection, else 0 (shown when receivers.kafka is set).",
+    labels: &[],
+};
+
+pub const CERFLOW_KAFKA_PARTITIONS: Metric = Metric {
+    prom: "cerflow_kafka_partitions",
+    otlp: None,
+    unit: "{partition}",
+    kind: Kind::Gauge,
+    help: "Partitions of the spans topic this instance consumes now.",
+    labels: &[],
+};
+
+pub const CERFLOW_KAFKA_ERRORS_TOTAL: Metric = Metric {
+    prom: "cerflow_kafka_errors_total",
+    otlp: None,
+    unit: "{error}",
+    kind: Kind::Counter,
+    help: "Errors the Kafka client reported; it retries by itself.",
+    labels: &[],
+};
+
 pub const CERFLOW_REFUSED_SPANS_TOTAL: Metric = Metric {
     prom: "cerflow_refused_spans_total",
     otlp: None,
@@ -873,6 +900,9 @@ pub const ALL: &[Metric] = &[
     CER_DEPLOYMENT_INFO,
     CERFLOW_BUILD_INFO,
     CERFLOW_RECEIVED_SPANS_TOTAL,
+    CERFLOW_KAFKA_CONNECTED,
+    CERFLOW_KAFKA_PARTITIONS,
+    CERFLOW_KAFKA_ERRORS_TOTAL,
     CERFLOW_REFUSED_SPANS_TOTAL,
     CERFLOW_REFUSED_REQUESTS_TOTAL,
     CERFLOW_PROCESSED_SPANS_TOTAL,

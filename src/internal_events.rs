@@ -590,6 +590,58 @@ impl InternalEvent for UiRequestRefused {
     }
 }
 
+/// How long between two warnings about Kafka client errors.
+const KAFKA_WARN_EVERY_SECS: u64 = 10;
+
+/// The Kafka receiver gained or lost its last broker connection.
+pub struct KafkaConnection {
+    pub connected: bool,
+}
+
+impl InternalEvent for KafkaConnection {
+    fn emit(self, tel: &Telemetry) {
+        let was = tel
+            .kafka
+            .connected
+            .swap(self.connected, std::sync::atomic::Ordering::Relaxed);
+        if was != self.connected {
+            if self.connected {
+                tracing::info!("Connected to the Kafka brokers.");
+            } else {
+                tracing::warn!("Lost every Kafka broker connection; not ready until one is back.");
+            }
+        }
+    }
+}
+
+/// The consumer group gave this instance a new set of partitions.
+pub struct KafkaAssigned {
+    pub partitions: u64,
+}
+
+impl InternalEvent for KafkaAssigned {
+    fn emit(self, tel: &Telemetry) {
+        tel.kafka
+            .partitions_assigned
+            .store(self.partitions, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(partitions = self.partitions, "Kafka partitions assigned.");
+    }
+}
+
+/// librdkafka reported an error (it retries by itself; this is for the operator).
+pub struct KafkaError<'a> {
+    pub detail: &'a str,
+}
+
+impl InternalEvent for KafkaError<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.kafka.errors_reported.add(1);
+        if tel.log_due(LogKey::KafkaError, KAFKA_WARN_EVERY_SECS) {
+            tracing::warn!(detail = self.detail, "Kafka client error.");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,6 +676,25 @@ mod tests {
         assert!(!tel.log_due(key, 3600), "the same key within the interval");
         assert!(tel.log_due(LogKey::Refusal(Reason::Timeout), 3600));
         assert!(tel.log_due(LogKey::ExportDrop(ExportDrop::Expired), 3600));
+    }
+
+    #[test]
+    fn kafka_events_set_the_gauges_and_count_errors() {
+        let tel = Telemetry::default();
+        assert!(tel.kafka.ready(), "no Kafka receiver: ready");
+        tel.kafka
+            .enabled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(!tel.kafka.ready(), "configured, not connected");
+        KafkaConnection { connected: true }.emit(&tel);
+        assert!(tel.kafka.ready());
+        KafkaAssigned { partitions: 3 }.emit(&tel);
+        KafkaError { detail: "a" }.emit(&tel);
+        KafkaError { detail: "b" }.emit(&tel);
+        KafkaConnection { connected: false }.emit(&tel);
+        assert!(!tel.kafka.ready());
+        assert_eq!(tel.kafka.partitions_assigned.get(), 3);
+        assert_eq!(tel.kafka.errors_reported.get(), 2);
     }
 
     #[test]

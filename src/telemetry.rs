@@ -1,13 +1,14 @@
 //! cerflow's own health counters, and the one log rate-limiter. Events that bump them
 //! live in [`crate::internal_events`], each counting and logging in one `emit()`.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Grpc,
     Http,
+    Kafka,
 }
 
 impl Transport {
@@ -15,6 +16,7 @@ impl Transport {
         match self {
             Transport::Grpc => "grpc",
             Transport::Http => "http",
+            Transport::Kafka => "kafka",
         }
     }
 }
@@ -130,7 +132,7 @@ impl PointReason {
 
 #[derive(Debug, Default)]
 pub struct Telemetry {
-    pub received_spans: [AtomicU64; 2],
+    pub received_spans: [AtomicU64; 3],
     pub refused_spans: [AtomicU64; REASONS.len()],
     pub refused_requests: [AtomicU64; REASONS.len()],
     pub received_data_points: AtomicU64,
@@ -177,6 +179,8 @@ pub struct Telemetry {
     pub attempts_overflow: AtomicU64,
     /// Client addresses past the public rate limiter's table, sharing one allowance.
     pub public_clients_overflow: AtomicU64,
+    /// The Kafka receiver's state; its metrics are shown only when it is configured.
+    pub kafka: KafkaState,
     /// Unix second of the last log line per [`LogKey`].
     last_log_sec: [AtomicU64; LOG_KEYS],
 }
@@ -241,6 +245,27 @@ pub enum LogKey {
     InvalidEvent,
     AttemptsOverflow,
     VitalIdsOverflow,
+    KafkaError,
+}
+
+/// What the Kafka receiver reports about itself.
+#[derive(Debug, Default)]
+pub struct KafkaState {
+    /// Set once at start-up when `receivers.kafka` is configured.
+    pub enabled: AtomicBool,
+    /// A broker connection is up (librdkafka's statistics, every second).
+    pub connected: AtomicBool,
+    /// Partitions of the spans topic this instance consumes now.
+    pub partitions_assigned: AtomicU64,
+    /// Errors librdkafka reported (connection losses included).
+    pub errors_reported: AtomicU64,
+}
+
+impl KafkaState {
+    /// Not ready while a configured Kafka receiver has no broker connection.
+    pub fn ready(&self) -> bool {
+        !self.enabled.load(Relaxed) || self.connected.load(Relaxed)
+    }
 }
 
 /// Where the keys after the per-reason ones begin.
@@ -248,7 +273,7 @@ const SINGLE_KEYS: usize =
     REASONS.len() + EXPORT_DROPS.len() + 1 + POINT_REASONS.len() + UI_REFUSALS.len();
 
 /// How many [`LogKey`]s there are: the length of `last_log_sec`.
-const LOG_KEYS: usize = SINGLE_KEYS + 5;
+const LOG_KEYS: usize = SINGLE_KEYS + 6;
 
 /// Why the web view refused a request; the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,6 +310,7 @@ impl LogKey {
             LogKey::InvalidEvent => SINGLE_KEYS + 2,
             LogKey::AttemptsOverflow => SINGLE_KEYS + 3,
             LogKey::VitalIdsOverflow => SINGLE_KEYS + 4,
+            LogKey::KafkaError => SINGLE_KEYS + 5,
         }
     }
 }
@@ -375,13 +401,14 @@ mod tests {
             LogKey::InvalidEvent,
             LogKey::AttemptsOverflow,
             LogKey::VitalIdsOverflow,
+            LogKey::KafkaError,
         ]);
         let mut idx: Vec<usize> = keys.iter().map(|k| k.index()).collect();
         idx.sort_unstable();
         // 10 refusal reasons + 3 export drops + 8 point reasons + 2 web view refusals +
-        // 6 single keys = 29 slots, numbered 0..29 with none shared.
-        assert_eq!(idx, (0..29).collect::<Vec<_>>());
-        assert_eq!(LOG_KEYS, 29);
+        // 7 single keys = 30 slots, numbered 0..30 with none shared.
+        assert_eq!(idx, (0..30).collect::<Vec<_>>());
+        assert_eq!(LOG_KEYS, 30);
         let tel = Telemetry::default();
         assert!(keys.iter().all(|k| tel.log_due(*k, 60)));
     }

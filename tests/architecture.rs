@@ -93,15 +93,14 @@ fn stage_of(unit: &str) -> Option<(usize, &'static str)> {
 
 /// The unit a module path belongs to: the YAML reader (`config::yaml`, `config::decode`)
 /// is its own unit, below the rule language and every component config; otherwise
-/// `a::config::..` and `config::..` are config, anything else its first segment.
+/// `a::config::..`, `a::b::config::..` (a sub-component's, `receiver::kafka::config`) and
+/// `config::..` are config, anything else its first segment.
 fn unit_of(path: &[String]) -> String {
     let first_two: Vec<&str> = path.iter().take(2).map(String::as_str).collect();
     if matches!(first_two[..], ["config", "yaml"] | ["config", "decode"]) {
         return "config_reader".into();
     }
-    if path.first().map(String::as_str) == Some("config")
-        || path.get(1).map(String::as_str) == Some("config")
-    {
+    if path.iter().take(3).any(|s| s == "config") {
         return "config".into();
     }
     path.first().cloned().unwrap_or_else(|| "lib".into())

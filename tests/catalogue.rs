@@ -35,6 +35,10 @@ fn published() -> (Arc<Shared>, Pipeline) {
     .expect("a valid config");
     let journeys = Arc::new(Journeys::new(&cfg));
     let tel = Arc::new(Telemetry::default());
+    // The Kafka receiver's metrics have samples only when it is configured.
+    tel.kafka
+        .enabled
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     cerflow::internal_events::InternalEvent::emit(
         cerflow::internal_events::InvalidValue {
             journey: &Arc::from("checkout"),

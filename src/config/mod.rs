@@ -132,6 +132,7 @@ impl Default for Config {
                 max_decompressed_bytes: 64 << 20,
                 http_cors: None,
                 public_rate_limit: crate::receiver::config::DEFAULT_PUBLIC_RATE_LIMIT,
+                kafka: None,
             },
             exporters: Exporters {
                 prometheus: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),

@@ -781,12 +781,45 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
         1.0,
     );
     header(out, &catalogue::CERFLOW_RECEIVED_SPANS_TOTAL);
-    for t in [Transport::Grpc, Transport::Http] {
+    let kafka = tel.kafka.enabled.load(std::sync::atomic::Ordering::Relaxed);
+    // The kafka transport shows only where it can be non-zero, so the single-process
+    // exposition stays as it was.
+    let transports: &[Transport] = if kafka {
+        &[Transport::Grpc, Transport::Http, Transport::Kafka]
+    } else {
+        &[Transport::Grpc, Transport::Http]
+    };
+    for &t in transports {
         sample(
             out,
             catalogue::CERFLOW_RECEIVED_SPANS_TOTAL.prom,
             &format!("transport=\"{}\"", t.as_str()),
             tel.received_spans(t) as f64,
+        );
+    }
+    header(out, &catalogue::CERFLOW_KAFKA_CONNECTED);
+    header(out, &catalogue::CERFLOW_KAFKA_PARTITIONS);
+    header(out, &catalogue::CERFLOW_KAFKA_ERRORS_TOTAL);
+    if kafka {
+        let k = &tel.kafka;
+        let connected = k.connected.load(std::sync::atomic::Ordering::Relaxed);
+        sample(
+            out,
+            catalogue::CERFLOW_KAFKA_CONNECTED.prom,
+            "",
+            f64::from(u8::from(connected)),
+        );
+        sample(
+            out,
+            catalogue::CERFLOW_KAFKA_PARTITIONS.prom,
+            "",
+            k.partitions_assigned.get() as f64,
+        );
+        sample(
+            out,
+            catalogue::CERFLOW_KAFKA_ERRORS_TOTAL.prom,
+            "",
+            k.errors_reported.get() as f64,
         );
     }
     header(out, &catalogue::CERFLOW_REFUSED_SPANS_TOTAL);

@@ -30,6 +30,8 @@ pub struct Receivers {
     /// Spans (and log records) per second each client address may send with a public
     /// token.
     pub public_rate_limit: f64,
+    /// Spans read from a Kafka topic by a consumer group, beside or instead of OTLP.
+    pub kafka: Option<crate::receiver::kafka::config::KafkaReceiver>,
 }
 
 /// `receivers.otlp.protocols.http.cors`, as the Collector's HTTP server reads it.
@@ -216,9 +218,12 @@ fn cors(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Cors> {
 }
 
 pub fn decode_receivers(ctx: &mut Ctx, node: &Node, out: &mut Receivers) {
-    let Some(m) = ctx.map(node, "receivers", &["otlp"]) else {
+    let Some(m) = ctx.map(node, "receivers", &["otlp", "kafka"]) else {
         return;
     };
+    if let Some(k) = m.get("kafka") {
+        out.kafka = crate::receiver::kafka::config::decode_kafka(ctx, k);
+    }
     let Some(otlp) = m.get("otlp") else { return };
     let keys = [
         "protocols",

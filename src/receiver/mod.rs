@@ -1,6 +1,6 @@
-//! Receive: the OTLP listeners. Both hand request bodies to a [`consumer::Consumer`].
-//! The HTTP one also answers browsers: CORS (`cors.rs`) and the rate limit on public
-//! tokens (`rate.rs`).
+//! Receive: the OTLP listeners and the Kafka consumer. All hand request bodies to a
+//! [`consumer::Consumer`]. The HTTP one also answers browsers: CORS (`cors.rs`) and the
+//! rate limit on public tokens (`rate.rs`).
 
 pub mod config;
 
@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod cors;
 pub mod grpc;
 pub mod http;
+pub mod kafka;
 pub mod layers;
 pub mod rate;
 

@@ -22,3 +22,23 @@ pub fn with_otlp_receiver_settings(yaml: &str, settings: &str) -> String {
         &format!("receivers:\n  otlp:\n{settings}"),
     )
 }
+
+/// `yaml` (from [`super::Ports::listeners_yaml`]) with a `receivers.kafka` section
+/// reading `topic` as consumer group `group` from `bootstrap`, from the earliest offset
+/// (a test produces before or after the group forms), plus `settings` (indented by 4).
+#[track_caller]
+pub fn with_kafka_receiver(
+    yaml: &str,
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    settings: &str,
+) -> String {
+    replace_once(
+        yaml,
+        "receivers:\n",
+        &format!(
+            "receivers:\n  kafka:\n    brokers: [\"{bootstrap}\"]\n    topic: {topic}\n    group_id: {group}\n    initial_offset: earliest\n{settings}"
+        ),
+    )
+}

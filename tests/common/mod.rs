@@ -7,7 +7,8 @@
 //! - [`otlp`]: OTLP protobuf built by hand (attributes, spans, requests, gzip, wire);
 //! - [`fake_receiver`]: a downstream OTLP metrics receiver for cerflow's push;
 //! - [`gen`]: proptest generators of OTLP trace requests;
-//! - [`sse`]: server-sent events read from a streaming response (the web view).
+//! - [`sse`]: server-sent events read from a streaming response (the web view);
+//! - [`kafka`]: a real Apache Kafka broker (KRaft) on free ports, topics, a producer.
 //!
 //! `use common::*` brings in the first four; the others are named where used.
 //! Every test binary compiles all of them and uses a different part, so an item one
@@ -19,6 +20,8 @@ pub mod config;
 pub mod fake_receiver;
 #[allow(dead_code)]
 pub mod gen;
+#[allow(dead_code)]
+pub mod kafka;
 #[allow(dead_code)]
 pub mod otlp;
 #[allow(dead_code)]

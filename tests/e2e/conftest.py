@@ -154,7 +154,7 @@ def cerflow_binary() -> Path:
 BASE_CONFIG = """\
 version: e2e
 receivers:
-  otlp:
+{receiver_sections}  otlp:
     protocols:
       grpc:
         endpoint: 127.0.0.1:{grpc_port}
@@ -209,7 +209,7 @@ class Process:
 
 class Cerflow(Process):
     def __init__(self, binary: Path, workdir: Path, body: str, exporters: str = "", pipeline: str = "",
-                 interval: str = "100ms", http: str = "", receivers: str = ""):
+                 interval: str = "100ms", http: str = "", receivers: str = "", receiver_sections: str = ""):
         self.grpc_port, self.http_port, self.prom_port = free_ports(3)
         self.config_path = workdir / "cerflow.yaml"
         self.config_text = BASE_CONFIG.format(
@@ -217,6 +217,7 @@ class Cerflow(Process):
             http_port=self.http_port,
             prom_port=self.prom_port,
             exporters_extra=exporters,
+            receiver_sections=receiver_sections,
             pipeline_extra=pipeline,
             interval=interval,
             http_extra=http,
@@ -306,17 +307,20 @@ def start_cerflow(cerflow_bin, tmp_path):
     """start_cerflow(yaml_body) -> a running Cerflow. `yaml_body` is appended to a base
     config holding the listeners (free ports), a 100ms evaluation interval and 1m/5m windows.
     `exporters` and `pipeline` are extra lines (indented two spaces) for those two sections
-    of the base config, e.g. an OTLP push exporter or a smaller queue; `interval` replaces
+    of the base config, e.g. an OTLP push exporter or a smaller queue, and
+    `receiver_sections` (indented two) for receivers beside otlp (a Kafka receiver);
+    `interval` replaces
     the evaluation interval (a test that must not see a tick skip a busy worker's series
     uses a longer one); `http` extra lines (indented eight) for the OTLP/HTTP listener (its
     `cors`), `receivers` (indented four) for `receivers.otlp` (`auth`, `public_rate_limit`)."""
     started: list[Cerflow] = []
 
     def start(body: str = "", exporters: str = "", pipeline: str = "", interval: str = "100ms",
-              http: str = "", receivers: str = "") -> Cerflow:
+              http: str = "", receivers: str = "", receiver_sections: str = "") -> Cerflow:
         workdir = tmp_path / f"cerflow{len(started)}"
         workdir.mkdir()
-        c = Cerflow(cerflow_bin, workdir, body, exporters, pipeline, interval, http, receivers)
+        c = Cerflow(cerflow_bin, workdir, body, exporters, pipeline, interval, http, receivers,
+                    receiver_sections)
         started.append(c)
         return c
 

@@ -1,0 +1,345 @@
+//! A real single-node Apache Kafka broker (KRaft: broker and controller in one JVM) on
+//! free loopback ports, from the jars `scripts/kafka.sh` fetches with Maven; topics made
+//! and OTLP bodies produced with rdkafka, the client cerflow itself uses.
+//!
+//! [`shared`] is one broker per test binary (a JVM start is ~10 s); [`Kafka::start`] is a
+//! private one for a test that stops and restarts it. Either dies with the test process:
+//! the JVM is started with a parent-death signal from a thread that lives as long as the
+//! process, and [`Kafka`]'s drop stops a private one at once.
+
+use super::process::{free_ports, stop};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a broker may take to answer after its JVM starts (a busy 2-core machine).
+const START_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The folder of the broker jars: `$CERFLOW_KAFKA_LIBS` (set by scripts/test.sh), else
+/// what `scripts/kafka.sh` prints (it fetches them once, then answers from its cache).
+fn libs() -> PathBuf {
+    if let Ok(dir) = std::env::var("CERFLOW_KAFKA_LIBS") {
+        return PathBuf::from(dir);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(root.join("scripts/kafka.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running scripts/kafka.sh");
+    assert!(
+        out.status.success(),
+        "scripts/kafka.sh failed: it needs java and mvn"
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A running broker; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Kafka {
+    child: Mutex<Option<Child>>,
+    pub port: u16,
+    controller_port: u16,
+    dir: tempfile::TempDir,
+    libs: PathBuf,
+}
+
+/// The broker every test of this binary shares; each test uses its own topics and groups.
+pub fn shared() -> &'static Kafka {
+    static BROKER: OnceLock<Kafka> = OnceLock::new();
+    BROKER.get_or_init(Kafka::start)
+}
+
+impl Kafka {
+    /// Formats a fresh log directory and starts the broker; returns once it answers.
+    pub fn start() -> Kafka {
+        let libs = libs();
+        let ports = free_ports(2);
+        let dir = tempfile::tempdir().expect("temp dir for the broker");
+        let k = Kafka {
+            child: Mutex::new(None),
+            port: ports[0],
+            controller_port: ports[1],
+            dir,
+            libs,
+        };
+        std::fs::write(k.dir.path().join("server.properties"), k.properties())
+            .expect("writing server.properties");
+        std::fs::write(k.dir.path().join("log4j.properties"), LOG4J).expect("log4j config");
+        let out = Command::new("java")
+            .arg("-cp")
+            .arg(k.classpath())
+            .args(["kafka.tools.StorageTool", "format", "--standalone", "-t"])
+            // The cluster id is 16 bytes in URL-safe base64; each test dir is its own cluster.
+            .arg({
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0x5a_u8; 16])
+            })
+            .arg("-c")
+            .arg(k.dir.path().join("server.properties"))
+            .output()
+            .expect("running java (kafka.tools.StorageTool)");
+        assert!(
+            out.status.success(),
+            "formatting the Kafka log dir failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        k.launch();
+        k
+    }
+
+    fn classpath(&self) -> String {
+        format!("{}/*", self.libs.display())
+    }
+
+    fn properties(&self) -> String {
+        let (p, c, d) = (self.port, self.controller_port, self.dir.path().display());
+        format!(
+            "process.roles=broker,controller\n\
+             node.id=1\n\
+             controller.quorum.bootstrap.servers=127.0.0.1:{c}\n\
+             listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{p}\n\
+             controller.listener.names=CONTROLLER\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             log.dirs={d}/data\n\
+             num.partitions=1\n\
+             offsets.topic.replication.factor=1\n\
+             offsets.topic.num.partitions=4\n\
+             transaction.state.log.replication.factor=1\n\
+             transaction.state.log.min.isr=1\n\
+             transaction.state.log.num.partitions=4\n\
+             group.initial.rebalance.delay.ms=0\n\
+             auto.create.topics.enable=false\n"
+        )
+    }
+
+    /// Starts the JVM on the formatted directory and waits until the broker answers.
+    fn launch(&self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .expect("broker log");
+        let mut cmd = Command::new("java");
+        cmd.arg("-Xmx512m")
+            .arg(format!(
+                "-Dlog4j.configuration=file:{}",
+                self.dir.path().join("log4j.properties").display()
+            ))
+            .arg("-cp")
+            .arg(self.classpath())
+            .arg("kafka.Kafka")
+            .arg(self.dir.path().join("server.properties"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        *self.child.lock().expect("broker lock") = Some(spawn_tied_to_process(cmd));
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let client: Result<ThreadedProducer<DefaultProducerContext>, _> =
+                self.client_config().create();
+            if let Ok(p) = client {
+                if let Ok(md) = p.client().fetch_metadata(None, Duration::from_secs(2)) {
+                    if !md.brokers().is_empty() {
+                        return;
+                    }
+                }
+            }
+            if let Some(status) = self.try_wait() {
+                panic!("the Kafka broker exited with {status}:\n{}", self.logs());
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the Kafka broker did not answer within {START_DEADLINE:?}:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn try_wait(&self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.lock().expect("broker lock");
+        c.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// The broker's log, for a failing test's message.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
+    /// `127.0.0.1:PORT`, for `receivers.kafka.brokers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.bootstrap());
+        c
+    }
+
+    /// Stops the JVM (SIGTERM, then SIGKILL); [`Kafka::restart`] brings it back with its
+    /// data, on the same ports.
+    pub fn stop(&self) {
+        if let Some(mut c) = self.child.lock().expect("broker lock").take() {
+            stop(&mut c, Duration::from_secs(20));
+        }
+    }
+
+    pub fn restart(&self) {
+        self.launch();
+    }
+
+    /// Creates `topic` with `partitions` partitions and waits until it is there.
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> =
+            self.client_config().create().expect("admin client");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let results = rt
+            .block_on(admin.create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            ))
+            .expect("create_topics");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+        }
+    }
+
+    /// Sum over `topic`'s `partitions` partitions of the offsets `group` has committed
+    /// (one offset per message: the messages the group has taken for good).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> i64 {
+        let c: BaseConsumer = self
+            .client_config()
+            .set("group.id", group)
+            .create()
+            .expect("consumer for committed offsets");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let Ok(got) = c.committed_offsets(tpl, Duration::from_secs(10)) else {
+            return 0;
+        };
+        got.elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// A producer whose messages with one key land in one partition (the Collector's
+    /// exporter keys by trace id with `partition_traces_by_id`).
+    pub fn producer(&self) -> KafkaProducer {
+        let p = self
+            .client_config()
+            .set("linger.ms", "5")
+            .set("enable.idempotence", "true")
+            .create()
+            .expect("producer");
+        KafkaProducer(p)
+    }
+}
+
+pub struct KafkaProducer(ThreadedProducer<DefaultProducerContext>);
+
+impl KafkaProducer {
+    pub fn send(&self, topic: &str, key: &[u8], payload: &[u8]) {
+        let mut record = BaseRecord::to(topic).key(key).payload(payload);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.0.send(record) {
+                Ok(()) => return,
+                Err((e, r)) if Instant::now() < deadline => {
+                    // A full local queue: wait for deliveries, then offer it again.
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(10));
+                    record = r;
+                }
+                Err((e, _)) => panic!("producing to {topic}: {e}"),
+            }
+        }
+    }
+
+    /// Waits until every message sent is acknowledged by the broker.
+    pub fn flush(&self) {
+        self.0
+            .flush(Duration::from_secs(30))
+            .expect("flushing the producer");
+    }
+}
+
+impl Drop for Kafka {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("--- Kafka broker log (tail) ---");
+            let logs = self.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// A command to start, and where to send the started child.
+type SpawnRequest = (Command, mpsc::Sender<Child>);
+
+/// Spawns `cmd` from a thread that lives as long as the test process, with SIGKILL as
+/// its parent-death signal: the JVM cannot outlive the tests, even on a panic or abort
+/// (the signal fires when the spawning thread exits, so that thread never does).
+fn spawn_tied_to_process(cmd: Command) -> Child {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::spawn(move || {
+            for (mut cmd, reply) in rx {
+                use std::os::unix::process::CommandExt;
+                // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        rustix::process::set_parent_process_death_signal(Some(
+                            rustix::process::Signal::KILL,
+                        ))
+                        .map_err(std::io::Error::from)
+                    });
+                }
+                let child = cmd.spawn().expect("starting java (kafka.Kafka)");
+                let _ = reply.send(child);
+            }
+        });
+        Mutex::new(tx)
+    });
+    let (reply_tx, reply_rx) = mpsc::channel();
+    tx.lock()
+        .expect("spawner lock")
+        .send((cmd, reply_tx))
+        .expect("spawner thread");
+    reply_rx.recv().expect("spawned broker")
+}
+
+const LOG4J: &str = "log4j.rootLogger=WARN, stdout\n\
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n\
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n\
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n\
+log4j.logger.kafka.server.KafkaServer=INFO\n\
+log4j.logger.kafka.server.KafkaRaftServer=INFO\n";

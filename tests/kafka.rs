@@ -1,0 +1,232 @@
+//! cerflow as a Kafka consumer-group member, against a real Apache Kafka broker (KRaft)
+//! on a free loopback port: OTLP protobuf bodies produced to a topic, keyed by trace id as
+//! the Collector's `kafka` exporter does, give exactly the figures worked out below on
+//! `/metrics`; two instances in one group share the partitions and their sum is the input;
+//! a broker stopped for 30 s leaves cerflow serving its last figures, not ready, and it
+//! carries on without loss or duplicates when the broker is back.
+
+mod common;
+
+use common::kafka::{shared, Kafka};
+use common::otlp::{body, checkout_spans, failed, traces};
+use common::*;
+use std::time::{Duration, Instant};
+
+const JOURNEYS: &str = "pipeline:\n  evaluation_interval: 100ms\n  shutdown_timeout: 3s\njourneys:\n  - name: checkout\n    match:\n      span_name: POST /checkout\n";
+
+fn config(k: &Kafka, topic: &str, group: &str) -> impl Fn(&Ports) -> String {
+    let bootstrap = k.bootstrap();
+    let (topic, group) = (topic.to_string(), group.to_string());
+    move |p: &Ports| {
+        let yaml = format!("{}{JOURNEYS}", p.listeners_yaml(""));
+        with_kafka_receiver(&yaml, &bootstrap, &topic, &group, "")
+    }
+}
+
+/// Produces `messages` requests of `per` checkout spans each (ids from `first`), keyed by
+/// the trace id of their first span; the first span of every fourth request failed.
+/// Returns (spans, failed spans).
+fn produce(k: &Kafka, topic: &str, messages: u64, per: usize, first: u64) -> (u64, u64) {
+    let producer = k.producer();
+    let mut failed_spans = 0;
+    for i in 0..messages {
+        let mut spans = checkout_spans(per, first + i * per as u64, 20);
+        if i % 4 == 0 {
+            spans[0] = failed(spans[0].clone());
+            failed_spans += 1;
+        }
+        let key = spans[0].trace_id.clone();
+        producer.send(topic, &key, &body(&traces("shop-api", spans)));
+    }
+    producer.flush();
+    (messages * per as u64, failed_spans)
+}
+
+#[test]
+fn spans_from_a_topic_give_exact_figures() {
+    let k = shared();
+    k.create_topic("exact-spans", 4);
+    let c = Cerflow::start(config(k, "exact-spans", "exact"));
+    c.wait_for("cerflow_kafka_partitions", &[], 4.0);
+    // 40 requests x 5 spans = 200 spans; requests 0, 4, ..., 36 carry one failed span: 10.
+    let (spans, errors) = produce(k, "exact-spans", 40, 5, 0);
+    assert_eq!((spans, errors), (200, 10));
+    // One value that is not OTLP protobuf: refused as malformed, counted, never retried.
+    let junk = k.producer();
+    junk.send("exact-spans", b"junk", b"\xff\xffnot protobuf");
+    junk.flush();
+    let journey = [("journey", "checkout")];
+    let s = c.wait_for("cer_journey_requests_total", &journey, 200.0);
+    s.assert("cer_journey_errors_total", &journey, 10.0);
+    let s = c.wait_for(
+        "cerflow_refused_requests_total",
+        &[("reason", "malformed")],
+        1.0,
+    );
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "kafka")],
+        200.0,
+    );
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "grpc")],
+        0.0,
+    );
+    s.assert("cerflow_processed_spans_total", &[], 200.0);
+    s.assert("cerflow_kafka_connected", &[], 1.0);
+    s.assert("cerflow_kafka_partitions", &[], 4.0);
+    let ready = c
+        .client()
+        .get(c.admin_url("/readyz"))
+        .send()
+        .expect("GET /readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+}
+
+/// Scrapes every instance until `ok` holds for the list of scrapes.
+fn wait_all(cs: &[&Cerflow], what: &str, ok: impl Fn(&[Scrape]) -> bool) -> Vec<Scrape> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let scrapes: Vec<Scrape> = cs.iter().map(|c| c.scrape()).collect();
+        if ok(&scrapes) {
+            return scrapes;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            scrapes
+                .iter()
+                .map(|s| s.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n----\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_instances_in_one_group_share_the_partitions_and_sum_to_the_input() {
+    let k = shared();
+    k.create_topic("shared-spans", 4);
+    let a = Cerflow::start(config(k, "shared-spans", "pair"));
+    let b = Cerflow::start(config(k, "shared-spans", "pair"));
+    // Kafka splits 4 partitions between the two members of group "pair".
+    wait_all(
+        &[&a, &b],
+        "both members holding partitions, 4 in all",
+        |s| {
+            let p: Vec<f64> = s
+                .iter()
+                .map(|s| s.value("cerflow_kafka_partitions", &[]))
+                .collect();
+            p.iter().sum::<f64>() == 4.0 && p.iter().all(|&n| n >= 1.0)
+        },
+    );
+    // 60 requests x 3 spans = 180 spans, 15 of them failed (requests 0, 4, ..., 56).
+    let (spans, errors) = produce(k, "shared-spans", 60, 3, 1_000_000);
+    assert_eq!((spans, errors), (180, 15));
+    let journey = [("journey", "checkout")];
+    let s = wait_all(&[&a, &b], "180 requests in all", |s| {
+        s.iter()
+            .map(|s| s.get("cer_journey_requests_total", &journey).unwrap_or(0.0))
+            .sum::<f64>()
+            == 180.0
+    });
+    let per: Vec<f64> = s
+        .iter()
+        .map(|s| s.value("cer_journey_requests_total", &journey))
+        .collect();
+    assert!(
+        per.iter().all(|&n| n > 0.0),
+        "both instances took spans: {per:?}"
+    );
+    let sum = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        s.iter().map(|s| s.get(name, labels).unwrap_or(0.0)).sum()
+    };
+    assert_eq!(sum("cer_journey_errors_total", &journey), 15.0);
+    assert_eq!(
+        sum("cerflow_received_spans_total", &[("transport", "kafka")]),
+        180.0
+    );
+    assert_eq!(sum("cerflow_processed_spans_total", &[]), 180.0);
+}
+
+#[test]
+fn a_broker_outage_marks_cerflow_not_ready_and_loses_or_repeats_nothing() {
+    // A broker of its own: the shared one must stay up for the other tests.
+    let k = Kafka::start();
+    k.create_topic("outage-spans", 2);
+    let mut c = Cerflow::start(config(&k, "outage-spans", "outage"));
+    c.wait_for("cerflow_kafka_partitions", &[], 2.0);
+    // Before: 20 requests x 2 spans = 40 spans, 5 failed (requests 0, 4, ..., 16).
+    assert_eq!(produce(&k, "outage-spans", 20, 2, 0), (40, 5));
+    let journey = [("journey", "checkout")];
+    c.wait_for("cer_journey_requests_total", &journey, 40.0);
+    // The 20 offsets committed (every 5 s), so a rejoin after the outage starts after them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while k.committed("outage", "outage-spans", 2) != 20 {
+        assert!(
+            Instant::now() < deadline,
+            "offsets not committed: {}",
+            k.committed("outage", "outage-spans", 2)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let readyz = || {
+        c.client()
+            .get(c.admin_url("/readyz"))
+            .send()
+            .expect("GET /readyz")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(readyz(), 200);
+    k.stop();
+    let down = Instant::now();
+    let s = c.wait_until("cerflow_kafka_connected 0", |s| {
+        s.get("cerflow_kafka_connected", &[]) == Some(0.0)
+    });
+    // The last figures are still served, and cerflow says they are stale.
+    s.assert("cer_journey_requests_total", &journey, 40.0);
+    assert_eq!(readyz(), 503);
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(down.elapsed()));
+    c.scrape()
+        .assert("cer_journey_requests_total", &journey, 40.0);
+    k.restart();
+    c.wait_until("cerflow_kafka_connected 1", |s| {
+        s.get("cerflow_kafka_connected", &[]) == Some(1.0)
+    });
+    assert_eq!(readyz(), 200);
+    // After: 10 requests x 3 spans = 30 spans, 3 failed (requests 0, 4, 8): 70 and 8 in all.
+    assert_eq!(produce(&k, "outage-spans", 10, 3, 1_000), (30, 3));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = c.scrape();
+        if s.get("cer_journey_requests_total", &journey) == Some(70.0) || Instant::now() > deadline
+        {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    s.assert("cer_journey_requests_total", &journey, 70.0);
+    s.assert("cer_journey_errors_total", &journey, 8.0);
+    s.assert(
+        "cerflow_received_spans_total",
+        &[("transport", "kafka")],
+        70.0,
+    );
+    s.assert("cerflow_processed_spans_total", &[], 70.0);
+    assert!(
+        s.value("cerflow_kafka_errors_total", &[]) >= 1.0,
+        "the outage was reported"
+    );
+    // Shutdown is bounded without a broker too: the receiver's commit cannot hang it.
+    k.stop();
+    c.wait_for("cerflow_kafka_connected", &[], 0.0);
+    let status = c.terminate();
+    assert!(
+        status.success(),
+        "cerflow exited with {status} after SIGTERM"
+    );
+}
