@@ -200,7 +200,7 @@ fn record(c: &mut C) {
             let dur = (120e6 * (0.5 * rng.normal()).exp()) as u64;
             let r = Record {
                 hash: 0,
-                version: cerflow::span_record::NO_VERSION,
+                has_version: false,
                 journey: 0,
                 first_value: 0,
                 n_values: 0,
