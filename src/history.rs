@@ -422,6 +422,7 @@ mod tests {
                 buckets: vec![],
                 created_unix_ns: 1,
                 windows: vec![],
+                exemplars: None,
             }],
             ..Default::default()
         };

@@ -21,7 +21,7 @@ pub mod flag {
     pub const LOST: u8 = ERROR | INCORRECT;
 }
 
-/// One classified span, 56 bytes; its cohort values live in the batch's text.
+/// One classified span, 80 bytes; its cohort values live in the batch's text.
 #[derive(Debug, Clone, Copy)]
 pub struct Record {
     pub hash: u64,
@@ -36,4 +36,7 @@ pub struct Record {
     pub user: u64,
     /// The request's value when `flags` has [`flag::VALUE`], else 0.
     pub value: f64,
+    /// The span's ids, for exemplars; zero when the span has none of the W3C length.
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
 }

@@ -68,8 +68,10 @@ fn published() -> (Arc<Shared>, Pipeline) {
                 users: users.clone(),
                 value_at_risk: 2.5,
                 quantiles_s: vec![Some(0.1); 4],
+                start_ns: 0,
             })
             .collect(),
+        exemplars: None,
     };
     let journey = journeys.get(0).expect("the configured journey");
     let mut hist = SparseHist::default();

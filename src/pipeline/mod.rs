@@ -140,6 +140,8 @@ impl BatchBuilder {
             duration_ns: span.end_ns().saturating_sub(span.start_ns()),
             user: c.user.unwrap_or(0),
             value,
+            trace_id: span.trace_id().try_into().unwrap_or([0; 16]),
+            span_id: span.span_id().try_into().unwrap_or([0; 8]),
         });
     }
 
@@ -592,6 +594,7 @@ impl Worker {
                 buckets: s.state.buckets.clone(),
                 created_unix_ns: s.state.created_unix_ns,
                 windows,
+                exemplars: s.state.exemplars.clone(),
             });
         }
         self.bytes = out.state_bytes;

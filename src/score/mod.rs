@@ -864,7 +864,9 @@ mod tests {
                 users: Default::default(),
                 value_at_risk: 0.0,
                 quantiles_s: vec![],
+                start_ns: 0,
             }],
+            exemplars: None,
         };
         // a: 100 requests, 50 errors: burn 5, score (0.5 * 5/9 + 0.3) / 0.8 = 25/36 + 3/8.
         // b: 300 requests, all good: score 1. c: no requests.

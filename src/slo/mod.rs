@@ -746,6 +746,7 @@ mod tests {
                 buckets: vec![],
                 created_unix_ns: created,
                 windows: vec![],
+                exemplars: None,
             }],
             ..Default::default()
         }

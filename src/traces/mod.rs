@@ -613,6 +613,9 @@ impl Assembler {
             duration_ns: s.duration_ns,
             user: 0,
             value: 0.0,
+            // Dependency series keep no exemplars.
+            trace_id: [0; 16],
+            span_id: [0; 8],
         };
         d.state.record(&r, &settings.bounds_ns, now);
     }
