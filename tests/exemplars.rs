@@ -226,3 +226,85 @@ fn the_exact_bad_requests_are_the_exemplars_of_api_and_openmetrics() {
         .expect("scraping");
     assert!(!text.contains(" # {") && !text.contains("# EOF"));
 }
+
+#[test]
+fn the_otlp_push_carries_the_exemplars_on_its_data_points() {
+    use common::fake_receiver::{metrics, Answer, Collector, Receiver};
+    use opentelemetry_proto::tonic::metrics::v1::{exemplar, metric, Exemplar};
+    let rt = runtime();
+    let collector = Collector::new(Answer::Accept);
+    let receiver = Receiver::start(&rt, &collector, 0);
+    let c = Cerflow::start(|p| {
+        format!(
+            "{}pipeline:\n  evaluation_interval: 100ms\nhistogram: {{ buckets: [0.1, 0.5] }}\n\
+             journeys:\n  - name: checkout\n    match: {{ span_name: POST /checkout }}\n    latency_threshold: 300ms\n",
+            p.listeners_yaml(&format!(
+                "  otlp:\n    endpoint: http://127.0.0.1:{}\n    interval: 200ms\n    timeout: 2s\n",
+                receiver.port
+            ))
+        )
+    });
+    let base = common::otlp::now_ns() - 2_000_000_000;
+    // 1 fails after 50 ms, 2 is slow (400 ms), 3 is good (20 ms).
+    let spans = vec![
+        failed(checkout(1, 50, "eu", base)),
+        checkout(2, 400, "eu", base),
+        checkout(3, 20, "eu", base),
+    ];
+    assert_eq!(
+        c.post_traces(body(&traces("shop", spans)), "application/x-protobuf"),
+        200
+    );
+    let req = collector.wait_for("3 checkout requests", |r| {
+        metrics(r).any(|m| {
+            m.name == "cer.journey.requests"
+                && matches!(&m.data, Some(metric::Data::Sum(s)) if s.data_points.iter().any(|p| p.value == Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(3))))
+        })
+    });
+    let want = |id: u64, value: exemplar::Value| Exemplar {
+        time_unix_nano: base + id * 1_000_000,
+        value: Some(value),
+        span_id: id.to_be_bytes().to_vec(),
+        trace_id: [0xabu64.to_be_bytes(), id.to_be_bytes()].concat(),
+        ..Default::default()
+    };
+    let counter = |name: &str| -> Vec<Exemplar> {
+        metrics(&req)
+            .find(|m| m.name == name)
+            .and_then(|m| match &m.data {
+                Some(metric::Data::Sum(s)) => s.data_points.first().map(|p| p.exemplars.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert_eq!(
+        counter("cer.journey.errors"),
+        vec![want(1, exemplar::Value::AsInt(1))]
+    );
+    assert_eq!(
+        counter("cer.journey.slow"),
+        vec![want(2, exemplar::Value::AsInt(1))]
+    );
+    assert_eq!(counter("cer.journey.incorrect"), vec![]);
+    assert_eq!(counter("cer.journey.requests"), vec![]);
+    // Bucket le=0.1 holds 1 (50 ms) and 3 (20 ms): 1 is its slowest; le=0.5 holds 2;
+    // +Inf is empty.
+    let hist = metrics(&req)
+        .find(|m| m.name == "cer.journey.duration")
+        .and_then(|m| match &m.data {
+            Some(metric::Data::Histogram(h)) => h.data_points.first().cloned(),
+            _ => None,
+        })
+        .expect("the duration histogram");
+    assert_eq!(hist.bucket_counts, vec![2, 1, 0]);
+    assert_eq!(
+        hist.exemplars,
+        vec![
+            want(1, exemplar::Value::AsDouble(0.05)),
+            want(2, exemplar::Value::AsDouble(0.4)),
+        ]
+    );
+    drop(c);
+    let mut receiver = receiver;
+    receiver.stop(&rt);
+}

@@ -195,7 +195,7 @@ fn window_exemplars<'a>(
             .filter_map(|s| Some((s.exemplars.as_deref()?, s.windows.get(w)?.start_ns)))
             .flat_map(|(x, since)| x.bad(kind, since))
             .collect();
-        all.sort_by(|a, b| b.end_ns.cmp(&a.end_ns));
+        all.sort_by_key(|e| std::cmp::Reverse(e.end_ns));
         out.extend(
             all.into_iter()
                 .take(PER_KIND)
