@@ -643,6 +643,9 @@ impl Pipeline {
                     * cfg.windows.sub_buckets as usize
                     * (std::mem::size_of::<crate::window::Slot>() + 8)
                 + (cfg.histogram_buckets.len() + 1) * 8
+                // Exemplars: nearly every series has spans with trace ids.
+                + crate::window::exemplars::Exemplars::new(cfg.histogram_buckets.len() + 1, 0)
+                    .heap_bytes()
                 + 128,
             window_ns: cfg
                 .windows

@@ -307,12 +307,14 @@ impl SeriesState {
         let b = bounds_ns.partition_point(|&bound| bound < duration_ns);
         self.buckets[b] += 1;
         if exemplars::has_ids(r) {
-            let n_buckets = self.buckets.len();
-            // A bucket's example stays the slowest one for the shortest window.
-            let fresh = self.windows.iter().map(Ring::window_ns).min().unwrap_or(0);
-            self.exemplars
-                .get_or_insert_with(|| Box::new(Exemplars::new(n_buckets, fresh)))
-                .record(r, b);
+            if self.exemplars.is_none() {
+                // A bucket's example stays the slowest one for the shortest window.
+                let fresh = self.windows.iter().map(Ring::window_ns).min().unwrap_or(0);
+                self.exemplars = Some(Box::new(Exemplars::new(self.buckets.len(), fresh)));
+            }
+            if let Some(x) = self.exemplars.as_deref_mut() {
+                x.record(r, b);
+            }
         }
         let us = duration_ns / 1000;
         for ring in self.windows.iter_mut() {
