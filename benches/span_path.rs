@@ -159,7 +159,13 @@ fn classify(c: &mut C) {
             let mut builder = BatchBuilder::new(cfg.pipeline.workers);
             for s in req.spans() {
                 if let Some(c) = journeys.classify(&s) {
-                    builder.push(&s, &c, journeys.missing_value(), s.end_ns());
+                    builder.push(
+                        &s,
+                        &c,
+                        journeys.missing_value(),
+                        journeys.version_key(),
+                        s.end_ns(),
+                    );
                 }
             }
             black_box(builder.span_count())
@@ -194,6 +200,7 @@ fn record(c: &mut C) {
             let dur = (120e6 * (0.5 * rng.normal()).exp()) as u64;
             let r = Record {
                 hash: 0,
+                has_version: false,
                 journey: 0,
                 first_value: 0,
                 n_values: 0,
@@ -205,6 +212,7 @@ fn record(c: &mut C) {
                 // Every span has ids, so the exemplars' cost is in the figure.
                 trace_id: (u128::from(dur) + 1).to_be_bytes(),
                 span_id: (dur + 1).to_be_bytes(),
+                event: 0,
             };
             (rng.below(18), r)
         })

@@ -6,7 +6,8 @@
 #                                      Python and Node OpenTelemetry SDKs, OTLP/JSON by
 #                                      hand, a real Prometheus scraping cerflow, and the
 #                                      real OpenTelemetry Collector in front of and
-#                                      behind cerflow, and the web view in Chromium.
+#                                      behind cerflow, and the web view and a test page
+#                                      (browser telemetry) in Chromium.
 # Exits non-zero if anything fails (pytest's "no tests ran" included).
 #
 # Installs, each only when missing:
@@ -15,8 +16,10 @@
 #   - node modules    npm ci in tests/e2e/node (versions pinned in its package-lock.json):
 #                     the OpenTelemetry JS SDK, and playwright-core for the web view test
 #   - chromium        apt-get (Debian's package), driven by playwright-core in
-#                     tests/e2e/test_webview.py (Playwright's own browser download is
-#                     never used: executablePath is /usr/bin/chromium)
+#                     tests/e2e/test_webview.py and tests/e2e/test_browser.py (Playwright's
+#                     own browser download is never used: executablePath is /usr/bin/chromium)
+#   - browser test    npm ci in tests/e2e/browser (the OpenTelemetry web SDK, web-vitals,
+#                     esbuild and playwright-core, pinned in its package-lock.json)
 #   - oslo            scripts/oslo.sh: the OpenSLO CLI pinned in tests/openslo/go.mod
 #   - compose schema  scripts/compose-schema.sh: compose-spec.json from the compose-go module
 #   - otelcol         the OpenTelemetry Collector of tests/otelcol (modules pinned in its
@@ -112,13 +115,25 @@ else
 fi
 (cd "$NODE_DIR" && npm ls --depth=0 2>/dev/null | tail -n +2 | sed 's/^/    /') || true
 
-step "Chromium (Debian's package, for the web view test)"
+step "Chromium (Debian's package, for the web view and browser tests)"
 if [ -x /usr/bin/chromium ]; then
     info "already installed: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
 else
     info "installing chromium (Debian package)"
     apt_install chromium
     info "installed: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+fi
+
+step "Browser test packages (tests/e2e/browser)"
+BROWSER_DIR="$ROOT/tests/e2e/browser"
+BROWSER_SUM=$(cat "$BROWSER_DIR/package.json" "$BROWSER_DIR/package-lock.json" | sha256sum | cut -d' ' -f1)
+BROWSER_STAMP="$BROWSER_DIR/node_modules/.cerflow-e2e-stamp"
+if [ -f "$BROWSER_STAMP" ] && [ "$(cat "$BROWSER_STAMP")" = "$BROWSER_SUM" ]; then
+    info "already installed (package-lock.json unchanged since the last install)"
+else
+    info "npm ci (playwright-core, esbuild, OpenTelemetry web SDK, web-vitals)"
+    (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$BROWSER_SUM" >"$BROWSER_STAMP"
 fi
 
 step "Compose Specification schema (compose-go module, cached in .cache/compose-spec/<version>)"

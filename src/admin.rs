@@ -1,6 +1,7 @@
 //! The admin listener's routes: `/metrics` (Prometheus text, or OpenMetrics when the
-//! `Accept` header asks for it), `/api/v1/scores`, `/api/v1/incidents`, `/healthz` and
-//! `/readyz`, and the web view's (`ui`) unless `ui.enabled` is false.
+//! `Accept` header asks for it), `/api/v1/scores`, `/api/v1/incidents`,
+//! `/api/v1/deployments`, `/healthz` and `/readyz`, and the web view's (`ui`) unless
+//! `ui.enabled` is false.
 
 use crate::export;
 use crate::published::Shared;
@@ -47,6 +48,10 @@ pub fn router(
         .route(
             "/api/v1/incidents",
             get(crate::api::incidents_json).with_state(shared.clone()),
+        )
+        .route(
+            "/api/v1/deployments",
+            get(crate::api::deployments_json).with_state(shared.clone()),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route(

@@ -1,5 +1,5 @@
-//! The score API: `GET /api/v1/scores` and `GET /api/v1/incidents` (JSON, on the
-//! metrics port) and the gRPC
+//! The score API: `GET /api/v1/scores`, `GET /api/v1/incidents` and
+//! `GET /api/v1/deployments` (JSON, on the metrics port) and the gRPC
 //! `cerflow.v1.ScoreService` (on the OTLP gRPC port), both reading the latest evaluation.
 
 use crate::proto;
@@ -92,6 +92,44 @@ pub async fn incidents_json(State(sh): State<Arc<Shared>>) -> Response {
     axum::Json(serde_json::json!({ "incidents": eval.incidents })).into_response()
 }
 
+/// `GET /api/v1/deployments`: pending deployments, then judged ones, newest first, with
+/// the attribute that names versions (the gate checks its `--compare` key against it).
+pub async fn deployments_json(State(sh): State<Arc<Shared>>) -> Response {
+    let eval = sh.eval.load();
+    axum::Json(serde_json::json!({
+        "version_key": eval.version_key,
+        "deployments": eval.deployments,
+    }))
+    .into_response()
+}
+
+fn figures_proto(f: &crate::deployments::Figures) -> proto::DeploymentFigures {
+    proto::DeploymentFigures {
+        requests: f.requests,
+        errors: f.errors,
+        slow: f.slow,
+        incorrect: f.incorrect,
+        availability: f.availability,
+        latency: f.latency,
+        correctness: f.correctness,
+        score: f.score,
+    }
+}
+
+fn deployment_proto(d: &crate::deployments::Deployment) -> proto::Deployment {
+    proto::Deployment {
+        version: d.version.clone(),
+        previous_version: d.previous_version.clone(),
+        result: d.result.as_str().to_string(),
+        start_unix_nano: d.start_unix_nano,
+        end_unix_nano: d.end_unix_nano,
+        figures: Some(figures_proto(&d.figures)),
+        previous_figures: Some(figures_proto(&d.previous_figures)),
+        baseline: d.baseline.clone(),
+        score_drop: d.score_drop,
+    }
+}
+
 pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
     proto::ScoreSnapshot {
         time_unix_nano: v.time_unix_nano,
@@ -152,6 +190,9 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                                 duration_seconds: e.duration_seconds,
                             })
                             .collect(),
+                        vitals: w.vitals,
+                        vitals_bad: w.vitals_bad,
+                        experience: w.experience,
                     })
                     .collect(),
                 alerts: j
@@ -176,6 +217,7 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                 value_total: j.value_total,
                 value_failed_total: j.value_failed_total,
                 value_lost_period: j.value_lost_period,
+                deployments: j.deployments.iter().map(deployment_proto).collect(),
             })
             .collect(),
     }
@@ -252,6 +294,57 @@ pub fn grpc_service(shared: Arc<Shared>) -> ScoreServiceServer<ScoreApi> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_journeys_deployments_are_field_13_of_its_score() {
+        use crate::deployments::{Deployment, Figures, Outcome};
+        let figures = |requests, errors, score| Figures {
+            requests,
+            errors,
+            availability: Some(1.0 - errors as f64 / requests as f64),
+            score: Some(score),
+            ..Default::default()
+        };
+        let view = ScoreView {
+            journeys: vec![crate::score::JourneyView {
+                journey: "checkout".into(),
+                deployments: vec![Deployment {
+                    journey: "checkout".into(),
+                    version: "2.0".into(),
+                    previous_version: "1.0".into(),
+                    result: Outcome::Regressed,
+                    start_unix_nano: 5,
+                    end_unix_nano: Some(9),
+                    figures: figures(100, 30, 0.75),
+                    previous_figures: figures(100, 0, 1.0),
+                    baseline: "same_span".into(),
+                    score_drop: Some(0.25),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let p = to_proto(&view);
+        let d = &p.journeys[0].deployments[0];
+        assert_eq!(
+            (
+                d.version.as_str(),
+                d.previous_version.as_str(),
+                d.result.as_str()
+            ),
+            ("2.0", "1.0", "regressed")
+        );
+        assert_eq!((d.start_unix_nano, d.end_unix_nano), (5, Some(9)));
+        assert_eq!(
+            (d.baseline.as_str(), d.score_drop),
+            ("same_span", Some(0.25))
+        );
+        let f = d.figures.as_ref().expect("the new version's figures");
+        assert_eq!((f.requests, f.errors, f.score), (100, 30, Some(0.75)));
+        assert_eq!(f.availability, Some(0.7));
+        let b = d.previous_figures.as_ref().expect("the previous version's");
+        assert_eq!((b.requests, b.errors, b.score), (100, 0, Some(1.0)));
+    }
 
     #[test]
     fn queries_decode() {

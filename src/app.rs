@@ -105,6 +105,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     });
 
     let tracker = crate::deriver::restore_slo_state(&cfg, &journeys);
+    crate::deriver::restore_attempts(&cfg, &ingest);
     let (deriver, deriver_tx, final_rx) =
         crate::deriver::spawn(&cfg, shared.clone(), ingest.clone(), tracker, pipeline)?;
 
@@ -164,6 +165,10 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             max_inflated: cfg.receivers.max_decompressed_bytes,
             auth: auth.clone(),
             timeout: cfg.receivers.request_timeout,
+            cors: cfg.receivers.http_cors.clone(),
+            public_rate: Arc::new(receiver::rate::RateLimiter::new(
+                cfg.receivers.public_rate_limit,
+            )),
         };
         let router = receiver::http::router(ingest.clone() as Arc<dyn Consumer>, opts);
         receiver_tasks.push(tokio::spawn(serve_http(
@@ -277,7 +282,9 @@ async fn serve_http(
             let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
                 let _ = tcp.set_nodelay(true);
             });
-            if let Err(e) = axum::serve(l, router)
+            // The client address, for the rate limit on public tokens.
+            let svc = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            if let Err(e) = axum::serve(l, svc)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
             {

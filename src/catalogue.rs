@@ -83,6 +83,78 @@ pub const CER_JOURNEY_DURATION_SECONDS: Metric = Metric {
     labels: &["journey", COHORTS, "le"],
 };
 
+pub const CER_SLI_EXPERIENCE_RATIO: Metric = Metric {
+    prom: "cer_sli_experience_ratio",
+    otlp: Some("cer.sli.experience"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Share of web vital measurements in the window at or under their threshold.",
+    labels: &["journey", COHORTS, "window"],
+};
+
+pub const CER_JOURNEY_WEB_VITAL: Metric = Metric {
+    prom: "cer_journey_web_vital",
+    otlp: Some("cer.journey.web_vital"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Web vital quantile in the window: seconds for lcp, inp, fcp and ttfb, unitless for cls.",
+    labels: &["journey", COHORTS, "window", "name", "quantile"],
+};
+
+pub const CER_JOURNEY_FRUSTRATIONS_TOTAL: Metric = Metric {
+    prom: "cer_journey_frustrations_total",
+    otlp: Some("cer.journey.frustrations"),
+    unit: "{event}",
+    kind: Kind::Counter,
+    help: "Frustration events of the journey (its experience.frustration_events), by event name.",
+    labels: &["journey", "event"],
+};
+
+pub const CER_JOURNEY_ABANDONMENT_RATIO: Metric = Metric {
+    prom: "cer_journey_abandonment_ratio",
+    otlp: Some("cer.journey.abandonment"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Abandoned attempts / attempts with an outcome in the window (completed or timed out).",
+    labels: &["journey", "window"],
+};
+
+pub const CER_JOURNEY_ATTEMPTS_TOTAL: Metric = Metric {
+    prom: "cer_journey_attempts_total",
+    otlp: Some("cer.journey.attempts"),
+    unit: "{attempt}",
+    kind: Kind::Counter,
+    help: "Attempts of the journey by outcome: completed in time or abandoned.",
+    labels: &["journey", "outcome"],
+};
+
+pub const CERFLOW_VITAL_IDS_OVERFLOW_TOTAL: Metric = Metric {
+    prom: "cerflow_vital_ids_overflow_total",
+    otlp: None,
+    unit: "{event}",
+    kind: Kind::Counter,
+    help: "Web vital reports whose id a series could not remember (10000 per series within the longest window); a later report of the same measurement then counts again.",
+    labels: &[],
+};
+
+pub const CERFLOW_ATTEMPTS_OVERFLOW_TOTAL: Metric = Metric {
+    prom: "cerflow_attempts_overflow_total",
+    otlp: None,
+    unit: "{attempt}",
+    kind: Kind::Counter,
+    help: "Attempts not tracked because limits.max_pending_attempts were pending.",
+    labels: &[],
+};
+
+pub const CERFLOW_INVALID_EVENTS_TOTAL: Metric = Metric {
+    prom: "cerflow_invalid_events_total",
+    otlp: None,
+    unit: "{event}",
+    kind: Kind::Counter,
+    help: "Web vital events of a journey ignored because their name or value cannot be counted, by reason.",
+    labels: &["reason"],
+};
+
 pub const CER_SLI_AVAILABILITY_RATIO: Metric = Metric {
     prom: "cer_sli_availability_ratio",
     otlp: Some("cer.sli.availability"),
@@ -317,6 +389,24 @@ pub const CER_JOURNEY_TIME_TO_DETECT_SECONDS: Metric = Metric {
     labels: &["journey", "le"],
 };
 
+pub const CER_DEPLOYMENTS_TOTAL: Metric = Metric {
+    prom: "cer_deployments_total",
+    otlp: Some("cer.deployments"),
+    unit: "{deployment}",
+    kind: Kind::Counter,
+    help: "Deployments of the journey judged, by result (ok, regressed); regressed over all is the deployment failure rate.",
+    labels: &["journey", "result"],
+};
+
+pub const CER_DEPLOYMENT_INFO: Metric = Metric {
+    prom: "cer_deployment_info",
+    otlp: Some("cer.deployment.info"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "1 per remembered deployment of the journey, with its versions and result (pending, ok, regressed, superseded).",
+    labels: &["journey", "version", "previous_version", "result"],
+};
+
 pub const CERFLOW_BUILD_INFO: Metric = Metric {
     prom: "cerflow_build_info",
     otlp: None,
@@ -398,6 +488,15 @@ pub const CERFLOW_RECEIVED_DATA_POINTS_TOTAL: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_PUBLIC_CLIENTS_OVERFLOW_TOTAL: Metric = Metric {
+    prom: "cerflow_public_clients_overflow_total",
+    otlp: None,
+    unit: "{request}",
+    kind: Kind::Counter,
+    help: "Public-token requests from client addresses past the rate limiter's table, which share one allowance.",
+    labels: &[],
+};
+
 pub const CERFLOW_REFUSED_DATA_POINTS_TOTAL: Metric = Metric {
     prom: "cerflow_refused_data_points_total",
     otlp: None,
@@ -412,7 +511,7 @@ pub const CERFLOW_RECEIVED_LOG_RECORDS_TOTAL: Metric = Metric {
     otlp: None,
     unit: "1",
     kind: Kind::Counter,
-    help: "Log records received (counted and dropped).",
+    help: "Log records received; those with an event name feed journeys, the others are dropped.",
     labels: &[],
 };
 
@@ -431,6 +530,15 @@ pub const CERFLOW_SNAPSHOTS_INCOMPLETE_TOTAL: Metric = Metric {
     unit: "1",
     kind: Kind::Counter,
     help: "Evaluation ticks at which a pipeline worker did not answer in time.",
+    labels: &[],
+};
+
+pub const CERFLOW_DEPLOYMENT_VERSIONS_EVICTED_TOTAL: Metric = Metric {
+    prom: "cerflow_deployment_versions_evicted_total",
+    otlp: None,
+    unit: "{version}",
+    kind: Kind::Counter,
+    help: "Versions a worker forgot because their journey had deployments.max_versions newer ones.",
     labels: &[],
 };
 
@@ -714,6 +822,11 @@ pub const ALL: &[Metric] = &[
     CER_SLI_AVAILABILITY_RATIO,
     CER_SLI_LATENCY_RATIO,
     CER_SLI_CORRECTNESS_RATIO,
+    CER_SLI_EXPERIENCE_RATIO,
+    CER_JOURNEY_WEB_VITAL,
+    CER_JOURNEY_FRUSTRATIONS_TOTAL,
+    CER_JOURNEY_ABANDONMENT_RATIO,
+    CER_JOURNEY_ATTEMPTS_TOTAL,
     CER_SLI_OPERATIONS_RATIO,
     CER_SIGNAL_VALUE,
     CER_SIGNAL_OK,
@@ -746,6 +859,8 @@ pub const ALL: &[Metric] = &[
     CER_JOURNEY_INCIDENTS_TOTAL,
     CER_JOURNEY_TIME_TO_RECOVERY_SECONDS,
     CER_JOURNEY_TIME_TO_DETECT_SECONDS,
+    CER_DEPLOYMENTS_TOTAL,
+    CER_DEPLOYMENT_INFO,
     CERFLOW_BUILD_INFO,
     CERFLOW_RECEIVED_SPANS_TOTAL,
     CERFLOW_REFUSED_SPANS_TOTAL,
@@ -757,12 +872,17 @@ pub const ALL: &[Metric] = &[
     CERFLOW_RECEIVED_DATA_POINTS_TOTAL,
     CERFLOW_REFUSED_DATA_POINTS_TOTAL,
     CERFLOW_RECEIVED_LOG_RECORDS_TOTAL,
+    CERFLOW_PUBLIC_CLIENTS_OVERFLOW_TOTAL,
+    CERFLOW_INVALID_EVENTS_TOTAL,
+    CERFLOW_ATTEMPTS_OVERFLOW_TOTAL,
+    CERFLOW_VITAL_IDS_OVERFLOW_TOTAL,
     CERFLOW_SERIES_EXPIRED_TOTAL,
     CERFLOW_SNAPSHOTS_INCOMPLETE_TOTAL,
     CERFLOW_CARDINALITY_OVERFLOW_TOTAL,
     CERFLOW_TRACES_EVICTED_TOTAL,
     CERFLOW_ORPHAN_SPANS_TOTAL,
     CERFLOW_TRACE_BUFFER_BYTES,
+    CERFLOW_DEPLOYMENT_VERSIONS_EVICTED_TOTAL,
     CERFLOW_INVALID_VALUES_TOTAL,
     CERFLOW_CONFIG_RELOADS_TOTAL,
     CERFLOW_CONFIG_RELOAD_FAILURES_TOTAL,

@@ -27,6 +27,30 @@ pub enum DeriverMsg {
     Reload(Box<Config>, tokio::sync::oneshot::Sender<Vec<String>>),
 }
 
+/// Where pending attempts are checkpointed: beside the SLO checkpoint.
+pub fn attempts_path(slo_checkpoint: &std::path::Path) -> std::path::PathBuf {
+    slo_checkpoint.with_extension("attempts")
+}
+
+/// Brings back the pending attempts of the last run, if checkpoints are on.
+pub fn restore_attempts(cfg: &Config, ingest: &Ingest) {
+    let Some(cp) = &cfg.slo.checkpoint else {
+        return;
+    };
+    let path = attempts_path(&cp.path);
+    if !path.exists() {
+        return;
+    }
+    match ingest.completions.load(&path) {
+        Ok(n) => {
+            tracing::info!(path = %path.display(), attempts = n, "Restored the pending attempts.")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "Cannot restore the pending attempts; starting without them.")
+        }
+    }
+}
+
 /// A tracker for `cfg.slo`, with the state of its checkpoint when there is one, and
 /// the derived journeys of that state put back into `journeys`.
 pub fn restore_slo_state(cfg: &Config, journeys: &Journeys) -> SloTracker {
@@ -84,6 +108,25 @@ fn restore_incidents(cfg: &Config) -> crate::incidents::IncidentTracker {
     t
 }
 
+/// The deployment state kept beside the SLO checkpoint, when there is one.
+fn restore_deployments(cfg: &Config) -> crate::deployments::DeploymentTracker {
+    let mut t = crate::deployments::DeploymentTracker::new(&cfg.deployments);
+    if let Some(cp) = &cfg.slo.checkpoint {
+        let path = crate::deployments::checkpoint_path(&cp.path);
+        if path.exists() {
+            match t.load(&path) {
+                Ok(n) => {
+                    tracing::info!(path = %path.display(), journeys = n, "Restored the deployments.")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "Cannot restore the deployments; starting without.")
+                }
+            }
+        }
+    }
+    t
+}
+
 /// Starts the deriver thread. It owns the pipeline from here: ticks, reloads, and the
 /// final drain; `final_rx` resolves once the last snapshot is published.
 pub fn spawn(
@@ -105,8 +148,10 @@ pub fn spawn(
             .name("cerflow-deriver".into())
             .spawn(move || {
                 let incidents = restore_incidents(&cfg);
+                let deployments = restore_deployments(&cfg);
                 let mut deriver = Deriver {
                     incidents,
+                    deployments,
                     cfg,
                     shared,
                     ingest,
@@ -155,6 +200,7 @@ pub fn spawn(
 struct Deriver {
     cfg: Config,
     incidents: crate::incidents::IncidentTracker,
+    deployments: crate::deployments::DeploymentTracker,
     shared: Arc<Shared>,
     ingest: Arc<Ingest>,
     tracker: SloTracker,
@@ -194,7 +240,7 @@ impl Deriver {
     /// Applies what a running cerflow can change: journeys, cohorts, rules, objectives,
     /// alerts, scores, the version. Journeys whose definition did not change keep their
     /// window state. Returns notes on settings that need a restart.
-    fn reload(&mut self, new: Config, pipeline: &Pipeline) -> Vec<String> {
+    fn reload(&mut self, mut new: Config, pipeline: &Pipeline) -> Vec<String> {
         let old = &self.cfg;
         let mut notes = Vec::new();
         let mut restart = |what: &str, changed: bool| {
@@ -215,7 +261,19 @@ impl Deriver {
         restart("traces", old.traces != new.traces);
         restart("dependencies", old.dependencies != new.dependencies);
         restart("slo.checkpoint", old.slo.checkpoint != new.slo.checkpoint);
+        restart(
+            "deployments.version_key",
+            old.deployments.version_key != new.deployments.version_key,
+        );
+        restart(
+            "deployments.max_versions",
+            old.deployments.max_versions != new.deployments.max_versions,
+        );
+        // The journeys carry the version key to ingest: keep the running one, so versions
+        // of another attribute never pose as a deployment before the restart.
+        new.deployments.version_key = old.deployments.version_key.clone();
         self.incidents.reconfigure(&new.incidents);
+        self.deployments.reconfigure(&new.deployments);
         if let Err(e) = self.tracker.reconfigure(&new.slo) {
             notes.push(e.to_string());
         }
@@ -245,6 +303,8 @@ impl Deriver {
         merged.traces = old.traces.clone();
         merged.dependencies = old.dependencies.clone();
         merged.slo.checkpoint = old.slo.checkpoint.clone();
+        merged.deployments.version_key = old.deployments.version_key.clone();
+        merged.deployments.max_versions = old.deployments.max_versions;
         self.cfg = merged;
         notes
     }
@@ -268,6 +328,9 @@ impl Deriver {
         let now = now_unix_ns();
         let mut snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
         snap.operations = self.ingest.signals.snapshot(now, &self.ingest.tel);
+        let completions = &self.ingest.completions;
+        completions.sweep(now);
+        snap.journey_attempts = completions.stats(now);
         let journeys = self.shared.journeys.load();
         self.tracker.update(&snap, &journeys, now);
         if self.restored_until != 0 && now >= self.restored_until {
@@ -280,6 +343,13 @@ impl Deriver {
             .filter_map(|(k, origin)| journeys.restore(&k.journey, origin).map(|j| (k.clone(), j)))
             .collect();
         let incident_changed = self.incidents.update(&self.tracker, &snap, now);
+        let score_cfg = &self.cfg.score;
+        let version_score = |c: &crate::window::Counts, j: &crate::journey::JourneyInfo| {
+            // Versions have requests only: the operations SLI (time slices) is left out.
+            let slices = crate::signals::SliceCounts::default();
+            score::window_score(c, slices, &j.objectives, j.has_correctness, score_cfg).2
+        };
+        let deployment_changed = self.deployments.update(&snap.versions, &version_score, now);
         let mut eval = score::evaluate(
             &snap,
             &self.tracker,
@@ -295,6 +365,11 @@ impl Deriver {
             .record(&eval, &self.tracker, now);
         eval.incidents = self.incidents.incidents();
         eval.incident_stats = self.incidents.stats();
+        eval.set_deployments(
+            self.deployments.deployments(),
+            self.deployments.stats(),
+            &self.cfg.deployments.version_key,
+        );
         self.shared.snapshot.store(Arc::new(snap));
         self.shared.eval.store(Arc::new(eval));
         self.shared.ticks.send_modify(|t| *t += 1);
@@ -309,6 +384,13 @@ impl Deriver {
                     tracing::warn!(path = %path.display(), error = %e, "Cannot write the incidents.");
                 }
             }
+            // Likewise a deployment that started or was judged.
+            if deployment_changed || due {
+                let path = crate::deployments::checkpoint_path(&cp.path);
+                if let Err(e) = self.deployments.save(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "Cannot write the deployments.");
+                }
+            }
             if last || now.saturating_sub(self.last_checkpoint) >= cp.interval.as_nanos() as u64 {
                 self.last_checkpoint = now;
                 match self.tracker.save(&cp.path, now) {
@@ -318,6 +400,10 @@ impl Deriver {
                     Err(e) => {
                         tracing::warn!(path = %cp.path.display(), error = %e, "Cannot write the SLO checkpoint.")
                     }
+                }
+                let path = attempts_path(&cp.path);
+                if let Err(e) = self.ingest.completions.save(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "Cannot write the attempts checkpoint.")
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! Exit codes: 0 the gate passes, 1 it fails, 2 it cannot decide (cerflow unreachable,
 //! or no data for the journey or a compared cohort).
 
+use crate::deployments::Outcome;
 use crate::score::{JourneyView, ScoreView};
 use bytes::Bytes;
 use http::{header, Request, StatusCode, Uri};
@@ -28,7 +29,9 @@ pub struct Args {
     /// Fail while an alert of these severities is active on the journey (page, ticket).
     #[arg(long, value_delimiter = ',')]
     pub deny_alerts: Vec<String>,
-    /// Compare two cohorts: KEY=CANARY:BASELINE, e.g. service.version=2.1.0:2.0.3.
+    /// Compare two cohorts: KEY=CANARY:BASELINE, e.g. service.version=2.1.0:2.0.3; or
+    /// KEY=auto (KEY being deployments.version_key): the journey's newest version with
+    /// the one before it, over the same span, as its latest deployment measured them.
     #[arg(long)]
     pub compare: Option<String>,
     /// With --compare: fail when the canary's score is below the baseline's by more than this.
@@ -243,6 +246,9 @@ pub fn evaluate(args: &Args) -> Vec<Check> {
 }
 
 fn compare(args: &Args, spec: &str) -> Check {
+    if let Some(key) = spec.strip_suffix("=auto") {
+        return compare_auto(args, key);
+    }
     let name = format!("canary vs baseline ({spec})");
     let parsed = spec
         .split_once('=')
@@ -269,10 +275,10 @@ fn compare(args: &Args, spec: &str) -> Check {
             name,
             observed: format!("{c:.4} vs {b:.4} (drop {:.4})", b - c),
             required: format!("drop <= {}", args.max_drop),
-            verdict: if b - c <= args.max_drop + 1e-12 {
-                Verdict::Pass
-            } else {
+            verdict: if crate::deployments::regressed(c, b, args.max_drop) {
                 Verdict::Fail
+            } else {
+                Verdict::Pass
             },
         },
         (Err(e), _) | (_, Err(e)) => Check {
@@ -292,6 +298,74 @@ fn compare(args: &Args, spec: &str) -> Check {
             verdict: Verdict::Undecided,
         },
     }
+}
+
+/// `--compare KEY=auto`: the journey's newest deployment (not superseded), judged here
+/// with `--max-drop` on the figures cerflow measured for both versions over its span.
+fn compare_auto(args: &Args, key: &str) -> Check {
+    let mut check = Check {
+        name: format!("newest version vs previous ({key})"),
+        observed: String::new(),
+        required: format!("drop <= {}", args.max_drop),
+        verdict: Verdict::Undecided,
+    };
+    let url = format!("{}/api/v1/deployments", args.endpoint.trim_end_matches('/'));
+    let list: Result<DeploymentList, String> =
+        http_get(&url, Duration::from_secs(10)).and_then(|b| {
+            serde_json::from_str(&b).map_err(|e| format!("unexpected response from {url}: {e}"))
+        });
+    let list = match list {
+        Ok(l) => l,
+        Err(e) => {
+            check.observed = e;
+            return check;
+        }
+    };
+    if list.version_key != key {
+        check.observed = format!("cerflow reads versions from {}", list.version_key);
+        check.required = format!("--compare {}=auto", list.version_key);
+        return check;
+    }
+    let newest = list
+        .deployments
+        .iter()
+        .filter(|d| d.journey == args.journey && d.result != Outcome::Superseded)
+        .max_by_key(|d| d.start_unix_nano);
+    let Some(d) = newest else {
+        check.observed = format!("no deployment of {} yet", args.journey);
+        check.required = "a deployment".into();
+        return check;
+    };
+    check.name = format!("{} vs {} ({key})", d.version, d.previous_version);
+    let (n, b) = (d.figures.score, d.previous_figures.score);
+    match (d.result, n, b) {
+        (Outcome::Pending, _, _) => {
+            check.observed = format!(
+                "pending: {} requests of the new version",
+                d.figures.requests
+            );
+            check.required = "a judged deployment (deployments.min_events)".into();
+        }
+        (_, Some(n), Some(b)) => {
+            check.observed = format!("{n:.4} vs {b:.4} (drop {:.4})", b - n);
+            check.verdict = if crate::deployments::regressed(n, b, args.max_drop) {
+                Verdict::Fail
+            } else {
+                Verdict::Pass
+            };
+        }
+        _ => {
+            check.observed = format!("new {}, previous {}", fmt_score(n), fmt_score(b));
+            check.required = "scores for both versions".into();
+        }
+    }
+    check
+}
+
+#[derive(serde::Deserialize)]
+struct DeploymentList {
+    version_key: String,
+    deployments: Vec<crate::deployments::Deployment>,
 }
 
 pub fn overall(checks: &[Check]) -> Verdict {

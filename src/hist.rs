@@ -51,6 +51,18 @@ impl SparseHist {
         self.bins.clear();
     }
 
+    /// Takes back one value recorded before: a measurement a later report replaced.
+    pub fn remove(&mut self, us: u64) {
+        let bin = bin_of(us);
+        if let Ok(i) = self.bins.binary_search_by_key(&bin, |&(b, _)| b) {
+            if self.bins[i].1 <= 1 {
+                self.bins.remove(i);
+            } else {
+                self.bins[i].1 -= 1;
+            }
+        }
+    }
+
     pub fn bins(&self) -> &[(u32, u32)] {
         &self.bins
     }

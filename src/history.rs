@@ -377,11 +377,11 @@ mod tests {
         );
         let j = h.journey("checkout").unwrap();
         assert_eq!(j.scores[0].v, vec![Some(0.4)]);
-        // burn keys: 5m x (availability, latency, correctness, operations); only
-        // availability has data.
-        assert_eq!(h.burn_keys().len(), 4);
-        assert_eq!(j.burn[0].v, vec![Some(7.0), None, None, None]);
-        assert_eq!(j.burn[1].v, vec![Some(0.0), None, None, None]);
+        // burn keys: 5m x (availability, latency, correctness, operations, experience);
+        // only availability has data.
+        assert_eq!(h.burn_keys().len(), 5);
+        assert_eq!(j.burn[0].v, vec![Some(7.0), None, None, None, None]);
+        assert_eq!(j.burn[1].v, vec![Some(0.0), None, None, None, None]);
         // An hour after slot 101 (t = 3030 + 3600 s, slot 221) both earlier slots have
         // slid out: a slot s is live while s + 120 > 221.
         h.record(&eval(0.6, 0.6, 3.0), &slo, (3030 + 3600) * S);
@@ -389,8 +389,8 @@ mod tests {
         assert_eq!(o.len(), 1, "{o:?}");
         assert_eq!(o[0].t_ms, 6_630_000);
         // Bounded by the shape, not by the evaluations: 120 x 8 + 120 x 1 x 4 for the
-        // overall ring, 120 x 8 + 120 x 4 x (1 + 4) + 64 for the journey.
-        assert_eq!(h.heap_bytes(), 960 + 480 + 960 + 2400 + 64);
+        // overall ring, 120 x 8 + 120 x 4 x (1 + 5) + 64 for the journey.
+        assert_eq!(h.heap_bytes(), 960 + 480 + 960 + 2880 + 64);
     }
 
     #[test]
@@ -415,6 +415,7 @@ mod tests {
                     errors,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 duration_sum_s: 0.0,
                 value_total: 0.0,
@@ -423,6 +424,7 @@ mod tests {
                 created_unix_ns: 1,
                 windows: vec![],
                 exemplars: None,
+                frustrations: vec![],
             }],
             ..Default::default()
         };

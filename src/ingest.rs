@@ -2,17 +2,20 @@
 //! an OTLP outcome out. Transport details (status codes, headers) stay in the receivers.
 
 use crate::clock::now_unix_ns;
+use crate::completion::Completions;
 use crate::config::Config;
 use crate::decode::{self, invalid_reason, lazy, ProstSpan};
+use crate::experience::EventUse;
 use crate::internal_events::{
-    DataPointsReceived, DataPointsRefused, InternalEvent, InvalidValue, LogRecordsReceived,
-    RequestRefused, SpanClamped, SpansNotRecorded, SpansReceived, SpansRefused,
+    DataPointsReceived, DataPointsRefused, InternalEvent, InvalidValue, InvalidVital,
+    LogRecordsReceived, RequestRefused, SpanClamped, SpansNotRecorded, SpansReceived, SpansRefused,
 };
 use crate::journey::Journeys;
 use crate::pipeline::{BatchBuilder, PipelineInput, SubmitError};
 use crate::receiver::consumer::Consumer;
 use crate::signals::Signals;
 use crate::span::SpanView;
+use crate::span_record::event as span_event;
 use crate::telemetry::{Reason, Telemetry, Transport, POINT_REASONS};
 use crate::value::Value;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -79,6 +82,9 @@ impl<S: SpanView> SpanView for Tenanted<'_, S> {
     fn any_event(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
         self.inner.any_event(test)
     }
+    fn event_name(&self) -> Option<&str> {
+        self.inner.event_name()
+    }
     fn trace_id(&self) -> &[u8] {
         self.inner.trace_id()
     }
@@ -109,6 +115,10 @@ pub struct Ingest {
     longest_ns: u64,
     max_attrs: usize,
     max_spans: usize,
+    /// Pending attempts of journeys with `completion`, shared by every receiver.
+    pub completions: Arc<Completions>,
+    /// Hashes web vital ids, the same in every receiver.
+    id_hasher: ahash::RandomState,
     /// Trace assembly is on: every span also goes to the worker of its trace.
     traces: bool,
     dependency_keys: Vec<String>,
@@ -130,6 +140,12 @@ impl Ingest {
             longest_ns: cfg.longest_window().as_nanos() as u64,
             max_attrs: cfg.receivers.max_attributes_per_span,
             max_spans: cfg.receivers.max_spans_per_request,
+            completions: Arc::new(Completions::new(
+                cfg.limits.max_pending_attempts,
+                &cfg.windows.sizes,
+                cfg.windows.sub_buckets,
+            )),
+            id_hasher: ahash::RandomState::with_seeds(3, 5, 7, 9),
             traces: cfg.traces.enabled,
             dependency_keys: cfg.dependencies.keys.clone(),
         }
@@ -152,6 +168,20 @@ impl Ingest {
         }
         .emit(&self.tel);
         answer(msg)
+    }
+
+    /// A span or event that starts or completes an attempt of its journey.
+    fn attempt(
+        &self,
+        journeys: &Journeys,
+        id: crate::span_record::JourneyId,
+        step: crate::journey::AttemptStep,
+        at: u64,
+        now: u64,
+    ) {
+        if let Some(j) = journeys.get(id) {
+            self.completions.observe(&j.name, step, at, now, &self.tel);
+        }
     }
 
     pub fn set_journeys(&self, journeys: Arc<Journeys>) {
@@ -282,12 +312,21 @@ impl Ingest {
             }
             match journeys.classify(&view) {
                 Some(c) => {
+                    if let Some(step) = c.attempt {
+                        self.attempt(&journeys, c.journey, step, end, now);
+                    }
                     if c.value == Value::Invalid {
                         if let Some(j) = journeys.get(c.journey) {
                             InvalidValue { journey: &j.name }.emit(&self.tel);
                         }
                     }
-                    builder.push(&view, &c, journeys.missing_value(), end);
+                    builder.push(
+                        &view,
+                        &c,
+                        journeys.missing_value(),
+                        journeys.version_key(),
+                        end,
+                    );
                     if self.traces {
                         let failed = c.flags & crate::span_record::flag::ERROR != 0;
                         builder.push_trace(
@@ -396,18 +435,91 @@ impl Ingest {
         t: Transport,
     ) -> Result<Accepted, Refused> {
         match decode::logs(body, format) {
-            Ok(req) => Ok(self.logs(&req)),
+            Ok(req) => self.logs(&req, t),
             Err(msg) => Err(self.refuse(t, Reason::Malformed, msg, Refused::Malformed)),
         }
     }
 
-    /// Logs are accepted so a Collector pointed at cerflow does not fail, counted, and dropped.
-    pub fn logs(&self, req: &ExportLogsServiceRequest) -> Accepted {
+    /// Log records are counted; those with an event name feed the journey that claims
+    /// them (web vitals, frustrations), the others are dropped. A request whose events
+    /// cannot be queued is refused as retryable, as for spans.
+    pub fn logs(&self, req: &ExportLogsServiceRequest, t: Transport) -> Result<Accepted, Refused> {
         LogRecordsReceived {
             count: decode::log_record_count(req),
         }
         .emit(&self.tel);
-        Accepted::default()
+        let now = now_unix_ns();
+        let journeys = self.journeys.load();
+        let mut builder: Option<BatchBuilder> = None;
+        for rl in &req.resource_logs {
+            let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+            let service = decode::service_name(resource);
+            for record in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
+                let Some(event) = decode::ProstEvent::of(resource, service, record) else {
+                    continue;
+                };
+                // As for spans: the future is now, and what the windows forgot is late.
+                let at = match event.time_ns() {
+                    0 => now,
+                    t => t.min(now),
+                };
+                if now - at > self.longest_ns {
+                    continue;
+                }
+                let Some((c, used)) = journeys.classify_event(event.name, &event) else {
+                    continue;
+                };
+                if let Some(step) = c.attempt {
+                    self.attempt(&journeys, c.journey, step, at, now);
+                }
+                let (code, value) = match used {
+                    EventUse::Vital { vital, value, good } => {
+                        let good = if good { span_event::GOOD } else { 0 };
+                        (span_event::VITAL | good | vital as u16, value)
+                    }
+                    EventUse::Frustration(i) => (span_event::FRUSTRATION | i as u16, 0.0),
+                    EventUse::Invalid(why) => {
+                        if let Some(j) = journeys.get(c.journey) {
+                            InvalidVital {
+                                reason: why.as_str(),
+                                index: why as usize,
+                                journey: &j.name,
+                            }
+                            .emit(&self.tel);
+                        }
+                        continue;
+                    }
+                    EventUse::Nothing => continue,
+                };
+                let b = builder.get_or_insert_with(|| {
+                    let mut b = BatchBuilder::new(self.input.workers());
+                    b.generation = journeys.generation;
+                    b
+                });
+                // Reports of one measurement share its id: the last one counts.
+                let id = match event.span_attr("browser.web_vital.id") {
+                    Some(crate::span::AttrValue::Str(s)) if code & span_event::VITAL != 0 => {
+                        self.id_hasher.hash_one(s) | 1
+                    }
+                    _ => 0,
+                };
+                let missing = journeys.missing_value();
+                b.push_event(&event, &c, code, value, id, missing, at);
+            }
+        }
+        if let Some(mut b) = builder {
+            if let Err(SubmitError::Full) = self.input.submit(&mut b) {
+                RequestRefused {
+                    transport: t,
+                    reason: Reason::QueueFull,
+                    spans: 0,
+                    detail: "pipeline queues are full",
+                }
+                .emit(&self.tel);
+                return Err(Refused::Unavailable);
+            }
+        }
+        Ok(Accepted::default())
     }
 }
 
@@ -434,6 +546,12 @@ impl Consumer for Ingest {
     }
     fn spans_in(&self, body: &[u8], format: decode::Format) -> u64 {
         decode::traces(body, format).map_or(0, |r| decode::span_count(&r))
+    }
+    fn log_records_in(&self, body: &[u8], format: decode::Format) -> u64 {
+        decode::logs(body, format).map_or(0, |r| decode::log_record_count(&r))
+    }
+    fn data_points_in(&self, body: &[u8], format: decode::Format) -> u64 {
+        decode::metrics(body, format).map_or(0, |r| decode::data_point_count(&r))
     }
     fn telemetry(&self) -> &Telemetry {
         &self.tel

@@ -167,6 +167,24 @@ impl InternalEvent for TracesEvicted {
     }
 }
 
+/// A journey had `deployments.max_versions` versions on a worker and a new one came: the
+/// least recently seen is forgotten there (its counts start again if it comes back).
+pub struct VersionEvicted<'a> {
+    pub journey: u32,
+    pub version: &'a str,
+}
+
+impl InternalEvent for VersionEvicted<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.deployment_versions_evicted.add(1);
+        tracing::debug!(
+            journey = self.journey,
+            version = self.version,
+            "Forgot the least recently seen version of a journey at deployments.max_versions."
+        );
+    }
+}
+
 /// Spans of an assembled trace in which no journey claimed a span.
 pub struct OrphanSpans {
     pub spans: u64,
@@ -295,7 +313,7 @@ impl InternalEvent for MetricStreamsExpired {
     }
 }
 
-/// Log records received (counted and dropped).
+/// Log records received (those with an event name go on to the journeys).
 pub struct LogRecordsReceived {
     pub count: u64,
 }
@@ -303,7 +321,79 @@ pub struct LogRecordsReceived {
 impl InternalEvent for LogRecordsReceived {
     fn emit(self, tel: &Telemetry) {
         tel.received_log_records.add(self.count);
-        tracing::trace!(count = self.count, "Received log records; dropped them.");
+        tracing::trace!(count = self.count, "Received log records.");
+    }
+}
+
+/// A web vital event of a journey could not be counted (no name, an unknown one, a
+/// value that is missing, not a number or negative).
+pub struct InvalidVital<'a> {
+    /// The `reason` label and its index in `Telemetry::invalid_events`.
+    pub reason: &'static str,
+    pub index: usize,
+    pub journey: &'a str,
+}
+
+impl InternalEvent for InvalidVital<'_> {
+    fn emit(self, tel: &Telemetry) {
+        if let Some(c) = tel.invalid_events.get(self.index) {
+            c.add(1);
+        }
+        if tel.log_due(LogKey::InvalidEvent, REFUSAL_WARN_EVERY_SECS) {
+            tracing::warn!(
+                reason = self.reason,
+                journey = self.journey,
+                "Ignored a web vital event that cannot be counted."
+            );
+        }
+    }
+}
+
+/// A series remembered as many web vital ids as it may: this report of a
+/// measurement counts, but a later report of it will not replace it.
+pub struct VitalIdsOverflow;
+
+impl InternalEvent for VitalIdsOverflow {
+    fn emit(self, tel: &Telemetry) {
+        tel.vital_ids_overflow.add(1);
+        if tel.log_due(LogKey::VitalIdsOverflow, DROP_WARN_EVERY_SECS) {
+            tracing::warn!("A series remembers as many web vital ids as it may; a later report of this measurement will count again.");
+        }
+    }
+}
+
+/// A journey's attempt was not tracked: `limits.max_pending_attempts` were pending.
+pub struct AttemptsOverflow {
+    pub max: usize,
+}
+
+impl InternalEvent for AttemptsOverflow {
+    fn emit(self, tel: &Telemetry) {
+        tel.attempts_overflow.add(1);
+        if tel.log_due(LogKey::AttemptsOverflow, DROP_WARN_EVERY_SECS) {
+            tracing::warn!(
+                max = self.max,
+                "As many attempts as limits.max_pending_attempts are pending; a new one is not tracked."
+            );
+        }
+    }
+}
+
+/// A client address found the public rate limiter's table full and shares the one
+/// allowance of all such addresses.
+pub struct PublicClientsOverflow {
+    pub max_clients: usize,
+}
+
+impl InternalEvent for PublicClientsOverflow {
+    fn emit(self, tel: &Telemetry) {
+        tel.public_clients_overflow.add(1);
+        if tel.log_due(LogKey::PublicClientsOverflow, DROP_WARN_EVERY_SECS) {
+            tracing::warn!(
+                max_clients = self.max_clients,
+                "The public rate limiter tracks as many client addresses as it may; new ones share one allowance."
+            );
+        }
     }
 }
 

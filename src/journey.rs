@@ -6,6 +6,8 @@
 //! past which such spans share the journey [`AUTO_OVERFLOW`].
 
 use crate::config::{Config, JourneyConfig};
+use crate::experience::config::ExperienceConfig;
+use crate::experience::{read_event, EventUse};
 use crate::predicate::Cond;
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::span_record::{flag, JourneyId};
@@ -40,6 +42,8 @@ pub struct JourneyInfo {
     pub origin: Origin,
     /// Whether the journey has a value rule, and its currency label.
     pub value: Option<ValueLabel>,
+    /// Event names counted as frustrations (the `event` label), in config order.
+    pub frustration_events: Arc<[String]>,
 }
 
 /// What the exporters show of a journey's value rule.
@@ -69,6 +73,8 @@ struct Compiled {
     failure: Cond,
     incorrect: Option<Cond>,
     value: Option<ValueRule>,
+    experience: ExperienceConfig,
+    completion: Option<CompiledCompletion>,
     /// Everything that decides what the journey records; equal fingerprints across a
     /// reload mean its window state stays valid.
     fingerprint: String,
@@ -78,6 +84,8 @@ pub struct Journeys {
     configured: Vec<Compiled>,
     auto: Option<AutoTable>,
     missing_value: String,
+    /// `deployments.version_key`: the attribute naming the version a span ran on.
+    version_key: String,
     users: UserKeys,
     /// Bumped by every reload; batches carry it so workers know which ids they hold.
     pub generation: u64,
@@ -106,6 +114,49 @@ struct AutoTable {
     hasher: ahash::RandomState,
 }
 
+/// What one span or event does to its journey's attempts (`completion`): the hash of
+/// its key's value, and whether it starts or completes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptStep {
+    pub key: u64,
+    pub start: bool,
+    pub complete: bool,
+    pub within_ns: u64,
+}
+
+/// A journey's compiled `completion`.
+struct CompiledCompletion {
+    start: Cond,
+    complete: Cond,
+    key: String,
+    within_ns: u64,
+}
+
+impl CompiledCompletion {
+    fn step<S: SpanView + ?Sized>(&self, span: &S) -> Option<AttemptStep> {
+        let start = self.start.eval(span);
+        let complete = self.complete.eval(span);
+        if !start && !complete {
+            return None;
+        }
+        // Keys are strings (session ids); other values are written out to hash.
+        let key = match span.attr(&self.key)? {
+            crate::span::AttrValue::Str(k) => identity_hasher().hash_one(k),
+            other => {
+                let mut text = String::new();
+                other.write_to(&mut text);
+                identity_hasher().hash_one(text.as_str())
+            }
+        };
+        Some(AttemptStep {
+            key,
+            start,
+            complete,
+            within_ns: self.within_ns,
+        })
+    }
+}
+
 /// The journey a span was matched to and how it went.
 pub struct Classified<'a> {
     pub journey: JourneyId,
@@ -117,6 +168,8 @@ pub struct Classified<'a> {
     pub user: Option<u64>,
     /// The request's value, when the journey has a value rule.
     pub value: Value,
+    /// What the span or event does to the journey's attempts, if it has `completion`.
+    pub attempt: Option<AttemptStep>,
 }
 
 fn labels_of(keys: &[String]) -> Arc<[String]> {
@@ -148,14 +201,28 @@ impl Journeys {
                     value: j.value.as_ref().map(|v| ValueLabel {
                         currency: v.currency.as_deref().map(Arc::from),
                     }),
+                    frustration_events: j.experience.frustration_events.iter().cloned().collect(),
                 }),
                 matcher: j.matcher.clone(),
                 failure: j.failure.clone(),
                 incorrect: j.incorrect.clone(),
                 value: j.value.clone(),
+                experience: j.experience.clone(),
+                completion: j.completion.as_ref().map(|c| CompiledCompletion {
+                    start: c.start.clone(),
+                    complete: c.complete.clone(),
+                    key: c.key.clone(),
+                    within_ns: c.within.as_nanos() as u64,
+                }),
                 fingerprint: format!(
-                    "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-                    j.matcher, j.failure, j.incorrect, j.latency_threshold, j.cohorts, j.value
+                    "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+                    j.matcher,
+                    j.failure,
+                    j.incorrect,
+                    j.latency_threshold,
+                    j.cohorts,
+                    j.value,
+                    (&j.experience, &j.completion)
                 ),
             })
             .collect();
@@ -178,6 +245,7 @@ impl Journeys {
                 seed: identity_hasher().hash_one(AUTO_OVERFLOW),
                 origin: Origin::AutoOverflow,
                 value: None,
+                frustration_events: Arc::from([]),
             });
             let by_id = DashMap::new();
             by_id.insert(overflow.id, overflow.clone());
@@ -200,6 +268,7 @@ impl Journeys {
             configured,
             auto,
             missing_value: cfg.cohorts.missing_value.clone(),
+            version_key: cfg.deployments.version_key.clone(),
             users: UserKeys::new(&cfg.users.keys),
             generation: 0,
         }
@@ -221,6 +290,10 @@ impl Journeys {
 
     pub fn missing_value(&self) -> &str {
         &self.missing_value
+    }
+
+    pub fn version_key(&self) -> &str {
+        &self.version_key
     }
 
     /// Every attribute key any rule or cohort reads.
@@ -252,7 +325,7 @@ impl Journeys {
     /// Finds the span's journey and its outcome flags; `None` when no journey claims it.
     pub fn classify<'s, S: SpanView + ?Sized>(&'s self, span: &S) -> Option<Classified<'s>> {
         let entry = span.is_entry_point();
-        let (journey, seed, cohort_keys, threshold_ns, failure, incorrect, value) =
+        let (journey, seed, cohort_keys, threshold_ns, failure, incorrect, value, completion) =
             match self.configured.iter().find(|c| c.matcher.eval(span)) {
                 Some(c) => (
                     c.info.id,
@@ -262,6 +335,7 @@ impl Journeys {
                     &c.failure,
                     c.incorrect.as_ref(),
                     c.value.as_ref(),
+                    c.completion.as_ref(),
                 ),
                 None => {
                     let auto = self.auto.as_ref()?;
@@ -278,6 +352,7 @@ impl Journeys {
                         &*auto.cohort_keys,
                         auto.threshold_ns,
                         &auto.failure,
+                        None,
                         None,
                         None,
                     )
@@ -303,7 +378,37 @@ impl Journeys {
             flags,
             user: self.users.user_hash(span),
             value: value.map_or(Value::None, |v| v.read(span)),
+            attempt: completion.and_then(|c| c.step(span)),
         })
+    }
+
+    /// Finds the journey of a log event (configured journeys only: events are never
+    /// entry points) and what the event counts for there; `None` when no journey
+    /// claims it. The flags are [`flag::EVENT`], with [`flag::USER`] handled by the
+    /// caller and [`flag::FRUSTRATED`] for a frustration.
+    pub fn classify_event<'s, S: SpanView + ?Sized>(
+        &'s self,
+        name: &str,
+        event: &S,
+    ) -> Option<(Classified<'s>, EventUse)> {
+        let c = self.configured.iter().find(|c| c.matcher.eval(event))?;
+        let used = read_event(&c.experience, name, event);
+        let mut flags = flag::EVENT;
+        if matches!(used, EventUse::Frustration(_)) {
+            flags |= flag::FRUSTRATED;
+        }
+        Some((
+            Classified {
+                journey: c.info.id,
+                seed: c.info.seed,
+                cohort_keys: &c.info.cohort_keys,
+                flags,
+                user: self.users.user_hash(event),
+                value: Value::None,
+                attempt: c.completion.as_ref().and_then(|x| x.step(event)),
+            },
+            used,
+        ))
     }
 
     /// The journey a checkpoint names, as the current config has it: a configured journey
@@ -367,6 +472,7 @@ impl AutoTable {
                 span: name.into(),
             },
             value: None,
+            frustration_events: Arc::from([]),
         });
         // Insert into `by_id` first: a worker may see the id as soon as `entry` is released.
         self.by_id.insert(id, info);

@@ -18,11 +18,14 @@ pub mod api;
 pub mod app;
 pub mod catalogue;
 pub mod clock;
+pub mod completion;
 pub mod config;
 pub mod decode;
+pub mod deployments;
 pub mod deriver;
 pub mod distinct;
 pub mod duration;
+pub mod experience;
 pub mod export;
 pub mod gate;
 pub mod hist;
@@ -55,6 +58,7 @@ pub mod traces;
 pub mod ui;
 pub mod users;
 pub mod value;
+pub mod versions;
 pub mod window;
 
 /// cerflow's own API, generated from `proto/cerflow/v1/score.proto`.

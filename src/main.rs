@@ -125,6 +125,7 @@ fn main() -> ExitCode {
                             None => println!("  journey {}: no value", j.name),
                         }
                     }
+                    println!("  deployments: {}", cfg.deployments);
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -157,6 +157,7 @@ fn bad_word(sli: SliKind) -> &'static str {
         SliKind::Correctness => "incorrect",
         // Only REQUEST_SLIS are exported as OpenSLO ratio metrics.
         SliKind::Operations => "out of bounds",
+        SliKind::Experience => "over the web vital threshold",
     }
 }
 

@@ -1,7 +1,8 @@
 //! The one predicate language behind journey matching, failure and correctness.
 //!
 //! In YAML a condition is a mapping whose keys must all hold (`service`, `span_name`,
-//! `kind`, `status`, `attributes`, `resource_attributes`, `event`, `any`, `all`, `not`),
+//! `kind`, `status`, `attributes`, `resource_attributes`, `event`, `event_name`, `any`,
+//! `all`, `not`),
 //! or a list of conditions of which one must hold. Conditions are compiled once at
 //! config load; evaluation reads the span through [`SpanView`] and never allocates.
 
@@ -27,6 +28,8 @@ pub enum Cond {
         test: AttrTest,
     },
     Event(StrMatch),
+    /// The event name of a log record (spans have none).
+    EventName(StrMatch),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +165,7 @@ impl Cond {
             Cond::Kind(mask) => bit(span.kind()) & mask != 0,
             Cond::Status(mask) => bit(span.status_code()) & mask != 0,
             Cond::Event(m) => span.any_event(&mut |name| m.matches(name)),
+            Cond::EventName(m) => span.event_name().is_some_and(|n| m.matches(n)),
             Cond::Attr { key, scope, test } => {
                 let value = match scope {
                     Scope::Any => span.attr(key),
@@ -230,6 +234,7 @@ const COND_KEYS: &[&str] = &[
     "attributes",
     "resource_attributes",
     "event",
+    "event_name",
     "any",
     "all",
     "not",
@@ -308,6 +313,13 @@ pub fn compile(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Cond> {
                     &mut parts,
                     &mut ok,
                     str_match(ctx, n, &join(path, "event")).map(Cond::Event),
+                );
+            }
+            if let Some(n) = m.get("event_name") {
+                add(
+                    &mut parts,
+                    &mut ok,
+                    str_match(ctx, n, &join(path, "event_name")).map(Cond::EventName),
                 );
             }
             for (key, scope) in [

@@ -16,14 +16,15 @@ use crate::slo::config::REQUEST_SLIS;
 use std::fmt::Write;
 use std::time::Duration;
 
-/// The counter of bad events behind each SLI.
+/// The counter of bad requests behind each SLI of [`REQUEST_SLIS`] (the operations and
+/// experience SLIs count time slices and web vitals, not requests, and have none).
 pub fn bad_counter(sli: SliKind) -> &'static str {
     match sli {
         SliKind::Availability => catalogue::CER_JOURNEY_ERRORS_TOTAL.prom,
         SliKind::Latency => catalogue::CER_JOURNEY_SLOW_TOTAL.prom,
         SliKind::Correctness => catalogue::CER_JOURNEY_INCORRECT_TOTAL.prom,
-        // Not a ratio of counters: the rules cover REQUEST_SLIS only and never ask.
-        SliKind::Operations => "",
+        // Not ratios of request counters: the rules cover REQUEST_SLIS only and never ask.
+        SliKind::Operations | SliKind::Experience => "",
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Sli {
     pub availability: Option<f64>,
     pub latency: Option<f64>,
     pub correctness: Option<f64>,
+    /// Good web vital measurements / all of them; `None` without any.
+    pub experience: Option<f64>,
     pub requests_per_second: f64,
 }
 
@@ -64,6 +66,7 @@ pub fn derive(c: &Counts, window: Duration) -> Sli {
         availability: good_ratio(c.errors, c.requests),
         latency: good_ratio(c.slow, c.requests),
         correctness: good_ratio(c.incorrect, c.requests),
+        experience: None,
         requests_per_second: c.requests as f64 / window.as_secs_f64(),
     }
 }
@@ -86,6 +89,11 @@ pub struct Snapshot {
     pub journey_users: Vec<JourneyUsers>,
     /// Value counters of the journeys with a value rule: the sum of their series.
     pub journey_values: Vec<JourneyValue>,
+    /// Frustration counters of the journeys with frustration events: the sum of their
+    /// series, by the journey's event index.
+    pub journey_frustrations: Vec<JourneyValue>,
+    /// Attempt outcomes of the journeys with `completion`, set by the deriver.
+    pub journey_attempts: Vec<crate::completion::AttemptStats>,
     /// The operations of the journeys with signals, in config order.
     pub operations: Vec<JourneyOps>,
     /// Journey x dependency series from assembled traces, merged over workers, sorted.
@@ -94,6 +102,8 @@ pub struct Snapshot {
     pub blame: Vec<BlameRow>,
     /// Bytes of spans waiting in the trace buffers, summed over workers.
     pub trace_bytes: usize,
+    /// Requests per journey and version, summed over workers, sorted by journey then version.
+    pub versions: Vec<crate::snapshot::VersionSnap>,
 }
 
 /// One dependency of one journey: calls, failures and latency per window.
@@ -135,6 +145,8 @@ pub struct JourneyValue {
     pub journey: Arc<JourneyInfo>,
     pub total: f64,
     pub failed: f64,
+    /// Frustrations by event index (in `journey_frustrations` only).
+    pub frustrations: Vec<u64>,
     /// When the oldest of its series began: the counters' start time.
     pub created_unix_ns: u64,
 }
@@ -147,6 +159,7 @@ impl Snapshot {
         let mut trace_bytes = 0;
         let mut deps = Vec::new();
         let mut selfs = Vec::new();
+        let mut versions: Vec<crate::snapshot::VersionSnap> = Vec::new();
         for s in shards {
             for (acc, c) in coverage.iter_mut().zip(&s.coverage) {
                 acc.add(c);
@@ -156,8 +169,22 @@ impl Snapshot {
             series.extend(s.series);
             deps.extend(s.dependencies);
             selfs.extend(s.self_blame);
+            versions.extend(s.versions);
         }
         let (dependencies, blame) = merge_dependencies(deps, selfs, windows.len());
+        versions.sort_by(|a, b| (&a.journey.name, &a.version).cmp(&(&b.journey.name, &b.version)));
+        // Versions are counted on whichever worker a request's series lives: sum them.
+        let mut merged_versions: Vec<crate::snapshot::VersionSnap> = Vec::new();
+        for v in versions {
+            match merged_versions.last_mut() {
+                Some(m) if m.journey.name == v.journey.name && m.version == v.version => {
+                    m.counts.add(&v.counts);
+                    m.first_seen_ns = m.first_seen_ns.min(v.first_seen_ns);
+                    m.last_seen_ns = m.last_seen_ns.max(v.last_seen_ns);
+                }
+                _ => merged_versions.push(v),
+            }
+        }
         // Each worker keeps its own overflow series per journey; the export shows one.
         let mut merged: Vec<SeriesSnap> = Vec::with_capacity(series.len());
         for s in series {
@@ -194,8 +221,33 @@ impl Snapshot {
                     journey: s.journey.clone(),
                     total: s.value_total,
                     failed: s.value_failed,
+                    frustrations: Vec::new(),
                     created_unix_ns: s.created_unix_ns,
                 }),
+            }
+        }
+        let mut journey_frustrations: Vec<JourneyValue> = Vec::new();
+        for s in series
+            .iter()
+            .filter(|s| !s.journey.frustration_events.is_empty())
+        {
+            let j = match journey_frustrations.last_mut() {
+                Some(v) if v.journey.name == s.journey.name => v,
+                _ => {
+                    journey_frustrations.push(JourneyValue {
+                        journey: s.journey.clone(),
+                        total: 0.0,
+                        failed: 0.0,
+                        frustrations: vec![0; s.journey.frustration_events.len()],
+                        created_unix_ns: s.created_unix_ns,
+                    });
+                    let last = journey_frustrations.len() - 1;
+                    &mut journey_frustrations[last]
+                }
+            };
+            j.created_unix_ns = j.created_unix_ns.min(s.created_unix_ns);
+            for (a, b) in j.frustrations.iter_mut().zip(&s.frustrations) {
+                *a += b;
             }
         }
         // The sketches are spent: the published snapshot keeps only their counts.
@@ -210,7 +262,10 @@ impl Snapshot {
                 s.windows
                     .iter()
                     .zip(&windows)
-                    .map(|(w, d)| derive(&w.counts, *d))
+                    .map(|(w, d)| Sli {
+                        experience: good_ratio(w.vitals.all - w.vitals.good, w.vitals.all),
+                        ..derive(&w.counts, *d)
+                    })
                     .collect()
             })
             .collect();
@@ -224,10 +279,13 @@ impl Snapshot {
             users,
             journey_users,
             journey_values,
+            journey_frustrations,
+            journey_attempts: Vec::new(),
             operations: Vec::new(),
             dependencies,
             blame,
             trace_bytes,
+            versions: merged_versions,
         }
     }
 
@@ -447,9 +505,29 @@ fn merge_overflow(into: &mut SeriesSnap, from: &SeriesSnap) {
         (a @ None, Some(b)) => *a = Some(b.clone()),
         _ => {}
     }
+    if into.frustrations.len() < from.frustrations.len() {
+        into.frustrations.resize(from.frustrations.len(), 0);
+    }
+    for (a, b) in into.frustrations.iter_mut().zip(&from.frustrations) {
+        *a += b;
+    }
     for (a, b) in into.windows.iter_mut().zip(&from.windows) {
         a.counts.add(&b.counts);
         a.users.merge(&b.users);
+        a.vitals.good += b.vitals.good;
+        a.vitals.all += b.vitals.all;
+        // Quantiles cannot be merged from quantiles: the larger is the bound kept.
+        for (va, vb) in a.vitals.quantiles.iter_mut().zip(&b.vitals.quantiles) {
+            if va.is_empty() {
+                va.clone_from(vb);
+            }
+            for (qa, qb) in va.iter_mut().zip(vb) {
+                *qa = match (*qa, *qb) {
+                    (Some(x), Some(y)) => Some(x.max(y)),
+                    (x, y) => x.or(y),
+                };
+            }
+        }
         for (qa, qb) in a.quantiles_s.iter_mut().zip(&b.quantiles_s) {
             *qa = match (*qa, *qb) {
                 (Some(x), Some(y)) => Some(x.max(y)),
@@ -470,6 +548,7 @@ mod tests {
             errors: 2,
             slow: 1,
             incorrect: 0,
+            ..Default::default()
         };
         let s = derive(&c, Duration::from_secs(60));
         assert_eq!(s.availability, Some(0.75));

@@ -27,6 +27,19 @@ pub struct SeriesSnap {
     pub windows: Vec<WindowStats>,
     /// Example requests of the series; each window's are those since its `start_ns`.
     pub exemplars: Option<Box<Exemplars>>,
+    /// Frustration events since the series began, by the journey's event index.
+    pub frustrations: Vec<u64>,
+}
+
+/// The requests of one version of one journey since cerflow started, as one worker saw
+/// them (derive sums the workers).
+#[derive(Debug, Clone)]
+pub struct VersionSnap {
+    pub journey: Arc<JourneyInfo>,
+    pub version: Arc<str>,
+    pub counts: Counts,
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +51,8 @@ pub struct ShardSnapshot {
     pub self_blame: Vec<SelfBlameSnap>,
     /// Bytes of spans waiting in the trace buffer.
     pub trace_bytes: usize,
+    /// Per journey, the requests of each version (`deployments.version_key`).
+    pub versions: Vec<VersionSnap>,
 }
 
 /// One dependency of one journey, as one worker holds it. Dependency series live on the

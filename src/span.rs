@@ -69,6 +69,11 @@ pub trait SpanView {
     /// True when any event's name satisfies `test`.
     fn any_event(&self, test: &mut dyn FnMut(&str) -> bool) -> bool;
 
+    /// The event name of a log record seen through this view; spans have none.
+    fn event_name(&self) -> Option<&str> {
+        None
+    }
+
     /// Span attribute first, then the resource: the lookup rules and cohorts use.
     fn attr(&self, key: &str) -> Option<AttrValue<'_>> {
         self.span_attr(key).or_else(|| self.resource_attr(key))

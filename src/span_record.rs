@@ -19,9 +19,23 @@ pub mod flag {
     pub const VALUE: u8 = 32;
     /// Failed or incorrect: what puts the request's value at risk (slow does not).
     pub const LOST: u8 = ERROR | INCORRECT;
+    /// A log event, not a request: [`super::Record::event`] says what it counts for.
+    pub const EVENT: u8 = 64;
+    /// A frustration event: its user is an affected one.
+    pub const FRUSTRATED: u8 = 128;
 }
 
-/// One classified span, 80 bytes; its cohort values live in the batch's text.
+/// What an event record counts for, in [`Record::event`]: a kind in the high bits and
+/// an index (the vital, or the journey's frustration event) in the low ones.
+pub mod event {
+    pub const VITAL: u16 = 0x1000;
+    /// With [`VITAL`]: the measurement is at or under its threshold.
+    pub const GOOD: u16 = 0x0800;
+    pub const FRUSTRATION: u16 = 0x2000;
+    pub const INDEX: u16 = 0x00ff;
+}
+
+/// One classified span, 80 bytes; its cohort values and version live in the batch's text.
 #[derive(Debug, Clone, Copy)]
 pub struct Record {
     pub hash: u64,
@@ -30,13 +44,35 @@ pub struct Record {
     pub first_value: u32,
     pub n_values: u16,
     pub flags: u8,
+    /// The span has a version (`deployments.version_key`): it is the value right after
+    /// the cohort values ([`Record::version_index`]). A flag, not an index, so the record
+    /// grows by no more than a byte for it.
+    pub has_version: bool,
     pub end_ns: u64,
+    /// The span's duration; for a web vital event, the hash of its
+    /// `browser.web_vital.id` (0 without one), so a later report of the same
+    /// measurement replaces it.
     pub duration_ns: u64,
     /// The hash of the user id when `flags` has [`flag::USER`], else 0.
     pub user: u64,
-    /// The request's value when `flags` has [`flag::VALUE`], else 0.
+    /// The request's value when `flags` has [`flag::VALUE`]; a vital's value for a vital
+    /// event; else 0.
     pub value: f64,
     /// The span's ids, for exemplars; zero when the span has none of the W3C length.
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
+    /// For [`flag::EVENT`] records, what the event counts for ([`event`]); else 0.
+    pub event: u16,
 }
+
+impl Record {
+    /// Where the span's version is in `Batch::values`, when it has one.
+    pub fn version_index(&self) -> Option<usize> {
+        self.has_version
+            .then_some(self.first_value as usize + self.n_values as usize)
+    }
+}
+
+// The record is copied per span through the worker queues; a field that grows it is a cost.
+// 56 bytes plus the 24 of the trace and span ids that exemplars need.
+const _: () = assert!(std::mem::size_of::<Record>() == 80);

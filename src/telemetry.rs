@@ -38,9 +38,13 @@ pub enum Reason {
     Unauthenticated,
     /// The request did not arrive within `request_timeout`.
     Timeout,
+    /// A browser request from an origin the CORS config does not allow.
+    Cors,
+    /// A public token's client address sent more than `public_rate_limit` allows.
+    RateLimited,
 }
 
-pub const REASONS: [Reason; 8] = [
+pub const REASONS: [Reason; 10] = [
     Reason::Malformed,
     Reason::InvalidSpan,
     Reason::UnsupportedMediaType,
@@ -49,6 +53,8 @@ pub const REASONS: [Reason; 8] = [
     Reason::QueueFull,
     Reason::Unauthenticated,
     Reason::Timeout,
+    Reason::Cors,
+    Reason::RateLimited,
 ];
 
 impl Reason {
@@ -62,6 +68,8 @@ impl Reason {
             Reason::QueueFull => "queue_full",
             Reason::Unauthenticated => "unauthenticated",
             Reason::Timeout => "timeout",
+            Reason::Cors => "cors",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
@@ -117,8 +125,8 @@ impl PointReason {
 #[derive(Debug, Default)]
 pub struct Telemetry {
     pub received_spans: [AtomicU64; 2],
-    pub refused_spans: [AtomicU64; 8],
-    pub refused_requests: [AtomicU64; 8],
+    pub refused_spans: [AtomicU64; REASONS.len()],
+    pub refused_requests: [AtomicU64; REASONS.len()],
     pub received_data_points: AtomicU64,
     /// Data points refused, by [`PointReason`].
     pub refused_data_points: [AtomicU64; 7],
@@ -146,6 +154,8 @@ pub struct Telemetry {
     pub traces_evicted: [AtomicU64; 2],
     /// Spans of assembled traces in which no journey claimed a span.
     pub orphan_spans: AtomicU64,
+    /// Versions a worker forgot at `deployments.max_versions`.
+    pub deployment_versions_evicted: AtomicU64,
     /// Request values ignored as not numeric, negative or not finite, per journey. A
     /// lock, not an atomic: the path is rare and the key set is bounded by the journeys.
     pub invalid_values: std::sync::Mutex<std::collections::BTreeMap<std::sync::Arc<str>, u64>>,
@@ -153,8 +163,16 @@ pub struct Telemetry {
     pub ui_refused: [AtomicU64; 2],
     /// Live streams of the web view open now.
     pub ui_stream_clients: AtomicU64,
+    /// Web vital events ignored, by [`crate::experience::InvalidEvent`] index.
+    pub invalid_events: [AtomicU64; 5],
+    /// Web vital reports whose id a series could not remember (its table was full).
+    pub vital_ids_overflow: AtomicU64,
+    /// Attempts not tracked because `limits.max_pending_attempts` were pending.
+    pub attempts_overflow: AtomicU64,
+    /// Client addresses past the public rate limiter's table, sharing one allowance.
+    pub public_clients_overflow: AtomicU64,
     /// Unix second of the last log line per [`LogKey`].
-    last_log_sec: [AtomicU64; 22],
+    last_log_sec: [AtomicU64; LOG_KEYS],
 }
 
 fn now_sec() -> u64 {
@@ -213,7 +231,18 @@ pub enum LogKey {
     TracesEvicted,
     PointRefusal(PointReason),
     UiRefusal(UiRefusal),
+    PublicClientsOverflow,
+    InvalidEvent,
+    AttemptsOverflow,
+    VitalIdsOverflow,
 }
+
+/// Where the keys after the per-reason ones begin.
+const SINGLE_KEYS: usize =
+    REASONS.len() + EXPORT_DROPS.len() + 1 + POINT_REASONS.len() + UI_REFUSALS.len();
+
+/// How many [`LogKey`]s there are: the length of `last_log_sec`.
+const LOG_KEYS: usize = SINGLE_KEYS + 5;
 
 /// Why the web view refused a request; the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,9 +274,11 @@ impl LogKey {
             LogKey::UiRefusal(r) => {
                 REASONS.len() + EXPORT_DROPS.len() + 1 + POINT_REASONS.len() + r as usize
             }
-            LogKey::TracesEvicted => {
-                REASONS.len() + EXPORT_DROPS.len() + 1 + POINT_REASONS.len() + UI_REFUSALS.len()
-            }
+            LogKey::TracesEvicted => SINGLE_KEYS,
+            LogKey::PublicClientsOverflow => SINGLE_KEYS + 1,
+            LogKey::InvalidEvent => SINGLE_KEYS + 2,
+            LogKey::AttemptsOverflow => SINGLE_KEYS + 3,
+            LogKey::VitalIdsOverflow => SINGLE_KEYS + 4,
         }
     }
 }
@@ -318,5 +349,32 @@ impl AddRelaxed for AtomicU64 {
     }
     fn get(&self) -> u64 {
         self.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_log_key_has_its_own_slot_and_the_slots_are_all_used() {
+        let mut keys: Vec<LogKey> = REASONS.map(LogKey::Refusal).to_vec();
+        keys.extend(EXPORT_DROPS.map(LogKey::ExportDrop));
+        keys.extend(POINT_REASONS.map(LogKey::PointRefusal));
+        keys.extend(UI_REFUSALS.map(LogKey::UiRefusal));
+        keys.extend([
+            LogKey::InvalidValue,
+            LogKey::TracesEvicted,
+            LogKey::PublicClientsOverflow,
+            LogKey::InvalidEvent,
+            LogKey::AttemptsOverflow,
+            LogKey::VitalIdsOverflow,
+        ]);
+        let mut idx: Vec<usize> = keys.iter().map(|k| k.index()).collect();
+        idx.sort_unstable();
+        // 10 refusal reasons + 3 export drops + 7 point reasons + 2 web view refusals +
+        // 6 single keys = 28 slots, numbered 0..28 with none shared.
+        assert_eq!(idx, (0..28).collect::<Vec<_>>());
+        assert_eq!(LOG_KEYS, 28);
     }
 }

@@ -125,6 +125,11 @@ pub async fn serve(
                     return;
                 }
             };
+            // The client address, as the plain listener gives it, for the rate limit.
+            let router = tower::ServiceExt::map_request(router, move |mut r: http::Request<_>| {
+                r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                r
+            });
             let svc = hyper_util::service::TowerToHyperService::new(router);
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());

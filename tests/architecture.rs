@@ -35,11 +35,21 @@ const STAGES: &[(&str, &[&str])] = &[
     ("config", &["config_reader", "predicate", "config"]),
     ("receive", &["receiver", "tls"]),
     ("decode", &["decode"]),
-    ("match", &["journey", "users", "value", "metric_input"]),
+    (
+        "match",
+        &["journey", "users", "value", "metric_input", "experience"],
+    ),
     (
         "record",
         &[
-            "ingest", "pipeline", "window", "snapshot", "signals", "traces",
+            "ingest",
+            "pipeline",
+            "window",
+            "snapshot",
+            "signals",
+            "traces",
+            "completion",
+            "versions",
         ],
     ),
     (
@@ -48,6 +58,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "sli",
             "slo",
             "incidents",
+            "deployments",
             "score",
             "history",
             "published",

@@ -17,7 +17,7 @@ use cerflow::snapshot::{
 use cerflow::span_record::{flag, Record};
 use cerflow::telemetry::Telemetry;
 use cerflow::window::exemplars::Exemplars;
-use cerflow::window::{Counts, Coverage, Users, WindowStats};
+use cerflow::window::{Counts, Coverage, Users, VitalStats, WindowStats};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,7 @@ const S: u64 = 1_000_000_000;
 /// blamed failure and the journey's own.
 fn published() -> (Arc<Shared>, Pipeline) {
     let cfg = Config::parse(
-        "cohorts:\n  keys: [cloud.region]\njourneys:\n  - name: checkout\n    match: { span_name: x }\n    value: { per_request: 2.5, currency: EUR }\n",
+        "cohorts:\n  keys: [cloud.region]\njourneys:\n  - name: checkout\n    match: { span_name: x }\n    value: { per_request: 2.5, currency: EUR }\n    experience: { frustration_events: [app.rage_click] }\n",
         "t",
         &|_| None,
     )
@@ -48,6 +48,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
         errors: 1,
         slow: 1,
         incorrect: 0,
+        ..Default::default()
     };
     let windows = cfg.windows.sizes.clone();
     let mut users = Users::default();
@@ -70,8 +71,14 @@ fn published() -> (Arc<Shared>, Pipeline) {
                 value_at_risk: 2.5,
                 quantiles_s: vec![Some(0.1); 4],
                 start_ns: 0,
+                vitals: VitalStats {
+                    good: 3,
+                    all: 4,
+                    quantiles: std::array::from_fn(|_| vec![Some(0.5); 3]),
+                },
             })
             .collect(),
+        frustrations: vec![2],
         exemplars: Some(Box::new(exemplars(cfg.histogram_buckets.len() + 1))),
     };
     let journey = journeys.get(0).expect("the configured journey");
@@ -114,18 +121,30 @@ fn published() -> (Arc<Shared>, Pipeline) {
             windows.len()
         ],
         state_bytes: 100,
+        versions: Vec::new(),
     };
-    let mut snap = Snapshot::merge(100 * S, windows.clone(), vec![shard]);
+    let n_windows = windows.len();
+    let mut snap = Snapshot::merge(100 * S, windows, vec![shard]);
     // One journey with one signal, with data in every window.
     snap.operations = vec![cerflow::signals::JourneyOps {
         journey: journeys.get(0).expect("the configured journey"),
-        windows: vec![cerflow::signals::SliceCounts { slices: 4, bad: 1 }; windows.len()],
+        windows: vec![cerflow::signals::SliceCounts { slices: 4, bad: 1 }; n_windows],
         signals: vec![cerflow::signals::SignalSnap {
             name: Arc::from("queue.depth"),
-            last: vec![Some(12.0); windows.len()],
+            last: vec![Some(12.0); n_windows],
             ok: Some(true),
         }],
         closed: cerflow::signals::SliceCounts { slices: 4, bad: 1 },
+    }];
+    let outcomes = cerflow::completion::Outcomes {
+        completed: 2,
+        abandoned: 1,
+    };
+    snap.journey_attempts = vec![cerflow::completion::AttemptStats {
+        journey: Arc::from("checkout"),
+        totals: outcomes,
+        created_unix_ns: S,
+        windows: vec![outcomes; n_windows],
     }];
     let mut tracker = SloTracker::new(&cfg.slo);
     tracker.update(&snap, &journeys, 100 * S);
@@ -141,6 +160,33 @@ fn published() -> (Arc<Shared>, Pipeline) {
         detect_sum_s: 30.0,
         detect_count: 1,
     }];
+    // One judged deployment: 2.0 after 1.0, regressed.
+    let figures = |requests, errors, score| cerflow::deployments::Figures {
+        requests,
+        errors,
+        score: Some(score),
+        ..Default::default()
+    };
+    eval.set_deployments(
+        vec![cerflow::deployments::Deployment {
+            journey: "checkout".into(),
+            version: "2.0".into(),
+            previous_version: "1.0".into(),
+            result: cerflow::deployments::Outcome::Regressed,
+            start_unix_nano: 90 * S,
+            end_unix_nano: Some(100 * S),
+            figures: figures(100, 30, 0.375),
+            previous_figures: figures(100, 0, 1.0),
+            baseline: "same_span".into(),
+            score_drop: Some(0.625),
+        }],
+        vec![cerflow::deployments::DeploymentStats {
+            journey: "checkout".into(),
+            ok: 0,
+            regressed: 1,
+        }],
+        "service.version",
+    );
     let shared = Shared {
         snapshot: arc_swap::ArcSwap::from_pointee(snap),
         eval: arc_swap::ArcSwap::from_pointee(eval),
@@ -174,6 +220,8 @@ fn exemplars(n_buckets: usize) -> Exemplars {
         value: 0.0,
         trace_id: [0xab; 16],
         span_id: [0xcd; 8],
+        event: 0,
+        has_version: false,
     };
     // 0.2 s is in the le="0.25" bucket, the 6th of the default bounds (index 5).
     x.record(&r, 5);
@@ -254,8 +302,8 @@ fn the_otlp_push_sends_exactly_the_catalogue_metrics_with_an_otlp_name() {
         .collect();
     assert_eq!(
         expected.len(),
-        27,
-        "the OTLP table of README.md has 27 metrics"
+        34,
+        "the OTLP table of README.md has 34 metrics"
     );
     assert_eq!(sent, expected);
 }

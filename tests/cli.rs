@@ -138,6 +138,8 @@ fn validate_lists_the_user_keys_and_each_journeys_value() {
             "  journey checkout: value from attribute app.order.value, currency EUR",
             "  journey subscribe: value from 12.5 per request, no currency",
             "  journey search: no value",
+            "  deployments: version from service.version, judged after 100 events, \
+             regressed past a score drop of 0.02, 10 versions kept per journey",
         ],
         "{stdout}"
     );

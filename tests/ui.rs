@@ -1,7 +1,9 @@
 //! The web view through the real binary: the event stream carries the evaluation the
 //! deriver published (worked out by hand below), streams are bounded and refusals
 //! counted, `ui.auth` guards every route of the view (and only those), `ui.enabled:
-//! false` serves none of them, and the page's assets are the embedded ones.
+//! false` serves none of them, the page's assets are the embedded ones, and the journey
+//! page names the dependency its failures are blamed on and its open incident (which the
+//! overview lists too).
 
 mod common;
 
@@ -352,4 +354,127 @@ fn the_assets_are_embedded_and_load_nothing_from_elsewhere() {
         );
     }
     assert_eq!(get(&cf, "/favicon.ico", None).status(), 204);
+}
+
+const TRACED: &str = r#"
+pipeline:
+  evaluation_interval: 100ms
+windows:
+  sizes: [1m]
+traces:
+  wait: 1s
+slo:
+  min_events: 1
+  clear_after: 60s
+  alerts:
+    - { severity: page, long_window: 10s, short_window: 2s, burn_rate: 1 }
+journeys:
+  - name: checkout
+    match: { span_name: POST /checkout }
+"#;
+
+fn call(dependency: &'static str, millis: u64) -> SpanSpec {
+    span("call", opentelemetry::trace::SpanKind::Client, millis)
+        .attr(KeyValue::new("peer.service", dependency))
+}
+
+#[test]
+fn the_journey_page_names_the_dependency_to_blame_and_the_open_incident() {
+    let cf = Cerflow::start(|p| format!("{}{TRACED}", p.listeners_yaml("")));
+    let rt = runtime();
+    // Four checkouts, each a whole trace, sent in one flush (so one evaluation sees all):
+    //   failed, its payments call failed   -> blamed on payments
+    //   failed, its payments call failed   -> blamed on payments
+    //   failed, its inventory call was fine -> blamed on self
+    //   good, its payments call was fine
+    let spans = vec![
+        server("POST /checkout", 200)
+            .error()
+            .child(call("payments", 50).error()),
+        server("POST /checkout", 200)
+            .error()
+            .child(call("payments", 50).error()),
+        server("POST /checkout", 200)
+            .error()
+            .child(call("inventory", 100)),
+        server("POST /checkout", 200).child(call("payments", 50)),
+    ];
+    send(
+        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop", &[]), false),
+        &spans,
+    );
+    let dep = |d| [("journey", "checkout"), ("dependency", d)];
+    cf.wait_for("cer_dependency_requests_total", &dep("inventory"), 1.0);
+    cf.wait_for("cer_dependency_requests_total", &dep("payments"), 3.0);
+    cf.wait_for("cer_journey_incident_open", &[("journey", "checkout")], 1.0);
+
+    let j = json(get(&cf, "/api/v1/ui?journey=checkout", None));
+    // Availability 1/4 over 4 requests: burn (3/4) / 0.001 = 750 over both alert windows,
+    // above 1 with 4 >= min_events events: the page alert fires, so "failing".
+    assert_eq!(j["journey"]["status"], "failing");
+
+    // Blame over 1m: payments 2 of 3 attributions, self 1 of 3, largest share first.
+    let blame = j["journey"]["windows"][0]["blame"].as_array().unwrap();
+    let blamed: Vec<(&str, u64)> = blame
+        .iter()
+        .map(|b| {
+            (
+                b["dependency"].as_str().unwrap(),
+                b["failures"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(blamed, [("payments", 2), ("self", 1)]);
+    assert!(close(&blame[0]["share"], 2.0 / 3.0) && close(&blame[1]["share"], 1.0 / 3.0));
+
+    // Dependencies, most failed calls first: payments 3 calls, 2 failed (availability
+    // 1/3), all 50 ms (the middle of its histogram bin, so every quantile reads 0.05 s);
+    // inventory 1 call at 100 ms, none failed.
+    let deps = j["dependencies"].as_array().unwrap();
+    let names: Vec<&str> = deps
+        .iter()
+        .map(|d| d["dependency"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["payments", "inventory"]);
+    let p = &deps[0]["windows"][0];
+    assert_eq!(p["window"], "1m");
+    assert_eq!(
+        (&p["calls"], &p["errors"]),
+        (&Value::from(3), &Value::from(2))
+    );
+    assert!(close(&p["availability"], 1.0 / 3.0), "{p}");
+    assert!(
+        close(&p["latency_s"][0], 0.05) && close(&p["latency_s"][3], 0.05),
+        "{p}"
+    );
+    assert_eq!(deps[0]["overflow"], false);
+    let i = &deps[1]["windows"][0];
+    assert_eq!(
+        (&i["calls"], &i["errors"]),
+        (&Value::from(1), &Value::from(0))
+    );
+    assert!(
+        close(&i["availability"], 1.0) && close(&i["latency_s"][0], 0.1),
+        "{i}"
+    );
+
+    // The incident: open (clear_after is 60 s), its peak burn the 750 above.
+    let incidents = j["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "{j}");
+    assert_eq!(incidents[0]["journey"], "checkout");
+    assert!(incidents[0]["end_unix_nano"].is_null());
+    assert!(
+        close(&incidents[0]["peak_burn_rate"], 750.0),
+        "{}",
+        incidents[0]
+    );
+    // The overview lists it among the open incidents, so checkout's row says so.
+    let overview = json(get(&cf, "/api/v1/ui", None));
+    let open = overview["open_incidents"].as_array().unwrap();
+    assert_eq!(open.len(), 1, "{overview}");
+    assert_eq!(open[0]["start_unix_nano"], incidents[0]["start_unix_nano"]);
+    // Another journey's page carries none of it.
+    let other = json(get(&cf, "/api/v1/ui?journey=search", None));
+    assert_eq!(other["dependencies"], serde_json::json!([]));
+    assert_eq!(other["incidents"], serde_json::json!([]));
 }

@@ -14,9 +14,16 @@ pub struct TlsFiles {
     pub client_ca_file: Option<std::path::PathBuf>,
 }
 
-/// `{endpoint: host:port, tls: {...}}`.
-pub fn listener(ctx: &mut Ctx, node: &Node, path: &str) -> (Option<SocketAddr>, Option<TlsFiles>) {
-    let Some(m) = ctx.map(node, path, &["endpoint", "tls"]) else {
+/// `{endpoint: host:port, tls: {...}}`, plus the `extra` keys a listener of one kind
+/// has (its component reads them with [`extra_key`]).
+pub fn listener(
+    ctx: &mut Ctx,
+    node: &Node,
+    path: &str,
+    extra: &[&str],
+) -> (Option<SocketAddr>, Option<TlsFiles>) {
+    let keys: Vec<&str> = ["endpoint", "tls"].iter().chain(extra).copied().collect();
+    let Some(m) = ctx.map(node, path, &keys) else {
         return (None, None);
     };
     let tls = m
@@ -40,6 +47,18 @@ pub fn listener(ctx: &mut Ctx, node: &Node, path: &str) -> (Option<SocketAddr>, 
             );
             (None, tls)
         }
+    }
+}
+
+/// The value of `key` in a listener's mapping, if it is a mapping that has it; the
+/// listener's own walk reports what is wrong with the mapping itself.
+pub fn extra_key<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
+    match &node.kind {
+        super::yaml::Kind::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| matches!(&k.kind, super::yaml::Kind::Scalar(s, _) if s == key))
+            .map(|(_, v)| v),
+        _ => None,
     }
 }
 

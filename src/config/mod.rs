@@ -6,6 +6,8 @@ pub mod listener;
 pub mod yaml;
 
 // Each component's section lives beside the component; the root assembles them.
+use crate::deployments::config::decode_deployments;
+pub use crate::deployments::config::Deployments;
 use crate::export::config::decode_exporters;
 pub use crate::export::config::{Exporters, OtlpExporter, OtlpRetry};
 use crate::incidents::config::decode_incidents;
@@ -13,7 +15,7 @@ pub use crate::incidents::config::Incidents;
 use crate::pipeline::config::{decode_limits, decode_pipeline};
 pub use crate::pipeline::config::{Limits, Pipeline};
 use crate::receiver::config::decode_receivers;
-pub use crate::receiver::config::{BearerToken, Receivers};
+pub use crate::receiver::config::{BearerToken, Cors, Receivers};
 use crate::score::config::decode_score;
 pub use crate::score::config::{NoData, Score, WeightBy};
 use crate::signals::config::{check_slice, decode_journey_signals, decode_signals_section};
@@ -21,7 +23,7 @@ pub use crate::signals::config::{SignalConfig, SignalsSection};
 use crate::slo::config::{decode_slo, objective_ok, per_sli};
 pub use crate::slo::config::{
     AlertRule, Checkpoint, Objectives, PerSli, Severity, SliKind, Slo, DEFAULT_ALERTS,
-    DEFAULT_OBJECTIVES, SLIS,
+    DEFAULT_OBJECTIVES, REQUEST_SLIS, SLIS,
 };
 use crate::traces::config::{decode_dependencies, decode_traces};
 pub use crate::traces::config::{Dependencies, Traces};
@@ -70,6 +72,7 @@ pub struct Config {
     pub traces: Traces,
     pub dependencies: Dependencies,
     pub incidents: Incidents,
+    pub deployments: Deployments,
     pub journeys: Vec<JourneyConfig>,
 }
 
@@ -102,6 +105,10 @@ pub struct JourneyConfig {
     pub objectives: Objectives,
     /// What a request is worth, for value at risk.
     pub value: Option<crate::value::config::ValueRule>,
+    /// Web vital thresholds and frustration events.
+    pub experience: crate::experience::config::ExperienceConfig,
+    /// Attempts that start and should complete: abandonment.
+    pub completion: Option<crate::completion::config::CompletionConfig>,
     /// Operational signals read from OTLP metrics, for the operations SLI.
     pub signals: Vec<SignalConfig>,
 }
@@ -121,6 +128,8 @@ impl Default for Config {
                 max_spans_per_request: 100_000,
                 max_request_bytes: 16 << 20,
                 max_decompressed_bytes: 64 << 20,
+                http_cors: None,
+                public_rate_limit: crate::receiver::config::DEFAULT_PUBLIC_RATE_LIMIT,
             },
             exporters: Exporters {
                 prometheus: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
@@ -160,19 +169,22 @@ impl Default for Config {
             score: Score {
                 floor_burn_rate: 10.0,
                 // Operations is opt-in: a weight of 0 leaves existing scores as they were.
-                sli_weights: PerSli([0.5, 0.3, 0.2, 0.0]),
+                // Experience weighs 0.2 but is left out of a window without vitals.
+                sli_weights: PerSli([0.5, 0.3, 0.2, 0.0, 0.2]),
                 weight_by: crate::score::config::WeightBy::Weight,
                 no_data: NoData::Exclude,
             },
             limits: Limits {
                 max_series_per_journey: 1000,
                 max_window_state_bytes: 256 << 20,
+                max_pending_attempts: 1_000_000,
             },
             signals: SignalsSection::default(),
             ui: Ui::default(),
             traces: Traces::default(),
             dependencies: Dependencies::default(),
             incidents: Incidents::default(),
+            deployments: Deployments::default(),
             journeys: Vec::new(),
         }
     }
@@ -330,6 +342,7 @@ const ROOT_KEYS: &[&str] = &[
     "traces",
     "dependencies",
     "incidents",
+    "deployments",
     "journeys",
 ];
 
@@ -417,6 +430,9 @@ fn decode_root(ctx: &mut Ctx, root: &Node) -> Config {
     }
     if let Some(n) = m.get("incidents") {
         decode_incidents(ctx, n, &mut cfg.incidents);
+    }
+    if let Some(n) = m.get("deployments") {
+        decode_deployments(ctx, n, &mut cfg.deployments);
     }
     if let Some(n) = m.get("journeys") {
         cfg.journeys = decode_journeys(ctx, n, &cfg);
@@ -518,6 +534,8 @@ const JOURNEY_KEYS: &[&str] = &[
     "cohorts",
     "objectives",
     "value",
+    "experience",
+    "completion",
     "signals",
 ];
 
@@ -610,6 +628,19 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(n) => crate::value::config::decode_value(ctx, n, &join(&path, "value")).map(Some),
             None => Some(None),
         };
+        let experience = match m.get("experience") {
+            Some(n) => {
+                crate::experience::config::decode_experience(ctx, n, &join(&path, "experience"))
+            }
+            None => Some(Default::default()),
+        };
+        let completion = match m.get("completion") {
+            Some(n) => {
+                crate::completion::config::decode_completion(ctx, n, &join(&path, "completion"))
+                    .map(Some)
+            }
+            None => Some(None),
+        };
         let signals = match m.get("signals") {
             Some(n) => decode_journey_signals(ctx, n, &join(&path, "signals")),
             None => Some(Vec::new()),
@@ -623,6 +654,8 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(lt),
             Some(cohorts),
             Some(value),
+            Some(experience),
+            Some(completion),
             Some(signals),
         ) = (
             name,
@@ -633,6 +666,8 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             latency_threshold,
             cohorts,
             value,
+            experience,
+            completion,
             signals,
         ) {
             out.push(JourneyConfig {
@@ -645,6 +680,8 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
                 cohorts,
                 objectives,
                 value,
+                experience,
+                completion,
                 signals,
             });
         }

@@ -235,7 +235,7 @@ fn the_example_shop_config_is_valid() {
     assert_eq!(cfg.cohorts.keys, vec!["cloud.region", "app.plan.tier"]);
     assert_eq!(
         cfg.journeys[0].objectives,
-        PerSli([0.9995, 0.99, 0.999, 0.99])
+        PerSli([0.9995, 0.99, 0.999, 0.99, 0.75])
     );
     assert_eq!(cfg.receivers.grpc, Some("127.0.0.1:4317".parse().unwrap()));
 }

@@ -286,6 +286,81 @@ impl SpanView for ProstSpan<'_> {
     }
 }
 
+/// A prost-decoded log record that has an event name (the OTLP `event_name` field, or
+/// else the `event.name` attribute), seen as the rules see spans: its attributes, then
+/// its resource's; no span name, kind or status.
+pub struct ProstEvent<'a> {
+    pub resource: &'a [KeyValue],
+    pub service: &'a str,
+    pub record: &'a opentelemetry_proto::tonic::logs::v1::LogRecord,
+    pub name: &'a str,
+}
+
+impl<'a> ProstEvent<'a> {
+    /// The record as an event, or `None` when it has no event name.
+    pub fn of(
+        resource: &'a [KeyValue],
+        service: &'a str,
+        record: &'a opentelemetry_proto::tonic::logs::v1::LogRecord,
+    ) -> Option<ProstEvent<'a>> {
+        let name = if record.event_name.is_empty() {
+            match find(&record.attributes, "event.name") {
+                Some(AttrValue::Str(s)) if !s.is_empty() => s,
+                _ => return None,
+            }
+        } else {
+            &record.event_name
+        };
+        Some(ProstEvent {
+            resource,
+            service,
+            record,
+            name,
+        })
+    }
+
+    /// When the event happened: its time, else when it was observed (0 when neither).
+    pub fn time_ns(&self) -> u64 {
+        match self.record.time_unix_nano {
+            0 => self.record.observed_time_unix_nano,
+            t => t,
+        }
+    }
+}
+
+impl SpanView for ProstEvent<'_> {
+    fn service_name(&self) -> &str {
+        self.service
+    }
+    fn name(&self) -> &str {
+        ""
+    }
+    fn kind(&self) -> i32 {
+        0
+    }
+    fn status_code(&self) -> i32 {
+        0
+    }
+    fn start_ns(&self) -> u64 {
+        self.time_ns()
+    }
+    fn end_ns(&self) -> u64 {
+        self.time_ns()
+    }
+    fn span_attr(&self, key: &str) -> Option<AttrValue<'_>> {
+        find(&self.record.attributes, key)
+    }
+    fn resource_attr(&self, key: &str) -> Option<AttrValue<'_>> {
+        find(self.resource, key)
+    }
+    fn any_event(&self, _: &mut dyn FnMut(&str) -> bool) -> bool {
+        false
+    }
+    fn event_name(&self) -> Option<&str> {
+        Some(self.name)
+    }
+}
+
 /// Why a span cannot be used; `None` when it is valid.
 pub fn invalid_reason(span: &Span) -> Option<&'static str> {
     invalid_parts(

@@ -48,7 +48,7 @@ pub fn decode_exporters(ctx: &mut Ctx, node: &Node, out: &mut Exporters) {
         return;
     };
     if let Some(n) = m.get("prometheus") {
-        (out.prometheus, out.prometheus_tls) = listener(ctx, n, "exporters.prometheus");
+        (out.prometheus, out.prometheus_tls) = listener(ctx, n, "exporters.prometheus", &[]);
     }
     if let Some(n) = m.get("otlp") {
         let path = "exporters.otlp";

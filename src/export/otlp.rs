@@ -231,10 +231,11 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         ..Default::default()
     });
 
-    let ratios: [RatioDef; 3] = [
+    let ratios: [RatioDef; 4] = [
         (&catalogue::CER_SLI_AVAILABILITY_RATIO, |s| s.availability),
         (&catalogue::CER_SLI_LATENCY_RATIO, |s| s.latency),
         (&catalogue::CER_SLI_CORRECTNESS_RATIO, |s| s.correctness),
+        (&catalogue::CER_SLI_EXPERIENCE_RATIO, |s| s.experience),
     ];
     let slis = &snap.slis;
     let windowed = |s: &SeriesSnap, w: &str| {
@@ -279,6 +280,67 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         }
     }
     metrics.push(gauge(&catalogue::CER_JOURNEY_LATENCY_SECONDS, latency));
+    let mut vitals = Vec::new();
+    for s in &snap.series {
+        for (ws, w) in s.windows.iter().zip(&windows) {
+            for (name, qs) in crate::experience::VITALS.iter().zip(&ws.vitals.quantiles) {
+                for (q, v) in crate::window::VITAL_QUANTILES.iter().zip(qs) {
+                    if let Some(v) = v {
+                        let mut a = windowed(s, w);
+                        a.push(kv("name", name));
+                        a.push(kv("quantile", &q.to_string()));
+                        vitals.push(number(a, 0, now, number_data_point::Value::AsDouble(*v)));
+                    }
+                }
+            }
+        }
+    }
+    metrics.push(gauge(&catalogue::CER_JOURNEY_WEB_VITAL, vitals));
+    let mut frustrations = Vec::new();
+    for f in &snap.journey_frustrations {
+        for (event, n) in f.journey.frustration_events.iter().zip(&f.frustrations) {
+            frustrations.push(number(
+                vec![kv("journey", &f.journey.name), kv("event", event)],
+                f.created_unix_ns,
+                now,
+                number_data_point::Value::AsInt(*n as i64),
+            ));
+        }
+    }
+    metrics.push(counter(
+        &catalogue::CER_JOURNEY_FRUSTRATIONS_TOTAL,
+        frustrations,
+    ));
+    let mut abandonment = Vec::new();
+    let mut attempts = Vec::new();
+    for a in &snap.journey_attempts {
+        for (o, w) in a.windows.iter().zip(&windows) {
+            if let Some(r) = o.abandonment_ratio() {
+                abandonment.push(number(
+                    vec![kv("journey", &a.journey), kv("window", w)],
+                    0,
+                    now,
+                    number_data_point::Value::AsDouble(r),
+                ));
+            }
+        }
+        for (outcome, n) in [
+            ("completed", a.totals.completed),
+            ("abandoned", a.totals.abandoned),
+        ] {
+            attempts.push(number(
+                vec![kv("journey", &a.journey), kv("outcome", outcome)],
+                a.created_unix_ns,
+                now,
+                number_data_point::Value::AsInt(n as i64),
+            ));
+        }
+    }
+    metrics.push(gauge(
+        &catalogue::CER_JOURNEY_ABANDONMENT_RATIO,
+        abandonment,
+    ));
+    metrics.push(counter(&catalogue::CER_JOURNEY_ATTEMPTS_TOTAL, attempts));
     metrics.push(gauge(&catalogue::CER_JOURNEY_REQUESTS_PER_SECOND, rate));
 
     let currency = |j: &crate::journey::JourneyInfo, a: &mut Vec<KeyValue>| {
@@ -399,6 +461,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         })
         .collect();
     metrics.push(gauge(&catalogue::CER_TELEMETRY_COVERAGE_RATIO, coverage));
+    deployment_metrics(sh, now, &mut metrics);
     metrics.push(gauge(
         &catalogue::CER_DEFINITION_INFO,
         vec![number(
@@ -437,6 +500,37 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
             ..Default::default()
         }],
     }
+}
+
+/// The deployments of the same tick as the Prometheus exposition shows them.
+fn deployment_metrics(sh: &Shared, now: u64, metrics: &mut Vec<Metric>) {
+    let eval = sh.eval.load();
+    let mut totals = Vec::new();
+    for st in &eval.deployment_stats {
+        for (result, n) in [("ok", st.ok), ("regressed", st.regressed)] {
+            totals.push(number(
+                vec![kv("journey", &st.journey), kv("result", result)],
+                sh.start_unix_ns,
+                now,
+                number_data_point::Value::AsInt(n as i64),
+            ));
+        }
+    }
+    metrics.push(counter(&catalogue::CER_DEPLOYMENTS_TOTAL, totals));
+    let info = eval
+        .deployments
+        .iter()
+        .map(|d| {
+            let attrs = vec![
+                kv("journey", &d.journey),
+                kv("version", &d.version),
+                kv("previous_version", &d.previous_version),
+                kv("result", d.result.as_str()),
+            ];
+            number(attrs, 0, now, number_data_point::Value::AsInt(1))
+        })
+        .collect();
+    metrics.push(gauge(&catalogue::CER_DEPLOYMENT_INFO, info));
 }
 
 /// `journey` and `dependency`, or `otel.metric.overflow` for a journey's overflow series.

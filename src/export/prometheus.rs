@@ -5,11 +5,13 @@
 
 use crate::catalogue::{self, Metric};
 use crate::duration::format_duration;
+use crate::experience::{INVALID_EVENTS, VITALS};
 use crate::published::Shared;
 use crate::sli::{UserCounts, UserRow};
 use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{AddRelaxed, Transport, EVICTS, EXPORT_DROPS, POINT_REASONS, REASONS};
 use crate::window::exemplars::{Exemplar, Exemplars, Kind};
+use crate::window::VITAL_QUANTILES;
 use std::fmt::Write;
 
 /// The text format's content type.
@@ -216,10 +218,11 @@ pub fn render_as(sh: &Shared, openmetrics: bool) -> String {
         );
     }
 
-    let ratios: [Column<&crate::sli::Sli, Option<f64>>; 3] = [
+    let ratios: [Column<&crate::sli::Sli, Option<f64>>; 4] = [
         (&catalogue::CER_SLI_AVAILABILITY_RATIO, |s| s.availability),
         (&catalogue::CER_SLI_LATENCY_RATIO, |s| s.latency),
         (&catalogue::CER_SLI_CORRECTNESS_RATIO, |s| s.correctness),
+        (&catalogue::CER_SLI_EXPERIENCE_RATIO, |s| s.experience),
     ];
     let slis = &snap.slis;
     for (m, get) in ratios {
@@ -249,6 +252,75 @@ pub fn render_as(sh: &Shared, openmetrics: bool) -> String {
                     );
                 }
             }
+        }
+    }
+
+    header(&mut out, &catalogue::CER_JOURNEY_WEB_VITAL);
+    for (s, l) in snap.series.iter().zip(&labels) {
+        for (ws, w) in s.windows.iter().zip(&windows) {
+            for (name, qs) in VITALS.iter().zip(&ws.vitals.quantiles) {
+                for (q, v) in VITAL_QUANTILES.iter().zip(qs) {
+                    if let Some(v) = v {
+                        sample(
+                            &mut out,
+                            catalogue::CER_JOURNEY_WEB_VITAL.prom,
+                            &format!("{l},window=\"{w}\",name=\"{name}\",quantile=\"{q}\""),
+                            *v,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    header(&mut out, &catalogue::CER_JOURNEY_FRUSTRATIONS_TOTAL);
+    for f in &snap.journey_frustrations {
+        for (event, n) in f.journey.frustration_events.iter().zip(&f.frustrations) {
+            let mut l = String::from("journey=\"");
+            escape(&f.journey.name, &mut l);
+            l.push_str("\",event=\"");
+            escape(event, &mut l);
+            l.push('"');
+            sample(
+                &mut out,
+                catalogue::CER_JOURNEY_FRUSTRATIONS_TOTAL.prom,
+                &l,
+                *n as f64,
+            );
+        }
+    }
+
+    header(&mut out, &catalogue::CER_JOURNEY_ABANDONMENT_RATIO);
+    for a in &snap.journey_attempts {
+        let mut l = String::from("journey=\"");
+        escape(&a.journey, &mut l);
+        l.push('"');
+        for (o, w) in a.windows.iter().zip(&windows) {
+            if let Some(r) = o.abandonment_ratio() {
+                sample(
+                    &mut out,
+                    catalogue::CER_JOURNEY_ABANDONMENT_RATIO.prom,
+                    &format!("{l},window=\"{w}\""),
+                    r,
+                );
+            }
+        }
+    }
+    header(&mut out, &catalogue::CER_JOURNEY_ATTEMPTS_TOTAL);
+    for a in &snap.journey_attempts {
+        let mut l = String::from("journey=\"");
+        escape(&a.journey, &mut l);
+        l.push('"');
+        for (outcome, n) in [
+            ("completed", a.totals.completed),
+            ("abandoned", a.totals.abandoned),
+        ] {
+            sample(
+                &mut out,
+                catalogue::CER_JOURNEY_ATTEMPTS_TOTAL.prom,
+                &format!("{l},outcome=\"{outcome}\""),
+                n as f64,
+            );
         }
     }
 
@@ -360,6 +432,7 @@ pub fn render_as(sh: &Shared, openmetrics: bool) -> String {
 
     render_scores(sh, &mut out);
     render_incidents(sh, &mut out);
+    render_deployments(sh, &mut out);
     render_self(sh, &mut out, snap.series.len(), snap.state_bytes);
     header(&mut out, &catalogue::CERFLOW_TRACE_BUFFER_BYTES);
     sample(
@@ -558,6 +631,38 @@ fn render_incidents(sh: &Shared, out: &mut Out) {
     }
 }
 
+/// Deployment series, from the deployment state of the same tick.
+fn render_deployments(sh: &Shared, out: &mut Out) {
+    let eval = sh.eval.load();
+    let label = |out: &mut String, key: &str, value: &str| {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(key);
+        out.push_str("=\"");
+        escape(value, out);
+        out.push('"');
+    };
+    header(out, &catalogue::CER_DEPLOYMENTS_TOTAL);
+    for st in &eval.deployment_stats {
+        for (result, n) in [("ok", st.ok), ("regressed", st.regressed)] {
+            let mut l = String::new();
+            label(&mut l, "journey", &st.journey);
+            label(&mut l, "result", result);
+            sample(out, catalogue::CER_DEPLOYMENTS_TOTAL.prom, &l, n as f64);
+        }
+    }
+    header(out, &catalogue::CER_DEPLOYMENT_INFO);
+    for d in &eval.deployments {
+        let mut l = String::new();
+        label(&mut l, "journey", &d.journey);
+        label(&mut l, "version", &d.version);
+        label(&mut l, "previous_version", &d.previous_version);
+        label(&mut l, "result", d.result.as_str());
+        sample(out, catalogue::CER_DEPLOYMENT_INFO.prom, &l, 1.0);
+    }
+}
+
 /// The operations SLI and its signals, for the journeys with signals.
 fn render_operations(snap: &crate::sli::Snapshot, windows: &[String], out: &mut Out) {
     let journey = |j: &crate::journey::JourneyInfo| {
@@ -687,7 +792,7 @@ fn render_scores(sh: &Shared, out: &mut Out) {
     for (i, j) in v.journeys.iter().enumerate() {
         // Operations only where the journey has it (its budget is listed).
         let ops = j.budget_remaining.contains_key("operations");
-        let slis = ["availability", "latency", "correctness", "operations"];
+        let slis = crate::config::SLIS.map(crate::config::SliKind::as_str);
         for sli in slis.into_iter().filter(|s| *s != "operations" || ops) {
             for sev in ["page", "ticket"] {
                 let on = j.alerts.iter().any(|a| a.sli == sli && a.severity == sev);
@@ -812,7 +917,24 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
             tel.refused_data_points(r) as f64,
         );
     }
-    let plain: [(&Metric, u64); 13] = [
+    header(out, &catalogue::CERFLOW_INVALID_EVENTS_TOTAL);
+    for (r, c) in INVALID_EVENTS.iter().zip(&tel.invalid_events) {
+        sample(
+            out,
+            catalogue::CERFLOW_INVALID_EVENTS_TOTAL.prom,
+            &format!("reason=\"{}\"", r.as_str()),
+            c.get() as f64,
+        );
+    }
+    let plain: [(&Metric, u64); 16] = [
+        (
+            &catalogue::CERFLOW_VITAL_IDS_OVERFLOW_TOTAL,
+            tel.vital_ids_overflow.get(),
+        ),
+        (
+            &catalogue::CERFLOW_ATTEMPTS_OVERFLOW_TOTAL,
+            tel.attempts_overflow.get(),
+        ),
         (
             &catalogue::CERFLOW_PROCESSED_SPANS_TOTAL,
             tel.processed_spans.get(),
@@ -833,6 +955,10 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
         (
             &catalogue::CERFLOW_RECEIVED_LOG_RECORDS_TOTAL,
             tel.received_log_records.get(),
+        ),
+        (
+            &catalogue::CERFLOW_PUBLIC_CLIENTS_OVERFLOW_TOTAL,
+            tel.public_clients_overflow.get(),
         ),
         (
             &catalogue::CERFLOW_SERIES_EXPIRED_TOTAL,
@@ -882,6 +1008,13 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
         catalogue::CERFLOW_ORPHAN_SPANS_TOTAL.prom,
         "",
         tel.orphan_spans.get() as f64,
+    );
+    header(out, &catalogue::CERFLOW_DEPLOYMENT_VERSIONS_EVICTED_TOTAL);
+    sample(
+        out,
+        catalogue::CERFLOW_DEPLOYMENT_VERSIONS_EVICTED_TOTAL.prom,
+        "",
+        tel.deployment_versions_evicted.get() as f64,
     );
     header(out, &catalogue::CERFLOW_INVALID_VALUES_TOTAL);
     for (journey, n) in tel.invalid_values() {

@@ -12,6 +12,9 @@ pub struct Limits {
     pub max_series_per_journey: usize,
     /// Heap bytes of window state over all workers; past it, new series overflow too.
     pub max_window_state_bytes: usize,
+    /// Attempts (`journeys[].completion`) waiting for completion; past it, new ones are
+    /// not tracked and are counted.
+    pub max_pending_attempts: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,8 +77,19 @@ pub fn decode_limits(ctx: &mut Ctx, n: &Node, out: &mut Limits) {
     if let Some(l) = ctx.map(
         n,
         "limits",
-        &["max_series_per_journey", "max_window_state_bytes"],
+        &[
+            "max_series_per_journey",
+            "max_window_state_bytes",
+            "max_pending_attempts",
+        ],
     ) {
+        if let Some(x) = l.get("max_pending_attempts") {
+            match ctx.u64(x, "limits.max_pending_attempts") {
+                Some(v) if v >= 1 => out.max_pending_attempts = v as usize,
+                Some(_) => ctx.error(x.mark, "limits.max_pending_attempts", "must be at least 1"),
+                None => {}
+            }
+        }
         if let Some(x) = l.get("max_series_per_journey") {
             match ctx.u64(x, "limits.max_series_per_journey") {
                 Some(v) if v >= 1 => out.max_series_per_journey = v as usize,

@@ -15,7 +15,9 @@ pub mod config;
 
 use crate::clock::now_unix_ns;
 use crate::config::Config;
-use crate::internal_events::{CardinalityOverflow, InternalEvent, SeriesExpired, SpansRecorded};
+use crate::internal_events::{
+    CardinalityOverflow, InternalEvent, SeriesExpired, SpansRecorded, VitalIdsOverflow,
+};
 use crate::journey::{Classified, Journeys};
 use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
@@ -53,8 +55,12 @@ impl Batch {
         self.records.is_empty() && self.unmatched_entry.is_empty() && self.trace_spans.is_empty()
     }
 
+    /// Records of spans, not of log events.
     pub fn span_count(&self) -> u64 {
-        self.records.len() as u64
+        self.records
+            .iter()
+            .filter(|r| r.flags & flag::EVENT == 0)
+            .count() as u64
     }
 }
 
@@ -87,11 +93,10 @@ impl BatchBuilder {
         span: &S,
         c: &Classified<'_>,
         missing: &str,
+        version_key: &str,
         end_ns: u64,
     ) {
-        use std::hash::{BuildHasher, Hasher};
-        let (journey, cohort_keys) = (c.journey, c.cohort_keys);
-        let mut flags = c.flags | if c.user.is_some() { flag::USER } else { 0 };
+        let mut flags = c.flags;
         let value = match c.value {
             Value::Valid(v) => {
                 flags |= flag::VALUE;
@@ -99,6 +104,50 @@ impl BatchBuilder {
             }
             Value::None | Value::Invalid => 0.0,
         };
+        self.push_record(
+            span,
+            c,
+            flags,
+            value,
+            (0, 0),
+            missing,
+            Some(version_key),
+            end_ns,
+        );
+    }
+
+    /// Queues a log event of a journey: `event` and `value` say what it counts for
+    /// ([`crate::span_record::event`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_event<S: SpanView + ?Sized>(
+        &mut self,
+        view: &S,
+        c: &Classified<'_>,
+        event: u16,
+        value: f64,
+        id: u64,
+        missing: &str,
+        end_ns: u64,
+    ) {
+        let flags = c.flags | flag::EVENT;
+        self.push_record(view, c, flags, value, (event, id), missing, None, end_ns);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_record<S: SpanView + ?Sized>(
+        &mut self,
+        span: &S,
+        c: &Classified<'_>,
+        flags: u8,
+        value: f64,
+        (event, id): (u16, u64),
+        missing: &str,
+        version_key: Option<&str>,
+        end_ns: u64,
+    ) {
+        use std::hash::{BuildHasher, Hasher};
+        let (journey, cohort_keys) = (c.journey, c.cohort_keys);
+        let flags = flags | if c.user.is_some() { flag::USER } else { 0 };
         self.scratch.clear();
         self.scratch_ends.clear();
         for key in cohort_keys {
@@ -130,18 +179,39 @@ impl BatchBuilder {
             batch.values.push((base + start, base + end));
             start = end;
         }
+        // The version is not part of the series: it rides along for the deployments,
+        // written straight into the batch's text (no allocation per span).
+        let has_version = match version_key.and_then(|k| span.attr(k)) {
+            Some(v) => {
+                let start = batch.text.len();
+                v.write_to(&mut batch.text);
+                let kept = clip(&batch.text[start..], MAX_LABEL_VALUE_BYTES).len();
+                batch.text.truncate(start + kept);
+                if kept > 0 {
+                    batch.values.push((start as u32, batch.text.len() as u32));
+                }
+                kept > 0
+            }
+            None => false,
+        };
         batch.records.push(Record {
             hash,
             journey,
             first_value,
             n_values: cohort_keys.len() as u16,
             flags,
+            has_version,
             end_ns,
-            duration_ns: span.end_ns().saturating_sub(span.start_ns()),
+            duration_ns: if flags & flag::EVENT != 0 {
+                id
+            } else {
+                span.end_ns().saturating_sub(span.start_ns())
+            },
             user: c.user.unwrap_or(0),
             value,
             trace_id: span.trace_id().try_into().unwrap_or([0; 16]),
             span_id: span.span_id().try_into().unwrap_or([0; 8]),
+            event,
         });
     }
 
@@ -338,6 +408,8 @@ struct Worker {
     scratch: Vec<(u32, u32)>,
     qout: Vec<Option<u64>>,
     assembler: Assembler,
+    /// Requests per journey and version, for the deployments.
+    versions: crate::versions::VersionTable,
 }
 
 impl Worker {
@@ -410,6 +482,7 @@ impl Worker {
             })
             .collect();
         self.assembler.remap(&map);
+        self.versions.remap(&map);
         self.journeys = plan.journeys.clone();
         self.generation = plan.journeys.generation;
         self.last_remap = plan.remap.clone();
@@ -418,7 +491,7 @@ impl Worker {
     fn record(&mut self, mut batch: Batch) {
         // Every span handed over is processed, recorded or not.
         SpansRecorded {
-            spans: batch.records.len() as u64,
+            spans: batch.span_count(),
         }
         .emit(&self.tel);
         if batch.generation != self.generation {
@@ -458,6 +531,11 @@ impl Worker {
             }
         }
         for r in &batch.records {
+            if let Some(at) = r.version_index() {
+                let version = batch.value(at);
+                self.versions
+                    .record(r.journey, version, r.flags, now, &self.tel);
+            }
             if r.flags & flag::ENTRY != 0 {
                 for ring in self.coverage.iter_mut() {
                     if let Some(c) = ring.slot_mut(r.end_ns, now) {
@@ -494,7 +572,9 @@ impl Worker {
                         now,
                     ),
                 });
-                overflow.state.record(r, &settings.bounds_ns, now);
+                if !overflow.state.record(r, &settings.bounds_ns, now) {
+                    VitalIdsOverflow.emit(&self.tel);
+                }
                 continue;
             }
             let series = match pos {
@@ -520,7 +600,9 @@ impl Worker {
                     &mut list[last]
                 }
             };
-            series.state.record(r, &settings.bounds_ns, now);
+            if !series.state.record(r, &settings.bounds_ns, now) {
+                VitalIdsOverflow.emit(&self.tel);
+            }
         }
     }
 
@@ -570,6 +652,7 @@ impl Worker {
             trace_bytes: self.assembler.bytes(),
             ..Default::default()
         };
+        self.versions.snapshot(&self.journeys, &mut out.versions);
         let normal = self.series.values().flatten().map(|s| (s, false));
         let overflow = self.overflow.values().map(|s| (s, true));
         for (s, is_overflow) in normal.chain(overflow) {
@@ -595,6 +678,7 @@ impl Worker {
                 created_unix_ns: s.state.created_unix_ns,
                 windows,
                 exemplars: s.state.exemplars.clone(),
+                frustrations: s.state.frustrations.clone(),
             });
         }
         self.bytes = out.state_bytes;
@@ -693,6 +777,7 @@ impl Pipeline {
                     dep_admission.clone(),
                     tel.clone(),
                 ),
+                versions: crate::versions::VersionTable::new(cfg.deployments.max_versions),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("cerflow-worker-{i}"))

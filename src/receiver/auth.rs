@@ -1,12 +1,27 @@
-//! Bearer-token authentication for both receivers.
+//! Bearer-token authentication for both receivers, public tokens included: a public
+//! token is valid only with an `Origin` it allows (so only browsers on those pages can
+//! use it), and its requests are rate-limited by the receiver.
 
+use super::cors::Origins;
 use crate::config::BearerToken;
 use std::sync::Arc;
 
+#[derive(Debug)]
+struct Token {
+    secret: Vec<u8>,
+    tenant: Tenant,
+    /// `Some` for a public token: the origins it is valid from.
+    public: Option<Origins>,
+}
+
 #[derive(Debug, Default)]
 pub struct Auth {
-    tokens: Vec<(Vec<u8>, Option<Arc<str>>)>,
+    tokens: Vec<Token>,
 }
+
+/// A request authenticated with a public token: its sender must be rate-limited.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PublicClient;
 
 /// Who sent a request: `Some(tenant)` for a token with a tenant name.
 pub type Tenant = Option<Arc<str>>;
@@ -25,11 +40,10 @@ impl Auth {
         Auth {
             tokens: tokens
                 .iter()
-                .map(|t| {
-                    (
-                        t.token.as_bytes().to_vec(),
-                        t.tenant.as_deref().map(Arc::from),
-                    )
+                .map(|t| Token {
+                    secret: t.token.as_bytes().to_vec(),
+                    tenant: t.tenant.as_deref().map(Arc::from),
+                    public: t.public.then(|| Origins::new(&t.allowed_origins)),
                 })
                 .collect(),
         }
@@ -41,8 +55,19 @@ impl Auth {
 
     /// Checks an `Authorization` header value. `Ok(tenant)` when allowed.
     pub fn check(&self, header: Option<&[u8]>) -> Result<Tenant, &'static str> {
+        self.check_from(header, None).map(|(tenant, _)| tenant)
+    }
+
+    /// Checks an `Authorization` header value sent with `origin` (the `Origin`
+    /// header). `Ok((tenant, public))` when allowed; `public` says the token was a
+    /// public one.
+    pub fn check_from(
+        &self,
+        header: Option<&[u8]>,
+        origin: Option<&[u8]>,
+    ) -> Result<(Tenant, bool), &'static str> {
         if !self.enabled() {
-            return Ok(None);
+            return Ok((None, false));
         }
         let Some(h) = header else {
             return Err("missing bearer token");
@@ -52,13 +77,20 @@ impl Auth {
             _ => return Err("the Authorization header is not a bearer token"),
         };
         // Check every token, so the time taken does not depend on which one matched.
-        let mut found: Option<&Tenant> = None;
-        for (t, tenant) in &self.tokens {
-            if constant_time_eq(t, token) {
-                found = Some(tenant);
+        let mut found: Option<&Token> = None;
+        for t in &self.tokens {
+            if constant_time_eq(&t.secret, token) {
+                found = Some(t);
             }
         }
-        found.cloned().ok_or("invalid bearer token")
+        let t = found.ok_or("invalid bearer token")?;
+        match &t.public {
+            None => Ok((t.tenant.clone(), false)),
+            Some(origins) if origin.is_some_and(|o| origins.allows(o)) => {
+                Ok((t.tenant.clone(), true))
+            }
+            Some(_) => Err("a public token is valid only from its allowed_origins"),
+        }
     }
 }
 
@@ -72,10 +104,20 @@ mod tests {
             BearerToken {
                 token: "s3cret".into(),
                 tenant: Some("shop".into()),
+                public: false,
+                allowed_origins: Vec::new(),
             },
             BearerToken {
                 token: "other".into(),
                 tenant: None,
+                public: false,
+                allowed_origins: Vec::new(),
+            },
+            BearerToken {
+                token: "pub".into(),
+                tenant: Some("web".into()),
+                public: true,
+                allowed_origins: vec!["https://shop.example.com".into()],
             },
         ]);
         assert_eq!(
@@ -93,5 +135,21 @@ mod tests {
         );
         assert_eq!(auth.check(None), Err("missing bearer token"));
         assert_eq!(Auth::new(&[]).check(None), Ok(None));
+        // A public token needs one of its origins; a secret one does not care.
+        let shop = Some(&b"https://shop.example.com"[..]);
+        assert_eq!(
+            auth.check_from(Some(b"Bearer pub"), shop),
+            Ok((Some(Arc::from("web")), true))
+        );
+        let refused = Err("a public token is valid only from its allowed_origins");
+        assert_eq!(auth.check_from(Some(b"Bearer pub"), None), refused);
+        assert_eq!(
+            auth.check_from(Some(b"Bearer pub"), Some(b"https://evil.example.net")),
+            refused
+        );
+        assert_eq!(
+            auth.check_from(Some(b"Bearer other"), shop),
+            Ok((None, false))
+        );
     }
 }

@@ -42,6 +42,10 @@ pub trait Consumer: Send + Sync + 'static {
     fn logs(&self, body: &[u8], format: Format, t: Transport) -> Result<Accepted, Refused>;
     /// Spans in a traces body refused before it was processed, for the refusal counter.
     fn spans_in(&self, body: &[u8], format: Format) -> u64;
+    /// Log records in a logs body, and data points in a metrics body: what a public
+    /// client's rate limit counts for those signals.
+    fn log_records_in(&self, body: &[u8], format: Format) -> u64;
+    fn data_points_in(&self, body: &[u8], format: Format) -> u64;
     /// The counters refusals made in the receiver itself are recorded in.
     fn telemetry(&self) -> &Telemetry;
 }

@@ -23,6 +23,10 @@ pub struct HttpOptions {
     pub auth: Arc<Auth>,
     /// Longest a request body may take to arrive.
     pub timeout: std::time::Duration,
+    /// CORS for web pages; `None` sends no CORS header.
+    pub cors: Option<crate::config::Cors>,
+    /// The allowance of each client address sending with a public token.
+    pub public_rate: Arc<RateLimiter>,
 }
 
 #[derive(Clone)]
@@ -38,16 +42,24 @@ enum Signal {
     Logs,
 }
 
-use super::auth::Auth;
+use super::auth::{Auth, PublicClient};
+use super::cors::{cors, CorsPolicy};
 use super::layers::{
     cause, AuthLayer, BodyLimitLayer, LengthLimitError, RequestTimeoutLayer, TimedOut, Verdict,
 };
+use super::rate::RateLimiter;
+use axum::extract::ConnectInfo;
+use std::net::SocketAddr;
 
 pub fn router(ingest: Arc<dyn Consumer>, opts: HttpOptions) -> Router {
     let auth = opts.auth.clone();
     let (max_request, timeout) = (opts.max_request, opts.timeout);
+    let policy = opts
+        .cors
+        .as_ref()
+        .map(|c| Arc::new(CorsPolicy::new(c, ingest.clone())));
     let state = HttpState { ingest, opts };
-    Router::new()
+    let router = Router::new()
         .route(
             "/v1/traces",
             post(|s: State<HttpState>, r: Request| handle(s, r, Signal::Traces)),
@@ -63,7 +75,12 @@ pub fn router(ingest: Arc<dyn Consumer>, opts: HttpOptions) -> Router {
         .with_state(state)
         .layer(BodyLimitLayer::new(max_request))
         .layer(RequestTimeoutLayer::new(timeout))
-        .layer(AuthLayer::new(auth))
+        .layer(AuthLayer::new(auth));
+    // Outermost: a preflight carries no token and is answered before anything else.
+    match policy {
+        Some(p) => router.layer(axum::middleware::from_fn_with_state(p, cors)),
+        None => router,
+    }
 }
 
 fn media_format(headers: &HeaderMap) -> Option<Format> {
@@ -152,6 +169,12 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
         return early_error(format, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
     }
     let Verdict(verdict) = Verdict::of(req.extensions());
+    // A sender without a known address (no listener in front) shares one allowance.
+    let public_client = req.extensions().get::<PublicClient>().map(|_| {
+        req.extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip())
+    });
     let max_request = st.opts.max_request;
     // The body comes through the shared limit and timeout layers (layers.rs); their
     // errors are answered here, in this protocol.
@@ -270,6 +293,38 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
             return r;
         }
     };
+    if let Some(ip) = public_client {
+        let (items, spans) = match signal {
+            Signal::Traces => {
+                let n = ingest.spans_in(bytes, format);
+                (n, n)
+            }
+            Signal::Logs => (ingest.log_records_in(bytes, format), 0),
+            Signal::Metrics => (ingest.data_points_in(bytes, format), 0),
+        };
+        let now = std::time::Instant::now();
+        if let Err(wait) = st.opts.public_rate.take(ip, items, now, tel) {
+            // Received and refused, so received = processed + refused still holds.
+            SpansReceived {
+                transport: t,
+                spans,
+            }
+            .emit(tel);
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let msg = format!("client {ip} is over the public rate limit; retry in {secs} s");
+            RequestRefused {
+                transport: t,
+                reason: Reason::RateLimited,
+                spans,
+                detail: &msg,
+            }
+            .emit(tel);
+            let mut r = error(format, StatusCode::TOO_MANY_REQUESTS, 8, msg);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return r;
+        }
+    }
     let result = match signal {
         Signal::Traces => ingest.traces(bytes, format, t, tenant.as_deref()),
         Signal::Metrics => ingest.metrics(bytes, format, t),

@@ -7,7 +7,7 @@
 //! processed + refused holds), and the body layers make the body fail with
 //! `LengthLimitError` or `TimedOut`, which the receivers downcast.
 
-use super::auth::{Auth, Tenant};
+use super::auth::{Auth, PublicClient, Tenant};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 pub use http_body_util::LengthLimitError;
@@ -80,8 +80,18 @@ where
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
-        let verdict = Verdict(self.auth.check(header));
+        let origin = req
+            .headers()
+            .get(http::header::ORIGIN)
+            .map(|v| v.as_bytes());
+        let (verdict, public) = match self.auth.check_from(header, origin) {
+            Ok((tenant, public)) => (Verdict(Ok(tenant)), public),
+            Err(why) => (Verdict(Err(why)), false),
+        };
         req.extensions_mut().insert(verdict);
+        if public {
+            req.extensions_mut().insert(PublicClient);
+        }
         self.inner.call(req)
     }
 }
@@ -300,6 +310,8 @@ mod tests {
         let auth = Arc::new(Auth::new(&[BearerToken {
             token: "s3cret".into(),
             tenant: Some("shop".into()),
+            public: false,
+            allowed_origins: Vec::new(),
         }]));
         assert_eq!(
             verdict(&auth, Some("Bearer s3cret")),

@@ -1,12 +1,16 @@
 //! Receive: the OTLP listeners. Both hand request bodies to a [`consumer::Consumer`].
+//! The HTTP one also answers browsers: CORS (`cors.rs`) and the rate limit on public
+//! tokens (`rate.rs`).
 
 pub mod config;
 
 pub mod auth;
 pub mod consumer;
+pub mod cors;
 pub mod grpc;
 pub mod http;
 pub mod layers;
+pub mod rate;
 
 use std::time::Duration;
 use tonic_types::{ErrorDetails, StatusExt};

@@ -55,6 +55,8 @@ pub fn window_score(
     // Operations without slices has no burn rate, so no component: no flag needed.
     for sli in slis_for(has_correctness, true) {
         let i = sli as usize;
+        // Without events (no slices for operations, no vitals for experience) an SLI has
+        // no burn and is left out.
         burns[i] = burn_rate(both.bad(sli), both.total(sli), objectives.get(sli));
         if let Some(b) = burns[i] {
             let comp = component(b, cfg.floor_burn_rate);
@@ -112,6 +114,10 @@ pub struct JourneyView {
     /// rule only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_lost_period: Option<f64>,
+    /// The journey's pending, then judged deployments, newest first; journey-level
+    /// entries only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<crate::deployments::Deployment>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -144,6 +150,14 @@ pub struct WindowView {
     pub users_affected: Option<u64>,
     #[serde(default)]
     pub users_affected_ratio: Option<f64>,
+    /// Web vital measurements in the window, those over their threshold, and the
+    /// experience SLI (absent without measurements).
+    #[serde(default)]
+    pub vitals: u64,
+    #[serde(default)]
+    pub vitals_bad: u64,
+    #[serde(default)]
+    pub experience: Option<f64>,
     /// Value of the failed or incorrect requests in the window; for the journey as a
     /// whole, the sum over its cohorts. Absent without a value rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -294,6 +308,37 @@ pub struct Evaluation {
     /// Open, then recent incidents; set by the deriver after the evaluation.
     pub incidents: Vec<crate::incidents::Incident>,
     pub incident_stats: Vec<crate::incidents::IncidentStats>,
+    /// Pending, then judged deployments, newest first; set by the deriver.
+    pub deployments: Vec<crate::deployments::Deployment>,
+    pub deployment_stats: Vec<crate::deployments::DeploymentStats>,
+    /// `deployments.version_key`, for the API (the gate checks its `--compare` key).
+    pub version_key: String,
+}
+
+impl Evaluation {
+    /// Publishes the deployments, also on each journey-level entry of the score view.
+    pub fn set_deployments(
+        &mut self,
+        list: Vec<crate::deployments::Deployment>,
+        stats: Vec<crate::deployments::DeploymentStats>,
+        version_key: &str,
+    ) {
+        for j in self
+            .view
+            .journeys
+            .iter_mut()
+            .filter(|j| j.cohort.is_empty())
+        {
+            j.deployments = list
+                .iter()
+                .filter(|d| d.journey == j.journey)
+                .cloned()
+                .collect();
+        }
+        self.deployments = list;
+        self.deployment_stats = stats;
+        self.version_key = version_key.to_string();
+    }
 }
 
 /// The journey's SLIs; `journey_level` because slices are the journey's, not a cohort's.
@@ -334,6 +379,9 @@ fn window_view(
         operations: slices.ratio(),
         slices: slices.slices,
         bad_slices: slices.bad,
+        vitals: c.vitals,
+        vitals_bad: c.vitals_bad,
+        experience: crate::sli::good_ratio(c.vitals_bad, c.vitals),
         burn_rate: SLIS
             .iter()
             .filter_map(|s| burns[*s as usize].map(|b| (s.as_str().to_string(), b)))
@@ -359,14 +407,20 @@ fn slo_parts(
     let mut burns = BTreeMap::new();
     let mut alerts = Vec::new();
     let slis: Vec<SliKind> = slis_of(info, journey_level).collect();
+    // The experience SLO shows only for a journey that has had web vitals in the period.
+    let shown = |vitals: bool| {
+        slis.iter()
+            .copied()
+            .filter(move |s| vitals || *s != SliKind::Experience)
+    };
     match e {
         None => {
-            for s in &slis {
+            for s in shown(false) {
                 budget.insert(s.as_str().to_string(), 1.0);
             }
         }
         Some(e) => {
-            for &s in &slis {
+            for s in shown(e.period_counts.vitals > 0) {
                 budget.insert(s.as_str().to_string(), e.budget_remaining[s as usize]);
                 for sev in [Severity::Page, Severity::Ticket] {
                     if alert_active(e, s, sev) {
@@ -506,6 +560,7 @@ pub fn evaluate(
             value_lost_period: value_lost(slo.eval(&key), info),
             value_total: value.map(|v| v.0),
             value_failed_total: value.map(|v| v.1),
+            deployments: Vec::new(),
         });
         infos.push(info.clone());
     }
@@ -613,6 +668,9 @@ pub fn evaluate(
         burn_windows,
         incidents: Vec::new(),
         incident_stats: Vec::new(),
+        deployments: Vec::new(),
+        deployment_stats: Vec::new(),
+        version_key: String::new(),
     }
 }
 
@@ -745,6 +803,8 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
                 errors: w.errors,
                 slow: w.slow,
                 incorrect: w.incorrect,
+                vitals: w.vitals,
+                vitals_bad: w.vitals_bad,
             });
             // Money adds up across cohorts, unlike users.
             if let Some(x) = w.value_at_risk {
@@ -807,7 +867,7 @@ mod tests {
         crate::config::Config::default().score
     }
 
-    const OBJ: PerSli = PerSli([0.999, 0.99, 0.999, 0.99]);
+    const OBJ: PerSli = PerSli([0.999, 0.99, 0.999, 0.99, 0.75]);
 
     #[test]
     fn operations_weighs_nothing_by_default_and_its_share_when_weighted() {
@@ -849,6 +909,7 @@ mod tests {
             errors: 0,
             slow: 0,
             incorrect: 0,
+            ..Default::default()
         };
         assert_eq!(
             window_score(&c, SliceCounts::default(), &OBJ, true, &cfg()).2,
@@ -865,6 +926,7 @@ mod tests {
             errors: 5,
             slow: 0,
             incorrect: 0,
+            ..Default::default()
         };
         let (burns, comps, score) = window_score(&c, SliceCounts::default(), &OBJ, true, &cfg());
         assert!((burns[0].unwrap() - 5.0).abs() < 1e-9);
@@ -881,6 +943,7 @@ mod tests {
             errors: 0,
             slow: 30,
             incorrect: 0,
+            ..Default::default()
         };
         let (_, comps, score) = window_score(&c, SliceCounts::default(), &OBJ, false, &cfg());
         assert_eq!(comps[2], None);
@@ -898,6 +961,7 @@ mod tests {
             errors: 6,
             slow: 30,
             incorrect: 0,
+            ..Default::default()
         };
         let (burns, comps, score) =
             window_score(&checkout, SliceCounts::default(), &OBJ, true, &cfg());
@@ -912,6 +976,7 @@ mod tests {
             errors: 0,
             slow: 5,
             incorrect: 0,
+            ..Default::default()
         };
         let login = window_score(&login, SliceCounts::default(), &OBJ, false, &cfg())
             .2
@@ -946,7 +1011,9 @@ mod tests {
                 value_at_risk: 0.0,
                 quantiles_s: vec![],
                 start_ns: 0,
+                vitals: Default::default(),
             }],
+            frustrations: vec![],
             exemplars: None,
         };
         // a: 100 requests, 50 errors: burn 5, score (0.5 * 5/9 + 0.3) / 0.8 = 25/36 + 3/8.
@@ -961,6 +1028,7 @@ mod tests {
                         errors: 50,
                         slow: 0,
                         incorrect: 0,
+                        ..Default::default()
                     },
                 ),
                 series(
@@ -970,6 +1038,7 @@ mod tests {
                         errors: 0,
                         slow: 0,
                         incorrect: 0,
+                        ..Default::default()
                     },
                 ),
             ],

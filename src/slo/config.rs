@@ -13,27 +13,32 @@ pub enum SliKind {
     Correctness = 2,
     /// Time slices of a journey's operational signals ([`crate::signals`]) within bounds.
     Operations = 3,
+    /// Web vitals at or under their thresholds; its events are vital measurements.
+    Experience = 4,
 }
 
 /// How many SLIs there are: the length of every per-SLI array.
-pub const N_SLIS: usize = 4;
+pub const N_SLIS: usize = 5;
 
 pub const SLIS: [SliKind; N_SLIS] = [
     SliKind::Availability,
     SliKind::Latency,
     SliKind::Correctness,
     SliKind::Operations,
+    SliKind::Experience,
 ];
 
 /// The SLIs judged over requests, which counters can reproduce (Prometheus rules,
-/// OpenSLO ratio metrics); operations is judged over time slices.
+/// OpenSLO ratio metrics); operations is judged over time slices and experience over
+/// web vital measurements: their SLOs stay in cerflow.
 pub const REQUEST_SLIS: [SliKind; 3] = [
     SliKind::Availability,
     SliKind::Latency,
     SliKind::Correctness,
 ];
 
-/// The SLIs a journey has: correctness needs a rule, operations needs signals.
+/// The SLIs a journey has: correctness needs a rule, operations needs signals. Experience
+/// is always evaluated; without web vitals it has no events, so no burn and no alert.
 pub fn slis_for(has_correctness: bool, has_operations: bool) -> impl Iterator<Item = SliKind> {
     SLIS.into_iter().filter(move |s| match s {
         SliKind::Correctness => has_correctness,
@@ -49,6 +54,7 @@ impl SliKind {
             SliKind::Latency => "latency",
             SliKind::Correctness => "correctness",
             SliKind::Operations => "operations",
+            SliKind::Experience => "experience",
         }
     }
 }
@@ -115,7 +121,7 @@ pub struct Checkpoint {
     pub interval: Duration,
 }
 
-pub const DEFAULT_OBJECTIVES: PerSli = PerSli([0.999, 0.99, 0.999, 0.99]);
+pub const DEFAULT_OBJECTIVES: PerSli = PerSli([0.999, 0.99, 0.999, 0.99, 0.75]);
 
 /// The SRE Workbook's multiwindow, multi-burn-rate table as shares of a period's budget.
 pub const DEFAULT_ALERTS: [(Severity, u64, u64, f64); 4] = [
@@ -158,7 +164,8 @@ impl Slo {
     }
 }
 
-/// `{availability: w, latency: x, correctness: y, operations: z}`, each optional, over `base`.
+/// `{availability, latency, correctness, operations, experience}`, each optional, over
+/// `base`.
 pub fn per_sli(
     ctx: &mut Ctx,
     node: &Node,

@@ -113,7 +113,8 @@ pub fn cohort_key(s: &crate::snapshot::SeriesSnap) -> Arc<[Box<str>]> {
 }
 
 /// The events that count against an SLI (errors, slow or incorrect requests, bad
-/// slices) and the events it is judged over (requests, slices with data).
+/// slices, vitals over their threshold) and the events it is judged over (requests,
+/// slices with data, web vital measurements).
 /// Lives here, not on `Counts`, because only SLO and score arithmetic asks it.
 pub trait BadCount {
     fn bad(&self, sli: SliKind) -> u64;
@@ -127,11 +128,13 @@ impl BadCount for Counts {
             SliKind::Latency => self.slow,
             SliKind::Correctness => self.incorrect,
             SliKind::Operations => 0,
+            SliKind::Experience => self.vitals_bad,
         }
     }
     fn total(&self, sli: SliKind) -> u64 {
         match sli {
             SliKind::Operations => 0,
+            SliKind::Experience => self.vitals,
             _ => self.requests,
         }
     }
@@ -292,7 +295,7 @@ impl SloTracker {
                     s.journey.has_operations,
                 ),
             );
-            if delta.requests == 0 {
+            if delta.requests == 0 && delta.vitals == 0 {
                 continue;
             }
             let delta = SloCounts {
@@ -563,8 +566,9 @@ struct CheckpointEntry {
 #[derive(Serialize, Deserialize)]
 struct RingData {
     sub_ns: u64,
-    /// (bucket index, [requests, errors, slow, incorrect, slices, bad slices]); files
-    /// written before the operations SLI have the first four, read with no slices.
+    /// (bucket index, [requests, errors, slow, incorrect, slices, bad slices, vitals,
+    /// bad vitals]); files written before the operations SLI have the first four, read
+    /// with no slices, and before the experience SLI the first six, read with no vitals.
     slots: Vec<(u64, Vec<u64>)>,
 }
 
@@ -580,7 +584,16 @@ impl RingData {
                     let s = c.slices;
                     (
                         b,
-                        vec![q.requests, q.errors, q.slow, q.incorrect, s.slices, s.bad],
+                        vec![
+                            q.requests,
+                            q.errors,
+                            q.slow,
+                            q.incorrect,
+                            s.slices,
+                            s.bad,
+                            q.vitals,
+                            q.vitals_bad,
+                        ],
                     )
                 })
                 .collect(),
@@ -601,6 +614,8 @@ impl RingData {
                         errors: at(1),
                         slow: at(2),
                         incorrect: at(3),
+                        vitals: at(6),
+                        vitals_bad: at(7).min(at(6)),
                     };
                     let slices = SliceCounts {
                         slices: at(4),
@@ -683,7 +698,7 @@ fn evaluate_entry(
             continue;
         };
         for &sli in &slis {
-            // Events are requests, or slices with data for the operations SLI.
+            // Events are requests, slices with data (operations) or vitals (experience).
             if burn_counts[l].total(sli) < cfg.min_events {
                 continue;
             }
@@ -747,6 +762,7 @@ mod tests {
                 created_unix_ns: created,
                 windows: vec![],
                 exemplars: None,
+                frustrations: vec![],
             }],
             ..Default::default()
         }
@@ -819,6 +835,7 @@ mod tests {
                     errors: 2,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 1,
             ),
@@ -847,6 +864,7 @@ mod tests {
                     errors: 2,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 1,
             ),
@@ -863,6 +881,7 @@ mod tests {
                     errors: 0,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 2,
             ),
@@ -922,6 +941,7 @@ mod tests {
                     errors: 50,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 1,
             ),
@@ -942,6 +962,7 @@ mod tests {
                     errors: 150,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 1,
             ),
@@ -965,6 +986,7 @@ mod tests {
                     errors: 150,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 1,
             ),
@@ -985,6 +1007,7 @@ mod tests {
                     errors: 150,
                     slow: 0,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 1,
             ),
@@ -1101,6 +1124,7 @@ mod tests {
                     errors: 4,
                     slow: 2,
                     incorrect: 0,
+                    ..Default::default()
                 },
                 1,
             ),
@@ -1123,7 +1147,8 @@ mod tests {
                 requests: 40,
                 errors: 4,
                 slow: 2,
-                incorrect: 0
+                incorrect: 0,
+                ..Default::default()
             }
         );
 

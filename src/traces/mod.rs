@@ -601,6 +601,7 @@ impl Assembler {
         };
         let r = Record {
             hash: 0,
+            has_version: false,
             journey,
             first_value: 0,
             n_values: 0,
@@ -616,7 +617,9 @@ impl Assembler {
             // Dependency series keep no exemplars.
             trace_id: [0; 16],
             span_id: [0; 8],
+            event: 0,
         };
+        // A call is a span, never an event: there is no vital id to remember.
         d.state.record(&r, &settings.bounds_ns, now);
     }
 

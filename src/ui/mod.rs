@@ -1,9 +1,10 @@
 //! The live web view, served on the metrics port (so with its TLS):
 //!
 //! - `/`: the overall score per window with its trend over the last hour, and the
-//!   journeys sorted by error budget remaining, worst first;
+//!   journeys sorted by error budget remaining, worst first, with their open incidents;
 //! - `/journey?name=..`: one journey: every window, its cohorts worst first, its error
-//!   budget over the SLO period and its burn rates over the last hour;
+//!   budget over the SLO period and its burn rates over the last hour, its dependencies
+//!   and what its failures are blamed on, its incidents and deployments;
 //! - `/ui/app.js`, `/ui/style.css`: the page's code, embedded in the binary;
 //! - `/api/v1/stream[?journey=..]`: server-sent events, one `snapshot` event with the
 //!   document the page renders at connection and after every evaluation;
@@ -336,6 +337,8 @@ struct Overview<'a> {
     journeys: Vec<Row<'a>>,
     cohorts: Vec<Row<'a>>,
     cohorts_omitted: usize,
+    /// The incidents open now, oldest first: a journey's row says it has one.
+    open_incidents: Vec<&'a crate::incidents::Incident>,
 }
 
 #[derive(Serialize)]
@@ -350,6 +353,73 @@ struct JourneyDoc<'a> {
     score_trend: Vec<crate::history::TrendPoint>,
     burn_trend: Vec<crate::history::TrendPoint>,
     budget: &'a [crate::history::BudgetPoint],
+    /// The journey's dependencies from assembled traces, most failed calls in the first
+    /// window first; what `cer_dependency_*` expose for it.
+    dependencies: Vec<DependencyRow>,
+    /// The journey's incidents, open first, then recent ones newest first (as
+    /// `/api/v1/incidents` lists them).
+    incidents: Vec<&'a crate::incidents::Incident>,
+}
+
+/// One dependency of the journey on its page.
+#[derive(Serialize)]
+struct DependencyRow {
+    /// The dependency, or `otel_metric_overflow` for the journey's overflow series.
+    dependency: String,
+    overflow: bool,
+    windows: Vec<DependencyWindow>,
+}
+
+#[derive(Serialize)]
+struct DependencyWindow {
+    window: String,
+    calls: u64,
+    errors: u64,
+    availability: Option<f64>,
+    /// Seconds, at [`crate::snapshot::QUANTILES`] (p50, p90, p95, p99).
+    latency_s: Vec<Option<f64>>,
+}
+
+/// The journey's dependency series, shaped for its page.
+fn dependency_rows(snap: &crate::sli::Snapshot, name: &str) -> Vec<DependencyRow> {
+    let windows: Vec<String> = snap
+        .windows
+        .iter()
+        .map(|w| crate::duration::format_duration(*w))
+        .collect();
+    let mut rows: Vec<DependencyRow> = snap
+        .dependencies
+        .iter()
+        .filter(|d| &*d.journey.name == name)
+        .map(|d| DependencyRow {
+            dependency: if d.overflow {
+                "otel_metric_overflow".to_string()
+            } else {
+                d.name.to_string()
+            },
+            overflow: d.overflow,
+            windows: d
+                .windows
+                .iter()
+                .zip(&windows)
+                .map(|(s, w)| DependencyWindow {
+                    window: w.clone(),
+                    calls: s.counts.requests,
+                    errors: s.counts.errors,
+                    availability: s.availability,
+                    latency_s: s.quantiles_s.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    // The one to look at first: most failed calls in the shortest window, then by name.
+    let errors = |r: &DependencyRow| r.windows.first().map_or(0, |w| w.errors);
+    rows.sort_by(|a, b| {
+        errors(b)
+            .cmp(&errors(a))
+            .then_with(|| a.dependency.cmp(&b.dependency))
+    });
+    rows
 }
 
 impl UiState {
@@ -417,11 +487,17 @@ pub fn overview(shared: &Shared, interval_ms: u64) -> String {
     cohorts.truncate(MAX_OVERVIEW_COHORTS);
     let mut head = head(&eval, &version, interval_ms, trend);
     head.kind = "overview";
+    let open_incidents = eval
+        .incidents
+        .iter()
+        .filter(|i| i.end_unix_nano.is_none())
+        .collect();
     serde_json::to_string(&Overview {
         head,
         journeys,
         cohorts,
         cohorts_omitted,
+        open_incidents,
     })
     .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
@@ -448,6 +524,12 @@ pub fn journey_doc(shared: &Shared, interval_ms: u64, name: &str) -> String {
     let mut head = head(&eval, &version, interval_ms, history.overall());
     head.kind = "journey";
     let (score_trend, burn_trend) = trend.map(|t| (t.scores, t.burn)).unwrap_or_default();
+    let dependencies = dependency_rows(&shared.snapshot.load(), name);
+    let incidents = eval
+        .incidents
+        .iter()
+        .filter(|i| i.journey == name)
+        .collect();
     serde_json::to_string(&JourneyDoc {
         head,
         name,
@@ -457,6 +539,8 @@ pub fn journey_doc(shared: &Shared, interval_ms: u64, name: &str) -> String {
         score_trend,
         burn_trend,
         budget: history.budget(name).unwrap_or(&[]),
+        dependencies,
+        incidents,
     })
     .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }

@@ -211,6 +211,8 @@ mod tests {
             value: 0.0,
             trace_id: [n; 16],
             span_id: [n; 8],
+            event: 0,
+            has_version: false,
         }
     }
 

@@ -10,16 +10,21 @@ pub mod config;
 pub mod exemplars;
 
 use crate::distinct::Distinct;
+use crate::experience::{from_hist, to_hist, VITAL_COUNT};
 use crate::hist::{self, SparseHist};
-use crate::span_record::{flag, Record};
+use crate::span_record::{event, flag, Record};
 use exemplars::Exemplars;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub requests: u64,
     pub errors: u64,
     pub slow: u64,
     pub incorrect: u64,
+    /// Web vital measurements, and those over their threshold: the experience SLI's
+    /// events (log events, not requests).
+    pub vitals: u64,
+    pub vitals_bad: u64,
 }
 
 impl Counts {
@@ -35,6 +40,8 @@ impl Counts {
         self.errors += o.errors;
         self.slow += o.slow;
         self.incorrect += o.incorrect;
+        self.vitals += o.vitals;
+        self.vitals_bad += o.vitals_bad;
     }
 }
 
@@ -51,6 +58,8 @@ impl Counts {
             errors: self.errors.saturating_sub(o.errors),
             slow: self.slow.saturating_sub(o.slow),
             incorrect: self.incorrect.saturating_sub(o.incorrect),
+            vitals: self.vitals.saturating_sub(o.vitals),
+            vitals_bad: self.vitals_bad.saturating_sub(o.vitals_bad),
         }
     }
 }
@@ -127,7 +136,7 @@ impl<T: Default + Clone + Reset> Ring<T> {
         self.sub_ns
     }
 
-    /// The length of the window the ring covers.
+    /// The window the ring covers: its sub-bucket length times its sub-buckets.
     pub fn window_ns(&self) -> u64 {
         self.sub_ns * self.slots.len() as u64
     }
@@ -175,6 +184,8 @@ pub struct Slot {
     /// failure: a series whose spans name no user and carry no value (users.keys empty,
     /// no journey value) pays 8 bytes a slot for them, not 72.
     pub customers: Option<Box<Customers>>,
+    /// Web vitals, made on the first one: most journeys have none.
+    pub vitals: Option<Box<VitalSlot>>,
 }
 
 /// The customer figures of one sub-bucket.
@@ -194,6 +205,7 @@ impl Reset for Slot {
             c.users.clear();
             c.value_at_risk = 0.0;
         }
+        self.vitals = None;
     }
 }
 
@@ -203,8 +215,33 @@ impl Slot {
             + self.customers.as_deref().map_or(0, |c| {
                 std::mem::size_of::<Customers>() + c.users.heap_bytes()
             })
+            + self.vitals.as_deref().map_or(0, |v| {
+                std::mem::size_of::<VitalSlot>()
+                    + v.hist.iter().map(|h| h.heap_bytes()).sum::<usize>()
+            })
     }
 }
+
+/// Web vital measurements of one sub-bucket, per vital (in `VITALS` order).
+#[derive(Debug, Clone, Default)]
+pub struct VitalSlot {
+    pub good: [u64; VITAL_COUNT],
+    pub all: [u64; VITAL_COUNT],
+    /// Values in [`to_hist`] units.
+    pub hist: [SparseHist; VITAL_COUNT],
+}
+
+/// The experience figures of one window: the SLI's counts and each vital's quantiles
+/// (export units: seconds, unitless for cls), in [`VITAL_QUANTILES`] order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VitalStats {
+    pub good: u64,
+    pub all: u64,
+    pub quantiles: [Vec<Option<f64>>; VITAL_COUNT],
+}
+
+/// The quantiles each vital reports: 0.75 is the one the web vitals are judged at.
+pub const VITAL_QUANTILES: [f64; 3] = [0.5, 0.75, 0.95];
 
 /// Distinct users with a request, and those with at least one bad one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -216,7 +253,7 @@ pub struct Users {
 impl Users {
     pub fn record(&mut self, user: u64, flags: u8) {
         self.all.insert(user);
-        if flags & flag::BAD != 0 {
+        if flags & (flag::BAD | flag::FRUSTRATED) != 0 {
             self.affected.insert(user);
         }
     }
@@ -272,6 +309,22 @@ pub struct SeriesState {
     pub last_update_unix_ns: u64,
     /// Example requests; made at the first request with trace ids.
     pub exemplars: Option<Box<Exemplars>>,
+    /// Frustration events since the series began, by the journey's event index.
+    pub frustrations: Vec<u64>,
+    /// The last report of each web vital measurement (by id hash), so a later report
+    /// replaces it; at most [`MAX_VITAL_IDS`].
+    vital_ids: std::collections::HashMap<u64, VitalReport>,
+}
+
+/// Web vital measurements a series remembers by id at once.
+pub const MAX_VITAL_IDS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct VitalReport {
+    end_ns: u64,
+    vital: usize,
+    hist: u64,
+    good: bool,
 }
 
 impl SeriesState {
@@ -289,11 +342,114 @@ impl SeriesState {
             created_unix_ns: now_ns,
             last_update_unix_ns: now_ns,
             exemplars: None,
+            frustrations: Vec::new(),
+            vital_ids: std::collections::HashMap::new(),
         }
     }
 
-    /// Records one span; `bounds_ns` are the histogram bounds in nanoseconds.
-    pub fn record(&mut self, r: &Record, bounds_ns: &[u64], now_ns: u64) {
+    /// Takes back a vital report that a later one of the same measurement replaces, from
+    /// the totals and from every window that still holds it.
+    fn undo_vital(&mut self, old: VitalReport, now_ns: u64) {
+        let bad = u64::from(!old.good);
+        self.totals.vitals = self.totals.vitals.saturating_sub(1);
+        self.totals.vitals_bad = self.totals.vitals_bad.saturating_sub(bad);
+        for ring in self.windows.iter_mut() {
+            let Some(slot) = ring.slot_mut(old.end_ns, now_ns) else {
+                continue;
+            };
+            let Some(vs) = slot.vitals.as_deref_mut() else {
+                continue;
+            };
+            if vs.all[old.vital] == 0 {
+                continue;
+            }
+            vs.all[old.vital] -= 1;
+            vs.good[old.vital] -= u64::from(old.good).min(vs.good[old.vital]);
+            vs.hist[old.vital].remove(old.hist);
+            slot.counts.vitals = slot.counts.vitals.saturating_sub(1);
+            slot.counts.vitals_bad = slot.counts.vitals_bad.saturating_sub(bad);
+        }
+    }
+
+    /// Remembers a vital report by id; `false` when the table is full even after
+    /// forgetting reports older than every window (those can no longer be taken back).
+    fn remember_vital(&mut self, id: u64, report: VitalReport, now_ns: u64) -> bool {
+        if self.vital_ids.len() >= MAX_VITAL_IDS && !self.vital_ids.contains_key(&id) {
+            let longest = self
+                .windows
+                .iter()
+                .map(|r| r.window_ns())
+                .max()
+                .unwrap_or(0);
+            let oldest = now_ns.saturating_sub(longest);
+            self.vital_ids.retain(|_, r| r.end_ns >= oldest);
+            if self.vital_ids.len() >= MAX_VITAL_IDS {
+                return false;
+            }
+        }
+        self.vital_ids.insert(id, report);
+        true
+    }
+
+    /// Records a log event: a vital measurement or a frustration. Neither is a
+    /// request; a frustrated user is an affected one. A vital report with an id
+    /// replaces the earlier report of that id. `false` when the id could not be
+    /// remembered (the table was full).
+    fn record_event(&mut self, r: &Record, now_ns: u64) -> bool {
+        let mut remembered = true;
+        let index = (r.event & event::INDEX) as usize;
+        if r.event & event::FRUSTRATION != 0 {
+            if self.frustrations.len() <= index {
+                self.frustrations.resize(index + 1, 0);
+            }
+            self.frustrations[index] += 1;
+        }
+        let vital = (r.event & event::VITAL != 0 && index < VITAL_COUNT).then_some(index);
+        let good = r.event & event::GOOD != 0;
+        if let Some(v) = vital {
+            // The id's hash travels in `duration_ns` (see `Record`).
+            let id = r.duration_ns;
+            if id != 0 {
+                if let Some(old) = self.vital_ids.get(&id).copied() {
+                    self.undo_vital(old, now_ns);
+                }
+                let report = VitalReport {
+                    end_ns: r.end_ns,
+                    vital: v,
+                    hist: to_hist(r.value),
+                    good,
+                };
+                remembered = self.remember_vital(id, report, now_ns);
+            }
+            self.totals.vitals += 1;
+            self.totals.vitals_bad += u64::from(!good);
+        }
+        for ring in self.windows.iter_mut() {
+            if let Some(slot) = ring.slot_mut(r.end_ns, now_ns) {
+                if let Some(v) = vital {
+                    slot.counts.vitals += 1;
+                    slot.counts.vitals_bad += u64::from(!good);
+                    let vs = slot.vitals.get_or_insert_with(Default::default);
+                    vs.all[v] += 1;
+                    vs.good[v] += u64::from(good);
+                    vs.hist[v].record(to_hist(r.value));
+                }
+                if r.flags & flag::USER != 0 {
+                    let c = slot.customers.get_or_insert_with(Default::default);
+                    c.users.record(r.user, r.flags);
+                }
+            }
+        }
+        self.last_update_unix_ns = now_ns;
+        remembered
+    }
+
+    /// Records one span or event; `bounds_ns` are the histogram bounds in nanoseconds.
+    /// `false` when a web vital's id could not be remembered ([`MAX_VITAL_IDS`]).
+    pub fn record(&mut self, r: &Record, bounds_ns: &[u64], now_ns: u64) -> bool {
+        if r.flags & flag::EVENT != 0 {
+            return self.record_event(r, now_ns);
+        }
         let (end_ns, duration_ns, flags, user) = (r.end_ns, r.duration_ns, r.flags, r.user);
         self.totals.add_flags(flags);
         let lost = flags & flag::VALUE != 0 && flags & flag::LOST != 0;
@@ -334,6 +490,7 @@ impl SeriesState {
             }
         }
         self.last_update_unix_ns = now_ns;
+        true
     }
 
     /// Counts and latency quantiles (seconds) of window `w` at `now_ns`.
@@ -357,12 +514,29 @@ impl SeriesState {
             }
         }
         hist::quantiles(ring.live(now_ns).map(|s| &s.hist), qs, scratch, qout);
+        let quantiles_s = qout.iter().map(|q| q.map(|us| us as f64 / 1e6)).collect();
+        let mut vitals = VitalStats::default();
+        if ring.live(now_ns).any(|s| s.vitals.is_some()) {
+            for v in 0..VITAL_COUNT {
+                for s in ring.live(now_ns).filter_map(|s| s.vitals.as_deref()) {
+                    vitals.good += s.good[v];
+                    vitals.all += s.all[v];
+                }
+                let parts = ring
+                    .live(now_ns)
+                    .filter_map(|s| s.vitals.as_deref())
+                    .map(|s| &s.hist[v]);
+                hist::quantiles(parts, &VITAL_QUANTILES, scratch, qout);
+                vitals.quantiles[v] = qout.iter().map(|q| q.map(|h| from_hist(v, h))).collect();
+            }
+        }
         WindowStats {
             counts,
             users,
             value_at_risk,
-            quantiles_s: qout.iter().map(|q| q.map(|us| us as f64 / 1e6)).collect(),
             start_ns: ring.start_ns(now_ns),
+            quantiles_s,
+            vitals,
         }
     }
 
@@ -378,6 +552,8 @@ impl SeriesState {
             .sum::<usize>()
             + self.buckets.len() * 8
             + self.exemplars.as_deref().map_or(0, Exemplars::heap_bytes)
+            + self.frustrations.len() * 8
+            + self.vital_ids.capacity() * (8 + std::mem::size_of::<VitalReport>())
     }
 }
 
@@ -391,6 +567,8 @@ pub struct WindowStats {
     pub quantiles_s: Vec<Option<f64>>,
     /// Where the window began: its exemplars are the series' ones that ended since.
     pub start_ns: u64,
+    /// Web vitals in the window: the experience SLI and each vital's quantiles.
+    pub vitals: VitalStats,
 }
 
 #[cfg(test)]
@@ -402,6 +580,7 @@ mod tests {
     fn rec(end_ns: u64, duration_ns: u64, flags: u8, user: u64, value: f64) -> Record {
         Record {
             hash: 0,
+            has_version: false,
             journey: 0,
             first_value: 0,
             n_values: 0,
@@ -412,6 +591,39 @@ mod tests {
             value,
             trace_id: [0; 16],
             span_id: [0; 8],
+            event: 0,
+        }
+    }
+
+    /// A vital event record: `id` travels in `duration_ns`.
+    fn vital(end_ns: u64, vital: u16, value: f64, good: bool, id: u64) -> Record {
+        let code = event::VITAL | vital | if good { event::GOOD } else { 0 };
+        Record {
+            flags: flag::EVENT,
+            duration_ns: id,
+            event: code,
+            ..rec(end_ns, 0, 0, 0, value)
+        }
+    }
+
+    #[test]
+    fn a_later_vital_report_replaces_the_earlier_one_everywhere() {
+        let now = 1_000 * S;
+        let mut s = SeriesState::new(&[60 * S, 3600 * S], 6, 0, now);
+        // cls (index 2) of id 7: 0.3 (bad), then 0.05 (good); lcp (0) of id 8 once.
+        s.record(&vital(now - S, 2, 0.3, false, 7), &[], now);
+        s.record(&vital(now - S, 0, 1000.0, true, 8), &[], now);
+        s.record(&vital(now, 2, 0.05, true, 7), &[], now);
+        // Without an id, every report counts.
+        s.record(&vital(now, 0, 3000.0, false, 0), &[], now);
+        assert_eq!((s.totals.vitals, s.totals.vitals_bad), (3, 1));
+        let (mut scratch, mut qout) = (Vec::new(), Vec::new());
+        for w in 0..2 {
+            let st = s.window_stats(w, now, &[0.5], &mut scratch, &mut qout);
+            assert_eq!((st.counts.vitals, st.counts.vitals_bad), (3, 1));
+            assert_eq!((st.vitals.all, st.vitals.good), (3, 2));
+            // cls holds only 0.05 (50 thousandths, exact below 2048).
+            assert_eq!(st.vitals.quantiles[2], [Some(0.05), Some(0.05), Some(0.05)]);
         }
     }
 
@@ -467,7 +679,8 @@ mod tests {
                 requests: 3,
                 errors: 1,
                 slow: 1,
-                incorrect: 0
+                incorrect: 0,
+                ..Default::default()
             }
         );
         let stats = s.window_stats(0, now, &[0.5, 1.0], &mut Vec::new(), &mut Vec::new());
@@ -507,23 +720,24 @@ mod tests {
     #[test]
     fn a_series_without_users_or_value_pays_eight_bytes_a_slot_for_them() {
         use std::mem::size_of;
-        // Counts 4 x 8 = 32, the histogram's Vec 24, the customers box pointer 8.
-        assert_eq!(size_of::<Slot>(), 64);
+        // Counts 6 x 8 = 48 (requests, errors, slow, incorrect, vitals, bad vitals), the
+        // histogram's Vec 24, the customers and vitals box pointers 8 each.
+        assert_eq!(size_of::<Slot>(), 88);
         // Two sketches (an enum of two Vecs or a Box: 24 bytes and a tag, 32 each)
         // and an f64.
         assert_eq!(size_of::<Customers>(), 72);
         let now = 1_000 * S;
         let mut s = SeriesState::new(&[60 * S, 300 * S, 3_600 * S], 12, 0, now);
-        // 3 windows x 12 slots x (64 + 8 for the slot's bucket index), plus the one
-        // +Inf histogram bucket's 8 bytes: 2,592 + 8.
-        assert_eq!(s.heap_bytes(), 2_600);
+        // 3 windows x 12 slots x (88 + 8 for the slot's bucket index), plus the one
+        // +Inf histogram bucket's 8 bytes: 3,456 + 8.
+        assert_eq!(s.heap_bytes(), 3_464);
         s.record(&rec(now, 1_000, 0, 0, 0.0), &[], now);
         // One slot per window gets a histogram bin: a Vec of capacity 4 x 8 bytes.
-        assert_eq!(s.heap_bytes(), 2_600 + 3 * 32);
+        assert_eq!(s.heap_bytes(), 3_464 + 3 * 32);
         s.record(&rec(now, 1_000, flag::USER, 7, 0.0), &[], now);
         // Same bin; each of the three slots boxes its customers (72) with a users
         // sketch of capacity 4 hashes (32).
-        assert_eq!(s.heap_bytes(), 2_600 + 3 * 32 + 3 * (72 + 32));
+        assert_eq!(s.heap_bytes(), 3_464 + 3 * 32 + 3 * (72 + 32));
     }
 
     #[test]

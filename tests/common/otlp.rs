@@ -1,8 +1,11 @@
-//! OTLP protobuf built by hand: attribute values, spans, whole trace requests, gzip, and
+//! OTLP protobuf built by hand: attribute values, spans, whole trace requests, log
+//! events (web vitals, frustrations) and logs requests, gzip, and
 //! the wire-level pieces that tests splice into deliberately broken messages.
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -56,6 +59,21 @@ pub fn traces(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
             ..Default::default()
         }],
     }
+}
+
+/// `req` with the string attribute `key=value` on every resource (`service.version`, ...).
+pub fn with_resource_attr(
+    mut req: ExportTraceServiceRequest,
+    key: &str,
+    value: &str,
+) -> ExportTraceServiceRequest {
+    for rs in req.resource_spans.iter_mut() {
+        rs.resource
+            .get_or_insert_with(Resource::default)
+            .attributes
+            .push(kv(key, value));
+    }
+    req
 }
 
 /// `n` SERVER spans `POST /checkout` of `millis` each, ending 1 s ago; span i has the
@@ -148,6 +166,52 @@ pub fn field(out: &mut Vec<u8>, tag: u32, body: &[u8]) {
     put_varint(out, (u64::from(tag) << 3) | 2);
     put_varint(out, body.len() as u64);
     out.extend_from_slice(body);
+}
+
+/// A double attribute.
+pub fn kv_f64(key: &str, value: f64) -> KeyValue {
+    kv_any(
+        key,
+        Some(AnyValue {
+            value: Some(any_value::Value::DoubleValue(value)),
+        }),
+    )
+}
+
+/// A log record with the event name `name` (the OTLP field) and `attrs`, 1 s ago.
+pub fn event(name: &str, attrs: Vec<KeyValue>) -> LogRecord {
+    LogRecord {
+        time_unix_nano: now_ns() - 1_000_000_000,
+        event_name: name.into(),
+        attributes: attrs,
+        ..Default::default()
+    }
+}
+
+/// A `browser.web_vital` event of `session` with the vital's name and value.
+pub fn web_vital(session: &str, name: &str, value: f64) -> LogRecord {
+    event(
+        "browser.web_vital",
+        vec![
+            kv("browser.web_vital.name", name),
+            kv_f64("browser.web_vital.value", value),
+            kv("session.id", session),
+        ],
+    )
+}
+
+/// One logs request: one resource with `service.name = service`, one scope, `records`.
+pub fn logs(service: &str, records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(service_resource(service)),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
 }
 
 /// A number data point of `value` at `time_ns` (cumulative points also take `start_ns`).

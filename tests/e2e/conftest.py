@@ -160,7 +160,7 @@ receivers:
         endpoint: 127.0.0.1:{grpc_port}
       http:
         endpoint: 127.0.0.1:{http_port}
-exporters:
+{http_extra}{receivers_extra}exporters:
   prometheus:
     endpoint: 127.0.0.1:{prom_port}
 {exporters_extra}pipeline:
@@ -209,7 +209,7 @@ class Process:
 
 class Cerflow(Process):
     def __init__(self, binary: Path, workdir: Path, body: str, exporters: str = "", pipeline: str = "",
-                 interval: str = "100ms"):
+                 interval: str = "100ms", http: str = "", receivers: str = ""):
         self.grpc_port, self.http_port, self.prom_port = free_ports(3)
         self.config_path = workdir / "cerflow.yaml"
         self.config_text = BASE_CONFIG.format(
@@ -219,6 +219,8 @@ class Cerflow(Process):
             exporters_extra=exporters,
             pipeline_extra=pipeline,
             interval=interval,
+            http_extra=http,
+            receivers_extra=receivers,
         ) + body
         self.config_path.write_text(self.config_text)
         # cwd is the test's own directory: relative paths cerflow writes (its SLO
@@ -306,13 +308,15 @@ def start_cerflow(cerflow_bin, tmp_path):
     `exporters` and `pipeline` are extra lines (indented two spaces) for those two sections
     of the base config, e.g. an OTLP push exporter or a smaller queue; `interval` replaces
     the evaluation interval (a test that must not see a tick skip a busy worker's series
-    uses a longer one)."""
+    uses a longer one); `http` extra lines (indented eight) for the OTLP/HTTP listener (its
+    `cors`), `receivers` (indented four) for `receivers.otlp` (`auth`, `public_rate_limit`)."""
     started: list[Cerflow] = []
 
-    def start(body: str = "", exporters: str = "", pipeline: str = "", interval: str = "100ms") -> Cerflow:
+    def start(body: str = "", exporters: str = "", pipeline: str = "", interval: str = "100ms",
+              http: str = "", receivers: str = "") -> Cerflow:
         workdir = tmp_path / f"cerflow{len(started)}"
         workdir.mkdir()
-        c = Cerflow(cerflow_bin, workdir, body, exporters, pipeline, interval)
+        c = Cerflow(cerflow_bin, workdir, body, exporters, pipeline, interval, http, receivers)
         started.append(c)
         return c
 

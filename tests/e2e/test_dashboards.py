@@ -2,7 +2,9 @@
 datasource variable every panel and query uses, variables defined before use, only metric
 names the README's Metrics tables list), and every panel query, with its variables filled
 in, parses and returns data from a real Prometheus scraping cerflow under `cerflow loadgen`
-traffic."""
+traffic. The traffic calls two dependencies and a scenario fault fails some calls to
+payments, so the dependency and blame panels have data; its 5% errors page, so the
+incident panels do."""
 
 from __future__ import annotations
 
@@ -36,7 +38,11 @@ def readme_metrics() -> set:
     """Every metric name in the README's Metrics tables (first column, in backticks)."""
     text = (REPO / "README.md").read_text()
     section = text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
-    return set(re.findall(r"^\| `([a-z_:]+)` \|", section, re.M))
+    names = set(re.findall(r"^\| `([a-z_:]+)` \|", section, re.M))
+    # Histogram series carry their suffixes; the README lists a histogram once.
+    for h in re.findall(r"^\| `([a-z_:]+)` \| histogram \|", section, re.M):
+        names |= {f"{h}_{s}" for s in ("bucket", "sum", "count")}
+    return names
 
 
 def test_there_are_three_dashboards():
@@ -62,8 +68,6 @@ def test_dashboard_is_well_formed(path):
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), ids
     known = readme_metrics()
-    # Histogram series carry their suffixes; the README lists the histogram once.
-    known |= {f"cer_journey_duration_seconds_{s}" for s in ("bucket", "sum", "count")}
     for p in panels:
         g = p["gridPos"]
         assert all(isinstance(g[k], int) for k in "xywh") and g["x"] + g["w"] <= 24, p["title"]
@@ -98,16 +102,32 @@ def run(http, base, expr: str):
     return body["data"]["result"]
 
 
+# One two-minute phase: a tenth of the calls to payments fail, and fail their request.
+SCENARIO = """\
+phases:
+  - name: payments-flaky
+    duration: 120s
+    faults:
+      - dependency: payments
+        error_rate: 0.1
+"""
+
+
 @pytest.fixture
 def loadgen(cerflow_bin, tmp_path):
-    """Starts `cerflow loadgen` against a gRPC endpoint for a minute; stops it at the end."""
+    """Starts `cerflow loadgen` against a gRPC endpoint for two minutes, each request
+    calling payments and inventory; stops it at the end."""
     procs = []
 
     def start(endpoint: str):
         log = open(tmp_path / "loadgen.log", "wb")
+        (tmp_path / "scenario.yaml").write_text(SCENARIO)
         proc = subprocess.Popen(
-            [str(cerflow_bin), "loadgen", "--endpoint", endpoint, "--rate", "2000", "--duration", "120s",
-             "--journeys", "3", "--cohorts", "6", "--error-rate", "0.05", "--spans-per-request", "200", "--quiet"],
+            [str(cerflow_bin), "loadgen", "--endpoint", endpoint, "--rate", "2000",
+             "--journeys", "3", "--cohorts", "6", "--error-rate", "0.05", "--spans-per-request", "200",
+             # A pool body keeps its trace ids: at 10 requests a second, 32 bodies come
+             # round every 3.2 s, after traces.wait (1 s) has completed their traces.
+             "--dependencies", "2", "--pool", "32", "--scenario", str(tmp_path / "scenario.yaml"), "--quiet"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )
         procs.append((proc, log))
@@ -133,6 +153,8 @@ def test_every_panel_query_returns_data(start_cerflow, prometheus, loadgen, cerf
     # The customer panels need users and values, which the loadgen does not name: its
     # hosts stand in for users, and every generated journey is worth 1 EUR a request.
     body += "users:\n  keys: [host.name]\n"
+    # Blame follows a trace's completion; a short wait gives it within seconds.
+    body += "traces:\n  wait: 1s\n"
     body = re.sub(r"^(  - name: .+\n)", r"\1    value: { per_request: 1, currency: EUR }\n", body, flags=re.M)
     cf = start_cerflow(body)
     base = prometheus(cf.prom_port)
@@ -140,8 +162,12 @@ def test_every_panel_query_returns_data(start_cerflow, prometheus, loadgen, cerf
     http = http_session()
     # Rates need two scrapes with traffic between them; the cohort scores need the spans.
     deadline = time.monotonic() + 60
-    while not run(http, base, "rate(cerflow_processed_spans_total[1m]) > 0") or not run(http, base, "cer_cohort_score"):
-        assert time.monotonic() < deadline, "no traffic reached Prometheus within 60s"
+    # The blame rate needs two scrapes with blamed failures; time to detect an incident.
+    ready = ("rate(cerflow_processed_spans_total[1m]) > 0", "cer_cohort_score",
+             'rate(cer_journey_failures_attributed_total{dependency="payments"}[1m]) > 0',
+             "cer_journey_time_to_detect_seconds_count > 0")
+    while not all(run(http, base, q) for q in ready):
+        assert time.monotonic() < deadline, "no traffic, blame or incident reached Prometheus within 60s"
         time.sleep(0.5)
     problems = []
     for path in DASHBOARDS:

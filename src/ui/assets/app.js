@@ -227,6 +227,8 @@
     h += '<th scope="col">SLIs (' + esc(w) + ')</th><th scope="col">Burn rate</th><th scope="col">Active alerts</th>';
     if (anyUsers) h += '<th scope="col">Users affected (' + esc(w) + ")</th>";
     if (anyValue) h += '<th scope="col" class="num">Value at risk (' + esc(w) + ")</th>";
+    const open = d.open_incidents || [];
+    if (open.length) h += '<th scope="col">Open incident</th>';
     h += "</tr></thead><tbody>";
     for (const r of rows) {
       const cw = windowOf(r, w);
@@ -241,6 +243,11 @@
       h += "<td>" + sliCell(cw, r) + "</td><td>" + burnCell(r) + "</td><td>" + alertsCell(r) + "</td>";
       if (anyUsers) h += "<td>" + usersCell(cw) + "</td>";
       if (anyValue) h += '<td class="num">' + money(cw && cw.value_at_risk, r.currency) + "</td>";
+      if (open.length) {
+        const i = open.find((x) => x.journey === r.journey);
+        h += '<td class="incident">' + (i ? '<span class="badge s-failing">Open</span> since ' + esc(when(i.start_unix_nano)) +
+          " (" + secs(i.duration_seconds) + ")" : '<span class="muted">none</span>') + "</td>";
+      }
       h += "</tr>";
     }
     if (!rows.length) {
@@ -377,23 +384,111 @@
     return h + "</tbody></table>";
   }
 
-  // Sections other parts of cerflow may publish on a journey (dependencies and blame,
-  // incidents, deployments): drawn as tables of whatever fields they carry, when present.
-  function extraSections(r) {
-    let h = "";
-    const titles = { dependencies: "Dependencies and blame", incidents: "Incidents", deployments: "Deployments" };
-    for (const key of Object.keys(titles)) {
-      const items = r[key];
-      if (!Array.isArray(items) || !items.length) continue;
-      const cols = [...new Set(items.flatMap((i) => Object.keys(i)))];
-      h += "<h2>" + titles[key] + '</h2><table id="' + key + '"><caption>' + titles[key] + "</caption><thead><tr>" +
-        cols.map((c) => '<th scope="col">' + esc(c) + "</th>").join("") + "</tr></thead><tbody>";
-      for (const i of items) {
-        h += "<tr>" + cols.map((c) => "<td>" + esc(typeof i[c] === "object" ? JSON.stringify(i[c]) : i[c] ?? "") + "</td>").join("") + "</tr>";
-      }
-      h += "</tbody></table>";
+  function when(unixNano) {
+    if (unixNano === null || unixNano === undefined) return "–";
+    return new Date(unixNano / 1e6).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  }
+  function secs(v) {
+    if (v === null || v === undefined) return "–";
+    return v < 60 ? num(v, 1) + " s" : v < 3600 ? num(v / 60, 1) + " min" : num(v / 3600, 1) + " h";
+  }
+  function ms(v) {
+    return v === null || v === undefined ? "–" : num(v * 1000, 0) + " ms";
+  }
+
+  // What the journey's failed requests are blamed on, per window: a dependency whose
+  // call under them failed, or the journey itself ("self"), largest share first.
+  function blameTable(d, r) {
+    const names = [];
+    for (const w of r.windows) for (const b of w.blame || []) if (!names.includes(b.dependency)) names.push(b.dependency);
+    if (!names.length) {
+      return '<p id="no-blame" class="muted">No failed request blamed on anything in any window (blame needs whole traces).</p>';
     }
-    return h;
+    const first = r.windows[0];
+    const failures = (w, n) => ((w && w.blame) || []).find((b) => b.dependency === n);
+    names.sort((a, b) => ((failures(first, b) || {}).failures || 0) - ((failures(first, a) || {}).failures || 0));
+    let h = '<table id="blame"><caption>Failed requests blamed on, per window (largest share of ' + esc(first.window) +
+      ' first)</caption><thead><tr><th scope="col">Blamed on</th>';
+    for (const w of r.windows) h += '<th scope="col" class="num">Failures ' + esc(w.window) + '</th><th scope="col" class="num">Share ' + esc(w.window) + "</th>";
+    h += "</tr></thead><tbody>";
+    for (const n of names) {
+      h += '<tr data-dependency="' + esc(n) + '"><th scope="row">' + esc(n === "self" ? "self (the journey itself)" : n) + "</th>";
+      for (const w of r.windows) {
+        const b = failures(w, n);
+        h += '<td class="num">' + (b ? esc(b.failures) : "0") + '</td><td class="num">' + (b ? pct(b.share, 1) : "–") + "</td>";
+      }
+      h += "</tr>";
+    }
+    return h + "</tbody></table>";
+  }
+
+  function dependencyTable(d, r) {
+    const deps = d.dependencies || [];
+    if (!deps.length) return '<p id="no-dependencies" class="muted">No dependency seen in this journey\'s traces.</p>';
+    const ws = d.windows;
+    let h = '<table id="dependencies"><caption>Dependencies called under the journey, most failed calls in ' + esc(ws[0]) +
+      ' first</caption><thead><tr><th scope="col">Dependency</th>';
+    for (const w of ws) h += '<th scope="col" class="num">Calls ' + esc(w) + '</th><th scope="col" class="num">Failed ' + esc(w) +
+      '</th><th scope="col" class="num">Availability ' + esc(w) + "</th>";
+    h += '<th scope="col" class="num">p50 ' + esc(ws[0]) + '</th><th scope="col" class="num">p99 ' + esc(ws[0]) + "</th></tr></thead><tbody>";
+    for (const dep of deps) {
+      h += '<tr data-dependency="' + esc(dep.dependency) + '"><th scope="row">' + esc(dep.overflow ? "other dependencies (over the limit)" : dep.dependency) + "</th>";
+      for (const w of ws) {
+        const x = (dep.windows || []).find((y) => y.window === w);
+        h += '<td class="num">' + (x ? esc(x.calls) : "–") + '</td><td class="num' + (x && x.errors ? " bad" : "") + '">' + (x ? esc(x.errors) : "–") +
+          '</td><td class="num">' + pct(x && x.availability) + "</td>";
+      }
+      const x0 = (dep.windows || [])[0] || { latency_s: [] };
+      // latency_s follows the snapshot's quantiles: p50, p90, p95, p99.
+      h += '<td class="num">' + ms(x0.latency_s[0]) + '</td><td class="num">' + ms(x0.latency_s[3]) + "</td></tr>";
+    }
+    return h + "</tbody></table>";
+  }
+
+  function incidentTable(d) {
+    const list = d.incidents || [];
+    if (!list.length) return '<p id="no-incidents" class="muted">No incident of this journey since cerflow started (or in its checkpoint).</p>';
+    let h = '<table id="incidents"><caption>Incidents, open first, then the most recent</caption><thead><tr>' +
+      '<th scope="col">Started</th><th scope="col">Status</th><th scope="col">Ended</th><th scope="col" class="num">Duration</th>' +
+      '<th scope="col" class="num">Time to detect</th><th scope="col" class="num">Peak burn rate</th>' +
+      '<th scope="col" class="num">Users affected</th><th scope="col" class="num">Value at risk</th></tr></thead><tbody>';
+    const cur = d.journey && d.journey.currency;
+    for (const i of list) {
+      const open = i.end_unix_nano === null || i.end_unix_nano === undefined;
+      h += '<tr data-open="' + open + '"><th scope="row">' + esc(when(i.start_unix_nano)) + "</th><td>" +
+        (open ? '<span class="badge s-failing">Open</span>' : '<span class="badge s-ok">Closed</span>') + "</td><td>" +
+        (open ? "–" : esc(when(i.end_unix_nano))) + '</td><td class="num">' + secs(i.duration_seconds) + '</td><td class="num">' +
+        secs(i.time_to_detect_seconds) + '</td><td class="num">' + (i.peak_burn_rate === null || i.peak_burn_rate === undefined ? "–" : "×" + num(i.peak_burn_rate, 1)) +
+        '</td><td class="num">' + (i.users_affected === null || i.users_affected === undefined ? "–" : esc(i.users_affected)) +
+        '</td><td class="num">' + money(i.value_at_risk, cur) + "</td></tr>";
+    }
+    return h + "</tbody></table>";
+  }
+
+  // The journey's deployments (a new value of deployments.version_key), published on its
+  // row as `deployments`: pending first, then judged ones, newest first.
+  const RESULT = { regressed: ["failing", "Regressed"], ok: ["ok", "OK"], pending: ["warning", "Pending"], superseded: ["wait", "Superseded"] };
+  function deploymentTable(d, r) {
+    const list = r.deployments || [];
+    if (!Array.isArray(list) || !list.length) return '<p id="no-deployments" class="muted">No deployments seen for this journey.</p>';
+    let h = '<table id="deployments"><caption>Deployments, pending first, then the newest</caption><thead><tr>' +
+      '<th scope="col">Version</th><th scope="col">Previous</th><th scope="col">Result</th><th scope="col">Started</th>' +
+      '<th scope="col">Judged</th><th scope="col" class="num">Requests (new / previous)</th>' +
+      '<th scope="col" class="num">Availability (new / previous)</th><th scope="col" class="num">Score (new / previous)</th>' +
+      '<th scope="col" class="num">Score drop</th><th scope="col">Compared with</th></tr></thead><tbody>';
+    for (const x of list) {
+      const f = x.figures || {}, p = x.previous_figures || {};
+      const [cls, text] = RESULT[x.result] || ["wait", String(x.result)];
+      h += '<tr data-result="' + esc(x.result) + '"><th scope="row">' + esc(x.version) + "</th><td>" + esc(x.previous_version || "–") +
+        '</td><td><span class="badge s-' + cls + '">' + esc(text) + "</span></td><td>" + esc(when(x.start_unix_nano)) + "</td><td>" +
+        esc(when(x.end_unix_nano)) + '</td><td class="num">' + esc(f.requests ?? "–") + " / " + esc(p.requests ?? "–") +
+        '</td><td class="num">' + pct(f.availability) + " / " + pct(p.availability) + '</td><td class="num">' + pct(f.score) + " / " +
+        pct(p.score) + '</td><td class="num' + (x.result === "regressed" ? " bad" : "") + '">' +
+        (x.score_drop === null || x.score_drop === undefined ? "–" : pct(x.score_drop)) + "</td><td>" +
+        esc(x.baseline === "before" ? "the previous version just before" : x.baseline === "same_span" ? "the previous version meanwhile" : x.baseline || "–") +
+        "</td></tr>";
+    }
+    return h + "</tbody></table>";
   }
 
   function renderJourney(d) {
@@ -407,6 +502,9 @@
     h += '<p class="muted">Weight ' + esc(r.weight) + ". Active alerts: " + alertsCell(r).replace(/<br>/g, ", ") + "</p>";
     h += windowsTable(d, r);
     h += "<h2>Cohorts</h2>" + cohortTable(d, d.cohorts);
+    h += '<h2 id="h-dependencies">Dependencies and blame</h2>' + blameTable(d, r) + dependencyTable(d, r);
+    h += '<h2 id="h-incidents">Incidents</h2>' + incidentTable(d);
+    h += '<h2 id="h-deployments">Deployments</h2>' + deploymentTable(d, r);
     h += "<h2>Error budget and burn rates</h2>" + budgetTable(d, r);
     h += '<div class="charts">';
     const keys = slis(r);
@@ -423,7 +521,7 @@
       d.windows.map((w, i) => ({ name: w, points: d.score_trend.map((p) => [p.t_ms, p.v[i]]) })),
       { label: "Score per window, last hour (lowest per " + d.trend_slot_seconds + " s)", yMin: 0, yMax: 1, fmt: (v) => pct(v, 0) },
     );
-    h += "</div>" + extraSections(r);
+    h += "</div>";
     main.innerHTML = h;
   }
 

@@ -92,7 +92,8 @@ try {
   const firstText = (await first.innerText()).replace(/\s+/g, " ");
   if (!/Failing/.test(firstText)) fail(`the first row does not say Failing: ${firstText}`);
   const order = await page.$$eval("#journeys tbody tr", (rs) => rs.map((r) => [r.dataset.journey, r.dataset.status]));
-  step("failing-first", { order, first: firstText });
+  const incidentCells = await page.$$eval("#journeys tbody tr", (rs) => rs.map((r) => r.querySelector("td.incident")?.textContent ?? null));
+  step("failing-first", { order, first: firstText, incidentCells });
   // The page is accessible as tables with headers and labelled inputs.
   const a11y = await page.evaluate(() => ({
     colHeaders: document.querySelectorAll("#journeys thead th[scope=col]").length,
@@ -105,6 +106,29 @@ try {
   if (a11y.lowestContrast[0][0] < 4.5) fail(`text below WCAG AA contrast: ${JSON.stringify(a11y.lowestContrast)}`);
   step("accessible", a11y);
   await page.screenshot({ path: join(shots, "overview-failing.png"), fullPage: true });
+
+  // 1b. The journey page during the fault: the dependency its failures are blamed on
+  // (from assembled traces) and the incident the page alert opened.
+  const jf = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  await jf.goto(base + "/journey?name=checkout");
+  await jf.waitForFunction(
+    () => document.querySelector("#blame tbody tr") && document.querySelector('#incidents tbody tr[data-open="true"]'),
+    null,
+    { timeout: 20000, polling: 100 },
+  );
+  const duringFault = await jf.evaluate(() => ({
+    status: document.querySelector("h1 .badge")?.textContent,
+    blame: [...document.querySelectorAll("#blame tbody tr")].map((r) => [r.dataset.dependency, Number(r.querySelector("td").textContent)]),
+    dependencies: [...document.querySelectorAll("#dependencies tbody tr")].map((r) => [r.dataset.dependency, Number(r.querySelectorAll("td")[1].textContent)]),
+    incidents: [...document.querySelectorAll("#incidents tbody tr")].map((r) => r.dataset.open),
+    incidentHeaders: document.querySelectorAll("#incidents thead th[scope=col]").length,
+    deployments: document.getElementById("no-deployments")?.textContent ?? null,
+  }));
+  duringFault.lowestContrast = await contrast(jf);
+  if (duringFault.lowestContrast[0][0] < 4.5) fail(`text below WCAG AA contrast: ${JSON.stringify(duringFault.lowestContrast)}`);
+  await jf.screenshot({ path: join(shots, "journey-failing.png"), fullPage: true });
+  await jf.close();
+  step("journey-failing", duringFault);
 
   // 2. Live: updates arrive without a reload, each within an evaluation interval + 1 s.
   await page.evaluate(() => {
@@ -173,11 +197,40 @@ try {
   );
   const windows = await kb.$$eval("#windows tbody th", (hs) => hs.map((h) => h.textContent));
   const charts = await kb.$$eval("svg.chart", (cs) => cs.map((c) => c.getAttribute("aria-label")));
+  const blamed = await kb.$$eval("#blame tbody tr", (rs) => rs.map((r) => r.dataset.dependency));
+  const incidents = await kb.$$eval("#incidents tbody tr", (rs) => rs.map((r) => r.dataset.open));
   const lowestContrast = await contrast(kb);
   if (lowestContrast[0][0] < 4.5) fail(`text below WCAG AA contrast: ${JSON.stringify(lowestContrast)}`);
-  step("journey", { cohorts, windows, charts, lowestContrast });
+  step("journey", { cohorts, windows, charts, blamed, incidents, lowestContrast });
   await kb.screenshot({ path: join(shots, "journey.png"), fullPage: true });
   await kb.close();
+
+  // 6b. Deployments: the loadgen sends one service.version, so cerflow sees none (the
+  // journey page said so above). The section is drawn here from the real journey document
+  // with two deployments added to the journey's row, shaped as JourneyView.deployments:
+  // a pending one, then a judged one that regressed.
+  const real = await (await fetch(base + "/api/v1/ui?journey=checkout")).json();
+  const figures = (requests, availability, score) => ({ requests, errors: 0, slow: 0, incorrect: 0, availability, latency: 1, correctness: null, score });
+  real.journey.deployments = [
+    { journey: "checkout", version: "1.43.0", previous_version: "1.42.0", result: "pending", start_unix_nano: 1764716400e9,
+      end_unix_nano: null, figures: figures(40, 1, 1), previous_figures: figures(400, 0.99, 0.95), baseline: "same_span", score_drop: null },
+    { journey: "checkout", version: "1.42.0", previous_version: "1.41.0", result: "regressed", start_unix_nano: 1764712800e9,
+      end_unix_nano: 1764713100e9, figures: figures(100, 0.9, 0.875), previous_figures: figures(900, 0.999, 0.99), baseline: "before", score_drop: 0.115 },
+  ];
+  const dp = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  await dp.route("**/api/v1/stream*", (route) =>
+    route.fulfill({ status: 200, contentType: "text/event-stream", body: "event: snapshot\ndata: " + JSON.stringify(real) + "\n\n" }),
+  );
+  await dp.goto(base + "/journey?name=checkout");
+  await dp.waitForSelector("#deployments tbody tr", { timeout: 15000 });
+  const deployments = await dp.$$eval("#deployments tbody tr", (rs) =>
+    rs.map((r) => [r.querySelector("th").textContent, r.dataset.result, ...[...r.querySelectorAll("td")].map((c) => c.textContent)]),
+  );
+  const deploymentContrast = await contrast(dp);
+  await dp.locator("#h-deployments").scrollIntoViewIfNeeded();
+  await dp.screenshot({ path: join(shots, "journey-deployments.png") });
+  await dp.close();
+  step("deployments", { rows: deployments, lowestContrast: deploymentContrast });
 
   if (errors.length) fail(`the page logged errors: ${errors.join("; ")}`);
 

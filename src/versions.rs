@@ -1,0 +1,134 @@
+//! Record: the requests of each version of each journey (`deployments.version_key`),
+//! since cerflow started, as one worker saw them. A version is not a series (it does not
+//! split the windows or the exposition); these counters only feed the deployments, which
+//! derive compares. Each journey keeps at most `deployments.max_versions` versions per
+//! worker: a new one past that pushes out the least recently seen, counted in
+//! `cerflow_deployment_versions_evicted_total`.
+
+use crate::internal_events::{InternalEvent, VersionEvicted};
+use crate::journey::Journeys;
+use crate::snapshot::VersionSnap;
+use crate::span_record::JourneyId;
+#[cfg(test)]
+use crate::telemetry::AddRelaxed;
+use crate::telemetry::Telemetry;
+use crate::window::Counts;
+use std::collections::HashMap;
+
+struct Entry {
+    version: Box<str>,
+    counts: Counts,
+    first_seen_ns: u64,
+    last_seen_ns: u64,
+}
+
+pub struct VersionTable {
+    max_per_journey: usize,
+    journeys: HashMap<JourneyId, Vec<Entry>>,
+}
+
+impl VersionTable {
+    pub fn new(max_per_journey: usize) -> VersionTable {
+        VersionTable {
+            max_per_journey: max_per_journey.max(1),
+            journeys: HashMap::new(),
+        }
+    }
+
+    /// Counts one request of `version`; a linear scan over a handful of versions, and an
+    /// allocation only for a version this worker has not seen.
+    pub fn record(
+        &mut self,
+        journey: JourneyId,
+        version: &str,
+        flags: u8,
+        now: u64,
+        tel: &Telemetry,
+    ) {
+        let list = self.journeys.entry(journey).or_default();
+        let entry = match list.iter().position(|e| &*e.version == version) {
+            Some(i) => &mut list[i],
+            None => {
+                if list.len() >= self.max_per_journey {
+                    if let Some((oldest, _)) =
+                        list.iter().enumerate().min_by_key(|(_, e)| e.last_seen_ns)
+                    {
+                        let gone = list.swap_remove(oldest);
+                        VersionEvicted {
+                            journey,
+                            version: &gone.version,
+                        }
+                        .emit(tel);
+                    }
+                }
+                list.push(Entry {
+                    version: version.into(),
+                    counts: Counts::default(),
+                    first_seen_ns: now,
+                    last_seen_ns: now,
+                });
+                let last = list.len() - 1;
+                &mut list[last]
+            }
+        };
+        entry.counts.add_flags(flags);
+        entry.last_seen_ns = now;
+    }
+
+    /// Carries the counts over a config reload; journeys that went are dropped.
+    pub fn remap(&mut self, map: &dyn Fn(JourneyId) -> Option<JourneyId>) {
+        self.journeys = std::mem::take(&mut self.journeys)
+            .into_iter()
+            .filter_map(|(id, list)| map(id).map(|new| (new, list)))
+            .collect();
+    }
+
+    pub fn snapshot(&self, journeys: &Journeys, out: &mut Vec<VersionSnap>) {
+        for (id, list) in &self.journeys {
+            let Some(journey) = journeys.get(*id) else {
+                continue;
+            };
+            for e in list {
+                out.push(VersionSnap {
+                    journey: journey.clone(),
+                    version: e.version.as_ref().into(),
+                    counts: e.counts,
+                    first_seen_ns: e.first_seen_ns,
+                    last_seen_ns: e.last_seen_ns,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span_record::flag;
+
+    #[test]
+    fn past_the_limit_the_least_recently_seen_version_goes_and_is_counted() {
+        let tel = Telemetry::default();
+        let mut t = VersionTable::new(2);
+        t.record(0, "1.0", 0, 10, &tel);
+        t.record(0, "1.1", flag::ERROR, 20, &tel);
+        t.record(0, "1.0", flag::SLOW, 30, &tel);
+        // 1.1 was seen last at 20, 1.0 at 30: 1.1 goes.
+        t.record(0, "1.2", 0, 40, &tel);
+        assert_eq!(tel.deployment_versions_evicted.get(), 1);
+        let list = &t.journeys[&0];
+        let mut seen: Vec<(&str, u64, u64, u64)> = list
+            .iter()
+            .map(|e| {
+                (
+                    &*e.version,
+                    e.counts.requests,
+                    e.counts.slow,
+                    e.first_seen_ns,
+                )
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(seen, [("1.0", 2, 1, 10), ("1.2", 1, 0, 40)]);
+    }
+}
