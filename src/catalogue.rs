@@ -263,6 +263,15 @@ pub const CER_TELEMETRY_COVERAGE_RATIO: Metric = Metric {
     labels: &["window"],
 };
 
+pub const CER_JOURNEY_COVERAGE_RATIO: Metric = Metric {
+    prom: "cer_journey_coverage_ratio",
+    otlp: Some("cer.journey.coverage"),
+    unit: "1",
+    kind: Kind::Gauge,
+    help: "Spans seen over requests counted by the journey's metric inputs in the window.",
+    labels: &["journey", "window"],
+};
+
 pub const CER_DEFINITION_INFO: Metric = Metric {
     prom: "cer_definition_info",
     otlp: Some("cer.definition.info"),
@@ -502,7 +511,7 @@ pub const CERFLOW_REFUSED_DATA_POINTS_TOTAL: Metric = Metric {
     otlp: None,
     unit: "{data_point}",
     kind: Kind::Counter,
-    help: "Metric data points a signal would use, refused as unusable (OTLP partial success).",
+    help: "Metric data points a signal or metric input would use, refused as unusable (OTLP partial success).",
     labels: &["reason"],
 };
 
@@ -845,6 +854,7 @@ pub const ALL: &[Metric] = &[
     CER_DEPENDENCY_LATENCY_SECONDS,
     CER_JOURNEY_FAILURES_ATTRIBUTED_TOTAL,
     CER_TELEMETRY_COVERAGE_RATIO,
+    CER_JOURNEY_COVERAGE_RATIO,
     CER_DEFINITION_INFO,
     CER_SLO_OBJECTIVE_RATIO,
     CER_SLO_ERROR_BUDGET_REMAINING_RATIO,

@@ -290,6 +290,7 @@ impl Deriver {
         }
         self.ingest.set_journeys(journeys.clone());
         self.ingest.signals.reload(&new, &journeys);
+        self.ingest.requests.reload(&new, &journeys);
         self.shared.journeys.store(journeys);
         tracing::debug!(kept, "Journeys whose window state carried over.");
         let mut merged = new;
@@ -324,8 +325,10 @@ impl Deriver {
         published
     }
 
-    fn tick(&mut self, shards: Vec<crate::snapshot::ShardSnapshot>, last: bool) {
+    fn tick(&mut self, mut shards: Vec<crate::snapshot::ShardSnapshot>, last: bool) {
         let now = now_unix_ns();
+        // The journeys' metric-fed series join the workers' as one more shard.
+        shards.push(self.ingest.requests.snapshot(now, &self.ingest.tel));
         let mut snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
         snap.operations = self.ingest.signals.snapshot(now, &self.ingest.tel);
         let completions = &self.ingest.completions;

@@ -40,10 +40,15 @@ pub struct SparseHist {
 
 impl SparseHist {
     pub fn record(&mut self, us: u64) {
+        self.record_n(us, 1);
+    }
+
+    /// Records `n` values of `us` at once (a bucket of a histogram input).
+    pub fn record_n(&mut self, us: u64, n: u32) {
         let bin = bin_of(us);
         match self.bins.binary_search_by_key(&bin, |&(b, _)| b) {
-            Ok(i) => self.bins[i].1 = self.bins[i].1.saturating_add(1),
-            Err(i) => self.bins.insert(i, (bin, 1)),
+            Ok(i) => self.bins[i].1 = self.bins[i].1.saturating_add(n),
+            Err(i) => self.bins.insert(i, (bin, n)),
         }
     }
 

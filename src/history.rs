@@ -408,6 +408,7 @@ mod tests {
         let snap = |requests: u64, errors: u64| crate::sli::Snapshot {
             series: vec![SeriesSnap {
                 journey: journeys.get(0).unwrap(),
+                from_metrics: false,
                 cohort: Arc::from(Vec::<Box<str>>::new()),
                 overflow: false,
                 totals: Counts {

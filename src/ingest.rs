@@ -11,6 +11,7 @@ use crate::internal_events::{
     LogRecordsReceived, RequestRefused, SpanClamped, SpansNotRecorded, SpansReceived, SpansRefused,
 };
 use crate::journey::Journeys;
+use crate::metric_requests::MetricRequests;
 use crate::pipeline::{BatchBuilder, PipelineInput, SubmitError};
 use crate::receiver::consumer::Consumer;
 use crate::signals::Signals;
@@ -111,6 +112,8 @@ pub struct Ingest {
     pub tel: Arc<Telemetry>,
     /// Operational signals, fed by metric data points.
     pub signals: Signals,
+    /// Request counts of the journeys with metric inputs, fed by metric data points.
+    pub requests: MetricRequests,
     skew_ns: u64,
     longest_ns: u64,
     max_attrs: usize,
@@ -133,6 +136,7 @@ impl Ingest {
     ) -> Ingest {
         Ingest {
             signals: Signals::new(cfg, &journeys, now_unix_ns()),
+            requests: MetricRequests::new(cfg, &journeys, now_unix_ns()),
             journeys: arc_swap::ArcSwap::new(journeys),
             input,
             tel,
@@ -404,12 +408,14 @@ impl Ingest {
         }
     }
 
-    /// Points that feed a signal are recorded; bad ones among them are refused (OTLP
-    /// partial success), all others are counted and dropped.
+    /// Points that feed a signal or a journey's metric input are recorded; bad ones among
+    /// them are refused (OTLP partial success), all others are counted and dropped.
     pub fn metrics(&self, req: &ExportMetricsServiceRequest) -> Accepted {
         let total = decode::data_point_count(req);
         DataPointsReceived { count: total }.emit(&self.tel);
-        let out = self.signals.process(req, now_unix_ns());
+        let now = now_unix_ns();
+        let mut out = self.signals.process(req, now);
+        self.requests.process(req, now, &mut out);
         let first = out.first.as_deref().unwrap_or_default();
         for r in POINT_REASONS {
             DataPointsRefused {
@@ -419,7 +425,8 @@ impl Ingest {
             }
             .emit(&self.tel);
         }
-        let rejected = out.rejected();
+        // A point two inputs refuse is one point.
+        let rejected = out.rejected().min(total);
         let message = if rejected > 0 {
             format!("{rejected} of {total} data points rejected; first: {first}")
         } else {

@@ -36,6 +36,11 @@ pub struct JourneyInfo {
     pub has_correctness: bool,
     /// Whether the journey has operational signals, hence an operations SLI.
     pub has_operations: bool,
+    /// Whether the journey takes its request counts from OTLP metrics
+    /// ([`crate::metric_requests`]); its spans then give users, value and coverage only.
+    pub has_metrics: bool,
+    /// Metric inputs and no span rule: no spans, so no coverage ratio either.
+    pub metrics_only: bool,
     /// A hash of the journey's identity (its name, or service and span name when
     /// derived) that stays the same across config reloads, unlike `id`.
     pub seed: u64,
@@ -194,8 +199,14 @@ impl Journeys {
                     cohort_labels: labels_of(&j.cohorts),
                     auto: false,
                     objectives: j.objectives,
-                    has_correctness: j.incorrect.is_some(),
+                    has_correctness: if j.metrics.is_empty() {
+                        j.incorrect.is_some()
+                    } else {
+                        j.metrics.iter().any(|m| m.has_correctness())
+                    },
                     has_operations: !j.signals.is_empty(),
+                    has_metrics: !j.metrics.is_empty(),
+                    metrics_only: matches!(&j.matcher, Cond::Any(v) if v.is_empty()),
                     seed: identity_hasher().hash_one(j.name.as_str()),
                     origin: Origin::Configured,
                     value: j.value.as_ref().map(|v| ValueLabel {
@@ -215,14 +226,15 @@ impl Journeys {
                     within_ns: c.within.as_nanos() as u64,
                 }),
                 fingerprint: format!(
-                    "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+                    "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
                     j.matcher,
                     j.failure,
                     j.incorrect,
                     j.latency_threshold,
                     j.cohorts,
                     j.value,
-                    (&j.experience, &j.completion)
+                    (&j.experience, &j.completion),
+                    j.metrics
                 ),
             })
             .collect();
@@ -242,6 +254,8 @@ impl Journeys {
                 objectives: cfg.slo.objectives,
                 has_correctness: false,
                 has_operations: false,
+                has_metrics: false,
+                metrics_only: false,
                 seed: identity_hasher().hash_one(AUTO_OVERFLOW),
                 origin: Origin::AutoOverflow,
                 value: None,
@@ -466,6 +480,8 @@ impl AutoTable {
             objectives: self.objectives,
             has_correctness: false,
             has_operations: false,
+            has_metrics: false,
+            metrics_only: false,
             seed: hash,
             origin: Origin::Derived {
                 service: service.into(),

@@ -3,7 +3,8 @@
 //! Data flows one way: [`receiver`] (OTLP gRPC/HTTP, handing bodies to a
 //! [`receiver::consumer::Consumer`]) -> [`decode`] -> [`journey`] (match, cohort,
 //! classify) -> [`ingest`] and [`pipeline`] (bounded queues to workers that own the
-//! [`window`] state and assemble [`traces`] for dependencies and blame) -> [`deriver`] (once per tick: [`sli`], [`slo`], [`score`], published
+//! [`window`] state and assemble [`traces`] for dependencies and blame; OTLP metrics go
+//! through [`metric_input`] to [`signals`] and [`metric_requests`]) -> [`deriver`] (once per tick: [`sli`], [`slo`], [`score`], published
 //! through [`published`]) -> [`export`] and [`api`], which only format. [`config`] is
 //! parsed and validated once before any of it starts, each component's section
 //! beside the component; [`predicate`] is the rule language shared by match, failure
@@ -37,6 +38,7 @@ pub mod journey;
 pub mod labels;
 pub mod loadgen;
 pub mod metric_input;
+pub mod metric_requests;
 pub mod openslo;
 pub mod pipeline;
 pub mod predicate;

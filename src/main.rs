@@ -124,6 +124,15 @@ fn main() -> ExitCode {
                             Some(v) => println!("  journey {}: value from {v}", j.name),
                             None => println!("  journey {}: no value", j.name),
                         }
+                        let only = j.matcher == cerflow::predicate::Cond::Any(Vec::new());
+                        for line in cerflow::metric_requests::config::describe(
+                            &j.name,
+                            j.latency_threshold,
+                            only,
+                            &j.metrics,
+                        ) {
+                            println!("{line}");
+                        }
                     }
                     println!("  deployments: {}", cfg.deployments);
                     ExitCode::SUCCESS

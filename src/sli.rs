@@ -7,6 +7,7 @@ use crate::journey::JourneyInfo;
 use crate::signals::{JourneyOps, SliceCounts};
 use crate::snapshot::{DependencySnap, SelfBlameSnap, SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::window::{Counts, Coverage, Users};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,6 +80,9 @@ pub struct Snapshot {
     pub series: Vec<SeriesSnap>,
     /// Entry-point spans seen and matched, per window.
     pub coverage: Vec<Coverage>,
+    /// Per journey with metric inputs and a span rule: spans seen over requests counted
+    /// by its metrics, per window (`None` while the metrics counted none); sorted.
+    pub journey_coverage: Vec<JourneyCoverage>,
     /// Bytes held by window state, summed over workers.
     pub state_bytes: usize,
     /// The SLIs of `series[i]` per window, derived once here so exporters only format.
@@ -140,6 +144,13 @@ pub struct BlameRow {
     pub windows: Vec<u64>,
 }
 
+/// The real coverage of a journey measured from metrics: its traced share of requests.
+#[derive(Debug, Clone)]
+pub struct JourneyCoverage {
+    pub journey: Arc<JourneyInfo>,
+    pub windows: Vec<Option<f64>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct JourneyValue {
     pub journey: Arc<JourneyInfo>,
@@ -188,15 +199,17 @@ impl Snapshot {
         // Each worker keeps its own overflow series per journey; the export shows one.
         let mut merged: Vec<SeriesSnap> = Vec::with_capacity(series.len());
         for s in series {
-            match merged
-                .iter_mut()
-                .find(|m| m.overflow && s.overflow && m.journey.id == s.journey.id)
-            {
+            match merged.iter_mut().find(|m| {
+                m.overflow
+                    && s.overflow
+                    && m.journey.id == s.journey.id
+                    && m.from_metrics == s.from_metrics
+            }) {
                 Some(m) => merge_overflow(m, &s),
                 None => merged.push(s),
             }
         }
-        let mut series = merged;
+        let (mut series, journey_coverage) = take_metric_counts(merged, windows.len());
         // A stable order keeps the exposition diff-friendly and tests deterministic.
         series.sort_by(|a, b| {
             a.journey
@@ -274,6 +287,7 @@ impl Snapshot {
             windows,
             series,
             coverage,
+            journey_coverage,
             state_bytes,
             slis,
             users,
@@ -487,6 +501,88 @@ fn merge_dependencies(
         ))
     });
     (out, blame)
+}
+
+/// Journeys with metric inputs take their request counts, latency and SLIs from the
+/// metrics (complete, not sampled) and their users and value from their spans: a span
+/// series keeps its users and value and takes the counts of the metric series of the
+/// same cohort; a series only one side has stays as it is (a span series without
+/// counts). Returns the series and each such journey's coverage, spans seen / requests
+/// counted by metrics per window.
+fn take_metric_counts(
+    series: Vec<SeriesSnap>,
+    n_windows: usize,
+) -> (Vec<SeriesSnap>, Vec<JourneyCoverage>) {
+    type Key = (Arc<str>, bool, Arc<[Box<str>]>);
+    let key = |s: &SeriesSnap| -> Key { (s.journey.name.clone(), s.overflow, s.cohort.clone()) };
+    let mut out: Vec<SeriesSnap> = Vec::with_capacity(series.len());
+    let mut metric = Vec::new();
+    let mut spans: HashMap<Key, usize> = HashMap::new();
+    // (journey, spans seen, requests counted by metrics) per window.
+    let mut cover: Vec<(Arc<JourneyInfo>, Vec<u64>, Vec<u64>)> = Vec::new();
+    type Cover = Vec<(Arc<JourneyInfo>, Vec<u64>, Vec<u64>)>;
+    let cover_of = |cover: &mut Cover, j: &Arc<JourneyInfo>| -> usize {
+        match cover.iter().position(|c| c.0.name == j.name) {
+            Some(i) => i,
+            None => {
+                cover.push((j.clone(), vec![0; n_windows], vec![0; n_windows]));
+                cover.len() - 1
+            }
+        }
+    };
+    for mut s in series {
+        if s.from_metrics {
+            metric.push(s);
+            continue;
+        }
+        if s.journey.has_metrics {
+            let c = cover_of(&mut cover, &s.journey);
+            for (w, ws) in s.windows.iter_mut().enumerate() {
+                cover[c].1[w] += ws.counts.requests;
+                ws.counts = Counts::default();
+                ws.quantiles_s.iter_mut().for_each(|q| *q = None);
+            }
+            s.totals = Counts::default();
+            s.duration_sum_s = 0.0;
+            s.buckets.iter_mut().for_each(|b| *b = 0);
+            spans.insert(key(&s), out.len());
+        }
+        out.push(s);
+    }
+    for m in metric {
+        let c = cover_of(&mut cover, &m.journey);
+        for (w, ws) in m.windows.iter().enumerate() {
+            cover[c].2[w] += ws.counts.requests;
+        }
+        match spans.get(&key(&m)) {
+            Some(&i) => {
+                let s = &mut out[i];
+                s.totals = m.totals;
+                s.duration_sum_s = m.duration_sum_s;
+                s.buckets = m.buckets;
+                s.created_unix_ns = s.created_unix_ns.min(m.created_unix_ns);
+                for (a, b) in s.windows.iter_mut().zip(m.windows) {
+                    a.counts = b.counts;
+                    a.quantiles_s = b.quantiles_s;
+                }
+            }
+            None => out.push(m),
+        }
+    }
+    let mut coverage: Vec<JourneyCoverage> = cover
+        .into_iter()
+        .filter(|(j, _, _)| !j.metrics_only)
+        .map(|(journey, seen, counted)| JourneyCoverage {
+            journey,
+            windows: seen
+                .iter()
+                .zip(&counted)
+                .map(|(&s, &c)| (c > 0).then(|| s as f64 / c as f64))
+                .collect(),
+        })
+        .collect();
+    coverage.sort_by(|a, b| a.journey.name.cmp(&b.journey.name));
+    (out, coverage)
 }
 
 /// Adds one shard's overflow series into another's. Counts add exactly; a quantile

@@ -17,6 +17,8 @@ pub struct SeriesSnap {
     pub cohort: Arc<[Box<str>]>,
     /// The journey's overflow series: cohorts refused by the cardinality or memory limit.
     pub overflow: bool,
+    /// Counted from the journey's metric inputs ([`crate::metric_requests`]), not spans.
+    pub from_metrics: bool,
     pub totals: Counts,
     pub duration_sum_s: f64,
     /// Value of all requests, and of the failed or incorrect ones, since the series began.

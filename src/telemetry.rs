@@ -94,11 +94,15 @@ pub enum PointReason {
     TooOld,
     /// A point type the input cannot use (a histogram for a signal).
     UnsupportedType,
-    /// A new cumulative stream while the stream table is full.
+    /// A new cumulative stream while the stream table is full, or a new journey series
+    /// of a metric input past the same limit.
     StreamLimit,
+    /// Histogram buckets that do not add up to the count, bounds not increasing, or an
+    /// exponential scale out of range.
+    BadBuckets,
 }
 
-pub const POINT_REASONS: [PointReason; 7] = [
+pub const POINT_REASONS: [PointReason; 8] = [
     PointReason::NotFinite,
     PointReason::NegativeCounter,
     PointReason::UnknownUnit,
@@ -106,6 +110,7 @@ pub const POINT_REASONS: [PointReason; 7] = [
     PointReason::TooOld,
     PointReason::UnsupportedType,
     PointReason::StreamLimit,
+    PointReason::BadBuckets,
 ];
 
 impl PointReason {
@@ -118,6 +123,7 @@ impl PointReason {
             PointReason::TooOld => "too_old",
             PointReason::UnsupportedType => "unsupported_type",
             PointReason::StreamLimit => "stream_limit",
+            PointReason::BadBuckets => "bad_buckets",
         }
     }
 }
@@ -129,7 +135,7 @@ pub struct Telemetry {
     pub refused_requests: [AtomicU64; REASONS.len()],
     pub received_data_points: AtomicU64,
     /// Data points refused, by [`PointReason`].
-    pub refused_data_points: [AtomicU64; 7],
+    pub refused_data_points: [AtomicU64; POINT_REASONS.len()],
     pub received_log_records: AtomicU64,
     /// Spans that went through the pipeline, whatever the outcome (recorded, unmatched, late).
     pub processed_spans: AtomicU64,
@@ -372,9 +378,11 @@ mod tests {
         ]);
         let mut idx: Vec<usize> = keys.iter().map(|k| k.index()).collect();
         idx.sort_unstable();
-        // 10 refusal reasons + 3 export drops + 7 point reasons + 2 web view refusals +
-        // 6 single keys = 28 slots, numbered 0..28 with none shared.
-        assert_eq!(idx, (0..28).collect::<Vec<_>>());
-        assert_eq!(LOG_KEYS, 28);
+        // 10 refusal reasons + 3 export drops + 8 point reasons + 2 web view refusals +
+        // 6 single keys = 29 slots, numbered 0..29 with none shared.
+        assert_eq!(idx, (0..29).collect::<Vec<_>>());
+        assert_eq!(LOG_KEYS, 29);
+        let tel = Telemetry::default();
+        assert!(keys.iter().all(|k| tel.log_due(*k, 60)));
     }
 }

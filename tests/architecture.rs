@@ -50,6 +50,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "traces",
             "completion",
             "versions",
+            "metric_requests",
         ],
     ),
     (

@@ -55,6 +55,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
     users.record(7, flag::USER | flag::ERROR);
     let series = SeriesSnap {
         journey: journeys.get(0).expect("the configured journey"),
+        from_metrics: false,
         cohort: Arc::from(vec![Box::<str>::from("eu")]),
         overflow: false,
         totals: counts,
@@ -125,6 +126,11 @@ fn published() -> (Arc<Shared>, Pipeline) {
     };
     let n_windows = windows.len();
     let mut snap = Snapshot::merge(100 * S, windows, vec![shard]);
+    // The journey's coverage, as if it had metric inputs.
+    snap.journey_coverage = vec![cerflow::sli::JourneyCoverage {
+        journey: journeys.get(0).expect("the configured journey"),
+        windows: vec![Some(0.5); n_windows],
+    }];
     // One journey with one signal, with data in every window.
     snap.operations = vec![cerflow::signals::JourneyOps {
         journey: journeys.get(0).expect("the configured journey"),
@@ -302,8 +308,8 @@ fn the_otlp_push_sends_exactly_the_catalogue_metrics_with_an_otlp_name() {
         .collect();
     assert_eq!(
         expected.len(),
-        34,
-        "the OTLP table of README.md has 34 metrics"
+        35,
+        "the OTLP table of README.md has 35 metrics"
     );
     assert_eq!(sent, expected);
 }

@@ -158,6 +158,41 @@ fn validate_lists_the_user_keys_and_each_journeys_value() {
 }
 
 #[test]
+fn validate_says_where_metric_fed_journeys_count_and_warns_of_a_threshold_off_the_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "shop.yaml",
+        "journeys:\n\
+         \x20 - name: checkout\n    match: { span_name: POST /checkout }\n\
+         \x20   latency_threshold: 250ms\n\
+         \x20   metrics: [{ name: http.server.request.duration }]\n\
+         \x20 - name: search\n    latency_threshold: 300ms\n\
+         \x20   metrics: [{ name: search.requests }, { name: search.errors, role: errors }]\n",
+    );
+    let (status, stdout, stderr) = run_cli(&["validate", "--config", &path], dir.path(), LIMIT);
+    assert!(status.success(), "exit {status}\n{stdout}\n{stderr}");
+    // After the users line, the journeys' lines; the deployments line that follows is
+    // another test's.
+    let listed: Vec<&str> = stdout
+        .lines()
+        .skip(2)
+        .filter(|l| !l.starts_with("  deployments:"))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "  journey checkout: no value",
+            "  journey checkout: request counts from metrics http.server.request.duration (spans give users, value and coverage)",
+            "  journey search: no value",
+            "  journey search: request counts from metrics search.requests, search.errors (no spans)",
+            "  warning: journey search: latency_threshold 300ms is not a bucket bound of the conventional duration histogram; unless the histograms have a bound there, the bucket holding it counts as slow",
+        ],
+        "{stdout}"
+    );
+}
+
+#[test]
 fn validate_reports_unset_environment_variables_and_missing_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(

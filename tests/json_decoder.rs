@@ -555,6 +555,33 @@ fn reads_the_model(body: &[u8], req: &[MResource]) -> Result<(), TestCaseError> 
                 v
             );
         }
+        // The lookups rules and cohorts make (through the decoder's key filter), for
+        // every key present and a few absent: the first match, span before resource.
+        fn first<'m>(list: &'m [(String, Val)], key: &str) -> Option<AttrValue<'m>> {
+            list.iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| model_value(v))
+        }
+        let same_opt = |a: Option<AttrValue<'_>>, b: Option<AttrValue<'_>>| match (a, b) {
+            (Some(a), Some(b)) => same_value(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        let probes = ["absent", "", "service.name", "http.route"];
+        for key in s
+            .attrs
+            .iter()
+            .chain(&r.attrs)
+            .map(|(k, _)| k.as_str())
+            .chain(probes)
+        {
+            let (span, resource) = (first(&s.attrs, key), first(&r.attrs, key));
+            prop_assert!(same_opt(g.span_attr(key), span), "span_attr({key:?})");
+            prop_assert!(
+                same_opt(g.resource_attr(key), resource),
+                "resource_attr({key:?})"
+            );
+            prop_assert!(same_opt(g.attr(key), span.or(resource)), "attr({key:?})");
+        }
     }
     Ok(())
 }

@@ -8,9 +8,7 @@ use common::otlp::{
     checkout_spans, gauge_metric, metrics_request, now_ns, number_point, sum_metric, traces,
 };
 use common::*;
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{metric, Histogram, HistogramDataPoint, Metric};
 use prost::Message;
 
@@ -55,19 +53,7 @@ journeys:
 
 /// POSTs a metrics request as OTLP/HTTP protobuf; the partial success it was answered with.
 fn post_metrics(cf: &Cerflow, req: &ExportMetricsServiceRequest) -> (i64, String) {
-    let r = cf
-        .client()
-        .post(cf.http_url("/v1/metrics"))
-        .header("content-type", "application/x-protobuf")
-        .body(req.encode_to_vec())
-        .send()
-        .expect("POST /v1/metrics");
-    assert_eq!(r.status(), 200);
-    let body = r.bytes().expect("a response body");
-    let resp = ExportMetricsServiceResponse::decode(&body[..]).expect("an OTLP response");
-    resp.partial_success.map_or((0, String::new()), |p| {
-        (p.rejected_data_points, p.error_message)
-    })
+    cf.post_metrics(req)
 }
 
 fn close(got: f64, want: f64) -> bool {

@@ -111,6 +111,8 @@ pub struct JourneyConfig {
     pub completion: Option<crate::completion::config::CompletionConfig>,
     /// Operational signals read from OTLP metrics, for the operations SLI.
     pub signals: Vec<SignalConfig>,
+    /// OTLP metrics the journey takes its request counts from ([`crate::metric_requests`]).
+    pub metrics: Vec<crate::metric_requests::config::MetricInputConfig>,
 }
 
 impl Default for Config {
@@ -537,6 +539,7 @@ const JOURNEY_KEYS: &[&str] = &[
     "experience",
     "completion",
     "signals",
+    "metrics",
 ];
 
 fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfig> {
@@ -591,8 +594,14 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
         };
         let matcher = match m.get("match") {
             Some(n) => predicate::compile(ctx, n, &join(&path, "match")),
+            // Measured from metrics alone: an empty `any` matches no span.
+            None if m.get("metrics").is_some() => Some(Cond::Any(Vec::new())),
             None => {
-                ctx.error(item.mark, &path, "missing required key \"match\"");
+                ctx.error(
+                    item.mark,
+                    &path,
+                    "missing required key \"match\" (or \"metrics\")",
+                );
                 None
             }
         };
@@ -645,6 +654,14 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(n) => decode_journey_signals(ctx, n, &join(&path, "signals")),
             None => Some(Vec::new()),
         };
+        let metrics = match m.get("metrics") {
+            Some(n) => crate::metric_requests::config::decode_journey_metrics(
+                ctx,
+                n,
+                &join(&path, "metrics"),
+            ),
+            None => Some(Vec::new()),
+        };
         if let (
             Some(name),
             Some(weight),
@@ -657,6 +674,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             Some(experience),
             Some(completion),
             Some(signals),
+            Some(metrics),
         ) = (
             name,
             weight,
@@ -669,6 +687,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
             experience,
             completion,
             signals,
+            metrics,
         ) {
             out.push(JourneyConfig {
                 name,
@@ -683,6 +702,7 @@ fn decode_journeys(ctx: &mut Ctx, node: &Node, cfg: &Config) -> Vec<JourneyConfi
                 experience,
                 completion,
                 signals,
+                metrics,
             });
         }
     }

@@ -182,7 +182,7 @@ journeys:
             "10:24: journeys[1].latency_threshold: invalid duration \"soon\" (use a number and a unit: ms, s, m, h, d, e.g. 30s or 1h30m)",
             "11:20: journeys[1].match.kind: unknown value \"sideways\" (expected one of: unspecified, internal, server, client, producer, consumer)",
             "12:5: journeys[2]: missing required key \"name\"",
-            "12:5: journeys[2]: missing required key \"match\"",
+            "12:5: journeys[2]: missing required key \"match\" (or \"metrics\")",
         ]
     );
 }

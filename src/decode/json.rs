@@ -95,7 +95,10 @@ pub fn decode_traces_limited<'a>(
         scratch: String::new(),
     };
     match p.request() {
-        Ok(()) => Ok(p.out),
+        Ok(()) => {
+            p.out.index_keys();
+            Ok(p.out)
+        }
         Err(Fail) if p.too_many => Err(JsonError::TooManySpans),
         Err(Fail) => {
             let (at, what) = p.why.take().unwrap_or((p.i, "invalid JSON".into()));
@@ -967,6 +970,7 @@ impl<'a> P<'a> {
         self.out.resources.push(ResourceRec {
             service: UNKNOWN_SERVICE,
             attrs: (first_attr, first_attr),
+            keys: 0,
         });
         let (mut first, mut seen) = (true, 0);
         while let Some(k) = self.key(&mut first)? {
@@ -1138,6 +1142,7 @@ impl<'a> P<'a> {
             resource,
             attrs: (first_attr, first_attr),
             events: (first_event, first_event),
+            keys: 0,
         };
         let (mut first, mut seen, mut next) = (true, 0, 0);
         loop {

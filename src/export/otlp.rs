@@ -461,6 +461,26 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         })
         .collect();
     metrics.push(gauge(&catalogue::CER_TELEMETRY_COVERAGE_RATIO, coverage));
+    let journey_coverage = snap
+        .journey_coverage
+        .iter()
+        .flat_map(|c| {
+            c.windows.iter().zip(&windows).filter_map(|(v, w)| {
+                v.map(|v| {
+                    number(
+                        vec![kv("journey", &c.journey.name), kv("window", w)],
+                        0,
+                        now,
+                        number_data_point::Value::AsDouble(v),
+                    )
+                })
+            })
+        })
+        .collect();
+    metrics.push(gauge(
+        &catalogue::CER_JOURNEY_COVERAGE_RATIO,
+        journey_coverage,
+    ));
     deployment_metrics(sh, now, &mut metrics);
     metrics.push(gauge(
         &catalogue::CER_DEFINITION_INFO,

@@ -424,6 +424,23 @@ pub fn render_as(sh: &Shared, openmetrics: bool) -> String {
         }
     }
 
+    header(&mut out, &catalogue::CER_JOURNEY_COVERAGE_RATIO);
+    for c in &snap.journey_coverage {
+        let mut jl = String::from("journey=\"");
+        escape(&c.journey.name, &mut jl);
+        jl.push('"');
+        for (v, w) in c.windows.iter().zip(&windows) {
+            if let Some(v) = v {
+                sample(
+                    &mut out,
+                    catalogue::CER_JOURNEY_COVERAGE_RATIO.prom,
+                    &format!("{jl},window=\"{w}\""),
+                    *v,
+                );
+            }
+        }
+    }
+
     header(&mut out, &catalogue::CER_DEFINITION_INFO);
     let mut vl = String::from("version=\"");
     escape(&sh.version.load(), &mut vl);

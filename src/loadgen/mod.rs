@@ -311,17 +311,21 @@ struct Pools {
     gzip: bool,
     /// Whose spans these are, when spans name users; drawn anew at each stamping.
     users: Option<(payload::UserPool, Mutex<Rng>)>,
+    /// Stampings so far: each gives the bodies' traces new ids.
+    generation: AtomicU64,
 }
 
 impl Pools {
     fn stamp(&self, phase: usize) -> Arc<Vec<Bytes>> {
         let now = crate::clock::now_unix_ns();
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let list = self.templates.get(phase).map_or(&[][..], |t| &t[..]);
         let bodies: Vec<Bytes> = list
             .iter()
             .map(|t| {
                 let mut body = t.body.clone();
                 t.stamp(&mut body, now);
+                t.renew_traces(&mut body, generation);
                 if let Some((pool, rng)) = &self.users {
                     let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
                     t.draw_users(&mut body, pool, &mut rng);
@@ -542,6 +546,7 @@ fn build_pools(
                 Mutex::new(Rng::new(a.seed ^ 0x05e5_0001)),
             )
         }),
+        generation: AtomicU64::new(0),
     }
 }
 

@@ -157,6 +157,8 @@ struct Stamp {
     /// Offset of the user id's [`USER_DIGITS`] digits, or [`NO_USER`].
     user_at: u32,
     cohort: u32,
+    /// Offset of the trace id (its 16 bytes, or 32 hex digits in JSON).
+    trace_at: u32,
 }
 
 /// A span's `enduser.id` is `u` and this many digits, rewritten in place like the times.
@@ -200,6 +202,27 @@ impl Template {
         }
     }
 
+    /// Gives every trace of the body new ids for `generation`: its first 8 bytes (the
+    /// last 8 stay the template's random ones, so traces stay distinct within and across
+    /// bodies). A body is sent many times between two stampings; with the same ids each
+    /// time its traces would keep growing and never complete in cerflow's trace buffer.
+    pub fn renew_traces(&self, body: &mut [u8], generation: u64) {
+        let g = generation.to_be_bytes();
+        for s in &self.stamps {
+            let at = s.trace_at as usize;
+            if self.text {
+                if let Some(dst) = body.get_mut(at..at + 16) {
+                    for (i, b) in g.iter().enumerate() {
+                        dst[2 * i] = HEX[usize::from(b >> 4)];
+                        dst[2 * i + 1] = HEX[usize::from(b & 15)];
+                    }
+                }
+            } else if let Some(dst) = body.get_mut(at..at + 8) {
+                dst.copy_from_slice(&g);
+            }
+        }
+    }
+
     /// Names a user of each span's cohort, drawn at random from `pool`, in place.
     pub fn draw_users(&self, body: &mut [u8], pool: &UserPool, rng: &mut Rng) {
         for s in self.stamps.iter().filter(|s| s.user_at != NO_USER) {
@@ -231,9 +254,13 @@ impl Template {
         let body = text.replace(r#","status":null"#, "").into_bytes();
         let starts = value_offsets(&body, "startTimeUnixNano");
         let ends = value_offsets(&body, "endTimeUnixNano");
+        let traces = string_offsets(&body, "traceId");
         // The placeholder ids, in span order; only spans with a user have one.
         let mut users = placeholder_offsets(&body).into_iter();
-        if starts.len() != self.stamps.len() || ends.len() != self.stamps.len() {
+        if starts.len() != self.stamps.len()
+            || ends.len() != self.stamps.len()
+            || traces.len() != self.stamps.len()
+        {
             return Err(format!(
                 "{} start and {} end times in the JSON, {} spans",
                 starts.len(),
@@ -244,10 +271,11 @@ impl Template {
         let stamps = self
             .stamps
             .iter()
-            .zip(starts.into_iter().zip(ends))
-            .map(|(s, (start_at, end_at))| Stamp {
+            .zip(starts.into_iter().zip(ends).zip(traces))
+            .map(|(s, ((start_at, end_at), trace_at))| Stamp {
                 start_at: start_at as u32,
                 end_at: end_at as u32,
+                trace_at: trace_at as u32,
                 user_at: if s.user_at == NO_USER {
                     NO_USER
                 } else {
@@ -282,6 +310,19 @@ fn value_offsets(body: &[u8], field: &str) -> Vec<usize> {
         i += at + n.len();
     }
     out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Offsets of the values of every string `field` in `body`, in order.
+fn string_offsets(body: &[u8], field: &str) -> Vec<usize> {
+    let needle = format!("\"{field}\":\"");
+    let n = needle.as_bytes();
+    body.windows(n.len())
+        .enumerate()
+        .filter(|(_, w)| *w == n)
+        .map(|(i, _)| i + n.len())
+        .collect()
 }
 
 /// Offsets of the digits of each user id placeholder in `body`, in order.
@@ -416,6 +457,8 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
                 age_ns: rng.below(50_000_000) as u64,
                 user_at: user_at.map_or(NO_USER, |at| (base + at) as u32),
                 cohort: c as u32,
+                // The trace id is the span's first field: a tag and a length byte, then it.
+                trace_at: (base + 2) as u32,
             };
             span_stamps.push(parent);
             // Calls one after another inside the request, each a share of its time.
@@ -432,6 +475,7 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
                     age_ns: parent.age_ns + share * (deps - d) as u64 / 2,
                     user_at: NO_USER,
                     cohort: c as u32,
+                    trace_at: (base + 2) as u32,
                 });
             }
         }
@@ -443,6 +487,7 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
             stamps.push(Stamp {
                 start_at: s.start_at + rs_base as u32,
                 end_at: s.end_at + rs_base as u32,
+                trace_at: s.trace_at + rs_base as u32,
                 user_at: if s.user_at == NO_USER {
                     NO_USER
                 } else {
@@ -734,6 +779,60 @@ mod tests {
             )
             .expect("prost decodes it");
         assert_eq!(crate::decode::span_count(&p), 1000);
+    }
+
+    #[test]
+    fn renewed_traces_take_the_generation_and_keep_their_children() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        let (js, cs) = (journeys(2), cohorts(3));
+        let behave = |_: usize, _: usize| Behaviour {
+            error_rate: 0.0,
+            latency_ms: 10.0,
+            spread: 0.0,
+            dependency_fault: None,
+        };
+        let shape = Shape {
+            journeys: &js,
+            cohorts: &cs,
+            behaviour: &behave,
+            users: false,
+            order_value: false,
+            dependencies: 3,
+        };
+        // 40 spans: 10 traces of a SERVER span and 3 calls.
+        let t = build(&shape, 40, &mut Rng::new(5));
+        let traces = |body: &[u8]| -> Vec<(Vec<u8>, Vec<u8>)> {
+            let req = ExportTraceServiceRequest::decode(body).expect("decodes");
+            req.resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| &s.spans)
+                .map(|s| (s.trace_id.clone(), s.span_id.clone()))
+                .collect()
+        };
+        let before = traces(&t.body);
+        let mut body = t.body.clone();
+        t.renew_traces(&mut body, 0x0102_0304_0506_0708);
+        let after = traces(&body);
+        assert_eq!(after.len(), 40);
+        for ((b, bs), (a, s)) in before.iter().zip(&after) {
+            assert_eq!(&a[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
+            assert_eq!(&a[8..], &b[8..], "the random half stays");
+            assert_eq!(bs, s, "span ids stay");
+        }
+        let mut distinct: Vec<_> = after.iter().map(|(t, _)| t.clone()).collect();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 10, "a trace's 4 spans still share one id");
+        // JSON: the same ids, as hex.
+        let j = t.to_json().expect("converts");
+        let mut text = j.body.clone();
+        j.renew_traces(&mut text, 0x0102_0304_0506_0708);
+        let text = String::from_utf8(text).expect("utf-8");
+        let hex = |id: &[u8]| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        for (a, _) in &after {
+            assert!(text.contains(&format!("\"traceId\":\"{}\"", hex(a))));
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The OTLP-metrics input layer every metric-fed figure shares (operational signals
-//! today; request counts from histograms and counters next), one job per module:
+//! and request counts from histograms and counters), one job per module:
 //!
 //! - this file walks a decoded metrics request point by point ([`for_each_point`]) and
 //!   lets the rule language read a point ([`PointView`]: data point attributes first,
@@ -7,11 +7,14 @@
 //! - [`matcher`]: which inputs a point feeds, by metric name, then a condition;
 //! - [`streams`]: cumulative to delta per stream, with resets, baselines, a bound and
 //!   expiry;
-//! - [`refusal`]: the rules that refuse a bad point, with their reasons.
+//! - [`refusal`]: the rules that refuse a bad point, with their reasons;
+//! - [`histogram`]: a histogram point (explicit or exponential) checked and laid onto
+//!   a journey's latency threshold and bucket bounds.
 //!
 //! Nothing here allocates per point: a point borrows from the request, and stream
 //! identities are hashes.
 
+pub mod histogram;
 pub mod matcher;
 pub mod refusal;
 pub mod streams;
@@ -20,7 +23,9 @@ use crate::decode::{find, service_name};
 use crate::span::{AttrValue, SpanView};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, NumberDataPoint};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint,
+};
 use std::hash::{BuildHasher, Hash, Hasher};
 
 /// `AggregationTemporality` numbers of the OTLP protocol.
@@ -55,6 +60,15 @@ pub struct Point<'a> {
     /// The number of a gauge or sum point; `None` for distributions.
     pub value: Option<f64>,
     pub flags: u32,
+    /// The histogram itself, for inputs that read its buckets.
+    pub dist: Option<Dist<'a>>,
+}
+
+/// A histogram point, as sent, and whether its stream is cumulative.
+#[derive(Clone, Copy)]
+pub enum Dist<'a> {
+    Histogram(&'a HistogramDataPoint, bool),
+    Exponential(&'a ExponentialHistogramDataPoint, bool),
 }
 
 impl Point<'_> {
@@ -125,7 +139,7 @@ pub fn for_each_point(req: &ExportMetricsServiceRequest, mut f: impl FnMut(&Poin
                 None => st.hash_one((resource_hash, "", "")),
             };
             for m in &sm.metrics {
-                let mut point = |kind, attributes, start_ns, time_ns, value, flags| {
+                let mut point = |kind, attributes, start_ns, time_ns, value, flags, dist| {
                     f(&Point {
                         resource,
                         service,
@@ -138,6 +152,7 @@ pub fn for_each_point(req: &ExportMetricsServiceRequest, mut f: impl FnMut(&Poin
                         time_ns,
                         value,
                         flags,
+                        dist,
                     })
                 };
                 match &m.data {
@@ -145,7 +160,7 @@ pub fn for_each_point(req: &ExportMetricsServiceRequest, mut f: impl FnMut(&Poin
                         for p in &g.data_points {
                             let (a, s, t) =
                                 (&p.attributes[..], p.start_time_unix_nano, p.time_unix_nano);
-                            point(PointKind::Gauge, a, s, t, number(p), p.flags);
+                            point(PointKind::Gauge, a, s, t, number(p), p.flags, None);
                         }
                     }
                     Some(metric::Data::Sum(sum)) => {
@@ -156,28 +171,32 @@ pub fn for_each_point(req: &ExportMetricsServiceRequest, mut f: impl FnMut(&Poin
                         for p in &sum.data_points {
                             let (a, s, t) =
                                 (&p.attributes[..], p.start_time_unix_nano, p.time_unix_nano);
-                            point(kind, a, s, t, number(p), p.flags);
+                            point(kind, a, s, t, number(p), p.flags, None);
                         }
                     }
                     Some(metric::Data::Histogram(h)) => {
+                        let cumulative = h.aggregation_temporality == CUMULATIVE;
                         for p in &h.data_points {
                             let (a, s, t) =
                                 (&p.attributes[..], p.start_time_unix_nano, p.time_unix_nano);
-                            point(PointKind::Distribution, a, s, t, None, p.flags);
+                            let d = Some(Dist::Histogram(p, cumulative));
+                            point(PointKind::Distribution, a, s, t, None, p.flags, d);
                         }
                     }
                     Some(metric::Data::ExponentialHistogram(h)) => {
+                        let cumulative = h.aggregation_temporality == CUMULATIVE;
                         for p in &h.data_points {
                             let (a, s, t) =
                                 (&p.attributes[..], p.start_time_unix_nano, p.time_unix_nano);
-                            point(PointKind::Distribution, a, s, t, None, p.flags);
+                            let d = Some(Dist::Exponential(p, cumulative));
+                            point(PointKind::Distribution, a, s, t, None, p.flags, d);
                         }
                     }
                     Some(metric::Data::Summary(h)) => {
                         for p in &h.data_points {
                             let (a, s, t) =
                                 (&p.attributes[..], p.start_time_unix_nano, p.time_unix_nano);
-                            point(PointKind::Distribution, a, s, t, None, p.flags);
+                            point(PointKind::Distribution, a, s, t, None, p.flags, None);
                         }
                     }
                     None => {}

@@ -5,7 +5,7 @@
 //! business, and OTLP allows NaN gauges and units of any kind.
 
 use super::{Point, PointKind};
-use crate::telemetry::PointReason;
+use crate::telemetry::{PointReason, POINT_REASONS};
 
 /// Why `p` cannot be used, if it cannot. Checks that need state (the stream limit,
 /// the age against the windows) are the caller's.
@@ -34,6 +34,28 @@ pub fn check(p: &Point<'_>) -> Result<f64, PointReason> {
         return Err(PointReason::UnknownUnit);
     }
     Ok(v)
+}
+
+/// What one metrics request came to, over every input that read it.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Refused points by [`PointReason`], indexed as [`POINT_REASONS`].
+    pub refused: [u64; POINT_REASONS.len()],
+    /// The first refusal, for the partial-success message.
+    pub first: Option<String>,
+}
+
+impl Outcome {
+    pub fn rejected(&self) -> u64 {
+        self.refused.iter().sum()
+    }
+
+    pub fn refuse(&mut self, r: PointReason, metric: &str) {
+        self.refused[r as usize] += 1;
+        if self.first.is_none() {
+            self.first = Some(format!("metric \"{metric}\": {}", r.as_str()));
+        }
+    }
 }
 
 /// UCUM atoms OpenTelemetry's semantic conventions and receivers use.

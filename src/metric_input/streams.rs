@@ -12,15 +12,21 @@
 //!   caller counts it). Streams not seen for `ttl` are forgotten, so a stream that
 //!   comes back starts over with a baseline or a whole first value.
 //!
+//! A stream may carry several numbers that move together (a histogram's count, sum and
+//! bucket counts, [`StreamTable::cumulative_many`]): a reset is any of them going down,
+//! and the increment is taken number by number. Their count is the caller's bound (a
+//! journey's histogram layout), never the sender's.
+//!
 //! Delta streams need no memory and do not pass through here.
 
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Stream {
     start_ns: u64,
     time_ns: u64,
-    value: f64,
+    /// Allocated when the stream is new; later points of the same shape reuse it.
+    values: Box<[f64]>,
     /// Arrival time of its last point, for expiry.
     seen_ns: u64,
 }
@@ -93,36 +99,65 @@ impl StreamTable {
         value: f64,
         now: u64,
     ) -> Result<Increment, Full> {
-        let fresh = Stream {
-            start_ns,
-            time_ns,
-            value,
-            seen_ns: now,
-        };
+        let mut inc = [0.0];
+        Ok(
+            if self.cumulative_many(id, start_ns, time_ns, &[value], now, &mut inc)? {
+                Increment::By(inc[0])
+            } else {
+                Increment::Nothing
+            },
+        )
+    }
+
+    /// [`StreamTable::cumulative`] for a point of several numbers: writes their increments
+    /// into `inc` (as long as `values`) and returns whether anything counts (`false` for a
+    /// baseline or a point no newer than the last).
+    pub fn cumulative_many(
+        &mut self,
+        id: u64,
+        start_ns: u64,
+        time_ns: u64,
+        values: &[f64],
+        now: u64,
+        inc: &mut [f64],
+    ) -> Result<bool, Full> {
         let Some(s) = self.streams.get_mut(&id) else {
             if self.streams.len() >= self.max {
                 return Err(Full);
             }
-            self.streams.insert(id, fresh);
+            self.streams.insert(
+                id,
+                Stream {
+                    start_ns,
+                    time_ns,
+                    values: values.into(),
+                    seen_ns: now,
+                },
+            );
             // An unknown start (0) cannot be shown to be after ours: a baseline.
-            return Ok(if start_ns != 0 && start_ns >= self.started_ns {
-                Increment::By(value)
-            } else {
-                Increment::Nothing
-            });
+            let counts = start_ns != 0 && start_ns >= self.started_ns;
+            if counts {
+                inc.copy_from_slice(values);
+            }
+            return Ok(counts);
         };
-        let restarted = start_ns != s.start_ns;
+        s.seen_ns = now;
+        let restarted = start_ns != s.start_ns || s.values.len() != values.len();
         if !restarted && time_ns <= s.time_ns {
-            s.seen_ns = now;
-            return Ok(Increment::Nothing);
+            return Ok(false);
         }
-        let inc = if restarted || value < s.value {
-            value
+        let reset = restarted || values.iter().zip(s.values.iter()).any(|(v, old)| v < old);
+        for ((i, v), old) in inc.iter_mut().zip(values).zip(s.values.iter()) {
+            *i = if reset { *v } else { v - old };
+        }
+        if s.values.len() == values.len() {
+            s.values.copy_from_slice(values);
         } else {
-            value - s.value
-        };
-        *s = fresh;
-        Ok(Increment::By(inc))
+            s.values = values.into();
+        }
+        s.start_ns = start_ns;
+        s.time_ns = time_ns;
+        Ok(true)
     }
 
     /// Forgets streams not seen for the ttl; returns how many.
@@ -195,6 +230,24 @@ mod tests {
             t.cumulative(1, 1025 * S, 1040 * S, 9.0, 1040 * S),
             Ok(Increment::By(2.0))
         );
+    }
+
+    #[test]
+    fn several_numbers_reset_together_when_any_goes_down() {
+        let mut t = StreamTable::new(10, 60 * S, STARTED);
+        let mut inc = [0.0; 3];
+        // Count, sum, one bucket: started after cerflow, counted whole.
+        let first = t.cumulative_many(1, 1005 * S, 1010 * S, &[4.0, 2.0, 1.0], 1010 * S, &mut inc);
+        assert_eq!((first, inc), (Ok(true), [4.0, 2.0, 1.0]));
+        // 4 -> 6, 2 -> 2.5, 1 -> 1.
+        let next = t.cumulative_many(1, 1005 * S, 1020 * S, &[6.0, 2.5, 1.0], 1020 * S, &mut inc);
+        assert_eq!((next, inc), (Ok(true), [2.0, 0.5, 0.0]));
+        // Only the bucket went down (6 -> 7, 1 -> 0): a reset, every number counts whole.
+        let reset = t.cumulative_many(1, 1005 * S, 1030 * S, &[7.0, 3.0, 0.0], 1030 * S, &mut inc);
+        assert_eq!((reset, inc), (Ok(true), [7.0, 3.0, 0.0]));
+        // The same time again: nothing.
+        let dup = t.cumulative_many(1, 1005 * S, 1030 * S, &[7.0, 3.0, 0.0], 1031 * S, &mut inc);
+        assert_eq!(dup, Ok(false));
     }
 
     #[test]

@@ -670,6 +670,7 @@ impl Worker {
                 journey,
                 cohort: s.cohort.clone(),
                 overflow: is_overflow,
+                from_metrics: false,
                 totals: s.state.totals,
                 duration_sum_s: s.state.duration_sum_s,
                 value_total: s.state.value_total,

@@ -33,6 +33,10 @@ pub struct HttpOptions {
 struct HttpState {
     ingest: Arc<dyn Consumer>,
     opts: HttpOptions,
+    /// Bodies as they arrive, and as gzip inflates them: two pools, since a gzip body
+    /// is a tenth of its inflated size and a buffer of one would not fit the other.
+    bodies: Arc<BodyPool>,
+    inflated: Arc<BodyPool>,
 }
 
 #[derive(Clone, Copy)]
@@ -43,6 +47,7 @@ enum Signal {
 }
 
 use super::auth::{Auth, PublicClient};
+use super::body_pool::BodyPool;
 use super::cors::{cors, CorsPolicy};
 use super::layers::{
     cause, AuthLayer, BodyLimitLayer, LengthLimitError, RequestTimeoutLayer, TimedOut, Verdict,
@@ -58,7 +63,12 @@ pub fn router(ingest: Arc<dyn Consumer>, opts: HttpOptions) -> Router {
         .cors
         .as_ref()
         .map(|c| Arc::new(CorsPolicy::new(c, ingest.clone())));
-    let state = HttpState { ingest, opts };
+    let state = HttpState {
+        ingest,
+        opts,
+        bodies: Arc::default(),
+        inflated: Arc::default(),
+    };
     let router = Router::new()
         .route(
             "/v1/traces",
@@ -177,49 +187,55 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
     });
     let max_request = st.opts.max_request;
     // The body comes through the shared limit and timeout layers (layers.rs); their
-    // errors are answered here, in this protocol.
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            let (reason, status, grpc_code, msg) = if cause::<TimedOut>(&e).is_some() {
-                (
-                    Reason::Timeout,
-                    StatusCode::REQUEST_TIMEOUT,
-                    4,
-                    e.to_string(),
-                )
-            } else if cause::<LengthLimitError>(&e).is_some() {
-                (
-                    Reason::TooLarge,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    3,
-                    format!("request body is larger than {max_request} bytes"),
-                )
-            } else {
-                (
-                    Reason::Malformed,
-                    StatusCode::BAD_REQUEST,
-                    3,
-                    format!("cannot read the request body: {e}"),
-                )
-            };
-            RequestRefused {
-                transport: t,
-                reason,
-                spans: 0,
-                detail: &msg,
-            }
-            .emit(tel);
-            return early_error(format, status, grpc_code, msg);
+    // errors are answered here, in this protocol. It is read into a reused buffer: no
+    // fresh megabyte mapped, faulted in and unmapped per request.
+    let mut body = st.bodies.take();
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        // The limit layer refuses longer bodies, so this never reserves past it.
+        body.buf.reserve(len.min(max_request));
+    }
+    if let Err(e) = read_body(req.into_body(), &mut body.buf).await {
+        let (reason, status, grpc_code, msg) = if cause::<TimedOut>(&e).is_some() {
+            (
+                Reason::Timeout,
+                StatusCode::REQUEST_TIMEOUT,
+                4,
+                e.to_string(),
+            )
+        } else if cause::<LengthLimitError>(&e).is_some() {
+            (
+                Reason::TooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                3,
+                format!("request body is larger than {max_request} bytes"),
+            )
+        } else {
+            (
+                Reason::Malformed,
+                StatusCode::BAD_REQUEST,
+                3,
+                format!("cannot read the request body: {e}"),
+            )
+        };
+        RequestRefused {
+            transport: t,
+            reason,
+            spans: 0,
+            detail: &msg,
         }
-    };
-    let inflated;
+        .emit(tel);
+        return early_error(format, status, grpc_code, msg);
+    }
+    let mut inflated;
     let bytes: &[u8] = if encoding == "gzip" {
-        match inflate(&body, st.opts.max_inflated) {
-            Ok(v) => {
-                inflated = v;
-                &inflated
-            }
+        inflated = st.inflated.take();
+        match inflate(&body.buf, st.opts.max_inflated, &mut inflated.buf) {
+            Ok(()) => &inflated.buf,
             Err(Inflate::TooLarge) => {
                 let msg = format!(
                     "gzip body inflates to more than {} bytes",
@@ -247,7 +263,7 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
             }
         }
     } else {
-        &body
+        &body.buf
     };
     // Decoded JSON takes many times its text in memory, so inflated JSON is held to the
     // wire limit; protobuf is read in place and may use the whole inflated limit.
@@ -409,13 +425,25 @@ enum Inflate {
     Corrupt(std::io::Error),
 }
 
-/// Inflates at most `max` bytes: a zip bomb stops at the limit instead of filling memory.
-fn inflate(gz: &[u8], max: usize) -> Result<Vec<u8>, Inflate> {
-    let mut out = Vec::with_capacity((gz.len() * 4).min(max));
+/// Inflates at most `max` bytes into `out` (empty, reused): a zip bomb stops at the
+/// limit instead of filling memory.
+fn inflate(gz: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), Inflate> {
+    out.reserve((gz.len() * 4).min(max));
     let mut dec = flate2::read::GzDecoder::new(gz).take(max as u64 + 1);
-    dec.read_to_end(&mut out).map_err(Inflate::Corrupt)?;
+    dec.read_to_end(out).map_err(Inflate::Corrupt)?;
     if out.len() > max {
         return Err(Inflate::TooLarge);
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Appends the body's data frames to `out`; the limit and timeout layers' errors come
+/// through as the body's errors.
+async fn read_body(mut body: Body, out: &mut Vec<u8>) -> Result<(), axum::Error> {
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@
 pub mod config;
 
 pub mod auth;
+pub mod body_pool;
 pub mod consumer;
 pub mod cors;
 pub mod grpc;

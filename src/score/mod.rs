@@ -997,6 +997,7 @@ mod tests {
         let journeys = Journeys::new(&cfg);
         let series = |id: u32, c: Counts| SeriesSnap {
             journey: journeys.get(id).unwrap(),
+            from_metrics: false,
             cohort: Arc::from(Vec::<Box<str>>::new()),
             overflow: false,
             totals: c,

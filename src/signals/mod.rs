@@ -25,9 +25,10 @@ use crate::config::Config;
 use crate::internal_events::{InternalEvent, MetricStreamsExpired};
 use crate::journey::{JourneyInfo, Journeys};
 use crate::metric_input::matcher::Matcher;
+pub use crate::metric_input::refusal::Outcome;
 use crate::metric_input::streams::{Increment, StreamTable};
 use crate::metric_input::{for_each_point, refusal, PointKind, NO_RECORDED_VALUE};
-use crate::telemetry::{PointReason, Telemetry, POINT_REASONS};
+use crate::telemetry::{PointReason, Telemetry};
 use config::{Aggregate, Bound, SignalConfig};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -125,28 +126,6 @@ pub struct JourneyOps {
     pub signals: Vec<SignalSnap>,
     /// Slices that closed since the last tick, for the error budget.
     pub closed: SliceCounts,
-}
-
-/// What one metrics request came to.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    /// Refused points by [`PointReason`], indexed as [`POINT_REASONS`].
-    pub refused: [u64; POINT_REASONS.len()],
-    /// The first refusal, for the partial-success message.
-    pub first: Option<String>,
-}
-
-impl Outcome {
-    pub fn rejected(&self) -> u64 {
-        self.refused.iter().sum()
-    }
-
-    fn refuse(&mut self, r: PointReason, metric: &str) {
-        self.refused[r as usize] += 1;
-        if self.first.is_none() {
-            self.first = Some(format!("metric \"{metric}\": {}", r.as_str()));
-        }
-    }
 }
 
 struct State {

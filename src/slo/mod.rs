@@ -752,6 +752,7 @@ mod tests {
         Snapshot {
             series: vec![SeriesSnap {
                 journey: info,
+                from_metrics: false,
                 cohort: Arc::from(Vec::<Box<str>>::new()),
                 overflow: false,
                 totals,

@@ -493,6 +493,39 @@ impl SeriesState {
         true
     }
 
+    /// Records the requests a metric input counted at `t_ns`: `counts`, their latency sum,
+    /// and their counts per histogram bucket (`buckets`, as long as `self.buckets`). A
+    /// bucket's requests enter the quantile histogram at its bound (the overflow bucket at
+    /// the last bound): the quantiles of a metrics-fed series are bucket upper bounds.
+    pub fn record_counts(
+        &mut self,
+        t_ns: u64,
+        counts: &Counts,
+        sum_s: f64,
+        buckets: &[u64],
+        bounds_ns: &[u64],
+        now_ns: u64,
+    ) {
+        self.totals.add(counts);
+        self.duration_sum_s += sum_s;
+        for (a, b) in self.buckets.iter_mut().zip(buckets) {
+            *a += b;
+        }
+        for ring in self.windows.iter_mut() {
+            if let Some(slot) = ring.slot_mut(t_ns, now_ns) {
+                slot.counts.add(counts);
+                for (i, &n) in buckets.iter().enumerate() {
+                    if n > 0 {
+                        let bound = bounds_ns.get(i).or(bounds_ns.last()).copied();
+                        let n = u32::try_from(n).unwrap_or(u32::MAX);
+                        slot.hist.record_n(bound.unwrap_or(0) / 1000, n);
+                    }
+                }
+            }
+        }
+        self.last_update_unix_ns = now_ns;
+    }
+
     /// Counts and latency quantiles (seconds) of window `w` at `now_ns`.
     pub fn window_stats(
         &self,

@@ -274,6 +274,91 @@ pub fn sum_metric(
     }
 }
 
+/// An explicit-bounds histogram point of `counts` per bucket of `bounds` (one more count
+/// than bounds: the last is the overflow), with `sum`, at `time_ns`.
+pub fn histogram_point(
+    start_ns: u64,
+    time_ns: u64,
+    bounds: &[f64],
+    counts: &[u64],
+    sum: f64,
+    attributes: Vec<KeyValue>,
+) -> opentelemetry_proto::tonic::metrics::v1::HistogramDataPoint {
+    opentelemetry_proto::tonic::metrics::v1::HistogramDataPoint {
+        attributes,
+        start_time_unix_nano: start_ns,
+        time_unix_nano: time_ns,
+        count: counts.iter().sum(),
+        sum: Some(sum),
+        bucket_counts: counts.to_vec(),
+        explicit_bounds: bounds.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A histogram metric, cumulative or delta.
+pub fn histogram_metric(
+    name: &str,
+    unit: &str,
+    cumulative: bool,
+    points: Vec<opentelemetry_proto::tonic::metrics::v1::HistogramDataPoint>,
+) -> opentelemetry_proto::tonic::metrics::v1::Metric {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, AggregationTemporality, Histogram, Metric,
+    };
+    let temporality = if cumulative {
+        AggregationTemporality::Cumulative
+    } else {
+        AggregationTemporality::Delta
+    };
+    Metric {
+        name: name.into(),
+        unit: unit.into(),
+        data: Some(metric::Data::Histogram(Histogram {
+            data_points: points,
+            aggregation_temporality: temporality as i32,
+        })),
+        ..Default::default()
+    }
+}
+
+/// A delta exponential histogram of one point per `(attributes, count per bucket)`:
+/// scale 0 (base 2), positive buckets from index `offset` ((2^i, 2^(i+1)] each), at `time_ns`.
+pub fn exponential_metric(
+    name: &str,
+    unit: &str,
+    time_ns: u64,
+    offset: i32,
+    points: Vec<(Vec<KeyValue>, Vec<u64>)>,
+) -> opentelemetry_proto::tonic::metrics::v1::Metric {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        exponential_histogram_data_point::Buckets, metric, AggregationTemporality,
+        ExponentialHistogram, ExponentialHistogramDataPoint, Metric,
+    };
+    Metric {
+        name: name.into(),
+        unit: unit.into(),
+        data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: points
+                .into_iter()
+                .map(|(attributes, counts)| ExponentialHistogramDataPoint {
+                    attributes,
+                    time_unix_nano: time_ns,
+                    count: counts.iter().sum(),
+                    scale: 0,
+                    positive: Some(Buckets {
+                        offset,
+                        bucket_counts: counts,
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+        })),
+        ..Default::default()
+    }
+}
+
 /// One metrics request: one resource with these attributes, one scope, `metrics`.
 pub fn metrics_request(
     resource: &[(&str, &str)],

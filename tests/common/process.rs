@@ -211,6 +211,30 @@ impl Cerflow {
             .as_u16()
     }
 
+    /// POSTs a metrics request as OTLP/HTTP protobuf (answered 200); returns the partial
+    /// success it was answered with: rejected data points and the message.
+    pub fn post_metrics(
+        &self,
+        req: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+    ) -> (i64, String) {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+        use prost::Message;
+        let url = self.http_url("/v1/metrics");
+        let r = self
+            .http
+            .post(&url)
+            .header("content-type", "application/x-protobuf")
+            .body(req.encode_to_vec())
+            .send()
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        assert_eq!(r.status(), 200);
+        let body = r.bytes().expect("a response body");
+        let resp = ExportMetricsServiceResponse::decode(&body[..]).expect("an OTLP response");
+        resp.partial_success.map_or((0, String::new()), |p| {
+            (p.rejected_data_points, p.error_message)
+        })
+    }
+
     /// GET of a JSON document on the metrics port (`/api/v1/scores`).
     pub fn get_json(&self, path: &str) -> serde_json::Value {
         let url = format!("http://127.0.0.1:{}{path}", self.ports.prom);
