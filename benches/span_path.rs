@@ -209,6 +209,9 @@ fn record(c: &mut C) {
                 duration_ns: dur,
                 user: (rng.below(10_000) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                 value: 12.5,
+                // Every span has ids, so the exemplars' cost is in the figure.
+                trace_id: (u128::from(dur) + 1).to_be_bytes(),
+                span_id: (dur + 1).to_be_bytes(),
                 event: 0,
             };
             (rng.below(18), r)

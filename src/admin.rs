@@ -1,5 +1,6 @@
-//! The admin listener's routes: `/metrics` (Prometheus text), `/api/v1/scores`,
-//! `/api/v1/incidents`, `/api/v1/deployments`, `/healthz` and `/readyz`, and the web view's (`ui`) unless
+//! The admin listener's routes: `/metrics` (Prometheus text, or OpenMetrics when the
+//! `Accept` header asks for it), `/api/v1/scores`, `/api/v1/incidents`,
+//! `/api/v1/deployments`, `/healthz` and `/readyz`, and the web view's (`ui`) unless
 //! `ui.enabled` is false.
 
 use crate::export;
@@ -20,15 +21,22 @@ pub fn router(
     axum::Router::new()
         .route(
             "/metrics",
-            get(move || {
+            get(move |headers: axum::http::HeaderMap| {
                 let sh = sh.clone();
                 async move {
+                    let om = headers
+                        .get_all(axum::http::header::ACCEPT)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .any(export::prometheus::wants_openmetrics);
+                    let content_type = if om {
+                        export::prometheus::OPENMETRICS_CONTENT_TYPE
+                    } else {
+                        export::prometheus::TEXT_CONTENT_TYPE
+                    };
                     (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        export::prometheus::render(&sh),
+                        [(axum::http::header::CONTENT_TYPE, content_type)],
+                        export::prometheus::render_as(&sh, om),
                     )
                 }
             }),

@@ -179,6 +179,17 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                                 share: b.share,
                             })
                             .collect(),
+                        exemplars: w
+                            .exemplars
+                            .iter()
+                            .map(|e| proto::Exemplar {
+                                kind: e.kind.clone(),
+                                trace_id: e.trace_id.clone(),
+                                span_id: e.span_id.clone(),
+                                time_unix_nano: e.time_unix_nano,
+                                duration_seconds: e.duration_seconds,
+                            })
+                            .collect(),
                         vitals: w.vitals,
                         vitals_bad: w.vitals_bad,
                         experience: w.experience,

@@ -424,6 +424,7 @@ mod tests {
                 buckets: vec![],
                 created_unix_ns: 1,
                 windows: vec![],
+                exemplars: None,
                 frustrations: vec![],
             }],
             ..Default::default()

@@ -596,6 +596,11 @@ fn merge_overflow(into: &mut SeriesSnap, from: &SeriesSnap) {
         *a += b;
     }
     into.created_unix_ns = into.created_unix_ns.min(from.created_unix_ns);
+    match (&mut into.exemplars, &from.exemplars) {
+        (Some(a), Some(b)) => a.merge(b),
+        (a @ None, Some(b)) => *a = Some(b.clone()),
+        _ => {}
+    }
     if into.frustrations.len() < from.frustrations.len() {
         into.frustrations.resize(from.frustrations.len(), 0);
     }

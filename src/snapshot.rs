@@ -3,6 +3,7 @@
 //! traces. Derive merges them; nothing here computes.
 
 use crate::journey::JourneyInfo;
+use crate::window::exemplars::Exemplars;
 use crate::window::{Counts, Coverage, WindowStats};
 use std::sync::Arc;
 
@@ -26,6 +27,8 @@ pub struct SeriesSnap {
     pub buckets: Vec<u64>,
     pub created_unix_ns: u64,
     pub windows: Vec<WindowStats>,
+    /// Example requests of the series; each window's are those since its `start_ns`.
+    pub exemplars: Option<Box<Exemplars>>,
     /// Frustration events since the series began, by the journey's event index.
     pub frustrations: Vec<u64>,
 }

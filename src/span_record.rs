@@ -35,7 +35,7 @@ pub mod event {
     pub const INDEX: u16 = 0x00ff;
 }
 
-/// One classified span, 56 bytes; its cohort values and version live in the batch's text.
+/// One classified span, 80 bytes; its cohort values and version live in the batch's text.
 #[derive(Debug, Clone, Copy)]
 pub struct Record {
     pub hash: u64,
@@ -46,7 +46,7 @@ pub struct Record {
     pub flags: u8,
     /// The span has a version (`deployments.version_key`): it is the value right after
     /// the cohort values ([`Record::version_index`]). A flag, not an index, so the record
-    /// stays 56 bytes beside the event field.
+    /// grows by no more than a byte for it.
     pub has_version: bool,
     pub end_ns: u64,
     /// The span's duration; for a web vital event, the hash of its
@@ -58,6 +58,9 @@ pub struct Record {
     /// The request's value when `flags` has [`flag::VALUE`]; a vital's value for a vital
     /// event; else 0.
     pub value: f64,
+    /// The span's ids, for exemplars; zero when the span has none of the W3C length.
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
     /// For [`flag::EVENT`] records, what the event counts for ([`event`]); else 0.
     pub event: u16,
 }
@@ -71,4 +74,5 @@ impl Record {
 }
 
 // The record is copied per span through the worker queues; a field that grows it is a cost.
-const _: () = assert!(std::mem::size_of::<Record>() == 56);
+// 56 bytes plus the 24 of the trace and span ids that exemplars need.
+const _: () = assert!(std::mem::size_of::<Record>() == 80);

@@ -14,8 +14,9 @@ use cerflow::slo::SloTracker;
 use cerflow::snapshot::{
     DependencySnap, DependencyWindow, SelfBlameSnap, SeriesSnap, ShardSnapshot,
 };
-use cerflow::span_record::flag;
+use cerflow::span_record::{flag, Record};
 use cerflow::telemetry::Telemetry;
+use cerflow::window::exemplars::Exemplars;
 use cerflow::window::{Counts, Coverage, Users, VitalStats, WindowStats};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -74,6 +75,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
                 users: users.clone(),
                 value_at_risk: 2.5,
                 quantiles_s: vec![Some(0.1); 4],
+                start_ns: 0,
                 vitals: VitalStats {
                     good: 3,
                     all: 4,
@@ -82,6 +84,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
             })
             .collect(),
         frustrations: vec![2],
+        exemplars: Some(Box::new(exemplars(cfg.histogram_buckets.len() + 1))),
     };
     let journey = journeys.get(0).expect("the configured journey");
     let mut hist = SparseHist::default();
@@ -210,6 +213,29 @@ fn published() -> (Arc<Shared>, Pipeline) {
         start_unix_ns: S,
     };
     (Arc::new(shared), pipeline)
+}
+
+/// One failed request of 200 ms that ended at 99 s, trace 0xab.., span 0xcd...
+fn exemplars(n_buckets: usize) -> Exemplars {
+    let mut x = Exemplars::new(n_buckets, 60 * S);
+    let r = Record {
+        hash: 0,
+        journey: 0,
+        first_value: 0,
+        n_values: 0,
+        flags: flag::ERROR,
+        end_ns: 99 * S,
+        duration_ns: 200_000_000,
+        user: 0,
+        value: 0.0,
+        trace_id: [0xab; 16],
+        span_id: [0xcd; 8],
+        event: 0,
+        has_version: false,
+    };
+    // 0.2 s is in the le="0.25" bucket, the 6th of the default bounds (index 5).
+    x.record(&r, 5);
+    x
 }
 
 fn prom_names() -> BTreeSet<(String, String, String)> {
@@ -369,5 +395,59 @@ fn histograms_and_counters_follow_the_naming_rules() {
         names.len(),
         catalogue::ALL.len(),
         "a metric is declared twice"
+    );
+}
+
+#[test]
+fn openmetrics_names_counter_families_without_total_adds_exemplars_and_ends_with_eof() {
+    let (sh, pipeline) = published();
+    let text = cerflow::export::prometheus::render(&sh);
+    let om = cerflow::export::prometheus::render_as(&sh, true);
+    pipeline.shutdown(Duration::from_secs(5));
+    assert!(!text.contains("# {"), "the text format has no exemplars");
+    assert!(!text.contains("# EOF"));
+    assert_eq!(om.lines().last(), Some("# EOF"));
+    // Families: a counter's is its name without `_total`; every other is unchanged.
+    let families: BTreeSet<(String, String)> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|r| {
+            let (n, k) = r.split_once(' ').expect("# TYPE name kind");
+            (n.to_string(), k.to_string())
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = catalogue::ALL
+        .iter()
+        .map(|m| {
+            let name = match m.kind {
+                Kind::Counter => m
+                    .prom
+                    .strip_suffix("_total")
+                    .expect("counters end in _total"),
+                _ => m.prom,
+            };
+            (name.to_string(), m.kind.prom().to_string())
+        })
+        .collect();
+    assert_eq!(families, expected);
+    // The samples are the text format's, some with an exemplar after ` # `.
+    let samples = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(" # ").next().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(samples(&om), samples(&text));
+    let trace = "ab".repeat(16);
+    let span = "cd".repeat(8);
+    let with_exemplar: Vec<&str> = om.lines().filter(|l| l.contains(" # {")).collect();
+    // The failure counts 1 on the counter; on the histogram its value is its 0.2 s. The
+    // series' buckets hold 4 each, so le="0.25" (the 6th) is cumulative 6 x 4 = 24.
+    assert_eq!(
+        with_exemplar,
+        vec![
+            format!("cer_journey_errors_total{{journey=\"checkout\",cloud_region=\"eu\"}} 1 # {{trace_id=\"{trace}\",span_id=\"{span}\"}} 1 99.000000000"),
+            format!("cer_journey_duration_seconds_bucket{{journey=\"checkout\",cloud_region=\"eu\",le=\"0.25\"}} 24 # {{trace_id=\"{trace}\",span_id=\"{span}\"}} 0.2 99.000000000"),
+        ]
     );
 }

@@ -1,5 +1,7 @@
 //! OTLP push: the same series as `/metrics`, as OTLP metrics with dotted names,
-//! cumulative temporality, sent to a gRPC MetricsService every interval.
+//! cumulative temporality, sent to a gRPC MetricsService every interval. The journey
+//! histogram's points carry the slowest recent request of each bucket as exemplar, and
+//! the failed, slow and incorrect counters their kept example requests.
 //!
 //! Every interval the current snapshot's request joins a bounded queue; one request is
 //! in flight at a time, oldest first. Retryable failures (per the OTLP specification:
@@ -23,14 +25,15 @@ use crate::sli::{Sli, Snapshot};
 use crate::sli::{UserCounts, UserRow};
 use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{ExportDrop, Telemetry};
+use crate::window::exemplars::{self as ex, Kind};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
-    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    exemplar, metric, number_data_point, AggregationTemporality, Exemplar, Gauge, Histogram,
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use std::collections::VecDeque;
@@ -85,6 +88,39 @@ fn number(
     }
 }
 
+/// An OTLP exemplar of an example request.
+fn exemplar(e: &ex::Exemplar, value: exemplar::Value) -> Exemplar {
+    Exemplar {
+        time_unix_nano: e.end_ns,
+        value: Some(value),
+        span_id: e.span_id.to_vec(),
+        trace_id: e.trace_id.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// The kept requests of `kind` of a series, newest first, each counting 1.
+fn kind_exemplars(s: &SeriesSnap, kind: Option<Kind>) -> Vec<Exemplar> {
+    match (kind, s.exemplars.as_deref()) {
+        (Some(k), Some(x)) => x
+            .bad(k, 0)
+            .map(|e| exemplar(e, exemplar::Value::AsInt(1)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The slowest recent request of each histogram bucket, valued at its duration (s).
+fn bucket_exemplars(s: &SeriesSnap) -> Vec<Exemplar> {
+    let Some(x) = s.exemplars.as_deref() else {
+        return Vec::new();
+    };
+    (0..s.buckets.len())
+        .filter_map(|i| x.bucket(i))
+        .map(|e| exemplar(e, exemplar::Value::AsDouble(e.duration_ns as f64 / 1e9)))
+        .collect()
+}
+
 /// The OTLP name of a catalogued metric; only metrics with one are pushed.
 fn otlp_name(m: &Def) -> &'static str {
     m.otlp.unwrap_or(m.prom)
@@ -128,22 +164,36 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
     let windows: Vec<String> = snap.windows.iter().map(|w| format_duration(*w)).collect();
     let mut metrics = Vec::new();
 
-    let counters: [CounterDef; 4] = [
-        (&catalogue::CER_JOURNEY_REQUESTS_TOTAL, |s| {
-            s.totals.requests
-        }),
-        (&catalogue::CER_JOURNEY_ERRORS_TOTAL, |s| s.totals.errors),
-        (&catalogue::CER_JOURNEY_SLOW_TOTAL, |s| s.totals.slow),
-        (&catalogue::CER_JOURNEY_INCORRECT_TOTAL, |s| {
-            s.totals.incorrect
-        }),
+    // The bad-request counters carry their kept example requests.
+    let counters: [(CounterDef, Option<Kind>); 4] = [
+        (
+            (&catalogue::CER_JOURNEY_REQUESTS_TOTAL, |s| {
+                s.totals.requests
+            }),
+            None,
+        ),
+        (
+            (&catalogue::CER_JOURNEY_ERRORS_TOTAL, |s| s.totals.errors),
+            Some(Kind::Failed),
+        ),
+        (
+            (&catalogue::CER_JOURNEY_SLOW_TOTAL, |s| s.totals.slow),
+            Some(Kind::Slow),
+        ),
+        (
+            (&catalogue::CER_JOURNEY_INCORRECT_TOTAL, |s| {
+                s.totals.incorrect
+            }),
+            Some(Kind::Incorrect),
+        ),
     ];
-    for (m, get) in counters {
+    for ((m, get), kind) in counters {
         let points = snap
             .series
             .iter()
-            .map(|s| {
-                number(
+            .map(|s| NumberDataPoint {
+                exemplars: kind_exemplars(s, kind),
+                ..number(
                     series_attrs(s),
                     s.created_unix_ns,
                     now,
@@ -165,6 +215,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
             sum: Some(s.duration_sum_s),
             bucket_counts: s.buckets.clone(),
             explicit_bounds: sh.histogram_bounds.clone(),
+            exemplars: bucket_exemplars(s),
             ..Default::default()
         })
         .collect();

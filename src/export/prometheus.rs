@@ -1,4 +1,7 @@
-//! The Prometheus text exposition at `/metrics`, rendered from the latest snapshot.
+//! The exposition at `/metrics`, rendered from the latest snapshot: the Prometheus
+//! text format, or OpenMetrics 1.0 when the scraper asks for it (`Accept`), which adds
+//! exemplars (the trace and span ids of example requests) to the journey histogram's
+//! buckets and to the failed, slow and incorrect counters.
 
 use crate::catalogue::{self, Metric};
 use crate::duration::format_duration;
@@ -7,8 +10,62 @@ use crate::published::Shared;
 use crate::sli::{UserCounts, UserRow};
 use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{AddRelaxed, Transport, EVICTS, EXPORT_DROPS, POINT_REASONS, REASONS};
+use crate::window::exemplars::{Exemplar, Exemplars, Kind};
 use crate::window::VITAL_QUANTILES;
 use std::fmt::Write;
+
+/// The text format's content type.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// OpenMetrics 1.0's content type.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// True when an `Accept` header prefers OpenMetrics to the text format: it lists
+/// `application/openmetrics-text` with a quality above 0 and at least that of any
+/// `text/plain` (Prometheus sends OpenMetrics at q=1 and text at q=0.5).
+pub fn wants_openmetrics(accept: &str) -> bool {
+    let (mut om, mut text) = (0.0f64, 0.0f64);
+    for part in accept.split(',') {
+        let mut params = part.split(';');
+        let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = params
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => om = om.max(q),
+            "text/plain" => text = text.max(q),
+            _ => {}
+        }
+    }
+    om > 0.0 && om >= text
+}
+
+/// The exposition being written, and in which format.
+pub struct Out {
+    text: String,
+    openmetrics: bool,
+}
+
+impl std::ops::Deref for Out {
+    type Target = String;
+    fn deref(&self) -> &String {
+        &self.text
+    }
+}
+
+impl std::ops::DerefMut for Out {
+    fn deref_mut(&mut self) -> &mut String {
+        &mut self.text
+    }
+}
+
+impl Write for Out {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.text.push_str(s);
+        Ok(())
+    }
+}
 
 fn escape(v: &str, out: &mut String) {
     for c in v.chars() {
@@ -37,8 +94,12 @@ fn fmt_f64(v: f64, out: &mut String) {
 /// A catalogued metric and how to read its value.
 type Column<T, V> = (&'static Metric, fn(T) -> V);
 
-fn header(out: &mut String, m: &Metric) {
-    let (name, help, kind) = (m.prom, m.help, m.kind.prom());
+fn header(out: &mut Out, m: &Metric) {
+    let (mut name, help, kind) = (m.prom, m.help, m.kind.prom());
+    if out.openmetrics && m.kind == crate::catalogue::Kind::Counter {
+        // An OpenMetrics family is named without the `_total` of its counter sample.
+        name = name.strip_suffix("_total").unwrap_or(name);
+    }
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
@@ -58,7 +119,13 @@ fn series_labels(s: &SeriesSnap, out: &mut String) {
     }
 }
 
-fn sample(out: &mut String, name: &str, labels: &str, value: f64) {
+fn sample(out: &mut Out, name: &str, labels: &str, value: f64) {
+    sample_with(out, name, labels, value, None);
+}
+
+/// A sample with an exemplar of `value`, written in OpenMetrics only (the text format
+/// has no exemplars): ` # {trace_id="..",span_id=".."} value timestamp`.
+fn sample_with(out: &mut Out, name: &str, labels: &str, value: f64, ex: Option<(&Exemplar, f64)>) {
     out.push_str(name);
     if !labels.is_empty() {
         out.push('{');
@@ -67,12 +134,27 @@ fn sample(out: &mut String, name: &str, labels: &str, value: f64) {
     }
     out.push(' ');
     fmt_f64(value, out);
+    if let Some((e, v)) = ex.filter(|_| out.openmetrics) {
+        let (trace, span) = (e.trace_hex(), e.span_hex());
+        let _ = write!(out, " # {{trace_id=\"{trace}\",span_id=\"{span}\"}} ");
+        fmt_f64(v, out);
+        let (secs, nanos) = (e.end_ns / 1_000_000_000, e.end_ns % 1_000_000_000);
+        let _ = write!(out, " {secs}.{nanos:09}");
+    }
     out.push('\n');
 }
 
 pub fn render(sh: &Shared) -> String {
+    render_as(sh, false)
+}
+
+/// The exposition in the text format, or in OpenMetrics 1.0 (with exemplars and `# EOF`).
+pub fn render_as(sh: &Shared, openmetrics: bool) -> String {
     let snap = sh.snapshot.load();
-    let mut out = String::with_capacity(4096 + snap.series.len() * 2048);
+    let mut out = Out {
+        text: String::with_capacity(4096 + snap.series.len() * 2048),
+        openmetrics,
+    };
     let windows: Vec<String> = snap.windows.iter().map(|w| format_duration(*w)).collect();
     let labels: Vec<String> = snap
         .series
@@ -84,21 +166,38 @@ pub fn render(sh: &Shared) -> String {
         })
         .collect();
 
-    let counters: [Column<&SeriesSnap, u64>; 4] = [
-        (&catalogue::CER_JOURNEY_REQUESTS_TOTAL, |s| {
-            s.totals.requests
-        }),
-        (&catalogue::CER_JOURNEY_ERRORS_TOTAL, |s| s.totals.errors),
-        (&catalogue::CER_JOURNEY_SLOW_TOTAL, |s| s.totals.slow),
-        (&catalogue::CER_JOURNEY_INCORRECT_TOTAL, |s| {
-            s.totals.incorrect
-        }),
+    // The bad-request counters carry their newest example request, counting 1.
+    let counters: [(Column<&SeriesSnap, u64>, Option<Kind>); 4] = [
+        (
+            (&catalogue::CER_JOURNEY_REQUESTS_TOTAL, |s| {
+                s.totals.requests
+            }),
+            None,
+        ),
+        (
+            (&catalogue::CER_JOURNEY_ERRORS_TOTAL, |s| s.totals.errors),
+            Some(Kind::Failed),
+        ),
+        (
+            (&catalogue::CER_JOURNEY_SLOW_TOTAL, |s| s.totals.slow),
+            Some(Kind::Slow),
+        ),
+        (
+            (&catalogue::CER_JOURNEY_INCORRECT_TOTAL, |s| {
+                s.totals.incorrect
+            }),
+            Some(Kind::Incorrect),
+        ),
     ];
-    for (m, get) in counters {
+    for ((m, get), kind) in counters {
         header(&mut out, m);
         let name = m.prom;
         for (s, l) in snap.series.iter().zip(&labels) {
-            sample(&mut out, name, l, get(s) as f64);
+            let ex = kind
+                .zip(s.exemplars.as_deref())
+                .and_then(|(k, x)| x.latest(k))
+                .map(|e| (e, 1.0));
+            sample_with(&mut out, name, l, get(s) as f64, ex);
         }
     }
 
@@ -115,6 +214,7 @@ pub fn render(sh: &Shared) -> String {
             &sh.histogram_bounds,
             sum,
             n,
+            s.exemplars.as_deref(),
         );
     }
 
@@ -358,7 +458,10 @@ pub fn render(sh: &Shared) -> String {
         "",
         snap.trace_bytes as f64,
     );
-    out
+    if out.openmetrics {
+        out.push_str("# EOF\n");
+    }
+    out.text
 }
 
 /// The `_bucket`, `_sum` and `_count` series names of a histogram.
@@ -367,15 +470,18 @@ fn histogram_names(m: &Metric) -> [String; 3] {
 }
 
 /// One histogram series: cumulative buckets up to `+Inf` (a bucket missing from `buckets`
-/// counts 0), then its sum and count.
+/// counts 0), each with its slowest recent request as exemplar where one is kept, then
+/// its sum and count.
+#[allow(clippy::too_many_arguments)]
 fn histogram(
-    out: &mut String,
+    out: &mut Out,
     [bucket, sum, count]: &[String; 3],
     l: &str,
     buckets: &[u64],
     bounds: &[f64],
     total: f64,
     n: u64,
+    exemplars: Option<&Exemplars>,
 ) {
     let mut cumulative = 0u64;
     for i in 0..buckets.len().max(bounds.len() + 1) {
@@ -388,7 +494,10 @@ fn histogram(
             None => bl.push_str("+Inf"),
         }
         bl.push('"');
-        sample(out, bucket, &bl, cumulative as f64);
+        let ex = exemplars
+            .and_then(|x| x.bucket(i))
+            .map(|e| (e, e.duration_ns as f64 / 1e9));
+        sample_with(out, bucket, &bl, cumulative as f64, ex);
     }
     sample(out, sum, l, total);
     sample(out, count, l, n as f64);
@@ -414,7 +523,7 @@ fn render_dependencies(
     sh: &Shared,
     snap: &crate::sli::Snapshot,
     windows: &[String],
-    out: &mut String,
+    out: &mut Out,
 ) {
     let labels: Vec<String> = snap
         .dependencies
@@ -440,7 +549,16 @@ fn render_dependencies(
     let names = histogram_names(duration);
     for (d, l) in snap.dependencies.iter().zip(&labels) {
         let (sum, n) = (d.duration_sum_s, d.totals.requests);
-        histogram(out, &names, l, &d.buckets, &sh.histogram_bounds, sum, n);
+        histogram(
+            out,
+            &names,
+            l,
+            &d.buckets,
+            &sh.histogram_bounds,
+            sum,
+            n,
+            None,
+        );
     }
     header(out, &catalogue::CER_DEPENDENCY_AVAILABILITY_RATIO);
     for (d, l) in snap.dependencies.iter().zip(&labels) {
@@ -482,7 +600,7 @@ fn render_dependencies(
 }
 
 /// Incident series, from the incident state of the same tick.
-fn render_incidents(sh: &Shared, out: &mut String) {
+fn render_incidents(sh: &Shared, out: &mut Out) {
     let eval = sh.eval.load();
     let journey = |name: &str| {
         let mut l = String::from("journey=\"");
@@ -525,13 +643,13 @@ fn render_incidents(sh: &Shared, out: &mut String) {
             let l = journey(&st.journey);
             let (buckets, total, n) = get(st);
             let bounds = crate::incidents::RECOVERY_BUCKETS_S;
-            histogram(out, &names, &l, buckets, bounds, total, n);
+            histogram(out, &names, &l, buckets, bounds, total, n, None);
         }
     }
 }
 
 /// Deployment series, from the deployment state of the same tick.
-fn render_deployments(sh: &Shared, out: &mut String) {
+fn render_deployments(sh: &Shared, out: &mut Out) {
     let eval = sh.eval.load();
     let label = |out: &mut String, key: &str, value: &str| {
         if !out.is_empty() {
@@ -563,7 +681,7 @@ fn render_deployments(sh: &Shared, out: &mut String) {
 }
 
 /// The operations SLI and its signals, for the journeys with signals.
-fn render_operations(snap: &crate::sli::Snapshot, windows: &[String], out: &mut String) {
+fn render_operations(snap: &crate::sli::Snapshot, windows: &[String], out: &mut Out) {
     let journey = |j: &crate::journey::JourneyInfo| {
         let mut l = String::from("journey=\"");
         escape(&j.name, &mut l);
@@ -612,7 +730,7 @@ fn render_operations(snap: &crate::sli::Snapshot, windows: &[String], out: &mut 
 }
 
 /// SLO and score series, from the evaluation of the same tick.
-fn render_scores(sh: &Shared, out: &mut String) {
+fn render_scores(sh: &Shared, out: &mut Out) {
     let eval = sh.eval.load();
     let v = &eval.view;
     // `journey="..."` plus cohort labels, for each entry.
@@ -771,7 +889,7 @@ fn render_scores(sh: &Shared, out: &mut String) {
     }
 }
 
-fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize) {
+fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
     let tel = &sh.tel;
     header(out, &catalogue::CERFLOW_BUILD_INFO);
     sample(
@@ -1055,6 +1173,23 @@ fn render_self(sh: &Shared, out: &mut String, series: usize, state_bytes: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openmetrics_is_chosen_only_when_the_accept_header_prefers_it() {
+        // What Prometheus 2.42 sends.
+        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(wants_openmetrics(prom));
+        assert!(!wants_openmetrics("text/plain;version=0.0.4"));
+        assert!(!wants_openmetrics("*/*"));
+        assert!(!wants_openmetrics(""));
+        assert!(!wants_openmetrics(
+            "text/plain, application/openmetrics-text;q=0.5"
+        ));
+        assert!(!wants_openmetrics("application/openmetrics-text;q=0"));
+        assert!(wants_openmetrics(
+            "Application/OpenMetrics-Text; version=1.0.0"
+        ));
+    }
 
     #[test]
     fn label_values_are_escaped() {

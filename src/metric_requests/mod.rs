@@ -455,6 +455,8 @@ impl MetricRequests {
                 value_failed: 0.0,
                 // Frustrations are browser events: a journey's come from its span series.
                 frustrations: Vec::new(),
+                // Requests counted from metrics have no spans to point at.
+                exemplars: None,
                 buckets: s.state.buckets.clone(),
                 created_unix_ns: s.state.created_unix_ns,
                 windows: (0..s.state.windows.len())

@@ -209,6 +209,8 @@ impl BatchBuilder {
             },
             user: c.user.unwrap_or(0),
             value,
+            trace_id: span.trace_id().try_into().unwrap_or([0; 16]),
+            span_id: span.span_id().try_into().unwrap_or([0; 8]),
             event,
         });
     }
@@ -676,6 +678,7 @@ impl Worker {
                 buckets: s.state.buckets.clone(),
                 created_unix_ns: s.state.created_unix_ns,
                 windows,
+                exemplars: s.state.exemplars.clone(),
                 frustrations: s.state.frustrations.clone(),
             });
         }
@@ -725,6 +728,9 @@ impl Pipeline {
                     * cfg.windows.sub_buckets as usize
                     * (std::mem::size_of::<crate::window::Slot>() + 8)
                 + (cfg.histogram_buckets.len() + 1) * 8
+                // Exemplars: nearly every series has spans with trace ids.
+                + crate::window::exemplars::Exemplars::new(cfg.histogram_buckets.len() + 1, 0)
+                    .heap_bytes()
                 + 128,
             window_ns: cfg
                 .windows

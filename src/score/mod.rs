@@ -16,6 +16,8 @@ use crate::signals::SliceCounts;
 use crate::sli::{derive, Snapshot, UserCounts};
 use crate::slo::config::{slis_for, N_SLIS};
 use crate::slo::{alert_active, burn_rate, BadCount, Key, SloCounts, SloEval, SloTracker};
+use crate::snapshot::SeriesSnap;
+use crate::window::exemplars::{Exemplar, Kind, KINDS, PER_KIND};
 use crate::window::Counts;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -165,6 +167,74 @@ pub struct WindowView {
     /// from assembled traces.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blame: Vec<BlameShare>,
+    /// Example requests of the window: per kind the [`PER_KIND`] newest that ended in
+    /// it, newest first; for the journey as a whole, across its cohorts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exemplars: Vec<ExemplarView>,
+}
+
+/// One example request, to link a window's figures to a trace.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ExemplarView {
+    /// `failed`, `slow` or `incorrect`.
+    pub kind: String,
+    /// Lower-case hex (32 and 16 digits).
+    pub trace_id: String,
+    pub span_id: String,
+    pub time_unix_nano: u64,
+    pub duration_seconds: f64,
+}
+
+impl ExemplarView {
+    fn of(kind: Kind, e: &Exemplar) -> ExemplarView {
+        ExemplarView {
+            kind: kind.as_str().to_string(),
+            trace_id: e.trace_hex(),
+            span_id: e.span_hex(),
+            time_unix_nano: e.end_ns,
+            duration_seconds: e.duration_ns as f64 / 1e9,
+        }
+    }
+}
+
+/// The exemplars of window `w` over `series`: per kind the [`PER_KIND`] newest.
+fn window_exemplars<'a>(
+    series: impl Iterator<Item = &'a SeriesSnap> + Clone,
+    w: usize,
+) -> Vec<ExemplarView> {
+    let mut out = Vec::new();
+    for kind in KINDS {
+        let mut all: Vec<&Exemplar> = series
+            .clone()
+            .filter_map(|s| Some((s.exemplars.as_deref()?, s.windows.get(w)?.start_ns)))
+            .flat_map(|(x, since)| x.bad(kind, since))
+            .collect();
+        all.sort_by_key(|e| std::cmp::Reverse(e.end_ns));
+        out.extend(
+            all.into_iter()
+                .take(PER_KIND)
+                .map(|e| ExemplarView::of(kind, e)),
+        );
+    }
+    out
+}
+
+/// Several entries' exemplars as one: per kind the [`PER_KIND`] newest.
+fn merge_exemplars<'a>(lists: impl Iterator<Item = &'a ExemplarView>) -> Vec<ExemplarView> {
+    let mut all: Vec<&ExemplarView> = lists.collect();
+    let rank = |k: &str| KINDS.iter().position(|x| x.as_str() == k);
+    all.sort_by(|a, b| {
+        rank(&a.kind)
+            .cmp(&rank(&b.kind))
+            .then(b.time_unix_nano.cmp(&a.time_unix_nano))
+    });
+    let mut out: Vec<ExemplarView> = Vec::new();
+    for e in all {
+        if out.iter().filter(|x| x.kind == e.kind).count() < PER_KIND {
+            out.push(e.clone());
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -443,6 +513,8 @@ pub fn evaluate(
                     .with_users(snap.journey_user_counts(name, i));
                 wv.value_at_risk = info.value.as_ref().map(|_| at_risk[i]);
                 wv.blame = blame_shares(snap, name, i);
+                let own = snap.series.iter().filter(|s| s.journey.name == *name);
+                wv.exemplars = window_exemplars(own, i);
                 wv
             })
             .collect();
@@ -507,6 +579,7 @@ pub fn evaluate(
                     window_view(w, &ws.counts, SliceCounts::default(), *d, &s.journey, cfg)
                         .with_users(users.and_then(|u| u.get(i)).copied());
                 wv.value_at_risk = s.journey.value.as_ref().map(|_| ws.value_at_risk);
+                wv.exemplars = window_exemplars(std::iter::once(s), i);
                 wv
             })
             .collect();
@@ -706,7 +779,7 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
     };
     // Per journey: its first matching entry, the summed counts and value at risk, how
     // many entries.
-    type Group = (usize, Vec<Counts>, Vec<Option<f64>>, usize);
+    type Group = (usize, Vec<Counts>, Vec<Option<f64>>, Vec<usize>);
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     for (i, jv) in v.journeys.iter().enumerate() {
         if jv.cohort.is_empty() || !journey_ok(&jv.journey) {
@@ -721,9 +794,9 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
         }
         let g = groups.entry(jv.journey.clone()).or_insert_with(|| {
             let n = jv.windows.len();
-            (i, vec![Counts::default(); n], vec![None; n], 0)
+            (i, vec![Counts::default(); n], vec![None; n], Vec::new())
         });
-        g.3 += 1;
+        g.3.push(i);
         for ((acc, var), w) in g.1.iter_mut().zip(g.2.iter_mut()).zip(&jv.windows) {
             acc.add(&Counts {
                 requests: w.requests,
@@ -753,7 +826,15 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
                     .unwrap_or(std::time::Duration::from_secs(60));
                 let mut wv = window_view(&w.window, c, SliceCounts::default(), dur, info, cfg);
                 wv.value_at_risk = *var;
-                if members == 1 {
+                wv.exemplars = merge_exemplars(
+                    members
+                        .iter()
+                        .filter_map(|&m| {
+                            v.journeys[m].windows.iter().find(|x| x.window == w.window)
+                        })
+                        .flat_map(|x| x.exemplars.iter()),
+                );
+                if members.len() == 1 {
                     // One cohort: its users are the group's.
                     wv.users = w.users;
                     wv.users_affected = w.users_affected;
@@ -930,9 +1011,11 @@ mod tests {
                 users: Default::default(),
                 value_at_risk: 0.0,
                 quantiles_s: vec![],
+                start_ns: 0,
                 vitals: Default::default(),
             }],
             frustrations: vec![],
+            exemplars: None,
         };
         // a: 100 requests, 50 errors: burn 5, score (0.5 * 5/9 + 0.3) / 0.8 = 25/36 + 3/8.
         // b: 300 requests, all good: score 1. c: no requests.

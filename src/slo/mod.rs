@@ -762,6 +762,7 @@ mod tests {
                 buckets: vec![],
                 created_unix_ns: created,
                 windows: vec![],
+                exemplars: None,
                 frustrations: vec![],
             }],
             ..Default::default()

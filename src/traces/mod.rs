@@ -614,6 +614,9 @@ impl Assembler {
             duration_ns: s.duration_ns,
             user: 0,
             value: 0.0,
+            // Dependency series keep no exemplars.
+            trace_id: [0; 16],
+            span_id: [0; 8],
             event: 0,
         };
         // A call is a span, never an event: there is no vital id to remember.

@@ -7,11 +7,13 @@
 //! it covers between W - W/N and W of event time and slides one sub-bucket at a time.
 
 pub mod config;
+pub mod exemplars;
 
 use crate::distinct::Distinct;
 use crate::experience::{from_hist, to_hist, VITAL_COUNT};
 use crate::hist::{self, SparseHist};
 use crate::span_record::{event, flag, Record};
+use exemplars::Exemplars;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
@@ -137,6 +139,12 @@ impl<T: Default + Clone + Reset> Ring<T> {
     /// The window the ring covers: its sub-bucket length times its sub-buckets.
     pub fn window_ns(&self) -> u64 {
         self.sub_ns * self.slots.len() as u64
+    }
+
+    /// The start (ns) of the oldest sub-bucket of the window at `now_ns`.
+    pub fn start_ns(&self, now_ns: u64) -> u64 {
+        let n = self.slots.len() as u64;
+        (now_ns / self.sub_ns + 1).saturating_sub(n) * self.sub_ns
     }
 
     /// The slots in use with the bucket index each holds, for checkpoints.
@@ -299,6 +307,8 @@ pub struct SeriesState {
     pub windows: Vec<Ring<Slot>>,
     pub created_unix_ns: u64,
     pub last_update_unix_ns: u64,
+    /// Example requests; made at the first request with trace ids.
+    pub exemplars: Option<Box<Exemplars>>,
     /// Frustration events since the series began, by the journey's event index.
     pub frustrations: Vec<u64>,
     /// The last report of each web vital measurement (by id hash), so a later report
@@ -331,6 +341,7 @@ impl SeriesState {
                 .collect(),
             created_unix_ns: now_ns,
             last_update_unix_ns: now_ns,
+            exemplars: None,
             frustrations: Vec::new(),
             vital_ids: std::collections::HashMap::new(),
         }
@@ -451,6 +462,16 @@ impl SeriesState {
         self.duration_sum_s += duration_ns as f64 / 1e9;
         let b = bounds_ns.partition_point(|&bound| bound < duration_ns);
         self.buckets[b] += 1;
+        if exemplars::has_ids(r) {
+            if self.exemplars.is_none() {
+                // A bucket's example stays the slowest one for the shortest window.
+                let fresh = self.windows.iter().map(Ring::window_ns).min().unwrap_or(0);
+                self.exemplars = Some(Box::new(Exemplars::new(self.buckets.len(), fresh)));
+            }
+            if let Some(x) = self.exemplars.as_deref_mut() {
+                x.record(r, b);
+            }
+        }
         let us = duration_ns / 1000;
         for ring in self.windows.iter_mut() {
             if let Some(slot) = ring.slot_mut(end_ns, now_ns) {
@@ -546,6 +567,7 @@ impl SeriesState {
             counts,
             users,
             value_at_risk,
+            start_ns: ring.start_ns(now_ns),
             quantiles_s,
             vitals,
         }
@@ -562,6 +584,7 @@ impl SeriesState {
             })
             .sum::<usize>()
             + self.buckets.len() * 8
+            + self.exemplars.as_deref().map_or(0, Exemplars::heap_bytes)
             + self.frustrations.len() * 8
             + self.vital_ids.capacity() * (8 + std::mem::size_of::<VitalReport>())
     }
@@ -575,6 +598,8 @@ pub struct WindowStats {
     /// Value of the failed or incorrect requests in the window.
     pub value_at_risk: f64,
     pub quantiles_s: Vec<Option<f64>>,
+    /// Where the window began: its exemplars are the series' ones that ended since.
+    pub start_ns: u64,
     /// Web vitals in the window: the experience SLI and each vital's quantiles.
     pub vitals: VitalStats,
 }
@@ -597,6 +622,8 @@ mod tests {
             duration_ns,
             user,
             value,
+            trace_id: [0; 16],
+            span_id: [0; 8],
             event: 0,
         }
     }
@@ -744,6 +771,30 @@ mod tests {
         // Same bin; each of the three slots boxes its customers (72) with a users
         // sketch of capacity 4 hashes (32).
         assert_eq!(s.heap_bytes(), 3_464 + 3 * 32 + 3 * (72 + 32));
+    }
+
+    #[test]
+    fn exemplars_are_made_at_the_first_request_with_ids_and_counted_in_the_state_bytes() {
+        let now = 1_000 * S;
+        let mut s = SeriesState::new(&[60 * S, 300 * S, 3_600 * S], 12, 0, now);
+        s.record(&rec(now, 1_000, 0, 0, 0.0), &[], now);
+        assert!(s.exemplars.is_none(), "no ids, no exemplars");
+        let before = s.heap_bytes();
+        let with_ids = Record {
+            trace_id: [7; 16],
+            span_id: [9; 8],
+            ..rec(now, 1_000, flag::ERROR, 0, 0.0)
+        };
+        s.record(&with_ids, &[], now);
+        // The box: 984 bytes of fixed arrays plus one (+Inf) bucket's 40.
+        assert_eq!(s.heap_bytes(), before + 1_024);
+        let x = s.exemplars.as_deref().unwrap();
+        let failed = x.latest(exemplars::Kind::Failed).unwrap();
+        assert_eq!((failed.trace_id, failed.span_id), ([7; 16], [9; 8]));
+        assert_eq!(x.bucket(0).map(|e| e.span_id), Some([9; 8]));
+        // The 1 m window of 12 x 5 s sub-buckets at 1000 s starts at 945 s.
+        let st = s.window_stats(0, now, &[], &mut Vec::new(), &mut Vec::new());
+        assert_eq!(st.start_ns, 945 * S);
     }
 
     #[test]

@@ -44,7 +44,7 @@ def prometheus(tmp_path):
     exe = which_or_fail("prometheus", "/usr/bin/prometheus")
     procs = []
 
-    def start(target_port: int, rule_file: str | None = None):
+    def start(target_port: int, rule_file: str | None = None, flags: tuple = ()):
         (port,) = free_ports(1)
         cfg = tmp_path / "prometheus.yml"
         text = PROMETHEUS_CONFIG.format(port=target_port)
@@ -59,6 +59,7 @@ def prometheus(tmp_path):
                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{port}",
                 "--log.level=warn",
+                *flags,
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -186,3 +187,81 @@ def test_example_rules_load_and_fire(start_cerflow, prometheus):
     names = sorted(a["labels"]["alertname"] for a in firing)
     assert names == ["CerJourneyScoreLow"], firing
     assert firing[0]["labels"]["journey"] == "checkout"
+
+
+EXEMPLAR_CONFIG = """\
+journeys:
+  - name: checkout
+    match: {span_name: POST /checkout, kind: server}
+    latency_threshold: 300ms
+histogram: {buckets: [0.1, 0.5]}
+"""
+
+
+def test_prometheus_stores_exemplars_of_the_exact_bad_requests(start_cerflow, prometheus):
+    """Prometheus with exemplar storage scrapes OpenMetrics; query_exemplars returns the
+    trace and span ids of the very spans that failed, were slow, and were the slowest of
+    their histogram bucket."""
+    cf = start_cerflow(EXEMPLAR_CONFIG)
+    base = prometheus(cf.prom_port, flags=("--enable-feature=exemplar-storage",))
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=cf.grpc_endpoint, insecure=True, timeout=10)))
+    tracer = provider.get_tracer("cerflow-e2e")
+    end = time.time_ns() - 2_000_000_000
+    ids = {}
+    # good 50 ms and good 80 ms (bucket le=0.1: 80 ms is its slowest), failed 60 ms
+    # (le=0.1), slow 400 ms (le=0.5, its only one), one 700 ms failed and slow (+Inf).
+    cases = (("good50", 50, False), ("good80", 80, False), ("failed", 60, True),
+             ("slow", 400, False), ("both", 700, True))
+    for i, (name, dur_ms, failed) in enumerate(cases):
+        # One millisecond apart, so "latest" is well defined: "both" ends last.
+        end_i = end + i * 1_000_000
+        span = tracer.start_span("POST /checkout", kind=SpanKind.SERVER, start_time=end_i - dur_ms * 1_000_000)
+        if failed:
+            span.set_status(Status(StatusCode.ERROR))
+        ctx = span.get_span_context()
+        ids[name] = (format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
+        span.end(end_time=end_i)
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+
+    http = http_session()
+    wait_query(http, base, 'cer_journey_errors_total{journey="checkout"}', 2)
+
+    def exemplars(metric: str) -> dict:
+        """le (or "") -> set of (trace_id, span_id, value) Prometheus stored for the metric."""
+        now = time.time()
+        r = http.get(f"{base}/api/v1/query_exemplars",
+                     params={"query": metric, "start": now - 600, "end": now + 60}, timeout=5)
+        r.raise_for_status()
+        body = r.json()
+        assert body["status"] == "success", body
+        out = {}
+        for series in body["data"]:
+            le = series["seriesLabels"].get("le", "")
+            for e in series["exemplars"]:
+                out.setdefault(le, set()).add((e["labels"]["trace_id"], e["labels"]["span_id"], float(e["value"])))
+        return out
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        errors = exemplars('cer_journey_errors_total{journey="checkout"}')
+        buckets = exemplars('cer_journey_duration_seconds_bucket{journey="checkout"}')
+        slow = exemplars('cer_journey_slow_total{journey="checkout"}')
+        if errors and slow and len(buckets) == 3:
+            break
+        time.sleep(0.5)
+    # The counters carry their newest bad request, counting 1: "both" is the newest
+    # failure (the 60 ms one ended 2 ms before it) and the newest slow request.
+    assert errors == {"": {(*ids["both"], 1.0)}}
+    assert slow == {"": {(*ids["both"], 1.0)}}
+    # Each bucket's slowest request, its value the duration in seconds.
+    assert buckets == {
+        "0.1": {(*ids["good80"], 0.08)},
+        "0.5": {(*ids["slow"], 0.4)},
+        "+Inf": {(*ids["both"], 0.7)},
+    }
+    # Still one sample per series: OpenMetrics did not change the values.
+    assert query(http, base, 'cer_journey_duration_seconds_bucket{journey="checkout",le="0.1"}') == 3
+    assert query(http, base, 'cer_journey_requests_total{journey="checkout"}') == 5
