@@ -75,6 +75,8 @@ fn a_burst_of_failures_opens_an_incident_that_closes_when_the_alert_clears() {
         .as_f64()
         .expect("a peak burn rate");
     assert!((peak - 1000.0).abs() < 1e-6, "peak burn {peak}");
+    // No span names a user: the incident has no user figure rather than 0 affected.
+    assert!(open[0]["users_affected"].is_null(), "{}", open[0]);
 
     let s = c.wait_for(OPEN, &J, 0.0);
     s.assert("cer_journey_incidents_total", &J, 1.0);

@@ -188,7 +188,8 @@ impl IncidentTracker {
             if let Some(p) = peak.get(name.as_str()) {
                 i.peak_burn_rate = Some(i.peak_burn_rate.map_or(*p, |x| x.max(*p)));
             }
-            if let Some(u) = snap.journey_user_counts(name, 0) {
+            // A journey whose spans name no user has no user figures, not zero affected.
+            if let Some(u) = snap.journey_user_counts(name, 0).filter(|u| u.users > 0) {
                 i.users_affected = Some(i.users_affected.unwrap_or(0).max(u.affected));
             }
             if let (Some(start), Some(v)) = (open.value_failed_at_start, value_failed(snap, name)) {
