@@ -32,6 +32,7 @@ fn body() -> Vec<u8> {
         behaviour: &behave,
         users: false,
         order_value: false,
+        version: payload::DEFAULT_VERSION,
         dependencies: 0,
     };
     let t = payload::build(&shape, 1000, &mut Rng::new(42))

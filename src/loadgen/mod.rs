@@ -159,6 +159,10 @@ phases:
         # latency_ms / latency_spread: set them instead of scaling
       - dependency: payments # with --dependencies: calls to payments fail at
         error_rate: 0.3      # error_rate and fail their request (blame moves there)
+  - name: rollout
+    duration: 60s
+    version: 1.43.0          # service.version of the phase's spans (a deployment to
+                             # cerflow); default the previous phase's, at first 1.42.0
 
 Journeys are, in order: checkout, cart, login, search, product, payment, orders,
 profile, recommendations, shipping, then journey-N. Regions are us-east-1, eu-west-1,
@@ -529,6 +533,7 @@ fn build_pools(
                 behaviour: &behave,
                 users: a.users > 0,
                 order_value: a.order_value,
+                version: &phase.version,
             };
             (0..a.pool)
                 .map(|_| json_if(protocol, payload::build(&shape, spr, &mut rng)))
@@ -973,5 +978,60 @@ mod tests {
         assert_eq!(p.phase_at(Duration::from_millis(1999)), 0);
         assert_eq!(p.phase_at(Duration::from_secs(2)), 1);
         assert_eq!(p.phase_at(Duration::from_secs(9)), 1);
+    }
+
+    /// The `service.version` of every resource in every body of each phase's pool.
+    fn versions_per_phase(scenario: &str) -> Vec<Vec<String>> {
+        use crate::span::{AttrValue, SpanView};
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: Args,
+        }
+        let a = <Cli as clap::Parser>::parse_from(["loadgen", "--pool", "3"]).a;
+        let phases = Scenario::parse(scenario).expect("a valid scenario").phases;
+        let plan = Plan {
+            starts: vec![Duration::ZERO; phases.len()],
+            phases,
+            deadline: None,
+        };
+        let (js, cs) = (payload::journeys(3), payload::cohorts(6));
+        let pools = build_pools(&a, &plan, &js, &cs, 100, Protocol::Grpc);
+        pools
+            .templates
+            .iter()
+            .map(|bodies| {
+                let mut seen = Vec::new();
+                for t in bodies {
+                    let req = crate::decode::lazy::decode_traces(&t.body).expect("a valid body");
+                    for s in req.spans() {
+                        match s.resource_attr("service.version") {
+                            Some(AttrValue::Str(v)) => seen.push(v.to_string()),
+                            other => panic!("service.version is {other:?}"),
+                        }
+                    }
+                }
+                seen.sort();
+                seen.dedup();
+                seen
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_phase_sends_its_version() {
+        // Phase 1 names none (the default), 2 a new one, 3 none (keeps 2's), 4 rolls back.
+        let got = versions_per_phase(
+            "phases:\n\
+             \x20 - duration: 1s\n\
+             \x20 - duration: 1s\n    version: 1.43.0\n\
+             \x20 - duration: 1s\n\
+             \x20 - duration: 1s\n    version: \"1.42.0\"\n",
+        );
+        let one = |v: &str| vec![v.to_string()];
+        assert_eq!(
+            got,
+            vec![one("1.42.0"), one("1.43.0"), one("1.43.0"), one("1.42.0")]
+        );
     }
 }

@@ -103,6 +103,9 @@ pub fn cohorts(n: usize) -> Vec<CohortSpec> {
 /// again, so a request of 20 spans (a trace of 20) is `--dependencies 19`.
 pub const MAX_CALLS: usize = 32;
 
+/// The resource's `service.version` unless a scenario phase names another.
+pub const DEFAULT_VERSION: &str = "1.42.0";
+
 /// The dependencies requests call, in order: `--dependencies 2` calls the first two.
 pub const DEPENDENCIES: [&str; 8] = [
     "payments",
@@ -376,6 +379,8 @@ pub struct Shape<'a> {
     /// Each span carries an order value in `app.order.value` (a double, EUR, log-normal
     /// with median 40 and sigma 0.8, drawn once per span when the pool is built).
     pub order_value: bool,
+    /// The resource's `service.version` (a scenario phase's `version`).
+    pub version: &'a str,
 }
 
 const UA: &str = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/126.0 Mobile";
@@ -415,7 +420,7 @@ pub fn build(shape: &Shape<'_>, n: usize, rng: &mut Rng) -> Template {
         let mut resource = Vec::with_capacity(300);
         for (k, v) in [
             ("service.name", journey.service.as_str()),
-            ("service.version", "1.42.0"),
+            ("service.version", shape.version),
             ("service.namespace", "shop"),
             ("deployment.environment.name", "production"),
             ("cloud.provider", "aws"),
@@ -708,6 +713,7 @@ pub fn probe(journey: &JourneySpec, region: &str, tier: &str, rng: &mut Rng) -> 
             users: false,
             order_value: false,
             dependencies: 0,
+            version: DEFAULT_VERSION,
         },
         1,
         rng,
@@ -738,6 +744,7 @@ mod tests {
                 users: false,
                 order_value: false,
                 dependencies: 0,
+                version: DEFAULT_VERSION,
             },
             1000,
             &mut rng,
@@ -799,6 +806,7 @@ mod tests {
             users: false,
             order_value: false,
             dependencies: 3,
+            version: DEFAULT_VERSION,
         };
         // 40 spans: 10 traces of a SERVER span and 3 calls.
         let t = build(&shape, 40, &mut Rng::new(5));
@@ -851,6 +859,7 @@ mod tests {
             users: false,
             order_value: false,
             dependencies: 0,
+            version: DEFAULT_VERSION,
         };
         let t = build(&shape, 1000, &mut Rng::new(7));
         let j = t.to_json().expect("converts");
@@ -894,6 +903,7 @@ mod tests {
         };
         let shape = Shape {
             dependencies: 0,
+            version: DEFAULT_VERSION,
             journeys: &js,
             cohorts: &cs,
             behaviour: &behave,
@@ -975,6 +985,7 @@ mod tests {
             behaviour: &behave,
             users: false,
             order_value: false,
+            version: DEFAULT_VERSION,
         };
         let t = build(&shape, n, &mut Rng::new(3));
         assert_eq!(t.spans, n);

@@ -16,12 +16,17 @@
 //!         latency_factor: 2      # every latency (so p50 and p99) times 2
 //!       - dependency: payments   # with --dependencies: calls to it fail at this rate,
 //!         error_rate: 0.3        # and fail their request (blame moves to it)
+//!   - name: rollout
+//!     duration: 60s
+//!     version: 1.43.0            # service.version of its spans; default the previous
+//!                                # phase's, the first phase's 1.42.0
 //! ```
 //!
 //! A phase may also set `error_rate`, `latency_ms` and `latency_spread` for every
-//! journey; a fault may set `latency_ms` and `latency_spread` instead of a factor.
+//! journey; a fault may set `latency_ms` and `latency_spread` instead of a factor. A new
+//! `version` is a deployment to cerflow, so a scenario can exercise the deployment tracker.
 
-use super::payload::{Behaviour, CohortSpec, JourneySpec, DEPENDENCIES};
+use super::payload::{Behaviour, CohortSpec, JourneySpec, DEFAULT_VERSION, DEPENDENCIES};
 use std::time::Duration;
 use yaml_rust2::Yaml;
 
@@ -38,6 +43,9 @@ pub struct Phase {
     pub error_rate: Option<f64>,
     pub latency_ms: Option<f64>,
     pub latency_spread: Option<f64>,
+    /// The resource's `service.version` of the phase's spans (resolved at parse time:
+    /// a phase without one keeps the previous phase's).
+    pub version: String,
     pub faults: Vec<Fault>,
 }
 
@@ -64,6 +72,7 @@ impl Phase {
             error_rate: None,
             latency_ms: None,
             latency_spread: None,
+            version: DEFAULT_VERSION.into(),
             faults: Vec::new(),
         }
     }
@@ -161,9 +170,13 @@ impl Scenario {
         let Some(Yaml::Array(list)) = m.iter().find(|(k, _)| *k == "phases").map(|(_, v)| v) else {
             return Err("\"phases\" must be a list of phases".into());
         };
-        let mut phases = Vec::new();
+        let mut phases: Vec<Phase> = Vec::new();
         for (i, p) in list.iter().enumerate() {
-            phases.push(phase(p, i).map_err(|e| format!("phases[{i}]: {e}"))?);
+            let version = phases
+                .last()
+                .map_or(DEFAULT_VERSION, |p| p.version.as_str());
+            let p = phase(p, i, version).map_err(|e| format!("phases[{i}]: {e}"))?;
+            phases.push(p);
         }
         if phases.is_empty() {
             return Err("\"phases\" is empty".into());
@@ -227,7 +240,8 @@ fn text(v: &Yaml, key: &str) -> Result<String, String> {
     }
 }
 
-fn phase(node: &Yaml, i: usize) -> Result<Phase, String> {
+/// Phase `i` of a scenario; `version` is the previous phase's, kept when it names none.
+fn phase(node: &Yaml, i: usize, version: &str) -> Result<Phase, String> {
     let keys = [
         "name",
         "duration",
@@ -235,10 +249,12 @@ fn phase(node: &Yaml, i: usize) -> Result<Phase, String> {
         "error_rate",
         "latency_ms",
         "latency_spread",
+        "version",
         "faults",
     ];
     let m = map(node, "a phase", &keys)?;
     let mut p = Phase::plain(&format!("phase-{}", i + 1), Duration::ZERO);
+    p.version = version.into();
     let mut has_duration = false;
     for (k, v) in m {
         match k {
@@ -254,6 +270,12 @@ fn phase(node: &Yaml, i: usize) -> Result<Phase, String> {
             "error_rate" => p.error_rate = Some(share(v, k)?),
             "latency_ms" => p.latency_ms = Some(number(v, k)?),
             "latency_spread" => p.latency_spread = Some(number(v, k)?),
+            "version" => {
+                p.version = text(v, k)?;
+                if p.version.is_empty() {
+                    return Err("\"version\" must not be empty".into());
+                }
+            }
             _ => {
                 let Yaml::Array(list) = v else {
                     return Err("\"faults\" must be a list".into());
@@ -381,6 +403,8 @@ phases:
         assert!(Scenario::parse("phases:\n  - duration: 5s\n    error_rate: 2\n").is_err());
         assert!(Scenario::parse("phases: []\n").is_err());
         assert!(Scenario::parse("phase: []\n").is_err());
+        assert!(Scenario::parse("phases:\n  - duration: 5s\n    version: \"\"\n").is_err());
+        assert!(Scenario::parse("phases:\n  - duration: 5s\n    version: [1]\n").is_err());
     }
 
     #[test]
