@@ -4,7 +4,9 @@ names the README's Metrics tables list), and every panel query, with its variabl
 in, parses and returns data from a real Prometheus scraping cerflow under `cerflow loadgen`
 traffic. The traffic calls two dependencies and a scenario fault fails some calls to
 payments, so the dependency and blame panels have data; its 5% errors page, so the
-incident panels do."""
+incident panels do; its second phase sends a new service.version, a deployment of every
+journey that a small deployments.min_events judges within seconds, so the deployment
+panels do."""
 
 from __future__ import annotations
 
@@ -102,11 +104,19 @@ def run(http, base, expr: str):
     return body["data"]["result"]
 
 
-# One two-minute phase: a tenth of the calls to payments fail, and fail their request.
+# Two minutes in which a tenth of the calls to payments fail, and fail their request.
+# After 10 s (1.42.0 is then every journey's current version) 1.43.0 replaces it: a
+# deployment of each journey.
 SCENARIO = """\
 phases:
   - name: payments-flaky
-    duration: 120s
+    duration: 10s
+    faults:
+      - dependency: payments
+        error_rate: 0.1
+  - name: rollout
+    duration: 110s
+    version: 1.43.0
     faults:
       - dependency: payments
         error_rate: 0.1
@@ -155,6 +165,9 @@ def test_every_panel_query_returns_data(start_cerflow, prometheus, loadgen, cerf
     body += "users:\n  keys: [host.name]\n"
     # Blame follows a trace's completion; a short wait gives it within seconds.
     body += "traces:\n  wait: 1s\n"
+    # About 220 requests a journey a second (10 bodies a second of 200 / 3 = 66 requests,
+    # over 3 journeys): 50 of the new version are there within a second of the rollout.
+    body += "deployments:\n  min_events: 50\n"
     body = re.sub(r"^(  - name: .+\n)", r"\1    value: { per_request: 1, currency: EUR }\n", body, flags=re.M)
     cf = start_cerflow(body)
     base = prometheus(cf.prom_port)
@@ -162,12 +175,15 @@ def test_every_panel_query_returns_data(start_cerflow, prometheus, loadgen, cerf
     http = http_session()
     # Rates need two scrapes with traffic between them; the cohort scores need the spans.
     deadline = time.monotonic() + 60
-    # The blame rate needs two scrapes with blamed failures; time to detect an incident.
+    # The blame rate needs two scrapes with blamed failures; time to detect an incident;
+    # each of the 3 journeys' deployment judged and scraped twice, so its increase has data.
     ready = ("rate(cerflow_processed_spans_total[1m]) > 0", "cer_cohort_score",
              'rate(cer_journey_failures_attributed_total{dependency="payments"}[1m]) > 0',
-             "cer_journey_time_to_detect_seconds_count > 0")
+             "cer_journey_time_to_detect_seconds_count > 0",
+             "count(count_over_time(cer_deployments_total[1m]) >= 2) >= 3")
     while not all(run(http, base, q) for q in ready):
-        assert time.monotonic() < deadline, "no traffic, blame or incident reached Prometheus within 60s"
+        assert time.monotonic() < deadline, \
+            "no traffic, blame, incident or judged deployment reached Prometheus within 60s"
         time.sleep(0.5)
     problems = []
     for path in DASHBOARDS:
