@@ -702,7 +702,12 @@ async fn drive(args: Args, plan: Plan, journeys: Vec<JourneySpec>, cohorts: Vec<
             let wait = plan.deadline.map_or(Duration::from_secs(1), |d| d / 2);
             tokio::time::sleep(wait).await;
             let journey = journey.ok_or_else(|| "no journey".to_string())?;
-            freshness(&client, &url, &journey, seed, protocol, timeout).await
+            // The phase's own version: another would be a deployment to cerflow.
+            let version = plan
+                .phases
+                .get(plan.phase_at(wait))
+                .map_or(payload::DEFAULT_VERSION, |p| p.version.as_str());
+            freshness(&client, &url, &journey, version, seed, protocol, timeout).await
         })
     });
 
@@ -902,6 +907,7 @@ async fn freshness(
     client: &Client,
     url: &str,
     journey: &JourneySpec,
+    version: &str,
     seed: u64,
     protocol: Protocol,
     timeout: Duration,
@@ -910,7 +916,7 @@ async fn freshness(
     let region = format!("probe-{:012x}", rng.next_u64() >> 16);
     let t = json_if(
         protocol,
-        payload::probe(journey, &region, "probe", &mut rng),
+        payload::probe(journey, &region, "probe", version, &mut rng),
     );
     let uri: http::Uri = client::normalize(url)
         .parse()

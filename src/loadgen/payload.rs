@@ -693,7 +693,13 @@ fn put_fixed64(out: &mut Vec<u8>, tag: u32, v: u64) -> usize {
 }
 
 /// A request with one span whose `cloud.region` is `region`, for the freshness probe.
-pub fn probe(journey: &JourneySpec, region: &str, tier: &str, rng: &mut Rng) -> Template {
+pub fn probe(
+    journey: &JourneySpec,
+    region: &str,
+    tier: &str,
+    version: &str,
+    rng: &mut Rng,
+) -> Template {
     let js = std::slice::from_ref(journey);
     let cs = [CohortSpec {
         region: region.into(),
@@ -713,7 +719,7 @@ pub fn probe(journey: &JourneySpec, region: &str, tier: &str, rng: &mut Rng) -> 
             users: false,
             order_value: false,
             dependencies: 0,
-            version: DEFAULT_VERSION,
+            version,
         },
         1,
         rng,
