@@ -176,13 +176,16 @@ fn the_push_survives_a_downstream_outage_and_recovers_by_itself() {
     // than 250ms), attempts come at most every 250ms, while requests keep being queued
     // (and dropped) every 200ms.
     let mut scrapes = Vec::new();
+    // A scrape that fails on a loaded machine is skipped, not fatal: the bounds below are
+    // worked out from the time that really passed.
     while t1.elapsed() < Duration::from_secs(3) {
-        let s = cerflow.scrape();
-        check_bounded(&s);
-        scrapes.push(s);
+        if let Ok(s) = cerflow.try_scrape() {
+            check_bounded(&s);
+            scrapes.push(s);
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let s = cerflow.scrape();
+    let s = cerflow.wait_until("a scrape after the backoff", |_| true);
     check_bounded(&s);
     let elapsed = t1.elapsed();
     let (f2, q2) = (failures(&s), dropped(&s, "queue_full"));
