@@ -392,10 +392,12 @@ fn the_buffer_limits_complete_traces_early_and_count_them() {
     );
     s.assert("cer_dependency_requests_total", &dep("checkout", "db"), 2.0);
 
-    // 5000 traces of one call each, in one request. Each costs 128 (trace) + 32 (its one
-    // arrival) + 64 (span) + 2 (the name "db") = 226 bytes. After the batch the buffer holds 5000 x 226 =
-    // 1,130,000 bytes > 1,048,576; the oldest complete until it fits: 4639 x 226 =
-    // 1,048,414 fits, so 5000 - 4639 = 361 are evicted for memory.
+    // 5000 traces of one call each, in one request. Each costs what its vectors hold:
+    // 128 (trace) + 32 (its one arrival) + 4 x 64 (the first push makes room for 4
+    // spans) + 8 (the name "db": a string's first room is 8 bytes) = 424 bytes. After the
+    // batch the buffer would hold 5000 x 424 = 2,120,000 bytes > 1,048,576; the oldest
+    // complete until it fits: 2473 x 424 = 1,048,552 fits (2474 x 424 = 1,048,976 does
+    // not), so 5000 - 2473 = 2527 are evicted for memory.
     let calls: Vec<_> = (0..5000u64)
         .map(|i| {
             with_attr(
@@ -411,7 +413,7 @@ fn the_buffer_limits_complete_traces_early_and_count_them() {
     s.assert(
         "cerflow_traces_evicted_total",
         &[("reason", "memory")],
-        361.0,
+        2527.0,
     );
     s.assert(
         "cerflow_traces_evicted_total",

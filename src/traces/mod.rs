@@ -179,6 +179,12 @@ struct Trace {
 }
 
 impl Trace {
+    /// Heap bytes the trace's vectors hold: their capacity, not their length, since a
+    /// vector grows by doubling and the buffer's bound is about memory.
+    fn held_bytes(&self) -> usize {
+        self.spans.capacity() * SPAN_BYTES + self.names.capacity()
+    }
+
     fn name(&self, s: &TraceSpan) -> &str {
         self.names
             .get(s.name.0 as usize..s.name.1 as usize)
@@ -353,16 +359,18 @@ impl Assembler {
         for s in spans {
             let (pool, bytes) = (&mut self.pool, &mut self.bytes);
             let t = self.traces.entry(s.trace).or_insert_with(|| {
-                *bytes += TRACE_BYTES;
-                pool.pop().unwrap_or_default()
+                let t = pool.pop().unwrap_or_default();
+                *bytes += TRACE_BYTES + t.held_bytes();
+                t
             });
+            let held = t.held_bytes();
             let mut copy = *s;
             let name = text.get(s.name.0 as usize..s.name.1 as usize).unwrap_or("");
             let start = t.names.len() as u32;
             t.names.push_str(name);
             copy.name = (start, t.names.len() as u32);
             t.spans.push(copy);
-            self.bytes += SPAN_BYTES + name.len();
+            self.bytes += t.held_bytes() - held;
             if t.last_arrival != now || t.spans.len() == 1 {
                 t.last_arrival = now;
                 self.order.push_back((now, s.trace));
@@ -463,9 +471,7 @@ impl Assembler {
         let Some(mut t) = self.traces.remove(&id) else {
             return;
         };
-        self.bytes = self
-            .bytes
-            .saturating_sub(TRACE_BYTES + t.spans.len() * SPAN_BYTES + t.names.len());
+        self.bytes = self.bytes.saturating_sub(TRACE_BYTES + t.held_bytes());
         self.attribute(&t, journeys, now);
         if self.pool.len() < POOL_TRACES && t.spans.capacity() <= POOL_SPANS {
             t.spans.clear();
@@ -910,8 +916,9 @@ mod tests {
         let mut text = String::new();
         let spans = vec![span(2, 1, NO_JOURNEY, false, Some("x"), &mut text)];
         a.add(&spans, &text, &j, 100 * S);
-        // 64 (the span) + 1 (its name) + 160 (the trace).
-        assert_eq!(a.bytes(), 64 + 1 + 160);
+        // What the vectors hold, not what they use: the first push makes room for 4
+        // spans (4 x 64) and 8 bytes of names, + 160 (the trace and its order entry).
+        assert_eq!(a.bytes(), 4 * 64 + 8 + 160);
         a.tick(&j, 110 * S - 1);
         assert_eq!(
             tel.orphan_spans.get(),
@@ -959,12 +966,13 @@ mod tests {
         let two = vec![span(3, 1, NO_JOURNEY, false, None, &mut text)];
         a.add(&one, &text, &j, 100 * S);
         a.add(&two, &text, &j, 101 * S);
-        // 128 (the trace) + 2 x 64 (spans) + 2 x 32 (an order entry per batch).
-        assert_eq!(a.bytes(), 128 + 2 * 64 + 2 * 32);
+        // 128 (the trace) + room for 4 spans (4 x 64; no names) + 2 x 32 (an order
+        // entry per batch).
+        assert_eq!(a.bytes(), 128 + 4 * 64 + 2 * 32);
         // The first entry is stale at 110 s (the trace's last arrival is 101 s): popped,
         // not completed.
         a.tick(&j, 110 * S);
-        assert_eq!(a.bytes(), 128 + 2 * 64 + 32);
+        assert_eq!(a.bytes(), 128 + 4 * 64 + 32);
         a.tick(&j, 111 * S);
         assert_eq!((a.bytes(), tel.orphan_spans.get()), (0, 2));
     }
