@@ -166,6 +166,7 @@ fn classify(c: &mut C) {
                         journeys.missing_value(),
                         journeys.version_key(),
                         s.end_ns(),
+                        cerflow::sampling::UNIT,
                     );
                 }
             }
@@ -214,6 +215,7 @@ fn record(c: &mut C) {
                 trace_id: (u128::from(dur) + 1).to_be_bytes(),
                 span_id: (dur + 1).to_be_bytes(),
                 event: 0,
+                weight: cerflow::sampling::UNIT,
             };
             (rng.below(18), r)
         })

@@ -5,6 +5,7 @@
 use crate::proto;
 use crate::proto::score_service_server::{ScoreService, ScoreServiceServer};
 use crate::published::Shared;
+use crate::sampling::whole_requests;
 use crate::score::{filtered, Filter, ScoreView};
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -105,10 +106,10 @@ pub async fn deployments_json(State(sh): State<Arc<Shared>>) -> Response {
 
 fn figures_proto(f: &crate::deployments::Figures) -> proto::DeploymentFigures {
     proto::DeploymentFigures {
-        requests: f.requests,
-        errors: f.errors,
-        slow: f.slow,
-        incorrect: f.incorrect,
+        requests: whole_requests(f.requests),
+        errors: whole_requests(f.errors),
+        slow: whole_requests(f.slow),
+        incorrect: whole_requests(f.incorrect),
         availability: f.availability,
         latency: f.latency,
         correctness: f.correctness,
@@ -154,10 +155,10 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                     .iter()
                     .map(|w| proto::WindowDetail {
                         window: w.window.clone(),
-                        requests: w.requests,
-                        errors: w.errors,
-                        slow: w.slow,
-                        incorrect: w.incorrect,
+                        requests: whole_requests(w.requests),
+                        errors: whole_requests(w.errors),
+                        slow: whole_requests(w.slow),
+                        incorrect: whole_requests(w.incorrect),
                         score: w.score,
                         availability: w.availability,
                         latency: w.latency,
@@ -298,9 +299,11 @@ mod tests {
     #[test]
     fn a_journeys_deployments_are_field_13_of_its_score() {
         use crate::deployments::{Deployment, Figures, Outcome};
-        let figures = |requests, errors, score| Figures {
-            requests,
-            errors,
+        // Figures count in sampling units; the gRPC figures are whole requests.
+        let u = crate::sampling::UNIT;
+        let figures = |requests: u64, errors: u64, score| Figures {
+            requests: requests * u,
+            errors: errors * u,
             availability: Some(1.0 - errors as f64 / requests as f64),
             score: Some(score),
             ..Default::default()

@@ -515,6 +515,15 @@ pub const CERFLOW_CLAMPED_SPANS_TOTAL: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_INVALID_SAMPLING_THRESHOLDS_TOTAL: Metric = Metric {
+    prom: "cerflow_invalid_sampling_thresholds_total",
+    otlp: None,
+    unit: "{span}",
+    kind: Kind::Counter,
+    help: "Journey spans whose trace state has a malformed ot=th sampling threshold; each counts as 1 request.",
+    labels: &[],
+};
+
 pub const CERFLOW_RECEIVED_DATA_POINTS_TOTAL: Metric = Metric {
     prom: "cerflow_received_data_points_total",
     otlp: None,
@@ -909,6 +918,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_UNMATCHED_SPANS_TOTAL,
     CERFLOW_LATE_SPANS_TOTAL,
     CERFLOW_CLAMPED_SPANS_TOTAL,
+    CERFLOW_INVALID_SAMPLING_THRESHOLDS_TOTAL,
     CERFLOW_RECEIVED_DATA_POINTS_TOTAL,
     CERFLOW_REFUSED_DATA_POINTS_TOTAL,
     CERFLOW_RECEIVED_LOG_RECORDS_TOTAL,

@@ -342,7 +342,7 @@ fn compare_auto(args: &Args, key: &str) -> Check {
         (Outcome::Pending, _, _) => {
             check.observed = format!(
                 "pending: {} requests of the new version",
-                d.figures.requests
+                crate::sampling::to_requests(d.figures.requests)
             );
             check.required = "a judged deployment (deployments.min_events)".into();
         }

@@ -7,8 +7,9 @@ use crate::config::Config;
 use crate::decode::{self, invalid_reason, lazy, ProstSpan};
 use crate::experience::EventUse;
 use crate::internal_events::{
-    DataPointsReceived, DataPointsRefused, InternalEvent, InvalidValue, InvalidVital,
-    LogRecordsReceived, RequestRefused, SpanClamped, SpansNotRecorded, SpansReceived, SpansRefused,
+    DataPointsReceived, DataPointsRefused, InternalEvent, InvalidSamplingThreshold, InvalidValue,
+    InvalidVital, LogRecordsReceived, RequestRefused, SpanClamped, SpansNotRecorded, SpansReceived,
+    SpansRefused,
 };
 use crate::journey::Journeys;
 use crate::metric_requests::MetricRequests;
@@ -324,12 +325,25 @@ impl Ingest {
                             InvalidValue { journey: &j.name }.emit(&self.tel);
                         }
                     }
+                    let weight = match crate::sampling::adjusted_count(view.trace_state()) {
+                        Ok(Some(w)) => w,
+                        Ok(None) => crate::sampling::UNIT,
+                        // Unknown probability: the span counts as itself, as an unsampled one.
+                        Err(_) => {
+                            InvalidSamplingThreshold {
+                                trace_state: view.trace_state(),
+                            }
+                            .emit(&self.tel);
+                            crate::sampling::UNIT
+                        }
+                    };
                     builder.push(
                         &view,
                         &c,
                         journeys.missing_value(),
                         journeys.version_key(),
                         end,
+                        weight,
                     );
                     if self.traces {
                         let failed = c.flags & crate::span_record::flag::ERROR != 0;

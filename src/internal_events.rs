@@ -132,6 +132,29 @@ impl InternalEvent for SpanClamped {
     }
 }
 
+/// A journey span's trace state has an `ot=th:` threshold that is not 1 to 14 lowercase
+/// hex digits. Its sampling probability is unknown, so it counts as one request, as a
+/// span without a threshold does (the Collector's sampling package and Elastic's
+/// enrichment fall back the same way); refusing it would lose a real request.
+pub struct InvalidSamplingThreshold<'a> {
+    pub trace_state: &'a str,
+}
+
+impl InternalEvent for InvalidSamplingThreshold<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.invalid_sampling_thresholds.add(1);
+        if tel.log_due(
+            crate::telemetry::LogKey::InvalidSamplingThreshold,
+            REFUSAL_WARN_EVERY_SECS,
+        ) {
+            tracing::warn!(
+                trace_state = %crate::span::clip(self.trace_state, 256),
+                "Counted a span with a malformed ot=th sampling threshold as 1 request."
+            );
+        }
+    }
+}
+
 /// A span went to its journey's overflow series (cohort or memory limit reached).
 pub struct CardinalityOverflow {
     pub journey: u32,

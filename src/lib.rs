@@ -47,6 +47,7 @@ pub mod receiver;
 pub mod reload;
 pub mod rng;
 pub mod rules;
+pub mod sampling;
 pub mod score;
 pub mod signals;
 pub mod sli;

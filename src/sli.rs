@@ -68,7 +68,7 @@ pub fn derive(c: &Counts, window: Duration) -> Sli {
         latency: good_ratio(c.slow, c.requests),
         correctness: good_ratio(c.incorrect, c.requests),
         experience: None,
-        requests_per_second: c.requests as f64 / window.as_secs_f64(),
+        requests_per_second: crate::sampling::to_requests(c.requests) / window.as_secs_f64(),
     }
 }
 
@@ -593,7 +593,7 @@ fn merge_overflow(into: &mut SeriesSnap, from: &SeriesSnap) {
     into.value_total += from.value_total;
     into.value_failed += from.value_failed;
     for (a, b) in into.buckets.iter_mut().zip(&from.buckets) {
-        *a += b;
+        *a = a.saturating_add(*b);
     }
     into.created_unix_ns = into.created_unix_ns.min(from.created_unix_ns);
     match (&mut into.exemplars, &from.exemplars) {
@@ -639,18 +639,28 @@ mod tests {
 
     #[test]
     fn ratios_are_good_over_total() {
-        let c = Counts {
-            requests: 8,
-            errors: 2,
-            slow: 1,
-            incorrect: 0,
-            ..Default::default()
-        };
+        let c = Counts::whole(8, 2, 1, 0);
         let s = derive(&c, Duration::from_secs(60));
         assert_eq!(s.availability, Some(0.75));
         assert_eq!(s.latency, Some(0.875));
         assert_eq!(s.correctness, Some(1.0));
         assert!((s.requests_per_second - 8.0 / 60.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sampled_counts_keep_their_ratios_and_scale_the_rate() {
+        // 2 spans at th:8 (2 each, one failed) and 1 at th:c (4, slow): 8 requests,
+        // 2 errors, 4 slow; the ratios of the sums, 0.75 and 0.5, and 8 / 60 requests a
+        // second, exactly as 8 unsampled requests with those outcomes.
+        use crate::span_record::flag;
+        let u = crate::sampling::UNIT;
+        let mut c = Counts::default();
+        c.add_weighted(0, 2 * u);
+        c.add_weighted(flag::ERROR, 2 * u);
+        c.add_weighted(flag::SLOW, 4 * u);
+        let s = derive(&c, Duration::from_secs(60));
+        assert_eq!((s.availability, s.latency), (Some(0.75), Some(0.5)));
+        assert_eq!(s.requests_per_second, 8.0 / 60.0);
     }
 
     #[test]

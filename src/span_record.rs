@@ -35,7 +35,7 @@ pub mod event {
     pub const INDEX: u16 = 0x00ff;
 }
 
-/// One classified span, 80 bytes; its cohort values and version live in the batch's text.
+/// One classified span, 88 bytes; its cohort values and version live in the batch's text.
 #[derive(Debug, Clone, Copy)]
 pub struct Record {
     pub hash: u64,
@@ -63,6 +63,9 @@ pub struct Record {
     pub span_id: [u8; 8],
     /// For [`flag::EVENT`] records, what the event counts for ([`event`]); else 0.
     pub event: u16,
+    /// How many requests the span stands for, in [`crate::sampling::UNIT`]s: its
+    /// sampling threshold's adjusted count, one unit-request without one.
+    pub weight: u64,
 }
 
 impl Record {
@@ -74,5 +77,6 @@ impl Record {
 }
 
 // The record is copied per span through the worker queues; a field that grows it is a cost.
-// 56 bytes plus the 24 of the trace and span ids that exemplars need.
-const _: () = assert!(std::mem::size_of::<Record>() == 80);
+// 56 bytes plus the 24 of the trace and span ids that exemplars need, plus the 8 of the
+// sampling weight (BENCHMARKS.md: "Record size").
+const _: () = assert!(std::mem::size_of::<Record>() == 88);

@@ -144,6 +144,8 @@ pub struct Telemetry {
     pub unmatched_spans: AtomicU64,
     pub late_spans: AtomicU64,
     pub clamped_spans: AtomicU64,
+    /// Spans whose trace state's `ot=th:` could not be read (counted as 1 request).
+    pub invalid_sampling_thresholds: AtomicU64,
     pub otlp_exports_ok: AtomicU64,
     pub otlp_exports_failed: AtomicU64,
     /// OTLP push attempts made while backing off after a retryable failure.
@@ -246,6 +248,7 @@ pub enum LogKey {
     AttemptsOverflow,
     VitalIdsOverflow,
     KafkaError,
+    InvalidSamplingThreshold,
 }
 
 /// What the Kafka receiver reports about itself.
@@ -273,7 +276,7 @@ const SINGLE_KEYS: usize =
     REASONS.len() + EXPORT_DROPS.len() + 1 + POINT_REASONS.len() + UI_REFUSALS.len();
 
 /// How many [`LogKey`]s there are: the length of `last_log_sec`.
-const LOG_KEYS: usize = SINGLE_KEYS + 6;
+const LOG_KEYS: usize = SINGLE_KEYS + 7;
 
 /// Why the web view refused a request; the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +314,7 @@ impl LogKey {
             LogKey::AttemptsOverflow => SINGLE_KEYS + 3,
             LogKey::VitalIdsOverflow => SINGLE_KEYS + 4,
             LogKey::KafkaError => SINGLE_KEYS + 5,
+            LogKey::InvalidSamplingThreshold => SINGLE_KEYS + 6,
         }
     }
 }
@@ -402,13 +406,14 @@ mod tests {
             LogKey::AttemptsOverflow,
             LogKey::VitalIdsOverflow,
             LogKey::KafkaError,
+            LogKey::InvalidSamplingThreshold,
         ]);
         let mut idx: Vec<usize> = keys.iter().map(|k| k.index()).collect();
         idx.sort_unstable();
         // 10 refusal reasons + 3 export drops + 8 point reasons + 2 web view refusals +
-        // 7 single keys = 30 slots, numbered 0..30 with none shared.
-        assert_eq!(idx, (0..30).collect::<Vec<_>>());
-        assert_eq!(LOG_KEYS, 30);
+        // 8 single keys = 31 slots, numbered 0..31 with none shared.
+        assert_eq!(idx, (0..31).collect::<Vec<_>>());
+        assert_eq!(LOG_KEYS, 31);
         let tel = Telemetry::default();
         assert!(keys.iter().all(|k| tel.log_due(*k, 60)));
     }

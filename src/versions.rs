@@ -35,13 +35,14 @@ impl VersionTable {
         }
     }
 
-    /// Counts one request of `version`; a linear scan over a handful of versions, and an
+    /// Counts one span of `version` (`weight`: its adjusted count in units); a linear scan over a handful of versions, and an
     /// allocation only for a version this worker has not seen.
     pub fn record(
         &mut self,
         journey: JourneyId,
         version: &str,
         flags: u8,
+        weight: u64,
         now: u64,
         tel: &Telemetry,
     ) {
@@ -71,7 +72,7 @@ impl VersionTable {
                 &mut list[last]
             }
         };
-        entry.counts.add_flags(flags);
+        entry.counts.add_weighted(flags, weight);
         entry.last_seen_ns = now;
     }
 
@@ -104,17 +105,18 @@ impl VersionTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sampling::UNIT;
     use crate::span_record::flag;
 
     #[test]
     fn past_the_limit_the_least_recently_seen_version_goes_and_is_counted() {
         let tel = Telemetry::default();
         let mut t = VersionTable::new(2);
-        t.record(0, "1.0", 0, 10, &tel);
-        t.record(0, "1.1", flag::ERROR, 20, &tel);
-        t.record(0, "1.0", flag::SLOW, 30, &tel);
+        t.record(0, "1.0", 0, UNIT, 10, &tel);
+        t.record(0, "1.1", flag::ERROR, UNIT, 20, &tel);
+        t.record(0, "1.0", flag::SLOW, UNIT, 30, &tel);
         // 1.1 was seen last at 20, 1.0 at 30: 1.1 goes.
-        t.record(0, "1.2", 0, 40, &tel);
+        t.record(0, "1.2", 0, UNIT, 40, &tel);
         assert_eq!(tel.deployment_versions_evicted.get(), 1);
         let list = &t.journeys[&0];
         let mut seen: Vec<(&str, u64, u64, u64)> = list
@@ -129,6 +131,6 @@ mod tests {
             })
             .collect();
         seen.sort();
-        assert_eq!(seen, [("1.0", 2, 1, 10), ("1.2", 1, 0, 40)]);
+        assert_eq!(seen, [("1.0", 2 * UNIT, UNIT, 10), ("1.2", UNIT, 0, 40)]);
     }
 }

@@ -29,6 +29,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "internal_events",
             "rng",
             "distinct",
+            "sampling",
             "proto",
         ],
     ),

@@ -47,13 +47,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
         &tel,
     );
     let pipeline = Pipeline::start(&cfg, journeys.clone(), tel.clone());
-    let counts = Counts {
-        requests: 4,
-        errors: 1,
-        slow: 1,
-        incorrect: 0,
-        ..Default::default()
-    };
+    let counts = Counts::whole(4, 1, 1, 0);
     let windows = cfg.windows.sizes.clone();
     let mut users = Users::default();
     users.record(7, flag::USER | flag::ERROR);
@@ -66,7 +60,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
         duration_sum_s: 1.0,
         value_total: 10.0,
         value_failed: 2.5,
-        buckets: vec![4; cfg.histogram_buckets.len() + 1],
+        buckets: vec![4 * cerflow::sampling::UNIT; cfg.histogram_buckets.len() + 1],
         created_unix_ns: S,
         windows: windows
             .iter()
@@ -95,7 +89,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
         overflow: false,
         totals: counts,
         duration_sum_s: 0.08,
-        buckets: vec![4; cfg.histogram_buckets.len() + 1],
+        buckets: vec![4 * cerflow::sampling::UNIT; cfg.histogram_buckets.len() + 1],
         created_unix_ns: S,
         blamed_total: 1,
         windows: windows
@@ -232,6 +226,7 @@ fn exemplars(n_buckets: usize) -> Exemplars {
         span_id: [0xcd; 8],
         event: 0,
         has_version: false,
+        weight: cerflow::sampling::UNIT,
     };
     // 0.2 s is in the le="0.25" bucket, the 6th of the default bounds (index 5).
     x.record(&r, 5);

@@ -57,9 +57,14 @@ impl Outcome {
 /// What was measured of one version over the deployment's span.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Figures {
+    /// Request counts in [`crate::sampling::UNIT`]s, written as (adjusted) requests.
+    #[serde(with = "crate::sampling::as_requests")]
     pub requests: u64,
+    #[serde(with = "crate::sampling::as_requests")]
     pub errors: u64,
+    #[serde(with = "crate::sampling::as_requests")]
     pub slow: u64,
+    #[serde(with = "crate::sampling::as_requests")]
     pub incorrect: u64,
     pub availability: Option<f64>,
     pub latency: Option<f64>,
@@ -427,7 +432,7 @@ fn step(
             (Some(n), Some(b)) => Some(b - n),
             _ => None,
         };
-        let ready = p.new.requests >= cfg.min_events;
+        let ready = p.new.requests >= crate::sampling::from_requests(cfg.min_events);
         if let (true, Some(n), Some(b)) = (ready, d.figures.score, d.previous_figures.score) {
             let regressed = regressed(n, b, cfg.max_drop);
             d.result = if regressed {
@@ -480,6 +485,8 @@ fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// Counts are in sampling units; the fixtures count whole requests.
+    const U: u64 = crate::sampling::UNIT;
     use crate::config::Config;
     use crate::journey::Journeys;
     use std::sync::Arc;
@@ -520,8 +527,8 @@ mod tests {
         fn tick(&mut self, at: u64, add: &[(&'static str, u64, u64)]) -> bool {
             for (v, n, e) in add {
                 let c = self.totals.entry(v).or_default();
-                c.requests += n;
-                c.errors += e;
+                c.requests += n * U;
+                c.errors += e * U;
             }
             let snaps: Vec<VersionSnap> = self
                 .totals
@@ -564,8 +571,8 @@ mod tests {
         );
         assert_eq!(d.result, Outcome::Regressed);
         assert_eq!((d.start_unix_nano, d.end_unix_nano), (10 * S, Some(20 * S)));
-        assert_eq!((d.figures.requests, d.figures.errors), (100, 30));
-        assert_eq!(d.previous_figures.requests, 100);
+        assert_eq!((d.figures.requests / U, d.figures.errors / U), (100, 30));
+        assert_eq!(d.previous_figures.requests / U, 100);
         close(d.figures.score, 0.375);
         close(d.previous_figures.score, 1.0);
         close(d.score_drop, 0.625);
@@ -588,13 +595,19 @@ mod tests {
         f.tick(20, &[("1.0", 40, 0), ("2.0", 60, 0)]);
         let d = &f.tracker.deployments()[0];
         assert_eq!(d.result, Outcome::Pending);
-        assert_eq!((d.figures.requests, d.previous_figures.requests), (60, 40));
+        assert_eq!(
+            (d.figures.requests / U, d.previous_figures.requests / U),
+            (60, 40)
+        );
         assert_eq!(d.end_unix_nano, None);
         // 60 + 40 = 100: judged; both 1.0 over 100 and 40 + 10 = 50 requests: drop 0.
         f.tick(30, &[("1.0", 10, 0), ("2.0", 40, 0)]);
         let d = &f.tracker.deployments()[0];
         assert_eq!(d.result, Outcome::Ok);
-        assert_eq!((d.figures.requests, d.previous_figures.requests), (100, 50));
+        assert_eq!(
+            (d.figures.requests / U, d.previous_figures.requests / U),
+            (100, 50)
+        );
         close(d.score_drop, 0.0);
         assert_eq!(f.tracker.stats()[0].ok, 1);
     }
@@ -611,7 +624,7 @@ mod tests {
         f.totals.insert(
             "2.0",
             Counts {
-                requests: 20,
+                requests: 20 * U,
                 ..full
             },
         );
@@ -619,7 +632,7 @@ mod tests {
         f.totals.insert("2.0", full);
         f.tick(40, &[("2.0", 40, 0)]);
         let d = &f.tracker.deployments()[0];
-        assert_eq!((d.result, d.figures.requests), (Outcome::Pending, 90));
+        assert_eq!((d.result, d.figures.requests / U), (Outcome::Pending, 90));
     }
 
     #[test]
@@ -634,7 +647,10 @@ mod tests {
         let d = &f.tracker.deployments()[0];
         assert_eq!(d.baseline, "before");
         assert_eq!(
-            (d.previous_figures.requests, d.previous_figures.errors),
+            (
+                d.previous_figures.requests / U,
+                d.previous_figures.errors / U
+            ),
             (200, 1)
         );
         close(d.previous_figures.score, (0.5 * 5.0 / 9.0 + 0.3) / 0.8);
@@ -673,7 +689,10 @@ mod tests {
         f.tick(40, &[("3.0", 90, 0), ("2.0", 5, 0)]);
         let d = &f.tracker.deployments()[0];
         assert_eq!((d.version.as_str(), d.result), ("3.0", Outcome::Ok));
-        assert_eq!((d.figures.requests, d.previous_figures.requests), (100, 5));
+        assert_eq!(
+            (d.figures.requests / U, d.previous_figures.requests / U),
+            (100, 5)
+        );
         // 2.0 came back after the restart: a version known from the checkpoint starts
         // no deployment.
         assert_eq!(f.tracker.deployments().len(), 2);

@@ -21,6 +21,7 @@ use crate::internal_events::{
 };
 use crate::published::Shared;
 use crate::rng::Rng;
+use crate::sampling::{self, UNIT};
 use crate::sli::{Sli, Snapshot};
 use crate::sli::{UserCounts, UserRow};
 use crate::snapshot::{SeriesSnap, QUANTILES};
@@ -71,6 +72,25 @@ fn series_attrs(s: &SeriesSnap) -> Vec<KeyValue> {
         v.push(kv(k, val));
     }
     v
+}
+
+/// A request count (in sampling units) as a point value: an integer while it is a
+/// whole number of requests (always, without sampled spans), a double once sampled
+/// spans made it fractional.
+fn requests_value(units: u64) -> number_data_point::Value {
+    if units.is_multiple_of(UNIT) {
+        number_data_point::Value::AsInt((units / UNIT) as i64)
+    } else {
+        number_data_point::Value::AsDouble(sampling::to_requests(units))
+    }
+}
+
+/// Histogram bucket counts in whole requests (OTLP counts are integers): each bucket's
+/// adjusted count rounded to the nearest request, and their sum as the count.
+fn whole_buckets(units: &[u64]) -> (Vec<u64>, u64) {
+    let b: Vec<u64> = units.iter().map(|u| sampling::whole_requests(*u)).collect();
+    let n = b.iter().fold(0u64, |a, x| a.saturating_add(*x));
+    (b, n)
 }
 
 fn number(
@@ -197,7 +217,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
                     series_attrs(s),
                     s.created_unix_ns,
                     now,
-                    number_data_point::Value::AsInt(get(s) as i64),
+                    requests_value(get(s)),
                 )
             })
             .collect();
@@ -207,16 +227,19 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
     let hist_points = snap
         .series
         .iter()
-        .map(|s| HistogramDataPoint {
-            attributes: series_attrs(s),
-            start_time_unix_nano: s.created_unix_ns,
-            time_unix_nano: now,
-            count: s.totals.requests,
-            sum: Some(s.duration_sum_s),
-            bucket_counts: s.buckets.clone(),
-            explicit_bounds: sh.histogram_bounds.clone(),
-            exemplars: bucket_exemplars(s),
-            ..Default::default()
+        .map(|s| {
+            let (bucket_counts, count) = whole_buckets(&s.buckets);
+            HistogramDataPoint {
+                attributes: series_attrs(s),
+                start_time_unix_nano: s.created_unix_ns,
+                time_unix_nano: now,
+                count,
+                sum: Some(s.duration_sum_s),
+                bucket_counts,
+                explicit_bounds: sh.histogram_bounds.clone(),
+                exemplars: bucket_exemplars(s),
+                ..Default::default()
+            }
         })
         .collect();
     let duration = &catalogue::CER_JOURNEY_DURATION_SECONDS;
@@ -588,12 +611,7 @@ fn dependency_metrics(sh: &Shared, snap: &Snapshot, windows: &[String], metrics:
                 } else {
                     d.totals.requests
                 };
-                number(
-                    attrs(d),
-                    d.created_unix_ns,
-                    now,
-                    number_data_point::Value::AsInt(v as i64),
-                )
+                number(attrs(d), d.created_unix_ns, now, requests_value(v))
             })
             .collect();
         metrics.push(counter(m, points));
@@ -602,15 +620,18 @@ fn dependency_metrics(sh: &Shared, snap: &Snapshot, windows: &[String], metrics:
     let hist_points = snap
         .dependencies
         .iter()
-        .map(|d| HistogramDataPoint {
-            attributes: attrs(d),
-            start_time_unix_nano: d.created_unix_ns,
-            time_unix_nano: now,
-            count: d.totals.requests,
-            sum: Some(d.duration_sum_s),
-            bucket_counts: d.buckets.clone(),
-            explicit_bounds: sh.histogram_bounds.clone(),
-            ..Default::default()
+        .map(|d| {
+            let (bucket_counts, count) = whole_buckets(&d.buckets);
+            HistogramDataPoint {
+                attributes: attrs(d),
+                start_time_unix_nano: d.created_unix_ns,
+                time_unix_nano: now,
+                count,
+                sum: Some(d.duration_sum_s),
+                bucket_counts,
+                explicit_bounds: sh.histogram_bounds.clone(),
+                ..Default::default()
+            }
         })
         .collect();
     metrics.push(Metric {

@@ -7,6 +7,7 @@ use crate::catalogue::{self, Metric};
 use crate::duration::format_duration;
 use crate::experience::{INVALID_EVENTS, VITALS};
 use crate::published::Shared;
+use crate::sampling;
 use crate::sli::{UserCounts, UserRow};
 use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{AddRelaxed, Transport, EVICTS, EXPORT_DROPS, POINT_REASONS, REASONS};
@@ -197,7 +198,7 @@ pub fn render_as(sh: &Shared, openmetrics: bool) -> String {
                 .zip(s.exemplars.as_deref())
                 .and_then(|(k, x)| x.latest(k))
                 .map(|e| (e, 1.0));
-            sample_with(&mut out, name, l, get(s) as f64, ex);
+            sample_with(&mut out, name, l, sampling::to_requests(get(s)), ex);
         }
     }
 
@@ -471,7 +472,7 @@ fn histogram_names(m: &Metric) -> [String; 3] {
 
 /// One histogram series: cumulative buckets up to `+Inf` (a bucket missing from `buckets`
 /// counts 0), each with its slowest recent request as exemplar where one is kept, then
-/// its sum and count.
+/// its sum and count. Buckets and count are in sampling units, written as requests.
 #[allow(clippy::too_many_arguments)]
 fn histogram(
     out: &mut Out,
@@ -485,7 +486,7 @@ fn histogram(
 ) {
     let mut cumulative = 0u64;
     for i in 0..buckets.len().max(bounds.len() + 1) {
-        cumulative += buckets.get(i).copied().unwrap_or(0);
+        cumulative = cumulative.saturating_add(buckets.get(i).copied().unwrap_or(0));
         let mut bl = String::with_capacity(l.len() + 16);
         bl.push_str(l);
         bl.push_str(",le=\"");
@@ -497,10 +498,10 @@ fn histogram(
         let ex = exemplars
             .and_then(|x| x.bucket(i))
             .map(|e| (e, e.duration_ns as f64 / 1e9));
-        sample_with(out, bucket, &bl, cumulative as f64, ex);
+        sample_with(out, bucket, &bl, sampling::to_requests(cumulative), ex);
     }
     sample(out, sum, l, total);
-    sample(out, count, l, n as f64);
+    sample(out, count, l, sampling::to_requests(n));
 }
 
 /// `journey="...",dependency="..."`; an overflow series has `otel_metric_overflow` instead
@@ -541,7 +542,7 @@ fn render_dependencies(
             } else {
                 d.totals.requests
             };
-            sample(out, m.prom, l, v as f64);
+            sample(out, m.prom, l, sampling::to_requests(v));
         }
     }
     let duration = &catalogue::CER_DEPENDENCY_DURATION_SECONDS;
@@ -976,7 +977,7 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
             c.get() as f64,
         );
     }
-    let plain: [(&Metric, u64); 16] = [
+    let plain: [(&Metric, u64); 17] = [
         (
             &catalogue::CERFLOW_VITAL_IDS_OVERFLOW_TOTAL,
             tel.vital_ids_overflow.get(),
@@ -997,6 +998,10 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
         (
             &catalogue::CERFLOW_CLAMPED_SPANS_TOTAL,
             tel.clamped_spans.get(),
+        ),
+        (
+            &catalogue::CERFLOW_INVALID_SAMPLING_THRESHOLDS_TOTAL,
+            tel.invalid_sampling_thresholds.get(),
         ),
         (
             &catalogue::CERFLOW_RECEIVED_DATA_POINTS_TOTAL,

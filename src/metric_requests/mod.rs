@@ -305,7 +305,8 @@ impl MetricRequests {
         let mut sum_s = 0.0;
         let mut buckets = std::mem::take(&mut st.buckets);
         buckets.clear();
-        let v = whole(inc[COUNT]);
+        // Counts are in sampling units; the buckets stay whole (`record_counts` converts).
+        let v = crate::sampling::from_requests(whole(inc[COUNT]));
         match (reading, role) {
             (Reading::Counter(_), Role::Errors) => counts.errors = v,
             (Reading::Counter(_), Role::Incorrect) => counts.incorrect = v,
@@ -314,7 +315,7 @@ impl MetricRequests {
                 counts.errors = if failed { v } else { 0 };
                 counts.incorrect = if incorrect { v } else { 0 };
                 if let Reading::Histogram(..) = reading {
-                    counts.slow = whole(inc[SLOW]);
+                    counts.slow = crate::sampling::from_requests(whole(inc[SLOW]));
                     sum_s = inc[SUM_S].max(0.0);
                     buckets.extend(inc[BUCKETS..n].iter().map(|&x| whole(x)));
                 }
@@ -572,11 +573,7 @@ mod tests {
     }
 
     fn counts(requests: u64, slow: u64) -> Counts {
-        Counts {
-            requests,
-            slow,
-            ..Counts::default()
-        }
+        Counts::whole(requests, 0, slow, 0)
     }
 
     #[test]

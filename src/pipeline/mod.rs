@@ -87,7 +87,9 @@ impl BatchBuilder {
 
     /// Queues a classified span for the worker that owns its series. The series hash
     /// uses the journey's identity seed, not its id, so a series stays on the same worker
-    /// across config reloads.
+    /// across config reloads. `weight` is the requests the span stands for, in
+    /// [`crate::sampling::UNIT`]s (its sampling threshold's adjusted count).
+    #[allow(clippy::too_many_arguments)]
     pub fn push<S: SpanView + ?Sized>(
         &mut self,
         span: &S,
@@ -95,6 +97,7 @@ impl BatchBuilder {
         missing: &str,
         version_key: &str,
         end_ns: u64,
+        weight: u64,
     ) {
         let mut flags = c.flags;
         let value = match c.value {
@@ -112,7 +115,7 @@ impl BatchBuilder {
             (0, 0),
             missing,
             Some(version_key),
-            end_ns,
+            (end_ns, weight),
         );
     }
 
@@ -130,7 +133,18 @@ impl BatchBuilder {
         end_ns: u64,
     ) {
         let flags = c.flags | flag::EVENT;
-        self.push_record(view, c, flags, value, (event, id), missing, None, end_ns);
+        // A log event is no request and carries no sampling threshold.
+        let one = crate::sampling::UNIT;
+        self.push_record(
+            view,
+            c,
+            flags,
+            value,
+            (event, id),
+            missing,
+            None,
+            (end_ns, one),
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -143,7 +157,7 @@ impl BatchBuilder {
         (event, id): (u16, u64),
         missing: &str,
         version_key: Option<&str>,
-        end_ns: u64,
+        (end_ns, weight): (u64, u64),
     ) {
         use std::hash::{BuildHasher, Hasher};
         let (journey, cohort_keys) = (c.journey, c.cohort_keys);
@@ -212,6 +226,7 @@ impl BatchBuilder {
             trace_id: span.trace_id().try_into().unwrap_or([0; 16]),
             span_id: span.span_id().try_into().unwrap_or([0; 8]),
             event,
+            weight,
         });
     }
 
@@ -534,7 +549,7 @@ impl Worker {
             if let Some(at) = r.version_index() {
                 let version = batch.value(at);
                 self.versions
-                    .record(r.journey, version, r.flags, now, &self.tel);
+                    .record(r.journey, version, r.flags, r.weight, now, &self.tel);
             }
             if r.flags & flag::ENTRY != 0 {
                 for ring in self.coverage.iter_mut() {

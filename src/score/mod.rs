@@ -123,9 +123,14 @@ pub struct JourneyView {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct WindowView {
     pub window: String,
+    /// Request counts in [`crate::sampling::UNIT`]s, written as (adjusted) requests.
+    #[serde(with = "crate::sampling::as_requests")]
     pub requests: u64,
+    #[serde(with = "crate::sampling::as_requests")]
     pub errors: u64,
+    #[serde(with = "crate::sampling::as_requests")]
     pub slow: u64,
+    #[serde(with = "crate::sampling::as_requests")]
     pub incorrect: u64,
     pub score: Option<f64>,
     pub availability: Option<f64>,

@@ -444,6 +444,7 @@ impl SloTracker {
     pub fn save(&self, path: &Path, now: u64) -> std::io::Result<()> {
         let file = CheckpointFile {
             format: 1,
+            request_unit: crate::sampling::UNIT,
             saved_unix_ns: now,
             entries: self
                 .entries
@@ -508,14 +509,20 @@ impl SloTracker {
         if file.format != 1 {
             return Err(format!("unknown checkpoint format {}", file.format));
         }
+        // Request counts of files written before sampling units were whole requests.
+        let scale = match file.request_unit {
+            1 => crate::sampling::UNIT,
+            crate::sampling::UNIT => 1,
+            u => return Err(format!("unknown request unit {u}")),
+        };
         let mut restored = 0;
         for ce in file.entries {
             let mut e = self.new_entry(ce.origin);
             // Rings whose shape changed with the config (another window or period) start empty.
             for (ring, data) in e.burn.iter_mut().zip(ce.burn) {
-                data.into_ring(ring);
+                data.into_ring(ring, scale);
             }
-            ce.period.into_ring(&mut e.period);
+            ce.period.into_ring(&mut e.period, scale);
             if let Some(lost) = ce.lost {
                 lost.into_ring(&mut e.lost);
             }
@@ -544,6 +551,10 @@ const CHECKPOINT_MAGIC: &str = "cerflow-slo-checkpoint";
 #[derive(Serialize, Deserialize)]
 struct CheckpointFile {
     format: u32,
+    /// What one request counts in the rings: [`crate::sampling::UNIT`]; absent (1) in
+    /// files written before sampled spans counted their adjusted count.
+    #[serde(default = "whole_request")]
+    request_unit: u64,
     saved_unix_ns: u64,
     entries: Vec<CheckpointEntry>,
 }
@@ -561,6 +572,10 @@ struct CheckpointEntry {
     /// Absent in checkpoints written before origins were kept: read as configured.
     #[serde(default)]
     origin: Origin,
+}
+
+fn whole_request() -> u64 {
+    1
 }
 
 #[derive(Serialize, Deserialize)]
@@ -600,7 +615,8 @@ impl RingData {
         }
     }
 
-    fn into_ring(self, r: &mut Ring<SloCounts>) {
+    /// `scale` turns the file's request counts into units (see `request_unit`).
+    fn into_ring(self, r: &mut Ring<SloCounts>, scale: u64) {
         if self.sub_ns != r.sub_ns() {
             return;
         }
@@ -609,11 +625,12 @@ impl RingData {
                 .into_iter()
                 .map(|(b, v)| {
                     let at = |i: usize| v.get(i).copied().unwrap_or(0);
+                    let req = |i: usize| at(i).saturating_mul(scale);
                     let requests = Counts {
-                        requests: at(0),
-                        errors: at(1),
-                        slow: at(2),
-                        incorrect: at(3),
+                        requests: req(0),
+                        errors: req(1),
+                        slow: req(2),
+                        incorrect: req(3),
                         vitals: at(6),
                         vitals_bad: at(7).min(at(6)),
                     };
@@ -698,8 +715,13 @@ fn evaluate_entry(
             continue;
         };
         for &sli in &slis {
-            // Events are requests, slices with data (operations) or vitals (experience).
-            if burn_counts[l].total(sli) < cfg.min_events {
+            // Events are requests (in sampling units), slices with data (operations) or
+            // vitals (experience).
+            let min_events = match sli {
+                SliKind::Operations | SliKind::Experience => cfg.min_events,
+                _ => crate::sampling::from_requests(cfg.min_events),
+            };
+            if burn_counts[l].total(sli) < min_events {
                 continue;
             }
             let i = sli as usize;
@@ -935,17 +957,7 @@ mod tests {
         let now = 1_000_000 * S;
         // 50 requests, all failing: burn 1000, but fewer than min_events.
         t.update(
-            &snap_with(
-                &journeys,
-                Counts {
-                    requests: 50,
-                    errors: 50,
-                    slow: 0,
-                    incorrect: 0,
-                    ..Default::default()
-                },
-                1,
-            ),
+            &snap_with(&journeys, Counts::whole(50, 50, 0, 0), 1),
             &journeys,
             now,
         );
@@ -956,17 +968,7 @@ mod tests {
         ));
         // 100 more, all failing: 150 events in 1 h, burn far above 14.4 in 5 m and 1 h.
         t.update(
-            &snap_with(
-                &journeys,
-                Counts {
-                    requests: 150,
-                    errors: 150,
-                    slow: 0,
-                    incorrect: 0,
-                    ..Default::default()
-                },
-                1,
-            ),
+            &snap_with(&journeys, Counts::whole(150, 150, 0, 0), 1),
             &journeys,
             now + S,
         );
@@ -980,17 +982,7 @@ mod tests {
         // 6 minutes later the 5 m window is empty: the condition is false but the alert holds.
         let later = now + 6 * 60 * S;
         t.update(
-            &snap_with(
-                &journeys,
-                Counts {
-                    requests: 150,
-                    errors: 150,
-                    slow: 0,
-                    incorrect: 0,
-                    ..Default::default()
-                },
-                1,
-            ),
+            &snap_with(&journeys, Counts::whole(150, 150, 0, 0), 1),
             &journeys,
             later,
         );
@@ -1001,17 +993,7 @@ mod tests {
         ));
         // 10 minutes after it was last true, it clears.
         t.update(
-            &snap_with(
-                &journeys,
-                Counts {
-                    requests: 150,
-                    errors: 150,
-                    slow: 0,
-                    incorrect: 0,
-                    ..Default::default()
-                },
-                1,
-            ),
+            &snap_with(&journeys, Counts::whole(150, 150, 0, 0), 1),
             &journeys,
             now + S + 10 * 60 * S,
         );

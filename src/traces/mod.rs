@@ -624,6 +624,8 @@ impl Assembler {
             trace_id: [0; 16],
             span_id: [0; 8],
             event: 0,
+            // Calls count as one each: the trace buffer keeps no trace state per span.
+            weight: crate::sampling::UNIT,
         };
         // A call is a span, never an event: there is no vital id to remember.
         d.state.record(&r, &settings.bounds_ns, now);
@@ -826,8 +828,8 @@ mod tests {
                 (
                     d.journey.name.to_string(),
                     name,
-                    d.totals.requests,
-                    d.totals.errors,
+                    d.totals.requests / crate::sampling::UNIT,
+                    d.totals.errors / crate::sampling::UNIT,
                     d.blamed_total,
                 )
             })

@@ -373,7 +373,10 @@ struct DependencyRow {
 #[derive(Serialize)]
 struct DependencyWindow {
     window: String,
+    /// In sampling units (the dependency counts), written as calls.
+    #[serde(with = "crate::sampling::as_requests")]
     calls: u64,
+    #[serde(with = "crate::sampling::as_requests")]
     errors: u64,
     availability: Option<f64>,
     /// Seconds, at [`crate::snapshot::QUANTILES`] (p50, p90, p95, p99).

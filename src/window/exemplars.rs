@@ -213,6 +213,7 @@ mod tests {
             span_id: [n; 8],
             event: 0,
             has_version: false,
+            weight: crate::sampling::UNIT,
         }
     }
 

@@ -12,14 +12,22 @@ pub mod exemplars;
 use crate::distinct::Distinct;
 use crate::experience::{from_hist, to_hist, VITAL_COUNT};
 use crate::hist::{self, SparseHist};
+use crate::sampling;
 use crate::span_record::{event, flag, Record};
 use exemplars::Exemplars;
 
+/// Request counts are in [`sampling::UNIT`]s (2^-20 of a request), so a sampled span
+/// adds its adjusted count and sums stay integers that merge associatively; vitals are
+/// whole log events (logs carry no sampling threshold).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
+    #[serde(with = "sampling::as_requests")]
     pub requests: u64,
+    #[serde(with = "sampling::as_requests")]
     pub errors: u64,
+    #[serde(with = "sampling::as_requests")]
     pub slow: u64,
+    #[serde(with = "sampling::as_requests")]
     pub incorrect: u64,
     /// Web vital measurements, and those over their threshold: the experience SLI's
     /// events (log events, not requests).
@@ -28,18 +36,34 @@ pub struct Counts {
 }
 
 impl Counts {
-    pub fn add_flags(&mut self, flags: u8) {
-        self.requests += 1;
-        self.errors += u64::from(flags & flag::ERROR != 0);
-        self.slow += u64::from(flags & flag::SLOW != 0);
-        self.incorrect += u64::from(flags & flag::INCORRECT != 0);
+    /// Whole requests (tests, metric inputs): each figure times [`sampling::UNIT`].
+    pub fn whole(requests: u64, errors: u64, slow: u64, incorrect: u64) -> Counts {
+        Counts {
+            requests: sampling::from_requests(requests),
+            errors: sampling::from_requests(errors),
+            slow: sampling::from_requests(slow),
+            incorrect: sampling::from_requests(incorrect),
+            ..Counts::default()
+        }
+    }
+
+    /// Adds one span of `weight` units. Sums saturate: a saturating sum of unsigned
+    /// parts is still the same in any order.
+    pub fn add_weighted(&mut self, flags: u8, weight: u64) {
+        let w = |on: bool| if on { weight } else { 0 };
+        self.requests = self.requests.saturating_add(weight);
+        self.errors = self.errors.saturating_add(w(flags & flag::ERROR != 0));
+        self.slow = self.slow.saturating_add(w(flags & flag::SLOW != 0));
+        self.incorrect = self
+            .incorrect
+            .saturating_add(w(flags & flag::INCORRECT != 0));
     }
 
     pub fn add(&mut self, o: &Counts) {
-        self.requests += o.requests;
-        self.errors += o.errors;
-        self.slow += o.slow;
-        self.incorrect += o.incorrect;
+        self.requests = self.requests.saturating_add(o.requests);
+        self.errors = self.errors.saturating_add(o.errors);
+        self.slow = self.slow.saturating_add(o.slow);
+        self.incorrect = self.incorrect.saturating_add(o.incorrect);
         self.vitals += o.vitals;
         self.vitals_bad += o.vitals_bad;
     }
@@ -298,11 +322,13 @@ impl Coverage {
 #[derive(Debug, Clone)]
 pub struct SeriesState {
     pub totals: Counts,
+    /// Latency of all requests, each span's times its adjusted count.
     pub duration_sum_s: f64,
     /// Value of all requests, and of the failed or incorrect ones, since the series began.
     pub value_total: f64,
     pub value_failed: f64,
-    /// Count per histogram bound, non-cumulative; the last entry is the +Inf overflow.
+    /// Count per histogram bound (in [`sampling::UNIT`]s, like the counts),
+    /// non-cumulative; the last entry is the +Inf overflow.
     pub buckets: Vec<u64>,
     pub windows: Vec<Ring<Slot>>,
     pub created_unix_ns: u64,
@@ -451,17 +477,21 @@ impl SeriesState {
             return self.record_event(r, now_ns);
         }
         let (end_ns, duration_ns, flags, user) = (r.end_ns, r.duration_ns, r.flags, r.user);
-        self.totals.add_flags(flags);
+        let weight = r.weight;
+        // The span stands for its adjusted count of requests: so do its value and latency.
+        let requests = sampling::to_requests(weight);
+        self.totals.add_weighted(flags, weight);
         let lost = flags & flag::VALUE != 0 && flags & flag::LOST != 0;
+        let value = r.value * requests;
         if flags & flag::VALUE != 0 {
-            self.value_total += r.value;
+            self.value_total += value;
             if lost {
-                self.value_failed += r.value;
+                self.value_failed += value;
             }
         }
-        self.duration_sum_s += duration_ns as f64 / 1e9;
+        self.duration_sum_s += duration_ns as f64 / 1e9 * requests;
         let b = bounds_ns.partition_point(|&bound| bound < duration_ns);
-        self.buckets[b] += 1;
+        self.buckets[b] = self.buckets[b].saturating_add(weight);
         if exemplars::has_ids(r) {
             if self.exemplars.is_none() {
                 // A bucket's example stays the slowest one for the shortest window.
@@ -475,7 +505,7 @@ impl SeriesState {
         let us = duration_ns / 1000;
         for ring in self.windows.iter_mut() {
             if let Some(slot) = ring.slot_mut(end_ns, now_ns) {
-                slot.counts.add_flags(flags);
+                slot.counts.add_weighted(flags, weight);
                 slot.hist.record(us);
                 let named = flags & flag::USER != 0;
                 if named || lost {
@@ -484,7 +514,7 @@ impl SeriesState {
                         c.users.record(user, flags);
                     }
                     if lost {
-                        c.value_at_risk += r.value;
+                        c.value_at_risk += value;
                     }
                 }
             }
@@ -493,8 +523,9 @@ impl SeriesState {
         true
     }
 
-    /// Records the requests a metric input counted at `t_ns`: `counts`, their latency sum,
-    /// and their counts per histogram bucket (`buckets`, as long as `self.buckets`). A
+    /// Records the requests a metric input counted at `t_ns`: `counts` (in units), their
+    /// latency sum, and their whole counts per histogram bucket (`buckets`, as long as
+    /// `self.buckets`). A
     /// bucket's requests enter the quantile histogram at its bound (the overflow bucket at
     /// the last bound): the quantiles of a metrics-fed series are bucket upper bounds.
     pub fn record_counts(
@@ -509,7 +540,7 @@ impl SeriesState {
         self.totals.add(counts);
         self.duration_sum_s += sum_s;
         for (a, b) in self.buckets.iter_mut().zip(buckets) {
-            *a += b;
+            *a = a.saturating_add(sampling::from_requests(*b));
         }
         for ring in self.windows.iter_mut() {
             if let Some(slot) = ring.slot_mut(t_ns, now_ns) {
@@ -625,6 +656,7 @@ mod tests {
             trace_id: [0; 16],
             span_id: [0; 8],
             event: 0,
+            weight: sampling::UNIT,
         }
     }
 
@@ -701,29 +733,58 @@ mod tests {
             &bounds_ns,
             now,
         );
+        let u = sampling::UNIT;
         assert_eq!(
             s.buckets,
-            vec![2, 0, 1],
+            vec![2 * u, 0, u],
             "100 ms falls in the le=0.1 bucket"
         );
-        assert_eq!(
-            s.totals,
-            Counts {
-                requests: 3,
-                errors: 1,
-                slow: 1,
-                incorrect: 0,
-                ..Default::default()
-            }
-        );
+        assert_eq!(s.totals, Counts::whole(3, 1, 1, 0));
         let stats = s.window_stats(0, now, &[0.5, 1.0], &mut Vec::new(), &mut Vec::new());
-        assert_eq!(stats.counts.requests, 3);
+        assert_eq!(stats.counts.requests, 3 * u);
         assert_eq!(stats.quantiles_s[0], Some(0.1));
         let max = stats.quantiles_s[1].unwrap();
         assert!(
             (max - 2.0).abs() <= 2.0 / 1000.0,
             "max {max} is 2 s within HDR precision"
         );
+    }
+
+    #[test]
+    fn a_sampled_span_counts_its_adjusted_count_in_counts_buckets_latency_and_value() {
+        let u = sampling::UNIT;
+        let bounds_ns = [100_000_000u64];
+        let now = 1_000 * S;
+        let mut s = SeriesState::new(&[60 * S], 6, bounds_ns.len(), now);
+        let v = flag::VALUE;
+        // th:8 (2), 50 ms, value 10, failed; th:c (4), 200 ms, value 1; no th (1), 50 ms,
+        // slow; th:e666666666666 (10, exact in units), 200 ms, value 2.5, incorrect.
+        for (weight, ms, flags, value) in [
+            (2 * u, 50, v | flag::ERROR, 10.0),
+            (4 * u, 200, v, 1.0),
+            (u, 50, flag::SLOW, 0.0),
+            (10 * u, 200, v | flag::INCORRECT, 2.5),
+        ] {
+            let r = Record {
+                weight,
+                user: 7,
+                ..rec(now, ms * 1_000_000, flags | flag::USER, 7, value)
+            };
+            s.record(&r, &bounds_ns, now);
+        }
+        // Requests 2 + 4 + 1 + 10 = 17; errors 2; slow 1; incorrect 10.
+        assert_eq!(s.totals, Counts::whole(17, 2, 1, 10));
+        // le=0.1: the two 50 ms spans, 2 + 1 = 3; +Inf: 4 + 10 = 14.
+        assert_eq!(s.buckets, vec![3 * u, 14 * u]);
+        // 0.05 x 2 + 0.2 x 4 + 0.05 x 1 + 0.2 x 10 = 0.1 + 0.8 + 0.05 + 2 = 2.95 s.
+        assert!((s.duration_sum_s - 2.95).abs() < 1e-12);
+        // Value 10 x 2 + 1 x 4 + 2.5 x 10 = 49; failed or incorrect 20 + 25 = 45.
+        assert_eq!((s.value_total, s.value_failed), (49.0, 45.0));
+        let st = s.window_stats(0, now, &[], &mut Vec::new(), &mut Vec::new());
+        assert_eq!(st.counts, Counts::whole(17, 2, 1, 10));
+        assert_eq!(st.value_at_risk, 45.0);
+        // One distinct user however many requests the spans stand for.
+        assert_eq!((st.users.all.count(), st.users.affected.count()), (1, 1));
     }
 
     #[test]
@@ -743,7 +804,7 @@ mod tests {
             s.record(&rec(t * S, 0, flags, user, 0.0), &[], now);
         }
         let st = s.window_stats(0, now, &[], &mut Vec::new(), &mut Vec::new());
-        assert_eq!(st.counts.requests, 6);
+        assert_eq!(st.counts.requests, 6 * sampling::UNIT);
         assert_eq!((st.users.all.count(), st.users.affected.count()), (3, 2));
         // At 1035 s the live buckets are 98..=103: 955 s and 975 s have left, users 2 and 3 remain.
         let st = s.window_stats(0, 1_035 * S, &[], &mut Vec::new(), &mut Vec::new());
