@@ -24,6 +24,9 @@ pub struct SpanSpec {
     pub future: bool,
     /// Spans emitted as this one's children (same trace, parent = this span).
     pub children: Vec<SpanSpec>,
+    /// The W3C trace state of an upstream (remote) parent, which the SDK's default
+    /// sampler hands on to the span: how a sampled request arrives (`ot=th:8`).
+    pub trace_state: Option<&'static str>,
 }
 
 pub fn span(name: &'static str, kind: SpanKind, millis: u64) -> SpanSpec {
@@ -38,6 +41,7 @@ pub fn span(name: &'static str, kind: SpanKind, millis: u64) -> SpanSpec {
         backwards: false,
         future: false,
         children: Vec::new(),
+        trace_state: None,
     }
 }
 
@@ -71,6 +75,11 @@ impl SpanSpec {
     }
     pub fn backwards(mut self) -> SpanSpec {
         self.backwards = true;
+        self
+    }
+    /// A remote parent with this W3C trace state (`ot=th:c`): the span inherits it.
+    pub fn trace_state(mut self, ts: &'static str) -> SpanSpec {
+        self.trace_state = Some(ts);
         self
     }
     pub fn ending_in(mut self, d: Duration) -> SpanSpec {
@@ -168,7 +177,8 @@ fn emit<T: opentelemetry::trace::Tracer>(
             .with_kind(s.kind.clone())
             .with_start_time(start)
             .with_attributes(s.attrs.clone());
-        let mut span = match parent {
+        let upstream = s.trace_state.map(remote_parent);
+        let mut span = match parent.or(upstream.as_ref()) {
             Some(cx) => builder.start_with_context(tracer, cx),
             None => builder.start(tracer),
         };
@@ -193,6 +203,25 @@ fn emit<T: opentelemetry::trace::Tracer>(
         }
         span.end_with_timestamp(end);
     }
+}
+
+/// The context of a sampled remote parent (a new trace) carrying `trace_state`.
+fn remote_parent(trace_state: &str) -> opentelemetry::Context {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let state = trace_state
+        .parse()
+        .unwrap_or_else(|e| panic!("trace state {trace_state:?}: {e}"));
+    let sc = SpanContext::new(
+        TraceId::from(u128::from(n) << 64 | 0xfeed),
+        SpanId::from(n),
+        TraceFlags::SAMPLED,
+        true,
+        state,
+    );
+    opentelemetry::Context::new().with_remote_span_context(sc)
 }
 
 /// `shop-api` checkouts in eu-west-1 over gRPC: 50 ms, 100 ms, 200 ms failed, 400 ms.
