@@ -1156,6 +1156,20 @@ mod tests {
     use crate::telemetry::AddRelaxed;
     use prost::Message;
 
+    #[test]
+    fn counts_are_ints_while_whole_and_histogram_counts_whole_requests() {
+        use number_data_point::Value::{AsDouble, AsInt};
+        assert_eq!(requests_value(20 * UNIT), AsInt(20));
+        // th:4 (p 3/4) twice: 2 x 1,398,101 units = 2.666666030883789 requests.
+        assert_eq!(
+            requests_value(2 * 1_398_101),
+            AsDouble(2.666_666_030_883_789)
+        );
+        // Buckets of 16, 2.666666 and 0.4 requests: 16, 3 and 0; the count is their sum.
+        let (b, n) = whole_buckets(&[16 * UNIT, 2 * 1_398_101, 2 * UNIT / 5]);
+        assert_eq!((b, n), (vec![16, 3, 0], 19));
+    }
+
     fn retry(initial_ms: u64, max_ms: u64, elapsed_ms: u64) -> OtlpRetry {
         OtlpRetry {
             initial_interval: Duration::from_millis(initial_ms),

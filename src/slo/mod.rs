@@ -1145,6 +1145,58 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_in_whole_requests_reads_back_in_sampling_units() {
+        let (cfg, journeys) = setup("");
+        let mut t = SloTracker::new(&cfg.slo);
+        let now = 1_000_000 * S;
+        let c = Counts::whole(40, 4, 2, 0);
+        t.update(&snap_with(&journeys, c, 1), &journeys, now);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slo.ckpt");
+        t.save(&path, now).unwrap();
+        // Rewrite it as cerflow wrote it before sampling units: no request_unit, the
+        // first four figures of each slot in whole requests.
+        let data = std::fs::read(&path).unwrap();
+        let nl = data.iter().position(|b| *b == b'\n').unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&data[nl + 1..]).unwrap();
+        assert_eq!(v["request_unit"], crate::sampling::UNIT);
+        v.as_object_mut().unwrap().remove("request_unit");
+        let whole = |ring: &mut serde_json::Value| {
+            for slot in ring["slots"].as_array_mut().unwrap() {
+                for i in 0..4 {
+                    let n = slot[1][i].as_u64().unwrap();
+                    slot[1][i] = (n / crate::sampling::UNIT).into();
+                }
+            }
+        };
+        let entry = &mut v["entries"][0];
+        entry["burn"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .for_each(whole);
+        whole(&mut entry["period"]);
+        let body = serde_json::to_vec(&v).unwrap();
+        let mut file = format!(
+            "{CHECKPOINT_MAGIC} crc32={:08x} len={}\n",
+            crc32fast::hash(&body),
+            body.len()
+        )
+        .into_bytes();
+        file.extend_from_slice(&body);
+        std::fs::write(&path, file).unwrap();
+        let mut back = SloTracker::new(&cfg.slo);
+        assert_eq!(back.load(&path), Ok(1));
+        back.update(&Snapshot::default(), &journeys, now + S);
+        let key = Key {
+            journey: Arc::from("checkout"),
+            cohort: None,
+        };
+        // 40 whole requests, 4 errors, 2 slow: the same counts as before the rewrite.
+        assert_eq!(back.eval(&key).unwrap().period_counts, c);
+    }
+
+    #[test]
     fn a_checkpoint_keeps_each_keys_origin_and_old_files_read_as_configured() {
         let (cfg, journeys) = setup("");
         let mut t = SloTracker::new(&cfg.slo);
