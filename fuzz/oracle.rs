@@ -135,7 +135,7 @@ pub fn same_spans(
     for (i, (ls, ps)) in l.spans().zip(&expected).enumerate() {
         let at = |what: String| format!("span {i}: {what}");
         let s = ps.span;
-        let checks: [(&str, bool); 10] = [
+        let checks: [(&str, bool); 11] = [
             ("service", ls.service_name() == ps.service_name()),
             ("name", ls.name() == ps.name()),
             ("kind", ls.kind() == ps.kind()),
@@ -144,6 +144,8 @@ pub fn same_spans(
             ("end", ls.end_ns() == ps.end_ns()),
             ("trace_id", ls.trace_id() == &s.trace_id[..]),
             ("span_id", ls.span_id() == &s.span_id[..]),
+            // Counts weigh each span by its trace state's sampling threshold.
+            ("trace_state", ls.trace_state() == s.trace_state),
             ("invalid_reason", ls.invalid_reason() == invalid_reason(s)),
             ("entry point", ls.is_entry_point() == ps.is_entry_point()),
         ];

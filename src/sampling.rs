@@ -36,7 +36,7 @@ pub fn from_requests(n: u64) -> u64 {
 /// Reading takes either, so checkpoints and API answers written before counts were in
 /// units (whole requests) read back the same.
 pub mod as_requests {
-    use super::{to_requests, UNIT};
+    use crate::sampling::{to_requests, UNIT};
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(units: &u64, s: S) -> Result<S::Ok, S::Error> {
