@@ -214,7 +214,7 @@ pub fn render_as(sh: &Shared, openmetrics: bool) -> String {
             &s.buckets,
             &sh.histogram_bounds,
             sum,
-            n,
+            (n, sampling::UNIT),
             s.exemplars.as_deref(),
         );
     }
@@ -472,7 +472,8 @@ fn histogram_names(m: &Metric) -> [String; 3] {
 
 /// One histogram series: cumulative buckets up to `+Inf` (a bucket missing from `buckets`
 /// counts 0), each with its slowest recent request as exemplar where one is kept, then
-/// its sum and count. Buckets and count are in sampling units, written as requests.
+/// its sum and count. Buckets and count `n` are in `unit`s (the sampling unit for
+/// requests, 1 for whole events), written as whole ones.
 #[allow(clippy::too_many_arguments)]
 fn histogram(
     out: &mut Out,
@@ -481,9 +482,10 @@ fn histogram(
     buckets: &[u64],
     bounds: &[f64],
     total: f64,
-    n: u64,
+    (n, unit): (u64, u64),
     exemplars: Option<&Exemplars>,
 ) {
+    let whole = |c: u64| c as f64 / unit as f64;
     let mut cumulative = 0u64;
     for i in 0..buckets.len().max(bounds.len() + 1) {
         cumulative = cumulative.saturating_add(buckets.get(i).copied().unwrap_or(0));
@@ -498,10 +500,10 @@ fn histogram(
         let ex = exemplars
             .and_then(|x| x.bucket(i))
             .map(|e| (e, e.duration_ns as f64 / 1e9));
-        sample_with(out, bucket, &bl, sampling::to_requests(cumulative), ex);
+        sample_with(out, bucket, &bl, whole(cumulative), ex);
     }
     sample(out, sum, l, total);
-    sample(out, count, l, sampling::to_requests(n));
+    sample(out, count, l, whole(n));
 }
 
 /// `journey="...",dependency="..."`; an overflow series has `otel_metric_overflow` instead
@@ -557,7 +559,7 @@ fn render_dependencies(
             &d.buckets,
             &sh.histogram_bounds,
             sum,
-            n,
+            (n, sampling::UNIT),
             None,
         );
     }
@@ -644,7 +646,8 @@ fn render_incidents(sh: &Shared, out: &mut Out) {
             let l = journey(&st.journey);
             let (buckets, total, n) = get(st);
             let bounds = crate::incidents::RECOVERY_BUCKETS_S;
-            histogram(out, &names, &l, buckets, bounds, total, n, None);
+            // Incidents are whole events, not sampled requests.
+            histogram(out, &names, &l, buckets, bounds, total, (n, 1), None);
         }
     }
 }
