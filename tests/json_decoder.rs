@@ -744,6 +744,38 @@ fn edge_values() -> Vec<String> {
         "[{\"name\":\"e\",\"timeUnixNano\":\"-1\"}]",
         "[{\"schemaUrl\":\"\",\"type\":\"t\",\"idKeys\":[],\"descriptionKeys\":[\"a\"]}]",
         "[{\"type\":\"t\"}]",
+        // The fast paths for the forms SDKs write: 19-digit timestamps, 32- and
+        // 16-digit ids, and whole attributes, each next to forms just outside them.
+        "\"1796268837431336198\"",
+        "\"0000000000000000001\"",
+        "\"9999999999999999999\"",
+        "\"179626883743133619x\"",
+        "\"17962688374313361980\"",
+        "\"0102030405060708090A0b0C0d0E0f10\"",
+        "\"0x0102030405060708090a0b0c0d0e0f\"",
+        "\"0x01020304050607\"",
+        "\"0102030405060708090a0b0c0d0e0f1:\"",
+        "\"010203040506070`\"",
+        "\"010203040506070G\"",
+        "\"/10203040506070f\"",
+        "\"01020304050607@8\"",
+        "[{\"key\":\"k\",\"value\":{\"intValue\":007}}]",
+        "[{\"key\":\"k\",\"value\":{\"intValue\":\"007\"}}]",
+        "[{\"key\":\"k\",\"value\":{\"intValue\":0}}]",
+        "[{\"key\":\"k\",\"value\":{\"intValue\":123456789012345678}}]",
+        "[{\"key\":\"k\",\"value\":{\"intValue\":1234567890123456789}}]",
+        "[{\"key\":\"k\",\"value\":{\"intValue\":\"1234567890123456789\"}}]",
+        "[{\"key\":\"k\",\"value\":{\"intValue\":1.5}}]",
+        "[{\"key\":\"k\",\"value\":{\"intValue\":1e3}}]",
+        "[{\"key\":\"k\",\"value\":{\"intValue\":\"1\"x}}]",
+        "[{\"key\":\"k\",\"value\":{\"boolValue\":true}},{\"key\":\"j\",\"value\":{\"boolValue\":false}}]",
+        "[{\"key\":\"k\",\"value\":{\"boolValue\":tru}}]",
+        "[{\"key\":\"k\",\"value\":{\"stringValue\":\"a\u{1}\"}}]",
+        "[{\"key\":\"k\\u0041\",\"value\":{\"stringValue\":\"v\\n\"}}]",
+        "[{\"key\":\"k\",\"value\":{\"stringValue\":\"v\"},\"value\":{}}]",
+        "[{\"key\":\"k\",\"value\":{\"stringValue\":\"v\",\"intValue\":\"1\"}}]",
+        "[{\"key\":\"k\",\"value\":{\"stringValue\":\"v\"} }]",
+        "[{\"key\":\"k\",\"value\":{\"stringValue\":\"v\"}}}]",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -993,6 +1025,53 @@ fn both(body: &str) -> Option<(i32, i32, u64, u64)> {
         }
         Err(e) => panic!("the decoders disagree on {body}: {e}"),
     }
+}
+
+/// Each edge value as each span field the fast paths read (ids, times, enums, counts,
+/// attributes), with the other fields as SDKs write them, so every value meets the
+/// fast path first: both decoders refuse it, or read it alike (`both` asks the oracle).
+#[test]
+fn fast_path_edges_read_alike_in_every_field() {
+    let fields = [
+        ("traceId", r#""5b8efff798038103d269b633813fc60c""#),
+        ("spanId", r#""eee19b7ec3c1b174""#),
+        ("parentSpanId", r#""eee19b7ec3c1b175""#),
+        ("flags", "769"),
+        ("name", r#""POST /login""#),
+        ("kind", "2"),
+        ("startTimeUnixNano", r#""1700000000000000000""#),
+        ("endTimeUnixNano", r#""1700000000250000000""#),
+        (
+            "attributes",
+            r#"[{"key":"http.route","value":{"stringValue":"/login"}},{"key":"server.port","value":{"intValue":"443"}}]"#,
+        ),
+        ("droppedAttributesCount", "0"),
+        ("events", "[]"),
+    ];
+    let (mut accepted, mut refused) = (0, 0);
+    for edited in 0..fields.len() {
+        for v in edge_values() {
+            let body = one_span(
+                &fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, d))| {
+                        format!(r#""{k}":{}"#, if i == edited { v.as_str() } else { d })
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            match both(&body) {
+                Some(_) => accepted += 1,
+                None => refused += 1,
+            }
+        }
+    }
+    // Both outcomes occur: the edges straddle the fast paths' limits.
+    assert!(
+        accepted > 0 && refused > 0,
+        "{accepted} accepted, {refused} refused"
+    );
 }
 
 #[test]

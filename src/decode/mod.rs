@@ -41,7 +41,12 @@ fn decode<M: Message + Default + serde::de::DeserializeOwned>(
 
 /// The body as text: JSON is UTF-8 (RFC 8259), checked once for the whole body.
 pub(crate) fn json_text(body: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(body).map_err(|e| format!("invalid OTLP JSON: the body is not UTF-8 ({e})"))
+    // The check reads every byte of a ~1 MB body per 1,000 spans: simdutf8's SIMD check
+    // costs about a third of std's instructions; a body it refuses goes to std for a
+    // message that says where.
+    simdutf8::basic::from_utf8(body)
+        .or_else(|_| std::str::from_utf8(body))
+        .map_err(|e| format!("invalid OTLP JSON: the body is not UTF-8 ({e})"))
 }
 
 /// A JSON value whose objects repeat no key: the Value tree would keep the last of a
