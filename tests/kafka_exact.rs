@@ -326,3 +326,48 @@ fn a_group_that_loses_a_member_to_sigkill_gives_every_figure_of_one_instance() {
     let requests: f64 = single.requests_by_journey().values().sum();
     assert_eq!(requests, (o.spans / 4) as f64);
 }
+
+/// The comparison itself, on scrapes written here: a counter summed across instances
+/// that falls short, a figure two instances export, a duration sum that differs only by
+/// f64 rounding (equal), the `instance` label ignored, a sample without `journey` left out.
+#[test]
+fn the_comparison_reports_every_difference_and_only_those() {
+    let single = Scrape::parse(
+        "cer_journey_requests_total{journey=\"a\",region=\"x\"} 10\n\
+         cer_journey_duration_seconds_sum{journey=\"a\",region=\"x\"} 1.000000001\n\
+         cer_sli_availability_ratio{journey=\"a\",window=\"1m\"} 0.9\n\
+         cerflow_processed_spans_total 10\n",
+    );
+    // 4 + 5 = 9 requests, one short of 10; 0.4 + 0.600000001 s = 1,000,000,001 ns.
+    let group = [
+        Scrape::parse(
+            "cer_journey_requests_total{journey=\"a\",region=\"x\",instance=\"i0\"} 4\n\
+             cer_journey_duration_seconds_sum{journey=\"a\",region=\"x\",instance=\"i0\"} 0.4\n\
+             cer_sli_availability_ratio{journey=\"a\",window=\"1m\",instance=\"i0\"} 0.9\n\
+             cerflow_processed_spans_total 4\n",
+        ),
+        Scrape::parse(
+            "cer_journey_requests_total{journey=\"a\",region=\"x\",instance=\"i1\"} 5\n\
+             cer_journey_duration_seconds_sum{journey=\"a\",region=\"x\",instance=\"i1\"} 0.600000001\n\
+             cer_sli_availability_ratio{journey=\"a\",window=\"1m\",instance=\"i1\"} 0.9\n\
+             cerflow_processed_spans_total 5\n",
+        ),
+    ];
+    let diff = |cover| {
+        differences(
+            &Figures::of(std::slice::from_ref(&single), cover, NOT_COMPARED),
+            &Figures::of(&group, cover, NOT_COMPARED),
+        )
+    };
+    assert_eq!(
+        diff(Cover::Counters),
+        vec!["a: cer_journey_requests_total{region=\"x\"}: single 10, group 9".to_string()]
+    );
+    assert_eq!(
+        diff(Cover::All),
+        vec![
+            "a: cer_journey_requests_total{region=\"x\"}: single 10, group 9".to_string(),
+            "a: cer_sli_availability_ratio{window=\"1m\"}: exported by 2 instances [(0, 0.9), (1, 0.9)]: only the journey's owner may".to_string(),
+        ]
+    );
+}

@@ -207,8 +207,9 @@ pub fn differences(single: &Figures, many: &Figures) -> Vec<String> {
     out
 }
 
-/// The score API's per-journey figures (`/api/v1/scores`): every number of each
-/// journey x cohort entry and of each of its windows, keyed by (journey, path, cohort).
+/// The score API's figures (`/api/v1/scores`): every number of each journey x cohort
+/// entry and of each of its windows, keyed by (journey, path, cohort), and the overall
+/// score per window under the journey name `(overall)`.
 /// Exemplars (trace ids of examples) are left out: which request is kept as an example
 /// may differ while every figure agrees.
 pub fn score_figures(doc: &serde_json::Value) -> BTreeMap<FigureKey, f64> {
@@ -240,6 +241,13 @@ pub fn score_figures(doc: &serde_json::Value) -> BTreeMap<FigureKey, f64> {
         }
     }
     let mut out = BTreeMap::new();
+    let mut overall = Vec::new();
+    if let Some(o) = doc.get("overall") {
+        walk("", o, &mut overall);
+    }
+    for (path, v) in overall {
+        out.insert(("(overall)".to_string(), path, Vec::new()), v);
+    }
     let journeys = doc
         .get("journeys")
         .and_then(|j| j.as_array())
