@@ -22,6 +22,8 @@
 # Knobs: SPANS=1000000 PARTITIONS=4 DEPS=4 SPR=1000 RATE=50000 RUNS=3 WORKERS=2
 #        COMPRESSION=none (the Collector producer's: none, gzip, snappy, lz4, zstd)
 #        CERFLOW_EXTRA='traces: { enabled: false }' (YAML appended to cerflow's config)
+#        OTLP_RUNS=0: that many runs of the same spans sent by loadgen straight to a cerflow
+#        over OTLP/gRPC (no Kafka), CPU time per span alike, for comparison
 #        OUT=target/bench-kafka SKIP_BUILD=1 (measure target/release/cerflow as it is)
 #        CERFLOW=path (another release binary; implies SKIP_BUILD) OTELCOL_BIN=path
 set -euo pipefail
@@ -241,6 +243,46 @@ CFG
         "$(python3 -c "print(f'{$w1 - ${wfirst:-$w0}:.2f}')")" >> "$OUT/results.tsv"
     log "run $r: $(tail -1 "$OUT/results.tsv")"
 done
+
+# ------------------------------------------------------------------ 4. OTLP, for comparison
+: > "$OUT/otlp.tsv"
+for r in $(seq 1 "${OTLP_RUNS:-0}"); do
+    PROM=$(free_port); GRPC=$(free_port); HTTP=$(free_port)
+    cat > "$OUT/cerflow-otlp-$r.yaml" <<CFG
+receivers:
+  otlp:
+    protocols:
+      grpc: { endpoint: "127.0.0.1:$GRPC" }
+      http: { endpoint: "127.0.0.1:$HTTP" }
+exporters:
+  prometheus: { endpoint: "127.0.0.1:$PROM" }
+pipeline:
+  workers: $WORKERS
+slo:
+  checkpoint: { enabled: false }
+CFG
+    grep -v '^#' "$OUT/journeys.yaml" >> "$OUT/cerflow-otlp-$r.yaml"
+    [ -n "$CERFLOW_EXTRA" ] && printf '%s\n' "$CERFLOW_EXTRA" >> "$OUT/cerflow-otlp-$r.yaml"
+    "$CERFLOW" --config "$OUT/cerflow-otlp-$r.yaml" --log-level warn > "$OUT/cerflow-otlp-$r.log" 2>&1 &
+    PID=$!
+    PIDS+=("$PID")
+    wait_port "$GRPC" 30 || { log "cerflow (OTLP) did not open its port; see $OUT/cerflow-otlp-$r.log"; exit 1; }
+    before=$(cpu_ticks "$PID")
+    "$CERFLOW" loadgen --endpoint "127.0.0.1:$GRPC" --spans "$SPANS" --rate "$RATE" \
+        --spans-per-request "$SPR" --dependencies "$DEPS" --quiet --max-errors 1000000 \
+        --summary-json "$OUT/otlp-$r.json" > "$OUT/otlp-$r.log" 2>&1 || true
+    sent=$(python3 -c "import json; print(json.load(open('$OUT/otlp-$r.json'))['spans_accepted'])")
+    for _ in $(seq 1 300); do
+        got=$(metric "$PROM" cerflow_processed_spans_total)
+        python3 -c "import sys; sys.exit(0 if float('$got') >= $sent else 1)" && break
+        sleep 0.2
+    done
+    after=$(cpu_ticks "$PID")
+    hwm=$(hwm_kib "$PID")
+    stop "$PID"
+    printf '%s\t%s\t%s\t%s\n' "$r" "$got" "$((after - before))" "$hwm" >> "$OUT/otlp.tsv"
+    log "OTLP run $r: $(tail -1 "$OUT/otlp.tsv")"
+done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 python3 - "$OUT/results.tsv" "$HZ" "$ACCEPTED" "$MESSAGES" "$TOPIC_BYTES" "$PARTITIONS" "$DEPS" "$WORKERS" "$LOAD_BEFORE" "$LOAD_AFTER" "$COMPRESSION" "$CERFLOW_EXTRA" > "$OUT/results.md" <<'PY'
@@ -261,6 +303,7 @@ print(f"- backlog: {accepted:,} spans accepted by the Collector in traces of {in
       f"{tbytes / max(messages, 1):,.0f} bytes each in the log segments, {tbytes / max(accepted, 1):.0f} per span), "
       f"{parts} partitions, producer compression {comp}; cerflow with {workers} workers"
       + (f" and `{extra}`" if extra else ""))
+otlp = [l.rstrip("\n").split("\t") for l in open(sys.argv[1].replace("results.tsv", "otlp.tsv")) if l.strip()]
 print()
 print("| run | spans consumed | CPU s | wall s (from start) | wall s (from first span) | spans/s (wall, from first span) | spans per CPU-second | CPU us per span | peak RSS MiB | refused |")
 print("|---|---|---|---|---|---|---|---|---|---|")
@@ -269,6 +312,14 @@ for r, c, p, w, f, m in zip(rows, cpu, per, wall, flow, mem):
 rate = [s / f if f else 0 for s, f in zip(spans, flow)]
 print(f"| median | {st.median(spans):,.0f} | {st.median(cpu):.2f} | {st.median(wall):.2f} | {st.median(flow):.2f} | {st.median(rate):,.0f} | {st.median(per):,.0f} | "
       f"{1e6 / st.median(per) if st.median(per) else 0:.2f} | {st.median(mem):.1f} | |")
+if otlp:
+    ocpu = [int(r[2]) / hz for r in otlp]
+    oper = [float(r[1]) / c if c else 0 for r, c in zip(otlp, ocpu)]
+    print()
+    print("| the same spans over OTLP/gRPC, no Kafka (loadgen at RATE, requests of SPR spans) | spans | CPU s | spans per CPU-second | CPU us per span | peak RSS MiB |")
+    print("|---|---|---|---|---|---|")
+    for r, c, p in zip(otlp, ocpu, oper):
+        print(f"| run {r[0]} | {float(r[1]):,.0f} | {c:.2f} | {p:,.0f} | {1e6 / p if p else 0:.2f} | {int(r[3]) / 1024:.1f} |")
 PY
 cat "$OUT/results.md"
 log "results in $OUT/results.md"
