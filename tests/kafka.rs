@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::exact::wait_all;
 use common::kafka::{shared, Kafka};
 use common::otlp::{body, checkout_spans, failed, traces};
 use common::*;
@@ -84,27 +85,6 @@ fn spans_from_a_topic_give_exact_figures() {
     assert_eq!(ready.status().as_u16(), 200);
 }
 
-/// Scrapes every instance until `ok` holds for the list of scrapes.
-fn wait_all(cs: &[&Cerflow], what: &str, ok: impl Fn(&[Scrape]) -> bool) -> Vec<Scrape> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let scrapes: Vec<Scrape> = cs.iter().map(|c| c.scrape()).collect();
-        if ok(&scrapes) {
-            return scrapes;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}:\n{}",
-            scrapes
-                .iter()
-                .map(|s| s.text.as_str())
-                .collect::<Vec<_>>()
-                .join("\n----\n")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn two_instances_in_one_group_share_the_partitions_and_sum_to_the_input() {
     let k = shared();
@@ -115,6 +95,7 @@ fn two_instances_in_one_group_share_the_partitions_and_sum_to_the_input() {
     wait_all(
         &[&a, &b],
         "both members holding partitions, 4 in all",
+        Duration::from_secs(60),
         |s| {
             let p: Vec<f64> = s
                 .iter()
@@ -127,12 +108,17 @@ fn two_instances_in_one_group_share_the_partitions_and_sum_to_the_input() {
     let (spans, errors) = produce(k, "shared-spans", 60, 3, 1_000_000);
     assert_eq!((spans, errors), (180, 15));
     let journey = [("journey", "checkout")];
-    let s = wait_all(&[&a, &b], "180 requests in all", |s| {
-        s.iter()
-            .map(|s| s.get("cer_journey_requests_total", &journey).unwrap_or(0.0))
-            .sum::<f64>()
-            == 180.0
-    });
+    let s = wait_all(
+        &[&a, &b],
+        "180 requests in all",
+        Duration::from_secs(60),
+        |s| {
+            s.iter()
+                .map(|s| s.get("cer_journey_requests_total", &journey).unwrap_or(0.0))
+                .sum::<f64>()
+                == 180.0
+        },
+    );
     let per: Vec<f64> = s
         .iter()
         .map(|s| s.value("cer_journey_requests_total", &journey))

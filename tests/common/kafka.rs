@@ -5,18 +5,36 @@
 //! [`shared`] is one broker per test binary (a JVM start is ~10 s); [`Kafka::start`] is a
 //! private one for a test that stops and restarts it. Either dies with the test process:
 //! the JVM is started with a parent-death signal from a thread that lives as long as the
-//! process, and [`Kafka`]'s drop stops a private one at once.
+//! process, and [`Kafka`]'s drop stops a private one at once. Its data directory goes
+//! with it: a private one's on drop, and any one's (the shared broker lives in a static,
+//! which is never dropped) by a watcher process that removes it once the test process
+//! has ended, however it ended (see [`remove_when_process_ends`]).
+//!
+//! [`KafkaTee`] is the feed of the exactness tests: an OTLP/gRPC endpoint that hands
+//! every request unchanged to one cerflow and, split into one message per trace id as
+//! the Collector's `kafka` exporter does with `partition_traces_by_id`, to a topic.
 
 use super::process::{free_ports, stop};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use prost::Message as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long a broker may take to answer after its JVM starts (a busy 2-core machine).
@@ -61,7 +79,11 @@ impl Kafka {
     pub fn start() -> Kafka {
         let libs = libs();
         let ports = free_ports(2);
-        let dir = tempfile::tempdir().expect("temp dir for the broker");
+        let dir = tempfile::Builder::new()
+            .prefix("cerflow-kafka-")
+            .tempdir()
+            .expect("temp dir for the broker");
+        remove_when_process_ends(dir.path());
         let k = Kafka {
             child: Mutex::new(None),
             port: ports[0],
@@ -246,6 +268,41 @@ impl Kafka {
             .sum()
     }
 
+    /// Sum over `topic`'s `partitions` partitions of their end offsets (high watermarks):
+    /// the messages produced to it, compared with [`Kafka::committed`] for a group's lag.
+    pub fn end_offsets(&self, topic: &str, partitions: i32) -> i64 {
+        let c: BaseConsumer = self
+            .client_config()
+            .create()
+            .expect("consumer for watermarks");
+        (0..partitions)
+            .map(|p| {
+                c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("watermarks of {topic}/{p}: {e}"))
+                    .1
+            })
+            .sum()
+    }
+
+    /// Waits until `group` has committed every message of `topic` (lag 0), within
+    /// `limit`; returns the number of messages.
+    #[track_caller]
+    pub fn wait_drained(&self, group: &str, topic: &str, partitions: i32, limit: Duration) -> i64 {
+        let deadline = Instant::now() + limit;
+        loop {
+            let end = self.end_offsets(topic, partitions);
+            let committed = self.committed(group, topic, partitions);
+            if committed == end {
+                return end;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "group {group} still lags on {topic} after {limit:?}: {committed} of {end} messages committed"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// A producer whose messages with one key land in one partition (the Collector's
     /// exporter keys by trace id with `partition_traces_by_id`).
     pub fn producer(&self) -> KafkaProducer {
@@ -343,3 +400,224 @@ log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n\
 log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n\
 log4j.logger.kafka.server.KafkaServer=INFO\n\
 log4j.logger.kafka.server.KafkaRaftServer=INFO\n";
+
+/// Removes `dir` once this test process has ended, whichever way (return, panic, abort,
+/// SIGKILL): a watcher in its own session, a child of init (it exits by itself), waits
+/// for the process (`tail --pid`), gives
+/// the JVM, killed by its parent-death signal at that moment, a little time to go, then
+/// removes the directory. The shared broker lives in a static that is never dropped, so
+/// no destructor could do this.
+pub fn remove_when_process_ends(dir: &Path) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(
+            "( tail --pid=\"$1\" -f /dev/null 2>/dev/null; \
+               for _ in 1 2 3 4 5 6 7 8 9 10; do \
+                 sleep 1; rm -rf \"$2\" 2>/dev/null; [ -e \"$2\" ] || exit 0; \
+               done ) &",
+        )
+        .arg("sh")
+        .arg(std::process::id().to_string())
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec. Its
+    // own session keeps a Ctrl-C to the test's process group from killing the watcher.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    // The shell starts the watcher in the background and exits at once (reaped here), so
+    // the watcher belongs to init and no zombie waits for this process to end.
+    let status = cmd.status().expect("starting the broker dir watcher (sh)");
+    assert!(
+        status.success(),
+        "the broker dir watcher did not start: {status}"
+    );
+}
+
+/// `req` split into one request per trace id, each keyed by its trace id's bytes, in the
+/// order the traces first appear; every span keeps its resource and scope. This is what
+/// the Collector's `kafka` exporter sends with `partition_traces_by_id: true`, so all
+/// spans of a trace land in one partition.
+pub fn split_by_trace(
+    req: &ExportTraceServiceRequest,
+) -> Vec<(Vec<u8>, ExportTraceServiceRequest)> {
+    let mut out: Vec<(Vec<u8>, ExportTraceServiceRequest)> = Vec::new();
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    for rs in &req.resource_spans {
+        // Per trace: where this resource's copy sits in that trace's request.
+        let mut resource_at: HashMap<usize, usize> = HashMap::new();
+        for ss in &rs.scope_spans {
+            let mut scope_at: HashMap<usize, usize> = HashMap::new();
+            for span in &ss.spans {
+                let t = *index.entry(span.trace_id.clone()).or_insert_with(|| {
+                    out.push((span.trace_id.clone(), ExportTraceServiceRequest::default()));
+                    out.len() - 1
+                });
+                let trace_req = &mut out[t].1;
+                let r = *resource_at.entry(t).or_insert_with(|| {
+                    trace_req.resource_spans.push(ResourceSpans {
+                        resource: rs.resource.clone(),
+                        scope_spans: Vec::new(),
+                        schema_url: rs.schema_url.clone(),
+                    });
+                    trace_req.resource_spans.len() - 1
+                });
+                let rcopy = &mut trace_req.resource_spans[r];
+                let sc = *scope_at.entry(t).or_insert_with(|| {
+                    rcopy.scope_spans.push(ScopeSpans {
+                        scope: ss.scope.clone(),
+                        spans: Vec::new(),
+                        schema_url: ss.schema_url.clone(),
+                    });
+                    rcopy.scope_spans.len() - 1
+                });
+                rcopy.scope_spans[sc].spans.push(span.clone());
+            }
+        }
+    }
+    out
+}
+
+/// What a [`KafkaTee`] passed on so far.
+#[derive(Debug, Default)]
+pub struct TeeCounts {
+    pub requests: AtomicU64,
+    pub spans: AtomicU64,
+    /// Kafka messages: one per trace of each request.
+    pub messages: AtomicU64,
+    /// Requests the single cerflow refused (answered to the sender; nothing produced).
+    pub refused: AtomicU64,
+}
+
+#[derive(Clone)]
+struct TeeService {
+    single: TraceServiceClient<tonic::transport::Channel>,
+    producer: Arc<KafkaProducer>,
+    topic: String,
+    counts: Arc<TeeCounts>,
+}
+
+#[tonic::async_trait]
+impl TraceService for TeeService {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let req = request.into_inner();
+        // The single instance first: what it refuses goes to neither side, so both sides
+        // see exactly the same spans, and the sender hears of the refusal.
+        let answer = self.single.clone().export(req.clone()).await;
+        if let Err(status) = &answer {
+            self.counts.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(status.clone());
+        }
+        let spans: usize = req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        let parts = split_by_trace(&req);
+        for (key, part) in &parts {
+            self.producer.send(&self.topic, key, &part.encode_to_vec());
+        }
+        self.counts.requests.fetch_add(1, Ordering::Relaxed);
+        self.counts.spans.fetch_add(spans as u64, Ordering::Relaxed);
+        self.counts
+            .messages
+            .fetch_add(parts.len() as u64, Ordering::Relaxed);
+        answer
+    }
+}
+
+/// An OTLP/gRPC endpoint on a free loopback port that sends every trace request it is
+/// given both to one cerflow (over OTLP/gRPC, unchanged) and to a Kafka topic (one
+/// message per trace id, keyed by it): the same spans into a single instance and into a
+/// consumer group, for the exactness tests. Stopped when dropped.
+pub struct KafkaTee {
+    pub port: u16,
+    pub counts: Arc<TeeCounts>,
+    producer: Arc<KafkaProducer>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Runs the server and the forwarding client for as long as the tee lives.
+    _rt: tokio::runtime::Runtime,
+}
+
+impl KafkaTee {
+    /// Serves on a free port; `single` is the gRPC endpoint of the single cerflow
+    /// (`http://127.0.0.1:PORT`).
+    pub fn start(k: &Kafka, topic: &str, single: &str) -> KafkaTee {
+        let rt = super::process::runtime();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
+            .expect("binding the tee on 127.0.0.1:0");
+        let port = listener.local_addr().expect("tee address").port();
+        // A lazy channel spawns its connection task on the current runtime.
+        let _in_runtime = rt.enter();
+        let channel = tonic::transport::Endpoint::from_shared(single.to_string())
+            .expect("the single cerflow's endpoint")
+            .connect_lazy();
+        let counts = Arc::new(TeeCounts::default());
+        let producer = Arc::new(k.producer());
+        let service = TeeService {
+            single: TraceServiceClient::new(channel),
+            producer: producer.clone(),
+            topic: topic.to_string(),
+            counts: counts.clone(),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(service))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async {
+                    let _ = rx.await;
+                },
+            );
+        rt.spawn(async move {
+            if let Err(e) = server.await {
+                eprintln!("the Kafka tee failed: {e}");
+            }
+        });
+        KafkaTee {
+            port,
+            counts,
+            producer,
+            stop: Some(tx),
+            _rt: rt,
+        }
+    }
+
+    /// `127.0.0.1:PORT`, for `cerflow loadgen --endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until every message produced so far is acknowledged by the broker.
+    pub fn flush(&self) {
+        self.producer.flush();
+    }
+
+    pub fn spans(&self) -> u64 {
+        self.counts.spans.load(Ordering::Relaxed)
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.counts.messages.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for KafkaTee {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -8,7 +8,10 @@
 //! - [`fake_receiver`]: a downstream OTLP metrics receiver for cerflow's push;
 //! - [`gen`]: proptest generators of OTLP trace requests;
 //! - [`sse`]: server-sent events read from a streaming response (the web view);
-//! - [`kafka`]: a real Apache Kafka broker (KRaft) on free ports, topics, a producer.
+//! - [`kafka`]: a real Apache Kafka broker (KRaft) on free ports, topics, a producer,
+//!   and a tee that feeds one cerflow and a topic the same spans;
+//! - [`exact`]: one instance's per-journey figures compared with a group's, every
+//!   difference reported.
 //!
 //! `use common::*` brings in the first four; the others are named where used.
 //! Every test binary compiles all of them and uses a different part, so an item one
@@ -16,6 +19,8 @@
 
 #[allow(dead_code)]
 pub mod config;
+#[allow(dead_code)]
+pub mod exact;
 #[allow(dead_code)]
 pub mod fake_receiver;
 #[allow(dead_code)]

@@ -1,0 +1,373 @@
+//! Exactness over Kafka: the same seeded `cerflow loadgen` traffic (a healthy phase, a
+//! fault phase with failing calls to a dependency, a recovery) goes (a) to one cerflow
+//! over OTLP and (b) to a topic read by a consumer group of cerflow instances: a tee
+//! ([`KafkaTee`]) hands every request to (a) unchanged and to the topic split into one
+//! message per trace id, as the Collector's `kafka` exporter does. Once both sides have
+//! drained, every journey's figures of (b), read by (journey, name, labels) across the
+//! instances, are compared with (a)'s and every difference is reported.
+//!
+//! Stage 1 (on main): each instance records the spans of its partitions, so counters
+//! add up across instances; with one instance joining mid-stream and clean stops the
+//! sums equal (a)'s exactly. Stage 2 (one owner per journey, transactional offsets) is
+//! what makes every figure equal, also when an instance is SIGKILLed: that variant
+//! waits for it.
+
+mod common;
+
+use common::exact::{differences, score_differences, wait_all, wait_settled, Cover, Figures};
+use common::kafka::{shared, Kafka, KafkaTee};
+use common::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// 8 s healthy, 8 s with checkout failing in eu-* cohorts (30%) and calls to payments
+/// failing (50%, failing their request: blame moves to payments), 8 s healthy again.
+const SCENARIO: &str = "\
+phases:
+  - name: healthy
+    duration: 8s
+  - name: checkout-eu-and-payments-failing
+    duration: 8s
+    faults:
+      - dependency: payments
+        error_rate: 0.5
+      - journey: checkout
+        region: \"eu-*\"
+        error_rate: 0.3
+  - name: recovered
+    duration: 8s
+";
+
+/// 200 spans/s in requests of 48 spans = 12 traces of 4 spans (a journey request and
+/// its calls to payments, inventory and postgresql): about 4 requests a second. The
+/// loadgen re-stamps its 16 bodies (new trace ids) every second, so no trace id is sent
+/// twice: a trace is whole in one message on both sides.
+const LOAD: &[&str] = &[
+    "--rate",
+    "200",
+    "--spans-per-request",
+    "48",
+    "--pool",
+    "16",
+    "--dependencies",
+    "3",
+    "--users",
+    "300",
+    "--order-value",
+    "--seed",
+    "13",
+    "--quiet",
+];
+
+const PARTITIONS: i32 = 6;
+
+/// Samples that depend on when an instance derived them rather than on the spans:
+/// none today (the windows below hold the whole run). A figure added here needs a
+/// comment saying why it cannot be compared.
+const NOT_COMPARED: &[&str] = &[];
+
+/// cerflow settings for both sides: windows long enough to hold the whole run (so a
+/// figure does not depend on when it is read), traces complete 1 s after their last
+/// span, and the journeys and cohorts of the generated spans.
+fn settings(dir: &Path) -> String {
+    let (status, journeys, err) = run_cli(
+        &[
+            "loadgen",
+            "--print-config",
+            "--dependencies",
+            "3",
+            "--order-value",
+        ],
+        dir,
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "loadgen --print-config: {err}");
+    format!(
+        "pipeline:\n  evaluation_interval: 100ms\n  shutdown_timeout: 3s\n\
+         windows:\n  sizes: [10m, 1h]\n\
+         traces:\n  wait: 1s\n{journeys}"
+    )
+}
+
+/// The loadgen's summary: spans the tee accepted, and requests that went wrong.
+struct Sent {
+    spans: u64,
+    error_requests: u64,
+}
+
+/// Runs the scenario through the tee in the background; the handle returns its summary.
+fn send(tee: &KafkaTee, dir: &Path) -> std::thread::JoinHandle<Sent> {
+    let scenario = dir.join("scenario.yaml");
+    std::fs::write(&scenario, SCENARIO).expect("writing the scenario");
+    let summary = dir.join("summary.json");
+    let mut args: Vec<String> = vec![
+        "loadgen".into(),
+        "--endpoint".into(),
+        tee.endpoint(),
+        "--scenario".into(),
+        scenario.display().to_string(),
+        "--summary-json".into(),
+        summary.display().to_string(),
+    ];
+    args.extend(LOAD.iter().map(|s| s.to_string()));
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (status, out, err) = run_cli(&args, &dir, Duration::from_secs(120));
+        assert!(status.success(), "loadgen failed:\n{out}\n{err}");
+        let text = std::fs::read_to_string(&summary).expect("the loadgen's summary");
+        let s: serde_json::Value = serde_json::from_str(&text).expect("summary JSON");
+        Sent {
+            spans: s["spans_accepted"].as_u64().expect("spans_accepted"),
+            error_requests: s["error_requests"].as_u64().expect("error_requests"),
+        }
+    })
+}
+
+fn group_member(k: &Kafka, topic: &str, group: &str, settings: &str) -> Cerflow {
+    let (bootstrap, topic, group) = (k.bootstrap(), topic.to_string(), group.to_string());
+    let settings = settings.to_string();
+    Cerflow::start(move |p: &Ports| {
+        let yaml = format!("{}{settings}", p.listeners_yaml(""));
+        with_kafka_receiver(&yaml, &bootstrap, &topic, &group, "")
+    })
+}
+
+/// How a run of the scenario treats the group.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// Two members from the start, a third joining mid-stream, all stopped cleanly.
+    None,
+    /// As [`Fault::None`], and the first member SIGKILLed after the third joined.
+    Kill,
+}
+
+/// Runs the scenario into both sides; returns what both sides show once drained and
+/// settled.
+fn run(topic: &str, group: &str, fault: Fault, cover: Cover) -> Outcome {
+    let k = shared();
+    k.create_topic(topic, PARTITIONS);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = settings(dir.path());
+    let single = Cerflow::start(|p: &Ports| format!("{}{settings}", p.listeners_yaml("")));
+    let mut members = vec![
+        group_member(k, topic, group, &settings),
+        group_member(k, topic, group, &settings),
+    ];
+    wait_all(
+        &members.iter().collect::<Vec<_>>(),
+        "both first members holding partitions",
+        Duration::from_secs(60),
+        |s| {
+            let p: Vec<f64> = s
+                .iter()
+                .map(|s| s.value("cerflow_kafka_partitions", &[]))
+                .collect();
+            p.iter().sum::<f64>() == f64::from(PARTITIONS) && p.iter().all(|&n| n >= 1.0)
+        },
+    );
+    let tee = KafkaTee::start(k, topic, &single.grpc_endpoint());
+    let started = Instant::now();
+    let load = send(&tee, dir.path());
+    // The third member joins during the fault phase: Kafka moves partitions to it while
+    // spans are flowing.
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(started.elapsed()));
+    members.push(group_member(k, topic, group, &settings));
+    let mut killed = None;
+    if fault == Fault::Kill {
+        std::thread::sleep(Duration::from_secs(15).saturating_sub(started.elapsed()));
+        let mut first = members.remove(0);
+        let status = first.kill();
+        assert!(!status.success(), "SIGKILLed: {status}");
+        killed = Some(first);
+    }
+    let sent = load.join().expect("the loadgen thread");
+    assert_eq!(sent.error_requests, 0, "every request reached both sides");
+    tee.flush();
+    assert_eq!(
+        tee.spans(),
+        sent.spans,
+        "the tee passed on what the loadgen sent"
+    );
+    let spans = tee.spans() as f64;
+    // Drained: the single instance took every span, and the group committed every
+    // message (lag 0: stage 1 commits every 5 s, stage 2 with each interval's partials).
+    single.wait_until("every span in the single instance", |s| {
+        s.get("cerflow_processed_spans_total", &[]) == Some(spans)
+    });
+    k.wait_drained(group, topic, PARTITIONS, Duration::from_secs(120));
+    let refs: Vec<&Cerflow> = members.iter().collect();
+    // Settled: trace completion (1 s) and window closing have caught up on both sides.
+    let mut all: Vec<&Cerflow> = vec![&single];
+    all.extend(refs.iter().copied());
+    let mut scrapes = wait_settled(
+        &all,
+        cover,
+        NOT_COMPARED,
+        Duration::from_secs(3),
+        Duration::from_secs(60),
+    );
+    let single_scrape = scrapes.remove(0);
+    Outcome {
+        single_scrape,
+        scores: single.get_json("/api/v1/scores"),
+        group_scores: members.first().map(|m| m.get_json("/api/v1/scores")),
+        group: scrapes,
+        spans: tee.spans(),
+        messages: tee.messages(),
+        members,
+        _killed: killed,
+        _single: single,
+        _tee: tee,
+    }
+}
+
+struct Outcome {
+    single_scrape: Scrape,
+    scores: serde_json::Value,
+    group_scores: Option<serde_json::Value>,
+    group: Vec<Scrape>,
+    spans: u64,
+    messages: u64,
+    members: Vec<Cerflow>,
+    _killed: Option<Cerflow>,
+    _single: Cerflow,
+    _tee: KafkaTee,
+}
+
+#[test]
+fn a_group_with_a_late_joiner_counts_exactly_what_one_instance_counts() {
+    let mut o = run("exact-join", "exact-join", Fault::None, Cover::Counters);
+    let single = Figures::of(
+        std::slice::from_ref(&o.single_scrape),
+        Cover::Counters,
+        NOT_COMPARED,
+    );
+    let group = Figures::of(&o.group, Cover::Counters, NOT_COMPARED);
+    let diff = differences(&single, &group);
+    assert!(
+        diff.is_empty(),
+        "{} counters differ between one instance and the group:\n{}",
+        diff.len(),
+        diff.join("\n")
+    );
+    // Each request body holds 12 traces of 4 spans, one of them the journey request:
+    // requests = spans / 4, whatever the pacing made of the 24 s at 200 spans/s.
+    assert_eq!(o.spans % 48, 0, "whole request bodies: {}", o.spans);
+    let requests: f64 = single.requests_by_journey().values().sum();
+    assert_eq!(requests, (o.spans / 4) as f64);
+    // Each trace is one message: spans / 4 of them.
+    assert_eq!(o.messages, o.spans / 4);
+    // Every span reached the group exactly once, and the late joiner took a share.
+    let received: Vec<f64> = o
+        .group
+        .iter()
+        .map(|s| s.value("cerflow_received_spans_total", &[("transport", "kafka")]))
+        .collect();
+    assert_eq!(received.iter().sum::<f64>(), o.spans as f64, "{received:?}");
+    assert!(
+        received[2] > 0.0,
+        "the late joiner consumed spans: {received:?}"
+    );
+    // The fault phase shows: some checkout requests and some payments calls failed.
+    assert!(single
+        .values
+        .keys()
+        .any(|(j, n, _)| j == "checkout" && n == "cer_journey_errors_total"));
+    assert!(
+        o.single_scrape
+            .sum("cer_dependency_errors_total", &[("dependency", "payments")])
+            > 0.0,
+        "payments calls failed in the fault phase"
+    );
+    // Clean stops commit what was taken: the group's committed offsets reach the end of
+    // every partition, one offset per message.
+    for m in o.members.iter_mut() {
+        let status = m.terminate();
+        assert!(
+            status.success(),
+            "a member exited with {status} after SIGTERM"
+        );
+    }
+    let k = shared();
+    assert_eq!(k.end_offsets("exact-join", PARTITIONS), o.messages as i64);
+    assert_eq!(
+        k.committed("exact-join", "exact-join", PARTITIONS),
+        o.messages as i64
+    );
+}
+
+#[test]
+#[ignore = "needs stage 2 of issue 13: in stage 1 a SIGKILLed member's figures leave with it and up to 5 s of its messages are read twice, and SLIs, quantiles, budgets, alerts and scores are per instance"]
+fn a_group_that_loses_a_member_to_sigkill_gives_every_figure_of_one_instance() {
+    let o = run("exact-kill", "exact-kill", Fault::Kill, Cover::All);
+    let single = Figures::of(
+        std::slice::from_ref(&o.single_scrape),
+        Cover::All,
+        NOT_COMPARED,
+    );
+    let group = Figures::of(&o.group, Cover::All, NOT_COMPARED);
+    let diff = differences(&single, &group);
+    assert!(
+        diff.is_empty(),
+        "{} figures differ between one instance and the group:\n{}",
+        diff.len(),
+        diff.join("\n")
+    );
+    // Any member's score API answers for every journey (the owners' snapshots).
+    let other = o.group_scores.as_ref().expect("a surviving member");
+    let diff = score_differences(&o.scores, other);
+    assert!(
+        diff.is_empty(),
+        "{} score API figures differ:\n{}",
+        diff.len(),
+        diff.join("\n")
+    );
+    let requests: f64 = single.requests_by_journey().values().sum();
+    assert_eq!(requests, (o.spans / 4) as f64);
+}
+
+/// The comparison itself, on scrapes written here: a counter summed across instances
+/// that falls short, a figure two instances export, a duration sum that differs only by
+/// f64 rounding (equal), the `instance` label ignored, a sample without `journey` left out.
+#[test]
+fn the_comparison_reports_every_difference_and_only_those() {
+    let single = Scrape::parse(
+        "cer_journey_requests_total{journey=\"a\",region=\"x\"} 10\n\
+         cer_journey_duration_seconds_sum{journey=\"a\",region=\"x\"} 1.000000001\n\
+         cer_sli_availability_ratio{journey=\"a\",window=\"1m\"} 0.9\n\
+         cerflow_processed_spans_total 10\n",
+    );
+    // 4 + 5 = 9 requests, one short of 10; 0.4 + 0.600000001 s = 1,000,000,001 ns.
+    let group = [
+        Scrape::parse(
+            "cer_journey_requests_total{journey=\"a\",region=\"x\",instance=\"i0\"} 4\n\
+             cer_journey_duration_seconds_sum{journey=\"a\",region=\"x\",instance=\"i0\"} 0.4\n\
+             cer_sli_availability_ratio{journey=\"a\",window=\"1m\",instance=\"i0\"} 0.9\n\
+             cerflow_processed_spans_total 4\n",
+        ),
+        Scrape::parse(
+            "cer_journey_requests_total{journey=\"a\",region=\"x\",instance=\"i1\"} 5\n\
+             cer_journey_duration_seconds_sum{journey=\"a\",region=\"x\",instance=\"i1\"} 0.600000001\n\
+             cer_sli_availability_ratio{journey=\"a\",window=\"1m\",instance=\"i1\"} 0.9\n\
+             cerflow_processed_spans_total 5\n",
+        ),
+    ];
+    let diff = |cover| {
+        differences(
+            &Figures::of(std::slice::from_ref(&single), cover, NOT_COMPARED),
+            &Figures::of(&group, cover, NOT_COMPARED),
+        )
+    };
+    assert_eq!(
+        diff(Cover::Counters),
+        vec!["a: cer_journey_requests_total{region=\"x\"}: single 10, group 9".to_string()]
+    );
+    assert_eq!(
+        diff(Cover::All),
+        vec![
+            "a: cer_journey_requests_total{region=\"x\"}: single 10, group 9".to_string(),
+            "a: cer_sli_availability_ratio{window=\"1m\"}: exported by 2 instances [(0, 0.9), (1, 0.9)]: only the journey's owner may".to_string(),
+        ]
+    );
+}
