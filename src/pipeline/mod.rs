@@ -400,7 +400,7 @@ struct Worker {
     bytes: usize,
     data: Receiver<Batch>,
     ctl: Receiver<Ctl>,
-    series: HashMap<u64, Vec<Series>>,
+    series: HashMap<u64, Vec<Series>, PreHashed>,
     coverage: Vec<Ring<Coverage>>,
     settings: Arc<WorkerSettings>,
     journeys: Arc<Journeys>,
@@ -689,6 +689,37 @@ impl Worker {
     }
 }
 
+/// Hashing for the series map, whose keys are already hashes ([`Record::hash`], ahash of
+/// journey and cohort): hashing them again with SipHash cost a SipHash per span.
+#[derive(Default, Clone, Copy)]
+struct PreHashed;
+
+impl std::hash::BuildHasher for PreHashed {
+    type Hasher = PreHashedKey;
+    fn build_hasher(&self) -> PreHashedKey {
+        PreHashedKey(0)
+    }
+}
+
+struct PreHashedKey(u64);
+
+impl std::hash::Hasher for PreHashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; anything else still gets every byte mixed in.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // The low bits chose the worker (`hash % workers`) and are alike on one worker;
+        // the table indexes by the low bits, so they come from the high half.
+        self.0 = n.rotate_left(32);
+    }
+}
+
 /// Owns the worker threads; the deriver holds it.
 pub struct Pipeline {
     input: Arc<PipelineInput>,
@@ -762,7 +793,7 @@ impl Pipeline {
                 bytes: 0,
                 data: rx,
                 ctl: crx,
-                series: HashMap::new(),
+                series: HashMap::default(),
                 coverage: settings
                     .window_ns
                     .iter()
