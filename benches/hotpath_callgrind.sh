@@ -7,6 +7,8 @@
 #   benches/hotpath_callgrind.sh grpc            # or: http-json, http (protobuf)
 #   benches/hotpath_callgrind.sh http-json --gzip
 #   knobs: SPANS=50000 CERFLOW=target/release/cerflow OUT=target/hotpath
+#          WORKERS=1: count the workers' record step (`Worker::record`: window state,
+#          trace assembly) as well
 #
 # cerflow runs the `loadgen --print-config` config (3 journeys, cohorts cloud.region and
 # app.plan.tier); the loadgen (not under valgrind) sends SPANS spans, 1000 per request,
@@ -38,8 +40,13 @@ case "$PROTO" in
     *) endpoint="http://127.0.0.1:$http"; toggle='cerflow::receiver::http::handle*' ;;
 esac
 tag="$PROTO${1:+-gzip}"
+workers=()
+if [ "${WORKERS:-0}" = 1 ]; then
+    workers=(--toggle-collect='cerflow::pipeline::Worker::record')
+    tag="$tag-workers"
+fi
 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$tag.out" \
-    --toggle-collect="$toggle" "$CERFLOW" --config "$cfg" --log-level warn \
+    --toggle-collect="$toggle" "${workers[@]}" "$CERFLOW" --config "$cfg" --log-level warn \
     > "$OUT/cerflow.$tag.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true' EXIT
@@ -55,5 +62,5 @@ wait "$pid" || true
 trap - EXIT
 total=$(awk '/^(summary|totals):/ {print $2; exit}' "$OUT/callgrind.$tag.out")
 accepted=$(python3 -c "import json; print(json.load(open('$OUT/loadgen.$tag.json'))['spans_accepted'])")
-echo "$tag: $accepted spans accepted, $total instructions under the handler, $((total / accepted)) per span"
+echo "$tag: $accepted spans accepted, $total instructions counted, $((total / accepted)) per span"
 echo "profile: callgrind_annotate $OUT/callgrind.$tag.out | head -60"

@@ -287,7 +287,9 @@ impl Ingest {
         let now = now_unix_ns();
         // One load per request: a reload swaps the journeys between requests, never within one.
         let journeys = self.journeys.load();
-        let mut builder = BatchBuilder::new(self.input.workers());
+        // A request's spans are bounded (max_spans_per_request), so is this.
+        let expected = (total as usize).min(self.max_spans);
+        let mut builder = BatchBuilder::with_capacity(self.input.workers(), expected, self.traces);
         builder.generation = journeys.generation;
         let mut rejected = 0u64;
         let mut first_problem: Option<String> = None;

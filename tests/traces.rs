@@ -392,13 +392,13 @@ fn the_buffer_limits_complete_traces_early_and_count_them() {
     );
     s.assert("cer_dependency_requests_total", &dep("checkout", "db"), 2.0);
 
-    // 5000 traces of one call each, in one request. Each costs what its vectors hold:
-    // 128 (trace) + 32 (its one arrival) + 4 x 64 (the first push makes room for 4
-    // spans) + 8 (the name "db": a string's first room is 8 bytes) = 424 bytes. After the
-    // batch the buffer would hold 5000 x 424 = 2,120,000 bytes > 1,048,576; the oldest
-    // complete until it fits: 2473 x 424 = 1,048,552 fits (2474 x 424 = 1,048,976 does
-    // not), so 5000 - 2473 = 2527 are evicted for memory.
-    let calls: Vec<_> = (0..5000u64)
+    // 6000 traces of one call each, in one request. Each costs 96 (its table entry, 48,
+    // counted twice) + 32 (its one arrival) + 48 (its span's node) + 24 + 8 (the header
+    // of its names and their room: "db" in a string's first 8 bytes) = 208 bytes. After
+    // the batch the buffer would hold 6000 x 208 = 1,248,000 bytes > 1,048,576; the
+    // oldest complete until it fits: 5041 x 208 = 1,048,528 fits (5042 x 208 = 1,048,736
+    // does not), so 6000 - 5041 = 959 are evicted for memory.
+    let calls: Vec<_> = (0..6000u64)
         .map(|i| {
             with_attr(
                 trace_span(100 + i, 1, 0, "q", Client, 5),
@@ -408,12 +408,12 @@ fn the_buffer_limits_complete_traces_early_and_count_them() {
         })
         .collect();
     assert_eq!(c.post_traces(body(&traces("shop", calls)), PROTOBUF), 200);
-    // Every one of them is an orphan in the end, evicted or not: 2 + 5000.
-    let s = settled(&c, 5002.0);
+    // Every one of them is an orphan in the end, evicted or not: 2 + 6000.
+    let s = settled(&c, 6002.0);
     s.assert(
         "cerflow_traces_evicted_total",
         &[("reason", "memory")],
-        2527.0,
+        959.0,
     );
     s.assert(
         "cerflow_traces_evicted_total",

@@ -53,16 +53,18 @@ pub struct TraceSpan {
     pub name: (u32, u32),
 }
 
-/// Bytes a buffered span costs: the record plus its share of the trace's map entry.
-const SPAN_BYTES: usize = std::mem::size_of::<TraceSpan>();
-/// A buffered trace's fixed cost: map entry and vectors.
-const TRACE_BYTES: usize = 128;
+/// Bytes a buffered span costs: its node in the worker's slab.
+const NODE_BYTES: usize = std::mem::size_of::<Node>();
+/// A buffered trace's fixed cost: its table entry (key and [`Trace`], 48 bytes) counted
+/// twice, since a hash table grows by doubling and so may hold as much again in room.
+const TRACE_BYTES: usize = 2 * std::mem::size_of::<(u128, Trace)>();
 /// An arrival-order entry: one per trace and batch that brought it spans, until it
 /// reaches the front of the queue (so a trace fed by many batches costs more).
 const ORDER_BYTES: usize = std::mem::size_of::<(u64, u128)>();
-/// A completed trace's vectors are kept for reuse up to this many spans of capacity.
-const POOL_SPANS: usize = 256;
-const POOL_TRACES: usize = 256;
+/// The heap header of a trace's dependency names, made at its first call.
+const NAMES_BYTES: usize = std::mem::size_of::<String>();
+/// The end of a slab list.
+const NIL: u32 = u32::MAX;
 
 fn id_u64(b: &[u8]) -> u64 {
     b.try_into().map_or(0, u64::from_be_bytes)
@@ -171,24 +173,55 @@ pub struct Settings {
     pub ttl_ns: u64,
 }
 
-#[derive(Debug, Default)]
+/// A buffered span: a [`TraceSpan`] without its trace id (the key of its trace), in the
+/// worker's slab, linked to the next span of its trace. 48 bytes instead of 64, and no
+/// vector per trace: most traces at a high rate are one entry span, which then costs a
+/// table entry, a node and an order entry, and no allocation.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    span: u64,
+    parent: u64,
+    end_ns: u64,
+    duration_ns: u64,
+    journey: JourneyId,
+    /// The next span of the trace, or the next free node; [`NIL`] at the end.
+    next: u32,
+    /// The dependency name in the trace's names: start and length (at most
+    /// [`MAX_LABEL_VALUE_BYTES`]).
+    name_start: u32,
+    name_len: u16,
+    flags: u8,
+}
+
+impl Node {
+    fn name<'a>(&self, names: &'a str) -> &'a str {
+        let start = self.name_start as usize;
+        names
+            .get(start..start + self.name_len as usize)
+            .unwrap_or("")
+    }
+}
+
+/// A trace in assembly: its spans are a list in the slab, in arrival order.
+#[derive(Debug)]
 struct Trace {
-    spans: Vec<TraceSpan>,
-    names: String,
+    head: u32,
+    tail: u32,
+    len: u32,
     last_arrival: u64,
+    /// Names of its dependency calls; most traces at a high rate have none. Boxed: 8
+    /// bytes in the table entry instead of a String's 24, paid only by traces with calls.
+    #[allow(clippy::box_collection)]
+    names: Option<Box<String>>,
 }
 
 impl Trace {
-    /// Heap bytes the trace's vectors hold: their capacity, not their length, since a
-    /// vector grows by doubling and the buffer's bound is about memory.
-    fn held_bytes(&self) -> usize {
-        self.spans.capacity() * SPAN_BYTES + self.names.capacity()
-    }
-
-    fn name(&self, s: &TraceSpan) -> &str {
+    /// Heap bytes of the names: what the string holds (capacity, since it grows by
+    /// doubling and the buffer's bound is about memory) and its header.
+    fn names_bytes(&self) -> usize {
         self.names
-            .get(s.name.0 as usize..s.name.1 as usize)
-            .unwrap_or("")
+            .as_ref()
+            .map_or(0, |n| NAMES_BYTES + n.capacity())
     }
 }
 
@@ -304,16 +337,22 @@ pub struct Assembler {
     admission: Arc<DependencyAdmission>,
     tel: Arc<Telemetry>,
     traces: HashMap<u128, Trace, ahash::RandomState>,
+    /// The spans of every trace in assembly, and free nodes (a list from `free`).
+    nodes: Vec<Node>,
+    free: u32,
+    /// The slab grows by doubling up to this many nodes (the bytes bound's worth), then
+    /// by small steps, so its room does not double past the bound.
+    max_nodes: usize,
     /// (last arrival, trace) in arrival order; entries of traces that got more spans
     /// since are stale and skipped.
     order: VecDeque<(u64, u128)>,
     bytes: usize,
-    pool: Vec<Trace>,
     hasher: ahash::RandomState,
     deps: HashMap<u64, Vec<DepSeries>>,
     overflow: HashMap<JourneyId, DepSeries>,
     self_blame: HashMap<JourneyId, (u64, Blame)>,
     // Scratch of the completion, reused.
+    spans: Vec<Node>,
     index: Vec<(u64, u32)>,
     owner: Vec<u32>,
     path: Vec<u32>,
@@ -330,17 +369,20 @@ impl Assembler {
         tel: Arc<Telemetry>,
     ) -> Assembler {
         Assembler {
+            max_nodes: settings.max_bytes / NODE_BYTES,
             settings,
             admission,
             tel,
             traces: HashMap::with_hasher(ahash::RandomState::new()),
+            nodes: Vec::new(),
+            free: NIL,
             order: VecDeque::new(),
             bytes: 0,
-            pool: Vec::new(),
             hasher: ahash::RandomState::with_seeds(3, 5, 7, 9),
             deps: HashMap::new(),
             overflow: HashMap::new(),
             self_blame: HashMap::new(),
+            spans: Vec::new(),
             index: Vec::new(),
             owner: Vec::new(),
             path: Vec::new(),
@@ -357,26 +399,55 @@ impl Assembler {
     /// the span limit, then the oldest while the buffer is over its bytes.
     pub fn add(&mut self, spans: &[TraceSpan], text: &str, journeys: &Journeys, now: u64) {
         for s in spans {
-            let (pool, bytes) = (&mut self.pool, &mut self.bytes);
-            let t = self.traces.entry(s.trace).or_insert_with(|| {
-                let t = pool.pop().unwrap_or_default();
-                *bytes += TRACE_BYTES + t.held_bytes();
-                t
-            });
-            let held = t.held_bytes();
-            let mut copy = *s;
             let name = text.get(s.name.0 as usize..s.name.1 as usize).unwrap_or("");
-            let start = t.names.len() as u32;
-            t.names.push_str(name);
-            copy.name = (start, t.names.len() as u32);
-            t.spans.push(copy);
-            self.bytes += t.held_bytes() - held;
-            if t.last_arrival != now || t.spans.len() == 1 {
+            let node = self.alloc(Node {
+                span: s.span,
+                parent: s.parent,
+                end_ns: s.end_ns,
+                duration_ns: s.duration_ns,
+                journey: s.journey,
+                next: NIL,
+                name_start: 0,
+                name_len: 0,
+                flags: s.flags,
+            });
+            self.bytes += NODE_BYTES;
+            let (t, fresh) = match self.traces.entry(s.trace) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    let t = e.into_mut();
+                    self.nodes[t.tail as usize].next = node;
+                    t.tail = node;
+                    t.len += 1;
+                    (t, false)
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    self.bytes += TRACE_BYTES;
+                    let t = e.insert(Trace {
+                        head: node,
+                        tail: node,
+                        len: 1,
+                        last_arrival: now,
+                        names: None,
+                    });
+                    (t, true)
+                }
+            };
+            if !name.is_empty() {
+                let held = t.names_bytes();
+                let names = t.names.get_or_insert_with(Box::default);
+                let n = &mut self.nodes[node as usize];
+                n.name_start = names.len() as u32;
+                // Names are clipped to MAX_LABEL_VALUE_BYTES when made.
+                n.name_len = name.len().min(u16::MAX as usize) as u16;
+                names.push_str(name);
+                self.bytes += t.names_bytes() - held;
+            }
+            if t.last_arrival != now || fresh {
                 t.last_arrival = now;
                 self.order.push_back((now, s.trace));
                 self.bytes += ORDER_BYTES;
             }
-            if t.spans.len() >= self.settings.max_spans {
+            if t.len as usize >= self.settings.max_spans {
                 self.complete(s.trace, journeys, now);
                 TracesEvicted {
                     reason: Evict::MaxSpans,
@@ -433,9 +504,17 @@ impl Assembler {
     /// Journey ids after a config reload: buffered spans of journeys that went become
     /// unclaimed, dependency state of such journeys is dropped.
     pub fn remap(&mut self, map: &dyn Fn(JourneyId) -> Option<JourneyId>) {
-        for t in self.traces.values_mut() {
-            for s in t.spans.iter_mut().filter(|s| s.journey != NO_JOURNEY) {
-                s.journey = map(s.journey).unwrap_or(NO_JOURNEY);
+        for t in self.traces.values() {
+            let mut at = t.head;
+            // Bounded by the trace's length: its list has no cycle.
+            for _ in 0..t.len {
+                let Some(s) = self.nodes.get_mut(at as usize) else {
+                    break;
+                };
+                if s.journey != NO_JOURNEY {
+                    s.journey = map(s.journey).unwrap_or(NO_JOURNEY);
+                }
+                at = s.next;
             }
         }
         let admission = &self.admission;
@@ -467,25 +546,59 @@ impl Assembler {
             .collect();
     }
 
+    /// A node for a new span: a free one, else a new one at the slab's end.
+    fn alloc(&mut self, n: Node) -> u32 {
+        if let Some(slot) = self.nodes.get_mut(self.free as usize) {
+            let at = self.free;
+            self.free = slot.next;
+            *slot = n;
+            return at;
+        }
+        let len = self.nodes.len();
+        if len == self.nodes.capacity() {
+            let step = if len < self.max_nodes {
+                len.max(1024).min(self.max_nodes - len)
+            } else {
+                1024
+            };
+            self.nodes.reserve_exact(step.max(1));
+        }
+        self.nodes.push(n);
+        len as u32
+    }
+
     fn complete(&mut self, id: u128, journeys: &Journeys, now: u64) {
-        let Some(mut t) = self.traces.remove(&id) else {
+        let Some(t) = self.traces.remove(&id) else {
             return;
         };
-        self.bytes = self.bytes.saturating_sub(TRACE_BYTES + t.held_bytes());
-        self.attribute(&t, journeys, now);
-        if self.pool.len() < POOL_TRACES && t.spans.capacity() <= POOL_SPANS {
-            t.spans.clear();
-            t.names.clear();
-            t.last_arrival = 0;
-            self.pool.push(t);
+        self.bytes = self
+            .bytes
+            .saturating_sub(TRACE_BYTES + t.names_bytes() + t.len as usize * NODE_BYTES);
+        // The spans move to a scratch slice (attribution indexes them) and their nodes
+        // back to the free list.
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.clear();
+        let mut at = t.head;
+        for _ in 0..t.len {
+            let Some(n) = self.nodes.get_mut(at as usize) else {
+                break;
+            };
+            spans.push(*n);
+            let next = n.next;
+            n.next = self.free;
+            self.free = at;
+            at = next;
         }
+        let names = t.names.as_deref().map_or("", |n| n.as_str());
+        self.attribute(&spans, names, journeys, now);
+        self.spans = spans;
     }
 
     /// The nearest claimed strict ancestor of span `i`, or [`NONE`]. Walks up at most
     /// as many steps as the trace has spans (a cycle of ids cannot spin), and remembers
     /// the answer for every span on the way.
-    fn owner_of(&mut self, t: &Trace, i: usize) -> u32 {
-        let n = t.spans.len();
+    fn owner_of(&mut self, spans: &[Node], i: usize) -> u32 {
+        let n = spans.len();
         if self.owner[i] != UNSET {
             return self.owner[i];
         }
@@ -494,7 +607,7 @@ impl Assembler {
         let mut result = NONE;
         for _ in 0..=n {
             if cur != i {
-                if t.spans[cur].journey != NO_JOURNEY {
+                if spans[cur].journey != NO_JOURNEY {
                     result = cur as u32;
                     break;
                 }
@@ -504,7 +617,7 @@ impl Assembler {
                 }
             }
             self.path.push(cur as u32);
-            let p = t.spans[cur].parent;
+            let p = spans[cur].parent;
             if p == 0 {
                 break;
             }
@@ -519,30 +632,41 @@ impl Assembler {
         result
     }
 
-    fn attribute(&mut self, t: &Trace, journeys: &Journeys, now: u64) {
-        let n = t.spans.len();
-        if !t.spans.iter().any(|s| s.journey != NO_JOURNEY) {
+    fn attribute(&mut self, spans: &[Node], names: &str, journeys: &Journeys, now: u64) {
+        let n = spans.len();
+        let claimed = spans.iter().any(|s| s.journey != NO_JOURNEY);
+        if !claimed {
             OrphanSpans { spans: n as u64 }.emit(&self.tel);
+            return;
+        }
+        if !spans.iter().any(|s| s.flags & tflag::DEPENDENCY != 0) {
+            // No calls (a lone entry span, most traces at a high rate): only the failed
+            // requests' blame on themselves, without indexing the trace.
+            for req in spans {
+                if req.journey != NO_JOURNEY && req.flags & tflag::ERROR != 0 {
+                    self.blame_self(req.journey, req.end_ns, journeys, now);
+                }
+            }
             return;
         }
         self.index.clear();
         self.index
-            .extend(t.spans.iter().enumerate().map(|(i, s)| (s.span, i as u32)));
+            .extend(spans.iter().enumerate().map(|(i, s)| (s.span, i as u32)));
         self.index.sort_unstable();
         self.owner.clear();
         self.owner.resize(n, UNSET);
         self.failed.clear();
         for i in 0..n {
-            let s = t.spans[i];
+            let s = spans[i];
             if s.flags & tflag::DEPENDENCY == 0 {
                 continue;
             }
-            let o = self.owner_of(t, i);
+            let o = self.owner_of(spans, i);
             if o == NONE {
                 continue;
             }
-            let req = t.spans[o as usize];
-            self.record_call(req.journey, t.name(&s), &s, journeys, now);
+            let req = spans[o as usize];
+            self.record_call(req.journey, s.name(names), &s, journeys, now);
             if s.flags & tflag::ERROR != 0 && req.flags & tflag::ERROR != 0 {
                 self.failed.push((o, i as u32));
             }
@@ -551,15 +675,15 @@ impl Assembler {
         // request's span id, not its place: a span sent twice (an export retried) is
         // counted twice as a request, and each copy has the calls under it.
         let mut failed = std::mem::take(&mut self.failed);
-        let owner_id = |f: &(u32, u32)| t.spans[f.0 as usize].span;
-        let call_name = |f: &(u32, u32)| t.name(&t.spans[f.1 as usize]);
+        let owner_id = |f: &(u32, u32)| spans[f.0 as usize].span;
+        let call_name = |f: &(u32, u32)| spans[f.1 as usize].name(names);
         failed.sort_unstable_by(|a, b| {
             owner_id(a)
                 .cmp(&owner_id(b))
                 .then_with(|| call_name(a).cmp(call_name(b)))
         });
         failed.dedup_by(|a, b| owner_id(a) == owner_id(b) && call_name(a) == call_name(b));
-        for req in t.spans.iter() {
+        for req in spans.iter() {
             if req.journey == NO_JOURNEY || req.flags & tflag::ERROR == 0 {
                 continue;
             }
@@ -572,8 +696,8 @@ impl Assembler {
                 self.blame_self(req.journey, req.end_ns, journeys, now);
             }
             for f in &failed[first..first + mine] {
-                let call = t.spans[f.1 as usize];
-                let series = self.series(req.journey, t.name(&call), journeys, now);
+                let call = spans[f.1 as usize];
+                let series = self.series(req.journey, call.name(names), journeys, now);
                 if let Some(d) = series {
                     d.blame.add(req.end_ns, now);
                 }
@@ -597,7 +721,7 @@ impl Assembler {
         &mut self,
         journey: JourneyId,
         name: &str,
-        s: &TraceSpan,
+        s: &Node,
         journeys: &Journeys,
         now: u64,
     ) {
@@ -918,9 +1042,9 @@ mod tests {
         let mut text = String::new();
         let spans = vec![span(2, 1, NO_JOURNEY, false, Some("x"), &mut text)];
         a.add(&spans, &text, &j, 100 * S);
-        // What the vectors hold, not what they use: the first push makes room for 4
-        // spans (4 x 64) and 8 bytes of names, + 160 (the trace and its order entry).
-        assert_eq!(a.bytes(), 4 * 64 + 8 + 160);
+        // A node (48), the trace (its 48-byte table entry counted twice: 96), its order
+        // entry (32), and its names: a string header (24) holding room for 8 bytes.
+        assert_eq!(a.bytes(), 48 + 96 + 32 + 24 + 8);
         a.tick(&j, 110 * S - 1);
         assert_eq!(
             tel.orphan_spans.get(),
@@ -952,12 +1076,14 @@ mod tests {
     }
 
     #[test]
-    fn a_trace_span_is_64_bytes_and_a_trace_160() {
-        // README's accounting (64 bytes a span, 160 a trace that arrived in one batch)
-        // and the eviction test's arithmetic rely on these.
-        assert_eq!(std::mem::size_of::<TraceSpan>(), SPAN_BYTES);
-        assert_eq!(SPAN_BYTES, 64);
-        assert_eq!(TRACE_BYTES + ORDER_BYTES, 160);
+    fn a_buffered_span_is_48_bytes_and_a_trace_128() {
+        // README's accounting (48 bytes a span, 128 a trace that arrived in one batch,
+        // 24 more for the header of its names) and the eviction test's arithmetic rely
+        // on these; a TraceSpan (the hand-off between threads) stays 64.
+        assert_eq!(std::mem::size_of::<TraceSpan>(), 64);
+        assert_eq!(NODE_BYTES, 48);
+        assert_eq!(TRACE_BYTES + ORDER_BYTES, 128);
+        assert_eq!(NAMES_BYTES, 24);
     }
 
     #[test]
@@ -968,13 +1094,13 @@ mod tests {
         let two = vec![span(3, 1, NO_JOURNEY, false, None, &mut text)];
         a.add(&one, &text, &j, 100 * S);
         a.add(&two, &text, &j, 101 * S);
-        // 128 (the trace) + room for 4 spans (4 x 64; no names) + 2 x 32 (an order
-        // entry per batch).
-        assert_eq!(a.bytes(), 128 + 4 * 64 + 2 * 32);
+        // 96 (the trace) + 2 spans (2 x 48; no names) + 2 x 32 (an order entry per
+        // batch).
+        assert_eq!(a.bytes(), 96 + 2 * 48 + 2 * 32);
         // The first entry is stale at 110 s (the trace's last arrival is 101 s): popped,
         // not completed.
         a.tick(&j, 110 * S);
-        assert_eq!(a.bytes(), 128 + 4 * 64 + 32);
+        assert_eq!(a.bytes(), 96 + 2 * 48 + 32);
         a.tick(&j, 111 * S);
         assert_eq!((a.bytes(), tel.orphan_spans.get()), (0, 2));
     }
