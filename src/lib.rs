@@ -9,7 +9,8 @@
 //! parsed and validated once before any of it starts, each component's section
 //! beside the component; [`predicate`] is the rule language shared by match, failure
 //! and correctness. Leaf helpers ([`span`], [`span_record`], [`labels`], [`duration`],
-//! [`clock`], [`hist`], [`rng`], [`telemetry`], [`internal_events`], [`catalogue`])
+//! [`clock`], [`hist`], [`rng`], [`telemetry`], [`internal_events`], [`catalogue`],
+//! [`checkpoint`])
 //! import nothing of cerflow's; `tests/architecture.rs` keeps it so.
 
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod catalogue;
+pub mod checkpoint;
 pub mod clock;
 pub mod completion;
 pub mod config;

@@ -26,6 +26,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "hist",
             "telemetry",
             "catalogue",
+            "checkpoint",
             "internal_events",
             "rng",
             "distinct",
