@@ -811,7 +811,11 @@ impl Pipeline {
         self.ask(timeout, Ctl::Snapshot)
     }
 
-    fn ask(&self, timeout: Duration, make: fn(Sender<ShardSnapshot>) -> Ctl) -> Vec<ShardSnapshot> {
+    fn ask(
+        &self,
+        timeout: Duration,
+        make: impl Fn(Sender<ShardSnapshot>) -> Ctl,
+    ) -> Vec<ShardSnapshot> {
         let (tx, rx) = bounded(self.ctl.len());
         let mut asked = 0;
         for c in &self.ctl {
@@ -833,17 +837,10 @@ impl Pipeline {
 
     /// Hands every worker the journeys of a reloaded config; returns once all have them.
     pub fn reload(&self, plan: Arc<Reload>, timeout: Duration) -> bool {
-        let (tx, rx) = bounded(self.ctl.len());
-        let mut asked = 0;
-        for c in &self.ctl {
-            if c.send_timeout(Ctl::Reload(plan.clone(), tx.clone()), timeout)
-                .is_ok()
-            {
-                asked += 1;
-            }
-        }
-        let deadline = std::time::Instant::now() + timeout;
-        (0..asked).all(|_| rx.recv_deadline(deadline).is_ok()) && asked == self.ctl.len()
+        // Every worker must have switched: one that did not would record with old ids.
+        self.ask(timeout, |reply| Ctl::Reload(plan.clone(), reply))
+            .len()
+            == self.ctl.len()
     }
 
     /// Drains every queue, returns the final snapshots and stops the workers.
