@@ -132,7 +132,8 @@ impl InternalEvent for SpanClamped {
     }
 }
 
-/// A span went to its journey's overflow series (cohort or memory limit reached).
+/// A span or a metric data point went to its journey's overflow series (cohort or memory
+/// limit reached).
 pub struct CardinalityOverflow {
     pub journey: u32,
 }
@@ -142,7 +143,7 @@ impl InternalEvent for CardinalityOverflow {
         tel.cardinality_overflow.add(1);
         tracing::trace!(
             journey = self.journey,
-            "Recorded a span into the overflow series."
+            "Recorded a span or data point into the overflow series."
         );
     }
 }
