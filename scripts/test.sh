@@ -13,13 +13,13 @@
 # Installs, each only when missing:
 #   - prometheus      apt-get (Debian's package)
 #   - .venv           python3 -m venv, then pip install -r tests/e2e/requirements.txt
-#   - node modules    npm ci in tests/e2e/node (versions pinned in its package-lock.json):
-#                     the OpenTelemetry JS SDK, and playwright-core for the web view test
+#   - node modules    one npm ci in tests/e2e (versions pinned in its package-lock.json),
+#                     shared by tests/e2e/node and tests/e2e/browser: the OpenTelemetry JS
+#                     SDK (Node and web), web-vitals, esbuild, and playwright-core for the
+#                     web view and browser tests
 #   - chromium        apt-get (Debian's package), driven by playwright-core in
 #                     tests/e2e/test_webview.py and tests/e2e/test_browser.py (Playwright's
 #                     own browser download is never used: executablePath is /usr/bin/chromium)
-#   - browser test    npm ci in tests/e2e/browser (the OpenTelemetry web SDK, web-vitals,
-#                     esbuild and playwright-core, pinned in its package-lock.json)
 #   - oslo            scripts/oslo.sh: the OpenSLO CLI pinned in tests/openslo/go.mod
 #   - compose schema  scripts/compose-schema.sh: compose-spec.json from the compose-go module
 #   - otelcol         the OpenTelemetry Collector of tests/otelcol (modules pinned in its
@@ -102,8 +102,8 @@ fi
     | grep -Ei '^(opentelemetry-(sdk|exporter-otlp-proto-grpc|exporter-otlp-proto-http)|pytest|requests|grpcio|protobuf) ' \
     | sed 's/^/    /'
 
-step "Node packages (tests/e2e/node)"
-NODE_DIR="$ROOT/tests/e2e/node"
+step "Node packages (tests/e2e, for tests/e2e/node and tests/e2e/browser)"
+NODE_DIR="$ROOT/tests/e2e"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     info "node or npm is missing; installing nodejs and npm"
     apt_install nodejs npm
@@ -114,7 +114,7 @@ NODE_STAMP="$NODE_DIR/node_modules/.cerflow-e2e-stamp"
 if [ -f "$NODE_STAMP" ] && [ "$(cat "$NODE_STAMP")" = "$NODE_SUM" ]; then
     info "already installed (package-lock.json unchanged since the last install)"
 else
-    info "npm ci (OpenTelemetry JS SDK, OTLP HTTP and gRPC exporters, playwright-core)"
+    info "npm ci (OpenTelemetry JS SDK and web SDK, OTLP exporters, web-vitals, esbuild, playwright-core)"
     (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
     echo "$NODE_SUM" >"$NODE_STAMP"
 fi
@@ -127,18 +127,6 @@ else
     info "installing chromium (Debian package)"
     apt_install chromium
     info "installed: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
-fi
-
-step "Browser test packages (tests/e2e/browser)"
-BROWSER_DIR="$ROOT/tests/e2e/browser"
-BROWSER_SUM=$(cat "$BROWSER_DIR/package.json" "$BROWSER_DIR/package-lock.json" | sha256sum | cut -d' ' -f1)
-BROWSER_STAMP="$BROWSER_DIR/node_modules/.cerflow-e2e-stamp"
-if [ -f "$BROWSER_STAMP" ] && [ "$(cat "$BROWSER_STAMP")" = "$BROWSER_SUM" ]; then
-    info "already installed (package-lock.json unchanged since the last install)"
-else
-    info "npm ci (playwright-core, esbuild, OpenTelemetry web SDK, web-vitals)"
-    (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error)
-    echo "$BROWSER_SUM" >"$BROWSER_STAMP"
 fi
 
 step "Compose Specification schema (compose-go module, cached in .cache/compose-spec/<version>)"

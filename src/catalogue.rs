@@ -709,7 +709,7 @@ pub const CERFLOW_CARDINALITY_OVERFLOW_TOTAL: Metric = Metric {
     otlp: None,
     unit: "1",
     kind: Kind::Counter,
-    help: "Spans recorded into a journey's overflow series (cohort or memory limit reached).",
+    help: "Spans and metric data points recorded into a journey's overflow series (cohort or memory limit reached).",
     labels: &[],
 };
 

@@ -137,7 +137,7 @@ impl Ingest {
     ) -> Ingest {
         Ingest {
             signals: Signals::new(cfg, &journeys, now_unix_ns()),
-            requests: MetricRequests::new(cfg, &journeys, now_unix_ns()),
+            requests: MetricRequests::new(cfg, &journeys, now_unix_ns(), input.admission()),
             journeys: arc_swap::ArcSwap::new(journeys),
             input,
             tel,
@@ -431,7 +431,7 @@ impl Ingest {
         DataPointsReceived { count: total }.emit(&self.tel);
         let now = now_unix_ns();
         let mut out = self.signals.process(req, now);
-        self.requests.process(req, now, &mut out);
+        self.requests.process(req, now, &mut out, &self.tel);
         let first = out.first.as_deref().unwrap_or_default();
         for r in POINT_REASONS {
             DataPointsRefused {

@@ -155,7 +155,8 @@ impl InternalEvent for InvalidSamplingThreshold<'_> {
     }
 }
 
-/// A span went to its journey's overflow series (cohort or memory limit reached).
+/// A span or a metric data point went to its journey's overflow series (cohort or memory
+/// limit reached).
 pub struct CardinalityOverflow {
     pub journey: u32,
 }
@@ -165,7 +166,7 @@ impl InternalEvent for CardinalityOverflow {
         tel.cardinality_overflow.add(1);
         tracing::trace!(
             journey = self.journey,
-            "Recorded a span into the overflow series."
+            "Recorded a span or data point into the overflow series."
         );
     }
 }

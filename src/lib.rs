@@ -10,7 +10,7 @@
 //! beside the component; [`predicate`] is the rule language shared by match, failure
 //! and correctness. Leaf helpers ([`span`], [`span_record`], [`labels`], [`duration`],
 //! [`clock`], [`hist`], [`rng`], [`telemetry`], [`internal_events`], [`catalogue`],
-//! [`sampling`])
+//! [`sampling`], [`checkpoint`])
 //! import nothing of cerflow's; `tests/architecture.rs` keeps it so.
 
 #![forbid(unsafe_code)]
@@ -19,6 +19,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod catalogue;
+pub mod checkpoint;
 pub mod clock;
 pub mod completion;
 pub mod config;

@@ -98,14 +98,15 @@ pub fn render(cfg: &Config) -> Result<String, String> {
             display(&j.name),
             yaml(&format!("The {} journey, as cerflow measures it from spans.", j.name)),
         );
-        for &sli in slis(j) {
+        // slis() lists request SLIs only, each with its counter (rules.rs pins it).
+        for (sli, bad) in slis(j).iter().filter_map(|&s| Some((s, bad_counter(s)?))) {
             let name = sli_name(j, sli);
             let _ = write!(
                 out,
                 "---\napiVersion: openslo/v1\nkind: SLI\nmetadata:\n  name: {name}\n  displayName: {}\nspec:\n  description: {}\n  ratioMetric:\n    counter: true\n    bad:\n      metricSource:\n        type: Prometheus\n        spec:\n          query: {}\n    total:\n      metricSource:\n        type: Prometheus\n        spec:\n          query: {}\n",
                 display(&format!("{} {}", j.name, sli.as_str())),
                 yaml(&format!("Share of {} requests that are not {}.", j.name, bad_word(sli))),
-                yaml(&metric(bad_counter(sli), &j.name)),
+                yaml(&metric(bad, &j.name)),
                 yaml(&metric(REQUESTS, &j.name)),
             );
             let _ = write!(

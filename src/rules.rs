@@ -16,15 +16,17 @@ use crate::slo::config::REQUEST_SLIS;
 use std::fmt::Write;
 use std::time::Duration;
 
-/// The counter of bad requests behind each SLI of [`REQUEST_SLIS`] (the operations and
-/// experience SLIs count time slices and web vitals, not requests, and have none).
-pub fn bad_counter(sli: SliKind) -> &'static str {
+/// The counter of bad events behind an SLI, which Prometheus can rate against
+/// [`REQUESTS`]: the request SLIs ([`REQUEST_SLIS`]) each have one. Operations (time
+/// slices) and experience (web vital measurements) have none: both exporters publish them
+/// only as ratios (`cer_sli_operations_ratio`, `cer_sli_experience_ratio`), so their SLOs
+/// stay in cerflow and the rules and OpenSLO documents leave them out.
+pub fn bad_counter(sli: SliKind) -> Option<&'static str> {
     match sli {
-        SliKind::Availability => catalogue::CER_JOURNEY_ERRORS_TOTAL.prom,
-        SliKind::Latency => catalogue::CER_JOURNEY_SLOW_TOTAL.prom,
-        SliKind::Correctness => catalogue::CER_JOURNEY_INCORRECT_TOTAL.prom,
-        // Not ratios of request counters: the rules cover REQUEST_SLIS only and never ask.
-        SliKind::Operations | SliKind::Experience => "",
+        SliKind::Availability => Some(catalogue::CER_JOURNEY_ERRORS_TOTAL.prom),
+        SliKind::Latency => Some(catalogue::CER_JOURNEY_SLOW_TOTAL.prom),
+        SliKind::Correctness => Some(catalogue::CER_JOURNEY_INCORRECT_TOTAL.prom),
+        SliKind::Operations | SliKind::Experience => None,
     }
 }
 
@@ -158,12 +160,15 @@ pub fn render(cfg: &Config) -> String {
                 requests_record(w)
             );
         }
-        for sli in REQUEST_SLIS {
+        // Every request SLI has its counter (a unit test pins it): none is skipped here.
+        for (sli, bad) in REQUEST_SLIS
+            .iter()
+            .filter_map(|&s| Some((s, bad_counter(s)?)))
+        {
             let _ = writeln!(
                 out,
-                "      - record: {}\n        expr: sum by (journey) (rate({}[{pw}])) / sum by (journey) (rate({REQUESTS}[{pw}]))\n        labels:\n          sli: {}",
+                "      - record: {}\n        expr: sum by (journey) (rate({bad}[{pw}])) / sum by (journey) (rate({REQUESTS}[{pw}]))\n        labels:\n          sli: {}",
                 ratio_record(w),
-                bad_counter(sli),
                 sli.as_str()
             );
         }
@@ -269,6 +274,40 @@ mod tests {
 
     fn config(yaml: &str) -> Config {
         Config::parse(yaml, "test.yaml", &|_| None).expect("valid test config")
+    }
+
+    #[test]
+    fn each_request_sli_rates_its_bad_counter_and_the_others_have_none() {
+        use crate::slo::config::SLIS;
+        let got: Vec<(&str, Option<&str>)> =
+            SLIS.iter().map(|&s| (s.as_str(), bad_counter(s))).collect();
+        assert_eq!(
+            got,
+            [
+                ("availability", Some("cer_journey_errors_total")),
+                ("latency", Some("cer_journey_slow_total")),
+                ("correctness", Some("cer_journey_incorrect_total")),
+                ("operations", None),
+                ("experience", None),
+            ]
+        );
+        // Each is a counter both exporters publish from the catalogue.
+        for name in got.iter().filter_map(|(_, c)| *c) {
+            let m = catalogue::ALL.iter().find(|m| m.prom == name);
+            assert!(
+                m.is_some_and(|m| m.kind == catalogue::Kind::Counter && m.otlp.is_some()),
+                "{name}"
+            );
+        }
+        // The rules hold a ratio for each request SLI and nothing for the other two:
+        // 7 burn windows x 3 SLIs.
+        let text = render(&config(
+            "journeys:\n  - name: pay\n    match: { span_name: pay }\n",
+        ));
+        assert_eq!(text.matches("rate(cer_journey_errors_total[").count(), 7);
+        assert_eq!(text.matches("rate(cer_journey_slow_total[").count(), 7);
+        assert_eq!(text.matches("rate(cer_journey_incorrect_total[").count(), 7);
+        assert!(!text.contains("rate([") && !text.contains("sli: operations"));
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub struct Telemetry {
     pub snapshots_incomplete: AtomicU64,
     pub config_reloads: AtomicU64,
     pub config_reload_failures: AtomicU64,
-    /// Spans recorded into a journey's overflow series.
+    /// Spans and metric data points recorded into a journey's overflow series.
     pub cardinality_overflow: AtomicU64,
     /// Traces completed before `traces.wait`, by [`Evict`].
     pub traces_evicted: [AtomicU64; 2],

@@ -294,18 +294,7 @@ fn value_at_risk_to_the_cent_and_invalid_values_counted() {
         Some(100.0)
     );
     // And over gRPC.
-    use cerflow::proto::score_service_client::ScoreServiceClient;
-    use cerflow::proto::GetScoresRequest;
-    let endpoint = cf.grpc_endpoint();
-    let snap = rt.block_on(async move {
-        let mut client = ScoreServiceClient::connect(endpoint).await.unwrap();
-        let req = GetScoresRequest {
-            journeys: vec!["checkout".into(), "subscribe".into()],
-            window: "1m".into(),
-            ..Default::default()
-        };
-        client.get_scores(req).await.unwrap().into_inner()
-    });
+    let snap = cf.grpc_scores(&["checkout", "subscribe"], "1m");
     let whole = |name: &str| {
         snap.journeys
             .iter()

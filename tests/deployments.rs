@@ -22,9 +22,6 @@ use common::otlp::{body, checkout_spans, failed, traces, with_attr, with_resourc
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::path::Path;
-use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(30);
 
 fn config(p: &Ports, ckpt: &Path) -> String {
     format!(
@@ -65,22 +62,8 @@ fn deployments(c: &Cerflow) -> Vec<serde_json::Value> {
         .expect("a deployments array")
 }
 
-fn gate_auto(c: &Cerflow, dir: &Path) -> (i32, String) {
-    let url = c.admin_url("");
-    let (status, out, err) = run_cli(
-        &[
-            "gate",
-            "--endpoint",
-            &url,
-            "--journey",
-            "checkout",
-            "--compare",
-            "service.version=auto",
-        ],
-        dir,
-        LIMIT,
-    );
-    (status.code().unwrap_or(-1), format!("{out}{err}"))
+fn gate_auto(c: &Cerflow) -> (i32, String) {
+    c.gate(&["--journey", "checkout", "--compare", "service.version=auto"])
 }
 
 fn close(v: &serde_json::Value, want: f64) {
@@ -137,7 +120,7 @@ fn a_version_with_30_percent_errors_is_regressed_and_a_restart_keeps_it() {
     let scores = c.get_json("/api/v1/scores?journey=checkout");
     assert_eq!(scores["journeys"][0]["deployments"][0]["version"], "2.0");
 
-    let (code, out) = gate_auto(&c, state.path());
+    let (code, out) = gate_auto(&c);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("0.8611 vs 1.0000 (drop 0.1389)"), "{out}");
 
@@ -159,7 +142,7 @@ fn a_version_with_30_percent_errors_is_regressed_and_a_restart_keeps_it() {
     send(&c, vec![version("2.0", 100, 0, 3000)]);
     c.wait_for("cer_journey_requests_total", &[J], 100.0);
     assert_eq!(deployments(&c).len(), 1);
-    let (code, out) = gate_auto(&c, state.path());
+    let (code, out) = gate_auto(&c);
     assert_eq!(code, 1, "{out}");
 }
 
@@ -168,7 +151,7 @@ fn an_equal_version_is_pending_below_min_events_then_ok() {
     let state = tempfile::tempdir().unwrap();
     let ckpt = state.path().join("slo.ckpt");
     let c = Cerflow::start(|p| config(p, &ckpt));
-    let (code, out) = gate_auto(&c, state.path());
+    let (code, out) = gate_auto(&c);
     assert_eq!(code, 2, "no deployment yet: {out}");
     assert!(out.contains("no deployment of checkout yet"), "{out}");
 
@@ -192,7 +175,7 @@ fn an_equal_version_is_pending_below_min_events_then_ok() {
     assert_eq!(d["figures"]["requests"], 60);
     assert_eq!(d["previous_figures"]["requests"], 40);
     assert!(d["end_unix_nano"].is_null());
-    let (code, out) = gate_auto(&c, state.path());
+    let (code, out) = gate_auto(&c);
     assert_eq!(code, 2, "pending: {out}");
     assert!(
         out.contains("pending: 60 requests of the new version"),
@@ -211,25 +194,17 @@ fn an_equal_version_is_pending_below_min_events_then_ok() {
     assert_eq!(d["figures"]["requests"], 100);
     assert_eq!(d["previous_figures"]["requests"], 50);
     close(&d["score_drop"], 0.0);
-    let (code, out) = gate_auto(&c, state.path());
+    let (code, out) = gate_auto(&c);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("1.0000 vs 1.0000 (drop 0.0000)"), "{out}");
     // The compared key must be the one cerflow reads versions from.
-    let url = c.admin_url("");
-    let (status, out, _) = run_cli(
-        &[
-            "gate",
-            "--endpoint",
-            &url,
-            "--journey",
-            "checkout",
-            "--compare",
-            "deployment.version=auto",
-        ],
-        state.path(),
-        LIMIT,
-    );
-    assert_eq!(status.code(), Some(2), "{out}");
+    let (code, out) = c.gate(&[
+        "--journey",
+        "checkout",
+        "--compare",
+        "deployment.version=auto",
+    ]);
+    assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("cerflow reads versions from service.version"),
         "{out}"

@@ -5,22 +5,13 @@
 
 mod common;
 
-use common::otlp::{body, failed, trace_span, traces, with_attr};
+use common::otlp::{body, failed, span_hex, trace_hex, trace_span, traces, with_attr};
 use common::*;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 const OPENMETRICS: &str =
     "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
-
-/// `trace_span`'s trace `t` in hex: 0xab, then `t`, 8 bytes each.
-fn trace_hex(t: u64) -> String {
-    format!("{:016x}{t:016x}", 0xabu64)
-}
-
-fn span_hex(id: u64) -> String {
-    format!("{id:016x}")
-}
 
 /// A checkout of `millis` in `region`, trace and span id `id`, ending `id` ms after `base`.
 fn checkout(id: u64, millis: u64, region: &str, base: u64) -> Span {
@@ -118,24 +109,7 @@ fn the_exact_bad_requests_are_the_exemplars_of_api_and_openmetrics() {
     assert_eq!(listed(&filtered["journeys"][0]["windows"][0]), us);
 
     // The gRPC API has them as WindowDetail.exemplars (field 25).
-    use cerflow::proto::score_service_client::ScoreServiceClient;
-    use cerflow::proto::GetScoresRequest;
-    let endpoint = c.grpc_endpoint();
-    let snap = runtime().block_on(async move {
-        let mut client = ScoreServiceClient::connect(endpoint)
-            .await
-            .expect("connecting");
-        let req = GetScoresRequest {
-            journeys: vec!["checkout".into()],
-            window: "1m".into(),
-            ..Default::default()
-        };
-        client
-            .get_scores(req)
-            .await
-            .expect("GetScores")
-            .into_inner()
-    });
+    let snap = c.grpc_scores(&["checkout"], "1m");
     let j = snap
         .journeys
         .iter()

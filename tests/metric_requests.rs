@@ -390,3 +390,61 @@ fn malformed_points_are_refused_as_partial_success_and_counted_by_reason() {
     }
     assert_eq!(s.value("cerflow_received_data_points_total", &[]), 4.0);
 }
+
+/// Metric-fed series share `limits.max_window_state_bytes` with span-fed ones: past it a
+/// new cohort goes to the journey's overflow series, counted, and their bytes are what
+/// `cerflow_window_state_bytes` shows.
+#[test]
+fn metric_series_are_admitted_against_the_window_state_limit_and_counted_in_its_gauge() {
+    let cf = Cerflow::start(|p| {
+        format!(
+            "{}pipeline:\n  evaluation_interval: 100ms\nwindows:\n  sizes: [1m]\n\
+             histogram:\n  buckets: [0.25, 1]\n\
+             limits:\n  max_window_state_bytes: 1048576\n  max_series_per_journey: 100000\n\
+             journeys:\n  - name: many\n    cohorts: [region]\n    metrics:\n      - {{ name: many.requests }}\n",
+            p.listeners_yaml("")
+        )
+    });
+    // A series as made: 1 window of 12 sub-buckets, each a Slot and its 8-byte index, and
+    // 3 latency buckets (2 bounds + 1) of 8 bytes; counters bring no latency, so it stays
+    // that size. No spans: the metric series are all the window state.
+    let one = 12 * (std::mem::size_of::<cerflow::window::Slot>() + 8) + 3 * 8;
+    // The n-th new series (from 0) is admitted while n x one < 1 MiB; three cohorts more,
+    // 2 requests each, go to the overflow series (one series more).
+    let admitted = 1_048_576usize.div_ceil(one);
+    let t = now_ns() - SEC;
+    let mut points: Vec<_> = (0..admitted)
+        .map(|i| number_point(0, t, 1.0, vec![kv("region", &format!("r{i}"))]))
+        .collect();
+    points.extend((0..3).map(|i| number_point(0, t, 2.0, vec![kv("region", &format!("late{i}"))])));
+    let req = metrics_request(
+        &[("service.name", "many")],
+        vec![sum_metric(
+            "many.requests",
+            "{request}",
+            true,
+            false,
+            points,
+        )],
+    );
+    assert_eq!(cf.post_metrics(&req), (0, String::new()));
+    let s = cf.wait_until("the overflow counted and the bytes published", |s| {
+        s.get("cerflow_cardinality_overflow_total", &[]) == Some(3.0)
+            && s.get("cerflow_window_state_bytes", &[])
+                .is_some_and(|b| b > 0.0)
+    });
+    s.assert(
+        "cerflow_window_state_bytes",
+        &[],
+        ((admitted + 1) * one) as f64,
+    );
+    s.assert(
+        "cer_journey_requests_total",
+        &[("journey", "many"), ("otel_metric_overflow", "true")],
+        6.0,
+    );
+    assert_eq!(
+        s.sum("cer_journey_requests_total", &[("journey", "many")]),
+        (admitted + 6) as f64
+    );
+}

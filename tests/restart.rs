@@ -14,7 +14,6 @@ mod common;
 use common::*;
 use opentelemetry::KeyValue;
 use std::path::Path;
-use std::time::Duration;
 
 const JOURNEY: &str = "shop:POST /checkout";
 
@@ -46,19 +45,9 @@ fn budget(s: &Scrape, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 fn gate(cf: &Cerflow, args: &[&str]) -> (i32, String) {
-    let endpoint = format!("http://127.0.0.1:{}", cf.ports.prom);
-    let mut all = vec![
-        "gate",
-        "--endpoint",
-        endpoint.as_str(),
-        "--journey",
-        JOURNEY,
-        "--window",
-        "1m",
-    ];
+    let mut all = vec!["--journey", JOURNEY, "--window", "1m"];
     all.extend_from_slice(args);
-    let (status, out, err) = run_cli(&all, cf.dir.path(), Duration::from_secs(30));
-    (status.code().unwrap_or(-1), format!("{out}{err}"))
+    cf.gate(&all)
 }
 
 #[test]

@@ -205,65 +205,41 @@ fn cpu_slices_give_the_hand_worked_ratio_budget_and_weighted_score() {
     assert!(b.is_some_and(|b| close(b, -19.0 / 11.0)), "{v}");
 
     // And the gRPC score API (score.proto's WindowDetail fields 14 to 16).
-    use cerflow::proto::score_service_client::ScoreServiceClient;
-    use cerflow::proto::GetScoresRequest;
-    let endpoint = cf.grpc_endpoint();
-    runtime().block_on(async move {
-        let mut client = ScoreServiceClient::connect(endpoint).await.expect("gRPC");
-        let req = GetScoresRequest {
-            journeys: vec!["checkout".into()],
-            window: "15m".into(),
-            ..Default::default()
-        };
-        let snap = client
-            .get_scores(req)
-            .await
-            .expect("GetScores")
-            .into_inner();
-        let w = &snap.journeys[0].windows[0];
-        assert_eq!((w.slices, w.bad_slices), (11, 3));
-        assert_eq!(w.operations, Some(8.0 / 11.0));
-        assert!(close(
-            snap.journeys[0].budget_remaining["operations"],
-            -19.0 / 11.0
-        ));
-    });
+    let snap = cf.grpc_scores(&["checkout"], "15m");
+    let w = &snap.journeys[0].windows[0];
+    assert_eq!((w.slices, w.bad_slices), (11, 3));
+    assert_eq!(w.operations, Some(8.0 / 11.0));
+    assert!(close(
+        snap.journeys[0].budget_remaining["operations"],
+        -19.0 / 11.0
+    ));
 
     // The release gate reads the same score: 0.893 fails a floor of 0.9, passes 0.85.
-    let endpoint = format!("http://127.0.0.1:{}", cf.ports.prom);
     let gate = |min: &str| {
-        let args = [
-            "gate",
-            "--endpoint",
-            &endpoint,
+        cf.gate(&[
             "--journey",
             "checkout",
             "--window",
             "15m",
             "--min-score",
             min,
-        ];
-        run_cli(&args, cf.dir.path(), std::time::Duration::from_secs(30))
+        ])
     };
-    let (status, out, err) = gate("0.9");
-    assert_eq!(status.code(), Some(1), "{out}{err}");
-    let (status, out, err) = gate("0.85");
-    assert_eq!(status.code(), Some(0), "{out}{err}");
+    let (code, out) = gate("0.9");
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = gate("0.85");
+    assert_eq!(code, 0, "{out}");
     // And its alerts: the strict journey's operations page denies the release.
-    let args = [
-        "gate",
-        "--endpoint",
-        &endpoint,
+    let (code, out) = cf.gate(&[
         "--journey",
         "strict",
         "--window",
         "15m",
         "--deny-alerts",
         "page",
-    ];
-    let (status, out, err) = run_cli(&args, cf.dir.path(), std::time::Duration::from_secs(30));
-    assert_eq!(status.code(), Some(1), "{out}{err}");
-    assert!(out.contains("page:operations"), "{out}{err}");
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("page:operations"), "{out}");
 }
 
 #[test]

@@ -383,19 +383,9 @@ journeys:
 "#;
 
 fn gate(cf: &Cerflow, args: &[&str]) -> (i32, String) {
-    let endpoint = format!("http://127.0.0.1:{}", cf.ports.prom);
-    let mut all = vec![
-        "gate",
-        "--endpoint",
-        endpoint.as_str(),
-        "--journey",
-        "checkout",
-        "--window",
-        "5m",
-    ];
+    let mut all = vec!["--journey", "checkout", "--window", "5m"];
     all.extend_from_slice(args);
-    let (status, out, err) = run_cli(&all, cf.dir.path(), Duration::from_secs(30));
-    (status.code().unwrap_or(-1), format!("{out}{err}"))
+    cf.gate(&all)
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::otlp::{body, failed, trace_span, traces, with_attr};
+use common::otlp::{body, call, failed, trace_span, traces, with_attr};
 use common::*;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use std::time::Duration;
@@ -48,16 +48,8 @@ fn dependencies_blame_and_orphans_come_from_whole_traces() {
     //   └─ 4 INTERNAL render
     //      └─ 5 CLIENT db.system.name=postgresql db.namespace=shop 10 ms
     let children = vec![
-        failed(with_attr(
-            trace_span(1, 2, 1, "charge", Client, 40),
-            "peer.service",
-            "payments",
-        )),
-        failed(with_attr(
-            trace_span(1, 3, 1, "charge again", Client, 60),
-            "peer.service",
-            "payments",
-        )),
+        failed(call(1, 2, 1, "charge", 40, "payments")),
+        failed(call(1, 3, 1, "charge again", 60, "payments")),
         trace_span(1, 4, 1, "render", Internal, 15),
         with_attr(
             with_attr(
@@ -86,22 +78,14 @@ fn dependencies_blame_and_orphans_come_from_whole_traces() {
     //         ├─ 13 CLIENT server.address=ldap.internal 30 ms (ERROR)
     //         └─ 14 CLIENT peer.service=cache 5 ms
     let trace2 = vec![
-        with_attr(
-            trace_span(2, 11, 10, "auth", Client, 20),
-            "peer.service",
-            "auth",
-        ),
+        call(2, 11, 10, "auth", 20, "auth"),
         failed(trace_span(2, 12, 11, "POST /login", Server, 18)),
         failed(with_attr(
             trace_span(2, 13, 12, "bind", Client, 30),
             "server.address",
             "ldap.internal",
         )),
-        with_attr(
-            trace_span(2, 14, 12, "get", Client, 5),
-            "peer.service",
-            "cache",
-        ),
+        call(2, 14, 12, "get", 5, "cache"),
         trace_span(2, 10, 0, "POST /checkout", Server, 50),
     ];
     assert_eq!(c.post_traces(body(&traces("shop", trace2)), PROTOBUF), 200);
@@ -113,11 +97,7 @@ fn dependencies_blame_and_orphans_come_from_whole_traces() {
         "shop",
         vec![
             failed(trace_span(3, 20, 0, "POST /checkout", Server, 30)),
-            with_attr(
-                trace_span(3, 21, 20, "reserve", Client, 15),
-                "peer.service",
-                "inventory",
-            ),
+            call(3, 21, 20, "reserve", 15, "inventory"),
         ],
     );
     let json = serde_json::to_vec(&trace3).expect("a request serializes to OTLP/JSON");
@@ -126,22 +106,14 @@ fn dependencies_blame_and_orphans_come_from_whole_traces() {
     // Trace 4: no journey claims any span: 2 orphans.
     let trace4 = vec![
         trace_span(4, 30, 0, "GET /health", Server, 1),
-        with_attr(
-            trace_span(4, 31, 30, "ping", Client, 1),
-            "peer.service",
-            "payments",
-        ),
+        call(4, 31, 30, "ping", 1, "payments"),
     ];
     assert_eq!(c.post_traces(body(&traces("shop", trace4)), PROTOBUF), 200);
 
     // Trace 5: the children arrive, traces.wait passes (the trace completes without a
     // claimed span: 2 more orphans), then the parent comes: a request, but no calls.
     let trace5_children = vec![
-        with_attr(
-            trace_span(5, 41, 40, "charge", Client, 40),
-            "peer.service",
-            "payments",
-        ),
+        call(5, 41, 40, "charge", 40, "payments"),
         trace_span(5, 42, 40, "render", Internal, 1),
     ];
     assert_eq!(
@@ -327,24 +299,7 @@ fn dependencies_blame_and_orphans_come_from_whole_traces() {
         ])
     );
     // The same over gRPC.
-    use cerflow::proto::score_service_client::ScoreServiceClient;
-    use cerflow::proto::GetScoresRequest;
-    let endpoint = c.grpc_endpoint();
-    let snap = runtime().block_on(async move {
-        let mut client = ScoreServiceClient::connect(endpoint)
-            .await
-            .expect("connecting");
-        let req = GetScoresRequest {
-            journeys: vec!["login".into()],
-            window: "1m".into(),
-            ..Default::default()
-        };
-        client
-            .get_scores(req)
-            .await
-            .expect("GetScores")
-            .into_inner()
-    });
+    let snap = c.grpc_scores(&["login"], "1m");
     let login = snap
         .journeys
         .iter()
@@ -371,17 +326,13 @@ fn the_buffer_limits_complete_traces_early_and_count_them() {
             "workers: 1",
         )
     });
-    use SpanKind::{Client, Server};
+    use SpanKind::Server;
     // A checkout with 4 calls, in one request: the first 3 spans (the parent and 2
     // calls) reach max_spans_per_trace and complete at once; the last 2 calls start a
     // new trace that never shows the parent: 2 orphans.
     let mut spans = vec![trace_span(1, 1, 0, "POST /checkout", Server, 50)];
     for id in 2..=5 {
-        spans.push(with_attr(
-            trace_span(1, id, 1, "q", Client, 5),
-            "peer.service",
-            "db",
-        ));
+        spans.push(call(1, id, 1, "q", 5, "db"));
     }
     assert_eq!(c.post_traces(body(&traces("shop", spans)), PROTOBUF), 200);
     let s = settled(&c, 2.0);
@@ -399,13 +350,7 @@ fn the_buffer_limits_complete_traces_early_and_count_them() {
     // oldest complete until it fits: 5041 x 208 = 1,048,528 fits (5042 x 208 = 1,048,736
     // does not), so 6000 - 5041 = 959 are evicted for memory.
     let calls: Vec<_> = (0..6000u64)
-        .map(|i| {
-            with_attr(
-                trace_span(100 + i, 1, 0, "q", Client, 5),
-                "peer.service",
-                "db",
-            )
-        })
+        .map(|i| call(100 + i, 1, 0, "q", 5, "db"))
         .collect();
     assert_eq!(c.post_traces(body(&traces("shop", calls)), PROTOBUF), 200);
     // Every one of them is an orphan in the end, evicted or not: 2 + 6000.
@@ -425,19 +370,11 @@ fn the_buffer_limits_complete_traces_early_and_count_them() {
 #[test]
 fn with_trace_assembly_off_there_are_no_dependencies_and_no_orphans() {
     let c = Cerflow::start(|p| config(p, "traces:\n  enabled: false\n  wait: 10s\n"));
-    use SpanKind::{Client, Server};
+    use SpanKind::Server;
     let spans = vec![
         failed(trace_span(1, 1, 0, "POST /checkout", Server, 50)),
-        failed(with_attr(
-            trace_span(1, 2, 1, "charge", Client, 40),
-            "peer.service",
-            "payments",
-        )),
-        with_attr(
-            trace_span(2, 3, 0, "orphan", Client, 40),
-            "peer.service",
-            "payments",
-        ),
+        failed(call(1, 2, 1, "charge", 40, "payments")),
+        call(2, 3, 0, "orphan", 40, "payments"),
     ];
     assert_eq!(c.post_traces(body(&traces("shop", spans)), PROTOBUF), 200);
     c.wait_for("cer_journey_errors_total", &[("journey", "checkout")], 1.0);

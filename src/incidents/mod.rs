@@ -88,11 +88,9 @@ struct JourneyState {
     stats: IncidentStats,
 }
 
-#[derive(Serialize, Deserialize)]
-struct CheckpointFile {
-    format: u32,
-    journeys: BTreeMap<String, JourneyState>,
-}
+const CHECKPOINT_KIND: &str = "incidents";
+/// The layout of the journeys' state in the checkpoint; a change to it takes the next number.
+const CHECKPOINT_FORMAT: u32 = 1;
 
 pub struct IncidentTracker {
     cfg: crate::config::Incidents,
@@ -242,33 +240,14 @@ impl IncidentTracker {
         self.journeys.values().map(|s| s.stats.clone()).collect()
     }
 
-    /// Writes the state next to the SLO checkpoint, through a temporary file.
+    /// Writes the state next to the SLO checkpoint (see [`crate::checkpoint`]).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let file = CheckpointFile {
-            format: 1,
-            journeys: self.journeys.clone(),
-        };
-        let body = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("incidents.tmp");
-        std::fs::write(&tmp, body)?;
-        std::fs::rename(&tmp, path)
+        crate::checkpoint::write(path, CHECKPOINT_KIND, CHECKPOINT_FORMAT, &self.journeys)
     }
 
     /// Reads a checkpoint; a problem is an error for the caller to log, never a panic.
     pub fn load(&mut self, path: &Path) -> Result<usize, String> {
-        let body = std::fs::read(path).map_err(|e| e.to_string())?;
-        let file: CheckpointFile = serde_json::from_slice(&body)
-            .map_err(|e| format!("not an incident checkpoint: {e}"))?;
-        if file.format != 1 {
-            return Err(format!(
-                "unknown incident checkpoint format {}",
-                file.format
-            ));
-        }
-        self.journeys = file.journeys;
+        self.journeys = crate::checkpoint::read(path, CHECKPOINT_KIND, CHECKPOINT_FORMAT)?;
         Ok(self.journeys.len())
     }
 }

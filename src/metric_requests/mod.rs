@@ -13,8 +13,11 @@
 //!   expiry), one stream per point stream and input; delta points count as they come.
 //!   The table holds at most `signals.max_streams` streams, as the signals' table does.
 //! - Cohort values are read from point attributes, then resource; a journey's series
-//!   past `limits.max_series_per_journey` go to its overflow series, as spans do.
-//!   Series not updated for `windows.series_ttl` expire.
+//!   past `limits.max_series_per_journey`, or made while the window state (span-fed and
+//!   metric-fed series together, the workers' [`Admission`]) is at
+//!   `limits.max_window_state_bytes`, go to its overflow series, as spans do; each
+//!   recording into it is counted (`cerflow_cardinality_overflow_total`). Series not
+//!   updated for `windows.series_ttl` expire.
 //!
 //! A point is counted at its own time (`time_unix_nano`, capped at now): the whole
 //! delta lands in the sub-bucket of that instant. The state sits behind one lock taken
@@ -24,7 +27,9 @@
 pub mod config;
 
 use crate::config::Config;
-use crate::internal_events::{InternalEvent, MetricStreamsExpired, SeriesExpired};
+use crate::internal_events::{
+    CardinalityOverflow, InternalEvent, MetricStreamsExpired, SeriesExpired,
+};
 use crate::journey::{JourneyInfo, Journeys};
 use crate::metric_input::histogram::{self, BUCKETS, COUNT, SLOW, SUM_S};
 use crate::metric_input::matcher::Matcher;
@@ -32,6 +37,7 @@ use crate::metric_input::refusal::Outcome;
 use crate::metric_input::streams::StreamTable;
 use crate::metric_input::NO_RECORDED_VALUE;
 use crate::metric_input::{for_each_point, refusal, Dist, Point, PointKind, PointView};
+use crate::pipeline::Admission;
 use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::telemetry::{PointReason, Telemetry};
@@ -69,6 +75,8 @@ struct State {
     ends: Vec<usize>,
     hits: Vec<(usize, usize)>,
     buckets: Vec<u64>,
+    /// Heap bytes of the series: measured at each snapshot, grown by each new series.
+    bytes: usize,
 }
 
 pub struct MetricRequests {
@@ -81,6 +89,8 @@ pub struct MetricRequests {
     max_series: usize,
     missing: String,
     hasher: ahash::RandomState,
+    /// The memory limit, shared with the span-fed series.
+    admission: Arc<Admission>,
 }
 
 fn build(cfg: &Config, journeys: &Journeys) -> (Matcher<(usize, usize)>, Vec<JourneyState>) {
@@ -111,7 +121,12 @@ enum Reading<'a> {
 }
 
 impl MetricRequests {
-    pub fn new(cfg: &Config, journeys: &Journeys, started_ns: u64) -> MetricRequests {
+    pub fn new(
+        cfg: &Config,
+        journeys: &Journeys,
+        started_ns: u64,
+        admission: Arc<Admission>,
+    ) -> MetricRequests {
         let (matcher, js) = build(cfg, journeys);
         let bounds_ns: Vec<u64> = cfg
             .histogram_buckets
@@ -134,6 +149,7 @@ impl MetricRequests {
                 ends: Vec::new(),
                 hits: Vec::new(),
                 buckets: Vec::new(),
+                bytes: 0,
             }),
             window_ns: cfg
                 .windows
@@ -148,6 +164,7 @@ impl MetricRequests {
             max_series: cfg.limits.max_series_per_journey,
             missing: cfg.cohorts.missing_value.clone(),
             hasher: ahash::RandomState::with_seeds(21, 22, 23, 24),
+            admission,
         }
     }
 
@@ -186,7 +203,13 @@ impl MetricRequests {
 
     /// Records every point of the request that feeds a journey's metric input; refuses
     /// bad ones into `out`.
-    pub fn process(&self, req: &ExportMetricsServiceRequest, now: u64, out: &mut Outcome) {
+    pub fn process(
+        &self,
+        req: &ExportMetricsServiceRequest,
+        now: u64,
+        out: &mut Outcome,
+        tel: &Telemetry,
+    ) {
         let mut guard = self.lock();
         if guard.journeys.is_empty() {
             return;
@@ -228,7 +251,7 @@ impl MetricRequests {
             hits.clear();
             st.matcher.each_match(p, |&ji| hits.push(ji));
             for &(j, i) in &hits {
-                if let Err(r) = self.record(st, p, &reading, j, i, time, now) {
+                if let Err(r) = self.record(st, p, &reading, j, i, time, now, tel) {
                     refused.get_or_insert(r);
                 }
             }
@@ -250,6 +273,7 @@ impl MetricRequests {
         i: usize,
         time: u64,
         now: u64,
+        tel: &Telemetry,
     ) -> Result<(), PointReason> {
         let (failed, incorrect, role, threshold_ns) = {
             let js = &st.journeys[j];
@@ -321,7 +345,11 @@ impl MetricRequests {
                 }
             }
         }
+        let journey = st.journeys[j].info.id;
         let series = self.series_of(st, p, j);
+        if series.overflow {
+            CardinalityOverflow { journey }.emit(tel);
+        }
         series
             .state
             .record_counts(time, &counts, sum_s, &buckets, &self.bounds_ns, now);
@@ -337,6 +365,7 @@ impl MetricRequests {
             series,
             text,
             ends,
+            bytes,
             ..
         } = st;
         let info = &journeys[j].info;
@@ -379,7 +408,7 @@ impl MetricRequests {
         let known = series
             .get(&k)
             .is_some_and(|l| l.iter().any(|s| same(s, false)));
-        if !known && journeys[j].series >= self.max_series {
+        if !known && (journeys[j].series >= self.max_series || self.admission.over_memory()) {
             overflow = true;
             k = key(true);
         }
@@ -393,16 +422,20 @@ impl MetricRequests {
                 } else {
                     values().map(Box::from).collect()
                 };
+                let state = SeriesState::new(
+                    &self.window_ns,
+                    self.sub_buckets,
+                    self.bounds_ns.len(),
+                    p.time_ns.min(crate::clock::now_unix_ns()),
+                );
+                // Counted at once, so the next new series of this request sees it.
+                *bytes += state.heap_bytes();
+                self.admission.set_metric_bytes(*bytes);
                 list.push(Series {
                     journey: j,
                     cohort,
                     overflow,
-                    state: SeriesState::new(
-                        &self.window_ns,
-                        self.sub_buckets,
-                        self.bounds_ns.len(),
-                        p.time_ns.min(crate::clock::now_unix_ns()),
-                    ),
+                    state,
                 });
                 list.len() - 1
             }
@@ -441,6 +474,10 @@ impl MetricRequests {
             .flatten()
             .map(|s| s.state.heap_bytes())
             .sum();
+        // What the series hold now (expired ones freed, windows filled) replaces the
+        // running estimate, as each worker's measure does.
+        st.bytes = state_bytes;
+        self.admission.set_metric_bytes(state_bytes);
         let series = st
             .series
             .values()
@@ -488,6 +525,7 @@ fn cohort_values<'t>(text: &'t str, ends: &'t [usize]) -> impl Iterator<Item = &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::AddRelaxed;
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::metrics::v1::{
         exponential_histogram_data_point::Buckets, metric, ExponentialHistogram,
@@ -507,7 +545,8 @@ mod tests {
         )
         .unwrap();
         let journeys = Journeys::new(&cfg);
-        let m = MetricRequests::new(&cfg, &journeys, NOW - 3600 * S);
+        let admission = Arc::new(Admission::new(&cfg, 1));
+        let m = MetricRequests::new(&cfg, &journeys, NOW - 3600 * S, admission);
         (cfg, m)
     }
 
@@ -580,6 +619,7 @@ mod tests {
     fn cohorts_come_from_point_attributes_and_past_the_limit_go_to_overflow() {
         let (_, m) = setup("limits: { max_series_per_journey: 2 }\n");
         let mut out = Outcome::default();
+        let tel = Telemetry::default();
         // eu: 3 fast (128-256 ms), 1 slow (256-512 ms, above 256 ms); us: 2 fast; ap,
         // the third cohort, overflows with its 1 slow.
         m.process(
@@ -590,8 +630,11 @@ mod tests {
             ]),
             NOW,
             &mut out,
+            &tel,
         );
         assert_eq!(out.rejected(), 0);
+        // ap's one point went to the overflow series.
+        assert_eq!(tel.cardinality_overflow.get(), 1);
         assert_eq!(
             totals(&m),
             [
@@ -609,6 +652,7 @@ mod tests {
             &request(vec![point("eu", 1, 0)]),
             NOW,
             &mut Outcome::default(),
+            &Telemetry::default(),
         );
         m.reload(&cfg, &Journeys::new(&cfg));
         assert_eq!(totals(&m), [(vec!["eu".into()], false, counts(1, 0))]);
@@ -617,5 +661,97 @@ mod tests {
         changed.journeys[0].metrics[0].name = "pay.latency".into();
         m.reload(&changed, &Journeys::new(&changed));
         assert!(totals(&m).is_empty());
+    }
+
+    /// A delta monotonic counter `pay.requests`, one point of `n` requests per region.
+    fn counter_request(points: &[(String, i64)]) -> ExportMetricsServiceRequest {
+        use opentelemetry_proto::tonic::metrics::v1::{number_data_point, NumberDataPoint, Sum};
+        let data_points = points
+            .iter()
+            .map(|(r, n)| NumberDataPoint {
+                attributes: vec![region(r)],
+                time_unix_nano: NOW - S,
+                value: Some(number_data_point::Value::AsInt(*n)),
+                ..Default::default()
+            })
+            .collect();
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "pay.requests".into(),
+                        unit: "1".into(),
+                        data: Some(metric::Data::Sum(Sum {
+                            data_points,
+                            aggregation_temporality: 1,
+                            is_monotonic: true,
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn past_max_window_state_bytes_new_cohorts_overflow_counted_and_their_bytes_count() {
+        let cfg = Config::parse(
+            "windows: { sizes: [1m], series_ttl: 10m }\nhistogram: { buckets: [0.25, 1] }\n\
+             limits: { max_window_state_bytes: 1048576, max_series_per_journey: 100000 }\n\
+             journeys:\n  - name: pay\n    cohorts: [region]\n    metrics:\n      - { name: pay.requests }\n",
+            "t",
+            &|_| None,
+        )
+        .unwrap();
+        // One worker, holding nothing yet: the metric-fed series have the whole limit.
+        let admission = Arc::new(Admission::new(&cfg, 1));
+        let m = MetricRequests::new(
+            &cfg,
+            &Journeys::new(&cfg),
+            NOW - 3600 * S,
+            admission.clone(),
+        );
+        // A series as made: 1 window of 12 sub-buckets, each a Slot and its 8-byte index,
+        // and 3 latency buckets (2 bounds + 1) of 8 bytes. A counter brings no latency,
+        // so recording leaves it that size.
+        let one = 12 * (std::mem::size_of::<crate::window::Slot>() + 8) + 3 * 8;
+        assert_eq!(SeriesState::new(&[60 * S], 12, 2, NOW).heap_bytes(), one);
+        // The n-th new series (from 0) is admitted while n x one < 1 MiB: ceil(1 MiB /
+        // one) of them. Three cohorts more, 2 requests each, go to the overflow series.
+        let admitted = 1_048_576usize.div_ceil(one);
+        let mut points: Vec<(String, i64)> = (0..admitted).map(|i| (format!("r{i}"), 1)).collect();
+        points.extend((0..3).map(|i| (format!("late{i}"), 2)));
+        let tel = Telemetry::default();
+        let mut out = Outcome::default();
+        m.process(&counter_request(&points), NOW, &mut out, &tel);
+        assert_eq!(out.rejected(), 0);
+        assert_eq!(tel.cardinality_overflow.get(), 3);
+        // The overflow series is one series more: admitted + 1 series of `one` bytes.
+        assert_eq!(admission.state_bytes(), (admitted + 1) * one);
+        assert!(admission.over_memory(), "span-fed series are refused too");
+        let snap = m.snapshot(NOW, &tel);
+        assert_eq!(snap.series.len(), admitted + 1);
+        assert_eq!(snap.state_bytes, (admitted + 1) * one);
+        let overflow: Vec<u64> = snap
+            .series
+            .iter()
+            .filter(|s| s.overflow)
+            .map(|s| s.windows[0].counts.requests)
+            .collect();
+        assert_eq!(overflow, [3 * 2]);
+        let own: u64 = snap
+            .series
+            .iter()
+            .filter(|s| !s.overflow)
+            .map(|s| s.windows[0].counts.requests)
+            .sum();
+        assert_eq!(own, admitted as u64);
+        // Ten minutes idle: every series expires and its bytes are given back.
+        let later = m.snapshot(NOW + 600 * S, &tel);
+        assert_eq!((later.series.len(), later.state_bytes), (0, 0));
+        assert_eq!(admission.state_bytes(), 0);
+        assert!(!admission.over_memory());
     }
 }

@@ -283,6 +283,8 @@ const RACE_WAIT: Duration = Duration::from_millis(250);
 pub struct PipelineInput {
     senders: Vec<Sender<Batch>>,
     capacity: usize,
+    /// The workers' admission, which metric-fed series share for the memory limit.
+    admission: Arc<Admission>,
 }
 
 pub enum SubmitError {
@@ -295,6 +297,10 @@ pub enum SubmitError {
 impl PipelineInput {
     pub fn workers(&self) -> usize {
         self.senders.len()
+    }
+
+    pub fn admission(&self) -> Arc<Admission> {
+        self.admission.clone()
     }
 
     pub fn submit(&self, builder: &mut BatchBuilder) -> Result<(), SubmitError> {
@@ -366,27 +372,42 @@ struct Series {
 
 /// Admission of new series, shared by all workers: a count per journey (keyed by the
 /// journey's identity seed, so it survives reloads) and the heap bytes each worker last
-/// measured.
+/// measured, plus those of the journeys' metric-fed series ([`crate::metric_requests`]):
+/// `limits.max_window_state_bytes` bounds them all together.
 pub struct Admission {
     per_journey: dashmap::DashMap<u64, usize>,
     max_per_journey: usize,
     worker_bytes: Vec<std::sync::atomic::AtomicUsize>,
+    metric_bytes: std::sync::atomic::AtomicUsize,
     max_bytes: usize,
 }
 
 impl Admission {
-    fn new(cfg: &Config, workers: usize) -> Admission {
+    pub fn new(cfg: &Config, workers: usize) -> Admission {
         Admission {
             per_journey: dashmap::DashMap::new(),
             max_per_journey: cfg.limits.max_series_per_journey,
             worker_bytes: (0..workers).map(|_| Default::default()).collect(),
+            metric_bytes: Default::default(),
             max_bytes: cfg.limits.max_window_state_bytes,
         }
     }
 
+    /// Whether the window state has reached `limits.max_window_state_bytes`: new series,
+    /// span-fed or metric-fed, then go to their journey's overflow series.
+    pub fn over_memory(&self) -> bool {
+        self.state_bytes() >= self.max_bytes
+    }
+
+    /// What the metric-fed series hold now.
+    pub fn set_metric_bytes(&self, bytes: usize) {
+        self.metric_bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Takes a series slot for the journey, or says no (over the cardinality or memory limit).
     fn admit(&self, seed: u64) -> bool {
-        if self.state_bytes() >= self.max_bytes {
+        if self.over_memory() {
             return false;
         }
         let mut count = self.per_journey.entry(seed).or_insert(0);
@@ -406,6 +427,7 @@ impl Admission {
     pub fn state_bytes(&self) -> usize {
         self.worker_bytes
             .iter()
+            .chain(std::iter::once(&self.metric_bytes))
             .map(|b| b.load(std::sync::atomic::Ordering::Relaxed))
             .sum()
     }
@@ -859,6 +881,7 @@ impl Pipeline {
             input: Arc::new(PipelineInput {
                 senders,
                 capacity: cfg.pipeline.queue_size,
+                admission,
             }),
             ctl,
             handles,
@@ -878,7 +901,11 @@ impl Pipeline {
         self.ask(timeout, Ctl::Snapshot)
     }
 
-    fn ask(&self, timeout: Duration, make: fn(Sender<ShardSnapshot>) -> Ctl) -> Vec<ShardSnapshot> {
+    fn ask(
+        &self,
+        timeout: Duration,
+        make: impl Fn(Sender<ShardSnapshot>) -> Ctl,
+    ) -> Vec<ShardSnapshot> {
         let (tx, rx) = bounded(self.ctl.len());
         let mut asked = 0;
         for c in &self.ctl {
@@ -900,17 +927,10 @@ impl Pipeline {
 
     /// Hands every worker the journeys of a reloaded config; returns once all have them.
     pub fn reload(&self, plan: Arc<Reload>, timeout: Duration) -> bool {
-        let (tx, rx) = bounded(self.ctl.len());
-        let mut asked = 0;
-        for c in &self.ctl {
-            if c.send_timeout(Ctl::Reload(plan.clone(), tx.clone()), timeout)
-                .is_ok()
-            {
-                asked += 1;
-            }
-        }
-        let deadline = std::time::Instant::now() + timeout;
-        (0..asked).all(|_| rx.recv_deadline(deadline).is_ok()) && asked == self.ctl.len()
+        // Every worker must have switched: one that did not would record with old ids.
+        self.ask(timeout, |reply| Ctl::Reload(plan.clone(), reply))
+            .len()
+            == self.ctl.len()
     }
 
     /// Drains every queue, returns the final snapshots and stops the workers.

@@ -123,6 +123,25 @@ pub fn trace_span(
     }
 }
 
+/// [`trace_span`]'s trace id `trace` as the APIs show it (hex): 0xab, then `trace`.
+pub fn trace_hex(trace: u64) -> String {
+    format!("{:016x}{trace:016x}", 0xabu64)
+}
+
+/// [`trace_span`]'s span id `id` in hex.
+pub fn span_hex(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+/// A CLIENT span of a hand-built trace calling `peer` (`peer.service`).
+pub fn call(trace: u64, id: u64, parent: u64, name: &str, millis: u64, peer: &str) -> Span {
+    with_attr(
+        trace_span(trace, id, parent, name, span::SpanKind::Client, millis),
+        "peer.service",
+        peer,
+    )
+}
+
 /// `s` with status ERROR.
 pub fn failed(mut s: Span) -> Span {
     s.status = Some(opentelemetry_proto::tonic::trace::v1::Status {

@@ -197,6 +197,38 @@ impl Cerflow {
         &self.http
     }
 
+    /// `cerflow gate --endpoint <this cerflow> ARGS`, run in its directory with a 30 s
+    /// limit: (exit code, -1 when killed; stdout and stderr together).
+    pub fn gate(&self, args: &[&str]) -> (i32, String) {
+        let endpoint = self.admin_url("");
+        let mut all = vec!["gate", "--endpoint", endpoint.as_str()];
+        all.extend_from_slice(args);
+        let (status, out, err) = run_cli(&all, self.dir.path(), Duration::from_secs(30));
+        (status.code().unwrap_or(-1), format!("{out}{err}"))
+    }
+
+    /// The gRPC score API's `GetScores` for `journeys` over `window`.
+    pub fn grpc_scores(&self, journeys: &[&str], window: &str) -> cerflow::proto::ScoreSnapshot {
+        use cerflow::proto::score_service_client::ScoreServiceClient;
+        use cerflow::proto::GetScoresRequest;
+        let endpoint = self.grpc_endpoint();
+        let req = GetScoresRequest {
+            journeys: journeys.iter().map(|j| j.to_string()).collect(),
+            window: window.into(),
+            ..Default::default()
+        };
+        runtime().block_on(async move {
+            let mut client = ScoreServiceClient::connect(endpoint)
+                .await
+                .expect("connecting to the score API");
+            client
+                .get_scores(req)
+                .await
+                .expect("GetScores")
+                .into_inner()
+        })
+    }
+
     /// POSTs a trace body to `/v1/traces` with `content_type` (`application/x-protobuf`
     /// or `application/json`); returns the HTTP status.
     pub fn post_traces(&self, body: Vec<u8>, content_type: &str) -> u16 {

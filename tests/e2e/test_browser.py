@@ -17,6 +17,9 @@ import pytest
 from conftest import free_ports, key, which_or_fail
 
 BROWSER_DIR = Path(__file__).resolve().parent / "browser"
+# The e2e tests' one npm folder (tests/e2e/package.json); node and esbuild resolve from
+# the parent.
+NODE_MODULES = Path(__file__).resolve().parent / "node_modules"
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "web-7f3a"
 
@@ -24,8 +27,8 @@ TOKEN = "web-7f3a"
 @pytest.fixture(scope="module")
 def bundle() -> str:
     node = which_or_fail("node")
-    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-        pytest.fail(f"the browser test's packages are missing: run `npm ci` in {BROWSER_DIR} (scripts/test.sh does)", pytrace=False)
+    if not (NODE_MODULES / "playwright-core").is_dir():
+        pytest.fail(f"the browser test's packages are missing: run `npm ci` in {NODE_MODULES.parent} (scripts/test.sh does)", pytrace=False)
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing (scripts/test.sh installs Debian's chromium)", pytrace=False)
     p = subprocess.run([node, "build.mjs"], cwd=BROWSER_DIR, stdin=subprocess.DEVNULL,

@@ -15,13 +15,15 @@ import scenario
 from conftest import which_or_fail
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
+# The e2e tests' one npm folder (tests/e2e/package.json); node resolves from the parent.
+NODE_MODULES = Path(__file__).resolve().parent / "node_modules"
 
 
 @pytest.fixture(scope="module")
 def node() -> str:
     exe = which_or_fail("node")
-    if not (NODE_DIR / "node_modules" / "@opentelemetry" / "sdk-trace-base").is_dir():
-        pytest.fail(f"Node dependencies are missing: run `npm ci` in {NODE_DIR} (scripts/test.sh does)", pytrace=False)
+    if not (NODE_MODULES / "@opentelemetry" / "sdk-trace-base").is_dir():
+        pytest.fail(f"Node dependencies are missing: run `npm ci` in {NODE_MODULES.parent} (scripts/test.sh does)", pytrace=False)
     return exe
 
 
