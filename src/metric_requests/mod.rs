@@ -740,14 +740,15 @@ mod tests {
             .filter(|s| s.overflow)
             .map(|s| s.windows[0].counts.requests)
             .collect();
-        assert_eq!(overflow, [3 * 2]);
+        // Counts are in sampling units (2^-20 of a request): 3 points x 2 requests.
+        assert_eq!(overflow, [3 * 2 * crate::sampling::UNIT]);
         let own: u64 = snap
             .series
             .iter()
             .filter(|s| !s.overflow)
             .map(|s| s.windows[0].counts.requests)
             .sum();
-        assert_eq!(own, admitted as u64);
+        assert_eq!(own, admitted as u64 * crate::sampling::UNIT);
         // Ten minutes idle: every series expires and its bytes are given back.
         let later = m.snapshot(NOW + 600 * S, &tel);
         assert_eq!((later.series.len(), later.state_bytes), (0, 0));
