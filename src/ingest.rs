@@ -126,6 +126,8 @@ pub struct Ingest {
     /// Trace assembly is on: every span also goes to the worker of its trace.
     traces: bool,
     dependency_keys: Vec<String>,
+    /// Decode arenas, reset and reused rather than allocated per request.
+    arenas: decode::arena::ArenaPool,
 }
 
 impl Ingest {
@@ -153,6 +155,7 @@ impl Ingest {
             id_hasher: ahash::RandomState::with_seeds(3, 5, 7, 9),
             traces: cfg.traces.enabled,
             dependency_keys: cfg.dependencies.keys.clone(),
+            arenas: Default::default(),
         }
     }
 
@@ -211,7 +214,7 @@ impl Ingest {
         tenant: Option<&str>,
     ) -> Result<Accepted, Refused> {
         // Both formats are read in place: no per-span allocation, same outcome as prost.
-        let arena = bumpalo::Bump::new();
+        let arena = self.arenas.take();
         match decode::traces_lazy(body, format, &arena, self.max_attrs, self.max_spans) {
             Ok(req) => self.process(
                 req.span_count() as u64,

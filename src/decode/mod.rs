@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::metrics::v1::metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
+pub mod arena;
 pub mod json;
 pub mod lazy;
 
