@@ -321,7 +321,9 @@ fn compare_auto(args: &Args, key: &str) -> Check {
             return check;
         }
     };
-    if list.version_key != key {
+    // Before cerflow's first evaluation the list is empty and names no key yet: that is
+    // "no deployment yet", not a key mismatch.
+    if !list.version_key.is_empty() && list.version_key != key {
         check.observed = format!("cerflow reads versions from {}", list.version_key);
         check.required = format!("--compare {}=auto", list.version_key);
         return check;
