@@ -22,8 +22,8 @@ use crate::internal_events::{
 use crate::published::Shared;
 use crate::rng::Rng;
 use crate::sampling::{self, UNIT};
-use crate::sli::{Sli, Snapshot};
-use crate::sli::{UserCounts, UserRow};
+use crate::sli::Snapshot;
+use crate::sli::UserRow;
 use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{ExportDrop, Telemetry};
 use crate::window::exemplars::{self as ex, Kind};
@@ -173,11 +173,6 @@ fn counter(m: &Def, points: Vec<NumberDataPoint>) -> Metric {
     }
 }
 
-/// A cumulative counter of [`build_request`]: the metric, value of a series.
-type CounterDef = (&'static Def, fn(&SeriesSnap) -> u64);
-/// A ratio gauge of [`build_request`]: the metric, value of a window's SLIs.
-type RatioDef = (&'static Def, fn(&Sli) -> Option<f64>);
-
 /// Builds the export request for one snapshot.
 pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceRequest {
     let now = snap.at_unix_ns;
@@ -185,29 +180,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
     let mut metrics = Vec::new();
 
     // The bad-request counters carry their kept example requests.
-    let counters: [(CounterDef, Option<Kind>); 4] = [
-        (
-            (&catalogue::CER_JOURNEY_REQUESTS_TOTAL, |s| {
-                s.totals.requests
-            }),
-            None,
-        ),
-        (
-            (&catalogue::CER_JOURNEY_ERRORS_TOTAL, |s| s.totals.errors),
-            Some(Kind::Failed),
-        ),
-        (
-            (&catalogue::CER_JOURNEY_SLOW_TOTAL, |s| s.totals.slow),
-            Some(Kind::Slow),
-        ),
-        (
-            (&catalogue::CER_JOURNEY_INCORRECT_TOTAL, |s| {
-                s.totals.incorrect
-            }),
-            Some(Kind::Incorrect),
-        ),
-    ];
-    for ((m, get), kind) in counters {
+    for ((m, get), kind) in super::REQUEST_COUNTERS {
         let points = snap
             .series
             .iter()
@@ -254,19 +227,13 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
         ..Default::default()
     });
 
-    let ratios: [RatioDef; 4] = [
-        (&catalogue::CER_SLI_AVAILABILITY_RATIO, |s| s.availability),
-        (&catalogue::CER_SLI_LATENCY_RATIO, |s| s.latency),
-        (&catalogue::CER_SLI_CORRECTNESS_RATIO, |s| s.correctness),
-        (&catalogue::CER_SLI_EXPERIENCE_RATIO, |s| s.experience),
-    ];
     let slis = &snap.slis;
     let windowed = |s: &SeriesSnap, w: &str| {
         let mut a = series_attrs(s);
         a.push(kv("window", w));
         a
     };
-    for (m, get) in ratios {
+    for (m, get) in super::SLI_RATIOS {
         let mut points = Vec::new();
         for (s, per_window) in snap.series.iter().zip(slis) {
             for (sli, w) in per_window.iter().zip(&windows) {
@@ -371,12 +338,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
             a.push(kv("currency", c));
         }
     };
-    type ValueCol = (&'static Def, fn(&crate::sli::JourneyValue) -> f64);
-    let value_counters: [ValueCol; 2] = [
-        (&catalogue::CER_JOURNEY_VALUE_TOTAL, |v| v.total),
-        (&catalogue::CER_JOURNEY_VALUE_FAILED_TOTAL, |v| v.failed),
-    ];
-    for (m, get) in value_counters {
+    for (m, get) in super::VALUE_COUNTERS {
         let points = snap
             .journey_values
             .iter()
@@ -409,17 +371,7 @@ pub fn build_request(sh: &Shared, snap: &Snapshot) -> ExportMetricsServiceReques
     }
     metrics.push(gauge(&catalogue::CER_JOURNEY_VALUE_AT_RISK, at_risk));
 
-    type UserCol = (&'static Def, fn(&UserCounts) -> Option<f64>);
-    let user_cols: [UserCol; 3] = [
-        (&catalogue::CER_JOURNEY_USERS, |u| Some(u.users as f64)),
-        (&catalogue::CER_JOURNEY_USERS_AFFECTED, |u| {
-            Some(u.affected as f64)
-        }),
-        (&catalogue::CER_JOURNEY_USERS_AFFECTED_RATIO, |u| {
-            u.affected_ratio()
-        }),
-    ];
-    for (m, get) in user_cols {
+    for (m, get) in super::USER_GAUGES {
         let mut points = Vec::new();
         for (row, per_window) in snap.user_rows() {
             for (u, w) in per_window.iter().zip(&windows) {

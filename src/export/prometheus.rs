@@ -8,10 +8,10 @@ use crate::duration::format_duration;
 use crate::experience::{INVALID_EVENTS, VITALS};
 use crate::published::Shared;
 use crate::sampling;
-use crate::sli::{UserCounts, UserRow};
+use crate::sli::UserRow;
 use crate::snapshot::{SeriesSnap, QUANTILES};
 use crate::telemetry::{AddRelaxed, Transport, EVICTS, EXPORT_DROPS, POINT_REASONS, REASONS};
-use crate::window::exemplars::{Exemplar, Exemplars, Kind};
+use crate::window::exemplars::{Exemplar, Exemplars};
 use crate::window::VITAL_QUANTILES;
 use std::fmt::Write;
 
@@ -92,9 +92,6 @@ fn fmt_f64(v: f64, out: &mut String) {
     }
 }
 
-/// A catalogued metric and how to read its value.
-type Column<T, V> = (&'static Metric, fn(T) -> V);
-
 fn header(out: &mut Out, m: &Metric) {
     let (mut name, help, kind) = (m.prom, m.help, m.kind.prom());
     if out.openmetrics && m.kind == crate::catalogue::Kind::Counter {
@@ -168,29 +165,7 @@ pub fn render_as(sh: &Shared, openmetrics: bool) -> String {
         .collect();
 
     // The bad-request counters carry their newest example request, counting 1.
-    let counters: [(Column<&SeriesSnap, u64>, Option<Kind>); 4] = [
-        (
-            (&catalogue::CER_JOURNEY_REQUESTS_TOTAL, |s| {
-                s.totals.requests
-            }),
-            None,
-        ),
-        (
-            (&catalogue::CER_JOURNEY_ERRORS_TOTAL, |s| s.totals.errors),
-            Some(Kind::Failed),
-        ),
-        (
-            (&catalogue::CER_JOURNEY_SLOW_TOTAL, |s| s.totals.slow),
-            Some(Kind::Slow),
-        ),
-        (
-            (&catalogue::CER_JOURNEY_INCORRECT_TOTAL, |s| {
-                s.totals.incorrect
-            }),
-            Some(Kind::Incorrect),
-        ),
-    ];
-    for ((m, get), kind) in counters {
+    for ((m, get), kind) in super::REQUEST_COUNTERS {
         header(&mut out, m);
         let name = m.prom;
         for (s, l) in snap.series.iter().zip(&labels) {
@@ -219,14 +194,8 @@ pub fn render_as(sh: &Shared, openmetrics: bool) -> String {
         );
     }
 
-    let ratios: [Column<&crate::sli::Sli, Option<f64>>; 4] = [
-        (&catalogue::CER_SLI_AVAILABILITY_RATIO, |s| s.availability),
-        (&catalogue::CER_SLI_LATENCY_RATIO, |s| s.latency),
-        (&catalogue::CER_SLI_CORRECTNESS_RATIO, |s| s.correctness),
-        (&catalogue::CER_SLI_EXPERIENCE_RATIO, |s| s.experience),
-    ];
     let slis = &snap.slis;
-    for (m, get) in ratios {
+    for (m, get) in super::SLI_RATIOS {
         header(&mut out, m);
         let name = m.prom;
         for (per_window, l) in slis.iter().zip(&labels) {
@@ -337,15 +306,6 @@ pub fn render_as(sh: &Shared, openmetrics: bool) -> String {
         }
     }
 
-    let user_cols: [Column<&UserCounts, Option<f64>>; 3] = [
-        (&catalogue::CER_JOURNEY_USERS, |u| Some(u.users as f64)),
-        (&catalogue::CER_JOURNEY_USERS_AFFECTED, |u| {
-            Some(u.affected as f64)
-        }),
-        (&catalogue::CER_JOURNEY_USERS_AFFECTED_RATIO, |u| {
-            u.affected_ratio()
-        }),
-    ];
     // Series rows take their labels from `labels`; journey rows carry the journey only.
     let row_labels: Vec<String> = snap
         .user_rows()
@@ -359,7 +319,7 @@ pub fn render_as(sh: &Shared, openmetrics: bool) -> String {
             }
         })
         .collect();
-    for (m, get) in user_cols {
+    for (m, get) in super::USER_GAUGES {
         header(&mut out, m);
         for (i, ((_, per_window), own)) in snap.user_rows().zip(&row_labels).enumerate() {
             let l = labels.get(i).unwrap_or(own);
@@ -381,11 +341,7 @@ pub fn render_as(sh: &Shared, openmetrics: bool) -> String {
         }
         l
     };
-    let value_counters: [Column<&crate::sli::JourneyValue, f64>; 2] = [
-        (&catalogue::CER_JOURNEY_VALUE_TOTAL, |v| v.total),
-        (&catalogue::CER_JOURNEY_VALUE_FAILED_TOTAL, |v| v.failed),
-    ];
-    for (m, get) in value_counters {
+    for (m, get) in super::VALUE_COUNTERS {
         header(&mut out, m);
         for v in &snap.journey_values {
             let mut l = String::from("journey=\"");
