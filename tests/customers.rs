@@ -48,12 +48,9 @@ fn spans() -> Vec<SpanSpec> {
 
 #[test]
 fn users_and_affected_users_are_distinct_per_cohort_and_merged_per_journey() {
-    let cf = Cerflow::start(|p| format!("{}{CONFIG}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(CONFIG);
     let rt = runtime();
-    send(
-        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop", &[]), false),
-        &spans(),
-    );
+    cf.send_grpc(&rt, resource("shop", &[]), &spans());
     let j = ("journey", "checkout");
     let w = ("window", "1m");
     // One request's cohorts go to different workers, and a tick can snapshot one worker
@@ -140,10 +137,11 @@ fn users_and_affected_users_are_distinct_per_cohort_and_merged_per_journey() {
 
 #[test]
 fn spans_without_a_user_count_as_requests_and_give_no_ratio() {
-    let cf = Cerflow::start(|p| format!("{}{CONFIG}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(CONFIG);
     let rt = runtime();
-    send(
-        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop", &[]), false),
+    cf.send_grpc(
+        &rt,
+        resource("shop", &[]),
         &[checkout(None, "eu", 100), checkout(None, "eu", 100).error()],
     );
     let j = ("journey", "checkout");
@@ -187,7 +185,7 @@ fn order(region: &'static str, value: opentelemetry::Value) -> SpanSpec {
 /// subscribe at 12.5 a request: 3 requests, 1 failed: 37.5 and 12.5.
 #[test]
 fn value_at_risk_to_the_cent_and_invalid_values_counted() {
-    let cf = Cerflow::start(|p| format!("{}{SHOP_VALUE}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(SHOP_VALUE);
     let rt = runtime();
     let spans = vec![
         order("eu", 19.99.into()),
@@ -201,10 +199,7 @@ fn value_at_risk_to_the_cent_and_invalid_values_counted() {
         server("POST /subscribe", 100).error(),
         server("POST /subscribe", 100),
     ];
-    send(
-        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop", &[]), false),
-        &spans,
-    );
+    cf.send_grpc(&rt, resource("shop", &[]), &spans);
     let (j, eur, w) = (
         ("journey", "checkout"),
         ("currency", "EUR"),

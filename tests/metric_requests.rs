@@ -114,7 +114,7 @@ fn duration_request(
 
 #[test]
 fn spans_and_delta_cumulative_and_exponential_histograms_give_the_same_slis() {
-    let cf = Cerflow::start(|p| format!("{}{CONFIG}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(CONFIG);
     // The same 10 requests three ways. Durations: 4 x 50 ms (2 of them failed), 3 x 200
     // ms, 2 x 400 ms, 1 x 2 s. Slow (> 250 ms, a bucket bound): 2 + 1 = 3. Failed: 2.
     // Availability 8/10 = 0.8, latency 7/10 = 0.7.
@@ -219,7 +219,7 @@ fn spans_and_delta_cumulative_and_exponential_histograms_give_the_same_slis() {
 
 #[test]
 fn cumulative_counters_baseline_and_reset_and_a_quarter_traced_is_a_coverage_of_a_quarter() {
-    let cf = Cerflow::start(|p| format!("{}{CONFIG}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(CONFIG);
     // After cerflow started: first values count whole.
     let start = now_ns();
     let t = start + MS;
@@ -339,7 +339,7 @@ fn cumulative_counters_baseline_and_reset_and_a_quarter_traced_is_a_coverage_of_
 
 #[test]
 fn malformed_points_are_refused_as_partial_success_and_counted_by_reason() {
-    let cf = Cerflow::start(|p| format!("{}{CONFIG}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(CONFIG);
     let t = now_ns() - SEC;
     let route = || vec![kv("http.route", "/delta")];
     // Buckets add up to 6, the count says 5.

@@ -39,10 +39,7 @@ fn sighup_swaps_journeys_and_keeps_unchanged_state() {
         server("POST /login", 50),
         server("POST /login", 50),
     ];
-    send(
-        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop-api", &[]), false),
-        &spans,
-    );
+    cf.send_grpc(&rt, resource("shop-api", &[]), &spans);
     cf.wait_for("cer_journey_requests_total", &[("journey", "login")], 2.0);
     cf.wait_for(
         "cer_journey_requests_total",
@@ -79,10 +76,7 @@ fn sighup_swaps_journeys_and_keeps_unchanged_state() {
         server("POST /login", 300),
         server("GET /search", 20),
     ];
-    send(
-        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop-api", &[]), false),
-        &more,
-    );
+    cf.send_grpc(&rt, resource("shop-api", &[]), &more);
     cf.wait_for(
         "cer_journey_requests_total",
         &[("journey", "checkout")],
@@ -136,10 +130,7 @@ fn an_invalid_file_is_refused_and_the_old_config_keeps_running() {
     );
     // Still serving with the old journeys.
     let rt = runtime();
-    send(
-        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop-api", &[]), false),
-        &[server("POST /login", 10)],
-    );
+    cf.send_grpc(&rt, resource("shop-api", &[]), &[server("POST /login", 10)]);
     cf.wait_for("cer_journey_requests_total", &[("journey", "login")], 1.0);
 }
 

@@ -59,10 +59,7 @@ fn derived_journeys_show_their_restored_budgets_before_traffic_then_expire() {
         "cohorts:\n  keys: [cloud.region]\nwindows:\n  series_ttl: 4s\nauto_journeys:\n  max: 1\n";
     let mut first = Cerflow::start(|p| config(p, &ckpt, rest));
     let rt = runtime();
-    send(
-        grpc_provider(&rt, &first.grpc_endpoint(), resource("shop", &[]), false),
-        &checkout_spans(),
-    );
+    first.send_grpc(&rt, resource("shop", &[]), &checkout_spans());
     let s = first.wait_until("the first run's budget", |s| {
         budget(s, &[("journey", JOURNEY), ("sli", "availability")]).is_some_and(|v| close(v, -49.0))
     });
@@ -148,10 +145,7 @@ fn derived_journeys_show_their_restored_budgets_before_traffic_then_expire() {
     assert_eq!(code, 1, "{out}");
 
     // A new derived journey finds the place taken: its span goes to `_overflow`.
-    send(
-        grpc_provider(&rt, &second.grpc_endpoint(), resource("shop", &[]), false),
-        &[server("GET /other", 100)],
-    );
+    second.send_grpc(&rt, resource("shop", &[]), &[server("GET /other", 100)]);
     second.wait_for(
         "cer_journey_requests_total",
         &[("journey", "_overflow"), ("cloud_region", "unknown")],
@@ -188,10 +182,7 @@ fn a_journey_removed_from_the_config_is_not_resurrected() {
     let rt = runtime();
     let mut spans = checkout_spans();
     spans.extend((0..10).map(|_| server("POST /login", 100).error()));
-    send(
-        grpc_provider(&rt, &first.grpc_endpoint(), resource("shop", &[]), false),
-        &spans,
-    );
+    first.send_grpc(&rt, resource("shop", &[]), &spans);
     first.wait_until("both budgets", |s| {
         budget(s, &[("journey", "checkout"), ("sli", "availability")])
             .is_some_and(|v| close(v, -49.0))
@@ -259,10 +250,7 @@ fn the_value_lost_over_the_slo_period_survives_a_restart() {
     };
     let mut first = Cerflow::start(|p| config(p, &ckpt, rest));
     let rt = runtime();
-    send(
-        grpc_provider(&rt, &first.grpc_endpoint(), resource("shop", &[]), false),
-        &spans,
-    );
+    first.send_grpc(&rt, resource("shop", &[]), &spans);
     let s = first.wait_until("the first run's value lost", |s| {
         lost(s, None) == Some(139.98)
     });
@@ -295,10 +283,7 @@ fn the_value_lost_over_the_slo_period_survives_a_restart() {
         "{}",
         s.text
     );
-    send(
-        grpc_provider(&rt, &second.grpc_endpoint(), resource("shop", &[]), false),
-        &[order("eu", 0.02, true)],
-    );
+    second.send_grpc(&rt, resource("shop", &[]), &[order("eu", 0.02, true)]);
     let s = second.wait_until("the value lost after the restart", |s| {
         lost(s, None) == Some(140.0)
     });

@@ -68,17 +68,9 @@ fn us() -> Vec<SpanSpec> {
 
 #[test]
 fn sampled_spans_count_their_adjusted_count_and_keep_ratios_of_the_sums() {
-    let cf = Cerflow::start(|p| format!("{}{CONFIG}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(CONFIG);
     let rt = runtime();
-    send(
-        grpc_provider(
-            &rt,
-            &cf.grpc_endpoint(),
-            resource("shop", &[("cloud.region", "eu")]),
-            false,
-        ),
-        &eu(),
-    );
+    cf.send_grpc(&rt, resource("shop", &[("cloud.region", "eu")]), &eu());
     send(
         http_provider(
             &cf.http_url("/v1/traces"),

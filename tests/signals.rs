@@ -111,7 +111,7 @@ fn cpu_scenario(now: u64) -> ExportMetricsServiceRequest {
 
 #[test]
 fn cpu_slices_give_the_hand_worked_ratio_budget_and_weighted_score() {
-    let cf = Cerflow::start(|p| format!("{}{CONFIG}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(CONFIG);
     let now = now_ns();
     assert_eq!(post_metrics(&cf, &cpu_scenario(now)), (0, String::new()));
     // 10 fast, successful checkout spans: availability and latency are perfect.
@@ -244,7 +244,7 @@ fn cpu_slices_give_the_hand_worked_ratio_budget_and_weighted_score() {
 
 #[test]
 fn a_restart_counter_crossing_its_rate_bound_with_a_baseline_and_a_reset() {
-    let cf = Cerflow::start(|p| format!("{}{CONFIG}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(CONFIG);
     let now = now_ns();
     let t = |k: u64| slice_start(now, k) + 30 * SEC;
     // A cumulative counter whose process started an hour before cerflow: its first
@@ -307,7 +307,7 @@ fn a_restart_counter_crossing_its_rate_bound_with_a_baseline_and_a_reset() {
 
 #[test]
 fn delta_points_are_averaged_and_bad_points_are_refused_with_their_reasons() {
-    let cf = Cerflow::start(|p| format!("{}{CONFIG}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(CONFIG);
     let now = now_ns();
     let t = slice_start(now, 3) + 5 * SEC;
     // Queue depth gauge points in slice -3: 900 and 1300 average 1100 > 1000: bad.
@@ -434,7 +434,7 @@ fn delta_points_are_averaged_and_bad_points_are_refused_with_their_reasons() {
 
 #[test]
 fn otlp_json_metrics_hear_of_refused_points_as_rejected_data_points() {
-    let cf = Cerflow::start(|p| format!("{}{CONFIG}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(CONFIG);
     // One monotonic delta point of -1 restarts: a negative counter.
     let body = format!(
         r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"k8s.container.restarts","unit":"{{restart}}","sum":{{"aggregationTemporality":1,"isMonotonic":true,"dataPoints":[{{"timeUnixNano":"{}","asDouble":-1}}]}}}}]}}]}}]}}"#,
@@ -467,7 +467,7 @@ fn a_cumulative_stream_idle_for_series_ttl_is_forgotten_and_baselined_again() {
         "  sizes: [1m, 15m]\n",
         "  sizes: [1m, 15m]\n  series_ttl: 1s\n",
     );
-    let cf = Cerflow::start(|p| format!("{}{config}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(&config);
     let now = now_ns();
     let started = now - 3600 * SEC;
     let t = slice_start(now, 2);

@@ -70,12 +70,9 @@ fn shop_spans() -> Vec<SpanSpec> {
 
 #[test]
 fn scores_budgets_and_alerts_match_hand_computed_values() {
-    let cf = Cerflow::start(|p| format!("{}{SHOP}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(SHOP);
     let rt = runtime();
-    send(
-        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop-api", &[]), false),
-        &shop_spans(),
-    );
+    cf.send_grpc(&rt, resource("shop-api", &[]), &shop_spans());
 
     // checkout: 20 requests, 10 errors: ratio 0.5 against a budget of 0.1 = burn 5,
     // component 1 - (5 - 1) / (10 - 1) = 5/9; latency and correctness are perfect.
@@ -257,15 +254,12 @@ fn scores_budgets_and_alerts_match_hand_computed_values() {
 
 #[test]
 fn all_good_traffic_scores_one_and_fires_nothing() {
-    let cf = Cerflow::start(|p| format!("{}{SHOP}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(SHOP);
     let rt = runtime();
     let spans: Vec<SpanSpec> = (0..12)
         .map(|_| region(server("POST /checkout", 50), "eu"))
         .collect();
-    send(
-        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop-api", &[]), false),
-        &spans,
-    );
+    cf.send_grpc(&rt, resource("shop-api", &[]), &spans);
     let s = cf.wait_for("cer_score", &[("window", "1m")], 1.0);
     s.assert(
         "cer_journey_score",
@@ -300,15 +294,7 @@ fn a_restart_keeps_the_period_budget() {
     let config = |p: &Ports| format!("{}{yaml}", p.listeners_yaml(""));
     let mut first = Cerflow::start(config);
     let rt = runtime();
-    send(
-        grpc_provider(
-            &rt,
-            &first.grpc_endpoint(),
-            resource("shop-api", &[]),
-            false,
-        ),
-        &shop_spans(),
-    );
+    first.send_grpc(&rt, resource("shop-api", &[]), &shop_spans());
     wait_close(
         &first,
         "cer_slo_error_budget_remaining_ratio",
@@ -350,7 +336,7 @@ fn a_corrupt_checkpoint_starts_fresh_with_a_warning() {
     let ckpt = state.path().join("slo.ckpt");
     std::fs::write(&ckpt, b"cerflow-slo-checkpoint crc32=00000000 len=3\n{}x").unwrap();
     let yaml = with_checkpoint(SHOP, &ckpt);
-    let cf = Cerflow::start(|p| format!("{}{yaml}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(&yaml);
     let s = cf.wait_for(
         "cer_slo_error_budget_remaining_ratio",
         &[("journey", "checkout"), ("sli", "availability")],
@@ -390,7 +376,7 @@ fn gate(cf: &Cerflow, args: &[&str]) -> (i32, String) {
 
 #[test]
 fn the_gate_passes_a_healthy_canary_and_fails_a_degraded_one() {
-    let cf = Cerflow::start(|p| format!("{}{GATE}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(GATE);
     let rt = runtime();
     let version = |v: &'static str, errors: usize| -> Vec<SpanSpec> {
         (0..10)
@@ -409,10 +395,7 @@ fn the_gate_passes_a_healthy_canary_and_fails_a_degraded_one() {
                                           // ratio 0.5 = burn 5, component 5/9; no correctness rule, so the score is
                                           // (0.5 * 5/9 + 0.3 * 1) / 0.8 = 0.7222.
     spans.extend(version("2.1-bad", 5));
-    send(
-        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop-api", &[]), false),
-        &spans,
-    );
+    cf.send_grpc(&rt, resource("shop-api", &[]), &spans);
     // The journey: 30 requests, 6 errors: ratio 0.2, burn 2: (0.5 * 8/9 + 0.3) / 0.8 = 0.9306.
     wait_close(
         &cf,
@@ -475,7 +458,7 @@ fn the_gate_cannot_decide_without_cerflow_or_without_data() {
     assert_eq!(status.code(), Some(2), "{out}");
     assert!(out.contains("gate: UNDECIDED"), "{out}");
 
-    let cf = Cerflow::start(|p| format!("{}{GATE}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(GATE);
     let (code, out) = gate(&cf, &["--min-score", "0.9"]);
     assert_eq!(code, 2, "no spans yet: {out}");
     assert!(out.contains("no data"), "{out}");
@@ -483,12 +466,9 @@ fn the_gate_cannot_decide_without_cerflow_or_without_data() {
 
 #[test]
 fn the_score_api_serves_json_and_grpc() {
-    let cf = Cerflow::start(|p| format!("{}{SHOP}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(SHOP);
     let rt = runtime();
-    send(
-        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop-api", &[]), false),
-        &shop_spans(),
-    );
+    cf.send_grpc(&rt, resource("shop-api", &[]), &shop_spans());
     wait_close(
         &cf,
         "cer_journey_score",

@@ -146,13 +146,9 @@ fn shop_journeys_over_every_transport() {
             .tier("gold")
             .attr(KeyValue::new("app.result.valid", true)), // A10 good
     ];
-    send(
-        grpc_provider(
-            &rt,
-            &cerflow.grpc_endpoint(),
-            resource("shop-api", &[("cloud.region", "eu-west-1")]),
-            false,
-        ),
+    cerflow.send_grpc(
+        &rt,
+        resource("shop-api", &[("cloud.region", "eu-west-1")]),
         &a,
     );
 
@@ -521,15 +517,7 @@ fn auto_journeys_when_none_are_configured() {
         span("GET /x", SpanKind::Client, 20),
         span("render", SpanKind::Internal, 3),
     ];
-    send(
-        grpc_provider(
-            &rt,
-            &cerflow.grpc_endpoint(),
-            resource("shop-api", &[]),
-            false,
-        ),
-        &shop,
-    );
+    cerflow.send_grpc(&rt, resource("shop-api", &[]), &shop);
     let worker = vec![span("orders.process", SpanKind::Consumer, 100)
         .attr(KeyValue::new("http.status_code", 502_i64))];
     send(

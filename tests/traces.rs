@@ -413,8 +413,9 @@ fn spans_from_the_sdk_are_assembled_by_their_parent_ids() {
         }
     };
     let rt = runtime();
-    send(
-        grpc_provider(&rt, &c.grpc_endpoint(), resource("shop", &[]), false),
+    c.send_grpc(
+        &rt,
+        resource("shop", &[]),
         &[checkout(true), checkout(false)],
     );
     c.wait_for(

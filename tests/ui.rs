@@ -57,7 +57,7 @@ fn close(a: &Value, b: f64) -> bool {
 
 #[test]
 fn the_stream_carries_the_published_evaluation_worst_budget_first() {
-    let cf = Cerflow::start(|p| format!("{}{SHOP}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(SHOP);
     let rt = runtime();
     // eu: alice ok, alice failed, bob ok, carol slow (800 ms > 500 ms); us: dave ok.
     // search: two good requests, in the cohort "unknown" (no region).
@@ -70,10 +70,7 @@ fn the_stream_carries_the_published_evaluation_worst_budget_first() {
         server("GET /search", 10),
         server("GET /search", 10),
     ];
-    send(
-        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop", &[]), false),
-        &spans,
-    );
+    cf.send_grpc(&rt, resource("shop", &[]), &spans);
     cf.wait_for(
         "cer_journey_requests_total",
         &[("journey", "search"), ("cloud_region", "unknown")],
@@ -311,7 +308,7 @@ fn bearer_auth_takes_the_token_only() {
 
 #[test]
 fn a_disabled_view_serves_nothing_but_the_rest_stays() {
-    let cf = Cerflow::start(|p| format!("{}ui:\n  enabled: false\n", p.listeners_yaml("")));
+    let cf = Cerflow::start_with("ui:\n  enabled: false\n");
     for path in [
         "/",
         "/journey",
@@ -380,7 +377,7 @@ fn call(dependency: &'static str, millis: u64) -> SpanSpec {
 
 #[test]
 fn the_journey_page_names_the_dependency_to_blame_and_the_open_incident() {
-    let cf = Cerflow::start(|p| format!("{}{TRACED}", p.listeners_yaml("")));
+    let cf = Cerflow::start_with(TRACED);
     let rt = runtime();
     // Four checkouts, each a whole trace, sent in one flush (so one evaluation sees all):
     //   failed, its payments call failed   -> blamed on payments
@@ -399,10 +396,7 @@ fn the_journey_page_names_the_dependency_to_blame_and_the_open_incident() {
             .child(call("inventory", 100)),
         server("POST /checkout", 200).child(call("payments", 50)),
     ];
-    send(
-        grpc_provider(&rt, &cf.grpc_endpoint(), resource("shop", &[]), false),
-        &spans,
-    );
+    cf.send_grpc(&rt, resource("shop", &[]), &spans);
     let dep = |d| [("journey", "checkout"), ("dependency", d)];
     cf.wait_for("cer_dependency_requests_total", &dep("inventory"), 1.0);
     cf.wait_for("cer_dependency_requests_total", &dep("payments"), 3.0);

@@ -96,6 +96,12 @@ impl Cerflow {
         panic!("cerflow could not bind free ports five times:\n{last}")
     }
 
+    /// cerflow on fresh listeners (OTLP gRPC and HTTP in, Prometheus out) followed by
+    /// `config` (pipeline, windows, journeys, ...): the start most tests share.
+    pub fn start_with(config: &str) -> Cerflow {
+        Cerflow::start(|p| format!("{}{config}", p.listeners_yaml("")))
+    }
+
     /// The running cerflow, or its log when a port it was given was taken.
     fn try_start(config: &impl Fn(&Ports) -> String) -> Result<Cerflow, String> {
         let ports = Ports::new();

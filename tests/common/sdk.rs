@@ -138,6 +138,14 @@ pub fn http_provider(url: &str, res: Resource, protocol: Protocol) -> SdkTracerP
         .build()
 }
 
+impl super::process::Cerflow {
+    /// Sends `spans` from resource `res` to this cerflow over OTLP/gRPC (uncompressed),
+    /// flushed before it returns.
+    pub fn send_grpc(&self, rt: &tokio::runtime::Runtime, res: Resource, spans: &[SpanSpec]) {
+        send(grpc_provider(rt, &self.grpc_endpoint(), res, false), spans);
+    }
+}
+
 /// Emits every span (and its children, in its context) with explicit start and end
 /// times, flushes and shuts the provider down.
 pub fn send(provider: SdkTracerProvider, spans: &[SpanSpec]) {
