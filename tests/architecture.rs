@@ -227,6 +227,151 @@ fn item(prefix: &[String], s: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `text` with every comment, string and char literal turned into spaces (line breaks
+/// kept), so that only the code's own braces are left to count.
+fn blank_literals(text: &str) -> String {
+    let c: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let blank = |out: &mut String, s: &[char]| {
+        out.extend(s.iter().map(|&x| if x == '\n' { '\n' } else { ' ' }));
+    };
+    let ident = |x: char| x.is_alphanumeric() || x == '_';
+    let mut i = 0;
+    while i < c.len() {
+        let at = |k: usize| c.get(i + k).copied();
+        let end = if at(0) == Some('/') && at(1) == Some('/') {
+            let n = c[i..]
+                .iter()
+                .position(|&x| x == '\n')
+                .unwrap_or(c.len() - i);
+            i + n
+        } else if at(0) == Some('/') && at(1) == Some('*') {
+            let (mut j, mut depth) = (i + 2, 1);
+            while j < c.len() && depth > 0 {
+                if c[j] == '/' && c.get(j + 1) == Some(&'*') {
+                    depth += 1;
+                    j += 1;
+                } else if c[j] == '*' && c.get(j + 1) == Some(&'/') {
+                    depth -= 1;
+                    j += 1;
+                }
+                j += 1;
+            }
+            j
+        } else if (at(0) == Some('r') || (at(0) == Some('b') && at(1) == Some('r')))
+            && (i == 0 || !ident(c[i - 1]))
+            && {
+                let k = if at(0) == Some('b') { 2 } else { 1 };
+                let h = c[i + k..].iter().take_while(|&&x| x == '#').count();
+                c.get(i + k + h) == Some(&'"')
+            }
+        {
+            // r"..", r#".."#, br"..": no escapes, closed by the quote and as many hashes.
+            let k = if at(0) == Some('b') { 2 } else { 1 };
+            let h = c[i + k..].iter().take_while(|&&x| x == '#').count();
+            let mut j = i + k + h + 1;
+            while j < c.len()
+                && !(c[j] == '"' && c[j + 1..].iter().take(h).filter(|&&x| x == '#').count() == h)
+            {
+                j += 1;
+            }
+            (j + 1 + h).min(c.len())
+        } else if at(0) == Some('"') {
+            let mut j = i + 1;
+            while j < c.len() && c[j] != '"' {
+                j += if c[j] == '\\' { 2 } else { 1 };
+            }
+            (j + 1).min(c.len())
+        } else if at(0) == Some('\'') && at(1) == Some('\\') {
+            // '\n', '\'', '\u{..}'
+            let n = c[i + 3..]
+                .iter()
+                .position(|&x| x == '\'')
+                .map_or(0, |p| p + 1);
+            i + 3 + n
+        } else if at(0) == Some('\'') && at(2) == Some('\'') {
+            i + 3
+        } else {
+            out.push(c[i]);
+            i += 1;
+            continue;
+        };
+        blank(&mut out, &c[i..end.min(c.len())]);
+        i = end.min(c.len());
+    }
+    out
+}
+
+/// Each `super::` path of `code` with the inline modules (`mod name { .. }`) open where
+/// it is, outermost first. `code` has its literals blanked ([`blank_literals`]): every
+/// brace left is the code's.
+fn super_paths(code: &str) -> Vec<(Vec<String>, Vec<String>)> {
+    let b = code.as_bytes();
+    let is_ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = Vec::new();
+    let mut open: Vec<(String, usize)> = Vec::new();
+    let mut pending: Option<String> = None;
+    let mut depth = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let after_ident = i > 0 && (is_ident(b[i - 1]) || b[i - 1] == b':');
+        match b[i] {
+            b'{' => {
+                depth += 1;
+                if let Some(name) = pending.take() {
+                    open.push((name, depth));
+                }
+            }
+            b'}' => {
+                if open.last().is_some_and(|(_, d)| *d == depth) {
+                    open.pop();
+                }
+                depth = depth.saturating_sub(1);
+            }
+            b';' => pending = None,
+            _ if !after_ident && code[i..].starts_with("mod ") => {
+                let rest = code[i + 4..].trim_start();
+                let name = &rest[..ident_end(rest)];
+                if rest[name.len()..].trim_start().starts_with('{') {
+                    pending = Some(name.to_string());
+                }
+            }
+            _ if !after_ident && code[i..].starts_with("super::") => {
+                let scope = open.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+                for p in path_at(&code[i + "super::".len()..]) {
+                    out.push((scope.clone(), p));
+                }
+                i += "super::".len();
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The crate paths the `super::` paths of the file of `module` name. `super` is the
+/// parent of the module it is written in: of `a/b.rs` (and `a/b/mod.rs`) it is `a`, but
+/// inside `mod m { .. }` of that file it is `a::b`; `super::super::` goes up again.
+fn super_targets(module: &[String], code: &str) -> Vec<Vec<String>> {
+    // lib.rs is the crate root itself, not a module `lib`.
+    let file: &[String] = if module == ["lib"] { &[] } else { module };
+    super_paths(code)
+        .into_iter()
+        .map(|(scope, path)| {
+            let mut base: Vec<String> = file.iter().cloned().chain(scope).collect();
+            base.pop();
+            let mut path = path.as_slice();
+            while let Some(rest) = path.strip_prefix(&["super".to_string()]) {
+                base.pop();
+                path = rest;
+            }
+            base.into_iter().chain(path.iter().cloned()).collect()
+        })
+        .collect()
+}
+
 /// unit -> units it imports, and for each edge one file that makes it.
 fn import_graph() -> BTreeMap<String, BTreeMap<String, String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -241,13 +386,12 @@ fn import_graph() -> BTreeMap<String, BTreeMap<String, String>> {
             continue;
         }
         let from = unit_of(&module);
-        let code = code_of(&std::fs::read_to_string(f).expect("a readable source file"));
+        let text = std::fs::read_to_string(f).expect("a readable source file");
+        let code = code_of(&text);
         let mut targets = paths_after(&code, "crate::");
-        for p in paths_after(&code, "super::") {
-            // `super` of `a/b.rs` is `a`; of `a/b/mod.rs` it is `a` as well.
-            let parent = &module[..module.len().saturating_sub(1)];
-            targets.push(parent.iter().cloned().chain(p).collect());
-        }
+        // `crate::` paths count in strings too (`#[serde(with = "crate::..")]`); the
+        // inline modules around a `super::` are found by braces, which strings hide.
+        targets.extend(super_targets(&module, &code_of(&blank_literals(&text))));
         let entry = graph.entry(from.clone()).or_default();
         for t in targets {
             let to = unit_of(&t);
@@ -403,6 +547,50 @@ fn the_reader_finds_grouped_and_component_config_imports() {
         graph["window"]
     );
     assert!(graph["journey"].contains_key("config"));
+}
+
+/// The `super::` resolver: a path in an inline module is relative to that module, not
+/// to the file's parent (issue: `mod m { use super::x; }` in `export/prometheus.rs` was
+/// read as `export::x`, and in `lib.rs`'s `mod proto` as nothing of the crate).
+#[test]
+fn super_resolves_against_the_inline_module_it_is_written_in() {
+    let m = |s: &str| s.split("::").map(String::from).collect::<Vec<_>>();
+    let code = code_of(&blank_literals(concat!(
+        "use super::config::Exporters;\n",
+        "pub mod inner {\n",
+        "    const OPEN: char = '{';\n",
+        "    const CLOSE: &[u8] = b\"}}\"; // }\n",
+        "    fn f() { if true { let _ = format!(\"{}\", 1); } }\n",
+        "    /* } */ const R: &str = r#\"}\"#;\n",
+        "    use super::labels;\n",
+        "    mod deeper { use super::super::otlp::{a, b::c}; }\n",
+        "    use super::deeper::x;\n",
+        "}\n",
+        "mod outlined;\n",
+        "use super::hist;\n",
+    )));
+    assert_eq!(
+        super_targets(&m("export::prometheus"), &code),
+        [
+            m("export::config::Exporters"),
+            m("export::prometheus::labels"),
+            m("export::prometheus::otlp::a"),
+            m("export::prometheus::otlp::b::c"),
+            m("export::prometheus::deeper::x"),
+            m("export::hist"),
+        ]
+    );
+    let lib = code_of("pub mod proto {\n    use super::window::Counts;\n}\n");
+    assert_eq!(super_targets(&m("lib"), &lib), [m("window::Counts")]);
+    let units: Vec<String> = super_targets(&m("export::prometheus"), &code)
+        .iter()
+        .map(|p| unit_of(p))
+        .collect();
+    // `export::config::..` is the component config unit (see `unit_of`).
+    assert_eq!(
+        units,
+        ["config", "export", "export", "export", "export", "export"]
+    );
 }
 
 /// The counters as `telemetry.rs` declares them: the paths from a `Telemetry` value to
