@@ -439,13 +439,12 @@ fn an_attempt_not_completed_within_its_time_is_abandoned() {
 #[test]
 fn pending_attempts_survive_a_restart() {
     // A start before the restart and its completion after it: completed, not abandoned.
-    let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("slo.ckpt");
+    let ckpt = Checkpoint::new();
     let config = |p: &Ports| {
         format!(
-            "{}pipeline:\n  evaluation_interval: 100ms\nslo:\n  checkpoint: {{ path: {}, interval: 1s }}\njourneys:\n  - name: checkout\n    match: {{ service: shop-web }}\n    completion:\n      start: {{ event_name: app.checkout_started }}\n      complete: {{ event_name: app.order_placed }}\n      key: session.id\n      within: 1h\n",
+            "{}pipeline:\n  evaluation_interval: 100ms\nslo:\n{}journeys:\n  - name: checkout\n    match: {{ service: shop-web }}\n    completion:\n      start: {{ event_name: app.checkout_started }}\n      complete: {{ event_name: app.order_placed }}\n      key: session.id\n      within: 1h\n",
             p.listeners_yaml(""),
-            ckpt.display()
+            ckpt.slo_yaml()
         )
     };
     let mut cf = Cerflow::start(config);
@@ -458,7 +457,7 @@ fn pending_attempts_survive_a_restart() {
     );
     // The shutdown writes the checkpoint, pending attempts beside the SLO state.
     assert!(cf.terminate().success());
-    let saved = std::fs::read_to_string(dir.path().join("slo.attempts")).unwrap();
+    let saved = std::fs::read_to_string(ckpt.beside("slo.attempts")).unwrap();
     assert!(saved.starts_with("[[\"checkout\","), "{saved}");
     let cf = Cerflow::start(config);
     post_logs(

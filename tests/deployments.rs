@@ -21,16 +21,14 @@ mod common;
 use common::otlp::{body, checkout_spans, failed, traces, with_attr, with_resource_attr};
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use std::path::Path;
 
-fn config(p: &Ports, ckpt: &Path) -> String {
+fn config(p: &Ports, ckpt: &Checkpoint) -> String {
     format!(
         "{}pipeline:\n  evaluation_interval: 100ms\n\
-         slo:\n  objectives: {{ availability: 0.9, latency: 0.99 }}\n  \
-         checkpoint:\n    path: {}\n    interval: 1s\n\
+         slo:\n  objectives: {{ availability: 0.9, latency: 0.99 }}\n{}\
          journeys:\n  - name: checkout\n    match: {{ span_name: POST /checkout }}\n",
         p.listeners_yaml(""),
-        ckpt.display()
+        ckpt.slo_yaml()
     )
 }
 
@@ -75,8 +73,7 @@ const J: (&str, &str) = ("journey", "checkout");
 
 #[test]
 fn a_version_with_30_percent_errors_is_regressed_and_a_restart_keeps_it() {
-    let state = tempfile::tempdir().unwrap();
-    let ckpt = state.path().join("slo.ckpt");
+    let ckpt = Checkpoint::new();
     let mut c = Cerflow::start(|p| config(p, &ckpt));
     send(&c, vec![version("1.0", 100, 0, 0)]);
     // The evaluation that publishes these 100 requests has made 1.0 the current version.
@@ -148,8 +145,7 @@ fn a_version_with_30_percent_errors_is_regressed_and_a_restart_keeps_it() {
 
 #[test]
 fn an_equal_version_is_pending_below_min_events_then_ok() {
-    let state = tempfile::tempdir().unwrap();
-    let ckpt = state.path().join("slo.ckpt");
+    let ckpt = Checkpoint::new();
     let c = Cerflow::start(|p| config(p, &ckpt));
     let (code, out) = gate_auto(&c);
     assert_eq!(code, 2, "no deployment yet: {out}");
@@ -213,8 +209,7 @@ fn an_equal_version_is_pending_below_min_events_then_ok() {
 
 #[test]
 fn past_max_versions_the_least_recently_seen_version_is_forgotten_and_counted() {
-    let state = tempfile::tempdir().unwrap();
-    let ckpt = state.path().join("slo.ckpt");
+    let ckpt = Checkpoint::new();
     let c = Cerflow::start(|p| {
         config(p, &ckpt).replace(
             "journeys:",

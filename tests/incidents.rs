@@ -16,17 +16,15 @@ mod common;
 use common::otlp::{body, failed, trace_span, traces};
 use common::*;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use std::path::Path;
 
-fn config(p: &Ports, ckpt: &Path, clear_after: &str) -> String {
+fn config(p: &Ports, ckpt: &Checkpoint, clear_after: &str) -> String {
     format!(
         "{}pipeline:\n  evaluation_interval: 100ms\n\
          slo:\n  min_events: 1\n  clear_after: {clear_after}\n  alerts:\n    \
-         - {{ severity: page, long_window: 10s, short_window: 2s, burn_rate: 1 }}\n  \
-         checkpoint:\n    path: {}\n    interval: 1s\n\
+         - {{ severity: page, long_window: 10s, short_window: 2s, burn_rate: 1 }}\n{}\
          journeys:\n  - name: checkout\n    match: {{ span_name: POST /checkout }}\n",
         p.listeners_yaml(""),
-        ckpt.display()
+        ckpt.slo_yaml()
     )
 }
 
@@ -61,8 +59,8 @@ const J: [(&str, &str); 1] = [("journey", "checkout")];
 
 #[test]
 fn a_burst_of_failures_opens_an_incident_that_closes_when_the_alert_clears() {
-    let state = tempfile::tempdir().unwrap();
-    let c = Cerflow::start(|p| config(p, &state.path().join("slo.ckpt"), "1s"));
+    let ckpt = Checkpoint::new();
+    let c = Cerflow::start(|p| config(p, &ckpt, "1s"));
     failures(&c, 1);
     let s = c.wait_for(OPEN, &J, 1.0);
     s.assert("cer_journey_incidents_total", &J, 1.0);
@@ -111,22 +109,7 @@ fn a_burst_of_failures_opens_an_incident_that_closes_when_the_alert_clears() {
     assert_eq!(start, open[0]["start_unix_nano"].as_u64().expect("a start"));
 
     // The gRPC method lists the same incident.
-    use cerflow::proto::score_service_client::ScoreServiceClient;
-    use cerflow::proto::GetIncidentsRequest;
-    let endpoint = c.grpc_endpoint();
-    let list = runtime().block_on(async move {
-        let mut client = ScoreServiceClient::connect(endpoint)
-            .await
-            .expect("connecting");
-        let req = GetIncidentsRequest {
-            journeys: vec!["checkout".into()],
-        };
-        client
-            .get_incidents(req)
-            .await
-            .expect("GetIncidents")
-            .into_inner()
-    });
+    let list = c.grpc_incidents(&["checkout"]);
     assert_eq!(list.incidents.len(), 1);
     let i = &list.incidents[0];
     assert_eq!(
@@ -138,8 +121,7 @@ fn a_burst_of_failures_opens_an_incident_that_closes_when_the_alert_clears() {
 
 #[test]
 fn a_restart_keeps_an_open_incident_open_with_its_start() {
-    let state = tempfile::tempdir().unwrap();
-    let ckpt = state.path().join("slo.ckpt");
+    let ckpt = Checkpoint::new();
     // clear_after 10m: the alert, and so the incident, stays active across the restart.
     let mut first = Cerflow::start(|p| config(p, &ckpt, "10m"));
     failures(&first, 1);
@@ -149,7 +131,7 @@ fn a_restart_keeps_an_open_incident_open_with_its_start() {
     let status = first.terminate();
     assert!(status.success(), "exit {status:?}\n{}", first.logs());
     assert!(
-        state.path().join("slo.incidents").exists(),
+        ckpt.beside("slo.incidents").exists(),
         "written beside slo.ckpt"
     );
 

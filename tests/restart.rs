@@ -13,7 +13,6 @@ mod common;
 
 use common::*;
 use opentelemetry::KeyValue;
-use std::path::Path;
 
 const JOURNEY: &str = "shop:POST /checkout";
 
@@ -22,11 +21,11 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 /// Listeners, a fast evaluation, and the SLO checkpoint at `ckpt`; `rest` follows.
-fn config(p: &Ports, ckpt: &Path, rest: &str) -> String {
+fn config(p: &Ports, ckpt: &Checkpoint, rest: &str) -> String {
     format!(
-        "{}pipeline:\n  evaluation_interval: 100ms\nslo:\n  checkpoint:\n    path: {}\n    interval: 1s\n{rest}",
+        "{}pipeline:\n  evaluation_interval: 100ms\nslo:\n{}{rest}",
         p.listeners_yaml(""),
-        ckpt.display()
+        ckpt.slo_yaml()
     )
 }
 
@@ -52,8 +51,7 @@ fn gate(cf: &Cerflow, args: &[&str]) -> (i32, String) {
 
 #[test]
 fn derived_journeys_show_their_restored_budgets_before_traffic_then_expire() {
-    let state = tempfile::tempdir().unwrap();
-    let ckpt = state.path().join("slo.ckpt");
+    let ckpt = Checkpoint::new();
     // No journeys: auto-derivation is on, as with the embedded default configuration.
     let rest =
         "cohorts:\n  keys: [cloud.region]\nwindows:\n  series_ttl: 4s\nauto_journeys:\n  max: 1\n";
@@ -176,8 +174,7 @@ const ONE_JOURNEY: &str =
 
 #[test]
 fn a_journey_removed_from_the_config_is_not_resurrected() {
-    let state = tempfile::tempdir().unwrap();
-    let ckpt = state.path().join("slo.ckpt");
+    let ckpt = Checkpoint::new();
     let mut first = Cerflow::start(|p| config(p, &ckpt, TWO_JOURNEYS));
     let rt = runtime();
     let mut spans = checkout_spans();
@@ -227,8 +224,7 @@ fn a_journey_removed_from_the_config_is_not_resurrected() {
 /// figures are back; one more failed order of 0.02 in eu then makes 40.00 and 140.00.
 #[test]
 fn the_value_lost_over_the_slo_period_survives_a_restart() {
-    let state = tempfile::tempdir().unwrap();
-    let ckpt = state.path().join("slo.ckpt");
+    let ckpt = Checkpoint::new();
     let rest = "cohorts:\n  keys: [cloud.region]\njourneys:\n  - name: checkout\n    match: { span_name: POST /checkout }\n    value: { attribute: app.order.value, currency: EUR }\n";
     let order = |region: &'static str, value: f64, failed: bool| {
         let s = server("POST /checkout", 100)

@@ -275,21 +275,17 @@ fn all_good_traffic_scores_one_and_fires_nothing() {
 }
 
 /// `yaml` with the SLO checkpoint at `path`, written every second.
-fn with_checkpoint(yaml: &str, path: &std::path::Path) -> String {
+fn with_checkpoint(yaml: &str, ckpt: &Checkpoint) -> String {
     replace_once(
         yaml,
         "  min_events: 5\n",
-        &format!(
-            "  min_events: 5\n  checkpoint:\n    path: {}\n    interval: 1s\n",
-            path.display()
-        ),
+        &format!("  min_events: 5\n{}", ckpt.slo_yaml()),
     )
 }
 
 #[test]
 fn a_restart_keeps_the_period_budget() {
-    let state = tempfile::tempdir().unwrap();
-    let ckpt = state.path().join("slo.ckpt");
+    let ckpt = Checkpoint::new();
     let yaml = with_checkpoint(SHOP, &ckpt);
     let config = |p: &Ports| format!("{}{yaml}", p.listeners_yaml(""));
     let mut first = Cerflow::start(config);
@@ -302,7 +298,11 @@ fn a_restart_keeps_the_period_budget() {
         -4.0,
     );
     assert!(first.terminate().success(), "{}", first.logs());
-    assert!(ckpt.exists(), "the shutdown wrote {}", ckpt.display());
+    assert!(
+        ckpt.path.exists(),
+        "the shutdown wrote {}",
+        ckpt.path.display()
+    );
 
     let second = Cerflow::start(config);
     let s = wait_close(
@@ -332,9 +332,12 @@ fn a_restart_keeps_the_period_budget() {
 
 #[test]
 fn a_corrupt_checkpoint_starts_fresh_with_a_warning() {
-    let state = tempfile::tempdir().unwrap();
-    let ckpt = state.path().join("slo.ckpt");
-    std::fs::write(&ckpt, b"cerflow-slo-checkpoint crc32=00000000 len=3\n{}x").unwrap();
+    let ckpt = Checkpoint::new();
+    std::fs::write(
+        &ckpt.path,
+        b"cerflow-slo-checkpoint crc32=00000000 len=3\n{}x",
+    )
+    .unwrap();
     let yaml = with_checkpoint(SHOP, &ckpt);
     let cf = Cerflow::start_with(&yaml);
     let s = cf.wait_for(

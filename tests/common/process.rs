@@ -3,6 +3,7 @@
 //! fails; and one-shot CLI commands run with a time limit.
 
 use super::scrape::Scrape;
+use cerflow::proto::score_service_client::ScoreServiceClient;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -66,6 +67,40 @@ impl Ports {
 impl Default for Ports {
     fn default() -> Self {
         Ports::new()
+    }
+}
+
+/// An SLO checkpoint file in a temp folder of its own, which outlives the runs of a
+/// restart test (each cerflow has its own working folder) and goes when this is dropped.
+pub struct Checkpoint {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl Checkpoint {
+    pub fn new() -> Checkpoint {
+        let dir = tempfile::tempdir().expect("creating a temp dir");
+        let path = dir.path().join("slo.ckpt");
+        Checkpoint { _dir: dir, path }
+    }
+
+    /// The `checkpoint:` block of `slo:` (indented by 2), saving here every second.
+    pub fn slo_yaml(&self) -> String {
+        format!(
+            "  checkpoint:\n    path: {}\n    interval: 1s\n",
+            self.path.display()
+        )
+    }
+
+    /// A file cerflow writes beside the checkpoint (`slo.incidents`, `slo.attempts`).
+    pub fn beside(&self, name: &str) -> PathBuf {
+        self.path.with_file_name(name)
+    }
+}
+
+impl Default for Checkpoint {
+    fn default() -> Self {
+        Checkpoint::new()
     }
 }
 
@@ -213,26 +248,46 @@ impl Cerflow {
         (status.code().unwrap_or(-1), format!("{out}{err}"))
     }
 
+    /// One call to the gRPC score API on a fresh connection; `what` names it in a panic.
+    fn score_api<R, F>(
+        &self,
+        what: &str,
+        call: impl FnOnce(ScoreServiceClient<tonic::transport::Channel>) -> F,
+    ) -> R
+    where
+        F: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let endpoint = self.grpc_endpoint();
+        runtime().block_on(async move {
+            let client = ScoreServiceClient::connect(endpoint)
+                .await
+                .expect("connecting to the score API");
+            call(client)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"))
+                .into_inner()
+        })
+    }
+
     /// The gRPC score API's `GetScores` for `journeys` over `window`.
     pub fn grpc_scores(&self, journeys: &[&str], window: &str) -> cerflow::proto::ScoreSnapshot {
-        use cerflow::proto::score_service_client::ScoreServiceClient;
-        use cerflow::proto::GetScoresRequest;
-        let endpoint = self.grpc_endpoint();
-        let req = GetScoresRequest {
+        let req = cerflow::proto::GetScoresRequest {
             journeys: journeys.iter().map(|j| j.to_string()).collect(),
             window: window.into(),
             ..Default::default()
         };
-        runtime().block_on(async move {
-            let mut client = ScoreServiceClient::connect(endpoint)
-                .await
-                .expect("connecting to the score API");
-            client
-                .get_scores(req)
-                .await
-                .expect("GetScores")
-                .into_inner()
-        })
+        self.score_api("GetScores", |mut c| async move { c.get_scores(req).await })
+    }
+
+    /// The gRPC score API's `GetIncidents` for `journeys`.
+    pub fn grpc_incidents(&self, journeys: &[&str]) -> cerflow::proto::IncidentList {
+        let req = cerflow::proto::GetIncidentsRequest {
+            journeys: journeys.iter().map(|j| j.to_string()).collect(),
+        };
+        self.score_api(
+            "GetIncidents",
+            |mut c| async move { c.get_incidents(req).await },
+        )
     }
 
     /// POSTs a trace body to `/v1/traces` with `content_type` (`application/x-protobuf`
