@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything cerflow's tests need on a fresh Debian machine (skipping what is
 # already there), then runs every test:
-#   1. cargo test --all-targets        Rust unit and integration tests
+#   1. cargo test --all-targets        Rust unit and integration tests (--no-fail-fast:
+#                                      every binary runs even after one fails)
 #   2. pytest tests/e2e                end-to-end tests against target/debug/cerflow:
 #                                      Python and Node OpenTelemetry SDKs, OTLP/JSON by
 #                                      hand, a real Prometheus scraping cerflow, and the
@@ -203,9 +204,11 @@ fi
 
 # ---------------------------------------------------------------- tests
 
-step "cargo test --all-targets"
-if ! cargo test --all-targets; then
-    failed+=("cargo test --all-targets")
+# --no-fail-fast: a failing binary (the lib's unit tests come first) must not hide the
+# results of the ones after it; cargo still exits non-zero when any failed.
+step "cargo test --all-targets --no-fail-fast"
+if ! cargo test --all-targets --no-fail-fast; then
+    failed+=("cargo test --all-targets --no-fail-fast")
 fi
 
 step "the cerflow binary the end-to-end tests run"
