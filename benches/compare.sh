@@ -24,14 +24,10 @@
 #   SKIP_GRPC=1 (no gRPC rows) SKIP_JSON=1 (no OTLP/HTTP JSON rows)
 #   CERFLOW_COLLECTOR=path: the cerflow binary measured (default: the one built here, which
 #   also runs the load generator), e.g. an older build for before/after figures
+#   SKIP_BUILD=1: use target/release/cerflow as it is (no cargo build)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-RUNS=${RUNS:-3}
-DURATION=${DURATION:-10}
-RATE=${RATE:-0}
-SPR=${SPR:-1000}
-CONCURRENCY=${CONCURRENCY:-4}
 MAX_RATE_STEPS=${MAX_RATE_STEPS:-"200000 400000 600000 800000 1000000 1300000 1600000"}
 STEP_SECONDS=${STEP_SECONDS:-5}
 MEM_SECONDS=${MEM_SECONDS:-60}
@@ -49,12 +45,12 @@ rm -f "$OUT"/*.json "$OUT"/*.log "$OUT"/results.tsv "$OUT"/results.md "$OUT"/rss
 
 log() { echo "compare: $*" >&2; }
 
-# free_port, wait_port, cpu_ticks, hwm_kib, rss_kib, stop: shared with the other benchmark scripts.
+# RUNS DURATION RATE SPR CONCURRENCY SKIP_BUILD, build_cerflow, free_port, wait_port,
+# cpu_ticks, hwm_kib, rss_kib, stop: shared with the other benchmark scripts.
 . "$ROOT/scripts/bench-lib.sh"
 
 # ---------------------------------------------------------------- build and install
-log "building cerflow (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin cerflow)
+build_cerflow
 
 ROTEL=""
 if [ "${SKIP_ROTEL:-0}" != 1 ]; then

@@ -49,11 +49,6 @@ traces)
     exit 2
     ;;
 esac
-RUNS=${RUNS:-3}
-DURATION=${DURATION:-10}
-RATE=${RATE:-0}
-SPR=${SPR:-1000}
-CONCURRENCY=${CONCURRENCY:-4}
 MEM_SECONDS=${MEM_SECONDS:-600}
 MEM_RATE=${MEM_RATE:-100000}
 OUT=${OUT:-$ROOT/target/bench-$FEATURE}
@@ -62,12 +57,9 @@ CERFLOW=$ROOT/target/release/cerflow
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.log "$OUT"/*.yaml "$OUT"/results.tsv "$OUT"/results.md "$OUT"/rss-*.csv
 log() { echo "bench-feature $FEATURE: $*" >&2; }
+# RUNS DURATION RATE SPR CONCURRENCY SKIP_BUILD, build_cerflow, ports, /proc, stopping.
 . "$ROOT/scripts/bench-lib.sh"
-
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    log "building cerflow (release)"
-    (cd "$ROOT" && cargo build --release --quiet --bin cerflow)
-fi
+build_cerflow
 
 config() { # on|off journeys grpc prom -> file
     local f="$OUT/cerflow-$1-$2j.yaml"

@@ -32,26 +32,21 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SPANS=${SPANS:-1000000}
 PARTITIONS=${PARTITIONS:-4}
 DEPS=${DEPS:-4}
-SPR=${SPR:-1000}
 RATE=${RATE:-50000}
-RUNS=${RUNS:-3}
 WORKERS=${WORKERS:-2}
 COMPRESSION=${COMPRESSION:-none}
 CERFLOW_EXTRA=${CERFLOW_EXTRA:-}
 OUT=${OUT:-$ROOT/target/bench-kafka}
 TOPIC=otlp_spans
 log() { echo "bench-kafka: $*" >&2; }
-. "$ROOT/scripts/bench-lib.sh"
-
 if [ -n "${CERFLOW:-}" ]; then
     SKIP_BUILD=1
 else
     CERFLOW=$ROOT/target/release/cerflow
 fi
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    log "building cerflow (release)"
-    (cd "$ROOT" && cargo build --release --quiet --bin cerflow)
-fi
+# RUNS SPR SKIP_BUILD, build_cerflow, ports, /proc, stopping (INT/TERM exit 130/143).
+. "$ROOT/scripts/bench-lib.sh"
+build_cerflow
 if [ -z "${OTELCOL_BIN:-}" ]; then
     OTELCOL_BIN=$(ls -t "${CERFLOW_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cerflow}"/otelcol-*/otelcol 2>/dev/null | head -n1 || true)
 fi
@@ -69,7 +64,6 @@ cleanup() {
     rm -rf "$BROKER_DIR"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------ 1. broker
 KPORT=$(free_port); CPORT=$(free_port)
@@ -169,6 +163,30 @@ log "backlog: $ACCEPTED spans accepted by the Collector, $MESSAGES messages, $TO
 stop "$OTELCOL_PID"
 
 # ------------------------------------------------------------------ 3. consumption
+start_cerflow() { # grpc|prom NAME [GROUP]: writes $OUT/NAME.yaml (OTLP in; with a consumer
+    # group, also the topic from its start), starts cerflow on it and waits until the
+    # port named first answers; sets PID, GRPC, PROM. Both the Kafka and the OTLP runs.
+    local wait_on=$1 name=$2 group=${3:-}
+    PROM=$(free_port); GRPC=$(free_port); HTTP=$(free_port)
+    {
+        printf 'receivers:\n  otlp:\n    protocols:\n'
+        printf '      grpc: { endpoint: "127.0.0.1:%s" }\n      http: { endpoint: "127.0.0.1:%s" }\n' "$GRPC" "$HTTP"
+        if [ -n "$group" ]; then
+            printf '  kafka:\n    brokers: ["%s"]\n    topic: %s\n    group_id: %s\n    initial_offset: earliest\n' \
+                "$BOOTSTRAP" "$TOPIC" "$group"
+        fi
+        printf 'exporters:\n  prometheus: { endpoint: "127.0.0.1:%s" }\n' "$PROM"
+        printf 'pipeline:\n  workers: %s\nslo:\n  checkpoint: { enabled: false }\n' "$WORKERS"
+        grep -v '^#' "$OUT/journeys.yaml"
+        if [ -n "$CERFLOW_EXTRA" ]; then printf '%s\n' "$CERFLOW_EXTRA"; fi
+    } > "$OUT/$name.yaml"
+    "$CERFLOW" --config "$OUT/$name.yaml" --log-level warn > "$OUT/$name.log" 2>&1 &
+    PID=$!
+    PIDS+=("$PID")
+    local port=$PROM
+    if [ "$wait_on" = grpc ]; then port=$GRPC; fi
+    wait_port "$port" 30 || { log "cerflow did not open its port; see $OUT/$name.log"; exit 1; }
+}
 "$CERFLOW" loadgen --print-config --dependencies "$DEPS" > "$OUT/journeys.yaml"
 metric() { # port name -> value of the unlabelled or first matching sample
     python3 - "$1" "$2" <<'PY'
@@ -189,31 +207,7 @@ HZ=$(getconf CLK_TCK)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 : > "$OUT/results.tsv"
 for r in $(seq 1 "$RUNS"); do
-    PROM=$(free_port); GRPC=$(free_port); HTTP=$(free_port)
-    cat > "$OUT/cerflow-$r.yaml" <<CFG
-receivers:
-  otlp:
-    protocols:
-      grpc: { endpoint: "127.0.0.1:$GRPC" }
-      http: { endpoint: "127.0.0.1:$HTTP" }
-  kafka:
-    brokers: ["$BOOTSTRAP"]
-    topic: $TOPIC
-    group_id: bench-$r
-    initial_offset: earliest
-exporters:
-  prometheus: { endpoint: "127.0.0.1:$PROM" }
-pipeline:
-  workers: $WORKERS
-slo:
-  checkpoint: { enabled: false }
-CFG
-    grep -v '^#' "$OUT/journeys.yaml" >> "$OUT/cerflow-$r.yaml"
-    [ -n "$CERFLOW_EXTRA" ] && printf '%s\n' "$CERFLOW_EXTRA" >> "$OUT/cerflow-$r.yaml"
-    "$CERFLOW" --config "$OUT/cerflow-$r.yaml" --log-level warn > "$OUT/cerflow-$r.log" 2>&1 &
-    PID=$!
-    PIDS+=("$PID")
-    wait_port "$PROM" 30 || { log "cerflow did not open its metrics port; see $OUT/cerflow-$r.log"; exit 1; }
+    start_cerflow prom "cerflow-$r" "bench-$r"
     before=$(cpu_ticks "$PID"); w0=$(date +%s.%N); wfirst=""
     last=-1; stalled=0; t_last=$SECONDS
     while :; do
@@ -247,26 +241,7 @@ done
 # ------------------------------------------------------------------ 4. OTLP, for comparison
 : > "$OUT/otlp.tsv"
 for r in $(seq 1 "${OTLP_RUNS:-0}"); do
-    PROM=$(free_port); GRPC=$(free_port); HTTP=$(free_port)
-    cat > "$OUT/cerflow-otlp-$r.yaml" <<CFG
-receivers:
-  otlp:
-    protocols:
-      grpc: { endpoint: "127.0.0.1:$GRPC" }
-      http: { endpoint: "127.0.0.1:$HTTP" }
-exporters:
-  prometheus: { endpoint: "127.0.0.1:$PROM" }
-pipeline:
-  workers: $WORKERS
-slo:
-  checkpoint: { enabled: false }
-CFG
-    grep -v '^#' "$OUT/journeys.yaml" >> "$OUT/cerflow-otlp-$r.yaml"
-    [ -n "$CERFLOW_EXTRA" ] && printf '%s\n' "$CERFLOW_EXTRA" >> "$OUT/cerflow-otlp-$r.yaml"
-    "$CERFLOW" --config "$OUT/cerflow-otlp-$r.yaml" --log-level warn > "$OUT/cerflow-otlp-$r.log" 2>&1 &
-    PID=$!
-    PIDS+=("$PID")
-    wait_port "$GRPC" 30 || { log "cerflow (OTLP) did not open its port; see $OUT/cerflow-otlp-$r.log"; exit 1; }
+    start_cerflow grpc "cerflow-otlp-$r"
     before=$(cpu_ticks "$PID")
     "$CERFLOW" loadgen --endpoint "127.0.0.1:$GRPC" --spans "$SPANS" --rate "$RATE" \
         --spans-per-request "$SPR" --dependencies "$DEPS" --quiet --max-errors 1000000 \
