@@ -150,15 +150,16 @@ fn a_broker_outage_marks_cerflow_not_ready_and_loses_or_repeats_nothing() {
     let journey = [("journey", "checkout")];
     c.wait_for("cer_journey_requests_total", &journey, 40.0);
     // The 20 offsets committed (every 5 s), so a rejoin after the outage starts after them.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while k.committed("outage", "outage-spans", 2) != 20 {
-        assert!(
-            Instant::now() < deadline,
-            "offsets not committed: {}",
-            k.committed("outage", "outage-spans", 2)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let every = Duration::from_millis(200);
+    poll(
+        "20 offsets committed",
+        Duration::from_secs(30),
+        every,
+        || match k.committed("outage", "outage-spans", 2) {
+            20 => Ok(()),
+            n => Err(format!("{n} committed")),
+        },
+    );
     let readyz = || {
         c.client()
             .get(c.admin_url("/readyz"))
@@ -186,15 +187,9 @@ fn a_broker_outage_marks_cerflow_not_ready_and_loses_or_repeats_nothing() {
     assert_eq!(readyz(), 200);
     // After: 10 requests x 3 spans = 30 spans, 3 failed (requests 0, 4, 8): 70 and 8 in all.
     assert_eq!(produce(&k, "outage-spans", 10, 3, 1_000), (30, 3));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let s = loop {
-        let s = c.scrape();
-        if s.get("cer_journey_requests_total", &journey) == Some(70.0) || Instant::now() > deadline
-        {
-            break s;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let s = c.wait_until_within("70 requests", Duration::from_secs(60), |s| {
+        s.get("cer_journey_requests_total", &journey) == Some(70.0)
+    });
     s.assert("cer_journey_requests_total", &journey, 70.0);
     s.assert("cer_journey_errors_total", &journey, 8.0);
     s.assert(

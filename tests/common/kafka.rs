@@ -288,19 +288,14 @@ impl Kafka {
     /// `limit`; returns the number of messages.
     #[track_caller]
     pub fn wait_drained(&self, group: &str, topic: &str, partitions: i32, limit: Duration) -> i64 {
-        let deadline = Instant::now() + limit;
-        loop {
+        let what = format!("group {group} to drain {topic}");
+        super::process::poll(&what, limit, Duration::from_millis(250), || {
             let end = self.end_offsets(topic, partitions);
-            let committed = self.committed(group, topic, partitions);
-            if committed == end {
-                return end;
+            match self.committed(group, topic, partitions) {
+                committed if committed == end => Ok(end),
+                committed => Err(format!("{committed} of {end} messages committed")),
             }
-            assert!(
-                Instant::now() < deadline,
-                "group {group} still lags on {topic} after {limit:?}: {committed} of {end} messages committed"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        })
     }
 
     /// A producer whose messages with one key land in one partition (the Collector's

@@ -104,6 +104,28 @@ impl Default for Checkpoint {
     }
 }
 
+/// Calls `check` every `every` until it gives `Ok`, for at most `limit`; the panic names
+/// `what` and the last `Err` (what was seen instead). The tests' one wait loop, so
+/// every wait is bounded and says what it waited for.
+#[track_caller]
+pub fn poll<T>(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) if Instant::now() > deadline => {
+                panic!("timed out after {limit:?} waiting for {what}\n{last}")
+            }
+            Err(_) => std::thread::sleep(every),
+        }
+    }
+}
+
 /// One running cerflow; stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Cerflow {
     child: Option<Child>,
@@ -365,18 +387,23 @@ impl Cerflow {
     /// Scrapes until `ok` holds, then returns that scrape; panics with the last scrape
     /// after [`DEADLINE`]. A failed scrape is retried until then (a loaded machine).
     pub fn wait_until(&self, what: &str, ok: impl Fn(&Scrape) -> bool) -> Scrape {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let last = match self.try_scrape() {
-                Ok(s) if ok(&s) => return s,
-                Ok(s) => s.text,
-                Err(e) => e,
-            };
-            if Instant::now() > deadline {
-                panic!("timed out after {DEADLINE:?} waiting for {what}\n--- last /metrics ---\n{last}");
+        self.wait_until_within(what, DEADLINE, ok)
+    }
+
+    /// [`Cerflow::wait_until`] for at most `limit` (a Kafka group rejoining takes longer).
+    pub fn wait_until_within(
+        &self,
+        what: &str,
+        limit: Duration,
+        ok: impl Fn(&Scrape) -> bool,
+    ) -> Scrape {
+        poll(what, limit, Duration::from_millis(50), || {
+            match self.try_scrape() {
+                Ok(s) if ok(&s) => Ok(s),
+                Ok(s) => Err(format!("--- last /metrics ---\n{}", s.text)),
+                Err(e) => Err(format!("--- last /metrics ---\n{e}")),
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     /// Scrapes until the sample `name{labels}` equals `value` exactly.
