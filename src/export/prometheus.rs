@@ -121,6 +121,21 @@ fn sample(out: &mut Out, name: &str, labels: &str, value: f64) {
     sample_with(out, name, labels, value, None);
 }
 
+/// A counter with one `reason` label: its header, then a sample per reason in `reasons`'
+/// order (every reason, at 0 too, so a rate over it never starts from nothing).
+fn by_reason<R: Copy>(
+    out: &mut Out,
+    m: &Metric,
+    reasons: &[R],
+    name: impl Fn(R) -> &'static str,
+    value: impl Fn(R) -> f64,
+) {
+    header(out, m);
+    for &r in reasons {
+        sample(out, m.prom, &format!("reason=\"{}\"", name(r)), value(r));
+    }
+}
+
 /// A sample with an exemplar of `value`, written in OpenMetrics only (the text format
 /// has no exemplars): ` # {trace_id="..",span_id=".."} value timestamp`.
 fn sample_with(out: &mut Out, name: &str, labels: &str, value: f64, ex: Option<(&Exemplar, f64)>) {
@@ -900,33 +915,27 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
             k.errors_reported.get() as f64,
         );
     }
-    header(out, &catalogue::CERFLOW_REFUSED_SPANS_TOTAL);
-    for r in REASONS {
-        sample(
-            out,
-            catalogue::CERFLOW_REFUSED_SPANS_TOTAL.prom,
-            &format!("reason=\"{}\"", r.as_str()),
-            tel.refused_spans(r) as f64,
-        );
-    }
-    header(out, &catalogue::CERFLOW_REFUSED_REQUESTS_TOTAL);
-    for r in REASONS {
-        sample(
-            out,
-            catalogue::CERFLOW_REFUSED_REQUESTS_TOTAL.prom,
-            &format!("reason=\"{}\"", r.as_str()),
-            tel.refused_requests(r) as f64,
-        );
-    }
-    header(out, &catalogue::CERFLOW_REFUSED_DATA_POINTS_TOTAL);
-    for r in POINT_REASONS {
-        sample(
-            out,
-            catalogue::CERFLOW_REFUSED_DATA_POINTS_TOTAL.prom,
-            &format!("reason=\"{}\"", r.as_str()),
-            tel.refused_data_points(r) as f64,
-        );
-    }
+    by_reason(
+        out,
+        &catalogue::CERFLOW_REFUSED_SPANS_TOTAL,
+        &REASONS,
+        |r| r.as_str(),
+        |r| tel.refused_spans(r) as f64,
+    );
+    by_reason(
+        out,
+        &catalogue::CERFLOW_REFUSED_REQUESTS_TOTAL,
+        &REASONS,
+        |r| r.as_str(),
+        |r| tel.refused_requests(r) as f64,
+    );
+    by_reason(
+        out,
+        &catalogue::CERFLOW_REFUSED_DATA_POINTS_TOTAL,
+        &POINT_REASONS,
+        |r| r.as_str(),
+        |r| tel.refused_data_points(r) as f64,
+    );
     header(out, &catalogue::CERFLOW_INVALID_EVENTS_TOTAL);
     for (r, c) in INVALID_EVENTS.iter().zip(&tel.invalid_events) {
         sample(
@@ -1007,15 +1016,13 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
         header(out, m);
         sample(out, m.prom, "", v as f64);
     }
-    header(out, &catalogue::CERFLOW_TRACES_EVICTED_TOTAL);
-    for e in EVICTS {
-        sample(
-            out,
-            catalogue::CERFLOW_TRACES_EVICTED_TOTAL.prom,
-            &format!("reason=\"{}\"", e.as_str()),
-            tel.traces_evicted[e as usize].get() as f64,
-        );
-    }
+    by_reason(
+        out,
+        &catalogue::CERFLOW_TRACES_EVICTED_TOTAL,
+        &EVICTS,
+        |e| e.as_str(),
+        |e| tel.traces_evicted[e as usize].get() as f64,
+    );
     header(out, &catalogue::CERFLOW_ORPHAN_SPANS_TOTAL);
     sample(
         out,
@@ -1049,15 +1056,13 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
         "",
         tel.otlp_export_retries.get() as f64,
     );
-    header(out, &catalogue::CERFLOW_OTLP_EXPORT_DROPPED_TOTAL);
-    for d in EXPORT_DROPS {
-        sample(
-            out,
-            catalogue::CERFLOW_OTLP_EXPORT_DROPPED_TOTAL.prom,
-            &format!("reason=\"{}\"", d.as_str()),
-            tel.otlp_dropped(d) as f64,
-        );
-    }
+    by_reason(
+        out,
+        &catalogue::CERFLOW_OTLP_EXPORT_DROPPED_TOTAL,
+        &EXPORT_DROPS,
+        |d| d.as_str(),
+        |d| tel.otlp_dropped(d) as f64,
+    );
     header(out, &catalogue::CERFLOW_OTLP_EXPORT_QUEUE_DEPTH);
     sample(
         out,
