@@ -9,7 +9,9 @@ use common::otlp::{
 };
 use common::*;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::metrics::v1::{metric, Histogram, HistogramDataPoint, Metric};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+};
 use prost::Message;
 
 const MIN: u64 = 60_000_000_000;
@@ -54,6 +56,14 @@ journeys:
 /// POSTs a metrics request as OTLP/HTTP protobuf; the partial success it was answered with.
 fn post_metrics(cf: &Cerflow, req: &ExportMetricsServiceRequest) -> (i64, String) {
     cf.post_metrics(req)
+}
+
+/// POSTs cumulative, monotonic `k8s.container.restarts` points of service checkout
+/// (the restarts journey's signal), answered with no rejection.
+fn post_restarts(cf: &Cerflow, points: Vec<NumberDataPoint>) {
+    let restarts = sum_metric("k8s.container.restarts", "{restart}", true, true, points);
+    let req = metrics_request(&[("service.name", "checkout")], vec![restarts]);
+    assert_eq!(post_metrics(cf, &req), (0, String::new()));
 }
 
 fn close(got: f64, want: f64) -> bool {
@@ -260,17 +270,7 @@ fn a_restart_counter_crossing_its_rate_bound_with_a_baseline_and_a_reset() {
         number_point(old_start, t(3), 43.0, vec![]),
         number_point(new_start, t(2), 0.0, vec![]),
     ];
-    let req = metrics_request(
-        &[("service.name", "checkout")],
-        vec![sum_metric(
-            "k8s.container.restarts",
-            "{restart}",
-            true,
-            true,
-            points,
-        )],
-    );
-    assert_eq!(post_metrics(&cf, &req), (0, String::new()));
+    post_restarts(&cf, points);
     let j = ("journey", "restarts");
     let w15 = ("window", "15m");
     let s = cf.wait_until("the restart slices", |s| {
@@ -289,17 +289,7 @@ fn a_restart_counter_crossing_its_rate_bound_with_a_baseline_and_a_reset() {
         2.0,
         vec![],
     )];
-    let req = metrics_request(
-        &[("service.name", "checkout")],
-        vec![sum_metric(
-            "k8s.container.restarts",
-            "{restart}",
-            true,
-            true,
-            more,
-        )],
-    );
-    assert_eq!(post_metrics(&cf, &req), (0, String::new()));
+    post_restarts(&cf, more);
     let s = cf.wait_for("cer_signal_ok", &[j, signal], 0.0);
     s.assert("cer_sli_operations_ratio", &[j, w15], 2.0 / 4.0);
     s.assert("cer_signal_value", &[j, signal, w15], 2.0 / 60.0);
@@ -473,17 +463,7 @@ fn a_cumulative_stream_idle_for_series_ttl_is_forgotten_and_baselined_again() {
     let t = slice_start(now, 2);
     let send = |time: u64, value: f64| {
         let points = vec![number_point(started, time, value, vec![])];
-        let req = metrics_request(
-            &[("service.name", "checkout")],
-            vec![sum_metric(
-                "k8s.container.restarts",
-                "{restart}",
-                true,
-                true,
-                points,
-            )],
-        );
-        assert_eq!(post_metrics(&cf, &req), (0, String::new()));
+        post_restarts(&cf, points);
     };
     // 10: the stream began before cerflow, a baseline. Then 1.5 s of silence, past the
     // 1 s ttl: the stream is forgotten, so 15 is a baseline again (not +5). Then 17 in
