@@ -42,6 +42,7 @@ pub mod loadgen;
 pub mod metric_input;
 pub mod metric_requests;
 pub mod openslo;
+pub mod partial;
 pub mod pipeline;
 pub mod predicate;
 pub mod published;
@@ -70,4 +71,11 @@ pub mod window;
 pub mod proto {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("cerflow.v1");
+
+    /// The partial aggregates of the Kafka stage 2, from
+    /// `proto/cerflow/aggregates/v1/partials.proto`.
+    pub mod aggregates {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("cerflow.aggregates.v1");
+    }
 }

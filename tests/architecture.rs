@@ -53,6 +53,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "completion",
             "versions",
             "metric_requests",
+            "partial",
         ],
     ),
     (
