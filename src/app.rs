@@ -58,6 +58,52 @@ async fn shutdown_signal() {
     }
 }
 
+/// Stage 2's barrier: the workers' partials, grouped by journey and encoded as the
+/// messages of the aggregates topic, keyed by journey name.
+struct PublishPartials {
+    taker: crate::pipeline::PartialTaker,
+    instance: String,
+    max_message_bytes: usize,
+    sequence: std::sync::atomic::AtomicU64,
+    tel: Arc<Telemetry>,
+}
+
+impl receiver::kafka::transactions::Barrier for PublishPartials {
+    fn take(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
+        use crate::internal_events::{InternalEvent, KafkaPartialTooLarge};
+        let parts = self
+            .taker
+            .take(Duration::from_secs(10))
+            .ok_or("a worker did not hand over its partials in 10 s")?;
+        let sequence = self
+            .sequence
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut by_journey: std::collections::BTreeMap<Arc<str>, Vec<_>> = Default::default();
+        for (journey, p) in parts {
+            by_journey.entry(journey.name.clone()).or_default().push(p);
+        }
+        let mut out = Vec::new();
+        for (journey, series) in by_journey {
+            let (messages, too_large) = crate::partial::encode_journey(
+                &journey,
+                &self.instance,
+                sequence,
+                series,
+                self.max_message_bytes,
+            );
+            for t in too_large {
+                KafkaPartialTooLarge {
+                    journey: &t.journey,
+                    bytes: t.bytes,
+                }
+                .emit(&self.tel);
+            }
+            out.extend(messages.into_iter().map(|m| (journey.to_string(), m)));
+        }
+        Ok(out)
+    }
+}
+
 /// Runs cerflow until SIGINT or SIGTERM. With `config_path`, SIGHUP or a change of the
 /// file reloads it.
 pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result<(), String> {
@@ -65,6 +111,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     let journeys = Arc::new(Journeys::new(&cfg));
     let pipeline = Pipeline::start(&cfg, journeys.clone(), tel.clone());
     let input = pipeline.input();
+    let partial_taker = pipeline.partial_taker();
     let ingest = Arc::new(Ingest::new(
         &cfg,
         journeys.clone(),
@@ -181,7 +228,22 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     }
     let kafka = match &cfg.receivers.kafka {
         Some(k) => {
-            let h = receiver::kafka::start(k, ingest.clone() as Arc<dyn Consumer>, tel.clone())?;
+            let stage2 = k.aggregates.as_ref().map(|a| receiver::kafka::Stage2 {
+                barrier: Arc::new(PublishPartials {
+                    taker: partial_taker.clone(),
+                    instance: a.instance.clone(),
+                    max_message_bytes: a.max_message_bytes,
+                    sequence: std::sync::atomic::AtomicU64::new(0),
+                    tel: tel.clone(),
+                }),
+                interval: cfg.pipeline.evaluation_interval,
+            });
+            let h = receiver::kafka::start(
+                k,
+                ingest.clone() as Arc<dyn Consumer>,
+                tel.clone(),
+                stage2,
+            )?;
             tracing::info!(brokers = %k.brokers.join(","), topic = %k.topic, group_id = %k.group_id, "Kafka receiver consuming.");
             Some(h)
         }

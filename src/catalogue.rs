@@ -461,6 +461,33 @@ pub const CERFLOW_KAFKA_ERRORS_TOTAL: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_KAFKA_AGGREGATES_PUBLISHED_TOTAL: Metric = Metric {
+    prom: "cerflow_kafka_aggregates_published_total",
+    otlp: None,
+    unit: "{message}",
+    kind: Kind::Counter,
+    help: "Partial-aggregate messages published in committed transactions (shown when receivers.kafka.aggregates is set).",
+    labels: &[],
+};
+
+pub const CERFLOW_KAFKA_TRANSACTIONS_TOTAL: Metric = Metric {
+    prom: "cerflow_kafka_transactions_total",
+    otlp: None,
+    unit: "{transaction}",
+    kind: Kind::Counter,
+    help: "Kafka transactions of partial aggregates and input offsets, by outcome: committed, or aborted (their spans are read again).",
+    labels: &["outcome"],
+};
+
+pub const CERFLOW_KAFKA_PARTIALS_TOO_LARGE_TOTAL: Metric = Metric {
+    prom: "cerflow_kafka_partials_too_large_total",
+    otlp: None,
+    unit: "{sub_bucket}",
+    kind: Kind::Counter,
+    help: "Window sub-buckets whose partial alone exceeds receivers.kafka.aggregates.max_message_bytes: not published.",
+    labels: &[],
+};
+
 pub const CERFLOW_REFUSED_SPANS_TOTAL: Metric = Metric {
     prom: "cerflow_refused_spans_total",
     otlp: None,
@@ -912,6 +939,9 @@ pub const ALL: &[Metric] = &[
     CERFLOW_KAFKA_CONNECTED,
     CERFLOW_KAFKA_PARTITIONS,
     CERFLOW_KAFKA_ERRORS_TOTAL,
+    CERFLOW_KAFKA_AGGREGATES_PUBLISHED_TOTAL,
+    CERFLOW_KAFKA_TRANSACTIONS_TOTAL,
+    CERFLOW_KAFKA_PARTIALS_TOO_LARGE_TOTAL,
     CERFLOW_REFUSED_SPANS_TOTAL,
     CERFLOW_REFUSED_REQUESTS_TOTAL,
     CERFLOW_PROCESSED_SPANS_TOTAL,

@@ -40,6 +40,10 @@ fn published() -> (Arc<Shared>, Pipeline) {
     tel.kafka
         .enabled
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    // Stage 2's (receivers.kafka.aggregates) likewise.
+    tel.kafka
+        .aggregates
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     cerflow::internal_events::InternalEvent::emit(
         cerflow::internal_events::InvalidValue {
             journey: &Arc::from("checkout"),

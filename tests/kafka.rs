@@ -216,3 +216,111 @@ fn a_broker_outage_marks_cerflow_not_ready_and_loses_or_repeats_nothing() {
         "cerflow exited with {status} after SIGTERM"
     );
 }
+
+/// Stage 2 (`receivers.kafka.aggregates`): per journey, the requests and errors of
+/// every committed partial aggregate. Partials are deltas, so their sum is the count.
+fn committed_partials(k: &Kafka, topic: &str, partitions: i32) -> (u64, u64, usize) {
+    let (mut requests, mut errors) = (0, 0);
+    let messages = k.read_committed(topic, partitions);
+    for m in &messages {
+        let p = cerflow::partial::decode(m).expect("a partial of this version");
+        assert_eq!(p.journey, "checkout");
+        for s in &p.series {
+            let c = cerflow::partial::decode_counts(s.totals.as_ref());
+            requests += c.requests;
+            errors += c.errors;
+        }
+    }
+    (requests, errors, messages.len())
+}
+
+fn stage2_config(
+    k: &Kafka,
+    topic: &str,
+    group: &str,
+    aggregates: &str,
+    instance: &str,
+) -> impl Fn(&Ports) -> String {
+    let bootstrap = k.bootstrap();
+    let (topic, group) = (topic.to_string(), group.to_string());
+    let settings =
+        format!("    aggregates:\n      topic: {aggregates}\n      instance: {instance}\n");
+    move |p: &Ports| {
+        let yaml = format!(
+            "{}{}",
+            p.listeners_yaml(""),
+            JOURNEYS.replace("evaluation_interval: 100ms", "evaluation_interval: 500ms")
+        );
+        with_kafka_receiver(&yaml, &bootstrap, &topic, &group, &settings)
+    }
+}
+
+/// Exactly once under SIGKILL: instance `a` commits a first 100 spans, then is killed
+/// while it takes a second 100, so whatever it took after its last commit (and any
+/// transaction it had open, aborted by the broker's transaction timeout) is read again
+/// by `b` and `c`, and nothing it committed is. The committed partials sum to the input
+/// exactly: 20 + 20 + 40 requests x 5 spans = 400 spans; the first span of every fourth
+/// request failed: 5 + 5 + 10 = 20 errors. The group's committed offsets are the 80
+/// messages, one each.
+#[test]
+fn stage_two_counts_every_span_once_in_committed_partials_across_a_sigkill() {
+    let k = shared();
+    k.create_topic("s2-spans", 4);
+    k.create_topic("s2-aggregates", 2);
+    let mut a = Cerflow::start(stage2_config(k, "s2-spans", "s2", "s2-aggregates", "a"));
+    a.wait_for("cerflow_kafka_partitions", &[], 4.0);
+    assert_eq!(produce(k, "s2-spans", 20, 5, 0), (100, 5));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while k.committed("s2", "s2-spans", 4) < 20 {
+        assert!(Instant::now() < deadline, "a committed no offsets in 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(produce(k, "s2-spans", 20, 5, 500_000), (100, 5));
+    a.wait_until("a took spans of the second 100", |s| {
+        s.get("cerflow_received_spans_total", &[("transport", "kafka")])
+            .unwrap_or(0.0)
+            > 100.0
+    });
+    a.kill();
+    let (before, _, _) = committed_partials(k, "s2-aggregates", 2);
+    assert!(
+        (100..=200).contains(&before),
+        "{before} requests committed by a"
+    );
+    let mut b = Cerflow::start(stage2_config(k, "s2-spans", "s2", "s2-aggregates", "b"));
+    let mut c = Cerflow::start(stage2_config(k, "s2-spans", "s2", "s2-aggregates", "c"));
+    assert_eq!(produce(k, "s2-spans", 40, 5, 1_000_000), (200, 10));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while k.committed("s2", "s2-spans", 4) < 80 {
+        assert!(
+            Instant::now() < deadline,
+            "offsets committed: {} of 80\n--- b ---\n{}",
+            k.committed("s2", "s2-spans", 4),
+            b.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The offsets and the partials before them are one transaction: both are visible.
+    let (requests, errors, messages) = committed_partials(k, "s2-aggregates", 2);
+    assert_eq!((requests, errors), (400, 20), "{messages} partial messages");
+    let sb = b.scrape();
+    let sc = c.scrape();
+    let kafka = [("transport", "kafka")];
+    eprintln!(
+        "a committed {before} requests; b and c received {} spans",
+        sb.value("cerflow_received_spans_total", &kafka)
+            + sc.value("cerflow_received_spans_total", &kafka)
+    );
+    let committed = |s: &Scrape| {
+        s.value(
+            "cerflow_kafka_transactions_total",
+            &[("outcome", "committed")],
+        )
+    };
+    assert!(committed(&sb) + committed(&sc) >= 1.0);
+    // A clean stop commits nothing new (nothing taken since), and nothing is counted twice.
+    b.terminate();
+    c.terminate();
+    assert_eq!(committed_partials(k, "s2-aggregates", 2).0, 400);
+    assert_eq!(k.committed("s2", "s2-spans", 4), 80);
+}

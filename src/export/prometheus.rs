@@ -944,6 +944,39 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
             k.errors_reported.get() as f64,
         );
     }
+    header(out, &catalogue::CERFLOW_KAFKA_AGGREGATES_PUBLISHED_TOTAL);
+    header(out, &catalogue::CERFLOW_KAFKA_TRANSACTIONS_TOTAL);
+    header(out, &catalogue::CERFLOW_KAFKA_PARTIALS_TOO_LARGE_TOTAL);
+    if tel
+        .kafka
+        .aggregates
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        let k = &tel.kafka;
+        sample(
+            out,
+            catalogue::CERFLOW_KAFKA_AGGREGATES_PUBLISHED_TOTAL.prom,
+            "",
+            k.aggregates_published.get() as f64,
+        );
+        for (outcome, n) in [
+            ("committed", &k.transactions_committed),
+            ("aborted", &k.transactions_aborted),
+        ] {
+            sample(
+                out,
+                catalogue::CERFLOW_KAFKA_TRANSACTIONS_TOTAL.prom,
+                &format!("outcome=\"{outcome}\""),
+                n.get() as f64,
+            );
+        }
+        sample(
+            out,
+            catalogue::CERFLOW_KAFKA_PARTIALS_TOO_LARGE_TOTAL.prom,
+            "",
+            k.partials_too_large.get() as f64,
+        );
+    }
     header(out, &catalogue::CERFLOW_REFUSED_SPANS_TOTAL);
     for r in REASONS {
         sample(

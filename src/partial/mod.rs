@@ -30,10 +30,6 @@ use prost::Message;
 /// The encoding version this build writes and reads.
 pub const VERSION: u32 = 1;
 
-/// Kafka's default `message.max.bytes` (1 MiB) less room for the key, headers and the
-/// record batch framing: the largest partial message published.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
-
 /// The one place [`Counts`] is written: a change of its representation (e.g. weighted
 /// counts) changes this function and [`decode_counts`] only.
 pub fn encode_counts(c: &Counts) -> pb::Counts {

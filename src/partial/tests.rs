@@ -1,4 +1,5 @@
 use super::*;
+use crate::receiver::kafka::config::DEFAULT_MAX_MESSAGE_BYTES;
 use crate::span_record::{event, flag, Record};
 
 const S: u64 = 1_000_000_000;
