@@ -324,3 +324,58 @@ fn stage_two_counts_every_span_once_in_committed_partials_across_a_sigkill() {
     assert_eq!(committed_partials(k, "s2-aggregates", 2).0, 400);
     assert_eq!(k.committed("s2", "s2-spans", 4), 80);
 }
+
+/// The barrier's take (no broker needed): every span handed to the pipeline before it
+/// is in the partials of the four workers, once; a second take finds nothing. 30
+/// checkout spans, of which 0, 10 and 20 failed: 30 requests, 3 errors.
+#[test]
+fn the_barrier_takes_every_recorded_span_exactly_once() {
+    use cerflow::receiver::consumer::{Consumer, Format};
+    let cfg = cerflow::config::Config::parse(
+        "pipeline:\n  workers: 4\ncohorts:\n  keys: [cloud.region]\njourneys:\n  - name: checkout\n    match:\n      span_name: POST /checkout\n",
+        "t",
+        &|_| None,
+    )
+    .expect("a valid config");
+    let tel = std::sync::Arc::new(cerflow::telemetry::Telemetry::default());
+    let journeys = std::sync::Arc::new(cerflow::journey::Journeys::new(&cfg));
+    let pipeline = cerflow::pipeline::Pipeline::start(&cfg, journeys.clone(), tel.clone());
+    let ingest = cerflow::ingest::Ingest::new(&cfg, journeys, pipeline.input(), tel);
+    let mut spans = checkout_spans(30, 0, 20);
+    for i in [0, 10, 20] {
+        spans[i] = failed(spans[i].clone());
+    }
+    let req = body(&traces("shop-api", spans));
+    Consumer::traces(
+        &ingest,
+        &req,
+        Format::Protobuf,
+        cerflow::telemetry::Transport::Kafka,
+        None,
+    )
+    .expect("taken");
+    let taker = pipeline.partial_taker();
+    let parts = taker
+        .take(Duration::from_secs(10))
+        .expect("every worker answers");
+    let (mut requests, mut errors) = (0, 0);
+    for (journey, p) in &parts {
+        assert_eq!(&*journey.name, "checkout");
+        let c = cerflow::partial::decode_counts(p.totals.as_ref());
+        requests += c.requests;
+        errors += c.errors;
+        // Every sub-bucket of the first window adds up to the series' delta.
+        let in_window: u64 = p.windows[0]
+            .sub_buckets
+            .iter()
+            .map(|b| cerflow::partial::decode_counts(b.counts.as_ref()).requests)
+            .sum();
+        assert_eq!(in_window, c.requests);
+    }
+    assert_eq!((requests, errors), (30, 3));
+    let again = taker
+        .take(Duration::from_secs(10))
+        .expect("every worker answers");
+    assert!(again.is_empty(), "{} partials taken twice", again.len());
+    pipeline.shutdown(Duration::from_secs(5));
+}
