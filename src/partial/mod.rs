@@ -122,6 +122,9 @@ fn encode_slot(start_ns: u64, s: &Slot) -> pb::SubBucket {
 }
 
 fn decode_slot(b: &pb::SubBucket) -> Result<Slot, String> {
+    if !b.value_at_risk.is_finite() {
+        return Err("a sub-bucket's value at risk is not finite".into());
+    }
     let users = Users {
         all: decode_distinct(b.users_all.as_ref())?,
         affected: decode_distinct(b.users_affected.as_ref())?,
@@ -157,9 +160,19 @@ fn decode_slot(b: &pb::SubBucket) -> Result<Slot, String> {
     })
 }
 
+/// Adds counts from the wire: saturating, so a hostile partial cannot overflow them.
+fn add_counts(a: &mut Counts, b: &Counts) {
+    a.requests = a.requests.saturating_add(b.requests);
+    a.errors = a.errors.saturating_add(b.errors);
+    a.slow = a.slow.saturating_add(b.slow);
+    a.incorrect = a.incorrect.saturating_add(b.incorrect);
+    a.vitals = a.vitals.saturating_add(b.vitals);
+    a.vitals_bad = a.vitals_bad.saturating_add(b.vitals_bad);
+}
+
 /// Adds `o` into `s`: the sub-bucket both would have made from all their inputs.
 fn merge_slot(s: &mut Slot, o: Slot) {
-    s.counts.add(&o.counts);
+    add_counts(&mut s.counts, &o.counts);
     s.hist.merge(&o.hist);
     if let Some(oc) = o.customers {
         match s.customers.as_deref_mut() {
@@ -175,8 +188,8 @@ fn merge_slot(s: &mut Slot, o: Slot) {
             None => s.vitals = Some(ov),
             Some(v) => {
                 for i in 0..VITAL_COUNT {
-                    v.good[i] += ov.good[i];
-                    v.all[i] += ov.all[i];
+                    v.good[i] = v.good[i].saturating_add(ov.good[i]);
+                    v.all[i] = v.all[i].saturating_add(ov.all[i]);
                     v.hist[i].merge(&ov.hist[i]);
                 }
             }
@@ -237,6 +250,9 @@ pub struct Merged {
     pub sub_buckets: u64,
     /// Sub-buckets that had slid out of the owner's window at `now_ns`: dropped.
     pub late: u64,
+    /// Sub-buckets starting more than a sub-bucket after `now_ns` (a clock far ahead, or
+    /// a corrupt partial): dropped, as they would hold a ring slot for a future bucket.
+    pub future: u64,
 }
 
 /// Adds partial `p` into the owner's `state` at `now_ns`. The whole partial is checked
@@ -260,6 +276,10 @@ pub fn merge_series(
             state.buckets.len()
         ));
     }
+    let sums = [p.duration_sum_s, p.value_total, p.value_failed];
+    if sums.iter().any(|v| !v.is_finite()) {
+        return Err("the partial's latency or value sums are not finite".into());
+    }
     let mut slots = Vec::with_capacity(p.windows.len());
     for w in &p.windows {
         let decoded: Result<Vec<(u64, Slot)>, String> = w
@@ -273,24 +293,28 @@ pub fn merge_series(
     for (ring, window) in state.windows.iter_mut().zip(slots) {
         for (start_ns, slot) in window {
             merged.sub_buckets += 1;
+            if start_ns > now_ns.saturating_add(ring.sub_ns()) {
+                merged.future += 1;
+                continue;
+            }
             match ring.slot_mut(start_ns, now_ns) {
                 Some(s) => merge_slot(s, slot),
                 None => merged.late += 1,
             }
         }
     }
-    state.totals.add(&decode_counts(p.totals.as_ref()));
+    add_counts(&mut state.totals, &decode_counts(p.totals.as_ref()));
     state.duration_sum_s += p.duration_sum_s;
     state.value_total += p.value_total;
     state.value_failed += p.value_failed;
     for (a, b) in state.buckets.iter_mut().zip(&p.buckets) {
-        *a += b;
+        *a = a.saturating_add(*b);
     }
     if state.frustrations.len() < p.frustrations.len() {
         state.frustrations.resize(p.frustrations.len(), 0);
     }
     for (a, b) in state.frustrations.iter_mut().zip(&p.frustrations) {
-        *a += b;
+        *a = a.saturating_add(*b);
     }
     if p.created_unix_ns != 0 {
         state.created_unix_ns = state.created_unix_ns.min(p.created_unix_ns);

@@ -215,10 +215,15 @@ fn a_partial_older_than_the_window_is_counted_late() {
         m,
         Merged {
             sub_buckets: 2,
-            late: 1
+            late: 1,
+            future: 0
         }
     );
     assert_eq!(owner.totals.requests, 1);
+    // Seen from 20 s before T0, the sub-buckets (10 s and 50 s long) start in the future:
+    // the 10 s one more than a sub-bucket ahead (dropped), the 50 s one not.
+    let m = merge_series(&mut state(), &p, T0 - 20 * S).unwrap();
+    assert_eq!((m.future, m.late), (1, 0));
 }
 
 #[test]
@@ -233,4 +238,67 @@ fn counts_encode_through_one_function_and_back() {
     };
     assert_eq!(decode_counts(Some(&encode_counts(&c))), c);
     assert_eq!(decode_counts(None), Counts::default());
+}
+
+/// The aggregates topic is input: any bytes, and any corruption of a real partial,
+/// are refused or merged, never a panic (debug builds check overflow too).
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn real() -> Vec<u8> {
+        let now = T0 + 40 * S;
+        let mut a = state();
+        for i in 0..50 {
+            a.record(&rec(i, 7), &BOUNDS, now);
+        }
+        a.record(&frustration(3), &BOUNDS, now);
+        let p = take_series(&mut a, &[], false, false).unwrap();
+        encode_journey("checkout", "a", 1, vec![p], 1_000_000)
+            .0
+            .remove(0)
+    }
+
+    fn merge_all(bytes: &[u8]) {
+        let mut owner = state();
+        if let Ok(m) = decode(bytes) {
+            for s in &m.series {
+                // Twice: a second merge adds to what the first left.
+                let _ = merge_series(&mut owner, s, T0 + 40 * S);
+                let _ = merge_series(&mut owner, s, T0 + 40 * S);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            merge_all(&bytes);
+        }
+
+        #[test]
+        fn a_real_partial_corrupted(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+            let mut bytes = real();
+            for (at, b) in edits {
+                let n = bytes.len();
+                bytes[at % n] = b;
+            }
+            merge_all(&bytes);
+        }
+    }
+
+    #[test]
+    fn counts_at_the_top_saturate() {
+        let mut p = decode(&real()).unwrap().series.remove(0);
+        p.totals = Some(encode_counts(&Counts {
+            requests: u64::MAX,
+            ..Default::default()
+        }));
+        let mut owner = state();
+        merge_series(&mut owner, &p, T0 + 40 * S).unwrap();
+        merge_series(&mut owner, &p, T0 + 40 * S).unwrap();
+        assert_eq!(owner.totals.requests, u64::MAX);
+        p.value_total = f64::NAN;
+        assert!(merge_series(&mut owner, &p, T0 + 40 * S).is_err());
+    }
 }
