@@ -7,6 +7,7 @@
 
 mod common;
 
+use cerflow::sampling::UNIT;
 use common::exact::wait_all;
 use common::kafka::{shared, Kafka};
 use common::otlp::{body, checkout_spans, failed, traces};
@@ -218,7 +219,8 @@ fn a_broker_outage_marks_cerflow_not_ready_and_loses_or_repeats_nothing() {
 }
 
 /// Stage 2 (`receivers.kafka.aggregates`): per journey, the requests and errors of
-/// every committed partial aggregate. Partials are deltas, so their sum is the count.
+/// every committed partial aggregate, in whole requests (the spans carry no sampling
+/// threshold, so each is one [`UNIT`]). Partials are deltas, so their sum is the count.
 fn committed_partials(k: &Kafka, topic: &str, partitions: i32) -> (u64, u64, usize) {
     let (mut requests, mut errors) = (0, 0);
     let messages = k.read_committed(topic, partitions);
@@ -231,7 +233,11 @@ fn committed_partials(k: &Kafka, topic: &str, partitions: i32) -> (u64, u64, usi
             errors += c.errors;
         }
     }
-    (requests, errors, messages.len())
+    assert!(
+        requests.is_multiple_of(UNIT) && errors.is_multiple_of(UNIT),
+        "unsampled spans count whole requests: {requests} {errors} units"
+    );
+    (requests / UNIT, errors / UNIT, messages.len())
 }
 
 fn stage2_config(
@@ -372,7 +378,7 @@ fn the_barrier_takes_every_recorded_span_exactly_once() {
             .sum();
         assert_eq!(in_window, c.requests);
     }
-    assert_eq!((requests, errors), (30, 3));
+    assert_eq!((requests, errors), (30 * UNIT, 3 * UNIT));
     let again = taker
         .take(Duration::from_secs(10))
         .expect("every worker answers");

@@ -1,5 +1,6 @@
 use super::*;
 use crate::receiver::kafka::config::DEFAULT_MAX_MESSAGE_BYTES;
+use crate::sampling::UNIT;
 use crate::span_record::{event, flag, Record};
 
 const S: u64 = 1_000_000_000;
@@ -30,6 +31,7 @@ fn rec(i: u64, users: u64) -> Record {
         trace_id: [0; 16],
         span_id: [0; 8],
         event: 0,
+        weight: UNIT,
     }
 }
 
@@ -103,12 +105,12 @@ fn partials_from_two_instances_merge_to_one_instance_figures() {
         a.record(&frustration(i), &BOUNDS, now);
     }
     ship(&mut a, &mut owner, DEFAULT_MAX_MESSAGE_BYTES, now);
-    assert_eq!(owner.totals.requests, 300);
-    assert_eq!(owner.totals.errors, 30);
-    assert_eq!(owner.buckets, vec![86, 214, 0]);
+    assert_eq!(owner.totals.requests, 300 * UNIT);
+    assert_eq!(owner.totals.errors, 30 * UNIT);
+    assert_eq!(owner.buckets, vec![86 * UNIT, 214 * UNIT, 0]);
     assert_eq!(owner.frustrations, vec![0, 2]);
     let st = owner.window_stats(0, now, &[0.5], &mut Vec::new(), &mut Vec::new());
-    assert_eq!(st.counts.requests, 300);
+    assert_eq!(st.counts.requests, 300 * UNIT);
     assert_eq!((st.users.all.count(), st.users.affected.count()), (40, 4));
     assert_eq!(figures(&owner, now), figures(&one, now));
     // Taking left the instances empty: a second take has nothing, nothing is sent twice.
@@ -137,7 +139,7 @@ fn dense_sketches_merge_bit_identical_through_cut_messages() {
     assert!(matches!(st.users.all, Distinct::Dense(_)));
     let messages = ship(&mut a, &mut owner, 20_000, now) + ship(&mut b, &mut owner, 20_000, now);
     assert!(messages > 2, "{messages} messages");
-    assert_eq!(owner.totals.requests, 6000);
+    assert_eq!(owner.totals.requests, 6000 * UNIT);
     assert_eq!(figures(&owner, now), figures(&one, now));
 }
 
@@ -166,7 +168,7 @@ fn a_sub_bucket_over_the_limit_is_reported_not_sent() {
     assert_eq!(first.parts as usize, msgs.len());
     assert_eq!(
         decode_counts(first.series[0].totals.as_ref()).requests,
-        6000
+        6000 * UNIT
     );
 }
 
@@ -219,11 +221,52 @@ fn a_partial_older_than_the_window_is_counted_late() {
             future: 0
         }
     );
-    assert_eq!(owner.totals.requests, 1);
+    assert_eq!(owner.totals.requests, UNIT);
     // Seen from 20 s before T0, the sub-buckets (10 s and 50 s long) start in the future:
     // the 10 s one more than a sub-bucket ahead (dropped), the 50 s one not.
     let m = merge_series(&mut state(), &p, T0 - 20 * S).unwrap();
     assert_eq!((m.future, m.late), (1, 0));
+}
+
+/// Sampled spans carry their adjusted counts in units through the wire as integers:
+/// 40 requests, every fourth kept at p = 1/4 (`th:c`, 4 units-requests) and every
+/// fifth at a threshold whose adjusted count is not a whole number (1.5 requests plus
+/// one unit), split between two instances that publish twice.
+/// By hand: i % 4 == 3 for 10 of 0..40 (4 x UNIT each); of the other 30, i % 5 == 0
+/// for i in {0, 5, 10, 15, 20, 25, 30, 35} minus those with i % 4 == 3 (15, 35): 6
+/// (UNIT * 3 / 2 + 1 each); 24 at UNIT. Requests: 10 x 4 UNIT + 6 x (1.5 UNIT + 1) +
+/// 24 UNIT = 40 UNIT + 9 UNIT + 6 + 24 UNIT = 73 UNIT + 6. Errors are i % 10 == 0:
+/// i = 0, 10, 20, 30, all with i % 5 == 0 and none with i % 4 == 3: 4 x (1.5 UNIT + 1)
+/// = 6 UNIT + 4.
+#[test]
+fn weighted_counts_merge_as_integers() {
+    let now = T0 + 40 * S;
+    let (mut one, mut a, mut b, mut owner) = (state(), state(), state(), state());
+    for i in 0..40u64 {
+        let weight = if i % 4 == 3 {
+            4 * UNIT
+        } else if i.is_multiple_of(5) {
+            UNIT * 3 / 2 + 1
+        } else {
+            UNIT
+        };
+        let r = Record {
+            weight,
+            ..rec(i, 9)
+        };
+        one.record(&r, &BOUNDS, now);
+        a.record(&r, &BOUNDS, now);
+        std::mem::swap(&mut a, &mut b);
+        if i == 19 {
+            ship(&mut b, &mut owner, DEFAULT_MAX_MESSAGE_BYTES, now);
+        }
+    }
+    ship(&mut a, &mut owner, DEFAULT_MAX_MESSAGE_BYTES, now);
+    ship(&mut b, &mut owner, DEFAULT_MAX_MESSAGE_BYTES, now);
+    assert_eq!(owner.totals.requests, 73 * UNIT + 6);
+    assert_eq!(owner.totals.errors, 6 * UNIT + 4);
+    assert_eq!(owner.buckets.iter().sum::<u64>(), 73 * UNIT + 6);
+    assert_eq!(figures(&owner, now), figures(&one, now));
 }
 
 #[test]

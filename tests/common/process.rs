@@ -348,20 +348,6 @@ impl Cerflow {
     }
 }
 
-impl Cerflow {
-    /// SIGKILL: no shutdown, no flush, no commit (a crash); waits for the exit.
-    pub fn kill(&mut self) -> ExitStatus {
-        if let Some(status) = self.exit {
-            return status;
-        }
-        let mut child = self.child.take().expect("cerflow is running");
-        let _ = child.kill();
-        let status = child.wait().expect("waiting for cerflow after SIGKILL");
-        self.exit = Some(status);
-        status
-    }
-}
-
 /// SIGTERM, wait up to `grace`, then SIGKILL and wait.
 pub fn stop(child: &mut Child, grace: Duration) -> ExitStatus {
     if let Ok(Some(status)) = child.try_wait() {
