@@ -132,6 +132,30 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         None => None,
     };
 
+    let stage2_instance = cfg
+        .receivers
+        .kafka
+        .as_ref()
+        .and_then(|k| k.aggregates.as_ref())
+        .map(|a| a.instance.clone());
+    // Stage 2: the owned journeys' state, fed by the owners' consumer started below.
+    let owners = stage2_instance.as_ref().map(|_| {
+        Arc::new(crate::owners::Owners::new(
+            crate::owners::Layout {
+                window_ns: cfg
+                    .windows
+                    .sizes
+                    .iter()
+                    .map(|d| d.as_nanos() as u64)
+                    .collect(),
+                sub_buckets: cfg.windows.sub_buckets,
+                n_bounds: cfg.histogram_buckets.len(),
+                ttl_ns: cfg.windows.series_ttl.as_nanos() as u64,
+            },
+            journeys.clone(),
+            tel.clone(),
+        ))
+    });
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(Snapshot {
             windows: cfg.windows.sizes.clone(),
@@ -147,14 +171,23 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         histogram_bounds: cfg.histogram_buckets.clone(),
         state_limit_bytes: cfg.limits.max_window_state_bytes,
         ready: std::sync::atomic::AtomicBool::new(false),
-        instance_id: instance_id(),
+        // Stage 2 names the instance in its exports: the OTLP resource's
+        // `service.instance.id` and the `instance` label of the journeys it owns.
+        instance_id: stage2_instance.clone().unwrap_or_else(instance_id),
         start_unix_ns: now_unix_ns(),
+        instance_label: stage2_instance,
     });
 
     let tracker = crate::deriver::restore_slo_state(&cfg, &journeys);
     crate::deriver::restore_attempts(&cfg, &ingest);
-    let (deriver, deriver_tx, final_rx) =
-        crate::deriver::spawn(&cfg, shared.clone(), ingest.clone(), tracker, pipeline)?;
+    let (deriver, deriver_tx, final_rx) = crate::deriver::spawn(
+        &cfg,
+        shared.clone(),
+        ingest.clone(),
+        tracker,
+        pipeline,
+        owners.clone(),
+    )?;
 
     // TLS files are parsed now, so a bad certificate stops start-up with a clear message.
     let grpc_tls = cfg
@@ -245,7 +278,16 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
                 stage2,
             )?;
             tracing::info!(brokers = %k.brokers.join(","), topic = %k.topic, group_id = %k.group_id, "Kafka receiver consuming.");
-            Some(h)
+            let o = match (&k.aggregates, &owners) {
+                (Some(a), Some(o)) => {
+                    let sink: Arc<dyn receiver::kafka::owners::PartialSink> = o.clone();
+                    let h = receiver::kafka::owners::start(k, a, sink, tel.clone())?;
+                    tracing::info!(topic = %a.topic, group_id = %receiver::kafka::owners::owners_group(k), instance = %a.instance, "Owning the journeys of the aggregates partitions Kafka assigns.");
+                    Some(h)
+                }
+                _ => None,
+            };
+            Some((h, o))
         }
         None => None,
     };
@@ -311,7 +353,12 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             "Receivers did not stop within the shutdown timeout."
         );
     }
-    if let Some(k) = kafka {
+    if let Some((k, owners_consumer)) = kafka {
+        // Leaving the owners' group first moves the owned journeys to the other
+        // instances at once, rather than after the session timeout.
+        if let Some(o) = owners_consumer {
+            let _ = tokio::task::spawn_blocking(move || o.stop(grace)).await;
+        }
         // It commits what was taken and leaves the group, so the partitions move at once.
         // Not a blocking task: without a broker that can hang, and the runtime would wait
         // for it at exit; a plain thread still stuck after the grace ends with the process.

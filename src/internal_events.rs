@@ -716,6 +716,40 @@ impl InternalEvent for KafkaPartialTooLarge<'_> {
     }
 }
 
+/// An owner merged one message of the aggregates topic; `sub_buckets_dropped` of its
+/// sub-buckets had slid out of the window (or start in the future) and were left out,
+/// as a late span is on one instance.
+pub struct KafkaPartialsMerged {
+    pub sub_buckets_dropped: u64,
+}
+
+impl InternalEvent for KafkaPartialsMerged {
+    fn emit(self, tel: &Telemetry) {
+        tel.kafka.partials_merged.add(1);
+        tel.kafka
+            .partial_sub_buckets_dropped
+            .add(self.sub_buckets_dropped);
+    }
+}
+
+/// An owner refused a message of the aggregates topic (not a partial of this version,
+/// a journey this config lacks, a window layout that differs, a partition not owned).
+pub struct KafkaPartialRefused<'a> {
+    pub detail: &'a str,
+}
+
+impl InternalEvent for KafkaPartialRefused<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.kafka.partials_refused.add(1);
+        if tel.log_due(LogKey::KafkaError, KAFKA_WARN_EVERY_SECS) {
+            tracing::warn!(
+                detail = self.detail,
+                "A partial aggregate was refused by its owner; its figures are left out."
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -271,6 +271,13 @@ pub struct KafkaState {
     pub transactions_aborted: AtomicU64,
     /// Sub-buckets over `max_message_bytes` on their own: not published.
     pub partials_too_large: AtomicU64,
+    /// Aggregates partitions this instance owns (the owners' group).
+    pub owned_partitions: AtomicU64,
+    /// Messages of the aggregates topic merged and refused by this owner.
+    pub partials_merged: AtomicU64,
+    pub partials_refused: AtomicU64,
+    /// Sub-buckets of merged partials outside the owner's window: left out.
+    pub partial_sub_buckets_dropped: AtomicU64,
 }
 
 impl KafkaState {

@@ -54,6 +54,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "versions",
             "metric_requests",
             "partial",
+            "owners",
         ],
     ),
     (

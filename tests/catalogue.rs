@@ -209,6 +209,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
         ready: std::sync::atomic::AtomicBool::new(true),
         instance_id: "test".into(),
         start_unix_ns: S,
+        instance_label: None,
     };
     (Arc::new(shared), pipeline)
 }

@@ -11,6 +11,7 @@
 //! before them ([`transactions`]).
 
 pub mod config;
+pub mod owners;
 pub mod transactions;
 
 use crate::internal_events::{InternalEvent, KafkaAssigned, KafkaConnection, KafkaError};
