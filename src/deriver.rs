@@ -397,6 +397,13 @@ impl Deriver {
         );
         if let Some(owned) = &owned {
             keep_owned(&mut eval, owned);
+            eval.view.instance = self
+                .cfg
+                .receivers
+                .kafka
+                .as_ref()
+                .and_then(|k| k.aggregates.as_ref())
+                .map(|a| a.instance.clone());
         }
         self.shared.snapshot.store(Arc::new(snap));
         self.shared.eval.store(Arc::new(eval));

@@ -23,10 +23,13 @@
 //!   the consumer's group metadata, KIP-447) and the broker refuses a stale one.
 //!
 //! What a partial covers today: the journey x cohort series (counts, latency buckets
-//! and histograms, users, values, frustrations, web vitals). Dependencies, versions and
-//! coverage are not yet published, and spans waiting in the trace assembler are not
-//! part of the barrier; an instance that also listens on OTLP publishes those spans too,
-//! but a failed barrier cannot have them sent again.
+//! and histograms, users, values, frustrations, web vitals), which are all a journey's
+//! figures are derived from. Spans waiting in the trace assembler need no place in the
+//! barrier for those: an entry span is recorded into its journey series when it is
+//! handed on, before the barrier; the assembler only attributes its trace's dependency
+//! calls and blame later. Dependencies, blame, versions and coverage are not published
+//! yet (each instance keeps its own), and a failed barrier cannot have spans that came
+//! over OTLP (on an instance that also listens) sent again.
 
 use super::config::{Aggregates, KafkaReceiver};
 use crate::internal_events::{
