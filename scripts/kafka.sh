@@ -8,6 +8,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 HASH=$(sha256sum tests/kafka/pom.xml | cut -c1-16)
 DIR="$ROOT/.cache/kafka/$HASH"
+# Test binaries run in parallel and each may call this on a fresh clone: one fetches,
+# the others wait for it (a second fetch's `rm -rf` broke the first's copy).
+mkdir -p "$ROOT/.cache/kafka"
+exec 9>"$ROOT/.cache/kafka/.lock"
+flock 9
 if [ ! -f "$DIR/.complete" ]; then
     command -v mvn >/dev/null || { echo "kafka.sh: mvn is not installed" >&2; exit 1; }
     command -v java >/dev/null || { echo "kafka.sh: java is not installed" >&2; exit 1; }

@@ -58,6 +58,52 @@ async fn shutdown_signal() {
     }
 }
 
+/// Stage 2's barrier: the workers' partials, grouped by journey and encoded as the
+/// messages of the aggregates topic, keyed by journey name.
+struct PublishPartials {
+    taker: crate::pipeline::PartialTaker,
+    instance: String,
+    max_message_bytes: usize,
+    sequence: std::sync::atomic::AtomicU64,
+    tel: Arc<Telemetry>,
+}
+
+impl receiver::kafka::transactions::Barrier for PublishPartials {
+    fn take(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
+        use crate::internal_events::{InternalEvent, KafkaPartialTooLarge};
+        let parts = self
+            .taker
+            .take(Duration::from_secs(10))
+            .ok_or("a worker did not hand over its partials in 10 s")?;
+        let sequence = self
+            .sequence
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut by_journey: std::collections::BTreeMap<Arc<str>, Vec<_>> = Default::default();
+        for (journey, p) in parts {
+            by_journey.entry(journey.name.clone()).or_default().push(p);
+        }
+        let mut out = Vec::new();
+        for (journey, series) in by_journey {
+            let (messages, too_large) = crate::partial::encode_journey(
+                &journey,
+                &self.instance,
+                sequence,
+                series,
+                self.max_message_bytes,
+            );
+            for t in too_large {
+                KafkaPartialTooLarge {
+                    journey: &t.journey,
+                    bytes: t.bytes,
+                }
+                .emit(&self.tel);
+            }
+            out.extend(messages.into_iter().map(|m| (journey.to_string(), m)));
+        }
+        Ok(out)
+    }
+}
+
 /// Runs cerflow until SIGINT or SIGTERM. With `config_path`, SIGHUP or a change of the
 /// file reloads it.
 pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result<(), String> {
@@ -65,6 +111,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     let journeys = Arc::new(Journeys::new(&cfg));
     let pipeline = Pipeline::start(&cfg, journeys.clone(), tel.clone());
     let input = pipeline.input();
+    let partial_taker = pipeline.partial_taker();
     let ingest = Arc::new(Ingest::new(
         &cfg,
         journeys.clone(),
@@ -85,6 +132,30 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         None => None,
     };
 
+    let stage2_instance = cfg
+        .receivers
+        .kafka
+        .as_ref()
+        .and_then(|k| k.aggregates.as_ref())
+        .map(|a| a.instance.clone());
+    // Stage 2: the owned journeys' state, fed by the owners' consumer started below.
+    let owners = stage2_instance.as_ref().map(|_| {
+        Arc::new(crate::owners::Owners::new(
+            crate::owners::Layout {
+                window_ns: cfg
+                    .windows
+                    .sizes
+                    .iter()
+                    .map(|d| d.as_nanos() as u64)
+                    .collect(),
+                sub_buckets: cfg.windows.sub_buckets,
+                n_bounds: cfg.histogram_buckets.len(),
+                ttl_ns: cfg.windows.series_ttl.as_nanos() as u64,
+            },
+            journeys.clone(),
+            tel.clone(),
+        ))
+    });
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(Snapshot {
             windows: cfg.windows.sizes.clone(),
@@ -100,14 +171,23 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         histogram_bounds: cfg.histogram_buckets.clone(),
         state_limit_bytes: cfg.limits.max_window_state_bytes,
         ready: std::sync::atomic::AtomicBool::new(false),
-        instance_id: instance_id(),
+        // Stage 2 names the instance in its exports: the OTLP resource's
+        // `service.instance.id` and the `instance` label of the journeys it owns.
+        instance_id: stage2_instance.clone().unwrap_or_else(instance_id),
         start_unix_ns: now_unix_ns(),
+        instance_label: stage2_instance,
     });
 
     let tracker = crate::deriver::restore_slo_state(&cfg, &journeys);
     crate::deriver::restore_attempts(&cfg, &ingest);
-    let (deriver, deriver_tx, final_rx) =
-        crate::deriver::spawn(&cfg, shared.clone(), ingest.clone(), tracker, pipeline)?;
+    let (deriver, deriver_tx, final_rx) = crate::deriver::spawn(
+        &cfg,
+        shared.clone(),
+        ingest.clone(),
+        tracker,
+        pipeline,
+        owners.clone(),
+    )?;
 
     // TLS files are parsed now, so a bad certificate stops start-up with a clear message.
     let grpc_tls = cfg
@@ -181,9 +261,33 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     }
     let kafka = match &cfg.receivers.kafka {
         Some(k) => {
-            let h = receiver::kafka::start(k, ingest.clone() as Arc<dyn Consumer>, tel.clone())?;
+            let stage2 = k.aggregates.as_ref().map(|a| receiver::kafka::Stage2 {
+                barrier: Arc::new(PublishPartials {
+                    taker: partial_taker.clone(),
+                    instance: a.instance.clone(),
+                    max_message_bytes: a.max_message_bytes,
+                    sequence: std::sync::atomic::AtomicU64::new(0),
+                    tel: tel.clone(),
+                }),
+                interval: cfg.pipeline.evaluation_interval,
+            });
+            let h = receiver::kafka::start(
+                k,
+                ingest.clone() as Arc<dyn Consumer>,
+                tel.clone(),
+                stage2,
+            )?;
             tracing::info!(brokers = %k.brokers.join(","), topic = %k.topic, group_id = %k.group_id, "Kafka receiver consuming.");
-            Some(h)
+            let o = match (&k.aggregates, &owners) {
+                (Some(a), Some(o)) => {
+                    let sink: Arc<dyn receiver::kafka::owners::PartialSink> = o.clone();
+                    let h = receiver::kafka::owners::start(k, a, sink, tel.clone())?;
+                    tracing::info!(topic = %a.topic, group_id = %receiver::kafka::owners::owners_group(k), instance = %a.instance, "Owning the journeys of the aggregates partitions Kafka assigns.");
+                    Some(h)
+                }
+                _ => None,
+            };
+            Some((h, o))
         }
         None => None,
     };
@@ -249,7 +353,12 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             "Receivers did not stop within the shutdown timeout."
         );
     }
-    if let Some(k) = kafka {
+    if let Some((k, owners_consumer)) = kafka {
+        // Leaving the owners' group first moves the owned journeys to the other
+        // instances at once, rather than after the session timeout.
+        if let Some(o) = owners_consumer {
+            let _ = tokio::task::spawn_blocking(move || o.stop(grace)).await;
+        }
         // It commits what was taken and leaves the group, so the partitions move at once.
         // Not a blocking task: without a broker that can hang, and the runtime would wait
         // for it at exit; a plain thread still stuck after the grace ends with the process.

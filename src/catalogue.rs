@@ -461,6 +461,60 @@ pub const CERFLOW_KAFKA_ERRORS_TOTAL: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_KAFKA_AGGREGATES_PUBLISHED_TOTAL: Metric = Metric {
+    prom: "cerflow_kafka_aggregates_published_total",
+    otlp: None,
+    unit: "{message}",
+    kind: Kind::Counter,
+    help: "Partial-aggregate messages published in committed transactions (shown when receivers.kafka.aggregates is set).",
+    labels: &[],
+};
+
+pub const CERFLOW_KAFKA_TRANSACTIONS_TOTAL: Metric = Metric {
+    prom: "cerflow_kafka_transactions_total",
+    otlp: None,
+    unit: "{transaction}",
+    kind: Kind::Counter,
+    help: "Kafka transactions of partial aggregates and input offsets, by outcome: committed, or aborted (their spans are read again).",
+    labels: &["outcome"],
+};
+
+pub const CERFLOW_KAFKA_PARTIALS_TOO_LARGE_TOTAL: Metric = Metric {
+    prom: "cerflow_kafka_partials_too_large_total",
+    otlp: None,
+    unit: "{sub_bucket}",
+    kind: Kind::Counter,
+    help: "Window sub-buckets whose partial alone exceeds receivers.kafka.aggregates.max_message_bytes: not published.",
+    labels: &[],
+};
+
+pub const CERFLOW_KAFKA_OWNED_PARTITIONS: Metric = Metric {
+    prom: "cerflow_kafka_owned_partitions",
+    otlp: None,
+    unit: "{partition}",
+    kind: Kind::Gauge,
+    help: "Partitions of the aggregates topic this instance owns: it derives and exports their journeys (shown when receivers.kafka.aggregates is set).",
+    labels: &[],
+};
+
+pub const CERFLOW_KAFKA_PARTIALS_TOTAL: Metric = Metric {
+    prom: "cerflow_kafka_partials_total",
+    otlp: None,
+    unit: "{message}",
+    kind: Kind::Counter,
+    help: "Messages of the aggregates topic read by this owner, by outcome: merged, or refused (not a partial of this version, a journey or window layout this config lacks).",
+    labels: &["outcome"],
+};
+
+pub const CERFLOW_KAFKA_PARTIAL_SUB_BUCKETS_DROPPED_TOTAL: Metric = Metric {
+    prom: "cerflow_kafka_partial_sub_buckets_dropped_total",
+    otlp: None,
+    unit: "{sub_bucket}",
+    kind: Kind::Counter,
+    help: "Sub-buckets of merged partials that had slid out of the owner's windows (or start in the future): left out, as late spans are.",
+    labels: &[],
+};
+
 pub const CERFLOW_REFUSED_SPANS_TOTAL: Metric = Metric {
     prom: "cerflow_refused_spans_total",
     otlp: None,
@@ -912,6 +966,12 @@ pub const ALL: &[Metric] = &[
     CERFLOW_KAFKA_CONNECTED,
     CERFLOW_KAFKA_PARTITIONS,
     CERFLOW_KAFKA_ERRORS_TOTAL,
+    CERFLOW_KAFKA_AGGREGATES_PUBLISHED_TOTAL,
+    CERFLOW_KAFKA_TRANSACTIONS_TOTAL,
+    CERFLOW_KAFKA_PARTIALS_TOO_LARGE_TOTAL,
+    CERFLOW_KAFKA_OWNED_PARTITIONS,
+    CERFLOW_KAFKA_PARTIALS_TOTAL,
+    CERFLOW_KAFKA_PARTIAL_SUB_BUCKETS_DROPPED_TOTAL,
     CERFLOW_REFUSED_SPANS_TOTAL,
     CERFLOW_REFUSED_REQUESTS_TOTAL,
     CERFLOW_PROCESSED_SPANS_TOTAL,

@@ -135,6 +135,7 @@ pub fn spawn(
     ingest: Arc<Ingest>,
     tracker: SloTracker,
     pipeline: Pipeline,
+    owners: Option<Arc<crate::owners::Owners>>,
 ) -> Result<Spawned, String> {
     // The deriver ticks on its own thread: it blocks on worker replies.
     let (deriver_tx, deriver_rx) = crossbeam_channel::bounded::<DeriverMsg>(4);
@@ -159,6 +160,7 @@ pub fn spawn(
                     last_checkpoint: now_unix_ns(),
                     partial: PartialTicks::default(),
                     restored_until: now_unix_ns().saturating_add(cfg_ttl.as_nanos() as u64),
+                    owners,
                 };
                 // The first evaluation is made at once, so restored budgets are on
                 // /metrics from the start.
@@ -209,6 +211,9 @@ struct Deriver {
     /// 0 once they have been forgotten.
     restored_until: u64,
     partial: PartialTicks,
+    /// Kafka stage 2: the owned journeys' state, the only source of journey series
+    /// (see [`crate::owners`]).
+    owners: Option<Arc<crate::owners::Owners>>,
 }
 
 /// Incomplete ticks skipped in a row before one is published without the silent worker.
@@ -289,6 +294,9 @@ impl Deriver {
             notes.push("a worker did not take the new journeys in time".into());
         }
         self.ingest.set_journeys(journeys.clone());
+        if let Some(o) = &self.owners {
+            o.set_journeys(journeys.clone());
+        }
         self.ingest.signals.reload(&new, &journeys);
         self.ingest.requests.reload(&new, &journeys);
         self.shared.journeys.store(journeys);
@@ -327,6 +335,20 @@ impl Deriver {
 
     fn tick(&mut self, mut shards: Vec<crate::snapshot::ShardSnapshot>, last: bool) {
         let now = now_unix_ns();
+        // Kafka stage 2: the journeys this instance owns now, and only those are derived
+        // and published.
+        let mut owned: Option<std::collections::BTreeSet<Arc<str>>> = None;
+        if let Some(o) = &self.owners {
+            // The workers' journey series hold only this instance's spans since the last
+            // barrier, which are on their way to their owners as partials: counting them
+            // here too would count them twice. The owned journeys come from the partials.
+            for s in shards.iter_mut() {
+                s.series.clear();
+            }
+            let mine = o.snapshot(now);
+            owned = Some(mine.series.iter().map(|s| s.journey.name.clone()).collect());
+            shards.push(mine);
+        }
         // The journeys' metric-fed series join the workers' as one more shard.
         shards.push(self.ingest.requests.snapshot(now, &self.ingest.tel));
         let mut snap = Snapshot::merge(now, self.cfg.windows.sizes.clone(), shards);
@@ -373,6 +395,16 @@ impl Deriver {
             self.deployments.stats(),
             &self.cfg.deployments.version_key,
         );
+        if let Some(owned) = &owned {
+            keep_owned(&mut eval, owned);
+            eval.view.instance = self
+                .cfg
+                .receivers
+                .kafka
+                .as_ref()
+                .and_then(|k| k.aggregates.as_ref())
+                .map(|a| a.instance.clone());
+        }
         self.shared.snapshot.store(Arc::new(snap));
         self.shared.eval.store(Arc::new(eval));
         self.shared.ticks.send_modify(|t| *t += 1);
@@ -411,6 +443,38 @@ impl Deriver {
             }
         }
     }
+}
+
+/// Kafka stage 2: an instance exports only the journeys it owns. Configured journeys
+/// with no data here are another instance's: their empty budgets, alerts and scores
+/// would clash with the owner's series.
+fn keep_owned(eval: &mut score::Evaluation, owned: &std::collections::BTreeSet<Arc<str>>) {
+    let keep: Vec<bool> = eval
+        .view
+        .journeys
+        .iter()
+        .map(|j| owned.contains(j.journey.as_str()))
+        .collect();
+    let mut i = 0;
+    eval.view.journeys.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    if eval.infos.len() == keep.len() {
+        let mut i = 0;
+        eval.infos.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+    }
+    eval.incidents
+        .retain(|x| owned.contains(x.journey.as_str()));
+    eval.incident_stats
+        .retain(|x| owned.contains(x.journey.as_str()));
+    eval.deployments
+        .retain(|x| owned.contains(x.journey.as_str()));
+    eval.deployment_stats
+        .retain(|x| owned.contains(x.journey.as_str()));
 }
 
 #[cfg(test)]

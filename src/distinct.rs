@@ -123,6 +123,21 @@ fn exact_capacity(need: usize) -> usize {
 }
 
 impl Distinct {
+    /// A sketch from its parts as read off the wire, checked as a file's is.
+    pub fn checked_exact(hashes: Vec<u64>) -> Result<Distinct, String> {
+        Distinct::try_from(Unchecked::Exact(hashes))
+    }
+
+    /// See [`Distinct::checked_exact`]; entries are `index << 8 | rank`.
+    pub fn checked_sparse(entries: Vec<u32>) -> Result<Distinct, String> {
+        Distinct::try_from(Unchecked::Sparse(entries))
+    }
+
+    /// See [`Distinct::checked_exact`]; one rank per register.
+    pub fn checked_dense(registers: Box<[u8]>) -> Result<Distinct, String> {
+        Distinct::try_from(Unchecked::Dense(registers))
+    }
+
     /// Adds one user by the 64-bit hash of its id; the hash must be well mixed.
     pub fn insert(&mut self, hash: u64) {
         match self {

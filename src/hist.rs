@@ -72,6 +72,31 @@ impl SparseHist {
         &self.bins
     }
 
+    /// Adds every value of `o`: the histogram of both inputs, whatever the order.
+    pub fn merge(&mut self, o: &SparseHist) {
+        if self.bins.is_empty() {
+            self.bins.clone_from(&o.bins);
+            return;
+        }
+        for &(bin, n) in &o.bins {
+            match self.bins.binary_search_by_key(&bin, |&(b, _)| b) {
+                Ok(i) => self.bins[i].1 = self.bins[i].1.saturating_add(n),
+                Err(i) => self.bins.insert(i, (bin, n)),
+            }
+        }
+    }
+
+    /// A histogram from bins read off the wire: ascending, no count 0, no bin past the
+    /// layout's last (`bin_of(u64::MAX)`); anything else would corrupt the quantiles.
+    pub fn from_bins(bins: Vec<(u32, u32)>) -> Result<SparseHist, String> {
+        let last = bin_of(u64::MAX);
+        let sorted = bins.windows(2).all(|w| w[0].0 < w[1].0);
+        if !sorted || bins.iter().any(|&(b, n)| n == 0 || b > last) {
+            return Err("histogram bins are not ascending, or hold an empty or unknown bin".into());
+        }
+        Ok(SparseHist { bins })
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.bins.capacity() * std::mem::size_of::<(u32, u32)>()
     }

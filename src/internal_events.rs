@@ -666,6 +666,90 @@ impl InternalEvent for KafkaError<'_> {
     }
 }
 
+/// A barrier's transaction committed: partials published, input offsets committed.
+pub struct KafkaAggregatesPublished {
+    pub messages: u64,
+}
+
+impl InternalEvent for KafkaAggregatesPublished {
+    fn emit(self, tel: &Telemetry) {
+        tel.kafka.aggregates_published.add(self.messages);
+        tel.kafka.transactions_committed.add(1);
+        tracing::debug!(messages = self.messages, "Partial aggregates published.");
+    }
+}
+
+/// A barrier's transaction aborted: its partials were dropped and its spans are read
+/// again from the last committed offsets.
+pub struct KafkaTransactionAborted<'a> {
+    pub detail: &'a str,
+}
+
+impl InternalEvent for KafkaTransactionAborted<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.kafka.transactions_aborted.add(1);
+        if tel.log_due(LogKey::KafkaError, KAFKA_WARN_EVERY_SECS) {
+            tracing::warn!(
+                detail = self.detail,
+                "Kafka transaction aborted; its spans are read again."
+            );
+        }
+    }
+}
+
+/// One sub-bucket of a journey's partials exceeds the message limit alone: not sent.
+pub struct KafkaPartialTooLarge<'a> {
+    pub journey: &'a str,
+    pub bytes: usize,
+}
+
+impl InternalEvent for KafkaPartialTooLarge<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.kafka.partials_too_large.add(1);
+        if tel.log_due(LogKey::KafkaError, KAFKA_WARN_EVERY_SECS) {
+            tracing::warn!(
+                journey = self.journey,
+                bytes = self.bytes,
+                "A partial aggregate's sub-bucket exceeds receivers.kafka.aggregates.max_message_bytes; dropped."
+            );
+        }
+    }
+}
+
+/// An owner merged one message of the aggregates topic; `sub_buckets_dropped` of its
+/// sub-buckets had slid out of the window (or start in the future) and were left out,
+/// as a late span is on one instance.
+pub struct KafkaPartialsMerged {
+    pub sub_buckets_dropped: u64,
+}
+
+impl InternalEvent for KafkaPartialsMerged {
+    fn emit(self, tel: &Telemetry) {
+        tel.kafka.partials_merged.add(1);
+        tel.kafka
+            .partial_sub_buckets_dropped
+            .add(self.sub_buckets_dropped);
+    }
+}
+
+/// An owner refused a message of the aggregates topic (not a partial of this version,
+/// a journey this config lacks, a window layout that differs, a partition not owned).
+pub struct KafkaPartialRefused<'a> {
+    pub detail: &'a str,
+}
+
+impl InternalEvent for KafkaPartialRefused<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.kafka.partials_refused.add(1);
+        if tel.log_due(LogKey::KafkaError, KAFKA_WARN_EVERY_SECS) {
+            tracing::warn!(
+                detail = self.detail,
+                "A partial aggregate was refused by its owner; its figures are left out."
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -719,6 +803,18 @@ mod tests {
         assert!(!tel.kafka.ready());
         assert_eq!(tel.kafka.partitions_assigned.get(), 3);
         assert_eq!(tel.kafka.errors_reported.get(), 2);
+        KafkaAggregatesPublished { messages: 4 }.emit(&tel);
+        KafkaAggregatesPublished { messages: 3 }.emit(&tel);
+        KafkaTransactionAborted { detail: "fenced" }.emit(&tel);
+        KafkaPartialTooLarge {
+            journey: "checkout",
+            bytes: 2_000_000,
+        }
+        .emit(&tel);
+        assert_eq!(tel.kafka.aggregates_published.get(), 7);
+        assert_eq!(tel.kafka.transactions_committed.get(), 2);
+        assert_eq!(tel.kafka.transactions_aborted.get(), 1);
+        assert_eq!(tel.kafka.partials_too_large.get(), 1);
     }
 
     #[test]

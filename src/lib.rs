@@ -4,7 +4,8 @@
 //! [`receiver::consumer::Consumer`]) -> [`decode`] -> [`journey`] (match, cohort,
 //! classify) -> [`ingest`] and [`pipeline`] (bounded queues to workers that own the
 //! [`window`] state and assemble [`traces`] for dependencies and blame; OTLP metrics go
-//! through [`metric_input`] to [`signals`] and [`metric_requests`]) -> [`deriver`] (once per tick: [`sli`], [`slo`], [`score`], published
+//! through [`metric_input`] to [`signals`] and [`metric_requests`]; with Kafka stage 2,
+//! [`partial`] aggregates merged by a journey's [`owners`]) -> [`deriver`] (once per tick: [`sli`], [`slo`], [`score`], published
 //! through [`published`]) -> [`export`] and [`api`], which only format. [`config`] is
 //! parsed and validated once before any of it starts, each component's section
 //! beside the component; [`predicate`] is the rule language shared by match, failure
@@ -42,6 +43,8 @@ pub mod loadgen;
 pub mod metric_input;
 pub mod metric_requests;
 pub mod openslo;
+pub mod owners;
+pub mod partial;
 pub mod pipeline;
 pub mod predicate;
 pub mod published;
@@ -70,4 +73,11 @@ pub mod window;
 pub mod proto {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("cerflow.v1");
+
+    /// The partial aggregates of the Kafka stage 2, from
+    /// `proto/cerflow/aggregates/v1/partials.proto`.
+    pub mod aggregates {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("cerflow.aggregates.v1");
+    }
 }

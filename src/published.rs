@@ -33,4 +33,7 @@ pub struct Shared {
     pub ready: std::sync::atomic::AtomicBool,
     pub instance_id: String,
     pub start_unix_ns: u64,
+    /// Kafka stage 2: this instance's name (`receivers.kafka.aggregates.instance`),
+    /// exported as the `instance` label of every journey sample it owns.
+    pub instance_label: Option<String>,
 }

@@ -262,6 +262,22 @@ pub struct KafkaState {
     pub partitions_assigned: AtomicU64,
     /// Errors librdkafka reported (connection losses included).
     pub errors_reported: AtomicU64,
+    /// Stage 2 (`receivers.kafka.aggregates`) is on: its metrics are shown.
+    pub aggregates: AtomicBool,
+    /// Partial-aggregate messages published in committed transactions.
+    pub aggregates_published: AtomicU64,
+    /// Transactions committed and aborted (their spans are read again).
+    pub transactions_committed: AtomicU64,
+    pub transactions_aborted: AtomicU64,
+    /// Sub-buckets over `max_message_bytes` on their own: not published.
+    pub partials_too_large: AtomicU64,
+    /// Aggregates partitions this instance owns (the owners' group).
+    pub owned_partitions: AtomicU64,
+    /// Messages of the aggregates topic merged and refused by this owner.
+    pub partials_merged: AtomicU64,
+    pub partials_refused: AtomicU64,
+    /// Sub-buckets of merged partials outside the owner's window: left out.
+    pub partial_sub_buckets_dropped: AtomicU64,
 }
 
 impl KafkaState {

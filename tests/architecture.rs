@@ -53,6 +53,8 @@ const STAGES: &[(&str, &[&str])] = &[
             "completion",
             "versions",
             "metric_requests",
+            "partial",
+            "owners",
         ],
     ),
     (

@@ -40,6 +40,10 @@ fn published() -> (Arc<Shared>, Pipeline) {
     tel.kafka
         .enabled
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    // Stage 2's (receivers.kafka.aggregates) likewise.
+    tel.kafka
+        .aggregates
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     cerflow::internal_events::InternalEvent::emit(
         cerflow::internal_events::InvalidValue {
             journey: &Arc::from("checkout"),
@@ -205,6 +209,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
         ready: std::sync::atomic::AtomicBool::new(true),
         instance_id: "test".into(),
         start_unix_ns: S,
+        instance_label: None,
     };
     (Arc::new(shared), pipeline)
 }

@@ -7,6 +7,7 @@
 
 mod common;
 
+use cerflow::sampling::UNIT;
 use common::exact::wait_all;
 use common::kafka::{shared, Kafka};
 use common::otlp::{body, checkout_spans, failed, traces};
@@ -210,4 +211,172 @@ fn a_broker_outage_marks_cerflow_not_ready_and_loses_or_repeats_nothing() {
         status.success(),
         "cerflow exited with {status} after SIGTERM"
     );
+}
+
+/// Stage 2 (`receivers.kafka.aggregates`): per journey, the requests and errors of
+/// every committed partial aggregate, in whole requests (the spans carry no sampling
+/// threshold, so each is one [`UNIT`]). Partials are deltas, so their sum is the count.
+fn committed_partials(k: &Kafka, topic: &str, partitions: i32) -> (u64, u64, usize) {
+    let (mut requests, mut errors) = (0, 0);
+    let messages = k.read_committed(topic, partitions);
+    for m in &messages {
+        let p = cerflow::partial::decode(m).expect("a partial of this version");
+        assert_eq!(p.journey, "checkout");
+        for s in &p.series {
+            let c = cerflow::partial::decode_counts(s.totals.as_ref());
+            requests += c.requests;
+            errors += c.errors;
+        }
+    }
+    assert!(
+        requests.is_multiple_of(UNIT) && errors.is_multiple_of(UNIT),
+        "unsampled spans count whole requests: {requests} {errors} units"
+    );
+    (requests / UNIT, errors / UNIT, messages.len())
+}
+
+fn stage2_config(
+    k: &Kafka,
+    topic: &str,
+    group: &str,
+    aggregates: &str,
+    instance: &str,
+) -> impl Fn(&Ports) -> String {
+    let bootstrap = k.bootstrap();
+    let (topic, group) = (topic.to_string(), group.to_string());
+    let settings =
+        format!("    aggregates:\n      topic: {aggregates}\n      instance: {instance}\n");
+    move |p: &Ports| {
+        let yaml = format!(
+            "{}{}",
+            p.listeners_yaml(""),
+            JOURNEYS.replace("evaluation_interval: 100ms", "evaluation_interval: 500ms")
+        );
+        with_kafka_receiver(&yaml, &bootstrap, &topic, &group, &settings)
+    }
+}
+
+/// Exactly once under SIGKILL: instance `a` commits a first 100 spans, then is killed
+/// while it takes a second 100, so whatever it took after its last commit (and any
+/// transaction it had open, aborted by the broker's transaction timeout) is read again
+/// by `b` and `c`, and nothing it committed is. The committed partials sum to the input
+/// exactly: 20 + 20 + 40 requests x 5 spans = 400 spans; the first span of every fourth
+/// request failed: 5 + 5 + 10 = 20 errors. The group's committed offsets are the 80
+/// messages, one each.
+#[test]
+fn stage_two_counts_every_span_once_in_committed_partials_across_a_sigkill() {
+    let k = shared();
+    k.create_topic("s2-spans", 4);
+    k.create_topic("s2-aggregates", 2);
+    let mut a = Cerflow::start(stage2_config(k, "s2-spans", "s2", "s2-aggregates", "a"));
+    a.wait_for("cerflow_kafka_partitions", &[], 4.0);
+    assert_eq!(produce(k, "s2-spans", 20, 5, 0), (100, 5));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while k.committed("s2", "s2-spans", 4) < 20 {
+        assert!(Instant::now() < deadline, "a committed no offsets in 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(produce(k, "s2-spans", 20, 5, 500_000), (100, 5));
+    a.wait_until("a took spans of the second 100", |s| {
+        s.get("cerflow_received_spans_total", &[("transport", "kafka")])
+            .unwrap_or(0.0)
+            > 100.0
+    });
+    a.kill();
+    let (before, _, _) = committed_partials(k, "s2-aggregates", 2);
+    assert!(
+        (100..=200).contains(&before),
+        "{before} requests committed by a"
+    );
+    let mut b = Cerflow::start(stage2_config(k, "s2-spans", "s2", "s2-aggregates", "b"));
+    let mut c = Cerflow::start(stage2_config(k, "s2-spans", "s2", "s2-aggregates", "c"));
+    assert_eq!(produce(k, "s2-spans", 40, 5, 1_000_000), (200, 10));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while k.committed("s2", "s2-spans", 4) < 80 {
+        assert!(
+            Instant::now() < deadline,
+            "offsets committed: {} of 80\n--- b ---\n{}",
+            k.committed("s2", "s2-spans", 4),
+            b.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The offsets and the partials before them are one transaction: both are visible.
+    let (requests, errors, messages) = committed_partials(k, "s2-aggregates", 2);
+    assert_eq!((requests, errors), (400, 20), "{messages} partial messages");
+    let sb = b.scrape();
+    let sc = c.scrape();
+    let kafka = [("transport", "kafka")];
+    eprintln!(
+        "a committed {before} requests; b and c received {} spans",
+        sb.value("cerflow_received_spans_total", &kafka)
+            + sc.value("cerflow_received_spans_total", &kafka)
+    );
+    let committed = |s: &Scrape| {
+        s.value(
+            "cerflow_kafka_transactions_total",
+            &[("outcome", "committed")],
+        )
+    };
+    assert!(committed(&sb) + committed(&sc) >= 1.0);
+    // A clean stop commits nothing new (nothing taken since), and nothing is counted twice.
+    b.terminate();
+    c.terminate();
+    assert_eq!(committed_partials(k, "s2-aggregates", 2).0, 400);
+    assert_eq!(k.committed("s2", "s2-spans", 4), 80);
+}
+
+/// The barrier's take (no broker needed): every span handed to the pipeline before it
+/// is in the partials of the four workers, once; a second take finds nothing. 30
+/// checkout spans, of which 0, 10 and 20 failed: 30 requests, 3 errors.
+#[test]
+fn the_barrier_takes_every_recorded_span_exactly_once() {
+    use cerflow::receiver::consumer::{Consumer, Format};
+    let cfg = cerflow::config::Config::parse(
+        "pipeline:\n  workers: 4\ncohorts:\n  keys: [cloud.region]\njourneys:\n  - name: checkout\n    match:\n      span_name: POST /checkout\n",
+        "t",
+        &|_| None,
+    )
+    .expect("a valid config");
+    let tel = std::sync::Arc::new(cerflow::telemetry::Telemetry::default());
+    let journeys = std::sync::Arc::new(cerflow::journey::Journeys::new(&cfg));
+    let pipeline = cerflow::pipeline::Pipeline::start(&cfg, journeys.clone(), tel.clone());
+    let ingest = cerflow::ingest::Ingest::new(&cfg, journeys, pipeline.input(), tel);
+    let mut spans = checkout_spans(30, 0, 20);
+    for i in [0, 10, 20] {
+        spans[i] = failed(spans[i].clone());
+    }
+    let req = body(&traces("shop-api", spans));
+    Consumer::traces(
+        &ingest,
+        &req,
+        Format::Protobuf,
+        cerflow::telemetry::Transport::Kafka,
+        None,
+    )
+    .expect("taken");
+    let taker = pipeline.partial_taker();
+    let parts = taker
+        .take(Duration::from_secs(10))
+        .expect("every worker answers");
+    let (mut requests, mut errors) = (0, 0);
+    for (journey, p) in &parts {
+        assert_eq!(&*journey.name, "checkout");
+        let c = cerflow::partial::decode_counts(p.totals.as_ref());
+        requests += c.requests;
+        errors += c.errors;
+        // Every sub-bucket of the first window adds up to the series' delta.
+        let in_window: u64 = p.windows[0]
+            .sub_buckets
+            .iter()
+            .map(|b| cerflow::partial::decode_counts(b.counts.as_ref()).requests)
+            .sum();
+        assert_eq!(in_window, c.requests);
+    }
+    assert_eq!((requests, errors), (30 * UNIT, 3 * UNIT));
+    let again = taker
+        .take(Duration::from_secs(10))
+        .expect("every worker answers");
+    assert!(again.is_empty(), "{} partials taken twice", again.len());
+    pipeline.shutdown(Duration::from_secs(5));
 }

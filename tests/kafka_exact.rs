@@ -8,13 +8,14 @@
 //!
 //! Stage 1 (on main): each instance records the spans of its partitions, so counters
 //! add up across instances; with one instance joining mid-stream and clean stops the
-//! sums equal (a)'s exactly. Stage 2 (one owner per journey, transactional offsets) is
-//! what makes every figure equal, also when an instance is SIGKILLed: that variant
-//! waits for it.
+//! sums equal (a)'s exactly. Stage 2 (`receivers.kafka.aggregates`: partials and input
+//! offsets in one transaction, one owner per journey) makes every journey figure equal,
+//! also when an instance is SIGKILLed (the second test), except the dependency, blame
+//! and incident-timing figures listed in [`NOT_YET_OWNED`].
 
 mod common;
 
-use common::exact::{differences, score_differences, wait_all, wait_settled, Cover, Figures};
+use common::exact::{differences, owned_score_differences, wait_all, wait_settled, Cover, Figures};
 use common::kafka::{shared, Kafka, KafkaTee};
 use common::*;
 use std::path::Path;
@@ -65,6 +66,32 @@ const PARTITIONS: i32 = 6;
 /// none today (the windows below hold the whole run). A figure added here needs a
 /// comment saying why it cannot be compared.
 const NOT_COMPARED: &[&str] = &[];
+
+/// Not yet exact in stage 2, so left out of the SIGKILL comparison until they are:
+/// - dependency calls and blame come from trace assembly, which is not in the partials
+///   yet: each instance exports those of the traces it assembled, and a SIGKILLed
+///   instance's leave with it;
+/// - an incident of a journey whose owner died is opened again by the new owner at its
+///   own time (detection and recovery times, counts): restoring it is the compacted
+///   changelog's work (branch `kstate`).
+const NOT_YET_OWNED: &[&str] = &[
+    "cer_dependency_availability_ratio",
+    "cer_dependency_duration_seconds_bucket",
+    "cer_dependency_duration_seconds_count",
+    "cer_dependency_duration_seconds_sum",
+    "cer_dependency_errors_total",
+    "cer_dependency_latency_seconds",
+    "cer_dependency_requests_total",
+    "cer_journey_failures_attributed_total",
+    "cer_journey_blame_ratio",
+    "cer_journey_incidents_total",
+    "cer_journey_time_to_detect_seconds_bucket",
+    "cer_journey_time_to_detect_seconds_count",
+    "cer_journey_time_to_detect_seconds_sum",
+    "cer_journey_time_to_recovery_seconds_bucket",
+    "cer_journey_time_to_recovery_seconds_count",
+    "cer_journey_time_to_recovery_seconds_sum",
+];
 
 /// cerflow settings for both sides: windows long enough to hold the whole run (so a
 /// figure does not depend on when it is read), traces complete 1 s after their last
@@ -124,12 +151,23 @@ fn send(tee: &KafkaTee, dir: &Path) -> std::thread::JoinHandle<Sent> {
     })
 }
 
-fn group_member(k: &Kafka, topic: &str, group: &str, settings: &str) -> Cerflow {
+/// A member of the group; with `aggregates` (stage 2) it publishes partials there as
+/// `instance` and owns the journeys of the aggregates partitions Kafka gives it.
+fn group_member(
+    k: &Kafka,
+    topic: &str,
+    group: &str,
+    settings: &str,
+    aggregates: Option<(&str, String)>,
+) -> Cerflow {
     let (bootstrap, topic, group) = (k.bootstrap(), topic.to_string(), group.to_string());
     let settings = settings.to_string();
+    let stage2 = aggregates.map_or_else(String::new, |(topic, instance)| {
+        format!("    aggregates:\n      topic: {topic}\n      instance: {instance}\n")
+    });
     Cerflow::start(move |p: &Ports| {
         let yaml = format!("{}{settings}", p.listeners_yaml(""));
-        with_kafka_receiver(&yaml, &bootstrap, &topic, &group, "")
+        with_kafka_receiver(&yaml, &bootstrap, &topic, &group, &stage2)
     })
 }
 
@@ -144,16 +182,23 @@ enum Fault {
 
 /// Runs the scenario into both sides; returns what both sides show once drained and
 /// settled.
-fn run(topic: &str, group: &str, fault: Fault, cover: Cover) -> Outcome {
+fn run(topic: &str, group: &str, fault: Fault, cover: Cover, skip: &[&str]) -> Outcome {
     let k = shared();
     k.create_topic(topic, PARTITIONS);
+    // The SIGKILL run is stage 2: partials in transactions, one owner per journey.
+    let aggregates = format!("{topic}-aggregates");
+    let stage2 = fault == Fault::Kill;
+    if stage2 {
+        k.create_topic(&aggregates, PARTITIONS);
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = settings(dir.path());
+    let member = |i: usize| {
+        let agg = stage2.then(|| (aggregates.as_str(), format!("i{i}")));
+        group_member(k, topic, group, &settings, agg)
+    };
     let single = Cerflow::start(|p: &Ports| format!("{}{settings}", p.listeners_yaml("")));
-    let mut members = vec![
-        group_member(k, topic, group, &settings),
-        group_member(k, topic, group, &settings),
-    ];
+    let mut members = vec![member(0), member(1)];
     wait_all(
         &members.iter().collect::<Vec<_>>(),
         "both first members holding partitions",
@@ -172,7 +217,7 @@ fn run(topic: &str, group: &str, fault: Fault, cover: Cover) -> Outcome {
     // The third member joins during the fault phase: Kafka moves partitions to it while
     // spans are flowing.
     std::thread::sleep(Duration::from_secs(10).saturating_sub(started.elapsed()));
-    members.push(group_member(k, topic, group, &settings));
+    members.push(member(2));
     let mut killed = None;
     if fault == Fault::Kill {
         std::thread::sleep(Duration::from_secs(15).saturating_sub(started.elapsed()));
@@ -203,7 +248,7 @@ fn run(topic: &str, group: &str, fault: Fault, cover: Cover) -> Outcome {
     let mut scrapes = wait_settled(
         &all,
         cover,
-        NOT_COMPARED,
+        skip,
         Duration::from_secs(3),
         Duration::from_secs(60),
     );
@@ -211,7 +256,10 @@ fn run(topic: &str, group: &str, fault: Fault, cover: Cover) -> Outcome {
     Outcome {
         single_scrape,
         scores: single.get_json("/api/v1/scores"),
-        group_scores: members.first().map(|m| m.get_json("/api/v1/scores")),
+        group_scores: members
+            .iter()
+            .map(|m| m.get_json("/api/v1/scores"))
+            .collect(),
         group: scrapes,
         spans: tee.spans(),
         messages: tee.messages(),
@@ -225,7 +273,8 @@ fn run(topic: &str, group: &str, fault: Fault, cover: Cover) -> Outcome {
 struct Outcome {
     single_scrape: Scrape,
     scores: serde_json::Value,
-    group_scores: Option<serde_json::Value>,
+    /// Every surviving member's score API answer.
+    group_scores: Vec<serde_json::Value>,
     group: Vec<Scrape>,
     spans: u64,
     messages: u64,
@@ -237,7 +286,13 @@ struct Outcome {
 
 #[test]
 fn a_group_with_a_late_joiner_counts_exactly_what_one_instance_counts() {
-    let mut o = run("exact-join", "exact-join", Fault::None, Cover::Counters);
+    let mut o = run(
+        "exact-join",
+        "exact-join",
+        Fault::None,
+        Cover::Counters,
+        NOT_COMPARED,
+    );
     let single = Figures::of(
         std::slice::from_ref(&o.single_scrape),
         Cover::Counters,
@@ -297,16 +352,17 @@ fn a_group_with_a_late_joiner_counts_exactly_what_one_instance_counts() {
     );
 }
 
+/// Stage 2 under SIGKILL: three members publish partials in transactions and own the
+/// journeys of the aggregates partitions Kafka gives them; the first is SIGKILLed in
+/// the fault phase after the third joined. Every journey figure (counters summed, any
+/// other from its one owner) and every owner's score API entry equals the single
+/// instance's, except the [`NOT_YET_OWNED`] ones.
 #[test]
-#[ignore = "needs stage 2 of issue 13: in stage 1 a SIGKILLed member's figures leave with it and up to 5 s of its messages are read twice, and SLIs, quantiles, budgets, alerts and scores are per instance"]
 fn a_group_that_loses_a_member_to_sigkill_gives_every_figure_of_one_instance() {
-    let o = run("exact-kill", "exact-kill", Fault::Kill, Cover::All);
-    let single = Figures::of(
-        std::slice::from_ref(&o.single_scrape),
-        Cover::All,
-        NOT_COMPARED,
-    );
-    let group = Figures::of(&o.group, Cover::All, NOT_COMPARED);
+    let skip: Vec<&str> = NOT_COMPARED.iter().chain(NOT_YET_OWNED).copied().collect();
+    let o = run("exact-kill", "exact-kill", Fault::Kill, Cover::All, &skip);
+    let single = Figures::of(std::slice::from_ref(&o.single_scrape), Cover::All, &skip);
+    let group = Figures::of(&o.group, Cover::All, &skip);
     let diff = differences(&single, &group);
     assert!(
         diff.is_empty(),
@@ -314,9 +370,35 @@ fn a_group_that_loses_a_member_to_sigkill_gives_every_figure_of_one_instance() {
         diff.len(),
         diff.join("\n")
     );
-    // Any member's score API answers for every journey (the owners' snapshots).
-    let other = o.group_scores.as_ref().expect("a surviving member");
-    let diff = score_differences(&o.scores, other);
+    // Every journey is owned by one member, whose journey samples carry its name.
+    for (journey, _) in single.requests_by_journey() {
+        let owners: Vec<String> = o
+            .group
+            .iter()
+            .filter_map(|s| {
+                s.samples
+                    .iter()
+                    .find(|((n, l), _)| {
+                        n == "cer_journey_requests_total"
+                            && l.iter().any(|(k, v)| k == "journey" && *v == journey)
+                    })
+                    .and_then(|((_, l), _)| l.iter().find(|(k, _)| k == "instance"))
+                    .map(|(_, v)| v.clone())
+            })
+            .collect();
+        assert_eq!(owners.len(), 1, "{journey} exported by {owners:?}");
+        assert!(["i1", "i2"].contains(&owners[0].as_str()), "{owners:?}");
+    }
+    // Each survivor's score API names it (members i1 and i2; i0 was killed).
+    let names: Vec<&str> = o
+        .group_scores
+        .iter()
+        .map(|d| d["instance"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(names, ["i1", "i2"]);
+    // The owners' score APIs together answer for every journey, each once. Blame
+    // shares are dependency figures ([`NOT_YET_OWNED`]).
+    let diff = owned_score_differences(&o.scores, &o.group_scores, &["blame"]);
     assert!(
         diff.is_empty(),
         "{} score API figures differ:\n{}",

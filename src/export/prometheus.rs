@@ -433,7 +433,34 @@ pub fn render_as(sh: &Shared, openmetrics: bool) -> String {
     if out.openmetrics {
         out.push_str("# EOF\n");
     }
-    out.text
+    match &sh.instance_label {
+        Some(instance) => with_instance(&out.text, instance),
+        None => out.text,
+    }
+}
+
+/// Kafka stage 2: every sample with a `journey` label gets `instance="..."` first, so
+/// the owners' series of one journey never clash across instances (`sum by (journey)`
+/// reads the whole picture). One pass over the finished text, once per scrape.
+fn with_instance(text: &str, instance: &str) -> String {
+    let mut label = String::from("instance=\"");
+    escape(instance, &mut label);
+    label.push_str("\",");
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for line in text.split_inclusive('\n') {
+        match line.find('{') {
+            Some(i)
+                if !line.starts_with('#')
+                    && (line[i..].starts_with("{journey=\"") || line.contains(",journey=\"")) =>
+            {
+                out.push_str(&line[..=i]);
+                out.push_str(&label);
+                out.push_str(&line[i + 1..]);
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// The `_bucket`, `_sum` and `_count` series names of a histogram.
@@ -913,6 +940,68 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
             catalogue::CERFLOW_KAFKA_ERRORS_TOTAL.prom,
             "",
             k.errors_reported.get() as f64,
+        );
+    }
+    header(out, &catalogue::CERFLOW_KAFKA_AGGREGATES_PUBLISHED_TOTAL);
+    header(out, &catalogue::CERFLOW_KAFKA_TRANSACTIONS_TOTAL);
+    header(out, &catalogue::CERFLOW_KAFKA_PARTIALS_TOO_LARGE_TOTAL);
+    header(out, &catalogue::CERFLOW_KAFKA_OWNED_PARTITIONS);
+    header(out, &catalogue::CERFLOW_KAFKA_PARTIALS_TOTAL);
+    header(
+        out,
+        &catalogue::CERFLOW_KAFKA_PARTIAL_SUB_BUCKETS_DROPPED_TOTAL,
+    );
+    if tel
+        .kafka
+        .aggregates
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        let k = &tel.kafka;
+        sample(
+            out,
+            catalogue::CERFLOW_KAFKA_AGGREGATES_PUBLISHED_TOTAL.prom,
+            "",
+            k.aggregates_published.get() as f64,
+        );
+        for (outcome, n) in [
+            ("committed", &k.transactions_committed),
+            ("aborted", &k.transactions_aborted),
+        ] {
+            sample(
+                out,
+                catalogue::CERFLOW_KAFKA_TRANSACTIONS_TOTAL.prom,
+                &format!("outcome=\"{outcome}\""),
+                n.get() as f64,
+            );
+        }
+        sample(
+            out,
+            catalogue::CERFLOW_KAFKA_PARTIALS_TOO_LARGE_TOTAL.prom,
+            "",
+            k.partials_too_large.get() as f64,
+        );
+        sample(
+            out,
+            catalogue::CERFLOW_KAFKA_OWNED_PARTITIONS.prom,
+            "",
+            k.owned_partitions.get() as f64,
+        );
+        for (outcome, n) in [
+            ("merged", &k.partials_merged),
+            ("refused", &k.partials_refused),
+        ] {
+            sample(
+                out,
+                catalogue::CERFLOW_KAFKA_PARTIALS_TOTAL.prom,
+                &format!("outcome=\"{outcome}\""),
+                n.get() as f64,
+            );
+        }
+        sample(
+            out,
+            catalogue::CERFLOW_KAFKA_PARTIAL_SUB_BUCKETS_DROPPED_TOTAL.prom,
+            "",
+            k.partial_sub_buckets_dropped.get() as f64,
         );
     }
     by_reason(

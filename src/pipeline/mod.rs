@@ -351,6 +351,7 @@ impl PipelineInput {
 
 enum Ctl {
     Snapshot(Sender<ShardSnapshot>),
+    TakePartials(Sender<Vec<JourneyPartial>>),
     Shutdown(Sender<ShardSnapshot>),
     Reload(Arc<Reload>, Sender<ShardSnapshot>),
 }
@@ -482,6 +483,12 @@ impl Worker {
                     Ok(Ctl::Snapshot(reply)) => {
                         self.drain(self.settings.drain_limit);
                         let _ = reply.send(self.snapshot(true));
+                    }
+                    Ok(Ctl::TakePartials(reply)) => {
+                        // The Kafka receiver waits on this: everything it handed on is
+                        // queued, so all of it is recorded before the take.
+                        self.drain(usize::MAX);
+                        let _ = reply.send(self.take_partials());
                     }
                     Ok(Ctl::Reload(plan, reply)) => {
                         // Batches queued before the reload carry old ids: record them first.
@@ -664,6 +671,24 @@ impl Worker {
         }
     }
 
+    /// Moves out every series' delta since the last take ([`crate::partial`]).
+    fn take_partials(&mut self) -> Vec<JourneyPartial> {
+        let normal = self.series.values_mut().flatten().map(|s| (s, false));
+        let overflow = self.overflow.values_mut().map(|s| (s, true));
+        let mut out = Vec::new();
+        for (s, is_overflow) in normal.chain(overflow) {
+            let Some(journey) = self.journeys.get(s.journey) else {
+                continue;
+            };
+            if let Some(p) =
+                crate::partial::take_series(&mut s.state, &s.cohort, is_overflow, false)
+            {
+                out.push((journey, p));
+            }
+        }
+        out
+    }
+
     fn snapshot(&mut self, expire: bool) -> ShardSnapshot {
         let now = now_unix_ns();
         if self.settings.traces {
@@ -775,6 +800,37 @@ impl std::hash::Hasher for PreHashedKey {
         // The low bits chose the worker (`hash % workers`) and are alike on one worker;
         // the table indexes by the low bits, so they come from the high half.
         self.0 = n.rotate_left(32);
+    }
+}
+
+/// One journey x cohort series' partial aggregate, with its journey.
+pub type JourneyPartial = (
+    Arc<crate::journey::JourneyInfo>,
+    crate::proto::aggregates::SeriesPartial,
+);
+
+/// Takes the partial aggregates of every worker: see [`Pipeline::partial_taker`].
+#[derive(Clone)]
+pub struct PartialTaker {
+    ctl: Vec<Sender<Ctl>>,
+}
+
+impl PartialTaker {
+    /// Every worker's partials; `None` when a worker did not answer within `timeout`.
+    /// Partials taken but not returned are gone: the caller must then have the spans
+    /// read again (the Kafka receiver rewinds to its last committed offsets).
+    pub fn take(&self, timeout: Duration) -> Option<Vec<JourneyPartial>> {
+        let (tx, rx) = bounded(self.ctl.len());
+        for c in &self.ctl {
+            c.send_timeout(Ctl::TakePartials(tx.clone()), timeout)
+                .ok()?;
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let mut out = Vec::new();
+        for _ in 0..self.ctl.len() {
+            out.extend(rx.recv_deadline(deadline).ok()?);
+        }
+        Some(out)
     }
 }
 
@@ -923,6 +979,14 @@ impl Pipeline {
             }
         }
         out
+    }
+
+    /// A handle that takes the workers' partial aggregates, for the Kafka receiver's
+    /// transactions (it runs on the receiver's thread, the pipeline on the deriver's).
+    pub fn partial_taker(&self) -> PartialTaker {
+        PartialTaker {
+            ctl: self.ctl.clone(),
+        }
     }
 
     /// Hands every worker the journeys of a reloaded config; returns once all have them.

@@ -78,6 +78,9 @@ pub struct ScoreView {
     pub windows: Vec<String>,
     pub overall: Vec<OverallScore>,
     pub journeys: Vec<JourneyView>,
+    /// Kafka stage 2: the instance that answers, which owns the journeys listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -764,6 +767,7 @@ pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
             .cloned()
             .collect(),
         journeys: Vec::new(),
+        instance: v.instance.clone(),
     };
     let keep_windows = |jv: &JourneyView| {
         let mut jv = jv.clone();

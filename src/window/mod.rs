@@ -193,6 +193,20 @@ impl<T: Default + Clone + Reset> Ring<T> {
         }
     }
 
+    /// Takes the slots in use with the start (ns) of each one's sub-bucket and leaves
+    /// the ring empty: what a Kafka stage-1 instance publishes as its partials.
+    pub fn drain(&mut self) -> Vec<(u64, T)> {
+        let sub = self.sub_ns;
+        let mut out = Vec::new();
+        for (b, s) in self.idx.iter_mut().zip(self.slots.iter_mut()) {
+            if *b != EMPTY {
+                out.push((*b * sub, std::mem::take(s)));
+                *b = EMPTY;
+            }
+        }
+        out
+    }
+
     /// True when no slot holds data for the window at `now_ns`.
     pub fn is_idle(&self, now_ns: u64) -> bool {
         self.live(now_ns).next().is_none()

@@ -66,7 +66,7 @@ pub fn is_counter(name: &str) -> bool {
 pub fn quantum(name: &str) -> Option<f64> {
     if name.ends_with("_seconds_sum") {
         Some(1e-9)
-    } else if name.starts_with("cer_journey_value_") {
+    } else if name.starts_with("cer_journey_value_") || name == "cer_slo_value_lost" {
         Some(0.01)
     } else {
         None
@@ -288,6 +288,57 @@ pub fn score_differences(single: &serde_json::Value, other: &serde_json::Value) 
             (x, y) => Some(format!("{}: single {x:?}, other {y:?}", key_text(k))),
         })
         .collect()
+}
+
+/// The per-journey figures of several owners' score documents (stage 2: each answers
+/// for the journeys it owns), joined; a figure two documents hold is reported, as is any
+/// difference from `single`'s. Paths containing one of `skip` are left out, the overall
+/// score too (it is computed over every journey: the owners' snapshots' work).
+/// Value sums are f64 and compared in whole cents, like [`quantum`]'s.
+pub fn owned_score_differences(
+    single: &serde_json::Value,
+    owners: &[serde_json::Value],
+    skip: &[&str],
+) -> Vec<String> {
+    let kept = |k: &FigureKey| k.0 != "(overall)" && !skip.iter().any(|s| k.1.contains(s));
+    let a: BTreeMap<FigureKey, f64> = score_figures(single)
+        .into_iter()
+        .filter(|(k, _)| kept(k))
+        .collect();
+    let mut out = Vec::new();
+    let mut b: BTreeMap<FigureKey, f64> = BTreeMap::new();
+    for doc in owners {
+        for (k, v) in score_figures(doc) {
+            if !kept(&k) {
+                continue;
+            }
+            if let Some(old) = b.insert(k.clone(), v) {
+                out.push(format!(
+                    "{}: answered by two owners ({old} and {v})",
+                    key_text(&k)
+                ));
+            }
+        }
+    }
+    let mut keys: Vec<&FigureKey> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let same = match (a.get(k), b.get(k)) {
+            (Some(x), Some(y)) if k.1.contains("value") => (x / 0.01).round() == (y / 0.01).round(),
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        };
+        if !same {
+            out.push(format!(
+                "{}: single {:?}, owners {:?}",
+                key_text(k),
+                a.get(k),
+                b.get(k)
+            ));
+        }
+    }
+    out
 }
 
 /// Scrapes every instance until `ok` holds for the list of scrapes (within `limit`);

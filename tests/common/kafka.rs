@@ -311,6 +311,40 @@ impl Kafka {
     }
 }
 
+impl Kafka {
+    /// Every committed message of `topic` (`read_committed`: what open or aborted
+    /// transactions wrote is left out), read from the start to the end of each partition.
+    pub fn read_committed(&self, topic: &str, partitions: i32) -> Vec<Vec<u8>> {
+        use rdkafka::message::Message;
+        let c: BaseConsumer = self
+            .client_config()
+            .set("group.id", format!("reader-{}", std::process::id()))
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .create()
+            .expect("read_committed consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("partition offset");
+        }
+        c.assign(&tpl).expect("assigning the partitions");
+        let (mut out, mut at_end) = (Vec::new(), 0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while at_end < partitions {
+            assert!(Instant::now() < deadline, "reading {topic} took over 60 s");
+            match c.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => out.push(m.payload().unwrap_or_default().to_vec()),
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => at_end += 1,
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                None => {}
+            }
+        }
+        out
+    }
+}
+
 pub struct KafkaProducer(ThreadedProducer<DefaultProducerContext>);
 
 impl KafkaProducer {

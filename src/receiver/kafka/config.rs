@@ -23,6 +23,21 @@ pub struct KafkaReceiver {
     pub initial_offset: InitialOffset,
     pub tls: Option<KafkaTls>,
     pub sasl: Option<Sasl>,
+    /// Stage 2 (opt-in): publish partial aggregates in Kafka transactions.
+    pub aggregates: Option<Aggregates>,
+}
+
+/// `receivers.kafka.aggregates`: where the partial aggregates go, and who publishes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregates {
+    /// Default `cerflow-aggregates`; keyed by journey.
+    pub topic: String,
+    /// Names this instance in its transactional id (`<group_id>-<instance>`) and in its
+    /// partials; default the host name and the process id.
+    pub instance: String,
+    /// The largest message published; a journey's partials over it are split. Default
+    /// 1,000,000 bytes, under Kafka's default `message.max.bytes` of 1 MiB.
+    pub max_message_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +100,7 @@ pub fn decode_kafka(ctx: &mut Ctx, node: &Node) -> Option<KafkaReceiver> {
         "initial_offset",
         "tls",
         "auth",
+        "aggregates",
     ];
     let m = ctx.map(node, PATH, &keys)?;
     let problems_before = ctx.problems.len();
@@ -156,6 +172,7 @@ pub fn decode_kafka(ctx: &mut Ctx, node: &Node) -> Option<KafkaReceiver> {
     };
     let tls = m.get("tls").and_then(|n| decode_tls(ctx, n));
     let sasl = m.get("auth").and_then(|n| decode_auth(ctx, n));
+    let aggregates = m.get("aggregates").and_then(|n| decode_aggregates(ctx, n));
     if ctx.problems.len() != problems_before {
         return None;
     }
@@ -168,7 +185,63 @@ pub fn decode_kafka(ctx: &mut Ctx, node: &Node) -> Option<KafkaReceiver> {
         initial_offset: initial_offset?,
         tls,
         sasl,
+        aggregates,
     })
+}
+
+/// Kafka's default `message.max.bytes` (1 MiB) less room for the key, headers and the
+/// record batch framing: the default largest partial message.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
+
+/// The smallest message limit: room for one sub-bucket with a dense user sketch pair.
+const MIN_MESSAGE_BYTES: u64 = 65_536;
+
+fn decode_aggregates(ctx: &mut Ctx, node: &Node) -> Option<Aggregates> {
+    let p = join(PATH, "aggregates");
+    let m = ctx.map(node, &p, &["topic", "instance", "max_message_bytes"])?;
+    let topic = match m.get("topic") {
+        Some(n) => ctx.non_empty_string(n, &join(&p, "topic")),
+        None => Some("cerflow-aggregates".to_string()),
+    };
+    let instance = match m.get("instance") {
+        Some(n) => ctx.non_empty_string(n, &join(&p, "instance")),
+        None => Some(default_instance()),
+    };
+    let max_message_bytes = match m.get("max_message_bytes") {
+        None => Some(DEFAULT_MAX_MESSAGE_BYTES as u64),
+        Some(n) => ctx.u64(n, &join(&p, "max_message_bytes")).and_then(|v| {
+            if v < MIN_MESSAGE_BYTES {
+                ctx.error(
+                    n.mark,
+                    &join(&p, "max_message_bytes"),
+                    format!("must be at least {MIN_MESSAGE_BYTES}: one sub-bucket with dense user sketches takes 33 KB"),
+                );
+                return None;
+            }
+            Some(v)
+        }),
+    };
+    let (topic, instance, max_message_bytes) = (topic?, instance?, max_message_bytes?);
+    Some(Aggregates {
+        topic,
+        instance,
+        max_message_bytes: usize::try_from(max_message_bytes).unwrap_or(usize::MAX),
+    })
+}
+
+/// The host name and process id: unique among running instances, which is what a
+/// transactional id needs (a restarted instance's old transactions are aborted by the
+/// broker's transaction timeout, and its input partitions fenced by the group).
+fn default_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let host = if host.is_empty() {
+        "cerflow".into()
+    } else {
+        host
+    };
+    format!("{host}-{}", std::process::id())
 }
 
 fn decode_tls(ctx: &mut Ctx, node: &Node) -> Option<KafkaTls> {
@@ -254,6 +327,14 @@ mod tests {
         assert_eq!(sasl.username, "cerflow");
         assert!(!format!("{sasl:?}").contains("s3cret"));
         assert_eq!(
+            k.aggregates,
+            Some(Aggregates {
+                topic: "cerflow-aggregates".into(),
+                instance: "eu-1".into(),
+                max_message_bytes: 500_000,
+            })
+        );
+        assert_eq!(
             k.tls,
             Some(KafkaTls {
                 insecure_skip_verify: true,
@@ -285,7 +366,7 @@ mod tests {
                 InitialOffset::Latest
             )
         );
-        assert_eq!((k.tls, k.sasl), (None, None));
+        assert_eq!((k.tls, k.sasl, k.aggregates), (None, None, None));
     }
 
     #[test]
@@ -299,6 +380,9 @@ mod tests {
                 "7:21: receivers.kafka.initial_offset: unknown initial_offset \"middle\" (use latest or earliest)",
                 "9:7: receivers.kafka.tls: unknown key \"verify\" (expected one of: ca_file, cert_file, key_file, insecure_skip_verify)",
                 "13:20: receivers.kafka.auth.sasl.mechanism: unknown mechanism \"GSSAPI\" (use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)",
+                "17:17: receivers.kafka.aggregates.instance: must not be empty",
+                "18:26: receivers.kafka.aggregates.max_message_bytes: must be at least 65536: one sub-bucket with dense user sketches takes 33 KB",
+                "19:7: receivers.kafka.aggregates: unknown key \"interval\" (expected one of: topic, instance, max_message_bytes)",
             ]
         );
     }

@@ -5,9 +5,14 @@
 //!
 //! Delivery is at least once: a message's offset is stored only after the consumer has
 //! taken it (or refused it for good), and stored offsets are committed every 5 s and on
-//! shutdown; a crash replays at most the messages since the last commit.
+//! shutdown; a crash replays at most the messages since the last commit. With
+//! `receivers.kafka.aggregates` (stage 2) it is exactly once instead: offsets are
+//! committed only in the transaction that publishes the partial aggregates of the spans
+//! before them ([`transactions`]).
 
 pub mod config;
+pub mod owners;
+pub mod transactions;
 
 use crate::internal_events::{InternalEvent, KafkaAssigned, KafkaConnection, KafkaError};
 use crate::receiver::consumer::{Consumer, Refused};
@@ -21,6 +26,7 @@ use rdkafka::{ClientContext, Statistics};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
+use transactions::{Barrier, Transactions};
 
 /// How long one poll waits for a message, so a stop request is seen within it.
 const POLL: Duration = Duration::from_millis(100);
@@ -30,6 +36,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// librdkafka's view of the connection and the group, turned into internal events.
 struct Context {
     tel: Arc<Telemetry>,
+    /// Stage 2: the transactions that commit the offsets.
+    txn: Option<Arc<Transactions>>,
 }
 
 impl ClientContext for Context {
@@ -56,6 +64,15 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        // Before the partitions go: what was taken from them is published and committed
+        // (or, if that fails, left uncommitted for their next owner to read again).
+        if let (Some(txn), Rebalance::Revoke(_)) = (&self.txn, r) {
+            txn.commit(consumer);
+            txn.forget();
+        }
+    }
+
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         let partitions = match r {
             Rebalance::Assign(_) => consumer.assignment().map_or(0, |a| a.count() as u64),
@@ -72,20 +89,32 @@ impl ConsumerContext for Context {
     }
 }
 
-/// librdkafka's settings for `cfg`: the Collector's knobs mapped to its names.
+/// librdkafka's consumer settings for `cfg`: the Collector's knobs mapped to its names.
 pub fn client_config(cfg: &KafkaReceiver) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", cfg.brokers.join(","))
-        .set("group.id", &cfg.group_id)
-        .set("client.id", &cfg.client_id)
+    let mut c = connection_config(cfg);
+    c.set("group.id", &cfg.group_id)
         .set("auto.offset.reset", cfg.initial_offset.as_str())
-        // Offsets are stored by hand once a message is taken, committed in the background.
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.commit.interval.ms", "5000")
         .set("statistics.interval.ms", "1000")
         // Fetches are bounded: at most this much is buffered ahead of the pipeline.
         .set("queued.max.messages.kbytes", "65536");
+    if cfg.aggregates.is_some() {
+        // Offsets are committed only inside the aggregates' transactions.
+        c.set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+    } else {
+        // Offsets are stored by hand once a message is taken, committed in the background.
+        c.set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", "5000");
+    }
+    c
+}
+
+/// The brokers, client id and security settings every client of `cfg` shares.
+pub fn connection_config(cfg: &KafkaReceiver) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", cfg.brokers.join(","))
+        .set("client.id", &cfg.client_id);
     let protocol = match (&cfg.tls, &cfg.sasl) {
         (None, None) => "plaintext",
         (Some(_), None) => "ssl",
@@ -153,14 +182,37 @@ impl Drop for KafkaReceiverHandle {
     }
 }
 
+/// Stage 2's part of the receiver: the barrier and how often it runs.
+pub struct Stage2 {
+    pub barrier: Arc<dyn Barrier>,
+    /// The evaluation interval: partials are published once per interval.
+    pub interval: Duration,
+}
+
 /// Creates the consumer and subscribes; the error says what librdkafka refused (an
-/// option its build lacks, e.g. TLS, is reported here at start-up).
+/// option its build lacks, e.g. TLS, is reported here at start-up). `stage2` is given
+/// when `cfg.aggregates` is set.
 pub fn start(
     cfg: &KafkaReceiver,
     consumer: Arc<dyn Consumer>,
     tel: Arc<Telemetry>,
+    stage2: Option<Stage2>,
 ) -> Result<KafkaReceiverHandle, String> {
-    let context = Context { tel: tel.clone() };
+    let (txn, interval) = match (&cfg.aggregates, stage2) {
+        (Some(agg), Some(s)) => {
+            tel.kafka.aggregates.store(true, Relaxed);
+            let t = Transactions::new(cfg, agg, s.barrier, tel.clone());
+            (Some(Arc::new(t)), s.interval)
+        }
+        (Some(_), None) => {
+            return Err("receivers.kafka.aggregates needs the partial-aggregate barrier".into())
+        }
+        (None, _) => (None, Duration::MAX),
+    };
+    let context = Context {
+        tel: tel.clone(),
+        txn: txn.clone(),
+    };
     let kafka: BaseConsumer<Context> = client_config(cfg)
         .create_with_context(context)
         .map_err(|e| format!("receivers.kafka: cannot create the Kafka consumer: {e}"))?;
@@ -177,7 +229,7 @@ pub fn start(
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("kafka-receiver".into())
-            .spawn(move || run(kafka, consumer.as_ref(), format, &stop))
+            .spawn(move || run(kafka, consumer.as_ref(), format, &stop, txn, interval))
             .map_err(|e| format!("cannot start the Kafka receiver thread: {e}"))?
     };
     Ok(KafkaReceiverHandle { stop, thread })
@@ -188,8 +240,17 @@ fn run(
     consumer: &dyn Consumer,
     format: crate::receiver::consumer::Format,
     stop: &AtomicBool,
+    txn: Option<Arc<Transactions>>,
+    interval: Duration,
 ) {
+    let mut last_barrier = std::time::Instant::now();
     'poll: while !stop.load(Relaxed) {
+        if let Some(t) = &txn {
+            if last_barrier.elapsed() >= interval {
+                t.commit(&kafka);
+                last_barrier = std::time::Instant::now();
+            }
+        }
         let msg = match kafka.poll(POLL) {
             None => continue,
             Some(Err(e)) => {
@@ -220,7 +281,9 @@ fn run(
                 }
             }
         }
-        if let Err(e) = kafka.store_offset_from_message(&msg) {
+        if let Some(t) = &txn {
+            t.taken(msg.partition(), msg.offset());
+        } else if let Err(e) = kafka.store_offset_from_message(&msg) {
             // Revoked meanwhile: the new owner reads the message again (at least once).
             KafkaError {
                 detail: &e.to_string(),
@@ -228,6 +291,21 @@ fn run(
             .emit(consumer.telemetry());
         }
     }
+    if let Some(t) = &txn {
+        // Shutdown flushes: the last barrier publishes and commits what was taken.
+        t.commit(&kafka);
+    } else {
+        commit_stored(&kafka, consumer);
+    }
+    kafka.unsubscribe();
+    consumer
+        .telemetry()
+        .kafka
+        .partitions_assigned
+        .store(0, Relaxed);
+}
+
+fn commit_stored(kafka: &BaseConsumer<Context>, consumer: &dyn Consumer) {
     match kafka.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => {}
         // Nothing stored since the last commit.
@@ -237,12 +315,6 @@ fn run(
         }
         .emit(consumer.telemetry()),
     }
-    kafka.unsubscribe();
-    consumer
-        .telemetry()
-        .kafka
-        .partitions_assigned
-        .store(0, Relaxed);
 }
 
 #[cfg(test)]
@@ -260,6 +332,7 @@ mod tests {
             initial_offset: InitialOffset::Earliest,
             tls: None,
             sasl: None,
+            aggregates: None,
         }
     }
 
@@ -288,6 +361,23 @@ mod tests {
         assert_eq!(c.get("enable.ssl.certificate.verification"), Some("false"));
     }
 
+    /// Stage 2 commits offsets only inside its transactions, never in the background.
+    #[test]
+    fn with_aggregates_offsets_are_not_committed_automatically() {
+        let mut r = receiver();
+        assert_eq!(client_config(&r).get("enable.auto.commit"), Some("true"));
+        r.aggregates = Some(config::Aggregates {
+            topic: "cerflow-aggregates".into(),
+            instance: "a".into(),
+            max_message_bytes: 1_000_000,
+        });
+        let c = client_config(&r);
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("enable.auto.offset.store"), None);
+        assert_eq!(c.get("group.id"), Some("cerflow"));
+        assert_eq!(connection_config(&r).get("group.id"), None);
+    }
+
     /// The default rdkafka build has no OpenSSL: TLS is refused when the consumer is
     /// made, at start-up, with librdkafka's reason, not later in a retry loop.
     #[test]
@@ -296,7 +386,7 @@ mod tests {
         r.tls = Some(KafkaTls::default());
         let tel = Arc::new(Telemetry::default());
         let made: Result<BaseConsumer<Context>, _> =
-            client_config(&r).create_with_context(Context { tel });
+            client_config(&r).create_with_context(Context { tel, txn: None });
         let err = made.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("OpenSSL not available"), "{err}");
     }

@@ -1,0 +1,256 @@
+//! Stage 2's owner state (issue 13): the window state of the journeys this instance
+//! owns, built only from the partial aggregates of the aggregates topic, and the seam
+//! through which other parts follow ownership.
+//!
+//! Why no request is counted twice or lost on an owner:
+//! - With `receivers.kafka.aggregates`, the workers' journey series hold only what was
+//!   recorded since the last barrier: each barrier moves it out into partials
+//!   ([`crate::partial::take_series`]) and publishes it in the transaction that commits
+//!   the input offsets. The deriver does not read the workers' journey series in this
+//!   mode (it would count this instance's spans a second time); it reads [`Owners`].
+//! - [`Owners`] is fed only by committed partials of the partitions the owners' group
+//!   gave this instance ([`crate::receiver::kafka::owners`]), each read once, in order,
+//!   from the partition's start; a partition taken away drops its journeys, and its new
+//!   owner reads the same partials from the same start. Every partial holds each span
+//!   of a committed transaction exactly once (`transactions.rs`), and a journey's
+//!   partials all land in one partition (keyed by journey), so one owner merges all of
+//!   them and no other merges any.
+//! - Merges add integers (counts in sampling units, histogram bins) and take unions of
+//!   user sketches, so the owner's figures are bit-identical to one instance's whatever
+//!   the split of spans between publishers and the order of their partials; f64 sums
+//!   (latency, values) differ only in rounding.
+//!
+//! Partials of a journey this instance's config does not know (another config, or a
+//! journey derived by `auto_journeys` from spans it never saw) are refused and counted.
+
+use crate::internal_events::{InternalEvent, KafkaPartialRefused, KafkaPartialsMerged};
+use crate::journey::{JourneyInfo, Journeys};
+use crate::receiver::kafka::owners::PartialSink;
+use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
+use crate::telemetry::Telemetry;
+use crate::window::SeriesState;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// Called when the set of owned aggregates partitions changes (on the owners'
+/// consumer thread), with the partitions that changed: the seam for state that follows
+/// ownership (a changelog restore on `assigned`, a flush on `revoked`).
+pub trait OwnershipListener: Send + Sync {
+    fn assigned(&self, partitions: &[i32]);
+    fn revoked(&self, partitions: &[i32]);
+}
+
+/// Window layout the owner's series are made with: the same as the workers'.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub window_ns: Vec<u64>,
+    pub sub_buckets: u32,
+    pub n_bounds: usize,
+    pub ttl_ns: u64,
+}
+
+/// One journey x cohort series merged from partials.
+struct Owned {
+    journey: Arc<JourneyInfo>,
+    cohort: Arc<[Box<str>]>,
+    overflow: bool,
+    from_metrics: bool,
+    /// The aggregates partition its partials come from.
+    partition: i32,
+    state: SeriesState,
+}
+
+/// (journey name, cohort values, overflow, from metrics).
+type Key = (Arc<str>, Vec<Box<str>>, bool, bool);
+
+#[derive(Default)]
+struct Inner {
+    series: HashMap<Key, Owned>,
+    partitions: BTreeSet<i32>,
+}
+
+/// The owned journeys' state; shared by the owners' consumer (merges) and the deriver
+/// (a snapshot each tick).
+pub struct Owners {
+    inner: Mutex<Inner>,
+    journeys: Mutex<Arc<Journeys>>,
+    layout: Layout,
+    listeners: Mutex<Vec<Arc<dyn OwnershipListener>>>,
+    tel: Arc<Telemetry>,
+}
+
+impl Owners {
+    pub fn new(layout: Layout, journeys: Arc<Journeys>, tel: Arc<Telemetry>) -> Owners {
+        Owners {
+            inner: Mutex::default(),
+            journeys: Mutex::new(journeys),
+            layout,
+            listeners: Mutex::default(),
+            tel,
+        }
+    }
+
+    /// Adds a listener for ownership changes (see [`OwnershipListener`]).
+    pub fn listen(&self, l: Arc<dyn OwnershipListener>) {
+        lock(&self.listeners).push(l);
+    }
+
+    /// After a config reload: partials are matched to the new journeys by name.
+    pub fn set_journeys(&self, journeys: Arc<Journeys>) {
+        let mut inner = lock(&self.inner);
+        // A journey that went with the reload takes its series with it; a kept one
+        // points at its new definition.
+        inner.series.retain(|_, s| {
+            match journeys.configured().find(|j| j.name == s.journey.name) {
+                Some(j) => {
+                    s.journey = j.clone();
+                    true
+                }
+                None => false,
+            }
+        });
+        *lock(&self.journeys) = journeys;
+    }
+
+    /// The aggregates partitions this instance owns now.
+    pub fn owned_partitions(&self) -> BTreeSet<i32> {
+        lock(&self.inner).partitions.clone()
+    }
+
+    /// The journeys this instance owns now (those it has merged partials of).
+    pub fn owned_journeys(&self) -> BTreeSet<Arc<str>> {
+        lock(&self.inner)
+            .series
+            .values()
+            .map(|s| s.journey.name.clone())
+            .collect()
+    }
+
+    /// Merges one message of the aggregates topic from `partition` at `now_ns`.
+    pub fn merge(&self, partition: i32, bytes: &[u8], now_ns: u64) -> Result<(), String> {
+        let m = crate::partial::decode(bytes)?;
+        let journey = lock(&self.journeys)
+            .configured()
+            .find(|j| *j.name == *m.journey)
+            .cloned()
+            .ok_or_else(|| format!("journey {:?} is not in this instance's config", m.journey))?;
+        let mut inner = lock(&self.inner);
+        if !inner.partitions.contains(&partition) {
+            return Err(format!("partition {partition} is not owned here"));
+        }
+        let mut late = 0;
+        for p in &m.series {
+            let key: Key = (
+                journey.name.clone(),
+                p.cohort.iter().map(|c| Box::from(c.as_str())).collect(),
+                p.overflow,
+                p.from_metrics,
+            );
+            let layout = &self.layout;
+            let owned = inner.series.entry(key).or_insert_with(|| Owned {
+                journey: journey.clone(),
+                cohort: p.cohort.iter().map(|c| Box::from(c.as_str())).collect(),
+                overflow: p.overflow,
+                from_metrics: p.from_metrics,
+                partition,
+                state: SeriesState::new(
+                    &layout.window_ns,
+                    layout.sub_buckets,
+                    layout.n_bounds,
+                    now_ns,
+                ),
+            });
+            owned.partition = partition;
+            let merged = crate::partial::merge_series(&mut owned.state, p, now_ns)?;
+            late += merged.late + merged.future;
+        }
+        KafkaPartialsMerged {
+            sub_buckets_dropped: late,
+        }
+        .emit(&self.tel);
+        Ok(())
+    }
+
+    /// The owned series as one more shard for the deriver, at `now_ns`; series that
+    /// merged nothing for `windows.series_ttl` expire, as a worker's do.
+    pub fn snapshot(&self, now_ns: u64) -> ShardSnapshot {
+        let mut inner = lock(&self.inner);
+        let ttl = self.layout.ttl_ns;
+        inner
+            .series
+            .retain(|_, s| now_ns.saturating_sub(s.state.last_update_unix_ns) < ttl);
+        let (mut scratch, mut q) = (Vec::new(), Vec::new());
+        let mut out = ShardSnapshot::default();
+        for s in inner.series.values() {
+            let windows = (0..s.state.windows.len())
+                .map(|w| {
+                    s.state
+                        .window_stats(w, now_ns, &QUANTILES, &mut scratch, &mut q)
+                })
+                .collect();
+            out.state_bytes += s.state.heap_bytes();
+            out.series.push(SeriesSnap {
+                journey: s.journey.clone(),
+                cohort: s.cohort.clone(),
+                overflow: s.overflow,
+                from_metrics: s.from_metrics,
+                totals: s.state.totals,
+                duration_sum_s: s.state.duration_sum_s,
+                value_total: s.state.value_total,
+                value_failed: s.state.value_failed,
+                buckets: s.state.buckets.clone(),
+                created_unix_ns: s.state.created_unix_ns,
+                windows,
+                exemplars: None,
+                frustrations: s.state.frustrations.clone(),
+            });
+        }
+        out
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl PartialSink for Owners {
+    fn assigned(&self, partitions: &[i32]) {
+        {
+            let mut inner = lock(&self.inner);
+            inner.partitions.extend(partitions.iter().copied());
+            self.tel.kafka.owned_partitions.store(
+                inner.partitions.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        for l in lock(&self.listeners).iter() {
+            l.assigned(partitions);
+        }
+    }
+
+    fn revoked(&self, partitions: &[i32]) {
+        for l in lock(&self.listeners).iter() {
+            l.revoked(partitions);
+        }
+        let mut inner = lock(&self.inner);
+        inner
+            .series
+            .retain(|_, s| !partitions.contains(&s.partition));
+        for p in partitions {
+            inner.partitions.remove(p);
+        }
+        self.tel.kafka.owned_partitions.store(
+            inner.partitions.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn partial(&self, partition: i32, bytes: &[u8]) {
+        if let Err(e) = self.merge(partition, bytes, crate::clock::now_unix_ns()) {
+            KafkaPartialRefused { detail: &e }.emit(&self.tel);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,456 @@
+//! Partial aggregates: what a Kafka stage-1 instance hands to a journey's owner
+//! (issue 13, stage 2), and how the owner merges it. Owns the wire encoding
+//! (`proto/cerflow/aggregates/v1/partials.proto`, version [`VERSION`]), the split of a
+//! journey's partials into messages under the topic's size limit, and the merge.
+//!
+//! A partial is a delta: [`take_series`] moves out everything a series recorded since
+//! the previous take (its totals, latency buckets, frustrations and every window
+//! sub-bucket, by start time) and leaves the series empty, so each recorded span is in
+//! exactly one partial. [`merge_series`] adds a partial into the owner's series: counts,
+//! histogram bins and latency buckets add, user sketches take the union
+//! ([`crate::distinct`]: the merged sketch equals the one built from all inserts, form
+//! included). Integer figures and sketches are therefore identical to one instance's
+//! whatever the split of spans between instances and the order partials arrive in.
+//!
+//! Not exact, and why: the f64 sums (latency sum, value totals, value at risk) are
+//! added in a different order than one instance adds them, so they may differ in the
+//! last bits; a web-vital report that replaces an earlier one of the same id
+//! ([`crate::window::MAX_VITAL_IDS`]) can only take it back while both are recorded on
+//! the same instance between two takes; a sub-bucket that reaches its owner after it
+//! slid out of the owner's window is dropped and counted ([`Merged::late`]), as a late
+//! span is on one instance.
+
+use crate::distinct::Distinct;
+use crate::experience::VITAL_COUNT;
+use crate::hist::SparseHist;
+use crate::proto::aggregates as pb;
+use crate::window::{Counts, Customers, SeriesState, Slot, Users, VitalSlot};
+use prost::Message;
+
+/// The encoding version this build writes and reads.
+pub const VERSION: u32 = 1;
+
+/// The one place [`Counts`] is written: a change of its representation (e.g. weighted
+/// counts) changes this function and [`decode_counts`] only.
+pub fn encode_counts(c: &Counts) -> pb::Counts {
+    pb::Counts {
+        requests: c.requests,
+        errors: c.errors,
+        slow: c.slow,
+        incorrect: c.incorrect,
+        vitals: c.vitals,
+        vitals_bad: c.vitals_bad,
+    }
+}
+
+/// The reverse of [`encode_counts`]; an absent message is all zeros.
+pub fn decode_counts(c: Option<&pb::Counts>) -> Counts {
+    let Some(c) = c else {
+        return Counts::default();
+    };
+    Counts {
+        requests: c.requests,
+        errors: c.errors,
+        slow: c.slow,
+        incorrect: c.incorrect,
+        vitals: c.vitals,
+        vitals_bad: c.vitals_bad,
+    }
+}
+
+fn encode_hist(h: &SparseHist) -> (Vec<u32>, Vec<u32>) {
+    h.bins().iter().copied().unzip()
+}
+
+fn decode_hist(bins: &[u32], counts: &[u32]) -> Result<SparseHist, String> {
+    if bins.len() != counts.len() {
+        return Err(format!(
+            "a histogram has {} bins but {} counts",
+            bins.len(),
+            counts.len()
+        ));
+    }
+    SparseHist::from_bins(bins.iter().copied().zip(counts.iter().copied()).collect())
+}
+
+fn encode_distinct(d: &Distinct) -> Option<pb::Distinct> {
+    use pb::distinct::Form;
+    let form = match d {
+        Distinct::Exact(v) if v.is_empty() => return None,
+        Distinct::Exact(v) => Form::Exact(pb::Hashes { hashes: v.clone() }),
+        Distinct::Sparse(v) => Form::Sparse(pb::Registers { entries: v.clone() }),
+        Distinct::Dense(r) => Form::Dense(r.to_vec()),
+    };
+    Some(pb::Distinct { form: Some(form) })
+}
+
+fn decode_distinct(d: Option<&pb::Distinct>) -> Result<Distinct, String> {
+    use pb::distinct::Form;
+    match d.and_then(|d| d.form.as_ref()) {
+        None => Ok(Distinct::default()),
+        Some(Form::Exact(h)) => Distinct::checked_exact(h.hashes.clone()),
+        Some(Form::Sparse(r)) => Distinct::checked_sparse(r.entries.clone()),
+        Some(Form::Dense(b)) => Distinct::checked_dense(b.clone().into_boxed_slice()),
+    }
+}
+
+fn encode_slot(start_ns: u64, s: &Slot) -> pb::SubBucket {
+    let (hist_bins, hist_counts) = encode_hist(&s.hist);
+    let c = s.customers.as_deref();
+    pb::SubBucket {
+        start_ns,
+        counts: Some(encode_counts(&s.counts)),
+        hist_bins,
+        hist_counts,
+        users_all: c.and_then(|c| encode_distinct(&c.users.all)),
+        users_affected: c.and_then(|c| encode_distinct(&c.users.affected)),
+        value_at_risk: c.map_or(0.0, |c| c.value_at_risk),
+        vitals: s.vitals.as_deref().map_or_else(Vec::new, |v| {
+            (0..VITAL_COUNT)
+                .map(|i| {
+                    let (hist_bins, hist_counts) = encode_hist(&v.hist[i]);
+                    pb::Vital {
+                        good: v.good[i],
+                        all: v.all[i],
+                        hist_bins,
+                        hist_counts,
+                    }
+                })
+                .collect()
+        }),
+    }
+}
+
+fn decode_slot(b: &pb::SubBucket) -> Result<Slot, String> {
+    if !b.value_at_risk.is_finite() {
+        return Err("a sub-bucket's value at risk is not finite".into());
+    }
+    let users = Users {
+        all: decode_distinct(b.users_all.as_ref())?,
+        affected: decode_distinct(b.users_affected.as_ref())?,
+    };
+    let customers = (!users.all.is_empty() || !users.affected.is_empty() || b.value_at_risk != 0.0)
+        .then(|| {
+            Box::new(Customers {
+                users,
+                value_at_risk: b.value_at_risk,
+            })
+        });
+    let vitals = if b.vitals.is_empty() {
+        None
+    } else if b.vitals.len() != VITAL_COUNT {
+        return Err(format!(
+            "a sub-bucket has {} web vitals, not {VITAL_COUNT}",
+            b.vitals.len()
+        ));
+    } else {
+        let mut v = VitalSlot::default();
+        for (i, x) in b.vitals.iter().enumerate() {
+            v.good[i] = x.good;
+            v.all[i] = x.all;
+            v.hist[i] = decode_hist(&x.hist_bins, &x.hist_counts)?;
+        }
+        Some(Box::new(v))
+    };
+    Ok(Slot {
+        counts: decode_counts(b.counts.as_ref()),
+        hist: decode_hist(&b.hist_bins, &b.hist_counts)?,
+        customers,
+        vitals,
+    })
+}
+
+/// Adds counts from the wire: saturating, so a hostile partial cannot overflow them.
+fn add_counts(a: &mut Counts, b: &Counts) {
+    a.requests = a.requests.saturating_add(b.requests);
+    a.errors = a.errors.saturating_add(b.errors);
+    a.slow = a.slow.saturating_add(b.slow);
+    a.incorrect = a.incorrect.saturating_add(b.incorrect);
+    a.vitals = a.vitals.saturating_add(b.vitals);
+    a.vitals_bad = a.vitals_bad.saturating_add(b.vitals_bad);
+}
+
+/// Adds `o` into `s`: the sub-bucket both would have made from all their inputs.
+fn merge_slot(s: &mut Slot, o: Slot) {
+    add_counts(&mut s.counts, &o.counts);
+    s.hist.merge(&o.hist);
+    if let Some(oc) = o.customers {
+        match s.customers.as_deref_mut() {
+            None => s.customers = Some(oc),
+            Some(c) => {
+                c.users.merge(&oc.users);
+                c.value_at_risk += oc.value_at_risk;
+            }
+        }
+    }
+    if let Some(ov) = o.vitals {
+        match s.vitals.as_deref_mut() {
+            None => s.vitals = Some(ov),
+            Some(v) => {
+                for i in 0..VITAL_COUNT {
+                    v.good[i] = v.good[i].saturating_add(ov.good[i]);
+                    v.all[i] = v.all[i].saturating_add(ov.all[i]);
+                    v.hist[i].merge(&ov.hist[i]);
+                }
+            }
+        }
+    }
+}
+
+/// Moves out what `state` recorded since the last take, leaving it empty; `None` when
+/// it recorded nothing. `cohort`, `overflow` and `from_metrics` name the series.
+pub fn take_series(
+    state: &mut SeriesState,
+    cohort: &[Box<str>],
+    overflow: bool,
+    from_metrics: bool,
+) -> Option<pb::SeriesPartial> {
+    let windows: Vec<pb::WindowPartial> = state
+        .windows
+        .iter_mut()
+        .map(|ring| pb::WindowPartial {
+            sub_buckets: ring
+                .drain()
+                .iter()
+                .map(|(start, s)| encode_slot(*start, s))
+                .collect(),
+        })
+        .collect();
+    let totals = std::mem::take(&mut state.totals);
+    let frustrations = std::mem::take(&mut state.frustrations);
+    let buckets = if state.buckets.iter().any(|&n| n > 0) {
+        let n = state.buckets.len();
+        std::mem::replace(&mut state.buckets, vec![0; n])
+    } else {
+        Vec::new()
+    };
+    let empty = totals == Counts::default()
+        && buckets.is_empty()
+        && frustrations.iter().all(|&n| n == 0)
+        && windows.iter().all(|w| w.sub_buckets.is_empty());
+    let p = pb::SeriesPartial {
+        cohort: cohort.iter().map(|c| c.to_string()).collect(),
+        overflow,
+        from_metrics,
+        totals: Some(encode_counts(&totals)),
+        duration_sum_s: std::mem::take(&mut state.duration_sum_s),
+        value_total: std::mem::take(&mut state.value_total),
+        value_failed: std::mem::take(&mut state.value_failed),
+        buckets,
+        frustrations,
+        created_unix_ns: state.created_unix_ns,
+        windows,
+    };
+    (!empty).then_some(p)
+}
+
+/// What a merge did with a partial's sub-buckets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Merged {
+    pub sub_buckets: u64,
+    /// Sub-buckets that had slid out of the owner's window at `now_ns`: dropped.
+    pub late: u64,
+    /// Sub-buckets starting more than a sub-bucket after `now_ns` (a clock far ahead, or
+    /// a corrupt partial): dropped, as they would hold a ring slot for a future bucket.
+    pub future: u64,
+}
+
+/// Adds partial `p` into the owner's `state` at `now_ns`. The whole partial is checked
+/// before anything is added, so a refused one leaves `state` as it was.
+pub fn merge_series(
+    state: &mut SeriesState,
+    p: &pb::SeriesPartial,
+    now_ns: u64,
+) -> Result<Merged, String> {
+    if p.windows.len() != state.windows.len() {
+        return Err(format!(
+            "the partial has {} windows, this instance {}: their window config differs",
+            p.windows.len(),
+            state.windows.len()
+        ));
+    }
+    if !p.buckets.is_empty() && p.buckets.len() != state.buckets.len() {
+        return Err(format!(
+            "the partial has {} latency buckets, this instance {}: histogram bounds differ",
+            p.buckets.len(),
+            state.buckets.len()
+        ));
+    }
+    let sums = [p.duration_sum_s, p.value_total, p.value_failed];
+    if sums.iter().any(|v| !v.is_finite()) {
+        return Err("the partial's latency or value sums are not finite".into());
+    }
+    let mut slots = Vec::with_capacity(p.windows.len());
+    for w in &p.windows {
+        let decoded: Result<Vec<(u64, Slot)>, String> = w
+            .sub_buckets
+            .iter()
+            .map(|b| Ok((b.start_ns, decode_slot(b)?)))
+            .collect();
+        slots.push(decoded?);
+    }
+    let mut merged = Merged::default();
+    for (ring, window) in state.windows.iter_mut().zip(slots) {
+        for (start_ns, slot) in window {
+            merged.sub_buckets += 1;
+            if start_ns > now_ns.saturating_add(ring.sub_ns()) {
+                merged.future += 1;
+                continue;
+            }
+            match ring.slot_mut(start_ns, now_ns) {
+                Some(s) => merge_slot(s, slot),
+                None => merged.late += 1,
+            }
+        }
+    }
+    add_counts(&mut state.totals, &decode_counts(p.totals.as_ref()));
+    state.duration_sum_s += p.duration_sum_s;
+    state.value_total += p.value_total;
+    state.value_failed += p.value_failed;
+    for (a, b) in state.buckets.iter_mut().zip(&p.buckets) {
+        *a = a.saturating_add(*b);
+    }
+    if state.frustrations.len() < p.frustrations.len() {
+        state.frustrations.resize(p.frustrations.len(), 0);
+    }
+    for (a, b) in state.frustrations.iter_mut().zip(&p.frustrations) {
+        *a = a.saturating_add(*b);
+    }
+    if p.created_unix_ns != 0 {
+        state.created_unix_ns = state.created_unix_ns.min(p.created_unix_ns);
+    }
+    state.last_update_unix_ns = state.last_update_unix_ns.max(now_ns);
+    Ok(merged)
+}
+
+/// Why a journey's partials could not all be encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge {
+    pub journey: String,
+    /// Bytes of the one sub-bucket that alone exceeds the limit.
+    pub bytes: usize,
+}
+
+/// Encodes one journey's partials as messages of at most `max_bytes` each. A series
+/// that alone exceeds the limit is cut into pieces along its sub-buckets (partials
+/// add, so pieces merge to the whole); a single sub-bucket over the limit cannot be
+/// cut and is returned as [`TooLarge`] beside the messages that could be made.
+pub fn encode_journey(
+    journey: &str,
+    instance: &str,
+    sequence: u64,
+    series: Vec<pb::SeriesPartial>,
+    max_bytes: usize,
+) -> (Vec<Vec<u8>>, Vec<TooLarge>) {
+    let header = |series: Vec<pb::SeriesPartial>| pb::JourneyPartial {
+        version: VERSION,
+        journey: journey.to_string(),
+        instance: instance.to_string(),
+        sequence,
+        part: 0,
+        parts: 0,
+        series,
+    };
+    // Room for the part numbers, set once the count is known (two varints, <= 12 bytes).
+    let budget = max_bytes.saturating_sub(header(Vec::new()).encoded_len() + 12);
+    let mut too_large = Vec::new();
+    let mut pieces = Vec::new();
+    for s in series {
+        if entry_len(&s) <= budget {
+            pieces.push(s);
+        } else {
+            cut(s, budget, journey, &mut pieces, &mut too_large);
+        }
+    }
+    let mut groups: Vec<Vec<pb::SeriesPartial>> = Vec::new();
+    let mut used = usize::MAX;
+    for p in pieces {
+        let len = entry_len(&p);
+        if used.saturating_add(len) > budget {
+            groups.push(Vec::new());
+            used = 0;
+        }
+        used += len;
+        if let Some(g) = groups.last_mut() {
+            g.push(p);
+        }
+    }
+    let parts = groups.len() as u32;
+    let messages = groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let mut m = header(g);
+            m.part = i as u32;
+            m.parts = parts;
+            m.encode_to_vec()
+        })
+        .collect();
+    (messages, too_large)
+}
+
+/// Bytes a series takes inside a [`pb::JourneyPartial`]: tag, length and body.
+fn entry_len(s: &pb::SeriesPartial) -> usize {
+    let n = s.encoded_len();
+    1 + prost::length_delimiter_len(n) + n
+}
+
+/// Cuts a series over the budget: the first piece carries its totals, then each piece
+/// as many whole sub-buckets as fit.
+fn cut(
+    mut s: pb::SeriesPartial,
+    budget: usize,
+    journey: &str,
+    out: &mut Vec<pb::SeriesPartial>,
+    too_large: &mut Vec<TooLarge>,
+) {
+    let windows = std::mem::take(&mut s.windows);
+    let n = windows.len();
+    let bare = |s: &pb::SeriesPartial| pb::SeriesPartial {
+        cohort: s.cohort.clone(),
+        overflow: s.overflow,
+        from_metrics: s.from_metrics,
+        created_unix_ns: s.created_unix_ns,
+        windows: vec![pb::WindowPartial::default(); n],
+        ..Default::default()
+    };
+    let empty = bare(&s);
+    s.windows = vec![pb::WindowPartial::default(); n];
+    let mut piece = s;
+    for (w, window) in windows.into_iter().enumerate() {
+        for b in window.sub_buckets {
+            let blen = {
+                let n = b.encoded_len();
+                1 + prost::length_delimiter_len(n) + n
+            };
+            // A window's own framing grows by at most a few bytes with one more bucket.
+            if entry_len(&empty) + blen + 8 > budget {
+                too_large.push(TooLarge {
+                    journey: journey.to_string(),
+                    bytes: blen,
+                });
+                continue;
+            }
+            if entry_len(&piece) + blen + 8 > budget {
+                out.push(std::mem::replace(&mut piece, bare(&empty)));
+            }
+            piece.windows[w].sub_buckets.push(b);
+        }
+    }
+    out.push(piece);
+}
+
+/// Reads one message of the aggregates topic; refuses a version this build does not know.
+pub fn decode(bytes: &[u8]) -> Result<pb::JourneyPartial, String> {
+    let m = pb::JourneyPartial::decode(bytes).map_err(|e| format!("not a partial: {e}"))?;
+    if m.version != VERSION {
+        return Err(format!(
+            "partial version {} is not the {VERSION} this build reads",
+            m.version
+        ));
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+//! Stage 2's second consumer (issue 13): every instance with `receivers.kafka.aggregates`
+//! also reads the aggregates topic, `read_committed`, as a member of the group
+//! `<group_id>-owners`. Kafka gives each aggregates partition to one member; partials are
+//! keyed by journey, so that member owns the partition's journeys and is the only one
+//! that merges, derives and exports them. This module only moves messages and
+//! ownership changes to a [`PartialSink`] (the owner state, wired in by the app); what a
+//! partial means is [`crate::partial`]'s.
+//!
+//! The owners' group never commits offsets: a member that is given a partition reads it
+//! from the start of what the topic retains (`auto.offset.reset=earliest`), so a new
+//! owner after a rebalance or a crash rebuilds the partition's journeys from every
+//! committed partial, exactly as the previous owner had merged them. What it costs: the
+//! restore reads the partition's retained log, so the topic's `retention.ms` bounds both
+//! the restore time and how far back counters since the series began reach (set it
+//! above the longest window; the compacted changelog of long-lived state is the answer
+//! for the SLO period).
+
+use super::config::{Aggregates, KafkaReceiver};
+use crate::internal_events::{InternalEvent, KafkaError};
+use crate::telemetry::Telemetry;
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::ClientContext;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one poll waits, so a stop request is seen within it.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Where the owners' consumer hands what it reads. Called on the consumer's thread; a
+/// partition's messages arrive in order, after its `assigned` and before its `revoked`.
+pub trait PartialSink: Send + Sync {
+    /// These aggregates partitions are now this instance's (read from their start).
+    fn assigned(&self, partitions: &[i32]);
+    /// These are no longer: their journeys' state must go, the new owner rebuilds it.
+    fn revoked(&self, partitions: &[i32]);
+    /// One committed message of the aggregates topic (keyed by journey).
+    fn partial(&self, partition: i32, bytes: &[u8]);
+}
+
+struct OwnersContext {
+    tel: Arc<Telemetry>,
+    sink: Arc<dyn PartialSink>,
+    topic: String,
+}
+
+impl ClientContext for OwnersContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let _ = error;
+        KafkaError { detail: reason }.emit(&self.tel);
+    }
+}
+
+impl OwnersContext {
+    fn partitions(&self, tpl: &rdkafka::TopicPartitionList) -> Vec<i32> {
+        tpl.elements()
+            .iter()
+            .filter(|e| e.topic() == self.topic)
+            .map(|e| e.partition())
+            .collect()
+    }
+}
+
+impl ConsumerContext for OwnersContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = r {
+            self.sink.revoked(&self.partitions(tpl));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        match r {
+            Rebalance::Assign(tpl) => self.sink.assigned(&self.partitions(tpl)),
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => KafkaError {
+                detail: &e.to_string(),
+            }
+            .emit(&self.tel),
+        }
+    }
+}
+
+/// The owners' group: `<group_id>-owners`.
+pub fn owners_group(cfg: &KafkaReceiver) -> String {
+    format!("{}-owners", cfg.group_id)
+}
+
+/// librdkafka's settings for the owners' consumer of `agg.topic`.
+pub fn owners_config(cfg: &KafkaReceiver) -> rdkafka::config::ClientConfig {
+    let mut c = super::connection_config(cfg);
+    c.set("group.id", owners_group(cfg))
+        // Only what the publishers' transactions committed: an aborted barrier's
+        // partials are never merged.
+        .set("isolation.level", "read_committed")
+        // No commits: a new owner reads its partitions from the start (see the module).
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("queued.max.messages.kbytes", "65536");
+    c
+}
+
+/// A running owners' consumer; dropping it asks it to stop.
+pub struct OwnersHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OwnersHandle {
+    /// Leaves the owners' group (its partitions move at once) and waits up to `grace`.
+    pub fn stop(mut self, grace: Duration) {
+        self.stop.store(true, Relaxed);
+        let deadline = std::time::Instant::now() + grace;
+        if let Some(t) = self.thread.take() {
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for OwnersHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+    }
+}
+
+/// Joins the owners' group and starts reading `agg.topic` on a thread of its own.
+pub fn start(
+    cfg: &KafkaReceiver,
+    agg: &Aggregates,
+    sink: Arc<dyn PartialSink>,
+    tel: Arc<Telemetry>,
+) -> Result<OwnersHandle, String> {
+    let context = OwnersContext {
+        tel: tel.clone(),
+        sink: sink.clone(),
+        topic: agg.topic.clone(),
+    };
+    let kafka: BaseConsumer<OwnersContext> = owners_config(cfg)
+        .create_with_context(context)
+        .map_err(|e| {
+            format!("receivers.kafka.aggregates: cannot create the owners' consumer: {e}")
+        })?;
+    kafka.subscribe(&[&agg.topic]).map_err(|e| {
+        format!(
+            "receivers.kafka.aggregates: cannot subscribe to {}: {e}",
+            agg.topic
+        )
+    })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("kafka-owners".into())
+            .spawn(move || {
+                while !stop.load(Relaxed) {
+                    match kafka.poll(POLL) {
+                        None => {}
+                        Some(Err(e)) => KafkaError {
+                            detail: &e.to_string(),
+                        }
+                        .emit(&tel),
+                        Some(Ok(m)) => sink.partial(m.partition(), m.payload().unwrap_or_default()),
+                    }
+                }
+                // Leaving the group revokes (and so forgets) every partition.
+                kafka.unsubscribe();
+                let _ = kafka.poll(Duration::ZERO);
+            })
+            .map_err(|e| format!("cannot start the Kafka owners thread: {e}"))?
+    };
+    Ok(OwnersHandle {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_read_committed_in_their_own_group_from_the_start() {
+        let r = KafkaReceiver {
+            brokers: vec!["127.0.0.1:9092".into()],
+            topic: "otlp_spans".into(),
+            group_id: "cerflow".into(),
+            client_id: "c1".into(),
+            encoding: super::super::config::Encoding::OtlpProto,
+            initial_offset: super::super::config::InitialOffset::Latest,
+            tls: None,
+            sasl: None,
+            aggregates: None,
+        };
+        let c = owners_config(&r);
+        assert_eq!(c.get("group.id"), Some("cerflow-owners"));
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("auto.offset.reset"), Some("earliest"));
+    }
+}
