@@ -287,6 +287,18 @@ impl Ingest {
             spans: total,
         }
         .emit(&self.tel);
+        if self.input.is_full() {
+            // Refused before any span is classified: the sender retries the whole request,
+            // and classifying it first would only spend the CPU the workers lack.
+            RequestRefused {
+                transport: t,
+                reason: Reason::QueueFull,
+                spans: total,
+                detail: "pipeline queues are full",
+            }
+            .emit(&self.tel);
+            return Err(Refused::Unavailable);
+        }
         let now = now_unix_ns();
         // One load per request: a reload swaps the journeys between requests, never within one.
         let journeys = self.journeys.load();

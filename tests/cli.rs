@@ -52,7 +52,7 @@ fn validate_reports_every_problem_at_once() {
         "1:10: version: must not be empty",
         "6:19: receivers.otlp.protocols.grpc.endpoint: invalid endpoint \"not-an-endpoint\"",
         "8:24: pipeline.evaluation_interval: must be at least 100ms",
-        "9:3: pipeline: unknown key \"workerz\" (expected one of: workers, queue_size, evaluation_interval, shutdown_timeout)",
+        "9:3: pipeline: unknown key \"workerz\" (expected one of: workers, queue_size, queue_bytes, evaluation_interval, shutdown_timeout)",
         "11:15: windows.sizes[1]: invalid duration \"5 minutes\"",
         "16:16: journeys[0].match.span_name.regex: invalid regex \"([unclosed\"",
         "17:13: journeys[0].match.kind: unknown value \"sever\"",

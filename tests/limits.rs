@@ -161,9 +161,25 @@ fn a_hundred_thousand_cohort_values_keep_memory_bounded() {
 
 #[test]
 fn an_overloaded_pipeline_refuses_with_retry_and_accounts_for_every_span() {
+    overload("  queue_size: 1\n");
+}
+
+/// The same with the queue bounded in bytes only: 1,000 spans for one worker make a
+/// batch that reserves 1,250 records (a quarter ahead) of 88 bytes, 3,750 values of 8,
+/// 30,000 bytes of text and 1,250 trace spans of 64 (trace assembly is on by default):
+/// 110,000 + 30,000 + 30,000 + 80,000 = 250,000 bytes, over the 64 KiB bound, so a request finds
+/// the queue full whenever another one waits in it.
+#[test]
+fn a_queue_bounded_in_bytes_refuses_with_retry_and_accounts_for_every_span() {
+    overload("  queue_size: 100000\n  queue_bytes: 65536\n");
+}
+
+/// 4 senders x 15 requests of 1,000 spans against one worker whose queue is bounded by
+/// `queue` (YAML lines of the `pipeline` section).
+fn overload(queue: &str) {
     let cf = Cerflow::start(|p| {
         format!(
-            "{}pipeline:\n  workers: 1\n  queue_size: 1\n  evaluation_interval: 100ms\n{CHECKOUT}",
+            "{}pipeline:\n  workers: 1\n{queue}  evaluation_interval: 100ms\n{CHECKOUT}",
             p.listeners_yaml("")
         )
     });
@@ -230,6 +246,18 @@ fn an_overloaded_pipeline_refuses_with_retry_and_accounts_for_every_span() {
         s.sum("cer_journey_requests_total", &[("journey", "checkout")]) == ok * n - partial
     });
     eprintln!("{ok} requests accepted, {unavailable} refused with 503");
+    // Drained, the queue takes a request again: what the worker recorded was taken off
+    // its counts (a count that only grew would refuse from now on).
+    assert_eq!(
+        post_counted(
+            &cf,
+            request(spans_per_request, 999 * 10_000, |_| "r0".into())
+        ),
+        (200, 0)
+    );
+    cf.wait_until("the last request in the journey", |s| {
+        s.sum("cer_journey_requests_total", &[("journey", "checkout")]) == ok * n - partial + n
+    });
 }
 
 #[test]

@@ -142,6 +142,7 @@ impl Default for Config {
             pipeline: Pipeline {
                 workers: 2,
                 queue_size: 1024,
+                queue_bytes: 4 << 20,
                 evaluation_interval: Duration::from_secs(1),
                 shutdown_timeout: Duration::from_secs(10),
             },

@@ -37,6 +37,7 @@ fn the_embedded_default_is_valid_and_equals_the_code_defaults() {
     assert_eq!(cfg.histogram_buckets, d.histogram_buckets);
     assert_eq!(cfg.pipeline.workers, d.pipeline.workers);
     assert_eq!(cfg.pipeline.queue_size, d.pipeline.queue_size);
+    assert_eq!(cfg.pipeline.queue_bytes, d.pipeline.queue_bytes);
     assert_eq!(
         cfg.pipeline.evaluation_interval,
         d.pipeline.evaluation_interval

@@ -22,9 +22,17 @@ pub struct Pipeline {
     pub workers: usize,
     /// Batches each worker's queue holds before receivers refuse with "retry later".
     pub queue_size: usize,
+    /// Heap bytes of the batches each worker's queue holds before receivers refuse with
+    /// "retry later": a batch's size follows its request's, so a count of batches alone
+    /// does not bound the memory a backlog takes.
+    pub queue_bytes: usize,
     pub evaluation_interval: Duration,
     pub shutdown_timeout: Duration,
 }
+
+/// Below one 1,000-span request's batch for a worker (~100 KB), nearly every request
+/// would find the queue "full" until it is empty.
+const MIN_QUEUE_BYTES: u64 = 64 << 10;
 
 pub fn decode_pipeline(ctx: &mut Ctx, node: &Node, out: &mut Pipeline) {
     let Some(m) = ctx.map(
@@ -33,6 +41,7 @@ pub fn decode_pipeline(ctx: &mut Ctx, node: &Node, out: &mut Pipeline) {
         &[
             "workers",
             "queue_size",
+            "queue_bytes",
             "evaluation_interval",
             "shutdown_timeout",
         ],
@@ -50,6 +59,17 @@ pub fn decode_pipeline(ctx: &mut Ctx, node: &Node, out: &mut Pipeline) {
         match ctx.u64(n, "pipeline.queue_size") {
             Some(v) if v >= 1 => out.queue_size = v as usize,
             Some(_) => ctx.error(n.mark, "pipeline.queue_size", "must be at least 1"),
+            None => {}
+        }
+    }
+    if let Some(n) = m.get("queue_bytes") {
+        match ctx.u64(n, "pipeline.queue_bytes") {
+            Some(v) if v >= MIN_QUEUE_BYTES => out.queue_bytes = v as usize,
+            Some(_) => ctx.error(
+                n.mark,
+                "pipeline.queue_bytes",
+                "must be at least 65536 (64 KiB)",
+            ),
             None => {}
         }
     }
@@ -125,6 +145,7 @@ mod tests {
     fn the_valid_case_decodes() {
         let cfg = Config::parse(include_str!("testdata/valid.yaml"), "t", &|_| None).unwrap();
         assert_eq!((cfg.pipeline.workers, cfg.pipeline.queue_size), (4, 64));
+        assert_eq!(cfg.pipeline.queue_bytes, 1 << 20);
         assert_eq!(cfg.limits.max_series_per_journey, 10);
         assert_eq!(cfg.pipeline.evaluation_interval, Duration::from_secs(1));
     }
@@ -135,8 +156,9 @@ mod tests {
             testdata_problems(include_str!("testdata/invalid.yaml")),
             [
                 "2:12: pipeline.workers: must be between 1 and 256",
-                "3:24: pipeline.evaluation_interval: must be greater than 0",
-                "5:27: limits.max_window_state_bytes: must be at least 1048576 (1 MiB)",
+                "3:16: pipeline.queue_bytes: must be at least 65536 (64 KiB)",
+                "4:24: pipeline.evaluation_interval: must be greater than 0",
+                "6:27: limits.max_window_state_bytes: must be at least 1048576 (1 MiB)",
             ]
         );
     }

@@ -4,6 +4,9 @@
 //! per worker, by a hash of journey and cohort values, so a series always lands on
 //! the same worker and no lock guards its state. Queues are bounded: when a worker's
 //! queue is full the whole request is refused as retryable before anything is sent.
+//! Each queue is bounded twice, in batches (`pipeline.queue_size`) and in the heap bytes
+//! of the batches it holds (`pipeline.queue_bytes`): a batch's size follows its request's,
+//! so only the second bounds the memory a backlog takes.
 //! The deriver asks every worker for a snapshot on each evaluation tick over a
 //! separate control channel, so a full data queue never delays it.
 //!
@@ -28,6 +31,7 @@ use crate::value::Value;
 use crate::window::{Coverage, Ring, SeriesState};
 use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -43,6 +47,9 @@ pub struct Batch {
     pub generation: u64,
     /// Spans of the traces this worker assembles; dependency names live in `text`.
     pub trace_spans: Vec<TraceSpan>,
+    /// What [`Batch::heap_bytes`] said when it was queued: the worker takes exactly this
+    /// off its queue's byte count.
+    pub queued_bytes: usize,
 }
 
 impl Batch {
@@ -53,6 +60,17 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.records.is_empty() && self.unmatched_entry.is_empty() && self.trace_spans.is_empty()
+    }
+
+    /// The heap the batch holds while it waits in a queue (capacities, not lengths: the
+    /// builder reserves ahead).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.text.capacity()
+            + self.values.capacity() * size_of::<(u32, u32)>()
+            + self.records.capacity() * size_of::<Record>()
+            + self.unmatched_entry.capacity() * size_of::<u64>()
+            + self.trace_spans.capacity() * size_of::<TraceSpan>()
     }
 
     /// Records of spans, not of log events.
@@ -283,6 +301,9 @@ const RACE_WAIT: Duration = Duration::from_millis(250);
 pub struct PipelineInput {
     senders: Vec<Sender<Batch>>,
     capacity: usize,
+    /// Heap bytes of the batches in each worker's queue, and their bound.
+    queued: Arc<[AtomicUsize]>,
+    max_bytes: usize,
     /// The workers' admission, which metric-fed series share for the memory limit.
     admission: Arc<Admission>,
 }
@@ -308,7 +329,10 @@ impl PipelineInput {
             .batches
             .iter()
             .zip(&self.senders)
-            .any(|(b, s)| !b.is_empty() && s.len() >= self.capacity);
+            .zip(self.queued.iter())
+            .any(|((b, s), q)| {
+                !b.is_empty() && (s.len() >= self.capacity || self.over_bytes(q, b.heap_bytes()))
+            });
         if full {
             return Err(SubmitError::Full);
         }
@@ -319,7 +343,11 @@ impl PipelineInput {
             }
             let mut b = std::mem::take(batch);
             b.generation = builder.generation;
+            b.queued_bytes = b.heap_bytes();
             let n = b.span_count();
+            // Counted before the send, so the worker never takes off more than was added.
+            let bytes = b.queued_bytes;
+            self.queued[i].fetch_add(bytes, Ordering::Relaxed);
             match self.senders[i].try_send(b) {
                 Ok(()) => {}
                 // Another request filled the queue between the check above and now. Part
@@ -327,10 +355,14 @@ impl PipelineInput {
                 // waiting a moment for the worker keeps the request whole.
                 Err(TrySendError::Full(b)) => {
                     if self.senders[i].send_timeout(b, RACE_WAIT).is_err() {
+                        self.queued[i].fetch_sub(bytes, Ordering::Relaxed);
                         lost += n;
                     }
                 }
-                Err(TrySendError::Disconnected(_)) => lost += n,
+                Err(TrySendError::Disconnected(_)) => {
+                    self.queued[i].fetch_sub(bytes, Ordering::Relaxed);
+                    lost += n;
+                }
             }
         }
         if lost > 0 {
@@ -338,6 +370,34 @@ impl PipelineInput {
         } else {
             Ok(())
         }
+    }
+
+    /// Whether a batch of `bytes` would take a queue past `pipeline.queue_bytes`. An empty
+    /// queue takes any batch, so a request larger than the bound is still accepted when the
+    /// worker has caught up. The check and the add are not one step: requests submitted at
+    /// the same moment may each pass, so the bound can be exceeded by one batch per
+    /// concurrent request.
+    fn over_bytes(&self, queued: &AtomicUsize, bytes: usize) -> bool {
+        let q = queued.load(Ordering::Relaxed);
+        q > 0 && q + bytes > self.max_bytes
+    }
+
+    /// Whether some worker's queue is at one of its bounds, so that nearly any request
+    /// would be refused at submit. Checked before a request is classified, so an
+    /// overloaded pipeline does not spend the work of classifying spans it then refuses.
+    pub fn is_full(&self) -> bool {
+        self.senders
+            .iter()
+            .zip(self.queued.iter())
+            .any(|(s, q)| s.len() >= self.capacity || q.load(Ordering::Relaxed) >= self.max_bytes)
+    }
+
+    /// Heap bytes of the batches in each worker's queue.
+    pub fn queue_bytes(&self) -> Vec<usize> {
+        self.queued
+            .iter()
+            .map(|q| q.load(Ordering::Relaxed))
+            .collect()
     }
 
     pub fn queue_depths(&self) -> Vec<usize> {
@@ -458,6 +518,8 @@ struct Worker {
     /// Heap bytes at the last snapshot plus an estimate for series created since.
     bytes: usize,
     data: Receiver<Batch>,
+    /// The byte count of this worker's queue, shared with [`PipelineInput`].
+    queued: Arc<[AtomicUsize]>,
     ctl: Receiver<Ctl>,
     series: HashMap<u64, Vec<Series>, PreHashed>,
     coverage: Vec<Ring<Coverage>>,
@@ -553,7 +615,15 @@ impl Worker {
         self.last_remap = plan.remap.clone();
     }
 
-    fn record(&mut self, mut batch: Batch) {
+    fn record(&mut self, batch: Batch) {
+        let bytes = batch.queued_bytes;
+        self.record_batch(batch);
+        // Taken off once the batch is recorded and freed, so the count bounds what the
+        // queue and the batch in hand hold together.
+        self.queued[self.index].fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    fn record_batch(&mut self, mut batch: Batch) {
         // Every span handed over is processed, recorded or not.
         SpansRecorded {
             spans: batch.span_count(),
@@ -895,6 +965,9 @@ impl Pipeline {
         let mut senders = Vec::new();
         let mut ctl = Vec::new();
         let mut handles = Vec::new();
+        let queued: Arc<[AtomicUsize]> = (0..cfg.pipeline.workers)
+            .map(|_| AtomicUsize::new(0))
+            .collect();
         for i in 0..cfg.pipeline.workers {
             let (tx, rx) = bounded(cfg.pipeline.queue_size);
             let (ctx, crx) = bounded(4);
@@ -906,6 +979,7 @@ impl Pipeline {
                 overflow: HashMap::new(),
                 bytes: 0,
                 data: rx,
+                queued: queued.clone(),
                 ctl: crx,
                 series: HashMap::default(),
                 coverage: settings
@@ -937,6 +1011,8 @@ impl Pipeline {
             input: Arc::new(PipelineInput {
                 senders,
                 capacity: cfg.pipeline.queue_size,
+                queued,
+                max_bytes: cfg.pipeline.queue_bytes,
                 admission,
             }),
             ctl,
@@ -1008,5 +1084,88 @@ impl Pipeline {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An input over one worker queue that nobody reads, bounded at `max_bytes`.
+    fn input(max_bytes: usize) -> (PipelineInput, Receiver<Batch>) {
+        let (tx, rx) = bounded(1024);
+        let admission = Arc::new(Admission {
+            per_journey: Default::default(),
+            max_per_journey: 1,
+            worker_bytes: Vec::new(),
+            metric_bytes: Default::default(),
+            max_bytes: usize::MAX,
+        });
+        let input = PipelineInput {
+            senders: vec![tx],
+            capacity: 1024,
+            queued: Arc::from(vec![AtomicUsize::new(0)]),
+            max_bytes,
+            admission,
+        };
+        (input, rx)
+    }
+
+    /// A request whose one batch holds `entries` unmatched entry times: 8 bytes each.
+    fn request(entries: usize) -> BatchBuilder {
+        let mut b = BatchBuilder::new(1);
+        b.batches[0].unmatched_entry = Vec::with_capacity(entries);
+        b.batches[0].unmatched_entry.push(1);
+        b
+    }
+
+    #[test]
+    fn a_queue_refuses_past_its_bytes_and_takes_any_batch_when_empty() {
+        let (input, rx) = input(65_536);
+        // 5,000 x 8 = 40,000 bytes into an empty queue.
+        assert!(input.submit(&mut request(5_000)).is_ok());
+        assert_eq!(input.queue_bytes(), [40_000]);
+        // 40,000 + 40,000 = 80,000 > 65,536: refused whole, nothing queued.
+        assert!(matches!(
+            input.submit(&mut request(5_000)),
+            Err(SubmitError::Full)
+        ));
+        assert_eq!((rx.len(), input.queue_bytes()[0]), (1, 40_000));
+        // 40,000 + 1,000 x 8 = 48,000 <= 65,536: queued.
+        assert!(input.submit(&mut request(1_000)).is_ok());
+        assert_eq!((rx.len(), input.queue_bytes()[0]), (2, 48_000));
+        // Under the bound, the early check lets requests in to be sized at submit.
+        assert!(!input.is_full());
+        // The worker's part: take a batch, then its bytes off the count (48,000 - 40,000).
+        let taken = rx.recv().unwrap();
+        assert_eq!(taken.queued_bytes, 40_000);
+        input.queued[0].fetch_sub(taken.queued_bytes, Ordering::Relaxed);
+        assert_eq!(input.queue_bytes(), [8_000]);
+        // 8,000 + 40,000 = 48,000: the refused request now fits.
+        assert!(input.submit(&mut request(5_000)).is_ok());
+        for b in rx.try_iter() {
+            input.queued[0].fetch_sub(b.queued_bytes, Ordering::Relaxed);
+        }
+        // A batch larger than the bound (10,000 x 8 = 80,000) still goes into an empty
+        // queue, so a large request is delayed, never refused forever.
+        assert_eq!(input.queue_bytes(), [0]);
+        assert!(input.submit(&mut request(10_000)).is_ok());
+        assert_eq!(input.queue_bytes(), [80_000]);
+        // 80,000 >= 65,536: any request is refused before it is classified.
+        assert!(input.is_full());
+    }
+
+    #[test]
+    fn a_batch_counts_the_capacity_it_holds() {
+        let b = Batch {
+            text: String::with_capacity(100),
+            values: Vec::with_capacity(10),
+            records: Vec::with_capacity(3),
+            unmatched_entry: Vec::with_capacity(2),
+            trace_spans: Vec::with_capacity(4),
+            ..Default::default()
+        };
+        // 100 + 10 x 8 + 3 x 88 + 2 x 8 + 4 x 64 = 100 + 80 + 264 + 16 + 256 = 716.
+        assert_eq!(b.heap_bytes(), 716);
     }
 }
