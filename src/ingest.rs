@@ -310,6 +310,10 @@ impl Ingest {
         let mut first_problem: Option<String> = None;
         let mut unmatched = 0u64;
         let mut late = 0u64;
+        // Attempts are observed only once the request is accepted: a refused request is
+        // retried by its sender, and observing it twice would count its attempts twice.
+        // Empty (no allocation) unless a journey has a `completion`.
+        let mut attempts = Vec::new();
         for view in spans {
             if let Some(why) = view.invalid() {
                 rejected += 1;
@@ -335,7 +339,7 @@ impl Ingest {
             match journeys.classify(&view) {
                 Some(c) => {
                     if let Some(step) = c.attempt {
-                        self.attempt(&journeys, c.journey, step, end, now);
+                        attempts.push((c.journey, step, end));
                     }
                     if c.value == Value::Invalid {
                         if let Some(j) = journeys.get(c.journey) {
@@ -418,6 +422,9 @@ impl Ingest {
                 first_problem.get_or_insert_with(|| "pipeline queues are full".into());
             }
         }
+        for (journey, step, at) in attempts {
+            self.attempt(&journeys, journey, step, at, now);
+        }
         debug_assert!(queued + unmatched + late + rejected >= total);
         SpansNotRecorded { unmatched, late }.emit(&self.tel);
         let message = match first_problem {
@@ -489,6 +496,8 @@ impl Ingest {
         let now = now_unix_ns();
         let journeys = self.journeys.load();
         let mut builder: Option<BatchBuilder> = None;
+        // Observed once the request is accepted (see the spans above).
+        let mut attempts = Vec::new();
         for rl in &req.resource_logs {
             let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
             let service = decode::service_name(resource);
@@ -508,7 +517,7 @@ impl Ingest {
                     continue;
                 };
                 if let Some(step) = c.attempt {
-                    self.attempt(&journeys, c.journey, step, at, now);
+                    attempts.push((c.journey, step, at));
                 }
                 let (code, value) = match used {
                     EventUse::Vital { vital, value, good } => {
@@ -556,6 +565,9 @@ impl Ingest {
                 .emit(&self.tel);
                 return Err(Refused::Unavailable);
             }
+        }
+        for (journey, step, at) in attempts {
+            self.attempt(&journeys, journey, step, at, now);
         }
         Ok(Accepted::default())
     }
