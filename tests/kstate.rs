@@ -1,0 +1,376 @@
+//! Kafka stage 2's long-lived state against a real Apache Kafka broker (KRaft, the
+//! tests/common/kafka.rs fixture): an owner's changelog restores a journey's budget and
+//! open incident exactly in a new owner; owners' snapshots are read by every instance,
+//! whose `scope=all` view holds every journey with the owners' figures and the overall
+//! score computed from them.
+
+mod common;
+
+use cerflow::config::Config;
+use cerflow::deployments::DeploymentTracker;
+use cerflow::incidents::IncidentTracker;
+use cerflow::journey::Journeys;
+use cerflow::kstate::changelog::{self, ChangelogWriter, JourneyRecord, Written};
+use cerflow::kstate::snapshots::{self, JourneySnapshot, SnapshotPublisher, SnapshotStore};
+use cerflow::kstate::{ensure_topics, KState};
+use cerflow::receiver::kafka::config::KafkaReceiver;
+use cerflow::sampling::from_requests;
+use cerflow::score::{JourneyView, ScoreView, WindowView};
+use cerflow::sli::Snapshot;
+use cerflow::slo::{Key, SloTracker};
+use cerflow::snapshot::SeriesSnap;
+use cerflow::telemetry::{AddRelaxed, Telemetry};
+use cerflow::window::Counts;
+use common::kafka::{shared, Kafka};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const S: u64 = 1_000_000_000;
+
+/// Two journeys with a 99% availability objective; incidents open on page alerts.
+fn config(k: &Kafka) -> Config {
+    let yaml = format!(
+        "receivers:\n  kafka:\n    brokers: [{}]\n    group_id: kstate\n\
+         slo:\n  objectives: {{ availability: 0.99 }}\n\
+         journeys:\n  - name: checkout\n    match: {{ span_name: c }}\n  - name: login\n    match: {{ span_name: l }}\n",
+        k.bootstrap()
+    );
+    Config::parse(&yaml, "t", &|_| None).expect("config")
+}
+
+fn receiver(cfg: &Config) -> KafkaReceiver {
+    cfg.receivers.kafka.clone().expect("receivers.kafka")
+}
+
+fn state(test: &str) -> KState {
+    KState {
+        changelog_topic: format!("{test}-changelog"),
+        snapshots_topic: format!("{test}-snapshots"),
+        ..KState::default()
+    }
+}
+
+/// One series per journey with these cumulative totals (whole requests).
+fn snap(journeys: &Journeys, totals: &[(u64, u64)]) -> Snapshot {
+    let series = totals
+        .iter()
+        .enumerate()
+        .map(|(i, &(requests, errors))| SeriesSnap {
+            journey: journeys.get(i as u32).expect("journey"),
+            from_metrics: false,
+            cohort: Arc::from(Vec::<Box<str>>::new()),
+            overflow: false,
+            totals: Counts {
+                requests: from_requests(requests),
+                errors: from_requests(errors),
+                ..Default::default()
+            },
+            duration_sum_s: 0.0,
+            value_total: 0.0,
+            value_failed: 0.0,
+            buckets: vec![],
+            created_unix_ns: 1,
+            windows: vec![],
+            exemplars: None,
+            frustrations: vec![],
+        })
+        .collect();
+    Snapshot {
+        series,
+        ..Default::default()
+    }
+}
+
+struct Owner {
+    slo: SloTracker,
+    incidents: IncidentTracker,
+    deployments: DeploymentTracker,
+}
+
+impl Owner {
+    fn new(cfg: &Config) -> Owner {
+        Owner {
+            slo: SloTracker::new(&cfg.slo),
+            incidents: IncidentTracker::new(&cfg.incidents),
+            deployments: DeploymentTracker::new(&cfg.deployments),
+        }
+    }
+
+    fn record(&self, journey: &str) -> JourneyRecord {
+        JourneyRecord::of(journey, &self.slo, &self.incidents, &self.deployments)
+    }
+
+    fn budget(&self, journey: &str) -> f64 {
+        let key = Key {
+            journey: Arc::from(journey),
+            cohort: None,
+        };
+        self.slo.eval(&key).expect("an evaluation").budget_remaining[0]
+    }
+}
+
+#[test]
+fn a_new_owner_restores_budget_consumed_and_an_open_incident_exactly() {
+    let k = shared();
+    let cfg = config(k);
+    let kafka = receiver(&cfg);
+    let ks = state("restore");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(ensure_topics(&kafka, &ks, 1, 1))
+        .expect("state topics");
+    // A second call finds them there and leaves them.
+    rt.block_on(ensure_topics(&kafka, &ks, 1, 1))
+        .expect("state topics again");
+    for t in [&ks.changelog_topic, &ks.snapshots_topic] {
+        assert_eq!(
+            k.topic_config(t, "cleanup.policy").as_deref(),
+            Some("compact")
+        );
+    }
+    let journeys = Journeys::new(&cfg);
+    let tel = Arc::new(Telemetry::default());
+
+    // The first owner: checkout takes 1000 requests, 200 failed; login 1000, 5 failed.
+    let now = 1_000_000 * S;
+    let mut a = Owner::new(&cfg);
+    let traffic = snap(&journeys, &[(1000, 200), (1000, 5)]);
+    a.slo.update(&traffic, &journeys, now);
+    assert!(
+        a.incidents.update(&a.slo, &traffic, now),
+        "an incident opened"
+    );
+    // checkout: error ratio 200/1000 = 0.2 against a budget of 1 - 0.99 = 0.01: burn 20
+    // in every window, over the page rule's 14.4 (1 h and 5 min, 1000 >= 10 events): an
+    // incident opens at `now`; 20 budgets consumed, 1 - 20 = -19 left.
+    // login: 5/1000 = 0.005, burn 0.5, 0.5 left; no alert.
+    assert!(
+        (a.budget("checkout") - -19.0).abs() < 1e-9,
+        "{}",
+        a.budget("checkout")
+    );
+    assert!(
+        (a.budget("login") - 0.5).abs() < 1e-9,
+        "{}",
+        a.budget("login")
+    );
+    let open: Vec<_> = a
+        .incidents
+        .incidents()
+        .into_iter()
+        .filter(|i| i.end_unix_nano.is_none())
+        .collect();
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (open[0].journey.as_str(), open[0].start_unix_nano),
+        ("checkout", now)
+    );
+
+    let mut w = ChangelogWriter::new(&kafka, &ks, tel.clone()).expect("changelog writer");
+    for j in ["checkout", "login"] {
+        assert_eq!(w.write(j, &a.record(j)), Ok(Written::Sent));
+    }
+    // The next tick with no change writes nothing.
+    for j in ["checkout", "login"] {
+        assert_eq!(w.write(j, &a.record(j)), Ok(Written::Unchanged));
+    }
+    w.flush(Duration::from_secs(30)).expect("delivered");
+    assert_eq!(tel.kafka.changelog_written.get(), 2);
+    // A record no cerflow wrote, for a third key: refused whole when restored.
+    let p = k.producer();
+    p.send(&ks.changelog_topic, b"search", b"{\"not\":\"a record\"}");
+    p.flush();
+
+    // The first owner stops; a new one is assigned partition 0 and reads it to its end.
+    let text = |o: &Owner, j: &str| String::from_utf8(o.record(j).encode().expect("encode"));
+    let expected_checkout = text(&a, "checkout");
+    let expected_login = text(&a, "login");
+    drop(w);
+    drop(a);
+    let read = changelog::read(&kafka, &ks, &[0], &tel).expect("changelog read");
+    assert!(read.complete);
+    assert_eq!(
+        read.records.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["checkout", "login", "search"]
+    );
+    let mut b = Owner::new(&cfg);
+    let restored = changelog::restore(
+        &read,
+        &mut b.slo,
+        &mut b.incidents,
+        &mut b.deployments,
+        &tel,
+    );
+    assert_eq!(restored, 2, "checkout and login; search refused");
+    assert_eq!(
+        tel.kafka
+            .state_refused
+            .iter()
+            .map(|c| c.get())
+            .collect::<Vec<_>>(),
+        [0, 1, 0]
+    );
+    // Bit for bit the first owner's state.
+    assert_eq!(text(&b, "checkout"), expected_checkout);
+    assert_eq!(text(&b, "login"), expected_login);
+
+    // The next tick, 10 s later with no new traffic, derives the same figures: the budget
+    // carries on (-19 and 0.5) and the incident stays open with its start, not reopened.
+    let later = now + 10 * S;
+    let quiet = snap(&journeys, &[]);
+    b.slo.update(&quiet, &journeys, later);
+    assert!(
+        !b.incidents.update(&b.slo, &quiet, later),
+        "nothing opened or closed"
+    );
+    assert!(
+        (b.budget("checkout") - -19.0).abs() < 1e-9,
+        "{}",
+        b.budget("checkout")
+    );
+    assert!(
+        (b.budget("login") - 0.5).abs() < 1e-9,
+        "{}",
+        b.budget("login")
+    );
+    let list = b.incidents.incidents();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (
+            list[0].journey.as_str(),
+            list[0].start_unix_nano,
+            list[0].end_unix_nano
+        ),
+        ("checkout", now, None)
+    );
+    let stats = b.incidents.stats();
+    assert_eq!(
+        stats
+            .iter()
+            .map(|s| (s.journey.as_str(), s.open, s.total))
+            .collect::<Vec<_>>(),
+        [("checkout", true, 1)]
+    );
+}
+
+/// A journey's figures in one 5m window: `requests`, `errors`, its score.
+fn view(journey: &str, weight: f64, requests: u64, errors: u64, score: f64) -> JourneyView {
+    JourneyView {
+        journey: journey.into(),
+        weight,
+        windows: vec![WindowView {
+            window: "5m".into(),
+            requests: from_requests(requests),
+            errors: from_requests(errors),
+            score: Some(score),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn owner_view(at: u64, journeys: Vec<JourneyView>) -> ScoreView {
+    ScoreView {
+        time_unix_nano: at,
+        definition_version: "v1".into(),
+        windows: vec!["5m".into()],
+        journeys,
+        ..Default::default()
+    }
+}
+
+/// Waits until `store` holds `n` journeys fresh at `now`.
+fn wait_for(store: &SnapshotStore, now: u64, n: usize) -> Vec<JourneySnapshot> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let live = store.live(now);
+        if live.len() >= n || Instant::now() > deadline {
+            return live;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn every_instance_reads_all_owners_snapshots_and_scores_all_journeys() {
+    let k = shared();
+    let cfg = config(k);
+    let kafka = receiver(&cfg);
+    let ks = state("snapshots");
+    // Three partitions: the reader, in no group, reads them all.
+    k.create_topic(&ks.snapshots_topic, 3);
+    let now = cerflow::clock::now_unix_ns();
+    // Owner 1 owns checkout (weight 3: 1000 requests, 10 failed, score 0.9); owner 2
+    // owns login (weight 1: 500 requests, 0 failed, score 1.0) and search (weight 1, score
+    // 0.5), its snapshot 5 min old: past a 2 min ttl, its owner gone.
+    let one = snapshots::of_view(
+        &owner_view(now, vec![view("checkout", 3.0, 1000, 10, 0.9)]),
+        "owner-1",
+    );
+    let two = snapshots::of_view(
+        &owner_view(now, vec![view("login", 1.0, 500, 0, 1.0)]),
+        "owner-2",
+    );
+    let gone = snapshots::of_view(
+        &owner_view(now - 300 * S, vec![view("search", 1.0, 10, 5, 0.5)]),
+        "owner-3",
+    );
+    let tel_owners = Arc::new(Telemetry::default());
+    let publisher = SnapshotPublisher::new(&kafka, &ks, tel_owners.clone()).expect("publisher");
+    assert_eq!(publisher.publish(&one), 1);
+    assert_eq!(publisher.publish(&two), 1);
+    assert_eq!(publisher.publish(&gone), 1);
+    publisher.flush(Duration::from_secs(30)).expect("delivered");
+
+    // Two instances read the topic; each holds every live journey with the owners' figures.
+    let mut views = Vec::new();
+    for _ in 0..2 {
+        let tel = Arc::new(Telemetry::default());
+        let store = Arc::new(SnapshotStore::new(&ks, tel.clone()));
+        let _reader =
+            snapshots::start_reader(&kafka, &ks, store.clone(), tel.clone()).expect("reader");
+        // Wait for all three to arrive (search is read, then aged out by `live`).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tel.kafka.snapshots_held.get() < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let live = wait_for(&store, now, 2);
+        assert_eq!(
+            live.iter()
+                .map(|s| (s.journey.as_str(), s.instance.as_str()))
+                .collect::<Vec<_>>(),
+            [("checkout", "owner-1"), ("login", "owner-2")]
+        );
+        assert_eq!(live[0], one[0]);
+        assert_eq!(live[1], two[0]);
+        // search was older than the ttl: dropped once, counted.
+        assert_eq!(tel.kafka.snapshots_dropped[0].get(), 1);
+        assert_eq!(tel.kafka.snapshots_held.get(), 2);
+        let all = snapshots::all_view(&live, &cfg.score);
+        views.push(all);
+    }
+    // The overall score by weight: (3 x 0.9 + 1 x 1.0) / (3 + 1) = 3.7 / 4 = 0.925.
+    let overall = views[0].overall[0].score.expect("an overall score");
+    assert!((overall - 0.925).abs() < 1e-12, "{overall}");
+    assert_eq!(views[0], views[1], "both instances answer alike");
+    assert_eq!(
+        views[0].journeys,
+        [one[0].views[0].clone(), two[0].views[0].clone()]
+    );
+
+    // A bounded store: one journey only; the second is dropped as full, counted.
+    let tel = Arc::new(Telemetry::default());
+    let small = SnapshotStore::new(
+        &KState {
+            max_snapshots: 1,
+            ..ks.clone()
+        },
+        tel.clone(),
+    );
+    small.insert(one[0].clone());
+    small.insert(two[0].clone());
+    assert_eq!(small.live(now).len(), 1);
+    assert_eq!(tel.kafka.snapshots_dropped[1].get(), 1);
+}
