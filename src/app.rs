@@ -176,6 +176,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         instance_id: stage2_instance.clone().unwrap_or_else(instance_id),
         start_unix_ns: now_unix_ns(),
         instance_label: stage2_instance,
+        all_snapshots: Default::default(),
     });
 
     let tracker = crate::deriver::restore_slo_state(&cfg, &journeys);
