@@ -292,6 +292,26 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         }
         None => None,
     };
+    // Every instance reads the owners' snapshots, so its score API answers `scope=all`;
+    // the reader stops when dropped, at the end of run.
+    let _snapshot_reader = match cfg
+        .receivers
+        .kafka
+        .as_ref()
+        .and_then(|k| Some((k, k.aggregates.as_ref()?)))
+    {
+        Some((k, a)) => {
+            let store = Arc::new(crate::kstate::snapshots::SnapshotStore::new(
+                &a.state,
+                tel.clone(),
+            ));
+            let reader =
+                crate::kstate::snapshots::start_reader(k, &a.state, store.clone(), tel.clone())?;
+            let _ = shared.all_snapshots.set(store);
+            Some(reader)
+        }
+        None => None,
+    };
     let admin_stop = CancellationToken::new();
     let admin_task = prom.map(|l| {
         if let Ok(a) = l.local_addr() {

@@ -16,22 +16,10 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 
-/// The receiver's connection settings (brokers, TLS, SASL) without its consumer-group
-/// settings, for the producers, readers and admin client of this module.
+/// The receiver's connection settings (brokers, TLS, SASL), for the producers, readers
+/// and admin client of this module.
 pub(crate) fn base_config(kafka: &KafkaReceiver) -> ClientConfig {
-    let mut c = crate::receiver::kafka::client_config(kafka);
-    for key in [
-        "group.id",
-        "enable.auto.commit",
-        "enable.auto.offset.store",
-        "auto.commit.interval.ms",
-        "auto.offset.reset",
-        "queued.max.messages.kbytes",
-        "statistics.interval.ms",
-    ] {
-        c.remove(key);
-    }
-    c
+    crate::receiver::kafka::connection_config(kafka)
 }
 
 /// Creates the changelog and snapshots topics, compacted, with `partitions` (those of
