@@ -2,7 +2,7 @@
 //! tests/common/kafka.rs fixture): an owner's changelog restores a journey's budget and
 //! open incident exactly in a new owner; owners' snapshots are read by every instance,
 //! whose `scope=all` view holds every journey with the owners' figures and the overall
-//! score computed from them.
+//! score computed from them, in the library and on a running cerflow's score API.
 
 mod common;
 
@@ -22,6 +22,7 @@ use cerflow::snapshot::SeriesSnap;
 use cerflow::telemetry::{AddRelaxed, Telemetry};
 use cerflow::window::Counts;
 use common::kafka::{shared, Kafka};
+use common::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -302,25 +303,16 @@ fn every_instance_reads_all_owners_snapshots_and_scores_all_journeys() {
     // Three partitions: the reader, in no group, reads them all.
     k.create_topic(&ks.snapshots_topic, 3);
     let now = cerflow::clock::now_unix_ns();
-    // Owner 1 owns checkout (weight 3: 1000 requests, 10 failed, score 0.9); owner 2
-    // owns login (weight 1: 500 requests, 0 failed, score 1.0) and search (weight 1, score
-    // 0.5), its snapshot 5 min old: past a 2 min ttl, its owner gone.
-    let one = snapshots::of_view(
-        &owner_view(now, vec![view("checkout", 3.0, 1000, 10, 0.9)]),
-        "owner-1",
-    );
-    let two = snapshots::of_view(
-        &owner_view(now, vec![view("login", 1.0, 500, 0, 1.0)]),
-        "owner-2",
-    );
+    // The two owners of `publish_two_owners`, and search (weight 1, score 0.5) whose
+    // snapshot is 5 min old: past the 2 min ttl, its owner gone.
+    let two_owners = publish_two_owners(&kafka, &ks, now);
+    let (one, two) = (vec![two_owners[0].clone()], vec![two_owners[1].clone()]);
     let gone = snapshots::of_view(
         &owner_view(now - 300 * S, vec![view("search", 1.0, 10, 5, 0.5)]),
         "owner-3",
     );
-    let tel_owners = Arc::new(Telemetry::default());
-    let publisher = SnapshotPublisher::new(&kafka, &ks, tel_owners.clone()).expect("publisher");
-    assert_eq!(publisher.publish(&one), 1);
-    assert_eq!(publisher.publish(&two), 1);
+    let publisher =
+        SnapshotPublisher::new(&kafka, &ks, Arc::new(Telemetry::default())).expect("publisher");
     assert_eq!(publisher.publish(&gone), 1);
     publisher.flush(Duration::from_secs(30)).expect("delivered");
 
@@ -373,4 +365,96 @@ fn every_instance_reads_all_owners_snapshots_and_scores_all_journeys() {
     small.insert(two[0].clone());
     assert_eq!(small.live(now).len(), 1);
     assert_eq!(tel.kafka.snapshots_dropped[1].get(), 1);
+}
+
+/// The snapshots of the two owners of the tests: checkout (weight 3: 1000 requests, 10
+/// failed, score 0.9) by owner-1 and login (weight 1: 500 requests, score 1.0) by owner-2,
+/// evaluated at `at`, published to `ks.snapshots_topic`.
+fn publish_two_owners(kafka: &KafkaReceiver, ks: &KState, at: u64) -> Vec<JourneySnapshot> {
+    let mut snaps = snapshots::of_view(
+        &owner_view(at, vec![view("checkout", 3.0, 1000, 10, 0.9)]),
+        "owner-1",
+    );
+    snaps.extend(snapshots::of_view(
+        &owner_view(at, vec![view("login", 1.0, 500, 0, 1.0)]),
+        "owner-2",
+    ));
+    let publisher =
+        SnapshotPublisher::new(kafka, ks, Arc::new(Telemetry::default())).expect("publisher");
+    assert_eq!(publisher.publish(&snaps), 2);
+    publisher.flush(Duration::from_secs(30)).expect("delivered");
+    snaps
+}
+
+/// A running stage-2 cerflow that owns nothing answers `scope=all` for both journeys with
+/// the owners' figures and the overall score (3 x 0.9 + 1 x 1.0) / 4 = 0.925, and shows
+/// the 2 snapshots it holds on /metrics.
+#[test]
+fn a_running_instance_answers_scope_all_from_the_owners_snapshots() {
+    let k = shared();
+    let ks = KState {
+        changelog_topic: "api-changelog".into(),
+        snapshots_topic: "api-snapshots".into(),
+        ..KState::default()
+    };
+    k.create_topic("api-spans", 1);
+    k.create_topic("api-aggregates", 1);
+    k.create_topic(&ks.snapshots_topic, 2);
+    let kafka = receiver(&config(k));
+    let now = cerflow::clock::now_unix_ns();
+    let snaps = publish_two_owners(&kafka, &ks, now);
+
+    let bootstrap = k.bootstrap();
+    let c = Cerflow::start(move |p: &Ports| {
+        let yaml = format!(
+            "{}pipeline:\n  evaluation_interval: 200ms\njourneys:\n  - name: checkout\n    match: {{ span_name: c }}\n",
+            p.listeners_yaml("")
+        );
+        with_kafka_receiver(
+            &yaml,
+            &bootstrap,
+            "api-spans",
+            "api",
+            "    aggregates:\n      topic: api-aggregates\n      instance: reader\n      changelog_topic: api-changelog\n      snapshots_topic: api-snapshots\n",
+        )
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let all = loop {
+        let v = c.get_json("/api/v1/scores?scope=all");
+        let n = v["journeys"].as_array().map_or(0, Vec::len);
+        if n == 2 || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let journeys = all["journeys"].as_array().expect("journeys");
+    let names: Vec<&str> = journeys
+        .iter()
+        .filter_map(|j| j["journey"].as_str())
+        .collect();
+    assert_eq!(names, ["checkout", "login"], "{all}");
+    // The owners' entries, as they published them.
+    for (got, snap) in journeys.iter().zip(&snaps) {
+        assert_eq!(got, &serde_json::to_value(&snap.views[0]).expect("json"));
+    }
+    assert_eq!(journeys[0]["windows"][0]["requests"], 1000.0);
+    assert_eq!(journeys[0]["windows"][0]["errors"], 10.0);
+    let overall = all["overall"][0]["score"]
+        .as_f64()
+        .expect("an overall score");
+    assert!((overall - 0.925).abs() < 1e-12, "{overall}");
+    // A filter still applies: login alone.
+    let login = c.get_json("/api/v1/scores?scope=all&journey=login");
+    assert_eq!(login["journeys"].as_array().map(Vec::len), Some(1));
+    assert_eq!(login["journeys"][0]["journey"], "login");
+    // An unknown scope and a cohort filter with scope=all are refused with the reason.
+    assert_eq!(
+        c.get_json("/api/v1/scores?scope=every")["error"],
+        "unknown scope \"every\" (use own or all)"
+    );
+    assert_eq!(
+        c.get_json("/api/v1/scores?scope=all&cohort=region:eu")["error"],
+        "a cohort filter is not supported with scope=all"
+    );
+    c.wait_for("cerflow_kafka_snapshots", &[], 2.0);
 }
