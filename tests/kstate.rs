@@ -196,6 +196,14 @@ fn a_new_owner_restores_budget_consumed_and_an_open_incident_exactly() {
         read.records.keys().map(String::as_str).collect::<Vec<_>>(),
         ["checkout", "login", "search"]
     );
+    // A restore given no time at all reads nothing, says so and counts it.
+    let hurried = KState {
+        restore_timeout: Duration::from_micros(1),
+        ..ks.clone()
+    };
+    let cut = changelog::read(&kafka, &hurried, &[0], &tel).expect("a cut-short read");
+    assert!(!cut.complete);
+    assert_eq!(tel.kafka.state_refused[2].get(), 1);
     let mut b = Owner::new(&cfg);
     let restored = changelog::restore(
         &read,
@@ -211,7 +219,8 @@ fn a_new_owner_restores_budget_consumed_and_an_open_incident_exactly() {
             .iter()
             .map(|c| c.get())
             .collect::<Vec<_>>(),
-        [0, 1, 0]
+        [0, 1, 1],
+        "too_large 0, invalid 1 (search), restore_timeout 1 (the hurried read)"
     );
     // Bit for bit the first owner's state.
     assert_eq!(text(&b, "checkout"), expected_checkout);

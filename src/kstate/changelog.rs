@@ -215,12 +215,29 @@ pub fn read(
         .map_err(|e| format!("cannot create the changelog reader: {e}"))?;
     let deadline = Instant::now() + cfg.restore_timeout;
     let topic = cfg.changelog_topic.as_str();
+    let timed_out = |open: usize| {
+        KafkaStateRefused {
+            reason: StateRefusal::RestoreTimeout,
+            journey: "",
+            detail: &format!(
+                "{open} of {} partitions not read to their end in {:?}",
+                partitions.len(),
+                cfg.restore_timeout
+            ),
+        }
+        .emit(tel);
+    };
     let mut list = TopicPartitionList::new();
     for &p in partitions {
         let left = deadline.saturating_duration_since(Instant::now());
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, left)
-            .map_err(|e| format!("cannot read the end of {topic}[{p}]: {e}"))?;
+        let (low, high) = match consumer.fetch_watermarks(topic, p, left) {
+            Ok(w) => w,
+            Err(_) if Instant::now() >= deadline => {
+                timed_out(partitions.len());
+                return Ok(Restored::default());
+            }
+            Err(e) => return Err(format!("cannot read the end of {topic}[{p}]: {e}")),
+        };
         if high > low {
             list.add_partition_offset(topic, p, Offset::Beginning)
                 .map_err(|e| e.to_string())?;
@@ -237,16 +254,7 @@ pub fn read(
     while open > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            KafkaStateRefused {
-                reason: StateRefusal::RestoreTimeout,
-                journey: "",
-                detail: &format!(
-                    "{open} of {} partitions not read to their end in {:?}",
-                    list.count(),
-                    cfg.restore_timeout
-                ),
-            }
-            .emit(tel);
+            timed_out(open);
             return Ok(out);
         }
         match consumer.poll(left.min(Duration::from_millis(100))) {
