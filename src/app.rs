@@ -181,6 +181,20 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
 
     let tracker = crate::deriver::restore_slo_state(&cfg, &journeys);
     crate::deriver::restore_attempts(&cfg, &ingest);
+    let owner_state = match cfg
+        .receivers
+        .kafka
+        .as_ref()
+        .and_then(|k| Some((k, k.aggregates.as_ref()?)))
+    {
+        Some((k, a)) => Some(crate::kstate::OwnerState::new(
+            k,
+            &a.state,
+            &a.instance,
+            tel.clone(),
+        )?),
+        None => None,
+    };
     let (deriver, deriver_tx, final_rx) = crate::deriver::spawn(
         &cfg,
         shared.clone(),
@@ -188,6 +202,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         tracker,
         pipeline,
         owners.clone(),
+        owner_state,
     )?;
 
     // TLS files are parsed now, so a bad certificate stops start-up with a clear message.

@@ -467,3 +467,125 @@ fn a_running_instance_answers_scope_all_from_the_owners_snapshots() {
     );
     c.wait_for("cerflow_kafka_snapshots", &[], 2.0);
 }
+
+/// A running owner writes its journey's changelog record and snapshot at its ticks: 40
+/// requests of 5 spans (200 checkout requests; the first span of every fourth request
+/// failed: 10 errors) through the spans topic, stage 2 and the owners' group. Its
+/// snapshot, read back by its own `scope=all`, has the figures of its own score API; its
+/// changelog record, restored into a fresh tracker, gives its budget: 10 / 200 = 0.05
+/// against the default 99.9% (a budget of 0.001): burn 50, 1 - 50 = -49 left.
+#[test]
+fn a_running_owner_writes_its_journeys_changelog_record_and_snapshot() {
+    use common::otlp::{body, checkout_spans, failed, traces};
+    let k = shared();
+    let ks = KState {
+        changelog_topic: "own-changelog".into(),
+        snapshots_topic: "own-snapshots".into(),
+        ..KState::default()
+    };
+    k.create_topic("own-spans", 1);
+    k.create_topic("own-aggregates", 1);
+    let cfg = Config::parse(
+        &format!(
+            "receivers:\n  kafka:\n    brokers: [{}]\njourneys:\n  - name: checkout\n    match:\n      span_name: POST /checkout\n",
+            k.bootstrap()
+        ),
+        "t",
+        &|_| None,
+    )
+    .expect("config");
+    let kafka = receiver(&cfg);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(ensure_topics(&kafka, &ks, 1, 1))
+        .expect("state topics");
+    let bootstrap = k.bootstrap();
+    let c = Cerflow::start(move |p: &Ports| {
+        let yaml = format!(
+            "{}pipeline:\n  evaluation_interval: 200ms\njourneys:\n  - name: checkout\n    match:\n      span_name: POST /checkout\n",
+            p.listeners_yaml("")
+        );
+        with_kafka_receiver(
+            &yaml,
+            &bootstrap,
+            "own-spans",
+            "own",
+            "    aggregates:\n      topic: own-aggregates\n      instance: owner-a\n      changelog_topic: own-changelog\n      snapshots_topic: own-snapshots\n",
+        )
+    });
+    let producer = k.producer();
+    for i in 0..40u64 {
+        let mut spans = checkout_spans(5, i * 5, 20);
+        if i % 4 == 0 {
+            spans[0] = failed(spans[0].clone());
+        }
+        let key = spans[0].trace_id.clone();
+        producer.send("own-spans", &key, &body(&traces("shop-api", spans)));
+    }
+    producer.flush();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let all = loop {
+        let v = c.get_json("/api/v1/scores?scope=all");
+        let w = &v["journeys"][0]["windows"][0];
+        if (w["requests"] == 200.0 && w["errors"] == 10.0) || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let from_snapshot = &all["journeys"][0];
+    assert_eq!(from_snapshot["journey"], "checkout", "{all}");
+    assert_eq!(from_snapshot["windows"][0]["requests"], 200.0, "{all}");
+    assert_eq!(from_snapshot["windows"][0]["errors"], 10.0, "{all}");
+    let own = c.get_json("/api/v1/scores");
+    let budget = own["journeys"][0]["budget_remaining"]["availability"]
+        .as_f64()
+        .expect("a budget");
+    assert!((budget - -49.0).abs() < 1e-9, "{own}");
+    assert_eq!(
+        from_snapshot["budget_remaining"],
+        own["journeys"][0]["budget_remaining"]
+    );
+
+    let tel = Telemetry::default();
+    let started = Instant::now();
+    let read = changelog::read(&kafka, &ks, &[0], &tel).expect("changelog read");
+    assert!(
+        read.complete,
+        "after {:?}: {:?}, refused {:?}, errors {}",
+        started.elapsed(),
+        read.records.keys().collect::<Vec<_>>(),
+        tel.kafka
+            .state_refused
+            .iter()
+            .map(|c| c.get())
+            .collect::<Vec<_>>(),
+        tel.kafka.errors_reported.get()
+    );
+    assert_eq!(read.records.keys().collect::<Vec<_>>(), ["checkout"]);
+    let mut b = Owner::new(&cfg);
+    assert_eq!(
+        changelog::restore(
+            &read,
+            &mut b.slo,
+            &mut b.incidents,
+            &mut b.deployments,
+            &tel
+        ),
+        1
+    );
+    let journeys = Journeys::new(&cfg);
+    b.slo.update(
+        &snap(&journeys, &[]),
+        &journeys,
+        cerflow::clock::now_unix_ns(),
+    );
+    assert!(
+        (b.budget("checkout") - -49.0).abs() < 1e-9,
+        "{}",
+        b.budget("checkout")
+    );
+    assert_eq!(b.budget("checkout"), budget);
+    c.wait_for("cerflow_kafka_snapshots", &[], 1.0);
+}

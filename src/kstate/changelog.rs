@@ -228,6 +228,9 @@ pub fn read(
         .emit(tel);
     };
     let mut list = TopicPartitionList::new();
+    // Each partition's end when the read began: records written after it (the old owner
+    // may still be writing) are not waited for, or a busy changelog would never end.
+    let mut ends: HashMap<i32, i64> = HashMap::new();
     for &p in partitions {
         let left = deadline.saturating_duration_since(Instant::now());
         let (low, high) = match consumer.fetch_watermarks(topic, p, left) {
@@ -241,6 +244,7 @@ pub fn read(
         if high > low {
             list.add_partition_offset(topic, p, Offset::Beginning)
                 .map_err(|e| e.to_string())?;
+            ends.insert(p, high);
         }
     }
     let mut open = list.count();
@@ -257,9 +261,25 @@ pub fn read(
             timed_out(open);
             return Ok(out);
         }
+        // A partition is read when the consumer's position passed its end: also where the
+        // last offsets are transaction markers, which are never delivered.
+        let mut passed = |p: i32, next: i64, open: &mut usize| {
+            if ends.get(&p).is_some_and(|end| next >= *end) {
+                ends.remove(&p);
+                *open -= 1;
+            }
+        };
         match consumer.poll(left.min(Duration::from_millis(100))) {
-            None => {}
-            Some(Err(RdError::PartitionEOF(_))) => open -= 1,
+            None => {
+                if let Ok(pos) = consumer.position() {
+                    for e in pos.elements() {
+                        if let Offset::Offset(next) = e.offset() {
+                            passed(e.partition(), next, &mut open);
+                        }
+                    }
+                }
+            }
+            Some(Err(RdError::PartitionEOF(p))) => passed(p, i64::MAX, &mut open),
             Some(Err(e)) => KafkaError {
                 detail: &e.to_string(),
             }
@@ -272,12 +292,14 @@ pub fn read(
                         detail: &format!("a record at offset {} has no journey key", m.offset()),
                     }
                     .emit(tel);
+                    passed(m.partition(), m.offset() + 1, &mut open);
                     continue;
                 };
                 match m.payload() {
                     Some(v) => out.records.insert(key.to_string(), v.to_vec()),
                     None => out.records.remove(key),
                 };
+                passed(m.partition(), m.offset() + 1, &mut open);
             }
         }
     }

@@ -54,3 +54,64 @@ pub async fn ensure_topics(
     }
     Ok(())
 }
+
+/// What an owner does with its state at each tick: its owned journeys' changelog records
+/// (when changed) and their snapshots.
+pub struct OwnerState {
+    changelog: changelog::ChangelogWriter,
+    snapshots: snapshots::SnapshotPublisher,
+    instance: String,
+    owned: std::collections::BTreeSet<std::sync::Arc<str>>,
+    tel: std::sync::Arc<crate::telemetry::Telemetry>,
+}
+
+impl OwnerState {
+    pub fn new(
+        kafka: &KafkaReceiver,
+        state: &KState,
+        instance: &str,
+        tel: std::sync::Arc<crate::telemetry::Telemetry>,
+    ) -> Result<OwnerState, String> {
+        Ok(OwnerState {
+            changelog: changelog::ChangelogWriter::new(kafka, state, tel.clone())?,
+            snapshots: snapshots::SnapshotPublisher::new(kafka, state, tel.clone())?,
+            instance: instance.to_string(),
+            owned: Default::default(),
+            tel,
+        })
+    }
+
+    /// After the owner's evaluation: `view` holds only the `owned` journeys.
+    pub fn tick(
+        &mut self,
+        view: &crate::score::ScoreView,
+        owned: &std::collections::BTreeSet<std::sync::Arc<str>>,
+        slo: &crate::slo::SloTracker,
+        incidents: &crate::incidents::IncidentTracker,
+        deployments: &crate::deployments::DeploymentTracker,
+    ) {
+        use crate::internal_events::{InternalEvent, KafkaError};
+        for gone in self.owned.difference(owned) {
+            self.changelog.forget(gone);
+        }
+        self.owned.clone_from(owned);
+        self.snapshots
+            .publish(&snapshots::of_view(view, &self.instance));
+        for j in owned {
+            let record = changelog::JourneyRecord::of(j, slo, incidents, deployments);
+            if let Err(e) = self.changelog.write(j, &record) {
+                KafkaError { detail: &e }.emit(&self.tel);
+            }
+        }
+    }
+
+    /// At shutdown: what was queued is delivered, within `timeout`.
+    pub fn flush(&self, timeout: std::time::Duration) {
+        use crate::internal_events::{InternalEvent, KafkaError};
+        for r in [self.changelog.flush(timeout), self.snapshots.flush(timeout)] {
+            if let Err(e) = r {
+                KafkaError { detail: &e }.emit(&self.tel);
+            }
+        }
+    }
+}

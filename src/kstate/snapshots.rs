@@ -226,6 +226,8 @@ pub fn all_view(snaps: &[JourneySnapshot], cfg: &Score) -> ScoreView {
         overall: overall_of(cfg, &windows, &journeys),
         windows,
         journeys,
+        // Several owners answer: each snapshot names its own.
+        instance: None,
     }
 }
 
