@@ -187,12 +187,16 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         .as_ref()
         .and_then(|k| Some((k, k.aggregates.as_ref()?)))
     {
-        Some((k, a)) => Some(crate::kstate::OwnerState::new(
-            k,
-            &a.state,
-            &a.instance,
-            tel.clone(),
-        )?),
+        Some((k, a)) => {
+            // The changelog and snapshots topics are compacted; made here when absent.
+            crate::kstate::ensure_topics_beside(k, &a.state, &a.topic).await?;
+            Some(crate::kstate::OwnerState::new(
+                k,
+                &a.state,
+                &a.instance,
+                tel.clone(),
+            )?)
+        }
         None => None,
     };
     let (deriver, deriver_tx, final_rx) = crate::deriver::spawn(

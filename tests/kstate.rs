@@ -495,12 +495,8 @@ fn a_running_owner_writes_its_journeys_changelog_record_and_snapshot() {
     )
     .expect("config");
     let kafka = receiver(&cfg);
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(ensure_topics(&kafka, &ks, 1, 1))
-        .expect("state topics");
+    // cerflow makes the state topics itself, compacted, as many partitions as the
+    // aggregates topic.
     let bootstrap = k.bootstrap();
     let c = Cerflow::start(move |p: &Ports| {
         let yaml = format!(
@@ -548,6 +544,12 @@ fn a_running_owner_writes_its_journeys_changelog_record_and_snapshot() {
         own["journeys"][0]["budget_remaining"]
     );
 
+    for t in [&ks.changelog_topic, &ks.snapshots_topic] {
+        assert_eq!(
+            k.topic_config(t, "cleanup.policy").as_deref(),
+            Some("compact")
+        );
+    }
     let tel = Telemetry::default();
     let started = Instant::now();
     let read = changelog::read(&kafka, &ks, &[0], &tel).expect("changelog read");

@@ -115,3 +115,31 @@ impl OwnerState {
         }
     }
 }
+
+/// At start-up: the state topics with the aggregates topic's partition count and the
+/// brokers' default replication, when they are absent (see [`ensure_topics`]).
+pub async fn ensure_topics_beside(
+    kafka: &KafkaReceiver,
+    state: &KState,
+    aggregates_topic: &str,
+) -> Result<(), String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let probe: BaseConsumer = base_config(kafka)
+        .create()
+        .map_err(|e| format!("cannot create a Kafka metadata client: {e}"))?;
+    let md = probe
+        .fetch_metadata(Some(aggregates_topic), std::time::Duration::from_secs(10))
+        .map_err(|e| format!("cannot read the metadata of {aggregates_topic}: {e}"))?;
+    let partitions = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == aggregates_topic)
+        .map_or(0, |t| t.partitions().len());
+    if partitions == 0 {
+        return Err(format!(
+            "the aggregates topic {aggregates_topic} has no partitions: create it first"
+        ));
+    }
+    // -1: the brokers' default replication factor.
+    ensure_topics(kafka, state, partitions as i32, -1).await
+}
