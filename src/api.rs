@@ -50,19 +50,87 @@ pub fn parse_query(q: &str) -> Result<Filter, String> {
     Filter::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
-pub async fn scores_json(State(sh): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
-    let filter = match parse_query(q.as_deref().unwrap_or("")) {
-        Ok(f) => f,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                axum::Json(serde_json::json!({ "error": e })),
-            )
-                .into_response()
+/// Which journeys the score API answers for: `own` (default) the journeys this
+/// instance derives (all of them without Kafka stage 2, the ones it owns with it), `all`
+/// every journey from the owners' snapshots (Kafka stage 2 only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Own,
+    All,
+}
+
+/// Splits the `scope` parameter off a query string; the rest is the filter's.
+pub fn split_scope(q: &str) -> Result<(Scope, String), String> {
+    let mut scope = Scope::Own;
+    let mut rest = Vec::new();
+    for p in q.split('&').filter(|p| !p.is_empty()) {
+        match p.split_once('=') {
+            Some(("scope", "own")) => scope = Scope::Own,
+            Some(("scope", "all")) => scope = Scope::All,
+            Some(("scope", other)) => {
+                return Err(format!(
+                    "unknown scope \"{}\" (use own or all)",
+                    unescape(other)
+                ))
+            }
+            _ => rest.push(p),
         }
+    }
+    Ok((scope, rest.join("&")))
+}
+
+fn bad_request(e: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(serde_json::json!({ "error": e })),
+    )
+        .into_response()
+}
+
+pub async fn scores_json(State(sh): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
+    let (scope, q) = match split_scope(q.as_deref().unwrap_or("")) {
+        Ok(s) => s,
+        Err(e) => return bad_request(e),
+    };
+    let filter = match parse_query(&q) {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
     };
     let eval = sh.eval.load();
-    axum::Json(filtered(&eval, &filter)).into_response()
+    match scope {
+        Scope::Own => axum::Json(filtered(&eval, &filter)).into_response(),
+        Scope::All => match all_scores(&sh, &eval, &filter) {
+            Ok(v) => axum::Json(v).into_response(),
+            Err(e) => bad_request(e),
+        },
+    }
+}
+
+/// Every journey's figures from the owners' snapshots, the overall score computed from
+/// them under this instance's score policy (the same config on every instance).
+fn all_scores(
+    sh: &Shared,
+    eval: &crate::score::Evaluation,
+    filter: &Filter,
+) -> Result<ScoreView, String> {
+    let store = sh
+        .all_snapshots
+        .get()
+        .ok_or("scope=all needs Kafka stage 2 (receivers.kafka.aggregates)")?;
+    if !filter.cohort.is_empty() {
+        return Err("a cohort filter is not supported with scope=all".into());
+    }
+    let cfg = eval
+        .score_cfg
+        .clone()
+        .ok_or("no evaluation yet: try again after the first tick")?;
+    let all = crate::kstate::snapshots::all_view(&store.live(crate::clock::now_unix_ns()), &cfg);
+    let all = crate::score::Evaluation {
+        view: all,
+        score_cfg: Some(cfg),
+        ..Default::default()
+    };
+    Ok(filtered(&all, filter))
 }
 
 pub fn incidents_proto(
@@ -357,5 +425,18 @@ mod tests {
         assert_eq!(f.journeys, vec!["shop-api:POST /checkout"]);
         assert_eq!(f.window.as_deref(), Some("5m"));
         assert_eq!(f.cohort.get("cloud_region").map(String::as_str), Some("eu"));
+    }
+
+    #[test]
+    fn the_scope_is_split_off_the_filter() {
+        assert_eq!(
+            split_scope("journey=a&scope=all&window=5m"),
+            Ok((Scope::All, "journey=a&window=5m".to_string()))
+        );
+        assert_eq!(split_scope(""), Ok((Scope::Own, String::new())));
+        assert_eq!(
+            split_scope("scope=every"),
+            Err("unknown scope \"every\" (use own or all)".to_string())
+        );
     }
 }

@@ -176,10 +176,29 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         instance_id: stage2_instance.clone().unwrap_or_else(instance_id),
         start_unix_ns: now_unix_ns(),
         instance_label: stage2_instance,
+        all_snapshots: Default::default(),
     });
 
     let tracker = crate::deriver::restore_slo_state(&cfg, &journeys);
     crate::deriver::restore_attempts(&cfg, &ingest);
+    let owner_state = match cfg
+        .receivers
+        .kafka
+        .as_ref()
+        .and_then(|k| Some((k, k.aggregates.as_ref()?)))
+    {
+        Some((k, a)) => {
+            // The changelog and snapshots topics are compacted; made here when absent.
+            crate::kstate::ensure_topics_beside(k, &a.state, &a.topic).await?;
+            Some(crate::kstate::OwnerState::new(
+                k,
+                &a.state,
+                &a.instance,
+                tel.clone(),
+            )?)
+        }
+        None => None,
+    };
     let (deriver, deriver_tx, final_rx) = crate::deriver::spawn(
         &cfg,
         shared.clone(),
@@ -187,6 +206,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         tracker,
         pipeline,
         owners.clone(),
+        owner_state,
     )?;
 
     // TLS files are parsed now, so a bad certificate stops start-up with a clear message.
@@ -288,6 +308,26 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
                 _ => None,
             };
             Some((h, o))
+        }
+        None => None,
+    };
+    // Every instance reads the owners' snapshots, so its score API answers `scope=all`;
+    // the reader stops when dropped, at the end of run.
+    let _snapshot_reader = match cfg
+        .receivers
+        .kafka
+        .as_ref()
+        .and_then(|k| Some((k, k.aggregates.as_ref()?)))
+    {
+        Some((k, a)) => {
+            let store = Arc::new(crate::kstate::snapshots::SnapshotStore::new(
+                &a.state,
+                tel.clone(),
+            ));
+            let reader =
+                crate::kstate::snapshots::start_reader(k, &a.state, store.clone(), tel.clone())?;
+            let _ = shared.all_snapshots.set(store);
+            Some(reader)
         }
         None => None,
     };

@@ -515,6 +515,44 @@ pub const CERFLOW_KAFKA_PARTIAL_SUB_BUCKETS_DROPPED_TOTAL: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_KAFKA_CHANGELOG_RECORDS_TOTAL: Metric = Metric {
+    prom: "cerflow_kafka_changelog_records_total",
+    otlp: None,
+    unit: "{record}",
+    kind: Kind::Counter,
+    help: "Changelog records written for owned journeys whose long-lived state changed (Kafka stage 2).",
+    labels: &[],
+};
+
+pub const CERFLOW_KAFKA_STATE_REFUSED_TOTAL: Metric = Metric {
+    prom: "cerflow_kafka_state_refused_total",
+    otlp: None,
+    unit: "{record}",
+    kind: Kind::Counter,
+    help: "Changelog records not written (too_large) or not restored (invalid), and restores cut short by restore_timeout.",
+    labels: &["reason"],
+};
+
+pub const CERFLOW_KAFKA_SNAPSHOTS: Metric = Metric {
+    prom: "cerflow_kafka_snapshots",
+    otlp: None,
+    unit: "{journey}",
+    kind: Kind::Gauge,
+    help:
+        "Journeys whose owners' latest snapshot this instance holds, for the score API's scope=all.",
+    labels: &[],
+};
+
+pub const CERFLOW_KAFKA_SNAPSHOTS_DROPPED_TOTAL: Metric = Metric {
+    prom: "cerflow_kafka_snapshots_dropped_total",
+    otlp: None,
+    unit: "{snapshot}",
+    kind: Kind::Counter,
+    help:
+        "Journey snapshots dropped: stale (owner gone), full (max_snapshots), invalid, too_large.",
+    labels: &["reason"],
+};
+
 pub const CERFLOW_REFUSED_SPANS_TOTAL: Metric = Metric {
     prom: "cerflow_refused_spans_total",
     otlp: None,
@@ -972,6 +1010,10 @@ pub const ALL: &[Metric] = &[
     CERFLOW_KAFKA_OWNED_PARTITIONS,
     CERFLOW_KAFKA_PARTIALS_TOTAL,
     CERFLOW_KAFKA_PARTIAL_SUB_BUCKETS_DROPPED_TOTAL,
+    CERFLOW_KAFKA_CHANGELOG_RECORDS_TOTAL,
+    CERFLOW_KAFKA_STATE_REFUSED_TOTAL,
+    CERFLOW_KAFKA_SNAPSHOTS,
+    CERFLOW_KAFKA_SNAPSHOTS_DROPPED_TOTAL,
     CERFLOW_REFUSED_SPANS_TOTAL,
     CERFLOW_REFUSED_REQUESTS_TOTAL,
     CERFLOW_PROCESSED_SPANS_TOTAL,

@@ -24,23 +24,31 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes `state` as checkpoint `kind` in `format`, atomically; directories are created.
-pub fn write<T: Serialize>(path: &Path, kind: &str, format: u32, state: &T) -> std::io::Result<()> {
+/// `state` as the bytes of checkpoint `kind` in `format`: the header line, then the JSON
+/// body. Also the value of a journey's record in the Kafka changelog (see `kstate`).
+pub fn encode<T: Serialize>(kind: &str, format: u32, state: &T) -> std::io::Result<Vec<u8>> {
     let body = serde_json::to_vec(state).map_err(std::io::Error::other)?;
     let crc = crc32fast::hash(&body);
+    let mut out = format!(
+        "{} format={format} crc32={crc:08x} len={}\n",
+        magic(kind),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Writes `state` as checkpoint `kind` in `format`, atomically; directories are created.
+pub fn write<T: Serialize>(path: &Path, kind: &str, format: u32, state: &T) -> std::io::Result<()> {
+    let data = encode(kind, format, state)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = tmp_path(path);
     {
         let mut f = std::fs::File::create(&tmp)?;
-        writeln!(
-            f,
-            "{} format={format} crc32={crc:08x} len={}",
-            magic(kind),
-            body.len()
-        )?;
-        f.write_all(&body)?;
+        f.write_all(&data)?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
@@ -49,6 +57,11 @@ pub fn write<T: Serialize>(path: &Path, kind: &str, format: u32, state: &T) -> s
 /// Reads checkpoint `kind` written in `format` by [`write`].
 pub fn read<T: DeserializeOwned>(path: &Path, kind: &str, format: u32) -> Result<T, String> {
     let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    decode(&data, kind, format)
+}
+
+/// Decodes bytes made by [`encode`], refusing them as [`read`] refuses a file.
+pub fn decode<T: DeserializeOwned>(data: &[u8], kind: &str, format: u32) -> Result<T, String> {
     let nl = data
         .iter()
         .position(|b| *b == b'\n')

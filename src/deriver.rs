@@ -136,6 +136,7 @@ pub fn spawn(
     tracker: SloTracker,
     pipeline: Pipeline,
     owners: Option<Arc<crate::owners::Owners>>,
+    owner_state: Option<crate::kstate::OwnerState>,
 ) -> Result<Spawned, String> {
     // The deriver ticks on its own thread: it blocks on worker replies.
     let (deriver_tx, deriver_rx) = crossbeam_channel::bounded::<DeriverMsg>(4);
@@ -161,6 +162,7 @@ pub fn spawn(
                     partial: PartialTicks::default(),
                     restored_until: now_unix_ns().saturating_add(cfg_ttl.as_nanos() as u64),
                     owners,
+                    owner_state,
                 };
                 // The first evaluation is made at once, so restored budgets are on
                 // /metrics from the start.
@@ -214,6 +216,8 @@ struct Deriver {
     /// Kafka stage 2: the owned journeys' state, the only source of journey series
     /// (see [`crate::owners`]).
     owners: Option<Arc<crate::owners::Owners>>,
+    /// Kafka stage 2: the owned journeys' changelog records and snapshots, each tick.
+    owner_state: Option<crate::kstate::OwnerState>,
 }
 
 /// Incomplete ticks skipped in a row before one is published without the silent worker.
@@ -404,6 +408,18 @@ impl Deriver {
                 .as_ref()
                 .and_then(|k| k.aggregates.as_ref())
                 .map(|a| a.instance.clone());
+            if let Some(st) = &mut self.owner_state {
+                st.tick(
+                    &eval.view,
+                    owned,
+                    &self.tracker,
+                    &self.incidents,
+                    &self.deployments,
+                );
+                if last {
+                    st.flush(self.cfg.pipeline.shutdown_timeout);
+                }
+            }
         }
         self.shared.snapshot.store(Arc::new(snap));
         self.shared.eval.store(Arc::new(eval));

@@ -750,6 +750,118 @@ impl InternalEvent for KafkaPartialRefused<'_> {
     }
 }
 
+/// A changed journey's long-lived state was queued to the changelog.
+pub struct KafkaChangelogWritten<'a> {
+    pub journey: &'a str,
+}
+
+impl InternalEvent for KafkaChangelogWritten<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.kafka.changelog_written.add(1);
+        tracing::debug!(journey = self.journey, "Changelog record written.");
+    }
+}
+
+/// Why a journey's changelog record was not written or not restored: the `reason`
+/// label of `cerflow_kafka_state_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateRefusal {
+    /// Over `max_record_bytes`: the previous record stays the journey's.
+    TooLarge,
+    /// A record that does not decode (corrupt, foreign, another format): refused whole.
+    Invalid,
+    /// The new owner's read of the changelog hit `restore_timeout`.
+    RestoreTimeout,
+}
+
+pub const STATE_REFUSALS: [StateRefusal; 3] = [
+    StateRefusal::TooLarge,
+    StateRefusal::Invalid,
+    StateRefusal::RestoreTimeout,
+];
+
+impl StateRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateRefusal::TooLarge => "too_large",
+            StateRefusal::Invalid => "invalid",
+            StateRefusal::RestoreTimeout => "restore_timeout",
+        }
+    }
+}
+
+/// A journey's long-lived state did not go through the changelog (see [`StateRefusal`]).
+pub struct KafkaStateRefused<'a> {
+    pub reason: StateRefusal,
+    /// Empty for a restore timeout (it concerns partitions).
+    pub journey: &'a str,
+    pub detail: &'a str,
+}
+
+impl InternalEvent for KafkaStateRefused<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.kafka.state_refused[self.reason as usize].add(1);
+        if tel.log_due(LogKey::KafkaError, KAFKA_WARN_EVERY_SECS) {
+            tracing::warn!(
+                reason = self.reason.as_str(),
+                journey = self.journey,
+                detail = self.detail,
+                "A journey's state did not go through the Kafka changelog; it starts empty where it is not restored."
+            );
+        }
+    }
+}
+
+/// Why a journey's snapshot was dropped: the `reason` label of
+/// `cerflow_kafka_snapshots_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotDrop {
+    /// Older than `snapshot_ttl`: its owner stopped writing.
+    Stale,
+    /// `max_snapshots` journeys are held already.
+    Full,
+    /// A record that does not decode, or whose key is not its journey.
+    Invalid,
+    /// Over `max_record_bytes`: not published.
+    TooLarge,
+}
+
+pub const SNAPSHOT_DROPS: [SnapshotDrop; 4] = [
+    SnapshotDrop::Stale,
+    SnapshotDrop::Full,
+    SnapshotDrop::Invalid,
+    SnapshotDrop::TooLarge,
+];
+
+impl SnapshotDrop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotDrop::Stale => "stale",
+            SnapshotDrop::Full => "full",
+            SnapshotDrop::Invalid => "invalid",
+            SnapshotDrop::TooLarge => "too_large",
+        }
+    }
+}
+
+pub struct KafkaSnapshotDropped<'a> {
+    pub reason: SnapshotDrop,
+    pub journey: &'a str,
+}
+
+impl InternalEvent for KafkaSnapshotDropped<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.kafka.snapshots_dropped[self.reason as usize].add(1);
+        if tel.log_due(LogKey::KafkaError, KAFKA_WARN_EVERY_SECS) {
+            tracing::warn!(
+                reason = self.reason.as_str(),
+                journey = self.journey,
+                "A journey's snapshot was dropped; the score API's scope=all leaves it out."
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -815,6 +927,37 @@ mod tests {
         assert_eq!(tel.kafka.transactions_committed.get(), 2);
         assert_eq!(tel.kafka.transactions_aborted.get(), 1);
         assert_eq!(tel.kafka.partials_too_large.get(), 1);
+    }
+
+    #[test]
+    fn state_refusals_and_snapshot_drops_count_by_reason() {
+        let tel = Telemetry::default();
+        for reason in [
+            StateRefusal::Invalid,
+            StateRefusal::Invalid,
+            StateRefusal::RestoreTimeout,
+        ] {
+            KafkaStateRefused {
+                reason,
+                journey: "checkout",
+                detail: "x",
+            }
+            .emit(&tel);
+        }
+        KafkaSnapshotDropped {
+            reason: SnapshotDrop::Stale,
+            journey: "login",
+        }
+        .emit(&tel);
+        let refused: Vec<u64> = tel.kafka.state_refused.iter().map(|c| c.get()).collect();
+        assert_eq!(refused, [0, 2, 1]);
+        let dropped: Vec<u64> = tel
+            .kafka
+            .snapshots_dropped
+            .iter()
+            .map(|c| c.get())
+            .collect();
+        assert_eq!(dropped, [1, 0, 0, 0]);
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod incidents;
 pub mod ingest;
 pub mod internal_events;
 pub mod journey;
+pub mod kstate;
 pub mod labels;
 pub mod loadgen;
 pub mod metric_input;

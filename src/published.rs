@@ -36,4 +36,7 @@ pub struct Shared {
     /// Kafka stage 2: this instance's name (`receivers.kafka.aggregates.instance`),
     /// exported as the `instance` label of every journey sample it owns.
     pub instance_label: Option<String>,
+    /// Every owner's latest per-journey figures (Kafka stage 2), for the score API's
+    /// `scope=all`; set once at start-up when the snapshots topic is read.
+    pub all_snapshots: std::sync::OnceLock<Arc<crate::kstate::snapshots::SnapshotStore>>,
 }

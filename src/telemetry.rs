@@ -278,6 +278,15 @@ pub struct KafkaState {
     pub partials_refused: AtomicU64,
     /// Sub-buckets of merged partials outside the owner's window: left out.
     pub partial_sub_buckets_dropped: AtomicU64,
+    /// Changelog records of owned journeys written (stage 2's long-lived state).
+    pub changelog_written: AtomicU64,
+    /// Changelog records not written or not restored, and restores cut short, by
+    /// [`StateRefusal`](crate::internal_events::StateRefusal).
+    pub state_refused: [AtomicU64; 3],
+    /// Journeys held from the snapshots topic.
+    pub snapshots_held: AtomicU64,
+    /// Snapshots dropped, by [`SnapshotDrop`](crate::internal_events::SnapshotDrop).
+    pub snapshots_dropped: [AtomicU64; 4],
 }
 
 impl KafkaState {

@@ -68,6 +68,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "history",
             "published",
             "deriver",
+            "kstate",
         ],
     ),
     ("export", &["export", "api", "ui"]),

@@ -210,6 +210,7 @@ fn published() -> (Arc<Shared>, Pipeline) {
         instance_id: "test".into(),
         start_unix_ns: S,
         instance_label: None,
+        all_snapshots: Default::default(),
     };
     (Arc::new(shared), pipeline)
 }

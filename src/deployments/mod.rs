@@ -153,8 +153,10 @@ pub struct DeploymentStats {
     pub regressed: u64,
 }
 
+/// One journey's versions, pending deployment, recent ones and figures: what its checkpoint keeps, and what the
+/// owner of the journey writes to the Kafka changelog (see `kstate`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct JourneyState {
+pub struct JourneyState {
     current: Option<String>,
     /// Versions seen, most recently seen last; at most `max_versions`.
     versions: Vec<Known>,
@@ -270,6 +272,24 @@ impl DeploymentTracker {
             })
             .map(|s| s.stats.clone())
             .collect()
+    }
+
+    /// One journey's state, for the owner's changelog record of it.
+    pub fn journey_state(&self, journey: &str) -> Option<JourneyState> {
+        self.journeys.get(journey).cloned()
+    }
+
+    /// Replaces a journey's state with its changelog record (none: the journey had no
+    /// state), when a new owner takes it over.
+    pub fn restore_journey(&mut self, journey: &str, state: Option<JourneyState>) {
+        match state {
+            Some(s) => {
+                self.journeys.insert(journey.to_string(), s);
+            }
+            None => {
+                self.journeys.remove(journey);
+            }
+        }
     }
 
     /// Writes the state next to the SLO checkpoint (see [`crate::checkpoint`]).

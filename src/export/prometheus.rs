@@ -951,6 +951,10 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
         out,
         &catalogue::CERFLOW_KAFKA_PARTIAL_SUB_BUCKETS_DROPPED_TOTAL,
     );
+    header(out, &catalogue::CERFLOW_KAFKA_CHANGELOG_RECORDS_TOTAL);
+    header(out, &catalogue::CERFLOW_KAFKA_STATE_REFUSED_TOTAL);
+    header(out, &catalogue::CERFLOW_KAFKA_SNAPSHOTS);
+    header(out, &catalogue::CERFLOW_KAFKA_SNAPSHOTS_DROPPED_TOTAL);
     if tel
         .kafka
         .aggregates
@@ -1003,6 +1007,34 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
             "",
             k.partial_sub_buckets_dropped.get() as f64,
         );
+        sample(
+            out,
+            catalogue::CERFLOW_KAFKA_CHANGELOG_RECORDS_TOTAL.prom,
+            "",
+            k.changelog_written.get() as f64,
+        );
+        for r in crate::internal_events::STATE_REFUSALS {
+            sample(
+                out,
+                catalogue::CERFLOW_KAFKA_STATE_REFUSED_TOTAL.prom,
+                &format!("reason=\"{}\"", r.as_str()),
+                k.state_refused[r as usize].get() as f64,
+            );
+        }
+        sample(
+            out,
+            catalogue::CERFLOW_KAFKA_SNAPSHOTS.prom,
+            "",
+            k.snapshots_held.get() as f64,
+        );
+        for d in crate::internal_events::SNAPSHOT_DROPS {
+            sample(
+                out,
+                catalogue::CERFLOW_KAFKA_SNAPSHOTS_DROPPED_TOTAL.prom,
+                &format!("reason=\"{}\"", d.as_str()),
+                k.snapshots_dropped[d as usize].get() as f64,
+            );
+        }
     }
     by_reason(
         out,

@@ -81,8 +81,10 @@ struct Open {
     value_failed_at_start: Option<f64>,
 }
 
+/// One journey's open incident, recent ones and figures: what its checkpoint keeps, and what the
+/// owner of the journey writes to the Kafka changelog (see `kstate`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct JourneyState {
+pub struct JourneyState {
     open: Option<Open>,
     recent: VecDeque<Incident>,
     stats: IncidentStats,
@@ -238,6 +240,24 @@ impl IncidentTracker {
 
     pub fn stats(&self) -> Vec<IncidentStats> {
         self.journeys.values().map(|s| s.stats.clone()).collect()
+    }
+
+    /// One journey's state, for the owner's changelog record of it.
+    pub fn journey_state(&self, journey: &str) -> Option<JourneyState> {
+        self.journeys.get(journey).cloned()
+    }
+
+    /// Replaces a journey's state with its changelog record (none: the journey had no
+    /// state), when a new owner takes it over.
+    pub fn restore_journey(&mut self, journey: &str, state: Option<JourneyState>) {
+        match state {
+            Some(s) => {
+                self.journeys.insert(journey.to_string(), s);
+            }
+            None => {
+                self.journeys.remove(journey);
+            }
+        }
     }
 
     /// Writes the state next to the SLO checkpoint (see [`crate::checkpoint`]).

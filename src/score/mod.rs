@@ -527,20 +527,9 @@ pub fn evaluate(
             })
             .collect();
         for (i, wv) in wviews.iter().enumerate() {
-            let traffic = match cfg.weight_by {
-                WeightBy::Weight => 1.0,
-                WeightBy::Traffic => wv.requests as f64,
-                WeightBy::Users => wv.users.unwrap_or(0) as f64,
-            };
-            let score = match (wv.score, cfg.no_data) {
-                (Some(s), _) => Some(s),
-                (None, NoData::Exclude) => None,
-                (None, NoData::Good) => Some(1.0),
-                (None, NoData::Bad) => Some(0.0),
-            };
-            if let Some(s) = score {
-                overall_num[i] += info.weight * traffic * s;
-                overall_den[i] += info.weight * traffic;
+            if let Some((num, den)) = overall_part(cfg, info.weight, wv) {
+                overall_num[i] += num;
+                overall_den[i] += den;
             }
         }
         let key = Key {
@@ -752,6 +741,46 @@ impl Filter {
 /// Applies a filter. With a cohort filter, each journey's matching cohorts are summed
 /// into one entry whose `cohort` is the filter, so "version=canary" can be compared with
 /// "version=stable" across every other cohort key.
+/// One journey's share of the overall score in one window: (weight x traffic x score,
+/// weight x traffic), or none when its no-data score is left out.
+fn overall_part(cfg: &Score, weight: f64, wv: &WindowView) -> Option<(f64, f64)> {
+    let traffic = match cfg.weight_by {
+        WeightBy::Weight => 1.0,
+        WeightBy::Traffic => wv.requests as f64,
+        WeightBy::Users => wv.users.unwrap_or(0) as f64,
+    };
+    let score = match (wv.score, cfg.no_data) {
+        (Some(s), _) => s,
+        (None, NoData::Exclude) => return None,
+        (None, NoData::Good) => 1.0,
+        (None, NoData::Bad) => 0.0,
+    };
+    Some((weight * traffic * score, weight * traffic))
+}
+
+/// The overall score of `windows` from per-journey figures alone (the journey-level
+/// views, cohort ones skipped), as the deriver computes it: what an instance answers for
+/// journeys it does not own, from their owners' snapshots.
+pub fn overall_of(cfg: &Score, windows: &[String], journeys: &[JourneyView]) -> Vec<OverallScore> {
+    windows
+        .iter()
+        .map(|w| {
+            let (mut num, mut den) = (0.0, 0.0);
+            for j in journeys.iter().filter(|j| j.cohort.is_empty()) {
+                let part = j.windows.iter().find(|x| &x.window == w);
+                if let Some((n, d)) = part.and_then(|wv| overall_part(cfg, j.weight, wv)) {
+                    num += n;
+                    den += d;
+                }
+            }
+            OverallScore {
+                window: w.clone(),
+                score: (den > 0.0).then(|| num / den),
+            }
+        })
+        .collect()
+}
+
 pub fn filtered(eval: &Evaluation, f: &Filter) -> ScoreView {
     let v = &eval.view;
     let window_ok = |w: &str| f.window.as_deref().is_none_or(|x| x == w);

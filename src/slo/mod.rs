@@ -449,22 +449,7 @@ impl SloTracker {
             entries: self
                 .entries
                 .iter()
-                .map(|(k, e)| CheckpointEntry {
-                    journey: k.journey.to_string(),
-                    cohort: k
-                        .cohort
-                        .as_ref()
-                        .map(|c| c.iter().map(|v| v.to_string()).collect()),
-                    burn: e.burn.iter().map(RingData::from_ring).collect(),
-                    period: RingData::from_ring(&e.period),
-                    lost: Some(LostData::from_ring(&e.lost)),
-                    alerts: e
-                        .alerts
-                        .iter()
-                        .flat_map(|per_sev| per_sev.iter().map(|a| (a.active, a.last_true_ns)))
-                        .collect(),
-                    origin: e.origin.clone(),
-                })
+                .map(|(k, e)| CheckpointEntry::of(k, e))
                 .collect(),
         };
         let body = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
@@ -515,35 +500,89 @@ impl SloTracker {
             crate::sampling::UNIT => 1,
             u => return Err(format!("unknown request unit {u}")),
         };
-        let mut restored = 0;
+        let restored = file.entries.len();
         for ce in file.entries {
-            let mut e = self.new_entry(ce.origin);
-            // Rings whose shape changed with the config (another window or period) start empty.
-            for (ring, data) in e.burn.iter_mut().zip(ce.burn) {
-                data.into_ring(ring, scale);
-            }
-            ce.period.into_ring(&mut e.period, scale);
-            if let Some(lost) = ce.lost {
-                lost.into_ring(&mut e.lost);
-            }
-            for (i, (active, last)) in ce.alerts.into_iter().enumerate().take(2 * N_SLIS) {
-                e.alerts[i / 2][i % 2] = AlertState {
-                    active,
-                    last_true_ns: last,
-                };
-            }
-            let key = Key {
-                journey: Arc::from(ce.journey.as_str()),
-                cohort: ce
-                    .cohort
-                    .map(|c| c.into_iter().map(|v| v.into_boxed_str()).collect()),
-            };
-            self.restored.push(key.clone());
-            self.entries.insert(key, e);
-            restored += 1;
+            self.insert_entry(ce, scale);
         }
         Ok(restored)
     }
+
+    fn insert_entry(&mut self, ce: CheckpointEntry, scale: u64) {
+        let mut e = self.new_entry(ce.origin);
+        // Rings whose shape changed with the config (another window or period) start empty.
+        for (ring, data) in e.burn.iter_mut().zip(ce.burn) {
+            data.into_ring(ring, scale);
+        }
+        ce.period.into_ring(&mut e.period, scale);
+        if let Some(lost) = ce.lost {
+            lost.into_ring(&mut e.lost);
+        }
+        for (i, (active, last)) in ce.alerts.into_iter().enumerate().take(2 * N_SLIS) {
+            e.alerts[i / 2][i % 2] = AlertState {
+                active,
+                last_true_ns: last,
+            };
+        }
+        let key = Key {
+            journey: Arc::from(ce.journey.as_str()),
+            cohort: ce
+                .cohort
+                .map(|c| c.into_iter().map(|v| v.into_boxed_str()).collect()),
+        };
+        self.restored.push(key.clone());
+        self.entries.insert(key, e);
+    }
+
+    /// One journey's state (the journey as a whole and its cohorts) in the checkpoint's
+    /// encoding, for the owner's Kafka changelog; entries sorted so equal state encodes
+    /// to equal bytes (the changelog writes a journey only when its bytes change).
+    pub fn journey_state(&self, journey: &str) -> JourneySlo {
+        let mut entries: Vec<CheckpointEntry> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| &*k.journey == journey)
+            .map(|(k, e)| CheckpointEntry::of(k, e))
+            .collect();
+        entries.sort_by(|a, b| a.cohort.cmp(&b.cohort));
+        JourneySlo {
+            request_unit: crate::sampling::UNIT,
+            entries,
+        }
+    }
+
+    /// Replaces a journey's state with one read from the changelog (a new owner after a
+    /// rebalance); returns the number of series restored.
+    pub fn restore_journey(&mut self, journey: &str, state: JourneySlo) -> Result<usize, String> {
+        if state.request_unit != crate::sampling::UNIT {
+            return Err(format!("unknown request unit {}", state.request_unit));
+        }
+        if let Some(bad) = state.entries.iter().find(|e| e.journey != journey) {
+            return Err(format!(
+                "the changelog record of {journey} holds state of {}",
+                bad.journey
+            ));
+        }
+        self.forget_journey(journey);
+        let n = state.entries.len();
+        for ce in state.entries {
+            self.insert_entry(ce, 1);
+        }
+        Ok(n)
+    }
+
+    /// Drops a journey's state: its partition went to another owner.
+    pub fn forget_journey(&mut self, journey: &str) {
+        self.entries.retain(|k, _| &*k.journey != journey);
+        self.evals.retain(|k, _| &*k.journey != journey);
+        self.restored.retain(|k| &*k.journey != journey);
+    }
+}
+
+/// One journey's SLO state as the changelog carries it (see [`SloTracker::journey_state`]).
+#[derive(Serialize, Deserialize)]
+pub struct JourneySlo {
+    request_unit: u64,
+    entries: Vec<CheckpointEntry>,
 }
 
 const CHECKPOINT_MAGIC: &str = "cerflow-slo-checkpoint";
@@ -557,6 +596,27 @@ struct CheckpointFile {
     request_unit: u64,
     saved_unix_ns: u64,
     entries: Vec<CheckpointEntry>,
+}
+
+impl CheckpointEntry {
+    fn of(k: &Key, e: &Entry) -> CheckpointEntry {
+        CheckpointEntry {
+            journey: k.journey.to_string(),
+            cohort: k
+                .cohort
+                .as_ref()
+                .map(|c| c.iter().map(|v| v.to_string()).collect()),
+            burn: e.burn.iter().map(RingData::from_ring).collect(),
+            period: RingData::from_ring(&e.period),
+            lost: Some(LostData::from_ring(&e.lost)),
+            alerts: e
+                .alerts
+                .iter()
+                .flat_map(|per_sev| per_sev.iter().map(|a| (a.active, a.last_true_ns)))
+                .collect(),
+            origin: e.origin.clone(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]

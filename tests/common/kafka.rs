@@ -225,6 +225,25 @@ impl Kafka {
         self.launch();
     }
 
+    /// The value of a topic's config entry (`cleanup.policy`), as the broker reports it.
+    pub fn topic_config(&self, topic: &str, key: &str) -> Option<String> {
+        use rdkafka::admin::ResourceSpecifier;
+        let admin: AdminClient<DefaultClientContext> =
+            self.client_config().create().expect("admin client");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let results = rt
+            .block_on(admin.describe_configs(
+                &[ResourceSpecifier::Topic(topic)],
+                &AdminOptions::new().request_timeout(Some(Duration::from_secs(30))),
+            ))
+            .expect("describe_configs");
+        let resource = results.into_iter().next()?.ok()?;
+        resource.get(key).and_then(|e| e.value.clone())
+    }
+
     /// Creates `topic` with `partitions` partitions and waits until it is there.
     pub fn create_topic(&self, topic: &str, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> =

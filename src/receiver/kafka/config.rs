@@ -38,6 +38,8 @@ pub struct Aggregates {
     /// The largest message published; a journey's partials over it are split. Default
     /// 1,000,000 bytes, under Kafka's default `message.max.bytes` of 1 MiB.
     pub max_message_bytes: usize,
+    /// The owners' long-lived state: changelog and snapshots topics (see `kstate`).
+    pub state: crate::kstate::config::KState,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +200,10 @@ const MIN_MESSAGE_BYTES: u64 = 65_536;
 
 fn decode_aggregates(ctx: &mut Ctx, node: &Node) -> Option<Aggregates> {
     let p = join(PATH, "aggregates");
-    let m = ctx.map(node, &p, &["topic", "instance", "max_message_bytes"])?;
+    let mut keys = vec!["topic", "instance", "max_message_bytes"];
+    keys.extend(crate::kstate::config::KEYS);
+    let m = ctx.map(node, &p, &keys)?;
+    let state = crate::kstate::config::decode(ctx, &m, &p);
     let topic = match m.get("topic") {
         Some(n) => ctx.non_empty_string(n, &join(&p, "topic")),
         None => Some("cerflow-aggregates".to_string()),
@@ -222,10 +227,22 @@ fn decode_aggregates(ctx: &mut Ctx, node: &Node) -> Option<Aggregates> {
         }),
     };
     let (topic, instance, max_message_bytes) = (topic?, instance?, max_message_bytes?);
+    let state = state?;
+    if state.changelog_topic == topic || state.snapshots_topic == topic {
+        ctx.error(
+            m.mark,
+            &p,
+            format!(
+                "the aggregates topic \"{topic}\" cannot also be the changelog or snapshots topic"
+            ),
+        );
+        return None;
+    }
     Some(Aggregates {
         topic,
         instance,
         max_message_bytes: usize::try_from(max_message_bytes).unwrap_or(usize::MAX),
+        state,
     })
 }
 
@@ -332,6 +349,7 @@ mod tests {
                 topic: "cerflow-aggregates".into(),
                 instance: "eu-1".into(),
                 max_message_bytes: 500_000,
+                state: crate::kstate::config::KState::default(),
             })
         );
         assert_eq!(
@@ -382,7 +400,7 @@ mod tests {
                 "13:20: receivers.kafka.auth.sasl.mechanism: unknown mechanism \"GSSAPI\" (use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)",
                 "17:17: receivers.kafka.aggregates.instance: must not be empty",
                 "18:26: receivers.kafka.aggregates.max_message_bytes: must be at least 65536: one sub-bucket with dense user sketches takes 33 KB",
-                "19:7: receivers.kafka.aggregates: unknown key \"interval\" (expected one of: topic, instance, max_message_bytes)",
+                "19:7: receivers.kafka.aggregates: unknown key \"interval\" (expected one of: topic, instance, max_message_bytes, changelog_topic, snapshots_topic, restore_timeout, snapshot_ttl, max_snapshots, max_record_bytes)",
             ]
         );
     }

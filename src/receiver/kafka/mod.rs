@@ -370,6 +370,7 @@ mod tests {
             topic: "cerflow-aggregates".into(),
             instance: "a".into(),
             max_message_bytes: 1_000_000,
+            state: Default::default(),
         });
         let c = client_config(&r);
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
