@@ -349,6 +349,13 @@ impl Deriver {
             for s in shards.iter_mut() {
                 s.series.clear();
             }
+            // A journey whose partition went away (and may be back, rebuilt from the
+            // partition's start with new series) starts its SLO counts again: its rebuilt
+            // totals are then counted once, not on top of what was counted before.
+            for j in o.take_dropped() {
+                self.tracker.forget_journey(&j);
+                self.tracker.forget_seen(&j);
+            }
             let mine = o.snapshot(now);
             owned = Some(mine.series.iter().map(|s| s.journey.name.clone()).collect());
             shards.push(mine);

@@ -67,6 +67,10 @@ type Key = (Arc<str>, Vec<Box<str>>, bool, bool);
 struct Inner {
     series: HashMap<Key, Owned>,
     partitions: BTreeSet<i32>,
+    /// Journeys dropped by a revoke since the deriver last asked: their series are built
+    /// again from the partition's start if it comes back, so what was counted from them
+    /// must be forgotten, not counted a second time.
+    dropped: BTreeSet<Arc<str>>,
 }
 
 /// The owned journeys' state; shared by the owners' consumer (merges) and the deriver
@@ -124,6 +128,11 @@ impl Owners {
             .values()
             .map(|s| s.journey.name.clone())
             .collect()
+    }
+
+    /// The journeys a revoke dropped since the last call (see `Inner::dropped`).
+    pub fn take_dropped(&self) -> BTreeSet<Arc<str>> {
+        std::mem::take(&mut lock(&self.inner).dropped)
     }
 
     /// Merges one message of the aggregates topic from `partition` at `now_ns`.
@@ -233,9 +242,16 @@ impl PartialSink for Owners {
             l.revoked(partitions);
         }
         let mut inner = lock(&self.inner);
-        inner
-            .series
-            .retain(|_, s| !partitions.contains(&s.partition));
+        let Inner {
+            series, dropped, ..
+        } = &mut *inner;
+        series.retain(|_, s| {
+            let keep = !partitions.contains(&s.partition);
+            if !keep {
+                dropped.insert(s.journey.name.clone());
+            }
+            keep
+        });
         for p in partitions {
             inner.partitions.remove(p);
         }

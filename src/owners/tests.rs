@@ -90,9 +90,16 @@ fn an_owner_merges_only_its_partitions_and_forgets_them_on_revoke() {
         vec![Arc::<str>::from("checkout")]
     );
     assert_eq!(o.tel.kafka.owned_partitions.get(), 2);
+    assert!(o.take_dropped().is_empty());
     o.revoked(&[0]);
     assert_eq!(requests(&o), (0, 0));
     assert_eq!(o.owned_partitions(), BTreeSet::from([2]));
+    // The deriver hears once that checkout's counts must start again.
+    assert_eq!(
+        o.take_dropped(),
+        BTreeSet::from([Arc::<str>::from("checkout")])
+    );
+    assert!(o.take_dropped().is_empty());
     // Unknown journeys and garbage are refused and counted, never merged.
     o.partial(2, &message("search", 3));
     o.partial(2, b"\xff\x01");

@@ -570,6 +570,13 @@ impl SloTracker {
         Ok(n)
     }
 
+    /// Drops the totals last seen of a journey's series, so the next update counts its
+    /// series from zero: after a Kafka owner rebuilds them from the partition's start.
+    /// Not part of [`SloTracker::forget_journey`]: a changelog restore keeps them.
+    pub fn forget_seen(&mut self, journey: &str) {
+        self.prev.retain(|(j, _), _| &**j != journey);
+    }
+
     /// Drops a journey's state: its partition went to another owner.
     pub fn forget_journey(&mut self, journey: &str) {
         self.entries.retain(|k, _| &*k.journey != journey);
@@ -972,6 +979,36 @@ mod tests {
             now + 2 * S,
         );
         assert_eq!(t.eval(&key).unwrap().period_counts.requests, 1500);
+    }
+
+    /// A Kafka owner that loses a journey's partition and gets it back rebuilds the
+    /// series from the partition's start (new creation time, all of its totals): after
+    /// `forget_journey` + `forget_seen` the period holds the rebuilt totals once.
+    /// By hand: 70 requests (10 failed) owned, then revoked, then 71 (10 failed) rebuilt:
+    /// 71 in the period, not 70 + 71 = 141.
+    #[test]
+    fn a_journey_an_owner_gets_back_is_counted_once() {
+        let (cfg, journeys) = setup("");
+        let mut t = SloTracker::new(&cfg.slo);
+        let now = 1_000_000 * S;
+        let counts = |requests: u64| Counts {
+            requests,
+            errors: 10,
+            ..Default::default()
+        };
+        t.update(&snap_with(&journeys, counts(70), 1), &journeys, now);
+        let key = Key {
+            journey: Arc::from("checkout"),
+            cohort: None,
+        };
+        assert_eq!(t.eval(&key).unwrap().period_counts.requests, 70);
+        t.forget_journey("checkout");
+        t.forget_seen("checkout");
+        t.update(&Snapshot::default(), &journeys, now + S);
+        assert!(t.eval(&key).is_none());
+        t.update(&snap_with(&journeys, counts(71), 2), &journeys, now + 2 * S);
+        let e = t.eval(&key).unwrap();
+        assert_eq!((e.period_counts.requests, e.period_counts.errors), (71, 10));
     }
 
     #[test]
