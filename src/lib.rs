@@ -47,6 +47,7 @@ pub mod openslo;
 pub mod owners;
 pub mod partial;
 pub mod pipeline;
+pub mod pool;
 pub mod predicate;
 pub mod published;
 pub mod receiver;

@@ -31,6 +31,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "rng",
             "distinct",
             "sampling",
+            "pool",
             "proto",
         ],
     ),

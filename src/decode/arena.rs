@@ -6,85 +6,23 @@
 //! threshold, so it was mapped, page-faulted in and unmapped per request. An arena taken
 //! from here is reset instead and keeps its largest chunk.
 //!
-//! Bounded twice, like the receivers' body buffers: at most [`ArenaPool::MAX_KEPT`]
-//! arenas wait in the pool, and an arena that grew past [`ArenaPool::MAX_KEPT_BYTES`]
-//! (a rare huge request) is freed rather than kept, so the pool holds at most 16 MiB
-//! however large requests are. An arena never used (the protobuf path allocates nothing
-//! in it) is not kept: it holds nothing worth keeping.
+//! Bounded as every [`crate::pool::Pool`] is (8 arenas of at most 2 MiB). An arena never
+//! used (the protobuf path allocates nothing in it) is not kept: it holds nothing.
 
+use crate::pool::{Pool, Pooled, Reusable};
 use bumpalo::Bump;
-use std::sync::Mutex;
 
-pub struct ArenaPool {
-    free: Mutex<Vec<Bump>>,
-}
+pub type ArenaPool = Pool<Bump>;
+/// An arena on loan from an [`ArenaPool`].
+pub type PooledArena<'p> = Pooled<'p, Bump>;
 
-impl Default for ArenaPool {
-    fn default() -> Self {
-        ArenaPool {
-            free: Mutex::new(Vec::with_capacity(Self::MAX_KEPT)),
-        }
+impl Reusable for Bump {
+    fn held(&self) -> usize {
+        self.allocated_bytes()
     }
-}
-
-impl ArenaPool {
-    /// Enough for the requests decoded at once on the runtime's threads; more than that
-    /// allocate as before.
-    pub const MAX_KEPT: usize = 8;
-    /// A 1,000-span JSON request puts well under 1 MiB in its arena; twice that is kept.
-    pub const MAX_KEPT_BYTES: usize = 2 << 20;
-
-    /// An empty arena, with the chunk of an earlier request's when one is free.
-    pub fn take(&self) -> PooledArena<'_> {
-        let arena = self
-            .free
-            .lock()
-            .map(|mut f| f.pop())
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        PooledArena { pool: self, arena }
-    }
-
-    fn give_back(&self, mut arena: Bump) {
-        let held = arena.allocated_bytes();
-        if held == 0 || held > Self::MAX_KEPT_BYTES {
-            return;
-        }
-        // Keeps only the last (largest) chunk, so a reused arena is one block.
-        arena.reset();
-        if let Ok(mut free) = self.free.lock() {
-            if free.len() < Self::MAX_KEPT {
-                free.push(arena);
-            }
-        }
-    }
-
-    #[cfg(test)]
-    fn kept(&self) -> Vec<usize> {
-        self.free
-            .lock()
-            .map(|f| f.iter().map(|a| a.allocated_bytes()).collect())
-            .unwrap_or_default()
-    }
-}
-
-/// An arena on loan from an [`ArenaPool`]; it goes back, reset, when dropped.
-pub struct PooledArena<'p> {
-    pool: &'p ArenaPool,
-    arena: Bump,
-}
-
-impl std::ops::Deref for PooledArena<'_> {
-    type Target = Bump;
-    fn deref(&self) -> &Bump {
-        &self.arena
-    }
-}
-
-impl Drop for PooledArena<'_> {
-    fn drop(&mut self) {
-        self.pool.give_back(std::mem::take(&mut self.arena));
+    /// Keeps only the last (largest) chunk, so a reused arena is one block.
+    fn reset(&mut self) {
+        Bump::reset(self);
     }
 }
 
@@ -132,7 +70,7 @@ mod tests {
         assert_eq!(pool.kept().len(), 7);
         // An arena nothing was put in (a protobuf request) is not kept: 6 stay.
         let mut unused = pool.take();
-        unused.arena = Bump::new();
+        unused.item = Bump::new();
         drop(unused);
         assert_eq!(pool.kept().len(), 6);
     }

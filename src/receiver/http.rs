@@ -197,7 +197,7 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         .map_or(0, |len| len.min(max_request));
-    let one_frame = match read_body(req.into_body(), expected, &mut body.buf).await {
+    let one_frame = match read_body(req.into_body(), expected, &mut body.item).await {
         Ok(one_frame) => one_frame,
         Err(e) => {
             let (reason, status, grpc_code, msg) = if cause::<TimedOut>(&e).is_some() {
@@ -232,12 +232,12 @@ async fn handle(State(st): State<HttpState>, req: Request, signal: Signal) -> Re
             return early_error(format, status, grpc_code, msg);
         }
     };
-    let wire: &[u8] = one_frame.as_deref().unwrap_or(&body.buf);
+    let wire: &[u8] = one_frame.as_deref().unwrap_or(&body.item);
     let mut inflated;
     let bytes: &[u8] = if encoding == "gzip" {
         inflated = st.inflated.take();
-        match inflate(wire, st.opts.max_inflated, &mut inflated.buf) {
-            Ok(()) => &inflated.buf,
+        match inflate(wire, st.opts.max_inflated, &mut inflated.item) {
+            Ok(()) => &inflated.item,
             Err(Inflate::TooLarge) => {
                 let msg = format!(
                     "gzip body inflates to more than {} bytes",
