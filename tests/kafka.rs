@@ -506,3 +506,52 @@ fn an_owner_adopts_a_journey_another_instance_derived_up_to_auto_journeys_max() 
         "the refusal is logged"
     );
 }
+
+/// What README's "OTLP metric inputs stay per instance" says, on a stage-2 instance that
+/// owns the aggregates topic's one partition: the metric points it receives (delta
+/// counters: 40 requests, 4 errors of `orders`, a journey fed by metrics alone) are
+/// exported as its counters with its `instance` label, so `sum by (journey)` adds them up
+/// across instances; the journey has no partials, hence no owner, and no score entry.
+#[test]
+fn stage_two_exports_metric_inputs_per_instance_with_its_label() {
+    use common::otlp::{metrics_request, now_ns, number_point, sum_metric};
+    let k = shared();
+    k.create_topic("metrics-spans", 1);
+    k.create_topic("metrics-aggregates", 1);
+    let bootstrap = k.bootstrap();
+    let m = Cerflow::start(move |p: &Ports| {
+        let yaml = format!(
+            "{}pipeline:\n  evaluation_interval: 200ms\njourneys:\n  - name: orders\n    metrics:\n      - {{ name: orders.requests }}\n      - {{ name: orders.errors, role: errors }}\n",
+            p.listeners_yaml("")
+        );
+        with_kafka_receiver(
+            &yaml,
+            &bootstrap,
+            "metrics-spans",
+            "metrics",
+            "    aggregates:\n      topic: metrics-aggregates\n      instance: m\n      changelog_topic: metrics-changelog\n      snapshots_topic: metrics-snapshots\n",
+        )
+    });
+    m.wait_for("cerflow_kafka_owned_partitions", &[], 1.0);
+    let t = now_ns();
+    let delta = |name: &str, n: f64| {
+        sum_metric(
+            name,
+            "{request}",
+            true,
+            false,
+            vec![number_point(t - 1, t, n, vec![])],
+        )
+    };
+    let req = metrics_request(
+        &[("service.name", "orders")],
+        vec![delta("orders.requests", 40.0), delta("orders.errors", 4.0)],
+    );
+    assert_eq!(m.post_metrics(&req), (0, String::new()));
+    let orders = [("journey", "orders"), ("instance", "m")];
+    let s = m.wait_for("cer_journey_requests_total", &orders, 40.0);
+    s.assert("cer_journey_errors_total", &orders, 4.0);
+    let own = m.get_json("/api/v1/scores?journey=orders");
+    assert_eq!(own["instance"], "m", "{own}");
+    assert_eq!(own["journeys"].as_array().map(Vec::len), Some(0), "{own}");
+}
