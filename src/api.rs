@@ -96,13 +96,48 @@ pub async fn scores_json(State(sh): State<Arc<Shared>>, RawQuery(q): RawQuery) -
         Ok(f) => f,
         Err(e) => return bad_request(e),
     };
+    match answer(&sh, scope, &filter) {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => bad_request(e.message().into()),
+    }
+}
+
+/// Why the score API cannot answer `scope=all`: one wording for both APIs, a status
+/// for each (HTTP says 400 for all three; gRPC tells them apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllRefusal {
+    /// This instance has no owners' snapshots to read.
+    NoStage2,
+    /// Cohort entries are not in the snapshots' overall view (users cannot be summed).
+    CohortFilter,
+    /// The overall score needs the score policy of the first evaluation.
+    NoEvaluation,
+}
+
+impl AllRefusal {
+    pub fn message(self) -> &'static str {
+        match self {
+            AllRefusal::NoStage2 => "scope=all needs Kafka stage 2 (receivers.kafka.aggregates)",
+            AllRefusal::CohortFilter => "a cohort filter is not supported with scope=all",
+            AllRefusal::NoEvaluation => "no evaluation yet: try again after the first tick",
+        }
+    }
+
+    fn status(self) -> tonic::Status {
+        match self {
+            AllRefusal::NoStage2 => tonic::Status::failed_precondition(self.message()),
+            AllRefusal::CohortFilter => tonic::Status::invalid_argument(self.message()),
+            AllRefusal::NoEvaluation => tonic::Status::unavailable(self.message()),
+        }
+    }
+}
+
+/// What the score API answers for `scope` and `filter`, over HTTP and gRPC alike.
+fn answer(sh: &Shared, scope: Scope, filter: &Filter) -> Result<ScoreView, AllRefusal> {
     let eval = sh.eval.load();
     match scope {
-        Scope::Own => axum::Json(filtered(&eval, &filter)).into_response(),
-        Scope::All => match all_scores(&sh, &eval, &filter) {
-            Ok(v) => axum::Json(v).into_response(),
-            Err(e) => bad_request(e),
-        },
+        Scope::Own => Ok(filtered(&eval, filter)),
+        Scope::All => all_scores(sh, &eval, filter),
     }
 }
 
@@ -112,18 +147,12 @@ fn all_scores(
     sh: &Shared,
     eval: &crate::score::Evaluation,
     filter: &Filter,
-) -> Result<ScoreView, String> {
-    let store = sh
-        .all_snapshots
-        .get()
-        .ok_or("scope=all needs Kafka stage 2 (receivers.kafka.aggregates)")?;
+) -> Result<ScoreView, AllRefusal> {
+    let store = sh.all_snapshots.get().ok_or(AllRefusal::NoStage2)?;
     if !filter.cohort.is_empty() {
-        return Err("a cohort filter is not supported with scope=all".into());
+        return Err(AllRefusal::CohortFilter);
     }
-    let cfg = eval
-        .score_cfg
-        .clone()
-        .ok_or("no evaluation yet: try again after the first tick")?;
+    let cfg = eval.score_cfg.clone().ok_or(AllRefusal::NoEvaluation)?;
     let all = crate::kstate::snapshots::all_view(&store.live(crate::clock::now_unix_ns()), &cfg);
     let all = crate::score::Evaluation {
         view: all,
@@ -289,6 +318,20 @@ pub fn to_proto(v: &ScoreView) -> proto::ScoreSnapshot {
                 deployments: j.deployments.iter().map(deployment_proto).collect(),
             })
             .collect(),
+        instance: v.instance.clone(),
+    }
+}
+
+/// The request's scope; an unknown number (a newer client's) is refused, not read as
+/// `own`, so a client never mistakes one instance's journeys for all of them.
+fn scope_of(r: &proto::GetScoresRequest) -> Result<Scope, tonic::Status> {
+    match proto::Scope::try_from(r.scope) {
+        Ok(proto::Scope::Unspecified | proto::Scope::Own) => Ok(Scope::Own),
+        Ok(proto::Scope::All) => Ok(Scope::All),
+        Err(_) => Err(tonic::Status::invalid_argument(format!(
+            "unknown scope {} (use SCOPE_OWN or SCOPE_ALL)",
+            r.scope
+        ))),
     }
 }
 
@@ -314,9 +357,10 @@ impl ScoreService for ScoreApi {
         &self,
         request: tonic::Request<proto::GetScoresRequest>,
     ) -> Result<tonic::Response<proto::ScoreSnapshot>, tonic::Status> {
+        let scope = scope_of(request.get_ref())?;
         let f = filter_of(request.get_ref());
-        let eval = self.shared.eval.load();
-        Ok(tonic::Response::new(to_proto(&filtered(&eval, &f))))
+        let view = answer(&self.shared, scope, &f).map_err(AllRefusal::status)?;
+        Ok(tonic::Response::new(to_proto(&view)))
     }
 
     async fn get_incidents(
@@ -336,15 +380,20 @@ impl ScoreService for ScoreApi {
         &self,
         request: tonic::Request<proto::GetScoresRequest>,
     ) -> Result<tonic::Response<Self::WatchScoresStream>, tonic::Status> {
+        let scope = scope_of(request.get_ref())?;
         let f = filter_of(request.get_ref());
+        // Refused at once rather than as the stream's first item.
+        answer(&self.shared, scope, &f).map_err(AllRefusal::status)?;
         let mut ticks = self.shared.ticks.subscribe();
         let shared = self.shared.clone();
         // A slow reader gets the newest snapshot, not a growing backlog.
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         tokio::spawn(async move {
             loop {
-                let snap = to_proto(&filtered(&shared.eval.load(), &f));
-                if tx.send(Ok(snap)).await.is_err() {
+                let snap = answer(&shared, scope, &f)
+                    .map(|v| to_proto(&v))
+                    .map_err(AllRefusal::status);
+                if tx.send(snap).await.is_err() {
                     return;
                 }
                 if ticks.changed().await.is_err() {

@@ -515,6 +515,15 @@ pub const CERFLOW_KAFKA_PARTIAL_SUB_BUCKETS_DROPPED_TOTAL: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_KAFKA_JOURNEYS_NOT_ADOPTED_TOTAL: Metric = Metric {
+    prom: "cerflow_kafka_journeys_not_adopted_total",
+    otlp: None,
+    unit: "{message}",
+    kind: Kind::Counter,
+    help: "Aggregates-topic messages of a journey another instance derived, refused because this owner already holds auto_journeys.max derived journeys (also counted as refused).",
+    labels: &[],
+};
+
 pub const CERFLOW_KAFKA_CHANGELOG_RECORDS_TOTAL: Metric = Metric {
     prom: "cerflow_kafka_changelog_records_total",
     otlp: None,
@@ -1010,6 +1019,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_KAFKA_OWNED_PARTITIONS,
     CERFLOW_KAFKA_PARTIALS_TOTAL,
     CERFLOW_KAFKA_PARTIAL_SUB_BUCKETS_DROPPED_TOTAL,
+    CERFLOW_KAFKA_JOURNEYS_NOT_ADOPTED_TOTAL,
     CERFLOW_KAFKA_CHANGELOG_RECORDS_TOTAL,
     CERFLOW_KAFKA_STATE_REFUSED_TOTAL,
     CERFLOW_KAFKA_SNAPSHOTS,

@@ -750,6 +750,25 @@ impl InternalEvent for KafkaPartialRefused<'_> {
     }
 }
 
+/// An owner refused a partial of a journey derived by another instance's
+/// `auto_journeys` because it already holds `auto_journeys.max` derived journeys: the
+/// partial is also counted as refused; its figures are left out.
+pub struct KafkaJourneyNotAdopted<'a> {
+    pub journey: &'a str,
+}
+
+impl InternalEvent for KafkaJourneyNotAdopted<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.kafka.journeys_not_adopted.add(1);
+        if tel.log_due(LogKey::KafkaError, KAFKA_WARN_EVERY_SECS) {
+            tracing::warn!(
+                journey = self.journey,
+                "A derived journey's partial was refused: this owner already holds auto_journeys.max derived journeys."
+            );
+        }
+    }
+}
+
 /// A changed journey's long-lived state was queued to the changelog.
 pub struct KafkaChangelogWritten<'a> {
     pub journey: &'a str,

@@ -119,6 +119,16 @@ struct AutoTable {
     hasher: ahash::RandomState,
 }
 
+/// Why an owner refuses the journey of a partial aggregate ([`Journeys::adopt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAdopted {
+    /// Not configured here, and not one auto-derivation could have made (it is off, or
+    /// the name is not `service:span`).
+    Unknown,
+    /// A derived journey, but this instance already holds `auto_journeys.max` of them.
+    Full,
+}
+
 /// What one span or event does to its journey's attempts (`completion`): the hash of
 /// its key's value, and whether it starts or completes one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -440,6 +450,41 @@ impl Journeys {
         }
     }
 
+    /// The journey a partial aggregate names, for its owner (Kafka stage 2): a configured
+    /// journey by name; with auto-derivation on, [`AUTO_OVERFLOW`], or a derived journey
+    /// `service:span` that a publisher derived from spans this instance may never have
+    /// seen, made here as if derived (so it is bounded by `auto_journeys.max` together
+    /// with the journeys this instance derives itself, and a checkpoint or changelog
+    /// brings it back by its origin). A name is split at its first `:`; one this
+    /// instance derived itself is found first, whatever `:` its service name holds.
+    pub fn adopt(&self, name: &str) -> Result<Arc<JourneyInfo>, NotAdopted> {
+        if let Some(j) = self.configured().find(|j| &*j.name == name) {
+            return Ok(j.clone());
+        }
+        let auto = self.auto.as_ref().ok_or(NotAdopted::Unknown)?;
+        if name == AUTO_OVERFLOW {
+            return Ok(auto.overflow.clone());
+        }
+        let (service, span) = name.split_once(':').ok_or(NotAdopted::Unknown)?;
+        if service.len() > MAX_LABEL_VALUE_BYTES || span.len() > MAX_LABEL_VALUE_BYTES {
+            // Publishers clip both parts: no derived journey has this name.
+            return Err(NotAdopted::Unknown);
+        }
+        let known = auto.find(service, span).or_else(|| {
+            auto.by_id
+                .iter()
+                .find(|e| &*e.value().name == name && e.value().id != auto.overflow.id)
+                .map(|e| e.value().id)
+        });
+        let id = match known {
+            Some(id) => id,
+            None => auto.lookup(service, span).0,
+        };
+        self.get(id)
+            .filter(|j| &*j.name == name)
+            .ok_or(NotAdopted::Full)
+    }
+
     /// The number of auto-derived journeys so far (not counting the overflow journey).
     pub fn auto_count(&self) -> usize {
         self.auto
@@ -449,6 +494,16 @@ impl Journeys {
 }
 
 impl AutoTable {
+    /// The id of the journey `service:name` if it was made already.
+    fn find(&self, service: &str, name: &str) -> Option<JourneyId> {
+        let hash = self.hasher.hash_one((service, name));
+        self.by_hash.get(&hash).and_then(|list| {
+            list.iter()
+                .find(|(s, n, _)| &**s == service && &**n == name)
+                .map(|(_, _, id)| *id)
+        })
+    }
+
     /// The id and identity hash of the journey `service:name`, created on first sight.
     fn lookup(&self, service: &str, name: &str) -> (JourneyId, u64) {
         let hash = self.hasher.hash_one((service, name));
@@ -593,5 +648,56 @@ mod tests {
             name(auto.restore(AUTO_OVERFLOW, &Origin::AutoOverflow)),
             Some(AUTO_OVERFLOW.into())
         );
+    }
+
+    /// An owner takes the journeys publishers derived: configured ones by name, derived
+    /// ones made here (bounded by `auto_journeys.max` with its own), `_overflow`.
+    #[test]
+    fn an_owner_adopts_derived_journeys_up_to_the_limit() {
+        let name = |j: Result<Arc<JourneyInfo>, NotAdopted>| j.map(|j| j.name.to_string());
+        let configured = journeys("journeys:\n  - name: checkout\n    match: { span_name: x }\n");
+        assert_eq!(name(configured.adopt("checkout")), Ok("checkout".into()));
+        // Auto-derivation is off while journeys are configured: nothing to adopt into.
+        assert_eq!(
+            name(configured.adopt("shop:GET /")),
+            Err(NotAdopted::Unknown)
+        );
+        assert_eq!(
+            name(configured.adopt(AUTO_OVERFLOW)),
+            Err(NotAdopted::Unknown)
+        );
+
+        let auto = journeys("auto_journeys:\n  max: 2\n");
+        // A journey this instance derived itself (as `classify` does, by its origin), of a
+        // service whose name holds a ':'.
+        let own = Origin::Derived {
+            service: "shop:eu".into(),
+            span: "GET /".into(),
+        };
+        let own = auto.restore("shop:eu:GET /", &own).expect("derived");
+        // Found by name rather than made again as service "shop", span "eu:GET /".
+        let found = auto.adopt("shop:eu:GET /").expect("its own");
+        assert_eq!(found.id, own.id);
+        assert_eq!(auto.auto_count(), 1);
+        // A journey only a publisher derived is made here, with its origin; again, the same.
+        let adopted = auto.adopt("cart:POST /items").expect("adopted");
+        assert_eq!(
+            adopted.origin,
+            Origin::Derived {
+                service: "cart".into(),
+                span: "POST /items".into()
+            }
+        );
+        assert!(adopted.auto);
+        assert_eq!(auto.adopt("cart:POST /items").map(|j| j.id), Ok(adopted.id));
+        assert_eq!(auto.auto_count(), 2);
+        // max 2 reached: a third is refused as full, and no journey is made.
+        assert_eq!(name(auto.adopt("search:GET /q")), Err(NotAdopted::Full));
+        assert_eq!(auto.auto_count(), 2);
+        assert_eq!(name(auto.adopt(AUTO_OVERFLOW)), Ok(AUTO_OVERFLOW.into()));
+        // Not a derived name, or longer than publishers make it.
+        assert_eq!(name(auto.adopt("checkout")), Err(NotAdopted::Unknown));
+        let long = format!("{}:x", "s".repeat(MAX_LABEL_VALUE_BYTES + 1));
+        assert_eq!(name(auto.adopt(&long)), Err(NotAdopted::Unknown));
     }
 }

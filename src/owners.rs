@@ -20,11 +20,15 @@
 //!   the split of spans between publishers and the order of their partials; f64 sums
 //!   (latency, values) differ only in rounding.
 //!
-//! Partials of a journey this instance's config does not know (another config, or a
-//! journey derived by `auto_journeys` from spans it never saw) are refused and counted.
+//! A journey derived by `auto_journeys` on the instance that saw its spans is adopted
+//! by its owner ([`Journeys::adopt`]: made as if derived here, bounded by
+//! `auto_journeys.max`, past which its partials are refused and counted). Partials of a
+//! journey this instance's config does not know (another config) are refused and counted.
 
-use crate::internal_events::{InternalEvent, KafkaPartialRefused, KafkaPartialsMerged};
-use crate::journey::{JourneyInfo, Journeys};
+use crate::internal_events::{
+    InternalEvent, KafkaJourneyNotAdopted, KafkaPartialRefused, KafkaPartialsMerged,
+};
+use crate::journey::{JourneyInfo, Journeys, NotAdopted};
 use crate::receiver::kafka::owners::PartialSink;
 use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::telemetry::Telemetry;
@@ -104,15 +108,15 @@ impl Owners {
         let mut inner = lock(&self.inner);
         // A journey that went with the reload takes its series with it; a kept one
         // points at its new definition.
-        inner.series.retain(|_, s| {
-            match journeys.configured().find(|j| j.name == s.journey.name) {
+        inner
+            .series
+            .retain(|_, s| match journeys.adopt(&s.journey.name).ok() {
                 Some(j) => {
                     s.journey = j.clone();
                     true
                 }
                 None => false,
-            }
-        });
+            });
         *lock(&self.journeys) = journeys;
     }
 
@@ -138,11 +142,7 @@ impl Owners {
     /// Merges one message of the aggregates topic from `partition` at `now_ns`.
     pub fn merge(&self, partition: i32, bytes: &[u8], now_ns: u64) -> Result<(), String> {
         let m = crate::partial::decode(bytes)?;
-        let journey = lock(&self.journeys)
-            .configured()
-            .find(|j| *j.name == *m.journey)
-            .cloned()
-            .ok_or_else(|| format!("journey {:?} is not in this instance's config", m.journey))?;
+        let journey = adopt(&lock(&self.journeys), &m.journey, &self.tel)?;
         let mut inner = lock(&self.inner);
         if !inner.partitions.contains(&partition) {
             return Err(format!("partition {partition} is not owned here"));
@@ -216,6 +216,18 @@ impl Owners {
         }
         out
     }
+}
+
+/// The journey of a partial, adopted if another instance derived it; past the bound,
+/// counted (the caller counts the refusal).
+fn adopt(journeys: &Journeys, name: &str, tel: &Telemetry) -> Result<Arc<JourneyInfo>, String> {
+    journeys.adopt(name).map_err(|e| match e {
+        NotAdopted::Unknown => format!("journey {name:?} is not in this instance's config"),
+        NotAdopted::Full => {
+            KafkaJourneyNotAdopted { journey: name }.emit(tel);
+            format!("journey {name:?} is past auto_journeys.max here")
+        }
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

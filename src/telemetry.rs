@@ -278,6 +278,8 @@ pub struct KafkaState {
     pub partials_refused: AtomicU64,
     /// Sub-buckets of merged partials outside the owner's window: left out.
     pub partial_sub_buckets_dropped: AtomicU64,
+    /// Partials of derived journeys refused past `auto_journeys.max` (also refused).
+    pub journeys_not_adopted: AtomicU64,
     /// Changelog records of owned journeys written (stage 2's long-lived state).
     pub changelog_written: AtomicU64,
     /// Changelog records not written or not restored, and restores cut short, by

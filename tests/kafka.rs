@@ -380,3 +380,178 @@ fn the_barrier_takes_every_recorded_span_exactly_once() {
     assert!(again.is_empty(), "{} partials taken twice", again.len());
     pipeline.shutdown(Duration::from_secs(5));
 }
+
+/// A stage-2 instance with no journeys configured (so `auto_journeys` derives them),
+/// `max` derived journeys at most, its own spans topic, consumer groups and state topics,
+/// owning the partitions of `aggregates` in group `<group>-owners`.
+fn auto_config(
+    k: &Kafka,
+    spans: &str,
+    group: &str,
+    aggregates: &str,
+    max: usize,
+) -> impl Fn(&Ports) -> String {
+    let bootstrap = k.bootstrap();
+    let (spans, group) = (spans.to_string(), group.to_string());
+    let settings = format!(
+        "    aggregates:\n      topic: {aggregates}\n      instance: {group}\n      changelog_topic: {aggregates}-changelog\n      snapshots_topic: {aggregates}-snapshots\n"
+    );
+    move |p: &Ports| {
+        let yaml = format!(
+            "{}pipeline:\n  evaluation_interval: 200ms\n  shutdown_timeout: 3s\nauto_journeys:\n  max: {max}\n",
+            p.listeners_yaml("")
+        );
+        with_kafka_receiver(&yaml, &bootstrap, &spans, &group, &settings)
+    }
+}
+
+/// The aggregates-topic messages of `journey` committed so far.
+fn partial_messages(k: &Kafka, topic: &str, journey: &str) -> usize {
+    k.read_committed(topic, 1)
+        .iter()
+        .filter(|m| cerflow::partial::decode(m).is_ok_and(|p| p.journey == journey))
+        .count()
+}
+
+/// A journey derived by `auto_journeys` on the instance that saw its spans is adopted by
+/// an owner that never saw one. `a` consumes the spans and publishes partials; `b`, in
+/// owners' group of its own on the same aggregates topic, owns its one partition too and
+/// has no spans at all. 8 requests of 5 `POST /checkout` spans of shop-api, the first span
+/// of every fourth request failed: 40 requests, 2 errors of `shop-api:POST /checkout` on
+/// `b`. `b` holds at most 1 derived journey, so `shop-api:GET /cart` (sent after) is
+/// refused: each of its messages is counted once as not adopted and once as refused.
+#[test]
+fn an_owner_adopts_a_journey_another_instance_derived_up_to_auto_journeys_max() {
+    let k = shared();
+    k.create_topic("adopt-spans", 1);
+    k.create_topic("adopt-none", 1);
+    k.create_topic("adopt-aggregates", 1);
+    let b = Cerflow::start(auto_config(
+        k,
+        "adopt-none",
+        "adopt-b",
+        "adopt-aggregates",
+        1,
+    ));
+    b.wait_for("cerflow_kafka_owned_partitions", &[], 1.0);
+    let a = Cerflow::start(auto_config(
+        k,
+        "adopt-spans",
+        "adopt-a",
+        "adopt-aggregates",
+        500,
+    ));
+    a.wait_for("cerflow_kafka_partitions", &[], 1.0);
+    assert_eq!(produce(k, "adopt-spans", 8, 5, 0), (40, 2));
+    let checkout = [
+        ("journey", "shop-api:POST /checkout"),
+        ("instance", "adopt-b"),
+    ];
+    let s = b.wait_for("cer_journey_requests_total", &checkout, 40.0);
+    s.assert("cer_journey_errors_total", &checkout, 2.0);
+    s.assert("cerflow_auto_journeys", &[], 1.0);
+    // b received no span: every figure came from a's partials.
+    assert_eq!(
+        s.get("cerflow_received_spans_total", &[("transport", "kafka")]),
+        Some(0.0)
+    );
+    // Its score API lists the journey as its own: all 40 requests in the 1h window.
+    let own = b.get_json("/api/v1/scores?journey=shop-api:POST+%2Fcheckout&window=1h");
+    assert_eq!(own["instance"], "adopt-b", "{own}");
+    assert_eq!(own["journeys"][0]["windows"][0]["requests"], 40.0, "{own}");
+    assert_eq!(own["journeys"][0]["windows"][0]["errors"], 2.0, "{own}");
+
+    // A second derived journey: a has room for it, b (max 1) has not.
+    let producer = k.producer();
+    for i in 0..3u64 {
+        let mut spans = checkout_spans(2, 10_000 + i * 2, 20);
+        for s in &mut spans {
+            s.name = "GET /cart".into();
+        }
+        let key = spans[0].trace_id.clone();
+        producer.send("adopt-spans", &key, &body(&traces("shop-api", spans)));
+    }
+    producer.flush();
+    let cart = [("journey", "shop-api:GET /cart"), ("instance", "adopt-a")];
+    a.wait_for("cer_journey_requests_total", &cart, 6.0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (messages, s) = loop {
+        let messages = partial_messages(k, "adopt-aggregates", "shop-api:GET /cart");
+        let s = b.scrape();
+        let refused = s.get("cerflow_kafka_journeys_not_adopted_total", &[]);
+        if (messages > 0 && refused == Some(messages as f64)) || Instant::now() > deadline {
+            break (messages, s);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(messages >= 1, "a published the cart journey");
+    s.assert(
+        "cerflow_kafka_journeys_not_adopted_total",
+        &[],
+        messages as f64,
+    );
+    s.assert(
+        "cerflow_kafka_partials_total",
+        &[("outcome", "refused")],
+        messages as f64,
+    );
+    s.assert_absent(
+        "cer_journey_requests_total",
+        &[("journey", "shop-api:GET /cart"), ("instance", "adopt-b")],
+    );
+    s.assert("cerflow_auto_journeys", &[], 1.0);
+    assert!(
+        b.logs()
+            .contains("already holds auto_journeys.max derived journeys"),
+        "the refusal is logged"
+    );
+}
+
+/// What README's "OTLP metric inputs stay per instance" says, on a stage-2 instance that
+/// owns the aggregates topic's one partition: the metric points it receives (delta
+/// counters: 40 requests, 4 errors of `orders`, a journey fed by metrics alone) are
+/// exported as its counters with its `instance` label, so `sum by (journey)` adds them up
+/// across instances; the journey has no partials, hence no owner, and no score entry.
+#[test]
+fn stage_two_exports_metric_inputs_per_instance_with_its_label() {
+    use common::otlp::{metrics_request, now_ns, number_point, sum_metric};
+    let k = shared();
+    k.create_topic("metrics-spans", 1);
+    k.create_topic("metrics-aggregates", 1);
+    let bootstrap = k.bootstrap();
+    let m = Cerflow::start(move |p: &Ports| {
+        let yaml = format!(
+            "{}pipeline:\n  evaluation_interval: 200ms\njourneys:\n  - name: orders\n    metrics:\n      - {{ name: orders.requests }}\n      - {{ name: orders.errors, role: errors }}\n",
+            p.listeners_yaml("")
+        );
+        with_kafka_receiver(
+            &yaml,
+            &bootstrap,
+            "metrics-spans",
+            "metrics",
+            "    aggregates:\n      topic: metrics-aggregates\n      instance: m\n      changelog_topic: metrics-changelog\n      snapshots_topic: metrics-snapshots\n",
+        )
+    });
+    m.wait_for("cerflow_kafka_owned_partitions", &[], 1.0);
+    let t = now_ns();
+    let delta = |name: &str, n: f64| {
+        sum_metric(
+            name,
+            "{request}",
+            true,
+            false,
+            vec![number_point(t - 1, t, n, vec![])],
+        )
+    };
+    let req = metrics_request(
+        &[("service.name", "orders")],
+        vec![delta("orders.requests", 40.0), delta("orders.errors", 4.0)],
+    );
+    assert_eq!(m.post_metrics(&req), (0, String::new()));
+    let orders = [("journey", "orders"), ("instance", "m")];
+    let s = m.wait_for("cer_journey_requests_total", &orders, 40.0);
+    s.assert("cer_journey_errors_total", &orders, 4.0);
+    let own = m.get_json("/api/v1/scores?journey=orders");
+    assert_eq!(own["instance"], "m", "{own}");
+    assert_eq!(own["journeys"].as_array().map(Vec::len), Some(0), "{own}");
+}

@@ -466,6 +466,60 @@ fn a_running_instance_answers_scope_all_from_the_owners_snapshots() {
         "a cohort filter is not supported with scope=all"
     );
     c.wait_for("cerflow_kafka_snapshots", &[], 2.0);
+
+    // The gRPC API answers alike: SCOPE_ALL gives the owners' figures and the same
+    // overall 0.925, with no one instance named; SCOPE_OWN names this instance, which
+    // owns no journey.
+    use cerflow::proto::{GetScoresRequest, Scope};
+    let req = |scope: Scope, journeys: &[&str]| GetScoresRequest {
+        journeys: journeys.iter().map(|j| j.to_string()).collect(),
+        scope: scope as i32,
+        ..Default::default()
+    };
+    let all = c.try_grpc_scores(req(Scope::All, &[])).expect("scope all");
+    assert_eq!(all.instance, None);
+    let figures: Vec<_> = all
+        .journeys
+        .iter()
+        .map(|j| {
+            let w = &j.windows[0];
+            (
+                j.journey.as_str(),
+                j.weight,
+                w.window.as_str(),
+                w.requests,
+                w.errors,
+                w.score,
+            )
+        })
+        .collect();
+    assert_eq!(
+        figures,
+        [
+            ("checkout", 3.0, "5m", 1000, 10, Some(0.9)),
+            ("login", 1.0, "5m", 500, 0, Some(1.0))
+        ]
+    );
+    let overall = all.overall[0].score.expect("an overall score");
+    assert!((overall - 0.925).abs() < 1e-12, "{overall}");
+    let login = c
+        .try_grpc_scores(req(Scope::All, &["login"]))
+        .expect("login");
+    assert_eq!(login.journeys.len(), 1);
+    assert_eq!(login.journeys[0].journey, "login");
+    let own = c.try_grpc_scores(req(Scope::Own, &[])).expect("scope own");
+    assert_eq!(own.instance.as_deref(), Some("reader"));
+    assert_eq!(own.journeys.len(), 0, "{own:?}");
+    let mut cohort = req(Scope::All, &[]);
+    cohort.cohort.insert("region".into(), "eu".into());
+    let e = c.try_grpc_scores(cohort).expect_err("a cohort filter");
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            tonic::Code::InvalidArgument,
+            "a cohort filter is not supported with scope=all"
+        )
+    );
 }
 
 /// A running owner writes its journey's changelog record and snapshot at its ticks: 40
@@ -543,6 +597,33 @@ fn a_running_owner_writes_its_journeys_changelog_record_and_snapshot() {
         from_snapshot["budget_remaining"],
         own["journeys"][0]["budget_remaining"]
     );
+    assert_eq!(own["instance"], "owner-a");
+    // Over gRPC: the owner names itself with its own scope, and both scopes give the
+    // 200 requests and 10 errors in the 1h window (a slow broker cannot age them out).
+    use cerflow::proto::{GetScoresRequest, Scope};
+    for (scope, instance) in [(Scope::Own, Some("owner-a")), (Scope::All, None)] {
+        let snap = c
+            .try_grpc_scores(GetScoresRequest {
+                journeys: vec!["checkout".into()],
+                window: "1h".into(),
+                scope: scope as i32,
+                ..Default::default()
+            })
+            .expect("scores");
+        assert_eq!(snap.instance.as_deref(), instance, "{scope:?}");
+        let checkout = &snap.journeys[0];
+        assert_eq!(checkout.journey, "checkout");
+        let w: Vec<_> = checkout
+            .windows
+            .iter()
+            .map(|w| (w.window.as_str(), w.requests, w.errors))
+            .collect();
+        assert_eq!(w, [("1h", 200, 10)], "{scope:?}");
+        assert!(
+            (checkout.budget_remaining["availability"] - -49.0).abs() < 1e-9,
+            "{scope:?}"
+        );
+    }
 
     for t in [&ks.changelog_topic, &ks.snapshots_topic] {
         assert_eq!(

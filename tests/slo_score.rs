@@ -536,5 +536,45 @@ fn the_score_api_serves_json_and_grpc() {
             b.time_unix_nano > a.time_unix_nano,
             "a new snapshot on each tick"
         );
+        // Without Kafka stage 2 no instance is named, and SCOPE_ALL has no owners'
+        // snapshots to read: refused, in a stream too, with the HTTP API's words.
+        assert_eq!(snap.instance, None);
+        let all = GetScoresRequest {
+            journeys: vec!["login".into()],
+            scope: cerflow::proto::Scope::All as i32,
+            ..Default::default()
+        };
+        let e = client.watch_scores(all).await.expect_err("no stage 2");
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     });
+    use cerflow::proto::{GetScoresRequest as Req, Scope};
+    let login = |scope: i32| Req {
+        journeys: vec!["login".into()],
+        window: "1m".into(),
+        scope,
+        ..Default::default()
+    };
+    // SCOPE_OWN answers as an unset scope does (older clients): login's 10 requests.
+    let own = cf.try_grpc_scores(login(Scope::Own as i32)).expect("own");
+    let login_entry = own.journeys.iter().find(|j| j.cohort.is_empty());
+    assert_eq!(login_entry.map(|j| j.windows[0].requests), Some(10));
+    let e = cf
+        .try_grpc_scores(login(Scope::All as i32))
+        .expect_err("no stage 2");
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            tonic::Code::FailedPrecondition,
+            "scope=all needs Kafka stage 2 (receivers.kafka.aggregates)"
+        )
+    );
+    // A scope this version does not know is refused, not read as own.
+    let e = cf.try_grpc_scores(login(7)).expect_err("unknown scope");
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            tonic::Code::InvalidArgument,
+            "unknown scope 7 (use SCOPE_OWN or SCOPE_ALL)"
+        )
+    );
 }

@@ -951,6 +951,7 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
         out,
         &catalogue::CERFLOW_KAFKA_PARTIAL_SUB_BUCKETS_DROPPED_TOTAL,
     );
+    header(out, &catalogue::CERFLOW_KAFKA_JOURNEYS_NOT_ADOPTED_TOTAL);
     header(out, &catalogue::CERFLOW_KAFKA_CHANGELOG_RECORDS_TOTAL);
     header(out, &catalogue::CERFLOW_KAFKA_STATE_REFUSED_TOTAL);
     header(out, &catalogue::CERFLOW_KAFKA_SNAPSHOTS);
@@ -1006,6 +1007,12 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
             catalogue::CERFLOW_KAFKA_PARTIAL_SUB_BUCKETS_DROPPED_TOTAL.prom,
             "",
             k.partial_sub_buckets_dropped.get() as f64,
+        );
+        sample(
+            out,
+            catalogue::CERFLOW_KAFKA_JOURNEYS_NOT_ADOPTED_TOTAL.prom,
+            "",
+            k.journeys_not_adopted.get() as f64,
         );
         sample(
             out,

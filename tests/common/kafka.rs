@@ -261,6 +261,24 @@ impl Kafka {
         for r in results {
             r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
         }
+        // The controller has made it; the broker's metadata can lag behind, and a cerflow
+        // started at once would find no partitions (stage 2 then refuses to start).
+        let consumer: BaseConsumer = self.client_config().create().expect("metadata client");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(2))
+                .ok()
+                .and_then(|md| md.topics().first().map(|t| t.partitions().len()));
+            if seen == Some(partitions as usize) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "topic {topic}: {seen:?} of {partitions} partitions in the metadata after 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Sum over `topic`'s `partitions` partitions of the offsets `group` has committed

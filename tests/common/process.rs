@@ -301,6 +301,24 @@ impl Cerflow {
         self.score_api("GetScores", |mut c| async move { c.get_scores(req).await })
     }
 
+    /// The gRPC score API's `GetScores` for any request (scope, cohort, ...), with the
+    /// status it refused it with, if it did.
+    pub fn try_grpc_scores(
+        &self,
+        req: cerflow::proto::GetScoresRequest,
+    ) -> Result<cerflow::proto::ScoreSnapshot, tonic::Status> {
+        let endpoint = self.grpc_endpoint();
+        runtime().block_on(async move {
+            let mut client = ScoreServiceClient::connect(endpoint)
+                .await
+                .expect("connecting to the score API");
+            client
+                .get_scores(req)
+                .await
+                .map(tonic::Response::into_inner)
+        })
+    }
+
     /// The gRPC score API's `GetIncidents` for `journeys`.
     pub fn grpc_incidents(&self, journeys: &[&str]) -> cerflow::proto::IncidentList {
         let req = cerflow::proto::GetIncidentsRequest {
