@@ -7,7 +7,7 @@
 //! Run: `cargo bench --bench partial`; BENCHMARKS.md "Stage 2: aggregates per second".
 
 use cerflow::config::Config;
-use cerflow::partial::{decode, encode_journey, merge_series, take_series};
+use cerflow::partial::{decode, encode_journey, merge_series, take_series, Entry};
 use cerflow::receiver::kafka::config::DEFAULT_MAX_MESSAGE_BYTES;
 use cerflow::sampling::UNIT;
 use cerflow::span_record::{flag, Record};
@@ -84,8 +84,13 @@ fn bench(c: &mut Criterion) {
         let msgs = {
             let mut s = filled(&l, requests, users, now);
             let p = take_series(&mut s, &[], false, false).expect("a partial");
-            let (msgs, too_large) =
-                encode_journey("checkout", "a", 1, vec![p], DEFAULT_MAX_MESSAGE_BYTES);
+            let (msgs, too_large) = encode_journey(
+                "checkout",
+                "a",
+                1,
+                vec![Entry::Series(p)],
+                DEFAULT_MAX_MESSAGE_BYTES,
+            );
             assert!(too_large.is_empty());
             msgs
         };
@@ -96,7 +101,7 @@ fn bench(c: &mut Criterion) {
                 || filled(&l, requests, users, now),
                 |mut s| {
                     let p = take_series(&mut s, &[], false, false);
-                    let p = p.into_iter().collect();
+                    let p = p.into_iter().map(Entry::Series).collect();
                     black_box(encode_journey(
                         "checkout",
                         "a",

@@ -47,6 +47,8 @@ pub struct Layout {
     pub sub_buckets: u32,
     pub n_bounds: usize,
     pub ttl_ns: u64,
+    /// `dependencies.max_per_journey`: named dependency series per owned journey.
+    pub max_dependencies: usize,
 }
 
 /// One journey x cohort series merged from partials.
@@ -71,6 +73,8 @@ struct Inner {
     /// again from the partition's start if it comes back, so what was counted from them
     /// must be forgotten, not counted a second time.
     dropped: BTreeSet<Arc<str>>,
+    /// The owned journeys' dependency calls and blame.
+    deps: dependencies::OwnedDependencies,
 }
 
 /// The owned journeys' state; shared by the owners' consumer (merges) and the deriver
@@ -104,6 +108,8 @@ impl Owners {
         let mut inner = lock(&self.inner);
         // A journey that went with the reload takes its series with it; a kept one
         // points at its new definition.
+        let find = |name: &str| journeys.configured().find(|j| *j.name == *name).cloned();
+        inner.deps.retain(&find);
         inner.series.retain(|_, s| {
             match journeys.configured().find(|j| j.name == s.journey.name) {
                 Some(j) => {
@@ -173,6 +179,9 @@ impl Owners {
             let merged = crate::partial::merge_series(&mut owned.state, p, now_ns)?;
             late += merged.late + merged.future;
         }
+        late += inner
+            .deps
+            .merge(&journey, partition, &m, &self.layout, now_ns)?;
         KafkaPartialsMerged {
             sub_buckets_dropped: late,
         }
@@ -214,6 +223,7 @@ impl Owners {
                 frustrations: s.state.frustrations.clone(),
             });
         }
+        (out.dependencies, out.self_blame) = inner.deps.snapshot(now_ns, ttl);
         out
     }
 }
@@ -243,8 +253,12 @@ impl PartialSink for Owners {
         }
         let mut inner = lock(&self.inner);
         let Inner {
-            series, dropped, ..
+            series,
+            dropped,
+            deps,
+            ..
         } = &mut *inner;
+        deps.revoke(partitions, dropped);
         series.retain(|_, s| {
             let keep = !partitions.contains(&s.partition);
             if !keep {
@@ -267,6 +281,8 @@ impl PartialSink for Owners {
         }
     }
 }
+
+mod dependencies;
 
 #[cfg(test)]
 mod tests;
