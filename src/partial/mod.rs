@@ -12,6 +12,13 @@
 //! included). Integer figures and sketches are therefore identical to one instance's
 //! whatever the split of spans between instances and the order partials arrive in.
 //!
+//! A journey's partials also carry its dependency series and blame ([`Entry`]): calls
+//! as a series without cohort, blame as integer counts per sub-bucket, each with the
+//! retractions of its publisher (what a trace's later spans took back), which
+//! [`merge_dependency`] subtracts right after adding the entry. Retractions travel with
+//! or after what they take back (one worker, one partition, in order), so an owner's
+//! counts never go below what one instance would have.
+//!
 //! Not exact, and why: the f64 sums (latency sum, value totals, value at risk) are
 //! added in a different order than one instance adds them, so they may differ in the
 //! last bits; a web-vital report that replaces an earlier one of the same id

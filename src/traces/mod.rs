@@ -13,6 +13,12 @@
 //! recorded into journey x dependency series ([`Dependencies`]); a failed journey
 //! request is blamed on each distinct dependency whose call under it failed, or on
 //! `self` when none did. Spans of a trace in which no journey claimed a span are orphans.
+//!
+//! Kafka stage 2 ([`Assembler::take_partials`]): each barrier moves the dependency
+//! series' deltas out, after attributing every trace still in assembly as if it were
+//! complete; a trace that gets spans after that is attributed again from all its spans
+//! and only the difference is recorded, what no longer holds as a retraction. Without
+//! Kafka stage 2 nothing is attributed before completion.
 
 pub mod config;
 
@@ -376,6 +382,8 @@ pub struct Assembler {
     /// Retractions since the last take; bounded by the dependency series (one per series
     /// and one per journey's own blame).
     minus: Vec<Minus>,
+    /// When [`Assembler::take_partials`] last ran (the arrival clock).
+    last_take: u64,
     // Scratch of the completion, reused.
     spans: Vec<Node>,
     contribs: Vec<Contrib>,
@@ -410,6 +418,7 @@ impl Assembler {
             overflow: HashMap::new(),
             self_blame: HashMap::new(),
             minus: Vec::new(),
+            last_take: 0,
             spans: Vec::new(),
             contribs: Vec::new(),
             old: Vec::new(),
@@ -638,13 +647,20 @@ impl Assembler {
     /// before the next barrier, only the difference is recorded (a retraction for what no
     /// longer holds). A trace no journey claimed yet is left for later: it may never be.
     fn attribute_pending(&mut self, journeys: &Journeys, now: u64) {
+        // Only traces that got spans since the last take can have anything new: their
+        // arrivals are the tail of the arrival queue, so a take costs what arrived, not
+        // what is buffered.
+        let since = std::mem::replace(&mut self.last_take, now);
         let mut ids: Vec<u128> = self
-            .traces
+            .order
             .iter()
-            .filter(|(_, t)| t.len > t.published)
-            .map(|(id, _)| *id)
+            .rev()
+            .take_while(|(at, _)| *at >= since)
+            .map(|(_, id)| *id)
+            .filter(|id| self.traces.get(id).is_some_and(|t| t.len > t.published))
             .collect();
         ids.sort_unstable();
+        ids.dedup();
         let mut spans = std::mem::take(&mut self.spans);
         for id in ids {
             let Some(t) = self.traces.get_mut(&id) else {
