@@ -261,6 +261,31 @@ impl Kafka {
         for r in results {
             r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
         }
+        // The broker answers before its metadata shows the new partitions with a leader;
+        // a cerflow started at once (stage 2 reads the aggregates topic's partition count
+        // at start-up) could see none. Wait until a client sees them all.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = admin
+                .inner()
+                .fetch_metadata(Some(topic), Duration::from_secs(5))
+                .ok()
+                .and_then(|m| {
+                    m.topics().iter().find(|t| t.name() == topic).map(|t| {
+                        t.partitions().len() == partitions as usize
+                            && t.partitions().iter().all(|p| p.leader() >= 0)
+                    })
+                })
+                .unwrap_or(false);
+            if ready {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "topic {topic}: {partitions} partitions with a leader not seen in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Sum over `topic`'s `partitions` partitions of the offsets `group` has committed
