@@ -2,16 +2,18 @@
 //! interval (1 s, the default), taken and encoded by a stage-1 instance ("publish") and
 //! decoded and merged by the journey's owner ("merge"), at three loads. Windows and
 //! histogram bounds are the defaults (1m, 5m, 1h in 12 sub-buckets each). The bytes of
-//! each partial are printed once: they are measured, not estimated.
+//! each partial are printed once: they are measured, not estimated; so are those of a
+//! dependency entry (one journey x dependency's calls and blame in the interval), which
+//! a journey's message carries beside its series.
 //!
 //! Run: `cargo bench --bench partial`; BENCHMARKS.md "Stage 2: aggregates per second".
 
 use cerflow::config::Config;
-use cerflow::partial::{decode, encode_journey, merge_series, take_series};
+use cerflow::partial::{decode, encode_journey, merge_series, take_dependency, take_series, Entry};
 use cerflow::receiver::kafka::config::DEFAULT_MAX_MESSAGE_BYTES;
 use cerflow::sampling::UNIT;
 use cerflow::span_record::{flag, Record};
-use cerflow::window::SeriesState;
+use cerflow::window::{Blame, SeriesState};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const S: u64 = 1_000_000_000;
@@ -49,7 +51,8 @@ fn layout() -> Layout {
 }
 
 /// A series that recorded `requests` in the second before `now`: 1 in 20 failed,
-/// durations spread over the histogram, users drawn from `users` well-mixed hashes.
+/// durations spread over the histogram, users drawn from `users` well-mixed hashes (none
+/// with 0: a dependency's calls).
 fn filled(l: &Layout, requests: u64, users: u64, now: u64) -> SeriesState {
     let mut s = SeriesState::new(&l.windows_ns, l.sub_buckets, l.bounds_ns.len(), now - S);
     for i in 0..requests {
@@ -59,10 +62,11 @@ fn filled(l: &Layout, requests: u64, users: u64, now: u64) -> SeriesState {
             journey: 0,
             first_value: 0,
             n_values: 0,
-            flags: flag::USER | if i % 20 == 0 { flag::ERROR } else { 0 },
+            flags: if users > 0 { flag::USER } else { 0 }
+                | if i % 20 == 0 { flag::ERROR } else { 0 },
             end_ns: now - S + i * S / requests,
             duration_ns: (i % 97 + 1) * 10_000_000,
-            user: (i % users + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            user: (i % users.max(1) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             value: 0.0,
             trace_id: [0; 16],
             span_id: [0; 8],
@@ -84,19 +88,37 @@ fn bench(c: &mut Criterion) {
         let msgs = {
             let mut s = filled(&l, requests, users, now);
             let p = take_series(&mut s, &[], false, false).expect("a partial");
-            let (msgs, too_large) =
-                encode_journey("checkout", "a", 1, vec![p], DEFAULT_MAX_MESSAGE_BYTES);
+            let (msgs, too_large) = encode_journey(
+                "checkout",
+                "a",
+                1,
+                vec![Entry::Series(p)],
+                DEFAULT_MAX_MESSAGE_BYTES,
+            );
             assert!(too_large.is_empty());
             msgs
         };
         let bytes: usize = msgs.iter().map(Vec::len).sum();
         eprintln!("partial {name}: {} message(s), {bytes} bytes", msgs.len());
+        // The same calls as a dependency's (no users), the failed ones blamed on it.
+        let dependency = {
+            let mut calls = filled(&l, requests, 0, now);
+            let mut blame = Blame::new(&l.windows_ns, l.sub_buckets, now - S);
+            for i in (0..requests).step_by(20) {
+                blame.add(now - S + i * S / requests, now);
+            }
+            let d = take_dependency("payments", false, &mut calls, &mut blame, None);
+            let e = Entry::Dependency(Box::new(d.expect("a dependency partial")));
+            let (m, _) = encode_journey("checkout", "a", 1, vec![e], DEFAULT_MAX_MESSAGE_BYTES);
+            m.iter().map(Vec::len).sum::<usize>()
+        };
+        eprintln!("dependency entry {name}: {dependency} bytes (a message of it alone)");
         g.bench_function(format!("publish/{name}"), |b| {
             b.iter_batched(
                 || filled(&l, requests, users, now),
                 |mut s| {
                     let p = take_series(&mut s, &[], false, false);
-                    let p = p.into_iter().collect();
+                    let p = p.into_iter().map(Entry::Series).collect();
                     black_box(encode_journey(
                         "checkout",
                         "a",

@@ -151,6 +151,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
                 sub_buckets: cfg.windows.sub_buckets,
                 n_bounds: cfg.histogram_buckets.len(),
                 ttl_ns: cfg.windows.series_ttl.as_nanos() as u64,
+                max_dependencies: cfg.dependencies.max_per_journey,
             },
             journeys.clone(),
             tel.clone(),

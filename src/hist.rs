@@ -86,6 +86,20 @@ impl SparseHist {
         }
     }
 
+    /// Takes back every value of `o` (values recorded before and retracted since); a bin
+    /// that reaches 0 goes, and one `self` lacks is left alone.
+    pub fn subtract(&mut self, o: &SparseHist) {
+        for &(bin, n) in &o.bins {
+            if let Ok(i) = self.bins.binary_search_by_key(&bin, |&(b, _)| b) {
+                if self.bins[i].1 <= n {
+                    self.bins.remove(i);
+                } else {
+                    self.bins[i].1 -= n;
+                }
+            }
+        }
+    }
+
     /// A histogram from bins read off the wire: ascending, no count 0, no bin past the
     /// layout's last (`bin_of(u64::MAX)`); anything else would corrupt the quantiles.
     pub fn from_bins(bins: Vec<(u32, u32)>) -> Result<SparseHist, String> {

@@ -51,6 +51,8 @@ pub struct Layout {
     pub sub_buckets: u32,
     pub n_bounds: usize,
     pub ttl_ns: u64,
+    /// `dependencies.max_per_journey`: named dependency series per owned journey.
+    pub max_dependencies: usize,
 }
 
 /// One journey x cohort series merged from partials.
@@ -75,6 +77,8 @@ struct Inner {
     /// again from the partition's start if it comes back, so what was counted from them
     /// must be forgotten, not counted a second time.
     dropped: BTreeSet<Arc<str>>,
+    /// The owned journeys' dependency calls and blame.
+    deps: dependencies::OwnedDependencies,
 }
 
 /// The owned journeys' state; shared by the owners' consumer (merges) and the deriver
@@ -108,15 +112,15 @@ impl Owners {
         let mut inner = lock(&self.inner);
         // A journey that went with the reload takes its series with it; a kept one
         // points at its new definition.
-        inner
-            .series
-            .retain(|_, s| match journeys.adopt(&s.journey.name).ok() {
-                Some(j) => {
-                    s.journey = j.clone();
-                    true
-                }
-                None => false,
-            });
+        let find = |name: &str| journeys.adopt(name).ok();
+        inner.deps.retain(&find);
+        inner.series.retain(|_, s| match find(&s.journey.name) {
+            Some(j) => {
+                s.journey = j.clone();
+                true
+            }
+            None => false,
+        });
         *lock(&self.journeys) = journeys;
     }
 
@@ -173,6 +177,9 @@ impl Owners {
             let merged = crate::partial::merge_series(&mut owned.state, p, now_ns)?;
             late += merged.late + merged.future;
         }
+        late += inner
+            .deps
+            .merge(&journey, partition, &m, &self.layout, now_ns)?;
         KafkaPartialsMerged {
             sub_buckets_dropped: late,
         }
@@ -214,6 +221,7 @@ impl Owners {
                 frustrations: s.state.frustrations.clone(),
             });
         }
+        (out.dependencies, out.self_blame) = inner.deps.snapshot(now_ns, ttl);
         out
     }
 }
@@ -255,8 +263,12 @@ impl PartialSink for Owners {
         }
         let mut inner = lock(&self.inner);
         let Inner {
-            series, dropped, ..
+            series,
+            dropped,
+            deps,
+            ..
         } = &mut *inner;
+        deps.revoke(partitions, dropped);
         series.retain(|_, s| {
             let keep = !partitions.contains(&s.partition);
             if !keep {
@@ -279,6 +291,8 @@ impl PartialSink for Owners {
         }
     }
 }
+
+mod dependencies;
 
 #[cfg(test)]
 mod tests;

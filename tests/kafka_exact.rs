@@ -10,8 +10,8 @@
 //! add up across instances; with one instance joining mid-stream and clean stops the
 //! sums equal (a)'s exactly. Stage 2 (`receivers.kafka.aggregates`: partials and input
 //! offsets in one transaction, one owner per journey) makes every journey figure equal,
-//! also when an instance is SIGKILLed (the second test), except the dependency, blame
-//! and incident-timing figures listed in [`NOT_YET_OWNED`].
+//! also when an instance is SIGKILLed (the second test), dependency calls and blame
+//! included, except the incident-timing figures listed in [`NOT_YET_OWNED`].
 
 mod common;
 
@@ -68,22 +68,10 @@ const PARTITIONS: i32 = 6;
 const NOT_COMPARED: &[&str] = &[];
 
 /// Not yet exact in stage 2, so left out of the SIGKILL comparison until they are:
-/// - dependency calls and blame come from trace assembly, which is not in the partials
-///   yet: each instance exports those of the traces it assembled, and a SIGKILLed
-///   instance's leave with it;
 /// - an incident of a journey whose owner died is opened again by the new owner at its
 ///   own time (detection and recovery times, counts): restoring it is the compacted
 ///   changelog's work (branch `kstate`).
 const NOT_YET_OWNED: &[&str] = &[
-    "cer_dependency_availability_ratio",
-    "cer_dependency_duration_seconds_bucket",
-    "cer_dependency_duration_seconds_count",
-    "cer_dependency_duration_seconds_sum",
-    "cer_dependency_errors_total",
-    "cer_dependency_latency_seconds",
-    "cer_dependency_requests_total",
-    "cer_journey_failures_attributed_total",
-    "cer_journey_blame_ratio",
     "cer_journey_incidents_total",
     "cer_journey_time_to_detect_seconds_bucket",
     "cer_journey_time_to_detect_seconds_count",
@@ -396,9 +384,9 @@ fn a_group_that_loses_a_member_to_sigkill_gives_every_figure_of_one_instance() {
         .map(|d| d["instance"].as_str().unwrap_or("none"))
         .collect();
     assert_eq!(names, ["i1", "i2"]);
-    // The owners' score APIs together answer for every journey, each once. Blame
-    // shares are dependency figures ([`NOT_YET_OWNED`]).
-    let diff = owned_score_differences(&o.scores, &o.group_scores, &["blame"]);
+    // The owners' score APIs together answer for every journey, each once, blame
+    // shares included (dependency calls and blame travel in the partials).
+    let diff = owned_score_differences(&o.scores, &o.group_scores, &[]);
     assert!(
         diff.is_empty(),
         "{} score API figures differ:\n{}",

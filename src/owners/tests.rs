@@ -27,6 +27,7 @@ fn owners() -> Owners {
             sub_buckets: 6,
             n_bounds: BOUNDS.len(),
             ttl_ns: 600 * S,
+            max_dependencies: 2,
         },
         Arc::new(Journeys::new(&cfg)),
         Arc::new(Telemetry::default()),
@@ -57,9 +58,15 @@ fn message(journey: &str, n: u64) -> Vec<u8> {
         st.record(&r, &BOUNDS, t0 + 30 * S);
     }
     let p = crate::partial::take_series(&mut st, &[], false, false).expect("a delta");
-    crate::partial::encode_journey(journey, "a", 1, vec![p], 1_000_000)
-        .0
-        .remove(0)
+    crate::partial::encode_journey(
+        journey,
+        "a",
+        1,
+        vec![crate::partial::Entry::Series(p)],
+        1_000_000,
+    )
+    .0
+    .remove(0)
 }
 
 fn requests(o: &Owners) -> (u64, u64) {
@@ -127,4 +134,119 @@ fn listeners_follow_ownership() {
     o.assigned(&[1, 3]);
     o.revoked(&[3]);
     assert_eq!(*lock(&log.0), vec!["+[1, 3]", "-[3]"]);
+}
+
+/// A message of checkout's dependency partials: per (name, calls, errors, blamed), calls
+/// ending at T0 + i s, the first `errors` failed; and `self_blamed` blamed on checkout.
+fn dependency_message(deps: &[(&str, u64, u64, u64)], self_blamed: u64) -> Vec<u8> {
+    use crate::partial::{take_dependency, take_self_blame, Entry};
+    use crate::window::Blame;
+    let t0 = t0();
+    let mut entries = Vec::new();
+    for &(name, calls, errors, blamed) in deps {
+        let mut st = SeriesState::new(&WINDOWS, 6, BOUNDS.len(), t0);
+        let mut b = Blame::new(&WINDOWS, 6, t0);
+        for i in 0..calls {
+            let r = Record {
+                hash: 0,
+                has_version: false,
+                journey: 0,
+                first_value: 0,
+                n_values: 0,
+                flags: if i < errors { flag::ERROR } else { 0 },
+                end_ns: t0 + i * S,
+                duration_ns: 50 * MS,
+                user: 0,
+                value: 0.0,
+                trace_id: [0; 16],
+                span_id: [0; 8],
+                event: 0,
+                weight: UNIT,
+            };
+            st.record(&r, &BOUNDS, t0 + 30 * S);
+        }
+        for i in 0..blamed {
+            b.add(t0 + i * S, t0 + 30 * S);
+        }
+        let p = take_dependency(name, false, &mut st, &mut b, None).expect("a delta");
+        entries.push(Entry::Dependency(Box::new(p)));
+    }
+    let mut b = Blame::new(&WINDOWS, 6, t0);
+    for i in 0..self_blamed {
+        b.add(t0 + i * S, t0 + 30 * S);
+    }
+    entries.extend(take_self_blame(&mut b, None).map(Entry::SelfBlame));
+    crate::partial::encode_journey("checkout", "a", 1, entries, 1_000_000)
+        .0
+        .remove(0)
+}
+
+/// Per dependency series (name, or "(overflow)"): calls, errors, blamed, whole and in
+/// the 60 s window; per journey's own blame: whole and in the window.
+type DependencyFigures = (Vec<(String, [u64; 6])>, Vec<(u64, u64)>);
+
+fn dependencies(o: &Owners) -> DependencyFigures {
+    let snap = o.snapshot(crate::clock::now_unix_ns());
+    let mut deps: Vec<_> = snap
+        .dependencies
+        .iter()
+        .map(|d| {
+            let name = if d.overflow {
+                "(overflow)".into()
+            } else {
+                d.name.to_string()
+            };
+            let w = &d.windows[0];
+            let figures = [
+                d.totals.requests / UNIT,
+                d.totals.errors / UNIT,
+                d.blamed_total,
+                w.counts.requests / UNIT,
+                w.counts.errors / UNIT,
+                w.blamed,
+            ];
+            (name, figures)
+        })
+        .collect();
+    deps.sort();
+    let selfs = snap
+        .self_blame
+        .iter()
+        .map(|s| (s.total, s.windows[0]))
+        .collect();
+    (deps, selfs)
+}
+
+/// Dependency partials of two publishers add per dependency; past
+/// `dependencies.max_per_journey` (2 here) a journey's further names share its overflow
+/// series; a revoke forgets them with the journey's series.
+#[test]
+fn an_owner_adds_dependency_partials_and_bounds_their_names() {
+    let o = owners();
+    o.assigned(&[0]);
+    // Publisher 1: pay 3 calls / 1 error / 1 blamed, db 2 / 0 / 0, self 2.
+    // Publisher 2: pay 2 / 0 / 0, cache 1 / 1 / 1 (a third name: overflow), self 1.
+    o.partial(
+        0,
+        &dependency_message(&[("pay", 3, 1, 1), ("db", 2, 0, 0)], 2),
+    );
+    o.partial(
+        0,
+        &dependency_message(&[("pay", 2, 0, 0), ("cache", 1, 1, 1)], 1),
+    );
+    assert_eq!(o.tel.kafka.partials_refused.get(), 0);
+    // pay 3 + 2 = 5 calls, 1 error, 1 blamed; self 2 + 1 = 3; every call in the window.
+    assert_eq!(
+        dependencies(&o),
+        (
+            vec![
+                ("(overflow)".to_string(), [1, 1, 1, 1, 1, 1]),
+                ("db".to_string(), [2, 0, 0, 2, 0, 0]),
+                ("pay".to_string(), [5, 1, 1, 5, 1, 1]),
+            ],
+            vec![(3, 3)]
+        )
+    );
+    o.revoked(&[0]);
+    assert_eq!(dependencies(&o), (vec![], vec![]));
 }

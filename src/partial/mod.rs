@@ -12,6 +12,13 @@
 //! included). Integer figures and sketches are therefore identical to one instance's
 //! whatever the split of spans between instances and the order partials arrive in.
 //!
+//! A journey's partials also carry its dependency series and blame ([`Entry`]): calls
+//! as a series without cohort, blame as integer counts per sub-bucket, each with the
+//! retractions of its publisher (what a trace's later spans took back), which
+//! [`merge_dependency`] subtracts right after adding the entry. Retractions travel with
+//! or after what they take back (one worker, one partition, in order), so an owner's
+//! counts never go below what one instance would have.
+//!
 //! Not exact, and why: the f64 sums (latency sum, value totals, value at risk) are
 //! added in a different order than one instance adds them, so they may differ in the
 //! last bits; a web-vital report that replaces an earlier one of the same id
@@ -24,7 +31,7 @@ use crate::distinct::Distinct;
 use crate::experience::VITAL_COUNT;
 use crate::hist::SparseHist;
 use crate::proto::aggregates as pb;
-use crate::window::{Counts, Customers, SeriesState, Slot, Users, VitalSlot};
+use crate::window::{Blame, Counts, Customers, SeriesState, Slot, Users, VitalSlot};
 use prost::Message;
 
 /// The encoding version this build writes and reads.
@@ -244,6 +251,229 @@ pub fn take_series(
     (!empty).then_some(p)
 }
 
+/// Subtracts counts: saturating, so a retraction of what never arrived cannot wrap.
+fn sub_counts(a: &mut Counts, b: &Counts) {
+    a.requests = a.requests.saturating_sub(b.requests);
+    a.errors = a.errors.saturating_sub(b.errors);
+    a.slow = a.slow.saturating_sub(b.slow);
+    a.incorrect = a.incorrect.saturating_sub(b.incorrect);
+    a.vitals = a.vitals.saturating_sub(b.vitals);
+    a.vitals_bad = a.vitals_bad.saturating_sub(b.vitals_bad);
+}
+
+/// One entry of a journey's partials: a journey x cohort series, a dependency of the
+/// journey, or its own blame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Series(pb::SeriesPartial),
+    Dependency(Box<pb::DependencyPartial>),
+    SelfBlame(pb::SelfBlamePartial),
+}
+
+/// Moves out what `b` recorded since the last take; `None` when nothing.
+pub fn take_blame(b: &mut Blame) -> Option<pb::BlamePartial> {
+    let windows: Vec<pb::BlameWindow> = b
+        .windows
+        .iter_mut()
+        .map(|ring| {
+            let (start_ns, counts) = ring
+                .drain()
+                .into_iter()
+                .filter(|(_, t)| t.0 > 0)
+                .map(|(start, t)| (start, t.0))
+                .unzip();
+            pb::BlameWindow { start_ns, counts }
+        })
+        .collect();
+    let total = std::mem::take(&mut b.total);
+    let empty = total == 0 && windows.iter().all(|w| w.start_ns.is_empty());
+    (!empty).then_some(pb::BlamePartial {
+        total,
+        created_unix_ns: b.created_unix_ns,
+        windows,
+    })
+}
+
+/// Moves out what a dependency series recorded since the last take (its calls and
+/// blame), with what was taken back since (`retracted`); `None` when nothing.
+pub fn take_dependency(
+    name: &str,
+    overflow: bool,
+    calls: &mut SeriesState,
+    blame: &mut Blame,
+    retracted: Option<(&mut SeriesState, &mut Blame)>,
+) -> Option<pb::DependencyPartial> {
+    let (retracted_calls, retracted_blamed) = match retracted {
+        Some((c, b)) => (take_series(c, &[], overflow, false), take_blame(b)),
+        None => (None, None),
+    };
+    let p = pb::DependencyPartial {
+        name: name.to_string(),
+        overflow,
+        calls: take_series(calls, &[], overflow, false),
+        blamed: take_blame(blame),
+        retracted_calls,
+        retracted_blamed,
+    };
+    let empty = p.calls.is_none()
+        && p.blamed.is_none()
+        && p.retracted_calls.is_none()
+        && p.retracted_blamed.is_none();
+    (!empty).then_some(p)
+}
+
+/// [`take_dependency`] for a journey's own blame.
+pub fn take_self_blame(
+    blame: &mut Blame,
+    retracted: Option<&mut Blame>,
+) -> Option<pb::SelfBlamePartial> {
+    let p = pb::SelfBlamePartial {
+        blamed: take_blame(blame),
+        retracted: retracted.and_then(take_blame),
+    };
+    (p.blamed.is_some() || p.retracted.is_some()).then_some(p)
+}
+
+/// Adds (or with `subtract`, takes back) blame partial `p` into `b` at `now_ns`;
+/// checked whole first. Returns the sub-buckets dropped as late or future.
+fn merge_blame(
+    b: &mut Blame,
+    p: &pb::BlamePartial,
+    now_ns: u64,
+    subtract: bool,
+) -> Result<u64, String> {
+    if !p.windows.is_empty() && p.windows.len() != b.windows.len() {
+        return Err(format!(
+            "a blame partial has {} windows, this instance {}: their window config differs",
+            p.windows.len(),
+            b.windows.len()
+        ));
+    }
+    if p.windows.iter().any(|w| w.start_ns.len() != w.counts.len()) {
+        return Err("a blame window has not as many counts as sub-buckets".into());
+    }
+    let mut dropped = 0;
+    for (ring, w) in b.windows.iter_mut().zip(&p.windows) {
+        for (&start, &n) in w.start_ns.iter().zip(&w.counts) {
+            if start > now_ns.saturating_add(ring.sub_ns()) {
+                dropped += 1;
+                continue;
+            }
+            match ring.slot_mut(start, now_ns) {
+                Some(t) if subtract => t.0 = t.0.saturating_sub(n),
+                Some(t) => t.0 = t.0.saturating_add(n),
+                None => dropped += 1,
+            }
+        }
+    }
+    if subtract {
+        b.total = b.total.saturating_sub(p.total);
+    } else {
+        b.total = b.total.saturating_add(p.total);
+        if p.created_unix_ns != 0 {
+            b.created_unix_ns = b.created_unix_ns.min(p.created_unix_ns);
+        }
+    }
+    b.last_unix_ns = b.last_unix_ns.max(now_ns);
+    Ok(dropped)
+}
+
+/// Adds dependency partial `p` into the owner's `calls` and `blame` at `now_ns`, then
+/// takes back its retractions. Returns the sub-buckets dropped as late or future.
+pub fn merge_dependency(
+    calls: &mut SeriesState,
+    blame: &mut Blame,
+    p: &pb::DependencyPartial,
+    now_ns: u64,
+) -> Result<u64, String> {
+    let mut dropped = 0;
+    if let Some(c) = &p.calls {
+        let m = merge_series(calls, c, now_ns)?;
+        dropped += m.late + m.future;
+    }
+    if let Some(b) = &p.blamed {
+        dropped += merge_blame(blame, b, now_ns, false)?;
+    }
+    if let Some(c) = &p.retracted_calls {
+        dropped += subtract_series(calls, c, now_ns)?;
+    }
+    if let Some(b) = &p.retracted_blamed {
+        dropped += merge_blame(blame, b, now_ns, true)?;
+    }
+    Ok(dropped)
+}
+
+/// [`merge_dependency`] for a journey's own blame.
+pub fn merge_self_blame(
+    blame: &mut Blame,
+    p: &pb::SelfBlamePartial,
+    now_ns: u64,
+) -> Result<u64, String> {
+    let mut dropped = 0;
+    if let Some(b) = &p.blamed {
+        dropped += merge_blame(blame, b, now_ns, false)?;
+    }
+    if let Some(b) = &p.retracted {
+        dropped += merge_blame(blame, b, now_ns, true)?;
+    }
+    Ok(dropped)
+}
+
+/// Takes back a retraction `p` (calls recorded as a series, [`take_dependency`]) from
+/// `state`: the reverse of [`merge_series`] for counts, buckets, sums and histograms.
+/// Returns the sub-buckets that had slid out (nothing left there to take back).
+pub fn subtract_series(
+    state: &mut SeriesState,
+    p: &pb::SeriesPartial,
+    now_ns: u64,
+) -> Result<u64, String> {
+    if p.windows.len() != state.windows.len() {
+        return Err(format!(
+            "the retraction has {} windows, this instance {}: their window config differs",
+            p.windows.len(),
+            state.windows.len()
+        ));
+    }
+    if !p.buckets.is_empty() && p.buckets.len() != state.buckets.len() {
+        return Err("the retraction's latency buckets differ from this instance's".into());
+    }
+    if !p.duration_sum_s.is_finite() {
+        return Err("the retraction's latency sum is not finite".into());
+    }
+    let mut slots = Vec::with_capacity(p.windows.len());
+    for w in &p.windows {
+        let decoded: Result<Vec<(u64, Slot)>, String> = w
+            .sub_buckets
+            .iter()
+            .map(|b| Ok((b.start_ns, decode_slot(b)?)))
+            .collect();
+        slots.push(decoded?);
+    }
+    let mut dropped = 0;
+    for (ring, window) in state.windows.iter_mut().zip(slots) {
+        for (start_ns, slot) in window {
+            if start_ns > now_ns.saturating_add(ring.sub_ns()) {
+                dropped += 1;
+                continue;
+            }
+            match ring.slot_mut(start_ns, now_ns) {
+                Some(s) => {
+                    sub_counts(&mut s.counts, &slot.counts);
+                    s.hist.subtract(&slot.hist);
+                }
+                None => dropped += 1,
+            }
+        }
+    }
+    sub_counts(&mut state.totals, &decode_counts(p.totals.as_ref()));
+    state.duration_sum_s -= p.duration_sum_s;
+    for (a, b) in state.buckets.iter_mut().zip(&p.buckets) {
+        *a = a.saturating_sub(*b);
+    }
+    state.last_update_unix_ns = state.last_update_unix_ns.max(now_ns);
+    Ok(dropped)
+}
+
 /// What a merge did with a partial's sub-buckets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Merged {
@@ -333,60 +563,85 @@ pub struct TooLarge {
 
 /// Encodes one journey's partials as messages of at most `max_bytes` each. A series
 /// that alone exceeds the limit is cut into pieces along its sub-buckets (partials
-/// add, so pieces merge to the whole); a single sub-bucket over the limit cannot be
-/// cut and is returned as [`TooLarge`] beside the messages that could be made.
+/// add, so pieces merge to the whole); a single sub-bucket, dependency or blame entry
+/// over the limit cannot be cut and is returned as [`TooLarge`] beside the messages
+/// that could be made. Entries keep their order across the messages.
 pub fn encode_journey(
     journey: &str,
     instance: &str,
     sequence: u64,
-    series: Vec<pb::SeriesPartial>,
+    entries: Vec<Entry>,
     max_bytes: usize,
 ) -> (Vec<Vec<u8>>, Vec<TooLarge>) {
-    let header = |series: Vec<pb::SeriesPartial>| pb::JourneyPartial {
+    let header = || pb::JourneyPartial {
         version: VERSION,
         journey: journey.to_string(),
         instance: instance.to_string(),
         sequence,
         part: 0,
         parts: 0,
-        series,
+        ..Default::default()
     };
     // Room for the part numbers, set once the count is known (two varints, <= 12 bytes).
-    let budget = max_bytes.saturating_sub(header(Vec::new()).encoded_len() + 12);
+    let budget = max_bytes.saturating_sub(header().encoded_len() + 12);
     let mut too_large = Vec::new();
     let mut pieces = Vec::new();
-    for s in series {
-        if entry_len(&s) <= budget {
-            pieces.push(s);
-        } else {
-            cut(s, budget, journey, &mut pieces, &mut too_large);
+    for e in entries {
+        match e {
+            Entry::Series(s) if entry_len(&s) > budget => {
+                cut(s, budget, journey, &mut pieces, &mut too_large)
+            }
+            e => {
+                let len = entry_len_of(&e);
+                if len > budget {
+                    too_large.push(TooLarge {
+                        journey: journey.to_string(),
+                        bytes: len,
+                    });
+                } else {
+                    pieces.push(e);
+                }
+            }
         }
     }
-    let mut groups: Vec<Vec<pb::SeriesPartial>> = Vec::new();
+    let mut groups: Vec<pb::JourneyPartial> = Vec::new();
     let mut used = usize::MAX;
     for p in pieces {
-        let len = entry_len(&p);
+        let len = entry_len_of(&p);
         if used.saturating_add(len) > budget {
-            groups.push(Vec::new());
+            groups.push(header());
             used = 0;
         }
         used += len;
         if let Some(g) = groups.last_mut() {
-            g.push(p);
+            match p {
+                Entry::Series(s) => g.series.push(s),
+                Entry::Dependency(d) => g.dependencies.push(*d),
+                Entry::SelfBlame(b) => g.self_blame.push(b),
+            }
         }
     }
     let parts = groups.len() as u32;
     let messages = groups
         .into_iter()
         .enumerate()
-        .map(|(i, g)| {
-            let mut m = header(g);
+        .map(|(i, mut m)| {
             m.part = i as u32;
             m.parts = parts;
             m.encode_to_vec()
         })
         .collect();
     (messages, too_large)
+}
+
+/// Bytes an entry takes inside a [`pb::JourneyPartial`]: tag, length and body.
+fn entry_len_of(e: &Entry) -> usize {
+    let n = match e {
+        Entry::Series(s) => s.encoded_len(),
+        Entry::Dependency(d) => d.encoded_len(),
+        Entry::SelfBlame(b) => b.encoded_len(),
+    };
+    1 + prost::length_delimiter_len(n) + n
 }
 
 /// Bytes a series takes inside a [`pb::JourneyPartial`]: tag, length and body.
@@ -401,7 +656,7 @@ fn cut(
     mut s: pb::SeriesPartial,
     budget: usize,
     journey: &str,
-    out: &mut Vec<pb::SeriesPartial>,
+    out: &mut Vec<Entry>,
     too_large: &mut Vec<TooLarge>,
 ) {
     let windows = std::mem::take(&mut s.windows);
@@ -432,12 +687,12 @@ fn cut(
                 continue;
             }
             if entry_len(&piece) + blen + 8 > budget {
-                out.push(std::mem::replace(&mut piece, bare(&empty)));
+                out.push(Entry::Series(std::mem::replace(&mut piece, bare(&empty))));
             }
             piece.windows[w].sub_buckets.push(b);
         }
     }
-    out.push(piece);
+    out.push(Entry::Series(piece));
 }
 
 /// Reads one message of the aggregates topic; refuses a version this build does not know.

@@ -67,7 +67,13 @@ fn ship(from: &mut SeriesState, owner: &mut SeriesState, max_bytes: usize, now: 
     let Some(p) = take_series(from, &[], false, false) else {
         return 0;
     };
-    let (msgs, too_large) = encode_journey("checkout", "a", 1, vec![p], max_bytes);
+    let (msgs, too_large) = encode_journey(
+        "checkout",
+        "a",
+        1,
+        vec![crate::partial::Entry::Series(p)],
+        max_bytes,
+    );
     assert!(too_large.is_empty());
     for m in &msgs {
         assert!(m.len() <= max_bytes, "{} > {max_bytes}", m.len());
@@ -158,7 +164,13 @@ fn a_sub_bucket_over_the_limit_is_reported_not_sent() {
         a.record(&r, &BOUNDS, now);
     }
     let p = take_series(&mut a, &[], false, false).unwrap();
-    let (msgs, too_large) = encode_journey("checkout", "a", 1, vec![p], 4_000);
+    let (msgs, too_large) = encode_journey(
+        "checkout",
+        "a",
+        1,
+        vec![crate::partial::Entry::Series(p)],
+        4_000,
+    );
     // Two windows' sub-buckets, each over the limit.
     assert_eq!(too_large.len(), 2);
     assert!(too_large
@@ -297,9 +309,15 @@ mod hostile {
         }
         a.record(&frustration(3), &BOUNDS, now);
         let p = take_series(&mut a, &[], false, false).unwrap();
-        encode_journey("checkout", "a", 1, vec![p], 1_000_000)
-            .0
-            .remove(0)
+        encode_journey(
+            "checkout",
+            "a",
+            1,
+            vec![crate::partial::Entry::Series(p)],
+            1_000_000,
+        )
+        .0
+        .remove(0)
     }
 
     fn merge_all(bytes: &[u8]) {
@@ -344,4 +362,149 @@ mod hostile {
         p.value_total = f64::NAN;
         assert!(merge_series(&mut owner, &p, T0 + 40 * S).is_err());
     }
+}
+
+/// A call to a dependency at `T0 + i s` lasting 50 ms, failed or not, as trace assembly
+/// records it (no user, no value).
+fn call(i: u64, error: bool) -> Record {
+    Record {
+        flags: if error { flag::ERROR } else { 0 },
+        end_ns: T0 + i * S,
+        duration_ns: 50 * MS,
+        user: 0,
+        ..rec(1, 1)
+    }
+}
+
+/// A publisher's dependency series with `calls` calls, the first `errors` failed, and
+/// `blamed` failed requests blamed on it; taken as one partial.
+fn dependency_partial(calls: u64, errors: u64, blamed: u64) -> pb::DependencyPartial {
+    let mut c = state();
+    let mut b = Blame::new(&WINDOWS, 6, T0);
+    for i in 0..calls {
+        c.record(&call(i, i < errors), &BOUNDS, T0 + 10 * S);
+    }
+    for i in 0..blamed {
+        b.add(T0 + i * S, T0 + 10 * S);
+    }
+    take_dependency("payments", false, &mut c, &mut b, None).unwrap()
+}
+
+/// Calls, errors and blamed requests of an owner's dependency state, whole and in
+/// the 60 s window.
+fn dependency_figures(c: &SeriesState, b: &Blame, now: u64) -> (u64, u64, u64, u64, u64, u64) {
+    let w: Counts = c.windows[0].live(now).fold(Counts::default(), |mut a, s| {
+        a.add(&s.counts);
+        a
+    });
+    (
+        c.totals.requests / UNIT,
+        c.totals.errors / UNIT,
+        b.total,
+        w.requests / UNIT,
+        w.errors / UNIT,
+        b.window(0, now),
+    )
+}
+
+#[test]
+fn two_partials_of_a_dependency_merge_to_their_sum_in_either_order() {
+    // 3 calls with 1 error and 1 blamed request, then 2 calls with no error and none
+    // blamed: 5 calls, 1 error, 1 blamed, in the totals and in the 60 s window (all
+    // calls end within 3 s of T0), whichever partial arrives first.
+    let a = dependency_partial(3, 1, 1);
+    let b = dependency_partial(2, 0, 0);
+    let now = T0 + 20 * S;
+    let mut results = Vec::new();
+    for order in [[&a, &b], [&b, &a]] {
+        let mut c = state();
+        let mut bl = Blame::new(&WINDOWS, 6, T0);
+        for p in order {
+            // Through the wire: the encoding keeps every field.
+            let (msgs, too_large) = encode_journey(
+                "checkout",
+                "i0",
+                1,
+                vec![Entry::Dependency(Box::new(p.clone()))],
+                DEFAULT_MAX_MESSAGE_BYTES,
+            );
+            assert!(too_large.is_empty());
+            let m = decode(&msgs[0]).unwrap();
+            assert_eq!(
+                merge_dependency(&mut c, &mut bl, &m.dependencies[0], now),
+                Ok(0)
+            );
+        }
+        // Latency: 5 calls of 50 ms, all in the first bucket (<= 100 ms).
+        assert_eq!(c.buckets, [5 * UNIT, 0, 0]);
+        results.push(dependency_figures(&c, &bl, now));
+    }
+    assert_eq!(results, [(5, 1, 1, 5, 1, 1), (5, 1, 1, 5, 1, 1)]);
+}
+
+#[test]
+fn a_retraction_takes_back_what_an_earlier_partial_added() {
+    // The publisher added 2 failed calls and 2 blamed requests, then retracted 1 call
+    // and 1 blame (a trace whose calls went to another journey once more spans came):
+    // 2 - 1 = 1 call, 1 error, 1 blamed; the 60 s window likewise; a bucket empties.
+    let now = T0 + 20 * S;
+    let mut c = state();
+    let mut bl = Blame::new(&WINDOWS, 6, T0);
+    let added = dependency_partial(2, 2, 2);
+    merge_dependency(&mut c, &mut bl, &added, now).unwrap();
+    let mut gone = state();
+    let mut gone_blame = Blame::new(&WINDOWS, 6, T0);
+    gone.record(&call(0, true), &BOUNDS, T0 + 10 * S);
+    gone_blame.add(T0, T0 + 10 * S);
+    let mut none = state();
+    let mut none_blame = Blame::new(&WINDOWS, 6, T0);
+    let retraction = take_dependency(
+        "payments",
+        false,
+        &mut none,
+        &mut none_blame,
+        Some((&mut gone, &mut gone_blame)),
+    )
+    .unwrap();
+    assert!(retraction.calls.is_none() && retraction.blamed.is_none());
+    merge_dependency(&mut c, &mut bl, &retraction, now).unwrap();
+    assert_eq!(dependency_figures(&c, &bl, now), (1, 1, 1, 1, 1, 1));
+    assert_eq!(c.buckets, [UNIT, 0, 0]);
+    // The sub-bucket [T0, T0 + 10 s) kept one 50 ms call: one bin of count 1.
+    let bins: Vec<u32> = c.windows[0]
+        .live(now)
+        .flat_map(|s| s.hist.bins().iter().map(|b| b.1))
+        .collect();
+    assert_eq!(bins, [1]);
+}
+
+#[test]
+fn self_blame_partials_add_and_a_bad_one_is_refused_whole() {
+    let now = T0 + 20 * S;
+    let mut b = Blame::new(&WINDOWS, 6, T0);
+    // 3 blamed at T0 + 0, 1, 2 s, then 4 more: 7 in total and in the window.
+    for n in [3, 4] {
+        let mut from = Blame::new(&WINDOWS, 6, T0);
+        for i in 0..n {
+            from.add(T0 + i * S, T0 + 10 * S);
+        }
+        let p = take_self_blame(&mut from, None).unwrap();
+        assert!(
+            take_self_blame(&mut from, None).is_none(),
+            "a take empties it"
+        );
+        assert_eq!(merge_self_blame(&mut b, &p, now), Ok(0));
+    }
+    assert_eq!((b.total, b.window(0, now), b.window(1, now)), (7, 7, 7));
+    // One window instead of two: a config that differs.
+    let bad = pb::SelfBlamePartial {
+        blamed: Some(pb::BlamePartial {
+            total: 1,
+            created_unix_ns: T0,
+            windows: vec![pb::BlameWindow::default()],
+        }),
+        retracted: None,
+    };
+    assert!(merge_self_blame(&mut b, &bad, now).is_err());
+    assert_eq!(b.total, 7);
 }

@@ -753,7 +753,15 @@ impl Worker {
             if let Some(p) =
                 crate::partial::take_series(&mut s.state, &s.cohort, is_overflow, false)
             {
-                out.push((journey, p));
+                out.push((journey, crate::partial::Entry::Series(p)));
+            }
+        }
+        // Dependency calls and blame of the traces assembled here, including those still
+        // in assembly: their spans' offsets are committed with this take.
+        let now = now_unix_ns();
+        for (id, e) in self.assembler.take_partials(&self.journeys, now) {
+            if let Some(journey) = self.journeys.get(id) {
+                out.push((journey, e));
             }
         }
         out
@@ -873,11 +881,8 @@ impl std::hash::Hasher for PreHashedKey {
     }
 }
 
-/// One journey x cohort series' partial aggregate, with its journey.
-pub type JourneyPartial = (
-    Arc<crate::journey::JourneyInfo>,
-    crate::proto::aggregates::SeriesPartial,
-);
+/// One entry of a journey's partial aggregates, with its journey.
+pub type JourneyPartial = (Arc<crate::journey::JourneyInfo>, crate::partial::Entry);
 
 /// Takes the partial aggregates of every worker: see [`Pipeline::partial_taker`].
 #[derive(Clone)]

@@ -13,6 +13,12 @@
 //! recorded into journey x dependency series ([`Dependencies`]); a failed journey
 //! request is blamed on each distinct dependency whose call under it failed, or on
 //! `self` when none did. Spans of a trace in which no journey claimed a span are orphans.
+//!
+//! Kafka stage 2 ([`Assembler::take_partials`]): each barrier moves the dependency
+//! series' deltas out, after attributing every trace still in assembly as if it were
+//! complete; a trace that gets spans after that is attributed again from all its spans
+//! and only the difference is recorded, what no longer holds as a retraction. Without
+//! Kafka stage 2 nothing is attributed before completion.
 
 pub mod config;
 
@@ -22,7 +28,7 @@ use crate::snapshot::{DependencySnap, DependencyWindow, SelfBlameSnap};
 use crate::span::{clip, kind, status, AttrValue, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::span_record::{flag, JourneyId, Record};
 use crate::telemetry::{Evict, Telemetry};
-use crate::window::{Reset, Ring, SeriesState};
+use crate::window::{Blame, SeriesState};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -159,6 +165,32 @@ pub fn trace_span<S: SpanView + ?Sized>(
     }
 }
 
+/// A call as its dependency series records it.
+fn call_record(journey: JourneyId, s: &Node) -> Record {
+    Record {
+        hash: 0,
+        has_version: false,
+        journey,
+        first_value: 0,
+        n_values: 0,
+        flags: if s.flags & tflag::ERROR != 0 {
+            flag::ERROR
+        } else {
+            0
+        },
+        end_ns: s.end_ns,
+        duration_ns: s.duration_ns,
+        user: 0,
+        value: 0.0,
+        // Dependency series keep no exemplars.
+        trace_id: [0; 16],
+        span_id: [0; 8],
+        event: 0,
+        // Calls count as one each: the trace buffer keeps no trace state per span.
+        weight: crate::sampling::UNIT,
+    }
+}
+
 /// The figures of the assembly buffer, fixed at start-up.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -208,6 +240,9 @@ struct Trace {
     head: u32,
     tail: u32,
     len: u32,
+    /// Spans already attributed into partials ([`Assembler::take_partials`]): the first
+    /// `published` of the list, 0 until then (always 0 without Kafka stage 2).
+    published: u32,
     last_arrival: u64,
     /// Names of its dependency calls; most traces at a high rate have none. Boxed: 8
     /// bytes in the table entry instead of a String's 24, paid only by traces with calls.
@@ -225,53 +260,6 @@ impl Trace {
     }
 }
 
-/// A count per sub-bucket.
-#[derive(Debug, Clone, Copy, Default)]
-struct Tally(u64);
-
-impl Reset for Tally {
-    fn reset(&mut self) {
-        self.0 = 0;
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Blame {
-    total: u64,
-    windows: Vec<Ring<Tally>>,
-    created_unix_ns: u64,
-    last_unix_ns: u64,
-}
-
-impl Blame {
-    fn new(s: &Settings, now: u64) -> Blame {
-        Blame {
-            total: 0,
-            windows: s
-                .window_ns
-                .iter()
-                .map(|&w| Ring::new(w, s.sub_buckets))
-                .collect(),
-            created_unix_ns: now,
-            last_unix_ns: now,
-        }
-    }
-
-    fn add(&mut self, at_ns: u64, now: u64) {
-        self.total += 1;
-        for r in self.windows.iter_mut() {
-            if let Some(t) = r.slot_mut(at_ns, now) {
-                t.0 += 1;
-            }
-        }
-        self.last_unix_ns = now;
-    }
-
-    fn window(&self, w: usize, now: u64) -> u64 {
-        self.windows[w].live(now).map(|t| t.0).sum()
-    }
-}
-
 struct DepSeries {
     journey: JourneyId,
     seed: u64,
@@ -286,6 +274,46 @@ impl DepSeries {
         let last = self.state.last_update_unix_ns.max(self.blame.last_unix_ns);
         now.saturating_sub(last) >= ttl
     }
+}
+
+/// One thing attribution found in a trace; indexes are into the trace's spans.
+#[derive(Debug, Clone, Copy)]
+enum Contrib {
+    /// A call (span `call`) under a request of `journey`.
+    Call { journey: JourneyId, call: u32 },
+    /// Failed request `req` blamed on the dependency of its failed call `call`.
+    Blame {
+        journey: JourneyId,
+        req: u32,
+        call: u32,
+    },
+    /// Failed request `req` with no failed call under it.
+    SelfBlame { journey: JourneyId, req: u32 },
+}
+
+impl Contrib {
+    /// Equal for the same finding in two attributions of one trace's first spans.
+    fn key<'a>(&self, spans: &[Node], names: &'a str) -> (u8, JourneyId, u32, &'a str) {
+        match *self {
+            Contrib::Call { journey, call } => (0, journey, call, ""),
+            Contrib::Blame { journey, req, call } => {
+                (1, journey, req, spans[call as usize].name(names))
+            }
+            Contrib::SelfBlame { journey, req } => (2, journey, req, ""),
+        }
+    }
+}
+
+/// What this worker took back since the last take, for one dependency series (or, with
+/// `self_blame`, for the journey's own blame): calls and blame published for a trace
+/// whose attribution changed when more of its spans came (Kafka stage 2).
+struct Minus {
+    journey: JourneyId,
+    name: Arc<str>,
+    overflow: bool,
+    self_blame: bool,
+    calls: SeriesState,
+    blame: Blame,
 }
 
 /// Admission of dependency series, shared by the workers: a dependency of a journey
@@ -351,8 +379,15 @@ pub struct Assembler {
     deps: HashMap<u64, Vec<DepSeries>>,
     overflow: HashMap<JourneyId, DepSeries>,
     self_blame: HashMap<JourneyId, (u64, Blame)>,
+    /// Retractions since the last take; bounded by the dependency series (one per series
+    /// and one per journey's own blame).
+    minus: Vec<Minus>,
+    /// When [`Assembler::take_partials`] last ran (the arrival clock).
+    last_take: u64,
     // Scratch of the completion, reused.
     spans: Vec<Node>,
+    contribs: Vec<Contrib>,
+    old: Vec<Contrib>,
     index: Vec<(u64, u32)>,
     owner: Vec<u32>,
     path: Vec<u32>,
@@ -382,7 +417,11 @@ impl Assembler {
             deps: HashMap::new(),
             overflow: HashMap::new(),
             self_blame: HashMap::new(),
+            minus: Vec::new(),
+            last_take: 0,
             spans: Vec::new(),
+            contribs: Vec::new(),
+            old: Vec::new(),
             index: Vec::new(),
             owner: Vec::new(),
             path: Vec::new(),
@@ -426,6 +465,7 @@ impl Assembler {
                         head: node,
                         tail: node,
                         len: 1,
+                        published: 0,
                         last_arrival: now,
                         names: None,
                     });
@@ -590,8 +630,116 @@ impl Assembler {
             at = next;
         }
         let names = t.names.as_deref().map_or("", |n| n.as_str());
-        self.attribute(&spans, names, journeys, now);
+        let published = (t.published as usize).min(spans.len());
+        if published == 0 {
+            self.attribute(&spans, names, journeys, now);
+        } else if published < spans.len() {
+            self.reattribute(&spans, published, names, journeys, now);
+        }
+        // All of it published already: nothing changed since.
         self.spans = spans;
+    }
+
+    /// Kafka stage 2, at each barrier: attributes every trace that got spans since its
+    /// last attribution as if it were complete now, so its calls and blame travel in this
+    /// barrier's partials with the offsets of its spans, and a crash after the commit
+    /// loses none of them. The trace stays buffered; when it completes, or gets more spans
+    /// before the next barrier, only the difference is recorded (a retraction for what no
+    /// longer holds). A trace no journey claimed yet is left for later: it may never be.
+    fn attribute_pending(&mut self, journeys: &Journeys, now: u64) {
+        // Only traces that got spans since the last take can have anything new: their
+        // arrivals are the tail of the arrival queue, so a take costs what arrived, not
+        // what is buffered.
+        let since = std::mem::replace(&mut self.last_take, now);
+        let mut ids: Vec<u128> = self
+            .order
+            .iter()
+            .rev()
+            .take_while(|(at, _)| *at >= since)
+            .map(|(_, id)| *id)
+            .filter(|id| self.traces.get(id).is_some_and(|t| t.len > t.published))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut spans = std::mem::take(&mut self.spans);
+        for id in ids {
+            let Some(t) = self.traces.get_mut(&id) else {
+                continue;
+            };
+            spans.clear();
+            let mut at = t.head;
+            for _ in 0..t.len {
+                let Some(n) = self.nodes.get(at as usize) else {
+                    break;
+                };
+                spans.push(*n);
+                at = n.next;
+            }
+            if !spans.iter().any(|s| s.journey != NO_JOURNEY) {
+                continue;
+            }
+            let published = (t.published as usize).min(spans.len());
+            t.published = spans.len() as u32;
+            // Taken out for the attribution (which borrows the assembler) and put back.
+            let names = t.names.take();
+            let text = names.as_deref().map_or("", |n| n.as_str());
+            if published == 0 {
+                self.attribute(&spans, text, journeys, now);
+            } else {
+                self.reattribute(&spans, published, text, journeys, now);
+            }
+            if let Some(t) = self.traces.get_mut(&id) {
+                t.names = names;
+            }
+        }
+        self.spans = spans;
+    }
+
+    /// Records the difference between the attribution of all `spans` and that of their
+    /// first `published`, recorded before: what is new is added, what no longer holds
+    /// (a call whose nearest journey changed, a self blame now on a failed call) is
+    /// recorded as a retraction.
+    fn reattribute(
+        &mut self,
+        spans: &[Node],
+        published: usize,
+        names: &str,
+        journeys: &Journeys,
+        now: u64,
+    ) {
+        self.find(&spans[..published], names);
+        let mut old = std::mem::replace(&mut self.contribs, std::mem::take(&mut self.old));
+        self.find(spans, names);
+        let mut new = std::mem::take(&mut self.contribs);
+        old.sort_unstable_by(|a, b| a.key(spans, names).cmp(&b.key(spans, names)));
+        new.sort_unstable_by(|a, b| a.key(spans, names).cmp(&b.key(spans, names)));
+        let (mut i, mut k) = (0, 0);
+        // Each turn moves i or k (or both) forward: bounded by the two lengths.
+        while i < old.len() || k < new.len() {
+            let ord = match (old.get(i), new.get(k)) {
+                (Some(a), Some(b)) => a.key(spans, names).cmp(&b.key(spans, names)),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            match ord {
+                std::cmp::Ordering::Less => {
+                    self.apply(old[i], spans, names, journeys, now, true);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    self.apply(new[k], spans, names, journeys, now, false);
+                    k += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    i += 1;
+                    k += 1;
+                }
+            }
+        }
+        old.clear();
+        new.clear();
+        self.old = old;
+        self.contribs = new;
     }
 
     /// The nearest claimed strict ancestor of span `i`, or [`NONE`]. Walks up at most
@@ -633,18 +781,133 @@ impl Assembler {
     }
 
     fn attribute(&mut self, spans: &[Node], names: &str, journeys: &Journeys, now: u64) {
-        let n = spans.len();
-        let claimed = spans.iter().any(|s| s.journey != NO_JOURNEY);
-        if !claimed {
-            OrphanSpans { spans: n as u64 }.emit(&self.tel);
+        if !spans.iter().any(|s| s.journey != NO_JOURNEY) {
+            OrphanSpans {
+                spans: spans.len() as u64,
+            }
+            .emit(&self.tel);
             return;
         }
+        self.find(spans, names);
+        let found = std::mem::take(&mut self.contribs);
+        for c in &found {
+            self.apply(*c, spans, names, journeys, now, false);
+        }
+        self.contribs = found;
+        self.contribs.clear();
+    }
+
+    /// Records one finding of attribution, or with `retract` takes it back.
+    fn apply(
+        &mut self,
+        c: Contrib,
+        spans: &[Node],
+        names: &str,
+        journeys: &Journeys,
+        now: u64,
+        retract: bool,
+    ) {
+        match c {
+            Contrib::Call { journey, call } => {
+                let s = &spans[call as usize];
+                let r = call_record(journey, s);
+                // An Arc, not the bounds: nothing is allocated per call.
+                let settings = self.settings.clone();
+                let bounds = &settings.bounds_ns;
+                if retract {
+                    if let Some(m) = self.minus_of(journey, s.name(names), false, journeys, now) {
+                        m.calls.record(&r, bounds, now);
+                    }
+                } else if let Some(d) = self.series(journey, s.name(names), journeys, now) {
+                    d.state.record(&r, bounds, now);
+                }
+            }
+            Contrib::Blame { journey, req, call } => {
+                let at = spans[req as usize].end_ns;
+                let name = spans[call as usize].name(names);
+                if retract {
+                    if let Some(m) = self.minus_of(journey, name, false, journeys, now) {
+                        m.blame.add(at, now);
+                    }
+                } else if let Some(d) = self.series(journey, name, journeys, now) {
+                    d.blame.add(at, now);
+                }
+            }
+            Contrib::SelfBlame { journey, req } => {
+                let at = spans[req as usize].end_ns;
+                if retract {
+                    if let Some(m) = self.minus_of(journey, "", true, journeys, now) {
+                        m.blame.add(at, now);
+                    }
+                } else {
+                    self.blame_self(journey, at, journeys, now);
+                }
+            }
+        }
+    }
+
+    /// The retractions of the series a call to `name` of `journey` went to (its named
+    /// series if this worker holds one, else the journey's overflow series), or of the
+    /// journey's own blame.
+    fn minus_of(
+        &mut self,
+        journey: JourneyId,
+        name: &str,
+        self_blame: bool,
+        journeys: &Journeys,
+        now: u64,
+    ) -> Option<&mut Minus> {
+        let seed = journeys.get(journey)?.seed;
+        let named = !self_blame && {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = self.hasher.build_hasher();
+            h.write_u64(seed);
+            h.write(name.as_bytes());
+            self.deps.get(&h.finish()).is_some_and(|list| {
+                list.iter()
+                    .any(|d| d.journey == journey && &*d.name == name)
+            })
+        };
+        let overflow = !self_blame && !named;
+        let name = if named { name } else { "" };
+        let pos = self.minus.iter().position(|m| {
+            m.journey == journey
+                && m.self_blame == self_blame
+                && m.overflow == overflow
+                && &*m.name == name
+        });
+        let at = match pos {
+            Some(p) => p,
+            None => {
+                let s = &self.settings;
+                self.minus.push(Minus {
+                    journey,
+                    name: Arc::from(name),
+                    overflow,
+                    self_blame,
+                    calls: SeriesState::new(&s.window_ns, s.sub_buckets, s.bounds_ns.len(), now),
+                    blame: Blame::new(&s.window_ns, s.sub_buckets, now),
+                });
+                self.minus.len() - 1
+            }
+        };
+        self.minus.get_mut(at)
+    }
+
+    /// Finds what a trace's spans attribute (into `self.contribs`): each call under a
+    /// journey request, and the blame of each failed request.
+    fn find(&mut self, spans: &[Node], names: &str) {
+        self.contribs.clear();
+        let n = spans.len();
         if !spans.iter().any(|s| s.flags & tflag::DEPENDENCY != 0) {
             // No calls (a lone entry span, most traces at a high rate): only the failed
             // requests' blame on themselves, without indexing the trace.
-            for req in spans {
+            for (i, req) in spans.iter().enumerate() {
                 if req.journey != NO_JOURNEY && req.flags & tflag::ERROR != 0 {
-                    self.blame_self(req.journey, req.end_ns, journeys, now);
+                    self.contribs.push(Contrib::SelfBlame {
+                        journey: req.journey,
+                        req: i as u32,
+                    });
                 }
             }
             return;
@@ -666,7 +929,10 @@ impl Assembler {
                 continue;
             }
             let req = spans[o as usize];
-            self.record_call(req.journey, s.name(names), &s, journeys, now);
+            self.contribs.push(Contrib::Call {
+                journey: req.journey,
+                call: i as u32,
+            });
             if s.flags & tflag::ERROR != 0 && req.flags & tflag::ERROR != 0 {
                 self.failed.push((o, i as u32));
             }
@@ -683,7 +949,7 @@ impl Assembler {
                 .then_with(|| call_name(a).cmp(call_name(b)))
         });
         failed.dedup_by(|a, b| owner_id(a) == owner_id(b) && call_name(a) == call_name(b));
-        for req in spans.iter() {
+        for (r, req) in spans.iter().enumerate() {
             if req.journey == NO_JOURNEY || req.flags & tflag::ERROR == 0 {
                 continue;
             }
@@ -693,14 +959,17 @@ impl Assembler {
                 .take_while(|f| owner_id(f) == req.span)
                 .count();
             if mine == 0 {
-                self.blame_self(req.journey, req.end_ns, journeys, now);
+                self.contribs.push(Contrib::SelfBlame {
+                    journey: req.journey,
+                    req: r as u32,
+                });
             }
             for f in &failed[first..first + mine] {
-                let call = spans[f.1 as usize];
-                let series = self.series(req.journey, call.name(names), journeys, now);
-                if let Some(d) = series {
-                    d.blame.add(req.end_ns, now);
-                }
+                self.contribs.push(Contrib::Blame {
+                    journey: req.journey,
+                    req: r as u32,
+                    call: f.1,
+                });
             }
         }
         self.failed = failed;
@@ -711,48 +980,10 @@ impl Assembler {
         let (_, b) = self.self_blame.entry(journey).or_insert_with(|| {
             (
                 journeys.get(journey).map_or(0, |j| j.seed),
-                Blame::new(settings, now),
+                Blame::new(&settings.window_ns, settings.sub_buckets, now),
             )
         });
         b.add(at, now);
-    }
-
-    fn record_call(
-        &mut self,
-        journey: JourneyId,
-        name: &str,
-        s: &Node,
-        journeys: &Journeys,
-        now: u64,
-    ) {
-        let settings = self.settings.clone();
-        let Some(d) = self.series(journey, name, journeys, now) else {
-            return;
-        };
-        let r = Record {
-            hash: 0,
-            has_version: false,
-            journey,
-            first_value: 0,
-            n_values: 0,
-            flags: if s.flags & tflag::ERROR != 0 {
-                flag::ERROR
-            } else {
-                0
-            },
-            end_ns: s.end_ns,
-            duration_ns: s.duration_ns,
-            user: 0,
-            value: 0.0,
-            // Dependency series keep no exemplars.
-            trace_id: [0; 16],
-            span_id: [0; 8],
-            event: 0,
-            // Calls count as one each: the trace buffer keeps no trace state per span.
-            weight: crate::sampling::UNIT,
-        };
-        // A call is a span, never an event: there is no vital id to remember.
-        d.state.record(&r, &settings.bounds_ns, now);
     }
 
     /// The series of the journey's dependency `name`, made when new and admitted, else
@@ -782,7 +1013,7 @@ impl Assembler {
                 settings.bounds_ns.len(),
                 now,
             ),
-            blame: Blame::new(settings, now),
+            blame: Blame::new(&settings.window_ns, settings.sub_buckets, now),
         };
         let pos = self.deps.get(&key).and_then(|list| {
             list.iter()
@@ -878,6 +1109,75 @@ impl Assembler {
             })
             .collect();
         (deps, selfs)
+    }
+}
+
+impl Assembler {
+    /// Kafka stage 2's barrier: attributes the pending traces' new spans
+    /// ([`Assembler::attribute_pending`]) and moves out what every dependency series and
+    /// every journey's own blame recorded since the last take, with the retractions
+    /// ([`crate::partial::take_dependency`]), leaving them empty.
+    pub fn take_partials(
+        &mut self,
+        journeys: &Journeys,
+        now: u64,
+    ) -> Vec<(JourneyId, crate::partial::Entry)> {
+        use crate::partial::{take_dependency, take_self_blame, Entry};
+        self.attribute_pending(journeys, now);
+        let mut minus = std::mem::take(&mut self.minus);
+        let mut out = Vec::new();
+        let mut take_minus = |journey: JourneyId, name: &str, overflow: bool, self_blame: bool| {
+            minus
+                .iter()
+                .position(|m| {
+                    m.journey == journey
+                        && m.self_blame == self_blame
+                        && m.overflow == overflow
+                        && &*m.name == name
+                })
+                .map(|i| minus.swap_remove(i))
+        };
+        let normal = self.deps.values_mut().flatten().map(|d| (d, false));
+        let overflow = self.overflow.values_mut().map(|d| (d, true));
+        for (d, is_overflow) in normal.chain(overflow) {
+            let name = if is_overflow { "" } else { &*d.name };
+            let mut m = take_minus(d.journey, name, is_overflow, false);
+            let retracted = m.as_mut().map(|m| (&mut m.calls, &mut m.blame));
+            if let Some(p) =
+                take_dependency(name, is_overflow, &mut d.state, &mut d.blame, retracted)
+            {
+                out.push((d.journey, Entry::Dependency(Box::new(p))));
+            }
+        }
+        for (j, (_, b)) in self.self_blame.iter_mut() {
+            let mut m = take_minus(*j, "", false, true);
+            if let Some(p) = take_self_blame(b, m.as_mut().map(|m| &mut m.blame)) {
+                out.push((*j, Entry::SelfBlame(p)));
+            }
+        }
+        // Retractions of a series that expired since (idle past `series_ttl`, so long
+        // after its trace): sent alone.
+        for mut m in minus {
+            let s = &self.settings;
+            let entry = if m.self_blame {
+                let mut none = Blame::new(&s.window_ns, s.sub_buckets, now);
+                take_self_blame(&mut none, Some(&mut m.blame)).map(Entry::SelfBlame)
+            } else {
+                let mut calls =
+                    SeriesState::new(&s.window_ns, s.sub_buckets, s.bounds_ns.len(), now);
+                let mut blame = Blame::new(&s.window_ns, s.sub_buckets, now);
+                take_dependency(
+                    &m.name,
+                    m.overflow,
+                    &mut calls,
+                    &mut blame,
+                    Some((&mut m.calls, &mut m.blame)),
+                )
+                .map(|p| Entry::Dependency(Box::new(p)))
+            };
+            out.extend(entry.map(|e| (m.journey, e)));
+        }
+        out
     }
 }
 
@@ -1072,6 +1372,122 @@ mod tests {
         assert_eq!(
             calls(&mut a, &j),
             [("checkout".into(), "pay".into(), 1, 1, 2)]
+        );
+    }
+
+    /// Merges taken partials as an owner would: (journey, dependency or self) ->
+    /// (calls, errors, blamed), whole since the series began.
+    fn merged(
+        takes: &[Vec<(JourneyId, crate::partial::Entry)>],
+        j: &Journeys,
+    ) -> Vec<(String, String, u64, u64, u64)> {
+        use crate::partial::{merge_dependency, merge_self_blame, Entry};
+        let mut owner: std::collections::BTreeMap<(String, String), (SeriesState, Blame)> =
+            Default::default();
+        let now = 100 * S;
+        for take in takes {
+            for (journey, e) in take {
+                let name = match e {
+                    Entry::Dependency(d) => d.name.clone(),
+                    _ => SELF.to_string(),
+                };
+                let journey = j.get(*journey).unwrap().name.to_string();
+                let (c, b) = owner.entry((journey, name)).or_insert_with(|| {
+                    (
+                        SeriesState::new(&[60 * S], 6, 1, now),
+                        Blame::new(&[60 * S], 6, now),
+                    )
+                });
+                match e {
+                    Entry::Dependency(d) => merge_dependency(c, b, d, now).map(drop).unwrap(),
+                    Entry::SelfBlame(p) => merge_self_blame(b, p, now).map(drop).unwrap(),
+                    Entry::Series(_) => unreachable!("the assembler takes no journey series"),
+                }
+            }
+        }
+        owner
+            .into_iter()
+            .map(|((j, n), (c, b))| {
+                let unit = crate::sampling::UNIT;
+                (
+                    j,
+                    n,
+                    c.totals.requests / unit,
+                    c.totals.errors / unit,
+                    b.total,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_barrier_publishes_a_trace_in_assembly_and_later_spans_correct_it() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        // Barrier 1: a failed checkout alone, blamed on itself so far.
+        let first = vec![span(1, 0, 0, true, None, &mut text)];
+        a.add(&first, &text, &j, 100 * S);
+        let t1 = a.take_partials(&j, 100 * S);
+        assert_eq!(
+            merged(std::slice::from_ref(&t1), &j),
+            [("checkout".into(), SELF.into(), 0, 0, 1)]
+        );
+        // Its failed call to pay arrives: the blame moves to pay (self taken back), the
+        // call is counted. A barrier, then completion, then one more barrier.
+        let second = vec![span(2, 1, NO_JOURNEY, true, Some("pay"), &mut text)];
+        a.add(&second, &text, &j, 101 * S);
+        let t2 = a.take_partials(&j, 101 * S);
+        a.tick(&j, 120 * S);
+        let t3 = a.take_partials(&j, 120 * S);
+        assert!(t3.is_empty(), "completion found nothing new: {t3:?}");
+        // Owner: self 1 - 1 = 0; pay 1 call, 1 error, 1 blamed: what one instance that
+        // completed the whole trace counts (the test below).
+        assert_eq!(
+            merged(&[t1, t2], &j),
+            [
+                ("checkout".into(), "pay".into(), 1, 1, 1),
+                ("checkout".into(), SELF.into(), 0, 0, 0),
+            ]
+        );
+        assert_eq!((a.bytes(), tel.orphan_spans.get()), (0, 0));
+        let (mut one, _, _) = setup(10, 100);
+        one.add(&first, &text, &j, 100 * S);
+        one.add(&second, &text, &j, 101 * S);
+        one.flush(&j, 101 * S);
+        assert_eq!(
+            calls(&mut one, &j),
+            [("checkout".into(), "pay".into(), 1, 1, 1)]
+        );
+    }
+
+    #[test]
+    fn a_trace_whose_calls_change_journey_is_corrected_when_it_completes() {
+        let (mut a, j, _) = setup(10, 100);
+        let mut text = String::new();
+        // Checkout 1 with a call x under span 5, whose parent 5 is not there yet: the
+        // call is nobody's at the barrier (nearest claimed ancestor: none). Then span 5
+        // arrives, a login under checkout: x is login's. Then completion.
+        let first = vec![
+            span(1, 0, 0, false, None, &mut text),
+            span(6, 5, NO_JOURNEY, false, Some("x"), &mut text),
+            span(7, 1, NO_JOURNEY, false, Some("y"), &mut text),
+        ];
+        a.add(&first, &text, &j, 100 * S);
+        let t1 = a.take_partials(&j, 100 * S);
+        assert_eq!(
+            merged(std::slice::from_ref(&t1), &j),
+            [("checkout".into(), "y".into(), 1, 0, 0)]
+        );
+        let second = vec![span(5, 1, 1, false, None, &mut text)];
+        a.add(&second, &text, &j, 101 * S);
+        a.tick(&j, 120 * S);
+        let t2 = a.take_partials(&j, 120 * S);
+        assert_eq!(
+            merged(&[t1, t2], &j),
+            [
+                ("checkout".into(), "y".into(), 1, 0, 0),
+                ("login".into(), "x".into(), 1, 0, 0),
+            ]
         );
     }
 

@@ -312,6 +312,61 @@ impl Users {
     }
 }
 
+/// A count per sub-bucket.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tally(pub u64);
+
+impl Reset for Tally {
+    fn reset(&mut self) {
+        self.0 = 0;
+    }
+}
+
+/// Failed journey requests blamed on one dependency (or on the journey itself): since
+/// the series began, and per window sub-bucket by the request's end time.
+#[derive(Debug, Clone)]
+pub struct Blame {
+    pub total: u64,
+    pub windows: Vec<Ring<Tally>>,
+    pub created_unix_ns: u64,
+    pub last_unix_ns: u64,
+}
+
+impl Blame {
+    pub fn new(window_ns: &[u64], sub_buckets: u32, now: u64) -> Blame {
+        Blame {
+            total: 0,
+            windows: window_ns
+                .iter()
+                .map(|&w| Ring::new(w, sub_buckets))
+                .collect(),
+            created_unix_ns: now,
+            last_unix_ns: now,
+        }
+    }
+
+    /// One failed request at `at_ns` (event time), recorded at `now`.
+    pub fn add(&mut self, at_ns: u64, now: u64) {
+        self.total += 1;
+        for r in self.windows.iter_mut() {
+            if let Some(t) = r.slot_mut(at_ns, now) {
+                t.0 += 1;
+            }
+        }
+        self.last_unix_ns = now;
+    }
+
+    /// Blamed requests in window `w` at `now`.
+    pub fn window(&self, w: usize, now: u64) -> u64 {
+        self.windows[w].live(now).map(|t| t.0).sum()
+    }
+
+    /// True when nothing was recorded since the last [`crate::partial`] take.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+}
+
 /// Entry-point spans seen and matched, for the coverage ratio.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Coverage {

@@ -261,23 +261,30 @@ impl Kafka {
         for r in results {
             r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
         }
-        // The controller has made it; the broker's metadata can lag behind, and a cerflow
-        // started at once would find no partitions (stage 2 then refuses to start).
-        let consumer: BaseConsumer = self.client_config().create().expect("metadata client");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // The broker answers before its metadata shows the new partitions with a leader;
+        // a cerflow started at once (stage 2 reads the aggregates topic's partition count
+        // at start-up) could see none. Wait until a client sees them all.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let seen = consumer
-                .fetch_metadata(Some(topic), Duration::from_secs(2))
+            let ready = admin
+                .inner()
+                .fetch_metadata(Some(topic), Duration::from_secs(5))
                 .ok()
-                .and_then(|md| md.topics().first().map(|t| t.partitions().len()));
-            if seen == Some(partitions as usize) {
+                .and_then(|m| {
+                    m.topics().iter().find(|t| t.name() == topic).map(|t| {
+                        t.partitions().len() == partitions as usize
+                            && t.partitions().iter().all(|p| p.leader() >= 0)
+                    })
+                })
+                .unwrap_or(false);
+            if ready {
                 return;
             }
             assert!(
-                Instant::now() < deadline,
-                "topic {topic}: {seen:?} of {partitions} partitions in the metadata after 30 s"
+                std::time::Instant::now() < deadline,
+                "topic {topic}: {partitions} partitions with a leader not seen in 30 s"
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 

@@ -23,13 +23,14 @@
 //!   the consumer's group metadata, KIP-447) and the broker refuses a stale one.
 //!
 //! What a partial covers today: the journey x cohort series (counts, latency buckets
-//! and histograms, users, values, frustrations, web vitals), which are all a journey's
-//! figures are derived from. Spans waiting in the trace assembler need no place in the
-//! barrier for those: an entry span is recorded into its journey series when it is
-//! handed on, before the barrier; the assembler only attributes its trace's dependency
-//! calls and blame later. Dependencies, blame, versions and coverage are not published
-//! yet (each instance keeps its own), and a failed barrier cannot have spans that came
-//! over OTLP (on an instance that also listens) sent again.
+//! and histograms, users, values, frustrations, web vitals) and the journey x
+//! dependency series with the blame (calls, errors, latency, failed requests blamed).
+//! An entry span is recorded into its journey series when it is handed on, before the
+//! barrier; the barrier attributes every trace still in assembly as if complete, so its
+//! calls and blame are in the same transaction as its spans' offsets, and later spans
+//! of the trace only publish the difference ([`crate::traces`]). Versions and coverage
+//! are not published yet (each instance keeps its own), and a failed barrier cannot
+//! have spans that came over OTLP (on an instance that also listens) sent again.
 
 use super::config::{Aggregates, KafkaReceiver};
 use crate::internal_events::{
