@@ -32,7 +32,9 @@
 //! the limit, which its fast path and this scanner skip (the serde seeds before this
 //! scanner did the same; `tests/json_decoder.rs::slow_path_strictness`).
 
-use super::lazy::{Attr, ResourceRec, SpanRec, TraceRequest, TOO_MANY_SPANS, UNKNOWN_SERVICE};
+use super::lazy::{
+    Attr, Lists, ResourceRec, SpanRec, TraceRequest, TOO_MANY_SPANS, UNKNOWN_SERVICE,
+};
 use crate::span::AttrValue;
 /// The arena callers lend the decoder (re-exported so they need not name bumpalo).
 pub use bumpalo::Bump;
@@ -72,6 +74,17 @@ pub fn decode_traces_limited<'a>(
     max_attrs: usize,
     max_spans: usize,
 ) -> Result<TraceRequest<'a>, JsonError> {
+    decode_traces_in(body, arena, Lists::default(), max_attrs, max_spans)
+}
+
+/// As [`decode_traces_limited`], filling `lists` (from a [`super::arena::ListPool`]).
+pub fn decode_traces_in<'a>(
+    body: &'a [u8],
+    arena: &'a Bump,
+    lists: Lists,
+    max_attrs: usize,
+    max_spans: usize,
+) -> Result<TraceRequest<'a>, JsonError> {
     // One check of the whole text (JSON text is UTF-8, RFC 8259) lets every string be
     // sliced out of it without another check.
     let text = super::json_text(body).map_err(JsonError::Invalid)?;
@@ -81,16 +94,10 @@ pub fn decode_traces_limited<'a>(
         i: 0,
         depth: 0,
         arena,
-        out: TraceRequest {
-            max_attrs,
-            max_spans,
-            // A realistic span is ~1 KB of JSON, so one per 640 bytes leaves room (one
-            // per 1,024 left the loadgen's 1,000-span request 7 short: the vector was
-            // copied once per request). The vectors double from here if needed.
-            spans: Vec::with_capacity(body.len() / 640),
-            span_attrs: Vec::with_capacity(body.len() / 100),
-            ..TraceRequest::default()
-        },
+        // A realistic span is ~1 KB of JSON, so one per 640 bytes leaves room (one per
+        // 1,024 left the loadgen's 1,000-span request 7 short: the vector was copied
+        // once per request); an attribute ~100 bytes.
+        out: TraceRequest::with_lists(lists, max_attrs, max_spans, body.len(), 640, 100),
         why: None,
         too_many: false,
         frames: Vec::new(),
