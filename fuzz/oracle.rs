@@ -83,12 +83,17 @@ pub fn prost_spans(req: &ExportTraceServiceRequest) -> Vec<ProstSpan<'_>> {
 }
 
 /// The protobuf path: `decode::traces(_, Protobuf)` (prost, the reference) and
-/// `decode::lazy::decode_traces` (what ingest runs) accept and reject the same bodies
+/// `decode::lazy::decode_traces_in` (what ingest runs) accept and reject the same bodies
 /// and, when they accept, agree on every field the pipeline reads, span by span. An
 /// accepted request also survives a prost re-encode unchanged.
 pub fn check_protobuf(bytes: &[u8]) -> Result<Outcome, String> {
     let reference = decode::traces(bytes, Format::Protobuf);
-    let ours = lazy::decode_traces(bytes);
+    // As ingest decodes: into lists an earlier request filled and gave back (pooled),
+    // here those of a first decode of the same body.
+    let lists = lazy::decode_traces(bytes)
+        .map(|r| r.into_lists())
+        .unwrap_or_default();
+    let ours = lazy::decode_traces_in(bytes, lists, usize::MAX, usize::MAX);
     let (p, l) = match (reference, ours) {
         (Err(_), Err(_)) => return Ok(Outcome::Rejected),
         (Ok(_), Err(e)) => return Err(format!("prost accepts, the lazy decoder rejects: {e}")),
@@ -183,7 +188,7 @@ pub fn same_spans(
 }
 
 /// The JSON path: `decode::traces(_, Json)` (the full decoder, the reference) and
-/// `decode::json::decode_traces` (what ingest runs) accept and refuse the same bodies
+/// `decode::json::decode_traces_in` (what ingest runs) accept and refuse the same bodies
 /// and agree on every field the pipeline reads; a request they accept (1) has its span count and per-span validity computable, (2) re-encodes as
 /// protobuf to bytes both protobuf decoders accept with the same spans, and
 /// (3) survives a serde round trip (serialize, decode again) unchanged, doubles bit
@@ -191,7 +196,12 @@ pub fn same_spans(
 pub fn check_json(bytes: &[u8]) -> Result<Outcome, String> {
     let arena = json::Bump::new();
     let reference = decode::traces(bytes, Format::Json);
-    let ours = json::decode_traces(bytes, &arena);
+    // As ingest decodes: into lists an earlier request filled and gave back (pooled),
+    // here those of a first decode of the same body.
+    let lists = json::decode_traces(bytes, &json::Bump::new())
+        .map(|r| r.into_lists())
+        .unwrap_or_default();
+    let ours = json::decode_traces_in(bytes, &arena, lists, usize::MAX, usize::MAX);
     let (req, l) = match (reference, ours) {
         (Err(_), Err(_)) => return Ok(Outcome::Rejected),
         // The known difference (src/decode/json.rs): a message as a JSON array.

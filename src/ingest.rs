@@ -128,6 +128,8 @@ pub struct Ingest {
     dependency_keys: Vec<String>,
     /// Decode arenas, reset and reused rather than allocated per request.
     arenas: decode::arena::ArenaPool,
+    /// The decoders' span and attribute lists, likewise.
+    lists: decode::arena::ListPool,
 }
 
 impl Ingest {
@@ -156,6 +158,7 @@ impl Ingest {
             traces: cfg.traces.enabled,
             dependency_keys: cfg.dependencies.keys.clone(),
             arenas: Default::default(),
+            lists: Default::default(),
         }
     }
 
@@ -215,12 +218,18 @@ impl Ingest {
     ) -> Result<Accepted, Refused> {
         // Both formats are read in place: no per-span allocation, same outcome as prost.
         let arena = self.arenas.take();
-        match decode::traces_lazy(body, format, &arena, self.max_attrs, self.max_spans) {
-            Ok(req) => self.process(
-                req.span_count() as u64,
-                req.spans().map(|inner| Tenanted { inner, tenant }),
-                t,
-            ),
+        let mut lists = self.lists.take();
+        let taken = std::mem::take(&mut lists.item);
+        match decode::traces_lazy(body, format, &arena, taken, self.max_attrs, self.max_spans) {
+            Ok(req) => {
+                let result = self.process(
+                    req.span_count() as u64,
+                    req.spans().map(|inner| Tenanted { inner, tenant }),
+                    t,
+                );
+                lists.item = req.into_lists();
+                result
+            }
             Err(decode::Refusal::TooManySpans) => {
                 let msg = format!(
                     "the request holds more than {} spans (max_spans_per_request)",

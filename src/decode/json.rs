@@ -32,7 +32,9 @@
 //! the limit, which its fast path and this scanner skip (the serde seeds before this
 //! scanner did the same; `tests/json_decoder.rs::slow_path_strictness`).
 
-use super::lazy::{Attr, ResourceRec, SpanRec, TraceRequest, TOO_MANY_SPANS, UNKNOWN_SERVICE};
+use super::lazy::{
+    Attr, Lists, ResourceRec, SpanRec, TraceRequest, TOO_MANY_SPANS, UNKNOWN_SERVICE,
+};
 use crate::span::AttrValue;
 /// The arena callers lend the decoder (re-exported so they need not name bumpalo).
 pub use bumpalo::Bump;
@@ -72,6 +74,17 @@ pub fn decode_traces_limited<'a>(
     max_attrs: usize,
     max_spans: usize,
 ) -> Result<TraceRequest<'a>, JsonError> {
+    decode_traces_in(body, arena, Lists::default(), max_attrs, max_spans)
+}
+
+/// As [`decode_traces_limited`], filling `lists` (from a [`super::arena::ListPool`]).
+pub fn decode_traces_in<'a>(
+    body: &'a [u8],
+    arena: &'a Bump,
+    lists: Lists,
+    max_attrs: usize,
+    max_spans: usize,
+) -> Result<TraceRequest<'a>, JsonError> {
     // One check of the whole text (JSON text is UTF-8, RFC 8259) lets every string be
     // sliced out of it without another check.
     let text = super::json_text(body).map_err(JsonError::Invalid)?;
@@ -81,16 +94,10 @@ pub fn decode_traces_limited<'a>(
         i: 0,
         depth: 0,
         arena,
-        out: TraceRequest {
-            max_attrs,
-            max_spans,
-            // A realistic span is ~1 KB of JSON, so one per 640 bytes leaves room (one
-            // per 1,024 left the loadgen's 1,000-span request 7 short: the vector was
-            // copied once per request). The vectors double from here if needed.
-            spans: Vec::with_capacity(body.len() / 640),
-            span_attrs: Vec::with_capacity(body.len() / 100),
-            ..TraceRequest::default()
-        },
+        // A realistic span is ~1 KB of JSON, so one per 640 bytes leaves room (one per
+        // 1,024 left the loadgen's 1,000-span request 7 short: the vector was copied
+        // once per request); an attribute ~100 bytes.
+        out: TraceRequest::with_lists(lists, max_attrs, max_spans, body.len(), 640, 100),
         why: None,
         too_many: false,
         frames: Vec::new(),
@@ -245,33 +252,55 @@ fn nineteen_digits(d: &[u8]) -> Option<u64> {
     Some(head * 10_000_000_000_000_000 + mid * 100_000_000 + low)
 }
 
-/// Sixteen hex digits of either case into eight bytes, or `None` if one is not a hex
-/// digit. Eight digits at a time: per-byte range checks (each byte below 0x80, so
+/// Eight hex digits of either case (the first in the lowest byte) into four bytes, or
+/// `None` if one is not a hex digit: per-byte range checks (each byte below 0x80, so
 /// adding to it never carries into the next), then nibbles packed in pairs.
 #[inline(always)]
-fn sixteen_hex(d: &[u8], out: &mut [u8]) -> Option<()> {
-    for (chunk, out) in d.chunks_exact(8).zip(out.chunks_exact_mut(4)) {
-        let x = u64::from_le_bytes(chunk.try_into().ok()?);
-        if x & HI != 0 {
-            return None;
-        }
-        // 0x30..=0x39: at least 0x30 sets the high bit of x + 0x50, above 0x39 that
-        // of x + 0x46.
-        let digit = x.wrapping_add(LO * 0x50) & !x.wrapping_add(LO * 0x46) & HI;
-        // Letters, lowercased (0x41..=0x46 and 0x61..=0x66 are the only bytes that map
-        // to 0x61..=0x66).
-        let l = x | (LO * 0x20);
-        let letter = l.wrapping_add(LO * 0x1F) & !l.wrapping_add(LO * 0x19) & HI;
-        if digit | letter != HI {
-            return None;
-        }
-        let nibbles = (x & (LO * 0x0F)) + (letter >> 7) * 9;
-        let t = ((nibbles << 4) | (nibbles >> 8)) & 0x00FF_00FF_00FF_00FF;
-        let t = (t | (t >> 8)) & 0x0000_FFFF_0000_FFFF;
-        let t = (t | (t >> 16)) as u32;
-        out.copy_from_slice(&t.to_le_bytes());
+fn eight_hex(chunk: [u8; 8]) -> Option<[u8; 4]> {
+    let x = u64::from_le_bytes(chunk);
+    if x & HI != 0 {
+        return None;
     }
-    Some(())
+    // 0x30..=0x39: at least 0x30 sets the high bit of x + 0x50, above 0x39 that of
+    // x + 0x46.
+    let digit = x.wrapping_add(LO * 0x50) & !x.wrapping_add(LO * 0x46) & HI;
+    // Letters, lowercased (0x41..=0x46 and 0x61..=0x66 are the only bytes that map to
+    // 0x61..=0x66).
+    let l = x | (LO * 0x20);
+    let letter = l.wrapping_add(LO * 0x1F) & !l.wrapping_add(LO * 0x19) & HI;
+    if digit | letter != HI {
+        return None;
+    }
+    let nibbles = (x & (LO * 0x0F)) + (letter >> 7) * 9;
+    let t = ((nibbles << 4) | (nibbles >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let t = (t | (t >> 8)) & 0x0000_FFFF_0000_FFFF;
+    Some(((t | (t >> 16)) as u32).to_le_bytes())
+}
+
+/// `N` hex digits into `N / 2` bytes (`M`), eight digits at a time, or `None` if one is
+/// not a hex digit. Fixed lengths (a trace id's 32 digits, a span id's 16) so the
+/// loop unrolls into straight loads and stores: the iterator chain it replaces was
+/// not inlined and cost ~180 instructions per id (BENCHMARKS.md, issue 17).
+#[inline(always)]
+fn fixed_hex<const N: usize, const M: usize>(d: &[u8; N]) -> Option<[u8; M]> {
+    let mut out = [0u8; M];
+    let mut k = 0;
+    while k + 8 <= N && k / 2 + 4 <= M {
+        let chunk = [
+            d[k],
+            d[k + 1],
+            d[k + 2],
+            d[k + 3],
+            d[k + 4],
+            d[k + 5],
+            d[k + 6],
+            d[k + 7],
+        ];
+        let four = eight_hex(chunk)?;
+        out[k / 2..k / 2 + 4].copy_from_slice(&four);
+        k += 8;
+    }
+    Some(out)
 }
 
 /// The value of each hex digit; 16 for every other byte.
@@ -891,19 +920,23 @@ impl<'a> P<'a> {
             let b = self.b;
             let start = self.i + 1;
             // A trace id (32 digits) or a span id (16), eight digits at a time.
-            for len in [32, 16] {
-                if b.get(start + len) == Some(&b'"') {
-                    let out = self.arena.alloc_slice_fill_copy(len / 2, 0u8);
-                    let digits = b.get(start..start + len).unwrap_or_default();
-                    if digits
-                        .chunks_exact(16)
-                        .zip(out.chunks_exact_mut(8))
-                        .all(|(d, o)| sixteen_hex(d, o).is_some())
-                    {
-                        self.i = start + len + 1;
-                        return Ok(out);
-                    }
-                    break;
+            if b.get(start + 32) == Some(&b'"') {
+                if let Some(id) = b
+                    .get(start..start + 32)
+                    .and_then(|d| <&[u8; 32]>::try_from(d).ok())
+                    .and_then(fixed_hex::<32, 16>)
+                {
+                    self.i = start + 33;
+                    return Ok(&self.arena.alloc(id)[..]);
+                }
+            } else if b.get(start + 16) == Some(&b'"') {
+                if let Some(id) = b
+                    .get(start..start + 16)
+                    .and_then(|d| <&[u8; 16]>::try_from(d).ok())
+                    .and_then(fixed_hex::<16, 8>)
+                {
+                    self.i = start + 17;
+                    return Ok(&self.arena.alloc(id)[..]);
                 }
             }
             let mut end = start;
@@ -1978,25 +2011,38 @@ mod tests {
 
     #[test]
     fn reads_hex_eight_digits_at_a_time_as_the_table_does() {
-        // Every byte value at every position of a 16-digit id: accepted exactly when
-        // it is a hex digit, and then decoded as the byte-at-a-time table decodes it.
+        // Every byte value at every position of a 16- and a 32-digit id: accepted
+        // exactly when it is a hex digit, and then decoded as the byte-at-a-time table
+        // decodes it.
+        let table = |d: &[u8]| {
+            d.chunks_exact(2)
+                .map(|p| Some((hex_digit(p[0])? << 4) | hex_digit(p[1])?))
+                .collect::<Option<Vec<u8>>>()
+        };
         let base = *b"0123456789abcdef";
+        let long = *b"0123456789abcdefABCDEF0123456789";
         for c in 0..=255u8 {
             for at in 0..16 {
                 let mut d = base;
                 d[at] = c;
-                let mut out = [0u8; 8];
-                let got = sixteen_hex(&d, &mut out).map(|()| out);
-                let want = d
-                    .chunks_exact(2)
-                    .map(|p| Some((hex_digit(p[0])? << 4) | hex_digit(p[1])?))
-                    .collect::<Option<Vec<u8>>>();
-                assert_eq!(got.map(|o| o.to_vec()), want, "byte {c:#x} at {at}");
+                let got = fixed_hex::<16, 8>(&d).map(|o| o.to_vec());
+                assert_eq!(got, table(&d), "byte {c:#x} at {at}");
+            }
+            for at in 0..32 {
+                let mut d = long;
+                d[at] = c;
+                let got = fixed_hex::<32, 16>(&d).map(|o| o.to_vec());
+                assert_eq!(got, table(&d), "byte {c:#x} at {at} of 32");
             }
         }
-        let mut out = [0u8; 8];
-        assert!(sixteen_hex(b"FEDCBA9876543210", &mut out).is_some());
-        assert_eq!(out, [0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10]);
+        assert_eq!(
+            fixed_hex::<16, 8>(b"FEDCBA9876543210"),
+            Some([0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10])
+        );
+        assert_eq!(
+            fixed_hex::<32, 16>(b"000102030405060708090a0B0c0D0e0F"),
+            Some([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])
+        );
     }
 
     #[test]

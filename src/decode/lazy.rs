@@ -124,6 +124,95 @@ pub(super) struct Seen<'a> {
     values: [&'a str; SEEN],
 }
 
+/// The lists a decoded request fills (spans, attributes, resources, event names),
+/// empty, with the capacity of an earlier request's: [`TraceRequest::into_lists`] gives
+/// them back and a [`super::arena::ListPool`] keeps them, so a request's ~0.6 MB of
+/// lists (1,000 JSON spans) is not allocated, page-faulted in and freed each time.
+/// Held as `'static` while empty, since no request's borrow outlives it.
+#[derive(Debug, Default)]
+pub struct Lists {
+    resources: Vec<ResourceRec<'static>>,
+    spans: Vec<SpanRec<'static>>,
+    span_attrs: Vec<Attr<'static>>,
+    resource_attrs: Vec<Attr<'static>>,
+    events: Vec<&'static str>,
+}
+
+impl Lists {
+    /// Where the spans and the span attributes are kept (tests of the reuse).
+    #[cfg(test)]
+    pub(super) fn spans_ptr(&self) -> usize {
+        self.spans.as_ptr() as usize
+    }
+    #[cfg(test)]
+    pub(super) fn span_attrs_ptr(&self) -> usize {
+        self.span_attrs.as_ptr() as usize
+    }
+
+    /// The heap bytes the lists hold.
+    pub fn held(&self) -> usize {
+        use std::mem::size_of;
+        self.resources.capacity() * size_of::<ResourceRec<'_>>()
+            + self.spans.capacity() * size_of::<SpanRec<'_>>()
+            + (self.span_attrs.capacity() + self.resource_attrs.capacity()) * size_of::<Attr<'_>>()
+            + self.events.capacity() * size_of::<&str>()
+    }
+}
+
+/// An emptied vector as one of the same layout and a longer borrow: collecting an
+/// empty `IntoIter` into a vector of an element of the same size and alignment reuses
+/// its allocation (std's in-place collection), so the capacity is kept without
+/// `unsafe`. `lists_keep_their_memory_between_requests` checks the pointer stays.
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+impl<'a> TraceRequest<'a> {
+    /// An empty request filling `lists`, each with room reserved for a body of
+    /// `body_len` bytes at `bytes_per_span` and `bytes_per_attr` (the vectors double
+    /// from there if needed).
+    pub(super) fn with_lists(
+        lists: Lists,
+        max_attrs: usize,
+        max_spans: usize,
+        body_len: usize,
+        bytes_per_span: usize,
+        bytes_per_attr: usize,
+    ) -> TraceRequest<'a> {
+        let Lists {
+            resources,
+            mut spans,
+            mut span_attrs,
+            resource_attrs,
+            events,
+        } = lists;
+        spans.reserve(body_len / bytes_per_span);
+        span_attrs.reserve(body_len / bytes_per_attr);
+        TraceRequest {
+            max_attrs,
+            max_spans,
+            resources,
+            spans,
+            span_attrs,
+            resource_attrs,
+            events,
+            seen: Seen::default(),
+        }
+    }
+
+    /// The request's lists, emptied, for the next request.
+    pub fn into_lists(self) -> Lists {
+        Lists {
+            resources: recycle(self.resources),
+            spans: recycle(self.spans),
+            span_attrs: recycle(self.span_attrs),
+            resource_attrs: recycle(self.resource_attrs),
+            events: recycle(self.events),
+        }
+    }
+}
+
 /// Decodes an OTLP `ExportTraceServiceRequest` from protobuf bytes.
 pub fn decode_traces(body: &[u8]) -> Result<TraceRequest<'_>, DecodeError> {
     decode_traces_limited(body, usize::MAX, usize::MAX)
@@ -136,17 +225,18 @@ pub fn decode_traces_limited(
     max_attrs: usize,
     max_spans: usize,
 ) -> Result<TraceRequest<'_>, DecodeError> {
-    let mut out = TraceRequest {
-        max_attrs,
-        max_spans,
-        resources: Vec::new(),
-        // A realistic span is 200-500 bytes; the vectors double from here if needed.
-        spans: Vec::with_capacity(body.len() / 512),
-        span_attrs: Vec::with_capacity(body.len() / 64),
-        resource_attrs: Vec::new(),
-        events: Vec::new(),
-        seen: Seen::default(),
-    };
+    decode_traces_in(body, Lists::default(), max_attrs, max_spans)
+}
+
+/// As [`decode_traces_limited`], filling `lists` (from a [`super::arena::ListPool`]).
+pub fn decode_traces_in(
+    body: &[u8],
+    lists: Lists,
+    max_attrs: usize,
+    max_spans: usize,
+) -> Result<TraceRequest<'_>, DecodeError> {
+    // A realistic span is 200-500 bytes, an attribute 20-60.
+    let mut out = TraceRequest::with_lists(lists, max_attrs, max_spans, body.len(), 512, 64);
     match out.request(body) {
         Ok(()) => {
             out.index_keys();

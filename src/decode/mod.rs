@@ -155,24 +155,29 @@ pub enum Refusal {
 
 /// Decodes a trace request in place, protobuf ([`lazy`]) or JSON ([`json`]), keeping at
 /// most `max_attrs` attributes per span and refusing more than `max_spans` spans.
-/// `arena` holds what JSON cannot lend from the body (unescaped strings, decoded ids).
+/// `arena` holds what JSON cannot lend from the body (unescaped strings, decoded ids);
+/// `lists` are filled with the spans and attributes ([`lazy::TraceRequest::into_lists`]
+/// gives them back for the next request).
 pub fn traces_lazy<'a>(
     body: &'a [u8],
     format: Format,
     arena: &'a bumpalo::Bump,
+    lists: lazy::Lists,
     max_attrs: usize,
     max_spans: usize,
 ) -> Result<lazy::TraceRequest<'a>, Refusal> {
     match format {
-        Format::Protobuf => lazy::decode_traces_limited(body, max_attrs, max_spans).map_err(|e| {
-            if e.what == lazy::TOO_MANY_SPANS {
-                Refusal::TooManySpans
-            } else {
-                Refusal::Malformed(format!("invalid OTLP protobuf: {e}"))
-            }
-        }),
+        Format::Protobuf => {
+            lazy::decode_traces_in(body, lists, max_attrs, max_spans).map_err(|e| {
+                if e.what == lazy::TOO_MANY_SPANS {
+                    Refusal::TooManySpans
+                } else {
+                    Refusal::Malformed(format!("invalid OTLP protobuf: {e}"))
+                }
+            })
+        }
         Format::Json => {
-            json::decode_traces_limited(body, arena, max_attrs, max_spans).map_err(|e| match e {
+            json::decode_traces_in(body, arena, lists, max_attrs, max_spans).map_err(|e| match e {
                 json::JsonError::TooManySpans => Refusal::TooManySpans,
                 json::JsonError::Invalid(m) => Refusal::Malformed(m),
             })
