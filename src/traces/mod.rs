@@ -503,8 +503,7 @@ impl Assembler {
                 break;
             };
             self.bytes = self.bytes.saturating_sub(ORDER_BYTES);
-            if self.traces.get(&id).is_some_and(|t| t.last_arrival == at) {
-                self.complete(id, journeys, now);
+            if self.complete_if_last(id, at, journeys, now) {
                 evicted += 1;
             }
         }
@@ -525,9 +524,7 @@ impl Assembler {
             }
             self.order.pop_front();
             self.bytes = self.bytes.saturating_sub(ORDER_BYTES);
-            if self.traces.get(&id).is_some_and(|t| t.last_arrival == at) {
-                self.complete(id, journeys, now);
-            }
+            self.complete_if_last(id, at, journeys, now);
         }
     }
 
@@ -608,12 +605,47 @@ impl Assembler {
     }
 
     fn complete(&mut self, id: u128, journeys: &Journeys, now: u64) {
-        let Some(t) = self.traces.remove(&id) else {
-            return;
+        if let Some(t) = self.traces.remove(&id) {
+            self.finish(t, journeys, now);
+        }
+    }
+
+    /// Completes trace `id` when the order entry `at` is its latest (else the entry is
+    /// stale: the trace got spans since and has a later entry). One probe of the table:
+    /// at an unlimited rate every lone trace is evicted here, from a table larger than
+    /// the cache, so a lookup then a removal paid the hashing and probing twice.
+    fn complete_if_last(&mut self, id: u128, at: u64, journeys: &Journeys, now: u64) -> bool {
+        let t = match self.traces.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) if e.get().last_arrival == at => {
+                e.remove()
+            }
+            _ => return false,
         };
+        self.finish(t, journeys, now);
+        true
+    }
+
+    fn finish(&mut self, t: Trace, journeys: &Journeys, now: u64) {
         self.bytes = self
             .bytes
             .saturating_sub(TRACE_BYTES + t.names_bytes() + t.len as usize * NODE_BYTES);
+        if t.len == 1 {
+            // A lone span (nearly every trace at a high rate): what `attribute` does with
+            // one span, without copying it to the scratch slice or scanning that. A
+            // claimed span is never a call of its own, so it can only blame itself.
+            let Some(n) = self.nodes.get_mut(t.head as usize) else {
+                return;
+            };
+            let s = *n;
+            n.next = self.free;
+            self.free = t.head;
+            if s.journey == NO_JOURNEY {
+                OrphanSpans { spans: 1 }.emit(&self.tel);
+            } else if s.flags & tflag::ERROR != 0 {
+                self.blame_self(s.journey, s.end_ns, journeys, now);
+            }
+            return;
+        }
         // The spans move to a scratch slice (attribution indexes them) and their nodes
         // back to the free list.
         let mut spans = std::mem::take(&mut self.spans);
