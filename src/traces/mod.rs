@@ -613,14 +613,18 @@ impl Assembler {
     /// Completes trace `id` when the order entry `at` is its latest (else the entry is
     /// stale: the trace got spans since and has a later entry). One probe of the table:
     /// at an unlimited rate every lone trace is evicted here, from a table larger than
-    /// the cache, so a lookup then a removal paid the hashing and probing twice.
+    /// the cache, so a lookup then a removal paid the hashing and probing twice. A stale
+    /// entry's trace is put back (a second probe, only for traces fed by several
+    /// batches). Not `entry()`: a second caller of it made the compiler stop inlining
+    /// it into `add`, which cost every span more than the probe saved.
     fn complete_if_last(&mut self, id: u128, at: u64, journeys: &Journeys, now: u64) -> bool {
-        let t = match self.traces.entry(id) {
-            std::collections::hash_map::Entry::Occupied(e) if e.get().last_arrival == at => {
-                e.remove()
-            }
-            _ => return false,
+        let Some(t) = self.traces.remove(&id) else {
+            return false;
         };
+        if t.last_arrival != at {
+            self.traces.insert(id, t);
+            return false;
+        }
         self.finish(t, journeys, now);
         true
     }
