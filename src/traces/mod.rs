@@ -633,10 +633,11 @@ impl Assembler {
         self.bytes = self
             .bytes
             .saturating_sub(TRACE_BYTES + t.names_bytes() + t.len as usize * NODE_BYTES);
-        if t.len == 1 {
-            // A lone span (nearly every trace at a high rate): what `attribute` does with
-            // one span, without copying it to the scratch slice or scanning that. A
-            // claimed span is never a call of its own, so it can only blame itself.
+        if t.len == 1 && t.published == 0 {
+            // A lone span (nearly every trace at a high rate) not yet attributed into
+            // partials: what `attribute` does with one span, without copying it to the
+            // scratch slice or scanning that. A claimed span is never a call of its own,
+            // so it can only blame itself. (A published one has nothing left to record.)
             let Some(n) = self.nodes.get_mut(t.head as usize) else {
                 return;
             };
@@ -1494,6 +1495,33 @@ mod tests {
             calls(&mut one, &j),
             [("checkout".into(), "pay".into(), 1, 1, 1)]
         );
+    }
+
+    #[test]
+    fn a_published_lone_span_is_not_counted_again_when_it_completes() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        // A failed checkout alone: the barrier publishes its self blame (1); its
+        // completion (the one-span path) has nothing left to record, so the next barrier
+        // is empty and the merged blame stays 1, not 2.
+        let lone = vec![span(1, 0, 0, true, None, &mut text)];
+        a.add(&lone, &text, &j, 100 * S);
+        let t1 = a.take_partials(&j, 100 * S);
+        a.tick(&j, 120 * S);
+        let t2 = a.take_partials(&j, 120 * S);
+        assert!(t2.is_empty(), "completion found nothing new: {t2:?}");
+        assert_eq!(
+            merged(&[t1, t2], &j),
+            [("checkout".into(), SELF.into(), 0, 0, 1)]
+        );
+        // A lone unclaimed span, never published (no journey claimed it): an orphan, once.
+        let orphan = vec![TraceSpan {
+            trace: 2,
+            ..span(9, 0, NO_JOURNEY, false, None, &mut text)
+        }];
+        a.add(&orphan, &text, &j, 121 * S);
+        a.tick(&j, 140 * S);
+        assert_eq!((a.bytes(), tel.orphan_spans.get()), (0, 1));
     }
 
     #[test]
