@@ -9,6 +9,10 @@
 #   knobs: SPANS=50000 CERFLOW=target/release/cerflow OUT=target/hotpath
 #          WORKERS=1: count the workers' record step (`Worker::record`: window state,
 #          trace assembly) as well
+#          TRACE_BYTES=1048576: `traces.max_bytes` (the smallest allowed), so that the
+#          trace buffer fills within the run and each span also pays its trace's
+#          eviction, as at an unlimited rate (under valgrind the default 64 MiB never
+#          fills)
 #
 # cerflow runs the `loadgen --print-config` config (3 journeys, cohorts cloud.region and
 # app.plan.tier); the loadgen (not under valgrind) sends SPANS spans, 1000 per request,
@@ -35,6 +39,9 @@ receivers:
 exporters:
   prometheus: { endpoint: "127.0.0.1:$prom" }
 YAML
+if [ -n "${TRACE_BYTES:-}" ]; then
+    echo "traces: { max_bytes: $TRACE_BYTES }" >> "$cfg"
+fi
 case "$PROTO" in
     grpc) endpoint="127.0.0.1:$grpc"; toggle='*grpc::Traces*Signal*handle*' ;;
     *) endpoint="http://127.0.0.1:$http"; toggle='cerflow::receiver::http::handle*' ;;
@@ -45,6 +52,7 @@ if [ "${WORKERS:-0}" = 1 ]; then
     workers=(--toggle-collect='cerflow::pipeline::Worker::record')
     tag="$tag-workers"
 fi
+if [ -n "${TRACE_BYTES:-}" ]; then tag="$tag-traces$TRACE_BYTES"; fi
 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$tag.out" \
     --toggle-collect="$toggle" "${workers[@]}" "$CERFLOW" --config "$cfg" --log-level warn \
     > "$OUT/cerflow.$tag.log" 2>&1 &

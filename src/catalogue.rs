@@ -895,6 +895,15 @@ pub const CERFLOW_QUEUE_DEPTH: Metric = Metric {
     labels: &["worker"],
 };
 
+pub const CERFLOW_QUEUE_BYTES: Metric = Metric {
+    prom: "cerflow_queue_bytes",
+    otlp: None,
+    unit: "By",
+    kind: Kind::Gauge,
+    help: "Heap bytes of the batches waiting in each worker's queue (bounded by pipeline.queue_bytes).",
+    labels: &["worker"],
+};
+
 pub const CERFLOW_QUEUE_CAPACITY: Metric = Metric {
     prom: "cerflow_queue_capacity",
     otlp: None,
@@ -1055,6 +1064,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_OTLP_EXPORT_DROPPED_TOTAL,
     CERFLOW_OTLP_EXPORT_QUEUE_DEPTH,
     CERFLOW_QUEUE_DEPTH,
+    CERFLOW_QUEUE_BYTES,
     CERFLOW_QUEUE_CAPACITY,
     CERFLOW_SERIES,
     CERFLOW_AUTO_JOURNEYS,

@@ -891,6 +891,29 @@ fn render_scores(sh: &Shared, out: &mut Out) {
     }
 }
 
+/// Each worker queue's depth in batches and its heap bytes (the two bounds a request
+/// is refused at).
+fn render_queues(input: &crate::pipeline::PipelineInput, out: &mut Out) {
+    header(out, &catalogue::CERFLOW_QUEUE_DEPTH);
+    for (i, d) in input.queue_depths().iter().enumerate() {
+        sample(
+            out,
+            catalogue::CERFLOW_QUEUE_DEPTH.prom,
+            &format!("worker=\"{i}\""),
+            *d as f64,
+        );
+    }
+    header(out, &catalogue::CERFLOW_QUEUE_BYTES);
+    for (i, b) in input.queue_bytes().iter().enumerate() {
+        sample(
+            out,
+            catalogue::CERFLOW_QUEUE_BYTES.prom,
+            &format!("worker=\"{i}\""),
+            *b as f64,
+        );
+    }
+}
+
 fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
     let tel = &sh.tel;
     header(out, &catalogue::CERFLOW_BUILD_INFO);
@@ -1198,15 +1221,7 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
         "",
         tel.otlp_export_queue_depth.get() as f64,
     );
-    header(out, &catalogue::CERFLOW_QUEUE_DEPTH);
-    for (i, d) in sh.input.queue_depths().iter().enumerate() {
-        sample(
-            out,
-            catalogue::CERFLOW_QUEUE_DEPTH.prom,
-            &format!("worker=\"{i}\""),
-            *d as f64,
-        );
-    }
+    render_queues(&sh.input, out);
     header(out, &catalogue::CERFLOW_QUEUE_CAPACITY);
     sample(
         out,
@@ -1286,6 +1301,38 @@ mod tests {
         assert!(wants_openmetrics(
             "Application/OpenMetrics-Text; version=1.0.0"
         ));
+    }
+
+    #[test]
+    fn each_worker_queue_shows_its_batches_and_their_heap_bytes() {
+        use crate::pipeline::{BatchBuilder, PipelineInput};
+        let (input, _queues) = PipelineInput::unread(2, 1 << 20);
+        // A request for worker 1 only: 5,000 unmatched entry times, 8 bytes each.
+        let request = |entries: usize| {
+            let mut b = BatchBuilder::new(2);
+            b.batches[1].unmatched_entry = Vec::with_capacity(entries);
+            b.batches[1].unmatched_entry.push(1);
+            b
+        };
+        assert!(input.submit(&mut request(5_000)).is_ok());
+        assert!(input.submit(&mut request(1_000)).is_ok());
+        let mut out = Out {
+            text: String::new(),
+            openmetrics: false,
+        };
+        render_queues(&input, &mut out);
+        let samples: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
+        // Worker 1 holds 2 batches of 5,000 x 8 + 1,000 x 8 = 40,000 + 8,000 = 48,000
+        // bytes; worker 0 nothing.
+        assert_eq!(
+            samples,
+            [
+                "cerflow_queue_depth{worker=\"0\"} 0",
+                "cerflow_queue_depth{worker=\"1\"} 2",
+                "cerflow_queue_bytes{worker=\"0\"} 0",
+                "cerflow_queue_bytes{worker=\"1\"} 48000",
+            ]
+        );
     }
 
     #[test]

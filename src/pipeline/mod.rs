@@ -407,6 +407,31 @@ impl PipelineInput {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
+
+    /// An input over `workers` queues of 1024 batches that nobody reads, bounded at
+    /// `max_bytes`: for tests of what reads or fills the queues.
+    #[cfg(test)]
+    pub(crate) fn unread(
+        workers: usize,
+        max_bytes: usize,
+    ) -> (PipelineInput, Vec<Receiver<Batch>>) {
+        let (senders, receivers) = (0..workers).map(|_| bounded(1024)).unzip();
+        let admission = Arc::new(Admission {
+            per_journey: Default::default(),
+            max_per_journey: 1,
+            worker_bytes: Vec::new(),
+            metric_bytes: Default::default(),
+            max_bytes: usize::MAX,
+        });
+        let input = PipelineInput {
+            senders,
+            capacity: 1024,
+            queued: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            max_bytes,
+            admission,
+        };
+        (input, receivers)
+    }
 }
 
 enum Ctl {
@@ -1098,22 +1123,8 @@ mod tests {
 
     /// An input over one worker queue that nobody reads, bounded at `max_bytes`.
     fn input(max_bytes: usize) -> (PipelineInput, Receiver<Batch>) {
-        let (tx, rx) = bounded(1024);
-        let admission = Arc::new(Admission {
-            per_journey: Default::default(),
-            max_per_journey: 1,
-            worker_bytes: Vec::new(),
-            metric_bytes: Default::default(),
-            max_bytes: usize::MAX,
-        });
-        let input = PipelineInput {
-            senders: vec![tx],
-            capacity: 1024,
-            queued: Arc::from(vec![AtomicUsize::new(0)]),
-            max_bytes,
-            admission,
-        };
-        (input, rx)
+        let (input, mut rx) = PipelineInput::unread(1, max_bytes);
+        (input, rx.remove(0))
     }
 
     /// A request whose one batch holds `entries` unmatched entry times: 8 bytes each.

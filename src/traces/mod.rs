@@ -503,8 +503,7 @@ impl Assembler {
                 break;
             };
             self.bytes = self.bytes.saturating_sub(ORDER_BYTES);
-            if self.traces.get(&id).is_some_and(|t| t.last_arrival == at) {
-                self.complete(id, journeys, now);
+            if self.complete_if_last(id, at, journeys, now) {
                 evicted += 1;
             }
         }
@@ -525,9 +524,7 @@ impl Assembler {
             }
             self.order.pop_front();
             self.bytes = self.bytes.saturating_sub(ORDER_BYTES);
-            if self.traces.get(&id).is_some_and(|t| t.last_arrival == at) {
-                self.complete(id, journeys, now);
-            }
+            self.complete_if_last(id, at, journeys, now);
         }
     }
 
@@ -608,12 +605,52 @@ impl Assembler {
     }
 
     fn complete(&mut self, id: u128, journeys: &Journeys, now: u64) {
+        if let Some(t) = self.traces.remove(&id) {
+            self.finish(t, journeys, now);
+        }
+    }
+
+    /// Completes trace `id` when the order entry `at` is its latest (else the entry is
+    /// stale: the trace got spans since and has a later entry). One probe of the table:
+    /// at an unlimited rate every lone trace is evicted here, from a table larger than
+    /// the cache, so a lookup then a removal paid the hashing and probing twice. A stale
+    /// entry's trace is put back (a second probe, only for traces fed by several
+    /// batches). Not `entry()`: a second caller of it made the compiler stop inlining
+    /// it into `add`, which cost every span more than the probe saved.
+    fn complete_if_last(&mut self, id: u128, at: u64, journeys: &Journeys, now: u64) -> bool {
         let Some(t) = self.traces.remove(&id) else {
-            return;
+            return false;
         };
+        if t.last_arrival != at {
+            self.traces.insert(id, t);
+            return false;
+        }
+        self.finish(t, journeys, now);
+        true
+    }
+
+    fn finish(&mut self, t: Trace, journeys: &Journeys, now: u64) {
         self.bytes = self
             .bytes
             .saturating_sub(TRACE_BYTES + t.names_bytes() + t.len as usize * NODE_BYTES);
+        if t.len == 1 && t.published == 0 {
+            // A lone span (nearly every trace at a high rate) not yet attributed into
+            // partials: what `attribute` does with one span, without copying it to the
+            // scratch slice or scanning that. A claimed span is never a call of its own,
+            // so it can only blame itself. (A published one has nothing left to record.)
+            let Some(n) = self.nodes.get_mut(t.head as usize) else {
+                return;
+            };
+            let s = *n;
+            n.next = self.free;
+            self.free = t.head;
+            if s.journey == NO_JOURNEY {
+                OrphanSpans { spans: 1 }.emit(&self.tel);
+            } else if s.flags & tflag::ERROR != 0 {
+                self.blame_self(s.journey, s.end_ns, journeys, now);
+            }
+            return;
+        }
         // The spans move to a scratch slice (attribution indexes them) and their nodes
         // back to the free list.
         let mut spans = std::mem::take(&mut self.spans);
@@ -1458,6 +1495,33 @@ mod tests {
             calls(&mut one, &j),
             [("checkout".into(), "pay".into(), 1, 1, 1)]
         );
+    }
+
+    #[test]
+    fn a_published_lone_span_is_not_counted_again_when_it_completes() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        // A failed checkout alone: the barrier publishes its self blame (1); its
+        // completion (the one-span path) has nothing left to record, so the next barrier
+        // is empty and the merged blame stays 1, not 2.
+        let lone = vec![span(1, 0, 0, true, None, &mut text)];
+        a.add(&lone, &text, &j, 100 * S);
+        let t1 = a.take_partials(&j, 100 * S);
+        a.tick(&j, 120 * S);
+        let t2 = a.take_partials(&j, 120 * S);
+        assert!(t2.is_empty(), "completion found nothing new: {t2:?}");
+        assert_eq!(
+            merged(&[t1, t2], &j),
+            [("checkout".into(), SELF.into(), 0, 0, 1)]
+        );
+        // A lone unclaimed span, never published (no journey claimed it): an orphan, once.
+        let orphan = vec![TraceSpan {
+            trace: 2,
+            ..span(9, 0, NO_JOURNEY, false, None, &mut text)
+        }];
+        a.add(&orphan, &text, &j, 121 * S);
+        a.tick(&j, 140 * S);
+        assert_eq!((a.bytes(), tel.orphan_spans.get()), (0, 1));
     }
 
     #[test]
