@@ -342,6 +342,10 @@ impl Deriver {
         // Kafka stage 2: the journeys this instance owns now, and only those are derived
         // and published.
         let mut owned: Option<std::collections::BTreeSet<Arc<str>>> = None;
+        if let Some(st) = &mut self.owner_state {
+            // Before the owners' snapshot: a partition handed over as re-read is in it.
+            st.receive_restored();
+        }
         if let Some(o) = &self.owners {
             // The workers' journey series hold only this instance's spans since the last
             // barrier, which are on their way to their owners as partials: counting them
@@ -381,6 +385,11 @@ impl Deriver {
             .restored()
             .filter_map(|(k, origin)| journeys.restore(&k.journey, origin).map(|j| (k.clone(), j)))
             .collect();
+        // A new owner's restored incidents and deployments go in before this tick
+        // updates them, so an open incident carries on rather than opening again.
+        if let Some(st) = &mut self.owner_state {
+            st.apply_restored(&mut self.incidents, &mut self.deployments);
+        }
         let incident_changed = self.incidents.update(&self.tracker, &snap, now);
         let score_cfg = &self.cfg.score;
         let version_score = |c: &crate::window::Counts, j: &crate::journey::JourneyInfo| {

@@ -42,6 +42,8 @@ use std::sync::{Arc, Mutex};
 pub trait OwnershipListener: Send + Sync {
     fn assigned(&self, partitions: &[i32]);
     fn revoked(&self, partitions: &[i32]);
+    /// The partitions' partials are re-read to where they ended at assignment.
+    fn caught_up(&self, _partitions: &[i32]) {}
 }
 
 /// Window layout the owner's series are made with: the same as the workers'.
@@ -283,6 +285,12 @@ impl PartialSink for Owners {
             inner.partitions.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+
+    fn caught_up(&self, partitions: &[i32]) {
+        for l in lock(&self.listeners).iter() {
+            l.caught_up(partitions);
+        }
     }
 
     fn partial(&self, partition: i32, bytes: &[u8]) {

@@ -193,6 +193,8 @@ impl ChangelogWriter {
 pub struct Restored {
     /// The latest value of each journey (a tombstone removes it).
     pub records: BTreeMap<String, Vec<u8>>,
+    /// The changelog partition of each journey's record: that of its partials too.
+    pub partition_of: BTreeMap<String, i32>,
     /// False when the time limit came first: the journeys not yet read start empty.
     pub complete: bool,
 }
@@ -296,8 +298,14 @@ pub fn read(
                     continue;
                 };
                 match m.payload() {
-                    Some(v) => out.records.insert(key.to_string(), v.to_vec()),
-                    None => out.records.remove(key),
+                    Some(v) => {
+                        out.records.insert(key.to_string(), v.to_vec());
+                        out.partition_of.insert(key.to_string(), m.partition());
+                    }
+                    None => {
+                        out.records.remove(key);
+                        out.partition_of.remove(key);
+                    }
                 };
                 passed(m.partition(), m.offset() + 1, &mut open);
             }

@@ -1,11 +1,12 @@
 //! Kafka stage 2's long-lived state, beside the owners of journeys: the changelog
 //! ([`changelog`]) a new owner restores budgets, incidents and deployments from, and the
 //! snapshots ([`snapshots`]) every instance reads so any score API answers for all
-//! journeys. Both topics are compacted and keyed by journey; [`ensure_topics`] makes
+//! journeys; [`restore`] hands a new owner's changelog read to the deriver. Both topics are compacted and keyed by journey; [`ensure_topics`] makes
 //! them so when they are absent.
 
 pub mod changelog;
 pub mod config;
+pub mod restore;
 pub mod snapshots;
 
 pub use config::KState;
@@ -62,6 +63,10 @@ pub struct OwnerState {
     snapshots: snapshots::SnapshotPublisher,
     instance: String,
     owned: std::collections::BTreeSet<std::sync::Arc<str>>,
+    /// Records a new owner read, waiting for their journey's first owned tick.
+    pending: restore::Pending,
+    /// Until [`OwnerState::take_restorer`] gives it to the owners.
+    restorer: Option<restore::Restorer>,
     tel: std::sync::Arc<crate::telemetry::Telemetry>,
 }
 
@@ -72,13 +77,38 @@ impl OwnerState {
         instance: &str,
         tel: std::sync::Arc<crate::telemetry::Telemetry>,
     ) -> Result<OwnerState, String> {
+        let (restorer, pending) = restore::channel(kafka, state, tel.clone());
         Ok(OwnerState {
+            pending,
+            restorer: Some(restorer),
             changelog: changelog::ChangelogWriter::new(kafka, state, tel.clone())?,
             snapshots: snapshots::SnapshotPublisher::new(kafka, state, tel.clone())?,
             instance: instance.to_string(),
             owned: Default::default(),
             tel,
         })
+    }
+
+    /// The listener to give the owners before their consumer starts: it reads the
+    /// changelog of each assigned partition for [`OwnerState::apply_restored`].
+    pub fn take_restorer(&mut self) -> Option<restore::Restorer> {
+        self.restorer.take()
+    }
+
+    /// Before the owners are snapshotted: what the consumer thread handed over.
+    pub fn receive_restored(&mut self) {
+        self.pending.receive();
+    }
+
+    /// Before the tick's incidents and deployments are updated: the restored records of
+    /// the journeys whose partials are re-read (see [`restore`]). Returns the journeys
+    /// restored.
+    pub fn apply_restored(
+        &mut self,
+        incidents: &mut crate::incidents::IncidentTracker,
+        deployments: &mut crate::deployments::DeploymentTracker,
+    ) -> usize {
+        self.pending.apply(incidents, deployments)
     }
 
     /// After the owner's evaluation: `view` holds only the `owned` journeys.

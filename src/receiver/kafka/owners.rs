@@ -37,12 +37,49 @@ pub trait PartialSink: Send + Sync {
     fn revoked(&self, partitions: &[i32]);
     /// One committed message of the aggregates topic (keyed by journey).
     fn partial(&self, partition: i32, bytes: &[u8]);
+    /// These assigned partitions are read to where they ended when they were assigned:
+    /// their journeys are rebuilt.
+    fn caught_up(&self, _partitions: &[i32]) {}
 }
 
 struct OwnersContext {
     tel: Arc<Telemetry>,
     sink: Arc<dyn PartialSink>,
     topic: String,
+    /// Each assigned partition not yet read to its end at assignment, with that end.
+    ends: std::sync::Mutex<std::collections::HashMap<i32, i64>>,
+}
+
+impl OwnersContext {
+    fn ends(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i32, i64>> {
+        self.ends.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reports the partitions whose position passed their end at assignment (also where
+    /// the last offsets are transaction markers, which are never delivered).
+    fn check_caught_up(&self, kafka: &BaseConsumer<OwnersContext>) {
+        if self.ends().is_empty() {
+            return;
+        }
+        let Ok(pos) = kafka.position() else {
+            return;
+        };
+        let mut done = Vec::new();
+        {
+            let mut ends = self.ends();
+            for e in pos.elements() {
+                if let rdkafka::Offset::Offset(next) = e.offset() {
+                    if ends.get(&e.partition()).is_some_and(|end| next >= *end) {
+                        ends.remove(&e.partition());
+                        done.push(e.partition());
+                    }
+                }
+            }
+        }
+        if !done.is_empty() {
+            self.sink.caught_up(&done);
+        }
+    }
 }
 
 impl ClientContext for OwnersContext {
@@ -65,13 +102,36 @@ impl OwnersContext {
 impl ConsumerContext for OwnersContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = r {
-            self.sink.revoked(&self.partitions(tpl));
+            let gone = self.partitions(tpl);
+            self.ends().retain(|p, _| !gone.contains(p));
+            self.sink.revoked(&gone);
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+    fn post_rebalance(&self, kafka: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         match r {
-            Rebalance::Assign(tpl) => self.sink.assigned(&self.partitions(tpl)),
+            Rebalance::Assign(tpl) => {
+                let got = self.partitions(tpl);
+                let mut empty = Vec::new();
+                for &p in &got {
+                    match kafka.fetch_watermarks(&self.topic, p, Duration::from_secs(10)) {
+                        Ok((low, high)) if high > low => {
+                            self.ends().insert(p, high);
+                        }
+                        Ok(_) => empty.push(p),
+                        // Never reported caught up: what waits for it (a changelog
+                        // restore) stays unapplied rather than applied too early.
+                        Err(e) => KafkaError {
+                            detail: &format!("cannot read the end of {}[{p}]: {e}", self.topic),
+                        }
+                        .emit(&self.tel),
+                    }
+                }
+                self.sink.assigned(&got);
+                if !empty.is_empty() {
+                    self.sink.caught_up(&empty);
+                }
+            }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => KafkaError {
                 detail: &e.to_string(),
@@ -139,6 +199,7 @@ pub fn start(
         tel: tel.clone(),
         sink: sink.clone(),
         topic: agg.topic.clone(),
+        ends: Default::default(),
     };
     let kafka: BaseConsumer<OwnersContext> = owners_config(cfg)
         .create_with_context(context)
@@ -166,6 +227,7 @@ pub fn start(
                         .emit(&tel),
                         Some(Ok(m)) => sink.partial(m.partition(), m.payload().unwrap_or_default()),
                     }
+                    kafka.context().check_caught_up(&kafka);
                 }
                 // Leaving the group revokes (and so forgets) every partition.
                 kafka.unsubscribe();
