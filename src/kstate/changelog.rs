@@ -1,7 +1,8 @@
 //! The owner's changelog: each owned journey's long-lived state (SLO rings and alert
 //! states, incidents, deployments), one record per journey in a compacted topic keyed by
 //! journey, written at a tick when its bytes changed. A new owner reads the records of
-//! its partitions to their end before it derives, so budgets and incidents carry on.
+//! its partitions to their end and restores their incidents and deployments (the SLO
+//! part is rebuilt from the re-read partials instead: see [`super::restore`]).
 //!
 //! A record's value is the journey's state in the checkpoint encoding
 //! ([`crate::checkpoint::encode`], kind `journey`): a header with a length and a CRC, then

@@ -1,8 +1,8 @@
 //! Kafka stage 2's long-lived state, beside the owners of journeys: the changelog
-//! ([`changelog`]) a new owner restores budgets, incidents and deployments from, and the
-//! snapshots ([`snapshots`]) every instance reads so any score API answers for all
-//! journeys; [`restore`] hands a new owner's changelog read to the deriver. Both topics are compacted and keyed by journey; [`ensure_topics`] makes
-//! them so when they are absent.
+//! ([`changelog`]) a new owner restores incidents and deployments from ([`restore`]
+//! hands its read to the deriver), and the snapshots ([`snapshots`]) every instance
+//! reads so any score API answers for all journeys. Both topics are compacted and keyed
+//! by journey; [`ensure_topics`] makes them so when they are absent.
 
 pub mod changelog;
 pub mod config;
