@@ -192,10 +192,10 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
             // The changelog and snapshots topics are compacted; made here when absent.
             crate::kstate::ensure_topics_beside(k, &a.state, &a.topic).await?;
             let mut st = crate::kstate::OwnerState::new(k, &a.state, &a.instance, tel.clone())?;
-            // Listening before the owners' consumer starts: its first assignment too
+            // Given before the owners' consumer starts: its first assignment too
             // restores the changelog.
             if let (Some(o), Some(r)) = (&owners, st.take_restorer()) {
-                o.listen(Arc::new(r));
+                o.restore_from(Arc::new(r));
             }
             Some(st)
         }

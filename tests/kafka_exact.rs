@@ -73,9 +73,7 @@ const NOT_COMPARED: &[&str] = &[];
 ///   0.25 to 0.32 s in a run; the buckets and count are compared). The
 ///   incident itself, its count and its recovery carry over to a new owner through the
 ///   changelog (`src/kstate/restore.rs`), so they are compared.
-const NOT_YET_OWNED: &[&str] = &[
-    "cer_journey_time_to_detect_seconds_sum",
-];
+const NOT_YET_OWNED: &[&str] = &["cer_journey_time_to_detect_seconds_sum"];
 
 /// cerflow settings for both sides: windows long enough to hold the whole run (so a
 /// figure does not depend on when it is read), traces complete 1 s after their last

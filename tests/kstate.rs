@@ -219,8 +219,8 @@ fn a_new_owner_restores_budget_consumed_and_an_open_incident_exactly() {
             .iter()
             .map(|c| c.get())
             .collect::<Vec<_>>(),
-        [0, 1, 1],
-        "too_large 0, invalid 1 (search), restore_timeout 1 (the hurried read)"
+        [0, 1, 1, 0],
+        "too_large 0, invalid 1 (search), restore_timeout 1 (the hurried read), revoked 0"
     );
     // Bit for bit the first owner's state.
     assert_eq!(text(&b, "checkout"), expected_checkout);

@@ -23,7 +23,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -192,10 +192,9 @@ impl ChangelogWriter {
 /// What a new owner read from the changelog.
 #[derive(Debug, Default)]
 pub struct Restored {
-    /// The latest value of each journey (a tombstone removes it).
-    pub records: BTreeMap<String, Vec<u8>>,
-    /// The changelog partition of each journey's record: that of its partials too.
-    pub partition_of: BTreeMap<String, i32>,
+    /// The latest value of each journey (a tombstone removes it), with the changelog
+    /// partition it was read from: that of the journey's partials too.
+    pub records: crate::owners::StateRecords,
     /// False when the time limit came first: the journeys not yet read start empty.
     pub complete: bool,
 }
@@ -299,14 +298,10 @@ pub fn read(
                     continue;
                 };
                 match m.payload() {
-                    Some(v) => {
-                        out.records.insert(key.to_string(), v.to_vec());
-                        out.partition_of.insert(key.to_string(), m.partition());
-                    }
-                    None => {
-                        out.records.remove(key);
-                        out.partition_of.remove(key);
-                    }
+                    Some(v) => out
+                        .records
+                        .insert(key.to_string(), (m.partition(), v.to_vec())),
+                    None => out.records.remove(key),
                 };
                 passed(m.partition(), m.offset() + 1, &mut open);
             }
@@ -326,7 +321,7 @@ pub fn restore(
     tel: &Telemetry,
 ) -> usize {
     let mut n = 0;
-    for (journey, value) in &restored.records {
+    for (journey, (_, value)) in &restored.records {
         let done = JourneyRecord::decode(value)
             .and_then(|r| r.restore(journey, slo, incidents, deployments));
         match done {

@@ -63,8 +63,6 @@ pub struct OwnerState {
     snapshots: snapshots::SnapshotPublisher,
     instance: String,
     owned: std::collections::BTreeSet<std::sync::Arc<str>>,
-    /// Records a new owner read, waiting for their journey's first owned tick.
-    pending: restore::Pending,
     /// Until [`OwnerState::take_restorer`] gives it to the owners.
     restorer: Option<restore::Restorer>,
     tel: std::sync::Arc<crate::telemetry::Telemetry>,
@@ -77,10 +75,8 @@ impl OwnerState {
         instance: &str,
         tel: std::sync::Arc<crate::telemetry::Telemetry>,
     ) -> Result<OwnerState, String> {
-        let (restorer, pending) = restore::channel(kafka, state, tel.clone());
         Ok(OwnerState {
-            pending,
-            restorer: Some(restorer),
+            restorer: Some(restore::Restorer::new(kafka, state, tel.clone())),
             changelog: changelog::ChangelogWriter::new(kafka, state, tel.clone())?,
             snapshots: snapshots::SnapshotPublisher::new(kafka, state, tel.clone())?,
             instance: instance.to_string(),
@@ -89,26 +85,22 @@ impl OwnerState {
         })
     }
 
-    /// The listener to give the owners before their consumer starts: it reads the
+    /// The state source to give the owners before their consumer starts: it reads the
     /// changelog of each assigned partition for [`OwnerState::apply_restored`].
     pub fn take_restorer(&mut self) -> Option<restore::Restorer> {
         self.restorer.take()
     }
 
-    /// Before the owners are snapshotted: what the consumer thread handed over.
-    pub fn receive_restored(&mut self) {
-        self.pending.receive();
-    }
-
-    /// Before the tick's incidents and deployments are updated: the restored records of
-    /// the journeys whose partials are re-read (see [`restore`]). Returns the journeys
-    /// restored.
+    /// Before the tick's incidents and deployments are updated: the records the owners'
+    /// snapshot handed over with their newly re-read journeys (see [`restore`]).
+    /// Returns the journeys restored.
     pub fn apply_restored(
         &mut self,
+        records: crate::owners::StateRecords,
         incidents: &mut crate::incidents::IncidentTracker,
         deployments: &mut crate::deployments::DeploymentTracker,
     ) -> usize {
-        self.pending.apply(incidents, deployments)
+        restore::apply(records, incidents, deployments, &self.tel)
     }
 
     /// After the owner's evaluation: `view` holds only the `owned` journeys.

@@ -16,80 +16,44 @@
 //! histograms) and the deployments. Without them a new owner would reopen the incident
 //! at its own first tick, with a new start and a total counted twice.
 //!
-//! [`Restorer`] runs on the owners' consumer thread (the [`OwnershipListener`]); the
-//! trackers live in the deriver. The records read go over a bounded channel and wait in
-//! [`Pending`] until the owners have re-read their partition's partials to where it
-//! ended at assignment (`caught_up`): applied earlier, an open incident would be closed
-//! by a tick whose SLO state holds only the oldest partials, where the alert is not yet
-//! firing. The deriver takes the hand-overs before it snapshots the owners, so a
-//! partition reported caught up is in that tick's figures. A partition revoked before
-//! then drops its pending records.
+//! [`Restorer`] is the owners' [`StateSource`]: it runs on their consumer thread when
+//! partitions are assigned, before any of their partials is merged. [`crate::owners`]
+//! holds the records and the partitions' journeys back until the partitions are
+//! re-read to where they ended at assignment, then hands both to the deriver in one
+//! snapshot, and [`apply`] puts the records in before that snapshot is evaluated: a
+//! restored open incident meets the re-read figures that keep its alert firing, never
+//! a tick of the oldest partials alone (which would close it), and no tick derives the
+//! journeys without it (which would open a second one). A partition revoked before its
+//! re-read ends drops its records, counted (`revoked`): its next owner reads them.
 
 use super::{changelog, KState};
 use crate::deployments::DeploymentTracker;
 use crate::incidents::IncidentTracker;
 use crate::internal_events::{InternalEvent, KafkaError, KafkaStateRefused, StateRefusal};
-use crate::owners::OwnershipListener;
+use crate::owners::{StateRecords, StateSource};
 use crate::receiver::kafka::config::KafkaReceiver;
 use crate::telemetry::Telemetry;
-use crossbeam_channel::{Receiver, Sender};
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-
-/// Hand-overs in flight between the consumer thread and the deriver; the deriver takes
-/// them all at each tick, so more than a few means it is stuck.
-const CHANNEL: usize = 16;
-
-/// What the consumer thread hands to the deriver.
-pub enum Handover {
-    /// The latest changelog record of each journey of the assigned partitions, with its
-    /// partition.
-    Assigned(BTreeMap<String, (i32, Vec<u8>)>),
-    CaughtUp(Vec<i32>),
-    Revoked(Vec<i32>),
-}
 
 /// Reads the changelog of newly assigned partitions (see the module's header).
 pub struct Restorer {
     kafka: KafkaReceiver,
     cfg: KState,
-    tx: Sender<Handover>,
     tel: Arc<Telemetry>,
 }
 
-/// Makes the two ends: the listener for the owners and the deriver's [`Pending`].
-pub fn channel(kafka: &KafkaReceiver, cfg: &KState, tel: Arc<Telemetry>) -> (Restorer, Pending) {
-    let (tx, rx) = crossbeam_channel::bounded(CHANNEL);
-    (
+impl Restorer {
+    pub fn new(kafka: &KafkaReceiver, cfg: &KState, tel: Arc<Telemetry>) -> Restorer {
         Restorer {
             kafka: kafka.clone(),
             cfg: cfg.clone(),
-            tx,
-            tel: tel.clone(),
-        },
-        Pending {
-            rx,
-            records: BTreeMap::new(),
-            caught_up: BTreeSet::new(),
             tel,
-        },
-    )
-}
-
-impl Restorer {
-    fn hand_over(&self, h: Handover) {
-        // Waits at most as long as a read may take: the deriver drains every tick.
-        if self.tx.send_timeout(h, self.cfg.restore_timeout).is_err() {
-            KafkaError {
-                detail: "the deriver did not take the restored changelog records: they are dropped",
-            }
-            .emit(&self.tel);
         }
     }
 }
 
-impl OwnershipListener for Restorer {
-    fn assigned(&self, partitions: &[i32]) {
+impl StateSource for Restorer {
+    fn read(&self, partitions: &[i32]) -> StateRecords {
         // `read` counts a timeout itself and returns what it read by then.
         match changelog::read(&self.kafka, &self.cfg, partitions, &self.tel) {
             Ok(r) => {
@@ -99,107 +63,51 @@ impl OwnershipListener for Restorer {
                     complete = r.complete,
                     "Read the changelog of the assigned partitions."
                 );
-                let records = r
-                    .records
-                    .into_iter()
-                    .filter_map(|(j, v)| Some((r.partition_of.get(&j).copied()?, j, v)))
-                    .map(|(p, j, v)| (j, (p, v)))
-                    .collect();
-                self.hand_over(Handover::Assigned(records))
+                r.records
             }
-            Err(e) => KafkaError {
-                detail: &format!("cannot restore the changelog: {e}"),
+            Err(e) => {
+                KafkaError {
+                    detail: &format!("cannot restore the changelog: {e}"),
+                }
+                .emit(&self.tel);
+                StateRecords::new()
             }
-            .emit(&self.tel),
         }
-    }
-
-    fn revoked(&self, partitions: &[i32]) {
-        self.hand_over(Handover::Revoked(partitions.to_vec()));
-    }
-
-    fn caught_up(&self, partitions: &[i32]) {
-        self.hand_over(Handover::CaughtUp(partitions.to_vec()));
     }
 }
 
-/// The deriver's end: records waiting for their partition to be caught up.
-pub struct Pending {
-    rx: Receiver<Handover>,
-    /// Journey -> (its partition, its record).
-    records: BTreeMap<String, (i32, Vec<u8>)>,
-    /// Owned partitions whose partials are re-read since their assignment.
-    caught_up: BTreeSet<i32>,
-    tel: Arc<Telemetry>,
-}
-
-impl Pending {
-    /// Takes what the consumer handed over; called before the owners are snapshotted.
-    pub fn receive(&mut self) {
-        // Bounded: the channel holds at most CHANNEL hand-overs.
-        while let Ok(h) = self.rx.try_recv() {
-            match h {
-                Handover::Assigned(records) => {
-                    for (j, (p, v)) in records {
-                        // A partition assigned again is re-read again.
-                        self.caught_up.remove(&p);
-                        self.records.insert(j, (p, v));
-                    }
-                }
-                Handover::CaughtUp(ps) => self.caught_up.extend(ps),
-                Handover::Revoked(gone) => {
-                    self.records.retain(|_, (p, _)| !gone.contains(p));
-                    for p in &gone {
-                        self.caught_up.remove(p);
-                    }
-                }
+/// Puts the records of the journeys of newly re-read partitions into the trackers
+/// (incidents and deployments only: see the header); a record that does not decode is
+/// refused whole, counted and logged. Returns the journeys restored.
+pub fn apply(
+    records: StateRecords,
+    incidents: &mut IncidentTracker,
+    deployments: &mut DeploymentTracker,
+    tel: &Telemetry,
+) -> usize {
+    let mut n = 0;
+    for (journey, (_, value)) in records {
+        match changelog::JourneyRecord::decode(&value) {
+            Ok(r) => {
+                incidents.restore_journey(&journey, r.incidents);
+                deployments.restore_journey(&journey, r.deployments);
+                n += 1;
             }
+            Err(e) => KafkaStateRefused {
+                reason: StateRefusal::Invalid,
+                journey: &journey,
+                detail: &e,
+            }
+            .emit(tel),
         }
     }
-
-    /// Puts the records of the caught-up partitions into the trackers (incidents and
-    /// deployments only: see the header). Returns the journeys restored.
-    pub fn apply(
-        &mut self,
-        incidents: &mut IncidentTracker,
-        deployments: &mut DeploymentTracker,
-    ) -> usize {
-        if self.records.is_empty() {
-            return 0;
-        }
-        let ready: Vec<String> = self
-            .records
-            .iter()
-            .filter(|(_, (p, _))| self.caught_up.contains(p))
-            .map(|(j, _)| j.clone())
-            .collect();
-        let mut n = 0;
-        for journey in ready {
-            let Some((_, value)) = self.records.remove(&journey) else {
-                continue;
-            };
-            match changelog::JourneyRecord::decode(&value) {
-                Ok(r) => {
-                    incidents.restore_journey(&journey, r.incidents);
-                    deployments.restore_journey(&journey, r.deployments);
-                    n += 1;
-                }
-                Err(e) => KafkaStateRefused {
-                    reason: StateRefusal::Invalid,
-                    journey: &journey,
-                    detail: &e,
-                }
-                .emit(&self.tel),
-            }
-        }
-        if n > 0 {
-            tracing::info!(
-                journeys = n,
-                "Restored the incidents and deployments of newly owned journeys from the changelog."
-            );
-        }
-        n
+    if n > 0 {
+        tracing::info!(
+            journeys = n,
+            "Restored the incidents and deployments of newly owned journeys from the changelog."
+        );
     }
+    n
 }
 
 #[cfg(test)]
@@ -208,12 +116,6 @@ mod tests {
     use crate::config::Config;
     use crate::slo::SloTracker;
     use crate::telemetry::AddRelaxed;
-
-    fn kafka() -> KafkaReceiver {
-        let yaml = "receivers:\n  kafka:\n    brokers: [127.0.0.1:9]\njourneys:\n  - name: a\n    match: { span_name: a }\n";
-        let cfg = Config::parse(yaml, "t", &|_| None).expect("config");
-        cfg.receivers.kafka.expect("kafka")
-    }
 
     /// An empty journey's record, as an owner with no incident writes it.
     fn record(cfg: &Config) -> Vec<u8> {
@@ -225,49 +127,24 @@ mod tests {
             .expect("encode")
     }
 
+    /// Each decodable record is restored; an undecodable one is refused whole and
+    /// counted (invalid: 1), never applied in part.
     #[test]
-    fn records_wait_for_their_partition_to_be_re_read_and_go_with_a_revoke() {
+    fn records_are_applied_and_junk_is_refused_and_counted() {
         let cfg = Config::default();
-        let tel = Arc::new(Telemetry::default());
-        let (r, mut pending) = channel(&kafka(), &KState::default(), tel.clone());
+        let tel = Telemetry::default();
         let (mut inc, mut dep) = (
             IncidentTracker::new(&cfg.incidents),
             DeploymentTracker::new(&cfg.deployments),
         );
-        let assigned = |recs: &[(&str, i32, Vec<u8>)]| {
-            Handover::Assigned(
-                recs.iter()
-                    .map(|(j, p, v)| (j.to_string(), (*p, v.clone())))
-                    .collect(),
-            )
-        };
-        // a on partition 0, b on 1 (undecodable), c on 2.
-        r.hand_over(assigned(&[
-            ("a", 0, record(&cfg)),
-            ("b", 1, b"junk".to_vec()),
-            ("c", 2, record(&cfg)),
-        ]));
-        pending.receive();
-        // Nothing re-read yet: nothing applied, nothing refused.
-        assert_eq!(pending.apply(&mut inc, &mut dep), 0);
-        r.hand_over(Handover::CaughtUp(vec![0]));
-        r.hand_over(Handover::Revoked(vec![2]));
-        pending.receive();
-        // a only: c's partition went before it was re-read.
-        assert_eq!(pending.apply(&mut inc, &mut dep), 1);
-        assert_eq!(pending.apply(&mut inc, &mut dep), 0, "applied once");
-        r.hand_over(Handover::CaughtUp(vec![1, 2]));
-        pending.receive();
-        // b is refused whole (invalid: 1), c is gone.
-        assert_eq!(pending.apply(&mut inc, &mut dep), 0);
+        let records = StateRecords::from([
+            ("a".to_string(), (0, record(&cfg))),
+            ("b".to_string(), (1, b"junk".to_vec())),
+            ("c".to_string(), (2, record(&cfg))),
+        ]);
+        // a and c: 2 restored; b: 1 refused as invalid.
+        assert_eq!(apply(records, &mut inc, &mut dep, &tel), 2);
         let refused: Vec<u64> = tel.kafka.state_refused.iter().map(|c| c.get()).collect();
-        assert_eq!(refused, [0, 1, 0]);
-        // Assigned again: partition 2 waits for its new re-read, not the old one.
-        r.hand_over(assigned(&[("c", 2, record(&cfg))]));
-        pending.receive();
-        assert_eq!(pending.apply(&mut inc, &mut dep), 0);
-        r.hand_over(Handover::CaughtUp(vec![2]));
-        pending.receive();
-        assert_eq!(pending.apply(&mut inc, &mut dep), 1);
+        assert_eq!(refused, [0, 1, 0, 0]);
     }
 }

@@ -16,14 +16,14 @@
 //! for the SLO period).
 
 use super::config::{Aggregates, KafkaReceiver};
-use crate::internal_events::{InternalEvent, KafkaError};
+use crate::internal_events::{InternalEvent, KafkaError, KafkaStateRefused, StateRefusal};
 use crate::telemetry::Telemetry;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::ClientContext;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long one poll waits, so a stop request is seen within it.
 const POLL: Duration = Duration::from_millis(100);
@@ -37,8 +37,9 @@ pub trait PartialSink: Send + Sync {
     fn revoked(&self, partitions: &[i32]);
     /// One committed message of the aggregates topic (keyed by journey).
     fn partial(&self, partition: i32, bytes: &[u8]);
-    /// These assigned partitions are read to where they ended when they were assigned:
-    /// their journeys are rebuilt.
+    /// These assigned partitions are read to where they ended when they were assigned
+    /// (or could not be within the time limit): their journeys are rebuilt. Comes once
+    /// per assignment, after its `assigned`, before its `revoked`.
     fn caught_up(&self, _partitions: &[i32]) {}
 }
 
@@ -46,35 +47,61 @@ struct OwnersContext {
     tel: Arc<Telemetry>,
     sink: Arc<dyn PartialSink>,
     topic: String,
-    /// Each assigned partition not yet read to its end at assignment, with that end.
-    ends: std::sync::Mutex<std::collections::HashMap<i32, i64>>,
+    /// Each assigned partition not yet read to its end at assignment, with that end and
+    /// when to stop waiting for it.
+    ends: std::sync::Mutex<std::collections::HashMap<i32, (i64, Instant)>>,
+    /// How long a partition's re-read may take before it is reported caught up anyway:
+    /// the owner state holds its journeys back until then, so it must come.
+    catch_up_limit: Duration,
 }
 
 impl OwnersContext {
-    fn ends(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i32, i64>> {
+    fn ends(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i32, (i64, Instant)>> {
         self.ends.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reports the partitions whose position passed their end at assignment (also where
-    /// the last offsets are transaction markers, which are never delivered).
+    /// the last offsets are transaction markers, which are never delivered), and those
+    /// past their time limit (counted as a restore cut short).
     fn check_caught_up(&self, kafka: &BaseConsumer<OwnersContext>) {
         if self.ends().is_empty() {
             return;
         }
-        let Ok(pos) = kafka.position() else {
-            return;
-        };
-        let mut done = Vec::new();
+        let pos = kafka.position().ok();
+        let now = Instant::now();
+        let (mut done, mut late) = (Vec::new(), Vec::new());
         {
             let mut ends = self.ends();
-            for e in pos.elements() {
+            for e in pos.iter().flat_map(|p| p.elements()) {
                 if let rdkafka::Offset::Offset(next) = e.offset() {
-                    if ends.get(&e.partition()).is_some_and(|end| next >= *end) {
+                    if ends
+                        .get(&e.partition())
+                        .is_some_and(|(end, _)| next >= *end)
+                    {
                         ends.remove(&e.partition());
                         done.push(e.partition());
                     }
                 }
             }
+            ends.retain(|&p, (_, limit)| {
+                let keep = now < *limit;
+                if !keep {
+                    late.push(p);
+                }
+                keep
+            });
+        }
+        if !late.is_empty() {
+            KafkaStateRefused {
+                reason: StateRefusal::RestoreTimeout,
+                journey: "",
+                detail: &format!(
+                    "{}{late:?} not re-read to its end at assignment in {:?}: its journeys are derived from what was read",
+                    self.topic, self.catch_up_limit
+                ),
+            }
+            .emit(&self.tel);
+            done.extend(late);
         }
         if !done.is_empty() {
             self.sink.caught_up(&done);
@@ -112,24 +139,32 @@ impl ConsumerContext for OwnersContext {
         match r {
             Rebalance::Assign(tpl) => {
                 let got = self.partitions(tpl);
-                let mut empty = Vec::new();
+                let mut now_done = Vec::new();
+                let limit = Instant::now() + self.catch_up_limit;
                 for &p in &got {
                     match kafka.fetch_watermarks(&self.topic, p, Duration::from_secs(10)) {
                         Ok((low, high)) if high > low => {
-                            self.ends().insert(p, high);
+                            self.ends().insert(p, (high, limit));
                         }
-                        Ok(_) => empty.push(p),
-                        // Never reported caught up: what waits for it (a changelog
-                        // restore) stays unapplied rather than applied too early.
-                        Err(e) => KafkaError {
-                            detail: &format!("cannot read the end of {}[{p}]: {e}", self.topic),
+                        Ok(_) => now_done.push(p),
+                        // Nothing to wait for: its journeys are derived from what is
+                        // read, and a restored incident may see a tick of partial
+                        // figures.
+                        Err(e) => {
+                            KafkaError {
+                                detail: &format!(
+                                    "cannot read the end of {}[{p}]: {e}; its journeys are derived without waiting for their re-read",
+                                    self.topic
+                                ),
+                            }
+                            .emit(&self.tel);
+                            now_done.push(p);
                         }
-                        .emit(&self.tel),
                     }
                 }
                 self.sink.assigned(&got);
-                if !empty.is_empty() {
-                    self.sink.caught_up(&empty);
+                if !now_done.is_empty() {
+                    self.sink.caught_up(&now_done);
                 }
             }
             Rebalance::Revoke(_) => {}
@@ -200,6 +235,7 @@ pub fn start(
         sink: sink.clone(),
         topic: agg.topic.clone(),
         ends: Default::default(),
+        catch_up_limit: agg.state.restore_timeout,
     };
     let kafka: BaseConsumer<OwnersContext> = owners_config(cfg)
         .create_with_context(context)
