@@ -191,12 +191,13 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
         Some((k, a)) => {
             // The changelog and snapshots topics are compacted; made here when absent.
             crate::kstate::ensure_topics_beside(k, &a.state, &a.topic).await?;
-            Some(crate::kstate::OwnerState::new(
-                k,
-                &a.state,
-                &a.instance,
-                tel.clone(),
-            )?)
+            let mut st = crate::kstate::OwnerState::new(k, &a.state, &a.instance, tel.clone())?;
+            // Given before the owners' consumer starts: its first assignment too
+            // restores the changelog.
+            if let (Some(o), Some(r)) = (&owners, st.take_restorer()) {
+                o.restore_from(Arc::new(r));
+            }
+            Some(st)
         }
         None => None,
     };

@@ -538,7 +538,7 @@ pub const CERFLOW_KAFKA_STATE_REFUSED_TOTAL: Metric = Metric {
     otlp: None,
     unit: "{record}",
     kind: Kind::Counter,
-    help: "Changelog records not written (too_large) or not restored (invalid), and restores cut short by restore_timeout.",
+    help: "Changelog records not written (too_large) or not restored (invalid; revoked before the partition was re-read), and restores cut short by restore_timeout.",
     labels: &["reason"],
 };
 

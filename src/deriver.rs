@@ -342,6 +342,7 @@ impl Deriver {
         // Kafka stage 2: the journeys this instance owns now, and only those are derived
         // and published.
         let mut owned: Option<std::collections::BTreeSet<Arc<str>>> = None;
+        let mut restored_state = crate::owners::StateRecords::new();
         if let Some(o) = &self.owners {
             // The workers' journey series hold only this instance's spans since the last
             // barrier, which are on their way to their owners as partials: counting them
@@ -360,8 +361,15 @@ impl Deriver {
                 self.tracker.forget_seen(&j);
             }
             let mine = o.snapshot(now);
-            owned = Some(mine.series.iter().map(|s| s.journey.name.clone()).collect());
-            shards.push(mine);
+            owned = Some(
+                mine.shard
+                    .series
+                    .iter()
+                    .map(|s| s.journey.name.clone())
+                    .collect(),
+            );
+            restored_state = mine.restored;
+            shards.push(mine.shard);
         }
         // The journeys' metric-fed series join the workers' as one more shard.
         shards.push(self.ingest.requests.snapshot(now, &self.ingest.tel));
@@ -381,6 +389,11 @@ impl Deriver {
             .restored()
             .filter_map(|(k, origin)| journeys.restore(&k.journey, origin).map(|j| (k.clone(), j)))
             .collect();
+        // A new owner's restored incidents and deployments go in before this tick
+        // updates them, so an open incident carries on rather than opening again.
+        if let Some(st) = &mut self.owner_state {
+            st.apply_restored(restored_state, &mut self.incidents, &mut self.deployments);
+        }
         let incident_changed = self.incidents.update(&self.tracker, &snap, now);
         let score_cfg = &self.cfg.score;
         let version_score = |c: &crate::window::Counts, j: &crate::journey::JourneyInfo| {

@@ -789,14 +789,19 @@ pub enum StateRefusal {
     TooLarge,
     /// A record that does not decode (corrupt, foreign, another format): refused whole.
     Invalid,
-    /// The new owner's read of the changelog hit `restore_timeout`.
+    /// The new owner's read of the changelog hit `restore_timeout`, or its re-read of
+    /// an aggregates partition did.
     RestoreTimeout,
+    /// A record read for a partition that was revoked before its re-read ended: not
+    /// restored here (the partition's next owner reads it again).
+    Revoked,
 }
 
-pub const STATE_REFUSALS: [StateRefusal; 3] = [
+pub const STATE_REFUSALS: [StateRefusal; 4] = [
     StateRefusal::TooLarge,
     StateRefusal::Invalid,
     StateRefusal::RestoreTimeout,
+    StateRefusal::Revoked,
 ];
 
 impl StateRefusal {
@@ -805,6 +810,7 @@ impl StateRefusal {
             StateRefusal::TooLarge => "too_large",
             StateRefusal::Invalid => "invalid",
             StateRefusal::RestoreTimeout => "restore_timeout",
+            StateRefusal::Revoked => "revoked",
         }
     }
 }
@@ -969,7 +975,7 @@ mod tests {
         }
         .emit(&tel);
         let refused: Vec<u64> = tel.kafka.state_refused.iter().map(|c| c.get()).collect();
-        assert_eq!(refused, [0, 2, 1]);
+        assert_eq!(refused, [0, 2, 1, 0]);
         let dropped: Vec<u64> = tel
             .kafka
             .snapshots_dropped

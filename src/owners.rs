@@ -24,24 +24,51 @@
 //! by its owner ([`Journeys::adopt`]: made as if derived here, bounded by
 //! `auto_journeys.max`, past which its partials are refused and counted). Partials of a
 //! journey this instance's config does not know (another config) are refused and counted.
+//!
+//! A newly assigned partition's journeys join the snapshot only once the partition is
+//! re-read to where it ended at assignment (`caught_up`), together with the long-lived
+//! state a [`StateSource`] read for them (a new owner's changelog): the deriver sees
+//! either neither or both in one snapshot, taken under one lock. Shown earlier, a tick
+//! would derive from the oldest partials alone, without their restored incidents, and
+//! open an incident anew; restored earlier, a tick seeing only the oldest partials
+//! would close the restored one.
 
 use crate::internal_events::{
     InternalEvent, KafkaJourneyNotAdopted, KafkaPartialRefused, KafkaPartialsMerged,
+    KafkaStateRefused, StateRefusal,
 };
 use crate::journey::{JourneyInfo, Journeys, NotAdopted};
 use crate::receiver::kafka::owners::PartialSink;
 use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::telemetry::Telemetry;
 use crate::window::SeriesState;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Called when the set of owned aggregates partitions changes (on the owners'
 /// consumer thread), with the partitions that changed: the seam for state that follows
-/// ownership (a changelog restore on `assigned`, a flush on `revoked`).
+/// ownership (a flush on `revoked`).
 pub trait OwnershipListener: Send + Sync {
     fn assigned(&self, partitions: &[i32]);
     fn revoked(&self, partitions: &[i32]);
+}
+
+/// Journey -> (its partition, its long-lived state record, opaque here).
+pub type StateRecords = BTreeMap<String, (i32, Vec<u8>)>;
+
+/// Reads the long-lived state of newly assigned partitions' journeys (the changelog:
+/// `crate::kstate::restore`), on the owners' consumer thread, before any partial of
+/// the assignment is merged; [`Owners`] holds it until the partitions are re-read.
+pub trait StateSource: Send + Sync {
+    fn read(&self, partitions: &[i32]) -> StateRecords;
+}
+
+/// What the deriver takes each tick: the owned series of the re-read partitions, and
+/// the state records of the partitions re-read since the last tick, to restore before
+/// this snapshot is evaluated.
+pub struct OwnedSnapshot {
+    pub shard: ShardSnapshot,
+    pub restored: StateRecords,
 }
 
 /// Window layout the owner's series are made with: the same as the workers'.
@@ -79,6 +106,31 @@ struct Inner {
     dropped: BTreeSet<Arc<str>>,
     /// The owned journeys' dependency calls and blame.
     deps: dependencies::OwnedDependencies,
+    /// Owned partitions re-read to their end at assignment: only their series are in
+    /// the snapshot (see the module's header).
+    caught_up: BTreeSet<i32>,
+    /// State records of owned partitions not yet caught up, for the snapshot that
+    /// first holds their partition.
+    held: StateRecords,
+}
+
+impl Inner {
+    /// Drops the held records of `partitions`, counted and logged: their new owner
+    /// reads them again.
+    fn drop_held(&mut self, partitions: &[i32], tel: &Telemetry) {
+        self.held.retain(|journey, (p, _)| {
+            let keep = !partitions.contains(p);
+            if !keep {
+                KafkaStateRefused {
+                    reason: StateRefusal::Revoked,
+                    journey,
+                    detail: &format!("partition {p} was revoked before its re-read ended"),
+                }
+                .emit(tel);
+            }
+            keep
+        });
+    }
 }
 
 /// The owned journeys' state; shared by the owners' consumer (merges) and the deriver
@@ -88,6 +140,7 @@ pub struct Owners {
     journeys: Mutex<Arc<Journeys>>,
     layout: Layout,
     listeners: Mutex<Vec<Arc<dyn OwnershipListener>>>,
+    source: Mutex<Option<Arc<dyn StateSource>>>,
     tel: Arc<Telemetry>,
 }
 
@@ -98,6 +151,7 @@ impl Owners {
             journeys: Mutex::new(journeys),
             layout,
             listeners: Mutex::default(),
+            source: Mutex::default(),
             tel,
         }
     }
@@ -105,6 +159,11 @@ impl Owners {
     /// Adds a listener for ownership changes (see [`OwnershipListener`]).
     pub fn listen(&self, l: Arc<dyn OwnershipListener>) {
         lock(&self.listeners).push(l);
+    }
+
+    /// Where newly assigned partitions' long-lived state is read (see [`StateSource`]).
+    pub fn restore_from(&self, s: Arc<dyn StateSource>) {
+        *lock(&self.source) = Some(s);
     }
 
     /// After a config reload: partials are matched to the new journeys by name.
@@ -187,17 +246,29 @@ impl Owners {
         Ok(())
     }
 
-    /// The owned series as one more shard for the deriver, at `now_ns`; series that
-    /// merged nothing for `windows.series_ttl` expire, as a worker's do.
-    pub fn snapshot(&self, now_ns: u64) -> ShardSnapshot {
+    /// The owned series of the re-read partitions as one more shard for the deriver, at
+    /// `now_ns`, with the state records of those partitions not handed over before;
+    /// series that merged nothing for `windows.series_ttl` expire, as a worker's do.
+    pub fn snapshot(&self, now_ns: u64) -> OwnedSnapshot {
         let mut inner = lock(&self.inner);
         let ttl = self.layout.ttl_ns;
         inner
             .series
             .retain(|_, s| now_ns.saturating_sub(s.state.last_update_unix_ns) < ttl);
+        let Inner {
+            series,
+            caught_up,
+            held,
+            deps,
+            ..
+        } = &mut *inner;
+        let (ready, waiting): (StateRecords, StateRecords) = std::mem::take(held)
+            .into_iter()
+            .partition(|(_, (p, _))| caught_up.contains(p));
+        *held = waiting;
         let (mut scratch, mut q) = (Vec::new(), Vec::new());
         let mut out = ShardSnapshot::default();
-        for s in inner.series.values() {
+        for s in series.values().filter(|s| caught_up.contains(&s.partition)) {
             let windows = (0..s.state.windows.len())
                 .map(|w| {
                     s.state
@@ -221,8 +292,11 @@ impl Owners {
                 frustrations: s.state.frustrations.clone(),
             });
         }
-        (out.dependencies, out.self_blame) = inner.deps.snapshot(now_ns, ttl);
-        out
+        (out.dependencies, out.self_blame) = deps.snapshot(now_ns, ttl);
+        OwnedSnapshot {
+            shard: out,
+            restored: ready,
+        }
     }
 }
 
@@ -247,6 +321,9 @@ impl PartialSink for Owners {
         {
             let mut inner = lock(&self.inner);
             inner.partitions.extend(partitions.iter().copied());
+            // Re-read from the start, whatever was read before.
+            inner.caught_up.retain(|p| !partitions.contains(p));
+            inner.drop_held(partitions, &self.tel);
             self.tel.kafka.owned_partitions.store(
                 inner.partitions.len() as u64,
                 std::sync::atomic::Ordering::Relaxed,
@@ -254,6 +331,25 @@ impl PartialSink for Owners {
         }
         for l in lock(&self.listeners).iter() {
             l.assigned(partitions);
+        }
+        let source = lock(&self.source).clone();
+        if let Some(source) = source {
+            // Read outside the lock (it takes a while), but before this assignment's
+            // first partial: the consumer thread is here.
+            let read = source.read(partitions);
+            let mut inner = lock(&self.inner);
+            for (journey, (p, v)) in read {
+                if inner.partitions.contains(&p) && !inner.caught_up.contains(&p) {
+                    inner.held.insert(journey, (p, v));
+                } else {
+                    KafkaStateRefused {
+                        reason: StateRefusal::Revoked,
+                        journey: &journey,
+                        detail: &format!("read for partition {p}, which is not being re-read here"),
+                    }
+                    .emit(&self.tel);
+                }
+            }
         }
     }
 
@@ -278,11 +374,23 @@ impl PartialSink for Owners {
         });
         for p in partitions {
             inner.partitions.remove(p);
+            inner.caught_up.remove(p);
         }
+        inner.drop_held(partitions, &self.tel);
         self.tel.kafka.owned_partitions.store(
             inner.partitions.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+
+    fn caught_up(&self, partitions: &[i32]) {
+        let mut inner = lock(&self.inner);
+        let Inner {
+            partitions: owned,
+            caught_up,
+            ..
+        } = &mut *inner;
+        caught_up.extend(partitions.iter().filter(|p| owned.contains(p)));
     }
 
     fn partial(&self, partition: i32, bytes: &[u8]) {

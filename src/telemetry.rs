@@ -284,7 +284,7 @@ pub struct KafkaState {
     pub changelog_written: AtomicU64,
     /// Changelog records not written or not restored, and restores cut short, by
     /// [`StateRefusal`](crate::internal_events::StateRefusal).
-    pub state_refused: [AtomicU64; 3],
+    pub state_refused: [AtomicU64; 4],
     /// Journeys held from the snapshots topic.
     pub snapshots_held: AtomicU64,
     /// Snapshots dropped, by [`SnapshotDrop`](crate::internal_events::SnapshotDrop).

@@ -11,7 +11,7 @@
 //! sums equal (a)'s exactly. Stage 2 (`receivers.kafka.aggregates`: partials and input
 //! offsets in one transaction, one owner per journey) makes every journey figure equal,
 //! also when an instance is SIGKILLed (the second test), dependency calls and blame
-//! included, except the incident-timing figures listed in [`NOT_YET_OWNED`].
+//! included, except the time-to-detect sum listed in [`NOT_YET_OWNED`].
 
 mod common;
 
@@ -68,18 +68,12 @@ const PARTITIONS: i32 = 6;
 const NOT_COMPARED: &[&str] = &[];
 
 /// Not yet exact in stage 2, so left out of the SIGKILL comparison until they are:
-/// - an incident of a journey whose owner died is opened again by the new owner at its
-///   own time (detection and recovery times, counts): restoring it is the compacted
-///   changelog's work (branch `kstate`).
-const NOT_YET_OWNED: &[&str] = &[
-    "cer_journey_incidents_total",
-    "cer_journey_time_to_detect_seconds_bucket",
-    "cer_journey_time_to_detect_seconds_count",
-    "cer_journey_time_to_detect_seconds_sum",
-    "cer_journey_time_to_recovery_seconds_bucket",
-    "cer_journey_time_to_recovery_seconds_count",
-    "cer_journey_time_to_recovery_seconds_sum",
-];
+/// - an incident's time to detect runs to the tick that opened it, and the single
+///   instance and the group's owner tick at their own times (the sums differed by
+///   0.25 to 0.32 s in a run; the buckets and count are compared). The
+///   incident itself, its count and its recovery carry over to a new owner through the
+///   changelog (`src/kstate/restore.rs`), so they are compared.
+const NOT_YET_OWNED: &[&str] = &["cer_journey_time_to_detect_seconds_sum"];
 
 /// cerflow settings for both sides: windows long enough to hold the whole run (so a
 /// figure does not depend on when it is read), traces complete 1 s after their last

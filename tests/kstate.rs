@@ -219,8 +219,8 @@ fn a_new_owner_restores_budget_consumed_and_an_open_incident_exactly() {
             .iter()
             .map(|c| c.get())
             .collect::<Vec<_>>(),
-        [0, 1, 1],
-        "too_large 0, invalid 1 (search), restore_timeout 1 (the hurried read)"
+        [0, 1, 1, 0],
+        "too_large 0, invalid 1 (search), restore_timeout 1 (the hurried read), revoked 0"
     );
     // Bit for bit the first owner's state.
     assert_eq!(text(&b, "checkout"), expected_checkout);
@@ -671,4 +671,150 @@ fn a_running_owner_writes_its_journeys_changelog_record_and_snapshot() {
     );
     assert_eq!(b.budget("checkout"), budget);
     c.wait_for("cerflow_kafka_snapshots", &[], 1.0);
+}
+
+/// A running owner of the `{prefix}-aggregates` partition with one checkout journey
+/// (the default 99.9% objective; incidents open on page alerts).
+fn start_owner(k: &Kafka, prefix: &str, instance: &str) -> Cerflow {
+    let bootstrap = k.bootstrap();
+    let (prefix, instance) = (prefix.to_string(), instance.to_string());
+    Cerflow::start(move |p: &Ports| {
+        let yaml = format!(
+            "{}pipeline:\n  evaluation_interval: 200ms\njourneys:\n  - name: checkout\n    match:\n      span_name: POST /checkout\n",
+            p.listeners_yaml("")
+        );
+        with_kafka_receiver(
+            &yaml,
+            &bootstrap,
+            &format!("{prefix}-spans"),
+            &prefix,
+            &format!(
+                "    aggregates:\n      topic: {prefix}-aggregates\n      instance: {instance}\n      changelog_topic: {prefix}-changelog\n      snapshots_topic: {prefix}-snapshots\n"
+            ),
+        )
+    })
+}
+
+/// The owner's own score API once its checkout window holds `requests` and `errors`.
+fn owned_figures(c: &Cerflow, requests: f64, errors: f64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = c.get_json("/api/v1/scores");
+        let w = &v["journeys"][0]["windows"][0];
+        if (w["requests"] == requests && w["errors"] == errors) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A new owner carries on the old owner's incident: owner A derives, from 200 checkout
+/// requests of which 10 failed (the first span of every fourth of 40 requests of 5
+/// spans), an error ratio of 10 / 200 = 0.05 against the default 99.9% objective: burn
+/// 0.05 / 0.001 = 50 on every window (above the page rate 14.4), so the page alert fires
+/// and an incident opens; budget 1 - 50 = -49. A stops; B is given the aggregates
+/// partition, re-reads its partials (200 / 10 again, the same -49: the period is rebuilt
+/// from the re-read, not restored on top, which would give 400 / 20 and 1 - 100 = -99)
+/// and restores the incident from A's changelog record: the same start, still open,
+/// `cer_journey_incidents_total` 1 (not reopened: 2).
+#[test]
+fn a_new_owner_carries_on_the_old_owners_open_incident() {
+    use common::otlp::{body, checkout_spans, failed, traces};
+    let k = shared();
+    k.create_topic("handover-spans", 1);
+    k.create_topic("handover-aggregates", 1);
+    let mut a = start_owner(k, "handover", "owner-a");
+    let producer = k.producer();
+    for i in 0..40u64 {
+        let mut spans = checkout_spans(5, i * 5, 20);
+        if i % 4 == 0 {
+            spans[0] = failed(spans[0].clone());
+        }
+        let key = spans[0].trace_id.clone();
+        producer.send("handover-spans", &key, &body(&traces("shop-api", spans)));
+    }
+    producer.flush();
+    let at_a = owned_figures(&a, 200.0, 10.0);
+    assert_eq!(
+        at_a["journeys"][0]["windows"][0]["requests"], 200.0,
+        "{at_a}"
+    );
+    assert_eq!(at_a["journeys"][0]["windows"][0]["errors"], 10.0, "{at_a}");
+    let budget_a = at_a["journeys"][0]["budget_remaining"]["availability"]
+        .as_f64()
+        .expect("a budget");
+    assert!((budget_a - -49.0).abs() < 1e-9, "{at_a}");
+    // The incident's record is written at the tick that opened it, before that tick is
+    // published; stopping A flushes it.
+    a.wait_for(
+        "cer_journey_incident_open",
+        &[("instance", "owner-a"), ("journey", "checkout")],
+        1.0,
+    );
+    let incidents_a = a.get_json("/api/v1/incidents");
+    let list = incidents_a["incidents"].as_array().expect("incidents");
+    assert_eq!(list.len(), 1, "{incidents_a}");
+    let start = list[0]["start_unix_nano"].as_u64().expect("a start");
+    assert!(list[0]["end_unix_nano"].is_null(), "{incidents_a}");
+    assert_eq!(
+        a.scrape().value(
+            "cer_journey_incidents_total",
+            &[("instance", "owner-a"), ("journey", "checkout")]
+        ),
+        1.0
+    );
+    a.terminate();
+
+    let b = start_owner(k, "handover", "owner-b");
+    let at_b = owned_figures(&b, 200.0, 10.0);
+    assert_eq!(
+        at_b["journeys"][0]["windows"][0]["requests"], 200.0,
+        "{at_b}"
+    );
+    assert_eq!(at_b["journeys"][0]["windows"][0]["errors"], 10.0, "{at_b}");
+    assert_eq!(
+        at_b["journeys"][0]["budget_remaining"], at_a["journeys"][0]["budget_remaining"],
+        "{at_b}"
+    );
+    let s = b.wait_for(
+        "cer_journey_incident_open",
+        &[("instance", "owner-b"), ("journey", "checkout")],
+        1.0,
+    );
+    assert_eq!(
+        s.value(
+            "cer_journey_incidents_total",
+            &[("instance", "owner-b"), ("journey", "checkout")]
+        ),
+        1.0,
+        "{}",
+        b.logs()
+    );
+    let incidents_b = b.get_json("/api/v1/incidents");
+    let list = incidents_b["incidents"].as_array().expect("incidents");
+    assert_eq!(list.len(), 1, "{incidents_b}");
+    assert_eq!(list[0]["journey"], "checkout");
+    assert_eq!(
+        list[0]["start_unix_nano"].as_u64(),
+        Some(start),
+        "{incidents_b}"
+    );
+    assert!(list[0]["end_unix_nano"].is_null(), "{incidents_b}");
+    assert_eq!(
+        list[0]["time_to_detect_seconds"],
+        incidents_a["incidents"][0]["time_to_detect_seconds"]
+    );
+    // Still the same after more ticks: not closed by a tick before the re-read.
+    std::thread::sleep(Duration::from_secs(1));
+    let again = b.get_json("/api/v1/incidents");
+    assert_eq!(
+        again["incidents"].as_array().map(Vec::len),
+        Some(1),
+        "{again}"
+    );
+    assert_eq!(
+        again["incidents"][0]["start_unix_nano"].as_u64(),
+        Some(start)
+    );
+    assert!(again["incidents"][0]["end_unix_nano"].is_null(), "{again}");
 }

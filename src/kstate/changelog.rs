@@ -1,7 +1,8 @@
 //! The owner's changelog: each owned journey's long-lived state (SLO rings and alert
 //! states, incidents, deployments), one record per journey in a compacted topic keyed by
 //! journey, written at a tick when its bytes changed. A new owner reads the records of
-//! its partitions to their end before it derives, so budgets and incidents carry on.
+//! its partitions to their end and restores their incidents and deployments (the SLO
+//! part is rebuilt from the re-read partials instead: see [`super::restore`]).
 //!
 //! A record's value is the journey's state in the checkpoint encoding
 //! ([`crate::checkpoint::encode`], kind `journey`): a header with a length and a CRC, then
@@ -22,7 +23,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -191,8 +192,9 @@ impl ChangelogWriter {
 /// What a new owner read from the changelog.
 #[derive(Debug, Default)]
 pub struct Restored {
-    /// The latest value of each journey (a tombstone removes it).
-    pub records: BTreeMap<String, Vec<u8>>,
+    /// The latest value of each journey (a tombstone removes it), with the changelog
+    /// partition it was read from: that of the journey's partials too.
+    pub records: crate::owners::StateRecords,
     /// False when the time limit came first: the journeys not yet read start empty.
     pub complete: bool,
 }
@@ -296,7 +298,9 @@ pub fn read(
                     continue;
                 };
                 match m.payload() {
-                    Some(v) => out.records.insert(key.to_string(), v.to_vec()),
+                    Some(v) => out
+                        .records
+                        .insert(key.to_string(), (m.partition(), v.to_vec())),
                     None => out.records.remove(key),
                 };
                 passed(m.partition(), m.offset() + 1, &mut open);
@@ -317,7 +321,7 @@ pub fn restore(
     tel: &Telemetry,
 ) -> usize {
     let mut n = 0;
-    for (journey, value) in &restored.records {
+    for (journey, (_, value)) in &restored.records {
         let done = JourneyRecord::decode(value)
             .and_then(|r| r.restore(journey, slo, incidents, deployments));
         match done {

@@ -25,7 +25,8 @@ pub struct KState {
     /// Default `cerflow-snapshots`.
     pub snapshots_topic: String,
     /// The longest a new owner reads the changelog before deriving (default 30 s); past it
-    /// the journeys not yet read start empty, counted and logged.
+    /// the journeys not yet read start empty, counted and logged. Also the longest it
+    /// holds a partition's journeys back while it re-reads their partials.
     pub restore_timeout: Duration,
     /// A snapshot older than this (its owner gone) is dropped (default 2 min).
     pub snapshot_ttl: Duration,

@@ -1,11 +1,12 @@
 //! Kafka stage 2's long-lived state, beside the owners of journeys: the changelog
-//! ([`changelog`]) a new owner restores budgets, incidents and deployments from, and the
-//! snapshots ([`snapshots`]) every instance reads so any score API answers for all
-//! journeys. Both topics are compacted and keyed by journey; [`ensure_topics`] makes
-//! them so when they are absent.
+//! ([`changelog`]) a new owner restores incidents and deployments from ([`restore`]
+//! hands its read to the deriver), and the snapshots ([`snapshots`]) every instance
+//! reads so any score API answers for all journeys. Both topics are compacted and keyed
+//! by journey; [`ensure_topics`] makes them so when they are absent.
 
 pub mod changelog;
 pub mod config;
+pub mod restore;
 pub mod snapshots;
 
 pub use config::KState;
@@ -62,6 +63,8 @@ pub struct OwnerState {
     snapshots: snapshots::SnapshotPublisher,
     instance: String,
     owned: std::collections::BTreeSet<std::sync::Arc<str>>,
+    /// Until [`OwnerState::take_restorer`] gives it to the owners.
+    restorer: Option<restore::Restorer>,
     tel: std::sync::Arc<crate::telemetry::Telemetry>,
 }
 
@@ -73,12 +76,31 @@ impl OwnerState {
         tel: std::sync::Arc<crate::telemetry::Telemetry>,
     ) -> Result<OwnerState, String> {
         Ok(OwnerState {
+            restorer: Some(restore::Restorer::new(kafka, state, tel.clone())),
             changelog: changelog::ChangelogWriter::new(kafka, state, tel.clone())?,
             snapshots: snapshots::SnapshotPublisher::new(kafka, state, tel.clone())?,
             instance: instance.to_string(),
             owned: Default::default(),
             tel,
         })
+    }
+
+    /// The state source to give the owners before their consumer starts: it reads the
+    /// changelog of each assigned partition for [`OwnerState::apply_restored`].
+    pub fn take_restorer(&mut self) -> Option<restore::Restorer> {
+        self.restorer.take()
+    }
+
+    /// Before the tick's incidents and deployments are updated: the records the owners'
+    /// snapshot handed over with their newly re-read journeys (see [`restore`]).
+    /// Returns the journeys restored.
+    pub fn apply_restored(
+        &mut self,
+        records: crate::owners::StateRecords,
+        incidents: &mut crate::incidents::IncidentTracker,
+        deployments: &mut crate::deployments::DeploymentTracker,
+    ) -> usize {
+        restore::apply(records, incidents, deployments, &self.tel)
     }
 
     /// After the owner's evaluation: `view` holds only the `owned` journeys.

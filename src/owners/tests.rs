@@ -70,7 +70,7 @@ fn message(journey: &str, n: u64) -> Vec<u8> {
 }
 
 fn requests(o: &Owners) -> (u64, u64) {
-    let snap = o.snapshot(crate::clock::now_unix_ns());
+    let snap = o.snapshot(crate::clock::now_unix_ns()).shard;
     snap.series.iter().fold((0, 0), |(r, e), s| {
         // The window holds every request: they ended 30 s to 16 s ago.
         assert_eq!(s.windows[0].counts.requests, s.totals.requests);
@@ -88,6 +88,7 @@ fn an_owner_merges_only_its_partitions_and_forgets_them_on_revoke() {
         .merge(0, &message("checkout", 10), crate::clock::now_unix_ns())
         .is_err());
     o.assigned(&[0, 2]);
+    o.caught_up(&[0, 2]);
     o.partial(0, &message("checkout", 10));
     o.partial(0, &message("checkout", 5));
     assert_eq!(requests(&o), (15 * UNIT, 6 * UNIT));
@@ -186,7 +187,7 @@ fn dependency_message(deps: &[(&str, u64, u64, u64)], self_blamed: u64) -> Vec<u
 type DependencyFigures = (Vec<(String, [u64; 6])>, Vec<(u64, u64)>);
 
 fn dependencies(o: &Owners) -> DependencyFigures {
-    let snap = o.snapshot(crate::clock::now_unix_ns());
+    let snap = o.snapshot(crate::clock::now_unix_ns()).shard;
     let mut deps: Vec<_> = snap
         .dependencies
         .iter()
@@ -224,6 +225,7 @@ fn dependencies(o: &Owners) -> DependencyFigures {
 fn an_owner_adds_dependency_partials_and_bounds_their_names() {
     let o = owners();
     o.assigned(&[0]);
+    o.caught_up(&[0]);
     // Publisher 1: pay 3 calls / 1 error / 1 blamed, db 2 / 0 / 0, self 2.
     // Publisher 2: pay 2 / 0 / 0, cache 1 / 1 / 1 (a third name: overflow), self 1.
     o.partial(
@@ -249,4 +251,65 @@ fn an_owner_adds_dependency_partials_and_bounds_their_names() {
     );
     o.revoked(&[0]);
     assert_eq!(dependencies(&o), (vec![], vec![]));
+}
+
+/// A source of state records: what a new owner's changelog read returns.
+struct Source(StateRecords);
+
+impl StateSource for Source {
+    fn read(&self, partitions: &[i32]) -> StateRecords {
+        self.0
+            .iter()
+            .filter(|(_, (p, _))| partitions.contains(p))
+            .map(|(j, r)| (j.clone(), r.clone()))
+            .collect()
+    }
+}
+
+/// A newly assigned partition's journeys and their state records reach the deriver
+/// together, in the first snapshot after the partition is re-read, whichever tick that
+/// is; a revoke before then drops the records, counted (revoked: 1).
+/// By hand: 10 requests of checkout on partition 0, errors at 0, 3, 6, 9: 4.
+#[test]
+fn a_partition_s_journeys_and_state_come_together_once_it_is_re_read() {
+    let o = owners();
+    o.restore_from(Arc::new(Source(StateRecords::from([
+        ("checkout".to_string(), (0, b"c".to_vec())),
+        ("search".to_string(), (1, b"s".to_vec())),
+    ]))));
+    let now = crate::clock::now_unix_ns;
+    o.assigned(&[0, 1]);
+    o.partial(0, &message("checkout", 10));
+    // Merged, but the partition is not re-read yet: neither series nor record.
+    let early = o.snapshot(now());
+    assert!(early.shard.series.is_empty());
+    assert!(early.restored.is_empty());
+    o.caught_up(&[0]);
+    let first = o.snapshot(now());
+    assert_eq!(first.shard.series.len(), 1);
+    assert_eq!(first.shard.series[0].totals.requests, 10 * UNIT);
+    assert_eq!(first.shard.series[0].totals.errors, 4 * UNIT);
+    assert_eq!(
+        first.restored,
+        StateRecords::from([("checkout".to_string(), (0, b"c".to_vec()))])
+    );
+    // Handed over once; the series stay.
+    let second = o.snapshot(now());
+    assert!(second.restored.is_empty());
+    assert_eq!(second.shard.series.len(), 1);
+    // Partition 1 goes before its re-read ended: search's record is dropped and counted.
+    o.revoked(&[1]);
+    o.caught_up(&[1]);
+    assert!(o.snapshot(now()).restored.is_empty());
+    let refused: Vec<u64> = o.tel.kafka.state_refused.iter().map(|c| c.get()).collect();
+    assert_eq!(refused, [0, 0, 0, 1]);
+    // Assigned again: hidden again until its new re-read, then its record comes again.
+    o.revoked(&[0]);
+    o.assigned(&[0]);
+    o.partial(0, &message("checkout", 10));
+    assert!(o.snapshot(now()).shard.series.is_empty());
+    o.caught_up(&[0]);
+    let again = o.snapshot(now());
+    assert_eq!(again.shard.series[0].totals.requests, 10 * UNIT);
+    assert_eq!(again.restored.len(), 1);
 }

@@ -16,14 +16,14 @@
 //! for the SLO period).
 
 use super::config::{Aggregates, KafkaReceiver};
-use crate::internal_events::{InternalEvent, KafkaError};
+use crate::internal_events::{InternalEvent, KafkaError, KafkaStateRefused, StateRefusal};
 use crate::telemetry::Telemetry;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::ClientContext;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long one poll waits, so a stop request is seen within it.
 const POLL: Duration = Duration::from_millis(100);
@@ -37,12 +37,76 @@ pub trait PartialSink: Send + Sync {
     fn revoked(&self, partitions: &[i32]);
     /// One committed message of the aggregates topic (keyed by journey).
     fn partial(&self, partition: i32, bytes: &[u8]);
+    /// These assigned partitions are read to where they ended when they were assigned
+    /// (or could not be within the time limit): their journeys are rebuilt. Comes once
+    /// per assignment, after its `assigned`, before its `revoked`.
+    fn caught_up(&self, _partitions: &[i32]) {}
 }
 
 struct OwnersContext {
     tel: Arc<Telemetry>,
     sink: Arc<dyn PartialSink>,
     topic: String,
+    /// Each assigned partition not yet read to its end at assignment, with that end and
+    /// when to stop waiting for it.
+    ends: std::sync::Mutex<std::collections::HashMap<i32, (i64, Instant)>>,
+    /// How long a partition's re-read may take before it is reported caught up anyway:
+    /// the owner state holds its journeys back until then, so it must come.
+    catch_up_limit: Duration,
+}
+
+impl OwnersContext {
+    fn ends(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i32, (i64, Instant)>> {
+        self.ends.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reports the partitions whose position passed their end at assignment (also where
+    /// the last offsets are transaction markers, which are never delivered), and those
+    /// past their time limit (counted as a restore cut short).
+    fn check_caught_up(&self, kafka: &BaseConsumer<OwnersContext>) {
+        if self.ends().is_empty() {
+            return;
+        }
+        let pos = kafka.position().ok();
+        let now = Instant::now();
+        let (mut done, mut late) = (Vec::new(), Vec::new());
+        {
+            let mut ends = self.ends();
+            for e in pos.iter().flat_map(|p| p.elements()) {
+                if let rdkafka::Offset::Offset(next) = e.offset() {
+                    if ends
+                        .get(&e.partition())
+                        .is_some_and(|(end, _)| next >= *end)
+                    {
+                        ends.remove(&e.partition());
+                        done.push(e.partition());
+                    }
+                }
+            }
+            ends.retain(|&p, (_, limit)| {
+                let keep = now < *limit;
+                if !keep {
+                    late.push(p);
+                }
+                keep
+            });
+        }
+        if !late.is_empty() {
+            KafkaStateRefused {
+                reason: StateRefusal::RestoreTimeout,
+                journey: "",
+                detail: &format!(
+                    "{}{late:?} not re-read to its end at assignment in {:?}: its journeys are derived from what was read",
+                    self.topic, self.catch_up_limit
+                ),
+            }
+            .emit(&self.tel);
+            done.extend(late);
+        }
+        if !done.is_empty() {
+            self.sink.caught_up(&done);
+        }
+    }
 }
 
 impl ClientContext for OwnersContext {
@@ -65,13 +129,44 @@ impl OwnersContext {
 impl ConsumerContext for OwnersContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = r {
-            self.sink.revoked(&self.partitions(tpl));
+            let gone = self.partitions(tpl);
+            self.ends().retain(|p, _| !gone.contains(p));
+            self.sink.revoked(&gone);
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+    fn post_rebalance(&self, kafka: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         match r {
-            Rebalance::Assign(tpl) => self.sink.assigned(&self.partitions(tpl)),
+            Rebalance::Assign(tpl) => {
+                let got = self.partitions(tpl);
+                let mut now_done = Vec::new();
+                let limit = Instant::now() + self.catch_up_limit;
+                for &p in &got {
+                    match kafka.fetch_watermarks(&self.topic, p, Duration::from_secs(10)) {
+                        Ok((low, high)) if high > low => {
+                            self.ends().insert(p, (high, limit));
+                        }
+                        Ok(_) => now_done.push(p),
+                        // Nothing to wait for: its journeys are derived from what is
+                        // read, and a restored incident may see a tick of partial
+                        // figures.
+                        Err(e) => {
+                            KafkaError {
+                                detail: &format!(
+                                    "cannot read the end of {}[{p}]: {e}; its journeys are derived without waiting for their re-read",
+                                    self.topic
+                                ),
+                            }
+                            .emit(&self.tel);
+                            now_done.push(p);
+                        }
+                    }
+                }
+                self.sink.assigned(&got);
+                if !now_done.is_empty() {
+                    self.sink.caught_up(&now_done);
+                }
+            }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => KafkaError {
                 detail: &e.to_string(),
@@ -139,6 +234,8 @@ pub fn start(
         tel: tel.clone(),
         sink: sink.clone(),
         topic: agg.topic.clone(),
+        ends: Default::default(),
+        catch_up_limit: agg.state.restore_timeout,
     };
     let kafka: BaseConsumer<OwnersContext> = owners_config(cfg)
         .create_with_context(context)
@@ -166,6 +263,7 @@ pub fn start(
                         .emit(&tel),
                         Some(Ok(m)) => sink.partial(m.partition(), m.payload().unwrap_or_default()),
                     }
+                    kafka.context().check_caught_up(&kafka);
                 }
                 // Leaving the group revokes (and so forgets) every partition.
                 kafka.unsubscribe();
