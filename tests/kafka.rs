@@ -256,6 +256,28 @@ fn stage2_config(
     }
 }
 
+/// A deploy that creates the aggregates topic just as cerflow starts: stage 2 looks for
+/// the topic's partitions for up to 10 s instead of refusing at once. The topic appears
+/// 2 s after the start; the instance comes up and owns both of its 2 partitions.
+#[test]
+fn stage_two_waits_for_an_aggregates_topic_created_just_after_it_starts() {
+    let k = shared();
+    k.create_topic("late-spans", 1);
+    let creator = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(2));
+        shared().create_topic("late-aggregates", 2);
+    });
+    let a = Cerflow::start(stage2_config(
+        k,
+        "late-spans",
+        "late",
+        "late-aggregates",
+        "a",
+    ));
+    creator.join().expect("topic creator");
+    a.wait_for("cerflow_kafka_owned_partitions", &[], 2.0);
+}
+
 /// Exactly once under SIGKILL: instance `a` commits a first 100 spans, then is killed
 /// while it takes a second 100, so whatever it took after its last commit (and any
 /// transaction it had open, aborted by the broker's transaction timeout) is read again

@@ -138,6 +138,9 @@ impl OwnerState {
     }
 }
 
+/// How long start-up waits for the aggregates topic to show partitions.
+const TOPIC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// At start-up: the state topics with the aggregates topic's partition count and the
 /// brokers' default replication, when they are absent (see [`ensure_topics`]).
 pub async fn ensure_topics_beside(
@@ -149,19 +152,31 @@ pub async fn ensure_topics_beside(
     let probe: BaseConsumer = base_config(kafka)
         .create()
         .map_err(|e| format!("cannot create a Kafka metadata client: {e}"))?;
-    let md = probe
-        .fetch_metadata(Some(aggregates_topic), std::time::Duration::from_secs(10))
-        .map_err(|e| format!("cannot read the metadata of {aggregates_topic}: {e}"))?;
-    let partitions = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == aggregates_topic)
-        .map_or(0, |t| t.partitions().len());
-    if partitions == 0 {
-        return Err(format!(
-            "the aggregates topic {aggregates_topic} has no partitions: create it first"
-        ));
-    }
+    // A topic created just before cerflow starts (a deploy script, a test) can be missing
+    // from the brokers' metadata for a moment: look again for a bounded while before
+    // refusing to start.
+    let deadline = std::time::Instant::now() + TOPIC_WAIT;
+    let partitions = loop {
+        let md = probe
+            .fetch_metadata(Some(aggregates_topic), std::time::Duration::from_secs(10))
+            .map_err(|e| format!("cannot read the metadata of {aggregates_topic}: {e}"))?;
+        let seen = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == aggregates_topic)
+            .map_or(0, |t| t.partitions().len());
+        if seen > 0 {
+            break seen;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "the aggregates topic {aggregates_topic} has no partitions after {} s: \
+                 create it first",
+                TOPIC_WAIT.as_secs()
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
     // -1: the brokers' default replication factor.
     ensure_topics(kafka, state, partitions as i32, -1).await
 }
