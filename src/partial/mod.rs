@@ -419,6 +419,39 @@ pub fn merge_self_blame(
     Ok(dropped)
 }
 
+/// The sub-buckets of `p` (a `what`: partial or retraction), decoded per window, once its
+/// windows and latency buckets are checked against `state`'s: a mismatch means the two
+/// instances' window or histogram config differs, and nothing of `p` may be applied.
+fn checked_slots(
+    state: &SeriesState,
+    p: &pb::SeriesPartial,
+    what: &str,
+) -> Result<Vec<Vec<(u64, Slot)>>, String> {
+    if p.windows.len() != state.windows.len() {
+        return Err(format!(
+            "the {what} has {} windows, this instance {}: their window config differs",
+            p.windows.len(),
+            state.windows.len()
+        ));
+    }
+    if !p.buckets.is_empty() && p.buckets.len() != state.buckets.len() {
+        return Err(format!(
+            "the {what} has {} latency buckets, this instance {}: histogram bounds differ",
+            p.buckets.len(),
+            state.buckets.len()
+        ));
+    }
+    p.windows
+        .iter()
+        .map(|w| {
+            w.sub_buckets
+                .iter()
+                .map(|b| Ok((b.start_ns, decode_slot(b)?)))
+                .collect()
+        })
+        .collect()
+}
+
 /// Takes back a retraction `p` (calls recorded as a series, [`take_dependency`]) from
 /// `state`: the reverse of [`merge_series`] for counts, buckets, sums and histograms.
 /// Returns the sub-buckets that had slid out (nothing left there to take back).
@@ -427,28 +460,10 @@ pub fn subtract_series(
     p: &pb::SeriesPartial,
     now_ns: u64,
 ) -> Result<u64, String> {
-    if p.windows.len() != state.windows.len() {
-        return Err(format!(
-            "the retraction has {} windows, this instance {}: their window config differs",
-            p.windows.len(),
-            state.windows.len()
-        ));
-    }
-    if !p.buckets.is_empty() && p.buckets.len() != state.buckets.len() {
-        return Err("the retraction's latency buckets differ from this instance's".into());
-    }
     if !p.duration_sum_s.is_finite() {
         return Err("the retraction's latency sum is not finite".into());
     }
-    let mut slots = Vec::with_capacity(p.windows.len());
-    for w in &p.windows {
-        let decoded: Result<Vec<(u64, Slot)>, String> = w
-            .sub_buckets
-            .iter()
-            .map(|b| Ok((b.start_ns, decode_slot(b)?)))
-            .collect();
-        slots.push(decoded?);
-    }
+    let slots = checked_slots(state, p, "retraction")?;
     let mut dropped = 0;
     for (ring, window) in state.windows.iter_mut().zip(slots) {
         for (start_ns, slot) in window {
@@ -492,33 +507,11 @@ pub fn merge_series(
     p: &pb::SeriesPartial,
     now_ns: u64,
 ) -> Result<Merged, String> {
-    if p.windows.len() != state.windows.len() {
-        return Err(format!(
-            "the partial has {} windows, this instance {}: their window config differs",
-            p.windows.len(),
-            state.windows.len()
-        ));
-    }
-    if !p.buckets.is_empty() && p.buckets.len() != state.buckets.len() {
-        return Err(format!(
-            "the partial has {} latency buckets, this instance {}: histogram bounds differ",
-            p.buckets.len(),
-            state.buckets.len()
-        ));
-    }
     let sums = [p.duration_sum_s, p.value_total, p.value_failed];
     if sums.iter().any(|v| !v.is_finite()) {
         return Err("the partial's latency or value sums are not finite".into());
     }
-    let mut slots = Vec::with_capacity(p.windows.len());
-    for w in &p.windows {
-        let decoded: Result<Vec<(u64, Slot)>, String> = w
-            .sub_buckets
-            .iter()
-            .map(|b| Ok((b.start_ns, decode_slot(b)?)))
-            .collect();
-        slots.push(decoded?);
-    }
+    let slots = checked_slots(state, p, "partial")?;
     let mut merged = Merged::default();
     for (ring, window) in state.windows.iter_mut().zip(slots) {
         for (start_ns, slot) in window {
