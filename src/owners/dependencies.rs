@@ -16,7 +16,7 @@ use super::Layout;
 use crate::journey::JourneyInfo;
 use crate::proto::aggregates as pb;
 use crate::snapshot::{DependencySnap, DependencyWindow, SelfBlameSnap};
-use crate::window::{Blame, Counts, SeriesState};
+use crate::window::{Blame, SeriesState};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -163,14 +163,7 @@ impl OwnedDependencies {
                 blamed_total: d.blame.total,
                 windows: (0..d.calls.windows.len())
                     .map(|w| {
-                        let mut counts = Counts::default();
-                        let mut hists = Vec::new();
-                        for slot in d.calls.windows[w].live(now_ns) {
-                            counts.add(&slot.counts);
-                            if !slot.hist.bins().is_empty() {
-                                hists.push(slot.hist.clone());
-                            }
-                        }
+                        let (counts, hists) = d.calls.windows[w].live_counts_and_hists(now_ns);
                         DependencyWindow {
                             counts,
                             hists,

@@ -1105,15 +1105,7 @@ impl Assembler {
             };
             let windows = (0..n_windows)
                 .map(|w| {
-                    let ring = &d.state.windows[w];
-                    let mut counts = crate::window::Counts::default();
-                    let mut hists = Vec::new();
-                    for slot in ring.live(now) {
-                        counts.add(&slot.counts);
-                        if !slot.hist.bins().is_empty() {
-                            hists.push(slot.hist.clone());
-                        }
-                    }
+                    let (counts, hists) = d.state.windows[w].live_counts_and_hists(now);
                     DependencyWindow {
                         counts,
                         hists,

@@ -213,6 +213,23 @@ impl<T: Default + Clone + Reset> Ring<T> {
     }
 }
 
+impl Ring<Slot> {
+    /// The window's counts at `now_ns`, summed over its live slots, and the histograms of
+    /// the slots that have any: what a dependency window is made of, on one instance and
+    /// at an owner alike.
+    pub fn live_counts_and_hists(&self, now_ns: u64) -> (Counts, Vec<SparseHist>) {
+        let mut counts = Counts::default();
+        let mut hists = Vec::new();
+        for slot in self.live(now_ns) {
+            counts.add(&slot.counts);
+            if !slot.hist.bins().is_empty() {
+                hists.push(slot.hist.clone());
+            }
+        }
+        (counts, hists)
+    }
+}
+
 /// One sub-bucket of a journey x cohort series.
 #[derive(Debug, Clone, Default)]
 pub struct Slot {
