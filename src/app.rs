@@ -152,6 +152,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
                 n_bounds: cfg.histogram_buckets.len(),
                 ttl_ns: cfg.windows.series_ttl.as_nanos() as u64,
                 max_dependencies: cfg.dependencies.max_per_journey,
+                max_versions: cfg.deployments.max_versions,
             },
             journeys.clone(),
             tel.clone(),

@@ -347,11 +347,13 @@ impl Deriver {
             // The workers' journey series hold only this instance's spans since the last
             // barrier, which are on their way to their owners as partials: counting them
             // here too would count them twice. The owned journeys come from the partials.
-            // Likewise the dependency calls and blame of the traces they assembled.
+            // Likewise the dependency calls and blame of the traces they assembled, and
+            // the requests per version the deployments compare.
             for s in shards.iter_mut() {
                 s.series.clear();
                 s.dependencies.clear();
                 s.self_blame.clear();
+                s.versions.clear();
             }
             // A journey whose partition went away (and may be back, rebuilt from the
             // partition's start with new series) starts its SLO counts again: its rebuilt

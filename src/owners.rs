@@ -80,6 +80,8 @@ pub struct Layout {
     pub ttl_ns: u64,
     /// `dependencies.max_per_journey`: named dependency series per owned journey.
     pub max_dependencies: usize,
+    /// `deployments.max_versions`: versions kept per owned journey.
+    pub max_versions: usize,
 }
 
 /// One journey x cohort series merged from partials.
@@ -106,6 +108,8 @@ struct Inner {
     dropped: BTreeSet<Arc<str>>,
     /// The owned journeys' dependency calls and blame.
     deps: dependencies::OwnedDependencies,
+    /// The owned journeys' requests per version, for the deployments.
+    versions: versions::OwnedVersions,
     /// Owned partitions re-read to their end at assignment: only their series are in
     /// the snapshot (see the module's header).
     caught_up: BTreeSet<i32>,
@@ -173,6 +177,7 @@ impl Owners {
         // points at its new definition.
         let find = |name: &str| journeys.adopt(name).ok();
         inner.deps.retain(&find);
+        inner.versions.retain(&find);
         inner.series.retain(|_, s| match find(&s.journey.name) {
             Some(j) => {
                 s.journey = j.clone();
@@ -239,6 +244,9 @@ impl Owners {
         late += inner
             .deps
             .merge(&journey, partition, &m, &self.layout, now_ns)?;
+        inner
+            .versions
+            .merge(&journey, partition, &m, self.layout.max_versions, &self.tel);
         KafkaPartialsMerged {
             sub_buckets_dropped: late,
         }
@@ -260,6 +268,7 @@ impl Owners {
             caught_up,
             held,
             deps,
+            versions,
             ..
         } = &mut *inner;
         let (ready, waiting): (StateRecords, StateRecords) = std::mem::take(held)
@@ -293,6 +302,7 @@ impl Owners {
             });
         }
         (out.dependencies, out.self_blame) = deps.snapshot(now_ns, ttl);
+        versions.snapshot(caught_up, &mut out.versions);
         OwnedSnapshot {
             shard: out,
             restored: ready,
@@ -362,9 +372,11 @@ impl PartialSink for Owners {
             series,
             dropped,
             deps,
+            versions,
             ..
         } = &mut *inner;
         deps.revoke(partitions, dropped);
+        versions.revoke(partitions);
         series.retain(|_, s| {
             let keep = !partitions.contains(&s.partition);
             if !keep {
@@ -401,6 +413,7 @@ impl PartialSink for Owners {
 }
 
 mod dependencies;
+mod versions;
 
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@
 
 use crate::internal_events::{InternalEvent, VersionEvicted};
 use crate::journey::Journeys;
+use crate::proto::aggregates as pb;
 use crate::snapshot::VersionSnap;
 use crate::span_record::JourneyId;
 #[cfg(test)]
@@ -18,6 +19,8 @@ use std::collections::HashMap;
 struct Entry {
     version: Box<str>,
     counts: Counts,
+    /// What Kafka stage 2 already published of `counts` ([`VersionTable::take_partials`]).
+    published: Counts,
     first_seen_ns: u64,
     last_seen_ns: u64,
 }
@@ -67,6 +70,7 @@ impl VersionTable {
                 list.push(Entry {
                     version: version.into(),
                     counts: Counts::default(),
+                    published: Counts::default(),
                     first_seen_ns: now,
                     last_seen_ns: now,
                 });
@@ -84,6 +88,32 @@ impl VersionTable {
             .into_iter()
             .filter_map(|(id, list)| map(id).map(|new| (new, list)))
             .collect();
+    }
+
+    /// Kafka stage 2: what each version recorded since the last take, as partials for
+    /// the journey's owner; the local counts stay (deltas are taken against what was
+    /// published). A version evicted before its delta was taken loses that delta, as
+    /// an eviction loses its counts on one instance (counted there).
+    pub fn take_partials(&mut self, out: &mut Vec<(JourneyId, pb::VersionPartial)>) {
+        for (id, list) in &mut self.journeys {
+            for e in list.iter_mut() {
+                if e.counts == e.published {
+                    continue;
+                }
+                let mut delta = e.counts;
+                crate::partial::sub_counts(&mut delta, &e.published);
+                e.published = e.counts;
+                out.push((
+                    *id,
+                    pb::VersionPartial {
+                        version: e.version.to_string(),
+                        counts: Some(crate::partial::encode_counts(&delta)),
+                        first_seen_unix_ns: e.first_seen_ns,
+                        last_seen_unix_ns: e.last_seen_ns,
+                    },
+                ));
+            }
+        }
     }
 
     pub fn snapshot(&self, journeys: &Journeys, out: &mut Vec<VersionSnap>) {
@@ -134,5 +164,43 @@ mod tests {
             .collect();
         seen.sort();
         assert_eq!(seen, [("1.0", 2 * UNIT, UNIT, 10), ("1.2", UNIT, 0, 40)]);
+    }
+
+    /// Stage 2 publishes deltas: by hand, 3 spans of 1.0 (1 error), taken: 1.0 3/1;
+    /// then 1 more of 1.0 and 2 of 1.1 (both slow), taken: 1.0 1/0, 1.1 2 slow; then
+    /// nothing new, taken: nothing. The local counts stay whole (1.0 4 requests).
+    #[test]
+    fn partials_carry_what_was_recorded_since_the_last_take() {
+        let tel = Telemetry::default();
+        let mut t = VersionTable::new(4);
+        let take = |t: &mut VersionTable| {
+            let mut out = Vec::new();
+            t.take_partials(&mut out);
+            let mut seen: Vec<(String, u64, u64, u64)> = out
+                .into_iter()
+                .map(|(_, v)| {
+                    let c = crate::partial::decode_counts(v.counts.as_ref());
+                    (v.version, c.requests, c.errors, c.slow)
+                })
+                .collect();
+            seen.sort();
+            seen
+        };
+        t.record(0, "1.0", flag::ERROR, UNIT, 10, &tel);
+        t.record(0, "1.0", 0, UNIT, 11, &tel);
+        t.record(0, "1.0", 0, UNIT, 12, &tel);
+        assert_eq!(take(&mut t), [("1.0".into(), 3 * UNIT, UNIT, 0)]);
+        t.record(0, "1.0", 0, UNIT, 13, &tel);
+        t.record(0, "1.1", flag::SLOW, UNIT, 14, &tel);
+        t.record(0, "1.1", flag::SLOW, UNIT, 15, &tel);
+        assert_eq!(
+            take(&mut t),
+            [
+                ("1.0".into(), UNIT, 0, 0),
+                ("1.1".into(), 2 * UNIT, 0, 2 * UNIT)
+            ]
+        );
+        assert_eq!(take(&mut t), []);
+        assert_eq!(t.journeys[&0][0].counts.requests, 4 * UNIT);
     }
 }

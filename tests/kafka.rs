@@ -10,7 +10,7 @@ mod common;
 use cerflow::sampling::UNIT;
 use common::exact::wait_all;
 use common::kafka::{shared, Kafka};
-use common::otlp::{body, checkout_spans, failed, traces};
+use common::otlp::{body, checkout_spans, failed, traces, with_resource_attr};
 use common::*;
 use std::time::{Duration, Instant};
 
@@ -350,7 +350,8 @@ fn stage_two_counts_every_span_once_in_committed_partials_across_a_sigkill() {
 
 /// The barrier's take (no broker needed): every span handed to the pipeline before it
 /// is in the partials of the four workers, once; a second take finds nothing. 30
-/// checkout spans, of which 0, 10 and 20 failed: 30 requests, 3 errors.
+/// checkout spans of version 2.1.0, of which 0, 10 and 20 failed: 30 requests, 3
+/// errors, in the series and in the version entries alike.
 #[test]
 fn the_barrier_takes_every_recorded_span_exactly_once() {
     use cerflow::receiver::consumer::{Consumer, Format};
@@ -368,7 +369,11 @@ fn the_barrier_takes_every_recorded_span_exactly_once() {
     for i in [0, 10, 20] {
         spans[i] = failed(spans[i].clone());
     }
-    let req = body(&traces("shop-api", spans));
+    let req = body(&with_resource_attr(
+        traces("shop-api", spans),
+        "service.version",
+        "2.1.0",
+    ));
     Consumer::traces(
         &ingest,
         &req,
@@ -382,6 +387,7 @@ fn the_barrier_takes_every_recorded_span_exactly_once() {
         .take(Duration::from_secs(10))
         .expect("every worker answers");
     let (mut requests, mut errors, mut self_blamed) = (0, 0, 0);
+    let (mut v_requests, mut v_errors) = (0, 0);
     for (journey, p) in &parts {
         assert_eq!(&*journey.name, "checkout");
         let p = match p {
@@ -391,6 +397,13 @@ fn the_barrier_takes_every_recorded_span_exactly_once() {
                 continue;
             }
             cerflow::partial::Entry::Dependency(d) => panic!("no calls were sent: {d:?}"),
+            cerflow::partial::Entry::Version(v) => {
+                assert_eq!(v.version, "2.1.0");
+                let c = cerflow::partial::decode_counts(v.counts.as_ref());
+                v_requests += c.requests;
+                v_errors += c.errors;
+                continue;
+            }
         };
         let c = cerflow::partial::decode_counts(p.totals.as_ref());
         requests += c.requests;
@@ -404,6 +417,7 @@ fn the_barrier_takes_every_recorded_span_exactly_once() {
         assert_eq!(in_window, c.requests);
     }
     assert_eq!((requests, errors), (30 * UNIT, 3 * UNIT));
+    assert_eq!((v_requests, v_errors), (30 * UNIT, 3 * UNIT));
     // The 3 failed requests have no call under them: blamed on checkout itself, taken
     // with this barrier although their traces are still in assembly (traces.wait).
     assert_eq!(self_blamed, 3);

@@ -28,6 +28,7 @@ fn owners() -> Owners {
             n_bounds: BOUNDS.len(),
             ttl_ns: 600 * S,
             max_dependencies: 2,
+            max_versions: 2,
         },
         Arc::new(Journeys::new(&cfg)),
         Arc::new(Telemetry::default()),
@@ -312,4 +313,95 @@ fn a_partition_s_journeys_and_state_come_together_once_it_is_re_read() {
     let again = o.snapshot(now());
     assert_eq!(again.shard.series[0].totals.requests, 10 * UNIT);
     assert_eq!(again.restored.len(), 1);
+}
+
+/// One publisher's version partial for checkout: per (version, spans, errors, seen at
+/// s), spans recorded into a worker's table and taken as the barrier takes them.
+fn version_message(versions: &[(&str, u64, u64, u64)]) -> Vec<u8> {
+    let tel = Telemetry::default();
+    let mut t = crate::versions::VersionTable::new(8);
+    for &(v, spans, errors, at_s) in versions {
+        for i in 0..spans {
+            let flags = if i < errors { flag::ERROR } else { 0 };
+            t.record(0, v, flags, UNIT, at_s * S, &tel);
+        }
+    }
+    let mut taken = Vec::new();
+    t.take_partials(&mut taken);
+    let entries = taken
+        .into_iter()
+        .map(|(_, v)| crate::partial::Entry::Version(v))
+        .collect();
+    crate::partial::encode_journey("checkout", "a", 1, entries, 1_000_000)
+        .0
+        .remove(0)
+}
+
+/// (version, requests, errors, first seen s, last seen s), sorted by version.
+fn versions(o: &Owners) -> Vec<(String, u64, u64, u64, u64)> {
+    let mut out: Vec<_> = o
+        .snapshot(crate::clock::now_unix_ns())
+        .shard
+        .versions
+        .iter()
+        .map(|v| {
+            (
+                v.version.to_string(),
+                v.counts.requests,
+                v.counts.errors,
+                v.first_seen_ns / S,
+                v.last_seen_ns / S,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Versions merge exactly in either order. By hand: publisher A saw v1 30 spans (3
+/// errors, at 100 s) and v2 10 spans (1 error, at 110 s); publisher B v2 5 spans (2
+/// errors, at 105 s). Merged: v1 30 requests, 3 errors, seen 100..100; v2 10 + 5 = 15
+/// requests, 1 + 2 = 3 errors, seen min(110, 105) = 105 .. max(110, 105) = 110.
+#[test]
+fn an_owner_adds_version_partials_in_either_order() {
+    let a = version_message(&[("v1", 30, 3, 100), ("v2", 10, 1, 110)]);
+    let b = version_message(&[("v2", 5, 2, 105)]);
+    let want = vec![
+        ("v1".to_string(), 30 * UNIT, 3 * UNIT, 100, 100),
+        ("v2".to_string(), 15 * UNIT, 3 * UNIT, 105, 110),
+    ];
+    for order in [[&a, &b], [&b, &a]] {
+        let o = owners();
+        o.assigned(&[0]);
+        o.caught_up(&[0]);
+        for m in order {
+            o.partial(0, m);
+        }
+        assert_eq!(versions(&o), want);
+        assert_eq!(o.tel.kafka.partials_refused.get(), 0);
+        // Revoked, the partition's versions go with its series (the new owner re-reads).
+        o.revoked(&[0]);
+        assert_eq!(versions(&o), vec![]);
+    }
+}
+
+/// A partition not re-read to its end shows no versions yet; past `max_versions` (2
+/// here) a new version pushes out the least recently seen, counted. By hand: v1 last
+/// seen at 100 s, v2 at 110 s; v3 (at 120 s) evicts v1: v2 1 request, v3 2.
+#[test]
+fn owned_versions_wait_for_the_re_read_and_are_bounded() {
+    let o = owners();
+    o.assigned(&[0]);
+    o.partial(0, &version_message(&[("v1", 1, 0, 100), ("v2", 1, 0, 110)]));
+    assert_eq!(versions(&o), vec![]);
+    o.caught_up(&[0]);
+    o.partial(0, &version_message(&[("v3", 2, 0, 120)]));
+    assert_eq!(
+        versions(&o),
+        vec![
+            ("v2".to_string(), UNIT, 0, 110, 110),
+            ("v3".to_string(), 2 * UNIT, 0, 120, 120),
+        ]
+    );
+    assert_eq!(o.tel.deployment_versions_evicted.get(), 1);
 }

@@ -168,7 +168,7 @@ fn decode_slot(b: &pb::SubBucket) -> Result<Slot, String> {
 }
 
 /// Adds counts from the wire: saturating, so a hostile partial cannot overflow them.
-fn add_counts(a: &mut Counts, b: &Counts) {
+pub fn add_counts(a: &mut Counts, b: &Counts) {
     a.requests = a.requests.saturating_add(b.requests);
     a.errors = a.errors.saturating_add(b.errors);
     a.slow = a.slow.saturating_add(b.slow);
@@ -252,7 +252,7 @@ pub fn take_series(
 }
 
 /// Subtracts counts: saturating, so a retraction of what never arrived cannot wrap.
-fn sub_counts(a: &mut Counts, b: &Counts) {
+pub fn sub_counts(a: &mut Counts, b: &Counts) {
     a.requests = a.requests.saturating_sub(b.requests);
     a.errors = a.errors.saturating_sub(b.errors);
     a.slow = a.slow.saturating_sub(b.slow);
@@ -268,6 +268,7 @@ pub enum Entry {
     Series(pb::SeriesPartial),
     Dependency(Box<pb::DependencyPartial>),
     SelfBlame(pb::SelfBlamePartial),
+    Version(pb::VersionPartial),
 }
 
 /// Moves out what `b` recorded since the last take; `None` when nothing.
@@ -611,6 +612,7 @@ pub fn encode_journey(
                 Entry::Series(s) => g.series.push(s),
                 Entry::Dependency(d) => g.dependencies.push(*d),
                 Entry::SelfBlame(b) => g.self_blame.push(b),
+                Entry::Version(v) => g.versions.push(v),
             }
         }
     }
@@ -633,6 +635,7 @@ fn entry_len_of(e: &Entry) -> usize {
         Entry::Series(s) => s.encoded_len(),
         Entry::Dependency(d) => d.encoded_len(),
         Entry::SelfBlame(b) => b.encoded_len(),
+        Entry::Version(v) => v.encoded_len(),
     };
     1 + prost::length_delimiter_len(n) + n
 }

@@ -789,6 +789,13 @@ impl Worker {
                 out.push((journey, e));
             }
         }
+        let mut versions = Vec::new();
+        self.versions.take_partials(&mut versions);
+        for (id, v) in versions {
+            if let Some(journey) = self.journeys.get(id) {
+                out.push((journey, crate::partial::Entry::Version(v)));
+            }
+        }
         out
     }
 

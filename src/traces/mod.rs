@@ -1430,7 +1430,9 @@ mod tests {
                 match e {
                     Entry::Dependency(d) => merge_dependency(c, b, d, now).map(drop).unwrap(),
                     Entry::SelfBlame(p) => merge_self_blame(b, p, now).map(drop).unwrap(),
-                    Entry::Series(_) => unreachable!("the assembler takes no journey series"),
+                    Entry::Series(_) | Entry::Version(_) => {
+                        unreachable!("the assembler takes no journey series or versions")
+                    }
                 }
             }
         }
