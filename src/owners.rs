@@ -301,7 +301,7 @@ impl Owners {
                 frustrations: s.state.frustrations.clone(),
             });
         }
-        (out.dependencies, out.self_blame) = deps.snapshot(now_ns, ttl);
+        (out.dependencies, out.self_blame) = deps.snapshot(caught_up, now_ns, ttl);
         versions.snapshot(caught_up, &mut out.versions);
         OwnedSnapshot {
             shard: out,

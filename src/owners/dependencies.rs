@@ -138,10 +138,13 @@ impl OwnedDependencies {
         });
     }
 
-    /// The dependency series and self blame at `now_ns`, as a worker's trace assembly
-    /// hands them to the deriver; those idle for `ttl_ns` expire first.
+    /// The dependency series and self blame of the journeys of `caught_up` partitions at
+    /// `now_ns`, as a worker's trace assembly hands them to the deriver (a partition still
+    /// being re-read shows none, as its series show none); those idle for `ttl_ns` expire
+    /// first.
     pub fn snapshot(
         &mut self,
+        caught_up: &BTreeSet<i32>,
         now_ns: u64,
         ttl_ns: u64,
     ) -> (Vec<DependencySnap>, Vec<SelfBlameSnap>) {
@@ -152,6 +155,7 @@ impl OwnedDependencies {
         let deps = self
             .deps
             .values()
+            .filter(|d| caught_up.contains(&d.partition))
             .map(|d| DependencySnap {
                 journey: d.journey.clone(),
                 name: d.name.clone(),
@@ -176,6 +180,7 @@ impl OwnedDependencies {
         let selfs = self
             .selfs
             .values()
+            .filter(|s| caught_up.contains(&s.partition))
             .map(|s| SelfBlameSnap {
                 journey: s.journey.clone(),
                 total: s.blame.total,

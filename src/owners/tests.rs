@@ -254,6 +254,22 @@ fn an_owner_adds_dependency_partials_and_bounds_their_names() {
     assert_eq!(dependencies(&o), (vec![], vec![]));
 }
 
+/// A partition still being re-read shows no dependency or self blame, as it shows no
+/// series: the new owner's dependency figures appear with its journey, complete.
+/// By hand: pay 3 calls / 1 error / 1 blamed, self 2, all within the 60 s window.
+#[test]
+fn owned_dependencies_wait_for_the_re_read() {
+    let o = owners();
+    o.assigned(&[0]);
+    o.partial(0, &dependency_message(&[("pay", 3, 1, 1)], 2));
+    assert_eq!(dependencies(&o), (vec![], vec![]));
+    o.caught_up(&[0]);
+    assert_eq!(
+        dependencies(&o),
+        (vec![("pay".to_string(), [3, 1, 1, 3, 1, 1])], vec![(2, 2)])
+    );
+}
+
 /// A source of state records: what a new owner's changelog read returns.
 struct Source(StateRecords);
 
