@@ -35,18 +35,9 @@ struct Layout {
 fn layout() -> Layout {
     let cfg = Config::default();
     Layout {
-        windows_ns: cfg
-            .windows
-            .sizes
-            .iter()
-            .map(|d| d.as_nanos() as u64)
-            .collect(),
+        windows_ns: cfg.windows_ns(),
         sub_buckets: cfg.windows.sub_buckets,
-        bounds_ns: cfg
-            .histogram_buckets
-            .iter()
-            .map(|s| (s * 1e9) as u64)
-            .collect(),
+        bounds_ns: cfg.bounds_ns(),
     }
 }
 

@@ -178,17 +178,8 @@ fn classify(c: &mut C) {
 
 fn record(c: &mut C) {
     let cfg = config(3);
-    let window_ns: Vec<u64> = cfg
-        .windows
-        .sizes
-        .iter()
-        .map(|d| d.as_nanos() as u64)
-        .collect();
-    let bounds_ns: Vec<u64> = cfg
-        .histogram_buckets
-        .iter()
-        .map(|s| (s * 1e9).round() as u64)
-        .collect();
+    let window_ns: Vec<u64> = cfg.windows_ns();
+    let bounds_ns: Vec<u64> = cfg.bounds_ns();
     let now = now_unix_ns();
     // 18 series (3 journeys x 6 cohorts); spans spread over them as the loadgen does.
     let mut series: Vec<SeriesState> = (0..18)

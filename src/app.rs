@@ -142,12 +142,7 @@ pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> Result
     let owners = stage2_instance.as_ref().map(|_| {
         Arc::new(crate::owners::Owners::new(
             crate::owners::Layout {
-                window_ns: cfg
-                    .windows
-                    .sizes
-                    .iter()
-                    .map(|d| d.as_nanos() as u64)
-                    .collect(),
+                window_ns: cfg.windows_ns(),
                 sub_buckets: cfg.windows.sub_buckets,
                 n_bounds: cfg.histogram_buckets.len(),
                 ttl_ns: cfg.windows.series_ttl.as_nanos() as u64,

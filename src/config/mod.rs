@@ -266,6 +266,24 @@ impl Config {
         }
     }
 
+    /// The window sizes in nanoseconds, as every window ring is laid out.
+    pub fn windows_ns(&self) -> Vec<u64> {
+        self.windows
+            .sizes
+            .iter()
+            .map(|d| d.as_nanos() as u64)
+            .collect()
+    }
+
+    /// The latency histogram's bounds in nanoseconds, rounded to the nearest one (a bound
+    /// such as 0.3 s is not exact in binary), so every stage bins a duration alike.
+    pub fn bounds_ns(&self) -> Vec<u64> {
+        self.histogram_buckets
+            .iter()
+            .map(|s| (s * 1e9).round() as u64)
+            .collect()
+    }
+
     pub fn longest_window(&self) -> Duration {
         self.windows
             .sizes

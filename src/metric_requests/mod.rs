@@ -128,11 +128,7 @@ impl MetricRequests {
         admission: Arc<Admission>,
     ) -> MetricRequests {
         let (matcher, js) = build(cfg, journeys);
-        let bounds_ns: Vec<u64> = cfg
-            .histogram_buckets
-            .iter()
-            .map(|s| (s * 1e9).round() as u64)
-            .collect();
+        let bounds_ns: Vec<u64> = cfg.bounds_ns();
         MetricRequests {
             state: Mutex::new(State {
                 matcher,
@@ -151,12 +147,7 @@ impl MetricRequests {
                 buckets: Vec::new(),
                 bytes: 0,
             }),
-            window_ns: cfg
-                .windows
-                .sizes
-                .iter()
-                .map(|d| d.as_nanos() as u64)
-                .collect(),
+            window_ns: cfg.windows_ns(),
             sub_buckets: cfg.windows.sub_buckets,
             bounds_ns,
             ttl_ns: cfg.windows.series_ttl.as_nanos() as u64,

@@ -958,18 +958,9 @@ impl Pipeline {
             max_bytes: cfg.traces.max_bytes / workers,
             max_spans: cfg.traces.max_spans_per_trace,
             max_dependencies: cfg.dependencies.max_per_journey,
-            window_ns: cfg
-                .windows
-                .sizes
-                .iter()
-                .map(|d| d.as_nanos() as u64)
-                .collect(),
+            window_ns: cfg.windows_ns(),
             sub_buckets: cfg.windows.sub_buckets,
-            bounds_ns: cfg
-                .histogram_buckets
-                .iter()
-                .map(|s| (s * 1e9).round() as u64)
-                .collect(),
+            bounds_ns: cfg.bounds_ns(),
             ttl_ns: cfg.windows.series_ttl.as_nanos() as u64,
         });
         let dep_admission = Arc::new(DependencyAdmission::default());
@@ -984,18 +975,9 @@ impl Pipeline {
                 + crate::window::exemplars::Exemplars::new(cfg.histogram_buckets.len() + 1, 0)
                     .heap_bytes()
                 + 128,
-            window_ns: cfg
-                .windows
-                .sizes
-                .iter()
-                .map(|d| d.as_nanos() as u64)
-                .collect(),
+            window_ns: cfg.windows_ns(),
             sub_buckets: cfg.windows.sub_buckets,
-            bounds_ns: cfg
-                .histogram_buckets
-                .iter()
-                .map(|s| (s * 1e9).round() as u64)
-                .collect(),
+            bounds_ns: cfg.bounds_ns(),
             ttl_ns: cfg.windows.series_ttl.as_nanos() as u64,
             drain_limit: cfg.pipeline.queue_size,
         });
