@@ -348,12 +348,14 @@ impl Deriver {
             // barrier, which are on their way to their owners as partials: counting them
             // here too would count them twice. The owned journeys come from the partials.
             // Likewise the dependency calls and blame of the traces they assembled, and
-            // the requests per version the deployments compare.
+            // the requests per version the deployments compare, and the coverage, which
+            // only the owner of the coverage partition derives.
             for s in shards.iter_mut() {
                 s.series.clear();
                 s.dependencies.clear();
                 s.self_blame.clear();
                 s.versions.clear();
+                s.coverage.clear();
             }
             // A journey whose partition went away (and may be back, rebuilt from the
             // partition's start with new series) starts its SLO counts again: its rebuilt

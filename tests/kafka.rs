@@ -351,7 +351,9 @@ fn stage_two_counts_every_span_once_in_committed_partials_across_a_sigkill() {
 /// The barrier's take (no broker needed): every span handed to the pipeline before it
 /// is in the partials of the four workers, once; a second take finds nothing. 30
 /// checkout spans of version 2.1.0, of which 0, 10 and 20 failed: 30 requests, 3
-/// errors, in the series and in the version entries alike.
+/// errors, in the series and in the version entries alike; all 30 are SERVER spans
+/// claimed by checkout, so the coverage entries add up to 30 entry spans, 30 matched,
+/// in each window.
 #[test]
 fn the_barrier_takes_every_recorded_span_exactly_once() {
     use cerflow::receiver::consumer::{Consumer, Format};
@@ -388,7 +390,7 @@ fn the_barrier_takes_every_recorded_span_exactly_once() {
         .expect("every worker answers");
     let (mut requests, mut errors, mut self_blamed) = (0, 0, 0);
     let (mut v_requests, mut v_errors) = (0, 0);
-    for (journey, p) in &parts {
+    for (journey, p) in &parts.journeys {
         assert_eq!(&*journey.name, "checkout");
         let p = match p {
             cerflow::partial::Entry::Series(p) => p,
@@ -404,6 +406,7 @@ fn the_barrier_takes_every_recorded_span_exactly_once() {
                 v_errors += c.errors;
                 continue;
             }
+            cerflow::partial::Entry::Coverage(c) => panic!("coverage is no journey's: {c:?}"),
         };
         let c = cerflow::partial::decode_counts(p.totals.as_ref());
         requests += c.requests;
@@ -421,10 +424,23 @@ fn the_barrier_takes_every_recorded_span_exactly_once() {
     // The 3 failed requests have no call under them: blamed on checkout itself, taken
     // with this barrier although their traces are still in assembly (traces.wait).
     assert_eq!(self_blamed, 3);
+    let windows = cfg.windows.sizes.len();
+    let mut coverage = vec![(0, 0); windows];
+    for c in &parts.coverage {
+        assert_eq!(c.windows.len(), windows);
+        for (acc, w) in coverage.iter_mut().zip(&c.windows) {
+            acc.0 += w.entry.iter().sum::<u64>();
+            acc.1 += w.matched.iter().sum::<u64>();
+        }
+    }
+    assert_eq!(coverage, vec![(30, 30); windows]);
     let again = taker
         .take(Duration::from_secs(10))
         .expect("every worker answers");
-    assert!(again.is_empty(), "{} partials taken twice", again.len());
+    assert!(
+        again.journeys.is_empty() && again.coverage.is_empty(),
+        "taken twice: {again:?}"
+    );
     pipeline.shutdown(Duration::from_secs(5));
 }
 
