@@ -360,10 +360,22 @@ impl Deriver {
             // A journey whose partition went away (and may be back, rebuilt from the
             // partition's start with new series) starts its SLO counts again: its rebuilt
             // totals are then counted once, not on top of what was counted before.
-            for j in o.take_dropped() {
-                self.tracker.forget_journey(&j);
-                self.tracker.forget_seen(&j);
+            // Its incidents and deployments are handed over, not closed: the new owner
+            // restores them from the changelog, and this instance no longer exports them.
+            let dropped = o.take_dropped();
+            let mut open_incidents = 0;
+            for j in &dropped {
+                self.tracker.forget_journey(j);
+                self.tracker.forget_seen(j);
+                open_incidents += usize::from(self.incidents.hand_over(j));
+                self.deployments.restore_journey(j, None);
             }
+            let names: Vec<&str> = dropped.iter().map(|j| &**j).collect();
+            crate::internal_events::KafkaJourneysHandedOver {
+                journeys: &names,
+                open_incidents,
+            }
+            .emit(&self.ingest.tel);
             let mine = o.snapshot(now);
             owned = Some(
                 mine.shard

@@ -978,6 +978,7 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
         &catalogue::CERFLOW_KAFKA_PARTIAL_SUB_BUCKETS_DROPPED_TOTAL,
     );
     header(out, &catalogue::CERFLOW_KAFKA_JOURNEYS_NOT_ADOPTED_TOTAL);
+    header(out, &catalogue::CERFLOW_KAFKA_JOURNEYS_HANDED_OVER_TOTAL);
     header(out, &catalogue::CERFLOW_KAFKA_CHANGELOG_RECORDS_TOTAL);
     header(out, &catalogue::CERFLOW_KAFKA_STATE_REFUSED_TOTAL);
     header(out, &catalogue::CERFLOW_KAFKA_SNAPSHOTS);
@@ -1039,6 +1040,12 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
             catalogue::CERFLOW_KAFKA_JOURNEYS_NOT_ADOPTED_TOTAL.prom,
             "",
             k.journeys_not_adopted.get() as f64,
+        );
+        sample(
+            out,
+            catalogue::CERFLOW_KAFKA_JOURNEYS_HANDED_OVER_TOTAL.prom,
+            "",
+            k.journeys_handed_over.get() as f64,
         );
         sample(
             out,
