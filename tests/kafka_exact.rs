@@ -415,6 +415,9 @@ fn a_group_that_loses_a_member_to_sigkill_gives_every_figure_of_one_instance() {
     let traces = (o.spans / 4) as f64;
     let coverage = requests / traces;
     assert!(coverage > 0.0 && coverage < 1.0, "{coverage}");
+    eprintln!(
+        "coverage: {requests} requests + {unclaimed} unclaimed = {traces} entry spans: {coverage}"
+    );
     let single_coverage = o
         .single_scrape
         .matching("cer_telemetry_coverage_ratio", &[]);
