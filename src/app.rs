@@ -79,16 +79,30 @@ impl receiver::kafka::transactions::Barrier for PublishPartials {
             .sequence
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut by_journey: std::collections::BTreeMap<Arc<str>, Vec<_>> = Default::default();
-        for (journey, p) in parts {
+        for (journey, p) in parts.journeys {
             by_journey.entry(journey.name.clone()).or_default().push(p);
         }
+        // Coverage belongs to no journey: its messages name none and share one key, so
+        // one owner merges all of it (see `crate::partial`).
+        let coverage: Vec<_> = parts
+            .coverage
+            .into_iter()
+            .map(crate::partial::Entry::Coverage)
+            .collect();
+        let groups = by_journey
+            .into_iter()
+            .map(|(journey, entries)| (journey.to_string(), journey.to_string(), entries))
+            .chain((!coverage.is_empty()).then(|| {
+                let key = crate::partial::COVERAGE_KEY.to_string();
+                (key, String::new(), coverage)
+            }));
         let mut out = Vec::new();
-        for (journey, series) in by_journey {
+        for (key, journey, entries) in groups {
             let (messages, too_large) = crate::partial::encode_journey(
                 &journey,
                 &self.instance,
                 sequence,
-                series,
+                entries,
                 self.max_message_bytes,
             );
             for t in too_large {
@@ -98,7 +112,7 @@ impl receiver::kafka::transactions::Barrier for PublishPartials {
                 }
                 .emit(&self.tel);
             }
-            out.extend(messages.into_iter().map(|m| (journey.to_string(), m)));
+            out.extend(messages.into_iter().map(|m| (key.clone(), m)));
         }
         Ok(out)
     }

@@ -524,6 +524,15 @@ pub const CERFLOW_KAFKA_JOURNEYS_NOT_ADOPTED_TOTAL: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_KAFKA_JOURNEYS_HANDED_OVER_TOTAL: Metric = Metric {
+    prom: "cerflow_kafka_journeys_handed_over_total",
+    otlp: None,
+    unit: "{journey}",
+    kind: Kind::Counter,
+    help: "Owned journeys whose aggregates partition was revoked (a rebalance or a stop): their incidents and deployments left to the new owner, not closed.",
+    labels: &[],
+};
+
 pub const CERFLOW_KAFKA_CHANGELOG_RECORDS_TOTAL: Metric = Metric {
     prom: "cerflow_kafka_changelog_records_total",
     otlp: None,
@@ -1029,6 +1038,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_KAFKA_PARTIALS_TOTAL,
     CERFLOW_KAFKA_PARTIAL_SUB_BUCKETS_DROPPED_TOTAL,
     CERFLOW_KAFKA_JOURNEYS_NOT_ADOPTED_TOTAL,
+    CERFLOW_KAFKA_JOURNEYS_HANDED_OVER_TOTAL,
     CERFLOW_KAFKA_CHANGELOG_RECORDS_TOTAL,
     CERFLOW_KAFKA_STATE_REFUSED_TOTAL,
     CERFLOW_KAFKA_SNAPSHOTS,

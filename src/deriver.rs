@@ -348,20 +348,34 @@ impl Deriver {
             // barrier, which are on their way to their owners as partials: counting them
             // here too would count them twice. The owned journeys come from the partials.
             // Likewise the dependency calls and blame of the traces they assembled, and
-            // the requests per version the deployments compare.
+            // the requests per version the deployments compare, and the coverage, which
+            // only the owner of the coverage partition derives.
             for s in shards.iter_mut() {
                 s.series.clear();
                 s.dependencies.clear();
                 s.self_blame.clear();
                 s.versions.clear();
+                s.coverage.clear();
             }
             // A journey whose partition went away (and may be back, rebuilt from the
             // partition's start with new series) starts its SLO counts again: its rebuilt
             // totals are then counted once, not on top of what was counted before.
-            for j in o.take_dropped() {
-                self.tracker.forget_journey(&j);
-                self.tracker.forget_seen(&j);
+            // Its incidents and deployments are handed over, not closed: the new owner
+            // restores them from the changelog, and this instance no longer exports them.
+            let dropped = o.take_dropped();
+            let mut open_incidents = 0;
+            for j in &dropped {
+                self.tracker.forget_journey(j);
+                self.tracker.forget_seen(j);
+                open_incidents += usize::from(self.incidents.hand_over(j));
+                self.deployments.restore_journey(j, None);
             }
+            let names: Vec<&str> = dropped.iter().map(|j| &**j).collect();
+            crate::internal_events::KafkaJourneysHandedOver {
+                journeys: &names,
+                open_incidents,
+            }
+            .emit(&self.ingest.tel);
             let mine = o.snapshot(now);
             owned = Some(
                 mine.shard

@@ -769,6 +769,35 @@ impl InternalEvent for KafkaJourneyNotAdopted<'_> {
     }
 }
 
+/// The aggregates partitions of owned journeys were revoked (a rebalance, or this
+/// instance leaving the owners' group at shutdown): their incidents and deployments are
+/// left to the new owner, which restores them from the changelog. Not an incident
+/// closing: the incident goes on, elsewhere. One log line per hand-over.
+pub struct KafkaJourneysHandedOver<'a> {
+    pub journeys: &'a [&'a str],
+    /// Of them, those with an open incident.
+    pub open_incidents: usize,
+}
+
+impl InternalEvent for KafkaJourneysHandedOver<'_> {
+    fn emit(self, tel: &Telemetry) {
+        if self.journeys.is_empty() {
+            return;
+        }
+        tel.kafka
+            .journeys_handed_over
+            .add(self.journeys.len() as u64);
+        // At most a few names: a revoke can take hundreds of journeys.
+        let shown: Vec<&str> = self.journeys.iter().take(5).copied().collect();
+        tracing::info!(
+            journeys = self.journeys.len(),
+            open_incidents = self.open_incidents,
+            first = ?shown,
+            "Journeys handed over: their aggregates partition went to another owner, which carries on their incidents and deployments."
+        );
+    }
+}
+
 /// A changed journey's long-lived state was queued to the changelog.
 pub struct KafkaChangelogWritten<'a> {
     pub journey: &'a str,

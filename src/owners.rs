@@ -20,6 +20,12 @@
 //!   the split of spans between publishers and the order of their partials; f64 sums
 //!   (latency, values) differ only in rounding.
 //!
+//! Telemetry coverage is owned the same way, though it belongs to no journey: every
+//! publisher's coverage goes to one aggregates partition ([`crate::partial::COVERAGE_KEY`]),
+//! and the instance that owns it merges it per partition and alone has it in its
+//! snapshot (only once that partition is re-read, like a journey's series); the other
+//! instances' snapshots hold no coverage, so they export no ratio.
+//!
 //! A journey derived by `auto_journeys` on the instance that saw its spans is adopted
 //! by its owner ([`Journeys::adopt`]: made as if derived here, bounded by
 //! `auto_journeys.max`, past which its partials are refused and counted). Partials of a
@@ -41,7 +47,7 @@ use crate::journey::{JourneyInfo, Journeys, NotAdopted};
 use crate::receiver::kafka::owners::PartialSink;
 use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
 use crate::telemetry::Telemetry;
-use crate::window::SeriesState;
+use crate::window::{Coverage, Ring, SeriesState};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -110,6 +116,9 @@ struct Inner {
     deps: dependencies::OwnedDependencies,
     /// The owned journeys' requests per version, for the deployments.
     versions: versions::OwnedVersions,
+    /// Telemetry coverage merged from each owned partition that has any (one, unless
+    /// the topic's partition count changed): rings per window.
+    coverage: BTreeMap<i32, Vec<Ring<Coverage>>>,
     /// Owned partitions re-read to their end at assignment: only their series are in
     /// the snapshot (see the module's header).
     caught_up: BTreeSet<i32>,
@@ -210,6 +219,17 @@ impl Owners {
     /// Merges one message of the aggregates topic from `partition` at `now_ns`.
     pub fn merge(&self, partition: i32, bytes: &[u8], now_ns: u64) -> Result<(), String> {
         let m = crate::partial::decode(bytes)?;
+        if m.journey.is_empty() {
+            return self.merge_coverage(partition, &m, now_ns);
+        }
+        if !m.coverage.is_empty() {
+            // Elsewhere than under its own key it could be in any partition, and two
+            // owners would each derive a share.
+            return Err(format!(
+                "the partial of journey {:?} carries coverage, which travels only in messages of its own",
+                m.journey
+            ));
+        }
         let journey = adopt(&lock(&self.journeys), &m.journey, &self.tel)?;
         let mut inner = lock(&self.inner);
         if !inner.partitions.contains(&partition) {
@@ -254,6 +274,47 @@ impl Owners {
         Ok(())
     }
 
+    /// A coverage message (empty journey): nothing but coverage, checked whole first.
+    fn merge_coverage(
+        &self,
+        partition: i32,
+        m: &crate::proto::aggregates::JourneyPartial,
+        now_ns: u64,
+    ) -> Result<(), String> {
+        let other = !m.series.is_empty()
+            || !m.dependencies.is_empty()
+            || !m.self_blame.is_empty()
+            || !m.versions.is_empty();
+        if other || m.coverage.is_empty() {
+            return Err("a partial names no journey and holds more or less than coverage".into());
+        }
+        let mut inner = lock(&self.inner);
+        if !inner.partitions.contains(&partition) {
+            return Err(format!("partition {partition} is not owned here"));
+        }
+        let layout = &self.layout;
+        let rings = inner.coverage.entry(partition).or_insert_with(|| {
+            layout
+                .window_ns
+                .iter()
+                .map(|&w| Ring::new(w, layout.sub_buckets))
+                .collect()
+        });
+        // Checked whole before any is added: a scratch copy, so a refused entry leaves
+        // the rings as they were.
+        let mut merged = rings.clone();
+        let mut dropped = 0;
+        for c in &m.coverage {
+            dropped += crate::partial::merge_coverage(&mut merged, c, now_ns)?;
+        }
+        *rings = merged;
+        KafkaPartialsMerged {
+            sub_buckets_dropped: dropped,
+        }
+        .emit(&self.tel);
+        Ok(())
+    }
+
     /// The owned series of the re-read partitions as one more shard for the deriver, at
     /// `now_ns`, with the state records of those partitions not handed over before;
     /// series that merged nothing for `windows.series_ttl` expire, as a worker's do.
@@ -269,6 +330,7 @@ impl Owners {
             held,
             deps,
             versions,
+            coverage,
             ..
         } = &mut *inner;
         let (ready, waiting): (StateRecords, StateRecords) = std::mem::take(held)
@@ -276,7 +338,15 @@ impl Owners {
             .partition(|(_, (p, _))| caught_up.contains(p));
         *held = waiting;
         let (mut scratch, mut q) = (Vec::new(), Vec::new());
-        let mut out = ShardSnapshot::default();
+        let mut out = ShardSnapshot {
+            coverage: vec![Coverage::default(); self.layout.window_ns.len()],
+            ..Default::default()
+        };
+        for (_, rings) in coverage.iter().filter(|(p, _)| caught_up.contains(p)) {
+            for (acc, ring) in out.coverage.iter_mut().zip(rings) {
+                ring.live(now_ns).for_each(|c| acc.add(c));
+            }
+        }
         for s in series.values().filter(|s| caught_up.contains(&s.partition)) {
             let windows = (0..s.state.windows.len())
                 .map(|w| {
@@ -333,6 +403,7 @@ impl PartialSink for Owners {
             inner.partitions.extend(partitions.iter().copied());
             // Re-read from the start, whatever was read before.
             inner.caught_up.retain(|p| !partitions.contains(p));
+            inner.coverage.retain(|p, _| !partitions.contains(p));
             inner.drop_held(partitions, &self.tel);
             self.tel.kafka.owned_partitions.store(
                 inner.partitions.len() as u64,
@@ -387,6 +458,7 @@ impl PartialSink for Owners {
         for p in partitions {
             inner.partitions.remove(p);
             inner.caught_up.remove(p);
+            inner.coverage.remove(p);
         }
         inner.drop_held(partitions, &self.tel);
         self.tel.kafka.owned_partitions.store(

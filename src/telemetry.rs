@@ -282,6 +282,8 @@ pub struct KafkaState {
     pub journeys_not_adopted: AtomicU64,
     /// Changelog records of owned journeys written (stage 2's long-lived state).
     pub changelog_written: AtomicU64,
+    /// Owned journeys whose partition was revoked: their state left for the new owner.
+    pub journeys_handed_over: AtomicU64,
     /// Changelog records not written or not restored, and restores cut short, by
     /// [`StateRefusal`](crate::internal_events::StateRefusal).
     pub state_refused: [AtomicU64; 4],

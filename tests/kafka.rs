@@ -221,6 +221,11 @@ fn committed_partials(k: &Kafka, topic: &str, partitions: i32) -> (u64, u64, usi
     let messages = k.read_committed(topic, partitions);
     for m in &messages {
         let p = cerflow::partial::decode(m).expect("a partial of this version");
+        if p.journey.is_empty() {
+            // The coverage's own message: see `committed_coverage`.
+            assert!(p.series.is_empty() && !p.coverage.is_empty(), "{p:?}");
+            continue;
+        }
         assert_eq!(p.journey, "checkout");
         for s in &p.series {
             let c = cerflow::partial::decode_counts(s.totals.as_ref());
@@ -233,6 +238,23 @@ fn committed_partials(k: &Kafka, topic: &str, partitions: i32) -> (u64, u64, usi
         "unsampled spans count whole requests: {requests} {errors} units"
     );
     (requests / UNIT, errors / UNIT, messages.len())
+}
+
+/// Entry-point spans seen and claimed per window, summed over the committed coverage
+/// messages (those without journey) of the aggregates topic.
+fn committed_coverage(k: &Kafka, topic: &str, partitions: i32) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for m in &k.read_committed(topic, partitions) {
+        let p = cerflow::partial::decode(m).expect("a partial of this version");
+        for c in p.coverage.iter().filter(|_| p.journey.is_empty()) {
+            out.resize(out.len().max(c.windows.len()), (0, 0));
+            for (acc, w) in out.iter_mut().zip(&c.windows) {
+                acc.0 += w.entry.iter().sum::<u64>();
+                acc.1 += w.matched.iter().sum::<u64>();
+            }
+        }
+    }
+    out
 }
 
 fn stage2_config(
@@ -284,7 +306,9 @@ fn stage_two_waits_for_an_aggregates_topic_created_just_after_it_starts() {
 /// by `b` and `c`, and nothing it committed is. The committed partials sum to the input
 /// exactly: 20 + 20 + 40 requests x 5 spans = 400 spans; the first span of every fourth
 /// request failed: 5 + 5 + 10 = 20 errors. The group's committed offsets are the 80
-/// messages, one each.
+/// messages, one each. Every span is a SERVER span of checkout ending 1 s before it is
+/// sent, so the committed coverage holds 400 entry spans, 400 claimed, in each of the
+/// default windows (1m, 5m, 1h), once too.
 #[test]
 fn stage_two_counts_every_span_once_in_committed_partials_across_a_sigkill() {
     let k = shared();
@@ -326,6 +350,10 @@ fn stage_two_counts_every_span_once_in_committed_partials_across_a_sigkill() {
     // The offsets and the partials before them are one transaction: both are visible.
     let (requests, errors, messages) = committed_partials(k, "s2-aggregates", 2);
     assert_eq!((requests, errors), (400, 20), "{messages} partial messages");
+    assert_eq!(
+        committed_coverage(k, "s2-aggregates", 2),
+        vec![(400, 400); 3]
+    );
     let sb = b.scrape();
     let sc = c.scrape();
     let kafka = [("transport", "kafka")];
@@ -351,7 +379,9 @@ fn stage_two_counts_every_span_once_in_committed_partials_across_a_sigkill() {
 /// The barrier's take (no broker needed): every span handed to the pipeline before it
 /// is in the partials of the four workers, once; a second take finds nothing. 30
 /// checkout spans of version 2.1.0, of which 0, 10 and 20 failed: 30 requests, 3
-/// errors, in the series and in the version entries alike.
+/// errors, in the series and in the version entries alike; all 30 are SERVER spans
+/// claimed by checkout, so the coverage entries add up to 30 entry spans, 30 matched,
+/// in each window.
 #[test]
 fn the_barrier_takes_every_recorded_span_exactly_once() {
     use cerflow::receiver::consumer::{Consumer, Format};
@@ -388,7 +418,7 @@ fn the_barrier_takes_every_recorded_span_exactly_once() {
         .expect("every worker answers");
     let (mut requests, mut errors, mut self_blamed) = (0, 0, 0);
     let (mut v_requests, mut v_errors) = (0, 0);
-    for (journey, p) in &parts {
+    for (journey, p) in &parts.journeys {
         assert_eq!(&*journey.name, "checkout");
         let p = match p {
             cerflow::partial::Entry::Series(p) => p,
@@ -404,6 +434,7 @@ fn the_barrier_takes_every_recorded_span_exactly_once() {
                 v_errors += c.errors;
                 continue;
             }
+            cerflow::partial::Entry::Coverage(c) => panic!("coverage is no journey's: {c:?}"),
         };
         let c = cerflow::partial::decode_counts(p.totals.as_ref());
         requests += c.requests;
@@ -421,10 +452,23 @@ fn the_barrier_takes_every_recorded_span_exactly_once() {
     // The 3 failed requests have no call under them: blamed on checkout itself, taken
     // with this barrier although their traces are still in assembly (traces.wait).
     assert_eq!(self_blamed, 3);
+    let windows = cfg.windows.sizes.len();
+    let mut coverage = vec![(0, 0); windows];
+    for c in &parts.coverage {
+        assert_eq!(c.windows.len(), windows);
+        for (acc, w) in coverage.iter_mut().zip(&c.windows) {
+            acc.0 += w.entry.iter().sum::<u64>();
+            acc.1 += w.matched.iter().sum::<u64>();
+        }
+    }
+    assert_eq!(coverage, vec![(30, 30); windows]);
     let again = taker
         .take(Duration::from_secs(10))
         .expect("every worker answers");
-    assert!(again.is_empty(), "{} partials taken twice", again.len());
+    assert!(
+        again.journeys.is_empty() && again.coverage.is_empty(),
+        "taken twice: {again:?}"
+    );
     pipeline.shutdown(Duration::from_secs(5));
 }
 

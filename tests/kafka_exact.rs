@@ -11,7 +11,10 @@
 //! sums equal (a)'s exactly. Stage 2 (`receivers.kafka.aggregates`: partials and input
 //! offsets in one transaction, one owner per journey) makes every journey figure equal,
 //! also when an instance is SIGKILLed (the second test), dependency calls and blame
-//! included, except the time-to-detect sum listed in [`NOT_YET_OWNED`].
+//! included, except the time-to-detect sum listed in [`NOT_YET_OWNED`], and the
+//! telemetry coverage, derived by the one owner of the coverage partition: the config
+//! leaves one of the three generated journeys out, so a third or so of the entry spans
+//! are claimed by no journey and the ratio is well below 1.
 
 mod common;
 
@@ -77,12 +80,16 @@ const NOT_YET_OWNED: &[&str] = &["cer_journey_time_to_detect_seconds_sum"];
 
 /// cerflow settings for both sides: windows long enough to hold the whole run (so a
 /// figure does not depend on when it is read), traces complete 1 s after their last
-/// span, and the journeys and cohorts of the generated spans.
+/// span, and the journeys and cohorts of the generated spans, but for one: the loadgen
+/// sends its default 3 journeys (checkout, cart, login), the config has the first 2, so
+/// login's entry spans are claimed by no journey (telemetry coverage below 1).
 fn settings(dir: &Path) -> String {
     let (status, journeys, err) = run_cli(
         &[
             "loadgen",
             "--print-config",
+            "--journeys",
+            "2",
             "--dependencies",
             "3",
             "--order-value",
@@ -96,6 +103,14 @@ fn settings(dir: &Path) -> String {
          windows:\n  sizes: [10m, 1h]\n\
          traces:\n  wait: 1s\n{journeys}"
     )
+}
+
+/// Entry spans no journey claimed (login's), worked out from the single instance: each
+/// trace is 4 spans, 1 SERVER entry span and 3 CLIENT calls, and no journey matches a
+/// CLIENT span, so `cerflow_unmatched_spans_total` = 3 x traces + unclaimed entry spans,
+/// with traces = spans / 4.
+fn unclaimed(single: &Scrape, spans: u64) -> f64 {
+    single.value("cerflow_unmatched_spans_total", &[]) - 3.0 * (spans / 4) as f64
 }
 
 /// The loadgen's summary: spans the tee accepted, and requests that went wrong.
@@ -288,11 +303,14 @@ fn a_group_with_a_late_joiner_counts_exactly_what_one_instance_counts() {
         diff.len(),
         diff.join("\n")
     );
-    // Each request body holds 12 traces of 4 spans, one of them the journey request:
-    // requests = spans / 4, whatever the pacing made of the 24 s at 200 spans/s.
+    // Each request body holds 12 traces of 4 spans, each with one entry span: requests
+    // of the configured journeys + unclaimed entry spans = spans / 4, whatever the
+    // pacing made of the 24 s at 200 spans/s.
     assert_eq!(o.spans % 48, 0, "whole request bodies: {}", o.spans);
     let requests: f64 = single.requests_by_journey().values().sum();
-    assert_eq!(requests, (o.spans / 4) as f64);
+    let unclaimed = unclaimed(&o.single_scrape, o.spans);
+    assert!(unclaimed > 0.0, "login's entry spans are unclaimed");
+    assert_eq!(requests + unclaimed, (o.spans / 4) as f64);
     // Each trace is one message: spans / 4 of them.
     assert_eq!(o.messages, o.spans / 4);
     // Every span reached the group exactly once, and the late joiner took a share.
@@ -388,7 +406,66 @@ fn a_group_that_loses_a_member_to_sigkill_gives_every_figure_of_one_instance() {
         diff.join("\n")
     );
     let requests: f64 = single.requests_by_journey().values().sum();
-    assert_eq!(requests, (o.spans / 4) as f64);
+    let unclaimed = unclaimed(&o.single_scrape, o.spans);
+    assert!(unclaimed > 0.0, "login's entry spans are unclaimed");
+    assert_eq!(requests + unclaimed, (o.spans / 4) as f64);
+    // Telemetry coverage, in both windows (each holds the whole run): entry spans =
+    // traces = spans / 4, matched = the configured journeys' requests, so the ratio is
+    // requests / (spans / 4), below 1 by login's share.
+    let traces = (o.spans / 4) as f64;
+    let coverage = requests / traces;
+    assert!(coverage > 0.0 && coverage < 1.0, "{coverage}");
+    eprintln!(
+        "coverage: {requests} requests + {unclaimed} unclaimed = {traces} entry spans: {coverage}"
+    );
+    let single_coverage = o
+        .single_scrape
+        .matching("cer_telemetry_coverage_ratio", &[]);
+    assert_eq!(single_coverage.len(), 2, "{}", o.single_scrape.text);
+    for (labels, v) in &single_coverage {
+        assert_eq!(*v, coverage, "{labels:?}");
+    }
+    // The group: exactly one survivor, the owner of the coverage partition (its partials
+    // are merged from every publisher's transactions, the SIGKILLed one's committed ones
+    // included), exports it, with its instance label, and equal to one instance's.
+    let members: Vec<&Cerflow> = o.members.iter().collect();
+    let exporters = |scrapes: &[Scrape]| -> Vec<(usize, Labels, f64)> {
+        scrapes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| {
+                s.matching("cer_telemetry_coverage_ratio", &[])
+                    .into_iter()
+                    .map(move |(l, v)| (i, l, v))
+            })
+            .collect()
+    };
+    let scrapes = wait_all(
+        &members,
+        "one member exporting the coverage of each window, equal to one instance's",
+        Duration::from_secs(60),
+        |s| {
+            let e = exporters(s);
+            e.len() == 2 && e.iter().all(|(_, _, v)| *v == coverage)
+        },
+    );
+    let e = exporters(&scrapes);
+    assert_eq!(e[0].0, e[1].0, "one owner for both windows: {e:?}");
+    for (i, labels, _) in &e {
+        let name = ["i1", "i2"][*i];
+        assert!(
+            labels.contains(&("instance".to_string(), name.to_string())),
+            "{labels:?}"
+        );
+        let window = labels
+            .iter()
+            .find(|(k, _)| k == "window")
+            .expect("a window");
+        assert!(
+            single_coverage.iter().any(|(l, _)| l.contains(window)),
+            "{labels:?}"
+        );
+    }
 }
 
 /// The comparison itself, on scrapes written here: a counter summed across instances

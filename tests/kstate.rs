@@ -716,7 +716,8 @@ fn owned_figures(c: &Cerflow, requests: f64, errors: f64) -> serde_json::Value {
 /// partition, re-reads its partials (200 / 10 again, the same -49: the period is rebuilt
 /// from the re-read, not restored on top, which would give 400 / 20 and 1 - 100 = -99)
 /// and restores the incident from A's changelog record: the same start, still open,
-/// `cer_journey_incidents_total` 1 (not reopened: 2).
+/// `cer_journey_incidents_total` 1 (not reopened: 2). A, stopping, hands the journey over
+/// rather than closing its incident.
 #[test]
 fn a_new_owner_carries_on_the_old_owners_open_incident() {
     use common::otlp::{body, checkout_spans, failed, traces};
@@ -764,6 +765,21 @@ fn a_new_owner_carries_on_the_old_owners_open_incident() {
         1.0
     );
     a.terminate();
+    // Stopping, A left the owners' group and so gave up checkout's partition: it hands
+    // the journey over (one line, with its 1 open incident) and closes nothing, since
+    // the incident goes on at the next owner.
+    let logs_a = a.logs();
+    assert!(!logs_a.contains("An incident closed"), "{logs_a}");
+    let handed: Vec<&str> = logs_a
+        .lines()
+        .filter(|l| l.contains("Journeys handed over"))
+        .collect();
+    assert_eq!(handed.len(), 1, "{logs_a}");
+    assert!(
+        handed[0].contains("journeys=1") && handed[0].contains("open_incidents=1"),
+        "{}",
+        handed[0]
+    );
 
     let b = start_owner(k, "handover", "owner-b");
     let at_b = owned_figures(&b, 200.0, 10.0);

@@ -441,7 +441,8 @@ pub fn render_as(sh: &Shared, openmetrics: bool) -> String {
 
 /// Kafka stage 2: every sample with a `journey` label gets `instance="..."` first, so
 /// the owners' series of one journey never clash across instances (`sum by (journey)`
-/// reads the whole picture). One pass over the finished text, once per scrape.
+/// reads the whole picture); so does the telemetry coverage, which only the owner of
+/// its partition exports. One pass over the finished text, once per scrape.
 fn with_instance(text: &str, instance: &str) -> String {
     let mut label = String::from("instance=\"");
     escape(instance, &mut label);
@@ -451,7 +452,9 @@ fn with_instance(text: &str, instance: &str) -> String {
         match line.find('{') {
             Some(i)
                 if !line.starts_with('#')
-                    && (line[i..].starts_with("{journey=\"") || line.contains(",journey=\"")) =>
+                    && (line[i..].starts_with("{journey=\"")
+                        || line.contains(",journey=\"")
+                        || line[..i] == *catalogue::CER_TELEMETRY_COVERAGE_RATIO.prom) =>
             {
                 out.push_str(&line[..=i]);
                 out.push_str(&label);
@@ -975,6 +978,7 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
         &catalogue::CERFLOW_KAFKA_PARTIAL_SUB_BUCKETS_DROPPED_TOTAL,
     );
     header(out, &catalogue::CERFLOW_KAFKA_JOURNEYS_NOT_ADOPTED_TOTAL);
+    header(out, &catalogue::CERFLOW_KAFKA_JOURNEYS_HANDED_OVER_TOTAL);
     header(out, &catalogue::CERFLOW_KAFKA_CHANGELOG_RECORDS_TOTAL);
     header(out, &catalogue::CERFLOW_KAFKA_STATE_REFUSED_TOTAL);
     header(out, &catalogue::CERFLOW_KAFKA_SNAPSHOTS);
@@ -1036,6 +1040,12 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
             catalogue::CERFLOW_KAFKA_JOURNEYS_NOT_ADOPTED_TOTAL.prom,
             "",
             k.journeys_not_adopted.get() as f64,
+        );
+        sample(
+            out,
+            catalogue::CERFLOW_KAFKA_JOURNEYS_HANDED_OVER_TOTAL.prom,
+            "",
+            k.journeys_handed_over.get() as f64,
         );
         sample(
             out,
@@ -1350,5 +1360,26 @@ mod tests {
             s.push(' ');
         }
         assert_eq!(s, "+Inf -Inf NaN 2 0.25 ");
+    }
+
+    /// Stage 2: journey samples and the telemetry coverage (its owner's alone) are named
+    /// by instance; other samples, and metadata lines, are not.
+    #[test]
+    fn the_instance_label_goes_on_journey_samples_and_the_coverage() {
+        let text = "# TYPE cer_telemetry_coverage_ratio gauge\n\
+                    cer_telemetry_coverage_ratio{window=\"5m\"} 0.75\n\
+                    cer_journey_requests_total{journey=\"a\"} 3\n\
+                    cer_sli_availability_ratio{window=\"5m\",journey=\"a\"} 1\n\
+                    cerflow_processed_spans_total 4\n\
+                    cer_definition_info{version=\"v\"} 1\n";
+        assert_eq!(
+            with_instance(text, "i\"1"),
+            "# TYPE cer_telemetry_coverage_ratio gauge\n\
+             cer_telemetry_coverage_ratio{instance=\"i\\\"1\",window=\"5m\"} 0.75\n\
+             cer_journey_requests_total{instance=\"i\\\"1\",journey=\"a\"} 3\n\
+             cer_sli_availability_ratio{instance=\"i\\\"1\",window=\"5m\",journey=\"a\"} 1\n\
+             cerflow_processed_spans_total 4\n\
+             cer_definition_info{version=\"v\"} 1\n"
+        );
     }
 }

@@ -247,6 +247,16 @@ impl IncidentTracker {
         self.journeys.get(journey).cloned()
     }
 
+    /// Kafka stage 2: the journey went to another owner, which restores its state from
+    /// the changelog and carries its incident on. Forgets it here without closing
+    /// anything (a close would log, and count a recovery, that never happened); true when
+    /// an incident was open.
+    pub fn hand_over(&mut self, journey: &str) -> bool {
+        self.journeys
+            .remove(journey)
+            .is_some_and(|s| s.open.is_some())
+    }
+
     /// Replaces a journey's state with its changelog record (none: the journey had no
     /// state), when a new owner takes it over.
     pub fn restore_journey(&mut self, journey: &str, state: Option<JourneyState>) {
@@ -282,4 +292,61 @@ fn value_failed(snap: &Snapshot, journey: &str) -> Option<f64> {
         .iter()
         .find(|v| &*v.journey.name == journey)
         .map(|v| v.failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_state(journey: &str, start: u64) -> JourneyState {
+        JourneyState {
+            open: Some(Open {
+                incident: Incident {
+                    journey: journey.to_string(),
+                    start_unix_nano: start,
+                    end_unix_nano: None,
+                    duration_seconds: 0.0,
+                    peak_burn_rate: Some(50.0),
+                    users_affected: None,
+                    value_at_risk: None,
+                    time_to_detect_seconds: Some(1.0),
+                },
+                value_failed_at_start: None,
+            }),
+            recent: VecDeque::new(),
+            stats: IncidentStats {
+                journey: journey.to_string(),
+                open: true,
+                total: 1,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// A journey handed over to another owner leaves with its open incident: no
+    /// recovery is counted, no closed incident is listed, and a tick after it closes
+    /// nothing. The one that stays is untouched.
+    #[test]
+    fn a_journey_handed_over_is_forgotten_without_closing_its_incident() {
+        let cfg = crate::config::Config::default();
+        let mut t = IncidentTracker::new(&cfg.incidents);
+        t.restore_journey("checkout", Some(open_state("checkout", 5)));
+        t.restore_journey("login", Some(open_state("login", 7)));
+        assert!(t.hand_over("checkout"));
+        assert!(!t.hand_over("checkout"), "already gone");
+        assert!(!t.hand_over("search"), "never here");
+        // No alert is active: only login's incident could close, and it does, as before.
+        let slo = SloTracker::new(&cfg.slo);
+        assert!(t.update(&slo, &Snapshot::default(), 10));
+        let stats = t.stats();
+        assert_eq!(stats.len(), 1);
+        assert_eq!(stats[0].journey, "login");
+        assert_eq!(stats[0].recovery_count, 1);
+        let list = t.incidents();
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            (list[0].journey.as_str(), list[0].end_unix_nano),
+            ("login", Some(10))
+        );
+    }
 }

@@ -2,6 +2,7 @@ use super::*;
 use crate::sampling::UNIT;
 use crate::span_record::{flag, Record};
 use crate::telemetry::AddRelaxed;
+use prost::Message as _;
 
 const S: u64 = 1_000_000_000;
 const MS: u64 = 1_000_000;
@@ -420,4 +421,71 @@ fn owned_versions_wait_for_the_re_read_and_are_bounded() {
         ]
     );
     assert_eq!(o.tel.deployment_versions_evicted.get(), 1);
+}
+
+/// A coverage message: `entry` entry-point spans ending at T0 + i s, `matched` of them
+/// claimed.
+fn coverage_message(journey: &str, entry: u64, matched: u64) -> Vec<u8> {
+    let t0 = t0();
+    let mut rings: Vec<Ring<Coverage>> = WINDOWS.iter().map(|&w| Ring::new(w, 6)).collect();
+    for i in 0..entry {
+        let c = rings[0]
+            .slot_mut(t0 + i * S, t0 + 30 * S)
+            .expect("in the window");
+        c.entry += 1;
+        c.matched += u64::from(i < matched);
+    }
+    let p = crate::partial::take_coverage(&mut rings).expect("a delta");
+    crate::partial::encode_journey(
+        journey,
+        "a",
+        1,
+        vec![crate::partial::Entry::Coverage(p)],
+        1_000_000,
+    )
+    .0
+    .remove(0)
+}
+
+fn coverage(o: &Owners) -> (u64, u64) {
+    let c = o.snapshot(crate::clock::now_unix_ns()).shard.coverage;
+    assert_eq!(c.len(), WINDOWS.len());
+    (c[0].entry, c[0].matched)
+}
+
+/// Coverage is owned like a journey: merged only on an owned partition, shown once the
+/// partition is re-read, gone with a revoke. By hand: 10 entry spans with 7 matched,
+/// then 4 with 1: 14 entry, 8 matched (ratio 8 / 14). A journey's partial that carries
+/// coverage, and a message without journey holding anything else, are refused.
+#[test]
+fn coverage_is_owned_by_the_owner_of_its_partition() {
+    let o = owners();
+    o.partial(1, &coverage_message("", 10, 7));
+    assert_eq!(o.tel.kafka.partials_refused.get(), 1, "not owned");
+    o.assigned(&[1]);
+    o.partial(1, &coverage_message("", 10, 7));
+    o.partial(1, &coverage_message("", 4, 1));
+    assert_eq!(coverage(&o), (0, 0), "not yet re-read to its end");
+    o.caught_up(&[1]);
+    assert_eq!(coverage(&o), (14, 8));
+    assert!(o.owned_journeys().is_empty(), "coverage is no journey");
+    // Coverage under a journey's name could sit in any partition: refused whole.
+    o.partial(1, &coverage_message("checkout", 5, 5));
+    let mut both =
+        crate::proto::aggregates::JourneyPartial::decode(&coverage_message("", 1, 1)[..])
+            .expect("a partial");
+    both.series
+        .push(crate::proto::aggregates::SeriesPartial::default());
+    o.partial(1, &both.encode_to_vec());
+    assert_eq!(coverage(&o), (14, 8));
+    assert!(o.owned_journeys().is_empty());
+    assert_eq!(o.tel.kafka.partials_merged.get(), 2);
+    assert_eq!(o.tel.kafka.partials_refused.get(), 3);
+    o.revoked(&[1]);
+    assert_eq!(coverage(&o), (0, 0));
+    // Given back: read again from the start, so nothing is counted twice.
+    o.assigned(&[1]);
+    o.caught_up(&[1]);
+    o.partial(1, &coverage_message("", 10, 7));
+    assert_eq!(coverage(&o), (10, 7));
 }

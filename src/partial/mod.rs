@@ -19,6 +19,12 @@
 //! or after what they take back (one worker, one partition, in order), so an owner's
 //! counts never go below what one instance would have.
 //!
+//! Telemetry coverage (entry-point spans seen and claimed, per window sub-bucket) belongs
+//! to no journey: [`take_coverage`] moves it out of a worker's rings, it travels in
+//! messages of its own (empty journey, Kafka key [`COVERAGE_KEY`]) so that all of it
+//! lands in one aggregates partition, and [`merge_coverage`] adds it at that
+//! partition's owner, the one instance that derives the ratio.
+//!
 //! Not exact, and why: the f64 sums (latency sum, value totals, value at risk) are
 //! added in a different order than one instance adds them, so they may differ in the
 //! last bits; a web-vital report that replaces an earlier one of the same id
@@ -31,11 +37,18 @@ use crate::distinct::Distinct;
 use crate::experience::VITAL_COUNT;
 use crate::hist::SparseHist;
 use crate::proto::aggregates as pb;
-use crate::window::{Blame, Counts, Customers, SeriesState, Slot, Users, VitalSlot};
+use crate::window::{
+    Blame, Counts, Coverage, Customers, Ring, SeriesState, Slot, Users, VitalSlot,
+};
 use prost::Message;
 
 /// The encoding version this build writes and reads.
 pub const VERSION: u32 = 1;
+
+/// The Kafka key of the coverage messages: one fixed key, so every publisher's coverage
+/// is in one aggregates partition. Only the route: an owner tells a coverage message by
+/// its empty journey, so a journey of this very name is still merged as a journey.
+pub const COVERAGE_KEY: &str = "cerflow.telemetry-coverage";
 
 /// The one place [`Counts`] is written: a change of its representation (e.g. weighted
 /// counts) changes this function and [`decode_counts`] only.
@@ -269,6 +282,71 @@ pub enum Entry {
     Dependency(Box<pb::DependencyPartial>),
     SelfBlame(pb::SelfBlamePartial),
     Version(pb::VersionPartial),
+    /// Only in a coverage message (empty journey, [`COVERAGE_KEY`]).
+    Coverage(pb::CoveragePartial),
+}
+
+/// Moves out the coverage `rings` (one per window) recorded since the last take, leaving
+/// them empty; `None` when they hold nothing.
+pub fn take_coverage(rings: &mut [Ring<Coverage>]) -> Option<pb::CoveragePartial> {
+    let windows: Vec<pb::CoverageWindow> = rings
+        .iter_mut()
+        .map(|ring| {
+            let mut w = pb::CoverageWindow::default();
+            for (start, c) in ring.drain() {
+                if c.entry > 0 || c.matched > 0 {
+                    w.start_ns.push(start);
+                    w.entry.push(c.entry);
+                    w.matched.push(c.matched);
+                }
+            }
+            w
+        })
+        .collect();
+    windows
+        .iter()
+        .any(|w| !w.start_ns.is_empty())
+        .then_some(pb::CoveragePartial { windows })
+}
+
+/// Adds coverage partial `p` into the owner's `rings` at `now_ns`; checked whole first,
+/// so a refused one leaves them as they were. Returns the sub-buckets dropped as late or
+/// future, as [`merge_series`] does.
+pub fn merge_coverage(
+    rings: &mut [Ring<Coverage>],
+    p: &pb::CoveragePartial,
+    now_ns: u64,
+) -> Result<u64, String> {
+    if p.windows.len() != rings.len() {
+        return Err(format!(
+            "a coverage partial has {} windows, this instance {}: their window config differs",
+            p.windows.len(),
+            rings.len()
+        ));
+    }
+    let same = |w: &pb::CoverageWindow| {
+        w.entry.len() == w.start_ns.len() && w.matched.len() == w.start_ns.len()
+    };
+    if !p.windows.iter().all(same) {
+        return Err("a coverage window has not as many counts as sub-buckets".into());
+    }
+    let mut dropped = 0;
+    for (ring, w) in rings.iter_mut().zip(&p.windows) {
+        for ((&start, &entry), &matched) in w.start_ns.iter().zip(&w.entry).zip(&w.matched) {
+            if start > now_ns.saturating_add(ring.sub_ns()) {
+                dropped += 1;
+                continue;
+            }
+            match ring.slot_mut(start, now_ns) {
+                Some(c) => {
+                    c.entry = c.entry.saturating_add(entry);
+                    c.matched = c.matched.saturating_add(matched);
+                }
+                None => dropped += 1,
+            }
+        }
+    }
+    Ok(dropped)
 }
 
 /// Moves out what `b` recorded since the last take; `None` when nothing.
@@ -613,6 +691,7 @@ pub fn encode_journey(
                 Entry::Dependency(d) => g.dependencies.push(*d),
                 Entry::SelfBlame(b) => g.self_blame.push(b),
                 Entry::Version(v) => g.versions.push(v),
+                Entry::Coverage(c) => g.coverage.push(c),
             }
         }
     }
@@ -636,6 +715,7 @@ fn entry_len_of(e: &Entry) -> usize {
         Entry::Dependency(d) => d.encoded_len(),
         Entry::SelfBlame(b) => b.encoded_len(),
         Entry::Version(v) => v.encoded_len(),
+        Entry::Coverage(c) => c.encoded_len(),
     };
     1 + prost::length_delimiter_len(n) + n
 }

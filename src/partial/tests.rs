@@ -508,3 +508,113 @@ fn self_blame_partials_add_and_a_bad_one_is_refused_whole() {
     assert!(merge_self_blame(&mut b, &bad, now).is_err());
     assert_eq!(b.total, 7);
 }
+
+/// Coverage rings of one publisher: `entry` entry-point spans ending at T0 + i s, the
+/// first `matched` of them claimed by a journey.
+fn coverage_rings(entry: u64, matched: u64) -> Vec<Ring<Coverage>> {
+    let mut rings: Vec<Ring<Coverage>> = WINDOWS.iter().map(|&w| Ring::new(w, 6)).collect();
+    for i in 0..entry {
+        for ring in rings.iter_mut() {
+            let c = ring.slot_mut(T0 + i * S, T0 + 10 * S).unwrap();
+            c.entry += 1;
+            c.matched += u64::from(i < matched);
+        }
+    }
+    rings
+}
+
+fn live(rings: &[Ring<Coverage>], now: u64) -> Vec<(u64, u64)> {
+    rings
+        .iter()
+        .map(|r| {
+            let mut c = Coverage::default();
+            r.live(now).for_each(|x| c.add(x));
+            (c.entry, c.matched)
+        })
+        .collect()
+}
+
+/// Two publishers' coverage adds at the owner in either order, and equals what one
+/// instance counting all the spans holds. By hand: 8 entry spans (6 matched) ending at
+/// T0 to T0 + 7 s and 5 (2 matched) at T0 to T0 + 4 s: 8 + 5 = 13 entry, 6 + 2 = 8
+/// matched, in both windows (T0 is a whole multiple of 10 s and of 50 s, so every span
+/// is in the first sub-bucket of each).
+#[test]
+fn coverage_partials_add_in_any_order_to_one_instances_counts() {
+    let now = T0 + 20 * S;
+    let take = |entry, matched| {
+        let mut r = coverage_rings(entry, matched);
+        let p = take_coverage(&mut r).expect("a delta");
+        assert!(take_coverage(&mut r).is_none(), "a take empties the rings");
+        p
+    };
+    let (a, b) = (take(8, 6), take(5, 2));
+    // One 10 s (and one 50 s) sub-bucket: T0 is a whole multiple of both.
+    assert_eq!(a.windows[0].start_ns, vec![T0]);
+    assert_eq!((a.windows[0].entry[0], a.windows[0].matched[0]), (8, 6));
+    for order in [[&a, &b], [&b, &a]] {
+        let mut owner: Vec<Ring<Coverage>> = WINDOWS.iter().map(|&w| Ring::new(w, 6)).collect();
+        for p in order {
+            assert_eq!(merge_coverage(&mut owner, p, now), Ok(0));
+        }
+        assert_eq!(live(&owner, now), vec![(13, 8), (13, 8)]);
+    }
+    // One instance counting the same 13 spans: the same figures.
+    let mut one = coverage_rings(8, 6);
+    for i in 0..5 {
+        for ring in one.iter_mut() {
+            let c = ring.slot_mut(T0 + i * S, T0 + 10 * S).unwrap();
+            c.entry += 1;
+            c.matched += u64::from(i < 2);
+        }
+    }
+    assert_eq!(live(&one, now), vec![(13, 8), (13, 8)]);
+    // It goes through a message of its own: no journey, the coverage entries only.
+    let (msgs, too_large) = encode_journey(
+        "",
+        "i0",
+        3,
+        vec![Entry::Coverage(a.clone()), Entry::Coverage(b.clone())],
+        DEFAULT_MAX_MESSAGE_BYTES,
+    );
+    assert!(too_large.is_empty());
+    let m = decode(&msgs[0]).unwrap();
+    assert_eq!((m.journey.as_str(), m.coverage.len()), ("", 2));
+    assert!(m.series.is_empty());
+    assert_eq!(m.coverage[0], a);
+}
+
+/// A coverage partial of another window layout, or with counts missing, is refused
+/// whole; one whose sub-bucket slid out of the owner's window is dropped and counted.
+#[test]
+fn a_bad_or_late_coverage_partial_adds_nothing() {
+    let now = T0 + 20 * S;
+    let mut owner: Vec<Ring<Coverage>> = WINDOWS.iter().map(|&w| Ring::new(w, 6)).collect();
+    let one_window = pb::CoveragePartial {
+        windows: vec![pb::CoverageWindow {
+            start_ns: vec![T0],
+            entry: vec![1],
+            matched: vec![1],
+        }],
+    };
+    assert!(merge_coverage(&mut owner, &one_window, now).is_err());
+    let short = pb::CoveragePartial {
+        windows: vec![
+            pb::CoverageWindow {
+                start_ns: vec![T0],
+                entry: vec![1],
+                matched: vec![],
+            },
+            pb::CoverageWindow::default(),
+        ],
+    };
+    assert!(merge_coverage(&mut owner, &short, now).is_err());
+    assert_eq!(live(&owner, now), vec![(0, 0), (0, 0)]);
+    // At T0 + 100 s the 60 s window starts at T0 + 50 s: the T0 sub-bucket is late
+    // there (dropped: 1) but still in the 300 s window.
+    let mut rings = coverage_rings(3, 1);
+    let p = take_coverage(&mut rings).unwrap();
+    let later = T0 + 100 * S;
+    assert_eq!(merge_coverage(&mut owner, &p, later), Ok(1));
+    assert_eq!(live(&owner, later), vec![(0, 0), (3, 1)]);
+}

@@ -436,7 +436,7 @@ impl PipelineInput {
 
 enum Ctl {
     Snapshot(Sender<ShardSnapshot>),
-    TakePartials(Sender<Vec<JourneyPartial>>),
+    TakePartials(Sender<Partials>),
     Shutdown(Sender<ShardSnapshot>),
     Reload(Arc<Reload>, Sender<ShardSnapshot>),
 }
@@ -766,8 +766,9 @@ impl Worker {
         }
     }
 
-    /// Moves out every series' delta since the last take ([`crate::partial`]).
-    fn take_partials(&mut self) -> Vec<JourneyPartial> {
+    /// Moves out every series' delta since the last take ([`crate::partial`]), and the
+    /// coverage counted since then.
+    fn take_partials(&mut self) -> Partials {
         let normal = self.series.values_mut().flatten().map(|s| (s, false));
         let overflow = self.overflow.values_mut().map(|s| (s, true));
         let mut out = Vec::new();
@@ -796,7 +797,12 @@ impl Worker {
                 out.push((journey, crate::partial::Entry::Version(v)));
             }
         }
-        out
+        Partials {
+            journeys: out,
+            coverage: crate::partial::take_coverage(&mut self.coverage)
+                .into_iter()
+                .collect(),
+        }
     }
 
     fn snapshot(&mut self, expire: bool) -> ShardSnapshot {
@@ -916,6 +922,14 @@ impl std::hash::Hasher for PreHashedKey {
 /// One entry of a journey's partial aggregates, with its journey.
 pub type JourneyPartial = (Arc<crate::journey::JourneyInfo>, crate::partial::Entry);
 
+/// What a barrier takes from the workers: each journey's partials, and each worker's
+/// coverage, which belongs to no journey (they add).
+#[derive(Debug, Default)]
+pub struct Partials {
+    pub journeys: Vec<JourneyPartial>,
+    pub coverage: Vec<crate::proto::aggregates::CoveragePartial>,
+}
+
 /// Takes the partial aggregates of every worker: see [`Pipeline::partial_taker`].
 #[derive(Clone)]
 pub struct PartialTaker {
@@ -926,16 +940,18 @@ impl PartialTaker {
     /// Every worker's partials; `None` when a worker did not answer within `timeout`.
     /// Partials taken but not returned are gone: the caller must then have the spans
     /// read again (the Kafka receiver rewinds to its last committed offsets).
-    pub fn take(&self, timeout: Duration) -> Option<Vec<JourneyPartial>> {
+    pub fn take(&self, timeout: Duration) -> Option<Partials> {
         let (tx, rx) = bounded(self.ctl.len());
         for c in &self.ctl {
             c.send_timeout(Ctl::TakePartials(tx.clone()), timeout)
                 .ok()?;
         }
         let deadline = std::time::Instant::now() + timeout;
-        let mut out = Vec::new();
+        let mut out = Partials::default();
         for _ in 0..self.ctl.len() {
-            out.extend(rx.recv_deadline(deadline).ok()?);
+            let p = rx.recv_deadline(deadline).ok()?;
+            out.journeys.extend(p.journeys);
+            out.coverage.extend(p.coverage);
         }
         Some(out)
     }

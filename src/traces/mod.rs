@@ -1430,8 +1430,8 @@ mod tests {
                 match e {
                     Entry::Dependency(d) => merge_dependency(c, b, d, now).map(drop).unwrap(),
                     Entry::SelfBlame(p) => merge_self_blame(b, p, now).map(drop).unwrap(),
-                    Entry::Series(_) | Entry::Version(_) => {
-                        unreachable!("the assembler takes no journey series or versions")
+                    Entry::Series(_) | Entry::Version(_) | Entry::Coverage(_) => {
+                        unreachable!("the assembler takes no journey series, versions or coverage")
                     }
                 }
             }

@@ -23,13 +23,14 @@
 //!   the consumer's group metadata, KIP-447) and the broker refuses a stale one.
 //!
 //! What a partial covers today: the journey x cohort series (counts, latency buckets
-//! and histograms, users, values, frustrations, web vitals) and the journey x
-//! dependency series with the blame (calls, errors, latency, failed requests blamed).
+//! and histograms, users, values, frustrations, web vitals), the journey x dependency
+//! series with the blame (calls, errors, latency, failed requests blamed), each
+//! journey's requests per version, and the telemetry coverage (entry-point spans seen
+//! and claimed, in messages of its own under [`crate::partial::COVERAGE_KEY`]).
 //! An entry span is recorded into its journey series when it is handed on, before the
 //! barrier; the barrier attributes every trace still in assembly as if complete, so its
 //! calls and blame are in the same transaction as its spans' offsets, and later spans
-//! of the trace only publish the difference ([`crate::traces`]). Versions and coverage
-//! are not published yet (each instance keeps its own), and a failed barrier cannot
+//! of the trace only publish the difference ([`crate::traces`]). A failed barrier cannot
 //! have spans that came over OTLP (on an instance that also listens) sent again.
 
 use super::config::{Aggregates, KafkaReceiver};
