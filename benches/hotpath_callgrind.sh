@@ -11,7 +11,7 @@
 #          trace assembly) as well
 #          TRACE_BYTES=1048576: `traces.max_bytes` (the smallest allowed), so that the
 #          trace buffer fills within the run and each span also pays its trace's
-#          eviction, as at an unlimited rate (under valgrind the default 64 MiB never
+#          eviction, as at an unlimited rate (under valgrind the default 48 MiB never
 #          fills)
 #
 # cerflow runs the `loadgen --print-config` config (3 journeys, cohorts cloud.region and

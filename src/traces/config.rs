@@ -32,7 +32,7 @@ impl Default for Traces {
         Traces {
             enabled: true,
             wait: Duration::from_secs(10),
-            max_bytes: 64 << 20,
+            max_bytes: 48 << 20,
             max_spans_per_trace: 10_000,
         }
     }
@@ -146,7 +146,7 @@ mod tests {
         assert_eq!(cfg.traces, Traces::default());
         assert!(cfg.traces.enabled);
         assert_eq!(cfg.traces.wait, Duration::from_secs(10));
-        assert_eq!(cfg.traces.max_bytes, 67_108_864);
+        assert_eq!(cfg.traces.max_bytes, 50_331_648);
         assert_eq!(cfg.traces.max_spans_per_trace, 10_000);
         assert_eq!(cfg.dependencies.keys[0], "peer.service");
         assert_eq!(cfg.dependencies.keys.len(), 6);

@@ -368,9 +368,6 @@ pub struct Assembler {
     /// The spans of every trace in assembly, and free nodes (a list from `free`).
     nodes: Vec<Node>,
     free: u32,
-    /// The slab grows by doubling up to this many nodes (the bytes bound's worth), then
-    /// by small steps, so its room does not double past the bound.
-    max_nodes: usize,
     /// (last arrival, trace) in arrival order; entries of traces that got more spans
     /// since are stale and skipped.
     order: VecDeque<(u64, u128)>,
@@ -404,7 +401,6 @@ impl Assembler {
         tel: Arc<Telemetry>,
     ) -> Assembler {
         Assembler {
-            max_nodes: settings.max_bytes / NODE_BYTES,
             settings,
             admission,
             tel,
@@ -435,21 +431,28 @@ impl Assembler {
     }
 
     /// Buffers the spans of one batch (names in `text`); completes traces that reach
-    /// the span limit, then the oldest while the buffer is over its bytes.
+    /// the span limit, the oldest when the slab or the arrival queue needs room it does
+    /// not have, then the oldest while the buffer is over its bytes.
     pub fn add(&mut self, spans: &[TraceSpan], text: &str, journeys: &Journeys, now: u64) {
+        let mut evicted = 0u64;
         for s in spans {
             let name = text.get(s.name.0 as usize..s.name.1 as usize).unwrap_or("");
-            let node = self.alloc(Node {
-                span: s.span,
-                parent: s.parent,
-                end_ns: s.end_ns,
-                duration_ns: s.duration_ns,
-                journey: s.journey,
-                next: NIL,
-                name_start: 0,
-                name_len: 0,
-                flags: s.flags,
-            });
+            let node = self.alloc(
+                Node {
+                    span: s.span,
+                    parent: s.parent,
+                    end_ns: s.end_ns,
+                    duration_ns: s.duration_ns,
+                    journey: s.journey,
+                    next: NIL,
+                    name_start: 0,
+                    name_len: 0,
+                    flags: s.flags,
+                },
+                journeys,
+                now,
+                &mut evicted,
+            );
             self.bytes += NODE_BYTES;
             let (t, fresh) = match self.traces.entry(s.trace) {
                 std::collections::hash_map::Entry::Occupied(e) => {
@@ -482,13 +485,17 @@ impl Assembler {
                 names.push_str(name);
                 self.bytes += t.names_bytes() - held;
             }
-            if t.last_arrival != now || fresh {
+            let arrived = t.last_arrival != now || fresh;
+            if arrived {
                 t.last_arrival = now;
-                self.order.push_back((now, s.trace));
+            }
+            let full = t.len as usize >= self.settings.max_spans;
+            if arrived {
+                // Cannot complete this trace: its older entries are stale now.
+                self.push_order(now, s.trace, journeys, &mut evicted);
                 self.bytes += ORDER_BYTES;
             }
-            if t.len as usize >= self.settings.max_spans {
-                self.complete(s.trace, journeys, now);
+            if full && self.complete(s.trace, journeys, now) {
                 TracesEvicted {
                     reason: Evict::MaxSpans,
                     traces: 1,
@@ -496,15 +503,11 @@ impl Assembler {
                 .emit(&self.tel);
             }
         }
-        let mut evicted = 0u64;
         // Bounded by the queue: each turn removes one entry.
         while self.bytes > self.settings.max_bytes {
-            let Some((at, id)) = self.order.pop_front() else {
-                break;
-            };
-            self.bytes = self.bytes.saturating_sub(ORDER_BYTES);
-            if self.complete_if_last(id, at, journeys, now) {
-                evicted += 1;
+            match self.pop_oldest(journeys, now) {
+                Some(done) => evicted += u64::from(done),
+                None => break,
             }
         }
         if evicted > 0 {
@@ -583,8 +586,12 @@ impl Assembler {
             .collect();
     }
 
-    /// A node for a new span: a free one, else a new one at the slab's end.
-    fn alloc(&mut self, n: Node) -> u32 {
+    /// A node for a new span: a free one, else a new one at the slab's end, which may
+    /// first complete the oldest traces (counted in `evicted`) to stay within the room.
+    fn alloc(&mut self, n: Node, journeys: &Journeys, now: u64, evicted: &mut u64) -> u32 {
+        if self.free == NIL && self.nodes.len() == self.nodes.capacity() {
+            self.grow_nodes(journeys, now, evicted);
+        }
         if let Some(slot) = self.nodes.get_mut(self.free as usize) {
             let at = self.free;
             self.free = slot.next;
@@ -592,22 +599,79 @@ impl Assembler {
             return at;
         }
         let len = self.nodes.len();
-        if len == self.nodes.capacity() {
-            let step = if len < self.max_nodes {
-                len.max(1024).min(self.max_nodes - len)
-            } else {
-                1024
-            };
-            self.nodes.reserve_exact(step.max(1));
-        }
         self.nodes.push(n);
         len as u32
     }
 
-    fn complete(&mut self, id: u128, journeys: &Journeys, now: u64) {
-        if let Some(t) = self.traces.remove(&id) {
-            self.finish(t, journeys, now);
+    /// Bytes of `traces.max_bytes` that growing the slab or the arrival queue may still
+    /// take. Both keep their room after the traces in them complete (a node goes to the
+    /// free list, a popped entry leaves a hole in the ring), so the process's memory
+    /// follows their largest size, not what they hold now: counting only what they hold,
+    /// a run whose traces went from many spans (a full slab) to many batches each (a full
+    /// queue) held the bound in each, 1.5 times it in all. The table's room is already
+    /// counted twice per trace in `bytes`.
+    fn room(&self) -> usize {
+        let held = self.nodes.capacity() * NODE_BYTES
+            + self.order.capacity() * ORDER_BYTES
+            + self.traces.len() * TRACE_BYTES;
+        self.settings.max_bytes.saturating_sub(held)
+    }
+
+    /// The slab is full and nothing is free: grows it by doubling as long as the room
+    /// allows (in steps of at least 1024 nodes), else completes the oldest traces until
+    /// one frees a node. Grows by 1024 past the bound only when nothing is left to
+    /// complete (one trace larger than the bound).
+    #[cold]
+    #[inline(never)]
+    fn grow_nodes(&mut self, journeys: &Journeys, now: u64, evicted: &mut u64) {
+        let len = self.nodes.len();
+        let step = len.max(1024).min(self.room() / NODE_BYTES);
+        if step >= 1024 {
+            self.nodes.reserve_exact(step);
+            return;
         }
+        // Bounded by the arrival queue: each turn removes one entry.
+        while self.free == NIL {
+            match self.pop_oldest(journeys, now) {
+                Some(done) => *evicted += u64::from(done),
+                None => {
+                    self.nodes.reserve_exact(1024);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Appends an arrival, growing the queue as [`Assembler::grow_nodes`] grows the slab;
+    /// when the room is taken the oldest entry makes way (its trace completes if that
+    /// was its latest arrival).
+    fn push_order(&mut self, at: u64, id: u128, journeys: &Journeys, evicted: &mut u64) {
+        if self.order.len() == self.order.capacity() {
+            let step = self.order.len().max(1024).min(self.room() / ORDER_BYTES);
+            if step >= 1024 {
+                self.order.reserve_exact(step);
+            } else if let Some(done) = self.pop_oldest(journeys, at) {
+                *evicted += u64::from(done);
+            }
+        }
+        self.order.push_back((at, id));
+    }
+
+    /// Removes the oldest arrival and completes its trace when that was the trace's
+    /// latest (true); None when the queue is empty.
+    fn pop_oldest(&mut self, journeys: &Journeys, now: u64) -> Option<bool> {
+        let (at, id) = self.order.pop_front()?;
+        self.bytes = self.bytes.saturating_sub(ORDER_BYTES);
+        Some(self.complete_if_last(id, at, journeys, now))
+    }
+
+    /// Completes trace `id`; false when it is not buffered.
+    fn complete(&mut self, id: u128, journeys: &Journeys, now: u64) -> bool {
+        let Some(t) = self.traces.remove(&id) else {
+            return false;
+        };
+        self.finish(t, journeys, now);
+        true
     }
 
     /// Completes trace `id` when the order entry `at` is its latest (else the entry is
@@ -1558,6 +1622,36 @@ mod tests {
         assert_eq!(NODE_BYTES, 48);
         assert_eq!(TRACE_BYTES + ORDER_BYTES, 128);
         assert_eq!(NAMES_BYTES, 24);
+    }
+
+    #[test]
+    fn the_slab_and_the_arrival_queue_grow_only_within_the_bound() {
+        // One trace fed by one span per batch, each batch a nanosecond after the last, in
+        // a 1 MiB buffer (1,048,576 bytes). Counting what is held, 96 + 80 per batch, it
+        // would take 13,106 batches; by room: the slab (48 a node) and the queue (32 an
+        // entry) both double 1024 -> 8192, which then hold 8192 x 80 = 655,360 bytes,
+        // + 96 for the trace = 655,456. Span 8193 grows the slab by the room left,
+        // 393,120 / 48 = 8190 nodes (to 16,382: 786,336 bytes), which leaves no room:
+        // from then on each arrival pops the oldest entry (stale, the trace got spans
+        // since), so the queue stays at 8192. Span 16,383 finds no free node and no
+        // room: the pops reach the trace's latest entry and complete it (16,382
+        // orphans, one eviction), and the span starts a new trace: 96 + 48 + 32 bytes.
+        let (mut a, j, tel) = setup(10, usize::MAX);
+        let text = String::new();
+        let one = [span(1, 0, NO_JOURNEY, false, None, &mut String::new())];
+        for k in 0..16_382u64 {
+            a.add(&one, &text, &j, 100 * S + k);
+        }
+        assert_eq!((a.nodes.capacity(), a.order.capacity()), (16_382, 8192));
+        assert_eq!(a.bytes(), 96 + 16_382 * 48 + 8192 * 32);
+        assert_eq!(tel.traces_evicted[0].get(), 0);
+        a.add(&one, &text, &j, 100 * S + 16_382);
+        assert_eq!((a.nodes.capacity(), a.order.capacity()), (16_382, 8192));
+        assert_eq!(
+            (tel.traces_evicted[0].get(), tel.orphan_spans.get()),
+            (1, 16_382)
+        );
+        assert_eq!(a.bytes(), 96 + 48 + 32);
     }
 
     #[test]
