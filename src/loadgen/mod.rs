@@ -5,8 +5,11 @@
 //!
 //! Request bodies are built before the run: a pool of encoded requests per phase,
 //! re-stamped (every span's start and end moved to "now", in place) and re-framed once
-//! a second by a background thread, so a send is a reference-count increment and the
-//! generator is never the bottleneck. Progress goes to stderr once a second; the final
+//! a second by a background thread. An uncompressed send copies its body and gives its
+//! traces ids of their own (a memcpy and a write per trace), so no two requests share a
+//! trace, as with a real SDK; a gzip body cannot be edited in place, so its traces are
+//! renewed only at each stamping and repeat until the next one (a send is then a
+//! reference-count increment). Progress goes to stderr once a second; the final
 //! summary to stdout and, with `--summary-json`, to a file.
 
 pub mod client;
@@ -307,10 +310,17 @@ impl Plan {
     }
 }
 
+/// One stamping's bodies, in the order of their phase's templates.
+#[derive(Default)]
+struct Stamped {
+    phase: usize,
+    bodies: Vec<Bytes>,
+}
+
 /// The bodies senders pick from, refreshed by the stamping thread.
 struct Pools {
     templates: Vec<Vec<Template>>,
-    current: ArcSwap<Vec<Bytes>>,
+    current: ArcSwap<Stamped>,
     protocol: Protocol,
     gzip: bool,
     /// Whose spans these are, when spans name users; drawn anew at each stamping.
@@ -320,7 +330,7 @@ struct Pools {
 }
 
 impl Pools {
-    fn stamp(&self, phase: usize) -> Arc<Vec<Bytes>> {
+    fn stamp(&self, phase: usize) -> Arc<Stamped> {
         let now = crate::clock::now_unix_ns();
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let list = self.templates.get(phase).map_or(&[][..], |t| &t[..]);
@@ -337,9 +347,34 @@ impl Pools {
                 client::frame(self.protocol, self.gzip, &body)
             })
             .collect();
-        Arc::new(bodies)
+        Arc::new(Stamped { phase, bodies })
+    }
+
+    /// The `i`th body of `stamped` for send number `send`: with fresh trace ids when
+    /// uncompressed (send numbers are unique in a run, and the template's random low
+    /// bytes keep the bodies apart), as stamped when gzip-compressed.
+    fn body_for(&self, stamped: &Stamped, i: usize, send: u64) -> Option<Bytes> {
+        let body = stamped.bodies.get(i)?;
+        if self.gzip {
+            return Some(body.clone());
+        }
+        let Some(t) = self.templates.get(stamped.phase).and_then(|l| l.get(i)) else {
+            return Some(body.clone());
+        };
+        let mut copy = body.to_vec();
+        let at = match self.protocol {
+            Protocol::Grpc => GRPC_FRAME_HEADER,
+            Protocol::Http | Protocol::HttpJson => 0,
+        };
+        // The stamping generations count from 0 too; the top bit keeps a send's ids
+        // apart from every stamping's.
+        t.renew_traces(copy.get_mut(at..)?, send | 1 << 63);
+        Some(Bytes::from(copy))
     }
 }
+
+/// A gRPC message's prefix: the compressed flag and the length.
+const GRPC_FRAME_HEADER: usize = 5;
 
 #[derive(Debug, Serialize)]
 pub struct LatencySummary {
@@ -542,7 +577,7 @@ fn build_pools(
         .collect();
     Pools {
         templates,
-        current: ArcSwap::from_pointee(Vec::new()),
+        current: ArcSwap::from_pointee(Stamped::default()),
         protocol,
         gzip: a.gzip,
         users: (a.users > 0).then(|| {
@@ -680,8 +715,9 @@ async fn drive(args: Args, plan: Plan, journeys: Vec<JourneySpec>, cohorts: Vec<
                         break;
                     }
                 }
-                let bodies = pools.current.load();
-                let Some(body) = bodies.get(k as usize % bodies.len().max(1)).cloned() else {
+                let stamped = pools.current.load();
+                let i = k as usize % stamped.bodies.len().max(1);
+                let Some(body) = pools.body_for(&stamped, i, k) else {
                     break;
                 };
                 let wire = body.len();
@@ -1039,5 +1075,48 @@ mod tests {
             got,
             vec![one("1.42.0"), one("1.43.0"), one("1.43.0"), one("1.42.0")]
         );
+    }
+
+    /// The trace ids of a gRPC-framed body, in span order.
+    fn trace_ids(framed: &[u8]) -> Vec<Vec<u8>> {
+        use crate::span::SpanView;
+        let req =
+            crate::decode::lazy::decode_traces(&framed[GRPC_FRAME_HEADER..]).expect("a valid body");
+        req.spans().map(|s| s.trace_id().to_vec()).collect()
+    }
+
+    #[test]
+    fn every_uncompressed_send_has_traces_of_its_own() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: Args,
+        }
+        let a = <Cli as clap::Parser>::parse_from(["loadgen", "--pool", "2"]).a;
+        let plan = Plan {
+            starts: vec![Duration::ZERO],
+            phases: vec![Phase::plain("a", Duration::from_secs(1))],
+            deadline: None,
+        };
+        let (js, cs) = (payload::journeys(3), payload::cohorts(6));
+        let pools = build_pools(&a, &plan, &js, &cs, 100, Protocol::Grpc);
+        let stamped = pools.stamp(0);
+        let as_stamped = trace_ids(&stamped.bodies[0]);
+        let first = trace_ids(&pools.body_for(&stamped, 0, 7).expect("a body"));
+        let again = trace_ids(&pools.body_for(&stamped, 0, 8).expect("a body"));
+        // The same 100 spans in the same traces, each send under ids of its own.
+        let traces = |ids: &[Vec<u8>]| ids.iter().collect::<std::collections::BTreeSet<_>>().len();
+        assert_eq!(first.len(), 100);
+        assert_eq!(traces(&first), traces(&as_stamped));
+        assert_eq!(traces(&again), traces(&as_stamped));
+        assert!(first
+            .iter()
+            .all(|id| !again.contains(id) && !as_stamped.contains(id)));
+        // Only the first 8 bytes change: the template's random low half stays.
+        for (x, y) in first.iter().zip(&again) {
+            assert_eq!(x[..8], (7u64 | 1 << 63).to_be_bytes());
+            assert_eq!(y[..8], (8u64 | 1 << 63).to_be_bytes());
+            assert_eq!(x[8..], y[8..]);
+        }
     }
 }
