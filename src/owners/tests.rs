@@ -336,7 +336,7 @@ fn a_partition_s_journeys_and_state_come_together_once_it_is_re_read() {
 /// s), spans recorded into a worker's table and taken as the barrier takes them.
 fn version_message(versions: &[(&str, u64, u64, u64)]) -> Vec<u8> {
     let tel = Telemetry::default();
-    let mut t = crate::versions::VersionTable::new(8);
+    let mut t = crate::versions::VersionTable::new(8, true);
     for &(v, spans, errors, at_s) in versions {
         for i in 0..spans {
             let flags = if i < errors { flag::ERROR } else { 0 };
