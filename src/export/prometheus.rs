@@ -1198,7 +1198,10 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
         "",
         tel.deployment_versions_evicted.get() as f64,
     );
-    header(out, &catalogue::CERFLOW_DEPLOYMENT_VERSION_REQUESTS_LOST_TOTAL);
+    header(
+        out,
+        &catalogue::CERFLOW_DEPLOYMENT_VERSION_REQUESTS_LOST_TOTAL,
+    );
     sample(
         out,
         catalogue::CERFLOW_DEPLOYMENT_VERSION_REQUESTS_LOST_TOTAL.prom,
