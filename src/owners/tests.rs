@@ -529,3 +529,27 @@ fn an_owner_adopts_a_derived_journey_of_a_service_holding_a_colon() {
     );
     assert_eq!(journeys.auto_count(), 1);
 }
+
+/// Owned versions expire as one instance's do: by `deployments.max_versions` only, never
+/// by time (the `deployments` section has no ttl, and a worker's
+/// [`crate::versions::VersionTable`] forgets a version only at that bound). A journey's
+/// series expire after `windows.series_ttl` (600 s here) without partials; its versions
+/// stay, so a deployment still pending after a quiet spell is judged against the same
+/// counts on the owner as on one instance. By hand: v1 4 requests (1 error) at 100 s.
+#[test]
+fn owned_versions_outlive_the_series_ttl_as_a_workers_do() {
+    let o = owners();
+    o.assigned(&[0]);
+    o.caught_up(&[0]);
+    o.partial(0, &message("checkout", 3));
+    o.partial(0, &version_message(&[("v1", 4, 1, 100)]));
+    let later = crate::clock::now_unix_ns() + 601 * S;
+    let snap = o.snapshot(later).shard;
+    assert!(snap.series.is_empty(), "the series expired");
+    let kept: Vec<_> = snap
+        .versions
+        .iter()
+        .map(|v| (v.version.to_string(), v.counts.requests, v.counts.errors))
+        .collect();
+    assert_eq!(kept, [("v1".to_string(), 4 * UNIT, UNIT)]);
+}
