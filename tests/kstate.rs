@@ -797,6 +797,9 @@ fn a_new_owner_carries_on_the_old_owners_open_incident() {
         at_b["journeys"][0]["budget_remaining"], at_a["journeys"][0]["budget_remaining"],
         "{at_b}"
     );
+    // The partition ends in A's last commit marker: the re-read ended there, not at
+    // `restore_timeout`.
+    assert_eq!(restores_timed_out(&b), 0.0, "{}", b.logs());
     let s = b.wait_for(
         "cer_journey_incident_open",
         &[("instance", "owner-b"), ("journey", "checkout")],
