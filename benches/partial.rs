@@ -81,6 +81,7 @@ fn bench(c: &mut Criterion) {
             let p = take_series(&mut s, &[], false, false).expect("a partial");
             let (msgs, too_large) = encode_journey(
                 "checkout",
+                "",
                 "a",
                 1,
                 vec![Entry::Series(p)],
@@ -100,7 +101,7 @@ fn bench(c: &mut Criterion) {
             }
             let d = take_dependency("payments", false, &mut calls, &mut blame, None);
             let e = Entry::Dependency(Box::new(d.expect("a dependency partial")));
-            let (m, _) = encode_journey("checkout", "a", 1, vec![e], DEFAULT_MAX_MESSAGE_BYTES);
+            let (m, _) = encode_journey("checkout", "", "a", 1, vec![e], DEFAULT_MAX_MESSAGE_BYTES);
             m.iter().map(Vec::len).sum::<usize>()
         };
         eprintln!("dependency entry {name}: {dependency} bytes (a message of it alone)");
@@ -112,6 +113,7 @@ fn bench(c: &mut Criterion) {
                     let p = p.into_iter().map(Entry::Series).collect();
                     black_box(encode_journey(
                         "checkout",
+                        "",
                         "a",
                         1,
                         p,

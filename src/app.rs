@@ -78,9 +78,14 @@ impl receiver::kafka::transactions::Barrier for PublishPartials {
         let sequence = self
             .sequence
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut by_journey: std::collections::BTreeMap<Arc<str>, Vec<_>> = Default::default();
+        let mut by_journey: std::collections::BTreeMap<Arc<str>, (Arc<_>, Vec<_>)> =
+            Default::default();
         for (journey, p) in parts.journeys {
-            by_journey.entry(journey.name.clone()).or_default().push(p);
+            by_journey
+                .entry(journey.name.clone())
+                .or_insert_with(|| (journey.clone(), Vec::new()))
+                .1
+                .push(p);
         }
         // Coverage belongs to no journey: its messages name none and share one key, so
         // one owner merges all of it (see `crate::partial`).
@@ -91,15 +96,19 @@ impl receiver::kafka::transactions::Barrier for PublishPartials {
             .collect();
         let groups = by_journey
             .into_iter()
-            .map(|(journey, entries)| (journey.to_string(), journey.to_string(), entries))
+            .map(|(journey, (info, entries))| {
+                let service = info.derived_service().unwrap_or("").to_string();
+                (journey.to_string(), journey.to_string(), service, entries)
+            })
             .chain((!coverage.is_empty()).then(|| {
                 let key = crate::partial::COVERAGE_KEY.to_string();
-                (key, String::new(), coverage)
+                (key, String::new(), String::new(), coverage)
             }));
         let mut out = Vec::new();
-        for (key, journey, entries) in groups {
+        for (key, journey, service, entries) in groups {
             let (messages, too_large) = crate::partial::encode_journey(
                 &journey,
+                &service,
                 &self.instance,
                 sequence,
                 entries,

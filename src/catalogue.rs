@@ -697,6 +697,15 @@ pub const CERFLOW_DEPLOYMENT_VERSIONS_EVICTED_TOTAL: Metric = Metric {
     labels: &[],
 };
 
+pub const CERFLOW_DEPLOYMENT_VERSION_REQUESTS_LOST_TOTAL: Metric = Metric {
+    prom: "cerflow_deployment_version_requests_lost_total",
+    otlp: None,
+    unit: "{request}",
+    kind: Kind::Counter,
+    help: "Kafka stage 2: requests of evicted versions a worker could not hold for the next barrier (more than deployments.max_versions versions evicted in one interval).",
+    labels: &[],
+};
+
 pub const CERFLOW_INVALID_VALUES_TOTAL: Metric = Metric {
     prom: "cerflow_invalid_values_total",
     otlp: None,
@@ -1064,6 +1073,7 @@ pub const ALL: &[Metric] = &[
     CERFLOW_ORPHAN_SPANS_TOTAL,
     CERFLOW_TRACE_BUFFER_BYTES,
     CERFLOW_DEPLOYMENT_VERSIONS_EVICTED_TOTAL,
+    CERFLOW_DEPLOYMENT_VERSION_REQUESTS_LOST_TOTAL,
     CERFLOW_INVALID_VALUES_TOTAL,
     CERFLOW_CONFIG_RELOADS_TOTAL,
     CERFLOW_CONFIG_RELOAD_FAILURES_TOTAL,

@@ -342,6 +342,8 @@ impl Deriver {
         // Kafka stage 2: the journeys this instance owns now, and only those are derived
         // and published.
         let mut owned: Option<std::collections::BTreeSet<Arc<str>>> = None;
+        // The owned journeys whose versions this instance holds (see `keep_owned`).
+        let mut versioned = std::collections::BTreeSet::new();
         let mut restored_state = crate::owners::StateRecords::new();
         if let Some(o) = &self.owners {
             // The workers' journey series hold only this instance's spans since the last
@@ -384,6 +386,12 @@ impl Deriver {
                     .map(|s| s.journey.name.clone())
                     .collect(),
             );
+            versioned = mine
+                .shard
+                .versions
+                .iter()
+                .map(|v| v.journey.name.clone())
+                .collect();
             restored_state = mine.restored;
             shards.push(mine.shard);
         }
@@ -439,7 +447,7 @@ impl Deriver {
             &self.cfg.deployments.version_key,
         );
         if let Some(owned) = &owned {
-            keep_owned(&mut eval, owned);
+            keep_owned(&mut eval, owned, &versioned);
             eval.view.instance = self
                 .cfg
                 .receivers
@@ -503,7 +511,11 @@ impl Deriver {
 /// Kafka stage 2: an instance exports only the journeys it owns. Configured journeys
 /// with no data here are another instance's: their empty budgets, alerts and scores
 /// would clash with the owner's series.
-fn keep_owned(eval: &mut score::Evaluation, owned: &std::collections::BTreeSet<Arc<str>>) {
+fn keep_owned(
+    eval: &mut score::Evaluation,
+    owned: &std::collections::BTreeSet<Arc<str>>,
+    versioned: &std::collections::BTreeSet<Arc<str>>,
+) {
     let keep: Vec<bool> = eval
         .view
         .journeys
@@ -526,15 +538,62 @@ fn keep_owned(eval: &mut score::Evaluation, owned: &std::collections::BTreeSet<A
         .retain(|x| owned.contains(x.journey.as_str()));
     eval.incident_stats
         .retain(|x| owned.contains(x.journey.as_str()));
-    eval.deployments
-        .retain(|x| owned.contains(x.journey.as_str()));
-    eval.deployment_stats
-        .retain(|x| owned.contains(x.journey.as_str()));
+    // A journey's versions outlive its series (neither a worker nor an owner expires
+    // them by time): while the owner holds them, it shows the journey's deployments, as
+    // one instance shows them after the series went quiet.
+    let deploying = |j: &str| owned.contains(j) || versioned.contains(j);
+    eval.deployments.retain(|x| deploying(&x.journey));
+    eval.deployment_stats.retain(|x| deploying(&x.journey));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stage 2: an owned journey with series keeps everything; one whose series expired
+    /// but whose versions the owner still holds keeps its deployments only; one with
+    /// neither (another instance's) keeps nothing.
+    #[test]
+    fn an_owner_shows_the_deployments_of_journeys_it_holds_versions_of() {
+        use crate::deployments::{Deployment, DeploymentStats, Outcome};
+        let deployment = |journey: &str| Deployment {
+            journey: journey.into(),
+            version: "2.0".into(),
+            previous_version: "1.0".into(),
+            result: Outcome::Regressed,
+            start_unix_nano: 0,
+            end_unix_nano: Some(1),
+            figures: Default::default(),
+            previous_figures: Default::default(),
+            baseline: "same_span".into(),
+            score_drop: None,
+        };
+        let stats = |journey: &str| DeploymentStats {
+            journey: journey.into(),
+            ok: 0,
+            regressed: 1,
+        };
+        let names = ["checkout", "quiet", "theirs"];
+        let mut eval = score::Evaluation {
+            deployments: names.iter().map(|j| deployment(j)).collect(),
+            deployment_stats: names.iter().map(|j| stats(j)).collect(),
+            ..Default::default()
+        };
+        let set = |l: &[&str]| l.iter().map(|&j| Arc::<str>::from(j)).collect();
+        keep_owned(&mut eval, &set(&["checkout"]), &set(&["checkout", "quiet"]));
+        let kept: Vec<&str> = eval
+            .deployments
+            .iter()
+            .map(|d| d.journey.as_str())
+            .collect();
+        assert_eq!(kept, ["checkout", "quiet"]);
+        let kept: Vec<&str> = eval
+            .deployment_stats
+            .iter()
+            .map(|d| d.journey.as_str())
+            .collect();
+        assert_eq!(kept, ["checkout", "quiet"]);
+    }
 
     #[test]
     fn two_incomplete_ticks_are_skipped_and_the_third_is_published() {

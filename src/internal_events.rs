@@ -209,6 +209,27 @@ impl InternalEvent for VersionEvicted<'_> {
     }
 }
 
+/// Kafka stage 2: an evicted version's counts since the last barrier that the worker
+/// could not hold for the next one (it already holds `deployments.max_versions`).
+pub struct VersionDeltaLost<'a> {
+    pub journey: u32,
+    pub version: &'a str,
+    /// In sampling units.
+    pub requests: u64,
+}
+
+impl InternalEvent for VersionDeltaLost<'_> {
+    fn emit(self, tel: &Telemetry) {
+        tel.deployment_version_requests_lost.add(self.requests);
+        tracing::warn!(
+            journey = self.journey,
+            version = self.version,
+            requests = crate::sampling::to_requests(self.requests),
+            "Lost an evicted version's requests since the last barrier: more versions were evicted in one interval than deployments.max_versions."
+        );
+    }
+}
+
 /// Spans of an assembled trace in which no journey claimed a span.
 pub struct OrphanSpans {
     pub spans: u64,

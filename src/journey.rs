@@ -51,6 +51,18 @@ pub struct JourneyInfo {
     pub frustration_events: Arc<[String]>,
 }
 
+impl JourneyInfo {
+    /// The service of a journey derived by `auto_journeys` (its name is
+    /// `{service}:{span}`): what the Kafka partials carry so an owner splits the name
+    /// where it was joined ([`Journeys::adopt`]).
+    pub fn derived_service(&self) -> Option<&str> {
+        match &self.origin {
+            Origin::Derived { service, .. } => Some(service),
+            _ => None,
+        }
+    }
+}
+
 /// What the exporters show of a journey's value rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValueLabel {
@@ -455,9 +467,11 @@ impl Journeys {
     /// `service:span` that a publisher derived from spans this instance may never have
     /// seen, made here as if derived (so it is bounded by `auto_journeys.max` together
     /// with the journeys this instance derives itself, and a checkpoint or changelog
-    /// brings it back by its origin). A name is split at its first `:`; one this
-    /// instance derived itself is found first, whatever `:` its service name holds.
-    pub fn adopt(&self, name: &str) -> Result<Arc<JourneyInfo>, NotAdopted> {
+    /// brings it back by its origin). `service`: the derived journey's service as the
+    /// publisher sent it ([`JourneyInfo::derived_service`]), so the name splits after it
+    /// whatever `:` either part holds; without it (an older publisher) the name is split
+    /// at its first `:`, after looking for one this instance derived itself by name.
+    pub fn adopt(&self, name: &str, service: Option<&str>) -> Result<Arc<JourneyInfo>, NotAdopted> {
         if let Some(j) = self.configured().find(|j| &*j.name == name) {
             return Ok(j.clone());
         }
@@ -465,7 +479,14 @@ impl Journeys {
         if name == AUTO_OVERFLOW {
             return Ok(auto.overflow.clone());
         }
-        let (service, span) = name.split_once(':').ok_or(NotAdopted::Unknown)?;
+        let (service, span) = match service {
+            Some(service) => name
+                .strip_prefix(service)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .map(|span| (service, span))
+                .ok_or(NotAdopted::Unknown)?,
+            None => name.split_once(':').ok_or(NotAdopted::Unknown)?,
+        };
         if service.len() > MAX_LABEL_VALUE_BYTES || span.len() > MAX_LABEL_VALUE_BYTES {
             // Publishers clip both parts: no derived journey has this name.
             return Err(NotAdopted::Unknown);
@@ -656,14 +677,17 @@ mod tests {
     fn an_owner_adopts_derived_journeys_up_to_the_limit() {
         let name = |j: Result<Arc<JourneyInfo>, NotAdopted>| j.map(|j| j.name.to_string());
         let configured = journeys("journeys:\n  - name: checkout\n    match: { span_name: x }\n");
-        assert_eq!(name(configured.adopt("checkout")), Ok("checkout".into()));
+        assert_eq!(
+            name(configured.adopt("checkout", None)),
+            Ok("checkout".into())
+        );
         // Auto-derivation is off while journeys are configured: nothing to adopt into.
         assert_eq!(
-            name(configured.adopt("shop:GET /")),
+            name(configured.adopt("shop:GET /", None)),
             Err(NotAdopted::Unknown)
         );
         assert_eq!(
-            name(configured.adopt(AUTO_OVERFLOW)),
+            name(configured.adopt(AUTO_OVERFLOW, None)),
             Err(NotAdopted::Unknown)
         );
 
@@ -676,11 +700,11 @@ mod tests {
         };
         let own = auto.restore("shop:eu:GET /", &own).expect("derived");
         // Found by name rather than made again as service "shop", span "eu:GET /".
-        let found = auto.adopt("shop:eu:GET /").expect("its own");
+        let found = auto.adopt("shop:eu:GET /", None).expect("its own");
         assert_eq!(found.id, own.id);
         assert_eq!(auto.auto_count(), 1);
         // A journey only a publisher derived is made here, with its origin; again, the same.
-        let adopted = auto.adopt("cart:POST /items").expect("adopted");
+        let adopted = auto.adopt("cart:POST /items", None).expect("adopted");
         assert_eq!(
             adopted.origin,
             Origin::Derived {
@@ -689,15 +713,72 @@ mod tests {
             }
         );
         assert!(adopted.auto);
-        assert_eq!(auto.adopt("cart:POST /items").map(|j| j.id), Ok(adopted.id));
+        assert_eq!(
+            auto.adopt("cart:POST /items", None).map(|j| j.id),
+            Ok(adopted.id)
+        );
         assert_eq!(auto.auto_count(), 2);
         // max 2 reached: a third is refused as full, and no journey is made.
-        assert_eq!(name(auto.adopt("search:GET /q")), Err(NotAdopted::Full));
+        assert_eq!(
+            name(auto.adopt("search:GET /q", None)),
+            Err(NotAdopted::Full)
+        );
         assert_eq!(auto.auto_count(), 2);
-        assert_eq!(name(auto.adopt(AUTO_OVERFLOW)), Ok(AUTO_OVERFLOW.into()));
+        assert_eq!(
+            name(auto.adopt(AUTO_OVERFLOW, None)),
+            Ok(AUTO_OVERFLOW.into())
+        );
         // Not a derived name, or longer than publishers make it.
-        assert_eq!(name(auto.adopt("checkout")), Err(NotAdopted::Unknown));
+        assert_eq!(name(auto.adopt("checkout", None)), Err(NotAdopted::Unknown));
         let long = format!("{}:x", "s".repeat(MAX_LABEL_VALUE_BYTES + 1));
-        assert_eq!(name(auto.adopt(&long)), Err(NotAdopted::Unknown));
+        assert_eq!(name(auto.adopt(&long, None)), Err(NotAdopted::Unknown));
+    }
+
+    /// A derived journey of service `svc:a` that only a publisher saw: the partial names
+    /// its service, so the owner splits `svc:a:GET /x:y` after `svc:a`, keeping the `:`
+    /// of the span name too, and makes it with the publisher's origin (what its
+    /// changelog record and checkpoint carry). A name the service does not start is none
+    /// a publisher makes. Without the service (an older publisher) the first `:` splits.
+    #[test]
+    fn an_owner_splits_a_derived_name_after_the_service_the_partial_names() {
+        let auto = journeys("auto_journeys:\n  max: 3\n");
+        let adopted = auto
+            .adopt("svc:a:GET /x:y", Some("svc:a"))
+            .expect("adopted");
+        assert_eq!(&*adopted.name, "svc:a:GET /x:y");
+        assert_eq!(
+            adopted.origin,
+            Origin::Derived {
+                service: "svc:a".into(),
+                span: "GET /x:y".into()
+            }
+        );
+        assert_eq!(adopted.derived_service(), Some("svc:a"));
+        // Again: the same journey, and one derived journey in all.
+        let again = auto.adopt("svc:a:GET /x:y", Some("svc:a"));
+        assert_eq!(again.map(|j| j.id), Ok(adopted.id));
+        assert_eq!(auto.auto_count(), 1);
+        // The journey this instance would make for the same spans is that one.
+        let own = Origin::Derived {
+            service: "svc:a".into(),
+            span: "GET /x:y".into(),
+        };
+        let restored = auto.restore("svc:a:GET /x:y", &own).expect("the same");
+        assert_eq!(restored.id, adopted.id);
+        assert_eq!(
+            auto.adopt("svc:b:GET /", Some("svc:a")).map(|j| j.id),
+            Err(NotAdopted::Unknown)
+        );
+        let old = auto
+            .adopt("svc:c:GET /", None)
+            .expect("split at the first ':'");
+        assert_eq!(
+            old.origin,
+            Origin::Derived {
+                service: "svc".into(),
+                span: "c:GET /".into()
+            }
+        );
+        assert_eq!(auto.auto_count(), 2);
     }
 }

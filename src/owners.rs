@@ -27,7 +27,8 @@
 //! instances' snapshots hold no coverage, so they export no ratio.
 //!
 //! A journey derived by `auto_journeys` on the instance that saw its spans is adopted
-//! by its owner ([`Journeys::adopt`]: made as if derived here, bounded by
+//! by its owner ([`Journeys::adopt`]: made as if derived here, split into service and
+//! span name where the publisher joined them (the partial names the service), bounded by
 //! `auto_journeys.max`, past which its partials are refused and counted). Partials of a
 //! journey this instance's config does not know (another config) are refused and counted.
 //!
@@ -184,10 +185,10 @@ impl Owners {
         let mut inner = lock(&self.inner);
         // A journey that went with the reload takes its series with it; a kept one
         // points at its new definition.
-        let find = |name: &str| journeys.adopt(name).ok();
+        let find = |j: &JourneyInfo| journeys.adopt(&j.name, j.derived_service()).ok();
         inner.deps.retain(&find);
         inner.versions.retain(&find);
-        inner.series.retain(|_, s| match find(&s.journey.name) {
+        inner.series.retain(|_, s| match find(&s.journey) {
             Some(j) => {
                 s.journey = j.clone();
                 true
@@ -230,7 +231,8 @@ impl Owners {
                 m.journey
             ));
         }
-        let journey = adopt(&lock(&self.journeys), &m.journey, &self.tel)?;
+        let service = (!m.derived_service.is_empty()).then_some(m.derived_service.as_str());
+        let journey = adopt(&lock(&self.journeys), &m.journey, service, &self.tel)?;
         let mut inner = lock(&self.inner);
         if !inner.partitions.contains(&partition) {
             return Err(format!("partition {partition} is not owned here"));
@@ -382,8 +384,13 @@ impl Owners {
 
 /// The journey of a partial, adopted if another instance derived it; past the bound,
 /// counted (the caller counts the refusal).
-fn adopt(journeys: &Journeys, name: &str, tel: &Telemetry) -> Result<Arc<JourneyInfo>, String> {
-    journeys.adopt(name).map_err(|e| match e {
+fn adopt(
+    journeys: &Journeys,
+    name: &str,
+    service: Option<&str>,
+    tel: &Telemetry,
+) -> Result<Arc<JourneyInfo>, String> {
+    journeys.adopt(name, service).map_err(|e| match e {
         NotAdopted::Unknown => format!("journey {name:?} is not in this instance's config"),
         NotAdopted::Full => {
             KafkaJourneyNotAdopted { journey: name }.emit(tel);

@@ -166,6 +166,9 @@ pub struct Telemetry {
     pub orphan_spans: AtomicU64,
     /// Versions a worker forgot at `deployments.max_versions`.
     pub deployment_versions_evicted: AtomicU64,
+    /// Kafka stage 2: requests (in sampling units) of evicted versions that could not be
+    /// held for the next barrier.
+    pub deployment_version_requests_lost: AtomicU64,
     /// Request values ignored as not numeric, negative or not finite, per journey. A
     /// lock, not an atomic: the path is rare and the key set is bounded by the journeys.
     pub invalid_values: std::sync::Mutex<std::collections::BTreeMap<std::sync::Arc<str>, u64>>,

@@ -4,8 +4,13 @@
 //! derive compares. Each journey keeps at most `deployments.max_versions` versions per
 //! worker: a new one past that pushes out the least recently seen, counted in
 //! `cerflow_deployment_versions_evicted_total`.
+//!
+//! In Kafka stage 2 the counts an evicted version recorded since the last barrier are
+//! not yet with its owner: they are held ([`VersionTable::take_partials`] publishes them
+//! at the next barrier), at most `deployments.max_versions` held versions per journey;
+//! past that one is lost, counted in `cerflow_deployment_version_requests_lost_total`.
 
-use crate::internal_events::{InternalEvent, VersionEvicted};
+use crate::internal_events::{InternalEvent, VersionDeltaLost, VersionEvicted};
 use crate::journey::Journeys;
 use crate::proto::aggregates as pb;
 use crate::snapshot::VersionSnap;
@@ -25,17 +30,32 @@ struct Entry {
     last_seen_ns: u64,
 }
 
+/// What an evicted version recorded since the last barrier, held for the next one.
+struct Held {
+    version: Box<str>,
+    delta: Counts,
+    first_seen_ns: u64,
+    last_seen_ns: u64,
+}
+
 pub struct VersionTable {
     max_per_journey: usize,
+    /// Kafka stage 2: evicted versions' unpublished counts are held for the next take.
+    hold_evicted: bool,
+    held: HashMap<JourneyId, Vec<Held>, ahash::RandomState>,
     /// Looked up once per span: ahash, not the default SipHash (~150 instructions a
     /// span for a 2-byte key); journey ids are not chosen by senders.
     journeys: HashMap<JourneyId, Vec<Entry>, ahash::RandomState>,
 }
 
 impl VersionTable {
-    pub fn new(max_per_journey: usize) -> VersionTable {
+    /// `publishes`: Kafka stage 2, where [`VersionTable::take_partials`] is called at
+    /// each barrier (and an evicted version's unpublished counts must wait for it).
+    pub fn new(max_per_journey: usize, publishes: bool) -> VersionTable {
         VersionTable {
             max_per_journey: max_per_journey.max(1),
+            hold_evicted: publishes,
+            held: HashMap::default(),
             journeys: HashMap::default(),
         }
     }
@@ -65,6 +85,10 @@ impl VersionTable {
                             version: &gone.version,
                         }
                         .emit(tel);
+                        if self.hold_evicted && gone.counts != gone.published {
+                            let held = self.held.entry(journey).or_default();
+                            hold(held, gone, self.max_per_journey, journey, tel);
+                        }
                     }
                 }
                 list.push(Entry {
@@ -88,13 +112,31 @@ impl VersionTable {
             .into_iter()
             .filter_map(|(id, list)| map(id).map(|new| (new, list)))
             .collect();
+        self.held = std::mem::take(&mut self.held)
+            .into_iter()
+            .filter_map(|(id, list)| map(id).map(|new| (new, list)))
+            .collect();
     }
 
     /// Kafka stage 2: what each version recorded since the last take, as partials for
     /// the journey's owner; the local counts stay (deltas are taken against what was
-    /// published). A version evicted before its delta was taken loses that delta, as
-    /// an eviction loses its counts on one instance (counted there).
+    /// published). The held deltas of versions evicted since the last take go too: the
+    /// owner adds them like any other, so an eviction loses none of the requests this
+    /// instance accepted (the owner's own `max_versions` bounds what it remembers).
     pub fn take_partials(&mut self, out: &mut Vec<(JourneyId, pb::VersionPartial)>) {
+        for (id, list) in self.held.drain() {
+            for h in list {
+                out.push((
+                    id,
+                    pb::VersionPartial {
+                        version: h.version.into(),
+                        counts: Some(crate::partial::encode_counts(&h.delta)),
+                        first_seen_unix_ns: h.first_seen_ns,
+                        last_seen_unix_ns: h.last_seen_ns,
+                    },
+                ));
+            }
+        }
         for (id, list) in &mut self.journeys {
             for e in list.iter_mut() {
                 if e.counts == e.published {
@@ -116,6 +158,12 @@ impl VersionTable {
         }
     }
 
+    /// Versions held for the next take (for tests and the bound).
+    #[cfg(test)]
+    fn held_len(&self) -> usize {
+        self.held.values().map(Vec::len).sum()
+    }
+
     pub fn snapshot(&self, journeys: &Journeys, out: &mut Vec<VersionSnap>) {
         for (id, list) in &self.journeys {
             let Some(journey) = journeys.get(*id) else {
@@ -134,6 +182,34 @@ impl VersionTable {
     }
 }
 
+/// Holds what `gone` recorded since the last take: added to the version's held entry if
+/// it was evicted before (a version can come back and go again between barriers), else
+/// a new entry while the journey holds fewer than `max`; past that the delta is lost
+/// and counted (a burst of more new versions than `max` in one interval).
+fn hold(held: &mut Vec<Held>, gone: Entry, max: usize, journey: JourneyId, tel: &Telemetry) {
+    let mut delta = gone.counts;
+    crate::partial::sub_counts(&mut delta, &gone.published);
+    if let Some(h) = held.iter_mut().find(|h| h.version == gone.version) {
+        h.delta.add(&delta);
+        h.first_seen_ns = h.first_seen_ns.min(gone.first_seen_ns);
+        h.last_seen_ns = h.last_seen_ns.max(gone.last_seen_ns);
+    } else if held.len() < max {
+        held.push(Held {
+            version: gone.version,
+            delta,
+            first_seen_ns: gone.first_seen_ns,
+            last_seen_ns: gone.last_seen_ns,
+        });
+    } else {
+        VersionDeltaLost {
+            journey,
+            version: &gone.version,
+            requests: delta.requests,
+        }
+        .emit(tel);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,7 +219,7 @@ mod tests {
     #[test]
     fn past_the_limit_the_least_recently_seen_version_goes_and_is_counted() {
         let tel = Telemetry::default();
-        let mut t = VersionTable::new(2);
+        let mut t = VersionTable::new(2, false);
         t.record(0, "1.0", 0, UNIT, 10, &tel);
         t.record(0, "1.1", flag::ERROR, UNIT, 20, &tel);
         t.record(0, "1.0", flag::SLOW, UNIT, 30, &tel);
@@ -164,6 +240,68 @@ mod tests {
             .collect();
         seen.sort();
         assert_eq!(seen, [("1.0", 2 * UNIT, UNIT, 10), ("1.2", UNIT, 0, 40)]);
+        // One instance publishes nothing: nothing is held for a barrier.
+        assert_eq!(t.held_len(), 0);
+    }
+
+    /// The take of `t`, as (version, requests, errors) in whole requests, sorted.
+    fn take(t: &mut VersionTable) -> Vec<(String, u64, u64)> {
+        let mut out = Vec::new();
+        t.take_partials(&mut out);
+        let mut seen: Vec<(String, u64, u64)> = out
+            .into_iter()
+            .map(|(_, v)| {
+                let c = crate::partial::decode_counts(v.counts.as_ref());
+                (v.version, c.requests / UNIT, c.errors / UNIT)
+            })
+            .collect();
+        seen.sort();
+        seen
+    }
+
+    /// Stage 2, 2 versions kept: an evicted version's counts since the last take are
+    /// held for the next one. By hand (version@time, * = failed):
+    /// - taken first: 1.0@10*,11,12 and 1.1@13,14: 1.0 3/1, 1.1 2/0.
+    /// - then 1.0@20,21 and 1.1@22; 1.2@30 evicts 1.0 (last seen 21): held 1.0 2/0;
+    ///   1.0@31* evicts 1.1 (22): held 1.1 1/0; 1.1@32 evicts 1.2 (30) with 1 request,
+    ///   but 2 versions are held already: lost, counted; 1.2@40 evicts 1.0 (31) with
+    ///   1/1, added to its held 2/0: 3/1.
+    /// - taken: held 1.0 3/1 and 1.1 1/0, live 1.1 1/0 (since 32) and 1.2 1/0 (since 40):
+    ///   6 of the 7 requests recorded since the first take, and the 7th counted lost;
+    ///   4 evictions.
+    #[test]
+    fn an_evicted_versions_unpublished_counts_wait_for_the_next_take() {
+        let tel = Telemetry::default();
+        let mut t = VersionTable::new(2, true);
+        t.record(0, "1.0", flag::ERROR, UNIT, 10, &tel);
+        t.record(0, "1.0", 0, UNIT, 11, &tel);
+        t.record(0, "1.0", 0, UNIT, 12, &tel);
+        t.record(0, "1.1", 0, UNIT, 13, &tel);
+        t.record(0, "1.1", 0, UNIT, 14, &tel);
+        assert_eq!(take(&mut t), [("1.0".into(), 3, 1), ("1.1".into(), 2, 0)]);
+        t.record(0, "1.0", 0, UNIT, 20, &tel);
+        t.record(0, "1.0", 0, UNIT, 21, &tel);
+        t.record(0, "1.1", 0, UNIT, 22, &tel);
+        t.record(0, "1.2", 0, UNIT, 30, &tel);
+        t.record(0, "1.0", flag::ERROR, UNIT, 31, &tel);
+        assert_eq!(t.held_len(), 2);
+        t.record(0, "1.1", 0, UNIT, 32, &tel);
+        assert_eq!(tel.deployment_version_requests_lost.get(), UNIT);
+        t.record(0, "1.2", 0, UNIT, 40, &tel);
+        assert_eq!(t.held_len(), 2);
+        assert_eq!(tel.deployment_versions_evicted.get(), 4);
+        assert_eq!(
+            take(&mut t),
+            [
+                ("1.0".into(), 3, 1),
+                ("1.1".into(), 1, 0),
+                ("1.1".into(), 1, 0),
+                ("1.2".into(), 1, 0)
+            ]
+        );
+        assert_eq!(t.held_len(), 0);
+        assert_eq!(take(&mut t), []);
+        assert_eq!(tel.deployment_version_requests_lost.get(), UNIT);
     }
 
     /// Stage 2 publishes deltas: by hand, 3 spans of 1.0 (1 error), taken: 1.0 3/1;
@@ -172,7 +310,7 @@ mod tests {
     #[test]
     fn partials_carry_what_was_recorded_since_the_last_take() {
         let tel = Telemetry::default();
-        let mut t = VersionTable::new(4);
+        let mut t = VersionTable::new(4, true);
         let take = |t: &mut VersionTable| {
             let mut out = Vec::new();
             t.take_partials(&mut out);

@@ -3,7 +3,9 @@
 //! the Collector's `kafka` exporter does, give exactly the figures worked out below on
 //! `/metrics`; two instances in one group share the partitions and their sum is the input;
 //! a broker stopped for 30 s leaves cerflow serving its last figures, not ready, and it
-//! carries on without loss or duplicates when the broker is back.
+//! carries on without loss or duplicates when the broker is back. In stage 2, a
+//! deployment whose spans two instances took is judged by the journey's owner exactly as
+//! one OTLP instance judges the same spans.
 
 mod common;
 
@@ -29,6 +31,18 @@ fn config(k: &Kafka, topic: &str, group: &str) -> impl Fn(&Ports) -> String {
 /// the trace id of their first span; the first span of every fourth request failed.
 /// Returns (spans, failed spans).
 fn produce(k: &Kafka, topic: &str, messages: u64, per: usize, first: u64) -> (u64, u64) {
+    produce_as(k, topic, "shop-api", messages, per, first)
+}
+
+/// [`produce`] with the spans of `service`.
+fn produce_as(
+    k: &Kafka,
+    topic: &str,
+    service: &str,
+    messages: u64,
+    per: usize,
+    first: u64,
+) -> (u64, u64) {
     let producer = k.producer();
     let mut failed_spans = 0;
     for i in 0..messages {
@@ -38,7 +52,7 @@ fn produce(k: &Kafka, topic: &str, messages: u64, per: usize, first: u64) -> (u6
             failed_spans += 1;
         }
         let key = spans[0].trace_id.clone();
-        producer.send(topic, &key, &body(&traces("shop-api", spans)));
+        producer.send(topic, &key, &body(&traces(service, spans)));
     }
     producer.flush();
     (messages * per as u64, failed_spans)
@@ -507,10 +521,12 @@ fn partial_messages(k: &Kafka, topic: &str, journey: &str) -> usize {
 /// A journey derived by `auto_journeys` on the instance that saw its spans is adopted by
 /// an owner that never saw one. `a` consumes the spans and publishes partials; `b`, in
 /// owners' group of its own on the same aggregates topic, owns its one partition too and
-/// has no spans at all. 8 requests of 5 `POST /checkout` spans of shop-api, the first span
-/// of every fourth request failed: 40 requests, 2 errors of `shop-api:POST /checkout` on
-/// `b`. `b` holds at most 1 derived journey, so `shop-api:GET /cart` (sent after) is
-/// refused: each of its messages is counted once as not adopted and once as refused.
+/// has no spans at all. 8 requests of 5 `POST /checkout` spans of service `svc:a` (a `:`
+/// in the service name: the partials name the service, so `b` splits the journey's
+/// name after it), the first span of every fourth request failed: 40 requests, 2 errors
+/// of `svc:a:POST /checkout` on `b`. `b` holds at most 1 derived journey, so
+/// `svc:a:GET /cart` (sent after) is refused: each of its messages is counted once as
+/// not adopted and once as refused.
 #[test]
 fn an_owner_adopts_a_journey_another_instance_derived_up_to_auto_journeys_max() {
     let k = shared();
@@ -533,11 +549,8 @@ fn an_owner_adopts_a_journey_another_instance_derived_up_to_auto_journeys_max() 
         500,
     ));
     a.wait_for("cerflow_kafka_partitions", &[], 1.0);
-    assert_eq!(produce(k, "adopt-spans", 8, 5, 0), (40, 2));
-    let checkout = [
-        ("journey", "shop-api:POST /checkout"),
-        ("instance", "adopt-b"),
-    ];
+    assert_eq!(produce_as(k, "adopt-spans", "svc:a", 8, 5, 0), (40, 2));
+    let checkout = [("journey", "svc:a:POST /checkout"), ("instance", "adopt-b")];
     let s = b.wait_for("cer_journey_requests_total", &checkout, 40.0);
     s.assert("cer_journey_errors_total", &checkout, 2.0);
     s.assert("cerflow_auto_journeys", &[], 1.0);
@@ -547,7 +560,7 @@ fn an_owner_adopts_a_journey_another_instance_derived_up_to_auto_journeys_max() 
         Some(0.0)
     );
     // Its score API lists the journey as its own: all 40 requests in the 1h window.
-    let own = b.get_json("/api/v1/scores?journey=shop-api:POST+%2Fcheckout&window=1h");
+    let own = b.get_json("/api/v1/scores?journey=svc%3Aa%3APOST+%2Fcheckout&window=1h");
     assert_eq!(own["instance"], "adopt-b", "{own}");
     assert_eq!(own["journeys"][0]["windows"][0]["requests"], 40.0, "{own}");
     assert_eq!(own["journeys"][0]["windows"][0]["errors"], 2.0, "{own}");
@@ -560,14 +573,14 @@ fn an_owner_adopts_a_journey_another_instance_derived_up_to_auto_journeys_max() 
             s.name = "GET /cart".into();
         }
         let key = spans[0].trace_id.clone();
-        producer.send("adopt-spans", &key, &body(&traces("shop-api", spans)));
+        producer.send("adopt-spans", &key, &body(&traces("svc:a", spans)));
     }
     producer.flush();
-    let cart = [("journey", "shop-api:GET /cart"), ("instance", "adopt-a")];
+    let cart = [("journey", "svc:a:GET /cart"), ("instance", "adopt-a")];
     a.wait_for("cer_journey_requests_total", &cart, 6.0);
     let deadline = Instant::now() + Duration::from_secs(60);
     let (messages, s) = loop {
-        let messages = partial_messages(k, "adopt-aggregates", "shop-api:GET /cart");
+        let messages = partial_messages(k, "adopt-aggregates", "svc:a:GET /cart");
         let s = b.scrape();
         let refused = s.get("cerflow_kafka_journeys_not_adopted_total", &[]);
         if (messages > 0 && refused == Some(messages as f64)) || Instant::now() > deadline {
@@ -588,7 +601,7 @@ fn an_owner_adopts_a_journey_another_instance_derived_up_to_auto_journeys_max() 
     );
     s.assert_absent(
         "cer_journey_requests_total",
-        &[("journey", "shop-api:GET /cart"), ("instance", "adopt-b")],
+        &[("journey", "svc:a:GET /cart"), ("instance", "adopt-b")],
     );
     s.assert("cerflow_auto_journeys", &[], 1.0);
     assert!(
@@ -645,4 +658,203 @@ fn stage_two_exports_metric_inputs_per_instance_with_its_label() {
     let own = m.get_json("/api/v1/scores?journey=orders");
     assert_eq!(own["instance"], "m", "{own}");
     assert_eq!(own["journeys"].as_array().map(Vec::len), Some(0), "{own}");
+}
+
+/// Deployments (`deployments` of the README) on two instances: the SLO objectives of
+/// tests/deployments.rs, so the same arithmetic holds. A stage-2 instance when
+/// `kafka` is `Some((bootstrap, group))`, else one OTLP instance.
+fn deploy_config(kafka: Option<(String, String)>) -> impl Fn(&Ports) -> String {
+    move |p: &Ports| {
+        let yaml = format!(
+            "{}pipeline:\n  evaluation_interval: 200ms\n  shutdown_timeout: 3s\n\
+             slo:\n  objectives: {{ availability: 0.9, latency: 0.99 }}\n\
+             journeys:\n  - name: checkout\n    match: {{ span_name: POST /checkout }}\n",
+            p.listeners_yaml("")
+        );
+        match &kafka {
+            None => yaml,
+            Some((bootstrap, group)) => with_kafka_receiver(
+                &yaml,
+                bootstrap,
+                "deploy-spans",
+                group,
+                &format!(
+                    "    aggregates:\n      topic: deploy-aggregates\n      instance: i{}\n      changelog_topic: deploy-changelog\n      snapshots_topic: deploy-snapshots\n",
+                    p.http
+                ),
+            ),
+        }
+    }
+}
+
+/// Message `i` of a deployment phase: 5 checkout requests of 1.0, all healthy, and, when
+/// `new` is set, 5 of 2.0 of which the first 2 (even `i`) or 1 (odd `i`) failed; one
+/// trace id keys it, so a message's requests of both versions go to one instance.
+fn deploy_message(i: u64, new: bool) -> (Vec<u8>, Vec<u8>) {
+    let ids = 10_000 + i * 10;
+    let mut req = with_resource_attr(
+        traces("shop", checkout_spans(5, ids, 20)),
+        "service.version",
+        "1.0",
+    );
+    if new {
+        let failing = if i.is_multiple_of(2) { 2 } else { 1 };
+        let spans = checkout_spans(5, ids + 5, 20)
+            .into_iter()
+            .enumerate()
+            .map(|(n, s)| if n < failing { failed(s) } else { s })
+            .collect();
+        let v2 = with_resource_attr(traces("shop", spans), "service.version", "2.0");
+        req.resource_spans.extend(v2.resource_spans);
+    }
+    let key = req.resource_spans[0].scope_spans[0].spans[0]
+        .trace_id
+        .clone();
+    (key, body(&req))
+}
+
+/// What a journey's one deployment shows, without its times (the owner's ticks are not
+/// the single instance's).
+fn judged(c: &Cerflow) -> serde_json::Value {
+    let v = c.get_json("/api/v1/deployments");
+    let list = v["deployments"].as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), 1, "{v}");
+    let mut d = list[0].clone();
+    for k in ["start_unix_nano", "end_unix_nano"] {
+        d.as_object_mut().map(|o| o.remove(k));
+    }
+    d
+}
+
+/// A deployment through two instances: the spans of 1.0 (healthy) and 2.0 (30% failed)
+/// spread over the 4 spans partitions of `a` and `b`, and the one that owns the
+/// aggregates topic's one partition judges it from both instances' partials exactly as
+/// one OTLP instance judges the same spans. By hand (tests/deployments.rs's arithmetic):
+/// - first 20 messages x 5 requests of 1.0: 100 requests, 1.0 is the current version;
+/// - then 20 messages of 5 requests of 1.0 and 5 of 2.0: 1.0 100 requests, 0 errors;
+///   2.0 100 requests, 10 x 2 + 10 x 1 = 30 errors. 2.0 reaches min_events (100) with
+///   its last partial, which holds the last of 1.0's too (they travel in one message):
+///   2.0 availability 0.7, burn 3, component 7/9, score (0.5 * 7/9 + 0.3) / 0.8 =
+///   0.861111 against 1.0's 1: a drop of 0.138889 > 0.02, regressed.
+#[test]
+fn a_deployment_through_two_instances_is_judged_by_its_owner_as_by_one_instance() {
+    let k = shared();
+    k.create_topic("deploy-spans", 4);
+    k.create_topic("deploy-aggregates", 1);
+    let kafka = || Some((k.bootstrap(), "deploy".to_string()));
+    let a = Cerflow::start(deploy_config(kafka()));
+    let b = Cerflow::start(deploy_config(kafka()));
+    let single = Cerflow::start(deploy_config(None));
+    // The owners' group assigns (eagerly) once per generation, and every member reads
+    // the changelog of what it got, nothing included: once both have, the generation
+    // holds both, and the owner found below stays the owner.
+    let joined = "Read the changelog of the assigned partitions.";
+    poll(
+        "both instances in the owners' group",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            if a.logs().contains(joined) && b.logs().contains(joined) {
+                Ok(())
+            } else {
+                Err(String::new())
+            }
+        },
+    );
+    wait_all(
+        &[&a, &b],
+        "both members holding spans partitions, 4 in all, and one owner",
+        Duration::from_secs(60),
+        |s| {
+            let p: Vec<f64> = s
+                .iter()
+                .map(|s| s.value("cerflow_kafka_partitions", &[]))
+                .collect();
+            let owned: f64 = s
+                .iter()
+                .map(|s| s.value("cerflow_kafka_owned_partitions", &[]))
+                .sum();
+            p.iter().sum::<f64>() == 4.0 && p.iter().all(|&n| n >= 1.0) && owned == 1.0
+        },
+    );
+    let owned = |c: &Cerflow| c.scrape().value("cerflow_kafka_owned_partitions", &[]) == 1.0;
+    let (owner, other) = if owned(&a) { (&a, &b) } else { (&b, &a) };
+    let j = ("journey", "checkout");
+    let producer = k.producer();
+    let phase = |new: bool, total: f64| {
+        for i in 0..20 {
+            let (key, payload) = deploy_message(i + if new { 20 } else { 0 }, new);
+            producer.send("deploy-spans", &key, &payload);
+            assert_eq!(single.post_traces(payload, "application/x-protobuf"), 200);
+        }
+        producer.flush();
+        wait_sum(owner, "cer_journey_requests_total", &[j], total);
+        wait_sum(&single, "cer_journey_requests_total", &[j], total);
+    };
+    phase(false, 100.0);
+    assert!(
+        judged_none(owner) && judged_none(&single),
+        "a first version is no deployment"
+    );
+    phase(true, 300.0);
+    let regressed = [j, ("result", "regressed")];
+    // The owner's series carry its `instance` label: matched by the labels given.
+    let s = wait_sum(owner, "cer_deployments_total", &regressed, 1.0);
+    wait_sum(&single, "cer_deployments_total", &regressed, 1.0);
+    assert_eq!(s.sum("cer_deployments_total", &[j, ("result", "ok")]), 0.0);
+    let info = [
+        j,
+        ("version", "2.0"),
+        ("previous_version", "1.0"),
+        ("result", "regressed"),
+    ];
+    assert_eq!(s.matching("cer_deployment_info", &info).len(), 1);
+    assert_eq!(s.sum("cer_deployment_info", &info), 1.0);
+    // Both instances took spans, and the other one exports no deployment of checkout.
+    let kafka_spans = |c: &Cerflow| {
+        c.scrape()
+            .value("cerflow_received_spans_total", &[("transport", "kafka")])
+    };
+    let (on_a, on_b) = (kafka_spans(&a), kafka_spans(&b));
+    assert!(on_a > 0.0 && on_b > 0.0, "spans on a {on_a}, on b {on_b}");
+    assert_eq!(on_a + on_b, 300.0);
+    assert!(other
+        .scrape()
+        .matching("cer_deployments_total", &[j])
+        .is_empty());
+    let d = judged(owner);
+    assert_eq!(d["result"], "regressed", "{d}");
+    assert_eq!(d["version"], "2.0");
+    assert_eq!(d["previous_version"], "1.0");
+    assert_eq!(d["baseline"], "same_span");
+    assert_eq!(d["figures"]["requests"], 100, "{d}");
+    assert_eq!(d["figures"]["errors"], 30, "{d}");
+    assert_eq!(d["previous_figures"]["requests"], 100, "{d}");
+    assert_eq!(d["previous_figures"]["errors"], 0, "{d}");
+    let score = (0.5 * 7.0 / 9.0 + 0.3) / 0.8;
+    let close = |v: &serde_json::Value, want: f64| {
+        let got = v.as_f64().unwrap_or_else(|| panic!("a number, got {v}"));
+        assert!((got - want).abs() < 1e-9, "{got} != {want}");
+    };
+    close(&d["figures"]["score"], score);
+    close(&d["previous_figures"]["score"], 1.0);
+    close(&d["score_drop"], 1.0 - score);
+    // Field for field what one instance judged from the same spans.
+    assert_eq!(d, judged(&single));
+    let (code, out) = owner.gate(&["--journey", "checkout", "--compare", "service.version=auto"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("0.8611 vs 1.0000 (drop 0.1389)"), "{out}");
+}
+
+/// Waits until the series of `name` matching `labels` add up to `want`.
+fn wait_sum(c: &Cerflow, name: &str, labels: &[(&str, &str)], want: f64) -> Scrape {
+    c.wait_until(&format!("{name} {labels:?} adding up to {want}"), |s| {
+        s.sum(name, labels) == want
+    })
+}
+
+fn judged_none(c: &Cerflow) -> bool {
+    c.get_json("/api/v1/deployments")["deployments"]
+        .as_array()
+        .is_some_and(|l| l.is_empty())
 }

@@ -676,8 +676,13 @@ fn a_running_owner_writes_its_journeys_changelog_record_and_snapshot() {
 /// A running owner of the `{prefix}-aggregates` partition with one checkout journey
 /// (the default 99.9% objective; incidents open on page alerts).
 fn start_owner(k: &Kafka, prefix: &str, instance: &str) -> Cerflow {
+    start_owner_with(k, prefix, instance, "")
+}
+
+/// [`start_owner`] with more `receivers.kafka.aggregates` settings (indented lines).
+fn start_owner_with(k: &Kafka, prefix: &str, instance: &str, more: &str) -> Cerflow {
     let bootstrap = k.bootstrap();
-    let (prefix, instance) = (prefix.to_string(), instance.to_string());
+    let (prefix, instance, more) = (prefix.to_string(), instance.to_string(), more.to_string());
     Cerflow::start(move |p: &Ports| {
         let yaml = format!(
             "{}pipeline:\n  evaluation_interval: 200ms\njourneys:\n  - name: checkout\n    match:\n      span_name: POST /checkout\n",
@@ -689,7 +694,7 @@ fn start_owner(k: &Kafka, prefix: &str, instance: &str) -> Cerflow {
             &format!("{prefix}-spans"),
             &prefix,
             &format!(
-                "    aggregates:\n      topic: {prefix}-aggregates\n      instance: {instance}\n      changelog_topic: {prefix}-changelog\n      snapshots_topic: {prefix}-snapshots\n"
+                "    aggregates:\n      topic: {prefix}-aggregates\n      instance: {instance}\n      changelog_topic: {prefix}-changelog\n      snapshots_topic: {prefix}-snapshots\n{more}"
             ),
         )
     })
@@ -792,6 +797,9 @@ fn a_new_owner_carries_on_the_old_owners_open_incident() {
         at_b["journeys"][0]["budget_remaining"], at_a["journeys"][0]["budget_remaining"],
         "{at_b}"
     );
+    // The partition ends in A's last commit marker: the re-read ended there, not at
+    // `restore_timeout`.
+    assert_eq!(restores_timed_out(&b), 0.0, "{}", b.logs());
     let s = b.wait_for(
         "cer_journey_incident_open",
         &[("instance", "owner-b"), ("journey", "checkout")],
@@ -833,4 +841,58 @@ fn a_new_owner_carries_on_the_old_owners_open_incident() {
         Some(start)
     );
     assert!(again["incidents"][0]["end_unix_nano"].is_null(), "{again}");
+}
+
+/// Restores cut short by `restore_timeout` on `c` (none expected below).
+fn restores_timed_out(c: &Cerflow) -> f64 {
+    c.scrape().sum(
+        "cerflow_kafka_state_refused_total",
+        &[("reason", "restore_timeout")],
+    )
+}
+
+/// A new owner's re-read ends where the partition ends even when the last offsets are
+/// an aborted transaction that `read_committed` never delivers: librdkafka's position
+/// moves past its messages and its abort marker, so the owner reports the partition
+/// caught up without waiting `restore_timeout` (10 minutes here, beyond every wait of
+/// this test: the journey could not be shown otherwise). A publishes 50 requests, 3
+/// failed (the first span of requests 0, 4, 8 of 10 x 5 spans) and stops; a producer
+/// then writes a copy of every committed partial in a transaction it aborts, the last
+/// thing on the partition; B re-reads it: 50 / 3 (not 100 / 6: the aborted copies are
+/// not merged), and no restore timed out.
+#[test]
+fn a_new_owner_re_reads_to_the_end_past_an_aborted_transaction_without_waiting() {
+    use common::otlp::{body, checkout_spans, failed, traces};
+    let k = shared();
+    k.create_topic("aborted-spans", 1);
+    k.create_topic("aborted-aggregates", 1);
+    let long = "      restore_timeout: 10m\n";
+    let mut a = start_owner_with(k, "aborted", "owner-a", long);
+    let producer = k.producer();
+    for i in 0..10u64 {
+        let mut spans = checkout_spans(5, i * 5, 20);
+        if i % 4 == 0 {
+            spans[0] = failed(spans[0].clone());
+        }
+        let key = spans[0].trace_id.clone();
+        producer.send("aborted-spans", &key, &body(&traces("shop-api", spans)));
+    }
+    producer.flush();
+    let at_a = owned_figures(&a, 50.0, 3.0);
+    assert_eq!(
+        at_a["journeys"][0]["windows"][0]["requests"], 50.0,
+        "{at_a}"
+    );
+    assert!(a.terminate().success());
+    let committed = k.read_committed("aborted-aggregates", 1);
+    assert!(!committed.is_empty(), "A published its partials");
+    k.abort_transaction("aborted-test", "aborted-aggregates", 0, &committed);
+    // Still only A's committed partials for a read_committed reader.
+    assert_eq!(k.read_committed("aborted-aggregates", 1), committed);
+
+    let b = start_owner_with(k, "aborted", "owner-b", long);
+    let at_b = owned_figures(&b, 50.0, 3.0);
+    let w = &at_b["journeys"][0]["windows"][0];
+    assert!(w["requests"] == 50.0 && w["errors"] == 3.0, "{at_b}");
+    assert_eq!(restores_timed_out(&b), 0.0, "{}", b.logs());
 }

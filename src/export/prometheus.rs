@@ -1198,6 +1198,16 @@ fn render_self(sh: &Shared, out: &mut Out, series: usize, state_bytes: usize) {
         "",
         tel.deployment_versions_evicted.get() as f64,
     );
+    header(
+        out,
+        &catalogue::CERFLOW_DEPLOYMENT_VERSION_REQUESTS_LOST_TOTAL,
+    );
+    sample(
+        out,
+        catalogue::CERFLOW_DEPLOYMENT_VERSION_REQUESTS_LOST_TOTAL.prom,
+        "",
+        crate::sampling::to_requests(tel.deployment_version_requests_lost.get()),
+    );
     header(out, &catalogue::CERFLOW_INVALID_VALUES_TOTAL);
     for (journey, n) in tel.invalid_values() {
         let mut l = String::from("journey=\"");

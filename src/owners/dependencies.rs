@@ -120,16 +120,16 @@ impl OwnedDependencies {
     }
 
     /// After a reload: keeps the journeys still configured, pointing at their new
-    /// definitions (`find` by name).
-    pub fn retain(&mut self, find: &dyn Fn(&str) -> Option<Arc<JourneyInfo>>) {
-        self.deps.retain(|_, d| match find(&d.journey.name) {
+    /// definitions (`find`: the new definition of an old one).
+    pub fn retain(&mut self, find: &dyn Fn(&JourneyInfo) -> Option<Arc<JourneyInfo>>) {
+        self.deps.retain(|_, d| match find(&d.journey) {
             Some(j) => {
                 d.journey = j;
                 true
             }
             None => false,
         });
-        self.selfs.retain(|_, s| match find(&s.journey.name) {
+        self.selfs.retain(|_, s| match find(&s.journey) {
             Some(j) => {
                 s.journey = j;
                 true

@@ -62,6 +62,7 @@ fn message(journey: &str, n: u64) -> Vec<u8> {
     let p = crate::partial::take_series(&mut st, &[], false, false).expect("a delta");
     crate::partial::encode_journey(
         journey,
+        "",
         "a",
         1,
         vec![crate::partial::Entry::Series(p)],
@@ -179,7 +180,7 @@ fn dependency_message(deps: &[(&str, u64, u64, u64)], self_blamed: u64) -> Vec<u
         b.add(t0 + i * S, t0 + 30 * S);
     }
     entries.extend(take_self_blame(&mut b, None).map(Entry::SelfBlame));
-    crate::partial::encode_journey("checkout", "a", 1, entries, 1_000_000)
+    crate::partial::encode_journey("checkout", "", "a", 1, entries, 1_000_000)
         .0
         .remove(0)
 }
@@ -336,7 +337,7 @@ fn a_partition_s_journeys_and_state_come_together_once_it_is_re_read() {
 /// s), spans recorded into a worker's table and taken as the barrier takes them.
 fn version_message(versions: &[(&str, u64, u64, u64)]) -> Vec<u8> {
     let tel = Telemetry::default();
-    let mut t = crate::versions::VersionTable::new(8);
+    let mut t = crate::versions::VersionTable::new(8, true);
     for &(v, spans, errors, at_s) in versions {
         for i in 0..spans {
             let flags = if i < errors { flag::ERROR } else { 0 };
@@ -349,7 +350,7 @@ fn version_message(versions: &[(&str, u64, u64, u64)]) -> Vec<u8> {
         .into_iter()
         .map(|(_, v)| crate::partial::Entry::Version(v))
         .collect();
-    crate::partial::encode_journey("checkout", "a", 1, entries, 1_000_000)
+    crate::partial::encode_journey("checkout", "", "a", 1, entries, 1_000_000)
         .0
         .remove(0)
 }
@@ -438,6 +439,7 @@ fn coverage_message(journey: &str, entry: u64, matched: u64) -> Vec<u8> {
     let p = crate::partial::take_coverage(&mut rings).expect("a delta");
     crate::partial::encode_journey(
         journey,
+        "",
         "a",
         1,
         vec![crate::partial::Entry::Coverage(p)],
@@ -488,4 +490,66 @@ fn coverage_is_owned_by_the_owner_of_its_partition() {
     o.caught_up(&[1]);
     o.partial(1, &coverage_message("", 10, 7));
     assert_eq!(coverage(&o), (10, 7));
+}
+
+/// Through the wire: a partial of the derived journey `svc:a:POST /checkout` names its
+/// service `svc:a` (proto field 12), and an owner that derived nothing adopts it with
+/// that origin: 6 requests, errors at 0 and 3: 2.
+#[test]
+fn an_owner_adopts_a_derived_journey_of_a_service_holding_a_colon() {
+    let cfg = crate::config::Config::parse("auto_journeys:\n  max: 5\n", "t", &|_| None)
+        .expect("a valid config");
+    let journeys = Arc::new(Journeys::new(&cfg));
+    let o = Owners::new(
+        Layout {
+            window_ns: WINDOWS.to_vec(),
+            sub_buckets: 6,
+            n_bounds: BOUNDS.len(),
+            ttl_ns: 600 * S,
+            max_dependencies: 2,
+            max_versions: 2,
+        },
+        journeys.clone(),
+        Arc::new(Telemetry::default()),
+    );
+    let mut m = crate::partial::decode(&message("svc:a:POST /checkout", 6)).expect("a partial");
+    m.derived_service = "svc:a".into();
+    o.assigned(&[0]);
+    o.caught_up(&[0]);
+    o.partial(0, &m.encode_to_vec());
+    assert_eq!(o.tel.kafka.partials_refused.get(), 0);
+    assert_eq!(requests(&o), (6 * UNIT, 2 * UNIT));
+    let snap = o.snapshot(crate::clock::now_unix_ns()).shard;
+    assert_eq!(
+        snap.series[0].journey.origin,
+        crate::journey::Origin::Derived {
+            service: "svc:a".into(),
+            span: "POST /checkout".into()
+        }
+    );
+    assert_eq!(journeys.auto_count(), 1);
+}
+
+/// Owned versions expire as one instance's do: by `deployments.max_versions` only, never
+/// by time (the `deployments` section has no ttl, and a worker's
+/// [`crate::versions::VersionTable`] forgets a version only at that bound). A journey's
+/// series expire after `windows.series_ttl` (600 s here) without partials; its versions
+/// stay, so a deployment still pending after a quiet spell is judged against the same
+/// counts on the owner as on one instance. By hand: v1 4 requests (1 error) at 100 s.
+#[test]
+fn owned_versions_outlive_the_series_ttl_as_a_workers_do() {
+    let o = owners();
+    o.assigned(&[0]);
+    o.caught_up(&[0]);
+    o.partial(0, &message("checkout", 3));
+    o.partial(0, &version_message(&[("v1", 4, 1, 100)]));
+    let later = crate::clock::now_unix_ns() + 601 * S;
+    let snap = o.snapshot(later).shard;
+    assert!(snap.series.is_empty(), "the series expired");
+    let kept: Vec<_> = snap
+        .versions
+        .iter()
+        .map(|v| (v.version.to_string(), v.counts.requests, v.counts.errors))
+        .collect();
+    assert_eq!(kept, [("v1".to_string(), 4 * UNIT, UNIT)]);
 }

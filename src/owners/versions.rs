@@ -99,9 +99,9 @@ impl OwnedVersions {
     }
 
     /// After a reload: keeps the journeys still configured, pointing at their new
-    /// definitions (`find` by name).
-    pub fn retain(&mut self, find: &dyn Fn(&str) -> Option<Arc<JourneyInfo>>) {
-        self.journeys.retain(|_, o| match find(&o.journey.name) {
+    /// definitions (`find`: the new definition of an old one).
+    pub fn retain(&mut self, find: &dyn Fn(&JourneyInfo) -> Option<Arc<JourneyInfo>>) {
+        self.journeys.retain(|_, o| match find(&o.journey) {
             Some(j) => {
                 o.journey = j;
                 true

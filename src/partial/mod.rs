@@ -637,9 +637,11 @@ pub struct TooLarge {
 /// that alone exceeds the limit is cut into pieces along its sub-buckets (partials
 /// add, so pieces merge to the whole); a single sub-bucket, dependency or blame entry
 /// over the limit cannot be cut and is returned as [`TooLarge`] beside the messages
-/// that could be made. Entries keep their order across the messages.
+/// that could be made. Entries keep their order across the messages. `derived_service`:
+/// the service of a derived journey (`journey::JourneyInfo::derived_service`), else "".
 pub fn encode_journey(
     journey: &str,
+    derived_service: &str,
     instance: &str,
     sequence: u64,
     entries: Vec<Entry>,
@@ -648,6 +650,7 @@ pub fn encode_journey(
     let header = || pb::JourneyPartial {
         version: VERSION,
         journey: journey.to_string(),
+        derived_service: derived_service.to_string(),
         instance: instance.to_string(),
         sequence,
         part: 0,

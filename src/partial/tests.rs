@@ -69,6 +69,7 @@ fn ship(from: &mut SeriesState, owner: &mut SeriesState, max_bytes: usize, now: 
     };
     let (msgs, too_large) = encode_journey(
         "checkout",
+        "",
         "a",
         1,
         vec![crate::partial::Entry::Series(p)],
@@ -166,6 +167,7 @@ fn a_sub_bucket_over_the_limit_is_reported_not_sent() {
     let p = take_series(&mut a, &[], false, false).unwrap();
     let (msgs, too_large) = encode_journey(
         "checkout",
+        "",
         "a",
         1,
         vec![crate::partial::Entry::Series(p)],
@@ -311,6 +313,7 @@ mod hostile {
         let p = take_series(&mut a, &[], false, false).unwrap();
         encode_journey(
             "checkout",
+            "",
             "a",
             1,
             vec![crate::partial::Entry::Series(p)],
@@ -423,6 +426,7 @@ fn two_partials_of_a_dependency_merge_to_their_sum_in_either_order() {
             // Through the wire: the encoding keeps every field.
             let (msgs, too_large) = encode_journey(
                 "checkout",
+                "",
                 "i0",
                 1,
                 vec![Entry::Dependency(Box::new(p.clone()))],
@@ -571,6 +575,7 @@ fn coverage_partials_add_in_any_order_to_one_instances_counts() {
     assert_eq!(live(&one, now), vec![(13, 8), (13, 8)]);
     // It goes through a message of its own: no journey, the coverage entries only.
     let (msgs, too_large) = encode_journey(
+        "",
         "",
         "i0",
         3,

@@ -1032,7 +1032,13 @@ impl Pipeline {
                     dep_admission.clone(),
                     tel.clone(),
                 ),
-                versions: crate::versions::VersionTable::new(cfg.deployments.max_versions),
+                versions: crate::versions::VersionTable::new(
+                    cfg.deployments.max_versions,
+                    cfg.receivers
+                        .kafka
+                        .as_ref()
+                        .is_some_and(|k| k.aggregates.is_some()),
+                ),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("cerflow-worker-{i}"))

@@ -356,6 +356,31 @@ impl Kafka {
 }
 
 impl Kafka {
+    /// Writes `payloads` to `topic[partition]` in one transaction (transactional id
+    /// `id`) and aborts it: the messages and the abort marker take offsets that no
+    /// `read_committed` reader is ever given.
+    pub fn abort_transaction(&self, id: &str, topic: &str, partition: i32, payloads: &[Vec<u8>]) {
+        use rdkafka::producer::BaseProducer;
+        let timeout = Duration::from_secs(30);
+        let p: BaseProducer = self
+            .client_config()
+            .set("transactional.id", id)
+            .create()
+            .expect("transactional producer");
+        p.init_transactions(timeout).expect("init_transactions");
+        p.begin_transaction().expect("begin_transaction");
+        for payload in payloads {
+            let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+                .partition(partition)
+                .key(b"aborted".as_slice())
+                .payload(payload.as_slice());
+            p.send(record)
+                .unwrap_or_else(|(e, _)| panic!("producing to {topic}: {e}"));
+        }
+        p.flush(timeout).expect("flushing the transaction");
+        p.abort_transaction(timeout).expect("abort_transaction");
+    }
+
     /// Every committed message of `topic` (`read_committed`: what open or aborted
     /// transactions wrote is left out), read from the start to the end of each partition.
     pub fn read_committed(&self, topic: &str, partitions: i32) -> Vec<Vec<u8>> {

@@ -60,9 +60,12 @@ impl OwnersContext {
         self.ends.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reports the partitions whose position passed their end at assignment (also where
-    /// the last offsets are transaction markers, which are never delivered), and those
-    /// past their time limit (counted as a restore cut short).
+    /// Reports the partitions whose position passed their end at assignment, and those
+    /// past their time limit (counted as a restore cut short). The position moves past
+    /// what `read_committed` never delivers, also at a partition's end: transaction
+    /// markers, and an aborted transaction's messages with its abort marker
+    /// (tests/kstate.rs `a_new_owner_re_reads_to_the_end_past_an_aborted_transaction_without_waiting`,
+    /// against the bundled librdkafka), so such an end is no wait for `restore_timeout`.
     fn check_caught_up(&self, kafka: &BaseConsumer<OwnersContext>) {
         if self.ends().is_empty() {
             return;
