@@ -242,6 +242,15 @@ fn run(topic: &str, group: &str, fault: Fault, cover: Cover, skip: &[&str]) -> O
     // Settled: trace completion (1 s) and window closing have caught up on both sides.
     let mut all: Vec<&Cerflow> = vec![&single];
     all.extend(refs.iter().copied());
+    // Owned: every figure of the single instance has a counterpart in the group. A member
+    // just given partitions exports nothing of them while it re-reads them, and two such
+    // scrapes alike would pass for settled.
+    wait_all(
+        &all,
+        "every journey figure of the single instance in the group",
+        Duration::from_secs(120),
+        |s| Figures::of(&s[..1], cover, skip).same_keys(&Figures::of(&s[1..], cover, skip)),
+    );
     let mut scrapes = wait_settled(
         &all,
         cover,

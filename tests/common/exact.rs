@@ -82,6 +82,17 @@ fn same_figure(name: &str, a: f64, b: f64) -> bool {
 }
 
 impl Figures {
+    /// Both hold the same figures (whatever their values): every journey series of one
+    /// has a counterpart in the other.
+    pub fn same_keys(&self, other: &Figures) -> bool {
+        self.values.len() == other.values.len()
+            && self
+                .values
+                .keys()
+                .zip(other.values.keys())
+                .all(|(a, b)| a == b)
+    }
+
     /// The samples with a `journey` label of each scrape (instance `i` is `scrapes[i]`),
     /// leaving out the names in `skip` and, with [`Cover::Counters`], all but counters.
     pub fn of(scrapes: &[Scrape], cover: Cover, skip: &[&str]) -> Figures {
