@@ -325,9 +325,8 @@ impl<'a> TraceRequest<'a> {
 
     fn request(&mut self, body: &'a [u8]) -> R<()> {
         let mut c = Cur {
-            b: body,
-            pos: 0,
-            base: 0,
+            rest: body,
+            end: body.len(),
         };
         let ctx = RECURSION_LIMIT;
         while c.more() {
@@ -420,9 +419,9 @@ impl<'a> TraceRequest<'a> {
 
     fn scope_spans(&mut self, mut c: Cur<'a>, ctx: u32, resource: u32) -> R<()> {
         while c.more() {
-            if c.peek() == 0x12 {
+            if let Some((&0x12, tail)) = c.rest.split_first() {
                 // A span (field 2, length-delimited): the one field per span here.
-                c.pos += 1;
+                c.rest = tail;
                 let sub = c.message_body(ctx)?;
                 self.span(sub, ctx - 1, resource)?;
                 continue;
@@ -471,42 +470,42 @@ impl<'a> TraceRequest<'a> {
         };
         // Attributes read so far, kept or not: the position in `seen`.
         let mut n_attrs = 0usize;
-        while c.more() {
+        while let Some((&k, tail)) = c.rest.split_first() {
             // The span's fields by their one-byte key (field number and wire type, as
             // encoders write them): a known byte needs neither the key's checks nor the
             // wire type's. Any other key, a longer encoding of the same field included,
             // takes the general path, which checks everything.
-            match c.peek() {
+            match k {
                 0x4a => {
-                    c.pos += 1;
+                    c.rest = tail;
                     self.span_attr(&mut c, ctx, &mut s, &mut n_attrs)?;
                 }
                 0x0a => {
-                    c.pos += 1;
+                    c.rest = tail;
                     s.trace_id = c.len_prefixed()?;
                 }
                 0x12 => {
-                    c.pos += 1;
+                    c.rest = tail;
                     s.span_id = c.len_prefixed()?;
                 }
                 0x22 => {
-                    c.pos += 1;
+                    c.rest = tail;
                     s.parent_span_id = c.len_prefixed()?;
                 }
                 0x2a => {
-                    c.pos += 1;
+                    c.rest = tail;
                     s.name = c.str_seen(&mut self.seen.name)?;
                 }
                 0x30 => {
-                    c.pos += 1;
+                    c.rest = tail;
                     s.kind = c.varint()? as i32;
                 }
                 0x39 => {
-                    c.pos += 1;
+                    c.rest = tail;
                     s.start_ns = c.le64()?;
                 }
                 0x41 => {
-                    c.pos += 1;
+                    c.rest = tail;
                     s.end_ns = c.le64()?;
                 }
                 _ => self.span_field(&mut c, ctx, &mut s, &mut n_attrs)?,
@@ -617,15 +616,15 @@ fn key_value<'a>(mut c: Cur<'a>, ctx: u32, seen: &mut SeenAttr<'a>) -> R<(Attr<'
         num: 0,
         text: "",
     };
-    while c.more() {
+    while let Some((&k, tail)) = c.rest.split_first() {
         // As in `span`: the two fields by their one-byte keys first.
-        match c.peek() {
+        match k {
             0x0a => {
-                c.pos += 1;
+                c.rest = tail;
                 key = Some(c.key_seen(seen)?);
             }
             0x12 => {
-                c.pos += 1;
+                c.rest = tail;
                 let v = c.message_body(ctx)?;
                 any_value(v, ctx - 1, &mut seen.value, &mut val)?;
             }
@@ -663,15 +662,15 @@ fn key_value<'a>(mut c: Cur<'a>, ctx: u32, seen: &mut SeenAttr<'a>) -> R<(Attr<'
 /// `value` field of the same attribute set).
 #[inline(always)]
 fn any_value<'a>(mut v: Cur<'a>, ctx: u32, seen: &mut &'a str, val: &mut Val<'a>) -> R<()> {
-    while v.more() {
-        match v.peek() {
+    while let Some((&k, tail)) = v.rest.split_first() {
+        match k {
             0x0a => {
-                v.pos += 1;
+                v.rest = tail;
                 val.text = v.str_seen(seen)?;
                 val.vt = V_STR;
             }
             0x18 => {
-                v.pos += 1;
+                v.rest = tail;
                 val.num = v.varint()?;
                 val.vt = V_INT;
             }
@@ -867,31 +866,32 @@ fn status(mut c: Cur<'_>, ctx: u32, code: &mut i32) -> R<()> {
     Ok(())
 }
 
-/// A cursor over one message's bytes `b`, which start at `base` in the request.
+/// A cursor over one message: the bytes of it not read yet, which end at offset `end`
+/// of the request (errors say where they are from it). Kept as the slice that is left,
+/// so reading a byte or a field is one length check and one slice update.
 #[derive(Clone, Copy)]
 struct Cur<'a> {
-    b: &'a [u8],
-    pos: usize,
-    base: usize,
+    rest: &'a [u8],
+    end: usize,
 }
 
 impl<'a> Cur<'a> {
     #[inline(always)]
     fn more(&self) -> bool {
-        self.pos < self.b.len()
+        !self.rest.is_empty()
     }
 
     #[cold]
     #[inline(never)]
     fn fail(&self, what: &'static str) -> Fail {
-        fail(what, self.base + self.pos)
+        fail(what, self.end - self.rest.len())
     }
 
     #[inline(always)]
     fn varint(&mut self) -> R<u64> {
-        match self.b.get(self.pos) {
-            Some(&x) if x < 0x80 => {
-                self.pos += 1;
+        match self.rest.split_first() {
+            Some((&x, tail)) if x < 0x80 => {
+                self.rest = tail;
                 Ok(u64::from(x))
             }
             _ => self.varint_long(),
@@ -902,7 +902,7 @@ impl<'a> Cur<'a> {
     fn varint_long(&mut self) -> R<u64> {
         let mut value = 0u64;
         for i in 0..10 {
-            let Some(&x) = self.b.get(self.pos + i) else {
+            let Some(&x) = self.rest.get(i) else {
                 return Err(self.fail("truncated varint"));
             };
             value |= u64::from(x & 0x7f) << (7 * i);
@@ -910,7 +910,7 @@ impl<'a> Cur<'a> {
                 if i == 9 && x > 1 {
                     return Err(self.fail("varint overflows 64 bits"));
                 }
-                self.pos += i + 1;
+                self.rest = self.rest.get(i + 1..).unwrap_or_default();
                 return Ok(value);
             }
         }
@@ -950,10 +950,9 @@ impl<'a> Cur<'a> {
 
     #[inline(always)]
     fn take(&mut self, n: usize) -> R<&'a [u8]> {
-        let start = self.pos;
-        match start.checked_add(n).and_then(|end| self.b.get(start..end)) {
-            Some(s) => {
-                self.pos = start + n;
+        match self.rest.split_at_checked(n) {
+            Some((s, tail)) => {
+                self.rest = tail;
                 Ok(s)
             }
             None => Err(self.fail("field runs past the end of its message")),
@@ -963,26 +962,16 @@ impl<'a> Cur<'a> {
     #[inline(always)]
     fn len_prefixed(&mut self) -> R<&'a [u8]> {
         let len = self.varint()?;
-        let start = self.pos;
-        if len > (self.b.len() - start) as u64 {
-            return Err(self.fail("length runs past the end of its message"));
-        }
-        // In bounds by the check above; `get` keeps a panic out of the input path.
-        let end = start + len as usize;
-        match self.b.get(start..end) {
-            Some(s) => {
-                self.pos = end;
+        match usize::try_from(len)
+            .ok()
+            .and_then(|n| self.rest.split_at_checked(n))
+        {
+            Some((s, tail)) => {
+                self.rest = tail;
                 Ok(s)
             }
-            None => Err(self.fail("field runs past the end of its message")),
+            None => Err(self.fail("length runs past the end of its message")),
         }
-    }
-
-    /// The byte at the cursor, which is a whole key when it is below 0x80; 0 (never a
-    /// valid key) at the end.
-    #[inline(always)]
-    fn peek(&self) -> u8 {
-        self.b.get(self.pos).copied().unwrap_or(0)
     }
 
     #[inline(always)]
@@ -1052,9 +1041,9 @@ impl<'a> Cur<'a> {
     /// A fixed64 field's value (its key read).
     #[inline(always)]
     fn le64(&mut self) -> R<u64> {
-        match self.b.get(self.pos..).and_then(|r| r.first_chunk::<8>()) {
-            Some(a) => {
-                self.pos += 8;
+        match self.rest.split_first_chunk::<8>() {
+            Some((a, tail)) => {
+                self.rest = tail;
                 Ok(u64::from_le_bytes(*a))
             }
             None => Err(self.fail("field runs past the end of its message")),
@@ -1081,11 +1070,10 @@ impl<'a> Cur<'a> {
         if ctx == 0 {
             return Err(self.fail("messages nested too deeply"));
         }
-        let b = self.len_prefixed()?;
+        let rest = self.len_prefixed()?;
         Ok(Cur {
-            b,
-            pos: 0,
-            base: self.base + self.pos - b.len(),
+            rest,
+            end: self.end - self.rest.len(),
         })
     }
 
@@ -1193,27 +1181,26 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     if n > 32 {
         return a == b;
     }
+    // In bounds for the lengths each is used at; both slices have the same length, so
+    // a word is missing from both or from neither.
     let word = |s: &[u8], at: usize| {
         s.get(at..)
             .and_then(|s| s.first_chunk::<8>())
-            .map(|w| u64::from_le_bytes(*w))
+            .map_or(0, |w| u64::from_le_bytes(*w))
     };
+    let differ = |at: usize| word(a, at) ^ word(b, at);
+    if n > 16 {
+        // Two words from each end (overlapping in the middle).
+        return (differ(0) | differ(8) | differ(n - 16) | differ(n - 8)) == 0;
+    }
     if n >= 8 {
-        // Whole words, then the last 8 bytes (overlapping the words before).
-        let mut at = 0;
-        while at + 8 < n {
-            if word(a, at) != word(b, at) {
-                return false;
-            }
-            at += 8;
-        }
-        return word(a, n - 8) == word(b, n - 8);
+        return (differ(0) | differ(n - 8)) == 0;
     }
     if n >= 4 {
         let half = |s: &[u8]| {
-            let first = s.first_chunk::<4>().map(|w| u32::from_le_bytes(*w));
-            let last = s.last_chunk::<4>().map(|w| u32::from_le_bytes(*w));
-            (first, last)
+            let first = s.first_chunk::<4>().map_or(0, |w| u32::from_le_bytes(*w));
+            let last = s.last_chunk::<4>().map_or(0, |w| u32::from_le_bytes(*w));
+            (u64::from(first) << 32) | u64::from(last)
         };
         return half(a) == half(b);
     }
