@@ -156,9 +156,7 @@ impl<T: Default + Clone + Reset> Ring<T> {
         // `b * sub_ns <= t_ns` cannot overflow; a bucket at the very end of the range
         // (its end or its window's end past u64::MAX) gets no hint.
         let lo = b * self.sub_ns;
-        let until = b
-            .checked_add(n)
-            .and_then(|e| e.checked_mul(self.sub_ns));
+        let until = b.checked_add(n).and_then(|e| e.checked_mul(self.sub_ns));
         match (lo.checked_add(self.sub_ns), until) {
             (Some(_), Some(until)) => {
                 self.hot_lo = lo;
