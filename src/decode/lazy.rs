@@ -590,20 +590,6 @@ impl<'a> TraceRequest<'a> {
 pub(super) const SERVICE_NAME: &str = "service.name";
 pub(super) const UNKNOWN_SERVICE: &str = "unknown_service";
 
-const V_NONE: u8 = 0;
-const V_STR: u8 = 1;
-const V_BOOL: u8 = 2;
-const V_INT: u8 = 3;
-const V_DOUBLE: u8 = 4;
-const V_OTHER: u8 = 5;
-
-/// An `AnyValue` as [`key_value`] reads it: the type, and the number or the text.
-struct Val<'a> {
-    vt: u8,
-    num: u64,
-    text: &'a str,
-}
-
 /// A `KeyValue`, with its `AnyValue` read in the same loop (the hot path: ten or more
 /// per span), and the key's [`key_bit`]. Repeated `value` fields merge and the last
 /// field of the oneof wins, as in prost; arrays, maps and bytes are checked and read as
@@ -611,11 +597,8 @@ struct Val<'a> {
 #[inline(always)]
 fn key_value<'a>(mut c: Cur<'a>, ctx: u32, seen: &mut SeenAttr<'a>) -> R<(Attr<'a>, u64)> {
     let mut key = None;
-    let mut val = Val {
-        vt: V_NONE,
-        num: 0,
-        text: "",
-    };
+    // No `value` field, or one that sets nothing, reads as `Other`, as through prost.
+    let mut value = AttrValue::Other;
     while let Some((&k, tail)) = c.rest.split_first() {
         // As in `span`: the two fields by their one-byte keys first.
         match k {
@@ -626,7 +609,7 @@ fn key_value<'a>(mut c: Cur<'a>, ctx: u32, seen: &mut SeenAttr<'a>) -> R<(Attr<'
             0x12 => {
                 c.rest = tail;
                 let v = c.message_body(ctx)?;
-                any_value(v, ctx - 1, &mut seen.value, &mut val)?;
+                any_value(v, ctx - 1, &mut seen.value, &mut value)?;
             }
             _ => {
                 let (tag, wt) = c.key()?;
@@ -637,7 +620,7 @@ fn key_value<'a>(mut c: Cur<'a>, ctx: u32, seen: &mut SeenAttr<'a>) -> R<(Attr<'
                     }
                     2 => {
                         let v = c.message(wt, ctx)?;
-                        any_value(v, ctx - 1, &mut seen.value, &mut val)?;
+                        any_value(v, ctx - 1, &mut seen.value, &mut value)?;
                     }
                     3 => {
                         c.varint_field(wt)?;
@@ -647,34 +630,25 @@ fn key_value<'a>(mut c: Cur<'a>, ctx: u32, seen: &mut SeenAttr<'a>) -> R<(Attr<'
             }
         }
     }
-    let value = match val.vt {
-        V_STR => AttrValue::Str(val.text),
-        V_BOOL => AttrValue::Bool(val.num != 0),
-        V_INT => AttrValue::Int(val.num as i64),
-        V_DOUBLE => AttrValue::Double(f64::from_bits(val.num)),
-        _ => AttrValue::Other,
-    };
     let (key, bit) = key.unwrap_or_else(|| ("", key_bit("")));
     Ok((Attr { key, value }, bit))
 }
 
-/// The fields of one `AnyValue` message into `val` (merged into what an earlier
-/// `value` field of the same attribute set).
+/// The fields of one `AnyValue` message into `value` (merged into what an earlier
+/// `value` field of the same attribute set: the last field of the oneof wins).
 #[inline(always)]
-fn any_value<'a>(mut v: Cur<'a>, ctx: u32, seen: &mut &'a str, val: &mut Val<'a>) -> R<()> {
+fn any_value<'a>(mut v: Cur<'a>, ctx: u32, seen: &mut &'a str, value: &mut AttrValue<'a>) -> R<()> {
     while let Some((&k, tail)) = v.rest.split_first() {
         match k {
             0x0a => {
                 v.rest = tail;
-                val.text = v.str_seen(seen)?;
-                val.vt = V_STR;
+                *value = AttrValue::Str(v.str_seen(seen)?);
             }
             0x18 => {
                 v.rest = tail;
-                val.num = v.varint()?;
-                val.vt = V_INT;
+                *value = AttrValue::Int(v.varint()? as i64);
             }
-            _ => any_value_field(&mut v, ctx, seen, val)?,
+            _ => any_value_field(&mut v, ctx, seen, value)?,
         }
     }
     Ok(())
@@ -682,38 +656,39 @@ fn any_value<'a>(mut v: Cur<'a>, ctx: u32, seen: &mut &'a str, val: &mut Val<'a>
 
 /// An `AnyValue` field by its general key.
 #[inline(never)]
-fn any_value_field<'a>(v: &mut Cur<'a>, ctx: u32, seen: &mut &'a str, val: &mut Val<'a>) -> R<()> {
+fn any_value_field<'a>(
+    v: &mut Cur<'a>,
+    ctx: u32,
+    seen: &mut &'a str,
+    value: &mut AttrValue<'a>,
+) -> R<()> {
     let (tag, wt) = v.key()?;
     match tag {
         1 => {
             v.want(wt, LEN)?;
-            val.text = v.str_seen(seen)?;
-            val.vt = V_STR;
+            *value = AttrValue::Str(v.str_seen(seen)?);
         }
         2 => {
-            val.num = v.varint_field(wt)?;
-            val.vt = V_BOOL;
+            *value = AttrValue::Bool(v.varint_field(wt)? != 0);
         }
         3 => {
-            val.num = v.varint_field(wt)?;
-            val.vt = V_INT;
+            *value = AttrValue::Int(v.varint_field(wt)? as i64);
         }
         4 => {
-            val.num = v.fixed64(wt)?;
-            val.vt = V_DOUBLE;
+            *value = AttrValue::Double(f64::from_bits(v.fixed64(wt)?));
         }
         5 | 6 => {
             let sub = v.message(wt, ctx)?;
             list(sub, ctx - 1, tag == 6)?;
-            val.vt = V_OTHER;
+            *value = AttrValue::Other;
         }
         7 => {
             v.bytes(wt)?;
-            val.vt = V_OTHER;
+            *value = AttrValue::Other;
         }
         8 => {
             v.varint_field(wt)?;
-            val.vt = V_OTHER;
+            *value = AttrValue::Other;
         }
         _ => v.skip(wt, tag, ctx)?,
     }
