@@ -175,36 +175,36 @@ const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
 /// The index of the first byte from `i` that ends a run of plain string text (`"`,
-/// `\` or a control character), or `b.len()`. Eight bytes at a time: in each mask the
-/// lowest flagged byte is a true match (false positives only sit above a true one), so
-/// the lowest bit of their union is the first match.
+/// `\\` or a control character), or `b.len()`. Eight bytes at a time, with two tests
+/// of the "byte minus k has its high bit set and the byte had it clear" kind: `w ^ 2`
+/// maps exactly `"` and the control characters below 0x21 (xor 2 keeps 0x00-0x1F among
+/// themselves and makes 0x22 0x20), and `w ^ \\` maps `\\` to 0. Both keep the bytes'
+/// high bits, so one `& !w` serves both. In each test the lowest flagged byte is a true
+/// match (false positives only sit above a true one, from its borrow), so the lowest
+/// bit of the union is the first match. The words come from `as_chunks`, so the loop
+/// has one bound check; most of the decoder's string scanning is this loop.
 #[inline(always)]
-fn plain_run(b: &[u8], mut i: usize) -> usize {
-    while let Some(chunk) = b.get(i..i + 8) {
-        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let w = u64::from_le_bytes(bytes);
-        let quote = w ^ (LO * u64::from(b'"'));
-        let slash = w ^ (LO * u64::from(b'\\'));
-        // Each of the three tests is "byte minus k has its high bit set and the byte
-        // had it clear"; `"` and `\` are ASCII, so `quote`, `slash` and `w` have the
-        // same high bits and one `& !w` serves all three: 9 operations a word, not 12
-        // (this loop is most of the decoder's string scanning).
-        let found =
-            (quote.wrapping_sub(LO) | slash.wrapping_sub(LO) | w.wrapping_sub(LO * 0x20)) & !w & HI;
+fn plain_run(b: &[u8], i: usize) -> usize {
+    let rest = b.get(i..).unwrap_or_default();
+    let (words, tail) = rest.as_chunks::<8>();
+    let mut at = i;
+    for word in words {
+        let w = u64::from_le_bytes(*word);
+        let quote_or_control = (w ^ (LO * 0x02)).wrapping_sub(LO * 0x21);
+        let slash = (w ^ (LO * u64::from(b'\\'))).wrapping_sub(LO);
+        let found = (quote_or_control | slash) & !w & HI;
         if found != 0 {
-            return i + (found.trailing_zeros() / 8) as usize;
+            return at + (found.trailing_zeros() / 8) as usize;
         }
-        i += 8;
+        at += 8;
     }
-    while let Some(&c) = b.get(i) {
+    for &c in tail {
         if c == b'"' || c == b'\\' || c < 0x20 {
-            return i;
+            return at;
         }
-        i += 1;
+        at += 1;
     }
-    i
+    at
 }
 
 /// The run of 1 to 18 ASCII digits at `i` (so it cannot overflow) and the index after
