@@ -175,10 +175,10 @@ const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
 /// The index of the first byte from `i` that ends a run of plain string text (`"`,
-/// `\\` or a control character), or `b.len()`. Eight bytes at a time, with two tests
+/// `\` or a control character), or `b.len()`. Eight bytes at a time, with two tests
 /// of the "byte minus k has its high bit set and the byte had it clear" kind: `w ^ 2`
 /// maps exactly `"` and the control characters below 0x21 (xor 2 keeps 0x00-0x1F among
-/// themselves and makes 0x22 0x20), and `w ^ \\` maps `\\` to 0. Both keep the bytes'
+/// themselves and makes 0x22 0x20), and `w ^ \` maps `\` to 0. Both keep the bytes'
 /// high bits, so one `& !w` serves both. In each test the lowest flagged byte is a true
 /// match (false positives only sit above a true one, from its borrow), so the lowest
 /// bit of the union is the first match. The words come from `as_chunks`, so the loop
