@@ -1079,7 +1079,6 @@ mod tests {
 
     /// The trace ids of a gRPC-framed body, in span order.
     fn trace_ids(framed: &[u8]) -> Vec<Vec<u8>> {
-        use crate::span::SpanView;
         let req =
             crate::decode::lazy::decode_traces(&framed[GRPC_FRAME_HEADER..]).expect("a valid body");
         req.spans().map(|s| s.trace_id().to_vec()).collect()
