@@ -1074,6 +1074,112 @@ fn fast_path_edges_read_alike_in_every_field() {
     );
 }
 
+/// A span with all 16 fields in the order SDKs write them (the loadgen's, with a
+/// status): the decoder reads it in straight-line code, and must hand over to the
+/// general walk at any member, in any state. Each field in turn is given each edge
+/// value, is dropped, has each edge member (unknown, repeated, escaped, spaced) put
+/// before it, or sits after whitespace; and the attributes change form part way through
+/// the list. Both decoders refuse each body, or read it alike (`both` asks the oracle).
+#[test]
+fn sdk_order_hands_over_to_the_general_walk_at_every_member() {
+    let fields = [
+        ("traceId", r#""5b8efff798038103d269b633813fc60c""#),
+        ("spanId", r#""eee19b7ec3c1b174""#),
+        ("traceState", r#""""#),
+        ("parentSpanId", r#""eee19b7ec3c1b175""#),
+        ("flags", "769"),
+        ("name", r#""POST /login""#),
+        ("kind", "2"),
+        ("startTimeUnixNano", r#""1700000000000000000""#),
+        ("endTimeUnixNano", r#""1700000000250000000""#),
+        (
+            "attributes",
+            r#"[{"key":"http.route","value":{"stringValue":"/login"}},{"key":"server.port","value":{"intValue":"443"}}]"#,
+        ),
+        ("droppedAttributesCount", "0"),
+        ("events", "[]"),
+        ("droppedEventsCount", "0"),
+        ("links", "[]"),
+        ("droppedLinksCount", "0"),
+        ("status", r#"{"code":2}"#),
+    ];
+    let body_of = |parts: Vec<String>| one_span(&parts.join(","));
+    let sdk: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!(r#""{k}":{v}"#))
+        .collect();
+    // As written: kind 2, status 2, both times; the whole path taken.
+    let want = Some((2, 2, 1_700_000_000_000_000_000, 1_700_000_000_250_000_000));
+    assert_eq!(both(&body_of(sdk.clone())), want);
+    let mut bodies = Vec::new();
+    for at in 0..fields.len() {
+        for v in edge_values() {
+            let mut p = sdk.clone();
+            p[at] = format!(r#""{}":{v}"#, fields[at].0);
+            bodies.push(body_of(p));
+        }
+        let mut p = sdk.clone();
+        p.remove(at);
+        bodies.push(body_of(p));
+        for m in edge_members() {
+            let mut p = sdk.clone();
+            // The edge members end in a comma: put one before this field.
+            p[at] = format!("{}{}", m, p[at]);
+            bodies.push(body_of(p));
+        }
+        let mut p = sdk.clone();
+        p[at] = format!(" {}", p[at]);
+        bodies.push(body_of(p));
+        // The same field again right after itself: refused by both.
+        let mut p = sdk.clone();
+        p.insert(at + 1, sdk[at].clone());
+        bodies.push(body_of(p));
+    }
+    let plain = r#"{"key":"a","value":{"stringValue":"x"}}"#;
+    for attrs in [
+        format!(r#"[{plain},{{"key":"d","value":{{"doubleValue":1.5}}}},{plain}]"#),
+        format!(r#"[ {plain} , {plain}, {plain} ]"#),
+        format!("[{plain},\n{plain}]"),
+        format!("[{plain},]"),
+        format!("[{plain}{plain}]"),
+        format!("[{plain},null]"),
+        format!("[,{plain}]"),
+        format!(r#"[{plain},{{"value":{{"stringValue":"x"}},"key":"b"}},{plain}]"#),
+        format!(r#"[{plain},{{"key":"a\u0062","value":{{"stringValue":"x"}}}}]"#),
+        format!(r#"[{plain},{{"key":"b","value":{{"stringValue":"x"}},"bogus":1}}]"#),
+        "[]".to_string(),
+        "[ ]".to_string(),
+    ] {
+        let mut p = sdk.clone();
+        p[9] = format!(r#""attributes":{attrs}"#);
+        bodies.push(body_of(p));
+    }
+    let (mut accepted, mut refused) = (0, 0);
+    for body in &bodies {
+        match both(body) {
+            Some(_) => accepted += 1,
+            None => refused += 1,
+        }
+    }
+    assert!(
+        accepted > 0 && refused > 0,
+        "{accepted} accepted, {refused} refused"
+    );
+    // The attributes of the plain, spaced and mixed forms read alike: three kept.
+    for attrs in [
+        format!(r#"[{plain},{{"key":"d","value":{{"doubleValue":1.5}}}},{plain}]"#),
+        format!(r#"[ {plain} , {plain}, {plain} ]"#),
+    ] {
+        let mut p = sdk.clone();
+        p[9] = format!(r#""attributes":{attrs}"#);
+        let body = body_of(p);
+        let arena = Bump::new();
+        let req = json::decode_traces(body.as_bytes(), &arena).expect("accepted");
+        let s = req.spans().next().expect("one span");
+        assert_eq!(s.span_attrs().len(), 3, "{body}");
+    }
+}
+
 #[test]
 fn enum_names_and_numbers_read_the_same() {
     let names = one_span(&format!(

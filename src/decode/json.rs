@@ -175,34 +175,36 @@ const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
 /// The index of the first byte from `i` that ends a run of plain string text (`"`,
-/// `\` or a control character), or `b.len()`. Eight bytes at a time: in each mask the
-/// lowest flagged byte is a true match (false positives only sit above a true one), so
-/// the lowest bit of their union is the first match.
+/// `\` or a control character), or `b.len()`. Eight bytes at a time, with two tests
+/// of the "byte minus k has its high bit set and the byte had it clear" kind: `w ^ 2`
+/// maps exactly `"` and the control characters below 0x21 (xor 2 keeps 0x00-0x1F among
+/// themselves and makes 0x22 0x20), and `w ^ \` maps `\` to 0. Both keep the bytes'
+/// high bits, so one `& !w` serves both. In each test the lowest flagged byte is a true
+/// match (false positives only sit above a true one, from its borrow), so the lowest
+/// bit of the union is the first match. The words come from `as_chunks`, so the loop
+/// has one bound check; most of the decoder's string scanning is this loop.
 #[inline(always)]
-fn plain_run(b: &[u8], mut i: usize) -> usize {
-    while let Some(chunk) = b.get(i..i + 8) {
-        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let w = u64::from_le_bytes(bytes);
-        let quote = w ^ (LO * u64::from(b'"'));
-        let slash = w ^ (LO * u64::from(b'\\'));
-        let found = (quote.wrapping_sub(LO) & !quote)
-            | (slash.wrapping_sub(LO) & !slash)
-            | (w.wrapping_sub(LO * 0x20) & !w);
-        let found = found & HI;
+fn plain_run(b: &[u8], i: usize) -> usize {
+    let rest = b.get(i..).unwrap_or_default();
+    let (words, tail) = rest.as_chunks::<8>();
+    let mut at = i;
+    for word in words {
+        let w = u64::from_le_bytes(*word);
+        let quote_or_control = (w ^ (LO * 0x02)).wrapping_sub(LO * 0x21);
+        let slash = (w ^ (LO * u64::from(b'\\'))).wrapping_sub(LO);
+        let found = (quote_or_control | slash) & !w & HI;
         if found != 0 {
-            return i + (found.trailing_zeros() / 8) as usize;
+            return at + (found.trailing_zeros() / 8) as usize;
         }
-        i += 8;
+        at += 8;
     }
-    while let Some(&c) = b.get(i) {
+    for &c in tail {
         if c == b'"' || c == b'\\' || c < 0x20 {
-            return i;
+            return at;
         }
-        i += 1;
+        at += 1;
     }
-    i
+    at
 }
 
 /// The run of 1 to 18 ASCII digits at `i` (so it cannot overflow) and the index after
@@ -856,6 +858,7 @@ impl<'a> P<'a> {
         }
     }
 
+    #[inline(always)]
     fn opt_u32(&mut self) -> R<()> {
         self.opt_int(0, u64::from(u32::MAX), "u32")
     }
@@ -1317,7 +1320,40 @@ impl<'a> P<'a> {
             events: (first_event, first_event),
             keys: 0,
         };
-        let (mut first, mut seen, mut next) = (true, 0, 0);
+        let (mut first, mut seen, mut next) = (true, 0u32, 0usize);
+        // The fields in the order SDKs write them, in straight-line code: each member
+        // is a literal compare and its read, without the general loop's two dispatches
+        // and duplicate check per member (~1,300 instructions a span went to them and
+        // the loop). Nothing was seen before the field read in each step, so no check
+        // is needed; at the first member in any other form the general loop below
+        // takes over where this stopped, with the same `first`, `seen` and `next`.
+        'fast: {
+            macro_rules! step {
+                ($f:literal, $pat:literal) => {
+                    if !self.starts($pat) {
+                        break 'fast;
+                    }
+                    self.span_field($f, &mut s, first_attr)?;
+                    (first, seen, next) = (false, seen | (1 << $f), $f + 1);
+                };
+            }
+            step!(0, b"\"traceId\":");
+            step!(1, b",\"spanId\":");
+            step!(2, b",\"traceState\":");
+            step!(3, b",\"parentSpanId\":");
+            step!(4, b",\"flags\":");
+            step!(5, b",\"name\":");
+            step!(6, b",\"kind\":");
+            step!(7, b",\"startTimeUnixNano\":");
+            step!(8, b",\"endTimeUnixNano\":");
+            step!(9, b",\"attributes\":");
+            step!(10, b",\"droppedAttributesCount\":");
+            step!(11, b",\"events\":");
+            step!(12, b",\"droppedEventsCount\":");
+            step!(13, b",\"links\":");
+            step!(14, b",\"droppedLinksCount\":");
+            step!(15, b",\"status\":");
+        }
         loop {
             // The key SDKs write next, tried first; any other order reads the same.
             let f = match self.span_key(next, first) {
@@ -1341,81 +1377,97 @@ impl<'a> P<'a> {
             };
             next = f + 1;
             self.first_time(&mut seen, 1 << f, SPAN_FIELDS[f])?;
-            match f {
-                0 => {
-                    s.trace_id = self.opt_hex()?;
-                }
-                1 => {
-                    s.span_id = self.opt_hex()?;
-                }
-                2 => {
-                    s.trace_state = self.opt_text()?.unwrap_or("");
-                }
-                3 => {
-                    s.parent_span_id = self.opt_hex()?;
-                }
-                4 => {
-                    self.opt_u32()?;
-                }
-                5 => {
-                    s.name = self.opt_text()?.unwrap_or("");
-                }
-                6 => {
-                    s.kind = if self.null()? {
-                        0
-                    } else {
-                        self.enumeration(SPAN_KINDS)?
-                    };
-                }
-                7 => {
-                    s.start_ns = if self.null()? { 0 } else { self.u64()? };
-                }
-                8 => {
-                    s.end_ns = if self.null()? { 0 } else { self.u64()? };
-                }
-                9 => {
-                    self.attrs(Dest::Span(first_attr))?;
-                }
-                10 => {
-                    self.opt_u32()?;
-                }
-                11 => {
-                    if !self.null()? {
-                        self.array("an array of Event")?;
-                        let mut first = true;
-                        while self.more(&mut first)? {
-                            let name = self.event()?;
-                            self.out.events.push(name);
-                        }
-                    }
-                }
-                12 => {
-                    self.opt_u32()?;
-                }
-                13 => {
-                    if !self.null()? {
-                        self.array("an array of Link")?;
-                        let mut first = true;
-                        while self.more(&mut first)? {
-                            self.link()?;
-                        }
-                    }
-                }
-                14 => {
-                    self.opt_u32()?;
-                }
-                15 => {
-                    if !self.null()? {
-                        s.status = self.status()?;
-                    }
-                }
-                _ => self.skip()?,
-            }
+            self.span_field(f, &mut s, first_attr)?;
         }
         s.attrs.1 = self.out.span_attrs.len() as u32;
         s.events.1 = self.out.events.len() as u32;
         self.out.spans.push(s);
         Ok(())
+    }
+
+    /// The value of span field `f` (of [`SPAN_FIELDS`]), its key read, into `s`.
+    /// Inlined into both callers, so the fast path's constant `f` needs no dispatch.
+    #[inline(always)]
+    fn span_field(&mut self, f: usize, s: &mut SpanRec<'a>, first_attr: u32) -> R<()> {
+        match f {
+            0 => {
+                s.trace_id = self.opt_hex()?;
+            }
+            1 => {
+                s.span_id = self.opt_hex()?;
+            }
+            2 => {
+                s.trace_state = self.opt_text()?.unwrap_or("");
+            }
+            3 => {
+                s.parent_span_id = self.opt_hex()?;
+            }
+            4 => {
+                self.opt_u32()?;
+            }
+            5 => {
+                s.name = self.opt_text()?.unwrap_or("");
+            }
+            6 => {
+                s.kind = if self.null()? {
+                    0
+                } else {
+                    self.enumeration(SPAN_KINDS)?
+                };
+            }
+            7 => {
+                s.start_ns = if self.null()? { 0 } else { self.u64()? };
+            }
+            8 => {
+                s.end_ns = if self.null()? { 0 } else { self.u64()? };
+            }
+            9 => {
+                self.attrs(Dest::Span(first_attr))?;
+            }
+            10 => {
+                self.opt_u32()?;
+            }
+            11 => {
+                if !self.empty_array() && !self.null()? {
+                    self.array("an array of Event")?;
+                    let mut first = true;
+                    while self.more(&mut first)? {
+                        let name = self.event()?;
+                        self.out.events.push(name);
+                    }
+                }
+            }
+            12 => {
+                self.opt_u32()?;
+            }
+            13 => {
+                if !self.empty_array() && !self.null()? {
+                    self.array("an array of Link")?;
+                    let mut first = true;
+                    while self.more(&mut first)? {
+                        self.link()?;
+                    }
+                }
+            }
+            14 => {
+                self.opt_u32()?;
+            }
+            15 => {
+                if !self.null()? {
+                    s.status = self.status()?;
+                }
+            }
+            _ => self.skip()?,
+        }
+        Ok(())
+    }
+
+    /// `[]` right at the position (consumed): what the general walk reads as an empty
+    /// array, entering and leaving one level (so it too stops at the depth limit), as
+    /// SDKs write a span's empty `events` and `links`.
+    #[inline(always)]
+    fn empty_array(&mut self) -> bool {
+        self.depth + 1 < DEPTH_LIMIT && self.starts(b"[]")
     }
 
     /// Whether the text at the position is span field `next` (of [`SPAN_FIELDS`]) as the
@@ -1541,11 +1593,41 @@ impl<'a> P<'a> {
             return Ok(());
         }
         self.array("an array of KeyValue")?;
+        // The general walk would enter two objects per element; near the depth limit
+        // it decides. Reading an element leaves the depth as it was, so once is enough.
+        let plain = self.depth + 2 < DEPTH_LIMIT;
         let mut first = true;
-        while self.more(&mut first)? {
-            let kv = match self.plain_key_value() {
-                Some(kv) => kv,
-                None => self.key_value(false)?,
+        loop {
+            // A plain element right after `[` or `,` (no whitespace) is read without
+            // `more`'s general checks; it cannot be `]`, so `more` would go on too.
+            let at = self.i;
+            let tried = match (plain, first, self.b.get(at)) {
+                (false, _, _) => None,
+                (true, true, _) => Some(at),
+                (true, false, Some(b',')) => Some(at + 1),
+                (true, false, _) => None,
+            };
+            let fast = tried.and_then(|p| {
+                self.i = p;
+                self.plain_key_value()
+            });
+            let kv = match fast {
+                Some(kv) => {
+                    first = false;
+                    kv
+                }
+                None => {
+                    self.i = at;
+                    if !self.more(&mut first)? {
+                        break;
+                    }
+                    // Tried already where `more` stopped, unless it skipped whitespace.
+                    let again = plain && tried != Some(self.i);
+                    match again.then(|| self.plain_key_value()).flatten() {
+                        Some(kv) => kv,
+                        None => self.key_value(false)?,
+                    }
+                }
             };
             let out = &mut self.out;
             match into {
@@ -1569,12 +1651,10 @@ impl<'a> P<'a> {
     /// counting and per-member checks than on the bytes: this path reads the same
     /// values, since plain text has no escapes, whitespace or repeated members to
     /// handle.
+    /// The caller checks the depth: the general walk would enter two objects, and near
+    /// the depth limit it decides.
     #[inline(always)]
     fn plain_key_value(&mut self) -> Option<Attr<'a>> {
-        // The general walk would enter two objects; near the depth limit it decides.
-        if self.depth + 2 >= DEPTH_LIMIT {
-            return None;
-        }
         let (b, s) = (self.b, self.s);
         let mut i = self.i;
         if b.get(i..i + 8)? != b"{\"key\":\"" {
@@ -2081,5 +2161,27 @@ mod tests {
             }
         }
         assert_eq!(plain_run(&[0xe4, 0xb8, 0xad, b'x'], 0), 4);
+    }
+
+    #[test]
+    fn plain_run_stops_where_a_byte_loop_stops_for_every_byte() {
+        // Every byte value at every offset of a 20-byte run, after plain ASCII and after
+        // bytes with the high bit set (UTF-8 continuation bytes, which share one `& !w`
+        // with the three tests): the word search must agree with the byte test.
+        let stops = |c: u8| c == b'"' || c == b'\\' || c < 0x20;
+        for fill in [b'a', 0x80, 0xa2, 0xdc, 0xff, 0x21, 0x5d] {
+            for c in 0..=255u8 {
+                for at in 0..20 {
+                    let mut b = vec![fill; 20];
+                    b[at] = c;
+                    let want = b.iter().position(|&x| stops(x)).unwrap_or(b.len());
+                    assert_eq!(
+                        plain_run(&b, 0),
+                        want,
+                        "byte {c:#x} at {at} after {fill:#x}"
+                    );
+                }
+            }
+        }
     }
 }
