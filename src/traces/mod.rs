@@ -61,9 +61,42 @@ pub struct TraceSpan {
 
 /// Bytes a buffered span costs: its node in the worker's slab.
 const NODE_BYTES: usize = std::mem::size_of::<Node>();
-/// A buffered trace's fixed cost: its table entry (key and [`Trace`], 48 bytes) counted
-/// twice, since a hash table grows by doubling and so may hold as much again in room.
+/// A buffered trace's fixed cost in what the buffer holds: its table entry (key and
+/// [`Trace`], 48 bytes) counted twice, since a hash table grows by doubling and so may
+/// hold as much again in room. The room itself is counted by capacity ([`table_bytes`]).
 const TRACE_BYTES: usize = 2 * std::mem::size_of::<(u128, Trace)>();
+/// Bytes a bucket of the trace table takes: an entry and its control byte.
+const BUCKET_BYTES: usize = std::mem::size_of::<(u128, Trace)>() + 1;
+
+/// Bytes the trace table reserves once it has had room for `cap` traces: the standard
+/// table (hashbrown) keeps a power of two of buckets, at most 7/8 of them in use (all
+/// of them below 8), each an entry and a control byte, plus 16 control bytes more for
+/// its group probes; it never gives them back when traces complete.
+fn table_bytes(cap: usize) -> usize {
+    if cap == 0 {
+        return 0;
+    }
+    let buckets = if cap < 8 { cap + 1 } else { cap * 8 / 7 }.next_power_of_two();
+    buckets * BUCKET_BYTES + 16
+}
+
+/// What the table's capacity becomes when it outgrows `cap`: twice the buckets.
+fn grown_capacity(cap: usize) -> usize {
+    let buckets = if cap == 0 {
+        2
+    } else if cap < 8 {
+        cap + 1
+    } else {
+        cap * 8 / 7
+    }
+    .next_power_of_two()
+        * 2;
+    if buckets < 8 {
+        buckets - 1
+    } else {
+        buckets / 8 * 7
+    }
+}
 /// An arrival-order entry: one per trace and batch that brought it spans, until it
 /// reaches the front of the queue (so a trace fed by many batches costs more).
 const ORDER_BYTES: usize = std::mem::size_of::<(u64, u128)>();
@@ -365,6 +398,9 @@ pub struct Assembler {
     admission: Arc<DependencyAdmission>,
     tel: Arc<Telemetry>,
     traces: HashMap<u128, Trace, ahash::RandomState>,
+    /// The table's largest capacity yet: what it reserves (its `capacity()` drops below
+    /// that while removed entries leave tombstones, its buckets do not).
+    table_cap: usize,
     /// The spans of every trace in assembly, and free nodes (a list from `free`).
     nodes: Vec<Node>,
     free: u32,
@@ -405,6 +441,7 @@ impl Assembler {
             admission,
             tel,
             traces: HashMap::with_hasher(ahash::RandomState::new()),
+            table_cap: 0,
             nodes: Vec::new(),
             free: NIL,
             order: VecDeque::new(),
@@ -454,6 +491,9 @@ impl Assembler {
                 &mut evicted,
             );
             self.bytes += NODE_BYTES;
+            if self.traces.len() >= self.traces.capacity() && !self.traces.contains_key(&s.trace) {
+                self.grow_table(journeys, now, &mut evicted);
+            }
             let (t, fresh) = match self.traces.entry(s.trace) {
                 std::collections::hash_map::Entry::Occupied(e) => {
                     let t = e.into_mut();
@@ -490,6 +530,10 @@ impl Assembler {
                 t.last_arrival = now;
             }
             let full = t.len as usize >= self.settings.max_spans;
+            if fresh {
+                // Its largest capacity is what it reserves: see `table_cap`.
+                self.table_cap = self.table_cap.max(self.traces.capacity());
+            }
             if arrived {
                 // Cannot complete this trace: its older entries are stale now.
                 self.push_order(now, s.trace, journeys, &mut evicted);
@@ -608,13 +652,38 @@ impl Assembler {
     /// free list, a popped entry leaves a hole in the ring), so the process's memory
     /// follows their largest size, not what they hold now: counting only what they hold,
     /// a run whose traces went from many spans (a full slab) to many batches each (a full
-    /// queue) held the bound in each, 1.5 times it in all. The table's room is already
-    /// counted twice per trace in `bytes`.
+    /// queue) held the bound in each, 1.5 times it in all. The trace table is counted by
+    /// its buckets for the same reason: with lone traces (a new trace id in each request)
+    /// it doubled past what twice its entries came to.
     fn room(&self) -> usize {
         let held = self.nodes.capacity() * NODE_BYTES
             + self.order.capacity() * ORDER_BYTES
-            + self.traces.len() * TRACE_BYTES;
+            + table_bytes(self.table_cap);
         self.settings.max_bytes.saturating_sub(held)
+    }
+
+    /// A new trace is about to fill the table's room: it would double (all entries moved
+    /// to a new table while the old one still exists) unless half of its room or less is
+    /// in use, when it only clears its tombstones in place. Lets it double when the new
+    /// table fits in the room beside the old one, else completes the oldest traces until
+    /// the new one fits without either.
+    #[cold]
+    #[inline(never)]
+    fn grow_table(&mut self, journeys: &Journeys, now: u64, evicted: &mut u64) {
+        self.table_cap = self.table_cap.max(self.traces.capacity());
+        if self.traces.len() < self.table_cap / 2
+            || table_bytes(grown_capacity(self.table_cap)) <= self.room()
+        {
+            return;
+        }
+        // Bounded by the arrival queue: each turn removes one entry.
+        while self.traces.len() >= self.traces.capacity() && self.traces.len() >= self.table_cap / 2
+        {
+            match self.pop_oldest(journeys, now) {
+                Some(done) => *evicted += u64::from(done),
+                None => return,
+            }
+        }
     }
 
     /// The slab is full and nothing is free: grows it by doubling as long as the room
@@ -1630,28 +1699,92 @@ mod tests {
         // a 1 MiB buffer (1,048,576 bytes). Counting what is held, 96 + 80 per batch, it
         // would take 13,106 batches; by room: the slab (48 a node) and the queue (32 an
         // entry) both double 1024 -> 8192, which then hold 8192 x 80 = 655,360 bytes,
-        // + 96 for the trace = 655,456. Span 8193 grows the slab by the room left,
-        // 393,120 / 48 = 8190 nodes (to 16,382: 786,336 bytes), which leaves no room:
-        // from then on each arrival pops the oldest entry (stale, the trace got spans
-        // since), so the queue stays at 8192. Span 16,383 finds no free node and no
-        // room: the pops reach the trace's latest entry and complete it (16,382
-        // orphans, one eviction), and the span starts a new trace: 96 + 48 + 32 bytes.
+        // + 212 for the table (4 buckets x 49 + 16) = 655,572. Span 8193 grows the slab
+        // by the room left, 393,004 / 48 = 8187 nodes (to 16,379: 786,192 bytes), which
+        // leaves no room: from then on each arrival pops the oldest entry (stale, the
+        // trace got spans since), so the queue stays at 8192. Span 16,380 finds no free
+        // node and no room: the pops reach the trace's latest entry and complete it
+        // (16,379 orphans, one eviction), and the span starts a new trace: 96 + 48 + 32.
         let (mut a, j, tel) = setup(10, usize::MAX);
         let text = String::new();
         let one = [span(1, 0, NO_JOURNEY, false, None, &mut String::new())];
-        for k in 0..16_382u64 {
+        for k in 0..16_379u64 {
             a.add(&one, &text, &j, 100 * S + k);
         }
-        assert_eq!((a.nodes.capacity(), a.order.capacity()), (16_382, 8192));
-        assert_eq!(a.bytes(), 96 + 16_382 * 48 + 8192 * 32);
+        assert_eq!((a.nodes.capacity(), a.order.capacity()), (16_379, 8192));
+        assert_eq!((a.table_cap, table_bytes(a.table_cap)), (3, 212));
+        assert_eq!(a.bytes(), 96 + 16_379 * 48 + 8192 * 32);
         assert_eq!(tel.traces_evicted[0].get(), 0);
-        a.add(&one, &text, &j, 100 * S + 16_382);
-        assert_eq!((a.nodes.capacity(), a.order.capacity()), (16_382, 8192));
+        a.add(&one, &text, &j, 100 * S + 16_379);
+        assert_eq!((a.nodes.capacity(), a.order.capacity()), (16_379, 8192));
         assert_eq!(
             (tel.traces_evicted[0].get(), tel.orphan_spans.get()),
-            (1, 16_382)
+            (1, 16_379)
         );
         assert_eq!(a.bytes(), 96 + 48 + 32);
+    }
+
+    #[test]
+    fn the_trace_table_is_counted_by_its_buckets() {
+        // hashbrown: 4 buckets for up to 3 entries, 8 for 7, then 7/8 of a power of two;
+        // a bucket is a 48-byte entry and a control byte, plus 16 control bytes a table.
+        assert_eq!(table_bytes(0), 0);
+        assert_eq!(table_bytes(3), 4 * 49 + 16);
+        assert_eq!(table_bytes(7), 8 * 49 + 16);
+        // 114,688 = 131,072 x 7/8: 6,422,528 + 16.
+        assert_eq!(table_bytes(114_688), 6_422_544);
+        assert_eq!(table_bytes(114_689), 262_144 * 49 + 16);
+        let grown: Vec<usize> = [0, 3, 7, 14, 114_688].map(grown_capacity).into();
+        assert_eq!(grown, [3, 7, 14, 28, 229_376]);
+        // The standard table keeps to that: 100,000 traces take 131,072 buckets, and the
+        // 114,689th doubles them.
+        let mut m: HashMap<u128, Trace, ahash::RandomState> = HashMap::default();
+        let t = || Trace {
+            head: 0,
+            tail: 0,
+            len: 1,
+            published: 0,
+            last_arrival: 0,
+            names: None,
+        };
+        for id in 0..100_000u128 {
+            m.insert(id, t());
+        }
+        assert_eq!(m.capacity(), 114_688);
+        for id in 100_000..114_689u128 {
+            m.insert(id, t());
+        }
+        assert_eq!(m.capacity(), grown_capacity(114_688));
+    }
+
+    #[test]
+    fn with_a_new_trace_in_each_batch_the_table_stays_within_the_bound() {
+        // One lone span a trace, each trace in its own batch a nanosecond after the last,
+        // in a 1 MiB buffer (1,048,576 bytes); a trace holds 96 + 48 + 32 = 176 bytes.
+        // The table doubles when full: 1,792 traces -> 4,096 buckets (200,720 bytes),
+        // 3,584 -> 8,192 (401,424), which fits: the slab (4,096 nodes, 196,608) and the
+        // queue (4,096, 131,072) leave 520,176 beside the old table. At 4,096 traces the
+        // slab doubles to 8,192 nodes (393,216 bytes; 319,472 were left) and the queue
+        // takes the 122,864 left, 3,839 entries (to 7,935: 253,920 bytes): 1,048,560 in
+        // all. Counting the table as 96 bytes a trace (393,216 at 4,096 traces) the queue
+        // doubled to 8,192 and the three came to 1,056,784, over the bound. Held bytes
+        // pass the bound at trace 5,958 (1,048,608): from then on each trace completes
+        // the oldest, 5,957 stay (1,048,432 bytes), 6,000 - 5,957 = 43 evicted.
+        let (mut a, j, tel) = setup(10, usize::MAX);
+        let text = String::new();
+        let mut one = [span(1, 0, NO_JOURNEY, false, None, &mut String::new())];
+        for k in 0..6000u64 {
+            one[0].trace = u128::from(k) + 1;
+            a.add(&one, &text, &j, 100 * S + k);
+        }
+        assert_eq!((a.nodes.capacity(), a.order.capacity()), (8192, 7935));
+        assert_eq!((a.table_cap, table_bytes(a.table_cap)), (7168, 401_424));
+        assert_eq!(8192 * 48 + 7935 * 32 + 401_424, 1_048_560);
+        assert_eq!((a.traces.len(), a.bytes()), (5957, 5957 * 176));
+        assert_eq!(
+            (tel.traces_evicted[0].get(), tel.orphan_spans.get()),
+            (43, 43)
+        );
     }
 
     #[test]
