@@ -10,7 +10,7 @@
 mod common;
 
 use cerflow::sampling::UNIT;
-use common::exact::wait_all;
+use common::exact::{partitions_shared, wait_all};
 use common::kafka::{shared, Kafka};
 use common::otlp::{body, checkout_spans, failed, traces, with_resource_attr};
 use common::*;
@@ -111,13 +111,7 @@ fn two_instances_in_one_group_share_the_partitions_and_sum_to_the_input() {
         &[&a, &b],
         "both members holding partitions, 4 in all",
         Duration::from_secs(60),
-        |s| {
-            let p: Vec<f64> = s
-                .iter()
-                .map(|s| s.value("cerflow_kafka_partitions", &[]))
-                .collect();
-            p.iter().sum::<f64>() == 4.0 && p.iter().all(|&n| n >= 1.0)
-        },
+        |s| partitions_shared(s, 4.0),
     );
     // 60 requests x 3 spans = 180 spans, 15 of them failed (requests 0, 4, ..., 56).
     let (spans, errors) = produce(k, "shared-spans", 60, 3, 1_000_000);
@@ -766,15 +760,11 @@ fn a_deployment_through_two_instances_is_judged_by_its_owner_as_by_one_instance(
         "both members holding spans partitions, 4 in all, and one owner",
         Duration::from_secs(60),
         |s| {
-            let p: Vec<f64> = s
-                .iter()
-                .map(|s| s.value("cerflow_kafka_partitions", &[]))
-                .collect();
             let owned: f64 = s
                 .iter()
                 .map(|s| s.value("cerflow_kafka_owned_partitions", &[]))
                 .sum();
-            p.iter().sum::<f64>() == 4.0 && p.iter().all(|&n| n >= 1.0) && owned == 1.0
+            partitions_shared(s, 4.0) && owned == 1.0
         },
     );
     let owned = |c: &Cerflow| c.scrape().value("cerflow_kafka_owned_partitions", &[]) == 1.0;

@@ -18,7 +18,9 @@
 
 mod common;
 
-use common::exact::{differences, owned_score_differences, wait_all, wait_settled, Cover, Figures};
+use common::exact::{
+    differences, owned_score_differences, partitions_shared, wait_all, wait_settled, Cover, Figures,
+};
 use common::kafka::{shared, Kafka, KafkaTee};
 use common::*;
 use std::path::Path;
@@ -200,13 +202,7 @@ fn run(topic: &str, group: &str, fault: Fault, cover: Cover, skip: &[&str]) -> O
         &members.iter().collect::<Vec<_>>(),
         "both first members holding partitions",
         Duration::from_secs(60),
-        |s| {
-            let p: Vec<f64> = s
-                .iter()
-                .map(|s| s.value("cerflow_kafka_partitions", &[]))
-                .collect();
-            p.iter().sum::<f64>() == f64::from(PARTITIONS) && p.iter().all(|&n| n >= 1.0)
-        },
+        |s| partitions_shared(s, f64::from(PARTITIONS)),
     );
     let tee = KafkaTee::start(k, topic, &single.grpc_endpoint());
     let started = Instant::now();

@@ -352,6 +352,15 @@ pub fn owned_score_differences(
     out
 }
 
+/// The group's members share `total` input partitions, each holding at least one.
+pub fn partitions_shared(s: &[Scrape], total: f64) -> bool {
+    let p: Vec<f64> = s
+        .iter()
+        .map(|s| s.value("cerflow_kafka_partitions", &[]))
+        .collect();
+    p.iter().sum::<f64>() == total && p.iter().all(|&n| n >= 1.0)
+}
+
 /// Scrapes every instance until `ok` holds for the list of scrapes (within `limit`);
 /// panics with every instance's last scrape.
 #[track_caller]
