@@ -95,8 +95,13 @@ fn an_invalid_file_is_refused_and_the_old_config_keeps_running() {
     let mtime = std::fs::metadata(&cf.config_path)
         .and_then(|m| m.modified())
         .unwrap();
+    // The new file is written beside the config, given the config's modification time,
+    // then renamed over it, so only the SIGHUP reloads it: setting the time after
+    // writing in place left a moment in which the file watcher saw the change, and the
+    // refusal was counted twice (seen in CI under load).
+    let next = cf.config_path.with_extension("next");
     std::fs::write(
-        &cf.config_path,
+        &next,
         config(
             &cf.ports,
             "v2",
@@ -104,13 +109,12 @@ fn an_invalid_file_is_refused_and_the_old_config_keeps_running() {
         ),
     )
     .unwrap();
-    // The file keeps its modification time, so only the SIGHUP reloads it: otherwise the
-    // file watcher may see the change first and the refusal is counted twice.
     std::fs::File::options()
         .write(true)
-        .open(&cf.config_path)
+        .open(&next)
         .and_then(|f| f.set_modified(mtime))
         .unwrap();
+    std::fs::rename(&next, &cf.config_path).unwrap();
     hup(&cf);
     let s = cf.wait_for("cerflow_config_reload_failures_total", &[], 1.0);
     s.assert("cer_definition_info", &[("version", "v1")], 1.0);
