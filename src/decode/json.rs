@@ -922,23 +922,28 @@ impl<'a> P<'a> {
         if self.peek() == Some(b'"') {
             let b = self.b;
             let start = self.i + 1;
-            // A trace id (32 digits) or a span id (16), eight digits at a time.
-            if b.get(start + 32) == Some(&b'"') {
-                if let Some(id) = b
-                    .get(start..start + 32)
-                    .and_then(|d| <&[u8; 32]>::try_from(d).ok())
-                    .and_then(fixed_hex::<32, 16>)
-                {
-                    self.i = start + 33;
-                    return Ok(&self.arena.alloc(id)[..]);
-                }
-            } else if b.get(start + 16) == Some(&b'"') {
+            // A span id (16 digits) or a trace id (32), eight digits at a time. The
+            // span id's closing quote is tested first: a quote 32 bytes on does not
+            // prove a trace id (`"spanId":"…","traceState":""`, as the loadgen and
+            // SDKs write it, has one there, which sent such span ids down the byte
+            // loop below: ~130 instructions a span), but a quote after 16 bytes rules
+            // one out.
+            if b.get(start + 16) == Some(&b'"') {
                 if let Some(id) = b
                     .get(start..start + 16)
                     .and_then(|d| <&[u8; 16]>::try_from(d).ok())
                     .and_then(fixed_hex::<16, 8>)
                 {
                     self.i = start + 17;
+                    return Ok(&self.arena.alloc(id)[..]);
+                }
+            } else if b.get(start + 32) == Some(&b'"') {
+                if let Some(id) = b
+                    .get(start..start + 32)
+                    .and_then(|d| <&[u8; 32]>::try_from(d).ok())
+                    .and_then(fixed_hex::<32, 16>)
+                {
+                    self.i = start + 33;
                     return Ok(&self.arena.alloc(id)[..]);
                 }
             }
