@@ -1147,6 +1147,21 @@ fn sdk_order_hands_over_to_the_general_walk_at_every_member() {
         format!(r#"[{plain},{{"value":{{"stringValue":"x"}},"key":"b"}},{plain}]"#),
         format!(r#"[{plain},{{"key":"a\u0062","value":{{"stringValue":"x"}}}}]"#),
         format!(r#"[{plain},{{"key":"b","value":{{"stringValue":"x"}},"bogus":1}}]"#),
+        // The list loop's own hand-overs: after an element, a space before `]` or `,`;
+        // the list cut after an element or a comma; an int and a bool element between
+        // plain ones; a string value with an escape, a key with a control character,
+        // and a value member spaced inside the literal the loop compares at once.
+        format!("[{plain} ]"),
+        format!("[{plain} ,{plain}]"),
+        format!("[{plain},{plain}"),
+        format!("[{plain},"),
+        format!(
+            r#"[{plain},{{"key":"i","value":{{"intValue":"7"}}}},{{"key":"b","value":{{"boolValue":true}}}},{plain}]"#
+        ),
+        format!(r#"[{plain},{{"key":"b","value":{{"stringValue":"x\"y"}}}},{plain}]"#),
+        format!("[{plain},{{\"key\":\"b\u{1}\",\"value\":{{\"stringValue\":\"x\"}}}}]"),
+        format!(r#"[{plain},{{"key":"b","value":{{"stringValue" :"x"}}}},{plain}]"#),
+        format!(r#"[{plain},{{"key":"b","value":{{"stringValue":"x"}} }},{plain}]"#),
         "[]".to_string(),
         "[ ]".to_string(),
     ] {
@@ -1169,6 +1184,8 @@ fn sdk_order_hands_over_to_the_general_walk_at_every_member() {
     for attrs in [
         format!(r#"[{plain},{{"key":"d","value":{{"doubleValue":1.5}}}},{plain}]"#),
         format!(r#"[ {plain} , {plain}, {plain} ]"#),
+        format!(r#"[{plain},{{"key":"b","value":{{"stringValue":"x\"y"}}}},{plain}]"#),
+        format!("[{plain} ,{plain},{plain}]"),
     ] {
         let mut p = sdk.clone();
         p[9] = format!(r#""attributes":{attrs}"#);

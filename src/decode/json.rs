@@ -1602,50 +1602,57 @@ impl<'a> P<'a> {
         // it decides. Reading an element leaves the depth as it was, so once is enough.
         let plain = self.depth + 2 < DEPTH_LIMIT;
         let mut first = true;
-        loop {
-            // A plain element right after `[` or `,` (no whitespace) is read without
-            // `more`'s general checks; it cannot be `]`, so `more` would go on too.
-            let at = self.i;
-            let tried = match (plain, first, self.b.get(at)) {
-                (false, _, _) => None,
-                (true, true, _) => Some(at),
-                (true, false, Some(b',')) => Some(at + 1),
-                (true, false, _) => None,
-            };
-            let fast = tried.and_then(|p| {
-                self.i = p;
-                self.plain_key_value()
-            });
-            let kv = match fast {
-                Some(kv) => {
-                    first = false;
-                    kv
-                }
-                None => {
-                    self.i = at;
-                    if !self.more(&mut first)? {
-                        break;
+        if plain {
+            // The list as SDKs write it, `[{…},{…}]` with plain elements and no
+            // whitespace, in a loop of its own: an element, then `,` or `]`. At the
+            // first element in another form the general loop below goes on from the
+            // comma before it (or from `[`), so it reads and refuses as if it had read
+            // the whole list.
+            let mut resume = self.i;
+            loop {
+                let Some(kv) = self.plain_key_value() else {
+                    self.i = resume;
+                    break;
+                };
+                first = false;
+                self.keep(into, kv);
+                match self.b.get(self.i) {
+                    Some(b',') => {
+                        resume = self.i;
+                        self.i += 1;
                     }
-                    // Tried already where `more` stopped, unless it skipped whitespace.
-                    let again = plain && tried != Some(self.i);
-                    match again.then(|| self.plain_key_value()).flatten() {
-                        Some(kv) => kv,
-                        None => self.key_value(false)?,
+                    Some(b']') => {
+                        self.i += 1;
+                        self.depth -= 1;
+                        return Ok(());
                     }
+                    _ => break,
                 }
-            };
-            let out = &mut self.out;
-            match into {
-                Dest::Resource => out.resource_attrs.push(kv),
-                Dest::Span(first) => {
-                    if out.span_attrs.len() - (first as usize) < out.max_attrs {
-                        out.span_attrs.push(kv);
-                    }
-                }
-                Dest::Nowhere => {}
             }
         }
+        while self.more(&mut first)? {
+            let kv = match plain.then(|| self.plain_key_value()).flatten() {
+                Some(kv) => kv,
+                None => self.key_value(false)?,
+            };
+            self.keep(into, kv);
+        }
         Ok(())
+    }
+
+    /// Keeps an attribute where `into` says.
+    #[inline(always)]
+    fn keep(&mut self, into: Dest, kv: Attr<'a>) {
+        let out = &mut self.out;
+        match into {
+            Dest::Resource => out.resource_attrs.push(kv),
+            Dest::Span(first) => {
+                if out.span_attrs.len() - (first as usize) < out.max_attrs {
+                    out.span_attrs.push(kv);
+                }
+            }
+            Dest::Nowhere => {}
+        }
     }
 
     /// A `KeyValue` exactly as SDKs write one (`{"key":"k","value":{"stringValue":"v"}}`,
@@ -1655,11 +1662,13 @@ impl<'a> P<'a> {
     /// bytes are its attributes, and the general walk spends more on its calls, depth
     /// counting and per-member checks than on the bytes: this path reads the same
     /// values, since plain text has no escapes, whitespace or repeated members to
-    /// handle.
+    /// handle. The literal text between the key and a string value (26 bytes) and
+    /// after it (3) is one compare each: a few word loads, one branch.
     /// The caller checks the depth: the general walk would enter two objects, and near
     /// the depth limit it decides.
     #[inline(always)]
     fn plain_key_value(&mut self) -> Option<Attr<'a>> {
+        const TO_STRING: &[u8; 26] = b"\",\"value\":{\"stringValue\":\"";
         let (b, s) = (self.b, self.s);
         let mut i = self.i;
         if b.get(i..i + 8)? != b"{\"key\":\"" {
@@ -1668,77 +1677,75 @@ impl<'a> P<'a> {
         i += 8;
         let start = i;
         i = plain_run(b, i);
-        if *b.get(i)? != b'"' {
-            return None;
-        }
-        let key = s.get(start..i)?;
-        i += 1;
-        if b.get(i..i + 11)? != b",\"value\":{\"" {
-            return None;
-        }
-        i += 11;
-        let value = match *b.get(i)? {
-            b's' => {
-                if b.get(i..i + 14)? != b"stringValue\":\"" {
-                    return None;
-                }
-                i += 14;
-                let start = i;
-                i = plain_run(b, i);
-                if *b.get(i)? != b'"' {
-                    return None;
-                }
-                let v = s.get(start..i)?;
-                i += 1;
-                AttrValue::Str(v)
+        let key_end = i;
+        let value = if matches!(b.get(i..i + 26), Some(t) if t == TO_STRING) {
+            i += 26;
+            let start = i;
+            i = plain_run(b, i);
+            if b.get(i..i + 3)? != b"\"}}" {
+                return None;
             }
-            b'i' => {
-                if b.get(i..i + 10)? != b"intValue\":" {
-                    return None;
-                }
-                i += 10;
-                // A decimal string (the specification's form) or a number; what
-                // `i64()` reads from either when it has at most 18 digits and no sign.
-                let quoted = *b.get(i)? == b'"';
-                i += usize::from(quoted);
-                let (v, end) = short_digits(b, i)?;
-                if quoted {
-                    if *b.get(end)? != b'"' {
+            let v = s.get(start..i)?;
+            i += 3;
+            AttrValue::Str(v)
+        } else {
+            if b.get(i..i + 12)? != b"\",\"value\":{\"" {
+                return None;
+            }
+            i += 12;
+            let v = match *b.get(i)? {
+                b'i' => {
+                    if b.get(i..i + 10)? != b"intValue\":" {
                         return None;
                     }
-                    i = end + 1;
-                } else {
-                    // JSON's number rules: no leading zero, no fraction or exponent.
-                    if (b.get(i) == Some(&b'0') && end - i > 1)
-                        || matches!(b.get(end), Some(b'.' | b'e' | b'E'))
-                    {
+                    i += 10;
+                    // A decimal string (the specification's form) or a number; what
+                    // `i64()` reads from either when it has at most 18 digits and no
+                    // sign.
+                    let quoted = *b.get(i)? == b'"';
+                    i += usize::from(quoted);
+                    let (v, end) = short_digits(b, i)?;
+                    if quoted {
+                        if *b.get(end)? != b'"' {
+                            return None;
+                        }
+                        i = end + 1;
+                    } else {
+                        // JSON's number rules: no leading zero, no fraction or exponent.
+                        if (b.get(i) == Some(&b'0') && end - i > 1)
+                            || matches!(b.get(end), Some(b'.' | b'e' | b'E'))
+                        {
+                            return None;
+                        }
+                        i = end;
+                    }
+                    AttrValue::Int(v as i64)
+                }
+                b'b' => {
+                    if b.get(i..i + 11)? != b"boolValue\":" {
                         return None;
                     }
-                    i = end;
+                    i += 11;
+                    if b.get(i..i + 4)? == b"true" {
+                        i += 4;
+                        AttrValue::Bool(true)
+                    } else if b.get(i..i + 5)? == b"false" {
+                        i += 5;
+                        AttrValue::Bool(false)
+                    } else {
+                        return None;
+                    }
                 }
-                AttrValue::Int(v as i64)
+                _ => return None,
+            };
+            if b.get(i..i + 2)? != b"}}" {
+                return None;
             }
-            b'b' => {
-                if b.get(i..i + 11)? != b"boolValue\":" {
-                    return None;
-                }
-                i += 11;
-                if b.get(i..i + 4)? == b"true" {
-                    i += 4;
-                    AttrValue::Bool(true)
-                } else if b.get(i..i + 5)? == b"false" {
-                    i += 5;
-                    AttrValue::Bool(false)
-                } else {
-                    return None;
-                }
-            }
-            _ => return None,
+            i += 2;
+            v
         };
-        if b.get(i..i + 2)? != b"}}" {
-            return None;
-        }
-        self.i = i + 2;
+        let key = s.get(start..key_end)?;
+        self.i = i;
         Some(Attr { key, value })
     }
 
