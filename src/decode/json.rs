@@ -33,7 +33,7 @@
 //! scanner did the same; `tests/json_decoder.rs::slow_path_strictness`).
 
 use super::lazy::{
-    Attr, Lists, ResourceRec, SpanRec, TraceRequest, TOO_MANY_SPANS, UNKNOWN_SERVICE,
+    key_bit, Attr, Lists, ResourceRec, SpanRec, TraceRequest, TOO_MANY_SPANS, UNKNOWN_SERVICE,
 };
 use crate::span::AttrValue;
 /// The arena callers lend the decoder (re-exported so they need not name bumpalo).
@@ -102,10 +102,12 @@ pub fn decode_traces_in<'a>(
         too_many: false,
         frames: Vec::new(),
         scratch: String::new(),
+        span_keys: 0,
     };
     match p.request() {
         Ok(()) => {
-            p.out.index_keys();
+            // The spans' key filters were built as their attributes were kept.
+            p.out.index_resource_keys();
             Ok(p.out)
         }
         Err(Fail) if p.too_many => Err(JsonError::TooManySpans),
@@ -161,6 +163,10 @@ struct P<'a> {
     frames: Vec<u8>,
     /// Where escaped strings are unescaped before they go to the arena.
     scratch: String,
+    /// The key filter ([`key_bit`]) of the span being read's kept attributes, built
+    /// as they are kept: the key's length and end bytes are at hand then, where a
+    /// second pass over all the attributes would load them again.
+    span_keys: u64,
 }
 
 /// What a string literal was: its text between the quotes, raw, and whether it has
@@ -1310,6 +1316,7 @@ impl<'a> P<'a> {
         }
         let first_attr = self.out.span_attrs.len() as u32;
         let first_event = self.out.events.len() as u32;
+        self.span_keys = 0;
         let mut s = SpanRec {
             name: "",
             trace_id: &[],
@@ -1386,6 +1393,7 @@ impl<'a> P<'a> {
         }
         s.attrs.1 = self.out.span_attrs.len() as u32;
         s.events.1 = self.out.events.len() as u32;
+        s.keys = self.span_keys;
         self.out.spans.push(s);
         Ok(())
     }
@@ -1648,6 +1656,7 @@ impl<'a> P<'a> {
             Dest::Resource => out.resource_attrs.push(kv),
             Dest::Span(first) => {
                 if out.span_attrs.len() - (first as usize) < out.max_attrs {
+                    self.span_keys |= key_bit(kv.key);
                     out.span_attrs.push(kv);
                 }
             }
