@@ -1197,6 +1197,88 @@ fn sdk_order_hands_over_to_the_general_walk_at_every_member() {
     }
 }
 
+/// The decoder compares each span's key with the key read at the same position of the
+/// span before (8 bytes or longer), a word at a time, before scanning it. Spans whose
+/// key at position 0 differs from the one before in its last byte, its middle word,
+/// its length (a prefix, a longer key, the quote missing), an escape or a control
+/// character in it, or a value in another form: both decoders refuse the body or read
+/// it alike, and the keys read are exactly the keys written.
+#[test]
+fn keys_like_the_last_at_their_position_read_as_written() {
+    let first = "http.request.method";
+    let keys = [
+        "http.request.method",
+        "http.request.methoe",
+        "http.reXuest.method",
+        "http.request.metho",
+        "http.request.methodd",
+        "http.request.method.x",
+        "http.req",
+        "http.request",
+        "http.request.method",
+    ];
+    let span = |key: &str, value: &str| {
+        format!(
+            r#"{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"x","attributes":[{{"key":"{key}","value":{value}}},{{"key":"server.address","value":{{"stringValue":"a"}}}}]}}"#
+        )
+    };
+    let body_of = |spans: &[String]| {
+        format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"shop"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+            spans.join(",")
+        )
+    };
+    // Every key after the first, each after a span with the first: 9 spans in all,
+    // each read with the key it was written with.
+    let mut spans = Vec::new();
+    for k in keys {
+        spans.push(span(first, r#"{"stringValue":"v"}"#));
+        spans.push(span(k, r#"{"stringValue":"v"}"#));
+    }
+    let body = body_of(&spans);
+    assert!(matches!(
+        oracle::check_json(body.as_bytes()),
+        Ok(Outcome::Accepted { .. })
+    ));
+    let arena = Bump::new();
+    let req = json::decode_traces(body.as_bytes(), &arena).expect("accepted");
+    let read: Vec<&str> = req.spans().map(|s| s.span_attrs()[0].key).collect();
+    let want: Vec<&str> = keys.iter().flat_map(|k| [first, *k]).collect();
+    assert_eq!(read, want);
+    // The first key again, or one like it, with what the scan must see: an escape
+    // in it (`metho\u0064` reads as the first key) or after it, a control character
+    // after it (refused), a value in another form, an escape in the value, a space
+    // before the value; both decoders agree on each.
+    for (key, value, accepted) in [
+        (r"http.request.metho\u0064", r#"{"stringValue":"v"}"#, true),
+        (r"http.request.method\u0064", r#"{"stringValue":"v"}"#, true),
+        ("http.request.method\u{1}", r#"{"stringValue":"v"}"#, false),
+        ("http.request.method", r#"{"intValue":"7"}"#, true),
+        ("http.request.method", r#"{"stringValue":"v\u0064"}"#, true),
+        ("http.request.method", r#" {"stringValue":"v"}"#, true),
+    ] {
+        let spans = [
+            span(first, r#"{"stringValue":"v"}"#),
+            span(key, value),
+        ];
+        let body = body_of(&spans);
+        match oracle::check_json(body.as_bytes()) {
+            Ok(Outcome::Accepted { .. }) => assert!(accepted, "{body}"),
+            Ok(Outcome::Rejected) => assert!(!accepted, "{body}"),
+            Err(e) => panic!("the decoders disagree on {body}: {e}"),
+        }
+    }
+    let spans = [
+        span(first, r#"{"stringValue":"v"}"#),
+        span(r"http.request.metho\u0064", r#"{"stringValue":"v"}"#),
+    ];
+    let body = body_of(&spans);
+    let arena = Bump::new();
+    let req = json::decode_traces(body.as_bytes(), &arena).expect("accepted");
+    let s = req.spans().nth(1).expect("two spans");
+    assert_eq!(s.span_attrs()[0].key, "http.request.method");
+}
+
 #[test]
 fn enum_names_and_numbers_read_the_same() {
     let names = one_span(&format!(

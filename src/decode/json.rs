@@ -103,6 +103,7 @@ pub fn decode_traces_in<'a>(
         frames: Vec::new(),
         scratch: String::new(),
         span_keys: 0,
+        key_cache: [""; KEY_CACHE],
     };
     match p.request() {
         Ok(()) => {
@@ -167,7 +168,14 @@ struct P<'a> {
     /// as they are kept: the key's length and end bytes are at hand then, where a
     /// second pass over all the attributes would load them again.
     span_keys: u64,
+    /// The last key read plainly at each position of an attribute list: services send
+    /// the same keys in the same order span after span, so a key is first compared
+    /// with the one before it at its position, a word at a time, before it is scanned.
+    key_cache: [&'a str; KEY_CACHE],
 }
+
+/// Positions of an attribute list whose last key is remembered ([`P::key_cache`]).
+const KEY_CACHE: usize = 32;
 
 /// What a string literal was: its text between the quotes, raw, and whether it has
 /// escapes (then the raw text is not the value).
@@ -211,6 +219,30 @@ fn plain_run(b: &[u8], i: usize) -> usize {
         at += 1;
     }
     at
+}
+
+/// Whether `b` holds `k` (at least 8 bytes long) at `at`: a word at a time, the last
+/// word overlapping the one before it, so there is no byte loop and no call to
+/// `memcmp` (whose call costs more than the compare for a key).
+#[inline(always)]
+fn same_words(b: &[u8], at: usize, k: &[u8]) -> bool {
+    let Some(t) = b.get(at..at + k.len()) else {
+        return false;
+    };
+    let word = |x: &[u8], j: usize| {
+        x.get(j..)
+            .and_then(|x| x.first_chunk::<8>())
+            .map(|w| u64::from_le_bytes(*w))
+    };
+    let mut j = 0;
+    while j + 8 < k.len() {
+        if word(t, j) != word(k, j) {
+            return false;
+        }
+        j += 8;
+    }
+    let last = k.len().wrapping_sub(8);
+    k.len() >= 8 && word(t, last) == word(k, last)
 }
 
 /// The run of 1 to 18 ASCII digits at `i` (so it cannot overflow) and the index after
@@ -1617,12 +1649,20 @@ impl<'a> P<'a> {
             // comma before it (or from `[`), so it reads and refuses as if it had read
             // the whole list.
             let mut resume = self.i;
+            // Only spans' keys are remembered: resources and events, read between
+            // them, would put their own keys in the cache each time.
+            let mut n = if matches!(into, Dest::Span(_)) {
+                0
+            } else {
+                KEY_CACHE
+            };
             loop {
-                let Some(kv) = self.plain_key_value() else {
+                let Some(kv) = self.plain_key_value(n) else {
                     self.i = resume;
                     break;
                 };
                 first = false;
+                n += 1;
                 self.keep(into, kv);
                 match self.b.get(self.i) {
                     Some(b',') => {
@@ -1639,7 +1679,7 @@ impl<'a> P<'a> {
             }
         }
         while self.more(&mut first)? {
-            let kv = match plain.then(|| self.plain_key_value()).flatten() {
+            let kv = match plain.then(|| self.plain_key_value(KEY_CACHE)).flatten() {
                 Some(kv) => kv,
                 None => self.key_value(false)?,
             };
@@ -1675,8 +1715,10 @@ impl<'a> P<'a> {
     /// after it (3) is one compare each: a few word loads, one branch.
     /// The caller checks the depth: the general walk would enter two objects, and near
     /// the depth limit it decides.
+    /// `n`: the element's position in the list, for [`Self::key_cache`] (past its end:
+    /// not looked up).
     #[inline(always)]
-    fn plain_key_value(&mut self) -> Option<Attr<'a>> {
+    fn plain_key_value(&mut self, n: usize) -> Option<Attr<'a>> {
         const TO_STRING: &[u8; 26] = b"\",\"value\":{\"stringValue\":\"";
         let (b, s) = (self.b, self.s);
         let mut i = self.i;
@@ -1685,7 +1727,19 @@ impl<'a> P<'a> {
         }
         i += 8;
         let start = i;
-        i = plain_run(b, i);
+        // The key read at this position last time, if these bytes are it and its
+        // closing quote follows: then they are plain text (the same bytes were), so
+        // the scan would stop at that quote too. Keys of under 8 bytes are one word
+        // of scan anyway.
+        let cached = self.key_cache.get(n).copied().unwrap_or("");
+        let hit = cached.len() >= 8
+            && b.get(start + cached.len()) == Some(&b'"')
+            && same_words(b, start, cached.as_bytes());
+        i = if hit {
+            start + cached.len()
+        } else {
+            plain_run(b, i)
+        };
         let key_end = i;
         let value = if matches!(b.get(i..i + 26), Some(t) if t == TO_STRING) {
             i += 26;
@@ -1753,7 +1807,15 @@ impl<'a> P<'a> {
             i += 2;
             v
         };
-        let key = s.get(start..key_end)?;
+        let key = if hit {
+            cached
+        } else {
+            let key = s.get(start..key_end)?;
+            if let Some(c) = self.key_cache.get_mut(n) {
+                *c = key;
+            }
+            key
+        };
         self.i = i;
         Some(Attr { key, value })
     }
