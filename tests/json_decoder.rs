@@ -1197,16 +1197,17 @@ fn sdk_order_hands_over_to_the_general_walk_at_every_member() {
     }
 }
 
-/// The decoder compares each span's key with the key read at the same position of the
-/// span before (8 bytes or longer), a word at a time, before scanning it. Spans whose
-/// key at position 0 differs from the one before in its last byte, its middle word,
-/// its length (a prefix, a longer key, the quote missing), an escape or a control
-/// character in it, or a value in another form: both decoders refuse the body or read
-/// it alike, and the keys read are exactly the keys written.
+/// The decoder compares each span's attribute keys and string values with those read
+/// at the same position of the span before, and its name with the name before (8
+/// bytes or longer), a word at a time, before scanning them. Spans whose key, value or
+/// name differs from the one before in its last byte, its middle word or its length (a
+/// prefix, a longer string), or has an escape or a control character in it or after it:
+/// both decoders refuse the body or read it alike, and the strings read are exactly
+/// those written.
 #[test]
-fn keys_like_the_last_at_their_position_read_as_written() {
+fn strings_like_the_last_at_their_position_read_as_written() {
     let first = "http.request.method";
-    let keys = [
+    let like = [
         "http.request.method",
         "http.request.methoe",
         "http.reXuest.method",
@@ -1217,23 +1218,29 @@ fn keys_like_the_last_at_their_position_read_as_written() {
         "http.request",
         "http.request.method",
     ];
-    let span = |key: &str, value: &str| {
+    let span = |name: &str, key: &str, value: &str| {
         format!(
-            r#"{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"x","attributes":[{{"key":"{key}","value":{value}}},{{"key":"server.address","value":{{"stringValue":"a"}}}}]}}"#
+            r#"{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"{name}","attributes":[{{"key":"{key}","value":{value}}},{{"key":"server.address","value":{{"stringValue":"a"}}}}]}}"#
         )
     };
+    let string = |v: &str| format!(r#"{{"stringValue":"{v}"}}"#);
     let body_of = |spans: &[String]| {
         format!(
             r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"shop"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
             spans.join(",")
         )
     };
-    // Every key after the first, each after a span with the first: 9 spans in all,
-    // each read with the key it was written with.
+    // Each string like the first, as a key, a value and a name, right after a span
+    // with the first in all three places: 3 x 9 x 2 = 54 spans, each read as written.
     let mut spans = Vec::new();
-    for k in keys {
-        spans.push(span(first, r#"{"stringValue":"v"}"#));
-        spans.push(span(k, r#"{"stringValue":"v"}"#));
+    let mut want = Vec::new();
+    for l in like {
+        for (name, key, value) in [(first, first, l), (first, l, first), (l, first, first)] {
+            spans.push(span(first, first, &string(first)));
+            want.push((first, first, first));
+            spans.push(span(name, key, &string(value)));
+            want.push((name, key, value));
+        }
     }
     let body = body_of(&spans);
     assert!(matches!(
@@ -1242,41 +1249,51 @@ fn keys_like_the_last_at_their_position_read_as_written() {
     ));
     let arena = Bump::new();
     let req = json::decode_traces(body.as_bytes(), &arena).expect("accepted");
-    let read: Vec<&str> = req.spans().map(|s| s.span_attrs()[0].key).collect();
-    let want: Vec<&str> = keys.iter().flat_map(|k| [first, *k]).collect();
-    assert_eq!(read, want);
-    // The first key again, or one like it, with what the scan must see: an escape
-    // in it (`metho\u0064` reads as the first key) or after it, a control character
-    // after it (refused), a value in another form, an escape in the value, a space
-    // before the value; both decoders agree on each.
-    for (key, value, accepted) in [
-        (r"http.request.metho\u0064", r#"{"stringValue":"v"}"#, true),
-        (r"http.request.method\u0064", r#"{"stringValue":"v"}"#, true),
-        ("http.request.method\u{1}", r#"{"stringValue":"v"}"#, false),
-        ("http.request.method", r#"{"intValue":"7"}"#, true),
-        ("http.request.method", r#"{"stringValue":"v\u0064"}"#, true),
-        ("http.request.method", r#" {"stringValue":"v"}"#, true),
-    ] {
-        let spans = [
-            span(first, r#"{"stringValue":"v"}"#),
-            span(key, value),
-        ];
-        let body = body_of(&spans);
-        match oracle::check_json(body.as_bytes()) {
-            Ok(Outcome::Accepted { .. }) => assert!(accepted, "{body}"),
-            Ok(Outcome::Rejected) => assert!(!accepted, "{body}"),
-            Err(e) => panic!("the decoders disagree on {body}: {e}"),
+    let mut read = 0;
+    for (s, (name, key, value)) in req.spans().zip(&want) {
+        let a = s.span_attrs()[0];
+        assert_eq!((s.name(), a.key), (*name, *key));
+        assert!(
+            matches!(a.value, AttrValue::Str(v) if v == *value),
+            "{value}"
+        );
+        read += 1;
+    }
+    assert_eq!(read, 54);
+    // The first string again, or one like it, with what the scan must see: an escape
+    // in it (`metho\u0064` reads as the first string) or after it, a control
+    // character after it (refused), a value in another form, a space before the
+    // value; as a key, a value and a name: both decoders agree on each.
+    let base = span(first, first, &string(first));
+    let (mut accepted, mut refused) = (0, 0);
+    for tail in [r"metho\u0064", r"method\u0064", "method\u{1}"] {
+        let odd = format!("http.request.{tail}");
+        for second in [
+            span(first, &odd, &string(first)),
+            span(first, first, &string(&odd)),
+            span(&odd, first, &string(first)),
+            span(first, first, r#"{"intValue":"7"}"#),
+            span(first, first, &format!(" {}", string(first))),
+        ] {
+            let body = body_of(&[base.clone(), second]);
+            match oracle::check_json(body.as_bytes()) {
+                Ok(Outcome::Accepted { .. }) => accepted += 1,
+                Ok(Outcome::Rejected) => refused += 1,
+                Err(e) => panic!("the decoders disagree on {body}: {e}"),
+            }
         }
     }
-    let spans = [
-        span(first, r#"{"stringValue":"v"}"#),
-        span(r"http.request.metho\u0064", r#"{"stringValue":"v"}"#),
-    ];
-    let body = body_of(&spans);
+    // Refused: the control character in each of the three places (3 bodies); the
+    // other 12 accepted.
+    assert_eq!((accepted, refused), (12, 3));
+    let escaped = format!("http.request.{}", r"metho\u0064");
+    let body = body_of(&[base.clone(), span(&escaped, &escaped, &string(&escaped))]);
     let arena = Bump::new();
     let req = json::decode_traces(body.as_bytes(), &arena).expect("accepted");
     let s = req.spans().nth(1).expect("two spans");
-    assert_eq!(s.span_attrs()[0].key, "http.request.method");
+    let a = s.span_attrs()[0];
+    assert_eq!((s.name(), a.key), (first, first));
+    assert!(matches!(a.value, AttrValue::Str(v) if v == first));
 }
 
 #[test]

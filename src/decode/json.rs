@@ -104,6 +104,8 @@ pub fn decode_traces_in<'a>(
         scratch: String::new(),
         span_keys: 0,
         key_cache: [""; KEY_CACHE],
+        value_cache: [""; KEY_CACHE],
+        last_name: "",
     };
     match p.request() {
         Ok(()) => {
@@ -168,10 +170,15 @@ struct P<'a> {
     /// as they are kept: the key's length and end bytes are at hand then, where a
     /// second pass over all the attributes would load them again.
     span_keys: u64,
-    /// The last key read plainly at each position of an attribute list: services send
-    /// the same keys in the same order span after span, so a key is first compared
-    /// with the one before it at its position, a word at a time, before it is scanned.
+    /// The last key read plainly at each position of a span's attribute list:
+    /// services send the same keys in the same order span after span, so a key is
+    /// first compared with the one before it at its position, a word at a time
+    /// ([`same_plain`]), before it is scanned.
     key_cache: [&'a str; KEY_CACHE],
+    /// The same for string values (a route, a host, a user agent repeat as often).
+    value_cache: [&'a str; KEY_CACHE],
+    /// The same for span names.
+    last_name: &'a str,
 }
 
 /// Positions of an attribute list whose last key is remembered ([`P::key_cache`]).
@@ -219,6 +226,15 @@ fn plain_run(b: &[u8], i: usize) -> usize {
         at += 1;
     }
     at
+}
+
+/// Whether the string literal whose text starts at `at` is `last`, a string read
+/// plainly (no escape, quote or control character) before, of 8 bytes or more: its
+/// bytes and then the closing quote. Then the literal is plain too, and a scan would
+/// stop at that quote. Shorter strings are one word of scan anyway.
+#[inline(always)]
+fn same_plain(b: &[u8], at: usize, last: &str) -> bool {
+    last.len() >= 8 && b.get(at + last.len()) == Some(&b'"') && same_words(b, at, last.as_bytes())
 }
 
 /// Whether `b` holds `k` (at least 8 bytes long) at `at`: a word at a time, the last
@@ -1451,7 +1467,17 @@ impl<'a> P<'a> {
                 self.opt_u32()?;
             }
             5 => {
-                s.name = self.opt_text()?.unwrap_or("");
+                let (b, at, last) = (self.b, self.i, self.last_name);
+                if b.get(at) == Some(&b'"') && same_plain(b, at + 1, last) {
+                    self.i = at + 2 + last.len();
+                    s.name = last;
+                } else {
+                    s.name = self.opt_text()?.unwrap_or("");
+                    // Read plainly (an escape makes the text shorter than the literal).
+                    if b.get(at) == Some(&b'"') && self.i == at + 2 + s.name.len() {
+                        self.last_name = s.name;
+                    }
+                }
             }
             6 => {
                 s.kind = if self.null()? {
@@ -1727,14 +1753,9 @@ impl<'a> P<'a> {
         }
         i += 8;
         let start = i;
-        // The key read at this position last time, if these bytes are it and its
-        // closing quote follows: then they are plain text (the same bytes were), so
-        // the scan would stop at that quote too. Keys of under 8 bytes are one word
-        // of scan anyway.
+        // The key read at this position last time, if these bytes are it.
         let cached = self.key_cache.get(n).copied().unwrap_or("");
-        let hit = cached.len() >= 8
-            && b.get(start + cached.len()) == Some(&b'"')
-            && same_words(b, start, cached.as_bytes());
+        let hit = same_plain(b, start, cached);
         i = if hit {
             start + cached.len()
         } else {
@@ -1743,12 +1764,25 @@ impl<'a> P<'a> {
         let key_end = i;
         let value = if matches!(b.get(i..i + 26), Some(t) if t == TO_STRING) {
             i += 26;
-            let start = i;
-            i = plain_run(b, i);
-            if b.get(i..i + 3)? != b"\"}}" {
-                return None;
-            }
-            let v = s.get(start..i)?;
+            let last = self.value_cache.get(n).copied().unwrap_or("");
+            let v = if same_plain(b, i, last) {
+                i += last.len();
+                if b.get(i..i + 3)? != b"\"}}" {
+                    return None;
+                }
+                last
+            } else {
+                let start = i;
+                i = plain_run(b, i);
+                if b.get(i..i + 3)? != b"\"}}" {
+                    return None;
+                }
+                let v = s.get(start..i)?;
+                if let Some(c) = self.value_cache.get_mut(n) {
+                    *c = v;
+                }
+                v
+            };
             i += 3;
             AttrValue::Str(v)
         } else {
