@@ -1147,6 +1147,21 @@ fn sdk_order_hands_over_to_the_general_walk_at_every_member() {
         format!(r#"[{plain},{{"value":{{"stringValue":"x"}},"key":"b"}},{plain}]"#),
         format!(r#"[{plain},{{"key":"a\u0062","value":{{"stringValue":"x"}}}}]"#),
         format!(r#"[{plain},{{"key":"b","value":{{"stringValue":"x"}},"bogus":1}}]"#),
+        // The list loop's own hand-overs: after an element, a space before `]` or `,`;
+        // the list cut after an element or a comma; an int and a bool element between
+        // plain ones; a string value with an escape, a key with a control character,
+        // and a value member spaced inside the literal the loop compares at once.
+        format!("[{plain} ]"),
+        format!("[{plain} ,{plain}]"),
+        format!("[{plain},{plain}"),
+        format!("[{plain},"),
+        format!(
+            r#"[{plain},{{"key":"i","value":{{"intValue":"7"}}}},{{"key":"b","value":{{"boolValue":true}}}},{plain}]"#
+        ),
+        format!(r#"[{plain},{{"key":"b","value":{{"stringValue":"x\"y"}}}},{plain}]"#),
+        format!("[{plain},{{\"key\":\"b\u{1}\",\"value\":{{\"stringValue\":\"x\"}}}}]"),
+        format!(r#"[{plain},{{"key":"b","value":{{"stringValue" :"x"}}}},{plain}]"#),
+        format!(r#"[{plain},{{"key":"b","value":{{"stringValue":"x"}} }},{plain}]"#),
         "[]".to_string(),
         "[ ]".to_string(),
     ] {
@@ -1169,6 +1184,8 @@ fn sdk_order_hands_over_to_the_general_walk_at_every_member() {
     for attrs in [
         format!(r#"[{plain},{{"key":"d","value":{{"doubleValue":1.5}}}},{plain}]"#),
         format!(r#"[ {plain} , {plain}, {plain} ]"#),
+        format!(r#"[{plain},{{"key":"b","value":{{"stringValue":"x\"y"}}}},{plain}]"#),
+        format!("[{plain} ,{plain},{plain}]"),
     ] {
         let mut p = sdk.clone();
         p[9] = format!(r#""attributes":{attrs}"#);
@@ -1178,6 +1195,105 @@ fn sdk_order_hands_over_to_the_general_walk_at_every_member() {
         let s = req.spans().next().expect("one span");
         assert_eq!(s.span_attrs().len(), 3, "{body}");
     }
+}
+
+/// The decoder compares each span's attribute keys and string values with those read
+/// at the same position of the span before, and its name with the name before (8
+/// bytes or longer), a word at a time, before scanning them. Spans whose key, value or
+/// name differs from the one before in its last byte, its middle word or its length (a
+/// prefix, a longer string), or has an escape or a control character in it or after it:
+/// both decoders refuse the body or read it alike, and the strings read are exactly
+/// those written.
+#[test]
+fn strings_like_the_last_at_their_position_read_as_written() {
+    let first = "http.request.method";
+    let like = [
+        "http.request.method",
+        "http.request.methoe",
+        "http.reXuest.method",
+        "http.request.metho",
+        "http.request.methodd",
+        "http.request.method.x",
+        "http.req",
+        "http.request",
+        "http.request.method",
+    ];
+    let span = |name: &str, key: &str, value: &str| {
+        format!(
+            r#"{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"{name}","attributes":[{{"key":"{key}","value":{value}}},{{"key":"server.address","value":{{"stringValue":"a"}}}}]}}"#
+        )
+    };
+    let string = |v: &str| format!(r#"{{"stringValue":"{v}"}}"#);
+    let body_of = |spans: &[String]| {
+        format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"shop"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+            spans.join(",")
+        )
+    };
+    // Each string like the first, as a key, a value and a name, right after a span
+    // with the first in all three places: 3 x 9 x 2 = 54 spans, each read as written.
+    let mut spans = Vec::new();
+    let mut want = Vec::new();
+    for l in like {
+        for (name, key, value) in [(first, first, l), (first, l, first), (l, first, first)] {
+            spans.push(span(first, first, &string(first)));
+            want.push((first, first, first));
+            spans.push(span(name, key, &string(value)));
+            want.push((name, key, value));
+        }
+    }
+    let body = body_of(&spans);
+    assert!(matches!(
+        oracle::check_json(body.as_bytes()),
+        Ok(Outcome::Accepted { .. })
+    ));
+    let arena = Bump::new();
+    let req = json::decode_traces(body.as_bytes(), &arena).expect("accepted");
+    let mut read = 0;
+    for (s, (name, key, value)) in req.spans().zip(&want) {
+        let a = s.span_attrs()[0];
+        assert_eq!((s.name(), a.key), (*name, *key));
+        assert!(
+            matches!(a.value, AttrValue::Str(v) if v == *value),
+            "{value}"
+        );
+        read += 1;
+    }
+    assert_eq!(read, 54);
+    // The first string again, or one like it, with what the scan must see: an escape
+    // in it (`metho\u0064` reads as the first string) or after it, a control
+    // character after it (refused), a value in another form, a space before the
+    // value; as a key, a value and a name: both decoders agree on each.
+    let base = span(first, first, &string(first));
+    let (mut accepted, mut refused) = (0, 0);
+    for tail in [r"metho\u0064", r"method\u0064", "method\u{1}"] {
+        let odd = format!("http.request.{tail}");
+        for second in [
+            span(first, &odd, &string(first)),
+            span(first, first, &string(&odd)),
+            span(&odd, first, &string(first)),
+            span(first, first, r#"{"intValue":"7"}"#),
+            span(first, first, &format!(" {}", string(first))),
+        ] {
+            let body = body_of(&[base.clone(), second]);
+            match oracle::check_json(body.as_bytes()) {
+                Ok(Outcome::Accepted { .. }) => accepted += 1,
+                Ok(Outcome::Rejected) => refused += 1,
+                Err(e) => panic!("the decoders disagree on {body}: {e}"),
+            }
+        }
+    }
+    // Refused: the control character in each of the three places (3 bodies); the
+    // other 12 accepted.
+    assert_eq!((accepted, refused), (12, 3));
+    let escaped = format!("http.request.{}", r"metho\u0064");
+    let body = body_of(&[base.clone(), span(&escaped, &escaped, &string(&escaped))]);
+    let arena = Bump::new();
+    let req = json::decode_traces(body.as_bytes(), &arena).expect("accepted");
+    let s = req.spans().nth(1).expect("two spans");
+    let a = s.span_attrs()[0];
+    assert_eq!((s.name(), a.key), (first, first));
+    assert!(matches!(a.value, AttrValue::Str(v) if v == first));
 }
 
 #[test]

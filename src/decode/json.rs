@@ -33,7 +33,7 @@
 //! scanner did the same; `tests/json_decoder.rs::slow_path_strictness`).
 
 use super::lazy::{
-    Attr, Lists, ResourceRec, SpanRec, TraceRequest, TOO_MANY_SPANS, UNKNOWN_SERVICE,
+    key_bit, Attr, Lists, ResourceRec, SpanRec, TraceRequest, TOO_MANY_SPANS, UNKNOWN_SERVICE,
 };
 use crate::span::AttrValue;
 /// The arena callers lend the decoder (re-exported so they need not name bumpalo).
@@ -102,10 +102,15 @@ pub fn decode_traces_in<'a>(
         too_many: false,
         frames: Vec::new(),
         scratch: String::new(),
+        span_keys: 0,
+        key_cache: [""; KEY_CACHE],
+        value_cache: [""; KEY_CACHE],
+        last_name: "",
     };
     match p.request() {
         Ok(()) => {
-            p.out.index_keys();
+            // The spans' key filters were built as their attributes were kept.
+            p.out.index_resource_keys();
             Ok(p.out)
         }
         Err(Fail) if p.too_many => Err(JsonError::TooManySpans),
@@ -161,7 +166,24 @@ struct P<'a> {
     frames: Vec<u8>,
     /// Where escaped strings are unescaped before they go to the arena.
     scratch: String,
+    /// The key filter ([`key_bit`]) of the span being read's kept attributes, built
+    /// as they are kept: the key's length and end bytes are at hand then, where a
+    /// second pass over all the attributes would load them again.
+    span_keys: u64,
+    /// The last key read plainly at each position of a span's attribute list:
+    /// services send the same keys in the same order span after span, so a key is
+    /// first compared with the one before it at its position, a word at a time
+    /// ([`same_plain`]), before it is scanned.
+    key_cache: [&'a str; KEY_CACHE],
+    /// The same for string values (a route, a host, a user agent repeat as often).
+    value_cache: [&'a str; KEY_CACHE],
+    /// The same for span names.
+    last_name: &'a str,
 }
+
+/// Positions of a span's attribute list whose last key and string value are remembered
+/// ([`P::key_cache`], [`P::value_cache`]); later positions are scanned.
+const KEY_CACHE: usize = 32;
 
 /// What a string literal was: its text between the quotes, raw, and whether it has
 /// escapes (then the raw text is not the value).
@@ -205,6 +227,39 @@ fn plain_run(b: &[u8], i: usize) -> usize {
         at += 1;
     }
     at
+}
+
+/// Whether the string literal whose text starts at `at` is `last`, a string read
+/// plainly (no escape, quote or control character) before, of 8 bytes or more: its
+/// bytes and then the closing quote. Then the literal is plain too, and a scan would
+/// stop at that quote. Shorter strings are one word of scan anyway.
+#[inline(always)]
+fn same_plain(b: &[u8], at: usize, last: &str) -> bool {
+    last.len() >= 8 && b.get(at + last.len()) == Some(&b'"') && same_words(b, at, last.as_bytes())
+}
+
+/// Whether `b` holds `k` (at least 8 bytes long) at `at`: a word at a time, the last
+/// word overlapping the one before it, so there is no byte loop and no call to
+/// `memcmp` (whose call costs more than the compare for a key).
+#[inline(always)]
+fn same_words(b: &[u8], at: usize, k: &[u8]) -> bool {
+    let Some(t) = b.get(at..at + k.len()) else {
+        return false;
+    };
+    let word = |x: &[u8], j: usize| {
+        x.get(j..)
+            .and_then(|x| x.first_chunk::<8>())
+            .map(|w| u64::from_le_bytes(*w))
+    };
+    let mut j = 0;
+    while j + 8 < k.len() {
+        if word(t, j) != word(k, j) {
+            return false;
+        }
+        j += 8;
+    }
+    let last = k.len().wrapping_sub(8);
+    k.len() >= 8 && word(t, last) == word(k, last)
 }
 
 /// The run of 1 to 18 ASCII digits at `i` (so it cannot overflow) and the index after
@@ -922,23 +977,28 @@ impl<'a> P<'a> {
         if self.peek() == Some(b'"') {
             let b = self.b;
             let start = self.i + 1;
-            // A trace id (32 digits) or a span id (16), eight digits at a time.
-            if b.get(start + 32) == Some(&b'"') {
-                if let Some(id) = b
-                    .get(start..start + 32)
-                    .and_then(|d| <&[u8; 32]>::try_from(d).ok())
-                    .and_then(fixed_hex::<32, 16>)
-                {
-                    self.i = start + 33;
-                    return Ok(&self.arena.alloc(id)[..]);
-                }
-            } else if b.get(start + 16) == Some(&b'"') {
+            // A span id (16 digits) or a trace id (32), eight digits at a time. The
+            // span id's closing quote is tested first: a quote 32 bytes on does not
+            // prove a trace id (`"spanId":"…","traceState":""`, as the loadgen and
+            // SDKs write it, has one there, which sent such span ids down the byte
+            // loop below: ~220 instructions a span), but a quote after 16 bytes rules
+            // one out.
+            if b.get(start + 16) == Some(&b'"') {
                 if let Some(id) = b
                     .get(start..start + 16)
                     .and_then(|d| <&[u8; 16]>::try_from(d).ok())
                     .and_then(fixed_hex::<16, 8>)
                 {
                     self.i = start + 17;
+                    return Ok(&self.arena.alloc(id)[..]);
+                }
+            } else if b.get(start + 32) == Some(&b'"') {
+                if let Some(id) = b
+                    .get(start..start + 32)
+                    .and_then(|d| <&[u8; 32]>::try_from(d).ok())
+                    .and_then(fixed_hex::<32, 16>)
+                {
+                    self.i = start + 33;
                     return Ok(&self.arena.alloc(id)[..]);
                 }
             }
@@ -1305,6 +1365,7 @@ impl<'a> P<'a> {
         }
         let first_attr = self.out.span_attrs.len() as u32;
         let first_event = self.out.events.len() as u32;
+        self.span_keys = 0;
         let mut s = SpanRec {
             name: "",
             trace_id: &[],
@@ -1381,6 +1442,7 @@ impl<'a> P<'a> {
         }
         s.attrs.1 = self.out.span_attrs.len() as u32;
         s.events.1 = self.out.events.len() as u32;
+        s.keys = self.span_keys;
         self.out.spans.push(s);
         Ok(())
     }
@@ -1406,7 +1468,17 @@ impl<'a> P<'a> {
                 self.opt_u32()?;
             }
             5 => {
-                s.name = self.opt_text()?.unwrap_or("");
+                let (b, at, last) = (self.b, self.i, self.last_name);
+                if b.get(at) == Some(&b'"') && same_plain(b, at + 1, last) {
+                    self.i = at + 2 + last.len();
+                    s.name = last;
+                } else {
+                    s.name = self.opt_text()?.unwrap_or("");
+                    // Read plainly (an escape makes the text shorter than the literal).
+                    if b.get(at) == Some(&b'"') && self.i == at + 2 + s.name.len() {
+                        self.last_name = s.name;
+                    }
+                }
             }
             6 => {
                 s.kind = if self.null()? {
@@ -1597,50 +1669,66 @@ impl<'a> P<'a> {
         // it decides. Reading an element leaves the depth as it was, so once is enough.
         let plain = self.depth + 2 < DEPTH_LIMIT;
         let mut first = true;
-        loop {
-            // A plain element right after `[` or `,` (no whitespace) is read without
-            // `more`'s general checks; it cannot be `]`, so `more` would go on too.
-            let at = self.i;
-            let tried = match (plain, first, self.b.get(at)) {
-                (false, _, _) => None,
-                (true, true, _) => Some(at),
-                (true, false, Some(b',')) => Some(at + 1),
-                (true, false, _) => None,
+        if plain {
+            // The list as SDKs write it, `[{…},{…}]` with plain elements and no
+            // whitespace, in a loop of its own: an element, then `,` or `]`. At the
+            // first element in another form the general loop below goes on from the
+            // comma before it (or from `[`), so it reads and refuses as if it had read
+            // the whole list.
+            let mut resume = self.i;
+            // Only spans' keys are remembered: resources and events, read between
+            // them, would put their own keys in the cache each time.
+            let mut n = if matches!(into, Dest::Span(_)) {
+                0
+            } else {
+                KEY_CACHE
             };
-            let fast = tried.and_then(|p| {
-                self.i = p;
-                self.plain_key_value()
-            });
-            let kv = match fast {
-                Some(kv) => {
-                    first = false;
-                    kv
-                }
-                None => {
-                    self.i = at;
-                    if !self.more(&mut first)? {
-                        break;
+            loop {
+                let Some(kv) = self.plain_key_value(n) else {
+                    self.i = resume;
+                    break;
+                };
+                first = false;
+                n += 1;
+                self.keep(into, kv);
+                match self.b.get(self.i) {
+                    Some(b',') => {
+                        resume = self.i;
+                        self.i += 1;
                     }
-                    // Tried already where `more` stopped, unless it skipped whitespace.
-                    let again = plain && tried != Some(self.i);
-                    match again.then(|| self.plain_key_value()).flatten() {
-                        Some(kv) => kv,
-                        None => self.key_value(false)?,
+                    Some(b']') => {
+                        self.i += 1;
+                        self.depth -= 1;
+                        return Ok(());
                     }
+                    _ => break,
                 }
-            };
-            let out = &mut self.out;
-            match into {
-                Dest::Resource => out.resource_attrs.push(kv),
-                Dest::Span(first) => {
-                    if out.span_attrs.len() - (first as usize) < out.max_attrs {
-                        out.span_attrs.push(kv);
-                    }
-                }
-                Dest::Nowhere => {}
             }
         }
+        while self.more(&mut first)? {
+            let kv = match plain.then(|| self.plain_key_value(KEY_CACHE)).flatten() {
+                Some(kv) => kv,
+                None => self.key_value(false)?,
+            };
+            self.keep(into, kv);
+        }
         Ok(())
+    }
+
+    /// Keeps an attribute where `into` says.
+    #[inline(always)]
+    fn keep(&mut self, into: Dest, kv: Attr<'a>) {
+        let out = &mut self.out;
+        match into {
+            Dest::Resource => out.resource_attrs.push(kv),
+            Dest::Span(first) => {
+                if out.span_attrs.len() - (first as usize) < out.max_attrs {
+                    self.span_keys |= key_bit(kv.key);
+                    out.span_attrs.push(kv);
+                }
+            }
+            Dest::Nowhere => {}
+        }
     }
 
     /// A `KeyValue` exactly as SDKs write one (`{"key":"k","value":{"stringValue":"v"}}`,
@@ -1650,11 +1738,15 @@ impl<'a> P<'a> {
     /// bytes are its attributes, and the general walk spends more on its calls, depth
     /// counting and per-member checks than on the bytes: this path reads the same
     /// values, since plain text has no escapes, whitespace or repeated members to
-    /// handle.
+    /// handle. The literal text between the key and a string value (26 bytes) and
+    /// after it (3) is one compare each: a few word loads, one branch.
     /// The caller checks the depth: the general walk would enter two objects, and near
     /// the depth limit it decides.
+    /// `n`: the element's position in the list, for [`Self::key_cache`] (past its end:
+    /// not looked up).
     #[inline(always)]
-    fn plain_key_value(&mut self) -> Option<Attr<'a>> {
+    fn plain_key_value(&mut self, n: usize) -> Option<Attr<'a>> {
+        const TO_STRING: &[u8; 26] = b"\",\"value\":{\"stringValue\":\"";
         let (b, s) = (self.b, self.s);
         let mut i = self.i;
         if b.get(i..i + 8)? != b"{\"key\":\"" {
@@ -1662,78 +1754,104 @@ impl<'a> P<'a> {
         }
         i += 8;
         let start = i;
-        i = plain_run(b, i);
-        if *b.get(i)? != b'"' {
-            return None;
-        }
-        let key = s.get(start..i)?;
-        i += 1;
-        if b.get(i..i + 11)? != b",\"value\":{\"" {
-            return None;
-        }
-        i += 11;
-        let value = match *b.get(i)? {
-            b's' => {
-                if b.get(i..i + 14)? != b"stringValue\":\"" {
+        // The key read at this position last time, if these bytes are it.
+        let cached = self.key_cache.get(n).copied().unwrap_or("");
+        let hit = same_plain(b, start, cached);
+        i = if hit {
+            start + cached.len()
+        } else {
+            plain_run(b, i)
+        };
+        let key_end = i;
+        let value = if matches!(b.get(i..i + 26), Some(t) if t == TO_STRING) {
+            i += 26;
+            let last = self.value_cache.get(n).copied().unwrap_or("");
+            let v = if same_plain(b, i, last) {
+                i += last.len();
+                if b.get(i..i + 3)? != b"\"}}" {
                     return None;
                 }
-                i += 14;
+                last
+            } else {
                 let start = i;
                 i = plain_run(b, i);
-                if *b.get(i)? != b'"' {
+                if b.get(i..i + 3)? != b"\"}}" {
                     return None;
                 }
                 let v = s.get(start..i)?;
-                i += 1;
-                AttrValue::Str(v)
-            }
-            b'i' => {
-                if b.get(i..i + 10)? != b"intValue\":" {
-                    return None;
+                if let Some(c) = self.value_cache.get_mut(n) {
+                    *c = v;
                 }
-                i += 10;
-                // A decimal string (the specification's form) or a number; what
-                // `i64()` reads from either when it has at most 18 digits and no sign.
-                let quoted = *b.get(i)? == b'"';
-                i += usize::from(quoted);
-                let (v, end) = short_digits(b, i)?;
-                if quoted {
-                    if *b.get(end)? != b'"' {
+                v
+            };
+            i += 3;
+            AttrValue::Str(v)
+        } else {
+            if b.get(i..i + 12)? != b"\",\"value\":{\"" {
+                return None;
+            }
+            i += 12;
+            let v = match *b.get(i)? {
+                b'i' => {
+                    if b.get(i..i + 10)? != b"intValue\":" {
                         return None;
                     }
-                    i = end + 1;
-                } else {
-                    // JSON's number rules: no leading zero, no fraction or exponent.
-                    if (b.get(i) == Some(&b'0') && end - i > 1)
-                        || matches!(b.get(end), Some(b'.' | b'e' | b'E'))
-                    {
+                    i += 10;
+                    // A decimal string (the specification's form) or a number; what
+                    // `i64()` reads from either when it has at most 18 digits and no
+                    // sign.
+                    let quoted = *b.get(i)? == b'"';
+                    i += usize::from(quoted);
+                    let (v, end) = short_digits(b, i)?;
+                    if quoted {
+                        if *b.get(end)? != b'"' {
+                            return None;
+                        }
+                        i = end + 1;
+                    } else {
+                        // JSON's number rules: no leading zero, no fraction or exponent.
+                        if (b.get(i) == Some(&b'0') && end - i > 1)
+                            || matches!(b.get(end), Some(b'.' | b'e' | b'E'))
+                        {
+                            return None;
+                        }
+                        i = end;
+                    }
+                    AttrValue::Int(v as i64)
+                }
+                b'b' => {
+                    if b.get(i..i + 11)? != b"boolValue\":" {
                         return None;
                     }
-                    i = end;
+                    i += 11;
+                    if b.get(i..i + 4)? == b"true" {
+                        i += 4;
+                        AttrValue::Bool(true)
+                    } else if b.get(i..i + 5)? == b"false" {
+                        i += 5;
+                        AttrValue::Bool(false)
+                    } else {
+                        return None;
+                    }
                 }
-                AttrValue::Int(v as i64)
+                _ => return None,
+            };
+            if b.get(i..i + 2)? != b"}}" {
+                return None;
             }
-            b'b' => {
-                if b.get(i..i + 11)? != b"boolValue\":" {
-                    return None;
-                }
-                i += 11;
-                if b.get(i..i + 4)? == b"true" {
-                    i += 4;
-                    AttrValue::Bool(true)
-                } else if b.get(i..i + 5)? == b"false" {
-                    i += 5;
-                    AttrValue::Bool(false)
-                } else {
-                    return None;
-                }
-            }
-            _ => return None,
+            i += 2;
+            v
         };
-        if b.get(i..i + 2)? != b"}}" {
-            return None;
-        }
-        self.i = i + 2;
+        let key = if hit {
+            cached
+        } else {
+            let key = s.get(start..key_end)?;
+            if let Some(c) = self.key_cache.get_mut(n) {
+                *c = key;
+            }
+            key
+        };
+        self.i = i;
         Some(Attr { key, value })
     }
 

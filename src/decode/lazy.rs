@@ -79,7 +79,7 @@ pub struct Attr<'a> {
 pub(super) struct ResourceRec<'a> {
     pub(super) service: &'a str,
     pub(super) attrs: (u32, u32),
-    /// A filter of the attributes' keys ([`key_bit`]), set by [`TraceRequest::index_keys`].
+    /// A filter of the attributes' keys ([`key_bit`]).
     pub(super) keys: u64,
 }
 
@@ -97,7 +97,7 @@ pub(super) struct SpanRec<'a> {
     pub(super) resource: u32,
     pub(super) attrs: (u32, u32),
     pub(super) events: (u32, u32),
-    /// A filter of the attributes' keys ([`key_bit`]), set by [`TraceRequest::index_keys`].
+    /// A filter of the attributes' keys ([`key_bit`]).
     pub(super) keys: u64,
 }
 
@@ -275,28 +275,12 @@ pub fn decode_traces_in(
 }
 
 impl<'a> TraceRequest<'a> {
-    /// Fills each span's and resource's key filter, once the attributes are all read.
-    /// Rules, cohorts and user keys look up ~8 keys per span that are mostly absent
+    /// Fills each resource's key filter, once the attributes are all read. Rules,
+    /// cohorts and user keys look up ~8 keys per span that are mostly absent
     /// (`http.status_code`, four user keys, ...); the filter answers most of those
     /// without comparing a key, where a scan of 17 attributes did (BENCHMARKS.md).
-    pub(super) fn index_keys(&mut self) {
-        let filter = |attrs: &[Attr<'_>], (a, b): (u32, u32)| {
-            attrs
-                .get(a as usize..b as usize)
-                .unwrap_or_default()
-                .iter()
-                .fold(0, |m, at| m | key_bit(at.key))
-        };
-        for r in &mut self.resources {
-            r.keys = filter(&self.resource_attrs, r.attrs);
-        }
-        for s in &mut self.spans {
-            s.keys = filter(&self.span_attrs, s.attrs);
-        }
-    }
-
-    /// [`TraceRequest::index_keys`] for the resources only.
-    fn index_resource_keys(&mut self) {
+    /// Both decoders build the spans' filters as they read the attributes.
+    pub(super) fn index_resource_keys(&mut self) {
         for r in &mut self.resources {
             r.keys = self
                 .resource_attrs
