@@ -137,18 +137,22 @@ const LONE_SIZE: usize = std::mem::size_of::<Lone>();
 /// once in 100,000 (Poisson with mean 1: P(8 or more) = 1.0e-5). With 4 slots a record
 /// (mean 2) it was once in 900.
 const SLOTS_PER_RECORD: usize = 8;
+/// The ring's least growth, in records: 64 (5,120 bytes and 4,096 of index), not the
+/// slab's 1024, which with its index took 147,456 bytes of a 1 MiB buffer for one span.
+const RING_STEP: usize = 64;
 /// Slots in an index bucket: one 64-byte cache line.
 const SLOTS: usize = 8;
 /// Bytes a lone trace holds: its ring record and its share of the index.
 const LONE_BYTES: usize = LONE_SIZE + SLOTS_PER_RECORD * 8;
-/// An index slot of a trace in the table (its low 32 bits unused).
-const MAP_MARK: u64 = 1 << 63;
 /// Spans whose index buckets `add` reads together before handling them: the buckets'
 /// cache misses overlap instead of following each other.
 const LOOKAHEAD: usize = 16;
 
-/// One cache line of the index: up to 8 traces, each `fingerprint << 32 | ring
-/// sequence` (its low 32 bits), or `MAP_MARK | fingerprint << 32`; 0 is free.
+/// One cache line of the index: up to 8 lone traces, each `fingerprint << 32 | ring
+/// sequence` (its low 32 bits); 0 is free. Traces in the table are not in it: 8 slots
+/// a table entry of room took more memory than the entry (a third of the traces fit in
+/// `tests/traces.rs`'s 1 MiB buffer), and with lone traces, where speed matters, the
+/// table is empty and not looked at.
 #[derive(Debug, Clone, Copy)]
 #[repr(align(64))]
 struct Bucket([u64; SLOTS]);
@@ -509,15 +513,11 @@ pub struct Assembler {
     /// capacity back), so it never will, and a full ring pops at once without working
     /// that out again for every new trace.
     ring_bounded: bool,
-    /// Trace id -> ring record or table: see [`Bucket`]. A slot whose sequence is
+    /// Trace id -> ring record: see [`Bucket`]. A slot whose sequence is
     /// before `ring_head` is free, so popping the ring needs no index write.
     lookup: Vec<Bucket>,
     /// Mixed into [`trace_hash`]; random per assembler.
     key: u64,
-    /// Traces put in the table while their bucket was full of other table traces:
-    /// while any may be there, a trace the index does not know is looked up in the
-    /// table too. Reset when the table is empty or the index is rebuilt.
-    unindexed: usize,
     bytes: usize,
     hasher: ahash::RandomState,
     deps: HashMap<u64, Vec<DepSeries>>,
@@ -561,7 +561,6 @@ impl Assembler {
             ring_bounded: false,
             lookup: Vec::new(),
             key: ahash::RandomState::new().hash_one(0u64),
-            unindexed: 0,
             bytes: 0,
             hasher: ahash::RandomState::with_seeds(3, 5, 7, 9),
             deps: HashMap::new(),
@@ -632,7 +631,7 @@ impl Assembler {
                             })
                         };
                         if let Some(r) = first {
-                            self.add_to_map(r.trace, r.node, "", h, journeys, now, &mut evicted);
+                            self.add_to_map(r.trace, r.node, "", journeys, now, &mut evicted);
                             if r.state == PUBLISHED {
                                 if let Some(t) = self.traces.get_mut(&r.trace) {
                                     t.published = 1;
@@ -642,7 +641,7 @@ impl Assembler {
                     }
                     Place::Map => {}
                 }
-                self.add_to_map(s.trace, node, name, h, journeys, now, &mut evicted);
+                self.add_to_map(s.trace, node, name, journeys, now, &mut evicted);
             }
         }
         // Bounded by the queue and the ring: each turn removes one entry.
@@ -680,18 +679,14 @@ impl Assembler {
     }
 
     /// Where trace `trace` (hash `h`) is: one bucket read, and the ring record of a
-    /// matching fingerprint to confirm it (a miss only for a trace's second span).
+    /// matching fingerprint to confirm it (a miss only for a trace's second span); the
+    /// table is probed only when it holds traces.
     fn locate(&self, trace: u128, h: u64) -> Place {
-        let mut map = self.unindexed > 0;
         if !self.lookup.is_empty() {
             let bucket = bucket_of(h, self.lookup.len());
             let fp = fingerprint(h);
             for (slot, &e) in self.lookup[bucket].0.iter().enumerate() {
                 if slot_fingerprint(e) != fp {
-                    continue;
-                }
-                if e & MAP_MARK != 0 {
-                    map = true;
                     continue;
                 }
                 let pos = (e as u32).wrapping_sub(self.ring_head as u32) as usize;
@@ -702,7 +697,9 @@ impl Assembler {
                 }
             }
         }
-        if map && self.traces.contains_key(&trace) {
+        // Not indexed: 8 slots a table entry of room came to more than the entry, and
+        // with lone traces (the case that matters for speed) the table is empty.
+        if !self.traces.is_empty() && self.traces.contains_key(&trace) {
             Place::Map
         } else {
             Place::New
@@ -711,7 +708,7 @@ impl Assembler {
 
     /// Puts the index slot `e` of hash `h` in its bucket: in a free slot, else in one
     /// whose ring record is gone, else in that of the bucket's oldest lone trace, which
-    /// completes early (counted in `evicted`). False when every slot is a table trace's.
+    /// completes early (counted in `evicted`). False when there is no index yet.
     fn index_put(
         &mut self,
         h: u64,
@@ -728,9 +725,10 @@ impl Assembler {
         let len = self.ring.len() as u32;
         // Free, or before the ring's head: no ring read.
         let b = &mut self.lookup[bucket].0;
-        if let Some(slot) = b.iter_mut().find(|old| {
-            **old == 0 || (**old & MAP_MARK == 0 && (**old as u32).wrapping_sub(head) >= len)
-        }) {
+        if let Some(slot) = b
+            .iter_mut()
+            .find(|old| **old == 0 || (**old as u32).wrapping_sub(head) >= len)
+        {
             *slot = e;
             return true;
         }
@@ -739,9 +737,6 @@ impl Assembler {
         let mut oldest: Option<(usize, usize)> = None;
         for slot in 0..SLOTS {
             let old = self.lookup[bucket].0[slot];
-            if old & MAP_MARK != 0 {
-                continue;
-            }
             let pos = (old as u32).wrapping_sub(head) as usize;
             let Some(r) = self.ring.get(pos) else {
                 continue;
@@ -799,7 +794,7 @@ impl Assembler {
     }
 
     /// The ring is full: grows it (and the index with it) by doubling as long as the
-    /// room allows, in steps of at least 1024 records, else completes the oldest traces
+    /// room allows, in steps of at least [`RING_STEP`] records, else completes the oldest traces
     /// until one leaves the ring; past the bound only when nothing is left to complete.
     /// Not cold: at an unlimited rate the ring is full and every new trace comes here.
     #[inline(never)]
@@ -807,30 +802,30 @@ impl Assembler {
         let cap = self.ring.capacity();
         let cost = |step: usize| {
             step * LONE_SIZE
-                + index_bytes(cap + step + self.table_cap)
+                + index_bytes(cap + step)
                     .saturating_sub(self.lookup.len() * std::mem::size_of::<Bucket>())
         };
         let mut step = 0;
         if !self.ring_bounded {
             let room = self.room();
-            step = self.ring.len().max(1024);
-            while step >= 1024 && cost(step) > room {
+            step = self.ring.len().max(RING_STEP);
+            while step >= RING_STEP && cost(step) > room {
                 step /= 2;
             }
-            self.ring_bounded = step < 1024;
+            self.ring_bounded = step < RING_STEP;
         }
-        if step < 1024 {
+        if step < RING_STEP {
             // Bounded by the ring and the queue: each turn removes one entry.
             while self.ring.len() == self.ring.capacity() {
                 match self.pop_oldest(journeys, now) {
                     Some(done) => *evicted += u64::from(done),
                     None => {
-                        step = 1024;
+                        step = RING_STEP;
                         break;
                     }
                 }
             }
-            if step < 1024 {
+            if step < RING_STEP {
                 return;
             }
         }
@@ -838,15 +833,13 @@ impl Assembler {
         self.ensure_index(journeys, now, evicted);
     }
 
-    /// Rebuilds the index larger when the ring or the table outgrew it; true if it did.
-    fn ensure_index(&mut self, journeys: &Journeys, now: u64, evicted: &mut u64) -> bool {
-        let want =
-            index_bytes(self.ring.capacity() + self.table_cap) / std::mem::size_of::<Bucket>();
+    /// Rebuilds the index larger when the ring outgrew it.
+    fn ensure_index(&mut self, journeys: &Journeys, now: u64, evicted: &mut u64) {
+        let want = index_bytes(self.ring.capacity()) / std::mem::size_of::<Bucket>();
         if want <= self.lookup.len() {
-            return false;
+            return;
         }
         self.lookup = vec![Bucket([0; SLOTS]); want];
-        self.unindexed = 0;
         for pos in 0..self.ring.len() {
             let Some(r) = self.ring.get(pos).copied() else {
                 break;
@@ -856,7 +849,7 @@ impl Assembler {
             }
             let h = trace_hash(r.trace, self.key);
             let seq = self.ring_head + pos as u64;
-            // No table traces in it yet: a slot is always found.
+            // A full bucket completes its oldest: a slot is always found.
             self.index_put(
                 h,
                 (fingerprint(h) << 32) | u64::from(seq as u32),
@@ -864,31 +857,6 @@ impl Assembler {
                 now,
                 evicted,
             );
-        }
-        let ids: Vec<u128> = self.traces.keys().copied().collect();
-        for id in ids {
-            let h = trace_hash(id, self.key);
-            if !self.index_put(h, MAP_MARK | (fingerprint(h) << 32), journeys, now, evicted) {
-                self.unindexed += 1;
-            }
-        }
-        true
-    }
-
-    /// Removes the index slot of a table trace that completed. Table traces of one
-    /// fingerprint in one bucket have equal slots: removing any one of them is right.
-    fn unindex(&mut self, id: u128) {
-        if self.traces.is_empty() {
-            self.unindexed = 0;
-        }
-        if self.lookup.is_empty() {
-            return;
-        }
-        let h = trace_hash(id, self.key);
-        let want = MAP_MARK | (fingerprint(h) << 32);
-        let bucket = bucket_of(h, self.lookup.len());
-        if let Some(e) = self.lookup[bucket].0.iter_mut().find(|e| **e == want) {
-            *e = 0;
         }
     }
 
@@ -916,15 +884,13 @@ impl Assembler {
         Some(r.state != DEAD)
     }
 
-    /// Buffers one span in the table (`h` is its trace's hash).
-    #[allow(clippy::too_many_arguments)]
+    /// Buffers one span in the table.
     #[inline]
     fn add_to_map(
         &mut self,
         trace: u128,
         node: Node,
         name: &str,
-        h: u64,
         journeys: &Journeys,
         now: u64,
         evicted: &mut u64,
@@ -973,12 +939,6 @@ impl Assembler {
         if fresh {
             // Its largest capacity is what it reserves: see `table_cap`.
             self.table_cap = self.table_cap.max(self.traces.capacity());
-            // A rebuilt index has it already.
-            if !self.ensure_index(journeys, now, evicted)
-                && !self.index_put(h, MAP_MARK | (fingerprint(h) << 32), journeys, now, evicted)
-            {
-                self.unindexed += 1;
-            }
         }
         if arrived {
             // Cannot complete this trace: its older entries are stale now.
@@ -1023,7 +983,6 @@ impl Assembler {
         self.bytes = self.bytes.saturating_sub(self.order.len() * ORDER_BYTES);
         self.order.clear();
         self.lookup.fill(Bucket([0; SLOTS]));
-        self.unindexed = 0;
     }
 
     /// Journey ids after a config reload: buffered spans of journeys that went become
@@ -1119,11 +1078,9 @@ impl Assembler {
     #[inline(never)]
     fn grow_table(&mut self, journeys: &Journeys, now: u64, evicted: &mut u64) {
         self.table_cap = self.table_cap.max(self.traces.capacity());
-        let grown = grown_capacity(self.table_cap);
-        // The index grows with the table: its new buckets are taken too.
-        let index = index_bytes(self.ring.capacity() + grown)
-            .saturating_sub(self.lookup.len() * std::mem::size_of::<Bucket>());
-        if self.traces.len() < self.table_cap / 2 || table_bytes(grown) + index <= self.room() {
+        if self.traces.len() < self.table_cap / 2
+            || table_bytes(grown_capacity(self.table_cap)) <= self.room()
+        {
             return;
         }
         // Bounded by the arrival queue: each turn removes one entry.
@@ -1196,7 +1153,6 @@ impl Assembler {
         let Some(t) = self.traces.remove(&id) else {
             return false;
         };
-        self.unindex(id);
         self.finish(t, journeys, now);
         true
     }
@@ -1216,7 +1172,6 @@ impl Assembler {
             self.traces.insert(id, t);
             return false;
         }
-        self.unindex(id);
         self.finish(t, journeys, now);
         true
     }
@@ -2175,35 +2130,34 @@ mod tests {
     #[test]
     fn the_slab_and_the_arrival_queue_grow_only_within_the_bound() {
         // One trace fed by one span per batch, each batch a nanosecond after the last, in
-        // a 1 MiB buffer (1,048,576 bytes). Its first span takes the ring's first 1024
-        // records (81,920 bytes) and an index for them (1024 buckets, 65,536); the second
-        // moves it to the table (4 buckets x 49 + 16 = 212 bytes), whose room of 3 makes
-        // the index 1,027 slots' worth of buckets: 2048 (131,072). The slab (48 a node)
+        // a 1 MiB buffer (1,048,576 bytes). Its first span takes the ring's first 64
+        // records (5,120 bytes) and an index for them (64 buckets, 4,096); the second
+        // moves it to the table (4 buckets x 49 + 16 = 212 bytes). The slab (48 a node)
         // and the queue (32 an entry) both double 1024 -> 8192, which then hold
-        // 8192 x 80 = 655,360 bytes: 868,564 in all. Node 8193 grows the slab by the
-        // room left, 180,012 / 48 = 3750 nodes (to 11,942: 180,000 bytes), which leaves
-        // 12: from then on each arrival pops the oldest entry (stale, the trace got
-        // spans since), so the queue stays at 8192. Span 11,943 finds no free node and
-        // no room: the pops reach the trace's latest entry and complete it (11,942
-        // orphans, one eviction), and the span starts a new trace in the table (the
-        // index still has its slot): 96 + 48 + 32.
+        // 8192 x 80 = 655,360 bytes: 664,788 in all. Node 8193 grows the slab by the
+        // room left, 383,788 / 48 = 7995 nodes (to 16,187: 383,760 bytes), which leaves
+        // 28: from then on each arrival pops the oldest entry (stale, the trace got
+        // spans since), so the queue stays at 8192. Span 16,188 finds no free node and
+        // no room: the pops reach the trace's latest entry and complete it (16,187
+        // orphans, one eviction), and the span starts a new trace in the table (it was
+        // found there, so it does not go to the ring): 96 + 48 + 32.
         let (mut a, j, tel) = setup(10, usize::MAX);
         let text = String::new();
         let one = [span(1, 0, NO_JOURNEY, false, None, &mut String::new())];
-        for k in 0..11_942u64 {
+        for k in 0..16_187u64 {
             a.add(&one, &text, &j, 100 * S + k);
         }
-        assert_eq!((a.nodes.capacity(), a.order.capacity()), (11_942, 8192));
-        assert_eq!((a.ring.capacity(), a.lookup.len()), (1024, 2048));
+        assert_eq!((a.nodes.capacity(), a.order.capacity()), (16_187, 8192));
+        assert_eq!((a.ring.capacity(), a.lookup.len()), (64, 64));
         assert_eq!((a.table_cap, table_bytes(a.table_cap)), (3, 212));
-        assert_eq!(1_048_576 - a.room(), 1_048_564);
-        assert_eq!(a.bytes(), 96 + 11_942 * 48 + 8192 * 32);
+        assert_eq!(1_048_576 - a.room(), 1_048_548);
+        assert_eq!(a.bytes(), 96 + 16_187 * 48 + 8192 * 32);
         assert_eq!(tel.traces_evicted[0].get(), 0);
-        a.add(&one, &text, &j, 100 * S + 11_942);
-        assert_eq!((a.nodes.capacity(), a.order.capacity()), (11_942, 8192));
+        a.add(&one, &text, &j, 100 * S + 16_187);
+        assert_eq!((a.nodes.capacity(), a.order.capacity()), (16_187, 8192));
         assert_eq!(
             (tel.traces_evicted[0].get(), tel.orphan_spans.get()),
-            (1, 11_942)
+            (1, 16_187)
         );
         assert_eq!(a.bytes(), 96 + 48 + 32);
     }
@@ -2246,14 +2200,16 @@ mod tests {
         // One lone span a trace, each trace in its own batch a nanosecond after the last,
         // in a 1 MiB buffer (1,048,576 bytes): all of them go to the ring, none to the
         // table. A ring record is 80 bytes, the index a power of two of 64-byte buckets,
-        // one a record of room. The ring doubles 1024 -> 2048 -> 4096 (327,680 bytes, and
+        // one a record of room. The ring doubles 64 -> ... -> 4096 (327,680 bytes, and
         // 4096 buckets: 262,144; 589,824 in all). At 4096 doubling would cost 327,680 +
         // 524,288 - 262,144 = 589,824 with 458,752 left; half of it, 2048 records
         // (163,840) and the index at 8192 buckets (+262,144), is 425,984 and fits: 6144
-        // records, 1,015,808 bytes in all, 32,768 left, too little for 1024 more
-        // (81,920). Held bytes, 144 a trace, stay under the bound (6144 x 144 =
-        // 884,736), so from trace 6145 on each new one pops the ring's oldest, which
-        // completes: 7000 - 6144 = 856 evicted, all orphans.
+        // records, 1,015,808 bytes in all, 32,768 left. At 6144 the step halves from
+        // 6144 until it fits: 384 records (30,720; the index's 8192 buckets have room for
+        // them) -> 6528, 2,048 left, and 48 more would be under the least step (64).
+        // Held bytes, 144 a trace, stay under the bound (6528 x 144 = 940,032), so from
+        // trace 6529 on each new one pops the ring's oldest, which completes:
+        // 7000 - 6528 = 472 evicted, all orphans.
         let (mut a, j, tel) = setup(10, usize::MAX);
         let text = String::new();
         let mut one = [span(1, 0, NO_JOURNEY, false, None, &mut String::new())];
@@ -2261,17 +2217,17 @@ mod tests {
             one[0].trace = u128::from(k) + 1;
             a.add(&one, &text, &j, 100 * S + k);
         }
-        assert_eq!((a.ring.capacity(), a.lookup.len()), (6144, 8192));
-        assert_eq!(6144 * 80 + 8192 * 64, 1_015_808);
-        assert_eq!(1_048_576 - a.room(), 1_015_808);
+        assert_eq!((a.ring.capacity(), a.lookup.len()), (6528, 8192));
+        assert_eq!(6528 * 80 + 8192 * 64, 1_046_528);
+        assert_eq!(1_048_576 - a.room(), 1_046_528);
         assert_eq!(
             (a.nodes.capacity(), a.order.capacity(), a.table_cap),
             (0, 0, 0)
         );
-        assert_eq!((a.ring.len(), a.bytes()), (6144, 6144 * 144));
+        assert_eq!((a.ring.len(), a.bytes()), (6528, 6528 * 144));
         assert_eq!(
             (tel.traces_evicted[0].get(), tel.orphan_spans.get()),
-            (856, 856)
+            (472, 472)
         );
         a.flush(&j, 200 * S);
         assert_eq!((a.bytes(), tel.orphan_spans.get()), (0, 7000));
