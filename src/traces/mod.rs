@@ -6,7 +6,10 @@
 //! worker's [`Assembler`]. Entry spans are recorded into the journey series at once as
 //! before; only the attribution of children waits. A trace is complete `traces.wait`
 //! after its last span arrived; the buffer is bounded in bytes (oldest traces complete
-//! first) and in spans per trace, each early completion counted by reason.
+//! first) and in spans per trace, each early completion counted by reason. A trace of
+//! one span so far (nearly every trace at a high rate) waits in a ring in arrival order,
+//! found through a compact index of one cache line a lookup; its second span moves it
+//! to the table, slab and arrival queue that hold larger traces.
 //!
 //! On completion each span takes the journey of its nearest claimed ancestor. Calls
 //! (CLIENT, PRODUCER, or any span with `db.system.name`/`db.system`) under a journey are
@@ -104,6 +107,102 @@ const ORDER_BYTES: usize = std::mem::size_of::<(u64, u128)>();
 const NAMES_BYTES: usize = std::mem::size_of::<String>();
 /// The end of a slab list.
 const NIL: u32 = u32::MAX;
+
+/// A trace's first span, in the lone-trace ring (arrival order) until a second span
+/// moves it to the table or it completes. At a high rate nearly every trace is one
+/// span: written and popped in order, it costs no cache miss where the table, the slab
+/// and their free lists cost four (an insert, a free node, and at completion a removal
+/// and the node's read, all at random places in megabytes).
+#[derive(Debug, Clone, Copy)]
+struct Lone {
+    trace: u128,
+    node: Node,
+    arrival: u64,
+    /// [`LIVE`], [`PUBLISHED`] or [`DEAD`].
+    state: u8,
+}
+
+/// In the ring, not yet attributed.
+const LIVE: u8 = 0;
+/// Attributed into partials by a barrier ([`Assembler::take_partials`]): its completion
+/// has nothing left to record.
+const PUBLISHED: u8 = 1;
+/// Moved to the table or completed early: its pop does nothing.
+const DEAD: u8 = 2;
+/// A ring record: 80 bytes.
+const LONE_SIZE: usize = std::mem::size_of::<Lone>();
+/// Index slots kept per ring record or table entry of room: a bucket is 8 slots, so
+/// at most an eighth of them are in use (one trace a bucket on average), and a new
+/// trace finds its bucket full (completing the bucket's oldest lone trace early) about
+/// once in 100,000 (Poisson with mean 1: P(8 or more) = 1.0e-5). With 4 slots a record
+/// (mean 2) it was once in 900.
+const SLOTS_PER_RECORD: usize = 8;
+/// The ring's least growth, in records: 64 (5,120 bytes and 4,096 of index), not the
+/// slab's 1024, which with its index took 147,456 bytes of a 1 MiB buffer for one span.
+const RING_STEP: usize = 64;
+/// Slots in an index bucket: one 64-byte cache line.
+const SLOTS: usize = 8;
+/// Bytes a lone trace holds: its ring record and its share of the index.
+const LONE_BYTES: usize = LONE_SIZE + SLOTS_PER_RECORD * 8;
+/// Spans whose index buckets `add` reads together before handling them: the buckets'
+/// cache misses overlap instead of following each other.
+const LOOKAHEAD: usize = 16;
+
+/// One cache line of the index: up to 8 lone traces, each `fingerprint << 32 | ring
+/// sequence` (its low 32 bits); 0 is free. Traces in the table are not in it: 8 slots
+/// a table entry of room took more memory than the entry (a third of the traces fit in
+/// `tests/traces.rs`'s 1 MiB buffer), and with lone traces, where speed matters, the
+/// table is empty and not looked at.
+#[derive(Debug, Clone, Copy)]
+#[repr(align(64))]
+struct Bucket([u64; SLOTS]);
+
+/// The index's hash of a trace id: its bucket is bits 32 and up, its fingerprint bits 1
+/// to 31. The halves are folded first, so ids that differ by the same bits in both
+/// halves hash alike: harmless (a fingerprint is confirmed by the full id, and a bucket
+/// full of such ids completes its oldest lone trace early, counted), and the tests use
+/// it to make collisions.
+fn trace_hash(trace: u128, key: u64) -> u64 {
+    let mut h = ((trace as u64) ^ ((trace >> 64) as u64) ^ key).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    h ^= h >> 32;
+    h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^ (h >> 29)
+}
+
+/// A trace's fingerprint in the index: 31 bits, never 0 (a free slot).
+fn fingerprint(h: u64) -> u64 {
+    u64::from(((h as u32) >> 1) | 1)
+}
+
+/// The fingerprint an index slot holds.
+fn slot_fingerprint(e: u64) -> u64 {
+    (e >> 32) & 0x7FFF_FFFF
+}
+
+/// A trace's bucket among `buckets` (a power of two, not 0).
+fn bucket_of(h: u64, buckets: usize) -> usize {
+    (h >> 32) as usize & (buckets - 1)
+}
+
+/// Bytes of the index for room for `records` ring records and table entries: a power
+/// of two of 64-byte buckets, [`SLOTS_PER_RECORD`] slots a record.
+fn index_bytes(records: usize) -> usize {
+    if records == 0 {
+        return 0;
+    }
+    (records * SLOTS_PER_RECORD)
+        .div_ceil(SLOTS)
+        .next_power_of_two()
+        * std::mem::size_of::<Bucket>()
+}
+
+/// Where the index found a trace.
+enum Place {
+    /// In the ring at this position; its slot is (bucket, slot).
+    Ring(usize, usize, usize),
+    Map,
+    New,
+}
 
 fn id_u64(b: &[u8]) -> u64 {
     b.try_into().map_or(0, u64::from_be_bytes)
@@ -407,6 +506,18 @@ pub struct Assembler {
     /// (last arrival, trace) in arrival order; entries of traces that got more spans
     /// since are stale and skipped.
     order: VecDeque<(u64, u128)>,
+    /// Lone traces in arrival order; the front's sequence number is `ring_head`.
+    ring: VecDeque<Lone>,
+    ring_head: u64,
+    /// The ring could not grow once: the room only shrinks (nothing gives its
+    /// capacity back), so it never will, and a full ring pops at once without working
+    /// that out again for every new trace.
+    ring_bounded: bool,
+    /// Trace id -> ring record: see [`Bucket`]. A slot whose sequence is
+    /// before `ring_head` is free, so popping the ring needs no index write.
+    lookup: Vec<Bucket>,
+    /// Mixed into [`trace_hash`]; random per assembler.
+    key: u64,
     bytes: usize,
     hasher: ahash::RandomState,
     deps: HashMap<u64, Vec<DepSeries>>,
@@ -445,6 +556,11 @@ impl Assembler {
             nodes: Vec::new(),
             free: NIL,
             order: VecDeque::new(),
+            ring: VecDeque::new(),
+            ring_head: 0,
+            ring_bounded: false,
+            lookup: Vec::new(),
+            key: ahash::RandomState::new().hash_one(0u64),
             bytes: 0,
             hasher: ahash::RandomState::with_seeds(3, 5, 7, 9),
             deps: HashMap::new(),
@@ -468,14 +584,16 @@ impl Assembler {
     }
 
     /// Buffers the spans of one batch (names in `text`); completes traces that reach
-    /// the span limit, the oldest when the slab or the arrival queue needs room it does
-    /// not have, then the oldest while the buffer is over its bytes.
+    /// the span limit, the oldest when the slab, the ring or the arrival queue needs
+    /// room it does not have, then the oldest while the buffer is over its bytes.
     pub fn add(&mut self, spans: &[TraceSpan], text: &str, journeys: &Journeys, now: u64) {
         let mut evicted = 0u64;
-        for s in spans {
-            let name = text.get(s.name.0 as usize..s.name.1 as usize).unwrap_or("");
-            let node = self.alloc(
-                Node {
+        for chunk in spans.chunks(LOOKAHEAD) {
+            self.touch(chunk);
+            for s in chunk {
+                let h = trace_hash(s.trace, self.key);
+                let name = text.get(s.name.0 as usize..s.name.1 as usize).unwrap_or("");
+                let node = Node {
                     span: s.span,
                     parent: s.parent,
                     end_ns: s.end_ns,
@@ -485,69 +603,48 @@ impl Assembler {
                     name_start: 0,
                     name_len: 0,
                     flags: s.flags,
-                },
-                journeys,
-                now,
-                &mut evicted,
-            );
-            self.bytes += NODE_BYTES;
-            if self.traces.len() >= self.traces.capacity() && !self.traces.contains_key(&s.trace) {
-                self.grow_table(journeys, now, &mut evicted);
-            }
-            let (t, fresh) = match self.traces.entry(s.trace) {
-                std::collections::hash_map::Entry::Occupied(e) => {
-                    let t = e.into_mut();
-                    self.nodes[t.tail as usize].next = node;
-                    t.tail = node;
-                    t.len += 1;
-                    (t, false)
+                };
+                match self.locate(s.trace, h) {
+                    Place::New => {
+                        // A call's name needs the table's per-trace names; a limit of one
+                        // span completes the trace at once.
+                        if name.is_empty()
+                            && self.settings.max_spans > 1
+                            && self.push_lone(s.trace, node, h, journeys, now, &mut evicted)
+                        {
+                            continue;
+                        }
+                    }
+                    Place::Ring(bucket, slot, pos) => {
+                        // Its second span: the first moves to the table and the trace goes
+                        // on there. Taken out of the ring before anything can evict.
+                        self.lookup[bucket].0[slot] = 0;
+                        let first = if pos + 1 == self.ring.len() {
+                            // Most often the span before in the same batch: no dead record.
+                            self.bytes = self.bytes.saturating_sub(LONE_BYTES);
+                            self.ring.pop_back()
+                        } else {
+                            self.ring.get_mut(pos).map(|r| {
+                                let first = *r;
+                                r.state = DEAD;
+                                first
+                            })
+                        };
+                        if let Some(r) = first {
+                            self.add_to_map(r.trace, r.node, "", journeys, now, &mut evicted);
+                            if r.state == PUBLISHED {
+                                if let Some(t) = self.traces.get_mut(&r.trace) {
+                                    t.published = 1;
+                                }
+                            }
+                        }
+                    }
+                    Place::Map => {}
                 }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    self.bytes += TRACE_BYTES;
-                    let t = e.insert(Trace {
-                        head: node,
-                        tail: node,
-                        len: 1,
-                        published: 0,
-                        last_arrival: now,
-                        names: None,
-                    });
-                    (t, true)
-                }
-            };
-            if !name.is_empty() {
-                let held = t.names_bytes();
-                let names = t.names.get_or_insert_with(Box::default);
-                let n = &mut self.nodes[node as usize];
-                n.name_start = names.len() as u32;
-                // Names are clipped to MAX_LABEL_VALUE_BYTES when made.
-                n.name_len = name.len().min(u16::MAX as usize) as u16;
-                names.push_str(name);
-                self.bytes += t.names_bytes() - held;
-            }
-            let arrived = t.last_arrival != now || fresh;
-            if arrived {
-                t.last_arrival = now;
-            }
-            let full = t.len as usize >= self.settings.max_spans;
-            if fresh {
-                // Its largest capacity is what it reserves: see `table_cap`.
-                self.table_cap = self.table_cap.max(self.traces.capacity());
-            }
-            if arrived {
-                // Cannot complete this trace: its older entries are stale now.
-                self.push_order(now, s.trace, journeys, &mut evicted);
-                self.bytes += ORDER_BYTES;
-            }
-            if full && self.complete(s.trace, journeys, now) {
-                TracesEvicted {
-                    reason: Evict::MaxSpans,
-                    traces: 1,
-                }
-                .emit(&self.tel);
+                self.add_to_map(s.trace, node, name, journeys, now, &mut evicted);
             }
         }
-        // Bounded by the queue: each turn removes one entry.
+        // Bounded by the queue and the ring: each turn removes one entry.
         while self.bytes > self.settings.max_bytes {
             match self.pop_oldest(journeys, now) {
                 Some(done) => evicted += u64::from(done),
@@ -563,8 +660,308 @@ impl Assembler {
         }
     }
 
+    /// Reads the index buckets of a chunk of spans one after the other before any is
+    /// used, so their cache misses overlap instead of each stalling its span in turn.
+    /// A plain read, not `_mm_prefetch` (it still needs `unsafe`, which the crate
+    /// forbids); read span by span, 8 spans ahead, the read stalled like the lookup it
+    /// was meant to hide (91% of `add`'s samples on it).
+    #[inline]
+    fn touch(&self, chunk: &[TraceSpan]) {
+        if self.lookup.is_empty() {
+            return;
+        }
+        let n = self.lookup.len();
+        let mut x = 0u64;
+        for s in chunk {
+            x ^= self.lookup[bucket_of(trace_hash(s.trace, self.key), n)].0[0];
+        }
+        std::hint::black_box(x);
+    }
+
+    /// Where trace `trace` (hash `h`) is: one bucket read, and the ring record of a
+    /// matching fingerprint to confirm it (a miss only for a trace's second span); the
+    /// table is probed only when it holds traces.
+    fn locate(&self, trace: u128, h: u64) -> Place {
+        if !self.lookup.is_empty() {
+            let bucket = bucket_of(h, self.lookup.len());
+            let fp = fingerprint(h);
+            for (slot, &e) in self.lookup[bucket].0.iter().enumerate() {
+                if slot_fingerprint(e) != fp {
+                    continue;
+                }
+                let pos = (e as u32).wrapping_sub(self.ring_head as u32) as usize;
+                if let Some(r) = self.ring.get(pos) {
+                    if r.state != DEAD && r.trace == trace {
+                        return Place::Ring(bucket, slot, pos);
+                    }
+                }
+            }
+        }
+        // Not indexed: 8 slots a table entry of room came to more than the entry, and
+        // with lone traces (the case that matters for speed) the table is empty.
+        if !self.traces.is_empty() && self.traces.contains_key(&trace) {
+            Place::Map
+        } else {
+            Place::New
+        }
+    }
+
+    /// Puts the index slot `e` of hash `h` in its bucket: in a free slot, else in one
+    /// whose ring record is gone, else in that of the bucket's oldest lone trace, which
+    /// completes early (counted in `evicted`). False when there is no index yet.
+    fn index_put(
+        &mut self,
+        h: u64,
+        e: u64,
+        journeys: &Journeys,
+        now: u64,
+        evicted: &mut u64,
+    ) -> bool {
+        if self.lookup.is_empty() {
+            return false;
+        }
+        let bucket = bucket_of(h, self.lookup.len());
+        let head = self.ring_head as u32;
+        let len = self.ring.len() as u32;
+        // Free, or before the ring's head: no ring read.
+        let b = &mut self.lookup[bucket].0;
+        if let Some(slot) = b
+            .iter_mut()
+            .find(|old| **old == 0 || (**old as u32).wrapping_sub(head) >= len)
+        {
+            *slot = e;
+            return true;
+        }
+        // Full: a slot that names a record of another fingerprint (a sequence number
+        // 2^32 pushes old) or a dead one is free too; else the oldest lone trace goes.
+        let mut oldest: Option<(usize, usize)> = None;
+        for slot in 0..SLOTS {
+            let old = self.lookup[bucket].0[slot];
+            let pos = (old as u32).wrapping_sub(head) as usize;
+            let Some(r) = self.ring.get(pos) else {
+                continue;
+            };
+            if r.state == DEAD
+                || fingerprint(trace_hash(r.trace, self.key)) != slot_fingerprint(old)
+            {
+                self.lookup[bucket].0[slot] = e;
+                return true;
+            }
+            if oldest.is_none_or(|(_, p)| pos < p) {
+                oldest = Some((slot, pos));
+            }
+        }
+        let Some((slot, pos)) = oldest else {
+            return false;
+        };
+        if let Some(r) = self.ring.get_mut(pos) {
+            let gone = *r;
+            r.state = DEAD;
+            self.finish_lone(&gone, journeys, now);
+            *evicted += 1;
+        }
+        self.lookup[bucket].0[slot] = e;
+        true
+    }
+
+    /// Appends a new trace's first span to the ring and the index; false (nothing
+    /// done) when the index has no slot for it.
+    fn push_lone(
+        &mut self,
+        trace: u128,
+        node: Node,
+        h: u64,
+        journeys: &Journeys,
+        now: u64,
+        evicted: &mut u64,
+    ) -> bool {
+        if self.ring.len() == self.ring.capacity() {
+            self.grow_ring(journeys, now, evicted);
+        }
+        let seq = self.ring_head + self.ring.len() as u64;
+        let e = (fingerprint(h) << 32) | u64::from(seq as u32);
+        if !self.index_put(h, e, journeys, now, evicted) {
+            return false;
+        }
+        self.ring.push_back(Lone {
+            trace,
+            node,
+            arrival: now,
+            state: LIVE,
+        });
+        self.bytes += LONE_BYTES;
+        true
+    }
+
+    /// The ring is full: grows it (and the index with it) by doubling as long as the
+    /// room allows, in steps of at least [`RING_STEP`] records, else completes the oldest traces
+    /// until one leaves the ring; past the bound only when nothing is left to complete.
+    /// Not cold: at an unlimited rate the ring is full and every new trace comes here.
+    #[inline(never)]
+    fn grow_ring(&mut self, journeys: &Journeys, now: u64, evicted: &mut u64) {
+        let cap = self.ring.capacity();
+        let cost = |step: usize| {
+            step * LONE_SIZE
+                + index_bytes(cap + step)
+                    .saturating_sub(self.lookup.len() * std::mem::size_of::<Bucket>())
+        };
+        let mut step = 0;
+        if !self.ring_bounded {
+            let room = self.room();
+            step = self.ring.len().max(RING_STEP);
+            while step >= RING_STEP && cost(step) > room {
+                step /= 2;
+            }
+            self.ring_bounded = step < RING_STEP;
+        }
+        if step < RING_STEP {
+            // Bounded by the ring and the queue: each turn removes one entry.
+            while self.ring.len() == self.ring.capacity() {
+                match self.pop_oldest(journeys, now) {
+                    Some(done) => *evicted += u64::from(done),
+                    None => {
+                        step = RING_STEP;
+                        break;
+                    }
+                }
+            }
+            if step < RING_STEP {
+                return;
+            }
+        }
+        self.ring.reserve_exact(step);
+        self.ensure_index(journeys, now, evicted);
+    }
+
+    /// Rebuilds the index larger when the ring outgrew it.
+    fn ensure_index(&mut self, journeys: &Journeys, now: u64, evicted: &mut u64) {
+        let want = index_bytes(self.ring.capacity()) / std::mem::size_of::<Bucket>();
+        if want <= self.lookup.len() {
+            return;
+        }
+        self.lookup = vec![Bucket([0; SLOTS]); want];
+        for pos in 0..self.ring.len() {
+            let Some(r) = self.ring.get(pos).copied() else {
+                break;
+            };
+            if r.state == DEAD {
+                continue;
+            }
+            let h = trace_hash(r.trace, self.key);
+            let seq = self.ring_head + pos as u64;
+            // A full bucket completes its oldest: a slot is always found.
+            self.index_put(
+                h,
+                (fingerprint(h) << 32) | u64::from(seq as u32),
+                journeys,
+                now,
+                evicted,
+            );
+        }
+    }
+
+    /// What a lone span records when its trace completes: what `attribute` does with
+    /// one span, without a scratch slice. A claimed span is never a call of its own, so
+    /// it can only blame itself; a published one has nothing left to record.
+    fn finish_lone(&mut self, r: &Lone, journeys: &Journeys, now: u64) {
+        if r.state != LIVE {
+            return;
+        }
+        if r.node.journey == NO_JOURNEY {
+            OrphanSpans { spans: 1 }.emit(&self.tel);
+        } else if r.node.flags & tflag::ERROR != 0 {
+            self.blame_self(r.node.journey, r.node.end_ns, journeys, now);
+        }
+    }
+
+    /// Pops the ring's oldest record and completes its trace if it was still there
+    /// (true); None when the ring is empty.
+    fn pop_lone(&mut self, journeys: &Journeys, now: u64) -> Option<bool> {
+        let r = self.ring.pop_front()?;
+        self.ring_head += 1;
+        self.bytes = self.bytes.saturating_sub(LONE_BYTES);
+        self.finish_lone(&r, journeys, now);
+        Some(r.state != DEAD)
+    }
+
+    /// Buffers one span in the table.
+    #[inline]
+    fn add_to_map(
+        &mut self,
+        trace: u128,
+        node: Node,
+        name: &str,
+        journeys: &Journeys,
+        now: u64,
+        evicted: &mut u64,
+    ) {
+        let node = self.alloc(node, journeys, now, evicted);
+        self.bytes += NODE_BYTES;
+        if self.traces.len() >= self.traces.capacity() && !self.traces.contains_key(&trace) {
+            self.grow_table(journeys, now, evicted);
+        }
+        let (t, fresh) = match self.traces.entry(trace) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let t = e.into_mut();
+                self.nodes[t.tail as usize].next = node;
+                t.tail = node;
+                t.len += 1;
+                (t, false)
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.bytes += TRACE_BYTES;
+                let t = e.insert(Trace {
+                    head: node,
+                    tail: node,
+                    len: 1,
+                    published: 0,
+                    last_arrival: now,
+                    names: None,
+                });
+                (t, true)
+            }
+        };
+        if !name.is_empty() {
+            let held = t.names_bytes();
+            let names = t.names.get_or_insert_with(Box::default);
+            let n = &mut self.nodes[node as usize];
+            n.name_start = names.len() as u32;
+            // Names are clipped to MAX_LABEL_VALUE_BYTES when made.
+            n.name_len = name.len().min(u16::MAX as usize) as u16;
+            names.push_str(name);
+            self.bytes += t.names_bytes() - held;
+        }
+        let arrived = t.last_arrival != now || fresh;
+        if arrived {
+            t.last_arrival = now;
+        }
+        let full = t.len as usize >= self.settings.max_spans;
+        if fresh {
+            // Its largest capacity is what it reserves: see `table_cap`.
+            self.table_cap = self.table_cap.max(self.traces.capacity());
+        }
+        if arrived {
+            // Cannot complete this trace: its older entries are stale now.
+            self.push_order(now, trace, journeys, evicted);
+            self.bytes += ORDER_BYTES;
+        }
+        if full && self.complete(trace, journeys, now) {
+            TracesEvicted {
+                reason: Evict::MaxSpans,
+                traces: 1,
+            }
+            .emit(&self.tel);
+        }
+    }
+
     /// Completes every trace whose last span arrived `traces.wait` ago or more.
     pub fn tick(&mut self, journeys: &Journeys, now: u64) {
+        while let Some(r) = self.ring.front() {
+            if r.arrival.saturating_add(self.settings.wait_ns) > now {
+                break;
+            }
+            self.pop_lone(journeys, now);
+        }
         while let Some(&(at, id)) = self.order.front() {
             if at.saturating_add(self.settings.wait_ns) > now {
                 break;
@@ -577,17 +974,25 @@ impl Assembler {
 
     /// Completes every trace: at shutdown nothing buffered is lost.
     pub fn flush(&mut self, journeys: &Journeys, now: u64) {
+        // Bounded by the ring: each turn pops one record.
+        while self.pop_lone(journeys, now).is_some() {}
         let ids: Vec<u128> = self.traces.keys().copied().collect();
         for id in ids {
             self.complete(id, journeys, now);
         }
         self.bytes = self.bytes.saturating_sub(self.order.len() * ORDER_BYTES);
         self.order.clear();
+        self.lookup.fill(Bucket([0; SLOTS]));
     }
 
     /// Journey ids after a config reload: buffered spans of journeys that went become
     /// unclaimed, dependency state of such journeys is dropped.
     pub fn remap(&mut self, map: &dyn Fn(JourneyId) -> Option<JourneyId>) {
+        for r in self.ring.iter_mut() {
+            if r.node.journey != NO_JOURNEY {
+                r.node.journey = map(r.node.journey).unwrap_or(NO_JOURNEY);
+            }
+        }
         for t in self.traces.values() {
             let mut at = t.head;
             // Bounded by the trace's length: its list has no cycle.
@@ -658,7 +1063,9 @@ impl Assembler {
     fn room(&self) -> usize {
         let held = self.nodes.capacity() * NODE_BYTES
             + self.order.capacity() * ORDER_BYTES
-            + table_bytes(self.table_cap);
+            + table_bytes(self.table_cap)
+            + self.ring.capacity() * LONE_SIZE
+            + self.lookup.len() * std::mem::size_of::<Bucket>();
         self.settings.max_bytes.saturating_sub(held)
     }
 
@@ -729,6 +1136,13 @@ impl Assembler {
     /// Removes the oldest arrival and completes its trace when that was the trace's
     /// latest (true); None when the queue is empty.
     fn pop_oldest(&mut self, journeys: &Journeys, now: u64) -> Option<bool> {
+        let ring_first = match (self.ring.front(), self.order.front()) {
+            (Some(r), Some(o)) => r.arrival <= o.0,
+            (r, _) => r.is_some(),
+        };
+        if ring_first {
+            return self.pop_lone(journeys, now);
+        }
         let (at, id) = self.order.pop_front()?;
         self.bytes = self.bytes.saturating_sub(ORDER_BYTES);
         Some(self.complete_if_last(id, at, journeys, now))
@@ -821,6 +1235,21 @@ impl Assembler {
         // arrivals are the tail of the arrival queue, so a take costs what arrived, not
         // what is buffered.
         let since = std::mem::replace(&mut self.last_take, now);
+        // Lone traces: a claimed one is published as a trace of one span.
+        for pos in (0..self.ring.len()).rev() {
+            let Some(r) = self.ring.get_mut(pos) else {
+                break;
+            };
+            if r.arrival < since {
+                break;
+            }
+            if r.state != LIVE || r.node.journey == NO_JOURNEY {
+                continue;
+            }
+            r.state = PUBLISHED;
+            let node = r.node;
+            self.attribute(std::slice::from_ref(&node), "", journeys, now);
+        }
         let mut ids: Vec<u128> = self
             .order
             .iter()
@@ -1370,7 +1799,9 @@ mod tests {
             bounds_ns: vec![S / 10],
             ttl_ns: 900 * S,
         });
-        let a = Assembler::new(settings, Arc::default(), tel.clone());
+        let mut a = Assembler::new(settings, Arc::default(), tel.clone());
+        // Buckets and early completions the same in every run.
+        a.key = 0;
         (a, journeys, tel)
     }
 
@@ -1685,41 +2116,48 @@ mod tests {
     #[test]
     fn a_buffered_span_is_48_bytes_and_a_trace_128() {
         // README's accounting (48 bytes a span, 128 a trace that arrived in one batch,
-        // 24 more for the header of its names) and the eviction test's arithmetic rely
-        // on these; a TraceSpan (the hand-off between threads) stays 64.
+        // 24 more for the header of its names, 144 a lone trace: an 80-byte ring record
+        // and 8 index slots of 8 bytes) and the eviction tests' arithmetic rely on
+        // these; a TraceSpan (the hand-off between threads) stays 64.
         assert_eq!(std::mem::size_of::<TraceSpan>(), 64);
         assert_eq!(NODE_BYTES, 48);
         assert_eq!(TRACE_BYTES + ORDER_BYTES, 128);
         assert_eq!(NAMES_BYTES, 24);
+        assert_eq!((LONE_SIZE, LONE_BYTES), (80, 144));
+        assert_eq!(std::mem::size_of::<Bucket>(), 64);
     }
 
     #[test]
     fn the_slab_and_the_arrival_queue_grow_only_within_the_bound() {
         // One trace fed by one span per batch, each batch a nanosecond after the last, in
-        // a 1 MiB buffer (1,048,576 bytes). Counting what is held, 96 + 80 per batch, it
-        // would take 13,106 batches; by room: the slab (48 a node) and the queue (32 an
-        // entry) both double 1024 -> 8192, which then hold 8192 x 80 = 655,360 bytes,
-        // + 212 for the table (4 buckets x 49 + 16) = 655,572. Span 8193 grows the slab
-        // by the room left, 393,004 / 48 = 8187 nodes (to 16,379: 786,192 bytes), which
-        // leaves no room: from then on each arrival pops the oldest entry (stale, the
-        // trace got spans since), so the queue stays at 8192. Span 16,380 finds no free
-        // node and no room: the pops reach the trace's latest entry and complete it
-        // (16,379 orphans, one eviction), and the span starts a new trace: 96 + 48 + 32.
+        // a 1 MiB buffer (1,048,576 bytes). Its first span takes the ring's first 64
+        // records (5,120 bytes) and an index for them (64 buckets, 4,096); the second
+        // moves it to the table (4 buckets x 49 + 16 = 212 bytes). The slab (48 a node)
+        // and the queue (32 an entry) both double 1024 -> 8192, which then hold
+        // 8192 x 80 = 655,360 bytes: 664,788 in all. Node 8193 grows the slab by the
+        // room left, 383,788 / 48 = 7995 nodes (to 16,187: 383,760 bytes), which leaves
+        // 28: from then on each arrival pops the oldest entry (stale, the trace got
+        // spans since), so the queue stays at 8192. Span 16,188 finds no free node and
+        // no room: the pops reach the trace's latest entry and complete it (16,187
+        // orphans, one eviction), and the span starts a new trace in the table (it was
+        // found there, so it does not go to the ring): 96 + 48 + 32.
         let (mut a, j, tel) = setup(10, usize::MAX);
         let text = String::new();
         let one = [span(1, 0, NO_JOURNEY, false, None, &mut String::new())];
-        for k in 0..16_379u64 {
+        for k in 0..16_187u64 {
             a.add(&one, &text, &j, 100 * S + k);
         }
-        assert_eq!((a.nodes.capacity(), a.order.capacity()), (16_379, 8192));
+        assert_eq!((a.nodes.capacity(), a.order.capacity()), (16_187, 8192));
+        assert_eq!((a.ring.capacity(), a.lookup.len()), (64, 64));
         assert_eq!((a.table_cap, table_bytes(a.table_cap)), (3, 212));
-        assert_eq!(a.bytes(), 96 + 16_379 * 48 + 8192 * 32);
+        assert_eq!(1_048_576 - a.room(), 1_048_548);
+        assert_eq!(a.bytes(), 96 + 16_187 * 48 + 8192 * 32);
         assert_eq!(tel.traces_evicted[0].get(), 0);
-        a.add(&one, &text, &j, 100 * S + 16_379);
-        assert_eq!((a.nodes.capacity(), a.order.capacity()), (16_379, 8192));
+        a.add(&one, &text, &j, 100 * S + 16_187);
+        assert_eq!((a.nodes.capacity(), a.order.capacity()), (16_187, 8192));
         assert_eq!(
             (tel.traces_evicted[0].get(), tel.orphan_spans.get()),
-            (1, 16_379)
+            (1, 16_187)
         );
         assert_eq!(a.bytes(), 96 + 48 + 32);
     }
@@ -1758,33 +2196,41 @@ mod tests {
     }
 
     #[test]
-    fn with_a_new_trace_in_each_batch_the_table_stays_within_the_bound() {
+    fn with_a_new_trace_in_each_batch_the_ring_stays_within_the_bound() {
         // One lone span a trace, each trace in its own batch a nanosecond after the last,
-        // in a 1 MiB buffer (1,048,576 bytes); a trace holds 96 + 48 + 32 = 176 bytes.
-        // The table doubles when full: 1,792 traces -> 4,096 buckets (200,720 bytes),
-        // 3,584 -> 8,192 (401,424), which fits: the slab (4,096 nodes, 196,608) and the
-        // queue (4,096, 131,072) leave 520,176 beside the old table. At 4,096 traces the
-        // slab doubles to 8,192 nodes (393,216 bytes; 319,472 were left) and the queue
-        // takes the 122,864 left, 3,839 entries (to 7,935: 253,920 bytes): 1,048,560 in
-        // all. Counting the table as 96 bytes a trace (393,216 at 4,096 traces) the queue
-        // doubled to 8,192 and the three came to 1,056,784, over the bound. Held bytes
-        // pass the bound at trace 5,958 (1,048,608): from then on each trace completes
-        // the oldest, 5,957 stay (1,048,432 bytes), 6,000 - 5,957 = 43 evicted.
+        // in a 1 MiB buffer (1,048,576 bytes): all of them go to the ring, none to the
+        // table. A ring record is 80 bytes, the index a power of two of 64-byte buckets,
+        // one a record of room. The ring doubles 64 -> ... -> 4096 (327,680 bytes, and
+        // 4096 buckets: 262,144; 589,824 in all). At 4096 doubling would cost 327,680 +
+        // 524,288 - 262,144 = 589,824 with 458,752 left; half of it, 2048 records
+        // (163,840) and the index at 8192 buckets (+262,144), is 425,984 and fits: 6144
+        // records, 1,015,808 bytes in all, 32,768 left. At 6144 the step halves from
+        // 6144 until it fits: 384 records (30,720; the index's 8192 buckets have room for
+        // them) -> 6528, 2,048 left, and 48 more would be under the least step (64).
+        // Held bytes, 144 a trace, stay under the bound (6528 x 144 = 940,032), so from
+        // trace 6529 on each new one pops the ring's oldest, which completes:
+        // 7000 - 6528 = 472 evicted, all orphans.
         let (mut a, j, tel) = setup(10, usize::MAX);
         let text = String::new();
         let mut one = [span(1, 0, NO_JOURNEY, false, None, &mut String::new())];
-        for k in 0..6000u64 {
+        for k in 0..7000u64 {
             one[0].trace = u128::from(k) + 1;
             a.add(&one, &text, &j, 100 * S + k);
         }
-        assert_eq!((a.nodes.capacity(), a.order.capacity()), (8192, 7935));
-        assert_eq!((a.table_cap, table_bytes(a.table_cap)), (7168, 401_424));
-        assert_eq!(8192 * 48 + 7935 * 32 + 401_424, 1_048_560);
-        assert_eq!((a.traces.len(), a.bytes()), (5957, 5957 * 176));
+        assert_eq!((a.ring.capacity(), a.lookup.len()), (6528, 8192));
+        assert_eq!(6528 * 80 + 8192 * 64, 1_046_528);
+        assert_eq!(1_048_576 - a.room(), 1_046_528);
+        assert_eq!(
+            (a.nodes.capacity(), a.order.capacity(), a.table_cap),
+            (0, 0, 0)
+        );
+        assert_eq!((a.ring.len(), a.bytes()), (6528, 6528 * 144));
         assert_eq!(
             (tel.traces_evicted[0].get(), tel.orphan_spans.get()),
-            (43, 43)
+            (472, 472)
         );
+        a.flush(&j, 200 * S);
+        assert_eq!((a.bytes(), tel.orphan_spans.get()), (0, 7000));
     }
 
     #[test]
@@ -1793,16 +2239,171 @@ mod tests {
         let mut text = String::new();
         let one = vec![span(2, 1, NO_JOURNEY, false, None, &mut text)];
         let two = vec![span(3, 1, NO_JOURNEY, false, None, &mut text)];
+        let three = vec![span(4, 1, NO_JOURNEY, false, None, &mut text)];
         a.add(&one, &text, &j, 100 * S);
+        // A lone trace: its ring record and index share.
+        assert_eq!(a.bytes(), 144);
         a.add(&two, &text, &j, 101 * S);
-        // 96 (the trace) + 2 spans (2 x 48; no names) + 2 x 32 (an order entry per
-        // batch).
-        assert_eq!(a.bytes(), 96 + 2 * 48 + 2 * 32);
-        // The first entry is stale at 110 s (the trace's last arrival is 101 s): popped,
+        a.add(&three, &text, &j, 102 * S);
+        // Its second span moved it to the table (the ring record, the last one, went):
+        // 96 (the trace) + 3 spans (3 x 48; no names) + 2 x 32 (an order entry per
+        // batch since: 101 s and 102 s).
+        assert_eq!(a.bytes(), 96 + 3 * 48 + 2 * 32);
+        // The first entry is stale at 111 s (the trace's last arrival is 102 s): popped,
         // not completed.
-        a.tick(&j, 110 * S);
-        assert_eq!(a.bytes(), 96 + 2 * 48 + 32);
         a.tick(&j, 111 * S);
-        assert_eq!((a.bytes(), tel.orphan_spans.get()), (0, 2));
+        assert_eq!(a.bytes(), 96 + 3 * 48 + 32);
+        a.tick(&j, 112 * S);
+        assert_eq!((a.bytes(), tel.orphan_spans.get()), (0, 3));
+    }
+
+    /// A span of trace `(k << 64) | k`: the halves fold to 0 whatever `k`, so every such
+    /// trace has the same hash: one bucket, one fingerprint.
+    fn colliding(k: u64, s: TraceSpan) -> TraceSpan {
+        TraceSpan {
+            trace: (u128::from(k) << 64) | u128::from(k),
+            ..s
+        }
+    }
+
+    #[test]
+    fn a_second_span_moves_a_lone_trace_to_the_table_and_is_attributed_as_before() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        // A failed checkout alone (trace 1), then in one batch a lone orphan (trace 2)
+        // and checkout's failed call to pay: trace 1's ring record is not the last, so it
+        // stays in the ring, dead, until popped. Blame moves from self to pay, as when
+        // both spans come in one batch.
+        a.add(&[span(1, 0, 0, true, None, &mut text)], &text, &j, 100 * S);
+        assert_eq!((a.ring.len(), a.traces.len(), a.bytes()), (1, 0, 144));
+        let orphan = TraceSpan {
+            trace: 2,
+            ..span(9, 0, NO_JOURNEY, false, None, &mut text)
+        };
+        let call = span(2, 1, NO_JOURNEY, true, Some("pay"), &mut text);
+        a.add(&[orphan, call], &text, &j, 101 * S);
+        // 2 ring records (one dead) + trace 1 in the table: 96 + 2 x 48 + 32 (one order
+        // entry, at 101 s) + names (24 + 8).
+        assert_eq!((a.ring.len(), a.traces.len()), (2, 1));
+        assert_eq!(a.bytes(), 2 * 144 + 96 + 2 * 48 + 32 + 24 + 8);
+        a.tick(&j, 111 * S);
+        assert_eq!(
+            calls(&mut a, &j),
+            [("checkout".into(), "pay".into(), 1, 1, 1)]
+        );
+        assert_eq!((a.bytes(), tel.orphan_spans.get()), (0, 1));
+        assert_eq!(tel.traces_evicted[0].get(), 0);
+    }
+
+    #[test]
+    fn lone_traces_complete_after_the_wait_and_at_flush() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        // A failed checkout alone at 100 s, a lone orphan at 105 s, another at 120 s.
+        a.add(&[span(1, 0, 0, true, None, &mut text)], &text, &j, 100 * S);
+        let orphan = |t: u128, text: &mut String| TraceSpan {
+            trace: t,
+            ..span(9, 0, NO_JOURNEY, false, None, text)
+        };
+        a.add(&[orphan(2, &mut text)], &text, &j, 105 * S);
+        a.tick(&j, 110 * S - 1);
+        assert_eq!(calls(&mut a, &j), []);
+        a.tick(&j, 110 * S);
+        assert_eq!(
+            calls(&mut a, &j),
+            [("checkout".into(), SELF.into(), 0, 0, 1)]
+        );
+        assert_eq!((tel.orphan_spans.get(), a.bytes()), (0, 144));
+        a.tick(&j, 115 * S);
+        assert_eq!((tel.orphan_spans.get(), a.bytes()), (1, 0));
+        a.add(&[orphan(3, &mut text)], &text, &j, 120 * S);
+        a.flush(&j, 120 * S);
+        assert_eq!((tel.orphan_spans.get(), a.bytes(), a.ring.len()), (2, 0, 0));
+    }
+
+    #[test]
+    fn a_lone_span_of_a_journey_that_went_is_an_orphan() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        // A failed login alone; the reload drops login: no blame, an orphan.
+        a.add(&[span(1, 0, 1, true, None, &mut text)], &text, &j, 100 * S);
+        a.remap(&|id| (id == 0).then_some(0));
+        a.flush(&j, 100 * S);
+        assert_eq!(calls(&mut a, &j), []);
+        assert_eq!(tel.orphan_spans.get(), 1);
+    }
+
+    #[test]
+    fn a_full_bucket_completes_its_oldest_lone_trace_and_counts_it() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        let s = span(1, 0, NO_JOURNEY, false, None, &mut text);
+        // Nine traces of one bucket, one a batch: eight fill its slots, the ninth
+        // completes the first (an orphan, evicted for memory), whose record stays in the
+        // ring, dead, until popped.
+        for k in 1..=9 {
+            a.add(&[colliding(k, s)], &text, &j, 100 * S + k);
+        }
+        assert_eq!(
+            (tel.traces_evicted[0].get(), tel.orphan_spans.get()),
+            (1, 1)
+        );
+        assert_eq!((a.ring.len(), a.bytes()), (9, 9 * 144));
+        // The eight others complete after the wait: 9 orphans in all, none twice.
+        a.tick(&j, 111 * S);
+        assert_eq!((tel.orphan_spans.get(), a.bytes()), (9, 0));
+    }
+
+    #[test]
+    fn a_slot_whose_ring_record_was_popped_is_free() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        let s = span(1, 0, NO_JOURNEY, false, None, &mut text);
+        // Eight traces fill one bucket and complete at 110 s; their slots keep their
+        // old sequence numbers, before the ring's head now. Eight more of the bucket
+        // take them without completing anything early.
+        for k in 1..=8 {
+            a.add(&[colliding(k, s)], &text, &j, 100 * S);
+        }
+        a.tick(&j, 110 * S);
+        assert_eq!((tel.orphan_spans.get(), a.ring.len()), (8, 0));
+        let b = bucket_of(trace_hash(colliding(1, s).trace, a.key), a.lookup.len());
+        assert!(a.lookup[b].0.iter().all(|&e| e != 0), "stale, not cleared");
+        for k in 9..=16 {
+            a.add(&[colliding(k, s)], &text, &j, 111 * S);
+        }
+        assert_eq!((tel.traces_evicted[0].get(), a.ring.len()), (0, 8));
+        a.flush(&j, 111 * S);
+        assert_eq!(tel.orphan_spans.get(), 16);
+    }
+
+    #[test]
+    fn traces_of_one_fingerprint_are_told_apart_by_their_ids() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        // A failed checkout (trace A) and a failed unclaimed span under it but of trace
+        // B, whose id hashes like A's. Taken for A's, B's span would make A's trace
+        // claimed and B no orphan; apart, A blames itself and B is an orphan.
+        let req = colliding(1, span(1, 0, 0, true, None, &mut text));
+        let other = colliding(2, span(2, 1, NO_JOURNEY, true, None, &mut text));
+        assert_eq!(trace_hash(req.trace, a.key), trace_hash(other.trace, a.key));
+        assert_ne!(req.trace, other.trace);
+        a.add(&[req], &text, &j, 100 * S);
+        a.add(&[other], &text, &j, 100 * S);
+        assert_eq!((a.ring.len(), a.traces.len()), (2, 0));
+        // A call of a third such trace goes to the table (it has a name); then A's
+        // second span finds A in the ring, not the table trace of the same fingerprint.
+        let call = colliding(3, span(3, 0, NO_JOURNEY, true, Some("db"), &mut text));
+        a.add(&[call], &text, &j, 100 * S);
+        let a2 = colliding(1, span(4, 1, NO_JOURNEY, false, None, &mut text));
+        a.add(&[a2], &text, &j, 101 * S);
+        assert_eq!(a.traces.len(), 2);
+        a.flush(&j, 101 * S);
+        assert_eq!(
+            calls(&mut a, &j),
+            [("checkout".into(), SELF.into(), 0, 0, 1)]
+        );
+        // B's span and the call's trace (no journey): 2 orphan spans.
+        assert_eq!((tel.orphan_spans.get(), a.bytes()), (2, 0));
     }
 }
