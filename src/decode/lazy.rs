@@ -18,7 +18,8 @@
 //! their usual fields, which needs no key or wire-type check; every other key takes the
 //! general path with all the checks, so both paths accept and refuse the same bytes.
 
-use crate::span::{AttrValue, SpanView};
+pub(super) use crate::span::key_bit;
+use crate::span::{same, AttrKey, AttrValue, SpanView};
 use std::cell::Cell;
 
 /// prost's recursion limit; nesting deeper than this is rejected by both decoders.
@@ -1119,6 +1120,35 @@ impl<'r, 'a> LazySpan<'r, 'a> {
         }
     }
 
+    fn resource(&self) -> Option<&'r ResourceRec<'a>> {
+        self.req.resources.get(self.rec.resource as usize)
+    }
+
+    /// The span's attribute `key` (whose [`key_bit`] is `bit`), checked against the
+    /// span's key filter first: an absent key costs a test and a branch.
+    #[inline(always)]
+    fn span_attr_in(&self, key: &str, bit: u64) -> Option<AttrValue<'a>> {
+        if self.rec.keys & bit == 0 {
+            return None;
+        }
+        scan(self.span_attrs(), key)
+    }
+
+    /// The resource's attribute `key`, checked against the resource's key filter first.
+    #[inline(always)]
+    fn resource_attr_in(&self, key: &str, bit: u64) -> Option<AttrValue<'a>> {
+        let r = self.resource()?;
+        if r.keys & bit == 0 {
+            return None;
+        }
+        let attrs = self
+            .req
+            .resource_attrs
+            .get(r.attrs.0 as usize..r.attrs.1 as usize)
+            .unwrap_or_default();
+        scan(attrs, key)
+    }
+
     pub fn event_names(&self) -> &'r [&'a str] {
         let (a, b) = self.rec.events;
         self.req
@@ -1128,62 +1158,16 @@ impl<'r, 'a> LazySpan<'r, 'a> {
     }
 }
 
-/// Whether two byte strings are equal, compared a word at a time inline: attribute keys
-/// and values are ~3-30 bytes, for which a call to `memcmp` cost more than the compare
-/// (~19 instructions a call, 18 calls a span).
-#[inline(always)]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    if n > 32 {
-        return a == b;
-    }
-    // In bounds for the lengths each is used at; both slices have the same length, so
-    // a word is missing from both or from neither.
-    let word = |s: &[u8], at: usize| {
-        s.get(at..)
-            .and_then(|s| s.first_chunk::<8>())
-            .map_or(0, |w| u64::from_le_bytes(*w))
-    };
-    let differ = |at: usize| word(a, at) ^ word(b, at);
-    if n > 16 {
-        // Two words from each end (overlapping in the middle).
-        return (differ(0) | differ(8) | differ(n - 16) | differ(n - 8)) == 0;
-    }
-    if n >= 8 {
-        return (differ(0) | differ(n - 8)) == 0;
-    }
-    if n >= 4 {
-        let half = |s: &[u8]| {
-            let first = s.first_chunk::<4>().map_or(0, |w| u32::from_le_bytes(*w));
-            let last = s.last_chunk::<4>().map_or(0, |w| u32::from_le_bytes(*w));
-            (u64::from(first) << 32) | u64::from(last)
-        };
-        return half(a) == half(b);
-    }
-    // 0 to 3 bytes: the first, middle and last cover them all.
-    a.first() == b.first() && a.get(n / 2) == b.get(n / 2) && a.last() == b.last()
-}
-
-/// One bit of a 64-bit filter of attribute keys, from a key's length, first and last
-/// byte (keys share namespaces such as `http.` at the start, so the end tells more).
-/// A key whose bit is not in a list's filter is not in the list.
-#[inline]
-pub(super) fn key_bit(key: &str) -> u64 {
-    let b = key.as_bytes();
-    let (first, last) = (b.first().copied(), b.last().copied());
-    let x = (b.len() as u64) << 16 | (first.unwrap_or(0) as u64) << 8 | last.unwrap_or(0) as u64;
-    1 << (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
-}
-
-#[inline]
-fn find<'a>(attrs: &[Attr<'a>], keys: u64, key: &str) -> Option<AttrValue<'a>> {
-    if keys & key_bit(key) == 0 {
-        return None;
-    }
-    attrs.iter().find(|a| a.key == key).map(|a| a.value)
+/// The value of `key` among `attrs`, once their key filter said it may be there.
+/// Keys of different lengths differ at the first compare, so most attributes cost a
+/// length compare.
+#[inline(never)]
+fn scan<'a>(attrs: &[Attr<'a>], key: &str) -> Option<AttrValue<'a>> {
+    let key = key.as_bytes();
+    attrs
+        .iter()
+        .find(|a| same(a.key.as_bytes(), key))
+        .map(|a| a.value)
 }
 
 impl SpanView for LazySpan<'_, '_> {
@@ -1209,15 +1193,21 @@ impl SpanView for LazySpan<'_, '_> {
         self.rec.end_ns
     }
     fn span_attr(&self, key: &str) -> Option<AttrValue<'_>> {
-        find(self.span_attrs(), self.rec.keys, key)
+        self.span_attr_in(key, key_bit(key))
     }
     fn resource_attr(&self, key: &str) -> Option<AttrValue<'_>> {
-        let keys = self
-            .req
-            .resources
-            .get(self.rec.resource as usize)
-            .map_or(0, |r| r.keys);
-        find(self.resource_attrs(), keys, key)
+        self.resource_attr_in(key, key_bit(key))
+    }
+    fn key_filter(&self) -> u64 {
+        self.rec.keys | self.resource().map_or(0, |r| r.keys)
+    }
+    #[inline]
+    fn span_attr_key(&self, key: &AttrKey) -> Option<AttrValue<'_>> {
+        self.span_attr_in(key, key.bit())
+    }
+    #[inline]
+    fn resource_attr_key(&self, key: &AttrKey) -> Option<AttrValue<'_>> {
+        self.resource_attr_in(key, key.bit())
     }
     fn any_event(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
         self.event_names().iter().any(|n| test(n))
@@ -1349,24 +1339,6 @@ mod tests {
         bytes[at] = 0xff;
         assert!(decode_traces(&bytes).is_err());
         assert!(ExportTraceServiceRequest::decode(&bytes[..]).is_err());
-    }
-
-    #[test]
-    fn same_agrees_with_slice_equality() {
-        // Every length through each of `same`'s branches (0-3, 4-7, 8-32, past 32):
-        // equal, one byte changed at each position, and one byte longer.
-        for n in 0..=40u8 {
-            let a: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
-            assert!(same(&a, &a.clone()), "length {n}");
-            for i in 0..usize::from(n) {
-                let mut b = a.clone();
-                b[i] ^= 0x40;
-                assert!(!same(&a, &b), "length {n}, byte {i}");
-            }
-            let mut longer = a.clone();
-            longer.push(0);
-            assert!(!same(&a, &longer), "length {n} against {}", n + 1);
-        }
     }
 
     #[test]
