@@ -77,18 +77,29 @@ pub const ANY_KEY: u64 = !0;
 
 /// An attribute key a rule, cohort or user lookup reads, with its [`key_bit`] worked out
 /// once at config load rather than on every span it is looked up in.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct AttrKey {
     name: Box<str>,
     bit: u64,
+    /// Unique to this key and its clones for the life of the process (never 0): views
+    /// may remember a lookup's outcome by it (a resource's, for its spans).
+    id: u64,
 }
+
+/// The next [`AttrKey::id`].
+static NEXT_KEY_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl AttrKey {
     pub fn new(name: &str) -> AttrKey {
         AttrKey {
             name: name.into(),
             bit: key_bit(name),
+            id: NEXT_KEY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn as_str(&self) -> &str {
@@ -99,6 +110,15 @@ impl AttrKey {
         self.bit
     }
 }
+
+/// Keys are equal when their names are (what a config reload compares).
+impl PartialEq for AttrKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.name == o.name
+    }
+}
+
+impl Eq for AttrKey {}
 
 /// Printed as its name, so configs compared by their `Debug` text (reload
 /// fingerprints) read the same as with plain strings.

@@ -118,6 +118,38 @@ pub struct TraceRequest<'a> {
     /// of one request mostly repeat them, and comparing bytes with a string already
     /// checked is cheaper than checking UTF-8 again.
     pub(super) seen: Seen<'a>,
+    /// Where lookups last found each key, for the rules' and cohorts' lookups.
+    hints: Hints,
+}
+
+/// What a resource attribute lookup by an [`AttrKey`] found, remembered per key slot
+/// (the number of the key's [`key_bit`]): the spans of a resource look up the same
+/// cohort, version and rule keys among the same attributes, so the scan (a key at the
+/// end of seven, or one absent that the resource's filter cannot rule out) is done once
+/// per resource and key. Keyed by the key's id and the resource's index, so a key
+/// sharing the slot only evicts the entry. Cells: lookups read through `&` references.
+#[derive(Debug)]
+struct Hints {
+    resource: [Cell<Memo>; 64],
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Memo {
+    /// [`AttrKey::id`]; 0: empty.
+    key: u64,
+    resource: u32,
+    /// The attribute's index among the resource's, or [`ABSENT`].
+    at: u32,
+}
+
+const ABSENT: u32 = u32::MAX;
+
+impl Default for Hints {
+    fn default() -> Self {
+        Hints {
+            resource: std::array::from_fn(|_| Cell::new(Memo::default())),
+        }
+    }
 }
 
 const SEEN: usize = 16;
@@ -223,6 +255,7 @@ impl<'a> TraceRequest<'a> {
             resource_attrs,
             events,
             seen: Seen::default(),
+            hints: Hints::default(),
         }
     }
 
@@ -1134,19 +1167,47 @@ impl<'r, 'a> LazySpan<'r, 'a> {
         scan(self.span_attrs(), key)
     }
 
-    /// The resource's attribute `key`, checked against the resource's key filter first.
+    /// The resource's attributes and their key filter.
     #[inline(always)]
-    fn resource_attr_in(&self, key: &str, bit: u64) -> Option<AttrValue<'a>> {
-        let r = self.resource()?;
-        if r.keys & bit == 0 {
+    fn resource_list(&self) -> (&'r [Attr<'a>], u64) {
+        match self.resource() {
+            Some(r) => (
+                self.req
+                    .resource_attrs
+                    .get(r.attrs.0 as usize..r.attrs.1 as usize)
+                    .unwrap_or_default(),
+                r.keys,
+            ),
+            None => (&[], 0),
+        }
+    }
+
+    /// The resource's attribute `key`, as [`Hints`] remembers it for this resource or
+    /// by a scan that it then remembers.
+    fn resource_attr_memo(&self, key: &AttrKey) -> Option<AttrValue<'a>> {
+        let (attrs, keys) = self.resource_list();
+        if keys & key.bit() == 0 {
             return None;
         }
-        let attrs = self
-            .req
-            .resource_attrs
-            .get(r.attrs.0 as usize..r.attrs.1 as usize)
-            .unwrap_or_default();
-        scan(attrs, key)
+        let cell = &self.req.hints.resource[key.bit().trailing_zeros() as usize & 63];
+        let memo = cell.get();
+        let at = if memo.key == key.id() && memo.resource == self.rec.resource {
+            memo.at
+        } else {
+            let name = key.as_bytes();
+            let at = attrs
+                .iter()
+                .position(|a| same(a.key.as_bytes(), name))
+                .and_then(|at| u32::try_from(at).ok())
+                .unwrap_or(ABSENT);
+            cell.set(Memo {
+                key: key.id(),
+                resource: self.rec.resource,
+                at,
+            });
+            at
+        };
+        attrs.get(at as usize).map(|a| a.value)
     }
 
     pub fn event_names(&self) -> &'r [&'a str] {
@@ -1158,9 +1219,9 @@ impl<'r, 'a> LazySpan<'r, 'a> {
     }
 }
 
-/// The value of `key` among `attrs`, once their key filter said it may be there.
-/// Keys of different lengths differ at the first compare, so most attributes cost a
-/// length compare.
+/// The value of `key` among `attrs` (the first, as prost's lists are read), once their
+/// key filter said it may be there. Keys of different lengths differ at the first
+/// compare, so most attributes cost a length compare.
 #[inline(never)]
 fn scan<'a>(attrs: &[Attr<'a>], key: &str) -> Option<AttrValue<'a>> {
     let key = key.as_bytes();
@@ -1196,7 +1257,11 @@ impl SpanView for LazySpan<'_, '_> {
         self.span_attr_in(key, key_bit(key))
     }
     fn resource_attr(&self, key: &str) -> Option<AttrValue<'_>> {
-        self.resource_attr_in(key, key_bit(key))
+        let (attrs, keys) = self.resource_list();
+        if keys & key_bit(key) == 0 {
+            return None;
+        }
+        scan(attrs, key)
     }
     fn key_filter(&self) -> u64 {
         self.rec.keys | self.resource().map_or(0, |r| r.keys)
@@ -1207,7 +1272,7 @@ impl SpanView for LazySpan<'_, '_> {
     }
     #[inline]
     fn resource_attr_key(&self, key: &AttrKey) -> Option<AttrValue<'_>> {
-        self.resource_attr_in(key, key.bit())
+        self.resource_attr_memo(key)
     }
     fn any_event(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
         self.event_names().iter().any(|n| test(n))
@@ -1339,6 +1404,60 @@ mod tests {
         bytes[at] = 0xff;
         assert!(decode_traces(&bytes).is_err());
         assert!(ExportTraceServiceRequest::decode(&bytes[..]).is_err());
+    }
+
+    /// Lookups by key read the first of a repeated key, as prost's lists do, and a
+    /// resource's remembered lookups are its own: the next resource, with the key
+    /// elsewhere or without it, gets its own answer.
+    #[test]
+    fn keyed_lookups_take_the_first_of_a_key_and_each_resource_its_own() {
+        let mut r = request();
+        let spans = &mut r.resource_spans[0].scope_spans[0].spans;
+        spans[1].attributes.reverse();
+        spans[1].attributes.push(kv(
+            "app.plan.tier",
+            any_value::Value::StringValue("team".into()),
+        ));
+        let mut other = r.resource_spans[0].clone();
+        let attrs = &mut other.resource.as_mut().expect("a resource").attributes;
+        attrs.reverse();
+        attrs.insert(
+            0,
+            kv("host.name", any_value::Value::StringValue("h".into())),
+        );
+        let mut third = other.clone();
+        let mut bare = r.resource_spans[0].clone();
+        bare.resource
+            .as_mut()
+            .expect("a resource")
+            .attributes
+            .truncate(1);
+        // The region after the service here, and another region.
+        let attrs = &mut third.resource.as_mut().expect("a resource").attributes;
+        attrs.swap(1, 2);
+        attrs[2] = kv(
+            "cloud.region",
+            any_value::Value::StringValue("us-east-1".into()),
+        );
+        r.resource_spans.extend([other, bare, third]);
+        let bytes = r.encode_to_vec();
+        let req = decode_traces(&bytes).expect("valid request");
+        let (tier, region) = (AttrKey::new("app.plan.tier"), AttrKey::new("cloud.region"));
+        let got: Vec<String> = req
+            .spans()
+            .map(|s| format!("{:?} {:?}", s.attr_key(&tier), s.attr_key(&region)))
+            .collect();
+        let (pro, eu, us) = (
+            "Some(Str(\"pro\"))",
+            "Some(Str(\"eu-west-1\"))",
+            "Some(Str(\"us-east-1\"))",
+        );
+        // Two spans a resource; the second span of each has "pro" first, "team" after.
+        let want: Vec<String> = [eu, eu, eu, eu, "None", "None", us, us]
+            .iter()
+            .map(|region| format!("{pro} {region}"))
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]
