@@ -2,6 +2,8 @@
 //!
 //! Rules, cohorts and classification only ever see a [`SpanView`], so a decoder that
 //! reads straight from request bytes can replace the prost one without touching them.
+//! The keys they read are [`AttrKey`]s, made at config load with their [`key_bit`], so
+//! a view that keeps key filters answers for an absent key without reading attributes.
 
 /// OTLP SpanKind numbers.
 pub mod kind {

@@ -118,7 +118,7 @@ pub struct TraceRequest<'a> {
     /// of one request mostly repeat them, and comparing bytes with a string already
     /// checked is cheaper than checking UTF-8 again.
     pub(super) seen: Seen<'a>,
-    /// Where lookups last found each key, for the rules' and cohorts' lookups.
+    /// What the resources' lookups by key found, for their next spans.
     hints: Hints,
 }
 
