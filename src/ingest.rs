@@ -16,7 +16,7 @@ use crate::metric_requests::MetricRequests;
 use crate::pipeline::{BatchBuilder, PipelineInput, SubmitError};
 use crate::receiver::consumer::Consumer;
 use crate::signals::Signals;
-use crate::span::SpanView;
+use crate::span::{key_bit, AttrKey, SpanView};
 use crate::span_record::event as span_event;
 use crate::telemetry::{Reason, Telemetry, Transport, POINT_REASONS};
 use crate::value::Value;
@@ -46,6 +46,7 @@ impl Incoming for lazy::LazySpan<'_, '_> {
 
 /// The attribute through which rules and cohorts see the sender's tenant.
 pub const TENANT_ATTRIBUTE: &str = "cerflow.tenant";
+const TENANT_BIT: u64 = key_bit(TENANT_ATTRIBUTE);
 
 /// A span plus the tenant of the token it was sent with.
 struct Tenanted<'t, S> {
@@ -80,6 +81,21 @@ impl<S: SpanView> SpanView for Tenanted<'_, S> {
     }
     fn resource_attr(&self, key: &str) -> Option<crate::span::AttrValue<'_>> {
         self.inner.resource_attr(key)
+    }
+    fn key_filter(&self) -> u64 {
+        let tenant = if self.tenant.is_some() { TENANT_BIT } else { 0 };
+        self.inner.key_filter() | tenant
+    }
+    fn span_attr_key(&self, key: &AttrKey) -> Option<crate::span::AttrValue<'_>> {
+        match self.tenant {
+            Some(t) if key.bit() == TENANT_BIT && key.as_str() == TENANT_ATTRIBUTE => {
+                Some(crate::span::AttrValue::Str(t))
+            }
+            _ => self.inner.span_attr_key(key),
+        }
+    }
+    fn resource_attr_key(&self, key: &AttrKey) -> Option<crate::span::AttrValue<'_>> {
+        self.inner.resource_attr_key(key)
     }
     fn any_event(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
         self.inner.any_event(test)

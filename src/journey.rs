@@ -9,7 +9,7 @@ use crate::config::{Config, JourneyConfig};
 use crate::experience::config::ExperienceConfig;
 use crate::experience::{read_event, EventUse};
 use crate::predicate::Cond;
-use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
+use crate::span::{attr_keys, clip, AttrKey, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::span_record::{flag, JourneyId};
 use crate::users::UserKeys;
 use crate::value::{Value, ValueRule};
@@ -86,6 +86,8 @@ pub enum Origin {
 
 struct Compiled {
     info: Arc<JourneyInfo>,
+    /// `info.cohort_keys` with their filter bits, for the per-span lookups.
+    cohort_keys: Box<[AttrKey]>,
     matcher: Cond,
     failure: Cond,
     incorrect: Option<Cond>,
@@ -102,7 +104,7 @@ pub struct Journeys {
     auto: Option<AutoTable>,
     missing_value: String,
     /// `deployments.version_key`: the attribute naming the version a span ran on.
-    version_key: String,
+    version_key: AttrKey,
     users: UserKeys,
     /// Bumped by every reload; batches carry it so workers know which ids they hold.
     pub generation: u64,
@@ -126,6 +128,8 @@ struct AutoTable {
     failure: Cond,
     threshold_ns: u64,
     cohort_keys: Arc<[String]>,
+    /// `cohort_keys` with their filter bits.
+    cohort_attr_keys: Box<[AttrKey]>,
     cohort_labels: Arc<[String]>,
     objectives: crate::config::Objectives,
     hasher: ahash::RandomState,
@@ -155,7 +159,7 @@ pub struct AttemptStep {
 struct CompiledCompletion {
     start: Cond,
     complete: Cond,
-    key: String,
+    key: AttrKey,
     within_ns: u64,
 }
 
@@ -167,7 +171,7 @@ impl CompiledCompletion {
             return None;
         }
         // Keys are strings (session ids); other values are written out to hash.
-        let key = match span.attr(&self.key)? {
+        let key = match span.attr_key(&self.key)? {
             crate::span::AttrValue::Str(k) => identity_hasher().hash_one(k),
             other => {
                 let mut text = String::new();
@@ -189,7 +193,7 @@ pub struct Classified<'a> {
     pub journey: JourneyId,
     /// The journey's [`JourneyInfo::seed`].
     pub seed: u64,
-    pub cohort_keys: &'a [String],
+    pub cohort_keys: &'a [AttrKey],
     pub flags: u8,
     /// The hash of the span's user id ([`crate::users`]), when it names one.
     pub user: Option<u64>,
@@ -212,6 +216,7 @@ impl Journeys {
             .iter()
             .enumerate()
             .map(|(i, j): (usize, &JourneyConfig)| Compiled {
+                cohort_keys: attr_keys(&j.cohorts),
                 info: Arc::new(JourneyInfo {
                     id: i as JourneyId,
                     name: Arc::from(j.name.as_str()),
@@ -244,7 +249,7 @@ impl Journeys {
                 completion: j.completion.as_ref().map(|c| CompiledCompletion {
                     start: c.start.clone(),
                     complete: c.complete.clone(),
-                    key: c.key.clone(),
+                    key: AttrKey::new(&c.key),
                     within_ns: c.within.as_nanos() as u64,
                 }),
                 fingerprint: format!(
@@ -295,6 +300,7 @@ impl Journeys {
                 failure: Cond::default_failure(),
                 threshold_ns,
                 cohort_keys,
+                cohort_attr_keys: attr_keys(&cfg.cohorts.keys),
                 cohort_labels,
                 objectives: cfg.slo.objectives,
                 hasher: identity_hasher(),
@@ -304,7 +310,7 @@ impl Journeys {
             configured,
             auto,
             missing_value: cfg.cohorts.missing_value.clone(),
-            version_key: cfg.deployments.version_key.clone(),
+            version_key: AttrKey::new(&cfg.deployments.version_key),
             users: UserKeys::new(&cfg.users.keys),
             generation: 0,
         }
@@ -328,7 +334,7 @@ impl Journeys {
         &self.missing_value
     }
 
-    pub fn version_key(&self) -> &str {
+    pub fn version_key(&self) -> &AttrKey {
         &self.version_key
     }
 
@@ -366,7 +372,7 @@ impl Journeys {
                 Some(c) => (
                     c.info.id,
                     c.info.seed,
-                    &*c.info.cohort_keys,
+                    &*c.cohort_keys,
                     c.info.latency_threshold_ns,
                     &c.failure,
                     c.incorrect.as_ref(),
@@ -385,7 +391,7 @@ impl Journeys {
                     (
                         id,
                         seed,
-                        &*auto.cohort_keys,
+                        &*auto.cohort_attr_keys,
                         auto.threshold_ns,
                         &auto.failure,
                         None,
@@ -437,7 +443,7 @@ impl Journeys {
             Classified {
                 journey: c.info.id,
                 seed: c.info.seed,
-                cohort_keys: &c.info.cohort_keys,
+                cohort_keys: &c.cohort_keys,
                 flags,
                 user: self.users.user_hash(event),
                 value: Value::None,

@@ -8,7 +8,7 @@
 
 use crate::config::decode::{index, join, Ctx};
 use crate::config::yaml::{Kind, Node};
-use crate::span::{kind, status, AttrValue, SpanView};
+use crate::span::{kind, same, status, AttrKey, AttrValue, SpanView};
 use regex::Regex;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -23,7 +23,7 @@ pub enum Cond {
     /// Bit mask over Status.code numbers.
     Status(u8),
     Attr {
-        key: String,
+        key: AttrKey,
         scope: Scope,
         test: AttrTest,
     },
@@ -59,13 +59,21 @@ impl PartialEq for StrMatch {
 }
 
 impl StrMatch {
+    #[inline]
     pub fn matches(&self, s: &str) -> bool {
         match self {
-            StrMatch::Exact(e) => e == s,
-            StrMatch::OneOf(v) => v.iter().any(|e| e == s),
-            StrMatch::Regex(r) => r.is_match(s),
+            StrMatch::Exact(e) => same(e.as_bytes(), s.as_bytes()),
+            StrMatch::OneOf(v) => v.iter().any(|e| same(e.as_bytes(), s.as_bytes())),
+            StrMatch::Regex(r) => regex_matches(r, s),
         }
     }
+}
+
+/// Out of line: the regex engine's inlined entry would make every [`StrMatch::matches`]
+/// (and so every [`Cond::eval`] node) save and restore more registers.
+#[inline(never)]
+fn regex_matches(r: &Regex, s: &str) -> bool {
+    r.is_match(s)
 }
 
 /// A literal from the config, keeping its text so `"500"` can equal an int 500.
@@ -155,42 +163,36 @@ impl PartialEq for AttrTest {
 }
 
 impl Cond {
+    /// Whether the span satisfies the condition. Leaves are tested inline in the loops
+    /// of `all`/`any`, and attribute tests are out of line: with one recursive call per
+    /// node, each saving and restoring a dozen registers, the three journeys and the
+    /// failure rule of a typical config cost ~9 calls of ~45 instructions a span.
     pub fn eval<S: SpanView + ?Sized>(&self, span: &S) -> bool {
         match self {
-            Cond::All(cs) => cs.iter().all(|c| c.eval(span)),
-            Cond::Any(cs) => cs.iter().any(|c| c.eval(span)),
+            Cond::All(cs) => cs
+                .iter()
+                .all(|c| c.leaf(span).unwrap_or_else(|| c.eval(span))),
+            Cond::Any(cs) => cs
+                .iter()
+                .any(|c| c.leaf(span).unwrap_or_else(|| c.eval(span))),
             Cond::Not(c) => !c.eval(span),
+            leaf => leaf.leaf(span).unwrap_or(false),
+        }
+    }
+
+    /// A leaf's outcome; `None` for `all`, `any` and `not`.
+    #[inline(always)]
+    fn leaf<S: SpanView + ?Sized>(&self, span: &S) -> Option<bool> {
+        Some(match self {
+            Cond::All(_) | Cond::Any(_) | Cond::Not(_) => return None,
             Cond::Service(m) => m.matches(span.service_name()),
             Cond::SpanName(m) => m.matches(span.name()),
             Cond::Kind(mask) => bit(span.kind()) & mask != 0,
             Cond::Status(mask) => bit(span.status_code()) & mask != 0,
             Cond::Event(m) => span.any_event(&mut |name| m.matches(name)),
             Cond::EventName(m) => span.event_name().is_some_and(|n| m.matches(n)),
-            Cond::Attr { key, scope, test } => {
-                let value = match scope {
-                    Scope::Any => span.attr(key),
-                    Scope::Resource => span.resource_attr(key),
-                };
-                match (test, value) {
-                    (AttrTest::Exists(want), v) => v.is_some() == *want,
-                    (_, None) => false,
-                    (AttrTest::Equals(l), Some(v)) => l.equals(&v),
-                    (AttrTest::NotEquals(l), Some(v)) => !l.equals(&v),
-                    (AttrTest::OneOf(ls), Some(v)) => ls.iter().any(|l| l.equals(&v)),
-                    (AttrTest::Regex(r), Some(AttrValue::Str(s))) => r.is_match(s),
-                    (AttrTest::Regex(_), Some(_)) => false,
-                    (AttrTest::Cmp(op, limit), Some(v)) => match v.as_f64() {
-                        None => false,
-                        Some(x) => match op {
-                            CmpOp::Gt => x > *limit,
-                            CmpOp::Gte => x >= *limit,
-                            CmpOp::Lt => x < *limit,
-                            CmpOp::Lte => x <= *limit,
-                        },
-                    },
-                }
-            }
-        }
+            Cond::Attr { key, scope, test } => attr_holds(span, key, *scope, test),
+        })
     }
 
     /// Every attribute key the condition reads: decoders need read no others.
@@ -198,7 +200,9 @@ impl Cond {
         match self {
             Cond::All(cs) | Cond::Any(cs) => cs.iter().for_each(|c| c.attribute_keys(out)),
             Cond::Not(c) => c.attribute_keys(out),
-            Cond::Attr { key, .. } if !out.contains(key) => out.push(key.clone()),
+            Cond::Attr { key, .. } if !out.iter().any(|k| k == key.as_str()) => {
+                out.push(key.to_string())
+            }
             _ => {}
         }
     }
@@ -206,7 +210,7 @@ impl Cond {
     /// The default failure rule: status ERROR, or an HTTP server status of 500 or more.
     pub fn default_failure() -> Cond {
         let http = |key: &str| Cond::Attr {
-            key: key.to_string(),
+            key: AttrKey::new(key),
             scope: Scope::Any,
             test: AttrTest::Cmp(CmpOp::Gte, 500.0),
         };
@@ -215,6 +219,37 @@ impl Cond {
             http("http.response.status_code"),
             http("http.status_code"),
         ])
+    }
+}
+
+#[inline(never)]
+fn attr_holds<S: SpanView + ?Sized>(
+    span: &S,
+    key: &AttrKey,
+    scope: Scope,
+    test: &AttrTest,
+) -> bool {
+    let value = match scope {
+        Scope::Any => span.attr_key(key),
+        Scope::Resource => span.resource_attr_key(key),
+    };
+    match (test, value) {
+        (AttrTest::Exists(want), v) => v.is_some() == *want,
+        (_, None) => false,
+        (AttrTest::Equals(l), Some(v)) => l.equals(&v),
+        (AttrTest::NotEquals(l), Some(v)) => !l.equals(&v),
+        (AttrTest::OneOf(ls), Some(v)) => ls.iter().any(|l| l.equals(&v)),
+        (AttrTest::Regex(r), Some(AttrValue::Str(s))) => r.is_match(s),
+        (AttrTest::Regex(_), Some(_)) => false,
+        (AttrTest::Cmp(op, limit), Some(v)) => match v.as_f64() {
+            None => false,
+            Some(x) => match op {
+                CmpOp::Gt => x > *limit,
+                CmpOp::Gte => x >= *limit,
+                CmpOp::Lt => x < *limit,
+                CmpOp::Lte => x <= *limit,
+            },
+        },
     }
 }
 
@@ -572,7 +607,7 @@ fn attr_test(ctx: &mut Ctx, node: &Node, path: &str, scope: Scope) -> Option<Con
         }
     };
     Some(Cond::Attr {
-        key: key?,
+        key: AttrKey::new(&key?),
         scope,
         test,
     })

@@ -2,6 +2,8 @@
 //!
 //! Rules, cohorts and classification only ever see a [`SpanView`], so a decoder that
 //! reads straight from request bytes can replace the prost one without touching them.
+//! The keys they read are [`AttrKey`]s, made at config load with their [`key_bit`], so
+//! a view that keeps key filters answers for an absent key without reading attributes.
 
 /// OTLP SpanKind numbers.
 pub mod kind {
@@ -57,6 +59,134 @@ impl AttrValue<'_> {
     }
 }
 
+/// One bit of a 64-bit filter of attribute keys, from a key's length, first and last
+/// byte (keys share namespaces such as `http.` at the start, so the end tells more).
+/// The lazy decoders OR the bits of a span's keys (and of its resource's) into a filter
+/// as they read them; a key whose bit is not in a list's filter is not in the list.
+#[inline]
+pub const fn key_bit(key: &str) -> u64 {
+    let b = key.as_bytes();
+    let (first, last) = match b.len() {
+        0 => (0, 0),
+        n => (b[0], b[n - 1]),
+    };
+    let x = (b.len() as u64) << 16 | (first as u64) << 8 | last as u64;
+    1 << (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
+}
+
+/// A filter that rules nothing out: what a view without key filters answers.
+pub const ANY_KEY: u64 = !0;
+
+/// An attribute key a rule, cohort or user lookup reads, with its [`key_bit`] worked out
+/// once at config load rather than on every span it is looked up in.
+#[derive(Clone)]
+pub struct AttrKey {
+    name: Box<str>,
+    bit: u64,
+    /// Unique to this key and its clones for the life of the process (never 0): views
+    /// may remember a lookup's outcome by it (a resource's, for its spans).
+    id: u64,
+}
+
+/// The next [`AttrKey::id`].
+static NEXT_KEY_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl AttrKey {
+    pub fn new(name: &str) -> AttrKey {
+        AttrKey {
+            name: name.into(),
+            bit: key_bit(name),
+            id: NEXT_KEY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    pub fn bit(&self) -> u64 {
+        self.bit
+    }
+}
+
+/// Keys are equal when their names are (what a config reload compares).
+impl PartialEq for AttrKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.name == o.name
+    }
+}
+
+impl Eq for AttrKey {}
+
+/// Printed as its name, so configs compared by their `Debug` text (reload
+/// fingerprints) read the same as with plain strings.
+impl std::fmt::Debug for AttrKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.name, f)
+    }
+}
+
+impl std::ops::Deref for AttrKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl From<&str> for AttrKey {
+    fn from(name: &str) -> AttrKey {
+        AttrKey::new(name)
+    }
+}
+
+/// The keys of `names`, each with its filter bit.
+pub fn attr_keys(names: &[String]) -> Box<[AttrKey]> {
+    names.iter().map(|n| AttrKey::new(n)).collect()
+}
+
+/// Whether two byte strings are equal, compared a word at a time inline: attribute keys
+/// and values are ~3-30 bytes, for which a call to `memcmp` costs more than the compare
+/// (~19 instructions a call, several calls a span).
+#[inline(always)]
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n > 32 {
+        return a == b;
+    }
+    // In bounds for the lengths each is used at; both slices have the same length, so
+    // a word is missing from both or from neither.
+    let word = |s: &[u8], at: usize| {
+        s.get(at..)
+            .and_then(|s| s.first_chunk::<8>())
+            .map_or(0, |w| u64::from_le_bytes(*w))
+    };
+    let differ = |at: usize| word(a, at) ^ word(b, at);
+    if n > 16 {
+        // Two words from each end (overlapping in the middle).
+        return (differ(0) | differ(8) | differ(n - 16) | differ(n - 8)) == 0;
+    }
+    if n >= 8 {
+        return (differ(0) | differ(n - 8)) == 0;
+    }
+    if n >= 4 {
+        let half = |s: &[u8]| {
+            let first = s.first_chunk::<4>().map_or(0, |w| u32::from_le_bytes(*w));
+            let last = s.last_chunk::<4>().map_or(0, |w| u32::from_le_bytes(*w));
+            (u64::from(first) << 32) | u64::from(last)
+        };
+        return half(a) == half(b);
+    }
+    // 0 to 3 bytes: the first, middle and last cover them all.
+    a.first() == b.first() && a.get(n / 2) == b.get(n / 2) && a.last() == b.last()
+}
+
 pub trait SpanView {
     fn service_name(&self) -> &str;
     fn name(&self) -> &str;
@@ -77,6 +207,29 @@ pub trait SpanView {
     /// Span attribute first, then the resource: the lookup rules and cohorts use.
     fn attr(&self, key: &str) -> Option<AttrValue<'_>> {
         self.span_attr(key).or_else(|| self.resource_attr(key))
+    }
+
+    /// The [`key_bit`]s of every attribute key of the span and of its resource, ORed:
+    /// a key whose bit is clear is on neither. Views that keep no filter rule nothing out.
+    fn key_filter(&self) -> u64 {
+        ANY_KEY
+    }
+
+    /// [`SpanView::span_attr`] by a key whose filter bit is known: views with key
+    /// filters answer an absent key without reading its attributes.
+    fn span_attr_key(&self, key: &AttrKey) -> Option<AttrValue<'_>> {
+        self.span_attr(key)
+    }
+
+    /// [`SpanView::resource_attr`] by a key whose filter bit is known.
+    fn resource_attr_key(&self, key: &AttrKey) -> Option<AttrValue<'_>> {
+        self.resource_attr(key)
+    }
+
+    /// [`SpanView::attr`] by a key whose filter bit is known.
+    fn attr_key(&self, key: &AttrKey) -> Option<AttrValue<'_>> {
+        self.span_attr_key(key)
+            .or_else(|| self.resource_attr_key(key))
     }
 
     fn is_entry_point(&self) -> bool {
@@ -124,5 +277,23 @@ mod tests {
         assert_eq!(clip("abc", 5), "abc");
         assert_eq!(clip("abcdef", 3), "abc");
         assert_eq!(clip("aé", 2), "a", "é is two bytes and does not fit");
+    }
+
+    #[test]
+    fn same_agrees_with_slice_equality() {
+        // Every length through each of `same`'s branches (0-3, 4-7, 8-32, past 32):
+        // equal, one byte changed at each position, and one byte longer.
+        for n in 0..=40u8 {
+            let a: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
+            assert!(same(&a, &a.clone()), "length {n}");
+            for i in 0..usize::from(n) {
+                let mut b = a.clone();
+                b[i] ^= 0x40;
+                assert!(!same(&a, &b), "length {n}, byte {i}");
+            }
+            let mut longer = a.clone();
+            longer.push(0);
+            assert!(!same(&a, &longer), "length {n} against {}", n + 1);
+        }
     }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use cerflow::decode::lazy::{self, Attr};
 use cerflow::decode::{invalid_reason, service_name, ProstSpan};
-use cerflow::span::{AttrValue, SpanView};
+use cerflow::span::{AttrKey, AttrValue, SpanView};
 use common::gen::{a_request, a_resource, a_span, bytes, damage, damaged};
 use common::otlp::{field, put_varint};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -251,15 +251,24 @@ fn compare(bytes: &[u8]) -> Result<(), String> {
             .map(|kv| kv.key.as_str())
             .chain(["service.name", "http.route", "absent", ""]);
         for key in keys {
+            // By name, and by a key whose filter bit was worked out at config load (the
+            // lazy span answers those from its key filter when the bit is clear).
+            let k = AttrKey::new(key);
             if !same(ls.attr(key), ps.attr(key))
                 || !same(ls.span_attr(key), ps.span_attr(key))
                 || !same(ls.resource_attr(key), ps.resource_attr(key))
+                || !same(ls.attr_key(&k), ps.attr(key))
+                || !same(ls.span_attr_key(&k), ps.span_attr(key))
+                || !same(ls.resource_attr_key(&k), ps.resource_attr(key))
             {
                 return Err(at(format!(
                     "lookup of {key:?}: {:?}, prost {:?}",
                     ls.attr(key),
                     ps.attr(key)
                 )));
+            }
+            if ps.attr(key).is_some() && ls.key_filter() & k.bit() == 0 {
+                return Err(at(format!("the key filter rules out present key {key:?}")));
             }
         }
         for probe in names.iter().copied().chain(["exception", ""]) {

@@ -18,7 +18,8 @@
 //! their usual fields, which needs no key or wire-type check; every other key takes the
 //! general path with all the checks, so both paths accept and refuse the same bytes.
 
-use crate::span::{AttrValue, SpanView};
+pub(super) use crate::span::key_bit;
+use crate::span::{same, AttrKey, AttrValue, SpanView};
 use std::cell::Cell;
 
 /// prost's recursion limit; nesting deeper than this is rejected by both decoders.
@@ -117,6 +118,38 @@ pub struct TraceRequest<'a> {
     /// of one request mostly repeat them, and comparing bytes with a string already
     /// checked is cheaper than checking UTF-8 again.
     pub(super) seen: Seen<'a>,
+    /// What the resources' lookups by key found, for their next spans.
+    hints: Hints,
+}
+
+/// What a resource attribute lookup by an [`AttrKey`] found, remembered per key slot
+/// (the number of the key's [`key_bit`]): the spans of a resource look up the same
+/// cohort, version and rule keys among the same attributes, so the scan (a key at the
+/// end of seven, or one absent that the resource's filter cannot rule out) is done once
+/// per resource and key. Keyed by the key's id and the resource's index, so a key
+/// sharing the slot only evicts the entry. Cells: lookups read through `&` references.
+#[derive(Debug)]
+struct Hints {
+    resource: [Cell<Memo>; 64],
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Memo {
+    /// [`AttrKey::id`]; 0: empty.
+    key: u64,
+    resource: u32,
+    /// The attribute's index among the resource's, or [`ABSENT`].
+    at: u32,
+}
+
+const ABSENT: u32 = u32::MAX;
+
+impl Default for Hints {
+    fn default() -> Self {
+        Hints {
+            resource: std::array::from_fn(|_| Cell::new(Memo::default())),
+        }
+    }
 }
 
 const SEEN: usize = 16;
@@ -222,6 +255,7 @@ impl<'a> TraceRequest<'a> {
             resource_attrs,
             events,
             seen: Seen::default(),
+            hints: Hints::default(),
         }
     }
 
@@ -1119,6 +1153,63 @@ impl<'r, 'a> LazySpan<'r, 'a> {
         }
     }
 
+    fn resource(&self) -> Option<&'r ResourceRec<'a>> {
+        self.req.resources.get(self.rec.resource as usize)
+    }
+
+    /// The span's attribute `key` (whose [`key_bit`] is `bit`), checked against the
+    /// span's key filter first: an absent key costs a test and a branch.
+    #[inline(always)]
+    fn span_attr_in(&self, key: &str, bit: u64) -> Option<AttrValue<'a>> {
+        if self.rec.keys & bit == 0 {
+            return None;
+        }
+        scan(self.span_attrs(), key)
+    }
+
+    /// The resource's attributes and their key filter.
+    #[inline(always)]
+    fn resource_list(&self) -> (&'r [Attr<'a>], u64) {
+        match self.resource() {
+            Some(r) => (
+                self.req
+                    .resource_attrs
+                    .get(r.attrs.0 as usize..r.attrs.1 as usize)
+                    .unwrap_or_default(),
+                r.keys,
+            ),
+            None => (&[], 0),
+        }
+    }
+
+    /// The resource's attribute `key`, as [`Hints`] remembers it for this resource or
+    /// by a scan that it then remembers.
+    fn resource_attr_memo(&self, key: &AttrKey) -> Option<AttrValue<'a>> {
+        let (attrs, keys) = self.resource_list();
+        if keys & key.bit() == 0 {
+            return None;
+        }
+        let cell = &self.req.hints.resource[key.bit().trailing_zeros() as usize & 63];
+        let memo = cell.get();
+        let at = if memo.key == key.id() && memo.resource == self.rec.resource {
+            memo.at
+        } else {
+            let name = key.as_bytes();
+            let at = attrs
+                .iter()
+                .position(|a| same(a.key.as_bytes(), name))
+                .and_then(|at| u32::try_from(at).ok())
+                .unwrap_or(ABSENT);
+            cell.set(Memo {
+                key: key.id(),
+                resource: self.rec.resource,
+                at,
+            });
+            at
+        };
+        attrs.get(at as usize).map(|a| a.value)
+    }
+
     pub fn event_names(&self) -> &'r [&'a str] {
         let (a, b) = self.rec.events;
         self.req
@@ -1128,62 +1219,16 @@ impl<'r, 'a> LazySpan<'r, 'a> {
     }
 }
 
-/// Whether two byte strings are equal, compared a word at a time inline: attribute keys
-/// and values are ~3-30 bytes, for which a call to `memcmp` cost more than the compare
-/// (~19 instructions a call, 18 calls a span).
-#[inline(always)]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    if n > 32 {
-        return a == b;
-    }
-    // In bounds for the lengths each is used at; both slices have the same length, so
-    // a word is missing from both or from neither.
-    let word = |s: &[u8], at: usize| {
-        s.get(at..)
-            .and_then(|s| s.first_chunk::<8>())
-            .map_or(0, |w| u64::from_le_bytes(*w))
-    };
-    let differ = |at: usize| word(a, at) ^ word(b, at);
-    if n > 16 {
-        // Two words from each end (overlapping in the middle).
-        return (differ(0) | differ(8) | differ(n - 16) | differ(n - 8)) == 0;
-    }
-    if n >= 8 {
-        return (differ(0) | differ(n - 8)) == 0;
-    }
-    if n >= 4 {
-        let half = |s: &[u8]| {
-            let first = s.first_chunk::<4>().map_or(0, |w| u32::from_le_bytes(*w));
-            let last = s.last_chunk::<4>().map_or(0, |w| u32::from_le_bytes(*w));
-            (u64::from(first) << 32) | u64::from(last)
-        };
-        return half(a) == half(b);
-    }
-    // 0 to 3 bytes: the first, middle and last cover them all.
-    a.first() == b.first() && a.get(n / 2) == b.get(n / 2) && a.last() == b.last()
-}
-
-/// One bit of a 64-bit filter of attribute keys, from a key's length, first and last
-/// byte (keys share namespaces such as `http.` at the start, so the end tells more).
-/// A key whose bit is not in a list's filter is not in the list.
-#[inline]
-pub(super) fn key_bit(key: &str) -> u64 {
-    let b = key.as_bytes();
-    let (first, last) = (b.first().copied(), b.last().copied());
-    let x = (b.len() as u64) << 16 | (first.unwrap_or(0) as u64) << 8 | last.unwrap_or(0) as u64;
-    1 << (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
-}
-
-#[inline]
-fn find<'a>(attrs: &[Attr<'a>], keys: u64, key: &str) -> Option<AttrValue<'a>> {
-    if keys & key_bit(key) == 0 {
-        return None;
-    }
-    attrs.iter().find(|a| a.key == key).map(|a| a.value)
+/// The value of `key` among `attrs` (the first, as prost's lists are read), once their
+/// key filter said it may be there. Keys of different lengths differ at the first
+/// compare, so most attributes cost a length compare.
+#[inline(never)]
+fn scan<'a>(attrs: &[Attr<'a>], key: &str) -> Option<AttrValue<'a>> {
+    let key = key.as_bytes();
+    attrs
+        .iter()
+        .find(|a| same(a.key.as_bytes(), key))
+        .map(|a| a.value)
 }
 
 impl SpanView for LazySpan<'_, '_> {
@@ -1209,15 +1254,25 @@ impl SpanView for LazySpan<'_, '_> {
         self.rec.end_ns
     }
     fn span_attr(&self, key: &str) -> Option<AttrValue<'_>> {
-        find(self.span_attrs(), self.rec.keys, key)
+        self.span_attr_in(key, key_bit(key))
     }
     fn resource_attr(&self, key: &str) -> Option<AttrValue<'_>> {
-        let keys = self
-            .req
-            .resources
-            .get(self.rec.resource as usize)
-            .map_or(0, |r| r.keys);
-        find(self.resource_attrs(), keys, key)
+        let (attrs, keys) = self.resource_list();
+        if keys & key_bit(key) == 0 {
+            return None;
+        }
+        scan(attrs, key)
+    }
+    fn key_filter(&self) -> u64 {
+        self.rec.keys | self.resource().map_or(0, |r| r.keys)
+    }
+    #[inline]
+    fn span_attr_key(&self, key: &AttrKey) -> Option<AttrValue<'_>> {
+        self.span_attr_in(key, key.bit())
+    }
+    #[inline]
+    fn resource_attr_key(&self, key: &AttrKey) -> Option<AttrValue<'_>> {
+        self.resource_attr_memo(key)
     }
     fn any_event(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
         self.event_names().iter().any(|n| test(n))
@@ -1351,22 +1406,58 @@ mod tests {
         assert!(ExportTraceServiceRequest::decode(&bytes[..]).is_err());
     }
 
+    /// Lookups by key read the first of a repeated key, as prost's lists do, and a
+    /// resource's remembered lookups are its own: the next resource, with the key
+    /// elsewhere or without it, gets its own answer.
     #[test]
-    fn same_agrees_with_slice_equality() {
-        // Every length through each of `same`'s branches (0-3, 4-7, 8-32, past 32):
-        // equal, one byte changed at each position, and one byte longer.
-        for n in 0..=40u8 {
-            let a: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
-            assert!(same(&a, &a.clone()), "length {n}");
-            for i in 0..usize::from(n) {
-                let mut b = a.clone();
-                b[i] ^= 0x40;
-                assert!(!same(&a, &b), "length {n}, byte {i}");
-            }
-            let mut longer = a.clone();
-            longer.push(0);
-            assert!(!same(&a, &longer), "length {n} against {}", n + 1);
-        }
+    fn keyed_lookups_take_the_first_of_a_key_and_each_resource_its_own() {
+        let mut r = request();
+        let spans = &mut r.resource_spans[0].scope_spans[0].spans;
+        spans[1].attributes.reverse();
+        spans[1].attributes.push(kv(
+            "app.plan.tier",
+            any_value::Value::StringValue("team".into()),
+        ));
+        let mut other = r.resource_spans[0].clone();
+        let attrs = &mut other.resource.as_mut().expect("a resource").attributes;
+        attrs.reverse();
+        attrs.insert(
+            0,
+            kv("host.name", any_value::Value::StringValue("h".into())),
+        );
+        let mut third = other.clone();
+        let mut bare = r.resource_spans[0].clone();
+        bare.resource
+            .as_mut()
+            .expect("a resource")
+            .attributes
+            .truncate(1);
+        // The region after the service here, and another region.
+        let attrs = &mut third.resource.as_mut().expect("a resource").attributes;
+        attrs.swap(1, 2);
+        attrs[2] = kv(
+            "cloud.region",
+            any_value::Value::StringValue("us-east-1".into()),
+        );
+        r.resource_spans.extend([other, bare, third]);
+        let bytes = r.encode_to_vec();
+        let req = decode_traces(&bytes).expect("valid request");
+        let (tier, region) = (AttrKey::new("app.plan.tier"), AttrKey::new("cloud.region"));
+        let got: Vec<String> = req
+            .spans()
+            .map(|s| format!("{:?} {:?}", s.attr_key(&tier), s.attr_key(&region)))
+            .collect();
+        let (pro, eu, us) = (
+            "Some(Str(\"pro\"))",
+            "Some(Str(\"eu-west-1\"))",
+            "Some(Str(\"us-east-1\"))",
+        );
+        // Two spans a resource; the second span of each has "pro" first, "team" after.
+        let want: Vec<String> = [eu, eu, eu, eu, "None", "None", us, us]
+            .iter()
+            .map(|region| format!("{pro} {region}"))
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::internal_events::{
 };
 use crate::journey::{Classified, Journeys};
 use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
-use crate::span::{clip, SpanView, MAX_LABEL_VALUE_BYTES};
+use crate::span::{clip, AttrKey, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::span_record::{flag, JourneyId, Record};
 use crate::telemetry::Telemetry;
 use crate::traces::{Assembler, DependencyAdmission, TraceSpan};
@@ -134,7 +134,7 @@ impl BatchBuilder {
         span: &S,
         c: &Classified<'_>,
         missing: &str,
-        version_key: &str,
+        version_key: &AttrKey,
         end_ns: u64,
         weight: u64,
     ) {
@@ -195,7 +195,7 @@ impl BatchBuilder {
         value: f64,
         (event, id): (u16, u64),
         missing: &str,
-        version_key: Option<&str>,
+        version_key: Option<&AttrKey>,
         (end_ns, weight): (u64, u64),
     ) {
         use std::hash::{BuildHasher, Hasher};
@@ -205,7 +205,7 @@ impl BatchBuilder {
         self.scratch_ends.clear();
         for key in cohort_keys {
             let start = self.scratch.len();
-            match span.attr(key) {
+            match span.attr_key(key) {
                 Some(v) => v.write_to(&mut self.scratch),
                 None => self.scratch.push_str(missing),
             }
@@ -234,7 +234,7 @@ impl BatchBuilder {
         }
         // The version is not part of the series: it rides along for the deployments,
         // written straight into the batch's text (no allocation per span).
-        let has_version = match version_key.and_then(|k| span.attr(k)) {
+        let has_version = match version_key.and_then(|k| span.attr_key(k)) {
             Some(v) => {
                 let start = batch.text.len();
                 v.write_to(&mut batch.text);

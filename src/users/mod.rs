@@ -5,7 +5,7 @@
 
 pub mod config;
 
-use crate::span::{AttrValue, SpanView};
+use crate::span::{attr_keys, AttrKey, AttrValue, SpanView};
 use std::hash::{BuildHasher, Hasher};
 
 /// Fixed seeds: a checkpointed sketch must hash the same user to the same value after
@@ -17,14 +17,19 @@ fn hasher() -> ahash::RandomState {
 /// Reads the user id of spans by the configured keys.
 #[derive(Debug, Clone)]
 pub struct UserKeys {
-    keys: Box<[Box<str>]>,
+    keys: Box<[AttrKey]>,
+    /// The keys' filter bits ORed: most spans carry no user key at all, and a span
+    /// whose key filter shares no bit with this is answered without a lookup.
+    bits: u64,
     hasher: ahash::RandomState,
 }
 
 impl UserKeys {
     pub fn new(keys: &[String]) -> UserKeys {
+        let keys = attr_keys(keys);
         UserKeys {
-            keys: keys.iter().map(|k| k.as_str().into()).collect(),
+            bits: keys.iter().fold(0, |m, k| m | k.bit()),
+            keys,
             hasher: hasher(),
         }
     }
@@ -32,8 +37,11 @@ impl UserKeys {
     /// The hash of the first present key's value (span attribute, then resource), or
     /// `None` when the span names no user. An empty string names no one.
     pub fn user_hash<S: SpanView + ?Sized>(&self, span: &S) -> Option<u64> {
+        if span.key_filter() & self.bits == 0 {
+            return None;
+        }
         for k in self.keys.iter() {
-            let Some(v) = span.attr(k) else { continue };
+            let Some(v) = span.attr_key(k) else { continue };
             let mut h = self.hasher.build_hasher();
             match v {
                 AttrValue::Str("") | AttrValue::Other => continue,
@@ -57,6 +65,8 @@ mod tests {
     struct Attrs {
         span: Vec<(&'static str, &'static str)>,
         resource: Vec<(&'static str, &'static str)>,
+        /// Answer [`SpanView::key_filter`] from the keys, as the lazy decoders do.
+        filtered: bool,
     }
 
     fn find<'a>(kv: &'a [(&str, &'static str)], key: &str) -> Option<AttrValue<'a>> {
@@ -93,6 +103,36 @@ mod tests {
         fn any_event(&self, _: &mut dyn FnMut(&str) -> bool) -> bool {
             false
         }
+        fn key_filter(&self) -> u64 {
+            if !self.filtered {
+                return crate::span::ANY_KEY;
+            }
+            self.span
+                .iter()
+                .chain(&self.resource)
+                .fold(0, |m, (k, _)| m | crate::span::key_bit(k))
+        }
+    }
+
+    /// Most spans name no user: their key filter answers without a lookup, and a span
+    /// that names one is found whether its view keeps a filter or not.
+    #[test]
+    fn the_key_filter_answers_for_absent_user_keys_and_keeps_present_ones() {
+        let keys = UserKeys::new(&["enduser.id".into(), "session.id".into()]);
+        let mut s = Attrs {
+            filtered: true,
+            ..Attrs::default()
+        };
+        s.span.push(("http.route", "/cart"));
+        s.resource.push(("cloud.region", "eu-west-1"));
+        // Different lengths from both user keys: their bits are not the filter's.
+        assert_eq!(s.key_filter() & keys.bits, 0);
+        assert_eq!(keys.user_hash(&s), None);
+        s.resource.push(("session.id", "s1"));
+        let filtered = keys.user_hash(&s);
+        s.filtered = false;
+        assert!(filtered.is_some());
+        assert_eq!(filtered, keys.user_hash(&s));
     }
 
     #[test]
