@@ -516,6 +516,11 @@ pub struct Assembler {
     /// Trace id -> ring record: see [`Bucket`]. A slot whose sequence is
     /// before `ring_head` is free, so popping the ring needs no index write.
     lookup: Vec<Bucket>,
+    /// Whether a new trace starts in the ring (the last batch brought more new traces
+    /// than spans of known ones) or in the table. Where traces have several spans, a
+    /// first span in the ring is moved to the table at the second, and every later span
+    /// reads an index bucket before the table: both wasted. Set at the end of each batch.
+    lone_first: bool,
     /// Mixed into [`trace_hash`]; random per assembler.
     key: u64,
     bytes: usize,
@@ -560,6 +565,7 @@ impl Assembler {
             ring_head: 0,
             ring_bounded: false,
             lookup: Vec::new(),
+            lone_first: true,
             key: ahash::RandomState::new().hash_one(0u64),
             bytes: 0,
             hasher: ahash::RandomState::with_seeds(3, 5, 7, 9),
@@ -588,6 +594,8 @@ impl Assembler {
     /// room it does not have, then the oldest while the buffer is over its bytes.
     pub fn add(&mut self, spans: &[TraceSpan], text: &str, journeys: &Journeys, now: u64) {
         let mut evicted = 0u64;
+        // Spans of new traces and of known ones in this batch: see `lone_first`.
+        let (mut fresh, mut known) = (0usize, 0usize);
         for chunk in spans.chunks(LOOKAHEAD) {
             self.touch(chunk);
             for s in chunk {
@@ -606,9 +614,11 @@ impl Assembler {
                 };
                 match self.locate(s.trace, h) {
                     Place::New => {
+                        fresh += 1;
                         // A call's name needs the table's per-trace names; a limit of one
                         // span completes the trace at once.
-                        if name.is_empty()
+                        if self.lone_first
+                            && name.is_empty()
                             && self.settings.max_spans > 1
                             && self.push_lone(s.trace, node, h, journeys, now, &mut evicted)
                         {
@@ -616,6 +626,7 @@ impl Assembler {
                         }
                     }
                     Place::Ring(bucket, slot, pos) => {
+                        known += 1;
                         // Its second span: the first moves to the table and the trace goes
                         // on there. Taken out of the ring before anything can evict.
                         self.lookup[bucket].0[slot] = 0;
@@ -639,10 +650,13 @@ impl Assembler {
                             }
                         }
                     }
-                    Place::Map => {}
+                    Place::Map => known += 1,
                 }
                 self.add_to_map(s.trace, node, name, journeys, now, &mut evicted);
             }
+        }
+        if fresh + known > 0 {
+            self.lone_first = fresh > known;
         }
         // Bounded by the queue and the ring: each turn removes one entry.
         while self.bytes > self.settings.max_bytes {
@@ -667,7 +681,8 @@ impl Assembler {
     /// was meant to hide (91% of `add`'s samples on it).
     #[inline]
     fn touch(&self, chunk: &[TraceSpan]) {
-        if self.lookup.is_empty() {
+        // An empty ring (traces of several spans: see `lone_first`) has no live slot.
+        if self.lookup.is_empty() || self.ring.is_empty() {
             return;
         }
         let n = self.lookup.len();
@@ -682,7 +697,7 @@ impl Assembler {
     /// matching fingerprint to confirm it (a miss only for a trace's second span); the
     /// table is probed only when it holds traces.
     fn locate(&self, trace: u128, h: u64) -> Place {
-        if !self.lookup.is_empty() {
+        if !self.lookup.is_empty() && !self.ring.is_empty() {
             let bucket = bucket_of(h, self.lookup.len());
             let fp = fingerprint(h);
             for (slot, &e) in self.lookup[bucket].0.iter().enumerate() {
@@ -2293,6 +2308,48 @@ mod tests {
         );
         assert_eq!((a.bytes(), tel.orphan_spans.get()), (0, 1));
         assert_eq!(tel.traces_evicted[0].get(), 0);
+    }
+
+    #[test]
+    fn after_a_batch_mostly_of_known_traces_new_traces_start_in_the_table() {
+        let (mut a, j, tel) = setup(10, 100);
+        let mut text = String::new();
+        let of = |t: u128, id: u64, text: &mut String| TraceSpan {
+            trace: t,
+            ..span(id, 0, NO_JOURNEY, false, None, text)
+        };
+        // Traces 1 and 2, one span each: the first batch, so both start in the ring.
+        let b = [of(1, 1, &mut text), of(2, 2, &mut text)];
+        a.add(&b, &text, &j, 100 * S);
+        assert_eq!((a.ring.len(), a.traces.len()), (2, 0));
+        // A second span of each (trace 1's record stays, dead; trace 2's was the last and
+        // goes) and a new trace 3, which still starts in the ring: the batch before
+        // brought 2 new traces and no known one.
+        let b = [
+            of(1, 11, &mut text),
+            of(2, 12, &mut text),
+            of(3, 3, &mut text),
+        ];
+        a.add(&b, &text, &j, 101 * S);
+        assert_eq!((a.ring.len(), a.traces.len()), (2, 2));
+        // That batch brought 2 spans of known traces against 1 new: trace 4 starts in the
+        // table.
+        a.add(&[of(4, 4, &mut text)], &text, &j, 102 * S);
+        assert_eq!((a.ring.len(), a.traces.len()), (2, 3));
+        // That one brought only a new trace: trace 5 starts in the ring again.
+        a.add(&[of(5, 5, &mut text)], &text, &j, 103 * S);
+        assert_eq!((a.ring.len(), a.traces.len()), (3, 3));
+        // Nothing is lost either way: 2 + 2 + 1 + 1 + 1 orphan spans.
+        a.flush(&j, 104 * S);
+        assert_eq!(
+            (
+                tel.orphan_spans.get(),
+                a.bytes(),
+                a.ring.len(),
+                a.traces.len()
+            ),
+            (7, 0, 0, 0)
+        );
     }
 
     #[test]
