@@ -76,6 +76,16 @@ pub struct Attr<'a> {
     pub value: AttrValue<'a>,
 }
 
+impl Attr<'_> {
+    /// What a `KeyValue` with no fields reads as.
+    pub(super) const EMPTY: Attr<'static> = Attr {
+        key: "",
+        value: AttrValue::Other,
+    };
+}
+
+const EMPTY_KEY_BIT: u64 = key_bit("");
+
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ResourceRec<'a> {
     pub(super) service: &'a str,
@@ -419,8 +429,8 @@ impl<'a> TraceRequest<'a> {
             match tag {
                 1 => {
                     let sub = c.message(wt, ctx)?;
-                    let (kv, _) = key_value(sub, ctx - 1, &mut SeenAttr::default())?;
-                    self.resource_attrs.push(kv);
+                    let slot = self.resource_attrs.push_mut(Attr::EMPTY);
+                    key_value(sub, ctx - 1, &mut SeenAttr::default(), slot)?;
                 }
                 2 => {
                     c.varint_field(wt)?;
@@ -548,10 +558,15 @@ impl<'a> TraceRequest<'a> {
         let sub = c.message_body(ctx)?;
         let seen = &mut self.seen.attrs[*n_attrs % SEEN];
         *n_attrs += 1;
-        let (kv, bit) = key_value(sub, ctx - 1, seen)?;
         if self.span_attrs.len() - (s.attrs.0 as usize) < self.max_attrs {
-            self.span_attrs.push(kv);
-            s.keys |= bit;
+            // Read straight into its place in the list: an `Attr` returned by value went
+            // through misaligned stack copies that stalled on store forwarding
+            // (BENCHMARKS.md, ninth step). A failed read fails the whole request.
+            let slot = self.span_attrs.push_mut(Attr::EMPTY);
+            s.keys |= key_value(sub, ctx - 1, seen, slot)?;
+        } else {
+            let mut dropped = Attr::EMPTY;
+            key_value(sub, ctx - 1, seen, &mut dropped)?;
         }
         Ok(())
     }
@@ -613,32 +628,32 @@ pub(super) const UNKNOWN_SERVICE: &str = "unknown_service";
 /// field of the oneof wins, as in prost; arrays, maps and bytes are checked and read as
 /// [`AttrValue::Other`]. `seen` is what the attribute at this position held before.
 #[inline(always)]
-fn key_value<'a>(mut c: Cur<'a>, ctx: u32, seen: &mut SeenAttr<'a>) -> R<(Attr<'a>, u64)> {
-    let mut key = None;
-    // No `value` field, or one that sets nothing, reads as `Other`, as through prost.
-    let mut value = AttrValue::Other;
+fn key_value<'a>(mut c: Cur<'a>, ctx: u32, seen: &mut SeenAttr<'a>, out: &mut Attr<'a>) -> R<u64> {
+    // No `key` field reads as "", no `value` field (or one that sets nothing) as
+    // `Other`, as through prost: `out` starts as [`Attr::EMPTY`].
+    let mut bit = EMPTY_KEY_BIT;
     while let Some((&k, tail)) = c.rest.split_first() {
         // As in `span`: the two fields by their one-byte keys first.
         match k {
             0x0a => {
                 c.rest = tail;
-                key = Some(c.key_seen(seen)?);
+                (out.key, bit) = c.key_seen(seen)?;
             }
             0x12 => {
                 c.rest = tail;
                 let v = c.message_body(ctx)?;
-                any_value(v, ctx - 1, &mut seen.value, &mut value)?;
+                any_value(v, ctx - 1, &mut seen.value, &mut out.value)?;
             }
             _ => {
                 let (tag, wt) = c.key()?;
                 match tag {
                     1 => {
                         c.want(wt, LEN)?;
-                        key = Some(c.key_seen(seen)?);
+                        (out.key, bit) = c.key_seen(seen)?;
                     }
                     2 => {
                         let v = c.message(wt, ctx)?;
-                        any_value(v, ctx - 1, &mut seen.value, &mut value)?;
+                        any_value(v, ctx - 1, &mut seen.value, &mut out.value)?;
                     }
                     3 => {
                         c.varint_field(wt)?;
@@ -648,8 +663,7 @@ fn key_value<'a>(mut c: Cur<'a>, ctx: u32, seen: &mut SeenAttr<'a>) -> R<(Attr<'
             }
         }
     }
-    let (key, bit) = key.unwrap_or_else(|| ("", key_bit("")));
-    Ok((Attr { key, value }, bit))
+    Ok(bit)
 }
 
 /// The fields of one `AnyValue` message into `value` (merged into what an earlier
@@ -716,7 +730,8 @@ fn any_value_field<'a>(
 /// Checks a nested `KeyValue` (in a list, or where nothing reads it).
 #[inline(never)]
 fn check_key_value(c: Cur<'_>, ctx: u32) -> R<()> {
-    key_value(c, ctx, &mut SeenAttr::default()).map(|_| ())
+    let mut unread = Attr::EMPTY;
+    key_value(c, ctx, &mut SeenAttr::default(), &mut unread).map(|_| ())
 }
 
 /// `ArrayValue` (repeated AnyValue) or `KeyValueList` (repeated KeyValue), checked only.
