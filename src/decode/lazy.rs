@@ -445,13 +445,29 @@ impl<'a> TraceRequest<'a> {
         Ok(())
     }
 
-    fn scope_spans(&mut self, mut c: Cur<'a>, ctx: u32, resource: u32) -> R<()> {
+    fn scope_spans(&mut self, c: Cur<'a>, ctx: u32, resource: u32) -> R<()> {
+        // Held apart from `self` while the spans are read, so each span is written in its
+        // slot: a `SpanRec` built on the stack and pushed was a 136-byte `memcpy` per span,
+        // reading fields just stored (store-forwarding stalls).
+        let mut spans = std::mem::take(&mut self.spans);
+        let read = self.scope_spans_into(&mut spans, c, ctx, resource);
+        self.spans = spans;
+        read
+    }
+
+    fn scope_spans_into(
+        &mut self,
+        spans: &mut Vec<SpanRec<'a>>,
+        mut c: Cur<'a>,
+        ctx: u32,
+        resource: u32,
+    ) -> R<()> {
         while c.more() {
             if let Some((&0x12, tail)) = c.rest.split_first() {
                 // A span (field 2, length-delimited): the one field per span here.
                 c.rest = tail;
                 let sub = c.message_body(ctx)?;
-                self.span(sub, ctx - 1, resource)?;
+                self.span(spans, sub, ctx - 1, resource)?;
                 continue;
             }
             let (tag, wt) = c.key()?;
@@ -462,7 +478,7 @@ impl<'a> TraceRequest<'a> {
                 }
                 2 => {
                     let sub = c.message(wt, ctx)?;
-                    self.span(sub, ctx - 1, resource)?;
+                    self.span(spans, sub, ctx - 1, resource)?;
                 }
                 3 => {
                     c.string(wt)?;
@@ -473,15 +489,23 @@ impl<'a> TraceRequest<'a> {
         Ok(())
     }
 
-    fn span(&mut self, mut c: Cur<'a>, ctx: u32, resource: u32) -> R<()> {
+    /// One span, read into a new record at the end of `spans` (the request's, held
+    /// apart by [`TraceRequest::scope_spans`]).
+    fn span(
+        &mut self,
+        spans: &mut Vec<SpanRec<'a>>,
+        mut c: Cur<'a>,
+        ctx: u32,
+        resource: u32,
+    ) -> R<()> {
         // An empty span is 2 bytes on the wire but a record of ~100 here: the cap keeps
         // a small request from becoming gigabytes of records.
-        if self.spans.len() >= self.max_spans {
+        if spans.len() >= self.max_spans {
             return Err(c.fail(TOO_MANY_SPANS));
         }
         let first_attr = self.span_attrs.len() as u32;
         let first_event = self.events.len() as u32;
-        let mut s = SpanRec {
+        let s = spans.push_mut(SpanRec {
             name: "",
             trace_id: &[],
             span_id: &[],
@@ -495,7 +519,7 @@ impl<'a> TraceRequest<'a> {
             attrs: (first_attr, first_attr),
             events: (first_event, first_event),
             keys: 0,
-        };
+        });
         // Attributes read so far, kept or not: the position in `seen`.
         let mut n_attrs = 0usize;
         while let Some((&k, tail)) = c.rest.split_first() {
@@ -506,7 +530,7 @@ impl<'a> TraceRequest<'a> {
             match k {
                 0x4a => {
                     c.rest = tail;
-                    self.span_attr(&mut c, ctx, &mut s, &mut n_attrs)?;
+                    self.span_attr(&mut c, ctx, s, &mut n_attrs)?;
                 }
                 0x0a => {
                     c.rest = tail;
@@ -536,12 +560,11 @@ impl<'a> TraceRequest<'a> {
                     c.rest = tail;
                     s.end_ns = c.le64()?;
                 }
-                _ => self.span_field(&mut c, ctx, &mut s, &mut n_attrs)?,
+                _ => self.span_field(&mut c, ctx, s, &mut n_attrs)?,
             }
         }
         s.attrs.1 = self.span_attrs.len() as u32;
         s.events.1 = self.events.len() as u32;
-        self.spans.push(s);
         Ok(())
     }
 
@@ -895,12 +918,19 @@ impl<'a> Cur<'a> {
         fail(what, self.end - self.rest.len())
     }
 
+    /// A varint; one or two bytes (field keys, lengths of attributes and of spans, most
+    /// integer values) inline, longer ones in [`Cur::varint_long`].
     #[inline(always)]
     fn varint(&mut self) -> R<u64> {
-        match self.rest.split_first() {
-            Some((&x, tail)) if x < 0x80 => {
+        match *self.rest {
+            [x, ref tail @ ..] if x < 0x80 => {
                 self.rest = tail;
                 Ok(u64::from(x))
+            }
+            // The first byte has its continuation bit set (the arm above took it otherwise).
+            [x, y, ref tail @ ..] if y < 0x80 => {
+                self.rest = tail;
+                Ok(u64::from(x & 0x7f) | u64::from(y) << 7)
             }
             _ => self.varint_long(),
         }
