@@ -918,19 +918,12 @@ impl<'a> Cur<'a> {
         fail(what, self.end - self.rest.len())
     }
 
-    /// A varint; one or two bytes (field keys, lengths of attributes and of spans, most
-    /// integer values) inline, longer ones in [`Cur::varint_long`].
     #[inline(always)]
     fn varint(&mut self) -> R<u64> {
-        match *self.rest {
-            [x, ref tail @ ..] if x < 0x80 => {
+        match self.rest.split_first() {
+            Some((&x, tail)) if x < 0x80 => {
                 self.rest = tail;
                 Ok(u64::from(x))
-            }
-            // The first byte has its continuation bit set (the arm above took it otherwise).
-            [x, y, ref tail @ ..] if y < 0x80 => {
-                self.rest = tail;
-                Ok(u64::from(x & 0x7f) | u64::from(y) << 7)
             }
             _ => self.varint_long(),
         }
