@@ -226,6 +226,15 @@ impl Lists {
     }
 }
 
+/// Pushes `x` and returns it in its place, for reading straight into it
+/// (`Vec::push_mut` is Rust 1.95, past the crate's MSRV). The index is in bounds.
+#[inline(always)]
+fn push_slot<T>(v: &mut Vec<T>, x: T) -> &mut T {
+    let at = v.len();
+    v.push(x);
+    &mut v[at]
+}
+
 /// An emptied vector as one of the same layout and a longer borrow: collecting an
 /// empty `IntoIter` into a vector of an element of the same size and alignment reuses
 /// its allocation (std's in-place collection), so the capacity is kept without
@@ -429,7 +438,7 @@ impl<'a> TraceRequest<'a> {
             match tag {
                 1 => {
                     let sub = c.message(wt, ctx)?;
-                    let slot = self.resource_attrs.push_mut(Attr::EMPTY);
+                    let slot = push_slot(&mut self.resource_attrs, Attr::EMPTY);
                     key_value(sub, ctx - 1, &mut SeenAttr::default(), slot)?;
                 }
                 2 => {
@@ -505,21 +514,24 @@ impl<'a> TraceRequest<'a> {
         }
         let first_attr = self.span_attrs.len() as u32;
         let first_event = self.events.len() as u32;
-        let s = spans.push_mut(SpanRec {
-            name: "",
-            trace_id: &[],
-            span_id: &[],
-            parent_span_id: &[],
-            trace_state: "",
-            start_ns: 0,
-            end_ns: 0,
-            kind: 0,
-            status: 0,
-            resource,
-            attrs: (first_attr, first_attr),
-            events: (first_event, first_event),
-            keys: 0,
-        });
+        let s = push_slot(
+            spans,
+            SpanRec {
+                name: "",
+                trace_id: &[],
+                span_id: &[],
+                parent_span_id: &[],
+                trace_state: "",
+                start_ns: 0,
+                end_ns: 0,
+                kind: 0,
+                status: 0,
+                resource,
+                attrs: (first_attr, first_attr),
+                events: (first_event, first_event),
+                keys: 0,
+            },
+        );
         // Attributes read so far, kept or not: the position in `seen`.
         let mut n_attrs = 0usize;
         while let Some((&k, tail)) = c.rest.split_first() {
@@ -585,7 +597,7 @@ impl<'a> TraceRequest<'a> {
             // Read straight into its place in the list: an `Attr` returned by value went
             // through misaligned stack copies that stalled on store forwarding
             // (BENCHMARKS.md, ninth step). A failed read fails the whole request.
-            let slot = self.span_attrs.push_mut(Attr::EMPTY);
+            let slot = push_slot(&mut self.span_attrs, Attr::EMPTY);
             s.keys |= key_value(sub, ctx - 1, seen, slot)?;
         } else {
             let mut dropped = Attr::EMPTY;
