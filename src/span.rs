@@ -22,7 +22,12 @@ pub mod status {
     pub const ERROR: i32 = 2;
 }
 
+/// `repr(C, u8)`: every payload at offset 8, so a value moves as aligned words. With
+/// Rust's layout `Bool` sat at offset 1 and each move copied bytes 1..24 through a
+/// misaligned 16-byte load that stalled on store forwarding (BENCHMARKS.md, issue 9,
+/// ninth step).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, u8)]
 pub enum AttrValue<'a> {
     Str(&'a str),
     Int(i64),

@@ -226,6 +226,15 @@ impl Lists {
     }
 }
 
+/// Pushes `x` and returns it in its place, for reading straight into it
+/// (`Vec::push_mut` is Rust 1.95, past the crate's MSRV). The index is in bounds.
+#[inline(always)]
+fn push_slot<T>(v: &mut Vec<T>, x: T) -> &mut T {
+    let at = v.len();
+    v.push(x);
+    &mut v[at]
+}
+
 /// An emptied vector as one of the same layout and a longer borrow: collecting an
 /// empty `IntoIter` into a vector of an element of the same size and alignment reuses
 /// its allocation (std's in-place collection), so the capacity is kept without
@@ -429,7 +438,7 @@ impl<'a> TraceRequest<'a> {
             match tag {
                 1 => {
                     let sub = c.message(wt, ctx)?;
-                    let slot = self.resource_attrs.push_mut(Attr::EMPTY);
+                    let slot = push_slot(&mut self.resource_attrs, Attr::EMPTY);
                     key_value(sub, ctx - 1, &mut SeenAttr::default(), slot)?;
                 }
                 2 => {
@@ -445,13 +454,29 @@ impl<'a> TraceRequest<'a> {
         Ok(())
     }
 
-    fn scope_spans(&mut self, mut c: Cur<'a>, ctx: u32, resource: u32) -> R<()> {
+    fn scope_spans(&mut self, c: Cur<'a>, ctx: u32, resource: u32) -> R<()> {
+        // Held apart from `self` while the spans are read, so each span is written in its
+        // slot: a `SpanRec` built on the stack and pushed was a 136-byte `memcpy` per span,
+        // reading fields just stored (store-forwarding stalls).
+        let mut spans = std::mem::take(&mut self.spans);
+        let read = self.scope_spans_into(&mut spans, c, ctx, resource);
+        self.spans = spans;
+        read
+    }
+
+    fn scope_spans_into(
+        &mut self,
+        spans: &mut Vec<SpanRec<'a>>,
+        mut c: Cur<'a>,
+        ctx: u32,
+        resource: u32,
+    ) -> R<()> {
         while c.more() {
             if let Some((&0x12, tail)) = c.rest.split_first() {
                 // A span (field 2, length-delimited): the one field per span here.
                 c.rest = tail;
                 let sub = c.message_body(ctx)?;
-                self.span(sub, ctx - 1, resource)?;
+                self.span(spans, sub, ctx - 1, resource)?;
                 continue;
             }
             let (tag, wt) = c.key()?;
@@ -462,7 +487,7 @@ impl<'a> TraceRequest<'a> {
                 }
                 2 => {
                     let sub = c.message(wt, ctx)?;
-                    self.span(sub, ctx - 1, resource)?;
+                    self.span(spans, sub, ctx - 1, resource)?;
                 }
                 3 => {
                     c.string(wt)?;
@@ -473,29 +498,40 @@ impl<'a> TraceRequest<'a> {
         Ok(())
     }
 
-    fn span(&mut self, mut c: Cur<'a>, ctx: u32, resource: u32) -> R<()> {
+    /// One span, read into a new record at the end of `spans` (the request's, held
+    /// apart by [`TraceRequest::scope_spans`]).
+    fn span(
+        &mut self,
+        spans: &mut Vec<SpanRec<'a>>,
+        mut c: Cur<'a>,
+        ctx: u32,
+        resource: u32,
+    ) -> R<()> {
         // An empty span is 2 bytes on the wire but a record of ~100 here: the cap keeps
         // a small request from becoming gigabytes of records.
-        if self.spans.len() >= self.max_spans {
+        if spans.len() >= self.max_spans {
             return Err(c.fail(TOO_MANY_SPANS));
         }
         let first_attr = self.span_attrs.len() as u32;
         let first_event = self.events.len() as u32;
-        let mut s = SpanRec {
-            name: "",
-            trace_id: &[],
-            span_id: &[],
-            parent_span_id: &[],
-            trace_state: "",
-            start_ns: 0,
-            end_ns: 0,
-            kind: 0,
-            status: 0,
-            resource,
-            attrs: (first_attr, first_attr),
-            events: (first_event, first_event),
-            keys: 0,
-        };
+        let s = push_slot(
+            spans,
+            SpanRec {
+                name: "",
+                trace_id: &[],
+                span_id: &[],
+                parent_span_id: &[],
+                trace_state: "",
+                start_ns: 0,
+                end_ns: 0,
+                kind: 0,
+                status: 0,
+                resource,
+                attrs: (first_attr, first_attr),
+                events: (first_event, first_event),
+                keys: 0,
+            },
+        );
         // Attributes read so far, kept or not: the position in `seen`.
         let mut n_attrs = 0usize;
         while let Some((&k, tail)) = c.rest.split_first() {
@@ -506,7 +542,7 @@ impl<'a> TraceRequest<'a> {
             match k {
                 0x4a => {
                     c.rest = tail;
-                    self.span_attr(&mut c, ctx, &mut s, &mut n_attrs)?;
+                    self.span_attr(&mut c, ctx, s, &mut n_attrs)?;
                 }
                 0x0a => {
                     c.rest = tail;
@@ -536,12 +572,11 @@ impl<'a> TraceRequest<'a> {
                     c.rest = tail;
                     s.end_ns = c.le64()?;
                 }
-                _ => self.span_field(&mut c, ctx, &mut s, &mut n_attrs)?,
+                _ => self.span_field(&mut c, ctx, s, &mut n_attrs)?,
             }
         }
         s.attrs.1 = self.span_attrs.len() as u32;
         s.events.1 = self.events.len() as u32;
-        self.spans.push(s);
         Ok(())
     }
 
@@ -562,7 +597,7 @@ impl<'a> TraceRequest<'a> {
             // Read straight into its place in the list: an `Attr` returned by value went
             // through misaligned stack copies that stalled on store forwarding
             // (BENCHMARKS.md, ninth step). A failed read fails the whole request.
-            let slot = self.span_attrs.push_mut(Attr::EMPTY);
+            let slot = push_slot(&mut self.span_attrs, Attr::EMPTY);
             s.keys |= key_value(sub, ctx - 1, seen, slot)?;
         } else {
             let mut dropped = Attr::EMPTY;

@@ -23,7 +23,7 @@ use crate::internal_events::{
 };
 use crate::journey::{Classified, Journeys};
 use crate::snapshot::{SeriesSnap, ShardSnapshot, QUANTILES};
-use crate::span::{clip, AttrKey, SpanView, MAX_LABEL_VALUE_BYTES};
+use crate::span::{clip, AttrKey, AttrValue, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::span_record::{flag, JourneyId, Record};
 use crate::telemetry::Telemetry;
 use crate::traces::{Assembler, DependencyAdmission, TraceSpan};
@@ -80,6 +80,18 @@ impl Batch {
             .filter(|r| r.flags & flag::EVENT == 0)
             .count() as u64
     }
+}
+
+/// Cohort keys whose values [`BatchBuilder::push_cohort`] keeps on the stack while it
+/// hashes them; journeys with more take the path through the scratch buffer.
+const PIECES: usize = 4;
+
+/// One cohort value while its series is hashed: text the span (or the missing-value
+/// label) holds, or a range of the builder's scratch buffer where a number was written.
+#[derive(Clone, Copy)]
+enum Piece<'s> {
+    Text(&'s str),
+    Scratch(u32, u32),
 }
 
 /// Builds one batch per worker from classified spans, reusing a scratch buffer.
@@ -198,40 +210,15 @@ impl BatchBuilder {
         version_key: Option<&AttrKey>,
         (end_ns, weight): (u64, u64),
     ) {
-        use std::hash::{BuildHasher, Hasher};
         let (journey, cohort_keys) = (c.journey, c.cohort_keys);
         let flags = flags | if c.user.is_some() { flag::USER } else { 0 };
-        self.scratch.clear();
-        self.scratch_ends.clear();
-        for key in cohort_keys {
-            let start = self.scratch.len();
-            match span.attr_key(key) {
-                Some(v) => v.write_to(&mut self.scratch),
-                None => self.scratch.push_str(missing),
-            }
-            let kept = clip(&self.scratch[start..], MAX_LABEL_VALUE_BYTES).len();
-            self.scratch.truncate(start + kept);
-            self.scratch_ends.push(self.scratch.len() as u32);
-        }
-        let mut h = self.hasher.build_hasher();
-        h.write_u64(c.seed);
-        let mut start = 0usize;
-        for &end in &self.scratch_ends {
-            h.write(&self.scratch.as_bytes()[start..end as usize]);
-            h.write_u8(0xff);
-            start = end as usize;
-        }
-        let hash = h.finish();
+        let (hash, first_value) = if cohort_keys.len() <= PIECES {
+            self.push_cohort(span, c.seed, cohort_keys, missing)
+        } else {
+            self.push_cohort_via_scratch(span, c.seed, cohort_keys, missing)
+        };
         let shard = (hash % self.batches.len() as u64) as usize;
         let batch = &mut self.batches[shard];
-        let base = batch.text.len() as u32;
-        batch.text.push_str(&self.scratch);
-        let first_value = batch.values.len() as u32;
-        let mut start = 0u32;
-        for &end in &self.scratch_ends {
-            batch.values.push((base + start, base + end));
-            start = end;
-        }
         // The version is not part of the series: it rides along for the deployments,
         // written straight into the batch's text (no allocation per span).
         let has_version = match version_key.and_then(|k| span.attr_key(k)) {
@@ -267,6 +254,104 @@ impl BatchBuilder {
             event,
             weight,
         });
+    }
+
+    /// The series hash of a span's cohort values, which go once into the text of the
+    /// batch it picks: string values are hashed where the span holds them, only others
+    /// (numbers, booleans) are written out to `scratch` first. Returns the hash and the
+    /// index of the first value in that batch. At most [`PIECES`] keys.
+    fn push_cohort<S: SpanView + ?Sized>(
+        &mut self,
+        span: &S,
+        seed: u64,
+        cohort_keys: &[AttrKey],
+        missing: &str,
+    ) -> (u64, u32) {
+        use std::hash::{BuildHasher, Hasher};
+        self.scratch.clear();
+        let mut pieces = [Piece::Text(""); PIECES];
+        let mut h = self.hasher.build_hasher();
+        h.write_u64(seed);
+        for (key, piece) in cohort_keys.iter().zip(pieces.iter_mut()) {
+            let text = match span.attr_key(key) {
+                Some(AttrValue::Str(v)) => v,
+                None => missing,
+                Some(v) => {
+                    let start = self.scratch.len();
+                    v.write_to(&mut self.scratch);
+                    let kept = clip(&self.scratch[start..], MAX_LABEL_VALUE_BYTES).len();
+                    self.scratch.truncate(start + kept);
+                    *piece = Piece::Scratch(start as u32, self.scratch.len() as u32);
+                    h.write(&self.scratch.as_bytes()[start..]);
+                    h.write_u8(0xff);
+                    continue;
+                }
+            };
+            let text = clip(text, MAX_LABEL_VALUE_BYTES);
+            *piece = Piece::Text(text);
+            h.write(text.as_bytes());
+            h.write_u8(0xff);
+        }
+        let hash = h.finish();
+        let shard = (hash % self.batches.len() as u64) as usize;
+        let batch = &mut self.batches[shard];
+        let first_value = batch.values.len() as u32;
+        for piece in &pieces[..cohort_keys.len()] {
+            let text = match *piece {
+                Piece::Text(t) => t,
+                Piece::Scratch(a, b) => self.scratch.get(a as usize..b as usize).unwrap_or(""),
+            };
+            let start = batch.text.len() as u32;
+            batch.text.push_str(text);
+            batch.values.push((start, batch.text.len() as u32));
+        }
+        (hash, first_value)
+    }
+
+    /// As [`BatchBuilder::push_cohort`], for any number of keys: every value is written to
+    /// `scratch`, hashed there and copied into the batch.
+    #[cold]
+    #[inline(never)]
+    fn push_cohort_via_scratch<S: SpanView + ?Sized>(
+        &mut self,
+        span: &S,
+        seed: u64,
+        cohort_keys: &[AttrKey],
+        missing: &str,
+    ) -> (u64, u32) {
+        use std::hash::{BuildHasher, Hasher};
+        self.scratch.clear();
+        self.scratch_ends.clear();
+        for key in cohort_keys {
+            let start = self.scratch.len();
+            match span.attr_key(key) {
+                Some(v) => v.write_to(&mut self.scratch),
+                None => self.scratch.push_str(missing),
+            }
+            let kept = clip(&self.scratch[start..], MAX_LABEL_VALUE_BYTES).len();
+            self.scratch.truncate(start + kept);
+            self.scratch_ends.push(self.scratch.len() as u32);
+        }
+        let mut h = self.hasher.build_hasher();
+        h.write_u64(seed);
+        let mut start = 0usize;
+        for &end in &self.scratch_ends {
+            h.write(&self.scratch.as_bytes()[start..end as usize]);
+            h.write_u8(0xff);
+            start = end as usize;
+        }
+        let hash = h.finish();
+        let shard = (hash % self.batches.len() as u64) as usize;
+        let batch = &mut self.batches[shard];
+        let base = batch.text.len() as u32;
+        batch.text.push_str(&self.scratch);
+        let first_value = batch.values.len() as u32;
+        let mut start = 0u32;
+        for &end in &self.scratch_ends {
+            batch.values.push((base + start, base + end));
+            start = end;
+        }
+        (hash, first_value)
     }
 
     /// Queues a span for the worker that assembles its trace; `journey` is the claiming
@@ -1180,6 +1265,92 @@ mod tests {
         assert_eq!(input.queue_bytes(), [80_000]);
         // 80,000 >= 65,536: any request is refused before it is classified.
         assert!(input.is_full());
+    }
+
+    /// Cohort values go into the batch's text as before whichever path they take (up to
+    /// [`PIECES`] keys hashed where the span holds them, more through the scratch
+    /// buffer): clipped, numbers written out, the missing-value label for an absent key,
+    /// and the series hash is that of the values' bytes, each followed by 0xff.
+    #[test]
+    fn cohort_values_and_their_hash_are_the_same_on_both_paths() {
+        use crate::decode::ProstSpan;
+        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+        use opentelemetry_proto::tonic::trace::v1::Span;
+        use std::hash::{BuildHasher, Hasher};
+        let kv = |k: &str, v: any_value::Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let long = "é".repeat(MAX_LABEL_VALUE_BYTES);
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            end_time_unix_nano: 5,
+            attributes: vec![
+                kv("tier", any_value::Value::StringValue("pro".into())),
+                kv("code", any_value::Value::IntValue(503)),
+                kv("long", any_value::Value::StringValue(long.clone())),
+                kv("ok", any_value::Value::BoolValue(true)),
+            ],
+            ..Default::default()
+        };
+        let view = ProstSpan {
+            resource: &[],
+            service: "shop",
+            span: &span,
+        };
+        let clipped = clip(&long, MAX_LABEL_VALUE_BYTES);
+        for names in [
+            &["tier", "code", "absent", "long"][..],
+            &[
+                "tier", "ok", "code", "absent", "long", "tier", "code", "ok", "absent",
+            ][..],
+        ] {
+            let keys: Vec<AttrKey> = names.iter().map(|n| AttrKey::new(n)).collect();
+            let want: Vec<&str> = names
+                .iter()
+                .map(|n| match *n {
+                    "tier" => "pro",
+                    "code" => "503",
+                    "ok" => "true",
+                    "long" => clipped,
+                    _ => "n/a",
+                })
+                .collect();
+            let c = Classified {
+                journey: 0,
+                seed: 42,
+                cohort_keys: &keys,
+                flags: 0,
+                user: None,
+                value: Value::None,
+                attempt: None,
+            };
+            let mut b = BatchBuilder::new(3);
+            // Twice: the same values give the same hash, and the second span's values
+            // follow the first's in the batch.
+            for _ in 0..2 {
+                b.push(&view, &c, "n/a", &AttrKey::new("version"), 5, 1);
+            }
+            let mut h = b.hasher.build_hasher();
+            h.write_u64(42);
+            for v in &want {
+                h.write(v.as_bytes());
+                h.write_u8(0xff);
+            }
+            let hash = h.finish();
+            let batch = &b.batches[(hash % 3) as usize];
+            assert_eq!(batch.records.len(), 2, "{names:?}");
+            for r in &batch.records {
+                assert_eq!(r.hash, hash, "{names:?}");
+                let at = r.first_value as usize;
+                let got: Vec<&str> = (at..at + r.n_values as usize)
+                    .map(|i| batch.value(i))
+                    .collect();
+                assert_eq!(got, want);
+            }
+        }
     }
 
     #[test]

@@ -26,11 +26,12 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tonic::codec::{
-    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
+    BufferSettings, Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings,
+    EncodeBuf, Encoder,
 };
 use tonic::server::NamedService;
 use tonic::Status;
@@ -69,6 +70,58 @@ impl Codec for RawCodec {
     fn decoder(&mut self) -> RawDecoder {
         RawDecoder
     }
+}
+
+/// The server's codec: [`RawCodec`] with tonic's receive buffer sized for the message
+/// expected. tonic starts it at 8 KiB and grows it as frames arrive and once more to the
+/// length in the message header, each time a `realloc` that copies what is buffered (a
+/// whole 1000-span message: ~1.3% of the CPU; BENCHMARKS.md, issue 9, ninth step).
+#[derive(Clone, Copy)]
+struct ServerCodec {
+    buffer: usize,
+}
+
+struct ServerDecoder {
+    buffer: usize,
+}
+
+/// tonic's own starting size, for a call whose size is not known.
+const DEFAULT_BUFFER: usize = 8 * 1024;
+
+impl Decoder for ServerDecoder {
+    type Item = Bytes;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        RawDecoder.decode(src)
+    }
+    fn buffer_settings(&self) -> BufferSettings {
+        // The yield threshold is tonic's default; it only paces streamed responses.
+        BufferSettings::new(self.buffer, 32 * 1024)
+    }
+}
+
+impl Codec for ServerCodec {
+    type Encode = Vec<u8>;
+    type Decode = Bytes;
+    type Encoder = RawEncoder;
+    type Decoder = ServerDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> ServerDecoder {
+        ServerDecoder {
+            buffer: self.buffer,
+        }
+    }
+}
+
+/// The receive buffer for the next uncompressed call after one of `body` bytes. tonic
+/// reserves the message's length beyond what it holds when it reads the header, and the
+/// first frame may hold the whole message (frames of up to 1 MiB), so the buffer takes
+/// twice the message and its header, and an eighth more for senders' requests that vary
+/// in size; short of that, the reserve copies the buffered message to a new buffer.
+fn buffer_after(body: usize) -> usize {
+    2 * (body + body / 8 + GRPC_HEADER)
 }
 
 /// One OTLP signal's gRPC service.
@@ -143,6 +196,9 @@ pub struct GrpcService<S> {
     ingest: Arc<dyn Consumer>,
     /// (uncompressed, decompressed) message limits.
     limits: (usize, usize),
+    /// The receive buffer the last uncompressed call would have fitted in
+    /// ([`buffer_after`]); 0 before the first.
+    expected: Arc<AtomicUsize>,
     _signal: PhantomData<fn() -> S>,
 }
 
@@ -151,6 +207,7 @@ impl<S> Clone for GrpcService<S> {
         GrpcService {
             ingest: self.ingest.clone(),
             limits: self.limits,
+            expected: self.expected.clone(),
             _signal: PhantomData,
         }
     }
@@ -162,6 +219,9 @@ impl<S: Signal> NamedService for GrpcService<S> {
 
 struct Unary<S> {
     ingest: Arc<dyn Consumer>,
+    /// Where an uncompressed call leaves its size for the next one's buffer; `None` for
+    /// a compressed call, whose message is larger than what tonic buffers.
+    expected: Option<Arc<AtomicUsize>>,
     _signal: PhantomData<fn() -> S>,
 }
 
@@ -173,8 +233,12 @@ impl<S: Signal> tonic::server::UnaryService<Bytes> for Unary<S> {
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let ingest = self.ingest.clone();
         let Verdict(verdict) = Verdict::of(request.extensions());
+        let expected = self.expected.clone();
         Box::pin(async move {
             let body = request.into_inner();
+            if let Some(e) = expected {
+                e.store(buffer_after(body.len()), Ordering::Relaxed);
+            }
             let tenant = match verdict {
                 Ok(t) => t,
                 Err(why) => {
@@ -252,17 +316,28 @@ where
         } else {
             self.limits.0
         };
+        let expected = (!compressed).then(|| self.expected.clone());
+        // At most a largest message and its header: one large call does not make every
+        // later one reserve twice the limit.
+        let buffer = match &expected {
+            Some(e) => e.load(Ordering::Relaxed).clamp(
+                DEFAULT_BUFFER,
+                max.saturating_add(GRPC_HEADER).max(DEFAULT_BUFFER),
+            ),
+            None => DEFAULT_BUFFER,
+        };
         Box::pin(async move {
             if !is_export {
                 return Ok(Status::unimplemented("unknown method").into_http());
             }
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
-            let mut grpc = tonic::server::Grpc::new(RawCodec)
+            let mut grpc = tonic::server::Grpc::new(ServerCodec { buffer })
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(max), None);
             let unary = Unary::<S> {
                 ingest: ingest.clone(),
+                expected,
                 _signal: PhantomData,
             };
             let mut response = grpc.unary(unary, req).await;
@@ -340,6 +415,7 @@ pub fn service<S: Signal>(
         .service(GrpcService {
             ingest,
             limits: (opts.max_request, opts.max_inflated),
+            expected: Arc::default(),
             _signal: PhantomData,
         })
 }
