@@ -8,7 +8,7 @@
 use crate::config::{Config, JourneyConfig};
 use crate::experience::config::ExperienceConfig;
 use crate::experience::{read_event, EventUse};
-use crate::predicate::Cond;
+use crate::predicate::{Cond, StrMatch};
 use crate::span::{attr_keys, clip, AttrKey, SpanView, MAX_LABEL_VALUE_BYTES};
 use crate::span_record::{flag, JourneyId};
 use crate::users::UserKeys;
@@ -89,6 +89,9 @@ struct Compiled {
     /// `info.cohort_keys` with their filter bits, for the per-span lookups.
     cohort_keys: Box<[AttrKey]>,
     matcher: Cond,
+    /// Set when `matcher` requires one exact span name: most spans fail it on two integer
+    /// compares instead of a full `Cond::eval`.
+    name_gate: Option<NameGate>,
     failure: Cond,
     incorrect: Option<Cond>,
     value: Option<ValueRule>,
@@ -97,6 +100,58 @@ struct Compiled {
     /// Everything that decides what the journey records; equal fingerprints across a
     /// reload mean its window state stays valid.
     fingerprint: String,
+}
+
+/// A span name's length and first 8 bytes (zero-padded): equal for equal names, so a
+/// difference in either proves the names differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NameGate {
+    len: usize,
+    head: u64,
+}
+
+impl NameGate {
+    #[inline]
+    fn of_name(name: &[u8]) -> NameGate {
+        let head = match name.first_chunk::<8>() {
+            Some(w) => u64::from_le_bytes(*w),
+            None => {
+                let mut w = [0u8; 8];
+                for (d, s) in w.iter_mut().zip(name) {
+                    *d = *s;
+                }
+                u64::from_le_bytes(w)
+            }
+        };
+        NameGate {
+            len: name.len(),
+            head,
+        }
+    }
+
+    /// The gate of a matcher that holds only for one exact span name: `span_name` with a
+    /// single value, alone or inside `all` (nested `all`s included). `one_of`, regexes,
+    /// `any` and `not` get none, as a name outside the gate could still match them.
+    fn of_matcher(c: &Cond) -> Option<NameGate> {
+        match c {
+            Cond::SpanName(StrMatch::Exact(s)) => Some(NameGate::of_name(s.as_bytes())),
+            Cond::All(cs) => cs.iter().find_map(NameGate::of_matcher),
+            _ => None,
+        }
+    }
+}
+
+impl Compiled {
+    /// `matcher.eval`, with the name gate tried first.
+    #[inline]
+    fn matches<S: SpanView + ?Sized>(&self, span: &S, name: NameGate) -> bool {
+        if let Some(g) = self.name_gate {
+            if g != name {
+                return false;
+            }
+        }
+        self.matcher.eval(span)
+    }
 }
 
 pub struct Journeys {
@@ -242,6 +297,7 @@ impl Journeys {
                     frustration_events: j.experience.frustration_events.iter().cloned().collect(),
                 }),
                 matcher: j.matcher.clone(),
+                name_gate: NameGate::of_matcher(&j.matcher),
                 failure: j.failure.clone(),
                 incorrect: j.incorrect.clone(),
                 value: j.value.clone(),
@@ -364,11 +420,21 @@ impl Journeys {
         out
     }
 
+    /// The first configured journey whose matcher the span satisfies.
+    #[inline]
+    fn find_configured<S: SpanView + ?Sized>(&self, span: &S) -> Option<&Compiled> {
+        if self.configured.is_empty() {
+            return None;
+        }
+        let name = NameGate::of_name(span.name().as_bytes());
+        self.configured.iter().find(|c| c.matches(span, name))
+    }
+
     /// Finds the span's journey and its outcome flags; `None` when no journey claims it.
     pub fn classify<'s, S: SpanView + ?Sized>(&'s self, span: &S) -> Option<Classified<'s>> {
         let entry = span.is_entry_point();
         let (journey, seed, cohort_keys, threshold_ns, failure, incorrect, value, completion) =
-            match self.configured.iter().find(|c| c.matcher.eval(span)) {
+            match self.find_configured(span) {
                 Some(c) => (
                     c.info.id,
                     c.info.seed,
@@ -433,7 +499,7 @@ impl Journeys {
         name: &str,
         event: &S,
     ) -> Option<(Classified<'s>, EventUse)> {
-        let c = self.configured.iter().find(|c| c.matcher.eval(event))?;
+        let c = self.find_configured(event)?;
         let used = read_event(&c.experience, name, event);
         let mut flags = flag::EVENT;
         if matches!(used, EventUse::Frustration(_)) {
@@ -636,6 +702,82 @@ impl Journeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::span::AttrValue;
+
+    /// A server span with only a name: all the matchers below read.
+    struct Named(&'static str);
+
+    impl SpanView for Named {
+        fn service_name(&self) -> &str {
+            "shop"
+        }
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn kind(&self) -> i32 {
+            crate::span::kind::SERVER
+        }
+        fn status_code(&self) -> i32 {
+            0
+        }
+        fn start_ns(&self) -> u64 {
+            0
+        }
+        fn end_ns(&self) -> u64 {
+            0
+        }
+        fn span_attr(&self, _: &str) -> Option<AttrValue<'_>> {
+            None
+        }
+        fn resource_attr(&self, _: &str) -> Option<AttrValue<'_>> {
+            None
+        }
+        fn any_event(&self, _: &mut dyn FnMut(&str) -> bool) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn name_gate_rejects_only_names_an_exact_matcher_cannot_match() {
+        let js = journeys(
+            "journeys:
+  - name: long
+    match: { span_name: \"POST /checkout\", kind: server }
+  - name: short
+    match: { span_name: cart }
+  - name: nested
+    match: { all: [{ kind: server }, { all: [{ span_name: \"GET /login\" }] }] }
+  - name: listed
+    match: { span_name: { one_of: [\"POST /checkouT\", x] } }
+  - name: either
+    match: { any: [{ span_name: \"POST /checkoux\" }, { span_name: y }] }
+  - name: pattern
+    match: { span_name: { regex: \"^z\" } }
+",
+        );
+        let gates: Vec<bool> = js
+            .configured
+            .iter()
+            .map(|c| c.name_gate.is_some())
+            .collect();
+        assert_eq!(gates, [true, true, true, false, false, false]);
+        let id = |name: &'static str| js.classify(&Named(name)).map(|c| c.journey);
+        assert_eq!(id("POST /checkout"), Some(0));
+        assert_eq!(id("cart"), Some(1));
+        assert_eq!(id("GET /login"), Some(2));
+        // Same length and head as "POST /checkout", a different tail: the gate passes,
+        // `eval` decides.
+        assert_eq!(id("POST /checkouT"), Some(3));
+        assert_eq!(id("POST /checkoux"), Some(4));
+        // Same head as a short name, another length; a shorter prefix of a long one.
+        assert_eq!(id("cart2"), None);
+        assert_eq!(id("car"), None);
+        assert_eq!(id("POST /c"), None);
+        assert_eq!(id("x"), Some(3));
+        assert_eq!(id("y"), Some(4));
+        assert_eq!(id("zz"), Some(5));
+        assert_eq!(id(""), None);
+    }
 
     fn journeys(yaml: &str) -> Journeys {
         Journeys::new(&Config::parse(yaml, "t", &|_| None).unwrap())
