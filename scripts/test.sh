@@ -233,6 +233,19 @@ else
     echo "cargo build failed: the end-to-end tests were not run"
 fi
 
+# The standards' two checks, after the tests so a lint never hides a test result.
+step "cargo fmt --check and cargo clippy --all-targets -- -D warnings"
+if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --check || failed+=("cargo fmt --check")
+else
+    info "rustfmt is not installed (rustup component add rustfmt): cargo fmt --check skipped"
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --all-targets -- -D warnings || failed+=("cargo clippy --all-targets -- -D warnings")
+else
+    info "clippy is not installed (rustup component add clippy): cargo clippy skipped"
+fi
+
 step "Summary (took $((SECONDS - START))s)"
 if [ ${#failed[@]} -ne 0 ]; then
     for f in "${failed[@]}"; do
@@ -240,4 +253,4 @@ if [ ${#failed[@]} -ne 0 ]; then
     done
     exit 1
 fi
-echo "All tests passed: the Collector built, cargo test --all-targets and pytest tests/e2e."
+echo "All tests passed: the Collector built, cargo test --all-targets, pytest tests/e2e, cargo fmt and cargo clippy."
