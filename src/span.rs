@@ -48,6 +48,17 @@ impl AttrValue<'_> {
     }
 
     /// Writes the value as a label value would show it.
+    /// Writes the value as a label value: as [`AttrValue::write_to`], clipped to
+    /// [`MAX_LABEL_VALUE_BYTES`]. Returns the bytes kept.
+    #[inline]
+    pub fn write_label_to(&self, out: &mut String) -> usize {
+        let start = out.len();
+        self.write_to(out);
+        let kept = clip(&out[start..], MAX_LABEL_VALUE_BYTES).len();
+        out.truncate(start + kept);
+        kept
+    }
+
     pub fn write_to(&self, out: &mut String) {
         use std::fmt::Write;
         match *self {

@@ -1366,21 +1366,7 @@ impl<'a> P<'a> {
         let first_attr = self.out.span_attrs.len() as u32;
         let first_event = self.out.events.len() as u32;
         self.span_keys = 0;
-        let mut s = SpanRec {
-            name: "",
-            trace_id: &[],
-            span_id: &[],
-            parent_span_id: &[],
-            trace_state: "",
-            start_ns: 0,
-            end_ns: 0,
-            kind: 0,
-            status: 0,
-            resource,
-            attrs: (first_attr, first_attr),
-            events: (first_event, first_event),
-            keys: 0,
-        };
+        let mut s = SpanRec::empty(resource, first_attr, first_event);
         let (mut first, mut seen, mut next) = (true, 0u32, 0usize);
         // The fields in the order SDKs write them, in straight-line code: each member
         // is a literal compare and its read, without the general loop's two dispatches

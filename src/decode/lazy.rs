@@ -112,6 +112,28 @@ pub(super) struct SpanRec<'a> {
     pub(super) keys: u64,
 }
 
+impl SpanRec<'_> {
+    /// A span with no fields yet, of `resource`, whose attributes and events start at
+    /// those positions of the request's lists.
+    pub(super) fn empty(resource: u32, first_attr: u32, first_event: u32) -> Self {
+        SpanRec {
+            name: "",
+            trace_id: &[],
+            span_id: &[],
+            parent_span_id: &[],
+            trace_state: "",
+            start_ns: 0,
+            end_ns: 0,
+            kind: 0,
+            status: 0,
+            resource,
+            attrs: (first_attr, first_attr),
+            events: (first_event, first_event),
+            keys: 0,
+        }
+    }
+}
+
 /// A decoded trace request: the spans, in request order, and what they reference.
 #[derive(Debug, Default)]
 pub struct TraceRequest<'a> {
@@ -514,24 +536,7 @@ impl<'a> TraceRequest<'a> {
         }
         let first_attr = self.span_attrs.len() as u32;
         let first_event = self.events.len() as u32;
-        let s = push_slot(
-            spans,
-            SpanRec {
-                name: "",
-                trace_id: &[],
-                span_id: &[],
-                parent_span_id: &[],
-                trace_state: "",
-                start_ns: 0,
-                end_ns: 0,
-                kind: 0,
-                status: 0,
-                resource,
-                attrs: (first_attr, first_attr),
-                events: (first_event, first_event),
-                keys: 0,
-            },
-        );
+        let s = push_slot(spans, SpanRec::empty(resource, first_attr, first_event));
         // Attributes read so far, kept or not: the position in `seen`.
         let mut n_attrs = 0usize;
         while let Some((&k, tail)) = c.rest.split_first() {

@@ -224,9 +224,7 @@ impl BatchBuilder {
         let has_version = match version_key.and_then(|k| span.attr_key(k)) {
             Some(v) => {
                 let start = batch.text.len();
-                v.write_to(&mut batch.text);
-                let kept = clip(&batch.text[start..], MAX_LABEL_VALUE_BYTES).len();
-                batch.text.truncate(start + kept);
+                let kept = v.write_label_to(&mut batch.text);
                 if kept > 0 {
                     batch.values.push((start as u32, batch.text.len() as u32));
                 }
@@ -278,9 +276,7 @@ impl BatchBuilder {
                 None => missing,
                 Some(v) => {
                     let start = self.scratch.len();
-                    v.write_to(&mut self.scratch);
-                    let kept = clip(&self.scratch[start..], MAX_LABEL_VALUE_BYTES).len();
-                    self.scratch.truncate(start + kept);
+                    v.write_label_to(&mut self.scratch);
                     *piece = Piece::Scratch(start as u32, self.scratch.len() as u32);
                     h.write(&self.scratch.as_bytes()[start..]);
                     h.write_u8(0xff);
