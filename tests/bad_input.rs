@@ -110,7 +110,7 @@ async fn raw_grpc_with(
     grpc.unary(
         tonic::Request::new(body),
         http::uri::PathAndQuery::from_static(path),
-        RawCodec,
+        RawCodec::default(),
     )
     .await
     .map(|r| r.into_inner())

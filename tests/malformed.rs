@@ -1020,7 +1020,7 @@ impl Grpc {
                 .unary(
                     tonic::Request::new(body),
                     http::uri::PathAndQuery::from_static(TRACES_PATH),
-                    RawCodec,
+                    RawCodec::default(),
                 )
                 .await
                 .map(|r| r.into_inner())

@@ -36,11 +36,31 @@ use tonic::codec::{
 use tonic::server::NamedService;
 use tonic::Status;
 
-#[derive(Clone, Copy, Default)]
-pub struct RawCodec;
+/// Requests as raw bytes, responses as bytes already encoded. `buffer` is the size
+/// tonic's receive buffer starts at: the server sizes it for the message it expects,
+/// since from 8 KiB tonic grows it as frames arrive and once more to the length in the
+/// message header, each time a `realloc` that copies what is buffered (a whole
+/// 1000-span message: ~1.3% of the CPU; BENCHMARKS.md, issue 9, ninth step).
+#[derive(Clone, Copy)]
+pub struct RawCodec {
+    pub buffer: usize,
+}
+
+impl Default for RawCodec {
+    fn default() -> Self {
+        RawCodec {
+            buffer: DEFAULT_BUFFER,
+        }
+    }
+}
 
 pub struct RawEncoder;
-pub struct RawDecoder;
+pub struct RawDecoder {
+    buffer: usize,
+}
+
+/// tonic's own starting size, for a call whose size is not known.
+const DEFAULT_BUFFER: usize = 8 * 1024;
 
 impl Encoder for RawEncoder {
     type Item = Vec<u8>;
@@ -57,6 +77,10 @@ impl Decoder for RawDecoder {
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
         Ok(Some(src.copy_to_bytes(src.remaining())))
     }
+    fn buffer_settings(&self) -> BufferSettings {
+        // The yield threshold is tonic's default; it only paces streamed responses.
+        BufferSettings::new(self.buffer, 32 * 1024)
+    }
 }
 
 impl Codec for RawCodec {
@@ -68,48 +92,7 @@ impl Codec for RawCodec {
         RawEncoder
     }
     fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-/// The server's codec: [`RawCodec`] with tonic's receive buffer sized for the message
-/// expected. tonic starts it at 8 KiB and grows it as frames arrive and once more to the
-/// length in the message header, each time a `realloc` that copies what is buffered (a
-/// whole 1000-span message: ~1.3% of the CPU; BENCHMARKS.md, issue 9, ninth step).
-#[derive(Clone, Copy)]
-struct ServerCodec {
-    buffer: usize,
-}
-
-struct ServerDecoder {
-    buffer: usize,
-}
-
-/// tonic's own starting size, for a call whose size is not known.
-const DEFAULT_BUFFER: usize = 8 * 1024;
-
-impl Decoder for ServerDecoder {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        RawDecoder.decode(src)
-    }
-    fn buffer_settings(&self) -> BufferSettings {
-        // The yield threshold is tonic's default; it only paces streamed responses.
-        BufferSettings::new(self.buffer, 32 * 1024)
-    }
-}
-
-impl Codec for ServerCodec {
-    type Encode = Vec<u8>;
-    type Decode = Bytes;
-    type Encoder = RawEncoder;
-    type Decoder = ServerDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> ServerDecoder {
-        ServerDecoder {
+        RawDecoder {
             buffer: self.buffer,
         }
     }
@@ -332,7 +315,7 @@ where
             }
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
-            let mut grpc = tonic::server::Grpc::new(ServerCodec { buffer })
+            let mut grpc = tonic::server::Grpc::new(RawCodec { buffer })
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(max), None);
             let unary = Unary::<S> {
