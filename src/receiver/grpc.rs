@@ -473,8 +473,14 @@ pub async fn serve(
         .add_service(service::<Metrics>(ingest.clone(), &opts))
         .add_service(service::<Logs>(ingest, &opts));
     // Large frames and no Nagle delay: measured, they cut RPC p99 from 46 ms to 5 ms and
-    // lift throughput by half on 1000-span requests (BENCHMARKS.md).
-    let mut builder = tonic::transport::Server::builder().max_frame_size(Some(1 << 20));
+    // lift throughput by half on 1000-span requests (BENCHMARKS.md). Flow-control windows
+    // as the loadgen's client sets them: with hyper's 1 MiB connection window, four
+    // 430 KB requests in flight on one connection waited for WINDOW_UPDATEs, ~20% more
+    // context switches (BENCHMARKS.md, tenth step). A peer can buffer at most 8 MiB here.
+    let mut builder = tonic::transport::Server::builder()
+        .max_frame_size(Some(1 << 20))
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(8 << 20));
     if let Some(tls) = opts.tls {
         builder = builder.tls_config(tls)?;
     }
