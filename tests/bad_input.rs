@@ -110,7 +110,7 @@ async fn raw_grpc_with(
     grpc.unary(
         tonic::Request::new(body),
         http::uri::PathAndQuery::from_static(path),
-        RawCodec::default(),
+        RawCodec,
     )
     .await
     .map(|r| r.into_inner())

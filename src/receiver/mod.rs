@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod cors;
 pub mod grpc;
 pub mod http;
+pub mod inflate;
 pub mod kafka;
 pub mod layers;
 pub mod rate;
