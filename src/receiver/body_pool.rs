@@ -1,4 +1,5 @@
-//! Request-body buffers the OTLP/HTTP receiver reuses from request to request.
+//! Request-body buffers the OTLP receivers (HTTP and gRPC) reuse from request to
+//! request, and how a body's frames are gathered into them.
 //!
 //! A 1,000-span OTLP/JSON body is about 1 MB: above glibc's mmap threshold, so a fresh
 //! buffer per request was mapped, page-faulted in, zeroed and unmapped each time (a
@@ -8,6 +9,7 @@
 //! Bounded as every [`crate::pool::Pool`] is (8 buffers of at most 2 MiB).
 
 use crate::pool::{Pool, Pooled, Reusable};
+use bytes::Bytes;
 
 pub type BodyPool = Pool<Vec<u8>>;
 /// A buffer on loan from a [`BodyPool`].
@@ -19,6 +21,31 @@ impl Reusable for Vec<u8> {
     }
     fn reset(&mut self) {
         self.clear();
+    }
+}
+
+/// Adds one DATA frame of a request body to those before it. The first frame is kept
+/// as it came (`first`), so a body of one frame is read in place; from the second on,
+/// every frame is appended to `out` (reused), which first reserves what
+/// `expected(first frame)` says the whole body will take.
+pub fn add_frame(
+    first: &mut Option<Bytes>,
+    out: &mut Vec<u8>,
+    data: Bytes,
+    expected: impl FnOnce(&[u8]) -> usize,
+) {
+    if data.is_empty() {
+        return;
+    }
+    match first.take() {
+        None if out.is_empty() => *first = Some(data),
+        held => {
+            if let Some(f) = held {
+                out.reserve(expected(&f).max(f.len() + data.len()));
+                out.extend_from_slice(&f);
+            }
+            out.extend_from_slice(&data);
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! instead of the INTERNAL that tonic's generated servers return for decode failures.
 
 use super::auth::{Auth, Tenant};
-use super::body_pool::BodyPool;
+use super::body_pool::{add_frame, BodyPool};
 use super::consumer::{Accepted, Consumer, Format, Refused};
 use super::inflate::{inflate, Inflate};
 use super::layers::{
@@ -251,21 +251,14 @@ where
         let Ok(data) = frame.into_data() else {
             continue; // trailers carry no message bytes
         };
-        if data.is_empty() {
-            continue;
-        }
-        match first.take() {
-            None if out.is_empty() => first = Some(data),
-            held => {
-                if let Some(f) = held {
-                    // The whole message, once: its header says how long it is.
-                    let want = message_header(&f, gzip, max)?.map_or(0, |(_, n)| n);
-                    out.reserve(want.saturating_add(GRPC_HEADER).max(f.len() + data.len()));
-                    out.extend_from_slice(&f);
-                }
-                out.extend_from_slice(&data);
-            }
-        }
+        // The whole message, once: its header (checked below when it arrived whole in
+        // the first frame) says how long it is.
+        add_frame(&mut first, out, data, |f| {
+            message_header(f, gzip, max)
+                .ok()
+                .flatten()
+                .map_or(0, |(_, n)| n.saturating_add(GRPC_HEADER))
+        });
         if !header_seen {
             header_seen = message_header(first.as_deref().unwrap_or(out), gzip, max)?.is_some();
         }

@@ -46,7 +46,7 @@ enum Signal {
 }
 
 use super::auth::{Auth, PublicClient};
-use super::body_pool::BodyPool;
+use super::body_pool::{add_frame, BodyPool};
 use super::cors::{cors, CorsPolicy};
 use super::inflate::{inflate, Inflate};
 use super::layers::{
@@ -434,21 +434,8 @@ async fn read_body(
 ) -> Result<Option<Bytes>, axum::Error> {
     let mut first: Option<Bytes> = None;
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue; // trailers carry no body bytes
-        };
-        if data.is_empty() {
-            continue;
-        }
-        match first.take() {
-            None if out.is_empty() => first = Some(data),
-            held => {
-                if let Some(f) = held {
-                    out.reserve(expected.max(f.len() + data.len()));
-                    out.extend_from_slice(&f);
-                }
-                out.extend_from_slice(&data);
-            }
+        if let Ok(data) = frame?.into_data() {
+            add_frame(&mut first, out, data, |_| expected);
         }
     }
     Ok(first)
