@@ -125,6 +125,7 @@ impl VersionTable {
     /// Counts one span of `version` (`weight`: its adjusted count in units): the place
     /// the journey's last version had, else a linear scan over a handful of versions, and
     /// an allocation only for a version this worker has not seen.
+    #[inline]
     pub fn record(
         &mut self,
         journey: JourneyId,
@@ -148,6 +149,22 @@ impl VersionTable {
                 return;
             }
         }
+        self.record_slow(journey, version, flags, weight, now, tel);
+    }
+
+    /// [`VersionTable::record`] past its remembered place: apart, so that the common
+    /// path is a small function (its frame set-up alone cost ~15 instructions a span).
+    #[inline(never)]
+    fn record_slow(
+        &mut self,
+        journey: JourneyId,
+        version: &str,
+        flags: u8,
+        weight: u64,
+        now: u64,
+        tel: &Telemetry,
+    ) {
+        let slot = journey as usize % MEMO;
         let at = match self.index.get(&journey) {
             Some(&at) => at as usize,
             None => {
