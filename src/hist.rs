@@ -45,7 +45,13 @@ impl SparseHist {
 
     /// Records `n` values of `us` at once (a bucket of a histogram input).
     pub fn record_n(&mut self, us: u64, n: u32) {
-        let bin = bin_of(us);
+        self.record_bin(bin_of(us), n);
+    }
+
+    /// Records `n` values of bin `bin` ([`bin_of`]): a span's latency goes into several
+    /// windows' histograms, its bin worked out once.
+    #[inline]
+    pub fn record_bin(&mut self, bin: u32, n: u32) {
         match self.bins.binary_search_by_key(&bin, |&(b, _)| b) {
             Ok(i) => self.bins[i].1 = self.bins[i].1.saturating_add(n),
             Err(i) => self.bins.insert(i, (bin, n)),

@@ -794,7 +794,21 @@ impl Assembler {
         evicted: &mut u64,
     ) -> bool {
         if self.ring.len() == self.ring.capacity() {
-            self.grow_ring(journeys, now, evicted);
+            // Once the ring is bounded (at an unlimited rate, for nearly every new trace)
+            // the common turn is one completion that frees a place: done here, without
+            // the call and the growth arithmetic of `grow_ring`, which takes every other
+            // case (the oldest arrival was in the queue, or nothing was left to complete).
+            let popped = if self.ring_bounded {
+                self.pop_oldest(journeys, now)
+            } else {
+                None
+            };
+            if let Some(done) = popped {
+                *evicted += u64::from(done);
+            }
+            if self.ring.len() == self.ring.capacity() {
+                self.grow_ring(journeys, now, evicted);
+            }
         }
         let seq = self.ring_head + self.ring.len() as u64;
         let e = (fingerprint(h) << 32) | u64::from(seq as u32);

@@ -36,6 +36,7 @@ impl UserKeys {
 
     /// The hash of the first present key's value (span attribute, then resource), or
     /// `None` when the span names no user. An empty string names no one.
+    #[inline]
     pub fn user_hash<S: SpanView + ?Sized>(&self, span: &S) -> Option<u64> {
         if span.key_filter() & self.bits == 0 {
             return None;

@@ -16,6 +16,30 @@ use crate::sampling;
 use crate::span_record::{event, flag, Record};
 use exemplars::Exemplars;
 
+/// What one span adds to each request figure of a [`Counts`]: worked out once for the
+/// totals and every window a span goes into, not once for each (~6 instructions a
+/// `Counts` a span).
+#[derive(Debug, Clone, Copy)]
+pub struct SpanWeight {
+    requests: u64,
+    errors: u64,
+    slow: u64,
+    incorrect: u64,
+}
+
+impl SpanWeight {
+    #[inline]
+    pub fn new(flags: u8, weight: u64) -> SpanWeight {
+        let w = |on: bool| if on { weight } else { 0 };
+        SpanWeight {
+            requests: weight,
+            errors: w(flags & flag::ERROR != 0),
+            slow: w(flags & flag::SLOW != 0),
+            incorrect: w(flags & flag::INCORRECT != 0),
+        }
+    }
+}
+
 /// Request counts are in [`sampling::UNIT`]s (2^-20 of a request), so a sampled span
 /// adds its adjusted count and sums stay integers that merge associatively; vitals are
 /// whole log events (logs carry no sampling threshold).
@@ -50,13 +74,17 @@ impl Counts {
     /// Adds one span of `weight` units. Sums saturate: a saturating sum of unsigned
     /// parts is still the same in any order.
     pub fn add_weighted(&mut self, flags: u8, weight: u64) {
-        let w = |on: bool| if on { weight } else { 0 };
-        self.requests = self.requests.saturating_add(weight);
-        self.errors = self.errors.saturating_add(w(flags & flag::ERROR != 0));
-        self.slow = self.slow.saturating_add(w(flags & flag::SLOW != 0));
-        self.incorrect = self
-            .incorrect
-            .saturating_add(w(flags & flag::INCORRECT != 0));
+        self.add_span(&SpanWeight::new(flags, weight));
+    }
+
+    /// Adds one span whose figures [`SpanWeight::new`] worked out, as
+    /// [`Counts::add_weighted`] does.
+    #[inline]
+    pub fn add_span(&mut self, w: &SpanWeight) {
+        self.requests = self.requests.saturating_add(w.requests);
+        self.errors = self.errors.saturating_add(w.errors);
+        self.slow = self.slow.saturating_add(w.slow);
+        self.incorrect = self.incorrect.saturating_add(w.incorrect);
     }
 
     pub fn add(&mut self, o: &Counts) {
@@ -122,7 +150,9 @@ impl<T: Default + Clone + Reset> Ring<T> {
     }
 
     /// The slot for an event at `t_ns`, or `None` when it falls before the window at `now_ns`.
-    #[inline]
+    /// Always inlined: a few compares on the hint, and as a call (which codegen-unit
+    /// splitting made it once) it cost ~30 instructions a ring a span.
+    #[inline(always)]
     pub fn slot_mut(&mut self, t_ns: u64, now_ns: u64) -> Option<&mut T> {
         // The slot of the last call holds bucket `hot_lo / sub_ns` (nothing but this
         // function reassigns a slot, and `import`/`drain` drop the hint); that bucket
@@ -603,7 +633,8 @@ impl SeriesState {
         let weight = r.weight;
         // The span stands for its adjusted count of requests: so do its value and latency.
         let requests = sampling::to_requests(weight);
-        self.totals.add_weighted(flags, weight);
+        let sw = SpanWeight::new(flags, weight);
+        self.totals.add_span(&sw);
         let lost = flags & flag::VALUE != 0 && flags & flag::LOST != 0;
         let value = r.value * requests;
         if flags & flag::VALUE != 0 {
@@ -625,11 +656,11 @@ impl SeriesState {
                 x.record(r, b);
             }
         }
-        let us = duration_ns / 1000;
+        let bin = hist::bin_of(duration_ns / 1000);
         for ring in self.windows.iter_mut() {
             if let Some(slot) = ring.slot_mut(end_ns, now_ns) {
-                slot.counts.add_weighted(flags, weight);
-                slot.hist.record(us);
+                slot.counts.add_span(&sw);
+                slot.hist.record_bin(bin, 1);
                 let named = flags & flag::USER != 0;
                 if named || lost {
                     let c = slot.customers.get_or_insert_with(Default::default);
