@@ -262,9 +262,9 @@ fn compare(bytes: &[u8]) -> Result<(), String> {
             if !same(ls.attr(key), ps.attr(key))
                 || !same(ls.span_attr(key), ps.span_attr(key))
                 || !same(ls.resource_attr(key), ps.resource_attr(key))
-                || !same(ls.attr_key(&k), ps.attr(key))
-                || !same(ls.span_attr_key(&k), ps.span_attr(key))
-                || !same(ls.resource_attr_key(&k), ps.resource_attr(key))
+                || !same(ls.attr_key(k), ps.attr(key))
+                || !same(ls.span_attr_key(k), ps.span_attr(key))
+                || !same(ls.resource_attr_key(k), ps.resource_attr(key))
             {
                 return Err(at(format!(
                     "lookup of {key:?}: {:?}, prost {:?}",
