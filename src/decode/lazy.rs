@@ -183,6 +183,11 @@ struct SpanMemo {
     /// [`AttrKey::id`]; 0: empty.
     key: u64,
     at: u32,
+    /// Where the bytes of the key last found there are: the decoders hand a key that
+    /// repeats the one at its position in the span before out as that same slice, so
+    /// the same address and length are the same key without comparing its bytes (the
+    /// request's body does not change while it is read).
+    addr: usize,
 }
 
 /// The [`Hints`] slot of a key: the number of its one filter bit.
@@ -1280,7 +1285,12 @@ impl<'r, 'a> LazySpan<'r, 'a> {
         let memo = cell.get();
         if memo.key == key.id() && self.rec.dups & bit == 0 {
             if let Some(a) = attrs.get(memo.at as usize) {
+                let addr = a.key.as_ptr() as usize;
+                if addr == memo.addr && a.key.len() == key.len() {
+                    return Some(a.value);
+                }
                 if same(a.key.as_bytes(), key.as_bytes()) {
+                    cell.set(SpanMemo { addr, ..memo });
                     return Some(a.value);
                 }
             }
@@ -1337,10 +1347,15 @@ fn scan_remember<'a>(
 ) -> Option<AttrValue<'a>> {
     let name = key.as_bytes();
     let at = attrs.iter().position(|a| same(a.key.as_bytes(), name))?;
+    let a = attrs.get(at)?;
     if let Ok(at) = u32::try_from(at) {
-        cell.set(SpanMemo { key: key.id(), at });
+        cell.set(SpanMemo {
+            key: key.id(),
+            at,
+            addr: a.key.as_ptr() as usize,
+        });
     }
-    attrs.get(at).map(|a| a.value)
+    Some(a.value)
 }
 
 /// Where `key` is among resource `resource`'s attributes ([`ABSENT`] if nowhere), by
@@ -1624,8 +1639,12 @@ mod tests {
     fn the_span_memo_is_trusted_only_where_it_finds_the_first_of_its_key() {
         let bytes = spans_with(&[
             &[("a", 1), ("b", 2), ("c", 3)],
-            // A hit: the key where it was.
+            // A hit: the key where it was, the same bytes of the body.
             &[("a", 1), ("b", 2), ("c", 4)],
+            // Absent: the key filter answers, the memo stays. The next span's key is
+            // read anew (another key was at its position here), so a hit compares it.
+            &[("a", 1), ("b", 2), ("d", 0)],
+            &[("a", 1), ("b", 2), ("c", 11)],
             // A miss: another order, `b` where `c` was.
             &[("c", 5), ("a", 1), ("b", 2)],
             // Absent, then present again elsewhere.
@@ -1641,6 +1660,7 @@ mod tests {
         let memo = || req.hints.span[slot(c.bit())].get();
         let mut got = Vec::new();
         let mut at = Vec::new();
+        let mut addr = Vec::new();
         for s in req.spans() {
             let v = s.attr_key(&c);
             // The scan by name agrees, and so does the span-only lookup.
@@ -1651,14 +1671,27 @@ mod tests {
                 _ => None,
             });
             at.push((memo().key == c.id()).then_some(memo().at));
+            addr.push(memo().addr);
         }
         assert_eq!(
             got,
-            [Some(3), Some(4), Some(5), None, Some(6), Some(7), Some(9)]
+            [
+                Some(3),
+                Some(4),
+                None,
+                Some(11),
+                Some(5),
+                None,
+                Some(6),
+                Some(7),
+                Some(9)
+            ]
         );
         assert_eq!(
             at,
             [
+                Some(2),
+                Some(2),
                 Some(2),
                 Some(2),
                 Some(0),
@@ -1668,8 +1701,18 @@ mod tests {
                 Some(2)
             ]
         );
+        assert_eq!(
+            addr[1], addr[0],
+            "the second span's key is the first's slice"
+        );
+        assert_ne!(
+            addr[3], addr[1],
+            "a key read anew moves the remembered address"
+        );
         let dups: Vec<bool> = req.spans.iter().map(|r| r.dups & c.bit() != 0).collect();
-        assert_eq!(dups, [false, false, false, false, false, true, true]);
+        let mut want = [false; 9];
+        want[7..].fill(true);
+        assert_eq!(dups, want);
     }
 
     #[test]
