@@ -214,6 +214,9 @@ fn compare(bytes: &[u8]) -> Result<(), String> {
             p.resource_spans.len()
         ));
     }
+    // One key per name for the whole request, as a config's are: lookups remember
+    // where a key was by its id, and the next spans are answered from that.
+    let mut keyed: std::collections::HashMap<String, AttrKey> = Default::default();
     for (i, (ls, ps)) in l.spans().zip(&expected).enumerate() {
         let at = |what: String| format!("span {i}: {what}");
         let s = ps.span;
@@ -253,13 +256,15 @@ fn compare(bytes: &[u8]) -> Result<(), String> {
         for key in keys {
             // By name, and by a key whose filter bit was worked out at config load (the
             // lazy span answers those from its key filter when the bit is clear).
-            let k = AttrKey::new(key);
+            let k: &AttrKey = keyed
+                .entry(key.to_string())
+                .or_insert_with(|| AttrKey::new(key));
             if !same(ls.attr(key), ps.attr(key))
                 || !same(ls.span_attr(key), ps.span_attr(key))
                 || !same(ls.resource_attr(key), ps.resource_attr(key))
-                || !same(ls.attr_key(&k), ps.attr(key))
-                || !same(ls.span_attr_key(&k), ps.span_attr(key))
-                || !same(ls.resource_attr_key(&k), ps.resource_attr(key))
+                || !same(ls.attr_key(k), ps.attr(key))
+                || !same(ls.span_attr_key(k), ps.span_attr(key))
+                || !same(ls.resource_attr_key(k), ps.resource_attr(key))
             {
                 return Err(at(format!(
                     "lookup of {key:?}: {:?}, prost {:?}",

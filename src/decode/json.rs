@@ -103,6 +103,7 @@ pub fn decode_traces_in<'a>(
         frames: Vec::new(),
         scratch: String::new(),
         span_keys: 0,
+        span_dups: 0,
         key_cache: [""; KEY_CACHE],
         value_cache: [""; KEY_CACHE],
         last_name: "",
@@ -170,6 +171,8 @@ struct P<'a> {
     /// as they are kept: the key's length and end bytes are at hand then, where a
     /// second pass over all the attributes would load them again.
     span_keys: u64,
+    /// The bits of `span_keys` that more than one kept attribute set (`SpanRec::dups`).
+    span_dups: u64,
     /// The last key read plainly at each position of a span's attribute list:
     /// services send the same keys in the same order span after span, so a key is
     /// first compared with the one before it at its position, a word at a time
@@ -1366,6 +1369,7 @@ impl<'a> P<'a> {
         let first_attr = self.out.span_attrs.len() as u32;
         let first_event = self.out.events.len() as u32;
         self.span_keys = 0;
+        self.span_dups = 0;
         let mut s = SpanRec::empty(resource, first_attr, first_event);
         let (mut first, mut seen, mut next) = (true, 0u32, 0usize);
         // The fields in the order SDKs write them, in straight-line code: each member
@@ -1429,6 +1433,7 @@ impl<'a> P<'a> {
         s.attrs.1 = self.out.span_attrs.len() as u32;
         s.events.1 = self.out.events.len() as u32;
         s.keys = self.span_keys;
+        s.dups = self.span_dups;
         self.out.spans.push(s);
         Ok(())
     }
@@ -1709,7 +1714,9 @@ impl<'a> P<'a> {
             Dest::Resource => out.resource_attrs.push(kv),
             Dest::Span(first) => {
                 if out.span_attrs.len() - (first as usize) < out.max_attrs {
-                    self.span_keys |= key_bit(kv.key);
+                    let bit = key_bit(kv.key);
+                    self.span_dups |= self.span_keys & bit;
+                    self.span_keys |= bit;
                     out.span_attrs.push(kv);
                 }
             }

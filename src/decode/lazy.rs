@@ -110,6 +110,10 @@ pub(super) struct SpanRec<'a> {
     pub(super) events: (u32, u32),
     /// A filter of the attributes' keys ([`key_bit`]).
     pub(super) keys: u64,
+    /// The bits of `keys` that more than one attribute set (one key twice, or two keys
+    /// on one bit): a key whose bit is clear here is on the span at most once, so a
+    /// remembered position that holds it is its first ([`Hints::span`]).
+    pub(super) dups: u64,
 }
 
 impl SpanRec<'_> {
@@ -130,6 +134,7 @@ impl SpanRec<'_> {
             attrs: (first_attr, first_attr),
             events: (first_event, first_event),
             keys: 0,
+            dups: 0,
         }
     }
 }
@@ -154,15 +159,41 @@ pub struct TraceRequest<'a> {
     hints: Hints,
 }
 
-/// What a resource attribute lookup by an [`AttrKey`] found, remembered per key slot
-/// (the number of the key's [`key_bit`]): the spans of a resource look up the same
-/// cohort, version and rule keys among the same attributes, so the scan (a key at the
-/// end of seven, or one absent that the resource's filter cannot rule out) is done once
-/// per resource and key. Keyed by the key's id and the resource's index, so a key
-/// sharing the slot only evicts the entry. Cells: lookups read through `&` references.
+/// What attribute lookups by an [`AttrKey`] found, remembered per key slot (the
+/// number of the key's [`key_bit`]). Cells: lookups read through `&` references.
 #[derive(Debug)]
 struct Hints {
+    /// The spans of a resource look up the same cohort, version and rule keys among
+    /// the same attributes, so the scan (a key at the end of seven, or one absent that
+    /// the resource's filter cannot rule out) is done once per resource and key. Keyed
+    /// by the key's id and the resource's index, so a key sharing the slot only evicts
+    /// the entry.
     resource: [Cell<Memo>; 64],
+    /// Where a key was among the attributes of the last span it was found in: SDKs
+    /// write a span's attributes in the same order span after span, so one compare at
+    /// that position mostly replaces the scan (~75 instructions for a key ten
+    /// attributes in). Trusted only where it holds the key and the span's `dups` say
+    /// the key is there once: the scan returns the first of a key.
+    span: [Cell<SpanMemo>; 64],
+}
+
+/// A span attribute's position, as [`Hints::span`] remembers it.
+#[derive(Debug, Clone, Copy, Default)]
+struct SpanMemo {
+    /// [`AttrKey::id`]; 0: empty.
+    key: u64,
+    at: u32,
+    /// Where the bytes of the key last found there are: the decoders hand a key that
+    /// repeats the one at its position in the span before out as that same slice, so
+    /// the same address and length are the same key without comparing its bytes (the
+    /// request's body does not change while it is read).
+    addr: usize,
+}
+
+/// The [`Hints`] slot of a key: the number of its one filter bit.
+#[inline(always)]
+fn slot(bit: u64) -> usize {
+    bit.trailing_zeros() as usize & 63
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -180,6 +211,7 @@ impl Default for Hints {
     fn default() -> Self {
         Hints {
             resource: std::array::from_fn(|_| Cell::new(Memo::default())),
+            span: std::array::from_fn(|_| Cell::new(SpanMemo::default())),
         }
     }
 }
@@ -603,7 +635,9 @@ impl<'a> TraceRequest<'a> {
             // through misaligned stack copies that stalled on store forwarding
             // (BENCHMARKS.md, ninth step). A failed read fails the whole request.
             let slot = push_slot(&mut self.span_attrs, Attr::EMPTY);
-            s.keys |= key_value(sub, ctx - 1, seen, slot)?;
+            let bit = key_value(sub, ctx - 1, seen, slot)?;
+            s.dups |= s.keys & bit;
+            s.keys |= bit;
         } else {
             let mut dropped = Attr::EMPTY;
             key_value(sub, ctx - 1, seen, &mut dropped)?;
@@ -1237,30 +1271,47 @@ impl<'r, 'a> LazySpan<'r, 'a> {
         }
     }
 
+    /// The span's attribute `key`, at the position [`Hints::span`] remembers for it
+    /// when that is sure to be its first, else by a scan that it then remembers.
+    /// Inlined: a hit is a few loads and one key compare.
+    #[inline(always)]
+    fn span_attr_memo(&self, key: &AttrKey) -> Option<AttrValue<'a>> {
+        let bit = key.bit();
+        if self.rec.keys & bit == 0 {
+            return None;
+        }
+        let attrs = self.span_attrs();
+        let cell = &self.req.hints.span[slot(bit)];
+        let memo = cell.get();
+        if memo.key == key.id() && self.rec.dups & bit == 0 {
+            if let Some(a) = attrs.get(memo.at as usize) {
+                let addr = a.key.as_ptr() as usize;
+                if addr == memo.addr && a.key.len() == key.len() {
+                    return Some(a.value);
+                }
+                if same(a.key.as_bytes(), key.as_bytes()) {
+                    cell.set(SpanMemo { addr, ..memo });
+                    return Some(a.value);
+                }
+            }
+        }
+        scan_remember(attrs, key, cell)
+    }
+
     /// The resource's attribute `key`, as [`Hints`] remembers it for this resource or
-    /// by a scan that it then remembers.
+    /// by a scan that it then remembers. Inlined: a hit is a few loads and compares.
+    #[inline(always)]
     fn resource_attr_memo(&self, key: &AttrKey) -> Option<AttrValue<'a>> {
         let (attrs, keys) = self.resource_list();
         if keys & key.bit() == 0 {
             return None;
         }
-        let cell = &self.req.hints.resource[key.bit().trailing_zeros() as usize & 63];
+        let cell = &self.req.hints.resource[slot(key.bit())];
         let memo = cell.get();
         let at = if memo.key == key.id() && memo.resource == self.rec.resource {
             memo.at
         } else {
-            let name = key.as_bytes();
-            let at = attrs
-                .iter()
-                .position(|a| same(a.key.as_bytes(), name))
-                .and_then(|at| u32::try_from(at).ok())
-                .unwrap_or(ABSENT);
-            cell.set(Memo {
-                key: key.id(),
-                resource: self.rec.resource,
-                at,
-            });
-            at
+            remember_resource_attr(attrs, key, self.rec.resource, cell)
         };
         attrs.get(at as usize).map(|a| a.value)
     }
@@ -1284,6 +1335,51 @@ fn scan<'a>(attrs: &[Attr<'a>], key: &str) -> Option<AttrValue<'a>> {
         .iter()
         .find(|a| same(a.key.as_bytes(), key))
         .map(|a| a.value)
+}
+
+/// [`scan`] for [`LazySpan::span_attr_memo`], remembering where the key was. Out of
+/// line: the lookups that inline the memo's hit stay small.
+#[inline(never)]
+fn scan_remember<'a>(
+    attrs: &[Attr<'a>],
+    key: &AttrKey,
+    cell: &Cell<SpanMemo>,
+) -> Option<AttrValue<'a>> {
+    let name = key.as_bytes();
+    let at = attrs.iter().position(|a| same(a.key.as_bytes(), name))?;
+    let a = attrs.get(at)?;
+    if let Ok(at) = u32::try_from(at) {
+        cell.set(SpanMemo {
+            key: key.id(),
+            at,
+            addr: a.key.as_ptr() as usize,
+        });
+    }
+    Some(a.value)
+}
+
+/// Where `key` is among resource `resource`'s attributes ([`ABSENT`] if nowhere), by
+/// a scan, remembered in `cell` for the resource's next spans. Out of line, as
+/// [`scan_remember`].
+#[inline(never)]
+fn remember_resource_attr(
+    attrs: &[Attr<'_>],
+    key: &AttrKey,
+    resource: u32,
+    cell: &Cell<Memo>,
+) -> u32 {
+    let name = key.as_bytes();
+    let at = attrs
+        .iter()
+        .position(|a| same(a.key.as_bytes(), name))
+        .and_then(|at| u32::try_from(at).ok())
+        .unwrap_or(ABSENT);
+    cell.set(Memo {
+        key: key.id(),
+        resource,
+        at,
+    });
+    at
 }
 
 impl SpanView for LazySpan<'_, '_> {
@@ -1323,11 +1419,18 @@ impl SpanView for LazySpan<'_, '_> {
     }
     #[inline]
     fn span_attr_key(&self, key: &AttrKey) -> Option<AttrValue<'_>> {
-        self.span_attr_in(key, key.bit())
+        self.span_attr_memo(key)
     }
     #[inline]
     fn resource_attr_key(&self, key: &AttrKey) -> Option<AttrValue<'_>> {
         self.resource_attr_memo(key)
+    }
+    #[inline]
+    fn attr_key(&self, key: &AttrKey) -> Option<AttrValue<'_>> {
+        match self.span_attr_memo(key) {
+            Some(v) => Some(v),
+            None => self.resource_attr_memo(key),
+        }
     }
     fn any_event(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
         self.event_names().iter().any(|n| test(n))
@@ -1513,6 +1616,103 @@ mod tests {
             .map(|region| format!("{pro} {region}"))
             .collect();
         assert_eq!(got, want);
+    }
+
+    /// A request of one span per list of `(key, int value)` attributes.
+    fn spans_with(lists: &[&[(&str, i64)]]) -> Vec<u8> {
+        let mut r = request();
+        let first = r.resource_spans[0].scope_spans[0].spans[0].clone();
+        r.resource_spans[0].scope_spans[0].spans = lists
+            .iter()
+            .map(|attrs| Span {
+                attributes: attrs
+                    .iter()
+                    .map(|(k, v)| kv(k, any_value::Value::IntValue(*v)))
+                    .collect(),
+                ..first.clone()
+            })
+            .collect();
+        r.encode_to_vec()
+    }
+
+    #[test]
+    fn the_span_memo_is_trusted_only_where_it_finds_the_first_of_its_key() {
+        let bytes = spans_with(&[
+            &[("a", 1), ("b", 2), ("c", 3)],
+            // A hit: the key where it was, the same bytes of the body.
+            &[("a", 1), ("b", 2), ("c", 4)],
+            // Absent: the key filter answers, the memo stays. The next span's key is
+            // read anew (another key was at its position here), so a hit compares it.
+            &[("a", 1), ("b", 2), ("d", 0)],
+            &[("a", 1), ("b", 2), ("c", 11)],
+            // A miss: another order, `b` where `c` was.
+            &[("c", 5), ("a", 1), ("b", 2)],
+            // Absent, then present again elsewhere.
+            &[("a", 1), ("b", 2)],
+            &[("a", 1), ("b", 2), ("c", 6)],
+            // The remembered position holds the key, but a copy before it is the first.
+            &[("a", 1), ("c", 7), ("c", 8)],
+            // And a duplicate after the first.
+            &[("a", 1), ("b", 2), ("c", 9), ("c", 10)],
+        ]);
+        let req = decode_traces(&bytes).expect("valid request");
+        let c = AttrKey::new("c");
+        let memo = || req.hints.span[slot(c.bit())].get();
+        let mut got = Vec::new();
+        let mut at = Vec::new();
+        let mut addr = Vec::new();
+        for s in req.spans() {
+            let v = s.attr_key(&c);
+            // The scan by name agrees, and so does the span-only lookup.
+            assert_eq!(v, s.attr("c"));
+            assert_eq!(s.span_attr_key(&c), v);
+            got.push(match v {
+                Some(AttrValue::Int(i)) => Some(i),
+                _ => None,
+            });
+            at.push((memo().key == c.id()).then_some(memo().at));
+            addr.push(memo().addr);
+        }
+        assert_eq!(
+            got,
+            [
+                Some(3),
+                Some(4),
+                None,
+                Some(11),
+                Some(5),
+                None,
+                Some(6),
+                Some(7),
+                Some(9)
+            ]
+        );
+        assert_eq!(
+            at,
+            [
+                Some(2),
+                Some(2),
+                Some(2),
+                Some(2),
+                Some(0),
+                Some(0),
+                Some(2),
+                Some(1),
+                Some(2)
+            ]
+        );
+        assert_eq!(
+            addr[1], addr[0],
+            "the second span's key is the first's slice"
+        );
+        assert_ne!(
+            addr[3], addr[1],
+            "a key read anew moves the remembered address"
+        );
+        let dups: Vec<bool> = req.spans.iter().map(|r| r.dups & c.bit() != 0).collect();
+        let mut want = [false; 9];
+        want[7..].fill(true);
+        assert_eq!(dups, want);
     }
 
     #[test]
