@@ -43,6 +43,7 @@ pub mod labels;
 pub mod loadgen;
 pub mod metric_input;
 pub mod metric_requests;
+pub mod mix;
 pub mod openslo;
 pub mod owners;
 pub mod partial;

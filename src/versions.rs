@@ -96,16 +96,20 @@ impl std::hash::Hasher for JourneyHasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         // Only u32 keys are hashed here; anything else still gets every byte mixed in.
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
+        self.0 = crate::mix::mix_bytes(self.0, bytes);
     }
     fn write_u32(&mut self, n: u32) {
-        let x = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let x = (self.0 ^ u64::from(n)).wrapping_mul(crate::mix::GOLDEN);
         // The high half mixed down as well: the low bits of a product depend only on the
         // low bits of the id.
         self.0 = x ^ (x >> 32);
     }
+}
+
+/// The [`VersionTable`] memo slot of a journey's last version.
+#[inline(always)]
+fn memo_slot(journey: JourneyId) -> usize {
+    journey as usize % MEMO
 }
 
 impl VersionTable {
@@ -135,7 +139,7 @@ impl VersionTable {
         now: u64,
         tel: &Telemetry,
     ) {
-        let slot = journey as usize % MEMO;
+        let slot = memo_slot(journey);
         let m = self.memo[slot];
         if m.journey == journey {
             let hit = self
@@ -164,7 +168,7 @@ impl VersionTable {
         now: u64,
         tel: &Telemetry,
     ) {
-        let slot = journey as usize % MEMO;
+        let slot = memo_slot(journey);
         let at = match self.index.get(&journey) {
             Some(&at) => at as usize,
             None => {

@@ -32,6 +32,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "distinct",
             "sampling",
             "pool",
+            "mix",
             "proto",
         ],
     ),

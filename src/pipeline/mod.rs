@@ -1002,9 +1002,7 @@ impl std::hash::Hasher for PreHashedKey {
     }
     fn write(&mut self, bytes: &[u8]) {
         // Only u64 keys are hashed here; anything else still gets every byte mixed in.
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
+        self.0 = crate::mix::mix_bytes(self.0, bytes);
     }
     fn write_u64(&mut self, n: u64) {
         // The low bits chose the worker (`hash % workers`) and are alike on one worker;
